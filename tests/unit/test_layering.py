@@ -1,0 +1,124 @@
+"""The dependency rule of the architecture, checked rather than hoped for."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "vitalgru"
+
+# layer -> packages it must never import (directly).
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "vitalgru": ("prefect", "pipelines"),
+    "vitalgru.io": (
+        "torch",
+        "vitalgru.data",
+        "vitalgru.models",
+        "vitalgru.training",
+        "vitalgru.scoring",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
+    "vitalgru.dsp": (
+        "torch",
+        "wfdb",
+        "pandas",
+        "vitalgru.io",
+        "vitalgru.data",
+        "vitalgru.models",
+        "vitalgru.training",
+        "vitalgru.scoring",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
+    "vitalgru.metrics": (
+        "torch",
+        "vitalgru.io",
+        "vitalgru.data",
+        "vitalgru.models",
+        "vitalgru.training",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
+    "vitalgru.models": (
+        "wfdb",
+        "pandas",
+        "vitalgru.io",
+        "vitalgru.data",
+        "vitalgru.dsp",
+        "vitalgru.training",
+        "vitalgru.scoring",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
+    "vitalgru.data": (
+        "vitalgru.models",
+        "vitalgru.training",
+        "vitalgru.scoring",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
+    "vitalgru.training": ("vitalgru.tracking", "vitalgru.cli", "vitalgru.scoring"),
+    "vitalgru.scoring": ("vitalgru.tracking", "vitalgru.cli", "vitalgru.training"),
+    "vitalgru.config": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
+    "vitalgru.types": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def _hits(imported: str, banned: str) -> bool:
+    return imported == banned or imported.startswith(banned + ".")
+
+
+class TestLayering:
+    def test_no_forbidden_imports(self) -> None:
+        problems = []
+        for path in PKG.rglob("*.py"):
+            mod = _module_name(path)
+            imports = _imports(path)
+            for layer, banned in FORBIDDEN.items():
+                if mod != layer and not mod.startswith(layer + "."):
+                    continue
+                for imp in imports:
+                    if any(_hits(imp, b) for b in banned):
+                        problems.append(f"{mod} imports {imp} (forbidden for {layer})")
+            if mod != "vitalgru.tracking":
+                problems += [f"{mod} imports {i}" for i in imports if _hits(i, "mlflow")]
+        assert problems == []
+
+    def test_rule_detects_a_violation(self, tmp_path: Path) -> None:
+        bad = tmp_path / "x.py"
+        bad.write_text("import mlflow\nfrom prefect import flow\n")
+        assert {"mlflow", "prefect"} <= _imports(bad)
+
+    def test_import_vitalgru_pulls_no_orchestration(self) -> None:
+        code = (
+            "import sys, vitalgru, vitalgru.config, vitalgru.types;"
+            "bad=[m for m in ('prefect','mlflow') if m in sys.modules];"
+            "print(','.join(bad))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == ""

@@ -1,0 +1,1 @@
+"""Signal processing (numpy/scipy only; ``fs`` in Hz is always explicit)."""

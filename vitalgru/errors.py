@@ -1,0 +1,53 @@
+"""Exceptions with messages a user can act on. All subclass ``ValueError`` or ``OSError``
+so callers that only know the built-ins still catch them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VitalgruError(Exception):
+    """Base class of vitalgru's own errors."""
+
+
+class RecordError(VitalgruError, ValueError):
+    """A record or table cannot be read or contradicts itself. Names the file.
+
+    ``reason`` is a short machine-readable code that ends up in ``attrition.csv``.
+    """
+
+    def __init__(self, path: str | Path, message: str, reason: str = "unreadable") -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {message}")
+
+
+class ChecksumError(VitalgruError, ValueError):
+    """A file's SHA-256 differs from the one its database publishes."""
+
+    def __init__(self, path: str | Path, expected: str, actual: str) -> None:
+        self.path = str(path)
+        self.reason = "checksum_mismatch"
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{self.path}: SHA-256 {actual[:16]}... does not match the published "
+            f"{expected[:16]}...; the file is corrupt or was changed"
+        )
+
+
+class UnknownRecordError(VitalgruError, ValueError):
+    """A record name that the database does not list."""
+
+    def __init__(self, database: str, record: str, known: list[str] | None = None) -> None:
+        self.reason = "unknown_record"
+        hint = f" (it lists {len(known)} records, e.g. {', '.join(known[:5])})" if known else ""
+        super().__init__(f"database {database!r} has no record {record!r}{hint}")
+
+
+class DownloadError(VitalgruError, OSError):
+    """A network fetch failed after its retries."""
+
+
+class ConfigError(VitalgruError, ValueError):
+    """A configuration file is malformed or has unknown keys."""

@@ -1,0 +1,1 @@
+"""vitalgru.training"""
