@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests use the local PhysioNet mirror beside the repository
+(``../shared/data/physionet``) or the one named by ``VITALGRU_PHYSIONET_MIRROR``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Telemetry off and generous start-up for Prefect's temporary server (slow CI machines).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def mirror_path() -> Path:
+    env = os.environ.get("VITALGRU_PHYSIONET_MIRROR")
+    p = Path(env) if env else ROOT.parent / "shared" / "data" / "physionet"
+    return p.resolve()
+
+
+@pytest.fixture(scope="session")
+def physionet_mirror() -> Path:
+    """Root of the local PhysioNet mirror (``<mirror>/<db>/<files>``)."""
+    p = mirror_path()
+    if not (p / "mitdb" / "RECORDS").exists():
+        pytest.fail(
+            f"PhysioNet mirror not found at {p}: set VITALGRU_PHYSIONET_MIRROR to a folder "
+            "laid out like PhysioNet's (<mirror>/mitdb/RECORDS ...)"
+        )
+    return p
+
+
+@pytest.fixture(scope="session")
+def mitdb_dir(physionet_mirror: Path) -> Path:
+    return physionet_mirror / "mitdb"
