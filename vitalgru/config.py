@@ -206,3 +206,27 @@ def config_hash(cfg: BaseModel) -> str:
     """Stable short hash of a resolved config (for manifests and caching)."""
     blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --- Task configs. Each class is owned by its task; keep edits inside the class body. ---
+
+
+class ArrhythmiaTrainConfig(_Strict):
+    """Arrhythmia beat classifier: data, model and training (``vitalgru train arrhythmia``)."""
+
+    ingest: IngestConfig = IngestConfig()
+    seed: int = 0
+    max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
+    registered_name: str = "vitalgru-arrhythmia"
+    experiment: str = "vitalgru-arrhythmia"
+
+
+class EarlyWarningConfig(_Strict):
+    """Sepsis early warning on Challenge-2019 tables (``vitalgru train early-warning``)."""
+
+    physionet: PhysioNetConfig = PhysioNetConfig()
+    data_dir: str = "challenge-2019/training_setA"  # relative to the mirror, or a folder path
+    seed: int = 0
+    n_folds: int = Field(default=5, ge=2, le=20)
+    registered_name: str = "vitalgru-early-warning"
+    experiment: str = "vitalgru-early-warning"
