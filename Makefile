@@ -1,0 +1,42 @@
+# Two commands for a new machine (see README):
+#   make run    set up, then run the whole pipeline on embedded defaults
+#   make test   set up, then lint and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Use the local PhysioNet mirror beside the checkout when there is one; otherwise the
+# code downloads from PhysioNet into ~/.cache/vitalgru.
+MIRROR_DEFAULT := $(abspath ../shared/data/physionet)
+export VITALGRU_PHYSIONET_MIRROR ?= $(if $(wildcard $(MIRROR_DEFAULT)/mitdb/RECORDS),$(MIRROR_DEFAULT),)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= true
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
+
+.PHONY: setup run test lint bench clean
+
+$(BIN)/vitalgru: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+setup: $(BIN)/vitalgru
+
+run: setup
+	$(BIN)/vitalgru run
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/rpeaks.py
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) vitalgru-out mlflow.db mlartifacts .pytest_cache

@@ -1,0 +1,221 @@
+"""The ``vitalgru`` command line.
+
+It lives in ``pipelines`` rather than ``vitalgru`` because its commands run Prefect flows:
+the library (``vitalgru``) never imports prefect or the flows, and this module sits on top
+of both. Flow modules are imported inside each command so ``vitalgru --help`` answers at
+once instead of paying Prefect's and torch's import time.
+
+Every command works from any working directory: default configs ship inside the package,
+relative output paths resolve against the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitalgru import __version__
+from vitalgru.errors import VitalgruError
+
+EPILOG = (
+    "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
+    "(default: sqlite:///./mlflow.db), PREFECT_API_URL (default: Prefect's temporary local "
+    "server)."
+)
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``key.sub=value`` strings to a dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _quiet_env() -> None:
+    # Offline by default: no analytics from the embedded Prefect server or MLflow.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import ingest_flow
+
+    res = ingest_flow(
+        config_path=args.config,
+        overrides=_parse_overrides(args.set),
+        out_dir=str(Path(args.out).resolve()) if args.out else None,
+    )
+    _print(res)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    overrides = _parse_overrides(args.set)
+    if args.task == "arrhythmia":
+        from pipelines.arrhythmia import train_arrhythmia_flow
+
+        res = train_arrhythmia_flow(config_path=args.config, overrides=overrides)
+    else:
+        from pipelines.early_warning import train_early_warning_flow
+
+        res = train_early_warning_flow(config_path=args.config, overrides=overrides)
+    _print(res)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.task == "arrhythmia":
+        if not args.db:
+            raise SystemExit("evaluate arrhythmia needs --db NAME_OR_FOLDER")
+        from pipelines.arrhythmia import evaluate_arrhythmia
+
+        res = evaluate_arrhythmia(
+            model_uri=args.model,
+            db=args.db,
+            records=args.records,
+            out=str(Path(args.out).resolve()),
+            config_path=args.config,
+        )
+    else:
+        if not args.data:
+            raise SystemExit("evaluate early-warning needs --data FOLDER")
+        from pipelines.early_warning import evaluate_early_warning
+
+        res = evaluate_early_warning(
+            model_uri=args.model, data=args.data, out=str(Path(args.out).resolve())
+        )
+    _print(res)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.run import run_all
+
+    res = run_all(tasks=args.tasks, overrides=_parse_overrides(args.set))
+    _print(res)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from vitalgru.config import resolve_config_dict
+
+    names = {
+        "ingest": "ingest.yaml",
+        "arrhythmia": "arrhythmia.yaml",
+        "early-warning": "early_warning.yaml",
+    }
+    data = resolve_config_dict(args.config, names[args.name], _parse_overrides(args.set))
+    print(yaml.safe_dump(data, sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vitalgru",
+        description="GRU patient monitoring on PhysioNet data: ingest, train, evaluate, run.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--version", action="version", version=f"vitalgru {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML config file (default: the packaged one)")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set arrhythmia.seed=3 (repeatable)",
+        )
+
+    sp = sub.add_parser(
+        "ingest",
+        help="download or mirror, verify, filter, detect and window a database",
+        description="Build a beat dataset (default: MIT-BIH, de Chazal DS1/DS2 split).",
+        epilog=EPILOG,
+    )
+    common(sp)
+    sp.add_argument("--out", help="dataset folder (default: the config's out_dir)")
+    sp.set_defaults(func=cmd_ingest)
+
+    sp = sub.add_parser(
+        "train",
+        help="train, evaluate, register and promote a model (a Prefect flow)",
+        epilog=EPILOG,
+    )
+    sp.add_argument("task", choices=["arrhythmia", "early-warning"])
+    common(sp)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser(
+        "evaluate",
+        help="score a database with a registered model and write metrics JSON + markdown",
+        epilog=EPILOG,
+    )
+    sp.add_argument("task", choices=["arrhythmia", "early-warning"])
+    sp.add_argument("--model", required=True, help="model URI, e.g. models:/NAME@champion")
+    sp.add_argument("--db", help="arrhythmia: PhysioNet database name or a WFDB folder")
+    sp.add_argument("--records", help="arrhythmia: DS1, DS2 or a comma-separated list")
+    sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
+    sp.add_argument("--out", required=True, help="metrics JSON to write")
+    sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser(
+        "run",
+        help="the whole pipeline on embedded defaults (SQLite MLflow, local Prefect)",
+        epilog=EPILOG,
+    )
+    sp.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["arrhythmia", "early-warning"],
+        choices=["ingest", "arrhythmia", "early-warning"],
+        help="what to run (default: both models; each flow ingests what it needs)",
+    )
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override applied to every task's config")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("config", help="print a resolved config (defaults + file + --set)")
+    sp.add_argument("name", choices=["ingest", "arrhythmia", "early-warning"])
+    common(sp)
+    sp.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _quiet_env()
+    try:
+        return int(args.func(args))
+    except (VitalgruError, FileNotFoundError) as e:
+        print(f"vitalgru: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
