@@ -1,0 +1,253 @@
+"""Reading WFDB records and annotations: real MIT-BIH / NSTDB records, records written
+with wfdb at other rates and lead counts, and one test per kind of bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from vitalgru.errors import RecordError
+from vitalgru.io.wfdb_reader import (
+    check_record_files,
+    read_annotations_file,
+    read_header,
+    read_record_files,
+)
+
+
+def _copy_record(src_dir: Path, record: str, dst_dir: Path, exts=("hea", "dat", "atr")) -> Path:
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for ext in exts:
+        shutil.copyfile(src_dir / f"{record}.{ext}", dst_dir / f"{record}.{ext}")
+    return dst_dir
+
+
+def _write_header(path: Path, text: str) -> None:
+    path.write_text(text.strip() + "\n")
+
+
+class TestRealRecords:
+    def test_mitdb_100(self, mitdb_dir: Path) -> None:
+        rec = read_record_files(mitdb_dir, "100", database="mitdb")
+        assert rec.signal.shape == (650000, 2)
+        assert rec.signal.dtype == np.float32
+        assert rec.channels == ("MLII", "V5")
+        assert rec.units == ("mV", "mV")
+        assert rec.fs == 360.0
+        assert rec.patient_id == "100" and rec.database == "mitdb"
+        # Same physical values as wfdb's own conversion (212 format, gain 200, baseline 1024).
+        ref = wfdb.rdrecord(str(mitdb_dir / "100")).p_signal
+        np.testing.assert_allclose(rec.signal, ref, atol=1e-6)
+        assert rec.signal[0, 0] == pytest.approx(-0.145)
+
+    def test_mitdb_100_annotations(self, mitdb_dir: Path) -> None:
+        ann = read_annotations_file(mitdb_dir, "100", "atr")
+        assert len(ann) == 2274  # 2273 beats + one rhythm annotation
+        assert ann.sample_idx.dtype == np.int64
+        assert np.all(np.diff(ann.sample_idx) >= 0)
+        symbols, counts = np.unique(ann.symbol, return_counts=True)
+        assert dict(zip(symbols.tolist(), counts.tolist(), strict=True)) == {
+            "+": 1,
+            "A": 33,
+            "N": 2239,
+            "V": 1,
+        }
+        assert ann.fs == 360.0
+        assert ann.aux_note[0] == "(N"  # trailing NUL stripped
+
+    def test_nstdb_format16_record(self, physionet_mirror: Path) -> None:
+        d = physionet_mirror / "nstdb"
+        rec = read_record_files(d, "118e00")
+        assert rec.signal.shape == (650000, 2)
+        assert rec.channels == ("MLII", "V1")
+        ref = wfdb.rdrecord(str(d / "118e00")).p_signal
+        np.testing.assert_allclose(rec.signal, ref, atol=1e-5)
+
+    def test_channel_selection(self, mitdb_dir: Path) -> None:
+        rec = read_record_files(mitdb_dir, "100", channels=["v5"])
+        assert rec.channels == ("V5",) and rec.signal.shape == (650000, 1)
+        full = read_record_files(mitdb_dir, "100")
+        np.testing.assert_array_equal(rec.signal[:, 0], full.signal[:, 1])
+        both = read_record_files(mitdb_dir, "100", channels=[1, "MLII"])
+        assert both.channels == ("V5", "MLII")
+
+    def test_missing_channel(self, mitdb_dir: Path) -> None:
+        with pytest.raises(RecordError) as e:
+            read_record_files(mitdb_dir, "100", channels=["V1"])
+        assert e.value.reason == "missing_channel" and "100.hea" in str(e.value)
+        with pytest.raises(RecordError):
+            read_record_files(mitdb_dir, "100", channels=[2])
+
+
+class TestWrittenRecords:
+    def test_250hz_three_leads(self, tmp_path: Path) -> None:
+        fs, n = 250, 2501  # odd length: format 212 ends on a half-filled byte triple
+        t = np.arange(n) / fs
+        sig = np.stack(
+            [np.sin(2 * np.pi * 1.2 * t), 0.5 * np.cos(2 * np.pi * 3 * t), 0.1 * t], axis=1
+        )
+        wfdb.wrsamp(
+            "rec250",
+            fs=fs,
+            units=["mV", "mV", "mV"],
+            sig_name=["I", "II", "V2"],
+            p_signal=sig,
+            fmt=["212"] * 3,
+            adc_gain=[400.0] * 3,
+            baseline=[0] * 3,
+            write_dir=str(tmp_path),
+        )
+        rec = read_record_files(tmp_path, "rec250")
+        assert rec.fs == 250.0 and rec.channels == ("I", "II", "V2")
+        assert rec.signal.shape == (n, 3) and rec.signal.dtype == np.float32
+        np.testing.assert_allclose(rec.signal, sig, atol=1.0 / 400 + 1e-6)
+
+    def test_microvolts_become_millivolts(self, tmp_path: Path) -> None:
+        sig = np.linspace(-1000, 1000, 500)[:, None]  # uV
+        wfdb.wrsamp(
+            "uv",
+            fs=500,
+            units=["uV"],
+            sig_name=["ECG"],
+            p_signal=sig,
+            fmt=["16"],
+            adc_gain=[1.0],
+            baseline=[0],
+            write_dir=str(tmp_path),
+        )
+        rec = read_record_files(tmp_path, "uv")
+        assert rec.units == ("mV",)
+        np.testing.assert_allclose(rec.signal[:, 0], sig[:, 0] / 1000, atol=1e-3)
+
+    @pytest.mark.parametrize("fmt", ["16", "24", "32", "80", "212"])  # what wfdb writes
+    @pytest.mark.parametrize("n", [1, 2, 3, 1000, 1001])
+    def test_size_rule_matches_wfdb_writer(self, tmp_path: Path, fmt: str, n: int) -> None:
+        rng = np.random.default_rng(0)
+        d = rng.integers(-100, 100, size=(n, 2)).astype(np.int32)
+        wfdb.wrsamp(
+            "s",
+            fs=100,
+            units=["mV", "mV"],
+            sig_name=["a", "b"],
+            d_signal=d,
+            fmt=[fmt, fmt],
+            adc_gain=[100.0, 100.0],
+            baseline=[0, 0],
+            write_dir=str(tmp_path),
+        )
+        header = read_header(tmp_path, "s")
+        assert check_record_files(tmp_path, header) == n
+        rec = read_record_files(tmp_path, "s")
+        np.testing.assert_allclose(rec.signal, d / 100.0, atol=1e-6)
+
+    def test_nan_only_and_constant_signals_are_not_errors(self, tmp_path: Path) -> None:
+        sig = np.column_stack([np.full(1000, np.nan), np.full(1000, 0.7)])
+        wfdb.wrsamp(
+            "flat",
+            fs=360,
+            units=["mV", "mV"],
+            sig_name=["MLII", "V1"],
+            p_signal=sig,
+            fmt=["16", "16"],
+            adc_gain=[200.0, 200.0],
+            baseline=[0, 0],
+            write_dir=str(tmp_path),
+        )
+        rec = read_record_files(tmp_path, "flat")
+        assert np.isnan(rec.signal[:, 0]).all()
+        np.testing.assert_allclose(rec.signal[:, 1], 0.7, atol=1e-2)
+
+    def test_header_without_sample_count(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path, ("dat",))
+        lines = (mitdb_dir / "100.hea").read_text().splitlines()
+        lines[0] = "100 2 360"
+        _write_header(tmp_path / "100.hea", "\n".join(lines))
+        assert read_record_files(tmp_path, "100").n_samples == 650000
+
+
+class TestBadInput:
+    def test_truncated_dat(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        with open(tmp_path / "100.dat", "r+b") as f:
+            f.truncate(1_000_000)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "truncated_dat"
+        assert e.value.path.endswith("100.dat") and "1000000 bytes" in str(e.value)
+
+    def test_dat_longer_than_header_says(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100 2 360 650000", "100 2 360 600000")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "dat_size_mismatch" and "100.dat" in str(e.value)
+
+    def test_more_signals_declared_than_lines(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100 2 360", "100 3 360")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "bad_header" and e.value.path.endswith("100.hea")
+
+    def test_extra_signal_line(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        text = text.replace("0 V5\n", "0 V5\n100.dat 212 200 11 1024 1011 20052 0 V6\n")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "bad_header"
+
+    def test_signal_count_contradicts_data(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        # Three signals in a two-signal file: the header implies 1.5x the bytes present.
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100 2 360", "100 3 360")
+        text = text.replace("0 V5\n", "0 V5\n100.dat 212 200 11 1024 1011 20052 0 V6\n")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "truncated_dat" and "2925000" in str(e.value)
+
+    def test_bad_format_code(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100.dat 212", "100.dat 999")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "bad_format" and "'999'" in str(e.value)
+
+    def test_unparseable_header(self, tmp_path: Path) -> None:
+        (tmp_path / "x.hea").write_text("this is not a header\n")
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "x")
+        assert e.value.reason == "bad_header" and e.value.path.endswith("x.hea")
+
+    def test_missing_header(self, tmp_path: Path) -> None:
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "nope")
+        assert e.value.reason == "missing_header"
+
+    def test_missing_dat(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path, ("hea",))
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "missing_dat" and e.value.path.endswith("100.dat")
+
+    def test_missing_annotations(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path, ("hea", "dat"))
+        with pytest.raises(RecordError) as e:
+            read_annotations_file(tmp_path, "100", "atr")
+        assert e.value.reason == "missing_annotations" and e.value.path.endswith("100.atr")
+
+    def test_corrupt_annotations(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path, ("hea", "dat"))
+        (tmp_path / "100.atr").write_bytes(b"\x01\x02\x03")
+        with pytest.raises(RecordError) as e:
+            read_annotations_file(tmp_path, "100", "atr")
+        assert e.value.reason == "bad_annotations" and e.value.path.endswith("100.atr")
