@@ -1,1 +1,9 @@
 """vitalgru.metrics"""
+
+from vitalgru.metrics.ranking import auprc as auprc
+from vitalgru.metrics.ranking import auroc as auroc
+from vitalgru.metrics.utility import alarm_statistics as alarm_statistics
+from vitalgru.metrics.utility import best_threshold as best_threshold
+from vitalgru.metrics.utility import early_warning_metrics as early_warning_metrics
+from vitalgru.metrics.utility import normalized_utility as normalized_utility
+from vitalgru.metrics.utility import patient_utility as patient_utility

@@ -1,0 +1,99 @@
+"""Plausibility limits, last observation and GRU-D time intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitalgru.dsp.vitals import (
+    patient_offsets,
+    vitals_last_observed,
+    vitals_plausibility,
+    vitals_time_since_observed,
+)
+
+nan = np.nan
+
+
+class TestPlausibility:
+    def test_impossible_values_flagged_and_missing(self):
+        cols = ["hr_bpm", "spo2_pct", "sbp_mmhg", "temp_c", "unknown_col"]
+        v = np.array(
+            [
+                [0.0, 101.0, -5.0, 24.0, 1e9],
+                [400.0, 100.0, 120.0, 46.0, -1e9],
+                [80.0, 97.0, 120.0, 37.0, 3.0],
+                [nan, nan, nan, nan, nan],
+            ]
+        )
+        out, bad = vitals_plausibility(v, cols)
+        assert bad[0].tolist() == [True, True, True, True, False]
+        assert bad[1].tolist() == [True, False, False, True, False]
+        assert not bad[2:].any()
+        assert np.isnan(out[bad]).all() and out[1, 1] == 100.0
+        np.testing.assert_allclose(out[2], v[2])
+        assert bad.sum(axis=0).tolist() == [2, 1, 1, 2, 0]
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ValueError, match="match columns"):
+            vitals_plausibility(np.zeros((3, 2)), ["hr_bpm"])
+
+
+class TestLastObserved:
+    def test_carry_forward_does_not_cross_patients(self):
+        v = np.array([[1.0], [nan], [3.0], [nan], [nan], [7.0]])
+        off = np.array([0, 4, 6])  # patient 0: rows 0-3, patient 1: rows 4-5
+        mask, last, idx = vitals_last_observed(v, off)
+        assert mask[:, 0].tolist() == [1, 0, 1, 0, 0, 1]
+        np.testing.assert_array_equal(last[:, 0], [1, 1, 3, 3, nan, 7])
+        assert idx[:, 0].tolist() == [0, 0, 2, 2, -1, 5]
+
+    def test_bad_offsets(self):
+        with pytest.raises(ValueError, match="offsets"):
+            vitals_last_observed(np.zeros((3, 1)), np.array([0, 2]))
+
+
+class TestTimeSinceObserved:
+    def test_gru_d_definition(self):
+        # Che et al. 2018 eq. 2 worked by hand: s = 0,1,2,4,5 (an hour skipped).
+        m = np.array([[1], [0], [0], [1], [0]])
+        s = np.array([0.0, 1.0, 2.0, 4.0, 5.0])
+        d = vitals_time_since_observed(m, s, np.array([0, 5]))
+        assert d[:, 0].tolist() == [0.0, 1.0, 2.0, 4.0, 1.0]
+
+    def test_reset_at_patient_start(self):
+        m = np.array([[1], [0], [0], [0]])
+        s = np.array([1.0, 2.0, 1.0, 2.0])
+        d = vitals_time_since_observed(m, s, np.array([0, 2, 4]))
+        assert d[:, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=5))
+    def test_matches_recursive_definition_and_is_causal(self, patients):
+        masks = [np.array(p, dtype=float)[:, None] for p in patients]
+        m = np.concatenate(masks)
+        off = np.r_[0, np.cumsum([len(p) for p in patients])]
+        hours = np.concatenate([np.arange(1, len(p) + 1, dtype=float) for p in patients])
+        d = vitals_time_since_observed(m, hours, off)
+        for k, mk in enumerate(masks):
+            a = off[k]
+            expect = [0.0]
+            for t in range(1, len(mk)):
+                step = hours[a + t] - hours[a + t - 1]
+                expect.append(step if mk[t - 1, 0] else step + expect[-1])
+            np.testing.assert_allclose(d[a : off[k + 1], 0], expect)
+            # Causal: computing on a prefix gives the same prefix.
+            n = len(mk)
+            for cut in range(1, n + 1):
+                dp = vitals_time_since_observed(
+                    m[a : a + cut], hours[a : a + cut], np.array([0, cut])
+                )
+                np.testing.assert_allclose(dp[:, 0], d[a : a + cut, 0])
+
+
+class TestOffsets:
+    def test_runs(self):
+        assert patient_offsets(np.array(["a", "a", "b", "c", "c"])).tolist() == [0, 2, 3, 5]
+        assert patient_offsets(np.array([], dtype=str)).tolist() == [0]

@@ -1,0 +1,208 @@
+"""Hourly vital-sign and laboratory sequences: plausibility limits, missingness masks, last
+observation and time since it (the inputs of GRU-D, Che et al., "Recurrent Neural Networks
+for Multivariate Time Series with Missing Values", Sci Rep 8:6085, 2018). numpy only.
+
+Many patients are stored back to back in one array: ``values`` is ``(n_rows, n_features)``
+and ``offsets`` is ``(n_patients + 1,)`` with patient ``p`` in rows
+``offsets[p]:offsets[p + 1]`` (hours ascending). Nothing leaks from one patient into the
+next, and every output at row ``t`` depends only on rows up to ``t`` (causal), so the same
+functions serve training and live scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Inclusive physiologically plausible ranges, in the units of the column names. A value
+#: outside is a device or charting artefact (HR 0 is a flat line, SpO2 above 100 % does
+#: not exist, a negative pressure is a zeroing error), is counted and treated as missing.
+#: Limits sit beyond the extremes compatible with life rather than at clinical alarm
+#: levels, in the spirit of the outlier ranges of the MIMIC-III benchmark (Harutyunyan et
+#: al., Sci Data 6:96, 2019); the temperature limits (25-45 C) bracket the lowest
+#: survived accidental hypothermia and fatal hyperthermia; pulse-oximeter and gas
+#: saturations are bounded by 100 % by definition; FiO2 is a fraction of at least room
+#: air (0.21) and at most pure oxygen (1.0).
+PLAUSIBILITY_LIMITS: dict[str, tuple[float, float]] = {
+    "hr_bpm": (10.0, 300.0),
+    "spo2_pct": (10.0, 100.0),
+    "temp_c": (25.0, 45.0),
+    "sbp_mmhg": (10.0, 300.0),
+    "map_mmhg": (10.0, 300.0),
+    "dbp_mmhg": (5.0, 300.0),
+    "resp_per_min": (1.0, 80.0),
+    "etco2_mmhg": (1.0, 150.0),
+    "base_excess_mmol_l": (-40.0, 40.0),
+    "hco3_mmol_l": (1.0, 60.0),
+    "fio2_frac": (0.21, 1.0),
+    "ph": (6.5, 8.0),
+    "paco2_mmhg": (5.0, 200.0),
+    "sao2_pct": (10.0, 100.0),
+    "ast_iu_l": (1.0, 30000.0),
+    "bun_mg_dl": (1.0, 300.0),
+    "alkaline_phos_iu_l": (1.0, 5000.0),
+    "calcium_mg_dl": (2.0, 20.0),
+    "chloride_mmol_l": (50.0, 160.0),
+    "creatinine_mg_dl": (0.05, 50.0),
+    "bilirubin_direct_mg_dl": (0.0, 60.0),
+    "glucose_mg_dl": (10.0, 2000.0),
+    "lactate_mmol_l": (0.1, 40.0),
+    "magnesium_mg_dl": (0.3, 10.0),
+    "phosphate_mg_dl": (0.1, 25.0),
+    "potassium_mmol_l": (1.0, 12.0),
+    "bilirubin_total_mg_dl": (0.0, 60.0),
+    "troponin_i_ng_ml": (0.0, 1000.0),
+    "hct_pct": (5.0, 75.0),
+    "hgb_g_dl": (1.5, 25.0),
+    "ptt_s": (10.0, 250.0),
+    "wbc_10e3_ul": (0.0, 500.0),
+    "fibrinogen_mg_dl": (10.0, 2000.0),
+    "platelets_10e3_ul": (1.0, 2500.0),
+    "age_years": (0.0, 120.0),
+    "hosp_adm_time_h": (-100000.0, 1000.0),
+}
+
+
+def _check_offsets(offsets: np.ndarray, n_rows: int) -> np.ndarray:
+    off = np.asarray(offsets, dtype=np.int64)
+    if off.ndim != 1 or off.size < 1:
+        raise ValueError("offsets must be a 1-D array of n_patients + 1 row offsets")
+    if off[0] != 0 or off[-1] != n_rows:
+        raise ValueError(
+            f"offsets must start at 0 and end at the number of rows ({n_rows}), "
+            f"got {off[0]}..{off[-1]}"
+        )
+    if (np.diff(off) < 0).any():
+        raise ValueError("offsets must be non-decreasing")
+    return off
+
+
+def vitals_plausibility(
+    values: np.ndarray, columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flag values outside :data:`PLAUSIBILITY_LIMITS` and treat them as missing.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n_rows, n_features)`` float, NaN where not measured; units as in ``columns``.
+    columns : sequence of str
+        Column name of each feature; columns without a limit pass unchanged.
+
+    Returns
+    -------
+    cleaned : numpy.ndarray
+        ``(n_rows, n_features)`` float32 copy with implausible values set to NaN.
+    implausible : numpy.ndarray
+        ``(n_rows, n_features)`` bool, True where a measured value was rejected.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim != 2 or v.shape[1] != len(columns):
+        raise ValueError(
+            f"values must be (n_rows, {len(columns)}) to match columns, got shape {v.shape}"
+        )
+    lo = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[0] for c in columns])
+    hi = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[1] for c in columns])
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isnan(v) & ((v < lo) | (v > hi))
+    out = v.copy()
+    out[bad] = np.nan
+    return out, bad
+
+
+def vitals_last_observed(
+    values: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Missingness mask, last observation carried forward, and its row index.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n_rows, n_features)`` float, NaN = not measured.
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` row offsets of the patients.
+
+    Returns
+    -------
+    mask : numpy.ndarray
+        ``(n_rows, n_features)`` float32, 1 where measured at that hour.
+    last : numpy.ndarray
+        ``(n_rows, n_features)`` float32, the latest measured value at or before the row
+        within the same patient, NaN before the first measurement.
+    last_idx : numpy.ndarray
+        ``(n_rows, n_features)`` int64 row of that value, -1 if none yet.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"values must be (n_rows, n_features), got shape {v.shape}")
+    n = v.shape[0]
+    off = _check_offsets(offsets, n)
+    observed = ~np.isnan(v)
+    rows = np.arange(n, dtype=np.int64)[:, None]
+    idx = np.where(observed, rows, -1)
+    idx = np.maximum.accumulate(idx, axis=0) if n else idx
+    # Indices from an earlier patient are below this patient's first row: drop them.
+    first_row = np.repeat(off[:-1], np.diff(off))[:, None]
+    idx = np.where(idx >= first_row, idx, -1)
+    safe = np.where(idx >= 0, idx, 0)
+    last = np.take_along_axis(v, safe, axis=0) if n else v.copy()
+    last = np.where(idx >= 0, last, np.nan).astype(np.float32)
+    return observed.astype(np.float32), last, idx
+
+
+def vitals_time_since_observed(
+    mask: np.ndarray, hours: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """GRU-D's time interval ``delta``: hours since the last observation before each row.
+
+    Che et al. 2018, eq. 2: ``delta_t = s_t - s_{t-1} + delta_{t-1}`` if the feature was
+    missing at ``t-1``, ``s_t - s_{t-1}`` if it was observed, and 0 at a patient's first
+    row. Equivalently, the time since the last observation strictly before ``t`` (or since
+    the patient's first row when there was none).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        ``(n_rows, n_features)``, nonzero where measured.
+    hours : numpy.ndarray
+        ``(n_rows,)`` time stamps in hours (ICU hour), ascending within a patient.
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` row offsets.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_features)`` float32 hours, >= 0.
+    """
+    m = np.asarray(mask) != 0
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (n_rows, n_features), got shape {m.shape}")
+    s = np.asarray(hours, dtype=np.float64)
+    if s.shape != (m.shape[0],):
+        raise ValueError(f"hours must be ({m.shape[0]},) to match mask, got shape {s.shape}")
+    n = m.shape[0]
+    off = _check_offsets(offsets, n)
+    first_row = np.repeat(off[:-1], np.diff(off))
+    rows = np.arange(n, dtype=np.int64)
+    # Last observation strictly before row t: shift the observed indices down one row.
+    idx = np.where(m, rows[:, None], -1)
+    if n:
+        idx = np.maximum.accumulate(idx, axis=0)
+        prev = np.vstack([np.full((1, m.shape[1]), -1, dtype=np.int64), idx[:-1]])
+    else:
+        prev = idx
+    ref = np.where(prev >= first_row[:, None], prev, first_row[:, None])
+    delta = s[:, None] - s[ref]
+    return delta.astype(np.float32)
+
+
+def patient_offsets(patient_ids: np.ndarray) -> np.ndarray:
+    """Row offsets ``(n_patients + 1,)`` of runs of equal ids (rows grouped by patient)."""
+    ids = np.asarray(patient_ids)
+    if ids.ndim != 1:
+        raise ValueError("patient_ids must be 1-D")
+    if ids.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.concatenate([[0], change, [ids.size]]).astype(np.int64)

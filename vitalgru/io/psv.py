@@ -1,0 +1,416 @@
+"""Reader for PhysioNet/CinC Challenge 2019 hourly tables (``.psv``, one file per patient).
+
+Each file is a pipe-separated table with a fixed 41-column header (Reyna et al., "Early
+Prediction of Sepsis From Clinical Data: The PhysioNet/Computing in Cardiology Challenge
+2019", Crit Care Med 48(2):210-217, 2020), one row per ICU hour, ``NaN`` where nothing
+was measured. Columns are renamed to snake_case names that carry their unit
+(:data:`PSV_COLUMNS`).
+
+Reading a whole training set (17,652 files) is done in one parse: every file is read as
+bytes and checked (header, row shape), the bodies are joined and parsed by a single
+``pyarrow.csv`` pass. A file that fails any check is parsed on its own to find out why
+and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="raise"``) or
+recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
+are still read. The parsed cohort can be cached as one parquet file keyed on the folder's
+file names and sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from vitalgru.errors import RecordError
+from vitalgru.types import AttritionEntry
+
+logger = logging.getLogger(__name__)
+
+#: Challenge column -> vitalgru column. Units follow the challenge's data description
+#: (physionet.org/content/challenge-2019, "Table 1"), with two corrections where the
+#: documented unit contradicts the values: ``Lactate`` is documented as mg/dL but its
+#: values (median about 2, range 0.2-30) are mmol/L; ``Magnesium`` is documented as
+#: mmol/dL but its values (median about 2) are mg/dL. ``FiO2`` is a fraction (0.21-1).
+PSV_COLUMNS: dict[str, str] = {
+    "HR": "hr_bpm",
+    "O2Sat": "spo2_pct",
+    "Temp": "temp_c",
+    "SBP": "sbp_mmhg",
+    "MAP": "map_mmhg",
+    "DBP": "dbp_mmhg",
+    "Resp": "resp_per_min",
+    "EtCO2": "etco2_mmhg",
+    "BaseExcess": "base_excess_mmol_l",
+    "HCO3": "hco3_mmol_l",
+    "FiO2": "fio2_frac",
+    "pH": "ph",
+    "PaCO2": "paco2_mmhg",
+    "SaO2": "sao2_pct",
+    "AST": "ast_iu_l",
+    "BUN": "bun_mg_dl",
+    "Alkalinephos": "alkaline_phos_iu_l",
+    "Calcium": "calcium_mg_dl",
+    "Chloride": "chloride_mmol_l",
+    "Creatinine": "creatinine_mg_dl",
+    "Bilirubin_direct": "bilirubin_direct_mg_dl",
+    "Glucose": "glucose_mg_dl",
+    "Lactate": "lactate_mmol_l",
+    "Magnesium": "magnesium_mg_dl",
+    "Phosphate": "phosphate_mg_dl",
+    "Potassium": "potassium_mmol_l",
+    "Bilirubin_total": "bilirubin_total_mg_dl",
+    "TroponinI": "troponin_i_ng_ml",
+    "Hct": "hct_pct",
+    "Hgb": "hgb_g_dl",
+    "PTT": "ptt_s",
+    "WBC": "wbc_10e3_ul",
+    "Fibrinogen": "fibrinogen_mg_dl",
+    "Platelets": "platelets_10e3_ul",
+    "Age": "age_years",
+    "Gender": "gender_male",
+    "Unit1": "unit_micu",
+    "Unit2": "unit_sicu",
+    "HospAdmTime": "hosp_adm_time_h",
+    "ICULOS": "hour",
+    "SepsisLabel": "sepsis_label",
+}
+
+#: The 41 header fields, in file order.
+PSV_HEADER: tuple[str, ...] = tuple(PSV_COLUMNS)
+
+#: Time-varying measurements (vital signs then laboratory values), vitalgru names.
+VITAL_COLUMNS: tuple[str, ...] = tuple(PSV_COLUMNS[c] for c in PSV_HEADER[:8])
+LAB_COLUMNS: tuple[str, ...] = tuple(PSV_COLUMNS[c] for c in PSV_HEADER[8:34])
+MEASUREMENT_COLUMNS: tuple[str, ...] = VITAL_COLUMNS + LAB_COLUMNS
+#: Per-patient descriptors (constant over a stay, except where the source is missing).
+STATIC_COLUMNS: tuple[str, ...] = (
+    "age_years",
+    "gender_male",
+    "unit_micu",
+    "unit_sicu",
+    "hosp_adm_time_h",
+)
+
+_HEADER_BYTES = "|".join(PSV_HEADER).encode()
+_N_FIELDS = len(PSV_HEADER)
+_CACHE_VERSION = "psv-cohort-v1"
+
+
+@dataclass(frozen=True)
+class PsvCohort:
+    """A folder of Challenge-2019 tables, parsed.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour,
+        1-based, from ``ICULOS``), the measurement and static columns (float32, NaN
+        where not measured) and ``sepsis_label`` (int8). Rows are grouped by patient in
+        file-name order, hours ascending within a patient.
+    attrition : list of AttritionEntry
+        Files that could not be read, with the reason.
+    source_files : int
+        Number of ``.psv`` files in the folder.
+    """
+
+    frame: pd.DataFrame
+    attrition: list[AttritionEntry]
+    source_files: int
+
+
+def _patient_id(path: Path) -> str:
+    return path.stem
+
+
+def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int]:
+    """Header and row-shape checks on one file's bytes; returns (body, n_rows)."""
+    if not raw.strip():
+        raise RecordError(path, "file is empty", reason="empty_file")
+    raw = raw.replace(b"\r\n", b"\n")
+    head, sep, body = raw.partition(b"\n")
+    head = head.strip()
+    if head != _HEADER_BYTES:
+        fields = head.decode("utf-8", "replace").split("|")
+        unknown = [f for f in fields if f not in PSV_COLUMNS]
+        missing = [c for c in PSV_HEADER if c not in fields]
+        if unknown:
+            raise RecordError(
+                path,
+                f"unknown column(s) {unknown[:5]} in the header; a Challenge-2019 table "
+                f"has exactly the 41 columns {PSV_HEADER[0]}..{PSV_HEADER[-1]}",
+                reason="unknown_columns",
+            )
+        if missing:
+            raise RecordError(
+                path, f"header lacks column(s) {missing[:5]}", reason="missing_columns"
+            )
+        raise RecordError(
+            path, "header columns are not in the Challenge-2019 order", reason="bad_header"
+        )
+    body = body.strip(b"\n \t")
+    if not body:
+        raise RecordError(path, "header but no data rows", reason="no_rows")
+    n_rows = body.count(b"\n") + 1
+    if body.count(b"|") != n_rows * (_N_FIELDS - 1):
+        raise RecordError(
+            path,
+            f"rows must each have {_N_FIELDS} pipe-separated fields",
+            reason="bad_row_shape",
+        )
+    return body + b"\n", n_rows
+
+
+def _parse_body(path: Path, body: bytes) -> np.ndarray:
+    """Parse one file's body into ``(n_rows, 41)`` float64; names the bad cell on failure."""
+    try:
+        tbl = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(column_names=list(PSV_HEADER)),
+            parse_options=pacsv.ParseOptions(delimiter="|"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.float64() for c in PSV_HEADER},
+                null_values=["NaN", "nan", ""],
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        msg = str(e).splitlines()[0]
+        raise RecordError(path, f"non-numeric cell: {msg}", reason="non_numeric") from e
+    arr = np.column_stack(
+        [tbl.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in range(_N_FIELDS)]
+    )
+    return arr
+
+
+def _validate_table(path: Path, arr: np.ndarray) -> None:
+    hours = arr[:, PSV_HEADER.index("ICULOS")]
+    label = arr[:, PSV_HEADER.index("SepsisLabel")]
+    if np.isnan(hours).any():
+        raise RecordError(path, "ICULOS (hour) is missing in some rows", reason="missing_hour")
+    if (np.diff(hours) <= 0).any():
+        raise RecordError(path, "ICULOS (hour) does not increase row by row", reason="bad_hours")
+    if np.isnan(label).any() or not np.isin(label, (0.0, 1.0)).all():
+        raise RecordError(path, "SepsisLabel must be 0 or 1 in every row", reason="bad_label")
+
+
+def _to_frame(arr: np.ndarray, patient_ids: np.ndarray) -> pd.DataFrame:
+    cols: dict[str, object] = {"patient_id": patient_ids}
+    for i, name in enumerate(PSV_HEADER):
+        out = PSV_COLUMNS[name]
+        if out == "hour":
+            cols[out] = arr[:, i].astype(np.int16)
+        elif out == "sepsis_label":
+            cols[out] = arr[:, i].astype(np.int8)
+        else:
+            cols[out] = arr[:, i].astype(np.float32)
+    order = ["patient_id", "hour", *[PSV_COLUMNS[c] for c in PSV_HEADER if c != "ICULOS"]]
+    return pd.DataFrame(cols)[order]
+
+
+def read_psv(path: str | Path) -> pd.DataFrame:
+    """Read one Challenge-2019 patient table.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.psv`` file; the patient id is the file stem (``p000001``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns as in :attr:`PsvCohort.frame`, one row per ICU hour.
+
+    Raises
+    ------
+    RecordError
+        Unreadable or malformed file; ``reason`` is one of ``empty_file``, ``no_rows``,
+        ``unknown_columns``, ``missing_columns``, ``bad_header``, ``bad_row_shape``,
+        ``non_numeric``, ``missing_hour``, ``bad_hours``, ``bad_label``, ``unreadable``.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise RecordError(p, f"cannot read: {e.strerror or e}", reason="unreadable") from e
+    body, _ = _check_bytes(p, raw)
+    arr = _parse_body(p, body)
+    _validate_table(p, arr)
+    return _to_frame(arr, np.full(arr.shape[0], _patient_id(p), dtype=object))
+
+
+def list_psv(folder: str | Path) -> list[Path]:
+    """The ``.psv`` files of a folder, sorted by name."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"Challenge-2019 folder {d} does not exist or is not a folder")
+    return sorted(d.glob("*.psv"))
+
+
+def folder_fingerprint(files: Sequence[Path]) -> str:
+    """Hash of the file names and sizes (the parquet cache key)."""
+    h = hashlib.sha256(_CACHE_VERSION.encode())
+    for f in files:
+        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def read_psv_folder(
+    folder: str | Path,
+    *,
+    on_error: Literal["raise", "skip"] = "skip",
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> PsvCohort:
+    """Read every ``.psv`` table of a Challenge-2019 folder into one frame.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder of ``.psv`` files (``training_setA``).
+    on_error : {"skip", "raise"}
+        ``"skip"`` records malformed files as attrition and reads the rest; ``"raise"``
+        raises the first :class:`~vitalgru.errors.RecordError`.
+    cache_dir : str or Path, optional
+        When given, the parsed cohort is stored there as parquet keyed on the folder's
+        file names and sizes, and read back on the next call with the same files.
+    limit : int, optional
+        Read only the first ``limit`` files (by name), for quick runs.
+
+    Returns
+    -------
+    PsvCohort
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    files = list_psv(folder)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        files = files[:limit]
+    if not files:
+        raise FileNotFoundError(f"no .psv files in {folder}")
+    cache_file: Path | None = None
+    if cache_dir is not None:
+        key = folder_fingerprint(files)
+        cache_file = Path(cache_dir) / f"challenge2019-{Path(folder).name}-{key}.parquet"
+        if cache_file.exists():
+            table = pq.read_table(cache_file)
+            meta = table.schema.metadata or {}
+            attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
+            frame = table.to_pandas()
+            logger.info("read %d patient-hours from cache %s", len(frame), cache_file)
+            return PsvCohort(frame=frame, attrition=attr, source_files=len(files))
+
+    attrition: list[AttritionEntry] = []
+    bodies: list[bytes] = []
+    ids: list[str] = []
+    counts: list[int] = []
+    good_files: list[Path] = []
+    for f in files:
+        try:
+            body, n = _check_bytes(f, f.read_bytes())
+        except OSError as e:
+            err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
+            _handle(err, on_error, attrition, f)
+            continue
+        except RecordError as err:
+            _handle(err, on_error, attrition, f)
+            continue
+        bodies.append(body)
+        ids.append(_patient_id(f))
+        counts.append(n)
+        good_files.append(f)
+
+    parts: list[np.ndarray] = []
+    try:
+        arr = _parse_body(Path(folder), b"".join(bodies)) if bodies else np.empty((0, _N_FIELDS))
+        splits = np.cumsum(counts)[:-1]
+        parts = np.split(arr, splits) if bodies else []
+    except RecordError:
+        # Some file has a bad cell: parse file by file to find it, keep the others.
+        parts = []
+        keep_ids: list[str] = []
+        keep_files: list[Path] = []
+        for f, body, pid in zip(good_files, bodies, ids, strict=True):
+            try:
+                parts.append(_parse_body(f, body))
+            except RecordError as err:
+                _handle(err, on_error, attrition, f)
+                continue
+            keep_ids.append(pid)
+            keep_files.append(f)
+        ids, good_files = keep_ids, keep_files
+
+    final_parts: list[np.ndarray] = []
+    final_ids: list[str] = []
+    for f, a, pid in zip(good_files, parts, ids, strict=True):
+        try:
+            _validate_table(f, a)
+        except RecordError as err:
+            _handle(err, on_error, attrition, f)
+            continue
+        final_parts.append(a)
+        final_ids.append(pid)
+
+    if final_parts:
+        arr = np.concatenate(final_parts)
+        pid_col = np.repeat(np.array(final_ids, dtype=object), [len(a) for a in final_parts])
+    else:
+        arr = np.empty((0, _N_FIELDS))
+        pid_col = np.empty(0, dtype=object)
+    frame = _to_frame(arr, pid_col)
+    logger.info(
+        "read %d patients (%d patient-hours) from %s; %d files excluded",
+        len(final_ids),
+        len(frame),
+        folder,
+        len(attrition),
+    )
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
+        tmp = cache_file.with_suffix(".tmp")
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        tmp.replace(cache_file)
+    return PsvCohort(frame=frame, attrition=attrition, source_files=len(files))
+
+
+def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:
+    if on_error == "raise":
+        raise err
+    logger.warning("skipping %s", err)
+    attrition.append(
+        AttritionEntry(
+            database="challenge-2019",
+            item=f.name,
+            stage="read",
+            reason=err.reason,
+            detail=str(err),
+        )
+    )
+
+
+def _attrition_to_meta(entries: list[AttritionEntry]) -> bytes:
+    df = pd.DataFrame(
+        [(e.database, e.item, e.stage, e.reason, e.detail) for e in entries],
+        columns=["database", "item", "stage", "reason", "detail"],
+    )
+    return df.to_json(orient="records").encode()
+
+
+def _attrition_from_meta(blob: bytes) -> list[AttritionEntry]:
+    if not blob:
+        return []
+    df = pd.read_json(io.BytesIO(blob), orient="records", dtype=str)
+    return [AttritionEntry(**{k: str(v) for k, v in row.items()}) for row in df.to_dict("records")]
