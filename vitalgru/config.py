@@ -215,8 +215,44 @@ class ArrhythmiaTrainConfig(_Strict):
     """Arrhythmia beat classifier: data, model and training (``vitalgru train arrhythmia``)."""
 
     ingest: IngestConfig = IngestConfig()
+    dataset_dir: Path | None = None  # None: ingest.out_dir
+    # Record-grouped validation inside DS1 (model selection, early stopping); these
+    # four hold 318 S and 658 V beats, the rest of DS1 keeps 626 S and 3130 V for training.
+    val_records: tuple[str, ...] = ("118", "119", "201", "220")
     seed: int = 0
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
+    num_threads: int = Field(default=2, ge=1, le=256)  # torch intra-op threads
+    # Causal per-beat features (vitalgru.data.arrhythmia_dataset.FeatureSettings).
+    template_beats: int = Field(default=32, ge=1)
+    local_rr_beats: int = Field(default=10, ge=1)
+    long_rr_beats: int = Field(default=300, ge=1)
+    # Model (vitalgru.models.arrhythmia.ArrhythmiaGRU).
+    conv_widths: tuple[int, ...] = (16, 32, 48)
+    d_beat: int = Field(default=64, ge=1)
+    hidden: int = Field(default=64, ge=1)
+    num_layers: int = Field(default=1, ge=1, le=4)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    # Optimisation: sequences of consecutive beats, random crops, AdamW + warmup/cosine.
+    seq_len: int = Field(default=256, ge=2)
+    batch_size: int = Field(default=16, ge=1)
+    sequences_per_epoch: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=30, ge=1)
+    min_epochs: int = Field(default=5, ge=1)
+    patience: int = Field(default=8, ge=0)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-2, ge=0)
+    warmup_frac: float = Field(default=0.05, ge=0, lt=1)
+    grad_clip: float | None = 1.0
+    loss: Literal["ce", "focal"] = "ce"
+    class_weight_power: float = Field(default=0.5, ge=0, le=1)  # w_c = (n / (K n_c))^p
+    max_class_weight: float = Field(default=20.0, ge=1)
+    focal_gamma: float = Field(default=2.0, ge=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    augment_scale: float = Field(default=0.1, ge=0, lt=1)  # random per-sequence gain +-
+    augment_noise: float = Field(default=0.02, ge=0)  # Gaussian noise, in template scale
+    monitor: str = "val_sv_f1"  # mean of S and V F1 on the validation records
+    refit_full: bool = False  # retrain on all DS1 for the best epoch count
+    gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"
 

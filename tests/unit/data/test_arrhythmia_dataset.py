@@ -1,0 +1,94 @@
+"""Causal beat features and beat-sequence batching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitalgru.data.arrhythmia_dataset import (
+    IGNORE_LABEL,
+    N_RR_FEATURES,
+    BeatSequenceDataset,
+    FeatureSettings,
+    RecordBeats,
+    beat_features,
+    collate_beat_sequences,
+    rr_features,
+    running_median_template,
+)
+
+
+def _beats(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(n, 30)).astype(np.float32)
+    idx = np.cumsum(rng.integers(200, 400, size=n))
+    return w, idx
+
+
+class TestRunningMedian:
+    def test_matches_naive(self) -> None:
+        w, _ = _beats(700)  # crosses the 512-beat chunk boundary
+        k = 5
+        got = running_median_template(w, k)
+        for i in (0, 1, 4, 5, 511, 512, 513, 699):
+            np.testing.assert_allclose(got[i], np.median(w[max(0, i - k + 1) : i + 1], axis=0))
+
+    @settings(max_examples=20, deadline=None)
+    @given(n=st.integers(3, 60), cut=st.integers(2, 59), k=st.integers(1, 9))
+    def test_causal(self, n: int, cut: int, k: int) -> None:
+        # (beat 0 borrows beat 1's interval as its rr_prev, so cuts start at beat 2)
+        cut = min(cut, n - 1)
+        w, idx = _beats(n)
+        s = FeatureSettings(template_beats=k, local_rr_beats=3, long_rr_beats=7)
+        full = beat_features(w, idx, 360.0, s)
+        w2, idx2 = w.copy(), idx.copy()
+        w2[cut:] += 3.0
+        idx2[cut:] += 50  # changes rr_next of beat cut-1 (the stated look-ahead) only
+        part = beat_features(w2, idx2, 360.0, s)
+        np.testing.assert_allclose(part[: cut - 1], full[: cut - 1], rtol=1e-6)
+        # beat cut-1: its morphology and rr_prev are unchanged
+        m = 2 * w.shape[1]
+        np.testing.assert_allclose(part[cut - 1, :m], full[cut - 1, :m], rtol=1e-6)
+        np.testing.assert_allclose(part[cut - 1, m], full[cut - 1, m], rtol=1e-6)
+
+
+class TestRRFeatures:
+    def test_regular_rhythm_has_zero_log_ratios(self) -> None:
+        f = rr_features(np.arange(0, 3600, 360), 360.0, FeatureSettings())
+        assert f.shape == (10, N_RR_FEATURES)
+        np.testing.assert_allclose(f[:, 0], 0.0, atol=1e-6)  # log(1 s)
+        np.testing.assert_allclose(f[:, 2:], 0.0, atol=1e-6)
+
+    def test_premature_beat_has_short_ratio(self) -> None:
+        idx = np.array([0, 360, 720, 900, 1440, 1800])  # beat 3 comes 0.5 s early
+        f = rr_features(idx, 360.0, FeatureSettings(local_rr_beats=3))
+        assert f[3, 2] < -0.3 and f[3, 6] > 0.5  # short prev / local, long next / prev
+
+    def test_validation(self) -> None:
+        with pytest.raises(ValueError, match="increasing"):
+            rr_features(np.array([0, 10, 5]), 360.0, FeatureSettings())
+        with pytest.raises(ValueError, match="fs"):
+            rr_features(np.array([0, 10]), 0.0, FeatureSettings())
+        with pytest.raises(ValueError, match="template_beats"):
+            FeatureSettings(template_beats=0)
+
+
+class TestSequences:
+    def test_crops_and_padding(self) -> None:
+        recs = [
+            RecordBeats(str(i), np.full((n, 5), i, np.float32), np.arange(n) % 5, np.arange(n))
+            for i, n in ((1, 40), (2, 7))
+        ]
+        ds = BeatSequenceDataset(recs, seq_len=10, n_items=20, seed=3)
+        items = [ds[i] for i in range(len(ds))]
+        for it in items:
+            rid = int(it["record"])
+            assert it["x"].shape[0] == (10 if rid == 1 else 7)
+            assert torch.all(it["x"] == rid)
+        b = collate_beat_sequences([items[0], BeatSequenceDataset(recs)[1]])
+        assert b["x"].shape[0] == 2 and b["labels"].shape == b["x"].shape[:2]
+        n2 = int(b["lengths"][1])
+        assert n2 == 7 and torch.all(b["labels"][1, n2:] == IGNORE_LABEL)

@@ -1,0 +1,109 @@
+"""Generic fit loop: learns, keeps the best epoch, stops early, reports progress."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+import torch
+from torch import nn
+
+from vitalgru.training.loop import Callback, FitSettings, fit, warmup_cosine
+
+
+def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 4, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+class _Recorder(Callback):
+    def __init__(self) -> None:
+        self.epochs: list[Mapping[str, float]] = []
+        self.batches = 0
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        self.batches += 1
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.epochs.append(dict(metrics))
+
+
+def _run(settings: FitSettings, evaluate=None, seed: int = 0):  # type: ignore[no-untyped-def]
+    torch.manual_seed(seed)
+    x, y = _problem()
+    xv, yv = _problem(1)
+    model = nn.Linear(4, 2)
+
+    def batches(epoch: int):  # type: ignore[no-untyped-def]
+        g = torch.Generator().manual_seed(epoch)
+        perm = torch.randperm(256, generator=g)
+        for i in range(0, 256, 32):
+            idx = perm[i : i + 32]
+            yield x[idx], y[idx]
+
+    def loss_fn(m: nn.Module, b) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        return nn.functional.cross_entropy(m(b[0]), b[1])
+
+    def default_eval(m: nn.Module) -> dict[str, float]:
+        return {
+            "val_loss": float(nn.functional.cross_entropy(m(xv), yv)),
+            "val_acc": float((m(xv).argmax(1) == yv).float().mean()),
+        }
+
+    rec = _Recorder()
+    res = fit(model, batches, loss_fn, evaluate or default_eval, settings, 8, [rec])
+    return model, res, rec
+
+
+class TestFit:
+    def test_learns_and_reports(self) -> None:
+        _, res, rec = _run(FitSettings(max_epochs=6, lr=0.05, patience=0))
+        assert len(rec.epochs) == 6 and rec.batches == 48
+        assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+        assert res.best_metrics["val_loss"] == min(h["val_loss"] for h in res.history)
+        assert res.best_metrics["val_acc"] > 0.9
+
+    def test_reproducible(self) -> None:
+        m1, _, _ = _run(FitSettings(max_epochs=2, lr=0.05))
+        m2, _, _ = _run(FitSettings(max_epochs=2, lr=0.05))
+        torch.testing.assert_close(m1.weight, m2.weight)
+
+    def test_keeps_best_epoch_and_stops_early(self) -> None:
+        scores = iter([0.5, 0.9, 0.4, 0.3, 0.2, 0.1, 0.0])
+        snapshots: list[torch.Tensor] = []
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            snapshots.append(m.weight.detach().clone())
+            return {"score": next(scores)}
+
+        model, res, rec = _run(
+            FitSettings(max_epochs=7, lr=0.05, patience=2, monitor="score", mode="max"),
+            evaluate,
+        )
+        assert res.best_epoch == 1 and res.stop_reason == "early_stopping"
+        assert len(rec.epochs) == 4
+        torch.testing.assert_close(model.weight, snapshots[1])
+
+    def test_time_budget_and_missing_monitor(self) -> None:
+        _, res, _ = _run(FitSettings(max_epochs=5, max_minutes=1e-9, monitor="val_loss"))
+        assert res.stop_reason == "time_budget" and len(res.history) == 1
+        with pytest.raises(KeyError, match="nope"):
+            _run(FitSettings(max_epochs=1, monitor="nope"))
+
+    def test_settings_validation(self) -> None:
+        with pytest.raises(ValueError, match="max_epochs"):
+            FitSettings(max_epochs=0)
+        with pytest.raises(ValueError, match="mode"):
+            FitSettings(mode="up")  # type: ignore[arg-type]
+
+
+class TestWarmupCosine:
+    def test_shape(self) -> None:
+        f = warmup_cosine(100, 0.1)
+        assert f(0) == pytest.approx(0.1)
+        assert f(9) == pytest.approx(1.0)
+        assert f(10) == pytest.approx(1.0)
+        assert f(55) == pytest.approx(0.5, abs=0.02)
+        assert f(100) == pytest.approx(0.0, abs=1e-9)

@@ -1,0 +1,413 @@
+"""Beat-sequence datasets for the arrhythmia classifier.
+
+Reads the dataset folder written by ``vitalgru ingest`` (``manifest.json``, ``beats.parquet``,
+``windows.npy``), turns each record into per-beat model inputs with *causal* feature
+functions (the same functions a streaming scorer applies beat by beat), and serves
+sequences of consecutive beats to torch.
+
+Per-beat inputs
+---------------
+One feature vector per beat, ``(2 * n_samples + N_RR_FEATURES,)`` float32: the flattened
+morphology channels followed by the RR features (the layout ``ArrhythmiaGRU`` splits).
+
+morphology : ``(2, n_samples)`` float32
+    Channel 0 is the beat window divided by the record's running amplitude scale;
+    channel 1 is the window minus the record's running median beat (the template),
+    divided by the same scale. Running statistics use the current beat and the
+    ``template_beats - 1`` beats before it only (causal). Subtracting a patient's own
+    template is what lets a model trained on other patients see "this beat differs from
+    this patient's usual beat" (de Chazal et al. 2004 and later inter-patient work
+    stress patient-relative features; cf. Mondéjar-Guerra et al. 2019).
+rr : ``(N_RR_FEATURES,)`` float32
+    Logarithms of RR intervals and of their ratios to the patient's running averages
+    (Llamedo & Martínez 2011; Mar et al. 2011 use RR relative to the local average).
+    ``rr_next`` needs the next beat, so the feature set has a look-ahead of one beat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch.utils.data import Dataset
+
+from vitalgru.types import AAMI_CLASSES
+
+logger = logging.getLogger(__name__)
+
+#: Names of the RR features, in column order.
+RR_FEATURES: tuple[str, ...] = (
+    "log_rr_prev",
+    "log_rr_next",
+    "log_rr_prev_over_local",
+    "log_rr_next_over_local",
+    "log_rr_prev_over_long",
+    "log_rr_next_over_long",
+    "log_rr_next_over_prev",
+    "log_rr_local_over_long",
+)
+N_RR_FEATURES = len(RR_FEATURES)
+#: Beats of look-ahead the features need (``rr_next``).
+LOOKAHEAD_BEATS = 1
+#: Label value ignored by the loss (padding).
+IGNORE_LABEL = -100
+
+# RR intervals outside 0.15-3 s (400-20 bpm) are detection gaps or artefacts; clip
+# them so one missed beat does not dominate a log ratio.
+_RR_MIN_S, _RR_MAX_S = 0.15, 3.0
+# Smallest amplitude scale (mV) used for normalisation: below this the template is
+# noise (flat line or lead-off) and dividing by it would blow the beat up.
+_MIN_SCALE_MV = 0.05
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Settings of :func:`beat_features` (logged with the model as preprocessing).
+
+    Attributes
+    ----------
+    template_beats : int
+        Beats in the running median template (current beat included).
+    local_rr_beats : int
+        Beats in the local RR average (current interval included).
+    long_rr_beats : int
+        Beats in the long RR average (the patient's own rhythm).
+    """
+
+    template_beats: int = 32
+    local_rr_beats: int = 10
+    long_rr_beats: int = 300
+
+    def __post_init__(self) -> None:
+        for name in ("template_beats", "local_rr_beats", "long_rr_beats"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "template_beats": self.template_beats,
+            "local_rr_beats": self.local_rr_beats,
+            "long_rr_beats": self.long_rr_beats,
+        }
+
+
+def _causal_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``x[max(0, k-n+1) : k+1]`` for every k; ``x`` is ``(m,)``."""
+    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    k = np.arange(1, x.shape[0] + 1)
+    lo = np.maximum(0, k - n)
+    return (c[k] - c[lo]) / (k - lo)
+
+
+def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
+    """Causal running median beat.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray
+        ``(n, n_samples)`` beat windows of one record, in time order.
+    n_beats : int
+        Beats in the median (the current one and the ``n_beats - 1`` before it; fewer at
+        the start of the record).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, n_samples)`` float32 templates; row k depends on rows ``<= k`` only.
+    """
+    if windows.ndim != 2:
+        raise ValueError(f"windows must be (n_beats, n_samples), got shape {windows.shape}")
+    n, length = windows.shape
+    if n == 0:
+        return np.zeros((0, length), np.float32)
+    pad = np.full((n_beats - 1, length), np.nan, np.float32)
+    padded = np.concatenate([pad, windows.astype(np.float32)])
+    out = np.empty((n, length), np.float32)
+    step = 512  # bounded memory: (step, length, n_beats) floats per chunk
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        view = sliding_window_view(padded[s : e + n_beats - 1], n_beats, axis=0)
+        if s >= n_beats - 1:  # no padding rows in this chunk
+            out[s:e] = np.median(view, axis=-1)
+        else:
+            out[s:e] = np.nanmedian(view, axis=-1)
+    return out
+
+
+def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) -> np.ndarray:
+    """RR features of one record's beats.
+
+    Parameters
+    ----------
+    sample_idx : numpy.ndarray
+        ``(n,)`` increasing R-peak sample indices at ``fs``.
+    fs : float
+        Sampling rate of ``sample_idx`` in Hz.
+    settings : FeatureSettings
+        Averaging lengths.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, N_RR_FEATURES)`` float32, columns named by :data:`RR_FEATURES`. Row k uses
+        beats ``<= k + 1`` (one beat of look-ahead for ``rr_next``).
+    """
+    if not fs > 0:
+        raise ValueError(f"fs must be > 0 Hz, got {fs}")
+    t = np.asarray(sample_idx, dtype=np.float64) / fs
+    n = t.shape[0]
+    if n == 0:
+        return np.zeros((0, N_RR_FEATURES), np.float32)
+    if n == 1:
+        rr = np.array([1.0])
+    else:
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("sample_idx must be strictly increasing")
+        rr = np.diff(t)
+    rr = np.clip(rr, _RR_MIN_S, _RR_MAX_S)
+    # rr_prev[k] = t[k] - t[k-1]; the first beat borrows its successor's interval.
+    rr_prev = np.concatenate([rr[:1], rr]) if n > 1 else rr
+    rr_next = np.concatenate([rr, rr[-1:]]) if n > 1 else rr
+    local = _causal_mean(rr_prev, settings.local_rr_beats)
+    long = _causal_mean(rr_prev, settings.long_rr_beats)
+    feats = np.stack(
+        [
+            np.log(rr_prev),
+            np.log(rr_next),
+            np.log(rr_prev / local),
+            np.log(rr_next / local),
+            np.log(rr_prev / long),
+            np.log(rr_next / long),
+            np.log(rr_next / rr_prev),
+            np.log(local / long),
+        ],
+        axis=1,
+    )
+    return feats.astype(np.float32)
+
+
+def morphology_features(windows: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Template-relative, amplitude-normalised beat windows (see module docstring).
+
+    Parameters
+    ----------
+    windows : numpy.ndarray
+        ``(n, n_samples)`` filtered beat windows (mV) of one record, in time order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2, n_samples)`` float32: [window / scale, (window - template) / scale].
+    """
+    w = np.asarray(windows, dtype=np.float32)
+    template = running_median_template(w, settings.template_beats)
+    scale = np.maximum(np.abs(template).max(axis=1), _MIN_SCALE_MV)[:, None]
+    return np.stack([w / scale, (w - template) / scale], axis=1).astype(np.float32)
+
+
+def beat_features(
+    windows: np.ndarray, sample_idx: np.ndarray, fs: float, settings: FeatureSettings
+) -> np.ndarray:
+    """Model inputs of one record's beats, in time order.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray
+        ``(n, L)`` filtered beat windows (mV) centred on the R peaks.
+    sample_idx : numpy.ndarray
+        ``(n,)`` R-peak sample indices at ``fs``.
+    fs : float
+        Sampling rate in Hz.
+    settings : FeatureSettings
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2 * L + N_RR_FEATURES)`` float32: morphology channels 0 and 1 flattened,
+        then the RR features. Row k depends on beats ``<= k + LOOKAHEAD_BEATS``.
+    """
+    w = np.asarray(windows)
+    if w.ndim != 2:
+        raise ValueError(f"windows must be (n_beats, n_samples), got shape {w.shape}")
+    if w.shape[0] != np.asarray(sample_idx).shape[0]:
+        raise ValueError(
+            f"{w.shape[0]} windows but {np.asarray(sample_idx).shape[0]} beat positions"
+        )
+    morph = morphology_features(w, settings).reshape(w.shape[0], -1)
+    return np.concatenate([morph, rr_features(sample_idx, fs, settings)], axis=1)
+
+
+@dataclass
+class RecordBeats:
+    """Model inputs and labels of one record.
+
+    Attributes
+    ----------
+    record_id : str
+    x : numpy.ndarray
+        ``(n, n_features)`` float32 model inputs (:func:`beat_features`).
+    labels : numpy.ndarray
+        ``(n,)`` int64 AAMI class indices (order of ``AAMI_CLASSES``).
+    sample_idx : numpy.ndarray
+        ``(n,)`` int64 R-peak positions at the dataset's ``fs``.
+    """
+
+    record_id: str
+    x: np.ndarray
+    labels: np.ndarray
+    sample_idx: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class BeatDataset:
+    """A dataset folder written by ``vitalgru ingest`` (read-only view)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    beats: pd.DataFrame
+    windows: np.ndarray
+
+    @property
+    def fs(self) -> float:
+        return float(self.manifest["fs"])
+
+    def split_records(self, split: str) -> list[str]:
+        """Records of a named split (``"DS1"``, ``"DS2"``) in manifest order."""
+        splits = self.manifest.get("splits", {})
+        if split not in splits:
+            raise ValueError(f"{self.path}: manifest has no split {split!r}; has {list(splits)}")
+        return [str(r) for r in splits[split]]
+
+    def records(self, record_ids: Sequence[str], settings: FeatureSettings) -> list[RecordBeats]:
+        """Features and labels of ``record_ids`` (in that order)."""
+        out = []
+        groups = self.beats.groupby("record_id", sort=False).indices
+        for rid in record_ids:
+            if rid not in groups:
+                raise ValueError(f"{self.path}: no beats for record {rid!r}")
+            rows = np.sort(groups[rid])
+            sub = self.beats.iloc[rows]
+            idx = sub["sample_idx"].to_numpy(np.int64)
+            x = beat_features(self.windows[rows], idx, self.fs, settings)
+            out.append(RecordBeats(rid, x, sub["label"].to_numpy(np.int64), idx))
+        return out
+
+
+def load_beat_dataset(path: str | Path) -> BeatDataset:
+    """Open a dataset folder (``manifest.json``, ``beats.parquet``, ``windows.npy``).
+
+    Raises
+    ------
+    FileNotFoundError
+        A required file is missing (run ``vitalgru ingest`` first).
+    ValueError
+        The files disagree (row counts, label range).
+    """
+    p = Path(path)
+    for name in ("manifest.json", "beats.parquet", "windows.npy"):
+        if not (p / name).exists():
+            raise FileNotFoundError(
+                f"{p / name} not found: build the dataset with `vitalgru ingest` first"
+            )
+    manifest = json.loads((p / "manifest.json").read_text())
+    beats = pd.read_parquet(p / "beats.parquet")
+    beats["record_id"] = beats["record_id"].astype(str)
+    windows = np.load(p / "windows.npy", mmap_mode="r")
+    if windows.shape[0] != len(beats):
+        raise ValueError(
+            f"{p}: windows.npy has {windows.shape[0]} rows but beats.parquet {len(beats)}"
+        )
+    labels = beats["label"].to_numpy()
+    if labels.size and (labels.min() < 0 or labels.max() >= len(AAMI_CLASSES)):
+        raise ValueError(f"{p}: labels outside 0..{len(AAMI_CLASSES) - 1}")
+    return BeatDataset(p, manifest, beats, windows)
+
+
+class BeatSequenceDataset(Dataset):
+    """Sequences of consecutive beats for a GRU.
+
+    In training mode each item is a random crop of ``seq_len`` beats from a record drawn
+    with probability proportional to its length (``n_items`` items per epoch); in
+    evaluation mode each item is one whole record.
+
+    Items are dicts ``{"x": (T, n_features), "labels": (T,), "record": str}``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[RecordBeats],
+        seq_len: int | None = None,
+        n_items: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not records:
+            raise ValueError("BeatSequenceDataset needs at least one record")
+        if seq_len is not None and seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.records = list(records)
+        self.seq_len = seq_len
+        lengths = np.array([len(r) for r in self.records], dtype=np.float64)
+        self._p = lengths / lengths.sum()
+        if n_items is None:
+            n_items = (
+                len(self.records) if seq_len is None else max(1, int(lengths.sum() // seq_len))
+            )
+        self.n_items = n_items
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n_items if self.seq_len is not None else len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.seq_len is None:
+            rec = self.records[i]
+            s, e = 0, len(rec)
+        else:
+            rec = self.records[int(self._rng.choice(len(self.records), p=self._p))]
+            n = len(rec)
+            if n <= self.seq_len:
+                s, e = 0, n
+            else:
+                s = int(self._rng.integers(0, n - self.seq_len + 1))
+                e = s + self.seq_len
+        return {
+            "x": torch.from_numpy(rec.x[s:e]),
+            "labels": torch.from_numpy(rec.labels[s:e]),
+            "record": rec.record_id,
+        }
+
+
+def collate_beat_sequences(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pad items to the longest sequence (labels padded with :data:`IGNORE_LABEL`).
+
+    Returns ``{"x": (B, T, n_features), "labels": (B, T), "lengths": (B,),
+    "records": list[str]}``.
+    """
+    t_max = max(int(it["labels"].shape[0]) for it in items)
+    b = len(items)
+    x0 = items[0]["x"]
+    x = torch.zeros((b, t_max, x0.shape[1]), dtype=x0.dtype)
+    labels = torch.full((b, t_max), IGNORE_LABEL, dtype=torch.long)
+    lengths = torch.zeros(b, dtype=torch.long)
+    for i, it in enumerate(items):
+        n = int(it["labels"].shape[0])
+        x[i, :n] = it["x"]
+        labels[i, :n] = it["labels"]
+        lengths[i] = n
+    return {
+        "x": x,
+        "labels": labels,
+        "lengths": lengths,
+        "records": [it["record"] for it in items],
+    }

@@ -1,0 +1,228 @@
+"""AAMI EC57 heartbeat-classification metrics (numpy only).
+
+Class order is N, S, V, F, Q (``vitalgru.types.AAMI_CLASSES``); integer labels index it.
+Per class (one-versus-rest over the confusion matrix ``C``, rows true, columns predicted):
+
+- sensitivity ``Se = TP / (TP + FN)``
+- positive predictivity ``+P = TP / (TP + FP)``
+- specificity ``Sp = TN / (TN + FP)``
+- ``F1 = 2 TP / (2 TP + FP + FN)``
+
+(ANSI/AAMI EC57:2012 section 4.3 for Se and +P.) Overall: accuracy, Cohen's kappa, the
+j index of de Chazal et al. 2004 (``j = Se_V + Se_S + +P_V + +P_S``, IEEE TBME
+51(7):1196-1206) and the jk index of Mar et al. 2011 (``jk = kappa / 2 + j / 8``, IEEE
+TBME 58(8):2168-2177), which lies in [0, 1] for kappa >= 0.
+
+A ratio whose denominator is zero (no true beats of a class, or none predicted) is
+``nan``: undefined, not zero. Keys are stable snake_case (``v_f1``, ``s_ppv``,
+``accuracy``, ``jk_index``) and become MLflow metric names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Class names in label order (AAMI EC57; mirrors ``vitalgru.types.AAMI_CLASSES``).
+CLASS_NAMES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+#: Per-class statistics reported by :func:`aami_metrics`.
+CLASS_STATS: tuple[str, ...] = ("n", "se", "ppv", "f1", "spec")
+
+
+def _as_labels(y: Any, name: str, n_classes: int) -> np.ndarray:
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer labels, got shape {a.shape}")
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class indices, got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= n_classes):
+        raise ValueError(f"{name} has labels outside 0..{n_classes - 1}")
+    return a.astype(np.int64)
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Confusion matrix.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        ``(n,)`` integer class indices in ``0..n_classes-1``.
+    n_classes : int
+        Number of classes (5 for AAMI).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_classes, n_classes)`` int64; ``C[i, j]`` counts beats of true class i
+        predicted as j.
+    """
+    t = _as_labels(y_true, "y_true", n_classes)
+    p = _as_labels(y_pred, "y_pred", n_classes)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.shape[0]} labels but y_pred {p.shape[0]}")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den > 0 else float("nan")
+
+
+def cohen_kappa(cm: np.ndarray) -> float:
+    """Cohen's kappa of a confusion matrix (``nan`` for an empty one)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    total = cm.sum()
+    if total == 0:
+        return float("nan")
+    po = np.trace(cm) / total
+    pe = float((cm.sum(axis=0) * cm.sum(axis=1)).sum()) / total**2
+    if pe == 1.0:
+        return float("nan")
+    return float((po - pe) / (1.0 - pe))
+
+
+def metrics_from_confusion(
+    cm: np.ndarray, class_names: Sequence[str] = CLASS_NAMES
+) -> dict[str, float]:
+    """All AAMI metrics of a confusion matrix (see module docstring for keys)."""
+    cm = np.asarray(cm)
+    k = len(class_names)
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix must be ({k}, {k}), got {cm.shape}")
+    total = int(cm.sum())
+    out: dict[str, float] = {"n_beats": float(total)}
+    out["accuracy"] = _ratio(np.trace(cm), total)
+    for i, c in enumerate(class_names):
+        tp = int(cm[i, i])
+        fn = int(cm[i].sum()) - tp
+        fp = int(cm[:, i].sum()) - tp
+        tn = total - tp - fn - fp
+        key = c.lower()
+        out[f"{key}_n"] = float(tp + fn)
+        out[f"{key}_se"] = _ratio(tp, tp + fn)
+        out[f"{key}_ppv"] = _ratio(tp, tp + fp)
+        out[f"{key}_spec"] = _ratio(tn, tn + fp)
+        out[f"{key}_f1"] = _ratio(2 * tp, 2 * tp + fp + fn)
+    out["kappa"] = cohen_kappa(cm)
+    if {"S", "V"} <= set(class_names):
+        j = out["v_se"] + out["s_se"] + out["v_ppv"] + out["s_ppv"]
+        out["j_index"] = j
+        out["jk_index"] = 0.5 * out["kappa"] + j / 8.0
+    f1s = [out[f"{c.lower()}_f1"] for c in class_names]
+    f1s = [f for f in f1s if not np.isnan(f)]
+    out["macro_f1"] = float(np.mean(f1s)) if f1s else float("nan")
+    return out
+
+
+def aami_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """AAMI EC57 metrics of integer labels (N, S, V, F, Q = 0..4).
+
+    Returns
+    -------
+    dict of str to float
+        ``accuracy``, ``kappa``, ``j_index``, ``jk_index``, ``macro_f1``, ``n_beats`` and
+        per class ``{c}_n``, ``{c}_se``, ``{c}_ppv``, ``{c}_spec``, ``{c}_f1`` with ``c`` in
+        ``n, s, v, f, q``. Undefined ratios are ``nan``.
+    """
+    return metrics_from_confusion(confusion_matrix(y_true, y_pred))
+
+
+def aami_metrics_by_record(
+    y_true: Any, y_pred: Any, record_ids: Any
+) -> dict[str, dict[str, float]]:
+    """:func:`aami_metrics` of each record separately (``record_ids`` is ``(n,)``)."""
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    r = np.asarray(record_ids).astype(str)
+    if not (t.shape == p.shape == r.shape):
+        raise ValueError(
+            f"y_true {t.shape}, y_pred {p.shape} and record_ids {r.shape} must have one shape"
+        )
+    return {rid: aami_metrics(t[r == rid], p[r == rid]) for rid in dict.fromkeys(r.tolist())}
+
+
+def aami_report(y_true: Any, y_pred: Any, record_ids: Any | None = None) -> dict[str, Any]:
+    """Nested summary for JSON reports.
+
+    Returns
+    -------
+    dict
+        ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix": [[...]],
+        "classes": {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {rid: {...}}}``
+        (``records`` only when ``record_ids`` is given). ``nan`` becomes ``None``.
+    """
+
+    def nested(cm: np.ndarray) -> dict[str, Any]:
+        m = metrics_from_confusion(cm)
+        return {
+            "n_beats": int(m["n_beats"]),
+            "accuracy": _clean(m["accuracy"]),
+            "kappa": _clean(m["kappa"]),
+            "j_index": _clean(m["j_index"]),
+            "jk_index": _clean(m["jk_index"]),
+            "confusion_matrix": cm.astype(int).tolist(),
+            "classes": {
+                c: {s: _clean(m[f"{c.lower()}_{s}"]) for s in CLASS_STATS} for c in CLASS_NAMES
+            },
+        }
+
+    out = nested(confusion_matrix(y_true, y_pred))
+    if record_ids is not None:
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+        r = np.asarray(record_ids).astype(str)
+        out["records"] = {
+            rid: nested(confusion_matrix(t[r == rid], p[r == rid]))
+            for rid in dict.fromkeys(r.tolist())
+        }
+    return out
+
+
+def _clean(v: float) -> float | None:
+    if isinstance(v, int):
+        return v
+    return None if np.isnan(v) else float(v)
+
+
+def _fmt(v: Any, n: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{int(v)}" if n else f"{100 * v:.1f}"
+
+
+def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat classification") -> str:
+    """Markdown tables of an :func:`aami_report` (percentages, ``-`` for undefined)."""
+    lines = [f"## {title}", ""]
+    lines.append(
+        f"Beats: {report['n_beats']}; accuracy {_fmt(report['accuracy'])} %; "
+        f"kappa {report['kappa'] if report['kappa'] is None else round(report['kappa'], 3)}; "
+        f"jk index {report['jk_index'] if report['jk_index'] is None else round(report['jk_index'], 3)}"
+    )
+    lines += ["", "| class | n | Se % | +P % | F1 % | Sp % |", "|---|---:|---:|---:|---:|---:|"]
+    for c, s in report["classes"].items():
+        lines.append(
+            f"| {c} | {_fmt(s['n'], True)} | {_fmt(s['se'])} | {_fmt(s['ppv'])} | "
+            f"{_fmt(s['f1'])} | {_fmt(s['spec'])} |"
+        )
+    cm = report.get("confusion_matrix")
+    if cm is not None:
+        names = list(report["classes"])
+        lines += ["", "Confusion matrix (rows true, columns predicted):", ""]
+        lines.append("| true \\ pred | " + " | ".join(names) + " |")
+        lines.append("|---|" + "---:|" * len(names))
+        for c, row in zip(names, cm, strict=True):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    recs = report.get("records")
+    if recs:
+        lines += ["", "Per record:", ""]
+        lines.append("| record | beats | acc % | S Se % | S +P % | V Se % | V +P % |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for rid, r in recs.items():
+            cl = r["classes"]
+            lines.append(
+                f"| {rid} | {r['n_beats']} | {_fmt(r['accuracy'])} | {_fmt(cl['S']['se'])} | "
+                f"{_fmt(cl['S']['ppv'])} | {_fmt(cl['V']['se'])} | {_fmt(cl['V']['ppv'])} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,199 @@
+"""Beat-sequence GRU for AAMI EC57 heartbeat classification (torch only).
+
+Each beat is encoded by a small 1-D CNN over its (template-relative) morphology and a
+linear map of its RR features; a unidirectional GRU runs over the sequence of beats, so
+its hidden state carries the patient's own rhythm and morphology across beats. The model
+is causal in beats: the logits of beat k depend on beats ``<= k`` of the input (the
+input features themselves have a look-ahead of one beat, ``rr_next``).
+
+Input layout: one feature vector per beat, ``x[..., : C * L]`` the flattened morphology
+channels (channel-major) and ``x[..., C * L :]`` the RR features, so the model meets the
+``(batch, time, n_features)`` contract of ``vitalgru.models.base.SequenceModel``.
+
+Shapes: ``B`` batch, ``T`` beats, ``C`` morphology channels, ``L`` window samples,
+``F`` RR features, ``H`` GRU hidden size, ``K`` classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import torch
+from torch import nn
+
+
+class BeatEncoder(nn.Module):
+    """1-D CNN over one beat window: ``(N, C, L) -> (N, d_out)``.
+
+    Strided convolutions with GELU and group normalisation, then global average and
+    max pooling (shift-tolerant summary of where the QRS energy lies).
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], d_out: int, dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            k = 7 if i == 0 else 5
+            layers += [
+                nn.Conv1d(c, w, kernel_size=k, stride=2, padding=k // 2),
+                nn.GroupNorm(1, w),
+                nn.GELU(),
+            ]
+            c = w
+        self.conv = nn.Sequential(*layers)
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)  # (N, c, L')
+        h = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)  # (N, 2c)
+        return self.proj(h)
+
+
+class ArrhythmiaGRU(nn.Module):
+    """CNN beat encoder + RR features -> GRU over beats -> per-beat AAMI logits.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples per beat window ``L`` (252 at 360 Hz for 0.25 s + 0.45 s).
+    in_channels : int
+        Morphology channels ``C`` (2: scaled window, window minus running template).
+    n_rr : int
+        RR features ``F``.
+    n_classes : int
+        Output classes ``K`` (5: N, S, V, F, Q).
+    conv_widths : tuple of int
+        Channels of the strided convolutions.
+    d_beat : int
+        Size of the per-beat embedding fed to the GRU.
+    hidden : int
+        GRU hidden size ``H``.
+    num_layers : int
+        GRU layers.
+    dropout : float
+        Dropout on embeddings and between GRU layers.
+    lookahead_beats : int
+        Beats of look-ahead the *input features* need (recorded for scorers; the
+        network itself is causal).
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 252,
+        in_channels: int = 2,
+        n_rr: int = 8,
+        n_classes: int = 5,
+        conv_widths: tuple[int, ...] | list[int] = (16, 32, 48),
+        d_beat: int = 64,
+        hidden: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        lookahead_beats: int = 1,
+    ) -> None:
+        super().__init__()
+        for name, v in (
+            ("n_samples", n_samples),
+            ("in_channels", in_channels),
+            ("n_rr", n_rr),
+            ("n_classes", n_classes),
+            ("d_beat", d_beat),
+            ("hidden", hidden),
+            ("num_layers", num_layers),
+        ):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.n_samples = int(n_samples)
+        self.in_channels = int(in_channels)
+        self.n_rr = int(n_rr)
+        self.n_classes = int(n_classes)
+        self.conv_widths = tuple(int(w) for w in conv_widths)
+        self.d_beat = int(d_beat)
+        self.hidden = int(hidden)
+        self.num_layers = int(num_layers)
+        self.dropout = float(dropout)
+        self.lookahead_beats = int(lookahead_beats)
+
+        self.encoder = BeatEncoder(in_channels, self.conv_widths, d_beat, dropout)
+        self.rr_proj = nn.Linear(n_rr, d_beat)
+        self.norm = nn.LayerNorm(d_beat)
+        self.drop = nn.Dropout(dropout)
+        self.gru = nn.GRU(
+            d_beat,
+            hidden,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        # The head sees the GRU state (patient context) and the beat's own embedding
+        # (a skip path, so a clear-cut beat need not be squeezed through the recurrence).
+        self.head = nn.Sequential(
+            nn.LayerNorm(hidden + d_beat),
+            nn.Linear(hidden + d_beat, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+
+    @property
+    def n_features(self) -> int:
+        """Length of one beat's feature vector, ``C * L + F``."""
+        return self.in_channels * self.n_samples + self.n_rr
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, **extra: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-beat logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, T, C * L + F)`` features of T consecutive beats (see module docstring).
+        h0 : torch.Tensor, optional
+            ``(num_layers, B, H)`` hidden state carried from the previous chunk.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            ``(B, T, K)`` unnormalised class scores.
+        h_n : torch.Tensor
+            ``(num_layers, B, H)`` hidden state after the last beat.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.n_features:
+            raise ValueError(
+                f"x must be (B, T, {self.n_features}) = {self.in_channels} x {self.n_samples} "
+                f"morphology + {self.n_rr} RR features, got shape {tuple(x.shape)}"
+            )
+        if extra:
+            raise TypeError(f"unexpected inputs {sorted(extra)}")
+        b, t = x.shape[:2]
+        m = self.in_channels * self.n_samples
+        morph = x[..., :m].reshape(b * t, self.in_channels, self.n_samples)
+        rr = x[..., m:]
+        e = self.encoder(morph).reshape(b, t, -1)  # (B, T, D)
+        e = self.drop(self.norm(e + self.rr_proj(rr)))
+        y, h_n = self.gru(e, h0)  # (B, T, H)
+        logits = self.head(torch.cat([y, e], dim=-1))
+        return logits, h_n
+
+    def config_dict(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments."""
+        return {
+            "n_samples": self.n_samples,
+            "in_channels": self.in_channels,
+            "n_rr": self.n_rr,
+            "n_classes": self.n_classes,
+            "conv_widths": list(self.conv_widths),
+            "d_beat": self.d_beat,
+            "hidden": self.hidden,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "lookahead_beats": self.lookahead_beats,
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Self:
+        """Rebuild from :meth:`config_dict` output."""
+        return cls(**cfg)

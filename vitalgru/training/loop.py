@@ -1,0 +1,277 @@
+"""Generic fit loop: AdamW, warmup + cosine learning rate, gradient clipping, early
+stopping on a validation metric, a wall-clock budget, and progress through callbacks.
+
+Task modules (``vitalgru.training.arrhythmia``, ``vitalgru.training.early_warning``)
+supply a loss function over a batch and an evaluation function returning
+``dict[str, float]``; this module knows nothing about their data. Library code never
+prints: progress goes to :class:`Callback` objects (:class:`TqdmProgress` shows bars).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Optimisation and stopping settings.
+
+    Attributes
+    ----------
+    max_epochs : int
+        Upper bound on epochs; the learning-rate schedule spans this many.
+    lr : float
+        Peak learning rate of AdamW (Loshchilov & Hutter 2019).
+    weight_decay : float
+        Decoupled weight decay.
+    warmup_frac : float
+        Fraction of all steps spent in linear warm-up before the cosine decay.
+    grad_clip : float or None
+        Maximum global gradient norm (None: no clipping).
+    patience : int
+        Epochs without improvement of ``monitor`` before stopping (0: never stop early).
+    monitor : str
+        Key of the evaluation dict that selects the best epoch.
+    mode : {"max", "min"}
+        Whether larger or smaller ``monitor`` is better.
+    max_minutes : float or None
+        Wall-clock budget; training stops after the epoch that exceeds it.
+    min_epochs : int
+        Epochs always run before early stopping may trigger.
+    """
+
+    max_epochs: int = 20
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_frac: float = 0.05
+    grad_clip: float | None = 1.0
+    patience: int = 5
+    monitor: str = "val_loss"
+    mode: Literal["max", "min"] = "min"
+    max_minutes: float | None = None
+    min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+
+
+class Callback:
+    """Hooks called by :func:`fit`; override what you need."""
+
+    def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None: ...
+
+    def on_epoch_start(self, epoch: int) -> None: ...
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+    def on_fit_end(self, result: FitResult) -> None: ...
+
+
+class TqdmProgress(Callback):
+    """Progress bars through tqdm (one per epoch); honours ``TQDM_DISABLE``."""
+
+    def __init__(self, desc: str = "train", leave: bool = False) -> None:
+        self.desc = desc
+        self.leave = leave
+        self._bar: Any = None
+        self._steps = 0
+
+    def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None:
+        self._steps = steps_per_epoch
+        self._max_epochs = max_epochs
+
+    def on_epoch_start(self, epoch: int) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=self._steps, desc=f"{self.desc} {epoch + 1}/{self._max_epochs}", leave=self.leave
+        )
+
+    def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self._bar is not None:
+            shown = {k: f"{v:.4f}" for k, v in list(metrics.items())[:6]}
+            self._bar.set_postfix(shown, refresh=True)
+            self._bar.close()
+            self._bar = None
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`. The model is left holding the best epoch's weights."""
+
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    stop_reason: str = "max_epochs"
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up to 1 over ``warmup_frac`` of the steps, then cosine
+    decay to 0 (Loshchilov & Hutter 2017, SGDR without restarts)."""
+    warm = max(1, int(round(total_steps * warmup_frac)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        prog = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * prog))
+
+    return f
+
+
+def _better(a: float, b: float | None, mode: str) -> bool:
+    if b is None or math.isnan(b):
+        return not math.isnan(a)
+    return a > b if mode == "max" else a < b
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Callable[[int], Iterable[Any]],
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    evaluate: Callable[[nn.Module], Mapping[str, float]],
+    settings: FitSettings,
+    steps_per_epoch: int,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Train ``model`` and keep the weights of the best validation epoch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained in place; on return it holds the best epoch's weights, in eval mode.
+    train_batches : callable
+        ``train_batches(epoch) -> iterable of batches`` (a fresh, seeded pass per epoch).
+    loss_fn : callable
+        ``loss_fn(model, batch) -> scalar tensor`` (the model is in train mode).
+    evaluate : callable
+        ``evaluate(model) -> {metric: value}`` on held-out data (the model is in eval
+        mode, under ``torch.no_grad``); must contain ``settings.monitor``.
+    settings : FitSettings
+    steps_per_epoch : int
+        Batches per epoch (sizes the learning-rate schedule and progress bars).
+    callbacks : sequence of Callback
+
+    Returns
+    -------
+    FitResult
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    # No weight decay on biases and normalisation gains (common AdamW practice).
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=settings.lr,
+    )
+    total = settings.max_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, settings.warmup_frac))
+    for cb in callbacks:
+        cb.on_fit_start(settings.max_epochs, steps_per_epoch)
+
+    t0 = time.perf_counter()
+    best: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    result = FitResult(best_epoch=-1, best_metrics={})
+    since_best = 0
+    for epoch in range(settings.max_epochs):
+        for cb in callbacks:
+            cb.on_epoch_start(epoch)
+        model.train()
+        losses = []
+        for step, batch in enumerate(train_batches(epoch)):
+            loss = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"non-finite training loss at epoch {epoch + 1} step {step + 1}; "
+                    "lower lr or check the inputs for NaN"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            opt.step()
+            sched.step()
+            lv = float(loss.detach())
+            losses.append(lv)
+            for cb in callbacks:
+                cb.on_batch_end(epoch, step, lv)
+        model.eval()
+        with torch.no_grad():
+            metrics = dict(evaluate(model))
+        if settings.monitor not in metrics:
+            raise KeyError(
+                f"evaluate() returned no {settings.monitor!r}; it returned {sorted(metrics)}"
+            )
+        metrics["train_loss"] = float(sum(losses) / max(1, len(losses)))
+        metrics["lr"] = float(sched.get_last_lr()[0])
+        metrics["epoch"] = float(epoch + 1)
+        metrics["elapsed_s"] = time.perf_counter() - t0
+        result.history.append(metrics)
+        value = metrics[settings.monitor]
+        if _better(value, best, settings.mode):
+            best = value
+            best_state = copy.deepcopy(model.state_dict())
+            result.best_epoch = epoch
+            result.best_metrics = dict(metrics)
+            since_best = 0
+        else:
+            since_best += 1
+        logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, metrics)
+        if (
+            settings.patience > 0
+            and since_best >= settings.patience
+            and epoch + 1 >= settings.min_epochs
+        ):
+            result.stop_reason = "early_stopping"
+            break
+        if settings.max_minutes is not None and metrics["elapsed_s"] > 60 * settings.max_minutes:
+            result.stop_reason = "time_budget"
+            logger.warning(
+                "stopping after epoch %d: wall-clock budget of %.1f min used",
+                epoch + 1,
+                settings.max_minutes,
+            )
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.elapsed_s = time.perf_counter() - t0
+    for cb in callbacks:
+        cb.on_fit_end(result)
+    return result
