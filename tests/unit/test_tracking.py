@@ -1,0 +1,461 @@
+"""vitalgru.tracking against a real embedded MLflow store (SQLite + local artifacts),
+one fresh store per test in its own working directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from pydantic import BaseModel
+from torch import nn
+
+from vitalgru import tracking
+from vitalgru.config import IngestConfig
+from vitalgru.tracking import (
+    flatten_params,
+    get_alias_version,
+    load_model,
+    log_config,
+    log_confusion_matrix,
+    log_model,
+    promote_if_better,
+    set_alias,
+    start_run,
+    tracking_uri,
+)
+from vitalgru.types import AAMI_CLASSES
+
+
+class TinyGRU(nn.Module):
+    """A minimal network following the vitalgru model contract (test-only)."""
+
+    def __init__(self, n_features: int = 3, hidden_size: int = 8, n_classes: int = 5) -> None:
+        super().__init__()
+        self.n_features, self.hidden_size, self.n_classes = n_features, hidden_size, n_classes
+        self.gru = nn.GRU(n_features, hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, **extra: Any):
+        out, h_n = self.gru(x, h0)
+        return self.head(out[:, -1]), h_n
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "hidden_size": self.hidden_size,
+            "n_classes": self.n_classes,
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> TinyGRU:
+        return cls(**cfg)
+
+
+class NoConfigGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(2, 4, batch_first=True)
+
+
+TEST_PREFIXES = (TinyGRU.__module__,)
+NAME = "vitalgru-test"
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite database. Creating one runs MLflow's schema
+    migrations (seconds); each test copies this file instead."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path.as_posix()}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Path:
+    """A fresh embedded store in a fresh working directory."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
+    yield tmp_path
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _client() -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+
+
+def _log(run: tracking.TrackedRun, model: nn.Module, **kw: Any) -> tracking.ModelRef:
+    return log_model(
+        run,
+        model,
+        preprocessing=kw.pop("preprocessing", {"mean": [0.1, 0.2, 0.3], "fs": 360.0}),
+        config=kw.pop("config", {"seed": 0}),
+        registered_name=kw.pop("registered_name", NAME),
+        allowed_prefixes=TEST_PREFIXES,
+        **kw,
+    )
+
+
+def _registered(n: int) -> list[str]:
+    """Register ``n`` versions of a TinyGRU in one run; returns their versions."""
+    with start_run("exp") as run:
+        return [str(_log(run, TinyGRU()).version) for _ in range(n)]
+
+
+class TestStores:
+    def test_default_is_sqlite_in_cwd(self, store: Path) -> None:
+        assert tracking_uri() == f"sqlite:///{(store / 'mlflow.db').as_posix()}"
+
+    def test_env_overrides(self, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+        assert tracking_uri() == "http://tracking.example:5000"
+        assert tracking.registry_uri() == "http://tracking.example:5000"
+
+    def test_artifacts_stay_beside_the_store_when_cwd_changes(
+        self, store: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with start_run("exp") as run:
+            run.log_text("one", "a.txt")
+        exp = _client().get_experiment_by_name("exp")
+        assert exp.artifact_location == (store / "mlartifacts" / "exp").as_uri()
+        # Same store, other working directory: artifacts still land under the store's folder.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri())
+        monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+        with start_run("exp") as run2:
+            run2.log_text("two", "b.txt")
+        assert (store / "mlartifacts" / "exp" / run.run_id / "artifacts" / "a.txt").exists()
+        assert (
+            store / "mlartifacts" / "exp" / run2.run_id / "artifacts" / "b.txt"
+        ).read_text() == "two"
+
+
+class TestTrackedRun:
+    def test_params_metrics_artifacts(self, store: Path) -> None:
+        src = store / "note.txt"
+        src.write_text("hello")
+        with start_run("exp", run_name="r1", tags={"task": "arrhythmia"}) as run:
+            run.log_params({"model": {"hidden": 32, "layers": [1, 2]}, "lr": 1e-3})
+            run.log_metrics({"loss": 0.5}, step=1)
+            run.log_metrics({"loss": 0.25}, step=2)
+            run.log_dict({"a": 1}, "d/info.json")
+            run.log_text("t", "d/t.txt")
+            run.log_artifact(src, "files")
+        r = _client().get_run(run.run_id)
+        assert r.info.status == "FINISHED"
+        assert r.info.run_name == "r1"
+        assert r.data.tags["task"] == "arrhythmia"
+        assert r.data.params == {"model.hidden": "32", "model.layers": "[1, 2]", "lr": "0.001"}
+        hist = _client().get_metric_history(run.run_id, "loss")
+        assert [(m.step, m.value) for m in hist] == [(1, 0.5), (2, 0.25)]
+        root = store / "mlartifacts" / "exp" / run.run_id / "artifacts"
+        assert json.loads((root / "d" / "info.json").read_text()) == {"a": 1}
+        assert (root / "files" / "note.txt").read_text() == "hello"
+
+    def test_many_params_are_batched(self, store: Path) -> None:
+        params = {f"p{i:03d}": i for i in range(250)}  # MLflow takes 100 params per batch
+        with start_run("exp") as run:
+            run.log_params(params)
+        assert len(_client().get_run(run.run_id).data.params) == 250
+
+    def test_failed_block_marks_run_failed(self, store: Path) -> None:
+        with pytest.raises(RuntimeError, match="boom"), start_run("exp") as run:
+            raise RuntimeError("boom")
+        assert _client().get_run(run.run_id).info.status == "FAILED"
+        assert mlflow.active_run() is None
+
+    def test_non_numeric_metric_rejected(self, store: Path) -> None:
+        with start_run("exp") as run, pytest.raises(TypeError, match="'acc'"):
+            run.log_metrics({"acc": "high"})  # type: ignore[dict-item]
+
+    def test_missing_artifact_file(self, store: Path) -> None:
+        with start_run("exp") as run, pytest.raises(FileNotFoundError):
+            run.log_artifact(store / "nope.txt")
+
+    def test_log_config(self, store: Path) -> None:
+        cfg = IngestConfig()
+        with start_run("exp") as run:
+            log_config(run, cfg)
+        r = _client().get_run(run.run_id)
+        assert r.data.params["arrhythmia.windows.fs"] == "360.0"
+        assert r.data.params["arrhythmia.exclude_records"] == '["102", "104", "107", "217"]'
+        path = store / "mlartifacts" / "exp" / run.run_id / "artifacts" / "config.yaml"
+        assert IngestConfig.model_validate(yaml.safe_load(path.read_text())) == cfg
+
+    def test_log_confusion_matrix(self, store: Path) -> None:
+        cm = np.array([[50, 2, 1, 0, 0], [3, 9, 0, 0, 0], [1, 0, 20, 1, 0], [0] * 5, [0] * 5])
+        labels = [c.value for c in AAMI_CLASSES]
+        with start_run("exp") as run:
+            log_confusion_matrix(run, cm, labels, "eval/cm.png")
+        root = store / "mlartifacts" / "exp" / run.run_id / "artifacts" / "eval"
+        assert (root / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert json.loads((root / "cm.json").read_text()) == {
+            "labels": labels,
+            "counts": cm.tolist(),
+        }
+
+    @pytest.mark.parametrize(
+        ("cm", "labels", "match"),
+        [
+            (np.zeros((2, 3)), ["a", "b"], "square"),
+            (np.zeros((2, 2)), ["a", "b", "c"], "labels"),
+            (-np.ones((2, 2)), ["a", "b"], "non-negative"),
+        ],
+    )
+    def test_confusion_matrix_validation(
+        self, store: Path, cm: np.ndarray, labels: list[str], match: str
+    ) -> None:
+        with start_run("exp") as run, pytest.raises(ValueError, match=match):
+            log_confusion_matrix(run, cm, labels)
+
+
+class _Sub(BaseModel):
+    k: int = 1
+
+
+class TestFlattenParams:
+    def test_nested_and_value_encoding(self) -> None:
+        from enum import Enum
+
+        class Color(Enum):
+            RED = "red"
+
+        got = flatten_params(
+            {
+                "a": {"b": {"c": 1}, "d": 0.5},
+                "flag": True,
+                "none": None,
+                "path": Path("x") / "y.yaml",
+                "seq": (1, "two"),
+                "color": Color.RED,
+                "np": np.float32(0.25),
+                "sub": _Sub(),
+                "empty": {},
+                "s": "text",
+            }
+        )
+        assert got == {
+            "a.b.c": "1",
+            "a.d": "0.5",
+            "flag": "true",
+            "none": "null",
+            "path": "x/y.yaml",
+            "seq": '[1, "two"]',
+            "color": "red",
+            "np": "0.25",
+            "sub.k": "1",
+            "s": "text",
+        }
+
+    def test_prefix_and_separator(self) -> None:
+        assert flatten_params({"a": {"b": 1}}, prefix="cfg", sep="/") == {"cfg/a/b": "1"}
+
+    def test_long_values_cut_to_mlflow_limit(self) -> None:
+        v = flatten_params({"long": "x" * 7000})["long"]
+        assert len(v) == 6000 and v.endswith("...")
+
+    def test_rejects_non_mapping_and_non_str_keys(self) -> None:
+        with pytest.raises(TypeError, match="mapping"):
+            flatten_params([1, 2])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="keys must be strings"):
+            flatten_params({1: "a"})  # type: ignore[dict-item]
+
+
+class TestModelRoundTrip:
+    def test_log_register_load_predict_any_length(self, store: Path) -> None:
+        torch.manual_seed(0)
+        model = TinyGRU()
+        with start_run("exp") as run:
+            t0 = time.perf_counter()
+            ref = _log(run, model, config={"seed": 3, "data": {"fs": 360.0}})
+            elapsed = time.perf_counter() - t0
+        assert ref.uri == f"models:/{NAME}/1" and ref.version == "1" and ref.run_id == run.run_id
+        # Budget for the measured ~0.1-0.5 s, generous for a contended CI machine.
+        assert elapsed < 10.0, f"log_model + register took {elapsed:.1f} s"
+        assert promote_if_better(NAME, ref.version, {"f1": 0.5}, ["f1"]).promoted
+
+        loaded = load_model(f"models:/{NAME}@champion", allowed_prefixes=TEST_PREFIXES)
+        assert loaded.version == "1" and loaded.name == NAME
+        assert not loaded.module.training
+        assert loaded.preprocessing == {"mean": [0.1, 0.2, 0.3], "fs": 360.0}
+        assert loaded.config == {"seed": 3, "data": {"fs": 360.0}}
+        assert loaded.class_path == f"{TinyGRU.__module__}:TinyGRU"
+        model.eval()
+        with torch.no_grad():
+            for length in (7, 131):
+                x = torch.randn(2, length, 3)
+                want, want_h = model(x)
+                got, got_h = loaded.module(x)
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+                torch.testing.assert_close(got_h, want_h, rtol=0, atol=0)
+
+        version_tags = _client().get_model_version(NAME, "1").tags
+        assert version_tags["vitalgru.run_id"] == run.run_id
+
+    def test_mlflow_pyfunc_predicts_any_length(self, store: Path) -> None:
+        torch.manual_seed(1)
+        model = TinyGRU().eval()
+        with start_run("exp") as run:
+            ref = _log(run, model)
+        pf = mlflow.pyfunc.load_model(ref.uri)
+        for length in (5, 64):
+            x = np.random.default_rng(length).standard_normal((3, length, 3)).astype(np.float32)
+            with torch.no_grad():
+                want = model(torch.from_numpy(x))[0].numpy()
+            np.testing.assert_allclose(pf.predict(x), want, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(pf.predict(x[1]), want[1], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(pf.predict({"x": x}), want, rtol=0, atol=1e-6)
+        # Nothing is pickled: the pyfunc is defined by a code file stored with the model.
+        local = Path(mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(store / "dl")))
+        assert not list(local.rglob("*.pkl"))
+
+    def test_load_by_version_latest_and_unregistered(self, store: Path) -> None:
+        torch.manual_seed(2)
+        a, b = TinyGRU(), TinyGRU()
+        with start_run("exp") as run:
+            _log(run, a)
+            _log(run, b)
+            free = _log(run, a, registered_name=None)
+        assert free.version is None and free.name is None
+        x = torch.randn(1, 9, 3)
+        with torch.no_grad():
+            assert torch.equal(
+                load_model(f"models:/{NAME}/1", allowed_prefixes=TEST_PREFIXES).module(x)[0],
+                a(x)[0],
+            )
+            latest = load_model(f"models:/{NAME}/latest", allowed_prefixes=TEST_PREFIXES)
+            assert latest.version == "2" and torch.equal(latest.module(x)[0], b(x)[0])
+            assert torch.equal(
+                load_model(free.uri, allowed_prefixes=TEST_PREFIXES).module(x)[0], a(x)[0]
+            )
+
+    def test_load_refuses_classes_outside_allowed_packages(self, store: Path) -> None:
+        with start_run("exp") as run:
+            ref = _log(run, TinyGRU())
+        # Default trust is vitalgru.models only; the test module is not in it.
+        with pytest.raises(ValueError, match="refusing to import"):
+            load_model(ref.uri)
+
+    def test_unknown_alias_or_version(self, store: Path) -> None:
+        _registered(1)
+        with pytest.raises(ValueError, match="cannot resolve"):
+            load_model(f"models:/{NAME}@champion", allowed_prefixes=TEST_PREFIXES)
+        with pytest.raises(ValueError, match="cannot resolve"):
+            load_model(f"models:/{NAME}/9", allowed_prefixes=TEST_PREFIXES)
+
+    def test_contract_checked_at_log_time(self, store: Path) -> None:
+        with start_run("exp") as run:
+            with pytest.raises(TypeError, match="config_dict"):
+                log_model(
+                    run, NoConfigGRU(), preprocessing={}, config={}, allowed_prefixes=TEST_PREFIXES
+                )
+            with pytest.raises(TypeError, match="preprocessing is not JSON"):
+                _log(run, TinyGRU(), preprocessing={"scaler": object()})
+        assert not _client().search_registered_models()
+
+    def test_numpy_statistics_are_stored_as_json(self, store: Path) -> None:
+        with start_run("exp") as run:
+            ref = _log(run, TinyGRU(), preprocessing={"mean": np.arange(3.0), "names": ("a", "b")})
+        got = load_model(ref.uri, allowed_prefixes=TEST_PREFIXES).preprocessing
+        assert got == {"mean": [0.0, 1.0, 2.0], "names": ["a", "b"]}
+
+
+class TestPromotion:
+    def test_gate_sequence(self, store: Path) -> None:
+        v1, v2, v3 = _registered(3)
+        first = promote_if_better(NAME, v1, {"f1": 0.80, "auprc": 0.50}, ["f1", "auprc"])
+        assert first.promoted and first.previous_version is None
+        assert get_alias_version(NAME, "champion") == v1
+
+        worse = promote_if_better(NAME, v2, {"f1": 0.85, "auprc": 0.40}, ["f1", "auprc"])
+        assert not worse.promoted and worse.previous_version == v1
+        assert "auprc" in worse.reason and worse.comparison["auprc"] == (0.40, 0.50)
+        assert get_alias_version(NAME, "champion") == v1
+        assert get_alias_version(NAME, "challenger") == v2
+
+        better = promote_if_better(NAME, v3, {"f1": 0.81, "auprc": 0.50}, ["f1", "auprc"])
+        assert better.promoted and better.previous_version == v1
+        assert get_alias_version(NAME, "champion") == v3
+        tags = _client().get_model_version(NAME, v3).tags
+        assert float(tags["gate.f1"]) == 0.81 and "beats" in tags["vitalgru.gate_decision"]
+
+    def test_tie_is_not_promoted(self, store: Path) -> None:
+        v1, v2 = _registered(2)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        d = promote_if_better(NAME, v2, {"f1": 0.8}, ["f1"])
+        assert not d.promoted and "no better" in d.reason
+        assert get_alias_version(NAME) == v1
+
+    def test_lower_is_better(self, store: Path) -> None:
+        v1, v2, v3 = _registered(3)
+        promote_if_better(NAME, v1, {"brier": 0.20}, ["brier"], lower_is_better=["brier"])
+        assert not promote_if_better(
+            NAME, v2, {"brier": 0.25}, ["brier"], lower_is_better=["brier"]
+        ).promoted
+        assert promote_if_better(
+            NAME, v3, {"brier": 0.15}, ["brier"], lower_is_better=["brier"]
+        ).promoted
+
+    def test_promoted_challenger_loses_challenger_alias(self, store: Path) -> None:
+        v1, v2 = _registered(2)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        promote_if_better(NAME, v2, {"f1": 0.7}, ["f1"])
+        assert get_alias_version(NAME, "challenger") == v2
+        promote_if_better(NAME, v2, {"f1": 0.9}, ["f1"])  # re-evaluated on a fixed pipeline
+        assert get_alias_version(NAME, "champion") == v2
+        assert get_alias_version(NAME, "challenger") is None
+
+    def test_champion_values_fall_back_to_its_run_metrics(self, store: Path) -> None:
+        with start_run("exp") as run:
+            run.log_metrics({"f1": 0.9})
+            v1 = _log(run, TinyGRU()).version
+        with start_run("exp") as run:
+            v2 = _log(run, TinyGRU()).version
+        set_alias(NAME, v1, "champion")  # promoted by hand: no gate tags on v1
+        d = promote_if_better(NAME, v2, {"f1": 0.85}, ["f1"])
+        assert not d.promoted and d.comparison == {"f1": (0.85, 0.9)}
+
+    def test_incomparable_champion_is_kept(self, store: Path) -> None:
+        v1, v2 = _registered(2)
+        set_alias(NAME, v1, "champion")
+        d = promote_if_better(NAME, v2, {"f1": 0.99}, ["f1"])
+        assert not d.promoted and "not comparable" in d.reason
+        assert get_alias_version(NAME) == v1
+
+    def test_missing_gate_key_is_a_clear_error(self, store: Path) -> None:
+        (v1,) = _registered(1)
+        with pytest.raises(ValueError, match=r"\['auprc'\] missing .* available: \['f1'\]"):
+            promote_if_better(NAME, v1, {"f1": 0.8}, ["f1", "auprc"])
+        assert get_alias_version(NAME) is None
+
+    @pytest.mark.parametrize(
+        ("metrics", "keys", "kw", "match"),
+        [
+            ({"f1": float("nan")}, ["f1"], {}, "nan"),
+            ({"f1": 0.5}, [], {}, "non-empty"),
+            ({"f1": 0.5}, "f1", {}, "non-empty"),
+            ({"f1": 0.5}, ["f1"], {"lower_is_better": ["brier"]}, "not gate keys"),
+        ],
+    )
+    def test_invalid_gate_inputs(
+        self, store: Path, metrics: dict, keys: Any, kw: dict, match: str
+    ) -> None:
+        (v1,) = _registered(1)
+        with pytest.raises(ValueError, match=match):
+            promote_if_better(NAME, v1, metrics, keys, **kw)
+
+    def test_unknown_version(self, store: Path) -> None:
+        _registered(1)
+        with pytest.raises(ValueError, match="no version 7"):
+            promote_if_better(NAME, "7", {"f1": 0.5}, ["f1"])
