@@ -340,6 +340,21 @@ class TestModelRoundTrip:
                 load_model(free.uri, allowed_prefixes=TEST_PREFIXES).module(x)[0], a(x)[0]
             )
 
+    def test_vitalgru_model_round_trip_with_default_trust(self, store: Path) -> None:
+        from vitalgru.models.arrhythmia import ArrhythmiaGRU
+
+        torch.manual_seed(4)
+        model = ArrhythmiaGRU().eval()
+        name = tracking.ARRHYTHMIA_MODEL_NAME
+        with start_run("exp") as run:
+            ref = log_model(run, model, preprocessing={}, config={}, registered_name=name)
+        promote_if_better(name, ref.version, {"f1": 0.5}, ["f1"])
+        loaded = load_model(f"models:/{name}@champion")
+        with torch.no_grad():
+            for n_beats in (3, 40):
+                x = torch.randn(2, n_beats, model.n_features)
+                torch.testing.assert_close(loaded.module(x)[0], model(x)[0], rtol=0, atol=0)
+
     def test_load_refuses_classes_outside_allowed_packages(self, store: Path) -> None:
         with start_run("exp") as run:
             ref = _log(run, TinyGRU())
