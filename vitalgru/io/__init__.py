@@ -1,1 +1,52 @@
-"""PhysioNet access: download, local mirror, checksums, WFDB and Challenge-2019 readers."""
+"""PhysioNet access: download, local mirror, checksums, WFDB and Challenge-2019 readers.
+
+Start with :func:`open_database` (a PhysioNet name such as ``"mitdb"``, or a folder);
+the returned :class:`Database` lists, fetches, verifies and reads records the same way
+whether its files come from a download cache, a local mirror or a plain folder.
+"""
+
+from vitalgru.io.checksums import VerifiedState, parse_sha256sums, sha256_file
+from vitalgru.io.download import HttpFetcher, HttpStatusError
+from vitalgru.io.ingest import IngestResult, attrition_entry, ingest_records, iter_records
+from vitalgru.io.physionet import (
+    ENV_MIRROR,
+    KNOWN_VERSIONS,
+    PATIENT_ID_MAPS,
+    Database,
+    FetchReport,
+    FileFailure,
+    Source,
+    open_database,
+    resolve_source,
+)
+from vitalgru.io.wfdb_reader import (
+    HeaderInfo,
+    read_annotations_file,
+    read_header,
+    read_record_files,
+)
+
+__all__ = [
+    "ENV_MIRROR",
+    "KNOWN_VERSIONS",
+    "PATIENT_ID_MAPS",
+    "Database",
+    "FetchReport",
+    "FileFailure",
+    "HeaderInfo",
+    "HttpFetcher",
+    "HttpStatusError",
+    "IngestResult",
+    "Source",
+    "VerifiedState",
+    "attrition_entry",
+    "ingest_records",
+    "iter_records",
+    "open_database",
+    "parse_sha256sums",
+    "read_annotations_file",
+    "read_header",
+    "read_record_files",
+    "resolve_source",
+    "sha256_file",
+]

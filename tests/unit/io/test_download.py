@@ -1,0 +1,234 @@
+"""Downloads from a local HTTP server in PhysioNet's layout: verification, resume,
+no second fetch, retries and errors that name the URL."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from benchmarks.physionet_http import PhysioNetHTTPServer
+from vitalgru.config import PhysioNetConfig
+from vitalgru.errors import ChecksumError, DownloadError
+from vitalgru.io import HttpFetcher, open_database
+
+DB = "mitdb/1.0.0"
+TINY = 0.001  # back-off in tests, seconds
+
+
+def _gets(server: PhysioNetHTTPServer, name: str) -> list:
+    return [r for r in server.requests if r.path == f"{DB}/{name}" and r.method == "GET"]
+
+
+def _corrupt_byte(path: Path, offset: int = 1000) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+class TestFetch:
+    def test_downloads_verifies_and_reads(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
+    ) -> None:
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        assert db.is_remote and db.url == f"{server.base_url}{DB}/"
+        assert db.list_records() == ["100", "101"]
+        report = db.fetch()
+        assert report.complete
+        files = [f"{r}.{e}" for r in ("100", "101") for e in ("hea", "dat", "atr")]
+        assert sorted(report.ok) == sorted(files) and sorted(report.downloaded) == sorted(files)
+        for f in files:
+            assert filecmp.cmp(db.root / f, mitdb_dir / f, shallow=False)
+        assert db.root == remote_cfg.cache_dir / "mitdb" / "1.0.0"
+        assert not list(db.root.glob("*.part"))
+        assert db.read_record("101").channels == ("MLII", "V1")
+        assert len(db.read_annotations("100")) == 2274
+
+    def test_second_fetch_makes_no_request(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
+        server.clear_log()
+        again = open_database("mitdb", remote_cfg, backoff_s=TINY)  # fresh object, state on disk
+        report = again.fetch()
+        assert report.complete and report.downloaded == [] and len(report.ok) == 6
+        again.read_record("100")
+        again.read_annotations("101")
+        assert server.requests == []
+
+    def test_read_record_downloads_only_what_it_needs(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        assert db.read_record("100").n_samples == 650000
+        got = sorted(r.path.rsplit("/", 1)[1] for r in server.requests)
+        assert got == ["100.dat", "100.hea", "RECORDS", "SHA256SUMS.txt"]
+
+    def test_checksum_mismatch_is_reported_and_not_kept(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        _corrupt_byte(served_root / DB / "101.dat")
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        report = db.fetch()
+        assert [(f.file, f.reason, f.record) for f in report.failures] == [
+            ("101.dat", "checksum_mismatch", "101")
+        ]
+        assert report.failed_records == ["101"]
+        assert [(a.item, a.stage) for a in report.attrition()] == [("101", "verify")]
+        assert "100.dat" in report.ok and "101.atr" in report.ok
+        assert not (db.root / "101.dat").exists() and not (db.root / "101.dat.part").exists()
+        with pytest.raises(ChecksumError, match="101.dat"):
+            db.read_record("101")
+
+    def test_resumes_from_part_file_with_range_request(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
+    ) -> None:
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        half = (mitdb_dir / "100.dat").stat().st_size // 2
+        db.root.mkdir(parents=True)
+        (db.root / "100.dat.part").write_bytes((mitdb_dir / "100.dat").read_bytes()[:half])
+        report = db.fetch(["100"])
+        assert report.complete
+        (get,) = _gets(server, "100.dat")
+        assert get.range == f"bytes={half}-" and get.status == 206
+        assert filecmp.cmp(db.root / "100.dat", mitdb_dir / "100.dat", shallow=False)
+
+    def test_interrupted_transfer_is_resumed(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
+    ) -> None:
+        server.cut_next(f"{DB}/100.dat", 700_000)
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        report = db.fetch(["100"])
+        assert report.complete, report.failures
+        first, second = _gets(server, "100.dat")
+        assert first.range is None and first.status == 200
+        assert second.status == 206 and second.range is not None
+        start = int(second.range.removeprefix("bytes=").rstrip("-"))
+        assert 0 < start <= 700_000  # only the missing tail was asked for
+        assert filecmp.cmp(db.root / "100.dat", mitdb_dir / "100.dat", shallow=False)
+
+    def test_stale_corrupt_cache_copy_is_replaced(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
+    ) -> None:
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        db.fetch(["100"])
+        _corrupt_byte(db.root / "100.atr", 10)
+        server.clear_log()
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch(["100"])
+        assert report.complete and report.downloaded == ["100.atr"]
+        assert filecmp.cmp(db.root / "100.atr", mitdb_dir / "100.atr", shallow=False)
+
+    def test_missing_file_on_server(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        (served_root / DB / "101.dat").unlink()
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        report = db.fetch()
+        (fail,) = report.failures
+        assert fail.file == "101.dat" and fail.reason == "download_failed"
+        assert f"{server.base_url}{DB}/101.dat" in fail.detail and "404" in fail.detail
+        assert len(_gets(server, "101.dat")) == 1  # a 404 is permanent: not retried
+        with pytest.raises(DownloadError, match="101.dat"):
+            db.read_record("101")
+
+    def test_unpublished_annotations_are_skipped_without_a_request(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        sums = served_root / DB / "SHA256SUMS.txt"
+        sums.write_text(
+            "".join(ln + "\n" for ln in sums.read_text().splitlines() if "101.atr" not in ln)
+        )
+        (served_root / DB / "101.atr").unlink()
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
+        assert report.complete and report.skipped == ["101.atr"]
+        assert _gets(server, "101.atr") == []
+
+    def test_database_without_checksums(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        (served_root / DB / "SHA256SUMS.txt").unlink()
+        (served_root / DB / "101.atr").unlink()
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
+        assert report.complete and report.skipped == ["101.atr"] and len(report.ok) == 5
+        server.clear_log()
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
+        assert report.complete and report.downloaded == [] and server.requests == []
+
+
+class TestRetries:
+    def test_transient_errors_are_retried(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        server.fail_next(f"{DB}/100.hea", 503, times=2)  # retries=2: third attempt succeeds
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch(["100"])
+        assert report.complete
+        assert [r.status for r in _gets(server, "100.hea")] == [503, 503, 200]
+
+    def test_gives_up_after_retries(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        server.fail_next(f"{DB}/100.hea", 503, times=10)
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        with pytest.raises(DownloadError, match=r"100\.hea.*3 attempts"):
+            db.read_record("100")
+        assert len(_gets(server, "100.hea")) == 3
+
+    def test_unreachable_server(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("VITALGRU_PHYSIONET_MIRROR", raising=False)
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = PhysioNetConfig(
+            base_url=f"http://127.0.0.1:{port}/", cache_dir=tmp_path, retries=2, timeout_s=2.0
+        )
+        db = open_database("mitdb", cfg, backoff_s=TINY)
+        with pytest.raises(DownloadError) as e:
+            db.list_records()
+        msg = str(e.value)
+        assert f"http://127.0.0.1:{port}/mitdb/1.0.0/RECORDS" in msg and "3 attempts" in msg
+
+
+class TestHttpFetcher:
+    def test_complete_part_file_is_not_fetched_again(
+        self, server: PhysioNetHTTPServer, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # A .part that already holds every byte: the server answers 416 to the range.
+        dest = tmp_path / "100.hea"
+        (tmp_path / "100.hea.part").write_bytes((mitdb_dir / "100.hea").read_bytes())
+        fetcher = HttpFetcher(retries=1, timeout_s=5, backoff_s=TINY)
+        fetcher.download(f"{server.base_url}{DB}/100.hea", dest)
+        assert dest.read_bytes() == (mitdb_dir / "100.hea").read_bytes()
+        assert [r.status for r in _gets(server, "100.hea")] == [416]
+
+    def test_foreign_part_file_is_replaced(
+        self, server: PhysioNetHTTPServer, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # A .part from some other file: the resumed result fails its checksum, and one
+        # fresh download is made before giving up.
+        want = hashlib.sha256((mitdb_dir / "100.hea").read_bytes()).hexdigest()
+        (tmp_path / "100.hea.part").write_bytes(b"garbage")
+        fetcher = HttpFetcher(retries=0, timeout_s=5, backoff_s=TINY)
+        fetcher.download(f"{server.base_url}{DB}/100.hea", tmp_path / "100.hea", want)
+        assert (tmp_path / "100.hea").read_bytes() == (mitdb_dir / "100.hea").read_bytes()
+        assert [r.status for r in _gets(server, "100.hea")] == [206, 200]
+
+    def test_rejects_bad_arguments(self) -> None:
+        with pytest.raises(ValueError, match="retries"):
+            HttpFetcher(retries=-1)
+
+
+class TestNames:
+    def test_unknown_database_needs_a_version(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("VITALGRU_PHYSIONET_MIRROR", raising=False)
+        cfg = PhysioNetConfig(cache_dir=tmp_path)
+        with pytest.raises(ValueError, match="'foodb/<version>'"):
+            open_database("foodb", cfg)
+        db = open_database("foodb/2.1.0", cfg)
+        assert db.url == "https://physionet.org/files/foodb/2.1.0/" and db.version == "2.1.0"
+        for name in ("svdb", "incartdb", "ltdb", "nstdb"):
+            assert open_database(name, cfg).url == f"https://physionet.org/files/{name}/1.0.0/"

@@ -1,0 +1,671 @@
+"""PhysioNet WFDB databases: one :class:`Database` over a download cache, a mirror or a folder.
+
+Where the files live is the only difference between the three sources; listing,
+fetching, verification and reading run through the same code:
+
+* **remote** (default): files come from ``<base_url>/<db>/<version>/<file>`` (PhysioNet's
+  layout, e.g. ``https://physionet.org/files/mitdb/1.0.0/100.hea``) into
+  ``<cache_dir>/<db>/<version>/``, resumably, each verified against the database's
+  ``SHA256SUMS.txt`` before it is moved into place, and never fetched twice;
+* **mirror**: a local folder laid out like PhysioNet's (``<mirror>/<db>/<files>``, or
+  ``<mirror>/<db>/<version>/<files>``) chosen by ``PhysioNetConfig.mirror`` or the
+  environment variable ``VITALGRU_PHYSIONET_MIRROR``; nothing is downloaded;
+* **folder**: any directory holding ``.hea`` files, named by its path; ``RECORDS`` and
+  ``SHA256SUMS.txt`` are used when present.
+
+Example
+-------
+>>> db = open_database("mitdb", PhysioNetConfig())             # doctest: +SKIP
+>>> report = db.fetch()                                         # doctest: +SKIP
+>>> rec, ann = db.read_record("100"), db.read_annotations("100")  # doctest: +SKIP
+
+Verification state (size, mtime and SHA-256 of every file already checked) is kept in
+``<cache_dir>/verified/``, so a second ingest of the same files hashes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from vitalgru.config import PhysioNetConfig
+from vitalgru.errors import ChecksumError, DownloadError, RecordError, UnknownRecordError
+from vitalgru.io.checksums import VerifiedState, parse_sha256sums
+from vitalgru.io.download import HttpFetcher, HttpStatusError
+from vitalgru.io.wfdb_reader import (
+    HeaderInfo,
+    read_annotations_file,
+    read_header,
+    read_record_files,
+)
+from vitalgru.types import Annotations, AttritionEntry, Record
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENV_MIRROR",
+    "KNOWN_VERSIONS",
+    "PATIENT_ID_MAPS",
+    "Database",
+    "FetchReport",
+    "FileFailure",
+    "Source",
+    "open_database",
+    "resolve_source",
+]
+
+#: Environment variable naming a local mirror (``<mirror>/<db>/<files>``).
+ENV_MIRROR = "VITALGRU_PHYSIONET_MIRROR"
+
+#: Latest published version of the databases this package is tested with; any other
+#: database is opened as ``"<db>/<version>"``.
+KNOWN_VERSIONS: dict[str, str] = {
+    "mitdb": "1.0.0",  # MIT-BIH Arrhythmia Database
+    "nstdb": "1.0.0",  # MIT-BIH Noise Stress Test Database
+    "svdb": "1.0.0",  # MIT-BIH Supraventricular Arrhythmia Database
+    "incartdb": "1.0.0",  # St Petersburg INCART 12-lead Arrhythmia Database
+    "ltdb": "1.0.0",  # MIT-BIH Long-Term ECG Database
+}
+
+#: Per-database record -> patient mapping; records not listed are their own patient.
+#: MIT-BIH Arrhythmia: records 201 and 202 come from the same subject (the 202 header:
+#: "This record was taken from the same analog tape as record 201"); every other record
+#: is a different subject (Moody & Mark 2001, IEEE EMB Mag. 20(3):45-50).
+PATIENT_ID_MAPS: dict[str, Mapping[str, str]] = {"mitdb": {"202": "201"}}
+
+PatientIds = Mapping[str, str] | Callable[[str], str]
+
+_DB_SPEC = re.compile(
+    r"^(?P<db>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:/(?P<version>[0-9][A-Za-z0-9_.-]*))?$"
+)
+_SUMS = "SHA256SUMS.txt"
+_ABSENT_SUFFIX = ".absent"  # marker: the server publishes no such file (remote only)
+_REQUIRED_EXT = "hea"
+_STAGE = {"checksum_mismatch": "verify", "download_failed": "download"}  # others: "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where databases come from, resolved from a :class:`PhysioNetConfig`.
+
+    Attributes
+    ----------
+    kind : {"mirror", "remote"}
+        Local mirror, or download into ``cache_dir``.
+    mirror : Path or None
+        Mirror root when ``kind == "mirror"``.
+    base_url : str
+        PhysioNet files URL, ending in ``/``.
+    cache_dir : Path
+        Downloads (remote) and verification state (both kinds).
+    """
+
+    kind: Literal["mirror", "remote"]
+    mirror: Path | None
+    base_url: str
+    cache_dir: Path
+
+
+def _default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "vitalgru" / "physionet"
+
+
+def resolve_source(cfg: PhysioNetConfig | None = None) -> Source:
+    """Decide between mirror and download: ``cfg.mirror``, else ``$VITALGRU_PHYSIONET_MIRROR``,
+    else remote ``cfg.base_url`` into ``cfg.cache_dir`` (default
+    ``$XDG_CACHE_HOME/vitalgru/physionet`` or ``~/.cache/vitalgru/physionet``).
+
+    Raises
+    ------
+    FileNotFoundError
+        A configured mirror folder does not exist (names where it was configured).
+    """
+    cfg = cfg or PhysioNetConfig()
+    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else _default_cache_dir()
+    base = cfg.base_url if cfg.base_url.endswith("/") else cfg.base_url + "/"
+    mirror, origin = (cfg.mirror, "PhysioNetConfig.mirror") if cfg.mirror else (None, "")
+    if mirror is None and os.environ.get(ENV_MIRROR):
+        mirror, origin = Path(os.environ[ENV_MIRROR]), f"${ENV_MIRROR}"
+    if mirror is not None:
+        mirror = Path(mirror).expanduser().resolve()
+        if not mirror.is_dir():
+            raise FileNotFoundError(f"PhysioNet mirror {mirror} (from {origin}) is not a folder")
+        return Source("mirror", mirror, base, cache)
+    return Source("remote", None, base, cache)
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    """One file that could not be fetched or verified."""
+
+    file: str  # path relative to the database root (the record name if none applies)
+    reason: str  # "download_failed", "checksum_mismatch", "missing_file", ...
+    detail: str
+    record: str = ""  # record the file belongs to
+
+
+@dataclass
+class FetchReport:
+    """Outcome of :meth:`Database.fetch`, per file; failures do not stop the others.
+
+    Attributes
+    ----------
+    ok : list of str
+        Files present and verified (or present, where no digest is published).
+    downloaded : list of str
+        Subset of ``ok`` transferred by this call.
+    skipped : list of str
+        Requested files the database does not publish (e.g. no ``.atr`` for a noise
+        record); not an error.
+    failures : list of FileFailure
+        Files missing, undownloadable or failing their checksum.
+    """
+
+    database: str
+    ok: list[str] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[FileFailure] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+    @property
+    def failed_records(self) -> list[str]:
+        """Records with at least one failing file, in order of first failure."""
+        return list(dict.fromkeys(f.record for f in self.failures))
+
+    def attrition(self) -> list[AttritionEntry]:
+        """Failures as attrition entries, one per failing file (``item`` the record,
+        ``stage`` "download", "verify" or "read")."""
+        return [
+            AttritionEntry(
+                database=self.database,
+                item=f.record or f.file,
+                stage=_STAGE.get(f.reason, "read"),
+                reason=f.reason,
+                detail=f.detail,
+            )
+            for f in self.failures
+        ]
+
+
+class Database:
+    """A WFDB database in a local folder, optionally backed by a PhysioNet URL.
+
+    Use :func:`open_database` rather than constructing one directly.
+
+    Parameters
+    ----------
+    name : str
+        Database name (``"mitdb"``) or folder name.
+    root : Path
+        Local folder holding (or receiving) the files.
+    url : str, optional
+        ``<base>/<db>/<version>/`` to download missing files from; ``None`` for a
+        mirror or folder, whose files are only read.
+    fetcher : HttpFetcher, optional
+        Needed when ``url`` is given.
+    state : VerifiedState
+        Verification memory for ``root``.
+    verify_checksums : bool
+        Check files against ``SHA256SUMS.txt`` before reading them.
+    patient_ids : mapping or callable, optional
+        Record -> patient id; records a mapping omits are their own patient.
+    version : str, optional
+        Database version, when known.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        *,
+        url: str | None = None,
+        fetcher: HttpFetcher | None = None,
+        state: VerifiedState | None = None,
+        verify_checksums: bool = True,
+        patient_ids: PatientIds | None = None,
+        version: str | None = None,
+    ) -> None:
+        if url is not None and fetcher is None:
+            raise ValueError("a remote database needs a fetcher")
+        self.name = name
+        self.version = version
+        self.root = Path(root)
+        self.url = url
+        self.verify_checksums = verify_checksums
+        self._fetcher = fetcher
+        self._state = state or VerifiedState(self.root, None)
+        self._patient_ids = patient_ids
+        self._records: list[str] | None = None
+        self._sums: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        where = self.url or str(self.root)
+        return f"Database({self.name!r}, {where!r})"
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url is not None
+
+    # ---- listing -----------------------------------------------------------------
+
+    def _meta_file(self, name: str) -> Path | None:
+        """Local path of a database-level file, downloading it once when remote.
+        ``None`` when the database does not publish it."""
+        path = self.root / name
+        if path.is_file():
+            return path
+        if not self.is_remote:
+            return None
+        marker = self.root / (name + _ABSENT_SUFFIX)
+        if marker.exists():
+            return None
+        fetcher, url = self._remote()
+        try:
+            fetcher.download(url + name, path)
+        except HttpStatusError as e:
+            if e.status != 404:
+                raise
+            self.root.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{url + name} answered 404\n")
+            return None
+        return path
+
+    def list_records(self) -> list[str]:
+        """Record names from ``RECORDS``, else the sorted ``*.hea`` stems of the folder.
+
+        Raises
+        ------
+        DownloadError
+            A remote database whose ``RECORDS`` cannot be fetched.
+        FileNotFoundError
+            A local folder with neither ``RECORDS`` nor ``.hea`` files.
+        """
+        if self._records is None:
+            path = self._meta_file("RECORDS")
+            if path is not None:
+                names = [ln.strip().rstrip("/") for ln in path.read_text().splitlines()]
+                self._records = [n for n in names if n and not n.startswith("#")]
+            elif self.is_remote:
+                raise DownloadError(f"{self.url}RECORDS: the database publishes no RECORDS list")
+            else:
+                self._records = sorted(p.stem for p in self.root.glob("*.hea"))
+                if not self._records:
+                    raise FileNotFoundError(f"{self.root}: no RECORDS file and no .hea files")
+        return list(self._records)
+
+    def _check_record(self, record: str) -> None:
+        records = self.list_records()
+        if record not in records:
+            raise UnknownRecordError(self.name, record, records)
+
+    def checksums(self) -> dict[str, str]:
+        """Relative path -> SHA-256 from ``SHA256SUMS.txt``; empty when none is published."""
+        if self._sums is None:
+            path = self._meta_file(_SUMS)
+            self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
+            if not self._sums:
+                logger.info("%s publishes no %s; files are not verified", self.name, _SUMS)
+        return self._sums
+
+    def patient_id(self, record: str) -> str:
+        """Patient of ``record`` via the mapping hook (default: the record itself)."""
+        if self._patient_ids is None:
+            return record
+        if callable(self._patient_ids):
+            return str(self._patient_ids(record))
+        return str(self._patient_ids.get(record, record))
+
+    # ---- files of a record ---------------------------------------------------------
+
+    def _rel(self, record: str, file_name: str) -> str:
+        parent = PurePosixPath(record).parent
+        return str(parent / file_name) if str(parent) != "." else file_name
+
+    def _remote(self) -> tuple[HttpFetcher, str]:
+        if self._fetcher is None or self.url is None:
+            raise RuntimeError(f"{self!r} is not a remote database")
+        return self._fetcher, self.url
+
+    def _ensure(self, rel: str, required: bool, report: FetchReport | None = None) -> bool:
+        """Make ``rel`` present (and verified, when configured).
+
+        Returns True when it is, False when an optional (annotation) file is not
+        published. Raises DownloadError, ChecksumError or RecordError otherwise.
+        """
+        sums = self.checksums() if (self.verify_checksums or self.is_remote) else {}
+        expected = sums.get(rel) if self.verify_checksums else None
+        path = self.root / rel
+        if path.is_file():
+            if not self.verify_checksums:
+                return True
+            try:
+                self._state.verify(rel, expected)
+                return True
+            except ChecksumError:
+                if not self.is_remote:
+                    raise
+                logger.warning("%s: cached copy fails its checksum; downloading again", path)
+                path.unlink()
+                self._state.forget(rel)
+        if not self.is_remote:
+            if required:
+                raise RecordError(path, "file is missing from the local copy", "missing_file")
+            if rel in sums:
+                raise RecordError(
+                    path,
+                    f"annotation file listed in {_SUMS} is missing from the local copy",
+                    "missing_annotations",
+                )
+            return False
+        if sums and rel not in sums and not required:
+            return False  # the database does not publish it
+        marker = self.root / (rel + _ABSENT_SUFFIX)
+        if not required and marker.exists():
+            return False
+        fetcher, url = self._remote()
+        try:
+            digest = fetcher.download(url + rel, path, expected)
+        except HttpStatusError as e:
+            if e.status == 404 and not required and not sums:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(f"{url + rel} answered 404\n")
+                return False
+            raise
+        self._state.record(rel, digest)
+        if report is not None:
+            report.downloaded.append(rel)
+        return True
+
+    def _header_rel(self, record: str) -> str:
+        return self._rel(record, f"{PurePosixPath(record).name}.hea")
+
+    def _ann_rel(self, record: str, ext: str) -> str:
+        return self._rel(record, f"{PurePosixPath(record).name}.{ext.lstrip('.')}")
+
+    def _plan(self, extensions: Sequence[str]) -> tuple[bool, list[str]]:
+        exts = [e.lstrip(".") for e in extensions]
+        return "dat" in exts, [e for e in exts if e not in (_REQUIRED_EXT, "dat")]
+
+    def _ensure_strict(self, record: str, extensions: Sequence[str]) -> HeaderInfo | None:
+        """Ensure the record's files, raising on the first problem; return the parsed
+        header when the signal files were requested."""
+        with_dat, anns = self._plan(extensions)
+        self._ensure(self._header_rel(record), required=True)
+        header = None
+        if with_dat:
+            header = read_header(self.root, record)
+            for fname in header.data_files():
+                self._ensure(self._rel(record, fname), required=True)
+        for ext in anns:
+            self._ensure(self._ann_rel(record, ext), required=False)
+        return header
+
+    def _fetch_record(self, record: str, extensions: Sequence[str], report: FetchReport) -> None:
+        """Ensure the record's files, collecting per-file outcomes in ``report``."""
+
+        def attempt(rel: str, required: bool) -> bool:
+            try:
+                present = self._ensure(rel, required, report)
+            except (DownloadError, ChecksumError, RecordError) as e:
+                report.failures.append(FileFailure(rel, _reason(e), str(e), record))
+                return False
+            (report.ok if present else report.skipped).append(rel)
+            return True
+
+        try:
+            self._check_record(record)
+        except UnknownRecordError as e:
+            report.failures.append(FileFailure(record, e.reason, str(e), record))
+            return
+        with_dat, anns = self._plan(extensions)
+        if not attempt(self._header_rel(record), True):
+            return  # without the header the signal files are unknown
+        if with_dat:
+            try:
+                files = read_header(self.root, record).data_files()
+            except RecordError as e:
+                report.failures.append(
+                    FileFailure(self._header_rel(record), e.reason, str(e), record)
+                )
+                files = []
+            for fname in files:
+                attempt(self._rel(record, fname), True)
+        for ext in anns:
+            attempt(self._ann_rel(record, ext), False)
+
+    # ---- public operations ---------------------------------------------------------
+
+    def fetch(
+        self,
+        records: Sequence[str] | None = None,
+        extensions: Sequence[str] = ("hea", "dat", "atr"),
+        workers: int = 1,
+    ) -> FetchReport:
+        """Make the records' files present and verified; download what is missing (remote).
+
+        Parameters
+        ----------
+        records : sequence of str, optional
+            Records to fetch; all listed ones by default.
+        extensions : sequence of str
+            ``"hea"`` (always), ``"dat"`` (the signal files the header names, whatever
+            their names) and annotation extensions (``"atr"``, ``"qrs"``, ...).
+            Annotation files the database does not publish are reported as skipped.
+        workers : int
+            Records fetched concurrently (downloads are I/O bound).
+
+        Returns
+        -------
+        FetchReport
+            Per-file outcome; a failing file does not stop the others.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        names = self.list_records() if records is None else list(records)
+        self.checksums()  # fetch once, before any thread needs it
+        report = FetchReport(self.name)
+
+        def one(record: str) -> FetchReport:
+            sub = FetchReport(self.name)
+            self._fetch_record(record, extensions, sub)
+            return sub
+
+        if workers == 1:
+            parts = [one(r) for r in names]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(one, names))
+        for p in parts:
+            report.ok += p.ok
+            report.downloaded += p.downloaded
+            report.skipped += p.skipped
+            report.failures += p.failures
+        self._state.save()
+        logger.info(
+            "%s: %d files ok (%d downloaded), %d skipped, %d failed",
+            self.name,
+            len(report.ok),
+            len(report.downloaded),
+            len(report.skipped),
+            len(report.failures),
+        )
+        return report
+
+    def verify(self, record: str, extensions: Sequence[str] = ("hea", "dat", "atr")) -> None:
+        """Check the record's files against ``SHA256SUMS.txt`` (hashing only what changed
+        since it was last verified); fetch missing ones when remote.
+
+        Raises
+        ------
+        UnknownRecordError, ChecksumError, RecordError, DownloadError
+        """
+        self._check_record(record)
+        try:
+            self._ensure_strict(record, extensions)
+        finally:
+            self._state.save()
+
+    def read_record(self, record: str, channels: Sequence[str | int] | None = None) -> Record:
+        """Read one record (fetched and verified first, when so configured).
+
+        Parameters
+        ----------
+        record : str
+            A name :meth:`list_records` returns.
+        channels : sequence of str or int, optional
+            Leads by name or index; all by default.
+
+        Returns
+        -------
+        Record
+            ``signal`` ``(n_samples, n_channels)`` float32 in physical units (voltages in
+            mV), ``fs`` in Hz from the header, lead names kept, ``patient_id`` from the
+            database's mapping (MIT-BIH: 202 -> 201, see :data:`PATIENT_ID_MAPS`).
+
+        Raises
+        ------
+        UnknownRecordError, ChecksumError, RecordError, DownloadError
+        """
+        self._check_record(record)
+        header = None
+        if self.verify_checksums or self.is_remote:
+            try:
+                header = self._ensure_strict(record, ("hea", "dat"))
+            finally:
+                self._state.save()
+        return read_record_files(
+            self.root,
+            record,
+            channels=channels,
+            patient_id=self.patient_id(record),
+            database=self.name,
+            header=header,
+        )
+
+    def read_annotations(self, record: str, extension: str = "atr") -> Annotations:
+        """Read ``<record>.<extension>`` (fetched and verified first, when so configured).
+
+        Raises
+        ------
+        UnknownRecordError, ChecksumError, DownloadError
+        RecordError
+            ``missing_annotations`` when the database has no such file for the record.
+        """
+        self._check_record(record)
+        if self.verify_checksums or self.is_remote:
+            try:
+                self._ensure_strict(record, (extension,))
+            finally:
+                self._state.save()
+        return read_annotations_file(self.root, record, extension)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, DownloadError):
+        return "download_failed"
+    return str(getattr(e, "reason", "unreadable"))
+
+
+def open_database(
+    name_or_path: str | Path,
+    cfg: PhysioNetConfig | None = None,
+    *,
+    patient_ids: PatientIds | None = None,
+    backoff_s: float = 1.0,
+) -> Database:
+    """Open a database by PhysioNet name (``"mitdb"``, ``"mitdb/1.0.0"``) or folder path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        ``"<db>"`` (version from :data:`KNOWN_VERSIONS`), ``"<db>/<version>"``, or a
+        folder with ``.hea`` files (a :class:`~pathlib.Path`, or a string that is not a
+        database name, e.g. ``"./data/mydb"``).
+    cfg : PhysioNetConfig, optional
+        Source, cache, retries and verification settings (see :func:`resolve_source`).
+    patient_ids : mapping or callable, optional
+        Record -> patient id; defaults to :data:`PATIENT_ID_MAPS` for the database name
+        (or folder name).
+    backoff_s : float
+        Wait before the first download retry, in seconds, doubled per retry.
+
+    Raises
+    ------
+    ValueError
+        An unknown database without a version when downloading.
+    FileNotFoundError
+        The folder does not exist, or the database is not in the configured mirror.
+    """
+    cfg = cfg or PhysioNetConfig()
+    src = resolve_source(cfg)
+    m = None if isinstance(name_or_path, Path) else _DB_SPEC.match(str(name_or_path))
+    if m is None:
+        root = Path(name_or_path).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"database folder {root} does not exist (and {str(name_or_path)!r} is not a "
+                "PhysioNet database name like 'mitdb' or 'mitdb/1.0.0')"
+            )
+        ids = patient_ids if patient_ids is not None else PATIENT_ID_MAPS.get(root.name)
+        return Database(
+            root.name,
+            root,
+            state=_state_for(src, root.name, root),
+            verify_checksums=cfg.verify_checksums,
+            patient_ids=ids,
+        )
+    db, version = m.group("db"), m.group("version")
+    ids = patient_ids if patient_ids is not None else PATIENT_ID_MAPS.get(db)
+    if src.mirror is not None:
+        root = src.mirror / db
+        if version and (root / version).is_dir():
+            root = root / version
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"database {db!r} is not in the PhysioNet mirror {src.mirror} "
+                f"(expected {root}); add it there, or unset the mirror to download it"
+            )
+        return Database(
+            db,
+            root,
+            state=_state_for(src, db, root),
+            verify_checksums=cfg.verify_checksums,
+            patient_ids=ids,
+            version=version,
+        )
+    version = version or KNOWN_VERSIONS.get(db)
+    if version is None:
+        raise ValueError(
+            f"no known version for database {db!r}; name it as '{db}/<version>' "
+            f"(known: {', '.join(f'{k}/{v}' for k, v in KNOWN_VERSIONS.items())})"
+        )
+    root = src.cache_dir / db / version
+    fetcher = HttpFetcher(retries=cfg.retries, timeout_s=cfg.timeout_s, backoff_s=backoff_s)
+    return Database(
+        db,
+        root,
+        url=f"{src.base_url}{db}/{version}/",
+        fetcher=fetcher,
+        state=_state_for(src, db, root),
+        verify_checksums=cfg.verify_checksums,
+        patient_ids=ids,
+        version=version,
+    )
+
+
+def _state_for(src: Source, name: str, root: Path) -> VerifiedState:
+    key = hashlib.sha1(str(root).encode(), usedforsecurity=False).hexdigest()[:12]
+    return VerifiedState(root, src.cache_dir / "verified" / f"{name}-{key}.json")
