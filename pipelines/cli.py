@@ -109,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.run import run_all
 
-    res = run_all(tasks=args.tasks, overrides=_parse_overrides(args.set))
+    res = run_all(tasks=list(args.tasks))
     _print(res)
     return 0
 
@@ -192,8 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ingest", "arrhythmia", "early-warning"],
         help="what to run (default: both models; each flow ingests what it needs)",
     )
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override applied to every task's config")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("config", help="print a resolved config (defaults + file + --set)")

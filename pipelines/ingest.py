@@ -1,0 +1,185 @@
+"""Prefect flow ``ingest``: PhysioNet database -> beat dataset folder.
+
+Steps: resolve and fetch (download or mirror) + verify checksums -> per record: read,
+resample, filter, quality, detect, window (cached on the record's checksums and the
+config hash) -> assemble dataset files, manifest and attrition.
+
+Runs against Prefect's temporary local server when ``PREFECT_API_URL`` is unset, and
+against a real server when it is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.context import TaskRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from vitalgru import __version__
+from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
+from vitalgru.config import load_config as _load
+from vitalgru.data.ingest import load_part, process_record, save_part, write_dataset
+from vitalgru.data.splits import dechazal_split
+from vitalgru.errors import VitalgruError
+from vitalgru.io import open_database, sha256_file
+from vitalgru.types import AttritionEntry, Split
+
+logger = logging.getLogger(__name__)
+
+
+def load_ingest_config(
+    config_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    out_dir: str | None = None,
+) -> IngestConfig:
+    """The resolved ingest config (packaged default, file, overrides, ``out_dir``)."""
+    ov = dict(overrides or {})
+    if out_dir is not None:
+        ov["out_dir"] = out_dir
+    return _load(IngestConfig, config_path, ov, default_name="ingest.yaml")
+
+
+@task(name="fetch-database", retries=2, retry_delay_seconds=[2, 10])
+def fetch_database(database: str, physionet: dict[str, Any], records: list[str] | None) -> dict:
+    """Download (or locate on the mirror) and verify every file the records need.
+
+    Records with a failing file (download error, checksum mismatch, missing) go to
+    attrition; the rest continue.
+    """
+    cfg = PhysioNetConfig.model_validate(physionet)
+    db = open_database(database, cfg)
+    wanted = db.list_records() if records is None else list(records)
+    report = db.fetch(records=wanted, workers=4 if db.is_remote else 1)
+    bad = {Path(f.file).stem for f in report.failures}
+    sums = db.checksums()
+    digests = {}
+    for rel in report.ok:
+        digests[rel] = sums.get(rel) or sha256_file(db.root / rel)
+    return {
+        "name": db.name,
+        "root": str(db.root),
+        "records": [r for r in wanted if r not in bad],
+        "checksums": digests,
+        "attrition": [asdict(e) for e in report.attrition()],
+    }
+
+
+def _part_key(ctx: TaskRunContext, params: dict[str, Any]) -> str | None:
+    key = params["key"]
+    part = Path(params["parts_dir"]) / key
+    # Only a part that is still on disk can be reused; otherwise recompute.
+    return f"ingest-part-{key}" if (part / "facts.json").exists() else None
+
+
+@task(name="process-record", cache_key_fn=_part_key, persist_result=True)
+def process_record_task(
+    database: str,
+    physionet: dict[str, Any],
+    record: str,
+    split: str,
+    arrhythmia: dict[str, Any],
+    parts_dir: str,
+    key: str,
+) -> dict[str, Any]:
+    """Read, clean, check, detect and window one record; write it as a part folder."""
+    cfg = ArrhythmiaDataConfig.model_validate(arrhythmia)
+    db = open_database(database, PhysioNetConfig.model_validate(physionet))
+    try:
+        rec = db.read_record(record)
+        ann = db.read_annotations(record)
+        item = process_record(rec, ann, cfg, split)
+    except (VitalgruError, ValueError) as e:
+        reason = getattr(e, "reason", "unusable_record")
+        return {"error": asdict(AttritionEntry(db.name, record, "process", reason, str(e)))}
+    path = save_part(item, Path(parts_dir) / key)
+    return {"part": str(path)}
+
+
+@task(name="write-dataset")
+def write_dataset_task(
+    parts: list[str], out_dir: str, attrition: list[dict[str, Any]], meta: dict[str, Any]
+) -> str:
+    items = [load_part(Path(p)) for p in parts]
+    entries = [AttritionEntry(**a) for a in attrition]
+    return str(write_dataset(out_dir, items, entries, meta))
+
+
+def _record_key(record: str, checksums: dict[str, str], cfg_hash: str) -> str:
+    files = sorted((k, v) for k, v in checksums.items() if Path(k).stem == record)
+    blob = json.dumps([record, files, cfg_hash, __version__]).encode()
+    return f"{record}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+def ingest_flow(
+    config_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Build the arrhythmia beat dataset; returns the dataset folder and its class counts."""
+    log = get_run_logger()
+    cfg = load_ingest_config(config_path, overrides, out_dir)
+    a = cfg.arrhythmia
+    out = Path(cfg.out_dir).resolve()
+    physionet = cfg.physionet.model_dump(mode="json")
+    fetched = fetch_database(a.database, physionet, list(a.records) if a.records else None)
+    attrition: list[dict[str, Any]] = list(fetched["attrition"])
+    records: list[str] = fetched["records"]
+    if a.split == "dechazal2004":
+        assignment = {r: str(s) for r, s in dechazal_split(records, a.exclude_records).items()}
+    else:
+        assignment = {r: str(Split.TEST) for r in records if r not in a.exclude_records}
+    for r in records:
+        if r not in assignment:
+            reason = "excluded_by_config" if r in a.exclude_records else "not_in_split"
+            attrition.append(asdict(AttritionEntry(fetched["name"], r, "split", reason, "")))
+    chash = config_hash(a)
+    parts_dir = out / ".parts"
+    futures = [
+        process_record_task.submit(
+            a.database,
+            physionet,
+            r,
+            s,
+            a.model_dump(mode="json"),
+            str(parts_dir),
+            _record_key(r, fetched["checksums"], chash),
+        )
+        for r, s in sorted(assignment.items())
+    ]
+    parts = []
+    for fut in futures:
+        res = fut.result()
+        if "error" in res:
+            attrition.append(res["error"])
+            log.warning("excluded %s: %s", res["error"]["item"], res["error"]["detail"])
+        else:
+            parts.append(res["part"])
+    meta = {
+        "database": fetched["name"],
+        "source_root": fetched["root"],
+        "fs": a.windows.fs,
+        "lead": str(a.windows.lead),
+        "window": {"before_s": a.windows.before_s, "after_s": a.windows.after_s},
+        "filters": a.filters.model_dump(mode="json"),
+        "split_scheme": a.split,
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": chash,
+        "package_version": __version__,
+        "source_checksums": fetched["checksums"],
+    }
+    manifest = write_dataset_task(parts, str(out), attrition, meta)
+    counts = json.loads(Path(manifest).read_text())["class_counts"]
+    log.info("dataset written to %s: %s", out, counts)
+    return {
+        "dataset": str(out),
+        "manifest": manifest,
+        "class_counts": counts,
+        "attrition": len(attrition),
+    }

@@ -1,0 +1,113 @@
+"""The ingest flow end to end on real MIT-BIH records: with Prefect's temporary local
+server, and against a real ``prefect server start`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from pipelines.ingest import ingest_flow
+
+RECORDS = ["100", "101", "105", "119"]  # two DS1, two DS2; 105 is noisy
+
+
+def _cli_env(mirror: Path, home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        VITALGRU_PHYSIONET_MIRROR=str(mirror),
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="true",
+        **extra,
+    )
+    env.pop("PREFECT_API_URL", None)
+    env.update(extra)
+    return env
+
+
+class TestIngestFlow:
+    def test_subset_with_temporary_server(
+        self, physionet_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("VITALGRU_PHYSIONET_MIRROR", str(physionet_mirror))
+        out = tmp_path / "ds"
+        res = ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert sorted(manifest["splits"]["DS1"]) == ["101", "119"]
+        assert sorted(manifest["splits"]["DS2"]) == ["100", "105"]
+        assert res["class_counts"] == manifest["class_counts"]
+        beats = pd.read_parquet(out / "beats.parquet")
+        assert len(beats) == manifest["n_beats"] > 7000
+        # 100: 2,239 N + 33 S + 1 V (reference annotations).
+        c100 = beats[beats.record_id == "100"].aami.value_counts().to_dict()
+        assert c100 == {"N": 2239, "S": 33, "V": 1}
+        attrition = pd.read_csv(out / "attrition.csv")
+        assert list(attrition.columns) == ["database", "item", "stage", "reason", "detail"]
+        # The noisy record has flagged windows; the clean one has (almost) none.
+        facts = manifest["records"]
+        assert facts["105"]["quality_flagged_windows"] > facts["100"]["quality_flagged_windows"]
+        # A second run reuses the cached per-record parts.
+        parts_before = sorted(p.name for p in (out / ".parts").iterdir())
+        ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
+        assert sorted(p.name for p in (out / ".parts").iterdir()) == parts_before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.server
+class TestIngestAgainstPrefectServer:
+    def test_flow_run_recorded_on_real_server(self, physionet_mirror: Path, tmp_path: Path) -> None:
+        port = _free_port()
+        home = tmp_path / "prefect-home"
+        env = _cli_env(physionet_mirror, home)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if requests.get(f"{api}/health", timeout=2).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("prefect server did not become healthy within 120 s")
+                time.sleep(1)
+            out = tmp_path / "ds"
+            run = subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(out),
+                 "--set", 'arrhythmia.records=["100", "101"]'],
+                env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True,
+                timeout=600,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert (out / "manifest.json").exists()
+            runs = requests.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+            ingest_runs = [r for r in runs if r["state_type"] == "COMPLETED"]
+            assert ingest_runs, runs
+            flows = requests.post(f"{api}/flows/filter", json={}, timeout=10).json()
+            assert "ingest" in {f["name"] for f in flows}
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()

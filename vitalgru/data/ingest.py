@@ -1,0 +1,356 @@
+"""Beat datasets: from a record and its annotations to dataset files on disk.
+
+A dataset folder holds (the contract between the ingest flow and training):
+
+``manifest.json``
+    fs, lead, window, filters, splits, ``class_counts`` per split, per-record facts
+    (source fs, lead used, beats, quality, R-peak detection against the reference),
+    normalisation statistics fitted on the training split only, the config hash,
+    source checksums and the package version.
+``beats.parquet``
+    One row per annotated beat, sorted by ``(record_id, sample_idx)``: ids, split,
+    ``beat_idx``, ``sample_idx`` (at the dataset fs), WFDB ``symbol``, ``aami`` class and
+    integer ``label`` (order of :data:`vitalgru.types.AAMI_CLASSES`), the RR features of
+    :data:`vitalgru.dsp.beats.RR_FEATURES`, ``quality_ok`` (the beat's signal-quality
+    window was clean) and ``detected`` (the R-peak detector found the beat within the
+    AAMI EC57 150 ms match window).
+``windows.npy``
+    ``(n_beats, n_window)`` float32 filtered windows around the reference R peak, rows
+    aligned with ``beats.parquet``.
+``signals/<record>.npy``
+    The filtered lead at the dataset fs, for other windowings and streaming replays.
+``attrition.csv``
+    What was excluded and why (unreadable file, bad checksum, unusable lead, ...).
+
+Windows sit on the *reference* annotations so every labelled beat is kept (the beat
+counts match the published ones); the detector is still run and scored on every record so
+that a dataset states how well the automatic front end finds the same beats.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vitalgru.config import ArrhythmiaDataConfig
+from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
+from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
+from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
+from vitalgru.dsp.quality import ecg_quality
+from vitalgru.dsp.resample import map_indices, resample
+from vitalgru.dsp.rpeaks import ecg_rpeaks
+from vitalgru.metrics.detection import MATCH_WINDOW_S, match_beats
+from vitalgru.types import AAMI_CLASSES, Annotations, AttritionEntry, Record
+
+logger = logging.getLogger(__name__)
+
+BEAT_COLUMNS: tuple[str, ...] = (
+    "record_id",
+    "patient_id",
+    "split",
+    "beat_idx",
+    "sample_idx",
+    "symbol",
+    "aami",
+    "label",
+    *RR_FEATURES,
+    "quality_ok",
+    "detected",
+)
+
+
+@dataclass
+class RecordBeats:
+    """Everything the dataset keeps of one record."""
+
+    record_id: str
+    patient_id: str
+    split: str
+    beats: pd.DataFrame
+    windows: np.ndarray  # (n_beats, n_window) float32
+    signal: np.ndarray  # (n_samples,) float32 filtered lead at the dataset fs
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def select_lead(record: Record, lead: str | int, fallback: int) -> int:
+    """Column of the configured lead, by name if the record has it, else ``fallback``."""
+    try:
+        return record.channel_index(lead)
+    except ValueError:
+        if isinstance(lead, int):
+            raise
+        logger.info(
+            "record %s has no lead %r (leads %s); using column %d",
+            record.record_id,
+            lead,
+            record.channels,
+            fallback,
+        )
+        return record.channel_index(fallback)
+
+
+def process_record(
+    record: Record, ann: Annotations, cfg: ArrhythmiaDataConfig, split: str
+) -> RecordBeats:
+    """Clean, resample, quality-check, detect and window one record.
+
+    Parameters
+    ----------
+    record : Record
+        The record at its own sampling rate and lead layout.
+    ann : Annotations
+        Its reference annotations (beat and non-beat; non-beats are dropped here).
+    cfg : ArrhythmiaDataConfig
+        Lead, target fs, filters and window settings.
+    split : str
+        Split the record belongs to (``"DS1"``, ``"DS2"``, ...).
+
+    Returns
+    -------
+    RecordBeats
+
+    Raises
+    ------
+    ValueError
+        The record has fewer than two beats, or its lead is entirely missing.
+    """
+    w = cfg.windows
+    f = cfg.filters
+    col = select_lead(record, w.lead, w.fallback_lead)
+    lead_raw = record.signal[:, col].astype(np.float64)
+    if not np.isfinite(lead_raw).any():
+        raise ValueError(f"record {record.record_id}: lead {record.channels[col]} is all NaN")
+    filled, nan_mask = interpolate_nonfinite(lead_raw)
+
+    keep = is_beat(ann.symbol)
+    ref_src = np.asarray(ann.sample_idx[keep], dtype=np.int64)
+    symbols = np.asarray(ann.symbol[keep]).astype(str)
+    order = np.argsort(ref_src, kind="stable")
+    ref_src, symbols = np.clip(ref_src[order], 0, filled.size - 1), symbols[order]
+    # WFDB annotation files occasionally hold two beats on one sample; keep the first.
+    uniq = np.concatenate([[True], np.diff(ref_src) > 0])
+    ref_src, symbols = ref_src[uniq], symbols[uniq]
+    if ref_src.size < 2:
+        raise ValueError(f"record {record.record_id}: fewer than two annotated beats")
+
+    # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
+    # quality; the detector sees them interpolated).
+    det = ecg_rpeaks(filled, record.fs)
+    ref_hit, det_hit = match_beats(ref_src, det, record.fs, MATCH_WINDOW_S)
+    q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
+    win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
+    quality_ok = q.usable[win_of_beat]
+
+    fs = float(w.fs)
+    if record.fs != fs:
+        x = resample(filled, record.fs, fs)
+        ref = map_indices(ref_src, record.fs, fs, n_out=x.size)
+        # Beats closer than one target sample would collide; physiologically impossible
+        # (>= 200 ms refractory), but keep the data consistent if an annotator did it.
+        uniq = np.concatenate([[True], np.diff(ref) > 0])
+        ref, symbols, quality_ok, ref_hit = (
+            ref[uniq],
+            symbols[uniq],
+            quality_ok[uniq],
+            ref_hit[uniq],
+        )
+    else:
+        x, ref = filled, ref_src
+    notch = f.notch_hz if (f.notch_hz is not None and f.notch_hz < 0.45 * fs) else None
+    clean = ecg_clean(
+        x,
+        fs,
+        baseline_hz=f.baseline_hz,
+        lowpass_hz=min(f.lowpass_hz, 0.45 * fs),
+        notch_hz=notch,
+        order=f.order,
+    ).astype(np.float32)
+
+    windows, _inside = beat_windows(clean, ref, fs, w.before_s, w.after_s)
+    rr = rr_features(ref, fs, local_beats=w.local_rr_beats)
+    aami = np.array([str(AAMI_MAP[s]) for s in symbols])
+    beats = pd.DataFrame(
+        {
+            "record_id": record.record_id,
+            "patient_id": record.patient_id,
+            "split": split,
+            "beat_idx": np.arange(ref.size, dtype=np.int32),
+            "sample_idx": ref,
+            "symbol": symbols,
+            "aami": aami,
+            "label": np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int8),
+            **{name: rr[:, i] for i, name in enumerate(RR_FEATURES)},
+            "quality_ok": quality_ok,
+            "detected": ref_hit,
+        }
+    )
+    facts = {
+        "patient_id": record.patient_id,
+        "split": split,
+        "fs_source": float(record.fs),
+        "lead": record.channels[col],
+        "n_samples": int(clean.size),
+        "n_beats": int(ref.size),
+        "nan_samples": int(nan_mask.sum()),
+        "quality_windows": q.n_windows,
+        "quality_flagged_windows": int((~q.usable).sum()),
+        "quality_flag_counts": {
+            k: int(getattr(q, k).sum())
+            for k in ("nonfinite", "flat", "clipped", "lead_off", "noisy")
+        },
+        "rpeaks": {
+            "tp": int(ref_hit.sum()),
+            "fp": int((~det_hit).sum()),
+            "fn": int((~ref_hit).sum()),
+        },
+    }
+    return RecordBeats(record.record_id, record.patient_id, split, beats, windows, clean, facts)
+
+
+def class_counts(beats: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """``{split: {N: n, S: n, V: n, F: n, Q: n}}`` from a beats table."""
+    out: dict[str, dict[str, int]] = {}
+    for split, grp in beats.groupby("split", sort=True):
+        vc = grp["aami"].value_counts()
+        out[str(split)] = {str(c): int(vc.get(str(c), 0)) for c in AAMI_CLASSES}
+    return out
+
+
+def normalisation_stats(beats: pd.DataFrame, windows: np.ndarray, fit_split: str) -> dict:
+    """Mean and standard deviation of windows and RR features over ``fit_split`` only."""
+    m = (beats["split"] == fit_split).to_numpy()
+    if not m.any():
+        raise ValueError(f"no beats in split {fit_split!r} to fit normalisation on")
+    wsel = windows[m]
+    rr = beats.loc[m, list(RR_FEATURES)].to_numpy(np.float64)
+    return {
+        "fit_split": fit_split,
+        "window_mean": float(wsel.mean()),
+        "window_std": float(wsel.std()),
+        "rr_mean": dict(zip(RR_FEATURES, rr.mean(0).tolist(), strict=True)),
+        "rr_std": dict(zip(RR_FEATURES, rr.std(0).tolist(), strict=True)),
+    }
+
+
+def write_attrition(path: Path, entries: Iterable[AttritionEntry]) -> None:
+    """Write ``attrition.csv`` (header even when nothing was excluded)."""
+    names = ["database", "item", "stage", "reason", "detail"]
+    with path.open("w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=names)
+        wr.writeheader()
+        for e in entries:
+            wr.writerow(asdict(e))
+
+
+def write_dataset(
+    out_dir: str | Path,
+    items: Sequence[RecordBeats],
+    attrition: Sequence[AttritionEntry],
+    meta: dict[str, Any],
+    fit_split: str = "DS1",
+) -> Path:
+    """Write a dataset folder; returns the path of its ``manifest.json``.
+
+    ``meta`` is merged into the manifest (database, config, config hash, checksums).
+    Files are written under temporary names and renamed, so a crash never leaves a
+    manifest describing files that are not there.
+    """
+    out = Path(out_dir)
+    (out / "signals").mkdir(parents=True, exist_ok=True)
+    items = sorted(items, key=lambda r: r.record_id)
+    if not items:
+        raise ValueError("no record survived ingestion; see attrition.csv")
+    beats = pd.concat([r.beats for r in items], ignore_index=True)
+    windows = np.concatenate([r.windows for r in items], axis=0)
+    for r in items:
+        np.save(out / "signals" / f"{r.record_id}.npy", r.signal)
+    tmp_w = out / "windows.tmp.npy"
+    np.save(tmp_w, windows)
+    tmp_w.replace(out / "windows.npy")
+    beats.to_parquet(out / "beats.tmp.parquet", index=False)
+    (out / "beats.tmp.parquet").replace(out / "beats.parquet")
+    write_attrition(out / "attrition.csv", attrition)
+    splits: dict[str, list[str]] = {}
+    for r in items:
+        splits.setdefault(r.split, []).append(r.record_id)
+    fit = fit_split if fit_split in splits else sorted(splits)[0]
+    manifest = {
+        **meta,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "n_beats": len(beats),
+        "window": {**meta.get("window", {}), "n_samples": int(windows.shape[1])},
+        "splits": splits,
+        "class_counts": class_counts(beats),
+        "records": {r.record_id: r.facts for r in items},
+        "normalisation": normalisation_stats(beats, windows, fit),
+        "attrition": len(attrition),
+        "files": {
+            "beats": "beats.parquet",
+            "windows": "windows.npy",
+            "signals": "signals/",
+            "attrition": "attrition.csv",
+        },
+    }
+    tmp = out / "manifest.tmp.json"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.replace(out / "manifest.json")
+    return out / "manifest.json"
+
+
+def read_dataset(path: str | Path, mmap: bool = True) -> tuple[dict, pd.DataFrame, np.ndarray]:
+    """Manifest, beats table and windows of a dataset folder."""
+    p = Path(path)
+    if not (p / "manifest.json").exists():
+        raise FileNotFoundError(f"{p}: no manifest.json; run `vitalgru ingest --out {p}` first")
+    manifest = json.loads((p / "manifest.json").read_text())
+    beats = pd.read_parquet(p / "beats.parquet")
+    windows = np.load(p / "windows.npy", mmap_mode="r" if mmap else None)
+    if len(beats) != windows.shape[0]:
+        raise ValueError(
+            f"{p}: beats.parquet has {len(beats)} rows but windows.npy {windows.shape[0]}"
+        )
+    return manifest, beats, windows
+
+
+def save_part(item: RecordBeats, path: str | Path) -> Path:
+    """Persist one processed record (a flow step's output: tasks pass paths, not arrays)."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    item.beats.to_parquet(p / "beats.parquet", index=False)
+    np.save(p / "windows.npy", item.windows)
+    np.save(p / "signal.npy", item.signal)
+    meta = {
+        "record_id": item.record_id,
+        "patient_id": item.patient_id,
+        "split": item.split,
+        "facts": item.facts,
+    }
+    # facts.json last: its presence marks a complete part.
+    (p / "facts.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return p
+
+
+def load_part(path: str | Path) -> RecordBeats:
+    """Inverse of :func:`save_part`."""
+    p = Path(path)
+    meta = json.loads((p / "facts.json").read_text())
+    return RecordBeats(
+        record_id=meta["record_id"],
+        patient_id=meta["patient_id"],
+        split=meta["split"],
+        beats=pd.read_parquet(p / "beats.parquet"),
+        windows=np.load(p / "windows.npy"),
+        signal=np.load(p / "signal.npy"),
+        facts=meta["facts"],
+    )
