@@ -110,25 +110,6 @@ class HttpFetcher:
         if self.backoff_s > 0:
             time.sleep(self.backoff_s * (2**attempt))
 
-    def get_text(self, url: str) -> str:
-        """Body of ``url`` as text (small files such as ``RECORDS``), with retries."""
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(attempt - 1)
-            try:
-                resp = self.session.get(url, timeout=self.timeout_s)
-            except requests.RequestException as e:
-                last = f"{type(e).__name__}: {e}"
-                logger.info("GET %s failed (attempt %d): %s", url, attempt + 1, last)
-                continue
-            if resp.status_code == 200:
-                return resp.text
-            if resp.status_code not in _TRANSIENT_STATUS:
-                raise HttpStatusError(url, resp.status_code, attempt + 1)
-            last = f"HTTP {resp.status_code}"
-        raise DownloadError(f"GET {url}: {last} (gave up after {self.retries + 1} attempts)")
-
     def download(self, url: str, dest: str | Path, sha256: str | None = None) -> str:
         """Download ``url`` to ``dest`` (resuming ``dest.part``); return its SHA-256.
 

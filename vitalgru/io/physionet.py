@@ -261,16 +261,19 @@ class Database:
 
     # ---- listing -----------------------------------------------------------------
 
-    def _meta_file(self, name: str) -> Path | None:
+    def _meta_file(self, name: str, optional: bool) -> Path | None:
         """Local path of a database-level file, downloading it once when remote.
-        ``None`` when the database does not publish it."""
+
+        ``None`` when a local copy lacks it, or when an ``optional`` file is not
+        published (a 404, remembered in a marker file so it is asked for only once).
+        """
         path = self.root / name
         if path.is_file():
             return path
         if not self.is_remote:
             return None
         marker = self.root / (name + _ABSENT_SUFFIX)
-        if marker.exists():
+        if optional and marker.exists():
             return None
         fetcher, url = self._remote()
         try:
@@ -278,6 +281,10 @@ class Database:
         except HttpStatusError as e:
             if e.status != 404:
                 raise
+            if not optional:
+                raise DownloadError(
+                    f"{e}; is {self.name!r} version {self.version!r} published at {url}?"
+                ) from e
             self.root.mkdir(parents=True, exist_ok=True)
             marker.write_text(f"{url + name} answered 404\n")
             return None
@@ -294,12 +301,10 @@ class Database:
             A local folder with neither ``RECORDS`` nor ``.hea`` files.
         """
         if self._records is None:
-            path = self._meta_file("RECORDS")
+            path = self._meta_file("RECORDS", optional=False)
             if path is not None:
                 names = [ln.strip().rstrip("/") for ln in path.read_text().splitlines()]
                 self._records = [n for n in names if n and not n.startswith("#")]
-            elif self.is_remote:
-                raise DownloadError(f"{self.url}RECORDS: the database publishes no RECORDS list")
             else:
                 self._records = sorted(p.stem for p in self.root.glob("*.hea"))
                 if not self._records:
@@ -314,7 +319,7 @@ class Database:
     def checksums(self) -> dict[str, str]:
         """Relative path -> SHA-256 from ``SHA256SUMS.txt``; empty when none is published."""
         if self._sums is None:
-            path = self._meta_file(_SUMS)
+            path = self._meta_file(_SUMS, optional=True)
             self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
             if not self._sums:
                 logger.info("%s publishes no %s; files are not verified", self.name, _SUMS)
@@ -345,6 +350,11 @@ class Database:
         Returns True when it is, False when an optional (annotation) file is not
         published. Raises DownloadError, ChecksumError or RecordError otherwise.
         """
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts or "\\" in rel:
+            # Names come from RECORDS and headers, i.e. from the server: never let them
+            # address files outside the database folder.
+            raise RecordError(rel, "file name escapes the database folder", "unsafe_path")
         sums = self.checksums() if (self.verify_checksums or self.is_remote) else {}
         expected = sums.get(rel) if self.verify_checksums else None
         path = self.root / rel

@@ -157,6 +157,15 @@ class TestFetch:
         report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
         assert report.complete and report.downloaded == [] and server.requests == []
 
+    def test_names_from_the_server_cannot_escape_the_cache(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        (served_root / DB / "RECORDS").write_text("100\n../../evil\n")
+        report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
+        assert [(f.record, f.reason) for f in report.failures] == [("../../evil", "unsafe_path")]
+        assert "100.dat" in report.ok
+        assert not any(r.path.endswith("evil.hea") for r in server.requests)
+
 
 class TestRetries:
     def test_transient_errors_are_retried(
@@ -232,3 +241,18 @@ class TestNames:
         assert db.url == "https://physionet.org/files/foodb/2.1.0/" and db.version == "2.1.0"
         for name in ("svdb", "incartdb", "ltdb", "nstdb"):
             assert open_database(name, cfg).url == f"https://physionet.org/files/{name}/1.0.0/"
+
+
+class TestMirrorServer:
+    def test_serves_a_mirror_in_physionet_layout(
+        self, physionet_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("VITALGRU_PHYSIONET_MIRROR", raising=False)
+        with PhysioNetHTTPServer.for_mirror(physionet_mirror, {"mitdb": "1.0.0"}) as srv:
+            cfg = PhysioNetConfig(base_url=srv.base_url, cache_dir=tmp_path, retries=0)
+            db = open_database("mitdb", cfg, backoff_s=TINY)
+            assert len(db.list_records()) == 48
+            assert db.fetch(["100", "201"], workers=2).complete
+            assert f"{DB}/201.dat" in {r.path for r in srv.requests}
+            with pytest.raises(DownloadError, match="404"):
+                open_database("mitdb/9.9.9", cfg, backoff_s=TINY).list_records()
