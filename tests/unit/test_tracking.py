@@ -163,6 +163,15 @@ class TestTrackedRun:
         assert json.loads((root / "d" / "info.json").read_text()) == {"a": 1}
         assert (root / "files" / "note.txt").read_text() == "hello"
 
+    def test_nested_runs(self, store: Path) -> None:
+        with start_run("exp") as parent:
+            with start_run("exp", run_name="fold0", nested=True) as child:
+                child.log_metrics({"auroc": 0.8})
+            parent.log_metrics({"mean_auroc": 0.8})
+        got = _client().get_run(child.run_id)
+        assert got.data.tags["mlflow.parentRunId"] == parent.run_id
+        assert _client().get_run(parent.run_id).data.metrics == {"mean_auroc": 0.8}
+
     def test_many_params_are_batched(self, store: Path) -> None:
         params = {f"p{i:03d}": i for i in range(250)}  # MLflow takes 100 params per batch
         with start_run("exp") as run:
@@ -326,7 +335,7 @@ class TestModelRoundTrip:
         with start_run("exp") as run:
             _log(run, a)
             _log(run, b)
-            free = _log(run, a, registered_name=None)
+            free = _log(run, a, registered_name=None, artifact_path="free")
         assert free.version is None and free.name is None
         x = torch.randn(1, 9, 3)
         with torch.no_grad():
@@ -336,9 +345,10 @@ class TestModelRoundTrip:
             )
             latest = load_model(f"models:/{NAME}/latest", allowed_prefixes=TEST_PREFIXES)
             assert latest.version == "2" and torch.equal(latest.module(x)[0], b(x)[0])
-            assert torch.equal(
-                load_model(free.uri, allowed_prefixes=TEST_PREFIXES).module(x)[0], a(x)[0]
-            )
+            for uri in (free.uri, f"runs:/{run.run_id}/free"):
+                assert torch.equal(
+                    load_model(uri, allowed_prefixes=TEST_PREFIXES).module(x)[0], a(x)[0]
+                )
 
     def test_vitalgru_model_round_trip_with_default_trust(self, store: Path) -> None:
         from vitalgru.models.arrhythmia import ArrhythmiaGRU
