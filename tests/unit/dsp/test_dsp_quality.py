@@ -1,0 +1,115 @@
+"""Signal quality: synthetic faults, the MIT-BIH Noise Stress Test Database, clean MIT-BIH."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ecg_testkit import read_lead0, synthetic_ecg
+
+from vitalgru.dsp import QualityResult, ecg_quality
+
+FS = 360.0
+
+
+def _minutes(q: QualityResult) -> np.ndarray:
+    return (q.start_idx + q.stop_idx) / 2 / q.fs / 60
+
+
+def _noise_segments(q: QualityResult) -> np.ndarray:
+    """nstdb adds noise from minute 5 in alternating 2-minute stretches (noisy, clean, ...),
+    per the database's description (nst(1) in the WFDB Applications Guide)."""
+    m = _minutes(q)
+    return (m > 5) & (((m - 5) // 2) % 2 == 0)
+
+
+class TestSyntheticFaults:
+    def test_clean_synthetic_is_usable(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=60.0)
+        q = ecg_quality(x, FS)
+        assert q.n_windows == 6
+        assert q.usable.all()
+        assert np.all(q.score > 0.9)
+
+    def test_flat_clipped_nan_and_step_are_flagged(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=60.0, seed=1)
+        w = int(10 * FS)
+        x[0:w] = 0.37  # flat line (lead off, amplifier holding a value)
+        x[w : 2 * w] = np.clip(x[w : 2 * w], -5, 0.6)  # QRS tops cut at a rail
+        x[2 * w + 100 : 2 * w + 400] = np.nan  # missing samples
+        x[3 * w + 1000 :] += 8.0  # a huge step: electrode pulled
+        q = ecg_quality(x, FS)
+        assert q.flat[0] and not q.usable[0] and q.score[0] == 0
+        assert q.clipped[1] and not q.flat[1] and not q.usable[1]
+        assert q.nonfinite[2] and q.lead_off[2] and not q.usable[2]
+        assert q.lead_off[3] and not q.usable[3]
+        assert q.usable[4:].all()
+
+    def test_adc_rails(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=20.0, seed=2)
+        assert not ecg_quality(x, FS).clipped.any()
+        assert ecg_quality(x, FS, adc_range=(-0.5, 0.5)).clipped.all()
+
+    def test_all_nan_and_short_tail(self) -> None:
+        q = ecg_quality(np.full(int(24 * FS), np.nan), FS)
+        assert q.n_windows == 2  # 10 s + 14 s (a 4 s tail joins the last window)
+        assert q.stop_idx[-1] == int(24 * FS)
+        assert q.nonfinite.all() and not q.usable.any()
+
+    def test_result_is_json_serialisable(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=20.0)
+        d = ecg_quality(x, FS).to_dict()
+        assert set(d) >= {"start_idx", "noisy", "score", "usable"}
+        json.dumps(d)
+
+    def test_validation(self) -> None:
+        with pytest.raises(ValueError, match="window_s"):
+            ecg_quality(np.zeros(1000), FS, window_s=0)
+        with pytest.raises(ValueError, match="1-D"):
+            ecg_quality(np.zeros((1000, 2)), FS)
+        with pytest.raises(ValueError, match="Nyquist"):
+            ecg_quality(np.zeros(1000), 60.0)
+
+
+@pytest.fixture(scope="module")
+def nst_quality(nstdb_dir: Path) -> dict[str, QualityResult]:
+    out = {}
+    for rec in ("118e24", "118e12", "118e00", "bw", "ma"):
+        x, fs = read_lead0(nstdb_dir / rec)
+        out[rec] = ecg_quality(x, fs)
+    return out
+
+
+class TestNoiseStressDatabase:
+    def test_more_noise_more_flags(self, nst_quality: dict[str, QualityResult]) -> None:
+        f = {r: nst_quality[r].flagged_fraction for r in ("118e24", "118e12", "118e00")}
+        assert f["118e24"] < f["118e12"] < f["118e00"], f
+        noisy = {r: (~nst_quality[r].usable)[_noise_segments(nst_quality[r])].mean() for r in f}
+        assert noisy["118e24"] < 0.1 < 0.4 < noisy["118e12"] < noisy["118e00"], noisy
+        assert noisy["118e00"] >= 0.8, noisy
+
+    def test_clean_first_five_minutes_are_not_flagged(
+        self, nst_quality: dict[str, QualityResult]
+    ) -> None:
+        # Negative control: nstdb leaves the first 5 minutes of record 118 untouched.
+        for rec in ("118e24", "118e12", "118e00"):
+            q = nst_quality[rec]
+            assert (~q.usable)[_minutes(q) < 5].mean() <= 0.1, rec
+
+    def test_noise_only_records_are_flagged(self, nst_quality: dict[str, QualityResult]) -> None:
+        # bw (baseline wander) and ma (muscle artefact) were recorded with the ECG not visible.
+        for rec in ("bw", "ma"):
+            assert nst_quality[rec].flagged_fraction >= 0.9, rec
+
+
+class TestCleanMitbih:
+    @pytest.mark.parametrize("rec,max_flagged", [("100", 0.02), ("119", 0.05), ("221", 0.05)])
+    def test_clean_records_are_almost_never_flagged(
+        self, mitdb_dir: Path, rec: str, max_flagged: float
+    ) -> None:
+        # 100: normal rhythm; 119: ventricular bigeminy; 221: atrial fibrillation with PVCs -
+        # arrhythmia must not be mistaken for noise.
+        x, fs = read_lead0(mitdb_dir / rec)
+        assert ecg_quality(x, fs).flagged_fraction <= max_flagged

@@ -1,0 +1,92 @@
+"""Resampling: exact rational ratios, band-limited round trips, index mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitalgru.dsp import map_indices, rate_ratio, resample
+
+RATES = [128.0, 250.0, 257.0, 360.0, 500.0]
+
+
+class TestRateRatio:
+    def test_exact_ratio_for_257(self) -> None:
+        assert rate_ratio(257, 360) == (360, 257)
+        assert rate_ratio(360, 128) == (16, 45)
+        assert rate_ratio(250, 500) == (2, 1)
+
+    def test_rejects_impractical_ratio(self) -> None:
+        with pytest.raises(ValueError, match="too fine"):
+            rate_ratio(360.0, 359.99)
+
+
+class TestResample:
+    @settings(max_examples=20, deadline=None)
+    @given(
+        fs_in=st.sampled_from(RATES),
+        fs_out=st.sampled_from(RATES),
+        f1=st.floats(0.5, 20.0),
+        f2=st.floats(0.5, 20.0),
+        phase=st.floats(0, 6.28),
+    )
+    def test_round_trip_preserves_band_limited_signal(
+        self, fs_in: float, fs_out: float, f1: float, f2: float, phase: float
+    ) -> None:
+        # Components below 20 Hz lie under every rate's Nyquist and the filter's transition.
+        t = np.arange(int(8 * fs_in)) / fs_in
+        x = np.sin(2 * np.pi * f1 * t + phase) + 0.5 * np.cos(2 * np.pi * f2 * t)
+        y = resample(x, fs_in, fs_out)
+        assert y.shape[0] == int(np.ceil(x.shape[0] * fs_out / fs_in))
+        back = resample(y, fs_out, fs_in)
+        assert back.shape[0] >= x.shape[0]
+        k = int(fs_in)  # away from edges
+        np.testing.assert_allclose(back[k:-k][: x.shape[0] - 2 * k], x[k:-k], atol=0.02)
+
+    def test_times_are_kept(self) -> None:
+        fs_in, fs_out = 360.0, 257.0
+        t = np.arange(int(4 * fs_in)) / fs_in
+        x = np.exp(-0.5 * ((t - 2.0) / 0.02) ** 2)
+        y = resample(x, fs_in, fs_out)
+        assert abs(np.argmax(y) / fs_out - 2.0) <= 1.0 / fs_out
+
+    def test_two_d_and_identity(self) -> None:
+        x = np.random.default_rng(0).normal(size=(1000, 3))
+        assert resample(x, 360, 128).shape == (356, 3)
+        np.testing.assert_array_equal(resample(x, 360, 360), x)
+
+    def test_validation(self) -> None:
+        with pytest.raises(ValueError, match="positive"):
+            resample(np.zeros(10), 0, 360)
+        with pytest.raises(ValueError, match="non-finite"):
+            resample(np.array([0.0, np.nan]), 250, 500)
+
+
+class TestMapIndices:
+    @settings(max_examples=30, deadline=None)
+    @given(
+        fs_in=st.sampled_from(RATES),
+        fs_out=st.sampled_from(RATES),
+        idx=st.lists(st.integers(0, 10**7), max_size=20),
+    )
+    def test_same_instant_within_half_a_sample(
+        self, fs_in: float, fs_out: float, idx: list[int]
+    ) -> None:
+        i = np.array(sorted(idx), dtype=np.int64)
+        j = map_indices(i, fs_in, fs_out)
+        assert j.dtype == np.int64
+        assert np.all(np.abs(j / fs_out - i / fs_in) <= 0.5 / fs_out + 1e-12)
+        assert np.all(np.diff(j) >= 0)
+
+    def test_round_trip_to_higher_rate_is_exact(self) -> None:
+        i = np.arange(0, 5000, 7)
+        assert np.array_equal(map_indices(map_indices(i, 257, 360), 360, 257), i)
+
+    def test_clip_and_validation(self) -> None:
+        assert map_indices(np.array([999]), 360, 720, n_out=1000).tolist() == [999]
+        with pytest.raises(ValueError, match="non-negative"):
+            map_indices(np.array([-1]), 360, 250)
+        with pytest.raises(TypeError):
+            map_indices(np.array([1.5]), 360, 250)

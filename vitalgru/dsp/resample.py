@@ -1,0 +1,120 @@
+"""Resampling between sampling rates (128, 250, 257, 360, 500 Hz, ...) and index mapping.
+
+:func:`resample` uses polyphase filtering (:func:`scipy.signal.resample_poly`) with the exact
+rational ratio ``fs_out / fs_in`` reduced to lowest terms (257 -> 360 Hz is up 360, down 257),
+so no rate is rounded and the output length is ``ceil(n * fs_out / fs_in)``. The anti-aliasing
+filter is scipy's Kaiser-windowed FIR (beta 5), applied with zero phase: sample ``k`` of the
+output is at time ``k / fs_out`` exactly like sample ``i`` of the input is at ``i / fs_in``.
+
+:func:`map_indices` converts sample indices (R peaks, annotations) between rates with the same
+time convention.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal as sps
+
+from vitalgru.dsp.filters import _as_signal, check_fs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["map_indices", "rate_ratio", "resample"]
+
+#: Largest numerator/denominator accepted for the rational ratio; a rate such as 359.99 Hz
+#: would otherwise need an impractically long polyphase filter.
+MAX_RATIO_TERM = 10_000
+
+
+def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    """Exact ``(up, down)`` with ``fs_out / fs_in == up / down`` in lowest terms.
+
+    Parameters
+    ----------
+    fs_in, fs_out : float
+        Sampling rates in Hz; non-integer rates are taken as exact decimals (``128.5``).
+
+    Returns
+    -------
+    tuple of int
+        ``(up, down)``.
+    """
+    fs_in = check_fs(fs_in, what="fs_in")
+    fs_out = check_fs(fs_out, what="fs_out")
+    ratio = Fraction(str(fs_out)) / Fraction(str(fs_in))
+    if ratio.numerator > MAX_RATIO_TERM or ratio.denominator > MAX_RATIO_TERM:
+        raise ValueError(
+            f"the ratio {fs_out}/{fs_in} Hz reduces to {ratio.numerator}/{ratio.denominator}, "
+            f"too fine for polyphase resampling (terms above {MAX_RATIO_TERM}); round the "
+            "rates to whole Hz or use an intermediate rate"
+        )
+    return ratio.numerator, ratio.denominator
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Resample a signal from ``fs_in`` to ``fs_out`` (polyphase, exact rational ratio).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(n,)`` or ``(n, channels)`` finite samples; resampled along axis 0.
+    fs_in, fs_out : float
+        Input and output sampling rates in Hz.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``(ceil(n * fs_out / fs_in),)`` or ``(ceil(n * fs_out / fs_in), channels)``.
+        A copy of ``x`` when the rates are equal.
+    """
+    arr = _as_signal(x)
+    up, down = rate_ratio(fs_in, fs_out)
+    if up == down:
+        return arr.copy()
+    if arr.shape[0] == 0:
+        return np.zeros((0,) + arr.shape[1:])
+    # padtype="line" extends the signal by its end trend, so a baseline offset or drift does
+    # not ring at the edges as it would with zero padding.
+    return sps.resample_poly(arr, up, down, axis=0, padtype="line")
+
+
+def map_indices(
+    idx: np.ndarray, fs_in: float, fs_out: float, *, n_out: int | None = None
+) -> np.ndarray:
+    """Map sample indices from a signal at ``fs_in`` to the same instants at ``fs_out``.
+
+    Index ``i`` is at time ``i / fs_in``; it maps to ``round(i * fs_out / fs_in)`` (half away
+    from zero, computed exactly in integers for the rational ratio).
+
+    Parameters
+    ----------
+    idx : numpy.ndarray
+        ``(k,)`` non-negative integer sample indices at ``fs_in``.
+    fs_in, fs_out : float
+        Sampling rates in Hz.
+    n_out : int or None
+        Length of the signal at ``fs_out``; if given, indices are clipped to ``n_out - 1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k,)`` int64 indices at ``fs_out``.
+    """
+    arr = np.asarray(idx)
+    if arr.dtype.kind not in "iu":
+        if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise TypeError(f"idx must be integer sample indices, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"idx must be non-negative sample indices, got minimum {arr.min()}")
+    up, down = rate_ratio(fs_in, fs_out)
+    out = (arr * (2 * up) + down) // (2 * down)  # round(i * up / down), ties upwards
+    if n_out is not None:
+        if n_out < 1:
+            raise ValueError(f"n_out must be a positive length, got {n_out}")
+        out = np.minimum(out, n_out - 1)
+    return out.astype(np.int64)

@@ -1,0 +1,409 @@
+"""R-peak (QRS) detection, offline and streaming, with one implementation for both.
+
+Method ``"hamilton1986"``: the Pan-Tompkins / Hamilton-Tompkins family.
+
+* Pan J, Tompkins WJ. A real-time QRS detection algorithm. IEEE Trans Biomed Eng
+  1985;32(3):230-236.
+* Hamilton PS, Tompkins WJ. Quantitative investigation of QRS detection rules using the
+  MIT/BIH arrhythmia database. IEEE Trans Biomed Eng 1986;33(12):1157-1165.
+
+Pipeline (all causal, state carried across chunks): Butterworth band-pass (QRS energy band)
+-> absolute first difference -> moving-window integration (MWI); the absolute value
+(as in Hamilton's open-source detector) rather than Pan-Tompkins' square keeps the dynamic
+range between small normal and large ectopic beats manageable for one threshold. Candidates are local
+maxima of the MWI that dominate +/- ``peak_window_s``. A decision loop over candidates keeps
+adaptive signal/noise levels and applies the 200 ms refractory period, T-wave discrimination by
+slope within 360 ms, and search-back at 1.66 x the mean RR interval with half the threshold.
+Accepted candidates are located in the input signal: over the integration window (shifted
+back by the band-pass group delay) the baseline is the line through the window's end medians,
+and the peak is the first local extremum of the deviation from it that reaches half the largest
+one: the first major deflection of the QRS, which is where MIT-BIH places its beat labels (also
+in wide paced and ventricular complexes whose later deflection is larger).
+
+:func:`ecg_rpeaks` is :class:`RpeakStream` fed the whole signal and flushed, so the offline and
+streaming answers are the same by construction (and are tested to be, for random chunkings).
+A peak is reported once its candidate is final, at most ``RpeakStream.latency_s`` after the
+peak (0.36 s with the defaults), except that peaks of the 2 s learning phase at the start of a
+stream are reported when it ends; a peak found by search-back is reported when the first candidate more than
+1.66 x the mean RR interval (capped at 2 s) after the previous QRS has been decided.
+
+Non-finite input samples are held at the last finite value (a causal rule, so offline and
+streaming agree); flag such stretches with :func:`vitalgru.dsp.quality.ecg_quality`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import numpy as np
+from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
+
+from vitalgru.dsp.filters import _as_signal, check_fs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "RpeakStream", "ecg_rpeaks"]
+
+METHODS: tuple[str, ...] = ("hamilton1986",)
+
+# Constants of the decision rules (Pan & Tompkins 1985; Hamilton & Tompkins 1986).
+REFRACTORY_S = 0.200  # no second QRS within 200 ms (physiological refractory period)
+TWAVE_S = 0.360  # candidates within 360 ms of a QRS get the T-wave slope test
+TWAVE_SLOPE_RATIO = 0.5  # T wave if its max slope < half the previous QRS's (Pan-Tompkins)
+SEARCHBACK_RR = 1.66  # search back when no QRS for 1.66 x mean RR (Pan-Tompkins)
+# THR = NL + c (SL - NL); Hamilton & Tompkins 1986 found c in 0.3125-0.4 best; 0.34 on MIT-BIH.
+THRESHOLD_COEF = 0.34
+SEARCHBACK_SLOPE_RATIO = 0.3  # search-back ignores waves far less steep than the last QRS
+SEARCHBACK_COEF = 0.5  # search-back accepts peaks above half the threshold
+FIRST_PEAK_FRAC = 0.5  # first |band-pass| peak above half the window max marks the QRS
+N_AVG = 8  # levels and RR mean over the last 8 values (both papers)
+INIT_S = 2.0  # learning phase: signal level from the first 2 s (Pan-Tompkins "learning 1")
+RR_INIT_S = 1.0  # assumed mean RR until beats are found (60 bpm)
+# MWI values below this (signal units per sample) are rounding residue of a flat input, not
+# waves: a QRS gives about 1e-2 mV/sample, a 1 uV-resolution ADC's step 1e-3 mV/sample.
+MWI_FLOOR = 1e-7
+RR_MAX_S = 2.0  # cap of the mean RR used for search-back (long pauses must not stop it)
+
+
+class RpeakStream:
+    """Streaming R-peak detector: ``process(chunk)`` returns the newly final peaks.
+
+    Parameters
+    ----------
+    fs : float
+        Sampling frequency in Hz (at least 60 Hz: the band-pass needs 25 Hz < Nyquist).
+    method : str
+        Detector; only ``"hamilton1986"`` (see module docstring).
+    band_hz : tuple of float
+        Band-pass corner frequencies in Hz; 5-25 Hz keeps the QRS energy and rejects most
+        P/T-wave energy and baseline (Pan-Tompkins use 5-15 Hz at 200 Hz).
+    mwi_s : float
+        Moving-window integration length in s: about the width of a QRS (Pan & Tompkins 1985
+        use 150 ms, Hamilton & Tompkins 1986 80 ms; 120 ms scored best on MIT-BIH).
+    peak_window_s : float
+        A candidate is an MWI maximum over +/- this many seconds.
+    refine_s : float
+        Margin in s added on each side of the integration window when locating the R wave
+        in the input signal.
+
+    Attributes
+    ----------
+    latency_s : float
+        Longest delay in s between a peak and the ``process`` call that reports it (peaks
+        found by search-back excepted; see the module docstring).
+    """
+
+    def __init__(
+        self,
+        fs: float,
+        *,
+        method: str = "hamilton1986",
+        band_hz: tuple[float, float] = (5.0, 25.0),
+        mwi_s: float = 0.120,
+        peak_window_s: float = 0.200,
+        refine_s: float = 0.020,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown R-peak method {method!r}; choose one of {METHODS}")
+        self.fs = check_fs(fs, cutoffs_hz=band_hz)
+        self.method = method
+        fs = self.fs
+        self._sos = sps.butter(2, band_hz, "bandpass", fs=fs, output="sos")
+        # Group delay of the band-pass at the centre of the QRS band, used to map a band-passed
+        # maximum back onto the input's time axis before the final refinement.
+        f0 = float(np.sqrt(band_hz[0] * band_hz[1]))
+        b, a = sps.sos2tf(self._sos)
+        _, gd = sps.group_delay((b, a), w=[f0], fs=fs)
+        self._gd = int(round(float(gd[0])))
+        self._w_mwi = max(1, int(round(mwi_s * fs)))
+        self._l_peak = max(1, int(round(peak_window_s * fs)))
+        self._refine = max(1, int(round(refine_s * fs)))
+        self._refr = int(round(REFRACTORY_S * fs))
+        self._twave = int(round(TWAVE_S * fs))
+        self._init_n = int(round(INIT_S * fs))
+        self._rr_max = RR_MAX_S * fs
+        # Samples of left context kept for candidate tests, slope and location searches.
+        self._left = self._l_peak + self._w_mwi + self._gd + 2 * self._refine + 2
+        # A candidate is final once L samples follow it; its peak lies at most
+        # group delay + MWI window + refine samples before it.
+        self.latency_s = (self._l_peak + self._gd + self._w_mwi + self._refine + 1) / fs
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Start a new stream (forget all state)."""
+        self._zi: np.ndarray | None = None
+        self._mwi_zi = np.zeros(self._w_mwi - 1) if self._w_mwi > 1 else None
+        self._last_bp = 0.0
+        self._last_x: float | None = None
+        self._n = 0  # samples consumed
+        # Buffers covering global samples [self._buf0, self._n).
+        self._buf0 = 0
+        self._x = np.empty(0)
+        self._bp = np.empty(0)
+        self._mwi = np.empty(0)
+        self._slope = np.empty(0)
+        self._scan = 0  # first global index not yet tested as a candidate
+        # Decision state.
+        self._pending: list[tuple[int, float, float, int]] = []  # learning-phase candidates
+        self._initialised = False
+        self._spk = 0.0
+        self._npk = 0.0
+        self._qrs_levels: deque[float] = deque(maxlen=N_AVG)
+        self._noise_levels: deque[float] = deque(maxlen=N_AVG)
+        self._rr: deque[float] = deque(maxlen=N_AVG)
+        self._last_qrs = -(10**12)
+        self._last_slope = 0.0
+        self._since: list[tuple[int, float, float, int]] = []  # noise cands since last QRS
+        self._flushed = False
+
+    # --------------------------------------------------------------- features
+    def _features(self, x: np.ndarray) -> None:
+        """Append band-pass, |slope| and MWI of the new samples ``x`` to the buffers."""
+        if self._zi is None:
+            self._zi = sps.sosfilt_zi(self._sos) * x[0]
+        bp, self._zi = sps.sosfilt(self._sos, x, zi=self._zi)
+        d = np.diff(bp, prepend=self._last_bp)
+        self._last_bp = float(bp[-1])
+        sq = np.abs(d)
+        if self._mwi_zi is not None:
+            mwi, self._mwi_zi = sps.lfilter(
+                np.full(self._w_mwi, 1.0 / self._w_mwi), [1.0], sq, zi=self._mwi_zi
+            )
+        else:
+            mwi = sq
+        self._x = np.concatenate([self._x, x])
+        self._bp = np.concatenate([self._bp, bp])
+        self._mwi = np.concatenate([self._mwi, mwi])
+        self._slope = np.concatenate([self._slope, np.abs(d)])
+
+    def _clean_input(self, chunk: np.ndarray) -> np.ndarray:
+        x = _as_signal(chunk, name="chunk", allow_nonfinite=True)
+        if x.ndim != 1:
+            raise ValueError(f"chunk must be 1-D (n,) samples of one lead, got shape {x.shape}")
+        x = np.array(x, dtype=np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            # Hold the last finite value (causal, so chunking does not change the result).
+            idx = np.where(bad, 0, np.arange(x.shape[0]))
+            np.maximum.accumulate(idx, out=idx)
+            prev = self._last_x if self._last_x is not None else 0.0
+            lead = bad & (np.cumsum(~bad) == 0)
+            x = x[idx]
+            x[lead] = prev
+        if x.shape[0]:
+            self._last_x = float(x[-1])
+        return x
+
+    # ------------------------------------------------------------- candidates
+    def _candidates(self, final: bool) -> list[tuple[int, float, float, int]]:
+        """Candidates in [scan, n - L) (or up to n when flushing), as tuples
+        ``(global_idx, mwi_height, max_slope, location)``."""
+        end = self._n if final else self._n - self._l_peak
+        if end <= self._scan:
+            return []
+        o = self._buf0
+        m = self._mwi
+        lo = self._scan - o
+        hi = end - o
+        # Max over +/- L (centred); beyond the buffer's end (flush only) counts as -inf.
+        seg_lo = max(0, lo - self._l_peak)
+        seg_hi = min(m.shape[0], hi + self._l_peak)
+        seg = m[seg_lo:seg_hi]
+        mx = maximum_filter1d(seg, size=2 * self._l_peak + 1, mode="nearest")
+        rel = np.arange(lo, hi)
+        s = rel - seg_lo
+        prev = m[np.maximum(rel - 1, 0)]
+        ok = (seg[s] >= mx[s]) & (seg[s] > MWI_FLOOR) & ((seg[s] > prev) | (rel == 0))
+        if lo - self._l_peak < 0 and o > 0:  # not enough left context (cannot happen)
+            raise RuntimeError("internal buffer underflow in RpeakStream")
+        cand = rel[ok]
+        self._scan = end
+        if cand.size == 0:
+            return []
+        # Max slope within the MWI window ending at the candidate (T-wave test).
+        w = self._w_mwi
+        offs = np.arange(-w + 1, 1)
+        win = np.clip(cand[:, None] + offs[None, :], 0, None)
+        slope = self._slope[win].max(axis=1)
+        loc = self._locate(cand)
+        return [
+            (int(c) + o, float(h), float(sl), int(lc) + o)
+            for c, h, sl, lc in zip(cand, m[cand], slope, loc, strict=True)
+        ]
+
+    def _locate(self, cand: np.ndarray) -> np.ndarray:
+        """R-wave location (buffer index) of each candidate (MWI peak, buffer index).
+
+        The QRS lies in the MWI window ending at the candidate, delayed by the band-pass group
+        delay. In the input signal over that window (widened by ``refine_s`` each side) the
+        baseline is taken as the line through the medians of its first and last 10 %, and
+        the R wave is the first local extremum of the deviation from it that reaches half the
+        largest deviation: the first major deflection, which is where MIT-BIH places beat
+        labels even in wide (paced, ventricular) complexes whose later deflection is larger.
+        """
+        n = cand.shape[0]
+        rows = np.arange(n)
+        r = self._refine
+        start = cand - self._gd - self._w_mwi - r
+        width = self._w_mwi + 2 * r + 1
+        idx = np.clip(start[:, None] + np.arange(width)[None, :], 0, self._x.shape[0] - 1)
+        xs = self._x[idx]
+        e = max(1, width // 10)
+        y0 = np.median(xs[:, :e], axis=1, keepdims=True)
+        y1 = np.median(xs[:, -e:], axis=1, keepdims=True)
+        ramp = np.linspace(0.0, 1.0, width)[None, :]
+        dev = np.abs(xs - (y0 + (y1 - y0) * ramp))
+        first = np.argmax(dev >= FIRST_PEAK_FRAC * dev.max(axis=1, keepdims=True), axis=1)
+        # Climb to the local maximum that follows the first crossing (within 30 ms).
+        span = max(1, int(round(0.030 * self.fs)))
+        j = np.clip(first[:, None] + np.arange(span)[None, :], 0, width - 1)
+        dj = dev[rows[:, None], j]
+        # stop at the first sample where the deviation falls again (the local maximum)
+        falling = np.diff(dj, axis=1, append=-np.inf) < 0
+        k = j[rows, np.argmax(falling, axis=1)]
+        return idx[rows, k]
+
+    # ---------------------------------------------------------------- decision
+    def _threshold(self) -> float:
+        return self._npk + THRESHOLD_COEF * (self._spk - self._npk)
+
+    def _accept(self, c: tuple[int, float, float, int], out: list[int], searchback: bool) -> None:
+        t, h, sl, loc = c
+        if self._last_qrs > -(10**11):
+            self._rr.append(float(t - self._last_qrs))
+        self._last_qrs = t
+        self._last_slope = sl
+        self._qrs_levels.append(h)
+        self._spk = float(np.median(self._qrs_levels))
+        self._since = []
+        out.append(loc)
+
+    def _noise(self, c: tuple[int, float, float, int]) -> None:
+        self._noise_levels.append(c[1])
+        self._npk = float(np.median(self._noise_levels))
+        self._since.append(c)
+
+    def _decide(self, c: tuple[int, float, float, int], out: list[int]) -> None:
+        t, h, sl, _ = c
+        # Search-back (Pan-Tompkins): no QRS for 1.66 x mean RR -> take the largest noise
+        # candidate since the last QRS if it clears half the threshold.
+        rr = min(float(np.mean(self._rr)) if self._rr else RR_INIT_S * self.fs, self._rr_max)
+        if self._since and t - self._last_qrs > SEARCHBACK_RR * rr:
+            best = max(
+                (
+                    s
+                    for s in self._since
+                    if s[0] - self._last_qrs > self._refr
+                    and s[2] >= SEARCHBACK_SLOPE_RATIO * self._last_slope
+                ),
+                key=lambda s: s[1],
+                default=None,
+            )
+            if best is not None and best[1] > SEARCHBACK_COEF * self._threshold():
+                keep = [s for s in self._since if s[0] > best[0]]
+                self._accept(best, out, searchback=True)
+                self._since = keep
+        dt = t - self._last_qrs
+        if dt < self._refr:
+            return  # refractory: cannot be a QRS and is not a useful noise level either
+        if h > self._threshold():
+            if dt < self._twave and sl < TWAVE_SLOPE_RATIO * self._last_slope:
+                self._noise(c)  # T wave
+            else:
+                self._accept(c, out, searchback=False)
+        else:
+            self._noise(c)
+
+    def _run(self, cands: list[tuple[int, float, float, int]], out: list[int], final: bool) -> None:
+        if not self._initialised:
+            self._pending.extend(cands)
+            if self._scan < self._init_n and not final:
+                return
+            # Learning phase (Pan & Tompkins 1985, "learning phase 1"): signal level from the
+            # largest MWI peak of the first 2 s, noise level from half the mean MWI there.
+            first = [p[1] for p in self._pending if p[0] < self._init_n]
+            self._spk = float(max(first)) if first else 0.0
+            n0 = min(self._init_n, self._mwi.shape[0])
+            self._npk = 0.5 * float(self._mwi[:n0].mean()) if n0 else 0.0
+            if first:
+                self._qrs_levels.append(self._spk)
+            self._noise_levels.append(self._npk)
+            self._initialised = True
+            cands, self._pending = self._pending, []
+        for c in cands:
+            self._decide(c, out)
+
+    # ------------------------------------------------------------------ public
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Feed the next samples and return the peaks that became final.
+
+        Parameters
+        ----------
+        chunk : numpy.ndarray
+            ``(n,)`` samples of one lead (mV), consecutive with the previous chunk.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 global sample indices (counted from the stream's first sample), increasing.
+        """
+        if self._flushed:
+            raise RuntimeError("RpeakStream was flushed; call reset() to start a new stream")
+        x = self._clean_input(chunk)
+        if x.shape[0] == 0:
+            return np.empty(0, dtype=np.int64)
+        self._features(x)
+        self._n += x.shape[0]
+        out: list[int] = []
+        self._run(self._candidates(final=False), out, final=False)
+        self._trim()
+        return np.asarray(sorted(out), dtype=np.int64)
+
+    def flush(self) -> np.ndarray:
+        """End the stream: decide the last candidates and return the remaining peaks."""
+        out: list[int] = []
+        if not self._flushed and self._n > 0:
+            self._run(self._candidates(final=True), out, final=True)
+        self._flushed = True
+        return np.asarray(sorted(out), dtype=np.int64)
+
+    def _trim(self) -> None:
+        if not self._initialised:
+            return  # the learning phase reads the MWI from the stream's start
+        keep_from = self._scan - self._left
+        cut = keep_from - self._buf0
+        if cut > 4096:  # amortise the copies
+            self._x = self._x[cut:]
+            self._bp = self._bp[cut:]
+            self._mwi = self._mwi[cut:]
+            self._slope = self._slope[cut:]
+            self._buf0 += cut
+
+
+def ecg_rpeaks(x: np.ndarray, fs: float, method: str = "hamilton1986") -> np.ndarray:
+    """Detect R peaks in one ECG lead.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(n,)`` samples of one lead in physical units (mV); raw or cleaned (the detector
+        band-passes internally). Non-finite samples are held at the last finite value.
+    fs : float
+        Sampling frequency in Hz.
+    method : str
+        ``"hamilton1986"`` (see module docstring).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_peaks,)`` int64 sample indices of R peaks, increasing.
+    """
+    arr = _as_signal(x, allow_nonfinite=True)
+    if arr.ndim != 1:
+        raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
+    det = RpeakStream(fs, method=method)
+    peaks = np.concatenate([det.process(arr), det.flush()])
+    return np.unique(peaks)
