@@ -3,6 +3,7 @@
 Start with :func:`open_database` (a PhysioNet name such as ``"mitdb"``, or a folder);
 the returned :class:`Database` lists, fetches, verifies and reads records the same way
 whether its files come from a download cache, a local mirror or a plain folder.
+Challenge-2019 vitals tables are read by :func:`read_psv` / :func:`read_psv_folder`.
 """
 
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums, sha256_file
@@ -19,6 +20,7 @@ from vitalgru.io.physionet import (
     open_database,
     resolve_source,
 )
+from vitalgru.io.psv import PsvCohort, list_psv, read_psv, read_psv_folder
 from vitalgru.io.wfdb_reader import (
     HeaderInfo,
     read_annotations_file,
@@ -37,15 +39,19 @@ __all__ = [
     "HttpFetcher",
     "HttpStatusError",
     "IngestResult",
+    "PsvCohort",
     "Source",
     "VerifiedState",
     "attrition_entry",
     "ingest_records",
     "iter_records",
+    "list_psv",
     "open_database",
     "parse_sha256sums",
     "read_annotations_file",
     "read_header",
+    "read_psv",
+    "read_psv_folder",
     "read_record_files",
     "resolve_source",
     "sha256_file",
