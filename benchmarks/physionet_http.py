@@ -39,6 +39,7 @@ class LoggedRequest:
     path: str  # URL path without the leading "/"
     range: str | None  # the Range header, if any
     status: int
+    accept_encoding: str | None = None  # the Accept-Encoding header, if any
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply_status(self, status: int, rel: str, rng: str | None, body: bool) -> None:
         msg = f"{status}\n".encode()
         self.server.log(
-            LoggedRequest(self.command, rel, rng, status)
+            LoggedRequest(self.command, rel, rng, status, self.headers.get("Accept-Encoding"))
         )  # before the client can see it
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
@@ -82,7 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rng:
             parsed = _parse_range(rng, size)
             if parsed is None:
-                self.server.log(LoggedRequest(self.command, rel, rng, 416))
+                self.server.log(
+                    LoggedRequest(self.command, rel, rng, 416, self.headers.get("Accept-Encoding"))
+                )
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
@@ -91,7 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
             start, end = parsed
             status = 206
         length = max(end - start + 1, 0)
-        self.server.log(LoggedRequest(self.command, rel, rng, status))
+        self.server.log(
+            LoggedRequest(self.command, rel, rng, status, self.headers.get("Accept-Encoding"))
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")

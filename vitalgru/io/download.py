@@ -93,6 +93,9 @@ class HttpFetcher:
         if s is None:
             s = requests.Session()
             s.headers["User-Agent"] = "vitalgru (PhysioNet client)"
+            # Byte ranges and Content-Length must refer to the file itself, not to a
+            # gzip-encoded representation that requests would silently decode.
+            s.headers["Accept-Encoding"] = "identity"
             self._local.session = s
             with self._sessions_lock:
                 self._sessions.append(s)

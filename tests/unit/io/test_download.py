@@ -46,6 +46,8 @@ class TestFetch:
         assert not list(db.root.glob("*.part"))
         assert db.read_record("101").channels == ("MLII", "V1")
         assert len(db.read_annotations("100")) == 2274
+        # No transparent gzip: ranges and lengths must count the file's own bytes.
+        assert {r.accept_encoding for r in server.requests} == {"identity"}
 
     def test_second_fetch_makes_no_request(
         self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
