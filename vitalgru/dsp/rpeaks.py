@@ -67,6 +67,13 @@ MWI_FLOOR = 1e-7
 RR_MAX_S = 2.0  # cap of the mean RR used for search-back (long pauses must not stop it)
 
 
+def _median(values: deque[float]) -> float:
+    """Median of a few floats (pure Python: far cheaper than numpy for 8 values)."""
+    s = sorted(values)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2.0
+
+
 class RpeakStream:
     """Streaming R-peak detector: ``process(chunk)`` returns the newly final peaks.
 
@@ -277,20 +284,20 @@ class RpeakStream:
         self._last_qrs = t
         self._last_slope = sl
         self._qrs_levels.append(h)
-        self._spk = float(np.median(self._qrs_levels))
+        self._spk = _median(self._qrs_levels)
         self._since = []
         out.append(loc)
 
     def _noise(self, c: tuple[int, float, float, int]) -> None:
         self._noise_levels.append(c[1])
-        self._npk = float(np.median(self._noise_levels))
+        self._npk = _median(self._noise_levels)
         self._since.append(c)
 
     def _decide(self, c: tuple[int, float, float, int], out: list[int]) -> None:
         t, h, sl, _ = c
         # Search-back (Pan-Tompkins): no QRS for 1.66 x mean RR -> take the largest noise
         # candidate since the last QRS if it clears half the threshold.
-        rr = min(float(np.mean(self._rr)) if self._rr else RR_INIT_S * self.fs, self._rr_max)
+        rr = min(sum(self._rr) / len(self._rr) if self._rr else RR_INIT_S * self.fs, self._rr_max)
         if self._since and t - self._last_qrs > SEARCHBACK_RR * rr:
             best = max(
                 (
