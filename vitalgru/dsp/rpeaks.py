@@ -74,6 +74,10 @@ MWI_FLOOR = 1e-7
 RR_MAX_S = 2.0  # cap of the mean RR used for search-back (long pauses must not stop it)
 
 
+def _append(buf: np.ndarray, new: np.ndarray) -> np.ndarray:
+    return new if buf.size == 0 else np.concatenate([buf, new])
+
+
 def _median(values: deque[float]) -> float:
     """Median of a few floats (pure Python: far cheaper than numpy for 8 values)."""
     s = sorted(values)
@@ -150,14 +154,13 @@ class RpeakStream:
     def reset(self) -> None:
         """Start a new stream (forget all state)."""
         self._zi: np.ndarray | None = None
-        self._mwi_zi = np.zeros(self._w_mwi - 1) if self._w_mwi > 1 else None
+        self._csum_tail = np.zeros(self._w_mwi)  # running sums of the last MWI window
         self._last_bp = 0.0
         self._last_x: float | None = None
         self._n = 0  # samples consumed
         # Buffers covering global samples [self._buf0, self._n).
         self._buf0 = 0
         self._x = np.empty(0)
-        self._bp = np.empty(0)
         self._mwi = np.empty(0)
         self._slope = np.empty(0)
         self._scan = 0  # first global index not yet tested as a candidate
@@ -176,23 +179,31 @@ class RpeakStream:
 
     # --------------------------------------------------------------- features
     def _features(self, x: np.ndarray) -> None:
-        """Append band-pass, |slope| and MWI of the new samples ``x`` to the buffers."""
+        """Append the new samples ``x``, their |slope| and MWI to the buffers."""
         if self._zi is None:
             self._zi = sps.sosfilt_zi(self._sos) * x[0]
         bp, self._zi = sps.sosfilt(self._sos, x, zi=self._zi)
-        d = np.diff(bp, prepend=self._last_bp)
+        slope = np.empty_like(bp)
+        slope[0] = bp[0] - self._last_bp
+        np.subtract(bp[1:], bp[:-1], out=slope[1:])
+        np.abs(slope, out=slope)
         self._last_bp = float(bp[-1])
-        sq = np.abs(d)
-        if self._mwi_zi is not None:
-            mwi, self._mwi_zi = sps.lfilter(
-                np.full(self._w_mwi, 1.0 / self._w_mwi), [1.0], sq, zi=self._mwi_zi
-            )
-        else:
-            mwi = sq
-        self._x = np.concatenate([self._x, x])
-        self._bp = np.concatenate([self._bp, bp])
-        self._mwi = np.concatenate([self._mwi, mwi])
-        self._slope = np.concatenate([self._slope, np.abs(d)])
+        # MWI as a difference of running sums. The sum is carried across chunks and
+        # accumulated strictly in sample order, so any chunking gives bit-identical values;
+        # its rounding error relative to one window's sum grows with the stream length
+        # (about 1e-10 after a day at 360 Hz).
+        w = self._w_mwi
+        full = np.empty(w + slope.shape[0])
+        full[:w] = self._csum_tail
+        head = slope.copy()
+        head[0] += self._csum_tail[-1]
+        np.cumsum(head, out=full[w:])
+        mwi = np.subtract(full[w:], full[:-w], out=head)
+        mwi /= w
+        self._csum_tail = full[-w:].copy()
+        self._x = _append(self._x, x)
+        self._mwi = _append(self._mwi, mwi)
+        self._slope = _append(self._slope, slope)
 
     def _clean_input(self, chunk: np.ndarray) -> np.ndarray:
         x = _as_signal(chunk, name="chunk", allow_nonfinite=True)
@@ -228,13 +239,18 @@ class RpeakStream:
         seg_hi = min(m.shape[0], hi + self._l_peak)
         seg = m[seg_lo:seg_hi]
         mx = maximum_filter1d(seg, size=2 * self._l_peak + 1, mode="nearest")
-        rel = np.arange(lo, hi)
-        s = rel - seg_lo
-        prev = m[np.maximum(rel - 1, 0)]
-        ok = (seg[s] >= mx[s]) & (seg[s] > MWI_FLOOR) & ((seg[s] > prev) | (rel == 0))
         if lo - self._l_peak < 0 and o > 0:  # not enough left context (cannot happen)
             raise RuntimeError("internal buffer underflow in RpeakStream")
-        cand = rel[ok]
+        core = m[lo:hi]
+        # rising into the sample (the first sample of a plateau; index 0 has no left side)
+        if lo > 0:
+            rising = core > m[lo - 1 : hi - 1]
+        else:
+            rising = np.empty(core.shape[0], dtype=bool)
+            rising[0] = True
+            np.greater(core[1:], core[:-1], out=rising[1:])
+        ok = rising & (core >= mx[lo - seg_lo : hi - seg_lo]) & (core > MWI_FLOOR)
+        cand = np.flatnonzero(ok) + lo
         self._scan = end
         if cand.size == 0:
             return []
@@ -392,7 +408,6 @@ class RpeakStream:
         cut = keep_from - self._buf0
         if cut > 4096:  # amortise the copies
             self._x = self._x[cut:]
-            self._bp = self._bp[cut:]
             self._mwi = self._mwi[cut:]
             self._slope = self._slope[cut:]
             self._buf0 += cut
