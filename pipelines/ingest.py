@@ -56,7 +56,7 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
     db = open_database(database, cfg)
     wanted = db.list_records() if records is None else list(records)
     report = db.fetch(records=wanted, workers=4 if db.is_remote else 1)
-    bad = {Path(f.file).stem for f in report.failures}
+    bad = set(report.failed_records)
     sums = db.checksums()
     digests = {}
     for rel in report.ok:
@@ -70,11 +70,12 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
     }
 
 
-def _part_key(ctx: TaskRunContext, params: dict[str, Any]) -> str | None:
-    key = params["key"]
-    part = Path(params["parts_dir"]) / key
-    # Only a part that is still on disk can be reused; otherwise recompute.
-    return f"ingest-part-{key}" if (part / "facts.json").exists() else None
+def _part_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
+    # The cached result is the part's path, so the path is the key: it already holds the
+    # record's source checksums, the config hash and the package version. A part deleted
+    # since is caught by the flow, which recomputes it with refresh_cache.
+    part = Path(params["parts_dir"]).resolve() / params["key"]
+    return "ingest-part-" + hashlib.sha256(str(part).encode()).hexdigest()[:32]
 
 
 @task(name="process-record", cache_key_fn=_part_key, persist_result=True)
@@ -141,21 +142,21 @@ def ingest_flow(
             attrition.append(asdict(AttritionEntry(fetched["name"], r, "split", reason, "")))
     chash = config_hash(a)
     parts_dir = out / ".parts"
-    futures = [
-        process_record_task.submit(
-            a.database,
-            physionet,
-            r,
-            s,
-            a.model_dump(mode="json"),
-            str(parts_dir),
-            _record_key(r, fetched["checksums"], chash),
-        )
+    args = {
+        r: (a.database, physionet, r, s, a.model_dump(mode="json"), str(parts_dir),
+            _record_key(r, fetched["checksums"], chash))
         for r, s in sorted(assignment.items())
-    ]
+    }  # fmt: skip
+    futures = {r: process_record_task.submit(*v) for r, v in args.items()}
+    results = {r: f.result() for r, f in futures.items()}
+    stale = [r for r, res in results.items()
+             if "part" in res and not (Path(res["part"]) / "facts.json").exists()]  # fmt: skip
+    if stale:
+        log.info("recomputing %d cached parts that are gone from disk", len(stale))
+        fresh = process_record_task.with_options(refresh_cache=True)
+        results.update({r: fresh.submit(*args[r]).result() for r in stale})
     parts = []
-    for fut in futures:
-        res = fut.result()
+    for res in results.values():
         if "error" in res:
             attrition.append(res["error"])
             log.warning("excluded %s: %s", res["error"]["item"], res["error"]["detail"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,10 +56,16 @@ class TestIngestFlow:
         # The noisy record has flagged windows; the clean one has (almost) none.
         facts = manifest["records"]
         assert facts["105"]["quality_flagged_windows"] > facts["100"]["quality_flagged_windows"]
-        # A second run reuses the cached per-record parts.
-        parts_before = sorted(p.name for p in (out / ".parts").iterdir())
+        # A second run reuses the cached per-record parts: nothing is rewritten.
+        parts = sorted((out / ".parts").iterdir())
+        stamps = {p.name: (p / "facts.json").stat().st_mtime_ns for p in parts}
         ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
-        assert sorted(p.name for p in (out / ".parts").iterdir()) == parts_before
+        assert {p.name: (p / "facts.json").stat().st_mtime_ns for p in parts} == stamps
+        # A part deleted behind the cache's back is recomputed, not trusted.
+        shutil.rmtree(parts[0])
+        res2 = ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
+        assert (parts[0] / "facts.json").exists()
+        assert res2["class_counts"] == manifest["class_counts"]
 
 
 def _free_port() -> int:
