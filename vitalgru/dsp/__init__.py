@@ -1,6 +1,6 @@
 """Signal processing (numpy/scipy only; ``fs`` in Hz is always explicit).
 
-Offline functions and their streaming (causal, stateful) counterparts:
+ECG: offline functions and their streaming (causal, stateful) counterparts.
 
 =====================  ===========================  ==========================================
 offline                streaming                    what
@@ -10,9 +10,15 @@ offline                streaming                    what
 ``resample``           -                            polyphase resampling, exact rational ratio
 ``map_indices``        -                            sample indices between rates
 ``ecg_quality``        -                            per-window quality flags and score
+``beat_windows``       -                            beat-centred windows for classification
+``rr_features``        (causal columns)             RR-interval features (de Chazal 2004)
 =====================  ===========================  ==========================================
+
+Vital signs (hourly tables, many patients back to back, causal): ``vitals_plausibility``,
+``vitals_last_observed``, ``vitals_time_since_observed``, ``patient_offsets``.
 """
 
+from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import (
     CausalFilter,
     EcgCleaner,
@@ -24,12 +30,22 @@ from vitalgru.dsp.filters import (
 from vitalgru.dsp.quality import QualityResult, ecg_quality
 from vitalgru.dsp.resample import map_indices, rate_ratio, resample
 from vitalgru.dsp.rpeaks import RpeakStream, ecg_rpeaks
+from vitalgru.dsp.vitals import (
+    PLAUSIBILITY_LIMITS,
+    patient_offsets,
+    vitals_last_observed,
+    vitals_plausibility,
+    vitals_time_since_observed,
+)
 
 __all__ = [
+    "PLAUSIBILITY_LIMITS",
+    "RR_FEATURES",
     "CausalFilter",
     "EcgCleaner",
     "QualityResult",
     "RpeakStream",
+    "beat_windows",
     "check_fs",
     "design_ecg_sos",
     "ecg_clean",
@@ -37,6 +53,11 @@ __all__ = [
     "ecg_rpeaks",
     "interpolate_nonfinite",
     "map_indices",
+    "patient_offsets",
     "rate_ratio",
     "resample",
+    "rr_features",
+    "vitals_last_observed",
+    "vitals_plausibility",
+    "vitals_time_since_observed",
 ]
