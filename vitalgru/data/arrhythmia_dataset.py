@@ -53,6 +53,8 @@ RR_FEATURES: tuple[str, ...] = (
     "log_rr_next_over_long",
     "log_rr_next_over_prev",
     "log_rr_local_over_long",
+    "rr_irregularity_local",
+    "rr_irregularity_long",
 )
 N_RR_FEATURES = len(RR_FEATURES)
 #: Beats of look-ahead the features need (``rr_next``).
@@ -178,6 +180,13 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
     rr_next = np.concatenate([rr, rr[-1:]]) if n > 1 else rr
     local = _causal_mean(rr_prev, settings.local_rr_beats)
     long = _causal_mean(rr_prev, settings.long_rr_beats)
+    # Irregularity: spread of log successive-RR changes. In atrial fibrillation every
+    # interval is "premature" relative to the mean, so prematurity alone would call
+    # ordinary AF beats S; irregularity tells the two apart (cf. RR-variability
+    # features of Llamedo & Martinez 2011).
+    d = np.abs(np.diff(np.log(rr_prev), prepend=np.log(rr_prev[0])))
+    irr_local = _causal_mean(d, settings.local_rr_beats)
+    irr_long = _causal_mean(d, 5 * settings.local_rr_beats)
     feats = np.stack(
         [
             np.log(rr_prev),
@@ -188,6 +197,8 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
             np.log(rr_next / long),
             np.log(rr_next / rr_prev),
             np.log(local / long),
+            irr_local,
+            irr_long,
         ],
         axis=1,
     )

@@ -82,7 +82,7 @@ class ArrhythmiaGRU(nn.Module):
         self,
         n_samples: int = 252,
         in_channels: int = 2,
-        n_rr: int = 8,
+        n_rr: int = 10,
         n_classes: int = 5,
         conv_widths: tuple[int, ...] | list[int] = (16, 32, 48),
         d_beat: int = 64,

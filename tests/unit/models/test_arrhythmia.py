@@ -13,7 +13,7 @@ from vitalgru.models.base import check_model_contract
 
 def _inputs(b: int = 2, t: int = 12, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, t, 2 * 252 + 8, generator=g)
+    return torch.randn(b, t, 2 * 252 + 10, generator=g)
 
 
 @pytest.fixture()

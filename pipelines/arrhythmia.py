@@ -1,0 +1,267 @@
+"""Prefect flow ``train-arrhythmia``: ingest -> train -> evaluate -> register -> promote,
+and :func:`evaluate_arrhythmia` (score any annotated WFDB database with a logged model).
+
+Thin orchestration over :mod:`vitalgru.training.arrhythmia` and :mod:`vitalgru.tracking`:
+every training is one MLflow run (params, resolved config, dataset manifest, per-epoch
+metrics, confusion matrices, final metrics, model + preprocessing), registered as
+``vitalgru-arrhythmia``; the gate gives it the ``champion`` alias only if it beats the
+current champion on DS2 S and V F1 (the first model becomes champion).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+
+from vitalgru import tracking
+from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
+from vitalgru.data.arrhythmia_dataset import load_beat_dataset
+from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
+from vitalgru.io import open_database
+from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
+from vitalgru.training.arrhythmia import (
+    feature_settings,
+    predict_records,
+    train_arrhythmia,
+)
+from vitalgru.training.arrhythmia_eval import score_database
+from vitalgru.training.loop import Callback, TqdmProgress
+
+logger = logging.getLogger(__name__)
+
+
+def load_arrhythmia_config(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> ArrhythmiaTrainConfig:
+    """The resolved training config (packaged ``arrhythmia.yaml``, file, overrides)."""
+    return load_config(
+        ArrhythmiaTrainConfig, config_path, overrides, default_name="arrhythmia.yaml"
+    )
+
+
+def dataset_dir(cfg: ArrhythmiaTrainConfig) -> Path:
+    return Path(cfg.dataset_dir if cfg.dataset_dir is not None else cfg.ingest.out_dir).resolve()
+
+
+class _MlflowEpochs(Callback):
+    """Per-epoch metrics into the MLflow run (step = epoch)."""
+
+    def __init__(self, run: tracking.TrackedRun, prefix: str = "") -> None:
+        self.run = run
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        clean = {f"{self.prefix}{k}": float(v) for k, v in metrics.items() if v == v}
+        self.run.log_metrics(clean, step=epoch + 1)
+
+
+@task(name="ingest-mitdb")
+def ingest_task(cfg_json: dict[str, Any]) -> str:
+    """Reuse the dataset when its config hash matches; otherwise run the ingest flow."""
+    cfg = ArrhythmiaTrainConfig.model_validate(cfg_json)
+    out = dataset_dir(cfg)
+    man = out / "manifest.json"
+    want = config_hash(cfg.ingest.arrhythmia)
+    if man.exists() and json.loads(man.read_text()).get("config_hash") == want:
+        get_run_logger().info("dataset %s is up to date (config hash %s)", out, want)
+        return str(out)
+    from pipelines.ingest import ingest_flow  # a sibling flow, run as a subflow
+
+    ingest = cfg.ingest.model_dump(mode="json")
+    ingest.pop("out_dir")
+    res = ingest_flow(overrides=ingest, out_dir=str(out))
+    return str(res["dataset"])
+
+
+@task(name="train-evaluate-register")
+def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
+    """Train on DS1, evaluate on DS2, log everything to one MLflow run and register."""
+    cfg = ArrhythmiaTrainConfig.model_validate(cfg_json)
+    ds = load_beat_dataset(data_dir)
+    with tracking.start_run(cfg.experiment, tags={"task": "arrhythmia"}) as run:
+        tracking.log_config(run, cfg)
+        run.log_dict(ds.manifest, "dataset/manifest.json")
+        res = train_arrhythmia(ds, cfg, callbacks=[TqdmProgress("arrhythmia"), _MlflowEpochs(run)])
+        run.log_params(
+            {
+                "resolved.train_records": ",".join(res.train_records),
+                "resolved.best_epoch": res.fit.best_epoch + 1,
+                "resolved.stop_reason": res.fit.stop_reason,
+                "resolved.n_parameters": sum(p.numel() for p in res.model.parameters()),
+            }
+        )
+        # DS2 is touched only here, after training and model selection are done.
+        ds2 = ds.split_records("DS2")
+        recs = ds.records(ds2, feature_settings(cfg))
+        probs = predict_records(res.model, recs)
+        y = np.concatenate([r.labels for r in recs])
+        p = np.concatenate([q.argmax(axis=1) for q in probs])
+        rid = np.concatenate([np.full(len(r), r.record_id) for r in recs])
+        report = aami_report(y, p, rid)
+        metrics = _flat_metrics(report, "test")
+        metrics.update({k: v for k, v in res.val_metrics.items() if v == v})
+        metrics["train_seconds"] = res.train_seconds
+        run.log_metrics(metrics)
+        run.log_dict(report, "evaluation/ds2.json")
+        run.log_text(report_markdown(report, "DS2 (trained on DS1)"), "evaluation/ds2.md")
+        tracking.log_confusion_matrix(
+            run,
+            report["confusion_matrix"],
+            list(CLASS_NAMES),
+            "evaluation/ds2_confusion.png",
+            title="DS2 confusion matrix",
+        )
+        ref = tracking.log_model(
+            run,
+            res.model,
+            preprocessing=res.preprocessing,
+            config={"train": cfg.model_dump(mode="json"), "dataset_manifest": ds.manifest},
+            registered_name=cfg.registered_name,
+        )
+    return {
+        "run_id": run.run_id,
+        "model_uri": ref.uri,
+        "version": ref.version,
+        "metrics": metrics,
+        "report": report,
+    }
+
+
+def _flat_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    out = {
+        f"{prefix}_{k}": float(report[k])
+        for k in ("accuracy", "kappa", "j_index", "jk_index")
+        if report.get(k) is not None
+    }
+    for c, stats in report["classes"].items():
+        for s, v in stats.items():
+            if v is not None:
+                out[f"{prefix}_{c.lower()}_{s}"] = float(v)
+    return out
+
+
+@task(name="promote")
+def promote_task(name: str, version: str, metrics: dict[str, float], gate_keys: list[str]) -> dict:
+    d = tracking.promote_if_better(name, version, metrics, gate_keys)
+    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
+
+
+@flow(name="train-arrhythmia")
+def train_arrhythmia_flow(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Ingest MIT-BIH, train on DS1, evaluate on DS2, register and gate-promote.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``model_uri``, ``version``, ``metrics`` (flat, ``test_*`` on DS2,
+        ``val_*`` on the DS1 validation records), ``promoted``, ``promotion_reason``,
+        ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
+    """
+    cfg = load_arrhythmia_config(config_path, overrides)
+    cfg_json = cfg.model_dump(mode="json")
+    data = ingest_task(cfg_json)
+    out = train_task(cfg_json, data)
+    decision = promote_task(
+        cfg.registered_name, out["version"], out["metrics"], list(cfg.gate_keys)
+    )
+    report_dir = Path(data).parent.parent / "reports" / "arrhythmia"
+    paths = write_report(
+        out["report"], report_dir / f"ds2_v{out['version']}.json", f"DS2, model {out['model_uri']}"
+    )
+    return {
+        "run_id": out["run_id"],
+        "model_uri": out["model_uri"],
+        "version": out["version"],
+        "metrics": out["metrics"],
+        "promoted": decision["promoted"],
+        "promotion_reason": decision["reason"],
+        "dataset": data,
+        "report_paths": paths,
+    }
+
+
+def write_report(report: Mapping[str, Any], json_path: Path, title: str) -> dict[str, str]:
+    """Write the JSON report and a markdown table beside it."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    md = json_path.with_suffix(".md")
+    md.write_text(report_markdown(report, title))
+    return {"json": str(json_path), "markdown": str(md)}
+
+
+def _parse_records(records: str | None, all_records: list[str]) -> list[str]:
+    if records is None or records.strip() == "" or records.strip().lower() == "all":
+        return all_records
+    key = records.strip().upper()
+    if key in ("DS1", "DS2"):
+        wanted = DECHAZAL_DS1 if key == "DS1" else DECHAZAL_DS2
+        return [r for r in wanted if r in all_records]
+    out = [r.strip() for r in records.split(",") if r.strip()]
+    missing = [r for r in out if r not in all_records]
+    if missing:
+        raise ValueError(f"records {missing} are not in the database (it lists {len(all_records)})")
+    return out
+
+
+def evaluate_arrhythmia(
+    model_uri: str,
+    db: str,
+    records: str | None,
+    out: str,
+    config_path: str | None = None,
+) -> dict[str, Any]:
+    """Score every annotated beat of a WFDB database with a logged model.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/vitalgru-arrhythmia@champion``, ``models:/<name>/<version>``, ...
+    db : str
+        PhysioNet database name (``"mitdb"``, ``"incartdb"``) or a folder of WFDB records.
+    records : str or None
+        Comma-separated record names, ``"DS1"``/``"DS2"`` (MIT-BIH de Chazal split), or
+        ``None``/``"all"`` for every record the database lists.
+    out : str
+        A ``.json`` path, or a folder (``evaluation.json`` inside); the markdown table is
+        written beside it with a ``.md`` suffix.
+    config_path : str, optional
+        Training config whose ``ingest.physionet`` (mirror, cache) and
+        ``ingest.arrhythmia.windows.lead`` (when it differs from the model's) are used.
+
+    Returns
+    -------
+    dict
+        ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix", "classes":
+        {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
+        "model_version", "database", "paths"}``.
+    """
+    cfg = load_arrhythmia_config(config_path)
+    loaded = tracking.load_model(model_uri)
+    database = open_database(db, cfg.ingest.physionet)
+    names = _parse_records(records, database.list_records())
+    lead = None
+    if config_path is not None:
+        lead = cfg.ingest.arrhythmia.windows.lead
+    scores = score_database(loaded.module, loaded.preprocessing, database, names, lead=lead)
+    report = scores.report()
+    report = {
+        **report,
+        "model_uri": model_uri,
+        "model_version": loaded.version,
+        "database": str(db),
+    }
+    o = Path(out)
+    json_path = o if o.suffix == ".json" else o / "evaluation.json"
+    report["paths"] = write_report(
+        report, json_path, f"{db}: model {model_uri} (version {loaded.version})"
+    )
+    json_path.write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,134 @@
+"""Score any WFDB database with beat annotations using a trained beat classifier.
+
+Records are read through :mod:`vitalgru.io` (any sampling rate, any lead layout), then
+resampled, filtered and windowed with the ingest building blocks
+(:func:`vitalgru.data.ingest.process_record`) using the *model's* logged preprocessing
+(fs, lead, window, filters), so a model sees exactly the kind of input it was trained on.
+Reference beat positions come from the database's annotations (AAMI EC57 evaluation
+scores the classifier on the reference beats).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
+from vitalgru.data.arrhythmia_dataset import FeatureSettings, RecordBeats, beat_features
+from vitalgru.data.ingest import process_record
+from vitalgru.io.physionet import Database
+from vitalgru.metrics.aami import aami_report
+from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.training.arrhythmia import predict_records
+
+logger = logging.getLogger(__name__)
+
+
+def data_config_from_preprocessing(
+    preprocessing: Mapping[str, Any], lead: str | int | None = None
+) -> ArrhythmiaDataConfig:
+    """The ingest settings a logged model was trained with (``lead`` overrides the lead)."""
+    win = preprocessing.get("window") or {}
+    filt = preprocessing.get("filters") or {}
+    try:
+        windows = BeatWindowConfig(
+            lead=lead if lead is not None else (preprocessing.get("lead") or "MLII"),
+            fs=float(preprocessing["fs"]),
+            before_s=float(win["before_s"]),
+            after_s=float(win["after_s"]),
+        )
+    except KeyError as e:
+        raise ValueError(
+            f"model preprocessing lacks {e.args[0]!r}; it needs fs, window.before_s and "
+            "window.after_s (was the model logged by vitalgru.training.arrhythmia?)"
+        ) from e
+    filters = FilterConfig(**{k: v for k, v in filt.items() if k in FilterConfig.model_fields})
+    return ArrhythmiaDataConfig(filters=filters, windows=windows)
+
+
+def feature_settings_from_preprocessing(preprocessing: Mapping[str, Any]) -> FeatureSettings:
+    """Feature settings recorded with a model."""
+    norm = preprocessing.get("normalisation") or {}
+    keys = ("template_beats", "local_rr_beats", "long_rr_beats")
+    return FeatureSettings(**{k: int(norm[k]) for k in keys if k in norm})
+
+
+@dataclass
+class DatabaseScores:
+    """Per-beat results of scoring records."""
+
+    record_ids: np.ndarray  # (n,) str
+    y_true: np.ndarray  # (n,) int64 AAMI labels
+    y_pred: np.ndarray  # (n,) int64 predicted labels
+    probs: np.ndarray  # (n, K) float32
+    facts: dict[str, dict[str, Any]]
+
+    def report(self) -> dict[str, Any]:
+        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too."""
+        return aami_report(self.y_true, self.y_pred, self.record_ids)
+
+
+def score_database(
+    model: ArrhythmiaGRU,
+    preprocessing: Mapping[str, Any],
+    db: Database,
+    records: Sequence[str],
+    lead: str | int | None = None,
+    on_record: Callable[[str], None] | None = None,
+) -> DatabaseScores:
+    """Classify every annotated beat of ``records`` in ``db``.
+
+    Parameters
+    ----------
+    model : ArrhythmiaGRU
+    preprocessing : mapping
+        Logged with the model (fs, lead, window, filters, feature settings).
+    db : vitalgru.io.physionet.Database
+    records : sequence of str
+    lead : str or int, optional
+        Lead to use instead of the model's (a name, or a column index).
+    on_record : callable, optional
+        Called with each record id when done (progress).
+
+    Returns
+    -------
+    DatabaseScores
+    """
+    cfg = data_config_from_preprocessing(preprocessing, lead)
+    settings = feature_settings_from_preprocessing(preprocessing)
+    fs = float(cfg.windows.fs)
+    want = model.n_samples
+    rids, ys, ps, probs_all, facts = [], [], [], [], {}
+    for rid in records:
+        rec = db.read_record(rid)
+        ann = db.read_annotations(rid)
+        item = process_record(rec, ann, cfg, "test")
+        if item.windows.shape[1] != want:
+            raise ValueError(
+                f"record {rid}: windows of {item.windows.shape[1]} samples but the model "
+                f"expects {want}; the preprocessing settings do not match the model"
+            )
+        idx = item.beats["sample_idx"].to_numpy(np.int64)
+        x = beat_features(item.windows, idx, fs, settings)
+        labels = item.beats["label"].to_numpy(np.int64)
+        (p,) = predict_records(model, [RecordBeats(rid, x, labels, idx)])
+        rids.append(np.full(labels.shape[0], rid))
+        ys.append(labels)
+        ps.append(p.argmax(axis=1))
+        probs_all.append(p)
+        facts[rid] = item.facts
+        if on_record is not None:
+            on_record(rid)
+    if not rids:
+        raise ValueError("no records to score")
+    return DatabaseScores(
+        record_ids=np.concatenate(rids),
+        y_true=np.concatenate(ys),
+        y_pred=np.concatenate(ps),
+        probs=np.concatenate(probs_all),
+        facts=facts,
+    )
