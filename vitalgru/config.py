@@ -243,6 +243,7 @@ class ArrhythmiaTrainConfig(_Strict):
     weight_decay: float = Field(default=1e-2, ge=0)
     warmup_frac: float = Field(default=0.05, ge=0, lt=1)
     grad_clip: float | None = 1.0
+    ema_decay: float | None = Field(default=0.98, gt=0, lt=1)  # weight averaging per step
     loss: Literal["ce", "focal"] = "ce"
     class_weight_power: float = Field(default=0.5, ge=0, le=1)  # w_c = (n / (K n_c))^p
     max_class_weight: float = Field(default=20.0, ge=1)
@@ -266,3 +267,30 @@ class EarlyWarningConfig(_Strict):
     n_folds: int = Field(default=5, ge=2, le=20)
     registered_name: str = "vitalgru-early-warning"
     experiment: str = "vitalgru-early-warning"
+    cache_dir: Path | None = None  # parsed-cohort parquet cache; None -> ~/.cache/vitalgru
+    limit_patients: int | None = Field(default=None, ge=20)  # first N files, for quick runs
+    out_dir: Path = Path("vitalgru-out/early_warning")
+    # Models cross-validated; "gru_d" is the one registered.
+    models: tuple[Literal["gru_d", "gbm", "news2", "qsofa"], ...] = (
+        "gru_d",
+        "gbm",
+        "news2",
+        "qsofa",
+    )
+    # Share of each training set held out (by patient) for early stopping and the threshold.
+    val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
+    hidden_size: int = Field(default=64, ge=1, le=1024)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    lr: float = Field(default=3e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-5, ge=0.0)
+    batch_size: int = Field(default=64, ge=1)
+    max_epochs: int = Field(default=12, ge=1)
+    patience: int = Field(default=3, ge=1)
+    pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss
+    max_minutes_per_fit: float = Field(default=2.5, gt=0.0)  # wall-clock cap of one GRU fit
+    gbm_max_iter: int = Field(default=250, ge=1)
+    gbm_learning_rate: float = Field(default=0.08, gt=0.0)
+    gbm_max_leaf_nodes: int = Field(default=63, ge=2)
+    gbm_negative_subsample: float = Field(default=0.3, gt=0.0, le=1.0)  # label-0 hours kept
+    torch_threads: int = Field(default=2, ge=1, le=64)
+    gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key

@@ -1,0 +1,317 @@
+"""Prefect flow ``train-early-warning``: Challenge-2019 set A -> cross-validated GRU-D and
+baselines -> final GRU-D on all patients -> MLflow run, registered model, champion gate.
+
+Steps (each a thin call into :mod:`vitalgru`):
+
+1. ``build-dataset``: read the ``.psv`` folder (parquet cache), apply plausibility limits,
+   assign stratified patient folds, write ``hourly.parquet``/``folds.csv``/``manifest.json``
+   /``attrition.csv``.
+2. ``cross-validate``: GRU-D, trees, NEWS2, qSOFA on the same folds; thresholds and early
+   stopping on training folds only; per-fold metrics and out-of-fold scores to disk.
+3. ``train-final``: GRU-D on all patients (a stratified share held out for the epoch and
+   the alarm threshold), saved with its normalisation statistics.
+4. ``log-and-register``: one MLflow run with the config, manifest, CV table and the model,
+   registered as ``vitalgru-early-warning``; the gate metrics are the GRU-D's cross-
+   validated held-out means (``utility``, ``auroc``), an honest estimate for the final
+   model, which itself has no held-out patients left.
+5. ``promote``: ``champion`` alias if the new version beats the current one on every key.
+
+``evaluate_early_warning(model_uri, data, out)`` scores any Challenge-2019 folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from prefect import flow, task
+
+from vitalgru import tracking
+from vitalgru.baselines.gbm import GBMParams
+from vitalgru.config import EarlyWarningConfig, config_hash, load_config
+from vitalgru.data.early_warning import (
+    build_cohort,
+    load_dataset,
+    patient_folds,
+    resolve_data_dir,
+    write_attrition,
+    write_dataset,
+)
+from vitalgru.io.physionet import resolve_source
+from vitalgru.metrics.utility import early_warning_metrics
+from vitalgru.models.early_warning import GRUDEarlyWarning
+from vitalgru.training.early_warning import (
+    CVSettings,
+    GRUTrainParams,
+    cross_validate,
+    fit_final_gru,
+    model_preprocessing,
+    score_cohort,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def load_early_warning_config(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> EarlyWarningConfig:
+    """The resolved config (packaged ``early_warning.yaml``, file, dotted overrides)."""
+    return load_config(
+        EarlyWarningConfig, config_path, overrides, default_name="early_warning.yaml"
+    )
+
+
+def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
+    """Training settings of the config, as the library takes them."""
+    gru = GRUTrainParams(
+        hidden_size=cfg.hidden_size,
+        dropout=cfg.dropout,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        pos_weight=cfg.pos_weight,
+        max_minutes=cfg.max_minutes_per_fit,
+        seed=cfg.seed,
+    )
+    gbm = GBMParams(
+        max_iter=cfg.gbm_max_iter,
+        learning_rate=cfg.gbm_learning_rate,
+        max_leaf_nodes=cfg.gbm_max_leaf_nodes,
+        negative_subsample=cfg.gbm_negative_subsample,
+        seed=cfg.seed,
+    )
+    return CVSettings(
+        models=tuple(cfg.models), val_fraction=cfg.val_fraction, gru=gru, gbm=gbm, seed=cfg.seed
+    )
+
+
+def _data_folder(cfg: EarlyWarningConfig) -> Path:
+    src = resolve_source(cfg.physionet)
+    return resolve_data_dir(cfg.data_dir, src.mirror)
+
+
+def _cache_dir(cfg: EarlyWarningConfig) -> Path:
+    if cfg.cache_dir is not None:
+        return Path(cfg.cache_dir)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "vitalgru" / "challenge2019"
+
+
+@task(name="build-dataset", retries=1, retry_delay_seconds=5)
+def build_dataset(cfg_json: dict[str, Any]) -> str:
+    """Read, clean and fold the cohort; write the dataset folder; return its path."""
+    cfg = EarlyWarningConfig.model_validate(cfg_json)
+    folder = _data_folder(cfg)
+    cohort = build_cohort(folder, cache_dir=_cache_dir(cfg), limit=cfg.limit_patients)
+    folds = patient_folds(cohort.septic(), cfg.n_folds, cfg.seed)
+    out = Path(cfg.out_dir) / "dataset"
+    write_dataset(cohort, folds, out, extra_manifest={"config_hash": config_hash(cfg)})
+    return str(out)
+
+
+@task(name="cross-validate")
+def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str, Any]:
+    """Cross-validate every configured model; write ``cv/`` files; return the summary."""
+    cfg = EarlyWarningConfig.model_validate(cfg_json)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.set_flush_denormal(True)
+    cohort, folds, _ = load_dataset(dataset_dir)
+    res = cross_validate(cohort, folds, cv_settings(cfg))
+    out = Path(cfg.out_dir) / "cv"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [dict(model=m, **r) for m, rs in res.per_fold.items() for r in rs]
+    pd.DataFrame(rows).to_csv(out / "per_fold.csv", index=False)
+    summary = res.summary()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    (out / "gru_histories.json").write_text(json.dumps(res.gru_histories))
+    oof = pd.DataFrame({"patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets))})
+    oof["hour"] = cohort.frame["hour"].to_numpy()
+    oof["sepsis_label"] = cohort.labels
+    for m, s in res.oof_scores.items():
+        oof[f"score_{m}"] = s.astype(np.float32)
+    oof.to_parquet(out / "oof_scores.parquet", index=False)
+    return {"dir": str(out), "summary": summary, "per_fold": rows}
+
+
+@task(name="train-final")
+def train_final(cfg_json: dict[str, Any], dataset_dir: str) -> str:
+    """Fit the GRU-D on every patient; save weights + preprocessing; return the folder."""
+    cfg = EarlyWarningConfig.model_validate(cfg_json)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.set_flush_denormal(True)
+    cohort, _, _ = load_dataset(dataset_dir)
+    res, stats = fit_final_gru(cohort, cv_settings(cfg))
+    out = Path(cfg.out_dir) / "final"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(res.model.state_dict(), out / "weights.pt")
+    (out / "model_config.json").write_text(json.dumps(res.model.config_dict()))
+    (out / "preprocessing.json").write_text(
+        json.dumps(model_preprocessing(stats, res.threshold), indent=2)
+    )
+    (out / "fit.json").write_text(
+        json.dumps(
+            {
+                "val_utility": res.val_utility,
+                "val_auroc": res.val_auroc,
+                "best_epoch": res.best_epoch,
+                "seconds": res.seconds,
+                "history": res.history,
+            },
+            indent=2,
+        )
+    )
+    return str(out)
+
+
+@task(name="log-and-register", retries=2, retry_delay_seconds=5)
+def log_and_register(
+    cfg_json: dict[str, Any], dataset_dir: str, cv: dict[str, Any], final_dir: str
+) -> dict[str, Any]:
+    """One MLflow run: config, manifest, CV metrics and files, the registered model."""
+    cfg = EarlyWarningConfig.model_validate(cfg_json)
+    final = Path(final_dir)
+    model = GRUDEarlyWarning.from_config(json.loads((final / "model_config.json").read_text()))
+    model.load_state_dict(torch.load(final / "weights.pt", weights_only=True))
+    model.eval()
+    preprocessing = json.loads((final / "preprocessing.json").read_text())
+    manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
+    fit = json.loads((final / "fit.json").read_text())
+    summary = cv["summary"]
+    gate = _gate_metrics(summary)
+    with tracking.start_run(cfg.experiment, run_name="train-early-warning") as run:
+        tracking.log_config(run, cfg, "config.yaml")
+        run.log_dict(manifest, "dataset/manifest.json")
+        run.log_artifact(Path(dataset_dir) / "attrition.csv", "dataset")
+        for f in ("per_fold.csv", "summary.json", "gru_histories.json"):
+            run.log_artifact(Path(cv["dir"]) / f, "cv")
+        metrics: dict[str, float] = dict(gate)
+        for name, d in summary.items():
+            for k, v in d.items():
+                if np.isfinite(v):
+                    metrics[f"cv.{name}.{k}"] = float(v)
+        metrics["final.val_utility"] = float(fit["val_utility"])
+        metrics["final.val_auroc"] = float(fit["val_auroc"])
+        metrics["final.threshold"] = float(preprocessing["threshold"])
+        run.log_metrics(metrics)
+        ref = tracking.log_model(
+            run,
+            model,
+            preprocessing=preprocessing,
+            config={"config": cfg.model_dump(mode="json"), "manifest": manifest},
+            registered_name=cfg.registered_name,
+        )
+    return {
+        "run_id": run.run_id,
+        "model_uri": ref.uri,
+        "version": ref.version,
+        "metrics": gate,
+    }
+
+
+def _gate_metrics(summary: dict[str, dict[str, float]]) -> dict[str, float]:
+    g = summary.get("gru_d")
+    if g is None:
+        raise ValueError("the cross-validation has no 'gru_d' results to gate the model on")
+    return {
+        "utility": float(g["utility_mean"]),
+        "auroc": float(g["auroc_mean"]),
+        "auprc": float(g["auprc_mean"]),
+    }
+
+
+@task(name="promote", retries=2, retry_delay_seconds=5)
+def promote(
+    name: str, version: str, metrics: dict[str, float], gate_keys: list[str]
+) -> dict[str, Any]:
+    d = tracking.promote_if_better(name, version, metrics, gate_keys)
+    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
+
+
+@flow(name="train-early-warning")
+def train_early_warning_flow(
+    config_path: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Cross-validate, train, log, register and (if it passes the gate) promote.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``model_uri``, ``version``, ``metrics`` (gate metrics), ``promoted``,
+        ``promotion_reason``, ``cv_summary``, and the paths of ``dataset_dir``,
+        ``cv_dir`` and ``final_dir``.
+    """
+    cfg = load_early_warning_config(config_path, overrides)
+    if "gru_d" not in cfg.models:
+        raise ValueError("models must include 'gru_d': it is the model this flow registers")
+    cfg_json = cfg.model_dump(mode="json")
+    dataset_dir = build_dataset(cfg_json)
+    cv = run_cross_validation(cfg_json, dataset_dir)
+    final_dir = train_final(cfg_json, dataset_dir)
+    logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
+    decision = promote(
+        cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys)
+    )
+    return {
+        **logged,
+        "promoted": decision["promoted"],
+        "promotion_reason": decision["reason"],
+        "cv_summary": cv["summary"],
+        "dataset_dir": dataset_dir,
+        "cv_dir": cv["dir"],
+        "final_dir": final_dir,
+    }
+
+
+def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any]:
+    """Score a Challenge-2019 folder with a logged model and write ``metrics.json``.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/vitalgru-early-warning@champion``, ``models:/<name>/<version>``, a run
+        URI, anything :func:`vitalgru.tracking.load_model` takes.
+    data : str
+        Folder of ``.psv`` files (malformed files go to attrition).
+    out : str
+        Folder for ``metrics.json``, ``scores.parquet`` and ``attrition.csv``.
+
+    Returns
+    -------
+    dict
+        ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
+        ``model_uri``, ``model_version``.
+    """
+    loaded = tracking.load_model(model_uri)
+    cohort = build_cohort(data)
+    scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
+    thr = float(loaded.preprocessing["threshold"])
+    metrics: dict[str, Any] = early_warning_metrics(cohort.labels, scores, cohort.offsets, thr)
+    metrics["n_patients"] = int(metrics["n_patients"])
+    metrics["model_uri"] = model_uri
+    metrics["model_version"] = loaded.version
+    metrics["n_excluded_files"] = len(cohort.attrition)
+    o = Path(out)
+    o.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets)),
+            "hour": cohort.frame["hour"].to_numpy(),
+            "risk": scores.astype(np.float32),
+            "alarm": (scores >= thr).astype(np.int8),
+            "sepsis_label": cohort.labels,
+        }
+    ).to_parquet(o / "scores.parquet", index=False)
+    write_attrition(cohort.attrition, o / "attrition.csv")
+    clean = {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
+    }
+    (o / "metrics.json").write_text(json.dumps(clean, indent=2, sort_keys=True))
+    return clean

@@ -1,0 +1,73 @@
+"""The ``train-early-warning`` flow end to end on 160 real Challenge-2019 patients (tiny
+GRU-D): dataset -> CV (GRU-D + bedside scores) -> final model -> MLflow registry ->
+champion gate; then ``evaluate_early_warning`` with the champion on a folder holding a
+malformed file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
+from vitalgru.io.psv import list_psv
+
+
+@pytest.fixture()
+def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)  # artifacts (./mlartifacts) stay in the test folder
+    return tmp_path
+
+
+class TestTrainEarlyWarningFlow:
+    def test_flow_registers_promotes_and_evaluates(
+        self, isolated_mlflow: Path, physionet_mirror: Path
+    ) -> None:
+        setA = physionet_mirror / "challenge-2019" / "training_setA"
+        overrides = {
+            "physionet.mirror": str(physionet_mirror),
+            "limit_patients": 160,
+            "n_folds": 2,
+            "models": ["gru_d", "news2", "qsofa"],
+            "val_fraction": 0.3,
+            "hidden_size": 8,
+            "max_epochs": 1,
+            "batch_size": 32,
+            "torch_threads": 1,
+            "cache_dir": str(isolated_mlflow / "cache"),
+            "out_dir": str(isolated_mlflow / "out"),
+        }
+        res = train_early_warning_flow(overrides=overrides)
+        assert res["version"] == "1" and res["promoted"] is True
+        assert res["model_uri"] == "models:/vitalgru-early-warning/1"
+        assert set(res["metrics"]) >= {"utility", "auroc", "auprc"}
+        assert set(res["cv_summary"]) == {"gru_d", "news2", "qsofa"}
+        manifest = json.loads((Path(res["dataset_dir"]) / "manifest.json").read_text())
+        assert manifest["n_patients"] == 160 and manifest["n_folds"] == 2
+        per_fold = pd.read_csv(Path(res["cv_dir"]) / "per_fold.csv")
+        assert len(per_fold) == 6
+        oof = pd.read_parquet(Path(res["cv_dir"]) / "oof_scores.parquet")
+        assert oof["score_gru_d"].notna().all()
+
+        data = isolated_mlflow / "eval_data"
+        data.mkdir()
+        for f in list_psv(setA)[200:230]:
+            shutil.copy(f, data / f.name)
+        (data / "p999999.psv").write_text("HR|O2Sat\n1|2\n")
+        ev = evaluate_early_warning(
+            "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval")
+        )
+        assert ev["model_version"] == "1"
+        assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
+        for key in ("utility", "auroc", "auprc"):
+            assert key in ev
+        written = json.loads((isolated_mlflow / "eval" / "metrics.json").read_text())
+        assert written["n_patients"] == 30
+        scores = pd.read_parquet(isolated_mlflow / "eval" / "scores.parquet")
+        assert scores["risk"].between(0, 1).all()
+        att = pd.read_csv(isolated_mlflow / "eval" / "attrition.csv")
+        assert att["reason"].tolist() == ["missing_columns"]

@@ -1,0 +1,76 @@
+"""Bedside early-warning scores computed from Challenge-2019 hourly vitals: NEWS2 and qSOFA.
+
+Both use the latest value of each vital sign at or before the hour (last observation
+carried forward within the patient); a vital never measured so far scores 0, as a ward
+chart with a blank box would.
+
+What the Challenge-2019 tables lack, and how it is handled:
+
+* NEWS2 (Royal College of Physicians, "National Early Warning Score (NEWS) 2", 2017)
+  needs the level of consciousness (ACVPU; new confusion, voice, pain or unresponsive
+  scores 3): not recorded, scored 0 for everyone. "Supplemental oxygen" (2 points) is not
+  recorded either; it is inferred where a FiO2 above room air (> 0.21) has been charted,
+  otherwise air is assumed. SpO2 uses scale 1 (no hypercapnic-failure target known).
+* qSOFA (Seymour et al., JAMA 315(8):762-774, 2016; Singer et al., Sepsis-3, JAMA
+  315(8):801-810, 2016) needs altered mentation (GCS < 15): not recorded, scored 0. The
+  score here is therefore 0-2 (respiratory rate >= 22/min, systolic BP <= 100 mmHg).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vitalgru.dsp.vitals import vitals_last_observed
+
+
+def _carried(frame: pd.DataFrame, offsets: np.ndarray, cols: list[str]) -> np.ndarray:
+    _, last, _ = vitals_last_observed(frame[cols].to_numpy(np.float32), offsets)
+    return last
+
+
+def _bands(x: np.ndarray, edges: list[float], points: list[int]) -> np.ndarray:
+    """Points of ``x`` for bands ``(-inf, e0], (e0, e1], ...``; NaN scores 0."""
+    idx = np.searchsorted(np.asarray(edges), x, side="left")
+    pts = np.asarray(points)[np.minimum(idx, len(points) - 1)]
+    return np.where(np.isnan(x), 0, pts)
+
+
+def news2(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
+    """NEWS2 aggregate score of every patient-hour (without the consciousness item).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows grouped by patient (hours ascending) with ``resp_per_min``, ``spo2_pct``,
+        ``sbp_mmhg``, ``hr_bpm``, ``temp_c``, ``fio2_frac``.
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` row offsets.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows,)`` int score, 0-17 here (20 with consciousness in the full score).
+    """
+    cols = ["resp_per_min", "spo2_pct", "sbp_mmhg", "hr_bpm", "temp_c", "fio2_frac"]
+    rr, spo2, sbp, hr, temp, fio2 = _carried(frame, offsets, cols).T
+    # RCP 2017 chart, rounded values: each band is (previous edge, edge].
+    s = _bands(rr, [8, 11, 20, 24], [3, 1, 0, 2, 3])
+    s = s + _bands(spo2, [91, 93, 95], [3, 2, 1, 0])
+    s = s + np.where(np.nan_to_num(fio2, nan=0.0) > 0.21, 2, 0)
+    s = s + _bands(sbp, [90, 100, 110, 219], [3, 2, 1, 0, 3])
+    s = s + _bands(hr, [40, 50, 90, 110, 130], [3, 1, 0, 1, 2, 3])
+    s = s + _bands(temp, [35.0, 36.0, 38.0, 39.0], [3, 1, 0, 1, 2])
+    return s.astype(np.int16)
+
+
+def qsofa(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
+    """qSOFA of every patient-hour (without the mentation item): 0-2.
+
+    Respiratory rate >= 22/min and systolic BP <= 100 mmHg score one point each
+    (Seymour et al. 2016).
+    """
+    rr, sbp = _carried(frame, offsets, ["resp_per_min", "sbp_mmhg"]).T
+    with np.errstate(invalid="ignore"):
+        s = (rr >= 22).astype(np.int16) + (sbp <= 100).astype(np.int16)
+    return s

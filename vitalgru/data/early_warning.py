@@ -1,0 +1,390 @@
+"""Sepsis early-warning cohort: cleaned hourly tables, patient folds, normalisation
+statistics, GRU-D input arrays, and the on-disk dataset (parquet + manifest + attrition).
+
+Rows are kept grouped by patient, hours ascending; ``offsets`` (``(n_patients + 1,)``)
+delimit the patients in every array. Folds are by patient, stratified on whether the
+patient ever has ``SepsisLabel = 1``; nothing here is fitted on more than the patients it
+is given, so a caller fits :class:`NormStats` on training folds only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import vitalgru
+from vitalgru.dsp.vitals import (
+    PLAUSIBILITY_LIMITS,
+    vitals_last_observed,
+    vitals_plausibility,
+    vitals_time_since_observed,
+)
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PsvCohort, read_psv_folder
+from vitalgru.types import AttritionEntry
+
+logger = logging.getLogger(__name__)
+
+#: Static inputs of the model, in order (after normalisation; see :func:`gru_d_arrays`).
+STATIC_FEATURES: tuple[str, ...] = (
+    "age_years",
+    "gender_male",
+    "unit_micu",
+    "unit_sicu",
+    "unit_known",
+    "hosp_adm_time_h",
+    "log_icu_hour",
+)
+
+
+@dataclass
+class EarlyWarningCohort:
+    """A cleaned Challenge-2019 cohort.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        As :attr:`vitalgru.io.psv.PsvCohort.frame`, implausible values set to NaN.
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` int64 row offsets.
+    patient_ids : numpy.ndarray
+        ``(n_patients,)`` str.
+    implausible_counts : dict
+        Column -> number of values rejected by the plausibility limits.
+    attrition : list of AttritionEntry
+    source : str
+        The folder read.
+    """
+
+    frame: pd.DataFrame
+    offsets: np.ndarray
+    patient_ids: np.ndarray
+    implausible_counts: dict[str, int]
+    attrition: list[AttritionEntry]
+    source: str = ""
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.patient_ids.size)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(n_rows,)`` int8 SepsisLabel."""
+        return self.frame["sepsis_label"].to_numpy(np.int8)
+
+    def septic(self) -> np.ndarray:
+        """``(n_patients,)`` bool: the patient has label 1 at some hour."""
+        return (
+            np.maximum.reduceat(self.labels, self.offsets[:-1]).astype(bool)
+            if self.n_patients
+            else np.zeros(0, bool)
+        )
+
+    def subset(self, patient_idx: np.ndarray) -> EarlyWarningCohort:
+        """The cohort restricted to patients ``patient_idx`` (kept in the given order)."""
+        idx = np.asarray(patient_idx, dtype=np.int64)
+        lengths = np.diff(self.offsets)
+        rows = (
+            np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx])
+            if idx.size
+            else np.zeros(0, np.int64)
+        )
+        off = np.r_[0, np.cumsum(lengths[idx])].astype(np.int64)
+        return EarlyWarningCohort(
+            frame=self.frame.iloc[rows].reset_index(drop=True),
+            offsets=off,
+            patient_ids=self.patient_ids[idx],
+            implausible_counts=dict(self.implausible_counts),
+            attrition=list(self.attrition),
+            source=self.source,
+        )
+
+
+def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
+    """Apply the plausibility limits and index the patients of a parsed folder."""
+    frame = psv.frame.copy()
+    cols = list(MEASUREMENT_COLUMNS) + ["age_years", "hosp_adm_time_h"]
+    cleaned, bad = vitals_plausibility(frame[cols].to_numpy(np.float32), cols)
+    frame[cols] = cleaned
+    counts = {c: int(n) for c, n in zip(cols, bad.sum(axis=0), strict=True)}
+    pid = frame["patient_id"].to_numpy()
+    if pid.size:
+        change = np.flatnonzero(pid[1:] != pid[:-1]) + 1
+        offsets = np.r_[0, change, pid.size].astype(np.int64)
+        ids = pid[offsets[:-1]].astype(str)
+    else:
+        offsets = np.zeros(1, np.int64)
+        ids = np.zeros(0, dtype=str)
+    if len(set(ids.tolist())) != ids.size:
+        raise ValueError("rows of a patient must be contiguous (each patient id once)")
+    logger.info("plausibility limits rejected %d values", int(bad.sum()))
+    return EarlyWarningCohort(frame, offsets, ids, counts, list(psv.attrition), source)
+
+
+def build_cohort(
+    folder: str | Path, *, cache_dir: str | Path | None = None, limit: int | None = None
+) -> EarlyWarningCohort:
+    """Read (with the parquet cache) and clean a Challenge-2019 folder."""
+    psv = read_psv_folder(folder, on_error="skip", cache_dir=cache_dir, limit=limit)
+    return clean_cohort(psv, source=str(folder))
+
+
+def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
+    """Assign each patient to one of ``n_folds`` folds, stratified on sepsis.
+
+    Parameters
+    ----------
+    septic : numpy.ndarray
+        ``(n_patients,)`` bool.
+    n_folds : int
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_patients,)`` int fold index in ``[0, n_folds)``.
+    """
+    s = np.asarray(septic, dtype=bool)
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if s.size < n_folds:
+        raise ValueError(f"{s.size} patients cannot fill {n_folds} folds")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(s.size, dtype=np.int64)
+    for group in (np.flatnonzero(s), np.flatnonzero(~s)):
+        perm = rng.permutation(group)
+        fold[perm] = np.arange(perm.size) % n_folds
+    return fold
+
+
+@dataclass
+class NormStats:
+    """Normalisation statistics fitted on training patients (stored with the model).
+
+    ``mean``/``std`` per measurement column over observed values; ``static_mean`` /
+    ``static_std`` for age and hospital admission time.
+    """
+
+    columns: list[str]
+    mean: list[float]
+    std: list[float]
+    age_mean: float
+    age_std: float
+    adm_mean: float
+    adm_std: float
+    delta_scale_h: float = 24.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NormStats:
+        return cls(**d)
+
+
+def fit_norm_stats(cohort: EarlyWarningCohort) -> NormStats:
+    """Mean and standard deviation of every measurement over its observed values.
+
+    A column never observed gets mean 0 and std 1 (it will be all-missing anyway).
+    """
+    f = cohort.frame
+    vals = f[list(MEASUREMENT_COLUMNS)].to_numpy(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (EtCO2 in set A)
+        mean = np.nanmean(vals, axis=0)
+        std = np.nanstd(vals, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+    first = cohort.offsets[:-1]
+    age = f["age_years"].to_numpy(np.float64)[first]
+    adm = np.clip(f["hosp_adm_time_h"].to_numpy(np.float64)[first], -2000, 100)
+    return NormStats(
+        columns=list(MEASUREMENT_COLUMNS),
+        mean=mean.tolist(),
+        std=std.tolist(),
+        age_mean=float(np.nanmean(age)) if np.isfinite(age).any() else 60.0,
+        age_std=float(np.nanstd(age) or 1.0) if np.isfinite(age).any() else 15.0,
+        adm_mean=float(np.nanmean(adm)) if np.isfinite(adm).any() else 0.0,
+        adm_std=float(np.nanstd(adm) or 1.0) if np.isfinite(adm).any() else 100.0,
+    )
+
+
+@dataclass
+class SequenceArrays:
+    """GRU-D inputs of a cohort, patients back to back.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        ``(n_rows, 4 * n_features + n_static)`` float32: normalised value (0 where
+        missing), mask, time since last observation (hours / ``delta_scale_h``), last
+        observed normalised value (0 before the first), then :data:`STATIC_FEATURES`.
+    y : numpy.ndarray
+        ``(n_rows,)`` float32 SepsisLabel.
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` int64.
+    n_features, n_static : int
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    offsets: np.ndarray
+    n_features: int
+    n_static: int
+
+    def patient(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.x[a:b], self.y[a:b]
+
+
+def gru_d_arrays(cohort: EarlyWarningCohort, stats: NormStats) -> SequenceArrays:
+    """Build the model inputs of a cohort with given (training) statistics."""
+    f = cohort.frame
+    raw = f[stats.columns].to_numpy(np.float32)
+    mean = np.asarray(stats.mean, np.float32)
+    std = np.asarray(stats.std, np.float32)
+    mask, last, _ = vitals_last_observed(raw, cohort.offsets)
+    hours = f["hour"].to_numpy(np.float64)
+    delta = vitals_time_since_observed(mask, hours, cohort.offsets) / stats.delta_scale_h
+    z = np.nan_to_num((raw - mean) / std, nan=0.0)
+    z_last = np.nan_to_num((last - mean) / std, nan=0.0)
+    # Clip extreme z-scores: heavy-tailed labs (AST, WBC) would otherwise dominate.
+    z = np.clip(z, -10, 10)
+    z_last = np.clip(z_last, -10, 10)
+    age = (f["age_years"].to_numpy(np.float32) - stats.age_mean) / stats.age_std
+    adm = (
+        np.clip(f["hosp_adm_time_h"].to_numpy(np.float32), -2000, 100) - stats.adm_mean
+    ) / stats.adm_std
+    unit1 = f["unit_micu"].to_numpy(np.float32)
+    unit2 = f["unit_sicu"].to_numpy(np.float32)
+    known = (~np.isnan(unit1)).astype(np.float32)
+    static = np.column_stack(
+        [
+            np.nan_to_num(age),
+            np.nan_to_num(f["gender_male"].to_numpy(np.float32)),
+            np.nan_to_num(unit1),
+            np.nan_to_num(unit2),
+            known,
+            np.nan_to_num(adm),
+            np.log1p(hours.astype(np.float32)) / np.log(337.0),
+        ]
+    ).astype(np.float32)
+    x = np.concatenate([z, mask, np.minimum(delta, 10.0), z_last, static], axis=1).astype(
+        np.float32
+    )
+    return SequenceArrays(
+        x=np.ascontiguousarray(x),
+        y=cohort.labels.astype(np.float32),
+        offsets=cohort.offsets.copy(),
+        n_features=len(stats.columns),
+        n_static=static.shape[1],
+    )
+
+
+def write_dataset(
+    cohort: EarlyWarningCohort,
+    folds: np.ndarray,
+    out_dir: str | Path,
+    *,
+    extra_manifest: dict[str, Any] | None = None,
+) -> Path:
+    """Write the cleaned cohort, folds, manifest and attrition to ``out_dir``.
+
+    Files: ``hourly.parquet`` (the cleaned frame), ``folds.csv`` (``patient_id,fold,septic``),
+    ``manifest.json`` (counts, implausible values per column, plausibility limits, package
+    version, source), ``attrition.csv``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort.frame.to_parquet(out / "hourly.parquet", index=False, compression="zstd")
+    septic = cohort.septic()
+    pd.DataFrame(
+        {"patient_id": cohort.patient_ids, "fold": folds, "septic": septic.astype(int)}
+    ).to_csv(out / "folds.csv", index=False)
+    manifest: dict[str, Any] = {
+        "dataset": "challenge-2019",
+        "source": cohort.source,
+        "vitalgru_version": vitalgru.__version__ if hasattr(vitalgru, "__version__") else "",
+        "n_patients": cohort.n_patients,
+        "n_patient_hours": len(cohort.frame),
+        "n_septic_patients": int(septic.sum()),
+        "n_folds": int(folds.max() + 1) if folds.size else 0,
+        "fold_sizes": np.bincount(folds).tolist() if folds.size else [],
+        "implausible_values": cohort.implausible_counts,
+        "plausibility_limits": {k: list(v) for k, v in PLAUSIBILITY_LIMITS.items()},
+        "n_excluded_files": len(cohort.attrition),
+    }
+    if extra_manifest:
+        manifest.update(extra_manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    write_attrition(cohort.attrition, out / "attrition.csv")
+    return out
+
+
+def write_attrition(entries: Sequence[AttritionEntry], path: str | Path) -> None:
+    """Write attrition entries as CSV (header always present)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["database", "item", "stage", "reason", "detail"])
+        for e in entries:
+            w.writerow([e.database, e.item, e.stage, e.reason, e.detail])
+
+
+def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarray, dict[str, Any]]:
+    """Read back what :func:`write_dataset` wrote: ``(cohort, folds, manifest)``."""
+    d = Path(dataset_dir)
+    for name in ("hourly.parquet", "folds.csv", "manifest.json"):
+        if not (d / name).exists():
+            raise FileNotFoundError(f"{d} is not an early-warning dataset: {name} is missing")
+    frame = pd.read_parquet(d / "hourly.parquet")
+    manifest = json.loads((d / "manifest.json").read_text())
+    folds_df = pd.read_csv(d / "folds.csv", dtype={"patient_id": str})
+    pid = frame["patient_id"].to_numpy()
+    change = np.flatnonzero(pid[1:] != pid[:-1]) + 1 if pid.size else np.zeros(0, np.int64)
+    offsets = np.r_[0, change, pid.size].astype(np.int64) if pid.size else np.zeros(1, np.int64)
+    ids = pid[offsets[:-1]].astype(str)
+    if ids.tolist() != folds_df["patient_id"].tolist():
+        raise ValueError(f"{d}: folds.csv does not list the patients of hourly.parquet in order")
+    attrition: list[AttritionEntry] = []
+    if (d / "attrition.csv").exists():
+        att = pd.read_csv(d / "attrition.csv", dtype=str, keep_default_na=False)
+        attrition = [AttritionEntry(**r) for r in att.to_dict("records")]
+    cohort = EarlyWarningCohort(
+        frame=frame,
+        offsets=offsets,
+        patient_ids=ids,
+        implausible_counts=dict(manifest.get("implausible_values", {})),
+        attrition=attrition,
+        source=str(manifest.get("source", "")),
+    )
+    return cohort, folds_df["fold"].to_numpy(np.int64), manifest
+
+
+def resolve_data_dir(data_dir: str | Path, mirror: str | Path | None) -> Path:
+    """The Challenge-2019 folder: ``data_dir`` itself when it is a folder, else
+    ``<mirror>/<data_dir>``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither exists; the message says how to point at the data.
+    """
+    p = Path(data_dir).expanduser()
+    if p.is_dir():
+        return p
+    if mirror is not None and (Path(mirror) / p).is_dir():
+        return Path(mirror) / p
+    raise FileNotFoundError(
+        f"Challenge-2019 folder {data_dir!r} not found (mirror: {mirror}); set "
+        "VITALGRU_PHYSIONET_MIRROR or physionet.mirror to a folder holding "
+        "challenge-2019/training_setA, or data_dir to the folder of .psv files"
+    )

@@ -1,0 +1,447 @@
+"""Training and prediction of the GRU-D sepsis early-warning network.
+
+Patients are batched by similar length (sorted, then cut into batches whose order is
+shuffled each epoch) so padding stays small. The loss is hour-level binary cross-entropy
+with a weight on septic-labelled hours (``pos_weight``), masked on padding. Early
+stopping watches the normalized utility (best threshold) on a validation split of the
+training patients; the threshold is then fixed on that same validation split, which is
+never part of the data a result is reported on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitalgru.baselines import GBMParams, engineered_features, fit_gbm, news2, predict_gbm, qsofa
+from vitalgru.data.early_warning import (
+    STATIC_FEATURES,
+    EarlyWarningCohort,
+    NormStats,
+    SequenceArrays,
+    fit_norm_stats,
+    gru_d_arrays,
+)
+from vitalgru.metrics.ranking import auroc
+from vitalgru.metrics.utility import best_threshold, early_warning_metrics
+from vitalgru.models.early_warning import GRUDEarlyWarning
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GRUTrainParams:
+    """Optimisation settings of one GRU-D fit."""
+
+    hidden_size: int = 64
+    dropout: float = 0.1
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 64
+    max_epochs: int = 12
+    patience: int = 3
+    pos_weight: float = 4.0
+    max_minutes: float = 3.0  # wall-clock cap of one fit
+    max_len: int = 336  # hours; longer stays are truncated for training only
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    """A fitted network and what happened while fitting it."""
+
+    model: GRUDEarlyWarning
+    threshold: float
+    val_utility: float
+    val_auroc: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+
+
+def _pad(
+    data: SequenceArrays, idx: np.ndarray, max_len: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    off = data.offsets
+    lengths = off[idx + 1] - off[idx]
+    if max_len is not None:
+        lengths = np.minimum(lengths, max_len)
+    t_max = int(lengths.max()) if lengths.size else 0
+    x = np.zeros((idx.size, t_max, data.x.shape[1]), np.float32)
+    y = np.zeros((idx.size, t_max), np.float32)
+    valid = np.zeros((idx.size, t_max), np.float32)
+    for k, (i, n) in enumerate(zip(idx, lengths, strict=True)):
+        a = off[i]
+        x[k, :n] = data.x[a : a + n]
+        y[k, :n] = data.y[a : a + n]
+        valid[k, :n] = 1.0
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(valid)
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, data: SequenceArrays, batch_size: int = 256) -> np.ndarray:
+    """Hourly risk (sigmoid of the logit) for every row of ``data``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows,)`` float64 in [0, 1], aligned with ``data.y``.
+    """
+    was_training = model.training
+    model.eval()
+    out = np.zeros(data.x.shape[0], np.float64)
+    lengths = np.diff(data.offsets)
+    for idx in _batches(lengths, batch_size):
+        x, _, _ = _pad(data, idx, None)
+        logits, _ = model(x)
+        p = torch.sigmoid(logits[..., 0]).numpy()
+        for k, i in enumerate(idx):
+            a, b = data.offsets[i], data.offsets[i + 1]
+            out[a:b] = p[k, : b - a]
+    model.train(was_training)
+    return out
+
+
+def fit_gru_d(
+    train: SequenceArrays,
+    val: SequenceArrays,
+    params: GRUTrainParams = GRUTrainParams(),
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Fit a :class:`GRUDEarlyWarning` with early stopping on validation utility.
+
+    Parameters
+    ----------
+    train, val : SequenceArrays
+        Disjoint patients; ``val`` chooses the epoch and the alarm threshold.
+    params : GRUTrainParams
+    on_epoch : callable, optional
+        Called with each epoch's metrics (``epoch``, ``train_loss``, ``val_utility``,
+        ``val_auroc``, ``seconds``).
+
+    Returns
+    -------
+    FitResult
+    """
+    if train.x.shape[1] != val.x.shape[1]:
+        raise ValueError("train and val arrays have different feature layouts")
+    if not np.any(val.y > 0):
+        raise ValueError("the validation split has no septic hour: cannot choose a threshold")
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    model = GRUDEarlyWarning(train.n_features, train.n_static, params.hidden_size, params.dropout)
+    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    lengths = np.minimum(np.diff(train.offsets), params.max_len)
+    batches = _batches(lengths, params.batch_size)
+    steps_per_epoch = len(batches)
+    total_steps = max(1, steps_per_epoch * params.max_epochs)
+    budget_s = params.max_minutes * 60.0
+    pos_weight = torch.tensor(params.pos_weight)
+    t0 = time.perf_counter()
+    best: tuple[float, int, dict[str, Any]] | None = None
+    history: list[dict[str, float]] = []
+    bad_epochs = 0
+    val_off = val.offsets
+    step = 0
+    progress = 0.0
+    for epoch in range(params.max_epochs):
+        model.train()
+        total, count = 0.0, 0.0
+        for bi in rng.permutation(len(batches)):
+            # Linear warm-up, then cosine decay over whichever runs out first: the epochs
+            # or the wall-clock budget, so the rate has annealed when the fit must stop.
+            progress = max(step / total_steps, (time.perf_counter() - t0) / budget_s)
+            warm = min(1.0, (step + 1) / max(1.0, 0.03 * total_steps))
+            for g in opt.param_groups:
+                g["lr"] = params.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+            step += 1
+            x, y, valid = _pad(train, batches[bi], params.max_len)
+            logits, _ = model(x)
+            loss_el = nn.functional.binary_cross_entropy_with_logits(
+                logits[..., 0], y, pos_weight=pos_weight, reduction="none"
+            )
+            loss = (loss_el * valid).sum() / valid.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+            opt.step()
+            total += float(loss.detach()) * float(valid.sum())
+            count += float(valid.sum())
+            if progress >= 1.0:
+                break
+        scores = predict_scores(model, val)
+        thr, util = best_threshold(val.y.astype(np.int8), scores, val_off)
+        auc = auroc(val.y.astype(np.int8), scores)
+        rec = {
+            "epoch": float(epoch),
+            "train_loss": total / max(count, 1.0),
+            "val_utility": util,
+            "val_auroc": auc,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(rec)
+        logger.info("epoch %d %s", epoch, rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        if best is None or util > best[0]:
+            best = (util, epoch, copy.deepcopy(model.state_dict()))
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        if bad_epochs >= params.patience or progress >= 1.0:
+            break
+    if best is None:
+        raise ValueError("max_epochs must be >= 1")
+    model.load_state_dict(best[2])
+    model.eval()
+    scores = predict_scores(model, val)
+    thr, util = best_threshold(val.y.astype(np.int8), scores, val_off)
+    return FitResult(
+        model=model,
+        threshold=thr,
+        val_utility=util,
+        val_auroc=auroc(val.y.astype(np.int8), scores),
+        history=history,
+        best_epoch=best[1],
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def split_validation(
+    septic: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of patient indices into (fit, validation)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed + 7919)
+    s = np.asarray(septic, bool)
+    val = []
+    for g in (np.flatnonzero(s), np.flatnonzero(~s)):
+        k = int(math.ceil(fraction * g.size)) if g.size else 0
+        val.append(rng.permutation(g)[:k])
+    v = np.sort(np.concatenate(val))
+    fit = np.setdiff1d(np.arange(s.size), v)
+    return fit, v
+
+
+# --------------------------------------------------------------------------------------
+# Cross-validation of the GRU-D network and the baselines on the same patient folds.
+# --------------------------------------------------------------------------------------
+
+MODEL_NAMES: tuple[str, ...] = ("gru_d", "gbm", "news2", "qsofa")
+
+
+@dataclass(frozen=True)
+class CVSettings:
+    """What :func:`cross_validate` runs."""
+
+    models: tuple[str, ...] = MODEL_NAMES
+    val_fraction: float = 0.15
+    gru: GRUTrainParams = GRUTrainParams()
+    gbm: GBMParams = GBMParams()
+    seed: int = 0
+
+
+@dataclass
+class CVResult:
+    """Per-fold metrics and out-of-fold hourly scores of every model."""
+
+    folds: np.ndarray  # (n_patients,) fold of each patient
+    per_fold: dict[str, list[dict[str, float]]]  # model -> one metrics dict per fold
+    oof_scores: dict[str, np.ndarray]  # model -> (n_rows,) out-of-fold risk
+    fit_seconds: dict[str, list[float]]
+    gru_histories: list[list[dict[str, float]]] = field(default_factory=list)
+    # The last fold's fitted network, its statistics and test patients (for benchmarks).
+    last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean and standard deviation over folds: ``{model: {key_mean, key_sd}}``."""
+        out: dict[str, dict[str, float]] = {}
+        for name, rows in self.per_fold.items():
+            keys = [k for k in rows[0] if isinstance(rows[0][k], float | int)]
+            d: dict[str, float] = {}
+            for k in keys:
+                v = np.array([r[k] for r in rows], dtype=np.float64)
+                d[f"{k}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+                d[f"{k}_sd"] = (
+                    float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan")
+                )
+            out[name] = d
+        return out
+
+
+def _rows_of(offsets: np.ndarray, patients: np.ndarray) -> np.ndarray:
+    lengths = np.diff(offsets)
+    if patients.size == 0:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(offsets[patients], lengths[patients])
+    within = np.arange(starts.size) - np.repeat(
+        np.r_[0, np.cumsum(lengths[patients])[:-1]], lengths[patients]
+    )
+    return starts + within
+
+
+def fit_final_gru(
+    cohort: EarlyWarningCohort,
+    settings: CVSettings,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[FitResult, NormStats]:
+    """Fit the network on a whole cohort (a stratified validation share held out for
+    early stopping and the alarm threshold); returns the fit and its normalisation."""
+    fit_idx, val_idx = split_validation(cohort.septic(), settings.val_fraction, settings.seed)
+    fit_c = cohort.subset(fit_idx)
+    val_c = cohort.subset(val_idx)
+    stats = fit_norm_stats(fit_c)
+    res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), settings.gru, on_epoch)
+    return res, stats
+
+
+def cross_validate(
+    cohort: EarlyWarningCohort,
+    folds: np.ndarray,
+    settings: CVSettings = CVSettings(),
+    on_fold: Callable[[str, int, dict[str, float]], None] | None = None,
+) -> CVResult:
+    """Patient-level cross-validation of the requested models with the challenge scorer.
+
+    For each test fold, every model sees only the other folds: the bedside scores pick
+    their alarm threshold on the training folds; the GRU-D and tree models are fitted on
+    a share of the training folds and pick their threshold (and, for the GRU, the epoch)
+    on the held-out rest of the training folds. Normalisation statistics come from the
+    fitting share only.
+
+    Parameters
+    ----------
+    cohort : EarlyWarningCohort
+    folds : numpy.ndarray
+        ``(n_patients,)`` fold index per patient.
+    settings : CVSettings
+    on_fold : callable, optional
+        ``on_fold(model, fold, metrics)`` after each model and fold.
+
+    Returns
+    -------
+    CVResult
+    """
+    unknown = set(settings.models) - set(MODEL_NAMES)
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODEL_NAMES}")
+    f = np.asarray(folds)
+    if f.shape != (cohort.n_patients,):
+        raise ValueError(f"folds must be ({cohort.n_patients},), got {f.shape}")
+    off = cohort.offsets
+    y_all = cohort.labels
+    septic = cohort.septic()
+    n_rows = y_all.size
+    oof = {m: np.full(n_rows, np.nan) for m in settings.models}
+    per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in settings.models}
+    secs: dict[str, list[float]] = {m: [] for m in settings.models}
+    histories: list[list[dict[str, float]]] = []
+    last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
+    bedside = {"news2": news2, "qsofa": qsofa}
+    bed_scores = {
+        m: fn(cohort.frame, off).astype(np.float64)
+        for m, fn in bedside.items()
+        if m in settings.models
+    }
+    feats = engineered_features(cohort.frame, off) if "gbm" in settings.models else None
+    for k in np.unique(f):
+        train_p = np.flatnonzero(f != k)
+        test_p = np.flatnonzero(f == k)
+        tr_rows = _rows_of(off, train_p)
+        te_rows = _rows_of(off, test_p)
+        tr_off = np.r_[0, np.cumsum(np.diff(off)[train_p])]
+        te_off = np.r_[0, np.cumsum(np.diff(off)[test_p])]
+        fit_local, val_local = split_validation(
+            septic[train_p], settings.val_fraction, settings.seed + int(k)
+        )
+        fit_p, val_p = train_p[fit_local], train_p[val_local]
+        val_rows = _rows_of(off, val_p)
+        val_off = np.r_[0, np.cumsum(np.diff(off)[val_p])]
+        for name in settings.models:
+            t0 = time.perf_counter()
+            if name in bedside:
+                s = bed_scores[name]
+                thr, _ = best_threshold(y_all[tr_rows], s[tr_rows], tr_off)
+                test_scores = s[te_rows]
+            elif name == "gbm":
+                if feats is None:
+                    raise RuntimeError("features were not built")
+                fit_rows = _rows_of(off, fit_p)
+                clf = fit_gbm(feats.iloc[fit_rows], y_all[fit_rows], settings.gbm)
+                thr, _ = best_threshold(
+                    y_all[val_rows], predict_gbm(clf, feats.iloc[val_rows]), val_off
+                )
+                test_scores = predict_gbm(clf, feats.iloc[te_rows])
+            else:
+                fit_c = cohort.subset(fit_p)
+                stats = fit_norm_stats(fit_c)
+                res = fit_gru_d(
+                    gru_d_arrays(fit_c, stats),
+                    gru_d_arrays(cohort.subset(val_p), stats),
+                    settings.gru,
+                )
+                histories.append(res.history)
+                thr = res.threshold
+                test_scores = predict_scores(res.model, gru_d_arrays(cohort.subset(test_p), stats))
+                last_gru = (res.model, stats, test_p)
+            oof[name][te_rows] = test_scores
+            m = early_warning_metrics(y_all[te_rows], test_scores, te_off, thr)
+            m["fold"] = float(k)
+            secs[name].append(time.perf_counter() - t0)
+            m["seconds"] = secs[name][-1]
+            per_fold[name].append(m)
+            logger.info("fold %d %s: utility %.3f auroc %.3f", k, name, m["utility"], m["auroc"])
+            if on_fold is not None:
+                on_fold(name, int(k), m)
+    return CVResult(
+        folds=f,
+        per_fold=per_fold,
+        oof_scores=oof,
+        fit_seconds=secs,
+        gru_histories=histories,
+        last_gru=last_gru,
+    )
+
+
+def model_preprocessing(stats: NormStats, threshold: float) -> dict[str, Any]:
+    """What must be stored with a fitted network to score new patients with it."""
+    return {
+        "task": "early_warning",
+        "norm_stats": stats.to_dict(),
+        "threshold": float(threshold),
+        "input_layout": ["value", "mask", "delta", "last_value", "static"],
+        "static_features": list(STATIC_FEATURES),
+        "measurement_columns": list(stats.columns),
+    }
+
+
+def score_cohort(
+    model: nn.Module, preprocessing: dict[str, Any], cohort: EarlyWarningCohort
+) -> np.ndarray:
+    """Hourly risk of every row of ``cohort`` with a stored network and its preprocessing.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows,)`` risk in [0, 1]; alarm where ``>= preprocessing["threshold"]``.
+    """
+    if "norm_stats" not in preprocessing:
+        raise ValueError("preprocessing lacks 'norm_stats': not an early-warning model")
+    stats = NormStats.from_dict(preprocessing["norm_stats"])
+    return predict_scores(model, gru_d_arrays(cohort, stats))
