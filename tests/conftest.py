@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests are imported in importlib mode (test files in different folders share names), so
+# support modules beside them (e.g. tests/unit/dsp/ecg_testkit.py) are put on the path.
+for _helper in sorted(Path(__file__).parent.rglob("*.py")):
+    if not _helper.name.startswith(("test_", "conftest", "__init__")):
+        if str(_helper.parent) not in sys.path:
+            sys.path.insert(0, str(_helper.parent))
 
 # Telemetry off and generous start-up for Prefect's temporary server (slow CI machines).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -20,6 +20,12 @@ from pipelines.ingest import ingest_flow
 
 RECORDS = ["100", "101", "105", "119"]  # two DS1, two DS2; 105 is noisy
 
+# de Chazal, O'Dwyer & Reilly, IEEE TBME 51(7) 2004, table II (AAMI classes per split).
+PUBLISHED_COUNTS = {
+    "DS1": {"N": 45866, "S": 944, "V": 3788, "F": 415, "Q": 8},
+    "DS2": {"N": 44259, "S": 1837, "V": 3221, "F": 388, "Q": 7},
+}
+
 
 def _cli_env(mirror: Path, home: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
@@ -76,7 +82,9 @@ def _free_port() -> int:
 
 @pytest.mark.server
 class TestIngestAgainstPrefectServer:
-    def test_flow_run_recorded_on_real_server(self, physionet_mirror: Path, tmp_path: Path) -> None:
+    def test_full_default_ingest_on_real_server(
+        self, physionet_mirror: Path, tmp_path: Path
+    ) -> None:
         port = _free_port()
         home = tmp_path / "prefect-home"
         env = _cli_env(physionet_mirror, home)
@@ -98,15 +106,18 @@ class TestIngestAgainstPrefectServer:
                 if time.monotonic() > deadline or server.poll() is not None:
                     pytest.fail("prefect server did not become healthy within 120 s")
                 time.sleep(1)
+            # The default config end to end through the CLI, from another directory:
+            # MIT-BIH, de Chazal split; the manifest must carry the published counts.
             out = tmp_path / "ds"
             run = subprocess.run(
-                [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(out),
-                 "--set", 'arrhythmia.records=["100", "101"]'],
+                [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(out)],
                 env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True,
-                timeout=600,
+                timeout=900, cwd=tmp_path,
             )  # fmt: skip
             assert run.returncode == 0, run.stderr[-3000:]
-            assert (out / "manifest.json").exists()
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["class_counts"] == PUBLISHED_COUNTS
+            assert len(manifest["splits"]["DS1"]) == len(manifest["splits"]["DS2"]) == 22
             runs = requests.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
             ingest_runs = [r for r in runs if r["state_type"] == "COMPLETED"]
             assert ingest_runs, runs
