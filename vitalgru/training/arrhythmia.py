@@ -286,6 +286,7 @@ def train_arrhythmia(
             mode="min" if cfg.monitor.endswith("loss") else "max",
             max_minutes=cfg.max_minutes,
             min_epochs=cfg.min_epochs,
+            ema_decay=cfg.ema_decay,
         )
         model, result = _fit_once(
             cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks

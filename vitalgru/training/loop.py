@@ -49,6 +49,11 @@ class FitSettings:
         Wall-clock budget; training stops after the epoch that exceeds it.
     min_epochs : int
         Epochs always run before early stopping may trigger.
+    ema_decay : float or None
+        Keep an exponential moving average of the weights (Polyak & Juditsky 1992) with
+        this decay per step, and evaluate and keep *those* weights; averaging smooths the
+        epoch-to-epoch noise that makes early stopping on a small validation set pick a
+        lucky epoch. ``None``: the raw weights.
     """
 
     max_epochs: int = 20
@@ -61,8 +66,11 @@ class FitSettings:
     mode: Literal["max", "min"] = "min"
     max_minutes: float | None = None
     min_epochs: int = 1
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         if self.max_epochs < 1:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if not self.lr > 0:
@@ -207,6 +215,12 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     result = FitResult(best_epoch=-1, best_metrics={})
     since_best = 0
+    live = model.state_dict()  # tensors share storage with the parameters and buffers
+    ema = (
+        {k: v.detach().clone() for k, v in live.items() if v.dtype.is_floating_point}
+        if settings.ema_decay is not None
+        else None
+    )
     for epoch in range(settings.max_epochs):
         for cb in callbacks:
             cb.on_epoch_start(epoch)
@@ -225,11 +239,19 @@ def fit(
                 nn.utils.clip_grad_norm_(params, settings.grad_clip)
             opt.step()
             sched.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in ema.items():
+                        v.mul_(settings.ema_decay).add_(live[k], alpha=1.0 - settings.ema_decay)
             lv = float(loss.detach())
             losses.append(lv)
             for cb in callbacks:
                 cb.on_batch_end(epoch, step, lv)
         model.eval()
+        raw = None
+        if ema is not None:  # evaluate (and keep) the averaged weights
+            raw = {k: live[k].detach().clone() for k in ema}
+            model.load_state_dict(ema, strict=False)
         with torch.no_grad():
             metrics = dict(evaluate(model))
         if settings.monitor not in metrics:
@@ -250,6 +272,8 @@ def fit(
             since_best = 0
         else:
             since_best += 1
+        if raw is not None:
+            model.load_state_dict(raw, strict=False)
         logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
         for cb in callbacks:
             cb.on_epoch_end(epoch, metrics)

@@ -107,3 +107,26 @@ class TestWarmupCosine:
         assert f(10) == pytest.approx(1.0)
         assert f(55) == pytest.approx(0.5, abs=0.02)
         assert f(100) == pytest.approx(0.0, abs=1e-9)
+
+
+class TestWeightAveraging:
+    def test_ema_weights_are_evaluated_and_kept(self) -> None:
+        seen: list[torch.Tensor] = []
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            seen.append(m.weight.detach().clone())
+            return {"score": float(len(seen))}  # last epoch is best
+
+        model, res, _ = _run(
+            FitSettings(max_epochs=3, lr=0.05, monitor="score", mode="max", ema_decay=0.9),
+            evaluate,
+        )
+        raw, _, _ = _run(
+            FitSettings(max_epochs=3, lr=0.05, monitor="score", mode="max"),
+            lambda m: {"score": 1.0},
+        )
+        torch.testing.assert_close(model.weight, seen[-1])
+        # the averaged weights lag the raw ones, so they differ
+        assert not torch.allclose(model.weight, raw.weight)
+        with pytest.raises(ValueError, match="ema_decay"):
+            FitSettings(ema_decay=1.0)

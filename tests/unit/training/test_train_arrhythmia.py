@@ -53,6 +53,7 @@ def _cfg(**kw: object) -> ArrhythmiaTrainConfig:
         patience=0,
         lr=3e-3,
         num_threads=1,
+        ema_decay=0.8,  # 30 steps in all: the default 0.98 would still mostly be the init
     )
     base.update(kw)
     return ArrhythmiaTrainConfig(**base)  # type: ignore[arg-type]
