@@ -282,9 +282,9 @@ class EarlyWarningConfig(_Strict):
     val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
     hidden_size: int = Field(default=64, ge=1, le=1024)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    lr: float = Field(default=3e-3, gt=0.0)
+    lr: float = Field(default=1e-2, gt=0.0)
     weight_decay: float = Field(default=1e-5, ge=0.0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     max_epochs: int = Field(default=12, ge=1)
     patience: int = Field(default=3, ge=1)
     pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss

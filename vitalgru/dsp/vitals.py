@@ -206,3 +206,67 @@ def patient_offsets(patient_ids: np.ndarray) -> np.ndarray:
         return np.zeros(1, dtype=np.int64)
     change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     return np.concatenate([[0], change, [ids.size]]).astype(np.int64)
+
+
+class VitalsStreamState:
+    """Per-patient state that turns one new hour per patient into GRU-D inputs, live.
+
+    Feeding a patient's rows one tick at a time gives exactly what
+    :func:`vitals_last_observed` and :func:`vitals_time_since_observed` give on the whole
+    table (the streaming-equals-offline invariant), for many patients at once.
+
+    Parameters
+    ----------
+    n_patients : int
+        Patients advanced together (one row each per tick).
+    n_features : int
+        Measurements per row.
+    """
+
+    def __init__(self, n_patients: int, n_features: int) -> None:
+        if n_patients < 1 or n_features < 1:
+            raise ValueError("n_patients and n_features must be >= 1")
+        self.last = np.full((n_patients, n_features), np.nan, dtype=np.float32)
+        # Time of the last observation strictly before the coming row (or of the first row).
+        self.ref_time = np.full((n_patients, n_features), np.nan)
+        self.started = np.zeros(n_patients, dtype=bool)
+
+    def reset(self, patients: np.ndarray) -> None:
+        """Forget patients (a bed is given to a new admission)."""
+        self.last[patients] = np.nan
+        self.ref_time[patients] = np.nan
+        self.started[patients] = False
+
+    def update(
+        self, values: np.ndarray, hours: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every patient by one row.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            ``(n_patients, n_features)`` this hour's measurements, NaN = not measured
+            (already passed through :func:`vitals_plausibility`).
+        hours : numpy.ndarray
+            ``(n_patients,)`` time stamp of the row, hours.
+
+        Returns
+        -------
+        mask, last, delta : numpy.ndarray
+            ``(n_patients, n_features)`` float32 each, as the offline functions give.
+        """
+        v = np.asarray(values, dtype=np.float32)
+        s = np.asarray(hours, dtype=np.float64)
+        if v.shape != self.last.shape or s.shape != (self.last.shape[0],):
+            raise ValueError(
+                f"values must be {self.last.shape} and hours ({self.last.shape[0]},), "
+                f"got {v.shape} and {s.shape}"
+            )
+        first = ~self.started
+        self.ref_time[first] = s[first, None]
+        delta = (s[:, None] - self.ref_time).astype(np.float32)
+        mask = ~np.isnan(v)
+        self.last = np.where(mask, v, self.last)
+        self.ref_time = np.where(mask, s[:, None], self.ref_time)
+        self.started[:] = True
+        return mask.astype(np.float32), self.last.copy(), delta

@@ -44,9 +44,9 @@ class GRUTrainParams:
 
     hidden_size: int = 64
     dropout: float = 0.1
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-5
-    batch_size: int = 64
+    batch_size: int = 32
     max_epochs: int = 12
     patience: int = 3
     pos_weight: float = 4.0

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vitalgru.dsp.vitals import (
+    VitalsStreamState,
     patient_offsets,
     vitals_last_observed,
     vitals_plausibility,
@@ -97,3 +98,34 @@ class TestOffsets:
     def test_runs(self):
         assert patient_offsets(np.array(["a", "a", "b", "c", "c"])).tolist() == [0, 2, 3, 5]
         assert patient_offsets(np.array([], dtype=str)).tolist() == [0]
+
+
+class TestStreamState:
+    def test_streaming_equals_offline(self):
+        rng = np.random.default_rng(3)
+        n_pat, n_feat, t_len = 4, 3, 15
+        v = rng.normal(size=(n_pat, t_len, n_feat)).astype(np.float32)
+        v[rng.random(v.shape) < 0.6] = np.nan
+        hours = np.tile(np.arange(1, t_len + 1, dtype=float), (n_pat, 1))
+        hours[1] += 5  # a different admission hour
+        flat = v.reshape(-1, n_feat)
+        off = np.arange(0, n_pat * t_len + 1, t_len)
+        mask_o, last_o, _ = vitals_last_observed(flat, off)
+        delta_o = vitals_time_since_observed(mask_o, hours.reshape(-1), off)
+        state = VitalsStreamState(n_pat, n_feat)
+        for t in range(t_len):
+            mask, last, delta = state.update(v[:, t], hours[:, t])
+            rows = off[:-1] + t
+            np.testing.assert_array_equal(mask, mask_o[rows])
+            np.testing.assert_array_equal(last, last_o[rows])
+            np.testing.assert_allclose(delta, delta_o[rows])
+
+    def test_reset_and_shape_checks(self):
+        state = VitalsStreamState(2, 1)
+        state.update(np.array([[1.0], [2.0]]), np.array([1.0, 1.0]))
+        state.reset(np.array([0]))
+        mask, last, delta = state.update(np.array([[nan], [nan]]), np.array([1.0, 2.0]))
+        assert np.isnan(last[0, 0]) and last[1, 0] == 2.0
+        assert delta[:, 0].tolist() == [0.0, 1.0]
+        with pytest.raises(ValueError):
+            state.update(np.zeros((3, 1)), np.zeros(3))
