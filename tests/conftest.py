@@ -47,3 +47,12 @@ def physionet_mirror() -> Path:
 @pytest.fixture(scope="session")
 def mitdb_dir(physionet_mirror: Path) -> Path:
     return physionet_mirror / "mitdb"
+
+
+@pytest.fixture(autouse=True)
+def _no_flush_denormal_leak():
+    """CPU training turns on flush-to-zero for speed; a test that leaves it on changes
+    float semantics for every later test (hypothesis refuses to run under it)."""
+    yield
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)

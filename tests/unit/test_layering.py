@@ -54,6 +54,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "vitalgru.tracking",
         "vitalgru.cli",
     ),
+    "vitalgru.baselines": (
+        "torch",
+        "vitalgru.models",
+        "vitalgru.training",
+        "vitalgru.scoring",
+        "vitalgru.tracking",
+        "vitalgru.cli",
+    ),
     "vitalgru.data": (
         "vitalgru.models",
         "vitalgru.training",
