@@ -48,8 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vitalgru.data.labels import BEAT_SYMBOLS
+from vitalgru.metrics.detection import detection_counts, match_pairs, vf_episodes
+
 ROOT = Path(__file__).resolve().parents[1]
-BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 DETECTORS = ("vitalgru", "xqrs", "neurokit2")
 TIMED = {
     "vitalgru": "vitalgru.dsp.ecg_rpeaks(x, fs)",
@@ -63,46 +65,16 @@ def default_mirror() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data" / "physionet"
 
 
-def read_record(path: Path) -> tuple[np.ndarray, float, np.ndarray, list[tuple[int, int]]]:
+def read_record(path: Path) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     import wfdb
 
     rec = wfdb.rdrecord(str(path), channels=[0])
     ann = wfdb.rdann(str(path), "atr")
-    sym = list(ann.symbol)
     smp = np.asarray(ann.sample, dtype=np.int64)
-    beats = smp[np.array([s in BEAT_SYMBOLS for s in sym], dtype=bool)]
-    vf, start = [], None
-    for s, i in zip(sym, smp, strict=True):
-        if s == "[":
-            start = int(i)
-        elif s == "]" and start is not None:
-            vf.append((start, int(i)))
-            start = None
-    if start is not None:
-        vf.append((start, int(rec.sig_len) - 1))
+    beats = smp[np.array([s in BEAT_SYMBOLS for s in ann.symbol], dtype=bool)]
+    vf = vf_episodes(ann.symbol, smp, int(rec.sig_len))
     x = np.ascontiguousarray(rec.p_signal[:, 0], dtype=np.float64)
     return x, float(rec.fs), beats, vf
-
-
-def match(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Greedy one-to-one matching by distance within +-tol samples; returns matched masks and
-    the signed errors (detection - reference) of the matched pairs."""
-    pairs = []
-    lo = np.searchsorted(det, ref - tol)
-    for a, r in enumerate(ref):
-        k = lo[a]
-        while k < det.size and det[k] <= r + tol:
-            pairs.append((abs(int(det[k]) - int(r)), a, k))
-            k += 1
-    pairs.sort()
-    ur = np.zeros(ref.size, dtype=bool)
-    ud = np.zeros(det.size, dtype=bool)
-    err = []
-    for _, a, k in pairs:
-        if not ur[a] and not ud[k]:
-            ur[a] = ud[k] = True
-            err.append(int(det[k] - ref[a]))
-    return ur, ud, err
 
 
 def make_detectors() -> dict:
@@ -169,20 +141,17 @@ def main(argv: list[str] | None = None) -> dict:
     errors: dict[str, list[int]] = {d: [] for d in DETECTORS}
     for rec in records:
         x, fs, ref, vf = read_record(mitdb / rec)
-        tol = int(round(0.075 * fs))
         row: dict[str, dict] = {}
         for name in DETECTORS:
             t0 = time.perf_counter()
             det = dets[name](x, fs)
             secs = time.perf_counter() - t0
             det = np.unique(np.asarray(det, dtype=np.int64))
-            ur, ud, err = match(ref, det, tol)
-            in_vf = np.zeros(det.size, dtype=bool)
-            for a, b in vf:
-                in_vf |= (det >= a) & (det <= b)
-            tp, fn_, fp = int(ur.sum()), int((~ur).sum()), int((~ud).sum())
-            fp_vf = int((~ud & ~in_vf).sum())
-            errors[name] += err
+            ri, di = match_pairs(ref, det, fs)
+            c = detection_counts(ref, det, fs, exclude=vf)
+            tp, fn_, fp_vf = c["tp"], c["fn"], c["fp"]
+            fp = fp_vf + c["fp_excluded"]
+            errors[name] += (det[di] - ref[ri]).tolist()
             row[name] = {
                 "tp": tp,
                 "fn": fn_,

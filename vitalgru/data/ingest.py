@@ -49,7 +49,12 @@ from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
 from vitalgru.dsp.quality import ecg_quality
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
-from vitalgru.metrics.detection import MATCH_WINDOW_S, match_beats
+from vitalgru.metrics.detection import (
+    MATCH_WINDOW_S,
+    detection_counts,
+    match_beats,
+    vf_episodes,
+)
 from vitalgru.types import AAMI_CLASSES, Annotations, AttritionEntry, Record
 
 logger = logging.getLogger(__name__)
@@ -146,7 +151,9 @@ def process_record(
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).
     det = ecg_rpeaks(filled, record.fs)
-    ref_hit, det_hit = match_beats(ref_src, det, record.fs, MATCH_WINDOW_S)
+    ref_hit, _ = match_beats(ref_src, det, record.fs, MATCH_WINDOW_S)
+    vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, filled.size)
+    rpeak_counts = detection_counts(ref_src, det, record.fs, MATCH_WINDOW_S, exclude=vf)
     q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
     win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
     quality_ok = q.usable[win_of_beat]
@@ -208,11 +215,8 @@ def process_record(
             k: int(getattr(q, k).sum())
             for k in ("nonfinite", "flat", "clipped", "lead_off", "noisy")
         },
-        "rpeaks": {
-            "tp": int(ref_hit.sum()),
-            "fp": int((~det_hit).sum()),
-            "fn": int((~ref_hit).sum()),
-        },
+        # EC57 scoring of the detector against the reference (VF episodes excluded)
+        "rpeaks": rpeak_counts,
     }
     return RecordBeats(record.record_id, record.patient_id, split, beats, windows, clean, facts)
 

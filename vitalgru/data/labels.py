@@ -16,8 +16,14 @@ F       ``F`` fusion of ventricular and normal
 Q       ``/`` paced, ``f`` fusion of paced and normal, ``Q`` unclassifiable
 ======  ==========================================================================
 
+Four more WFDB beat labels that MIT-BIH does not use but other PhysioNet databases do
+(EC57 table 1, following the WFDB annotation codes): ``B`` bundle branch block beat
+(unspecified) and ``n`` supraventricular escape are N, ``r`` R-on-T premature ventricular
+contraction is V, ``?`` unclassifiable beat is Q.
+
 Every other symbol (rhythm changes ``+``, noise ``~``, comments ``"``, ``|`` isolated QRS-like
-artefact, ``x`` non-conducted P wave, ...) is not a beat and gets no class. With this mapping
+artefact, ``x`` non-conducted P wave, ``!`` ventricular flutter wave, ...) is not a beat and
+gets no class. With this mapping
 the de Chazal DS1/DS2 counts on MIT-BIH are reproduced exactly (a test checks it).
 """
 
@@ -30,11 +36,11 @@ import numpy as np
 from vitalgru.types import AAMI_CLASSES, AAMIClass
 
 AAMI_MAP: dict[str, AAMIClass] = {
-    **dict.fromkeys("NLRej", AAMIClass.N),
+    **dict.fromkeys("NLRejBn", AAMIClass.N),
     **dict.fromkeys("AaJS", AAMIClass.S),
-    **dict.fromkeys("VE", AAMIClass.V),
+    **dict.fromkeys("VEr", AAMIClass.V),
     "F": AAMIClass.F,
-    **dict.fromkeys("/fQ", AAMIClass.Q),
+    **dict.fromkeys("/fQ?", AAMIClass.Q),
 }
 
 #: Symbols that mark a beat (a QRS complex) for R-peak scoring: the AAMI-mapped ones.

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: AAMI EC57 beat labels (MIT-BIH mnemonics); other annotations are not beats.
-BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+from vitalgru.data.labels import BEAT_SYMBOLS
+from vitalgru.metrics.detection import vf_episodes
 
 
 def synthetic_ecg(
@@ -45,39 +45,11 @@ def read_lead0(path: Path) -> tuple[np.ndarray, float]:
     return rec.p_signal[:, 0].astype(np.float64), float(rec.fs)
 
 
-def read_beats(path: Path) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def read_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reference beat sample indices and ventricular flutter episodes ``[`` ... ``]``."""
     import wfdb
 
     ann = wfdb.rdann(str(path), "atr")
-    sym = list(ann.symbol)
     smp = np.asarray(ann.sample, dtype=np.int64)
-    beats = smp[np.array([s in BEAT_SYMBOLS for s in sym], dtype=bool)]
-    vf, start = [], None
-    for s, i in zip(sym, smp, strict=True):
-        if s == "[":
-            start = int(i)
-        elif s == "]" and start is not None:
-            vf.append((start, int(i)))
-            start = None
-    if start is not None:
-        vf.append((start, int(smp[-1])))
-    return beats, vf
-
-
-def match(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy one-to-one matching by distance within +-tol samples (EC57 style)."""
-    pairs = []
-    lo = np.searchsorted(det, ref - tol)
-    for a, r in enumerate(ref):
-        k = lo[a]
-        while k < det.size and det[k] <= r + tol:
-            pairs.append((abs(int(det[k]) - int(r)), a, k))
-            k += 1
-    pairs.sort()
-    ur = np.zeros(ref.size, dtype=bool)
-    ud = np.zeros(det.size, dtype=bool)
-    for _, a, k in pairs:
-        if not ur[a] and not ud[k]:
-            ur[a] = ud[k] = True
-    return ur, ud
+    beats = smp[np.array([s in BEAT_SYMBOLS for s in ann.symbol], dtype=bool)]
+    return beats, vf_episodes(ann.symbol, smp, int(smp[-1]) + 1)

@@ -4,7 +4,13 @@ import math
 
 import numpy as np
 
-from vitalgru.metrics.detection import detection_scores, match_beats
+from vitalgru.metrics.detection import (
+    detection_counts,
+    detection_scores,
+    match_beats,
+    match_pairs,
+    vf_episodes,
+)
 
 
 class TestMatchBeats:
@@ -25,3 +31,22 @@ class TestMatchBeats:
         s = detection_scores(tp=98, fp=2, fn=1)
         assert math.isclose(s["se"], 98 / 99) and math.isclose(s["ppv"], 0.98)
         assert math.isnan(detection_scores(0, 0, 0)["se"])
+
+
+class TestEC57Exclusion:
+    def test_closest_pairs_first(self) -> None:
+        # det 1060 is within reach of both 1000 and 1100; closest-first gives it to 1100
+        # only if 1100 has no closer detection.
+        ri, di = match_pairs(np.array([1000, 1100]), np.array([1060, 1101]), fs=1000.0)
+        np.testing.assert_array_equal(ri, [0, 1])
+        np.testing.assert_array_equal(di, [0, 1])
+
+    def test_vf_episodes_and_fp_exclusion(self) -> None:
+        sym = ["N", "[", "!", "!", "]", "N", "["]
+        idx = np.array([100, 200, 250, 300, 400, 500, 900])
+        ep = vf_episodes(sym, idx, n_samples=1000)
+        np.testing.assert_array_equal(ep, [[200, 400], [900, 999]])
+        c = detection_counts(
+            np.array([100, 500]), np.array([100, 250, 300, 500, 700, 950]), fs=1000.0, exclude=ep
+        )
+        assert c == {"tp": 2, "fn": 0, "fp": 1, "fp_excluded": 3}
