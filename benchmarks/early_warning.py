@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes-per-fit", type=float, default=4.0)
     ap.add_argument("--max-epochs", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    ap.add_argument("--gbm-max-iter", type=int, default=120)
+    ap.add_argument("--gbm-learning-rate", type=float, default=0.12)
+    ap.add_argument("--gbm-negative-subsample", type=float, default=0.15)
     ap.add_argument("--cache-dir", default=str(ROOT / "benchmarks" / "_work" / "cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", default="early_warning")
@@ -106,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = CVSettings(
         models=tuple(args.models.split(",")),
         gru=GRUTrainParams(max_minutes=args.max_minutes_per_fit, max_epochs=args.max_epochs),
-        gbm=GBMParams(negative_subsample=0.3),
+        gbm=GBMParams(
+            max_iter=args.gbm_max_iter,
+            learning_rate=args.gbm_learning_rate,
+            negative_subsample=args.gbm_negative_subsample,
+        ),
     )
 
     def progress(model: str, fold: int, m: dict[str, float]) -> None:

@@ -288,10 +288,10 @@ class EarlyWarningConfig(_Strict):
     max_epochs: int = Field(default=12, ge=1)
     patience: int = Field(default=3, ge=1)
     pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss
-    max_minutes_per_fit: float = Field(default=2.5, gt=0.0)  # wall-clock cap of one GRU fit
-    gbm_max_iter: int = Field(default=250, ge=1)
-    gbm_learning_rate: float = Field(default=0.08, gt=0.0)
+    max_minutes_per_fit: float = Field(default=2.0, gt=0.0)  # wall-clock cap of one GRU fit
+    gbm_max_iter: int = Field(default=120, ge=1)
+    gbm_learning_rate: float = Field(default=0.12, gt=0.0)
     gbm_max_leaf_nodes: int = Field(default=63, ge=2)
-    gbm_negative_subsample: float = Field(default=0.3, gt=0.0, le=1.0)  # label-0 hours kept
+    gbm_negative_subsample: float = Field(default=0.15, gt=0.0, le=1.0)  # label-0 hours kept
     torch_threads: int = Field(default=2, ge=1, le=64)
     gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key

@@ -20,15 +20,15 @@ class GBMParams:
     """Tree settings (fixed number of iterations: no row-level early stopping, which
     would put hours of the same patient on both sides of a validation split)."""
 
-    max_iter: int = 250
-    learning_rate: float = 0.08
+    max_iter: int = 120
+    learning_rate: float = 0.12
     max_leaf_nodes: int = 63
     min_samples_leaf: int = 100
     l2_regularization: float = 1.0
     pos_weight: float = 4.0
     # Share of label-0 hours kept for fitting (re-weighted by its inverse): the trees see
     # every septic hour and a random share of the 98 % negative ones, for speed.
-    negative_subsample: float = 1.0
+    negative_subsample: float = 0.15
     # OpenMP threads of the tree code; on a shared machine busy-waiting OpenMP threads
     # slow everything down, one thread per fit is the safe default.
     n_threads: int = 1

@@ -6,6 +6,11 @@ with a weight on septic-labelled hours (``pos_weight``), masked on padding. Earl
 stopping watches the normalized utility (best threshold) on a validation split of the
 training patients; the threshold is then fixed on that same validation split, which is
 never part of the data a result is reported on.
+
+The learning rate warms up linearly, then follows a cosine decay over whichever runs out
+first, ``max_epochs`` or the wall-clock budget ``max_minutes``: on a busy machine the fit
+still anneals and stops in time, at the price of run-to-run differences when the budget
+binds (the number of steps then depends on the machine's load).
 """
 
 from __future__ import annotations
