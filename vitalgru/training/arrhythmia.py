@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,15 +170,20 @@ class ArrhythmiaTrainResult:
 
 
 @contextmanager
-def _torch_threads(n: int):  # type: ignore[no-untyped-def]
+def _torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` intra-op threads and flush denormals for the block, then restore both.
+
+    Flushing denormals made a GRU training step about 5x faster on these CPUs: recurrent
+    gates saturate and produce denormal floats that the CPU handles in microcode.
+    """
     old = torch.get_num_threads()
-    old_denormal = torch.set_flush_denormal(True)  # 5x faster GRU steps on CPU here
     torch.set_num_threads(n)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
         torch.set_num_threads(old)
-        del old_denormal
+        torch.set_flush_denormal(False)
 
 
 def _augment(batch: dict[str, Any], cfg: ArrhythmiaTrainConfig, gen: torch.Generator) -> None:
@@ -225,7 +230,6 @@ def train_arrhythmia(
     cfg: ArrhythmiaTrainConfig,
     callbacks: Sequence[Callback] = (),
     records: Sequence[str] | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> ArrhythmiaTrainResult:
     """Train the beat classifier on DS1 with record-grouped validation.
 
