@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,3 +57,9 @@ def _no_flush_denormal_leak():
     yield
     if "torch" in sys.modules:
         sys.modules["torch"].set_flush_denormal(False)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Prefect's temporary server stops at interpreter exit and logs that at INFO to a
+    # stream pytest has already closed, printing a traceback after the test summary.
+    logging.getLogger("prefect").setLevel(logging.WARNING)
