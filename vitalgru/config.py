@@ -222,7 +222,8 @@ class ArrhythmiaTrainConfig(_Strict):
     val_records: tuple[str, ...] = ("118", "119", "220", "223")
     seed: int = 0
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
-    num_threads: int = Field(default=2, ge=1, le=256)  # torch intra-op threads
+    # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
+    num_threads: int = Field(default=1, ge=1, le=256)
     # Causal per-beat features (vitalgru.data.arrhythmia_dataset.FeatureSettings).
     template_beats: int = Field(default=32, ge=1)
     local_rr_beats: int = Field(default=10, ge=1)
@@ -244,7 +245,7 @@ class ArrhythmiaTrainConfig(_Strict):
     weight_decay: float = Field(default=1e-2, ge=0)
     warmup_frac: float = Field(default=0.05, ge=0, lt=1)
     grad_clip: float | None = 1.0
-    ema_decay: float | None = Field(default=0.98, gt=0, lt=1)  # weight averaging per step
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)  # weight averaging per step
     loss: Literal["ce", "focal"] = "ce"
     class_weight_power: float = Field(default=0.5, ge=0, le=1)  # w_c = (n / (K n_c))^p
     max_class_weight: float = Field(default=20.0, ge=1)
