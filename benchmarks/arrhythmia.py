@@ -171,7 +171,7 @@ def main() -> None:
         "",
         "| measure | value |",
         "|---|---:|",
-        f"| training wall time ({cfg.num_threads} threads) | {train_s / 60:.1f} min |",
+        f"| training wall time, {cfg.num_threads} thread(s) | {train_s / 60:.1f} min |",
         f"| epochs run / best | {len(res.history)} / {res.fit.best_epoch + 1} |",
         f"| peak RSS (process) | {payload['training']['peak_rss_mb']:.0f} MB |",
         f"| parameters | {n_params} |",
