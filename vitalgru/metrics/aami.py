@@ -165,7 +165,11 @@ def aami_report(y_true: Any, y_pred: Any, record_ids: Any | None = None) -> dict
             "jk_index": _clean(m["jk_index"]),
             "confusion_matrix": cm.astype(int).tolist(),
             "classes": {
-                c: {s: _clean(m[f"{c.lower()}_{s}"]) for s in CLASS_STATS} for c in CLASS_NAMES
+                c: {
+                    s: int(m[f"{c.lower()}_n"]) if s == "n" else _clean(m[f"{c.lower()}_{s}"])
+                    for s in CLASS_STATS
+                }
+                for c in CLASS_NAMES
             },
         }
 

@@ -97,6 +97,7 @@ class TestReports:
         r = aami_report(Y_TRUE, Y_PRED, rec)
         assert r["classes"]["V"]["f1"] == pytest.approx(0.8)
         assert r["classes"]["Q"]["se"] is None
+        assert r["classes"]["V"]["n"] == 3 and isinstance(r["classes"]["V"]["n"], int)
         assert r["confusion_matrix"][2] == [1, 0, 2, 0, 0]
         assert set(r["records"]) == {"a", "b"}
         md = report_markdown(r)
