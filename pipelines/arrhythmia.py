@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 
+from pipelines.ingest import ingest_flow
 from vitalgru import tracking
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import load_beat_dataset
@@ -71,8 +72,6 @@ def ingest_task(cfg_json: dict[str, Any]) -> str:
     if man.exists() and json.loads(man.read_text()).get("config_hash") == want:
         get_run_logger().info("dataset %s is up to date (config hash %s)", out, want)
         return str(out)
-    from pipelines.ingest import ingest_flow  # a sibling flow, run as a subflow
-
     ingest = cfg.ingest.model_dump(mode="json")
     ingest.pop("out_dir")
     res = ingest_flow(overrides=ingest, out_dir=str(out))

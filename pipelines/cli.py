@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from vitalgru import __version__
+from vitalgru.config import resolve_config_dict
 from vitalgru.errors import VitalgruError
 
 EPILOG = (
@@ -115,8 +116,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from vitalgru.config import resolve_config_dict
-
     names = {
         "ingest": "ingest.yaml",
         "arrhythmia": "arrhythmia.yaml",
@@ -207,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Prefect's client logs every API call through httpx at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     _quiet_env()
     try:
         return int(args.func(args))
