@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import wfdb
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
+from vitalgru.dsp import map_indices, resample
 
 
 @pytest.fixture()
@@ -65,3 +68,32 @@ class TestTrainArrhythmiaFlow:
         # beats and the same predictions as the flow's DS2 evaluation
         assert ev["confusion_matrix"] == report["confusion_matrix"]
         assert (isolated_mlflow / "eval" / "evaluation.md").exists()
+
+        # Another rate and lead layout: record 233 at 250 Hz with three leads, MLII last.
+        # The model finds its lead by name and resamples back to its 360 Hz.
+        folder = _other_layout(physionet_mirror / "mitdb", "233", isolated_mlflow / "db250")
+        ev250 = evaluate_arrhythmia(
+            "models:/vitalgru-arrhythmia@champion", str(folder), None,
+            str(isolated_mlflow / "eval250.json"),
+        )  # fmt: skip
+        n360 = [ev["classes"][c]["n"] for c in "NSVFQ"]
+        assert [ev250["classes"][c]["n"] for c in "NSVFQ"] == n360
+        assert abs(ev250["accuracy"] - ev["accuracy"]) < 0.03
+
+
+def _other_layout(src: Path, record: str, out: Path) -> Path:
+    """Write ``record`` resampled to 250 Hz as leads (V1, a flat lead, MLII)."""
+    out.mkdir(parents=True)
+    rec = wfdb.rdrecord(str(src / record))
+    ann = wfdb.rdann(str(src / record), "atr")
+    names = list(rec.sig_name)
+    mlii = resample(rec.p_signal[:, names.index("MLII")], rec.fs, 250.0)
+    other = resample(rec.p_signal[:, 1 - names.index("MLII")], rec.fs, 250.0)
+    sig = np.stack([other, np.zeros_like(mlii), mlii], axis=1)
+    wfdb.wrsamp(
+        record, fs=250, units=["mV"] * 3, sig_name=["V1", "X", "MLII"], p_signal=sig,
+        fmt=["16"] * 3, adc_gain=[200.0] * 3, baseline=[0] * 3, write_dir=str(out),
+    )  # fmt: skip
+    idx = map_indices(np.asarray(ann.sample), rec.fs, 250.0, n_out=sig.shape[0])
+    wfdb.wrann(record, "atr", idx, symbol=ann.symbol, write_dir=str(out))
+    return out
