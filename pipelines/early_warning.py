@@ -54,6 +54,7 @@ from vitalgru.training.early_warning import (
     model_preprocessing,
     score_cohort,
 )
+from vitalgru.training.loop import cpu_training
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,9 @@ def build_dataset(cfg_json: dict[str, Any]) -> str:
 def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str, Any]:
     """Cross-validate every configured model; write ``cv/`` files; return the summary."""
     cfg = EarlyWarningConfig.model_validate(cfg_json)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.set_flush_denormal(True)
     cohort, folds, _ = load_dataset(dataset_dir)
-    res = cross_validate(cohort, folds, cv_settings(cfg))
+    with cpu_training(cfg.torch_threads):
+        res = cross_validate(cohort, folds, cv_settings(cfg))
     out = Path(cfg.out_dir) / "cv"
     out.mkdir(parents=True, exist_ok=True)
     rows = [dict(model=m, **r) for m, rs in res.per_fold.items() for r in rs]
@@ -145,10 +145,9 @@ def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str
 def train_final(cfg_json: dict[str, Any], dataset_dir: str) -> str:
     """Fit the GRU-D on every patient; save weights + preprocessing; return the folder."""
     cfg = EarlyWarningConfig.model_validate(cfg_json)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.set_flush_denormal(True)
     cohort, _, _ = load_dataset(dataset_dir)
-    res, stats = fit_final_gru(cohort, cv_settings(cfg))
+    with cpu_training(cfg.torch_threads):
+        res, stats = fit_final_gru(cohort, cv_settings(cfg))
     out = Path(cfg.out_dir) / "final"
     out.mkdir(parents=True, exist_ok=True)
     torch.save(res.model.state_dict(), out / "weights.pt")

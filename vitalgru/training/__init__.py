@@ -8,4 +8,5 @@ from vitalgru.training.loop import Callback as Callback
 from vitalgru.training.loop import FitResult as FitResult
 from vitalgru.training.loop import FitSettings as FitSettings
 from vitalgru.training.loop import TqdmProgress as TqdmProgress
+from vitalgru.training.loop import cpu_training as cpu_training
 from vitalgru.training.loop import fit as fit

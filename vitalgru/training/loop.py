@@ -13,12 +13,34 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
+
+
+@contextmanager
+def cpu_training(threads: int) -> Iterator[None]:
+    """Use ``threads`` intra-op threads and flush denormals for the block, then restore.
+
+    Flushing denormals made a GRU training step about 5x faster on these CPUs: saturated
+    recurrent gates produce denormal floats that the CPU handles in microcode. It is a
+    process-wide floating-point mode, so it is switched off again on exit.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+        torch.set_flush_denormal(False)
+
 
 logger = logging.getLogger(__name__)
 
