@@ -8,18 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import wfdb
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
 from vitalgru.dsp import map_indices, resample
-
-
-@pytest.fixture()
-def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)  # artifacts (./mlartifacts) stay in the test folder
-    return tmp_path
 
 
 class TestTrainArrhythmiaFlow:

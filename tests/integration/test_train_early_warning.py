@@ -10,17 +10,9 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
 from vitalgru.io.psv import list_psv
-
-
-@pytest.fixture()
-def isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)  # artifacts (./mlartifacts) stay in the test folder
-    return tmp_path
 
 
 class TestTrainEarlyWarningFlow:
