@@ -103,8 +103,8 @@ def main() -> None:
         "",
         f"Command: `{payload['command']}` on {payload['environment']['cpu_count']} CPUs, "
         f"{payload['environment']['date_utc']}; 1-minute load average at start "
-        f"{payload['environment']['load_avg_1min_at_start']:.1f} (a shared machine: "
-        "other jobs were running).",
+        f"{payload['environment']['load_avg_1min_at_start']:.1f} (above 2 means other "
+        "work shared the 2 cores).",
         "",
         "| run | wall time (s) | peak RSS (MiB) |",
         "|---|---:|---:|",
