@@ -43,6 +43,7 @@ class PhysioNetConfig(_Strict):
     cache_dir: Path | None = None  # None -> ~/.cache/vitalgru/physionet
     verify_checksums: bool = True
     retries: int = Field(default=3, ge=0, le=20)
+    backoff_s: float = Field(default=1.0, ge=0)  # first retry wait, doubled per retry
     timeout_s: float = Field(default=60.0, gt=0)
 
 

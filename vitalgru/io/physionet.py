@@ -594,7 +594,7 @@ def open_database(
     cfg: PhysioNetConfig | None = None,
     *,
     patient_ids: PatientIds | None = None,
-    backoff_s: float = 1.0,
+    backoff_s: float | None = None,
 ) -> Database:
     """Open a database by PhysioNet name (``"mitdb"``, ``"mitdb/1.0.0"``) or folder path.
 
@@ -609,8 +609,9 @@ def open_database(
     patient_ids : mapping or callable, optional
         Record -> patient id; defaults to :data:`PATIENT_ID_MAPS` for the database name
         (or folder name).
-    backoff_s : float
-        Wait before the first download retry, in seconds, doubled per retry.
+    backoff_s : float, optional
+        Wait before the first download retry, in seconds, doubled per retry; overrides
+        ``cfg.backoff_s``.
 
     Raises
     ------
@@ -663,7 +664,11 @@ def open_database(
             f"(known: {', '.join(f'{k}/{v}' for k, v in KNOWN_VERSIONS.items())})"
         )
     root = src.cache_dir / db / version
-    fetcher = HttpFetcher(retries=cfg.retries, timeout_s=cfg.timeout_s, backoff_s=backoff_s)
+    fetcher = HttpFetcher(
+        retries=cfg.retries,
+        timeout_s=cfg.timeout_s,
+        backoff_s=cfg.backoff_s if backoff_s is None else backoff_s,
+    )
     return Database(
         db,
         root,

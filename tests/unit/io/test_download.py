@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,15 @@ class TestRetries:
         report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch(["100"])
         assert report.complete
         assert [r.status for r in _gets(server, "100.hea")] == [503, 503, 200]
+
+    def test_backoff_comes_from_the_config(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        server.fail_next(f"{DB}/100.hea", 503, times=2)
+        cfg = remote_cfg.model_copy(update={"backoff_s": 0.3})
+        t0 = time.perf_counter()
+        assert open_database("mitdb", cfg).fetch(["100"]).complete
+        assert time.perf_counter() - t0 >= 0.3 + 0.6  # waits 0.3 s, then 0.6 s
 
     def test_gives_up_after_retries(
         self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
