@@ -170,7 +170,8 @@ def train_final(cfg_json: dict[str, Any], dataset_dir: str) -> str:
     return str(out)
 
 
-@task(name="log-and-register", retries=2, retry_delay_seconds=5)
+# No retries: a retry after the version was registered would register a duplicate.
+@task(name="log-and-register")
 def log_and_register(
     cfg_json: dict[str, Any], dataset_dir: str, cv: dict[str, Any], final_dir: str
 ) -> dict[str, Any]:
@@ -280,7 +281,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     data : str
         Folder of ``.psv`` files (malformed files go to attrition).
     out : str
-        Folder for ``metrics.json``, ``scores.parquet`` and ``attrition.csv``.
+        A ``.json`` path for the metrics (``<stem>.scores.parquet`` and
+        ``<stem>.attrition.csv`` are written beside it), or a folder that gets
+        ``metrics.json``, ``scores.parquet`` and ``attrition.csv``.
 
     Returns
     -------
@@ -298,7 +301,14 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)
     o = Path(out)
-    o.mkdir(parents=True, exist_ok=True)
+    if o.suffix == ".json":
+        metrics_path = o
+        scores_path = o.with_name(f"{o.stem}.scores.parquet")
+        attrition_path = o.with_name(f"{o.stem}.attrition.csv")
+    else:
+        metrics_path, scores_path, attrition_path = (
+            o / "metrics.json", o / "scores.parquet", o / "attrition.csv")  # fmt: skip
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
         {
             "patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets)),
@@ -307,10 +317,10 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
             "alarm": (scores >= thr).astype(np.int8),
             "sepsis_label": cohort.labels,
         }
-    ).to_parquet(o / "scores.parquet", index=False)
-    write_attrition(cohort.attrition, o / "attrition.csv")
+    ).to_parquet(scores_path, index=False)
+    write_attrition(cohort.attrition, attrition_path)
     clean = {
         k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
     }
-    (o / "metrics.json").write_text(json.dumps(clean, indent=2, sort_keys=True))
+    metrics_path.write_text(json.dumps(clean, indent=2, sort_keys=True))
     return clean

@@ -63,3 +63,12 @@ class TestTrainEarlyWarningFlow:
         assert scores["risk"].between(0, 1).all()
         att = pd.read_csv(isolated_mlflow / "eval" / "attrition.csv")
         assert att["reason"].tolist() == ["missing_columns"]
+
+        # The CLI's form: --out FILE.json gets the metrics, the rest lands beside it.
+        as_file = isolated_mlflow / "ew.json"
+        ev2 = evaluate_early_warning(
+            "models:/vitalgru-early-warning@champion", str(data), str(as_file)
+        )
+        assert json.loads(as_file.read_text())["utility"] == ev2["utility"] == ev["utility"]
+        assert (isolated_mlflow / "ew.scores.parquet").exists()
+        assert (isolated_mlflow / "ew.attrition.csv").exists()
