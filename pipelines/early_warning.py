@@ -90,7 +90,12 @@ def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
         seed=cfg.seed,
     )
     return CVSettings(
-        models=tuple(cfg.models), val_fraction=cfg.val_fraction, gru=gru, gbm=gbm, seed=cfg.seed
+        models=tuple(cfg.models),
+        val_fraction=cfg.val_fraction,
+        engineered_inputs=cfg.engineered_inputs,
+        gru=gru,
+        gbm=gbm,
+        seed=cfg.seed,
     )
 
 

@@ -257,6 +257,10 @@ class ArrhythmiaTrainConfig(_Strict):
     augment_noise: float = Field(default=0.02, ge=0)  # Gaussian noise, in template scale
     monitor: str = "val_sv_f1"  # mean of S and V F1 on the validation records
     refit_full: bool = False  # retrain on all DS1 for the best epoch count
+    # >= 2: record-grouped K-fold CV inside DS1 instead of val_records; each fold's model
+    # is early-stopped on its held-out records, DS1 out-of-fold metrics are reported and
+    # the K models are averaged into one ensemble (max_minutes is then per fold).
+    cv_folds: int | None = Field(default=None, ge=2, le=22)
     gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"
@@ -283,6 +287,8 @@ class EarlyWarningConfig(_Strict):
     )
     # Share of each training set held out (by patient) for early stopping and the threshold.
     val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
+    # Also feed the network the engineered causal summaries the trees use.
+    engineered_inputs: bool = False
     hidden_size: int = Field(default=64, ge=1, le=1024)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     lr: float = Field(default=1e-2, gt=0.0)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 import vitalgru
+from vitalgru.baselines.features import engineered_features
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
     vitals_last_observed,
@@ -169,8 +170,11 @@ def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray
 class NormStats:
     """Normalisation statistics fitted on training patients (stored with the model).
 
-    ``mean``/``std`` per measurement column over observed values; ``static_mean`` /
-    ``static_std`` for age and hospital admission time.
+    ``mean``/``std`` per measurement column over observed values; ``age_*`` / ``adm_*``
+    for age and hospital admission time. ``engineered`` names the causal summary
+    features (:func:`vitalgru.baselines.features.engineered_features`) appended to the
+    network's context block, with their training ``engineered_mean`` /
+    ``engineered_std``; empty for the plain GRU-D inputs.
     """
 
     columns: list[str]
@@ -182,6 +186,9 @@ class NormStats:
     adm_std: float
     delta_scale_h: float = 24.0
     extra: dict[str, Any] = field(default_factory=dict)
+    engineered: list[str] = field(default_factory=list)
+    engineered_mean: list[float] = field(default_factory=list)
+    engineered_std: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,10 +198,12 @@ class NormStats:
         return cls(**d)
 
 
-def fit_norm_stats(cohort: EarlyWarningCohort) -> NormStats:
+def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> NormStats:
     """Mean and standard deviation of every measurement over its observed values.
 
-    A column never observed gets mean 0 and std 1 (it will be all-missing anyway).
+    A column never observed gets mean 0 and std 1 (it will be all-missing anyway). With
+    ``engineered``, the same for every engineered summary feature defined somewhere in
+    ``cohort`` (those never defined are left out).
     """
     f = cohort.frame
     vals = f[list(MEASUREMENT_COLUMNS)].to_numpy(np.float64)
@@ -207,7 +216,24 @@ def fit_norm_stats(cohort: EarlyWarningCohort) -> NormStats:
     first = cohort.offsets[:-1]
     age = f["age_years"].to_numpy(np.float64)[first]
     adm = np.clip(f["hosp_adm_time_h"].to_numpy(np.float64)[first], -2000, 100)
+    eng_cols: list[str] = []
+    eng_mean: list[float] = []
+    eng_std: list[float] = []
+    if engineered:
+        feats = engineered_features(f, cohort.offsets)
+        ev = feats.to_numpy(np.float64)
+        ok = np.isfinite(ev).any(axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            em = np.nanmean(ev[:, ok], axis=0)
+            es = np.nanstd(ev[:, ok], axis=0)
+        eng_cols = [c for c, k in zip(feats.columns, ok, strict=True) if k]
+        eng_mean = em.tolist()
+        eng_std = np.where(es > 1e-6, es, 1.0).tolist()
     return NormStats(
+        engineered=eng_cols,
+        engineered_mean=eng_mean,
+        engineered_std=eng_std,
         columns=list(MEASUREMENT_COLUMNS),
         mean=mean.tolist(),
         std=std.tolist(),
@@ -227,12 +253,15 @@ class SequenceArrays:
     x : numpy.ndarray
         ``(n_rows, 4 * n_features + n_static)`` float32: normalised value (0 where
         missing), mask, time since last observation (hours / ``delta_scale_h``), last
-        observed normalised value (0 before the first), then :data:`STATIC_FEATURES`.
+        observed normalised value (0 before the first), then the context block:
+        :data:`STATIC_FEATURES` and, when the statistics name any, the z-scored
+        engineered summaries (0 where undefined).
     y : numpy.ndarray
         ``(n_rows,)`` float32 SepsisLabel.
     offsets : numpy.ndarray
         ``(n_patients + 1,)`` int64.
     n_features, n_static : int
+        ``n_static`` is the width of the whole context block.
     """
 
     x: np.ndarray
@@ -278,6 +307,17 @@ def gru_d_arrays(cohort: EarlyWarningCohort, stats: NormStats) -> SequenceArrays
             np.log1p(hours.astype(np.float32)) / np.log(337.0),
         ]
     ).astype(np.float32)
+    if stats.engineered:
+        feats = engineered_features(f, cohort.offsets)
+        missing = [c for c in stats.engineered if c not in feats.columns]
+        if missing:
+            raise ValueError(f"engineered feature(s) not computable here: {missing[:5]}")
+        e = feats[stats.engineered].to_numpy(np.float32)
+        e = (e - np.asarray(stats.engineered_mean, np.float32)) / np.asarray(
+            stats.engineered_std, np.float32
+        )
+        e = np.clip(np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0), -10, 10)
+        static = np.concatenate([static, e.astype(np.float32)], axis=1)
     x = np.concatenate([z, mask, np.minimum(delta, 10.0), z_last, static], axis=1).astype(
         np.float32
     )

@@ -37,7 +37,12 @@ from vitalgru.data.early_warning import (
     gru_d_arrays,
 )
 from vitalgru.metrics.ranking import auroc
-from vitalgru.metrics.utility import best_threshold, early_warning_metrics
+from vitalgru.metrics.utility import (
+    OFFICIAL,
+    best_threshold,
+    early_warning_metrics,
+    row_utilities,
+)
 from vitalgru.models.early_warning import GRUDEarlyWarning
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,34 @@ class GRUTrainParams:
     max_len: int = 336  # hours; longer stays are truncated for training only
     grad_clip: float = 1.0
     seed: int = 0
+    # "label": BCE on SepsisLabel with ``pos_weight`` on septic hours. "utility": BCE on
+    # whether an alarm would gain utility at that hour, each hour weighted by how much
+    # utility is at stake there (see :func:`utility_targets`); ``pos_weight`` is unused.
+    target: str = "label"
+
+
+def utility_targets(labels: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cost-sensitive targets that make the loss the challenge's expected utility.
+
+    At every hour an alarm earns ``u_pos`` and silence ``u_neg`` (the official utility,
+    :func:`vitalgru.metrics.utility.row_utilities`). The target is 1 where the alarm is
+    worth more, and the hour's weight is the utility at stake, ``|u_pos - u_neg|``:
+    0.05 for a non-septic hour, up to 3 six hours before onset (an alarm earns 1, a miss
+    would cost 2), 0 once the utility window has closed. Unlike SepsisLabel, the hours
+    12 to 6 before onset count as positives (an alarm there already earns utility).
+    A weighted cross-entropy with these targets is minimised by a risk whose 0.5 crossing
+    is the utility-optimal alarm.
+
+    Returns
+    -------
+    target, weight : numpy.ndarray
+        ``(n_rows,)`` float32 each; weights scaled so that a non-septic hour weighs 1.
+    """
+    u_pos, u_neg = row_utilities(np.asarray(labels).astype(np.int8), offsets)
+    gain = u_pos - u_neg
+    target = (gain > 0).astype(np.float32)
+    weight = (np.abs(gain) / abs(OFFICIAL.u_fp)).astype(np.float32)
+    return target, weight
 
 
 @dataclass
@@ -80,22 +113,29 @@ def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def _pad(
-    data: SequenceArrays, idx: np.ndarray, max_len: int | None
+    data: SequenceArrays,
+    idx: np.ndarray,
+    max_len: int | None,
+    target: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded ``(x, target, weight)`` of patients ``idx``; weight 0 on padding (1 on
+    real hours unless ``weight`` is given), target ``data.y`` unless given."""
     off = data.offsets
     lengths = off[idx + 1] - off[idx]
     if max_len is not None:
         lengths = np.minimum(lengths, max_len)
     t_max = int(lengths.max()) if lengths.size else 0
+    tgt = data.y if target is None else target
     x = np.zeros((idx.size, t_max, data.x.shape[1]), np.float32)
     y = np.zeros((idx.size, t_max), np.float32)
-    valid = np.zeros((idx.size, t_max), np.float32)
+    w = np.zeros((idx.size, t_max), np.float32)
     for k, (i, n) in enumerate(zip(idx, lengths, strict=True)):
         a = off[i]
         x[k, :n] = data.x[a : a + n]
-        y[k, :n] = data.y[a : a + n]
-        valid[k, :n] = 1.0
-    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(valid)
+        y[k, :n] = tgt[a : a + n]
+        w[k, :n] = 1.0 if weight is None else weight[a : a + n]
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
 
 
 @torch.no_grad()
@@ -156,7 +196,14 @@ def fit_gru_d(
     steps_per_epoch = len(batches)
     total_steps = max(1, steps_per_epoch * params.max_epochs)
     budget_s = params.max_minutes * 60.0
-    pos_weight = torch.tensor(params.pos_weight)
+    if params.target == "label":
+        target, weight = train.y, None
+        pos_weight: torch.Tensor | None = torch.tensor(params.pos_weight)
+    elif params.target == "utility":
+        target, weight = utility_targets(train.y, train.offsets)
+        pos_weight = None
+    else:
+        raise ValueError(f"target must be 'label' or 'utility', got {params.target!r}")
     t0 = time.perf_counter()
     best: tuple[float, int, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
@@ -175,18 +222,19 @@ def fit_gru_d(
             for g in opt.param_groups:
                 g["lr"] = params.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
             step += 1
-            x, y, valid = _pad(train, batches[bi], params.max_len)
+            x, y, valid = _pad(train, batches[bi], params.max_len, target, weight)
             logits, _ = model(x)
             loss_el = nn.functional.binary_cross_entropy_with_logits(
                 logits[..., 0], y, pos_weight=pos_weight, reduction="none"
             )
-            loss = (loss_el * valid).sum() / valid.sum()
+            n_hours = float(max(1, lengths[batches[bi]].sum()))
+            loss = (loss_el * valid).sum() / n_hours
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
             opt.step()
-            total += float(loss.detach()) * float(valid.sum())
-            count += float(valid.sum())
+            total += float(loss.detach()) * n_hours
+            count += n_hours
             if progress >= 1.0:
                 break
         scores = predict_scores(model, val)
@@ -249,6 +297,8 @@ def split_validation(
 # --------------------------------------------------------------------------------------
 
 MODEL_NAMES: tuple[str, ...] = ("gru_d", "gbm", "news2", "qsofa")
+#: Reported when both the network and the trees are cross-validated: their mean risk.
+BLEND = "gru_d+gbm"
 
 
 @dataclass(frozen=True)
@@ -257,6 +307,9 @@ class CVSettings:
 
     models: tuple[str, ...] = MODEL_NAMES
     val_fraction: float = 0.15
+    # Feed the network the engineered causal summaries too (see
+    # :func:`vitalgru.data.early_warning.fit_norm_stats`).
+    engineered_inputs: bool = False
     gru: GRUTrainParams = GRUTrainParams()
     gbm: GBMParams = GBMParams()
     seed: int = 0
@@ -311,7 +364,7 @@ def fit_final_gru(
     fit_idx, val_idx = split_validation(cohort.septic(), settings.val_fraction, settings.seed)
     fit_c = cohort.subset(fit_idx)
     val_c = cohort.subset(val_idx)
-    stats = fit_norm_stats(fit_c)
+    stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
     res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), settings.gru, on_epoch)
     return res, stats
 
@@ -365,19 +418,37 @@ def cross_validate(
         if m in settings.models
     }
     feats = engineered_features(cohort.frame, off) if "gbm" in settings.models else None
+    if {"gru_d", "gbm"} <= set(settings.models):
+        oof[BLEND] = np.full(n_rows, np.nan)
+        per_fold[BLEND] = []
+        secs[BLEND] = []
+
+    def _record(name: str, k: int, thr: float, test_scores: np.ndarray, seconds: float) -> None:
+        te = _rows_of(off, np.flatnonzero(f == k))
+        te_off = np.r_[0, np.cumsum(np.diff(off)[f == k])]
+        oof[name][te] = test_scores
+        m = early_warning_metrics(y_all[te], test_scores, te_off, thr)
+        m["fold"] = float(k)
+        m["seconds"] = seconds
+        secs[name].append(seconds)
+        per_fold[name].append(m)
+        logger.info("fold %d %s: utility %.3f auroc %.3f", k, name, m["utility"], m["auroc"])
+        if on_fold is not None:
+            on_fold(name, int(k), m)
+
     for k in np.unique(f):
         train_p = np.flatnonzero(f != k)
         test_p = np.flatnonzero(f == k)
         tr_rows = _rows_of(off, train_p)
         te_rows = _rows_of(off, test_p)
         tr_off = np.r_[0, np.cumsum(np.diff(off)[train_p])]
-        te_off = np.r_[0, np.cumsum(np.diff(off)[test_p])]
         fit_local, val_local = split_validation(
             septic[train_p], settings.val_fraction, settings.seed + int(k)
         )
         fit_p, val_p = train_p[fit_local], train_p[val_local]
         val_rows = _rows_of(off, val_p)
         val_off = np.r_[0, np.cumsum(np.diff(off)[val_p])]
+        held: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (val, test) scores
         for name in settings.models:
             t0 = time.perf_counter()
             if name in bedside:
@@ -389,13 +460,13 @@ def cross_validate(
                     raise RuntimeError("features were not built")
                 fit_rows = _rows_of(off, fit_p)
                 clf = fit_gbm(feats.iloc[fit_rows], y_all[fit_rows], settings.gbm)
-                thr, _ = best_threshold(
-                    y_all[val_rows], predict_gbm(clf, feats.iloc[val_rows]), val_off
-                )
+                val_scores = predict_gbm(clf, feats.iloc[val_rows])
+                thr, _ = best_threshold(y_all[val_rows], val_scores, val_off)
                 test_scores = predict_gbm(clf, feats.iloc[te_rows])
+                held[name] = (val_scores, test_scores)
             else:
                 fit_c = cohort.subset(fit_p)
-                stats = fit_norm_stats(fit_c)
+                stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
                 res = fit_gru_d(
                     gru_d_arrays(fit_c, stats),
                     gru_d_arrays(cohort.subset(val_p), stats),
@@ -404,16 +475,17 @@ def cross_validate(
                 histories.append(res.history)
                 thr = res.threshold
                 test_scores = predict_scores(res.model, gru_d_arrays(cohort.subset(test_p), stats))
+                val_scores = predict_scores(res.model, gru_d_arrays(cohort.subset(val_p), stats))
+                held[name] = (val_scores, test_scores)
                 last_gru = (res.model, stats, test_p)
-            oof[name][te_rows] = test_scores
-            m = early_warning_metrics(y_all[te_rows], test_scores, te_off, thr)
-            m["fold"] = float(k)
-            secs[name].append(time.perf_counter() - t0)
-            m["seconds"] = secs[name][-1]
-            per_fold[name].append(m)
-            logger.info("fold %d %s: utility %.3f auroc %.3f", k, name, m["utility"], m["auroc"])
-            if on_fold is not None:
-                on_fold(name, int(k), m)
+            _record(name, k, thr, test_scores, time.perf_counter() - t0)
+        if BLEND in oof:
+            # The mean of the two risks; its threshold, like theirs, from the validation share.
+            t0 = time.perf_counter()
+            val_b = 0.5 * (held["gru_d"][0] + held["gbm"][0])
+            test_b = 0.5 * (held["gru_d"][1] + held["gbm"][1])
+            thr, _ = best_threshold(y_all[val_rows], val_b, val_off)
+            _record(BLEND, k, thr, test_b, time.perf_counter() - t0)
     return CVResult(
         folds=f,
         per_fold=per_fold,
@@ -432,6 +504,7 @@ def model_preprocessing(stats: NormStats, threshold: float) -> dict[str, Any]:
         "threshold": float(threshold),
         "input_layout": ["value", "mask", "delta", "last_value", "static"],
         "static_features": list(STATIC_FEATURES),
+        "engineered_features": list(stats.engineered),
         "measurement_columns": list(stats.columns),
     }
 

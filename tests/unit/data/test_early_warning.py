@@ -73,3 +73,37 @@ class TestArrays:
         a_sub = gru_d_arrays(sub, stats)
         rows = np.r_[np.arange(*cohort.offsets[5:7]), np.arange(*cohort.offsets[2:4])]
         np.testing.assert_allclose(a_sub.x, arr.x[rows])
+
+    def test_engineered_context_block(self, cohort):
+        stats = fit_norm_stats(cohort, engineered=True)
+        plain = fit_norm_stats(cohort)
+        assert plain.engineered == [] and len(stats.engineered) > 100
+        assert "hr_bpm__mean6h" in stats.engineered and "news2" in stats.engineered
+        arr = gru_d_arrays(cohort, stats)
+        base = gru_d_arrays(cohort, plain)
+        assert arr.n_static == base.n_static + len(stats.engineered)
+        assert np.isfinite(arr.x).all()
+        assert np.abs(arr.x[:, base.x.shape[1] :]).max() <= 10.0  # clipped z-scores
+        # The GRU-D part is unchanged; the summaries follow the statics.
+        np.testing.assert_array_equal(arr.x[:, : base.x.shape[1]], base.x)
+        # Causal: a patient's rows do not depend on how much of the stay is there.
+        sub = cohort.subset(np.array([3]))
+        n = len(sub.frame)
+        head = cohort.frame.iloc[cohort.offsets[3] : cohort.offsets[3] + n // 2]
+        from vitalgru.data.early_warning import EarlyWarningCohort
+
+        short = EarlyWarningCohort(
+            frame=head.reset_index(drop=True),
+            offsets=np.array([0, len(head)]),
+            patient_ids=sub.patient_ids,
+            implausible_counts={},
+            attrition=[],
+        )
+        np.testing.assert_allclose(
+            gru_d_arrays(short, stats).x, gru_d_arrays(sub, stats).x[: len(head)], atol=1e-6
+        )
+        # Statistics without a column the scorer cannot compute are refused clearly.
+        bad = fit_norm_stats(cohort, engineered=True)
+        bad.engineered = [*bad.engineered[:-1], "no_such_feature"]
+        with pytest.raises(ValueError, match="no_such_feature"):
+            gru_d_arrays(cohort, bad)

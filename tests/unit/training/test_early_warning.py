@@ -24,6 +24,7 @@ from vitalgru.training.early_warning import (
     fit_gru_d,
     predict_scores,
     split_validation,
+    utility_targets,
 )
 
 
@@ -53,6 +54,33 @@ class TestFitGRUD:
         assert auroc(test.labels, scores) > 0.62
         assert np.isfinite(res.threshold)
 
+    def test_utility_target_and_engineered_inputs_learn(self, cohort):
+        torch.set_num_threads(1)
+        torch.set_flush_denormal(True)
+        septic = cohort.septic()
+        folds = patient_folds(septic, 3, seed=0)
+        train_p = np.flatnonzero(folds != 0)
+        test = cohort.subset(np.flatnonzero(folds == 0))
+        fit_i, val_i = split_validation(septic[train_p], 0.25, 0)
+        fit_c, val_c = cohort.subset(train_p[fit_i]), cohort.subset(train_p[val_i])
+        stats = fit_norm_stats(fit_c, engineered=True)
+        params = GRUTrainParams(
+            hidden_size=24, max_epochs=4, patience=4, lr=3e-3, batch_size=32, target="utility"
+        )
+        res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), params)
+        assert res.model.n_static == 7 + len(stats.engineered)
+        losses = [h["train_loss"] for h in res.history]
+        assert losses[-1] < losses[0]
+        scores = predict_scores(res.model, gru_d_arrays(test, stats))
+        assert auroc(test.labels, scores) > 0.62
+
+    def test_unknown_target_is_refused(self, cohort):
+        septic = cohort.septic()
+        sub = cohort.subset(np.r_[np.flatnonzero(septic)[:3], np.flatnonzero(~septic)[:10]])
+        a = gru_d_arrays(sub, fit_norm_stats(sub))
+        with pytest.raises(ValueError, match="target must be"):
+            fit_gru_d(a, a, GRUTrainParams(max_epochs=1, target="auc"))
+
     def test_val_without_septic_hours_is_refused(self, cohort):
         septic = cohort.septic()
         neg = cohort.subset(np.flatnonzero(~septic)[:20])
@@ -60,6 +88,31 @@ class TestFitGRUD:
         a = gru_d_arrays(neg, stats)
         with pytest.raises(ValueError, match="no septic hour"):
             fit_gru_d(a, a, GRUTrainParams(max_epochs=1))
+
+
+class TestUtilityTargets:
+    def test_hand_worked(self):
+        # Patient 0 septic: label turns 1 at row 20, so onset t_sepsis = 26; 35 rows.
+        # Patient 1 never septic: 5 rows.
+        y = np.r_[np.zeros(20), np.ones(15), np.zeros(5)].astype(np.int8)
+        off = np.array([0, 35, 40])
+        target, weight = utility_targets(y, off)
+        d = np.arange(35) - 26.0
+        # Before onset - 12: an alarm costs u_fp = 0.05 -> target 0, weight 1.
+        assert (target[:14] == 0).all() and np.allclose(weight[:14], 1.0)
+        # Onset - 12 earns 0 either way: nothing at stake.
+        assert weight[14] == 0.0
+        # Onset - 11 .. onset - 6: an alarm earns (d + 12) / 6, a miss costs nothing.
+        np.testing.assert_allclose(weight[15:21], (d[15:21] + 12) / 6 / 0.05, rtol=1e-6)
+        # Onset - 6 .. onset + 3: alarm earns 1 -> 0, a miss costs 0 -> 2; gain 1 -> 2.
+        np.testing.assert_allclose(weight[20:30], (1 + (d[20:30] + 6) / 9) / 0.05, rtol=1e-6)
+        assert (target[15:30] == 1).all()
+        # After onset + 3 the utility window is closed.
+        assert (weight[30:35] == 0).all()
+        # Non-septic hours: target 0, weight 1.
+        assert (target[35:] == 0).all() and np.allclose(weight[35:], 1.0)
+        # Hours 12 to 6 before onset are positives here although SepsisLabel is 0.
+        assert (target[15:20] == 1).all() and (y[15:20] == 0).all()
 
 
 class TestCrossValidate:
