@@ -144,6 +144,8 @@ def main() -> None:
             "peak_rss_mb_before_training": rss0,
             "n_parameters": n_params,
             "val_metrics": res.val_metrics,
+            "cv_fold_records": res.fold_records,
+            "cv_fold_best_epochs": [f.best_epoch + 1 for f in res.fold_fits],
         },
         "inference_one_thread": {
             "ds2_beats": n_beats,

@@ -197,3 +197,85 @@ class ArrhythmiaGRU(nn.Module):
     def from_config(cls, cfg: dict[str, Any]) -> Self:
         """Rebuild from :meth:`config_dict` output."""
         return cls(**cfg)
+
+
+class ArrhythmiaEnsemble(nn.Module):
+    """Several :class:`ArrhythmiaGRU` members scoring the same beats; their class
+    probabilities are averaged.
+
+    Used for the models of a record-grouped cross-validation (each member trained on
+    the other folds and early-stopped on its own): every member has seen a different
+    share of the training patients, and averaging them reduces the variance a single
+    early-stopped network carries. The members run side by side; the carried state is
+    their states stacked, so streaming works exactly as for one member.
+
+    Parameters
+    ----------
+    members : list of dict
+        :meth:`ArrhythmiaGRU.config_dict` of every member (same input layout and classes).
+    """
+
+    def __init__(self, members: list[dict[str, Any]]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        nets = [ArrhythmiaGRU.from_config(dict(m)) for m in members]
+        first = nets[0]
+        for n in nets[1:]:
+            if (n.n_features, n.n_classes, n.lookahead_beats, n.hidden) != (
+                first.n_features,
+                first.n_classes,
+                first.lookahead_beats,
+                first.hidden,
+            ):
+                raise ValueError(
+                    "ensemble members must share input layout, classes, look-ahead and hidden size"
+                )
+        self.members = nn.ModuleList(nets)
+        self.n_samples = first.n_samples
+        self.in_channels = first.in_channels
+        self.n_rr = first.n_rr
+        self.n_classes = first.n_classes
+        self.lookahead_beats = first.lookahead_beats
+
+    @classmethod
+    def of(cls, nets: list[ArrhythmiaGRU]) -> Self:
+        """An ensemble holding copies of trained ``nets``' weights."""
+        ens = cls([n.config_dict() for n in nets])
+        for dst, src in zip(ens.members, nets, strict=True):
+            dst.load_state_dict(src.state_dict())
+        return ens
+
+    @property
+    def n_features(self) -> int:
+        return self.in_channels * self.n_samples + self.n_rr
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, **extra: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-beat log mean probability (a valid logit: its softmax is the mean).
+
+        ``h0``/``h_n`` are ``(sum of members' num_layers, B, H)``, members in order.
+        """
+        if extra:
+            raise TypeError(f"unexpected inputs {sorted(extra)}")
+        states = (
+            [None] * len(self.members)
+            if h0 is None
+            else list(torch.split(h0, [m.num_layers for m in self.members], dim=0))
+        )
+        probs = []
+        h_out = []
+        for m, h in zip(self.members, states, strict=True):
+            logits, h_n = m(x, h)
+            probs.append(torch.softmax(logits, dim=-1))
+            h_out.append(h_n)
+        mean = torch.stack(probs).mean(dim=0)
+        return torch.log(mean.clamp_min(1e-12)), torch.cat(h_out, dim=0)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"members": [m.config_dict() for m in self.members]}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Self:
+        return cls(list(cfg["members"]))

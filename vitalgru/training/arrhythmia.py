@@ -31,7 +31,7 @@ from vitalgru.data.arrhythmia_dataset import (
     collate_beat_sequences,
 )
 from vitalgru.metrics.aami import CLASS_NAMES, aami_metrics
-from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training, fit
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def sequence_loss(
 
 @torch.no_grad()
 def predict_records(
-    model: ArrhythmiaGRU, records: Sequence[RecordBeats], chunk_beats: int | None = None
+    model: ArrhythmiaGRU | ArrhythmiaEnsemble,
+    records: Sequence[RecordBeats],
+    chunk_beats: int | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities of every beat of each record, hidden state carried through.
 
@@ -137,7 +139,7 @@ def predict_records(
 
 
 def evaluate_records(
-    model: ArrhythmiaGRU, records: Sequence[RecordBeats], prefix: str = "val"
+    model: ArrhythmiaGRU | ArrhythmiaEnsemble, records: Sequence[RecordBeats], prefix: str = "val"
 ) -> dict[str, float]:
     """AAMI metrics of argmax predictions over ``records`` (keys ``{prefix}_...``),
     plus ``{prefix}_sv_f1`` (mean of S and V F1, nan counted as 0) and the mean loss."""
@@ -158,7 +160,7 @@ def evaluate_records(
 class ArrhythmiaTrainResult:
     """A trained model and everything needed to log, score and reproduce it."""
 
-    model: ArrhythmiaGRU
+    model: ArrhythmiaGRU | ArrhythmiaEnsemble
     fit: FitResult
     preprocessing: dict[str, Any]
     train_records: list[str]
@@ -166,6 +168,9 @@ class ArrhythmiaTrainResult:
     val_metrics: dict[str, float]
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    # With cfg.cv_folds: the held-out records and fit of every fold (``fit`` is fold 0's).
+    fold_records: list[list[str]] = field(default_factory=list)
+    fold_fits: list[FitResult] = field(default_factory=list)
 
 
 def _augment(batch: dict[str, Any], cfg: ArrhythmiaTrainConfig, gen: torch.Generator) -> None:
@@ -233,6 +238,8 @@ def train_arrhythmia(
         ``model`` holds the best validation epoch's weights (or, with
         ``cfg.refit_full``, a model retrained on all of DS1 for that many epochs).
     """
+    if cfg.cv_folds is not None:
+        return _train_cv_ensemble(dataset, cfg, callbacks, records)
     ds1 = dataset.split_records("DS1")
     val = [r for r in cfg.val_records]
     bad = [r for r in val if r not in ds1]
@@ -303,6 +310,113 @@ def train_arrhythmia(
         val_metrics=val_metrics,
         train_seconds=elapsed,
         history=result.history,
+    )
+
+
+def record_folds(records: Sequence[RecordBeats], k: int) -> list[list[str]]:
+    """Deal records into ``k`` folds so that every fold holds a share of every class.
+
+    Each record's load is its share of all N, S and V beats (the three shares summed;
+    F is left out: in MIT-BIH DS1 one record, 208, holds 90 % of it, and balancing on
+    it would leave that record alone in a fold). Records are taken in decreasing load
+    and each goes to the fold with the smallest total load so far (ties: lowest fold
+    index). Deterministic.
+    """
+    if k < 2 or k > len(records):
+        raise ValueError(f"need 2 <= folds <= {len(records)} records, got {k}")
+    cls = [CLASS_NAMES.index(c) for c in ("N", "S", "V")]
+    counts = np.stack(
+        [np.bincount(r.labels[r.labels >= 0], minlength=len(CLASS_NAMES))[cls] for r in records]
+    ).astype(np.float64)
+    load = (counts / np.maximum(counts.sum(axis=0), 1.0)).sum(axis=1)
+    order = sorted(range(len(records)), key=lambda i: (-load[i], records[i].record_id))
+    total = [0.0] * k
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i in order:
+        j = min(range(k), key=lambda f: (total[f], f))
+        folds[j].append(records[i].record_id)
+        total[j] += load[i]
+    return [sorted(f) for f in folds]
+
+
+def _train_cv_ensemble(
+    dataset: BeatDataset,
+    cfg: ArrhythmiaTrainConfig,
+    callbacks: Sequence[Callback],
+    records: Sequence[str] | None,
+) -> ArrhythmiaTrainResult:
+    """Record-grouped K-fold CV inside DS1; the fold models become one ensemble."""
+    ds1 = dataset.split_records("DS1")
+    pool = list(records) if records is not None else ds1
+    bad = [r for r in pool if r not in ds1]
+    if bad:
+        raise ValueError(f"training records {bad} are not DS1 records")
+    k = int(cfg.cv_folds or 0)
+    settings = feature_settings(cfg)
+    t0 = time.perf_counter()
+    with cpu_training(cfg.num_threads):
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        recs = dataset.records(pool, settings)
+        by_name = {r.record_id: r for r in recs}
+        folds = record_folds(recs, k)
+        n_samples = int(dataset.windows.shape[1])
+        nets: list[ArrhythmiaGRU] = []
+        fits: list[FitResult] = []
+        oof_y: list[np.ndarray] = []
+        oof_p: list[np.ndarray] = []
+        history: list[dict[str, float]] = []
+        for i, held in enumerate(folds):
+            train_recs = [r for r in recs if r.record_id not in held]
+            val_recs = [by_name[n] for n in held]
+            weights = class_weights(
+                np.concatenate([r.labels for r in train_recs]),
+                cfg.class_weight_power,
+                cfg.max_class_weight,
+            )
+            fit_settings = FitSettings(
+                max_epochs=cfg.max_epochs,
+                lr=cfg.lr,
+                weight_decay=cfg.weight_decay,
+                warmup_frac=cfg.warmup_frac,
+                grad_clip=cfg.grad_clip,
+                patience=cfg.patience,
+                monitor=cfg.monitor,
+                mode="min" if cfg.monitor.endswith("loss") else "max",
+                max_minutes=cfg.max_minutes / k,
+                min_epochs=cfg.min_epochs,
+                ema_decay=cfg.ema_decay,
+            )
+            fold_cfg = cfg.model_copy(update={"seed": cfg.seed + i})
+            net, res = _fit_once(
+                fold_cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
+            )
+            logger.info("fold %d/%d held out %s: best epoch %d", i + 1, k, held, res.best_epoch)
+            nets.append(net)
+            fits.append(res)
+            history += [{**h, "fold": float(i)} for h in res.history]
+            oof_p += predict_records(net, val_recs)
+            oof_y += [r.labels for r in val_recs]
+        y = np.concatenate(oof_y)
+        p = np.concatenate(oof_p)
+        m = aami_metrics(y, p.argmax(axis=1))
+        cv_metrics = {f"val_{key}": v for key, v in m.items()}
+        s_f1 = 0.0 if np.isnan(m["s_f1"]) else m["s_f1"]
+        v_f1 = 0.0 if np.isnan(m["v_f1"]) else m["v_f1"]
+        cv_metrics["val_sv_f1"] = 0.5 * (s_f1 + v_f1)
+        ensemble = ArrhythmiaEnsemble.of(nets)
+        ensemble.eval()
+    return ArrhythmiaTrainResult(
+        model=ensemble,
+        fit=fits[0],
+        preprocessing=preprocessing_dict(dataset, settings),
+        train_records=sorted(pool),
+        val_records=[],
+        val_metrics=cv_metrics,
+        train_seconds=time.perf_counter() - t0,
+        history=history,
+        fold_records=folds,
+        fold_fits=fits,
     )
 
 

@@ -13,11 +13,13 @@ from vitalgru.config import ArrhythmiaDataConfig, ArrhythmiaTrainConfig, PhysioN
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 from vitalgru.training.arrhythmia import (
     class_weights,
     evaluate_records,
     feature_settings,
     predict_records,
+    record_folds,
     sequence_loss,
     train_arrhythmia,
 )
@@ -95,6 +97,44 @@ class TestTrainArrhythmia:
             train_arrhythmia(tiny_dataset, _cfg(val_records=("100",)))
         with pytest.raises(ValueError, match="no training records"):
             train_arrhythmia(tiny_dataset, _cfg(), records=list(HELD_OUT))
+
+
+class TestCrossValidatedEnsemble:
+    def test_folds_cover_records_once_and_spread_rare_classes(
+        self, tiny_dataset: BeatDataset
+    ) -> None:
+        recs = tiny_dataset.records(list(TRAIN + HELD_OUT), feature_settings(_cfg()))
+        folds = record_folds(recs, 3)
+        assert sorted(r for f in folds for r in f) == sorted(TRAIN + HELD_OUT)
+        assert all(len(f) == 1 for f in folds)
+        assert folds == record_folds(list(reversed(recs)), 3)  # order-independent
+        with pytest.raises(ValueError, match="folds"):
+            record_folds(recs, 4)
+
+    def test_cv_ensemble_trains_scores_and_streams(self, tiny_dataset: BeatDataset) -> None:
+        cfg = _cfg(cv_folds=3, max_epochs=2, min_epochs=2, sequences_per_epoch=32)
+        res = train_arrhythmia(tiny_dataset, cfg)
+        assert isinstance(res.model, ArrhythmiaEnsemble) and len(res.model.members) == 3
+        assert sorted(r for f in res.fold_records for r in f) == sorted(TRAIN + HELD_OUT)
+        assert len(res.fold_fits) == 3 and {h["fold"] for h in res.history} == {0.0, 1.0, 2.0}
+        # DS1 out-of-fold metrics cover every beat of the three records once.
+        recs = tiny_dataset.records(list(TRAIN + HELD_OUT), feature_settings(cfg))
+        assert res.val_metrics["val_n_beats"] == sum(len(r) for r in recs)
+        # The ensemble's probabilities are the mean of its members'.
+        held = tiny_dataset.records(list(HELD_OUT), feature_settings(cfg))
+        held[0] = type(held[0])(
+            "223", *(f[:200] for f in (held[0].x, held[0].labels, held[0].sample_idx))
+        )
+        ens = predict_records(res.model, held)[0]
+        members = np.mean([predict_records(m, held)[0] for m in res.model.members], axis=0)
+        np.testing.assert_allclose(ens, members, atol=1e-5)
+        np.testing.assert_allclose(
+            predict_records(res.model, held, chunk_beats=7)[0], ens, atol=1e-5
+        )
+        # Rebuilt from its config and weights, it gives the same scores.
+        clone = ArrhythmiaEnsemble.from_config(res.model.config_dict())
+        clone.load_state_dict(res.model.state_dict())
+        np.testing.assert_allclose(predict_records(clone, held)[0], ens, atol=1e-6)
 
 
 class TestLoss:
