@@ -365,6 +365,26 @@ class TestModelRoundTrip:
                 x = torch.randn(2, n_beats, model.n_features)
                 torch.testing.assert_close(loaded.module(x)[0], model(x)[0], rtol=0, atol=0)
 
+    def test_ensemble_round_trip_and_streaming_state(self, store: Path) -> None:
+        from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+
+        torch.manual_seed(5)
+        members = [ArrhythmiaGRU(hidden=16, num_layers=n).eval() for n in (1, 2)]
+        model = ArrhythmiaEnsemble.of(members).eval()
+        with start_run("exp") as run:
+            ref = log_model(run, model, preprocessing={}, config={}, registered_name="ens")
+        loaded = load_model(f"models:/ens/{ref.version}").module
+        x = torch.randn(2, 30, model.n_features)
+        with torch.no_grad():
+            whole, h = loaded(x)
+            torch.testing.assert_close(whole, model(x)[0], rtol=0, atol=0)
+            assert h.shape == (3, 2, 16)  # the members' states stacked
+            first, h1 = loaded(x[:, :11])
+            rest, _ = loaded(x[:, 11:], h1)
+            torch.testing.assert_close(torch.cat([first, rest], 1), whole, rtol=1e-5, atol=1e-5)
+            mean = torch.stack([torch.softmax(m(x)[0], -1) for m in members]).mean(0)
+            torch.testing.assert_close(torch.softmax(whole, -1), mean, rtol=1e-5, atol=1e-6)
+
     def test_load_refuses_classes_outside_allowed_packages(self, store: Path) -> None:
         with start_run("exp") as run:
             ref = _log(run, TinyGRU())
