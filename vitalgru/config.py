@@ -288,16 +288,16 @@ class EarlyWarningConfig(_Strict):
     # Share of each training set held out (by patient) for early stopping and the threshold.
     val_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
     # Also feed the network the engineered causal summaries the trees use.
-    engineered_inputs: bool = False
-    hidden_size: int = Field(default=64, ge=1, le=1024)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    lr: float = Field(default=1e-2, gt=0.0)
-    weight_decay: float = Field(default=1e-5, ge=0.0)
+    engineered_inputs: bool = True
+    hidden_size: int = Field(default=32, ge=1, le=1024)
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-2, ge=0.0)
     batch_size: int = Field(default=32, ge=1)
-    max_epochs: int = Field(default=12, ge=1)
-    patience: int = Field(default=3, ge=1)
+    max_epochs: int = Field(default=20, ge=1)
+    patience: int = Field(default=5, ge=1)
     pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss
-    max_minutes_per_fit: float = Field(default=2.0, gt=0.0)  # wall-clock cap of one GRU fit
+    max_minutes_per_fit: float = Field(default=4.0, gt=0.0)  # wall-clock cap of one GRU fit
     gbm_max_iter: int = Field(default=120, ge=1)
     gbm_learning_rate: float = Field(default=0.12, gt=0.0)
     gbm_max_leaf_nodes: int = Field(default=63, ge=2)
