@@ -51,15 +51,24 @@ def dataset_dir(cfg: ArrhythmiaTrainConfig) -> Path:
 
 
 class _MlflowEpochs(Callback):
-    """Per-epoch metrics into the MLflow run (step = epoch)."""
+    """Per-epoch metrics into the MLflow run. The step counts epochs across fits, so the
+    folds of a cross-validated training follow one another on the same curves; each
+    point also carries ``fold`` (0 for a single fit)."""
 
     def __init__(self, run: tracking.TrackedRun, prefix: str = "") -> None:
         self.run = run
         self.prefix = prefix
+        self.fold = -1
+        self.step = 0
+
+    def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None:
+        self.fold += 1
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.step += 1
         clean = {f"{self.prefix}{k}": float(v) for k, v in metrics.items() if v == v}
-        self.run.log_metrics(clean, step=epoch + 1)
+        clean[f"{self.prefix}fold"] = float(max(self.fold, 0))
+        self.run.log_metrics(clean, step=self.step)
 
 
 @task(name="ingest-mitdb")
@@ -95,6 +104,15 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
                 "resolved.n_parameters": sum(p.numel() for p in res.model.parameters()),
             }
         )
+        if res.fold_fits:
+            run.log_params(
+                {
+                    "resolved.cv_fold_records": ";".join(",".join(f) for f in res.fold_records),
+                    "resolved.cv_fold_best_epochs": ",".join(
+                        str(f.best_epoch + 1) for f in res.fold_fits
+                    ),
+                }
+            )
         # DS2 is touched only here, after training and model selection are done.
         ds2 = ds.split_records("DS2")
         recs = ds.records(ds2, feature_settings(cfg))

@@ -260,7 +260,7 @@ class ArrhythmiaTrainConfig(_Strict):
     # >= 2: record-grouped K-fold CV inside DS1 instead of val_records; each fold's model
     # is early-stopped on its held-out records, DS1 out-of-fold metrics are reported and
     # the K models are averaged into one ensemble (max_minutes is then per fold).
-    cv_folds: int | None = Field(default=None, ge=2, le=22)
+    cv_folds: int | None = Field(default=4, ge=2, le=22)
     gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"

@@ -11,7 +11,9 @@ import numpy as np
 import wfdb
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
+from vitalgru import tracking
 from vitalgru.dsp import map_indices, resample
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 
 
 class TestTrainArrhythmiaFlow:
@@ -23,7 +25,7 @@ class TestTrainArrhythmiaFlow:
             "ingest.physionet.mirror": str(physionet_mirror),
             "ingest.arrhythmia.records": ["106", "119", "223", "233"],
             "ingest.out_dir": str(out_dir),
-            "val_records": ["223"],
+            "cv_folds": 3,  # the three DS1 records, one per fold: a 3-member ensemble
             "conv_widths": [8, 16],
             "d_beat": 16,
             "hidden": 16,
@@ -40,6 +42,8 @@ class TestTrainArrhythmiaFlow:
         m = res["metrics"]
         for key in ("test_v_f1", "test_s_f1", "test_accuracy", "val_v_f1"):
             assert key in m
+        champion = tracking.load_model("models:/vitalgru-arrhythmia@champion").module
+        assert isinstance(champion, ArrhythmiaEnsemble) and len(champion.members) == 3
         assert 0.0 <= m["test_accuracy"] <= 1.0
         report = json.loads(Path(res["report_paths"]["json"]).read_text())
         # DS2 here is record 233 alone: 2230 N, 7 S, 831 V, 11 F (MIT-BIH reference labels)

@@ -43,6 +43,7 @@ def tiny_dataset(physionet_mirror: Path, tmp_path_factory: pytest.TempPathFactor
 
 def _cfg(**kw: object) -> ArrhythmiaTrainConfig:
     base = dict(
+        cv_folds=None,
         val_records=HELD_OUT,
         conv_widths=(8, 16),
         d_beat=24,
