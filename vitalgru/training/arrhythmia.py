@@ -212,6 +212,34 @@ def preprocessing_dict(dataset: BeatDataset, settings: FeatureSettings) -> dict[
     }
 
 
+def _train_class_weights(
+    cfg: ArrhythmiaTrainConfig, train_recs: Sequence[RecordBeats]
+) -> torch.Tensor:
+    w = class_weights(
+        np.concatenate([r.labels for r in train_recs]),
+        cfg.class_weight_power,
+        cfg.max_class_weight,
+    )
+    logger.info("class weights %s", dict(zip(CLASS_NAMES, w.tolist(), strict=True)))
+    return w
+
+
+def _fit_settings(cfg: ArrhythmiaTrainConfig, max_minutes: float) -> FitSettings:
+    return FitSettings(
+        max_epochs=cfg.max_epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_frac=cfg.warmup_frac,
+        grad_clip=cfg.grad_clip,
+        patience=cfg.patience,
+        monitor=cfg.monitor,
+        mode="min" if cfg.monitor.endswith("loss") else "max",
+        max_minutes=max_minutes,
+        min_epochs=cfg.min_epochs,
+        ema_decay=cfg.ema_decay,
+    )
+
+
 def train_arrhythmia(
     dataset: BeatDataset,
     cfg: ArrhythmiaTrainConfig,
@@ -262,25 +290,8 @@ def train_arrhythmia(
         train_recs = dataset.records(train, settings)
         val_recs = dataset.records(val, settings)
         n_samples = int(dataset.windows.shape[1])
-        weights = class_weights(
-            np.concatenate([r.labels for r in train_recs]),
-            cfg.class_weight_power,
-            cfg.max_class_weight,
-        )
-        logger.info("class weights %s", dict(zip(CLASS_NAMES, weights.tolist(), strict=True)))
-        fit_settings = FitSettings(
-            max_epochs=cfg.max_epochs,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            warmup_frac=cfg.warmup_frac,
-            grad_clip=cfg.grad_clip,
-            patience=cfg.patience,
-            monitor=cfg.monitor,
-            mode="min" if cfg.monitor.endswith("loss") else "max",
-            max_minutes=cfg.max_minutes,
-            min_epochs=cfg.min_epochs,
-            ema_decay=cfg.ema_decay,
-        )
+        weights = _train_class_weights(cfg, train_recs)
+        fit_settings = _fit_settings(cfg, cfg.max_minutes)
         model, result = _fit_once(
             cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
         )
@@ -369,24 +380,8 @@ def _train_cv_ensemble(
         for i, held in enumerate(folds):
             train_recs = [r for r in recs if r.record_id not in held]
             val_recs = [by_name[n] for n in held]
-            weights = class_weights(
-                np.concatenate([r.labels for r in train_recs]),
-                cfg.class_weight_power,
-                cfg.max_class_weight,
-            )
-            fit_settings = FitSettings(
-                max_epochs=cfg.max_epochs,
-                lr=cfg.lr,
-                weight_decay=cfg.weight_decay,
-                warmup_frac=cfg.warmup_frac,
-                grad_clip=cfg.grad_clip,
-                patience=cfg.patience,
-                monitor=cfg.monitor,
-                mode="min" if cfg.monitor.endswith("loss") else "max",
-                max_minutes=cfg.max_minutes / k,
-                min_epochs=cfg.min_epochs,
-                ema_decay=cfg.ema_decay,
-            )
+            weights = _train_class_weights(cfg, train_recs)
+            fit_settings = _fit_settings(cfg, cfg.max_minutes / k)
             fold_cfg = cfg.model_copy(update={"seed": cfg.seed + i})
             net, res = _fit_once(
                 fold_cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks

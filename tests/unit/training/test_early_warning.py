@@ -33,16 +33,24 @@ def cohort(physionet_mirror: Path):
     return build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=900)
 
 
+def _fit_val_test(cohort):
+    """Fold 0 of 3 as test; the rest split 75/25 into fitting and validation patients."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    septic = cohort.septic()
+    folds = patient_folds(septic, 3, seed=0)
+    train_p = np.flatnonzero(folds != 0)
+    fit_i, val_i = split_validation(septic[train_p], 0.25, 0)
+    return (
+        cohort.subset(train_p[fit_i]),
+        cohort.subset(train_p[val_i]),
+        cohort.subset(np.flatnonzero(folds == 0)),
+    )
+
+
 class TestFitGRUD:
     def test_learns_on_held_out_patients(self, cohort):
-        torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-        septic = cohort.septic()
-        folds = patient_folds(septic, 3, seed=0)
-        train_p = np.flatnonzero(folds != 0)
-        test = cohort.subset(np.flatnonzero(folds == 0))
-        fit_i, val_i = split_validation(septic[train_p], 0.25, 0)
-        fit_c, val_c = cohort.subset(train_p[fit_i]), cohort.subset(train_p[val_i])
+        fit_c, val_c, test = _fit_val_test(cohort)
         stats = fit_norm_stats(fit_c)
         params = GRUTrainParams(hidden_size=24, max_epochs=4, patience=4, lr=5e-3, batch_size=32)
         res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), params)
@@ -55,14 +63,7 @@ class TestFitGRUD:
         assert np.isfinite(res.threshold)
 
     def test_utility_target_and_engineered_inputs_learn(self, cohort):
-        torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-        septic = cohort.septic()
-        folds = patient_folds(septic, 3, seed=0)
-        train_p = np.flatnonzero(folds != 0)
-        test = cohort.subset(np.flatnonzero(folds == 0))
-        fit_i, val_i = split_validation(septic[train_p], 0.25, 0)
-        fit_c, val_c = cohort.subset(train_p[fit_i]), cohort.subset(train_p[val_i])
+        fit_c, val_c, test = _fit_val_test(cohort)
         stats = fit_norm_stats(fit_c, engineered=True)
         params = GRUTrainParams(
             hidden_size=24, max_epochs=4, patience=4, lr=3e-3, batch_size=32, target="utility"
