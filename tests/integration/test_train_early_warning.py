@@ -1,5 +1,5 @@
 """The ``train-early-warning`` flow end to end on 160 real Challenge-2019 patients (tiny
-GRU-D): dataset -> CV (GRU-D + bedside scores) -> final model -> MLflow registry ->
+GRU-D): dataset -> CV (GRU-D, trees, bedside scores, blend) -> final model -> MLflow registry ->
 champion gate; then ``evaluate_early_warning`` with the champion on a folder holding a
 malformed file."""
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
 from vitalgru.io.psv import list_psv
+from vitalgru.training.early_warning import BLEND
 
 
 class TestTrainEarlyWarningFlow:
@@ -24,7 +25,8 @@ class TestTrainEarlyWarningFlow:
             "physionet.mirror": str(physionet_mirror),
             "limit_patients": 160,
             "n_folds": 2,
-            "models": ["gru_d", "news2", "qsofa"],
+            "models": ["gru_d", "gbm", "news2", "qsofa"],
+            "gbm_max_iter": 10,
             "val_fraction": 0.3,
             "hidden_size": 8,
             "max_epochs": 1,
@@ -37,13 +39,14 @@ class TestTrainEarlyWarningFlow:
         assert res["version"] == "1" and res["promoted"] is True
         assert res["model_uri"] == "models:/vitalgru-early-warning/1"
         assert set(res["metrics"]) >= {"utility", "auroc", "auprc"}
-        assert set(res["cv_summary"]) == {"gru_d", "news2", "qsofa"}
+        # The GRU+trees blend is reported (and logged to MLflow) beside the four models.
+        assert set(res["cv_summary"]) == {"gru_d", "gbm", "news2", "qsofa", BLEND}
         manifest = json.loads((Path(res["dataset_dir"]) / "manifest.json").read_text())
         assert manifest["n_patients"] == 160 and manifest["n_folds"] == 2
         per_fold = pd.read_csv(Path(res["cv_dir"]) / "per_fold.csv")
-        assert len(per_fold) == 6
+        assert len(per_fold) == 10
         oof = pd.read_parquet(Path(res["cv_dir"]) / "oof_scores.parquet")
-        assert oof["score_gru_d"].notna().all()
+        assert oof["score_gru_d"].notna().all() and oof[f"score_{BLEND}"].notna().all()
 
         data = isolated_mlflow / "eval_data"
         data.mkdir()

@@ -299,7 +299,7 @@ def split_validation(
 
 MODEL_NAMES: tuple[str, ...] = ("gru_d", "gbm", "news2", "qsofa")
 #: Reported when both the network and the trees are cross-validated: their mean risk.
-BLEND = "gru_d+gbm"
+BLEND = "gru_d_gbm_blend"
 
 
 @dataclass(frozen=True)
