@@ -468,15 +468,12 @@ def cross_validate(
             else:
                 fit_c = cohort.subset(fit_p)
                 stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
-                res = fit_gru_d(
-                    gru_d_arrays(fit_c, stats),
-                    gru_d_arrays(cohort.subset(val_p), stats),
-                    settings.gru,
-                )
+                val_arrays = gru_d_arrays(cohort.subset(val_p), stats)
+                res = fit_gru_d(gru_d_arrays(fit_c, stats), val_arrays, settings.gru)
                 histories.append(res.history)
                 thr = res.threshold
                 test_scores = predict_scores(res.model, gru_d_arrays(cohort.subset(test_p), stats))
-                val_scores = predict_scores(res.model, gru_d_arrays(cohort.subset(val_p), stats))
+                val_scores = predict_scores(res.model, val_arrays)
                 held[name] = (val_scores, test_scores)
                 last_gru = (res.model, stats, test_p)
             _record(name, k, thr, test_scores, time.perf_counter() - t0)
