@@ -146,6 +146,7 @@ def main() -> None:
             "val_metrics": res.val_metrics,
             "cv_fold_records": res.fold_records,
             "cv_fold_best_epochs": [f.best_epoch + 1 for f in res.fold_fits],
+            "rhythm_gate": getattr(model, "rhythm_gate", None),
         },
         "inference_one_thread": {
             "ds2_beats": n_beats,

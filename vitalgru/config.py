@@ -261,6 +261,11 @@ class ArrhythmiaTrainConfig(_Strict):
     # is early-stopped on its held-out records, DS1 out-of-fold metrics are reported and
     # the K models are averaged into one ensemble (max_minutes is then per fold).
     cv_folds: int | None = Field(default=4, ge=2, le=22)
+    # RR intervals in the window of the AF rhythm features (entropy, normalised RMSSD).
+    rhythm_beats: int = Field(default=64, ge=8, le=1000)
+    # "auto": after training, pick the AF rhythm gate (S -> N in AF-like rhythm) that
+    # maximises held-out (S+V F1)/2 (DS1 out-of-fold with cv_folds); "off": no gate.
+    rhythm_gate: Literal["auto", "off"] = "auto"
     gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,8 @@ RR_FEATURES: tuple[str, ...] = (
     "log_rr_local_over_long",
     "rr_irregularity_local",
     "rr_irregularity_long",
+    "rhythm_rr_entropy",
+    "rhythm_rr_nrmssd",
 )
 N_RR_FEATURES = len(RR_FEATURES)
 #: Beats of look-ahead the features need (``rr_next``).
@@ -82,14 +85,18 @@ class FeatureSettings:
         Beats in the local RR average (current interval included).
     long_rr_beats : int
         Beats in the long RR average (the patient's own rhythm).
+    rhythm_beats : int
+        RR intervals in the window of the rhythm features (``rhythm_rr_entropy``,
+        ``rhythm_rr_nrmssd``) that tell atrial fibrillation from ectopy.
     """
 
     template_beats: int = 32
     local_rr_beats: int = 10
     long_rr_beats: int = 300
+    rhythm_beats: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("template_beats", "local_rr_beats", "long_rr_beats"):
+        for name in ("template_beats", "local_rr_beats", "long_rr_beats", "rhythm_beats"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -98,6 +105,7 @@ class FeatureSettings:
             "template_beats": self.template_beats,
             "local_rr_beats": self.local_rr_beats,
             "long_rr_beats": self.long_rr_beats,
+            "rhythm_beats": self.rhythm_beats,
         }
 
 
@@ -144,6 +152,68 @@ def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
     return out
 
 
+#: Fewest intervals a rhythm window needs before its features are defined (0 before).
+_RHYTHM_MIN_BEATS = 8
+_RHYTHM_BINS = 16
+
+
+def rhythm_features(rr_prev: np.ndarray, n_beats: int) -> tuple[np.ndarray, np.ndarray]:
+    """Causal RR-rhythm descriptors that separate atrial fibrillation from ectopy.
+
+    Over the last ``n_beats`` intervals (the current one included):
+
+    * **entropy**: Shannon entropy of the intervals' histogram (16 equal bins between the
+      window's extremes, the single shortest and longest interval dropped), divided by
+      ``log 16``. AF spreads intervals evenly (about 0.85 on MIT-BIH); ectopy clusters
+      them in two or three groups (record 232's bradycardia with frequent APCs: 0.3).
+    * **nrmssd**: root mean square of successive differences over the mean interval.
+      High for both AF and frequent ectopy, near 0.03-0.1 for sinus rhythm.
+
+    AF needs both high (Dash et al., Ann Biomed Eng 37:1701, 2009, combine the same
+    two with a turning-point test). In AF there is no organised atrial activity, so
+    MIT-BIH's annotators call its beats N, never S; these features let a model (and
+    :func:`vitalgru.models.arrhythmia.apply_rhythm_gate`) stop calling irregular AF beats
+    premature.
+
+    Returns
+    -------
+    entropy, nrmssd : numpy.ndarray
+        ``(n,)`` float64 each; 0 while fewer than 8 intervals are available.
+    """
+    rr = np.asarray(rr_prev, np.float64)
+    n = rr.shape[0]
+    ent = np.zeros(n)
+    nrm = np.zeros(n)
+    if n < _RHYTHM_MIN_BEATS:
+        return ent, nrm
+    w = int(max(n_beats, _RHYTHM_MIN_BEATS))
+    pad = np.full(w - 1, np.nan)
+    view = sliding_window_view(np.concatenate([pad, rr]), w)  # (n, w), row k ends at k
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the first rows are mostly padding
+        d = np.diff(view, axis=1)
+        nrm = np.sqrt(np.nanmean(d**2, axis=1)) / np.nanmean(view, axis=1)
+        srt = np.sort(view, axis=1)  # NaN (padding) sorts last
+        count = np.sum(np.isfinite(view), axis=1)
+        # Drop the shortest and the longest interval of each window.
+        col = np.arange(w)[None, :]
+        keep = (col >= 1) & (col < (count - 1)[:, None])
+        lo = srt[:, 1]
+        hi = np.take_along_axis(srt, np.maximum(count - 2, 1)[:, None], axis=1)[:, 0]
+        span = np.where(hi > lo, hi - lo, 1.0)
+        rel = np.nan_to_num((srt - lo[:, None]) / span[:, None])
+        b = np.clip(np.floor(rel * _RHYTHM_BINS), 0, _RHYTHM_BINS - 1).astype(np.int64)
+        hist = np.zeros((n, _RHYTHM_BINS))
+        np.add.at(hist, (np.repeat(np.arange(n), w)[keep.ravel()], b.ravel()[keep.ravel()]), 1.0)
+        prob = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
+        ent = -np.sum(np.where(prob > 0, prob * np.log(np.where(prob > 0, prob, 1.0)), 0.0), axis=1)
+        ent = ent / np.log(_RHYTHM_BINS)
+    short = count < _RHYTHM_MIN_BEATS
+    ent[short] = 0.0
+    nrm[short] = 0.0
+    return np.nan_to_num(ent), np.nan_to_num(nrm)
+
+
 def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) -> np.ndarray:
     """RR features of one record's beats.
 
@@ -187,6 +257,7 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
     d = np.abs(np.diff(np.log(rr_prev), prepend=np.log(rr_prev[0])))
     irr_local = _causal_mean(d, settings.local_rr_beats)
     irr_long = _causal_mean(d, 5 * settings.local_rr_beats)
+    rhythm_ent, rhythm_nrm = rhythm_features(rr_prev, settings.rhythm_beats)
     feats = np.stack(
         [
             np.log(rr_prev),
@@ -199,6 +270,8 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
             np.log(local / long),
             irr_local,
             irr_long,
+            rhythm_ent,
+            rhythm_nrm,
         ],
         axis=1,
     )
@@ -225,7 +298,11 @@ def morphology_features(windows: np.ndarray, settings: FeatureSettings) -> np.nd
 
 
 def beat_features(
-    windows: np.ndarray, sample_idx: np.ndarray, fs: float, settings: FeatureSettings
+    windows: np.ndarray,
+    sample_idx: np.ndarray,
+    fs: float,
+    settings: FeatureSettings,
+    rr_columns: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Model inputs of one record's beats, in time order.
 
@@ -238,11 +315,15 @@ def beat_features(
     fs : float
         Sampling rate in Hz.
     settings : FeatureSettings
+    rr_columns : sequence of str, optional
+        The RR features to keep, by name and in this order (what a stored model was
+        trained with, from its preprocessing ``rr_features``); default all of
+        :data:`RR_FEATURES`.
 
     Returns
     -------
     numpy.ndarray
-        ``(n, 2 * L + N_RR_FEATURES)`` float32: morphology channels 0 and 1 flattened,
+        ``(n, 2 * L + n_rr)`` float32: morphology channels 0 and 1 flattened,
         then the RR features. Row k depends on beats ``<= k + LOOKAHEAD_BEATS``.
     """
     w = np.asarray(windows)
@@ -253,7 +334,13 @@ def beat_features(
             f"{w.shape[0]} windows but {np.asarray(sample_idx).shape[0]} beat positions"
         )
     morph = morphology_features(w, settings).reshape(w.shape[0], -1)
-    return np.concatenate([morph, rr_features(sample_idx, fs, settings)], axis=1)
+    rr = rr_features(sample_idx, fs, settings)
+    if rr_columns is not None and list(rr_columns) != list(RR_FEATURES):
+        unknown = [c for c in rr_columns if c not in RR_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown RR feature(s) {unknown}; this vitalgru has {RR_FEATURES}")
+        rr = rr[:, [RR_FEATURES.index(c) for c in rr_columns]]
+    return np.concatenate([morph, rr], axis=1)
 
 
 @dataclass

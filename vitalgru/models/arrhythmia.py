@@ -21,6 +21,65 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+_GATE_KEYS = ("entropy_feature", "nrmssd_feature", "entropy_min", "nrmssd_min")
+
+
+def check_rhythm_gate(gate: dict[str, Any] | None, n_rr: int) -> dict[str, Any] | None:
+    """Validate a rhythm-gate setting (see :func:`apply_rhythm_gate`); returns a clean copy."""
+    if gate is None:
+        return None
+    if not isinstance(gate, dict) or set(gate) != set(_GATE_KEYS):
+        raise ValueError(
+            f"rhythm_gate must be a dict with exactly the keys {_GATE_KEYS}, got {gate!r}"
+        )
+    out = {
+        "entropy_feature": int(gate["entropy_feature"]),
+        "nrmssd_feature": int(gate["nrmssd_feature"]),
+        "entropy_min": float(gate["entropy_min"]),
+        "nrmssd_min": float(gate["nrmssd_min"]),
+    }
+    for k in ("entropy_feature", "nrmssd_feature"):
+        if not 0 <= out[k] < n_rr:
+            raise ValueError(f"rhythm_gate {k}={out[k]} is outside the {n_rr} RR features")
+    return out
+
+
+def apply_rhythm_gate(
+    logits: torch.Tensor, rr: torch.Tensor, gate: dict[str, Any] | None
+) -> torch.Tensor:
+    """Move class S's probability to N on beats whose RR rhythm looks like atrial
+    fibrillation.
+
+    A beat is in "AF-like rhythm" when its rhythm entropy and normalised RMSSD (RR
+    features ``gate["entropy_feature"]`` and ``gate["nrmssd_feature"]``, see
+    :func:`vitalgru.data.arrhythmia_dataset.rhythm_features`) both exceed their
+    minimum. Without organised atrial activity a beat cannot be atrial-premature
+    (MIT-BIH and AAMI EC57 label AF beats N), so S is not a valid answer there. Classes
+    are in AAMI order (N, S, ...). The thresholds are chosen on held-out training
+    records (:func:`vitalgru.training.arrhythmia.choose_rhythm_gate`).
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(B, T, K)`` class scores (log-probabilities up to a constant per beat).
+    rr : torch.Tensor
+        ``(B, T, F)`` RR features of the same beats.
+    gate : dict or None
+        None: ``logits`` unchanged.
+    """
+    if gate is None:
+        return logits
+    af = (rr[..., gate["entropy_feature"]] > gate["entropy_min"]) & (
+        rr[..., gate["nrmssd_feature"]] > gate["nrmssd_min"]
+    )
+    if not bool(af.any()):
+        return logits
+    merged = torch.logaddexp(logits[..., 0], logits[..., 1])
+    out = logits.clone()
+    out[..., 0] = torch.where(af, merged, logits[..., 0])
+    out[..., 1] = torch.where(af, torch.full_like(merged, -1e4), logits[..., 1])
+    return out
+
 
 class BeatEncoder(nn.Module):
     """1-D CNN over one beat window: ``(N, C, L) -> (N, d_out)``.
@@ -76,6 +135,8 @@ class ArrhythmiaGRU(nn.Module):
     lookahead_beats : int
         Beats of look-ahead the *input features* need (recorded for scorers; the
         network itself is causal).
+    rhythm_gate : dict, optional
+        :func:`apply_rhythm_gate` setting applied to the output (None: no gate).
     """
 
     def __init__(
@@ -90,6 +151,7 @@ class ArrhythmiaGRU(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.2,
         lookahead_beats: int = 1,
+        rhythm_gate: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         for name, v in (
@@ -115,6 +177,7 @@ class ArrhythmiaGRU(nn.Module):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.lookahead_beats = int(lookahead_beats)
+        self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
 
         self.encoder = BeatEncoder(in_channels, self.conv_widths, d_beat, dropout)
         self.rr_proj = nn.Linear(n_rr, d_beat)
@@ -176,7 +239,7 @@ class ArrhythmiaGRU(nn.Module):
         e = self.drop(self.norm(e + self.rr_proj(rr)))
         y, h_n = self.gru(e, h0)  # (B, T, H)
         logits = self.head(torch.cat([y, e], dim=-1))
-        return logits, h_n
+        return apply_rhythm_gate(logits, rr, self.rhythm_gate), h_n
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments."""
@@ -191,6 +254,7 @@ class ArrhythmiaGRU(nn.Module):
             "num_layers": self.num_layers,
             "dropout": self.dropout,
             "lookahead_beats": self.lookahead_beats,
+            "rhythm_gate": self.rhythm_gate,
         }
 
     @classmethod
@@ -213,9 +277,13 @@ class ArrhythmiaEnsemble(nn.Module):
     ----------
     members : list of dict
         :meth:`ArrhythmiaGRU.config_dict` of every member (same input layout and classes).
+    rhythm_gate : dict, optional
+        :func:`apply_rhythm_gate` setting applied to the averaged output.
     """
 
-    def __init__(self, members: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, members: list[dict[str, Any]], rhythm_gate: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -237,11 +305,12 @@ class ArrhythmiaEnsemble(nn.Module):
         self.n_rr = first.n_rr
         self.n_classes = first.n_classes
         self.lookahead_beats = first.lookahead_beats
+        self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
 
     @classmethod
-    def of(cls, nets: list[ArrhythmiaGRU]) -> Self:
+    def of(cls, nets: list[ArrhythmiaGRU], rhythm_gate: dict[str, Any] | None = None) -> Self:
         """An ensemble holding copies of trained ``nets``' weights."""
-        ens = cls([n.config_dict() for n in nets])
+        ens = cls([n.config_dict() for n in nets], rhythm_gate)
         for dst, src in zip(ens.members, nets, strict=True):
             dst.load_state_dict(src.state_dict())
         return ens
@@ -271,11 +340,13 @@ class ArrhythmiaEnsemble(nn.Module):
             probs.append(torch.softmax(logits, dim=-1))
             h_out.append(h_n)
         mean = torch.stack(probs).mean(dim=0)
-        return torch.log(mean.clamp_min(1e-12)), torch.cat(h_out, dim=0)
+        logits = torch.log(mean.clamp_min(1e-12))
+        rr = x[..., self.in_channels * self.n_samples :]
+        return apply_rhythm_gate(logits, rr, self.rhythm_gate), torch.cat(h_out, dim=0)
 
     def config_dict(self) -> dict[str, Any]:
-        return {"members": [m.config_dict() for m in self.members]}
+        return {"members": [m.config_dict() for m in self.members], "rhythm_gate": self.rhythm_gate}
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Self:
-        return cls(list(cfg["members"]))
+        return cls(list(cfg["members"]), cfg.get("rhythm_gate"))

@@ -43,6 +43,7 @@ def feature_settings(cfg: ArrhythmiaTrainConfig) -> FeatureSettings:
         template_beats=cfg.template_beats,
         local_rr_beats=cfg.local_rr_beats,
         long_rr_beats=cfg.long_rr_beats,
+        rhythm_beats=cfg.rhythm_beats,
     )
 
 
@@ -295,7 +296,15 @@ def train_arrhythmia(
         model, result = _fit_once(
             cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
         )
-        val_metrics = evaluate_records(model, val_recs, "val")
+        gate = None
+        if cfg.rhythm_gate == "auto":
+            gate, _ = choose_rhythm_gate(predict_records(model, val_recs), val_recs)
+        val_metrics = {
+            **{f"val_ungated_{k[4:]}": v
+               for k, v in evaluate_records(model, val_recs, "val").items()},
+        }  # fmt: skip
+        model.rhythm_gate = gate
+        val_metrics.update(evaluate_records(model, val_recs, "val"))
         if cfg.refit_full:
             n_epochs = result.best_epoch + 1
             used = (time.perf_counter() - t0) / 60
@@ -311,6 +320,7 @@ def train_arrhythmia(
             )
             all_recs = train_recs + val_recs
             model, _ = _fit_once(cfg, all_recs, [], n_samples, weights, refit, callbacks)
+            model.rhythm_gate = gate
     elapsed = time.perf_counter() - t0
     return ArrhythmiaTrainResult(
         model=model,
@@ -322,6 +332,65 @@ def train_arrhythmia(
         train_seconds=elapsed,
         history=result.history,
     )
+
+
+#: Thresholds tried by :func:`choose_rhythm_gate` (rhythm entropy, normalised RMSSD).
+GATE_ENTROPY_GRID: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
+GATE_NRMSSD_GRID: tuple[float, ...] = (0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def _sv_f1(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict[str, float]]:
+    m = aami_metrics(y, pred)
+    s_f1 = 0.0 if np.isnan(m["s_f1"]) else m["s_f1"]
+    v_f1 = 0.0 if np.isnan(m["v_f1"]) else m["v_f1"]
+    return 0.5 * (s_f1 + v_f1), m
+
+
+def choose_rhythm_gate(
+    probs: Sequence[np.ndarray], records: Sequence[RecordBeats]
+) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """Pick the AF rhythm gate (:func:`vitalgru.models.arrhythmia.apply_rhythm_gate`)
+    that maximises (S F1 + V F1) / 2 on held-out records.
+
+    Parameters
+    ----------
+    probs : sequence of numpy.ndarray
+        Ungated ``(n_beats, K)`` class probabilities of each held-out record.
+    records : sequence of RecordBeats
+        The same records (their RR features and labels).
+
+    Returns
+    -------
+    gate : dict or None
+        The best setting; None when no gate beats the ungated output.
+    scores : dict
+        ``"none"`` and ``"<entropy_min>/<nrmssd_min>"`` -> (S F1 + V F1) / 2.
+    """
+    y = np.concatenate([r.labels for r in records])
+    p = np.concatenate(list(probs))
+    rr = np.concatenate([r.x[:, -N_RR_FEATURES:] for r in records])
+    ent = rr[:, RR_FEATURES.index("rhythm_rr_entropy")]
+    nrm = rr[:, RR_FEATURES.index("rhythm_rr_nrmssd")]
+    best_score, _ = _sv_f1(y, p.argmax(axis=1))
+    scores = {"none": best_score}
+    best: dict[str, Any] | None = None
+    for e_min in GATE_ENTROPY_GRID:
+        for n_min in GATE_NRMSSD_GRID:
+            af = (ent > e_min) & (nrm > n_min)
+            q = p.copy()
+            q[af, 0] += q[af, 1]
+            q[af, 1] = 0.0
+            score, _ = _sv_f1(y, q.argmax(axis=1))
+            scores[f"{e_min}/{n_min}"] = score
+            if score > best_score + 1e-9:
+                best_score = score
+                best = {
+                    "entropy_feature": RR_FEATURES.index("rhythm_rr_entropy"),
+                    "nrmssd_feature": RR_FEATURES.index("rhythm_rr_nrmssd"),
+                    "entropy_min": e_min,
+                    "nrmssd_min": n_min,
+                }
+    return best, scores
 
 
 def record_folds(records: Sequence[RecordBeats], k: int) -> list[list[str]]:
@@ -376,6 +445,7 @@ def _train_cv_ensemble(
         fits: list[FitResult] = []
         oof_y: list[np.ndarray] = []
         oof_p: list[np.ndarray] = []
+        oof_recs: list[RecordBeats] = []
         history: list[dict[str, float]] = []
         for i, held in enumerate(folds):
             train_recs = [r for r in recs if r.record_id not in held]
@@ -392,14 +462,26 @@ def _train_cv_ensemble(
             history += [{**h, "fold": float(i)} for h in res.history]
             oof_p += predict_records(net, val_recs)
             oof_y += [r.labels for r in val_recs]
+            oof_recs += val_recs
         y = np.concatenate(oof_y)
         p = np.concatenate(oof_p)
-        m = aami_metrics(y, p.argmax(axis=1))
-        cv_metrics = {f"val_{key}": v for key, v in m.items()}
-        s_f1 = 0.0 if np.isnan(m["s_f1"]) else m["s_f1"]
-        v_f1 = 0.0 if np.isnan(m["v_f1"]) else m["v_f1"]
-        cv_metrics["val_sv_f1"] = 0.5 * (s_f1 + v_f1)
-        ensemble = ArrhythmiaEnsemble.of(nets)
+        sv, m = _sv_f1(y, p.argmax(axis=1))
+        cv_metrics = {f"val_ungated_{key}": v for key, v in m.items()}
+        cv_metrics["val_ungated_sv_f1"] = sv
+        gate = None
+        if cfg.rhythm_gate == "auto":
+            gate, _ = choose_rhythm_gate(oof_p, oof_recs)
+        if gate is not None:
+            ent, nrm = (np.concatenate([r.x[:, -N_RR_FEATURES + gate[k]] for r in oof_recs])
+                        for k in ("entropy_feature", "nrmssd_feature"))  # fmt: skip
+            af = (ent > gate["entropy_min"]) & (nrm > gate["nrmssd_min"])
+            p = p.copy()
+            p[af, 0] += p[af, 1]
+            p[af, 1] = 0.0
+        sv, m = _sv_f1(y, p.argmax(axis=1))
+        cv_metrics.update({f"val_{key}": v for key, v in m.items()})
+        cv_metrics["val_sv_f1"] = sv
+        ensemble = ArrhythmiaEnsemble.of(nets, gate)
         ensemble.eval()
     return ArrhythmiaTrainResult(
         model=ensemble,

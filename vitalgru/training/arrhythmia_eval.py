@@ -53,7 +53,7 @@ def data_config_from_preprocessing(
 def feature_settings_from_preprocessing(preprocessing: Mapping[str, Any]) -> FeatureSettings:
     """Feature settings recorded with a model."""
     norm = preprocessing.get("normalisation") or {}
-    keys = ("template_beats", "local_rr_beats", "long_rr_beats")
+    keys = ("template_beats", "local_rr_beats", "long_rr_beats", "rhythm_beats")
     return FeatureSettings(**{k: int(norm[k]) for k in keys if k in norm})
 
 
@@ -113,7 +113,7 @@ def score_database(
                 f"expects {want}; the preprocessing settings do not match the model"
             )
         idx = item.beats["sample_idx"].to_numpy(np.int64)
-        x = beat_features(item.windows, idx, fs, settings)
+        x = beat_features(item.windows, idx, fs, settings, preprocessing.get("rr_features"))
         labels = item.beats["label"].to_numpy(np.int64)
         (p,) = predict_records(model, [RecordBeats(rid, x, labels, idx)])
         rids.append(np.full(labels.shape[0], rid))

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from vitalgru.data.arrhythmia_dataset import (
     IGNORE_LABEL,
     N_RR_FEATURES,
+    RR_FEATURES,
     BeatSequenceDataset,
     FeatureSettings,
     RecordBeats,
     beat_features,
     collate_beat_sequences,
+    rhythm_features,
     rr_features,
     running_median_template,
 )
@@ -92,3 +94,45 @@ class TestSequences:
         assert b["x"].shape[0] == 2 and b["labels"].shape == b["x"].shape[:2]
         n2 = int(b["lengths"][1])
         assert n2 == 7 and torch.all(b["labels"][1, n2:] == IGNORE_LABEL)
+
+
+class TestRhythmFeatures:
+    """AF spreads RR intervals evenly; ectopy clusters them; sinus rhythm barely varies."""
+
+    def _rr(self, kind: str, n: int = 300) -> np.ndarray:
+        rng = np.random.default_rng(1)
+        if kind == "af":
+            return rng.uniform(0.4, 1.1, n)
+        if kind == "bigeminy":  # short (premature) and long (compensatory) in turn
+            return np.where(np.arange(n) % 2 == 0, 0.55, 1.15) + rng.normal(0, 0.01, n)
+        return 0.9 + rng.normal(0, 0.01, n)  # sinus
+
+    def test_separates_af_from_ectopy_and_sinus(self) -> None:
+        ent = {}
+        nrm = {}
+        for kind in ("af", "bigeminy", "sinus"):
+            e, r = rhythm_features(self._rr(kind), 64)
+            ent[kind], nrm[kind] = float(np.median(e[64:])), float(np.median(r[64:]))
+        assert ent["af"] > 0.8 and nrm["af"] > 0.25
+        assert ent["bigeminy"] < 0.45 and nrm["bigeminy"] > 0.5  # irregular, not AF
+        assert nrm["sinus"] < 0.05
+
+    def test_causal_and_zero_before_eight_intervals(self) -> None:
+        rr = self._rr("af", 120)
+        e, r = rhythm_features(rr, 64)
+        assert np.all(e[:7] == 0) and np.all(r[:7] == 0) and e[7] > 0
+        rr2 = rr.copy()
+        rr2[80:] = 0.3
+        e2, r2 = rhythm_features(rr2, 64)
+        np.testing.assert_array_equal(e2[:80], e[:80])
+        np.testing.assert_array_equal(r2[:80], r[:80])
+
+    def test_stored_model_columns_select_by_name(self) -> None:
+        w, idx = _beats(40)
+        full = beat_features(w, idx, 360.0, FeatureSettings())
+        old = list(RR_FEATURES[:10])  # a model trained before the rhythm features
+        part = beat_features(w, idx, 360.0, FeatureSettings(), old)
+        assert part.shape[1] == full.shape[1] - 2
+        np.testing.assert_array_equal(part, full[:, :-2])
+        with pytest.raises(ValueError, match="unknown RR feature"):
+            beat_features(w, idx, 360.0, FeatureSettings(), ["no_such_feature"])

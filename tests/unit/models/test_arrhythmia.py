@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.base import check_model_contract
 
 
@@ -72,3 +72,32 @@ class TestArrhythmiaGRU:
             ArrhythmiaGRU(hidden=0)
         with pytest.raises(ValueError, match="dropout"):
             ArrhythmiaGRU(dropout=1.0)
+
+
+class TestRhythmGate:
+    GATE = {"entropy_feature": 8, "nrmssd_feature": 9, "entropy_min": 0.7, "nrmssd_min": 0.2}
+
+    def test_gated_beats_lose_s_to_n_and_config_round_trips(self) -> None:
+        torch.manual_seed(0)
+        net = ArrhythmiaGRU(hidden=16, d_beat=16, conv_widths=(8, 8)).eval()
+        ens = ArrhythmiaEnsemble.of([net], rhythm_gate=self.GATE).eval()
+        x = _inputs(1, 10)
+        x[0, :5, -2], x[0, :5, -1] = 0.9, 0.4  # beats 0-4 in AF-like rhythm
+        x[0, 5:, -2], x[0, 5:, -1] = 0.3, 0.4
+        with torch.no_grad():
+            p = net(x)[0].softmax(-1)[0]
+            q = ens(x)[0].softmax(-1)[0]
+        assert torch.all(q[:5, 1] < 1e-6)
+        torch.testing.assert_close(q[:5, 0], p[:5, 0] + p[:5, 1])
+        torch.testing.assert_close(q[5:], p[5:])
+        again = ArrhythmiaEnsemble.from_config(json.loads(json.dumps(ens.config_dict())))
+        again.load_state_dict(ens.state_dict())
+        again.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(again(x)[0].softmax(-1)[0], q)
+
+    def test_bad_gate_rejected(self) -> None:
+        with pytest.raises(ValueError, match="outside"):
+            ArrhythmiaGRU(rhythm_gate={**self.GATE, "entropy_feature": 99})
+        with pytest.raises(ValueError, match="keys"):
+            ArrhythmiaGRU(rhythm_gate={"entropy_min": 0.7})

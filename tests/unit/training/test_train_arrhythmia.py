@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from vitalgru.config import ArrhythmiaDataConfig, ArrhythmiaTrainConfig, PhysioNetConfig
-from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
+from vitalgru.data.arrhythmia_dataset import (
+    N_RR_FEATURES,
+    RR_FEATURES,
+    BeatDataset,
+    RecordBeats,
+    load_beat_dataset,
+)
 from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_rhythm_gate
 from vitalgru.training.arrhythmia import (
+    choose_rhythm_gate,
     class_weights,
     evaluate_records,
     feature_settings,
@@ -113,7 +120,10 @@ class TestCrossValidatedEnsemble:
             record_folds(recs, 4)
 
     def test_cv_ensemble_trains_scores_and_streams(self, tiny_dataset: BeatDataset) -> None:
-        cfg = _cfg(cv_folds=3, max_epochs=2, min_epochs=2, sequences_per_epoch=32)
+        # (ungated, so the ensemble's output is exactly its members' mean)
+        cfg = _cfg(
+            cv_folds=3, max_epochs=2, min_epochs=2, sequences_per_epoch=32, rhythm_gate="off"
+        )
         res = train_arrhythmia(tiny_dataset, cfg)
         assert isinstance(res.model, ArrhythmiaEnsemble) and len(res.model.members) == 3
         assert sorted(r for f in res.fold_records for r in f) == sorted(TRAIN + HELD_OUT)
@@ -136,6 +146,44 @@ class TestCrossValidatedEnsemble:
         clone = ArrhythmiaEnsemble.from_config(res.model.config_dict())
         clone.load_state_dict(res.model.state_dict())
         np.testing.assert_allclose(predict_records(clone, held)[0], ens, atol=1e-6)
+
+
+class TestRhythmGateChoice:
+    def _records(self) -> list[RecordBeats]:
+        rng = np.random.default_rng(0)
+        n = 400
+        x = np.zeros((n, 4 + N_RR_FEATURES), np.float32)
+        af = np.arange(n) < 200  # first half AF-like rhythm
+        x[:, -N_RR_FEATURES + RR_FEATURES.index("rhythm_rr_entropy")] = np.where(af, 0.9, 0.3)
+        x[:, -N_RR_FEATURES + RR_FEATURES.index("rhythm_rr_nrmssd")] = np.where(af, 0.35, 0.5)
+        labels = np.where(af | (rng.random(n) < 0.8), 0, 1)  # S only outside AF
+        return [RecordBeats("r", x, labels.astype(np.int64), np.arange(n))]
+
+    def test_gate_is_chosen_when_it_removes_false_s_in_af(self) -> None:
+        recs = self._records()
+        y = recs[0].labels
+        p = np.full((len(y), 5), 0.01, np.float32)
+        p[np.arange(len(y)), y] = 0.9
+        p[:60, 1], p[:60, 0] = 0.6, 0.3  # the model calls 60 AF beats S
+        gate, scores = choose_rhythm_gate([p], recs)
+        assert (
+            gate is not None
+            and scores[f"{gate['entropy_min']}/{gate['nrmssd_min']}"] > scores["none"]
+        )
+        # The chosen gate, applied by the model, makes those beats N.
+        logits = torch.log(torch.from_numpy(p))[None]
+        rr = torch.from_numpy(recs[0].x[:, -N_RR_FEATURES:])[None]
+        gated = apply_rhythm_gate(logits, rr, gate).softmax(-1)[0].numpy()
+        assert (gated[:200].argmax(1) == 0).all()
+        np.testing.assert_allclose(gated[200:], p[200:] / p[200:].sum(1, keepdims=True), atol=1e-6)
+
+    def test_no_gate_when_it_cannot_help(self) -> None:
+        recs = self._records()
+        y = recs[0].labels
+        p = np.full((len(y), 5), 0.01, np.float32)
+        p[np.arange(len(y)), y] = 0.9
+        gate, scores = choose_rhythm_gate([p], recs)
+        assert gate is None and scores["none"] == max(scores.values())
 
 
 class TestLoss:
