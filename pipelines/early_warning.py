@@ -8,12 +8,14 @@ Steps (each a thin call into :mod:`vitalgru`):
    /``attrition.csv``.
 2. ``cross-validate``: GRU-D, trees, NEWS2, qSOFA on the same folds; thresholds and early
    stopping on training folds only; per-fold metrics and out-of-fold scores to disk.
-3. ``train-final``: GRU-D on all patients (a stratified share held out for the epoch and
-   the alarm threshold), saved with its normalisation statistics.
+3. ``train-final``: the model to register on all patients (a stratified share held out
+   for the epoch and the alarm threshold), saved with its normalisation statistics:
+   by default (``register_model: gru_d_gbm_blend``) the GRU-D and the trees blended
+   into one :class:`~vitalgru.models.early_warning.SepsisBlend`, else the GRU-D alone.
 4. ``log-and-register``: one MLflow run with the config, manifest, CV table and the model,
-   registered as ``vitalgru-early-warning``; the gate metrics are the GRU-D's cross-
-   validated held-out means (``utility``, ``auroc``), an honest estimate for the final
-   model, which itself has no held-out patients left.
+   registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
+   cross-validated held-out means (``utility``, ``auroc``), an honest estimate for the
+   final model, which itself has no held-out patients left.
 5. ``promote``: ``champion`` alias if the new version beats the current one on every key.
 
 ``evaluate_early_warning(model_uri, data, out)`` scores any Challenge-2019 folder.
@@ -45,13 +47,13 @@ from vitalgru.data.early_warning import (
 )
 from vitalgru.io.physionet import resolve_source
 from vitalgru.metrics.utility import early_warning_metrics
-from vitalgru.models.early_warning import GRUDEarlyWarning
+from vitalgru.models.base import build_model, model_class_path
 from vitalgru.training.early_warning import (
+    BLEND,
     CVSettings,
     GRUTrainParams,
     cross_validate,
-    fit_final_gru,
-    model_preprocessing,
+    fit_final,
     score_cohort,
 )
 from vitalgru.training.loop import cpu_training
@@ -86,6 +88,8 @@ def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
         max_iter=cfg.gbm_max_iter,
         learning_rate=cfg.gbm_learning_rate,
         max_leaf_nodes=cfg.gbm_max_leaf_nodes,
+        min_samples_leaf=cfg.gbm_min_samples_leaf,
+        l2_regularization=cfg.gbm_l2_regularization,
         negative_subsample=cfg.gbm_negative_subsample,
         seed=cfg.seed,
     )
@@ -148,26 +152,27 @@ def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str
 
 @task(name="train-final")
 def train_final(cfg_json: dict[str, Any], dataset_dir: str) -> str:
-    """Fit the GRU-D on every patient; save weights + preprocessing; return the folder."""
+    """Fit the model to register on every patient; save it with its preprocessing."""
     cfg = EarlyWarningConfig.model_validate(cfg_json)
     cohort, _, _ = load_dataset(dataset_dir)
     with cpu_training(cfg.torch_threads):
-        res, stats = fit_final_gru(cohort, cv_settings(cfg))
+        res = fit_final(cohort, cv_settings(cfg), blend=cfg.register_model == BLEND)
     out = Path(cfg.out_dir) / "final"
     out.mkdir(parents=True, exist_ok=True)
     torch.save(res.model.state_dict(), out / "weights.pt")
-    (out / "model_config.json").write_text(json.dumps(res.model.config_dict()))
-    (out / "preprocessing.json").write_text(
-        json.dumps(model_preprocessing(stats, res.threshold), indent=2)
-    )
+    spec = {"class_path": model_class_path(res.model), "config": res.model.config_dict()}
+    (out / "model_spec.json").write_text(json.dumps(spec))
+    (out / "preprocessing.json").write_text(json.dumps(res.preprocessing, indent=2))
     (out / "fit.json").write_text(
         json.dumps(
             {
+                "model": cfg.register_model,
                 "val_utility": res.val_utility,
                 "val_auroc": res.val_auroc,
-                "best_epoch": res.best_epoch,
-                "seconds": res.seconds,
-                "history": res.history,
+                "gru_val_utility": res.gru.val_utility,
+                "best_epoch": res.gru.best_epoch,
+                "seconds": res.gru.seconds,
+                "history": res.gru.history,
             },
             indent=2,
         )
@@ -183,14 +188,15 @@ def log_and_register(
     """One MLflow run: config, manifest, CV metrics and files, the registered model."""
     cfg = EarlyWarningConfig.model_validate(cfg_json)
     final = Path(final_dir)
-    model = GRUDEarlyWarning.from_config(json.loads((final / "model_config.json").read_text()))
+    spec = json.loads((final / "model_spec.json").read_text())
+    model = build_model(spec["class_path"], spec["config"])
     model.load_state_dict(torch.load(final / "weights.pt", weights_only=True))
     model.eval()
     preprocessing = json.loads((final / "preprocessing.json").read_text())
     manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
     fit = json.loads((final / "fit.json").read_text())
     summary = cv["summary"]
-    gate = _gate_metrics(summary)
+    gate = _gate_metrics(summary, cfg.register_model)
     with tracking.start_run(cfg.experiment, run_name="train-early-warning") as run:
         tracking.log_config(run, cfg, "config.yaml")
         run.log_dict(manifest, "dataset/manifest.json")
@@ -204,6 +210,7 @@ def log_and_register(
                     metrics[f"cv.{name}.{k}"] = float(v)
         metrics["final.val_utility"] = float(fit["val_utility"])
         metrics["final.val_auroc"] = float(fit["val_auroc"])
+        metrics["final.gru_val_utility"] = float(fit["gru_val_utility"])
         metrics["final.threshold"] = float(preprocessing["threshold"])
         run.log_metrics(metrics)
         ref = tracking.log_model(
@@ -212,6 +219,7 @@ def log_and_register(
             preprocessing=preprocessing,
             config={"config": cfg.model_dump(mode="json"), "manifest": manifest},
             registered_name=cfg.registered_name,
+            version_tags={"vitalgru.model_kind": cfg.register_model},
         )
     return {
         "run_id": run.run_id,
@@ -221,10 +229,10 @@ def log_and_register(
     }
 
 
-def _gate_metrics(summary: dict[str, dict[str, float]]) -> dict[str, float]:
-    g = summary.get("gru_d")
+def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, float]:
+    g = summary.get(kind)
     if g is None:
-        raise ValueError("the cross-validation has no 'gru_d' results to gate the model on")
+        raise ValueError(f"the cross-validation has no {kind!r} results to gate the model on")
     return {
         "utility": float(g["utility_mean"]),
         "auroc": float(g["auroc_mean"]),
@@ -254,8 +262,12 @@ def train_early_warning_flow(
         ``cv_dir`` and ``final_dir``.
     """
     cfg = load_early_warning_config(config_path, overrides)
-    if "gru_d" not in cfg.models:
-        raise ValueError("models must include 'gru_d': it is the model this flow registers")
+    needed = {"gru_d", "gbm"} if cfg.register_model == BLEND else {"gru_d"}
+    if not needed <= set(cfg.models):
+        raise ValueError(
+            f"register_model {cfg.register_model!r} needs models {sorted(needed)} "
+            f"cross-validated; models is {list(cfg.models)}"
+        )
     cfg_json = cfg.model_dump(mode="json")
     dataset_dir = build_dataset(cfg_json)
     cv = run_cross_validation(cfg_json, dataset_dir)

@@ -303,9 +303,13 @@ class EarlyWarningConfig(_Strict):
     patience: int = Field(default=5, ge=1)
     pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss
     max_minutes_per_fit: float = Field(default=4.0, gt=0.0)  # wall-clock cap of one GRU fit
-    gbm_max_iter: int = Field(default=120, ge=1)
-    gbm_learning_rate: float = Field(default=0.12, gt=0.0)
-    gbm_max_leaf_nodes: int = Field(default=63, ge=2)
+    gbm_max_iter: int = Field(default=500, ge=1)
+    gbm_learning_rate: float = Field(default=0.03, gt=0.0)
+    gbm_max_leaf_nodes: int = Field(default=31, ge=2)
     gbm_negative_subsample: float = Field(default=0.15, gt=0.0, le=1.0)  # label-0 hours kept
+    gbm_min_samples_leaf: int = Field(default=300, ge=1)
+    gbm_l2_regularization: float = Field(default=10.0, ge=0.0)
+    # The model registered: the GRU-D alone, or its blend with the trees (mean risk).
+    register_model: Literal["gru_d", "gru_d_gbm_blend"] = "gru_d_gbm_blend"
     torch_threads: int = Field(default=2, ge=1, le=64)
     gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key

@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
+from vitalgru import tracking
 from vitalgru.io.psv import list_psv
+from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND
 
 
@@ -39,6 +41,11 @@ class TestTrainEarlyWarningFlow:
         assert res["version"] == "1" and res["promoted"] is True
         assert res["model_uri"] == "models:/vitalgru-early-warning/1"
         assert set(res["metrics"]) >= {"utility", "auroc", "auprc"}
+        # The registered model is the blend, gated on the blend's cross-validated means.
+        assert res["metrics"]["utility"] == res["cv_summary"][BLEND]["utility_mean"]
+        loaded = tracking.load_model(res["model_uri"])
+        assert isinstance(loaded.module, SepsisBlend)
+        assert len(loaded.preprocessing["tree_features"]) == loaded.module.trees.n_inputs
         # The GRU+trees blend is reported (and logged to MLflow) beside the four models.
         assert set(res["cv_summary"]) == {"gru_d", "gbm", "news2", "qsofa", BLEND}
         manifest = json.loads((Path(res["dataset_dir"]) / "manifest.json").read_text())

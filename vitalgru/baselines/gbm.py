@@ -20,11 +20,13 @@ class GBMParams:
     """Tree settings (fixed number of iterations: no row-level early stopping, which
     would put hours of the same patient on both sides of a validation split)."""
 
-    max_iter: int = 120
-    learning_rate: float = 0.12
-    max_leaf_nodes: int = 63
-    min_samples_leaf: int = 100
-    l2_regularization: float = 1.0
+    # Smaller, more regularised trees and more of them (chosen on the validation share of
+    # CV folds 0 and 1: benchmarks/results/early_warning_experiments.md).
+    max_iter: int = 500
+    learning_rate: float = 0.03
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 300
+    l2_regularization: float = 10.0
     pos_weight: float = 4.0
     # Share of label-0 hours kept for fitting (re-weighted by its inverse): the trees see
     # every septic hour and a random share of the 98 % negative ones, for speed.

@@ -262,6 +262,10 @@ class SequenceArrays:
         ``(n_patients + 1,)`` int64.
     n_features, n_static : int
         ``n_static`` is the width of the whole context block.
+    n_tree_inputs : int
+        Raw engineered features appended after the context block for the trees of a
+        :class:`~vitalgru.models.early_warning.SepsisBlend` (NaN where undefined); 0 for
+        a network alone.
     """
 
     x: np.ndarray
@@ -269,14 +273,21 @@ class SequenceArrays:
     offsets: np.ndarray
     n_features: int
     n_static: int
+    n_tree_inputs: int = 0
 
     def patient(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.x[a:b], self.y[a:b]
 
 
-def gru_d_arrays(cohort: EarlyWarningCohort, stats: NormStats) -> SequenceArrays:
-    """Build the model inputs of a cohort with given (training) statistics."""
+def gru_d_arrays(
+    cohort: EarlyWarningCohort, stats: NormStats, tree_features: Sequence[str] | None = None
+) -> SequenceArrays:
+    """Build the model inputs of a cohort with given (training) statistics.
+
+    ``tree_features`` (the column names a tree model was fitted on, in its order) appends
+    those engineered features unscaled, NaN where undefined, for a blend's trees.
+    """
     f = cohort.frame
     raw = f[stats.columns].to_numpy(np.float32)
     mean = np.asarray(stats.mean, np.float32)
@@ -307,8 +318,8 @@ def gru_d_arrays(cohort: EarlyWarningCohort, stats: NormStats) -> SequenceArrays
             np.log1p(hours.astype(np.float32)) / np.log(337.0),
         ]
     ).astype(np.float32)
-    if stats.engineered:
-        feats = engineered_features(f, cohort.offsets)
+    feats = engineered_features(f, cohort.offsets) if stats.engineered or tree_features else None
+    if stats.engineered and feats is not None:
         missing = [c for c in stats.engineered if c not in feats.columns]
         if missing:
             raise ValueError(f"engineered feature(s) not computable here: {missing[:5]}")
@@ -318,15 +329,21 @@ def gru_d_arrays(cohort: EarlyWarningCohort, stats: NormStats) -> SequenceArrays
         )
         e = np.clip(np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0), -10, 10)
         static = np.concatenate([static, e.astype(np.float32)], axis=1)
-    x = np.concatenate([z, mask, np.minimum(delta, 10.0), z_last, static], axis=1).astype(
-        np.float32
-    )
+    blocks = [z, mask, np.minimum(delta, 10.0), z_last, static]
+    if tree_features and feats is not None:
+        absent = [c for c in tree_features if c not in feats.columns]
+        if absent:
+            raise ValueError(f"tree feature(s) not computable here: {absent[:5]}")
+        t = feats[list(tree_features)].to_numpy(np.float32)
+        blocks.append(np.where(np.isfinite(t), t, np.nan).astype(np.float32))
+    x = np.concatenate(blocks, axis=1).astype(np.float32)
     return SequenceArrays(
         x=np.ascontiguousarray(x),
         y=cohort.labels.astype(np.float32),
         offsets=cohort.offsets.copy(),
         n_features=len(stats.columns),
         n_static=static.shape[1],
+        n_tree_inputs=len(tree_features or ()),
     )
 
 

@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,8 @@ from vitalgru.metrics.utility import (
     early_warning_metrics,
     row_utilities,
 )
-from vitalgru.models.early_warning import GRUDEarlyWarning
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.trees import BoostedTrees
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +328,8 @@ class CVResult:
     gru_histories: list[list[dict[str, float]]] = field(default_factory=list)
     # The last fold's fitted network, its statistics and test patients (for benchmarks).
     last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
+    # The last fold's fitted trees (scikit-learn), for benchmarks of the blend.
+    last_gbm: Any = None
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and standard deviation over folds: ``{model: {key_mean, key_sd}}``."""
@@ -355,19 +358,74 @@ def _rows_of(offsets: np.ndarray, patients: np.ndarray) -> np.ndarray:
     return starts + within
 
 
-def fit_final_gru(
+@dataclass
+class FinalFit:
+    """The model fitted on a whole cohort, ready to log.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        :class:`GRUDEarlyWarning`, or a :class:`SepsisBlend` of it and the trees.
+    preprocessing : dict
+        :func:`model_preprocessing` of the model (statistics, threshold, tree columns).
+    gru : FitResult
+        The network's fit (epochs, history).
+    threshold, val_utility, val_auroc : float
+        The model's alarm threshold and its utility / AUROC on the validation share.
+    """
+
+    model: nn.Module
+    preprocessing: dict[str, Any]
+    gru: FitResult
+    threshold: float
+    val_utility: float
+    val_auroc: float
+
+
+def fit_final(
     cohort: EarlyWarningCohort,
     settings: CVSettings,
+    blend: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> tuple[FitResult, NormStats]:
-    """Fit the network on a whole cohort (a stratified validation share held out for
-    early stopping and the alarm threshold); returns the fit and its normalisation."""
+) -> FinalFit:
+    """Fit the model to register on a whole cohort.
+
+    A stratified validation share is held out for the network's early stopping and for
+    the alarm threshold; normalisation statistics (and, with ``blend``, the trees) come
+    from the rest. With ``blend`` the trees are exported into a :class:`SepsisBlend`
+    (mean of the two risks, as cross-validated under :data:`BLEND`) and the threshold is
+    the blend's own, chosen on the validation share with the exported model itself.
+    """
     fit_idx, val_idx = split_validation(cohort.septic(), settings.val_fraction, settings.seed)
     fit_c = cohort.subset(fit_idx)
     val_c = cohort.subset(val_idx)
     stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
     res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), settings.gru, on_epoch)
-    return res, stats
+    if not blend:
+        return FinalFit(
+            model=res.model,
+            preprocessing=model_preprocessing(stats, res.threshold),
+            gru=res,
+            threshold=res.threshold,
+            val_utility=res.val_utility,
+            val_auroc=res.val_auroc,
+        )
+    t0 = time.perf_counter()
+    clf = fit_gbm(engineered_features(fit_c.frame, fit_c.offsets), fit_c.labels, settings.gbm)
+    names = [str(c) for c in clf.feature_names_in_]
+    model = SepsisBlend.of(res.model, BoostedTrees.from_sklearn(clf), gru_weight=0.5).eval()
+    scores = predict_scores(model, gru_d_arrays(val_c, stats, names))
+    thr, u = best_threshold(val_c.labels, scores, val_c.offsets)
+    logger.info("blend: trees fitted and exported, validation utility %.3f (%.0f s)",
+                u, time.perf_counter() - t0)  # fmt: skip
+    return FinalFit(
+        model=model,
+        preprocessing=model_preprocessing(stats, thr, names),
+        gru=res,
+        threshold=float(thr),
+        val_utility=float(u),
+        val_auroc=float(auroc(val_c.labels, scores)),
+    )
 
 
 def cross_validate(
@@ -412,6 +470,7 @@ def cross_validate(
     secs: dict[str, list[float]] = {m: [] for m in settings.models}
     histories: list[list[dict[str, float]]] = []
     last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
+    last_gbm: Any = None
     bedside = {"news2": news2, "qsofa": qsofa}
     bed_scores = {
         m: fn(cohort.frame, off).astype(np.float64)
@@ -465,6 +524,7 @@ def cross_validate(
                 thr, _ = best_threshold(y_all[val_rows], val_scores, val_off)
                 test_scores = predict_gbm(clf, feats.iloc[te_rows])
                 held[name] = (val_scores, test_scores)
+                last_gbm = clf
             else:
                 fit_c = cohort.subset(fit_p)
                 stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
@@ -491,19 +551,28 @@ def cross_validate(
         fit_seconds=secs,
         gru_histories=histories,
         last_gru=last_gru,
+        last_gbm=last_gbm,
     )
 
 
-def model_preprocessing(stats: NormStats, threshold: float) -> dict[str, Any]:
-    """What must be stored with a fitted network to score new patients with it."""
+def model_preprocessing(
+    stats: NormStats, threshold: float, tree_features: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """What must be stored with a fitted model to score new patients with it.
+
+    ``tree_features``: the raw engineered columns a blend's trees read, in their order
+    (appended to the network's inputs by :func:`gru_d_arrays`).
+    """
+    layout = ["value", "mask", "delta", "last_value", "static"]
     return {
         "task": "early_warning",
         "norm_stats": stats.to_dict(),
         "threshold": float(threshold),
-        "input_layout": ["value", "mask", "delta", "last_value", "static"],
+        "input_layout": layout + (["tree_features"] if tree_features else []),
         "static_features": list(STATIC_FEATURES),
         "engineered_features": list(stats.engineered),
         "measurement_columns": list(stats.columns),
+        "tree_features": list(tree_features or ()),
     }
 
 
@@ -520,4 +589,5 @@ def score_cohort(
     if "norm_stats" not in preprocessing:
         raise ValueError("preprocessing lacks 'norm_stats': not an early-warning model")
     stats = NormStats.from_dict(preprocessing["norm_stats"])
-    return predict_scores(model, gru_d_arrays(cohort, stats))
+    trees = preprocessing.get("tree_features") or None
+    return predict_scores(model, gru_d_arrays(cohort, stats, trees))
