@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Rows scored per chunk (bounds the ``(rows, trees)`` index tensors in memory).
-_CHUNK_ROWS = 16384
+#: Rows scored per chunk: small enough that a chunk's features stay in cache during the
+#: random gathers of the walk (512 rows ran about 2x faster than 16384 on one core).
+_CHUNK_ROWS = 512
 
 
 class BoostedTrees(nn.Module):
@@ -154,32 +155,36 @@ class BoostedTrees(nn.Module):
         base = (torch.arange(t, device=x.device) * self.max_nodes)[:, None]
         feat, thr = self.feature.reshape(-1), self.threshold.reshape(-1)
         miss, leaf = self.missing_left.reshape(-1), self.is_leaf.reshape(-1)
-        left = (self.left + base).reshape(-1)
-        right = (self.right + base).reshape(-1)
+        # children[2 * n + 0] / [2 * n + 1]: left / right child of flat node n.
+        children = torch.stack([self.left + base, self.right + base], dim=-1).reshape(-1)
         value = self.value.reshape(-1)
         roots = base[:, 0]
         for s in range(0, n_rows, _CHUNK_ROWS):
             r = rows[s : s + _CHUNK_ROWS]
             flat = r.reshape(-1)
-            # One (row, tree) pair per walk; pairs that reach a leaf leave the active set,
-            # so the work follows the actual path lengths, not the deepest tree.
-            row = torch.arange(r.shape[0], device=x.device).repeat_interleave(t)
-            node = roots.repeat(r.shape[0])
+            # One (row, tree) pair per walk, tree-major; pairs that reach a leaf leave the
+            # active set, so the work follows the actual path lengths, not the deepest tree.
+            row = torch.arange(r.shape[0], device=x.device).repeat(t)
+            node = roots.repeat_interleave(r.shape[0])
             acc = torch.zeros(r.shape[0], dtype=torch.float64, device=x.device)
             done = leaf[node]
             if bool(done.any()):
                 acc.index_add_(0, row[done], value[node[done]])
                 row, node = row[~done], node[~done]
+            row_at = row * self.n_inputs
             for _ in range(self.max_depth):
                 if not row.numel():
                     break
-                v = flat[row * self.n_inputs + feat[node]]
-                go_left = torch.where(torch.isnan(v), miss[node], v <= thr[node])
-                node = torch.where(go_left, left[node], right[node])
+                v = flat[row_at + feat[node]]
+                # NaN <= thr is False: a missing value goes left only if the split says so.
+                go_left = (v <= thr[node]) | (torch.isnan(v) & miss[node])
+                node = children[2 * node + (~go_left).long()]
                 done = leaf[node]
-                acc.index_add_(0, row[done], value[node[done]])
-                keep = ~done
-                row, node = row[keep], node[keep]
+                fin = done.nonzero().squeeze(1)
+                if fin.numel():
+                    acc.index_add_(0, row[fin], value[node[fin]])
+                    live = (~done).nonzero().squeeze(1)
+                    row, node, row_at = row[live], node[live], row_at[live]
             if row.numel():
                 raise ValueError(
                     f"tree walk did not end within max_depth={self.max_depth}: corrupt tree tables"
