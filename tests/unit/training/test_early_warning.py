@@ -17,12 +17,15 @@ from vitalgru.data.early_warning import (
     patient_folds,
 )
 from vitalgru.metrics.ranking import auroc
+from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import (
     CVSettings,
     GRUTrainParams,
     cross_validate,
+    fit_final,
     fit_gru_d,
     predict_scores,
+    score_cohort,
     split_validation,
     utility_targets,
 )
@@ -135,3 +138,27 @@ class TestCrossValidate:
     def test_unknown_model(self, cohort):
         with pytest.raises(ValueError, match="unknown model"):
             cross_validate(cohort, patient_folds(cohort.septic(), 2), CVSettings(models=("lstm",)))
+
+
+class TestFinalBlendAndScoring:
+    def test_blend_fit_and_chunked_scoring_equal_one_pass(self, cohort):
+        torch.set_num_threads(1)
+        small = cohort.subset(np.arange(300))
+        settings = CVSettings(
+            val_fraction=0.3,
+            engineered_inputs=True,
+            gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
+            gbm=GBMParams(max_iter=10),
+        )
+        res = fit_final(small, settings, blend=True)
+        assert isinstance(res.model, SepsisBlend)
+        prep = res.preprocessing
+        assert prep["threshold"] == res.threshold
+        assert prep["tree_features"] and prep["input_layout"][-1] == "tree_features"
+        test = cohort.subset(np.arange(300, 340))
+        whole = score_cohort(res.model, prep, test, chunk_patients=10_000)
+        chunked = score_cohort(res.model, prep, test, chunk_patients=7)
+        np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)  # float32 batch rounding
+        assert whole.shape == (len(test.frame),) and np.all((whole >= 0) & (whole <= 1))
+        with pytest.raises(ValueError, match="chunk_patients"):
+            score_cohort(res.model, prep, test, chunk_patients=0)
