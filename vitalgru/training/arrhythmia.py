@@ -346,6 +346,21 @@ def _sv_f1(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict[str, float]]:
     return 0.5 * (s_f1 + v_f1), m
 
 
+def gate_probs(p: np.ndarray, rr: np.ndarray, gate: dict[str, Any] | None) -> np.ndarray:
+    """:func:`vitalgru.models.arrhythmia.apply_rhythm_gate` on class probabilities
+    ``(n, K)`` given the beats' RR features ``(n, N_RR_FEATURES)`` (a gated copy; ``p`` itself
+    when ``gate`` is None)."""
+    if gate is None:
+        return p
+    af = (rr[:, gate["entropy_feature"]] > gate["entropy_min"]) & (
+        rr[:, gate["nrmssd_feature"]] > gate["nrmssd_min"]
+    )
+    q = p.copy()
+    q[af, 0] += q[af, 1]
+    q[af, 1] = 0.0
+    return q
+
+
 def choose_rhythm_gate(
     probs: Sequence[np.ndarray], records: Sequence[RecordBeats]
 ) -> tuple[dict[str, Any] | None, dict[str, float]]:
@@ -369,27 +384,21 @@ def choose_rhythm_gate(
     y = np.concatenate([r.labels for r in records])
     p = np.concatenate(list(probs))
     rr = np.concatenate([r.x[:, -N_RR_FEATURES:] for r in records])
-    ent = rr[:, RR_FEATURES.index("rhythm_rr_entropy")]
-    nrm = rr[:, RR_FEATURES.index("rhythm_rr_nrmssd")]
     best_score, _ = _sv_f1(y, p.argmax(axis=1))
     scores = {"none": best_score}
     best: dict[str, Any] | None = None
     for e_min in GATE_ENTROPY_GRID:
         for n_min in GATE_NRMSSD_GRID:
-            af = (ent > e_min) & (nrm > n_min)
-            q = p.copy()
-            q[af, 0] += q[af, 1]
-            q[af, 1] = 0.0
-            score, _ = _sv_f1(y, q.argmax(axis=1))
+            gate = {
+                "entropy_feature": RR_FEATURES.index("rhythm_rr_entropy"),
+                "nrmssd_feature": RR_FEATURES.index("rhythm_rr_nrmssd"),
+                "entropy_min": e_min,
+                "nrmssd_min": n_min,
+            }
+            score, _ = _sv_f1(y, gate_probs(p, rr, gate).argmax(axis=1))
             scores[f"{e_min}/{n_min}"] = score
             if score > best_score + 1e-9:
-                best_score = score
-                best = {
-                    "entropy_feature": RR_FEATURES.index("rhythm_rr_entropy"),
-                    "nrmssd_feature": RR_FEATURES.index("rhythm_rr_nrmssd"),
-                    "entropy_min": e_min,
-                    "nrmssd_min": n_min,
-                }
+                best_score, best = score, gate
     return best, scores
 
 
@@ -471,13 +480,7 @@ def _train_cv_ensemble(
         gate = None
         if cfg.rhythm_gate == "auto":
             gate, _ = choose_rhythm_gate(oof_p, oof_recs)
-        if gate is not None:
-            ent, nrm = (np.concatenate([r.x[:, -N_RR_FEATURES + gate[k]] for r in oof_recs])
-                        for k in ("entropy_feature", "nrmssd_feature"))  # fmt: skip
-            af = (ent > gate["entropy_min"]) & (nrm > gate["nrmssd_min"])
-            p = p.copy()
-            p[af, 0] += p[af, 1]
-            p[af, 1] = 0.0
+        p = gate_probs(p, np.concatenate([r.x[:, -N_RR_FEATURES:] for r in oof_recs]), gate)
         sv, m = _sv_f1(y, p.argmax(axis=1))
         cv_metrics.update({f"val_{key}": v for key, v in m.items()})
         cv_metrics["val_sv_f1"] = sv
