@@ -24,19 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitalgru.baselines.gbm import GBMParams
+from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import build_cohort, gru_d_arrays, patient_folds
 from vitalgru.io.psv import read_psv_folder
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees
-from vitalgru.training.early_warning import (
-    MODEL_NAMES,
-    CVSettings,
-    GRUTrainParams,
-    cross_validate,
-    predict_scores,
-)
+from vitalgru.training.early_warning import MODEL_NAMES, cross_validate, predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,28 +116,29 @@ def main(argv: list[str] | None = None) -> int:
     build_s = time.perf_counter() - t0
     print(f"read {cohort.n_patients} patients in {read_s:.1f} s (uncached)", flush=True)
     folds = patient_folds(cohort.septic(), args.folds, seed=0)
-    settings = CVSettings(
-        models=tuple(args.models.split(",")),
-        engineered_inputs=args.engineered_inputs,
-        gru=GRUTrainParams(
-            max_minutes=args.max_minutes_per_fit,
-            max_epochs=args.max_epochs,
-            hidden_size=args.hidden_size,
-            dropout=args.dropout,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            batch_size=args.batch_size,
-            patience=args.patience,
-        ),
-        gbm=GBMParams(
-            max_iter=args.gbm_max_iter,
-            learning_rate=args.gbm_learning_rate,
-            max_leaf_nodes=args.gbm_max_leaf_nodes,
-            min_samples_leaf=args.gbm_min_samples_leaf,
-            l2_regularization=args.gbm_l2,
-            negative_subsample=args.gbm_negative_subsample,
-        ),
+    # The flow's own translation of a config into training settings, so the benchmark
+    # measures exactly what `vitalgru train early-warning` runs.
+    cfg = d.model_copy(
+        update={
+            "models": tuple(args.models.split(",")),
+            "engineered_inputs": args.engineered_inputs,
+            "max_minutes_per_fit": args.max_minutes_per_fit,
+            "max_epochs": args.max_epochs,
+            "hidden_size": args.hidden_size,
+            "dropout": args.dropout,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "batch_size": args.batch_size,
+            "patience": args.patience,
+            "gbm_max_iter": args.gbm_max_iter,
+            "gbm_learning_rate": args.gbm_learning_rate,
+            "gbm_max_leaf_nodes": args.gbm_max_leaf_nodes,
+            "gbm_min_samples_leaf": args.gbm_min_samples_leaf,
+            "gbm_l2_regularization": args.gbm_l2,
+            "gbm_negative_subsample": args.gbm_negative_subsample,
+        }
     )
+    settings = cv_settings(EarlyWarningConfig.model_validate(cfg.model_dump()))
 
     def progress(model: str, fold: int, m: dict[str, float]) -> None:
         print(

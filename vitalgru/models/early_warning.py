@@ -26,6 +26,8 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from vitalgru.models.trees import BoostedTrees
+
 
 class GRUDEarlyWarning(nn.Module):
     """GRU-D network giving a sepsis logit for every hour.
@@ -170,9 +172,6 @@ class SepsisBlend(nn.Module):
 
     def __init__(self, gru: dict[str, Any], trees: dict[str, Any], gru_weight: float = 0.5) -> None:
         super().__init__()
-        # Local import keeps this module's public surface torch-only and cycle-free.
-        from vitalgru.models.trees import BoostedTrees
-
         if not 0.0 <= gru_weight <= 1.0:
             raise ValueError(f"gru_weight must be in [0, 1], got {gru_weight}")
         self.gru = GRUDEarlyWarning.from_config(dict(gru))
@@ -183,9 +182,9 @@ class SepsisBlend(nn.Module):
         self.hidden_size = self.gru.hidden_size
 
     @classmethod
-    def of(cls, gru: GRUDEarlyWarning, trees: nn.Module, gru_weight: float = 0.5) -> Self:
+    def of(cls, gru: GRUDEarlyWarning, trees: BoostedTrees, gru_weight: float = 0.5) -> Self:
         """A blend holding copies of a trained network's and exported trees' tensors."""
-        out = cls(gru.config_dict(), trees.config_dict(), gru_weight)  # type: ignore[operator]
+        out = cls(gru.config_dict(), trees.config_dict(), gru_weight)
         out.gru.load_state_dict(gru.state_dict())
         out.trees.load_state_dict(trees.state_dict())
         return out
@@ -193,7 +192,7 @@ class SepsisBlend(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return {
             "gru": self.gru.config_dict(),
-            "trees": self.trees.config_dict(),  # type: ignore[operator]
+            "trees": self.trees.config_dict(),
             "gru_weight": self.gru_weight,
         }
 
