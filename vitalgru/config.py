@@ -68,6 +68,9 @@ class BeatWindowConfig(_Strict):
     after_s: float = Field(default=0.45, gt=0)
     local_rr_beats: int = Field(default=10, ge=1)
     quality_window_s: float = Field(default=10.0, gt=0)
+    # How often the live (trailing-window) quality verdict is renewed; see signal_ok in
+    # vitalgru.data.ingest.
+    quality_hop_s: float = Field(default=2.0, gt=0)
 
 
 class ArrhythmiaDataConfig(_Strict):
@@ -266,6 +269,9 @@ class ArrhythmiaTrainConfig(_Strict):
     # "auto": after training, pick the AF rhythm gate (S -> N in AF-like rhythm) that
     # maximises held-out (S+V F1)/2 (DS1 out-of-fold with cv_folds); "off": no gate.
     rhythm_gate: Literal["auto", "off"] = "auto"
+    # "auto": then turn the quality gate (no V call on beats whose live signal-quality
+    # verdict is bad) on if it raises held-out (S+V F1)/2; "off": never.
+    quality_gate: Literal["auto", "off"] = "auto"
     gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"

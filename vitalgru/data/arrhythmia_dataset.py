@@ -356,12 +356,16 @@ class RecordBeats:
         ``(n,)`` int64 AAMI class indices (order of ``AAMI_CLASSES``).
     sample_idx : numpy.ndarray
         ``(n,)`` int64 R-peak positions at the dataset's ``fs``.
+    signal_ok : numpy.ndarray or None
+        ``(n,)`` bool live signal-quality verdict of each beat (``signal_ok`` of
+        :mod:`vitalgru.data.ingest`); None when unknown (every beat trusted).
     """
 
     record_id: str
     x: np.ndarray
     labels: np.ndarray
     sample_idx: np.ndarray
+    signal_ok: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -398,7 +402,8 @@ class BeatDataset:
             sub = self.beats.iloc[rows]
             idx = sub["sample_idx"].to_numpy(np.int64)
             x = beat_features(self.windows[rows], idx, self.fs, settings)
-            out.append(RecordBeats(rid, x, sub["label"].to_numpy(np.int64), idx))
+            ok = sub["signal_ok"].to_numpy(bool) if "signal_ok" in sub.columns else None
+            out.append(RecordBeats(rid, x, sub["label"].to_numpy(np.int64), idx, ok))
         return out
 
 

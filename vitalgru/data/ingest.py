@@ -12,8 +12,10 @@ A dataset folder holds (the contract between the ingest flow and training):
     ``beat_idx``, ``sample_idx`` (at the dataset fs), WFDB ``symbol``, ``aami`` class and
     integer ``label`` (order of :data:`vitalgru.types.AAMI_CLASSES`), the RR features of
     :data:`vitalgru.dsp.beats.RR_FEATURES`, ``quality_ok`` (the beat's signal-quality
-    window was clean) and ``detected`` (the R-peak detector found the beat within the
-    AAMI EC57 150 ms match window).
+    window was clean), ``signal_ok`` (the latest trailing quality window that had ended by
+    the end of the beat's window was clean: what a live monitor knows, see
+    :func:`vitalgru.dsp.quality.ecg_quality_trailing`) and ``detected`` (the R-peak
+    detector found the beat within the AAMI EC57 150 ms match window).
 ``windows.npy``
     ``(n_beats, n_window)`` float32 filtered windows around the reference R peak, rows
     aligned with ``beats.parquet``.
@@ -46,7 +48,7 @@ from vitalgru.config import ArrhythmiaDataConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
-from vitalgru.dsp.quality import ecg_quality
+from vitalgru.dsp.quality import ecg_quality, ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 from vitalgru.metrics.detection import (
@@ -70,6 +72,7 @@ BEAT_COLUMNS: tuple[str, ...] = (
     "label",
     *RR_FEATURES,
     "quality_ok",
+    "signal_ok",
     "detected",
 )
 
@@ -157,6 +160,10 @@ def process_record(
     q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
     win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
     quality_ok = q.usable[win_of_beat]
+    live = ecg_quality_trailing(
+        lead_raw, record.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s, peaks=det
+    )
+    signal_ok = live.usable_at(ref_src + int(round(w.after_s * record.fs)))
 
     fs = float(w.fs)
     if record.fs != fs:
@@ -165,10 +172,11 @@ def process_record(
         # Beats closer than one target sample would collide; physiologically impossible
         # (>= 200 ms refractory), but keep the data consistent if an annotator did it.
         uniq = np.concatenate([[True], np.diff(ref) > 0])
-        ref, symbols, quality_ok, ref_hit = (
+        ref, symbols, quality_ok, signal_ok, ref_hit = (
             ref[uniq],
             symbols[uniq],
             quality_ok[uniq],
+            signal_ok[uniq],
             ref_hit[uniq],
         )
     else:
@@ -198,6 +206,7 @@ def process_record(
             "label": np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int8),
             **{name: rr[:, i] for i, name in enumerate(RR_FEATURES)},
             "quality_ok": quality_ok,
+            "signal_ok": signal_ok,
             "detected": ref_hit,
         }
     )
@@ -211,6 +220,7 @@ def process_record(
         "nan_samples": int(nan_mask.sum()),
         "quality_windows": q.n_windows,
         "quality_flagged_windows": int((~q.usable).sum()),
+        "signal_bad_beats": int((~signal_ok).sum()),
         "quality_flag_counts": {
             k: int(getattr(q, k).sum())
             for k in ("nonfinite", "flat", "clipped", "lead_off", "noisy")

@@ -38,16 +38,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import signal as sps
 
-from vitalgru.dsp.filters import _as_signal, check_fs, ecg_clean, interpolate_nonfinite
+from vitalgru.dsp.filters import (
+    EcgCleaner,
+    _as_signal,
+    check_fs,
+    ecg_clean,
+    interpolate_nonfinite,
+)
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QualityResult", "ecg_quality"]
+__all__ = ["QualityResult", "ecg_quality", "ecg_quality_trailing"]
 
 # Feasibility of the beat sequence, after Orphanidou et al. 2015, widened to what a monitor
 # must still score: 30-250 bpm (their 40-180 bpm and RR-ratio < 2.2 would call bradycardia,
@@ -111,6 +118,17 @@ class QualityResult:
     @property
     def n_windows(self) -> int:
         return int(self.start_idx.shape[0])
+
+    def usable_at(self, idx: np.ndarray) -> np.ndarray:
+        """``(m,)`` bool: for each sample index, the ``usable`` verdict of the latest window
+        that has ended by then (``stop_idx <= idx``); True before any window has ended
+        (nothing has been judged bad yet). With :func:`ecg_quality_trailing` windows this
+        is what a live monitor knows at that sample."""
+        at = np.asarray(idx, dtype=np.int64)
+        order = np.argsort(self.stop_idx, kind="stable")
+        stops, ok = self.stop_idx[order], self.usable[order]
+        i = np.searchsorted(stops, at, side="right") - 1
+        return np.where(i >= 0, ok[np.clip(i, 0, None)], True)
 
     @property
     def flagged_fraction(self) -> float:
@@ -223,18 +241,122 @@ def ecg_quality(
     if arr.ndim != 1:
         raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
     fs = check_fs(fs, cutoffs_hz=(40.0,))
-    if not np.isfinite(window_s) or window_s <= 0:
-        raise ValueError(f"window_s must be a positive number of seconds, got {window_s}")
-    if not 0 < clip_frac < 1:
-        raise ValueError(f"clip_frac must be in (0, 1), got {clip_frac}")
+    _check_window(window_s)
+    th = _Thresholds(flat_mv, clip_frac, adc_range, step_mv, range_mv, min_beat_corr, min_bas)
     n = arr.shape[0]
     w = max(1, int(round(window_s * fs)))
     starts, stops = _window_bounds(n, w)
     filled, bad = interpolate_nonfinite(arr)
     if peaks is None:
         peaks = ecg_rpeaks(filled, fs) if n else np.empty(0, dtype=np.int64)
-    peaks = np.asarray(peaks, dtype=np.int64)
     clean = ecg_clean(filled, fs, notch_hz=None) if n > 1 else filled
+    return _judge_windows(
+        arr,
+        filled,
+        bad,
+        clean,
+        np.asarray(peaks, dtype=np.int64),
+        fs,
+        window_s,
+        starts,
+        stops,
+        th,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Thresholds:
+    """The checks' limits (see :func:`ecg_quality` for each; defaults are its own)."""
+
+    flat_mv: float = 0.05
+    clip_frac: float = 0.01
+    adc_range: tuple[float, float] | None = None
+    step_mv: float = 5.0
+    range_mv: float = 12.0
+    min_beat_corr: float = 0.80
+    min_bas: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.clip_frac < 1:
+            raise ValueError(f"clip_frac must be in (0, 1), got {self.clip_frac}")
+
+
+def _check_window(window_s: float, name: str = "window_s") -> None:
+    if not np.isfinite(window_s) or window_s <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {window_s}")
+
+
+def ecg_quality_trailing(
+    x: np.ndarray,
+    fs: float,
+    window_s: float = 10.0,
+    hop_s: float = 2.0,
+    *,
+    peaks: np.ndarray | None = None,
+    **checks: Any,
+) -> QualityResult:
+    """Judge one ECG lead on trailing windows, as a live monitor can.
+
+    Window ``k`` covers the ``window_s`` seconds that end at ``(k + 1) * hop_s`` after
+    ``window_s`` (windows overlap when ``hop_s < window_s``), so its verdict is known the
+    moment its last sample arrives. :func:`ecg_quality` judges consecutive windows with the
+    whole recording at hand (a beat gets the verdict of a window that may end seconds
+    later); here every verdict uses only samples up to the window's end. The beat-similarity check runs on the signal cleaned by the causal
+    :class:`vitalgru.dsp.filters.EcgCleaner` (the same filter a stream runs), not the
+    zero-phase one. Use :meth:`QualityResult.usable_at` to give each beat the verdict of
+    the latest window that has ended by then.
+
+    Parameters
+    ----------
+    x, fs, peaks
+        As in :func:`ecg_quality`.
+    window_s : float
+        Length of every window in s.
+    hop_s : float
+        Time between the ends of consecutive windows in s (how often a verdict is made).
+    **checks
+        The limits of :func:`ecg_quality` (``flat_mv``, ``clip_frac``, ``adc_range``,
+        ``step_mv``, ``range_mv``, ``min_beat_corr``, ``min_bas``).
+
+    Returns
+    -------
+    QualityResult
+        One row per full window; none when the signal is shorter than ``window_s``.
+    """
+    arr = _as_signal(x, allow_nonfinite=True)
+    if arr.ndim != 1:
+        raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
+    fs = check_fs(fs, cutoffs_hz=(40.0,))
+    _check_window(window_s)
+    _check_window(hop_s, "hop_s")
+    th = _Thresholds(**checks)
+    n = arr.shape[0]
+    w = max(1, int(round(window_s * fs)))
+    hop = max(1, int(round(hop_s * fs)))
+    stops = np.arange(w, n + 1, hop, dtype=np.int64)
+    starts = stops - w
+    filled, bad = interpolate_nonfinite(arr)
+    if peaks is None:
+        peaks = ecg_rpeaks(filled, fs) if n else np.empty(0, dtype=np.int64)
+    clean = EcgCleaner(fs, notch_hz=None).process(filled) if n > 1 else filled
+    return _judge_windows(
+        arr, filled, bad, clean, np.asarray(peaks, dtype=np.int64), fs, window_s, starts, stops, th
+    )
+
+
+def _judge_windows(
+    arr: np.ndarray,
+    filled: np.ndarray,
+    bad: np.ndarray,
+    clean: np.ndarray,
+    peaks: np.ndarray,
+    fs: float,
+    window_s: float,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    th: _Thresholds,
+) -> QualityResult:
+    """The checks of :func:`ecg_quality` on windows ``starts[i]:stops[i]`` (any layout)."""
     k = starts.shape[0]
     out = {
         name: np.zeros(k, dtype=bool)
@@ -255,16 +377,16 @@ def ecg_quality(
             continue
         lo, hi = np.percentile(finite, [1, 99])
         amp = hi - lo
-        flat = amp < flat_mv
+        flat = amp < th.flat_mv
         at_ext = max(
             np.count_nonzero(finite == finite.max()), np.count_nonzero(finite == finite.min())
         )
-        clipped = (not flat) and at_ext >= clip_frac * finite.size and at_ext >= 3
-        if adc_range is not None:
-            rails = np.count_nonzero((finite <= adc_range[0]) | (finite >= adc_range[1]))
-            clipped = clipped or rails >= clip_frac * finite.size
+        clipped = (not flat) and at_ext >= th.clip_frac * finite.size and at_ext >= 3
+        if th.adc_range is not None:
+            rails = np.count_nonzero((finite <= th.adc_range[0]) | (finite >= th.adc_range[1]))
+            clipped = clipped or rails >= th.clip_frac * finite.size
         step = np.abs(np.diff(seg))
-        lead_off = nonfinite or bool(np.nanmax(step, initial=0.0) > step_mv) or amp > range_mv
+        lead_off = nonfinite or bool(np.nanmax(step, initial=0.0) > th.step_mv) or amp > th.range_mv
         # basSQI (Li et al. 2008): share of 0-40 Hz power above 1 Hz, on the filled signal.
         f, pxx = sps.periodogram(filled[a:b], fs=fs, detrend="constant")
         band = f <= 40.0
@@ -281,7 +403,7 @@ def ecg_quality(
             gap = max(rr.max(), (p[0] - a) / fs, (b - 1 - p[-1]) / fs)
             feasible = HR_MIN_BPM <= hr <= HR_MAX_BPM and gap <= RR_MAX_S
             corr[i] = _beat_corr(clean, p, fs)
-        noisy = (not feasible) or not (corr[i] >= min_beat_corr) or bas[i] < min_bas
+        noisy = (not feasible) or not (corr[i] >= th.min_beat_corr) or bas[i] < th.min_bas
         out["nonfinite"][i] = nonfinite
         out["flat"][i] = flat
         out["clipped"][i] = clipped

@@ -72,13 +72,49 @@ def apply_rhythm_gate(
     af = (rr[..., gate["entropy_feature"]] > gate["entropy_min"]) & (
         rr[..., gate["nrmssd_feature"]] > gate["nrmssd_min"]
     )
-    if not bool(af.any()):
+    return _move_to_n(logits, af, 1)
+
+
+def _move_to_n(logits: torch.Tensor, where: torch.Tensor, k: int) -> torch.Tensor:
+    """``logits`` with class ``k``'s probability added to class N (index 0) on the beats
+    ``where`` is True (``(B, T)``), and class ``k`` ruled out there."""
+    if not bool(where.any()):
         return logits
-    merged = torch.logaddexp(logits[..., 0], logits[..., 1])
+    merged = torch.logaddexp(logits[..., 0], logits[..., k])
     out = logits.clone()
-    out[..., 0] = torch.where(af, merged, logits[..., 0])
-    out[..., 1] = torch.where(af, torch.full_like(merged, -1e4), logits[..., 1])
+    out[..., 0] = torch.where(where, merged, logits[..., 0])
+    out[..., k] = torch.where(where, torch.full_like(merged, -1e4), logits[..., k])
     return out
+
+
+def apply_quality_gate(
+    logits: torch.Tensor, signal_ok: torch.Tensor | None, enabled: bool
+) -> torch.Tensor:
+    """Move class V's probability to N on beats recorded in signal the live quality check
+    rejects (``signal_ok`` False, see :func:`vitalgru.dsp.quality.ecg_quality_trailing`).
+
+    Noise and motion artefact make normal beats look wide and bizarre, which is the
+    morphology that marks a ventricular beat, while an S call rests on the beat's timing,
+    which a noisy stretch does not change. So in rejected signal a V call is not made; the
+    beat keeps its N/S/F/Q answer. Whether the gate is on is chosen on held-out training
+    records (:func:`vitalgru.training.arrhythmia.choose_quality_gate`).
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(B, T, K)`` class scores, AAMI order (N, S, V, ...).
+    signal_ok : torch.Tensor or None
+        ``(B, T)`` bool; None: unknown, ``logits`` unchanged.
+    enabled : bool
+        False: ``logits`` unchanged.
+    """
+    if not enabled or signal_ok is None:
+        return logits
+    if signal_ok.shape != logits.shape[:2]:
+        raise ValueError(
+            f"signal_ok must be (B, T) = {tuple(logits.shape[:2])}, got {tuple(signal_ok.shape)}"
+        )
+    return _move_to_n(logits, ~signal_ok.to(torch.bool), 2)
 
 
 class BeatEncoder(nn.Module):
@@ -137,6 +173,8 @@ class ArrhythmiaGRU(nn.Module):
         network itself is causal).
     rhythm_gate : dict, optional
         :func:`apply_rhythm_gate` setting applied to the output (None: no gate).
+    quality_gate : bool
+        Apply :func:`apply_quality_gate` when :meth:`forward` is given ``signal_ok``.
     """
 
     def __init__(
@@ -152,6 +190,7 @@ class ArrhythmiaGRU(nn.Module):
         dropout: float = 0.2,
         lookahead_beats: int = 1,
         rhythm_gate: dict[str, Any] | None = None,
+        quality_gate: bool = False,
     ) -> None:
         super().__init__()
         for name, v in (
@@ -178,6 +217,7 @@ class ArrhythmiaGRU(nn.Module):
         self.dropout = float(dropout)
         self.lookahead_beats = int(lookahead_beats)
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
+        self.quality_gate = bool(quality_gate)
 
         self.encoder = BeatEncoder(in_channels, self.conv_widths, d_beat, dropout)
         self.rr_proj = nn.Linear(n_rr, d_beat)
@@ -206,7 +246,11 @@ class ArrhythmiaGRU(nn.Module):
         return self.in_channels * self.n_samples + self.n_rr
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None, **extra: Any
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        signal_ok: torch.Tensor | None = None,
+        **extra: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-beat logits.
 
@@ -216,6 +260,9 @@ class ArrhythmiaGRU(nn.Module):
             ``(B, T, C * L + F)`` features of T consecutive beats (see module docstring).
         h0 : torch.Tensor, optional
             ``(num_layers, B, H)`` hidden state carried from the previous chunk.
+        signal_ok : torch.Tensor, optional
+            ``(B, T)`` bool live signal-quality verdict of each beat, for the quality gate
+            (:func:`apply_quality_gate`); None: every beat trusted.
 
         Returns
         -------
@@ -239,7 +286,8 @@ class ArrhythmiaGRU(nn.Module):
         e = self.drop(self.norm(e + self.rr_proj(rr)))
         y, h_n = self.gru(e, h0)  # (B, T, H)
         logits = self.head(torch.cat([y, e], dim=-1))
-        return apply_rhythm_gate(logits, rr, self.rhythm_gate), h_n
+        logits = apply_rhythm_gate(logits, rr, self.rhythm_gate)
+        return apply_quality_gate(logits, signal_ok, self.quality_gate), h_n
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments."""
@@ -255,6 +303,7 @@ class ArrhythmiaGRU(nn.Module):
             "dropout": self.dropout,
             "lookahead_beats": self.lookahead_beats,
             "rhythm_gate": self.rhythm_gate,
+            "quality_gate": self.quality_gate,
         }
 
     @classmethod
@@ -279,10 +328,15 @@ class ArrhythmiaEnsemble(nn.Module):
         :meth:`ArrhythmiaGRU.config_dict` of every member (same input layout and classes).
     rhythm_gate : dict, optional
         :func:`apply_rhythm_gate` setting applied to the averaged output.
+    quality_gate : bool
+        :func:`apply_quality_gate` on the averaged output (when given ``signal_ok``).
     """
 
     def __init__(
-        self, members: list[dict[str, Any]], rhythm_gate: dict[str, Any] | None = None
+        self,
+        members: list[dict[str, Any]],
+        rhythm_gate: dict[str, Any] | None = None,
+        quality_gate: bool = False,
     ) -> None:
         super().__init__()
         if not members:
@@ -306,11 +360,17 @@ class ArrhythmiaEnsemble(nn.Module):
         self.n_classes = first.n_classes
         self.lookahead_beats = first.lookahead_beats
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
+        self.quality_gate = bool(quality_gate)
 
     @classmethod
-    def of(cls, nets: list[ArrhythmiaGRU], rhythm_gate: dict[str, Any] | None = None) -> Self:
+    def of(
+        cls,
+        nets: list[ArrhythmiaGRU],
+        rhythm_gate: dict[str, Any] | None = None,
+        quality_gate: bool = False,
+    ) -> Self:
         """An ensemble holding copies of trained ``nets``' weights."""
-        ens = cls([n.config_dict() for n in nets], rhythm_gate)
+        ens = cls([n.config_dict() for n in nets], rhythm_gate, quality_gate)
         for dst, src in zip(ens.members, nets, strict=True):
             dst.load_state_dict(src.state_dict())
         return ens
@@ -320,11 +380,16 @@ class ArrhythmiaEnsemble(nn.Module):
         return self.in_channels * self.n_samples + self.n_rr
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None, **extra: Any
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        signal_ok: torch.Tensor | None = None,
+        **extra: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-beat log mean probability (a valid logit: its softmax is the mean).
 
-        ``h0``/``h_n`` are ``(sum of members' num_layers, B, H)``, members in order.
+        ``h0``/``h_n`` are ``(sum of members' num_layers, B, H)``, members in order;
+        ``signal_ok`` as in :meth:`ArrhythmiaGRU.forward`.
         """
         if extra:
             raise TypeError(f"unexpected inputs {sorted(extra)}")
@@ -342,11 +407,16 @@ class ArrhythmiaEnsemble(nn.Module):
         mean = torch.stack(probs).mean(dim=0)
         logits = torch.log(mean.clamp_min(1e-12))
         rr = x[..., self.in_channels * self.n_samples :]
-        return apply_rhythm_gate(logits, rr, self.rhythm_gate), torch.cat(h_out, dim=0)
+        logits = apply_rhythm_gate(logits, rr, self.rhythm_gate)
+        return apply_quality_gate(logits, signal_ok, self.quality_gate), torch.cat(h_out, dim=0)
 
     def config_dict(self) -> dict[str, Any]:
-        return {"members": [m.config_dict() for m in self.members], "rhythm_gate": self.rhythm_gate}
+        return {
+            "members": [m.config_dict() for m in self.members],
+            "rhythm_gate": self.rhythm_gate,
+            "quality_gate": self.quality_gate,
+        }
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Self:
-        return cls(list(cfg["members"]), cfg.get("rhythm_gate"))
+        return cls(list(cfg["members"]), cfg.get("rhythm_gate"), bool(cfg.get("quality_gate")))

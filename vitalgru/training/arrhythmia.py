@@ -132,7 +132,8 @@ def predict_records(
         probs = []
         for s in range(0, n, step):
             x = torch.from_numpy(np.ascontiguousarray(rec.x[s : s + step]))[None]
-            logits, h = model(x, h)
+            ok = None if rec.signal_ok is None else torch.from_numpy(rec.signal_ok[s : s + step])
+            logits, h = model(x, h, None if ok is None else ok[None])
             probs.append(torch.softmax(logits[0], dim=-1).numpy())
         out.append(np.concatenate(probs) if probs else np.zeros((0, model.n_classes), np.float32))
     model.train(was_training)
@@ -296,14 +297,12 @@ def train_arrhythmia(
         model, result = _fit_once(
             cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
         )
-        gate = None
-        if cfg.rhythm_gate == "auto":
-            gate, _ = choose_rhythm_gate(predict_records(model, val_recs), val_recs)
         val_metrics = {
             **{f"val_ungated_{k[4:]}": v
                for k, v in evaluate_records(model, val_recs, "val").items()},
         }  # fmt: skip
-        model.rhythm_gate = gate
+        gate, quality_gate, _ = choose_gates(cfg, predict_records(model, val_recs), val_recs)
+        model.rhythm_gate, model.quality_gate = gate, quality_gate
         val_metrics.update(evaluate_records(model, val_recs, "val"))
         if cfg.refit_full:
             n_epochs = result.best_epoch + 1
@@ -320,7 +319,7 @@ def train_arrhythmia(
             )
             all_recs = train_recs + val_recs
             model, _ = _fit_once(cfg, all_recs, [], n_samples, weights, refit, callbacks)
-            model.rhythm_gate = gate
+            model.rhythm_gate, model.quality_gate = gate, quality_gate
     elapsed = time.perf_counter() - t0
     return ArrhythmiaTrainResult(
         model=model,
@@ -402,6 +401,69 @@ def choose_rhythm_gate(
     return best, scores
 
 
+def quality_gate_probs(p: np.ndarray, signal_ok: np.ndarray, enabled: bool) -> np.ndarray:
+    """:func:`vitalgru.models.arrhythmia.apply_quality_gate` on class probabilities
+    ``(n, K)`` given the beats' ``(n,)`` live quality verdicts (a gated copy; ``p`` itself
+    when not ``enabled``)."""
+    if not enabled:
+        return p
+    bad = ~np.asarray(signal_ok, dtype=bool)
+    q = p.copy()
+    q[bad, 0] += q[bad, 2]
+    q[bad, 2] = 0.0
+    return q
+
+
+def _signal_ok(records: Sequence[RecordBeats]) -> np.ndarray:
+    """The records' live quality verdicts, every beat trusted where none is known."""
+    return np.concatenate(
+        [np.ones(len(r), bool) if r.signal_ok is None else r.signal_ok for r in records]
+    )
+
+
+def choose_quality_gate(
+    p: np.ndarray, records: Sequence[RecordBeats]
+) -> tuple[bool, dict[str, float]]:
+    """Turn the quality gate (:func:`vitalgru.models.arrhythmia.apply_quality_gate`) on
+    if it raises (S F1 + V F1) / 2 on held-out records.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(n_beats, K)`` class probabilities of the records' beats, concatenated (after
+        any rhythm gate).
+    records : sequence of RecordBeats
+        The same records (labels and ``signal_ok``).
+
+    Returns
+    -------
+    enabled : bool
+    scores : dict
+        ``"off"`` and ``"on"`` -> (S F1 + V F1) / 2.
+    """
+    y = np.concatenate([r.labels for r in records])
+    off, _ = _sv_f1(y, p.argmax(axis=1))
+    on, _ = _sv_f1(y, quality_gate_probs(p, _signal_ok(records), True).argmax(axis=1))
+    return on > off + 1e-9, {"off": off, "on": on}
+
+
+def choose_gates(
+    cfg: ArrhythmiaTrainConfig, probs: Sequence[np.ndarray], records: Sequence[RecordBeats]
+) -> tuple[dict[str, Any] | None, bool, np.ndarray]:
+    """The rhythm gate, then the quality gate, as ``cfg`` asks ("auto": chosen on these
+    held-out records; "off": none), and the held-out probabilities with both applied."""
+    p = np.concatenate(list(probs))
+    gate = None
+    if cfg.rhythm_gate == "auto":
+        gate, _ = choose_rhythm_gate(probs, records)
+    p = gate_probs(p, np.concatenate([r.x[:, -N_RR_FEATURES:] for r in records]), gate)
+    quality = False
+    if cfg.quality_gate == "auto":
+        quality, scores = choose_quality_gate(p, records)
+        logger.info("quality gate %s (held-out S+V F1 off/on %s)", quality, scores)
+    return gate, quality, quality_gate_probs(p, _signal_ok(records), quality)
+
+
 def record_folds(records: Sequence[RecordBeats], k: int) -> list[list[str]]:
     """Deal records into ``k`` folds so that every fold holds a share of every class.
 
@@ -477,14 +539,11 @@ def _train_cv_ensemble(
         sv, m = _sv_f1(y, p.argmax(axis=1))
         cv_metrics = {f"val_ungated_{key}": v for key, v in m.items()}
         cv_metrics["val_ungated_sv_f1"] = sv
-        gate = None
-        if cfg.rhythm_gate == "auto":
-            gate, _ = choose_rhythm_gate(oof_p, oof_recs)
-        p = gate_probs(p, np.concatenate([r.x[:, -N_RR_FEATURES:] for r in oof_recs]), gate)
+        gate, quality_gate, p = choose_gates(cfg, oof_p, oof_recs)
         sv, m = _sv_f1(y, p.argmax(axis=1))
         cv_metrics.update({f"val_{key}": v for key, v in m.items()})
         cv_metrics["val_sv_f1"] = sv
-        ensemble = ArrhythmiaEnsemble.of(nets, gate)
+        ensemble = ArrhythmiaEnsemble.of(nets, gate, quality_gate)
         ensemble.eval()
     return ArrhythmiaTrainResult(
         model=ensemble,

@@ -10,6 +10,7 @@ import pytest
 from ecg_testkit import read_lead0, synthetic_ecg
 
 from vitalgru.dsp import QualityResult, ecg_quality
+from vitalgru.dsp.quality import ecg_quality_trailing
 
 FS = 360.0
 
@@ -113,3 +114,43 @@ class TestCleanMitbih:
         # arrhythmia must not be mistaken for noise.
         x, fs = read_lead0(mitdb_dir / rec)
         assert ecg_quality(x, fs).flagged_fraction <= max_flagged
+
+
+class TestTrailing:
+    """Trailing windows: what a live monitor knows when a beat's window has arrived."""
+
+    def test_windows_end_on_the_hop_grid(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=31.0, seed=3)
+        q = ecg_quality_trailing(x, FS, window_s=10.0, hop_s=2.0)
+        np.testing.assert_array_equal(q.stop_idx, np.arange(3600, x.size + 1, 720))
+        np.testing.assert_array_equal(q.stop_idx - q.start_idx, 3600)
+        assert q.usable.all()
+
+    def test_verdicts_use_only_the_past(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=60.0, seed=4)
+        y = x.copy()
+        cut = int(35 * FS)
+        y[cut:] = np.random.default_rng(0).normal(0, 1.0, y.size - cut)  # noise from 35 s
+        qx = ecg_quality_trailing(x, FS)
+        qy = ecg_quality_trailing(y, FS)
+        done = qx.stop_idx <= cut
+        np.testing.assert_array_equal(qx.usable[done], qy.usable[done])
+        assert qx.usable.all() and not qy.usable[qy.start_idx >= cut].any()
+
+    def test_usable_at_takes_the_latest_finished_window(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=40.0, seed=5)
+        x[int(20 * FS) : int(20.5 * FS)] = np.nan  # samples lost at 20-20.5 s
+        q = ecg_quality_trailing(x, FS, window_s=4.0, hop_s=2.0)
+        t = np.array([1.0, 19.0, 22.5, 25.5, 26.5, 39.0])
+        ok = q.usable_at((t * FS).astype(np.int64))
+        # nothing judged before 4 s; the windows ending at 22 and 24 s hold the gap, the
+        # one ending at 26 s does not
+        np.testing.assert_array_equal(ok, [True, True, False, False, True, True])
+
+    def test_bad_arguments(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=12.0)
+        with pytest.raises(ValueError, match="hop_s"):
+            ecg_quality_trailing(x, FS, hop_s=0.0)
+        with pytest.raises(TypeError, match="unknown_limit"):
+            ecg_quality_trailing(x, FS, unknown_limit=1.0)
+        assert ecg_quality_trailing(x[:100], FS).n_windows == 0

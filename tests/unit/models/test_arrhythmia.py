@@ -101,3 +101,40 @@ class TestRhythmGate:
             ArrhythmiaGRU(rhythm_gate={**self.GATE, "entropy_feature": 99})
         with pytest.raises(ValueError, match="keys"):
             ArrhythmiaGRU(rhythm_gate={"entropy_min": 0.7})
+
+
+class TestQualityGate:
+    def test_bad_signal_beats_lose_v_to_n_and_config_round_trips(self) -> None:
+        torch.manual_seed(0)
+        net = ArrhythmiaGRU(hidden=16, d_beat=16, conv_widths=(8, 8)).eval()
+        ens = ArrhythmiaEnsemble.of([net], quality_gate=True).eval()
+        x = _inputs(1, 10)
+        ok = torch.ones(1, 10, dtype=torch.bool)
+        ok[0, 3:6] = False
+        with torch.no_grad():
+            p = net(x)[0].softmax(-1)[0]
+            q = ens(x, None, ok)[0].softmax(-1)[0]
+            torch.testing.assert_close(ens(x)[0].softmax(-1)[0], p)  # no verdicts: no gate
+        bad = ~ok[0]
+        assert torch.all(q[bad, 2] < 1e-6)
+        torch.testing.assert_close(q[bad, 0], p[bad, 0] + p[bad, 2])
+        torch.testing.assert_close(q[bad][:, [1, 3, 4]], p[bad][:, [1, 3, 4]])
+        torch.testing.assert_close(q[~bad], p[~bad])
+        again = ArrhythmiaEnsemble.from_config(json.loads(json.dumps(ens.config_dict())))
+        again.load_state_dict(ens.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(again.eval()(x, None, ok)[0].softmax(-1)[0], q)
+        single = ArrhythmiaGRU.from_config({**net.config_dict(), "quality_gate": True})
+        single.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(single.eval()(x, None, ok)[0].softmax(-1)[0], q)
+
+    def test_gate_off_or_wrong_shape(self) -> None:
+        net = ArrhythmiaGRU(hidden=16, d_beat=16, conv_widths=(8, 8)).eval()
+        x = _inputs(1, 6)
+        ok = torch.zeros(1, 6, dtype=torch.bool)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, None, ok)[0], net(x)[0])  # gate off
+            net.quality_gate = True
+            with pytest.raises(ValueError, match="signal_ok"):
+                net(x, None, ok[:, :4])

@@ -21,6 +21,7 @@ from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_rhythm_gate
 from vitalgru.training.arrhythmia import (
+    choose_quality_gate,
     choose_rhythm_gate,
     class_weights,
     evaluate_records,
@@ -184,6 +185,34 @@ class TestRhythmGateChoice:
         p[np.arange(len(y)), y] = 0.9
         gate, scores = choose_rhythm_gate([p], recs)
         assert gate is None and scores["none"] == max(scores.values())
+
+
+class TestQualityGateChoice:
+    def _records(self, noisy_v: bool) -> tuple[list[RecordBeats], np.ndarray]:
+        rng = np.random.default_rng(1)
+        n = 300
+        labels = np.where(rng.random(n) < 0.8, 0, 2).astype(np.int64)
+        ok = np.ones(n, bool)
+        ok[100:160] = False  # a noisy stretch
+        if noisy_v:
+            labels[100:160] = 2  # ... that holds only true V beats
+        p = np.full((n, 5), 0.01, np.float32)
+        p[np.arange(n), labels] = 0.9
+        p[100:160, 2], p[100:160, 0] = 0.7, 0.2  # V called on every noisy beat
+        x = np.zeros((n, 4 + N_RR_FEATURES), np.float32)
+        return [RecordBeats("r", x, labels, np.arange(n), ok)], p
+
+    def test_on_when_noise_makes_false_v(self) -> None:
+        recs, p = self._records(noisy_v=False)
+        on, scores = choose_quality_gate(p, recs)
+        assert on and scores["on"] > scores["off"]
+
+    def test_off_when_the_noisy_v_calls_are_right_or_verdicts_unknown(self) -> None:
+        recs, p = self._records(noisy_v=True)
+        on, scores = choose_quality_gate(p, recs)
+        assert not on and scores["off"] > scores["on"]
+        unknown = [RecordBeats("r", recs[0].x, recs[0].labels, recs[0].sample_idx)]
+        assert choose_quality_gate(self._records(noisy_v=False)[1], unknown)[0] is False
 
 
 class TestLoss:
