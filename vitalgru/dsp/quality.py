@@ -237,31 +237,12 @@ def ecg_quality(
     -------
     QualityResult
     """
-    arr = _as_signal(x, allow_nonfinite=True)
-    if arr.ndim != 1:
-        raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
-    fs = check_fs(fs, cutoffs_hz=(40.0,))
-    _check_window(window_s)
     th = _Thresholds(flat_mv, clip_frac, adc_range, step_mv, range_mv, min_beat_corr, min_bas)
+    arr, fs, filled, bad, peaks = _prepare(x, fs, window_s, peaks)
     n = arr.shape[0]
-    w = max(1, int(round(window_s * fs)))
-    starts, stops = _window_bounds(n, w)
-    filled, bad = interpolate_nonfinite(arr)
-    if peaks is None:
-        peaks = ecg_rpeaks(filled, fs) if n else np.empty(0, dtype=np.int64)
+    starts, stops = _window_bounds(n, max(1, int(round(window_s * fs))))
     clean = ecg_clean(filled, fs, notch_hz=None) if n > 1 else filled
-    return _judge_windows(
-        arr,
-        filled,
-        bad,
-        clean,
-        np.asarray(peaks, dtype=np.int64),
-        fs,
-        window_s,
-        starts,
-        stops,
-        th,
-    )
+    return _judge_windows(arr, filled, bad, clean, peaks, fs, window_s, starts, stops, th)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +278,13 @@ def ecg_quality_trailing(
 ) -> QualityResult:
     """Judge one ECG lead on trailing windows, as a live monitor can.
 
-    Window ``k`` covers the ``window_s`` seconds that end at ``(k + 1) * hop_s`` after
-    ``window_s`` (windows overlap when ``hop_s < window_s``), so its verdict is known the
-    moment its last sample arrives. :func:`ecg_quality` judges consecutive windows with the
-    whole recording at hand (a beat gets the verdict of a window that may end seconds
-    later); here every verdict uses only samples up to the window's end. The beat-similarity check runs on the signal cleaned by the causal
-    :class:`vitalgru.dsp.filters.EcgCleaner` (the same filter a stream runs), not the
-    zero-phase one. Use :meth:`QualityResult.usable_at` to give each beat the verdict of
+    Window ``k`` covers the ``window_s`` seconds ending at ``window_s + k * hop_s`` (windows
+    overlap when ``hop_s < window_s``), so its verdict is known the moment its last sample
+    arrives. :func:`ecg_quality` judges consecutive windows with the whole recording at hand
+    (a beat gets the verdict of a window that may end seconds later); here every verdict
+    uses only samples up to the window's end. The beat-similarity check runs on the signal
+    cleaned by the causal :class:`vitalgru.dsp.filters.EcgCleaner` (the same filter a stream
+    runs), not the zero-phase one. Use :meth:`QualityResult.usable_at` to give each beat the verdict of
     the latest window that has ended by then.
 
     Parameters
@@ -323,25 +304,31 @@ def ecg_quality_trailing(
     QualityResult
         One row per full window; none when the signal is shorter than ``window_s``.
     """
-    arr = _as_signal(x, allow_nonfinite=True)
-    if arr.ndim != 1:
-        raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
-    fs = check_fs(fs, cutoffs_hz=(40.0,))
-    _check_window(window_s)
     _check_window(hop_s, "hop_s")
     th = _Thresholds(**checks)
+    arr, fs, filled, bad, peaks = _prepare(x, fs, window_s, peaks)
     n = arr.shape[0]
     w = max(1, int(round(window_s * fs)))
     hop = max(1, int(round(hop_s * fs)))
     stops = np.arange(w, n + 1, hop, dtype=np.int64)
     starts = stops - w
+    clean = EcgCleaner(fs, notch_hz=None).process(filled) if n > 1 else filled
+    return _judge_windows(arr, filled, bad, clean, peaks, fs, window_s, starts, stops, th)
+
+
+def _prepare(
+    x: np.ndarray, fs: float, window_s: float, peaks: np.ndarray | None
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked lead, fs, NaN-filled lead, NaN mask and R peaks (detected when not given)."""
+    arr = _as_signal(x, allow_nonfinite=True)
+    if arr.ndim != 1:
+        raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
+    fs = check_fs(fs, cutoffs_hz=(40.0,))
+    _check_window(window_s)
     filled, bad = interpolate_nonfinite(arr)
     if peaks is None:
-        peaks = ecg_rpeaks(filled, fs) if n else np.empty(0, dtype=np.int64)
-    clean = EcgCleaner(fs, notch_hz=None).process(filled) if n > 1 else filled
-    return _judge_windows(
-        arr, filled, bad, clean, np.asarray(peaks, dtype=np.int64), fs, window_s, starts, stops, th
-    )
+        peaks = ecg_rpeaks(filled, fs) if arr.shape[0] else np.empty(0, dtype=np.int64)
+    return arr, fs, filled, bad, np.asarray(peaks, dtype=np.int64)
 
 
 def _judge_windows(
