@@ -62,6 +62,10 @@ class TestIngestFlow:
         # The noisy record has flagged windows; the clean one has (almost) none.
         facts = manifest["records"]
         assert facts["105"]["quality_flagged_windows"] > facts["100"]["quality_flagged_windows"]
+        # ... and so do its beats' live verdicts, which mostly agree with the offline flags.
+        bad = beats.groupby("record_id").signal_ok.apply(lambda s: int((~s).sum()))
+        assert bad["105"] == facts["105"]["signal_bad_beats"] > 100 > bad["100"]
+        assert (beats.signal_ok == beats.quality_ok).mean() > 0.9
         # A second run reuses the cached per-record parts: nothing is rewritten.
         parts = sorted((out / ".parts").iterdir())
         stamps = {p.name: (p / "facts.json").stat().st_mtime_ns for p in parts}
