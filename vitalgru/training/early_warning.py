@@ -69,9 +69,6 @@ class GRUTrainParams:
     # whether an alarm would gain utility at that hour, each hour weighted by how much
     # utility is at stake there (see :func:`utility_targets`); ``pos_weight`` is unused.
     target: str = "label"
-    # Evaluate (and keep) an exponential moving average of the weights, updated every
-    # step with this decay; None: the live weights.
-    ema_decay: float | None = None
 
 
 def utility_targets(labels: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,13 +206,6 @@ def fit_gru_d(
         pos_weight = None
     else:
         raise ValueError(f"target must be 'label' or 'utility', got {params.target!r}")
-    if params.ema_decay is not None and not 0.0 < params.ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in (0, 1) or None, got {params.ema_decay}")
-    ema = (
-        {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if params.ema_decay is not None
-        else None
-    )
     t0 = time.perf_counter()
     best: tuple[float, int, dict[str, Any]] | None = None
     history: list[dict[str, float]] = []
@@ -245,18 +235,10 @@ def fit_gru_d(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
             opt.step()
-            if ema is not None:
-                with torch.no_grad():
-                    for k, v in model.state_dict().items():
-                        ema[k].mul_(params.ema_decay).add_(v, alpha=1.0 - params.ema_decay)
             total += float(loss.detach()) * n_hours
             count += n_hours
             if progress >= 1.0:
                 break
-        live = None
-        if ema is not None:  # score (and keep) the averaged weights
-            live = copy.deepcopy(model.state_dict())
-            model.load_state_dict(ema)
         scores = predict_scores(model, val)
         thr, util = best_threshold(val.y.astype(np.int8), scores, val_off)
         auc = auroc(val.y.astype(np.int8), scores)
@@ -276,8 +258,6 @@ def fit_gru_d(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        if live is not None:
-            model.load_state_dict(live)
         if bad_epochs >= params.patience or progress >= 1.0:
             break
     if best is None:
