@@ -2,17 +2,18 @@
 
 ECG: offline functions and their streaming (causal, stateful) counterparts.
 
-=====================  ===========================  ==========================================
-offline                streaming                    what
-=====================  ===========================  ==========================================
-``ecg_clean``          ``EcgCleaner``               baseline / band-pass / power-line filter
-``ecg_rpeaks``         ``RpeakStream``              R-peak detection (same peaks either way)
-``resample``           -                            polyphase resampling, exact rational ratio
-``map_indices``        -                            sample indices between rates
-``ecg_quality``        -                            per-window quality flags and score
-``beat_windows``       -                            beat-centred windows for classification
-``rr_features``        (causal columns)             RR-interval features (de Chazal 2004)
-=====================  ===========================  ==========================================
+==========================  ====================  ============================================
+offline                     streaming             what
+==========================  ====================  ============================================
+``ecg_clean``               ``EcgCleaner``        baseline / band-pass / power-line filter
+``ecg_rpeaks``              ``RpeakStream``       R-peak detection (same peaks either way)
+``resample``                -                     polyphase resampling, exact rational ratio
+``map_indices``             -                     sample indices between rates
+``ecg_quality``             -                     per-window quality flags and score
+``ecg_quality_trailing``    ``QualityStream``     the same on trailing windows (live verdicts)
+``beat_windows``            -                     beat-centred windows for classification
+``rr_features``             (causal columns)      RR-interval features (de Chazal 2004)
+==========================  ====================  ============================================
 
 Vital signs (hourly tables, many patients back to back, causal): ``vitals_plausibility``,
 ``vitals_last_observed``, ``vitals_time_since_observed``, ``patient_offsets``.
@@ -27,7 +28,7 @@ from vitalgru.dsp.filters import (
     ecg_clean,
     interpolate_nonfinite,
 )
-from vitalgru.dsp.quality import QualityResult, ecg_quality
+from vitalgru.dsp.quality import QualityResult, QualityStream, ecg_quality, ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, rate_ratio, resample
 from vitalgru.dsp.rpeaks import RpeakStream, ecg_rpeaks
 from vitalgru.dsp.vitals import (
@@ -44,12 +45,14 @@ __all__ = [
     "CausalFilter",
     "EcgCleaner",
     "QualityResult",
+    "QualityStream",
     "RpeakStream",
     "beat_windows",
     "check_fs",
     "design_ecg_sos",
     "ecg_clean",
     "ecg_quality",
+    "ecg_quality_trailing",
     "ecg_rpeaks",
     "interpolate_nonfinite",
     "map_indices",

@@ -36,6 +36,7 @@ Amplitude thresholds are in the signal's units, assumed mV (MIT-BIH and most Phy
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,7 @@ from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QualityResult", "ecg_quality", "ecg_quality_trailing"]
+__all__ = ["QualityResult", "QualityStream", "ecg_quality", "ecg_quality_trailing"]
 
 # Feasibility of the beat sequence, after Orphanidou et al. 2015, widened to what a monitor
 # must still score: 30-250 bpm (their 40-180 bpm and RR-ratio < 2.2 would call bradycardia,
@@ -319,14 +320,127 @@ def ecg_quality_trailing(
     """
     _check_window(hop_s, "hop_s")
     th = _Thresholds(**checks)
-    arr, fs, filled, bad, peaks = _prepare(x, fs, window_s, peaks)
+    arr, fs, _, bad, peaks = _prepare(x, fs, window_s, peaks)
+    filled, _ = _hold_last(arr, 0.0)
     n = arr.shape[0]
     w = max(1, int(round(window_s * fs)))
     hop = max(1, int(round(hop_s * fs)))
     stops = np.arange(w, n + 1, hop, dtype=np.int64)
     starts = stops - w
     clean = EcgCleaner(fs, notch_hz=None).process(filled) if n > 1 else filled
-    return _judge_windows(arr, filled, bad, clean, peaks, fs, window_s, starts, stops, th)
+    return _judge_windows(arr, filled, bad, clean, peaks, fs, window_s, starts, stops, th, True)
+
+
+def _hold_last(x: np.ndarray, last: float) -> tuple[np.ndarray, float]:
+    """``x`` with every non-finite sample replaced by the latest finite one before it
+    (``last`` before the first), as a stream must fill a gap; and the new latest value."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return x.astype(np.float64), float(x[-1]) if x.size else last
+    idx = np.where(finite, np.arange(x.size), -1)
+    np.maximum.accumulate(idx, out=idx)
+    out = np.where(idx >= 0, x[np.clip(idx, 0, None)], last).astype(np.float64)
+    return out, float(out[-1]) if x.size else last
+
+
+class QualityStream:
+    """The live form of :func:`ecg_quality_trailing`: push samples as they arrive, get
+    each trailing window's verdict the moment its last sample is in.
+
+    Fed the same samples and R peaks in chunks of any size, it gives exactly the windows
+    and verdicts of :func:`ecg_quality_trailing` on the whole signal. It holds only the
+    last window (plus the span before a beat that the similarity check looks at).
+
+    Parameters
+    ----------
+    fs : float
+        Sampling frequency in Hz.
+    window_s, hop_s, **checks
+        As in :func:`ecg_quality_trailing`.
+    """
+
+    def __init__(
+        self, fs: float, window_s: float = 10.0, hop_s: float = 2.0, **checks: Any
+    ) -> None:
+        self.fs = check_fs(fs, cutoffs_hz=(40.0,))
+        _check_window(window_s)
+        _check_window(hop_s, "hop_s")
+        self.window_s = float(window_s)
+        self._th = _Thresholds(**checks)
+        self._w = max(1, int(round(window_s * self.fs)))
+        self._hop = max(1, int(round(hop_s * self.fs)))
+        self._margin = int(round(BEAT_PRE_S * self.fs)) + 1
+        self._cleaner = EcgCleaner(self.fs, notch_hz=None)
+        self._last = 0.0
+        self._origin = 0  # absolute index of the buffers' first sample
+        self._raw = np.empty(0)
+        self._filled = np.empty(0)
+        self._clean = np.empty(0)
+        self._peaks = np.empty(0, dtype=np.int64)
+        self._next_stop = self._w
+
+    @property
+    def n_seen(self) -> int:
+        """Samples pushed so far."""
+        return self._origin + self._raw.shape[0]
+
+    def push(self, chunk: np.ndarray, peaks: np.ndarray | None = None) -> QualityResult:
+        """Add the next samples and the R peaks found in them.
+
+        Parameters
+        ----------
+        chunk : numpy.ndarray
+            ``(n,)`` next samples in mV; NaN/inf allowed (flagged; held at the last finite
+            value for filtering, as a stream must).
+        peaks : numpy.ndarray, optional
+            Absolute sample indices of R peaks inside this chunk (e.g. from
+            :class:`vitalgru.dsp.rpeaks.RpeakStream`); a window is judged with the peaks
+            pushed by the time its last sample arrives.
+
+        Returns
+        -------
+        QualityResult
+            The windows that ended in this chunk (absolute ``start_idx``/``stop_idx``);
+            often none.
+        """
+        arr = _as_signal(chunk, name="chunk", allow_nonfinite=True)
+        if arr.ndim != 1:
+            raise ValueError(f"chunk must be 1-D (n,) samples, got shape {arr.shape}")
+        filled, self._last = _hold_last(arr, self._last)
+        clean = self._cleaner.process(filled) if arr.size else filled
+        self._raw = np.concatenate([self._raw, arr])
+        self._filled = np.concatenate([self._filled, filled])
+        self._clean = np.concatenate([self._clean, clean])
+        if peaks is not None and len(peaks):
+            self._peaks = np.union1d(self._peaks, np.asarray(peaks, dtype=np.int64))
+        stops = np.arange(self._next_stop, self.n_seen + 1, self._hop, dtype=np.int64)
+        o = self._origin
+        res = _judge_windows(
+            self._raw,
+            self._filled,
+            ~np.isfinite(self._raw),
+            self._clean,
+            self._peaks - o,
+            self.fs,
+            self.window_s,
+            stops - self._w - o,
+            stops - o,
+            self._th,
+            True,
+        )
+        if stops.size:
+            self._next_stop = int(stops[-1]) + self._hop
+        keep_from = max(0, self._next_stop - self._w - self._margin)
+        if keep_from > o:  # forget what no later window can look at
+            cut = keep_from - o
+            self._raw, self._filled, self._clean = (
+                self._raw[cut:],
+                self._filled[cut:],
+                self._clean[cut:],
+            )
+            self._origin = keep_from
+            self._peaks = self._peaks[self._peaks >= keep_from]
+        return dataclasses.replace(res, start_idx=res.start_idx + o, stop_idx=res.stop_idx + o)
 
 
 def _prepare(
@@ -355,8 +469,12 @@ def _judge_windows(
     starts: np.ndarray,
     stops: np.ndarray,
     th: _Thresholds,
+    causal: bool = False,
 ) -> QualityResult:
-    """The checks of :func:`ecg_quality` on windows ``starts[i]:stops[i]`` (any layout)."""
+    """The checks of :func:`ecg_quality` on windows ``starts[i]:stops[i]`` (any layout).
+
+    ``causal``: a beat's similarity segment may not reach past its window's end (a beat
+    too close to the end is left out), so the verdict needs no later sample."""
     k = starts.shape[0]
     out = {
         name: np.zeros(k, dtype=bool)
@@ -399,7 +517,7 @@ def _judge_windows(
             hr = 60.0 * p.size / dur
             gap = max(rr.max(), (p[0] - a) / fs, (b - 1 - p[-1]) / fs)
             feasible = HR_MIN_BPM <= hr <= HR_MAX_BPM and gap <= RR_MAX_S
-            corr[i] = _beat_corr(clean, p, fs)
+            corr[i] = _beat_corr(clean[:b] if causal else clean, p, fs)
         noisy = (not feasible) or not (corr[i] >= th.min_beat_corr) or bas[i] < th.min_bas
         out["nonfinite"][i] = nonfinite
         out["flat"][i] = flat

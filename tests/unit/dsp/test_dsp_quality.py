@@ -10,7 +10,8 @@ import pytest
 from ecg_testkit import read_lead0, synthetic_ecg
 
 from vitalgru.dsp import QualityResult, ecg_quality
-from vitalgru.dsp.quality import ecg_quality_trailing
+from vitalgru.dsp.quality import QualityStream, ecg_quality_trailing
+from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 FS = 360.0
 
@@ -154,3 +155,31 @@ class TestTrailing:
         with pytest.raises(TypeError, match="unknown_limit"):
             ecg_quality_trailing(x, FS, unknown_limit=1.0)
         assert ecg_quality_trailing(x[:100], FS).n_windows == 0
+
+
+class TestQualityStream:
+    def test_chunks_give_the_offline_trailing_verdicts(self, nstdb_dir: Path) -> None:
+        x, fs = read_lead0(nstdb_dir / "118e12")
+        x = x[: int(9 * 60 * fs)].copy()  # 5 clean minutes, then noise from minute 5
+        x[int(200 * fs) : int(201.5 * fs)] = np.nan  # and a lost stretch
+        peaks = ecg_rpeaks(np.nan_to_num(x), fs)
+        whole = ecg_quality_trailing(x, fs, peaks=peaks)
+        assert 0 < whole.usable.sum() < whole.n_windows  # both verdicts occur
+        stream = QualityStream(fs)
+        got = []
+        rng = np.random.default_rng(0)
+        a = 0
+        while a < x.size:
+            b = min(x.size, a + int(rng.integers(1, 3000)))
+            got.append(stream.push(x[a:b], peaks[(peaks >= a) & (peaks < b)]))
+            a = b
+        assert stream.n_seen == x.size
+        for name in ("start_idx", "stop_idx", "usable", "n_beats", "noisy", "nonfinite"):
+            np.testing.assert_array_equal(
+                np.concatenate([getattr(g, name) for g in got]), getattr(whole, name), name
+            )
+        np.testing.assert_allclose(
+            np.concatenate([g.beat_corr for g in got]), whole.beat_corr, rtol=1e-9
+        )
+        # It keeps about one window, not the stream.
+        assert stream._raw.size <= int(12 * fs)
