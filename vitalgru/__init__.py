@@ -6,6 +6,6 @@ variables; it pulls in neither prefect nor mlflow (a test checks this).
 
 from vitalgru.types import AAMIClass, Annotations, Record, Split
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["AAMIClass", "Annotations", "Record", "Split", "__version__"]
