@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import wfdb
 
@@ -44,6 +45,10 @@ class TestTrainArrhythmiaFlow:
             assert key in m
         champion = tracking.load_model("models:/vitalgru-arrhythmia@champion").module
         assert isinstance(champion, ArrhythmiaEnsemble) and len(champion.members) == 3
+        # The gates chosen after training are run parameters, equal to the stored model's.
+        params = mlflow.MlflowClient().get_run(res["run_id"]).data.params
+        assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
+        assert json.loads(params["resolved.quality_gate"]) is champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0
         report = json.loads(Path(res["report_paths"]["json"]).read_text())
         # DS2 here is record 233 alone: 2230 N, 7 S, 831 V, 11 F (MIT-BIH reference labels)
