@@ -147,7 +147,7 @@ def main() -> None:
             "cv_fold_records": res.fold_records,
             "cv_fold_best_epochs": [f.best_epoch + 1 for f in res.fold_fits],
             "rhythm_gate": getattr(model, "rhythm_gate", None),
-            "quality_gate": bool(getattr(model, "quality_gate", False)),
+            "quality_gate": getattr(model, "quality_gate", None),
         },
         "inference_one_thread": {
             "ds2_beats": n_beats,

@@ -63,16 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     loaded = tracking.load_model(args.model)
     model = loaded.module
-    logged_gate = bool(getattr(model, "quality_gate", False))
+    logged_gate = getattr(model, "quality_gate", None)
     phys = PhysioNetConfig(mirror=default_mirror())
     sources = [("mitdb", "118")] + [("nstdb", r) for r in args.records.split(",")]
     rows: dict[str, Any] = {}
     t0 = time.perf_counter()
     for db_name, rid in sources:
         db = open_database(db_name, phys)
-        model.quality_gate = False
+        model.quality_gate = None
         off = score_database(model, loaded.preprocessing, db, [rid])
-        model.quality_gate = True
+        model.quality_gate = 1.0 if logged_gate is None else logged_gate
         on = score_database(model, loaded.preprocessing, db, [rid])
         facts = off.facts[rid]
         rows[rid] = {
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{payload['command'].strip()}`  ",
         f"Model {args.model} (version {loaded.version}; logged with the gate "
-        f"{'on' if logged_gate else 'off'}). Date {env['date_utc']}.",
+        f"{'off' if logged_gate is None else f'on, V kept above {logged_gate}'}; 'on' "
+        f"below uses that setting, or 1.0 if off). Date {env['date_utc']}.",
         "",
         "Record 118 is a DS1 (training) record: this shows what noise does to the calls, "
         "not inter-patient accuracy.",

@@ -104,9 +104,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
                 "resolved.n_parameters": sum(p.numel() for p in res.model.parameters()),
                 # the gates chosen after training (on DS1 held-out records)
                 "resolved.rhythm_gate": json.dumps(getattr(res.model, "rhythm_gate", None)),
-                "resolved.quality_gate": json.dumps(
-                    bool(getattr(res.model, "quality_gate", False))
-                ),
+                "resolved.quality_gate": json.dumps(getattr(res.model, "quality_gate", None)),
             }
         )
         if res.fold_fits:

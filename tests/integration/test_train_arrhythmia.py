@@ -48,7 +48,7 @@ class TestTrainArrhythmiaFlow:
         # The gates chosen after training are run parameters, equal to the stored model's.
         params = mlflow.MlflowClient().get_run(res["run_id"]).data.params
         assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
-        assert json.loads(params["resolved.quality_gate"]) is champion.quality_gate
+        assert json.loads(params["resolved.quality_gate"]) == champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0
         report = json.loads(Path(res["report_paths"]["json"]).read_text())
         # DS2 here is record 233 alone: 2230 N, 7 S, 831 V, 11 F (MIT-BIH reference labels)

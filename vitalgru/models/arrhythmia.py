@@ -87,17 +87,32 @@ def _move_to_n(logits: torch.Tensor, where: torch.Tensor, k: int) -> torch.Tenso
     return out
 
 
+def check_quality_gate(gate: float | bool | None) -> float | None:
+    """Validate a quality-gate setting (see :func:`apply_quality_gate`); ``True`` means
+    1.0 (every V call in rejected signal moved) and ``False`` None (no gate)."""
+    if gate is None or gate is False:
+        return None
+    if gate is True:
+        return 1.0
+    g = float(gate)
+    if not 0.0 < g <= 1.0:
+        raise ValueError(f"quality_gate must be in (0, 1] or None, got {gate!r}")
+    return g
+
+
 def apply_quality_gate(
-    logits: torch.Tensor, signal_ok: torch.Tensor | None, enabled: bool
+    logits: torch.Tensor, signal_ok: torch.Tensor | None, keep_v_above: float | None
 ) -> torch.Tensor:
     """Move class V's probability to N on beats recorded in signal the live quality check
-    rejects (``signal_ok`` False, see :func:`vitalgru.dsp.quality.ecg_quality_trailing`).
+    rejects (``signal_ok`` False, see :func:`vitalgru.dsp.quality.ecg_quality_trailing`),
+    unless the V call is all but certain.
 
     Noise and motion artefact make normal beats look wide and bizarre, which is the
     morphology that marks a ventricular beat, while an S call rests on the beat's timing,
-    which a noisy stretch does not change. So in rejected signal a V call is not made; the
-    beat keeps its N/S/F/Q answer. Whether the gate is on is chosen on held-out training
-    records (:func:`vitalgru.training.arrhythmia.choose_quality_gate`).
+    which a noisy stretch does not change. So in rejected signal a V call is made only when
+    its probability exceeds ``keep_v_above``; otherwise the beat keeps its N/S/F/Q answer.
+    The setting is chosen on held-out training records
+    (:func:`vitalgru.training.arrhythmia.choose_quality_gate`).
 
     Parameters
     ----------
@@ -105,16 +120,18 @@ def apply_quality_gate(
         ``(B, T, K)`` class scores, AAMI order (N, S, V, ...).
     signal_ok : torch.Tensor or None
         ``(B, T)`` bool; None: unknown, ``logits`` unchanged.
-    enabled : bool
-        False: ``logits`` unchanged.
+    keep_v_above : float or None
+        V probability above which a V call survives rejected signal (1.0: none does);
+        None: no gate, ``logits`` unchanged.
     """
-    if not enabled or signal_ok is None:
+    if keep_v_above is None or signal_ok is None:
         return logits
     if signal_ok.shape != logits.shape[:2]:
         raise ValueError(
             f"signal_ok must be (B, T) = {tuple(logits.shape[:2])}, got {tuple(signal_ok.shape)}"
         )
-    return _move_to_n(logits, ~signal_ok.to(torch.bool), 2)
+    p_v = torch.softmax(logits, dim=-1)[..., 2]
+    return _move_to_n(logits, ~signal_ok.to(torch.bool) & (p_v <= keep_v_above), 2)
 
 
 class BeatEncoder(nn.Module):
@@ -173,8 +190,9 @@ class ArrhythmiaGRU(nn.Module):
         network itself is causal).
     rhythm_gate : dict, optional
         :func:`apply_rhythm_gate` setting applied to the output (None: no gate).
-    quality_gate : bool
-        Apply :func:`apply_quality_gate` when :meth:`forward` is given ``signal_ok``.
+    quality_gate : float or None
+        ``keep_v_above`` of :func:`apply_quality_gate`, applied when :meth:`forward` is
+        given ``signal_ok`` (None: no gate; ``True``/``False`` are read as 1.0/None).
     """
 
     def __init__(
@@ -190,7 +208,7 @@ class ArrhythmiaGRU(nn.Module):
         dropout: float = 0.2,
         lookahead_beats: int = 1,
         rhythm_gate: dict[str, Any] | None = None,
-        quality_gate: bool = False,
+        quality_gate: float | bool | None = None,
     ) -> None:
         super().__init__()
         for name, v in (
@@ -217,7 +235,7 @@ class ArrhythmiaGRU(nn.Module):
         self.dropout = float(dropout)
         self.lookahead_beats = int(lookahead_beats)
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
-        self.quality_gate = bool(quality_gate)
+        self.quality_gate = check_quality_gate(quality_gate)
 
         self.encoder = BeatEncoder(in_channels, self.conv_widths, d_beat, dropout)
         self.rr_proj = nn.Linear(n_rr, d_beat)
@@ -328,15 +346,16 @@ class ArrhythmiaEnsemble(nn.Module):
         :meth:`ArrhythmiaGRU.config_dict` of every member (same input layout and classes).
     rhythm_gate : dict, optional
         :func:`apply_rhythm_gate` setting applied to the averaged output.
-    quality_gate : bool
-        :func:`apply_quality_gate` on the averaged output (when given ``signal_ok``).
+    quality_gate : float or None
+        :func:`apply_quality_gate` setting for the averaged output (when given
+        ``signal_ok``).
     """
 
     def __init__(
         self,
         members: list[dict[str, Any]],
         rhythm_gate: dict[str, Any] | None = None,
-        quality_gate: bool = False,
+        quality_gate: float | bool | None = None,
     ) -> None:
         super().__init__()
         if not members:
@@ -360,14 +379,14 @@ class ArrhythmiaEnsemble(nn.Module):
         self.n_classes = first.n_classes
         self.lookahead_beats = first.lookahead_beats
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
-        self.quality_gate = bool(quality_gate)
+        self.quality_gate = check_quality_gate(quality_gate)
 
     @classmethod
     def of(
         cls,
         nets: list[ArrhythmiaGRU],
         rhythm_gate: dict[str, Any] | None = None,
-        quality_gate: bool = False,
+        quality_gate: float | bool | None = None,
     ) -> Self:
         """An ensemble holding copies of trained ``nets``' weights."""
         ens = cls([n.config_dict() for n in nets], rhythm_gate, quality_gate)
@@ -419,4 +438,4 @@ class ArrhythmiaEnsemble(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Self:
-        return cls(list(cfg["members"]), cfg.get("rhythm_gate"), bool(cfg.get("quality_gate")))
+        return cls(list(cfg["members"]), cfg.get("rhythm_gate"), cfg.get("quality_gate"))

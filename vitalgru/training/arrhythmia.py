@@ -401,16 +401,18 @@ def choose_rhythm_gate(
     return best, scores
 
 
-def quality_gate_probs(p: np.ndarray, signal_ok: np.ndarray, enabled: bool) -> np.ndarray:
+def quality_gate_probs(
+    p: np.ndarray, signal_ok: np.ndarray, keep_v_above: float | None
+) -> np.ndarray:
     """:func:`vitalgru.models.arrhythmia.apply_quality_gate` on class probabilities
     ``(n, K)`` given the beats' ``(n,)`` live quality verdicts (a gated copy; ``p`` itself
-    when not ``enabled``)."""
-    if not enabled:
+    when ``keep_v_above`` is None)."""
+    if keep_v_above is None:
         return p
-    bad = ~np.asarray(signal_ok, dtype=bool)
+    move = ~np.asarray(signal_ok, dtype=bool) & (p[:, 2] <= keep_v_above)
     q = p.copy()
-    q[bad, 0] += q[bad, 2]
-    q[bad, 2] = 0.0
+    q[move, 0] += q[move, 2]
+    q[move, 2] = 0.0
     return q
 
 
@@ -421,11 +423,16 @@ def _signal_ok(records: Sequence[RecordBeats]) -> np.ndarray:
     )
 
 
+# V probabilities above which a V call survives rejected signal, tried by
+# choose_quality_gate (1.0: every V call there is moved to N).
+QUALITY_KEEP_V_GRID: tuple[float, ...] = (1.0, 0.99, 0.97, 0.95, 0.9)
+
+
 def choose_quality_gate(
     p: np.ndarray, records: Sequence[RecordBeats]
-) -> tuple[bool, dict[str, float]]:
-    """Turn the quality gate (:func:`vitalgru.models.arrhythmia.apply_quality_gate`) on
-    if it raises (S F1 + V F1) / 2 on held-out records.
+) -> tuple[float | None, dict[str, float]]:
+    """Pick the quality gate (:func:`vitalgru.models.arrhythmia.apply_quality_gate`)
+    that maximises (S F1 + V F1) / 2 on held-out records; none when no setting helps.
 
     Parameters
     ----------
@@ -437,19 +444,27 @@ def choose_quality_gate(
 
     Returns
     -------
-    enabled : bool
+    keep_v_above : float or None
+        The best setting of :data:`QUALITY_KEEP_V_GRID`; None for no gate.
     scores : dict
-        ``"off"`` and ``"on"`` -> (S F1 + V F1) / 2.
+        ``"off"`` and each grid value -> (S F1 + V F1) / 2.
     """
     y = np.concatenate([r.labels for r in records])
-    off, _ = _sv_f1(y, p.argmax(axis=1))
-    on, _ = _sv_f1(y, quality_gate_probs(p, _signal_ok(records), True).argmax(axis=1))
-    return on > off + 1e-9, {"off": off, "on": on}
+    ok = _signal_ok(records)
+    best_score, _ = _sv_f1(y, p.argmax(axis=1))
+    scores = {"off": best_score}
+    best: float | None = None
+    for keep in QUALITY_KEEP_V_GRID:
+        score, _ = _sv_f1(y, quality_gate_probs(p, ok, keep).argmax(axis=1))
+        scores[str(keep)] = score
+        if score > best_score + 1e-9:
+            best_score, best = score, keep
+    return best, scores
 
 
 def choose_gates(
     cfg: ArrhythmiaTrainConfig, probs: Sequence[np.ndarray], records: Sequence[RecordBeats]
-) -> tuple[dict[str, Any] | None, bool, np.ndarray]:
+) -> tuple[dict[str, Any] | None, float | None, np.ndarray]:
     """The rhythm gate, then the quality gate, as ``cfg`` asks ("auto": chosen on these
     held-out records; "off": none), and the held-out probabilities with both applied."""
     p = np.concatenate(list(probs))
@@ -457,7 +472,7 @@ def choose_gates(
     if cfg.rhythm_gate == "auto":
         gate, _ = choose_rhythm_gate(probs, records)
     p = gate_probs(p, np.concatenate([r.x[:, -N_RR_FEATURES:] for r in records]), gate)
-    quality = False
+    quality = None
     if cfg.quality_gate == "auto":
         quality, scores = choose_quality_gate(p, records)
         logger.info("quality gate %s (held-out S+V F1 off/on %s)", quality, scores)

@@ -7,7 +7,12 @@ import json
 import pytest
 import torch
 
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.arrhythmia import (
+    ArrhythmiaEnsemble,
+    ArrhythmiaGRU,
+    apply_quality_gate,
+    check_quality_gate,
+)
 from vitalgru.models.base import check_model_contract
 
 
@@ -107,7 +112,7 @@ class TestQualityGate:
     def test_bad_signal_beats_lose_v_to_n_and_config_round_trips(self) -> None:
         torch.manual_seed(0)
         net = ArrhythmiaGRU(hidden=16, d_beat=16, conv_widths=(8, 8)).eval()
-        ens = ArrhythmiaEnsemble.of([net], quality_gate=True).eval()
+        ens = ArrhythmiaEnsemble.of([net], quality_gate=1.0).eval()
         x = _inputs(1, 10)
         ok = torch.ones(1, 10, dtype=torch.bool)
         ok[0, 3:6] = False
@@ -124,7 +129,7 @@ class TestQualityGate:
         again.load_state_dict(ens.state_dict())
         with torch.no_grad():
             torch.testing.assert_close(again.eval()(x, None, ok)[0].softmax(-1)[0], q)
-        single = ArrhythmiaGRU.from_config({**net.config_dict(), "quality_gate": True})
+        single = ArrhythmiaGRU.from_config({**net.config_dict(), "quality_gate": 1.0})
         single.load_state_dict(net.state_dict())
         with torch.no_grad():
             torch.testing.assert_close(single.eval()(x, None, ok)[0].softmax(-1)[0], q)
@@ -135,6 +140,20 @@ class TestQualityGate:
         ok = torch.zeros(1, 6, dtype=torch.bool)
         with torch.no_grad():
             torch.testing.assert_close(net(x, None, ok)[0], net(x)[0])  # gate off
-            net.quality_gate = True
+            net.quality_gate = 1.0
             with pytest.raises(ValueError, match="signal_ok"):
                 net(x, None, ok[:, :4])
+
+    def test_confident_v_calls_survive(self) -> None:
+        logits = torch.log(torch.tensor([[[0.3, 0.0, 0.7, 0.0, 0.0], [0.01, 0.0, 0.99, 0.0, 0.0]]]))
+        bad = torch.zeros(1, 2, dtype=torch.bool)
+        out = apply_quality_gate(logits, bad, 0.95).softmax(-1)[0]
+        torch.testing.assert_close(out[0], torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]))
+        torch.testing.assert_close(out[1], logits.softmax(-1)[0, 1])  # 0.99 > 0.95: kept
+        assert apply_quality_gate(logits, bad, None) is logits
+
+    def test_settings(self) -> None:
+        assert check_quality_gate(True) == 1.0 and check_quality_gate(False) is None
+        assert ArrhythmiaGRU(quality_gate=0.97).config_dict()["quality_gate"] == 0.97
+        with pytest.raises(ValueError, match="quality_gate"):
+            ArrhythmiaGRU(quality_gate=1.5)

@@ -204,15 +204,25 @@ class TestQualityGateChoice:
 
     def test_on_when_noise_makes_false_v(self) -> None:
         recs, p = self._records(noisy_v=False)
-        on, scores = choose_quality_gate(p, recs)
-        assert on and scores["on"] > scores["off"]
+        keep, scores = choose_quality_gate(p, recs)
+        assert keep == 1.0 and scores["1.0"] > scores["off"]
+
+    def test_confident_v_calls_survive_when_they_are_right(self) -> None:
+        recs, p = self._records(noisy_v=False)
+        y = recs[0].labels
+        sure = np.flatnonzero(~recs[0].signal_ok)[:20]
+        y[sure] = 2  # 20 noisy beats are true V, called with probability 0.98
+        p[sure, 2], p[sure, 0] = 0.98, 0.0
+        keep, scores = choose_quality_gate(p, recs)
+        assert keep is not None and 0.9 <= keep < 0.98
+        assert scores[str(keep)] > max(scores["1.0"], scores["off"])
 
     def test_off_when_the_noisy_v_calls_are_right_or_verdicts_unknown(self) -> None:
         recs, p = self._records(noisy_v=True)
-        on, scores = choose_quality_gate(p, recs)
-        assert not on and scores["off"] > scores["on"]
+        keep, scores = choose_quality_gate(p, recs)
+        assert keep is None and scores["off"] == max(scores.values())
         unknown = [RecordBeats("r", recs[0].x, recs[0].labels, recs[0].sample_idx)]
-        assert choose_quality_gate(self._records(noisy_v=False)[1], unknown)[0] is False
+        assert choose_quality_gate(self._records(noisy_v=False)[1], unknown)[0] is None
 
 
 class TestLoss:
