@@ -269,8 +269,9 @@ class ArrhythmiaTrainConfig(_Strict):
     # "auto": after training, pick the AF rhythm gate (S -> N in AF-like rhythm) that
     # maximises held-out (S+V F1)/2 (DS1 out-of-fold with cv_folds); "off": no gate.
     rhythm_gate: Literal["auto", "off"] = "auto"
-    # "auto": then turn the quality gate (no V call on beats whose live signal-quality
-    # verdict is bad) on if it raises held-out (S+V F1)/2; "off": never.
+    # "auto": then pick the quality gate (in signal with a bad live quality verdict, a V
+    # call only above a V probability from QUALITY_KEEP_V_GRID) that maximises held-out
+    # (S+V F1)/2, or none; "off": never.
     quality_gate: Literal["auto", "off"] = "auto"
     gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
     registered_name: str = "vitalgru-arrhythmia"

@@ -475,7 +475,7 @@ def choose_gates(
     quality = None
     if cfg.quality_gate == "auto":
         quality, scores = choose_quality_gate(p, records)
-        logger.info("quality gate %s (held-out S+V F1 off/on %s)", quality, scores)
+        logger.info("quality gate %s (held-out S+V F1 by setting %s)", quality, scores)
     return gate, quality, quality_gate_probs(p, _signal_ok(records), quality)
 
 

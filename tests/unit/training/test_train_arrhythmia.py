@@ -19,7 +19,7 @@ from vitalgru.data.arrhythmia_dataset import (
 )
 from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_rhythm_gate
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_quality_gate, apply_rhythm_gate
 from vitalgru.training.arrhythmia import (
     choose_quality_gate,
     choose_rhythm_gate,
@@ -27,6 +27,7 @@ from vitalgru.training.arrhythmia import (
     evaluate_records,
     feature_settings,
     predict_records,
+    quality_gate_probs,
     record_folds,
     sequence_loss,
     train_arrhythmia,
@@ -216,6 +217,19 @@ class TestQualityGateChoice:
         keep, scores = choose_quality_gate(p, recs)
         assert keep is not None and 0.9 <= keep < 0.98
         assert scores[str(keep)] > max(scores["1.0"], scores["off"])
+
+    def test_numpy_twin_equals_the_models_gate(self) -> None:
+        rng = np.random.default_rng(2)
+        p = rng.dirichlet(np.ones(5) * 0.3, size=(1, 400)).astype(np.float32)
+        ok = rng.random((1, 400)) > 0.3
+        for keep in (1.0, 0.97, 0.5):
+            model = apply_quality_gate(
+                torch.log(torch.from_numpy(p)), torch.from_numpy(ok), keep
+            ).softmax(-1)[0]
+            twin = quality_gate_probs(p[0], ok[0], keep)
+            np.testing.assert_allclose(model.numpy(), twin, atol=1e-5)
+        flat = p[0]
+        assert quality_gate_probs(flat, ok[0], None) is flat
 
     def test_off_when_the_noisy_v_calls_are_right_or_verdicts_unknown(self) -> None:
         recs, p = self._records(noisy_v=True)
