@@ -8,7 +8,14 @@ Per class (one-versus-rest over the confusion matrix ``C``, rows true, columns p
 - specificity ``Sp = TN / (TN + FP)``
 - ``F1 = 2 TP / (2 TP + FP + FN)``
 
-(ANSI/AAMI EC57:2012 section 4.3 for Se and +P.) Overall: accuracy, Cohen's kappa, the
+These one-versus-rest figures count every beat of another class called c as a false
+positive of c. EC57's own gross statistics for ventricular (VEB) and supraventricular (SVEB)
+ectopic beats differ in two places (:func:`ec57_gross`, ANSI/AAMI EC57:2012 section 4.3,
+as the WFDB ``bxb`` comparator counts them): a fusion (F) or unclassifiable (Q) beat called
+V is not a VEB false positive, and a Q beat called S is not an SVEB false positive. Both
+views are reported (keys ``veb_*`` and ``sveb_*``); they share their sensitivities.
+
+Overall: accuracy, Cohen's kappa, the
 j index of de Chazal et al. 2004 (``j = Se_V + Se_S + +P_V + +P_S``, IEEE TBME
 51(7):1196-1206) and the jk index of Mar et al. 2011 (``jk = kappa / 2 + j / 8``, IEEE
 TBME 58(8):2168-2177), which lies in [0, 1] for kappa >= 0.
@@ -111,9 +118,47 @@ def metrics_from_confusion(
         j = out["v_se"] + out["s_se"] + out["v_ppv"] + out["s_ppv"]
         out["j_index"] = j
         out["jk_index"] = 0.5 * out["kappa"] + j / 8.0
+    if tuple(class_names) == CLASS_NAMES:
+        out.update(ec57_gross(cm))
     f1s = [out[f"{c.lower()}_f1"] for c in class_names]
     f1s = [f for f in f1s if not np.isnan(f)]
     out["macro_f1"] = float(np.mean(f1s)) if f1s else float("nan")
+    return out
+
+
+def ec57_gross(cm: np.ndarray) -> dict[str, float]:
+    """EC57 VEB and SVEB gross statistics of a 5-class AAMI confusion matrix.
+
+    VEB: ``TP = Vv``, ``FN`` = V beats called anything else, ``FP = Nv + Sv`` (F and Q
+    beats called V are not counted), ``FPR = FP / (FP + TN)`` with ``TN`` every non-V beat
+    not called V. SVEB: ``TP = Ss``, ``FN`` = S beats called anything else,
+    ``FP = Ns + Vs + Fs`` (Q beats called S are not counted).
+
+    Returns
+    -------
+    dict of str to float
+        ``veb_se``, ``veb_ppv``, ``veb_f1``, ``veb_fpr``, ``sveb_se``, ``sveb_ppv``,
+        ``sveb_f1`` (``nan`` where undefined).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    if cm.shape != (5, 5):
+        raise ValueError(f"EC57 gross statistics need the 5x5 AAMI matrix, got {cm.shape}")
+    n, s, v, f, q = range(5)
+    out: dict[str, float] = {}
+    for key, c, fp in (
+        ("veb", v, cm[n, v] + cm[s, v]),
+        ("sveb", s, cm[n, s] + cm[v, s] + cm[f, s]),
+    ):
+        tp = int(cm[c, c])
+        fn = int(cm[c].sum()) - tp
+        out[f"{key}_se"] = _ratio(tp, tp + fn)
+        out[f"{key}_ppv"] = _ratio(tp, tp + fp)
+        out[f"{key}_f1"] = _ratio(2 * tp, 2 * tp + fp + fn)
+    not_v = np.ones(5, dtype=bool)
+    not_v[v] = False
+    tn = int(cm[np.ix_(not_v, not_v)].sum())
+    fp_v = int(cm[n, v] + cm[s, v])
+    out["veb_fpr"] = _ratio(fp_v, fp_v + tn)
     return out
 
 
@@ -125,7 +170,8 @@ def aami_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     dict of str to float
         ``accuracy``, ``kappa``, ``j_index``, ``jk_index``, ``macro_f1``, ``n_beats`` and
         per class ``{c}_n``, ``{c}_se``, ``{c}_ppv``, ``{c}_spec``, ``{c}_f1`` with ``c`` in
-        ``n, s, v, f, q``. Undefined ratios are ``nan``.
+        ``n, s, v, f, q``, and EC57's VEB / SVEB gross statistics (:func:`ec57_gross`).
+        Undefined ratios are ``nan``.
     """
     return metrics_from_confusion(confusion_matrix(y_true, y_pred))
 
@@ -151,7 +197,9 @@ def aami_report(y_true: Any, y_pred: Any, record_ids: Any | None = None) -> dict
     -------
     dict
         ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix": [[...]],
-        "classes": {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {rid: {...}}}``
+        "classes": {"N": {"n", "se", "ppv", "f1", "spec"}, ...},
+        "ec57": {"veb": {"se", "ppv", "f1", "fpr"}, "sveb": {"se", "ppv", "f1"}},
+        "records": {rid: {...}}}``
         (``records`` only when ``record_ids`` is given). ``nan`` becomes ``None``.
     """
 
@@ -170,6 +218,10 @@ def aami_report(y_true: Any, y_pred: Any, record_ids: Any | None = None) -> dict
                     for s in CLASS_STATS
                 }
                 for c in CLASS_NAMES
+            },
+            "ec57": {
+                "veb": {k: _clean(m[f"veb_{k}"]) for k in ("se", "ppv", "f1", "fpr")},
+                "sveb": {k: _clean(m[f"sveb_{k}"]) for k in ("se", "ppv", "f1")},
             },
         }
 
@@ -210,6 +262,16 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
             f"| {c} | {_fmt(s['n'], True)} | {_fmt(s['se'])} | {_fmt(s['ppv'])} | "
             f"{_fmt(s['f1'])} | {_fmt(s['spec'])} |"
         )
+    ec57 = report.get("ec57")
+    if ec57 is not None:
+        veb, sveb = ec57["veb"], ec57["sveb"]
+        lines += [
+            "",
+            "EC57 gross statistics (F or Q beats called V, and Q beats called S, are not "
+            f"false positives): VEB Se {_fmt(veb['se'])} %, +P {_fmt(veb['ppv'])} %, "
+            f"F1 {_fmt(veb['f1'])} %, FPR {_fmt(veb['fpr'])} %; SVEB Se {_fmt(sveb['se'])} %, "
+            f"+P {_fmt(sveb['ppv'])} %, F1 {_fmt(sveb['f1'])} %",
+        ]
     cm = report.get("confusion_matrix")
     if cm is not None:
         names = list(report["classes"])

@@ -13,6 +13,7 @@ from vitalgru.metrics.aami import (
     aami_report,
     cohen_kappa,
     confusion_matrix,
+    ec57_gross,
     report_markdown,
 )
 
@@ -83,6 +84,47 @@ class TestAamiMetrics:
         assert math.isnan(cohen_kappa(np.zeros((5, 5))))
 
 
+class TestEc57Gross:
+    # Rows true, columns predicted (N, S, V, F, Q), worked by hand:
+    CM = np.array(
+        [
+            [50, 4, 3, 2, 0],  # N: 4 called S, 3 called V
+            [2, 8, 1, 0, 0],  # S: 8 of 11 found, 1 called V
+            [1, 1, 10, 2, 0],  # V: 10 of 14 found
+            [3, 1, 5, 6, 0],  # F: 5 called V (not VEB FP), 1 called S (SVEB FP)
+            [0, 2, 1, 0, 1],  # Q: 1 called V, 2 called S (neither counted)
+        ]
+    )
+
+    def test_golden_values(self) -> None:
+        g = ec57_gross(self.CM)
+        # VEB: TP 10, FN 4, FP = Nv + Sv = 3 + 1 (Fv 5 and Qv 1 not counted)
+        assert g["veb_se"] == pytest.approx(10 / 14)
+        assert g["veb_ppv"] == pytest.approx(10 / 14)
+        assert g["veb_f1"] == pytest.approx(20 / 28)
+        # TN: the non-V rows, non-V columns: 56 + 10 + 10 + 3 = 79 (incl. Q row 3)
+        assert g["veb_fpr"] == pytest.approx(4 / (4 + 79))
+        # SVEB: TP 8, FN 3, FP = Ns + Vs + Fs = 4 + 1 + 1 (Qs 2 not counted)
+        assert g["sveb_se"] == pytest.approx(8 / 11)
+        assert g["sveb_ppv"] == pytest.approx(8 / 14)
+        assert g["sveb_f1"] == pytest.approx(16 / 25)
+
+    def test_differs_from_one_versus_rest_only_where_ec57_says(self) -> None:
+        y_true = np.repeat(np.arange(5), self.CM.sum(axis=1))
+        y_pred = np.concatenate([np.repeat(np.arange(5), row) for row in self.CM])
+        out = aami_metrics(y_true, y_pred)
+        assert out["veb_se"] == pytest.approx(out["v_se"])
+        assert out["sveb_se"] == pytest.approx(out["s_se"])
+        assert out["v_ppv"] == pytest.approx(10 / 20)  # every V call that is not V counts
+        assert out["veb_ppv"] == pytest.approx(10 / 14)
+        assert out["s_ppv"] == pytest.approx(8 / 16)
+        assert out["sveb_ppv"] == pytest.approx(8 / 14)
+
+    def test_rejects_other_shapes(self) -> None:
+        with pytest.raises(ValueError, match="5x5"):
+            ec57_gross(np.ones((3, 3)))
+
+
 class TestReports:
     def test_by_record_splits_counts(self) -> None:
         rec = np.array(["a"] * 5 + ["b"] * 5)
@@ -99,7 +141,10 @@ class TestReports:
         assert r["classes"]["Q"]["se"] is None
         assert r["classes"]["V"]["n"] == 3 and isinstance(r["classes"]["V"]["n"], int)
         assert r["confusion_matrix"][2] == [1, 0, 2, 0, 0]
+        assert r["ec57"]["veb"]["ppv"] == pytest.approx(1.0)
+        assert r["ec57"]["sveb"]["se"] == pytest.approx(0.5)
         assert set(r["records"]) == {"a", "b"}
         md = report_markdown(r)
         assert "| V | 3 | 66.7 | 100.0 | 80.0 | 100.0 |" in md
         assert "| a | 5 | 80.0 |" in md
+        assert "VEB Se 66.7 %, +P 100.0 %, F1 80.0 %" in md
