@@ -15,10 +15,10 @@ as the WFDB ``bxb`` comparator counts them): a fusion (F) or unclassifiable (Q) 
 V is not a VEB false positive, and a Q beat called S is not an SVEB false positive. Both
 views are reported (keys ``veb_*`` and ``sveb_*``); they share their sensitivities.
 
-Overall: accuracy, Cohen's kappa, the
-j index of de Chazal et al. 2004 (``j = Se_V + Se_S + +P_V + +P_S``, IEEE TBME
-51(7):1196-1206) and the jk index of Mar et al. 2011 (``jk = kappa / 2 + j / 8``, IEEE
-TBME 58(8):2168-2177), which lies in [0, 1] for kappa >= 0.
+Overall: accuracy, Cohen's kappa, the j index of de Chazal et al. 2004
+(``j = Se_V + Se_S + +P_V + +P_S``, IEEE TBME 51(7):1196-1206) and the jk index of Mar et
+al. 2011 (``jk = kappa / 2 + j / 8``, IEEE TBME 58(8):2168-2177), which lies in [0, 1] for
+kappa >= 0.
 
 A ratio whose denominator is zero (no true beats of a class, or none predicted) is
 ``nan``: undefined, not zero. Keys are stable snake_case (``v_f1``, ``s_ppv``,
@@ -143,12 +143,11 @@ def ec57_gross(cm: np.ndarray) -> dict[str, float]:
     cm = np.asarray(cm, dtype=np.int64)
     if cm.shape != (5, 5):
         raise ValueError(f"EC57 gross statistics need the 5x5 AAMI matrix, got {cm.shape}")
-    n, s, v, f, q = range(5)
+    n, s, v, f = 0, 1, 2, 3  # Q (4) is never a VEB or SVEB false positive
+    fp_v = int(cm[n, v] + cm[s, v])
+    fp_s = int(cm[n, s] + cm[v, s] + cm[f, s])
     out: dict[str, float] = {}
-    for key, c, fp in (
-        ("veb", v, cm[n, v] + cm[s, v]),
-        ("sveb", s, cm[n, s] + cm[v, s] + cm[f, s]),
-    ):
+    for key, c, fp in (("veb", v, fp_v), ("sveb", s, fp_s)):
         tp = int(cm[c, c])
         fn = int(cm[c].sum()) - tp
         out[f"{key}_se"] = _ratio(tp, tp + fn)
@@ -157,7 +156,6 @@ def ec57_gross(cm: np.ndarray) -> dict[str, float]:
     not_v = np.ones(5, dtype=bool)
     not_v[v] = False
     tn = int(cm[np.ix_(not_v, not_v)].sum())
-    fp_v = int(cm[n, v] + cm[s, v])
     out["veb_fpr"] = _ratio(fp_v, fp_v + tn)
     return out
 
