@@ -25,6 +25,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +55,14 @@ def _f1(se: float | None, ppv: float | None) -> float | None:
     if se is None or ppv is None or se + ppv == 0:
         return None
     return 2 * se * ppv / (se + ppv)
+
+
+def _row(work: str, s: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+    """A comparison-table row from S and V statistics (``se``, ``ppv``, ``f1``)."""
+    return {
+        "work": work,
+        **{f"{k}_{m}": d[m] for k, d in (("s", s), ("v", v)) for m in ("se", "ppv", "f1")},
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -116,19 +125,13 @@ def main() -> None:
     p = np.concatenate([q.argmax(1) for q in probs])
     rid = np.concatenate([np.full(len(r), r.record_id) for r in recs])
     report = aami_report(y, p, rid)
-    c = report["classes"]
-    ours = {
-        "work": "vitalgru ArrhythmiaGRU (this run)",
-        "s_se": c["S"]["se"], "s_ppv": c["S"]["ppv"], "s_f1": c["S"]["f1"],
-        "v_se": c["V"]["se"], "v_ppv": c["V"]["ppv"], "v_f1": c["V"]["f1"],
-    }  # fmt: skip
-    g = report["ec57"]
-    ours_ec57 = {
-        "work": "same run, EC57 gross counting (F or Q called V, Q called S: no false positive)",
-        "s_se": g["sveb"]["se"], "s_ppv": g["sveb"]["ppv"], "s_f1": g["sveb"]["f1"],
-        "v_se": g["veb"]["se"], "v_ppv": g["veb"]["ppv"], "v_f1": g["veb"]["f1"],
-    }  # fmt: skip
-    rows = [ours, ours_ec57] + [
+    c, g = report["classes"], report["ec57"]
+    ours = [
+        _row("vitalgru ArrhythmiaGRU (this run)", c["S"], c["V"]),
+        _row("same run, EC57 gross counting (F or Q called V, Q called S: no false positive)",
+             g["sveb"], g["veb"]),
+    ]  # fmt: skip
+    rows = ours + [
         {**r, "s_f1": r.get("s_f1", _f1(r.get("s_se"), r.get("s_ppv"))),
          "v_f1": r.get("v_f1", _f1(r.get("v_se"), r.get("v_ppv")))}
         for r in PUBLISHED
