@@ -28,18 +28,24 @@ def cpu_training(threads: int) -> Iterator[None]:
 
     Flushing denormals made a GRU training step about 5x faster on these CPUs: saturated
     recurrent gates produce denormal floats that the CPU handles in microcode. It is a
-    process-wide floating-point mode, so it is switched off again on exit.
+    floating-point mode, switched off again when the outermost such block exits.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
+    _flush_depth[0] += 1
     try:
         yield
     finally:
         torch.set_num_threads(old)
-        torch.set_flush_denormal(False)
+        _flush_depth[0] -= 1
+        if _flush_depth[0] == 0:  # nested blocks leave the mode to the outermost one
+            torch.set_flush_denormal(False)
+
+
+_flush_depth = [0]
 
 
 logger = logging.getLogger(__name__)
