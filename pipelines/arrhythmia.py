@@ -52,22 +52,26 @@ def dataset_dir(cfg: ArrhythmiaTrainConfig) -> Path:
 
 class _MlflowEpochs(Callback):
     """Per-epoch metrics into the MLflow run. The step counts epochs across fits, so the
-    folds of a cross-validated training follow one another on the same curves; each
-    point also carries ``fold`` (0 for a single fit)."""
+    networks of a cross-validated training follow one another on the same curves (they
+    arrive fold by fold, ``fits_per_fold`` networks each); each point also carries
+    ``fold`` and ``member`` (0 for a single fit)."""
 
-    def __init__(self, run: tracking.TrackedRun, prefix: str = "") -> None:
+    def __init__(self, run: tracking.TrackedRun, prefix: str = "", fits_per_fold: int = 1) -> None:
         self.run = run
         self.prefix = prefix
-        self.fold = -1
+        self.fits_per_fold = max(1, fits_per_fold)
+        self.fit = -1
         self.step = 0
 
     def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None:
-        self.fold += 1
+        self.fit += 1
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.step += 1
         clean = {f"{self.prefix}{k}": float(v) for k, v in metrics.items() if v == v}
-        clean[f"{self.prefix}fold"] = float(max(self.fold, 0))
+        fit = max(self.fit, 0)
+        clean[f"{self.prefix}fold"] = float(fit // self.fits_per_fold)
+        clean[f"{self.prefix}member"] = float(fit % self.fits_per_fold)
         self.run.log_metrics(clean, step=self.step)
 
 
@@ -95,7 +99,9 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
     with tracking.start_run(cfg.experiment, tags={"task": "arrhythmia"}) as run:
         tracking.log_config(run, cfg)
         run.log_dict(ds.manifest, "dataset/manifest.json")
-        res = train_arrhythmia(ds, cfg, callbacks=[TqdmProgress("arrhythmia"), _MlflowEpochs(run)])
+        per_fold = cfg.seeds_per_fold if cfg.cv_folds is not None else 1
+        epochs = _MlflowEpochs(run, fits_per_fold=per_fold)
+        res = train_arrhythmia(ds, cfg, callbacks=[TqdmProgress("arrhythmia"), epochs])
         run.log_params(
             {
                 "resolved.train_records": ",".join(res.train_records),

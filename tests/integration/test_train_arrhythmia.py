@@ -26,7 +26,9 @@ class TestTrainArrhythmiaFlow:
             "ingest.physionet.mirror": str(physionet_mirror),
             "ingest.arrhythmia.records": ["106", "119", "223", "233"],
             "ingest.out_dir": str(out_dir),
-            "cv_folds": 3,  # the three DS1 records, one per fold: a 3-member ensemble
+            # the three DS1 records, one per fold, and the default 3 networks per fold
+            # trained by 2 worker processes: a 9-member ensemble
+            "cv_folds": 3,
             "conv_widths": [8, 16],
             "d_beat": 16,
             "hidden": 16,
@@ -44,9 +46,17 @@ class TestTrainArrhythmiaFlow:
         for key in ("test_v_f1", "test_s_f1", "test_accuracy", "val_v_f1"):
             assert key in m
         champion = tracking.load_model("models:/vitalgru-arrhythmia@champion").module
-        assert isinstance(champion, ArrhythmiaEnsemble) and len(champion.members) == 3
+        assert isinstance(champion, ArrhythmiaEnsemble) and len(champion.members) == 9
         # The gates chosen after training are run parameters, equal to the stored model's.
-        params = mlflow.MlflowClient().get_run(res["run_id"]).data.params
+        client = mlflow.MlflowClient()
+        params = client.get_run(res["run_id"]).data.params
+        assert len(params["resolved.cv_fold_best_epochs"].split(",")) == 9
+        # per-epoch curves: every network's epochs, labelled with its fold and member
+        member = {p.step: p.value for p in client.get_metric_history(res["run_id"], "member")}
+        fold = {p.step: p.value for p in client.get_metric_history(res["run_id"], "fold")}
+        assert sorted({(fold[s], member[s]) for s in fold}) == [
+            (float(f), float(j)) for f in range(3) for j in range(3)
+        ]
         assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
         assert json.loads(params["resolved.quality_gate"]) == champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0

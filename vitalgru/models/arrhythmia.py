@@ -335,9 +335,10 @@ class ArrhythmiaEnsemble(nn.Module):
     probabilities are averaged.
 
     Used for the models of a record-grouped cross-validation (each member trained on
-    the other folds and early-stopped on its own): every member has seen a different
-    share of the training patients, and averaging them reduces the variance a single
-    early-stopped network carries. The members run side by side; the carried state is
+    the other folds and early-stopped on its own, several seeds per fold): the members
+    have seen different shares of the training patients from different starting
+    points, and averaging them reduces the variance a single early-stopped network
+    carries. The members run side by side; the carried state is
     their states stacked, so streaming works exactly as for one member.
 
     Parameters

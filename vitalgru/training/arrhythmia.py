@@ -33,6 +33,7 @@ from vitalgru.data.arrhythmia_dataset import (
 from vitalgru.metrics.aami import CLASS_NAMES, aami_metrics
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training, fit
+from vitalgru.training.parallel import run_fits
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ class ArrhythmiaTrainResult:
     val_metrics: dict[str, float]
     train_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-    # With cfg.cv_folds: the held-out records and fit of every fold (``fit`` is fold 0's).
+    # With cfg.cv_folds: the held-out records of every fold, and the fit of every network
+    # (fold by fold, cfg.seeds_per_fold networks each; ``fit`` is the first one's).
     fold_records: list[list[str]] = field(default_factory=list)
     fold_fits: list[FitResult] = field(default_factory=list)
 
@@ -505,19 +507,64 @@ def record_folds(records: Sequence[RecordBeats], k: int) -> list[list[str]]:
     return [sorted(f) for f in folds]
 
 
+@dataclass(frozen=True)
+class _CvData:
+    """What every cross-validation fit reads (sent once to each worker process)."""
+
+    cfg: ArrhythmiaTrainConfig
+    records: list[RecordBeats]
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class _CvFit:
+    """One network of the cross-validation: its fold, member index, seed and budget."""
+
+    fold: int
+    member: int
+    held_out: list[str]
+    seed: int
+    max_minutes: float
+
+
+def _fit_cv_member(
+    data: _CvData, task: _CvFit, callbacks: Sequence[Callback]
+) -> tuple[ArrhythmiaGRU, FitResult, list[np.ndarray]]:
+    """Train one fold network (seeded by the task alone, so any process gives the same
+    result) and score its held-out records."""
+    cfg = data.cfg
+    with cpu_training(cfg.num_threads):
+        train_recs = [r for r in data.records if r.record_id not in task.held_out]
+        by_name = {r.record_id: r for r in data.records}
+        val_recs = [by_name[n] for n in task.held_out]
+        weights = _train_class_weights(cfg, train_recs)
+        net, res = _fit_once(
+            cfg.model_copy(update={"seed": task.seed}),
+            train_recs,
+            val_recs,
+            data.n_samples,
+            weights,
+            _fit_settings(cfg, task.max_minutes),
+            callbacks,
+        )
+        return net, res, predict_records(net, val_recs)
+
+
 def _train_cv_ensemble(
     dataset: BeatDataset,
     cfg: ArrhythmiaTrainConfig,
     callbacks: Sequence[Callback],
     records: Sequence[str] | None,
 ) -> ArrhythmiaTrainResult:
-    """Record-grouped K-fold CV inside DS1; the fold models become one ensemble."""
+    """Record-grouped K-fold CV inside DS1, ``cfg.seeds_per_fold`` networks per fold
+    (trained ``cfg.workers`` at a time); all the networks become one ensemble."""
     ds1 = dataset.split_records("DS1")
     pool = list(records) if records is not None else ds1
     bad = [r for r in pool if r not in ds1]
     if bad:
         raise ValueError(f"training records {bad} are not DS1 records")
     k = int(cfg.cv_folds or 0)
+    n_seeds = cfg.seeds_per_fold
     settings = feature_settings(cfg)
     t0 = time.perf_counter()
     with cpu_training(cfg.num_threads):
@@ -526,30 +573,34 @@ def _train_cv_ensemble(
         recs = dataset.records(pool, settings)
         by_name = {r.record_id: r for r in recs}
         folds = record_folds(recs, k)
-        n_samples = int(dataset.windows.shape[1])
-        nets: list[ArrhythmiaGRU] = []
-        fits: list[FitResult] = []
-        oof_y: list[np.ndarray] = []
+        n_fits = k * n_seeds
+        # the budget covers every fit; `workers` of them run at a time
+        per_fit = cfg.max_minutes * min(cfg.workers, n_fits) / n_fits
+        tasks = [
+            _CvFit(i, j, held, cfg.seed + i + j, per_fit)
+            for i, held in enumerate(folds)
+            for j in range(n_seeds)
+        ]
+        data = _CvData(cfg, recs, int(dataset.windows.shape[1]))
+        done = run_fits(_fit_cv_member, data, tasks, cfg.workers, callbacks)
+        nets = [net for net, _, _ in done]
+        fits = [res for _, res, _ in done]
+        history: list[dict[str, float]] = []
+        for t, res in zip(tasks, fits, strict=True):
+            logger.info(
+                "fold %d/%d network %d/%d held out %s: best epoch %d",
+                t.fold + 1, k, t.member + 1, n_seeds, t.held_out, res.best_epoch,
+            )  # fmt: skip
+            history += [
+                {**h, "fold": float(t.fold), "member": float(t.member)} for h in res.history
+            ]
         oof_p: list[np.ndarray] = []
         oof_recs: list[RecordBeats] = []
-        history: list[dict[str, float]] = []
-        for i, held in enumerate(folds):
-            train_recs = [r for r in recs if r.record_id not in held]
-            val_recs = [by_name[n] for n in held]
-            weights = _train_class_weights(cfg, train_recs)
-            fit_settings = _fit_settings(cfg, cfg.max_minutes / k)
-            fold_cfg = cfg.model_copy(update={"seed": cfg.seed + i})
-            net, res = _fit_once(
-                fold_cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
-            )
-            logger.info("fold %d/%d held out %s: best epoch %d", i + 1, k, held, res.best_epoch)
-            nets.append(net)
-            fits.append(res)
-            history += [{**h, "fold": float(i)} for h in res.history]
-            oof_p += predict_records(net, val_recs)
-            oof_y += [r.labels for r in val_recs]
-            oof_recs += val_recs
-        y = np.concatenate(oof_y)
+        for i, held in enumerate(folds):  # a fold's held-out output: its networks' mean
+            members = [probs for t, (_, _, probs) in zip(tasks, done, strict=True) if t.fold == i]
+            oof_p += [np.mean(per_rec, axis=0) for per_rec in zip(*members, strict=True)]
+            oof_recs += [by_name[n] for n in held]
+        y = np.concatenate([r.labels for r in oof_recs])
         p = np.concatenate(oof_p)
         sv, m = _sv_f1(y, p.argmax(axis=1))
         cv_metrics = {f"val_ungated_{key}": v for key, v in m.items()}

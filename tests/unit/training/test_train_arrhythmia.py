@@ -3,6 +3,7 @@ majority class on a held-out record."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from vitalgru.data.arrhythmia_dataset import (
 from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_quality_gate, apply_rhythm_gate
+from vitalgru.training import Callback
 from vitalgru.training.arrhythmia import (
     choose_quality_gate,
     choose_rhythm_gate,
@@ -53,6 +55,8 @@ def tiny_dataset(physionet_mirror: Path, tmp_path_factory: pytest.TempPathFactor
 def _cfg(**kw: object) -> ArrhythmiaTrainConfig:
     base = dict(
         cv_folds=None,
+        seeds_per_fold=1,
+        workers=1,
         val_records=HELD_OUT,
         conv_widths=(8, 16),
         d_beat=24,
@@ -148,6 +152,47 @@ class TestCrossValidatedEnsemble:
         clone = ArrhythmiaEnsemble.from_config(res.model.config_dict())
         clone.load_state_dict(res.model.state_dict())
         np.testing.assert_allclose(predict_records(clone, held)[0], ens, atol=1e-6)
+
+
+class _Events(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float]] = []
+
+    def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None:
+        self.seen.append(("start", float(max_epochs)))
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.seen.append(("epoch", metrics["val_sv_f1"]))
+
+
+class TestSeedMembers:
+    def test_worker_processes_give_the_sequential_ensemble(self, tiny_dataset: BeatDataset) -> None:
+        cfg = _cfg(cv_folds=3, seeds_per_fold=2, max_epochs=1, min_epochs=1, sequences_per_epoch=16)
+        runs = []
+        for workers in (1, 2):
+            events = _Events()
+            res = train_arrhythmia(
+                tiny_dataset, cfg.model_copy(update={"workers": workers}), [events]
+            )
+            runs.append((res, events.seen))
+        (seq, seq_events), (par, par_events) = runs
+        assert len(seq.model.members) == 6 and len(seq.fold_fits) == 6
+        assert [(h["fold"], h["member"]) for h in seq.history] == [
+            (f, m) for f in (0.0, 1.0, 2.0) for m in (0.0, 1.0)
+        ]
+        # the two networks of a fold start from different seeds
+        a, b = seq.model.members[0].state_dict(), seq.model.members[1].state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a)
+        # two processes: the same weights, gates, metrics, and callback events in order
+        for k, v in seq.model.state_dict().items():
+            torch.testing.assert_close(par.model.state_dict()[k], v, rtol=0, atol=0)
+        assert par.model.config_dict() == seq.model.config_dict()
+        assert par.val_metrics == pytest.approx(seq.val_metrics, nan_ok=True)
+        assert par_events == seq_events and len(seq_events) == 12
+
+    def test_seeds_per_fold_needs_cross_validation(self) -> None:
+        with pytest.raises(ValueError, match="seeds_per_fold 2 needs cv_folds"):
+            _cfg(seeds_per_fold=2)
 
 
 class TestRhythmGateChoice:
