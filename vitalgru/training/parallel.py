@@ -148,6 +148,14 @@ def run_fits(
                             deliver(nxt, name, args)
             return [f.result() for f in futures]
         except BaseException:
-            for f in futures:
-                f.cancel()
+            _stop(pool)
             raise
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued tasks and end the running ones now: a failed or interrupted fit
+    must not leave the caller waiting for the others to finish."""
+    running = list(getattr(pool, "_processes", {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in running:
+        proc.terminate()

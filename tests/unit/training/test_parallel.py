@@ -63,10 +63,13 @@ class TestRunFits:
         assert run_fits(_toy_fit, 1, tasks, workers=1, callbacks=[rec]) == [1, 2, 3]
         assert rec.seen == _expected_events(3)
 
-    def test_a_failing_task_raises_in_the_caller(self) -> None:
-        tasks = [{"i": 0, "sleep": 0.0}, {"i": 1, "sleep": 0.0, "fail": True}]
+    def test_a_failing_task_raises_in_the_caller_without_waiting(self) -> None:
+        # task 0 would run for a minute; the failure of task 1 must not wait for it
+        tasks = [{"i": 0, "sleep": 60.0}, {"i": 1, "sleep": 0.0, "fail": True}]
+        t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="task 1 failed"):
             run_fits(_toy_fit, 0, tasks, workers=2)
+        assert time.monotonic() - t0 < 30.0
 
     def test_rejects_no_workers(self) -> None:
         with pytest.raises(ValueError, match="workers"):
