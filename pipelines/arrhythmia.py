@@ -99,8 +99,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
     with tracking.start_run(cfg.experiment, tags={"task": "arrhythmia"}) as run:
         tracking.log_config(run, cfg)
         run.log_dict(ds.manifest, "dataset/manifest.json")
-        per_fold = cfg.seeds_per_fold if cfg.cv_folds is not None else 1
-        epochs = _MlflowEpochs(run, fits_per_fold=per_fold)
+        epochs = _MlflowEpochs(run, fits_per_fold=cfg.seeds_per_fold)  # 1 without cv_folds
         res = train_arrhythmia(ds, cfg, callbacks=[TqdmProgress("arrhythmia"), epochs])
         run.log_params(
             {

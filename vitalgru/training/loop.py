@@ -21,6 +21,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+# Open cpu_training blocks: denormal flushing stays on until the outermost one exits.
+_flush_depth = [0]
+
 
 @contextmanager
 def cpu_training(threads: int) -> Iterator[None]:
@@ -43,9 +46,6 @@ def cpu_training(threads: int) -> Iterator[None]:
         _flush_depth[0] -= 1
         if _flush_depth[0] == 0:  # nested blocks leave the mode to the outermost one
             torch.set_flush_denormal(False)
-
-
-_flush_depth = [0]
 
 
 logger = logging.getLogger(__name__)
