@@ -104,15 +104,18 @@ def main() -> None:
     probs = predict_records(model, recs)
     infer_s = time.perf_counter() - t0
 
-    # Streaming: one beat per call, hidden state carried (what a bedside scorer does).
+    # Streaming: one new beat per call, hidden state carried (what a bedside scorer does).
+    # With an output delay d, each call also holds the d beats still waiting for their
+    # label, and the newest d rows are look-ahead context (see ArrhythmiaGRU.forward).
     rec = max(recs, key=len)
     x = torch.from_numpy(rec.x[:2000])[None]
+    delay = int(getattr(model, "output_delay", 0))
     lat = []
     h = None
     with torch.inference_mode():
-        for k in range(x.shape[1]):
+        for k in range(delay, x.shape[1]):
             t = time.perf_counter()
-            _, h = model(x[:, k : k + 1], h)
+            _, h = model(x[:, k - delay : k + 1], h, context_beats=delay)
             lat.append((time.perf_counter() - t) * 1e3)
     lat_ms = np.array(lat[10:])  # first calls warm caches
     # Feature update per beat in streaming use: template + RR over the recent beats.

@@ -248,6 +248,8 @@ class ArrhythmiaTrainConfig(_Strict):
     hidden: int = Field(default=64, ge=1)
     num_layers: int = Field(default=1, ge=1, le=4)
     dropout: float = Field(default=0.4, ge=0, lt=1)
+    # beats after beat k whose GRU state labels beat k (features add rr_next: total 2)
+    output_delay: int = Field(default=1, ge=0, le=1)
     # Optimisation: sequences of consecutive beats, random crops, AdamW + warmup/cosine.
     seq_len: int = Field(default=256, ge=2)
     batch_size: int = Field(default=16, ge=1)

@@ -2,9 +2,19 @@
 
 Each beat is encoded by a small 1-D CNN over its (template-relative) morphology and a
 linear map of its RR features; a unidirectional GRU runs over the sequence of beats, so
-its hidden state carries the patient's own rhythm and morphology across beats. The model
-is causal in beats: the logits of beat k depend on beats ``<= k`` of the input (the
-input features themselves have a look-ahead of one beat, ``rr_next``).
+its hidden state carries the patient's own rhythm and morphology across beats. With
+``output_delay`` 0 the model is causal in beats: the logits of beat k depend on input rows
+``<= k``. With ``output_delay`` d the head reads the GRU state after beat ``k + d`` (and beat
+k's own embedding), so beat k is labelled once d more beats have arrived. The input
+features have their own look-ahead of one beat (``rr_next``); the model's total look-ahead
+is the sum, at most two beats.
+
+Streaming with a delay d: each call gets the beats not yet labelled followed by the new
+ones, with ``context_beats=d``. The logits of all but the last d rows are final; the last d
+rows only give them context, and ``h_n`` is the state *before* those rows, so the next call
+starts with them again. At the end of a record the last beats are scored with
+``context_beats=0``. :func:`vitalgru.training.arrhythmia.predict_records` scores in chunks
+this way, and a test checks that it equals scoring the whole record at once.
 
 Input layout: one feature vector per beat, ``x[..., : C * L]`` the flattened morphology
 channels (channel-major) and ``x[..., C * L :]`` the RR features, so the model meets the
@@ -20,6 +30,10 @@ from typing import Any, Self
 
 import torch
 from torch import nn
+
+#: Most beats of look-ahead a model may need (features plus output delay): a streaming
+#: scorer labels a beat at most this many beats after it.
+MAX_LOOKAHEAD = 2
 
 _GATE_KEYS = ("entropy_feature", "nrmssd_feature", "entropy_min", "nrmssd_min")
 
@@ -186,8 +200,11 @@ class ArrhythmiaGRU(nn.Module):
     dropout : float
         Dropout on embeddings and between GRU layers.
     lookahead_beats : int
-        Beats of look-ahead the *input features* need (recorded for scorers; the
-        network itself is causal).
+        Beats of look-ahead the *input features* need (recorded for scorers).
+    output_delay : int
+        Beats after beat k whose GRU state the head reads to label beat k (0: causal).
+        ``lookahead_beats + output_delay`` is the model's total look-ahead, at most
+        :data:`MAX_LOOKAHEAD`.
     rhythm_gate : dict, optional
         :func:`apply_rhythm_gate` setting applied to the output (None: no gate).
     quality_gate : float or None
@@ -209,6 +226,7 @@ class ArrhythmiaGRU(nn.Module):
         lookahead_beats: int = 1,
         rhythm_gate: dict[str, Any] | None = None,
         quality_gate: float | bool | None = None,
+        output_delay: int = 0,
     ) -> None:
         super().__init__()
         for name, v in (
@@ -234,6 +252,12 @@ class ArrhythmiaGRU(nn.Module):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.lookahead_beats = int(lookahead_beats)
+        if int(output_delay) < 0 or int(output_delay) + self.lookahead_beats > MAX_LOOKAHEAD:
+            raise ValueError(
+                f"output_delay {output_delay} + the features' look-ahead {self.lookahead_beats} "
+                f"must stay within {MAX_LOOKAHEAD} beats"
+            )
+        self.output_delay = int(output_delay)
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
         self.quality_gate = check_quality_gate(quality_gate)
 
@@ -268,6 +292,7 @@ class ArrhythmiaGRU(nn.Module):
         x: torch.Tensor,
         h0: torch.Tensor | None = None,
         signal_ok: torch.Tensor | None = None,
+        context_beats: int = 0,
         **extra: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-beat logits.
@@ -281,13 +306,18 @@ class ArrhythmiaGRU(nn.Module):
         signal_ok : torch.Tensor, optional
             ``(B, T)`` bool live signal-quality verdict of each beat, for the quality gate
             (:func:`apply_quality_gate`); None: every beat trusted.
+        context_beats : int
+            The last ``context_beats`` rows of ``x`` are look-ahead only: they give the
+            beats before them their ``output_delay`` beats of context, their own logits are
+            provisional (scored as if the record ended there), and ``h_n`` is the state
+            before them. 0: every row is final.
 
         Returns
         -------
         logits : torch.Tensor
             ``(B, T, K)`` unnormalised class scores.
         h_n : torch.Tensor
-            ``(num_layers, B, H)`` hidden state after the last beat.
+            ``(num_layers, B, H)`` hidden state after the last final beat.
         """
         if x.dim() != 3 or x.shape[-1] != self.n_features:
             raise ValueError(
@@ -297,12 +327,21 @@ class ArrhythmiaGRU(nn.Module):
         if extra:
             raise TypeError(f"unexpected inputs {sorted(extra)}")
         b, t = x.shape[:2]
+        if not 0 <= int(context_beats) < max(t, 1):
+            raise ValueError(f"context_beats must be in [0, {t}), got {context_beats}")
         m = self.in_channels * self.n_samples
         morph = x[..., :m].reshape(b * t, self.in_channels, self.n_samples)
         rr = x[..., m:]
         e = self.encoder(morph).reshape(b, t, -1)  # (B, T, D)
         e = self.drop(self.norm(e + self.rr_proj(rr)))
-        y, h_n = self.gru(e, h0)  # (B, T, H)
+        n_final = t - int(context_beats)
+        y, h_n = self.gru(e[:, :n_final], h0)  # (B, n_final, H)
+        if n_final < t:  # look-ahead rows: continue from the last final state, keep it
+            y_ctx, _ = self.gru(e[:, n_final:], h_n)
+            y = torch.cat([y, y_ctx], dim=1)
+        if self.output_delay:  # beat k reads the state after beat k + d (record end: last)
+            idx = (torch.arange(t, device=y.device) + self.output_delay).clamp(max=t - 1)
+            y = y[:, idx]
         logits = self.head(torch.cat([y, e], dim=-1))
         logits = apply_rhythm_gate(logits, rr, self.rhythm_gate)
         return apply_quality_gate(logits, signal_ok, self.quality_gate), h_n
@@ -322,6 +361,7 @@ class ArrhythmiaGRU(nn.Module):
             "lookahead_beats": self.lookahead_beats,
             "rhythm_gate": self.rhythm_gate,
             "quality_gate": self.quality_gate,
+            "output_delay": self.output_delay,
         }
 
     @classmethod
@@ -364,14 +404,16 @@ class ArrhythmiaEnsemble(nn.Module):
         nets = [ArrhythmiaGRU.from_config(dict(m)) for m in members]
         first = nets[0]
         for n in nets[1:]:
-            if (n.n_features, n.n_classes, n.lookahead_beats, n.hidden) != (
+            if (n.n_features, n.n_classes, n.lookahead_beats, n.hidden, n.output_delay) != (
                 first.n_features,
                 first.n_classes,
                 first.lookahead_beats,
                 first.hidden,
+                first.output_delay,
             ):
                 raise ValueError(
-                    "ensemble members must share input layout, classes, look-ahead and hidden size"
+                    "ensemble members must share input layout, classes, look-ahead, output "
+                    "delay and hidden size"
                 )
         self.members = nn.ModuleList(nets)
         self.n_samples = first.n_samples
@@ -379,6 +421,7 @@ class ArrhythmiaEnsemble(nn.Module):
         self.n_rr = first.n_rr
         self.n_classes = first.n_classes
         self.lookahead_beats = first.lookahead_beats
+        self.output_delay = first.output_delay
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
         self.quality_gate = check_quality_gate(quality_gate)
 
@@ -404,12 +447,13 @@ class ArrhythmiaEnsemble(nn.Module):
         x: torch.Tensor,
         h0: torch.Tensor | None = None,
         signal_ok: torch.Tensor | None = None,
+        context_beats: int = 0,
         **extra: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-beat log mean probability (a valid logit: its softmax is the mean).
 
         ``h0``/``h_n`` are ``(sum of members' num_layers, B, H)``, members in order;
-        ``signal_ok`` as in :meth:`ArrhythmiaGRU.forward`.
+        ``signal_ok`` and ``context_beats`` as in :meth:`ArrhythmiaGRU.forward`.
         """
         if extra:
             raise TypeError(f"unexpected inputs {sorted(extra)}")
@@ -421,7 +465,7 @@ class ArrhythmiaEnsemble(nn.Module):
         probs = []
         h_out = []
         for m, h in zip(self.members, states, strict=True):
-            logits, h_n = m(x, h)
+            logits, h_n = m(x, h, context_beats=context_beats)
             probs.append(torch.softmax(logits, dim=-1))
             h_out.append(h_n)
         mean = torch.stack(probs).mean(dim=0)

@@ -61,6 +61,7 @@ def build_model(cfg: ArrhythmiaTrainConfig, n_samples: int) -> ArrhythmiaGRU:
         num_layers=cfg.num_layers,
         dropout=cfg.dropout,
         lookahead_beats=LOOKAHEAD_BEATS,
+        output_delay=cfg.output_delay,
     )
 
 
@@ -116,7 +117,9 @@ def predict_records(
     records : sequence of RecordBeats
     chunk_beats : int, optional
         Feed the record in chunks of this many beats, carrying the GRU state between
-        chunks (as a streaming scorer does); ``None`` feeds each record whole.
+        chunks (as a streaming scorer does); ``None`` feeds each record whole. A model
+        with an ``output_delay`` of d gets the d beats after each chunk as look-ahead
+        context (``context_beats``), so chunked scoring equals whole-record scoring.
 
     Returns
     -------
@@ -129,13 +132,16 @@ def predict_records(
     for rec in records:
         n = len(rec)
         step = n if chunk_beats is None else max(1, int(chunk_beats))
+        delay = int(getattr(model, "output_delay", 0))
         h = None
         probs = []
         for s in range(0, n, step):
-            x = torch.from_numpy(np.ascontiguousarray(rec.x[s : s + step]))[None]
-            ok = None if rec.signal_ok is None else torch.from_numpy(rec.signal_ok[s : s + step])
-            logits, h = model(x, h, None if ok is None else ok[None])
-            probs.append(torch.softmax(logits[0], dim=-1).numpy())
+            end = min(s + step + delay, n)  # the chunk plus its look-ahead beats
+            ctx = end - min(s + step, n)
+            x = torch.from_numpy(np.ascontiguousarray(rec.x[s:end]))[None]
+            ok = None if rec.signal_ok is None else torch.from_numpy(rec.signal_ok[s:end])
+            logits, h = model(x, h, None if ok is None else ok[None], context_beats=ctx)
+            probs.append(torch.softmax(logits[0, : end - s - ctx], dim=-1).numpy())
         out.append(np.concatenate(probs) if probs else np.zeros((0, model.n_classes), np.float32))
     model.train(was_training)
     return out
@@ -191,8 +197,11 @@ def _augment(batch: dict[str, Any], cfg: ArrhythmiaTrainConfig, gen: torch.Gener
     batch["x"] = torch.cat([morph, x[..., m:]], dim=-1)
 
 
-def preprocessing_dict(dataset: BeatDataset, settings: FeatureSettings) -> dict[str, Any]:
-    """What a scorer must reproduce to feed the model (logged with it)."""
+def preprocessing_dict(
+    dataset: BeatDataset, settings: FeatureSettings, output_delay: int = 0
+) -> dict[str, Any]:
+    """What a scorer must reproduce to feed the model (logged with it). A streaming scorer
+    labels a beat ``lookahead_beats + output_delay_beats`` beats after it arrives."""
     man = dataset.manifest
     return {
         "fs": dataset.fs,
@@ -211,6 +220,7 @@ def preprocessing_dict(dataset: BeatDataset, settings: FeatureSettings) -> dict[
         },
         "rr_features": list(RR_FEATURES),
         "lookahead_beats": LOOKAHEAD_BEATS,
+        "output_delay_beats": int(output_delay),
         "classes": list(CLASS_NAMES),
         "dataset_config_hash": man.get("config_hash"),
     }
@@ -326,7 +336,7 @@ def train_arrhythmia(
     return ArrhythmiaTrainResult(
         model=model,
         fit=result,
-        preprocessing=preprocessing_dict(dataset, settings),
+        preprocessing=preprocessing_dict(dataset, settings, cfg.output_delay),
         train_records=train,
         val_records=val,
         val_metrics=val_metrics,
@@ -614,7 +624,7 @@ def _train_cv_ensemble(
     return ArrhythmiaTrainResult(
         model=ensemble,
         fit=fits[0],
-        preprocessing=preprocessing_dict(dataset, settings),
+        preprocessing=preprocessing_dict(dataset, settings, cfg.output_delay),
         train_records=sorted(pool),
         val_records=[],
         val_metrics=cv_metrics,

@@ -79,6 +79,61 @@ class TestArrhythmiaGRU:
             ArrhythmiaGRU(dropout=1.0)
 
 
+class TestOutputDelay:
+    """``output_delay`` 1: beat k is labelled from the GRU state after beat k + 1."""
+
+    @pytest.fixture()
+    def delayed(self) -> ArrhythmiaGRU:
+        torch.manual_seed(0)
+        return ArrhythmiaGRU(
+            hidden=16, d_beat=16, conv_widths=(8, 8), num_layers=2, output_delay=1
+        ).eval()
+
+    def test_looks_ahead_exactly_one_beat(self, delayed: ArrhythmiaGRU) -> None:
+        x = _inputs()
+        x2 = x.clone()
+        x2[:, 7:] += 5.0
+        a, _ = delayed(x)
+        b, _ = delayed(x2)
+        torch.testing.assert_close(a[:, :6], b[:, :6])  # beats 0-5 never see beat 7
+        assert not torch.allclose(a[:, 6], b[:, 6])  # beat 6 reads the state after beat 7
+
+    def test_chunks_with_context_equal_whole(self, delayed: ArrhythmiaGRU) -> None:
+        x = _inputs(t=13)
+        whole, h_whole = delayed(x)
+        parts, h = [], None
+        for s in range(0, 13, 4):
+            end = min(s + 5, 13)  # the chunk and the beat after it
+            ctx = end - min(s + 4, 13)
+            out, h = delayed(x[:, s:end], h, context_beats=ctx)
+            parts.append(out[:, : end - s - ctx])
+        torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(h, h_whole, atol=1e-5, rtol=1e-5)
+        # without the look-ahead beat, a chunk's last beat is scored as a record end
+        first, _ = delayed(x[:, :4])
+        assert not torch.allclose(first[:, 3], whole[:, 3])
+
+    def test_context_rows_leave_the_state_before_them(self, delayed: ArrhythmiaGRU) -> None:
+        x = _inputs(t=6)
+        _, h5 = delayed(x[:, :5])
+        _, h = delayed(x, context_beats=1)
+        torch.testing.assert_close(h, h5)
+
+    def test_limits(self, delayed: ArrhythmiaGRU) -> None:
+        with pytest.raises(ValueError, match="look-ahead"):
+            ArrhythmiaGRU(output_delay=2)  # + rr_next: three beats
+        with pytest.raises(ValueError, match="look-ahead"):
+            ArrhythmiaGRU(output_delay=-1)
+        ArrhythmiaGRU(output_delay=2, lookahead_beats=0)
+        with pytest.raises(ValueError, match="context_beats"):
+            delayed(_inputs(t=3), context_beats=3)
+        causal = ArrhythmiaGRU(hidden=16, d_beat=16, conv_widths=(8, 8), num_layers=2)
+        with pytest.raises(ValueError, match="output delay"):
+            ArrhythmiaEnsemble([causal.config_dict(), delayed.config_dict()])
+        clone = ArrhythmiaGRU.from_config(json.loads(json.dumps(delayed.config_dict())))
+        assert clone.output_delay == 1
+
+
 class TestRhythmGate:
     GATE = {"entropy_feature": 8, "nrmssd_feature": 9, "entropy_min": 0.7, "nrmssd_min": 0.2}
 

@@ -89,6 +89,7 @@ class TestTrainArrhythmia:
         assert m["held_v_f1"] > 0.6
         # logged preprocessing tells a scorer everything it must reproduce
         assert res.preprocessing["lookahead_beats"] == 1
+        assert res.preprocessing["output_delay_beats"] == 1
         assert res.preprocessing["normalisation"]["template_beats"] == 32
 
     def test_seeded_runs_are_identical_and_stream(self, tiny_dataset: BeatDataset) -> None:
