@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gbm-min-samples-leaf", type=int, default=d.gbm_min_samples_leaf)
     ap.add_argument("--gbm-l2", type=float, default=d.gbm_l2_regularization)
     ap.add_argument("--gbm-negative-subsample", type=float, default=d.gbm_negative_subsample)
+    ap.add_argument("--blend-gru-weight", type=float, default=d.blend_gru_weight)
     ap.add_argument("--cache-dir", default=str(ROOT / "benchmarks" / "_work" / "cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", default="early_warning")
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "gbm_min_samples_leaf": args.gbm_min_samples_leaf,
             "gbm_l2_regularization": args.gbm_l2,
             "gbm_negative_subsample": args.gbm_negative_subsample,
+            "blend_gru_weight": args.blend_gru_weight,
         }
     )
     settings = cv_settings(EarlyWarningConfig.model_validate(cfg.model_dump()))
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if res.last_gbm is not None:
             # The registered model: the GRU-D and the trees (exported to tensors) blended.
             trees = BoostedTrees.from_sklearn(res.last_gbm)
-            blend = SepsisBlend.of(model, trees).eval()
+            blend = SepsisBlend.of(model, trees, settings.blend_gru_weight).eval()
             names = [str(c) for c in res.last_gbm.feature_names_in_]
             t0 = time.perf_counter()
             b_arrays = gru_d_arrays(sub, stats, names)
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             "gbm": asdict(settings.gbm),
             "val_fraction": settings.val_fraction,
             "engineered_inputs": settings.engineered_inputs,
+            "blend_gru_weight": settings.blend_gru_weight,
         },
         "per_fold": res.per_fold,
         "summary": summary,

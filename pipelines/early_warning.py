@@ -100,6 +100,7 @@ def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
         gru=gru,
         gbm=gbm,
         seed=cfg.seed,
+        blend_gru_weight=cfg.blend_gru_weight,
     )
 
 

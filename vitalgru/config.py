@@ -345,7 +345,11 @@ class EarlyWarningConfig(_Strict):
     gbm_negative_subsample: float = Field(default=0.15, gt=0.0, le=1.0)  # label-0 hours kept
     gbm_min_samples_leaf: int = Field(default=300, ge=1)
     gbm_l2_regularization: float = Field(default=10.0, ge=0.0)
-    # The model registered: the GRU-D alone, or its blend with the trees (mean risk).
+    # The model registered: the GRU-D alone, or its blend with the trees.
     register_model: Literal["gru_d", "gru_d_gbm_blend"] = "gru_d_gbm_blend"
+    # The GRU-D's weight in the blend's risk (the trees get the rest); cross-validated and
+    # registered alike. 0.25: best on the validation shares of all five folds for each of
+    # nine (GRU-D, trees) seed pairs (benchmarks/results/early_warning_experiments.md).
+    blend_gru_weight: float = Field(default=0.25, ge=0.0, le=1.0)
     torch_threads: int = Field(default=2, ge=1, le=64)
     gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key

@@ -151,8 +151,8 @@ class SepsisBlend(nn.Module):
     """A GRU-D network and gradient-boosted trees scoring the same hours; the risk is a
     weighted mean of their probabilities.
 
-    In cross-validation on set A the mean of the two risks beat either model alone
-    (``benchmarks/results/early_warning.md``): the trees read the engineered summaries
+    In cross-validation on set A the blend beat either model alone, with most of the weight
+    on the trees (``benchmarks/results/early_warning.md``): the trees read the engineered summaries
     directly, the GRU carries each patient's course. Both parts are stored as tensors, so
     the blend logs, loads and streams like any vitalgru network.
 

@@ -299,7 +299,8 @@ def split_validation(
 # --------------------------------------------------------------------------------------
 
 MODEL_NAMES: tuple[str, ...] = ("gru_d", "gbm", "news2", "qsofa")
-#: Reported when both the network and the trees are cross-validated: their mean risk.
+#: Reported when both the network and the trees are cross-validated: their weighted mean
+#: risk (:attr:`CVSettings.blend_gru_weight` on the network's).
 BLEND = "gru_d_gbm_blend"
 
 
@@ -315,6 +316,8 @@ class CVSettings:
     gru: GRUTrainParams = GRUTrainParams()
     gbm: GBMParams = GBMParams()
     seed: int = 0
+    # The network's weight in :data:`BLEND`'s risk; the trees get ``1 - blend_gru_weight``.
+    blend_gru_weight: float = 0.25
 
 
 @dataclass
@@ -393,7 +396,8 @@ def fit_final(
     A stratified validation share is held out for the network's early stopping and for
     the alarm threshold; normalisation statistics (and, with ``blend``, the trees) come
     from the rest. With ``blend`` the trees are exported into a :class:`SepsisBlend`
-    (mean of the two risks, as cross-validated under :data:`BLEND`) and the threshold is
+    (the two risks weighted by ``settings.blend_gru_weight``, as cross-validated under
+    :data:`BLEND`) and the threshold is
     the blend's own, chosen on the validation share with the exported model itself.
     """
     fit_idx, val_idx = split_validation(cohort.septic(), settings.val_fraction, settings.seed)
@@ -413,7 +417,8 @@ def fit_final(
     t0 = time.perf_counter()
     clf = fit_gbm(engineered_features(fit_c.frame, fit_c.offsets), fit_c.labels, settings.gbm)
     names = [str(c) for c in clf.feature_names_in_]
-    model = SepsisBlend.of(res.model, BoostedTrees.from_sklearn(clf), gru_weight=0.5).eval()
+    trees = BoostedTrees.from_sklearn(clf)
+    model = SepsisBlend.of(res.model, trees, gru_weight=settings.blend_gru_weight).eval()
     scores = predict_scores(model, gru_d_arrays(val_c, stats, names))
     thr, u = best_threshold(val_c.labels, scores, val_c.offsets)
     logger.info("blend: trees fitted and exported, validation utility %.3f (%.0f s)",
@@ -538,10 +543,12 @@ def cross_validate(
                 last_gru = (res.model, stats, test_p)
             _record(name, k, thr, test_scores, time.perf_counter() - t0)
         if BLEND in oof:
-            # The mean of the two risks; its threshold, like theirs, from the validation share.
+            # The weighted mean of the two risks, computed as SepsisBlend computes it; its
+            # threshold, like theirs, from the validation share.
             t0 = time.perf_counter()
-            val_b = 0.5 * (held["gru_d"][0] + held["gbm"][0])
-            test_b = 0.5 * (held["gru_d"][1] + held["gbm"][1])
+            w = settings.blend_gru_weight
+            val_b = w * held["gru_d"][0] + (1.0 - w) * held["gbm"][0]
+            test_b = w * held["gru_d"][1] + (1.0 - w) * held["gbm"][1]
             thr, _ = best_threshold(y_all[val_rows], val_b, val_off)
             _record(BLEND, k, thr, test_b, time.perf_counter() - t0)
     return CVResult(

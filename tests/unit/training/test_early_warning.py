@@ -19,6 +19,7 @@ from vitalgru.data.early_warning import (
 from vitalgru.metrics.ranking import auroc
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import (
+    BLEND,
     CVSettings,
     GRUTrainParams,
     cross_validate,
@@ -135,6 +136,21 @@ class TestCrossValidate:
         assert summary["gbm"]["auroc_mean"] > 0.6
         assert set(summary) == set(settings.models)
 
+    def test_blend_is_the_configured_weighted_mean(self, cohort):
+        torch.set_num_threads(1)
+        small = cohort.subset(np.arange(300))
+        settings = CVSettings(
+            models=("gru_d", "gbm"),
+            val_fraction=0.3,
+            gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
+            gbm=GBMParams(max_iter=10),
+            blend_gru_weight=0.3,
+        )
+        res = cross_validate(small, patient_folds(small.septic(), 2, seed=0), settings)
+        s = res.oof_scores
+        np.testing.assert_allclose(s[BLEND], 0.3 * s["gru_d"] + 0.7 * s["gbm"], rtol=0, atol=1e-12)
+        assert len(res.per_fold[BLEND]) == 2
+
     def test_unknown_model(self, cohort):
         with pytest.raises(ValueError, match="unknown model"):
             cross_validate(cohort, patient_folds(cohort.septic(), 2), CVSettings(models=("lstm",)))
@@ -149,9 +165,11 @@ class TestFinalBlendAndScoring:
             engineered_inputs=True,
             gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
             gbm=GBMParams(max_iter=10),
+            blend_gru_weight=0.3,
         )
         res = fit_final(small, settings, blend=True)
         assert isinstance(res.model, SepsisBlend)
+        assert res.model.gru_weight == 0.3  # registered with the weight it was validated with
         prep = res.preprocessing
         assert prep["threshold"] == res.threshold
         assert prep["tree_features"] and prep["input_layout"][-1] == "tree_features"
