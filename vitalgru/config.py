@@ -348,8 +348,8 @@ class EarlyWarningConfig(_Strict):
     # The model registered: the GRU-D alone, or its blend with the trees.
     register_model: Literal["gru_d", "gru_d_gbm_blend"] = "gru_d_gbm_blend"
     # The GRU-D's weight in the blend's risk (the trees get the rest); cross-validated and
-    # registered alike. 0.25: best on the validation shares of all five folds for each of
-    # nine (GRU-D, trees) seed pairs (benchmarks/results/early_warning_experiments.md).
+    # registered alike. 0.25: above the equal-weight mean on the validation shares for each
+    # of nine (GRU-D, trees) seed pairs (benchmarks/results/early_warning_experiments.md).
     blend_gru_weight: float = Field(default=0.25, ge=0.0, le=1.0)
     torch_threads: int = Field(default=2, ge=1, le=64)
     gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key

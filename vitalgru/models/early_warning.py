@@ -167,10 +167,12 @@ class SepsisBlend(nn.Module):
     trees : dict
         :meth:`vitalgru.models.trees.BoostedTrees.config_dict`.
     gru_weight : float
-        Weight of the GRU's probability (the trees get ``1 - gru_weight``).
+        Weight of the GRU's probability (the trees get ``1 - gru_weight``); no default,
+        so a blend is always built with the weight it was validated with (the config's
+        ``blend_gru_weight``).
     """
 
-    def __init__(self, gru: dict[str, Any], trees: dict[str, Any], gru_weight: float = 0.5) -> None:
+    def __init__(self, gru: dict[str, Any], trees: dict[str, Any], gru_weight: float) -> None:
         super().__init__()
         if not 0.0 <= gru_weight <= 1.0:
             raise ValueError(f"gru_weight must be in [0, 1], got {gru_weight}")
@@ -182,7 +184,7 @@ class SepsisBlend(nn.Module):
         self.hidden_size = self.gru.hidden_size
 
     @classmethod
-    def of(cls, gru: GRUDEarlyWarning, trees: BoostedTrees, gru_weight: float = 0.5) -> Self:
+    def of(cls, gru: GRUDEarlyWarning, trees: BoostedTrees, gru_weight: float) -> Self:
         """A blend holding copies of a trained network's and exported trees' tensors."""
         out = cls(gru.config_dict(), trees.config_dict(), gru_weight)
         out.gru.load_state_dict(gru.state_dict())
