@@ -151,9 +151,9 @@ class SepsisBlend(nn.Module):
     """A GRU-D network and gradient-boosted trees scoring the same hours; the risk is a
     weighted mean of their probabilities.
 
-    In cross-validation on set A the blend beat either model alone, with most of the weight
-    on the trees (``benchmarks/results/early_warning.md``): the trees read the engineered summaries
-    directly, the GRU carries each patient's course. Both parts are stored as tensors, so
+    In cross-validation on set A the blend beat either model alone, with most of the
+    weight on the trees (``benchmarks/results/early_warning.md``): the trees read the
+    engineered summaries directly, the GRU carries each patient's course. Both parts are stored as tensors, so
     the blend logs, loads and streams like any vitalgru network.
 
     Input layout per hour: the GRU-D's ``4 * n_features + n_static`` columns followed by

@@ -397,8 +397,8 @@ def fit_final(
     the alarm threshold; normalisation statistics (and, with ``blend``, the trees) come
     from the rest. With ``blend`` the trees are exported into a :class:`SepsisBlend`
     (the two risks weighted by ``settings.blend_gru_weight``, as cross-validated under
-    :data:`BLEND`) and the threshold is
-    the blend's own, chosen on the validation share with the exported model itself.
+    :data:`BLEND`) and the threshold is the blend's own, chosen on the validation share
+    with the exported model itself.
     """
     fit_idx, val_idx = split_validation(cohort.septic(), settings.val_fraction, settings.seed)
     fit_c = cohort.subset(fit_idx)
