@@ -153,8 +153,8 @@ class SepsisBlend(nn.Module):
 
     In cross-validation on set A the blend beat either model alone, with most of the
     weight on the trees (``benchmarks/results/early_warning.md``): the trees read the
-    engineered summaries directly, the GRU carries each patient's course. Both parts are stored as tensors, so
-    the blend logs, loads and streams like any vitalgru network.
+    engineered summaries directly, the GRU carries each patient's course. Both parts are
+    stored as tensors, so the blend logs, loads and streams like any vitalgru network.
 
     Input layout per hour: the GRU-D's ``4 * n_features + n_static`` columns followed by
     the trees' ``n_inputs`` raw engineered features (NaN where undefined). The state is the

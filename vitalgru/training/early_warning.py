@@ -463,6 +463,8 @@ def cross_validate(
     unknown = set(settings.models) - set(MODEL_NAMES)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODEL_NAMES}")
+    if not 0.0 <= settings.blend_gru_weight <= 1.0:
+        raise ValueError(f"blend_gru_weight must be in [0, 1], got {settings.blend_gru_weight}")
     f = np.asarray(folds)
     if f.shape != (cohort.n_patients,):
         raise ValueError(f"folds must be ({cohort.n_patients},), got {f.shape}")

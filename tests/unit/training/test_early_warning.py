@@ -155,6 +155,13 @@ class TestCrossValidate:
         with pytest.raises(ValueError, match="unknown model"):
             cross_validate(cohort, patient_folds(cohort.septic(), 2), CVSettings(models=("lstm",)))
 
+    @pytest.mark.parametrize("w", [-0.1, 1.5])
+    def test_blend_weight_outside_0_1(self, cohort, w):
+        with pytest.raises(ValueError, match="blend_gru_weight"):
+            cross_validate(
+                cohort, patient_folds(cohort.septic(), 2), CVSettings(blend_gru_weight=w)
+            )
+
 
 class TestFinalBlendAndScoring:
     def test_blend_fit_and_chunked_scoring_equal_one_pass(self, cohort):
