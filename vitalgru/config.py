@@ -270,6 +270,14 @@ class ArrhythmiaTrainConfig(_Strict):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     augment_scale: float = Field(default=0.1, ge=0, lt=1)  # random per-sequence gain +-
     augment_noise: float = Field(default=0.02, ge=0)  # Gaussian noise, in template scale
+    # Recorded noise (vitalgru.data.noise): the share of training sequences given a stretch
+    # of real baseline wander / muscle artefact from noise_records of noise_database (read
+    # through ingest.physionet: a mirror or PhysioNet), at an SNR (nstdb's definition)
+    # drawn uniformly from noise_snr_db. 0: off.
+    noise_augment: float = Field(default=0.0, ge=0, le=1)
+    noise_database: str = "nstdb"
+    noise_records: tuple[str, ...] = ("bw", "ma")
+    noise_snr_db: tuple[float, float] = (0.0, 24.0)
     monitor: str = "val_sv_f1"  # mean of S and V F1 on the validation records
     refit_full: bool = False  # retrain on all DS1 for the best epoch count
     # >= 2: record-grouped K-fold CV inside DS1 instead of val_records; each fold's model
@@ -304,6 +312,15 @@ class ArrhythmiaTrainConfig(_Strict):
                 f"seeds_per_fold {self.seeds_per_fold} needs cv_folds (with cv_folds: null "
                 "one network is trained on the val_records split); set seeds_per_fold: 1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _noise_settings(self) -> ArrhythmiaTrainConfig:
+        lo, hi = self.noise_snr_db
+        if not lo <= hi:
+            raise ValueError(f"noise_snr_db must be (low, high) with low <= high, got {lo, hi}")
+        if self.noise_augment > 0 and not self.noise_records:
+            raise ValueError("noise_augment > 0 needs at least one of noise_records")
         return self
 
 

@@ -444,7 +444,8 @@ class BeatSequenceDataset(Dataset):
     with probability proportional to its length (``n_items`` items per epoch); in
     evaluation mode each item is one whole record.
 
-    Items are dicts ``{"x": (T, n_features), "labels": (T,), "record": str}``.
+    Items are dicts ``{"x": (T, n_features), "labels": (T,), "sample_idx": (T,),
+    "record": str}``.
     """
 
     def __init__(
@@ -487,6 +488,7 @@ class BeatSequenceDataset(Dataset):
         return {
             "x": torch.from_numpy(rec.x[s:e]),
             "labels": torch.from_numpy(rec.labels[s:e]),
+            "sample_idx": torch.from_numpy(rec.sample_idx[s:e]),
             "record": rec.record_id,
         }
 
@@ -495,7 +497,8 @@ def collate_beat_sequences(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pad items to the longest sequence (labels padded with :data:`IGNORE_LABEL`).
 
     Returns ``{"x": (B, T, n_features), "labels": (B, T), "lengths": (B,),
-    "records": list[str]}``.
+    "records": list[str]}``, plus ``"sample_idx": (B, T)`` int64 (padded with 0) when
+    every item has it.
     """
     t_max = max(int(it["labels"].shape[0]) for it in items)
     b = len(items)
@@ -508,9 +511,15 @@ def collate_beat_sequences(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         x[i, :n] = it["x"]
         labels[i, :n] = it["labels"]
         lengths[i] = n
-    return {
+    out = {
         "x": x,
         "labels": labels,
         "lengths": lengths,
         "records": [it["record"] for it in items],
     }
+    if all("sample_idx" in it for it in items):
+        idx = torch.zeros((b, t_max), dtype=torch.long)
+        for i, it in enumerate(items):
+            idx[i, : int(it["labels"].shape[0])] = it["sample_idx"]
+        out["sample_idx"] = idx
+    return out

@@ -30,6 +30,8 @@ from vitalgru.data.arrhythmia_dataset import (
     RecordBeats,
     collate_beat_sequences,
 )
+from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank
+from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES, aami_metrics
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training, fit
@@ -183,11 +185,28 @@ class ArrhythmiaTrainResult:
     fold_fits: list[FitResult] = field(default_factory=list)
 
 
-def _augment(batch: dict[str, Any], cfg: ArrhythmiaTrainConfig, gen: torch.Generator) -> None:
-    """Random per-sequence gain and additive noise on the morphology part of the
-    features (training only; the RR features are left exact)."""
+def _augment(
+    batch: dict[str, Any],
+    cfg: ArrhythmiaTrainConfig,
+    gen: torch.Generator,
+    noise: NoiseBank | None = None,
+) -> None:
+    """Training-only changes to the morphology part of the features (the RR features are
+    left exact): recorded noise on some sequences (with ``noise`` and
+    ``cfg.noise_augment``), then a random per-sequence gain and Gaussian noise."""
     x = batch["x"]
     m = x.shape[-1] - N_RR_FEATURES
+    if noise is not None and cfg.noise_augment > 0:
+        x = add_recorded_noise(
+            x,
+            batch["sample_idx"],
+            batch["lengths"],
+            noise,
+            m // 2,
+            cfg.noise_augment,
+            cfg.noise_snr_db,
+            gen,
+        )
     morph = x[..., :m]
     if cfg.augment_scale > 0:
         g = 1.0 + cfg.augment_scale * (2 * torch.rand((x.shape[0], 1, 1), generator=gen) - 1)
@@ -195,6 +214,20 @@ def _augment(batch: dict[str, Any], cfg: ArrhythmiaTrainConfig, gen: torch.Gener
     if cfg.augment_noise > 0:
         morph = morph + cfg.augment_noise * torch.randn(morph.shape, generator=gen)
     batch["x"] = torch.cat([morph, x[..., m:]], dim=-1)
+
+
+def noise_bank(cfg: ArrhythmiaTrainConfig, dataset: BeatDataset) -> NoiseBank | None:
+    """The recorded-noise bank ``cfg`` asks for (None when ``cfg.noise_augment`` is 0),
+    prepared at the dataset's rate and with its filters."""
+    if cfg.noise_augment <= 0:
+        return None
+    db = open_database(cfg.noise_database, cfg.ingest.physionet)
+    filters = dataset.manifest.get("filters")
+    if not isinstance(filters, dict):
+        raise ValueError(f"{dataset.path}: manifest has no filter settings for the noise bank")
+    bank = load_noise_bank(db, cfg.noise_records, dataset.fs, filters)
+    logger.info("noise bank: %s", ", ".join(bank.names))
+    return bank
 
 
 def preprocessing_dict(
@@ -306,8 +339,9 @@ def train_arrhythmia(
         n_samples = int(dataset.windows.shape[1])
         weights = _train_class_weights(cfg, train_recs)
         fit_settings = _fit_settings(cfg, cfg.max_minutes)
+        noise = noise_bank(cfg, dataset)
         model, result = _fit_once(
-            cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks
+            cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks, noise
         )
         val_metrics = {
             **{f"val_ungated_{k[4:]}": v
@@ -330,7 +364,7 @@ def train_arrhythmia(
                 }
             )
             all_recs = train_recs + val_recs
-            model, _ = _fit_once(cfg, all_recs, [], n_samples, weights, refit, callbacks)
+            model, _ = _fit_once(cfg, all_recs, [], n_samples, weights, refit, callbacks, noise)
             model.rhythm_gate, model.quality_gate = gate, quality_gate
     elapsed = time.perf_counter() - t0
     return ArrhythmiaTrainResult(
@@ -524,6 +558,7 @@ class _CvData:
     cfg: ArrhythmiaTrainConfig
     records: list[RecordBeats]
     n_samples: int
+    noise: NoiseBank | None = None
 
 
 @dataclass(frozen=True)
@@ -556,6 +591,7 @@ def _fit_cv_member(
             weights,
             _fit_settings(cfg, task.max_minutes),
             callbacks,
+            data.noise,
         )
         return net, res, predict_records(net, val_recs)
 
@@ -591,7 +627,7 @@ def _train_cv_ensemble(
             for i, held in enumerate(folds)
             for j in range(n_seeds)
         ]
-        data = _CvData(cfg, recs, int(dataset.windows.shape[1]))
+        data = _CvData(cfg, recs, int(dataset.windows.shape[1]), noise_bank(cfg, dataset))
         done = run_fits(_fit_cv_member, data, tasks, cfg.workers, callbacks)
         nets = [net for net, _, _ in done]
         fits = [res for _, res, _ in done]
@@ -643,6 +679,7 @@ def _fit_once(
     weights: torch.Tensor,
     fit_settings: FitSettings,
     callbacks: Sequence[Callback],
+    noise: NoiseBank | None = None,
 ) -> tuple[ArrhythmiaGRU, FitResult]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, n_samples)
@@ -658,7 +695,7 @@ def _fit_once(
             seed=cfg.seed * 100_003 + epoch,
         )
         for b in DataLoader(ds, batch_size=cfg.batch_size, collate_fn=collate_beat_sequences):
-            _augment(b, cfg, gen)
+            _augment(b, cfg, gen, noise)
             yield b
 
     def loss_fn(m: torch.nn.Module, b: dict[str, Any]) -> torch.Tensor:

@@ -94,6 +94,11 @@ class TestSequences:
         assert b["x"].shape[0] == 2 and b["labels"].shape == b["x"].shape[:2]
         n2 = int(b["lengths"][1])
         assert n2 == 7 and torch.all(b["labels"][1, n2:] == IGNORE_LABEL)
+        # beat positions travel with the beats (recorded-noise augmentation needs them)
+        s0, n0 = int(items[0]["sample_idx"][0]), int(items[0]["labels"].shape[0])
+        assert items[0]["sample_idx"].tolist() == list(range(s0, s0 + n0))
+        assert b["sample_idx"][1, :n2].tolist() == list(range(7))
+        assert torch.all(b["sample_idx"][1, n2:] == 0)
 
 
 class TestRhythmFeatures:

@@ -48,7 +48,8 @@ def tiny_dataset(physionet_mirror: Path, tmp_path_factory: pytest.TempPathFactor
         for r in TRAIN + HELD_OUT
     ]
     out = tmp_path_factory.mktemp("mitdb-tiny")
-    write_dataset(out, items, [], {"database": "mitdb", "fs": 360.0, "lead": "MLII"})
+    meta = {"database": "mitdb", "fs": 360.0, "lead": "MLII", "filters": cfg.filters.model_dump()}
+    write_dataset(out, items, [], meta)
     return load_beat_dataset(out)
 
 
@@ -106,6 +107,27 @@ class TestTrainArrhythmia:
         whole = predict_records(a, held)[0]
         streamed = predict_records(a, held, chunk_beats=1)[0]
         np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+    def test_recorded_noise_reaches_training(
+        self, tiny_dataset: BeatDataset, physionet_mirror: Path
+    ) -> None:
+        cfg = _cfg(max_epochs=1, min_epochs=1, sequences_per_epoch=16)
+        noisy = cfg.model_copy(
+            update={
+                "noise_augment": 1.0,
+                "ingest": cfg.ingest.model_copy(
+                    update={"physionet": PhysioNetConfig(mirror=physionet_mirror)}
+                ),
+            }
+        )
+        a = train_arrhythmia(tiny_dataset, cfg).model.state_dict()
+        b = train_arrhythmia(tiny_dataset, noisy).model.state_dict()
+        c = train_arrhythmia(tiny_dataset, noisy).model.state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a)  # the noise changed the fit
+        for k in b:  # and it is seeded like the rest
+            torch.testing.assert_close(b[k], c[k])
+        with pytest.raises(ValueError, match="low <= high"):
+            _cfg(noise_snr_db=(12.0, 0.0))
 
     def test_rejects_validation_outside_ds1(self, tiny_dataset: BeatDataset) -> None:
         with pytest.raises(ValueError, match="not DS1"):
