@@ -82,7 +82,7 @@ def load_noise_bank(
     if not records:
         raise ValueError("no noise records given")
     channels, names = [], []
-    notch = filters.get("notch_hz")
+    notch, lowpass = filters.get("notch_hz"), filters.get("lowpass_hz")
     for rid in records:
         rec = db.read_record(rid)
         for c, name in enumerate(rec.channels):
@@ -105,7 +105,7 @@ def load_noise_bank(
                 raw / sd,
                 fs,
                 baseline_hz=filters.get("baseline_hz"),
-                lowpass_hz=min(float(filters.get("lowpass_hz") or 0.45 * fs), 0.45 * fs),
+                lowpass_hz=None if lowpass is None else min(float(lowpass), 0.45 * fs),
                 notch_hz=notch if (notch is not None and notch < 0.45 * fs) else None,
                 order=int(filters.get("order", 2)),
             )
@@ -138,7 +138,8 @@ def add_recorded_noise(
     Parameters
     ----------
     x : torch.Tensor
-        ``(B, T, 2 * n_samples + F)`` beat features (:func:`beat_features` layout).
+        ``(B, T, 2 * n_samples + F)`` beat features (the layout of
+        :func:`vitalgru.data.arrhythmia_dataset.beat_features`).
     sample_idx : torch.Tensor
         ``(B, T)`` R-peak positions at ``bank.fs``.
     lengths : torch.Tensor
@@ -160,7 +161,8 @@ def add_recorded_noise(
     """
     lo, hi = snr_db
     b_size, t_max, _ = x.shape
-    add = np.zeros((b_size, t_max, n_samples), np.float32)  # noise in units of a / sqrt(8)
+    # noise * gain * (template peak-to-peak) is the noise at the drawn SNR
+    add = np.zeros((b_size, t_max, n_samples), np.float32)
     gain = np.zeros((b_size, t_max, 1), np.float32)
     idx_all = sample_idx.numpy()
     for b in range(b_size):
