@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vitalgru.config import ArrhythmiaDataConfig
+from vitalgru.config import ArrhythmiaDataConfig, FilterConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
@@ -105,6 +105,21 @@ def select_lead(record: Record, lead: str | int, fallback: int) -> int:
             fallback,
         )
         return record.channel_index(fallback)
+
+
+def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
+    """The dataset's ECG filter (:func:`vitalgru.dsp.filters.ecg_clean`) at the dataset
+    rate ``fs``, its low-pass and notch kept below the Nyquist limit. Anything mixed into
+    the windows later (recorded noise in training) must pass through the same filter."""
+    notch = f.notch_hz if (f.notch_hz is not None and f.notch_hz < 0.45 * fs) else None
+    return ecg_clean(
+        x,
+        fs,
+        baseline_hz=f.baseline_hz,
+        lowpass_hz=min(f.lowpass_hz, 0.45 * fs),
+        notch_hz=notch,
+        order=f.order,
+    )
 
 
 def process_record(
@@ -181,15 +196,7 @@ def process_record(
         )
     else:
         x, ref = filled, ref_src
-    notch = f.notch_hz if (f.notch_hz is not None and f.notch_hz < 0.45 * fs) else None
-    clean = ecg_clean(
-        x,
-        fs,
-        baseline_hz=f.baseline_hz,
-        lowpass_hz=min(f.lowpass_hz, 0.45 * fs),
-        notch_hz=notch,
-        order=f.order,
-    ).astype(np.float32)
+    clean = dataset_filter(x, fs, f).astype(np.float32)
 
     windows, _inside = beat_windows(clean, ref, fs, w.before_s, w.after_s)
     rr = rr_features(ref, fs, local_beats=w.local_rr_beats)

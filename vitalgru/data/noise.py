@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
+from vitalgru.config import FilterConfig
+from vitalgru.data.ingest import dataset_filter
+from vitalgru.dsp.filters import interpolate_nonfinite
 from vitalgru.dsp.resample import resample
 from vitalgru.io.physionet import Database
 
@@ -71,18 +73,19 @@ def load_noise_bank(
     fs : float
         The dataset's sampling rate (records at another rate are resampled).
     filters : mapping
-        The dataset's ``filters`` (``baseline_hz``, ``lowpass_hz``, ``notch_hz``,
-        ``order``: :func:`vitalgru.dsp.filters.ecg_clean`).
+        The dataset's ``filters`` (a :class:`vitalgru.config.FilterConfig` as a dict, as
+        in its manifest), applied by :func:`vitalgru.data.ingest.dataset_filter`.
 
     Raises
     ------
     ValueError
-        No records, or a channel that is shorter than a minute, flat or all missing.
+        No records, malformed filter settings, or a channel that is shorter than a
+        minute, flat or all missing.
     """
     if not records:
         raise ValueError("no noise records given")
     channels, names = [], []
-    notch, lowpass = filters.get("notch_hz"), filters.get("lowpass_hz")
+    f = FilterConfig.model_validate(dict(filters))
     for rid in records:
         rec = db.read_record(rid)
         for c, name in enumerate(rec.channels):
@@ -101,15 +104,7 @@ def load_noise_bank(
             sd = float(raw.std())
             if not sd > 0:
                 raise ValueError(f"noise record {rid} channel {name} is flat")
-            clean = ecg_clean(
-                raw / sd,
-                fs,
-                baseline_hz=filters.get("baseline_hz"),
-                lowpass_hz=None if lowpass is None else min(float(lowpass), 0.45 * fs),
-                notch_hz=notch if (notch is not None and notch < 0.45 * fs) else None,
-                order=int(filters.get("order", 2)),
-            )
-            channels.append(clean.astype(np.float32))
+            channels.append(dataset_filter(raw / sd, fs, f).astype(np.float32))
             names.append(f"{rid}:{name}")
     return NoiseBank(channels, names, float(fs))
 

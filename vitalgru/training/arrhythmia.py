@@ -196,7 +196,7 @@ def _augment(
     ``cfg.noise_augment``), then a random per-sequence gain and Gaussian noise."""
     x = batch["x"]
     m = x.shape[-1] - N_RR_FEATURES
-    if noise is not None and cfg.noise_augment > 0:
+    if noise is not None:  # noise_bank() gives one only when cfg.noise_augment > 0
         x = add_recorded_noise(
             x,
             batch["sample_idx"],
