@@ -322,7 +322,12 @@ class Database:
             path = self._meta_file(_SUMS, optional=True)
             self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
             if not self._sums:
-                logger.info("%s publishes no %s; files are not verified", self.name, _SUMS)
+                logger.info(
+                    "%s: no %s at %s; its files are not verified",
+                    self.name,
+                    _SUMS,
+                    self.url or self.root,
+                )
         return self._sums
 
     def patient_id(self, record: str) -> str:
