@@ -274,7 +274,7 @@ class ArrhythmiaTrainConfig(_Strict):
     # of real baseline wander / muscle artefact from noise_records of noise_database (read
     # through ingest.physionet: a mirror or PhysioNet), at an SNR (nstdb's definition)
     # drawn uniformly from noise_snr_db. 0: off. The default cut false V calls in unseen
-    # electrode-motion noise by 71 % and tied DS1 out of fold (runs 41-45).
+    # electrode-motion noise by 71 % and tied DS1 out of fold (runs 43-44).
     noise_augment: float = Field(default=1.0, ge=0, le=1)
     noise_database: str = "nstdb"
     noise_records: tuple[str, ...] = ("bw", "ma")
