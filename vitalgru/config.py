@@ -270,6 +270,11 @@ class ArrhythmiaTrainConfig(_Strict):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     augment_scale: float = Field(default=0.1, ge=0, lt=1)  # random per-sequence gain +-
     augment_noise: float = Field(default=0.02, ge=0)  # Gaussian noise, in template scale
+    # Heart-rate augmentation: every RR interval of a training sequence times exp(u), u
+    # uniform in +-augment_rate (one draw per sequence), so a patient is also seen at a
+    # faster or slower rate. Only the absolute log-RR features move; the ratios to the
+    # patient's running means, and the rhythm features, are unchanged by a common factor.
+    augment_rate: float = Field(default=0.0, ge=0, lt=1)
     # Recorded noise (vitalgru.data.noise): the share of training sequences given a stretch
     # of real baseline wander / muscle artefact from noise_records of noise_database (read
     # through ingest.physionet: a mirror or PhysioNet), at an SNR (nstdb's definition)

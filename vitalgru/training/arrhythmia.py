@@ -185,6 +185,10 @@ class ArrhythmiaTrainResult:
     fold_fits: list[FitResult] = field(default_factory=list)
 
 
+# The RR features that are absolute log intervals (the rest are ratios or scale-free).
+_ABS_RR_COLUMNS = torch.tensor([RR_FEATURES.index("log_rr_prev"), RR_FEATURES.index("log_rr_next")])
+
+
 def _augment(
     batch: dict[str, Any],
     cfg: ArrhythmiaTrainConfig,
@@ -193,9 +197,15 @@ def _augment(
 ) -> None:
     """Training-only changes to the morphology part of the features (the RR features are
     left exact): recorded noise on some sequences (with ``noise`` and
-    ``cfg.noise_augment``), then a random per-sequence gain and Gaussian noise."""
+    ``cfg.noise_augment``), then a random per-sequence gain and Gaussian noise; with
+    ``cfg.augment_rate``, a random per-sequence heart rate (the absolute log-RR features
+    shifted together, which is every RR interval scaled by one factor)."""
     x = batch["x"]
     m = x.shape[-1] - N_RR_FEATURES
+    if cfg.augment_rate > 0:
+        u = cfg.augment_rate * (2 * torch.rand((x.shape[0], 1), generator=gen) - 1)
+        x = x.clone()
+        x[..., m + _ABS_RR_COLUMNS] += u[..., None]
     if noise is not None:  # noise_bank() gives one only when cfg.noise_augment > 0
         x = add_recorded_noise(
             x,

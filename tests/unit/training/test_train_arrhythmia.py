@@ -23,6 +23,7 @@ from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, apply_quality_gate, apply_rhythm_gate
 from vitalgru.training import Callback
 from vitalgru.training.arrhythmia import (
+    _augment,
     choose_quality_gate,
     choose_rhythm_gate,
     class_weights,
@@ -320,3 +321,25 @@ class TestLoss:
         assert float(focal) == pytest.approx(np.log(5) * 0.8**2, rel=1e-6)
         with pytest.raises(ValueError, match="loss"):
             sequence_loss(logits, labels, w, loss="hinge")
+
+
+class TestRateAugmentation:
+    def test_one_rate_per_sequence_moves_only_the_absolute_rr(self) -> None:
+        cfg = _cfg(augment_rate=0.2, augment_scale=0.0, augment_noise=0.0)
+        x = torch.randn(6, 7, 20 + N_RR_FEATURES)
+        batch = {"x": x.clone()}
+        _augment(batch, cfg, torch.Generator().manual_seed(0))
+        d = batch["x"] - x
+        assert torch.equal(d[..., :20], torch.zeros_like(d[..., :20]))  # morphology exact
+        moved = [RR_FEATURES.index("log_rr_prev"), RR_FEATURES.index("log_rr_next")]
+        kept = [i for i in range(N_RR_FEATURES) if i not in moved]
+        rr = d[..., 20:]
+        assert torch.equal(rr[..., kept], torch.zeros_like(rr[..., kept]))  # ratios exact
+        shift = rr[..., moved]
+        # one factor per sequence, for every beat and both intervals, within the range
+        assert torch.allclose(shift, shift[:, :1, :1].expand_as(shift), atol=1e-6)
+        assert float(shift.abs().max()) <= 0.2 and float(shift.abs().max()) > 0
+        assert len({round(float(v), 5) for v in shift[:, 0, 0]}) == 6
+        off = {"x": x.clone()}
+        _augment(off, _cfg(augment_scale=0.0, augment_noise=0.0), torch.Generator())
+        assert torch.equal(off["x"], x)  # augment_rate 0 (the default) changes nothing
