@@ -195,11 +195,11 @@ def _augment(
     gen: torch.Generator,
     noise: NoiseBank | None = None,
 ) -> None:
-    """Training-only changes to the morphology part of the features (the RR features are
-    left exact): recorded noise on some sequences (with ``noise`` and
-    ``cfg.noise_augment``), then a random per-sequence gain and Gaussian noise; with
-    ``cfg.augment_rate``, a random per-sequence heart rate (the absolute log-RR features
-    shifted together, which is every RR interval scaled by one factor)."""
+    """Training-only changes to the features. Morphology: recorded noise on some
+    sequences (with ``noise`` and ``cfg.noise_augment``), then a random per-sequence gain
+    and Gaussian noise. RR features: left exact, except that ``cfg.augment_rate`` gives
+    each sequence a random heart rate (the absolute log-RR features shifted together,
+    which is every RR interval scaled by one factor)."""
     x = batch["x"]
     m = x.shape[-1] - N_RR_FEATURES
     if cfg.augment_rate > 0:
