@@ -97,6 +97,7 @@ def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
         models=tuple(cfg.models),
         val_fraction=cfg.val_fraction,
         engineered_inputs=cfg.engineered_inputs,
+        tree_signatures=cfg.gbm_signatures,
         gru=gru,
         gbm=gbm,
         seed=cfg.seed,

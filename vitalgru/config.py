@@ -368,6 +368,9 @@ class EarlyWarningConfig(_Strict):
     gbm_negative_subsample: float = Field(default=0.15, gt=0.0, le=1.0)  # label-0 hours kept
     gbm_min_samples_leaf: int = Field(default=300, ge=1)
     gbm_l2_regularization: float = Field(default=10.0, ge=0.0)
+    # Give the trees the path-signature terms too (Lévy areas of six vital signs over the
+    # last 6 and 12 hours: vitalgru.baselines.features.signature_features).
+    gbm_signatures: bool = False
     # The model registered: the GRU-D alone, or its blend with the trees.
     register_model: Literal["gru_d", "gru_d_gbm_blend"] = "gru_d_gbm_blend"
     # The GRU-D's weight in the blend's risk (the trees get the rest); cross-validated and

@@ -13,7 +13,8 @@ only that hour and earlier ones,
 * for vitals and key sepsis labs: the change from the value carried 24 hours earlier, and
   the running max/min since admission;
 * derived ratios: shock index (HR / SBP), pulse pressure, BUN / creatinine;
-* NEWS2 and qSOFA (see :mod:`vitalgru.baselines.scores`), demographics and ICU hour.
+* NEWS2 and qSOFA (see :mod:`vitalgru.baselines.scores`), demographics and ICU hour;
+* optionally (``signatures=True``), the path-signature terms of :func:`signature_features`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ _TREND_LABS: tuple[str, ...] = (
     "ph",
     "hco3_mmol_l",
 )
+#: Channels of the vital-sign paths whose signatures :func:`signature_features` takes.
+SIGNATURE_VITALS: tuple[str, ...] = (
+    "hr_bpm",
+    "spo2_pct",
+    "temp_c",
+    "sbp_mmhg",
+    "map_mmhg",
+    "resp_per_min",
+)
+#: Look-back windows (hours) of :func:`signature_features`.
+SIGNATURE_WINDOWS: tuple[int, ...] = (6, 12)
+#: Prefix of every signature column (so a stored model's column list says it needs them).
+SIGNATURE_PREFIX = "sig"
+_SIGNATURE_CHUNK_ROWS = 65536
 
 
 def _shifted(x: np.ndarray, local_t: np.ndarray, k: int) -> np.ndarray:
@@ -61,7 +76,83 @@ def _group_accumulate(x: np.ndarray, offsets: np.ndarray, ufunc: np.ufunc) -> np
     return out
 
 
-def engineered_features(frame: pd.DataFrame, offsets: np.ndarray) -> pd.DataFrame:
+def signature_features(
+    frame: pd.DataFrame,
+    offsets: np.ndarray,
+    windows: tuple[int, ...] = SIGNATURE_WINDOWS,
+    channels: tuple[str, ...] = SIGNATURE_VITALS,
+) -> pd.DataFrame:
+    """Lévy areas of the recent vital-sign path at every patient-hour (causal).
+
+    For each hour and window ``W``, the path is the carried-forward values of
+    ``channels`` over the hours ``t - W .. t`` (held at the stay's first row before
+    admission), with the hour itself as one more channel, joined piecewise linearly.
+    Its level-2 signature's antisymmetric part, the Lévy area of channels ``i`` and
+    ``j``,
+
+        A_ij = 1/2 * sum_k [(x_i(k-1) - x_i(0)) dx_j(k) - (x_j(k-1) - x_j(0)) dx_i(k)],
+
+    says in which order two signs moved (a pressure that fell before the heart rate
+    rose has the opposite sign to one that fell after), which no level, change or window
+    statistic of a single sign says. The level-1 terms (changes over the window) and the
+    symmetric level-2 terms (their products) follow from :func:`engineered_features`'
+    own columns. The signature feature set of the 2019 winners (Morrill et al., CinC
+    2019) is the model for this block.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``(n_rows, len(windows) * C * (C - 1) / 2)`` float32 with ``C = len(channels) + 1``,
+        columns ``sig{W}_{a}_{b}``; NaN while a channel has not been observed yet.
+    """
+    off = np.asarray(offsets, np.int64)
+    if any(int(w) < 1 for w in windows):
+        raise ValueError(f"signature windows must be >= 1 hour, got {windows}")
+    cols = list(MEASUREMENT_COLUMNS)
+    unknown = [c for c in channels if c not in cols]
+    if unknown:
+        raise ValueError(f"unknown signature channel(s): {unknown}")
+    _, last, _ = vitals_last_observed(frame[cols].to_numpy(np.float32), off)
+    return _levy_areas(last[:, [cols.index(c) for c in channels]], off, windows, channels)
+
+
+def _levy_areas(
+    values: np.ndarray, off: np.ndarray, windows: tuple[int, ...], channels: tuple[str, ...]
+) -> pd.DataFrame:
+    """:func:`signature_features` of carried-forward ``values`` ``(n_rows, C)``."""
+    v = np.asarray(values, np.float64)
+    n = v.shape[0]
+    start = np.repeat(off[:-1], np.diff(off))
+    names = ("t", *channels)
+    iu, ju = np.triu_indices(len(names), k=1)
+    feats: dict[str, np.ndarray] = {}
+    for w in (int(x) for x in windows):
+        out = np.empty((n, iu.size), np.float32)
+        lags = np.arange(w, -1, -1)  # oldest point first
+        hour = np.arange(w + 1, dtype=np.float64)
+        for a in range(0, n, _SIGNATURE_CHUNK_ROWS):
+            rows = np.arange(a, min(n, a + _SIGNATURE_CHUNK_ROWS))
+            idx = np.maximum(rows[:, None] - lags[None, :], start[rows, None])
+            path = np.concatenate(
+                [np.broadcast_to(hour[None, :, None], (rows.size, w + 1, 1)), v[idx]], axis=2
+            )
+            step = np.diff(path, axis=1)
+            since0 = path[:, :-1] - path[:, :1]
+            s2 = np.einsum("nki,nkj->nij", since0, step)
+            out[rows] = (0.5 * (s2 - s2.transpose(0, 2, 1)))[:, iu, ju]
+        for k, (i, j) in enumerate(zip(iu, ju, strict=True)):
+            feats[f"{SIGNATURE_PREFIX}{w}_{names[i]}_{names[j]}"] = out[:, k]
+    return pd.DataFrame(feats)
+
+
+def needs_signatures(columns: list[str] | tuple[str, ...]) -> bool:
+    """Whether a stored model's feature columns include :func:`signature_features`'."""
+    return any(str(c).startswith(SIGNATURE_PREFIX) for c in columns)
+
+
+def engineered_features(
+    frame: pd.DataFrame, offsets: np.ndarray, signatures: bool = False
+) -> pd.DataFrame:
     """Causal engineered features of every patient-hour.
 
     Parameters
@@ -71,6 +162,8 @@ def engineered_features(frame: pd.DataFrame, offsets: np.ndarray) -> pd.DataFram
         :data:`vitalgru.io.psv.PSV_COLUMNS`).
     offsets : numpy.ndarray
         ``(n_patients + 1,)`` row offsets.
+    signatures : bool
+        Append :func:`signature_features` (default windows and channels).
 
     Returns
     -------
@@ -137,4 +230,9 @@ def engineered_features(frame: pd.DataFrame, offsets: np.ndarray) -> pd.DataFram
     feats["icu_hour"] = hours.astype(np.float32)
     out = pd.DataFrame({k: np.asarray(a, dtype=np.float32) for k, a in feats.items()})
     out.replace([np.inf, -np.inf], np.nan, inplace=True)
+    if signatures:
+        si = [cols.index(c) for c in SIGNATURE_VITALS]
+        out = pd.concat(
+            [out, _levy_areas(last[:, si], off, SIGNATURE_WINDOWS, SIGNATURE_VITALS)], axis=1
+        )
     return out

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 import vitalgru
-from vitalgru.baselines.features import engineered_features
+from vitalgru.baselines.features import engineered_features, needs_signatures
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
     vitals_last_observed,
@@ -318,7 +318,11 @@ def gru_d_arrays(
             np.log1p(hours.astype(np.float32)) / np.log(337.0),
         ]
     ).astype(np.float32)
-    feats = engineered_features(f, cohort.offsets) if stats.engineered or tree_features else None
+    feats = (
+        engineered_features(f, cohort.offsets, signatures=needs_signatures(tree_features or ()))
+        if stats.engineered or tree_features
+        else None
+    )
     if stats.engineered and feats is not None:
         missing = [c for c in stats.engineered if c not in feats.columns]
         if missing:

@@ -313,6 +313,8 @@ class CVSettings:
     # Feed the network the engineered causal summaries too (see
     # :func:`vitalgru.data.early_warning.fit_norm_stats`).
     engineered_inputs: bool = False
+    # Give the trees :func:`vitalgru.baselines.features.signature_features` too.
+    tree_signatures: bool = False
     gru: GRUTrainParams = GRUTrainParams()
     gbm: GBMParams = GBMParams()
     seed: int = 0
@@ -415,7 +417,8 @@ def fit_final(
             val_auroc=res.val_auroc,
         )
     t0 = time.perf_counter()
-    clf = fit_gbm(engineered_features(fit_c.frame, fit_c.offsets), fit_c.labels, settings.gbm)
+    feats = engineered_features(fit_c.frame, fit_c.offsets, signatures=settings.tree_signatures)
+    clf = fit_gbm(feats, fit_c.labels, settings.gbm)
     names = [str(c) for c in clf.feature_names_in_]
     trees = BoostedTrees.from_sklearn(clf)
     model = SepsisBlend.of(res.model, trees, gru_weight=settings.blend_gru_weight).eval()
@@ -484,7 +487,11 @@ def cross_validate(
         for m, fn in bedside.items()
         if m in settings.models
     }
-    feats = engineered_features(cohort.frame, off) if "gbm" in settings.models else None
+    feats = (
+        engineered_features(cohort.frame, off, signatures=settings.tree_signatures)
+        if "gbm" in settings.models
+        else None
+    )
     if {"gru_d", "gbm"} <= set(settings.models):
         oof[BLEND] = np.full(n_rows, np.nan)
         per_fold[BLEND] = []

@@ -1,4 +1,5 @@
-"""NEWS2 and qSOFA from hourly vitals, checked against the published charts."""
+"""NEWS2 and qSOFA from hourly vitals, checked against the published charts; the trees'
+engineered and path-signature features, causal and worked by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitalgru.baselines import engineered_features, news2, qsofa
+from vitalgru.baselines import engineered_features, news2, qsofa, signature_features
 
 nan = np.nan
 
@@ -101,3 +102,66 @@ class TestFeatures:
         cut = first.frame.iloc[:10].reset_index(drop=True)
         part = engineered_features(cut, np.array([0, 10]))
         pd.testing.assert_frame_equal(part, full.iloc[:10].reset_index(drop=True)[part.columns])
+
+    def test_signatures_causal_and_appended(self, physionet_mirror):
+        from vitalgru.data.early_warning import build_cohort
+
+        cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=6)
+        plain = engineered_features(cohort.frame, cohort.offsets)
+        full = engineered_features(cohort.frame, cohort.offsets, signatures=True)
+        sig = [c for c in full.columns if c not in plain.columns]
+        assert len(sig) == 2 * 21 and all(c.startswith("sig") for c in sig)
+        pd.testing.assert_frame_equal(full[plain.columns], plain)
+        first = cohort.subset(np.array([0]))
+        cut = first.frame.iloc[:10].reset_index(drop=True)
+        part = engineered_features(cut, np.array([0, 10]), signatures=True)
+        pd.testing.assert_frame_equal(part[sig], full.iloc[:10].reset_index(drop=True)[sig])
+
+
+def _vitals_frame(hr: list[float], map_: list[float]) -> pd.DataFrame:
+    from vitalgru.io.psv import MEASUREMENT_COLUMNS
+
+    f = pd.DataFrame({c: np.full(len(hr), nan) for c in MEASUREMENT_COLUMNS})
+    f["hr_bpm"], f["map_mmhg"] = hr, map_
+    return f
+
+
+class TestSignatures:
+    """Lévy areas worked by hand on a 2-hour window: A_ij = 1/2 sum_k [(x_i(k-1) - x_i(0))
+    dx_j(k) - (x_j(k-1) - x_j(0)) dx_i(k)], with the hour as channel t."""
+
+    def _areas(self, hr, map_, offsets=None):
+        off = np.array([0, len(hr)]) if offsets is None else np.asarray(offsets)
+        out = signature_features(_vitals_frame(hr, map_), off, (2,), ("hr_bpm", "map_mmhg"))
+        assert list(out.columns) == ["sig2_t_hr_bpm", "sig2_t_map_mmhg", "sig2_hr_bpm_map_mmhg"]
+        return out.to_numpy()
+
+    def test_pressure_falls_then_rate_rises(self):
+        # Last row: path (t, hr, map) = (0, 80, 70) -> (1, 80, 60) -> (2, 90, 60).
+        # A_hr,map = 1/2 [0 + (0 * 0 - (-10) * 10)] = 50; A_t,hr = 1/2 (1 * 10) = 5;
+        # A_t,map = 1/2 (0 - (-10) * 1) = 5.
+        a = self._areas([80, 80, 90], [70, 60, 60])
+        np.testing.assert_allclose(a[2], [5.0, 5.0, 50.0])
+        # Row 1 holds the first row before admission: (0, 80, 70) twice, then (2, 80, 60):
+        # only the pressure moved, in the last step, so A_t,map = 1/2 (1 * -10) = -5.
+        np.testing.assert_allclose(a[1], [0.0, -5.0, 0.0])
+        np.testing.assert_allclose(a[0], [0.0, 0.0, 0.0])
+
+    def test_order_of_the_changes_flips_the_sign(self):
+        # The same two changes, rate first: (0, 80, 70) -> (1, 90, 70) -> (2, 90, 60).
+        a = self._areas([80, 90, 90], [70, 70, 60])
+        np.testing.assert_allclose(a[2], [-5.0, -5.0, -50.0])
+
+    def test_undefined_until_observed_and_per_patient(self):
+        a = self._areas([80, 80, 90, 70, 70], [nan, 60, 60, 50, 40], offsets=[0, 3, 5])
+        assert np.isnan(a[0, 1:]).all() and a[0, 0] == 0.0  # MAP not yet measured
+        # Patient 2's first row must not reach back into patient 1's rows.
+        np.testing.assert_allclose(a[3], [0.0, 0.0, 0.0])
+        np.testing.assert_allclose(a[4], [0.0, -5.0, 0.0])
+
+    def test_bad_arguments(self):
+        f = _vitals_frame([80.0], [70.0])
+        with pytest.raises(ValueError, match="windows"):
+            signature_features(f, np.array([0, 1]), (0,))
+        with pytest.raises(ValueError, match="channel"):
+            signature_features(f, np.array([0, 1]), (2,), ("heart",))

@@ -187,3 +187,24 @@ class TestFinalBlendAndScoring:
         assert whole.shape == (len(test.frame),) and np.all((whole >= 0) & (whole <= 1))
         with pytest.raises(ValueError, match="chunk_patients"):
             score_cohort(res.model, prep, test, chunk_patients=0)
+
+    def test_blend_with_signature_trees_scores_them_from_its_stored_columns(self, cohort):
+        torch.set_num_threads(1)
+        small = cohort.subset(np.arange(300))
+        settings = CVSettings(
+            val_fraction=0.3,
+            engineered_inputs=True,
+            tree_signatures=True,
+            gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
+            gbm=GBMParams(max_iter=10),
+        )
+        res = fit_final(small, settings, blend=True)
+        prep = res.preprocessing
+        trees = prep["tree_features"]
+        assert any(c.startswith("sig") for c in trees)
+        # The network's own inputs stay the plain summaries: signatures are for the trees.
+        assert not any(c.startswith("sig") for c in prep["norm_stats"]["engineered"])
+        test = cohort.subset(np.arange(300, 340))
+        whole = score_cohort(res.model, prep, test, chunk_patients=10_000)
+        chunked = score_cohort(res.model, prep, test, chunk_patients=7)
+        np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
