@@ -369,8 +369,10 @@ class EarlyWarningConfig(_Strict):
     gbm_min_samples_leaf: int = Field(default=300, ge=1)
     gbm_l2_regularization: float = Field(default=10.0, ge=0.0)
     # Give the trees the path-signature terms too (Lévy areas of six vital signs over the
-    # last 6 and 12 hours: vitalgru.baselines.features.signature_features).
-    gbm_signatures: bool = False
+    # last 6 and 12 hours: vitalgru.baselines.features.signature_features). Ahead on the
+    # validation shares for each of three tree seeds (benchmarks/results/
+    # early_warning_experiments.md).
+    gbm_signatures: bool = True
     # The model registered: the GRU-D alone, or its blend with the trees.
     register_model: Literal["gru_d", "gru_d_gbm_blend"] = "gru_d_gbm_blend"
     # The GRU-D's weight in the blend's risk (the trees get the rest); cross-validated and

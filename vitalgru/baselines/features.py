@@ -3,8 +3,8 @@
 The 2019 challenge's best entries were gradient-boosted trees on hand-made features
 (Morrill et al., "The Signature-based Model for Early Detection of Sepsis from Electronic
 Health Records in the Intensive Care Unit", CinC 2019; Reyna et al., Crit Care Med 2020).
-This set follows the same recipe without path signatures: for every patient-hour, using
-only that hour and earlier ones,
+This set follows the same recipe, with a small signature block of its own: for every
+patient-hour, using only that hour and earlier ones,
 
 * last observed value of every measurement (NaN before the first; trees split on NaN),
   hours since it was observed, and how many times it has been measured so far;
@@ -14,7 +14,8 @@ only that hour and earlier ones,
   the running max/min since admission;
 * derived ratios: shock index (HR / SBP), pulse pressure, BUN / creatinine;
 * NEWS2 and qSOFA (see :mod:`vitalgru.baselines.scores`), demographics and ICU hour;
-* optionally (``signatures=True``), the path-signature terms of :func:`signature_features`.
+* optionally (``signatures=True``, the trees' default in the packaged configuration), the
+  path-signature terms of :func:`signature_features`.
 """
 
 from __future__ import annotations
