@@ -163,18 +163,23 @@ class TestCrossValidate:
             )
 
 
+def _tiny_final_blend(cohort, **settings):
+    """A blend fitted on the first 300 patients with a tiny GRU-D and 10 trees."""
+    torch.set_num_threads(1)
+    small = cohort.subset(np.arange(300))
+    tiny = CVSettings(
+        val_fraction=0.3,
+        engineered_inputs=True,
+        gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
+        gbm=GBMParams(max_iter=10),
+        **settings,
+    )
+    return fit_final(small, tiny, blend=True)
+
+
 class TestFinalBlendAndScoring:
     def test_blend_fit_and_chunked_scoring_equal_one_pass(self, cohort):
-        torch.set_num_threads(1)
-        small = cohort.subset(np.arange(300))
-        settings = CVSettings(
-            val_fraction=0.3,
-            engineered_inputs=True,
-            gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
-            gbm=GBMParams(max_iter=10),
-            blend_gru_weight=0.3,
-        )
-        res = fit_final(small, settings, blend=True)
+        res = _tiny_final_blend(cohort, blend_gru_weight=0.3)
         assert isinstance(res.model, SepsisBlend)
         assert res.model.gru_weight == 0.3  # registered with the weight it was validated with
         prep = res.preprocessing
@@ -189,16 +194,7 @@ class TestFinalBlendAndScoring:
             score_cohort(res.model, prep, test, chunk_patients=0)
 
     def test_blend_with_signature_trees_scores_them_from_its_stored_columns(self, cohort):
-        torch.set_num_threads(1)
-        small = cohort.subset(np.arange(300))
-        settings = CVSettings(
-            val_fraction=0.3,
-            engineered_inputs=True,
-            tree_signatures=True,
-            gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
-            gbm=GBMParams(max_iter=10),
-        )
-        res = fit_final(small, settings, blend=True)
+        res = _tiny_final_blend(cohort, tree_signatures=True)
         prep = res.preprocessing
         trees = prep["tree_features"]
         assert any(c.startswith("sig") for c in trees)
