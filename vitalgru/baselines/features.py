@@ -96,8 +96,8 @@ def signature_features(
     says in which order two signs moved (a pressure that fell before the heart rate
     rose has the opposite sign to one that fell after), which no level, change or window
     statistic of a single sign says. The level-1 terms (changes over the window) and the
-    symmetric level-2 terms (their products) follow from :func:`engineered_features`'
-    own columns. The signature feature set of the 2019 winners (Morrill et al., CinC
+    symmetric level-2 terms (their products) are left out: :func:`engineered_features`
+    has the 1-, 6- and 24-hour changes (not the 12-hour one). The signature feature set of the 2019 winners (Morrill et al., CinC
     2019) is the model for this block.
 
     Returns
