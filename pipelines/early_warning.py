@@ -42,9 +42,9 @@ from vitalgru.data.early_warning import (
     load_dataset,
     patient_folds,
     resolve_data_dir,
-    write_attrition,
     write_dataset,
 )
+from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
 from vitalgru.metrics.utility import early_warning_metrics
 from vitalgru.models.base import build_model, model_class_path

@@ -9,7 +9,6 @@ is given, so a caller fits :class:`NormStats` on training folds only.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import warnings
@@ -29,6 +28,7 @@ from vitalgru.dsp.vitals import (
     vitals_plausibility,
     vitals_time_since_observed,
 )
+from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PsvCohort, read_psv_folder
 from vitalgru.types import AttritionEntry
 
@@ -389,15 +389,6 @@ def write_dataset(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     write_attrition(cohort.attrition, out / "attrition.csv")
     return out
-
-
-def write_attrition(entries: Sequence[AttritionEntry], path: str | Path) -> None:
-    """Write attrition entries as CSV (header always present)."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["database", "item", "stage", "reason", "detail"])
-        for e in entries:
-            w.writerow([e.database, e.item, e.stage, e.reason, e.detail])
 
 
 def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarray, dict[str, Any]]:

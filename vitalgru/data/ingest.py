@@ -31,12 +31,11 @@ that a dataset states how well the automatic front end finds the same beats.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import platform
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
 from vitalgru.dsp.quality import ecg_quality, ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
+from vitalgru.io.ingest import write_attrition
 from vitalgru.metrics.detection import (
     MATCH_WINDOW_S,
     detection_counts,
@@ -263,16 +263,6 @@ def normalisation_stats(beats: pd.DataFrame, windows: np.ndarray, fit_split: str
     }
 
 
-def write_attrition(path: Path, entries: Iterable[AttritionEntry]) -> None:
-    """Write ``attrition.csv`` (header even when nothing was excluded)."""
-    names = ["database", "item", "stage", "reason", "detail"]
-    with path.open("w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=names)
-        wr.writeheader()
-        for e in entries:
-            wr.writerow(asdict(e))
-
-
 def write_dataset(
     out_dir: str | Path,
     items: Sequence[RecordBeats],
@@ -300,7 +290,7 @@ def write_dataset(
     tmp_w.replace(out / "windows.npy")
     beats.to_parquet(out / "beats.tmp.parquet", index=False)
     (out / "beats.tmp.parquet").replace(out / "beats.parquet")
-    write_attrition(out / "attrition.csv", attrition)
+    write_attrition(attrition, out / "attrition.csv")
     splits: dict[str, list[str]] = {}
     for r in items:
         splits.setdefault(r.split, []).append(r.record_id)

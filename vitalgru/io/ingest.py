@@ -7,9 +7,11 @@ turned into a :class:`vitalgru.types.AttritionEntry` (``stage``, machine-readabl
 
 from __future__ import annotations
 
+import csv
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from vitalgru.errors import ChecksumError, DownloadError, RecordError, UnknownRecordError
 from vitalgru.io.physionet import Database
@@ -17,7 +19,17 @@ from vitalgru.types import Annotations, AttritionEntry, Record
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IngestResult", "attrition_entry", "ingest_records", "iter_records"]
+__all__ = [
+    "ATTRITION_COLUMNS",
+    "IngestResult",
+    "attrition_entry",
+    "ingest_records",
+    "iter_records",
+    "write_attrition",
+]
+
+#: Columns of every ``attrition.csv`` (the fields of :class:`AttritionEntry`).
+ATTRITION_COLUMNS = ("database", "item", "stage", "reason", "detail")
 
 
 def attrition_entry(database: str, item: str, error: Exception) -> AttritionEntry:
@@ -38,6 +50,15 @@ def attrition_entry(database: str, item: str, error: Exception) -> AttritionEntr
     return AttritionEntry(
         database=database, item=item, stage=stage, reason=reason, detail=str(error)
     )
+
+
+def write_attrition(entries: Iterable[AttritionEntry], path: str | Path) -> None:
+    """Write ``attrition.csv``: one row an excluded item, the header even when none was."""
+    with open(path, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=ATTRITION_COLUMNS)
+        wr.writeheader()
+        for e in entries:
+            wr.writerow(asdict(e))
 
 
 def iter_records(
