@@ -161,7 +161,8 @@ def process_record(
     order = np.argsort(ref_src, kind="stable")
     ref_src, symbols = np.clip(ref_src[order], 0, filled.size - 1), symbols[order]
     # WFDB annotation files occasionally hold two beats on one sample; keep the first.
-    uniq = np.concatenate([[True], np.diff(ref_src) > 0])
+    uniq = np.ones(ref_src.size, dtype=bool)  # (an empty array when there are none)
+    uniq[1:] = np.diff(ref_src) > 0
     ref_src, symbols = ref_src[uniq], symbols[uniq]
     if ref_src.size < 2:
         raise ValueError(f"record {record.record_id}: fewer than two annotated beats")

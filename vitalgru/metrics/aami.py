@@ -289,4 +289,15 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
                 f"| {rid} | {r['n_beats']} | {_fmt(r['accuracy'])} | {_fmt(cl['S']['se'])} | "
                 f"{_fmt(cl['S']['ppv'])} | {_fmt(cl['V']['se'])} | {_fmt(cl['V']['ppv'])} |"
             )
+    excluded = report.get("excluded")
+    if excluded:
+        lines += [
+            "",
+            f"Not scored ({len(excluded)} records; the figures above leave them out):",
+            "",
+        ]
+        lines += ["| record | stage | reason | detail |", "|---|---|---|---|"]
+        for rid, e in excluded.items():
+            detail = str(e.get("detail", "")).replace("|", "\\|")
+            lines.append(f"| {rid} | {e.get('stage', '')} | {e.get('reason', '')} | {detail} |")
     return "\n".join(lines) + "\n"

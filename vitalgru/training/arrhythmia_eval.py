@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,13 @@ import numpy as np
 from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
 from vitalgru.data.arrhythmia_dataset import FeatureSettings, RecordBeats, beat_features
 from vitalgru.data.ingest import process_record
+from vitalgru.errors import RecordError
+from vitalgru.io.ingest import iter_records
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.training.arrhythmia import predict_records
+from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +69,19 @@ class DatabaseScores:
     y_pred: np.ndarray  # (n,) int64 predicted labels
     probs: np.ndarray  # (n, K) float32
     facts: dict[str, dict[str, Any]]
+    # Records that could not be scored (unreadable, truncated, failing their checksum, an
+    # unusable lead, too few beats), in the order asked for; the rest were scored.
+    excluded: list[AttritionEntry] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
-        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too."""
-        return aami_report(self.y_true, self.y_pred, self.record_ids)
+        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too, and
+        ``excluded``: ``{record: {"stage", "reason", "detail"}}`` of those not scored."""
+        rep = aami_report(self.y_true, self.y_pred, self.record_ids)
+        rep["excluded"] = {
+            e.item: {k: v for k, v in asdict(e).items() if k not in ("database", "item")}
+            for e in self.excluded
+        }
+        return rep
 
 
 def score_database(
@@ -97,16 +109,31 @@ def score_database(
     Returns
     -------
     DatabaseScores
+        A record that cannot be scored (see :attr:`DatabaseScores.excluded`) is logged
+        and left out; the others are still scored.
+
+    Raises
+    ------
+    vitalgru.errors.RecordError
+        No record could be scored (the message names each and why).
+    ValueError
+        The model's preprocessing does not match its input size.
     """
     cfg = data_config_from_preprocessing(preprocessing, lead)
     settings = feature_settings_from_preprocessing(preprocessing)
     fs = float(cfg.windows.fs)
     want = model.n_samples
     rids, ys, ps, probs_all, facts = [], [], [], [], {}
-    for rid in records:
-        rec = db.read_record(rid)
-        ann = db.read_annotations(rid)
-        item = process_record(rec, ann, cfg, "test")
+    excluded: list[AttritionEntry] = []
+    for rec, ann in iter_records(db, records, attrition=excluded):
+        rid = rec.record_id
+        try:
+            item = process_record(rec, ann, cfg, "test")
+        except ValueError as e:  # no usable lead, or too few annotated beats
+            reason = getattr(e, "reason", "unusable_record")
+            excluded.append(AttritionEntry(db.name, rid, "process", reason, str(e)))
+            logger.warning("%s/%s not scored (%s): %s", db.name, rid, reason, e)
+            continue
         if item.windows.shape[1] != want:
             raise ValueError(
                 f"record {rid}: windows of {item.windows.shape[1]} samples but the model "
@@ -125,11 +152,14 @@ def score_database(
         if on_record is not None:
             on_record(rid)
     if not rids:
-        raise ValueError("no records to score")
+        why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
+        msg = f"no record could be scored{': ' + why if why else ' (none asked for)'}"
+        raise RecordError(db.name, msg, "no_usable_record")
     return DatabaseScores(
         record_ids=np.concatenate(rids),
         y_true=np.concatenate(ys),
         y_pred=np.concatenate(ps),
         probs=np.concatenate(probs_all),
         facts=facts,
+        excluded=excluded,
     )

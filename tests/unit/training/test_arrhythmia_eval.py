@@ -1,0 +1,90 @@
+"""Scoring a WFDB folder: a record that cannot be read or used is reported and left out,
+and the records that can are scored exactly as they would be alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from vitalgru.config import PhysioNetConfig
+from vitalgru.data.arrhythmia_dataset import N_RR_FEATURES
+from vitalgru.errors import RecordError
+from vitalgru.io import open_database
+from vitalgru.metrics.aami import report_markdown
+from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.training.arrhythmia_eval import score_database
+
+SECONDS = 40
+PREPROCESSING = {"fs": 360.0, "lead": "MLII", "window": {"before_s": 0.25, "after_s": 0.45}}
+
+
+def _write(src: Path, name: str, out: Path, beats: int | None = None) -> None:
+    """The first SECONDS of MIT-BIH record 100 as record ``name`` in ``out`` (its first
+    ``beats`` annotations only, when given)."""
+    n = int(SECONDS * 360)
+    rec = wfdb.rdrecord(str(src / "100"), sampto=n)
+    ann = wfdb.rdann(str(src / "100"), "atr", sampto=n)
+    wfdb.wrsamp(
+        name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=rec.p_signal,
+        fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(out),
+    )  # fmt: skip
+    keep = slice(None) if beats is None else slice(0, beats)
+    wfdb.wrann(
+        name, "atr", np.asarray(ann.sample[keep]), symbol=list(np.asarray(ann.symbol)[keep]),
+        write_dir=str(out),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder(mitdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wfdb-mixed")
+    for name in ("good", "cut", "nofs"):
+        _write(mitdb_dir, name, out)
+    _write(mitdb_dir, "onebeat", out, beats=1)
+    dat = out / "cut.dat"
+    dat.write_bytes(dat.read_bytes()[:5000])  # an interrupted download
+    hea = out / "nofs.hea"
+    first, rest = hea.read_text().split("\n", 1)
+    hea.write_text(first.replace(" 360 ", " 0 ") + "\n" + rest)  # no sampling rate
+    return out
+
+
+@pytest.fixture(scope="module")
+def model() -> ArrhythmiaGRU:
+    torch.manual_seed(0)
+    return ArrhythmiaGRU(n_rr=N_RR_FEATURES).eval()  # every RR feature, as none is named
+
+
+def test_bad_records_are_reported_and_the_good_one_still_scored(
+    folder: Path, model: ArrhythmiaGRU
+) -> None:
+    db = open_database(str(folder), PhysioNetConfig())
+    names = ["cut", "good", "nofs", "onebeat"]
+    scores = score_database(model, PREPROCESSING, db, names)
+    report = scores.report()
+    assert list(report["records"]) == ["good"]
+    why = {rid: (e["stage"], e["reason"]) for rid, e in report["excluded"].items()}
+    assert why == {
+        "cut": ("read", "truncated_dat"),
+        "nofs": ("read", "bad_header"),
+        "onebeat": ("process", "unusable_record"),
+    }
+    assert "fewer than two annotated beats" in report["excluded"]["onebeat"]["detail"]
+    # nothing that was good is lost: the good record's beats and predictions are those of
+    # scoring it alone
+    alone = score_database(model, PREPROCESSING, db, ["good"])
+    assert report["n_beats"] == alone.report()["n_beats"] > 40
+    np.testing.assert_array_equal(scores.probs, alone.probs)
+    assert alone.report()["excluded"] == {}
+    md = report_markdown(report)
+    assert "Not scored (3 records" in md and "| cut | read | truncated_dat |" in md
+
+
+def test_nothing_scorable_is_one_clear_error(folder: Path, model: ArrhythmiaGRU) -> None:
+    db = open_database(str(folder), PhysioNetConfig())
+    with pytest.raises(RecordError, match="no record could be scored: cut: .*; nofs: "):
+        score_database(model, PREPROCESSING, db, ["cut", "nofs"])
