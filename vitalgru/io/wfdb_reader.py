@@ -145,6 +145,16 @@ class HeaderInfo:
         return out
 
 
+def _record_line_gives_fs(hea: Path) -> bool:
+    """Whether the header's record line (its first line that is not a comment) has a
+    sampling-frequency field: ``name[/segments] n_signals fs[/counter[(base)]] ...``."""
+    for line in hea.read_text(errors="replace").splitlines():
+        tokens = line.split("#", 1)[0].split()
+        if tokens:
+            return len(tokens) >= 3
+    return False
+
+
 def read_header(directory: str | Path, record: str) -> HeaderInfo:
     """Parse and sanity-check ``<directory>/<record>.hea``.
 
@@ -152,7 +162,8 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
     ------
     RecordError
         ``missing_header``, ``bad_header`` (unparseable, multi-segment, signal lines that
-        disagree with the signal count) or ``bad_format``.
+        disagree with the signal count), ``unknown_fs`` (no sampling frequency) or
+        ``bad_format``.
     """
     hea = Path(directory) / f"{record}.hea"
     if not hea.is_file():
@@ -192,6 +203,15 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
                 f"(known: {', '.join(sorted(_KNOWN_FORMATS, key=int))})",
                 reason="bad_format",
             )
+    if not _record_line_gives_fs(hea):
+        # wfdb-python silently takes WFDB's historical default of 250 Hz; an ECG read at
+        # the wrong rate gives wrong RR intervals and beat widths, so never guess.
+        raise RecordError(
+            hea,
+            "the record line gives no sampling frequency (WFDB would assume 250 Hz); "
+            "add the rate after the signal count, e.g. 'rec 2 360'",
+            reason="unknown_fs",
+        )
     if not (h.fs and h.fs > 0):
         raise RecordError(hea, f"sampling frequency must be > 0, got {h.fs}", reason="bad_header")
     if h.sig_len is not None and h.sig_len < 0:

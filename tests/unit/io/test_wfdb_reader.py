@@ -222,6 +222,16 @@ class TestBadInput:
             read_record_files(tmp_path, "100")
         assert e.value.reason == "bad_format" and "'999'" in str(e.value)
 
+    def test_no_sampling_frequency(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        # WFDB's default rate (250 Hz) would read this 360 Hz record 1.44x too slow
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100 2 360 650000", "100 2")
+        _write_header(tmp_path / "100.hea", "# a comment first\n" + text)
+        assert wfdb.rdheader(str(tmp_path / "100")).fs == 250
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "unknown_fs" and "no sampling frequency" in str(e.value)
+
     def test_unparseable_header(self, tmp_path: Path) -> None:
         (tmp_path / "x.hea").write_text("this is not a header\n")
         with pytest.raises(RecordError) as e:
