@@ -24,6 +24,7 @@ from vitalgru import tracking
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import load_beat_dataset
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
+from vitalgru.errors import UnknownRecordError
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.training.arrhythmia import (
@@ -222,7 +223,7 @@ def write_report(report: Mapping[str, Any], json_path: Path, title: str) -> dict
     return {"json": str(json_path), "markdown": str(md)}
 
 
-def _parse_records(records: str | None, all_records: list[str]) -> list[str]:
+def _parse_records(records: str | None, all_records: list[str], database: str) -> list[str]:
     if records is None or records.strip() == "" or records.strip().lower() == "all":
         return all_records
     key = records.strip().upper()
@@ -232,7 +233,7 @@ def _parse_records(records: str | None, all_records: list[str]) -> list[str]:
     out = [r.strip() for r in records.split(",") if r.strip()]
     missing = [r for r in out if r not in all_records]
     if missing:
-        raise ValueError(f"records {missing} are not in the database (it lists {len(all_records)})")
+        raise UnknownRecordError(database, ", ".join(missing), all_records)
     return out
 
 
@@ -271,7 +272,7 @@ def evaluate_arrhythmia(
     cfg = load_arrhythmia_config(config_path)
     loaded = tracking.load_model(model_uri)
     database = open_database(db, cfg.ingest.physionet)
-    names = _parse_records(records, database.list_records())
+    names = _parse_records(records, database.list_records(), database.name)
     lead = None
     if config_path is not None:
         lead = cfg.ingest.arrhythmia.windows.lead

@@ -23,7 +23,12 @@ from typing import Any
 import yaml
 
 from vitalgru import __version__
-from vitalgru.config import resolve_config_dict
+from vitalgru.config import (
+    ArrhythmiaTrainConfig,
+    EarlyWarningConfig,
+    IngestConfig,
+    load_config,
+)
 from vitalgru.errors import VitalgruError
 
 EPILOG = (
@@ -68,8 +73,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Each config name: the model that validates it and its packaged YAML.
+CONFIGS: dict[str, tuple[type[Any], str]] = {
+    "ingest": (IngestConfig, "ingest.yaml"),
+    "arrhythmia": (ArrhythmiaTrainConfig, "arrhythmia.yaml"),
+    "early-warning": (EarlyWarningConfig, "early_warning.yaml"),
+}
+
+
+def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> Any:
+    """The validated config (packaged defaults, file, overrides); ConfigError if bad."""
+    model, default_name = CONFIGS[name]
+    return load_config(model, path, overrides, default_name=default_name)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
+    # A bad config fails here, in a second, not after a Prefect server has started.
+    _resolved_config(args.task, args.config, overrides)
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import train_arrhythmia_flow
 
@@ -116,13 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    names = {
-        "ingest": "ingest.yaml",
-        "arrhythmia": "arrhythmia.yaml",
-        "early-warning": "early_warning.yaml",
-    }
-    data = resolve_config_dict(args.config, names[args.name], _parse_overrides(args.set))
-    print(yaml.safe_dump(data, sort_keys=False), end="")
+    cfg = _resolved_config(args.name, args.config, _parse_overrides(args.set))
+    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 
@@ -193,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("config", help="print a resolved config (defaults + file + --set)")
+    sp = sub.add_parser(
+        "config",
+        help="validate and print a resolved config (defaults + file + --set)",
+        epilog=EPILOG,
+    )
     sp.add_argument("name", choices=["ingest", "arrhythmia", "early-warning"])
     common(sp)
     sp.set_defaults(func=cmd_config)

@@ -51,3 +51,8 @@ class DownloadError(VitalgruError, OSError):
 
 class ConfigError(VitalgruError, ValueError):
     """A configuration file is malformed or has unknown keys."""
+
+
+class ModelLoadError(VitalgruError, ValueError):
+    """A model URI that does not resolve (unknown name, alias or version), or what it
+    points at is not a model vitalgru logged (or one newer than this vitalgru reads)."""

@@ -57,6 +57,7 @@ from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
+from vitalgru.errors import ModelLoadError
 from vitalgru.models.base import (
     DEFAULT_ALLOWED_PREFIXES,
     build_model,
@@ -491,11 +492,11 @@ def _read_artifacts(model_dir: Path) -> dict[str, Path]:
     try:
         flavor = MlflowModel.load(str(model_dir)).flavors["python_function"]
     except (MlflowException, OSError, KeyError) as e:
-        raise ValueError(f"{model_dir} is not an MLflow pyfunc model: {e}") from e
+        raise ModelLoadError(f"{model_dir} is not an MLflow pyfunc model: {e}") from e
     arts = flavor.get("artifacts") or {}
     missing = [k for k in _ARTIFACT_FILES if k not in arts]
     if missing:
-        raise ValueError(
+        raise ModelLoadError(
             f"model at {model_dir} lacks vitalgru artifacts {missing}; it was not logged "
             "with vitalgru.tracking.log_model"
         )
@@ -507,9 +508,11 @@ def _rebuild(
 ) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
     spec = json.loads(Path(paths["model_spec"]).read_text())
     if spec.get("format") != MODEL_FORMAT:
-        raise ValueError(f"unknown model format {spec.get('format')!r}; expected {MODEL_FORMAT!r}")
+        raise ModelLoadError(
+            f"unknown model format {spec.get('format')!r}; expected {MODEL_FORMAT!r}"
+        )
     if int(spec.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        raise ValueError(
+        raise ModelLoadError(
             f"model format version {spec['format_version']} is newer than this vitalgru "
             f"understands ({MODEL_FORMAT_VERSION}); upgrade vitalgru"
         )
@@ -735,11 +738,13 @@ def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, 
             if ver == "latest":
                 versions = client.search_model_versions(f"name = '{name}'")
                 if not versions:
-                    raise ValueError(f"registered model {name!r} has no versions")
+                    raise ModelLoadError(f"registered model {name!r} has no versions")
                 latest = max(versions, key=lambda v: int(v.version))
                 return f"models:/{name}/{latest.version}", name, str(latest.version)
     except MlflowException as e:
-        raise ValueError(f"cannot resolve {uri} in registry {registry_uri()}: {e.message}") from e
+        raise ModelLoadError(
+            f"cannot resolve {uri} in registry {registry_uri()}: {e.message}"
+        ) from e
     return uri, None, None  # models:/<model_id>: a logged model outside the registry
 
 
@@ -769,8 +774,8 @@ def load_model(
 
     Raises
     ------
-    ValueError
-        Unknown name/alias/version, or not a vitalgru model.
+    vitalgru.errors.ModelLoadError
+        Unknown name/alias/version, or not a vitalgru model (a ``ValueError``).
     """
     client = _client()
     pinned, name, version = _parse_models_uri(client, uri)
@@ -783,7 +788,7 @@ def load_model(
                 registry_uri=registry_uri(),
             )
         except MlflowException as e:
-            raise ValueError(f"cannot download model {uri}: {e.message}") from e
+            raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
         paths = _read_artifacts(Path(local))
         module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
     return LoadedModel(

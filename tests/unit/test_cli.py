@@ -4,6 +4,7 @@ ship with the package, and bad configs fail with a clear message."""
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,11 @@ class TestCLI:
             [sys.executable, "-m", "pipelines.cli", "config", "ingest", "--config", str(bad)],
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        # config show prints the raw mapping; validation happens in load_config:
+        # `vitalgru config` validates: a misspelt key is an error naming it, not a print
+        assert out.returncode == 2
+        assert "windws" in out.stderr and "Traceback" not in out.stderr
         with pytest.raises(ConfigError, match="windws"):
             load_config(IngestConfig, bad)
-        assert out.returncode == 0
         broken = tmp_path / "broken.yaml"
         broken.write_text("arrhythmia: [unclosed\n")
         with pytest.raises(ConfigError, match="not valid YAML"):
@@ -59,6 +61,47 @@ class TestCLI:
         wrong_type.write_text("workers: many\n")
         with pytest.raises(ConfigError, match="workers"):
             load_config(IngestConfig, wrong_type)
+
+    def test_config_prints_the_resolved_values(self, tmp_path: Path) -> None:
+        # A file that sets one key: the printout is the whole config the flows would run,
+        # the model's defaults filled in, so a user sees every setting in effect.
+        partial = tmp_path / "partial.yaml"
+        partial.write_text("seed: 5\n")
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "config", "arrhythmia",
+             "--config", str(partial), "--set", "cv_folds=3"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        shown = yaml.safe_load(out.stdout)
+        assert shown["seed"] == 5 and shown["cv_folds"] == 3
+        assert shown["ingest"]["arrhythmia"]["windows"]["fs"] == 360.0  # a default
+
+    def test_train_with_a_bad_config_fails_before_any_flow(self, tmp_path: Path) -> None:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("max_minuts: 3\n")
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "train", "early-warning", "--config",
+             str(bad)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 2
+        assert "max_minuts" in out.stderr and "Traceback" not in out.stderr
+        assert "prefect" not in out.stderr.lower()  # no server was started
+        assert not (tmp_path / "mlflow.db").exists()
+
+    def test_unknown_model_is_a_clear_error(self, tmp_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'm.db'}"  # an empty registry
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "evaluate", "early-warning", "--model",
+             "models:/vitalgru-early-warning@champion", "--data", str(tmp_path),
+             "--out", str(tmp_path / "o.json")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert "cannot resolve models:/vitalgru-early-warning@champion" in out.stderr
+        assert "Traceback" not in out.stderr
 
     def test_overrides_parse_yaml_scalars(self) -> None:
         assert _parse_overrides(["a.b=3", "c=[\"1\", \"2\"]", "d=x"]) == {
