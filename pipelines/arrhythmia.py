@@ -229,7 +229,10 @@ def _parse_records(records: str | None, all_records: list[str], database: str) -
     key = records.strip().upper()
     if key in ("DS1", "DS2"):
         wanted = DECHAZAL_DS1 if key == "DS1" else DECHAZAL_DS2
-        return [r for r in wanted if r in all_records]
+        found = [r for r in wanted if r in all_records]
+        if not found:  # DS1/DS2 name MIT-BIH records
+            raise UnknownRecordError(database, f"{key} (MIT-BIH's {key} records)", all_records)
+        return found
     out = [r.strip() for r in records.split(",") if r.strip()]
     missing = [r for r in out if r not in all_records]
     if missing:

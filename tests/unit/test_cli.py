@@ -132,3 +132,17 @@ class TestShippedConfigs:
             src = (ROOT / path).read_text()
             assert f"def {func}(" in src, dep["entrypoint"]
             assert dep["schedules"], dep["name"]
+
+
+def test_record_selection_names_what_is_missing() -> None:
+    from pipelines.arrhythmia import _parse_records
+    from vitalgru.errors import UnknownRecordError
+
+    have = ["100", "101", "118"]
+    assert _parse_records("DS2", have, "db") == ["100"]
+    assert _parse_records(" all ", have, "db") == have
+    assert _parse_records("118, 101", have, "db") == ["118", "101"]
+    with pytest.raises(UnknownRecordError, match="no record '999, 998'"):
+        _parse_records("100,999,998", have, "db")
+    with pytest.raises(UnknownRecordError, match="DS2"):
+        _parse_records("ds2", ["a01", "a02"], "apnea")
