@@ -315,7 +315,8 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
     metrics: dict[str, Any] = early_warning_metrics(cohort.labels, scores, cohort.offsets, thr)
-    metrics["n_patients"] = int(metrics["n_patients"])
+    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
+        metrics[count] = int(metrics[count])
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)

@@ -71,6 +71,9 @@ class TestTrainEarlyWarningFlow:
         assert written["n_patients"] == 30
         scores = pd.read_parquet(isolated_mlflow / "eval" / "scores.parquet")
         assert scores["risk"].between(0, 1).all()
+        # counts are whole numbers in the JSON, and the hours are the scored rows
+        assert written["n_patient_hours"] == len(scores) and type(written["n_patient_hours"]) is int
+        assert type(written["n_septic_patients"]) is int
         att = pd.read_csv(isolated_mlflow / "eval" / "attrition.csv")
         assert att["reason"].tolist() == ["missing_columns"]
 
