@@ -27,7 +27,7 @@ from vitalgru.config import load_config as _load
 from vitalgru.data.ingest import load_part, process_record, save_part, write_dataset
 from vitalgru.data.splits import dechazal_split
 from vitalgru.errors import VitalgruError
-from vitalgru.io import open_database, sha256_file
+from vitalgru.io import attrition_entry, open_database, sha256_file
 from vitalgru.types import AttritionEntry, Split
 
 logger = logging.getLogger(__name__)
@@ -96,8 +96,7 @@ def process_record_task(
         ann = db.read_annotations(record)
         item = process_record(rec, ann, cfg, split)
     except (VitalgruError, ValueError) as e:
-        reason = getattr(e, "reason", "unusable_record")
-        return {"error": asdict(AttritionEntry(db.name, record, "process", reason, str(e)))}
+        return {"error": asdict(attrition_entry(db.name, record, e))}
     path = save_part(item, Path(parts_dir) / key)
     return {"part": str(path)}
 

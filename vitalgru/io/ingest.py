@@ -32,12 +32,15 @@ __all__ = [
 ATTRITION_COLUMNS = ("database", "item", "stage", "reason", "detail")
 
 
-def attrition_entry(database: str, item: str, error: Exception) -> AttritionEntry:
-    """Classify an io error into an attrition entry.
+def attrition_entry(
+    database: str, item: str, error: Exception, stage: str = "process"
+) -> AttritionEntry:
+    """Classify an error that dropped ``item`` into an attrition entry.
 
     ``stage`` is ``"download"`` (:class:`DownloadError`), ``"verify"``
     (:class:`ChecksumError`) or ``"read"`` (:class:`RecordError`,
-    :class:`UnknownRecordError`); ``reason`` is the error's code.
+    :class:`UnknownRecordError`); any other error (a record read but unusable) gets the
+    given ``stage``. ``reason`` is the error's code, ``"unusable_record"`` without one.
     """
     if isinstance(error, DownloadError):
         stage, reason = "download", "download_failed"
@@ -46,7 +49,7 @@ def attrition_entry(database: str, item: str, error: Exception) -> AttritionEntr
     elif isinstance(error, RecordError | UnknownRecordError):
         stage, reason = "read", error.reason
     else:
-        stage, reason = "read", type(error).__name__
+        reason = getattr(error, "reason", "unusable_record")
     return AttritionEntry(
         database=database, item=item, stage=stage, reason=reason, detail=str(error)
     )

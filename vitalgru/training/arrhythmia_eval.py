@@ -21,7 +21,7 @@ from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
 from vitalgru.data.arrhythmia_dataset import FeatureSettings, RecordBeats, beat_features
 from vitalgru.data.ingest import process_record
 from vitalgru.errors import RecordError
-from vitalgru.io.ingest import iter_records
+from vitalgru.io.ingest import attrition_entry, iter_records
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
@@ -130,9 +130,8 @@ def score_database(
         try:
             item = process_record(rec, ann, cfg, "test")
         except ValueError as e:  # no usable lead, or too few annotated beats
-            reason = getattr(e, "reason", "unusable_record")
-            excluded.append(AttritionEntry(db.name, rid, "process", reason, str(e)))
-            logger.warning("%s/%s not scored (%s): %s", db.name, rid, reason, e)
+            excluded.append(attrition_entry(db.name, rid, e))
+            logger.warning("%s/%s not scored (%s): %s", db.name, rid, excluded[-1].reason, e)
             continue
         if item.windows.shape[1] != want:
             raise ValueError(
