@@ -308,7 +308,8 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     -------
     dict
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
-        ``model_uri``, ``model_version``.
+        ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
+        missing: ``n_implausible_values``, ``n_non_numeric_values``.
     """
     loaded = tracking.load_model(model_uri)
     cohort = build_cohort(data)
@@ -320,6 +321,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)
+    # values read as missing: outside the plausibility limits, or text instead of a number
+    metrics["n_implausible_values"] = int(sum(cohort.implausible_counts.values()))
+    metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
     o = Path(out)
     if o.suffix == ".json":
         metrics_path = o

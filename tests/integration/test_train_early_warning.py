@@ -60,11 +60,17 @@ class TestTrainEarlyWarningFlow:
         for f in list_psv(setA)[200:230]:
             shutil.copy(f, data / f.name)
         (data / "p999999.psv").write_text("HR|O2Sat\n1|2\n")
+        # one patient's heart rate at one hour is text: read as missing, counted, kept
+        first = sorted(data.glob("p0*.psv"))[0]
+        rows = first.read_text().splitlines()
+        rows[1] = "|".join(["n/a", *rows[1].split("|")[1:]])
+        first.write_text("\n".join(rows) + "\n")
         ev = evaluate_early_warning(
             "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval")
         )
         assert ev["model_version"] == "1"
         assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
+        assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] >= 0
         for key in ("utility", "auroc", "auprc"):
             assert key in ev
         written = json.loads((isolated_mlflow / "eval" / "metrics.json").read_text())

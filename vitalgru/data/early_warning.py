@@ -63,6 +63,9 @@ class EarlyWarningCohort:
     attrition : list of AttritionEntry
     source : str
         The folder read.
+    non_numeric_counts : dict
+        Column -> cells that held text instead of a number, read as missing
+        (:attr:`vitalgru.io.psv.PsvCohort.non_numeric_cells`).
     """
 
     frame: pd.DataFrame
@@ -71,6 +74,7 @@ class EarlyWarningCohort:
     implausible_counts: dict[str, int]
     attrition: list[AttritionEntry]
     source: str = ""
+    non_numeric_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_patients(self) -> int:
@@ -106,6 +110,7 @@ class EarlyWarningCohort:
             implausible_counts=dict(self.implausible_counts),
             attrition=list(self.attrition),
             source=self.source,
+            non_numeric_counts=dict(self.non_numeric_counts),
         )
 
 
@@ -127,7 +132,9 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     if len(set(ids.tolist())) != ids.size:
         raise ValueError("rows of a patient must be contiguous (each patient id once)")
     logger.info("plausibility limits rejected %d values", int(bad.sum()))
-    return EarlyWarningCohort(frame, offsets, ids, counts, list(psv.attrition), source)
+    return EarlyWarningCohort(
+        frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells)
+    )
 
 
 def build_cohort(
@@ -381,6 +388,7 @@ def write_dataset(
         "n_folds": int(folds.max() + 1) if folds.size else 0,
         "fold_sizes": np.bincount(folds).tolist() if folds.size else [],
         "implausible_values": cohort.implausible_counts,
+        "non_numeric_values": cohort.non_numeric_counts,
         "plausibility_limits": {k: list(v) for k, v in PLAUSIBILITY_LIMITS.items()},
         "n_excluded_files": len(cohort.attrition),
     }
@@ -417,6 +425,7 @@ def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarra
         implausible_counts=dict(manifest.get("implausible_values", {})),
         attrition=attrition,
         source=str(manifest.get("source", "")),
+        non_numeric_counts=dict(manifest.get("non_numeric_values", {})),
     )
     return cohort, folds_df["fold"].to_numpy(np.int64), manifest
 

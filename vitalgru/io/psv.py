@@ -11,7 +11,13 @@ bytes and checked (header, row shape), the bodies are joined and parsed by a sin
 ``pyarrow.csv`` pass. A file that fails any check is parsed on its own to find out why
 and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="raise"``) or
 recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
-are still read. The parsed cohort can be cached as one parquet file keyed on the folder's
+are still read.
+
+Nothing that can be read without guessing is lost: a header with the 41 columns in
+another order is read by name, and a non-numeric measurement cell (``"eighty"`` for HR)
+is read as missing, logged with its file, row and value, and counted
+(:attr:`PsvCohort.non_numeric_cells`). Only a non-numeric hour or label, which would
+leave the table's time axis or outcome unknown, sends the file to attrition. The parsed cohort can be cached as one parquet file keyed on the folder's
 file names and sizes.
 """
 
@@ -19,9 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -103,6 +110,7 @@ STATIC_COLUMNS: tuple[str, ...] = (
 
 _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _N_FIELDS = len(PSV_HEADER)
+_NULLS = ["NaN", "nan", ""]
 _CACHE_VERSION = "psv-cohort-v1"
 
 
@@ -121,26 +129,33 @@ class PsvCohort:
         Files that could not be read, with the reason.
     source_files : int
         Number of ``.psv`` files in the folder.
+    non_numeric_cells : dict
+        vitalgru column -> cells that held text instead of a number, read as missing
+        (only the columns that had any).
     """
 
     frame: pd.DataFrame
     attrition: list[AttritionEntry]
     source_files: int
+    non_numeric_cells: dict[str, int] = field(default_factory=dict)
 
 
 def _patient_id(path: Path) -> str:
     return path.stem
 
 
-def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int]:
-    """Header and row-shape checks on one file's bytes; returns (body, n_rows)."""
+def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
+    """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order)``
+    where ``order`` is ``None`` for the standard header, else the file's column of each
+    :data:`PSV_HEADER` field (the header names all 41, in another order)."""
     if not raw.strip():
         raise RecordError(path, "file is empty", reason="empty_file")
     raw = raw.replace(b"\r\n", b"\n")
     head, sep, body = raw.partition(b"\n")
     head = head.strip()
+    order = None
     if head != _HEADER_BYTES:
-        fields = head.decode("utf-8", "replace").split("|")
+        fields = [f.strip() for f in head.decode("utf-8", "replace").split("|")]
         unknown = [f for f in fields if f not in PSV_COLUMNS]
         missing = [c for c in PSV_HEADER if c not in fields]
         if unknown:
@@ -154,9 +169,10 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int]:
             raise RecordError(
                 path, f"header lacks column(s) {missing[:5]}", reason="missing_columns"
             )
-        raise RecordError(
-            path, "header columns are not in the Challenge-2019 order", reason="bad_header"
-        )
+        if len(fields) != _N_FIELDS:
+            dup = sorted({f for f in fields if fields.count(f) > 1})
+            raise RecordError(path, f"header repeats column(s) {dup[:5]}", reason="bad_header")
+        order = np.array([fields.index(c) for c in PSV_HEADER], dtype=np.int64)
     body = body.strip(b"\n \t")
     if not body:
         raise RecordError(path, "header but no data rows", reason="no_rows")
@@ -167,11 +183,12 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int]:
             f"rows must each have {_N_FIELDS} pipe-separated fields",
             reason="bad_row_shape",
         )
-    return body + b"\n", n_rows
+    return body + b"\n", n_rows, order
 
 
 def _parse_body(path: Path, body: bytes) -> np.ndarray:
-    """Parse one file's body into ``(n_rows, 41)`` float64; names the bad cell on failure."""
+    """Parse bodies into ``(n_rows, 41)`` float64 in file column order; a
+    ``non_numeric`` RecordError if any cell is not a number (see :func:`_parse_lenient`)."""
     try:
         tbl = pacsv.read_csv(
             io.BytesIO(body),
@@ -179,7 +196,7 @@ def _parse_body(path: Path, body: bytes) -> np.ndarray:
             parse_options=pacsv.ParseOptions(delimiter="|"),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.float64() for c in PSV_HEADER},
-                null_values=["NaN", "nan", ""],
+                null_values=_NULLS,
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
@@ -189,6 +206,55 @@ def _parse_body(path: Path, body: bytes) -> np.ndarray:
         [tbl.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in range(_N_FIELDS)]
     )
     return arr
+
+
+def _parse_lenient(
+    path: Path, body: bytes, order: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """One file's body with every non-numeric measurement cell read as NaN.
+
+    Returns the ``(n_rows, 41)`` table in :data:`PSV_HEADER` order and the count of such
+    cells per vitalgru column. A non-numeric ``ICULOS`` or ``SepsisLabel`` is a
+    ``non_numeric`` RecordError: without them the rows have no time or outcome.
+    """
+    try:
+        return _reorder(_parse_body(path, body), order), {}
+    except RecordError:
+        pass
+    tbl = pacsv.read_csv(
+        io.BytesIO(body),
+        read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(_N_FIELDS)]),
+        parse_options=pacsv.ParseOptions(delimiter="|"),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"c{i}": pa.string() for i in range(_N_FIELDS)},
+            null_values=_NULLS,
+            strings_can_be_null=True,
+        ),
+    )
+    text = _reorder(
+        np.column_stack([tbl.column(i).to_numpy(zero_copy_only=False) for i in range(_N_FIELDS)]),
+        order,
+    )
+    arr = np.full(text.shape, np.nan)
+    counts: dict[str, int] = {}
+    for j, name in enumerate(PSV_HEADER):
+        col = pd.Series(text[:, j], dtype=object)
+        num = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
+        bad = np.flatnonzero(col.notna().to_numpy() & np.isnan(num))
+        if bad.size:
+            first = f"row {int(bad[0]) + 1}: {str(text[bad[0], j])[:20]!r}"
+            if name in ("ICULOS", "SepsisLabel"):
+                raise RecordError(path, f"non-numeric {name} ({first})", reason="non_numeric")
+            counts[PSV_COLUMNS[name]] = int(bad.size)
+            logger.warning(
+                "%s: %d non-numeric %s cell(s) read as missing (%s)", path, bad.size, name, first
+            )
+        arr[:, j] = num
+    return arr, counts
+
+
+def _reorder(arr: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    return arr if order is None else arr[:, order]
 
 
 def _validate_table(path: Path, arr: np.ndarray) -> None:
@@ -234,15 +300,17 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     RecordError
         Unreadable or malformed file; ``reason`` is one of ``empty_file``, ``no_rows``,
         ``unknown_columns``, ``missing_columns``, ``bad_header``, ``bad_row_shape``,
-        ``non_numeric``, ``missing_hour``, ``bad_hours``, ``bad_label``, ``unreadable``.
+        ``non_numeric`` (in ``ICULOS`` or ``SepsisLabel``; elsewhere such a cell is read
+        as missing and logged), ``missing_hour``, ``bad_hours``, ``bad_label``,
+        ``unreadable``.
     """
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as e:
         raise RecordError(p, f"cannot read: {e.strerror or e}", reason="unreadable") from e
-    body, _ = _check_bytes(p, raw)
-    arr = _parse_body(p, body)
+    body, _, order = _check_bytes(p, raw)
+    arr, _ = _parse_lenient(p, body, order)
     _validate_table(p, arr)
     return _to_frame(arr, np.full(arr.shape[0], _patient_id(p), dtype=object))
 
@@ -306,18 +374,20 @@ def read_psv_folder(
             table = pq.read_table(cache_file)
             meta = table.schema.metadata or {}
             attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
+            text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
             frame = table.to_pandas()
             logger.info("read %d patient-hours from cache %s", len(frame), cache_file)
-            return PsvCohort(frame=frame, attrition=attr, source_files=len(files))
+            return PsvCohort(frame, attr, len(files), {k: int(v) for k, v in text.items()})
 
     attrition: list[AttritionEntry] = []
     bodies: list[bytes] = []
     ids: list[str] = []
     counts: list[int] = []
+    orders: list[np.ndarray | None] = []
     good_files: list[Path] = []
     for f in files:
         try:
-            body, n = _check_bytes(f, f.read_bytes())
+            body, n, order = _check_bytes(f, f.read_bytes())
         except OSError as e:
             err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
             _handle(err, on_error, attrition, f)
@@ -328,24 +398,32 @@ def read_psv_folder(
         bodies.append(body)
         ids.append(_patient_id(f))
         counts.append(n)
+        orders.append(order)
         good_files.append(f)
 
     parts: list[np.ndarray] = []
+    non_numeric: dict[str, int] = {}
     try:
+        # Every column is float64, so files whose columns come in another order parse
+        # with the rest and are put in order after the split.
         arr = _parse_body(Path(folder), b"".join(bodies)) if bodies else np.empty((0, _N_FIELDS))
         splits = np.cumsum(counts)[:-1]
-        parts = np.split(arr, splits) if bodies else []
+        parts = [_reorder(a, o) for a, o in zip(np.split(arr, splits), orders, strict=True)]
+        parts = parts if bodies else []
     except RecordError:
-        # Some file has a bad cell: parse file by file to find it, keep the others.
+        # Some file has a non-numeric cell: parse file by file, leniently.
         parts = []
         keep_ids: list[str] = []
         keep_files: list[Path] = []
-        for f, body, pid in zip(good_files, bodies, ids, strict=True):
+        for f, body, pid, order in zip(good_files, bodies, ids, orders, strict=True):
             try:
-                parts.append(_parse_body(f, body))
+                a, text_cells = _parse_lenient(f, body, order)
             except RecordError as err:
                 _handle(err, on_error, attrition, f)
                 continue
+            for col, n in text_cells.items():
+                non_numeric[col] = non_numeric.get(col, 0) + n
+            parts.append(a)
             keep_ids.append(pid)
             keep_files.append(f)
         ids, good_files = keep_ids, keep_files
@@ -369,21 +447,24 @@ def read_psv_folder(
         pid_col = np.empty(0, dtype=object)
     frame = _to_frame(arr, pid_col)
     logger.info(
-        "read %d patients (%d patient-hours) from %s; %d files excluded",
+        "read %d patients (%d patient-hours) from %s; %d files excluded; %d non-numeric "
+        "cells read as missing",
         len(final_ids),
         len(frame),
         folder,
         len(attrition),
+        sum(non_numeric.values()),
     )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
+        meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
         tmp = cache_file.with_suffix(".tmp")
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
         tmp.replace(cache_file)
-    return PsvCohort(frame=frame, attrition=attrition, source_files=len(files))
+    return PsvCohort(frame, attrition, len(files), non_numeric)
 
 
 def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:

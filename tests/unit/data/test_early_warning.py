@@ -53,6 +53,25 @@ class TestDataset:
         ] == [25.0, 45.0]
         assert (tmp_path / "attrition.csv").read_text().startswith("database,item,stage")
 
+    def test_text_cells_are_counted_through_to_the_manifest(
+        self, physionet_mirror: Path, tmp_path: Path
+    ):
+        src = physionet_mirror / "challenge-2019" / "training_setA" / "p000001.psv"
+        lines = src.read_text().splitlines()
+        cells = lines[3].split("|")
+        cells[0] = "high"  # HR at the third hour
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "p000001.psv").write_text(
+            "\n".join([*lines[:3], "|".join(cells), *lines[4:]])
+        )
+        c = build_cohort(tmp_path / "in")
+        assert c.n_patients == 1 and len(c.frame) == len(lines) - 1  # nothing else lost
+        assert np.isnan(c.frame["hr_bpm"].iloc[2])
+        assert c.non_numeric_counts == {"hr_bpm": 1}
+        write_dataset(c, np.zeros(1, np.int64), tmp_path / "ds")
+        back, _, manifest = load_dataset(tmp_path / "ds")
+        assert manifest["non_numeric_values"] == back.non_numeric_counts == {"hr_bpm": 1}
+
     def test_not_a_dataset(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError, match="not an early-warning dataset"):
             load_dataset(tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from vitalgru.io.psv import PSV_HEADER, list_psv, read_psv, read_psv_folder
 HEADER = "|".join(PSV_HEADER)
 
 
-def _row(hour: int, label: int = 0, hr: str = "80") -> str:
+def _row(hour: int | str, label: int | str = 0, hr: str = "80") -> str:
     cells = ["NaN"] * len(PSV_HEADER)
     cells[PSV_HEADER.index("HR")] = hr
     cells[PSV_HEADER.index("Age")] = "70"
@@ -62,9 +61,10 @@ class TestReadPsv:
             ([HEADER], "no_rows"),
             ([HEADER.replace("HR|", "HeartRate|"), _row(1)], "unknown_columns"),
             (["|".join(PSV_HEADER[:-1]), _row(1)], "missing_columns"),
-            (["|".join(reversed(PSV_HEADER)), _row(1)], "bad_header"),
+            ([HEADER + "|HR", _row(1) + "|80"], "bad_header"),  # a repeated column
             ([HEADER, _row(1) + "|3"], "bad_row_shape"),
-            ([HEADER, _row(1, hr="eighty")], "non_numeric"),
+            ([HEADER, _row("one")], "non_numeric"),  # the hour: no time axis
+            ([HEADER, _row(1, label="yes")], "non_numeric"),
             ([HEADER, _row(2), _row(1)], "bad_hours"),
             ([HEADER, _row(1, label=2)], "bad_label"),
         ],
@@ -77,22 +77,57 @@ class TestReadPsv:
         assert ei.value.reason == reason
         assert "p9.psv" in str(ei.value)
 
+    def test_non_numeric_measurement_is_missing_not_the_patient(self, tmp_path: Path):
+        p = _write(tmp_path / "p1.psv", [HEADER, _row(1), _row(2, hr="eighty"), _row(3)])
+        df = read_psv(p)
+        assert df["hour"].tolist() == [1, 2, 3]
+        assert df["hr_bpm"].iloc[[0, 2]].tolist() == [80, 80] and np.isnan(df["hr_bpm"].iloc[1])
+        assert df["age_years"].tolist() == [70, 70, 70]
+
+    def test_columns_in_another_order_are_read_by_name(self, tmp_path: Path, setA: Path):
+        src = setA / "p000001.psv"
+        lines = src.read_text().splitlines()
+        cols = [line.split("|") for line in lines]
+        perm = list(range(len(PSV_HEADER)))[::-1]
+        shuffled = ["|".join(row[i] for i in perm) for row in cols]
+        mixed = _write(tmp_path / "p000001.psv", shuffled)
+        assert mixed.read_text().splitlines()[0].startswith("SepsisLabel|ICULOS")
+        assert read_psv(mixed).equals(read_psv(src))
+
 
 class TestReadFolder:
     def test_bad_files_go_to_attrition_rest_is_read(self, tmp_path: Path):
         _write(tmp_path / "p1.psv", [HEADER, _row(1), _row(2)])
-        _write(tmp_path / "p2.psv", [HEADER, _row(1, hr="x")])
+        _write(tmp_path / "p2.psv", [HEADER, _row(1, hr="x"), _row(2, hr="n/a")])
         _write(tmp_path / "p3.psv", [HEADER])
         _write(tmp_path / "p4.psv", [HEADER, _row(1), _row(2), _row(3, 1)])
+        _write(tmp_path / "p5.psv", [HEADER, _row(1), _row("2h")])
+        rev = ["|".join(reversed(line.split("|"))) for line in [HEADER, _row(1), _row(2, 1)]]
+        _write(tmp_path / "p6.psv", rev)
         cohort = read_psv_folder(tmp_path)
-        assert cohort.frame["patient_id"].unique().tolist() == ["p1", "p4"]
-        assert len(cohort.frame) == 5
+        f = cohort.frame
+        assert f["patient_id"].unique().tolist() == ["p1", "p2", "p4", "p6"]
+        assert len(f) == 9
+        assert f.loc[f["patient_id"] == "p2", "hr_bpm"].isna().all()  # text read as missing
+        assert f.loc[f["patient_id"] == "p6", "sepsis_label"].tolist() == [0, 1]
+        assert f.loc[f["patient_id"] == "p6", "hr_bpm"].tolist() == [80, 80]
+        assert cohort.non_numeric_cells == {"hr_bpm": 2}
         assert sorted((e.item, e.reason) for e in cohort.attrition) == [
-            ("p2.psv", "non_numeric"),
             ("p3.psv", "no_rows"),
+            ("p5.psv", "non_numeric"),
         ]
         with pytest.raises(RecordError):
             read_psv_folder(tmp_path, on_error="raise")
+
+    def test_reordered_file_on_the_one_pass_path(self, tmp_path: Path):
+        # no bad cell anywhere: the joined parse reads it, then puts its columns in order
+        _write(tmp_path / "p1.psv", [HEADER, _row(1, hr="81")])
+        rev = ["|".join(reversed(line.split("|"))) for line in [HEADER, _row(1, 1, "92")]]
+        _write(tmp_path / "p2.psv", rev)
+        cohort = read_psv_folder(tmp_path)
+        assert cohort.frame["hr_bpm"].tolist() == [81, 92]
+        assert cohort.frame["sepsis_label"].tolist() == [0, 1]
+        assert cohort.non_numeric_cells == {} and cohort.attrition == []
 
     def test_missing_folder(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError):
@@ -104,23 +139,23 @@ class TestReadFolder:
         for f in list_psv(setA)[:30]:
             shutil.copy(f, src / f.name)
         _write(src / "p999999.psv", [HEADER])
+        _write(src / "p999998.psv", [HEADER, _row(1, hr="high")])
         cache = tmp_path / "cache"
         a = read_psv_folder(src, cache_dir=cache)
         assert len(list(cache.glob("*.parquet"))) == 1
         b = read_psv_folder(src, cache_dir=cache)
         assert b.frame.equals(a.frame)
         assert [e.reason for e in b.attrition] == ["no_rows"]
+        assert b.non_numeric_cells == a.non_numeric_cells == {"hr_bpm": 1}
         (src / "p000001.psv").unlink()  # changes the file list: a new cache entry
         c = read_psv_folder(src, cache_dir=cache)
         assert "p000001" not in set(c.frame["patient_id"])
         assert len(list(cache.glob("*.parquet"))) == 2
 
     @pytest.mark.slow
-    def test_whole_set_a_reads_fast(self, setA: Path):
-        t0 = time.perf_counter()
+    def test_whole_set_a(self, setA: Path):
+        # (its reading time is measured by benchmarks/early_warning.py, read_all_files_s)
         cohort = read_psv_folder(setA)
-        dt = time.perf_counter() - t0
         assert cohort.frame["patient_id"].nunique() == 17652
         assert len(cohort.frame) == 687218
-        assert cohort.attrition == []
-        assert dt < 60.0, f"reading set A took {dt:.1f} s"
+        assert cohort.attrition == [] and cohort.non_numeric_cells == {}
