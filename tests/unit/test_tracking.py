@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -286,12 +285,9 @@ class TestModelRoundTrip:
         torch.manual_seed(0)
         model = TinyGRU()
         with start_run("exp") as run:
-            t0 = time.perf_counter()
             ref = _log(run, model, config={"seed": 3, "data": {"fs": 360.0}})
-            elapsed = time.perf_counter() - t0
+        # (its time is measured by benchmarks/tracking_registry.py, log_model_and_register)
         assert ref.uri == f"models:/{NAME}/1" and ref.version == "1" and ref.run_id == run.run_id
-        # Budget for the measured ~0.1-0.5 s, generous for a contended CI machine.
-        assert elapsed < 10.0, f"log_model + register took {elapsed:.1f} s"
         assert promote_if_better(NAME, ref.version, {"f1": 0.5}, ["f1"]).promoted
 
         loaded = load_model(f"models:/{NAME}@champion", allowed_prefixes=TEST_PREFIXES)
