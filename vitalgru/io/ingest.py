@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from vitalgru.errors import ChecksumError, DownloadError, RecordError, UnknownRecordError
@@ -28,8 +28,8 @@ __all__ = [
     "write_attrition",
 ]
 
-#: Columns of every ``attrition.csv`` (the fields of :class:`AttritionEntry`).
-ATTRITION_COLUMNS = ("database", "item", "stage", "reason", "detail")
+#: Columns of every ``attrition.csv``: the fields of :class:`AttritionEntry`.
+ATTRITION_COLUMNS = tuple(f.name for f in fields(AttritionEntry))
 
 
 def attrition_entry(

@@ -17,8 +17,10 @@ Nothing that can be read without guessing is lost: a header with the 41 columns 
 another order is read by name, and a non-numeric measurement cell (``"eighty"`` for HR)
 is read as missing, logged with its file, row and value, and counted
 (:attr:`PsvCohort.non_numeric_cells`). Only a non-numeric hour or label, which would
-leave the table's time axis or outcome unknown, sends the file to attrition. The parsed cohort can be cached as one parquet file keyed on the folder's
-file names and sizes.
+leave the table's time axis or outcome unknown, sends the file to attrition.
+
+The parsed cohort can be cached as one parquet file keyed on the folder's file names and
+sizes.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from vitalgru.errors import RecordError
+from vitalgru.io.ingest import ATTRITION_COLUMNS
 from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
@@ -485,7 +488,7 @@ def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f:
 def _attrition_to_meta(entries: list[AttritionEntry]) -> bytes:
     df = pd.DataFrame(
         [(e.database, e.item, e.stage, e.reason, e.detail) for e in entries],
-        columns=["database", "item", "stage", "reason", "detail"],
+        columns=list(ATTRITION_COLUMNS),
     )
     return df.to_json(orient="records").encode()
 
