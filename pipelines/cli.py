@@ -61,18 +61,6 @@ def _quiet_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import ingest_flow
-
-    res = ingest_flow(
-        config_path=args.config,
-        overrides=_parse_overrides(args.set),
-        out_dir=str(Path(args.out).resolve()) if args.out else None,
-    )
-    _print(res)
-    return 0
-
-
 #: Each config name: the model that validates it and its packaged YAML.
 CONFIGS: dict[str, tuple[type[Any], str]] = {
     "ingest": (IngestConfig, "ingest.yaml"),
@@ -85,6 +73,20 @@ def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> 
     """The validated config (packaged defaults, file, overrides); ConfigError if bad."""
     model, default_name = CONFIGS[name]
     return load_config(model, path, overrides, default_name=default_name)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    overrides = _parse_overrides(args.set)
+    _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
+    from pipelines.ingest import ingest_flow
+
+    res = ingest_flow(
+        config_path=args.config,
+        overrides=overrides,
+        out_dir=str(Path(args.out).resolve()) if args.out else None,
+    )
+    _print(res)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

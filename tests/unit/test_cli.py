@@ -77,12 +77,14 @@ class TestCLI:
         assert shown["seed"] == 5 and shown["cv_folds"] == 3
         assert shown["ingest"]["arrhythmia"]["windows"]["fs"] == 360.0  # a default
 
-    def test_train_with_a_bad_config_fails_before_any_flow(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        "cmd", [["train", "early-warning"], ["train", "arrhythmia"], ["ingest"]]
+    )
+    def test_a_bad_config_fails_before_any_flow(self, cmd: list[str], tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
         bad.write_text("max_minuts: 3\n")
         out = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "train", "early-warning", "--config",
-             str(bad)],
+            [sys.executable, "-m", "pipelines.cli", *cmd, "--config", str(bad)],
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert out.returncode == 2
