@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gbm-min-samples-leaf", type=int, default=d.gbm_min_samples_leaf)
     ap.add_argument("--gbm-l2", type=float, default=d.gbm_l2_regularization)
     ap.add_argument("--gbm-negative-subsample", type=float, default=d.gbm_negative_subsample)
+    ap.add_argument("--gbm-max-features", type=float, default=d.gbm_max_features)
     ap.add_argument("--gbm-signatures", action=argparse.BooleanOptionalAction,
                     default=d.gbm_signatures, help="trees see path signatures")  # fmt: skip
     ap.add_argument("--blend-gru-weight", type=float, default=d.blend_gru_weight)
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "gbm_min_samples_leaf": args.gbm_min_samples_leaf,
             "gbm_l2_regularization": args.gbm_l2,
             "gbm_negative_subsample": args.gbm_negative_subsample,
+            "gbm_max_features": args.gbm_max_features,
             "gbm_signatures": args.gbm_signatures,
             "blend_gru_weight": args.blend_gru_weight,
         }

@@ -91,6 +91,7 @@ def cv_settings(cfg: EarlyWarningConfig) -> CVSettings:
         min_samples_leaf=cfg.gbm_min_samples_leaf,
         l2_regularization=cfg.gbm_l2_regularization,
         negative_subsample=cfg.gbm_negative_subsample,
+        max_features=cfg.gbm_max_features,
         seed=cfg.seed,
     )
     return CVSettings(
