@@ -411,8 +411,8 @@ def read_psv_folder(
         # with the rest and are put in order after the split.
         arr = _parse_body(Path(folder), b"".join(bodies)) if bodies else np.empty((0, _N_FIELDS))
         splits = np.cumsum(counts)[:-1]
-        parts = [_reorder(a, o) for a, o in zip(np.split(arr, splits), orders, strict=True)]
-        parts = parts if bodies else []
+        chunks = np.split(arr, splits) if bodies else []
+        parts = [_reorder(a, o) for a, o in zip(chunks, orders, strict=True)]
     except RecordError:
         # Some file has a non-numeric cell: parse file by file, leniently.
         parts = []

@@ -129,6 +129,13 @@ class TestReadFolder:
         assert cohort.frame["sepsis_label"].tolist() == [0, 1]
         assert cohort.non_numeric_cells == {} and cohort.attrition == []
 
+    def test_no_readable_file_is_all_attrition(self, tmp_path: Path):
+        _write(tmp_path / "p1.psv", [])
+        _write(tmp_path / "p2.psv", [HEADER])
+        cohort = read_psv_folder(tmp_path)
+        assert len(cohort.frame) == 0
+        assert [e.reason for e in cohort.attrition] == ["empty_file", "no_rows"]
+
     def test_missing_folder(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError):
             read_psv_folder(tmp_path / "nope")
