@@ -368,7 +368,7 @@ class EarlyWarningConfig(_Strict):
     gbm_negative_subsample: float = Field(default=0.15, gt=0.0, le=1.0)  # label-0 hours kept
     gbm_min_samples_leaf: int = Field(default=300, ge=1)
     gbm_l2_regularization: float = Field(default=10.0, ge=0.0)
-    gbm_max_features: float = Field(default=0.3, gt=0.0, le=1.0)  # features a split may use
+    gbm_max_features: float = Field(default=0.15, gt=0.0, le=1.0)  # features a split may use
     # Give the trees the path-signature terms too (Lévy areas of six vital signs over the
     # last 6 and 12 hours: vitalgru.baselines.features.signature_features). Ahead on the
     # validation shares for each of three tree seeds (benchmarks/results/

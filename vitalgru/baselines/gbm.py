@@ -32,9 +32,10 @@ class GBMParams:
     # every septic hour and a random share of the 98 % negative ones, for speed.
     negative_subsample: float = 0.15
     # Share of the features each split may choose from (drawn anew at every node): one more
-    # regulariser, and it decorrelates the trees. 0.3 was ahead of 1.0 and 0.5 on the validation
-    # shares for each of three tree seeds (benchmarks/results/early_warning_experiments.md).
-    max_features: float = 0.3
+    # regulariser, and it decorrelates the trees. 0.15 was ahead of 1.0, 0.5 and 0.3 on the
+    # validation shares for each of three tree seeds, 0.1 was not ahead of 0.15
+    # (benchmarks/results/early_warning_experiments.md).
+    max_features: float = 0.15
     # OpenMP threads of the tree code; on a shared machine busy-waiting OpenMP threads
     # slow everything down, one thread per fit is the safe default.
     n_threads: int = 1
