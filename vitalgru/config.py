@@ -281,6 +281,11 @@ class ArrhythmiaTrainConfig(_Strict):
     # drawn uniformly from noise_snr_db. 0: off. The default cut false V calls in unseen
     # electrode-motion noise by 71 % and tied DS1 out of fold (runs 43-44).
     noise_augment: float = Field(default=1.0, ge=0, le=1)
+    # Simulated atrial fibrillation (vitalgru.data.arrhythmia_dataset.simulated_af_record):
+    # every training record also trains as a copy re-timed so that about this share of its
+    # beats lie in AF episodes, where N and S beats are scored as "N or S". 0: off. 0.25 and
+    # 0.5 tied or lost out of fold (runs 66-67: 0.811 / 0.804 against 0.814), not adopted.
+    simulated_af: float = Field(default=0.0, ge=0, lt=1)
     noise_database: str = "nstdb"
     noise_records: tuple[str, ...] = ("bw", "ma")
     noise_snr_db: tuple[float, float] = (-6.0, 18.0)

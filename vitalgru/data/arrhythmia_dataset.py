@@ -64,6 +64,9 @@ N_RR_FEATURES = len(RR_FEATURES)
 LOOKAHEAD_BEATS = 1
 #: Label value ignored by the loss (padding).
 IGNORE_LABEL = -100
+#: Training label "N or S, not told apart" (scored by the summed probability of the two):
+#: supraventricular beats of simulated atrial fibrillation (:func:`simulated_af_record`).
+SUPRAVENTRICULAR_LABEL = -2
 
 # RR intervals outside 0.15-3 s (400-20 bpm) are detection gaps or artefacts; clip
 # them so one missed beat does not dominate a log ratio.
@@ -369,6 +372,97 @@ class RecordBeats:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+#: AAMI class indices the simulation reads (order of ``AAMI_CLASSES``).
+_N, _S = AAMI_CLASSES.index("N"), AAMI_CLASSES.index("S")
+_VENTRICULAR = [AAMI_CLASSES.index(c) for c in ("V", "F")]
+
+
+def simulated_af_record(
+    rec: RecordBeats,
+    fs: float,
+    settings: FeatureSettings,
+    rng: np.random.Generator,
+    af_share: float = 0.5,
+    episode_beats: tuple[int, int] = (60, 600),
+) -> RecordBeats:
+    """A copy of ``rec`` re-timed so that episodes of it are in simulated atrial fibrillation.
+
+    MIT-BIH has atrial fibrillation in two DS1 patients only, so a classifier trained on
+    DS1 learns little of what AF does to the RR features: every AF interval looks
+    premature against the running means, and AF beats (annotated N: with no organised
+    atrial activity there is no premature atrial beat) get called S. This copy keeps each
+    beat's morphology and replaces the beat times inside AF episodes with an "irregularly
+    irregular" rhythm: independent intervals ``m exp(sigma z)``, ``z ~ N(0, 1)``, the mean
+    ``m`` the record's median interval times U(0.55, 1) (AF is usually faster than the
+    sinus rhythm it replaces) and ``sigma`` ~ U(0.1, 0.3), drawn per episode. In an episode
+    N and S beats become :data:`SUPRAVENTRICULAR_LABEL` ("N or S"): the copy teaches
+    ventricular against supraventricular beats in an irregular rhythm, and nothing about N
+    against S. (Labelling them N, MIT-BIH's convention in AF, taught the network that
+    premature beats are N and cost half the S sensitivity out of fold; the morphology of an
+    S beat, its ectopic P wave, is still there in the copy.) A V or F beat keeps its label and its
+    prematurity (the interval before it is the episode's draw times the original interval
+    over the original 10-beat mean). Outside the episodes the original intervals are kept,
+    so the copy has AF onsets and offsets too. The RR features are recomputed from the new
+    times; the morphology columns are the original's.
+
+    Parameters
+    ----------
+    rec : RecordBeats
+        A training record (``sample_idx`` at ``fs``).
+    fs : float
+        Sampling rate of ``rec.sample_idx`` in Hz.
+    settings : FeatureSettings
+        The feature settings ``rec.x`` was built with.
+    rng : numpy.random.Generator
+    af_share : float
+        Expected share of the copy's beats inside AF episodes (0 < af_share < 1).
+    episode_beats : (int, int)
+        Range of episode lengths in beats (uniform); the sinus gaps between episodes are
+        drawn from the same range scaled by ``(1 - af_share) / af_share``.
+
+    Returns
+    -------
+    RecordBeats
+        The copy, named ``<record_id>~af``.
+    """
+    if not 0 < af_share < 1:
+        raise ValueError(f"af_share must be in (0, 1), got {af_share}")
+    n = len(rec)
+    if n < 3:
+        return rec
+    rr = np.diff(np.asarray(rec.sample_idx, np.float64)) / fs  # rr[k-1]: beat k-1 -> k
+    lo, hi = episode_beats
+    in_af = np.zeros(n, bool)
+    pos = int(rng.integers(0, hi))  # random phase: the record may start inside a gap
+    gap_scale = (1.0 - af_share) / af_share
+    while pos < n:
+        length = int(rng.integers(lo, hi + 1))
+        in_af[pos : pos + length] = True
+        pos += length + int(gap_scale * rng.integers(lo, hi + 1))
+    new_rr = rr.copy()
+    median = float(np.median(rr))
+    labels = rec.labels.copy()
+    ratio = rr / np.maximum(_causal_mean(rr, 10), 1e-6)
+    ventricular = np.isin(labels, _VENTRICULAR)
+    starts = np.flatnonzero(in_af & ~np.concatenate([[False], in_af[:-1]]))
+    for s in starts:
+        e = s + int(np.argmin(in_af[s:])) if not in_af[s:].all() else n
+        m = median * rng.uniform(0.55, 1.0)
+        sigma = rng.uniform(0.1, 0.3)
+        k = np.arange(max(s, 1), e)  # beats whose preceding interval is redrawn
+        draw = m * np.exp(sigma * rng.standard_normal(k.size))
+        v = ventricular[k]
+        draw[v] *= np.clip(ratio[k[v] - 1], 0.3, 1.5)
+        new_rr[k - 1] = draw
+        supra = labels[s:e]
+        supra[(supra == _S) | (supra == _N)] = SUPRAVENTRICULAR_LABEL
+    t = np.concatenate([[0.0], np.cumsum(np.clip(new_rr, _RR_MIN_S, _RR_MAX_S))])
+    idx = np.round(t * fs).astype(np.int64) + int(rec.sample_idx[0])
+    x = rec.x.copy()
+    x[:, -N_RR_FEATURES:] = rr_features(idx, fs, settings)
+    return RecordBeats(f"{rec.record_id}~af", x, labels, idx, rec.signal_ok)
 
 
 @dataclass

@@ -24,11 +24,13 @@ from vitalgru.data.arrhythmia_dataset import (
     LOOKAHEAD_BEATS,
     N_RR_FEATURES,
     RR_FEATURES,
+    SUPRAVENTRICULAR_LABEL,
     BeatDataset,
     BeatSequenceDataset,
     FeatureSettings,
     RecordBeats,
     collate_beat_sequences,
+    simulated_af_record,
 )
 from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank
 from vitalgru.io import open_database
@@ -38,6 +40,9 @@ from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_trainin
 from vitalgru.training.parallel import run_fits
 
 logger = logging.getLogger(__name__)
+
+# Classes a SUPRAVENTRICULAR_LABEL beat may take (N first: its weight is used).
+_SUPRA_CLASSES = [CLASS_NAMES.index("N"), CLASS_NAMES.index("S")]
 
 
 def feature_settings(cfg: ArrhythmiaTrainConfig) -> FeatureSettings:
@@ -87,22 +92,35 @@ def sequence_loss(
 ) -> torch.Tensor:
     """Weighted per-beat loss over ``(B, T, K)`` logits and ``(B, T)`` labels; beats
     labelled :data:`IGNORE_LABEL` (padding) do not count. Normalised by the summed
-    weight of the counted beats."""
+    weight of the counted beats.
+
+    A beat labelled :data:`SUPRAVENTRICULAR_LABEL` ("N or S") costs ``-log(p_N + p_S)``
+    with N's weight (no focal term or smoothing): any split between N and S is right."""
+    if loss not in ("ce", "focal"):
+        raise ValueError(f"loss must be 'ce' or 'focal', got {loss!r}")
     flat = logits.reshape(-1, logits.shape[-1])
     y = labels.reshape(-1)
-    keep = y != IGNORE_LABEL
-    flat, y = flat[keep], y[keep]
-    if y.numel() == 0:
-        return logits.sum() * 0.0
-    w = weights[y]
-    ce = F.cross_entropy(flat, y, reduction="none", label_smoothing=label_smoothing)
-    if loss == "focal":
-        # Focal loss (Lin et al. 2017): down-weight beats already classified well.
-        pt = torch.exp(-F.cross_entropy(flat, y, reduction="none"))
-        ce = ce * (1.0 - pt) ** gamma
-    elif loss != "ce":
-        raise ValueError(f"loss must be 'ce' or 'focal', got {loss!r}")
-    return (w * ce).sum() / w.sum()
+    supra = y == SUPRAVENTRICULAR_LABEL
+    keep = (y >= 0) & (y != IGNORE_LABEL)
+    total = logits.sum() * 0.0
+    weight = total
+    if keep.any():
+        fk, yk = flat[keep], y[keep]
+        w = weights[yk]
+        ce = F.cross_entropy(fk, yk, reduction="none", label_smoothing=label_smoothing)
+        if loss == "focal":
+            # Focal loss (Lin et al. 2017): down-weight beats already classified well.
+            pt = torch.exp(-F.cross_entropy(fk, yk, reduction="none"))
+            ce = ce * (1.0 - pt) ** gamma
+        total, weight = total + (w * ce).sum(), weight + w.sum()
+    if supra.any():
+        fs = flat[supra]
+        nll = torch.logsumexp(fs, dim=1) - torch.logsumexp(fs[:, _SUPRA_CLASSES], dim=1)
+        w_n = weights[_SUPRA_CLASSES[0]]
+        total, weight = total + w_n * nll.sum(), weight + w_n * nll.numel()
+    if not keep.any() and not supra.any():
+        return total
+    return total / weight
 
 
 @torch.no_grad()
@@ -281,6 +299,19 @@ def _train_class_weights(
     return w
 
 
+def with_simulated_af(
+    cfg: ArrhythmiaTrainConfig, train_recs: Sequence[RecordBeats], fs: float, seed: int
+) -> list[RecordBeats]:
+    """``train_recs`` plus a simulated-AF copy of each (:func:`simulated_af_record`) when
+    ``cfg.simulated_af`` > 0; the copies depend on ``seed`` and the records alone."""
+    out = list(train_recs)
+    if cfg.simulated_af > 0:
+        rng = np.random.default_rng([seed, 7919])
+        settings = feature_settings(cfg)
+        out += [simulated_af_record(r, fs, settings, rng, cfg.simulated_af) for r in train_recs]
+    return out
+
+
 def _fit_settings(cfg: ArrhythmiaTrainConfig, max_minutes: float) -> FitSettings:
     return FitSettings(
         max_epochs=cfg.max_epochs,
@@ -351,7 +382,14 @@ def train_arrhythmia(
         fit_settings = _fit_settings(cfg, cfg.max_minutes)
         noise = noise_bank(cfg, dataset)
         model, result = _fit_once(
-            cfg, train_recs, val_recs, n_samples, weights, fit_settings, callbacks, noise
+            cfg,
+            with_simulated_af(cfg, train_recs, dataset.fs, cfg.seed),
+            val_recs,
+            n_samples,
+            weights,
+            fit_settings,
+            callbacks,
+            noise,
         )
         val_metrics = {
             **{f"val_ungated_{k[4:]}": v
@@ -373,7 +411,7 @@ def train_arrhythmia(
                     "max_minutes": max(0.5, cfg.max_minutes - used),
                 }
             )
-            all_recs = train_recs + val_recs
+            all_recs = with_simulated_af(cfg, train_recs + val_recs, dataset.fs, cfg.seed)
             model, _ = _fit_once(cfg, all_recs, [], n_samples, weights, refit, callbacks, noise)
             model.rhythm_gate, model.quality_gate = gate, quality_gate
     elapsed = time.perf_counter() - t0
@@ -568,6 +606,7 @@ class _CvData:
     cfg: ArrhythmiaTrainConfig
     records: list[RecordBeats]
     n_samples: int
+    fs: float
     noise: NoiseBank | None = None
 
 
@@ -595,7 +634,7 @@ def _fit_cv_member(
         weights = _train_class_weights(cfg, train_recs)
         net, res = _fit_once(
             cfg.model_copy(update={"seed": task.seed}),
-            train_recs,
+            with_simulated_af(cfg, train_recs, data.fs, task.seed),
             val_recs,
             data.n_samples,
             weights,
@@ -637,7 +676,9 @@ def _train_cv_ensemble(
             for i, held in enumerate(folds)
             for j in range(n_seeds)
         ]
-        data = _CvData(cfg, recs, int(dataset.windows.shape[1]), noise_bank(cfg, dataset))
+        data = _CvData(
+            cfg, recs, int(dataset.windows.shape[1]), dataset.fs, noise_bank(cfg, dataset)
+        )
         done = run_fits(_fit_cv_member, data, tasks, cfg.workers, callbacks)
         nets = [net for net, _, _ in done]
         fits = [res for _, res, _ in done]

@@ -12,6 +12,7 @@ from vitalgru.data.arrhythmia_dataset import (
     IGNORE_LABEL,
     N_RR_FEATURES,
     RR_FEATURES,
+    SUPRAVENTRICULAR_LABEL,
     BeatSequenceDataset,
     FeatureSettings,
     RecordBeats,
@@ -20,6 +21,7 @@ from vitalgru.data.arrhythmia_dataset import (
     rhythm_features,
     rr_features,
     running_median_template,
+    simulated_af_record,
 )
 
 
@@ -141,3 +143,66 @@ class TestRhythmFeatures:
         np.testing.assert_array_equal(part, full[:, :-2])
         with pytest.raises(ValueError, match="unknown RR feature"):
             beat_features(w, idx, 360.0, FeatureSettings(), ["no_such_feature"])
+
+
+class TestSimulatedAF:
+    """A DS1 record re-timed into atrial fibrillation episodes, for training."""
+
+    def _record(self, n: int = 1500) -> RecordBeats:
+        # sinus rhythm at 0.8 s with an S beat (premature) every 10th and a V every 25th beat
+        w, _ = _beats(n)
+        rr = np.full(n - 1, 0.8)
+        labels = np.zeros(n, np.int64)
+        labels[::10] = 1
+        labels[::25] = 2
+        rr[np.flatnonzero(labels[1:] > 0)] = 0.5  # interval before each ectopic beat
+        idx = 1000 + np.concatenate([[0], np.cumsum(np.round(rr * 360.0).astype(np.int64))])
+        x = beat_features(w, idx, 360.0, FeatureSettings())
+        return RecordBeats("r1", x, labels, idx, np.ones(n, bool))
+
+    def test_keeps_morphology_and_ventricular_labels_and_merges_n_and_s_in_episodes(self) -> None:
+        rec = self._record()
+        sim = simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(0), 0.5)
+        m = rec.x.shape[1] - N_RR_FEATURES
+        np.testing.assert_array_equal(sim.x[:, :m], rec.x[:, :m])
+        assert sim.record_id == "r1~af" and len(sim) == len(rec)
+        assert np.all(np.diff(sim.sample_idx) > 0)
+        np.testing.assert_array_equal(sim.labels == 2, rec.labels == 2)
+        np.testing.assert_array_equal(
+            sim.x[:, m:], rr_features(sim.sample_idx, 360.0, FeatureSettings())
+        )
+        # the S beats that stayed S kept their original (sinus-context) timing
+        supra = sim.labels == SUPRAVENTRICULAR_LABEL
+        moved = (rec.labels == 1) & supra
+        kept = (rec.labels == 1) & (sim.labels == 1)
+        np.testing.assert_array_equal(moved | kept, rec.labels == 1)
+        np.testing.assert_array_equal(
+            supra, np.isin(rec.labels, [0, 1]) & (sim.labels != rec.labels)
+        )
+        assert 0.3 < supra.mean() < 0.7  # af_share 0.5 of the beats
+        assert 0.2 < moved.mean() / (rec.labels == 1).mean() < 0.8 and kept.any()
+        d_rec, d_sim = np.diff(rec.sample_idx), np.diff(sim.sample_idx)
+        k = np.flatnonzero(kept)
+        k = k[k > 0]
+        np.testing.assert_array_equal(d_sim[k - 1], d_rec[k - 1])
+
+    def test_episodes_look_like_af_to_the_rhythm_features(self) -> None:
+        rec = self._record()
+        sim = simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(1), 0.5)
+        ent = RR_FEATURES.index("rhythm_rr_entropy") - N_RR_FEATURES
+        nrm = RR_FEATURES.index("rhythm_rr_nrmssd") - N_RR_FEATURES
+        # inside the episodes (where N and S are merged) the window is AF
+        moved = np.flatnonzero((rec.labels == 1) & (sim.labels == SUPRAVENTRICULAR_LABEL))
+        deep = moved[(moved > 100)]
+        assert np.median(sim.x[deep, ent]) > 0.8 and np.median(sim.x[deep, nrm]) > 0.1
+        # the original rhythm with its regular ectopy is not
+        assert np.median(rec.x[100:, ent]) < 0.5
+
+    def test_reproducible_and_validated(self) -> None:
+        rec = self._record(400)
+        a = simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(5))
+        b = simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(5))
+        np.testing.assert_array_equal(a.sample_idx, b.sample_idx)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        with pytest.raises(ValueError, match="af_share"):
+            simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(5), 1.0)

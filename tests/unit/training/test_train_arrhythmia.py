@@ -34,6 +34,7 @@ from vitalgru.training.arrhythmia import (
     record_folds,
     sequence_loss,
     train_arrhythmia,
+    with_simulated_af,
 )
 
 TRAIN = ("106", "119")  # DS1 records rich in V beats
@@ -130,6 +131,20 @@ class TestTrainArrhythmia:
             torch.testing.assert_close(b[k], c[k])
         with pytest.raises(ValueError, match="low <= high"):
             _cfg(noise_snr_db=(12.0, 0.0))
+
+    def test_simulated_af_reaches_training_and_is_seeded(self, tiny_dataset: BeatDataset) -> None:
+        cfg = _cfg(max_epochs=1, min_epochs=1, sequences_per_epoch=16)
+        train = tiny_dataset.records(list(TRAIN), feature_settings(cfg))
+        recs = with_simulated_af(cfg.model_copy(update={"simulated_af": 0.5}), train, 360.0, 0)
+        assert [r.record_id for r in recs] == ["106", "119", "106~af", "119~af"]
+        assert with_simulated_af(cfg, train, 360.0, 0) == train  # off by default
+        af = cfg.model_copy(update={"simulated_af": 0.5})
+        a = train_arrhythmia(tiny_dataset, cfg).model.state_dict()
+        b = train_arrhythmia(tiny_dataset, af).model.state_dict()
+        c = train_arrhythmia(tiny_dataset, af).model.state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a)
+        for k in b:
+            torch.testing.assert_close(b[k], c[k])
 
     def test_rejects_validation_outside_ds1(self, tiny_dataset: BeatDataset) -> None:
         with pytest.raises(ValueError, match="not DS1"):
@@ -321,6 +336,23 @@ class TestLoss:
         assert float(focal) == pytest.approx(np.log(5) * 0.8**2, rel=1e-6)
         with pytest.raises(ValueError, match="loss"):
             sequence_loss(logits, labels, w, loss="hinge")
+
+    def test_n_or_s_beats_cost_the_summed_probability(self) -> None:
+        w = torch.tensor([1.0, 4.0, 9.0, 1.0, 1.0])
+        # "N or S" (-2) costs -log(p_N + p_S) at N's weight: log(5/2) on uniform logits
+        uniform = sequence_loss(torch.zeros(1, 2, 5), torch.tensor([[-2, -100]]), w)
+        assert float(uniform) == pytest.approx(np.log(2.5), rel=1e-6)
+        # any split between N and S is right; V is not
+        logits = torch.tensor([[[0.0, 8.0, -8.0, -8.0, -8.0], [-8.0, -8.0, 8.0, -8.0, -8.0]]])
+        right = sequence_loss(logits[:, :1], torch.tensor([[-2]]), w)
+        wrong = sequence_loss(logits[:, 1:], torch.tensor([[-2]]), w)
+        assert float(right) < 0.01 and float(wrong) > 10
+        # mixed with ordinary beats: one weighted mean over both kinds
+        mixed = sequence_loss(logits, torch.tensor([[-2, 2]]), w)
+        expected = (
+            1.0 * float(right) + 9.0 * float(sequence_loss(logits[:, 1:], torch.tensor([[2]]), w))
+        ) / 10.0
+        assert float(mixed) == pytest.approx(expected, rel=1e-5)
 
 
 class TestRateAugmentation:
