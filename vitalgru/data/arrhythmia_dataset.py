@@ -400,12 +400,12 @@ def simulated_af_record(
     N and S beats become :data:`SUPRAVENTRICULAR_LABEL` ("N or S"): the copy teaches
     ventricular against supraventricular beats in an irregular rhythm, and nothing about N
     against S. (Labelling them N, MIT-BIH's convention in AF, taught the network that
-    premature beats are N and cost half the S sensitivity out of fold; the morphology of an
-    S beat, its ectopic P wave, is still there in the copy.) A V or F beat keeps its label and its
-    prematurity (the interval before it is the episode's draw times the original interval
-    over the original 10-beat mean). Outside the episodes the original intervals are kept,
-    so the copy has AF onsets and offsets too. The RR features are recomputed from the new
-    times; the morphology columns are the original's.
+    premature beats are N and cost half the S sensitivity out of fold; the morphology of
+    an S beat, its ectopic P wave, is still there in the copy.) A V or F beat keeps its
+    label and its prematurity (the interval before it is the episode's draw times the
+    original interval over the original 10-beat mean). Outside the episodes the original
+    intervals are kept, so the copy has AF onsets and offsets too. The RR features are
+    recomputed from the new times; the morphology columns are the original's.
 
     Parameters
     ----------

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 
 from vitalgru.config import ArrhythmiaTrainConfig
 from vitalgru.data.arrhythmia_dataset import (
-    IGNORE_LABEL,
     LOOKAHEAD_BEATS,
     N_RR_FEATURES,
     RR_FEATURES,
@@ -101,8 +100,10 @@ def sequence_loss(
     flat = logits.reshape(-1, logits.shape[-1])
     y = labels.reshape(-1)
     supra = y == SUPRAVENTRICULAR_LABEL
-    keep = (y >= 0) & (y != IGNORE_LABEL)
+    keep = y >= 0  # a class index (IGNORE_LABEL and SUPRAVENTRICULAR_LABEL are negative)
     total = logits.sum() * 0.0
+    if not (keep.any() or supra.any()):
+        return total
     weight = total
     if keep.any():
         fk, yk = flat[keep], y[keep]
@@ -118,8 +119,6 @@ def sequence_loss(
         nll = torch.logsumexp(fs, dim=1) - torch.logsumexp(fs[:, _SUPRA_CLASSES], dim=1)
         w_n = weights[_SUPRA_CLASSES[0]]
         total, weight = total + w_n * nll.sum(), weight + w_n * nll.numel()
-    if not keep.any() and not supra.any():
-        return total
     return total / weight
 
 
