@@ -374,8 +374,8 @@ class RecordBeats:
         return int(self.labels.shape[0])
 
 
-#: AAMI class indices the simulation reads (order of ``AAMI_CLASSES``).
-_N, _S = AAMI_CLASSES.index("N"), AAMI_CLASSES.index("S")
+#: Class indices a :data:`SUPRAVENTRICULAR_LABEL` beat may take (N first).
+SUPRAVENTRICULAR_CLASSES: tuple[int, int] = (AAMI_CLASSES.index("N"), AAMI_CLASSES.index("S"))
 _VENTRICULAR = [AAMI_CLASSES.index(c) for c in ("V", "F")]
 
 
@@ -430,8 +430,8 @@ def simulated_af_record(
     if not 0 < af_share < 1:
         raise ValueError(f"af_share must be in (0, 1), got {af_share}")
     n = len(rec)
-    if n < 3:
-        return rec
+    if n < 3:  # no rhythm to redraw: an unchanged copy
+        return RecordBeats(f"{rec.record_id}~af", rec.x, rec.labels, rec.sample_idx, rec.signal_ok)
     rr = np.diff(np.asarray(rec.sample_idx, np.float64)) / fs  # rr[k-1]: beat k-1 -> k
     lo, hi = episode_beats
     in_af = np.zeros(n, bool)
@@ -457,7 +457,7 @@ def simulated_af_record(
         draw[v] *= np.clip(ratio[k[v] - 1], 0.3, 1.5)
         new_rr[k - 1] = draw
         supra = labels[s:e]
-        supra[(supra == _S) | (supra == _N)] = SUPRAVENTRICULAR_LABEL
+        supra[np.isin(supra, SUPRAVENTRICULAR_CLASSES)] = SUPRAVENTRICULAR_LABEL
     t = np.concatenate([[0.0], np.cumsum(np.clip(new_rr, _RR_MIN_S, _RR_MAX_S))])
     idx = np.round(t * fs).astype(np.int64) + int(rec.sample_idx[0])
     x = rec.x.copy()

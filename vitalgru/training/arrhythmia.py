@@ -23,6 +23,7 @@ from vitalgru.data.arrhythmia_dataset import (
     LOOKAHEAD_BEATS,
     N_RR_FEATURES,
     RR_FEATURES,
+    SUPRAVENTRICULAR_CLASSES,
     SUPRAVENTRICULAR_LABEL,
     BeatDataset,
     BeatSequenceDataset,
@@ -39,9 +40,6 @@ from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_trainin
 from vitalgru.training.parallel import run_fits
 
 logger = logging.getLogger(__name__)
-
-# Classes a SUPRAVENTRICULAR_LABEL beat may take (N first: its weight is used).
-_SUPRA_CLASSES = [CLASS_NAMES.index("N"), CLASS_NAMES.index("S")]
 
 
 def feature_settings(cfg: ArrhythmiaTrainConfig) -> FeatureSettings:
@@ -116,8 +114,10 @@ def sequence_loss(
         total, weight = total + (w * ce).sum(), weight + w.sum()
     if supra.any():
         fs = flat[supra]
-        nll = torch.logsumexp(fs, dim=1) - torch.logsumexp(fs[:, _SUPRA_CLASSES], dim=1)
-        w_n = weights[_SUPRA_CLASSES[0]]
+        nll = torch.logsumexp(fs, dim=1) - torch.logsumexp(
+            fs[:, list(SUPRAVENTRICULAR_CLASSES)], dim=1
+        )
+        w_n = weights[SUPRAVENTRICULAR_CLASSES[0]]  # N's weight
         total, weight = total + w_n * nll.sum(), weight + w_n * nll.numel()
     return total / weight
 
