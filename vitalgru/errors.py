@@ -22,6 +22,19 @@ class RecordError(VitalgruError, ValueError):
         super().__init__(f"{self.path}: {message}")
 
 
+class SignalError(VitalgruError, ValueError):
+    """A record was read, but the signal it would be scored on holds no ECG (the lead is
+    missing, flat, clipped or off throughout). Names the record and the lead.
+
+    ``reason`` is a short machine-readable code that ends up in ``attrition.csv``.
+    """
+
+    def __init__(self, record: str, message: str, reason: str = "unusable_lead") -> None:
+        self.record = record
+        self.reason = reason
+        super().__init__(f"record {record}: {message}")
+
+
 class ChecksumError(VitalgruError, ValueError):
     """A file's SHA-256 differs from the one its database publishes."""
 

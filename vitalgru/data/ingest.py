@@ -47,9 +47,10 @@ from vitalgru.config import ArrhythmiaDataConfig, FilterConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
-from vitalgru.dsp.quality import ecg_quality, ecg_quality_trailing
+from vitalgru.dsp.quality import QualityResult, ecg_quality, ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
+from vitalgru.errors import SignalError
 from vitalgru.io.ingest import write_attrition
 from vitalgru.metrics.detection import (
     MATCH_WINDOW_S,
@@ -122,6 +123,34 @@ def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
     )
 
 
+# Quality flags that mean "no ECG here at all" (as against "ECG, but noisy").
+_HARD_FLAGS = ("nonfinite", "flat", "clipped", "lead_off")
+
+
+def _check_some_ecg(record: Record, col: int, q: QualityResult) -> None:
+    """Raise :class:`SignalError` when every quality window of lead ``col`` has a hard
+    flag: such a record has no signal to score, and scoring it would report labels drawn
+    from RR timing alone as if the ECG had been read."""
+    hard = np.zeros(q.n_windows, dtype=bool)
+    for k in _HARD_FLAGS:
+        hard |= getattr(q, k)
+    if q.n_windows == 0 or not hard.all():
+        return
+    flags = ", ".join(f"{k} {int(getattr(q, k).sum())}" for k in _HARD_FLAGS if getattr(q, k).any())
+    others = [c for i, c in enumerate(record.channels) if i != col]
+    hint = (
+        f"; its other leads are {', '.join(others)}: if one of those is usable, choose it "
+        "with the config's arrhythmia windows.lead"
+        if others
+        else ""
+    )
+    raise SignalError(
+        record.record_id,
+        f"lead {record.channels[col]} holds no ECG: all {q.n_windows} quality windows are "
+        f"rejected ({flags}){hint}",
+    )
+
+
 def process_record(
     record: Record, ann: Annotations, cfg: ArrhythmiaDataConfig, split: str
 ) -> RecordBeats:
@@ -144,15 +173,19 @@ def process_record(
 
     Raises
     ------
+    SignalError
+        The lead holds no ECG: all NaN, or every quality window is flat, clipped, off or
+        non-finite (a ``ValueError``; its ``reason`` is ``"unusable_lead"``). Windows that
+        are only noisy do not count: a noisy record is still scored, its beats flagged.
     ValueError
-        The record has fewer than two beats, or its lead is entirely missing.
+        The record has fewer than two beats.
     """
     w = cfg.windows
     f = cfg.filters
     col = select_lead(record, w.lead, w.fallback_lead)
     lead_raw = record.signal[:, col].astype(np.float64)
     if not np.isfinite(lead_raw).any():
-        raise ValueError(f"record {record.record_id}: lead {record.channels[col]} is all NaN")
+        raise SignalError(record.record_id, f"lead {record.channels[col]} is all NaN")
     filled, nan_mask = interpolate_nonfinite(lead_raw)
 
     keep = is_beat(ann.symbol)
@@ -174,6 +207,7 @@ def process_record(
     vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, filled.size)
     rpeak_counts = detection_counts(ref_src, det, record.fs, MATCH_WINDOW_S, exclude=vf)
     q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
+    _check_some_ecg(record, col, q)
     win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
     quality_ok = q.usable[win_of_beat]
     live = ecg_quality_trailing(

@@ -289,6 +289,27 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
                 f"| {rid} | {r['n_beats']} | {_fmt(r['accuracy'])} | {_fmt(cl['S']['se'])} | "
                 f"{_fmt(cl['S']['ppv'])} | {_fmt(cl['V']['se'])} | {_fmt(cl['V']['ppv'])} |"
             )
+    flagged = {
+        rid: r["signal"]
+        for rid, r in (recs or {}).items()
+        if r.get("signal") and r["signal"].get("quality_rejected_windows")
+    }
+    if flagged:
+        lines += [
+            "",
+            f"Signal quality ({len(flagged)} records with rejected windows; their beats are "
+            "scored, and V calls in rejected signal pass through the quality gate):",
+            "",
+            "| record | lead | rejected windows | beats in rejected signal % | flags |",
+            "|---|---|---:|---:|---|",
+        ]
+        for rid, q in flagged.items():
+            flags = ", ".join(f"{k} {v}" for k, v in q.get("quality_flags", {}).items() if v)
+            lines.append(
+                f"| {rid} | {q.get('lead')} | {q['quality_rejected_windows']} of "
+                f"{q.get('quality_windows')} | {_fmt(q.get('beats_in_rejected_signal_fraction'))} "
+                f"| {flags} |"
+            )
     excluded = report.get("excluded")
     if excluded:
         lines += [

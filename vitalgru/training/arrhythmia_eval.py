@@ -60,6 +60,28 @@ def feature_settings_from_preprocessing(preprocessing: Mapping[str, Any]) -> Fea
     return FeatureSettings(**{k: int(norm[k]) for k in keys if k in norm})
 
 
+def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reader of a record's scores must know about the signal behind them.
+
+    From the facts :func:`vitalgru.data.ingest.process_record` records: the lead scored,
+    the source sampling rate, the quality windows rejected (and by which flag), and the
+    beats that fell in signal the live quality check rejected (their V calls pass through
+    the model's quality gate).
+    """
+    n_beats = int(facts.get("n_beats", 0))
+    bad = int(facts.get("signal_bad_beats", 0))
+    return {
+        "lead": facts.get("lead"),
+        "fs_source": facts.get("fs_source"),
+        "quality_windows": int(facts.get("quality_windows", 0)),
+        "quality_rejected_windows": int(facts.get("quality_flagged_windows", 0)),
+        "quality_flags": dict(facts.get("quality_flag_counts", {})),
+        "beats_in_rejected_signal": bad,
+        "beats_in_rejected_signal_fraction": bad / n_beats if n_beats else None,
+        "nan_samples": int(facts.get("nan_samples", 0)),
+    }
+
+
 @dataclass
 class DatabaseScores:
     """Per-beat results of scoring records."""
@@ -74,9 +96,12 @@ class DatabaseScores:
     excluded: list[AttritionEntry] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
-        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too, and
-        ``excluded``: ``{record: {"stage", "reason", "detail"}}`` of those not scored."""
+        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too (each
+        with its ``signal``: :func:`signal_summary`), and ``excluded``: ``{record:
+        {"stage", "reason", "detail"}}`` of those not scored."""
         rep = aami_report(self.y_true, self.y_pred, self.record_ids)
+        for rid, r in rep.get("records", {}).items():
+            r["signal"] = signal_summary(self.facts.get(rid, {}))
         rep["excluded"] = {
             e.item: {k: v for k, v in asdict(e).items() if k not in ("database", "item")}
             for e in self.excluded

@@ -22,14 +22,19 @@ SECONDS = 40
 PREPROCESSING = {"fs": 360.0, "lead": "MLII", "window": {"before_s": 0.25, "after_s": 0.45}}
 
 
-def _write(src: Path, name: str, out: Path, beats: int | None = None) -> None:
+def _write(
+    src: Path, name: str, out: Path, beats: int | None = None, flat_mlii_s: float = 0.0
+) -> None:
     """The first SECONDS of MIT-BIH record 100 as record ``name`` in ``out`` (its first
-    ``beats`` annotations only, when given)."""
+    ``beats`` annotations only, when given; MLII held at 0 mV for its first
+    ``flat_mlii_s`` seconds, as a lead that came off)."""
     n = int(SECONDS * 360)
     rec = wfdb.rdrecord(str(src / "100"), sampto=n)
     ann = wfdb.rdann(str(src / "100"), "atr", sampto=n)
+    sig = rec.p_signal.copy()
+    sig[: int(flat_mlii_s * 360), rec.sig_name.index("MLII")] = 0.0
     wfdb.wrsamp(
-        name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=rec.p_signal,
+        name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=sig,
         fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(out),
     )  # fmt: skip
     keep = slice(None) if beats is None else slice(0, beats)
@@ -45,6 +50,8 @@ def folder(mitdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("good", "cut", "nofs"):
         _write(mitdb_dir, name, out)
     _write(mitdb_dir, "onebeat", out, beats=1)
+    _write(mitdb_dir, "flat", out, flat_mlii_s=SECONDS)  # MLII off throughout
+    _write(mitdb_dir, "halfflat", out, flat_mlii_s=SECONDS / 2)  # off for the first half
     dat = out / "cut.dat"
     dat.write_bytes(dat.read_bytes()[:5000])  # an interrupted download
     hea = out / "nofs.hea"
@@ -88,3 +95,26 @@ def test_nothing_scorable_is_one_clear_error(folder: Path, model: ArrhythmiaGRU)
     db = open_database(str(folder), PhysioNetConfig())
     with pytest.raises(RecordError, match="no record could be scored: cut: .*; nofs: "):
         score_database(model, PREPROCESSING, db, ["cut", "nofs"])
+
+
+def test_a_lead_without_ecg_is_left_out_and_a_partly_bad_one_is_flagged(
+    folder: Path, model: ArrhythmiaGRU
+) -> None:
+    db = open_database(str(folder), PhysioNetConfig())
+    report = score_database(model, PREPROCESSING, db, ["flat", "good", "halfflat"]).report()
+    # MLII flat for the whole record: no ECG to score, and the message names the way out
+    assert list(report["excluded"]) == ["flat"]
+    e = report["excluded"]["flat"]
+    assert (e["stage"], e["reason"]) == ("process", "unusable_lead")
+    assert "lead MLII holds no ECG" in e["detail"] and "other leads are V5" in e["detail"]
+    # flat for half of it: scored, and the report says how much of it rests on bad signal
+    assert list(report["records"]) == ["good", "halfflat"]
+    good, half = report["records"]["good"]["signal"], report["records"]["halfflat"]["signal"]
+    assert good["lead"] == half["lead"] == "MLII" and good["fs_source"] == 360.0
+    assert good["quality_rejected_windows"] == 0 and good["beats_in_rejected_signal"] == 0
+    assert half["quality_flags"]["flat"] >= 1
+    assert 0 < half["quality_rejected_windows"] < half["quality_windows"]
+    assert 0.2 < half["beats_in_rejected_signal_fraction"] < 0.8
+    md = report_markdown(report)
+    assert "Signal quality (1 records with rejected windows" in md
+    assert "| halfflat | MLII |" in md and "| good | MLII |" not in md
