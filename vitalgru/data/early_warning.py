@@ -28,6 +28,7 @@ from vitalgru.dsp.vitals import (
     vitals_plausibility,
     vitals_time_since_observed,
 )
+from vitalgru.errors import RecordError
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PsvCohort, read_psv_folder
 from vitalgru.types import AttritionEntry
@@ -140,9 +141,32 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
 def build_cohort(
     folder: str | Path, *, cache_dir: str | Path | None = None, limit: int | None = None
 ) -> EarlyWarningCohort:
-    """Read (with the parquet cache) and clean a Challenge-2019 folder."""
+    """Read (with the parquet cache) and clean a Challenge-2019 folder.
+
+    Malformed files go to the cohort's attrition and the rest are read.
+
+    Raises
+    ------
+    RecordError
+        Not one patient file could be read (reason ``no_usable_patient``); the message
+        names the first files left out and why.
+    """
     psv = read_psv_folder(folder, on_error="skip", cache_dir=cache_dir, limit=limit)
-    return clean_cohort(psv, source=str(folder))
+    cohort = clean_cohort(psv, source=str(folder))
+    if cohort.n_patients == 0:
+        shown = "; ".join(e.detail for e in cohort.attrition[:_SHOWN_EXCLUDED])
+        more = len(cohort.attrition) - _SHOWN_EXCLUDED
+        raise RecordError(
+            folder,
+            f"no patient could be read: all {psv.source_files} .psv files were left out "
+            f"({shown}{f'; and {more} more' if more > 0 else ''})",
+            reason="no_usable_patient",
+        )
+    return cohort
+
+
+# How many excluded files the "no patient could be read" message names.
+_SHOWN_EXCLUDED = 5
 
 
 def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:

@@ -16,6 +16,7 @@ from vitalgru.data.early_warning import (
     patient_folds,
     write_dataset,
 )
+from vitalgru.errors import RecordError
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,16 @@ class TestDataset:
         write_dataset(c, np.zeros(1, np.int64), tmp_path / "ds")
         back, _, manifest = load_dataset(tmp_path / "ds")
         assert manifest["non_numeric_values"] == back.non_numeric_counts == {"hr_bpm": 1}
+
+    def test_a_folder_with_no_readable_patient_is_one_clear_error(self, tmp_path: Path):
+        for i in range(7):
+            (tmp_path / f"p90000{i}.psv").write_text("")  # empty files
+        (tmp_path / "p900007.psv").write_text("HR|O2Sat\n80|97\n")  # a broken header
+        with pytest.raises(RecordError, match="no patient could be read: all 8 .psv files") as e:
+            build_cohort(tmp_path)
+        assert e.value.reason == "no_usable_patient"
+        msg = str(e.value)
+        assert "p900000.psv: file is empty" in msg and msg.endswith("; and 3 more)")
 
     def test_not_a_dataset(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError, match="not an early-warning dataset"):
