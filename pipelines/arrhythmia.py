@@ -32,7 +32,7 @@ from vitalgru.training.arrhythmia import (
     predict_records,
     train_arrhythmia,
 )
-from vitalgru.training.arrhythmia_eval import score_database
+from vitalgru.training.arrhythmia_eval import score_database, signal_summary
 from vitalgru.training.loop import Callback, TqdmProgress
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         p = np.concatenate([q.argmax(axis=1) for q in probs])
         rid = np.concatenate([np.full(len(r), r.record_id) for r in recs])
         report = aami_report(y, p, rid)
+        for r_id, r in report["records"].items():  # the same signal facts evaluate reports
+            r["signal"] = signal_summary(ds.manifest.get("records", {}).get(r_id, {}))
         metrics = _flat_metrics(report, "test")
         metrics.update({k: v for k, v in res.val_metrics.items() if v == v})
         metrics["train_seconds"] = res.train_seconds

@@ -78,6 +78,11 @@ class TestTrainArrhythmiaFlow:
         # the same model on the same record through the database path gives the same
         # beats and the same predictions as the flow's DS2 evaluation
         assert ev["confusion_matrix"] == report["confusion_matrix"]
+        # and the same account of the signal behind the scores (233 has noisy stretches)
+        sig = ev["records"]["233"]["signal"]
+        assert report["records"]["233"]["signal"] == sig
+        assert (sig["lead"], sig["fs_source"]) == ("MLII", 360.0)
+        assert 0 < sig["quality_rejected_windows"] < sig["quality_windows"]
         assert (isolated_mlflow / "eval" / "evaluation.md").exists()
 
         # Another rate and lead layout: record 233 at 250 Hz with three leads, MLII last.
@@ -90,6 +95,10 @@ class TestTrainArrhythmiaFlow:
         n360 = [ev["classes"][c]["n"] for c in "NSVFQ"]
         assert [ev250["classes"][c]["n"] for c in "NSVFQ"] == n360
         assert abs(ev250["accuracy"] - ev["accuracy"]) < 0.03
+        assert (
+            ev250["records"]["233"]["signal"]["lead"],
+            ev250["records"]["233"]["signal"]["fs_source"],
+        ) == ("MLII", 250.0)
 
 
 def _other_layout(src: Path, record: str, out: Path) -> Path:
