@@ -91,21 +91,47 @@ class RecordBeats:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+# Modified limb leads (electrodes on the torso, Mason & Likar 1966, as on Holter and monitor
+# recordings such as MIT-BIH's MLII) view the heart along nearly the same axis as the
+# standard limb lead of the same number, so a record that lacks one is read from the other:
+# a 12-lead database (INCART: I, II, ..., V6) gives an MLII model its lead II.
+_LEAD_EQUIVALENTS = {
+    "MLI": "I", "MLII": "II", "MLIII": "III", "I": "MLI", "II": "MLII", "III": "MLIII",
+}  # fmt: skip
+
+
 def select_lead(record: Record, lead: str | int, fallback: int) -> int:
-    """Column of the configured lead, by name if the record has it, else ``fallback``."""
+    """Column of the configured lead.
+
+    By name (case-insensitive) if the record has it; else its modified or standard limb
+    lead counterpart (MLII and II, ...); else column ``fallback``, with a warning, since a
+    model then reads a lead it was not trained on. An index is taken as given.
+    """
     try:
         return record.channel_index(lead)
     except ValueError:
         if isinstance(lead, int):
             raise
+    names = [c.upper() for c in record.channels]
+    twin = _LEAD_EQUIVALENTS.get(lead.upper())
+    if twin is not None and twin in names:
+        col = names.index(twin)
         logger.info(
-            "record %s has no lead %r (leads %s); using column %d",
-            record.record_id,
-            lead,
-            record.channels,
-            fallback,
-        )
-        return record.channel_index(fallback)
+            "record %s has no lead %r; using %s, its limb-lead counterpart",
+            record.record_id, lead, record.channels[col],
+        )  # fmt: skip
+        return col
+    col = record.channel_index(fallback)
+    logger.warning(
+        "record %s has no lead %r%s (leads %s); using column %d (%s) instead",
+        record.record_id,
+        lead,
+        f" nor {twin!r}" if twin is not None else "",
+        record.channels,
+        fallback,
+        record.channels[col],
+    )
+    return col
 
 
 def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""Which lead of a record the arrhythmia pipeline reads."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from vitalgru.data.ingest import select_lead
+from vitalgru.types import Record
+
+
+def _record(*leads: str) -> Record:
+    return Record(
+        "r1", "r1", np.zeros((10, len(leads)), np.float32), 360.0, leads, ("mV",) * len(leads)
+    )
+
+
+class TestSelectLead:
+    def test_by_name_in_any_case(self) -> None:
+        assert select_lead(_record("V1", "MLII"), "mlii", 0) == 1
+
+    def test_a_standard_limb_lead_stands_for_its_modified_counterpart(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        twelve = _record("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2")
+        with caplog.at_level(logging.WARNING):
+            assert select_lead(twelve, "MLII", 0) == 1  # lead II, not the fallback lead I
+        assert not caplog.records  # an expected substitution, not a warning
+        assert select_lead(_record("V1", "MLIII"), "III", 0) == 1
+
+    def test_no_counterpart_falls_back_and_warns(self, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level(logging.WARNING):
+            assert select_lead(_record("V1", "V5"), "MLII", 1) == 1
+        (rec,) = caplog.records
+        assert "no lead 'MLII' nor 'II'" in rec.getMessage() and "(V5)" in rec.getMessage()
+
+    def test_an_index_is_taken_as_given(self) -> None:
+        assert select_lead(_record("V1", "MLII"), 0, 1) == 0
+        with pytest.raises(ValueError, match="lead index 5 out of range"):
+            select_lead(_record("V1", "MLII"), 5, 0)
