@@ -149,20 +149,14 @@ def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
     )
 
 
-# Quality flags that mean "no ECG here at all" (as against "ECG, but noisy").
-_HARD_FLAGS = ("nonfinite", "flat", "clipped", "lead_off")
-
-
 def _check_some_ecg(record: Record, col: int, q: QualityResult) -> None:
     """Raise :class:`SignalError` when every quality window of lead ``col`` has a hard
     flag: such a record has no signal to score, and scoring it would report labels drawn
     from RR timing alone as if the ECG had been read."""
-    hard = np.zeros(q.n_windows, dtype=bool)
-    for k in _HARD_FLAGS:
-        hard |= getattr(q, k)
-    if q.n_windows == 0 or not hard.all():
+    if q.n_windows == 0 or not q.hard_flagged.all():
         return
-    flags = ", ".join(f"{k} {int(getattr(q, k).sum())}" for k in _HARD_FLAGS if getattr(q, k).any())
+    counts = {k: int(getattr(q, k).sum()) for k in q.HARD_FLAGS}
+    flags = ", ".join(f"{k} {n}" for k, n in counts.items() if n)
     others = [c for i, c in enumerate(record.channels) if i != col]
     hint = (
         f"; its other leads are {', '.join(others)}: if one of those is usable, choose it "

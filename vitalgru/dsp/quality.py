@@ -110,10 +110,18 @@ class QualityResult:
     bas_ratio: np.ndarray
     score: np.ndarray
 
+    #: Flags that mean no ECG was recorded at all, as against ECG buried in noise.
+    HARD_FLAGS = ("nonfinite", "flat", "clipped", "lead_off")
+
+    @property
+    def hard_flagged(self) -> np.ndarray:
+        """``(n_windows,)`` bool: a hard flag (:attr:`HARD_FLAGS`) set."""
+        return self.nonfinite | self.flat | self.clipped | self.lead_off
+
     @property
     def usable(self) -> np.ndarray:
         """``(n_windows,)`` bool: no flag set."""
-        return ~(self.nonfinite | self.flat | self.clipped | self.lead_off | self.noisy)
+        return ~(self.hard_flagged | self.noisy)
 
     @property
     def n_windows(self) -> int:

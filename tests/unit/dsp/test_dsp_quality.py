@@ -48,6 +48,8 @@ class TestSyntheticFaults:
         assert q.nonfinite[2] and q.lead_off[2] and not q.usable[2]
         assert q.lead_off[3] and not q.usable[3]
         assert q.usable[4:].all()
+        # the first four hold no usable ECG at all; noise would not be a hard flag
+        assert q.hard_flagged.tolist() == [True] * 4 + [False] * (q.n_windows - 4)
 
     def test_adc_rails(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=20.0, seed=2)
