@@ -310,7 +310,8 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     dict
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
-        missing: ``n_implausible_values``, ``n_non_numeric_values``.
+        missing: ``n_implausible_values``, ``n_non_numeric_values``. Measures that need a
+        septic patient are ``None`` when there is none (with a warning).
     """
     loaded = tracking.load_model(model_uri)
     cohort = build_cohort(data)
@@ -319,6 +320,13 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     metrics: dict[str, Any] = early_warning_metrics(cohort.labels, scores, cohort.offsets, thr)
     for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
         metrics[count] = int(metrics[count])
+    if metrics["n_septic_patients"] == 0:
+        logger.warning(
+            "no septic patient among the %d scored from %s: utility, auroc, auprc, "
+            "septic_detected_fraction and median_lead_time_h are undefined (null); the alarm "
+            "burden (alarms_per_patient_day, false_alarm_patient_fraction) is still measured",
+            metrics["n_patients"], data,
+        )  # fmt: skip
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)

@@ -6,10 +6,12 @@ malformed file."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
 from vitalgru import tracking
@@ -20,7 +22,7 @@ from vitalgru.training.early_warning import BLEND
 
 class TestTrainEarlyWarningFlow:
     def test_flow_registers_promotes_and_evaluates(
-        self, isolated_mlflow: Path, physionet_mirror: Path
+        self, isolated_mlflow: Path, physionet_mirror: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         setA = physionet_mirror / "challenge-2019" / "training_setA"
         overrides = {
@@ -91,3 +93,17 @@ class TestTrainEarlyWarningFlow:
         assert json.loads(as_file.read_text())["utility"] == ev2["utility"] == ev["utility"]
         assert (isolated_mlflow / "ew.scores.parquet").exists()
         assert (isolated_mlflow / "ew.attrition.csv").exists()
+
+        # No septic patient in the folder: what needs one is null, and a warning says why.
+        calm = isolated_mlflow / "calm"
+        calm.mkdir()
+        for name in ("p000001.psv", "p000002.psv"):  # neither turns septic
+            shutil.copy(setA / name, calm / name)
+        with caplog.at_level(logging.WARNING, logger="pipelines.early_warning"):
+            ev3 = evaluate_early_warning(
+                "models:/vitalgru-early-warning@champion", str(calm), str(calm / "out")
+            )
+        assert ev3["n_patients"] == 2 and ev3["n_septic_patients"] == 0
+        assert ev3["utility"] is None and ev3["auroc"] is None
+        assert ev3["alarms_per_patient_day"] is not None
+        assert "no septic patient among the 2 scored" in caplog.text
