@@ -27,6 +27,7 @@ from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.training.arrhythmia import (
     feature_settings,
     predict_records,
@@ -275,7 +276,7 @@ def evaluate_arrhythmia(
         "model_version", "database", "paths"}``.
     """
     cfg = load_arrhythmia_config(config_path)
-    loaded = tracking.load_model(model_uri)
+    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
     database = open_database(db, cfg.ingest.physionet)
     names = _parse_records(records, database.list_records(), database.name)
     lead = None

@@ -48,6 +48,7 @@ from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
 from vitalgru.metrics.utility import early_warning_metrics
 from vitalgru.models.base import build_model, model_class_path
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.training.early_warning import (
     BLEND,
     CVSettings,
@@ -313,7 +314,7 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         missing: ``n_implausible_values``, ``n_non_numeric_values``. Measures that need a
         septic patient are ``None`` when there is none (with a warning).
     """
-    loaded = tracking.load_model(model_uri)
+    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
     cohort = build_cohort(data)
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])

@@ -753,6 +753,7 @@ def load_model(
     *,
     allowed_prefixes: Sequence[str] = DEFAULT_ALLOWED_PREFIXES,
     map_location: str | torch.device = "cpu",
+    kinds: tuple[type[nn.Module], ...] = (),
 ) -> LoadedModel:
     """Rebuild a logged network for inference on sequences of any length.
 
@@ -766,6 +767,9 @@ def load_model(
         Packages trusted to provide the model class.
     map_location : str or torch.device
         Device for the weights.
+    kinds : tuple of type, optional
+        The model classes the caller can use (e.g. the early-warning ones); a model of
+        another class is refused. Empty: any vitalgru model.
 
     Returns
     -------
@@ -775,7 +779,8 @@ def load_model(
     Raises
     ------
     vitalgru.errors.ModelLoadError
-        Unknown name/alias/version, or not a vitalgru model (a ``ValueError``).
+        Unknown name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
+        ``ValueError``).
     """
     client = _client()
     pinned, name, version = _parse_models_uri(client, uri)
@@ -791,6 +796,11 @@ def load_model(
             raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
         paths = _read_artifacts(Path(local))
         module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
+    if kinds and not isinstance(module, kinds):
+        raise ModelLoadError(
+            f"{uri} is of model class {type(module).__name__} ({spec['class_path']}), not "
+            f"{' or '.join(k.__name__ for k in kinds)}: it is a model for another task"
+        )
     return LoadedModel(
         module=module,
         preprocessing=prep,

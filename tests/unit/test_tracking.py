@@ -20,6 +20,7 @@ from torch import nn
 
 from vitalgru import tracking
 from vitalgru.config import IngestConfig
+from vitalgru.errors import ModelLoadError
 from vitalgru.tracking import (
     flatten_params,
     get_alias_version,
@@ -370,6 +371,13 @@ class TestModelRoundTrip:
         with start_run("exp") as run:
             ref = log_model(run, model, preprocessing={}, config={}, registered_name="ens")
         loaded = load_model(f"models:/ens/{ref.version}").module
+        # a caller that scores another task's models refuses it by its class, clearly
+        from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+
+        with pytest.raises(ModelLoadError, match="class ArrhythmiaEnsemble .* another task"):
+            load_model(f"models:/ens/{ref.version}", kinds=(SepsisBlend, GRUDEarlyWarning))
+        kinds = (ArrhythmiaGRU, ArrhythmiaEnsemble)
+        assert isinstance(load_model(f"models:/ens/{ref.version}", kinds=kinds).module, kinds)
         x = torch.randn(2, 30, model.n_features)
         with torch.no_grad():
             whole, h = loaded(x)
