@@ -138,6 +138,10 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     )
 
 
+# How many excluded files the "no patient could be read" message names.
+_SHOWN_EXCLUDED = 5
+
+
 def build_cohort(
     folder: str | Path, *, cache_dir: str | Path | None = None, limit: int | None = None
 ) -> EarlyWarningCohort:
@@ -163,10 +167,6 @@ def build_cohort(
             reason="no_usable_patient",
         )
     return cohort
-
-
-# How many excluded files the "no patient could be read" message names.
-_SHOWN_EXCLUDED = 5
 
 
 def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
