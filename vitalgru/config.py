@@ -11,6 +11,7 @@ Composition is one level deep: an experiment file may name profile files under
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 from importlib import resources
@@ -208,12 +209,40 @@ def load_config(
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        where = path if path is not None else f"packaged {default_name}"
-        lines = [
-            f"  {'.'.join(str(x) for x in err['loc']) or '(whole config)'}: {err['msg']}"
-            for err in e.errors()
-        ]
+        where = str(path) if path is not None else f"packaged {default_name}"
+        if overrides:
+            where += " with --set " + " ".join(f"{k}={v}" for k, v in overrides.items())
+        lines = [f"  {_explain(model, err)}" for err in e.errors()]
         raise ConfigError(f"invalid config {where}:\n" + "\n".join(lines)) from e
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) config section at ``loc``; [] where it is not one."""
+    cur: Any = model
+    for part in loc:
+        field = cur.model_fields.get(part) if isinstance(part, str) else None
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        cur = ann
+    return sorted(cur.model_fields)
+
+
+def _explain(model: type[BaseModel], err: Any) -> str:
+    """One validation error as ``key: message``; an unknown key names the section's
+    known keys and the closest one, so a typo says what was meant."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(x) for x in loc) or "(whole config)"
+    if err["type"] != "extra_forbidden":
+        return f"{key}: {err['msg']}"
+    known = _fields_at(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+    if len(known) <= 12:
+        listing = f"keys here: {', '.join(known)}"
+    else:  # a task's top level: too many to read in one line
+        listing = f"{len(known)} keys here; `vitalgru config` prints them all"
+    return f"{key}: unknown key{hint} ({listing})"
 
 
 def config_hash(cfg: BaseModel) -> str:
@@ -323,6 +352,15 @@ class ArrhythmiaTrainConfig(_Strict):
             raise ValueError(
                 f"seeds_per_fold {self.seeds_per_fold} needs cv_folds (with cv_folds: null "
                 "one network is trained on the val_records split); set seeds_per_fold: 1"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _validation_needs_records(self) -> ArrhythmiaTrainConfig:
+        if self.cv_folds is None and not self.val_records:
+            raise ValueError(
+                "cv_folds: null early-stops on val_records, which is empty; name DS1 records "
+                "to hold out, or set cv_folds"
             )
         return self
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.cli import _parse_overrides, build_parser
-from vitalgru.config import IngestConfig, load_config
+from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,35 @@ class TestCLI:
         wrong_type.write_text("workers: many\n")
         with pytest.raises(ConfigError, match="workers"):
             load_config(IngestConfig, wrong_type)
+
+    def test_a_misspelt_key_names_the_key_meant(self, tmp_path: Path) -> None:
+        # The message points at the fix: the closest known key, and the section's keys.
+        bad = tmp_path / "typo.yaml"
+        bad.write_text("arrhythmia:\n  windows: {lede: II}\n")
+        with pytest.raises(ConfigError) as e:
+            load_config(IngestConfig, bad)
+        msg = str(e.value)
+        assert "arrhythmia.windows.lede: unknown key" in msg
+        assert "did you mean 'arrhythmia.windows.lead'?" in msg
+        assert "fallback_lead" in msg  # the section's keys are listed
+        # An override is named as the source, not blamed on the packaged file.
+        with pytest.raises(ConfigError) as e:
+            load_config(ArrhythmiaTrainConfig, None, {"max_epoch": 3}, "arrhythmia.yaml")
+        msg = str(e.value)
+        assert "with --set max_epoch=3" in msg and "did you mean 'max_epochs'?" in msg
+        # Nothing close: no guess, only the count of keys at a task's top level.
+        with pytest.raises(ConfigError) as e:
+            load_config(ArrhythmiaTrainConfig, None, {"zzz": 1}, "arrhythmia.yaml")
+        assert "did you mean" not in str(e.value) and "keys here" in str(e.value)
+
+    def test_single_split_training_needs_validation_records(self) -> None:
+        # cv_folds: null early-stops on val_records; an empty list has nothing to stop on.
+        over = {"cv_folds": None, "seeds_per_fold": 1, "val_records": []}
+        with pytest.raises(ConfigError, match="val_records, which is empty"):
+            load_config(ArrhythmiaTrainConfig, None, over, "arrhythmia.yaml")
+        over["val_records"] = ["118"]
+        cfg = load_config(ArrhythmiaTrainConfig, None, over, "arrhythmia.yaml")
+        assert cfg.val_records == ("118",)
 
     def test_config_prints_the_resolved_values(self, tmp_path: Path) -> None:
         # A file that sets one key: the printout is the whole config the flows would run,
