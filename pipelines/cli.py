@@ -59,6 +59,10 @@ def _quiet_env() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if not sys.stderr.isatty():
+        # MLflow draws a bar per model download; written to a log file (a scheduled
+        # flow, CI) it is one long line of carriage returns.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 #: Each config name: the model that validates it and its packaged YAML.

@@ -4,6 +4,7 @@ ship with the package, and bad configs fail with a clear message."""
 from __future__ import annotations
 
 import filecmp
+import io
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import _parse_overrides, build_parser
+from pipelines.cli import _parse_overrides, _quiet_env, build_parser
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
@@ -139,6 +140,28 @@ class TestCLI:
             "a.b": 3, "c": ["1", "2"], "d": "x"}  # fmt: skip
         with pytest.raises(SystemExit):
             _parse_overrides(["novalue"])
+
+    def test_no_download_bars_in_a_log(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # MLflow's per-download progress bar is for a terminal; written to a log it is
+        # one line of carriage returns. A user's own setting always wins.
+        class Stream(io.StringIO):
+            def __init__(self, tty: bool) -> None:
+                super().__init__()
+                self.tty = tty
+
+            def isatty(self) -> bool:
+                return self.tty
+
+        monkeypatch.setattr(os, "environ", dict(os.environ))  # nothing leaks to other tests
+        key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+        for tty, user, expected in ((False, None, "false"), (True, None, None),
+                                    (False, "true", "true")):  # fmt: skip
+            monkeypatch.setattr(sys, "stderr", Stream(tty))
+            os.environ.pop(key, None)
+            if user is not None:
+                os.environ[key] = user
+            _quiet_env()
+            assert os.environ.get(key) == expected, (tty, user)
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()
