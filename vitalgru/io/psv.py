@@ -334,6 +334,18 @@ def folder_fingerprint(files: Sequence[Path]) -> str:
     return h.hexdigest()[:20]
 
 
+def _subfolder_hint(folder: str | Path) -> str:
+    """Where the ``.psv`` files are when ``folder`` is one level above them (the challenge
+    ships ``training_setA`` and ``training_setB`` side by side), as a message suffix."""
+    held = {
+        d.name: n for d in sorted(Path(folder).iterdir()) if d.is_dir() and (n := len(list_psv(d)))
+    }
+    if not held:
+        return ""
+    where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
+    return f"; its subfolders hold them: {where}; point at one of those"
+
+
 def read_psv_folder(
     folder: str | Path,
     *,
@@ -368,7 +380,7 @@ def read_psv_folder(
             raise ValueError(f"limit must be >= 1, got {limit}")
         files = files[:limit]
     if not files:
-        raise FileNotFoundError(f"no .psv files in {folder}")
+        raise FileNotFoundError(f"no .psv files in {folder}{_subfolder_hint(folder)}")
     cache_file: Path | None = None
     if cache_dir is not None:
         key = folder_fingerprint(files)

@@ -140,6 +140,23 @@ class TestReadFolder:
         with pytest.raises(FileNotFoundError):
             read_psv_folder(tmp_path / "nope")
 
+    def test_the_folder_above_the_sets_says_where_they_are(self, tmp_path: Path):
+        # The challenge ships training_setA and training_setB side by side.
+        for name, n in (("training_setA", 2), ("training_setB", 1)):
+            (tmp_path / name).mkdir()
+            for i in range(n):
+                _write(tmp_path / name / f"p{i}.psv", [HEADER, _row(1)])
+        (tmp_path / "notes").mkdir()
+        with pytest.raises(FileNotFoundError) as e:
+            read_psv_folder(tmp_path)
+        assert str(e.value).endswith(
+            "its subfolders hold them: training_setA (2 files), training_setB (1 files); "
+            "point at one of those"
+        )
+        with pytest.raises(FileNotFoundError) as e:  # nothing anywhere: no hint
+            read_psv_folder(tmp_path / "notes")
+        assert str(e.value) == f"no .psv files in {tmp_path / 'notes'}"
+
     def test_cache_round_trip_and_invalidation(self, tmp_path: Path, setA: Path):
         src = tmp_path / "src"
         src.mkdir()
