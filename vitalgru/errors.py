@@ -58,6 +58,11 @@ class UnknownRecordError(VitalgruError, ValueError):
         super().__init__(f"database {database!r} has no record {record!r}{hint}")
 
 
+class UnknownDatabaseError(VitalgruError, ValueError):
+    """A database named neither by a known PhysioNet name (or ``name/version``) nor by an
+    existing folder."""
+
+
 class DownloadError(VitalgruError, OSError):
     """A network fetch failed after its retries."""
 

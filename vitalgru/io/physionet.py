@@ -36,7 +36,13 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from vitalgru.config import PhysioNetConfig
-from vitalgru.errors import ChecksumError, DownloadError, RecordError, UnknownRecordError
+from vitalgru.errors import (
+    ChecksumError,
+    DownloadError,
+    RecordError,
+    UnknownDatabaseError,
+    UnknownRecordError,
+)
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
 from vitalgru.io.wfdb_reader import (
@@ -308,7 +314,11 @@ class Database:
             else:
                 self._records = sorted(p.stem for p in self.root.glob("*.hea"))
                 if not self._records:
-                    raise FileNotFoundError(f"{self.root}: no RECORDS file and no .hea files")
+                    below = sorted(
+                        d.name for d in self.root.iterdir() if d.is_dir() and any(d.glob("*.hea"))
+                    )
+                    hint = f"; these subfolders hold records: {', '.join(below)}" if below else ""
+                    raise FileNotFoundError(f"{self.root}: no RECORDS file and no .hea files{hint}")
         return list(self._records)
 
     def _check_record(self, record: str) -> None:
@@ -594,6 +604,17 @@ def _reason(e: Exception) -> str:
     return str(getattr(e, "reason", "unreadable"))
 
 
+def _local_folder_meant(m: re.Match[str], src: Source, text: str) -> bool:
+    """A bare name (``mydb``) that no source knows but that is a folder here is a folder:
+    not a PhysioNet database this version knows, not in the mirror, and no version given."""
+    db = m.group("db")
+    if m.group("version") or db in KNOWN_VERSIONS:
+        return False
+    if src.mirror is not None and (src.mirror / db).is_dir():
+        return False
+    return Path(text).expanduser().is_dir()
+
+
 def open_database(
     name_or_path: str | Path,
     cfg: PhysioNetConfig | None = None,
@@ -620,14 +641,17 @@ def open_database(
 
     Raises
     ------
-    ValueError
-        An unknown database without a version when downloading.
+    UnknownDatabaseError
+        A name without a version that this version knows no version of, and that is not a
+        folder either (a ``ValueError``).
     FileNotFoundError
         The folder does not exist, or the database is not in the configured mirror.
     """
     cfg = cfg or PhysioNetConfig()
     src = resolve_source(cfg)
     m = None if isinstance(name_or_path, Path) else _DB_SPEC.match(str(name_or_path))
+    if m is not None and _local_folder_meant(m, src, str(name_or_path)):
+        m = None
     if m is None:
         root = Path(name_or_path).expanduser().resolve()
         if not root.is_dir():
@@ -664,9 +688,11 @@ def open_database(
         )
     version = version or KNOWN_VERSIONS.get(db)
     if version is None:
-        raise ValueError(
-            f"no known version for database {db!r}; name it as '{db}/<version>' "
-            f"(known: {', '.join(f'{k}/{v}' for k, v in KNOWN_VERSIONS.items())})"
+        raise UnknownDatabaseError(
+            f"no known version for database {db!r}, and no folder {name_or_path} here; name "
+            f"it as '{db}/<version>' (known: "
+            f"{', '.join(f'{k}/{v}' for k, v in KNOWN_VERSIONS.items())}) or give a folder "
+            "of WFDB records"
         )
     root = src.cache_dir / db / version
     fetcher = HttpFetcher(

@@ -12,7 +12,7 @@ import pytest
 
 import vitalgru.io.checksums as checksums_mod
 from vitalgru.config import PhysioNetConfig
-from vitalgru.errors import ChecksumError, RecordError, UnknownRecordError
+from vitalgru.errors import ChecksumError, RecordError, UnknownDatabaseError, UnknownRecordError
 from vitalgru.io import ingest_records, open_database, resolve_source
 from vitalgru.io.physionet import ENV_MIRROR
 
@@ -208,6 +208,32 @@ class TestFolderDatabase:
     def test_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="does not exist"):
             open_database(tmp_path / "nowhere", PhysioNetConfig(cache_dir=tmp_path))
+
+    def test_a_bare_name_is_a_folder_when_no_source_knows_it(
+        self, tmp_path: Path, mitdb_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv(ENV_MIRROR, raising=False)
+        monkeypatch.chdir(tmp_path)
+        cfg = PhysioNetConfig(cache_dir=tmp_path / "cache")
+        # neither a PhysioNet name this version knows nor a folder: one clear error
+        with pytest.raises(UnknownDatabaseError, match="no known version for database 'mydb'"):
+            open_database("mydb", cfg)
+        (tmp_path / "mydb").mkdir()
+        for ext in ("hea", "dat"):
+            shutil.copyfile(mitdb_dir / f"100.{ext}", tmp_path / "mydb" / f"100.{ext}")
+        db = open_database("mydb", cfg)  # the folder in the working directory
+        assert db.root == tmp_path / "mydb" and db.list_records() == ["100"]
+        # a known name stays a PhysioNet name, folder or not
+        (tmp_path / "mitdb").mkdir()
+        assert open_database("mitdb", cfg).url is not None
+
+    def test_the_folder_above_the_databases_names_them(self, tmp_path: Path) -> None:
+        for name in ("mitdb", "nstdb"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "100.hea").write_text("100 1 360 10\n")
+        db = open_database(tmp_path, PhysioNetConfig(cache_dir=tmp_path / "cache"))
+        with pytest.raises(FileNotFoundError, match="these subfolders hold records: mitdb, nstdb"):
+            db.list_records()
 
 
 class TestIngest:
