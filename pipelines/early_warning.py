@@ -311,8 +311,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     dict
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
-        missing: ``n_implausible_values``, ``n_non_numeric_values``. Measures that need a
-        septic patient are ``None`` when there is none (with a warning).
+        missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
+        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``. Measures that
+        need a septic patient are ``None`` when there is none (with a warning).
     """
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
     cohort = build_cohort(data)
@@ -334,6 +335,10 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     # values read as missing: outside the plausibility limits, or text instead of a number
     metrics["n_implausible_values"] = int(sum(cohort.implausible_counts.values()))
     metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
+    # rows that skip ICU hours: scored, but the windowed summaries count rows, not hours
+    skipped = cohort.skipped_hours()
+    metrics["n_patients_with_skipped_hours"] = len(skipped)
+    metrics["n_skipped_hours"] = int(sum(skipped.values()))
     o = Path(out)
     if o.suffix == ".json":
         metrics_path = o

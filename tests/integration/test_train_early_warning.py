@@ -67,12 +67,17 @@ class TestTrainEarlyWarningFlow:
         rows = first.read_text().splitlines()
         rows[1] = "|".join(["n/a", *rows[1].split("|")[1:]])
         first.write_text("\n".join(rows) + "\n")
+        # another's rows skip two ICU hours: scored, and the skip is counted
+        second = sorted(data.glob("p0*.psv"))[1]
+        rows = second.read_text().splitlines()
+        second.write_text("\n".join([*rows[:3], *rows[5:]]) + "\n")
         ev = evaluate_early_warning(
             "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval")
         )
         assert ev["model_version"] == "1"
         assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
         assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] >= 0
+        assert ev["n_patients_with_skipped_hours"] == 1 and ev["n_skipped_hours"] == 2
         for key in ("utility", "auroc", "auprc"):
             assert key in ev
         written = json.loads((isolated_mlflow / "eval" / "metrics.json").read_text())

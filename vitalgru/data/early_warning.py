@@ -86,6 +86,18 @@ class EarlyWarningCohort:
         """``(n_rows,)`` int8 SepsisLabel."""
         return self.frame["sepsis_label"].to_numpy(np.int8)
 
+    def skipped_hours(self) -> dict[str, int]:
+        """Patient id -> ICU hours its rows skip (``ICULOS`` 3 then 6 skips 2), only for
+        patients with any. Challenge-2019 tables hold one row per hour; the windowed
+        summaries count rows, so a stay with skipped hours reads as shorter than it was."""
+        hours = self.frame["hour"].to_numpy(np.int64)
+        if hours.size < 2:
+            return {}
+        step = np.diff(hours) - 1
+        step[self.offsets[1:-1] - 1] = 0  # no step across patients
+        per = np.add.reduceat(np.r_[step, 0], self.offsets[:-1]) if self.n_patients else []
+        return {str(p): int(n) for p, n in zip(self.patient_ids, per, strict=True) if n > 0}
+
     def septic(self) -> np.ndarray:
         """``(n_patients,)`` bool: the patient has label 1 at some hour."""
         return (
@@ -133,9 +145,19 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     if len(set(ids.tolist())) != ids.size:
         raise ValueError("rows of a patient must be contiguous (each patient id once)")
     logger.info("plausibility limits rejected %d values", int(bad.sum()))
-    return EarlyWarningCohort(
+    cohort = EarlyWarningCohort(
         frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells)
     )
+    if skipped := cohort.skipped_hours():
+        first = ", ".join(f"{p} ({n} h)" for p, n in list(skipped.items())[:3])
+        logger.warning(
+            "%d patient(s) have rows that skip ICU hours (%d hours in all, e.g. %s); "
+            "the windowed summaries count rows, so they read those stays as shorter",
+            len(skipped),
+            sum(skipped.values()),
+            first,
+        )
+    return cohort
 
 
 # How many excluded files the "no patient could be read" message names.
@@ -413,6 +435,7 @@ def write_dataset(
         "fold_sizes": np.bincount(folds).tolist() if folds.size else [],
         "implausible_values": cohort.implausible_counts,
         "non_numeric_values": cohort.non_numeric_counts,
+        "skipped_hours": cohort.skipped_hours(),
         "plausibility_limits": {k: list(v) for k, v in PLAUSIBILITY_LIMITS.items()},
         "n_excluded_files": len(cohort.attrition),
     }

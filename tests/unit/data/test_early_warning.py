@@ -73,6 +73,26 @@ class TestDataset:
         back, _, manifest = load_dataset(tmp_path / "ds")
         assert manifest["non_numeric_values"] == back.non_numeric_counts == {"hr_bpm": 1}
 
+    def test_skipped_icu_hours_are_counted_and_warned(
+        self, physionet_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ):
+        # p000001 keeps every hour; p000002 loses the rows of hours 4-6 (3 hours) and
+        # 10 (1 hour); p000003 loses none but starts late (not a skip)
+        set_a = physionet_mirror / "challenge-2019" / "training_setA"
+        (tmp_path / "in").mkdir()
+        for name, drop in (("p000001", ()), ("p000002", (4, 5, 6, 10)), ("p000003", (1, 2))):
+            lines = (set_a / f"{name}.psv").read_text().splitlines()
+            kept = [ln for i, ln in enumerate(lines) if i == 0 or i not in drop]
+            (tmp_path / "in" / f"{name}.psv").write_text("\n".join(kept) + "\n")
+        with caplog.at_level("WARNING"):
+            c = build_cohort(tmp_path / "in")
+        assert c.n_patients == 3  # scored, not dropped
+        assert c.skipped_hours() == {"p000002": 4}
+        assert "1 patient(s) have rows that skip ICU hours (4 hours in all" in caplog.text
+        write_dataset(c, np.zeros(3, np.int64), tmp_path / "ds")
+        assert load_dataset(tmp_path / "ds")[2]["skipped_hours"] == {"p000002": 4}
+        assert c.subset(np.array([0, 2])).skipped_hours() == {}
+
     def test_a_folder_with_no_readable_patient_is_one_clear_error(self, tmp_path: Path):
         for i in range(7):
             (tmp_path / f"p90000{i}.psv").write_text("")  # empty files
