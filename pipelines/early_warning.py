@@ -335,7 +335,7 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     # values read as missing: outside the plausibility limits, or text instead of a number
     metrics["n_implausible_values"] = int(sum(cohort.implausible_counts.values()))
     metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
-    # rows that skip ICU hours: scored, but the windowed summaries count rows, not hours
+    # rows that skip ICU hours: scored on the hourly grid (score_cohort), counted here
     skipped = cohort.skipped_hours()
     metrics["n_patients_with_skipped_hours"] = len(skipped)
     metrics["n_skipped_hours"] = int(sum(skipped.values()))

@@ -88,8 +88,8 @@ class EarlyWarningCohort:
 
     def skipped_hours(self) -> dict[str, int]:
         """Patient id -> ICU hours its rows skip (``ICULOS`` 3 then 6 skips 2), only for
-        patients with any. Challenge-2019 tables hold one row per hour; the windowed
-        summaries count rows, so a stay with skipped hours reads as shorter than it was."""
+        patients with any. Challenge-2019 tables hold one row per hour and the windowed
+        summaries count rows: scoring fills such hours in (:meth:`on_hourly_grid`)."""
         hours = self.frame["hour"].to_numpy(np.int64)
         if hours.size < 2:
             return {}
@@ -97,6 +97,47 @@ class EarlyWarningCohort:
         step[self.offsets[1:-1] - 1] = 0  # no step across patients
         per = np.add.reduceat(np.r_[step, 0], self.offsets[:-1]) if self.n_patients else []
         return {str(p): int(n) for p, n in zip(self.patient_ids, per, strict=True) if n > 0}
+
+    def on_hourly_grid(self) -> tuple[EarlyWarningCohort, np.ndarray]:
+        """The cohort with a row for every ICU hour between each patient's first and last,
+        and where each original row lies in it.
+
+        A skipped hour becomes a row with nothing measured (how the models already see an
+        hour without observations); the patient's descriptors and ``sepsis_label`` are
+        carried from the row before. Scoring on this grid makes every windowed summary
+        span the hours it says; the risks of the original rows are ``scores[rows]``.
+
+        Returns
+        -------
+        (EarlyWarningCohort, numpy.ndarray)
+            The gridded cohort, and ``(n_rows,)`` int64 indices of the original rows in it.
+        """
+        hours = self.frame["hour"].to_numpy(np.int64)
+        lengths = np.diff(self.offsets)
+        first = hours[self.offsets[:-1]] if self.n_patients else np.zeros(0, np.int64)
+        last = hours[self.offsets[1:] - 1] if self.n_patients else np.zeros(0, np.int64)
+        span = last - first + 1
+        grid_off = np.r_[0, np.cumsum(span)].astype(np.int64)
+        rows = np.repeat(grid_off[:-1] - first, lengths) + hours
+        filled = np.zeros(int(grid_off[-1]), bool)
+        filled[rows] = True
+        # each grid row takes the last original row at or before it (a forward fill)
+        src = np.maximum.accumulate(np.where(filled, np.cumsum(filled) - 1, 0))
+        frame = self.frame.iloc[src].reset_index(drop=True)
+        frame.loc[~filled, list(MEASUREMENT_COLUMNS)] = np.nan
+        frame["hour"] = (np.arange(grid_off[-1]) - np.repeat(grid_off[:-1] - first, span)).astype(
+            self.frame["hour"].dtype
+        )
+        grid = EarlyWarningCohort(
+            frame=frame,
+            offsets=grid_off,
+            patient_ids=self.patient_ids,
+            implausible_counts=dict(self.implausible_counts),
+            attrition=list(self.attrition),
+            source=self.source,
+            non_numeric_counts=dict(self.non_numeric_counts),
+        )
+        return grid, rows
 
     def septic(self) -> np.ndarray:
         """``(n_patients,)`` bool: the patient has label 1 at some hour."""
@@ -152,7 +193,8 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
         first = ", ".join(f"{p} ({n} h)" for p, n in list(skipped.items())[:3])
         logger.warning(
             "%d patient(s) have rows that skip ICU hours (%d hours in all, e.g. %s); "
-            "the windowed summaries count rows, so they read those stays as shorter",
+            "scoring fills them as hours with nothing measured; training reads the rows as "
+            "consecutive hours",
             len(skipped),
             sum(skipped.values()),
             first,

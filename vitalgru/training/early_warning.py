@@ -614,6 +614,11 @@ def score_cohort(
         raise ValueError("preprocessing lacks 'norm_stats': not an early-warning model")
     if chunk_patients < 1:
         raise ValueError(f"chunk_patients must be >= 1, got {chunk_patients}")
+    if cohort.skipped_hours():
+        # summaries over 6, 12 or 24 rows must span as many hours: score on the hourly
+        # grid, where a skipped hour is an hour with nothing measured
+        grid, rows = cohort.on_hourly_grid()
+        return score_cohort(model, preprocessing, grid, chunk_patients)[rows]
     stats = NormStats.from_dict(preprocessing["norm_stats"])
     trees = preprocessing.get("tree_features") or None
     out = np.empty(int(cohort.offsets[-1]), np.float64)

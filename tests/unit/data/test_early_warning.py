@@ -17,6 +17,7 @@ from vitalgru.data.early_warning import (
     write_dataset,
 )
 from vitalgru.errors import RecordError
+from vitalgru.io.psv import MEASUREMENT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,18 @@ class TestDataset:
         write_dataset(c, np.zeros(3, np.int64), tmp_path / "ds")
         assert load_dataset(tmp_path / "ds")[2]["skipped_hours"] == {"p000002": 4}
         assert c.subset(np.array([0, 2])).skipped_hours() == {}
+        # the hourly grid the scorer uses: the original rows untouched, a row per hour
+        grid, rows = c.on_hourly_grid()
+        assert len(grid.frame) == len(c.frame) + 4 and grid.skipped_hours() == {}
+        assert grid.frame.iloc[rows].reset_index(drop=True).equals(c.frame)
+        added = np.setdiff1d(np.arange(len(grid.frame)), rows)
+        g = grid.frame
+        assert g.loc[added, "patient_id"].eq("p000002").all()
+        assert g.loc[added, "hour"].tolist() == [4, 5, 6, 10]
+        assert g.loc[added, list(MEASUREMENT_COLUMNS)].isna().all().all()
+        for col in ("age_years", "gender_male", "sepsis_label"):  # carried from the hour before
+            assert g.loc[added, col].tolist() == g.loc[added - 1, col].tolist()
+        np.testing.assert_array_equal(grid.patient_ids, c.patient_ids)
 
     def test_a_folder_with_no_readable_patient_is_one_clear_error(self, tmp_path: Path):
         for i in range(7):

@@ -3,6 +3,7 @@ cross-validation keeps test folds out of every fitted thing."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import torch
 
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.data.early_warning import (
+    NormStats,
     build_cohort,
     fit_norm_stats,
     gru_d_arrays,
     patient_folds,
 )
+from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.metrics.ranking import auroc
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import (
@@ -192,6 +195,35 @@ class TestFinalBlendAndScoring:
         assert whole.shape == (len(test.frame),) and np.all((whole >= 0) & (whole <= 1))
         with pytest.raises(ValueError, match="chunk_patients"):
             score_cohort(res.model, prep, test, chunk_patients=0)
+
+    def test_a_skipped_hour_scores_as_an_hour_with_nothing_measured(self, cohort):
+        # Three rows of a patient deleted (the file skips those ICU hours) against the same
+        # rows kept with nothing measured: the remaining rows get the same risks, so every
+        # 6/12/24-hour summary spans hours, not rows.
+        res = _tiny_final_blend(cohort)
+        test = cohort.subset(np.arange(300, 310))
+        a, b = int(test.offsets[2]), int(test.offsets[3])
+        assert b - a > 10
+        gone = np.arange(a + 4, a + 7)
+        empty = test.frame.copy()
+        empty.loc[gone, list(MEASUREMENT_COLUMNS)] = np.nan
+        blank = dataclasses.replace(test, frame=empty)
+        keep = np.setdiff1d(np.arange(len(test.frame)), gone)
+        skipped = dataclasses.replace(
+            test,
+            frame=test.frame.iloc[keep].reset_index(drop=True),
+            offsets=np.r_[test.offsets[:3], test.offsets[3:] - 3],
+        )
+        assert skipped.skipped_hours() == {str(test.patient_ids[2]): 3}
+        want = score_cohort(res.model, res.preprocessing, blank)[keep]
+        got = score_cohort(res.model, res.preprocessing, skipped)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        # read row by row instead, the rows after the gap would be scored differently
+        stats = NormStats.from_dict(res.preprocessing["norm_stats"])
+        rowwise = predict_scores(
+            res.model, gru_d_arrays(skipped, stats, res.preprocessing["tree_features"])
+        )
+        assert np.abs(rowwise - want).max() > 1e-3
 
     def test_blend_with_signature_trees_scores_them_from_its_stored_columns(self, cohort):
         res = _tiny_final_blend(cohort, tree_signatures=True)
