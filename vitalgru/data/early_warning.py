@@ -9,6 +9,7 @@ is given, so a caller fits :class:`NormStats` on training folds only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -128,16 +129,7 @@ class EarlyWarningCohort:
         frame["hour"] = (np.arange(grid_off[-1]) - np.repeat(grid_off[:-1] - first, span)).astype(
             self.frame["hour"].dtype
         )
-        grid = EarlyWarningCohort(
-            frame=frame,
-            offsets=grid_off,
-            patient_ids=self.patient_ids,
-            implausible_counts=dict(self.implausible_counts),
-            attrition=list(self.attrition),
-            source=self.source,
-            non_numeric_counts=dict(self.non_numeric_counts),
-        )
-        return grid, rows
+        return dataclasses.replace(self, frame=frame, offsets=grid_off), rows
 
     def septic(self) -> np.ndarray:
         """``(n_patients,)`` bool: the patient has label 1 at some hour."""
