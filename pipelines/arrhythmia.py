@@ -23,8 +23,8 @@ from pipelines.ingest import ingest_flow
 from vitalgru import tracking
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import load_beat_dataset
-from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
-from vitalgru.errors import UnknownRecordError
+from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
+from vitalgru.errors import ConfigError, UnknownRecordError
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -46,6 +46,29 @@ def load_arrhythmia_config(
     return load_config(
         ArrhythmiaTrainConfig, config_path, overrides, default_name="arrhythmia.yaml"
     )
+
+
+def check_validation_records(cfg: ArrhythmiaTrainConfig) -> None:
+    """With ``cv_folds: null`` the network early-stops on ``val_records``, which must be
+    DS1 records of the de Chazal split that the ingest keeps. Checked before any flow
+    starts, where it costs nothing, instead of after the ingest.
+
+    Raises
+    ------
+    ConfigError
+        A validation record that is not such a DS1 record.
+    """
+    data = cfg.ingest.arrhythmia
+    if cfg.cv_folds is not None or data.split != "dechazal2004":
+        return
+    named = data.records if data.records is not None else DECHAZAL_DS1
+    ds1 = sorted(r for r, s in dechazal_split(named, data.exclude_records).items() if s == "DS1")
+    bad = [r for r in cfg.val_records if r not in ds1]
+    if bad:
+        raise ConfigError(
+            f"val_records {bad} are not DS1 records that this config ingests; validation "
+            f"must come from DS1 (here: {', '.join(ds1) or 'none'})"
+        )
 
 
 def dataset_dir(cfg: ArrhythmiaTrainConfig) -> Path:

@@ -96,10 +96,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     # A bad config fails here, in a second, not after a Prefect server has started.
-    _resolved_config(args.task, args.config, overrides)
+    cfg = _resolved_config(args.task, args.config, overrides)
     if args.task == "arrhythmia":
-        from pipelines.arrhythmia import train_arrhythmia_flow
+        from pipelines.arrhythmia import check_validation_records, train_arrhythmia_flow
 
+        check_validation_records(cfg)
         res = train_arrhythmia_flow(config_path=args.config, overrides=overrides)
     else:
         from pipelines.early_warning import train_early_warning_flow

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -121,6 +122,36 @@ class TestCLI:
         assert "max_minuts" in out.stderr and "Traceback" not in out.stderr
         assert "prefect" not in out.stderr.lower()  # no server was started
         assert not (tmp_path / "mlflow.db").exists()
+
+    def test_validation_records_outside_ds1_fail_before_any_flow(self, tmp_path: Path) -> None:
+        single = ["--set", "cv_folds=null", "--set", "seeds_per_fold=1"]
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "train", "arrhythmia", *single,
+             "--set", 'val_records=["118", "100", "102"]'],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        # 100 is a DS2 record, 102 a paced one the ingest leaves out
+        assert out.returncode == 2, out.stderr
+        assert "val_records ['100', '102'] are not DS1 records" in out.stderr
+        assert "Traceback" not in out.stderr and "prefect" not in out.stderr.lower()
+        from pipelines.arrhythmia import check_validation_records
+
+        def cfg(**over: Any) -> ArrhythmiaTrainConfig:
+            base = {"cv_folds": None, "seeds_per_fold": 1, **over}
+            return load_config(ArrhythmiaTrainConfig, None, base, "arrhythmia.yaml")
+
+        check_validation_records(cfg(val_records=["118", "119"]))  # DS1: fine
+        with pytest.raises(ConfigError, match=r"\['119'\] are not DS1 .* \(here: 101, 118\)"):
+            # the ingest reads only 100, 101 and 118 here
+            check_validation_records(
+                cfg(
+                    val_records=["118", "119"],
+                    **{"ingest.arrhythmia.records": ["100", "101", "118"]},
+                )
+            )
+        # with cross-validation the list is not used, so it is not checked
+        check_validation_records(load_config(
+            ArrhythmiaTrainConfig, None, {"val_records": ["100"]}, "arrhythmia.yaml"))  # fmt: skip
 
     def test_unknown_model_is_a_clear_error(self, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
