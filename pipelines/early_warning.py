@@ -46,7 +46,7 @@ from vitalgru.data.early_warning import (
 )
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
-from vitalgru.metrics.utility import early_warning_metrics
+from vitalgru.metrics.utility import early_warning_metrics, report_markdown
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.training.early_warning import (
@@ -302,9 +302,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     data : str
         Folder of ``.psv`` files (malformed files go to attrition).
     out : str
-        A ``.json`` path for the metrics (``<stem>.scores.parquet`` and
+        A ``.json`` path for the metrics (``<stem>.md``, ``<stem>.scores.parquet`` and
         ``<stem>.attrition.csv`` are written beside it), or a folder that gets
-        ``metrics.json``, ``scores.parquet`` and ``attrition.csv``.
+        ``metrics.json``, ``metrics.md``, ``scores.parquet`` and ``attrition.csv``.
 
     Returns
     -------
@@ -312,8 +312,10 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
         missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
-        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``. Measures that
-        need a septic patient are ``None`` when there is none (with a warning).
+        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; ``paths`` of
+        the files written (the JSON, a markdown summary beside it, the hourly scores and
+        the attrition). Measures that need a septic patient are ``None`` when there is
+        none (with a warning).
     """
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
     cohort = build_cohort(data)
@@ -347,6 +349,13 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     else:
         metrics_path, scores_path, attrition_path = (
             o / "metrics.json", o / "scores.parquet", o / "attrition.csv")  # fmt: skip
+    markdown_path = metrics_path.with_suffix(".md")
+    metrics["paths"] = {
+        "json": str(metrics_path),
+        "markdown": str(markdown_path),
+        "scores": str(scores_path),
+        "attrition": str(attrition_path),
+    }
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
         {
@@ -362,4 +371,7 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
     }
     metrics_path.write_text(json.dumps(clean, indent=2, sort_keys=True))
+    markdown_path.write_text(
+        report_markdown(clean, f"{data}: model {model_uri} (version {loaded.version})")
+    )
     return clean

@@ -82,6 +82,9 @@ class TestTrainEarlyWarningFlow:
             assert key in ev
         written = json.loads((isolated_mlflow / "eval" / "metrics.json").read_text())
         assert written["n_patients"] == 30
+        md = (isolated_mlflow / "eval" / "metrics.md").read_text()
+        assert written["paths"]["markdown"] == str(isolated_mlflow / "eval" / "metrics.md")
+        assert "Patients: 30 (" in md and "1 patient(s) whose rows skip ICU hours" in md
         scores = pd.read_parquet(isolated_mlflow / "eval" / "scores.parquet")
         assert scores["risk"].between(0, 1).all()
         # counts are whole numbers in the JSON, and the hours are the scored rows

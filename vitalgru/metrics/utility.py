@@ -21,7 +21,9 @@ and ``offsets`` of shape ``(n_patients + 1,)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -339,3 +341,45 @@ def early_warning_metrics(
     }
     out.update(alarm_statistics(y, pred, off, params))
     return out
+
+
+def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warning") -> str:
+    """A readable summary of :func:`early_warning_metrics` (plus, where present, the data
+    counts ``vitalgru evaluate early-warning`` adds): one table, undefined values named."""
+
+    def num(key: str, digits: int = 3, pct: bool = False, unit: str = "") -> str:
+        v = metrics.get(key)
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return "undefined (no septic patient)" if metrics.get("n_septic_patients") == 0 else "-"
+        return f"{100 * v:.1f} %" if pct else f"{v:.{digits}f}{unit}"
+
+    n_pat = int(metrics.get("n_patients") or 0)
+    n_sep = int(metrics.get("n_septic_patients") or 0)
+    lines = [
+        f"## {title}",
+        "",
+        f"Patients: {n_pat} ({n_sep} septic), {int(metrics.get('n_patient_hours') or 0)} "
+        f"patient-hours; alarm when the hourly risk is at least {num('threshold', 4)} "
+        "(chosen on the model's training data).",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| normalized utility (PhysioNet/CinC 2019) | {num('utility')} |",
+        f"| hourly AUROC | {num('auroc')} |",
+        f"| hourly AUPRC | {num('auprc')} |",
+        f"| septic patients alarmed by 3 h after onset | {num('septic_detected_fraction', pct=True)} |",
+        f"| median lead time of the first alarm before onset | {num('median_lead_time_h', 1, unit=' h')} |",
+        f"| alarm onsets per patient-day | {num('alarms_per_patient_day', 2)} |",
+        f"| hours in alarm | {num('alarm_hour_fraction', pct=True)} |",
+        f"| non-septic patients ever alarmed | {num('false_alarm_patient_fraction', pct=True)} |",
+    ]  # fmt: skip
+    data = {
+        "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
+        "n_implausible_values": "{} implausible value(s) read as missing",
+        "n_non_numeric_values": "{} non-numeric cell(s) read as missing",
+        "n_patients_with_skipped_hours": "{} patient(s) whose rows skip ICU hours",
+    }
+    held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
+    if held:
+        lines += ["", "Data: " + "; ".join(held) + "."]
+    return "\n".join(lines) + "\n"

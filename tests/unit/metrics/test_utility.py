@@ -16,6 +16,7 @@ from vitalgru.metrics.utility import (
     early_warning_metrics,
     normalized_utility,
     patient_utility,
+    report_markdown,
     utility_threshold_curve,
 )
 
@@ -179,3 +180,24 @@ class TestRanking:
         assert auroc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
         assert auroc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
         assert auprc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+
+
+class TestReportMarkdown:
+    def test_values_and_undefined_measures(self):
+        y = np.r_[SEPTIC, np.zeros(8, int)]
+        off = np.array([0, 15, 23])
+        s = np.r_[np.linspace(0, 1, 15), np.full(8, 0.2)]
+        m = early_warning_metrics(y, s, off, threshold=0.5)
+        md = report_markdown({**m, "n_excluded_files": 2}, "ward 4")
+        assert md.startswith("## ward 4\n")
+        assert "Patients: 2 (1 septic), 23 patient-hours" in md
+        assert f"| normalized utility (PhysioNet/CinC 2019) | {m['utility']:.3f} |" in md
+        assert "| septic patients alarmed by 3 h after onset | 100.0 % |" in md
+        assert "| non-septic patients ever alarmed | 0.0 % |" in md
+        assert "Data: 2 file(s) excluded" in md
+        # no septic patient: the measures that need one say so instead of "nan"
+        quiet = early_warning_metrics(np.zeros(8, int), np.full(8, 0.7), np.array([0, 8]), 0.5)
+        md = report_markdown({k: (None if v != v else v) for k, v in quiet.items()})
+        assert "| normalized utility (PhysioNet/CinC 2019) | undefined (no septic patient) |" in md
+        assert "| non-septic patients ever alarmed | 100.0 % |" in md
+        assert "nan" not in md and "Data:" not in md
