@@ -314,12 +314,21 @@ class Database:
             else:
                 self._records = sorted(p.stem for p in self.root.glob("*.hea"))
                 if not self._records:
-                    below = sorted(
-                        d.name for d in self.root.iterdir() if d.is_dir() and any(d.glob("*.hea"))
+                    raise FileNotFoundError(
+                        f"{self.root}: no RECORDS file and no .hea files{self._subfolder_hint()}"
                     )
-                    hint = f"; these subfolders hold records: {', '.join(below)}" if below else ""
-                    raise FileNotFoundError(f"{self.root}: no RECORDS file and no .hea files{hint}")
         return list(self._records)
+
+    def _subfolder_hint(self) -> str:
+        """Which subfolders hold records, when the folder is one level above them (the
+        mirror's root), as a message suffix."""
+        try:
+            below = sorted(
+                d.name for d in self.root.iterdir() if d.is_dir() and any(d.glob("*.hea"))
+            )
+        except OSError:  # an unreadable subfolder: no hint rather than another error
+            return ""
+        return f"; these subfolders hold records: {', '.join(below)}" if below else ""
 
     def _check_record(self, record: str) -> None:
         records = self.list_records()

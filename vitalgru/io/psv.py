@@ -337,9 +337,14 @@ def folder_fingerprint(files: Sequence[Path]) -> str:
 def _subfolder_hint(folder: str | Path) -> str:
     """Where the ``.psv`` files are when ``folder`` is one level above them (the challenge
     ships ``training_setA`` and ``training_setB`` side by side), as a message suffix."""
-    held = {
-        d.name: n for d in sorted(Path(folder).iterdir()) if d.is_dir() and (n := len(list_psv(d)))
-    }
+    try:
+        held = {
+            d.name: n
+            for d in sorted(Path(folder).iterdir())
+            if d.is_dir() and (n := len(list_psv(d)))
+        }
+    except OSError:  # an unreadable subfolder: no hint rather than another error
+        return ""
     if not held:
         return ""
     where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
