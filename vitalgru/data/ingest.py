@@ -212,7 +212,18 @@ def process_record(
     ref_src = np.asarray(ann.sample_idx[keep], dtype=np.int64)
     symbols = np.asarray(ann.symbol[keep]).astype(str)
     order = np.argsort(ref_src, kind="stable")
-    ref_src, symbols = np.clip(ref_src[order], 0, filled.size - 1), symbols[order]
+    ref_src, symbols = ref_src[order], symbols[order]
+    # Beats annotated beyond the signal (an annotation file from a longer recording, or a
+    # record cut short consistently) have no ECG to classify: left out, said and counted.
+    inside = (ref_src >= 0) & (ref_src < filled.size)
+    n_outside = int((~inside).sum())
+    if n_outside:
+        logger.warning(
+            "record %s: %d of %d beat annotations lie outside its %d samples and are left "
+            "out (is the annotation file from a longer recording?)",
+            record.record_id, n_outside, inside.size, filled.size,
+        )  # fmt: skip
+        ref_src, symbols = ref_src[inside], symbols[inside]
     # WFDB annotation files occasionally hold two beats on one sample; keep the first.
     uniq = np.ones(ref_src.size, dtype=bool)  # (an empty array when there are none)
     uniq[1:] = np.diff(ref_src) > 0
@@ -280,6 +291,7 @@ def process_record(
         "n_samples": int(clean.size),
         "n_beats": int(ref.size),
         "nan_samples": int(nan_mask.sum()),
+        "beats_outside_signal": n_outside,
         "quality_windows": q.n_windows,
         "quality_flagged_windows": int((~q.usable).sum()),
         "signal_bad_beats": int((~signal_ok).sum()),

@@ -310,6 +310,17 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
                 f"{q.get('quality_windows')} | {_fmt(q.get('beats_in_rejected_signal_fraction'))} "
                 f"| {flags} |"
             )
+    outside = {
+        rid: int(r["signal"]["beats_outside_signal"])
+        for rid, r in report.get("records", {}).items()
+        if r.get("signal") and r["signal"].get("beats_outside_signal")
+    }
+    if outside:
+        lines += [
+            "",
+            "Beat annotations outside the signal, left out (an annotation file from a longer "
+            "recording?): " + ", ".join(f"{rid} {n}" for rid, n in outside.items()),
+        ]
     excluded = report.get("excluded")
     if excluded:
         lines += [

@@ -79,6 +79,7 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
         "beats_in_rejected_signal": bad,
         "beats_in_rejected_signal_fraction": bad / n_beats if n_beats else None,
         "nan_samples": int(facts.get("nan_samples", 0)),
+        "beats_outside_signal": int(facts.get("beats_outside_signal", 0)),
     }
 
 

@@ -118,3 +118,28 @@ def test_a_lead_without_ecg_is_left_out_and_a_partly_bad_one_is_flagged(
     md = report_markdown(report)
     assert "Signal quality (1 records with rejected windows" in md
     assert "| halfflat | MLII |" in md and "| good | MLII |" not in md
+
+
+def test_beats_annotated_beyond_the_signal_are_left_out_and_counted(
+    mitdb_dir: Path, tmp_path: Path, model: ArrhythmiaGRU
+) -> None:
+    # The signal is 40 s of record 100, its annotation file the first 60 s: the beats of
+    # the last 20 s have no ECG. Before, they were clipped onto the last sample (one bogus
+    # beat); now they are left out, and the report says how many.
+    _write(mitdb_dir, "good", tmp_path)
+    _write(mitdb_dir, "longann", tmp_path)
+    ann = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=60 * 360)
+    wfdb.wrann("longann", "atr", ann.sample, symbol=list(ann.symbol), write_dir=str(tmp_path))
+    db = open_database(str(tmp_path), PhysioNetConfig())
+    report = score_database(model, PREPROCESSING, db, ["good", "longann"]).report()
+    good, long = report["records"]["good"], report["records"]["longann"]
+    beyond = int(((ann.sample >= SECONDS * 360) & np.isin(ann.symbol, ["N", "A", "V"])).sum())
+    assert beyond > 20
+    assert long["signal"]["beats_outside_signal"] == beyond
+    assert good["signal"]["beats_outside_signal"] == 0
+    assert long["n_beats"] == good["n_beats"]  # the same beats as the matching annotations
+    md = report_markdown(report)
+    assert (
+        f"Beat annotations outside the signal, left out (an annotation file from a longer recording?): longann {beyond}"
+        in md
+    )
