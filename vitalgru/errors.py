@@ -35,6 +35,20 @@ class SignalError(VitalgruError, ValueError):
         super().__init__(f"record {record}: {message}")
 
 
+class AnnotationMismatchError(VitalgruError, ValueError):
+    """A record's reference beat annotations do not fit its signal: too few of them lie on
+    a heartbeat the detector finds (an annotation file of another record, or shifted in
+    time). Scoring would report labels for windows that hold no such beat.
+
+    ``reason`` (``"annotations_mismatch"``) ends up in ``attrition.csv``.
+    """
+
+    def __init__(self, record: str, message: str) -> None:
+        self.record = record
+        self.reason = "annotations_mismatch"
+        super().__init__(f"record {record}: {message}")
+
+
 class ChecksumError(VitalgruError, ValueError):
     """A file's SHA-256 differs from the one its database publishes."""
 

@@ -143,3 +143,25 @@ def test_beats_annotated_beyond_the_signal_are_left_out_and_counted(
         f"Beat annotations outside the signal, left out (an annotation file from a longer recording?): longann {beyond}"
         in md
     )
+
+
+def test_another_recordings_annotations_are_refused(
+    mitdb_dir: Path, tmp_path: Path, model: ArrhythmiaGRU
+) -> None:
+    # Record 100's signal with record 232's annotation file: the labels would belong to
+    # windows without those beats. Left out with a reason; the good record is scored.
+    _write(mitdb_dir, "good", tmp_path)
+    _write(mitdb_dir, "swapped", tmp_path)
+    other = wfdb.rdann(str(mitdb_dir / "232"), "atr", sampto=SECONDS * 360)
+    wfdb.wrann("swapped", "atr", other.sample, symbol=list(other.symbol), write_dir=str(tmp_path))
+    # shifted by half a second: the same
+    _write(mitdb_dir, "shifted", tmp_path)
+    own = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=SECONDS * 360)
+    wfdb.wrann("shifted", "atr", own.sample + 180, symbol=list(own.symbol), write_dir=str(tmp_path))
+    db = open_database(str(tmp_path), PhysioNetConfig())
+    report = score_database(model, PREPROCESSING, db, ["good", "shifted", "swapped"]).report()
+    assert list(report["records"]) == ["good"]
+    for rid in ("shifted", "swapped"):
+        e = report["excluded"][rid]
+        assert (e["stage"], e["reason"]) == ("process", "annotations_mismatch")
+        assert "annotated beats in usable signal lie on a heartbeat" in e["detail"]
