@@ -43,9 +43,11 @@ class AnnotationMismatchError(VitalgruError, ValueError):
     ``reason`` (``"annotations_mismatch"``) ends up in ``attrition.csv``.
     """
 
-    def __init__(self, record: str, message: str) -> None:
+    def __init__(self, record: str, message: str, share: float, n_beats: int) -> None:
         self.record = record
         self.reason = "annotations_mismatch"
+        self.share = share  # of the judged beats, those on a detected heartbeat
+        self.n_beats = n_beats  # beats judged (those in usable signal)
         super().__init__(f"record {record}: {message}")
 
 

@@ -159,13 +159,13 @@ MIN_ANNOTATION_MATCH = 0.5
 MIN_BEATS_TO_JUDGE = 20
 
 
-def _check_annotations_fit(record: Record, ref_hit: np.ndarray) -> None:
-    """Raise :class:`AnnotationMismatchError` when the reference beats do not lie on the
-    heartbeats of the signal (see :data:`MIN_ANNOTATION_MATCH`). ``ref_hit`` holds the
-    beats in usable signal only: where the lead is off or noisy, a missed beat says
-    nothing about the annotations."""
+def _check_annotations_fit(record: Record, ref_hit: np.ndarray) -> float | None:
+    """The share of reference beats on a detected heartbeat (None: too few to judge);
+    raise :class:`AnnotationMismatchError` when it is under :data:`MIN_ANNOTATION_MATCH`.
+    ``ref_hit`` holds the beats in usable signal only: where the lead is off or noisy, a
+    missed beat says nothing about the annotations."""
     if ref_hit.size < MIN_BEATS_TO_JUDGE:
-        return
+        return None
     share = float(ref_hit.mean())
     if share < MIN_ANNOTATION_MATCH:
         raise AnnotationMismatchError(
@@ -174,7 +174,10 @@ def _check_annotations_fit(record: Record, ref_hit: np.ndarray) -> None:
             "signal lie on a heartbeat detected there (a record's own annotations: over 97 % "
             "even at 0 dB SNR); the annotation file seems to belong to another recording, "
             "or to be shifted in time",
+            share=share,
+            n_beats=int(ref_hit.size),
         )
+    return share
 
 
 def _check_some_ecg(record: Record, col: int, q: QualityResult) -> None:
@@ -273,7 +276,7 @@ def process_record(
     _check_some_ecg(record, col, q)
     win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
     quality_ok = q.usable[win_of_beat]
-    _check_annotations_fit(record, ref_hit[quality_ok])
+    annotation_match = _check_annotations_fit(record, ref_hit[quality_ok])
     live = ecg_quality_trailing(
         lead_raw, record.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s, peaks=det
     )
@@ -325,6 +328,8 @@ def process_record(
         "n_beats": int(ref.size),
         "nan_samples": int(nan_mask.sum()),
         "beats_outside_signal": n_outside,
+        # share of the reference beats in usable signal that the detector found
+        "annotation_match": annotation_match,
         "quality_windows": q.n_windows,
         "quality_flagged_windows": int((~q.usable).sum()),
         "signal_bad_beats": int((~signal_ok).sum()),

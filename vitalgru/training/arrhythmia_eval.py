@@ -80,6 +80,8 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
         "beats_in_rejected_signal_fraction": bad / n_beats if n_beats else None,
         "nan_samples": int(facts.get("nan_samples", 0)),
         "beats_outside_signal": int(facts.get("beats_outside_signal", 0)),
+        # reference beats in usable signal on a detected heartbeat (None: too few)
+        "annotation_match": facts.get("annotation_match"),
     }
 
 

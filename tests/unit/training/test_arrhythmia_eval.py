@@ -161,6 +161,7 @@ def test_another_recordings_annotations_are_refused(
     db = open_database(str(tmp_path), PhysioNetConfig())
     report = score_database(model, PREPROCESSING, db, ["good", "shifted", "swapped"]).report()
     assert list(report["records"]) == ["good"]
+    assert report["records"]["good"]["signal"]["annotation_match"] == 1.0
     for rid in ("shifted", "swapped"):
         e = report["excluded"][rid]
         assert (e["stage"], e["reason"]) == ("process", "annotations_mismatch")
