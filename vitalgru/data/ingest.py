@@ -155,6 +155,9 @@ def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
 #: more, nstdb 118e00 (0 dB SNR) 97.1 %; the annotations of records 100, 208 and 232 laid
 #: on records 101, 105, 118, 203, 207, 222 and 231 match 12-25 % (chance alignment).
 MIN_ANNOTATION_MATCH = 0.5
+#: A whole record's median heart rate outside this range (bpm) is more likely a wrong
+#: sampling rate in its header than physiology; it is warned about, not refused.
+PLAUSIBLE_MEDIAN_HR = (30.0, 200.0)
 #: Fewer reference beats than this are too few to judge the match on.
 MIN_BEATS_TO_JUDGE = 20
 
@@ -265,6 +268,14 @@ def process_record(
     ref_src, symbols = ref_src[uniq], symbols[uniq]
     if ref_src.size < 2:
         raise ValueError(f"record {record.record_id}: fewer than two annotated beats")
+    median_hr = 60.0 * record.fs / float(np.median(np.diff(ref_src)))
+    if not PLAUSIBLE_MEDIAN_HR[0] <= median_hr <= PLAUSIBLE_MEDIAN_HR[1]:
+        logger.warning(
+            "record %s: the annotated beats give a median heart rate of %.0f bpm at the "
+            "header's %g Hz; if that is not this patient's, the header's sampling rate is "
+            "wrong (RR features and windows scale with it)",
+            record.record_id, median_hr, record.fs,
+        )  # fmt: skip
 
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).
@@ -328,6 +339,7 @@ def process_record(
         "n_beats": int(ref.size),
         "nan_samples": int(nan_mask.sum()),
         "beats_outside_signal": n_outside,
+        "median_hr_bpm": median_hr,
         # share of the reference beats in usable signal that the detector found
         "annotation_match": annotation_match,
         "quality_windows": q.n_windows,

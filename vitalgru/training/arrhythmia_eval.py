@@ -73,6 +73,8 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "lead": facts.get("lead"),
         "fs_source": facts.get("fs_source"),
+        # from the annotated beats at fs_source: a wrong header rate shows here first
+        "median_hr_bpm": facts.get("median_hr_bpm"),
         "quality_windows": int(facts.get("quality_windows", 0)),
         "quality_rejected_windows": int(facts.get("quality_flagged_windows", 0)),
         "quality_flags": dict(facts.get("quality_flag_counts", {})),

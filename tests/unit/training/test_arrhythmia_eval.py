@@ -166,3 +166,23 @@ def test_another_recordings_annotations_are_refused(
         e = report["excluded"][rid]
         assert (e["stage"], e["reason"]) == ("process", "annotations_mismatch")
         assert "annotated beats in usable signal lie on a heartbeat" in e["detail"]
+
+
+def test_a_header_rate_that_makes_the_heart_rate_implausible_is_warned_about(
+    mitdb_dir: Path, tmp_path: Path, model: ArrhythmiaGRU, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Record 100 (about 75 bpm) with a header claiming 1000 Hz: its beats would be 208 bpm.
+    _write(mitdb_dir, "good", tmp_path)
+    _write(mitdb_dir, "fast", tmp_path)
+    hea = tmp_path / "fast.hea"
+    first, rest = hea.read_text().split("\n", 1)
+    hea.write_text(first.replace(" 360 ", " 1000 ") + "\n" + rest)
+    db = open_database(str(tmp_path), PhysioNetConfig())
+    with caplog.at_level("WARNING"):
+        report = score_database(model, PREPROCESSING, db, ["good", "fast"]).report()
+    good, fast = (report["records"][r]["signal"] for r in ("good", "fast"))
+    assert 60 < good["median_hr_bpm"] < 90 and fast["fs_source"] == 1000.0
+    assert fast["median_hr_bpm"] == pytest.approx(good["median_hr_bpm"] * 1000 / 360)
+    assert "record fast: the annotated beats give a median heart rate of 2" in caplog.text
+    assert "header's sampling rate is wrong" in caplog.text
+    assert "record good: the annotated" not in caplog.text
