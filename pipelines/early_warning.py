@@ -312,7 +312,8 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
         missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
-        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; ``paths`` of
+        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
+        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``paths`` of
         the files written (the JSON, a markdown summary beside it, the hourly scores and
         the attrition). Measures that need a septic patient are ``None`` when there is
         none (with a warning).
@@ -341,6 +342,7 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     skipped = cohort.skipped_hours()
     metrics["n_patients_with_skipped_hours"] = len(skipped)
     metrics["n_skipped_hours"] = int(sum(skipped.values()))
+    metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
     o = Path(out)
     if o.suffix == ".json":
         metrics_path = o

@@ -78,6 +78,7 @@ class TestTrainEarlyWarningFlow:
         assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
         assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] >= 0
         assert ev["n_patients_with_skipped_hours"] == 1 and ev["n_skipped_hours"] == 2
+        assert ev["n_patients_with_label_reversals"] == 0
         for key in ("utility", "auroc", "auprc"):
             assert key in ev
         written = json.loads((isolated_mlflow / "eval" / "metrics.json").read_text())

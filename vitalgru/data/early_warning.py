@@ -91,12 +91,23 @@ class EarlyWarningCohort:
         """Patient id -> ICU hours its rows skip (``ICULOS`` 3 then 6 skips 2), only for
         patients with any. Challenge-2019 tables hold one row per hour and the windowed
         summaries count rows: scoring fills such hours in (:meth:`on_hourly_grid`)."""
-        hours = self.frame["hour"].to_numpy(np.int64)
-        if hours.size < 2:
+        return self._per_patient(np.diff(self.frame["hour"].to_numpy(np.int64)) - 1)
+
+    def label_reversals(self) -> dict[str, int]:
+        """Patient id -> times its ``SepsisLabel`` falls from 1 back to 0, only for patients
+        with any. The challenge's label stays 1 from six hours before onset; the utility
+        (like the official scorer) dates onset from the first 1 and ignores the rest, but
+        the hourly AUROC/AUPRC and training take every hour's label as given."""
+        return self._per_patient((np.diff(self.labels.astype(np.int64)) < 0).astype(np.int64))
+
+    def _per_patient(self, step: np.ndarray) -> dict[str, int]:
+        """Sum per patient of a ``(n_rows - 1,)`` count between consecutive rows (those
+        between two patients left out), as patient id -> sum for the positive ones."""
+        if step.size == 0:
             return {}
-        step = np.diff(hours) - 1
+        step = step.copy()
         step[self.offsets[1:-1] - 1] = 0  # no step across patients
-        per = np.add.reduceat(np.r_[step, 0], self.offsets[:-1]) if self.n_patients else []
+        per = np.add.reduceat(np.r_[step, 0], self.offsets[:-1])
         return {str(p): int(n) for p, n in zip(self.patient_ids, per, strict=True) if n > 0}
 
     def on_hourly_grid(self) -> tuple[EarlyWarningCohort, np.ndarray]:
@@ -190,6 +201,13 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
             len(skipped),
             sum(skipped.values()),
             first,
+        )
+    if reversed_ := cohort.label_reversals():
+        logger.warning(
+            "%d patient(s) have a SepsisLabel that falls from 1 back to 0 (e.g. %s); the "
+            "utility dates onset from the first 1, hourly AUROC/AUPRC take the labels as given",
+            len(reversed_),
+            ", ".join(list(reversed_)[:3]),
         )
     return cohort
 
@@ -470,6 +488,7 @@ def write_dataset(
         "implausible_values": cohort.implausible_counts,
         "non_numeric_values": cohort.non_numeric_counts,
         "skipped_hours": cohort.skipped_hours(),
+        "label_reversals": cohort.label_reversals(),
         "plausibility_limits": {k: list(v) for k, v in PLAUSIBILITY_LIMITS.items()},
         "n_excluded_files": len(cohort.attrition),
     }

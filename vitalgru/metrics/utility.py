@@ -378,6 +378,7 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         "n_implausible_values": "{} implausible value(s) read as missing",
         "n_non_numeric_values": "{} non-numeric cell(s) read as missing",
         "n_patients_with_skipped_hours": "{} patient(s) whose rows skip ICU hours",
+        "n_patients_with_label_reversals": "{} patient(s) whose SepsisLabel falls back to 0",
     }
     held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
     if held:

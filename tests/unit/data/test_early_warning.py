@@ -106,6 +106,28 @@ class TestDataset:
             assert g.loc[added, col].tolist() == g.loc[added - 1, col].tolist()
         np.testing.assert_array_equal(grid.patient_ids, c.patient_ids)
 
+    def test_a_label_that_falls_back_to_zero_is_counted_and_warned(
+        self, physionet_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ):
+        # p000009 is septic (label 1 from some hour on); set one later hour back to 0. The
+        # first patient's last label and the second's first do not count as a reversal.
+        set_a = physionet_mirror / "challenge-2019" / "training_setA"
+        (tmp_path / "in").mkdir()
+        for name in ("p000009", "p000010"):
+            lines = (set_a / f"{name}.psv").read_text().splitlines()
+            if name == "p000009":
+                labels = [ln.rsplit("|", 1)[1] for ln in lines[1:]]
+                assert labels[-1] == "1" and labels[0] == "0"
+                lines[-2] = lines[-2].rsplit("|", 1)[0] + "|0"
+            (tmp_path / "in" / f"{name}.psv").write_text("\n".join(lines) + "\n")
+        with caplog.at_level("WARNING"):
+            c = build_cohort(tmp_path / "in")
+        assert c.label_reversals() == {"p000009": 1}
+        assert "1 patient(s) have a SepsisLabel that falls from 1 back to 0" in caplog.text
+        assert c.skipped_hours() == {}
+        write_dataset(c, np.zeros(2, np.int64), tmp_path / "ds")
+        assert load_dataset(tmp_path / "ds")[2]["label_reversals"] == {"p000009": 1}
+
     def test_a_folder_with_no_readable_patient_is_one_clear_error(self, tmp_path: Path):
         for i in range(7):
             (tmp_path / f"p90000{i}.psv").write_text("")  # empty files
