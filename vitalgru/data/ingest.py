@@ -155,11 +155,52 @@ def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
 #: more, nstdb 118e00 (0 dB SNR) 97.1 %; the annotations of records 100, 208 and 232 laid
 #: on records 101, 105, 118, 203, 207, 222 and 231 match 12-25 % (chance alignment).
 MIN_ANNOTATION_MATCH = 0.5
+#: Fewer reference beats than this are too few to judge the match on.
+MIN_BEATS_TO_JUDGE = 20
 #: A whole record's median heart rate outside this range (bpm) is more likely a wrong
 #: sampling rate in its header than physiology; it is warned about, not refused.
 PLAUSIBLE_MEDIAN_HR = (30.0, 200.0)
-#: Fewer reference beats than this are too few to judge the match on.
-MIN_BEATS_TO_JUDGE = 20
+
+
+def _reference_beats(
+    record: Record, ann: Annotations, n_samples: int
+) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The annotated beats of a record, in time order, one per sample, inside the signal.
+
+    Returns ``(sample_idx, symbols, n_outside, median_hr_bpm)``: beats annotated beyond the
+    signal (an annotation file from a longer recording) are left out with a warning and
+    counted; a median heart rate outside :data:`PLAUSIBLE_MEDIAN_HR` is warned about as a
+    likely wrong header rate. ValueError when fewer than two beats remain.
+    """
+    keep = is_beat(ann.symbol)
+    ref = np.asarray(ann.sample_idx[keep], dtype=np.int64)
+    symbols = np.asarray(ann.symbol[keep]).astype(str)
+    order = np.argsort(ref, kind="stable")
+    ref, symbols = ref[order], symbols[order]
+    inside = (ref >= 0) & (ref < n_samples)
+    n_outside = int((~inside).sum())
+    if n_outside:
+        logger.warning(
+            "record %s: %d of %d beat annotations lie outside its %d samples and are left "
+            "out (is the annotation file from a longer recording?)",
+            record.record_id, n_outside, inside.size, n_samples,
+        )  # fmt: skip
+        ref, symbols = ref[inside], symbols[inside]
+    # WFDB annotation files occasionally hold two beats on one sample; keep the first.
+    uniq = np.ones(ref.size, dtype=bool)  # (an empty array when there are none)
+    uniq[1:] = np.diff(ref) > 0
+    ref, symbols = ref[uniq], symbols[uniq]
+    if ref.size < 2:
+        raise ValueError(f"record {record.record_id}: fewer than two annotated beats")
+    median_hr = 60.0 * record.fs / float(np.median(np.diff(ref)))
+    if not PLAUSIBLE_MEDIAN_HR[0] <= median_hr <= PLAUSIBLE_MEDIAN_HR[1]:
+        logger.warning(
+            "record %s: the annotated beats give a median heart rate of %.0f bpm at the "
+            "header's %g Hz; if that is not this patient's, the header's sampling rate is "
+            "wrong (RR features and windows scale with it)",
+            record.record_id, median_hr, record.fs,
+        )  # fmt: skip
+    return ref, symbols, n_outside, median_hr
 
 
 def _check_annotations_fit(record: Record, ref_hit: np.ndarray) -> float | None:
@@ -246,36 +287,7 @@ def process_record(
         raise SignalError(record.record_id, f"lead {record.channels[col]} is all NaN")
     filled, nan_mask = interpolate_nonfinite(lead_raw)
 
-    keep = is_beat(ann.symbol)
-    ref_src = np.asarray(ann.sample_idx[keep], dtype=np.int64)
-    symbols = np.asarray(ann.symbol[keep]).astype(str)
-    order = np.argsort(ref_src, kind="stable")
-    ref_src, symbols = ref_src[order], symbols[order]
-    # Beats annotated beyond the signal (an annotation file from a longer recording, or a
-    # record cut short consistently) have no ECG to classify: left out, said and counted.
-    inside = (ref_src >= 0) & (ref_src < filled.size)
-    n_outside = int((~inside).sum())
-    if n_outside:
-        logger.warning(
-            "record %s: %d of %d beat annotations lie outside its %d samples and are left "
-            "out (is the annotation file from a longer recording?)",
-            record.record_id, n_outside, inside.size, filled.size,
-        )  # fmt: skip
-        ref_src, symbols = ref_src[inside], symbols[inside]
-    # WFDB annotation files occasionally hold two beats on one sample; keep the first.
-    uniq = np.ones(ref_src.size, dtype=bool)  # (an empty array when there are none)
-    uniq[1:] = np.diff(ref_src) > 0
-    ref_src, symbols = ref_src[uniq], symbols[uniq]
-    if ref_src.size < 2:
-        raise ValueError(f"record {record.record_id}: fewer than two annotated beats")
-    median_hr = 60.0 * record.fs / float(np.median(np.diff(ref_src)))
-    if not PLAUSIBLE_MEDIAN_HR[0] <= median_hr <= PLAUSIBLE_MEDIAN_HR[1]:
-        logger.warning(
-            "record %s: the annotated beats give a median heart rate of %.0f bpm at the "
-            "header's %g Hz; if that is not this patient's, the header's sampling rate is "
-            "wrong (RR features and windows scale with it)",
-            record.record_id, median_hr, record.fs,
-        )  # fmt: skip
+    ref_src, symbols, n_outside, median_hr = _reference_beats(record, ann, filled.size)
 
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).
