@@ -125,9 +125,15 @@ def build_dataset(cfg_json: dict[str, Any]) -> str:
     cfg = EarlyWarningConfig.model_validate(cfg_json)
     folder = _data_folder(cfg)
     cohort = build_cohort(folder, cache_dir=_cache_dir(cfg), limit=cfg.limit_patients)
+    meta: dict[str, Any] = {"config_hash": config_hash(cfg)}
+    if skipped := cohort.skipped_hours():
+        # Train on hours, as the model is scored: a skipped hour is an hour with nothing
+        # measured, its label that of the hour before (the first 1 keeps its own hour).
+        cohort, _ = cohort.on_hourly_grid()
+        meta["hours_filled_on_grid"] = skipped
     folds = patient_folds(cohort.septic(), cfg.n_folds, cfg.seed)
     out = Path(cfg.out_dir) / "dataset"
-    write_dataset(cohort, folds, out, extra_manifest={"config_hash": config_hash(cfg)})
+    write_dataset(cohort, folds, out, extra_manifest=meta)
     return str(out)
 
 

@@ -13,9 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.early_warning import evaluate_early_warning, train_early_warning_flow
+from pipelines.early_warning import (
+    build_dataset,
+    evaluate_early_warning,
+    train_early_warning_flow,
+)
 from vitalgru import tracking
-from vitalgru.io.psv import list_psv
+from vitalgru.config import EarlyWarningConfig
+from vitalgru.data.early_warning import load_dataset
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND
 
@@ -116,3 +122,32 @@ class TestTrainEarlyWarningFlow:
         assert ev3["utility"] is None and ev3["auroc"] is None
         assert ev3["alarms_per_patient_day"] is not None
         assert "no septic patient among the 2 scored" in caplog.text
+
+
+def test_training_data_with_skipped_hours_is_built_on_the_hourly_grid(
+    physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # 30 set A patients, one of whose files skips ICU hours 4-6: the training dataset has a
+    # row for each of those hours (nothing measured, the label of the hour before), as the
+    # scorer sees such a stay, and the manifest says which hours were filled.
+    set_a = physionet_mirror / "challenge-2019" / "training_setA"
+    data = tmp_path / "data"
+    data.mkdir()
+    files = list_psv(set_a)[:30]
+    for f in files:
+        shutil.copy(f, data / f.name)
+    gapped = data / files[3].name
+    rows = gapped.read_text().splitlines()
+    gapped.write_text("\n".join([*rows[:4], *rows[7:]]) + "\n")  # hours 4, 5, 6 gone
+    cfg = EarlyWarningConfig.model_validate(
+        {"data_dir": str(data), "n_folds": 2, "out_dir": str(tmp_path / "out"),
+         "cache_dir": str(tmp_path / "cache")}
+    )  # fmt: skip
+    cohort, _, manifest = load_dataset(build_dataset.fn(cfg.model_dump(mode="json")))
+    pid = files[3].stem
+    assert manifest["hours_filled_on_grid"] == {pid: 3} and manifest["skipped_hours"] == {}
+    stay = cohort.frame[cohort.frame["patient_id"] == pid].reset_index(drop=True)
+    assert len(stay) == len(rows) - 1  # every hour, as in the original file
+    assert stay["hour"].tolist() == list(range(1, len(stay) + 1))
+    assert stay.loc[3:5, list(MEASUREMENT_COLUMNS)].isna().all().all()
+    assert stay.loc[3:5, "sepsis_label"].tolist() == [stay.loc[2, "sepsis_label"]] * 3

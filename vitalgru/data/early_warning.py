@@ -196,8 +196,7 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
         first = ", ".join(f"{p} ({n} h)" for p, n in list(skipped.items())[:3])
         logger.warning(
             "%d patient(s) have rows that skip ICU hours (%d hours in all, e.g. %s); "
-            "scoring fills them as hours with nothing measured; training reads the rows as "
-            "consecutive hours",
+            "training and scoring fill them in as hours with nothing measured",
             len(skipped),
             sum(skipped.values()),
             first,
