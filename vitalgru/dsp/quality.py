@@ -116,7 +116,7 @@ class QualityResult:
     @property
     def hard_flagged(self) -> np.ndarray:
         """``(n_windows,)`` bool: a hard flag (:attr:`HARD_FLAGS`) set."""
-        return self.nonfinite | self.flat | self.clipped | self.lead_off
+        return np.logical_or.reduce([getattr(self, k) for k in self.HARD_FLAGS])
 
     @property
     def usable(self) -> np.ndarray:

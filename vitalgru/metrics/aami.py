@@ -312,7 +312,7 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
             )
     outside = {
         rid: int(r["signal"]["beats_outside_signal"])
-        for rid, r in report.get("records", {}).items()
+        for rid, r in (recs or {}).items()
         if r.get("signal") and r["signal"].get("beats_outside_signal")
     }
     if outside:

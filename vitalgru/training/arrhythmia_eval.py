@@ -64,9 +64,10 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What a reader of a record's scores must know about the signal behind them.
 
     From the facts :func:`vitalgru.data.ingest.process_record` records: the lead scored,
-    the source sampling rate, the quality windows rejected (and by which flag), and the
-    beats that fell in signal the live quality check rejected (their V calls pass through
-    the model's quality gate).
+    the source sampling rate and the median heart rate it gives, the quality windows
+    rejected (and by which flag), the beats that fell in signal the live quality check
+    rejected (their V calls pass through the model's quality gate), the beats annotated
+    beyond the signal (left out), and the share of annotated beats the detector found.
     """
     n_beats = int(facts.get("n_beats", 0))
     bad = int(facts.get("signal_bad_beats", 0))
