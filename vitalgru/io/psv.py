@@ -25,6 +25,7 @@ sizes.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -147,10 +148,27 @@ def _patient_id(path: Path) -> str:
     return path.stem
 
 
+def _as_utf8(path: Path, raw: bytes) -> bytes:
+    """A file's bytes without a byte-order mark, UTF-16 re-encoded as UTF-8.
+
+    Spreadsheet programs save tables with a UTF-8 mark before the first column name, or as
+    UTF-16 ("Unicode text"); the measurements in such a file are as good as any.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8) :]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RecordError(path, f"broken UTF-16 text: {e.reason}", reason="bad_encoding") from e
+    return raw
+
+
 def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
     """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order)``
     where ``order`` is ``None`` for the standard header, else the file's column of each
     :data:`PSV_HEADER` field (the header names all 41, in another order)."""
+    raw = _as_utf8(path, raw)
     if not raw.strip():
         raise RecordError(path, "file is empty", reason="empty_file")
     raw = raw.replace(b"\r\n", b"\n")
@@ -302,6 +320,7 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     ------
     RecordError
         Unreadable or malformed file; ``reason`` is one of ``empty_file``, ``no_rows``,
+        ``bad_encoding`` (UTF-16 that does not decode; a byte-order mark is fine),
         ``unknown_columns``, ``missing_columns``, ``bad_header``, ``bad_row_shape``,
         ``non_numeric`` (in ``ICULOS`` or ``SepsisLabel``; elsewhere such a cell is read
         as missing and logged), ``missing_hour``, ``bad_hours``, ``bad_label``,

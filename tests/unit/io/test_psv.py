@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,29 @@ class TestReadPsv:
         mixed = _write(tmp_path / "p000001.psv", shuffled)
         assert mixed.read_text().splitlines()[0].startswith("SepsisLabel|ICULOS")
         assert read_psv(mixed).equals(read_psv(src))
+
+    @pytest.mark.parametrize(
+        ("mark", "encoding"),
+        [(codecs.BOM_UTF8, "utf-8"), (b"", "utf-16"), (codecs.BOM_UTF16_BE, "utf-16-be")],
+    )
+    def test_spreadsheet_encodings_read_like_the_original(
+        self, tmp_path: Path, setA: Path, mark: bytes, encoding: str
+    ):
+        # A UTF-8 byte-order mark (Excel's "CSV UTF-8") used to make the first column
+        # "\ufeffHR", an unknown column, and the whole patient went to attrition.
+        src = setA / "p000001.psv"
+        saved = tmp_path / "p000001.psv"
+        saved.write_bytes(mark + src.read_text().replace("\n", "\r\n").encode(encoding))
+        assert read_psv(saved).equals(read_psv(src))
+        cohort = read_psv_folder(tmp_path)
+        assert cohort.attrition == [] and cohort.frame.equals(read_psv(src))
+
+    def test_broken_utf16_is_a_clear_error(self, tmp_path: Path):
+        p = tmp_path / "p9.psv"
+        p.write_bytes(codecs.BOM_UTF16_LE + HEADER.encode("utf-16-le") + b"\x00")
+        with pytest.raises(RecordError, match="UTF-16") as ei:
+            read_psv(p)
+        assert ei.value.reason == "bad_encoding"
 
 
 class TestReadFolder:
