@@ -79,6 +79,14 @@ def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> 
     return load_config(model, path, overrides, default_name=default_name)
 
 
+def _check_mlflow() -> None:
+    """A tracking server that does not answer fails in seconds, not after MLflow's four
+    minutes of retries (:func:`vitalgru.tracking.check_stores`)."""
+    from vitalgru.tracking import check_stores
+
+    check_stores()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
@@ -97,6 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     # A bad config fails here, in a second, not after a Prefect server has started.
     cfg = _resolved_config(args.task, args.config, overrides)
+    _check_mlflow()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import check_validation_records, train_arrhythmia_flow
 
@@ -111,9 +120,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.task == "arrhythmia" and not args.db:
+        raise SystemExit("evaluate arrhythmia needs --db NAME_OR_FOLDER")
+    if args.task == "early-warning" and not args.data:
+        raise SystemExit("evaluate early-warning needs --data FOLDER")
+    _check_mlflow()
     if args.task == "arrhythmia":
-        if not args.db:
-            raise SystemExit("evaluate arrhythmia needs --db NAME_OR_FOLDER")
         from pipelines.arrhythmia import evaluate_arrhythmia
 
         res = evaluate_arrhythmia(
@@ -124,8 +136,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             config_path=args.config,
         )
     else:
-        if not args.data:
-            raise SystemExit("evaluate early-warning needs --data FOLDER")
         from pipelines.early_warning import evaluate_early_warning
 
         res = evaluate_early_warning(
@@ -136,6 +146,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if set(args.tasks) - {"ingest"}:
+        _check_mlflow()
     from pipelines.run import run_all
 
     res = run_all(tasks=list(args.tasks))

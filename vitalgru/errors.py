@@ -83,6 +83,10 @@ class DownloadError(VitalgruError, OSError):
     """A network fetch failed after its retries."""
 
 
+class TrackingUnavailableError(VitalgruError, OSError):
+    """The MLflow tracking or registry server named by the environment does not answer."""
+
+
 class ConfigError(VitalgruError, ValueError):
     """A configuration file is malformed or has unknown keys."""
 

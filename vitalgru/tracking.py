@@ -35,6 +35,9 @@ import os
 import re
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +60,7 @@ from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
-from vitalgru.errors import ModelLoadError
+from vitalgru.errors import ModelLoadError, TrackingUnavailableError
 from vitalgru.models.base import (
     DEFAULT_ALLOWED_PREFIXES,
     build_model,
@@ -73,6 +76,7 @@ __all__ = [
     "PromotionDecision",
     "SequenceModelPyfunc",
     "TrackedRun",
+    "check_stores",
     "flatten_params",
     "get_alias_version",
     "load_model",
@@ -142,6 +146,49 @@ def _local_store_dir(uri: str) -> Path | None:
     if "://" not in uri:  # a bare path is a file store
         return Path(uri).expanduser().resolve()
     return None
+
+
+def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
+    """Fail fast if a tracking or registry *server* does not answer.
+
+    MLflow retries a refused connection seven times with growing waits, so a mistyped
+    ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
+    error. This asks each ``http(s)`` store's ``/health`` up to ``attempts`` times,
+    ``wait_s`` apart (a server restarting in those seconds is still found); any HTTP
+    answer counts as reachable. Local stores (SQLite, files) are not checked.
+
+    Raises
+    ------
+    TrackingUnavailableError
+        Naming the URI, the environment variable it came from and what to do.
+    """
+    stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
+    stores.setdefault(registry_uri(), "MLFLOW_REGISTRY_URI")
+    for uri, var in stores.items():
+        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+            continue
+        url = uri.rstrip("/") + "/health"
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s):
+                    break
+            except urllib.error.HTTPError:
+                break  # it answered: reachable, whatever it thinks of /health
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                if attempt + 1 < attempts:
+                    time.sleep(wait_s)
+        else:
+            fallback = (
+                "the local SQLite store ./mlflow.db"
+                if var == "MLFLOW_TRACKING_URI"
+                else "the tracking store for the registry too"
+            )
+            raise TrackingUnavailableError(
+                f"the MLflow server {uri} (${var}) does not answer ({reason}; "
+                f"{attempts} tries over {(attempts - 1) * wait_s:.0f} s). Start it, correct "
+                f"${var}, or unset it to use {fallback}"
+            )
 
 
 def _client() -> MlflowClient:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,34 @@ class TestCLI:
         assert out.returncode == 2, out.stderr
         assert "cannot resolve models:/vitalgru-early-warning@champion" in out.stderr
         assert "Traceback" not in out.stderr
+
+    @pytest.mark.parametrize(
+        "cmd",
+        [
+            ["evaluate", "early-warning", "--model", "models:/m@champion", "--data", ".",
+             "--out", "o.json"],
+            ["train", "early-warning"],
+            ["run"],
+        ],
+        ids=lambda c: " ".join(c[:2]),
+    )  # fmt: skip
+    def test_a_tracking_server_that_does_not_answer_fails_at_once(
+        self, cmd: list[str], tmp_path: Path
+    ) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # closed again: nothing listens there
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *cmd],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        # Before, MLflow's retries ran about four minutes before the same kind of error.
+        assert out.returncode == 2, out.stderr
+        assert f"MLflow server http://127.0.0.1:{port}" in out.stderr
+        assert "does not answer" in out.stderr and "Traceback" not in out.stderr
+        assert "prefect" not in out.stderr.lower()  # no flow was started
 
     def test_overrides_parse_yaml_scalars(self) -> None:
         assert _parse_overrides(["a.b=3", "c=[\"1\", \"2\"]", "d=x"]) == {

@@ -3,8 +3,12 @@ one fresh store per test in its own working directory."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,9 @@ from torch import nn
 
 from vitalgru import tracking
 from vitalgru.config import IngestConfig
-from vitalgru.errors import ModelLoadError
+from vitalgru.errors import ModelLoadError, TrackingUnavailableError
 from vitalgru.tracking import (
+    check_stores,
     flatten_params,
     get_alias_version,
     load_model,
@@ -139,6 +144,56 @@ class TestStores:
         assert (
             store / "mlartifacts" / "exp" / run2.run_id / "artifacts" / "b.txt"
         ).read_text() == "two"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Answer404(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class TestCheckStores:
+    def test_a_server_that_does_not_answer_fails_in_seconds(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        uri = f"http://127.0.0.1:{_closed_port()}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        t0 = time.perf_counter()
+        with pytest.raises(TrackingUnavailableError) as ei:
+            check_stores(attempts=2, wait_s=0.1, timeout_s=2.0)
+        assert time.perf_counter() - t0 < 10  # MLflow's own retries take about 4 minutes
+        msg = str(ei.value)
+        assert uri in msg and "$MLFLOW_TRACKING_URI" in msg and "mlflow.db" in msg
+
+    def test_the_registry_server_is_checked_too(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        uri = f"http://127.0.0.1:{_closed_port()}"
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+        with pytest.raises(TrackingUnavailableError, match=r"\$MLFLOW_REGISTRY_URI"):
+            check_stores(attempts=1)
+
+    def test_any_http_answer_is_reachable_and_local_stores_are_not_probed(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        check_stores(attempts=1)  # the SQLite default: nothing to ask
+        server = http.server.HTTPServer(("127.0.0.1", 0), _Answer404)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}/")
+            check_stores(attempts=1)
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 class TestTrackedRun:
