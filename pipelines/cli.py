@@ -29,7 +29,8 @@ from vitalgru.config import (
     IngestConfig,
     load_config,
 )
-from vitalgru.errors import VitalgruError
+from vitalgru.errors import ServerUnavailableError, VitalgruError
+from vitalgru.io.download import server_answers
 
 EPILOG = (
     "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
@@ -87,9 +88,29 @@ def _check_mlflow() -> None:
     check_stores()
 
 
+def _check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
+    """A Prefect API server (``PREFECT_API_URL``, from the environment or the Prefect
+    profile) that does not answer is a clear error before a flow starts, not Prefect's
+    traceback from inside it. Without one, each flow starts a temporary local server."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return
+    reason = server_answers(url.rstrip("/") + "/health", attempts, wait_s)
+    if reason is not None:
+        raise ServerUnavailableError(
+            f"the Prefect API {url} ($PREFECT_API_URL) does not answer ({reason}; "
+            f"{attempts} tries over {(attempts - 1) * wait_s:.0f} s). Start it (prefect "
+            "server start), correct PREFECT_API_URL (environment or Prefect profile), or "
+            "unset it to let each flow start a temporary local server"
+        )
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
+    _check_prefect()
     from pipelines.ingest import ingest_flow
 
     res = ingest_flow(
@@ -106,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A bad config fails here, in a second, not after a Prefect server has started.
     cfg = _resolved_config(args.task, args.config, overrides)
     _check_mlflow()
+    _check_prefect()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import check_validation_records, train_arrhythmia_flow
 
@@ -148,6 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if set(args.tasks) - {"ingest"}:
         _check_mlflow()
+    _check_prefect()
     from pipelines.run import run_all
 
     res = run_all(tasks=list(args.tasks))

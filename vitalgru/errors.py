@@ -83,8 +83,9 @@ class DownloadError(VitalgruError, OSError):
     """A network fetch failed after its retries."""
 
 
-class TrackingUnavailableError(VitalgruError, OSError):
-    """The MLflow tracking or registry server named by the environment does not answer."""
+class ServerUnavailableError(VitalgruError, OSError):
+    """A server the environment names (MLflow tracking or registry, Prefect API) does not
+    answer."""
 
 
 class ConfigError(VitalgruError, ValueError):

@@ -35,9 +35,7 @@ import os
 import re
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +58,8 @@ from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
-from vitalgru.errors import ModelLoadError, TrackingUnavailableError
+from vitalgru.errors import ModelLoadError, ServerUnavailableError
+from vitalgru.io.download import server_answers
 from vitalgru.models.base import (
     DEFAULT_ALLOWED_PREFIXES,
     build_model,
@@ -159,7 +158,7 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
 
     Raises
     ------
-    TrackingUnavailableError
+    ServerUnavailableError
         Naming the URI, the environment variable it came from and what to do.
     """
     stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
@@ -167,28 +166,19 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     for uri, var in stores.items():
         if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
             continue
-        url = uri.rstrip("/") + "/health"
-        for attempt in range(attempts):
-            try:
-                with urllib.request.urlopen(url, timeout=timeout_s):
-                    break
-            except urllib.error.HTTPError:
-                break  # it answered: reachable, whatever it thinks of /health
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                if attempt + 1 < attempts:
-                    time.sleep(wait_s)
-        else:
-            fallback = (
-                "the local SQLite store ./mlflow.db"
-                if var == "MLFLOW_TRACKING_URI"
-                else "the tracking store for the registry too"
-            )
-            raise TrackingUnavailableError(
-                f"the MLflow server {uri} (${var}) does not answer ({reason}; "
-                f"{attempts} tries over {(attempts - 1) * wait_s:.0f} s). Start it, correct "
-                f"${var}, or unset it to use {fallback}"
-            )
+        reason = server_answers(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
+        if reason is None:
+            continue
+        fallback = (
+            "the local SQLite store ./mlflow.db"
+            if var == "MLFLOW_TRACKING_URI"
+            else "the tracking store for the registry too"
+        )
+        raise ServerUnavailableError(
+            f"the MLflow server {uri} (${var}) does not answer ({reason}; {attempts} tries "
+            f"over {(attempts - 1) * wait_s:.0f} s). Start it, correct ${var}, or unset it "
+            f"to use {fallback}"
+        )
 
 
 def _client() -> MlflowClient:

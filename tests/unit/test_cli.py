@@ -168,32 +168,33 @@ class TestCLI:
         assert "Traceback" not in out.stderr
 
     @pytest.mark.parametrize(
-        "cmd",
+        ("var", "server", "cmd"),
         [
-            ["evaluate", "early-warning", "--model", "models:/m@champion", "--data", ".",
-             "--out", "o.json"],
-            ["train", "early-warning"],
-            ["run"],
+            ("MLFLOW_TRACKING_URI", "MLflow server", ["evaluate", "early-warning", "--model",
+             "models:/m@champion", "--data", ".", "--out", "o.json"]),
+            ("MLFLOW_TRACKING_URI", "MLflow server", ["train", "early-warning"]),
+            ("PREFECT_API_URL", "Prefect API", ["ingest"]),
+            ("PREFECT_API_URL", "Prefect API", ["run"]),
         ],
-        ids=lambda c: " ".join(c[:2]),
+        ids=lambda c: " ".join(c[:2]) if isinstance(c, list) else c,
     )  # fmt: skip
-    def test_a_tracking_server_that_does_not_answer_fails_at_once(
-        self, cmd: list[str], tmp_path: Path
+    def test_a_server_that_does_not_answer_fails_at_once(
+        self, var: str, server: str, cmd: list[str], tmp_path: Path
     ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]  # closed again: nothing listens there
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+        env[var] = f"http://127.0.0.1:{port}" + ("/api" if var == "PREFECT_API_URL" else "")
         out = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", *cmd],
             cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip
-        # Before, MLflow's retries ran about four minutes before the same kind of error.
+        # Before, MLflow's retries ran about four minutes before the same kind of error,
+        # and Prefect raised a RuntimeError traceback from inside the flow.
         assert out.returncode == 2, out.stderr
-        assert f"MLflow server http://127.0.0.1:{port}" in out.stderr
-        assert "does not answer" in out.stderr and "Traceback" not in out.stderr
-        assert "prefect" not in out.stderr.lower()  # no flow was started
+        assert f"{server} {env[var]} (${var}) does not answer" in out.stderr
+        assert "Traceback" not in out.stderr and "flow run" not in out.stderr
 
     def test_overrides_parse_yaml_scalars(self) -> None:
         assert _parse_overrides(["a.b=3", "c=[\"1\", \"2\"]", "d=x"]) == {

@@ -24,7 +24,7 @@ from torch import nn
 
 from vitalgru import tracking
 from vitalgru.config import IngestConfig
-from vitalgru.errors import ModelLoadError, TrackingUnavailableError
+from vitalgru.errors import ModelLoadError, ServerUnavailableError
 from vitalgru.tracking import (
     check_stores,
     flatten_params,
@@ -167,7 +167,7 @@ class TestCheckStores:
         uri = f"http://127.0.0.1:{_closed_port()}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         t0 = time.perf_counter()
-        with pytest.raises(TrackingUnavailableError) as ei:
+        with pytest.raises(ServerUnavailableError) as ei:
             check_stores(attempts=2, wait_s=0.1, timeout_s=2.0)
         assert time.perf_counter() - t0 < 10  # MLflow's own retries take about 4 minutes
         msg = str(ei.value)
@@ -178,7 +178,7 @@ class TestCheckStores:
     ) -> None:
         uri = f"http://127.0.0.1:{_closed_port()}"
         monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-        with pytest.raises(TrackingUnavailableError, match=r"\$MLFLOW_REGISTRY_URI"):
+        with pytest.raises(ServerUnavailableError, match=r"\$MLFLOW_REGISTRY_URI"):
             check_stores(attempts=1)
 
     def test_any_http_answer_is_reachable_and_local_stores_are_not_probed(

@@ -26,10 +26,28 @@ from vitalgru.io.checksums import sha256_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HttpFetcher", "HttpStatusError"]
+__all__ = ["HttpFetcher", "HttpStatusError", "server_answers"]
 
 _CHUNK = 1 << 16
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def server_answers(
+    url: str, attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0
+) -> str | None:
+    """Whether a server answers a GET of ``url``: ``None`` if it does (any HTTP status),
+    else why the last of ``attempts`` tries, ``wait_s`` apart, got no answer."""
+    reason = "not tried"
+    for attempt in range(attempts):
+        try:
+            requests.get(url, timeout=timeout_s).close()
+            return None
+        except requests.RequestException as e:
+            inner = e.args[0] if e.args else e  # urllib3's error, whose reason says why
+            reason = str(getattr(inner, "reason", inner))
+        if attempt + 1 < attempts:
+            time.sleep(wait_s)
+    return reason
 
 
 class HttpStatusError(DownloadError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import filecmp
 import hashlib
+import http.server
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from benchmarks.physionet_http import PhysioNetHTTPServer
 from vitalgru.config import PhysioNetConfig
 from vitalgru.errors import ChecksumError, DownloadError
 from vitalgru.io import HttpFetcher, open_database
+from vitalgru.io.download import server_answers
 
 DB = "mitdb/1.0.0"
 TINY = 0.001  # back-off in tests, seconds
@@ -268,3 +271,37 @@ class TestMirrorServer:
             assert f"{DB}/201.dat" in {r.path for r in srv.requests}
             with pytest.raises(DownloadError, match="404"):
                 open_database("mitdb/9.9.9", cfg, backoff_s=TINY).list_records()
+
+
+class _Answer503(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(503)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class TestServerAnswers:
+    def test_a_server_that_comes_up_between_tries_is_found(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/health"
+        assert "refused" in (server_answers(url, attempts=1) or "")
+
+        servers: list[http.server.HTTPServer] = []
+
+        def start_late() -> None:
+            time.sleep(0.3)
+            srv = http.server.HTTPServer(("127.0.0.1", port), _Answer503)
+            servers.append(srv)
+            srv.serve_forever()
+
+        threading.Thread(target=start_late, daemon=True).start()
+        try:
+            # refused at first, then an HTTP error status: an answer all the same
+            assert server_answers(url, attempts=20, wait_s=0.1) is None
+        finally:
+            for srv in servers:
+                srv.shutdown()
+                srv.server_close()
