@@ -10,14 +10,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+import yaml
 
 from pipelines.ingest import ingest_flow
 
+ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ["100", "101", "105", "119"]  # two DS1, two DS2; 105 is noisy
 
 # de Chazal, O'Dwyer & Reilly, IEEE TBME 51(7) 2004, table II (AAMI classes per split).
@@ -124,52 +127,108 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="class")
+def prefect_api(
+    physionet_mirror: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A real ``prefect server start`` on 127.0.0.1: its API URL and its PREFECT_HOME."""
+    port = _free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=_cli_env(physionet_mirror, home), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{api}/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("prefect server did not become healthy within 120 s")
+            time.sleep(1)
+        yield api, home
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 @pytest.mark.server
 class TestIngestAgainstPrefectServer:
     def test_full_default_ingest_on_real_server(
-        self, physionet_mirror: Path, tmp_path: Path
+        self, physionet_mirror: Path, tmp_path: Path, prefect_api: tuple[str, Path]
     ) -> None:
-        port = _free_port()
-        home = tmp_path / "prefect-home"
+        api, home = prefect_api
         env = _cli_env(physionet_mirror, home)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        # The default config end to end through the CLI, from another directory:
+        # MIT-BIH, de Chazal split; the manifest must carry the published counts.
+        out = tmp_path / "ds"
+        run = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(out)],
+            env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True,
+            timeout=900, cwd=tmp_path,
         )  # fmt: skip
-        api = f"http://127.0.0.1:{port}/api"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if requests.get(f"{api}/health", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("prefect server did not become healthy within 120 s")
-                time.sleep(1)
-            # The default config end to end through the CLI, from another directory:
-            # MIT-BIH, de Chazal split; the manifest must carry the published counts.
-            out = tmp_path / "ds"
-            run = subprocess.run(
-                [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(out)],
-                env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True,
-                timeout=900, cwd=tmp_path,
+        assert run.returncode == 0, run.stderr[-3000:]
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["class_counts"] == PUBLISHED_COUNTS
+        assert len(manifest["splits"]["DS1"]) == len(manifest["splits"]["DS2"]) == 22
+        runs = requests.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+        ingest_runs = [r for r in runs if r["state_type"] == "COMPLETED"]
+        assert ingest_runs, runs
+        flows = requests.post(f"{api}/flows/filter", json={}, timeout=10).json()
+        assert "ingest" in {f["name"] for f in flows}
+
+    def test_the_worker_script_deploys_the_schedules_and_runs_them(
+        self, physionet_mirror: Path, tmp_path: Path, prefect_api: tuple[str, Path]
+    ) -> None:
+        # docker/worker.sh is the compose stack's worker: it creates the work pool,
+        # registers prefect.yaml's deployments and polls. Here it runs outside a
+        # container, from a copy of the files the image holds.
+        api, home = prefect_api
+        app = tmp_path / "app"
+        for name in ("pipelines", "docker"):
+            shutil.copytree(ROOT / name, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "prefect.yaml", app / "prefect.yaml")
+        env = _cli_env(physionet_mirror, home, PREFECT_API_URL=api)
+        # the script calls `prefect` as the container's PATH has it
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+        worker = [str(app / "docker" / "worker.sh"), "--run-once"]
+
+        def run_worker() -> None:
+            out = subprocess.run(
+                ["sh", *worker], env=env, cwd=tmp_path, capture_output=True, text=True,
+                timeout=600,
             )  # fmt: skip
-            assert run.returncode == 0, run.stderr[-3000:]
-            manifest = json.loads((out / "manifest.json").read_text())
-            assert manifest["class_counts"] == PUBLISHED_COUNTS
-            assert len(manifest["splits"]["DS1"]) == len(manifest["splits"]["DS2"]) == 22
-            runs = requests.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
-            ingest_runs = [r for r in runs if r["state_type"] == "COMPLETED"]
-            assert ingest_runs, runs
-            flows = requests.post(f"{api}/flows/filter", json={}, timeout=10).json()
-            assert "ingest" in {f["name"] for f in flows}
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+
+        run_worker()
+        declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+        deps = requests.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+        assert {d["name"]: (d["entrypoint"], [s["schedule"]["cron"] for s in d["schedules"]],
+                            d["work_pool_name"]) for d in deps} == {
+            d["name"]: (d["entrypoint"], [s["cron"] for s in d["schedules"]],
+                        d["work_pool"]["name"]) for d in declared
+        }  # fmt: skip
+        # A run of the nightly ingest, asked for now on two records, is picked up and
+        # run by the worker's next poll.
+        ingest = next(d for d in deps if d["name"] == "ingest-mitdb-nightly")
+        out_dir = tmp_path / "ds"
+        params = {"overrides": {"arrhythmia.records": ["100", "101"]}, "out_dir": str(out_dir)}
+        flow_run = requests.post(
+            f"{api}/deployments/{ingest['id']}/create_flow_run",
+            json={"parameters": params}, timeout=10,
+        ).json()  # fmt: skip
+        run_worker()
+        state = requests.get(f"{api}/flow_runs/{flow_run['id']}", timeout=10).json()
+        assert state["state_type"] == "COMPLETED", state["state"]
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        assert sorted(manifest["records"]) == ["100", "101"]
+        assert manifest["n_beats"] == 2273 + 1865
