@@ -30,7 +30,7 @@ from vitalgru.config import (
     load_config,
 )
 from vitalgru.errors import ServerUnavailableError, VitalgruError
-from vitalgru.io.download import server_answers
+from vitalgru.io.download import server_unreachable
 
 EPILOG = (
     "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
@@ -97,14 +97,13 @@ def _check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
     url = get_current_settings().api.url
     if not url:
         return
-    reason = server_answers(url.rstrip("/") + "/health", attempts, wait_s)
+    reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
     if reason is not None:
-        raise ServerUnavailableError(
-            f"the Prefect API {url} ($PREFECT_API_URL) does not answer ({reason}; "
-            f"{attempts} tries over {(attempts - 1) * wait_s:.0f} s). Start it (prefect "
-            "server start), correct PREFECT_API_URL (environment or Prefect profile), or "
-            "unset it to let each flow start a temporary local server"
-        )
+        raise ServerUnavailableError.after_tries(
+            "Prefect API", url, "PREFECT_API_URL", reason, attempts, wait_s,
+            "unset it (environment or Prefect profile) to let each flow start a temporary "
+            "local server",
+        )  # fmt: skip
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

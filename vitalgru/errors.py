@@ -85,7 +85,17 @@ class DownloadError(VitalgruError, OSError):
 
 class ServerUnavailableError(VitalgruError, OSError):
     """A server the environment names (MLflow tracking or registry, Prefect API) does not
-    answer."""
+    answer; the message names it, the variable it came from and the way out."""
+
+    @classmethod
+    def after_tries(
+        cls, what: str, url: str, var: str, reason: str, tries: int, wait_s: float, remedy: str
+    ) -> ServerUnavailableError:
+        """The error for ``what`` at ``url`` (from ``$var``), given up after ``tries``."""
+        return cls(
+            f"the {what} {url} (${var}) does not answer ({reason}; {tries} tries over "
+            f"{(tries - 1) * wait_s:.0f} s). Start it, correct ${var}, or {remedy}"
+        )
 
 
 class ConfigError(VitalgruError, ValueError):

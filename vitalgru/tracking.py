@@ -59,7 +59,7 @@ from torch import nn
 
 import vitalgru
 from vitalgru.errors import ModelLoadError, ServerUnavailableError
-from vitalgru.io.download import server_answers
+from vitalgru.io.download import server_unreachable
 from vitalgru.models.base import (
     DEFAULT_ALLOWED_PREFIXES,
     build_model,
@@ -166,19 +166,16 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     for uri, var in stores.items():
         if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
             continue
-        reason = server_answers(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
-        if reason is None:
-            continue
-        fallback = (
-            "the local SQLite store ./mlflow.db"
-            if var == "MLFLOW_TRACKING_URI"
-            else "the tracking store for the registry too"
-        )
-        raise ServerUnavailableError(
-            f"the MLflow server {uri} (${var}) does not answer ({reason}; {attempts} tries "
-            f"over {(attempts - 1) * wait_s:.0f} s). Start it, correct ${var}, or unset it "
-            f"to use {fallback}"
-        )
+        reason = server_unreachable(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
+        if reason is not None:
+            remedy = (
+                "unset it to use the local SQLite store ./mlflow.db"
+                if var == "MLFLOW_TRACKING_URI"
+                else "unset it to keep the registry in the tracking store"
+            )
+            raise ServerUnavailableError.after_tries(
+                "MLflow server", uri, var, reason, attempts, wait_s, remedy
+            )
 
 
 def _client() -> MlflowClient:

@@ -26,17 +26,17 @@ from vitalgru.io.checksums import sha256_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HttpFetcher", "HttpStatusError", "server_answers"]
+__all__ = ["HttpFetcher", "HttpStatusError", "server_unreachable"]
 
 _CHUNK = 1 << 16
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-def server_answers(
+def server_unreachable(
     url: str, attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0
 ) -> str | None:
-    """Whether a server answers a GET of ``url``: ``None`` if it does (any HTTP status),
-    else why the last of ``attempts`` tries, ``wait_s`` apart, got no answer."""
+    """Why a server gives no answer to a GET of ``url`` in ``attempts`` tries ``wait_s``
+    apart (the last try's error), or ``None`` once it answers with any HTTP status."""
     reason = "not tried"
     for attempt in range(attempts):
         try:

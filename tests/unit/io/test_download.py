@@ -17,7 +17,7 @@ from benchmarks.physionet_http import PhysioNetHTTPServer
 from vitalgru.config import PhysioNetConfig
 from vitalgru.errors import ChecksumError, DownloadError
 from vitalgru.io import HttpFetcher, open_database
-from vitalgru.io.download import server_answers
+from vitalgru.io.download import server_unreachable
 
 DB = "mitdb/1.0.0"
 TINY = 0.001  # back-off in tests, seconds
@@ -287,7 +287,7 @@ class TestServerAnswers:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         url = f"http://127.0.0.1:{port}/health"
-        assert "refused" in (server_answers(url, attempts=1) or "")
+        assert "refused" in (server_unreachable(url, attempts=1) or "")
 
         servers: list[http.server.HTTPServer] = []
 
@@ -300,7 +300,7 @@ class TestServerAnswers:
         threading.Thread(target=start_late, daemon=True).start()
         try:
             # refused at first, then an HTTP error status: an answer all the same
-            assert server_answers(url, attempts=20, wait_s=0.1) is None
+            assert server_unreachable(url, attempts=20, wait_s=0.1) is None
         finally:
             for srv in servers:
                 srv.shutdown()
