@@ -28,6 +28,7 @@ from vitalgru.errors import ConfigError, UnknownRecordError
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
 from vitalgru.training.arrhythmia import (
     feature_settings,
     predict_records,
@@ -169,12 +170,27 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
             "evaluation/ds2_confusion.png",
             title="DS2 confusion matrix",
         )
+        members = len(getattr(res.model, "members", [res.model]))
+        card = arrhythmia_version_card(
+            report,
+            train_records=res.train_records,
+            run_id=run.run_id,
+            model_facts={
+                "parameters": f"{sum(p.numel() for p in res.model.parameters()):,}",
+                "networks averaged": members,
+                "look-ahead (beats)": res.model.lookahead_beats + res.model.output_delay,
+                "AF rhythm gate": json.dumps(getattr(res.model, "rhythm_gate", None)),
+                "quality gate": json.dumps(getattr(res.model, "quality_gate", None)),
+            },
+        )
         ref = tracking.log_model(
             run,
             res.model,
             preprocessing=res.preprocessing,
             config={"train": cfg.model_dump(mode="json"), "dataset_manifest": ds.manifest},
             registered_name=cfg.registered_name,
+            description=card,
+            model_description=ARRHYTHMIA_MODEL_DESCRIPTION,
         )
     return {
         "run_id": run.run_id,

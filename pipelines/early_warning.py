@@ -49,6 +49,7 @@ from vitalgru.io.physionet import resolve_source
 from vitalgru.metrics.utility import early_warning_metrics, report_markdown
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card
 from vitalgru.training.early_warning import (
     BLEND,
     CVSettings,
@@ -230,6 +231,15 @@ def log_and_register(
             config={"config": cfg.model_dump(mode="json"), "manifest": manifest},
             registered_name=cfg.registered_name,
             version_tags={"vitalgru.model_kind": cfg.register_model},
+            description=early_warning_version_card(
+                summary,
+                registered_kind=cfg.register_model,
+                n_patients=int(manifest["n_patients"]),
+                n_folds=cfg.n_folds,
+                threshold=float(preprocessing["threshold"]),
+                run_id=run.run_id,
+            ),
+            model_description=EARLY_WARNING_MODEL_DESCRIPTION,
         )
     return {
         "run_id": run.run_id,

@@ -662,6 +662,8 @@ def log_model(
     artifact_path: str = "model",
     allowed_prefixes: Sequence[str] = DEFAULT_ALLOWED_PREFIXES,
     version_tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+    model_description: str | None = None,
 ) -> ModelRef:
     """Log a network to ``run`` (and register it under ``registered_name``).
 
@@ -686,6 +688,9 @@ def log_model(
         Packages trusted to provide the model class (default ``vitalgru.models``).
     version_tags : mapping, optional
         Extra tags set on the registered version.
+    description, model_description : str, optional
+        Markdown the registry shows for the new version and for the registered model
+        (:mod:`vitalgru.reports.model_card`); the latter replaces the model's description.
 
     Returns
     -------
@@ -739,6 +744,10 @@ def log_model(
         tags.update(dict(version_tags or {}))
         for k, v in tags.items():
             client.set_model_version_tag(registered_name, version, k, str(v))
+        if description is not None:
+            client.update_model_version(registered_name, version, description=description)
+        if model_description is not None:
+            client.update_registered_model(registered_name, description=model_description)
     logger.info("logged %s as %s in %.2f s", class_path, uri, time.perf_counter() - t0)
     return ModelRef(
         uri=uri, name=registered_name, version=version, model_id=info.model_id, run_id=run.run_id

@@ -58,6 +58,13 @@ class TestTrainArrhythmiaFlow:
             (float(f), float(j)) for f in range(3) for j in range(3)
         ]
         assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
+        # The registry shows what the model is and this version's DS2 results.
+        card = client.get_model_version("vitalgru-arrhythmia", "1").description
+        s_f1 = f"{100 * res['metrics']['test_s_f1']:.1f}"
+        assert "**DS2**" in card and "| S | " in card and f" {s_f1} |" in card
+        assert "networks averaged 9" in card and res["run_id"] in card
+        about = client.get_registered_model("vitalgru-arrhythmia").description
+        assert "not a medical device" in about
         assert json.loads(params["resolved.quality_gate"]) == champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0
         report = json.loads(Path(res["report_paths"]["json"]).read_text())

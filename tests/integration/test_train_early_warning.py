@@ -10,6 +10,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -58,6 +59,15 @@ class TestTrainEarlyWarningFlow:
         assert set(res["cv_summary"]) == {"gru_d", "gbm", "news2", "qsofa", BLEND}
         manifest = json.loads((Path(res["dataset_dir"]) / "manifest.json").read_text())
         assert manifest["n_patients"] == 160 and manifest["n_folds"] == 2
+        # The registry shows what the model is and this version's CV table, its row first.
+        client = mlflow.MlflowClient()
+        card = client.get_model_version("vitalgru-early-warning", "1").description
+        rows = [line for line in card.splitlines() if line.startswith("| ")][1:]
+        utility = f"{res['cv_summary'][BLEND]['utility_mean']:.3f}"
+        assert rows[0].startswith(f"| **GRU-D + trees blend (this model)** | {utility} ± ")
+        assert len(rows) == 5 and "on 160 patients" in card
+        about = client.get_registered_model("vitalgru-early-warning").description
+        assert "not a medical device" in about
         per_fold = pd.read_csv(Path(res["cv_dir"]) / "per_fold.csv")
         assert len(per_fold) == 10
         oof = pd.read_parquet(Path(res["cv_dir"]) / "oof_scores.parquet")

@@ -363,6 +363,17 @@ class TestModelRoundTrip:
 
         version_tags = _client().get_model_version(NAME, "1").tags
         assert version_tags["vitalgru.run_id"] == run.run_id
+        assert _client().get_model_version(NAME, "1").description in ("", None)
+
+    def test_descriptions_reach_the_registry(self, store: Path) -> None:
+        with start_run("exp") as run:
+            _log(run, TinyGRU(), description="version one", model_description="what it is")
+        with start_run("exp") as run:
+            _log(run, TinyGRU(), description="version two")  # the model's text stays
+        client = _client()
+        assert client.get_model_version(NAME, "1").description == "version one"
+        assert client.get_model_version(NAME, "2").description == "version two"
+        assert client.get_registered_model(NAME).description == "what it is"
 
     def test_mlflow_pyfunc_predicts_any_length(self, store: Path) -> None:
         torch.manual_seed(1)

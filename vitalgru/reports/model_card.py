@@ -1,0 +1,180 @@
+"""Model cards: what a registered model is, how it was tested, and where it is weak.
+
+The MLflow registry shows a description for each registered model and each version. Here
+they are written as short markdown texts, in the spirit of Mitchell et al., "Model Cards
+for Model Reporting", FAT* 2019 (intended use, data, results, limits). A data team deciding
+whether to promote or use a model reads them there without opening a run.
+Plain functions over the metric dicts the evaluations already produce; nothing is computed
+here that the reports do not hold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "ARRHYTHMIA_MODEL_DESCRIPTION",
+    "EARLY_WARNING_MODEL_DESCRIPTION",
+    "MAX_DESCRIPTION_CHARS",
+    "arrhythmia_version_card",
+    "early_warning_version_card",
+]
+
+#: MLflow's SQL stores keep descriptions in a 5,000-character column.
+MAX_DESCRIPTION_CHARS = 5000
+
+ARRHYTHMIA_MODEL_DESCRIPTION = """\
+Labels each heartbeat of a single-lead ECG with an AAMI EC57 class: N (normal and bundle \
+branch block), S (supraventricular ectopic), V (ventricular ectopic), F (fusion), \
+Q (unclassifiable).
+
+- **Input**: one lead of a WFDB record (MLII, or its limb-lead counterpart II), filtered \
+and resampled to the model's rate; beats from the record's annotations.
+- **Output**: class probabilities per beat. A beat is labelled once at most two more beats \
+have arrived, so the same weights can score a live stream.
+- **Data**: MIT-BIH Arrhythmia Database. Trained on DS1 and tested on DS2 (the de Chazal \
+et al. 2004 inter-patient split). The patients of the test were never seen in training. \
+Paced records are excluded from both.
+- **Use**: `vitalgru evaluate arrhythmia --model models:/vitalgru-arrhythmia@champion \
+--db NAME_OR_FOLDER --out FILE.json`, or `vitalgru.tracking.load_model(uri)` in Python.
+- **Limits**: research software, not a medical device. DS1 holds two patients with atrial \
+fibrillation and none with AV block. S calls at the onset of atrial fibrillation and in 2:1 \
+block are therefore its weakest; most of DS2's false S are there. Validate on your own \
+recordings before relying on it.
+- **Versions**: each version's description gives its DS2 results. The `champion` alias \
+moves only when a new version beats the champion on DS2 S and V F1.
+"""
+
+EARLY_WARNING_MODEL_DESCRIPTION = """\
+An hourly risk of sepsis for an ICU patient, from vital signs, laboratory values and \
+demographics (the PhysioNet/CinC Challenge 2019 columns). Each hour's risk uses only the \
+hours so far. An alarm is raised when the risk reaches a threshold chosen on training \
+patients only.
+
+- **Input**: one Challenge-2019 `.psv` table per patient, one row per ICU hour. Missing \
+values are expected. Physiologically impossible values are treated as missing.
+- **Output**: risk and alarm for every hour.
+- **Label**: the challenge's. It turns 1 six hours before the clinical onset of sepsis \
+(Sepsis-3); the score is the challenge's normalized utility.
+- **Data**: hospital system A of the 2019 challenge, cross-validated by patient. The final \
+model is trained on all of its patients.
+- **Use**: `vitalgru evaluate early-warning --model models:/vitalgru-early-warning@champion \
+--data FOLDER --out FILE.json` scores any Challenge-2019 folder.
+- **Limits**: research software, not a medical device. It was trained on one hospital \
+system; in the challenge, every team scored far lower on hospitals it had not trained on. \
+Score your own hospital's data with the command above before any use.
+- **Versions**: each version's description gives its cross-validated results beside the \
+baselines. The `champion` alias moves only when a new version beats the champion on \
+utility and AUROC.
+"""
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def arrhythmia_version_card(
+    report: Mapping[str, Any],
+    *,
+    train_records: Sequence[str],
+    run_id: str,
+    model_facts: Mapping[str, Any],
+) -> str:
+    """A version's description from its DS2 :func:`vitalgru.metrics.aami.aami_report`.
+
+    Parameters
+    ----------
+    report : mapping
+        The DS2 report (``n_beats``, ``accuracy``, ``classes``, ``records``, ``ec57``).
+    train_records : sequence of str
+        The records the version was trained on.
+    run_id : str
+        The MLflow run that trained it.
+    model_facts : mapping
+        Short ``name: value`` facts about the network (parameters, members, gates), shown
+        as given.
+    """
+    classes = report["classes"]
+    lines = [
+        f"**DS2**, {len(report['records'])} records and {report['n_beats']:,} beats never "
+        f"seen in training (trained on {len(train_records)} DS1 records):",
+        "",
+        "| class | beats | Se % | +P % | F1 % |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c, s in classes.items():
+        lines.append(f"| {c} | {s['n']:,} | {_pct(s['se'])} | {_pct(s['ppv'])} | {_pct(s['f1'])} |")
+    lines += ["", f"Accuracy {_pct(report['accuracy'])} %."]
+    ec57 = report.get("ec57")
+    if ec57 is not None:
+        lines[-1] += (
+            f" EC57 gross statistics: VEB F1 {_pct(ec57['veb']['f1'])} %, SVEB F1 "
+            f"{_pct(ec57['sveb']['f1'])} %."
+        )
+    facts = "; ".join(f"{k} {v}" for k, v in model_facts.items())
+    lines += ["", f"Network: {facts}.", "", f"MLflow run `{run_id}`."]
+    return "\n".join(lines) + "\n"
+
+
+#: Rows of the early-warning card: summary key -> label.
+_EW_MODELS = {
+    "gru_d_gbm_blend": "GRU-D + trees blend",
+    "gru_d": "GRU-D",
+    "gbm": "gradient-boosted trees",
+    "news2": "NEWS2 (bedside score)",
+    "qsofa": "qSOFA (bedside score)",
+}
+
+
+def early_warning_version_card(
+    summary: Mapping[str, Mapping[str, float]],
+    *,
+    registered_kind: str,
+    n_patients: int,
+    n_folds: int,
+    threshold: float,
+    run_id: str,
+) -> str:
+    """A version's description from the cross-validation summary (one entry per model:
+    ``utility_mean``/``_sd``, ``auroc_mean``, ``auprc_mean``, ``alarms_per_patient_day_mean``,
+    ``septic_detected_fraction_mean``), the registered model's row first and marked."""
+    order = [registered_kind] + [k for k in _EW_MODELS if k != registered_kind]
+    lines = [
+        f"**{n_folds}-fold cross-validation by patient** on {n_patients:,} patients of "
+        "hospital system A. All models are scored on the same folds, each with its alarm "
+        "threshold chosen on training patients only (mean ± sd over folds):",
+        "",
+        "| model | utility | AUROC | AUPRC | alarms per patient-day | septic patients alarmed % |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind in order:
+        s = summary.get(kind)
+        if s is None:
+            continue
+        name = _EW_MODELS.get(kind, kind)
+        if kind == registered_kind:
+            name = f"**{name} (this model)**"
+        lines.append(
+            f"| {name} | {_num(s.get('utility_mean'))} ± {_num(s.get('utility_sd'))} | "
+            f"{_num(s.get('auroc_mean'))} | {_num(s.get('auprc_mean'))} | "
+            f"{_num(s.get('alarms_per_patient_day_mean'), 2)} | "
+            f"{_pct(s.get('septic_detected_fraction_mean'))} |"
+        )
+    lines += [
+        "",
+        "NEWS2 and qSOFA are computed from the vitals the tables hold. Neither score has "
+        "its consciousness item (the tables do not record it), and NEWS2's supplemental "
+        "oxygen is inferred from FiO2 (`vitalgru.baselines.scores`).",
+        "",
+        f"This version was trained on all {n_patients:,} patients; its alarm threshold, "
+        f"{threshold:.4f}, was chosen on a validation share of them.",
+        "",
+        f"MLflow run `{run_id}`.",
+    ]
+    return "\n".join(lines) + "\n"
