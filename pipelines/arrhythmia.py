@@ -117,6 +117,21 @@ def ingest_task(cfg_json: dict[str, Any]) -> str:
     return str(res["dataset"])
 
 
+def _rhythm_gate_text(gate: dict[str, Any] | None) -> str:
+    if gate is None:
+        return "off"
+    return (
+        f"S called N where the RR entropy exceeds {gate['entropy_min']:g} and the "
+        f"normalised RMSSD {gate['nrmssd_min']:g} (atrial fibrillation)"
+    )
+
+
+def _quality_gate_text(keep_v_above: float | None) -> str:
+    if keep_v_above is None:
+        return "off"
+    return f"in rejected signal, V only above probability {keep_v_above:g}"
+
+
 @task(name="train-evaluate-register")
 def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
     """Train on DS1, evaluate on DS2, log everything to one MLflow run and register."""
@@ -179,8 +194,8 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
                 "parameters": f"{sum(p.numel() for p in res.model.parameters()):,}",
                 "networks averaged": members,
                 "look-ahead (beats)": res.model.lookahead_beats + res.model.output_delay,
-                "AF rhythm gate": json.dumps(getattr(res.model, "rhythm_gate", None)),
-                "quality gate": json.dumps(getattr(res.model, "quality_gate", None)),
+                "AF rhythm gate": _rhythm_gate_text(getattr(res.model, "rhythm_gate", None)),
+                "quality gate": _quality_gate_text(getattr(res.model, "quality_gate", None)),
             },
         )
         ref = tracking.log_model(
