@@ -113,6 +113,7 @@ STATIC_COLUMNS: tuple[str, ...] = (
 )
 
 _HEADER_BYTES = "|".join(PSV_HEADER).encode()
+_BY_LOWER = {c.lower(): c for c in PSV_HEADER}
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
 _CACHE_VERSION = "psv-cohort-v1"
@@ -176,7 +177,12 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
     head = head.strip()
     order = None
     if head != _HEADER_BYTES:
-        fields = [f.strip() for f in head.decode("utf-8", "replace").split("|")]
+        # Names are matched ignoring case (an export that writes "hr|o2sat|..." means the
+        # same columns; no two of the 41 differ only in case).
+        fields = [
+            _BY_LOWER.get(f.strip().lower(), f.strip())
+            for f in head.decode("utf-8", "replace").split("|")
+        ]
         unknown = [f for f in fields if f not in PSV_COLUMNS]
         missing = [c for c in PSV_HEADER if c not in fields]
         if unknown:

@@ -111,6 +111,15 @@ class TestReadPsv:
         cohort = read_psv_folder(tmp_path)
         assert cohort.attrition == [] and cohort.frame.equals(read_psv(src))
 
+    def test_column_names_in_another_case_are_read_by_name(self, tmp_path: Path, setA: Path):
+        # no two of the 41 names differ only in case, so the match is unambiguous
+        assert len({c.lower() for c in PSV_HEADER}) == len(PSV_HEADER)
+        src = setA / "p000001.psv"
+        head, _, body = src.read_text().partition("\n")
+        lower = _write(tmp_path / "p000001.psv", [head.lower() + "\n" + body.rstrip("\n")])
+        assert read_psv(lower).equals(read_psv(src))
+        assert read_psv_folder(tmp_path).attrition == []
+
     def test_broken_utf16_is_a_clear_error(self, tmp_path: Path):
         p = tmp_path / "p9.psv"
         p.write_bytes(codecs.BOM_UTF16_LE + HEADER.encode("utf-16-le") + b"\x00")
