@@ -80,6 +80,18 @@ def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> 
     return load_config(model, path, overrides, default_name=default_name)
 
 
+def _results_path(out: str) -> str:
+    """``--out`` of evaluate: a ``.json`` file, or a folder (existing, ending in ``/``, or a
+    name without a suffix). Checked when the command line is read, not after the scoring,
+    which can take minutes."""
+    if out.endswith(("/", os.sep)) or Path(out).is_dir() or Path(out).suffix in ("", ".json"):
+        return out
+    raise argparse.ArgumentTypeError(
+        f"{out!r} is neither a .json file nor a folder (end a folder's name with / when it "
+        "has a dot)"
+    )
+
+
 def _check_mlflow() -> None:
     """A tracking server that does not answer fails in seconds, not after MLflow's four
     minutes of retries (:func:`vitalgru.tracking.check_stores`)."""
@@ -232,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", help="arrhythmia: PhysioNet database name or a WFDB folder")
     sp.add_argument("--records", help="arrhythmia: DS1, DS2 or a comma-separated list")
     sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
-    sp.add_argument("--out", required=True, help="metrics JSON to write")
+    sp.add_argument(
+        "--out", required=True, type=_results_path,
+        help="metrics JSON to write, or a folder for the results",
+    )  # fmt: skip
     sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
     sp.set_defaults(func=cmd_evaluate)
 

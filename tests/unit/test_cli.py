@@ -224,6 +224,20 @@ class TestCLI:
             _quiet_env()
             assert os.environ.get(key) == expected, (tty, user)
 
+    def test_evaluate_out_is_a_json_file_or_a_folder(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        p = build_parser()
+        base = ["evaluate", "early-warning", "--model", "m", "--data", "d", "--out"]
+        (tmp_path / "run.v1").mkdir()
+        for out in ("x.json", "results", "res.v2/", str(tmp_path / "run.v1")):
+            assert p.parse_args([*base, out]).out == out
+        # "res.txt" used to become a folder named res.txt, after the scoring
+        with pytest.raises(SystemExit) as e:
+            p.parse_args([*base, "res.txt"])
+        assert e.value.code == 2
+        assert "'res.txt' is neither a .json file nor a folder" in capsys.readouterr().err
+
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()
         args = p.parse_args(
