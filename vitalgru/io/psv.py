@@ -114,6 +114,7 @@ STATIC_COLUMNS: tuple[str, ...] = (
 
 _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
+_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".gz", ".bz2", ".xz", ".7z")
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
 _CACHE_VERSION = "psv-cohort-v1"
@@ -359,21 +360,22 @@ def folder_fingerprint(files: Sequence[Path]) -> str:
     return h.hexdigest()[:20]
 
 
-def _subfolder_hint(folder: str | Path) -> str:
-    """Where the ``.psv`` files are when ``folder`` is one level above them (the challenge
-    ships ``training_setA`` and ``training_setB`` side by side), as a message suffix."""
+def _no_psv_hint(folder: str | Path) -> str:
+    """Where the ``.psv`` files are when a folder holds none, as a message suffix: in its
+    subfolders (the challenge ships ``training_setA`` and ``training_setB`` side by side),
+    or still packed in an archive (PhysioNet serves the sets as zip files)."""
     try:
-        held = {
-            d.name: n
-            for d in sorted(Path(folder).iterdir())
-            if d.is_dir() and (n := len(list_psv(d)))
-        }
+        entries = sorted(Path(folder).iterdir())
+        held = {d.name: n for d in entries if d.is_dir() and (n := len(list_psv(d)))}
     except OSError:  # an unreadable subfolder: no hint rather than another error
         return ""
-    if not held:
-        return ""
-    where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
-    return f"; its subfolders hold them: {where}; point at one of those"
+    if held:
+        where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
+        return f"; its subfolders hold them: {where}; point at one of those"
+    packed = [f.name for f in entries if f.is_file() and f.name.endswith(_ARCHIVES)]
+    if packed:
+        return f"; it holds {', '.join(packed[:3])}: unpack the .psv files first"
+    return ""
 
 
 def read_psv_folder(
@@ -410,7 +412,7 @@ def read_psv_folder(
             raise ValueError(f"limit must be >= 1, got {limit}")
         files = files[:limit]
     if not files:
-        raise FileNotFoundError(f"no .psv files in {folder}{_subfolder_hint(folder)}")
+        raise FileNotFoundError(f"no .psv files in {folder}{_no_psv_hint(folder)}")
     cache_file: Path | None = None
     if cache_dir is not None:
         key = folder_fingerprint(files)

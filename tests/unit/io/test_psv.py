@@ -189,6 +189,12 @@ class TestReadFolder:
         with pytest.raises(FileNotFoundError) as e:  # nothing anywhere: no hint
             read_psv_folder(tmp_path / "notes")
         assert str(e.value) == f"no .psv files in {tmp_path / 'notes'}"
+        # PhysioNet serves the sets zipped: a folder with only the archive says so
+        (tmp_path / "notes" / "training_setA.zip").write_bytes(b"PK")
+        (tmp_path / "notes" / "README.txt").write_text("x")
+        with pytest.raises(FileNotFoundError) as e:
+            read_psv_folder(tmp_path / "notes")
+        assert str(e.value).endswith("it holds training_setA.zip: unpack the .psv files first")
 
     def test_cache_round_trip_and_invalidation(self, tmp_path: Path, setA: Path):
         src = tmp_path / "src"
