@@ -45,6 +45,7 @@ from vitalgru.errors import (
 )
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
+from vitalgru.io.folders import archive_hint
 from vitalgru.io.wfdb_reader import (
     HeaderInfo,
     read_annotations_file,
@@ -321,14 +322,16 @@ class Database:
 
     def _subfolder_hint(self) -> str:
         """Which subfolders hold records, when the folder is one level above them (the
-        mirror's root), as a message suffix."""
+        mirror's root), or the archive still to unpack, as a message suffix."""
         try:
             below = sorted(
                 d.name for d in self.root.iterdir() if d.is_dir() and any(d.glob("*.hea"))
             )
         except OSError:  # an unreadable subfolder: no hint rather than another error
             return ""
-        return f"; these subfolders hold records: {', '.join(below)}" if below else ""
+        if below:
+            return f"; these subfolders hold records: {', '.join(below)}"
+        return archive_hint(self.root, "the records")
 
     def _check_record(self, record: str) -> None:
         records = self.list_records()

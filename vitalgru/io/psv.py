@@ -42,6 +42,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from vitalgru.errors import RecordError
+from vitalgru.io.folders import archive_hint
 from vitalgru.io.ingest import ATTRITION_COLUMNS
 from vitalgru.types import AttritionEntry
 
@@ -114,7 +115,6 @@ STATIC_COLUMNS: tuple[str, ...] = (
 
 _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
-_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".gz", ".bz2", ".xz", ".7z")
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
 _CACHE_VERSION = "psv-cohort-v1"
@@ -365,17 +365,17 @@ def _no_psv_hint(folder: str | Path) -> str:
     subfolders (the challenge ships ``training_setA`` and ``training_setB`` side by side),
     or still packed in an archive (PhysioNet serves the sets as zip files)."""
     try:
-        entries = sorted(Path(folder).iterdir())
-        held = {d.name: n for d in entries if d.is_dir() and (n := len(list_psv(d)))}
+        held = {
+            d.name: n
+            for d in sorted(Path(folder).iterdir())
+            if d.is_dir() and (n := len(list_psv(d)))
+        }
     except OSError:  # an unreadable subfolder: no hint rather than another error
         return ""
     if held:
         where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
         return f"; its subfolders hold them: {where}; point at one of those"
-    packed = [f.name for f in entries if f.is_file() and f.name.endswith(_ARCHIVES)]
-    if packed:
-        return f"; it holds {', '.join(packed[:3])}: unpack the .psv files first"
-    return ""
+    return archive_hint(folder, "the .psv files")
 
 
 def read_psv_folder(

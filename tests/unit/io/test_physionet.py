@@ -235,6 +235,17 @@ class TestFolderDatabase:
         with pytest.raises(FileNotFoundError, match="these subfolders hold records: mitdb, nstdb"):
             db.list_records()
 
+    def test_a_folder_holding_the_zipped_database_says_to_unpack_it(self, tmp_path: Path) -> None:
+        # PhysioNet offers each database as one zip file
+        (tmp_path / "mit-bih-arrhythmia-database-1.0.0.zip").write_bytes(b"PK")
+        db = open_database(tmp_path, PhysioNetConfig(cache_dir=tmp_path / "cache"))
+        with pytest.raises(FileNotFoundError) as e:
+            db.list_records()
+        assert str(e.value) == (
+            f"{tmp_path}: no RECORDS file and no .hea files; it holds "
+            "mit-bih-arrhythmia-database-1.0.0.zip: unpack the records first"
+        )
+
 
 class TestIngest:
     def test_bad_records_become_attrition(self, small_mirror: Path, tmp_path: Path) -> None:
