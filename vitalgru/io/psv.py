@@ -169,7 +169,8 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
 def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
     """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order)``
     where ``order`` is ``None`` for the standard header, else the file's column of each
-    :data:`PSV_HEADER` field (the header names all 41, in another order)."""
+    :data:`PSV_HEADER` field (the header names all 41, in another order or case). A
+    byte-order mark or UTF-16 text is read as the same table (:func:`_as_utf8`)."""
     raw = _as_utf8(path, raw)
     if not raw.strip():
         raise RecordError(path, "file is empty", reason="empty_file")
