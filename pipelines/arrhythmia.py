@@ -289,6 +289,12 @@ def _parse_records(records: str | None, all_records: list[str], database: str) -
         found = [r for r in wanted if r in all_records]
         if not found:  # DS1/DS2 name MIT-BIH records
             raise UnknownRecordError(database, f"{key} (MIT-BIH's {key} records)", all_records)
+        if len(found) < len(wanted):  # its figures are not comparable with a whole DS2's
+            missing = [r for r in wanted if r not in found]
+            logger.warning(
+                "%s: only %d of the %d %s records are here; missing %s",
+                database, len(found), len(wanted), key, ", ".join(missing),
+            )  # fmt: skip
         return found
     out = [r.strip() for r in records.split(",") if r.strip()]
     missing = [r for r in out if r not in all_records]

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+# imported here, not in a test: Prefect sets up logging on import, which would drop the
+# log capture of the test that first imports it
+from pipelines.arrhythmia import _parse_records
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
@@ -263,12 +266,14 @@ class TestShippedConfigs:
             assert dep["schedules"], dep["name"]
 
 
-def test_record_selection_names_what_is_missing() -> None:
-    from pipelines.arrhythmia import _parse_records
+def test_record_selection_names_what_is_missing(caplog: pytest.LogCaptureFixture) -> None:
     from vitalgru.errors import UnknownRecordError
 
     have = ["100", "101", "118"]
-    assert _parse_records("DS2", have, "db") == ["100"]
+    with caplog.at_level("WARNING", logger="pipelines.arrhythmia"):
+        assert _parse_records("DS2", have, "db") == ["100"]
+    # a partial DS2 is scored, but its figures are not a whole DS2's: said so
+    assert "db: only 1 of the 22 DS2 records are here; missing 103, 105" in caplog.text
     assert _parse_records(" all ", have, "db") == have
     assert _parse_records("118, 101", have, "db") == ["118", "101"]
     with pytest.raises(UnknownRecordError, match="no record '999, 998'"):
