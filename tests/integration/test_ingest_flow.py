@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from http_testkit import closed_port
 
 from pipelines.ingest import ingest_flow
 
@@ -121,18 +121,12 @@ class TestIngestBadInput:
         assert manifest["n_beats"] == 2273 + 1865
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="class")
 def prefect_api(
     physionet_mirror: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
     """A real ``prefect server start`` on 127.0.0.1: its API URL and its PREFECT_HOME."""
-    port = _free_port()
+    port = closed_port()
     home = tmp_path_factory.mktemp("prefect-home")
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import filecmp
 import io
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,8 @@ import yaml
 
 # imported here, not in a test: Prefect sets up logging on import, which would drop the
 # log capture of the test that first imports it
+from http_testkit import closed_port
+
 from pipelines.arrhythmia import _parse_records
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
@@ -184,9 +185,7 @@ class TestCLI:
     def test_a_server_that_does_not_answer_fails_at_once(
         self, var: str, server: str, cmd: list[str], tmp_path: Path
     ) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]  # closed again: nothing listens there
+        port = closed_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
         env[var] = f"http://127.0.0.1:{port}" + ("/api" if var == "PREFECT_API_URL" else "")
         out = subprocess.run(

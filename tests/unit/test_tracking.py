@@ -3,11 +3,8 @@ one fresh store per test in its own working directory."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from http_testkit import closed_port, serving, status_server
 from mlflow import MlflowClient
 from pydantic import BaseModel
 from torch import nn
@@ -146,25 +144,11 @@ class TestStores:
         ).read_text() == "two"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Answer404(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_error(404)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 class TestCheckStores:
     def test_a_server_that_does_not_answer_fails_in_seconds(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        uri = f"http://127.0.0.1:{_closed_port()}"
+        uri = f"http://127.0.0.1:{closed_port()}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         t0 = time.perf_counter()
         with pytest.raises(ServerUnavailableError) as ei:
@@ -176,7 +160,7 @@ class TestCheckStores:
     def test_the_registry_server_is_checked_too(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        uri = f"http://127.0.0.1:{_closed_port()}"
+        uri = f"http://127.0.0.1:{closed_port()}"
         monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
         with pytest.raises(ServerUnavailableError, match=r"\$MLFLOW_REGISTRY_URI"):
             check_stores(attempts=1)
@@ -185,15 +169,9 @@ class TestCheckStores:
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         check_stores(attempts=1)  # the SQLite default: nothing to ask
-        server = http.server.HTTPServer(("127.0.0.1", 0), _Answer404)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(status_server(404)) as server:
             monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_port}/")
             check_stores(attempts=1)
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 class TestTrackedRun:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import http.server
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from http_testkit import closed_port, status_server
 
 from benchmarks.physionet_http import PhysioNetHTTPServer
 from vitalgru.config import PhysioNetConfig
@@ -202,9 +202,7 @@ class TestRetries:
 
     def test_unreachable_server(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("VITALGRU_PHYSIONET_MIRROR", raising=False)
-        with socket.socket() as s:  # a port nobody listens on
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = closed_port()
         cfg = PhysioNetConfig(
             base_url=f"http://127.0.0.1:{port}/", cache_dir=tmp_path, retries=2, timeout_s=2.0
         )
@@ -273,35 +271,26 @@ class TestMirrorServer:
                 open_database("mitdb/9.9.9", cfg, backoff_s=TINY).list_records()
 
 
-class _Answer503(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_error(503)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 class TestServerAnswers:
     def test_a_server_that_comes_up_between_tries_is_found(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = closed_port()
         url = f"http://127.0.0.1:{port}/health"
         assert "refused" in (server_unreachable(url, attempts=1) or "")
 
-        servers: list[http.server.HTTPServer] = []
+        started = threading.Event()
+        ready: list[http.server.HTTPServer] = []
 
         def start_late() -> None:
             time.sleep(0.3)
-            srv = http.server.HTTPServer(("127.0.0.1", port), _Answer503)
-            servers.append(srv)
-            srv.serve_forever()
+            ready.append(status_server(503, port))
+            started.set()
+            ready[0].serve_forever()
 
         threading.Thread(target=start_late, daemon=True).start()
         try:
             # refused at first, then an HTTP error status: an answer all the same
             assert server_unreachable(url, attempts=20, wait_s=0.1) is None
         finally:
-            for srv in servers:
-                srv.shutdown()
-                srv.server_close()
+            if started.wait(5):
+                ready[0].shutdown()
+                ready[0].server_close()
