@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch.utils.data import Dataset
 
+from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,35 @@ class FeatureSettings:
             "long_rr_beats": self.long_rr_beats,
             "rhythm_beats": self.rhythm_beats,
         }
+
+
+def feature_settings_from_preprocessing(preprocessing: Mapping[str, Any]) -> FeatureSettings:
+    """The feature settings logged with a model (its preprocessing ``normalisation``)."""
+    norm = preprocessing.get("normalisation") or {}
+    keys = ("template_beats", "local_rr_beats", "long_rr_beats", "rhythm_beats")
+    return FeatureSettings(**{k: int(norm[k]) for k in keys if k in norm})
+
+
+def data_config_from_preprocessing(
+    preprocessing: Mapping[str, Any], lead: str | int | None = None
+) -> ArrhythmiaDataConfig:
+    """The ingest settings a logged model was trained with (``lead`` overrides the lead)."""
+    win = preprocessing.get("window") or {}
+    filt = preprocessing.get("filters") or {}
+    try:
+        windows = BeatWindowConfig(
+            lead=lead if lead is not None else (preprocessing.get("lead") or "MLII"),
+            fs=float(preprocessing["fs"]),
+            before_s=float(win["before_s"]),
+            after_s=float(win["after_s"]),
+        )
+    except KeyError as e:
+        raise ValueError(
+            f"model preprocessing lacks {e.args[0]!r}; it needs fs, window.before_s and "
+            "window.after_s (was the model logged by vitalgru.training.arrhythmia?)"
+        ) from e
+    filters = FilterConfig(**{k: v for k, v in filt.items() if k in FilterConfig.model_fields})
+    return ArrhythmiaDataConfig(filters=filters, windows=windows)
 
 
 def _causal_mean(x: np.ndarray, n: int) -> np.ndarray:
@@ -300,6 +330,28 @@ def morphology_features(windows: np.ndarray, settings: FeatureSettings) -> np.nd
     return np.stack([w / scale, (w - template) / scale], axis=1).astype(np.float32)
 
 
+def latest_morphology(windows: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Row ``-1`` of :func:`morphology_features` of ``windows``, computed for that beat alone.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray
+        ``(m, n_samples)`` filtered beat windows ending with the beat to describe; only the
+        last ``settings.template_beats`` are used (the beat's running template).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, n_samples)`` float32.
+    """
+    w = np.asarray(windows, dtype=np.float32)[-settings.template_beats :]
+    if w.ndim != 2 or w.shape[0] == 0:
+        raise ValueError(f"windows must be (n_beats >= 1, n_samples), got shape {w.shape}")
+    template = np.median(w, axis=0)
+    scale = max(float(np.abs(template).max()), _MIN_SCALE_MV)
+    return np.stack([w[-1] / scale, (w[-1] - template) / scale]).astype(np.float32)
+
+
 def beat_features(
     windows: np.ndarray,
     sample_idx: np.ndarray,
@@ -337,13 +389,19 @@ def beat_features(
             f"{w.shape[0]} windows but {np.asarray(sample_idx).shape[0]} beat positions"
         )
     morph = morphology_features(w, settings).reshape(w.shape[0], -1)
-    rr = rr_features(sample_idx, fs, settings)
-    if rr_columns is not None and list(rr_columns) != list(RR_FEATURES):
-        unknown = [c for c in rr_columns if c not in RR_FEATURES]
-        if unknown:
-            raise ValueError(f"unknown RR feature(s) {unknown}; this vitalgru has {RR_FEATURES}")
-        rr = rr[:, [RR_FEATURES.index(c) for c in rr_columns]]
+    rr = select_rr_columns(rr_features(sample_idx, fs, settings), rr_columns)
     return np.concatenate([morph, rr], axis=1)
+
+
+def select_rr_columns(rr: np.ndarray, rr_columns: Sequence[str] | None) -> np.ndarray:
+    """The columns ``rr_columns`` (names of :data:`RR_FEATURES`, in that order) of
+    :func:`rr_features` output ``(n, N_RR_FEATURES)``; all of them for None."""
+    if rr_columns is None or list(rr_columns) == list(RR_FEATURES):
+        return rr
+    unknown = [c for c in rr_columns if c not in RR_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown RR feature(s) {unknown}; this vitalgru has {RR_FEATURES}")
+    return rr[:, [RR_FEATURES.index(c) for c in rr_columns]]
 
 
 @dataclass

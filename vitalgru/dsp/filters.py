@@ -21,6 +21,7 @@ filtering would smear one NaN over the rest of the signal. Use
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -159,6 +160,19 @@ def design_ecg_sos(
         raise ValueError(f"order must be a positive integer, got {order!r}")
     cut = [c for c in (baseline_hz, lowpass_hz, notch_hz) if c is not None]
     fs = check_fs(fs, cutoffs_hz=cut)
+    # A copy of a cached design: a streaming scorer filters each beat's stretch, and
+    # designing the filter cost more than running it.
+    return _design_ecg_sos(fs, baseline_hz, lowpass_hz, notch_hz, int(order)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _design_ecg_sos(
+    fs: float,
+    baseline_hz: float | None,
+    lowpass_hz: float | None,
+    notch_hz: float | None,
+    order: int,
+) -> np.ndarray:
     if baseline_hz is not None and lowpass_hz is not None and baseline_hz >= lowpass_hz:
         raise ValueError(
             f"baseline_hz ({baseline_hz}) must be below lowpass_hz ({lowpass_hz}) for a band-pass"

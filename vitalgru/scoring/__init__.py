@@ -1,1 +1,24 @@
-"""vitalgru.scoring"""
+"""Live scoring: per-patient streaming state, batched across patients, and alarm rules.
+
+:class:`ArrhythmiaMonitor` labels the heartbeats of many patients' live ECG with a
+registered arrhythmia model; :mod:`vitalgru.scoring.alerts` turns the labels into alarms;
+:func:`replay_database` replays recordings as live feeds and scores the monitor beat by
+beat against the reference (AAMI EC57).
+"""
+
+from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, Tick
+from vitalgru.scoring.replay import ReplayResult, live_report, replay, replay_database
+
+__all__ = [
+    "Alert",
+    "AlertRules",
+    "AlertTracker",
+    "ArrhythmiaMonitor",
+    "BeatCall",
+    "ReplayResult",
+    "Tick",
+    "live_report",
+    "replay",
+    "replay_database",
+]

@@ -17,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
-from vitalgru.data.arrhythmia_dataset import FeatureSettings, RecordBeats, beat_features
+from vitalgru.data.arrhythmia_dataset import (
+    RecordBeats,
+    beat_features,
+    data_config_from_preprocessing,
+    feature_settings_from_preprocessing,
+)
 from vitalgru.data.ingest import process_record
 from vitalgru.errors import RecordError
 from vitalgru.io.ingest import attrition_entry, iter_records
@@ -29,35 +33,6 @@ from vitalgru.training.arrhythmia import predict_records
 from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
-
-
-def data_config_from_preprocessing(
-    preprocessing: Mapping[str, Any], lead: str | int | None = None
-) -> ArrhythmiaDataConfig:
-    """The ingest settings a logged model was trained with (``lead`` overrides the lead)."""
-    win = preprocessing.get("window") or {}
-    filt = preprocessing.get("filters") or {}
-    try:
-        windows = BeatWindowConfig(
-            lead=lead if lead is not None else (preprocessing.get("lead") or "MLII"),
-            fs=float(preprocessing["fs"]),
-            before_s=float(win["before_s"]),
-            after_s=float(win["after_s"]),
-        )
-    except KeyError as e:
-        raise ValueError(
-            f"model preprocessing lacks {e.args[0]!r}; it needs fs, window.before_s and "
-            "window.after_s (was the model logged by vitalgru.training.arrhythmia?)"
-        ) from e
-    filters = FilterConfig(**{k: v for k, v in filt.items() if k in FilterConfig.model_fields})
-    return ArrhythmiaDataConfig(filters=filters, windows=windows)
-
-
-def feature_settings_from_preprocessing(preprocessing: Mapping[str, Any]) -> FeatureSettings:
-    """Feature settings recorded with a model."""
-    norm = preprocessing.get("normalisation") or {}
-    keys = ("template_beats", "local_rr_beats", "long_rr_beats", "rhythm_beats")
-    return FeatureSettings(**{k: int(norm[k]) for k in keys if k in norm})
 
 
 def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Alarm rules: each raised once per episode, on hand-made beat sequences; and the monitor's
+EC57 beat-by-beat score against golden counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitalgru.scoring import AlertRules, AlertTracker, BeatCall, live_report
+
+
+def _feed(
+    tr: AlertTracker, labels: str, rr_s: float = 0.6, ok: str | None = None, t0: float = 0.0
+) -> list:
+    out = []
+    for i, lab in enumerate(labels):
+        good = True if ok is None else ok[i] == "1"
+        out += tr.beat(t0 + i * rr_s, lab, good, t0 + i * rr_s + 2.0)
+    return out
+
+
+class TestRules:
+    def test_three_v_in_a_row_is_one_ventricular_run_alert(self) -> None:
+        tr = AlertTracker("p", AlertRules())
+        alerts = _feed(tr, "NNVVNNVVVVVVNN")
+        assert [a.kind for a in alerts] == ["ventricular_run"]
+        a = alerts[0]
+        assert a.onset_s == pytest.approx(6 * 0.6) and a.n_beats == 3
+        assert a.rate_bpm == pytest.approx(100.0)
+        assert a.delay_s == pytest.approx(2.0 + 2 * 0.6)
+        # a second run after the first ended is a new episode
+        assert [x.kind for x in _feed(tr, "NVVV", t0=100.0)] == ["ventricular_run"]
+
+    def test_beats_in_rejected_signal_neither_start_nor_extend_a_run(self) -> None:
+        tr = AlertTracker("p", AlertRules())
+        assert _feed(tr, "NVVVN", ok="11011") == []
+
+    def test_supraventricular_run_needs_its_rate(self) -> None:
+        slow = AlertTracker("p", AlertRules())
+        assert _feed(slow, "NSSSSN", rr_s=0.8) == []  # 75 bpm: ectopic atrial rhythm
+        fast = AlertTracker("p", AlertRules())
+        (a,) = _feed(fast, "NSSSN", rr_s=0.4)
+        assert a.kind == "supraventricular_run" and a.rate_bpm == pytest.approx(150.0)
+
+    def test_frequent_ectopy_counts_v_beats_in_the_window(self) -> None:
+        rules = AlertRules(v_per_window=4, window_s=10.0)
+        tr = AlertTracker("p", rules)
+        # bigeminy every 1.2 s: V beats at 0.6, 1.8, 3.0, 4.2 s -> the fourth raises
+        alerts = _feed(tr, "NV" * 8)
+        assert [a.kind for a in alerts] == ["frequent_ventricular_ectopy"]
+        assert alerts[0].onset_s == pytest.approx(4.2) and alerts[0].n_beats == 4
+
+    def test_pause_and_poor_signal_are_raised_once_and_re_armed(self) -> None:
+        tr = AlertTracker("p", AlertRules(pause_s=3.0))
+        assert tr.silence(10.0, 12.9, 13.3, True) == []
+        (a,) = tr.silence(10.0, 13.1, 13.5, False)
+        assert a.kind == "pause" and a.onset_s == 10.0 and "electrodes" in a.message
+        assert tr.silence(10.0, 15.0, 15.4, False) == []
+        assert tr.silence(15.0, 15.5, 15.9, True) == []  # beats again
+        assert [x.kind for x in tr.silence(15.0, 18.5, 18.9, True)] == ["pause"]
+        (s,) = tr.signal("lead off", 20.0, 21.0)
+        assert s.kind == "poor_signal" and "lead off" in s.message
+        assert tr.signal("noisy", 22.0, 23.0) == []
+        assert tr.signal("", 24.0, 25.0) == []
+        assert len(tr.signal("flat", 26.0, 27.0)) == 1
+
+    @pytest.mark.parametrize(
+        "bad", [{"v_run_beats": 0}, {"pause_s": float("nan")}, {"v_run_beats": 2.5},
+                {"pause_s": True}, {"unknown": 1}],
+    )  # fmt: skip
+    def test_bad_limits_are_clear_errors(self, bad: dict) -> None:
+        with pytest.raises(ValueError, match="alert rule"):
+            AlertRules.from_dict(bad)
+
+
+def _call(rid: str, idx: int, label: str) -> BeatCall:
+    return BeatCall(rid, 0, idx, idx / 360.0, label, (0.2,) * 5, True, idx / 360.0 + 3)
+
+
+class TestLiveReport:
+    def test_golden_counts(self) -> None:
+        # reference: 5 beats N N V N S; flutter episode 3000-3600
+        ref_idx = np.array([100, 400, 700, 1000, 1300])
+        ref_lab = np.array([0, 0, 2, 0, 1])
+        vf = np.array([[3000, 3600]])
+        calls = {
+            "r": [
+                _call("r", 110, "N"),  # 10 samples off: matched, right
+                _call("r", 420, "V"),  # matched, wrong (N called V)
+                _call("r", 700, "V"),  # matched, right
+                # 1000 (N) missed
+                _call("r", 1340, "S"),  # 40 samples = 111 ms off: outside +-75 ms
+                _call("r", 2000, "N"),  # extra
+                _call("r", 3300, "V"),  # in flutter: not counted as extra
+            ]
+        }
+        rep = live_report(calls, {"r": (ref_idx, ref_lab, vf, 360.0)})
+        d = rep["detection"]
+        assert (d["reference"], d["detected"], d["matched"]) == (5, 5, 3)
+        assert d["missed"] == {"N": 1, "S": 1, "V": 0, "F": 0, "Q": 0}
+        assert d["extra"] == {"N": 1, "S": 1, "V": 0, "F": 0, "Q": 0}
+        assert d["se"] == pytest.approx(3 / 5) and d["ppv"] == pytest.approx(3 / 5)
+        cm = np.array(rep["beats"]["confusion_matrix"])
+        assert cm[0, 0] == 1 and cm[0, 2] == 1 and cm[2, 2] == 1 and cm.sum() == 3
+        assert rep["beats"]["records"]["r"]["n_beats"] == 3

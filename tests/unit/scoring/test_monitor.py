@@ -1,0 +1,212 @@
+"""The live monitor: chunk sizes and batching across patients do not change a label, and
+what it computes is what offline scoring computes on the same beats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from vitalgru.config import FilterConfig
+from vitalgru.data.arrhythmia_dataset import (
+    RR_FEATURES,
+    FeatureSettings,
+    beat_features,
+    latest_morphology,
+    morphology_features,
+)
+from vitalgru.data.ingest import dataset_filter
+from vitalgru.dsp.beats import beat_windows
+from vitalgru.dsp.resample import resample
+from vitalgru.dsp.rpeaks import ecg_rpeaks
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor, BeatCall
+
+SECONDS = 90
+PRE = {
+    "fs": 360.0,
+    "lead": "MLII",
+    "window": {"before_s": 0.25, "after_s": 0.45},
+    "filters": {"baseline_hz": 0.5, "lowpass_hz": 40.0, "notch_hz": 60.0, "order": 2},
+    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
+                      "rhythm_beats": 16},
+    "rr_features": list(RR_FEATURES),
+}  # fmt: skip
+
+
+def _lead(mitdb_dir: Path, record: str, seconds: float = SECONDS) -> np.ndarray:
+    rec = wfdb.rdrecord(str(mitdb_dir / record), sampto=int(seconds * 360))
+    return rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def signals(mitdb_dir: Path) -> dict[str, np.ndarray]:
+    # 119: frequent V beats in bigeminy; 208: V and F; 100: sinus with an APC
+    return {r: _lead(mitdb_dir, r) for r in ("100", "119", "208")}
+
+
+@pytest.fixture(scope="module")
+def model() -> ArrhythmiaEnsemble:
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    return ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval()
+
+
+def _run(mon: ArrhythmiaMonitor, x: np.ndarray, sizes: list[int], pid: str = "p") -> list:
+    mon.admit(pid, 360.0)
+    calls: list[BeatCall] = []
+    s = 0
+    for n in sizes:
+        calls += mon.push({pid: x[s : s + n]}).calls
+        s += n
+    calls += mon.push({pid: x[s:]}).calls
+    return calls + mon.discharge(pid).calls
+
+
+def _same(a: list[BeatCall], b: list[BeatCall], atol: float = 1e-5) -> None:
+    assert [c.sample_idx for c in a] == [c.sample_idx for c in b]
+    assert [c.label for c in a] == [c.label for c in b]
+    assert [c.signal_ok for c in a] == [c.signal_ok for c in b]
+    np.testing.assert_allclose([c.probs for c in a], [c.probs for c in b], atol=atol)
+
+
+class TestChunking:
+    def test_any_chunk_sizes_give_the_labels_of_one_push(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        x = signals["119"].copy()
+        x[20_000:20_400] = np.nan  # a gap, held at the last value
+        whole = _run(ArrhythmiaMonitor(model, PRE), x, [])
+        assert len(whole) > 80
+        assert {c.label for c in whole} >= {"N"}
+        rng = np.random.default_rng(3)
+        for _ in range(3):
+            sizes = list(rng.integers(1, 2000, size=40))
+            _same(_run(ArrhythmiaMonitor(model, PRE), x, sizes), whole)
+        assert [c.beat_idx for c in whole] == list(range(len(whole)))
+
+    def test_patients_batched_together_get_what_each_gets_alone(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        alone = {r: _run(ArrhythmiaMonitor(model, PRE), x, [360] * SECONDS, r)
+                 for r, x in signals.items()}  # fmt: skip
+        mon = ArrhythmiaMonitor(model, PRE)
+        for r in signals:
+            mon.admit(r, 360.0)
+        got: dict[str, list[BeatCall]] = {r: [] for r in signals}
+        for k in range(SECONDS + 1):
+            tick = mon.push({r: x[k * 360 : (k + 1) * 360] for r, x in signals.items()})
+            for c in tick.calls:
+                got[c.patient_id].append(c)
+        for r in signals:
+            got[r] += mon.discharge(r).calls
+            _same(got[r], alone[r])
+        assert mon.patients == []
+
+    def test_a_label_waits_for_two_beats_and_the_margin_not_longer(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        calls = _run(ArrhythmiaMonitor(model, PRE, margin_s=1.0), signals["100"], [90] * 1000)
+        lat = np.array([c.latency_s for c in calls[:-3]])  # the last ones wait for discharge
+        rr = np.diff([c.time_s for c in calls])
+        # two beats (RR features' look-ahead + output delay) + window + margin + a chunk
+        bound = 2 * rr.max() + 0.45 + 1.0 + 90 / 360 + 2 / 360
+        assert lat.min() > 1.0 and lat.max() < bound
+
+
+class TestMatchesOfflineScoring:
+    def test_features_and_probabilities_match_whole_record_filtering(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        x = signals["208"]
+        net = ArrhythmiaGRU.from_config(model.members[0].config_dict())
+        net.load_state_dict(model.members[0].state_dict())
+        net.eval()  # no quality gate: the live and whole-record verdicts differ in detail
+        calls = _run(ArrhythmiaMonitor(net, PRE, margin_s=4.0), x, [360] * SECONDS)
+        peaks = ecg_rpeaks(x, 360.0)
+        assert [c.sample_idx for c in calls] == peaks.tolist()
+        clean = dataset_filter(x, 360.0, FilterConfig(**PRE["filters"])).astype(np.float32)
+        wins, _ = beat_windows(clean, peaks, 360.0, 0.25, 0.45)
+        settings = FeatureSettings(**PRE["normalisation"])
+        feats = beat_features(wins, peaks, 360.0, settings)
+        with torch.no_grad():
+            logits, _ = net(torch.from_numpy(feats)[None])
+        offline = torch.softmax(logits[0], -1).numpy()
+        live = np.array([c.probs for c in calls])
+        inner = slice(12, -12)  # away from the ends, where the stretch is the record
+        assert np.abs(live[inner] - offline[inner]).max() < 2e-3
+        assert (live.argmax(1) == offline.argmax(1)).mean() > 0.99
+
+    def test_latest_morphology_is_the_last_row_of_the_running_features(self) -> None:
+        rng = np.random.default_rng(0)
+        w = rng.normal(size=(20, 30)).astype(np.float32)
+        s = FeatureSettings(template_beats=7)
+        for k in (1, 3, 7, 20):
+            np.testing.assert_allclose(
+                latest_morphology(w[:k], s), morphology_features(w[:k], s)[-1], rtol=1e-6
+            )
+
+    def test_another_input_rate_is_resampled_like_ingest(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        x360 = signals["119"]
+        x250 = resample(x360, 360.0, 250.0)
+        mon = ArrhythmiaMonitor(model, PRE)
+        ref = _run(mon, x360, [360] * SECONDS)
+        mon.admit("q", 250.0)
+        got = []
+        for k in range(SECONDS + 1):
+            got += mon.push({"q": x250[k * 250 : (k + 1) * 250]}).calls
+        got += mon.discharge("q").calls
+        assert abs(len(got) - len(ref)) <= 1
+        t_ref = np.array([c.time_s for c in ref])
+        t = np.array([c.time_s for c in got])
+        near = np.abs(t_ref[:, None] - t[None, :]).min(axis=1) < 0.02
+        assert near.mean() > 0.98
+        lab = {round(c.time_s, 1): c.label for c in got}
+        agree = [lab.get(round(c.time_s, 1)) == c.label for c in ref]
+        assert np.mean(agree) > 0.9
+        # chunking at the other rate still does not matter
+        _same(_run(ArrhythmiaMonitor(model, PRE), x250[: 250 * 40], [777] * 12, "r")[:-1],
+              _run(ArrhythmiaMonitor(model, PRE), x250[: 250 * 40], [], "r")[:-1])  # fmt: skip
+
+
+class TestInputs:
+    def test_mistakes_are_clear_errors(self, model: ArrhythmiaEnsemble) -> None:
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("a", 360.0)
+        with pytest.raises(ValueError, match="already being monitored"):
+            mon.admit("a", 360.0)
+        with pytest.raises(KeyError, match="admit"):
+            mon.push({"b": np.zeros(10)})
+        with pytest.raises(ValueError, match="1-D"):
+            mon.push({"a": np.zeros((10, 2))})
+        with pytest.raises(ValueError, match="fs"):
+            mon.admit("c", 0.0)
+        with pytest.raises(ValueError, match="fs"):
+            mon.admit("c", 50.0)  # too slow for the 40 Hz low-pass
+        with pytest.raises(ValueError, match="margin_s"):
+            ArrhythmiaMonitor(model, PRE, margin_s=float("nan"))
+        bad = {**PRE, "window": {"before_s": 0.2, "after_s": 0.45}}
+        with pytest.raises(ValueError, match="not logged together"):
+            ArrhythmiaMonitor(model, bad)
+        with pytest.raises(ValueError, match="lacks 'fs'"):
+            ArrhythmiaMonitor(model, {k: v for k, v in PRE.items() if k != "fs"})
+
+    def test_a_flat_lead_gives_no_beats_a_pause_and_a_poor_signal_alert(
+        self, model: ArrhythmiaEnsemble
+    ) -> None:
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("flat", 360.0)
+        alerts = []
+        for _ in range(20):
+            tick = mon.push({"flat": np.zeros(360)})
+            assert tick.calls == []
+            alerts += tick.alerts
+        assert [a.kind for a in alerts] == ["pause", "poor_signal"]  # each raised once
+        assert alerts[0].raised_at_s < 4.5
+        assert "flat" in alerts[1].message and "check the electrodes" in alerts[1].message
+        assert mon.discharge("flat").calls == []

@@ -1,0 +1,252 @@
+"""Alarm rules over a patient's labelled beats, as a bedside monitor raises them.
+
+Each rule raises an :class:`Alert` once per episode: when its condition starts, not on
+every beat while it lasts; it is re-armed once the condition has cleared. The rules and
+their default limits are those of ECG arrhythmia monitoring practice (every limit is a
+setting of :class:`AlertRules`, as on a bedside monitor):
+
+* ``ventricular_run``: ``v_run_beats`` (3) or more consecutive V beats; three or more
+  ventricular beats in a row is the usual definition of a ventricular run (non-sustained
+  ventricular tachycardia when the rate is 100 bpm or more; the alert gives the rate).
+* ``supraventricular_run``: ``s_run_beats`` (3) or more consecutive S beats at
+  ``s_run_min_bpm`` (100) or faster (a run of supraventricular tachycardia).
+* ``frequent_ventricular_ectopy``: ``v_per_window`` (10) or more V beats within the last
+  ``window_s`` (60) seconds (the "PVCs per minute" limit of monitors).
+* ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem:
+  the alert carries the latest signal-quality verdict to tell them apart).
+* ``poor_signal`` (a technical alarm): the newest trailing quality window
+  (:mod:`vitalgru.dsp.quality`) is rejected: flat, clipped, lead off, non-finite or noisy.
+  Raised when the signal turns bad, re-armed when a window passes again.
+
+Beats recorded in signal the live quality check rejected (``signal_ok`` False) neither
+start nor extend a run or the ectopy count, since noise mimics ectopic beats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["Alert", "AlertRules", "AlertTracker"]
+
+KINDS: tuple[str, ...] = (
+    "ventricular_run",
+    "supraventricular_run",
+    "frequent_ventricular_ectopy",
+    "pause",
+    "poor_signal",
+)
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """Limits of the alarm rules (see the module docstring)."""
+
+    v_run_beats: int = 3
+    s_run_beats: int = 3
+    s_run_min_bpm: float = 100.0
+    v_per_window: int = 10
+    window_s: float = 60.0
+    pause_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"alert rule {f.name} must be a finite number, got {v!r}")
+            if v <= 0:
+                raise ValueError(f"alert rule {f.name} must be > 0, got {v!r}")
+        for name in ("v_run_beats", "s_run_beats", "v_per_window"):
+            if int(getattr(self, name)) != getattr(self, name):
+                raise ValueError(f"alert rule {name} must be a whole number of beats")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AlertRules:
+        """Rules from a mapping of limits (unknown keys are errors)."""
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown alert rule(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
+            )
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alarm.
+
+    Attributes
+    ----------
+    patient_id : str
+    kind : str
+        One of :data:`KINDS`.
+    onset_s : float
+        Stream time (s from admission) the episode began: the first beat of a run, the
+        beat that reached the ectopy limit, the last beat before a pause.
+    raised_at_s : float
+        Stream time of the push that raised it.
+    message : str
+        What a clinician reads.
+    rate_bpm : float or None
+        Heart rate of a run (None for the others).
+    n_beats : int
+        Beats in the run, or V beats in the window (0 for a pause).
+    """
+
+    patient_id: str
+    kind: str
+    onset_s: float
+    raised_at_s: float
+    message: str
+    rate_bpm: float | None = None
+    n_beats: int = 0
+
+    @property
+    def delay_s(self) -> float:
+        """Seconds from the episode's onset to the alarm."""
+        return self.raised_at_s - self.onset_s
+
+
+class AlertTracker:
+    """One patient's alarm state; feed it the patient's labelled beats in time order."""
+
+    def __init__(self, patient_id: str, rules: AlertRules) -> None:
+        self.patient_id = patient_id
+        self.rules = rules
+        self._run_kind: str | None = None  # "V" or "S"
+        self._run_times: list[float] = []
+        self._run_raised = False
+        self._v_times: deque[float] = deque()
+        self._ectopy_raised = False
+        self._pause_raised = False
+        self._signal_raised = False
+
+    def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
+        """Update with one labelled beat; the alerts it raises."""
+        out: list[Alert] = []
+        if not signal_ok:
+            self._end_run()
+            return out
+        if label in ("V", "S"):
+            if label != self._run_kind:
+                self._end_run()
+                self._run_kind = label
+            self._run_times.append(time_s)
+            alert = self._check_run(now_s)
+            if alert is not None:
+                out.append(alert)
+        else:
+            self._end_run()
+        if label == "V":
+            self._v_times.append(time_s)
+        while self._v_times and self._v_times[0] <= time_s - self.rules.window_s:
+            self._v_times.popleft()
+        n_v = len(self._v_times)
+        if n_v >= self.rules.v_per_window and not self._ectopy_raised:
+            self._ectopy_raised = True
+            out.append(
+                Alert(
+                    self.patient_id,
+                    "frequent_ventricular_ectopy",
+                    time_s,
+                    now_s,
+                    f"frequent ventricular ectopy: {n_v} V beats in the last "
+                    f"{self.rules.window_s:g} s",
+                    n_beats=n_v,
+                )
+            )
+        elif n_v < self.rules.v_per_window:
+            self._ectopy_raised = False
+        return out
+
+    def silence(
+        self, last_beat_s: float, known_until_s: float, now_s: float, signal_ok: bool | None
+    ) -> list[Alert]:
+        """Check for a pause.
+
+        Parameters
+        ----------
+        last_beat_s : float
+            Latest R peak detected (s; -inf before the first: counted from the start).
+        known_until_s : float
+            Time up to which every R peak has been reported (the stream time less the
+            detector's latency).
+        now_s : float
+            Stream time now.
+        signal_ok : bool or None
+            The latest signal-quality verdict (None: none yet).
+        """
+        onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
+        since = known_until_s - onset
+        if since < self.rules.pause_s:
+            self._pause_raised = False  # beats again: re-armed
+            return []
+        if self._pause_raised:
+            return []
+        self._pause_raised = True
+        lead = (
+            "; the signal quality check rejects the lead: check the electrodes"
+            if signal_ok is False
+            else ""
+        )
+        return [
+            Alert(
+                self.patient_id,
+                "pause",
+                onset,
+                now_s,
+                f"pause: no heartbeat detected for {since:.1f} s{lead}",
+            )
+        ]
+
+    def signal(self, flags: str, judged_until_s: float, now_s: float) -> list[Alert]:
+        """Update with the newest quality verdict: ``flags`` names what its window was
+        rejected for ("" when it passed); the window ended at ``judged_until_s``."""
+        if not flags:
+            self._signal_raised = False
+            return []
+        if self._signal_raised:
+            return []
+        self._signal_raised = True
+        return [
+            Alert(
+                self.patient_id,
+                "poor_signal",
+                judged_until_s,
+                now_s,
+                f"poor ECG signal ({flags}): beats cannot be trusted; check the electrodes",
+            )
+        ]
+
+    def _check_run(self, now_s: float) -> Alert | None:
+        n = len(self._run_times)
+        if self._run_raised:
+            return None
+        need = self.rules.v_run_beats if self._run_kind == "V" else self.rules.s_run_beats
+        if n < need:
+            return None
+        span = self._run_times[-1] - self._run_times[0]
+        rate = 60.0 * (n - 1) / span if span > 0 else None
+        if self._run_kind == "S" and (rate is None or rate < self.rules.s_run_min_bpm):
+            return None
+        self._run_raised = True
+        kind = "ventricular_run" if self._run_kind == "V" else "supraventricular_run"
+        what = "ventricular" if self._run_kind == "V" else "supraventricular"
+        at = f" at {rate:.0f} bpm" if rate is not None else ""
+        return Alert(
+            self.patient_id,
+            kind,
+            self._run_times[0],
+            now_s,
+            f"{what} run: {n} consecutive {self._run_kind} beats{at}",
+            rate_bpm=rate,
+            n_beats=n,
+        )
+
+    def _end_run(self) -> None:
+        self._run_kind = None
+        self._run_times = []
+        self._run_raised = False

@@ -1,0 +1,497 @@
+"""Live beat labelling: raw ECG in, labelled heartbeats out, for many patients at once.
+
+:class:`ArrhythmiaMonitor` keeps each patient's state (R-peak detector, trailing signal
+quality, beat history, GRU hidden state) and, on every :meth:`~ArrhythmiaMonitor.push`,
+advances all patients whose chunks arrived, running the network once per tick over a batch
+of patients rather than once per patient. It reads a model exactly as evaluation does: the
+preprocessing logged with it (rate, lead, window, filters, feature settings) says how to
+turn samples into the network's inputs.
+
+Per patient, samples at the patient's own rate ``fs`` go through:
+
+1. :class:`vitalgru.dsp.RpeakStream` (the detector of ingest, streamed) for the beats;
+2. :class:`vitalgru.dsp.QualityStream` (the trailing 10 s check ingest calls ``signal_ok``)
+   for each beat's live quality verdict. It is fed only up to the last reported R peak, so a
+   window is judged with every peak in it, whatever the chunk sizes;
+3. for each beat, the stretch of signal from ``margin_s`` before the R peak to ``margin_s``
+   after its window, resampled to the model's rate and filtered *zero-phase* with the
+   dataset's filter, exactly like a training window but on a bounded stretch. Zero-phase is
+   what the network was trained on; a causal filter shifts and reshapes the QRS. The price
+   is ``margin_s`` of latency, and the edge transients of the stretch, which decay within
+   the margin (the benchmark measures the difference from whole-record filtering);
+4. the causal beat features of training (:func:`vitalgru.data.arrhythmia_dataset.beat_features`
+   on the beats' history: running median template, RR features with one beat of look-ahead);
+5. the network, streaming with its hidden state carried (``context_beats`` as in
+   :func:`vitalgru.training.arrhythmia.predict_records`).
+
+A beat is labelled once the beats its features and the network's output delay need have
+arrived (two beats for the default model) and the post-window margin has passed.
+
+The invariant that keeps it honest: pushing a recording in chunks of any sizes gives the
+same beats, labels and probabilities as pushing it whole (tested for random chunkings;
+probabilities to float32 rounding, because the network runs over different batches).
+Differences from offline evaluation (:func:`vitalgru.training.arrhythmia_eval.score_database`)
+are on purpose: the beats are the detector's, not the annotators'; non-finite samples are
+held at the last finite value (offline, a gap is interpolated, which needs the future); and
+each window is filtered over its stretch rather than the whole record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import signal as sps
+from torch import nn
+
+from vitalgru.data.arrhythmia_dataset import (
+    FeatureSettings,
+    data_config_from_preprocessing,
+    feature_settings_from_preprocessing,
+    latest_morphology,
+    rr_features,
+    select_rr_columns,
+)
+from vitalgru.data.ingest import dataset_filter
+from vitalgru.dsp.beats import beat_windows
+from vitalgru.dsp.filters import _as_signal, check_fs
+from vitalgru.dsp.quality import QualityStream
+from vitalgru.dsp.resample import map_indices, rate_ratio
+from vitalgru.dsp.rpeaks import RpeakStream
+from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
+from vitalgru.types import AAMI_CLASSES
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ArrhythmiaMonitor", "BeatCall", "Tick"]
+
+#: Default signal kept before an R peak and after its window when filtering a beat's stretch
+#: (s). The 0.5 Hz high-pass's transient has decayed far below a microvolt by then; see
+#: ``benchmarks/streaming.py`` for the measured difference from whole-record filtering.
+DEFAULT_MARGIN_S = 2.0
+#: Peaks reported more than this late (s) are not waited for by the quality check (the
+#: detector reports a peak within 0.36 s, or by search-back within about 4 s).
+QUALITY_MAX_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class BeatCall:
+    """One labelled heartbeat.
+
+    Attributes
+    ----------
+    patient_id : str
+    beat_idx : int
+        The beat's number in the patient's stream (0-based).
+    sample_idx : int
+        R peak, in samples of the patient's input stream (counted from admission).
+    time_s : float
+        R peak time in s from admission.
+    label : str
+        AAMI EC57 class (N, S, V, F or Q).
+    probs : tuple of float
+        Class probabilities in :data:`vitalgru.types.AAMI_CLASSES` order.
+    signal_ok : bool
+        The live signal-quality verdict for the beat (see ``signal_ok`` in
+        :mod:`vitalgru.data.ingest`).
+    labelled_at_s : float
+        Stream time (s from admission) of the push that labelled the beat.
+    """
+
+    patient_id: str
+    beat_idx: int
+    sample_idx: int
+    time_s: float
+    label: str
+    probs: tuple[float, ...]
+    signal_ok: bool
+    labelled_at_s: float
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds between the R peak and its label."""
+        return self.labelled_at_s - self.time_s
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one :meth:`ArrhythmiaMonitor.push` (or ``discharge``) produced."""
+
+    calls: list[BeatCall]
+    alerts: list[Alert]
+
+
+def _state_shape(model: nn.Module) -> tuple[int, int]:
+    """(layers, hidden) of the state ``model`` carries (an ensemble stacks its members')."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return sum(int(m.num_layers) for m in members), int(members[0].hidden)
+    return int(model.num_layers), int(model.hidden)
+
+
+class _Patient:
+    """One patient's stream state (see :class:`ArrhythmiaMonitor`)."""
+
+    def __init__(self, pid: str, fs: float, mon: ArrhythmiaMonitor) -> None:
+        self.pid = pid
+        self.fs = check_fs(fs, cutoffs_hz=(40.0,), what=f"patient {pid!r} fs")
+        self.up, self.down = rate_ratio(self.fs, mon.fs)
+        w = mon.windows
+        self.after_src = int(round(w.after_s * self.fs))
+        self.margin_src = int(math.ceil(mon.margin_s * self.fs))
+        self.max_wait = int(round(QUALITY_MAX_WAIT_S * self.fs))
+        self.det = RpeakStream(self.fs)
+        self.quality = QualityStream(self.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s)
+        self.n = 0  # samples received
+        self.last = 0.0  # latest finite sample (held through gaps)
+        self.buf = np.empty(0)  # held samples from buf0 on
+        self.buf0 = 0
+        self.q_raw = np.empty(0)  # samples not yet given to the quality check (from q_fed)
+        self.q_fed = 0
+        self.q_peaks: list[int] = []  # peaks not yet given to the quality check
+        self.verdicts: deque[tuple[int, bool]] = deque()  # (window stop, usable)
+        self.verdict_before: bool | None = None  # verdict of the latest window dropped
+        self.latest_flags: str | None = None  # flags of the newest window (None: none yet)
+        self.pending: deque[int] = deque()  # detected peaks not yet windowed
+        self.last_peak = -1
+        self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
+        self.w_hist: deque[np.ndarray] = deque(maxlen=mon.settings.template_beats)
+        self.waiting: tuple[int, bool] | None = None  # (peak, ok) of the last windowed beat
+        self.rows: list[tuple[np.ndarray, bool, int]] = []  # features ready, not labelled
+        layers, hidden = mon.state_shape
+        self.h = torch.zeros(layers, 1, hidden)
+        self.n_beats = 0  # beats windowed
+        self.n_labelled = 0
+        self.alerts = AlertTracker(pid, mon.alert_rules)
+
+    # -------------------------------------------------------------- signal side
+    def feed(self, chunk: np.ndarray) -> None:
+        arr = _as_signal(chunk, name=f"chunk of patient {self.pid!r}", allow_nonfinite=True)
+        if arr.ndim != 1:
+            raise ValueError(
+                f"patient {self.pid!r}: a chunk must be 1-D (n,) samples of one lead, "
+                f"got shape {arr.shape}"
+            )
+        if arr.size == 0:
+            return
+        finite = np.isfinite(arr)
+        held = arr.astype(np.float64)
+        if not finite.all():
+            idx = np.where(finite, np.arange(arr.size), -1)
+            np.maximum.accumulate(idx, out=idx)
+            held = np.where(idx >= 0, held[np.clip(idx, 0, None)], self.last)
+        self.last = float(held[-1])
+        self.buf = np.concatenate([self.buf, held])
+        self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
+        self.n += arr.size
+        self._add_peaks(self.det.process(held))
+        self._feed_quality(final=False)
+
+    def flush(self) -> None:
+        self._add_peaks(self.det.flush())
+        self._feed_quality(final=True)
+
+    def _add_peaks(self, peaks: np.ndarray) -> None:
+        for p in peaks.tolist():
+            if p <= self.last_peak:  # the detector reports in order; keep it that way
+                logger.debug("patient %s: R peak %d out of order, dropped", self.pid, p)
+                continue
+            self.pending.append(p)
+            self.q_peaks.append(p)
+            self.last_peak = p
+
+    def _feed_quality(self, final: bool) -> None:
+        # Up to the last reported peak every peak is known (the detector never reports one
+        # before a peak it has reported), so each window is judged with all of its peaks.
+        settled = self.n if final else max(self.last_peak + 1, self.n - self.max_wait)
+        if settled <= self.q_fed:
+            return
+        k = settled - self.q_fed
+        peaks = [p for p in self.q_peaks if p < settled]
+        self.q_peaks = [p for p in self.q_peaks if p >= settled]
+        res = self.quality.push(self.q_raw[:k], np.asarray(peaks, dtype=np.int64))
+        self.q_raw = self.q_raw[k:]
+        self.q_fed = settled
+        for stop, ok in zip(res.stop_idx.tolist(), res.usable.tolist(), strict=True):
+            self.verdicts.append((int(stop), bool(ok)))
+        if res.n_windows:  # what the newest window was rejected for ("" if it was not)
+            flags = (*res.HARD_FLAGS, "noisy")
+            self.latest_flags = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[-1])
+
+    def _signal_ok(self, peak: int) -> bool:
+        """Usable verdict of the latest quality window that had ended by the end of the
+        beat's window; True before any window has ended (as ``QualityResult.usable_at``)."""
+        at = peak + self.after_src
+        # forget verdicts no later beat can ask for (beats come in time order)
+        while len(self.verdicts) > 1 and self.verdicts[1][0] <= at:
+            self.verdict_before = self.verdicts.popleft()[1]
+        if self.verdicts and self.verdicts[0][0] <= at:
+            return self.verdicts[0][1]
+        return True if self.verdict_before is None else self.verdict_before
+
+    def latest_verdict(self) -> bool | None:
+        """The newest quality verdict (None: no window judged yet)."""
+        return self.verdicts[-1][1] if self.verdicts else self.verdict_before
+
+    def ready_peaks(self, final: bool) -> list[int]:
+        """Pending peaks whose stretch of signal and quality verdict are complete."""
+        out = []
+        while self.pending:
+            p = self.pending[0]
+            if not final and (
+                self.n < p + self.after_src + self.margin_src + 1 or self.q_fed < p + self.after_src
+            ):
+                break
+            out.append(self.pending.popleft())
+        return out
+
+    def trim(self) -> None:
+        """Forget samples no pending beat's stretch reaches back to."""
+        first = self.pending[0] if self.pending else self.n
+        keep = max(0, first - self.margin_src - self.down)
+        keep -= keep % self.down
+        if keep - self.buf0 > 4096:  # amortise the copies
+            self.buf = self.buf[keep - self.buf0 :]
+            self.buf0 = keep
+
+
+class ArrhythmiaMonitor:
+    """Label heartbeats of many patients' live ECG with one network.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An :class:`~vitalgru.models.arrhythmia.ArrhythmiaGRU` or
+        :class:`~vitalgru.models.arrhythmia.ArrhythmiaEnsemble` (e.g. the ``module`` of
+        :func:`vitalgru.tracking.load_model` for ``models:/vitalgru-arrhythmia@champion``).
+    preprocessing : mapping
+        The preprocessing logged with the model.
+    margin_s : float
+        Signal kept on each side of a beat's window when filtering it (s); also the
+        latency it adds.
+    max_batch : int
+        Most patients per network call.
+    alert_rules : AlertRules, optional
+        Limits of the alarm rules (:mod:`vitalgru.scoring.alerts`); default limits if None.
+
+    Examples
+    --------
+    >>> mon = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)   # doctest: +SKIP
+    >>> mon.admit("bed-4", fs=250.0)                                   # doctest: +SKIP
+    >>> calls = mon.push({"bed-4": samples_mv})                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Mapping[str, Any],
+        *,
+        margin_s: float = DEFAULT_MARGIN_S,
+        max_batch: int = 256,
+        alert_rules: AlertRules | None = None,
+    ) -> None:
+        if not (isinstance(margin_s, int | float) and math.isfinite(margin_s) and margin_s >= 0):
+            raise ValueError(f"margin_s must be a finite number of seconds >= 0, got {margin_s!r}")
+        if int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        cfg = data_config_from_preprocessing(preprocessing)
+        self.windows = cfg.windows
+        self.filters = cfg.filters
+        self.fs = float(cfg.windows.fs)
+        self.settings: FeatureSettings = feature_settings_from_preprocessing(preprocessing)
+        self.rr_columns = preprocessing.get("rr_features")
+        n_window = int(round(self.windows.before_s * self.fs)) + int(
+            round(self.windows.after_s * self.fs)
+        )
+        if int(getattr(model, "n_samples", n_window)) != n_window:
+            raise ValueError(
+                f"the model reads windows of {model.n_samples} samples but its preprocessing "
+                f"gives {n_window}; the two were not logged together"
+            )
+        self.model = model.eval()
+        self.delay = int(getattr(model, "output_delay", 0))
+        self.state_shape = _state_shape(model)
+        self.margin_s = float(margin_s)
+        self.max_batch = int(max_batch)
+        self.alert_rules = alert_rules if alert_rules is not None else AlertRules()
+        s = self.settings
+        # Beats of RR history that make a beat's RR features equal to the whole record's
+        # (the longest average, the long irregularity window's differences, the rhythm
+        # window), plus the look-ahead beat.
+        self.history_beats = max(s.long_rr_beats + 1, 5 * s.local_rr_beats + 2, s.rhythm_beats + 1)
+        self.history_beats += 1
+        self._patients: dict[str, _Patient] = {}
+
+    @property
+    def patients(self) -> list[str]:
+        """Patients being monitored."""
+        return list(self._patients)
+
+    def admit(self, patient_id: str, fs: float) -> None:
+        """Start monitoring a patient whose samples arrive at ``fs`` Hz (one lead, mV)."""
+        pid = str(patient_id)
+        if pid in self._patients:
+            raise ValueError(f"patient {pid!r} is already being monitored")
+        self._patients[pid] = _Patient(pid, fs, self)
+
+    def push(self, chunks: Mapping[str, np.ndarray]) -> Tick:
+        """Add each patient's next samples; label every beat that became ready.
+
+        Parameters
+        ----------
+        chunks : mapping of str to numpy.ndarray
+            ``{patient_id: (n,) samples}`` in mV, consecutive with that patient's previous
+            chunk; any sizes, NaN allowed (a gap). Patients left out just wait.
+
+        Returns
+        -------
+        Tick
+            The beats labelled (in patient order of ``chunks``, each patient's in time
+            order) and the alerts raised.
+        """
+        pats = [self._get(pid) for pid in chunks]
+        for st, chunk in zip(pats, chunks.values(), strict=True):
+            st.feed(chunk)
+            self._window(st, st.ready_peaks(final=False))
+            st.trim()
+        calls = self._label(pats, final=False)
+        alerts = self._alerts(calls)
+        for st in pats:
+            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
+            now = st.n / st.fs
+            alerts += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
+            if st.latest_flags is not None:
+                alerts += st.alerts.signal(st.latest_flags, st.q_fed / st.fs, now)
+        return Tick(calls, alerts)
+
+    def discharge(self, patient_id: str) -> Tick:
+        """End a patient's stream: label the beats still waiting and forget the patient."""
+        st = self._get(patient_id)
+        st.flush()
+        self._window(st, st.ready_peaks(final=True))
+        if st.waiting is not None:  # the last beat has no successor: features as at record end
+            peak, ok = st.waiting
+            st.rows.append((self._features(st, None), ok, peak))
+            st.waiting = None
+        calls = self._label([st], final=True)
+        alerts = self._alerts(calls)
+        del self._patients[st.pid]
+        return Tick(calls, alerts)
+
+    def _alerts(self, calls: list[BeatCall]) -> list[Alert]:
+        out: list[Alert] = []
+        for c in calls:
+            tracker = self._patients[c.patient_id].alerts
+            out += tracker.beat(c.time_s, c.label, c.signal_ok, c.labelled_at_s)
+        return out
+
+    # ---------------------------------------------------------------- internals
+    def _get(self, pid: str) -> _Patient:
+        try:
+            return self._patients[str(pid)]
+        except KeyError:
+            raise KeyError(f"patient {pid!r} is not being monitored; admit() them first") from None
+
+    def _stretch(self, st: _Patient, peak: int) -> tuple[int, int]:
+        a = max(0, peak - st.margin_src)
+        a -= a % st.down  # on the resampling grid: output sample j is at a * up / down + j
+        b = min(st.n, peak + st.after_src + st.margin_src + 1)
+        return a, b
+
+    def _window(self, st: _Patient, peaks: Iterable[int]) -> None:
+        peaks = list(peaks)
+        if not peaks:
+            return
+        spans = [self._stretch(st, p) for p in peaks]
+        # Stretches of one length (every beat away from the stream's ends) are filtered
+        # together, one column each.
+        by_len: dict[int, list[int]] = {}
+        for i, (a, b) in enumerate(spans):
+            by_len.setdefault(b - a, []).append(i)
+        wins: list[np.ndarray | None] = [None] * len(peaks)
+        for idx in by_len.values():
+            seg = np.stack([st.buf[spans[i][0] - st.buf0 : spans[i][1] - st.buf0] for i in idx], 1)
+            if st.up != st.down:
+                seg = sps.resample_poly(seg, st.up, st.down, axis=0, padtype="line")
+            clean = dataset_filter(seg, self.fs, self.filters).astype(np.float32)
+            for col, i in enumerate(idx):
+                a, _ = spans[i]
+                r = int(map_indices(np.array([peaks[i]]), st.fs, self.fs)[0])
+                local = r - a * st.up // st.down
+                w, _ = beat_windows(
+                    clean[:, col], np.array([local]), self.fs, self.windows.before_s,
+                    self.windows.after_s,
+                )  # fmt: skip
+                wins[i] = w[0]
+        for p, w in zip(peaks, wins, strict=True):
+            ok = st._signal_ok(p)
+            t = int(map_indices(np.array([p]), st.fs, self.fs)[0])
+            if st.waiting is not None:  # the previous beat's features need this beat's time
+                prev_peak, prev_ok = st.waiting
+                st.rows.append((self._features(st, t), prev_ok, prev_peak))
+            st.t_hist.append(t)
+            st.w_hist.append(w)
+            st.waiting = (p, ok)
+            st.n_beats += 1
+
+    def _features(self, st: _Patient, t_next: int | None) -> np.ndarray:
+        """Features of the newest beat in the history; ``t_next`` is the next beat's R peak
+        at the model rate (None: the stream ended)."""
+        morph = latest_morphology(np.stack(st.w_hist), self.settings).reshape(-1)
+        t = np.asarray(st.t_hist, dtype=np.int64)
+        if t_next is not None:
+            t = np.append(t, t_next)
+        rr = rr_features(t, self.fs, self.settings)
+        row = rr[-2] if t_next is not None else rr[-1]
+        row = select_rr_columns(row[None], self.rr_columns)[0]
+        return np.concatenate([morph, row]).astype(np.float32)
+
+    @torch.no_grad()
+    def _label(self, pats: list[_Patient], final: bool) -> list[BeatCall]:
+        ctx = 0 if final else self.delay
+        ready = [st for st in pats if len(st.rows) > ctx]
+        # one network call per run length (most ticks bring each patient the same few beats)
+        groups: dict[int, list[_Patient]] = {}
+        for st in ready:
+            groups.setdefault(len(st.rows), []).append(st)
+        calls: dict[str, list[BeatCall]] = {}
+        for t_len, group in groups.items():
+            for s in range(0, len(group), self.max_batch):
+                part = group[s : s + self.max_batch]
+                x = torch.from_numpy(np.stack([np.stack([r[0] for r in st.rows]) for st in part]))
+                ok = torch.tensor([[r[1] for r in st.rows] for st in part])
+                h0 = torch.cat([st.h for st in part], dim=1)
+                logits, h_n = self.model(x, h0, ok, context_beats=ctx)
+                probs = torch.softmax(logits[:, : t_len - ctx], dim=-1).numpy()
+                for b, st in enumerate(part):
+                    st.h = h_n[:, b : b + 1].clone()
+                    calls[st.pid] = self._calls(st, probs[b], st.rows[: t_len - ctx])
+                    st.rows = st.rows[t_len - ctx :]
+        return [c for st in pats for c in calls.get(st.pid, [])]
+
+    def _calls(
+        self, st: _Patient, probs: np.ndarray, rows: list[tuple[np.ndarray, bool, int]]
+    ) -> list[BeatCall]:
+        out = []
+        now = st.n / st.fs
+        for p, (_, ok, peak) in zip(probs, rows, strict=True):
+            out.append(
+                BeatCall(
+                    patient_id=st.pid,
+                    beat_idx=st.n_labelled,
+                    sample_idx=peak,
+                    time_s=peak / st.fs,
+                    label=str(AAMI_CLASSES[int(np.argmax(p))]),
+                    probs=tuple(float(v) for v in p),
+                    signal_ok=ok,
+                    labelled_at_s=now,
+                )
+            )
+            st.n_labelled += 1
+        return out

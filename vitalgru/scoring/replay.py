@@ -1,0 +1,300 @@
+"""Replay recordings as live bedside feeds through an :class:`ArrhythmiaMonitor`, and score
+the monitor the way AAMI EC57 scores a device: beat by beat against the reference.
+
+Offline evaluation (:func:`vitalgru.training.arrhythmia_eval.score_database`) classifies the
+annotators' beats; a monitor must find the beats itself. Here every detected beat is
+matched to a reference beat within EC57's 150 ms window: matched beats give the class
+confusion (the usual AAMI table), reference beats never detected are counted as missed and
+detections with no reference beat as extra, per class. Detections inside ventricular
+flutter episodes are not counted as extra (EC57 leaves flutter out of beat detection).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitalgru.data.ingest import select_lead
+from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
+from vitalgru.errors import RecordError
+from vitalgru.io.ingest import iter_records
+from vitalgru.io.physionet import Database
+from vitalgru.metrics.aami import aami_report
+from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
+from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.types import AAMI_CLASSES, AttritionEntry
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ReplayResult", "live_report", "replay", "replay_database"]
+
+_NAMES = [str(c) for c in AAMI_CLASSES]
+
+
+@dataclass
+class ReplayResult:
+    """What a replay produced, per patient, and what it cost."""
+
+    calls: dict[str, list[BeatCall]]
+    alerts: dict[str, list[Alert]]
+    stream_s: dict[str, float]  # seconds of signal replayed per patient
+    tick_compute_s: np.ndarray  # (n_ticks,) wall seconds each push took
+    chunk_s: float
+    excluded: list[AttritionEntry] = field(default_factory=list)
+
+    def compute_summary(self) -> dict[str, Any]:
+        """Throughput of the replay: patient-seconds of signal per wall second, and the
+        time one tick (every patient's next ``chunk_s``) took."""
+        total = float(self.tick_compute_s.sum())
+        signal = float(sum(self.stream_s.values()))
+        t = self.tick_compute_s
+        return {
+            "patients": len(self.stream_s),
+            "chunk_s": self.chunk_s,
+            "ticks": int(t.size),
+            "compute_s": total,
+            "signal_s": signal,
+            "patient_s_per_s": signal / total if total > 0 else None,
+            "tick_ms_p50": float(np.percentile(t, 50) * 1e3) if t.size else None,
+            "tick_ms_p99": float(np.percentile(t, 99) * 1e3) if t.size else None,
+            "tick_ms_max": float(t.max() * 1e3) if t.size else None,
+        }
+
+
+def replay(
+    monitor: ArrhythmiaMonitor,
+    feeds: Mapping[str, tuple[np.ndarray, float]],
+    chunk_s: float = 1.0,
+    on_tick: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Feed every patient's signal in ``chunk_s`` pieces, all patients each tick.
+
+    Parameters
+    ----------
+    monitor : ArrhythmiaMonitor
+    feeds : mapping
+        ``{patient_id: ((n,) samples in mV, fs in Hz)}``.
+    chunk_s : float
+        Seconds of signal per patient per tick (a bedside feed sends about 0.25-1 s).
+    on_tick : callable, optional
+        Called with ``(tick, n_ticks)`` after each tick (progress).
+
+    Returns
+    -------
+    ReplayResult
+        A patient is discharged at the tick its signal ends.
+    """
+    if not (chunk_s > 0 and np.isfinite(chunk_s)):
+        raise ValueError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}")
+    for pid, (_, fs) in feeds.items():
+        monitor.admit(pid, fs)
+    bounds = {pid: np.round(np.arange(0, x.size / fs + chunk_s, chunk_s) * fs).astype(np.int64)
+              for pid, (x, fs) in feeds.items()}  # fmt: skip
+    n_ticks = max((b.size for b in bounds.values()), default=0)
+    calls: dict[str, list[BeatCall]] = {pid: [] for pid in feeds}
+    alerts: dict[str, list[Alert]] = {pid: [] for pid in feeds}
+    live = set(feeds)
+    times = []
+    for k in range(n_ticks):
+        chunks = {}
+        ending = []
+        for pid in list(live):
+            x, _ = feeds[pid]
+            b = bounds[pid]
+            lo, hi = (int(b[k]), int(b[k + 1])) if k + 1 < b.size else (x.size, x.size)
+            chunks[pid] = x[min(lo, x.size) : min(hi, x.size)]
+            if hi >= x.size:
+                ending.append(pid)
+        t0 = time.perf_counter()
+        tick = monitor.push(chunks)
+        done = [monitor.discharge(pid) for pid in ending]
+        times.append(time.perf_counter() - t0)
+        for t in (tick, *done):
+            for c in t.calls:
+                calls[c.patient_id].append(c)
+            for a in t.alerts:
+                alerts[a.patient_id].append(a)
+        live.difference_update(ending)
+        if on_tick is not None:
+            on_tick(k + 1, n_ticks)
+        if not live:
+            break
+    return ReplayResult(
+        calls=calls,
+        alerts=alerts,
+        stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
+        tick_compute_s=np.asarray(times),
+        chunk_s=float(chunk_s),
+    )
+
+
+def live_report(
+    calls: Mapping[str, Sequence[BeatCall]],
+    reference: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+) -> dict[str, Any]:
+    """EC57 beat-by-beat scores of a monitor's calls against reference beats.
+
+    Parameters
+    ----------
+    calls : mapping
+        ``{record: [BeatCall, ...]}`` from :func:`replay`.
+    reference : mapping
+        ``{record: (sample_idx, labels, vf, fs)}``: reference beat positions at the
+        record's input rate, their AAMI class indices, ``(k, 2)`` ventricular flutter
+        episodes (:func:`vitalgru.metrics.detection.vf_episodes`) and the rate in Hz.
+
+    Returns
+    -------
+    dict
+        ``{"beats": aami_report of the matched beats (per record too),
+        "detection": {"reference", "detected", "matched", "se", "ppv", "missed": {class: n},
+        "extra": {class: n}, "records": {...}}}``.
+    """
+    ys, ps, rids = [], [], []
+    gross = Counter()
+    missed = Counter()
+    extra = Counter()
+    per_record = {}
+    for rid, (ref_idx, ref_lab, vf, fs) in reference.items():
+        cs = list(calls.get(rid, []))
+        det = np.asarray([c.sample_idx for c in cs], dtype=np.int64)
+        pred = np.asarray([CLASS_INDEX[c.label] for c in cs], dtype=np.int64)
+        ri, di = match_pairs(ref_idx, det, fs, MATCH_WINDOW_S) if det.size else ([], [])
+        ri, di = np.asarray(ri, np.int64), np.asarray(di, np.int64)
+        ys.append(ref_lab[ri])
+        ps.append(pred[di])
+        rids.append(np.full(ri.size, rid))
+        hit_r = np.zeros(ref_idx.size, bool)
+        hit_r[ri] = True
+        hit_d = np.zeros(det.size, bool)
+        hit_d[di] = True
+        in_vf = np.zeros(det.size, bool)
+        for a, b in np.asarray(vf, dtype=np.int64).reshape(-1, 2):
+            in_vf |= (det >= a) & (det <= b)
+        m = Counter(_NAMES[int(v)] for v in ref_lab[~hit_r])
+        e = Counter(_NAMES[int(v)] for v in pred[~hit_d & ~in_vf])
+        missed += m
+        extra += e
+        rec = {
+            "reference": int(ref_idx.size),
+            "detected": int(det.size - (in_vf & ~hit_d).sum()),
+            "matched": int(ri.size),
+        }
+        gross.update(rec)
+        per_record[rid] = {**rec, **_se_ppv(rec), "missed": dict(m), "extra": dict(e)}
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    p = np.concatenate(ps) if ps else np.zeros(0, np.int64)
+    r = np.concatenate(rids) if rids else np.zeros(0, str)
+    g = dict(gross)
+    return {
+        "beats": aami_report(y, p, r),
+        "detection": {
+            **g,
+            **_se_ppv(g),
+            "missed": {k: missed.get(k, 0) for k in _NAMES},
+            "extra": {k: extra.get(k, 0) for k in _NAMES},
+            "records": per_record,
+        },
+    }
+
+
+def _se_ppv(c: Mapping[str, int]) -> dict[str, float | None]:
+    ref, det, tp = c.get("reference", 0), c.get("detected", 0), c.get("matched", 0)
+    return {"se": tp / ref if ref else None, "ppv": tp / det if det else None}
+
+
+def _reference(
+    ann: Any, n_samples: int, fs: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Reference beats (positions, AAMI class indices) and flutter episodes of a record."""
+    symbols = np.asarray(ann.symbol).astype(str)
+    keep = is_beat(symbols)
+    idx = np.asarray(ann.sample_idx, dtype=np.int64)[keep]
+    sym = symbols[keep]
+    order = np.argsort(idx, kind="stable")
+    idx, sym = idx[order], sym[order]
+    inside = (idx >= 0) & (idx < n_samples)
+    idx, sym = idx[inside], sym[inside]
+    uniq = np.concatenate([[True], np.diff(idx) > 0]) if idx.size else np.zeros(0, bool)
+    idx, sym = idx[uniq], sym[uniq]
+    labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in sym], dtype=np.int64)
+    return idx, labels, vf_episodes(symbols, np.asarray(ann.sample_idx), n_samples), fs
+
+
+def replay_database(
+    monitor: ArrhythmiaMonitor,
+    db: Database,
+    records: Sequence[str],
+    *,
+    chunk_s: float = 1.0,
+    lead: str | int | None = None,
+    on_tick: Callable[[int, int], None] | None = None,
+) -> tuple[ReplayResult, dict[str, Any]]:
+    """Replay ``records`` of ``db`` together, as concurrent patients, and score the calls.
+
+    Parameters
+    ----------
+    monitor : ArrhythmiaMonitor
+    db : vitalgru.io.physionet.Database
+        A WFDB database with beat annotations.
+    records : sequence of str
+    chunk_s : float
+        Seconds per patient per tick.
+    lead : str or int, optional
+        Lead to monitor (default: the model's, chosen as ingest chooses it).
+    on_tick : callable, optional
+        Progress, as in :func:`replay`.
+
+    Returns
+    -------
+    result : ReplayResult
+    report : dict
+        :func:`live_report`, plus ``"alerts"`` (per record, and counts by kind),
+        ``"latency_s"`` (R peak to label), ``"compute"`` (:meth:`ReplayResult.compute_summary`)
+        and ``"excluded"`` (records that could not be read).
+
+    Raises
+    ------
+    vitalgru.errors.RecordError
+        No record could be read.
+    """
+    excluded: list[AttritionEntry] = []
+    feeds: dict[str, tuple[np.ndarray, float]] = {}
+    reference = {}
+    want = lead if lead is not None else monitor.windows.lead
+    for rec, ann in iter_records(db, records, attrition=excluded):
+        col = select_lead(rec, want, monitor.windows.fallback_lead)
+        x = rec.signal[:, col].astype(np.float64)
+        feeds[rec.record_id] = (x, float(rec.fs))
+        reference[rec.record_id] = _reference(ann, x.size, float(rec.fs))
+    if not feeds:
+        why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
+        raise RecordError(db.name, f"no record could be read{': ' + why if why else ''}",
+                          "no_usable_record")  # fmt: skip
+    result = replay(monitor, feeds, chunk_s, on_tick)
+    result.excluded = excluded
+    report = live_report(result.calls, reference)
+    lat = np.asarray([c.latency_s for cs in result.calls.values() for c in cs])
+    kinds = Counter(a.kind for al in result.alerts.values() for a in al)
+    report["alerts"] = {
+        "counts": dict(sorted(kinds.items())),
+        "records": {rid: [asdict(a) for a in al] for rid, al in result.alerts.items()},
+    }
+    report["latency_s"] = {
+        "p50": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99": float(np.percentile(lat, 99)) if lat.size else None,
+        "max": float(lat.max()) if lat.size else None,
+    }
+    report["compute"] = result.compute_summary()
+    report["excluded"] = {
+        e.item: {k: v for k, v in asdict(e).items() if k not in ("database", "item")}
+        for e in excluded
+    }
+    return result, report
