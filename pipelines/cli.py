@@ -178,6 +178,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    _check_mlflow()
+    from pipelines.replay import replay_arrhythmia
+
+    res = replay_arrhythmia(
+        model_uri=args.model,
+        db=args.db,
+        records=args.records,
+        out=str(Path(args.out).resolve()),
+        chunk_s=args.chunk_s,
+        margin_s=args.margin_s,
+        config_path=args.config,
+    )
+    d, b = res["detection"], res["beats"]
+    _print(
+        {
+            "beats_found": f"{d['matched']} of {d['reference']}",
+            "accuracy": b["accuracy"],
+            "f1": {c: v["f1"] for c, v in b["classes"].items()},
+            "alerts": res["alerts"]["counts"],
+            "latency_s": res["latency_s"],
+            "paths": res["paths"],
+        }
+    )
+    return 0
+
+
+def _seconds(text: str, allow_zero: bool = False) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not ((v > 0 or (allow_zero and v == 0)) and v < float("inf")):
+        least = "0 or more" if allow_zero else "positive"
+        raise argparse.ArgumentTypeError(f"must be a {least} number of seconds, got {text}")
+    return v
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text)
+
+
+def _margin_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if set(args.tasks) - {"ingest"}:
         _check_mlflow()
@@ -250,6 +296,31 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser(
+        "replay",
+        help="replay recordings as live feeds through the streaming monitor; score it beat "
+        "by beat (EC57) and list the alarms",
+        epilog=EPILOG,
+    )
+    sp.add_argument("task", choices=["arrhythmia"])
+    sp.add_argument("--model", required=True, help="model URI, e.g. models:/NAME@champion")
+    sp.add_argument("--db", required=True, help="PhysioNet database name or a WFDB folder")
+    sp.add_argument("--records", help="DS1, DS2 or a comma-separated list (default: all)")
+    sp.add_argument(
+        "--chunk-s", type=_positive_seconds, default=1.0,
+        help="seconds of signal per patient per tick (default 1)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--margin-s", type=_margin_seconds, default=None,
+        help="signal kept around each beat for filtering; adds this much latency (default 2)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--out", required=True, type=_results_path,
+        help="report JSON to write, or a folder for it",
+    )  # fmt: skip
+    sp.add_argument("--config", help="config for the mirror and the lead (default: packaged)")
+    sp.set_defaults(func=cmd_replay)
 
     sp = sub.add_parser(
         "run",

@@ -12,6 +12,7 @@ import numpy as np
 import wfdb
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
+from pipelines.cli import main as cli
 from vitalgru import tracking
 from vitalgru.dsp import map_indices, resample
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
@@ -106,6 +107,20 @@ class TestTrainArrhythmiaFlow:
             ev250["records"]["233"]["signal"]["lead"],
             ev250["records"]["233"]["signal"]["fs_source"],
         ) == ("MLII", 250.0)
+
+        # The champion as a live monitor: the 250 Hz record streamed in 0.5 s chunks, its
+        # beats found by the detector and scored against the reference.
+        out = isolated_mlflow / "replay" / "r.json"
+        assert cli(["replay", "arrhythmia", "--model", "models:/vitalgru-arrhythmia@champion",
+                    "--db", str(folder), "--chunk-s", "0.5", "--out", str(out)]) == 0  # fmt: skip
+        rep = json.loads(out.read_text())
+        d = rep["detection"]
+        assert d["reference"] == sum(n360) and d["se"] > 0.99 and d["ppv"] > 0.99
+        assert rep["model_version"] == "1" and rep["compute"]["patients"] == 1
+        assert rep["beats"]["n_beats"] == d["matched"]
+        assert abs(rep["beats"]["accuracy"] - ev250["accuracy"]) < 0.1
+        assert 2.0 < rep["latency_s"]["p50"] < 6.0
+        assert "## Beat detection" in out.with_suffix(".md").read_text()
 
 
 def _other_layout(src: Path, record: str, out: Path) -> Path:

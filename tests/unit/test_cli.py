@@ -24,7 +24,7 @@ from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["run"], ["config"]]
+COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["run"], ["config"]]
 
 
 class TestCLI:
@@ -239,6 +239,21 @@ class TestCLI:
             p.parse_args([*base, "res.txt"])
         assert e.value.code == 2
         assert "'res.txt' is neither a .json file nor a folder" in capsys.readouterr().err
+
+    def test_replay_checks_its_seconds_when_the_command_is_read(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        p = build_parser()
+        base = ["replay", "arrhythmia", "--model", "m", "--db", "mitdb", "--out", "r.json"]
+        args = p.parse_args([*base, "--chunk-s", "0.25", "--margin-s", "0"])
+        assert (args.chunk_s, args.margin_s, args.records) == (0.25, 0.0, None)
+        assert p.parse_args(base).margin_s is None  # the monitor's default
+        for bad in (["--chunk-s", "0"], ["--chunk-s", "abc"], ["--margin-s", "-1"],
+                    ["--chunk-s", "inf"]):  # fmt: skip
+            with pytest.raises(SystemExit) as e:
+                p.parse_args([*base, *bad])
+            assert e.value.code == 2
+        assert "number of seconds" in capsys.readouterr().err
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()

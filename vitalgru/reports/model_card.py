@@ -31,14 +31,16 @@ branch block), S (supraventricular ectopic), V (ventricular ectopic), F (fusion)
 Q (unclassifiable).
 
 - **Input**: one lead of a WFDB record (MLII, or its limb-lead counterpart II), filtered \
-and resampled to the model's rate; beats from the record's annotations.
+and resampled to the model's rate; beats from the record's annotations, or found by the \
+live monitor's R-peak detector (`vitalgru.scoring.ArrhythmiaMonitor`).
 - **Output**: class probabilities per beat. A beat is labelled once at most two more beats \
 have arrived, so the same weights can score a live stream.
 - **Data**: MIT-BIH Arrhythmia Database. Trained on DS1 and tested on DS2 (the de Chazal \
 et al. 2004 inter-patient split). The patients of the test were never seen in training. \
 Paced records are excluded from both.
 - **Use**: `vitalgru evaluate arrhythmia --model models:/vitalgru-arrhythmia@champion \
---db NAME_OR_FOLDER --out FILE.json`, or `vitalgru.tracking.load_model(uri)` in Python.
+--db NAME_OR_FOLDER --out FILE.json`; live: `vitalgru replay arrhythmia` (recordings replayed \
+as a ward) or `ArrhythmiaMonitor` in Python.
 - **Limits**: research software, not a medical device. DS1 holds two patients with atrial \
 fibrillation and none with AV block. S calls at the onset of atrial fibrillation and in 2:1 \
 block are therefore its weakest; most of DS2's false S are there. Validate on your own \

@@ -11,12 +11,14 @@ setting of :class:`AlertRules`, as on a bedside monitor):
 * ``supraventricular_run``: ``s_run_beats`` (3) or more consecutive S beats at
   ``s_run_min_bpm`` (100) or faster (a run of supraventricular tachycardia).
 * ``frequent_ventricular_ectopy``: ``v_per_window`` (10) or more V beats within the last
-  ``window_s`` (60) seconds (the "PVCs per minute" limit of monitors).
+  ``window_s`` (60) seconds (the "PVCs per minute" limit of monitors); re-armed once the
+  count has fallen below half the limit, so a rate hovering at the limit is one alarm.
 * ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem:
   the alert carries the latest signal-quality verdict to tell them apart).
-* ``poor_signal`` (a technical alarm): the newest trailing quality window
-  (:mod:`vitalgru.dsp.quality`) is rejected: flat, clipped, lead off, non-finite or noisy.
-  Raised when the signal turns bad, re-armed when a window passes again.
+* ``poor_signal`` (a technical alarm): ``poor_signal_windows`` (3) trailing quality windows
+  in a row (:mod:`vitalgru.dsp.quality`; 10 s windows every 2 s, so about 14 s of signal)
+  are rejected: flat, clipped, lead off, non-finite or noisy. Re-armed once as many windows
+  in a row have passed, so a lead that flickers between good and bad is one alarm.
 
 Beats recorded in signal the live quality check rejected (``signal_ok`` False) neither
 start nor extend a run or the ectopy count, since noise mimics ectopic beats.
@@ -50,6 +52,7 @@ class AlertRules:
     v_per_window: int = 10
     window_s: float = 60.0
     pause_s: float = 3.0
+    poor_signal_windows: int = 3
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -58,7 +61,7 @@ class AlertRules:
                 raise ValueError(f"alert rule {f.name} must be a finite number, got {v!r}")
             if v <= 0:
                 raise ValueError(f"alert rule {f.name} must be > 0, got {v!r}")
-        for name in ("v_run_beats", "s_run_beats", "v_per_window"):
+        for name in ("v_run_beats", "s_run_beats", "v_per_window", "poor_signal_windows"):
             if int(getattr(self, name)) != getattr(self, name):
                 raise ValueError(f"alert rule {name} must be a whole number of beats")
 
@@ -123,6 +126,8 @@ class AlertTracker:
         self._ectopy_raised = False
         self._pause_raised = False
         self._signal_raised = False
+        self._bad_windows = 0
+        self._good_windows = 0
 
     def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
         """Update with one labelled beat; the alerts it raises."""
@@ -158,7 +163,7 @@ class AlertTracker:
                     n_beats=n_v,
                 )
             )
-        elif n_v < self.rules.v_per_window:
+        elif 2 * n_v < self.rules.v_per_window:  # hysteresis: re-armed below half the limit
             self._ectopy_raised = False
         return out
 
@@ -202,22 +207,31 @@ class AlertTracker:
             )
         ]
 
-    def signal(self, flags: str, judged_until_s: float, now_s: float) -> list[Alert]:
-        """Update with the newest quality verdict: ``flags`` names what its window was
-        rejected for ("" when it passed); the window ended at ``judged_until_s``."""
-        if not flags:
-            self._signal_raised = False
+    def signal(self, flags: str, window_end_s: float, now_s: float) -> list[Alert]:
+        """Update with one trailing quality window's verdict, windows in time order:
+        ``flags`` names what it was rejected for ("" when it passed); it ended at
+        ``window_end_s``."""
+        need = int(self.rules.poor_signal_windows)
+        if flags:
+            self._bad_windows += 1
+            self._good_windows = 0
+        else:
+            self._good_windows += 1
+            self._bad_windows = 0
+            if self._good_windows >= need:
+                self._signal_raised = False  # good again for as long: re-armed
             return []
-        if self._signal_raised:
+        if self._signal_raised or self._bad_windows < need:
             return []
         self._signal_raised = True
         return [
             Alert(
                 self.patient_id,
                 "poor_signal",
-                judged_until_s,
+                window_end_s,
                 now_s,
-                f"poor ECG signal ({flags}): beats cannot be trusted; check the electrodes",
+                f"poor ECG signal ({flags}) in {self._bad_windows} quality windows in a row: "
+                "beats cannot be trusted; check the electrodes",
             )
         ]
 

@@ -157,7 +157,7 @@ class _Patient:
         self.q_peaks: list[int] = []  # peaks not yet given to the quality check
         self.verdicts: deque[tuple[int, bool]] = deque()  # (window stop, usable)
         self.verdict_before: bool | None = None  # verdict of the latest window dropped
-        self.latest_flags: str | None = None  # flags of the newest window (None: none yet)
+        self.new_windows: list[tuple[int, str]] = []  # (stop, flags) judged, not yet alerted
         self.pending: deque[int] = deque()  # detected peaks not yet windowed
         self.last_peak = -1
         self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
@@ -220,9 +220,10 @@ class _Patient:
         self.q_fed = settled
         for stop, ok in zip(res.stop_idx.tolist(), res.usable.tolist(), strict=True):
             self.verdicts.append((int(stop), bool(ok)))
-        if res.n_windows:  # what the newest window was rejected for ("" if it was not)
-            flags = (*res.HARD_FLAGS, "noisy")
-            self.latest_flags = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[-1])
+        flags = (*res.HARD_FLAGS, "noisy")
+        for i, stop in enumerate(res.stop_idx.tolist()):  # what each was rejected for
+            why = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[i])
+            self.new_windows.append((int(stop), why))
 
     def _signal_ok(self, peak: int) -> bool:
         """Usable verdict of the latest quality window that had ended by the end of the
@@ -366,8 +367,9 @@ class ArrhythmiaMonitor:
             last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
             now = st.n / st.fs
             alerts += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
-            if st.latest_flags is not None:
-                alerts += st.alerts.signal(st.latest_flags, st.q_fed / st.fs, now)
+            for stop, why in st.new_windows:
+                alerts += st.alerts.signal(why, stop / st.fs, now)
+            st.new_windows = []
         return Tick(calls, alerts)
 
     def discharge(self, patient_id: str) -> Tick:

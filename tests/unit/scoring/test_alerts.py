@@ -49,6 +49,9 @@ class TestRules:
         alerts = _feed(tr, "NV" * 8)
         assert [a.kind for a in alerts] == ["frequent_ventricular_ectopy"]
         assert alerts[0].onset_s == pytest.approx(4.2) and alerts[0].n_beats == 4
+        # at the limit and a little under it: still the same episode; well under: re-armed
+        assert _feed(tr, "NNNNNNNNNNNNNV", t0=20.0) == []  # 1 V in the window: re-armed
+        assert len(_feed(tr, "NV" * 4, t0=30.0)) == 1
 
     def test_pause_and_poor_signal_are_raised_once_and_re_armed(self) -> None:
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
@@ -58,11 +61,16 @@ class TestRules:
         assert tr.silence(10.0, 15.0, 15.4, False) == []
         assert tr.silence(15.0, 15.5, 15.9, True) == []  # beats again
         assert [x.kind for x in tr.silence(15.0, 18.5, 18.9, True)] == ["pause"]
-        (s,) = tr.signal("lead off", 20.0, 21.0)
-        assert s.kind == "poor_signal" and "lead off" in s.message
-        assert tr.signal("noisy", 22.0, 23.0) == []
-        assert tr.signal("", 24.0, 25.0) == []
-        assert len(tr.signal("flat", 26.0, 27.0)) == 1
+        # three rejected windows in a row raise; a flickering lead stays one alarm
+        assert tr.signal("lead off", 20.0, 21.0) == tr.signal("lead off", 22.0, 23.0) == []
+        (s,) = tr.signal("lead off, noisy", 24.0, 25.0)
+        assert s.kind == "poor_signal" and "lead off, noisy" in s.message and s.onset_s == 24.0
+        for k, flags in enumerate(["", "noisy", "", "", "noisy", "noisy", "noisy"]):
+            assert tr.signal(flags, 26.0 + 2 * k, 27.0 + 2 * k) == []
+        for k in range(3):
+            assert tr.signal("", 40.0 + 2 * k, 41.0 + 2 * k) == []  # good for 3: re-armed
+        assert tr.signal("flat", 46.0, 47.0) == tr.signal("flat", 48.0, 49.0) == []
+        assert len(tr.signal("flat", 50.0, 51.0)) == 1
 
     @pytest.mark.parametrize(
         "bad", [{"v_run_beats": 0}, {"pause_s": float("nan")}, {"v_run_beats": 2.5},

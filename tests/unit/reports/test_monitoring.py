@@ -1,0 +1,61 @@
+"""The clinician's summary page: figures against hand-worked values, and a page that
+escapes what it is given and puts the patients with alarms first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
+
+
+def _beats(n: int = 150, rr: float = 0.8) -> tuple[list[float], list[str], list[bool]]:
+    t = list(np.arange(n) * rr)
+    lab = ["N"] * n
+    ok = [True] * n
+    for i in range(10, n, 10):
+        lab[i] = "V"  # 14 V beats
+    for i in range(100, 110):
+        ok[i] = False  # 10 beats in rejected signal, one of them V (beat 100)
+    return t, lab, ok
+
+
+class TestPatientSummary:
+    def test_hand_worked_figures(self) -> None:
+        t, lab, ok = _beats()
+        alert = {"kind": "pause", "onset_s": 30.0, "message": "pause: 3.2 s"}
+        s = patient_summary("bed 4", 121.0, t, lab, ok, [alert])
+        assert s["beats"] == 150 and s["counts"] == {"N": 136, "S": 0, "V": 14, "F": 0, "Q": 0}
+        # burden over the 140 beats in accepted signal, 13 of them V
+        assert s["burden_pct"]["V"] == pytest.approx(100 * 13 / 140)
+        assert s["rejected_signal_pct"] == pytest.approx(100 * 10 / 150)
+        assert s["hr_bpm"]["median"] == pytest.approx(75.0)
+        assert s["hr_bpm"]["min"] == pytest.approx(75.0) == s["hr_bpm"]["max"]
+        assert s["alerts"] == [alert]
+
+    def test_no_beats_is_no_rate_not_an_error(self) -> None:
+        s = patient_summary("p", 10.0, [], [], [], [])
+        assert s["hr_bpm"] == {"median": None, "min": None, "max": None}
+        assert s["rejected_signal_pct"] is None and s["burden_pct"]["N"] is None
+        with pytest.raises(ValueError, match="one entry per beat"):
+            patient_summary("p", 10.0, [1.0], [], [], [])
+
+
+class TestPage:
+    def test_patients_with_alarms_come_first_and_text_is_escaped(self) -> None:
+        t, lab, ok = _beats()
+        quiet = patient_summary("a-quiet", 121.0, t, lab, ok, [])
+        alarm = {"kind": "ventricular_run", "onset_s": 3725.0,
+                 "message": "ventricular run: 3 consecutive V beats at 150 bpm"}  # fmt: skip
+        loud = patient_summary("<b>z</b>", 4000.0, t, lab, ok, [alarm])
+        page = monitoring_report_html(
+            [quiet, loud], model="models:/m@champion", generated=datetime(2026, 1, 2, tzinfo=UTC)
+        )
+        assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+        assert "&lt;b&gt;z&lt;/b&gt;" in page and "<b>z</b>" not in page
+        assert page.index("&lt;b&gt;z") < page.index("a-quiet")
+        assert "1:02:05" in page and "Ventricular run ×1" in page
+        assert "No alarm was raised." in page and "not a medical device" in page
+        assert "2026-01-02 00:00 UTC" in page and "models:/m@champion" in page

@@ -1,0 +1,189 @@
+"""A clinician's summary of monitored patients: one self-contained HTML page.
+
+From what the live monitor (:mod:`vitalgru.scoring`) produced for each patient: how long
+the ECG was watched and how much of it the signal-quality check rejected, the heart rate,
+how many beats of each class and the ectopic burden, and every alarm with its time. It is
+what a ward round reads; the numbers a data team checks are in the JSON beside it.
+
+Plain data in, text out: no scoring here, and no script, style sheet or image from
+elsewhere in the page (it opens offline, from a file or an e-mail).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
+
+CLASSES = ("N", "S", "V", "F", "Q")
+CLASS_NAMES = {
+    "N": "normal or bundle branch block",
+    "S": "supraventricular ectopic",
+    "V": "ventricular ectopic",
+    "F": "fusion",
+    "Q": "unclassifiable or paced",
+}
+ALERT_NAMES = {
+    "ventricular_run": "Ventricular run",
+    "supraventricular_run": "Supraventricular run",
+    "frequent_ventricular_ectopy": "Frequent ventricular ectopy",
+    "pause": "Pause",
+    "poor_signal": "Poor signal",
+}
+#: Heart-rate range is reported over 1-minute windows (a single short RR interval is not a rate).
+HR_WINDOW_S = 60.0
+
+PatientSummary = dict[str, Any]
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def patient_summary(
+    patient_id: str,
+    monitored_s: float,
+    times_s: Sequence[float],
+    labels: Sequence[str],
+    signal_ok: Sequence[bool],
+    alerts: Sequence[Mapping[str, Any]],
+) -> PatientSummary:
+    """The figures of one patient's page.
+
+    Parameters
+    ----------
+    patient_id : str
+    monitored_s : float
+        Seconds of ECG monitored.
+    times_s, labels, signal_ok : sequence
+        Each labelled beat's R-peak time (s from admission), AAMI class and live quality
+        verdict, in time order.
+    alerts : sequence of mapping
+        Alarms as dicts (``kind``, ``onset_s``, ``message``, ...; see
+        :class:`vitalgru.scoring.Alert`).
+
+    Returns
+    -------
+    dict
+        ``{"patient_id", "monitored_s", "beats", "counts": {class: n}, "burden_pct":
+        {class: %}, "hr_bpm": {"median", "min", "max"} (None without enough beats),
+        "rejected_signal_pct", "alerts": [...]}``.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    lab = np.asarray(labels, dtype=str)
+    ok = np.asarray(signal_ok, dtype=bool)
+    if not (t.shape == lab.shape == ok.shape):
+        raise ValueError("times_s, labels and signal_ok must have one entry per beat")
+    n = int(t.size)
+    counts = {c: int((lab == c).sum()) for c in CLASSES}
+    trusted = ok.sum()
+    burden = {
+        c: (100.0 * int(((lab == c) & ok).sum()) / trusted if trusted else None) for c in CLASSES
+    }
+    hr: dict[str, float | None] = {"median": None, "min": None, "max": None}
+    if n >= 2:
+        rr = np.diff(t)
+        good = ok[1:] & ok[:-1] & (rr > 0)
+        if good.any():
+            hr["median"] = float(60.0 / np.median(rr[good]))
+            win = np.floor(t[1:][good] / HR_WINDOW_S).astype(np.int64)
+            rates = [
+                60.0 / float(np.median(rr[good][win == w]))
+                for w in np.unique(win)
+                if (win == w).sum() >= 10  # a minute with fewer beats has no stable rate
+            ]
+            if rates:
+                hr["min"], hr["max"] = float(min(rates)), float(max(rates))
+    return {
+        "patient_id": str(patient_id),
+        "monitored_s": float(monitored_s),
+        "beats": n,
+        "counts": counts,
+        "burden_pct": burden,
+        "hr_bpm": hr,
+        "rejected_signal_pct": 100.0 * float((~ok).mean()) if n else None,
+        "alerts": [dict(a) for a in sorted(alerts, key=lambda a: float(a["onset_s"]))],
+    }
+
+
+def _num(v: float | None, digits: int = 0) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _patient_html(p: PatientSummary) -> str:
+    e = html.escape
+    hr = p["hr_bpm"]
+    alert_rows = "".join(
+        f"<tr><td>{_clock(float(a['onset_s']))}</td>"
+        f"<td>{e(ALERT_NAMES.get(a['kind'], a['kind']))}</td><td>{e(a['message'])}</td></tr>"
+        for a in p["alerts"]
+    )
+    kinds = sorted({a["kind"] for a in p["alerts"]})
+    headline = (
+        ", ".join(
+            f"{e(ALERT_NAMES.get(k, k))} ×{sum(a['kind'] == k for a in p['alerts'])}" for k in kinds
+        )
+        or "no alarms"
+    )
+    beat_rows = "".join(
+        f"<tr><td>{c}</td><td>{e(CLASS_NAMES[c])}</td><td class=n>{p['counts'][c]}</td>"
+        f"<td class=n>{_num(p['burden_pct'][c], 1)}</td></tr>"
+        for c in CLASSES
+    )
+    return f"""
+<section>
+<h2>Patient {e(p["patient_id"])}</h2>
+<p class=head>{headline}</p>
+<p>Monitored {_clock(p["monitored_s"])} (h:mm:ss); {p["beats"]} beats labelled;
+heart rate median {_num(hr["median"])} bpm (1-minute range {_num(hr["min"])}–{_num(hr["max"])}
+bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check rejected
+(not counted in the burden).</p>
+<table><tr><th>class</th><th>beats</th><th>count</th><th>burden %</th></tr>{beat_rows}</table>
+{
+        "<table><tr><th>onset (h:mm:ss)</th><th>alarm</th><th>detail</th></tr>"
+        + alert_rows
+        + "</table>"
+        if alert_rows
+        else "<p>No alarm was raised.</p>"
+    }
+</section>"""
+
+
+def monitoring_report_html(
+    patients: Sequence[PatientSummary],
+    *,
+    title: str = "ECG monitoring summary",
+    model: str | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """One HTML page summarising every patient (:func:`patient_summary` dicts), patients
+    with alarms first."""
+    e = html.escape
+    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    order = sorted(patients, key=lambda p: (not p["alerts"], str(p["patient_id"])))
+    body = "".join(_patient_html(p) for p in order)
+    model_line = f" Model: {e(model)}." if model else ""
+    return f"""<!DOCTYPE html>
+<html lang=en><head><meta charset=utf-8><title>{e(title)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;color:#111}}
+table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border:1px solid #bbb;padding:.2em .5em;text-align:left}} td.n{{text-align:right}}
+.head{{font-weight:bold}} .note{{color:#555;font-size:.9em}}
+section{{border-top:2px solid #333;margin-top:1.5em}}
+</style></head><body>
+<h1>{e(title)}</h1>
+<p class=note>Generated {when}.{model_line} Beat classes follow AAMI EC57; the burden
+counts beats in accepted signal only. Times are from the start of monitoring. Labels and
+alarms come from an automated classifier: they support, and do not replace, review of the
+ECG by a clinician. vitalgru is not a medical device.</p>
+{body}
+</body></html>
+"""
