@@ -209,4 +209,7 @@ class TestInputs:
         assert [a.kind for a in alerts] == ["pause", "poor_signal"]  # each raised once
         assert alerts[0].raised_at_s < 4.5
         assert "flat" in alerts[1].message and "check the electrodes" in alerts[1].message
+        # hours of it would not grow the patient's state: old samples and verdicts go
+        st = mon._patients["flat"]
+        assert len(st.verdicts) <= 2 and st.buf.size < 3 * 360 + 4096
         assert mon.discharge("flat").calls == []
