@@ -167,6 +167,23 @@ class AlertTracker:
             self._ectopy_raised = False
         return out
 
+    def detected(self, previous_s: float, peak_s: float, now_s: float) -> list[Alert]:
+        """Update with a newly detected R peak (``previous_s``: the one before it, -inf for
+        the first, counted from the stream's start). A gap of ``pause_s`` or more that
+        :meth:`silence` has not already reported is reported now, so every pause is one
+        alert however often the monitor is pushed."""
+        onset = max(previous_s, 0.0) if math.isfinite(previous_s) else 0.0
+        gap = peak_s - onset
+        out = []
+        if gap >= self.rules.pause_s and not self._pause_raised:
+            out.append(
+                Alert(
+                    self.patient_id, "pause", onset, now_s, f"pause: no heartbeat for {gap:.1f} s"
+                )
+            )
+        self._pause_raised = False  # the pause, if any, ended with this beat
+        return out
+
     def silence(
         self, last_beat_s: float, known_until_s: float, now_s: float, signal_ok: bool | None
     ) -> list[Alert]:

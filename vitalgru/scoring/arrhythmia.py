@@ -160,6 +160,7 @@ class _Patient:
         self.verdict_before: bool | None = None  # verdict of the latest window dropped
         self.new_windows: list[tuple[int, str]] = []  # (stop, flags) judged, not yet alerted
         self.pending: deque[int] = deque()  # detected peaks not yet windowed
+        self.new_gaps: list[tuple[int, int]] = []  # (previous peak, peak) not yet alerted
         self.last_peak = -1
         self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
         self.w_hist: deque[np.ndarray] = deque(maxlen=mon.settings.template_beats)
@@ -205,6 +206,7 @@ class _Patient:
                 continue
             self.pending.append(p)
             self.q_peaks.append(p)
+            self.new_gaps.append((self.last_peak, p))
             self.last_peak = p
 
     def _feed_quality(self, final: bool) -> None:
@@ -255,13 +257,13 @@ class _Patient:
 
     def trim(self) -> None:
         """Forget samples and verdicts no pending or later beat can need."""
-        first = self.pending[0] if self.pending else self.n
-        # a later beat lies after the last peak and (see _feed_quality) after q_fed
+        # A beat not yet reported lies after the last peak and, as the quality check assumes
+        # (see _feed_quality), after q_fed: the detector reports late, never that late.
         nxt = self.pending[0] if self.pending else max(self.last_peak + 1, self.q_fed)
         earliest = nxt + self.after_src
         while len(self.verdicts) > 1 and self.verdicts[1][0] <= earliest:
             self.verdict_before = self.verdicts.popleft()[1]
-        keep = max(0, first - self.margin_src - self.down)
+        keep = max(0, nxt - self.margin_src - self.down)
         keep -= keep % self.down
         if keep - self.buf0 > 4096:  # amortise the copies
             self.buf = self.buf[keep - self.buf0 :]
@@ -371,8 +373,13 @@ class ArrhythmiaMonitor:
         calls = self._label(pats, final=False)
         alerts = self._alerts(calls)
         for st in pats:
-            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
             now = st.n / st.fs
+            for prev, p in st.new_gaps:
+                alerts += st.alerts.detected(
+                    prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now
+                )
+            st.new_gaps = []
+            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
             alerts += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
             for stop, why in st.new_windows:
                 alerts += st.alerts.signal(why, stop / st.fs, now)
@@ -410,6 +417,9 @@ class ArrhythmiaMonitor:
     def _stretch(self, st: _Patient, peak: int) -> tuple[int, int]:
         a = max(0, peak - st.margin_src)
         a -= a % st.down  # on the resampling grid: output sample j is at a * up / down + j
+        if a < st.buf0:  # a peak reported later than the detector ever should: what is left
+            logger.debug("patient %s: R peak %d reported late; shorter stretch", st.pid, peak)
+            a = st.buf0  # (buf0 is on the grid too)
         b = min(st.n, peak + st.after_src + st.margin_src + 1)
         return a, b
 

@@ -53,6 +53,16 @@ class TestRules:
         assert _feed(tr, "NNNNNNNNNNNNNV", t0=20.0) == []  # 1 V in the window: re-armed
         assert len(_feed(tr, "NV" * 4, t0=30.0)) == 1
 
+    def test_a_pause_is_one_alert_whether_seen_live_or_when_it_ended(self) -> None:
+        tr = AlertTracker("p", AlertRules(pause_s=3.0))
+        assert tr.detected(-float("inf"), 0.8, 1.0) == []
+        assert tr.detected(0.8, 3.5, 4.0) == []  # 2.7 s: no pause
+        (a,) = tr.detected(3.5, 7.0, 7.5)  # pushed rarely: found when it ended
+        assert (a.kind, a.onset_s) == ("pause", 3.5) and "3.5 s" in a.message
+        (b,) = tr.silence(7.0, 10.2, 10.6, True)  # pushed often: found while it lasts
+        assert tr.detected(7.0, 11.0, 11.4) == []  # ... and not again when it ends
+        assert tr.detected(11.0, 15.0, 15.4)[0].onset_s == 11.0
+
     def test_pause_and_poor_signal_are_raised_once_and_re_armed(self) -> None:
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
         assert tr.silence(10.0, 12.9, 13.3, True) == []

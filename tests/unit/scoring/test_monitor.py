@@ -55,15 +55,26 @@ def model() -> ArrhythmiaEnsemble:
     return ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval()
 
 
-def _run(mon: ArrhythmiaMonitor, x: np.ndarray, sizes: list[int], pid: str = "p") -> list:
+def _run(
+    mon: ArrhythmiaMonitor,
+    x: np.ndarray,
+    sizes: list[int],
+    pid: str = "p",
+    alerts: list | None = None,
+) -> list:
     mon.admit(pid, 360.0)
     calls: list[BeatCall] = []
     s = 0
+    ticks = []
     for n in sizes:
-        calls += mon.push({pid: x[s : s + n]}).calls
+        ticks.append(mon.push({pid: x[s : s + n]}))
         s += n
-    calls += mon.push({pid: x[s:]}).calls
-    return calls + mon.discharge(pid).calls
+    ticks += [mon.push({pid: x[s:]}), mon.discharge(pid)]
+    for t in ticks:
+        calls += t.calls
+        if alerts is not None:
+            alerts += t.alerts
+    return calls
 
 
 def _same(a: list[BeatCall], b: list[BeatCall], atol: float = 1e-5) -> None:
@@ -79,13 +90,21 @@ class TestChunking:
     ) -> None:
         x = signals["119"].copy()
         x[20_000:20_400] = np.nan  # a gap, held at the last value
-        whole = _run(ArrhythmiaMonitor(model, PRE), x, [])
+        x[25_000:26_500] = x[25_000]  # 4 s of flat line: a pause and its alarm
+        a_whole: list = []
+        whole = _run(ArrhythmiaMonitor(model, PRE), x, [], alerts=a_whole)
         assert len(whole) > 80
         assert {c.label for c in whole} >= {"N"}
+        assert "pause" in {a.kind for a in a_whole}
         rng = np.random.default_rng(3)
         for _ in range(3):
             sizes = list(rng.integers(1, 2000, size=40))
-            _same(_run(ArrhythmiaMonitor(model, PRE), x, sizes), whole)
+            a_chunked: list = []
+            _same(_run(ArrhythmiaMonitor(model, PRE), x, sizes, alerts=a_chunked), whole)
+            # the same alarms for the same episodes (raised at other pushes, of course)
+            assert sorted((a.kind, a.onset_s) for a in a_chunked) == sorted(
+                (a.kind, a.onset_s) for a in a_whole
+            )
         assert [c.beat_idx for c in whole] == list(range(len(whole)))
 
     def test_patients_batched_together_get_what_each_gets_alone(
