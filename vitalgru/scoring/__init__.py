@@ -2,12 +2,14 @@
 
 :class:`ArrhythmiaMonitor` labels the heartbeats of many patients' live ECG with a
 registered arrhythmia model; :mod:`vitalgru.scoring.alerts` turns the labels into alarms;
+:class:`EarlyWarningMonitor` gives each patient-hour of vital signs a sepsis risk;
 :func:`replay_database` replays recordings as live feeds and scores the monitor beat by
 beat against the reference (AAMI EC57).
 """
 
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, Tick
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
 from vitalgru.scoring.replay import ReplayResult, live_report, replay, replay_database
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "AlertTracker",
     "ArrhythmiaMonitor",
     "BeatCall",
+    "EarlyWarningMonitor",
+    "HourRisk",
     "ReplayResult",
     "Tick",
     "live_report",

@@ -1,0 +1,108 @@
+"""The live sepsis monitor gives, hour by hour, the risks of scoring whole stays, and
+refuses rows it cannot place in time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitalgru.baselines.gbm import GBMParams
+from vitalgru.data.early_warning import build_cohort
+from vitalgru.dsp.vitals import vitals_plausibility
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS
+from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final, score_cohort
+
+CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}  # vitalgru column -> Challenge name
+
+
+@pytest.fixture(scope="module")
+def cohort(physionet_mirror: Path):
+    return build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=260)
+
+
+@pytest.fixture(scope="module")
+def blend(cohort):
+    torch.set_num_threads(1)
+    settings = CVSettings(
+        val_fraction=0.3,
+        engineered_inputs=True,
+        gru=GRUTrainParams(hidden_size=8, max_epochs=1, batch_size=64),
+        gbm=GBMParams(max_iter=10),
+    )
+    return fit_final(cohort.subset(np.arange(200)), settings, blend=True)
+
+
+def _hours(frame, a: int, b: int) -> list[dict]:
+    """Rows a..b of a cohort frame as a bedside feed sends them (Challenge names)."""
+    cols = [c for c in frame.columns if c in CHALLENGE and c != "sepsis_label"]
+    return [{CHALLENGE[c]: frame.iloc[i][c] for c in cols} for i in range(a, b)]
+
+
+class TestEarlyWarningMonitor:
+    def test_hour_by_hour_equals_whole_stays(self, cohort, blend) -> None:
+        test = cohort.subset(np.arange(200, 260))
+        want = score_cohort(blend.model, blend.preprocessing, test)
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        feeds = {}
+        for i, pid in enumerate(test.patient_ids):
+            mon.admit(pid)
+            a, b = int(test.offsets[i]), int(test.offsets[i + 1])
+            feeds[pid] = _hours(test.frame, a, b)
+        got: dict[str, list[float]] = {p: [] for p in feeds}
+        alarms = 0
+        for t in range(max(len(v) for v in feeds.values())):  # stays of unequal length
+            tick = mon.push({p: rows[t] for p, rows in feeds.items() if t < len(rows)})
+            for r in tick:
+                got[r.patient_id].append(r.risk)
+                alarms += r.alarm
+                assert r.alarm == (r.risk >= blend.preprocessing["threshold"])
+        live = np.concatenate([got[p] for p in test.patient_ids])
+        np.testing.assert_allclose(live, want, rtol=0, atol=1e-5)
+        assert alarms == int((want >= blend.preprocessing["threshold"]).sum())
+
+    def test_skipped_hours_and_impossible_values(self, cohort, blend) -> None:
+        test = cohort.subset(np.arange(200, 201))
+        rows = _hours(test.frame, 0, int(test.offsets[1]))
+        assert len(rows) > 12
+        rows[5]["HR"] = 0.0  # impossible: treated as missing, and said so
+        del rows[7:9]  # two ICU hours never sent
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        mon.admit("x")
+        out = [mon.push({"x": r})[0] for r in rows]
+        assert out[5].rejected == ("hr_bpm",) and out[4].rejected == ()
+        assert [o.hour for o in out] == [int(r["ICULOS"]) for r in rows]
+        # the same as evaluation scoring the file with those hours missing
+        frame = test.frame.copy()
+        frame.loc[5, "hr_bpm"] = 0.0
+        keep = np.r_[0:7, 9 : len(frame)]
+        gappy = cohort.subset(np.arange(200, 201))
+        gappy = type(gappy)(frame.iloc[keep].reset_index(drop=True), np.array([0, keep.size]),
+                            gappy.patient_ids, {}, [])  # fmt: skip
+        cols = [*MEASUREMENT_COLUMNS, "age_years", "hosp_adm_time_h"]
+        gappy.frame[cols] = vitals_plausibility(gappy.frame[cols].to_numpy(np.float32), cols)[0]
+        want = score_cohort(blend.model, blend.preprocessing, gappy)
+        np.testing.assert_allclose([o.risk for o in out], want, rtol=0, atol=1e-5)
+
+    def test_rows_it_cannot_place_are_clear_errors(self, blend) -> None:
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        mon.admit("a")
+        with pytest.raises(ValueError, match="ICULOS"):
+            mon.push({"a": {"HR": 80}})
+        mon.push({"a": {"HR": 80, "ICULOS": 3}})
+        with pytest.raises(ValueError, match="does not follow"):
+            mon.push({"a": {"HR": 81, "ICULOS": 3}})
+        with pytest.raises(ValueError, match="unknown column 'Pulse'"):
+            mon.push({"a": {"Pulse": 81, "ICULOS": 4}})
+        with pytest.raises(ValueError, match="not a number"):
+            mon.push({"a": {"HR": "high", "ICULOS": 4}})
+        with pytest.raises(KeyError, match="admit"):
+            mon.push({"b": {"ICULOS": 1}})
+        # a refused push changed nothing: the next good hour is scored
+        (r,) = mon.push({"a": {"hr": "nan", "o2sat": 97, "ICULOS": 4}})
+        assert r.hour == 4 and 0.0 <= r.risk <= 1.0
+        with pytest.raises(ValueError, match="not an early-warning model"):
+            EarlyWarningMonitor(blend.model, {"fs": 360})

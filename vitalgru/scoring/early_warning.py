@@ -1,0 +1,244 @@
+"""Live sepsis early warning: one row of vital signs and labs per patient-hour in, a risk and
+an alarm out, for many patients at once.
+
+:class:`EarlyWarningMonitor` scores a registered early-warning model (``vitalgru-early-
+warning``) as hours arrive. Each patient's rows so far are kept (an ICU stay is at most a
+few hundred hours); on every :meth:`~EarlyWarningMonitor.push` the inputs of the new hours
+are built for all pushed patients together by the same function training and evaluation
+use (:func:`vitalgru.data.early_warning.gru_d_arrays`: plausibility limits, last observation
+and time since it, engineered summaries over 6-24 hours), and the network advances each
+patient's GRU-D state by those hours only, batched across patients.
+
+Every input is a causal function of the patient's own rows, so the risks equal those of
+scoring the whole stay at once (:func:`vitalgru.training.early_warning.score_cohort`; tested).
+A skipped ICU hour is scored as an hour with nothing measured, as evaluation does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from vitalgru.data.early_warning import EarlyWarningCohort, NormStats, gru_d_arrays
+from vitalgru.dsp.vitals import vitals_plausibility
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EarlyWarningMonitor", "HourRisk"]
+
+_BY_NAME = {
+    **{k.lower(): v for k, v in PSV_COLUMNS.items()},
+    **{v: v for v in PSV_COLUMNS.values()},
+}
+_VALUE_COLUMNS = (*MEASUREMENT_COLUMNS, *STATIC_COLUMNS)
+_LIMITED = [*MEASUREMENT_COLUMNS, "age_years", "hosp_adm_time_h"]
+
+
+@dataclass(frozen=True)
+class HourRisk:
+    """The risk of one patient-hour.
+
+    Attributes
+    ----------
+    patient_id : str
+    hour : int
+        ICU hour (``ICULOS``).
+    risk : float
+        Probability-like score in [0, 1].
+    alarm : bool
+        ``risk`` reached the model's alarm threshold (chosen on training patients).
+    rejected : tuple of str
+        Columns whose value this hour was physiologically impossible and was treated as
+        missing (e.g. ``hr_bpm`` 0).
+    """
+
+    patient_id: str
+    hour: int
+    risk: float
+    alarm: bool
+    rejected: tuple[str, ...] = ()
+
+
+class _Stay:
+    def __init__(self, pid: str, hidden: int) -> None:
+        self.pid = pid
+        self.rows: list[dict[str, float]] = []
+        self.h = torch.zeros(1, 1, hidden)
+        self.grid_rows = 0  # hourly-grid rows already run through the network
+
+
+def _row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, float]:
+    """One hour's values keyed by vitalgru column names, checked."""
+    out: dict[str, float] = {}
+    for key, value in row.items():
+        col = _BY_NAME.get(str(key).lower(), _BY_NAME.get(str(key)))
+        if col is None:
+            raise ValueError(
+                f"patient {pid!r}: unknown column {key!r}; use the Challenge-2019 names "
+                "(HR, O2Sat, ..., ICULOS) or vitalgru's (hr_bpm, spo2_pct, ...)"
+            )
+        if col == "sepsis_label":
+            continue  # an outcome, not an input
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan")):
+            v = math.nan
+        else:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"patient {pid!r}: {key} = {value!r} is not a number"
+                ) from None  # fmt: skip
+        out[col] = v
+    hour = out.get("hour")
+    if hour is None or not math.isfinite(hour) or hour != int(hour) or hour < 1:
+        raise ValueError(
+            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number >= 1), "
+            f"got {row.get('ICULOS', hour)!r}"
+        )
+    if last_hour is not None and hour <= last_hour:
+        raise ValueError(
+            f"patient {pid!r}: ICULOS {int(hour)} does not follow the last hour pushed "
+            f"({last_hour}); rows must arrive in time order, one per hour"
+        )
+    return out
+
+
+class EarlyWarningMonitor:
+    """Hourly sepsis risk for many patients with one registered model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A :class:`~vitalgru.models.early_warning.GRUDEarlyWarning` or
+        :class:`~vitalgru.models.early_warning.SepsisBlend` (the ``module`` of
+        :func:`vitalgru.tracking.load_model` for ``models:/vitalgru-early-warning@champion``).
+    preprocessing : mapping
+        The preprocessing logged with it (normalisation statistics, alarm threshold,
+        tree features).
+    """
+
+    def __init__(self, model: nn.Module, preprocessing: Mapping[str, Any]) -> None:
+        if "norm_stats" not in preprocessing:
+            raise ValueError("preprocessing lacks 'norm_stats': not an early-warning model")
+        self.model = model.eval()
+        self.stats = NormStats.from_dict(preprocessing["norm_stats"])
+        self.tree_features = list(preprocessing.get("tree_features") or []) or None
+        self.threshold = float(preprocessing["threshold"])
+        gru = getattr(model, "gru", model)
+        self.hidden = int(gru.hidden_size)
+        self._stays: dict[str, _Stay] = {}
+
+    @property
+    def patients(self) -> list[str]:
+        return list(self._stays)
+
+    def admit(self, patient_id: str) -> None:
+        """Start scoring a patient."""
+        pid = str(patient_id)
+        if pid in self._stays:
+            raise ValueError(f"patient {pid!r} is already being monitored")
+        self._stays[pid] = _Stay(pid, self.hidden)
+
+    def discharge(self, patient_id: str) -> None:
+        """Stop scoring a patient and forget their rows."""
+        if self._stays.pop(str(patient_id), None) is None:
+            raise KeyError(f"patient {patient_id!r} is not being monitored")
+
+    @torch.no_grad()
+    def push(self, rows: Mapping[str, Mapping[str, Any]]) -> list[HourRisk]:
+        """Score each patient's next hour.
+
+        Parameters
+        ----------
+        rows : mapping
+            ``{patient_id: {column: value}}``: one hour per patient, columns by their
+            Challenge-2019 names (``HR``, ``O2Sat``, ..., ``Age``, ``ICULOS``) or vitalgru's;
+            missing or NaN where not measured. ``ICULOS`` is required and must increase.
+
+        Returns
+        -------
+        list of HourRisk
+            One per patient pushed, in the order given.
+        """
+        stays = []
+        for pid, row in rows.items():
+            st = self._stays.get(str(pid))
+            if st is None:
+                raise KeyError(f"patient {pid!r} is not being monitored; admit() them first")
+            last = int(st.rows[-1]["hour"]) if st.rows else None
+            stays.append((st, _row(st.pid, row, last)))
+        for st, r in stays:  # only once every row has passed its checks
+            st.rows.append(r)
+        if not stays:
+            return []
+        cohort, grid_rows = self._cohort([st for st, _ in stays])
+        arrays = gru_d_arrays(cohort, self.stats, self.tree_features)
+        # each patient's hours not yet run (the new one, and any skipped hours before it)
+        groups: dict[int, list[int]] = {}
+        for i, (st, _) in enumerate(stays):
+            groups.setdefault(
+                int(cohort.offsets[i + 1]) - st.grid_rows - int(cohort.offsets[i]), []
+            ).append(i)
+        risk = np.empty(len(stays))
+        for n_new, idx in groups.items():
+            x = np.stack(
+                [
+                    arrays.x[int(cohort.offsets[i + 1]) - n_new : int(cohort.offsets[i + 1])]
+                    for i in idx
+                ]
+            )
+            h0 = torch.cat([stays[i][0].h for i in idx], dim=1)
+            logits, h_n = self.model(torch.from_numpy(x), h0)
+            p = torch.sigmoid(logits[:, -1, 0]).numpy().astype(np.float64)
+            for b, i in enumerate(idx):
+                st = stays[i][0]
+                st.h = h_n[:, b : b + 1].clone()
+                st.grid_rows += n_new
+                risk[i] = p[b]
+        out = []
+        for i, (st, r) in enumerate(stays):
+            rejected = tuple(c for c in _LIMITED if math.isfinite(r.get(c, math.nan))
+                             and not math.isfinite(grid_rows[i].get(c, math.nan)))  # fmt: skip
+            out.append(
+                HourRisk(
+                    st.pid,
+                    int(r["hour"]),
+                    float(risk[i]),
+                    bool(risk[i] >= self.threshold),
+                    rejected,
+                )  # fmt: skip
+            )
+        return out
+
+    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, list[dict[str, float]]]:
+        """The pushed patients' stays as one cleaned cohort on the hourly grid, and each
+        one's newest row after the plausibility limits."""
+        frames = []
+        for st in stays:
+            f = pd.DataFrame(st.rows, columns=["hour", *_VALUE_COLUMNS])
+            f.insert(0, "patient_id", st.pid)
+            frames.append(f)
+        frame = pd.concat(frames, ignore_index=True)
+        frame["hour"] = frame["hour"].astype(np.int16)
+        frame[list(_VALUE_COLUMNS)] = frame[list(_VALUE_COLUMNS)].astype(np.float32)
+        frame["sepsis_label"] = np.int8(0)
+        cleaned, _ = vitals_plausibility(frame[_LIMITED].to_numpy(np.float32), _LIMITED)
+        frame[_LIMITED] = cleaned
+        lengths = [len(st.rows) for st in stays]
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        newest = [frame.iloc[int(o) - 1][_LIMITED].to_dict() for o in offsets[1:]]
+        cohort = EarlyWarningCohort(
+            frame, offsets, np.array([st.pid for st in stays]), {}, [], "live"
+        )
+        if cohort.skipped_hours():
+            cohort, _ = cohort.on_hourly_grid()
+        return cohort, newest
