@@ -14,7 +14,10 @@ Writes ``benchmarks/results/streaming.json`` and ``benchmarks/results/streaming.
 2. **Filtering margin.** Each beat's stretch is filtered zero-phase with ``margin_s`` of
    signal on each side; the class probabilities at 0.5, 1, 2 and 3 s against a 10 s margin
    (practically whole-record filtering), on three DS2 records.
-3. **Throughput.** 1 to 128 patients (DS2 records cycled), 120 s each, 1 s ticks on one
+3. **Noise.** Record 118 clean (mitdb) and with electrode-motion noise (nstdb 118e24,
+   118e12, 118e00): 118's reference has no run of V or S beats, so every run alarm there
+   is false. With the alarms' quality hold-off (default) and without it.
+4. **Throughput.** 1 to 128 patients (DS2 records cycled), 120 s each, 1 s ticks on one
    thread: patient-seconds of ECG per second of compute, the time per tick, and the
    process's peak resident memory.
 """
@@ -41,7 +44,7 @@ from vitalgru.data.ingest import select_lead
 from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io import open_database
 from vitalgru.io.ingest import iter_records
-from vitalgru.scoring import ArrhythmiaMonitor, replay, replay_database
+from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, replay, replay_database
 from vitalgru.training.arrhythmia_eval import score_database
 
 
@@ -71,6 +74,22 @@ def _margins(loaded: Any, feeds: dict[str, tuple[np.ndarray, float]]) -> dict[st
             "label_changes": int((p.argmax(1) != ref.argmax(1)).sum()),
         }
         print("margin", m, out[str(m)], flush=True)
+    return out
+
+
+def _noise(loaded: Any, mirror: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rules in (("holdoff", AlertRules()),
+                        ("no_holdoff", AlertRules(quality_holdoff_s=1e-6))):  # fmt: skip
+        rows = {}
+        for db_name, rid in (("mitdb", "118"), ("nstdb", "118e24"), ("nstdb", "118e12"),
+                             ("nstdb", "118e00")):  # fmt: skip
+            db = open_database(db_name, PhysioNetConfig(mirror=mirror))
+            mon = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules)
+            _, rep = replay_database(mon, db, [rid], chunk_s=1.0)
+            rows[rid] = dict(Counter(a["kind"] for a in rep["alerts"]["records"][rid]))
+        out[name] = rows
+        print("noise", name, rows, flush=True)
     return out
 
 
@@ -121,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     margin_feeds = {r: (x[: int(300 * fs)], fs) for r, (x, fs) in zip(
         records, signals, strict=True) if r in ("208", "213", "232")}  # fmt: skip
     margins = _margins(loaded, margin_feeds)
+    noise = _noise(loaded, default_mirror())
     throughput = _throughput(loaded, signals)
 
     d = live["detection"]
@@ -149,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy": offline["accuracy"],
         },
         "margins": margins,
+        "noise_alarms": noise,
         "throughput": throughput,
     }
 
@@ -212,6 +233,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p99_abs_prob_diff']:.5f} | {r['label_changes']} |"
             for m, r in margins.items()
         ),
+        "",
+        "## Alarms under noise (record 118: no V or S run in its reference)",
+        "",
+        "| record | hold-off: V runs | S runs | ectopy | poor signal "
+        "| no hold-off: V runs | S runs | ectopy | poor signal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {rid} | "
+            + " | ".join(
+                str(noise[k][rid].get(kind, 0))
+                for k in ("holdoff", "no_holdoff")
+                for kind in (
+                    "ventricular_run",
+                    "supraventricular_run",
+                    "frequent_ventricular_ectopy",
+                    "poor_signal",
+                )
+            )
+            + " |"
+            for rid in noise["holdoff"]
+        ),  # fmt: skip
         "",
         "## Throughput (120 s per patient, 1 s ticks, one thread)",
         "",

@@ -20,8 +20,13 @@ setting of :class:`AlertRules`, as on a bedside monitor):
   are rejected: flat, clipped, lead off, non-finite or noisy. Re-armed once as many windows
   in a row have passed, so a lead that flickers between good and bad is one alarm.
 
-Beats recorded in signal the live quality check rejected (``signal_ok`` False) neither
-start nor extend a run or the ectopy count, since noise mimics ectopic beats.
+Beats recorded in signal the live quality check rejected neither start nor extend a run or
+the ectopy count, since noise mimics ectopic beats. A beat's own verdict (``signal_ok``, the
+trailing window that ended with the beat) can miss a burst that starts just after it, so the
+run and ectopy rules read each beat only once the quality windows ending up to
+``quality_holdoff_s`` (4) seconds after it have been judged, and distrust it if any of those
+was rejected. This delays those alarms by a few seconds, and makes them depend on the beats
+and the quality windows only, not on when the monitor is pushed.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class AlertRules:
     window_s: float = 60.0
     pause_s: float = 3.0
     poor_signal_windows: int = 3
+    quality_holdoff_s: float = 4.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -128,9 +134,34 @@ class AlertTracker:
         self._signal_raised = False
         self._bad_windows = 0
         self._good_windows = 0
+        # beats waiting for the quality windows after them: (time_s, label, signal_ok)
+        self._queue: deque[tuple[float, str, bool]] = deque()
+        self._rejected: deque[float] = deque()  # ends of rejected windows not yet passed (s)
+        self._judged_until = -math.inf  # end of the latest window judged (s)
 
     def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
-        """Update with one labelled beat; the alerts it raises."""
+        """Add one labelled beat (in time order); the alerts raised by the beats whose
+        quality windows are now judged."""
+        self._queue.append((time_s, label, signal_ok))
+        return self._drain(now_s, final=False)
+
+    def finish(self, now_s: float) -> list[Alert]:
+        """The end of the stream: read the beats still waiting with the windows judged."""
+        return self._drain(now_s, final=True)
+
+    def _drain(self, now_s: float, final: bool) -> list[Alert]:
+        out: list[Alert] = []
+        hold = self.rules.quality_holdoff_s
+        while self._queue and (final or self._queue[0][0] + hold <= self._judged_until):
+            t, label, ok = self._queue.popleft()
+            while self._rejected and self._rejected[0] < t:
+                self._rejected.popleft()  # ended before this beat: no later beat needs it
+            burst = bool(self._rejected) and self._rejected[0] <= t + hold
+            out += self._read(t, label, ok and not burst, now_s)
+        return out
+
+    def _read(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
+        """Apply the run and ectopy rules to one beat whose signal has been judged."""
         out: list[Alert] = []
         if not signal_ok:
             self._end_run()
@@ -229,6 +260,12 @@ class AlertTracker:
         ``flags`` names what it was rejected for ("" when it passed); it ended at
         ``window_end_s``."""
         need = int(self.rules.poor_signal_windows)
+        self._judged_until = max(self._judged_until, window_end_s)
+        if flags:
+            self._rejected.append(window_end_s)
+        while self._rejected and self._rejected[0] < window_end_s - 120.0:
+            self._rejected.popleft()  # no beat waits that long for its label
+        out = self._drain(now_s, final=False)
         if flags:
             self._bad_windows += 1
             self._good_windows = 0
@@ -237,11 +274,11 @@ class AlertTracker:
             self._bad_windows = 0
             if self._good_windows >= need:
                 self._signal_raised = False  # good again for as long: re-armed
-            return []
+            return out
         if self._signal_raised or self._bad_windows < need:
-            return []
+            return out
         self._signal_raised = True
-        return [
+        return out + [
             Alert(
                 self.patient_id,
                 "poor_signal",

@@ -373,17 +373,7 @@ class ArrhythmiaMonitor:
         calls = self._label(pats, final=False)
         alerts = self._alerts(calls)
         for st in pats:
-            now = st.n / st.fs
-            for prev, p in st.new_gaps:
-                alerts += st.alerts.detected(
-                    prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now
-                )
-            st.new_gaps = []
-            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
-            alerts += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
-            for stop, why in st.new_windows:
-                alerts += st.alerts.signal(why, stop / st.fs, now)
-            st.new_windows = []
+            alerts += self._stream_alerts(st, final=False)
         return Tick(calls, alerts)
 
     def discharge(self, patient_id: str) -> Tick:
@@ -396,9 +386,27 @@ class ArrhythmiaMonitor:
             st.rows.append((self._features(st, None), ok, peak))
             st.waiting = None
         calls = self._label([st], final=True)
-        alerts = self._alerts(calls)
+        alerts = self._alerts(calls) + self._stream_alerts(st, final=True)
         del self._patients[st.pid]
         return Tick(calls, alerts)
+
+    def _stream_alerts(self, st: _Patient, final: bool) -> list[Alert]:
+        """Pauses, and the quality windows judged since the last call (which release the
+        beats waiting for them to the run and ectopy rules)."""
+        out: list[Alert] = []
+        now = st.n / st.fs
+        for prev, p in st.new_gaps:
+            out += st.alerts.detected(prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now)
+        st.new_gaps = []
+        if not final:
+            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
+            out += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
+        for stop, why in st.new_windows:
+            out += st.alerts.signal(why, stop / st.fs, now)
+        st.new_windows = []
+        if final:
+            out += st.alerts.finish(now)
+        return out
 
     def _alerts(self, calls: list[BeatCall]) -> list[Alert]:
         out: list[Alert] = []

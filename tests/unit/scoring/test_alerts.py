@@ -12,11 +12,14 @@ from vitalgru.scoring import AlertRules, AlertTracker, BeatCall, live_report
 def _feed(
     tr: AlertTracker, labels: str, rr_s: float = 0.6, ok: str | None = None, t0: float = 0.0
 ) -> list:
+    """Each beat is labelled 2 s after it; a clean quality window ends with every beat."""
     out = []
     for i, lab in enumerate(labels):
+        t = t0 + i * rr_s
         good = True if ok is None else ok[i] == "1"
-        out += tr.beat(t0 + i * rr_s, lab, good, t0 + i * rr_s + 2.0)
-    return out
+        out += tr.beat(t, lab, good, t + 2.0)
+        out += tr.signal("", t, t + 2.0)
+    return out + tr.finish(t0 + len(labels) * rr_s + 2.0)
 
 
 class TestRules:
@@ -27,13 +30,29 @@ class TestRules:
         a = alerts[0]
         assert a.onset_s == pytest.approx(6 * 0.6) and a.n_beats == 3
         assert a.rate_bpm == pytest.approx(100.0)
-        assert a.delay_s == pytest.approx(2.0 + 2 * 0.6)
+        # raised only once the quality windows up to 4 s after its third beat are judged
+        assert a.raised_at_s >= 8 * 0.6 + 4.0
         # a second run after the first ended is a new episode
         assert [x.kind for x in _feed(tr, "NVVV", t0=100.0)] == ["ventricular_run"]
 
     def test_beats_in_rejected_signal_neither_start_nor_extend_a_run(self) -> None:
         tr = AlertTracker("p", AlertRules())
         assert _feed(tr, "NVVVN", ok="11011") == []
+
+    def test_a_run_in_a_noise_burst_the_beats_own_verdicts_missed_is_held_back(self) -> None:
+        tr = AlertTracker("p", AlertRules())
+        out = []
+        for i, lab in enumerate("NNVVVN"):  # beats 0.6 s apart, all with a good own verdict
+            out += tr.beat(i * 0.6, lab, True, i * 0.6 + 2.0)
+        out += tr.signal("noisy", 3.0, 5.0)  # a window ending 1.2 s after the V beats
+        out += tr.signal("", 8.0, 9.0)
+        assert out == []  # V beats in noise: no ventricular-run alarm
+        # the same beats with clean windows after them do raise it
+        tr2 = AlertTracker("p", AlertRules())
+        for i, lab in enumerate("NNVVVN"):
+            tr2.beat(i * 0.6, lab, True, i * 0.6 + 2.0)
+        (a,) = tr2.signal("", 3.0, 5.0) + tr2.signal("", 8.0, 9.0)
+        assert a.kind == "ventricular_run" and a.raised_at_s == 9.0
 
     def test_supraventricular_run_needs_its_rate(self) -> None:
         slow = AlertTracker("p", AlertRules())
