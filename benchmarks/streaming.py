@@ -41,6 +41,7 @@ from common import default_mirror, environment, write_results
 from vitalgru import tracking
 from vitalgru.config import PhysioNetConfig
 from vitalgru.data.ingest import select_lead
+from vitalgru.data.labels import AAMI_MAP, is_beat
 from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io import open_database
 from vitalgru.io.ingest import iter_records
@@ -74,6 +75,69 @@ def _margins(loaded: Any, feeds: dict[str, tuple[np.ndarray, float]]) -> dict[st
             "label_changes": int((p.argmax(1) != ref.argmax(1)).sum()),
         }
         print("margin", m, out[str(m)], flush=True)
+    return out
+
+
+def _episodes(times: np.ndarray, labels: str, kind: str, need: int, min_bpm: float) -> list:
+    """(start_s, end_s) of every run of ``need`` or more ``kind`` beats in ``labels`` (one
+    character per beat) at ``min_bpm`` or faster."""
+    out = []
+    i = 0
+    while i < len(labels):
+        if labels[i] != kind:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(labels) and labels[j + 1] == kind:
+            j += 1
+        n = j - i + 1
+        if n >= need:
+            span = times[j] - times[i]
+            if span > 0 and 60.0 * (n - 1) / span >= min_bpm:
+                out.append((float(times[i]), float(times[j])))
+        i = j + 1
+    return out
+
+
+def _run_alarm_scores(live: dict[str, Any], db: Any, records: list[str]) -> dict[str, Any]:
+    """Run alarms against the runs in the reference labels: an episode is found when an
+    alarm of its kind has its onset within it (1 s of slack at each end); an alarm is
+    right when it lies on a reference run of its kind."""
+    rules = AlertRules()
+    out: dict[str, Any] = {}
+    for kind, code, min_bpm, need in (
+        ("ventricular_run", "V", 0.0, rules.v_run_beats),
+        ("supraventricular_run", "S", rules.s_run_min_bpm, rules.s_run_beats),
+    ):
+        n_ref = found = n_alarms = right = 0
+        by_record: dict[str, list[int]] = {}
+        for rec, ann in iter_records(db, records):
+            sym = np.asarray(ann.symbol).astype(str)
+            keep = is_beat(sym)
+            t = np.asarray(ann.sample_idx)[keep] / rec.fs
+            lab = "".join(str(AAMI_MAP[x]) for x in sym[keep])
+            eps = _episodes(t, lab, code, need, min_bpm)
+            onsets = [a["onset_s"] for a in live["alerts"]["records"].get(rec.record_id, [])
+                      if a["kind"] == kind]  # fmt: skip
+            f = sum(any(a - 1.0 <= o <= b + 1.0 for o in onsets) for a, b in eps)
+            r = sum(any(a - 1.0 <= o <= b + 1.0 for a, b in eps) for o in onsets)
+            n_ref, found, n_alarms, right = (
+                n_ref + len(eps),
+                found + f,
+                n_alarms + len(onsets),
+                right + r,
+            )
+            if eps or onsets:
+                by_record[rec.record_id] = [len(eps), f, len(onsets), r]
+        out[kind] = {
+            "reference_episodes": n_ref,
+            "episodes_found": found,
+            "alarms": n_alarms,
+            "alarms_on_a_reference_run": right,
+            # record: [reference runs, found, alarms, alarms on a reference run]
+            "records": by_record,
+        }
+    print("run alarms", out, flush=True)
     return out
 
 
@@ -141,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         records, signals, strict=True) if r in ("208", "213", "232")}  # fmt: skip
     margins = _margins(loaded, margin_feeds)
     noise = _noise(loaded, default_mirror())
+    run_scores = _run_alarm_scores(live, db, records)
     throughput = _throughput(loaded, signals)
 
     d = live["detection"]
@@ -170,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "margins": margins,
         "noise_alarms": noise,
+        "ds2_run_alarms": run_scores,
         "throughput": throughput,
     }
 
@@ -232,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| {m} | {r['beats']} | {r['max_abs_prob_diff']:.4f} | "
             f"{r['p99_abs_prob_diff']:.5f} | {r['label_changes']} |"
             for m, r in margins.items()
+        ),
+        "",
+        "## DS2 run alarms against the runs in the reference labels",
+        "",
+        "| alarm | reference runs | found | alarms | alarms on a reference run |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {k} | {v['reference_episodes']} | {v['episodes_found']} | {v['alarms']} "
+            f"| {v['alarms_on_a_reference_run']} |"
+            for k, v in run_scores.items()
         ),
         "",
         "## Alarms under noise (record 118: no V or S run in its reference)",
