@@ -162,7 +162,7 @@ MIN_BEATS_TO_JUDGE = 20
 PLAUSIBLE_MEDIAN_HR = (30.0, 200.0)
 
 
-def _reference_beats(
+def reference_beats(
     record: Record, ann: Annotations, n_samples: int
 ) -> tuple[np.ndarray, np.ndarray, int, float]:
     """The annotated beats of a record, in time order, one per sample, inside the signal.
@@ -287,7 +287,7 @@ def process_record(
         raise SignalError(record.record_id, f"lead {record.channels[col]} is all NaN")
     filled, nan_mask = interpolate_nonfinite(lead_raw)
 
-    ref_src, symbols, n_outside, median_hr = _reference_beats(record, ann, filled.size)
+    ref_src, symbols, n_outside, median_hr = reference_beats(record, ann, filled.size)
 
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).

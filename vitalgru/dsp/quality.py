@@ -54,7 +54,7 @@ from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QualityResult", "QualityStream", "ecg_quality", "ecg_quality_trailing"]
+__all__ = ["QualityResult", "QualityStream", "ecg_quality", "ecg_quality_trailing", "hold_last"]
 
 # Feasibility of the beat sequence, after Orphanidou et al. 2015, widened to what a monitor
 # must still score: 30-250 bpm (their 40-180 bpm and RR-ratio < 2.2 would call bradycardia,
@@ -329,7 +329,7 @@ def ecg_quality_trailing(
     _check_window(hop_s, "hop_s")
     th = _Thresholds(**checks)
     arr, fs, _, bad, peaks = _prepare(x, fs, window_s, peaks)
-    filled, _ = _hold_last(arr, 0.0)
+    filled, _ = hold_last(arr, 0.0)
     n = arr.shape[0]
     w = max(1, int(round(window_s * fs)))
     hop = max(1, int(round(hop_s * fs)))
@@ -339,7 +339,7 @@ def ecg_quality_trailing(
     return _judge_windows(arr, filled, bad, clean, peaks, fs, window_s, starts, stops, th, True)
 
 
-def _hold_last(x: np.ndarray, last: float) -> tuple[np.ndarray, float]:
+def hold_last(x: np.ndarray, last: float) -> tuple[np.ndarray, float]:
     """``x`` with every non-finite sample replaced by the latest finite one before it
     (``last`` before the first), as a stream must fill a gap; and the new latest value."""
     finite = np.isfinite(x)
@@ -414,7 +414,7 @@ class QualityStream:
         arr = _as_signal(chunk, name="chunk", allow_nonfinite=True)
         if arr.ndim != 1:
             raise ValueError(f"chunk must be 1-D (n,) samples, got shape {arr.shape}")
-        filled, self._last = _hold_last(arr, self._last)
+        filled, self._last = hold_last(arr, self._last)
         clean = self._cleaner.process(filled) if arr.size else filled
         self._raw = np.concatenate([self._raw, arr])
         self._filled = np.concatenate([self._filled, filled])

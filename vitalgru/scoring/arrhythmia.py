@@ -62,7 +62,7 @@ from vitalgru.data.arrhythmia_dataset import (
 from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.beats import beat_windows
 from vitalgru.dsp.filters import _as_signal, check_fs
-from vitalgru.dsp.quality import QualityStream
+from vitalgru.dsp.quality import QualityStream, hold_last
 from vitalgru.dsp.resample import map_indices, rate_ratio
 from vitalgru.dsp.rpeaks import RpeakStream
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
@@ -182,13 +182,7 @@ class _Patient:
             )
         if arr.size == 0:
             return
-        finite = np.isfinite(arr)
-        held = arr.astype(np.float64)
-        if not finite.all():
-            idx = np.where(finite, np.arange(arr.size), -1)
-            np.maximum.accumulate(idx, out=idx)
-            held = np.where(idx >= 0, held[np.clip(idx, 0, None)], self.last)
-        self.last = float(held[-1])
+        held, self.last = hold_last(arr, self.last)
         self.buf = np.concatenate([self.buf, held])
         self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
         self.n += arr.size

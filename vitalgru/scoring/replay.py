@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.data.ingest import select_lead
-from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
+from vitalgru.data.ingest import reference_beats, select_lead
+from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
 from vitalgru.errors import RecordError
-from vitalgru.io.ingest import iter_records
+from vitalgru.io.ingest import attrition_entry, iter_records
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
@@ -210,24 +210,6 @@ def _se_ppv(c: Mapping[str, int]) -> dict[str, float | None]:
     return {"se": tp / ref if ref else None, "ppv": tp / det if det else None}
 
 
-def _reference(
-    ann: Any, n_samples: int, fs: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Reference beats (positions, AAMI class indices) and flutter episodes of a record."""
-    symbols = np.asarray(ann.symbol).astype(str)
-    keep = is_beat(symbols)
-    idx = np.asarray(ann.sample_idx, dtype=np.int64)[keep]
-    sym = symbols[keep]
-    order = np.argsort(idx, kind="stable")
-    idx, sym = idx[order], sym[order]
-    inside = (idx >= 0) & (idx < n_samples)
-    idx, sym = idx[inside], sym[inside]
-    uniq = np.concatenate([[True], np.diff(idx) > 0]) if idx.size else np.zeros(0, bool)
-    idx, sym = idx[uniq], sym[uniq]
-    labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in sym], dtype=np.int64)
-    return idx, labels, vf_episodes(symbols, np.asarray(ann.sample_idx), n_samples), fs
-
-
 def replay_database(
     monitor: ArrhythmiaMonitor,
     db: Database,
@@ -272,8 +254,16 @@ def replay_database(
     for rec, ann in iter_records(db, records, attrition=excluded):
         col = select_lead(rec, want, monitor.windows.fallback_lead)
         x = rec.signal[:, col].astype(np.float64)
+        try:  # the annotated beats as ingest and evaluate take them
+            ref, symbols, _, _ = reference_beats(rec, ann, x.size)
+        except ValueError as e:  # fewer than two beats
+            excluded.append(attrition_entry(db.name, rec.record_id, e))
+            logger.warning("%s/%s not replayed: %s", db.name, rec.record_id, e)
+            continue
+        labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int64)
+        vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, x.size)
         feeds[rec.record_id] = (x, float(rec.fs))
-        reference[rec.record_id] = _reference(ann, x.size, float(rec.fs))
+        reference[rec.record_id] = (ref, labels, vf, float(rec.fs))
     if not feeds:
         why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
         raise RecordError(db.name, f"no record could be read{': ' + why if why else ''}",
