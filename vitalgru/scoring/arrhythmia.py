@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import signal as sps
 from torch import nn
 
 from vitalgru.data.arrhythmia_dataset import (
@@ -63,7 +62,7 @@ from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.beats import beat_windows
 from vitalgru.dsp.filters import _as_signal, check_fs
 from vitalgru.dsp.quality import QualityStream, hold_last
-from vitalgru.dsp.resample import map_indices, rate_ratio
+from vitalgru.dsp.resample import map_indices, rate_ratio, resample
 from vitalgru.dsp.rpeaks import RpeakStream
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
 from vitalgru.types import AAMI_CLASSES
@@ -430,6 +429,7 @@ class ArrhythmiaMonitor:
         if not peaks:
             return
         spans = [self._stretch(st, p) for p in peaks]
+        at = map_indices(np.asarray(peaks), st.fs, self.fs).tolist()  # R peaks at the model rate
         # Stretches of one length (every beat away from the stream's ends) are filtered
         # together, one column each.
         by_len: dict[int, list[int]] = {}
@@ -438,21 +438,18 @@ class ArrhythmiaMonitor:
         wins: list[np.ndarray | None] = [None] * len(peaks)
         for idx in by_len.values():
             seg = np.stack([st.buf[spans[i][0] - st.buf0 : spans[i][1] - st.buf0] for i in idx], 1)
-            if st.up != st.down:
-                seg = sps.resample_poly(seg, st.up, st.down, axis=0, padtype="line")
+            if st.up != st.down:  # as ingest resamples a record
+                seg = resample(seg, st.fs, self.fs)
             clean = dataset_filter(seg, self.fs, self.filters).astype(np.float32)
             for col, i in enumerate(idx):
-                a, _ = spans[i]
-                r = int(map_indices(np.array([peaks[i]]), st.fs, self.fs)[0])
-                local = r - a * st.up // st.down
+                local = at[i] - spans[i][0] * st.up // st.down
                 w, _ = beat_windows(
                     clean[:, col], np.array([local]), self.fs, self.windows.before_s,
                     self.windows.after_s,
                 )  # fmt: skip
                 wins[i] = w[0]
-        for p, w in zip(peaks, wins, strict=True):
+        for p, t, w in zip(peaks, at, wins, strict=True):
             ok = st._signal_ok(p)
-            t = int(map_indices(np.array([p]), st.fs, self.fs)[0])
             if st.waiting is not None:  # the previous beat's features need this beat's time
                 prev_peak, prev_ok = st.waiting
                 st.rows.append((self._features(st, t), prev_ok, prev_peak))
