@@ -180,7 +180,7 @@ class EarlyWarningMonitor:
             st.rows.append(r)
         if not stays:
             return []
-        cohort, grid_rows = self._cohort([st for st, _ in stays])
+        cohort, newest = self._cohort([st for st, _ in stays])
         arrays = gru_d_arrays(cohort, self.stats, self.tree_features)
         # each patient's hours not yet run (the new one, and any skipped hours before it)
         groups: dict[int, list[int]] = {}
@@ -207,7 +207,7 @@ class EarlyWarningMonitor:
         out = []
         for i, (st, r) in enumerate(stays):
             rejected = tuple(c for c in _LIMITED if math.isfinite(r.get(c, math.nan))
-                             and not math.isfinite(grid_rows[i].get(c, math.nan)))  # fmt: skip
+                             and not math.isfinite(newest[i].get(c, math.nan)))  # fmt: skip
             out.append(
                 HourRisk(
                     st.pid,
@@ -215,7 +215,7 @@ class EarlyWarningMonitor:
                     float(risk[i]),
                     bool(risk[i] >= self.threshold),
                     rejected,
-                )  # fmt: skip
+                )
             )
         return out
 
