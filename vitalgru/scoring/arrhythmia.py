@@ -167,7 +167,6 @@ class _Patient:
         self.rows: list[tuple[np.ndarray, bool, int]] = []  # features ready, not labelled
         layers, hidden = mon.state_shape
         self.h = torch.zeros(layers, 1, hidden)
-        self.n_beats = 0  # beats windowed
         self.n_labelled = 0
         self.alerts = AlertTracker(pid, mon.alert_rules)
 
@@ -225,12 +224,15 @@ class _Patient:
         """Usable verdict of the latest quality window that had ended by the end of the
         beat's window; True before any window has ended (as ``QualityResult.usable_at``)."""
         at = peak + self.after_src
-        # forget verdicts no later beat can ask for (beats come in time order)
-        while len(self.verdicts) > 1 and self.verdicts[1][0] <= at:
-            self.verdict_before = self.verdicts.popleft()[1]
+        self._forget_verdicts(at)  # beats come in time order: no later one asks for them
         if self.verdicts and self.verdicts[0][0] <= at:
             return self.verdicts[0][1]
         return True if self.verdict_before is None else self.verdict_before
+
+    def _forget_verdicts(self, at: int) -> None:
+        """Drop every verdict older than the latest one ended by sample ``at``."""
+        while len(self.verdicts) > 1 and self.verdicts[1][0] <= at:
+            self.verdict_before = self.verdicts.popleft()[1]
 
     def latest_verdict(self) -> bool | None:
         """The newest quality verdict (None: no window judged yet)."""
@@ -253,9 +255,7 @@ class _Patient:
         # A beat not yet reported lies after the last peak and, as the quality check assumes
         # (see _feed_quality), after q_fed: the detector reports late, never that late.
         nxt = self.pending[0] if self.pending else max(self.last_peak + 1, self.q_fed)
-        earliest = nxt + self.after_src
-        while len(self.verdicts) > 1 and self.verdicts[1][0] <= earliest:
-            self.verdict_before = self.verdicts.popleft()[1]
+        self._forget_verdicts(nxt + self.after_src)
         keep = max(0, nxt - self.margin_src - self.down)
         keep -= keep % self.down
         if keep - self.buf0 > 4096:  # amortise the copies
@@ -456,7 +456,6 @@ class ArrhythmiaMonitor:
             st.t_hist.append(t)
             st.w_hist.append(w)
             st.waiting = (p, ok)
-            st.n_beats += 1
 
     def _features(self, st: _Patient, t_next: int | None) -> np.ndarray:
         """Features of the newest beat in the history; ``t_next`` is the next beat's R peak
