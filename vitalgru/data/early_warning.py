@@ -171,6 +171,26 @@ class EarlyWarningCohort:
         )
 
 
+def patient_offsets(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row offsets ``(n_patients + 1,)`` and ids of a frame whose rows are grouped by
+    ``patient_id``.
+
+    Raises
+    ------
+    ValueError
+        A patient's rows are not contiguous.
+    """
+    pid = frame["patient_id"].to_numpy()
+    if pid.size == 0:
+        return np.zeros(1, np.int64), np.zeros(0, dtype=str)
+    change = np.flatnonzero(pid[1:] != pid[:-1]) + 1
+    offsets = np.r_[0, change, pid.size].astype(np.int64)
+    ids = pid[offsets[:-1]].astype(str)
+    if len(set(ids.tolist())) != ids.size:
+        raise ValueError("rows of a patient must be contiguous (each patient id once)")
+    return offsets, ids
+
+
 def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     """Apply the plausibility limits and index the patients of a parsed folder."""
     frame = psv.frame.copy()
@@ -178,16 +198,7 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     cleaned, bad = vitals_plausibility(frame[cols].to_numpy(np.float32), cols)
     frame[cols] = cleaned
     counts = {c: int(n) for c, n in zip(cols, bad.sum(axis=0), strict=True)}
-    pid = frame["patient_id"].to_numpy()
-    if pid.size:
-        change = np.flatnonzero(pid[1:] != pid[:-1]) + 1
-        offsets = np.r_[0, change, pid.size].astype(np.int64)
-        ids = pid[offsets[:-1]].astype(str)
-    else:
-        offsets = np.zeros(1, np.int64)
-        ids = np.zeros(0, dtype=str)
-    if len(set(ids.tolist())) != ids.size:
-        raise ValueError("rows of a patient must be contiguous (each patient id once)")
+    offsets, ids = patient_offsets(frame)
     logger.info("plausibility limits rejected %d values", int(bad.sum()))
     cohort = EarlyWarningCohort(
         frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells)
@@ -507,10 +518,7 @@ def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarra
     frame = pd.read_parquet(d / "hourly.parquet")
     manifest = json.loads((d / "manifest.json").read_text())
     folds_df = pd.read_csv(d / "folds.csv", dtype={"patient_id": str})
-    pid = frame["patient_id"].to_numpy()
-    change = np.flatnonzero(pid[1:] != pid[:-1]) + 1 if pid.size else np.zeros(0, np.int64)
-    offsets = np.r_[0, change, pid.size].astype(np.int64) if pid.size else np.zeros(1, np.int64)
-    ids = pid[offsets[:-1]].astype(str)
+    offsets, ids = patient_offsets(frame)
     if ids.tolist() != folds_df["patient_id"].tolist():
         raise ValueError(f"{d}: folds.csv does not list the patients of hourly.parquet in order")
     attrition: list[AttritionEntry] = []
