@@ -5,8 +5,7 @@ the ECG was watched and how much of it the signal-quality check rejected, the he
 how many beats of each class and the ectopic burden, and every alarm with its time. It is
 what a ward round reads; the numbers a data team checks are in the JSON beside it.
 
-Plain data in, text out: no scoring here, and no script, style sheet or image from
-elsewhere in the page (it opens offline, from a file or an e-mail).
+Plain data in, text out: no scoring here (the page's frame is :func:`vitalgru.reports.html.page`).
 """
 
 from __future__ import annotations
@@ -14,10 +13,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+
+from vitalgru.reports.html import page
 
 __all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
 
@@ -165,25 +166,15 @@ def monitoring_report_html(
 ) -> str:
     """One HTML page summarising every patient (:func:`patient_summary` dicts), patients
     with alarms first."""
-    e = html.escape
-    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     order = sorted(patients, key=lambda p: (not p["alerts"], str(p["patient_id"])))
-    body = "".join(_patient_html(p) for p in order)
-    model_line = f" Model: {e(model)}." if model else ""
-    return f"""<!DOCTYPE html>
-<html lang=en><head><meta charset=utf-8><title>{e(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;color:#111}}
-table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #bbb;padding:.2em .5em;text-align:left}} td.n{{text-align:right}}
-.head{{font-weight:bold}} .note{{color:#555;font-size:.9em}}
-section{{border-top:2px solid #333;margin-top:1.5em}}
-</style></head><body>
-<h1>{e(title)}</h1>
-<p class=note>Generated {when}.{model_line} Beat classes follow AAMI EC57; the burden
-counts beats in accepted signal only. Times are from the start of monitoring. Labels and
-alarms come from an automated classifier: they support, and do not replace, review of the
-ECG by a clinician. vitalgru is not a medical device.</p>
-{body}
-</body></html>
-"""
+    intro = (
+        "Beat classes follow AAMI EC57; the burden counts beats in accepted signal only. "
+        "Times are from the start of monitoring."
+    )
+    return page(
+        title,
+        intro,
+        "".join(_patient_html(p) for p in order),
+        model=model,
+        generated=generated,
+    )
