@@ -179,7 +179,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.task == "arrhythmia" and not args.db:
+        raise SystemExit("replay arrhythmia needs --db NAME_OR_FOLDER")
+    if args.task == "early-warning" and not args.data:
+        raise SystemExit("replay early-warning needs --data FOLDER")
     _check_mlflow()
+    if args.task == "early-warning":
+        from pipelines.replay import replay_early_warning
+
+        ew = replay_early_warning(
+            model_uri=args.model,
+            data=args.data,
+            out=str(Path(args.out).resolve()),
+            patients=args.patients,
+        )
+        m = ew["metrics"]
+        _print(
+            {
+                "patients": m["n_patients"],
+                "utility": m["utility"],
+                "auroc": m["auroc"],
+                "alarms": ew["alarms"],
+                "patient_hours_per_s": ew["compute"]["patient_hours_per_s"],
+                "paths": ew["paths"],
+            }
+        )
+        return 0
     from pipelines.replay import replay_arrhythmia
 
     res = replay_arrhythmia(
@@ -203,6 +228,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         }
     )
     return 0
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return v
 
 
 def _seconds(text: str, allow_zero: bool = False) -> float:
@@ -299,27 +334,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "replay",
-        help="replay recordings as live feeds through the streaming monitor; score it beat "
-        "by beat (EC57) and list the alarms",
+        help="replay recordings as live feeds through a streaming monitor; score it (EC57 "
+        "beat by beat, or the sepsis utility hour by hour), list the alarms and write a "
+        "clinician's page",
         epilog=EPILOG,
     )
-    sp.add_argument("task", choices=["arrhythmia"])
+    sp.add_argument("task", choices=["arrhythmia", "early-warning"])
     sp.add_argument("--model", required=True, help="model URI, e.g. models:/NAME@champion")
-    sp.add_argument("--db", required=True, help="PhysioNet database name or a WFDB folder")
-    sp.add_argument("--records", help="DS1, DS2 or a comma-separated list (default: all)")
+    sp.add_argument("--db", help="arrhythmia: PhysioNet database name or a WFDB folder")
+    sp.add_argument(
+        "--records", help="arrhythmia: DS1, DS2 or a comma-separated list (default: all)"
+    )
+    sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
+    sp.add_argument(
+        "--patients", type=_count, default=None,
+        help="early-warning: replay only the first N files (default: all)",
+    )  # fmt: skip
     sp.add_argument(
         "--chunk-s", type=_positive_seconds, default=1.0,
-        help="seconds of signal per patient per tick (default 1)",
+        help="arrhythmia: seconds of signal per patient per tick (default 1)",
     )  # fmt: skip
     sp.add_argument(
         "--margin-s", type=_margin_seconds, default=None,
-        help="signal kept around each beat for filtering; adds this much latency (default 2)",
+        help="arrhythmia: signal kept around each beat for filtering; adds this much latency "
+        "(default 2)",
     )  # fmt: skip
     sp.add_argument(
         "--out", required=True, type=_results_path,
         help="report JSON to write, or a folder for it",
     )  # fmt: skip
-    sp.add_argument("--config", help="config for the mirror and the lead (default: packaged)")
+    sp.add_argument(
+        "--config", help="arrhythmia: config for the mirror and the lead (default: packaged)"
+    )
     sp.set_defaults(func=cmd_replay)
 
     sp = sub.add_parser(

@@ -1,30 +1,72 @@
-"""``vitalgru replay arrhythmia``: recordings replayed as live bedside feeds through the
-streaming monitor (:mod:`vitalgru.scoring`), scored beat by beat against the reference.
+"""``vitalgru replay``: recordings replayed as live bedside feeds through the streaming
+monitors (:mod:`vitalgru.scoring`), with a report for the data team (JSON, markdown) and one
+for clinicians (HTML).
 
-Where ``vitalgru evaluate arrhythmia`` classifies the annotators' beats, this runs what a
-monitor runs: the detector finds the beats, each patient's state is carried chunk by chunk,
-all records advance together as concurrent patients, and alarms are raised as they would
-be at the bedside.
+``replay arrhythmia``: where ``vitalgru evaluate arrhythmia`` classifies the annotators'
+beats, this runs what a monitor runs: the detector finds the beats, each patient's state is
+carried chunk by chunk, all records advance together as concurrent patients, and alarms are
+raised as they would be at the bedside; it is scored beat by beat against the reference.
+
+``replay early-warning``: every stay of a Challenge-2019 folder is fed one ICU hour per tick,
+all patients together, with the file's own values (the monitor applies the plausibility
+limits and says what it refused); it is scored with the challenge's utility and the alarm
+burden, and each alarm episode is listed with the findings when it began.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from pipelines.arrhythmia import _parse_records, load_arrhythmia_config
 from vitalgru import tracking
+from vitalgru.data.early_warning import patient_offsets
+from vitalgru.errors import RecordError
 from vitalgru.io import open_database
+from vitalgru.io.ingest import write_attrition
+from vitalgru.io.psv import read_psv_folder
 from vitalgru.metrics.aami import report_markdown
+from vitalgru.metrics.utility import early_warning_metrics
+from vitalgru.metrics.utility import report_markdown as utility_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
-from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, replay_database
+from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, EarlyWarningMonitor, replay_database
+from vitalgru.scoring.early_warning_replay import replay_stays
 
 logger = logging.getLogger(__name__)
+
+_REPORTED = frozenset(KEY_MEASURES)
+
+
+def _progress() -> Callable[[int, int], None]:
+    """A tick callback that logs each tenth of the replay."""
+    step = 1  # next tenth of the ticks to log
+
+    def progress(k: int, n: int) -> None:
+        nonlocal step
+        if k * 10 >= step * n:
+            logger.info("replay: %d of %d ticks", k, n)
+            step += 1
+
+    return progress
+
+
+def _out_paths(out: str, default_stem: str) -> Path:
+    """The JSON path of ``--out``: the path itself, or ``<folder>/<default_stem>.json``."""
+    o = Path(out)
+    path = o if o.suffix == ".json" else o / f"{default_stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _pct(v: float | None) -> str:
@@ -114,16 +156,8 @@ def replay_arrhythmia(
     extra = {} if margin_s is None else {"margin_s": margin_s}
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules, **extra)
     lead = cfg.ingest.arrhythmia.windows.lead if config_path is not None else None
-    step = 1  # next tenth of the ticks to log
-
-    def progress(k: int, n: int) -> None:
-        nonlocal step
-        if k * 10 >= step * n:
-            logger.info("replay: %d of %d ticks", k, n)
-            step += 1
-
     result, report = replay_database(
-        monitor, database, names, chunk_s=chunk_s, lead=lead, on_tick=progress
+        monitor, database, names, chunk_s=chunk_s, lead=lead, on_tick=_progress()
     )
     report = {
         **report,
@@ -133,9 +167,7 @@ def replay_arrhythmia(
         "margin_s": monitor.margin_s,
         "alert_rules": asdict(rules),
     }
-    o = Path(out)
-    json_path = o if o.suffix == ".json" else o / "replay.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path = _out_paths(out, "replay")
     md = json_path.with_suffix(".md")
     page = json_path.with_suffix(".html")
     report["paths"] = {"json": str(json_path), "markdown": str(md), "html": str(page)}
@@ -155,6 +187,173 @@ def replay_arrhythmia(
         monitoring_report_html(
             summaries,
             title=f"ECG monitoring summary: {db} (replayed)",
+            model=f"{model_uri} (version {loaded.version})",
+        )
+    )
+    json_path.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _finite_or_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def replay_early_warning_markdown(report: Mapping[str, Any], title: str) -> str:
+    """The early-warning replay as markdown: the challenge's measures, then the alarms and
+    what the replay cost."""
+    a, comp = report["alarms"], report["compute"]
+    lines = [
+        utility_markdown({**report["metrics"], **report["data"]}, title).rstrip(),
+        "",
+        "## Alarms at the bedside",
+        "",
+        f"- {a['patients_alarmed']} of {report['metrics']['n_patients']} patients had an "
+        f"alarm; {a['episodes']} alarm episodes (hours in a row at or above the threshold), "
+        f"median {a['episode_hours_median']} h long."
+        if a["episodes"]
+        else "- No alarm was raised.",
+        f"- {a['patients_in_alarm_at_end']} patients were in alarm at their last hour.",
+        f"- {report['data']['n_refused_values']} values refused as physiologically impossible "
+        "(read as missing).",
+        "",
+        "## Throughput",
+        "",
+        f"{comp['patients']} patients fed one ICU hour per tick: {comp['ticks']} ticks, p50 "
+        f"{comp['tick_ms_p50']:.1f} ms and p99 {comp['tick_ms_p99']:.1f} ms per tick; "
+        f"{comp['patient_hours_per_s']:.0f} patient-hours per second of compute."
+        if comp["ticks"]
+        else "Nothing was replayed.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def replay_early_warning(
+    model_uri: str,
+    data: str,
+    out: str,
+    *,
+    patients: int | None = None,
+) -> dict[str, Any]:
+    """Replay the stays of a Challenge-2019 folder through the live sepsis monitor.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/vitalgru-early-warning@champion``, ``models:/<name>/<version>``, ...
+    data : str
+        Folder of ``.psv`` files (malformed files go to attrition and are listed).
+    out : str
+        A ``.json`` path, or a folder (``replay.json`` inside); beside it the markdown
+        report, the clinician's page (``.html``), every scored hour (``.hours.parquet``:
+        patient, hour, risk, alarm, refused columns, reference label) and the attrition
+        (``.attrition.csv``).
+    patients : int, optional
+        Replay only the first ``patients`` files (by name).
+
+    Returns
+    -------
+    dict
+        ``metrics`` (:func:`vitalgru.metrics.utility.early_warning_metrics` on the live
+        risks; measures that need a septic patient are None without one), ``alarms``,
+        ``data`` (files excluded, values refused), ``compute``
+        (:meth:`~vitalgru.scoring.early_warning_replay.StayReplay.compute_summary`),
+        ``patients`` (each patient's :func:`~vitalgru.reports.early_warning.stay_summary`
+        without its trajectory), ``excluded``, ``model_uri``, ``model_version``, ``data_dir``
+        and ``paths``.
+
+    Raises
+    ------
+    vitalgru.errors.RecordError
+        Not one file could be read (reason ``no_usable_patient``).
+    """
+    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    psv = read_psv_folder(data, on_error="skip", limit=patients)
+    frame = psv.frame
+    if frame.empty:
+        why = "; ".join(f"{e.item}: {e.detail}" for e in psv.attrition[:5])
+        raise RecordError(data, f"no patient could be read ({why})", reason="no_usable_patient")
+    monitor = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
+    result = replay_stays(monitor, frame, on_tick=_progress())
+    offsets, ids = patient_offsets(frame)
+    thr = monitor.threshold
+    labels = frame["sepsis_label"].to_numpy(np.int8)
+    risks = np.array([r.risk for pid in ids for r in result.risks[pid]], dtype=np.float64)
+    metrics = early_warning_metrics(labels, risks, offsets, thr)
+    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
+        metrics[count] = int(metrics[count])
+    if metrics["n_septic_patients"] == 0:
+        logger.warning(
+            "no septic patient among the %d replayed from %s: utility, auroc, auprc, "
+            "septic_detected_fraction and median_lead_time_h are undefined (null)",
+            metrics["n_patients"], data,
+        )  # fmt: skip
+    key_cols = [c for c in frame.columns if c in _REPORTED]
+    summaries = []
+    for i, pid in enumerate(ids):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        hr = result.risks[pid]
+        summaries.append(
+            stay_summary(
+                pid,
+                [r.hour for r in hr],
+                [r.risk for r in hr],
+                thr,
+                {c: frame[c].to_numpy(np.float64)[a:b] for c in key_cols},
+                [r.rejected for r in hr],
+                labels[a:b],
+            )
+        )
+    episodes = [ep["hours"] for s in summaries for ep in s["episodes"]]
+    refused = [r for s in summaries for r in s["rejected"]]
+    report: dict[str, Any] = {
+        "model_uri": model_uri,
+        "model_version": loaded.version,
+        "data_dir": str(data),
+        "metrics": _finite_or_none(metrics),
+        "alarms": {
+            "patients_alarmed": sum(bool(s["episodes"]) for s in summaries),
+            "patients_in_alarm_at_end": sum(s["in_alarm_at_end"] for s in summaries),
+            "episodes": len(episodes),
+            "episode_hours_median": float(np.median(episodes)) if episodes else None,
+        },
+        "data": {
+            "n_excluded_files": len(psv.attrition),
+            "n_non_numeric_values": int(sum(psv.non_numeric_cells.values())),
+            "n_refused_values": len(refused),
+        },
+        "compute": result.compute_summary(),
+        "excluded": {e.item: {"reason": e.reason, "detail": e.detail} for e in psv.attrition},
+        "patients": {
+            s["patient_id"]: {k: v for k, v in s.items() if k != "trajectory"} for s in summaries
+        },
+    }
+    json_path = _out_paths(out, "replay")
+    paths = {
+        "json": json_path,
+        "markdown": json_path.with_suffix(".md"),
+        "html": json_path.with_suffix(".html"),
+        "hours": json_path.with_name(f"{json_path.stem}.hours.parquet"),
+        "attrition": json_path.with_name(f"{json_path.stem}.attrition.csv"),
+    }
+    report["paths"] = {k: str(v) for k, v in paths.items()}
+    pd.DataFrame(
+        {
+            "patient_id": np.repeat(ids, np.diff(offsets)),
+            "hour": frame["hour"].to_numpy(),
+            "risk": risks.astype(np.float32),
+            "alarm": (risks >= thr).astype(np.int8),
+            "refused": [",".join(r.rejected) for pid in ids for r in result.risks[pid]],
+            "sepsis_label": labels,
+        }
+    ).to_parquet(paths["hours"], index=False)
+    write_attrition(psv.attrition, paths["attrition"])
+    title = f"{data}: live replay, model {model_uri} (version {loaded.version})"
+    paths["markdown"].write_text(replay_early_warning_markdown(report, title))
+    paths["html"].write_text(
+        early_warning_report_html(
+            summaries,
+            title=f"Sepsis early warning summary: {Path(data).name} (replayed)",
             model=f"{model_uri} (version {loaded.version})",
         )
     )

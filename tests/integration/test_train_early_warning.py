@@ -11,9 +11,11 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.cli import main as cli
 from pipelines.early_warning import (
     build_dataset,
     evaluate_early_warning,
@@ -109,6 +111,29 @@ class TestTrainEarlyWarningFlow:
         assert type(written["n_septic_patients"]) is int
         att = pd.read_csv(isolated_mlflow / "eval" / "attrition.csv")
         assert att["reason"].tolist() == ["missing_columns"]
+
+        # The champion as a live monitor over the same folder: every stay fed an hour per
+        # tick gives the risks (and so the utility) of scoring whole stays.
+        rep_path = isolated_mlflow / "ward" / "sepsis.json"
+        assert cli(["replay", "early-warning", "--model", "models:/vitalgru-early-warning@champion",
+                    "--data", str(data), "--out", str(rep_path)]) == 0  # fmt: skip
+        rep = json.loads(rep_path.read_text())
+        assert rep["metrics"]["n_patients"] == 30 and rep["data"]["n_excluded_files"] == 1
+        assert rep["data"]["n_non_numeric_values"] == 1
+        assert rep["metrics"]["utility"] == pytest.approx(ev["utility"], abs=1e-9)
+        assert rep["metrics"]["auroc"] == pytest.approx(ev["auroc"], abs=1e-6)
+        hours = pd.read_parquet(rep_path.with_name("sepsis.hours.parquet"))
+        np.testing.assert_allclose(hours["risk"], scores["risk"], rtol=0, atol=1e-5)
+        assert rep["compute"]["patient_hours"] == len(scores) == len(hours)
+        assert (
+            sum(len(p["episodes"]) for p in rep["patients"].values()) == rep["alarms"]["episodes"]
+        )
+        page = rep_path.with_suffix(".html").read_text()
+        assert "30 patient(s):" in page and "not a medical device" in page
+        assert "## Alarms at the bedside" in rep_path.with_suffix(".md").read_text()
+        assert pd.read_csv(rep_path.with_name("sepsis.attrition.csv"))["reason"].tolist() == [
+            "missing_columns"
+        ]
 
         # The CLI's form: --out FILE.json gets the metrics, the rest lands beside it.
         as_file = isolated_mlflow / "ew.json"

@@ -19,7 +19,7 @@ import yaml
 from http_testkit import closed_port
 
 from pipelines.arrhythmia import _parse_records
-from pipelines.cli import _parse_overrides, _quiet_env, build_parser
+from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_replay
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
@@ -254,6 +254,22 @@ class TestCLI:
                 p.parse_args([*base, *bad])
             assert e.value.code == 2
         assert "number of seconds" in capsys.readouterr().err
+
+    def test_replay_early_warning_reads_its_own_options(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        p = build_parser()
+        base = ["replay", "early-warning", "--model", "m", "--out", "r.json"]
+        args = p.parse_args([*base, "--data", "setA", "--patients", "20"])
+        assert (args.task, args.data, args.patients) == ("early-warning", "setA", 20)
+        for bad in ("0", "-3", "2.5", "all"):
+            with pytest.raises(SystemExit) as e:
+                p.parse_args([*base, "--data", "setA", "--patients", bad])
+            assert e.value.code == 2
+        # each task's required input is named before anything is loaded
+        for task, want in (("early-warning", "--data FOLDER"), ("arrhythmia", "--db")):
+            with pytest.raises(SystemExit, match=f"replay {task} needs {want}"):
+                cmd_replay(p.parse_args(["replay", task, "--model", "m", "--out", "r.json"]))
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()

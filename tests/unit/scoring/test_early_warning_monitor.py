@@ -6,14 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from vitalgru.baselines.gbm import GBMParams
-from vitalgru.data.early_warning import build_cohort
+from vitalgru.data.early_warning import build_cohort, patient_offsets
 from vitalgru.dsp.vitals import vitals_plausibility
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, read_psv_folder
 from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.early_warning_replay import replay_stays
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final, score_cohort
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}  # vitalgru column -> Challenge name
@@ -106,3 +108,40 @@ class TestEarlyWarningMonitor:
         assert r.hour == 4 and 0.0 <= r.risk <= 1.0
         with pytest.raises(ValueError, match="not an early-warning model"):
             EarlyWarningMonitor(blend.model, {"fs": 360})
+
+
+class TestReplayStays:
+    def test_a_folder_replayed_hour_by_hour_is_scored_as_whole_stays(
+        self, physionet_mirror: Path, cohort, blend
+    ) -> None:
+        # the raw rows of 40 patients (not cleaned: the monitor applies the limits itself),
+        # one of them with an impossible heart rate
+        raw = read_psv_folder(physionet_mirror / "challenge-2019" / "training_setA", limit=240)
+        offsets, ids = patient_offsets(raw.frame)
+        frame = raw.frame.iloc[int(offsets[200]) :].reset_index(drop=True)
+        frame.loc[3, "hr_bpm"] = 400.0
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        ticks = []
+        res = replay_stays(mon, frame, on_tick=lambda k, n: ticks.append((k, n)))
+        assert mon.patients == []  # each discharged after their last row
+        lengths = np.diff(offsets[200:])
+        assert ticks[-1] == (int(lengths.max()),) * 2 and len(ticks) == lengths.max()
+        assert list(res.risks) == ids[200:].tolist()
+        assert [len(v) for v in res.risks.values()] == lengths.tolist()
+        first = res.risks[ids[200]]
+        assert first[3].rejected == ("hr_bpm",) and first[2].rejected == ()
+        assert [r.hour for r in first] == frame["hour"].iloc[: lengths[0]].tolist()
+        want = cohort.subset(np.arange(200, 240))
+        want.frame.loc[3, "hr_bpm"] = np.nan  # what the limits make of 400
+        live = np.array([r.risk for v in res.risks.values() for r in v])
+        np.testing.assert_allclose(
+            live, score_cohort(blend.model, blend.preprocessing, want), rtol=0, atol=1e-5
+        )
+        comp = res.compute_summary()
+        assert comp["patients"] == 40 and comp["patient_hours"] == len(frame)
+        assert comp["ticks"] == lengths.max() and comp["patient_hours_per_s"] > 0
+
+    def test_a_frame_without_hours_is_refused(self, blend) -> None:
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        with pytest.raises(ValueError, match="'hour'"):
+            replay_stays(mon, pd.DataFrame({"patient_id": ["a"], "hr_bpm": [80.0]}))

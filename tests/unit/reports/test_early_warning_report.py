@@ -1,0 +1,105 @@
+"""The sepsis summary page: alarm episodes, findings and reference onset against
+hand-worked stays, and a page that escapes what it is given and orders its patients."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
+
+NAN = float("nan")
+
+
+def _stay(pid: str = "p1", label_from: int | None = 7):
+    """Ten hours (ICU hours 1-10); risk crosses 0.5 at hours 3-4 and 8-10."""
+    hours = list(range(1, 11))
+    risk = [0.1, 0.2, 0.6, 0.7, 0.4, 0.3, 0.2, 0.55, 0.9, 0.8]
+    values = {
+        "hr_bpm": [80, NAN, 95, NAN, 0, NAN, NAN, NAN, 120, NAN],  # 0 at hour 5 refused
+        "temp_c": [37.0, NAN, NAN, NAN, NAN, NAN, 38.5, NAN, NAN, NAN],
+        "lactate_mmol_l": [NAN] * 10,
+        "resp_per_min": [18] * 10,
+    }
+    rejected = [()] * 4 + [("hr_bpm",)] + [()] * 5
+    labels = [0] * 10 if label_from is None else [int(h >= label_from) for h in hours]
+    return stay_summary(pid, hours, risk, 0.5, values, rejected, labels)
+
+
+class TestStaySummary:
+    def test_episodes_findings_and_reference_onset(self) -> None:
+        s = _stay()
+        assert (s["n_hours"], s["first_hour"], s["last_hour"]) == (10, 1, 10)
+        assert s["alarm_hours"] == 5 and s["in_alarm_at_end"] is True
+        assert (s["risk_max"], s["risk_max_hour"], s["risk_last"]) == (0.9, 9, 0.8)
+        first, second = s["episodes"]
+        assert (first["start_hour"], first["end_hour"], first["hours"]) == (3, 4, 2)
+        assert first["peak_risk"] == 0.7
+        # at hour 3: HR 95 measured now (> 90: SIRS), Temp 37.0 from hour 1, no lactate
+        assert first["findings"]["hr_bpm"] == {"value": 95.0, "hours_ago": 0, "abnormal": True}
+        assert first["findings"]["temp_c"] == {"value": 37.0, "hours_ago": 2, "abnormal": False}
+        assert "lactate_mmol_l" not in first["findings"]
+        assert (second["start_hour"], second["end_hour"], second["hours"]) == (8, 10, 3)
+        # at hour 8 the HR of hour 5 (0) was refused: the last accepted one is hour 3's
+        assert second["findings"]["hr_bpm"]["value"] == 95.0
+        assert second["findings"]["hr_bpm"]["hours_ago"] == 5
+        assert second["findings"]["temp_c"] == {"value": 38.5, "hours_ago": 1, "abnormal": True}
+        assert s["rejected"] == [{"hour": 5, "column": "hr_bpm", "value": 0.0}]
+        # label turns 1 at hour 7: onset at 13; the first alarm (hour 3) came 10 h before
+        assert s["reference_onset_hour"] == 13 and s["first_alarm_lead_h"] == 10.0
+
+    def test_alarms_later_than_three_hours_after_onset_do_not_count(self) -> None:
+        # label from hour 1: onset at 7; alarms at 3-4 count (lead 4 h)
+        assert _stay(label_from=1)["first_alarm_lead_h"] == 4.0
+        quiet = stay_summary("q", [1, 2, 3], [0.1, 0.2, 0.1], 0.5, {}, None, [1, 1, 1])
+        assert quiet["reference_onset_hour"] == 7 and quiet["first_alarm_lead_h"] is None
+        late = stay_summary("l", list(range(1, 12)), [0.1] * 10 + [0.9], 0.5, {}, None,
+                            [1] * 11)  # fmt: skip
+        assert late["episodes"][0]["start_hour"] == 11 and late["first_alarm_lead_h"] is None
+        assert _stay(label_from=None)["reference_onset_hour"] is None
+
+    def test_mistakes_are_clear_errors(self) -> None:
+        with pytest.raises(ValueError, match="one entry per row"):
+            stay_summary("p", [1, 2], [0.1], 0.5, {})
+        with pytest.raises(ValueError, match="increase"):
+            stay_summary("p", [2, 1], [0.1, 0.2], 0.5, {})
+        with pytest.raises(ValueError, match="sepsis_label"):
+            stay_summary("p", [1, 2], [0.1, 0.2], 0.5, {}, None, [0])
+
+
+class TestPage:
+    def test_order_escaping_and_the_quiet_table(self) -> None:
+        loud = _stay("<b>x</b>")
+        calm_with_onset = stay_summary(
+            "b-onset", [1, 2, 3], [0.1, 0.2, 0.3], 0.5, {}, None, [0, 1, 1]
+        )
+        quiet = stay_summary("a-quiet", [1, 2], [0.1, 0.2], 0.5, {}, None, [0, 0])
+        page = early_warning_report_html(
+            [quiet, calm_with_onset, loud],
+            model="models:/m@champion",
+            generated=datetime(2026, 1, 2, tzinfo=UTC),
+        )
+        assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+        assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+        # in alarm now, then the septic patient with no alarm, then the table of the rest
+        assert page.index("&lt;b&gt;x") < page.index("b-onset") < page.index("a-quiet")
+        assert "3 patient(s): 1 in alarm at their latest hour, 1 with an alarm" in page
+        assert "In alarm at the latest hour (ICU hour 10, risk 0.80)" in page
+        assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
+        assert "the first alarm came 10 h before it" in page
+        assert "<span class=hi>HR 95.0 bpm</span>" in page
+        assert "ICU hour 5: hr_bpm = 0.0" in page
+        assert page.count("<svg") == 2 and "Patients without an alarm" in page
+        assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
+
+    def test_chart_draws_each_hour_and_marks_the_onset(self) -> None:
+        s = _stay()
+        page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))
+        svg = page[page.index("<svg") : page.index("</svg>")]
+        points = svg[svg.index('points="') + 8 :].split('"')[0].split()
+        assert len(points) == 10
+        ys = np.array([float(p.split(",")[1]) for p in points])
+        assert np.argmin(ys) == 8  # the highest risk (hour 9) is drawn highest
+        assert svg.count('fill="#f4c7c3"') == 5 and ">onset<" in svg

@@ -1,0 +1,358 @@
+"""A clinician's summary of sepsis early warning over ICU stays: one self-contained HTML page.
+
+From the hourly risks the live monitor (:class:`vitalgru.scoring.EarlyWarningMonitor`) gave
+each patient: the risk over the stay as a chart, each alarm episode (hours in a row with the
+risk at or above the model's alarm threshold) with the vital signs and labs the bedside team
+would look at first, as last measured when it began, and the values the monitor refused as
+physiologically impossible. Patients in alarm at their latest hour come first, then those
+who had an alarm; the rest share one table.
+
+Values at an alarm are marked when outside the limits of the sepsis criteria clinicians
+use: SIRS (Bone et al., Chest 1992: heart rate > 90 bpm, temperature > 38 or < 36 °C,
+respiratory rate > 20 /min, white cells > 12 or < 4 × 10³/µL), qSOFA (Seymour et al., JAMA
+2016: systolic pressure <= 100 mmHg), the first SOFA point (Vincent et al., Intensive Care
+Med 1996: mean arterial pressure < 70 mmHg, creatinine >= 1.2 mg/dL, platelets < 150 ×
+10³/µL, bilirubin >= 1.2 mg/dL), Sepsis-3's lactate > 2 mmol/L (Singer et al., JAMA 2016)
+and NEWS2's SpO2 <= 95 % (Royal College of Physicians 2017).
+
+Plain data in, text out: no scoring here.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from vitalgru.reports.html import page
+
+__all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
+
+#: What is shown at an alarm: vitalgru column -> (label, unit, the limit in words, whether a
+#: value is outside it). See the module docstring for where each limit comes from.
+KEY_MEASURES: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
+    "hr_bpm": ("HR", "bpm", "> 90", lambda v: v > 90),
+    "temp_c": ("Temp", "°C", "> 38 or < 36", lambda v: v > 38 or v < 36),
+    "resp_per_min": ("Resp", "/min", "> 20", lambda v: v > 20),
+    "sbp_mmhg": ("SBP", "mmHg", "<= 100", lambda v: v <= 100),
+    "map_mmhg": ("MAP", "mmHg", "< 70", lambda v: v < 70),
+    "spo2_pct": ("SpO2", "%", "<= 95", lambda v: v <= 95),
+    "lactate_mmol_l": ("Lactate", "mmol/L", "> 2", lambda v: v > 2),
+    "wbc_10e3_ul": ("WBC", "×10³/µL", "> 12 or < 4", lambda v: v > 12 or v < 4),
+    "creatinine_mg_dl": ("Creatinine", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
+    "platelets_10e3_ul": ("Platelets", "×10³/µL", "< 150", lambda v: v < 150),
+    "bilirubin_total_mg_dl": ("Bilirubin", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
+}
+
+StaySummary = dict[str, Any]
+
+
+def stay_summary(
+    patient_id: str,
+    hours: Sequence[int],
+    risks: Sequence[float],
+    threshold: float,
+    values: Mapping[str, Sequence[float]],
+    rejected: Sequence[Sequence[str]] | None = None,
+    sepsis_label: Sequence[int] | None = None,
+) -> StaySummary:
+    """The figures of one patient's part of the page.
+
+    Parameters
+    ----------
+    patient_id : str
+    hours : sequence of int
+        ICU hour (``ICULOS``) of each scored row, ascending.
+    risks : sequence of float
+        The monitor's risk for each row.
+    threshold : float
+        The model's alarm threshold (an hour is in alarm when its risk reaches it).
+    values : mapping
+        vitalgru column -> the value pushed at each row (NaN where not measured); the
+        columns of :data:`KEY_MEASURES` that are present are reported.
+    rejected : sequence of sequence of str, optional
+        For each row, the columns whose value the monitor refused as impossible (read as
+        missing: not shown as a finding).
+    sepsis_label : sequence of int, optional
+        The reference ``SepsisLabel`` of each row, where known (replayed data): it turns 1
+        six hours before the Sepsis-3 onset, as in the 2019 challenge.
+
+    Returns
+    -------
+    dict
+        ``patient_id``, ``n_hours``, ``first_hour``, ``last_hour``, ``risk_last``,
+        ``risk_max``, ``risk_max_hour``, ``threshold``, ``alarm_hours``,
+        ``in_alarm_at_end``, ``episodes`` (``start_hour``, ``end_hour``, ``hours``,
+        ``peak_risk``, ``findings``: column -> ``{"value", "hours_ago", "abnormal"}`` as last
+        measured by the episode's first hour), ``reference_onset_hour`` (None when not
+        septic or not known), ``first_alarm_lead_h`` (onset minus the first alarm's hour,
+        counting alarms up to 3 h after onset as the challenge does; None without one),
+        ``rejected`` (``[{"hour", "column", "value"}]``) and ``trajectory`` (``hours``,
+        ``risk``).
+    """
+    h = np.asarray(hours, dtype=np.int64)
+    r = np.asarray(risks, dtype=np.float64)
+    n = h.size
+    if r.shape != (n,):
+        raise ValueError("hours and risks must have one entry per row")
+    if n and np.any(np.diff(h) <= 0):
+        raise ValueError("hours must increase")
+    rej = [tuple(x) for x in (rejected if rejected is not None else [()] * n)]
+    if len(rej) != n:
+        raise ValueError("rejected must have one entry per row")
+    alarm = r >= threshold
+    cols = [c for c in KEY_MEASURES if c in values]
+    vals = {c: np.asarray(values[c], dtype=np.float64) for c in cols}
+    refused = {(i, c) for i, row in enumerate(rej) for c in row}
+    episodes = []
+    i = 0
+    while i < n:
+        if not alarm[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and alarm[j + 1]:
+            j += 1
+        findings = {}
+        for c in cols:
+            seen = [k for k in range(i, -1, -1)
+                    if math.isfinite(vals[c][k]) and (k, c) not in refused]  # fmt: skip
+            if seen:
+                k = seen[0]
+                v = float(vals[c][k])
+                findings[c] = {
+                    "value": v,
+                    "hours_ago": int(h[i] - h[k]),
+                    "abnormal": bool(KEY_MEASURES[c][3](v)),
+                }
+        episodes.append(
+            {
+                "start_hour": int(h[i]),
+                "end_hour": int(h[j]),
+                "hours": int(j - i + 1),
+                "peak_risk": float(r[i : j + 1].max()),
+                "findings": findings,
+            }
+        )
+        i = j + 1
+    onset = None
+    lead = None
+    if sepsis_label is not None:
+        y = np.asarray(sepsis_label)
+        if y.shape != (n,):
+            raise ValueError("sepsis_label must have one entry per row")
+        pos = np.flatnonzero(y == 1)
+        if pos.size:
+            onset = int(h[pos[0]]) + 6
+            early = np.flatnonzero(alarm & (h <= onset + 3))
+            if early.size:
+                lead = float(onset - h[early[0]])
+    refused_rows = [
+        {"hour": int(h[k]), "column": c,
+         "value": float(values[c][k]) if c in values else None}
+        for k, row in enumerate(rej) for c in row
+    ]  # fmt: skip
+    top = int(np.argmax(r)) if n else None
+    return {
+        "patient_id": str(patient_id),
+        "n_hours": int(n),
+        "first_hour": int(h[0]) if n else None,
+        "last_hour": int(h[-1]) if n else None,
+        "risk_last": float(r[-1]) if n else None,
+        "risk_max": float(r[top]) if top is not None else None,
+        "risk_max_hour": int(h[top]) if top is not None else None,
+        "threshold": float(threshold),
+        "alarm_hours": int(alarm.sum()),
+        "in_alarm_at_end": bool(n and alarm[-1]),
+        "episodes": episodes,
+        "reference_onset_hour": onset,
+        "first_alarm_lead_h": lead,
+        "rejected": refused_rows,
+        "trajectory": {"hours": h.tolist(), "risk": [round(float(v), 4) for v in r]},
+    }
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def _chart(s: StaySummary, width: int = 640, height: int = 130) -> str:
+    """The risk over the stay: alarm hours shaded, the threshold dashed, the reference
+    onset (when known) as a vertical line."""
+    hours = s["trajectory"]["hours"]
+    risk = s["trajectory"]["risk"]
+    if not hours:
+        return ""
+    left, right, top, bottom = 34, 8, 8, 22
+    h0, h1 = hours[0], max(hours[-1], hours[0] + 1)
+    onset = s["reference_onset_hour"]
+    if onset is not None:
+        h1 = max(h1, onset)
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(hour: float) -> float:
+        return left + pw * (hour - h0) / (h1 - h0)
+
+    def y(v: float) -> float:
+        return top + ph * (1.0 - v)
+
+    step = pw / (h1 - h0)
+    shade = "".join(
+        f'<rect x="{x(hr) - step / 2:.1f}" y="{top}" width="{step:.1f}" height="{ph}" '
+        'fill="#f4c7c3"/>'
+        for hr, v in zip(hours, risk, strict=True)
+        if v >= s["threshold"]
+    )
+    line = " ".join(f"{x(hr):.1f},{y(v):.1f}" for hr, v in zip(hours, risk, strict=True))
+    thr = s["threshold"]
+    ticks = "".join(
+        f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{t}</text>'
+        for t in range(int(math.ceil(h0 / 24) * 24) or 24, int(h1) + 1, 24)
+        if h0 <= t <= h1
+    )
+    mark = (
+        f'<line x1="{x(onset):.1f}" x2="{x(onset):.1f}" y1="{top}" y2="{top + ph}" '
+        'stroke="#000" stroke-width="1.5"/>'
+        f'<text x="{x(onset) - 3:.1f}" y="{top + 10}" text-anchor="end">onset</text>'
+        if onset is not None
+        else ""
+    )
+    label = f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.2f}"
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
+        f"{shade}"
+        f'<line x1="{left}" x2="{left + pw}" y1="{y(thr):.1f}" y2="{y(thr):.1f}" '
+        'stroke="#a00" stroke-dasharray="4 3"/>'
+        f'<polyline points="{line}" fill="none" stroke="#1f4e9a" stroke-width="1.5"/>'
+        f"{mark}"
+        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">1</text>'
+        f'<text x="{left - 4}" y="{y(thr) + 4:.1f}" text-anchor="end">{thr:.2f}</text>'
+        f'<text x="{left - 4}" y="{top + ph}" text-anchor="end">0</text>'
+        f'<text x="{left}" y="{height - 6}" text-anchor="start">h {h0}</text>'
+        f"{ticks}</svg>"
+    )
+
+
+def _findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    for c, f in findings.items():
+        name, unit = KEY_MEASURES[c][:2]
+        ago = "" if f["hours_ago"] == 0 else f" ({f['hours_ago']} h ago)"
+        text = f"{name} {_fmt(f['value'])} {unit}{ago}"
+        parts.append(f"<span class=hi>{html.escape(text)}</span>" if f["abnormal"]
+                     else html.escape(text))  # fmt: skip
+    return "; ".join(parts) or "nothing measured yet"
+
+
+def _headline(s: StaySummary) -> str:
+    if s["in_alarm_at_end"]:
+        text = f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk {s['risk_last']:.2f})"
+    elif s["episodes"]:
+        text = (
+            f"{len(s['episodes'])} alarm episode(s), the first at ICU hour "
+            f"{s['episodes'][0]['start_hour']}; not in alarm at the latest hour"
+        )
+    else:
+        text = "No alarm"
+    return html.escape(text)
+
+
+def _reference_html(s: StaySummary) -> str:
+    onset = s["reference_onset_hour"]
+    if onset is None:
+        return ""
+    lead = s["first_alarm_lead_h"]
+    if lead is None:
+        when = "no alarm by 3 h after it"
+    elif lead >= 0:
+        when = f"the first alarm came {lead:.0f} h before it"
+    else:
+        when = f"the first alarm came {-lead:.0f} h after it"
+    return (
+        f"<p>Reference (replayed data): sepsis onset (Sepsis-3, as labelled for the 2019 "
+        f"challenge) at ICU hour {onset}; {when}.</p>"
+    )
+
+
+def _stay_html(s: StaySummary) -> str:
+    e = html.escape
+    rows = "".join(
+        f"<tr><td class=n>{ep['start_hour']}</td><td class=n>{ep['end_hour']}</td>"
+        f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.2f}</td>"
+        f"<td>{_findings_html(ep['findings'])}</td></tr>"
+        for ep in s["episodes"]
+    )
+    table = (
+        "<table><tr><th>from ICU hour</th><th>to</th><th>hours</th><th>peak risk</th>"
+        "<th>latest values when the alarm began</th></tr>" + rows + "</table>"
+        if rows
+        else ""
+    )
+    refused = "".join(
+        f"<li>ICU hour {r['hour']}: {e(r['column'])} = "
+        f"{'?' if r['value'] is None else _fmt(r['value'])}</li>"
+        for r in s["rejected"]
+    )
+    refused_html = (
+        f"<p>Values refused as physiologically impossible (read as missing):</p><ul>{refused}</ul>"
+        if refused
+        else ""
+    )
+    return f"""
+<section>
+<h2>Patient {e(s["patient_id"])}</h2>
+<p class=head>{_headline(s)}</p>
+<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
+{s["risk_max"]:.2f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
+{_reference_html(s)}{_chart(s)}{table}{refused_html}
+</section>"""
+
+
+def early_warning_report_html(
+    stays: Sequence[StaySummary],
+    *,
+    title: str = "Sepsis early warning summary",
+    model: str | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """One HTML page over :func:`stay_summary` dicts: a section for every patient who had
+    an alarm or a reference onset (in alarm at the latest hour first), one table for the
+    rest."""
+    e = html.escape
+    flagged = [s for s in stays if s["episodes"] or s["reference_onset_hour"] is not None]
+    flagged.sort(key=lambda s: (not s["in_alarm_at_end"], not s["episodes"],
+                                str(s["patient_id"])))  # fmt: skip
+    quiet = sorted((s for s in stays if s not in flagged), key=lambda s: str(s["patient_id"]))
+    now = sum(s["in_alarm_at_end"] for s in stays)
+    ever = sum(bool(s["episodes"]) for s in stays)
+    thr = {round(s["threshold"], 6) for s in stays}
+    overview = (
+        f"<p class=head>{len(stays)} patient(s): {now} in alarm at their latest hour, "
+        f"{ever} with an alarm during the stay.</p>"
+    )
+    rest = (
+        "<section><h2>Patients without an alarm</h2><table><tr><th>patient</th>"
+        "<th>ICU hours</th><th>highest risk</th><th>latest risk</th></tr>"
+        + "".join(
+            f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
+            f"</td><td class=n>{s['risk_max']:.2f}</td><td class=n>{s['risk_last']:.2f}</td></tr>"
+            for s in quiet
+            if s["n_hours"]
+        )
+        + "</table></section>"
+        if quiet
+        else ""
+    )
+    intro = (
+        "Each hour's risk uses only that hour and earlier ones. An hour is in alarm when its "
+        f"risk reaches the model's threshold ({', '.join(f'{t:.3f}' for t in sorted(thr))}), "
+        "chosen on its training patients. Values in red are outside the SIRS, qSOFA, SOFA, "
+        "Sepsis-3 lactate or NEWS2 SpO2 limits. Times are ICU hours (ICULOS)."
+    )
+    body = overview + "".join(_stay_html(s) for s in flagged) + rest
+    return page(title, intro, body, model=model, generated=generated)
