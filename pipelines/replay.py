@@ -40,8 +40,13 @@ from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
-from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, EarlyWarningMonitor, replay_database
-from vitalgru.scoring.early_warning_replay import replay_stays
+from vitalgru.scoring import (
+    AlertRules,
+    ArrhythmiaMonitor,
+    EarlyWarningMonitor,
+    replay_database,
+    replay_stays,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,14 @@
 registered arrhythmia model; :mod:`vitalgru.scoring.alerts` turns the labels into alarms;
 :class:`EarlyWarningMonitor` gives each patient-hour of vital signs a sepsis risk;
 :func:`replay_database` replays recordings as live feeds and scores the monitor beat by
-beat against the reference (AAMI EC57).
+beat against the reference (AAMI EC57); :func:`replay_stays` feeds ICU stays to an
+:class:`EarlyWarningMonitor` an hour per tick.
 """
 
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, Tick
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.early_warning_replay import StayReplay, replay_stays
 from vitalgru.scoring.replay import ReplayResult, live_report, replay, replay_database
 
 __all__ = [
@@ -21,8 +23,10 @@ __all__ = [
     "EarlyWarningMonitor",
     "HourRisk",
     "ReplayResult",
+    "StayReplay",
     "Tick",
     "live_report",
     "replay",
     "replay_database",
+    "replay_stays",
 ]

@@ -14,8 +14,7 @@ from vitalgru.baselines.gbm import GBMParams
 from vitalgru.data.early_warning import build_cohort, patient_offsets
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, read_psv_folder
-from vitalgru.scoring import EarlyWarningMonitor
-from vitalgru.scoring.early_warning_replay import replay_stays
+from vitalgru.scoring import EarlyWarningMonitor, replay_stays
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final, score_cohort
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}  # vitalgru column -> Challenge name
