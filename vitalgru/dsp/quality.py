@@ -511,7 +511,8 @@ def _judge_windows(
         if th.adc_range is not None:
             rails = np.count_nonzero((finite <= th.adc_range[0]) | (finite >= th.adc_range[1]))
             clipped = clipped or rails >= th.clip_frac * finite.size
-        step = np.abs(np.diff(seg))
+        with np.errstate(invalid="ignore"):  # inf - inf in a non-finite stretch: NaN, skipped
+            step = np.abs(np.diff(seg))
         lead_off = nonfinite or bool(np.nanmax(step, initial=0.0) > th.step_mv) or amp > th.range_mv
         # basSQI (Li et al. 2008): share of 0-40 Hz power above 1 Hz, on the filled signal.
         bas[i] = _bas_ratio(filled[a:b], fs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ class TestSyntheticFaults:
         assert q.usable[4:].all()
         # the first four hold no usable ECG at all; noise would not be a hard flag
         assert q.hard_flagged.tolist() == [True] * 4 + [False] * (q.n_windows - 4)
+
+    def test_infinite_samples_are_flagged_without_numpy_warnings(self) -> None:
+        x, _ = synthetic_ecg(FS, duration_s=30.0, seed=3)
+        x[int(12 * FS) : int(14 * FS)] = np.inf  # an overflowed amplifier reading
+        x[int(13 * FS)] = -np.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            q = ecg_quality(x, FS)
+        assert q.nonfinite.tolist() == [False, True, False]
+        assert q.usable.tolist() == [True, False, True]
 
     def test_adc_rails(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=20.0, seed=2)
