@@ -47,7 +47,7 @@ from vitalgru.config import ArrhythmiaDataConfig, FilterConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
-from vitalgru.dsp.quality import QualityResult, ecg_quality, ecg_quality_trailing
+from vitalgru.dsp.quality import QualityResult, ecg_quality, ecg_quality_trailing, units_hint
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 from vitalgru.errors import AnnotationMismatchError, SignalError
@@ -242,7 +242,7 @@ def _check_some_ecg(record: Record, col: int, q: QualityResult) -> None:
     raise SignalError(
         record.record_id,
         f"lead {record.channels[col]} holds no ECG: all {q.n_windows} quality windows are "
-        f"rejected ({flags}){hint}",
+        f"rejected ({flags}){units_hint(q.amplitude)}{hint}",
     )
 
 

@@ -54,7 +54,19 @@ from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QualityResult", "QualityStream", "ecg_quality", "ecg_quality_trailing", "hold_last"]
+__all__ = [
+    "QualityResult",
+    "QualityStream",
+    "ecg_quality",
+    "ecg_quality_trailing",
+    "hold_last",
+    "units_hint",
+]
+
+#: A robust amplitude above this (in the signal's units) is no ECG in mV: the QRS is a few
+#: mV at most, and an electrode artefact that saturates the amplifier reaches a few tens. A
+#: lead in µV (1000 times larger) or in raw ADC counts (typically 200 per mV) lands far above.
+UNITS_SUSPECT_MV = 50.0
 
 # Feasibility of the beat sequence, after Orphanidou et al. 2015, widened to what a monitor
 # must still score: 30-250 bpm (their 40-180 bpm and RR-ratio < 2.2 would call bradycardia,
@@ -92,6 +104,9 @@ class QualityResult:
         if fewer than 3 beats).
     bas_ratio : numpy.ndarray
         float64 share of the 0-40 Hz power above 1 Hz (NaN for non-finite windows).
+    amplitude : numpy.ndarray
+        float64 robust amplitude (1st to 99th percentile) of the finite samples, in the
+        signal's units (NaN when fewer than two are finite).
     score : numpy.ndarray
         float64 in [0, 1]; higher is better.
     """
@@ -108,6 +123,7 @@ class QualityResult:
     n_beats: np.ndarray
     beat_corr: np.ndarray
     bas_ratio: np.ndarray
+    amplitude: np.ndarray
     score: np.ndarray
 
     #: Flags that mean no ECG was recorded at all, as against ECG buried in noise.
@@ -156,11 +172,25 @@ class QualityResult:
             "n_beats",
             "beat_corr",
             "bas_ratio",
+            "amplitude",
             "score",
         )
         out: dict[str, list] = {c: getattr(self, c).tolist() for c in cols}
         out["usable"] = self.usable.tolist()
         return out
+
+
+def units_hint(amplitude: np.ndarray | float) -> str:
+    """A sentence to add to a rejection when the typical window amplitude says the samples
+    are not in mV (µV or ADC counts, say), else ``""``."""
+    a = np.asarray(amplitude, dtype=np.float64).reshape(-1)
+    a = a[np.isfinite(a)]
+    if a.size == 0 or not np.median(a) > UNITS_SUSPECT_MV:
+        return ""
+    return (
+        f"; its amplitude (typically {np.median(a):.0f} units) is beyond any ECG in mV: "
+        "are the samples in µV or ADC counts?"
+    )
 
 
 def _window_bounds(n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -491,6 +521,7 @@ def _judge_windows(
     n_beats = np.zeros(k, dtype=np.int64)
     corr = np.full(k, np.nan)
     bas = np.full(k, np.nan)
+    amps = np.full(k, np.nan)
     score = np.zeros(k)
     for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
         seg = arr[a:b]
@@ -502,7 +533,7 @@ def _judge_windows(
             out["lead_off"][i] = True
             continue
         lo, hi = np.percentile(finite, [1, 99])
-        amp = hi - lo
+        amp = amps[i] = hi - lo
         flat = amp < th.flat_mv
         at_ext = max(
             np.count_nonzero(finite == finite.max()), np.count_nonzero(finite == finite.min())
@@ -543,6 +574,7 @@ def _judge_windows(
         n_beats=n_beats,
         beat_corr=corr,
         bas_ratio=bas,
+        amplitude=amps,
         score=score,
         **out,
     )

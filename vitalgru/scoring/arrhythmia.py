@@ -61,7 +61,7 @@ from vitalgru.data.arrhythmia_dataset import (
 from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.beats import beat_windows
 from vitalgru.dsp.filters import _as_signal, check_fs
-from vitalgru.dsp.quality import QualityStream, hold_last
+from vitalgru.dsp.quality import QualityStream, hold_last, units_hint
 from vitalgru.dsp.resample import map_indices, rate_ratio, resample
 from vitalgru.dsp.rpeaks import RpeakStream
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
@@ -218,6 +218,8 @@ class _Patient:
         flags = (*res.HARD_FLAGS, "noisy")
         for i, stop in enumerate(res.stop_idx.tolist()):  # what each was rejected for
             why = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[i])
+            if why:
+                why += units_hint(res.amplitude[i])
             self.new_windows.append((int(stop), why))
 
     def _signal_ok(self, peak: int) -> bool:

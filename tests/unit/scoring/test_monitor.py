@@ -232,3 +232,16 @@ class TestInputs:
         st = mon._patients["flat"]
         assert len(st.verdicts) <= 2 and st.buf.size < 3 * 360 + 4096
         assert mon.discharge("flat").calls == []
+
+    def test_samples_not_in_mv_raise_a_poor_signal_alarm_that_says_so(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+    ) -> None:
+        alerts: list = []
+        _run(ArrhythmiaMonitor(model, PRE), signals["100"][: 30 * 360] * 1000.0,
+             [360] * 29, alerts=alerts)  # fmt: skip
+        (poor,) = [a for a in alerts if a.kind == "poor_signal"]
+        assert "lead off" in poor.message and "µV or ADC counts" in poor.message
+        # the same signal in mV raises nothing of the kind
+        alerts = []
+        _run(ArrhythmiaMonitor(model, PRE), signals["100"][: 30 * 360], [360] * 29, alerts=alerts)
+        assert not [a for a in alerts if a.kind == "poor_signal"]

@@ -23,19 +23,26 @@ PREPROCESSING = {"fs": 360.0, "lead": "MLII", "window": {"before_s": 0.25, "afte
 
 
 def _write(
-    src: Path, name: str, out: Path, beats: int | None = None, flat_mlii_s: float = 0.0
+    src: Path,
+    name: str,
+    out: Path,
+    beats: int | None = None,
+    flat_mlii_s: float = 0.0,
+    adc_gain: float = 200.0,
 ) -> None:
     """The first SECONDS of MIT-BIH record 100 as record ``name`` in ``out`` (its first
     ``beats`` annotations only, when given; MLII held at 0 mV for its first
-    ``flat_mlii_s`` seconds, as a lead that came off)."""
+    ``flat_mlii_s`` seconds, as a lead that came off). With ``adc_gain`` other than 200
+    the header's gain is wrong: the same ADC counts read as ``200 / adc_gain`` times
+    the true mV."""
     n = int(SECONDS * 360)
     rec = wfdb.rdrecord(str(src / "100"), sampto=n)
     ann = wfdb.rdann(str(src / "100"), "atr", sampto=n)
     sig = rec.p_signal.copy()
     sig[: int(flat_mlii_s * 360), rec.sig_name.index("MLII")] = 0.0
     wfdb.wrsamp(
-        name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=sig,
-        fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(out),
+        name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=sig * 200 / adc_gain,
+        fmt=["16"] * 2, adc_gain=[adc_gain] * 2, baseline=[0] * 2, write_dir=str(out),
     )  # fmt: skip
     keep = slice(None) if beats is None else slice(0, beats)
     wfdb.wrann(
@@ -52,6 +59,7 @@ def folder(mitdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(mitdb_dir, "onebeat", out, beats=1)
     _write(mitdb_dir, "flat", out, flat_mlii_s=SECONDS)  # MLII off throughout
     _write(mitdb_dir, "halfflat", out, flat_mlii_s=SECONDS / 2)  # off for the first half
+    _write(mitdb_dir, "gain1", out, adc_gain=1.0)  # header gain 1: ADC counts read as mV
     dat = out / "cut.dat"
     dat.write_bytes(dat.read_bytes()[:5000])  # an interrupted download
     hea = out / "nofs.hea"
@@ -117,6 +125,10 @@ def test_a_lead_without_ecg_is_left_out_and_a_partly_bad_one_is_flagged(
     assert 0.2 < half["beats_in_rejected_signal_fraction"] < 0.8
     md = report_markdown(report)
     assert "Signal quality (1 records with rejected windows" in md
+    # ADC counts read as mV (a header's gain of 1): refused, and the message says why
+    bad = score_database(model, PREPROCESSING, db, ["gain1", "good"]).report()["excluded"]
+    assert bad["gain1"]["reason"] == "unusable_lead"
+    assert "lead_off" in bad["gain1"]["detail"] and "µV or ADC counts" in bad["gain1"]["detail"]
     assert "| halfflat | MLII |" in md and "| good | MLII |" not in md
 
 
