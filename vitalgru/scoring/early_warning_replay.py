@@ -21,6 +21,7 @@ import pandas as pd
 from vitalgru.data.early_warning import patient_offsets
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.replay import tick_summary
 
 __all__ = ["StayReplay", "replay_stays"]
 
@@ -38,18 +39,14 @@ class StayReplay:
     def compute_summary(self) -> dict[str, Any]:
         """Throughput: patient-hours scored per wall second, and the time one tick (every
         patient's next hour) took."""
-        t = self.tick_compute_s
-        total = float(t.sum())
+        ticks = tick_summary(self.tick_compute_s)
         hours = sum(len(r) for r in self.risks.values())
+        total = ticks["compute_s"]
         return {
             "patients": len(self.risks),
             "patient_hours": int(hours),
-            "ticks": int(t.size),
-            "compute_s": total,
+            **ticks,
             "patient_hours_per_s": hours / total if total > 0 else None,
-            "tick_ms_p50": float(np.percentile(t, 50) * 1e3) if t.size else None,
-            "tick_ms_p99": float(np.percentile(t, 99) * 1e3) if t.size else None,
-            "tick_ms_max": float(t.max() * 1e3) if t.size else None,
         }
 
 

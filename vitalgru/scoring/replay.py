@@ -33,9 +33,22 @@ from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReplayResult", "live_report", "replay", "replay_database"]
+__all__ = ["ReplayResult", "live_report", "replay", "replay_database", "tick_summary"]
 
 _NAMES = [str(c) for c in AAMI_CLASSES]
+
+
+def tick_summary(tick_compute_s: np.ndarray) -> dict[str, Any]:
+    """How long a replay's ticks took: ``ticks``, ``compute_s`` (their sum) and
+    ``tick_ms_p50`` / ``tick_ms_p99`` / ``tick_ms_max`` (None without ticks)."""
+    t = np.asarray(tick_compute_s, dtype=np.float64)
+    return {
+        "ticks": int(t.size),
+        "compute_s": float(t.sum()),
+        "tick_ms_p50": float(np.percentile(t, 50) * 1e3) if t.size else None,
+        "tick_ms_p99": float(np.percentile(t, 99) * 1e3) if t.size else None,
+        "tick_ms_max": float(t.max() * 1e3) if t.size else None,
+    }
 
 
 @dataclass
@@ -52,19 +65,15 @@ class ReplayResult:
     def compute_summary(self) -> dict[str, Any]:
         """Throughput of the replay: patient-seconds of signal per wall second, and the
         time one tick (every patient's next ``chunk_s``) took."""
-        total = float(self.tick_compute_s.sum())
+        ticks = tick_summary(self.tick_compute_s)
         signal = float(sum(self.stream_s.values()))
-        t = self.tick_compute_s
+        total = ticks["compute_s"]
         return {
             "patients": len(self.stream_s),
             "chunk_s": self.chunk_s,
-            "ticks": int(t.size),
-            "compute_s": total,
+            **ticks,
             "signal_s": signal,
             "patient_s_per_s": signal / total if total > 0 else None,
-            "tick_ms_p50": float(np.percentile(t, 50) * 1e3) if t.size else None,
-            "tick_ms_p99": float(np.percentile(t, 99) * 1e3) if t.size else None,
-            "tick_ms_max": float(t.max() * 1e3) if t.size else None,
         }
 
 
