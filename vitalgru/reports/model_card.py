@@ -63,7 +63,9 @@ values are expected. Physiologically impossible values are treated as missing.
 - **Data**: hospital system A of the 2019 challenge, cross-validated by patient. The final \
 model is trained on all of its patients.
 - **Use**: `vitalgru evaluate early-warning --model models:/vitalgru-early-warning@champion \
---data FOLDER --out FILE.json` scores any Challenge-2019 folder.
+--data FOLDER --out FILE.json` scores any Challenge-2019 folder; live: `vitalgru replay \
+early-warning` (stays fed an hour at a time, with a clinician's page) or \
+`EarlyWarningMonitor` in Python.
 - **Limits**: research software, not a medical device. It was trained on one hospital \
 system; in the challenge, every team scored far lower on hospitals it had not trained on. \
 Score your own hospital's data with the command above before any use.
