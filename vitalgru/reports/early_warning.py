@@ -180,39 +180,53 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
 
 
+def _axis_top(peak: float) -> float:
+    """A round top for the risk axis at or above ``peak`` (at most 1)."""
+    if peak <= 0:
+        return 1.0
+    mag = 10.0 ** math.floor(math.log10(peak))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * mag >= peak:
+            return min(1.0, m * mag)
+    return 1.0
+
+
 def _chart(s: StaySummary, width: int = 640, height: int = 130) -> str:
-    """The risk over the stay: alarm hours shaded, the threshold dashed, the reference
-    onset (when known) as a vertical line."""
+    """The risk over the stay: alarm episodes shaded, the threshold dashed, the reference
+    onset (when known) as a vertical line. The risk axis runs from 0 to a round value
+    above both the highest risk and twice the threshold: a model's risks are often far
+    below 1, and on a 0-1 axis they would lie flat."""
     hours = s["trajectory"]["hours"]
     risk = s["trajectory"]["risk"]
     if not hours:
         return ""
-    left, right, top, bottom = 34, 8, 8, 22
+    thr = s["threshold"]
+    left, right, top, bottom = 44, 8, 8, 22
     h0, h1 = hours[0], max(hours[-1], hours[0] + 1)
     onset = s["reference_onset_hour"]
     if onset is not None:
         h1 = max(h1, onset)
     pw, ph = width - left - right, height - top - bottom
+    vmax = _axis_top(max(max(risk), 2.0 * thr))
 
     def x(hour: float) -> float:
-        return left + pw * (hour - h0) / (h1 - h0)
+        return left + pw * (min(max(hour, h0), h1) - h0) / (h1 - h0)
 
     def y(v: float) -> float:
-        return top + ph * (1.0 - v)
+        return top + ph * (1.0 - min(v, vmax) / vmax)
 
-    step = pw / (h1 - h0)
+    half = 0.5 * pw / (h1 - h0)  # half an hour's width
     shade = "".join(
-        f'<rect x="{x(hr) - step / 2:.1f}" y="{top}" width="{step:.1f}" height="{ph}" '
-        'fill="#f4c7c3"/>'
-        for hr, v in zip(hours, risk, strict=True)
-        if v >= s["threshold"]
-    )
+        f'<rect x="{max(left, x(ep["start_hour"]) - half):.1f}" y="{top}" '
+        f'width="{min(left + pw, x(ep["end_hour"]) + half) - max(left, x(ep["start_hour"]) - half):.1f}" '
+        f'height="{ph}" fill="#f4c7c3"/>'
+        for ep in s["episodes"]
+    )  # fmt: skip
     line = " ".join(f"{x(hr):.1f},{y(v):.1f}" for hr, v in zip(hours, risk, strict=True))
-    thr = s["threshold"]
     ticks = "".join(
         f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{t}</text>'
         for t in range(int(math.ceil(h0 / 24) * 24) or 24, int(h1) + 1, 24)
-        if h0 <= t <= h1
+        if x(t) - x(h0) > 24  # clear of the first hour's label
     )
     mark = (
         f'<line x1="{x(onset):.1f}" x2="{x(onset):.1f}" y1="{top}" y2="{top + ph}" '
@@ -221,19 +235,22 @@ def _chart(s: StaySummary, width: int = 640, height: int = 130) -> str:
         if onset is not None
         else ""
     )
-    label = f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.2f}"
+    y_labels = [(vmax, top + 4), (0.0, top + ph)]
+    if min(abs(y(thr) - top), abs(y(thr) - top - ph)) > 12:  # room for the threshold's own
+        y_labels.append((thr, y(thr) + 4))
+    labels = "".join(
+        f'<text x="{left - 4}" y="{at:.1f}" text-anchor="end">{v:.2g}</text>' for v, at in y_labels
+    )
+    label = f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.3f}"
     return (
         f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
         f"{shade}"
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
         f'<line x1="{left}" x2="{left + pw}" y1="{y(thr):.1f}" y2="{y(thr):.1f}" '
         'stroke="#a00" stroke-dasharray="4 3"/>'
         f'<polyline points="{line}" fill="none" stroke="#1f4e9a" stroke-width="1.5"/>'
-        f"{mark}"
-        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">1</text>'
-        f'<text x="{left - 4}" y="{y(thr) + 4:.1f}" text-anchor="end">{thr:.2f}</text>'
-        f'<text x="{left - 4}" y="{top + ph}" text-anchor="end">0</text>'
-        f'<text x="{left}" y="{height - 6}" text-anchor="start">h {h0}</text>'
+        f"{mark}{labels}"
+        f'<text x="{left}" y="{height - 6}" text-anchor="middle">{h0}</text>'
         f"{ticks}</svg>"
     )
 
@@ -251,7 +268,7 @@ def _findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _headline(s: StaySummary) -> str:
     if s["in_alarm_at_end"]:
-        text = f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk {s['risk_last']:.2f})"
+        text = f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk {s['risk_last']:.3f})"
     elif s["episodes"]:
         text = (
             f"{len(s['episodes'])} alarm episode(s), the first at ICU hour "
@@ -283,7 +300,7 @@ def _stay_html(s: StaySummary) -> str:
     e = html.escape
     rows = "".join(
         f"<tr><td class=n>{ep['start_hour']}</td><td class=n>{ep['end_hour']}</td>"
-        f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.2f}</td>"
+        f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.3f}</td>"
         f"<td>{_findings_html(ep['findings'])}</td></tr>"
         for ep in s["episodes"]
     )
@@ -308,7 +325,7 @@ def _stay_html(s: StaySummary) -> str:
 <h2>Patient {e(s["patient_id"])}</h2>
 <p class=head>{_headline(s)}</p>
 <p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
-{s["risk_max"]:.2f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
+{s["risk_max"]:.3f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
 {_reference_html(s)}{_chart(s)}{table}{refused_html}
 </section>"""
 
@@ -340,7 +357,7 @@ def early_warning_report_html(
         "<th>ICU hours</th><th>highest risk</th><th>latest risk</th></tr>"
         + "".join(
             f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
-            f"</td><td class=n>{s['risk_max']:.2f}</td><td class=n>{s['risk_last']:.2f}</td></tr>"
+            f"</td><td class=n>{s['risk_max']:.3f}</td><td class=n>{s['risk_last']:.3f}</td></tr>"
             for s in quiet
             if s["n_hours"]
         )

@@ -86,7 +86,7 @@ class TestPage:
         # in alarm now, then the septic patient with no alarm, then the table of the rest
         assert page.index("&lt;b&gt;x") < page.index("b-onset") < page.index("a-quiet")
         assert "3 patient(s): 1 in alarm at their latest hour, 1 with an alarm" in page
-        assert "In alarm at the latest hour (ICU hour 10, risk 0.80)" in page
+        assert "In alarm at the latest hour (ICU hour 10, risk 0.800)" in page
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
         assert "<span class=hi>HR 95.0 bpm</span>" in page
@@ -102,4 +102,15 @@ class TestPage:
         assert len(points) == 10
         ys = np.array([float(p.split(",")[1]) for p in points])
         assert np.argmin(ys) == 8  # the highest risk (hour 9) is drawn highest
-        assert svg.count('fill="#f4c7c3"') == 5 and ">onset<" in svg
+        assert svg.count('fill="#f4c7c3"') == 2 and ">onset<" in svg  # one per episode
+
+    def test_low_risks_get_an_axis_of_their_own(self) -> None:
+        # a model whose risks stay far below 1 (threshold 0.02): the axis tops at 0.05,
+        # so the highest risk is drawn near the top and the threshold line mid-plot
+        s = stay_summary("p", [1, 2, 3], [0.01, 0.045, 0.03], 0.02, {})
+        page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))
+        svg = page[page.index("<svg") : page.index("</svg>")]
+        assert 'text-anchor="end">0.05</text>' in svg and 'text-anchor="end">0.02</text>' in svg
+        points = svg[svg.index('points="') + 8 :].split('"')[0].split()
+        top_y = min(float(p.split(",")[1]) for p in points)
+        assert top_y < 8 + 0.15 * 100  # within the top 15 % of the 100-pixel plot
