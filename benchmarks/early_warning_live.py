@@ -8,7 +8,8 @@ One command::
 
 Writes ``benchmarks/results/early_warning_live.json`` and ``.md``. The first ``--patients``
 of training set A are admitted together and fed one ICU hour per tick (a patient leaves
-when their file ends), as a bedside feed would send them; the risks are compared with
+when their file ends), as a bedside feed would send them (``vitalgru.scoring.replay_stays``,
+what ``vitalgru replay early-warning`` runs); the risks are compared with
 scoring each whole stay at once (``score_cohort``, what ``vitalgru evaluate`` runs). Set A
 is the champion's training data: this measures the monitor, not the model.
 """
@@ -28,11 +29,9 @@ from common import default_mirror, environment, write_results
 
 from vitalgru import tracking
 from vitalgru.data.early_warning import build_cohort
-from vitalgru.io.psv import PSV_COLUMNS
-from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.io.psv import read_psv_folder
+from vitalgru.scoring import EarlyWarningMonitor, replay_stays
 from vitalgru.training.early_warning import score_cohort
-
-CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,27 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     want = score_cohort(loaded.module, loaded.preprocessing, cohort)
     offline_s = time.perf_counter() - t0
 
-    f = cohort.frame
-    cols = [c for c in f.columns if c in CHALLENGE and c != "sepsis_label"]
-    values = f[cols].to_numpy(np.float64)
-    feeds = {}
-    for i, pid in enumerate(cohort.patient_ids):
-        a, b = int(cohort.offsets[i]), int(cohort.offsets[i + 1])
-        feeds[pid] = [dict(zip([CHALLENGE[c] for c in cols], v, strict=True)) for v in values[a:b]]
+    # the files' own rows, before the plausibility limits (the monitor applies them itself)
+    raw = read_psv_folder(folder, limit=args.patients).frame
     mon = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
-    for pid in feeds:
-        mon.admit(pid)
-    got: dict[str, list[float]] = {p: [] for p in feeds}
-    ticks = []
-    for t in range(max(len(v) for v in feeds.values())):
-        rows = {p: r[t] for p, r in feeds.items() if t < len(r)}
-        t1 = time.perf_counter()
-        out = mon.push(rows)
-        ticks.append((time.perf_counter() - t1, len(rows)))
-        for r in out:
-            got[r.patient_id].append(r.risk)
-    live = np.concatenate([got[p] for p in cohort.patient_ids])
-    secs = np.array([s for s, _ in ticks])
+    res = replay_stays(mon, raw)
+    live = np.array([r.risk for pid in cohort.patient_ids for r in res.risks[pid]])
+    secs = res.tick_compute_s
     n_rows = int(live.size)
     thr = float(loaded.preprocessing["threshold"])
     payload = {
@@ -84,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "alarm_hours_whole": int((want >= thr).sum()),
         "live_s": float(secs.sum()),
         "live_patient_hours_per_s": n_rows / float(secs.sum()),
-        "ticks": len(ticks),
+        "ticks": int(secs.size),
         "tick_ms_first": float(secs[0] * 1e3),
         "tick_ms_p50": float(np.percentile(secs, 50) * 1e3),
         "tick_ms_max": float(secs.max() * 1e3),
