@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import page
+from vitalgru.reports.html import axis_top, page, trend_chart
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
@@ -180,78 +180,26 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def _axis_top(peak: float) -> float:
-    """A round top for the risk axis at or above ``peak`` (at most 1)."""
-    if peak <= 0:
-        return 1.0
-    mag = 10.0 ** math.floor(math.log10(peak))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if m * mag >= peak:
-            return min(1.0, m * mag)
-    return 1.0
-
-
-def _chart(s: StaySummary, width: int = 640, height: int = 130) -> str:
+def _chart(s: StaySummary) -> str:
     """The risk over the stay: alarm episodes shaded, the threshold dashed, the reference
-    onset (when known) as a vertical line. The risk axis runs from 0 to a round value
-    above both the highest risk and twice the threshold: a model's risks are often far
-    below 1, and on a 0-1 axis they would lie flat."""
+    onset (when known) marked. The risk axis runs from 0 to a round value above both the
+    highest risk and twice the threshold: a model's risks are often far below 1, and on a
+    0-1 axis they would lie flat."""
     hours = s["trajectory"]["hours"]
     risk = s["trajectory"]["risk"]
     if not hours:
         return ""
     thr = s["threshold"]
-    left, right, top, bottom = 44, 8, 8, 22
-    h0, h1 = hours[0], max(hours[-1], hours[0] + 1)
     onset = s["reference_onset_hour"]
-    if onset is not None:
-        h1 = max(h1, onset)
-    pw, ph = width - left - right, height - top - bottom
-    vmax = _axis_top(max(max(risk), 2.0 * thr))
-
-    def x(hour: float) -> float:
-        return left + pw * (min(max(hour, h0), h1) - h0) / (h1 - h0)
-
-    def y(v: float) -> float:
-        return top + ph * (1.0 - min(v, vmax) / vmax)
-
-    half = 0.5 * pw / (h1 - h0)  # half an hour's width
-    shade = "".join(
-        f'<rect x="{max(left, x(ep["start_hour"]) - half):.1f}" y="{top}" '
-        f'width="{min(left + pw, x(ep["end_hour"]) + half) - max(left, x(ep["start_hour"]) - half):.1f}" '
-        f'height="{ph}" fill="#f4c7c3"/>'
-        for ep in s["episodes"]
-    )  # fmt: skip
-    line = " ".join(f"{x(hr):.1f},{y(v):.1f}" for hr, v in zip(hours, risk, strict=True))
-    ticks = "".join(
-        f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{t}</text>'
-        for t in range(int(math.ceil(h0 / 24) * 24) or 24, int(h1) + 1, 24)
-        if x(t) - x(h0) > 24  # clear of the first hour's label
-    )
-    mark = (
-        f'<line x1="{x(onset):.1f}" x2="{x(onset):.1f}" y1="{top}" y2="{top + ph}" '
-        'stroke="#000" stroke-width="1.5"/>'
-        f'<text x="{x(onset) - 3:.1f}" y="{top + 10}" text-anchor="end">onset</text>'
-        if onset is not None
-        else ""
-    )
-    y_labels = [(vmax, top + 4), (0.0, top + ph)]
-    if min(abs(y(thr) - top), abs(y(thr) - top - ph)) > 12:  # room for the threshold's own
-        y_labels.append((thr, y(thr) + 4))
-    labels = "".join(
-        f'<text x="{left - 4}" y="{at:.1f}" text-anchor="end">{v:.2g}</text>' for v, at in y_labels
-    )
-    label = f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.3f}"
-    return (
-        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
-        f"{shade}"
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
-        f'<line x1="{left}" x2="{left + pw}" y1="{y(thr):.1f}" y2="{y(thr):.1f}" '
-        'stroke="#a00" stroke-dasharray="4 3"/>'
-        f'<polyline points="{line}" fill="none" stroke="#1f4e9a" stroke-width="1.5"/>'
-        f"{mark}{labels}"
-        f'<text x="{left}" y="{height - 6}" text-anchor="middle">{h0}</text>'
-        f"{ticks}</svg>"
+    return trend_chart(
+        hours,
+        risk,
+        y_max=min(1.0, axis_top(max(max(risk), 2.0 * thr))),
+        x_step=24,
+        label=f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.3f}",
+        bands=[(ep["start_hour"] - 0.5, ep["end_hour"] + 0.5) for ep in s["episodes"]],
+        level=thr,
+        marks=[(onset, "onset")] if onset is not None else (),
     )
 
 

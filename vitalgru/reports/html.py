@@ -4,9 +4,11 @@ script, style sheet or image from elsewhere (it opens offline, from a file or an
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-__all__ = ["DISCLAIMER", "page"]
+__all__ = ["DISCLAIMER", "axis_top", "page", "trend_chart"]
 
 #: Said on every page: what the numbers are, and what they are not.
 DISCLAIMER = (
@@ -45,3 +47,120 @@ def page(
 {body}
 </body></html>
 """
+
+
+def axis_top(peak: float) -> float:
+    """A round value (1, 2, 2.5 or 5 times a power of ten) at or above ``peak``."""
+    if not peak > 0:
+        return 1.0
+    mag = 10.0 ** math.floor(math.log10(peak))
+    return next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= peak * (1 - 1e-12))
+
+
+def _tick(v: float) -> str:
+    """An axis value in few characters: 150, 2.5, 0.093."""
+    if v >= 10:
+        return f"{v:.0f}"
+    return f"{v:.2g}"
+
+
+def trend_chart(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    y_max: float,
+    x_step: float,
+    label: str,
+    bands: Sequence[tuple[float, float]] = (),
+    level: float | None = None,
+    marks: Sequence[tuple[float, str]] = (),
+    x_start: float | None = None,
+    x_end: float | None = None,
+    width: int = 640,
+    height: int = 130,
+) -> str:
+    """A small inline SVG line chart over ``xs`` (ascending; NaN in ``ys`` breaks the line).
+
+    Parameters
+    ----------
+    y_max : float
+        Top of the y axis (its bottom is 0); higher values are drawn at the top.
+    x_step : float
+        Spacing of the x-axis labels (and the first x value is labelled).
+    label : str
+        What the chart shows, for screen readers.
+    bands : sequence of (x0, x1)
+        Stretches shaded red (alarms).
+    level : float, optional
+        A dashed horizontal line (a threshold), labelled on the axis when there is room.
+    marks : sequence of (x, text)
+        Vertical lines with a short label (events).
+    x_start, x_end : float, optional
+        Extend the x axis to here (before the first value, past the last).
+    """
+    if not len(xs):
+        return ""
+    left, right, top, bottom = 44, 8, 8, 22
+    pw, ph = width - left - right, height - top - bottom
+    x0 = float(xs[0]) if x_start is None else min(float(xs[0]), float(x_start))
+    x1 = max(float(xs[-1]), x0 + 1e-9, *(float(m) for m, _ in marks))
+    if x_end is not None:
+        x1 = max(x1, float(x_end))
+
+    def x(v: float) -> float:
+        return left + pw * (min(max(v, x0), x1) - x0) / (x1 - x0)
+
+    def y(v: float) -> float:
+        return top + ph * (1.0 - min(max(v, 0.0), y_max) / y_max)
+
+    shade = "".join(
+        f'<rect x="{x(a):.1f}" y="{top}" width="{max(x(b) - x(a), 1.0):.1f}" height="{ph}" '
+        'fill="#f4c7c3"/>'
+        for a, b in bands
+    )
+    lines, run = [], []
+    for xv, yv in zip(xs, ys, strict=True):
+        if yv is None or not math.isfinite(yv):
+            lines.append(run)
+            run = []
+        else:
+            run.append(f"{x(xv):.1f},{y(yv):.1f}")
+    lines.append(run)
+    polylines = "".join(
+        f'<polyline points="{" ".join(r)}" fill="none" stroke="#1f4e9a" stroke-width="1.5"/>'
+        for r in lines
+        if r
+    )
+    y_labels = [(y_max, top + 4), (0.0, top + ph)]
+    rule = ""
+    if level is not None:
+        rule = (
+            f'<line x1="{left}" x2="{left + pw}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
+            'stroke="#a00" stroke-dasharray="4 3"/>'
+        )
+        if min(abs(y(level) - top), abs(y(level) - top - ph)) > 12:
+            y_labels.append((level, y(level) + 4))
+    axis = "".join(
+        f'<text x="{left - 4}" y="{at:.1f}" text-anchor="end">{_tick(v)}</text>'
+        for v, at in y_labels
+    )
+    first = math.ceil(x0 / x_step) * x_step
+    if first == x0:
+        first += x_step
+    ticks = f'<text x="{left}" y="{height - 6}" text-anchor="middle">{x0:g}</text>' + "".join(
+        f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{t:g}</text>'
+        for t in (first + k * x_step for k in range(int((x1 - first) / x_step) + 1))
+        if x(t) - left > 24  # clear of the first value's label
+    )
+    events = "".join(
+        f'<line x1="{x(m):.1f}" x2="{x(m):.1f}" y1="{top}" y2="{top + ph}" stroke="#000" '
+        f'stroke-width="1.5"/><text x="{x(m) - 3:.1f}" y="{top + 10}" text-anchor="end">'
+        f"{html.escape(text)}</text>"
+        for m, text in marks
+    )
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
+        f"{shade}"
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
+        f"{rule}{polylines}{events}{axis}{ticks}</svg>"
+    )

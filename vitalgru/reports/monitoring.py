@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import page
+from vitalgru.reports.html import axis_top, page, trend_chart
 
 __all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
 
@@ -36,6 +36,13 @@ ALERT_NAMES = {
     "frequent_ventricular_ectopy": "Frequent ventricular ectopy",
     "pause": "Pause",
     "poor_signal": "Poor signal",
+}
+#: Letters that mark an alarm's onset on the heart-rate chart (poor signal shows as a gap).
+ALERT_MARKS = {
+    "ventricular_run": "V",
+    "supraventricular_run": "S",
+    "frequent_ventricular_ectopy": "E",
+    "pause": "P",
 }
 #: Heart-rate range is reported over 1-minute windows (a single short RR interval is not a rate).
 HR_WINDOW_S = 60.0
@@ -75,7 +82,8 @@ def patient_summary(
     dict
         ``{"patient_id", "monitored_s", "beats", "counts": {class: n}, "burden_pct":
         {class: %}, "hr_bpm": {"median", "min", "max"} (None without enough beats),
-        "rejected_signal_pct", "alerts": [...]}``.
+        "hr_trend_bpm": [the rate of each minute monitored, None where fewer than 10 beats
+        were in accepted signal], "rejected_signal_pct", "alerts": [...]}``.
     """
     t = np.asarray(times_s, dtype=np.float64)
     lab = np.asarray(labels, dtype=str)
@@ -89,19 +97,19 @@ def patient_summary(
         c: (100.0 * int(((lab == c) & ok).sum()) / trusted if trusted else None) for c in CLASSES
     }
     hr: dict[str, float | None] = {"median": None, "min": None, "max": None}
+    n_min = int(math.ceil(monitored_s / HR_WINDOW_S)) if monitored_s > 0 else 0
+    trend = np.full(n_min, np.nan)  # per-minute rate; NaN: too few beats in accepted signal
     if n >= 2:
         rr = np.diff(t)
         good = ok[1:] & ok[:-1] & (rr > 0)
         if good.any():
             hr["median"] = float(60.0 / np.median(rr[good]))
             win = np.floor(t[1:][good] / HR_WINDOW_S).astype(np.int64)
-            rates = [
-                60.0 / float(np.median(rr[good][win == w]))
-                for w in np.unique(win)
-                if (win == w).sum() >= 10  # a minute with fewer beats has no stable rate
-            ]
-            if rates:
-                hr["min"], hr["max"] = float(min(rates)), float(max(rates))
+            for w in np.unique(win):
+                if (win == w).sum() >= 10 and 0 <= w < n_min:  # fewer: no stable rate
+                    trend[w] = 60.0 / float(np.median(rr[good][win == w]))
+            if np.isfinite(trend).any():
+                hr["min"], hr["max"] = float(np.nanmin(trend)), float(np.nanmax(trend))
     return {
         "patient_id": str(patient_id),
         "monitored_s": float(monitored_s),
@@ -109,6 +117,7 @@ def patient_summary(
         "counts": counts,
         "burden_pct": burden,
         "hr_bpm": hr,
+        "hr_trend_bpm": [None if not np.isfinite(v) else round(float(v), 1) for v in trend],
         "rejected_signal_pct": 100.0 * float((~ok).mean()) if n else None,
         "alerts": [dict(a) for a in sorted(alerts, key=lambda a: float(a["onset_s"]))],
     }
@@ -116,6 +125,32 @@ def patient_summary(
 
 def _num(v: float | None, digits: int = 0) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _hr_chart(p: PatientSummary) -> str:
+    """Heart rate minute by minute (gaps where the signal was rejected), with a line at the
+    onset of each arrhythmia or pause alarm, lettered as in :data:`ALERT_MARKS`."""
+    bpm = [math.nan if v is None else float(v) for v in p["hr_trend_bpm"]]
+    if not any(math.isfinite(v) for v in bpm):
+        return ""
+    minutes = [k + 0.5 for k in range(len(bpm))]  # each minute's rate at its middle
+    span = max(len(bpm), 1)
+    step = next((s for s in (5, 10, 30, 60, 180, 360, 720) if span / s <= 8), 1440)
+    marks = [
+        (float(a["onset_s"]) / 60.0, ALERT_MARKS[a["kind"]])
+        for a in p["alerts"]
+        if a["kind"] in ALERT_MARKS
+    ]
+    return trend_chart(
+        minutes,
+        bpm,
+        y_max=max(150.0, axis_top(max(v for v in bpm if math.isfinite(v)))),
+        x_step=step,
+        x_start=0.0,
+        x_end=p["monitored_s"] / 60.0,
+        label=f"Heart rate of patient {p['patient_id']} by minute of monitoring",
+        marks=marks,
+    )
 
 
 def _patient_html(p: PatientSummary) -> str:
@@ -145,7 +180,10 @@ def _patient_html(p: PatientSummary) -> str:
 <p>Monitored {_clock(p["monitored_s"])} (h:mm:ss); {p["beats"]} beats labelled;
 heart rate median {_num(hr["median"])} bpm (1-minute range {_num(hr["min"])}–{_num(hr["max"])}
 bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check rejected
-(not counted in the burden).</p>
+(not counted in the burden). The chart: heart rate (bpm) by minute of monitoring, with
+alarm onsets marked V (ventricular run), S (supraventricular run), E (frequent ventricular
+ectopy) and P (pause); a gap is a minute without enough beats in accepted signal.</p>
+{_hr_chart(p)}
 <table><tr><th>class</th><th>beats</th><th>count</th><th>burden %</th></tr>{beat_rows}</table>
 {
         "<table><tr><th>onset (h:mm:ss)</th><th>alarm</th><th>detail</th></tr>"

@@ -34,6 +34,8 @@ class TestPatientSummary:
         assert s["hr_bpm"]["median"] == pytest.approx(75.0)
         assert s["hr_bpm"]["min"] == pytest.approx(75.0) == s["hr_bpm"]["max"]
         assert s["alerts"] == [alert]
+        # minute by minute: 75 bpm in the two minutes with beats, none in the third
+        assert s["hr_trend_bpm"] == [75.0, 75.0, None]
 
     def test_no_beats_is_no_rate_not_an_error(self) -> None:
         s = patient_summary("p", 10.0, [], [], [], [])
@@ -58,4 +60,6 @@ class TestPage:
         assert page.index("&lt;b&gt;z") < page.index("a-quiet")
         assert "1:02:05" in page and "Ventricular run ×1" in page
         assert "No alarm was raised." in page and "not a medical device" in page
+        # a heart-rate chart each, the ventricular run marked at its minute (62)
+        assert page.count("<svg") == 2 and page.count(">V</text>") == 1
         assert "2026-01-02 00:00 UTC" in page and "models:/m@champion" in page

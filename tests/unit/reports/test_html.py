@@ -1,0 +1,31 @@
+"""The pages' shared pieces: round axis tops and the inline trend chart."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from vitalgru.reports.html import axis_top, trend_chart
+
+
+@pytest.mark.parametrize(
+    ("peak", "top"),
+    [(0.045, 0.05), (0.186, 0.2), (0.21, 0.25), (0.7, 1.0), (1.0, 1.0), (120.0, 200.0),
+     (0.0, 1.0)],
+)  # fmt: skip
+def test_axis_top_is_the_next_round_value(peak: float, top: float) -> None:
+    assert axis_top(peak) == pytest.approx(top)
+
+
+def test_a_gap_breaks_the_line_and_values_stay_inside_the_plot() -> None:
+    svg = trend_chart(
+        [0, 1, 2, 3, 4], [10, 20, math.nan, 30, 500], y_max=50, x_step=2, label="a <b>",
+        bands=[(1, 2)], level=25, marks=[(3, "P")],
+    )  # fmt: skip
+    assert svg.count("<polyline") == 2  # 0-1, then 3-4
+    assert 'aria-label="a &lt;b&gt;"' in svg and ">P</text>" in svg
+    ys = [float(p.split(",")[1]) for p in svg.split('points="')[2].split('"')[0].split()]
+    assert min(ys) == 8.0  # 500 is drawn at the top of the plot, not above it
+    assert svg.count('fill="#f4c7c3"') == 1 and 'stroke-dasharray="4 3"' in svg
+    assert trend_chart([], [], y_max=1, x_step=1, label="none") == ""
