@@ -28,8 +28,7 @@ import pandas as pd
 
 from pipelines.arrhythmia import _parse_records, load_arrhythmia_config
 from vitalgru import tracking
-from vitalgru.data.early_warning import patient_offsets
-from vitalgru.errors import RecordError
+from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import read_psv_folder
@@ -274,10 +273,8 @@ def replay_early_warning(
     """
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
     psv = read_psv_folder(data, on_error="skip", limit=patients)
+    check_some_patients(psv, data)
     frame = psv.frame
-    if frame.empty:
-        why = "; ".join(f"{e.item}: {e.detail}" for e in psv.attrition[:5])
-        raise RecordError(data, f"no patient could be read ({why})", reason="no_usable_patient")
     monitor = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
     result = replay_stays(monitor, frame, on_tick=_progress())
     offsets, ids = patient_offsets(frame)

@@ -21,9 +21,11 @@ from pipelines.early_warning import (
     evaluate_early_warning,
     train_early_warning_flow,
 )
+from pipelines.replay import replay_early_warning
 from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import load_dataset
+from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND
@@ -134,6 +136,14 @@ class TestTrainEarlyWarningFlow:
         assert pd.read_csv(rep_path.with_name("sepsis.attrition.csv"))["reason"].tolist() == [
             "missing_columns"
         ]
+        # nothing readable: one clear error naming the file, before any monitor runs
+        unreadable = isolated_mlflow / "unreadable"
+        unreadable.mkdir()
+        (unreadable / "p1.psv").write_text("HR|O2Sat\n1|2\n")
+        with pytest.raises(RecordError, match="no patient could be read: all 1 .psv files.*lacks"):
+            replay_early_warning(
+                "models:/vitalgru-early-warning@champion", str(unreadable), str(unreadable / "o")
+            )
 
         # The CLI's form: --out FILE.json gets the metrics, the rest lands beside it.
         as_file = isolated_mlflow / "ew.json"

@@ -240,17 +240,23 @@ def build_cohort(
         names the first files left out and why.
     """
     psv = read_psv_folder(folder, on_error="skip", cache_dir=cache_dir, limit=limit)
-    cohort = clean_cohort(psv, source=str(folder))
-    if cohort.n_patients == 0:
-        shown = "; ".join(e.detail for e in cohort.attrition[:_SHOWN_EXCLUDED])
-        more = len(cohort.attrition) - _SHOWN_EXCLUDED
-        raise RecordError(
-            folder,
-            f"no patient could be read: all {psv.source_files} .psv files were left out "
-            f"({shown}{f'; and {more} more' if more > 0 else ''})",
-            reason="no_usable_patient",
-        )
-    return cohort
+    check_some_patients(psv, folder)
+    return clean_cohort(psv, source=str(folder))
+
+
+def check_some_patients(psv: PsvCohort, folder: str | Path) -> None:
+    """Raise :class:`~vitalgru.errors.RecordError` (reason ``no_usable_patient``) when not
+    one file of ``folder`` could be read; the message names the first ones and why."""
+    if len(psv.frame):
+        return
+    shown = "; ".join(e.detail for e in psv.attrition[:_SHOWN_EXCLUDED])
+    more = len(psv.attrition) - _SHOWN_EXCLUDED
+    raise RecordError(
+        folder,
+        f"no patient could be read: all {psv.source_files} .psv files were left out "
+        f"({shown}{f'; and {more} more' if more > 0 else ''})",
+        reason="no_usable_patient",
+    )
 
 
 def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:

@@ -190,15 +190,16 @@ def _chart(s: StaySummary) -> str:
     if not hours:
         return ""
     thr = s["threshold"]
+    level = thr if math.isfinite(thr) else None  # an infinite threshold: the model never alarms
     onset = s["reference_onset_hour"]
     return trend_chart(
         hours,
         risk,
-        y_max=min(1.0, axis_top(max(max(risk), 2.0 * thr))),
+        y_max=min(1.0, axis_top(max(max(risk), 2.0 * (level or 0.0)))),
         x_step=24,
         label=f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.3f}",
         bands=[(ep["start_hour"] - 0.5, ep["end_hour"] + 0.5) for ep in s["episodes"]],
-        level=thr,
+        level=level,
         marks=[(onset, "onset")] if onset is not None else (),
     )
 
@@ -313,11 +314,17 @@ def early_warning_report_html(
         if quiet
         else ""
     )
+    never = (
+        " An infinite threshold means that never alarming scored best on the training "
+        "patients: such a model raises no alarm."
+        if any(not math.isfinite(t) for t in thr)
+        else ""
+    )
     intro = (
         "Each hour's risk uses only that hour and earlier ones. An hour is in alarm when its "
         f"risk reaches the model's threshold ({', '.join(f'{t:.3f}' for t in sorted(thr))}), "
-        "chosen on its training patients. Values in red are outside the SIRS, qSOFA, SOFA, "
-        "Sepsis-3 lactate or NEWS2 SpO2 limits. Times are ICU hours (ICULOS)."
+        f"chosen on its training patients.{never} Values in red are outside the SIRS, qSOFA, "
+        "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits. Times are ICU hours (ICULOS)."
     )
     body = overview + "".join(_stay_html(s) for s in flagged) + rest
     return page(title, intro, body, model=model, generated=generated)

@@ -51,7 +51,7 @@ def page(
 
 def axis_top(peak: float) -> float:
     """A round value (1, 2, 2.5 or 5 times a power of ten) at or above ``peak``."""
-    if not peak > 0:
+    if not (peak > 0 and math.isfinite(peak)):
         return 1.0
     mag = 10.0 ** math.floor(math.log10(peak))
     return next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= peak * (1 - 1e-12))

@@ -114,3 +114,12 @@ class TestPage:
         points = svg[svg.index('points="') + 8 :].split('"')[0].split()
         top_y = min(float(p.split(",")[1]) for p in points)
         assert top_y < 8 + 0.15 * 100  # within the top 15 % of the 100-pixel plot
+
+
+def test_a_model_that_never_alarms_is_drawn_and_said_so() -> None:
+    # best_threshold returns inf when not alarming at all scored best on training patients
+    s = stay_summary("p", [1, 2, 3], [0.01, 0.02, 0.03], float("inf"), {}, None, [0, 1, 1])
+    assert s["alarm_hours"] == 0 and s["first_alarm_lead_h"] is None
+    page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))
+    assert "<svg" in page and "stroke-dasharray" not in page  # no threshold line
+    assert "threshold (inf)" in page and "raises no alarm" in page
