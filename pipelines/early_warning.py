@@ -307,6 +307,27 @@ def train_early_warning_flow(
     }
 
 
+def folder_metrics(
+    labels: np.ndarray, scores: np.ndarray, offsets: np.ndarray, threshold: float, data: str
+) -> dict[str, Any]:
+    """:func:`~vitalgru.metrics.utility.early_warning_metrics` of a scored folder as JSON
+    wants them: counts as integers, undefined measures as None. Without a septic patient a
+    warning says which measures are undefined and why."""
+    metrics: dict[str, Any] = early_warning_metrics(labels, scores, offsets, threshold)
+    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
+        metrics[count] = int(metrics[count])
+    if metrics["n_septic_patients"] == 0:
+        logger.warning(
+            "no septic patient among the %d scored from %s: utility, auroc, auprc, "
+            "septic_detected_fraction and median_lead_time_h are undefined (null); the alarm "
+            "burden (alarms_per_patient_day, false_alarm_patient_fraction) is still measured",
+            metrics["n_patients"], data,
+        )  # fmt: skip
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
+    }
+
+
 def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any]:
     """Score a Challenge-2019 folder with a logged model and write ``metrics.json``.
 
@@ -338,16 +359,7 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     cohort = build_cohort(data)
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
-    metrics: dict[str, Any] = early_warning_metrics(cohort.labels, scores, cohort.offsets, thr)
-    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
-        metrics[count] = int(metrics[count])
-    if metrics["n_septic_patients"] == 0:
-        logger.warning(
-            "no septic patient among the %d scored from %s: utility, auroc, auprc, "
-            "septic_detected_fraction and median_lead_time_h are undefined (null); the alarm "
-            "burden (alarms_per_patient_day, false_alarm_patient_fraction) is still measured",
-            metrics["n_patients"], data,
-        )  # fmt: skip
+    metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data)
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)
@@ -385,11 +397,8 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         }
     ).to_parquet(scores_path, index=False)
     write_attrition(cohort.attrition, attrition_path)
-    clean = {
-        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
-    }
-    metrics_path.write_text(json.dumps(clean, indent=2, sort_keys=True))
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     markdown_path.write_text(
-        report_markdown(clean, f"{data}: model {model_uri} (version {loaded.version})")
+        report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})")
     )
-    return clean
+    return metrics

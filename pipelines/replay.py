@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -27,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from pipelines.arrhythmia import _parse_records, load_arrhythmia_config
+from pipelines.early_warning import folder_metrics
 from vitalgru import tracking
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import read_psv_folder
 from vitalgru.metrics.aami import report_markdown
-from vitalgru.metrics.utility import early_warning_metrics
 from vitalgru.metrics.utility import report_markdown as utility_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -48,8 +47,6 @@ from vitalgru.scoring import (
 )
 
 logger = logging.getLogger(__name__)
-
-_REPORTED = frozenset(KEY_MEASURES)
 
 
 def _progress() -> Callable[[int, int], None]:
@@ -198,10 +195,6 @@ def replay_arrhythmia(
     return report
 
 
-def _finite_or_none(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
 def replay_early_warning_markdown(report: Mapping[str, Any], title: str) -> str:
     """The early-warning replay as markdown: the challenge's measures, then the alarms and
     what the replay cost."""
@@ -281,16 +274,8 @@ def replay_early_warning(
     thr = monitor.threshold
     labels = frame["sepsis_label"].to_numpy(np.int8)
     risks = np.array([r.risk for pid in ids for r in result.risks[pid]], dtype=np.float64)
-    metrics = early_warning_metrics(labels, risks, offsets, thr)
-    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
-        metrics[count] = int(metrics[count])
-    if metrics["n_septic_patients"] == 0:
-        logger.warning(
-            "no septic patient among the %d replayed from %s: utility, auroc, auprc, "
-            "septic_detected_fraction and median_lead_time_h are undefined (null)",
-            metrics["n_patients"], data,
-        )  # fmt: skip
-    key_cols = [c for c in frame.columns if c in _REPORTED]
+    metrics = folder_metrics(labels, risks, offsets, thr, data)
+    shown = {c: frame[c].to_numpy(np.float64) for c in frame.columns if c in KEY_MEASURES}
     summaries = []
     for i, pid in enumerate(ids):
         a, b = int(offsets[i]), int(offsets[i + 1])
@@ -301,7 +286,7 @@ def replay_early_warning(
                 [r.hour for r in hr],
                 [r.risk for r in hr],
                 thr,
-                {c: frame[c].to_numpy(np.float64)[a:b] for c in key_cols},
+                {c: v[a:b] for c, v in shown.items()},
                 [r.rejected for r in hr],
                 labels[a:b],
             )
@@ -312,7 +297,7 @@ def replay_early_warning(
         "model_uri": model_uri,
         "model_version": loaded.version,
         "data_dir": str(data),
-        "metrics": _finite_or_none(metrics),
+        "metrics": metrics,
         "alarms": {
             "patients_alarmed": sum(bool(s["episodes"]) for s in summaries),
             "patients_in_alarm_at_end": sum(s["in_alarm_at_end"] for s in summaries),
