@@ -118,11 +118,10 @@ def stay_summary(
         while j + 1 < n and alarm[j + 1]:
             j += 1
         findings = {}
-        for c in cols:
-            seen = [k for k in range(i, -1, -1)
-                    if math.isfinite(vals[c][k]) and (k, c) not in refused]  # fmt: skip
-            if seen:
-                k = seen[0]
+        for c in cols:  # the last accepted value at or before the episode's first hour
+            k = next((k for k in range(i, -1, -1)
+                      if math.isfinite(vals[c][k]) and (k, c) not in refused), None)  # fmt: skip
+            if k is not None:
                 v = float(vals[c][k])
                 findings[c] = {
                     "value": v,
