@@ -37,6 +37,7 @@ from vitalgru.metrics.utility import report_markdown as utility_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
+from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
 from vitalgru.scoring import (
     AlertRules,
@@ -133,7 +134,8 @@ def replay_arrhythmia(
         Comma-separated names, ``"DS1"``/``"DS2"``, or ``None``/``"all"``.
     out : str
         A ``.json`` path, or a folder (``replay.json`` inside); beside it the markdown
-        report and a clinician's summary page (``.html``, one section per patient).
+        report, a clinician's summary page (``.html``, one section per patient) and the
+        heart rates and alarms as a FHIR bundle (``.fhir.json``, :mod:`vitalgru.reports.fhir`).
     chunk_s : float
         Seconds of signal per patient per tick.
     margin_s : float, optional
@@ -171,7 +173,13 @@ def replay_arrhythmia(
     json_path = _out_paths(out, "replay")
     md = json_path.with_suffix(".md")
     page = json_path.with_suffix(".html")
-    report["paths"] = {"json": str(json_path), "markdown": str(md), "html": str(page)}
+    fhir = json_path.with_name(f"{json_path.stem}.fhir.json")
+    report["paths"] = {
+        "json": str(json_path),
+        "markdown": str(md),
+        "html": str(page),
+        "fhir": str(fhir),
+    }
     md.write_text(replay_markdown(report, f"{db}: live replay, model {model_uri}"))
     summaries = [
         patient_summary(
@@ -184,13 +192,13 @@ def replay_arrhythmia(
         )
         for pid, calls in result.calls.items()
     ]
+    model = f"{model_uri} (version {loaded.version})"
     page.write_text(
         monitoring_report_html(
-            summaries,
-            title=f"ECG monitoring summary: {db} (replayed)",
-            model=f"{model_uri} (version {loaded.version})",
+            summaries, title=f"ECG monitoring summary: {db} (replayed)", model=model
         )
     )
+    fhir.write_text(json.dumps(ecg_bundle(summaries, model=model), indent=1))
     json_path.write_text(json.dumps(report, indent=2))
     return report
 
@@ -243,8 +251,9 @@ def replay_early_warning(
     out : str
         A ``.json`` path, or a folder (``replay.json`` inside); beside it the markdown
         report, the clinician's page (``.html``), every scored hour (``.hours.parquet``:
-        patient, hour, risk, alarm, refused columns, reference label) and the attrition
-        (``.attrition.csv``).
+        patient, hour, risk, alarm, refused columns, reference label), the attrition
+        (``.attrition.csv``) and the risks and alarms as a FHIR bundle (``.fhir.json``,
+        :mod:`vitalgru.reports.fhir`).
     patients : int, optional
         Replay only the first ``patients`` files (by name).
 
@@ -322,6 +331,7 @@ def replay_early_warning(
         "html": json_path.with_suffix(".html"),
         "hours": json_path.with_name(f"{json_path.stem}.hours.parquet"),
         "attrition": json_path.with_name(f"{json_path.stem}.attrition.csv"),
+        "fhir": json_path.with_name(f"{json_path.stem}.fhir.json"),
     }
     report["paths"] = {k: str(v) for k, v in paths.items()}
     pd.DataFrame(
@@ -337,12 +347,14 @@ def replay_early_warning(
     write_attrition(psv.attrition, paths["attrition"])
     title = f"{data}: live replay, model {model_uri} (version {loaded.version})"
     paths["markdown"].write_text(replay_early_warning_markdown(report, title))
+    model = f"{model_uri} (version {loaded.version})"
     paths["html"].write_text(
         early_warning_report_html(
             summaries,
             title=f"Sepsis early warning summary: {Path(data).name} (replayed)",
-            model=f"{model_uri} (version {loaded.version})",
+            model=model,
         )
     )
+    paths["fhir"].write_text(json.dumps(sepsis_bundle(summaries, model=model), indent=1))
     json_path.write_text(json.dumps(report, indent=2))
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import wfdb
+from fhir.resources.R4B.bundle import Bundle
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
 from pipelines.cli import main as cli
@@ -121,6 +122,11 @@ class TestTrainArrhythmiaFlow:
         assert abs(rep["beats"]["accuracy"] - ev250["accuracy"]) < 0.1
         assert 2.0 < rep["latency_s"]["p50"] < 6.0
         assert "## Beat detection" in out.with_suffix(".md").read_text()
+        bundle = json.loads(out.with_name("r.fhir.json").read_text())
+        Bundle.model_validate(bundle)
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert kinds.count("Observation") == 1
+        assert kinds.count("Flag") == sum(rep["alerts"]["counts"].values())
 
 
 def _other_layout(src: Path, record: str, out: Path) -> Path:

@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 
 from pipelines.cli import main as cli
 from pipelines.early_warning import (
@@ -133,6 +134,11 @@ class TestTrainEarlyWarningFlow:
         page = rep_path.with_suffix(".html").read_text()
         assert "30 patient(s):" in page and "not a medical device" in page
         assert "## Alarms at the bedside" in rep_path.with_suffix(".md").read_text()
+        bundle = json.loads(rep_path.with_name("sepsis.fhir.json").read_text())
+        Bundle.model_validate(bundle)
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert kinds.count("RiskAssessment") == 30
+        assert kinds.count("Flag") == rep["alarms"]["episodes"]
         assert pd.read_csv(rep_path.with_name("sepsis.attrition.csv"))["reason"].tolist() == [
             "missing_columns"
         ]

@@ -1,0 +1,86 @@
+"""The FHIR export: every bundle validates against the FHIR R4B resource models, and says
+what the pages say (risk, alarms, heart rate), with absolute times only when given."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from vitalgru.reports.early_warning import stay_summary
+from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
+from vitalgru.reports.monitoring import patient_summary
+
+NAN = float("nan")
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _stays():
+    hours = list(range(1, 11))
+    risk = [0.1, 0.2, 0.6, 0.7, 0.4, 0.3, 0.2, 0.55, 0.9, 0.8]  # alarms at 3-4 and 8-10
+    alarmed = stay_summary("p1", hours, risk, 0.5, {"hr_bpm": [90.0] * 10}, None, [0] * 10)
+    calm = stay_summary("p2", [1, 2], [0.1, 0.2], 0.5, {}, None, [0, 0])
+    return [alarmed, calm]
+
+
+def _by_type(bundle: dict, kind: str) -> list[dict]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+class TestSepsisBundle:
+    def test_valid_fhir_with_risk_and_one_flag_per_episode(self) -> None:
+        b = sepsis_bundle(_stays(), model="models:/m/3", starts={"p1": T0}, generated=T0)
+        Bundle.model_validate(b)  # raises on a misshapen resource
+        json.dumps(b)
+        risks = _by_type(b, "RiskAssessment")
+        assert [r["subject"]["identifier"]["value"] for r in risks] == ["p1", "p2"]
+        pred = risks[0]["prediction"][0]
+        assert pred["outcome"]["coding"][0]["code"] == "91302008"
+        assert pred["probabilityDecimal"] == 0.8
+        assert pred["qualitativeRisk"]["coding"][0]["code"] == "high"
+        assert risks[1]["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "low"
+        # the latest hour (10) of a stay whose hour 0 was T0
+        assert risks[0]["occurrenceDateTime"] == (T0 + timedelta(hours=10)).isoformat()
+        assert "occurrenceDateTime" not in risks[1]  # no start time for p2
+        flags = _by_type(b, "Flag")
+        assert [f["status"] for f in flags] == ["inactive", "active"]  # 3-4 over; 8-10 going on
+        assert flags[0]["period"] == {
+            "start": (T0 + timedelta(hours=3)).isoformat(),
+            "end": (T0 + timedelta(hours=5)).isoformat(),
+        }
+        assert "end" not in flags[1]["period"]
+        assert "from ICU hour 8 to 10" in flags[1]["code"]["text"]
+
+    def test_same_report_same_bundle_and_no_times_without_a_start(self) -> None:
+        a = sepsis_bundle(_stays(), model="m", patient_system="urn:oid:1.2.3")
+        assert a == sepsis_bundle(_stays(), model="m", patient_system="urn:oid:1.2.3")
+        Bundle.model_validate(a)
+        assert "timestamp" not in a
+        text = json.dumps(a)
+        assert "DateTime" not in text and '"period"' not in text
+        assert a["entry"][0]["resource"]["subject"]["identifier"]["system"] == "urn:oid:1.2.3"
+        assert len({e["fullUrl"] for e in a["entry"]}) == len(a["entry"])
+
+    def test_a_start_without_time_zone_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="time zone"):
+            sepsis_bundle(_stays(), model="m", starts={"p1": datetime(2026, 3, 1, 8)})
+
+
+class TestEcgBundle:
+    def test_heart_rate_and_alarms(self) -> None:
+        t = [0.8 * k for k in range(150)]
+        alarm = {"kind": "ventricular_run", "onset_s": 30.0, "message": "3 V beats at 150 bpm"}
+        p = patient_summary("bed-4", 121.0, t, ["N"] * 150, [True] * 150, [alarm])
+        none = patient_summary("bed-5", 10.0, [], [], [], [])
+        b = ecg_bundle([p, none], model="models:/a/1", starts={"bed-4": T0})
+        Bundle.model_validate(b)
+        (obs,) = _by_type(b, "Observation")
+        assert obs["code"]["coding"][0]["code"] == "8867-4"
+        assert obs["valueQuantity"] == {"value": 75.0, "unit": "/min",
+                                        "system": "http://unitsofmeasure.org", "code": "/min"}  # fmt: skip
+        assert obs["effectivePeriod"]["end"] == (T0 + timedelta(seconds=121)).isoformat()
+        (flag,) = _by_type(b, "Flag")
+        assert flag["period"] == {"start": (T0 + timedelta(seconds=30)).isoformat()}
+        assert flag["code"]["text"].startswith("Ventricular run at 30 s")

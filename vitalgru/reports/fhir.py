@@ -1,0 +1,260 @@
+"""FHIR R4-shaped JSON of what the monitors found, for a hospital's integration engine.
+
+Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready for
+``json.dumps``) built from the summaries the clinician pages are drawn from:
+
+* sepsis (:func:`sepsis_bundle`, from :func:`vitalgru.reports.early_warning.stay_summary`):
+  per patient one ``RiskAssessment``, the risk of the latest hour scored, whose predicted
+  outcome is sepsis (SNOMED CT 91302008, "Sepsis (disorder)"), qualified ``high`` when in
+  alarm and ``low`` otherwise (HL7 risk-probability codes); and one ``Flag`` per alarm
+  episode, ``active`` if it was still going at the latest hour;
+* ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
+  patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
+  signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm.
+
+Patients are referenced by identifier (``Reference.identifier``, with the hospital's
+identifier system when given), since the monitor knows the id a feed was admitted under,
+not a FHIR server's resource id. Times: given when each patient's monitoring began
+(``starts``), resources carry dateTimes; without it (a replayed recording has no
+wall-clock time) they carry none, and their text gives the time from the start of
+monitoring. Entries get deterministic ``urn:uuid`` full URLs, so the same report gives the
+same bundle.
+
+Tests validate every bundle against the R4B resource models of ``fhir.resources``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
+
+__all__ = ["ecg_bundle", "sepsis_bundle"]
+
+_SNOMED = "http://snomed.info/sct"
+_LOINC = "http://loinc.org"
+_UCUM = "http://unitsofmeasure.org"
+_FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
+_OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
+#: Namespace of the entries' deterministic ``urn:uuid`` full URLs.
+_NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
+
+SEPSIS = {"system": _SNOMED, "code": "91302008", "display": "Sepsis (disorder)"}
+HEART_RATE = {"system": _LOINC, "code": "8867-4", "display": "Heart rate"}
+
+Resource = dict[str, Any]
+
+
+def _subject(pid: str, system: str | None) -> dict[str, Any]:
+    ident = {"value": pid} if system is None else {"system": system, "value": pid}
+    return {"identifier": ident, "display": f"Patient {pid}"}
+
+
+def _when(start: datetime | None, offset: timedelta) -> str | None:
+    if start is None:
+        return None
+    if start.tzinfo is None:
+        raise ValueError(f"start time {start.isoformat()} has no time zone; FHIR needs one")
+    return (start + offset).isoformat()
+
+
+def _bundle(resources: Sequence[tuple[str, Resource]], generated: datetime | None) -> Resource:
+    out: Resource = {"resourceType": "Bundle", "type": "collection"}
+    if generated is not None:
+        out["timestamp"] = generated.isoformat()
+    out["entry"] = [
+        {"fullUrl": f"urn:uuid:{uuid.uuid5(_NAMESPACE, key)}", "resource": r}
+        for key, r in resources
+    ]
+    return out
+
+
+def _flag(
+    text: str, subject: dict[str, Any], active: bool, start: str | None, end: str | None
+) -> Resource:
+    flag: Resource = {
+        "resourceType": "Flag",
+        "status": "active" if active else "inactive",
+        "category": [
+            {"coding": [{"system": _FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}
+        ],
+        "code": {"text": text},
+        "subject": subject,
+    }
+    if start is not None:
+        flag["period"] = {"start": start, **({"end": end} if end is not None else {})}
+    return flag
+
+
+def sepsis_bundle(
+    stays: Sequence[Mapping[str, Any]],
+    *,
+    model: str,
+    starts: Mapping[str, datetime] | None = None,
+    patient_system: str | None = None,
+    generated: datetime | None = None,
+) -> Resource:
+    """Sepsis risk and alarms of monitored ICU stays as a FHIR ``Bundle``.
+
+    Parameters
+    ----------
+    stays : sequence of mapping
+        :func:`vitalgru.reports.early_warning.stay_summary` dicts.
+    model : str
+        The model, as named in each assessment's method (e.g. its registry URI and version).
+    starts : mapping of str to datetime, optional
+        When each patient's ICU hour 0 was (time-zone aware); patients left out, or all
+        without it, get resources without dateTimes.
+    patient_system : str, optional
+        The identifier system (URI) the patient ids belong to.
+    generated : datetime, optional
+        The bundle's timestamp.
+    """
+    starts = starts or {}
+    out: list[tuple[str, Resource]] = []
+    for s in stays:
+        pid = str(s["patient_id"])
+        if not s["n_hours"]:
+            continue
+        subject = _subject(pid, patient_system)
+        t0 = starts.get(pid)
+        thr = float(s["threshold"])
+        in_alarm = bool(s["in_alarm_at_end"])
+        risk: Resource = {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": subject,
+            "method": {"text": f"vitalgru sepsis early warning, model {model}"},
+            "prediction": [
+                {
+                    "outcome": {
+                        "coding": [SEPSIS],
+                        "text": "Sepsis (Sepsis-3), now or within 6 hours (the label of the "
+                        "PhysioNet/CinC Challenge 2019)",
+                    },
+                    "probabilityDecimal": round(float(s["risk_last"]), 6),
+                    "qualitativeRisk": {
+                        "coding": [
+                            {
+                                "system": _RISK,
+                                "code": "high" if in_alarm else "low",
+                                "display": "High likelihood" if in_alarm else "Low likelihood",
+                            }
+                        ]
+                    },  # fmt: skip
+                }
+            ],
+            "note": [
+                {
+                    "text": f"ICU hour {s['last_hour']}; alarm threshold {thr:.4g} "
+                    f"({'in alarm' if in_alarm else 'not in alarm'}); highest risk of the "
+                    f"stay {s['risk_max']:.3f} at ICU hour {s['risk_max_hour']}"
+                }
+            ],
+        }
+        when = _when(t0, timedelta(hours=int(s["last_hour"])))
+        if when is not None:
+            risk["occurrenceDateTime"] = when
+        out.append((f"sepsis-risk/{pid}", risk))
+        last = len(s["episodes"]) - 1
+        for k, ep in enumerate(s["episodes"]):
+            active = in_alarm and k == last
+            text = (
+                f"Sepsis early warning alarm: risk at or above {thr:.4g} from ICU hour "
+                f"{ep['start_hour']} to {ep['end_hour']} (peak {ep['peak_risk']:.3f})"
+            )
+            start = _when(t0, timedelta(hours=int(ep["start_hour"])))
+            end = None if active else _when(t0, timedelta(hours=int(ep["end_hour"]) + 1))
+            out.append((f"sepsis-alarm/{pid}/{k}", _flag(text, subject, active, start, end)))
+    return _bundle(out, generated)
+
+
+def ecg_bundle(
+    patients: Sequence[PatientSummary],
+    *,
+    model: str,
+    starts: Mapping[str, datetime] | None = None,
+    patient_system: str | None = None,
+    generated: datetime | None = None,
+) -> Resource:
+    """Heart rate and ECG alarms of monitored patients as a FHIR ``Bundle``.
+
+    Parameters
+    ----------
+    patients : sequence of mapping
+        :func:`vitalgru.reports.monitoring.patient_summary` dicts.
+    model : str
+        The model, as named in each observation's method.
+    starts : mapping of str to datetime, optional
+        When each patient's monitoring began (time-zone aware).
+    patient_system, generated
+        As in :func:`sepsis_bundle`.
+    """
+    starts = starts or {}
+    out: list[tuple[str, Resource]] = []
+    for p in patients:
+        pid = str(p["patient_id"])
+        subject = _subject(pid, patient_system)
+        t0 = starts.get(pid)
+        hr = p["hr_bpm"]
+        if hr["median"] is not None:
+            obs: Resource = {
+                "resourceType": "Observation",
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": _OBS_CATEGORY,
+                                "code": "vital-signs",
+                                "display": "Vital Signs",
+                            }
+                        ]
+                    }
+                ],  # fmt: skip
+                "code": {
+                    "coding": [HEART_RATE],
+                    "text": "Heart rate, median over the monitored ECG",
+                },
+                "subject": subject,
+                "valueQuantity": {
+                    "value": round(float(hr["median"]), 1),
+                    "unit": "/min",
+                    "system": _UCUM,
+                    "code": "/min",
+                },
+                "method": {
+                    "text": f"R-R intervals of the beats vitalgru's monitor detected in accepted "
+                    f"signal; model {model}"
+                },
+                "note": [
+                    {
+                        "text": f"{p['monitored_s'] / 60:.1f} min monitored; 1-minute range "
+                        + (
+                            f"{hr['min']:.0f}-{hr['max']:.0f} /min"
+                            if hr["min"] is not None
+                            else "not available"
+                        )
+                    }
+                ],
+            }
+            begin = _when(t0, timedelta(0))
+            if begin is not None:
+                obs["effectivePeriod"] = {
+                    "start": begin,
+                    "end": _when(t0, timedelta(seconds=float(p["monitored_s"]))),
+                }
+            out.append((f"ecg-heart-rate/{pid}", obs))
+        for k, a in enumerate(p["alerts"]):
+            onset = float(a["onset_s"])
+            text = (
+                f"{ALERT_NAMES.get(a['kind'], a['kind'])} at {onset:.0f} s from the start of "
+                f"monitoring: {a['message']}"
+            )
+            start = _when(t0, timedelta(seconds=onset))
+            out.append((f"ecg-alarm/{pid}/{k}", _flag(text, subject, False, start, None)))
+    return _bundle(out, generated)
