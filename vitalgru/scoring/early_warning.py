@@ -68,12 +68,35 @@ class HourRisk:
     rejected: tuple[str, ...] = ()
 
 
+_ROW_COLUMNS = ("hour", *_VALUE_COLUMNS)
+_LIMITED_IDX = [_ROW_COLUMNS.index(c) for c in _LIMITED]
+
+
 class _Stay:
+    """One patient's rows so far, as a matrix over :data:`_ROW_COLUMNS` that grows by
+    doubling (rebuilding a frame from a list of dicts every hour cost more than the
+    network)."""
+
     def __init__(self, pid: str, hidden: int) -> None:
         self.pid = pid
-        self.rows: list[dict[str, float]] = []
+        self._buf = np.empty((16, len(_ROW_COLUMNS)))
+        self.n = 0
         self.h = torch.zeros(1, 1, hidden)
         self.grid_rows = 0  # hourly-grid rows already run through the network
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._buf[: self.n]
+
+    @property
+    def last_hour(self) -> int | None:
+        return int(self._buf[self.n - 1, 0]) if self.n else None
+
+    def append(self, row: Mapping[str, float]) -> None:
+        if self.n == self._buf.shape[0]:
+            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
+        self._buf[self.n] = [row.get(c, math.nan) for c in _ROW_COLUMNS]
+        self.n += 1
 
 
 def _row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, float]:
@@ -174,13 +197,12 @@ class EarlyWarningMonitor:
             st = self._stays.get(str(pid))
             if st is None:
                 raise KeyError(f"patient {pid!r} is not being monitored; admit() them first")
-            last = int(st.rows[-1]["hour"]) if st.rows else None
-            stays.append((st, _row(st.pid, row, last)))
+            stays.append((st, _row(st.pid, row, st.last_hour)))
         for st, r in stays:  # only once every row has passed its checks
-            st.rows.append(r)
+            st.append(r)
         if not stays:
             return []
-        cohort, newest = self._cohort([st for st, _ in stays])
+        cohort, refused = self._cohort([st for st, _ in stays])
         arrays = gru_d_arrays(cohort, self.stats, self.tree_features)
         # each patient's hours not yet run (the new one, and any skipped hours before it)
         groups: dict[int, list[int]] = {}
@@ -206,8 +228,7 @@ class EarlyWarningMonitor:
                 risk[i] = p[b]
         out = []
         for i, (st, r) in enumerate(stays):
-            rejected = tuple(c for c in _LIMITED if math.isfinite(r.get(c, math.nan))
-                             and not math.isfinite(newest[i].get(c, math.nan)))  # fmt: skip
+            rejected = tuple(c for c, bad in zip(_LIMITED, refused[i], strict=True) if bad)
             out.append(
                 HourRisk(
                     st.pid,
@@ -219,26 +240,25 @@ class EarlyWarningMonitor:
             )
         return out
 
-    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, list[dict[str, float]]]:
-        """The pushed patients' stays as one cleaned cohort on the hourly grid, and each
-        one's newest row after the plausibility limits."""
-        frames = []
-        for st in stays:
-            f = pd.DataFrame(st.rows, columns=["hour", *_VALUE_COLUMNS])
-            f.insert(0, "patient_id", st.pid)
-            frames.append(f)
-        frame = pd.concat(frames, ignore_index=True)
-        frame["hour"] = frame["hour"].astype(np.int16)
-        frame[list(_VALUE_COLUMNS)] = frame[list(_VALUE_COLUMNS)].astype(np.float32)
-        frame["sepsis_label"] = np.int8(0)
-        cleaned, _ = vitals_plausibility(frame[_LIMITED].to_numpy(np.float32), _LIMITED)
-        frame[_LIMITED] = cleaned
-        lengths = [len(st.rows) for st in stays]
+    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, np.ndarray]:
+        """The pushed patients' stays as one cleaned cohort on the hourly grid, and for each
+        one's newest row which of :data:`_LIMITED` the plausibility limits refused."""
+        lengths = np.array([st.n for st in stays])
         offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        newest = [frame.iloc[int(o) - 1][_LIMITED].to_dict() for o in offsets[1:]]
+        values = np.concatenate([st.values for st in stays])
+        cleaned, bad = vitals_plausibility(values[:, _LIMITED_IDX], _LIMITED)
+        values[:, _LIMITED_IDX] = cleaned
+        frame = pd.DataFrame(
+            {
+                "patient_id": np.repeat([st.pid for st in stays], lengths),
+                "hour": values[:, 0].astype(np.int16),
+                **{c: values[:, j + 1].astype(np.float32) for j, c in enumerate(_VALUE_COLUMNS)},
+                "sepsis_label": np.zeros(len(values), np.int8),
+            }
+        )
         cohort = EarlyWarningCohort(
             frame, offsets, np.array([st.pid for st in stays]), {}, [], "live"
         )
         if cohort.skipped_hours():
             cohort, _ = cohort.on_hourly_grid()
-        return cohort, newest
+        return cohort, bad[offsets[1:] - 1]
