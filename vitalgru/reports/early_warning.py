@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.reports.html import axis_top, page, trend_chart
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
@@ -49,6 +50,8 @@ KEY_MEASURES: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
 }
 
 StaySummary = dict[str, Any]
+#: vitalgru column -> the Challenge-2019 name a clinician's chart uses (HR, Temp, ...).
+_CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
 
 
 def stay_summary(
@@ -259,7 +262,7 @@ def _stay_html(s: StaySummary) -> str:
         else ""
     )
     refused = "".join(
-        f"<li>ICU hour {r['hour']}: {e(r['column'])} = "
+        f"<li>ICU hour {r['hour']}: {e(_CHALLENGE_NAMES.get(r['column'], r['column']))} = "
         f"{'?' if r['value'] is None else _fmt(r['value'])}</li>"
         for r in s["rejected"]
     )
@@ -323,7 +326,9 @@ def early_warning_report_html(
         "Each hour's risk uses only that hour and earlier ones. An hour is in alarm when its "
         f"risk reaches the model's threshold ({', '.join(f'{t:.3f}' for t in sorted(thr))}), "
         f"chosen on its training patients.{never} Values in red are outside the SIRS, qSOFA, "
-        "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits. Times are ICU hours (ICULOS)."
+        "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
+        + "; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values())
+        + "). Times are ICU hours (ICULOS)."
     )
     body = overview + "".join(_stay_html(s) for s in flagged) + rest
     return page(title, intro, body, model=model, generated=generated)

@@ -90,7 +90,7 @@ class TestPage:
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
         assert "<span class=hi>HR 95.0 bpm</span>" in page
-        assert "ICU hour 5: hr_bpm = 0.0" in page
+        assert "ICU hour 5: HR = 0.0" in page and "Temp > 38 or < 36 °C" in page
         assert page.count("<svg") == 2 and "Patients without an alarm" in page
         assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
 
