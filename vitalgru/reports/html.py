@@ -152,12 +152,19 @@ def trend_chart(
         for t in (first + k * x_step for k in range(int((x1 - first) / x_step) + 1))
         if x(t) - left > 24  # clear of the first value's label
     )
-    events = "".join(
-        f'<line x1="{x(m):.1f}" x2="{x(m):.1f}" y1="{top}" y2="{top + ph}" stroke="#000" '
-        f'stroke-width="1.5"/><text x="{x(m) - 3:.1f}" y="{top + 10}" text-anchor="end">'
-        f"{html.escape(text)}</text>"
-        for m, text in marks
-    )
+    events = ""
+    labelled_at = -math.inf
+    for m, text in sorted(marks, key=lambda mt: mt[0]):
+        events += (
+            f'<line x1="{x(m):.1f}" x2="{x(m):.1f}" y1="{top}" y2="{top + ph}" stroke="#000" '
+            'stroke-width="1"/>'
+        )
+        if x(m) - labelled_at >= 12:  # closer marks keep their line but share a label
+            events += (
+                f'<text x="{x(m) - 2:.1f}" y="{top + 10}" text-anchor="end">'
+                f"{html.escape(text)}</text>"
+            )
+            labelled_at = x(m)
     return (
         f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
         f"{shade}"

@@ -29,3 +29,12 @@ def test_a_gap_breaks_the_line_and_values_stay_inside_the_plot() -> None:
     assert min(ys) == 8.0  # 500 is drawn at the top of the plot, not above it
     assert svg.count('fill="#f4c7c3"') == 1 and 'stroke-dasharray="4 3"' in svg
     assert trend_chart([], [], y_max=1, x_step=1, label="none") == ""
+
+
+def test_marks_too_close_for_two_labels_share_one() -> None:
+    svg = trend_chart(
+        [0, 100], [1, 2], y_max=5, x_step=50, label="x",
+        marks=[(50.5, "B"), (50, "A"), (80, "C")],
+    )  # fmt: skip
+    assert svg.count('stroke-width="1"/>') == 3  # every mark keeps its line
+    assert ">A</text>" in svg and ">B</text>" not in svg and ">C</text>" in svg
