@@ -152,11 +152,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Each task's input option, which ``evaluate`` and ``replay`` require: (attribute, usage).
+_TASK_INPUT = {
+    "arrhythmia": ("db", "--db NAME_OR_FOLDER"),
+    "early-warning": ("data", "--data FOLDER"),
+}
+
+
+def _require_input(args: argparse.Namespace) -> None:
+    """Exit with a usage message when the task's input option is missing (argparse cannot
+    say that one option is required for one choice of the positional argument)."""
+    attr, usage = _TASK_INPUT[args.task]
+    if not getattr(args, attr):
+        raise SystemExit(f"{args.command} {args.task} needs {usage}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.task == "arrhythmia" and not args.db:
-        raise SystemExit("evaluate arrhythmia needs --db NAME_OR_FOLDER")
-    if args.task == "early-warning" and not args.data:
-        raise SystemExit("evaluate early-warning needs --data FOLDER")
+    _require_input(args)
     _check_mlflow()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import evaluate_arrhythmia
@@ -179,10 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    if args.task == "arrhythmia" and not args.db:
-        raise SystemExit("replay arrhythmia needs --db NAME_OR_FOLDER")
-    if args.task == "early-warning" and not args.data:
-        raise SystemExit("replay early-warning needs --data FOLDER")
+    _require_input(args)
     _check_mlflow()
     if args.task == "early-warning":
         from pipelines.replay import replay_early_warning
