@@ -1,0 +1,140 @@
+"""Population stability index and the histograms it compares (hand-worked values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vitalgru.metrics.drift import (
+    MIN_EXPECTED_MEASURED,
+    drift_level,
+    histogram_on,
+    measured_ratio,
+    measured_ratio_level,
+    psi,
+    psi_present,
+    reference_histogram,
+    worst_level,
+)
+
+
+class TestPsi:
+    def test_hand_worked_value(self) -> None:
+        # (0.25 - 0.5) ln(0.25 / 0.5) + (0.75 - 0.5) ln(0.75 / 0.5)
+        expected = 0.25 * math.log(2) + 0.25 * math.log(1.5)
+        assert psi(np.array([0.5, 0.5]), np.array([0.25, 0.75])) == pytest.approx(expected)
+        assert expected == pytest.approx(0.27465, abs=1e-5)
+
+    def test_identical_is_zero_and_symmetric(self) -> None:
+        p, q = np.array([0.2, 0.3, 0.5]), np.array([0.4, 0.4, 0.2])
+        assert psi(p, p) == 0.0
+        assert psi(p, q) == pytest.approx(psi(q, p))
+
+    def test_an_empty_bucket_is_floored_not_infinite(self) -> None:
+        v = psi(np.array([1.0, 0.0]), np.array([0.5, 0.5]))
+        assert math.isfinite(v) and v > 2.0
+
+    def test_different_bins_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="different bins.*histogram_on"):
+            psi(np.array([0.5, 0.5]), np.array([0.2, 0.3, 0.5]))
+
+    def test_an_empty_side_is_undefined(self) -> None:
+        ref = reference_histogram(np.arange(10.0))
+        assert math.isnan(psi(ref, histogram_on(ref["edges"], np.zeros(0))))
+
+    def test_levels(self) -> None:
+        assert drift_level(0.05) == "stable"
+        assert drift_level(0.1) == "moderate"
+        assert drift_level(0.25) == "major"
+        assert drift_level(math.nan) == "unknown"
+
+
+class TestHistograms:
+    def test_deciles_missing_and_refused(self) -> None:
+        values = np.r_[np.arange(1.0, 11.0), np.nan, np.nan]
+        h = reference_histogram(values, n_refused=1)
+        # ten distinct values: each decile bin holds one; one NaN missing, one refused
+        assert h["fractions"] == pytest.approx([1 / 12] * 12)
+        assert len(h["edges"]) == 9 and h["measured"] == pytest.approx(10 / 12)
+        assert h["refused"] == pytest.approx(1 / 12) and h["median"] == 5.5 and h["n"] == 12
+
+    def test_new_data_binned_on_the_reference_edges(self) -> None:
+        ref = reference_histogram(np.arange(1.0, 11.0))
+        now = histogram_on(ref["edges"], np.array([1.0, 1.0, 10.0, np.nan]))
+        assert now["fractions"][:2] == [0.25, 0.0]
+        assert now["fractions"][2] == 0.5 and now["fractions"][-1] == 0.25
+        assert sum(now["fractions"]) == pytest.approx(1.0)
+
+    def test_a_value_on_an_edge_goes_to_the_bin_below(self) -> None:
+        h = histogram_on([5.0], np.array([4.0, 5.0, 6.0]))
+        assert h["fractions"] == pytest.approx([0, 0, 2 / 3, 1 / 3])
+
+    def test_ties_merge_bins(self) -> None:
+        h = reference_histogram(np.array([0.0, 0.0, 0.0, 1.0, 1.0]))
+        assert h["edges"] == [0.0] and h["fractions"] == pytest.approx([0, 0, 0.6, 0.4])
+        h = reference_histogram(np.array([5.0, 5.0, 5.0]))
+        assert h["edges"] == [] and h["fractions"] == [0.0, 0.0, 1.0]
+
+    def test_a_column_never_measured_then_measured_is_a_major_shift(self) -> None:
+        ref = reference_histogram(np.full(100, np.nan))
+        assert ref["edges"] == [] and ref["fractions"] == [1.0, 0.0, 0.0]
+        now = histogram_on(ref["edges"], np.r_[np.full(50, np.nan), np.ones(50)])
+        assert drift_level(psi(ref, now)) == "major"
+
+    def test_units_refused_by_the_limits_are_a_major_shift(self) -> None:
+        rng = np.random.default_rng(0)
+        ref = reference_histogram(rng.normal(37.0, 0.6, 2000))
+        same = histogram_on(ref["edges"], rng.normal(37.0, 0.6, 2000))
+        fahrenheit = histogram_on(ref["edges"], np.full(2000, np.nan), n_refused=1900)
+        assert drift_level(psi(ref, same)) == "stable"
+        assert drift_level(psi(ref, fahrenheit)) == "major"
+
+    def test_bad_arguments(self) -> None:
+        with pytest.raises(ValueError, match="n_bins must be >= 1"):
+            reference_histogram(np.arange(3.0), n_bins=0)
+        with pytest.raises(ValueError, match="3 values said refused, but only 1 of 3"):
+            histogram_on([1.0], np.array([1.0, 2.0, np.nan]), n_refused=3)
+        with pytest.raises(ValueError, match="n_refused must be >= 0"):
+            histogram_on([1.0], np.array([1.0]), n_refused=-1)
+
+
+class TestMeasurement:
+    def test_values_present_ignore_how_often_measured(self) -> None:
+        ref = reference_histogram(np.r_[np.arange(1.0, 101.0), np.full(100, np.nan)])
+        # the same values, measured a quarter as often: the whole histogram moves, the
+        # values present do not, and the share measured fell by a factor 4
+        now = histogram_on(ref["edges"], np.r_[np.arange(1.0, 101.0), np.full(700, np.nan)])
+        assert psi_present(ref, now) == pytest.approx(0.0, abs=1e-12)
+        assert psi(ref, now) > 0.25
+        assert measured_ratio(ref, now) == pytest.approx(0.25)
+        assert measured_ratio_level(0.25, expected_now=400) == "major"
+
+    def test_refused_values_count_as_present(self) -> None:
+        ref = reference_histogram(np.arange(1.0, 11.0))
+        now = histogram_on(ref["edges"], np.full(10, np.nan), n_refused=10)
+        assert measured_ratio(ref, now) == 1.0
+        assert drift_level(psi_present(ref, now)) == "major"
+        assert math.isnan(psi_present(ref, histogram_on(ref["edges"], np.full(5, np.nan))))
+
+    def test_ratio_levels(self) -> None:
+        enough = MIN_EXPECTED_MEASURED
+        assert measured_ratio_level(1.2, enough) == "stable"
+        assert measured_ratio_level(1 / 1.6, enough) == "moderate"
+        assert measured_ratio_level(2.0, enough) == "major"
+        assert measured_ratio_level(0.0, enough) == "major"
+        assert measured_ratio_level(0.0, enough - 1) == "unknown"  # too few to tell
+        assert measured_ratio_level(math.inf, 0) == "major"  # a column that appeared
+        assert measured_ratio_level(math.nan, enough) == "unknown"
+
+    def test_never_measured_on_either_side(self) -> None:
+        ref = reference_histogram(np.full(4, np.nan))
+        assert math.isnan(measured_ratio(ref, ref))
+        now = histogram_on(ref["edges"], np.array([1.0, np.nan]))
+        assert math.isinf(measured_ratio(ref, now))
+
+    def test_worst_level(self) -> None:
+        assert worst_level("stable", "major", "unknown") == "major"
+        assert worst_level("unknown", "stable") == "stable"
+        assert worst_level("unknown") == "unknown"
