@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vitalgru.baselines import GBMParams, engineered_features, fit_gbm, news2, predict_gbm, qsofa
+from vitalgru.data.drift import early_warning_reference
 from vitalgru.data.early_warning import (
     STATIC_FEATURES,
     EarlyWarningCohort,
@@ -408,9 +409,11 @@ def fit_final(
     stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
     res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), settings.gru, on_epoch)
     if not blend:
+        scores = predict_scores(res.model, gru_d_arrays(val_c, stats))
+        reference = early_warning_reference(cohort, scores, val_c.offsets, res.threshold)
         return FinalFit(
             model=res.model,
-            preprocessing=model_preprocessing(stats, res.threshold),
+            preprocessing=model_preprocessing(stats, res.threshold, reference=reference),
             gru=res,
             threshold=res.threshold,
             val_utility=res.val_utility,
@@ -426,9 +429,10 @@ def fit_final(
     thr, u = best_threshold(val_c.labels, scores, val_c.offsets)
     logger.info("blend: trees fitted and exported, validation utility %.3f (%.0f s)",
                 u, time.perf_counter() - t0)  # fmt: skip
+    reference = early_warning_reference(cohort, scores, val_c.offsets, float(thr))
     return FinalFit(
         model=model,
-        preprocessing=model_preprocessing(stats, thr, names),
+        preprocessing=model_preprocessing(stats, thr, names, reference),
         gru=res,
         threshold=float(thr),
         val_utility=float(u),
@@ -572,14 +576,21 @@ def cross_validate(
 
 
 def model_preprocessing(
-    stats: NormStats, threshold: float, tree_features: Sequence[str] | None = None
+    stats: NormStats,
+    threshold: float,
+    tree_features: Sequence[str] | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What must be stored with a fitted model to score new patients with it.
 
     ``tree_features``: the raw engineered columns a blend's trees read, in their order
-    (appended to the network's inputs by :func:`gru_d_arrays`).
+    (appended to the network's inputs by :func:`gru_d_arrays`). ``reference``: the
+    training cohort's and validation risks' profile
+    (:func:`vitalgru.data.drift.early_warning_reference`), what a monitor compares new
+    data with.
     """
     layout = ["value", "mask", "delta", "last_value", "static"]
+    extra = {"reference": dict(reference)} if reference is not None else {}
     return {
         "task": "early_warning",
         "norm_stats": stats.to_dict(),
@@ -589,6 +600,7 @@ def model_preprocessing(
         "engineered_features": list(stats.engineered),
         "measurement_columns": list(stats.columns),
         "tree_features": list(tree_features or ()),
+        **extra,
     }
 
 
