@@ -887,6 +887,33 @@ def set_alias(name: str, version: str, alias: str) -> None:
     _client().set_registered_model_alias(name, alias, str(version))
 
 
+def version_gate_values(
+    name: str, version: str, gate_keys: Sequence[str]
+) -> dict[str, float | None]:
+    """The numbers a registered version was gated on (its ``gate.<key>`` tags, else its
+    run's metrics); None for a key it has neither for.
+
+    Raises
+    ------
+    ValueError
+        ``name`` has no version ``version``.
+    """
+    client = _client()
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException as e:
+        raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
+    return _champion_values(client, mv, gate_keys)
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
+    """Set tags on a registered model version (values stringified, at most 5,000
+    characters, MLflow's limit)."""
+    client = _client()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, str(version), k, str(v)[:5000])
+
+
 def _gate_values(metrics: Mapping[str, float], gate_keys: Sequence[str]) -> dict[str, float]:
     if isinstance(gate_keys, str) or not gate_keys:
         raise ValueError("gate_keys must be a non-empty sequence of metric names")

@@ -33,8 +33,10 @@ from vitalgru.tracking import (
     log_model,
     promote_if_better,
     set_alias,
+    set_version_tags,
     start_run,
     tracking_uri,
+    version_gate_values,
 )
 from vitalgru.types import AAMI_CLASSES
 
@@ -518,6 +520,17 @@ class TestPromotion:
         set_alias(NAME, v1, "champion")  # promoted by hand: no gate tags on v1
         d = promote_if_better(NAME, v2, {"f1": 0.85}, ["f1"])
         assert not d.promoted and d.comparison == {"f1": (0.85, 0.9)}
+
+    def test_gated_values_and_version_tags_for_a_monitor(self, store: Path) -> None:
+        v1, v2 = _registered(2)
+        promote_if_better(NAME, v1, {"f1": 0.8, "auprc": 0.4}, ["f1", "auprc"])
+        assert version_gate_values(NAME, v1, ["f1", "auprc"]) == {"f1": 0.8, "auprc": 0.4}
+        assert version_gate_values(NAME, v2, ["f1"]) == {"f1": None}  # never gated
+        set_version_tags(NAME, v1, {"vitalgru.monitor.status": "ok", "long": "x" * 6000})
+        tags = _client().get_model_version(NAME, v1).tags
+        assert tags["vitalgru.monitor.status"] == "ok" and len(tags["long"]) == 5000
+        with pytest.raises(ValueError, match="has no version 9"):
+            version_gate_values(NAME, "9", ["f1"])
 
     def test_incomparable_champion_is_kept(self, store: Path) -> None:
         v1, v2 = _registered(2)
