@@ -239,6 +239,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--fail-on`` levels: the monitor's statuses from ``watch`` up (see pipelines.monitor).
+_FAIL_LEVELS = ("watch", "drift", "degraded")
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    _check_mlflow()
+    _check_prefect()
+    from pipelines.monitor import STATUSES, monitor_early_warning_flow
+
+    given = {
+        "model_uri": args.model,
+        "data": args.data,
+        "out": str(Path(args.out).resolve()) if args.out else None,
+        "max_utility_drop": args.max_utility_drop,
+        "max_auroc_drop": args.max_auroc_drop,
+    }
+    res = monitor_early_warning_flow(**{k: v for k, v in given.items() if v is not None})
+    _print(res)
+    if args.fail_on and STATUSES.index(res["status"]) >= STATUSES.index(args.fail_on):
+        print(f"vitalgru: monitor status {res['status']!r} (--fail-on {args.fail_on})",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    return 0
+
+
+def _drop(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
 def _count(text: str) -> int:
     try:
         v = int(text)
@@ -376,6 +411,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="arrhythmia: config for the mirror and the lead (default: packaged)"
     )
     sp.set_defaults(func=cmd_replay)
+
+    sp = sub.add_parser(
+        "monitor",
+        help="check a registered model on new data: input and risk drift against its "
+        "training reference, performance where labels exist; recorded in MLflow (a "
+        "Prefect flow)",
+        epilog=EPILOG,
+    )
+    sp.add_argument("task", choices=["early-warning"])
+    sp.add_argument("--model", help="model URI (default: models:/vitalgru-early-warning@champion)")
+    sp.add_argument(
+        "--data",
+        help="a folder of Challenge-2019 .psv files, or a path under the PhysioNet mirror "
+        "(default: challenge-2019/training_setA)",
+    )
+    sp.add_argument(
+        "--out",
+        help="folder for monitoring.json/.md and the evaluation "
+        "(default: vitalgru-out/monitoring/early-warning)",
+    )
+    sp.add_argument(
+        "--max-utility-drop", type=_drop,
+        help="utility drop below the gated cross-validated value still tolerated (0.05)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--max-auroc-drop", type=_drop,
+        help="AUROC drop below the gated cross-validated value still tolerated (0.03)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--fail-on", choices=_FAIL_LEVELS,
+        help="exit with status 3 when the check ends at this level or worse "
+        "(ok < watch < drift < degraded); default: always exit 0 after a check",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_monitor)
 
     sp = sub.add_parser(
         "run",

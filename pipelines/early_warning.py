@@ -38,6 +38,7 @@ from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.config import EarlyWarningConfig, config_hash, load_config
 from vitalgru.data.early_warning import (
+    EarlyWarningCohort,
     build_cohort,
     load_dataset,
     patient_folds,
@@ -356,7 +357,16 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         none (with a warning).
     """
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
-    cohort = build_cohort(data)
+    metrics, _, _ = score_folder(loaded, build_cohort(data), data, out)
+    return metrics
+
+
+def score_folder(
+    loaded: tracking.LoadedModel, cohort: EarlyWarningCohort, data: str, out: str
+) -> tuple[dict[str, Any], np.ndarray, Path]:
+    """Score a read folder with a loaded model and write what
+    :func:`evaluate_early_warning` writes; returns ``(metrics, hourly risks, JSON path)``."""
+    model_uri = loaded.uri
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
     metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data)
@@ -401,4 +411,4 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
     markdown_path.write_text(
         report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})")
     )
-    return metrics
+    return metrics, scores, metrics_path

@@ -1,7 +1,7 @@
 """The ``train-early-warning`` flow end to end on 160 real Challenge-2019 patients (tiny
 GRU-D): dataset -> CV (GRU-D, trees, bedside scores, blend) -> final model -> MLflow registry ->
 champion gate; then ``evaluate_early_warning`` with the champion on a folder holding a
-malformed file."""
+malformed file, the live replay, and the ``monitor-early-warning`` check."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pipelines.early_warning import (
     evaluate_early_warning,
     train_early_warning_flow,
 )
+from pipelines.monitor import STATUSES, monitor_early_warning_flow
 from pipelines.replay import replay_early_warning
 from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
@@ -142,6 +143,54 @@ class TestTrainEarlyWarningFlow:
         assert pd.read_csv(rep_path.with_name("sepsis.attrition.csv"))["reason"].tolist() == [
             "missing_columns"
         ]
+        # The champion checked on the folder: its reference came with it, the check is an
+        # MLflow run and lands on the version's tags; 30 patients are said to be too few.
+        assert loaded.preprocessing["reference"]["n_patients"] == 160
+        mon = monitor_early_warning_flow(data=str(data), out=str(isolated_mlflow / "mon"))
+        report = json.loads((isolated_mlflow / "mon" / "monitoring.json").read_text())
+        assert mon["status"] == report["status"] in STATUSES and mon["model_version"] == "1"
+        assert report["drift"]["too_few_patients"] and report["n_patients"] == 30
+        assert any("only 30 patients" in n for n in report["notes"])
+        assert report["evaluation"]["utility"] == pytest.approx(ev["utility"])
+        perf = report["performance"]
+        assert perf["checked"] is (ev["n_septic_patients"] > 0)
+        if perf["checked"]:
+            gated = perf["measures"]["utility"]
+            assert gated["reference"] == pytest.approx(res["metrics"]["utility"])
+            degraded = any(m["degraded"] for m in perf["measures"].values())
+            assert (report["status"] == "degraded") is degraded
+        version = client.get_model_version("vitalgru-early-warning", "1")
+        assert version.tags["vitalgru.monitor.status"] == mon["status"]
+        assert version.tags["vitalgru.monitor.run_id"] == mon["mlflow_run_id"]
+        run = client.get_run(mon["mlflow_run_id"])
+        assert run.data.metrics["n_patients"] == 30
+        assert client.get_experiment(run.info.experiment_id).name == "vitalgru-monitoring"
+        assert (
+            "# Monitoring: models:/vitalgru-early-warning@champion (version 1)"
+            in (isolated_mlflow / "mon" / "monitoring.md").read_text()
+        )
+        # The same stays with temperatures in Fahrenheit: the limits refuse them, the check
+        # names the column, and --fail-on drift makes the command fail.
+        hot = isolated_mlflow / "fahrenheit"
+        hot.mkdir()
+        for f in sorted(data.glob("p0*.psv")):
+            lines = f.read_text().splitlines()
+            col = lines[0].split("|").index("Temp")
+            out_lines = [lines[0]]
+            for line in lines[1:]:
+                cells = line.split("|")
+                if cells[col] not in ("NaN", ""):
+                    cells[col] = f"{float(cells[col]) * 9 / 5 + 32:.1f}"
+                out_lines.append("|".join(cells))
+            (hot / f.name).write_text("\n".join(out_lines) + "\n")
+        code = cli(["monitor", "early-warning", "--data", str(hot), "--out",
+                    str(isolated_mlflow / "mon_hot"), "--fail-on", "drift"])  # fmt: skip
+        hot_report = json.loads((isolated_mlflow / "mon_hot" / "monitoring.json").read_text())
+        assert "temp_c" in hot_report["drift"]["major"]
+        assert hot_report["status"] in ("drift", "degraded") and code == 3
+        temp = next(r for r in hot_report["drift"]["inputs"] if r["column"] == "temp_c")
+        assert temp["measured_now"] == 0 and temp["refused_now"] > 0
+
         # nothing readable: one clear error naming the file, before any monitor runs
         unreadable = isolated_mlflow / "unreadable"
         unreadable.mkdir()

@@ -1,0 +1,97 @@
+"""The monitor's verdict, report and MLflow numbers from hand-made check results."""
+
+from __future__ import annotations
+
+import math
+
+from pipelines.monitor import _status, monitoring_markdown, monitoring_metrics
+
+
+def _row(column: str, level: str, psi: float | None) -> dict:
+    return {
+        "column": column,
+        "level": level,
+        "psi": psi,
+        "psi_values": psi,
+        "measured_ratio": 1.0,
+        "measured_ref": 0.5,
+        "measured_now": 0.5,
+        "refused_ref": 0.0,
+        "refused_now": 0.0,
+        "median_ref": 37.0,
+        "median_now": 37.1,
+    }
+
+
+def _drift(major=(), moderate=()) -> dict:
+    rows = [_row(c, "major", 1.0) for c in major] + [_row(c, "moderate", 0.15) for c in moderate]
+    rows.append(_row("hr_bpm", "stable", 0.01))
+    risk = {
+        **_row("risk", "stable", 0.02),
+        "alarm_hour_fraction_ref": 0.2,
+        "alarm_hour_fraction_now": 0.21,
+        "alarms_per_patient_day_ref": 0.5,
+        "alarms_per_patient_day_now": 0.55,
+    }
+    return {"inputs": rows, "risk": risk, "major": list(major), "moderate": list(moderate)}
+
+
+def _perf(drop: float) -> dict:
+    m = {"reference": 0.43, "now": 0.43 - drop, "drop": drop, "max_drop": 0.05}
+    return {"checked": True, "measures": {"utility": {**m, "degraded": drop > 0.05}}}
+
+
+class TestStatus:
+    def test_levels(self) -> None:
+        assert _status(_drift(), _perf(0.01)) == ("ok", [])
+        status, why = _status(_drift(moderate=["lactate_mmol_l"]), _perf(0.0))
+        assert status == "watch" and why == ["moderate drift: lactate_mmol_l"]
+        status, why = _status(_drift(["temp_c"], ["lactate_mmol_l"]), {"checked": False})
+        assert status == "drift" and why[0] == "major drift: temp_c"
+
+    def test_performance_outranks_drift(self) -> None:
+        status, why = _status(_drift(["temp_c"]), _perf(0.08))
+        assert status == "degraded"
+        assert why[0] == "utility 0.350 is 0.080 below the gated 0.430 (tolerated drop 0.05)"
+
+    def test_no_reference_and_no_labels_is_ok_with_nothing_to_say(self) -> None:
+        assert _status(None, {"checked": False}) == ("ok", [])
+
+
+def _report(drift: dict | None, perf: dict) -> dict:
+    status, reasons = _status(drift, perf)
+    return {
+        "status": status,
+        "reasons": reasons,
+        "notes": ["only 30 patients"],
+        "model_uri": "models:/vitalgru-early-warning@champion",
+        "model_version": "3",
+        "data": "/data/ward",
+        "n_patients": 30,
+        "checked_at": "2026-12-05T06:00:00+00:00",
+        "performance": perf,
+        "drift": drift,
+        "drift_why": "no reference",
+        "evaluation": {"utility": 0.41, "auroc": 0.8, "auprc": None, "alarms_per_patient_day": 0.6},
+    }
+
+
+class TestReport:
+    def test_markdown_names_status_reasons_and_shifted_inputs(self) -> None:
+        md = monitoring_markdown(_report(_drift(["temp_c"]), _perf(0.0)))
+        assert "**Status: drift**" in md and "- major drift: temp_c" in md
+        assert "- note: only 30 patients" in md
+        assert "| temp_c | major | 1.000 | 1.000 | 50.0 / 50.0 % |" in md
+        assert "| hr_bpm |" not in md and "1 more inputs, none shifted" in md
+        assert "| utility | 0.430 | 0.430 | 0.000 | 0.05 |" in md
+
+    def test_markdown_without_reference_or_labels(self) -> None:
+        md = monitoring_markdown(_report(None, {"checked": False, "why": "no septic patient"}))
+        assert "Not checked: no septic patient." in md and "Not checked: no reference." in md
+
+    def test_metrics_are_finite_numbers(self) -> None:
+        m = monitoring_metrics(_report(_drift(["temp_c"], ["lactate_mmol_l"]), _perf(0.0)))
+        assert m["n_inputs_major_drift"] == 1 and m["n_inputs_moderate_drift"] == 1
+        assert m["max_input_psi"] == 1.0 and m["risk_psi"] == 0.02
+        assert m["status_level"] == 2 and "auprc" not in m  # undefined: left out
+        assert all(math.isfinite(v) for v in m.values())
