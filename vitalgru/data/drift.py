@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.data.early_warning import EarlyWarningCohort
-from vitalgru.io.psv import MEASUREMENT_COLUMNS
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, STATIC_COLUMNS
 from vitalgru.metrics.drift import (
     MIN_VALUES_FOR_PSI,
     drift_level,
@@ -41,8 +41,9 @@ __all__ = [
     "early_warning_reference",
 ]
 
-#: Input columns profiled: every measurement, and the two numeric descriptors with limits.
-PROFILE_COLUMNS: tuple[str, ...] = (*MEASUREMENT_COLUMNS, "age_years", "hosp_adm_time_h")
+#: Input columns profiled: every measurement and the patient descriptors (the ICU type and
+#: sex flags show a change of case mix, e.g. a surgical unit alone).
+PROFILE_COLUMNS: tuple[str, ...] = (*MEASUREMENT_COLUMNS, *STATIC_COLUMNS)
 #: Bumped when the reference's layout changes, so an old one is recognised.
 REFERENCE_VERSION = 1
 #: Fewer new patients than this and the drift figures are mostly sampling noise
