@@ -69,6 +69,10 @@ early-warning` (stays fed an hour at a time, with a clinician's page) or \
 - **Limits**: research software, not a medical device. It was trained on one hospital \
 system; in the challenge, every team scored far lower on hospitals it had not trained on. \
 Score your own hospital's data with the command above before any use.
+- **Monitoring**: `vitalgru monitor early-warning --data FOLDER` (Prefect flow \
+`monitor-early-warning`, scheduled daily in `prefect.yaml`) compares a folder's inputs and \
+risks with the training reference stored with the version, and its utility with the gated \
+one where labels exist; the verdict lands on the version's `vitalgru.monitor.*` tags.
 - **Versions**: each version's description gives its cross-validated results beside the \
 baselines. The `champion` alias moves only when a new version beats the champion on \
 utility and AUROC.
