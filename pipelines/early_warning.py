@@ -42,12 +42,13 @@ from vitalgru.data.early_warning import (
     build_cohort,
     load_dataset,
     patient_folds,
+    patient_groups,
     resolve_data_dir,
     write_dataset,
 )
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
-from vitalgru.metrics.utility import early_warning_metrics, report_markdown
+from vitalgru.metrics.utility import early_warning_metrics, report_markdown, subgroup_metrics
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card
@@ -314,9 +315,7 @@ def folder_metrics(
     """:func:`~vitalgru.metrics.utility.early_warning_metrics` of a scored folder as JSON
     wants them: counts as integers, undefined measures as None. Without a septic patient a
     warning says which measures are undefined and why."""
-    metrics: dict[str, Any] = early_warning_metrics(labels, scores, offsets, threshold)
-    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
-        metrics[count] = int(metrics[count])
+    metrics = folder_metrics_json(early_warning_metrics(labels, scores, offsets, threshold))
     if metrics["n_septic_patients"] == 0:
         logger.warning(
             "no septic patient among the %d scored from %s: utility, auroc, auprc, "
@@ -324,9 +323,15 @@ def folder_metrics(
             "burden (alarms_per_patient_day, false_alarm_patient_fraction) is still measured",
             metrics["n_patients"], data,
         )  # fmt: skip
-    return {
-        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
-    }
+    return metrics
+
+
+def folder_metrics_json(metrics: dict[str, float]) -> dict[str, Any]:
+    """Metrics as JSON wants them: counts as integers, undefined measures as None."""
+    out: dict[str, Any] = dict(metrics)
+    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
+        out[count] = int(out[count])
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
 def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any]:
@@ -351,7 +356,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
         missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
         ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
-        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``paths`` of
+        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``subgroups``:
+        the same measures by ICU type, sex and age band
+        (:func:`vitalgru.data.early_warning.patient_groups`); ``paths`` of
         the files written (the JSON, a markdown summary beside it, the hourly scores and
         the attrition). Measures that need a septic patient are ``None`` when there is
         none (with a warning).
@@ -381,6 +388,12 @@ def score_folder(
     metrics["n_patients_with_skipped_hours"] = len(skipped)
     metrics["n_skipped_hours"] = int(sum(skipped.values()))
     metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
+    metrics["subgroups"] = {
+        name: folder_metrics_json(m)
+        for name, m in subgroup_metrics(
+            cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort)
+        ).items()
+    }
     o = Path(out)
     if o.suffix == ".json":
         metrics_path = o

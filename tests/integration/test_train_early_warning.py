@@ -108,6 +108,10 @@ class TestTrainEarlyWarningFlow:
         md = (isolated_mlflow / "eval" / "metrics.md").read_text()
         assert written["paths"]["markdown"] == str(isolated_mlflow / "eval" / "metrics.md")
         assert "Patients: 30 (" in md and "1 patient(s) whose rows skip ICU hours" in md
+        # broken down by ICU type, sex and age band: the sexes add up to the folder
+        groups = written["subgroups"]
+        assert groups["female"]["n_patients"] + groups["male"]["n_patients"] == 30
+        assert "| group | patients | septic | utility | AUROC |" in md
         scores = pd.read_parquet(isolated_mlflow / "eval" / "scores.parquet")
         assert scores["risk"].between(0, 1).all()
         # counts are whole numbers in the JSON, and the hours are the scored rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -169,6 +170,42 @@ class EarlyWarningCohort:
             source=self.source,
             non_numeric_counts=dict(self.non_numeric_counts),
         )
+
+
+#: Age bands (years) of :func:`patient_groups`: lower bound inclusive, upper exclusive.
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("age < 45", 0.0, 45.0),
+    ("age 45-64", 45.0, 65.0),
+    ("age 65-79", 65.0, 80.0),
+    ("age >= 80", 80.0, math.inf),
+)
+
+
+def patient_groups(cohort: EarlyWarningCohort) -> dict[str, np.ndarray]:
+    """The patient groups results are broken down by: ICU type, sex and age band.
+
+    Each is a ``(n_patients,)`` bool mask, from the patient's first row (the descriptors
+    are constant over a stay). A patient whose ICU type, sex or age is not recorded is in
+    ``"ICU type not recorded"`` or in no group of that kind.
+    """
+    first = cohort.offsets[:-1]
+    f = cohort.frame
+
+    def at_first(col: str) -> np.ndarray:
+        return f[col].to_numpy(np.float64)[first] if len(f) else np.zeros(0)
+
+    micu, sicu = at_first("unit_micu"), at_first("unit_sicu")
+    male, age = at_first("gender_male"), at_first("age_years")
+    groups = {
+        "medical ICU": micu == 1,
+        "surgical ICU": sicu == 1,
+        "ICU type not recorded": ~((micu == 1) | (sicu == 1)),
+        "female": male == 0,
+        "male": male == 1,
+    }
+    for name, lo, hi in AGE_BANDS:
+        groups[name] = (age >= lo) & (age < hi)
+    return groups
 
 
 def patient_offsets(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

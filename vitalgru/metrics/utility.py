@@ -343,6 +343,49 @@ def early_warning_metrics(
     return out
 
 
+def subgroup_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    offsets: np.ndarray,
+    threshold: float,
+    groups: Mapping[str, np.ndarray],
+    params: UtilityParams = OFFICIAL,
+) -> dict[str, dict[str, float]]:
+    """:func:`early_warning_metrics` of each group of patients.
+
+    Parameters
+    ----------
+    labels, scores, offsets, threshold
+        As :func:`early_warning_metrics`, for all patients.
+    groups : mapping of str to numpy.ndarray
+        Group name -> ``(n_patients,)`` bool, the patients in it (groups may overlap or
+        leave patients out). Empty groups are left out of the result.
+
+    Returns
+    -------
+    dict
+        Group name -> its metrics (NaN where undefined, e.g. a group without a septic
+        patient has no utility or AUROC).
+    """
+    y = _check_labels(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    off = _offsets(offsets, y.size)
+    lengths = np.diff(off)
+    out: dict[str, dict[str, float]] = {}
+    for name, mask in groups.items():
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != lengths.shape:
+            raise ValueError(
+                f"group {name!r}: a mask of {m.size} patients for {lengths.size} patients"
+            )
+        if not m.any():
+            continue
+        rows = np.repeat(m, lengths)
+        sub_off = np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
+        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params)
+    return out
+
+
 def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warning") -> str:
     """A readable summary of :func:`early_warning_metrics` (plus, where present, the data
     counts ``vitalgru evaluate early-warning`` adds): one table, undefined values named."""
@@ -383,4 +426,23 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
     held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
     if held:
         lines += ["", "Data: " + "; ".join(held) + "."]
+    if metrics.get("subgroups"):
+        lines += [
+            "",
+            "By patient group (small groups vary a lot; a group without a septic patient has "
+            "no utility or AUROC):",
+            "",
+            "| group | patients | septic | utility | AUROC | alarm onsets per patient-day |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, g in metrics["subgroups"].items():
+            cells = [
+                "-" if g.get(k) is None or not np.isfinite(g[k]) else f"{g[k]:.{d}f}"
+                for k, d in (("utility", 3), ("auroc", 3), ("alarms_per_patient_day", 2))
+            ]
+            lines.append(
+                f"| {name} | {int(g['n_patients'])} | {int(g['n_septic_patients'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
     return "\n".join(lines) + "\n"

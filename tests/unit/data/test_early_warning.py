@@ -14,6 +14,7 @@ from vitalgru.data.early_warning import (
     gru_d_arrays,
     load_dataset,
     patient_folds,
+    patient_groups,
     write_dataset,
 )
 from vitalgru.errors import RecordError
@@ -141,6 +142,21 @@ class TestDataset:
     def test_not_a_dataset(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError, match="not an early-warning dataset"):
             load_dataset(tmp_path)
+
+
+class TestPatientGroups:
+    def test_groups_follow_each_patients_first_row(self, cohort):
+        g = patient_groups(cohort)
+        first = cohort.frame.iloc[cohort.offsets[:-1]]
+        assert all(m.shape == (cohort.n_patients,) for m in g.values())
+        assert (g["surgical ICU"] == (first["unit_sicu"] == 1).to_numpy()).all()
+        # every patient has one ICU group (type, or not recorded) and at most one sex
+        icu = g["medical ICU"].astype(int) + g["surgical ICU"] + g["ICU type not recorded"]
+        assert set(icu) == {1} and not (g["female"] & g["male"]).any()
+        ages = first["age_years"].to_numpy()
+        bands = sum(g[k].astype(int) for k in ("age < 45", "age 45-64", "age 65-79", "age >= 80"))
+        assert (bands == np.isfinite(ages)).all()
+        assert (g["age >= 80"] == (ages >= 80)).all() and g["male"].sum() > 0
 
 
 class TestArrays:

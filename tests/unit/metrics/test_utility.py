@@ -17,6 +17,7 @@ from vitalgru.metrics.utility import (
     normalized_utility,
     patient_utility,
     report_markdown,
+    subgroup_metrics,
     utility_threshold_curve,
 )
 
@@ -201,3 +202,49 @@ class TestReportMarkdown:
         assert "| normalized utility (PhysioNet/CinC 2019) | undefined (no septic patient) |" in md
         assert "| non-septic patients ever alarmed | 100.0 % |" in md
         assert "nan" not in md and "Data:" not in md
+
+
+class TestSubgroupMetrics:
+    def test_each_group_is_scored_as_a_cohort_of_its_own(self):
+        # three patients: septic (15 h), calm (8 h), septic again (15 h)
+        y = np.r_[SEPTIC, np.zeros(8, int), SEPTIC]
+        off = np.array([0, 15, 23, 38])
+        s = np.r_[np.linspace(0, 1, 15), np.full(8, 0.6), np.linspace(1, 0, 15)]
+        groups = {
+            "first two": np.array([True, True, False]),
+            "last": np.array([False, False, True]),
+            "nobody": np.zeros(3, bool),
+        }
+        got = subgroup_metrics(y, s, off, 0.5, groups)
+        assert list(got) == ["first two", "last"]  # an empty group is left out
+        want = early_warning_metrics(y[:23], s[:23], off[:3], 0.5)
+        assert got["first two"] == pytest.approx(want, nan_ok=True)
+        last = early_warning_metrics(y[23:], s[23:], np.array([0, 15]), 0.5)
+        assert got["last"] == pytest.approx(last, nan_ok=True)
+        assert got["last"]["n_patients"] == 1 and got["first two"]["n_patient_hours"] == 23
+
+    def test_a_group_without_a_septic_patient_has_no_utility(self):
+        y = np.r_[SEPTIC, np.zeros(8, int)]
+        off = np.array([0, 15, 23])
+        s = np.r_[np.linspace(0, 1, 15), np.full(8, 0.6)]
+        calm = subgroup_metrics(y, s, off, 0.5, {"calm": np.array([False, True])})["calm"]
+        assert np.isnan(calm["utility"]) and np.isnan(calm["auroc"])
+        assert calm["alarms_per_patient_day"] == pytest.approx(24 / 8)
+
+    def test_masks_must_cover_the_patients(self):
+        with pytest.raises(ValueError, match="group 'g': a mask of 3 patients for 2"):
+            subgroup_metrics(np.zeros(4, int), np.zeros(4), np.array([0, 2, 4]), 0.5,
+                             {"g": np.ones(3, bool)})  # fmt: skip
+
+    def test_report_table(self):
+        y = np.r_[SEPTIC, np.zeros(8, int)]
+        off = np.array([0, 15, 23])
+        s = np.r_[np.linspace(0, 1, 15), np.full(8, 0.2)]
+        m = early_warning_metrics(y, s, off, threshold=0.5)
+        sub = subgroup_metrics(y, s, off, 0.5, {"male": np.array([True, False]),
+                                                "female": np.array([False, True])})  # fmt: skip
+        sub = {k: {n: (None if v != v else v) for n, v in g.items()} for k, g in sub.items()}
+        md = report_markdown({**m, "subgroups": sub})
+        assert "| group | patients | septic | utility | AUROC |" in md
+        assert f"| male | 1 | 1 | {sub['male']['utility']:.3f} |" in md
+        assert "| female | 1 | 0 | - | - | 0.00 |" in md
