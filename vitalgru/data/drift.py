@@ -1,4 +1,5 @@
-"""How a cohort of ICU stays compares with the one an early-warning model was fitted on.
+"""How new data compares with what a model was fitted on: ICU stays for the early-warning
+model, heartbeats for the arrhythmia model.
 
 At training time :func:`early_warning_reference` summarises the training cohort (for every
 input column its deciles, the share of patient-hours with a value and the share refused by
@@ -9,7 +10,9 @@ and gives each the population stability index (:mod:`vitalgru.metrics.drift`), s
 sees *which* inputs moved (a lab no longer measured, a sign in other units, a longer stay)
 before, or without, any outcome labels.
 
-All input shares are per patient-hour, as the model sees them.
+All input shares are per patient-hour, as the model sees them. For the arrhythmia model
+(:func:`arrhythmia_reference`, :func:`arrhythmia_drift`) the inputs are beats: heart rate,
+beat amplitude and the share in clean signal, and the class mix of its calls.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from vitalgru.metrics.utility import alarm_statistics
 __all__ = [
     "PROFILE_COLUMNS",
     "REFERENCE_VERSION",
+    "arrhythmia_drift",
+    "arrhythmia_reference",
+    "beat_inputs",
     "early_warning_drift",
     "early_warning_reference",
 ]
@@ -154,6 +160,27 @@ def _severity(row: Mapping[str, Any]) -> tuple[int, float]:
     return _SEVERITY.index(row["level"]), max(row["psi"] or 0.0, row["psi_values"] or 0.0)
 
 
+def _check_reference(reference: Mapping[str, Any]) -> None:
+    if int(reference.get("version", -1)) != REFERENCE_VERSION or "columns" not in reference:
+        raise ValueError(
+            f"the model's reference profile has version {reference.get('version')!r}; this "
+            f"vitalgru reads version {REFERENCE_VERSION}: retrain the model to compare drift"
+        )
+
+
+def _compare(
+    ref_cols: Mapping[str, Mapping[str, Any]], current: Mapping[str, tuple[np.ndarray, int]]
+) -> list[dict[str, Any]]:
+    """:func:`_row` of every column both sides have, the most shifted first."""
+    rows = [
+        _row(c, ref_cols[c], histogram_on(ref_cols[c]["edges"], v, r))
+        for c, (v, r) in current.items()
+        if c in ref_cols
+    ]
+    rows.sort(key=_severity, reverse=True)
+    return rows
+
+
 def early_warning_drift(
     reference: Mapping[str, Any],
     cohort: EarlyWarningCohort,
@@ -194,23 +221,12 @@ def early_warning_drift(
     ValueError
         ``reference`` is not one this version can read.
     """
-    if int(reference.get("version", -1)) != REFERENCE_VERSION or "columns" not in reference:
-        raise ValueError(
-            f"the model's reference profile has version {reference.get('version')!r}; this "
-            f"vitalgru reads version {REFERENCE_VERSION}: retrain the model to compare drift"
-        )
+    _check_reference(reference)
     risks = np.asarray(risks, np.float64)
     if risks.size != int(cohort.offsets[-1]):
         raise ValueError(f"{risks.size} risks for a cohort of {int(cohort.offsets[-1])} rows")
-    cols = reference["columns"]
-    rows = [
-        _row(c, cols[c], histogram_on(cols[c]["edges"], v, r))
-        for c, (v, r) in _columns(cohort).items()
-        if c in cols
-    ]
-    stay = reference["stay_hours"]
-    rows.append(_row("stay_hours", stay, histogram_on(stay["edges"], np.diff(cohort.offsets), 0)))
-    rows.sort(key=_severity, reverse=True)
+    current = {**_columns(cohort), "stay_hours": (np.diff(cohort.offsets).astype(float), 0)}
+    rows = _compare({**reference["columns"], "stay_hours": reference["stay_hours"]}, current)
     risk = _row("risk", reference["risk"], histogram_on(reference["risk"]["edges"], risks, 0))
     for k, v in _alarm_burden(risks, cohort.offsets, threshold).items():
         risk[f"{k}_ref"] = float(reference[k])
@@ -225,4 +241,131 @@ def early_warning_drift(
         "major": [r["column"] for r in named if r["level"] == "major"],
         "moderate": [r["column"] for r in named if r["level"] == "moderate"],
         "too_few_patients": cohort.n_patients < MIN_PATIENTS_FOR_DRIFT,
+    }
+
+
+# --------------------------------------------------------------------------- arrhythmia
+
+#: Edges that give each AAMI class index (0-4: N, S, V, F, Q) a bin of its own.
+_CLASS_EDGES = [0.0, 1.0, 2.0, 3.0]
+#: Fewer records than this and the beat figures are mostly one patient's rhythm.
+MIN_RECORDS_FOR_DRIFT = 5
+
+
+def beat_inputs(
+    windows: np.ndarray,
+    sample_idx: np.ndarray,
+    record_ids: np.ndarray,
+    fs: float,
+    signal_ok: np.ndarray | None = None,
+) -> dict[str, tuple[np.ndarray, int]]:
+    """What an arrhythmia model's inputs look like, beat by beat.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray
+        ``(n_beats, n_samples)`` the filtered beat windows in mV (the model's input).
+    sample_idx : numpy.ndarray
+        ``(n_beats,)`` R-peak sample of each beat at ``fs``, ascending within a record.
+    record_ids : numpy.ndarray
+        ``(n_beats,)`` record of each beat (beats of a record contiguous).
+    fs : float
+        Sampling rate of ``sample_idx`` (Hz).
+    signal_ok : numpy.ndarray, optional
+        ``(n_beats,)`` bool: the beat lies in signal the quality check accepted.
+
+    Returns
+    -------
+    dict
+        ``heart_rate_bpm`` (60 / the RR interval before the beat; NaN for a record's first
+        beat), ``amplitude_mv`` (peak to peak of the window: a gain or unit error, or
+        another lead, shows here first) and, with ``signal_ok``, ``beat_in_clean_signal``
+        (1 or 0), each as ``(values, 0)`` for :func:`~vitalgru.metrics.drift.histogram_on`.
+    """
+    w = np.asarray(windows, np.float64)
+    idx = np.asarray(sample_idx, np.float64)
+    rid = np.asarray(record_ids)
+    if not (w.shape[0] == idx.size == rid.size):
+        raise ValueError(f"{w.shape[0]} windows, {idx.size} beat positions, {rid.size} record ids")
+    rr = np.full(idx.size, np.nan)
+    if idx.size > 1:
+        same = rid[1:] == rid[:-1]
+        rr[1:] = np.where(same, np.diff(idx) / float(fs), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hr = np.where(rr > 0, 60.0 / rr, np.nan)
+    out = {
+        "heart_rate_bpm": (hr, 0),
+        "amplitude_mv": (np.ptp(w, axis=1) if w.size else np.zeros(0), 0),
+    }
+    if signal_ok is not None:
+        out["beat_in_clean_signal"] = (np.asarray(signal_ok, np.float64), 0)
+    return out
+
+
+def arrhythmia_reference(
+    inputs: Mapping[str, tuple[np.ndarray, int]],
+    predicted: np.ndarray,
+    n_records: int,
+    n_bins: int = 10,
+) -> dict[str, Any]:
+    """The reference an arrhythmia model's later inputs and calls are compared with.
+
+    Parameters
+    ----------
+    inputs : mapping
+        :func:`beat_inputs` of the training records.
+    predicted : numpy.ndarray
+        ``(n,)`` the model's class indices on records it was not trained on (the test
+        records), so that the class mix is what unseen patients get.
+    n_records : int
+        Records behind ``inputs``.
+    """
+    pred = np.asarray(predicted, np.float64)
+    return {
+        "version": REFERENCE_VERSION,
+        "task": "arrhythmia",
+        "n_records": int(n_records),
+        "n_beats": int(len(next(iter(inputs.values()))[0])) if inputs else 0,
+        "columns": {c: reference_histogram(v, r, n_bins) for c, (v, r) in inputs.items()},
+        "predicted": histogram_on(_CLASS_EDGES, pred),
+    }
+
+
+def arrhythmia_drift(
+    reference: Mapping[str, Any],
+    inputs: Mapping[str, tuple[np.ndarray, int]],
+    predicted: np.ndarray,
+    n_records: int,
+    class_names: tuple[str, ...] = ("N", "S", "V", "F", "Q"),
+) -> dict[str, Any]:
+    """Compare scored records with an arrhythmia model's reference.
+
+    Returns
+    -------
+    dict
+        ``inputs``: rows as in :func:`early_warning_drift` for the heart rate, the beat
+        amplitude and the share of beats in clean signal, the most shifted first;
+        ``predicted``: the row of the class mix of the model's calls, with ``classes``
+        (class -> share of calls, reference and now); ``n_beats``, ``n_records``,
+        ``major``, ``moderate``, ``too_few_records`` (fewer than
+        :data:`MIN_RECORDS_FOR_DRIFT`).
+    """
+    _check_reference(reference)
+    rows = _compare(reference["columns"], inputs)
+    now = histogram_on(_CLASS_EDGES, np.asarray(predicted, np.float64))
+    pred = _row("predicted class", reference["predicted"], now)
+    pred["classes"] = {
+        c: {"ref": reference["predicted"]["fractions"][2 + i], "now": now["fractions"][2 + i]}
+        for i, c in enumerate(class_names)
+    }
+    named = [*rows, pred]
+    return {
+        "n_beats": int(now["n"]),
+        "n_records": int(n_records),
+        "reference_n_records": int(reference["n_records"]),
+        "inputs": rows,
+        "predicted": pred,
+        "major": [r["column"] for r in named if r["level"] == "major"],
+        "moderate": [r["column"] for r in named if r["level"] == "moderate"],
+        "too_few_records": n_records < MIN_RECORDS_FOR_DRIFT,
     }

@@ -23,6 +23,7 @@ from vitalgru.data.arrhythmia_dataset import (
     data_config_from_preprocessing,
     feature_settings_from_preprocessing,
 )
+from vitalgru.data.drift import beat_inputs
 from vitalgru.data.ingest import process_record
 from vitalgru.errors import RecordError
 from vitalgru.io.ingest import attrition_entry, iter_records
@@ -75,6 +76,9 @@ class DatabaseScores:
     # Records that could not be scored (unreadable, truncated, failing their checksum, an
     # unusable lead, too few beats), in the order asked for; the rest were scored.
     excluded: list[AttritionEntry] = field(default_factory=list)
+    # What the beats looked like (heart rate, amplitude, clean signal), as
+    # vitalgru.data.drift.beat_inputs gives them, for comparison with the model's reference.
+    inputs: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too (each
@@ -129,7 +133,7 @@ def score_database(
     settings = feature_settings_from_preprocessing(preprocessing)
     fs = float(cfg.windows.fs)
     want = model.n_samples
-    rids, ys, ps, probs_all, facts = [], [], [], [], {}
+    rids, ys, ps, probs_all, facts, seen = [], [], [], [], {}, []
     excluded: list[AttritionEntry] = []
     for rec, ann in iter_records(db, records, attrition=excluded):
         rid = rec.record_id
@@ -154,6 +158,7 @@ def score_database(
         ps.append(p.argmax(axis=1))
         probs_all.append(p)
         facts[rid] = item.facts
+        seen.append(beat_inputs(item.windows, idx, rids[-1], fs, ok))
         if on_record is not None:
             on_record(rid)
     if not rids:
@@ -167,4 +172,8 @@ def score_database(
         probs=np.concatenate(probs_all),
         facts=facts,
         excluded=excluded,
+        inputs={
+            k: (np.concatenate([d[k][0] for d in seen]), sum(d[k][1] for d in seen))
+            for k in seen[0]
+        },
     )

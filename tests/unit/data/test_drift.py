@@ -12,6 +12,9 @@ import pytest
 from vitalgru.data.drift import (
     MIN_PATIENTS_FOR_DRIFT,
     PROFILE_COLUMNS,
+    arrhythmia_drift,
+    arrhythmia_reference,
+    beat_inputs,
     early_warning_drift,
     early_warning_reference,
 )
@@ -110,3 +113,43 @@ class TestEarlyWarningDrift:
             early_warning_drift(ref, cohort, _risks(cohort)[:-1], 0.6)
         with pytest.raises(ValueError, match="risks for offsets covering"):
             early_warning_reference(cohort, _risks(cohort)[:-1], cohort.offsets, 0.6)
+
+
+class TestArrhythmiaDrift:
+    def _beats(self, rng: np.random.Generator, n: int, gain: float = 1.0, rr_s: float = 0.8):
+        t = np.linspace(-1, 1, 64)
+        amp = rng.normal(1.2, 0.15, n)[:, None]
+        windows = gain * amp * np.exp(-((t / 0.1) ** 2))[None, :]
+        idx = np.cumsum(rng.normal(rr_s, 0.03, n) * 360).astype(np.int64)
+        rid = np.repeat(["a", "b"], [n // 2, n - n // 2])
+        return windows, idx, rid
+
+    def test_inputs(self) -> None:
+        w = np.array([[0.0, 1.0, -0.5], [0.0, 2.0, 0.0], [1.0, 1.0, 1.0]])
+        got = beat_inputs(w, np.array([0, 360, 0]), np.array(["a", "a", "b"]), 360.0,
+                          np.array([True, False, True]))  # fmt: skip
+        hr, amp, ok = (
+            got[k][0] for k in ("heart_rate_bpm", "amplitude_mv", "beat_in_clean_signal")
+        )
+        # the first beat of each record has no RR interval before it
+        assert np.isnan(hr[0]) and hr[1] == 60.0 and np.isnan(hr[2])
+        assert amp.tolist() == [1.5, 2.0, 0.0] and ok.tolist() == [1.0, 0.0, 1.0]
+        with pytest.raises(ValueError, match="3 windows, 2 beat positions"):
+            beat_inputs(w, np.array([0, 1]), np.array(["a", "a", "b"]), 360.0)
+
+    def test_gain_error_and_class_mix(self) -> None:
+        rng = np.random.default_rng(0)
+        w, idx, rid = self._beats(rng, 4000)
+        pred = rng.choice(5, size=4000, p=[0.9, 0.03, 0.06, 0.01, 0.0])
+        ref = json.loads(json.dumps(arrhythmia_reference(beat_inputs(w, idx, rid, 360.0), pred, 2)))
+        assert ref["task"] == "arrhythmia" and ref["n_beats"] == 4000
+        same = arrhythmia_drift(ref, beat_inputs(*self._beats(rng, 4000)[:3], 360.0),
+                                rng.choice(5, size=4000, p=[0.9, 0.03, 0.06, 0.01, 0.0]), 6)  # fmt: skip
+        assert same["major"] == [] and same["moderate"] == [] and not same["too_few_records"]
+        w2, idx2, rid2 = self._beats(rng, 4000, gain=2.0, rr_s=0.5)
+        # every call V: the class mix moves, and says so class by class
+        moved = arrhythmia_drift(ref, beat_inputs(w2, idx2, rid2, 360.0), np.full(4000, 2), 1)
+        assert set(moved["major"]) == {"amplitude_mv", "heart_rate_bpm", "predicted class"}
+        assert moved["predicted"]["classes"]["V"]["now"] == 1.0
+        assert moved["predicted"]["classes"]["N"]["ref"] == pytest.approx(0.9, abs=0.02)
+        assert moved["too_few_records"]
