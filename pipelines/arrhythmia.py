@@ -22,7 +22,8 @@ from prefect import flow, get_run_logger, task
 from pipelines.ingest import ingest_flow
 from vitalgru import tracking
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
-from vitalgru.data.arrhythmia_dataset import load_beat_dataset
+from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
+from vitalgru.data.drift import arrhythmia_reference, beat_inputs
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
 from vitalgru.errors import ConfigError, UnknownRecordError
 from vitalgru.io import open_database
@@ -34,7 +35,7 @@ from vitalgru.training.arrhythmia import (
     predict_records,
     train_arrhythmia,
 )
-from vitalgru.training.arrhythmia_eval import score_database, signal_summary
+from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database, signal_summary
 from vitalgru.training.loop import Callback, TqdmProgress
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         ref = tracking.log_model(
             run,
             res.model,
-            preprocessing=res.preprocessing,
+            preprocessing={**res.preprocessing, "reference": _reference(ds, res.train_records, p)},
             config={"train": cfg.model_dump(mode="json"), "dataset_manifest": ds.manifest},
             registered_name=cfg.registered_name,
             description=card,
@@ -214,6 +215,22 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         "metrics": metrics,
         "report": report,
     }
+
+
+def _reference(ds: BeatDataset, train_records: list[str], ds2_pred: np.ndarray) -> dict[str, Any]:
+    """The beats the model was trained on and its calls on DS2 (records it never saw), as
+    the reference ``vitalgru monitor arrhythmia`` compares new records with."""
+    rows = np.flatnonzero(ds.beats["record_id"].isin(train_records).to_numpy())
+    beats = ds.beats.iloc[rows]
+    ok = beats["signal_ok"].to_numpy(bool) if "signal_ok" in beats.columns else None
+    inputs = beat_inputs(
+        np.asarray(ds.windows[rows]),
+        beats["sample_idx"].to_numpy(np.int64),
+        beats["record_id"].to_numpy(str),
+        ds.fs,
+        ok,
+    )
+    return arrhythmia_reference(inputs, ds2_pred, n_records=len(set(train_records)))
 
 
 def _flat_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
@@ -335,8 +352,21 @@ def evaluate_arrhythmia(
         {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
         "model_version", "database", "paths"}``.
     """
-    cfg = load_arrhythmia_config(config_path)
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    report, _ = score_records(loaded, db, records, out, config_path)
+    return report
+
+
+def score_records(
+    loaded: tracking.LoadedModel,
+    db: str,
+    records: str | None,
+    out: str,
+    config_path: str | None = None,
+) -> tuple[dict[str, Any], DatabaseScores]:
+    """Score a database's records with a loaded model and write what
+    :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``."""
+    cfg = load_arrhythmia_config(config_path)
     database = open_database(db, cfg.ingest.physionet)
     names = _parse_records(records, database.list_records(), database.name)
     lead = None
@@ -346,14 +376,14 @@ def evaluate_arrhythmia(
     report = scores.report()
     report = {
         **report,
-        "model_uri": model_uri,
+        "model_uri": loaded.uri,
         "model_version": loaded.version,
         "database": str(db),
     }
     o = Path(out)
     json_path = o if o.suffix == ".json" else o / "evaluation.json"
     report["paths"] = write_report(
-        report, json_path, f"{db}: model {model_uri} (version {loaded.version})"
+        report, json_path, f"{db}: model {loaded.uri} (version {loaded.version})"
     )
     json_path.write_text(json.dumps(report, indent=2))
-    return report
+    return report, scores
