@@ -244,18 +244,35 @@ _FAIL_LEVELS = ("watch", "drift", "degraded")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    given: dict[str, Any] = {
+        "model_uri": args.model,
+        "out": str(Path(args.out).resolve()) if args.out else None,
+    }
+    if args.task == "arrhythmia":
+        if args.data or args.max_utility_drop is not None or args.max_auroc_drop is not None:
+            raise SystemExit("monitor arrhythmia reads --db/--records; --data and the "
+                             "utility/AUROC drops are early-warning options")  # fmt: skip
+        given |= {
+            "db": args.db,
+            "records": args.records,
+            "max_f1_drop": args.max_f1_drop,
+            "config_path": args.config,
+        }
+    else:
+        if args.db or args.records or args.max_f1_drop is not None or args.config:
+            raise SystemExit("monitor early-warning reads --data; --db, --records, --config "
+                             "and --max-f1-drop are arrhythmia options")  # fmt: skip
+        given |= {
+            "data": args.data,
+            "max_utility_drop": args.max_utility_drop,
+            "max_auroc_drop": args.max_auroc_drop,
+        }
     _check_mlflow()
     _check_prefect()
-    from pipelines.monitor import STATUSES, monitor_early_warning_flow
+    from pipelines.monitor import STATUSES, monitor_arrhythmia_flow, monitor_early_warning_flow
 
-    given = {
-        "model_uri": args.model,
-        "data": args.data,
-        "out": str(Path(args.out).resolve()) if args.out else None,
-        "max_utility_drop": args.max_utility_drop,
-        "max_auroc_drop": args.max_auroc_drop,
-    }
-    res = monitor_early_warning_flow(**{k: v for k, v in given.items() if v is not None})
+    flow_fn = monitor_arrhythmia_flow if args.task == "arrhythmia" else monitor_early_warning_flow
+    res = flow_fn(**{k: v for k, v in given.items() if v is not None})
     _print(res)
     if args.fail_on and STATUSES.index(res["status"]) >= STATUSES.index(args.fail_on):
         print(f"vitalgru: monitor status {res['status']!r} (--fail-on {args.fail_on})",
@@ -414,30 +431,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "monitor",
-        help="check a registered model on new data: input and risk drift against its "
+        help="check a registered model on new data: input and output drift against its "
         "training reference, performance where labels exist; recorded in MLflow (a "
         "Prefect flow)",
         epilog=EPILOG,
     )
-    sp.add_argument("task", choices=["early-warning"])
-    sp.add_argument("--model", help="model URI (default: models:/vitalgru-early-warning@champion)")
+    sp.add_argument("task", choices=["arrhythmia", "early-warning"])
+    sp.add_argument("--model", help="model URI (default: models:/vitalgru-<task>@champion)")
     sp.add_argument(
         "--data",
-        help="a folder of Challenge-2019 .psv files, or a path under the PhysioNet mirror "
-        "(default: challenge-2019/training_setA)",
+        help="early-warning: a folder of Challenge-2019 .psv files, or a path under the "
+        "PhysioNet mirror (default: challenge-2019/training_setA)",
     )
+    sp.add_argument(
+        "--db", help="arrhythmia: PhysioNet database name or a WFDB folder (default: mitdb)"
+    )
+    sp.add_argument(
+        "--records", help="arrhythmia: DS1, DS2, all or a comma-separated list (default: DS2)"
+    )
+    sp.add_argument("--config", help="arrhythmia: config for the mirror and the lead")
     sp.add_argument(
         "--out",
         help="folder for monitoring.json/.md and the evaluation "
-        "(default: vitalgru-out/monitoring/early-warning)",
+        "(default: vitalgru-out/monitoring/<task>)",
     )
     sp.add_argument(
         "--max-utility-drop", type=_drop,
-        help="utility drop below the gated cross-validated value still tolerated (0.05)",
+        help="early-warning: utility drop below the gated value still tolerated (0.05)",
     )  # fmt: skip
     sp.add_argument(
         "--max-auroc-drop", type=_drop,
-        help="AUROC drop below the gated cross-validated value still tolerated (0.03)",
+        help="early-warning: AUROC drop below the gated value still tolerated (0.03)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--max-f1-drop", type=_drop,
+        help="arrhythmia: S or V F1 drop below the gated DS2 value still tolerated (0.05)",
     )  # fmt: skip
     sp.add_argument(
         "--fail-on", choices=_FAIL_LEVELS,

@@ -1,6 +1,7 @@
 """The ``train-arrhythmia`` flow end to end on four real MIT-BIH records (tiny model):
 ingest -> train -> evaluate -> register -> promote, then ``evaluate_arrhythmia`` with
-the registered champion on a record of the database."""
+the registered champion on a record of the database, the live replay, and the
+``monitor-arrhythmia`` check (with a copy of the record recorded at the wrong gain)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 import wfdb
 from fhir.resources.R4B.bundle import Bundle
 
 from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
 from pipelines.cli import main as cli
+from pipelines.monitor import monitor_arrhythmia_flow
 from vitalgru import tracking
 from vitalgru.dsp import map_indices, resample
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
@@ -128,6 +131,36 @@ class TestTrainArrhythmiaFlow:
         assert kinds.count("Observation") == 1
         assert kinds.count("Flag") == sum(rep["alerts"]["counts"].values())
 
+        # Monitoring: the reference came with the model (the three DS1 records' beats,
+        # the calls on DS2); record 233 checked against it, then a copy of it whose header
+        # gain is 2.5 times too small, so that every sample reads 2.5 times too large.
+        stored = tracking.load_model("models:/vitalgru-arrhythmia@champion").preprocessing
+        assert stored["reference"]["n_records"] == 3
+        assert set(stored["reference"]["columns"]) == {
+            "heart_rate_bpm", "amplitude_mv", "beat_in_clean_signal"}  # fmt: skip
+        mon = monitor_arrhythmia_flow(
+            db=str(physionet_mirror / "mitdb"), records="233", out=str(isolated_mlflow / "mon")
+        )
+        first = json.loads((isolated_mlflow / "mon" / "monitoring.json").read_text())
+        assert mon["status"] == first["status"] and first["evaluation"]["n_beats"] == 3079
+        assert first["drift"]["too_few_records"]
+        assert any("only 1 records" in n for n in first["notes"])
+        gated = first["performance"]["measures"]["test_v_f1"]
+        assert gated["reference"] == m["test_v_f1"] and gated["now"] == ev["classes"]["V"]["f1"]
+        classes = first["drift"]["predicted"]["classes"]
+        assert sum(c["now"] for c in classes.values()) == pytest.approx(1.0)
+        version = client.get_model_version("vitalgru-arrhythmia", "1")
+        assert version.tags["vitalgru.monitor.run_id"] == mon["mlflow_run_id"]
+        loud = _scaled(physionet_mirror / "mitdb", "233", isolated_mlflow / "loud", 2.5)
+        mon2 = monitor_arrhythmia_flow(db=str(loud), records=None,
+                                       out=str(isolated_mlflow / "mon_loud"))  # fmt: skip
+        second = json.loads((isolated_mlflow / "mon_loud" / "monitoring.json").read_text())
+        amp = {r["column"]: r for r in second["drift"]["inputs"]}["amplitude_mv"]
+        amp1 = {r["column"]: r for r in first["drift"]["inputs"]}["amplitude_mv"]
+        assert amp["level"] == "major" and "amplitude_mv" in second["drift"]["major"]
+        assert amp["median_now"] == pytest.approx(2.5 * amp1["median_now"], rel=0.02)
+        assert mon2["status"] in ("drift", "degraded")
+
 
 def _other_layout(src: Path, record: str, out: Path) -> Path:
     """Write ``record`` resampled to 250 Hz as leads (V1, a flat lead, MLII)."""
@@ -144,4 +177,18 @@ def _other_layout(src: Path, record: str, out: Path) -> Path:
     )  # fmt: skip
     idx = map_indices(np.asarray(ann.sample), rec.fs, 250.0, n_out=sig.shape[0])
     wfdb.wrann(record, "atr", idx, symbol=ann.symbol, write_dir=str(out))
+    return out
+
+
+def _scaled(src: Path, record: str, out: Path, factor: float) -> Path:
+    """``record`` with every sample ``factor`` times its value (a wrong header gain)."""
+    out.mkdir(parents=True)
+    rec = wfdb.rdrecord(str(src / record))
+    ann = wfdb.rdann(str(src / record), "atr")
+    wfdb.wrsamp(
+        record, fs=rec.fs, units=list(rec.units), sig_name=list(rec.sig_name),
+        p_signal=rec.p_signal * factor, fmt=["16"] * rec.n_sig,
+        adc_gain=[200.0] * rec.n_sig, baseline=[0] * rec.n_sig, write_dir=str(out),
+    )  # fmt: skip
+    wfdb.wrann(record, "atr", np.asarray(ann.sample), symbol=ann.symbol, write_dir=str(out))
     return out

@@ -19,12 +19,12 @@ import yaml
 from http_testkit import closed_port
 
 from pipelines.arrhythmia import _parse_records
-from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_replay
+from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_monitor, cmd_replay
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["run"], ["config"]]
+COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["run"], ["config"]]
 
 
 class TestCLI:
@@ -270,6 +270,24 @@ class TestCLI:
         for task, want in (("early-warning", "--data FOLDER"), ("arrhythmia", "--db")):
             with pytest.raises(SystemExit, match=f"replay {task} needs {want}"):
                 cmd_replay(p.parse_args(["replay", task, "--model", "m", "--out", "r.json"]))
+
+    def test_monitor_reads_each_tasks_own_options(self, capsys: pytest.CaptureFixture[str]) -> None:
+        p = build_parser()
+        args = p.parse_args(["monitor", "early-warning", "--max-utility-drop", "0.1",
+                             "--fail-on", "drift"])  # fmt: skip
+        assert (args.max_utility_drop, args.fail_on, args.data) == (0.1, "drift", None)
+        args = p.parse_args(["monitor", "arrhythmia", "--db", "incartdb", "--max-f1-drop", "0"])
+        assert (args.db, args.max_f1_drop, args.records) == ("incartdb", 0.0, None)
+        for bad in (["--max-f1-drop", "-0.1"], ["--max-auroc-drop", "x"], ["--fail-on", "ok"]):
+            with pytest.raises(SystemExit) as e:
+                p.parse_args(["monitor", "arrhythmia", *bad])
+            assert e.value.code == 2
+        assert "must be a number >= 0" in capsys.readouterr().err
+        # another task's option is refused before anything is loaded
+        with pytest.raises(SystemExit, match="--data and the utility/AUROC drops are"):
+            cmd_monitor(p.parse_args(["monitor", "arrhythmia", "--data", "setA"]))
+        with pytest.raises(SystemExit, match="--max-f1-drop are arrhythmia options"):
+            cmd_monitor(p.parse_args(["monitor", "early-warning", "--max-f1-drop", "0.1"]))
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()

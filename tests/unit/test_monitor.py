@@ -61,9 +61,11 @@ class TestStatus:
 def _report(drift: dict | None, perf: dict) -> dict:
     status, reasons = _status(drift, perf)
     return {
+        "task": "early-warning",
         "status": status,
         "reasons": reasons,
         "notes": ["only 30 patients"],
+        "data_summary": "`/data/ward`, 30 patients",
         "model_uri": "models:/vitalgru-early-warning@champion",
         "model_version": "3",
         "data": "/data/ward",
