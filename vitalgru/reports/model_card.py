@@ -45,6 +45,11 @@ as a ward) or `ArrhythmiaMonitor` in Python.
 fibrillation and none with AV block. S calls at the onset of atrial fibrillation and in 2:1 \
 block are therefore its weakest; most of DS2's false S are there. Validate on your own \
 recordings before relying on it.
+- **Monitoring**: `vitalgru monitor arrhythmia --db NAME_OR_FOLDER` (Prefect flow \
+`monitor-arrhythmia`, weekly in `prefect.yaml`) compares the records' heart rate, beat \
+amplitude, clean-signal share and the class mix of the calls with the reference stored \
+with the version, and S/V F1 with the gated DS2 values; the verdict lands on the \
+version's `vitalgru.monitor.*` tags.
 - **Versions**: each version's description gives its DS2 results. The `champion` alias \
 moves only when a new version beats the champion on DS2 S and V F1.
 """
