@@ -55,16 +55,22 @@ class TestHistograms:
     def test_deciles_missing_and_refused(self) -> None:
         values = np.r_[np.arange(1.0, 11.0), np.nan, np.nan]
         h = reference_histogram(values, n_refused=1)
-        # ten distinct values: each decile bin holds one; one NaN missing, one refused
-        assert h["fractions"] == pytest.approx([1 / 12] * 12)
-        assert len(h["edges"]) == 9 and h["measured"] == pytest.approx(10 / 12)
+        # ten distinct values: each decile bin holds one; one NaN missing, one refused;
+        # nothing below or above the range
+        assert h["fractions"] == pytest.approx([1 / 12, 1 / 12, 0, *[1 / 12] * 10, 0])
+        assert h["edges"][1:] == [float(x) for x in range(1, 11)]
+        assert h["edges"][0] == np.nextafter(1.0, -np.inf)
+        assert h["measured"] == pytest.approx(10 / 12)
         assert h["refused"] == pytest.approx(1 / 12) and h["median"] == 5.5 and h["n"] == 12
 
     def test_new_data_binned_on_the_reference_edges(self) -> None:
         ref = reference_histogram(np.arange(1.0, 11.0))
-        now = histogram_on(ref["edges"], np.array([1.0, 1.0, 10.0, np.nan]))
-        assert now["fractions"][:2] == [0.25, 0.0]
-        assert now["fractions"][2] == 0.5 and now["fractions"][-1] == 0.25
+        now = histogram_on(ref["edges"], np.array([1.0, 1.0, 10.0, np.nan, 0.5, 11.0]))
+        assert now["fractions"][:2] == pytest.approx([1 / 6, 0.0])
+        assert now["fractions"][3] == pytest.approx(2 / 6)  # the bin of 1
+        assert now["fractions"][-2] == pytest.approx(1 / 6)  # the bin of 10
+        # outside the reference's range: below its least value, above its largest
+        assert now["fractions"][2] == now["fractions"][-1] == pytest.approx(1 / 6)
         assert sum(now["fractions"]) == pytest.approx(1.0)
 
     def test_a_value_on_an_edge_goes_to_the_bin_below(self) -> None:
@@ -73,9 +79,16 @@ class TestHistograms:
 
     def test_ties_merge_bins(self) -> None:
         h = reference_histogram(np.array([0.0, 0.0, 0.0, 1.0, 1.0]))
-        assert h["edges"] == [0.0] and h["fractions"] == pytest.approx([0, 0, 0.6, 0.4])
-        h = reference_histogram(np.array([5.0, 5.0, 5.0]))
-        assert h["edges"] == [] and h["fractions"] == [0.0, 0.0, 1.0]
+        assert h["edges"][1:] == [0.0, 1.0]
+        assert h["fractions"] == pytest.approx([0, 0, 0, 0.6, 0.4, 0])
+
+    def test_a_constant_reference_still_sees_other_values(self) -> None:
+        # every beat in clean signal in the reference; 40 % in noise now
+        ref = reference_histogram(np.ones(1000))
+        assert ref["fractions"] == [0.0, 0.0, 0.0, 1.0, 0.0]
+        now = histogram_on(ref["edges"], np.r_[np.zeros(400), np.ones(600)])
+        assert now["fractions"] == pytest.approx([0, 0, 0.4, 0.6, 0])
+        assert drift_level(psi(ref, now)) == "major"
 
     def test_a_column_never_measured_then_measured_is_a_major_shift(self) -> None:
         ref = reference_histogram(np.full(100, np.nan))
