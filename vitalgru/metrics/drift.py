@@ -87,8 +87,8 @@ def reference_histogram(values: np.ndarray, n_refused: int = 0, n_bins: int = 10
     Returns
     -------
     dict
-        ``edges`` (the cut points, ascending: just below the least value, the quantiles,
-        the largest value), ``fractions`` (``[missing, refused, below the range, bin_1,
+        ``edges`` (the cut points, ascending: just below the least value, the least
+        value, the quantiles, the largest value), ``fractions`` (``[missing, refused, below the range, bin_1,
         ..., above the range]``, summing to 1), ``measured`` and ``refused`` (fractions of
         ``n``), ``median`` (of the measured values; None if none) and ``n``.
     """
@@ -96,15 +96,15 @@ def reference_histogram(values: np.ndarray, n_refused: int = 0, n_bins: int = 10
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     v = _finite(values)
     if v.size:
-        # inner edges at measured values, none at the maximum: every inner bin holds some
-        # of the reference (a binary column gets two); then one bin below the reference's
-        # least value and one above its largest, empty in the reference, so that values
-        # outside its range (a gain error; a 0 where the reference was all 1) count
+        # edges at measured values: the least (a bin of its own, so a column that is
+        # 1 in 99 % of the reference keeps its 0s apart), the quantiles, the largest;
+        # every bin between holds some of the reference. One bin below the least value
+        # and one above the largest, empty in the reference, count values outside its
+        # range (a gain error; a 0 where the reference was all 1).
         k = np.arange(1, n_bins)
         srt = np.sort(v)  # the k/n_bins quantiles, in whole-number arithmetic (inverse CDF)
-        qs = np.unique(srt[(k * v.size + n_bins - 1) // n_bins - 1])
-        below = np.nextafter(srt[0], -np.inf)
-        edges = np.unique(np.r_[below, qs[qs < srt[-1]], srt[-1]])
+        qs = srt[(k * v.size + n_bins - 1) // n_bins - 1]
+        edges = np.unique(np.r_[np.nextafter(srt[0], -np.inf), srt[0], qs, srt[-1]])
     else:
         edges = np.zeros(0)
     return histogram_on(edges, values, n_refused)

@@ -89,6 +89,11 @@ class TestHistograms:
         now = histogram_on(ref["edges"], np.r_[np.zeros(400), np.ones(600)])
         assert now["fractions"] == pytest.approx([0, 0, 0.4, 0.6, 0])
         assert drift_level(psi(ref, now)) == "major"
+        # 1 % of 0s in the reference: every decile is 1, the 0s still keep a bin of their own
+        ref = reference_histogram(np.r_[np.zeros(10), np.ones(990)])
+        assert ref["fractions"] == pytest.approx([0, 0, 0, 0.01, 0.99, 0])
+        now = histogram_on(ref["edges"], np.r_[np.zeros(400), np.ones(600)])
+        assert drift_level(psi(ref, now)) == "major"
 
     def test_a_column_never_measured_then_measured_is_a_major_shift(self) -> None:
         ref = reference_histogram(np.full(100, np.nan))
