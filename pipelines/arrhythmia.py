@@ -363,16 +363,21 @@ def score_records(
     records: str | None,
     out: str,
     config_path: str | None = None,
+    annotations: str | None = "atr",
 ) -> tuple[dict[str, Any], DatabaseScores]:
     """Score a database's records with a loaded model and write what
-    :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``."""
+    :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``. With
+    ``annotations`` None the records are taken as unannotated: the detector's beats are
+    classified and the report counts the calls (:func:`vitalgru.metrics.aami.calls_report`)."""
     cfg = load_arrhythmia_config(config_path)
     database = open_database(db, cfg.ingest.physionet)
     names = _parse_records(records, database.list_records(), database.name)
     lead = None
     if config_path is not None:
         lead = cfg.ingest.arrhythmia.windows.lead
-    scores = score_database(loaded.module, loaded.preprocessing, database, names, lead=lead)
+    scores = score_database(
+        loaded.module, loaded.preprocessing, database, names, lead=lead, annotations=annotations
+    )
     report = scores.report()
     report = {
         **report,

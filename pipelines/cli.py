@@ -194,6 +194,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _require_input(args)
     _check_mlflow()
     if args.task == "early-warning":
+        if args.annotations is not None:
+            raise SystemExit("--annotations is an arrhythmia option")
         from pipelines.replay import replay_early_warning
 
         ew = replay_early_warning(
@@ -224,13 +226,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         chunk_s=args.chunk_s,
         margin_s=args.margin_s,
         config_path=args.config,
+        annotations=_annotations(args.annotations or "atr"),
     )
-    d, b = res["detection"], res["beats"]
-    _print(
-        {
+    if res["annotated"]:
+        d, b = res["detection"], res["beats"]
+        scores = {
             "beats_found": f"{d['matched']} of {d['reference']}",
             "accuracy": b["accuracy"],
             "f1": {c: v["f1"] for c, v in b["classes"].items()},
+        }
+    else:
+        scores = {"beats_called": res["calls"]["calls"]}
+    _print(
+        {
+            **scores,
             "alerts": res["alerts"]["counts"],
             "latency_s": res["latency_s"],
             "paths": res["paths"],
@@ -259,9 +268,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             "config_path": args.config,
         }
     else:
-        if args.db or args.records or args.max_f1_drop is not None or args.config:
-            raise SystemExit("monitor early-warning reads --data; --db, --records, --config "
-                             "and --max-f1-drop are arrhythmia options")  # fmt: skip
+        if (
+            args.db or args.records or args.max_f1_drop is not None or args.config
+            or args.annotations is not None
+        ):  # fmt: skip
+            raise SystemExit("monitor early-warning reads --data; --db, --records, --config, "
+                             "--annotations and --max-f1-drop are arrhythmia options")  # fmt: skip
         given |= {
             "data": args.data,
             "max_utility_drop": args.max_utility_drop,
@@ -272,13 +284,37 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from pipelines.monitor import STATUSES, monitor_arrhythmia_flow, monitor_early_warning_flow
 
     flow_fn = monitor_arrhythmia_flow if args.task == "arrhythmia" else monitor_early_warning_flow
-    res = flow_fn(**{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.task == "arrhythmia" and args.annotations is not None:
+        given["annotations"] = _annotations(args.annotations)  # None: unannotated records
+    res = flow_fn(**given)
     _print(res)
     if args.fail_on and STATUSES.index(res["status"]) >= STATUSES.index(args.fail_on):
         print(f"vitalgru: monitor status {res['status']!r} (--fail-on {args.fail_on})",
               file=sys.stderr)  # fmt: skip
         return 3
     return 0
+
+
+#: ``--annotations`` value for records nobody annotated.
+NO_ANNOTATIONS = "none"
+
+
+def _annotation_ext(text: str) -> str:
+    """An annotation file extension (``atr``, ``qrs``, ...) or ``none``."""
+    if text.lower() == NO_ANNOTATIONS:
+        return NO_ANNOTATIONS
+    if not (text.isascii() and text.isalnum() and len(text) <= 16):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an annotation file extension (letters and digits, such as "
+            f"atr) or {NO_ANNOTATIONS!r}"
+        )
+    return text
+
+
+def _annotations(ext: str) -> str | None:
+    """What the pipelines take: the extension, or None for unannotated records."""
+    return None if ext == NO_ANNOTATIONS else ext
 
 
 def _drop(text: str) -> float:
@@ -427,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--config", help="arrhythmia: config for the mirror and the lead (default: packaged)"
     )
+    sp.add_argument(
+        "--annotations", type=_annotation_ext,
+        help="arrhythmia: extension of the reference beat annotations (default: atr), or "
+        "none for unannotated recordings: replayed and reported without scores",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_replay)
 
     sp = sub.add_parser(
@@ -450,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--records", help="arrhythmia: DS1, DS2, all or a comma-separated list (default: DS2)"
     )
     sp.add_argument("--config", help="arrhythmia: config for the mirror and the lead")
+    sp.add_argument(
+        "--annotations", type=_annotation_ext,
+        help="arrhythmia: extension of the reference beat annotations (default: atr), or "
+        "none for unannotated recordings: the detector's beats are classified and drift is "
+        "checked, performance is not",
+    )  # fmt: skip
     sp.add_argument(
         "--out",
         help="folder for monitoring.json/.md and the evaluation "

@@ -4,8 +4,9 @@ Two Prefect flows, each scheduled in ``prefect.yaml``:
 
 * ``monitor-early-warning`` scores a Challenge-2019-format folder of ICU stays with the
   sepsis model (the champion by default);
-* ``monitor-arrhythmia`` scores the annotated records of a WFDB database with the beat
-  classifier.
+* ``monitor-arrhythmia`` scores the records of a WFDB database with the beat classifier:
+  the annotated beats, or for unannotated records (a hospital's own recordings) the beats
+  the R-peak detector finds, as the live monitor does.
 
 Each then checks
 
@@ -320,19 +321,25 @@ def check_arrhythmia(
     out: str = DEFAULT_ARRHYTHMIA_OUT,
     max_f1_drop: float = MAX_F1_DROP,
     config_path: str | None = None,
+    annotations: str | None = "atr",
 ) -> dict[str, Any]:
-    """Score a database's annotated records with a beat classifier and compare with the
-    model's reference.
+    """Score a database's records with a beat classifier and compare with the model's
+    reference.
 
     ``db``, ``records`` and ``config_path`` are those of ``vitalgru evaluate arrhythmia``.
-    Writes under ``out``: ``evaluation.json`` and ``.md``, ``monitoring.json`` and
-    ``monitoring.md``; returns the report as :func:`check_early_warning` does, with
-    ``evaluation`` holding the accuracy and each class's n, Se, +P and F1.
+    ``annotations`` is the extension of the reference annotation files; None for
+    unannotated records, whose detected beats are classified: drift is then checked and
+    performance is not. Writes under ``out``: ``evaluation.json`` and ``.md``,
+    ``monitoring.json`` and ``monitoring.md``; returns the report as
+    :func:`check_early_warning` does, with ``evaluation`` holding the accuracy and each
+    class's n, Se, +P and F1 (unannotated: the number of beats called each class).
     """
     _check_drops(max_f1_drop=max_f1_drop)
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
     out_dir = Path(out)
-    ev, scores = score_records(loaded, db, records, str(out_dir / "evaluation.json"), config_path)
+    ev, scores = score_records(
+        loaded, db, records, str(out_dir / "evaluation.json"), config_path, annotations
+    )
     scored = sorted(scores.facts)
     reference = loaded.preprocessing.get("reference")
     notes: list[str] = []
@@ -354,23 +361,30 @@ def check_arrhythmia(
             f"{len(trained & set(scored))} of these records are among the model's training "
             "records: its performance on them is not a test"
         )
-    classes = ev["classes"]
+    classes = ev.get("classes", {})
     has_sv = any((classes.get(c) or {}).get("n") for c in ("S", "V"))
+    if not scores.labelled:
+        why_not = "the records are not annotated: the beats are the detector's, unlabelled"
+    else:
+        why_not = None if has_sv else "no S or V beat annotated in these records"
     perf = _performance(
         loaded,
-        {"test_s_f1": classes["S"].get("f1"), "test_v_f1": classes["V"].get("f1")},
+        {k: (classes.get(c) or {}).get("f1") for k, c in (("test_s_f1", "S"), ("test_v_f1", "V"))},
         {"test_s_f1": float(max_f1_drop), "test_v_f1": float(max_f1_drop)},
-        None if has_sv else "no S or V beat annotated in these records",
+        why_not,
     )
     evaluation: dict[str, Any] = {
         "accuracy": ev.get("accuracy"),
         "n_beats": int(scores.y_true.size),
         "n_records": len(scored),
         "n_excluded_records": len(ev.get("excluded", {})),
+        "annotated": scores.labelled,
     }
     for c, st in classes.items():
         for k in ("n", "se", "ppv", "f1"):
             evaluation[f"{c.lower()}_{k}"] = st.get(k)
+    for c, n in ev.get("calls", {}).items():
+        evaluation[f"{c.lower()}_called"] = n
     report: dict[str, Any] = {
         "task": "arrhythmia",
         "notes": notes,
@@ -379,7 +393,7 @@ def check_arrhythmia(
         "model_version": loaded.version,
         "data": f"{db}:{records or 'all'}",
         "data_summary": f"`{db}` records {records or 'all'}, {len(scored)} records, "
-        f"{scores.y_true.size} beats",
+        f"{scores.y_true.size} beats" + ("" if scores.labelled else " (detected, unannotated)"),
         "n_records": len(scored),
         "performance": perf,
         "drift": drift,
@@ -425,8 +439,9 @@ def check_arrhythmia_task(
     out: str,
     max_f1_drop: float,
     config_path: str | None,
+    annotations: str | None,
 ) -> dict[str, Any]:
-    return check_arrhythmia(model_uri, db, records, out, max_f1_drop, config_path)
+    return check_arrhythmia(model_uri, db, records, out, max_f1_drop, config_path, annotations)
 
 
 @task(name="log-monitoring", retries=2, retry_delay_seconds=5)
@@ -493,7 +508,11 @@ def monitor_arrhythmia_flow(
     out: str = DEFAULT_ARRHYTHMIA_OUT,
     max_f1_drop: float = MAX_F1_DROP,
     config_path: str | None = None,
+    annotations: str | None = "atr",
 ) -> dict[str, Any]:
-    """Check a registered arrhythmia model on a database's records; record it in MLflow."""
-    report = check_arrhythmia_task(model_uri, db, records, out, max_f1_drop, config_path)
+    """Check a registered arrhythmia model on a database's records (``annotations`` None:
+    unannotated ones, drift only); record it in MLflow."""
+    report = check_arrhythmia_task(
+        model_uri, db, records, out, max_f1_drop, config_path, annotations
+    )
     return _result(report, log_task(report))

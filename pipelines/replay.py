@@ -5,7 +5,8 @@ for clinicians (HTML).
 ``replay arrhythmia``: where ``vitalgru evaluate arrhythmia`` classifies the annotators'
 beats, this runs what a monitor runs: the detector finds the beats, each patient's state is
 carried chunk by chunk, all records advance together as concurrent patients, and alarms are
-raised as they would be at the bedside; it is scored beat by beat against the reference.
+raised as they would be at the bedside; it is scored beat by beat against the reference
+(unannotated recordings, ``annotations=None``: the calls are counted instead).
 
 ``replay early-warning``: every stay of a Challenge-2019 folder is fed one ICU hour per tick,
 all patients together, with the file's own values (the monitor applies the plausibility
@@ -75,12 +76,10 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
 
 
-def replay_markdown(report: Mapping[str, Any], title: str) -> str:
-    """The replay report as markdown: detection, the matched beats' AAMI table, alarms,
-    latency and throughput."""
+def _detection_lines(report: Mapping[str, Any], title: str) -> list[str]:
+    """The matched beats' AAMI table and the detection against the reference."""
     d = report["detection"]
-    lat, comp = report["latency_s"], report["compute"]
-    lines = [
+    return [
         report_markdown(report["beats"], f"{title}: beats found by the monitor").rstrip(),
         "",
         "## Beat detection (EC57 match window 150 ms)",
@@ -92,6 +91,19 @@ def replay_markdown(report: Mapping[str, Any], title: str) -> str:
         "| class | missed reference beats | extra detections labelled |",
         "|---|---:|---:|",
         *(f"| {c} | {d['missed'][c]} | {d['extra'][c]} |" for c in d["missed"]),
+    ]
+
+
+def replay_markdown(report: Mapping[str, Any], title: str) -> str:
+    """The replay report as markdown: detection and the matched beats' AAMI table (for
+    unannotated recordings, the beats called each class), alarms, latency and throughput."""
+    lat, comp = report["latency_s"], report["compute"]
+    lines = [
+        *(
+            _detection_lines(report, title)
+            if report["annotated"]
+            else [report_markdown(report["calls"], f"{title}: beats called").rstrip()]
+        ),
         "",
         "## Alarms",
         "",
@@ -121,6 +133,7 @@ def replay_arrhythmia(
     margin_s: float | None = None,
     alert_rules: Mapping[str, Any] | None = None,
     config_path: str | None = None,
+    annotations: str | None = "atr",
 ) -> dict[str, Any]:
     """Replay records of a WFDB database through the live monitor and score it.
 
@@ -129,7 +142,8 @@ def replay_arrhythmia(
     model_uri : str
         ``models:/vitalgru-arrhythmia@champion``, ``models:/<name>/<version>``, ...
     db : str
-        PhysioNet database name or a folder of WFDB records with beat annotations.
+        PhysioNet database name or a folder of WFDB records (with beat annotations unless
+        ``annotations`` is None).
     records : str or None
         Comma-separated names, ``"DS1"``/``"DS2"``, or ``None``/``"all"``.
     out : str
@@ -144,6 +158,10 @@ def replay_arrhythmia(
         Alarm limits (:class:`vitalgru.scoring.AlertRules` fields).
     config_path : str, optional
         Training config for ``ingest.physionet`` (mirror, cache) and the lead.
+    annotations : str or None
+        Extension of the reference annotation files; None for recordings nobody
+        annotated: they are replayed and reported (calls, alarms, the clinician's page)
+        without scores.
 
     Returns
     -------
@@ -160,8 +178,9 @@ def replay_arrhythmia(
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules, **extra)
     lead = cfg.ingest.arrhythmia.windows.lead if config_path is not None else None
     result, report = replay_database(
-        monitor, database, names, chunk_s=chunk_s, lead=lead, on_tick=_progress()
-    )
+        monitor, database, names, chunk_s=chunk_s, lead=lead, on_tick=_progress(),
+        annotations=annotations,
+    )  # fmt: skip
     report = {
         **report,
         "model_uri": model_uri,

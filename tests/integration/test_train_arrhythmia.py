@@ -160,6 +160,22 @@ class TestTrainArrhythmiaFlow:
         assert amp["level"] == "major" and "amplitude_mv" in second["drift"]["major"]
         assert amp["median_now"] == pytest.approx(2.5 * amp1["median_now"], rel=0.02)
         assert mon2["status"] in ("drift", "degraded")
+        # Record 233 as a hospital's own recording, with no annotation file: the detector's
+        # beats are classified, drift is checked as before, performance cannot be.
+        bare = isolated_mlflow / "bare"
+        bare.mkdir()
+        for suffix in ("hea", "dat"):
+            (bare / f"233.{suffix}").symlink_to(physionet_mirror / "mitdb" / f"233.{suffix}")
+        monitor_arrhythmia_flow(db=str(bare), records=None, annotations=None,
+                                out=str(isolated_mlflow / "mon_bare"))  # fmt: skip
+        third = json.loads((isolated_mlflow / "mon_bare" / "monitoring.json").read_text())
+        assert not third["evaluation"]["annotated"] and not third["performance"]["checked"]
+        assert "not annotated" in third["performance"]["why"]
+        assert abs(third["evaluation"]["n_beats"] - 3079) < 30
+        shares = {c: v["now"] for c, v in third["drift"]["predicted"]["classes"].items()}
+        assert shares == pytest.approx({c: v["now"] for c, v in classes.items()}, abs=0.02)
+        amp3 = {r["column"]: r for r in third["drift"]["inputs"]}["amplitude_mv"]
+        assert amp3["median_now"] == pytest.approx(amp1["median_now"], rel=0.05)
 
 
 def _other_layout(src: Path, record: str, out: Path) -> Path:

@@ -286,8 +286,27 @@ class TestCLI:
         # another task's option is refused before anything is loaded
         with pytest.raises(SystemExit, match="--data and the utility/AUROC drops are"):
             cmd_monitor(p.parse_args(["monitor", "arrhythmia", "--data", "setA"]))
-        with pytest.raises(SystemExit, match="--max-f1-drop are arrhythmia options"):
+        with pytest.raises(SystemExit, match="and --max-f1-drop are arrhythmia options"):
             cmd_monitor(p.parse_args(["monitor", "early-warning", "--max-f1-drop", "0.1"]))
+
+    def test_annotations_are_an_extension_or_none(self, capsys: pytest.CaptureFixture[str]) -> None:
+        p = build_parser()
+        for cmd in (["replay", "arrhythmia", "--model", "m", "--out", "r.json"],
+                    ["monitor", "arrhythmia"]):  # fmt: skip
+            assert p.parse_args([*cmd, "--db", "d"]).annotations is None  # default: atr
+            assert p.parse_args([*cmd, "--annotations", "NONE"]).annotations == "none"
+            assert p.parse_args([*cmd, "--annotations", "qrs"]).annotations == "qrs"
+            for bad in ("a.b", "../x", ""):
+                with pytest.raises(SystemExit) as e:
+                    p.parse_args([*cmd, "--annotations", bad])
+                assert e.value.code == 2
+        assert "is not an annotation file extension" in capsys.readouterr().err
+        # a sepsis check has no beat annotations
+        with pytest.raises(SystemExit, match="--annotations and --max-f1-drop are arrhythmia"):
+            cmd_monitor(p.parse_args(["monitor", "early-warning", "--annotations", "none"]))
+        with pytest.raises(SystemExit, match="--annotations is an arrhythmia option"):
+            cmd_replay(p.parse_args(["replay", "early-warning", "--model", "m", "--out", "r.json",
+                                     "--data", "setA", "--annotations", "none"]))  # fmt: skip
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()

@@ -62,6 +62,9 @@ from vitalgru.types import AAMI_CLASSES, Annotations, AttritionEntry, Record
 
 logger = logging.getLogger(__name__)
 
+#: ``label`` of a beat nobody annotated (windows on detected R peaks; ``process_record``).
+UNLABELLED = -1
+
 BEAT_COLUMNS: tuple[str, ...] = (
     "record_id",
     "patient_id",
@@ -192,15 +195,33 @@ def reference_beats(
     ref, symbols = ref[uniq], symbols[uniq]
     if ref.size < 2:
         raise ValueError(f"record {record.record_id}: fewer than two annotated beats")
-    median_hr = 60.0 * record.fs / float(np.median(np.diff(ref)))
+    return ref, symbols, n_outside, _median_hr(record, ref, "annotated")
+
+
+def _median_hr(record: Record, beats: np.ndarray, whose: str) -> float:
+    """Median heart rate (bpm) of ``beats`` at the header's rate, warned about when it is
+    outside :data:`PLAUSIBLE_MEDIAN_HR` (a likely wrong header rate)."""
+    median_hr = 60.0 * record.fs / float(np.median(np.diff(beats)))
     if not PLAUSIBLE_MEDIAN_HR[0] <= median_hr <= PLAUSIBLE_MEDIAN_HR[1]:
         logger.warning(
-            "record %s: the annotated beats give a median heart rate of %.0f bpm at the "
+            "record %s: the %s beats give a median heart rate of %.0f bpm at the "
             "header's %g Hz; if that is not this patient's, the header's sampling rate is "
             "wrong (RR features and windows scale with it)",
-            record.record_id, median_hr, record.fs,
+            record.record_id, whose, median_hr, record.fs,
         )  # fmt: skip
-    return ref, symbols, n_outside, median_hr
+    return median_hr
+
+
+def detected_beats(record: Record, det: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The detector's beats of an unannotated record, in the form of :func:`reference_beats`
+    (symbols empty: nobody labelled them). ValueError when fewer than two were found."""
+    ref = np.unique(np.asarray(det, dtype=np.int64))
+    if ref.size < 2:
+        raise ValueError(
+            f"record {record.record_id}: the detector found fewer than two beats (no "
+            "annotations to fall back on)"
+        )
+    return ref, np.full(ref.size, ""), 0, _median_hr(record, ref, "detected")
 
 
 def _check_annotations_fit(record: Record, ref_hit: np.ndarray) -> float | None:
@@ -247,7 +268,7 @@ def _check_some_ecg(record: Record, col: int, q: QualityResult) -> None:
 
 
 def process_record(
-    record: Record, ann: Annotations, cfg: ArrhythmiaDataConfig, split: str
+    record: Record, ann: Annotations | None, cfg: ArrhythmiaDataConfig, split: str
 ) -> RecordBeats:
     """Clean, resample, quality-check, detect and window one record.
 
@@ -255,8 +276,11 @@ def process_record(
     ----------
     record : Record
         The record at its own sampling rate and lead layout.
-    ann : Annotations
-        Its reference annotations (beat and non-beat; non-beats are dropped here).
+    ann : Annotations or None
+        Its reference annotations (beat and non-beat; non-beats are dropped here). None
+        for a recording nobody annotated: the windows then sit on the detected R peaks,
+        as a monitor's do, with ``symbol`` and ``aami`` empty and ``label``
+        :data:`UNLABELLED`; the facts' ``annotation_match`` and ``rpeaks`` are None.
     cfg : ArrhythmiaDataConfig
         Lead, target fs, filters and window settings.
     split : str
@@ -287,19 +311,24 @@ def process_record(
         raise SignalError(record.record_id, f"lead {record.channels[col]} is all NaN")
     filled, nan_mask = interpolate_nonfinite(lead_raw)
 
-    ref_src, symbols, n_outside, median_hr = reference_beats(record, ann, filled.size)
-
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).
     det = ecg_rpeaks(filled, record.fs)
-    ref_hit, _ = match_beats(ref_src, det, record.fs, MATCH_WINDOW_S)
-    vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, filled.size)
-    rpeak_counts = detection_counts(ref_src, det, record.fs, MATCH_WINDOW_S, exclude=vf)
     q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
     _check_some_ecg(record, col, q)
+    if ann is None:
+        ref_src, symbols, n_outside, median_hr = detected_beats(record, det)
+        ref_hit = np.ones(ref_src.size, dtype=bool)
+        rpeak_counts = annotation_match = None
+    else:
+        ref_src, symbols, n_outside, median_hr = reference_beats(record, ann, filled.size)
+        ref_hit, _ = match_beats(ref_src, det, record.fs, MATCH_WINDOW_S)
+        vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, filled.size)
+        rpeak_counts = detection_counts(ref_src, det, record.fs, MATCH_WINDOW_S, exclude=vf)
     win_of_beat = np.clip(np.searchsorted(q.start_idx, ref_src, side="right") - 1, 0, None)
     quality_ok = q.usable[win_of_beat]
-    annotation_match = _check_annotations_fit(record, ref_hit[quality_ok])
+    if ann is not None:
+        annotation_match = _check_annotations_fit(record, ref_hit[quality_ok])
     live = ecg_quality_trailing(
         lead_raw, record.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s, peaks=det
     )
@@ -325,7 +354,10 @@ def process_record(
 
     windows, _inside = beat_windows(clean, ref, fs, w.before_s, w.after_s)
     rr = rr_features(ref, fs, local_beats=w.local_rr_beats)
-    aami = np.array([str(AAMI_MAP[s]) for s in symbols])
+    aami = np.array([str(AAMI_MAP[s]) if s else "" for s in symbols])
+    labels = np.array(
+        [CLASS_INDEX[AAMI_MAP[s]] if s else UNLABELLED for s in symbols], dtype=np.int8
+    )
     beats = pd.DataFrame(
         {
             "record_id": record.record_id,
@@ -335,7 +367,7 @@ def process_record(
             "sample_idx": ref,
             "symbol": symbols,
             "aami": aami,
-            "label": np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int8),
+            "label": labels,
             **{name: rr[:, i] for i, name in enumerate(RR_FEATURES)},
             "quality_ok": quality_ok,
             "signal_ok": signal_ok,

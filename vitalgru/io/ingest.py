@@ -25,6 +25,7 @@ __all__ = [
     "attrition_entry",
     "ingest_records",
     "iter_records",
+    "no_record_error",
     "write_attrition",
 ]
 
@@ -53,6 +54,19 @@ def attrition_entry(
     return AttritionEntry(
         database=database, item=item, stage=stage, reason=reason, detail=str(error)
     )
+
+
+def no_record_error(database: str, excluded: Sequence[AttritionEntry], done: str) -> RecordError:
+    """The error for a call none of whose records could be used: each record and why; when
+    none had an annotation file, how to read unannotated recordings."""
+    why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
+    msg = f"no record could be {done}{': ' + why if why else ' (none asked for)'}"
+    if excluded and all(e.reason == "missing_annotations" for e in excluded):
+        msg += (
+            ". For recordings nobody annotated, pass annotations=None (on the command line, "
+            "--annotations none): the detector's beats are then classified, without scores"
+        )
+    return RecordError(database, msg, "no_usable_record")
 
 
 def write_attrition(entries: Iterable[AttritionEntry], path: str | Path) -> None:

@@ -246,8 +246,37 @@ def _fmt(v: Any, n: bool = False) -> str:
     return f"{int(v)}" if n else f"{100 * v:.1f}"
 
 
+def calls_report(y_pred: Any, record_ids: Any) -> dict[str, Any]:
+    """What a classifier called where there is no reference to score it against.
+
+    Returns
+    -------
+    dict
+        ``{"n_beats", "calls": {class: n}, "records": {rid: {"n_beats", "calls"}}}``,
+        records in order of first appearance.
+    """
+    p = _as_labels(y_pred, "y_pred", len(CLASS_NAMES))
+    r = np.asarray(record_ids).astype(str)
+    if r.shape != p.shape:
+        raise ValueError("record_ids must have one entry per beat")
+
+    def counts(q: np.ndarray) -> dict[str, int]:
+        n = np.bincount(q, minlength=len(CLASS_NAMES))
+        return {c: int(n[k]) for k, c in enumerate(CLASS_NAMES)}
+
+    _, first = np.unique(r, return_index=True)
+    records = {
+        rid: {"n_beats": int((r == rid).sum()), "calls": counts(p[r == rid])}
+        for rid in r[np.sort(first)]
+    }
+    return {"n_beats": int(p.size), "calls": counts(p), "records": records}
+
+
 def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat classification") -> str:
-    """Markdown tables of an :func:`aami_report` (percentages, ``-`` for undefined)."""
+    """Markdown tables of an :func:`aami_report`, or of a :func:`calls_report` (percentages,
+    ``-`` for undefined)."""
+    if "classes" not in report:
+        return _calls_markdown(report, title)
     lines = [f"## {title}", ""]
     lines.append(
         f"Beats: {report['n_beats']}; accuracy {_fmt(report['accuracy'])} %; "
@@ -289,6 +318,35 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
                 f"| {rid} | {r['n_beats']} | {_fmt(r['accuracy'])} | {_fmt(cl['S']['se'])} | "
                 f"{_fmt(cl['S']['ppv'])} | {_fmt(cl['V']['se'])} | {_fmt(cl['V']['ppv'])} |"
             )
+    return "\n".join(lines + _signal_lines(report)) + "\n"
+
+
+def _calls_markdown(report: Mapping[str, Any], title: str) -> str:
+    names = list(report["calls"])
+    lines = [
+        f"## {title}",
+        "",
+        f"Beats: {report['n_beats']}, found by the R-peak detector; no reference annotations, "
+        "so these are the model's calls, not scores.",
+        "",
+        "| record | beats | " + " | ".join(names) + " | V % | S % |",
+        "|---|---:|" + "---:|" * (len(names) + 2),
+    ]
+    rows = [*report["records"].items(), ("all", report)]
+    for rid, r in rows:
+        n, calls = r["n_beats"], r["calls"]
+        share = {c: _fmt(calls[c] / n if n else None) for c in ("V", "S")}
+        lines.append(
+            f"| {rid} | {n} | " + " | ".join(str(calls[c]) for c in names)
+            + f" | {share['V']} | {share['S']} |"
+        )  # fmt: skip
+    return "\n".join(lines + _signal_lines(report)) + "\n"
+
+
+def _signal_lines(report: Mapping[str, Any]) -> list[str]:
+    """The signal-quality, outside-signal and not-scored notes of a report's records."""
+    recs = report.get("records")
+    lines: list[str] = []
     flagged = {
         rid: r["signal"]
         for rid, r in (recs or {}).items()
@@ -332,4 +390,4 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
         for rid, e in excluded.items():
             detail = str(e.get("detail", "")).replace("|", "\\|")
             lines.append(f"| {rid} | {e.get('stage', '')} | {e.get('reason', '')} | {detail} |")
-    return "\n".join(lines) + "\n"
+    return lines

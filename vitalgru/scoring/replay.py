@@ -7,6 +7,7 @@ matched to a reference beat within EC57's 150 ms window: matched beats give the 
 confusion (the usual AAMI table), reference beats never detected are counted as missed and
 detections with no reference beat as extra, per class. Detections inside ventricular
 flutter episodes are not counted as extra (EC57 leaves flutter out of beat detection).
+Recordings nobody annotated are replayed the same way and reported by what was called.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import numpy as np
 
 from vitalgru.data.ingest import reference_beats, select_lead
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
-from vitalgru.errors import RecordError
-from vitalgru.io.ingest import attrition_entry, iter_records
+from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
-from vitalgru.metrics.aami import aami_report
+from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
@@ -227,6 +227,7 @@ def replay_database(
     chunk_s: float = 1.0,
     lead: str | int | None = None,
     on_tick: Callable[[int, int], None] | None = None,
+    annotations: str | None = "atr",
 ) -> tuple[ReplayResult, dict[str, Any]]:
     """Replay ``records`` of ``db`` together, as concurrent patients, and score the calls.
 
@@ -234,7 +235,7 @@ def replay_database(
     ----------
     monitor : ArrhythmiaMonitor
     db : vitalgru.io.physionet.Database
-        A WFDB database with beat annotations.
+        A WFDB database, with beat annotations unless ``annotations`` is None.
     records : sequence of str
     chunk_s : float
         Seconds per patient per tick.
@@ -242,12 +243,17 @@ def replay_database(
         Lead to monitor (default: the model's, chosen as ingest chooses it).
     on_tick : callable, optional
         Progress, as in :func:`replay`.
+    annotations : str or None
+        Extension of the reference annotation files; None for unannotated recordings,
+        which are replayed and reported without scores.
 
     Returns
     -------
     result : ReplayResult
     report : dict
-        :func:`live_report`, plus ``"alerts"`` (per record, and counts by kind),
+        ``"annotated"``; :func:`live_report` when annotated; ``"calls"`` (the beats called
+        each class, per record too: :func:`vitalgru.metrics.aami.calls_report`);
+        ``"alerts"`` (per record, and counts by kind),
         ``"latency_s"`` (R peak to label), ``"compute"`` (:meth:`ReplayResult.compute_summary`)
         and ``"excluded"`` (records that could not be read).
 
@@ -260,9 +266,13 @@ def replay_database(
     feeds: dict[str, tuple[np.ndarray, float]] = {}
     reference = {}
     want = lead if lead is not None else monitor.windows.lead
-    for rec, ann in iter_records(db, records, attrition=excluded):
+    for rec, ann in iter_records(db, records, annotation_extension=annotations,
+                                 attrition=excluded):  # fmt: skip
         col = select_lead(rec, want, monitor.windows.fallback_lead)
         x = rec.signal[:, col].astype(np.float64)
+        if ann is None:  # nothing to score against: the monitor's calls are the report
+            feeds[rec.record_id] = (x, float(rec.fs))
+            continue
         try:  # the annotated beats as ingest and evaluate take them
             ref, symbols, _, _ = reference_beats(rec, ann, x.size)
         except ValueError as e:  # fewer than two beats
@@ -274,12 +284,16 @@ def replay_database(
         feeds[rec.record_id] = (x, float(rec.fs))
         reference[rec.record_id] = (ref, labels, vf, float(rec.fs))
     if not feeds:
-        why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
-        raise RecordError(db.name, f"no record could be read{': ' + why if why else ''}",
-                          "no_usable_record")  # fmt: skip
+        raise no_record_error(db.name, excluded, "read")
     result = replay(monitor, feeds, chunk_s, on_tick)
     result.excluded = excluded
-    report = live_report(result.calls, reference)
+    report: dict[str, Any] = {"annotated": annotations is not None}
+    if annotations is not None:
+        report |= live_report(result.calls, reference)
+    report["calls"] = calls_report(
+        np.asarray([CLASS_INDEX[c.label] for cs in result.calls.values() for c in cs], np.int64),
+        np.asarray([rid for rid, cs in result.calls.items() for _ in cs], dtype=str),
+    )
     lat = np.asarray([c.latency_s for cs in result.calls.values() for c in cs])
     kinds = Counter(a.kind for al in result.alerts.values() for a in al)
     report["alerts"] = {

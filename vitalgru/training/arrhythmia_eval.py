@@ -1,11 +1,13 @@
-"""Score any WFDB database with beat annotations using a trained beat classifier.
+"""Score any WFDB database using a trained beat classifier.
 
 Records are read through :mod:`vitalgru.io` (any sampling rate, any lead layout), then
 resampled, filtered and windowed with the ingest building blocks
 (:func:`vitalgru.data.ingest.process_record`) using the *model's* logged preprocessing
 (fs, lead, window, filters), so a model sees exactly the kind of input it was trained on.
 Reference beat positions come from the database's annotations (AAMI EC57 evaluation
-scores the classifier on the reference beats).
+scores the classifier on the reference beats). Records nobody annotated are classified on
+the beats the R-peak detector finds, as the live monitor does; their report says what was
+called, without scores.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from vitalgru.data.arrhythmia_dataset import (
     feature_settings_from_preprocessing,
 )
 from vitalgru.data.drift import beat_inputs
-from vitalgru.data.ingest import process_record
-from vitalgru.errors import RecordError
-from vitalgru.io.ingest import attrition_entry, iter_records
+from vitalgru.data.ingest import UNLABELLED, process_record
+from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
-from vitalgru.metrics.aami import aami_report
+from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.training.arrhythmia import predict_records
 from vitalgru.types import AttritionEntry
@@ -80,11 +81,21 @@ class DatabaseScores:
     # vitalgru.data.drift.beat_inputs gives them, for comparison with the model's reference.
     inputs: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the beats carry reference labels (False: unannotated records, beats
+        found by the detector)."""
+        return bool((self.y_true != UNLABELLED).all())
+
     def report(self) -> dict[str, Any]:
-        """:func:`vitalgru.metrics.aami.aami_report` of these beats, per record too (each
-        with its ``signal``: :func:`signal_summary`), and ``excluded``: ``{record:
-        {"stage", "reason", "detail"}}`` of those not scored."""
-        rep = aami_report(self.y_true, self.y_pred, self.record_ids)
+        """:func:`vitalgru.metrics.aami.aami_report` of these beats (of unannotated ones:
+        :func:`vitalgru.metrics.aami.calls_report`), per record too (each with its
+        ``signal``: :func:`signal_summary`), and ``excluded``: ``{record: {"stage",
+        "reason", "detail"}}`` of those not scored."""
+        if self.labelled:
+            rep = aami_report(self.y_true, self.y_pred, self.record_ids)
+        else:
+            rep = calls_report(self.y_pred, self.record_ids)
         for rid, r in rep.get("records", {}).items():
             r["signal"] = signal_summary(self.facts.get(rid, {}))
         rep["excluded"] = {
@@ -101,8 +112,10 @@ def score_database(
     records: Sequence[str],
     lead: str | int | None = None,
     on_record: Callable[[str], None] | None = None,
+    annotations: str | None = "atr",
 ) -> DatabaseScores:
-    """Classify every annotated beat of ``records`` in ``db``.
+    """Classify every annotated beat of ``records`` in ``db`` (or, for unannotated records,
+    every beat the R-peak detector finds).
 
     Parameters
     ----------
@@ -115,6 +128,10 @@ def score_database(
         Lead to use instead of the model's (a name, or a column index).
     on_record : callable, optional
         Called with each record id when done (progress).
+    annotations : str or None
+        Extension of the reference annotation files (``"atr"``). None: the records are not
+        annotated; the beats the detector finds are classified, with ``y_true``
+        :data:`vitalgru.data.ingest.UNLABELLED`.
 
     Returns
     -------
@@ -135,11 +152,11 @@ def score_database(
     want = model.n_samples
     rids, ys, ps, probs_all, facts, seen = [], [], [], [], {}, []
     excluded: list[AttritionEntry] = []
-    for rec, ann in iter_records(db, records, attrition=excluded):
+    for rec, ann in iter_records(db, records, annotation_extension=annotations, attrition=excluded):
         rid = rec.record_id
         try:
             item = process_record(rec, ann, cfg, "test")
-        except ValueError as e:  # no usable lead, or too few annotated beats
+        except ValueError as e:  # no usable lead, or too few beats
             excluded.append(attrition_entry(db.name, rid, e))
             logger.warning("%s/%s not scored (%s): %s", db.name, rid, excluded[-1].reason, e)
             continue
@@ -162,9 +179,7 @@ def score_database(
         if on_record is not None:
             on_record(rid)
     if not rids:
-        why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
-        msg = f"no record could be scored{': ' + why if why else ' (none asked for)'}"
-        raise RecordError(db.name, msg, "no_usable_record")
+        raise no_record_error(db.name, excluded, "scored")
     return DatabaseScores(
         record_ids=np.concatenate(rids),
         y_true=np.concatenate(ys),

@@ -11,6 +11,7 @@ from vitalgru.metrics.aami import (
     aami_metrics,
     aami_metrics_by_record,
     aami_report,
+    calls_report,
     cohen_kappa,
     confusion_matrix,
     ec57_gross,
@@ -148,3 +149,25 @@ class TestReports:
         assert "| V | 3 | 66.7 | 100.0 | 80.0 | 100.0 |" in md
         assert "| a | 5 | 80.0 |" in md
         assert "VEB Se 66.7 %, +P 100.0 %, F1 80.0 %" in md
+
+    def test_calls_without_a_reference_are_counted_not_scored(self) -> None:
+        # Y_PRED by hand: N x5, S x2, V x2, F x1; record b first: N N N S S, then a: N V V N F.
+        rec = np.array(["b"] * 5 + ["a"] * 5)
+        r = calls_report(Y_PRED, rec)
+        assert r["n_beats"] == 10
+        assert r["calls"] == {"N": 5, "S": 2, "V": 2, "F": 1, "Q": 0}
+        assert list(r["records"]) == ["b", "a"]  # in order of appearance
+        assert r["records"]["b"] == {
+            "n_beats": 5,
+            "calls": {"N": 3, "S": 2, "V": 0, "F": 0, "Q": 0},
+        }
+        assert r["records"]["a"]["calls"] == {"N": 2, "S": 0, "V": 2, "F": 1, "Q": 0}
+        md = report_markdown(r, "calls")
+        assert "no reference annotations" in md and "Se %" not in md
+        assert "| b | 5 | 3 | 2 | 0 | 0 | 0 | 0.0 | 40.0 |" in md
+        assert "| a | 5 | 2 | 0 | 2 | 1 | 0 | 40.0 | 0.0 |" in md
+        assert "| all | 10 | 5 | 2 | 2 | 1 | 0 | 20.0 | 20.0 |" in md
+        with pytest.raises(ValueError, match="one entry per beat"):
+            calls_report(Y_PRED, rec[:3])
+        with pytest.raises(ValueError, match="outside"):
+            calls_report([0, 7], ["a", "a"])

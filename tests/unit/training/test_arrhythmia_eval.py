@@ -12,6 +12,7 @@ import wfdb
 
 from vitalgru.config import PhysioNetConfig
 from vitalgru.data.arrhythmia_dataset import N_RR_FEATURES
+from vitalgru.data.ingest import UNLABELLED
 from vitalgru.errors import RecordError
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import report_markdown
@@ -198,3 +199,36 @@ def test_a_header_rate_that_makes_the_heart_rate_implausible_is_warned_about(
     assert "record fast: the annotated beats give a median heart rate of 2" in caplog.text
     assert "header's sampling rate is wrong" in caplog.text
     assert "record good: the annotated" not in caplog.text
+
+
+def test_unannotated_records_are_classified_on_the_detected_beats(
+    folder: Path, model: ArrhythmiaGRU, tmp_path: Path
+) -> None:
+    db = open_database(str(folder), PhysioNetConfig())
+    annotated = score_database(model, PREPROCESSING, db, ["good"])
+    scores = score_database(model, PREPROCESSING, db, ["good"], annotations=None)
+    assert annotated.labelled and not scores.labelled
+    assert (scores.y_true == UNLABELLED).all()
+    # record 100's first 40 s: the detector finds the annotated beats, give or take one at
+    # either end of the excerpt
+    assert abs(scores.y_true.size - annotated.y_true.size) <= 2
+    report = scores.report()
+    assert "classes" not in report and "accuracy" not in report
+    assert report["n_beats"] == scores.y_pred.size
+    assert sum(report["calls"].values()) == scores.y_pred.size
+    assert report["records"]["good"]["calls"] == report["calls"]
+    signal = report["records"]["good"]["signal"]
+    assert signal["annotation_match"] is None and signal["lead"] == "MLII"
+    assert 60 < signal["median_hr_bpm"] < 90
+    assert set(scores.inputs) == set(annotated.inputs)
+    assert "found by the R-peak detector" in report_markdown(report)
+
+    # A folder of recordings without annotation files: read as annotated, nothing can be
+    # scored, and the error says how to read them; read as unannotated, they are scored.
+    for suffix in ("hea", "dat"):
+        (tmp_path / f"good.{suffix}").write_bytes((folder / f"good.{suffix}").read_bytes())
+    bare = open_database(str(tmp_path), PhysioNetConfig())
+    with pytest.raises(RecordError, match="annotation file does not exist.*--annotations none"):
+        score_database(model, PREPROCESSING, bare, ["good"])
+    again = score_database(model, PREPROCESSING, bare, ["good"], annotations=None)
+    np.testing.assert_array_equal(again.probs, scores.probs)

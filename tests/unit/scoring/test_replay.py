@@ -1,0 +1,93 @@
+"""Replaying recordings: what the monitor calls does not depend on whether the records are
+annotated; annotations only add the scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import wfdb
+
+from pipelines.replay import replay_markdown
+from vitalgru.config import PhysioNetConfig
+from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.errors import RecordError
+from vitalgru.io import open_database
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor, replay_database
+
+SECONDS = 60
+PRE = {
+    "fs": 360.0,
+    "lead": "MLII",
+    "window": {"before_s": 0.25, "after_s": 0.45},
+    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
+                      "rhythm_beats": 16},
+    "rr_features": list(RR_FEATURES),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folders(mitdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The first minute of records 119 (V beats in bigeminy) and 100, with their beat
+    annotations in one folder and without them in another."""
+    annotated = tmp_path_factory.mktemp("annotated")
+    bare = tmp_path_factory.mktemp("bare")
+    n = SECONDS * 360
+    for name in ("119", "100"):
+        rec = wfdb.rdrecord(str(mitdb_dir / name), sampto=n)
+        ann = wfdb.rdann(str(mitdb_dir / name), "atr", sampto=n)
+        for out in (annotated, bare):
+            wfdb.wrsamp(
+                name, fs=360, units=rec.units, sig_name=rec.sig_name, p_signal=rec.p_signal,
+                fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(out),
+            )  # fmt: skip
+        wfdb.wrann(name, "atr", ann.sample, symbol=ann.symbol, write_dir=str(annotated))
+    return annotated, bare
+
+
+def _monitor() -> ArrhythmiaMonitor:
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
+
+
+def test_unannotated_records_are_replayed_and_reported_without_scores(
+    folders: tuple[Path, Path],
+) -> None:
+    annotated, bare = (open_database(str(f), PhysioNetConfig()) for f in folders)
+    names = ["119", "100"]
+    res_a, rep_a = replay_database(_monitor(), annotated, names)
+    res_b, rep_b = replay_database(_monitor(), bare, names, annotations=None)
+
+    # the monitor never reads the annotations: the same beats, labels and alarms
+    for rid in names:
+        a, b = res_a.calls[rid], res_b.calls[rid]
+        assert [(c.sample_idx, c.label) for c in a] == [(c.sample_idx, c.label) for c in b]
+        assert [x.kind for x in res_a.alerts[rid]] == [x.kind for x in res_b.alerts[rid]]
+    assert rep_b["calls"] == rep_a["calls"]
+    assert rep_b["alerts"] == rep_a["alerts"]
+
+    # with annotations: scores and counts; without: counts only
+    assert rep_a["annotated"] and not rep_b["annotated"]
+    assert {"beats", "detection"} <= set(rep_a) and not {"beats", "detection"} & set(rep_b)
+    n_calls = sum(len(c) for c in res_b.calls.values())
+    assert rep_b["calls"]["n_beats"] == n_calls > 120  # about 70 beats a minute each
+    for rid in names:
+        counts = rep_b["calls"]["records"][rid]["calls"]
+        assert counts == {k: sum(c.label == k for c in res_b.calls[rid]) for k in "NSVFQ"}
+    assert rep_a["detection"]["reference"] > 0.95 * n_calls
+
+    md = replay_markdown(rep_b, "bare")
+    assert "## bare: beats called" in md and "Beat detection" not in md
+    assert "| 119 |" in md and "## Alarms" in md
+    assert "## Beat detection" in replay_markdown(rep_a, "annotated")
+
+
+def test_records_without_annotation_files_say_how_to_replay_them(
+    folders: tuple[Path, Path],
+) -> None:
+    bare = open_database(str(folders[1]), PhysioNetConfig())
+    with pytest.raises(RecordError, match="no record could be read.*--annotations none"):
+        replay_database(_monitor(), bare, ["119"])
