@@ -4,6 +4,8 @@ ship with the package, and bad configs fail with a clear message."""
 from __future__ import annotations
 
 import filecmp
+import importlib
+import inspect
 import io
 import os
 import subprocess
@@ -331,6 +333,10 @@ class TestShippedConfigs:
             src = (ROOT / path).read_text()
             assert f"def {func}(" in src, dep["entrypoint"]
             assert dep["schedules"], dep["name"]
+            # every parameter a deployment sets is one its flow takes
+            module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+            takes = inspect.signature(getattr(module, func).fn).parameters
+            assert set(dep.get("parameters") or {}) <= set(takes), dep["name"]
 
 
 def test_record_selection_names_what_is_missing(caplog: pytest.LogCaptureFixture) -> None:
