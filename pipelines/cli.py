@@ -356,6 +356,65 @@ def _margin_seconds(text: str) -> float:
     return _seconds(text, allow_zero=True)
 
 
+#: Short names ``vitalgru models`` accepts for the registered models.
+_MODEL_NAMES = {"arrhythmia": "vitalgru-arrhythmia", "early-warning": "vitalgru-early-warning"}
+
+
+def _versions_text(name: str, rows: list[dict[str, Any]], history: list[dict[str, str]]) -> str:
+    """The versions of one registered model as a plain-text table, and its recent holders
+    of the champion alias."""
+    if not rows:
+        return f"{name}: not registered\n"
+
+    def gate(g: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in g.items()) or "-"
+
+    def monitor(m: dict[str, str | None]) -> str:
+        return f"{m['status']} ({m['checked_at']})" if m.get("status") else "-"
+
+    table = [("version", "created", "aliases", "gate values", "last check")]
+    table += [
+        (r["version"], r["created"], ",".join(r["aliases"]) or "-", gate(r["gate"]),
+         monitor(r["monitor"]))
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [name] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                      for row in table]  # fmt: skip
+    if history:
+        lines.append("  champion, most recent first:")
+        lines += [
+            f"    version {h['version']} {h.get('at', '')} {h.get('how', '')}: {h.get('reason', '')}"
+            for h in reversed(history[-5:])
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vitalgru import tracking
+
+    _check_mlflow()
+    if args.action == "list":
+        names = [_MODEL_NAMES.get(n, n) for n in (args.name or list(_MODEL_NAMES))]
+        found = {n: (tracking.registry_versions(n), tracking.alias_history(n)) for n in names}
+        if args.json:
+            _print({n: {"versions": v, "champion_history": h} for n, (v, h) in found.items()})
+        else:
+            print("\n".join(_versions_text(n, v, h) for n, (v, h) in found.items()), end="")
+        return 0
+    name = _MODEL_NAMES.get(args.name, args.name)
+    try:
+        if args.action == "promote":
+            d = tracking.promote(name, args.version, args.reason, args.alias)
+        else:
+            d = tracking.rollback(name, args.reason, args.alias)
+    except ValueError as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    _print({"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version,
+            "now": tracking.get_alias_version(name, args.alias)})  # fmt: skip
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if set(args.tasks) - {"ingest"}:
         _check_mlflow()
@@ -520,6 +579,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(ok < watch < drift < degraded); default: always exit 0 after a check",
     )  # fmt: skip
     sp.set_defaults(func=cmd_monitor)
+
+    sp = sub.add_parser(
+        "models",
+        help="the registered models: each version's aliases, gate values and last "
+        "monitoring check; promote a version by hand or roll the champion back (recorded "
+        "in the registry)",
+        epilog=EPILOG,
+    )
+    msub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = msub.add_parser("list", help="versions of each registered model, newest first")
+    ls.add_argument("name", nargs="*",
+                    help="arrhythmia, early-warning or a registered name (default: both)")  # fmt: skip
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(func=cmd_models)
+    pr = msub.add_parser(
+        "promote", help="make a version the champion by hand (a reviewed challenger)"
+    )
+    pr.add_argument("name", help="arrhythmia, early-warning or a registered name")
+    pr.add_argument("version")
+    rb = msub.add_parser(
+        "rollback", help="give the champion alias back to the version that held it before"
+    )
+    rb.add_argument("name", help="arrhythmia, early-warning or a registered name")
+    for p_ in (pr, rb):
+        p_.add_argument("--reason", required=True,
+                        help="why (kept on the version and in the alias history)")  # fmt: skip
+        p_.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+        p_.set_defaults(func=cmd_models)
 
     sp = sub.add_parser(
         "run",

@@ -82,8 +82,12 @@ __all__ = [
     "log_config",
     "log_confusion_matrix",
     "log_model",
+    "alias_history",
+    "promote",
     "promote_if_better",
     "registry_uri",
+    "registry_versions",
+    "rollback",
     "set_alias",
     "start_run",
     "tracking_uri",
@@ -883,8 +887,159 @@ def get_alias_version(name: str, alias: str = "champion") -> str | None:
 
 
 def set_alias(name: str, version: str, alias: str) -> None:
-    """Point ``alias`` of ``name`` at ``version`` (manual promotion or rollback)."""
+    """Point ``alias`` of ``name`` at ``version``, unrecorded (tests and migrations; a
+    person promoting or rolling back uses :func:`promote` or :func:`rollback`)."""
     _client().set_registered_model_alias(name, alias, str(version))
+
+
+def _history_tag(alias: str) -> str:
+    return f"vitalgru.{alias}.history"
+
+
+def alias_history(name: str, alias: str = "champion") -> list[dict[str, str]]:
+    """Which versions held ``alias`` of ``name``, oldest first: ``[{"version", "at" (UTC,
+    ISO 8601), "how" ("gate", "manual" or "rollback"), "reason"}, ...]``, from the
+    registered model's ``vitalgru.<alias>.history`` tag ([] when there is none)."""
+    client = _client()
+    try:
+        tags = dict(client.get_registered_model(name).tags or {})
+    except MlflowException:
+        return []
+    try:
+        history = json.loads(tags.get(_history_tag(alias), "[]"))
+    except json.JSONDecodeError:
+        logger.warning("%s: the %s history tag is not JSON; ignored", name, alias)
+        return []
+    return [h for h in history if isinstance(h, dict) and "version" in h]
+
+
+def _record_holder(
+    client: MlflowClient, name: str, alias: str, version: str, how: str, reason: str
+) -> None:
+    """Append the new holder of ``alias`` to the model's history tag (oldest entries
+    dropped to stay under MLflow's 5,000-character tag limit)."""
+    history = alias_history(name, alias)
+    history.append(
+        {
+            "version": str(version),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "how": how,
+            "reason": reason[:300],
+        }
+    )
+    text = json.dumps(history)
+    while len(text) > 5000 and len(history) > 1:
+        history.pop(0)
+        text = json.dumps(history)
+    client.set_registered_model_tag(name, _history_tag(alias), text)
+
+
+def _existing_version(client: MlflowClient, name: str, version: str) -> Any:
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as e:
+        raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
+
+
+def promote(
+    name: str, version: str, reason: str, alias: str = "champion", *, how: str = "manual"
+) -> PromotionDecision:
+    """Give ``version`` the ``alias`` by a person's decision (a reviewed challenger, or a
+    rollback after a failed check), and record it: the reason on the version's
+    ``vitalgru.promotion`` tag and in the alias history (:func:`alias_history`).
+
+    Raises
+    ------
+    ValueError
+        An empty reason, or an unknown version.
+    """
+    reason = " ".join(str(reason).split())
+    if not reason:
+        raise ValueError("a promotion by hand needs a reason (it is kept in the registry)")
+    client = _client()
+    version = str(version)
+    _existing_version(client, name, version)
+    prev = _alias_version(client, name, alias)
+    if prev == version:
+        return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
+    client.set_registered_model_alias(name, alias, version)
+    if alias == "champion" and _alias_version(client, name, "challenger") == version:
+        client.delete_registered_model_alias(name, "challenger")
+    was = f" (was version {prev})" if prev else ""
+    text = f"{how}: {alias} of {name} is version {version}{was}: {reason}"
+    client.set_model_version_tag(name, version, "vitalgru.promotion", text[:5000])
+    _record_holder(client, name, alias, version, how, reason)
+    logger.info(text)
+    return PromotionDecision(True, text, prev)
+
+
+def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecision:
+    """Give ``alias`` back to the version that held it before the current one (the newest
+    earlier holder in :func:`alias_history` that still exists); recorded as a
+    :func:`promote` with ``how="rollback"``.
+
+    Raises
+    ------
+    ValueError
+        No earlier holder is recorded (versions promoted before the history existed, or
+        only one ever held the alias), or an empty reason.
+    """
+    client = _client()
+    current = _alias_version(client, name, alias)
+    for entry in reversed(alias_history(name, alias)):
+        v = str(entry["version"])
+        if v == current:
+            continue
+        try:
+            client.get_model_version(name, v)
+        except MlflowException:  # deleted since
+            continue
+        return promote(name, v, reason, alias, how="rollback")
+    raise ValueError(
+        f"no earlier {alias} of {name} is recorded to roll back to (current: version "
+        f"{current}); promote a version by hand instead"
+    )
+
+
+def registry_versions(name: str) -> list[dict[str, Any]]:
+    """Every version of registered model ``name``, newest first, with what a person
+    deciding about it needs: ``{"version", "created" (UTC, ISO 8601), "aliases", "run_id",
+    "gate" ({metric: value}), "gate_decision", "promotion", "monitor" ({"status",
+    "checked_at", "reasons", "data"} of the last ``vitalgru monitor`` check)}``; [] when the
+    model is not registered."""
+    client = _client()
+    try:
+        aliases = dict(client.get_registered_model(name).aliases or {})
+    except MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for a, v in aliases.items():
+        by_version.setdefault(str(v), []).append(a)
+    out = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        tags = dict(mv.tags or {})
+        out.append(
+            {
+                "version": str(mv.version),
+                "created": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(mv.creation_timestamp) / 1000)
+                ),
+                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "gate": {
+                    k[len(GATE_TAG_PREFIX) :]: float(v)
+                    for k, v in sorted(tags.items())
+                    if k.startswith(GATE_TAG_PREFIX)
+                },
+                "gate_decision": tags.get("vitalgru.gate_decision"),
+                "promotion": tags.get("vitalgru.promotion"),
+                "monitor": {
+                    k: tags.get(f"vitalgru.monitor.{k}")
+                    for k in ("status", "checked_at", "reasons", "data")
+                },
+            }
+        )
+    return sorted(out, key=lambda r: int(r["version"]), reverse=True)
 
 
 def version_gate_values(
@@ -899,11 +1054,7 @@ def version_gate_values(
         ``name`` has no version ``version``.
     """
     client = _client()
-    try:
-        mv = client.get_model_version(name, str(version))
-    except MlflowException as e:
-        raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
-    return _champion_values(client, mv, gate_keys)
+    return _champion_values(client, _existing_version(client, name, version), gate_keys)
 
 
 def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
@@ -1006,10 +1157,7 @@ def promote_if_better(
         raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
     client = _client()
     version = str(version)
-    try:
-        client.get_model_version(name, version)
-    except MlflowException as e:
-        raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
+    _existing_version(client, name, version)
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
 
@@ -1023,6 +1171,7 @@ def promote_if_better(
             client.set_registered_model_alias(name, alias, version)
             if challenger_alias and _alias_version(client, name, challenger_alias) == version:
                 client.delete_registered_model_alias(name, challenger_alias)
+            _record_holder(client, name, alias, version, "gate", reason)
         elif challenger_alias and (prev is None or prev != version):
             client.set_registered_model_alias(name, challenger_alias, version)
         client.set_model_version_tag(name, version, "vitalgru.gate_decision", reason[:5000])
@@ -1044,7 +1193,7 @@ def promote_if_better(
         return finish(
             False,
             f"{alias} version {prev} has no recorded value for {missing}; not comparable, "
-            f"kept version {prev} (promote by hand with vitalgru.tracking.set_alias)",
+            f"kept version {prev} (promote by hand: vitalgru models promote)",
             prev,
             cmp,
         )

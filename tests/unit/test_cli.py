@@ -26,7 +26,8 @@ from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["run"], ["config"]]
+COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["models"], ["run"],
+            ["config"]]  # fmt: skip
 
 
 class TestCLI:

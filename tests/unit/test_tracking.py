@@ -24,6 +24,7 @@ from vitalgru import tracking
 from vitalgru.config import IngestConfig
 from vitalgru.errors import ModelLoadError, ServerUnavailableError
 from vitalgru.tracking import (
+    alias_history,
     check_stores,
     flatten_params,
     get_alias_version,
@@ -31,7 +32,10 @@ from vitalgru.tracking import (
     log_config,
     log_confusion_matrix,
     log_model,
+    promote,
     promote_if_better,
+    registry_versions,
+    rollback,
     set_alias,
     set_version_tags,
     start_run,
@@ -511,6 +515,53 @@ class TestPromotion:
         assert get_alias_version(NAME, "champion") == v2
         assert get_alias_version(NAME, "challenger") is None
 
+    def test_promotion_by_hand_and_rollback_are_recorded(self, store: Path) -> None:
+        v1, v2, v3 = _registered(3)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        promote_if_better(NAME, v2, {"f1": 0.9}, ["f1"])  # the gate makes v2 champion
+        promote_if_better(NAME, v3, {"f1": 0.7}, ["f1"])  # v3 stays challenger
+        with pytest.raises(ValueError, match="needs a reason"):
+            promote(NAME, v3, "  ")
+        with pytest.raises(ValueError, match="has no version 9"):
+            promote(NAME, "9", "why")
+        d = promote(NAME, v3, "reviewed:  better on the ward's own data")
+        assert d.promoted and d.previous_version == v2
+        assert get_alias_version(NAME) == v3 and get_alias_version(NAME, "challenger") is None
+        assert not promote(NAME, v3, "again").promoted  # already champion: nothing recorded
+        back = rollback(NAME, "monitor: degraded on the January export")
+        assert back.promoted and back.previous_version == v3 and get_alias_version(NAME) == v2
+        hist = alias_history(NAME)
+        assert [(h["version"], h["how"]) for h in hist] == [
+            (v1, "gate"), (v2, "gate"), (v3, "manual"), (v2, "rollback")]  # fmt: skip
+        assert hist[2]["reason"] == "reviewed: better on the ward's own data"
+        assert hist[-1]["at"].endswith("Z") and "beats" in hist[1]["reason"]
+        # a second rollback undoes the first
+        assert rollback(NAME, "undo").previous_version == v2 and get_alias_version(NAME) == v3
+
+        set_version_tags(NAME, v3, {"vitalgru.monitor.status": "drift"})
+        rows = registry_versions(NAME)
+        assert [r["version"] for r in rows] == [v3, v2, v1]
+        assert rows[0]["aliases"] == ["champion"] and rows[0]["gate"] == {"f1": 0.7}
+        assert rows[0]["promotion"].startswith("rollback: champion of") and "undo" in rows[0][
+            "promotion"]  # fmt: skip
+        assert rows[0]["monitor"]["status"] == "drift" and rows[1]["monitor"]["status"] is None
+        assert rows[1]["gate_decision"].startswith("beats champion v1")
+        assert rows[2]["aliases"] == [] and registry_versions("nobody") == []
+
+    def test_rollback_needs_an_earlier_holder_and_history_stays_under_the_tag_limit(
+        self, store: Path
+    ) -> None:
+        v1, v2 = _registered(2)
+        set_alias(NAME, v1, "champion")  # promoted before the history existed
+        with pytest.raises(ValueError, match="no earlier champion of .* is recorded"):
+            rollback(NAME, "why")
+        for k in range(30):  # many promotions with long reasons: the oldest are dropped
+            promote(NAME, (v1, v2)[k % 2], f"round {k} " + "x" * 400)
+        hist = alias_history(NAME)
+        tag = _client().get_registered_model(NAME).tags["vitalgru.champion.history"]
+        assert len(tag) <= 5000 and 5 < len(hist) < 30
+        assert hist[-1]["reason"].startswith("round 29") and len(hist[-1]["reason"]) == 300
+
     def test_champion_values_fall_back_to_its_run_metrics(self, store: Path) -> None:
         with start_run("exp") as run:
             run.log_metrics({"f1": 0.9})
@@ -565,3 +616,40 @@ class TestPromotion:
         _registered(1)
         with pytest.raises(ValueError, match="no version 7"):
             promote_if_better(NAME, "7", {"f1": 0.5}, ["f1"])
+
+
+class TestModelsCommand:
+    def test_list_promote_and_rollback_from_the_command_line(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from pipelines.cli import main
+
+        v1, v2 = _registered(2)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        promote_if_better(NAME, v2, {"f1": 0.75}, ["f1"])
+        set_version_tags(NAME, v1, {"vitalgru.monitor.status": "degraded",
+                                    "vitalgru.monitor.checked_at": "2027-01-02"})  # fmt: skip
+        capsys.readouterr()
+        assert main(["models", "list", NAME]) == 0
+        text = capsys.readouterr().out.splitlines()
+        assert text[0] == NAME and text[1].split() == [
+            "version", "created", "aliases", "gate", "values", "last", "check"]  # fmt: skip
+        assert text[2].split()[0] == v2 and "challenger" in text[2] and "f1 0.750" in text[2]
+        assert "champion" in text[3] and "degraded (2027-01-02)" in text[3]
+        assert f"version {v1}" in text[5] and "gate: first champion" in text[5]
+
+        assert main(["models", "promote", NAME, v2, "--reason", "reviewed by the team"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["promoted"] and out["now"] == v2 and out["previous_version"] == v1
+        assert main(["models", "rollback", NAME, "--reason", "v2 alarms too often"]) == 0
+        assert json.loads(capsys.readouterr().out)["now"] == v1
+        assert main(["models", "list", NAME, "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)[NAME]
+        assert [h["how"] for h in listed["champion_history"]] == ["gate", "manual", "rollback"]
+        assert main(["models", "list", "early-warning"]) == 0
+        assert capsys.readouterr().out == "vitalgru-early-warning: not registered\n"
+        with pytest.raises(SystemExit, match="has no version 7"):
+            main(["models", "promote", NAME, "7", "--reason", "x"])
+        with pytest.raises(SystemExit) as e:  # a reason is required
+            main(["models", "rollback", NAME])
+        assert e.value.code == 2
