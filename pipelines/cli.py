@@ -415,6 +415,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    ecg = None if args.arrhythmia_model.lower() == "none" else args.arrhythmia_model
+    ew = None if args.early_warning_model.lower() == "none" else args.early_warning_model
+    if ecg is None and ew is None:
+        raise SystemExit("serve needs at least one model (both were given as none)")
+    _check_mlflow()
+    from pipelines.gateway import serve
+
+    serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s)
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {text}")
+    return v
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if set(args.tasks) - {"ingest"}:
         _check_mlflow()
@@ -607,6 +629,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="why (kept on the version and in the alias history)")  # fmt: skip
         p_.add_argument("--alias", default="champion", help="alias to move (default: champion)")
         p_.set_defaults(func=cmd_models)
+
+    sp = sub.add_parser(
+        "serve",
+        help="the bedside gateway: an HTTP service that takes live ECG and hourly vital "
+        "signs, labels beats, raises alarms and scores sepsis risk (OpenAPI at /docs)",
+        epilog=EPILOG,
+    )
+    sp.add_argument(
+        "--arrhythmia-model", default="models:/vitalgru-arrhythmia@champion",
+        help="model URI for the ECG feeds, or none (default: the champion)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--early-warning-model", default="models:/vitalgru-early-warning@champion",
+        help="model URI for the hourly vital signs, or none (default: the champion)",
+    )  # fmt: skip
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sp.add_argument("--port", type=_port, default=8000, help="port (8000)")
+    sp.add_argument(
+        "--tick-s", type=_positive_seconds, default=1.0,
+        help="seconds between batched pushes of the queued ECG (default 1)",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser(
         "run",

@@ -26,8 +26,8 @@ from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["models"], ["run"],
-            ["config"]]  # fmt: skip
+COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["models"],
+            ["serve"], ["run"], ["config"]]  # fmt: skip
 
 
 class TestCLI:

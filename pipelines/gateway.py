@@ -1,0 +1,179 @@
+"""``vitalgru serve``: the bedside gateway, an HTTP service in front of a
+:class:`vitalgru.scoring.ward.Ward`.
+
+Bedside feeds (or a hospital's integration engine) admit patients, send ECG in small chunks
+and one row of vital signs and labs per ICU hour; the gateway queues the ECG, pushes every
+patient's queued samples through the arrhythmia monitor once per tick (one batched network
+call for the ward), scores each hour for sepsis when it arrives, and keeps a numbered log
+of alarms for the integration engine to poll. JSON in and out; FastAPI serves its OpenAPI
+description at ``/docs``.
+
+========================================  ==================================================
+``GET /health``                           models loaded, patients, ticks, events
+``POST /ecg/{patient}/admit``             ``{"fs": 250}``: start an ECG feed
+``POST /ecg/{patient}``                   ``{"samples": [mV, ...]}`` (null: a gap): queue
+``GET /ecg/{patient}``                    beats by class, heart rate, recent beats, alarms
+``DELETE /ecg/{patient}``                 end the feed; the final summary
+``POST /vitals/{patient}/admit``          start hourly sepsis scoring
+``POST /vitals/{patient}``                one hour (``ICULOS`` and values): its risk
+``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
+``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
+========================================  ==================================================
+
+Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
+monitors refuse (with the reason), 503 for a model the gateway was started without.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from vitalgru import __version__, tracking
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between ticks: how often queued ECG is pushed through the network. Labels wait
+#: for two more beats and the filtering margin anyway (about 4.5 s), so 1 s adds little.
+DEFAULT_TICK_S = 1.0
+
+
+class EcgAdmission(BaseModel):
+    fs: float = Field(gt=0, le=10_000, description="sampling rate of the feed (Hz)")
+
+
+class EcgChunk(BaseModel):
+    samples: list[float | None] = Field(
+        description="the next samples of the feed's one lead, in mV; null for a gap"
+    )
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a ward method, turning its errors into HTTP answers."""
+    try:
+        return fn(*args)
+    except KeyError as e:
+        raise HTTPException(404, str(e.args[0]) if e.args else "not found") from None
+    except ValueError as e:
+        msg = str(e)
+        if "without a" in msg:
+            raise HTTPException(503, msg) from None
+        raise HTTPException(409 if "already" in msg else 422, msg) from None
+
+
+def create_app(ward: Ward, tick_s: float = DEFAULT_TICK_S, models: dict | None = None) -> FastAPI:
+    """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
+    ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself)."""
+    if not tick_s >= 0:
+        raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(tick_s):
+                try:
+                    ward.tick()
+                except Exception:  # a bad tick must not stop the ward's clock
+                    logger.exception("gateway tick failed")
+
+        clock = threading.Thread(target=run, name="ward-tick", daemon=True)
+        if tick_s > 0:
+            clock.start()
+        yield
+        stop.set()
+        if clock.is_alive():
+            clock.join(timeout=10)
+
+    app = FastAPI(
+        title="vitalgru bedside gateway",
+        version=__version__,
+        description="Live ECG beat labels and arrhythmia alarms, hourly sepsis risk.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "models": models or {}, "tick_s": tick_s, **ward.status()}
+
+    @app.post("/ecg/{patient_id}/admit", status_code=201)
+    def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
+        _call(ward.admit_ecg, patient_id, body.fs)
+        return {"patient_id": patient_id, "fs": body.fs}
+
+    @app.post("/ecg/{patient_id}", status_code=202)
+    def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
+        queued = _call(ward.add_ecg, patient_id, body.samples)
+        return {"patient_id": patient_id, "queued_samples": queued}
+
+    @app.get("/ecg/{patient_id}")
+    def ecg_summary(patient_id: str) -> dict[str, Any]:
+        return _call(ward.ecg_summary, patient_id)
+
+    @app.delete("/ecg/{patient_id}")
+    def ecg_discharge(patient_id: str) -> dict[str, Any]:
+        return _call(ward.discharge_ecg, patient_id)
+
+    @app.post("/vitals/{patient_id}/admit", status_code=201)
+    def vitals_admit(patient_id: str) -> dict[str, Any]:
+        _call(ward.admit_sepsis, patient_id)
+        return {"patient_id": patient_id}
+
+    @app.post("/vitals/{patient_id}")
+    def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
+        return _call(ward.add_hour, patient_id, row)
+
+    @app.delete("/vitals/{patient_id}")
+    def vitals_discharge(patient_id: str) -> dict[str, Any]:
+        return _call(ward.discharge_sepsis, patient_id)
+
+    @app.get("/events")
+    def events(
+        since: int = Query(0, ge=0, description="the last event number already seen"),
+        limit: int = Query(500, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        return ward.events(since, limit)
+
+    return app
+
+
+def build_ward(arrhythmia_model: str | None, early_warning_model: str | None) -> tuple[Ward, dict]:
+    """Load the registered models (None: that monitor is off) and build the ward; returns
+    it and ``{task: "URI (version N)"}``."""
+    ecg = sepsis = None
+    names: dict[str, str] = {}
+    if arrhythmia_model:
+        m = tracking.load_model(arrhythmia_model, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+        ecg = ArrhythmiaMonitor(m.module, m.preprocessing)
+        names["arrhythmia"] = f"{arrhythmia_model} (version {m.version})"
+    if early_warning_model:
+        m = tracking.load_model(early_warning_model, kinds=(SepsisBlend, GRUDEarlyWarning))
+        sepsis = EarlyWarningMonitor(m.module, m.preprocessing)
+        names["early-warning"] = f"{early_warning_model} (version {m.version})"
+    return Ward(ecg, sepsis), names
+
+
+def serve(
+    arrhythmia_model: str | None,
+    early_warning_model: str | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    tick_s: float = DEFAULT_TICK_S,
+) -> None:
+    """Load the models and serve the gateway until interrupted."""
+    import uvicorn
+
+    ward, names = build_ward(arrhythmia_model, early_warning_model)
+    logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
+    uvicorn.run(create_app(ward, tick_s, names), host=host, port=port, log_level="info")

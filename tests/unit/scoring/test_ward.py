@@ -1,0 +1,115 @@
+"""A ward behind the gateway: feeds queued from anywhere and pushed in batched ticks give
+what the monitor gives alone, and the event log hands every alarm on exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor, replay
+from vitalgru.scoring.ward import Ward
+
+SECONDS = 90
+PRE = {
+    "fs": 360.0,
+    "lead": "MLII",
+    "window": {"before_s": 0.25, "after_s": 0.45},
+    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
+                      "rhythm_beats": 16},
+    "rr_features": list(RR_FEATURES),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def signals(mitdb_dir: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for r in ("119", "100"):  # V beats in bigeminy; sinus
+        rec = wfdb.rdrecord(str(mitdb_dir / r), sampto=SECONDS * 360)
+        out[r] = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    # 100's lead off for 6 s (flat): a pause and a poor-signal alarm, whatever the network
+    # makes of the beats
+    out["100"][40 * 360 : 46 * 360] = 0.0
+    return out
+
+
+def _monitor() -> ArrhythmiaMonitor:
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
+
+
+class TestEcgWard:
+    def test_chunks_queued_and_ticked_give_the_monitors_own_calls(
+        self, signals: dict[str, np.ndarray]
+    ) -> None:
+        alone = replay(_monitor(), {p: (x, 360.0) for p, x in signals.items()}, chunk_s=1.0)
+        ward = Ward(_monitor())
+        for pid in signals:
+            ward.admit_ecg(pid, 360.0)
+        rng = np.random.default_rng(0)
+        pos = dict.fromkeys(signals, 0)
+        while any(pos[p] < x.size for p, x in signals.items()):
+            for p, x in signals.items():  # feeds of uneven chunk sizes, several per tick
+                for _ in range(int(rng.integers(1, 4))):
+                    n = int(rng.integers(50, 400))
+                    ward.add_ecg(p, x[pos[p] : pos[p] + n].tolist())
+                    pos[p] = min(pos[p] + n, x.size)
+            ward.tick()
+        first = ward.events()
+        finals = {p: ward.discharge_ecg(p) for p in signals}
+        for p in signals:
+            want = {c: sum(b.label == c for b in alone.calls[p]) for c in "NSVFQ"}
+            assert finals[p]["counts"] == want and finals[p]["beats"] == len(alone.calls[p])
+            assert finals[p]["received_s"] == pytest.approx(SECONDS)
+            assert [a["kind"] for a in finals[p]["alarms"]] == [a.kind for a in alone.alerts[p]]
+        assert 55 < finals["100"]["hr_bpm"] < 95  # record 100: sinus about 75 bpm
+        assert finals["119"]["last_beats"][-1]["time_s"] > SECONDS - 3
+        # the log: every alarm once, numbered; a poll after the last one gets nothing new
+        log = ward.events(0, limit=10_000)
+        assert [e["seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
+        assert len(log["events"]) == sum(len(a) for a in alone.alerts.values()) >= 2
+        assert {"pause", "poor_signal"} <= {e["kind"] for e in log["events"]}
+        assert log["events"][: len(first["events"])] == first["events"]
+        assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
+                                                "dropped": 0}  # fmt: skip
+        assert ward.status()["ecg_patients"] == [] and ward.status()["ticks"] > SECONDS / 2
+
+    def test_bad_feeds_are_refused_and_change_nothing(self, signals: dict[str, np.ndarray]) -> None:
+        ward = Ward(_monitor(), max_chunk_s=2.0)
+        with pytest.raises(KeyError, match="admit them first"):
+            ward.add_ecg("a", [0.1, 0.2])
+        ward.admit_ecg("a", 360.0)
+        with pytest.raises(ValueError, match="already on ECG monitoring"):
+            ward.admit_ecg("a", 360.0)
+        with pytest.raises(ValueError, match="fs"):
+            ward.admit_ecg("b", 0.0)
+        for bad in ([[0.1, 0.2]], ["x"], [float("inf")]):
+            with pytest.raises(ValueError, match="samples must be"):
+                ward.add_ecg("a", bad)
+        assert ward.add_ecg("a", [0.1, None, 0.2]) == 3  # null: a gap
+        with pytest.raises(ValueError, match="more than 2 s of ECG would be queued"):
+            ward.add_ecg("a", signals["100"][:720].tolist())
+        assert ward.ecg_summary("a")["queued_s"] == pytest.approx(3 / 360, abs=1e-3)
+        with pytest.raises(ValueError, match="without a early-warning model"):
+            ward.admit_sepsis("a")
+        with pytest.raises(ValueError, match="needs an arrhythmia monitor"):
+            Ward()
+
+    def test_the_log_says_what_a_slow_poller_lost(self) -> None:
+        ward = Ward(_monitor())
+        ward._events = type(ward._events)(maxlen=3)  # a small log, to overflow it
+        with ward._queue_lock:
+            for k in range(5):
+                ward._event({"source": "ecg", "kind": "pause", "n": k})
+        got = ward.events(0)
+        assert [e["seq"] for e in got["events"]] == [3, 4, 5] and got["dropped"] == 2
+        assert ward.events(3, limit=1) == {"events": [got["events"][1]], "last_seq": 4,
+                                           "dropped": 0}  # fmt: skip
+        with pytest.raises(ValueError, match="limit"):
+            ward.events(0, limit=0)

@@ -1,0 +1,136 @@
+"""The bedside gateway over HTTP: what a feed sends reaches the ward, what the ward refuses
+comes back as a status code with the reason, and alarms are polled from the event log."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+from fastapi.testclient import TestClient
+
+from pipelines.gateway import create_app
+from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.data.early_warning import build_cohort
+from vitalgru.io.psv import PSV_COLUMNS
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final
+
+PRE = {
+    "fs": 360.0,
+    "lead": "MLII",
+    "window": {"before_s": 0.25, "after_s": 0.45},
+    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
+                      "rhythm_beats": 16},
+    "rr_features": list(RR_FEATURES),
+}  # fmt: skip
+CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
+
+
+@pytest.fixture(scope="module")
+def sepsis(physionet_mirror: Path) -> tuple[EarlyWarningMonitor, list[dict]]:
+    """A small GRU-D fitted on 80 set-A stays, and the next stay's rows as a feed sends
+    them (Challenge names, no label)."""
+    torch.set_num_threads(1)
+    cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=81)
+    settings = CVSettings(val_fraction=0.3, gru=GRUTrainParams(hidden_size=8, max_epochs=1))
+    fit = fit_final(cohort.subset(np.arange(80)), settings)
+    stay = cohort.subset(np.arange(80, 81)).frame
+    cols = [c for c in stay.columns if c in CHALLENGE and c != "sepsis_label"]
+    rows = [
+        {CHALLENGE[c]: (None if math.isnan(v) else float(v)) for c in cols
+         for v in [stay.iloc[i][c]]}
+        for i in range(len(stay))
+    ]  # fmt: skip
+    return EarlyWarningMonitor(fit.model, fit.preprocessing), rows
+
+
+@pytest.fixture()
+def client(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> TestClient:
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    ecg = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
+    ward = Ward(ecg, sepsis[0])
+    with TestClient(create_app(ward, tick_s=0, models={"arrhythmia": "test"})) as c:
+        c.ward = ward  # the tests tick it themselves
+        yield c
+    for pid in list(sepsis[0].patients):  # the monitor is shared by the tests
+        sepsis[0].discharge(pid)
+
+
+def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) -> None:
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=60 * 360)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")]
+    x[30 * 360 : 36 * 360] = 0.0  # the lead off for 6 s
+    assert client.post("/ecg/bed-4/admit", json={"fs": 360}).status_code == 201
+    for k in range(60):
+        chunk = x[k * 360 : (k + 1) * 360].tolist()
+        chunk[5] = None  # one lost sample: a gap, not an error
+        r = client.post("/ecg/bed-4", json={"samples": chunk})
+        assert r.status_code == 202 and r.json()["queued_samples"] == 360
+        client.ward.tick()
+    live = client.get("/ecg/bed-4").json()
+    assert live["received_s"] == pytest.approx(60.0) and live["beats"] > 50
+    assert sum(live["counts"].values()) == live["beats"]
+    final = client.delete("/ecg/bed-4").json()
+    assert final["discharged"] and final["beats"] >= live["beats"]
+    assert client.get("/ecg/bed-4").status_code == 404
+    events = client.get("/events", params={"since": 0}).json()
+    kinds = [e["kind"] for e in events["events"]]
+    assert "pause" in kinds and all(e["patient_id"] == "bed-4" for e in events["events"])
+    assert client.get("/events", params={"since": events["last_seq"]}).json()["events"] == []
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["ecg_patients"] == []
+    assert health["models"] == {"arrhythmia": "test"} and health["events"] == len(kinds)
+
+
+def test_refusals_are_status_codes_with_the_reason(client: TestClient) -> None:
+    assert client.post("/ecg/x", json={"samples": [0.1]}).status_code == 404
+    assert client.post("/ecg/x/admit", json={"fs": 0}).status_code == 422  # not a rate
+    assert client.post("/ecg/x/admit", json={"fs": 250}).status_code == 201
+    r = client.post("/ecg/x/admit", json={"fs": 250})
+    assert r.status_code == 409 and "already" in r.json()["detail"]
+    assert client.post("/ecg/x", json={"samples": ["a"]}).status_code == 422
+    r = client.post("/ecg/x", json={"samples": [0.0] * 250 * 61})
+    assert r.status_code == 422 and "queued" in r.json()["detail"]
+    assert client.post("/vitals/y", json={"ICULOS": 1}).status_code == 404
+    assert client.get("/events", params={"limit": 0}).status_code == 422
+    assert client.delete("/vitals/y").status_code == 404
+
+
+def test_hourly_vitals_through_the_gateway(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
+) -> None:
+    monitor, rows = sepsis
+    assert client.post("/vitals/icu-7/admit").status_code == 201
+    assert client.post("/vitals/icu-7/admit").status_code == 409
+    got = [client.post("/vitals/icu-7", json=row).json() for row in rows]
+    assert [g["hour"] for g in got] == [int(r["ICULOS"]) for r in rows]
+    # what the monitor gives the same rows on its own
+    monitor.admit("alone")
+    want = [monitor.push({"alone": r})[0] for r in rows]
+    monitor.discharge("alone")
+    np.testing.assert_allclose([g["risk"] for g in got], [w.risk for w in want], atol=1e-6)
+    onsets = [g["hour"] for g in got if g["alarm_started"]]
+    sepsis_events = [e for e in client.get("/events").json()["events"] if e["source"] == "sepsis"]
+    assert [e["hour"] for e in sepsis_events] == onsets
+    # a row the monitor refuses: hours out of order, text; nothing changes
+    r = client.post("/vitals/icu-7", json={"ICULOS": 1, "HR": 80})
+    assert r.status_code == 422 and "does not follow" in r.json()["detail"]
+    r = client.post("/vitals/icu-7", json={"ICULOS": len(rows) + 1, "HR": "high"})
+    assert r.status_code == 422 and "not a number" in r.json()["detail"]
+    done = client.delete("/vitals/icu-7").json()
+    assert done["last_hour"]["hour"] == got[-1]["hour"] and done["alarm_episodes"] == len(onsets)
+
+
+def test_a_gateway_without_a_model_says_so(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> None:
+    with TestClient(create_app(Ward(sepsis=sepsis[0]), tick_s=0.05)) as c:
+        r = c.post("/ecg/a/admit", json={"fs": 360})
+        assert r.status_code == 503 and "arrhythmia" in r.json()["detail"]
+    with pytest.raises(ValueError, match="tick_s"):
+        create_app(Ward(sepsis=sepsis[0]), tick_s=-1)

@@ -1,0 +1,361 @@
+"""A ward of live patients behind one gateway: feeds arrive from many threads, the networks
+run batched.
+
+:class:`Ward` holds an :class:`~vitalgru.scoring.ArrhythmiaMonitor` and/or an
+:class:`~vitalgru.scoring.EarlyWarningMonitor` and is what a bedside gateway (the HTTP
+service of ``vitalgru serve``) calls. ECG arrives in small chunks from each bedside feed
+and is only queued; :meth:`Ward.tick`, run on a clock, hands every patient's queued samples
+to the monitor in one batched push, so the cost of a network call is shared by the whole
+ward, exactly as in a replay. A patient-hour of vital signs is scored when it arrives (one
+row an hour per patient does not need batching). Every alarm, and every start of a sepsis
+alarm episode, goes into one numbered event log that an integration engine polls
+(:meth:`Ward.events`), and each patient keeps a short summary for a bedside view
+(:meth:`Ward.ecg_summary`).
+
+Thread safety: one lock guards the queues and the event log, another the monitors;
+enqueuing never waits for a network call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.types import AAMI_CLASSES
+
+__all__ = ["MAX_CHUNK_S", "Ward"]
+
+#: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
+#: is refused, not buffered without bound).
+MAX_CHUNK_S = 60.0
+#: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
+RECENT_BEATS = 600
+#: Events kept in the log; an engine polling less often than this fills loses the oldest.
+MAX_EVENTS = 10_000
+#: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
+HR_WINDOW_S = 60.0
+
+_CLASSES = [str(c) for c in AAMI_CLASSES]
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class _EcgBed:
+    fs: float
+    admitted_at: str
+    queued: list[np.ndarray] = field(default_factory=list)
+    queued_n: int = 0
+    received_s: float = 0.0
+    counts: Counter = field(default_factory=Counter)
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
+    alerts: deque = field(default_factory=lambda: deque(maxlen=100))
+
+
+@dataclass
+class _SepsisBed:
+    admitted_at: str
+    last: HourRisk | None = None
+    in_alarm: bool = False
+    episodes: int = 0
+
+
+class Ward:
+    """Live patients of one gateway.
+
+    Parameters
+    ----------
+    ecg : ArrhythmiaMonitor, optional
+        Labels ECG beats and raises arrhythmia alarms (None: no ECG accepted).
+    sepsis : EarlyWarningMonitor, optional
+        Scores patient-hours of vital signs (None: none accepted).
+    max_chunk_s : float
+        Most seconds of ECG a patient may have queued (:data:`MAX_CHUNK_S`).
+
+    Raises
+    ------
+    ValueError
+        Neither monitor given.
+    """
+
+    def __init__(
+        self,
+        ecg: ArrhythmiaMonitor | None = None,
+        sepsis: EarlyWarningMonitor | None = None,
+        *,
+        max_chunk_s: float = MAX_CHUNK_S,
+    ) -> None:
+        if ecg is None and sepsis is None:
+            raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
+        self.ecg, self.sepsis = ecg, sepsis
+        self.max_chunk_s = float(max_chunk_s)
+        self._ecg_beds: dict[str, _EcgBed] = {}
+        self._sepsis_beds: dict[str, _SepsisBed] = {}
+        self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._seq = 0
+        self._queue_lock = threading.Lock()  # queues, beds, the event log
+        self._model_lock = threading.Lock()  # the monitors
+        self.ticks = 0
+        self.tick_s_total = 0.0
+
+    # ------------------------------------------------------------------ ECG
+
+    def _need(self, monitor: object, what: str) -> None:
+        if monitor is None:
+            raise ValueError(f"this ward was started without a {what} model")
+
+    def admit_ecg(self, patient_id: str, fs: float) -> None:
+        """Start a patient's ECG feed at ``fs`` Hz (one lead, mV). ValueError when already
+        admitted or ``fs`` is not a positive rate."""
+        self._need(self.ecg, "arrhythmia")
+        pid = str(patient_id)
+        with self._model_lock, self._queue_lock:
+            if pid in self._ecg_beds:
+                raise ValueError(f"patient {pid!r} is already on ECG monitoring")
+            self.ecg.admit(pid, fs)  # checks fs
+            self._ecg_beds[pid] = _EcgBed(float(fs), _utc_now())
+
+    def add_ecg(self, patient_id: str, samples: Any) -> int:
+        """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
+
+        Returns the samples now queued for the patient. KeyError when the patient was not
+        admitted; ValueError for samples that are not a flat list of numbers, or when more
+        than ``max_chunk_s`` seconds would be queued.
+        """
+        self._need(self.ecg, "arrhythmia")
+        try:
+            x = np.asarray([np.nan if v is None else v for v in samples], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("samples must be a list of numbers (mV; null for a gap)") from None
+        if x.ndim != 1:
+            raise ValueError("samples must be a flat list of numbers, one lead")
+        if np.isinf(x).any():
+            raise ValueError("samples must be finite (null marks a gap)")
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
+            if (bed.queued_n + x.size) / bed.fs > self.max_chunk_s:
+                raise ValueError(
+                    f"patient {pid!r}: more than {self.max_chunk_s:g} s of ECG would be "
+                    "queued; send smaller chunks or tick more often"
+                )
+            if x.size:
+                bed.queued.append(x)
+                bed.queued_n += x.size
+                bed.received_s += x.size / bed.fs
+            return bed.queued_n
+
+    def tick(self) -> dict[str, int]:
+        """Push every queued chunk to the arrhythmia monitor in one batched call.
+
+        Returns ``{"patients", "samples", "beats", "alarms"}`` of this tick.
+        """
+        if self.ecg is None:
+            return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0}
+        t0 = time.perf_counter()
+        with self._model_lock:
+            with self._queue_lock:
+                chunks = {}
+                for pid, bed in self._ecg_beds.items():
+                    if bed.queued:
+                        chunks[pid] = np.concatenate(bed.queued)
+                        bed.queued, bed.queued_n = [], 0
+            result = self.ecg.push(chunks) if chunks else None
+        n_beats = n_alarms = 0
+        if result is not None:
+            n_beats, n_alarms = len(result.calls), len(result.alerts)
+            self._record_ecg(result.calls, result.alerts)
+        self.ticks += 1
+        self.tick_s_total += time.perf_counter() - t0
+        return {
+            "patients": len(chunks),
+            "samples": int(sum(c.size for c in chunks.values())),
+            "beats": n_beats,
+            "alarms": n_alarms,
+        }
+
+    def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
+        """End a patient's feed: score what is queued and the beats still waiting, and
+        return the patient's final summary (:meth:`ecg_summary`)."""
+        self._need(self.ecg, "arrhythmia")
+        pid = str(patient_id)
+        with self._model_lock:
+            with self._queue_lock:
+                bed = self._ecg_beds.get(pid)
+                if bed is None:
+                    raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+                rest = np.concatenate(bed.queued) if bed.queued else None
+                bed.queued, bed.queued_n = [], 0
+            calls: list[BeatCall] = []
+            alerts: list[Alert] = []
+            if rest is not None:
+                t = self.ecg.push({pid: rest})
+                calls, alerts = list(t.calls), list(t.alerts)
+            t = self.ecg.discharge(pid)
+            calls += t.calls
+            alerts += t.alerts
+        self._record_ecg(calls, alerts)
+        with self._queue_lock:
+            summary = self._summary(pid, self._ecg_beds.pop(pid))
+        return {**summary, "discharged": True}
+
+    def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
+        with self._queue_lock:
+            for c in calls:
+                bed = self._ecg_beds.get(c.patient_id)
+                if bed is not None:
+                    bed.counts[c.label] += 1
+                    bed.recent.append(c)
+            for a in alerts:
+                bed = self._ecg_beds.get(a.patient_id)
+                event = {"source": "ecg", **asdict(a)}
+                if bed is not None:
+                    bed.alerts.append(event)
+                self._event(event)
+
+    def ecg_summary(self, patient_id: str) -> dict[str, Any]:
+        """What a bedside view shows: ``{"patient_id", "fs", "admitted_at", "received_s",
+        "queued_s", "beats", "counts" ({class: n}), "hr_bpm" (median RR of the last
+        minute's beats in accepted signal; None with fewer than 5), "rejected_pct" (of the
+        recent beats), "last_beats" (the 10 newest: time_s, label, signal_ok),
+        "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+            return self._summary(pid, bed)
+
+    def _summary(self, pid: str, bed: _EcgBed) -> dict[str, Any]:
+        recent = list(bed.recent)
+        hr = None
+        if recent:
+            last = recent[-1].time_s
+            t = np.array([c.time_s for c in recent if c.time_s >= last - HR_WINDOW_S])
+            ok = np.array([c.signal_ok for c in recent if c.time_s >= last - HR_WINDOW_S])
+            rr = np.diff(t)[ok[1:] & ok[:-1]]
+            rr = rr[rr > 0]
+            if rr.size >= 4:
+                hr = round(60.0 / float(np.median(rr)), 1)
+        return {
+            "patient_id": pid,
+            "fs": bed.fs,
+            "admitted_at": bed.admitted_at,
+            "received_s": round(bed.received_s, 3),
+            "queued_s": round(bed.queued_n / bed.fs, 3),
+            "beats": int(sum(bed.counts.values())),
+            "counts": {c: int(bed.counts.get(c, 0)) for c in _CLASSES},
+            "hr_bpm": hr,
+            "rejected_pct": (
+                round(100.0 * sum(not c.signal_ok for c in recent) / len(recent), 1)
+                if recent
+                else None
+            ),
+            "last_beats": [
+                {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
+                for c in recent[-10:]
+            ],
+            "alarms": list(bed.alerts),
+        }
+
+    # ------------------------------------------------------------------ sepsis
+
+    def admit_sepsis(self, patient_id: str) -> None:
+        """Start scoring a patient's hourly vital signs and labs."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        with self._model_lock, self._queue_lock:
+            self.sepsis.admit(pid)  # ValueError when already admitted
+            self._sepsis_beds[pid] = _SepsisBed(_utc_now())
+
+    def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
+        names, ``ICULOS`` required). Returns the hour's risk (:class:`HourRisk` as a dict,
+        with ``alarm_started``: an alarm episode began this hour, also logged as an
+        event). KeyError for a patient not admitted; ValueError for a row the monitor
+        refuses (hours out of order, unknown columns, text)."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        with self._model_lock:
+            with self._queue_lock:
+                bed = self._sepsis_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
+            (risk,) = self.sepsis.push({pid: row})
+        started = risk.alarm and not bed.in_alarm
+        with self._queue_lock:
+            bed.last = risk
+            bed.in_alarm = risk.alarm
+            if started:
+                bed.episodes += 1
+                self._event(
+                    {
+                        "source": "sepsis",
+                        "patient_id": pid,
+                        "kind": "sepsis_risk",
+                        "hour": risk.hour,
+                        "risk": round(risk.risk, 4),
+                        "message": f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
+                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}",
+                    }
+                )
+        return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
+
+    def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
+        """Stop scoring a patient; returns their last hour and alarm episodes."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        with self._model_lock, self._queue_lock:
+            self.sepsis.discharge(pid)  # KeyError when not admitted
+            bed = self._sepsis_beds.pop(pid)
+        last = None if bed.last is None else asdict(bed.last)
+        return {"patient_id": pid, "last_hour": last, "alarm_episodes": bed.episodes}
+
+    # ------------------------------------------------------------------ events
+
+    def _event(self, event: dict[str, Any]) -> None:
+        """Append to the log (the caller holds the queue lock)."""
+        self._seq += 1
+        self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
+
+    def events(self, since: int = 0, limit: int = 500) -> dict[str, Any]:
+        """Events numbered after ``since``, oldest first, at most ``limit``: ``{"events",
+        "last_seq" (pass it as ``since`` next time), "dropped" (events after ``since`` no
+        longer kept)}``."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        with self._queue_lock:
+            kept = [e for e in self._events if e["seq"] > since]
+            first_kept = self._events[0]["seq"] if self._events else self._seq + 1
+            dropped = max(0, first_kept - since - 1) if self._seq > since else 0
+            out = kept[:limit]
+            return {
+                "events": out,
+                "last_seq": out[-1]["seq"] if out else max(since, 0),
+                "dropped": dropped,
+            }
+
+    def status(self) -> dict[str, Any]:
+        """Patients on each monitor, ticks run and their mean cost, events logged."""
+        with self._queue_lock:
+            return {
+                "ecg_patients": sorted(self._ecg_beds),
+                "sepsis_patients": sorted(self._sepsis_beds),
+                "ticks": self.ticks,
+                "tick_ms_mean": (1e3 * self.tick_s_total / self.ticks if self.ticks else None),
+                "events": self._seq,
+                "max_chunk_s": self.max_chunk_s,
+            }
