@@ -32,10 +32,11 @@ def _tool(name: str) -> str:
 def stack() -> dict[str, Any]:
     """The compose file as compose itself resolves it (all profiles, defaults filled)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PHYSIONET_MIRROR", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_PORT")}  # fmt: skip
+           if k not in ("PHYSIONET_MIRROR", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_PORT",
+                        "GATEWAY_PORT")}  # fmt: skip
     out = subprocess.run(
         [_tool("docker-compose"), "-f", str(DOCKER / "compose.yaml"), "--profile", "cli",
-         "config", "--format", "json"],
+         "--profile", "gateway", "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -80,10 +81,24 @@ class TestDockerfile:
 
 class TestComposeStack:
     def test_services(self, stack: dict[str, Any]) -> None:
-        assert set(stack["services"]) == {"mlflow", "prefect-server", "worker", "vitalgru"}
+        assert set(stack["services"]) == {
+            "mlflow", "prefect-server", "worker", "vitalgru", "gateway"}  # fmt: skip
         assert stack["services"]["vitalgru"]["profiles"] == ["cli"]  # on demand only
+        # started once champions are registered (it loads them on start)
+        assert stack["services"]["gateway"]["profiles"] == ["gateway"]
 
-    @pytest.mark.parametrize("client", ["worker", "vitalgru"])
+    def test_the_gateway_listens_where_it_is_published_and_probed(
+        self, stack: dict[str, Any]
+    ) -> None:
+        gw = stack["services"]["gateway"]
+        port = _flag(gw["command"], "port")
+        assert (
+            gw["command"][:2] == ["vitalgru", "serve"] and _flag(gw["command"], "host") == "0.0.0.0"
+        )
+        assert [str(p["target"]) for p in gw["ports"]] == [port]
+        assert f"127.0.0.1:{port}/health" in " ".join(gw["healthcheck"]["test"])
+
+    @pytest.mark.parametrize("client", ["worker", "vitalgru", "gateway"])
     def test_clients_reach_the_servers_they_wait_for(
         self, stack: dict[str, Any], client: str
     ) -> None:

@@ -1,0 +1,286 @@
+"""The bedside gateway (``vitalgru serve``) under load, over real HTTP on this machine.
+
+One command::
+
+    python benchmarks/gateway.py [--arrhythmia-model models:/vitalgru-arrhythmia@champion]
+                                 [--early-warning-model models:/vitalgru-early-warning@champion]
+                                 [--seconds 300] [--stays 200]
+
+Writes ``benchmarks/results/gateway.json`` and ``.md``. The gateway runs in this process
+(uvicorn on a local port, one torch thread); the feeds are client threads in the same
+process, so the two cores are shared by server and clients.
+
+1. **ECG**: the 22 DS2 records, the first ``--seconds`` of each, each sent by its own
+   client thread in 1 s chunks as fast as the gateway takes them (a chunk refused because
+   60 s are already queued is sent again 0.2 s later); the gateway ticks every 0.5 s. Then
+   each feed is discharged. Measured: patient-seconds of ECG per second of wall time,
+   end to end; the time each POST took; and whether the beats and alarms equal an
+   in-process replay of the same signals in 1 s chunks (they must: a label does not
+   depend on how the samples were chunked).
+2. **Sepsis**: the first ``--stays`` stays of set A, split between four client threads,
+   each posting its patients' hours in order. Measured: patient-hours per second, the time
+   each POST took, and the largest difference from :func:`vitalgru.scoring.replay_stays`
+   on the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import torch
+import uvicorn
+import wfdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import default_mirror, environment, write_results
+
+from pipelines.gateway import create_app
+from vitalgru import tracking
+from vitalgru.data.splits import DECHAZAL_DS2
+from vitalgru.io.psv import PSV_COLUMNS, read_psv_folder
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay, replay_stays
+from vitalgru.scoring.ward import Ward
+
+CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
+
+
+class _Gateway:
+    """A gateway served by uvicorn on a free local port, in a thread."""
+
+    def __init__(self, ward: Ward, tick_s: float) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(ward, tick_s), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        url = f"http://127.0.0.1:{self.port}"
+        for _ in range(200):
+            try:
+                requests.get(f"{url}/health", timeout=1).raise_for_status()
+                return url
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError("the gateway did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _ms(t: list[float]) -> dict[str, float]:
+    a = np.asarray(t) * 1e3
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max()), "n": int(a.size)}  # fmt: skip
+
+
+def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
+    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    mirror = default_mirror() / "mitdb"
+    feeds = {}
+    for r in DECHAZAL_DS2:
+        rec = wfdb.rdrecord(str(mirror / str(r)), sampto=int(seconds * 360))
+        feeds[str(r)] = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    t0 = time.perf_counter()
+    alone = replay(
+        ArrhythmiaMonitor(loaded.module, loaded.preprocessing),
+        {p: (x, 360.0) for p, x in feeds.items()},
+        chunk_s=1.0,
+    )
+    replay_s = time.perf_counter() - t0
+
+    ward = Ward(ArrhythmiaMonitor(loaded.module, loaded.preprocessing))
+    posts: list[float] = []
+    retries = Counter()
+    finals: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def feed(url: str, pid: str, x: np.ndarray) -> None:
+        s = requests.Session()
+        s.post(f"{url}/ecg/{pid}/admit", json={"fs": 360}).raise_for_status()
+        mine = []
+        for k in range(math.ceil(x.size / 360)):
+            body = {"samples": x[k * 360 : (k + 1) * 360].tolist()}
+            while True:
+                a = time.perf_counter()
+                r = s.post(f"{url}/ecg/{pid}", json=body)
+                mine.append(time.perf_counter() - a)
+                if r.status_code == 202:
+                    break
+                if r.status_code == 422 and "queued" in r.text:  # the ward is behind
+                    with lock:
+                        retries[pid] += 1
+                    time.sleep(0.2)
+                    continue
+                r.raise_for_status()
+        final = s.delete(f"{url}/ecg/{pid}").json()
+        with lock:
+            posts.extend(mine)
+            finals[pid] = final
+
+    with _Gateway(ward, tick_s=0.5) as url:
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=feed, args=(url, p, x)) for p, x in feeds.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        events = requests.get(f"{url}/events", params={"limit": 10_000}).json()["events"]
+        status = requests.get(f"{url}/health").json()
+    same_beats = all(
+        finals[p]["counts"] == {c: sum(b.label == c for b in alone.calls[p]) for c in "NSVFQ"}
+        for p in feeds
+    )
+    want_alarms = Counter(a.kind for al in alone.alerts.values() for a in al)
+    got_alarms = Counter(e["kind"] for e in events)
+    signal_s = float(sum(x.size for x in feeds.values()) / 360)
+    return {
+        "patients": len(feeds),
+        "seconds_each": seconds,
+        "signal_s": signal_s,
+        "wall_s": wall,
+        "patient_s_per_s": signal_s / wall,
+        "post_ms": _ms(posts),
+        "retried_posts": int(sum(retries.values())),
+        "ticks": status["ticks"],
+        "tick_ms_mean": status["tick_ms_mean"],
+        "beats": int(sum(f["beats"] for f in finals.values())),
+        "beats_replay": int(sum(len(c) for c in alone.calls.values())),
+        "same_beat_classes_as_replay": same_beats,
+        "alarms": dict(sorted(got_alarms.items())),
+        "alarms_replay": dict(sorted(want_alarms.items())),
+        "in_process_replay_s": replay_s,
+    }
+
+
+def sepsis_part(model_uri: str, n_stays: int) -> dict[str, Any]:
+    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    raw = read_psv_folder(default_mirror() / "challenge-2019" / "training_setA", limit=n_stays)
+    frame = raw.frame
+    want = replay_stays(EarlyWarningMonitor(loaded.module, loaded.preprocessing), frame).risks
+    cols = [c for c in frame.columns if c in CHALLENGE and c != "sepsis_label"]
+    stays: dict[str, list[dict]] = {}
+    for pid, g in frame.groupby("patient_id", sort=False):
+        vals = g[cols].to_numpy(np.float64)
+        stays[str(pid)] = [
+            {CHALLENGE[c]: (None if math.isnan(v) else float(v)) for c, v in zip(cols, row,
+                                                                                 strict=True)}
+            for row in vals
+        ]  # fmt: skip
+    ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing))
+    posts: list[float] = []
+    got: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def feed(url: str, pids: list[str]) -> None:
+        s = requests.Session()
+        mine, risks = [], {}
+        for pid in pids:
+            s.post(f"{url}/vitals/{pid}/admit").raise_for_status()
+            risks[pid] = []
+            for row in stays[pid]:
+                a = time.perf_counter()
+                r = s.post(f"{url}/vitals/{pid}", json=row)
+                mine.append(time.perf_counter() - a)
+                r.raise_for_status()
+                risks[pid].append(r.json()["risk"])
+            s.delete(f"{url}/vitals/{pid}").raise_for_status()
+        with lock:
+            posts.extend(mine)
+            got.update(risks)
+
+    ids = list(stays)
+    with _Gateway(ward, tick_s=0) as url:
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=feed, args=(url, ids[k::4])) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    hours = sum(len(v) for v in stays.values())
+    diff = max(
+        float(np.max(np.abs(np.asarray(got[p]) - np.asarray([h.risk for h in want[p]]))))
+        for p in ids
+    )
+    return {
+        "patients": len(ids),
+        "hours": hours,
+        "wall_s": wall,
+        "patient_hours_per_s": hours / wall,
+        "post_ms": _ms(posts),
+        "max_abs_risk_diff_vs_replay": diff,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arrhythmia-model", default="models:/vitalgru-arrhythmia@champion")
+    ap.add_argument("--early-warning-model", default="models:/vitalgru-early-warning@champion")
+    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--stays", type=int, default=200)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    env = environment()
+    ecg = ecg_part(args.arrhythmia_model, args.seconds)
+    print(f"ecg: {ecg['patient_s_per_s']:.0f} patient-s/s, beats {ecg['beats']} "
+          f"(replay {ecg['beats_replay']})", flush=True)  # fmt: skip
+    sepsis = sepsis_part(args.early_warning_model, args.stays)
+    print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s", flush=True)
+    payload = {
+        "command": "python benchmarks/gateway.py " + " ".join(argv or sys.argv[1:]),
+        "environment": env,
+        "ecg": ecg,
+        "sepsis": sepsis,
+    }
+    e, s = ecg, sepsis
+    md = [
+        "# The bedside gateway (`vitalgru serve`) over HTTP",
+        "",
+        f"Command: `{payload['command'].strip()}`  ",
+        f"Date {env['date_utc']}; server and client threads in one process on "
+        f"{env['cpu_count']} CPUs, one torch thread; 1-min load average "
+        f"{env['load_avg_1min_at_start']:.1f} at start.",
+        "",
+        "| feed | patients | data | wall s | throughput | POST p50 / p99 ms | "
+        "same as in-process replay |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| ECG, 1 s chunks, tick 0.5 s | {e['patients']} | {e['signal_s']:.0f} s of ECG | "
+        f"{e['wall_s']:.1f} | {e['patient_s_per_s']:.0f} patient-s/s | "
+        f"{e['post_ms']['p50']:.1f} / {e['post_ms']['p99']:.1f} | beats by class "
+        f"{'identical' if e['same_beat_classes_as_replay'] else 'DIFFERENT'} "
+        f"({e['beats']} beats); alarms {e['alarms']} vs {e['alarms_replay']} |",
+        f"| sepsis, one hour per POST | {s['patients']} | {s['hours']} patient-hours | "
+        f"{s['wall_s']:.1f} | {s['patient_hours_per_s']:.0f} patient-hours/s | "
+        f"{s['post_ms']['p50']:.1f} / {s['post_ms']['p99']:.1f} | largest risk difference "
+        f"{s['max_abs_risk_diff_vs_replay']:.1e} |",
+        "",
+        f"ECG: {e['retried_posts']} chunks were refused while 60 s were queued and sent "
+        f"again; {e['ticks']} ticks, {e['tick_ms_mean']:.0f} ms each on average. The same "
+        f"signals replayed in process (no HTTP) took {e['in_process_replay_s']:.1f} s.",
+    ]
+    js, mdp = write_results("gateway", payload, "\n".join(md))
+    print(f"wrote {js} and {mdp}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
