@@ -6,7 +6,7 @@ and one row of vital signs and labs per ICU hour; the gateway queues the ECG, pu
 patient's queued samples through the arrhythmia monitor once per tick (one batched network
 call for the ward), scores each hour for sepsis when it arrives, and keeps a numbered log
 of alarms for the integration engine to poll. JSON in and out; FastAPI serves its OpenAPI
-description at ``/docs``.
+description at ``/openapi.json``.
 
 ========================================  ==================================================
 ``GET /health``                           models loaded, patients, ticks, events

@@ -21,7 +21,14 @@ import yaml
 from http_testkit import closed_port
 
 from pipelines.arrhythmia import _parse_records
-from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_monitor, cmd_replay
+from pipelines.cli import (
+    _parse_overrides,
+    _quiet_env,
+    build_parser,
+    cmd_monitor,
+    cmd_replay,
+    cmd_serve,
+)
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
@@ -310,6 +317,19 @@ class TestCLI:
         with pytest.raises(SystemExit, match="--annotations is an arrhythmia option"):
             cmd_replay(p.parse_args(["replay", "early-warning", "--model", "m", "--out", "r.json",
                                      "--data", "setA", "--annotations", "none"]))  # fmt: skip
+
+    def test_serve_reads_its_options_before_loading_anything(self) -> None:
+        p = build_parser()
+        args = p.parse_args(["serve", "--early-warning-model", "none", "--port", "9000"])
+        assert (args.port, args.tick_s, args.host) == (9000, 1.0, "127.0.0.1")
+        assert args.arrhythmia_model == "models:/vitalgru-arrhythmia@champion"
+        for bad in (["--port", "0"], ["--port", "x"], ["--tick-s", "0"]):
+            with pytest.raises(SystemExit) as e:
+                p.parse_args(["serve", *bad])
+            assert e.value.code == 2
+        with pytest.raises(SystemExit, match="at least one model"):
+            cmd_serve(p.parse_args(["serve", "--arrhythmia-model", "none",
+                                    "--early-warning-model", "NONE"]))  # fmt: skip
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()
