@@ -28,9 +28,10 @@ from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import build_cohort, gru_d_arrays, patient_folds
 from vitalgru.io.psv import read_psv_folder
+from vitalgru.metrics.calibration import calibration_metrics, calibration_table
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees
-from vitalgru.training.early_warning import MODEL_NAMES, cross_validate, predict_scores
+from vitalgru.training.early_warning import BLEND, MODEL_NAMES, cross_validate, predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "per_fold": res.per_fold,
         "summary": summary,
+        "calibration": _calibration(cohort.labels, res.oof_scores),
         "gru_histories": res.gru_histories,
         "platform": {"python": platform.python_version(), "torch": torch.__version__},
         "cited": CITED,
@@ -265,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     (od / f"{args.name}.md").write_text(_markdown(out, tuple(res.per_fold)))
     print((od / f"{args.name}.md").read_text())
     return 0
+
+
+def _calibration(labels: np.ndarray, oof: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Calibration of each model's pooled out-of-fold hourly risks against SepsisLabel
+    (models whose scores are risks in [0, 1]; NEWS2 and qSOFA are points)."""
+    out = {}
+    for name, s in oof.items():
+        if np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
+            out[name] = {**calibration_metrics(labels, s), "table": calibration_table(labels, s)}
+    return out
 
 
 def _markdown(out: dict, models: tuple[str, ...]) -> str:
@@ -298,6 +310,30 @@ def _markdown(out: dict, models: tuple[str, ...]) -> str:
         for r in out["per_fold"][m]:
             vals = " | ".join(f"{r[k]:.3f}" if np.isfinite(r[k]) else "n/a" for k in KEYS)
             lines.append(f"| {m} | {int(r['fold'])} | {vals} |")
+    cal = out.get("calibration") or {}
+    if cal:
+        lines += [
+            "",
+            "## Calibration of the hourly risk (pooled out-of-fold risks against SepsisLabel)",
+            "",
+            "| model | mean risk | hours labelled septic | Brier | ECE (10 bins) | "
+            "calibration in the large | calibration slope |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {m} | {100 * c['mean_risk']:.2f} % | {100 * c['event_rate']:.2f} % | "
+            f"{c['brier']:.4f} | {c['ece']:.4f} | {c['calibration_in_the_large']:.2f} | "
+            f"{c['calibration_slope']:.2f} |"
+            for m, c in cal.items()
+        ]
+        reg = BLEND if BLEND in cal else next(iter(cal))
+        lines += ["", f"Reliability of `{reg}` (bins of equal count):", "",
+                  "| risks | hours | mean risk | observed |", "|---|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
+            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
+            for b in cal[reg]["table"]
+        ]
     t = out["timing"]
     lines += [
         "",

@@ -48,6 +48,7 @@ from vitalgru.data.early_warning import (
 )
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
+from vitalgru.metrics.calibration import calibration_table
 from vitalgru.metrics.utility import early_warning_metrics, report_markdown, subgroup_metrics
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -356,7 +357,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
         missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
         ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
-        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``subgroups``:
+        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``calibration``:
+        the reliability table of the hourly risks
+        (:func:`vitalgru.metrics.calibration.calibration_table`); ``subgroups``:
         the same measures by ICU type, sex and age band
         (:func:`vitalgru.data.early_warning.patient_groups`); ``paths`` of
         the files written (the JSON, a markdown summary beside it, the hourly scores and
@@ -388,6 +391,7 @@ def score_folder(
     metrics["n_patients_with_skipped_hours"] = len(skipped)
     metrics["n_skipped_hours"] = int(sum(skipped.values()))
     metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
+    metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
     metrics["subgroups"] = {
         name: folder_metrics_json(m)
         for name, m in subgroup_metrics(

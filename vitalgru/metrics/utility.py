@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.metrics.calibration import CALIBRATION_KEYS, calibration_metrics
 from vitalgru.metrics.ranking import auprc, auroc
 
 
@@ -321,6 +322,10 @@ def early_warning_metrics(
     -------
     dict
         ``utility``, ``auroc``, ``auprc`` (hourly), the keys of :func:`alarm_statistics`,
+        the hourly calibration of the risk against SepsisLabel
+        (:func:`vitalgru.metrics.calibration.calibration_metrics`: ``brier``, ``ece``,
+        ``calibration_in_the_large``, ``calibration_slope``, ``mean_risk``,
+        ``event_rate``; NaN for scores outside [0, 1], such as NEWS2 points),
         ``threshold``, ``n_patients``, ``n_patient_hours``, ``n_septic_patients``.
     """
     y = _check_labels(labels).astype(np.int8)
@@ -340,6 +345,10 @@ def early_warning_metrics(
         "n_septic_patients": float(np.unique(pat[septic]).size),
     }
     out.update(alarm_statistics(y, pred, off, params))
+    if s.size and np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
+        out.update(calibration_metrics(y, s))
+    else:  # points (NEWS2, qSOFA), not risks: calibration does not apply
+        out.update(dict.fromkeys(CALIBRATION_KEYS, float("nan")))
     return out
 
 
@@ -415,6 +424,9 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         f"| alarm onsets per patient-day | {num('alarms_per_patient_day', 2)} |",
         f"| hours in alarm | {num('alarm_hour_fraction', pct=True)} |",
         f"| non-septic patients ever alarmed | {num('false_alarm_patient_fraction', pct=True)} |",
+        f"| mean hourly risk / share of hours labelled septic | {num('mean_risk', pct=True)} / {num('event_rate', pct=True)} |",
+        f"| Brier score / expected calibration error (10 bins) | {num('brier', 4)} / {num('ece', 4)} |",
+        f"| calibration in the large / slope (0 and 1 when calibrated) | {num('calibration_in_the_large', 2)} / {num('calibration_slope', 2)} |",
     ]  # fmt: skip
     data = {
         "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
@@ -426,6 +438,20 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
     held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
     if held:
         lines += ["", "Data: " + "; ".join(held) + "."]
+    if metrics.get("calibration"):
+        lines += [
+            "",
+            "Calibration of the hourly risk against SepsisLabel (risks in bins of equal count; "
+            "a calibrated risk matches the share observed):",
+            "",
+            "| risks | hours | mean risk | observed |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
+            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
+            for b in metrics["calibration"]
+        ]
     if metrics.get("subgroups"):
         lines += [
             "",

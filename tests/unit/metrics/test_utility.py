@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from vitalgru.metrics.calibration import calibration_table
 from vitalgru.metrics.ranking import auprc, auroc
 from vitalgru.metrics.utility import (
     alarm_statistics,
@@ -202,6 +203,24 @@ class TestReportMarkdown:
         assert "| normalized utility (PhysioNet/CinC 2019) | undefined (no septic patient) |" in md
         assert "| non-septic patients ever alarmed | 100.0 % |" in md
         assert "nan" not in md and "Data:" not in md
+
+    def test_calibration_of_risks_and_not_of_points(self):
+        y = np.r_[SEPTIC, np.zeros(8, int)]
+        off = np.array([0, 15, 23])
+        s = np.r_[np.linspace(0, 1, 15), np.full(8, 0.2)]
+        m = early_warning_metrics(y, s, off, threshold=0.5)
+        assert m["brier"] == pytest.approx(np.mean((s - y) ** 2))
+        assert m["mean_risk"] == pytest.approx(s.mean())
+        assert m["event_rate"] == pytest.approx(y.mean())
+        table = calibration_table(y, s)
+        md = report_markdown({**m, "calibration": table})
+        assert f"| Brier score / expected calibration error (10 bins) | {m['brier']:.4f} / " in md
+        first = table[0]
+        assert (f"| {first['risk_min']:.3f}-{first['risk_max']:.3f} | {first['n']} | "
+                f"{100 * first['mean_risk']:.2f} % |") in md  # fmt: skip
+        # NEWS2 points are not risks: no calibration
+        points = early_warning_metrics(y, s * 20, off, threshold=10)
+        assert all(np.isnan(points[k]) for k in ("brier", "ece", "calibration_slope"))
 
 
 class TestSubgroupMetrics:

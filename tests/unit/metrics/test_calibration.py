@@ -1,0 +1,65 @@
+"""Calibration measures against hand-worked values and simulated outcomes whose true
+calibration is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vitalgru.metrics.calibration import (
+    brier_score,
+    calibration_metrics,
+    calibration_table,
+    expected_calibration_error,
+    logistic_calibration,
+)
+
+
+def test_brier_and_the_reliability_table_by_hand() -> None:
+    assert brier_score([0, 1, 1, 0], [0.1, 0.8, 0.6, 0.3]) == pytest.approx(0.075)
+    table = calibration_table([0, 0, 1, 1], [0.4, 0.1, 0.3, 0.2], n_bins=2)
+    # sorted: 0.1 (0), 0.2 (1), 0.3 (1), 0.4 (0)
+    assert [(b["n"], b["risk_min"], b["risk_max"]) for b in table] == [(2, 0.1, 0.2), (2, 0.3, 0.4)]
+    assert [b["mean_risk"] for b in table] == pytest.approx([0.15, 0.35])
+    assert [b["observed"] for b in table] == [0.5, 0.5]
+    # |0.15 - 0.5| and |0.35 - 0.5|, two rows each
+    assert expected_calibration_error([0, 0, 1, 1], [0.4, 0.1, 0.3, 0.2], 2) == pytest.approx(0.25)
+
+
+def test_equal_risks_stay_in_one_bin() -> None:
+    table = calibration_table([0, 1, 0, 1, 1, 1], [0.5, 0.5, 0.5, 0.5, 0.9, 0.9], n_bins=3)
+    assert [(b["n"], b["mean_risk"], b["observed"]) for b in table] == [(4, 0.5, 0.5),
+                                                                       (2, 0.9, 1.0)]  # fmt: skip
+    assert calibration_table([], [], 5) == []
+
+
+def test_the_logistic_recalibration_finds_the_distortion_it_was_given() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(-2.0, 1.5, 200_000)
+    p = 1 / (1 + np.exp(-z))
+    y = (rng.random(z.size) < p).astype(int)  # p is the true risk
+    good = logistic_calibration(y, p)
+    assert good["calibration_in_the_large"] == pytest.approx(0.0, abs=0.02)
+    assert good["calibration_slope"] == pytest.approx(1.0, abs=0.02)
+    too_high = logistic_calibration(y, 1 / (1 + np.exp(-(z + 1.0))))  # odds x e
+    assert too_high["calibration_in_the_large"] == pytest.approx(-1.0, abs=0.03)
+    too_extreme = logistic_calibration(y, 1 / (1 + np.exp(-2 * z)))
+    assert too_extreme["calibration_slope"] == pytest.approx(0.5, abs=0.02)
+    m = calibration_metrics(y, p)
+    assert m["ece"] < 0.01 and m["mean_risk"] == pytest.approx(m["event_rate"], abs=0.005)
+    assert calibration_metrics(y, 1 / (1 + np.exp(-(z + 1.0))))["ece"] > 0.05
+
+
+def test_undefined_and_invalid_inputs() -> None:
+    assert math.isnan(logistic_calibration([0, 0], [0.1, 0.2])["calibration_slope"])
+    assert math.isnan(brier_score([], []))
+    with pytest.raises(ValueError, match="differ in length"):
+        brier_score([0, 1], [0.5])
+    with pytest.raises(ValueError, match="0 or 1"):
+        brier_score([0, 2], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brier_score([0, 1], [0.5, 1.5])
+    with pytest.raises(ValueError, match="n_bins"):
+        calibration_table([0], [0.5], 0)
