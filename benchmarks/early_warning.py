@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "per_fold": res.per_fold,
         "summary": summary,
-        "calibration": _calibration(cohort.labels, res.oof_scores),
+        "calibration": _calibration(cohort.labels, res.oof_scores, res.oof_probabilities),
         "gru_histories": res.gru_histories,
         "platform": {"python": platform.python_version(), "torch": torch.__version__},
         "cited": CITED,
@@ -269,13 +269,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _calibration(labels: np.ndarray, oof: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Calibration of each model's pooled out-of-fold hourly risks against SepsisLabel
-    (models whose scores are risks in [0, 1]; NEWS2 and qSOFA are points)."""
+def _calibration(
+    labels: np.ndarray, oof: dict[str, np.ndarray], probs: dict[str, np.ndarray]
+) -> dict[str, dict]:
+    """Calibration of each model's pooled out-of-fold hourly risks against SepsisLabel, as
+    scored and as recalibrated on each fold's validation share (models whose scores are
+    risks in [0, 1]; NEWS2 and qSOFA are points)."""
     out = {}
     for name, s in oof.items():
-        if np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
-            out[name] = {**calibration_metrics(labels, s), "table": calibration_table(labels, s)}
+        if not (np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0):
+            continue
+        out[name] = {**calibration_metrics(labels, s), "table": calibration_table(labels, s)}
+        if name in probs and np.isfinite(probs[name]).all():
+            p = probs[name]
+            out[f"{name} recalibrated"] = {
+                **calibration_metrics(labels, p), "table": calibration_table(labels, p)}  # fmt: skip
     return out
 
 
@@ -327,13 +335,16 @@ def _markdown(out: dict, models: tuple[str, ...]) -> str:
             for m, c in cal.items()
         ]
         reg = BLEND if BLEND in cal else next(iter(cal))
-        lines += ["", f"Reliability of `{reg}` (bins of equal count):", "",
-                  "| risks | hours | mean risk | observed |", "|---|---:|---:|---:|"]  # fmt: skip
-        lines += [
-            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
-            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
-            for b in cal[reg]["table"]
-        ]
+        for name in (reg, f"{reg} recalibrated"):
+            if name not in cal:
+                continue
+            lines += ["", f"Reliability of `{name}` (bins of equal count):", "",
+                      "| risks | hours | mean risk | observed |", "|---|---:|---:|---:|"]  # fmt: skip
+            lines += [
+                f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
+                f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
+                for b in cal[name]["table"]
+            ]
     t = out["timing"]
     lines += [
         "",

@@ -29,7 +29,9 @@ __all__ = [
     "calibration_metrics",
     "calibration_table",
     "expected_calibration_error",
+    "fit_recalibration",
     "logistic_calibration",
+    "recalibrate",
 ]
 
 _EPS = 1e-6
@@ -146,6 +148,26 @@ def logistic_calibration(y: Any, p: Any) -> dict[str, float]:
         "calibration_in_the_large": float(_newton(y, z, fit_slope=False)[0]),
         "calibration_slope": float(_newton(y, z, fit_slope=True)[1]),
     }
+
+
+def fit_recalibration(y: Any, p: Any) -> dict[str, float]:
+    """Logistic recalibration ``sigmoid(intercept + slope * logit(p))`` fitted to outcomes
+    ``y`` (Platt scaling of the risk's logit; Cox 1958): ``{"intercept", "slope", "n"}``.
+    It keeps the order of the risks, so AUROC, the alarms at a threshold mapped with it
+    and the utility are unchanged. ValueError when ``y`` holds a single outcome."""
+    y, p = _inputs(y, p)
+    if not y.size or y.min() == y.max():
+        raise ValueError("recalibration needs both outcomes among the rows")
+    z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
+    a, b = _newton(y, z, fit_slope=True)
+    return {"intercept": float(a), "slope": float(b), "n": int(y.size)}
+
+
+def recalibrate(p: Any, recalibration: dict[str, float]) -> np.ndarray:
+    """Risks ``p`` mapped by a :func:`fit_recalibration` result."""
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    eta = float(recalibration["intercept"]) + float(recalibration["slope"]) * np.log(q / (1 - q))
+    return np.exp(-np.logaddexp(0.0, -eta))
 
 
 def calibration_metrics(y: Any, p: Any, n_bins: int = 10) -> dict[str, float]:

@@ -37,6 +37,7 @@ from vitalgru.data.early_warning import (
     fit_norm_stats,
     gru_d_arrays,
 )
+from vitalgru.metrics.calibration import calibration_metrics, fit_recalibration, recalibrate
 from vitalgru.metrics.ranking import auroc
 from vitalgru.metrics.utility import (
     OFFICIAL,
@@ -331,6 +332,8 @@ class CVResult:
     per_fold: dict[str, list[dict[str, float]]]  # model -> one metrics dict per fold
     oof_scores: dict[str, np.ndarray]  # model -> (n_rows,) out-of-fold risk
     fit_seconds: dict[str, list[float]]
+    # model -> (n_rows,) out-of-fold risk recalibrated on each fold's validation share
+    oof_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     gru_histories: list[list[dict[str, float]]] = field(default_factory=list)
     # The last fold's fitted network, its statistics and test patients (for benchmarks).
     last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
@@ -411,9 +414,11 @@ def fit_final(
     if not blend:
         scores = predict_scores(res.model, gru_d_arrays(val_c, stats))
         reference = early_warning_reference(cohort, scores, val_c.offsets, res.threshold)
+        pre = model_preprocessing(stats, res.threshold, reference=reference,
+                                  recalibration=fit_recalibration(val_c.labels, scores))  # fmt: skip
         return FinalFit(
             model=res.model,
-            preprocessing=model_preprocessing(stats, res.threshold, reference=reference),
+            preprocessing=pre,
             gru=res,
             threshold=res.threshold,
             val_utility=res.val_utility,
@@ -432,7 +437,9 @@ def fit_final(
     reference = early_warning_reference(cohort, scores, val_c.offsets, float(thr))
     return FinalFit(
         model=model,
-        preprocessing=model_preprocessing(stats, thr, names, reference),
+        preprocessing=model_preprocessing(
+            stats, thr, names, reference, recalibration=fit_recalibration(val_c.labels, scores)
+        ),
         gru=res,
         threshold=float(thr),
         val_utility=float(u),
@@ -480,6 +487,7 @@ def cross_validate(
     septic = cohort.septic()
     n_rows = y_all.size
     oof = {m: np.full(n_rows, np.nan) for m in settings.models}
+    oof_prob: dict[str, np.ndarray] = {}
     per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in settings.models}
     secs: dict[str, list[float]] = {m: [] for m in settings.models}
     histories: list[list[dict[str, float]]] = []
@@ -501,11 +509,23 @@ def cross_validate(
         per_fold[BLEND] = []
         secs[BLEND] = []
 
-    def _record(name: str, k: int, thr: float, test_scores: np.ndarray, seconds: float) -> None:
+    def _record(
+        name: str,
+        k: int,
+        thr: float,
+        test_scores: np.ndarray,
+        seconds: float,
+        val: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         te = _rows_of(off, np.flatnonzero(f == k))
         te_off = np.r_[0, np.cumsum(np.diff(off)[f == k])]
         oof[name][te] = test_scores
         m = early_warning_metrics(y_all[te], test_scores, te_off, thr)
+        if val is not None:  # the risk recalibrated on the validation share, as fit_final does
+            recal = fit_recalibration(val[0], val[1])
+            probs = recalibrate(test_scores, recal)
+            oof_prob.setdefault(name, np.full(n_rows, np.nan))[te] = probs
+            m.update({f"recal_{c}": v for c, v in calibration_metrics(y_all[te], probs).items()})
         m["fold"] = float(k)
         m["seconds"] = seconds
         secs[name].append(seconds)
@@ -529,6 +549,7 @@ def cross_validate(
         held: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (val, test) scores
         for name in settings.models:
             t0 = time.perf_counter()
+            val: tuple[np.ndarray, np.ndarray] | None = None  # points are not recalibrated
             if name in bedside:
                 s = bed_scores[name]
                 thr, _ = best_threshold(y_all[tr_rows], s[tr_rows], tr_off)
@@ -543,6 +564,7 @@ def cross_validate(
                 test_scores = predict_gbm(clf, feats.iloc[te_rows])
                 held[name] = (val_scores, test_scores)
                 last_gbm = clf
+                val = (y_all[val_rows], val_scores)
             else:
                 fit_c = cohort.subset(fit_p)
                 stats = fit_norm_stats(fit_c, engineered=settings.engineered_inputs)
@@ -554,7 +576,8 @@ def cross_validate(
                 val_scores = predict_scores(res.model, val_arrays)
                 held[name] = (val_scores, test_scores)
                 last_gru = (res.model, stats, test_p)
-            _record(name, k, thr, test_scores, time.perf_counter() - t0)
+                val = (y_all[val_rows], val_scores)
+            _record(name, k, thr, test_scores, time.perf_counter() - t0, val)
         if BLEND in oof:
             # The weighted mean of the two risks, computed as SepsisBlend computes it; its
             # threshold, like theirs, from the validation share.
@@ -563,11 +586,12 @@ def cross_validate(
             val_b = w * held["gru_d"][0] + (1.0 - w) * held["gbm"][0]
             test_b = w * held["gru_d"][1] + (1.0 - w) * held["gbm"][1]
             thr, _ = best_threshold(y_all[val_rows], val_b, val_off)
-            _record(BLEND, k, thr, test_b, time.perf_counter() - t0)
+            _record(BLEND, k, thr, test_b, time.perf_counter() - t0, (y_all[val_rows], val_b))
     return CVResult(
         folds=f,
         per_fold=per_fold,
         oof_scores=oof,
+        oof_probabilities=oof_prob,
         fit_seconds=secs,
         gru_histories=histories,
         last_gru=last_gru,
@@ -580,6 +604,7 @@ def model_preprocessing(
     threshold: float,
     tree_features: Sequence[str] | None = None,
     reference: Mapping[str, Any] | None = None,
+    recalibration: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """What must be stored with a fitted model to score new patients with it.
 
@@ -587,10 +612,14 @@ def model_preprocessing(
     (appended to the network's inputs by :func:`gru_d_arrays`). ``reference``: the
     training cohort's and validation risks' profile
     (:func:`vitalgru.data.drift.early_warning_reference`), what a monitor compares new
-    data with.
+    data with. ``recalibration``: the logistic map from the risk to a probability of the
+    hour's SepsisLabel, fitted on the validation share
+    (:func:`vitalgru.metrics.calibration.fit_recalibration`; :func:`risk_probability`).
     """
     layout = ["value", "mask", "delta", "last_value", "static"]
-    extra = {"reference": dict(reference)} if reference is not None else {}
+    extra: dict[str, Any] = {"reference": dict(reference)} if reference is not None else {}
+    if recalibration is not None:
+        extra["recalibration"] = dict(recalibration)
     return {
         "task": "early_warning",
         "norm_stats": stats.to_dict(),
@@ -602,6 +631,15 @@ def model_preprocessing(
         "tree_features": list(tree_features or ()),
         **extra,
     }
+
+
+def risk_probability(preprocessing: Mapping[str, Any], risk: Any) -> np.ndarray | None:
+    """The probability that an hour is labelled septic (SepsisLabel: from 6 h before
+    onset), from the model's risk through its stored recalibration; None for a model
+    stored without one. The risk ranks hours and decides alarms; the probability is what
+    a clinician may read as one."""
+    recal = preprocessing.get("recalibration")
+    return None if recal is None else recalibrate(risk, recal)
 
 
 def score_cohort(
