@@ -48,7 +48,11 @@ from vitalgru.data.early_warning import (
 )
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
-from vitalgru.metrics.calibration import calibration_table
+from vitalgru.metrics.calibration import (
+    calibration_metrics,
+    calibration_table,
+    model_probability,
+)
 from vitalgru.metrics.utility import early_warning_metrics, report_markdown, subgroup_metrics
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -359,7 +363,9 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
         label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``calibration``:
         the reliability table of the hourly risks
-        (:func:`vitalgru.metrics.calibration.calibration_table`); ``subgroups``:
+        (:func:`vitalgru.metrics.calibration.calibration_table`); for a model stored with a
+        recalibration, ``probability_calibration``: the calibration measures and table of
+        the probabilities it gives; ``subgroups``:
         the same measures by ICU type, sex and age band
         (:func:`vitalgru.data.early_warning.patient_groups`); ``paths`` of
         the files written (the JSON, a markdown summary beside it, the hourly scores and
@@ -392,6 +398,14 @@ def score_folder(
     metrics["n_skipped_hours"] = int(sum(skipped.values()))
     metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
     metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
+    prob = model_probability(loaded.preprocessing, scores)
+    if prob is not None:  # the risk through the model's stored recalibration
+        metrics["probability_calibration"] = {
+            k: (v if np.isfinite(v) else None)
+            for k, v in calibration_metrics(cohort.labels, prob).items()
+        } | {
+            "table": calibration_table(cohort.labels, prob),
+        }
     metrics["subgroups"] = {
         name: folder_metrics_json(m)
         for name, m in subgroup_metrics(
@@ -419,6 +433,7 @@ def score_folder(
             "patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets)),
             "hour": cohort.frame["hour"].to_numpy(),
             "risk": scores.astype(np.float32),
+            **({} if prob is None else {"probability": prob.astype(np.float32)}),
             "alarm": (scores >= thr).astype(np.int8),
             "sepsis_label": cohort.labels,
         }

@@ -317,6 +317,7 @@ def replay_early_warning(
                 {c: v[a:b] for c, v in shown.items()},
                 [r.rejected for r in hr],
                 labels[a:b],
+                [r.probability for r in hr],
             )
         )
     episodes = [ep["hours"] for s in summaries for ep in s["episodes"]]

@@ -114,6 +114,14 @@ class TestTrainEarlyWarningFlow:
         assert "| group | patients | septic | utility | AUROC |" in md
         scores = pd.read_parquet(isolated_mlflow / "eval" / "scores.parquet")
         assert scores["risk"].between(0, 1).all()
+        # the registered model carries its recalibration: each hour's probability, the
+        # calibration of risk and probability, and the reliability tables
+        assert scores["probability"].between(0, 1).all()
+        order = np.argsort(scores["risk"].to_numpy(), kind="stable")
+        assert (np.diff(scores["probability"].to_numpy()[order]) >= -1e-6).all()
+        assert sum(b["n"] for b in written["calibration"]) == len(scores)
+        assert written["probability_calibration"]["brier"] >= 0
+        assert "Calibration of the hourly risk" in md and "recalibrated probability" in md
         # counts are whole numbers in the JSON, and the hours are the scored rows
         assert written["n_patient_hours"] == len(scores) and type(written["n_patient_hours"]) is int
         assert type(written["n_septic_patients"]) is int

@@ -19,9 +19,13 @@ Plain numpy; risks are clipped to [1e-6, 1 - 1e-6] before taking logits.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CALIBRATION_KEYS",
@@ -31,6 +35,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_recalibration",
     "logistic_calibration",
+    "model_probability",
     "recalibrate",
 ]
 
@@ -154,12 +159,21 @@ def fit_recalibration(y: Any, p: Any) -> dict[str, float]:
     """Logistic recalibration ``sigmoid(intercept + slope * logit(p))`` fitted to outcomes
     ``y`` (Platt scaling of the risk's logit; Cox 1958): ``{"intercept", "slope", "n"}``.
     It keeps the order of the risks, so AUROC, the alarms at a threshold mapped with it
-    and the utility are unchanged. ValueError when ``y`` holds a single outcome."""
+    and the utility are unchanged: where the fitted slope is not positive (risks that rank
+    the outcomes backwards), only the intercept is fitted, with a warning. ValueError when
+    ``y`` holds a single outcome."""
     y, p = _inputs(y, p)
     if not y.size or y.min() == y.max():
         raise ValueError("recalibration needs both outcomes among the rows")
     z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
     a, b = _newton(y, z, fit_slope=True)
+    if not b > 0:  # the risks rank the outcomes backwards (or not at all) on these rows
+        logger.warning(
+            "recalibration: the fitted slope is %.3f; a map that reversed the order of the "
+            "risks would change the alarms, so only the intercept is fitted (slope 1)",
+            b,
+        )
+        a, b = _newton(y, z, fit_slope=False)
     return {"intercept": float(a), "slope": float(b), "n": int(y.size)}
 
 
@@ -168,6 +182,15 @@ def recalibrate(p: Any, recalibration: dict[str, float]) -> np.ndarray:
     q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
     eta = float(recalibration["intercept"]) + float(recalibration["slope"]) * np.log(q / (1 - q))
     return np.exp(-np.logaddexp(0.0, -eta))
+
+
+def model_probability(preprocessing: Mapping[str, Any], risk: Any) -> np.ndarray | None:
+    """The probability that an hour is labelled septic (SepsisLabel: from 6 h before
+    onset), from a sepsis model's risk through the recalibration stored with it
+    (``preprocessing["recalibration"]``); None for a model stored without one. The risk
+    ranks hours and decides alarms; the probability is what a clinician may read as one."""
+    recal = preprocessing.get("recalibration")
+    return None if recal is None else recalibrate(risk, recal)
 
 
 def calibration_metrics(y: Any, p: Any, n_bins: int = 10) -> dict[str, float]:

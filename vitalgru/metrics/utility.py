@@ -452,6 +452,29 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
             f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
             for b in metrics["calibration"]
         ]
+    prob = metrics.get("probability_calibration")
+    if prob:
+
+        def p(key: str, spec: str, scale: float = 1.0) -> str:
+            v = prob.get(key)
+            return "-" if v is None or not np.isfinite(v) else format(scale * v, spec)
+
+        lines += [
+            "",
+            "The model's recalibrated probability of the hour's SepsisLabel (the risk through "
+            f"the map stored with the model): mean {p('mean_risk', '.2f', 100)} % against "
+            f"{p('event_rate', '.2f', 100)} % of hours labelled; Brier {p('brier', '.4f')}, "
+            f"ECE {p('ece', '.4f')}, calibration in the large "
+            f"{p('calibration_in_the_large', '.2f')}, slope {p('calibration_slope', '.2f')}.",
+            "",
+            "| probabilities | hours | mean probability | observed |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
+            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
+            for b in prob["table"]
+        ]
     if metrics.get("subgroups"):
         lines += [
             "",

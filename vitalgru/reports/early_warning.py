@@ -62,6 +62,7 @@ def stay_summary(
     values: Mapping[str, Sequence[float]],
     rejected: Sequence[Sequence[str]] | None = None,
     sepsis_label: Sequence[int] | None = None,
+    probabilities: Sequence[float | None] | None = None,
 ) -> StaySummary:
     """The figures of one patient's part of the page.
 
@@ -83,11 +84,15 @@ def stay_summary(
     sepsis_label : sequence of int, optional
         The reference ``SepsisLabel`` of each row, where known (replayed data): it turns 1
         six hours before the Sepsis-3 onset, as in the 2019 challenge.
+    probabilities : sequence of float, optional
+        The monitor's recalibrated probability for each row (:class:`HourRisk`
+        ``probability``), when the model has a recalibration.
 
     Returns
     -------
     dict
         ``patient_id``, ``n_hours``, ``first_hour``, ``last_hour``, ``risk_last``,
+        ``probability_last`` (None without probabilities),
         ``risk_max``, ``risk_max_hour``, ``threshold``, ``alarm_hours``,
         ``in_alarm_at_end``, ``episodes`` (``start_hour``, ``end_hour``, ``hours``,
         ``peak_risk``, ``findings``: column -> ``{"value", "hours_ago", "abnormal"}`` as last
@@ -165,6 +170,11 @@ def stay_summary(
         "first_hour": int(h[0]) if n else None,
         "last_hour": int(h[-1]) if n else None,
         "risk_last": float(r[-1]) if n else None,
+        "probability_last": (
+            float(probabilities[-1])
+            if n and probabilities is not None and probabilities[-1] is not None
+            else None
+        ),
         "risk_max": float(r[top]) if top is not None else None,
         "risk_max_hour": int(h[top]) if top is not None else None,
         "threshold": float(threshold),
@@ -219,7 +229,15 @@ def _findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _headline(s: StaySummary) -> str:
     if s["in_alarm_at_end"]:
-        text = f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk {s['risk_last']:.3f})"
+        prob = s.get("probability_last")
+        chance = (
+            "" if prob is None
+            else f"; estimated probability of sepsis within 6 hours {100 * prob:.0f} %"
+        )  # fmt: skip
+        text = (
+            f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk "
+            f"{s['risk_last']:.3f}{chance})"
+        )
     elif s["episodes"]:
         text = (
             f"{len(s['episodes'])} alarm episode(s), the first at ICU hour "

@@ -4,9 +4,11 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
 ``json.dumps``) built from the summaries the clinician pages are drawn from:
 
 * sepsis (:func:`sepsis_bundle`, from :func:`vitalgru.reports.early_warning.stay_summary`):
-  per patient one ``RiskAssessment``, the risk of the latest hour scored, whose predicted
-  outcome is sepsis (SNOMED CT 91302008, "Sepsis (disorder)"), qualified ``high`` when in
-  alarm and ``low`` otherwise (HL7 risk-probability codes); and one ``Flag`` per alarm
+  per patient one ``RiskAssessment`` of the latest hour scored, whose predicted outcome is
+  sepsis (SNOMED CT 91302008, "Sepsis (disorder)"), qualified ``high`` when in alarm and
+  ``low`` otherwise (HL7 risk-probability codes), with ``probabilityDecimal`` the model's
+  recalibrated probability (a model without a recalibration gives a score, not a
+  probability: it goes in the note instead); and one ``Flag`` per alarm
   episode, ``active`` if it was still going at the latest hour;
 * ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
   patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
@@ -136,7 +138,6 @@ def sepsis_bundle(
                         "text": "Sepsis (Sepsis-3), now or within 6 hours (the label of the "
                         "PhysioNet/CinC Challenge 2019)",
                     },
-                    "probabilityDecimal": round(float(s["risk_last"]), 6),
                     "qualitativeRisk": {
                         "coding": [
                             {
@@ -156,6 +157,14 @@ def sepsis_bundle(
                 }
             ],
         }
+        prob = s.get("probability_last")
+        if prob is not None:  # a probability only where the model was recalibrated
+            risk["prediction"][0]["probabilityDecimal"] = round(float(prob), 6)
+        else:
+            risk["note"][0]["text"] += (
+                f"; risk score {s['risk_last']:.3f} (the model has no recalibration: a score, "
+                "not a probability)"
+            )
         when = _when(t0, timedelta(hours=int(s["last_hour"])))
         if when is not None:
             risk["occurrenceDateTime"] = when

@@ -62,7 +62,7 @@ patients only.
 
 - **Input**: one Challenge-2019 `.psv` table per patient, one row per ICU hour. Missing \
 values are expected. Physiologically impossible values are treated as missing.
-- **Output**: risk and alarm for every hour.
+- **Output**: risk and alarm for every hour, and the risk recalibrated on the validation share to a probability that the hour is labelled septic (`preprocessing["recalibration"]`; the risk itself is a ranking score, not a probability).
 - **Label**: the challenge's. It turns 1 six hours before the clinical onset of sepsis \
 (Sepsis-3); the score is the challenge's normalized utility.
 - **Data**: hospital system A of the 2019 challenge, cross-validated by patient. The final \

@@ -30,6 +30,7 @@ from torch import nn
 from vitalgru.data.early_warning import EarlyWarningCohort, NormStats, gru_d_arrays
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
+from vitalgru.metrics.calibration import model_probability
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ class HourRisk:
     rejected : tuple of str
         Columns whose value this hour was physiologically impossible and was treated as
         missing (e.g. ``hr_bpm`` 0).
+    probability : float or None
+        The risk recalibrated to the probability that the hour is labelled septic (from
+        6 h before onset), with the map stored with the model
+        (:func:`vitalgru.metrics.calibration.model_probability`); None for a model stored
+        without one. The risk decides the alarm; this is the number to read as a chance.
     """
 
     patient_id: str
@@ -66,6 +72,7 @@ class HourRisk:
     risk: float
     alarm: bool
     rejected: tuple[str, ...] = ()
+    probability: float | None = None
 
 
 _ROW_COLUMNS = ("hour", *_VALUE_COLUMNS)
@@ -156,6 +163,7 @@ class EarlyWarningMonitor:
         self.stats = NormStats.from_dict(preprocessing["norm_stats"])
         self.tree_features = list(preprocessing.get("tree_features") or []) or None
         self.threshold = float(preprocessing["threshold"])
+        self.recalibration = preprocessing.get("recalibration")
         gru = getattr(model, "gru", model)
         self.hidden = int(gru.hidden_size)
         self._stays: dict[str, _Stay] = {}
@@ -226,6 +234,7 @@ class EarlyWarningMonitor:
                 st.h = h_n[:, b : b + 1].clone()
                 st.grid_rows += n_new
                 risk[i] = p[b]
+        prob = model_probability({"recalibration": self.recalibration}, risk)
         out = []
         for i, (st, r) in enumerate(stays):
             rejected = tuple(c for c, bad in zip(_LIMITED, refused[i], strict=True) if bad)
@@ -236,6 +245,7 @@ class EarlyWarningMonitor:
                     float(risk[i]),
                     bool(risk[i] >= self.threshold),
                     rejected,
+                    None if prob is None else float(prob[i]),
                 )
             )
         return out

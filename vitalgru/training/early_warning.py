@@ -614,7 +614,8 @@ def model_preprocessing(
     (:func:`vitalgru.data.drift.early_warning_reference`), what a monitor compares new
     data with. ``recalibration``: the logistic map from the risk to a probability of the
     hour's SepsisLabel, fitted on the validation share
-    (:func:`vitalgru.metrics.calibration.fit_recalibration`; :func:`risk_probability`).
+    (:func:`vitalgru.metrics.calibration.fit_recalibration`; applied by
+    :func:`vitalgru.metrics.calibration.model_probability`).
     """
     layout = ["value", "mask", "delta", "last_value", "static"]
     extra: dict[str, Any] = {"reference": dict(reference)} if reference is not None else {}
@@ -631,15 +632,6 @@ def model_preprocessing(
         "tree_features": list(tree_features or ()),
         **extra,
     }
-
-
-def risk_probability(preprocessing: Mapping[str, Any], risk: Any) -> np.ndarray | None:
-    """The probability that an hour is labelled septic (SepsisLabel: from 6 h before
-    onset), from the model's risk through its stored recalibration; None for a model
-    stored without one. The risk ranks hours and decides alarms; the probability is what
-    a clinician may read as one."""
-    recal = preprocessing.get("recalibration")
-    return None if recal is None else recalibrate(risk, recal)
 
 
 def score_cohort(

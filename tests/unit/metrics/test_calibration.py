@@ -13,7 +13,10 @@ from vitalgru.metrics.calibration import (
     calibration_metrics,
     calibration_table,
     expected_calibration_error,
+    fit_recalibration,
     logistic_calibration,
+    model_probability,
+    recalibrate,
 )
 
 
@@ -63,3 +66,31 @@ def test_undefined_and_invalid_inputs() -> None:
         brier_score([0, 1], [0.5, 1.5])
     with pytest.raises(ValueError, match="n_bins"):
         calibration_table([0], [0.5], 0)
+
+
+def test_recalibration_restores_calibration_and_keeps_the_order() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(-3.0, 1.2, 100_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)
+    inflated = 1 / (1 + np.exp(-(1.5 * z + 2.0)))  # too high and too extreme
+    fit = fit_recalibration(y, inflated)
+    assert fit["slope"] == pytest.approx(1 / 1.5, abs=0.03) and fit["n"] == z.size
+    fixed = recalibrate(inflated, fit)
+    m = logistic_calibration(y, fixed)
+    assert m["calibration_in_the_large"] == pytest.approx(0.0, abs=0.03)
+    assert m["calibration_slope"] == pytest.approx(1.0, abs=0.03)
+    assert (np.diff(fixed[np.argsort(inflated)]) >= 0).all()  # the ranking is kept
+    assert model_probability({"recalibration": fit}, inflated) == pytest.approx(fixed)
+    assert model_probability({"threshold": 0.3}, inflated) is None
+    with pytest.raises(ValueError, match="both outcomes"):
+        fit_recalibration([0, 0, 0], [0.1, 0.2, 0.3])
+
+
+def test_risks_that_rank_backwards_are_only_shifted(caplog: pytest.LogCaptureFixture) -> None:
+    y = np.array([0, 0, 0, 1] * 50)
+    p = np.array([0.9, 0.8, 0.7, 0.1] * 50)  # the septic hours have the lowest risk
+    with caplog.at_level("WARNING"):
+        fit = fit_recalibration(y, p)
+    assert fit["slope"] == 1.0 and "only the intercept is fitted" in caplog.text
+    q = recalibrate(p, fit)
+    assert (np.diff(q[np.argsort(p)]) >= 0).all() and q.mean() == pytest.approx(0.25, abs=1e-6)

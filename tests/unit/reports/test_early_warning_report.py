@@ -87,6 +87,13 @@ class TestPage:
         assert page.index("&lt;b&gt;x") < page.index("b-onset") < page.index("a-quiet")
         assert "3 patient(s): 1 in alarm at their latest hour, 1 with an alarm" in page
         assert "In alarm at the latest hour (ICU hour 10, risk 0.800)" in page
+        # a recalibrated model's probability is given beside the risk
+        loud_p = {**loud, "probability_last": 0.234}
+        page_p = early_warning_report_html([loud_p], model="m")
+        assert (
+            "(ICU hour 10, risk 0.800; estimated probability of sepsis within 6 hours 23 %)"
+            in page_p
+        )
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
         assert "<span class=hi>HR 95.0 bpm</span>" in page

@@ -20,8 +20,9 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 def _stays():
     hours = list(range(1, 11))
     risk = [0.1, 0.2, 0.6, 0.7, 0.4, 0.3, 0.2, 0.55, 0.9, 0.8]  # alarms at 3-4 and 8-10
-    alarmed = stay_summary("p1", hours, risk, 0.5, {"hr_bpm": [90.0] * 10}, None, [0] * 10)
-    calm = stay_summary("p2", [1, 2], [0.1, 0.2], 0.5, {}, None, [0, 0])
+    prob = [r / 10 for r in risk]  # a recalibrated model's probabilities
+    alarmed = stay_summary("p1", hours, risk, 0.5, {"hr_bpm": [90.0] * 10}, None, [0] * 10, prob)
+    calm = stay_summary("p2", [1, 2], [0.1, 0.2], 0.5, {}, None, [0, 0])  # no recalibration
     return [alarmed, calm]
 
 
@@ -38,9 +39,13 @@ class TestSepsisBundle:
         assert [r["subject"]["identifier"]["value"] for r in risks] == ["p1", "p2"]
         pred = risks[0]["prediction"][0]
         assert pred["outcome"]["coding"][0]["code"] == "91302008"
-        assert pred["probabilityDecimal"] == 0.8
+        assert pred["probabilityDecimal"] == 0.08  # the probability, not the risk score 0.8
         assert pred["qualitativeRisk"]["coding"][0]["code"] == "high"
-        assert risks[1]["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == "low"
+        calm = risks[1]["prediction"][0]
+        assert calm["qualitativeRisk"]["coding"][0]["code"] == "low"
+        # a score without a recalibration is not passed off as a probability
+        assert "probabilityDecimal" not in calm
+        assert "risk score 0.200 (the model has no recalibration" in risks[1]["note"][0]["text"]
         # the latest hour (10) of a stay whose hour 0 was T0
         assert risks[0]["occurrenceDateTime"] == (T0 + timedelta(hours=10)).isoformat()
         assert "occurrenceDateTime" not in risks[1]  # no start time for p2

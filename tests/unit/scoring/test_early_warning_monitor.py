@@ -14,6 +14,7 @@ from vitalgru.baselines.gbm import GBMParams
 from vitalgru.data.early_warning import build_cohort, patient_offsets
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, read_psv_folder
+from vitalgru.metrics.calibration import recalibrate
 from vitalgru.scoring import EarlyWarningMonitor, replay_stays
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final, score_cohort
 
@@ -61,6 +62,9 @@ class TestEarlyWarningMonitor:
                 got[r.patient_id].append(r.risk)
                 alarms += r.alarm
                 assert r.alarm == (r.risk >= blend.preprocessing["threshold"])
+                # the probability is the risk through the recalibration fitted with it
+                recal = blend.preprocessing["recalibration"]
+                assert r.probability == pytest.approx(float(recalibrate(r.risk, recal)[()]))
         live = np.concatenate([got[p] for p in test.patient_ids])
         np.testing.assert_allclose(live, want, rtol=0, atol=1e-5)
         assert alarms == int((want >= blend.preprocessing["threshold"]).sum())
