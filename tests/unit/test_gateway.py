@@ -11,24 +11,15 @@ import pytest
 import torch
 import wfdb
 from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
 
 from pipelines.gateway import create_app
-from vitalgru.data.arrhythmia_dataset import RR_FEATURES
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
+from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final
 
-PRE = {
-    "fs": 360.0,
-    "lead": "MLII",
-    "window": {"before_s": 0.25, "after_s": 0.45},
-    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
-                      "rhythm_beats": 16},
-    "rr_features": list(RR_FEATURES),
-}  # fmt: skip
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 
 
@@ -52,10 +43,7 @@ def sepsis(physionet_mirror: Path) -> tuple[EarlyWarningMonitor, list[dict]]:
 
 @pytest.fixture()
 def client(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> TestClient:
-    torch.manual_seed(0)
-    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
-    ecg = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
-    ward = Ward(ecg, sepsis[0])
+    ward = Ward(untrained_monitor(), sepsis[0])
     with TestClient(create_app(ward, tick_s=0, models={"arrhythmia": "test"})) as c:
         c.ward = ward  # the tests tick it themselves
         yield c

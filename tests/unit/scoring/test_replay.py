@@ -6,26 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import wfdb
+from monitor_kit import untrained_monitor
 
 from pipelines.replay import replay_markdown
 from vitalgru.config import PhysioNetConfig
-from vitalgru.data.arrhythmia_dataset import RR_FEATURES
 from vitalgru.errors import RecordError
 from vitalgru.io import open_database
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.scoring import ArrhythmiaMonitor, replay_database
+from vitalgru.scoring import replay_database
 
 SECONDS = 60
-PRE = {
-    "fs": 360.0,
-    "lead": "MLII",
-    "window": {"before_s": 0.25, "after_s": 0.45},
-    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
-                      "rhythm_beats": 16},
-    "rr_features": list(RR_FEATURES),
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +37,13 @@ def folders(mitdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return annotated, bare
 
 
-def _monitor() -> ArrhythmiaMonitor:
-    torch.manual_seed(0)
-    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
-    return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
-
-
 def test_unannotated_records_are_replayed_and_reported_without_scores(
     folders: tuple[Path, Path],
 ) -> None:
     annotated, bare = (open_database(str(f), PhysioNetConfig()) for f in folders)
     names = ["119", "100"]
-    res_a, rep_a = replay_database(_monitor(), annotated, names)
-    res_b, rep_b = replay_database(_monitor(), bare, names, annotations=None)
+    res_a, rep_a = replay_database(untrained_monitor(), annotated, names)
+    res_b, rep_b = replay_database(untrained_monitor(), bare, names, annotations=None)
 
     # the monitor never reads the annotations: the same beats, labels and alarms
     for rid in names:
@@ -90,4 +74,4 @@ def test_records_without_annotation_files_say_how_to_replay_them(
 ) -> None:
     bare = open_database(str(folders[1]), PhysioNetConfig())
     with pytest.raises(RecordError, match="no record could be read.*--annotations none"):
-        replay_database(_monitor(), bare, ["119"])
+        replay_database(untrained_monitor(), bare, ["119"])

@@ -7,23 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import wfdb
+from monitor_kit import untrained_monitor
 
-from vitalgru.data.arrhythmia_dataset import RR_FEATURES
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.scoring import ArrhythmiaMonitor, replay
+from vitalgru.scoring import replay
 from vitalgru.scoring.ward import Ward
 
 SECONDS = 90
-PRE = {
-    "fs": 360.0,
-    "lead": "MLII",
-    "window": {"before_s": 0.25, "after_s": 0.45},
-    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
-                      "rhythm_beats": 16},
-    "rr_features": list(RR_FEATURES),
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +28,14 @@ def signals(mitdb_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _monitor() -> ArrhythmiaMonitor:
-    torch.manual_seed(0)
-    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
-    return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
-
-
 class TestEcgWard:
     def test_chunks_queued_and_ticked_give_the_monitors_own_calls(
         self, signals: dict[str, np.ndarray]
     ) -> None:
-        alone = replay(_monitor(), {p: (x, 360.0) for p, x in signals.items()}, chunk_s=1.0)
-        ward = Ward(_monitor())
+        alone = replay(
+            untrained_monitor(), {p: (x, 360.0) for p, x in signals.items()}, chunk_s=1.0
+        )
+        ward = Ward(untrained_monitor())
         for pid in signals:
             ward.admit_ecg(pid, 360.0)
         rng = np.random.default_rng(0)
@@ -81,7 +67,7 @@ class TestEcgWard:
         assert ward.status()["ecg_patients"] == [] and ward.status()["ticks"] > SECONDS / 2
 
     def test_bad_feeds_are_refused_and_change_nothing(self, signals: dict[str, np.ndarray]) -> None:
-        ward = Ward(_monitor(), max_chunk_s=2.0)
+        ward = Ward(untrained_monitor(), max_chunk_s=2.0)
         with pytest.raises(KeyError, match="admit them first"):
             ward.add_ecg("a", [0.1, 0.2])
         ward.admit_ecg("a", 360.0)
@@ -102,7 +88,7 @@ class TestEcgWard:
             Ward()
 
     def test_the_log_says_what_a_slow_poller_lost(self) -> None:
-        ward = Ward(_monitor())
+        ward = Ward(untrained_monitor())
         ward._events = type(ward._events)(maxlen=3)  # a small log, to overflow it
         with ward._queue_lock:
             for k in range(5):

@@ -1,0 +1,27 @@
+"""An arrhythmia monitor with untrained, seeded networks, for tests of what surrounds the
+monitor (replays, the ward, the gateway): its labels are arbitrary but reproducible."""
+
+from __future__ import annotations
+
+import torch
+
+from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor
+
+#: Preprocessing as logged with a model trained at MIT-BIH's 360 Hz on MLII.
+PREPROCESSING = {
+    "fs": 360.0,
+    "lead": "MLII",
+    "window": {"before_s": 0.25, "after_s": 0.45},
+    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
+                      "rhythm_beats": 16},
+    "rr_features": list(RR_FEATURES),
+}  # fmt: skip
+
+
+def untrained_monitor() -> ArrhythmiaMonitor:
+    """A monitor over two seeded, untrained networks (the same weights every call)."""
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PREPROCESSING)
