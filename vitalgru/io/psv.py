@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +267,12 @@ def _parse_lenient(
     )
     arr = np.full(text.shape, np.nan)
     counts: dict[str, int] = {}
+    commas = _decimal_comma_cells(text)
+    if commas.any():
+        logger.warning("%s: %d cell(s) with a decimal comma (e.g. %r) read as numbers",
+                       path, int(commas.sum()), str(text[commas][0]))  # fmt: skip
+        text = text.copy()
+        text[commas] = np.char.replace(text[commas].astype(str), ",", ".")
     for j, name in enumerate(PSV_HEADER):
         col = pd.Series(text[:, j], dtype=object)
         num = pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
@@ -280,6 +287,28 @@ def _parse_lenient(
             )
         arr[:, j] = num
     return arr, counts
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,(\d+)\s*$")
+
+
+def _decimal_comma_cells(text: np.ndarray) -> np.ndarray:
+    """Cells of a file that hold a number written with a decimal comma (``37,5``), as a
+    European export writes them. In a pipe-separated file a comma separates no field, but
+    ``1,234`` may be a thousands separator; so a file's comma cells are read as decimals
+    only when one of them cannot be one (its comma is not followed by exactly three
+    digits). Returns a boolean mask of ``text``'s shape (all False otherwise)."""
+    mask = np.zeros(text.shape, dtype=bool)
+    frac_lengths = set()
+    for idx, cell in np.ndenumerate(text):
+        if isinstance(cell, str) and "," in cell:
+            m = _DECIMAL_COMMA.match(cell)
+            if m:
+                mask[idx] = True
+                frac_lengths.add(len(m.group(1)))
+    if frac_lengths and frac_lengths != {3}:
+        return mask
+    return np.zeros(text.shape, dtype=bool)
 
 
 def _reorder(arr: np.ndarray, order: np.ndarray | None) -> np.ndarray:

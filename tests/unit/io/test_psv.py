@@ -85,6 +85,25 @@ class TestReadPsv:
         assert df["hr_bpm"].iloc[[0, 2]].tolist() == [80, 80] and np.isnan(df["hr_bpm"].iloc[1])
         assert df["age_years"].tolist() == [70, 70, 70]
 
+    def test_a_european_export_with_decimal_commas_is_read_as_written(
+        self, tmp_path: Path, setA: Path, caplog: pytest.LogCaptureFixture
+    ):
+        src = setA / "p000001.psv"
+        lines = src.read_text().splitlines()
+        comma = [lines[0]] + [line.replace(".", ",") for line in lines[1:]]
+        p = _write(tmp_path / "p000001.psv", comma)
+        with caplog.at_level("WARNING"):
+            df = read_psv(p)
+        assert df.equals(read_psv(src))  # every value as in the original
+        assert "with a decimal comma" in caplog.text and "read as numbers" in caplog.text
+        # a comma that may be a thousands separator (1,234) is not guessed at: missing,
+        # and counted as a non-numeric cell as before
+        q = _write(tmp_path / "p2.psv", [HEADER, _row(1, hr="1,234"), _row(2)])
+        assert np.isnan(read_psv(q)["hr_bpm"].iloc[0])
+        # one cell that can only be a decimal comma settles it for the whole file
+        r = _write(tmp_path / "p3.psv", [HEADER, _row(1, hr="1,234"), _row(2, hr="88,5")])
+        assert read_psv(r)["hr_bpm"].tolist() == pytest.approx([1.234, 88.5])  # float32
+
     def test_columns_in_another_order_are_read_by_name(self, tmp_path: Path, setA: Path):
         src = setA / "p000001.psv"
         lines = src.read_text().splitlines()
