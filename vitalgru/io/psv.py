@@ -118,7 +118,7 @@ _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
-_CACHE_VERSION = "psv-cohort-v1"
+_CACHE_VERSION = "psv-cohort-v2"  # v2: decimal commas read
 
 
 @dataclass(frozen=True)
