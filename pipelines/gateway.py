@@ -21,18 +21,26 @@ description at ``/openapi.json``.
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
-monitors refuse (with the reason), 503 for a model the gateway was started without.
+monitors refuse (with the reason), 503 for a model the gateway was started without, 401
+without the token when one is set.
+
+Access: with a token (``vitalgru serve`` reads it from ``VITALGRU_GATEWAY_TOKEN``) every
+endpoint but ``/health`` wants ``Authorization: Bearer <token>``; the data are patients'.
+Without one the gateway is open, and it says so when it listens beyond this machine. TLS
+belongs to the reverse proxy or service mesh in front of it.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from vitalgru import __version__, tracking
@@ -71,11 +79,44 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
         raise HTTPException(409 if "already" in msg else 422, msg) from None
 
 
-def create_app(ward: Ward, tick_s: float = DEFAULT_TICK_S, models: dict | None = None) -> FastAPI:
+#: Environment variable ``vitalgru serve`` reads the access token from.
+TOKEN_ENV = "VITALGRU_GATEWAY_TOKEN"
+
+
+def _check_token(token: str | None) -> None:
+    if token is not None and len(token) < 16:
+        raise ValueError(f"the gateway token ({TOKEN_ENV}) must be at least 16 characters")
+
+
+def _token_check(token: str | None) -> Callable[..., None]:
+    """A dependency that lets a request through only with ``Authorization: Bearer
+    <token>`` (compared in constant time); everything, when ``token`` is None."""
+
+    def check(authorization: str | None = Header(default=None)) -> None:
+        if token is None:
+            return
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    return check
+
+
+def create_app(
+    ward: Ward,
+    tick_s: float = DEFAULT_TICK_S,
+    models: dict | None = None,
+    token: str | None = None,
+) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
-    ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself)."""
+    ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
+    ``token``, every endpoint but ``/health`` needs it as a bearer token."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
+    _check_token(token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,49 +143,52 @@ def create_app(ward: Ward, tick_s: float = DEFAULT_TICK_S, models: dict | None =
         description="Live ECG beat labels and arrhythmia alarms, hourly sepsis risk.",
         lifespan=lifespan,
     )
+    guarded = APIRouter(dependencies=[Depends(_token_check(token))])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "models": models or {}, "tick_s": tick_s, **ward.status()}
+        return {"status": "ok", "models": models or {}, "tick_s": tick_s,
+                "token_required": token is not None, **ward.status()}  # fmt: skip
 
-    @app.post("/ecg/{patient_id}/admit", status_code=201)
+    @guarded.post("/ecg/{patient_id}/admit", status_code=201)
     def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
         _call(ward.admit_ecg, patient_id, body.fs)
         return {"patient_id": patient_id, "fs": body.fs}
 
-    @app.post("/ecg/{patient_id}", status_code=202)
+    @guarded.post("/ecg/{patient_id}", status_code=202)
     def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
         queued = _call(ward.add_ecg, patient_id, body.samples)
         return {"patient_id": patient_id, "queued_samples": queued}
 
-    @app.get("/ecg/{patient_id}")
+    @guarded.get("/ecg/{patient_id}")
     def ecg_summary(patient_id: str) -> dict[str, Any]:
         return _call(ward.ecg_summary, patient_id)
 
-    @app.delete("/ecg/{patient_id}")
+    @guarded.delete("/ecg/{patient_id}")
     def ecg_discharge(patient_id: str) -> dict[str, Any]:
         return _call(ward.discharge_ecg, patient_id)
 
-    @app.post("/vitals/{patient_id}/admit", status_code=201)
+    @guarded.post("/vitals/{patient_id}/admit", status_code=201)
     def vitals_admit(patient_id: str) -> dict[str, Any]:
         _call(ward.admit_sepsis, patient_id)
         return {"patient_id": patient_id}
 
-    @app.post("/vitals/{patient_id}")
+    @guarded.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
         return _call(ward.add_hour, patient_id, row)
 
-    @app.delete("/vitals/{patient_id}")
+    @guarded.delete("/vitals/{patient_id}")
     def vitals_discharge(patient_id: str) -> dict[str, Any]:
         return _call(ward.discharge_sepsis, patient_id)
 
-    @app.get("/events")
+    @guarded.get("/events")
     def events(
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
     ) -> dict[str, Any]:
         return ward.events(since, limit)
 
+    app.include_router(guarded)
     return app
 
 
@@ -174,6 +218,13 @@ def serve(
     """Load the models and serve the gateway until interrupted."""
     import uvicorn
 
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "gateway: listening on %s without a token: anyone who reaches this port can read "
+            "and send patient data; set %s", host, TOKEN_ENV,
+        )  # fmt: skip
+    _check_token(token)  # before the models load
     ward, names = build_ward(arrhythmia_model, early_warning_model)
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
-    uvicorn.run(create_app(ward, tick_s, names), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(ward, tick_s, names, token), host=host, port=port, log_level="info")

@@ -33,7 +33,7 @@ def stack() -> dict[str, Any]:
     """The compose file as compose itself resolves it (all profiles, defaults filled)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PHYSIONET_MIRROR", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_PORT",
-                        "GATEWAY_PORT")}  # fmt: skip
+                        "GATEWAY_PORT", "VITALGRU_GATEWAY_TOKEN")}  # fmt: skip
     out = subprocess.run(
         [_tool("docker-compose"), "-f", str(DOCKER / "compose.yaml"), "--profile", "cli",
          "--profile", "gateway", "config", "--format", "json"],
@@ -97,6 +97,7 @@ class TestComposeStack:
         )
         assert [str(p["target"]) for p in gw["ports"]] == [port]
         assert f"127.0.0.1:{port}/health" in " ".join(gw["healthcheck"]["test"])
+        assert "VITALGRU_GATEWAY_TOKEN" in gw["environment"]  # the token reaches it
 
     @pytest.mark.parametrize("client", ["worker", "vitalgru", "gateway"])
     def test_clients_reach_the_servers_they_wait_for(

@@ -122,3 +122,22 @@ def test_a_gateway_without_a_model_says_so(sepsis: tuple[EarlyWarningMonitor, li
         assert r.status_code == 503 and "arrhythmia" in r.json()["detail"]
     with pytest.raises(ValueError, match="tick_s"):
         create_app(Ward(sepsis=sepsis[0]), tick_s=-1)
+
+
+def test_with_a_token_only_the_health_check_is_open(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]],
+) -> None:
+    token = "s3cret-token-for-ward-4"
+    with TestClient(create_app(Ward(sepsis=sepsis[0]), tick_s=0, token=token)) as c:
+        assert c.get("/health").json()["token_required"] is True
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"},
+                        {"Authorization": token}):  # fmt: skip
+            r = c.post("/vitals/t1/admit", headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/events", headers={}).status_code == 401
+        ok = {"Authorization": f"Bearer {token}"}
+        assert c.post("/vitals/t1/admit", headers=ok).status_code == 201
+        assert c.delete("/vitals/t1", headers=ok).status_code == 200
+        assert c.get("/events", headers=ok).status_code == 200
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        create_app(Ward(sepsis=sepsis[0]), token="short")
