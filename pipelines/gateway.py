@@ -16,6 +16,7 @@ description at ``/openapi.json``.
 ``DELETE /ecg/{patient}``                 end the feed; the final summary
 ``POST /vitals/{patient}/admit``          start hourly sepsis scoring
 ``POST /vitals/{patient}``                one hour (``ICULOS`` and values): its risk
+``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
 ========================================  ==================================================
@@ -176,6 +177,10 @@ def create_app(
     @guarded.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
         return _call(ward.add_hour, patient_id, row)
+
+    @guarded.get("/vitals/{patient_id}")
+    def vitals_summary(patient_id: str) -> dict[str, Any]:
+        return _call(ward.sepsis_summary, patient_id)
 
     @guarded.delete("/vitals/{patient_id}")
     def vitals_discharge(patient_id: str) -> dict[str, Any]:

@@ -112,8 +112,12 @@ def test_hourly_vitals_through_the_gateway(
     assert r.status_code == 422 and "does not follow" in r.json()["detail"]
     r = client.post("/vitals/icu-7", json={"ICULOS": len(rows) + 1, "HR": "high"})
     assert r.status_code == 422 and "not a number" in r.json()["detail"]
+    now = client.get("/vitals/icu-7").json()
+    assert now["last_hour"] == {k: v for k, v in got[-1].items() if k != "alarm_started"}
+    assert now["in_alarm"] == got[-1]["alarm"] and now["alarm_episodes"] == len(onsets)
     done = client.delete("/vitals/icu-7").json()
     assert done["last_hour"]["hour"] == got[-1]["hour"] and done["alarm_episodes"] == len(onsets)
+    assert done["discharged"] and client.get("/vitals/icu-7").status_code == 404
 
 
 def test_a_gateway_without_a_model_says_so(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> None:

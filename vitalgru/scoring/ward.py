@@ -314,15 +314,35 @@ class Ward:
                 )
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
 
+    def sepsis_summary(self, patient_id: str) -> dict[str, Any]:
+        """``{"patient_id", "admitted_at", "last_hour" (the latest :class:`HourRisk` as a
+        dict, None before the first), "in_alarm", "alarm_episodes"}``. KeyError for a
+        patient not on sepsis monitoring."""
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._sepsis_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
+            return self._sepsis_summary(pid, bed)
+
+    @staticmethod
+    def _sepsis_summary(pid: str, bed: _SepsisBed) -> dict[str, Any]:
+        return {
+            "patient_id": pid,
+            "admitted_at": bed.admitted_at,
+            "last_hour": None if bed.last is None else asdict(bed.last),
+            "in_alarm": bed.in_alarm,
+            "alarm_episodes": bed.episodes,
+        }
+
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
-        """Stop scoring a patient; returns their last hour and alarm episodes."""
+        """Stop scoring a patient; returns their final :meth:`sepsis_summary`."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
             self.sepsis.discharge(pid)  # KeyError when not admitted
             bed = self._sepsis_beds.pop(pid)
-        last = None if bed.last is None else asdict(bed.last)
-        return {"patient_id": pid, "last_hour": last, "alarm_episodes": bed.episodes}
+        return {**self._sepsis_summary(pid, bed), "discharged": True}
 
     # ------------------------------------------------------------------ events
 
