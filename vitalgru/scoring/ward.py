@@ -43,6 +43,10 @@ RECENT_BEATS = 600
 MAX_EVENTS = 10_000
 #: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
 HR_WINDOW_S = 60.0
+#: A feed that has sent nothing for this long (s of wall time) raises ``feed_lost``: the
+#: monitor's own pause and poor-signal alarms need samples to run on, so a cable pulled out
+#: of the gateway, not off the patient, would otherwise go unnoticed.
+FEED_TIMEOUT_S = 10.0
 
 _CLASSES = [str(c) for c in AAMI_CLASSES]
 
@@ -55,6 +59,8 @@ def _utc_now() -> str:
 class _EcgBed:
     fs: float
     admitted_at: str
+    last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
+    feed_lost: bool = False
     queued: list[np.ndarray] = field(default_factory=list)
     queued_n: int = 0
     received_s: float = 0.0
@@ -95,11 +101,15 @@ class Ward:
         sepsis: EarlyWarningMonitor | None = None,
         *,
         max_chunk_s: float = MAX_CHUNK_S,
+        feed_timeout_s: float = FEED_TIMEOUT_S,
     ) -> None:
         if ecg is None and sepsis is None:
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
+        if not feed_timeout_s > 0:
+            raise ValueError(f"feed_timeout_s must be > 0 seconds, got {feed_timeout_s!r}")
         self.ecg, self.sepsis = ecg, sepsis
         self.max_chunk_s = float(max_chunk_s)
+        self.feed_timeout_s = float(feed_timeout_s)
         self._ecg_beds: dict[str, _EcgBed] = {}
         self._sepsis_beds: dict[str, _SepsisBed] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
@@ -156,6 +166,11 @@ class Ward:
                 bed.queued.append(x)
                 bed.queued_n += x.size
                 bed.received_s += x.size / bed.fs
+                bed.last_data = time.monotonic()
+                if bed.feed_lost:
+                    bed.feed_lost = False
+                    self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
+                                 "message": "ECG samples are arriving again"})  # fmt: skip
             return bed.queued_n
 
     def tick(self) -> dict[str, int]:
@@ -166,6 +181,7 @@ class Ward:
         if self.ecg is None:
             return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0}
         t0 = time.perf_counter()
+        now = time.monotonic()
         with self._model_lock:
             with self._queue_lock:
                 chunks = {}
@@ -173,6 +189,17 @@ class Ward:
                     if bed.queued:
                         chunks[pid] = np.concatenate(bed.queued)
                         bed.queued, bed.queued_n = [], 0
+                    elif not bed.feed_lost and now - bed.last_data > self.feed_timeout_s:
+                        bed.feed_lost = True
+                        event = {
+                            "source": "ecg",
+                            "patient_id": pid,
+                            "kind": "feed_lost",
+                            "message": f"no ECG samples received for {now - bed.last_data:.0f} s "
+                            "(the feed, not the patient's leads)",
+                        }
+                        bed.alerts.append(event)
+                        self._event(event)
             result = self.ecg.push(chunks) if chunks else None
         n_beats = n_alarms = 0
         if result is not None:

@@ -3,6 +3,7 @@ what the monitor gives alone, and the event log hands every alarm on exactly onc
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,25 @@ class TestEcgWard:
                                            "dropped": 0}  # fmt: skip
         with pytest.raises(ValueError, match="limit"):
             ward.events(0, limit=0)
+
+
+def test_a_feed_that_goes_quiet_is_flagged_once_and_its_return_too() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.05)
+    ward.admit_ecg("bed-1", 360.0)
+    ward.admit_ecg("bed-2", 360.0)
+    ward.add_ecg("bed-1", [0.0] * 360)
+    ward.tick()
+    assert ward.events()["events"] == []  # both within the timeout
+    time.sleep(0.1)
+    ward.add_ecg("bed-2", [0.0] * 36)  # bed-2 keeps sending, bed-1 has gone quiet
+    ward.tick()
+    ward.tick()  # said once, not every tick
+    lost = ward.events()["events"]
+    assert [(e["patient_id"], e["kind"]) for e in lost] == [("bed-1", "feed_lost")]
+    assert "no ECG samples received" in lost[0]["message"]
+    assert ward.ecg_summary("bed-1")["alarms"][-1]["kind"] == "feed_lost"
+    ward.add_ecg("bed-1", [0.0] * 36)
+    back = ward.events(lost[-1]["seq"])["events"]
+    assert [(e["patient_id"], e["kind"]) for e in back] == [("bed-1", "feed_restored")]
+    with pytest.raises(ValueError, match="feed_timeout_s"):
+        Ward(untrained_monitor(), feed_timeout_s=0)
