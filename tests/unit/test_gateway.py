@@ -107,6 +107,9 @@ def test_hourly_vitals_through_the_gateway(
     onsets = [g["hour"] for g in got if g["alarm_started"]]
     sepsis_events = [e for e in client.get("/events").json()["events"] if e["source"] == "sepsis"]
     assert [e["hour"] for e in sepsis_events] == onsets
+    assert sepsis_events, "the test stay should raise at least one alarm"
+    for e in sepsis_events:  # the fitted model carries a recalibration
+        assert 0 <= e["probability"] <= 1 and "estimated probability of sepsis" in e["message"]
     # a row the monitor refuses: hours out of order, text; nothing changes
     r = client.post("/vitals/icu-7", json={"ICULOS": 1, "HR": 80})
     assert r.status_code == 422 and "does not follow" in r.json()["detail"]

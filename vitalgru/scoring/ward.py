@@ -335,8 +335,17 @@ class Ward:
                         "kind": "sepsis_risk",
                         "hour": risk.hour,
                         "risk": round(risk.risk, 4),
+                        "probability": (
+                            None if risk.probability is None else round(risk.probability, 4)
+                        ),
                         "message": f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
-                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}",
+                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
+                        + (
+                            ""
+                            if risk.probability is None
+                            else f" (estimated probability of sepsis within 6 hours "
+                            f"{100 * risk.probability:.0f} %)"
+                        ),
                     }
                 )
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
