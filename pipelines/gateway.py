@@ -19,6 +19,7 @@ description at ``/openapi.json``.
 ``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
+``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
@@ -39,6 +40,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
@@ -47,6 +49,7 @@ from pydantic import BaseModel, Field
 from vitalgru import __version__, tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.reports.fhir import events_bundle
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 
@@ -192,6 +195,16 @@ def create_app(
         limit: int = Query(500, ge=1, le=10_000),
     ) -> dict[str, Any]:
         return ward.events(since, limit)
+
+    @guarded.get("/fhir/events")
+    def fhir_events(
+        since: int = Query(0, ge=0, description="the last event number already seen"),
+        limit: int = Query(500, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        got = ward.events(since, limit)
+        return events_bundle(
+            got["events"], active=ward.alarms_in_progress(), generated=datetime.now(UTC)
+        )
 
     app.include_router(guarded)
     return app

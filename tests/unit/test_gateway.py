@@ -11,6 +11,7 @@ import pytest
 import torch
 import wfdb
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
 from monitor_kit import untrained_monitor
 
 from pipelines.gateway import create_app
@@ -72,6 +73,14 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
     kinds = [e["kind"] for e in events["events"]]
     assert "pause" in kinds and all(e["patient_id"] == "bed-4" for e in events["events"])
     assert client.get("/events", params={"since": events["last_seq"]}).json()["events"] == []
+    # the same log as FHIR: one Flag per event, starting at the alarm's onset
+    bundle = client.get("/fhir/events", params={"since": 0}).json()
+    Bundle.model_validate(bundle)
+    flags = [e["resource"] for e in bundle["entry"]]
+    assert len(flags) == len(kinds) and all(f["resourceType"] == "Flag" for f in flags)
+    assert all(f["status"] == "inactive" and f["period"]["start"] for f in flags)
+    assert any(f["code"]["text"].startswith("Pause: ") for f in flags)
+    assert flags[0]["subject"]["identifier"]["value"] == "bed-4"
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["ecg_patients"] == []
     assert health["models"] == {"arrhythmia": "test"} and health["events"] == len(kinds)
@@ -107,6 +116,11 @@ def test_hourly_vitals_through_the_gateway(
     onsets = [g["hour"] for g in got if g["alarm_started"]]
     sepsis_events = [e for e in client.get("/events").json()["events"] if e["source"] == "sepsis"]
     assert [e["hour"] for e in sepsis_events] == onsets
+    in_alarm = client.get("/vitals/icu-7").json()["in_alarm"]
+    flags = [e["resource"] for e in client.get("/fhir/events").json()["entry"]
+             if e["resource"]["code"]["text"].startswith("Sepsis")]  # fmt: skip
+    assert [f["status"] for f in flags] == ["inactive"] * (len(onsets) - 1) + [
+        "active" if in_alarm else "inactive"]  # fmt: skip
     assert sepsis_events, "the test stay should raise at least one alarm"
     for e in sepsis_events:  # the fitted model carries a recalibration
         assert 0 <= e["probability"] <= 1 and "estimated probability of sepsis" in e["message"]

@@ -10,6 +10,7 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
   recalibrated probability (a model without a recalibration gives a score, not a
   probability: it goes in the note instead); and one ``Flag`` per alarm
   episode, ``active`` if it was still going at the latest hour;
+* the live gateway's alarm log (:func:`events_bundle`): one ``Flag`` per event;
 * ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
   patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
   signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm.
@@ -34,7 +35,7 @@ from typing import Any
 
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 
-__all__ = ["ecg_bundle", "sepsis_bundle"]
+__all__ = ["ecg_bundle", "events_bundle", "sepsis_bundle"]
 
 _SNOMED = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -266,4 +267,36 @@ def ecg_bundle(
             )
             start = _when(t0, timedelta(seconds=onset))
             out.append((f"ecg-alarm/{pid}/{k}", _flag(text, subject, False, start, None)))
+    return _bundle(out, generated)
+
+
+def events_bundle(
+    events: Sequence[Mapping[str, Any]],
+    *,
+    active: Sequence[int] = (),
+    patient_system: str | None = None,
+    generated: datetime | None = None,
+) -> Resource:
+    """The live gateway's events (:meth:`vitalgru.scoring.ward.Ward.events`) as a FHIR
+    ``Bundle`` of ``Flag`` resources, one per event, for an integration engine that takes
+    FHIR rather than the gateway's JSON.
+
+    An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
+    onset's and a feed's at the time the gateway logged it (``received_at``). ECG alarms
+    and feed events are momentary (``inactive``); a sepsis alarm is ``active`` when its
+    event number is in ``active`` (the patient is still in that episode).
+    """
+    live = set(int(a) for a in active)
+    out: list[tuple[str, Resource]] = []
+    for e in events:
+        pid = str(e["patient_id"])
+        kind = str(e["kind"])
+        if e.get("source") == "sepsis":
+            text = f"Sepsis early warning alarm: {e['message']}"
+        else:
+            text = f"{ALERT_NAMES.get(kind, kind.replace('_', ' ').capitalize())}: {e['message']}"
+        start = e.get("onset_at") or e.get("received_at")
+        key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
+        flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)
+        out.append((key, flag))
     return _bundle(out, generated)

@@ -36,6 +36,8 @@ ALERT_NAMES = {
     "frequent_ventricular_ectopy": "Frequent ventricular ectopy",
     "pause": "Pause",
     "poor_signal": "Poor signal",
+    "feed_lost": "ECG feed lost",
+    "feed_restored": "ECG feed restored",
 }
 #: Letters that mark an alarm's onset on the heart-rate chart (poor signal shows as a gap).
 ALERT_MARKS = {

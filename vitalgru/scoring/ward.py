@@ -23,6 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ _CLASSES = [str(c) for c in AAMI_CLASSES]
 
 
 def _utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -250,6 +251,12 @@ class Ward:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}
                 if bed is not None:
+                    # stream time from admission on the wall clock: exact for a feed that
+                    # runs in real time, as a bedside feed does
+                    start = datetime.fromisoformat(bed.admitted_at)
+                    event["onset_at"] = (start + timedelta(seconds=a.onset_s)).isoformat(
+                        timespec="seconds"
+                    )
                     bed.alerts.append(event)
                 self._event(event)
 
@@ -403,6 +410,19 @@ class Ward:
                 "last_seq": out[-1]["seq"] if out else max(since, 0),
                 "dropped": dropped,
             }
+
+    def alarms_in_progress(self) -> list[int]:
+        """Event numbers of the sepsis alarm onsets whose patient is still in that episode."""
+        with self._queue_lock:
+            latest: dict[str, int] = {}
+            for e in self._events:
+                if e.get("source") == "sepsis":
+                    latest[e["patient_id"]] = e["seq"]
+            return [
+                seq
+                for pid, seq in latest.items()
+                if pid in self._sepsis_beds and self._sepsis_beds[pid].in_alarm
+            ]
 
     def status(self) -> dict[str, Any]:
         """Patients on each monitor, ticks run and their mean cost, events logged."""
