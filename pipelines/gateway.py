@@ -20,6 +20,7 @@ description at ``/openapi.json``.
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
+``GET /ward``                             every patient at a glance, for clinicians (HTML)
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
@@ -44,12 +45,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from vitalgru import __version__, tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.fhir import events_bundle
+from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 
@@ -195,6 +198,12 @@ def create_app(
         limit: int = Query(500, ge=1, le=10_000),
     ) -> dict[str, Any]:
         return ward.events(since, limit)
+
+    @guarded.get("/ward", response_class=HTMLResponse)
+    def ward_page() -> str:
+        ecg, sepsis = ward.summaries()
+        names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
+        return ward_page_html(ecg, sepsis, model=names)
 
     @guarded.get("/fhir/events")
     def fhir_events(

@@ -64,6 +64,10 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
         assert r.status_code == 202 and r.json()["queued_samples"] == 360
         client.ward.tick()
     live = client.get("/ecg/bed-4").json()
+    page = client.get("/ward")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<td>bed-4</td>" in page.text and "Pause" in page.text  # patients with alarms first
+    assert "1 patient(s) on ECG monitoring, 0 on sepsis scoring" in page.text
     assert live["received_s"] == pytest.approx(60.0) and live["beats"] > 50
     assert sum(live["counts"].values()) == live["beats"]
     final = client.delete("/ecg/bed-4").json()
@@ -130,6 +134,11 @@ def test_hourly_vitals_through_the_gateway(
     r = client.post("/vitals/icu-7", json={"ICULOS": len(rows) + 1, "HR": "high"})
     assert r.status_code == 422 and "not a number" in r.json()["detail"]
     now = client.get("/vitals/icu-7").json()
+    page = client.get("/ward").text
+    assert (
+        "<td>icu-7</td>" in page and "0 patient(s) on ECG monitoring, 1 on sepsis scoring" in page
+    )
+    assert ("<span class=hi>in alarm</span>" in page) == now["in_alarm"]
     assert now["last_hour"] == {k: v for k, v in got[-1].items() if k != "alarm_started"}
     assert now["in_alarm"] == got[-1]["alarm"] and now["alarm_episodes"] == len(onsets)
     done = client.delete("/vitals/icu-7").json()

@@ -411,6 +411,14 @@ class Ward:
                 "dropped": dropped,
             }
 
+    def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's
+        :meth:`sepsis_summary`, taken together."""
+        with self._queue_lock:
+            ecg = [self._summary(pid, bed) for pid, bed in self._ecg_beds.items()]
+            sepsis = [self._sepsis_summary(pid, bed) for pid, bed in self._sepsis_beds.items()]
+        return ecg, sepsis
+
     def alarms_in_progress(self) -> list[int]:
         """Event numbers of the sepsis alarm onsets whose patient is still in that episode."""
         with self._queue_lock:

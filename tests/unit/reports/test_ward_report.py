@@ -1,0 +1,34 @@
+"""The live ward page: patients needing attention first, everything escaped, nothing
+invented where a value is missing."""
+
+from __future__ import annotations
+
+from vitalgru.reports.ward import ward_page_html
+
+
+def _ecg(pid: str, alarms: list[dict]) -> dict:
+    return {"patient_id": pid, "received_s": 3725.0, "hr_bpm": 72.4, "beats": 200,
+            "counts": {"N": 190, "S": 4, "V": 6, "F": 0, "Q": 0}, "rejected_pct": 2.5,
+            "alarms": alarms}  # fmt: skip
+
+
+def test_order_values_and_escaping() -> None:
+    quiet = _ecg("a-quiet", [])
+    loud = _ecg("<b>z</b>", [{"kind": "ventricular_run", "message": "3 V beats at 150 bpm"}])
+    risky = {"patient_id": "icu-2", "in_alarm": True, "alarm_episodes": 1,
+             "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.123}}  # fmt: skip
+    calm = {"patient_id": "icu-1", "in_alarm": False, "alarm_episodes": 0,
+            "last_hour": {"hour": 5, "risk": 0.02, "probability": None}}  # fmt: skip
+    new = {"patient_id": "icu-3", "in_alarm": False, "alarm_episodes": 0, "last_hour": None}
+    page = ward_page_html([quiet, loud], [calm, new, risky], model="m")
+    assert "&lt;b&gt;z&lt;/b&gt;" in page and "<b>z</b>" not in page
+    assert page.index("&lt;b&gt;z") < page.index("a-quiet")  # the alarm first
+    assert page.index("icu-2") < page.index("icu-1") < page.index("icu-3")
+    # 1:02:05 monitored, 72 bpm, V 6 of 200 = 3.0 %, S 2.0 %
+    assert "<td class=n>1:02:05</td><td class=n>72</td><td class=n>200</td>" in page
+    assert "<td class=n>3.0</td><td class=n>2.0</td><td class=n>2.5</td>" in page
+    assert "Ventricular run: 3 V beats at 150 bpm" in page
+    assert "<td class=n>30</td><td class=n>0.410</td><td class=n>12</td>" in page
+    assert "<td class=n>5</td><td class=n>0.020</td><td class=n>–</td>" in page  # no probability
+    assert "2 patient(s) on ECG monitoring, 3 on sepsis scoring" in page
+    assert "No patient is being monitored" in ward_page_html([], [])

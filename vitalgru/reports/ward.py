@@ -1,0 +1,108 @@
+"""The live ward at a glance: one HTML page over what the gateway's ward holds now.
+
+For each ECG patient the heart rate, the beats and ectopic shares so far, the share of
+recent beats in rejected signal and the latest alarm; for each patient on sepsis scoring the
+latest ICU hour's risk, its recalibrated probability and whether an alarm episode is going
+on. Patients needing attention come first. Plain data in (the summaries of
+:class:`vitalgru.scoring.ward.Ward`), text out.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from vitalgru.reports.html import page
+from vitalgru.reports.monitoring import ALERT_NAMES
+
+__all__ = ["ward_page_html"]
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}" if whole else "–"
+
+
+def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
+    e = html.escape
+    order = sorted(patients, key=lambda p: (not p["alarms"], str(p["patient_id"])))
+    rows = []
+    for p in order:
+        last = p["alarms"][-1] if p["alarms"] else None
+        alarm = (
+            f"{e(ALERT_NAMES.get(last['kind'], last['kind']))}: {e(str(last['message']))}"
+            if last
+            else "none"
+        )
+        hr = "–" if p["hr_bpm"] is None else f"{p['hr_bpm']:.0f}"
+        rejected = "–" if p["rejected_pct"] is None else f"{p['rejected_pct']:.1f}"
+        c, n = p["counts"], p["beats"]
+        rows.append(
+            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{_clock(p['received_s'])}</td>"
+            f"<td class=n>{hr}</td><td class=n>{n}</td><td class=n>{_pct(c['V'], n)}</td>"
+            f"<td class=n>{_pct(c['S'], n)}</td><td class=n>{rejected}</td>"
+            f"<td class=n>{len(p['alarms'])}</td><td>{alarm}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
+    e = html.escape
+    order = sorted(
+        patients,
+        key=lambda p: (not p["in_alarm"], -(p["last_hour"] or {}).get("risk", 0.0)),
+    )
+    rows = []
+    for p in order:
+        h = p["last_hour"]
+        hour = "–" if h is None else str(h["hour"])
+        risk = "–" if h is None else f"{h['risk']:.3f}"
+        prob = "–" if h is None or h.get("probability") is None else f"{100 * h['probability']:.0f}"
+        state = "<span class=hi>in alarm</span>" if p["in_alarm"] else "no"
+        rows.append(
+            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{hour}</td>"
+            f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
+            f"<td class=n>{p['alarm_episodes']}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def ward_page_html(
+    ecg: Sequence[Mapping[str, Any]],
+    sepsis: Sequence[Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """One HTML page over the ward's ECG summaries
+    (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`) and sepsis summaries
+    (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first."""
+    parts = []
+    if ecg:
+        parts.append(
+            "<section><h2>ECG</h2><table><tr><th>patient</th><th>monitored (h:mm:ss)</th>"
+            "<th>heart rate (bpm, last minute)</th><th>beats</th><th>V %</th><th>S %</th>"
+            "<th>recent beats in rejected signal %</th><th>alarms</th><th>latest alarm</th>"
+            f"</tr>{_ecg_rows(ecg)}</table></section>"
+        )
+    if sepsis:
+        parts.append(
+            "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
+            "<th>latest ICU hour</th><th>risk</th><th>probability of sepsis within 6 h %"
+            "</th><th>alarm</th><th>alarm episodes</th></tr>"
+            f"{_sepsis_rows(sepsis)}</table></section>"
+        )
+    if not parts:
+        parts.append("<p>No patient is being monitored.</p>")
+    intro = (
+        f"{len(ecg)} patient(s) on ECG monitoring, {len(sepsis)} on sepsis scoring; patients "
+        "with alarms first. Beat shares count every beat labelled since admission; the "
+        "probability is the model's risk recalibrated on its validation patients."
+    )
+    return page("Ward overview (live)", intro, "".join(parts), model=model, generated=generated)
