@@ -202,10 +202,10 @@ class Ward:
                         bed.alerts.append(event)
                         self._event(event)
             result = self.ecg.push(chunks) if chunks else None
-        n_beats = n_alarms = 0
-        if result is not None:
-            n_beats, n_alarms = len(result.calls), len(result.alerts)
-            self._record_ecg(result.calls, result.alerts)
+            n_beats = n_alarms = 0
+            if result is not None:  # recorded under the model lock: in the order pushed
+                n_beats, n_alarms = len(result.calls), len(result.alerts)
+                self._record_ecg(result.calls, result.alerts)
         self.ticks += 1
         self.tick_s_total += time.perf_counter() - t0
         return {
@@ -235,9 +235,9 @@ class Ward:
             t = self.ecg.discharge(pid)
             calls += t.calls
             alerts += t.alerts
-        self._record_ecg(calls, alerts)
-        with self._queue_lock:
-            summary = self._summary(pid, self._ecg_beds.pop(pid))
+            self._record_ecg(calls, alerts)
+            with self._queue_lock:
+                summary = self._summary(pid, self._ecg_beds.pop(pid))
         return {**summary, "discharged": True}
 
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
