@@ -49,6 +49,12 @@ def page(
 """
 
 
+def clock(seconds: float) -> str:
+    """Seconds as ``h:mm:ss`` (times from the start of monitoring on the pages)."""
+    s = int(round(seconds))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def axis_top(peak: float) -> float:
     """A round value (1, 2, 2.5 or 5 times a power of ten) at or above ``peak``."""
     if not (peak > 0 and math.isfinite(peak)):

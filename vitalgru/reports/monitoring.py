@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import axis_top, page, trend_chart
+from vitalgru.reports.html import axis_top, clock, page, trend_chart
 
 __all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
 
@@ -50,11 +50,6 @@ ALERT_MARKS = {
 HR_WINDOW_S = 60.0
 
 PatientSummary = dict[str, Any]
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def patient_summary(
@@ -159,7 +154,7 @@ def _patient_html(p: PatientSummary) -> str:
     e = html.escape
     hr = p["hr_bpm"]
     alert_rows = "".join(
-        f"<tr><td>{_clock(float(a['onset_s']))}</td>"
+        f"<tr><td>{clock(float(a['onset_s']))}</td>"
         f"<td>{e(ALERT_NAMES.get(a['kind'], a['kind']))}</td><td>{e(a['message'])}</td></tr>"
         for a in p["alerts"]
     )
@@ -179,7 +174,7 @@ def _patient_html(p: PatientSummary) -> str:
 <section>
 <h2>Patient {e(p["patient_id"])}</h2>
 <p class=head>{headline}</p>
-<p>Monitored {_clock(p["monitored_s"])} (h:mm:ss); {p["beats"]} beats labelled;
+<p>Monitored {clock(p["monitored_s"])} (h:mm:ss); {p["beats"]} beats labelled;
 heart rate median {_num(hr["median"])} bpm (1-minute range {_num(hr["min"])}–{_num(hr["max"])}
 bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check rejected
 (not counted in the burden). The chart: heart rate (bpm) by minute of monitoring, with

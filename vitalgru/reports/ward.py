@@ -14,15 +14,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from vitalgru.reports.html import page
+from vitalgru.reports.html import clock, page
 from vitalgru.reports.monitoring import ALERT_NAMES
 
 __all__ = ["ward_page_html"]
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _pct(part: int, whole: int) -> str:
@@ -44,7 +39,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         rejected = "–" if p["rejected_pct"] is None else f"{p['rejected_pct']:.1f}"
         c, n = p["counts"], p["beats"]
         rows.append(
-            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{_clock(p['received_s'])}</td>"
+            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{clock(p['received_s'])}</td>"
             f"<td class=n>{hr}</td><td class=n>{n}</td><td class=n>{_pct(c['V'], n)}</td>"
             f"<td class=n>{_pct(c['S'], n)}</td><td class=n>{rejected}</td>"
             f"<td class=n>{len(p['alarms'])}</td><td>{alarm}</td></tr>"
