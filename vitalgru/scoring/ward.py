@@ -52,14 +52,18 @@ FEED_TIMEOUT_S = 10.0
 _CLASSES = [str(c) for c in AAMI_CLASSES]
 
 
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return _iso(datetime.now(UTC))
 
 
 @dataclass
 class _EcgBed:
     fs: float
-    admitted_at: str
+    admitted: datetime
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
     feed_lost: bool = False
     queued: list[np.ndarray] = field(default_factory=list)
@@ -135,7 +139,7 @@ class Ward:
             if pid in self._ecg_beds:
                 raise ValueError(f"patient {pid!r} is already on ECG monitoring")
             self.ecg.admit(pid, fs)  # checks fs
-            self._ecg_beds[pid] = _EcgBed(float(fs), _utc_now())
+            self._ecg_beds[pid] = _EcgBed(float(fs), datetime.now(UTC))
 
     def add_ecg(self, patient_id: str, samples: Any) -> int:
         """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
@@ -253,10 +257,7 @@ class Ward:
                 if bed is not None:
                     # stream time from admission on the wall clock: exact for a feed that
                     # runs in real time, as a bedside feed does
-                    start = datetime.fromisoformat(bed.admitted_at)
-                    event["onset_at"] = (start + timedelta(seconds=a.onset_s)).isoformat(
-                        timespec="seconds"
-                    )
+                    event["onset_at"] = _iso(bed.admitted + timedelta(seconds=a.onset_s))
                     bed.alerts.append(event)
                 self._event(event)
 
@@ -287,7 +288,7 @@ class Ward:
         return {
             "patient_id": pid,
             "fs": bed.fs,
-            "admitted_at": bed.admitted_at,
+            "admitted_at": _iso(bed.admitted),
             "received_s": round(bed.received_s, 3),
             "queued_s": round(bed.queued_n / bed.fs, 3),
             "beats": int(sum(bed.counts.values())),
