@@ -14,10 +14,17 @@ alarm episode, goes into one numbered event log that an integration engine polls
 
 Thread safety: one lock guards the queues and the event log, another the monitors;
 enqueuing never waits for a network call.
+
+Restarts: with a :class:`~vitalgru.scoring.ward_journal.WardJournal` the ward writes its
+admissions, sepsis hours and event log to disk as they happen, and a ward started on the
+same journal takes them up again (:meth:`Ward.restore`): sepsis patients where they were,
+hour for hour, ECG feeds afresh (the beat network's memory is not kept), the log numbered on.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -31,7 +38,10 @@ import numpy as np
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.ward_journal import WardJournal, WardState
 from vitalgru.types import AAMI_CLASSES
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_CHUNK_S", "Ward"]
 
@@ -64,6 +74,8 @@ def _utc_now() -> str:
 class _EcgBed:
     fs: float
     admitted: datetime
+    # wall time of stream time 0: admission, or the restart that began the monitor afresh
+    stream_start: datetime
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
     feed_lost: bool = False
     queued: list[np.ndarray] = field(default_factory=list)
@@ -93,6 +105,11 @@ class Ward:
         Scores patient-hours of vital signs (None: none accepted).
     max_chunk_s : float
         Most seconds of ECG a patient may have queued (:data:`MAX_CHUNK_S`).
+    feed_timeout_s : float
+        Seconds of silence after which a feed is reported lost (:data:`FEED_TIMEOUT_S`).
+    journal : WardJournal, optional
+        Where admissions, sepsis hours and events are written as they happen, so that a
+        restarted gateway can :meth:`restore` them (None: kept in memory only).
 
     Raises
     ------
@@ -107,6 +124,7 @@ class Ward:
         *,
         max_chunk_s: float = MAX_CHUNK_S,
         feed_timeout_s: float = FEED_TIMEOUT_S,
+        journal: WardJournal | None = None,
     ) -> None:
         if ecg is None and sepsis is None:
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
@@ -123,6 +141,103 @@ class Ward:
         self._model_lock = threading.Lock()  # the monitors
         self.ticks = 0
         self.tick_s_total = 0.0
+        self.journal = journal
+        self.journal_errors = 0
+
+    def _journal(self, method: str, *args: Any) -> None:
+        """Write to the journal, if any. A failed write (a full disk) is logged and counted
+        (:meth:`status`) and the ward goes on: the patients' alarms come before the copy."""
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, method)(*args)
+        except (sqlite3.Error, OSError):
+            self.journal_errors += 1
+            logger.exception("ward: could not write %s to %s", method, self.journal.path)
+
+    def restore(self, state: WardState) -> dict[str, int]:
+        """Take up the patients and the event log a journal kept (a ward just started,
+        before any feed). Sepsis patients' stored hours are scored again, all patients
+        together hour by hour, so their risk, alarm state and alarm episodes are where they
+        were (without logging the onsets again); ECG feeds are admitted afresh, with their
+        counts, and the log says their monitor restarted. Patients of a monitor this ward
+        lacks stay in the journal for a ward that has it.
+
+        Returns ``{"ecg", "sepsis", "hours", "events"}`` taken up.
+        """
+        with self._queue_lock:
+            if self._ecg_beds or self._sepsis_beds or self._seq:
+                raise ValueError("restore() takes up a journal in a new, empty ward")
+            self._events.extend(state.events)
+            self._seq = state.last_seq
+        n_hours = 0
+        if state.sepsis and self.sepsis is None:
+            logger.warning(
+                "ward: %d sepsis patient(s) in the state file are not taken up: "
+                "this gateway has no early-warning model",
+                len(state.sepsis),
+            )
+        elif state.sepsis:
+            n_hours = self._replay_sepsis(state)
+        if state.ecg and self.ecg is None:
+            logger.warning(
+                "ward: %d ECG patient(s) in the state file are not taken up: this "
+                "gateway has no arrhythmia model",
+                len(state.ecg),
+            )
+        elif state.ecg:
+            now = datetime.now(UTC)
+            with self._model_lock, self._queue_lock:
+                for a in state.ecg:
+                    self.ecg.admit(a.patient_id, a.fs)
+                    bed = _EcgBed(
+                        a.fs,
+                        datetime.fromisoformat(a.admitted_at),
+                        now,
+                        received_s=a.received_s,
+                        counts=Counter(a.counts),
+                    )
+                    self._ecg_beds[a.patient_id] = bed
+                    event = {
+                        "source": "ecg",
+                        "patient_id": a.patient_id,
+                        "kind": "monitor_restarted",
+                        "message": "the gateway restarted: beat labelling starts afresh "
+                        "on the next samples; samples sent while it was down are lost",
+                    }
+                    bed.alerts.append(event)
+                    self._event(event)
+        return {
+            "ecg": len(self._ecg_beds),
+            "sepsis": len(self._sepsis_beds),
+            "hours": n_hours,
+            "events": len(state.events),
+        }
+
+    def _replay_sepsis(self, state: WardState) -> int:
+        with self._model_lock:
+            beds = {}
+            for a in state.sepsis:
+                self.sepsis.admit(a.patient_id)
+                beds[a.patient_id] = _SepsisBed(a.admitted_at)
+            n = 0
+            for k in range(max(len(a.hours) for a in state.sepsis)):
+                rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
+                try:
+                    risks = self.sepsis.push(rows)
+                except (KeyError, ValueError) as e:
+                    raise ValueError(
+                        f"{self.journal.path if self.journal else 'the state'}: a stored "
+                        f"hour could not be scored again: {e}"
+                    ) from None
+                n += len(risks)
+                for r in risks:
+                    bed = beds[r.patient_id]
+                    bed.episodes += r.alarm and not bed.in_alarm
+                    bed.last, bed.in_alarm = r, r.alarm
+            with self._queue_lock:
+                self._sepsis_beds.update(beds)
+        return n
 
     # ------------------------------------------------------------------ ECG
 
@@ -139,7 +254,9 @@ class Ward:
             if pid in self._ecg_beds:
                 raise ValueError(f"patient {pid!r} is already on ECG monitoring")
             self.ecg.admit(pid, fs)  # checks fs
-            self._ecg_beds[pid] = _EcgBed(float(fs), datetime.now(UTC))
+            now = datetime.now(UTC)
+            self._ecg_beds[pid] = _EcgBed(float(fs), now, now)
+            self._journal("admit_ecg", pid, float(fs), _iso(now))
 
     def add_ecg(self, patient_id: str, samples: Any) -> int:
         """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
@@ -210,6 +327,13 @@ class Ward:
             if result is not None:  # recorded under the model lock: in the order pushed
                 n_beats, n_alarms = len(result.calls), len(result.alerts)
                 self._record_ecg(result.calls, result.alerts)
+                with self._queue_lock:
+                    moved = {
+                        p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts)
+                        for p in chunks
+                        if p in self._ecg_beds
+                    }
+                self._journal("ecg_progress", moved)
         self.ticks += 1
         self.tick_s_total += time.perf_counter() - t0
         return {
@@ -242,6 +366,7 @@ class Ward:
             self._record_ecg(calls, alerts)
             with self._queue_lock:
                 summary = self._summary(pid, self._ecg_beds.pop(pid))
+                self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
 
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
@@ -255,14 +380,15 @@ class Ward:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}
                 if bed is not None:
-                    # stream time from admission on the wall clock: exact for a feed that
-                    # runs in real time, as a bedside feed does
-                    event["onset_at"] = _iso(bed.admitted + timedelta(seconds=a.onset_s))
+                    # stream time on the wall clock: exact for a feed that runs in real
+                    # time, as a bedside feed does
+                    event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
                     bed.alerts.append(event)
                 self._event(event)
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
-        """What a bedside view shows: ``{"patient_id", "fs", "admitted_at", "received_s",
+        """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",
+        "stream_started_at" (stream time 0: admission, or a gateway restart), "received_s",
         "queued_s", "beats", "counts" ({class: n}), "hr_bpm" (median RR of the last
         minute's beats in accepted signal; None with fewer than 5), "rejected_pct" (of the
         recent beats), "last_beats" (the 10 newest: time_s, label, signal_ok),
@@ -289,6 +415,7 @@ class Ward:
             "patient_id": pid,
             "fs": bed.fs,
             "admitted_at": _iso(bed.admitted),
+            "stream_started_at": _iso(bed.stream_start),
             "received_s": round(bed.received_s, 3),
             "queued_s": round(bed.queued_n / bed.fs, 3),
             "beats": int(sum(bed.counts.values())),
@@ -315,6 +442,7 @@ class Ward:
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._sepsis_beds[pid] = _SepsisBed(_utc_now())
+            self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at)
 
     def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
@@ -332,6 +460,7 @@ class Ward:
             (risk,) = self.sepsis.push({pid: row})
         started = risk.alarm and not bed.in_alarm
         with self._queue_lock:
+            self._journal("add_hour", pid, risk.hour, row)
             bed.last = risk
             bed.in_alarm = risk.alarm
             if started:
@@ -386,6 +515,7 @@ class Ward:
         with self._model_lock, self._queue_lock:
             self.sepsis.discharge(pid)  # KeyError when not admitted
             bed = self._sepsis_beds.pop(pid)
+            self._journal("discharge_sepsis", pid)
         return {**self._sepsis_summary(pid, bed), "discharged": True}
 
     # ------------------------------------------------------------------ events
@@ -394,6 +524,7 @@ class Ward:
         """Append to the log (the caller holds the queue lock)."""
         self._seq += 1
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
+        self._journal("add_event", self._events[-1])
 
     def events(self, since: int = 0, limit: int = 500) -> dict[str, Any]:
         """Events numbered after ``since``, oldest first, at most ``limit``: ``{"events",
@@ -443,4 +574,6 @@ class Ward:
                 "tick_ms_mean": (1e3 * self.tick_s_total / self.ticks if self.ticks else None),
                 "events": self._seq,
                 "max_chunk_s": self.max_chunk_s,
+                "state_file": None if self.journal is None else str(self.journal.path),
+                "state_write_errors": self.journal_errors,
             }

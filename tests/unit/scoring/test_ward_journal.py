@@ -1,0 +1,94 @@
+"""The ward's state file: what it keeps, what it refuses, and a ward that keeps working
+when the file cannot be written."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+from monitor_kit import untrained_monitor
+
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal, WardState
+
+
+def test_what_is_written_reads_back(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    assert j.load().empty
+    j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
+    j.ecg_progress({"bed-1": (12.5, {"N": 10, "V": 2})})
+    j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
+    j.add_hour("icu-1", 2, {"ICULOS": 2, "HR": None})
+    j.add_hour("icu-1", 1, {"ICULOS": 1, "HR": 88.0})  # read back in hour order
+    j.admit_sepsis("icu-2", "2026-12-05T09:00:00+00:00")
+    j.add_hour("icu-2", 1, {"ICULOS": 1})
+    j.discharge_sepsis("icu-2")  # and nothing of it kept
+    j.add_event({"seq": 1, "kind": "pause", "onset_s": 3.5})
+    j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
+    j.close()
+    got = WardJournal(tmp_path / "w.sqlite").load()
+    assert [(a.patient_id, a.fs, a.received_s, a.counts) for a in got.ecg] == [
+        ("bed-1", 360.0, 12.5, {"N": 10, "V": 2})
+    ]
+    assert [(a.patient_id, a.hours) for a in got.sepsis] == [
+        ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}])  # a null is a value not sent
+    ]
+    assert got.events == [{"seq": 1, "kind": "pause", "onset_s": 3.5}] and got.last_seq == 1
+    assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
+
+
+def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite", keep_events=1000)
+    for seq in range(1, 2501):
+        j.add_event({"seq": seq})
+    got = j.load()
+    assert got.last_seq == 2500 and [e["seq"] for e in got.events] == list(range(1501, 2501))
+    n = j._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert n < 2500  # rows deleted, not just hidden
+
+
+def test_a_file_that_is_not_a_ward_state_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.sqlite"
+    bad.write_bytes(b"these are not the droids" * 100)
+    with pytest.raises(ValueError, match="not a vitalgru ward state file"):
+        WardJournal(bad)
+    other = tmp_path / "other.sqlite"
+    WardJournal(other).close()
+    with sqlite3.connect(other) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(ValueError, match="schema version 99"):
+        WardJournal(other)
+
+
+def test_a_ward_goes_on_when_its_file_cannot_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    ward = Ward(untrained_monitor(), journal=j)
+    j.close()  # every write fails from here on
+    with caplog.at_level(logging.ERROR, logger="vitalgru.scoring.ward"):
+        ward.admit_ecg("bed-1", 360.0)
+        ward.add_ecg("bed-1", [0.0] * 360)
+        ward.tick()
+    assert ward.status()["state_write_errors"] >= 1 and "could not write" in caplog.text
+    assert ward.ecg_summary("bed-1")["received_s"] == 1.0  # the patient is still monitored
+
+
+def test_restore_only_into_an_empty_ward_and_only_what_it_can_monitor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
+    j.add_hour("icu-1", 1, {"ICULOS": 1, "HR": 90})
+    j.admit_ecg("bed-1", 250.0, "2026-12-05T08:00:00+00:00")
+    ward = Ward(untrained_monitor(), journal=j)  # no sepsis model on this gateway
+    with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
+        took = ward.restore(j.load())
+    assert took == {"ecg": 1, "sepsis": 0, "hours": 0, "events": 0}
+    assert "1 sepsis patient(s) in the state file are not taken up" in caplog.text
+    assert [a.patient_id for a in j.load().sepsis] == ["icu-1"]  # kept for a ward that can
+    assert ward.ecg_summary("bed-1")["fs"] == 250.0
+    with pytest.raises(ValueError, match="new, empty ward"):
+        ward.restore(WardState([], [], [], 0, {}))

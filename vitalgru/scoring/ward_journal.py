@@ -1,0 +1,230 @@
+"""What a :class:`~vitalgru.scoring.ward.Ward` must not lose when its gateway restarts, in one
+SQLite file.
+
+A gateway is restarted for a new model, a host patch or after a crash, and the patients on
+it are not. The journal keeps, as they happen:
+
+- who is admitted, to which monitor, since when (and an ECG feed's rate, beats by class and
+  seconds received);
+- every patient-hour of vital signs a sepsis patient was scored on, as sent: the sepsis
+  risk is a function of the whole stay, so a restarted ward replays these hours and is
+  where it was, hour for hour;
+- the numbered event log, so an integration engine polling ``since=N`` neither misses
+  alarms nor sees them twice.
+
+What it does not keep: an ECG feed's network state and filter buffers (a restarted ECG
+monitor starts afresh on the next samples, as at admission, and says so in the log), and
+ECG samples queued but not yet ticked. A discharged patient's rows are deleted.
+
+Writes are single statements in WAL mode (one fsync-light commit each); the file is only
+ever opened by one gateway process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState"]
+
+#: Version of the tables below; a file of another version is refused, not guessed at.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ecg_beds (
+    patient_id TEXT PRIMARY KEY, fs REAL NOT NULL, admitted_at TEXT NOT NULL,
+    received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS sepsis_beds (patient_id TEXT PRIMARY KEY, admitted_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sepsis_hours (
+    patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
+    PRIMARY KEY (patient_id, hour));
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class EcgAdmission:
+    patient_id: str
+    fs: float
+    admitted_at: str  # ISO 8601, UTC
+    received_s: float
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SepsisAdmission:
+    patient_id: str
+    admitted_at: str
+    hours: list[dict[str, Any]]  # the rows scored, in order, as they were sent (less nulls)
+
+
+@dataclass(frozen=True)
+class WardState:
+    """Everything a journal holds, for :meth:`Ward.restore`."""
+
+    ecg: list[EcgAdmission]
+    sepsis: list[SepsisAdmission]
+    events: list[dict[str, Any]]  # the newest ``keep_events``, oldest first
+    last_seq: int
+    models: dict[str, str]  # the models the gateway last ran with
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ecg or self.sepsis or self.last_seq)
+
+
+class WardJournal:
+    """A ward's state on disk (see the module docstring).
+
+    Parameters
+    ----------
+    path : path-like
+        The SQLite file; created with its tables when absent.
+    keep_events : int
+        Events kept (older ones are deleted as new ones arrive).
+
+    Raises
+    ------
+    ValueError
+        ``path`` is not a SQLite file, or one of another program or schema version.
+    """
+
+    def __init__(self, path: str | Path, keep_events: int = 10_000) -> None:
+        self.path = Path(path)
+        self.keep_events = int(keep_events)
+        self._lock = threading.Lock()
+        self.errors = 0  # writes that failed (counted by the ward, which keeps running)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            got = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if got is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif got[0] != str(SCHEMA_VERSION):
+                raise ValueError(
+                    f"{self.path}: ward state of schema version {got[0]}, this vitalgru reads "
+                    f"version {SCHEMA_VERSION}; move the file aside to start an empty ward"
+                )
+        except sqlite3.DatabaseError as e:
+            raise ValueError(
+                f"{self.path} is not a vitalgru ward state file ({e}); move it aside or name "
+                "another with --state"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ writes
+
+    def set_models(self, models: Mapping[str, str]) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (json.dumps(models),))
+
+    def admit_ecg(self, patient_id: str, fs: float, admitted_at: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO ecg_beds (patient_id, fs, admitted_at) VALUES (?, ?, ?)",
+                (patient_id, fs, admitted_at),
+            )
+
+    def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int]]]) -> None:
+        """``{patient_id: (received_s, counts)}`` of the feeds a tick moved on."""
+        if not beds:
+            return
+        with self._write() as db:
+            db.executemany(
+                "UPDATE ecg_beds SET received_s = ?, counts = ? WHERE patient_id = ?",
+                [(s, json.dumps(dict(c)), pid) for pid, (s, c) in beds.items()],
+            )
+
+    def discharge_ecg(self, patient_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM ecg_beds WHERE patient_id = ?", (patient_id,))
+
+    def admit_sepsis(self, patient_id: str, admitted_at: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sepsis_beds VALUES (?, ?)", (patient_id, admitted_at)
+            )
+            db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
+
+    def add_hour(self, patient_id: str, hour: int, row: Mapping[str, Any]) -> None:
+        """Keep a scored hour as sent, less its nulls (a value not sent is a value not
+        measured, as a null is)."""
+        kept = {k: v for k, v in row.items() if v is not None}
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sepsis_hours VALUES (?, ?, ?)",
+                (patient_id, int(hour), json.dumps(kept)),
+            )
+
+    def discharge_sepsis(self, patient_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM sepsis_beds WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
+
+    def add_event(self, event: Mapping[str, Any]) -> None:
+        seq = int(event["seq"])
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO events VALUES (?, ?)", (seq, json.dumps(dict(event)))
+            )
+            if seq % 1000 == 0:  # trim now and then, not on every event
+                db.execute("DELETE FROM events WHERE seq <= ?", (seq - self.keep_events,))
+
+    # ------------------------------------------------------------------ read back
+
+    def load(self) -> WardState:
+        """What the journal holds, to rebuild a ward from."""
+        with self._lock:
+            db = self._db
+            ecg = [
+                EcgAdmission(
+                    pid, float(fs), at, float(rs), {k: int(v) for k, v in json.loads(c).items()}
+                )
+                for pid, fs, at, rs, c in db.execute(
+                    "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds "
+                    "ORDER BY rowid"
+                )
+            ]
+            sepsis = []
+            for pid, at in db.execute(
+                "SELECT patient_id, admitted_at FROM sepsis_beds ORDER BY rowid"
+            ).fetchall():
+                rows = db.execute(
+                    "SELECT row FROM sepsis_hours WHERE patient_id = ? ORDER BY hour", (pid,)
+                )
+                sepsis.append(SepsisAdmission(pid, at, [json.loads(r) for (r,) in rows]))
+            last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            events = [
+                json.loads(e)
+                for (e,) in db.execute(
+                    "SELECT event FROM events WHERE seq > ? ORDER BY seq",
+                    (last_seq - self.keep_events,),
+                )
+            ]
+            models = db.execute("SELECT value FROM meta WHERE key='models'").fetchone()
+        return WardState(
+            ecg, sepsis, events, int(last_seq), json.loads(models[0]) if models else {}
+        )
