@@ -423,7 +423,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_mlflow()
     from pipelines.gateway import serve
 
-    serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s)
+    state = None if args.state.lower() == "none" else args.state
+    serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state)
     return 0
 
 
@@ -649,6 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--tick-s", type=_positive_seconds, default=1.0,
         help="seconds between batched pushes of the queued ECG (default 1)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--state", default="ward-state.sqlite",
+        help="SQLite file that keeps admissions, sepsis hours and alarms across restarts, or "
+        "none to keep them in memory only (default: ward-state.sqlite here)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

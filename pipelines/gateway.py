@@ -27,6 +27,11 @@ Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for inpu
 monitors refuse (with the reason), 503 for a model the gateway was started without, 401
 without the token when one is set.
 
+Restarts: ``vitalgru serve --state FILE`` (default ``ward-state.sqlite`` in the working
+directory) writes admissions, sepsis hours and the event log to a SQLite file as they
+happen; a gateway started on the same file takes its patients up again
+(:class:`vitalgru.scoring.ward_journal.WardJournal`).
+
 Access: with a token (``vitalgru serve`` reads it from ``VITALGRU_GATEWAY_TOKEN``) every
 endpoint but ``/health`` wants ``Authorization: Bearer <token>``; the data are patients'.
 Without one the gateway is open, and it says so when it listens beyond this machine. TLS
@@ -55,6 +60,7 @@ from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +225,15 @@ def create_app(
     return app
 
 
-def build_ward(arrhythmia_model: str | None, early_warning_model: str | None) -> tuple[Ward, dict]:
-    """Load the registered models (None: that monitor is off) and build the ward; returns
-    it and ``{task: "URI (version N)"}``."""
+def build_ward(
+    arrhythmia_model: str | None,
+    early_warning_model: str | None,
+    state: str | os.PathLike | None = None,
+) -> tuple[Ward, dict]:
+    """Load the registered models (None: that monitor is off) and build the ward, taking up
+    the patients and events of the ``state`` file when it has some (None: in memory only);
+    returns it and ``{task: "URI (version N)"}``."""
+    journal = None if state is None else WardJournal(state)  # a bad file fails before loading
     ecg = sepsis = None
     names: dict[str, str] = {}
     if arrhythmia_model:
@@ -232,7 +244,24 @@ def build_ward(arrhythmia_model: str | None, early_warning_model: str | None) ->
         m = tracking.load_model(early_warning_model, kinds=(SepsisBlend, GRUDEarlyWarning))
         sepsis = EarlyWarningMonitor(m.module, m.preprocessing)
         names["early-warning"] = f"{early_warning_model} (version {m.version})"
-    return Ward(ecg, sepsis), names
+    ward = Ward(ecg, sepsis, journal=journal)
+    if journal is not None:
+        kept = journal.load()
+        if not kept.empty:
+            if kept.models and kept.models != names:
+                logger.warning(
+                    "gateway: the models changed since %s was written (%s, now %s): the "
+                    "sepsis patients' stored hours are scored again by the new model",
+                    journal.path, kept.models, names,
+                )  # fmt: skip
+            took = ward.restore(kept)
+            logger.info(
+                "gateway: took up %d ECG and %d sepsis patient(s) (%d hours scored again) "
+                "and %d events from %s", took["ecg"], took["sepsis"], took["hours"],
+                took["events"], journal.path,
+            )  # fmt: skip
+        journal.set_models(names)
+    return ward, names
 
 
 def serve(
@@ -241,8 +270,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     tick_s: float = DEFAULT_TICK_S,
+    state: str | os.PathLike | None = None,
 ) -> None:
-    """Load the models and serve the gateway until interrupted."""
+    """Load the models, take up the ``state`` file's patients, and serve the gateway until
+    interrupted."""
     import uvicorn
 
     token = os.environ.get(TOKEN_ENV) or None
@@ -252,6 +283,10 @@ def serve(
             "and send patient data; set %s", host, TOKEN_ENV,
         )  # fmt: skip
     _check_token(token)  # before the models load
-    ward, names = build_ward(arrhythmia_model, early_warning_model)
+    ward, names = build_ward(arrhythmia_model, early_warning_model, state)
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
-    uvicorn.run(create_app(ward, tick_s, names, token), host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(create_app(ward, tick_s, names, token), host=host, port=port, log_level="info")
+    finally:
+        if ward.journal is not None:
+            ward.journal.close()

@@ -98,6 +98,15 @@ class TestComposeStack:
         assert [str(p["target"]) for p in gw["ports"]] == [port]
         assert f"127.0.0.1:{port}/health" in " ".join(gw["healthcheck"]["test"])
         assert "VITALGRU_GATEWAY_TOKEN" in gw["environment"]  # the token reaches it
+        # the ward's state outlives the container, in a folder the image's user owns
+        folder = str(Path(_flag(gw["command"], "state")).parent)
+        mounts = {v["target"]: v for v in gw["volumes"]}
+        assert mounts[folder]["type"] == "volume"
+        dockerfile = (DOCKER / "Dockerfile").read_text()
+        assert (
+            folder in dockerfile
+            and "chown -R vitalgru:vitalgru /app /var/lib/vitalgru" in dockerfile
+        )
 
     @pytest.mark.parametrize("client", ["worker", "vitalgru", "gateway"])
     def test_clients_reach_the_servers_they_wait_for(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,20 +15,21 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from monitor_kit import untrained_monitor
 
-from pipelines.gateway import create_app
+from pipelines.gateway import build_ward, create_app
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 
 
 @pytest.fixture(scope="module")
-def sepsis(physionet_mirror: Path) -> tuple[EarlyWarningMonitor, list[dict]]:
-    """A small GRU-D fitted on 80 set-A stays, and the next stay's rows as a feed sends
-    them (Challenge names, no label)."""
+def sepsis_fit(physionet_mirror: Path) -> tuple[Any, dict, list[dict]]:
+    """A small GRU-D fitted on 80 set-A stays (network, preprocessing), and the next stay's
+    rows as a feed sends them (Challenge names, no label)."""
     torch.set_num_threads(1)
     cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=81)
     settings = CVSettings(val_fraction=0.3, gru=GRUTrainParams(hidden_size=8, max_epochs=1))
@@ -39,7 +41,14 @@ def sepsis(physionet_mirror: Path) -> tuple[EarlyWarningMonitor, list[dict]]:
          for v in [stay.iloc[i][c]]}
         for i in range(len(stay))
     ]  # fmt: skip
-    return EarlyWarningMonitor(fit.model, fit.preprocessing), rows
+    return fit.model, fit.preprocessing, rows
+
+
+@pytest.fixture(scope="module")
+def sepsis(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[EarlyWarningMonitor, list[dict]]:
+    """A monitor of the fitted model, shared by the tests, and the stay's rows."""
+    model, preprocessing, rows = sepsis_fit
+    return EarlyWarningMonitor(model, preprocessing), rows
 
 
 @pytest.fixture()
@@ -171,3 +180,80 @@ def test_with_a_token_only_the_health_check_is_open(
         assert c.get("/events", headers=ok).status_code == 200
     with pytest.raises(ValueError, match="at least 16 characters"):
         create_app(Ward(sepsis=sepsis[0]), token="short")
+
+
+def test_a_restarted_gateway_takes_its_patients_up_again(
+    sepsis_fit: tuple[Any, dict, list[dict]], mitdb_dir: Path, tmp_path: Path
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    state = tmp_path / "ward-state.sqlite"
+
+    def gateway() -> Ward:  # what build_ward does with a state file, minus the registry
+        ward = Ward(untrained_monitor(), EarlyWarningMonitor(model, preprocessing),
+                    journal=WardJournal(state))  # fmt: skip
+        ward.restore(ward.journal.load())
+        return ward
+
+    rec = wfdb.rdrecord(str(mitdb_dir / "119"), sampto=40 * 360)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")]
+    half = len(rows) // 2
+    ward = gateway()
+    with TestClient(create_app(ward, tick_s=0)) as c:
+        for pid, n in (("icu-1", half), ("icu-2", 3), ("icu-3", 2)):
+            c.post(f"/vitals/{pid}/admit")
+            for row in rows[:n]:
+                assert c.post(f"/vitals/{pid}", json=row).status_code == 200
+        c.delete("/vitals/icu-3")  # discharged: gone from the file too
+        c.post("/ecg/bed-1/admit", json={"fs": 360})
+        for k in range(20):
+            c.post("/ecg/bed-1", json={"samples": x[k * 360 : (k + 1) * 360].tolist()})
+            ward.tick()
+        before = {p: c.get(f"/vitals/{p}").json() for p in ("icu-1", "icu-2")}
+        ecg_before = c.get("/ecg/bed-1").json()
+        log_before = c.get("/events").json()
+    ward.journal.close()
+
+    ward = gateway()  # the restart
+    with TestClient(create_app(ward, tick_s=0)) as c:
+        assert c.get("/health").json()["state_file"] == str(state)
+        assert c.get("/vitals/icu-3").status_code == 404
+        for pid, was in before.items():
+            now = c.get(f"/vitals/{pid}").json()
+            assert now["last_hour"]["risk"] == pytest.approx(was["last_hour"]["risk"], abs=1e-6)
+            assert {k: v for k, v in now.items() if k != "last_hour"} == {
+                k: v for k, v in was.items() if k != "last_hour"}  # fmt: skip
+        # the rest of the stay scores as if the gateway had never stopped
+        after = [c.post("/vitals/icu-1", json=row).json()["risk"] for row in rows[half:]]
+        alone = EarlyWarningMonitor(model, preprocessing)
+        alone.admit("p")
+        want = [alone.push({"p": r})[0].risk for r in rows]
+        np.testing.assert_allclose(after, want[half:], atol=1e-6)
+        # the ECG feed: its counts kept, its monitor afresh, and the log says so
+        ecg = c.get("/ecg/bed-1").json()
+        for key in ("counts", "beats", "received_s", "admitted_at", "fs"):
+            assert ecg[key] == ecg_before[key], key
+        assert ecg["stream_started_at"] >= ecg_before["stream_started_at"]
+        assert ecg_before["beats"] > 10 and ecg["alarms"][-1]["kind"] == "monitor_restarted"
+        log = c.get("/events").json()
+        assert log["events"][: len(log_before["events"])] == log_before["events"]
+        new = c.get("/events", params={"since": log_before["last_seq"]}).json()["events"]
+        assert new[0]["seq"] == log_before["last_seq"] + 1
+        assert [(e["patient_id"], e["kind"]) for e in new if e["source"] == "ecg"] == [
+            ("bed-1", "monitor_restarted")]  # fmt: skip
+        for k in range(20, 30):
+            c.post("/ecg/bed-1", json={"samples": x[k * 360 : (k + 1) * 360].tolist()})
+            ward.tick()
+        assert c.get("/ecg/bed-1").json()["beats"] > ecg_before["beats"]
+        assert c.delete("/ecg/bed-1").status_code == 200
+        last_seq = c.get("/events").json()["last_seq"]
+    ward.journal.close()
+    kept = WardJournal(state).load()
+    assert kept.ecg == [] and [a.patient_id for a in kept.sepsis] == ["icu-1", "icu-2"]
+    assert len(kept.sepsis[0].hours) == len(rows) and kept.last_seq == last_seq
+
+
+def test_a_bad_state_file_fails_before_any_model_loads(tmp_path: Path) -> None:
+    bad = tmp_path / "ward-state.sqlite"
+    bad.write_text("not a database, " * 200)
+    with pytest.raises(ValueError, match="not a vitalgru ward state file"):
+        build_ward(None, "models:/no-such-model@champion", state=bad)
