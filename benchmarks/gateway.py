@@ -18,9 +18,17 @@ process, so the two cores are shared by server and clients.
    in-process replay of the same signals in 1 s chunks (they must: a label does not
    depend on how the samples were chunked).
 2. **Sepsis**: the first ``--stays`` stays of set A, split between four client threads,
-   each posting its patients' hours in order. Measured: patient-hours per second, the time
+   each posting its patients' hours in order, once with the state file ``vitalgru serve``
+   writes by default and once in memory only. Measured: patient-hours per second, the time
    each POST took, and the largest difference from :func:`vitalgru.scoring.replay_stays`
    on the same rows.
+3. **Restart**: the same stays admitted to a ward with a state file and scored in process,
+   not discharged; the ward is dropped and a new one takes the file up
+   (:meth:`vitalgru.scoring.ward.Ward.restore`). Measured: the file's size, the time the
+   restore took, and the largest difference between each patient's last risk before and
+   after.
+
+Both parts with a state file write it under ``benchmarks/_work/`` (deleted first).
 """
 
 from __future__ import annotations
@@ -52,6 +60,17 @@ from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay, replay_stays
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
+
+WORK = Path(__file__).resolve().parent / "_work"
+
+
+def _fresh_journal(name: str) -> WardJournal:
+    WORK.mkdir(exist_ok=True)
+    for f in WORK.glob(f"{name}*"):
+        f.unlink()
+    return WardJournal(WORK / name)
+
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 
@@ -106,7 +125,10 @@ def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
     )
     replay_s = time.perf_counter() - t0
 
-    ward = Ward(ArrhythmiaMonitor(loaded.module, loaded.preprocessing))
+    ward = Ward(
+        ArrhythmiaMonitor(loaded.module, loaded.preprocessing),
+        journal=_fresh_journal("gateway-ecg.sqlite"),
+    )
     posts: list[float] = []
     retries = Counter()
     finals: dict[str, dict] = {}
@@ -171,7 +193,9 @@ def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
     }
 
 
-def sepsis_part(model_uri: str, n_stays: int) -> dict[str, Any]:
+def sepsis_stays(model_uri: str, n_stays: int) -> tuple[Any, dict[str, list[dict]], dict]:
+    """The model, the first ``n_stays`` stays of set A as a feed sends them, and their risks
+    replayed in process."""
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
     raw = read_psv_folder(default_mirror() / "challenge-2019" / "training_setA", limit=n_stays)
     frame = raw.frame
@@ -185,7 +209,14 @@ def sepsis_part(model_uri: str, n_stays: int) -> dict[str, Any]:
                                                                                  strict=True)}
             for row in vals
         ]  # fmt: skip
-    ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing))
+    return loaded, stays, want
+
+
+def sepsis_part(
+    loaded: Any, stays: dict[str, list[dict]], want: dict, state: bool
+) -> dict[str, Any]:
+    journal = _fresh_journal("gateway-sepsis.sqlite") if state else None
+    ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
     posts: list[float] = []
     got: dict[str, list[float]] = {}
     lock = threading.Lock()
@@ -222,12 +253,50 @@ def sepsis_part(model_uri: str, n_stays: int) -> dict[str, Any]:
         for p in ids
     )
     return {
+        "state_file": state,
         "patients": len(ids),
         "hours": hours,
         "wall_s": wall,
         "patient_hours_per_s": hours / wall,
         "post_ms": _ms(posts),
         "max_abs_risk_diff_vs_replay": diff,
+    }
+
+
+def restart_part(loaded: Any, stays: dict[str, list[dict]]) -> dict[str, Any]:
+    journal = _fresh_journal("gateway-restart.sqlite")
+    ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
+    for pid, rows in stays.items():
+        ward.admit_sepsis(pid)
+        for row in rows:
+            ward.add_hour(pid, row)
+    before = {p: ward.sepsis_summary(p) for p in stays}
+    journal.close()
+    size = journal.path.stat().st_size + sum(
+        f.stat().st_size for f in WORK.glob(journal.path.name + "-*")
+    )
+    t0 = time.perf_counter()
+    journal = WardJournal(journal.path)
+    ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
+    took = ward.restore(journal.load())
+    restore_s = time.perf_counter() - t0
+    after = {p: ward.sepsis_summary(p) for p in stays}
+    journal.close()
+    diff = max(abs(after[p]["last_hour"]["risk"] - before[p]["last_hour"]["risk"]) for p in stays)
+    same = all(
+        (after[p]["in_alarm"], after[p]["alarm_episodes"])
+        == (before[p]["in_alarm"], before[p]["alarm_episodes"])
+        for p in stays
+    )
+    return {
+        "patients": took["sepsis"],
+        "hours": took["hours"],
+        "events": took["events"],
+        "state_file_bytes": size,
+        "restore_s": restore_s,
+        "hours_per_s": took["hours"] / restore_s,
+        "max_abs_last_risk_diff": diff,
+        "same_alarm_state_and_episodes": same,
     }
 
 
@@ -243,15 +312,23 @@ def main(argv: list[str] | None = None) -> int:
     ecg = ecg_part(args.arrhythmia_model, args.seconds)
     print(f"ecg: {ecg['patient_s_per_s']:.0f} patient-s/s, beats {ecg['beats']} "
           f"(replay {ecg['beats_replay']})", flush=True)  # fmt: skip
-    sepsis = sepsis_part(args.early_warning_model, args.stays)
-    print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s", flush=True)
+    loaded, stays, want = sepsis_stays(args.early_warning_model, args.stays)
+    sepsis = sepsis_part(loaded, stays, want, state=True)
+    memory = sepsis_part(loaded, stays, want, state=False)
+    print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s with the state file, "
+          f"{memory['patient_hours_per_s']:.0f} in memory only", flush=True)  # fmt: skip
+    restart = restart_part(loaded, stays)
+    print(f"restart: {restart['hours']} hours scored again in {restart['restore_s']:.1f} s",
+          flush=True)  # fmt: skip
     payload = {
         "command": "python benchmarks/gateway.py " + " ".join(argv or sys.argv[1:]),
         "environment": env,
         "ecg": ecg,
         "sepsis": sepsis,
+        "sepsis_in_memory": memory,
+        "restart": restart,
     }
-    e, s = ecg, sepsis
+    e, s, m, r = ecg, sepsis, memory, restart
     md = [
         "# The bedside gateway (`vitalgru serve`) over HTTP",
         "",
@@ -263,15 +340,24 @@ def main(argv: list[str] | None = None) -> int:
         "| feed | patients | data | wall s | throughput | POST p50 / p99 ms | "
         "same as in-process replay |",
         "|---|---:|---:|---:|---:|---:|---|",
-        f"| ECG, 1 s chunks, tick 0.5 s | {e['patients']} | {e['signal_s']:.0f} s of ECG | "
+        f"| ECG, 1 s chunks, tick 0.5 s, state file | {e['patients']} | {e['signal_s']:.0f} s of ECG | "
         f"{e['wall_s']:.1f} | {e['patient_s_per_s']:.0f} patient-s/s | "
         f"{e['post_ms']['p50']:.1f} / {e['post_ms']['p99']:.1f} | beats by class "
         f"{'identical' if e['same_beat_classes_as_replay'] else 'DIFFERENT'} "
         f"({e['beats']} beats); alarms {e['alarms']} vs {e['alarms_replay']} |",
-        f"| sepsis, one hour per POST | {s['patients']} | {s['hours']} patient-hours | "
-        f"{s['wall_s']:.1f} | {s['patient_hours_per_s']:.0f} patient-hours/s | "
-        f"{s['post_ms']['p50']:.1f} / {s['post_ms']['p99']:.1f} | largest risk difference "
-        f"{s['max_abs_risk_diff_vs_replay']:.1e} |",
+        *(
+            f"| sepsis, one hour per POST, {name} | {x['patients']} | {x['hours']} "
+            f"patient-hours | {x['wall_s']:.1f} | {x['patient_hours_per_s']:.0f} "
+            f"patient-hours/s | {x['post_ms']['p50']:.1f} / {x['post_ms']['p99']:.1f} | "
+            f"largest risk difference {x['max_abs_risk_diff_vs_replay']:.1e} |"
+            for name, x in (("state file", s), ("in memory only", m))
+        ),
+        "",
+        f"Restart: {r['patients']} sepsis patients with {r['hours']} hours in a state file of "
+        f"{r['state_file_bytes'] / 2**20:.1f} MiB were taken up by a new ward in "
+        f"{r['restore_s']:.1f} s ({r['hours_per_s']:.0f} patient-hours scored again per "
+        f"second); largest difference in a patient's last risk {r['max_abs_last_risk_diff']:.1e}, "
+        f"alarm state and episodes {'identical' if r['same_alarm_state_and_episodes'] else 'DIFFERENT'}.",
         "",
         f"ECG: {e['retried_posts']} chunks were refused while 60 s were queued and sent "
         f"again; {e['ticks']} ticks, {e['tick_ms_mean']:.0f} ms each on average. The same "
