@@ -47,6 +47,7 @@ from vitalgru.scoring import (
     replay_database,
     replay_stays,
 )
+from vitalgru.scoring.ward import ALARM_DRIVERS
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def replay_early_warning(
     check_some_patients(psv, data)
     frame = psv.frame
     monitor = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
-    result = replay_stays(monitor, frame, on_tick=_progress())
+    result = replay_stays(monitor, frame, on_tick=_progress(), explain=ALARM_DRIVERS)
     offsets, ids = patient_offsets(frame)
     thr = monitor.threshold
     labels = frame["sepsis_label"].to_numpy(np.int8)
@@ -318,6 +319,7 @@ def replay_early_warning(
                 [r.rejected for r in hr],
                 labels[a:b],
                 [r.probability for r in hr],
+                {h: [d.as_dict() for d in ds] for h, ds in result.drivers.get(pid, {}).items()},
             )
         )
     episodes = [ep["hours"] for s in summaries for ep in s["episodes"]]

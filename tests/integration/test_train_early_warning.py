@@ -144,6 +144,11 @@ class TestTrainEarlyWarningFlow:
         assert (
             sum(len(p["episodes"]) for p in rep["patients"].values()) == rep["alarms"]["episodes"]
         )
+        # each alarm onset says what raised the model's risk, as the live ward's event does
+        assert rep["compute"]["alarm_onsets_explained"] == rep["alarms"]["episodes"]
+        eps = [ep for p in rep["patients"].values() for ep in p["episodes"]]
+        assert all(len(ep["drivers"]) <= 3 for ep in eps)
+        assert all(d["risk_drop"] > 0 and d["text"] for ep in eps for d in ep["drivers"])
         page = rep_path.with_suffix(".html").read_text()
         assert "30 patient(s):" in page and "not a medical device" in page
         assert "## Alarms at the bedside" in rep_path.with_suffix(".md").read_text()

@@ -105,6 +105,14 @@ PSV_HEADER: tuple[str, ...] = tuple(PSV_COLUMNS)
 VITAL_COLUMNS: tuple[str, ...] = tuple(PSV_COLUMNS[c] for c in PSV_HEADER[:8])
 LAB_COLUMNS: tuple[str, ...] = tuple(PSV_COLUMNS[c] for c in PSV_HEADER[8:34])
 MEASUREMENT_COLUMNS: tuple[str, ...] = VITAL_COLUMNS + LAB_COLUMNS
+#: The unit of each measurement, as the Challenge documents it and its vitalgru name ends.
+_UNIT_SUFFIXES = (("_per_min", "/min"), ("_mmol_l", "mmol/L"), ("_10e3_ul", "×10³/µL"),
+                  ("_mg_dl", "mg/dL"), ("_g_dl", "g/dL"), ("_ng_ml", "ng/mL"), ("_iu_l", "IU/L"),
+                  ("_mmhg", "mmHg"), ("_bpm", "bpm"), ("_pct", "%"), ("_c", "°C"), ("_s", "s"))  # fmt: skip
+MEASUREMENT_UNITS: dict[str, str] = {
+    c: next((u for suffix, u in _UNIT_SUFFIXES if c.endswith(suffix)), "")  # FiO2, pH: none
+    for c in MEASUREMENT_COLUMNS
+}
 #: Per-patient descriptors (constant over a stay, except where the source is missing).
 STATIC_COLUMNS: tuple[str, ...] = (
     "age_years",

@@ -96,7 +96,7 @@ class GRUDEarlyWarning(nn.Module):
         return cls(**cfg)
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, last_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hourly sepsis logits.
 
@@ -106,6 +106,8 @@ class GRUDEarlyWarning(nn.Module):
             ``(batch, time, 4 * n_features + n_static)`` float, hours ascending.
         h0 : torch.Tensor, optional
             ``(1, batch, hidden_size)`` state from a previous chunk; zeros when None.
+        last_only : bool
+            Return the last hour's logit only (``time`` 1), as a blend does cheaply.
 
         Returns
         -------
@@ -143,6 +145,8 @@ class GRUDEarlyWarning(nn.Module):
             h = (1.0 - z) * n + z * h
             hs.append(h)
         out = torch.stack(hs, dim=1) if hs else x.new_zeros(b, 0, self.hidden_size)
+        if last_only:
+            out = out[:, -1:]
         logits = self.head(self.drop(out))
         return logits, h.unsqueeze(0)
 
@@ -203,13 +207,15 @@ class SepsisBlend(nn.Module):
         return cls(**cfg)
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, last_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hourly log-odds of the blended risk ``(batch, time, 1)`` and the GRU state."""
+        """Hourly log-odds of the blended risk ``(batch, time, 1)`` and the GRU state;
+        with ``last_only``, the last hour's (``time`` 1: the trees score that hour only)."""
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"x must be (batch, time, {self.input_size}), got {tuple(x.shape)}")
-        g_logit, h_n = self.gru(x[..., : self.gru_inputs], h0)
-        t_logit, _ = self.trees(x[..., self.gru_inputs :])
+        g_logit, h_n = self.gru(x[..., : self.gru_inputs], h0, last_only)
+        tree_x = x[:, -1:, self.gru_inputs :] if last_only else x[..., self.gru_inputs :]
+        t_logit, _ = self.trees(tree_x)
         w = self.gru_weight
         p = w * torch.sigmoid(g_logit.double()) + (1.0 - w) * torch.sigmoid(t_logit.double())
         p = p.clamp(1e-12, 1.0 - 1e-12)

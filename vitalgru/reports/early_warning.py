@@ -63,6 +63,7 @@ def stay_summary(
     rejected: Sequence[Sequence[str]] | None = None,
     sepsis_label: Sequence[int] | None = None,
     probabilities: Sequence[float | None] | None = None,
+    drivers: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
 ) -> StaySummary:
     """The figures of one patient's part of the page.
 
@@ -87,6 +88,9 @@ def stay_summary(
     probabilities : sequence of float, optional
         The monitor's recalibrated probability for each row (:class:`HourRisk`
         ``probability``), when the model has a recalibration.
+    drivers : mapping, optional
+        ICU hour an alarm episode began -> the measurements that raised the model's risk
+        most then (:meth:`vitalgru.scoring.RiskDriver.as_dict` dicts, with ``text``).
 
     Returns
     -------
@@ -96,7 +100,8 @@ def stay_summary(
         ``risk_max``, ``risk_max_hour``, ``threshold``, ``alarm_hours``,
         ``in_alarm_at_end``, ``episodes`` (``start_hour``, ``end_hour``, ``hours``,
         ``peak_risk``, ``findings``: column -> ``{"value", "hours_ago", "abnormal"}`` as last
-        measured by the episode's first hour), ``reference_onset_hour`` (None when not
+        measured by the episode's first hour, ``drivers``: what raised the model's risk
+        then, empty when not given), ``reference_onset_hour`` (None when not
         septic or not known), ``first_alarm_lead_h`` (onset minus the first alarm's hour,
         counting alarms up to 3 h after onset as the challenge does; None without one),
         ``rejected`` (``[{"hour", "column", "value"}]``) and ``trajectory`` (``hours``,
@@ -143,6 +148,7 @@ def stay_summary(
                 "hours": int(j - i + 1),
                 "peak_risk": float(r[i : j + 1].max()),
                 "findings": findings,
+                "drivers": list((drivers or {}).get(int(h[i]), [])),
             }
         )
         i = j + 1
@@ -267,18 +273,31 @@ def _reference_html(s: StaySummary) -> str:
 
 def _stay_html(s: StaySummary) -> str:
     e = html.escape
+    explained = any(ep.get("drivers") for ep in s["episodes"])
     rows = "".join(
         f"<tr><td class=n>{ep['start_hour']}</td><td class=n>{ep['end_hour']}</td>"
         f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.3f}</td>"
-        f"<td>{_findings_html(ep['findings'])}</td></tr>"
+        f"<td>{_findings_html(ep['findings'])}</td>"
+        + (f"<td>{e('; '.join(d['text'] for d in ep['drivers'])) or '—'}</td>" if explained else "")
+        + "</tr>"
         for ep in s["episodes"]
     )
     table = (
         "<table><tr><th>from ICU hour</th><th>to</th><th>hours</th><th>peak risk</th>"
-        "<th>latest values when the alarm began</th></tr>" + rows + "</table>"
+        "<th>latest values when the alarm began</th>"
+        + ("<th>what raised the model's risk most then</th>" if explained else "")
+        + "</tr>"
+        + rows
+        + "</table>"
         if rows
         else ""
     )
+    if explained:
+        table += (
+            "<p class=note>What raised the model's risk: each measurement in turn set to "
+            "its mean over the training patients (typical) at the hours it was measured, and "
+            "the stay scored again. The model's reasons, not a diagnosis.</p>"
+        )
     refused = "".join(
         f"<li>ICU hour {r['hour']}: {e(_CHALLENGE_NAMES.get(r['column'], r['column']))} = "
         f"{'?' if r['value'] is None else _fmt(r['value'])}</li>"

@@ -177,6 +177,8 @@ def sepsis_bundle(
                 f"Sepsis early warning alarm: risk at or above {thr:.4g} from ICU hour "
                 f"{ep['start_hour']} to {ep['end_hour']} (peak {ep['peak_risk']:.3f})"
             )
+            if ep.get("drivers"):
+                text += "; raised most by " + "; ".join(d["text"] for d in ep["drivers"])
             start = _when(t0, timedelta(hours=int(ep["start_hour"])))
             end = None if active else _when(t0, timedelta(hours=int(ep["end_hour"]) + 1))
             out.append((f"sepsis-alarm/{pid}/{k}", _flag(text, subject, active, start, end)))

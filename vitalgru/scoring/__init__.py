@@ -10,7 +10,7 @@ beat against the reference (AAMI EC57); :func:`replay_stays` feeds ICU stays to 
 
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, Tick
-from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.early_warning_replay import StayReplay, replay_stays
 from vitalgru.scoring.replay import ReplayResult, live_report, replay, replay_database
 
@@ -23,6 +23,7 @@ __all__ = [
     "EarlyWarningMonitor",
     "HourRisk",
     "ReplayResult",
+    "RiskDriver",
     "StayReplay",
     "Tick",
     "live_report",

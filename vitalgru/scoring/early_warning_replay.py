@@ -5,14 +5,15 @@ Every patient of a Challenge-2019 table is admitted together; each tick pushes e
 patient's next row (the file's own values, before any cleaning: the monitor applies the
 plausibility limits itself and says which values it rejected), and a patient is
 discharged after their last row. What comes back is each patient-hour's
-:class:`~vitalgru.scoring.early_warning.HourRisk` and what each tick cost.
+:class:`~vitalgru.scoring.early_warning.HourRisk`, what each tick cost and, when asked, the
+measurements that raised the risk most at each hour an alarm episode began.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 
 from vitalgru.data.early_warning import patient_offsets
 from vitalgru.io.psv import PSV_COLUMNS
-from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.replay import tick_summary
 
 __all__ = ["StayReplay", "replay_stays"]
@@ -35,10 +36,13 @@ class StayReplay:
 
     risks: dict[str, list[HourRisk]]
     tick_compute_s: np.ndarray  # (n_ticks,) wall seconds each push took
+    # patient -> ICU hour an alarm episode began -> what raised the risk most (``explain``)
+    drivers: dict[str, dict[int, list[RiskDriver]]] = field(default_factory=dict)
+    explain_s: float = 0.0  # wall seconds the explanations took (not in the ticks)
 
     def compute_summary(self) -> dict[str, Any]:
-        """Throughput: patient-hours scored per wall second, and the time one tick (every
-        patient's next hour) took."""
+        """Throughput: patient-hours scored per wall second, the time one tick (every
+        patient's next hour) took, and the alarm onsets explained and what that took."""
         ticks = tick_summary(self.tick_compute_s)
         hours = sum(len(r) for r in self.risks.values())
         total = ticks["compute_s"]
@@ -47,6 +51,8 @@ class StayReplay:
             "patient_hours": int(hours),
             **ticks,
             "patient_hours_per_s": hours / total if total > 0 else None,
+            "alarm_onsets_explained": sum(len(d) for d in self.drivers.values()),
+            "explain_s": self.explain_s,
         }
 
 
@@ -54,6 +60,7 @@ def replay_stays(
     monitor: EarlyWarningMonitor,
     frame: pd.DataFrame,
     on_tick: Callable[[int, int], None] | None = None,
+    explain: int = 0,
 ) -> StayReplay:
     """Push every patient's rows to ``monitor``, one row per patient per tick.
 
@@ -67,11 +74,15 @@ def replay_stays(
         names; ``sepsis_label`` is ignored).
     on_tick : callable, optional
         Called with ``(tick, n_ticks)`` after each tick (progress).
+    explain : int
+        At each hour an alarm episode begins, name this many measurements that raised the
+        risk most (:meth:`EarlyWarningMonitor.explain`; 0: none), as a live ward does.
 
     Returns
     -------
     StayReplay
-        ``risks[patient_id]`` holds one :class:`HourRisk` per row, in row order.
+        ``risks[patient_id]`` holds one :class:`HourRisk` per row, in row order;
+        ``drivers[patient_id][hour]`` what raised the risk at each alarm onset.
     """
     offsets, ids = patient_offsets(frame)
     cols = [c for c in _FEED_COLUMNS if c in frame.columns]
@@ -83,12 +94,24 @@ def replay_stays(
     for pid in ids:
         monitor.admit(pid)
     risks: dict[str, list[HourRisk]] = {pid: [] for pid in ids}
+    drivers: dict[str, dict[int, list[RiskDriver]]] = {}
     times = []
+    explain_s = 0.0
     live = np.arange(ids.size)
     for k in range(n_ticks):
         rows = {ids[i]: dict(zip(cols, values[offsets[i] + k].tolist(), strict=True)) for i in live}
         t0 = time.perf_counter()
         out = monitor.push(rows)
+        if explain > 0:
+            t1 = time.perf_counter()
+            for r in out:
+                before = risks[r.patient_id]
+                if r.alarm and not (before and before[-1].alarm):
+                    drivers.setdefault(r.patient_id, {})[r.hour] = monitor.explain(
+                        r.patient_id, explain
+                    )
+            explain_s += time.perf_counter() - t1
+            t0 += time.perf_counter() - t1  # the ticks' cost without the explanations
         ending = live[lengths[live] == k + 1]
         for i in ending:
             monitor.discharge(ids[i])
@@ -98,4 +121,4 @@ def replay_stays(
         live = live[lengths[live] > k + 1]
         if on_tick is not None:
             on_tick(k + 1, n_ticks)
-    return StayReplay(risks=risks, tick_compute_s=np.asarray(times))
+    return StayReplay(risks, np.asarray(times), drivers, explain_s)

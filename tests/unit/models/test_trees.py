@@ -95,6 +95,16 @@ class TestSepsisBlend:
         np.testing.assert_allclose(torch.sigmoid(logit[..., 0]).numpy(), want, atol=1e-5)
         assert h.shape == (1, 3, H)
 
+    def test_the_last_hour_alone_is_the_last_hour_of_all(self, blend, fitted):
+        x = self._x(fitted, 3, 10)
+        with torch.no_grad():
+            whole, h = blend(x)
+            last, h_last = blend(x, last_only=True)
+            g_last, _ = blend.gru(x[..., : blend.gru_inputs], None, True)
+        assert last.shape == (3, 1, 1) and g_last.shape == (3, 1, 1)
+        torch.testing.assert_close(last, whole[:, -1:])
+        torch.testing.assert_close(h_last, h)
+
     def test_streams_like_one_pass_and_round_trips(self, blend, fitted):
         x = self._x(fitted, 2, 12)
         with torch.no_grad():

@@ -101,6 +101,22 @@ class TestPage:
         assert page.count("<svg") == 2 and "Patients without an alarm" in page
         assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
 
+    def test_what_raised_the_risk_is_shown_at_the_episode_it_began(self) -> None:
+        lactate = {"column": "lactate_mmol_l", "risk_drop": 0.2,
+                   "text": "Lactate 4.2 mmol/L (now; risk 0.40 had it been typical, 2.4)"}  # fmt: skip
+        s = _stay()
+        assert [ep["drivers"] for ep in s["episodes"]] == [[], []]
+        plain = early_warning_report_html([s])
+        assert "what raised the model" not in plain  # no column when nothing was explained
+        hours = list(range(1, 11))
+        risk = [0.1, 0.2, 0.6, 0.7, 0.4, 0.3, 0.2, 0.55, 0.9, 0.8]
+        s = stay_summary("p", hours, risk, 0.5, {}, drivers={8: [lactate], 5: [lactate]})
+        assert [ep["drivers"] for ep in s["episodes"]] == [[], [lactate]]  # onsets 3 and 8
+        page = early_warning_report_html([s])
+        assert "<th>what raised the model's risk most then</th>" in page
+        assert "<td>—</td>" in page and f"<td>{lactate['text']}</td>" in page
+        assert "set to its mean over the training patients" in page
+
     def test_chart_draws_each_hour_and_marks_the_onset(self) -> None:
         s = _stay()
         page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))

@@ -21,7 +21,10 @@ def _stays():
     hours = list(range(1, 11))
     risk = [0.1, 0.2, 0.6, 0.7, 0.4, 0.3, 0.2, 0.55, 0.9, 0.8]  # alarms at 3-4 and 8-10
     prob = [r / 10 for r in risk]  # a recalibrated model's probabilities
-    alarmed = stay_summary("p1", hours, risk, 0.5, {"hr_bpm": [90.0] * 10}, None, [0] * 10, prob)
+    why = {8: [{"text": "Resp 31 /min (now; risk 0.62 had it been typical, 18.8)"}]}
+    alarmed = stay_summary(
+        "p1", hours, risk, 0.5, {"hr_bpm": [90.0] * 10}, None, [0] * 10, prob, why
+    )
     calm = stay_summary("p2", [1, 2], [0.1, 0.2], 0.5, {}, None, [0, 0])  # no recalibration
     return [alarmed, calm]
 
@@ -57,6 +60,10 @@ class TestSepsisBundle:
         }
         assert "end" not in flags[1]["period"]
         assert "from ICU hour 8 to 10" in flags[1]["code"]["text"]
+        assert flags[1]["code"]["text"].endswith(
+            "; raised most by Resp 31 /min (now; risk 0.62 had it been typical, 18.8)"
+        )
+        assert "raised most" not in flags[0]["code"]["text"]  # the onset at 3 not explained
 
     def test_same_report_same_bundle_and_no_times_without_a_start(self) -> None:
         a = sepsis_bundle(_stays(), model="m", patient_system="urn:oid:1.2.3")

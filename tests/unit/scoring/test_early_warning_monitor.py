@@ -113,6 +113,43 @@ class TestEarlyWarningMonitor:
             EarlyWarningMonitor(blend.model, {"fs": 360})
 
 
+class TestExplain:
+    def test_each_driver_is_the_risk_of_the_stay_with_that_measurement_typical(
+        self, cohort, blend
+    ) -> None:
+        test = cohort.subset(np.arange(200, 201))
+        rows = _hours(test.frame, 0, int(test.offsets[1]))[:30]
+        rows[20]["HR"] = 400.0  # refused by the limits: not a value to replace
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        mon.admit("x")
+        live = [mon.push({"x": r})[0] for r in rows][-1]
+        got = mon.explain("x", top=50)
+        assert got and all(d.risk == pytest.approx(live.risk, abs=1e-6) for d in got)
+        drops = [d.risk_drop for d in got]
+        assert all(x > 0 for x in drops) and drops == sorted(drops, reverse=True)
+        assert mon.explain("x", top=2) == got[:2]
+        typical = dict(zip(blend.preprocessing["norm_stats"]["columns"],
+                           blend.preprocessing["norm_stats"]["mean"], strict=True))  # fmt: skip
+        for d in got[:3]:  # what the monitor itself gives the stay with that column typical
+            name = CHALLENGE[d.column]
+            assert d.typical == pytest.approx(typical[d.column])
+            seen = [r for r in rows if not pd.isna(r.get(name))]
+            seen = [r for r in seen if not (name == "HR" and r[name] == 400.0)]
+            assert d.value == pytest.approx(seen[-1][name])
+            assert d.hours_ago == rows[-1]["ICULOS"] - seen[-1]["ICULOS"]
+            other = EarlyWarningMonitor(blend.model, blend.preprocessing)
+            other.admit("y")
+            for r in rows:
+                keep = pd.isna(r.get(name)) or (name == "HR" and r[name] == 400.0)
+                (last,) = other.push({"y": r if keep else {**r, name: d.typical}})
+            assert d.risk_if_typical == pytest.approx(last.risk, abs=1e-6)
+            assert d.describe().startswith(f"{name} ") and "had it been typical" in d.describe()
+        with pytest.raises(KeyError):
+            mon.explain("nobody")
+        mon.admit("empty")
+        assert mon.explain("empty") == []
+
+
 class TestReplayStays:
     def test_a_folder_replayed_hour_by_hour_is_scored_as_whole_stays(
         self, physionet_mirror: Path, cohort, blend
@@ -143,6 +180,19 @@ class TestReplayStays:
         comp = res.compute_summary()
         assert comp["patients"] == 40 and comp["patient_hours"] == len(frame)
         assert comp["ticks"] == lengths.max() and comp["patient_hours_per_s"] > 0
+        assert res.drivers == {} and comp["alarm_onsets_explained"] == 0
+        # asked to, it explains every hour an alarm episode begins, and nothing else
+        again = replay_stays(EarlyWarningMonitor(blend.model, blend.preprocessing), frame,
+                             explain=2)  # fmt: skip
+        onsets = {
+            p: [r.hour for k, r in enumerate(v) if r.alarm and (k == 0 or not v[k - 1].alarm)]
+            for p, v in res.risks.items()
+        }
+        assert {p: sorted(d) for p, d in again.drivers.items()} == {
+            p: h for p, h in onsets.items() if h}  # fmt: skip
+        assert sum(map(len, onsets.values())) >= 2, "the test data should raise alarms"
+        assert all(len(d) <= 2 for v in again.drivers.values() for d in v.values())
+        assert again.compute_summary()["alarm_onsets_explained"] == sum(map(len, onsets.values()))
 
     def test_a_frame_without_hours_is_refused(self, blend) -> None:
         mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
