@@ -18,9 +18,9 @@ from monitor_kit import untrained_monitor
 from pipelines.gateway import build_ward, create_app
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
-from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_journal import SepsisAdmission, WardJournal, WardState
 from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
@@ -137,6 +137,10 @@ def test_hourly_vitals_through_the_gateway(
     assert sepsis_events, "the test stay should raise at least one alarm"
     for e in sepsis_events:  # the fitted model carries a recalibration
         assert 0 <= e["probability"] <= 1 and "estimated probability of sepsis" in e["message"]
+        # and names what raised the risk, as the monitor explains that hour
+        assert all(d["text"] in e["message"] for d in e["drivers"]) and len(e["drivers"]) <= 3
+        assert [d["risk_drop"] for d in e["drivers"]] == sorted(
+            (d["risk_drop"] for d in e["drivers"]), reverse=True)  # fmt: skip
     # a row the monitor refuses: hours out of order, text; nothing changes
     r = client.post("/vitals/icu-7", json={"ICULOS": 1, "HR": 80})
     assert r.status_code == 422 and "does not follow" in r.json()["detail"]
@@ -150,6 +154,8 @@ def test_hourly_vitals_through_the_gateway(
     assert ("<span class=hi>in alarm</span>" in page) == now["in_alarm"]
     assert now["last_hour"] == {k: v for k, v in got[-1].items() if k != "alarm_started"}
     assert now["in_alarm"] == got[-1]["alarm"] and now["alarm_episodes"] == len(onsets)
+    # the alarm going on (if any) carries what its onset event said raised the risk
+    assert now["alarm_drivers"] == (sepsis_events[-1]["drivers"] if now["in_alarm"] else [])
     done = client.delete("/vitals/icu-7").json()
     assert done["last_hour"]["hour"] == got[-1]["hour"] and done["alarm_episodes"] == len(onsets)
     assert done["discharged"] and client.get("/vitals/icu-7").status_code == 404
@@ -257,3 +263,37 @@ def test_a_bad_state_file_fails_before_any_model_loads(tmp_path: Path) -> None:
     bad.write_text("not a database, " * 200)
     with pytest.raises(ValueError, match="not a vitalgru ward state file"):
         build_ward(None, "models:/no-such-model@champion", state=bad)
+
+
+def test_a_sepsis_alarm_event_names_what_raised_the_risk(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]],
+) -> None:
+    ward = Ward(sepsis=sepsis[0])
+    risk = HourRisk("icu-9", 14, 0.31, True, (), 0.12)
+    lactate = RiskDriver("lactate_mmol_l", 4.2, 2, 2.4, 0.31, 0.18)
+    resp = RiskDriver("resp_per_min", 31.0, 0, 18.8, 0.31, 0.27)
+    e = ward._sepsis_alarm_event("icu-9", risk, [lactate, resp])
+    assert e["message"].endswith(
+        "at ICU hour 14 (estimated probability of sepsis within 6 hours 12 %); raised most by "
+        "Lactate 4.2 mmol/L (2 h ago; risk 0.18 had it been typical, 2.4); "
+        "Resp 31 /min (now; risk 0.27 had it been typical, 18.8)"
+    )
+    assert [d["column"] for d in e["drivers"]] == ["lactate_mmol_l", "resp_per_min"]
+    assert e["drivers"][0]["risk_drop"] == pytest.approx(0.13)
+    assert "raised most" not in ward._sepsis_alarm_event("icu-9", risk, [])["message"]
+
+
+def test_a_restored_alarm_keeps_what_its_onset_said(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    said = {"seq": 4, "source": "sepsis", "patient_id": "icu-5", "kind": "sepsis_risk",
+            "drivers": [{"column": "resp_per_min", "text": "Resp 31 /min"}]}  # fmt: skip
+    state = WardState([], [SepsisAdmission("icu-5", "2026-12-05T08:00:00+00:00", rows[:1])],
+                      [said], 4, {})  # fmt: skip
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+    ward.restore(state)
+    now = ward.sepsis_summary("icu-5")
+    assert now["in_alarm"], "the test model alarms at the stay's first hour"
+    assert now["alarm_drivers"] == said["drivers"] and now["alarm_episodes"] == 1
+    assert ward.events(3)["events"] == [said] and ward.alarms_in_progress() == [4]

@@ -60,10 +60,11 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         risk = "–" if h is None else f"{h['risk']:.3f}"
         prob = "–" if h is None or h.get("probability") is None else f"{100 * h['probability']:.0f}"
         state = "<span class=hi>in alarm</span>" if p["in_alarm"] else "no"
+        why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))
         rows.append(
             f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{hour}</td>"
             f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
-            f"<td class=n>{p['alarm_episodes']}</td></tr>"
+            f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td></tr>"
         )
     return "".join(rows)
 
@@ -90,7 +91,8 @@ def ward_page_html(
         parts.append(
             "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
             "<th>latest ICU hour</th><th>risk</th><th>probability of sepsis within 6 h %"
-            "</th><th>alarm</th><th>alarm episodes</th></tr>"
+            "</th><th>alarm</th><th>alarm episodes</th>"
+            "<th>what raised the risk when the alarm began</th></tr>"
             f"{_sepsis_rows(sepsis)}</table></section>"
         )
     if not parts:

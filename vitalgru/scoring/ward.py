@@ -37,7 +37,7 @@ import numpy as np
 
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
-from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.ward_journal import WardJournal, WardState
 from vitalgru.types import AAMI_CLASSES
 
@@ -52,6 +52,9 @@ MAX_CHUNK_S = 60.0
 RECENT_BEATS = 600
 #: Events kept in the log; an engine polling less often than this fills loses the oldest.
 MAX_EVENTS = 10_000
+#: Measurements named, at a sepsis alarm onset, as what raised the risk most
+#: (:meth:`EarlyWarningMonitor.explain`).
+ALARM_DRIVERS = 3
 #: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
 HR_WINDOW_S = 60.0
 #: A feed that has sent nothing for this long (s of wall time) raises ``feed_lost``: the
@@ -92,6 +95,7 @@ class _SepsisBed:
     last: HourRisk | None = None
     in_alarm: bool = False
     episodes: int = 0
+    drivers: list[dict[str, Any]] = field(default_factory=list)  # of the episode going on
 
 
 class Ward:
@@ -235,6 +239,10 @@ class Ward:
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.last, bed.in_alarm = r, r.alarm
+            onsets = {e["patient_id"]: e for e in state.events if e.get("source") == "sepsis"}
+            for pid, bed in beds.items():  # the episode going on: what its onset event said
+                if bed.in_alarm and pid in onsets:
+                    bed.drivers = list(onsets[pid].get("drivers", []))
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
@@ -448,7 +456,7 @@ class Ward:
         """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
         names, ``ICULOS`` required). Returns the hour's risk (:class:`HourRisk` as a dict,
         with ``alarm_started``: an alarm episode began this hour, also logged as an
-        event). KeyError for a patient not admitted; ValueError for a row the monitor
+        event naming the measurements that raised the risk most). KeyError for a patient not admitted; ValueError for a row the monitor
         refuses (hours out of order, unknown columns, text)."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
@@ -458,39 +466,50 @@ class Ward:
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
             (risk,) = self.sepsis.push({pid: row})
-        started = risk.alarm and not bed.in_alarm
-        with self._queue_lock:
-            self._journal("add_hour", pid, risk.hour, row)
-            bed.last = risk
-            bed.in_alarm = risk.alarm
-            if started:
-                bed.episodes += 1
-                self._event(
-                    {
-                        "source": "sepsis",
-                        "patient_id": pid,
-                        "kind": "sepsis_risk",
-                        "hour": risk.hour,
-                        "risk": round(risk.risk, 4),
-                        "probability": (
-                            None if risk.probability is None else round(risk.probability, 4)
-                        ),
-                        "message": f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
-                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
-                        + (
-                            ""
-                            if risk.probability is None
-                            else f" (estimated probability of sepsis within 6 hours "
-                            f"{100 * risk.probability:.0f} %)"
-                        ),
-                    }
-                )
+            started = risk.alarm and not bed.in_alarm
+            drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
+            with self._queue_lock:
+                self._journal("add_hour", pid, risk.hour, row)
+                bed.last = risk
+                bed.in_alarm = risk.alarm
+                if started:
+                    bed.episodes += 1
+                    event = self._sepsis_alarm_event(pid, risk, drivers)
+                    bed.drivers = event["drivers"]
+                    self._event(event)
+                elif not risk.alarm:
+                    bed.drivers = []
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
+
+    def _sepsis_alarm_event(
+        self, pid: str, risk: HourRisk, drivers: list[RiskDriver]
+    ) -> dict[str, Any]:
+        message = (
+            f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
+            f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
+        )
+        if risk.probability is not None:
+            message += (
+                f" (estimated probability of sepsis within 6 hours {100 * risk.probability:.0f} %)"
+            )
+        if drivers:
+            message += "; raised most by " + "; ".join(d.describe() for d in drivers)
+        return {
+            "source": "sepsis",
+            "patient_id": pid,
+            "kind": "sepsis_risk",
+            "hour": risk.hour,
+            "risk": round(risk.risk, 4),
+            "probability": None if risk.probability is None else round(risk.probability, 4),
+            "drivers": [d.as_dict() for d in drivers],
+            "message": message,
+        }
 
     def sepsis_summary(self, patient_id: str) -> dict[str, Any]:
         """``{"patient_id", "admitted_at", "last_hour" (the latest :class:`HourRisk` as a
-        dict, None before the first), "in_alarm", "alarm_episodes"}``. KeyError for a
-        patient not on sepsis monitoring."""
+        dict, None before the first), "in_alarm", "alarm_episodes", "alarm_drivers" (what
+        raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
+        empty when not in alarm)}``. KeyError for a patient not on sepsis monitoring."""
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
@@ -506,6 +525,7 @@ class Ward:
             "last_hour": None if bed.last is None else asdict(bed.last),
             "in_alarm": bed.in_alarm,
             "alarm_episodes": bed.episodes,
+            "alarm_drivers": list(bed.drivers),
         }
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:

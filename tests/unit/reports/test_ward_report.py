@@ -16,7 +16,9 @@ def test_order_values_and_escaping() -> None:
     quiet = _ecg("a-quiet", [])
     loud = _ecg("<b>z</b>", [{"kind": "ventricular_run", "message": "3 V beats at 150 bpm"}])
     risky = {"patient_id": "icu-2", "in_alarm": True, "alarm_episodes": 1,
-             "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.123}}  # fmt: skip
+             "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.123},
+             "alarm_drivers": [{"text": "Lactate 4.2 mmol/L (now; risk 0.18 had it been "
+                                        "typical, 2.4)"}, {"text": "Temp <38.9> °C"}]}  # fmt: skip
     calm = {"patient_id": "icu-1", "in_alarm": False, "alarm_episodes": 0,
             "last_hour": {"hour": 5, "risk": 0.02, "probability": None}}  # fmt: skip
     new = {"patient_id": "icu-3", "in_alarm": False, "alarm_episodes": 0, "last_hour": None}
@@ -31,4 +33,10 @@ def test_order_values_and_escaping() -> None:
     assert "<td class=n>30</td><td class=n>0.410</td><td class=n>12</td>" in page
     assert "<td class=n>5</td><td class=n>0.020</td><td class=n>–</td>" in page  # no probability
     assert "2 patient(s) on ECG monitoring, 3 on sepsis scoring" in page
+    # what raised the risk of the alarm going on, escaped; nothing for the others
+    assert (
+        "<td>Lactate 4.2 mmol/L (now; risk 0.18 had it been typical, 2.4); Temp &lt;38.9&gt; "
+        "°C</td></tr>" in page
+    )
+    assert "<td class=n>0</td><td></td></tr>" in page
     assert "No patient is being monitored" in ward_page_html([], [])
