@@ -19,6 +19,8 @@ description at ``/openapi.json``.
 ``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
+                                          (``unacknowledged=true``: those no one has seen)
+``POST /events/{seq}/ack``                ``{"by": "RN Diaz", "note": ""}``: a clinician saw it
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ``GET /ward``                             every patient at a glance, for clinicians (HTML)
 ========================================  ==================================================
@@ -71,6 +73,11 @@ DEFAULT_TICK_S = 1.0
 
 class EcgAdmission(BaseModel):
     fs: float = Field(gt=0, le=10_000, description="sampling rate of the feed (Hz)")
+
+
+class Acknowledgement(BaseModel):
+    by: str = Field(min_length=1, max_length=100, description="who saw it (name or staff id)")
+    note: str = Field("", max_length=500, description="what was done, if anything")
 
 
 class EcgChunk(BaseModel):
@@ -202,8 +209,13 @@ def create_app(
     def events(
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
+        unacknowledged: bool = Query(False, description="only events no one has acknowledged"),
     ) -> dict[str, Any]:
-        return ward.events(since, limit)
+        return ward.events(since, limit, unacknowledged)
+
+    @guarded.post("/events/{seq}/ack")
+    def acknowledge(seq: int, body: Acknowledgement) -> dict[str, Any]:
+        return _call(ward.acknowledge, seq, body.by, body.note)
 
     @guarded.get("/ward", response_class=HTMLResponse)
     def ward_page() -> str:

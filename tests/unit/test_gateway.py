@@ -4,6 +4,7 @@ comes back as a status code with the reason, and alarms are polled from the even
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def test_hourly_vitals_through_the_gateway(
     assert (
         "<td>icu-7</td>" in page and "0 patient(s) on ECG monitoring, 1 on sepsis scoring" in page
     )
-    assert ("<span class=hi>in alarm</span>" in page) == now["in_alarm"]
+    assert ("<span class=hi>in alarm, not acknowledged</span>" in page) == now["in_alarm"]
     assert now["last_hour"] == {k: v for k, v in got[-1].items() if k != "alarm_started"}
     assert now["in_alarm"] == got[-1]["alarm"] and now["alarm_episodes"] == len(onsets)
     # the alarm going on (if any) carries what its onset event said raised the risk
@@ -297,3 +298,29 @@ def test_a_restored_alarm_keeps_what_its_onset_said(
     assert now["in_alarm"], "the test model alarms at the stay's first hour"
     assert now["alarm_drivers"] == said["drivers"] and now["alarm_episodes"] == 1
     assert ward.events(3)["events"] == [said] and ward.alarms_in_progress() == [4]
+
+
+def test_alarms_are_acknowledged_over_http(client: TestClient) -> None:
+    client.ward.feed_timeout_s = 0.01
+    assert client.post("/ecg/bed-8/admit", json={"fs": 360}).status_code == 201
+    time.sleep(0.05)
+    client.ward.tick()
+    (lost,) = client.get("/events", params={"unacknowledged": True}).json()["events"]
+    assert lost["kind"] == "feed_lost"
+    r = client.post(f"/events/{lost['seq']}/ack", json={"by": "RN Diaz", "note": "reseated"})
+    assert r.status_code == 200 and r.json()["acknowledged"]["by"] == "RN Diaz"
+    assert client.get("/events", params={"unacknowledged": True}).json()["events"] == []
+    again = client.post(f"/events/{lost['seq']}/ack", json={"by": "Dr Okafor"})
+    assert again.status_code == 409 and "already acknowledged by RN Diaz" in again.json()["detail"]
+    assert client.post("/events/999/ack", json={"by": "x"}).status_code == 404
+    assert client.post(f"/events/{lost['seq']}/ack", json={"by": ""}).status_code == 422
+    ack = client.get("/events", params={"since": lost["seq"]}).json()["events"][-1]
+    assert client.post(f"/events/{ack['seq']}/ack", json={"by": "x"}).status_code == 422
+    # FHIR: the flag says who saw it; the acknowledgement is no flag of its own
+    flags = [e["resource"] for e in client.get("/fhir/events").json()["entry"]]
+    assert len(flags) == 1
+    assert flags[0]["code"]["text"].endswith(
+        f"(acknowledged by RN Diaz at {r.json()['acknowledged']['at']}: reseated)"
+    )
+    assert "ECG feed lost" in client.get("/ward").text and "(acknowledged by RN Diaz)" in (
+        client.get("/ward").text)  # fmt: skip

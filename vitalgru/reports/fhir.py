@@ -286,17 +286,25 @@ def events_bundle(
     An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
     onset's and a feed's at the time the gateway logged it (``received_at``). ECG alarms
     and feed events are momentary (``inactive``); a sepsis alarm is ``active`` when its
-    event number is in ``active`` (the patient is still in that episode).
+    event number is in ``active`` (the patient is still in that episode). An acknowledged
+    event's flag says by whom and when; acknowledgements get no flag of their own.
     """
     live = set(int(a) for a in active)
     out: list[tuple[str, Resource]] = []
     for e in events:
+        if e.get("source") == "ward":
+            continue  # an acknowledgement: it shows on the flag it acknowledges
         pid = str(e["patient_id"])
         kind = str(e["kind"])
         if e.get("source") == "sepsis":
             text = f"Sepsis early warning alarm: {e['message']}"
         else:
             text = f"{ALERT_NAMES.get(kind, kind.replace('_', ' ').capitalize())}: {e['message']}"
+        if e.get("acknowledged"):
+            ack = e["acknowledged"]
+            text += f" (acknowledged by {ack['by']} at {ack['at']}" + (
+                f": {ack['note']})" if ack.get("note") else ")"
+            )
         start = e.get("onset_at") or e.get("received_at")
         key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
         flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)

@@ -24,16 +24,33 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "–"
 
 
+def _unseen(alarms: Sequence[Mapping[str, Any]]) -> int:
+    return sum(not a.get("acknowledged") for a in alarms)
+
+
+def _acknowledged(event: Mapping[str, Any] | None) -> str:
+    ack = (event or {}).get("acknowledged")
+    return f" (acknowledged by {ack['by']})" if ack else ""
+
+
 def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
     e = html.escape
-    order = sorted(patients, key=lambda p: (not p["alarms"], str(p["patient_id"])))
+    order = sorted(
+        patients,
+        key=lambda p: (not _unseen(p["alarms"]), not p["alarms"], str(p["patient_id"])),
+    )
     rows = []
     for p in order:
         last = p["alarms"][-1] if p["alarms"] else None
         alarm = (
             f"{e(ALERT_NAMES.get(last['kind'], last['kind']))}: {e(str(last['message']))}"
+            f"{e(_acknowledged(last))}"
             if last
             else "none"
+        )
+        unseen = _unseen(p["alarms"])
+        n_alarms = f"{len(p['alarms'])}" + (
+            f" <span class=hi>({unseen} not acknowledged)</span>" if unseen else ""
         )
         hr = "–" if p["hr_bpm"] is None else f"{p['hr_bpm']:.0f}"
         rejected = "–" if p["rejected_pct"] is None else f"{p['rejected_pct']:.1f}"
@@ -42,7 +59,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{clock(p['received_s'])}</td>"
             f"<td class=n>{hr}</td><td class=n>{n}</td><td class=n>{_pct(c['V'], n)}</td>"
             f"<td class=n>{_pct(c['S'], n)}</td><td class=n>{rejected}</td>"
-            f"<td class=n>{len(p['alarms'])}</td><td>{alarm}</td></tr>"
+            f"<td class=n>{n_alarms}</td><td>{alarm}</td></tr>"
         )
     return "".join(rows)
 
@@ -51,7 +68,11 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
     e = html.escape
     order = sorted(
         patients,
-        key=lambda p: (not p["in_alarm"], -(p["last_hour"] or {}).get("risk", 0.0)),
+        key=lambda p: (
+            not p["in_alarm"],
+            bool(p.get("alarm_acknowledged")),
+            -(p["last_hour"] or {}).get("risk", 0.0),
+        ),
     )
     rows = []
     for p in order:
@@ -59,7 +80,14 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         hour = "–" if h is None else str(h["hour"])
         risk = "–" if h is None else f"{h['risk']:.3f}"
         prob = "–" if h is None or h.get("probability") is None else f"{100 * h['probability']:.0f}"
-        state = "<span class=hi>in alarm</span>" if p["in_alarm"] else "no"
+        ack = p.get("alarm_acknowledged")
+        state = (
+            "no"
+            if not p["in_alarm"]
+            else f"<span class=hi>in alarm</span>{e(_acknowledged({'acknowledged': ack}))}"
+            if ack
+            else "<span class=hi>in alarm, not acknowledged</span>"
+        )
         why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))
         rows.append(
             f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{hour}</td>"

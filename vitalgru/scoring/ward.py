@@ -95,7 +95,7 @@ class _SepsisBed:
     last: HourRisk | None = None
     in_alarm: bool = False
     episodes: int = 0
-    drivers: list[dict[str, Any]] = field(default_factory=list)  # of the episode going on
+    onset: dict[str, Any] | None = None  # the logged onset of the episode going on
 
 
 class Ward:
@@ -209,8 +209,7 @@ class Ward:
                         "message": "the gateway restarted: beat labelling starts afresh "
                         "on the next samples; samples sent while it was down are lost",
                     }
-                    bed.alerts.append(event)
-                    self._event(event)
+                    bed.alerts.append(self._event(event))
         return {
             "ecg": len(self._ecg_beds),
             "sepsis": len(self._sepsis_beds),
@@ -240,9 +239,9 @@ class Ward:
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.last, bed.in_alarm = r, r.alarm
             onsets = {e["patient_id"]: e for e in state.events if e.get("source") == "sepsis"}
-            for pid, bed in beds.items():  # the episode going on: what its onset event said
-                if bed.in_alarm and pid in onsets:
-                    bed.drivers = list(onsets[pid].get("drivers", []))
+            for pid, bed in beds.items():  # the episode going on: its logged onset
+                if bed.in_alarm:
+                    bed.onset = onsets.get(pid)
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
@@ -328,8 +327,7 @@ class Ward:
                             "message": f"no ECG samples received for {now - bed.last_data:.0f} s "
                             "(the feed, not the patient's leads)",
                         }
-                        bed.alerts.append(event)
-                        self._event(event)
+                        bed.alerts.append(self._event(event))
             result = self.ecg.push(chunks) if chunks else None
             n_beats = n_alarms = 0
             if result is not None:  # recorded under the model lock: in the order pushed
@@ -391,8 +389,9 @@ class Ward:
                     # stream time on the wall clock: exact for a feed that runs in real
                     # time, as a bedside feed does
                     event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
-                    bed.alerts.append(event)
-                self._event(event)
+                stored = self._event(event)
+                if bed is not None:
+                    bed.alerts.append(stored)
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",
@@ -438,7 +437,7 @@ class Ward:
                 {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
                 for c in recent[-10:]
             ],
-            "alarms": list(bed.alerts),
+            "alarms": [dict(a) for a in bed.alerts],
         }
 
     # ------------------------------------------------------------------ sepsis
@@ -474,11 +473,9 @@ class Ward:
                 bed.in_alarm = risk.alarm
                 if started:
                     bed.episodes += 1
-                    event = self._sepsis_alarm_event(pid, risk, drivers)
-                    bed.drivers = event["drivers"]
-                    self._event(event)
+                    bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
                 elif not risk.alarm:
-                    bed.drivers = []
+                    bed.onset = None
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
 
     def _sepsis_alarm_event(
@@ -509,7 +506,9 @@ class Ward:
         """``{"patient_id", "admitted_at", "last_hour" (the latest :class:`HourRisk` as a
         dict, None before the first), "in_alarm", "alarm_episodes", "alarm_drivers" (what
         raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
-        empty when not in alarm)}``. KeyError for a patient not on sepsis monitoring."""
+        empty when not in alarm), "alarm_seq" (that onset's event number, for
+        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None)}``.
+        KeyError for a patient not on sepsis monitoring."""
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
@@ -525,7 +524,9 @@ class Ward:
             "last_hour": None if bed.last is None else asdict(bed.last),
             "in_alarm": bed.in_alarm,
             "alarm_episodes": bed.episodes,
-            "alarm_drivers": list(bed.drivers),
+            "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
+            "alarm_seq": bed.onset["seq"] if bed.onset else None,
+            "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
         }
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
@@ -540,23 +541,75 @@ class Ward:
 
     # ------------------------------------------------------------------ events
 
-    def _event(self, event: dict[str, Any]) -> None:
-        """Append to the log (the caller holds the queue lock)."""
+    def _event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Append to the log and return the logged event (the caller holds the queue
+        lock)."""
         self._seq += 1
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
         self._journal("add_event", self._events[-1])
+        return self._events[-1]
 
-    def events(self, since: int = 0, limit: int = 500) -> dict[str, Any]:
-        """Events numbered after ``since``, oldest first, at most ``limit``: ``{"events",
-        "last_seq" (pass it as ``since`` next time), "dropped" (events after ``since`` no
-        longer kept)}``."""
+    def acknowledge(self, seq: int, by: str, note: str = "") -> dict[str, Any]:
+        """Record that a clinician has seen event ``seq`` (an alarm, a feed lost): the event
+        gets ``acknowledged`` (``{"by", "at", "note"}``), which the summaries, the ward page
+        and :meth:`events` (``unacknowledged``) show, and the log gets an ``acknowledged``
+        event of its own for the integration engine. Returns the acknowledged event.
+
+        KeyError for an event not in the log (never logged, or dropped as old); ValueError
+        for one already acknowledged, an acknowledgement, or an empty or overlong name.
+        """
+        who = str(by).strip()
+        if not 1 <= len(who) <= 100:
+            raise ValueError("say who acknowledges (1 to 100 characters)")
+        if len(note) > 500:
+            raise ValueError("a note is at most 500 characters")
+        with self._queue_lock:
+            event = next((e for e in self._events if e["seq"] == seq), None)
+            if event is None:
+                raise KeyError(f"event {seq} is not in the log (never logged, or dropped as old)")
+            if event.get("source") == "ward":
+                raise ValueError(f"event {seq} is an acknowledgement itself")
+            done = event.get("acknowledged")
+            if done:
+                raise ValueError(
+                    f"event {seq} was already acknowledged by {done['by']} at {done['at']}"
+                )
+            event["acknowledged"] = {"by": who, "at": _utc_now(), "note": note}
+            self._journal("add_event", event)  # the stored copy too
+            pid = event.get("patient_id")
+            self._event(
+                {
+                    "source": "ward",
+                    "patient_id": pid,
+                    "kind": "acknowledged",
+                    "acknowledges": seq,
+                    "by": who,
+                    "note": note,
+                    "message": f"{who} acknowledged event {seq} ({event.get('kind')} of "
+                    f"patient {pid})" + (f": {note}" if note else ""),
+                }
+            )
+            return dict(event)
+
+    def events(
+        self, since: int = 0, limit: int = 500, unacknowledged: bool = False
+    ) -> dict[str, Any]:
+        """Events numbered after ``since``, oldest first, at most ``limit`` (with
+        ``unacknowledged``, only those no one has acknowledged, acknowledgements left out):
+        ``{"events", "last_seq" (pass it as ``since`` next time), "dropped" (events after
+        ``since`` no longer kept)}``."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         with self._queue_lock:
-            kept = [e for e in self._events if e["seq"] > since]
+            kept = [
+                e
+                for e in self._events
+                if e["seq"] > since
+                and not (unacknowledged and (e.get("acknowledged") or e.get("source") == "ward"))
+            ]
             first_kept = self._events[0]["seq"] if self._events else self._seq + 1
             dropped = max(0, first_kept - since - 1) if self._seq > since else 0
-            out = kept[:limit]
+            out = [dict(e) for e in kept[:limit]]  # copies: acknowledge() adds to the log's
             return {
                 "events": out,
                 "last_seq": out[-1]["seq"] if out else max(since, 0),

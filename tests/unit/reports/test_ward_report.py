@@ -40,3 +40,22 @@ def test_order_values_and_escaping() -> None:
     )
     assert "<td class=n>0</td><td></td></tr>" in page
     assert "No patient is being monitored" in ward_page_html([], [])
+
+
+def test_alarms_no_one_has_acknowledged_come_first() -> None:
+    seen = _ecg("a-seen", [{"kind": "pause", "message": "no beat for 3.4 s",
+                            "acknowledged": {"by": "RN Diaz", "at": "t", "note": ""}}])  # fmt: skip
+    unseen = _ecg("b-unseen", [{"kind": "pause", "message": "no beat for 3.1 s"}])
+    page = ward_page_html([seen, unseen], [])
+    assert page.index("b-unseen") < page.index("a-seen")
+    assert "<td class=n>1 <span class=hi>(1 not acknowledged)</span></td>" in page
+    assert "no beat for 3.4 s (acknowledged by RN Diaz)" in page
+    risky = {"patient_id": "icu-2", "in_alarm": True, "alarm_episodes": 1,
+             "last_hour": {"hour": 30, "risk": 0.41, "probability": None},
+             "alarm_acknowledged": {"by": "Dr <O>", "at": "t", "note": ""}}  # fmt: skip
+    fresh = {**risky, "patient_id": "icu-3", "alarm_acknowledged": None,
+             "last_hour": {"hour": 3, "risk": 0.2, "probability": None}}  # fmt: skip
+    page = ward_page_html([], [risky, fresh])
+    assert page.index("icu-3") < page.index("icu-2")  # not yet seen, though the lower risk
+    assert "<span class=hi>in alarm</span> (acknowledged by Dr &lt;O&gt;)" in page
+    assert "<span class=hi>in alarm, not acknowledged</span>" in page

@@ -13,6 +13,7 @@ from monitor_kit import untrained_monitor
 
 from vitalgru.scoring import replay
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 SECONDS = 90
 
@@ -122,3 +123,42 @@ def test_a_feed_that_goes_quiet_is_flagged_once_and_its_return_too() -> None:
     assert [(e["patient_id"], e["kind"]) for e in back] == [("bed-1", "feed_restored")]
     with pytest.raises(ValueError, match="feed_timeout_s"):
         Ward(untrained_monitor(), feed_timeout_s=0)
+
+
+def test_an_alarm_acknowledged_once_by_someone_stays_acknowledged(tmp_path: Path) -> None:
+    journal = WardJournal(tmp_path / "ward.sqlite")
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=journal)
+    for bed in ("bed-1", "bed-2"):
+        ward.admit_ecg(bed, 360.0)
+    time.sleep(0.05)
+    ward.tick()  # both feeds silent: two feed_lost events
+    lost = ward.events()["events"]
+    assert [e["kind"] for e in lost] == ["feed_lost", "feed_lost"]
+    seq = lost[0]["seq"]
+    got = ward.acknowledge(seq, "  RN Diaz ", "cable reseated")
+    assert (
+        got["acknowledged"]["by"] == "RN Diaz" and got["acknowledged"]["note"] == "cable reseated"
+    )
+    log = ward.events(lost[-1]["seq"])["events"]
+    assert [(e["source"], e["kind"], e["acknowledges"]) for e in log] == [
+        ("ward", "acknowledged", seq)]  # fmt: skip
+    assert "RN Diaz acknowledged event 1 (feed_lost of patient bed-1): cable reseated" == (
+        log[0]["message"])  # fmt: skip
+    # only the other feed's event still wants someone; the summaries say who saw which
+    assert [e["seq"] for e in ward.events(0, unacknowledged=True)["events"]] == [lost[1]["seq"]]
+    assert ward.ecg_summary("bed-1")["alarms"][-1]["acknowledged"]["by"] == "RN Diaz"
+    assert "acknowledged" not in ward.ecg_summary("bed-2")["alarms"][-1]
+    with pytest.raises(ValueError, match="already acknowledged by RN Diaz"):
+        ward.acknowledge(seq, "Dr Okafor")
+    with pytest.raises(ValueError, match="an acknowledgement itself"):
+        ward.acknowledge(log[0]["seq"], "Dr Okafor")
+    with pytest.raises(KeyError, match="not in the log"):
+        ward.acknowledge(99, "Dr Okafor")
+    with pytest.raises(ValueError, match="say who"):
+        ward.acknowledge(lost[1]["seq"], "   ")
+    # what a poller was handed before is not changed under it
+    assert "acknowledged" not in lost[0]
+    # and a restarted gateway knows it was seen
+    journal.close()
+    kept = WardJournal(tmp_path / "ward.sqlite").load()
+    assert kept.events[0]["acknowledged"]["by"] == "RN Diaz" and kept.last_seq == log[0]["seq"]
