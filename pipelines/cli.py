@@ -424,7 +424,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipelines.gateway import serve
 
     state = None if args.state.lower() == "none" else args.state
-    serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state)
+    try:
+        serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state,
+              shadow_arrhythmia_model=args.shadow_arrhythmia_model,
+              shadow_early_warning_model=args.shadow_early_warning_model)  # fmt: skip
+    except ValueError as e:  # a bad state file, a shadow without its champion
+        raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
 
 
@@ -655,6 +660,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", default="ward-state.sqlite",
         help="SQLite file that keeps admissions, sepsis hours and alarms across restarts, or "
         "none to keep them in memory only (default: ward-state.sqlite here)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--shadow-arrhythmia-model", default=None, metavar="URI",
+        help="a challenger fed every ECG feed beside the champion and compared with it "
+        "(GET /shadow); it raises no alarm",
+    )  # fmt: skip
+    sp.add_argument(
+        "--shadow-early-warning-model", default=None, metavar="URI",
+        help="the same for the hourly vital signs",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

@@ -23,6 +23,7 @@ description at ``/openapi.json``.
 ``POST /events/{seq}/ack``                ``{"by": "RN Diaz", "note": ""}``: a clinician saw it
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ``GET /ward``                             every patient at a glance, for clinicians (HTML)
+``GET /shadow``                           a challenger's output against the champion's
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
@@ -33,6 +34,11 @@ Restarts: ``vitalgru serve --state FILE`` (default ``ward-state.sqlite`` in the 
 directory) writes admissions, sepsis hours and the event log to a SQLite file as they
 happen; a gateway started on the same file takes its patients up again
 (:class:`vitalgru.scoring.ward_journal.WardJournal`).
+
+Shadow models: ``vitalgru serve --shadow-early-warning-model URI`` (and
+``--shadow-arrhythmia-model``) feeds a challenger everything the champion is fed, raises no
+alarm from it and compares the two (:mod:`vitalgru.scoring.shadow`): what it would have done
+on these patients, before anyone promotes it.
 
 Access: with a token (``vitalgru serve`` reads it from ``VITALGRU_GATEWAY_TOKEN``) every
 endpoint but ``/health`` wants ``Authorization: Bearer <token>``; the data are patients'.
@@ -223,6 +229,15 @@ def create_app(
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
         return ward_page_html(ecg, sepsis, model=names)
 
+    @guarded.get("/shadow")
+    def shadow() -> dict[str, Any]:
+        try:
+            report = ward.shadow_report()
+        except ValueError as e:
+            raise HTTPException(404, str(e)) from None
+        names = {k: v for k, v in (models or {}).items() if k.startswith("shadow")}
+        return {"models": names, **report}
+
     @guarded.get("/fhir/events")
     def fhir_events(
         since: int = Query(0, ge=0, description="the last event number already seen"),
@@ -237,26 +252,44 @@ def create_app(
     return app
 
 
+def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
+    """The live monitor of the model at ``uri`` (None: none), its name put in ``names``."""
+    if not uri:
+        return None
+    if task.endswith("arrhythmia"):
+        m = tracking.load_model(uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+        monitor = ArrhythmiaMonitor(m.module, m.preprocessing)
+    else:
+        m = tracking.load_model(uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+        monitor = EarlyWarningMonitor(m.module, m.preprocessing)
+    names[task] = f"{uri} (version {m.version})"
+    return monitor
+
+
 def build_ward(
     arrhythmia_model: str | None,
     early_warning_model: str | None,
     state: str | os.PathLike | None = None,
+    shadow_arrhythmia_model: str | None = None,
+    shadow_early_warning_model: str | None = None,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
-    returns it and ``{task: "URI (version N)"}``."""
+    returns it and ``{task: "URI (version N)"}``. A shadow model is compared with the
+    champion of its task (:mod:`vitalgru.scoring.shadow`)."""
+    if (shadow_arrhythmia_model and not arrhythmia_model) or (
+        shadow_early_warning_model and not early_warning_model
+    ):
+        raise ValueError("a shadow model needs the champion of its task to be served too")
     journal = None if state is None else WardJournal(state)  # a bad file fails before loading
-    ecg = sepsis = None
     names: dict[str, str] = {}
-    if arrhythmia_model:
-        m = tracking.load_model(arrhythmia_model, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
-        ecg = ArrhythmiaMonitor(m.module, m.preprocessing)
-        names["arrhythmia"] = f"{arrhythmia_model} (version {m.version})"
-    if early_warning_model:
-        m = tracking.load_model(early_warning_model, kinds=(SepsisBlend, GRUDEarlyWarning))
-        sepsis = EarlyWarningMonitor(m.module, m.preprocessing)
-        names["early-warning"] = f"{early_warning_model} (version {m.version})"
-    ward = Ward(ecg, sepsis, journal=journal)
+    ward = Ward(
+        _monitor("arrhythmia", arrhythmia_model, names),
+        _monitor("early-warning", early_warning_model, names),
+        journal=journal,
+        shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
+        shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
+    )
     if journal is not None:
         kept = journal.load()
         if not kept.empty:
@@ -283,6 +316,8 @@ def serve(
     port: int = 8000,
     tick_s: float = DEFAULT_TICK_S,
     state: str | os.PathLike | None = None,
+    shadow_arrhythmia_model: str | None = None,
+    shadow_early_warning_model: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted."""
@@ -295,7 +330,10 @@ def serve(
             "and send patient data; set %s", host, TOKEN_ENV,
         )  # fmt: skip
     _check_token(token)  # before the models load
-    ward, names = build_ward(arrhythmia_model, early_warning_model, state)
+    ward, names = build_ward(
+        arrhythmia_model, early_warning_model, state,
+        shadow_arrhythmia_model, shadow_early_warning_model,
+    )  # fmt: skip
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
         uvicorn.run(create_app(ward, tick_s, names, token), host=host, port=port, log_level="info")

@@ -324,3 +324,37 @@ def test_alarms_are_acknowledged_over_http(client: TestClient) -> None:
     )
     assert "ECG feed lost" in client.get("/ward").text and "(acknowledged by RN Diaz)" in (
         client.get("/ward").text)  # fmt: skip
+
+
+def test_a_shadow_early_warning_model_is_compared_over_http(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    strict = {**preprocessing, "threshold": 2 * preprocessing["threshold"]}  # fewer alarms
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                shadow_sepsis=EarlyWarningMonitor(model, strict))  # fmt: skip
+    names = {"early-warning": "champion", "shadow early-warning": "challenger"}
+    with TestClient(create_app(ward, tick_s=0, models=names)) as c:
+        c.post("/vitals/icu-1/admit")
+        got = [c.post("/vitals/icu-1", json=row).json() for row in rows]
+        report = c.get("/shadow").json()
+        events = c.get("/events").json()["events"]
+        c.delete("/vitals/icu-1")
+    ew = report["early_warning"]
+    assert report["models"] == {"shadow early-warning": "challenger"} and report["errors"] == 0
+    assert report["arrhythmia"] is None and ew["patients"] == 1 and ew["hours"] == len(rows)
+    assert ew["risk_max_abs_diff"] == 0.0 and ew["shadow_threshold"] == strict["threshold"]
+    assert ew["risk_correlation"] == pytest.approx(1.0)
+    risks = np.array([g["risk"] for g in got])
+    assert ew["alarm_hours"] == {
+        "champion": int((risks >= preprocessing["threshold"]).sum()),
+        "shadow": int((risks >= strict["threshold"]).sum()),
+        "both": int((risks >= strict["threshold"]).sum()),
+    }
+    assert ew["alarm_onsets"]["champion"] == sum(g["alarm_started"] for g in got)
+    # the challenger raised nothing of its own
+    assert len([e for e in events if e["source"] == "sepsis"]) == ew["alarm_onsets"]["champion"]
+    with TestClient(create_app(Ward(sepsis=EarlyWarningMonitor(model, preprocessing)))) as c:
+        assert c.get("/shadow").status_code == 404
+    with pytest.raises(ValueError, match="needs the champion of its task"):
+        build_ward(None, None, shadow_early_warning_model="models:/x@challenger")

@@ -19,6 +19,10 @@ Restarts: with a :class:`~vitalgru.scoring.ward_journal.WardJournal` the ward wr
 admissions, sepsis hours and event log to disk as they happen, and a ward started on the
 same journal takes them up again (:meth:`Ward.restore`): sepsis patients where they were,
 hour for hour, ECG feeds afresh (the beat network's memory is not kept), the log numbered on.
+
+Shadows: a challenger monitor per task may be fed everything its champion is fed and
+compared with it (:mod:`vitalgru.scoring.shadow`, :meth:`Ward.shadow_report`); it raises no
+alarm, and its failures stop at the ward.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
+from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_journal import WardJournal, WardState
 from vitalgru.types import AAMI_CLASSES
 
@@ -63,6 +68,28 @@ HR_WINDOW_S = 60.0
 FEED_TIMEOUT_S = 10.0
 
 _CLASSES = [str(c) for c in AAMI_CLASSES]
+
+
+def _tick_output(t: Any) -> tuple[list[BeatCall], list[Alert]]:
+    return list(t.calls), list(t.alerts)
+
+
+def _discharge_shadow(
+    shadow: EcgShadow,
+    pid: str,
+    rest: np.ndarray | None,
+    champion: tuple[list[BeatCall], list[Alert]],
+) -> None:
+    """The shadow's side of an ECG discharge: what was queued, the beats still waiting."""
+    calls: list[BeatCall] = []
+    alerts: list[Alert] = []
+    try:
+        if rest is not None:
+            calls, alerts = _tick_output(shadow.monitor.push({pid: rest}))
+        last = _tick_output(shadow.monitor.discharge(pid))
+        shadow.record(champion, (calls + last[0], alerts + last[1]))
+    finally:
+        shadow.forget(pid)
 
 
 def _iso(t: datetime) -> str:
@@ -114,6 +141,10 @@ class Ward:
     journal : WardJournal, optional
         Where admissions, sepsis hours and events are written as they happen, so that a
         restarted gateway can :meth:`restore` them (None: kept in memory only).
+    shadow_ecg, shadow_sepsis : optional
+        Challenger monitors fed everything the champions are fed and compared with them
+        (:mod:`vitalgru.scoring.shadow`, :meth:`shadow_report`); they raise no alarm, and
+        an error of theirs is logged and counted, never passed on.
 
     Raises
     ------
@@ -129,7 +160,13 @@ class Ward:
         max_chunk_s: float = MAX_CHUNK_S,
         feed_timeout_s: float = FEED_TIMEOUT_S,
         journal: WardJournal | None = None,
+        shadow_ecg: ArrhythmiaMonitor | None = None,
+        shadow_sepsis: EarlyWarningMonitor | None = None,
     ) -> None:
+        if (shadow_ecg is not None and ecg is None) or (
+            shadow_sepsis is not None and sepsis is None
+        ):
+            raise ValueError("a shadow model needs the champion it is compared with")
         if ecg is None and sepsis is None:
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
         if not feed_timeout_s > 0:
@@ -147,6 +184,21 @@ class Ward:
         self.tick_s_total = 0.0
         self.journal = journal
         self.journal_errors = 0
+        self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
+        self._shadow_sepsis = None if shadow_sepsis is None else SepsisShadow(shadow_sepsis)
+        self.shadow_errors = 0
+
+    def _in_shadow(self, shadow: Any, fn: Any) -> None:
+        """``fn(shadow)`` for a shadow model, if there is one (the caller holds the model
+        lock). Whatever goes wrong there is counted and logged, and stops there."""
+        if shadow is None:
+            return
+        try:
+            fn(shadow)
+        except Exception:
+            self.shadow_errors += 1
+            if self.shadow_errors == 1 or self.shadow_errors % 100 == 0:
+                logger.exception("ward: the shadow model failed (%d times)", self.shadow_errors)
 
     def _journal(self, method: str, *args: Any) -> None:
         """Write to the journal, if any. A failed write (a full disk) is logged and counted
@@ -194,6 +246,9 @@ class Ward:
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     self.ecg.admit(a.patient_id, a.fs)
+                    self._in_shadow(
+                        self._shadow_ecg, lambda sh, a=a: sh.monitor.admit(a.patient_id, a.fs)
+                    )
                     bed = _EcgBed(
                         a.fs,
                         datetime.fromisoformat(a.admitted_at),
@@ -222,6 +277,7 @@ class Ward:
             beds = {}
             for a in state.sepsis:
                 self.sepsis.admit(a.patient_id)
+                self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
                 beds[a.patient_id] = _SepsisBed(a.admitted_at)
             n = 0
             for k in range(max(len(a.hours) for a in state.sepsis)):
@@ -234,6 +290,9 @@ class Ward:
                         f"hour could not be scored again: {e}"
                     ) from None
                 n += len(risks)
+                self._in_shadow(
+                    self._shadow_sepsis, lambda sh, rows=rows, risks=risks: sh.score(rows, risks)
+                )
                 for r in risks:
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
@@ -261,6 +320,7 @@ class Ward:
             if pid in self._ecg_beds:
                 raise ValueError(f"patient {pid!r} is already on ECG monitoring")
             self.ecg.admit(pid, fs)  # checks fs
+            self._in_shadow(self._shadow_ecg, lambda sh: sh.monitor.admit(pid, fs))
             now = datetime.now(UTC)
             self._ecg_beds[pid] = _EcgBed(float(fs), now, now)
             self._journal("admit_ecg", pid, float(fs), _iso(now))
@@ -329,6 +389,13 @@ class Ward:
                         }
                         bed.alerts.append(self._event(event))
             result = self.ecg.push(chunks) if chunks else None
+            if result is not None:
+                self._in_shadow(
+                    self._shadow_ecg,
+                    lambda sh: sh.record(
+                        (result.calls, result.alerts), _tick_output(sh.monitor.push(chunks))
+                    ),
+                )
             n_beats = n_alarms = 0
             if result is not None:  # recorded under the model lock: in the order pushed
                 n_beats, n_alarms = len(result.calls), len(result.alerts)
@@ -369,6 +436,9 @@ class Ward:
             t = self.ecg.discharge(pid)
             calls += t.calls
             alerts += t.alerts
+            self._in_shadow(
+                self._shadow_ecg, lambda sh: _discharge_shadow(sh, pid, rest, (calls, alerts))
+            )
             self._record_ecg(calls, alerts)
             with self._queue_lock:
                 summary = self._summary(pid, self._ecg_beds.pop(pid))
@@ -448,6 +518,7 @@ class Ward:
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
+            self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
             self._sepsis_beds[pid] = _SepsisBed(_utc_now())
             self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at)
 
@@ -465,6 +536,7 @@ class Ward:
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
             (risk,) = self.sepsis.push({pid: row})
+            self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
             started = risk.alarm and not bed.in_alarm
             drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
             with self._queue_lock:
@@ -535,9 +607,27 @@ class Ward:
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
             self.sepsis.discharge(pid)  # KeyError when not admitted
+            self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
             bed = self._sepsis_beds.pop(pid)
             self._journal("discharge_sepsis", pid)
         return {**self._sepsis_summary(pid, bed), "discharged": True}
+
+    # ------------------------------------------------------------------ shadow
+
+    def shadow_report(self) -> dict[str, Any]:
+        """How the shadow models compare with the champions on the patients seen so far:
+        ``{"arrhythmia": EcgShadow.report() or None, "early_warning": SepsisShadow.report()
+        or None, "errors": failures of the shadow models}``. ValueError without a shadow."""
+        if self._shadow_ecg is None and self._shadow_sepsis is None:
+            raise ValueError("this ward was started without a shadow model")
+        with self._model_lock:
+            return {
+                "arrhythmia": None if self._shadow_ecg is None else self._shadow_ecg.report(),
+                "early_warning": (
+                    None if self._shadow_sepsis is None else self._shadow_sepsis.report()
+                ),
+                "errors": self.shadow_errors,
+            }
 
     # ------------------------------------------------------------------ events
 
@@ -649,4 +739,5 @@ class Ward:
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
                 "state_write_errors": self.journal_errors,
+                "shadow_errors": self.shadow_errors,
             }

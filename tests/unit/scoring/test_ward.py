@@ -3,15 +3,19 @@ what the monitor gives alone, and the event log hands every alarm on exactly onc
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import wfdb
-from monitor_kit import untrained_monitor
+from monitor_kit import PREPROCESSING, untrained_monitor
 
-from vitalgru.scoring import replay
+from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.scoring import ArrhythmiaMonitor, replay
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
@@ -162,3 +166,63 @@ def test_an_alarm_acknowledged_once_by_someone_stays_acknowledged(tmp_path: Path
     journal.close()
     kept = WardJournal(tmp_path / "ward.sqlite").load()
     assert kept.events[0]["acknowledged"]["by"] == "RN Diaz" and kept.last_seq == log[0]["seq"]
+
+
+def test_a_shadow_model_sees_what_the_champion_sees_and_says_nothing(
+    signals: dict[str, np.ndarray],
+) -> None:
+    alone = Ward(untrained_monitor())
+    twin = Ward(untrained_monitor(), shadow_ecg=untrained_monitor())  # the same weights
+    torch.manual_seed(7)
+    other_nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    other = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(other_nets, quality_gate=0.9).eval(),
+                              PREPROCESSING)  # fmt: skip
+    rival = Ward(untrained_monitor(), shadow_ecg=other)
+    finals = []
+    for ward in (alone, twin, rival):
+        for pid in signals:
+            ward.admit_ecg(pid, 360.0)
+        for k in range(0, SECONDS * 360, 720):
+            for pid, x in signals.items():
+                ward.add_ecg(pid, x[k : k + 720].tolist())
+            ward.tick()
+        finals.append({p: ward.discharge_ecg(p) for p in signals})
+
+    # the champion's own output is untouched by a shadow
+    def outcome(f: dict) -> dict:
+        return {p: (f[p]["counts"], [a["kind"] for a in f[p]["alarms"]]) for p in signals}
+
+    assert outcome(finals[0]) == outcome(finals[1]) == outcome(finals[2])
+    kinds = [[e["kind"] for e in w.events()["events"]] for w in (alone, twin, rival)]
+    assert kinds[0] == kinds[1] == kinds[2]
+    beats = sum(f["beats"] for f in finals[0].values())
+    same = twin.shadow_report()["arrhythmia"]
+    assert same["agreement"] == 1.0 and same["beats_matched"] == beats
+    assert same["beats"]["champion"] == same["beats"]["shadow"]
+    assert same["alarms"]["champion"] == same["alarms"]["shadow"]
+    assert twin.shadow_report()["early_warning"] is None and twin.shadow_report()["errors"] == 0
+    diff = rival.shadow_report()["arrhythmia"]
+    assert diff["beats_matched"] == beats and diff["agreement"] < 1.0  # other weights
+    assert sum(diff["confusion"]["N"].values()) == diff["beats"]["champion"]["N"]
+    assert sum(diff["beats"]["shadow"].values()) == beats
+    with pytest.raises(ValueError, match="without a shadow model"):
+        alone.shadow_report()
+    with pytest.raises(ValueError, match="needs the champion"):
+        Ward(shadow_ecg=untrained_monitor(), sepsis=None)
+
+
+def test_a_failing_shadow_is_counted_and_stops_there(caplog: pytest.LogCaptureFixture) -> None:
+    broken = untrained_monitor()
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the challenger broke")
+
+    broken.push = fail  # type: ignore[method-assign]
+    ward = Ward(untrained_monitor(), shadow_ecg=broken)
+    ward.admit_ecg("bed-1", 360.0)
+    with caplog.at_level(logging.ERROR, logger="vitalgru.scoring.ward"):
+        for _ in range(3):
+            ward.add_ecg("bed-1", [0.0] * 360)
+            ward.tick()
+    assert ward.shadow_report()["errors"] == 3 and "the challenger broke" in caplog.text
+    assert ward.ecg_summary("bed-1")["received_s"] == 3.0

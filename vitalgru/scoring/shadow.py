@@ -1,0 +1,152 @@
+"""A challenger model scored in the shadow of the champion, on the same live patients.
+
+Before a new model is promoted, the question a ward asks is not its accuracy on a benchmark
+but what it would have done here: how many more or fewer alarms, on which patients, and how
+far its risks stray from the champion's. A shadow monitor is fed exactly what the champion
+is fed, its output is compared as it comes and then dropped: it raises no alarm and writes
+no event. :class:`Ward` owns one per task when asked (``vitalgru serve --shadow-...-model``);
+these classes keep the comparison.
+
+- :class:`SepsisShadow`: per patient-hour, the champion's and the challenger's risk; hours
+  in alarm by either, both; alarm episodes each would have started; risk differences and
+  their correlation.
+- :class:`EcgShadow`: beats called by each, matched by R-peak time (10 ms), the confusion
+  between their labels, and the alarms each raised, by kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.types import AAMI_CLASSES
+
+__all__ = ["EcgShadow", "SepsisShadow"]
+
+_CLASSES = [str(c) for c in AAMI_CLASSES]
+
+
+class SepsisShadow:
+    """A challenger early-warning monitor and its running comparison with the champion."""
+
+    def __init__(self, monitor: EarlyWarningMonitor) -> None:
+        self.monitor = monitor
+        self.hours = 0
+        self._sums = np.zeros(5)  # x, y, xx, yy, xy for the correlation of the risks
+        self.abs_diff_sum = 0.0
+        self.abs_diff_max = 0.0
+        self.alarm_hours = Counter()  # champion, shadow, both
+        self.onsets = Counter()  # champion, shadow
+        self._in_alarm: dict[str, tuple[bool, bool]] = {}
+        self.patients: set[str] = set()
+
+    def admit(self, patient_id: str) -> None:
+        self.monitor.admit(patient_id)
+        self._in_alarm[patient_id] = (False, False)
+        self.patients.add(patient_id)
+
+    def discharge(self, patient_id: str) -> None:
+        self._in_alarm.pop(patient_id, None)
+        self.monitor.discharge(patient_id)
+
+    def score(self, rows: Mapping[str, Mapping[str, Any]], champion: list[HourRisk]) -> None:
+        """Push the rows the champion scored (``{patient: row}``) and compare its risks
+        (``champion``, in the same order)."""
+        for c, s in zip(champion, self.monitor.push(rows), strict=True):
+            x, y = c.risk, s.risk
+            self.hours += 1
+            self._sums += (x, y, x * x, y * y, x * y)
+            d = abs(x - y)
+            self.abs_diff_sum += d
+            self.abs_diff_max = max(self.abs_diff_max, d)
+            was_c, was_s = self._in_alarm.get(c.patient_id, (False, False))
+            self.alarm_hours["champion"] += c.alarm
+            self.alarm_hours["shadow"] += s.alarm
+            self.alarm_hours["both"] += c.alarm and s.alarm
+            self.onsets["champion"] += c.alarm and not was_c
+            self.onsets["shadow"] += s.alarm and not was_s
+            self._in_alarm[c.patient_id] = (c.alarm, s.alarm)
+
+    def report(self) -> dict[str, Any]:
+        """``{"patients", "hours", "risk_mean_abs_diff", "risk_max_abs_diff",
+        "risk_correlation" (Pearson; None with fewer than 2 hours or a constant risk),
+        "alarm_hours" ({"champion", "shadow", "both"}), "alarm_onsets" ({"champion",
+        "shadow"}), "shadow_threshold"}``."""
+        n = self.hours
+        sx, sy, sxx, syy, sxy = self._sums
+        cov = sxy - sx * sy / n if n else 0.0
+        var = (sxx - sx * sx / n) * (syy - sy * sy / n) if n else 0.0
+        return {
+            "patients": len(self.patients),
+            "hours": n,
+            "risk_mean_abs_diff": self.abs_diff_sum / n if n else None,
+            "risk_max_abs_diff": self.abs_diff_max if n else None,
+            "risk_correlation": float(cov / math.sqrt(var)) if n > 1 and var > 0 else None,
+            "alarm_hours": {k: int(self.alarm_hours[k]) for k in ("champion", "shadow", "both")},
+            "alarm_onsets": {k: int(self.onsets[k]) for k in ("champion", "shadow")},
+            "shadow_threshold": self.monitor.threshold,
+        }
+
+
+class EcgShadow:
+    """A challenger arrhythmia monitor and its running comparison with the champion."""
+
+    #: Beats are matched by R-peak time rounded to this many seconds.
+    MATCH_S = 0.01
+
+    def __init__(self, monitor: ArrhythmiaMonitor) -> None:
+        self.monitor = monitor
+        self.confusion: dict[str, Counter] = {c: Counter() for c in _CLASSES}
+        self.calls = {"champion": Counter(), "shadow": Counter()}
+        self.alarms = {"champion": Counter(), "shadow": Counter()}
+        # per patient, beats of one side still waiting for the other's: key -> label
+        self._waiting: dict[str, dict[str, dict[int, str]]] = defaultdict(
+            lambda: {"champion": {}, "shadow": {}}
+        )
+
+    def record(
+        self,
+        champion: tuple[list[BeatCall], list[Alert]],
+        shadow: tuple[list[BeatCall], list[Alert]],
+    ) -> None:
+        """Compare what the two monitors made of the same samples."""
+        for side, (calls, alerts) in (("champion", champion), ("shadow", shadow)):
+            other = "shadow" if side == "champion" else "champion"
+            for c in calls:
+                self.calls[side][c.label] += 1
+                waiting = self._waiting[c.patient_id]
+                key = round(c.time_s / self.MATCH_S)
+                match = waiting[other].pop(key, None)
+                if match is None:
+                    waiting[side][key] = c.label
+                else:
+                    ch, sh = (c.label, match) if side == "champion" else (match, c.label)
+                    self.confusion[ch][sh] += 1
+            for a in alerts:
+                self.alarms[side][a.kind] += 1
+
+    def forget(self, patient_id: str) -> None:
+        """A discharged patient's unmatched beats stay unmatched."""
+        self._waiting.pop(patient_id, None)
+
+    def report(self) -> dict[str, Any]:
+        """``{"beats_matched", "agreement" (share of matched beats given the same label;
+        None before any), "confusion" ({champion label: {shadow label: n}}), "beats"
+        ({"champion", "shadow"}: {label: n}, matched or not), "alarms" ({"champion",
+        "shadow"}: {kind: n})}``."""
+        matched = sum(sum(row.values()) for row in self.confusion.values())
+        same = sum(self.confusion[c][c] for c in _CLASSES)
+        return {
+            "beats_matched": int(matched),
+            "agreement": same / matched if matched else None,
+            "confusion": {c: {s: int(self.confusion[c][s]) for s in _CLASSES} for c in _CLASSES},
+            "beats": {k: {c: int(v[c]) for c in _CLASSES} for k, v in self.calls.items()},
+            "alarms": {k: dict(sorted(v.items())) for k, v in self.alarms.items()},
+        }
