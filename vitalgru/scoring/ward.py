@@ -226,22 +226,13 @@ class Ward:
                 raise ValueError("restore() takes up a journal in a new, empty ward")
             self._events.extend(state.events)
             self._seq = state.last_seq
-        n_hours = 0
-        if state.sepsis and self.sepsis is None:
-            logger.warning(
-                "ward: %d sepsis patient(s) in the state file are not taken up: "
-                "this gateway has no early-warning model",
-                len(state.sepsis),
-            )
-        elif state.sepsis:
-            n_hours = self._replay_sepsis(state)
-        if state.ecg and self.ecg is None:
-            logger.warning(
-                "ward: %d ECG patient(s) in the state file are not taken up: this "
-                "gateway has no arrhythmia model",
-                len(state.ecg),
-            )
-        elif state.ecg:
+        for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
+                                     (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
+            if kept and monitor is None:
+                logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
+                               "this gateway has no %s model", len(kept), *what)  # fmt: skip
+        n_hours = self._replay_sepsis(state) if state.sepsis and self.sepsis else 0
+        if state.ecg and self.ecg:
             now = datetime.now(UTC)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
