@@ -72,6 +72,10 @@ from vitalgru.scoring.ward_journal import WardJournal
 
 logger = logging.getLogger(__name__)
 
+#: Largest request body taken (bytes): 60 s of 1 kHz ECG as JSON is about 1.3 MB. A larger
+#: one is refused with 413 as it streams in, before it is parsed or held in memory.
+MAX_BODY_BYTES = 8 * 2**20
+
 #: Seconds between ticks: how often queued ECG is pushed through the network. Labels wait
 #: for two more beats and the filtering margin anyway (about 4.5 s), so 1 s adds little.
 DEFAULT_TICK_S = 1.0
@@ -90,6 +94,60 @@ class EcgChunk(BaseModel):
     samples: list[float | None] = Field(
         description="the next samples of the feed's one lead, in mV; null for a gap"
     )
+
+
+class _BodyLimit:
+    """ASGI middleware: a request whose body passes ``limit`` bytes (by its Content-Length,
+    or counted as it streams in) is answered 413 and read no further."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+        refused = answered = False
+
+        async def counted() -> dict:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        async def answer(message: dict) -> None:
+            nonlocal answered
+            if not refused:
+                await send(message)
+            elif not answered:  # whatever the app made of the cut-off body, the answer is 413
+                answered = True
+                await self._refuse(send)
+
+        try:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not refused:
+                raise
+            if not answered:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Callable) -> None:
+        body = f'{{"detail":"request body over {self.limit} bytes"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -136,10 +194,12 @@ def create_app(
     tick_s: float = DEFAULT_TICK_S,
     models: dict | None = None,
     token: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
-    ``token``, every endpoint but ``/health`` needs it as a bearer token."""
+    ``token``, every endpoint but ``/health`` needs it as a bearer token. A request body
+    over ``max_body_bytes`` is refused with 413 while it streams in."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     _check_token(token)
@@ -169,6 +229,7 @@ def create_app(
         description="Live ECG beat labels and arrhythmia alarms, hourly sepsis risk.",
         lifespan=lifespan,
     )
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
     guarded = APIRouter(dependencies=[Depends(_token_check(token))])
 
     @app.get("/health")

@@ -358,3 +358,21 @@ def test_a_shadow_early_warning_model_is_compared_over_http(
         assert c.get("/shadow").status_code == 404
     with pytest.raises(ValueError, match="needs the champion of its task"):
         build_ward(None, None, shadow_early_warning_model="models:/x@challenger")
+
+
+def test_an_oversized_body_is_refused_as_it_arrives() -> None:
+    app = create_app(Ward(untrained_monitor()), tick_s=0, max_body_bytes=10_000)
+    with TestClient(app) as c:
+        assert c.post("/ecg/a/admit", json={"fs": 360}).status_code == 201
+        r = c.post("/ecg/a", json={"samples": [0.1] * 5000})  # by its Content-Length
+        assert r.status_code == 413 and "over 10000 bytes" in r.json()["detail"]
+
+        def streamed():  # no Content-Length: counted as it streams
+            yield b'{"samples": ['
+            for _ in range(10):
+                yield b"0.1," * 1000
+
+        r = c.post("/ecg/a", content=streamed(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert c.get("/ecg/a").json()["queued_s"] == 0.0  # nothing of either was queued
+        assert c.post("/ecg/a", json={"samples": [0.1] * 100}).status_code == 202
