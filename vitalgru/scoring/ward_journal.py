@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)
 """
 
 
+def _json(value: Any) -> str:
+    """JSON of what the ward writes; numpy scalars (a count, a rate) as plain numbers."""
+    return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+
+
 @dataclass(frozen=True)
 class EcgAdmission:
     patient_id: str
@@ -139,7 +144,7 @@ class WardJournal:
 
     def set_models(self, models: Mapping[str, str]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (json.dumps(models),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (_json(models),))
 
     def admit_ecg(self, patient_id: str, fs: float, admitted_at: str) -> None:
         with self._write() as db:
@@ -155,7 +160,7 @@ class WardJournal:
         with self._write() as db:
             db.executemany(
                 "UPDATE ecg_beds SET received_s = ?, counts = ? WHERE patient_id = ?",
-                [(s, json.dumps(dict(c)), pid) for pid, (s, c) in beds.items()],
+                [(s, _json(dict(c)), pid) for pid, (s, c) in beds.items()],
             )
 
     def discharge_ecg(self, patient_id: str) -> None:
@@ -176,7 +181,7 @@ class WardJournal:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sepsis_hours VALUES (?, ?, ?)",
-                (patient_id, int(hour), json.dumps(kept)),
+                (patient_id, int(hour), _json(kept)),
             )
 
     def discharge_sepsis(self, patient_id: str) -> None:
@@ -187,9 +192,7 @@ class WardJournal:
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])
         with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO events VALUES (?, ?)", (seq, json.dumps(dict(event)))
-            )
+            db.execute("INSERT OR REPLACE INTO events VALUES (?, ?)", (seq, _json(dict(event))))
             if seq % 1000 == 0:  # trim now and then, not on every event
                 db.execute("DELETE FROM events WHERE seq <= ?", (seq - self.keep_events,))
 

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from monitor_kit import untrained_monitor
 
@@ -25,7 +26,7 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j.admit_sepsis("icu-2", "2026-12-05T09:00:00+00:00")
     j.add_hour("icu-2", 1, {"ICULOS": 1})
     j.discharge_sepsis("icu-2")  # and nothing of it kept
-    j.add_event({"seq": 1, "kind": "pause", "onset_s": 3.5})
+    j.add_event({"seq": 1, "kind": "pause", "onset_s": np.float32(3.5), "n_beats": np.int64(0)})
     j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
     j.close()
     got = WardJournal(tmp_path / "w.sqlite").load()
@@ -35,7 +36,8 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     assert [(a.patient_id, a.hours) for a in got.sepsis] == [
         ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}])  # a null is a value not sent
     ]
-    assert got.events == [{"seq": 1, "kind": "pause", "onset_s": 3.5}] and got.last_seq == 1
+    assert got.events == [{"seq": 1, "kind": "pause", "onset_s": 3.5, "n_beats": 0}]
+    assert got.last_seq == 1
     assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
 
 
