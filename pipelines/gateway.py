@@ -327,6 +327,11 @@ def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
     return monitor
 
 
+def _champions(models: dict[str, str]) -> dict[str, str]:
+    """The models that score patients (a changed shadow changes no stored patient's risk)."""
+    return {k: v for k, v in models.items() if not k.startswith("shadow")}
+
+
 def build_ward(
     arrhythmia_model: str | None,
     early_warning_model: str | None,
@@ -354,7 +359,7 @@ def build_ward(
     if journal is not None:
         kept = journal.load()
         if not kept.empty:
-            if kept.models and kept.models != names:
+            if kept.models and _champions(kept.models) != _champions(names):
                 logger.warning(
                     "gateway: the models changed since %s was written (%s, now %s): the "
                     "sepsis patients' stored hours are scored again by the new model",
