@@ -708,15 +708,7 @@ class Ward:
     def alarms_in_progress(self) -> list[int]:
         """Event numbers of the sepsis alarm onsets whose patient is still in that episode."""
         with self._queue_lock:
-            latest: dict[str, int] = {}
-            for e in self._events:
-                if e.get("source") == "sepsis":
-                    latest[e["patient_id"]] = e["seq"]
-            return [
-                seq
-                for pid, seq in latest.items()
-                if pid in self._sepsis_beds and self._sepsis_beds[pid].in_alarm
-            ]
+            return [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
 
     def status(self) -> dict[str, Any]:
         """Patients on each monitor, ticks run and their mean cost, events logged."""
