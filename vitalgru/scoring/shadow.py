@@ -100,6 +100,9 @@ class EcgShadow:
 
     #: Beats are matched by R-peak time rounded to this many seconds.
     MATCH_S = 0.01
+    #: Beats of one side kept per patient waiting for the other's; beyond it the oldest go
+    #: unmatched (two models that never agree on beat times must not grow without bound).
+    MAX_WAITING = 1000
 
     def __init__(self, monitor: ArrhythmiaMonitor) -> None:
         self.monitor = monitor
@@ -126,6 +129,8 @@ class EcgShadow:
                 match = waiting[other].pop(key, None)
                 if match is None:
                     waiting[side][key] = c.label
+                    if len(waiting[side]) > self.MAX_WAITING:
+                        del waiting[side][next(iter(waiting[side]))]  # the oldest
                 else:
                     ch, sh = (c.label, match) if side == "champion" else (match, c.label)
                     self.confusion[ch][sh] += 1
