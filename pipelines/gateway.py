@@ -21,9 +21,13 @@ description at ``/openapi.json``.
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
                                           (``unacknowledged=true``: those no one has seen)
 ``POST /events/{seq}/ack``                ``{"by": "RN Diaz", "note": ""}``: a clinician saw it
+``GET /events/stream?since=N``            the log as it grows (Server-Sent Events; resumes
+                                          from ``Last-Event-ID``)
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ``GET /ward``                             every patient at a glance, for clinicians (HTML)
+``GET /patients``                         the patients on each monitor
 ``GET /shadow``                           a challenger's output against the champion's
+``GET /metrics``                          counts and timings for Prometheus (no identifiers)
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
@@ -41,24 +45,36 @@ alarm from it and compares the two (:mod:`vitalgru.scoring.shadow`): what it wou
 on these patients, before anyone promotes it.
 
 Access: with a token (``vitalgru serve`` reads it from ``VITALGRU_GATEWAY_TOKEN``) every
-endpoint but ``/health`` wants ``Authorization: Bearer <token>``; the data are patients'.
+endpoint but ``/health`` and ``/metrics`` (counts, no identifiers) wants ``Authorization:
+Bearer <token>``; the data are patients'.
 Without one the gateway is open, and it says so when it listens beyond this machine. TLS
 belongs to the reverse proxy or service mesh in front of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, Field
 
 from vitalgru import __version__, tracking
@@ -68,7 +84,7 @@ from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_journal import WardJournal, event_json
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +95,20 @@ MAX_BODY_BYTES = 8 * 2**20
 #: Seconds between ticks: how often queued ECG is pushed through the network. Labels wait
 #: for two more beats and the filtering margin anyway (about 4.5 s), so 1 s adds little.
 DEFAULT_TICK_S = 1.0
+
+#: Seconds between reloads of the ward page (``GET /ward?refresh=N``; 0: never): a screen
+#: on the ward's wall shows a new alarm within this long.
+WARD_PAGE_REFRESH_S = 10
+
+#: How often an event stream looks for new events (s): a fifth of a tick, so an alarm
+#: reaches the stream's reader within about 0.2 s of being logged.
+STREAM_POLL_S = 0.2
+#: Seconds of silence after which an event stream sends a comment line, so that a proxy
+#: does not close a connection that is only waiting for the next alarm.
+STREAM_KEEPALIVE_S = 15.0
+#: Seconds ``vitalgru serve`` gives open requests (event streams never end by themselves)
+#: to finish when it is stopped.
+SHUTDOWN_GRACE_S = 5.0
 
 
 class EcgAdmission(BaseModel):
@@ -195,11 +225,13 @@ def create_app(
     models: dict | None = None,
     token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
-    ``token``, every endpoint but ``/health`` needs it as a bearer token. A request body
-    over ``max_body_bytes`` is refused with 413 while it streams in."""
+    ``token``, every endpoint but ``/health`` and ``/metrics`` needs it as a bearer token.
+    A request body over ``max_body_bytes`` is refused with 413 while it streams in. Event
+    streams end once ``stopping()`` is true (the server is shutting down)."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     _check_token(token)
@@ -280,15 +312,59 @@ def create_app(
     ) -> dict[str, Any]:
         return ward.events(since, limit, unacknowledged)
 
+    @guarded.get("/events/stream")
+    async def event_stream(
+        since: int | None = Query(
+            None,
+            ge=0,
+            description="the last event number already seen (default: the newest "
+            "logged, so that only events from now on are sent)",
+        ),
+        limit: int | None = Query(None, ge=1, description="end the stream after this many"),
+        last_event_id: str | None = Header(
+            None, description="sent by a reconnecting EventSource: go on after that event"
+        ),
+    ) -> StreamingResponse:
+        """The event log as it grows, as Server-Sent Events: each event once, in order, as
+        ``id: <seq>`` and ``data: <the event as in /events>``. A client that fell behind
+        the log's memory gets an ``event: dropped`` with how many it missed."""
+        if since is None and last_event_id is not None:
+            try:
+                since = max(0, int(last_event_id))
+            except ValueError:
+                raise HTTPException(422, "Last-Event-ID must be an event number") from None
+        start = ward.last_seq if since is None else since
+        return StreamingResponse(
+            _sse(ward, start, limit, stopping),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     @guarded.post("/events/{seq}/ack")
     def acknowledge(seq: int, body: Acknowledgement) -> dict[str, Any]:
         return _call(ward.acknowledge, seq, body.by, body.note)
 
     @guarded.get("/ward", response_class=HTMLResponse)
-    def ward_page() -> str:
+    def ward_page(
+        refresh: int = Query(WARD_PAGE_REFRESH_S, ge=0, le=3600,
+                             description="seconds between reloads of the page (0: never)"),
+    ) -> str:  # fmt: skip
         ecg, sepsis = ward.summaries()
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
-        return ward_page_html(ecg, sepsis, model=names)
+        return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None)
+
+    @guarded.get("/patients")
+    def patients() -> dict[str, list[str]]:
+        return ward.patients()
+
+    registry = CollectorRegistry()
+    registry.register(_WardCollector(ward, models or {}))
+    ProcessCollector(registry=registry)
+
+    @app.get("/metrics")
+    def metrics(accept: str | None = Header(None)) -> Response:
+        encode, content_type = choose_encoder(accept or "")  # what the scraper asks for
+        return Response(encode(registry), media_type=content_type)
 
     @guarded.get("/shadow")
     def shadow() -> dict[str, Any]:
@@ -311,6 +387,105 @@ def create_app(
 
     app.include_router(guarded)
     return app
+
+
+async def _sse(
+    ward: Ward, since: int, limit: int | None, stopping: Callable[[], bool]
+) -> AsyncIterator[str]:
+    """Server-Sent Events of the ward's log after event ``since``, until ``limit`` have
+    been sent (None: until the client goes or ``stopping()``)."""
+    sent = 0
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"  # a client that loses the connection tries again after 2 s
+    while not stopping():
+        if ward.last_seq > since:
+            got = ward.events(since, 500)
+            if got["dropped"]:
+                yield f"event: dropped\ndata: {event_json({'dropped': got['dropped']})}\n\n"
+            for e in got["events"]:
+                yield f"id: {e['seq']}\ndata: {event_json(e)}\n\n"
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+            # nothing kept after ``since`` (a restored log without its events): skip ahead
+            since = got["last_seq"] if got["events"] else ward.last_seq
+            quiet_since = time.monotonic()
+            if ward.last_seq > since:
+                continue  # more than one batch was waiting
+        elif time.monotonic() - quiet_since >= STREAM_KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(STREAM_POLL_S)
+
+
+class _WardCollector:
+    """The ward's :meth:`~vitalgru.scoring.ward.Ward.telemetry` as Prometheus metric
+    families, read at each scrape."""
+
+    def __init__(self, ward: Ward, models: dict[str, str]) -> None:
+        self.ward, self.models = ward, models
+
+    def collect(self) -> Any:
+        t = self.ward.telemetry()
+        yield InfoMetricFamily(
+            "vitalgru_gateway", "the gateway's version and the models it serves",
+            value={"version": __version__,
+                   **{k.replace(" ", "_").replace("-", "_"): v for k, v in self.models.items()}},
+        )  # fmt: skip
+        g = GaugeMetricFamily("vitalgru_patients", "patients on each monitor", labels=["monitor"])
+        for monitor, n in t["patients"].items():
+            g.add_metric([monitor], n)
+        yield g
+        for name, doc, value in (
+            ("vitalgru_ecg_feeds_lost", "ECG feeds that have sent nothing lately", t["feeds_lost"]),
+            ("vitalgru_ecg_queued_seconds", "ECG waiting for the next tick, all feeds",
+             t["queued_s"]),
+            ("vitalgru_ecg_queued_seconds_max", "ECG waiting for the next tick, fullest feed",
+             t["queued_s_max"]),
+            ("vitalgru_sepsis_patients_in_alarm", "sepsis patients in an alarm episode",
+             t["sepsis_in_alarm"]),
+            ("vitalgru_events_last_seq", "number of the newest event logged", t["last_seq"]),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(name, doc, value=value)
+        if t["last_tick_age_s"] is not None:
+            yield GaugeMetricFamily(
+                "vitalgru_ecg_last_tick_age_seconds",
+                "seconds since the last tick ended (grows when the clock has stopped)",
+                value=t["last_tick_age_s"],
+            )
+        g = GaugeMetricFamily("vitalgru_events_unacknowledged",
+                              "events in the log no one has acknowledged", labels=["source"])  # fmt: skip
+        for source, n in sorted(t["unacknowledged"].items()):
+            g.add_metric([source], n)
+        yield g
+        c = CounterMetricFamily("vitalgru_ecg_beats", "beats labelled, by AAMI class",
+                                labels=["aami_class"])  # fmt: skip
+        for label, n in sorted(t["beats"].items()):
+            c.add_metric([label], n)
+        yield c
+        c = CounterMetricFamily("vitalgru_events", "events logged (alarms, feed and monitor "
+                                "changes, acknowledgements)", labels=["source", "kind"])  # fmt: skip
+        for (source, kind), n in sorted(t["events"].items()):
+            c.add_metric([source, kind], n)
+        yield c
+        for name, doc in (
+            ("vitalgru_sepsis_hours", "patient-hours of vital signs scored"),
+            ("vitalgru_state_write_errors", "writes to the state file that failed"),
+            ("vitalgru_shadow_errors", "failures of a shadow model"),
+        ):
+            key = name.removeprefix("vitalgru_")
+            yield CounterMetricFamily(name, doc, value=t[key])
+        for name, doc, key in (
+            ("vitalgru_ecg_tick_seconds", "one tick: the ward's queued ECG through the "
+             "network in one batch", "tick_seconds"),
+            ("vitalgru_sepsis_hour_seconds", "one patient-hour scored (with its alarm "
+             "explanation and shadow)", "sepsis_hour_seconds"),
+        ):  # fmt: skip
+            d = t[key]
+            yield HistogramMetricFamily(
+                name, doc, sum_value=d["sum"],
+                buckets=[(floatToGoString(b), n) for b, n in d["buckets"]],
+            )  # fmt: skip
 
 
 def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
@@ -402,7 +577,12 @@ def serve(
     )  # fmt: skip
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
-        uvicorn.run(create_app(ward, tick_s, names, token), host=host, port=port, log_level="info")
+        config = uvicorn.Config(
+            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit),
+            host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        server.run()
     finally:
         if ward.journal is not None:
             ward.journal.close()

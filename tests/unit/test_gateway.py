@@ -3,8 +3,11 @@ comes back as a status code with the reason, and alarms are polled from the even
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,10 @@ import wfdb
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from monitor_kit import untrained_monitor
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.gateway import build_ward, create_app
+from vitalgru import __version__
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
@@ -78,6 +83,10 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
     assert page.headers["content-type"].startswith("text/html")
     assert "<td>bed-4</td>" in page.text and "Pause" in page.text  # patients with alarms first
     assert "1 patient(s) on ECG monitoring, 0 on sepsis scoring" in page.text
+    # a screen on the wall loads itself again (every 10 s unless asked otherwise)
+    assert "<meta http-equiv=refresh content=10>" in page.text
+    assert "http-equiv=refresh" not in client.get("/ward", params={"refresh": 0}).text
+    assert client.get("/ward", params={"refresh": -1}).status_code == 422
     assert live["received_s"] == pytest.approx(60.0) and live["beats"] > 50
     assert sum(live["counts"].values()) == live["beats"]
     final = client.delete("/ecg/bed-4").json()
@@ -96,7 +105,7 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
     assert any(f["code"]["text"].startswith("Pause: ") for f in flags)
     assert flags[0]["subject"]["identifier"]["value"] == "bed-4"
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["ecg_patients"] == []
+    assert health["status"] == "ok" and health["ecg_patients"] == 0
     assert health["models"] == {"arrhythmia": "test"} and health["events"] == len(kinds)
 
 
@@ -181,8 +190,15 @@ def test_with_a_token_only_the_health_check_is_open(
             r = c.post("/vitals/t1/admit", headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert c.get("/events", headers={}).status_code == 401
+        assert c.get("/patients", headers={}).status_code == 401
+        assert c.get("/events/stream", headers={}).status_code == 401
         ok = {"Authorization": f"Bearer {token}"}
         assert c.post("/vitals/t1/admit", headers=ok).status_code == 201
+        assert c.get("/patients", headers=ok).json() == {"ecg": [], "sepsis": ["t1"]}
+        # the open endpoints count patients and never name them
+        assert c.get("/health").json()["sepsis_patients"] == 1
+        metrics = c.get("/metrics")
+        assert metrics.status_code == 200 and "t1" not in metrics.text
         assert c.delete("/vitals/t1", headers=ok).status_code == 200
         assert c.get("/events", headers=ok).status_code == 200
     with pytest.raises(ValueError, match="at least 16 characters"):
@@ -376,3 +392,136 @@ def test_an_oversized_body_is_refused_as_it_arrives() -> None:
         assert r.status_code == 413
         assert c.get("/ecg/a").json()["queued_s"] == 0.0  # nothing of either was queued
         assert c.post("/ecg/a", json={"samples": [0.1] * 100}).status_code == 202
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    """A Prometheus exposition as ``{(sample name, ((label, value), ...)): value}``."""
+    return {
+        (x.name, tuple(sorted(x.labels.items()))): x.value
+        for family in text_string_to_metric_families(text)
+        for x in family.samples
+    }
+
+
+def test_metrics_count_what_the_ward_did_without_naming_anyone(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]], mitdb_dir: Path
+) -> None:
+    rows = sepsis[1]
+    rec = wfdb.rdrecord(str(mitdb_dir / "119"), sampto=20 * 360)  # V beats in bigeminy
+    x = rec.p_signal[:, rec.sig_name.index("MLII")]
+    client.post("/ecg/bed-4/admit", json={"fs": 360})
+    for k in range(20):
+        client.post("/ecg/bed-4", json={"samples": x[k * 360 : (k + 1) * 360].tolist()})
+        client.ward.tick()
+    client.post("/vitals/icu-7/admit")
+    for row in rows:
+        client.post("/vitals/icu-7", json=row)
+    r = client.get("/metrics")
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "bed-4" not in r.text and "icu-7" not in r.text
+    m = _samples(r.text)
+    counts = client.get("/ecg/bed-4").json()["counts"]
+    beats = {
+        dict(k[1])["aami_class"]: v for k, v in m.items() if k[0] == "vitalgru_ecg_beats_total"
+    }
+    assert beats == {c: n for c, n in counts.items() if n} and sum(beats.values()) > 15
+    events = client.get("/events").json()["events"]
+    logged = {tuple(dict(k[1]).values()): v for k, v in m.items()
+              if k[0] == "vitalgru_events_total"}  # fmt: skip
+    assert logged == Counter((e["kind"], e["source"]) for e in events)  # labels sorted by name
+    assert m[("vitalgru_sepsis_hours_total", ())] == len(rows)
+    assert m[("vitalgru_sepsis_hour_seconds_count", ())] == len(rows)
+    assert m[("vitalgru_ecg_tick_seconds_count", ())] == 20
+    assert m[("vitalgru_ecg_tick_seconds_bucket", (("le", "+Inf"),))] == 20
+    assert m[("vitalgru_ecg_tick_seconds_sum", ())] > 0
+    assert m[("vitalgru_patients", (("monitor", "ecg"),))] == 1
+    assert m[("vitalgru_patients", (("monitor", "sepsis"),))] == 1
+    in_alarm = client.get("/vitals/icu-7").json()["in_alarm"]
+    assert m[("vitalgru_sepsis_patients_in_alarm", ())] == int(in_alarm)
+    assert m[("vitalgru_events_last_seq", ())] == len(events)
+    assert m[("vitalgru_gateway_info", (("arrhythmia", "test"), ("version", __version__)))] == 1
+    assert m[("process_resident_memory_bytes", ())] > 0
+    unacked = sum(v for k, v in m.items() if k[0] == "vitalgru_events_unacknowledged")
+    assert unacked == len(events) > 0
+    client.post(f"/events/{events[0]['seq']}/ack", json={"by": "RN Diaz"})
+    m = _samples(client.get("/metrics").text)
+    assert sum(v for k, v in m.items() if k[0] == "vitalgru_events_unacknowledged") == unacked - 1
+    assert m[("vitalgru_events_total", (("kind", "acknowledged"), ("source", "ward")))] == 1
+    # a scraper that asks for OpenMetrics gets it
+    om = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+
+
+def _sse(text: str) -> list[dict[str, Any]]:
+    """The events of a Server-Sent Events body: ``{"id", "event", "data"}`` each."""
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            out.append({"id": fields.get("id"), "event": fields.get("event"),
+                        "data": json.loads(fields["data"])})  # fmt: skip
+    return out
+
+
+def test_the_event_log_streams_as_server_sent_events(client: TestClient) -> None:
+    ward = client.ward
+    ward.feed_timeout_s = 0.01
+
+    def lose_a_feed(pid: str) -> None:  # one more event in the log: a feed_lost
+        client.post(f"/ecg/{pid}/admit", json={"fs": 360})
+        time.sleep(0.02)
+        ward.tick()
+
+    lose_a_feed("a")
+    lose_a_feed("b")
+    r = client.get("/events/stream", params={"since": 0, "limit": 2})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["cache-control"] == "no-cache" and r.text.startswith("retry: ")
+    got = _sse(r.text)
+    assert [g["id"] for g in got] == ["1", "2"] and all(g["event"] is None for g in got)
+    assert [g["data"] for g in got] == client.get("/events").json()["events"]
+    # a reconnecting EventSource goes on after the last event it had
+    client.post("/events/1/ack", json={"by": "RN Diaz"})
+    r = client.get("/events/stream", params={"limit": 1}, headers={"Last-Event-ID": "2"})
+    (ack,) = _sse(r.text)
+    assert ack["id"] == "3" and ack["data"]["kind"] == "acknowledged"
+    assert client.get("/events/stream", headers={"Last-Event-ID": "x"}).status_code == 422
+    # opened without a starting point, a stream waits for what is logged next
+    answers: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: answers.append(client.get("/events/stream", params={"limit": 1}))
+    )
+    reader.start()
+    for k in range(50):  # until the stream has its event (it may open after the first)
+        lose_a_feed(f"c{k}")
+        reader.join(timeout=0.3)
+        if not reader.is_alive():
+            break
+    (nxt,) = _sse(answers[0].text)
+    assert int(nxt["id"]) > 3 and nxt["data"]["kind"] == "feed_lost"
+
+
+def test_event_streams_end_when_the_server_stops() -> None:
+    stopping = threading.Event()
+    app = create_app(Ward(untrained_monitor()), tick_s=0, stopping=stopping.is_set)
+    with TestClient(app) as c:
+        threading.Timer(0.5, stopping.set).start()
+        t0 = time.monotonic()
+        r = c.get("/events/stream")  # no limit: it ends only because the server stops
+        assert r.status_code == 200 and _sse(r.text) == [] and time.monotonic() - t0 < 5
+
+
+def test_a_stream_that_fell_behind_the_log_is_told_how_much_it_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("vitalgru.scoring.ward.MAX_EVENTS", 2)  # the log keeps two events
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    with TestClient(create_app(ward, tick_s=0)) as c:
+        for k in range(5):
+            c.post(f"/ecg/{k}/admit", json={"fs": 360})
+            time.sleep(0.02)
+            ward.tick()
+        got = _sse(c.get("/events/stream", params={"since": 1, "limit": 2}).text)
+    assert got[0] == {"id": None, "event": "dropped", "data": {"dropped": 2}}
+    assert [g["id"] for g in got[1:]] == ["4", "5"]

@@ -33,14 +33,18 @@ def page(
     *,
     model: str | None = None,
     generated: datetime | None = None,
+    refresh_s: int | None = None,
 ) -> str:
     """A whole page: ``title``, a note (when it was generated, with which model, then
-    ``intro``, which is HTML, then :data:`DISCLAIMER`) and ``body`` (HTML)."""
+    ``intro``, which is HTML, then :data:`DISCLAIMER`) and ``body`` (HTML). With
+    ``refresh_s``, the browser loads it again every that many seconds (a live screen)."""
     e = html.escape
-    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = "%Y-%m-%d %H:%M:%S UTC" if refresh_s else "%Y-%m-%d %H:%M UTC"
+    when = (generated or datetime.now(UTC)).strftime(stamp)
     model_line = f" Model: {e(model)}." if model else ""
+    refresh = f"<meta http-equiv=refresh content={int(refresh_s)}>" if refresh_s else ""
     return f"""<!DOCTYPE html>
-<html lang=en><head><meta charset=utf-8><title>{e(title)}</title>
+<html lang=en><head><meta charset=utf-8>{refresh}<title>{e(title)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>{e(title)}</h1>
 <p class=note>Generated {when}.{model_line} {intro} {DISCLAIMER}</p>

@@ -103,10 +103,12 @@ def ward_page_html(
     *,
     model: str | None = None,
     generated: datetime | None = None,
+    refresh_s: int | None = None,
 ) -> str:
     """One HTML page over the ward's ECG summaries
     (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`) and sepsis summaries
-    (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first."""
+    (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first; with
+    ``refresh_s``, a screen that loads itself again every that many seconds."""
     parts = []
     if ecg:
         parts.append(
@@ -130,4 +132,7 @@ def ward_page_html(
         "with alarms first. Beat shares count every beat labelled since admission; the "
         "probability is the model's risk recalibrated on its validation patients."
     )
-    return page("Ward overview (live)", intro, "".join(parts), model=model, generated=generated)
+    return page(
+        "Ward overview (live)", intro, "".join(parts), model=model, generated=generated,
+        refresh_s=refresh_s,
+    )  # fmt: skip

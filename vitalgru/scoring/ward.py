@@ -27,6 +27,7 @@ alarm, and its failures stop at the ward.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sqlite3
 import threading
@@ -48,7 +49,7 @@ from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_CHUNK_S", "Ward"]
+__all__ = ["MAX_CHUNK_S", "Durations", "Ward"]
 
 #: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
 #: is refused, not buffered without bound).
@@ -68,6 +69,36 @@ HR_WINDOW_S = 60.0
 FEED_TIMEOUT_S = 10.0
 
 _CLASSES = [str(c) for c in AAMI_CLASSES]
+
+#: Upper bounds (s) of the buckets :class:`Durations` counts ticks and scored hours in.
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Durations:
+    """How long something took, counted into buckets by upper bound (a histogram of the
+    kind Prometheus scrapes): the counts, their sum and their number."""
+
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS_S) -> None:
+        if list(bounds) != sorted(set(bounds)):
+            raise ValueError(f"bucket bounds must increase, got {bounds!r}")
+        self.bounds = tuple(float(b) for b in bounds)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
+        self.sum = 0.0
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"buckets": [(upper bound, durations <= it), ..., (inf, all)], "sum",
+        "count"}``."""
+        buckets, seen = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), list(self._counts), strict=True):
+            seen += n
+            buckets.append((bound, seen))
+        return {"buckets": buckets, "sum": self.sum, "count": seen}
 
 
 def _tick_output(t: Any) -> tuple[list[BeatCall], list[Alert]]:
@@ -182,6 +213,11 @@ class Ward:
         self._model_lock = threading.Lock()  # the monitors
         self.ticks = 0
         self.tick_s_total = 0.0
+        self._last_tick: float | None = None  # monotonic clock at the end of the last tick
+        self.tick_seconds = Durations()
+        self.sepsis_hour_seconds = Durations()  # scoring one hour, its explanation included
+        self.beats_labelled: Counter[str] = Counter()
+        self.events_logged: Counter[tuple[str, str]] = Counter()  # (source, kind), this run
         self.journal = journal
         self.journal_errors = 0
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
@@ -398,8 +434,11 @@ class Ward:
                         if p in self._ecg_beds
                     }
                 self._journal("ecg_progress", moved)
+        took = time.perf_counter() - t0
         self.ticks += 1
-        self.tick_s_total += time.perf_counter() - t0
+        self.tick_s_total += took
+        self.tick_seconds.add(took)
+        self._last_tick = time.monotonic()
         return {
             "patients": len(chunks),
             "samples": int(sum(c.size for c in chunks.values())),
@@ -438,6 +477,7 @@ class Ward:
 
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
         with self._queue_lock:
+            self.beats_labelled.update(c.label for c in calls)
             for c in calls:
                 bed = self._ecg_beds.get(c.patient_id)
                 if bed is not None:
@@ -526,10 +566,12 @@ class Ward:
                 bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
+            t0 = time.perf_counter()
             (risk,) = self.sepsis.push({pid: row})
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
             started = risk.alarm and not bed.in_alarm
             drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
+            self.sepsis_hour_seconds.add(time.perf_counter() - t0)
             with self._queue_lock:
                 self._journal("add_hour", pid, risk.hour, row)
                 bed.last = risk
@@ -627,6 +669,7 @@ class Ward:
         lock)."""
         self._seq += 1
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
+        self.events_logged[(str(event.get("source")), str(event.get("kind")))] += 1
         self._journal("add_event", self._events[-1])
         return self._events[-1]
 
@@ -710,17 +753,68 @@ class Ward:
         with self._queue_lock:
             return [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
 
+    @property
+    def last_seq(self) -> int:
+        """The number of the newest event logged (0 before the first)."""
+        return self._seq
+
+    def patients(self) -> dict[str, list[str]]:
+        """``{"ecg": [...], "sepsis": [...]}``: the patients on each monitor."""
+        with self._queue_lock:
+            return {"ecg": sorted(self._ecg_beds), "sepsis": sorted(self._sepsis_beds)}
+
     def status(self) -> dict[str, Any]:
-        """Patients on each monitor, ticks run and their mean cost, events logged."""
+        """How many patients are on each monitor (no identifiers: a health check may be
+        open), ticks run and their mean cost, events logged, state file and its errors."""
         with self._queue_lock:
             return {
-                "ecg_patients": sorted(self._ecg_beds),
-                "sepsis_patients": sorted(self._sepsis_beds),
+                "ecg_patients": len(self._ecg_beds),
+                "sepsis_patients": len(self._sepsis_beds),
                 "ticks": self.ticks,
                 "tick_ms_mean": (1e3 * self.tick_s_total / self.ticks if self.ticks else None),
                 "events": self._seq,
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
+                "state_write_errors": self.journal_errors,
+                "shadow_errors": self.shadow_errors,
+            }
+
+    def telemetry(self) -> dict[str, Any]:
+        """What an operator's monitoring scrapes (``GET /metrics``), without identifiers.
+
+        Counts since this ward started: ``beats`` ({class: labelled}), ``events``
+        ({(source, kind): logged}), ``sepsis_hours``, ``tick_seconds`` and
+        ``sepsis_hour_seconds`` (:meth:`Durations.snapshot`: a tick's batched ECG push;
+        scoring an hour, with its alarm explanation and shadow), ``state_write_errors``,
+        ``shadow_errors``. Now: ``patients`` ({monitor: n}), ``feeds_lost``,
+        ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
+        fullest), ``sepsis_in_alarm``, ``unacknowledged`` ({source: events in the log no
+        one has acknowledged}), ``last_seq``, ``last_tick_age_s`` (None before the first
+        tick: a clock that has stopped shows here first).
+        """
+        with self._queue_lock:
+            queued = [b.queued_n / b.fs for b in self._ecg_beds.values()]
+            unacked = Counter(
+                str(e.get("source"))
+                for e in self._events
+                if e.get("source") != "ward" and not e.get("acknowledged")
+            )
+            return {
+                "patients": {"ecg": len(self._ecg_beds), "sepsis": len(self._sepsis_beds)},
+                "feeds_lost": sum(b.feed_lost for b in self._ecg_beds.values()),
+                "queued_s": float(sum(queued)),
+                "queued_s_max": max(queued, default=0.0),
+                "sepsis_in_alarm": sum(b.in_alarm for b in self._sepsis_beds.values()),
+                "unacknowledged": dict(unacked),
+                "last_seq": self._seq,
+                "last_tick_age_s": (
+                    None if self._last_tick is None else time.monotonic() - self._last_tick
+                ),
+                "beats": dict(self.beats_labelled),
+                "events": dict(self.events_logged),
+                "sepsis_hours": self.sepsis_hour_seconds.count,
+                "tick_seconds": self.tick_seconds.snapshot(),
+                "sepsis_hour_seconds": self.sepsis_hour_seconds.snapshot(),
                 "state_write_errors": self.journal_errors,
                 "shadow_errors": self.shadow_errors,
             }

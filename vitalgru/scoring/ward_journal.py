@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState"]
+__all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState", "event_json"]
 
 #: Version of the tables below; a file of another version is refused, not guessed at.
 SCHEMA_VERSION = 1
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)
 """
 
 
-def _json(value: Any) -> str:
+def event_json(value: Any) -> str:
     """JSON of what the ward writes; numpy scalars (a count, a rate) as plain numbers."""
     return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
@@ -144,7 +144,7 @@ class WardJournal:
 
     def set_models(self, models: Mapping[str, str]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (_json(models),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (event_json(models),))
 
     def admit_ecg(self, patient_id: str, fs: float, admitted_at: str) -> None:
         with self._write() as db:
@@ -160,7 +160,7 @@ class WardJournal:
         with self._write() as db:
             db.executemany(
                 "UPDATE ecg_beds SET received_s = ?, counts = ? WHERE patient_id = ?",
-                [(s, _json(dict(c)), pid) for pid, (s, c) in beds.items()],
+                [(s, event_json(dict(c)), pid) for pid, (s, c) in beds.items()],
             )
 
     def discharge_ecg(self, patient_id: str) -> None:
@@ -181,7 +181,7 @@ class WardJournal:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sepsis_hours VALUES (?, ?, ?)",
-                (patient_id, int(hour), _json(kept)),
+                (patient_id, int(hour), event_json(kept)),
             )
 
     def discharge_sepsis(self, patient_id: str) -> None:
@@ -192,7 +192,9 @@ class WardJournal:
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO events VALUES (?, ?)", (seq, _json(dict(event))))
+            db.execute(
+                "INSERT OR REPLACE INTO events VALUES (?, ?)", (seq, event_json(dict(event)))
+            )
             if seq % 1000 == 0:  # trim now and then, not on every event
                 db.execute("DELETE FROM events WHERE seq <= ?", (seq - self.keep_events,))
 

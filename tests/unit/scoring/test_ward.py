@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from monitor_kit import PREPROCESSING, untrained_monitor
 from vitalgru.data.arrhythmia_dataset import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.scoring import ArrhythmiaMonitor, replay
-from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward import Durations, Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
 SECONDS = 90
@@ -70,7 +71,19 @@ class TestEcgWard:
         assert log["events"][: len(first["events"])] == first["events"]
         assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
                                                 "dropped": 0}  # fmt: skip
-        assert ward.status()["ecg_patients"] == [] and ward.status()["ticks"] > SECONDS / 2
+        assert ward.status()["ecg_patients"] == 0 and ward.status()["ticks"] > SECONDS / 2
+        # what an operator's monitoring reads: the same beats and events, counted
+        t = ward.telemetry()
+        want_beats = Counter()
+        for f in finals.values():
+            want_beats.update(f["counts"])
+        assert t["beats"] == {c: n for c, n in want_beats.items() if n}
+        assert t["events"] == Counter(("ecg", e["kind"]) for e in log["events"])
+        assert t["tick_seconds"]["count"] == ward.ticks
+        assert t["tick_seconds"]["buckets"][-1] == (float("inf"), ward.ticks)
+        assert t["unacknowledged"] == {"ecg": len(log["events"])} and t["last_seq"] == len(
+            log["events"])  # fmt: skip
+        assert t["patients"] == {"ecg": 0, "sepsis": 0} and 0 <= t["last_tick_age_s"] < 60
 
     def test_bad_feeds_are_refused_and_change_nothing(self, signals: dict[str, np.ndarray]) -> None:
         ward = Ward(untrained_monitor(), max_chunk_s=2.0)
@@ -226,3 +239,16 @@ def test_a_failing_shadow_is_counted_and_stops_there(caplog: pytest.LogCaptureFi
             ward.tick()
     assert ward.shadow_report()["errors"] == 3 and "the challenger broke" in caplog.text
     assert ward.ecg_summary("bed-1")["received_s"] == 3.0
+
+
+def test_durations_count_into_buckets_by_upper_bound() -> None:
+    d = Durations((0.1, 1.0))
+    for s in (0.05, 0.1, 0.5, 1.0, 3.0):  # a duration on a bound counts under it
+        d.add(s)
+    assert d.snapshot() == {
+        "buckets": [(0.1, 2), (1.0, 4), (float("inf"), 5)],
+        "sum": pytest.approx(4.65),
+        "count": 5,
+    }
+    with pytest.raises(ValueError, match="must increase"):
+        Durations((1.0, 0.5))
