@@ -22,18 +22,25 @@ process, so the two cores are shared by server and clients.
    writes by default and once in memory only. Measured: patient-hours per second, the time
    each POST took, and the largest difference from :func:`vitalgru.scoring.replay_stays`
    on the same rows.
-3. **Restart**: the same stays admitted to a ward with a state file and scored in process,
+3. **Watched**: part 2 again, with the state file, while an integration engine reads the
+   event log as a stream (``GET /events/stream?since=0``, Server-Sent Events) and a
+   Prometheus scraper reads ``GET /metrics`` every second. Measured: the throughput with
+   them; for every sepsis alarm onset, the time from the POST of its hour to the event on
+   the stream; whether the stream had every logged event once and in order; the time
+   each scrape took.
+4. **Restart**: the same stays admitted to a ward with a state file and scored in process,
    not discharged; the ward is dropped and a new one takes the file up
    (:meth:`vitalgru.scoring.ward.Ward.restore`). Measured: the file's size, the time the
    restore took, and the largest difference between each patient's last risk before and
    after.
 
-Both parts with a state file write it under ``benchmarks/_work/`` (deleted first).
+The parts with a state file write it under ``benchmarks/_work/`` (deleted first).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import socket
 import sys
@@ -82,9 +89,8 @@ class _Gateway:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(ward, tick_s), host="127.0.0.1", port=self.port, log_level="warning"
-        )
+        app = create_app(ward, tick_s, stopping=lambda: self.server.should_exit)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -212,18 +218,56 @@ def sepsis_stays(model_uri: str, n_stays: int) -> tuple[Any, dict[str, list[dict
     return loaded, stays, want
 
 
+class _Watchers:
+    """An event-stream reader and a metrics scraper on a gateway, in threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.received: list[tuple[int, float, dict]] = []  # (seq, when, event)
+        self.scrapes: list[float] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._read, self._scrape)]
+        for t in self.threads:
+            t.start()
+
+    def _read(self) -> None:
+        with requests.get(f"{self.url}/events/stream", params={"since": 0}, stream=True) as r:
+            r.raise_for_status()
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    e = json.loads(line[6:])
+                    self.received.append((e["seq"], time.perf_counter(), e))
+                if self.stop.is_set():
+                    return
+
+    def _scrape(self) -> None:
+        s = requests.Session()
+        while not self.stop.wait(1.0):
+            a = time.perf_counter()
+            s.get(f"{self.url}/metrics").raise_for_status()
+            self.scrapes.append(time.perf_counter() - a)
+
+    def close(self, last_seq: int) -> None:
+        """Wait (10 s at most) until the stream has had event ``last_seq``, then stop."""
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end and not (self.received and self.received[-1][0] >= last_seq):
+            time.sleep(0.05)
+        self.stop.set()
+
+
 def sepsis_part(
-    loaded: Any, stays: dict[str, list[dict]], want: dict, state: bool
+    loaded: Any, stays: dict[str, list[dict]], want: dict, state: bool, watched: bool = False
 ) -> dict[str, Any]:
     journal = _fresh_journal("gateway-sepsis.sqlite") if state else None
     ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
     posts: list[float] = []
+    onsets: dict[tuple[str, int], float] = {}  # (patient, hour) -> when its POST was sent
     got: dict[str, list[float]] = {}
     lock = threading.Lock()
 
     def feed(url: str, pids: list[str]) -> None:
         s = requests.Session()
-        mine, risks = [], {}
+        mine, risks, began = [], {}, {}
         for pid in pids:
             s.post(f"{url}/vitals/{pid}/admit").raise_for_status()
             risks[pid] = []
@@ -233,13 +277,17 @@ def sepsis_part(
                 mine.append(time.perf_counter() - a)
                 r.raise_for_status()
                 risks[pid].append(r.json()["risk"])
+                if r.json()["alarm_started"]:
+                    began[(pid, r.json()["hour"])] = a
             s.delete(f"{url}/vitals/{pid}").raise_for_status()
         with lock:
             posts.extend(mine)
             got.update(risks)
+            onsets.update(began)
 
     ids = list(stays)
     with _Gateway(ward, tick_s=0) as url:
+        watchers = _Watchers(url) if watched else None
         t0 = time.perf_counter()
         threads = [threading.Thread(target=feed, args=(url, ids[k::4])) for k in range(4)]
         for t in threads:
@@ -247,12 +295,14 @@ def sepsis_part(
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        if watchers is not None:
+            watchers.close(ward.last_seq)
     hours = sum(len(v) for v in stays.values())
     diff = max(
         float(np.max(np.abs(np.asarray(got[p]) - np.asarray([h.risk for h in want[p]]))))
         for p in ids
     )
-    return {
+    out = {
         "state_file": state,
         "patients": len(ids),
         "hours": hours,
@@ -260,7 +310,22 @@ def sepsis_part(
         "patient_hours_per_s": hours / wall,
         "post_ms": _ms(posts),
         "max_abs_risk_diff_vs_replay": diff,
+        "alarm_onsets": len(onsets),
     }
+    if watchers is not None:
+        seqs = [q for q, _, _ in watchers.received]
+        lag = [
+            when - onsets[(e["patient_id"], e["hour"])]
+            for _, when, e in watchers.received
+            if e["kind"] == "sepsis_risk"
+        ]
+        out.update(
+            stream_events=len(seqs),
+            stream_every_event_once_in_order=seqs == list(range(1, ward.last_seq + 1)),
+            hour_posted_to_alarm_on_stream_ms=_ms(lag),
+            metrics_scrape_ms=_ms(watchers.scrapes),
+        )
+    return out
 
 
 def restart_part(loaded: Any, stays: dict[str, list[dict]]) -> dict[str, Any]:
@@ -315,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded, stays, want = sepsis_stays(args.early_warning_model, args.stays)
     sepsis = sepsis_part(loaded, stays, want, state=True)
     memory = sepsis_part(loaded, stays, want, state=False)
+    watched = sepsis_part(loaded, stays, want, state=True, watched=True)
     print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s with the state file, "
-          f"{memory['patient_hours_per_s']:.0f} in memory only", flush=True)  # fmt: skip
+          f"{memory['patient_hours_per_s']:.0f} in memory only, "
+          f"{watched['patient_hours_per_s']:.0f} watched", flush=True)  # fmt: skip
     restart = restart_part(loaded, stays)
     print(f"restart: {restart['hours']} hours scored again in {restart['restore_s']:.1f} s",
           flush=True)  # fmt: skip
@@ -326,9 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         "ecg": ecg,
         "sepsis": sepsis,
         "sepsis_in_memory": memory,
+        "sepsis_watched": watched,
         "restart": restart,
     }
-    e, s, m, r = ecg, sepsis, memory, restart
+    e, s, m, w, r = ecg, sepsis, memory, watched, restart
     md = [
         "# The bedside gateway (`vitalgru serve`) over HTTP",
         "",
@@ -350,8 +418,23 @@ def main(argv: list[str] | None = None) -> int:
             f"patient-hours | {x['wall_s']:.1f} | {x['patient_hours_per_s']:.0f} "
             f"patient-hours/s | {x['post_ms']['p50']:.1f} / {x['post_ms']['p99']:.1f} | "
             f"largest risk difference {x['max_abs_risk_diff_vs_replay']:.1e} |"
-            for name, x in (("state file", s), ("in memory only", m))
+            for name, x in (
+                ("state file", s),
+                ("in memory only", m),
+                ("state file, event stream and metrics scraper reading", w),
+            )
         ),
+        "",
+        f"Watched: the event stream had {w['stream_events']} events, "
+        f"{'every logged event once and in order' if w['stream_every_event_once_in_order'] else 'NOT every logged event once in order'}; "
+        f"{w['alarm_onsets']} sepsis alarm onsets reached it "
+        f"{w['hour_posted_to_alarm_on_stream_ms']['p50']:.0f} ms (p50) / "
+        f"{w['hour_posted_to_alarm_on_stream_ms']['p99']:.0f} ms (p99) / "
+        f"{w['hour_posted_to_alarm_on_stream_ms']['max']:.0f} ms (max) after their hour was "
+        f"POSTed (scoring and the explanation included; the stream looks every 0.2 s); "
+        f"{w['metrics_scrape_ms']['n']} scrapes of `/metrics` took "
+        f"{w['metrics_scrape_ms']['p50']:.1f} / {w['metrics_scrape_ms']['p99']:.1f} ms "
+        "(p50 / p99).",
         "",
         f"Restart: {r['patients']} sepsis patients with {r['hours']} hours in a state file of "
         f"{r['state_file_bytes'] / 2**20:.1f} MiB were taken up by a new ward in "
