@@ -14,8 +14,10 @@ description at ``/openapi.json``.
 ``POST /ecg/{patient}``                   ``{"samples": [mV, ...]}`` (null: a gap): queue
 ``GET /ecg/{patient}``                    beats by class, heart rate, recent beats, alarms
 ``DELETE /ecg/{patient}``                 end the feed; the final summary
-``POST /vitals/{patient}/admit``          start hourly sepsis scoring
+``POST /vitals/{patient}/admit``          start hourly sepsis scoring (optional body: the
+                                          demographics, ``{"Age": 71, "Gender": 1}``)
 ``POST /vitals/{patient}``                one hour (``ICULOS`` and values): its risk
+``POST /vitals/{patient}/fhir?iculos=N``  the hour as FHIR Observations (LOINC, UCUM)
 ``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
@@ -62,9 +64,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -78,6 +80,7 @@ from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, Field
 
 from vitalgru import __version__, tracking
+from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.fhir import events_bundle
@@ -288,13 +291,46 @@ def create_app(
         return _call(ward.discharge_ecg, patient_id)
 
     @guarded.post("/vitals/{patient_id}/admit", status_code=201)
-    def vitals_admit(patient_id: str) -> dict[str, Any]:
-        _call(ward.admit_sepsis, patient_id)
-        return {"patient_id": patient_id}
+    def vitals_admit(
+        patient_id: str,
+        static: Annotated[
+            dict[str, float | None] | None,
+            Body(description="demographics added to every hour: Age, Gender (1 male), Unit1 "
+                 "(medical ICU), Unit2 (surgical ICU), HospAdmTime (hours, <= 0)"),
+        ] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        _call(ward.admit_sepsis, patient_id, static)
+        return {"patient_id": patient_id, "static": ward.sepsis_summary(patient_id)["static"]}
 
     @guarded.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
         return _call(ward.add_hour, patient_id, row)
+
+    @guarded.post("/vitals/{patient_id}/fhir")
+    def vitals_hour_fhir(
+        patient_id: str,
+        payload: Annotated[
+            dict[str, Any] | list[Any],
+            Body(description="a FHIR Bundle of Observations, a list of them, or one"),
+        ],
+        iculos: int = Query(ge=1, description="the ICU hour these observations belong to"),
+    ) -> dict[str, Any]:
+        """One hour as FHIR R4 Observations (LOINC-coded, values in UCUM units, converted
+        to the model's): scored like ``POST /vitals/{patient}``, with what was used,
+        converted and skipped (:mod:`vitalgru.io.fhir_observations`)."""
+        try:
+            hour = observations_to_hour(payload, iculos)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        if hour.used == 0 and hour.skipped:
+            reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
+            raise HTTPException(
+                422, f"none of the {len(hour.skipped)} resource(s) gave a measurement the model "
+                f"uses ({reasons}); nothing was scored",
+            )  # fmt: skip
+        risk = _call(ward.add_hour, patient_id, hour.row)
+        return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
+                                         "skipped": hour.skipped}}  # fmt: skip
 
     @guarded.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:

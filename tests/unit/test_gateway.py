@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.gateway import build_ward, create_app
 from vitalgru import __version__
 from vitalgru.data.early_warning import build_cohort
+from vitalgru.io.fhir_observations import LOINC_COLUMNS, UNITS
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.ward import Ward
@@ -525,3 +526,96 @@ def test_a_stream_that_fell_behind_the_log_is_told_how_much_it_missed(
         got = _sse(c.get("/events/stream", params={"since": 1, "limit": 2}).text)
     assert got[0] == {"id": None, "event": "dropped", "data": {"dropped": 2}}
     assert [g["id"] for g in got[1:]] == ["4", "5"]
+
+
+STATIC = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
+
+
+def _as_observations(row: dict) -> list[dict]:
+    """A Challenge row's measurements as FHIR Observations, each under the first LOINC code
+    of its column and in the Challenge's own unit (the one the table takes as it is)."""
+    code = {}
+    for loinc, col in LOINC_COLUMNS.items():
+        code.setdefault(col, loinc)
+    out = []
+    for name, value in row.items():
+        col = PSV_COLUMNS.get(name)
+        if value is None or col not in UNITS:
+            continue
+        unit = next(u for u, f in UNITS[col].items() if f(2.5) == 2.5)
+        out.append({"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code[col]}]},
+                    "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org",
+                                      "code": unit}})  # fmt: skip
+    return out
+
+
+def test_an_hour_sent_as_fhir_observations_scores_as_the_same_hour_sent_as_json(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
+) -> None:
+    rows = sepsis[1]
+    static = {k: rows[0][k] for k in STATIC}
+    measured = [{k: v for k, v in r.items() if k not in STATIC} for r in rows]
+    assert client.post("/vitals/json/admit").status_code == 201
+    r = client.post("/vitals/fhir/admit", json=static)
+    assert r.status_code == 201 and r.json()["static"] == {
+        PSV_COLUMNS[k]: v for k, v in static.items() if v is not None}  # fmt: skip
+    want, got = [], []
+    for row, bare in zip(rows, measured, strict=True):
+        want.append(client.post("/vitals/json", json={**row, **static}).json())
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": o} for o in _as_observations(bare)]}  # fmt: skip
+        r = client.post("/vitals/fhir/fhir", params={"iculos": int(row["ICULOS"])}, json=bundle)
+        assert r.status_code == 200, r.text
+        got.append(r.json())
+        assert got[-1]["observations"]["skipped"] == []
+    np.testing.assert_allclose([g["risk"] for g in got], [w["risk"] for w in want], atol=1e-6)
+    assert [g["alarm_started"] for g in got] == [w["alarm_started"] for w in want]
+    assert sum(g["observations"]["used"] for g in got) == sum(
+        len(_as_observations(b)) for b in measured)  # fmt: skip
+
+
+def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> None:
+    client.post("/vitals/icu-2/admit")
+    weight = {"resourceType": "Observation", "status": "final", "code": {"coding": [
+        {"system": "http://loinc.org", "code": "29463-7"}]},
+        "valueQuantity": {"value": 80, "code": "kg", "system": "http://unitsofmeasure.org"}}  # fmt: skip
+    r = client.post("/vitals/icu-2/fhir", params={"iculos": 1}, json=[weight])
+    assert r.status_code == 422 and "nothing was scored" in r.json()["detail"]
+    hot = {**weight, "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+           "valueQuantity": {"value": 102.2, "code": "[degF]",
+                             "system": "http://unitsofmeasure.org"}}  # fmt: skip
+    r = client.post("/vitals/icu-2/fhir", params={"iculos": 1}, json=[weight, hot])
+    assert r.status_code == 200 and r.json()["hour"] == 1
+    assert r.json()["observations"]["converted"] == {"temp_c": ["[degF]"]}
+    assert [s["index"] for s in r.json()["observations"]["skipped"]] == [0]
+    assert client.post("/vitals/icu-2/fhir", params={"iculos": 0}, json=[hot]).status_code == 422
+    assert client.post("/vitals/icu-2/fhir", json=[hot]).status_code == 422  # no hour
+    assert client.post("/vitals/nobody/fhir", params={"iculos": 2}, json=[hot]).status_code == 404
+    r = client.post("/vitals/icu-3/admit", json={"Weight": 80})
+    assert r.status_code == 422 and "not a static column" in r.json()["detail"]
+    assert client.post("/vitals/icu-3/admit", json={"Age": "old"}).status_code == 422
+
+
+def test_demographics_given_at_admission_outlive_a_restart(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    static = {k: rows[0][k] for k in STATIC}
+    measured = [{k: v for k, v in r.items() if k not in STATIC} for r in rows]
+    alone = EarlyWarningMonitor(model, preprocessing)
+    alone.admit("p")
+    want = [alone.push({"p": {**r, **static}})[0].risk for r in measured]
+    state = tmp_path / "ward-state.sqlite"
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+    ward.admit_sepsis("icu-1", static)
+    half = len(rows) // 2
+    before = [ward.add_hour("icu-1", r)["risk"] for r in measured[:half]]
+    ward.journal.close()
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+    ward.restore(ward.journal.load())
+    assert ward.sepsis_summary("icu-1")["static"] == {
+        PSV_COLUMNS[k]: v for k, v in static.items() if v is not None}  # fmt: skip
+    after = [ward.add_hour("icu-1", r)["risk"] for r in measured[half:]]
+    np.testing.assert_allclose(before + after, want, atol=1e-6)
+    ward.journal.close()

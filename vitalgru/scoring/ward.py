@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.io.psv import PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
@@ -123,6 +124,33 @@ def _discharge_shadow(
         shadow.forget(pid)
 
 
+def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
+    """Demographics by vitalgru name (given by Challenge or vitalgru names), as numbers;
+    None dropped."""
+    out = {}
+    for key, value in static.items():
+        col = PSV_COLUMNS.get(key, key)
+        if col not in STATIC_COLUMNS:
+            raise ValueError(
+                f"{key!r} is not a static column (Age, Gender, Unit1, Unit2, HospAdmTime)"
+            )
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ValueError(f"{key}: {value!r} is not a number")
+        out[col] = float(value)
+    return out
+
+
+def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
+    """``row`` with the admission's demographics where it does not give them itself."""
+    if not static:
+        return row
+    given = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
+    return {**{c: v for c, v in static.items() if c not in given}, **{
+        k: v for k, v in row.items() if not (v is None and PSV_COLUMNS.get(k, k) in static)}}  # fmt: skip
+
+
 def _iso(t: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
@@ -150,6 +178,7 @@ class _EcgBed:
 @dataclass
 class _SepsisBed:
     admitted_at: str
+    static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
     last: HourRisk | None = None
     in_alarm: bool = False
     episodes: int = 0
@@ -305,7 +334,7 @@ class Ward:
             for a in state.sepsis:
                 self.sepsis.admit(a.patient_id)
                 self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
-                beds[a.patient_id] = _SepsisBed(a.admitted_at)
+                beds[a.patient_id] = _SepsisBed(a.admitted_at, dict(a.static))
             n = 0
             for k in range(max(len(a.hours) for a in state.sepsis)):
                 rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
@@ -543,15 +572,20 @@ class Ward:
 
     # ------------------------------------------------------------------ sepsis
 
-    def admit_sepsis(self, patient_id: str) -> None:
-        """Start scoring a patient's hourly vital signs and labs."""
+    def admit_sepsis(self, patient_id: str, static: Mapping[str, Any] | None = None) -> None:
+        """Start scoring a patient's hourly vital signs and labs. ``static``: the patient's
+        demographics (``Age``, ``Gender``, ``Unit1``, ``Unit2``, ``HospAdmTime``, or their
+        vitalgru names), added to every hour that does not carry them itself. ValueError
+        when already admitted, or for a static column that is not one or a value that is
+        not a number."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
+        given = _static_columns(static or {})
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
-            self._sepsis_beds[pid] = _SepsisBed(_utc_now())
-            self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at)
+            self._sepsis_beds[pid] = _SepsisBed(_utc_now(), given)
+            self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
 
     def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
@@ -567,6 +601,7 @@ class Ward:
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
             t0 = time.perf_counter()
+            row = _with_static(row, bed.static)
             (risk,) = self.sepsis.push({pid: row})
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
             started = risk.alarm and not bed.in_alarm
@@ -612,8 +647,9 @@ class Ward:
         dict, None before the first), "in_alarm", "alarm_episodes", "alarm_drivers" (what
         raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
         empty when not in alarm), "alarm_seq" (that onset's event number, for
-        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None)}``.
-        KeyError for a patient not on sepsis monitoring."""
+        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None), "static"
+        (the demographics given at admission, vitalgru names)}``. KeyError for a patient not
+        on sepsis monitoring."""
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
@@ -632,6 +668,7 @@ class Ward:
             "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
             "alarm_seq": bed.onset["seq"] if bed.onset else None,
             "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
+            "static": dict(bed.static),
         }
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:

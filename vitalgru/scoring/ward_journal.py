@@ -5,7 +5,7 @@ A gateway is restarted for a new model, a host patch or after a crash, and the p
 it are not. The journal keeps, as they happen:
 
 - who is admitted, to which monitor, since when (and an ECG feed's rate, beats by class and
-  seconds received);
+  seconds received, or a sepsis patient's demographics given at admission);
 - every patient-hour of vital signs a sepsis patient was scored on, as sent: the sepsis
   risk is a function of the whole stay, so a restarted ward replays these hours and is
   where it was, hour for hour;
@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS ecg_beds (
     patient_id TEXT PRIMARY KEY, fs REAL NOT NULL, admitted_at TEXT NOT NULL,
     received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS sepsis_beds (patient_id TEXT PRIMARY KEY, admitted_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
@@ -68,6 +69,7 @@ class SepsisAdmission:
     patient_id: str
     admitted_at: str
     hours: list[dict[str, Any]]  # the rows scored, in order, as they were sent (less nulls)
+    static: dict[str, float] = field(default_factory=dict)  # demographics given at admission
 
 
 @dataclass(frozen=True)
@@ -167,12 +169,19 @@ class WardJournal:
         with self._write() as db:
             db.execute("DELETE FROM ecg_beds WHERE patient_id = ?", (patient_id,))
 
-    def admit_sepsis(self, patient_id: str, admitted_at: str) -> None:
+    def admit_sepsis(
+        self, patient_id: str, admitted_at: str, static: Mapping[str, float] | None = None
+    ) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sepsis_beds VALUES (?, ?)", (patient_id, admitted_at)
             )
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
+            if static:
+                db.execute(
+                    "INSERT INTO sepsis_static VALUES (?, ?)", (patient_id, event_json(static))
+                )
 
     def add_hour(self, patient_id: str, hour: int, row: Mapping[str, Any]) -> None:
         """Keep a scored hour as sent, less its nulls (a value not sent is a value not
@@ -188,6 +197,7 @@ class WardJournal:
         with self._write() as db:
             db.execute("DELETE FROM sepsis_beds WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
 
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])
@@ -220,7 +230,11 @@ class WardJournal:
                 rows = db.execute(
                     "SELECT row FROM sepsis_hours WHERE patient_id = ? ORDER BY hour", (pid,)
                 )
-                sepsis.append(SepsisAdmission(pid, at, [json.loads(r) for (r,) in rows]))
+                hours = [json.loads(r) for (r,) in rows]
+                got = db.execute(
+                    "SELECT static FROM sepsis_static WHERE patient_id = ?", (pid,)
+                ).fetchone()
+                sepsis.append(SepsisAdmission(pid, at, hours, json.loads(got[0]) if got else {}))
             last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             events = [
                 json.loads(e)

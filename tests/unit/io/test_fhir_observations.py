@@ -1,0 +1,118 @@
+"""FHIR Observations as one ICU hour: codes and units read as a hospital sends them, values
+converted to the Challenge's units by hand-worked factors, and everything left out said."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vitalgru.io.fhir_observations import LOINC_COLUMNS, UNITS, observations_to_hour
+from vitalgru.io.psv import MEASUREMENT_COLUMNS
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+
+
+def obs(codes: str | list[str], value: Any = None, unit: str | None = None, **extra: Any) -> dict:
+    """An Observation with LOINC ``codes`` and, when ``unit`` is given, a UCUM quantity."""
+    codes = [codes] if isinstance(codes, str) else codes
+    out: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": c} for c in codes]},
+    }
+    if unit is not None:
+        out["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    return {**out, **extra}
+
+
+def bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"resource": r} for r in resources]}  # fmt: skip
+
+
+def test_units_are_converted_to_the_challenges_by_hand_worked_factors() -> None:
+    got = observations_to_hour(
+        bundle(
+            obs("8310-5", 101.3, "[degF]"),  # (101.3 - 32) * 5 / 9 = 38.5 degC
+            obs("2345-7", 7.0, "mmol/L"),  # 7.0 * 18.016 = 126.112 mg/dL
+            obs("2019-8", 6.2, "kPa"),  # 6.2 * 7.50062 = 46.504 mmHg
+            obs("3150-0", 40, "%"),  # FiO2 0.40
+            obs("2160-0", 120, "umol/L"),  # 120 / 88.42 = 1.3572 mg/dL
+            obs("718-7", 130, "g/L"),  # 13.0 g/dL
+            obs("2524-7", 18.016, "mg/dL"),  # 18.016 / 9.008 = 2.0 mmol/L
+            obs("10839-9", 250, "ng/L"),  # 0.25 ng/mL
+            obs("777-3", 210, "10*9/L"),  # 210 x10^3/uL
+            obs("4544-3", 0.42, "L/L"),  # 42 %
+        ),
+        hour=7,
+    )
+    assert got.skipped == [] and got.used == 10
+    assert got.row == pytest.approx({
+        "ICULOS": 7.0, "temp_c": 38.5, "glucose_mg_dl": 126.112, "paco2_mmhg": 46.5038,
+        "fio2_frac": 0.40, "creatinine_mg_dl": 1.35716, "hgb_g_dl": 13.0,
+        "lactate_mmol_l": 2.0, "troponin_i_ng_ml": 0.25, "platelets_10e3_ul": 210.0,
+        "hct_pct": 42.0}, rel=1e-5)  # fmt: skip
+    assert got.converted["temp_c"] == ["[degF]"] and got.converted["hct_pct"] == ["L/L"]
+    assert "platelets_10e3_ul" not in got.converted  # 10*9/L is 10*3/uL: nothing to convert
+
+
+def test_panels_pulse_oximetry_and_repeated_values() -> None:
+    bp = obs("85354-9", component=[obs("8480-6", 92, "mm[Hg]"), obs("8462-4", 48, "mm[Hg]")])
+    pulse_ox = obs(["2708-6", "59408-5"], 91, "%", component=[obs("3150-0", 0.5, "1")])
+    got = observations_to_hour(
+        [bp, pulse_ox, obs("2708-6", 97, "%"), obs("8867-4", 110, "/min"),
+         obs("8867-4", 120, "{beats}/min")],
+        hour=3,
+    )  # fmt: skip
+    assert got.skipped == []
+    assert got.row == {"ICULOS": 3.0, "sbp_mmhg": 92.0, "dbp_mmhg": 48.0, "spo2_pct": 91.0,
+                       "fio2_frac": 0.5, "sao2_pct": 97.0, "hr_bpm": 115.0}  # fmt: skip
+    assert got.used == 7 and got.converted == {}
+
+
+def test_what_cannot_be_taken_is_skipped_with_the_reason() -> None:
+    got = observations_to_hour(
+        bundle(
+            obs("8867-4", 88, "/min"),  # the one value that counts
+            obs("29463-7", 80, "kg"),  # body weight: not a model input
+            obs("2345-7", 1.1, "g/L"),  # glucose in a unit the table lacks
+            obs("8867-4", 300, "/min", status="entered-in-error"),
+            obs("8867-4"),  # no value
+            obs("9279-1", "fast", "/min"),
+            {**obs("8480-6", 120, "mm[Hg]"), "valueQuantity": {"value": 120, "unit": "mmHg",
+                                                               "system": "http://example.org"}},
+            {"resourceType": "Patient", "gender": "male"},
+            obs("85354-9", component=[obs("8478-0", 70, "cm[H2O]")]),
+        ),
+        hour=1,
+    )  # fmt: skip
+    assert got.row == {"ICULOS": 1.0, "hr_bpm": 88.0} and got.used == 1
+    reasons = {s["index"]: s["reason"] for s in got.skipped}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert reasons[1] == "no LOINC code of a measurement the model uses"
+    assert reasons[2].startswith("unit 'g/L' cannot be converted to mg/dL glucose_mg_dl")
+    assert reasons[3] == "status 'entered-in-error'"
+    assert reasons[4] == "no valueQuantity with a value"
+    assert reasons[5] == "value 'fast' is not a number"
+    assert reasons[6] == "unit system 'http://example.org' is not UCUM"
+    assert reasons[7] == "not an Observation (Patient)"
+    assert reasons[8].startswith("unit 'cm[H2O]' cannot be converted to mmHg map_mmhg")
+    assert got.skipped[0]["code"] == ["29463-7"] and got.skipped[6]["code"] is None
+
+
+def test_bad_shapes_and_hours_are_refused() -> None:
+    with pytest.raises(ValueError, match="expected a FHIR Bundle"):
+        observations_to_hour("HR=88", hour=1)
+    for hour in (0, 1.5, True):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            observations_to_hour([], hour=hour)
+    assert observations_to_hour(bundle(), hour=2).row == {"ICULOS": 2.0}  # an empty hour
+
+
+def test_every_measurement_has_units_and_every_code_a_measurement() -> None:
+    assert set(UNITS) == set(MEASUREMENT_COLUMNS)
+    assert set(LOINC_COLUMNS.values()) == set(MEASUREMENT_COLUMNS)
+    for column, units in UNITS.items():  # each takes at least its own unit as it is
+        assert any(f(2.5) == 2.5 for f in units.values()), column

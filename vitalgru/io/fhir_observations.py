@@ -1,0 +1,270 @@
+"""FHIR R4 ``Observation`` resources (LOINC codes, UCUM units) as one ICU hour of the
+Challenge-2019 measurements, in the units the early-warning models were trained on.
+
+A hospital's integration engine rarely speaks the Challenge's column names; it speaks FHIR
+vital-sign and laboratory Observations. :func:`observations_to_hour` reads them: each
+Observation (and each ``component`` of one, as in a blood-pressure panel or a pulse
+oximetry reading with its inhaled oxygen) whose LOINC code names a measurement
+(:data:`LOINC_COLUMNS`) and whose ``valueQuantity`` is in a unit this module can convert
+(:data:`UNITS`) becomes a value in the Challenge's unit: a temperature in [degF], a
+glucose in mmol/L, a PaCO2 in kPa, an FiO2 in %, a creatinine in umol/L are converted, never
+taken as they come. Several values of one measurement in the hour are averaged.
+
+Nothing is guessed: an Observation with a code outside the table, a unit the table does not
+know for that measurement, no numeric value, or a status that withdraws it
+(``entered-in-error``, ``cancelled``) is skipped, and the result says which and why. What is
+left goes to the monitor, which then flags physiologically impossible values as it does
+for any row.
+
+Oxygen saturation follows FHIR's vital-signs convention: a pulse-oximetry reading carries
+LOINC 59408-5 (with or without 2708-6) and is ``O2Sat``; 2708-6 alone, an arterial
+blood gas, is ``SaO2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitalgru.io.psv import MEASUREMENT_UNITS
+
+__all__ = ["LOINC_COLUMNS", "UNITS", "HourFromObservations", "observations_to_hour"]
+
+LOINC_SYSTEM = "http://loinc.org"
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+
+#: LOINC code -> vitalgru measurement column. Pulse oximetry (59408-5) is handled before
+#: this table (see the module's description).
+LOINC_COLUMNS: dict[str, str] = {
+    "8867-4": "hr_bpm",  # Heart rate
+    "59408-5": "spo2_pct",  # Oxygen saturation in Arterial blood by Pulse oximetry
+    "8310-5": "temp_c",  # Body temperature
+    "8331-1": "temp_c",  # Oral temperature
+    "8328-7": "temp_c",  # Axillary temperature
+    "8480-6": "sbp_mmhg",  # Systolic blood pressure
+    "8478-0": "map_mmhg",  # Mean blood pressure
+    "8462-4": "dbp_mmhg",  # Diastolic blood pressure
+    "9279-1": "resp_per_min",  # Respiratory rate
+    "19889-5": "etco2_mmhg",  # Carbon dioxide [Partial pressure] in Exhaled gas at end expiration
+    "1925-7": "base_excess_mmol_l",  # Base excess in Arterial blood by calculation
+    "11555-0": "base_excess_mmol_l",  # Base excess in Blood by calculation
+    "1960-4": "hco3_mmol_l",  # Bicarbonate [Moles/volume] in Arterial blood
+    "1963-8": "hco3_mmol_l",  # Bicarbonate [Moles/volume] in Serum or Plasma
+    "3150-0": "fio2_frac",  # Inhaled oxygen concentration
+    "2744-1": "ph",  # pH of Arterial blood
+    "2019-8": "paco2_mmhg",  # Carbon dioxide [Partial pressure] in Arterial blood
+    "2708-6": "sao2_pct",  # Oxygen saturation in Arterial blood
+    "1920-8": "ast_iu_l",  # Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma
+    "3094-0": "bun_mg_dl",  # Urea nitrogen [Mass/volume] in Serum or Plasma
+    "6768-6": "alkaline_phos_iu_l",  # Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma
+    "17861-6": "calcium_mg_dl",  # Calcium [Mass/volume] in Serum or Plasma
+    "2075-0": "chloride_mmol_l",  # Chloride [Moles/volume] in Serum or Plasma
+    "2160-0": "creatinine_mg_dl",  # Creatinine [Mass/volume] in Serum or Plasma
+    "1968-7": "bilirubin_direct_mg_dl",  # Bilirubin.direct [Mass/volume] in Serum or Plasma
+    "2345-7": "glucose_mg_dl",  # Glucose [Mass/volume] in Serum or Plasma
+    "2339-0": "glucose_mg_dl",  # Glucose [Mass/volume] in Blood
+    "2524-7": "lactate_mmol_l",  # Lactate [Moles/volume] in Serum or Plasma
+    "32693-4": "lactate_mmol_l",  # Lactate [Moles/volume] in Blood
+    "19123-9": "magnesium_mg_dl",  # Magnesium [Mass/volume] in Serum or Plasma
+    "2777-1": "phosphate_mg_dl",  # Phosphate [Mass/volume] in Serum or Plasma
+    "2823-3": "potassium_mmol_l",  # Potassium [Moles/volume] in Serum or Plasma
+    "6298-4": "potassium_mmol_l",  # Potassium [Moles/volume] in Blood
+    "1975-2": "bilirubin_total_mg_dl",  # Bilirubin.total [Mass/volume] in Serum or Plasma
+    "10839-9": "troponin_i_ng_ml",  # Troponin I.cardiac [Mass/volume] in Serum or Plasma
+    "4544-3": "hct_pct",  # Hematocrit [Volume Fraction] of Blood by Automated count
+    "20570-8": "hct_pct",  # Hematocrit [Volume Fraction] of Blood
+    "718-7": "hgb_g_dl",  # Hemoglobin [Mass/volume] in Blood
+    "3173-2": "ptt_s",  # aPTT in Blood by Coagulation assay
+    "14979-9": "ptt_s",  # aPTT in Platelet poor plasma by Coagulation assay
+    "6690-2": "wbc_10e3_ul",  # Leukocytes [#/volume] in Blood by Automated count
+    "26464-8": "wbc_10e3_ul",  # Leukocytes [#/volume] in Blood
+    "3255-7": "fibrinogen_mg_dl",  # Fibrinogen [Mass/volume] in Platelet poor plasma by Coagulation assay
+    "777-3": "platelets_10e3_ul",  # Platelets [#/volume] in Blood by Automated count
+    "26515-7": "platelets_10e3_ul",  # Platelets [#/volume] in Blood
+}
+
+
+def _times(k: float) -> Callable[[float], float]:
+    return lambda x: x * k
+
+
+_SAME = _times(1.0)
+_PCT_FROM_FRACTION = _times(100.0)
+_MMHG = {"mm[Hg]": _SAME, "kPa": _times(7.50062)}
+_MMOL_L = {"mmol/L": _SAME, "meq/L": _SAME, "mEq/L": _SAME}
+_PER_MIN = {"/min": _SAME, "{beats}/min": _SAME, "{breaths}/min": _SAME}
+_PCT = {"%": _SAME, "1": _PCT_FROM_FRACTION}
+_PER_NL = {"10*3/uL": _SAME, "10*9/L": _SAME, "/nL": _SAME, "10*3/mm3": _SAME}
+_IU_L = {"U/L": _SAME, "[IU]/L": _SAME}
+
+#: vitalgru column -> {UCUM unit code: conversion to the Challenge's unit}. Factors: urea
+#: nitrogen 2.801 mg/dL per mmol/L, calcium 4.008, glucose 18.016, magnesium 2.431,
+#: phosphate 3.097, lactate 9.008 mg/dL per mmol/L; creatinine 88.42 and bilirubin 17.1
+#: umol/L per mg/dL; haemoglobin 1.611 g/dL per mmol/L; 7.50062 mmHg per kPa.
+UNITS: dict[str, dict[str, Callable[[float], float]]] = {
+    "hr_bpm": _PER_MIN,
+    "spo2_pct": _PCT,
+    "temp_c": {"Cel": _SAME, "[degF]": lambda f: (f - 32.0) * 5.0 / 9.0, "K": lambda k: k - 273.15},
+    "sbp_mmhg": _MMHG,
+    "map_mmhg": _MMHG,
+    "dbp_mmhg": _MMHG,
+    "resp_per_min": _PER_MIN,
+    "etco2_mmhg": _MMHG,
+    "base_excess_mmol_l": _MMOL_L,
+    "hco3_mmol_l": _MMOL_L,
+    "fio2_frac": {"1": _SAME, "%": _times(0.01)},
+    "ph": {"[pH]": _SAME, "1": _SAME},
+    "paco2_mmhg": _MMHG,
+    "sao2_pct": _PCT,
+    "ast_iu_l": _IU_L,
+    "bun_mg_dl": {"mg/dL": _SAME, "mmol/L": _times(2.801)},
+    "alkaline_phos_iu_l": _IU_L,
+    "calcium_mg_dl": {"mg/dL": _SAME, "mmol/L": _times(4.008)},
+    "chloride_mmol_l": _MMOL_L,
+    "creatinine_mg_dl": {"mg/dL": _SAME, "umol/L": _times(1 / 88.42)},
+    "bilirubin_direct_mg_dl": {"mg/dL": _SAME, "umol/L": _times(1 / 17.1)},
+    "glucose_mg_dl": {"mg/dL": _SAME, "mmol/L": _times(18.016)},
+    "lactate_mmol_l": {"mmol/L": _SAME, "mg/dL": _times(1 / 9.008)},
+    "magnesium_mg_dl": {"mg/dL": _SAME, "mmol/L": _times(2.431)},
+    "phosphate_mg_dl": {"mg/dL": _SAME, "mmol/L": _times(3.097)},
+    "potassium_mmol_l": _MMOL_L,
+    "bilirubin_total_mg_dl": {"mg/dL": _SAME, "umol/L": _times(1 / 17.1)},
+    "troponin_i_ng_ml": {"ng/mL": _SAME, "ug/L": _SAME, "ng/L": _times(0.001)},
+    "hct_pct": {"%": _SAME, "1": _PCT_FROM_FRACTION, "L/L": _PCT_FROM_FRACTION},
+    "hgb_g_dl": {"g/dL": _SAME, "g/L": _times(0.1), "mmol/L": _times(1.611)},
+    "ptt_s": {"s": _SAME},
+    "wbc_10e3_ul": _PER_NL,
+    "fibrinogen_mg_dl": {"mg/dL": _SAME, "g/L": _times(100.0)},
+    "platelets_10e3_ul": _PER_NL,
+}
+
+#: Statuses whose value is not (or no longer) a result.
+_WITHDRAWN = {"entered-in-error", "cancelled", "registered"}
+
+
+@dataclass
+class HourFromObservations:
+    """What :func:`observations_to_hour` made of the Observations.
+
+    Attributes
+    ----------
+    row : dict
+        ``{"ICULOS": hour, column: value, ...}`` in vitalgru column names and the
+        Challenge's units (means where a measurement came more than once).
+    used : int
+        Values that went into ``row``.
+    skipped : list of dict
+        ``{"index" (the resource's position), "code" (its LOINC codes, or None),
+        "reason"}`` for every Observation or component left out.
+    converted : dict
+        Column -> the units converted from (for the record: a feed sending [degF]).
+    """
+
+    row: dict[str, float]
+    used: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    converted: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _resources(payload: Any) -> list[Any]:
+    """The Observations of a Bundle, of a list, or a single one."""
+    if isinstance(payload, Mapping) and payload.get("resourceType") == "Bundle":
+        return [e.get("resource") if isinstance(e, Mapping) else e
+                for e in payload.get("entry") or []]  # fmt: skip
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, Mapping):
+        return [payload]
+    raise ValueError("expected a FHIR Bundle, an Observation or a list of Observations")
+
+
+def _loinc(code: Any) -> list[str]:
+    codings = code.get("coding") if isinstance(code, Mapping) else None
+    return [str(c.get("code")) for c in codings or []
+            if isinstance(c, Mapping) and c.get("system") == LOINC_SYSTEM and c.get("code")]  # fmt: skip
+
+
+def _column(codes: list[str]) -> str | None:
+    if "59408-5" in codes:  # pulse oximetry, even when 2708-6 comes with it
+        return "spo2_pct"
+    return next((LOINC_COLUMNS[c] for c in codes if c in LOINC_COLUMNS), None)
+
+
+def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str | None]:
+    """(value in the Challenge's unit or None, the unit sent, why not)."""
+    q = part.get("valueQuantity")
+    if not isinstance(q, Mapping) or q.get("value") is None:
+        return None, "", "no valueQuantity with a value"
+    unit = str(q.get("code") or q.get("unit") or "")
+    if q.get("system") not in (None, UCUM_SYSTEM):
+        return None, unit, f"unit system {q.get('system')!r} is not UCUM"
+    convert = UNITS[column].get(unit)
+    if convert is None:
+        known = ", ".join(UNITS[column])
+        return (
+            None,
+            unit,
+            (
+                f"unit {unit!r} cannot be converted to {MEASUREMENT_UNITS[column] or 'the unitless'}"
+                f" {column} (known: {known})"
+            ),
+        )
+    try:
+        x = float(q["value"])
+    except (TypeError, ValueError):
+        return None, unit, f"value {q['value']!r} is not a number"
+    if not math.isfinite(x):
+        return None, unit, "value is not finite"
+    return convert(x), unit, None
+
+
+def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
+    """One ICU hour (``ICULOS`` = ``hour``) from FHIR Observations: a Bundle's entries, a
+    list, or one Observation, as parsed JSON. See the module's description for what is
+    taken, converted and skipped. ValueError when ``payload`` is none of those shapes or
+    ``hour`` is not a whole number >= 1."""
+    if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
+        raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
+    out = HourFromObservations(row={"ICULOS": float(hour)})
+    values: dict[str, list[float]] = {}
+
+    def skip(index: int, codes: list[str] | None, reason: str) -> None:
+        out.skipped.append({"index": index, "code": codes or None, "reason": reason})
+
+    for i, res in enumerate(_resources(payload)):
+        if not isinstance(res, Mapping) or res.get("resourceType") != "Observation":
+            kind = res.get("resourceType") if isinstance(res, Mapping) else type(res).__name__
+            skip(i, None, f"not an Observation ({kind})")
+            continue
+        if res.get("status") in _WITHDRAWN:
+            skip(i, _loinc(res.get("code")), f"status {res['status']!r}")
+            continue
+        parts: Iterable[Mapping[str, Any]] = [res, *[
+            c for c in res.get("component") or [] if isinstance(c, Mapping)]]  # fmt: skip
+        took_any = False
+        for part in parts:
+            codes = _loinc(part.get("code"))
+            column = _column(codes)
+            if column is None:
+                if part is res and res.get("component"):
+                    continue  # a panel's own code (85354-9): its components carry the values
+                skip(i, codes, "no LOINC code of a measurement the model uses")
+                continue
+            x, unit, why = _value(part, column)
+            if why is not None:
+                skip(i, codes, why)
+                continue
+            values.setdefault(column, []).append(x)
+            if UNITS[column][unit] is not _SAME:
+                out.converted.setdefault(column, [])
+                if unit not in out.converted[column]:
+                    out.converted[column].append(unit)
+            took_any = True
+        if not took_any and res.get("component") and not any(s["index"] == i for s in out.skipped):
+            skip(i, _loinc(res.get("code")), "no component with a measurement the model uses")
+    for column, xs in values.items():
+        out.row[column] = sum(xs) / len(xs)
+        out.used += len(xs)
+    return out
