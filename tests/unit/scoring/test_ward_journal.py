@@ -23,7 +23,7 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
     j.add_hour("icu-1", 2, {"ICULOS": 2, "HR": None})
     j.add_hour("icu-1", 1, {"ICULOS": 1, "HR": 88.0})  # read back in hour order
-    j.admit_sepsis("icu-2", "2026-12-05T09:00:00+00:00")
+    j.admit_sepsis("icu-2", "2026-12-05T09:00:00+00:00", {"age_years": 64.0})
     j.add_hour("icu-2", 1, {"ICULOS": 1})
     j.discharge_sepsis("icu-2")  # and nothing of it kept
     j.add_event({"seq": 1, "kind": "pause", "onset_s": np.float32(3.5), "n_beats": np.int64(0)})
@@ -33,12 +33,24 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     assert [(a.patient_id, a.fs, a.received_s, a.counts) for a in got.ecg] == [
         ("bed-1", 360.0, 12.5, {"N": 10, "V": 2})
     ]
-    assert [(a.patient_id, a.hours) for a in got.sepsis] == [
-        ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}])  # a null is a value not sent
+    assert [(a.patient_id, a.hours, a.static) for a in got.sepsis] == [
+        ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}], {})  # a null is a value not sent
     ]
     assert got.events == [{"seq": 1, "kind": "pause", "onset_s": 3.5, "n_beats": 0}]
     assert got.last_seq == 1
     assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
+
+
+def test_a_file_written_before_admission_demographics_opens_as_it_is(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00", {"age_years": 64.0, "gender_male": 1.0})
+    j.admit_sepsis("icu-2", "2026-12-05T08:00:00+00:00")
+    assert [a.static for a in j.load().sepsis] == [{"age_years": 64.0, "gender_male": 1.0}, {}]
+    j.close()
+    with sqlite3.connect(tmp_path / "w.sqlite") as db:  # as the first schema-1 files were
+        db.execute("DROP TABLE sepsis_static")
+    got = WardJournal(tmp_path / "w.sqlite").load()
+    assert [(a.patient_id, a.static) for a in got.sepsis] == [("icu-1", {}), ("icu-2", {})]
 
 
 def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
