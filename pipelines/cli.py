@@ -427,9 +427,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state,
               shadow_arrhythmia_model=args.shadow_arrhythmia_model,
-              shadow_early_warning_model=args.shadow_early_warning_model)  # fmt: skip
-    except ValueError as e:  # a bad state file, a shadow without its champion
+              shadow_early_warning_model=args.shadow_early_warning_model,
+              tokens=args.tokens)  # fmt: skip
+    except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
+    return 0
+
+
+def cmd_serve_token(args: argparse.Namespace) -> int:
+    from pipelines.access import new_token
+
+    try:
+        token = new_token(args.file, args.name, args.role)
+    except ValueError as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    print(f"{args.name} ({args.role}): {token}")
+    print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "
+          "is not shown again. The gateway reads the file at start (vitalgru serve --tokens "
+          f"{args.file}).", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -670,7 +685,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--shadow-early-warning-model", default=None, metavar="URI",
         help="the same for the hourly vital signs",
     )  # fmt: skip
+    sp.add_argument(
+        "--tokens", default=None, metavar="FILE",
+        help="named access tokens with roles (feed, reader, clinician, admin), made with "
+        "vitalgru serve-token (default: $VITALGRU_GATEWAY_TOKENS; with neither it nor "
+        "$VITALGRU_GATEWAY_TOKEN the gateway is open)",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser(
+        "serve-token",
+        help="make an access token for the gateway: a name and a role; the token is "
+        "printed once and its hash added to the token file",
+        epilog=EPILOG,
+    )
+    sp.add_argument("name", help="who or what holds it (a feed, a screen, a clinician)")
+    sp.add_argument(
+        "--role", required=True, choices=("feed", "reader", "clinician", "admin"),
+        help="feed: send patient data; reader: read it; clinician: read and acknowledge "
+        "events; admin: all",
+    )  # fmt: skip
+    sp.add_argument(
+        "--file", default="gateway-tokens.json",
+        help="the token file (default: gateway-tokens.json here)",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_serve_token)
 
     sp = sub.add_parser(
         "run",

@@ -34,7 +34,7 @@ description at ``/openapi.json``.
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
 monitors refuse (with the reason), 503 for a model the gateway was started without, 401
-without the token when one is set.
+without a known token when tokens are set, 403 for a token whose role may not.
 
 Restarts: ``vitalgru serve --state FILE`` (default ``ward-state.sqlite`` in the working
 directory) writes admissions, sepsis hours and the event log to a SQLite file as they
@@ -46,9 +46,11 @@ Shadow models: ``vitalgru serve --shadow-early-warning-model URI`` (and
 alarm from it and compares the two (:mod:`vitalgru.scoring.shadow`): what it would have done
 on these patients, before anyone promotes it.
 
-Access: with a token (``vitalgru serve`` reads it from ``VITALGRU_GATEWAY_TOKEN``) every
-endpoint but ``/health`` and ``/metrics`` (counts, no identifiers) wants ``Authorization:
-Bearer <token>``; the data are patients'.
+Access: with a token (``vitalgru serve`` reads a shared one from ``VITALGRU_GATEWAY_TOKEN``,
+named ones with roles from ``--tokens FILE``, :mod:`pipelines.access`) every endpoint but
+``/health`` and ``/metrics`` (counts, no identifiers) wants ``Authorization: Bearer
+<token>`` of a role that may make the request (401 without, 403 for another role); the
+data are patients'.
 Without one the gateway is open, and it says so when it listens beyond this machine. TLS
 belongs to the reverse proxy or service mesh in front of it.
 """
@@ -56,7 +58,6 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import threading
@@ -66,7 +67,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -79,6 +80,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, Field
 
+from pipelines.access import TokenTable
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -196,28 +198,43 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
         raise HTTPException(409 if "already" in msg else 422, msg) from None
 
 
-#: Environment variable ``vitalgru serve`` reads the access token from.
+#: Environment variable ``vitalgru serve`` reads the shared access token from.
 TOKEN_ENV = "VITALGRU_GATEWAY_TOKEN"
+#: Environment variable naming a token file (:mod:`pipelines.access`), as ``--tokens``.
+TOKENS_ENV = "VITALGRU_GATEWAY_TOKENS"
+
+#: What each kind of request is called in a refusal.
+_KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
+              "ack": "acknowledge events"}  # fmt: skip
 
 
-def _check_token(token: str | None) -> None:
-    if token is not None and len(token) < 16:
-        raise ValueError(f"the gateway token ({TOKEN_ENV}) must be at least 16 characters")
+def _access(token: str | None, tokens: TokenTable | None) -> TokenTable | None:
+    """The tokens the gateway takes: the shared one (may do everything) and a file's."""
+    if token is None:
+        return tokens
+    return TokenTable.single(token, name=TOKEN_ENV).merged(tokens)
 
 
-def _token_check(token: str | None) -> Callable[..., None]:
-    """A dependency that lets a request through only with ``Authorization: Bearer
-    <token>`` (compared in constant time); everything, when ``token`` is None."""
+def _require(access: TokenTable | None, kind: str) -> Callable[..., None]:
+    """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
+    ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
+    token, 403 for a role that may not), and puts the token's name in
+    ``request.state.caller``; everything, when ``access`` is None."""
 
-    def check(authorization: str | None = Header(default=None)) -> None:
-        if token is None:
+    def check(request: Request, authorization: str | None = Header(default=None)) -> None:
+        request.state.caller = None
+        if access is None:
             return
         scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
+        cred = access.who(given.strip()) if scheme.lower() == "bearer" else None
+        if cred is None:
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if not cred.may(kind):
+            raise HTTPException(
+                403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
+            )
+        request.state.caller = cred.name
 
     return check
 
@@ -229,15 +246,18 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     stopping: Callable[[], bool] = lambda: False,
+    tokens: TokenTable | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
-    ``token``, every endpoint but ``/health`` and ``/metrics`` needs it as a bearer token.
+    ``token`` (a shared token that may do everything) or ``tokens`` (named tokens with
+    roles, :mod:`pipelines.access`), every endpoint but ``/health`` and ``/metrics`` needs
+    a bearer token whose role allows it.
     A request body over ``max_body_bytes`` is refused with 413 while it streams in. Event
     streams end once ``stopping()`` is true (the server is shutting down)."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
-    _check_token(token)
+    access = _access(token, tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -265,32 +285,34 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
-    guarded = APIRouter(dependencies=[Depends(_token_check(token))])
+    feeds = APIRouter(dependencies=[Depends(_require(access, "feed"))])
+    reads = APIRouter(dependencies=[Depends(_require(access, "read"))])
+    acks = APIRouter(dependencies=[Depends(_require(access, "ack"))])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "models": models or {}, "tick_s": tick_s,
-                "token_required": token is not None, **ward.status()}  # fmt: skip
+                "token_required": access is not None, **ward.status()}  # fmt: skip
 
-    @guarded.post("/ecg/{patient_id}/admit", status_code=201)
+    @feeds.post("/ecg/{patient_id}/admit", status_code=201)
     def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
         _call(ward.admit_ecg, patient_id, body.fs)
         return {"patient_id": patient_id, "fs": body.fs}
 
-    @guarded.post("/ecg/{patient_id}", status_code=202)
+    @feeds.post("/ecg/{patient_id}", status_code=202)
     def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
         queued = _call(ward.add_ecg, patient_id, body.samples)
         return {"patient_id": patient_id, "queued_samples": queued}
 
-    @guarded.get("/ecg/{patient_id}")
+    @reads.get("/ecg/{patient_id}")
     def ecg_summary(patient_id: str) -> dict[str, Any]:
         return _call(ward.ecg_summary, patient_id)
 
-    @guarded.delete("/ecg/{patient_id}")
+    @feeds.delete("/ecg/{patient_id}")
     def ecg_discharge(patient_id: str) -> dict[str, Any]:
         return _call(ward.discharge_ecg, patient_id)
 
-    @guarded.post("/vitals/{patient_id}/admit", status_code=201)
+    @feeds.post("/vitals/{patient_id}/admit", status_code=201)
     def vitals_admit(
         patient_id: str,
         static: Annotated[
@@ -302,11 +324,11 @@ def create_app(
         _call(ward.admit_sepsis, patient_id, static)
         return {"patient_id": patient_id, "static": ward.sepsis_summary(patient_id)["static"]}
 
-    @guarded.post("/vitals/{patient_id}")
+    @feeds.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
         return _call(ward.add_hour, patient_id, row)
 
-    @guarded.post("/vitals/{patient_id}/fhir")
+    @feeds.post("/vitals/{patient_id}/fhir")
     def vitals_hour_fhir(
         patient_id: str,
         payload: Annotated[
@@ -332,15 +354,15 @@ def create_app(
         return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
                                          "skipped": hour.skipped}}  # fmt: skip
 
-    @guarded.get("/vitals/{patient_id}")
+    @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:
         return _call(ward.sepsis_summary, patient_id)
 
-    @guarded.delete("/vitals/{patient_id}")
+    @feeds.delete("/vitals/{patient_id}")
     def vitals_discharge(patient_id: str) -> dict[str, Any]:
         return _call(ward.discharge_sepsis, patient_id)
 
-    @guarded.get("/events")
+    @reads.get("/events")
     def events(
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
@@ -348,7 +370,7 @@ def create_app(
     ) -> dict[str, Any]:
         return ward.events(since, limit, unacknowledged)
 
-    @guarded.get("/events/stream")
+    @reads.get("/events/stream")
     async def event_stream(
         since: int | None = Query(
             None,
@@ -376,11 +398,11 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @guarded.post("/events/{seq}/ack")
-    def acknowledge(seq: int, body: Acknowledgement) -> dict[str, Any]:
-        return _call(ward.acknowledge, seq, body.by, body.note)
+    @acks.post("/events/{seq}/ack")
+    def acknowledge(seq: int, body: Acknowledgement, request: Request) -> dict[str, Any]:
+        return _call(ward.acknowledge, seq, body.by, body.note, request.state.caller)
 
-    @guarded.get("/ward", response_class=HTMLResponse)
+    @reads.get("/ward", response_class=HTMLResponse)
     def ward_page(
         refresh: int = Query(WARD_PAGE_REFRESH_S, ge=0, le=3600,
                              description="seconds between reloads of the page (0: never)"),
@@ -389,7 +411,7 @@ def create_app(
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
         return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None)
 
-    @guarded.get("/patients")
+    @reads.get("/patients")
     def patients() -> dict[str, list[str]]:
         return ward.patients()
 
@@ -402,7 +424,7 @@ def create_app(
         encode, content_type = choose_encoder(accept or "")  # what the scraper asks for
         return Response(encode(registry), media_type=content_type)
 
-    @guarded.get("/shadow")
+    @reads.get("/shadow")
     def shadow() -> dict[str, Any]:
         try:
             report = ward.shadow_report()
@@ -411,7 +433,7 @@ def create_app(
         names = {k: v for k, v in (models or {}).items() if k.startswith("shadow")}
         return {"models": names, **report}
 
-    @guarded.get("/fhir/events")
+    @reads.get("/fhir/events")
     def fhir_events(
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
@@ -421,7 +443,8 @@ def create_app(
             got["events"], active=ward.alarms_in_progress(), generated=datetime.now(UTC)
         )
 
-    app.include_router(guarded)
+    for router in (feeds, reads, acks):
+        app.include_router(router)
     return app
 
 
@@ -595,18 +618,24 @@ def serve(
     state: str | os.PathLike | None = None,
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
+    tokens: str | os.PathLike | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted."""
     import uvicorn
 
     token = os.environ.get(TOKEN_ENV) or None
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+    tokens = tokens or os.environ.get(TOKENS_ENV) or None
+    table = None if tokens is None else TokenTable.from_file(tokens)  # before the models load
+    access = _access(token, table)
+    if access is None and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "gateway: listening on %s without a token: anyone who reaches this port can read "
-            "and send patient data; set %s", host, TOKEN_ENV,
+            "and send patient data; set %s or give --tokens", host, TOKEN_ENV,
         )  # fmt: skip
-    _check_token(token)  # before the models load
+    elif table is not None:
+        logger.info("gateway: %d named token(s) from %s (%s)", len(table.credentials), tokens,
+                    ", ".join(f"{c.name}: {c.role}" for c in table.credentials))  # fmt: skip
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model,
@@ -614,7 +643,8 @@ def serve(
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
         config = uvicorn.Config(
-            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit),
+            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
+                       tokens=table),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

@@ -20,6 +20,7 @@ import yaml
 # log capture of the test that first imports it
 from http_testkit import closed_port
 
+from pipelines.access import TokenTable
 from pipelines.arrhythmia import _parse_records
 from pipelines.cli import (
     _parse_overrides,
@@ -28,6 +29,7 @@ from pipelines.cli import (
     cmd_monitor,
     cmd_replay,
     cmd_serve,
+    main,
 )
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
@@ -330,6 +332,25 @@ class TestCLI:
         with pytest.raises(SystemExit, match="at least one model"):
             cmd_serve(p.parse_args(["serve", "--arrhythmia-model", "none",
                                     "--early-warning-model", "NONE"]))  # fmt: skip
+
+    def test_serve_token_prints_a_token_once_and_serve_refuses_a_bad_token_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        f = tmp_path / "tokens.json"
+        p = build_parser()
+        assert main(["serve-token", "RN Diaz", "--role", "clinician", "--file", str(f)]) == 0
+        out = capsys.readouterr()
+        token = out.out.strip().rsplit(": ", 1)[1]
+        assert out.out.startswith("RN Diaz (clinician): ") and "not shown again" in out.err
+        assert token not in f.read_text() and TokenTable.from_file(f).who(token).name == "RN Diaz"
+        with pytest.raises(SystemExit, match="already a token named"):
+            main(["serve-token", "RN Diaz", "--role", "reader", "--file", str(f)])
+        with pytest.raises(SystemExit) as e:
+            p.parse_args(["serve-token", "x", "--role", "nurse"])
+        assert e.value.code == 2
+        f.write_text('{"tokens": "all"}')
+        with pytest.raises(SystemExit, match="expected"):  # before any model loads
+            cmd_serve(p.parse_args(["serve", "--tokens", str(f), "--state", "none"]))
 
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()

@@ -20,6 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipelines.access import TokenTable, new_token
 from pipelines.gateway import build_ward, create_app
 from vitalgru import __version__
 from vitalgru.data.early_warning import build_cohort
@@ -619,3 +620,50 @@ def test_demographics_given_at_admission_outlive_a_restart(
     after = [ward.add_hour("icu-1", r)["risk"] for r in measured[half:]]
     np.testing.assert_allclose(before + after, want, atol=1e-6)
     ward.journal.close()
+
+
+def test_named_tokens_may_do_only_what_their_role_allows(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]], tmp_path: Path
+) -> None:
+    f = tmp_path / "tokens.json"
+    tok = {role: new_token(f, f"{role}-1", role) for role in ("feed", "reader", "clinician")}
+    shared = "a-shared-token-for-everything"
+    as_ = {k: {"Authorization": f"Bearer {v}"} for k, v in {**tok, "admin": shared}.items()}
+    ward = Ward(untrained_monitor(), sepsis[0], feed_timeout_s=0.01)
+    app = create_app(ward, tick_s=0, token=shared, tokens=TokenTable.from_file(f))
+    with TestClient(app) as c:
+        assert c.get("/health").json()["token_required"] is True
+        assert c.post("/vitals/p1/admit", headers=as_["feed"]).status_code == 201
+        assert c.post("/vitals/p1", json=sepsis[1][0], headers=as_["feed"]).status_code == 200
+        for role in ("reader", "clinician"):  # only a feed (or admin) sends data
+            r = c.post("/vitals/p2/admit", headers=as_[role])
+            assert r.status_code == 403 and f"'{role}-1' ({role}) may not send" in r.text
+        for path in ("/vitals/p1", "/events", "/patients", "/ward", "/fhir/events"):
+            assert c.get(path, headers=as_["feed"]).status_code == 403, path  # a feed reads nothing
+            for role in ("reader", "clinician", "admin"):
+                assert c.get(path, headers=as_[role]).status_code == 200, (path, role)
+        assert c.get("/events/stream", headers=as_["feed"]).status_code == 403
+        assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
+        bad = {"Authorization": "Bearer not-a-token-at-all"}
+        assert c.get("/events", headers=bad).status_code == 401
+        # two events to acknowledge: feeds that went quiet
+        for bed in ("b1", "b2"):
+            assert (
+                c.post(f"/ecg/{bed}/admit", json={"fs": 360}, headers=as_["feed"]).status_code
+                == 201
+            )
+        time.sleep(0.05)
+        ward.tick()
+        first, second = [e["seq"] for e in c.get("/events", headers=as_["reader"]).json()["events"]
+                         if e["kind"] == "feed_lost"]  # fmt: skip
+        for role in ("feed", "reader"):
+            r = c.post(f"/events/{first}/ack", json={"by": "x"}, headers=as_[role])
+            assert r.status_code == 403 and "may not acknowledge" in r.text
+        r = c.post(f"/events/{first}/ack", json={"by": "RN Diaz"}, headers=as_["clinician"])
+        assert r.status_code == 200 and r.json()["acknowledged"]["via"] == "clinician-1"
+        r = c.post(f"/events/{second}/ack", json={"by": "Dr Okafor"}, headers=as_["admin"])
+        assert r.json()["acknowledged"]["via"] == "VITALGRU_GATEWAY_TOKEN"
+        ack = c.get("/events", headers=as_["reader"]).json()["events"][-2]
+        assert ack["kind"] == "acknowledged" and ack["via"] == "clinician-1"
+        assert c.delete("/vitals/p1", headers=as_["reader"]).status_code == 403
+        assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200

@@ -710,11 +710,16 @@ class Ward:
         self._journal("add_event", self._events[-1])
         return self._events[-1]
 
-    def acknowledge(self, seq: int, by: str, note: str = "") -> dict[str, Any]:
+    def acknowledge(
+        self, seq: int, by: str, note: str = "", via: str | None = None
+    ) -> dict[str, Any]:
         """Record that a clinician has seen event ``seq`` (an alarm, a feed lost): the event
         gets ``acknowledged`` (``{"by", "at", "note"}``), which the summaries, the ward page
         and :meth:`events` (``unacknowledged``) show, and the log gets an ``acknowledged``
         event of its own for the integration engine. Returns the acknowledged event.
+
+        ``via``: the name of the access token the acknowledgement came with (the gateway's
+        record of who was signed in, beside the name they typed), kept in both.
 
         KeyError for an event not in the log (never logged, or dropped as old); ValueError
         for one already acknowledged, an acknowledgement, or an empty or overlong name.
@@ -736,6 +741,8 @@ class Ward:
                     f"event {seq} was already acknowledged by {done['by']} at {done['at']}"
                 )
             event["acknowledged"] = {"by": who, "at": _utc_now(), "note": note}
+            if via is not None:
+                event["acknowledged"]["via"] = via
             self._journal("add_event", event)  # the stored copy too
             pid = event.get("patient_id")
             self._event(
@@ -746,6 +753,7 @@ class Ward:
                     "acknowledges": seq,
                     "by": who,
                     "note": note,
+                    **({"via": via} if via is not None else {}),
                     "message": f"{who} acknowledged event {seq} ({event.get('kind')} of "
                     f"patient {pid})" + (f": {note}" if note else ""),
                 }
