@@ -70,17 +70,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-)
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.utils import floatToGoString
 from pydantic import BaseModel, Field
 
 from pipelines.access import TokenTable
+from pipelines.gateway_metrics import WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -416,7 +410,7 @@ def create_app(
         return ward.patients()
 
     registry = CollectorRegistry()
-    registry.register(_WardCollector(ward, models or {}))
+    registry.register(WardCollector(ward, models or {}))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")
@@ -475,76 +469,6 @@ async def _sse(
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
         await asyncio.sleep(STREAM_POLL_S)
-
-
-class _WardCollector:
-    """The ward's :meth:`~vitalgru.scoring.ward.Ward.telemetry` as Prometheus metric
-    families, read at each scrape."""
-
-    def __init__(self, ward: Ward, models: dict[str, str]) -> None:
-        self.ward, self.models = ward, models
-
-    def collect(self) -> Any:
-        t = self.ward.telemetry()
-        yield InfoMetricFamily(
-            "vitalgru_gateway", "the gateway's version and the models it serves",
-            value={"version": __version__,
-                   **{k.replace(" ", "_").replace("-", "_"): v for k, v in self.models.items()}},
-        )  # fmt: skip
-        g = GaugeMetricFamily("vitalgru_patients", "patients on each monitor", labels=["monitor"])
-        for monitor, n in t["patients"].items():
-            g.add_metric([monitor], n)
-        yield g
-        for name, doc, value in (
-            ("vitalgru_ecg_feeds_lost", "ECG feeds that have sent nothing lately", t["feeds_lost"]),
-            ("vitalgru_ecg_queued_seconds", "ECG waiting for the next tick, all feeds",
-             t["queued_s"]),
-            ("vitalgru_ecg_queued_seconds_max", "ECG waiting for the next tick, fullest feed",
-             t["queued_s_max"]),
-            ("vitalgru_sepsis_patients_in_alarm", "sepsis patients in an alarm episode",
-             t["sepsis_in_alarm"]),
-            ("vitalgru_events_last_seq", "number of the newest event logged", t["last_seq"]),
-        ):  # fmt: skip
-            yield GaugeMetricFamily(name, doc, value=value)
-        if t["last_tick_age_s"] is not None:
-            yield GaugeMetricFamily(
-                "vitalgru_ecg_last_tick_age_seconds",
-                "seconds since the last tick ended (grows when the clock has stopped)",
-                value=t["last_tick_age_s"],
-            )
-        g = GaugeMetricFamily("vitalgru_events_unacknowledged",
-                              "events in the log no one has acknowledged", labels=["source"])  # fmt: skip
-        for source, n in sorted(t["unacknowledged"].items()):
-            g.add_metric([source], n)
-        yield g
-        c = CounterMetricFamily("vitalgru_ecg_beats", "beats labelled, by AAMI class",
-                                labels=["aami_class"])  # fmt: skip
-        for label, n in sorted(t["beats"].items()):
-            c.add_metric([label], n)
-        yield c
-        c = CounterMetricFamily("vitalgru_events", "events logged (alarms, feed and monitor "
-                                "changes, acknowledgements)", labels=["source", "kind"])  # fmt: skip
-        for (source, kind), n in sorted(t["events"].items()):
-            c.add_metric([source, kind], n)
-        yield c
-        for name, doc in (
-            ("vitalgru_sepsis_hours", "patient-hours of vital signs scored"),
-            ("vitalgru_state_write_errors", "writes to the state file that failed"),
-            ("vitalgru_shadow_errors", "failures of a shadow model"),
-        ):
-            key = name.removeprefix("vitalgru_")
-            yield CounterMetricFamily(name, doc, value=t[key])
-        for name, doc, key in (
-            ("vitalgru_ecg_tick_seconds", "one tick: the ward's queued ECG through the "
-             "network in one batch", "tick_seconds"),
-            ("vitalgru_sepsis_hour_seconds", "one patient-hour scored (with its alarm "
-             "explanation and shadow)", "sepsis_hour_seconds"),
-        ):  # fmt: skip
-            d = t[key]
-            yield HistogramMetricFamily(
-                name, doc, sum_value=d["sum"],
-                buckets=[(floatToGoString(b), n) for b, n in d["buckets"]],
-            )  # fmt: skip
 
 
 def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
