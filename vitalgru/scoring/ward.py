@@ -143,12 +143,14 @@ def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
-    """``row`` with the admission's demographics where it does not give them itself."""
+    """``row`` with the admission's demographics where it does not give them itself (a
+    null in the row is not giving one)."""
     if not static:
         return row
-    given = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
-    return {**{c: v for c, v in static.items() if c not in given}, **{
-        k: v for k, v in row.items() if not (v is None and PSV_COLUMNS.get(k, k) in static)}}  # fmt: skip
+    sent = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
+    out = {k: v for k, v in row.items() if v is not None or PSV_COLUMNS.get(k, k) not in static}
+    out.update({c: v for c, v in static.items() if c not in sent})
+    return out
 
 
 def _iso(t: datetime) -> str:
@@ -240,11 +242,9 @@ class Ward:
         self._seq = 0
         self._queue_lock = threading.Lock()  # queues, beds, the event log
         self._model_lock = threading.Lock()  # the monitors
-        self.ticks = 0
-        self.tick_s_total = 0.0
         self._last_tick: float | None = None  # monotonic clock at the end of the last tick
         self.tick_seconds = Durations()
-        self.sepsis_hour_seconds = Durations()  # scoring one hour, its explanation included
+        self.sepsis_hour_seconds = Durations()  # one hour scored, explained and shadowed
         self.beats_labelled: Counter[str] = Counter()
         self.events_logged: Counter[tuple[str, str]] = Counter()  # (source, kind), this run
         self.journal = journal
@@ -463,10 +463,7 @@ class Ward:
                         if p in self._ecg_beds
                     }
                 self._journal("ecg_progress", moved)
-        took = time.perf_counter() - t0
-        self.ticks += 1
-        self.tick_s_total += took
-        self.tick_seconds.add(took)
+        self.tick_seconds.add(time.perf_counter() - t0)
         self._last_tick = time.monotonic()
         return {
             "patients": len(chunks),
@@ -799,6 +796,11 @@ class Ward:
             return [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
 
     @property
+    def ticks(self) -> int:
+        """Ticks run since the ward started."""
+        return self.tick_seconds.count
+
+    @property
     def last_seq(self) -> int:
         """The number of the newest event logged (0 before the first)."""
         return self._seq
@@ -816,7 +818,7 @@ class Ward:
                 "ecg_patients": len(self._ecg_beds),
                 "sepsis_patients": len(self._sepsis_beds),
                 "ticks": self.ticks,
-                "tick_ms_mean": (1e3 * self.tick_s_total / self.ticks if self.ticks else None),
+                "tick_ms_mean": (1e3 * self.tick_seconds.sum / self.ticks if self.ticks else None),
                 "events": self._seq,
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
