@@ -28,7 +28,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["ROLES", "Credential", "TokenTable", "new_token"]
@@ -138,7 +138,7 @@ def new_token(path: str | os.PathLike, name: str, role: str) -> str:
         raise ValueError(f"{p}: there is already a token named {name!r}")
     token = secrets.token_urlsafe(32)
     entries = [*table.credentials, Credential(name, role, _sha256(token))]
-    body = json.dumps({"tokens": [c.__dict__ for c in entries]}, indent=2) + "\n"
+    body = json.dumps({"tokens": [asdict(c) for c in entries]}, indent=2) + "\n"
     tmp = p.with_name(p.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
