@@ -24,7 +24,7 @@ from pipelines.access import TokenTable, new_token
 from pipelines.gateway import build_ward, create_app
 from vitalgru import __version__
 from vitalgru.data.early_warning import build_cohort
-from vitalgru.io.fhir_observations import LOINC_COLUMNS, UNITS
+from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.ward import Ward
@@ -532,25 +532,6 @@ def test_a_stream_that_fell_behind_the_log_is_told_how_much_it_missed(
 STATIC = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
 
 
-def _as_observations(row: dict) -> list[dict]:
-    """A Challenge row's measurements as FHIR Observations, each under the first LOINC code
-    of its column and in the Challenge's own unit (the one the table takes as it is)."""
-    code = {}
-    for loinc, col in LOINC_COLUMNS.items():
-        code.setdefault(col, loinc)
-    out = []
-    for name, value in row.items():
-        col = PSV_COLUMNS.get(name)
-        if value is None or col not in UNITS:
-            continue
-        unit = next(u for u, f in UNITS[col].items() if f(2.5) == 2.5)
-        out.append({"resourceType": "Observation", "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": code[col]}]},
-                    "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org",
-                                      "code": unit}})  # fmt: skip
-    return out
-
-
 def test_an_hour_sent_as_fhir_observations_scores_as_the_same_hour_sent_as_json(
     client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
 ) -> None:
@@ -565,7 +546,7 @@ def test_an_hour_sent_as_fhir_observations_scores_as_the_same_hour_sent_as_json(
     for row, bare in zip(rows, measured, strict=True):
         want.append(client.post("/vitals/json", json={**row, **static}).json())
         bundle = {"resourceType": "Bundle", "type": "collection",
-                  "entry": [{"resource": o} for o in _as_observations(bare)]}  # fmt: skip
+                  "entry": [{"resource": o} for o in row_to_observations(bare)]}  # fmt: skip
         r = client.post("/vitals/fhir/fhir", params={"iculos": int(row["ICULOS"])}, json=bundle)
         assert r.status_code == 200, r.text
         got.append(r.json())
@@ -573,7 +554,7 @@ def test_an_hour_sent_as_fhir_observations_scores_as_the_same_hour_sent_as_json(
     np.testing.assert_allclose([g["risk"] for g in got], [w["risk"] for w in want], atol=1e-6)
     assert [g["alarm_started"] for g in got] == [w["alarm_started"] for w in want]
     assert sum(g["observations"]["used"] for g in got) == sum(
-        len(_as_observations(b)) for b in measured)  # fmt: skip
+        len(row_to_observations(b)) for b in measured)  # fmt: skip
 
 
 def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> None:

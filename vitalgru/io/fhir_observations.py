@@ -28,9 +28,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vitalgru.io.psv import MEASUREMENT_UNITS
+from vitalgru.io.psv import MEASUREMENT_UNITS, PSV_COLUMNS
 
-__all__ = ["LOINC_COLUMNS", "UNITS", "HourFromObservations", "observations_to_hour"]
+__all__ = [
+    "LOINC_COLUMNS",
+    "UNITS",
+    "HourFromObservations",
+    "observations_to_hour",
+    "row_to_observations",
+]
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -267,4 +273,34 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
     for column, xs in values.items():
         out.row[column] = sum(xs) / len(xs)
         out.used += len(xs)
+    return out
+
+
+#: vitalgru column -> (its first LOINC code in :data:`LOINC_COLUMNS`, the UCUM code of the
+#: Challenge's own unit): what :func:`row_to_observations` writes.
+_AS_SENT = {
+    col: (next(c for c, k in LOINC_COLUMNS.items() if k == col),
+          next(u for u, f in units.items() if f is _SAME))
+    for col, units in UNITS.items()
+}  # fmt: skip
+
+
+def row_to_observations(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The measurements of one Challenge-2019 row (Challenge or vitalgru names; nulls and
+    NaN left out; ``ICULOS``, demographics and the label ignored) as FHIR Observations in
+    the Challenge's units: what a FHIR feed of that hour could send, for testing an
+    integration against recorded stays. :func:`observations_to_hour` reads them back."""
+    out = []
+    for name, value in row.items():
+        col = PSV_COLUMNS.get(name, name)
+        if col not in _AS_SENT or value is None or not math.isfinite(float(value)):
+            continue
+        code, unit = _AS_SENT[col]
+        out.append({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC_SYSTEM, "code": code}]},
+            "valueQuantity": {"value": float(value), "unit": unit, "system": UCUM_SYSTEM,
+                              "code": unit},
+        })  # fmt: skip
     return out

@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from vitalgru.io.fhir_observations import LOINC_COLUMNS, UNITS, observations_to_hour
+from vitalgru.io.fhir_observations import (
+    LOINC_COLUMNS,
+    UNITS,
+    observations_to_hour,
+    row_to_observations,
+)
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 
 LOINC = "http://loinc.org"
@@ -116,3 +121,17 @@ def test_every_measurement_has_units_and_every_code_a_measurement() -> None:
     assert set(LOINC_COLUMNS.values()) == set(MEASUREMENT_COLUMNS)
     for column, units in UNITS.items():  # each takes at least its own unit as it is
         assert any(f(2.5) == 2.5 for f in units.values()), column
+
+
+def test_a_row_written_as_observations_reads_back_as_it_was() -> None:
+    row = {"ICULOS": 4, "HR": 97.0, "O2Sat": 93.0, "Temp": None, "SaO2": 96.0, "FiO2": 0.4,
+           "pH": 7.31, "WBC": 14.2, "lactate_mmol_l": 3.1, "Age": 68.0, "SepsisLabel": 1,
+           "Glucose": float("nan")}  # fmt: skip
+    written = row_to_observations(row)
+    assert len(written) == 7  # no temperature, glucose, age, hour or label
+    got = observations_to_hour({"resourceType": "Bundle", "entry": [
+        {"resource": o} for o in written]}, hour=4)  # fmt: skip
+    assert got.skipped == [] and got.converted == {}
+    assert got.row == {"ICULOS": 4.0, "hr_bpm": 97.0, "spo2_pct": 93.0, "sao2_pct": 96.0,
+                       "fio2_frac": 0.4, "ph": 7.31, "wbc_10e3_ul": 14.2,
+                       "lactate_mmol_l": 3.1}  # fmt: skip
