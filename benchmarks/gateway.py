@@ -28,7 +28,11 @@ process, so the two cores are shared by server and clients.
    them; for every sepsis alarm onset, the time from the POST of its hour to the event on
    the stream; whether the stream had every logged event once and in order; the time
    each scrape took.
-4. **Restart**: the same stays admitted to a ward with a state file and scored in process,
+4. **FHIR**: part 2 in memory once more, each stay admitted with its demographics and each
+   hour sent as a FHIR Bundle of Observations (``POST /vitals/{p}/fhir``,
+   :func:`vitalgru.io.fhir_observations.row_to_observations`). Measured as part 2: what
+   reading FHIR costs against the JSON rows of the in-memory run.
+5. **Restart**: the same stays admitted to a ward with a state file and scored in process,
    not discharged; the ward is dropped and a new one takes the file up
    (:meth:`vitalgru.scoring.ward.Ward.restore`). Measured: the file's size, the time the
    restore took, and the largest difference between each patient's last risk before and
@@ -62,6 +66,7 @@ from common import default_mirror, environment, write_results
 from pipelines.gateway import create_app
 from vitalgru import tracking
 from vitalgru.data.splits import DECHAZAL_DS2
+from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS, read_psv_folder
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -255,8 +260,29 @@ class _Watchers:
         self.stop.set()
 
 
+STATIC = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
+
+
+def _fhir_hours(stays: dict[str, list[dict]]) -> dict[str, tuple[dict, list[dict]]]:
+    """Each stay as a FHIR feed sends it: its demographics (for the admission) and one
+    Bundle of Observations per hour."""
+    return {
+        pid: (
+            {k: rows[0][k] for k in STATIC if rows[0].get(k) is not None},
+            [{"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": o} for o in row_to_observations(r)]} for r in rows],
+        )
+        for pid, rows in stays.items()
+    }  # fmt: skip
+
+
 def sepsis_part(
-    loaded: Any, stays: dict[str, list[dict]], want: dict, state: bool, watched: bool = False
+    loaded: Any,
+    stays: dict[str, list[dict]],
+    want: dict,
+    state: bool,
+    watched: bool = False,
+    fhir: bool = False,
 ) -> dict[str, Any]:
     journal = _fresh_journal("gateway-sepsis.sqlite") if state else None
     ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
@@ -265,15 +291,22 @@ def sepsis_part(
     got: dict[str, list[float]] = {}
     lock = threading.Lock()
 
+    bundles = _fhir_hours(stays) if fhir else {}
+
     def feed(url: str, pids: list[str]) -> None:
         s = requests.Session()
         mine, risks, began = [], {}, {}
         for pid in pids:
-            s.post(f"{url}/vitals/{pid}/admit").raise_for_status()
+            static = bundles[pid][0] if fhir else None
+            s.post(f"{url}/vitals/{pid}/admit", json=static).raise_for_status()
             risks[pid] = []
-            for row in stays[pid]:
+            for k, row in enumerate(stays[pid]):
                 a = time.perf_counter()
-                r = s.post(f"{url}/vitals/{pid}", json=row)
+                if fhir:
+                    r = s.post(f"{url}/vitals/{pid}/fhir", json=bundles[pid][1][k],
+                               params={"iculos": int(row["ICULOS"])})  # fmt: skip
+                else:
+                    r = s.post(f"{url}/vitals/{pid}", json=row)
                 mine.append(time.perf_counter() - a)
                 r.raise_for_status()
                 risks[pid].append(r.json()["risk"])
@@ -304,6 +337,7 @@ def sepsis_part(
     )
     out = {
         "state_file": state,
+        "fhir": fhir,
         "patients": len(ids),
         "hours": hours,
         "wall_s": wall,
@@ -381,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     sepsis = sepsis_part(loaded, stays, want, state=True)
     memory = sepsis_part(loaded, stays, want, state=False)
     watched = sepsis_part(loaded, stays, want, state=True, watched=True)
+    fhir = sepsis_part(loaded, stays, want, state=False, fhir=True)
     print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s with the state file, "
           f"{memory['patient_hours_per_s']:.0f} in memory only, "
-          f"{watched['patient_hours_per_s']:.0f} watched", flush=True)  # fmt: skip
+          f"{watched['patient_hours_per_s']:.0f} watched, "
+          f"{fhir['patient_hours_per_s']:.0f} as FHIR", flush=True)  # fmt: skip
     restart = restart_part(loaded, stays)
     print(f"restart: {restart['hours']} hours scored again in {restart['restore_s']:.1f} s",
           flush=True)  # fmt: skip
@@ -394,9 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         "sepsis": sepsis,
         "sepsis_in_memory": memory,
         "sepsis_watched": watched,
+        "sepsis_fhir": fhir,
         "restart": restart,
     }
-    e, s, m, w, r = ecg, sepsis, memory, watched, restart
+    e, s, m, w, f, r = ecg, sepsis, memory, watched, fhir, restart
     md = [
         "# The bedside gateway (`vitalgru serve`) over HTTP",
         "",
@@ -422,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("state file", s),
                 ("in memory only", m),
                 ("state file, event stream and metrics scraper reading", w),
+                ("in memory only, each hour a FHIR Bundle of Observations", f),
             )
         ),
         "",
