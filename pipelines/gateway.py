@@ -24,7 +24,7 @@ description at ``/openapi.json``.
                                           (``unacknowledged=true``: those no one has seen)
 ``POST /events/{seq}/ack``                ``{"by": "RN Diaz", "note": ""}``: a clinician saw it
 ``GET /events/stream?since=N``            the log as it grows (Server-Sent Events; resumes
-                                          from ``Last-Event-ID``)
+                                          from ``Last-Event-ID``; ``patient=``, ``source=``)
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ``GET /ward``                             every patient at a glance, for clinicians (HTML)
 ``GET /patients``                         the patients on each monitor
@@ -65,7 +65,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -196,6 +196,9 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 TOKEN_ENV = "VITALGRU_GATEWAY_TOKEN"
 #: Environment variable naming a token file (:mod:`pipelines.access`), as ``--tokens``.
 TOKENS_ENV = "VITALGRU_GATEWAY_TOKENS"
+
+#: Where an event comes from (the ``source`` filter of ``/events``).
+Source = Literal["ecg", "sepsis", "ward"]
 
 #: What each kind of request is called in a refusal.
 _KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
@@ -361,8 +364,10 @@ def create_app(
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
         unacknowledged: bool = Query(False, description="only events no one has acknowledged"),
+        patient: str | None = Query(None, description="only this patient's events"),
+        source: Annotated[Source | None, Query(description="only events of this source")] = None,
     ) -> dict[str, Any]:
-        return ward.events(since, limit, unacknowledged)
+        return ward.events(since, limit, unacknowledged, patient, source)
 
     @reads.get("/events/stream")
     async def event_stream(
@@ -373,6 +378,8 @@ def create_app(
             "logged, so that only events from now on are sent)",
         ),
         limit: int | None = Query(None, ge=1, description="end the stream after this many"),
+        patient: str | None = Query(None, description="only this patient's events"),
+        source: Annotated[Source | None, Query(description="only events of this source")] = None,
         last_event_id: str | None = Header(
             None, description="sent by a reconnecting EventSource: go on after that event"
         ),
@@ -387,7 +394,7 @@ def create_app(
                 raise HTTPException(422, "Last-Event-ID must be an event number") from None
         start = ward.last_seq if since is None else since
         return StreamingResponse(
-            _sse(ward, start, limit, stopping),
+            _sse(ward, start, limit, stopping, patient, source),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -443,16 +450,22 @@ def create_app(
 
 
 async def _sse(
-    ward: Ward, since: int, limit: int | None, stopping: Callable[[], bool]
+    ward: Ward,
+    since: int,
+    limit: int | None,
+    stopping: Callable[[], bool],
+    patient: str | None = None,
+    source: str | None = None,
 ) -> AsyncIterator[str]:
-    """Server-Sent Events of the ward's log after event ``since``, until ``limit`` have
-    been sent (None: until the client goes or ``stopping()``)."""
+    """Server-Sent Events of the ward's log after event ``since`` (only ``patient``'s and
+    ``source``'s when given), until ``limit`` have been sent (None: until the client goes
+    or ``stopping()``)."""
     sent = 0
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"  # a client that loses the connection tries again after 2 s
     while not stopping():
         if ward.last_seq > since:
-            got = ward.events(since, 500)
+            got = ward.events(since, 500, patient_id=patient, source=source)
             if got["dropped"]:
                 yield f"event: dropped\ndata: {event_json({'dropped': got['dropped']})}\n\n"
             for e in got["events"]:
@@ -460,8 +473,7 @@ async def _sse(
                 sent += 1
                 if limit is not None and sent >= limit:
                     return
-            # nothing kept after ``since`` (a restored log without its events): skip ahead
-            since = got["last_seq"] if got["events"] else ward.last_seq
+            since = got["last_seq"]
             quiet_since = time.monotonic()
             if ward.last_seq > since:
                 continue  # more than one batch was waiting

@@ -502,6 +502,15 @@ def test_the_event_log_streams_as_server_sent_events(client: TestClient) -> None
             break
     (nxt,) = _sse(answers[0].text)
     assert int(nxt["id"]) > 3 and nxt["data"]["kind"] == "feed_lost"
+    # a bedside screen follows one patient: the others' events are not sent
+    lose_a_feed("mine")
+    got = _sse(
+        client.get("/events/stream", params={"since": 0, "limit": 1, "patient": "mine"}).text
+    )
+    assert [g["data"]["patient_id"] for g in got] == ["mine"]
+    polled = client.get("/events", params={"patient": "mine", "source": "ecg"}).json()
+    assert [e["seq"] for e in polled["events"]] == [int(got[0]["id"])]
+    assert client.get("/events", params={"source": "pharmacy"}).status_code == 422
 
 
 def test_event_streams_end_when_the_server_stops() -> None:

@@ -758,12 +758,19 @@ class Ward:
             return dict(event)
 
     def events(
-        self, since: int = 0, limit: int = 500, unacknowledged: bool = False
+        self,
+        since: int = 0,
+        limit: int = 500,
+        unacknowledged: bool = False,
+        patient_id: str | None = None,
+        source: str | None = None,
     ) -> dict[str, Any]:
-        """Events numbered after ``since``, oldest first, at most ``limit`` (with
-        ``unacknowledged``, only those no one has acknowledged, acknowledgements left out):
-        ``{"events", "last_seq" (pass it as ``since`` next time), "dropped" (events after
-        ``since`` no longer kept)}``."""
+        """Events numbered after ``since``, oldest first, at most ``limit``; with
+        ``unacknowledged``, only those no one has acknowledged (acknowledgements left out),
+        with ``patient_id`` or ``source`` (``ecg``, ``sepsis``, ``ward``) only that
+        patient's or source's. Returns ``{"events", "last_seq" (pass it as ``since`` next
+        time: the newest event looked at, so events a filter left out are not looked at
+        again), "dropped" (events after ``since`` no longer kept, of any patient)}``."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         with self._queue_lock:
@@ -772,13 +779,15 @@ class Ward:
                 for e in self._events
                 if e["seq"] > since
                 and not (unacknowledged and (e.get("acknowledged") or e.get("source") == "ward"))
+                and (patient_id is None or e.get("patient_id") == patient_id)
+                and (source is None or e.get("source") == source)
             ]
             first_kept = self._events[0]["seq"] if self._events else self._seq + 1
             dropped = max(0, first_kept - since - 1) if self._seq > since else 0
             out = [dict(e) for e in kept[:limit]]  # copies: acknowledge() adds to the log's
             return {
                 "events": out,
-                "last_seq": out[-1]["seq"] if out else max(since, 0),
+                "last_seq": out[-1]["seq"] if len(kept) > limit else max(since, self._seq),
                 "dropped": dropped,
             }
 

@@ -252,3 +252,23 @@ def test_durations_count_into_buckets_by_upper_bound() -> None:
     }
     with pytest.raises(ValueError, match="must increase"):
         Durations((1.0, 0.5))
+
+
+def test_the_log_filtered_by_patient_and_source_moves_on_past_what_it_left_out() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    for pid in ("a", "b", "a"):  # feed_lost of a, of b, then a acknowledged
+        if pid not in ward.patients()["ecg"]:
+            ward.admit_ecg(pid, 360.0)
+            time.sleep(0.02)
+            ward.tick()
+    ward.acknowledge(1, "RN Diaz")
+    assert [(e["seq"], e["patient_id"], e["source"]) for e in ward.events()["events"]] == [
+        (1, "a", "ecg"), (2, "b", "ecg"), (3, "a", "ward")]  # fmt: skip
+    got = ward.events(patient_id="a", source="ecg")
+    assert [e["seq"] for e in got["events"]] == [1] and got["last_seq"] == 3
+    assert ward.events(since=got["last_seq"], patient_id="a")["events"] == []
+    assert [e["seq"] for e in ward.events(patient_id="a")["events"]] == [1, 3]
+    assert [e["seq"] for e in ward.events(source="ward")["events"]] == [3]
+    assert ward.events(patient_id="nobody") == {"events": [], "last_seq": 3, "dropped": 0}
+    cut = ward.events(limit=2)  # cut short: the next poll starts after the last one given
+    assert [e["seq"] for e in cut["events"]] == [1, 2] and cut["last_seq"] == 2
