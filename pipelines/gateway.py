@@ -26,6 +26,8 @@ description at ``/openapi.json``.
 ``GET /events/stream?since=N``            the log as it grows (Server-Sent Events; resumes
                                           from ``Last-Event-ID``; ``patient=``, ``source=``)
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
+``GET /fhir/risk``                        each sepsis patient's latest hour as a FHIR
+                                          ``RiskAssessment``
 ``GET /ward``                             every patient at a glance, for clinicians (HTML)
 ``GET /patients``                         the patients on each monitor
 ``GET /shadow``                           a challenger's output against the champion's
@@ -79,7 +81,7 @@ from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
-from vitalgru.reports.fhir import events_bundle
+from vitalgru.reports.fhir import events_bundle, risk_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
@@ -433,6 +435,17 @@ def create_app(
             raise HTTPException(404, str(e)) from None
         names = {k: v for k, v in (models or {}).items() if k.startswith("shadow")}
         return {"models": names, **report}
+
+    @reads.get("/fhir/risk")
+    def fhir_risk() -> dict[str, Any]:
+        """Every sepsis patient's latest hour as a FHIR ``RiskAssessment`` (a Bundle)."""
+        if ward.sepsis is None:
+            raise HTTPException(503, "this ward was started without an early-warning model")
+        _, sepsis = ward.summaries()
+        return risk_bundle(
+            sepsis, model=(models or {}).get("early-warning", "early-warning model"),
+            threshold=ward.sepsis.threshold, generated=datetime.now(UTC),
+        )  # fmt: skip
 
     @reads.get("/fhir/events")
     def fhir_events(

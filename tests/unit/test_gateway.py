@@ -245,8 +245,11 @@ def test_a_restarted_gateway_takes_its_patients_up_again(
         for pid, was in before.items():
             now = c.get(f"/vitals/{pid}").json()
             assert now["last_hour"]["risk"] == pytest.approx(was["last_hour"]["risk"], abs=1e-6)
-            assert {k: v for k, v in now.items() if k != "last_hour"} == {
-                k: v for k, v in was.items() if k != "last_hour"}  # fmt: skip
+            assert now["risk_max"] == pytest.approx(was["risk_max"], abs=1e-6)
+            assert was["last_scored_at"] and now["last_scored_at"] is None  # replayed hours
+            scored_again = ("last_hour", "risk_max", "last_scored_at")
+            assert {k: v for k, v in now.items() if k not in scored_again} == {
+                k: v for k, v in was.items() if k not in scored_again}  # fmt: skip
         # the rest of the stay scores as if the gateway had never stopped
         after = [c.post("/vitals/icu-1", json=row).json()["risk"] for row in rows[half:]]
         alone = EarlyWarningMonitor(model, preprocessing)
@@ -657,3 +660,34 @@ def test_named_tokens_may_do_only_what_their_role_allows(
         assert ack["kind"] == "acknowledged" and ack["via"] == "clinician-1"
         assert c.delete("/vitals/p1", headers=as_["reader"]).status_code == 403
         assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200
+
+
+def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
+) -> None:
+    rows = sepsis[1]
+    posted = {}
+    for pid, n in (("icu-1", len(rows)), ("icu-2", 3)):
+        client.post(f"/vitals/{pid}/admit")
+        posted[pid] = [client.post(f"/vitals/{pid}", json=row).json() for row in rows[:n]]
+    client.post("/vitals/icu-3/admit")  # no hour yet: no assessment
+    bundle = client.get("/fhir/risk").json()
+    Bundle.model_validate(bundle)
+    risks = {e["resource"]["subject"]["identifier"]["value"]: e["resource"]
+             for e in bundle["entry"]}  # fmt: skip
+    assert sorted(risks) == ["icu-1", "icu-2"]
+    for pid, r in risks.items():
+        s = client.get(f"/vitals/{pid}").json()
+        pred = r["prediction"][0]
+        assert (
+            r["resourceType"] == "RiskAssessment" and r["occurrenceDateTime"] == s["last_scored_at"]
+        )
+        assert pred["probabilityDecimal"] == pytest.approx(s["last_hour"]["probability"], abs=1e-6)
+        assert pred["qualitativeRisk"]["coding"][0]["code"] == ("high" if s["in_alarm"] else "low")
+        assert f"ICU hour {s['last_hour']['hour']};" in r["note"][0]["text"]
+        top = max(posted[pid], key=lambda h: h["risk"])
+        assert (s["risk_max"], s["risk_max_hour"]) == (top["risk"], top["hour"])
+        assert f"highest risk of the stay {s['risk_max']:.3f} at ICU hour {s['risk_max_hour']}" in (
+            r["note"][0]["text"])  # fmt: skip
+    with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
+        assert c.get("/fhir/risk").status_code == 503

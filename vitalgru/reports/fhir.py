@@ -10,7 +10,8 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
   recalibrated probability (a model without a recalibration gives a score, not a
   probability: it goes in the note instead); and one ``Flag`` per alarm
   episode, ``active`` if it was still going at the latest hour;
-* the live gateway's alarm log (:func:`events_bundle`): one ``Flag`` per event;
+* the live gateway's alarm log (:func:`events_bundle`): one ``Flag`` per event, and its
+  sepsis patients' latest hours (:func:`risk_bundle`): one ``RiskAssessment`` each;
 * ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
   patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
   signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm.
@@ -35,7 +36,7 @@ from typing import Any
 
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 
-__all__ = ["ecg_bundle", "events_bundle", "sepsis_bundle"]
+__all__ = ["ecg_bundle", "events_bundle", "risk_bundle", "sepsis_bundle"]
 
 _SNOMED = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -93,6 +94,94 @@ def _flag(
     return flag
 
 
+def _risk_assessment(
+    subject: dict[str, Any],
+    model: str,
+    *,
+    last_hour: int,
+    risk_last: float,
+    probability: float | None,
+    in_alarm: bool,
+    threshold: float,
+    risk_max: float,
+    risk_max_hour: int,
+    when: str | None,
+) -> Resource:
+    """The ``RiskAssessment`` of a stay's latest hour (see the module's description)."""
+    risk: Resource = {
+        "resourceType": "RiskAssessment",
+        "status": "final",
+        "subject": subject,
+        "method": {"text": f"vitalgru sepsis early warning, model {model}"},
+        "prediction": [
+            {
+                "outcome": {
+                    "coding": [SEPSIS],
+                    "text": "Sepsis (Sepsis-3), now or within 6 hours (the label of the "
+                    "PhysioNet/CinC Challenge 2019)",
+                },
+                "qualitativeRisk": {
+                    "coding": [
+                        {
+                            "system": _RISK,
+                            "code": "high" if in_alarm else "low",
+                            "display": "High likelihood" if in_alarm else "Low likelihood",
+                        }
+                    ]
+                },  # fmt: skip
+            }
+        ],
+        "note": [
+            {
+                "text": f"ICU hour {last_hour}; alarm threshold {threshold:.4g} "
+                f"({'in alarm' if in_alarm else 'not in alarm'}); highest risk of the "
+                f"stay {risk_max:.3f} at ICU hour {risk_max_hour}"
+            }
+        ],
+    }
+    if probability is not None:  # a probability only where the model was recalibrated
+        risk["prediction"][0]["probabilityDecimal"] = round(float(probability), 6)
+    else:
+        risk["note"][0]["text"] += (
+            f"; risk score {risk_last:.3f} (the model has no recalibration: a score, "
+            "not a probability)"
+        )
+    if when is not None:
+        risk["occurrenceDateTime"] = when
+    return risk
+
+
+def risk_bundle(
+    patients: Sequence[Mapping[str, Any]],
+    *,
+    model: str,
+    threshold: float,
+    patient_system: str | None = None,
+    generated: datetime | None = None,
+) -> Resource:
+    """The live gateway's sepsis patients as a FHIR ``Bundle`` of one ``RiskAssessment``
+    each (their latest hour; patients not yet scored left out), for an EHR to store.
+
+    ``patients`` are :meth:`vitalgru.scoring.ward.Ward.sepsis_summary` dicts; each
+    assessment is timed when its hour was scored (``last_scored_at``) when that is known.
+    """
+    out: list[tuple[str, Resource]] = []
+    for p in patients:
+        last = p.get("last_hour")
+        if not last:
+            continue
+        pid = str(p["patient_id"])
+        risk = _risk_assessment(
+            _subject(pid, patient_system), model, last_hour=int(last["hour"]),
+            risk_last=float(last["risk"]), probability=last.get("probability"),
+            in_alarm=bool(p["in_alarm"]), threshold=threshold,
+            risk_max=float(p["risk_max"]), risk_max_hour=int(p["risk_max_hour"]),
+            when=p.get("last_scored_at"),
+        )  # fmt: skip
+        out.append((f"sepsis-risk/{pid}", risk))
+    return _bundle(out, generated)
+
+
 def sepsis_bundle(
     stays: Sequence[Mapping[str, Any]],
     *,
@@ -127,48 +216,12 @@ def sepsis_bundle(
         t0 = starts.get(pid)
         thr = float(s["threshold"])
         in_alarm = bool(s["in_alarm_at_end"])
-        risk: Resource = {
-            "resourceType": "RiskAssessment",
-            "status": "final",
-            "subject": subject,
-            "method": {"text": f"vitalgru sepsis early warning, model {model}"},
-            "prediction": [
-                {
-                    "outcome": {
-                        "coding": [SEPSIS],
-                        "text": "Sepsis (Sepsis-3), now or within 6 hours (the label of the "
-                        "PhysioNet/CinC Challenge 2019)",
-                    },
-                    "qualitativeRisk": {
-                        "coding": [
-                            {
-                                "system": _RISK,
-                                "code": "high" if in_alarm else "low",
-                                "display": "High likelihood" if in_alarm else "Low likelihood",
-                            }
-                        ]
-                    },  # fmt: skip
-                }
-            ],
-            "note": [
-                {
-                    "text": f"ICU hour {s['last_hour']}; alarm threshold {thr:.4g} "
-                    f"({'in alarm' if in_alarm else 'not in alarm'}); highest risk of the "
-                    f"stay {s['risk_max']:.3f} at ICU hour {s['risk_max_hour']}"
-                }
-            ],
-        }
-        prob = s.get("probability_last")
-        if prob is not None:  # a probability only where the model was recalibrated
-            risk["prediction"][0]["probabilityDecimal"] = round(float(prob), 6)
-        else:
-            risk["note"][0]["text"] += (
-                f"; risk score {s['risk_last']:.3f} (the model has no recalibration: a score, "
-                "not a probability)"
-            )
-        when = _when(t0, timedelta(hours=int(s["last_hour"])))
-        if when is not None:
-            risk["occurrenceDateTime"] = when
+        risk = _risk_assessment(
+            subject, model, last_hour=int(s["last_hour"]), risk_last=float(s["risk_last"]),
+            probability=s.get("probability_last"), in_alarm=in_alarm, threshold=thr,
+            risk_max=float(s["risk_max"]), risk_max_hour=int(s["risk_max_hour"]),
+            when=_when(t0, timedelta(hours=int(s["last_hour"]))),
+        )  # fmt: skip
         out.append((f"sepsis-risk/{pid}", risk))
         last = len(s["episodes"]) - 1
         for k, ep in enumerate(s["episodes"]):

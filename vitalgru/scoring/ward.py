@@ -182,9 +182,17 @@ class _SepsisBed:
     admitted_at: str
     static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
     last: HourRisk | None = None
+    last_scored_at: str | None = None  # wall clock of the latest hour (None when replayed)
     in_alarm: bool = False
     episodes: int = 0
     onset: dict[str, Any] | None = None  # the logged onset of the episode going on
+    peak: HourRisk | None = None  # the highest risk of the stay so far
+
+    def scored(self, risk: HourRisk, at: str | None) -> None:
+        """Take the stay's next scored hour (its alarm episodes are the caller's)."""
+        self.last, self.last_scored_at, self.in_alarm = risk, at, risk.alarm
+        if self.peak is None or risk.risk > self.peak.risk:
+            self.peak = risk
 
 
 class Ward:
@@ -352,7 +360,7 @@ class Ward:
                 for r in risks:
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
-                    bed.last, bed.in_alarm = r, r.alarm
+                    bed.scored(r, None)
             onsets = {e["patient_id"]: e for e in state.events if e.get("source") == "sepsis"}
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
@@ -606,8 +614,7 @@ class Ward:
             self.sepsis_hour_seconds.add(time.perf_counter() - t0)
             with self._queue_lock:
                 self._journal("add_hour", pid, risk.hour, row)
-                bed.last = risk
-                bed.in_alarm = risk.alarm
+                bed.scored(risk, _utc_now())
                 if started:
                     bed.episodes += 1
                     bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
@@ -645,7 +652,9 @@ class Ward:
         raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
         empty when not in alarm), "alarm_seq" (that onset's event number, for
         :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None), "static"
-        (the demographics given at admission, vitalgru names)}``. KeyError for a patient not
+        (the demographics given at admission, vitalgru names), "last_scored_at" (when the
+        latest hour was scored; None for hours taken up from a state file), "risk_max" and
+        "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
         pid = str(patient_id)
         with self._queue_lock:
@@ -660,6 +669,9 @@ class Ward:
             "patient_id": pid,
             "admitted_at": bed.admitted_at,
             "last_hour": None if bed.last is None else asdict(bed.last),
+            "last_scored_at": bed.last_scored_at,
+            "risk_max": None if bed.peak is None else bed.peak.risk,
+            "risk_max_hour": None if bed.peak is None else bed.peak.hour,
             "in_alarm": bed.in_alarm,
             "alarm_episodes": bed.episodes,
             "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
