@@ -428,7 +428,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state,
               shadow_arrhythmia_model=args.shadow_arrhythmia_model,
               shadow_early_warning_model=args.shadow_early_warning_model,
-              tokens=args.tokens)  # fmt: skip
+              tokens=args.tokens,
+              escalate_after_s=60 * args.escalate_after_min or None)  # fmt: skip
     except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
@@ -446,6 +447,16 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
           "is not shown again. The gateway reads the file at start (vitalgru serve --tokens "
           f"{args.file}).", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _non_negative_minutes(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
+    return v
 
 
 def _port(text: str) -> int:
@@ -690,6 +701,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="named access tokens with roles (feed, reader, clinician, admin), made with "
         "vitalgru serve-token (default: $VITALGRU_GATEWAY_TOKENS; with neither it nor "
         "$VITALGRU_GATEWAY_TOKEN the gateway is open)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--escalate-after-min", type=_non_negative_minutes, default=15.0,
+        help="minutes after which an alarm no one has acknowledged gets an escalated event "
+        "(default 15; 0: never)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

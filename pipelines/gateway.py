@@ -23,6 +23,7 @@ description at ``/openapi.json``.
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
                                           (``unacknowledged=true``: those no one has seen)
 ``POST /events/{seq}/ack``                ``{"by": "RN Diaz", "note": ""}``: a clinician saw it
+                                          (unseen for ``--escalate-after-min``: ``escalated``)
 ``GET /events/stream?since=N``            the log as it grows (Server-Sent Events; resumes
                                           from ``Last-Event-ID``; ``patient=``, ``source=``)
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
@@ -84,7 +85,7 @@ from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.fhir import events_bundle, risk_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
-from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal, event_json
 
 logger = logging.getLogger(__name__)
@@ -521,6 +522,7 @@ def build_ward(
     state: str | os.PathLike | None = None,
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
+    escalate_after_s: float | None = ESCALATE_AFTER_S,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
@@ -538,6 +540,7 @@ def build_ward(
         journal=journal,
         shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
         shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
+        escalate_after_s=escalate_after_s,
     )
     if journal is not None:
         kept = journal.load()
@@ -568,6 +571,7 @@ def serve(
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
     tokens: str | os.PathLike | None = None,
+    escalate_after_s: float | None = ESCALATE_AFTER_S,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted."""
@@ -587,7 +591,7 @@ def serve(
                     ", ".join(f"{c.name}: {c.role}" for c in table.credentials))  # fmt: skip
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
-        shadow_arrhythmia_model, shadow_early_warning_model,
+        shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
     )  # fmt: skip
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:

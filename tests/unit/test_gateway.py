@@ -691,3 +691,18 @@ def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
             r["note"][0]["text"])  # fmt: skip
     with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
         assert c.get("/fhir/risk").status_code == 503
+
+
+def test_a_sepsis_alarm_no_one_acknowledges_escalates_on_the_gateways_clock(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), escalate_after_s=0.2)
+    with TestClient(create_app(ward, tick_s=0.05)) as c:  # its own clock ticks the ward
+        c.post("/vitals/icu-1/admit")
+        for row in rows:
+            if c.post("/vitals/icu-1", json=row).json()["alarm_started"]:
+                break
+        onset = c.get("/vitals/icu-1").json()["alarm_seq"]
+        got = _sse(c.get("/events/stream", params={"since": onset, "limit": 1}).text)
+    assert [(g["data"]["kind"], g["data"]["escalates"]) for g in got] == [("escalated", onset)]

@@ -68,6 +68,11 @@ HR_WINDOW_S = 60.0
 #: monitor's own pause and poor-signal alarms need samples to run on, so a cable pulled out
 #: of the gateway, not off the patient, would otherwise go unnoticed.
 FEED_TIMEOUT_S = 10.0
+#: An alarm no one has acknowledged for this long (s) is escalated: the log gets an
+#: ``escalated`` event naming it, once, for the integration engine to page the next person.
+ESCALATE_AFTER_S = 15 * 60.0
+#: Events that tell, and need no one to acknowledge them (they never escalate).
+INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
 
 _CLASSES = [str(c) for c in AAMI_CLASSES]
 
@@ -211,6 +216,9 @@ class Ward:
     journal : WardJournal, optional
         Where admissions, sepsis hours and events are written as they happen, so that a
         restarted gateway can :meth:`restore` them (None: kept in memory only).
+    escalate_after_s : float, optional
+        Seconds after which an alarm no one has acknowledged is escalated with an
+        ``escalated`` event (:data:`ESCALATE_AFTER_S`; None: never). Checked every tick.
     shadow_ecg, shadow_sepsis : optional
         Challenger monitors fed everything the champions are fed and compared with them
         (:mod:`vitalgru.scoring.shadow`, :meth:`shadow_report`); they raise no alarm, and
@@ -232,6 +240,7 @@ class Ward:
         journal: WardJournal | None = None,
         shadow_ecg: ArrhythmiaMonitor | None = None,
         shadow_sepsis: EarlyWarningMonitor | None = None,
+        escalate_after_s: float | None = ESCALATE_AFTER_S,
     ) -> None:
         if (shadow_ecg is not None and ecg is None) or (
             shadow_sepsis is not None and sepsis is None
@@ -241,6 +250,12 @@ class Ward:
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
         if not feed_timeout_s > 0:
             raise ValueError(f"feed_timeout_s must be > 0 seconds, got {feed_timeout_s!r}")
+        if escalate_after_s is not None and not escalate_after_s > 0:
+            raise ValueError(
+                f"escalate_after_s must be > 0 seconds (None: never), got {escalate_after_s!r}"
+            )
+        self.escalate_after_s = escalate_after_s
+        self._awaiting_ack: dict[int, float] = {}  # alarm seq -> when it escalates (monotonic)
         self.ecg, self.sepsis = ecg, sepsis
         self.max_chunk_s = float(max_chunk_s)
         self.feed_timeout_s = float(feed_timeout_s)
@@ -299,6 +314,12 @@ class Ward:
                 raise ValueError("restore() takes up a journal in a new, empty ward")
             self._events.extend(state.events)
             self._seq = state.last_seq
+            now, wall = time.monotonic(), datetime.now(UTC)
+            escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
+            for e in state.events:  # alarms still waiting for someone, as long as they waited
+                if self._escalates(e) and e["seq"] not in escalated:
+                    age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
+                    self._awaiting_ack[e["seq"]] = now + self.escalate_after_s - max(age, 0.0)
         for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
                                      (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
             if kept and monitor is None:
@@ -427,10 +448,13 @@ class Ward:
             return bed.queued_n
 
     def tick(self) -> dict[str, int]:
-        """Push every queued chunk to the arrhythmia monitor in one batched call.
+        """Escalate the alarms no one acknowledged in time, and push every queued chunk to
+        the arrhythmia monitor in one batched call.
 
         Returns ``{"patients", "samples", "beats", "alarms"}`` of this tick.
         """
+        with self._queue_lock:
+            self._escalate()
         if self.ecg is None:
             return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0}
         t0 = time.perf_counter()
@@ -716,8 +740,45 @@ class Ward:
         self._seq += 1
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
         self.events_logged[(str(event.get("source")), str(event.get("kind")))] += 1
+        if self._escalates(event):
+            self._awaiting_ack[self._seq] = time.monotonic() + self.escalate_after_s
         self._journal("add_event", self._events[-1])
         return self._events[-1]
+
+    def _escalates(self, event: Mapping[str, Any]) -> bool:
+        """Whether ``event`` is an alarm that escalates when no one acknowledges it."""
+        return (
+            self.escalate_after_s is not None
+            and event.get("source") != "ward"
+            and event.get("kind") not in INFO_KINDS
+            and not event.get("acknowledged")
+        )
+
+    def _escalate(self) -> None:
+        """Log an ``escalated`` event for each alarm whose time to be acknowledged has run
+        out (the caller holds the queue lock)."""
+        now = time.monotonic()
+        due = sorted(seq for seq, at in self._awaiting_ack.items() if at <= now)
+        if not due:
+            return
+        kept = {e["seq"]: e for e in self._events if e["seq"] in set(due)}
+        for seq in due:
+            del self._awaiting_ack[seq]
+            alarm = kept.get(seq)
+            if alarm is None:  # dropped from the log meanwhile
+                continue
+            minutes = self.escalate_after_s / 60
+            self._event(
+                {
+                    "source": "ward",
+                    "patient_id": alarm.get("patient_id"),
+                    "kind": "escalated",
+                    "escalates": seq,
+                    "message": f"{alarm.get('kind')} of patient {alarm.get('patient_id')} "
+                    f"(event {seq}, {alarm.get('received_at')}) has not been acknowledged "
+                    f"for {minutes:g} min",
+                }
+            )
 
     def acknowledge(
         self, seq: int, by: str, note: str = "", via: str | None = None
@@ -750,6 +811,7 @@ class Ward:
                     f"event {seq} was already acknowledged by {done['by']} at {done['at']}"
                 )
             event["acknowledged"] = {"by": who, "at": _utc_now(), "note": note}
+            self._awaiting_ack.pop(seq, None)
             if via is not None:
                 event["acknowledged"]["via"] = via
             self._journal("add_event", event)  # the stored copy too

@@ -272,3 +272,59 @@ def test_the_log_filtered_by_patient_and_source_moves_on_past_what_it_left_out()
     assert ward.events(patient_id="nobody") == {"events": [], "last_seq": 3, "dropped": 0}
     cut = ward.events(limit=2)  # cut short: the next poll starts after the last one given
     assert [e["seq"] for e in cut["events"]] == [1, 2] and cut["last_seq"] == 2
+
+
+class TestEscalation:
+    @staticmethod
+    def lose_feeds(ward: Ward, *pids: str) -> list[int]:
+        """A feed_lost alarm per patient; their event numbers."""
+        for pid in pids:
+            ward.admit_ecg(pid, 360.0)
+        time.sleep(0.03)
+        ward.tick()
+        return [e["seq"] for e in ward.events()["events"] if e["kind"] == "feed_lost"]
+
+    def test_an_alarm_no_one_acknowledges_is_escalated_once(self) -> None:
+        ward = Ward(untrained_monitor(), feed_timeout_s=0.01, escalate_after_s=0.3)
+        seen, missed = self.lose_feeds(ward, "a", "b")
+        ward.acknowledge(seen, "RN Diaz")
+        ward.add_ecg("a", [0.1] * 36)  # back: feed_restored needs no one, never escalates
+        ward.tick()
+        assert [e["kind"] for e in ward.events(seen)["events"]] == [
+            "feed_lost", "acknowledged", "feed_restored"]  # fmt: skip
+        time.sleep(0.35)
+        ward.tick()
+        ward.tick()  # once, not every tick
+        (esc,) = [e for e in ward.events()["events"] if e["kind"] == "escalated"]
+        assert esc["escalates"] == missed and esc["patient_id"] == "b"
+        assert esc["source"] == "ward" and "not been acknowledged for 0.005 min" in esc["message"]
+        with pytest.raises(ValueError, match="acknowledgement itself"):  # ward events: none
+            ward.acknowledge(esc["seq"], "x")
+        ward.acknowledge(missed, "Dr Okafor")  # the alarm itself still can be
+        assert ward.telemetry()["events"][("ward", "escalated")] == 1
+
+    def test_off_means_never(self) -> None:
+        ward = Ward(untrained_monitor(), feed_timeout_s=0.01, escalate_after_s=None)
+        self.lose_feeds(ward, "a")
+        time.sleep(0.05)
+        ward.tick()
+        assert "escalated" not in {e["kind"] for e in ward.events()["events"]}
+        with pytest.raises(ValueError, match="escalate_after_s"):
+            Ward(untrained_monitor(), escalate_after_s=0)
+
+    def test_a_restarted_ward_escalates_what_waited_before_it_stopped(self, tmp_path: Path) -> None:
+        state = tmp_path / "w.sqlite"
+        ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state),
+                    escalate_after_s=3600)  # fmt: skip
+        self.lose_feeds(ward, "a", "b")
+        ward.acknowledge(1, "RN Diaz")
+        ward.journal.close()
+        # an hour went by while the gateway was down: at the first tick, b's alarm escalates
+        kept = WardJournal(state).load()
+        for e in kept.events:
+            e["received_at"] = "2000-01-01T00:00:00+00:00"
+        again = Ward(untrained_monitor(), feed_timeout_s=60, escalate_after_s=3600)
+        again.restore(kept)
+        again.tick()
+        esc = [e for e in again.events()["events"] if e["kind"] == "escalated"]
+        assert [e["escalates"] for e in esc] == [2]
