@@ -318,7 +318,10 @@ class Ward:
             escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
             for e in state.events:  # alarms still waiting for someone, as long as they waited
                 if self._escalates(e) and e["seq"] not in escalated:
-                    age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
+                    try:
+                        age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
+                    except (KeyError, TypeError, ValueError):  # no time kept: wait it all
+                        age = 0.0
                     self._awaiting_ack[e["seq"]] = now + self.escalate_after_s - max(age, 0.0)
         for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
                                      (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
