@@ -764,7 +764,8 @@ class Ward:
         due = sorted(seq for seq, at in self._awaiting_ack.items() if at <= now)
         if not due:
             return
-        kept = {e["seq"]: e for e in self._events if e["seq"] in set(due)}
+        wanted = set(due)
+        kept = {e["seq"]: e for e in self._events if e["seq"] in wanted}
         for seq in due:
             del self._awaiting_ack[seq]
             alarm = kept.get(seq)
