@@ -429,7 +429,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               shadow_arrhythmia_model=args.shadow_arrhythmia_model,
               shadow_early_warning_model=args.shadow_early_warning_model,
               tokens=args.tokens,
-              escalate_after_s=60 * args.escalate_after_min or None)  # fmt: skip
+              escalate_after_s=60 * args.escalate_after_min or None,
+              patient_system=args.patient_system)  # fmt: skip
     except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
@@ -701,6 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="named access tokens with roles (feed, reader, clinician, admin), made with "
         "vitalgru serve-token (default: $VITALGRU_GATEWAY_TOKENS; with neither it nor "
         "$VITALGRU_GATEWAY_TOKEN the gateway is open)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--patient-system", default=None, metavar="URI",
+        help="the identifier system the patient ids belong to (e.g. the hospital's medical "
+        "record number URI), put in the FHIR resources' patient references",
     )  # fmt: skip
     sp.add_argument(
         "--escalate-after-min", type=_non_negative_minutes, default=15.0,

@@ -247,6 +247,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     stopping: Callable[[], bool] = lambda: False,
     tokens: TokenTable | None = None,
+    patient_system: str | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -254,7 +255,9 @@ def create_app(
     roles, :mod:`pipelines.access`), every endpoint but ``/health`` and ``/metrics`` needs
     a bearer token whose role allows it.
     A request body over ``max_body_bytes`` is refused with 413 while it streams in. Event
-    streams end once ``stopping()`` is true (the server is shutting down)."""
+    streams end once ``stopping()`` is true (the server is shutting down). FHIR resources
+    reference patients by their id in ``patient_system`` (a URI, e.g. the hospital's
+    medical record numbers) when given."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
@@ -445,7 +448,8 @@ def create_app(
         _, sepsis = ward.summaries()
         return risk_bundle(
             sepsis, model=(models or {}).get("early-warning", "early-warning model"),
-            threshold=ward.sepsis.threshold, generated=datetime.now(UTC),
+            threshold=ward.sepsis.threshold, patient_system=patient_system,
+            generated=datetime.now(UTC),
         )  # fmt: skip
 
     @reads.get("/fhir/events")
@@ -455,8 +459,9 @@ def create_app(
     ) -> dict[str, Any]:
         got = ward.events(since, limit)
         return events_bundle(
-            got["events"], active=ward.alarms_in_progress(), generated=datetime.now(UTC)
-        )
+            got["events"], active=ward.alarms_in_progress(), patient_system=patient_system,
+            generated=datetime.now(UTC),
+        )  # fmt: skip
 
     for router in (feeds, reads, acks):
         app.include_router(router)
@@ -572,6 +577,7 @@ def serve(
     shadow_early_warning_model: str | None = None,
     tokens: str | os.PathLike | None = None,
     escalate_after_s: float | None = ESCALATE_AFTER_S,
+    patient_system: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted."""
@@ -597,7 +603,7 @@ def serve(
     try:
         config = uvicorn.Config(
             create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
-                       tokens=table),
+                       tokens=table, patient_system=patient_system),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

@@ -706,3 +706,22 @@ def test_a_sepsis_alarm_no_one_acknowledges_escalates_on_the_gateways_clock(
         onset = c.get("/vitals/icu-1").json()["alarm_seq"]
         got = _sse(c.get("/events/stream", params={"since": onset, "limit": 1}).text)
     assert [(g["data"]["kind"], g["data"]["escalates"]) for g in got] == [("escalated", onset)]
+
+
+def test_fhir_resources_name_the_hospitals_identifier_system(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]],
+) -> None:
+    mrn = "urn:oid:2.16.840.1.113883.19.5"
+    ward = Ward(untrained_monitor(), sepsis[0], feed_timeout_s=0.01)
+    with TestClient(create_app(ward, tick_s=0, patient_system=mrn)) as c:
+        c.post("/vitals/MRN-0042/admit")
+        c.post("/vitals/MRN-0042", json=sepsis[1][0])
+        c.post("/ecg/MRN-0043/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # a feed_lost flag
+        subjects = [e["resource"]["subject"]["identifier"]
+                    for path in ("/fhir/risk", "/fhir/events") for e in c.get(path).json()["entry"]]  # fmt: skip
+        c.delete("/vitals/MRN-0042")  # the monitor is shared by the tests
+    assert subjects[0] == {"system": mrn, "value": "MRN-0042"}  # the risk assessment
+    assert {"system": mrn, "value": "MRN-0043"} in subjects[1:]  # the feed_lost flag
+    assert all(s["system"] == mrn for s in subjects)
