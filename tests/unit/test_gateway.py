@@ -705,7 +705,13 @@ def test_a_sepsis_alarm_no_one_acknowledges_escalates_on_the_gateways_clock(
                 break
         onset = c.get("/vitals/icu-1").json()["alarm_seq"]
         got = _sse(c.get("/events/stream", params={"since": onset, "limit": 1}).text)
+        summary = c.get("/vitals/icu-1").json()
+        page = c.get("/ward").text
+        flags = [f["resource"]["code"]["text"] for f in c.get("/fhir/events").json()["entry"]]
     assert [(g["data"]["kind"], g["data"]["escalates"]) for g in got] == [("escalated", onset)]
+    assert summary["alarm_escalated"]["seq"] == int(got[0]["id"])
+    assert "in alarm, escalated, not acknowledged" in page
+    assert flags[0].endswith(f"(escalated at {summary['alarm_escalated']['at']}: not acknowledged)")
 
 
 def test_fhir_resources_name_the_hospitals_identifier_system(

@@ -358,6 +358,8 @@ def events_bundle(
             text += f" (acknowledged by {ack['by']} at {ack['at']}" + (
                 f": {ack['note']})" if ack.get("note") else ")"
             )
+        elif e.get("escalated"):
+            text += f" (escalated at {e['escalated']['at']}: not acknowledged)"
         start = e.get("onset_at") or e.get("received_at")
         key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
         flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)

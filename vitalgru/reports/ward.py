@@ -30,7 +30,9 @@ def _unseen(alarms: Sequence[Mapping[str, Any]]) -> int:
 
 def _acknowledged(event: Mapping[str, Any] | None) -> str:
     ack = (event or {}).get("acknowledged")
-    return f" (acknowledged by {ack['by']})" if ack else ""
+    if ack:
+        return f" (acknowledged by {ack['by']})"
+    return " (escalated, not acknowledged)" if (event or {}).get("escalated") else ""
 
 
 def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
@@ -86,6 +88,8 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             if not p["in_alarm"]
             else f"<span class=hi>in alarm</span>{e(_acknowledged({'acknowledged': ack}))}"
             if ack
+            else "<span class=hi>in alarm, escalated, not acknowledged</span>"
+            if p.get("alarm_escalated")
             else "<span class=hi>in alarm, not acknowledged</span>"
         )
         why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))

@@ -317,7 +317,7 @@ class Ward:
             now, wall = time.monotonic(), datetime.now(UTC)
             escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
             for e in state.events:  # alarms still waiting for someone, as long as they waited
-                if self._escalates(e) and e["seq"] not in escalated:
+                if self._escalates(e) and e["seq"] not in escalated and not e.get("escalated"):
                     try:
                         age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
                     except (KeyError, TypeError, ValueError):  # no time kept: wait it all
@@ -678,7 +678,8 @@ class Ward:
         dict, None before the first), "in_alarm", "alarm_episodes", "alarm_drivers" (what
         raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
         empty when not in alarm), "alarm_seq" (that onset's event number, for
-        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None), "static"
+        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None),
+        "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None), "static"
         (the demographics given at admission, vitalgru names), "last_scored_at" (when the
         latest hour was scored; None for hours taken up from a state file), "risk_max" and
         "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
@@ -704,6 +705,7 @@ class Ward:
             "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
             "alarm_seq": bed.onset["seq"] if bed.onset else None,
             "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
+            "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
             "static": dict(bed.static),
         }
 
@@ -759,7 +761,8 @@ class Ward:
 
     def _escalate(self) -> None:
         """Log an ``escalated`` event for each alarm whose time to be acknowledged has run
-        out (the caller holds the queue lock)."""
+        out, and mark the alarm ``escalated`` (``{"at", "seq"}``) for the summaries, the
+        ward page and its FHIR flag (the caller holds the queue lock)."""
         now = time.monotonic()
         due = sorted(seq for seq, at in self._awaiting_ack.items() if at <= now)
         if not due:
@@ -772,7 +775,7 @@ class Ward:
             if alarm is None:  # dropped from the log meanwhile
                 continue
             minutes = self.escalate_after_s / 60
-            self._event(
+            escalation = self._event(
                 {
                     "source": "ward",
                     "patient_id": alarm.get("patient_id"),
@@ -783,6 +786,8 @@ class Ward:
                     f"for {minutes:g} min",
                 }
             )
+            alarm["escalated"] = {"at": escalation["received_at"], "seq": escalation["seq"]}
+            self._journal("add_event", alarm)  # the stored copy too
 
     def acknowledge(
         self, seq: int, by: str, note: str = "", via: str | None = None

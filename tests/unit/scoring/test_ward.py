@@ -16,6 +16,7 @@ from monitor_kit import PREPROCESSING, untrained_monitor
 
 from vitalgru.data.arrhythmia_dataset import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, replay
 from vitalgru.scoring.ward import Durations, Ward
 from vitalgru.scoring.ward_journal import WardJournal
@@ -298,6 +299,11 @@ class TestEscalation:
         (esc,) = [e for e in ward.events()["events"] if e["kind"] == "escalated"]
         assert esc["escalates"] == missed and esc["patient_id"] == "b"
         assert esc["source"] == "ward" and "not been acknowledged for 0.005 min" in esc["message"]
+        marked = ward.ecg_summary("b")["alarms"][-1]  # the alarm says so itself
+        assert marked["seq"] == missed and marked["escalated"] == {
+            "at": esc["received_at"], "seq": esc["seq"]}  # fmt: skip
+        assert "escalated" not in ward.ecg_summary("a")["alarms"][0]
+        assert "(escalated, not acknowledged)" in ward_page_html(*ward.summaries())
         with pytest.raises(ValueError, match="acknowledgement itself"):  # ward events: none
             ward.acknowledge(esc["seq"], "x")
         ward.acknowledge(missed, "Dr Okafor")  # the alarm itself still can be
