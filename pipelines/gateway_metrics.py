@@ -47,6 +47,8 @@ class WardCollector:
             ("vitalgru_sepsis_patients_in_alarm", "sepsis patients in an alarm episode",
              t["sepsis_in_alarm"]),
             ("vitalgru_events_last_seq", "number of the newest event logged", t["last_seq"]),
+            ("vitalgru_events_escalated_unacknowledged",
+             "escalated alarms still not acknowledged", t["escalated_unacknowledged"]),
         ):  # fmt: skip
             yield GaugeMetricFamily(name, doc, value=value)
         if t["last_tick_age_s"] is not None:

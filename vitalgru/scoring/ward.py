@@ -928,16 +928,16 @@ class Ward:
         ``shadow_errors``. Now: ``patients`` ({monitor: n}), ``feeds_lost``,
         ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
         fullest), ``sepsis_in_alarm``, ``unacknowledged`` ({source: events in the log no
-        one has acknowledged}), ``last_seq``, ``last_tick_age_s`` (None before the first
-        tick: a clock that has stopped shows here first).
+        one has acknowledged}), ``escalated_unacknowledged`` (of those, the escalated),
+        ``last_seq``, ``last_tick_age_s`` (None before the first tick: a clock that has
+        stopped shows here first).
         """
         with self._queue_lock:
             queued = [b.queued_n / b.fs for b in self._ecg_beds.values()]
-            unacked = Counter(
-                str(e.get("source"))
-                for e in self._events
-                if e.get("source") != "ward" and not e.get("acknowledged")
-            )
+            waiting = [
+                e for e in self._events if e.get("source") != "ward" and not e.get("acknowledged")
+            ]
+            unacked = Counter(str(e.get("source")) for e in waiting)
             return {
                 "patients": {"ecg": len(self._ecg_beds), "sepsis": len(self._sepsis_beds)},
                 "feeds_lost": sum(b.feed_lost for b in self._ecg_beds.values()),
@@ -945,6 +945,7 @@ class Ward:
                 "queued_s_max": max(queued, default=0.0),
                 "sepsis_in_alarm": sum(b.in_alarm for b in self._sepsis_beds.values()),
                 "unacknowledged": dict(unacked),
+                "escalated_unacknowledged": sum(bool(e.get("escalated")) for e in waiting),
                 "last_seq": self._seq,
                 "last_tick_age_s": (
                     None if self._last_tick is None else time.monotonic() - self._last_tick

@@ -304,9 +304,11 @@ class TestEscalation:
             "at": esc["received_at"], "seq": esc["seq"]}  # fmt: skip
         assert "escalated" not in ward.ecg_summary("a")["alarms"][0]
         assert "(escalated, not acknowledged)" in ward_page_html(*ward.summaries())
+        assert ward.telemetry()["escalated_unacknowledged"] == 1
         with pytest.raises(ValueError, match="acknowledgement itself"):  # ward events: none
             ward.acknowledge(esc["seq"], "x")
         ward.acknowledge(missed, "Dr Okafor")  # the alarm itself still can be
+        assert ward.telemetry()["escalated_unacknowledged"] == 0
         assert ward.telemetry()["events"][("ward", "escalated")] == 1
 
     def test_off_means_never(self) -> None:
