@@ -24,7 +24,7 @@ blood gas, is ``SaO2``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,13 +209,11 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
     convert = UNITS[column].get(unit)
     if convert is None:
         known = ", ".join(UNITS[column])
+        target = MEASUREMENT_UNITS[column] or "the unitless"
         return (
             None,
             unit,
-            (
-                f"unit {unit!r} cannot be converted to {MEASUREMENT_UNITS[column] or 'the unitless'}"
-                f" {column} (known: {known})"
-            ),
+            f"unit {unit!r} cannot be converted to {target} {column} (known: {known})",
         )
     try:
         x = float(q["value"])
@@ -247,14 +245,12 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
         if res.get("status") in _WITHDRAWN:
             skip(i, _loinc(res.get("code")), f"status {res['status']!r}")
             continue
-        parts: Iterable[Mapping[str, Any]] = [res, *[
-            c for c in res.get("component") or [] if isinstance(c, Mapping)]]  # fmt: skip
-        took_any = False
-        for part in parts:
+        components = [c for c in res.get("component") or [] if isinstance(c, Mapping)]
+        for part in (res, *components):
             codes = _loinc(part.get("code"))
             column = _column(codes)
             if column is None:
-                if part is res and res.get("component"):
+                if part is res and components:
                     continue  # a panel's own code (85354-9): its components carry the values
                 skip(i, codes, "no LOINC code of a measurement the model uses")
                 continue
@@ -263,13 +259,8 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
                 skip(i, codes, why)
                 continue
             values.setdefault(column, []).append(x)
-            if UNITS[column][unit] is not _SAME:
-                out.converted.setdefault(column, [])
-                if unit not in out.converted[column]:
-                    out.converted[column].append(unit)
-            took_any = True
-        if not took_any and res.get("component") and not any(s["index"] == i for s in out.skipped):
-            skip(i, _loinc(res.get("code")), "no component with a measurement the model uses")
+            if UNITS[column][unit] is not _SAME and unit not in out.converted.get(column, []):
+                out.converted.setdefault(column, []).append(unit)
     for column, xs in values.items():
         out.row[column] = sum(xs) / len(xs)
         out.used += len(xs)
