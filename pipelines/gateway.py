@@ -350,8 +350,8 @@ def create_app(
         if hour.used == 0 and hour.skipped:
             reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
             raise HTTPException(
-                422, f"none of the {len(hour.skipped)} resource(s) gave a measurement the model "
-                f"uses ({reasons}); nothing was scored",
+                422, f"nothing in it gave a measurement the model uses ({len(hour.skipped)} "
+                f"skipped: {reasons}); nothing was scored",
             )  # fmt: skip
         risk = _call(ward.add_hour, patient_id, hour.row)
         return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
