@@ -558,9 +558,9 @@ def build_ward(
                 )  # fmt: skip
             took = ward.restore(kept)
             logger.info(
-                "gateway: took up %d ECG and %d sepsis patient(s) (%d hours scored again) "
-                "and %d events from %s", took["ecg"], took["sepsis"], took["hours"],
-                took["events"], journal.path,
+                "gateway: took up %d ECG (%d with their memory) and %d sepsis patient(s) "
+                "(%d hours scored again) and %d events from %s", took["ecg"],
+                took["ecg_memory"], took["sepsis"], took["hours"], took["events"], journal.path,
             )  # fmt: skip
         journal.set_models(names)
     return ward, names
@@ -608,6 +608,5 @@ def serve(
         )  # fmt: skip
         server = uvicorn.Server(config)
         server.run()
-    finally:
-        if ward.journal is not None:
-            ward.journal.close()
+    finally:  # the queued ECG is scored and each patient's memory kept for the next start
+        ward.close()

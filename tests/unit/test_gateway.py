@@ -236,7 +236,8 @@ def test_a_restarted_gateway_takes_its_patients_up_again(
         before = {p: c.get(f"/vitals/{p}").json() for p in ("icu-1", "icu-2")}
         ecg_before = c.get("/ecg/bed-1").json()
         log_before = c.get("/events").json()
-    ward.journal.close()
+    ward.close()  # as serve() stops: the ECG patient's memory is kept
+    memory = ward.ecg.memory("bed-1")
 
     ward = gateway()  # the restart
     with TestClient(create_app(ward, tick_s=0)) as c:
@@ -256,7 +257,7 @@ def test_a_restarted_gateway_takes_its_patients_up_again(
         alone.admit("p")
         want = [alone.push({"p": r})[0].risk for r in rows]
         np.testing.assert_allclose(after, want[half:], atol=1e-6)
-        # the ECG feed: its counts kept, its monitor afresh, and the log says so
+        # the ECG feed: its counts and memory kept, its detector afresh, and the log says so
         ecg = c.get("/ecg/bed-1").json()
         for key in ("counts", "beats", "received_s", "admitted_at", "fs"):
             assert ecg[key] == ecg_before[key], key
@@ -268,6 +269,8 @@ def test_a_restarted_gateway_takes_its_patients_up_again(
         assert new[0]["seq"] == log_before["last_seq"] + 1
         assert [(e["patient_id"], e["kind"]) for e in new if e["source"] == "ecg"] == [
             ("bed-1", "monitor_restarted")]  # fmt: skip
+        assert new[0]["memory"] == "carried"  # the beat network goes on where it was
+        np.testing.assert_array_equal(ward.ecg.memory("bed-1").h, memory.h)
         for k in range(20, 30):
             c.post("/ecg/bed-1", json={"samples": x[k * 360 : (k + 1) * 360].tolist()})
             ward.tick()

@@ -39,11 +39,15 @@ each window is filtered over its stretch rather than the whole record.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import math
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,7 +73,7 @@ from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrhythmiaMonitor", "BeatCall", "Tick"]
+__all__ = ["ArrhythmiaMonitor", "BeatCall", "PatientMemory", "Tick"]
 
 #: Default signal kept before an R peak and after its window when filtering a beat's stretch
 #: (s). Against a 10 s margin, 2 s moved the champion's class probabilities by at most 0.007
@@ -127,6 +131,72 @@ class Tick:
     alerts: list[Alert]
 
 
+@dataclass(frozen=True)
+class PatientMemory:
+    """What the monitor has learnt of one patient, to carry across a gateway restart.
+
+    The network's hidden state is the patient's own normal rhythm and morphology as the
+    model learnt them from every beat so far; the templates are the patient's latest beat
+    windows, of which the morphology features take the running median; the RR intervals
+    are the patient's latest, on which the RR features (prematurity against the patient's
+    own averages, irregularity, rhythm) are computed. A restart loses samples, so the
+    interval across it is not one the patient had: the remembered beats are spliced in
+    one median interval before the first beat found after it, and the RR features go on as
+    if the stream had not stopped.
+
+    Attributes
+    ----------
+    model : str
+        :attr:`ArrhythmiaMonitor.fingerprint` of the monitor that kept it: another network
+        cannot read this hidden state.
+    h : numpy.ndarray
+        (layers, hidden) float32.
+    templates : numpy.ndarray
+        (k, n_samples) float32, oldest first, k at most the template beats.
+    beats : int
+        Beats labelled with this memory so far.
+    rr_s : numpy.ndarray
+        (m,) float32 RR intervals in seconds, oldest first (empty: none known yet).
+    """
+
+    model: str
+    h: np.ndarray
+    templates: np.ndarray
+    beats: int
+    rr_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def to_bytes(self) -> bytes:
+        """The memory as an ``.npz`` archive (no pickled objects)."""
+        buf = io.BytesIO()
+        meta = np.frombuffer(json.dumps({"model": self.model, "beats": self.beats}).encode(),
+                             dtype=np.uint8)  # fmt: skip
+        np.savez(buf, meta=meta, h=self.h, templates=self.templates, rr_s=self.rr_s)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PatientMemory:
+        """Read :meth:`to_bytes`; ValueError when ``data`` is not such an archive."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                h, templates, rr = z["h"], z["templates"], z["rr_s"]
+            return cls(str(meta["model"]), h.astype(np.float32), templates.astype(np.float32),
+                       int(meta["beats"]), rr.astype(np.float32))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"not a patient memory ({type(e).__name__}: {e})") from None
+
+
+def model_fingerprint(model: nn.Module, preprocessing: Mapping[str, Any]) -> str:
+    """A short hash of a network's weights and its preprocessing: two monitors with the
+    same fingerprint turn the same samples into the same labels."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(dict(preprocessing), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def _state_shape(model: nn.Module) -> tuple[int, int]:
     """(layers, hidden) of the state ``model`` carries (an ensemble stacks its members')."""
     members = getattr(model, "members", None)
@@ -168,6 +238,8 @@ class _Patient:
         layers, hidden = mon.state_shape
         self.h = torch.zeros(layers, 1, hidden)
         self.n_labelled = 0
+        self.beats_before = 0  # beats labelled by earlier monitors whose memory this carries
+        self.splice: np.ndarray | None = None  # remembered RR (s) for the first beat found
         self.alerts = AlertTracker(pid, mon.alert_rules)
 
     # -------------------------------------------------------------- signal side
@@ -322,6 +394,8 @@ class ArrhythmiaMonitor:
         self.model = model.eval()
         self.delay = int(getattr(model, "output_delay", 0))
         self.state_shape = _state_shape(model)
+        self.fingerprint = model_fingerprint(model, preprocessing)
+        self.n_window = n_window
         self.margin_s = float(margin_s)
         self.max_batch = int(max_batch)
         self.alert_rules = alert_rules if alert_rules is not None else AlertRules()
@@ -338,12 +412,60 @@ class ArrhythmiaMonitor:
         """Patients being monitored."""
         return list(self._patients)
 
-    def admit(self, patient_id: str, fs: float) -> None:
-        """Start monitoring a patient whose samples arrive at ``fs`` Hz (one lead, mV)."""
+    def admit(self, patient_id: str, fs: float, memory: PatientMemory | None = None) -> None:
+        """Start monitoring a patient whose samples arrive at ``fs`` Hz (one lead, mV), from
+        what an earlier monitor learnt of them when ``memory`` (:meth:`memory`) is given.
+
+        Raises
+        ------
+        ValueError
+            The patient is already monitored, ``fs`` is unusable, or ``memory`` was kept by
+            another network or does not fit this one.
+        """
         pid = str(patient_id)
         if pid in self._patients:
             raise ValueError(f"patient {pid!r} is already being monitored")
-        self._patients[pid] = _Patient(pid, fs, self)
+        st = _Patient(pid, fs, self)
+        if memory is not None:
+            self._check_memory(pid, memory)
+            st.h = torch.from_numpy(memory.h.copy()).unsqueeze(1)
+            st.w_hist.extend(np.array(w) for w in memory.templates)
+            st.beats_before = memory.beats
+            st.splice = memory.rr_s.astype(np.float64) if memory.rr_s.size else None
+        self._patients[pid] = st
+
+    def memory(self, patient_id: str) -> PatientMemory:
+        """What the monitor has learnt of a patient so far (see :class:`PatientMemory`)."""
+        st = self._get(patient_id)
+        templates = (np.stack(st.w_hist) if st.w_hist
+                     else np.zeros((0, self.n_window), np.float32))  # fmt: skip
+        if st.splice is not None:  # no beat found since admission: what was remembered
+            rr = st.splice
+        else:
+            rr = np.diff(np.asarray(st.t_hist, dtype=np.float64)) / self.fs
+        return PatientMemory(self.fingerprint, st.h[:, 0].numpy().copy(),
+                             templates.astype(np.float32), st.beats_before + st.n_labelled,
+                             rr.astype(np.float32))  # fmt: skip
+
+    def _check_memory(self, pid: str, m: PatientMemory) -> None:
+        if m.model != self.fingerprint:
+            raise ValueError(
+                f"patient {pid!r}: the memory was kept by another network ({m.model}, this "
+                f"monitor runs {self.fingerprint}); it cannot be carried over"
+            )
+        want = self.state_shape
+        tpl, rr = m.templates, m.rr_s
+        if (m.h.shape != want or tpl.ndim != 2 or tpl.shape[1] != self.n_window
+                or tpl.shape[0] > self.settings.template_beats
+                or rr.ndim != 1 or rr.size >= self.history_beats
+                or not (np.isfinite(m.h).all() and np.isfinite(tpl).all())
+                or not (np.isfinite(rr).all() and (rr > 0).all())):  # fmt: skip
+            raise ValueError(
+                f"patient {pid!r}: a memory of hidden state {m.h.shape}, templates "
+                f"{tpl.shape} and {rr.shape} RR intervals does not fit this network ({want}, up "
+                f"to {self.settings.template_beats} x {self.n_window}, fewer than "
+                f"{self.history_beats}), or is not finite and positive"
+            )
 
     def push(self, chunks: Mapping[str, np.ndarray]) -> Tick:
         """Add each patient's next samples; label every beat that became ready.
@@ -455,9 +577,20 @@ class ArrhythmiaMonitor:
             if st.waiting is not None:  # the previous beat's features need this beat's time
                 prev_peak, prev_ok = st.waiting
                 st.rows.append((self._features(st, t), prev_ok, prev_peak))
+            if st.splice is not None:  # the first beat after a restart: the remembered ones
+                self._splice(st, t)  # one median interval before it
             st.t_hist.append(t)
             st.w_hist.append(w)
             st.waiting = (p, ok)
+
+    def _splice(self, st: _Patient, t: int) -> None:
+        rr = st.splice
+        assert rr is not None
+        st.splice = None
+        steps = np.round(np.concatenate([rr[::-1], [0.0]]) * self.fs).astype(np.int64)
+        last = t - max(1, int(round(float(np.median(rr)) * self.fs)))
+        before = last - np.cumsum(np.concatenate([[0], np.maximum(steps[:-1], 1)]))
+        st.t_hist.extend(before[::-1].tolist())
 
     def _features(self, st: _Patient, t_next: int | None) -> np.ndarray:
         """Features of the newest beat in the history; ``t_next`` is the next beat's R peak

@@ -18,7 +18,9 @@ enqueuing never waits for a network call.
 Restarts: with a :class:`~vitalgru.scoring.ward_journal.WardJournal` the ward writes its
 admissions, sepsis hours and event log to disk as they happen, and a ward started on the
 same journal takes them up again (:meth:`Ward.restore`): sepsis patients where they were,
-hour for hour, ECG feeds afresh (the beat network's memory is not kept), the log numbered on.
+hour for hour, ECG feeds with what the beat network had learnt of each patient (its memory,
+kept every ``memory_every_s`` and by :meth:`Ward.close`; the beat detector starts afresh on
+the next samples), the log numbered on.
 
 Shadows: a challenger monitor per task may be fed everything its champion is fed and
 compared with it (:mod:`vitalgru.scoring.shadow`, :meth:`Ward.shadow_report`); it raises no
@@ -42,7 +44,7 @@ import numpy as np
 
 from vitalgru.io.psv import PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.alerts import Alert
-from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_journal import WardJournal, WardState
@@ -71,6 +73,10 @@ FEED_TIMEOUT_S = 10.0
 #: An alarm no one has acknowledged for this long (s) is escalated: the log gets an
 #: ``escalated`` event naming it, once, for the integration engine to page the next person.
 ESCALATE_AFTER_S = 15 * 60.0
+#: How often (s) the ECG patients' memory is written to the journal while the ward runs
+#: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
+#: learnt, a clean stop nothing.
+MEMORY_EVERY_S = 60.0
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
 
@@ -241,6 +247,7 @@ class Ward:
         shadow_ecg: ArrhythmiaMonitor | None = None,
         shadow_sepsis: EarlyWarningMonitor | None = None,
         escalate_after_s: float | None = ESCALATE_AFTER_S,
+        memory_every_s: float | None = MEMORY_EVERY_S,
     ) -> None:
         if (shadow_ecg is not None and ecg is None) or (
             shadow_sepsis is not None and sepsis is None
@@ -254,6 +261,12 @@ class Ward:
             raise ValueError(
                 f"escalate_after_s must be > 0 seconds (None: never), got {escalate_after_s!r}"
             )
+        if memory_every_s is not None and not memory_every_s > 0:
+            raise ValueError(
+                f"memory_every_s must be > 0 seconds (None: on close only), got {memory_every_s!r}"
+            )
+        self.memory_every_s = memory_every_s
+        self._memory_saved = time.monotonic()
         self.escalate_after_s = escalate_after_s
         self._awaiting_ack: dict[int, float] = {}  # alarm seq -> when it escalates (monotonic)
         self.ecg, self.sepsis = ecg, sepsis
@@ -303,11 +316,13 @@ class Ward:
         """Take up the patients and the event log a journal kept (a ward just started,
         before any feed). Sepsis patients' stored hours are scored again, all patients
         together hour by hour, so their risk, alarm state and alarm episodes are where they
-        were (without logging the onsets again); ECG feeds are admitted afresh, with their
-        counts, and the log says their monitor restarted. Patients of a monitor this ward
-        lacks stay in the journal for a ward that has it.
+        were (without logging the onsets again); ECG feeds are admitted with their counts
+        and the memory the journal kept of them (when it was kept by this ward's network;
+        else afresh), and the log says their monitor restarted and with what. Patients of a
+        monitor this ward lacks stay in the journal for a ward that has it.
 
-        Returns ``{"ecg", "sepsis", "hours", "events"}`` taken up.
+        Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory"}`` taken up
+        (``ecg_memory``: ECG patients who kept their memory).
         """
         with self._queue_lock:
             if self._ecg_beds or self._sepsis_beds or self._seq:
@@ -329,11 +344,13 @@ class Ward:
                 logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
                                "this gateway has no %s model", len(kept), *what)  # fmt: skip
         n_hours = self._replay_sepsis(state) if state.sepsis and self.sepsis else 0
+        carried = 0
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
-                    self.ecg.admit(a.patient_id, a.fs)
+                    memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
+                    carried += memory is not None
                     self._in_shadow(
                         self._shadow_ecg, lambda sh, a=a: sh.monitor.admit(a.patient_id, a.fs)
                     )
@@ -345,12 +362,21 @@ class Ward:
                         counts=Counter(a.counts),
                     )
                     self._ecg_beds[a.patient_id] = bed
+                    if memory is not None:
+                        said = (
+                            "beat labelling goes on from what the network had learnt of the "
+                            f"patient ({memory.beats} beats, kept at {a.memory_saved_at})"
+                        )
+                    else:
+                        said = f"beat labelling starts afresh ({why})"
                     event = {
                         "source": "ecg",
                         "patient_id": a.patient_id,
                         "kind": "monitor_restarted",
-                        "message": "the gateway restarted: beat labelling starts afresh "
-                        "on the next samples; samples sent while it was down are lost",
+                        "memory": "carried" if memory is not None else why,
+                        "memory_saved_at": a.memory_saved_at if memory is not None else None,
+                        "message": f"the gateway restarted: {said}; the beat detector starts "
+                        "on the next samples, and samples sent while it was down are lost",
                     }
                     bed.alerts.append(self._event(event))
         return {
@@ -358,7 +384,53 @@ class Ward:
             "sepsis": len(self._sepsis_beds),
             "hours": n_hours,
             "events": len(state.events),
+            "ecg_memory": carried,
         }
+
+    def _admit_remembered(
+        self, pid: str, fs: float, kept: bytes | None
+    ) -> tuple[PatientMemory | None, str]:
+        """Admit a restored ECG patient with the memory the journal kept when it fits this
+        monitor's network; else afresh. Returns the memory used and, without one, why."""
+        assert self.ecg is not None
+        if kept is None:
+            why = "no memory was kept"
+        else:
+            try:
+                memory = PatientMemory.from_bytes(kept)
+                self.ecg.admit(pid, fs, memory=memory)
+                return memory, ""
+            except ValueError as e:
+                why = ("the memory was kept by another model" if "another network" in str(e)
+                       else "the memory kept could not be read")  # fmt: skip
+                logger.warning("ward: patient %s starts afresh: %s", pid, e)
+        self.ecg.admit(pid, fs)
+        return None, why
+
+    def save_memory(self) -> int:
+        """Write every ECG patient's memory to the journal now (the caller may hold no
+        lock); returns how many (0 without a journal or an arrhythmia monitor)."""
+        with self._model_lock:
+            return self._save_memory()
+
+    def _save_memory(self) -> int:  # the caller holds the model lock
+        self._memory_saved = time.monotonic()
+        if self.journal is None or self.ecg is None:
+            return 0
+        with self._queue_lock:
+            pids = list(self._ecg_beds)
+        kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
+        self._journal("ecg_memory", kept, _utc_now())
+        return len(kept)
+
+    def close(self) -> None:
+        """Stop: score the ECG still queued, keep every ECG patient's memory, and close the
+        journal (the ward takes nothing more)."""
+        if self.ecg is not None:
+            self.tick()
+            self.save_memory()
+        if self.journal is not None:
+            self.journal.close()
 
     def _replay_sepsis(self, state: WardState) -> int:
         with self._model_lock:
@@ -498,6 +570,11 @@ class Ward:
                         if p in self._ecg_beds
                     }
                 self._journal("ecg_progress", moved)
+            if (
+                self.memory_every_s is not None
+                and time.monotonic() - self._memory_saved >= self.memory_every_s
+            ):
+                self._save_memory()
         self.tick_seconds.add(time.perf_counter() - t0)
         self._last_tick = time.monotonic()
         return {

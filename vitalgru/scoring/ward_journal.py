@@ -12,8 +12,13 @@ it are not. The journal keeps, as they happen:
 - the numbered event log, so an integration engine polling ``since=N`` neither misses
   alarms nor sees them twice.
 
-What it does not keep: an ECG feed's network state and filter buffers (a restarted ECG
-monitor starts afresh on the next samples, as at admission, and says so in the log), and
+- each ECG patient's memory (:class:`~vitalgru.scoring.arrhythmia.PatientMemory`: the
+  network's hidden state and the latest beat templates), every ``memory_every_s`` of the
+  ward and when the gateway stops, so a restarted monitor goes on with what it had learnt
+  of the patient rather than from nothing.
+
+What it does not keep: an ECG feed's detector and filter buffers and RR history (a
+restarted ECG monitor finds beats afresh on the next samples, and says so in the log), and
 ECG samples queued but not yet ticked. A discharged patient's rows are deleted.
 
 Writes are single statements in WAL mode (one fsync-light commit each); the file is only
@@ -47,6 +52,8 @@ CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ecg_memory (
+    patient_id TEXT PRIMARY KEY, saved_at TEXT NOT NULL, memory BLOB NOT NULL);
 """
 
 
@@ -62,6 +69,8 @@ class EcgAdmission:
     admitted_at: str  # ISO 8601, UTC
     received_s: float
     counts: dict[str, int]
+    memory: bytes | None = None  # PatientMemory.to_bytes(), when one was kept
+    memory_saved_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,7 @@ class WardJournal:
                 "INSERT OR REPLACE INTO ecg_beds (patient_id, fs, admitted_at) VALUES (?, ?, ?)",
                 (patient_id, fs, admitted_at),
             )
+            db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
 
     def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int]]]) -> None:
         """``{patient_id: (received_s, counts)}`` of the feeds a tick moved on."""
@@ -165,9 +175,20 @@ class WardJournal:
                 [(s, event_json(dict(c)), pid) for pid, (s, c) in beds.items()],
             )
 
+    def ecg_memory(self, memories: Mapping[str, bytes], saved_at: str) -> None:
+        """``{patient_id: PatientMemory.to_bytes()}``, replacing what was kept of them."""
+        if not memories:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO ecg_memory VALUES (?, ?, ?)",
+                [(pid, saved_at, sqlite3.Binary(m)) for pid, m in memories.items()],
+            )
+
     def discharge_ecg(self, patient_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM ecg_beds WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
 
     def admit_sepsis(
         self, patient_id: str, admitted_at: str, static: Mapping[str, float] | None = None
@@ -216,11 +237,18 @@ class WardJournal:
             db = self._db
             ecg = [
                 EcgAdmission(
-                    pid, float(fs), at, float(rs), {k: int(v) for k, v in json.loads(c).items()}
+                    pid,
+                    float(fs),
+                    at,
+                    float(rs),
+                    {k: int(v) for k, v in json.loads(c).items()},
+                    None if m is None else bytes(m),
+                    m_at,
                 )
-                for pid, fs, at, rs, c in db.execute(
-                    "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds "
-                    "ORDER BY rowid"
+                for pid, fs, at, rs, c, m, m_at in db.execute(
+                    "SELECT b.patient_id, fs, admitted_at, received_s, counts, memory, saved_at "
+                    "FROM ecg_beds b LEFT JOIN ecg_memory m ON m.patient_id = b.patient_id "
+                    "ORDER BY b.rowid"
                 )
             ]
             sepsis = []

@@ -3,6 +3,7 @@ what it computes is what offline scoring computes on the same beats."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from vitalgru.dsp.resample import resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.scoring import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.arrhythmia import PatientMemory
 
 SECONDS = 90
 PRE = {
@@ -61,8 +63,10 @@ def _run(
     sizes: list[int],
     pid: str = "p",
     alerts: list | None = None,
+    admit: bool = True,
 ) -> list:
-    mon.admit(pid, 360.0)
+    if admit:
+        mon.admit(pid, 360.0)
     calls: list[BeatCall] = []
     s = 0
     ticks = []
@@ -245,3 +249,113 @@ class TestInputs:
         alerts = []
         _run(ArrhythmiaMonitor(model, PRE), signals["100"][: 30 * 360], [360] * 29, alerts=alerts)
         assert not [a for a in alerts if a.kind == "poor_signal"]
+
+
+class TestPatientMemory:
+    """What a monitor learnt of a patient, carried to another monitor (a gateway restart)."""
+
+    def _first_part(
+        self, model: ArrhythmiaEnsemble, x: np.ndarray, seconds: int = 45
+    ) -> ArrhythmiaMonitor:
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("p", 360.0)
+        for k in range(seconds):
+            mon.push({"p": x[k * 360 : (k + 1) * 360]})
+        return mon
+
+    def test_a_memory_goes_on_where_it_was_kept(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+    ) -> None:
+        x = signals["119"]
+        first = self._first_part(model, x)
+        m = first.memory("p")
+        assert m.beats > 30 and m.templates.shape == (8, 252) and m.h.shape == (2, 64)
+        back = PatientMemory.from_bytes(m.to_bytes())
+        assert back.model == first.fingerprint and back.beats == m.beats
+        np.testing.assert_array_equal(back.h, m.h)
+        np.testing.assert_array_equal(back.templates, m.templates)
+        # a new monitor of the same network takes it up exactly
+        again = ArrhythmiaMonitor(model, PRE)
+        assert again.fingerprint == first.fingerprint
+        again.admit("p", 360.0, memory=back)
+        now = again.memory("p")
+        np.testing.assert_array_equal(now.h, m.h)
+        np.testing.assert_array_equal(now.templates, m.templates)
+        # and labels the rest of the stream with it: not as a fresh monitor would
+        rest = x[46 * 360 :]
+        carried = _run(again, rest, [360] * 40, admit=False)
+        fresh = _run(ArrhythmiaMonitor(model, PRE), rest, [360] * 40)
+        assert [c.sample_idx for c in carried] == [c.sample_idx for c in fresh]
+        diff = np.abs(np.array([c.probs for c in carried]) - [c.probs for c in fresh])
+        assert diff[:5].max() > 1e-3
+        # another patient's memory is another start
+        other = self._first_part(model, signals["208"]).memory("p")
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("p", 360.0, memory=other)
+        elsewhere = _run(mon, rest, [360] * 40, admit=False)
+        assert np.abs(np.array([c.probs for c in elsewhere])[:5] -
+                      [c.probs for c in carried][:5]).max() > 1e-3  # fmt: skip
+        # the beats it has labelled add up over restarts
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("p", 360.0, memory=m)
+        n = sum(len(mon.push({"p": rest[k * 360 : (k + 1) * 360]}).calls) for k in range(20))
+        assert n > 10 and mon.memory("p").beats == m.beats + n
+
+    def test_a_restart_with_memory_labels_as_if_the_stream_had_not_stopped(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+    ) -> None:
+        x = signals["100"][: 80 * 360]  # sinus: the interval spliced in is the patient's own
+        whole = {c.sample_idx: c.probs for c in _run(ArrhythmiaMonitor(model, PRE), x, [360] * 80)}
+        cut = 40 * 360
+        # stopped after 40 s: the beats found but not yet labelled are lost with the samples
+        m = self._first_part(model, x, seconds=40).memory("p")
+        assert m.rr_s.size > 30 and 0.6 < np.median(m.rr_s) < 1.0
+        after = {}
+        for name, memory in (("carried", m), ("fresh", None),
+                             ("without RR", replace(m, rr_s=np.zeros(0, np.float32)))):  # fmt: skip
+            mon = ArrhythmiaMonitor(model, PRE)
+            mon.admit("p", 360.0, memory=memory)
+            calls = _run(mon, x[cut:], [360] * 40, admit=False)
+            after[name] = np.array([np.abs(np.subtract(c.probs, whole[c.sample_idx + cut])).max()
+                                    for c in calls])  # fmt: skip
+            assert after[name].size == len(calls) > 40  # the same beats found
+        # the beats found but not labelled when it stopped are missing from the memory, so not
+        # identical; but nearer the stream that never stopped than afresh or without the RR
+        first = {k: v[:8].mean() for k, v in after.items()}
+        assert first["carried"] < 0.5 * min(first["fresh"], first["without RR"])
+        assert after["carried"].max() < 0.015
+        for v in after.values():  # once the histories have filled, the same either way
+            assert v[45:].max() < 1e-4
+
+    def test_a_memory_that_does_not_fit_is_refused_and_admits_no_one(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+    ) -> None:
+        m = self._first_part(model, signals["100"]).memory("p")
+        torch.manual_seed(1)
+        nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+        other = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PRE)
+        assert other.fingerprint != ArrhythmiaMonitor(model, PRE).fingerprint
+        with pytest.raises(ValueError, match="kept by another network"):
+            other.admit("p", 360.0, memory=m)
+        assert other.patients == []
+        mon = ArrhythmiaMonitor(model, PRE)
+        bad = [
+            PatientMemory(m.model, m.h[:1], m.templates, 3),
+            PatientMemory(m.model, m.h, m.templates[:, :100], 3),
+            PatientMemory(m.model, m.h, np.concatenate([m.templates, m.templates]), 3),
+            PatientMemory(m.model, np.full_like(m.h, np.nan), m.templates, 3),
+            replace(m, rr_s=np.full(60, 0.8, np.float32)),
+            replace(m, rr_s=np.array([0.8, 0.0], np.float32)),
+        ]
+        for b in bad:
+            with pytest.raises(ValueError, match="does not fit"):
+                mon.admit("p", 360.0, memory=b)
+        assert mon.patients == []
+        for junk in (b"", b"not an archive", m.to_bytes()[:200]):
+            with pytest.raises(ValueError, match="not a patient memory"):
+                PatientMemory.from_bytes(junk)
+        # a memory of no beats yet is a memory too
+        mon.admit("new", 360.0)
+        empty = mon.memory("new")
+        assert empty.templates.shape == (0, 252) and empty.beats == 0
+        ArrhythmiaMonitor(model, PRE).admit("new", 360.0, memory=empty)

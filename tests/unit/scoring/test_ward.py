@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from vitalgru.data.arrhythmia_dataset import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, replay
+from vitalgru.scoring.arrhythmia import PatientMemory
 from vitalgru.scoring.ward import Durations, Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
@@ -336,3 +338,75 @@ class TestEscalation:
         again.tick()
         esc = [e for e in again.events()["events"] if e["kind"] == "escalated"]
         assert [e["escalates"] for e in esc] == [2]
+
+
+class TestEcgMemoryAcrossRestarts:
+    def _ward(self, state: Path, **kw: Any) -> Ward:
+        return Ward(untrained_monitor(), journal=WardJournal(state), **kw)
+
+    def test_a_restarted_ward_goes_on_with_what_the_network_had_learnt(
+        self, signals: dict[str, np.ndarray], tmp_path: Path
+    ) -> None:
+        state = tmp_path / "ward.sqlite"
+        ward = self._ward(state, memory_every_s=None)
+        for pid in ("a", "b"):
+            ward.admit_ecg(pid, 360.0)
+        for k in range(30):
+            for pid, rec in (("a", "119"), ("b", "100")):
+                ward.add_ecg(pid, signals[rec][k * 360 : (k + 1) * 360])
+            ward.tick()
+        ward.add_ecg("a", signals["119"][30 * 360 : 31 * 360])  # queued: scored on close
+        assert WardJournal(state).load().ecg[0].memory is None  # none written before close
+        before = ward.ecg_summary("a")["beats"]
+        ward.close()
+        kept = {pid: ward.ecg.memory(pid) for pid in ("a", "b")}
+        assert ward.ecg_summary("a")["beats"] > before
+
+        again = self._ward(state)
+        took = again.restore(again.journal.load())
+        assert took["ecg"] == took["ecg_memory"] == 2
+        for pid, m in kept.items():
+            now = again.ecg.memory(pid)
+            np.testing.assert_array_equal(now.h, m.h)
+            np.testing.assert_array_equal(now.templates, m.templates)
+            assert now.beats == m.beats > 20
+        restarted = [e for e in again.events()["events"] if e["kind"] == "monitor_restarted"]
+        assert [e["memory"] for e in restarted] == ["carried", "carried"]
+        assert restarted[0]["memory_saved_at"] and f"({kept['a'].beats} beats" in (
+            restarted[0]["message"])  # fmt: skip
+        again.journal.close()
+
+    def test_the_memory_is_written_as_the_ward_runs_and_a_foreign_one_is_not_used(
+        self, signals: dict[str, np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        state = tmp_path / "ward.sqlite"
+        ward = self._ward(state, memory_every_s=0.01)
+        ward.admit_ecg("a", 360.0)
+        ward.admit_ecg("b", 360.0)
+        for k in range(10):
+            ward.add_ecg("a", signals["100"][k * 360 : (k + 1) * 360])
+            time.sleep(0.011)
+            ward.tick()
+        kept = {a.patient_id: a for a in ward.journal.load().ecg}
+        m = PatientMemory.from_bytes(kept["a"].memory)  # without close: a crash keeps this
+        assert m.beats == ward.ecg_summary("a")["beats"] > 5
+        ward.journal.ecg_memory({"b": b"scrambled"}, "2026-12-05T08:00:00+00:00")
+        ward.journal.close()
+
+        torch.manual_seed(7)  # a gateway started with another model
+        nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+        other = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(),
+                                  PREPROCESSING)  # fmt: skip
+        ward = Ward(other, journal=WardJournal(state))
+        with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
+            took = ward.restore(ward.journal.load())
+        assert took["ecg"] == 2 and took["ecg_memory"] == 0
+        said = {e["patient_id"]: e for e in ward.events()["events"]}
+        assert said["a"]["memory"] == "the memory was kept by another model"
+        assert said["b"]["memory"] == "the memory kept could not be read"
+        assert "starts afresh" in said["a"]["message"] and said["a"]["memory_saved_at"] is None
+        assert "kept by another network" in caplog.text
+        assert ward.ecg.memory("a").beats == 0  # afresh
+        ward.close()
+        with pytest.raises(ValueError, match="memory_every_s"):
+            Ward(untrained_monitor(), memory_every_s=0)

@@ -100,9 +100,28 @@ def test_restore_only_into_an_empty_ward_and_only_what_it_can_monitor(
     ward = Ward(untrained_monitor(), journal=j)  # no sepsis model on this gateway
     with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
         took = ward.restore(j.load())
-    assert took == {"ecg": 1, "sepsis": 0, "hours": 0, "events": 0}
+    assert took == {"ecg": 1, "sepsis": 0, "hours": 0, "events": 0, "ecg_memory": 0}
     assert "1 sepsis patient(s) in the state file are not taken up" in caplog.text
     assert [a.patient_id for a in j.load().sepsis] == ["icu-1"]  # kept for a ward that can
     assert ward.ecg_summary("bed-1")["fs"] == 250.0
     with pytest.raises(ValueError, match="new, empty ward"):
         ward.restore(WardState([], [], [], 0, {}))
+
+
+def test_an_ecg_patients_memory_is_kept_until_discharge_or_readmission(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    for pid in ("bed-1", "bed-2", "bed-3"):
+        j.admit_ecg(pid, 360.0, "2026-12-05T08:00:00+00:00")
+    j.ecg_memory({"bed-1": b"first", "bed-2": b"two"}, "2026-12-05T08:01:00+00:00")
+    j.ecg_memory({"bed-1": b"newer"}, "2026-12-05T08:02:00+00:00")  # replaces
+    got = {a.patient_id: (a.memory, a.memory_saved_at) for a in j.load().ecg}
+    assert got == {"bed-1": (b"newer", "2026-12-05T08:02:00+00:00"),
+                   "bed-2": (b"two", "2026-12-05T08:01:00+00:00"), "bed-3": (None, None)}  # fmt: skip
+    j.discharge_ecg("bed-1")
+    j.admit_ecg("bed-2", 250.0, "2026-12-05T09:00:00+00:00")  # another stay: no old memory
+    assert [(a.patient_id, a.memory) for a in j.load().ecg] == [("bed-3", None), ("bed-2", None)]
+    assert j._db.execute("SELECT COUNT(*) FROM ecg_memory").fetchone()[0] == 0
+    j.close()
+    with sqlite3.connect(tmp_path / "w.sqlite") as db:  # a file from before memories were kept
+        db.execute("DROP TABLE ecg_memory")
+    assert [a.memory for a in WardJournal(tmp_path / "w.sqlite").load().ecg] == [None, None]
