@@ -18,20 +18,42 @@ admin       all of it
 The file keeps each token's SHA-256, never the token: ``{"tokens": [{"name", "role",
 "sha256"}]}``, written readable by its owner only. ``/health`` and ``/metrics`` stay open
 (counts, no identifiers).
+
+A token may also carry:
+
+- ``expires``: an ISO 8601 time after which it is refused (``serve-token --expires-days``),
+  so a token lent to a contractor or a loan device lapses without anyone remembering it;
+- ``patients``: the patient ids (shell-style patterns, ``bed-4``, ``icu-2-*``) it may act
+  on (``serve-token --patients``): a bedside feed sends for its own bed only, and a screen
+  reads its own patients. Such a token may make only requests about one patient (a path
+  with the patient, or ``?patient=`` on the event log and its stream).
+
+A token is revoked by removing it from the file (``serve-token NAME --revoke``); a running
+gateway reads the file again when it changes (:class:`TokenFile`), and keeps the tokens it
+had when the new file is not right, saying why in its log.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ROLES", "Credential", "TokenTable", "new_token"]
+__all__ = ["ROLES", "Credential", "TokenFile", "TokenTable", "new_token", "revoke_token"]
+
+logger = logging.getLogger(__name__)
 
 #: Role -> the kinds of request it may make.
 ROLES: dict[str, frozenset[str]] = {
@@ -44,6 +66,9 @@ ROLES: dict[str, frozenset[str]] = {
 MIN_TOKEN_CHARS = 16
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_PATIENT_PATTERN = re.compile(r"[A-Za-z0-9._:*?\[\]-]{1,64}")
+_KEYS = {"name", "role", "sha256"}
+_OPTIONAL = {"expires", "patients"}
 
 
 def _sha256(token: str) -> str:
@@ -55,9 +80,65 @@ class Credential:
     name: str
     role: str
     sha256: str
+    expires: str | None = None  # ISO 8601 with its offset; None: never
+    patients: tuple[str, ...] | None = None  # patterns of patient ids; None: every patient
 
     def may(self, kind: str) -> bool:
         return kind in ROLES[self.role]
+
+    def expired(self, now: datetime | None = None) -> bool:
+        if self.expires is None:
+            return False
+        return (now or datetime.now(UTC)) >= datetime.fromisoformat(self.expires)
+
+    def covers(self, patient_id: str) -> bool:
+        """Whether the token may act on ``patient_id``."""
+        if self.patients is None:
+            return True
+        return any(fnmatch.fnmatchcase(patient_id, pat) for pat in self.patients)
+
+    def entry(self) -> dict[str, Any]:
+        """The token file's entry."""
+        e: dict[str, Any] = {"name": self.name, "role": self.role, "sha256": self.sha256}
+        if self.expires is not None:
+            e["expires"] = self.expires
+        if self.patients is not None:
+            e["patients"] = list(self.patients)
+        return e
+
+
+def _entry(p: Path, i: int, e: Any) -> Credential:
+    """One entry of a token file, checked; ValueError naming what is wrong."""
+    if not isinstance(e, dict) or not _KEYS <= set(e) <= _KEYS | _OPTIONAL:
+        raise ValueError(
+            f"{p}: entry {i} must have name, role and sha256 (and may have expires, patients)"
+        )
+    if not (isinstance(e["name"], str) and _NAME.fullmatch(e["name"])):
+        raise ValueError(f"{p}: entry {i}: name {e['name']!r} is not a plain name")
+    if e["role"] not in ROLES:
+        raise ValueError(f"{p}: entry {i}: role {e['role']!r} is not one of {sorted(ROLES)}")
+    if not (isinstance(e["sha256"], str) and _HEX64.fullmatch(e["sha256"])):
+        raise ValueError(f"{p}: entry {i}: sha256 must be 64 lowercase hex digits")
+    expires = e.get("expires")
+    if expires is not None:
+        try:
+            when = datetime.fromisoformat(expires) if isinstance(expires, str) else None
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise ValueError(
+                f"{p}: entry {i}: expires {expires!r} is not an ISO 8601 time with its offset"
+            )
+    patients = e.get("patients")
+    if patients is not None:
+        if not (isinstance(patients, list) and patients and all(
+                isinstance(x, str) and _PATIENT_PATTERN.fullmatch(x) for x in patients)):  # fmt: skip
+            raise ValueError(
+                f"{p}: entry {i}: patients must be a non-empty list of patient ids or "
+                "patterns (letters, digits, ._:- and * ? [ ])"
+            )
+        patients = tuple(patients)
+    return Credential(e["name"], e["role"], e["sha256"], expires, patients)
 
 
 class TokenTable:
@@ -91,21 +172,9 @@ class TokenTable:
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}: not a token file ({e})") from None
         entries = data.get("tokens") if isinstance(data, dict) else None
-        if not isinstance(entries, list) or not entries:
+        if not isinstance(entries, list):
             raise ValueError(f'{p}: expected {{"tokens": [{{"name", "role", "sha256"}}, ...]}}')
-        out = []
-        for i, e in enumerate(entries):
-            if not isinstance(e, dict) or set(e) != {"name", "role", "sha256"}:
-                raise ValueError(f"{p}: entry {i} must have exactly name, role and sha256")
-            if not (isinstance(e["name"], str) and _NAME.fullmatch(e["name"])):
-                raise ValueError(f"{p}: entry {i}: name {e['name']!r} is not a plain name")
-            if e["role"] not in ROLES:
-                raise ValueError(
-                    f"{p}: entry {i}: role {e['role']!r} is not one of {sorted(ROLES)}"
-                )
-            if not (isinstance(e["sha256"], str) and _HEX64.fullmatch(e["sha256"])):
-                raise ValueError(f"{p}: entry {i}: sha256 must be 64 lowercase hex digits")
-            out.append(Credential(e["name"], e["role"], e["sha256"]))
+        out = [_entry(p, i, e) for i, e in enumerate(entries)]
         try:
             return cls(out)
         except ValueError as e:
@@ -124,24 +193,113 @@ class TokenTable:
         return self if other is None else TokenTable([*self.credentials, *other.credentials])
 
 
-def new_token(path: str | os.PathLike, name: str, role: str) -> str:
-    """Add a fresh token for ``name`` with ``role`` to the file at ``path`` (made if absent,
-    readable by its owner only) and return it; it is shown once and kept only as its
-    hash. ValueError for a name already there, an unknown role or a malformed file."""
-    if role not in ROLES:
-        raise ValueError(f"role {role!r} is not one of {sorted(ROLES)}")
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"name {name!r} is not a plain name (letters, digits, ' ._@-')")
-    p = Path(path)
-    table = TokenTable.from_file(p) if p.exists() else TokenTable([])
-    if any(c.name == name for c in table.credentials):
-        raise ValueError(f"{p}: there is already a token named {name!r}")
-    token = secrets.token_urlsafe(32)
-    entries = [*table.credentials, Credential(name, role, _sha256(token))]
-    body = json.dumps({"tokens": [asdict(c) for c in entries]}, indent=2) + "\n"
+def _write(p: Path, credentials: Sequence[Credential]) -> None:
+    """The token file, replaced in one step and readable by its owner only."""
+    body = json.dumps({"tokens": [c.entry() for c in credentials]}, indent=2) + "\n"
     tmp = p.with_name(p.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(body)
     os.replace(tmp, p)
+
+
+def new_token(
+    path: str | os.PathLike,
+    name: str,
+    role: str,
+    *,
+    expires_days: float | None = None,
+    patients: Sequence[str] | None = None,
+) -> str:
+    """Add a fresh token for ``name`` with ``role`` to the file at ``path`` (made if absent,
+    readable by its owner only) and return it; it is shown once and kept only as its
+    hash. It lapses after ``expires_days`` (None: never) and acts only on the patients
+    matching ``patients`` (None: every patient). ValueError for a name already there, an
+    unknown role, a bad limit or a malformed file."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {sorted(ROLES)}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"name {name!r} is not a plain name (letters, digits, ' ._@-')")
+    expires = None
+    if expires_days is not None:
+        if not (0 < expires_days < 36_500):
+            raise ValueError(f"a token expires after more than 0 days, got {expires_days!r}")
+        when = datetime.now(UTC) + timedelta(days=expires_days)
+        expires = when.isoformat(timespec="seconds")
+    p = Path(path)
+    table = TokenTable.from_file(p) if p.exists() else TokenTable([])
+    if any(c.name == name for c in table.credentials):
+        raise ValueError(f"{p}: there is already a token named {name!r}")
+    token = secrets.token_urlsafe(32)
+    cred = Credential(name, role, _sha256(token), expires,
+                      None if patients is None else tuple(patients))  # fmt: skip
+    _entry(p, len(table.credentials), cred.entry())  # the limits, checked as the file is
+    _write(p, [*table.credentials, cred])
     return token
+
+
+def revoke_token(path: str | os.PathLike, name: str) -> Credential:
+    """Remove the token named ``name`` from the file at ``path`` and return what it was; a
+    gateway serving the file refuses it from its next look at the file (about a second).
+    ValueError when there is no such token or the file is malformed."""
+    p = Path(path)
+    table = TokenTable.from_file(p)
+    gone = [c for c in table.credentials if c.name == name]
+    if not gone:
+        raise ValueError(f"{p}: no token named {name!r}")
+    _write(p, [c for c in table.credentials if c.name != name])
+    return gone[0]
+
+
+class TokenFile:
+    """A token file as a running gateway reads it: again whenever it changed (its size or
+    modification time, looked at no more often than every ``check_s`` seconds), so a
+    token added, revoked or limited takes effect without a restart. A file that can no
+    longer be read, or is not right, leaves the tokens read last in force; the reason is
+    logged once per change and counted in ``errors``.
+
+    Raises
+    ------
+    ValueError
+        The file is not right when the gateway starts.
+    """
+
+    def __init__(self, path: str | os.PathLike, check_s: float = 1.0) -> None:
+        self.path = Path(path)
+        self.check_s = float(check_s)
+        self.errors = 0
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self.table = TokenTable.from_file(self.path)
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> TokenTable:
+        """The tokens in force now."""
+        now = time.monotonic()
+        if now - self._checked < self.check_s:
+            return self.table
+        with self._lock:
+            self._checked = now
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return self.table
+            self._stamp = stamp
+            try:
+                self.table = TokenTable.from_file(self.path)
+            except ValueError as e:
+                self.errors += 1
+                logger.error("gateway: %s; the %d token(s) read before stay in force",
+                             e, len(self.table.credentials))  # fmt: skip
+            else:
+                self.reloads += 1
+                logger.info("gateway: token file %s read again: %d token(s)", self.path,
+                            len(self.table.credentials))  # fmt: skip
+            return self.table

@@ -437,17 +437,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_token(args: argparse.Namespace) -> int:
-    from pipelines.access import new_token
+    from pipelines.access import TokenTable, new_token, revoke_token
 
     try:
-        token = new_token(args.file, args.name, args.role)
+        if args.list:
+            for c in TokenTable.from_file(args.file).credentials:
+                limits = [f"expires {c.expires}"] if c.expires else []
+                limits += [f"patients {', '.join(c.patients)}"] if c.patients else []
+                print(f"{c.name} ({c.role}{'; ' if limits else ''}{'; '.join(limits)})")
+            return 0
+        if args.name is None:
+            raise ValueError("name the token (or give --list)")
+        if args.revoke:
+            gone = revoke_token(args.file, args.name)
+            print(f"{gone.name} ({gone.role}) removed from {args.file}; a gateway serving it "
+                  "refuses the token from its next look at the file (about a second)",
+                  file=sys.stderr)  # fmt: skip
+            return 0
+        if args.role is None:
+            raise ValueError("a new token needs --role")
+        patients = None if args.patients is None else [
+            x.strip() for x in args.patients.split(",") if x.strip()]  # fmt: skip
+        token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
+                          patients=patients)  # fmt: skip
     except ValueError as e:
         raise SystemExit(f"vitalgru: error: {e}") from None
     print(f"{args.name} ({args.role}): {token}")
     print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "
-          "is not shown again. The gateway reads the file at start (vitalgru serve --tokens "
-          f"{args.file}).", file=sys.stderr)  # fmt: skip
+          "is not shown again. A gateway serving the file (vitalgru serve --tokens "
+          f"{args.file}) takes it from its next look at the file.", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _days(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < v < 36_500:
+        raise argparse.ArgumentTypeError(f"days must be > 0, got {text}")
+    return v
 
 
 def _non_negative_minutes(text: str) -> float:
@@ -717,16 +746,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "serve-token",
-        help="make an access token for the gateway: a name and a role; the token is "
-        "printed once and its hash added to the token file",
+        help="make, list or revoke the gateway's access tokens: a new token is printed "
+        "once and its hash added to the token file",
         epilog=EPILOG,
     )
-    sp.add_argument("name", help="who or what holds it (a feed, a screen, a clinician)")
+    sp.add_argument("name", nargs="?", help="who or what holds it (a feed, a screen, a "
+                    "clinician)")  # fmt: skip
     sp.add_argument(
-        "--role", required=True, choices=("feed", "reader", "clinician", "admin"),
+        "--role", choices=("feed", "reader", "clinician", "admin"),
         help="feed: send patient data; reader: read it; clinician: read and acknowledge "
         "events; admin: all",
     )  # fmt: skip
+    sp.add_argument(
+        "--expires-days", type=_days, default=None, metavar="DAYS",
+        help="the token is refused this many days from now (default: never)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--patients", default=None, metavar="IDS",
+        help="comma-separated patient ids or patterns (bed-4, icu-2-*) the token may act on "
+        "(default: every patient)",
+    )  # fmt: skip
+    sp.add_argument("--revoke", action="store_true",
+                    help="remove the token named from the file")  # fmt: skip
+    sp.add_argument("--list", action="store_true",
+                    help="list the tokens in the file: names, roles, limits")  # fmt: skip
     sp.add_argument(
         "--file", default="gateway-tokens.json",
         help="the token file (default: gateway-tokens.json here)",

@@ -76,7 +76,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
-from pipelines.access import TokenTable
+from pipelines.access import TokenFile, TokenTable
 from pipelines.gateway_metrics import WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
@@ -208,33 +208,69 @@ _KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
               "ack": "acknowledge events"}  # fmt: skip
 
 
-def _access(token: str | None, tokens: TokenTable | None) -> TokenTable | None:
-    """The tokens the gateway takes: the shared one (may do everything) and a file's."""
-    if token is None:
-        return tokens
-    return TokenTable.single(token, name=TOKEN_ENV).merged(tokens)
+def _access(
+    token: str | None, tokens: TokenTable | TokenFile | None
+) -> Callable[[], TokenTable] | None:
+    """The tokens the gateway takes, as they are at each request: the shared one (may do
+    everything) and a file's (read again when it changes); None: the gateway is open."""
+    shared = None if token is None else TokenTable.single(token, name=TOKEN_ENV)
+    if tokens is None:
+        return None if shared is None else (lambda: shared)
+    current = tokens.current if isinstance(tokens, TokenFile) else (lambda: tokens)
+    if shared is None:
+        return current
+    shared.merged(current())  # a file token equal to the shared one: refused at start
+    merged: list[tuple[TokenTable, TokenTable]] = []
+
+    def both() -> TokenTable:
+        table = current()
+        if not merged or merged[0][0] is not table:
+            try:
+                merged[:] = [(table, shared.merged(table))]
+            except ValueError:  # a file read again holds the shared token: the file alone
+                logger.error("gateway: the token file holds the shared token; ignored there")
+                merged[:] = [(table, shared)]
+        return merged[0][1]
+
+    return both
 
 
-def _require(access: TokenTable | None, kind: str) -> Callable[..., None]:
+def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[..., None]:
     """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
     ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
-    token, 403 for a role that may not), and puts the token's name in
-    ``request.state.caller``; everything, when ``access`` is None."""
+    token or with an expired one, 403 for a role that may not, or for a patient the token
+    is not for), and puts the token's name in ``request.state.caller`` and its credential
+    in ``request.state.credential``; everything, when ``access`` is None. A token limited
+    to some patients may only make requests about one of them (the acknowledgement route
+    checks the event's patient itself)."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
-        request.state.caller = None
+        request.state.caller = request.state.credential = None
         if access is None:
             return
         scheme, _, given = (authorization or "").partition(" ")
-        cred = access.who(given.strip()) if scheme.lower() == "bearer" else None
+        cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
         if cred is None:
             raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if cred.expired():
+            raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         if not cred.may(kind):
             raise HTTPException(
                 403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
             )
+        if cred.patients is not None and kind != "ack":
+            pid = request.path_params.get("patient_id") or request.query_params.get("patient")
+            if pid is None:
+                raise HTTPException(
+                    403, f"token {cred.name!r} is for patients {', '.join(cred.patients)} "
+                    "only: ask about one of them (a patient's path, or ?patient=)",
+                )  # fmt: skip
+            if not cred.covers(pid):
+                raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
         request.state.caller = cred.name
+        request.state.credential = cred
 
     return check
 
@@ -246,14 +282,15 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     stopping: Callable[[], bool] = lambda: False,
-    tokens: TokenTable | None = None,
+    tokens: TokenTable | TokenFile | None = None,
     patient_system: str | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
     ``token`` (a shared token that may do everything) or ``tokens`` (named tokens with
-    roles, :mod:`pipelines.access`), every endpoint but ``/health`` and ``/metrics`` needs
-    a bearer token whose role allows it.
+    roles, :mod:`pipelines.access`; a :class:`~pipelines.access.TokenFile` is read again
+    when it changes), every endpoint but ``/health`` and ``/metrics`` needs a bearer token
+    whose role allows it.
     A request body over ``max_body_bytes`` is refused with 413 while it streams in. Event
     streams end once ``stopping()`` is true (the server is shutting down). FHIR resources
     reference patients by their id in ``patient_system`` (a URI, e.g. the hospital's
@@ -407,6 +444,12 @@ def create_app(
 
     @acks.post("/events/{seq}/ack")
     def acknowledge(seq: int, body: Acknowledgement, request: Request) -> dict[str, Any]:
+        cred = request.state.credential
+        if cred is not None and cred.patients is not None:
+            found = ward.events(max(seq - 1, 0), 1)["events"]
+            pid = found[0].get("patient_id") if found and found[0]["seq"] == seq else None
+            if pid is not None and not cred.covers(str(pid)):
+                raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
         return _call(ward.acknowledge, seq, body.by, body.note, request.state.caller)
 
     @reads.get("/ward", response_class=HTMLResponse)
@@ -585,16 +628,20 @@ def serve(
 
     token = os.environ.get(TOKEN_ENV) or None
     tokens = tokens or os.environ.get(TOKENS_ENV) or None
-    table = None if tokens is None else TokenTable.from_file(tokens)  # before the models load
+    table = None if tokens is None else TokenFile(tokens)  # before the models load
     access = _access(token, table)
+    if table is not None and not table.table.credentials and token is None:
+        raise ValueError(f"{tokens} holds no token: no one could use the gateway "
+                         "(add one with vitalgru serve-token)")  # fmt: skip
     if access is None and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "gateway: listening on %s without a token: anyone who reaches this port can read "
             "and send patient data; set %s or give --tokens", host, TOKEN_ENV,
         )  # fmt: skip
     elif table is not None:
-        logger.info("gateway: %d named token(s) from %s (%s)", len(table.credentials), tokens,
-                    ", ".join(f"{c.name}: {c.role}" for c in table.credentials))  # fmt: skip
+        logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
+                    len(table.table.credentials), tokens,
+                    ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,

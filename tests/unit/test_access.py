@@ -3,12 +3,16 @@ and a token file that is not right stops the gateway with the reason."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipelines.access import ROLES, TokenTable, new_token
+from pipelines.access import ROLES, Credential, TokenFile, TokenTable, new_token, revoke_token
 
 
 def test_a_new_token_is_shown_once_and_kept_as_its_hash(tmp_path: Path) -> None:
@@ -42,8 +46,18 @@ def test_roles_grant_only_their_kinds() -> None:
     ("content", "message"),
     [
         ("{not json", "not a token file"),
-        ('{"tokens": []}', "expected"),
-        ('{"tokens": [{"name": "a", "role": "feed"}]}', "exactly name, role and sha256"),
+        ('{"tokens": {}}', "expected"),
+        ('{"tokens": [{"name": "a", "role": "feed"}]}', "must have name, role and sha256"),
+        ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '", "x": 1}]}',
+         "may have expires, patients"),
+        ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '", '
+         '"expires": "2027-01-01"}]}', "not an ISO 8601 time with its offset"),
+        ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '", '
+         '"expires": "soon"}]}', "not an ISO 8601 time"),
+        ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '", '
+         '"patients": []}]}', "non-empty list of patient ids"),
+        ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '", '
+         '"patients": ["bed 4"]}]}', "non-empty list of patient ids"),
         ('{"tokens": [{"name": "a", "role": "boss", "sha256": "' + "a" * 64 + '"}]}',
          "role 'boss' is not one of"),
         ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "A" * 64 + '"}]}',
@@ -62,3 +76,66 @@ def test_a_token_file_that_is_not_right_is_refused_with_the_reason(
         TokenTable.from_file(f)
     with pytest.raises(ValueError, match="no such token file"):
         TokenTable.from_file(tmp_path / "absent.json")
+
+
+def test_a_token_may_expire_and_be_limited_to_some_patients(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.json"
+    feed = new_token(f, "bed-4 monitor", "feed", expires_days=30, patients=["bed-4", "icu-2-*"])
+    cred = TokenTable.from_file(f).who(feed)
+    when = datetime.fromisoformat(cred.expires)
+    assert abs(when - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=1)
+    assert not cred.expired() and cred.expired(when) and cred.expired(when + timedelta(days=1))
+    assert cred.covers("bed-4") and cred.covers("icu-2-17")
+    assert not cred.covers("bed-40") and not cred.covers("icu-3-1")
+    plain = Credential("x", "reader", "a" * 64)
+    assert plain.covers("anyone") and not plain.expired()
+    for bad in ([], ["bed 4"], ["../x"]):
+        with pytest.raises(ValueError, match="non-empty list of patient ids"):
+            new_token(f, "y", "feed", patients=bad)
+    with pytest.raises(ValueError, match="more than 0 days"):
+        new_token(f, "y", "feed", expires_days=0)
+    assert [c.name for c in TokenTable.from_file(f).credentials] == ["bed-4 monitor"]
+
+
+def test_a_revoked_token_leaves_the_others(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.json"
+    a, b = new_token(f, "a", "feed"), new_token(f, "b", "reader", patients=["bed-1"])
+    assert revoke_token(f, "a").role == "feed"
+    table = TokenTable.from_file(f)
+    assert table.who(a) is None and table.who(b).patients == ("bed-1",)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    with pytest.raises(ValueError, match="no token named 'a'"):
+        revoke_token(f, "a")
+    revoke_token(f, "b")
+    assert TokenTable.from_file(f).credentials == []  # every token revoked: no one gets in
+
+
+def test_a_running_gateway_reads_the_file_again_when_it_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = tmp_path / "tokens.json"
+    a = new_token(f, "a", "feed")
+    live = TokenFile(f, check_s=0)
+    assert live.current().who(a).name == "a"
+    b = new_token(f, "b", "reader")
+    assert live.current().who(b).name == "b" and live.reloads == 1
+    revoke_token(f, "a")
+    assert live.current().who(a) is None
+    # a file broken by hand keeps the tokens in force, and says why
+    good = live.current()
+    f.write_text('{"tokens": [{"name": "c"}]}')
+    with caplog.at_level(logging.ERROR, logger="pipelines.access"):
+        assert live.current() is good and live.current().who(b).name == "b"
+    assert live.errors == 1 and "must have name, role and sha256" in caplog.text
+    assert caplog.text.count("stay in force") == 1  # once per change, not per request
+    f.unlink()  # gone: the same
+    assert live.current() is good and live.errors == 2
+    f.write_text(json.dumps({"tokens": [Credential("d", "admin", "d" * 64).entry()]}))
+    os.utime(f, ns=(1, 1))
+    assert [c.name for c in live.current().credentials] == ["d"]
+    # looked at no more often than check_s
+    slow = TokenFile(f, check_s=3600)
+    revoke_token(f, "d")
+    assert [c.name for c in slow.current().credentials] == ["d"]
+    with pytest.raises(ValueError, match="no such token file"):
+        TokenFile(tmp_path / "absent.json")

@@ -355,6 +355,33 @@ class TestCLI:
         with pytest.raises(SystemExit, match="expected"):  # before any model loads
             cmd_serve(p.parse_args(["serve", "--tokens", str(f), "--state", "none"]))
 
+    def test_serve_token_lists_limits_and_revokes(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        f = str(tmp_path / "tokens.json")
+        assert main(["serve-token", "bed-4 monitor", "--role", "feed", "--patients",
+                     "bed-4, icu-2-*", "--expires-days", "30", "--file", f]) == 0  # fmt: skip
+        assert main(["serve-token", "ops", "--role", "admin", "--file", f]) == 0
+        capsys.readouterr()
+        assert main(["serve-token", "--list", "--file", f]) == 0
+        listed = capsys.readouterr().out.splitlines()
+        assert listed[0].startswith("bed-4 monitor (feed; expires 20") and listed[0].endswith(
+            "; patients bed-4, icu-2-*)")  # fmt: skip
+        assert listed[1] == "ops (admin)"
+        assert main(["serve-token", "ops", "--revoke", "--file", f]) == 0
+        assert "removed" in capsys.readouterr().err
+        assert [c.name for c in TokenTable.from_file(f).credentials] == ["bed-4 monitor"]
+        for args, says in ((["ops", "--revoke"], "no token named 'ops'"),
+                           (["x"], "needs --role"), ([], "name the token")):  # fmt: skip
+            with pytest.raises(SystemExit, match=says):
+                main(["serve-token", *args, "--file", f])
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["serve-token", "x", "--role", "feed", "--expires-days", "0"])
+        assert e.value.code == 2
+        main(["serve-token", "bed-4 monitor", "--revoke", "--file", f])
+        with pytest.raises(SystemExit, match="holds no token"):  # no one could use it
+            cmd_serve(build_parser().parse_args(["serve", "--tokens", f, "--state", "none"]))
+
     def test_parser_knows_every_command(self) -> None:
         p = build_parser()
         args = p.parse_args(

@@ -20,7 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.access import TokenTable, new_token
+from pipelines.access import TokenFile, TokenTable, new_token, revoke_token
 from pipelines.gateway import build_ward, create_app
 from vitalgru import __version__
 from vitalgru.data.early_warning import build_cohort
@@ -663,6 +663,56 @@ def test_named_tokens_may_do_only_what_their_role_allows(
         assert ack["kind"] == "acknowledged" and ack["via"] == "clinician-1"
         assert c.delete("/vitals/p1", headers=as_["reader"]).status_code == 403
         assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200
+
+
+def test_tokens_revoked_expired_or_for_other_patients_are_refused_while_it_runs(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]], tmp_path: Path
+) -> None:
+    f = tmp_path / "tokens.json"
+    bed4 = new_token(f, "bed-4 monitor", "feed", patients=["bed-4"])
+    screen = new_token(f, "bay-2 screen", "clinician", patients=["bed-4", "bed-5"])
+    admin = new_token(f, "ops", "admin")
+
+    def as_(t: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {t}"}
+
+    ward = Ward(untrained_monitor(), sepsis[0], feed_timeout_s=0.01)
+    with TestClient(create_app(ward, tick_s=0, tokens=TokenFile(f, check_s=0))) as c:
+        assert c.post("/ecg/bed-4/admit", json={"fs": 360}, headers=as_(bed4)).status_code == 201
+        r = c.post("/ecg/bed-5/admit", json={"fs": 360}, headers=as_(bed4))
+        assert r.status_code == 403 and "not for patient 'bed-5'" in r.text
+        assert c.post("/ecg/bed-5/admit", json={"fs": 360}, headers=as_(admin)).status_code == 201
+        assert c.post("/ecg/bed-6/admit", json={"fs": 360}, headers=as_(admin)).status_code == 201
+        assert c.get("/ecg/bed-5", headers=as_(screen)).status_code == 200
+        assert c.get("/ecg/bed-6", headers=as_(screen)).status_code == 403
+        # a limited token asks about one patient at a time
+        for path in ("/events", "/patients", "/ward", "/fhir/risk", "/events/stream"):
+            r = c.get(path, headers=as_(screen))
+            assert r.status_code == 403 and "ask about one of them" in r.text, path
+        time.sleep(0.05)
+        ward.tick()  # three feeds lost
+        got = c.get("/events", params={"patient": "bed-5"}, headers=as_(screen)).json()
+        assert [e["patient_id"] for e in got["events"]] == ["bed-5"]
+        lost = {e["patient_id"]: e["seq"] for e in c.get("/events", headers=as_(admin)).json()[
+            "events"]}  # fmt: skip
+        r = c.post(f"/events/{lost['bed-6']}/ack", json={"by": "RN Diaz"}, headers=as_(screen))
+        assert r.status_code == 403 and "not for patient 'bed-6'" in r.text
+        r = c.post(f"/events/{lost['bed-5']}/ack", json={"by": "RN Diaz"}, headers=as_(screen))
+        assert r.status_code == 200 and r.json()["acknowledged"]["via"] == "bay-2 screen"
+        # revoked while the gateway runs: refused from the next request
+        revoke_token(f, "bed-4 monitor")
+        r = c.post("/ecg/bed-4", json={"samples": [0.0] * 36}, headers=as_(bed4))
+        assert r.status_code == 401
+        # a new one works without a restart, and one past its time is refused as expired
+        late = new_token(f, "locum", "reader", expires_days=1)
+        assert c.get("/patients", headers=as_(late)).status_code == 200
+        data = json.loads(f.read_text())
+        data["tokens"][-1]["expires"] = "2026-01-01T00:00:00+00:00"
+        f.write_text(json.dumps(data))
+        r = c.get("/patients", headers=as_(late))
+        assert r.status_code == 401 and "'locum' expired at 2026-01-01" in r.text
+        f.write_text("{broken")  # a bad edit leaves the tokens in force
+        assert c.get("/patients", headers=as_(admin)).status_code == 200
 
 
 def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
