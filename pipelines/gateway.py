@@ -83,6 +83,7 @@ from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.fhir import events_bundle, risk_bundle
+from vitalgru.reports.strip import strip_svg
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
@@ -241,8 +242,8 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
     token or with an expired one, 403 for a role that may not, or for a patient the token
     is not for), and puts the token's name in ``request.state.caller`` and its credential
     in ``request.state.credential``; everything, when ``access`` is None. A token limited
-    to some patients may only make requests about one of them (the acknowledgement route
-    checks the event's patient itself)."""
+    to some patients may only make requests about one of them (the routes of one event,
+    ``/events/{seq}/...``, check the event's patient themselves: :func:`_event_for`)."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
@@ -260,7 +261,7 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
             raise HTTPException(
                 403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
             )
-        if cred.patients is not None and kind != "ack":
+        if cred.patients is not None and "seq" not in request.path_params:
             pid = request.path_params.get("patient_id") or request.query_params.get("patient")
             if pid is None:
                 raise HTTPException(
@@ -273,6 +274,15 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
         request.state.credential = cred
 
     return check
+
+
+def _event_for(request: Request, patient_id: Any) -> None:
+    """403 when the request's token is limited to patients and ``patient_id`` (the patient
+    of the event the request is about) is not one of them."""
+    cred = request.state.credential
+    if cred is not None and cred.patients is not None and patient_id is not None:
+        if not cred.covers(str(patient_id)):
+            raise HTTPException(403, f"token {cred.name!r} is not for patient {patient_id!r}")
 
 
 def create_app(
@@ -444,13 +454,31 @@ def create_app(
 
     @acks.post("/events/{seq}/ack")
     def acknowledge(seq: int, body: Acknowledgement, request: Request) -> dict[str, Any]:
-        cred = request.state.credential
-        if cred is not None and cred.patients is not None:
+        if request.state.credential is not None:
             found = ward.events(max(seq - 1, 0), 1)["events"]
-            pid = found[0].get("patient_id") if found and found[0]["seq"] == seq else None
-            if pid is not None and not cred.covers(str(pid)):
-                raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
+            if found and found[0]["seq"] == seq:
+                _event_for(request, found[0].get("patient_id"))
         return _call(ward.acknowledge, seq, body.by, body.note, request.state.caller)
+
+    @reads.get("/events/{seq}/strip")
+    def event_strip(seq: int, request: Request) -> dict[str, Any]:
+        """The ECG strip of an arrhythmia alarm: the samples (mV, the feed's rate) from
+        5 s before its onset to when it was raised (at most 20 s), and the beats labelled
+        in it."""
+        strip = _call(ward.strip, seq)
+        _event_for(request, strip["patient_id"])
+        return strip
+
+    @reads.get("/events/{seq}/strip.svg")
+    def event_strip_svg(seq: int, request: Request) -> Response:
+        """The strip drawn on ECG paper (25 mm/s, 10 mm/mV), beats labelled, onset marked."""
+        strip = _call(ward.strip, seq)
+        _event_for(request, strip["patient_id"])
+        title = (f"{strip['patient_id']} · {strip['message']} · strip from "
+                 f"{strip['start_at'].replace('T', ' ')}")  # fmt: skip
+        svg = strip_svg(strip["samples"], strip["fs"], start_s=strip["start_s"],
+                        beats=strip["beats"], onset_s=strip["onset_s"], title=title)  # fmt: skip
+        return Response(svg, media_type="image/svg+xml")
 
     @reads.get("/ward", response_class=HTMLResponse)
     def ward_page(

@@ -215,8 +215,11 @@ def replay_arrhythmia(
     model = f"{model_uri} (version {loaded.version})"
     page.write_text(
         monitoring_report_html(
-            summaries, title=f"ECG monitoring summary: {db} (replayed)", model=model
-        )
+            summaries,
+            title=f"ECG monitoring summary: {db} (replayed)",
+            model=model,
+            strips=result.strips,
+        )  # fmt: skip
     )
     fhir.write_text(json.dumps(ecg_bundle(summaries, model=model), indent=1))
     json_path.write_text(json.dumps(report, indent=2))

@@ -130,6 +130,9 @@ class TestTrainArrhythmiaFlow:
         kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
         assert kinds.count("Observation") == 1
         assert kinds.count("Flag") == sum(rep["alerts"]["counts"].values())
+        # the clinician's page draws the first alarm of each kind on ECG paper
+        page = out.with_suffix(".html").read_text()
+        assert page.count("25 mm/s, 10 mm/mV</text>") == len(rep["alerts"]["counts"])
 
         # Monitoring: the reference came with the model (the three DS1 records' beats,
         # the calls on DS2); record 233 checked against it, then a copy of it whose header

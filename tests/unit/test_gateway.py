@@ -715,6 +715,40 @@ def test_tokens_revoked_expired_or_for_other_patients_are_refused_while_it_runs(
         assert c.get("/patients", headers=as_(admin)).status_code == 200
 
 
+def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]], mitdb_dir: Path, tmp_path: Path
+) -> None:
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=30 * 360)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")].copy()
+    x[20 * 360 :] = 0.0  # the lead comes off: a pause
+    f = tmp_path / "tokens.json"
+    admin = {"Authorization": f"Bearer {new_token(f, 'ops', 'admin')}"}
+    other = {
+        "Authorization": f"Bearer {new_token(f, 'bed-9 screen', 'reader', patients=['bed-9'])}"
+    }
+    ward = Ward(untrained_monitor(), sepsis[0])
+    with TestClient(create_app(ward, tick_s=0, tokens=TokenFile(f, check_s=0))) as c:
+        c.post("/ecg/bed-1/admit", json={"fs": 360}, headers=admin)
+        for k in range(30):
+            c.post("/ecg/bed-1", json={"samples": x[k * 360 : (k + 1) * 360].tolist()},
+                   headers=admin)  # fmt: skip
+            ward.tick()
+        events = c.get("/events", headers=admin).json()["events"]
+        pause = next(e for e in events if e["kind"] == "pause")
+        strip = c.get(f"/events/{pause['seq']}/strip", headers=admin).json()
+        assert strip == ward.strip(pause["seq"]) and strip["seq"] == pause["seq"]
+        assert len(strip["samples"]) == round(pause["strip_s"] * 360)
+        r = c.get(f"/events/{pause['seq']}/strip.svg", headers=admin)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+        assert r.text.startswith("<svg") and "bed-1 · " in r.text and ">onset<" in r.text
+        assert f'href="events/{pause["seq"]}/strip.svg"' in c.get("/ward", headers=admin).text
+        for path in (f"/events/{pause['seq']}/strip", f"/events/{pause['seq']}/strip.svg"):
+            r = c.get(path, headers=other)  # a token for another patient
+            assert r.status_code == 403 and "not for patient 'bed-1'" in r.text
+        assert c.get("/events/9999/strip", headers=admin).status_code == 404
+        assert c.get(f"/events/{pause['seq']}/strip").status_code == 401
+
+
 def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
     client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
 ) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.reports.html import axis_top, clock, page, trend_chart
+from vitalgru.reports.strip import strip_svg
 
 __all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
 
@@ -151,7 +152,22 @@ def _hr_chart(p: PatientSummary) -> str:
     )
 
 
-def _patient_html(p: PatientSummary) -> str:
+def _strips_html(strips: Sequence[Mapping[str, Any]]) -> str:
+    if not strips:
+        return ""
+    e = html.escape
+    out = ["<p>ECG of the first alarm of each kind (lead as monitored; 25 mm/s, 10 mm/mV; "
+           "each beat's class over it, ? where the signal was rejected; the dashed line is "
+           "the onset):</p>"]  # fmt: skip
+    for s in strips:
+        title = (f"{ALERT_NAMES.get(s['kind'], s['kind'])} at {clock(float(s['onset_s']))}: "
+                 f"{s['message']}")  # fmt: skip
+        out.append(f"<figure>{strip_svg(s['samples'], s['fs'], start_s=s['start_s'], beats=s['beats'], onset_s=s['onset_s'], title=title)}"
+                   f"<figcaption class=note>{e(title)}</figcaption></figure>")  # fmt: skip
+    return "".join(out)
+
+
+def _patient_html(p: PatientSummary, strips: Sequence[Mapping[str, Any]] = ()) -> str:
     e = html.escape
     hr = p["hr_bpm"]
     alert_rows = "".join(
@@ -190,6 +206,7 @@ ectopy) and P (pause); a gap is a minute without enough beats in accepted signal
         if alert_rows
         else "<p>No alarm was raised.</p>"
     }
+{_strips_html(strips)}
 </section>"""
 
 
@@ -199,9 +216,12 @@ def monitoring_report_html(
     title: str = "ECG monitoring summary",
     model: str | None = None,
     generated: datetime | None = None,
+    strips: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """One HTML page summarising every patient (:func:`patient_summary` dicts), patients
-    with alarms first."""
+    with alarms first; with ``strips`` (``{patient: [strip, ...]}``, as
+    :func:`vitalgru.scoring.replay` keeps them), each patient's alarm strips drawn on ECG
+    paper (:func:`vitalgru.reports.strip.strip_svg`)."""
     order = sorted(patients, key=lambda p: (not p["alerts"], str(p["patient_id"])))
     intro = (
         "Beat classes follow AAMI EC57; the burden counts beats in accepted signal only. "
@@ -210,7 +230,7 @@ def monitoring_report_html(
     return page(
         title,
         intro,
-        "".join(_patient_html(p) for p in order),
+        "".join(_patient_html(p, (strips or {}).get(str(p["patient_id"]), ())) for p in order),
         model=model,
         generated=generated,
     )

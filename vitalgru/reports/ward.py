@@ -50,6 +50,9 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             if last
             else "none"
         )
+        if last and last.get("strip_s") and "seq" in last:  # its ECG, for the one who answers
+            alarm += f' <a href="events/{int(last["seq"])}/strip.svg">strip</a>'
+
         unseen = _unseen(p["alarms"])
         n_alarms = f"{len(p['alarms'])}" + (
             f" <span class=hi>({unseen} not acknowledged)</span>" if unseen else ""

@@ -36,7 +36,13 @@ from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["Alert", "AlertRules", "AlertTracker"]
+__all__ = ["Alert", "AlertRules", "AlertTracker", "strip_bounds"]
+
+#: An alarm's ECG strip runs from this long before the episode's onset to when the alarm
+#: was raised, at most :data:`STRIP_MAX_S`: the one who answers it sees the rhythm the
+#: episode broke from, and the episode.
+STRIP_BEFORE_S = 5.0
+STRIP_MAX_S = 20.0
 
 KINDS: tuple[str, ...] = (
     "ventricular_run",
@@ -117,6 +123,13 @@ class Alert:
     def delay_s(self) -> float:
         """Seconds from the episode's onset to the alarm."""
         return self.raised_at_s - self.onset_s
+
+
+def strip_bounds(alert: Alert, until_s: float | None = None) -> tuple[float, float]:
+    """Stream times ``(start, end)`` of ``alert``'s ECG strip, ending at ``until_s``
+    (default: when it was raised)."""
+    end = alert.raised_at_s if until_s is None else float(until_s)
+    return max(alert.onset_s - STRIP_BEFORE_S, end - STRIP_MAX_S, 0.0), end
 
 
 class AlertTracker:

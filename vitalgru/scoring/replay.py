@@ -27,7 +27,7 @@ from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
@@ -61,6 +61,8 @@ class ReplayResult:
     tick_compute_s: np.ndarray  # (n_ticks,) wall seconds each push took
     chunk_s: float
     excluded: list[AttritionEntry] = field(default_factory=list)
+    # per patient, the ECG strips of the first alarms of each kind (see :func:`replay`)
+    strips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def compute_summary(self) -> dict[str, Any]:
         """Throughput of the replay: patient-seconds of signal per wall second, and the
@@ -82,6 +84,7 @@ def replay(
     feeds: Mapping[str, tuple[np.ndarray, float]],
     chunk_s: float = 1.0,
     on_tick: Callable[[int, int], None] | None = None,
+    strips_per_kind: int = 1,
 ) -> ReplayResult:
     """Feed every patient's signal in ``chunk_s`` pieces, all patients each tick.
 
@@ -94,6 +97,9 @@ def replay(
         Seconds of signal per patient per tick (a bedside feed sends about 0.25-1 s).
     on_tick : callable, optional
         Called with ``(tick, n_ticks)`` after each tick (progress).
+    strips_per_kind : int
+        ECG strips kept per patient and alarm kind, the first ones
+        (:func:`~vitalgru.scoring.alerts.strip_bounds`, as the gateway keeps them).
 
     Returns
     -------
@@ -109,6 +115,7 @@ def replay(
     n_ticks = max((b.size for b in bounds.values()), default=0)
     calls: dict[str, list[BeatCall]] = {pid: [] for pid in feeds}
     alerts: dict[str, list[Alert]] = {pid: [] for pid in feeds}
+    strips: dict[str, list[dict[str, Any]]] = {pid: [] for pid in feeds}
     live = set(feeds)
     times = []
     for k in range(n_ticks):
@@ -130,6 +137,8 @@ def replay(
                 calls[c.patient_id].append(c)
             for a in t.alerts:
                 alerts[a.patient_id].append(a)
+                if sum(x["kind"] == a.kind for x in strips[a.patient_id]) < strips_per_kind:
+                    strips[a.patient_id].append(_strip(a, feeds[a.patient_id], calls[a.patient_id]))
         live.difference_update(ending)
         if on_tick is not None:
             on_tick(k + 1, n_ticks)
@@ -141,7 +150,23 @@ def replay(
         stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
         tick_compute_s=np.asarray(times),
         chunk_s=float(chunk_s),
+        strips={pid: v for pid, v in strips.items() if v},
     )
+
+
+def _strip(a: Alert, feed: tuple[np.ndarray, float], calls: Sequence[BeatCall]) -> dict[str, Any]:
+    """An alarm's ECG strip from the replayed signal, as the gateway keeps one."""
+    x, fs = feed
+    start_s, end_s = strip_bounds(a)
+    lo, hi = int(np.floor(start_s * fs)), min(int(round(end_s * fs)), x.size)
+    t0, t1 = lo / fs, hi / fs
+    return {
+        "patient_id": a.patient_id, "kind": a.kind, "message": a.message, "fs": fs,
+        "start_s": t0, "onset_s": a.onset_s, "raised_at_s": a.raised_at_s,
+        "beats": [{"time_s": round(c.time_s, 4), "label": c.label, "signal_ok": c.signal_ok}
+                  for c in calls if t0 <= c.time_s < t1],
+        "samples": [None if not np.isfinite(v) else round(float(v), 4) for v in x[lo:hi]],
+    }  # fmt: skip
 
 
 def live_report(

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.io.psv import PSV_COLUMNS, STATIC_COLUMNS
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
@@ -77,6 +78,10 @@ ESCALATE_AFTER_S = 15 * 60.0
 #: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
 #: learnt, a clean stop nothing.
 MEMORY_EVERY_S = 60.0
+#: Seconds of each ECG feed's latest samples kept for alarm strips.
+STRIP_KEEP_S = 30.0
+#: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
+MAX_STRIPS = 500
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
 
@@ -172,6 +177,32 @@ def _utc_now() -> str:
     return _iso(datetime.now(UTC))
 
 
+class _Tail:
+    """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
+
+    def __init__(self, n: int) -> None:
+        self.buf = np.full(max(int(n), 1), np.nan, dtype=np.float32)
+        self.end = 0
+
+    def add(self, x: np.ndarray) -> None:
+        n = self.buf.size
+        total = int(np.size(x))
+        self.end += total - min(total, n)  # older than the ring holds: counted, not kept
+        x = np.asarray(x, dtype=np.float32)[total - min(total, n) :]
+        at = self.end % n
+        first = min(x.size, n - at)
+        self.buf[at : at + first] = x[:first]
+        self.buf[: x.size - first] = x[first:]
+        self.end += x.size
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        """Samples ``[a, b)`` of the stream (within the last ``n``)."""
+        n = self.buf.size
+        a = max(a, self.end - n, 0)
+        idx = np.arange(a, min(b, self.end)) % n
+        return self.buf[idx].copy()
+
+
 @dataclass
 class _EcgBed:
     fs: float
@@ -186,6 +217,11 @@ class _EcgBed:
     counts: Counter = field(default_factory=Counter)
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
+    tail: _Tail | None = None  # the latest samples pushed to the monitor (strips)
+
+    def __post_init__(self) -> None:
+        if self.tail is None:
+            self.tail = _Tail(int(math.ceil(STRIP_KEEP_S * self.fs)))
 
 
 @dataclass
@@ -275,6 +311,7 @@ class Ward:
         self._ecg_beds: dict[str, _EcgBed] = {}
         self._sepsis_beds: dict[str, _SepsisBed] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._strips: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by event number
         self._seq = 0
         self._queue_lock = threading.Lock()  # queues, beds, the event log
         self._model_lock = threading.Lock()  # the monitors
@@ -329,6 +366,8 @@ class Ward:
                 raise ValueError("restore() takes up a journal in a new, empty ward")
             self._events.extend(state.events)
             self._seq = state.last_seq
+            for seq, strip in state.strips:
+                self._strips[seq] = strip
             now, wall = time.monotonic(), datetime.now(UTC)
             escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
             for e in state.events:  # alarms still waiting for someone, as long as they waited
@@ -541,6 +580,7 @@ class Ward:
                     if bed.queued:
                         chunks[pid] = np.concatenate(bed.queued)
                         bed.queued, bed.queued_n = [], 0
+                        bed.tail.add(chunks[pid])
                     elif not bed.feed_lost and now - bed.last_data > self.feed_timeout_s:
                         bed.feed_lost = True
                         event = {
@@ -596,6 +636,8 @@ class Ward:
                     raise KeyError(f"patient {pid!r} is not on ECG monitoring")
                 rest = np.concatenate(bed.queued) if bed.queued else None
                 bed.queued, bed.queued_n = [], 0
+                if rest is not None:
+                    bed.tail.add(rest)
             calls: list[BeatCall] = []
             alerts: list[Alert] = []
             if rest is not None:
@@ -624,13 +666,60 @@ class Ward:
             for a in alerts:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}
+                strip = None
                 if bed is not None:
                     # stream time on the wall clock: exact for a feed that runs in real
                     # time, as a bedside feed does
                     event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
+                    strip = self._strip_of(a, bed)
+                    if strip is not None:
+                        event["strip_s"] = round(strip["samples"].size / bed.fs, 3)
                 stored = self._event(event)
+                if strip is not None:
+                    self._keep_strip(stored["seq"], strip)
                 if bed is not None:
                     bed.alerts.append(stored)
+
+    def _strip_of(self, a: Alert, bed: _EcgBed) -> dict[str, Any] | None:
+        """The ECG around an alarm (:func:`~vitalgru.scoring.alerts.strip_bounds`, up to
+        now: when it is raised), with the beats labelled in it."""
+        assert bed.tail is not None
+        end = bed.tail.end
+        start_s, _ = strip_bounds(a, end / bed.fs)
+        lo = max(int(math.floor(start_s * bed.fs)), end - bed.tail.buf.size)
+        samples = bed.tail.get(lo, end)
+        if samples.size == 0:
+            return None
+        t0, t1 = lo / bed.fs, end / bed.fs
+        beats = [{"time_s": round(c.time_s, 4), "label": c.label, "signal_ok": c.signal_ok}
+                 for c in bed.recent if t0 <= c.time_s < t1]  # fmt: skip
+        return {
+            "patient_id": a.patient_id, "kind": a.kind, "message": a.message, "fs": bed.fs,
+            "start_s": t0, "onset_s": a.onset_s, "raised_at_s": a.raised_at_s,
+            "start_at": _iso(bed.stream_start + timedelta(seconds=t0)), "beats": beats,
+            "samples": samples,
+        }  # fmt: skip
+
+    def _keep_strip(self, seq: int, strip: dict[str, Any]) -> None:
+        """Keep an alarm's strip under its event's number (the caller holds the queue lock)."""
+        self._strips[seq] = strip
+        while len(self._strips) > MAX_STRIPS:
+            self._strips.popitem(last=False)
+        self._journal("add_strip", seq, strip)
+
+    def strip(self, seq: int) -> dict[str, Any]:
+        """The ECG strip of alarm ``seq``: ``{"seq", "patient_id", "kind", "message", "fs",
+        "start_s", "start_at", "onset_s", "raised_at_s", "beats": [{"time_s", "label",
+        "signal_ok"}], "samples": [mV, ...]}`` (stream times in s; a gap is None). KeyError
+        when the event has none (not an ECG alarm, or older than the strips kept)."""
+        with self._queue_lock:
+            got = self._strips.get(int(seq))
+        if got is None:
+            raise KeyError(f"event {seq} has no ECG strip (only ECG alarms have one, and the "
+                           f"newest {MAX_STRIPS} are kept)")  # fmt: skip
+        x = got["samples"].astype(np.float64)
+        samples = [None if not math.isfinite(v) else round(v, 4) for v in x.tolist()]
+        return {"seq": int(seq), **got, "samples": samples}
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",

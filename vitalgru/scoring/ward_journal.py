@@ -10,7 +10,8 @@ it are not. The journal keeps, as they happen:
   risk is a function of the whole stay, so a restarted ward replays these hours and is
   where it was, hour for hour;
 - the numbered event log, so an integration engine polling ``since=N`` neither misses
-  alarms nor sees them twice.
+  alarms nor sees them twice, and the ECG strip of each arrhythmia alarm (the newest
+  ``keep_strips``), so the alarm can still be reviewed after a restart.
 
 - each ECG patient's memory (:class:`~vitalgru.scoring.arrhythmia.PatientMemory`: the
   network's hidden state and the latest beat templates), every ``memory_every_s`` of the
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState", "event_json"]
 
 #: Version of the tables below; a file of another version is refused, not guessed at.
@@ -52,6 +55,8 @@ CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS strips (
+    seq INTEGER PRIMARY KEY, meta TEXT NOT NULL, samples BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ecg_memory (
     patient_id TEXT PRIMARY KEY, saved_at TEXT NOT NULL, memory BLOB NOT NULL);
 """
@@ -90,6 +95,7 @@ class WardState:
     events: list[dict[str, Any]]  # the newest ``keep_events``, oldest first
     last_seq: int
     models: dict[str, str]  # the models the gateway last ran with
+    strips: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (seq, strip)
 
     @property
     def empty(self) -> bool:
@@ -105,6 +111,8 @@ class WardJournal:
         The SQLite file; created with its tables when absent.
     keep_events : int
         Events kept (older ones are deleted as new ones arrive).
+    keep_strips : int
+        Alarm strips kept (the newest).
 
     Raises
     ------
@@ -112,9 +120,10 @@ class WardJournal:
         ``path`` is not a SQLite file, or one of another program or schema version.
     """
 
-    def __init__(self, path: str | Path, keep_events: int = 10_000) -> None:
+    def __init__(self, path: str | Path, keep_events: int = 10_000, keep_strips: int = 500) -> None:
         self.path = Path(path)
         self.keep_events = int(keep_events)
+        self.keep_strips = int(keep_strips)
         self._lock = threading.Lock()
         self.errors = 0  # writes that failed (counted by the ward, which keeps running)
         try:
@@ -229,6 +238,19 @@ class WardJournal:
             if seq % 1000 == 0:  # trim now and then, not on every event
                 db.execute("DELETE FROM events WHERE seq <= ?", (seq - self.keep_events,))
 
+    def add_strip(self, seq: int, strip: Mapping[str, Any]) -> None:
+        """An alarm's ECG strip (its ``samples`` as float32, the rest as JSON), under the
+        alarm's event number; the oldest beyond ``keep_strips`` are deleted."""
+        meta = {k: v for k, v in strip.items() if k != "samples"}
+        samples = np.asarray(strip["samples"], dtype="<f4").tobytes()
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO strips VALUES (?, ?, ?)",
+                       (int(seq), event_json(meta), sqlite3.Binary(samples)))  # fmt: skip
+            db.execute(
+                "DELETE FROM strips WHERE seq <= (SELECT seq FROM strips ORDER BY seq DESC "
+                "LIMIT 1 OFFSET ?)", (self.keep_strips,),
+            )  # fmt: skip
+
     # ------------------------------------------------------------------ read back
 
     def load(self) -> WardState:
@@ -272,6 +294,10 @@ class WardJournal:
                 )
             ]
             models = db.execute("SELECT value FROM meta WHERE key='models'").fetchone()
+            strips = [
+                (int(seq), {**json.loads(meta), "samples": np.frombuffer(x, dtype="<f4").copy()})
+                for seq, meta, x in db.execute("SELECT seq, meta, samples FROM strips ORDER BY seq")
+            ]
         return WardState(
-            ecg, sepsis, events, int(last_seq), json.loads(models[0]) if models else {}
+            ecg, sepsis, events, int(last_seq), json.loads(models[0]) if models else {}, strips
         )

@@ -63,3 +63,16 @@ class TestPage:
         # a heart-rate chart each, the ventricular run marked at its minute (62)
         assert page.count("<svg") == 2 and page.count(">V</text>") == 1
         assert "2026-01-02 00:00 UTC" in page and "models:/m@champion" in page
+
+
+def test_the_page_draws_each_alarm_strip_it_is_given() -> None:
+    t, lab, ok = _beats()
+    alarm = {"kind": "pause", "onset_s": 30.0, "message": "pause of 3.2 s"}
+    p = patient_summary("bed-1", 121.0, t, lab, ok, [alarm])
+    strip = {"kind": "pause", "message": "pause of 3.2 s", "fs": 250.0, "start_s": 25.0,
+             "onset_s": 30.0, "beats": [{"time_s": 26.0, "label": "V"}],
+             "samples": [0.0] * 2000}  # fmt: skip
+    page = monitoring_report_html([p], strips={"bed-1": [strip], "other": [strip]})
+    assert page.count("<svg") == 2  # the heart-rate chart and the strip
+    assert "Pause at 0:00:30: pause of 3.2 s" in page and ">onset</text>" in page
+    assert monitoring_report_html([p]).count("<svg") == 1

@@ -410,3 +410,69 @@ class TestEcgMemoryAcrossRestarts:
         ward.close()
         with pytest.raises(ValueError, match="memory_every_s"):
             Ward(untrained_monitor(), memory_every_s=0)
+
+
+def test_each_ecg_alarm_keeps_its_strip_across_a_restart(
+    signals: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "ward.sqlite"
+    x = signals["100"]
+    ward = Ward(untrained_monitor(), journal=WardJournal(state), feed_timeout_s=0.01)
+    ward.admit_ecg("bed-1", 360.0)
+    for k in range(60):
+        ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
+        ward.tick()
+    events = ward.events()["events"]
+    pause = next(e for e in events if e["kind"] == "pause")
+    strip = ward.strip(pause["seq"])
+    assert strip["patient_id"] == "bed-1" and strip["kind"] == "pause" and strip["fs"] == 360.0
+    end_s = pause["raised_at_s"]
+    assert strip["start_s"] == pytest.approx(max(pause["onset_s"] - 5.0, end_s - 20.0), abs=1 / 360)
+    assert pause["strip_s"] == pytest.approx(end_s - strip["start_s"], abs=1e-3)
+    lo = round(strip["start_s"] * 360)
+    np.testing.assert_allclose(strip["samples"], x[lo : lo + len(strip["samples"])], atol=1e-4)
+    assert lo + len(strip["samples"]) == round(end_s * 360)  # up to when it was raised
+    assert strip["beats"] and all(strip["start_s"] <= b["time_s"] < end_s for b in strip["beats"])
+    labelled = {round(c.time_s, 4): c.label for c in ward._ecg_beds["bed-1"].recent}
+    assert all(labelled[b["time_s"]] == b["label"] for b in strip["beats"])
+    lost = ward._event({"source": "ward", "kind": "note"})  # not an ECG alarm: no strip
+    with pytest.raises(KeyError, match="no ECG strip"):
+        ward.strip(lost["seq"])
+    ward.close()
+
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    assert again.strip(pause["seq"]) == strip
+    # only the newest are kept, in memory and in the file
+    monkeypatch.setattr("vitalgru.scoring.ward.MAX_STRIPS", 2)
+    again.journal.keep_strips = 2
+    for _ in range(30):
+        again.add_ecg("bed-1", np.zeros(360))  # lead off: a pause and poor signal again
+        again.tick()
+    kept = [e["seq"] for e in again.events()["events"] if e.get("strip_s")]
+    assert len(kept) >= 3 and sorted(again._strips) == kept[-2:]
+    assert [seq for seq, _ in again.journal.load().strips] == kept[-2:]
+    again.close()
+
+
+def test_a_replay_keeps_the_first_strip_of_each_alarm_kind_as_the_gateway_would(
+    signals: dict[str, np.ndarray],
+) -> None:
+    x = signals["100"]
+    result = replay(untrained_monitor(), {"bed-1": (x, 360.0)}, chunk_s=1.0)
+    strips = result.strips["bed-1"]
+    kinds = [a.kind for a in result.alerts["bed-1"]]
+    assert sorted(s["kind"] for s in strips) == sorted(set(kinds))
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("bed-1", 360.0)
+    for k in range(SECONDS):
+        ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
+        ward.tick()
+    firsts = {}
+    for e in ward.events()["events"]:
+        firsts.setdefault(e["kind"], e["seq"])
+    for s in strips:
+        w = ward.strip(firsts[s["kind"]])
+        assert (w["start_s"], w["onset_s"], w["beats"]) == (s["start_s"], s["onset_s"], s["beats"])
+        np.testing.assert_allclose(w["samples"], s["samples"], atol=1e-4)
+    assert replay(untrained_monitor(), {"b": (x, 360.0)}, strips_per_kind=0).strips == {}

@@ -1,0 +1,76 @@
+"""An alarm's ECG strip on paper: drawn at 25 mm/s and 10 mm/mV, gaps left blank, each
+beat's class over its R peak, the onset where it was."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from vitalgru.reports.strip import MM_PER_MV, MM_PER_S, PX_PER_MM, ROW_MV, strip_svg
+
+NS = {"s": "http://www.w3.org/2000/svg"}
+
+
+def _points(d: str) -> list[list[tuple[float, float]]]:
+    """The pieces of a path: each M starts one."""
+    pieces: list[list[tuple[float, float]]] = []
+    for op, x, y in re.findall(r"([ML])(-?[\d.]+) (-?[\d.]+)", d):
+        if op == "M":
+            pieces.append([])
+        pieces[-1].append((float(x), float(y)))
+    return pieces
+
+
+def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
+    fs = 250.0
+    x = np.zeros(int(14 * fs))
+    x[int(2 * fs) : int(3 * fs)] = 1.0  # a 1 mV step for a second
+    x[int(5 * fs) : int(5.5 * fs)] = np.nan  # half a second of no signal
+    beats = [{"time_s": 100.5, "label": "N"}, {"time_s": 104.0, "label": "V"},
+             {"time_s": 111.0, "label": "S", "signal_ok": False}]  # fmt: skip
+    svg = strip_svg(x, fs, start_s=100.0, beats=beats, onset_s=111.5, title="bed-4 · V run")
+    root = ET.fromstring(svg)
+    px_s, px_mv = MM_PER_S * PX_PER_MM, MM_PER_MV * PX_PER_MM
+    assert float(root.get("width")) == 10 * px_s  # rows of 10 s at 25 mm/s
+    paths = [p.get("d") for p in root.iter(f"{{{NS['s']}}}path") if p.get("stroke") == "#000"]
+    assert len(paths) == 2  # two rows: 10 s and 4 s
+    first, second = (_points(d) for d in paths)
+    assert len(first) == 2 and len(second) == 1  # the gap splits the first row's trace
+    pts = np.array([p for piece in first for p in piece])
+    assert pts[:, 0].max() <= 10 * px_s and pts[:, 0].min() == 0
+    # the step: 1 mV is 10 mm high
+    ys = sorted({round(y, 1) for _, y in pts})
+    assert len(ys) == 2 and ys[1] - ys[0] == pytest.approx(px_mv, abs=0.2)
+    at_2s = [y for x_, y in pts if abs(x_ - 2.5 * px_s) < 1]
+    assert at_2s and min(at_2s) == ys[0]  # up is up
+    assert max(x_ for x_, _ in second[0]) == pytest.approx((4 - 1 / fs) * px_s, abs=0.2)
+    texts = {t.text: t for t in root.iter(f"{{{NS['s']}}}text")}
+    assert texts["bed-4 · V run"] is not None
+    assert float(texts["N"].get("x")) == pytest.approx(0.5 * px_s)
+    assert texts["V"].get("fill") == "#c00" and texts["V"].get("font-weight") == "bold"
+    assert "S?" in texts  # a beat in rejected signal says so
+    assert float(texts["S?"].get("x")) == pytest.approx(1.0 * px_s)  # second row, 1 s in
+    (onset,) = [ln for ln in root.iter(f"{{{NS['s']}}}line")]
+    assert float(onset.get("x1")) == pytest.approx(1.5 * px_s)
+    assert float(onset.get("y1")) > float(root.get("height")) / 2  # in the second row
+    assert "0:01:40" in texts and "25 mm/s, 10 mm/mV" in texts
+    assert "clipped" not in svg
+
+
+def test_beyond_the_row_is_clipped_and_said_and_bad_input_refused() -> None:
+    x = np.zeros(2500)
+    x[100] = 2 * ROW_MV  # taller than the row
+    x[1000:1010] = 0.5
+    svg = strip_svg(x, 250.0)
+    assert "clipped" in svg
+    assert "<svg" in strip_svg([None, 0.1, 0.2], 250.0)  # None is a gap
+    assert '<path d=""' in strip_svg([None, None], 250.0)  # no signal at all: no trace
+    for bad in (0.0, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="fs must be"):
+            strip_svg(x, bad)
+    with pytest.raises(ValueError, match="row_s"):
+        strip_svg(x, 250.0, row_s=0)
+    assert "&lt;b&gt;" in strip_svg(x, 250.0, title="<b>")  # escaped
