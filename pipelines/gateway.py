@@ -82,7 +82,7 @@ from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
-from vitalgru.reports.fhir import events_bundle, risk_bundle
+from vitalgru.reports.fhir import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
@@ -468,6 +468,13 @@ def create_app(
         strip = _call(ward.strip, seq)
         _event_for(request, strip["patient_id"])
         return strip
+
+    @reads.get("/fhir/strips/{seq}")
+    def fhir_strip(seq: int, request: Request) -> dict[str, Any]:
+        """An ECG alarm's strip as a FHIR ``Observation`` with ``valueSampledData``."""
+        strip = _call(ward.strip, seq)
+        _event_for(request, strip["patient_id"])
+        return strip_observation(strip, patient_system=patient_system)
 
     @reads.get("/events/{seq}/strip.svg")
     def event_strip_svg(seq: int, request: Request) -> Response:

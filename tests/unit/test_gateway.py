@@ -17,6 +17,7 @@ import torch
 import wfdb
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.observation import Observation
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -742,7 +743,17 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
         assert r.text.startswith("<svg") and "bed-1 · " in r.text and ">onset<" in r.text
         assert f'href="events/{pause["seq"]}/strip.svg"' in c.get("/ward", headers=admin).text
-        for path in (f"/events/{pause['seq']}/strip", f"/events/{pause['seq']}/strip.svg"):
+        obs = c.get(f"/fhir/strips/{pause['seq']}", headers=admin).json()
+        Observation.model_validate(obs)
+        sd = obs["valueSampledData"]
+        assert sd["period"] == pytest.approx(1000 / 360) and sd["factor"] == 0.001
+        got = [None if v == "E" else int(v) / 1000 for v in sd["data"].split()]
+        np.testing.assert_allclose(got, strip["samples"], atol=6e-4)  # to the µV
+        assert obs["identifier"][0]["value"] == str(pause["seq"])
+        assert obs["subject"]["identifier"]["value"] == "bed-1"
+        assert obs["note"][0]["text"].startswith("Pause: ")
+        for path in (f"/events/{pause['seq']}/strip", f"/events/{pause['seq']}/strip.svg",
+                     f"/fhir/strips/{pause['seq']}"):  # fmt: skip
             r = c.get(path, headers=other)  # a token for another patient
             assert r.status_code == 403 and "not for patient 'bed-1'" in r.text
         assert c.get("/events/9999/strip", headers=admin).status_code == 404

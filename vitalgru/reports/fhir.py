@@ -14,7 +14,12 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
   sepsis patients' latest hours (:func:`risk_bundle`): one ``RiskAssessment`` each;
 * ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
   patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
-  signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm.
+  signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm;
+* an ECG alarm's strip (:func:`strip_observation`, from :meth:`vitalgru.scoring.ward.Ward.strip`):
+  an ``Observation`` of the lead's potential (ISO/IEEE 11073 MDC_ECG_ELEC_POTL, 131328; the
+  gateway is not told which lead a feed sends) whose ``valueSampledData`` holds the samples
+  in µV (``factor`` 0.001 to mV, ``E`` where there was no signal), as FHIR's own ECG example
+  does, with the beats' classes in its note.
 
 Patients are referenced by identifier (``Reference.identifier``, with the hospital's
 identifier system when given), since the monitor knows the id a feed was admitted under,
@@ -36,7 +41,7 @@ from typing import Any
 
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 
-__all__ = ["ecg_bundle", "events_bundle", "risk_bundle", "sepsis_bundle"]
+__all__ = ["ecg_bundle", "events_bundle", "risk_bundle", "sepsis_bundle", "strip_observation"]
 
 _SNOMED = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -47,6 +52,8 @@ _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 #: Namespace of the entries' deterministic ``urn:uuid`` full URLs.
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
 
+_MDC = "urn:oid:2.16.840.1.113883.6.24"  # ISO/IEEE 11073-10101 (MDC) nomenclature
+ECG_POTENTIAL = {"system": _MDC, "code": "131328", "display": "MDC_ECG_ELEC_POTL"}
 SEPSIS = {"system": _SNOMED, "code": "91302008", "display": "Sepsis (disorder)"}
 HEART_RATE = {"system": _LOINC, "code": "8867-4", "display": "Heart rate"}
 
@@ -365,3 +372,46 @@ def events_bundle(
         flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)
         out.append((key, flag))
     return _bundle(out, generated)
+
+
+def strip_observation(strip: Mapping[str, Any], *, patient_system: str | None = None) -> Resource:
+    """An ECG alarm's strip (:meth:`vitalgru.scoring.ward.Ward.strip`) as a FHIR
+    ``Observation`` with ``valueSampledData``: one sample every ``1000 / fs`` ms, in µV
+    (``factor`` 0.001 gives mV, ``origin`` 0 mV), ``E`` for a sample with no signal; timed
+    on the wall clock from ``start_at``, with the alarm and each labelled beat in its note."""
+    fs = float(strip["fs"])
+    samples = strip["samples"]
+    data = " ".join("E" if v is None else str(int(round(float(v) * 1000))) for v in samples)
+    start = datetime.fromisoformat(str(strip["start_at"]))
+    end = start + timedelta(seconds=len(samples) / fs)
+    beats = ", ".join(
+        f"{float(b['time_s']) - float(strip['start_s']):.2f} s {b['label']}"
+        + ("" if b.get("signal_ok", True) else " (signal rejected)")
+        for b in strip["beats"]
+    )
+    kind = str(strip["kind"])
+    alarm = ALERT_NAMES.get(kind, kind.replace("_", " ").capitalize())
+    note = (f"{alarm}: {strip['message']}; onset "
+            f"{float(strip['onset_s']) - float(strip['start_s']):.2f} s into the strip. "
+            f"Beats (time into the strip, AAMI class): {beats or 'none labelled'}.")  # fmt: skip
+    obs: Resource = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {"coding": [{"system": _OBS_CATEGORY, "code": "procedure", "display": "Procedure"}]}
+        ],  # fmt: skip
+        "code": {"coding": [ECG_POTENTIAL], "text": f"ECG strip of an alarm: {alarm}"},
+        "subject": _subject(str(strip["patient_id"]), patient_system),
+        "effectivePeriod": {"start": start.isoformat(), "end": end.isoformat()},
+        "valueSampledData": {
+            "origin": {"value": 0, "unit": "mV", "system": _UCUM, "code": "mV"},
+            "period": round(1000.0 / fs, 6),
+            "factor": 0.001,
+            "dimensions": 1,
+            "data": data,
+        },
+        "note": [{"text": note}],
+    }
+    if "seq" in strip:
+        obs["identifier"] = [{"system": "urn:vitalgru:gateway-event", "value": str(strip["seq"])}]
+    return obs

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.observation import Observation
 
 from vitalgru.reports.early_warning import stay_summary
-from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
+from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle, strip_observation
 from vitalgru.reports.monitoring import patient_summary
 
 NAN = float("nan")
@@ -96,3 +97,24 @@ class TestEcgBundle:
         (flag,) = _by_type(b, "Flag")
         assert flag["period"] == {"start": (T0 + timedelta(seconds=30)).isoformat()}
         assert flag["code"]["text"].startswith("Ventricular run at 30 s")
+
+
+def test_an_alarm_strip_is_an_observation_of_sampled_data() -> None:
+    strip = {"seq": 7, "patient_id": "bed-4", "kind": "ventricular_run",
+             "message": "ventricular run: 4 beats at 160 bpm", "fs": 250.0, "start_s": 95.0,
+             "start_at": "2026-12-05T08:01:35+00:00", "onset_s": 100.0, "raised_at_s": 103.0,
+             "beats": [{"time_s": 96.0, "label": "N", "signal_ok": True},
+                       {"time_s": 100.0, "label": "V", "signal_ok": False}],
+             "samples": [0.0, 1.2345, None, -0.5]}  # fmt: skip
+    obs = strip_observation(strip, patient_system="urn:oid:1.2.3")
+    Observation.model_validate(obs)
+    sd = obs["valueSampledData"]
+    assert sd["data"] == "0 1234 E -500" or sd["data"] == "0 1235 E -500"
+    assert sd["period"] == 4.0 and sd["factor"] == 0.001 and sd["origin"]["value"] == 0
+    assert obs["effectivePeriod"] == {"start": "2026-12-05T08:01:35+00:00",
+                                      "end": "2026-12-05T08:01:35.016000+00:00"}  # fmt: skip
+    assert obs["code"]["coding"][0]["code"] == "131328"
+    assert obs["subject"]["identifier"] == {"system": "urn:oid:1.2.3", "value": "bed-4"}
+    note = obs["note"][0]["text"]
+    assert note.startswith("Ventricular run: ventricular run: 4 beats at 160 bpm; onset 5.00 s")
+    assert "1.00 s N, 5.00 s V (signal rejected)" in note
