@@ -16,7 +16,8 @@ process, so the two cores are shared by server and clients.
    each feed is discharged. Measured: patient-seconds of ECG per second of wall time,
    end to end; the time each POST took; and whether the beats and alarms equal an
    in-process replay of the same signals in 1 s chunks (they must: a label does not
-   depend on how the samples were chunked).
+   depend on how the samples were chunked); then every ECG alarm's strip fetched as JSON,
+   SVG and FHIR (time, size, and whether its samples are the feed's).
 2. **Sepsis**: the first ``--stays`` stays of set A, split between four client threads,
    each posting its patients' hours in order, once with the state file ``vitalgru serve``
    writes by default and once in memory only. Measured: patient-hours per second, the time
@@ -178,6 +179,7 @@ def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         events = requests.get(f"{url}/events", params={"limit": 10_000}).json()["events"]
         status = requests.get(f"{url}/health").json()
+        strips = _strips(url, [e for e in events if e.get("source") == "ecg"], feeds)
     same_beats = all(
         finals[p]["counts"] == {c: sum(b.label == c for b in alone.calls[p]) for c in "NSVFQ"}
         for p in feeds
@@ -201,7 +203,50 @@ def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
         "alarms": dict(sorted(got_alarms.items())),
         "alarms_replay": dict(sorted(want_alarms.items())),
         "in_process_replay_s": replay_s,
+        "strips": strips,
     }
+
+
+def _strips(url: str, alarms: list[dict], feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every ECG alarm's strip, fetched as JSON, SVG and FHIR: how long each took, how big,
+    and whether the samples are the feed's."""
+    s = requests.Session()
+    took: dict[str, list[float]] = {"json": [], "svg": [], "fhir": []}
+    sizes: dict[str, list[int]] = {"json": [], "svg": [], "fhir": []}
+    same = True
+    for e in alarms:
+        for kind, path in (("json", "strip"), ("svg", "strip.svg"), ("fhir", None)):
+            a = time.perf_counter()
+            r = s.get(f"{url}/fhir/strips/{e['seq']}" if path is None
+                      else f"{url}/events/{e['seq']}/{path}")  # fmt: skip
+            took[kind].append(time.perf_counter() - a)
+            r.raise_for_status()
+            sizes[kind].append(len(r.content))
+            if kind == "json":
+                strip = r.json()
+                lo = round(strip["start_s"] * 360)
+                want = feeds[strip["patient_id"]][lo : lo + len(strip["samples"])]
+                same &= bool(np.allclose(strip["samples"], want, atol=1e-4))
+    return {
+        "alarms": len(alarms),
+        "with_strip": sum(bool(e.get("strip_s")) for e in alarms),
+        "samples_are_the_feeds": same,
+        **{f"{k}_ms": _ms(v) for k, v in took.items() if v},
+        **{f"{k}_kib_mean": float(np.mean(v)) / 1024 for k, v in sizes.items() if v},
+    }
+
+
+def _strips_line(t: dict[str, Any]) -> str:
+    if not t["alarms"]:
+        return "Strips: no ECG alarm."
+    return (
+        f"Strips: {t['with_strip']} of the {t['alarms']} ECG alarms have one; the samples "
+        f"{'are' if t['samples_are_the_feeds'] else 'are NOT'} the feed's. Fetched (p50 / "
+        f"p99 ms, mean size): JSON {t['json_ms']['p50']:.1f} / {t['json_ms']['p99']:.1f} "
+        f"({t['json_kib_mean']:.0f} KiB), SVG {t['svg_ms']['p50']:.1f} / "
+        f"{t['svg_ms']['p99']:.1f} ({t['svg_kib_mean']:.0f} KiB), FHIR Observation "
+        f"{t['fhir_ms']['p50']:.1f} / {t['fhir_ms']['p99']:.1f} ({t['fhir_kib_mean']:.0f} KiB)."
+    )
 
 
 def sepsis_stays(model_uri: str, n_stays: int) -> tuple[Any, dict[str, list[dict]], dict]:
@@ -483,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ECG: {e['retried_posts']} chunks were refused while 60 s were queued and sent "
         f"again; {e['ticks']} ticks, {e['tick_ms_mean']:.0f} ms each on average. The same "
         f"signals replayed in process (no HTTP) took {e['in_process_replay_s']:.1f} s.",
+        "",
+        _strips_line(e["strips"]),
     ]
     js, mdp = write_results("gateway", payload, "\n".join(md))
     print(f"wrote {js} and {mdp}")

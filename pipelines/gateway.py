@@ -77,7 +77,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
 from pipelines.access import TokenFile, TokenTable
-from pipelines.gateway_metrics import WardCollector
+from pipelines.gateway_metrics import TokenFileCollector, WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -502,6 +502,8 @@ def create_app(
 
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}))
+    if isinstance(tokens, TokenFile):
+        registry.register(TokenFileCollector(tokens))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")

@@ -14,10 +14,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from pipelines.access import TokenFile
 from vitalgru import __version__
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["WardCollector"]
+__all__ = ["TokenFileCollector", "WardCollector"]
 
 
 class WardCollector:
@@ -49,6 +50,7 @@ class WardCollector:
             ("vitalgru_events_last_seq", "number of the newest event logged", t["last_seq"]),
             ("vitalgru_events_escalated_unacknowledged",
              "escalated alarms still not acknowledged", t["escalated_unacknowledged"]),
+            ("vitalgru_ecg_strips_kept", "ECG alarm strips kept for review", t["strips_kept"]),
         ):  # fmt: skip
             yield GaugeMetricFamily(name, doc, value=value)
         if t["last_tick_age_s"] is not None:
@@ -90,3 +92,23 @@ class WardCollector:
                 name, doc, sum_value=d["sum"],
                 buckets=[(floatToGoString(b), n) for b, n in d["buckets"]],
             )  # fmt: skip
+
+
+class TokenFileCollector:
+    """The gateway's token file (:class:`pipelines.access.TokenFile`): tokens in force and
+    how its re-reads went, so a bad edit (the old tokens kept in force) can raise an alert."""
+
+    def __init__(self, tokens: TokenFile) -> None:
+        self.tokens = tokens
+
+    def collect(self) -> Any:
+        table = self.tokens.current()
+        yield GaugeMetricFamily("vitalgru_access_tokens", "named access tokens in force",
+                                value=len(table.credentials))  # fmt: skip
+        yield CounterMetricFamily("vitalgru_token_file_reloads",
+                                  "times the changed token file was read again",
+                                  value=self.tokens.reloads)  # fmt: skip
+        yield CounterMetricFamily("vitalgru_token_file_errors",
+                                  "times the changed token file could not be taken "
+                                  "(the tokens read before stayed in force)",
+                                  value=self.tokens.errors)  # fmt: skip

@@ -448,6 +448,10 @@ def test_metrics_count_what_the_ward_did_without_naming_anyone(
     in_alarm = client.get("/vitals/icu-7").json()["in_alarm"]
     assert m[("vitalgru_sepsis_patients_in_alarm", ())] == int(in_alarm)
     assert m[("vitalgru_events_last_seq", ())] == len(events)
+    strips = sum(bool(e.get("strip_s")) for e in events)
+    assert (
+        m[("vitalgru_ecg_strips_kept", ())] == strips == sum(e["source"] == "ecg" for e in events)
+    )
     assert m[("vitalgru_gateway_info", (("arrhythmia", "test"), ("version", __version__)))] == 1
     assert m[("process_resident_memory_bytes", ())] > 0
     unacked = sum(v for k, v in m.items() if k[0] == "vitalgru_events_unacknowledged")
@@ -714,6 +718,10 @@ def test_tokens_revoked_expired_or_for_other_patients_are_refused_while_it_runs(
         assert r.status_code == 401 and "'locum' expired at 2026-01-01" in r.text
         f.write_text("{broken")  # a bad edit leaves the tokens in force
         assert c.get("/patients", headers=as_(admin)).status_code == 200
+        m = _samples(c.get("/metrics").text)  # and the operator's monitoring sees it
+        assert m[("vitalgru_token_file_errors_total", ())] == 1
+        assert m[("vitalgru_token_file_reloads_total", ())] >= 3
+        assert m[("vitalgru_access_tokens", ())] == 3  # the two left and the locum
 
 
 def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(

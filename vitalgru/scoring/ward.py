@@ -1095,8 +1095,8 @@ class Ward:
         ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
         fullest), ``sepsis_in_alarm``, ``unacknowledged`` ({source: events in the log no
         one has acknowledged}), ``escalated_unacknowledged`` (of those, the escalated),
-        ``last_seq``, ``last_tick_age_s`` (None before the first tick: a clock that has
-        stopped shows here first).
+        ``last_seq``, ``strips_kept`` (ECG alarm strips), ``last_tick_age_s`` (None before
+        the first tick: a clock that has stopped shows here first).
         """
         with self._queue_lock:
             queued = [b.queued_n / b.fs for b in self._ecg_beds.values()]
@@ -1113,6 +1113,7 @@ class Ward:
                 "unacknowledged": dict(unacked),
                 "escalated_unacknowledged": sum(bool(e.get("escalated")) for e in waiting),
                 "last_seq": self._seq,
+                "strips_kept": len(self._strips),
                 "last_tick_age_s": (
                     None if self._last_tick is None else time.monotonic() - self._last_tick
                 ),
