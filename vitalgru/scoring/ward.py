@@ -48,7 +48,7 @@ from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
-from vitalgru.scoring.ward_journal import WardJournal, WardState
+from vitalgru.scoring.ward_journal import EcgAdmission, WardJournal, WardState
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,18 @@ def _discharge_shadow(
         shadow.record(champion, (calls + last[0], alerts + last[1]))
     finally:
         shadow.forget(pid)
+
+
+def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
+    """Admit a restored ECG patient to the shadow monitor with the shadow's own memory when
+    it fits (the comparison with the champion, which carries its memory, stays fair)."""
+    if a.shadow_memory is not None:
+        try:
+            shadow.monitor.admit(a.patient_id, a.fs, PatientMemory.from_bytes(a.shadow_memory))
+            return
+        except ValueError as e:
+            logger.warning("ward: the shadow starts %s afresh: %s", a.patient_id, e)
+    shadow.monitor.admit(a.patient_id, a.fs)
 
 
 def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
@@ -390,9 +402,7 @@ class Ward:
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
                     carried += memory is not None
-                    self._in_shadow(
-                        self._shadow_ecg, lambda sh, a=a: sh.monitor.admit(a.patient_id, a.fs)
-                    )
+                    self._in_shadow(self._shadow_ecg, lambda sh, a=a: _admit_shadow(sh, a))
                     bed = _EcgBed(
                         a.fs,
                         datetime.fromisoformat(a.admitted_at),
@@ -459,7 +469,10 @@ class Ward:
         with self._queue_lock:
             pids = list(self._ecg_beds)
         kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
-        self._journal("ecg_memory", kept, _utc_now())
+        at = _utc_now()
+        self._journal("ecg_memory", kept, at)
+        self._in_shadow(self._shadow_ecg, lambda sh: self._journal(
+            "ecg_memory", {p: sh.monitor.memory(p).to_bytes() for p in pids}, at, "shadow"))  # fmt: skip
         return len(kept)
 
     def close(self) -> None:

@@ -14,7 +14,8 @@ it are not. The journal keeps, as they happen:
   ``keep_strips``), so the alarm can still be reviewed after a restart.
 
 - each ECG patient's memory (:class:`~vitalgru.scoring.arrhythmia.PatientMemory`: the
-  network's hidden state and the latest beat templates), every ``memory_every_s`` of the
+  network's hidden state, the latest beat templates and RR intervals; the shadow model's
+  too, so a comparison is not skewed by a restart), every ``memory_every_s`` of the
   ward and when the gateway stops, so a restarted monitor goes on with what it had learnt
   of the patient rather than from nothing.
 
@@ -58,7 +59,8 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS strips (
     seq INTEGER PRIMARY KEY, meta TEXT NOT NULL, samples BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ecg_memory (
-    patient_id TEXT PRIMARY KEY, saved_at TEXT NOT NULL, memory BLOB NOT NULL);
+    patient_id TEXT NOT NULL, monitor TEXT NOT NULL, saved_at TEXT NOT NULL,
+    memory BLOB NOT NULL, PRIMARY KEY (patient_id, monitor));
 """
 
 
@@ -76,6 +78,7 @@ class EcgAdmission:
     counts: dict[str, int]
     memory: bytes | None = None  # PatientMemory.to_bytes(), when one was kept
     memory_saved_at: str | None = None
+    shadow_memory: bytes | None = None  # the shadow model's, when one ran
 
 
 @dataclass(frozen=True)
@@ -184,14 +187,17 @@ class WardJournal:
                 [(s, event_json(dict(c)), pid) for pid, (s, c) in beds.items()],
             )
 
-    def ecg_memory(self, memories: Mapping[str, bytes], saved_at: str) -> None:
-        """``{patient_id: PatientMemory.to_bytes()}``, replacing what was kept of them."""
+    def ecg_memory(
+        self, memories: Mapping[str, bytes], saved_at: str, monitor: str = "champion"
+    ) -> None:
+        """``{patient_id: PatientMemory.to_bytes()}`` of ``monitor`` (``champion`` or
+        ``shadow``), replacing what was kept of them."""
         if not memories:
             return
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO ecg_memory VALUES (?, ?, ?)",
-                [(pid, saved_at, sqlite3.Binary(m)) for pid, m in memories.items()],
+                "INSERT OR REPLACE INTO ecg_memory VALUES (?, ?, ?, ?)",
+                [(pid, monitor, saved_at, sqlite3.Binary(m)) for pid, m in memories.items()],
             )
 
     def discharge_ecg(self, patient_id: str) -> None:
@@ -257,22 +263,21 @@ class WardJournal:
         """What the journal holds, to rebuild a ward from."""
         with self._lock:
             db = self._db
-            ecg = [
-                EcgAdmission(
-                    pid,
-                    float(fs),
-                    at,
-                    float(rs),
-                    {k: int(v) for k, v in json.loads(c).items()},
-                    None if m is None else bytes(m),
-                    m_at,
+            kept: dict[tuple[str, str], tuple[bytes, str]] = {
+                (pid, mon): (bytes(m), at)
+                for pid, mon, m, at in db.execute(
+                    "SELECT patient_id, monitor, memory, saved_at FROM ecg_memory"
                 )
-                for pid, fs, at, rs, c, m, m_at in db.execute(
-                    "SELECT b.patient_id, fs, admitted_at, received_s, counts, memory, saved_at "
-                    "FROM ecg_beds b LEFT JOIN ecg_memory m ON m.patient_id = b.patient_id "
-                    "ORDER BY b.rowid"
-                )
-            ]
+            }
+            ecg = []
+            for pid, fs, at, rs, c in db.execute(
+                "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds "
+                "ORDER BY rowid"
+            ):
+                m, m_at = kept.get((pid, "champion"), (None, None))
+                shadow, _ = kept.get((pid, "shadow"), (None, None))
+                counts = {k: int(v) for k, v in json.loads(c).items()}
+                ecg.append(EcgAdmission(pid, float(fs), at, float(rs), counts, m, m_at, shadow))
             sepsis = []
             for pid, at in db.execute(
                 "SELECT patient_id, admitted_at FROM sepsis_beds ORDER BY rowid"

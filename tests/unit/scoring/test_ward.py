@@ -376,6 +376,33 @@ class TestEcgMemoryAcrossRestarts:
             restarted[0]["message"])  # fmt: skip
         again.journal.close()
 
+    def test_a_shadow_keeps_its_own_memory(
+        self, signals: dict[str, np.ndarray], tmp_path: Path
+    ) -> None:
+        state = tmp_path / "ward.sqlite"
+
+        def shadowed() -> Ward:
+            torch.manual_seed(3)
+            nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+            challenger = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(),
+                                           PREPROCESSING)  # fmt: skip
+            return Ward(untrained_monitor(), journal=WardJournal(state), shadow_ecg=challenger)
+
+        ward = shadowed()
+        ward.admit_ecg("a", 360.0)
+        for k in range(30):
+            ward.add_ecg("a", signals["119"][k * 360 : (k + 1) * 360])
+            ward.tick()
+        ward.close()
+        champion, shadow = ward.ecg.memory("a"), ward._shadow_ecg.monitor.memory("a")
+        assert champion.model != shadow.model and shadow.beats > 20
+        again = shadowed()
+        again.restore(again.journal.load())
+        np.testing.assert_array_equal(again._shadow_ecg.monitor.memory("a").h, shadow.h)
+        np.testing.assert_array_equal(again.ecg.memory("a").h, champion.h)
+        assert again.shadow_errors == 0
+        again.close()
+
     def test_the_memory_is_written_as_the_ward_runs_and_a_foreign_one_is_not_used(
         self, signals: dict[str, np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:

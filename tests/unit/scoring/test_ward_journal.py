@@ -114,13 +114,16 @@ def test_an_ecg_patients_memory_is_kept_until_discharge_or_readmission(tmp_path:
         j.admit_ecg(pid, 360.0, "2026-12-05T08:00:00+00:00")
     j.ecg_memory({"bed-1": b"first", "bed-2": b"two"}, "2026-12-05T08:01:00+00:00")
     j.ecg_memory({"bed-1": b"newer"}, "2026-12-05T08:02:00+00:00")  # replaces
+    j.ecg_memory({"bed-3": b"challenger"}, "2026-12-05T08:02:00+00:00", "shadow")
+    assert [a.shadow_memory for a in j.load().ecg] == [None, None, b"challenger"]
     got = {a.patient_id: (a.memory, a.memory_saved_at) for a in j.load().ecg}
     assert got == {"bed-1": (b"newer", "2026-12-05T08:02:00+00:00"),
                    "bed-2": (b"two", "2026-12-05T08:01:00+00:00"), "bed-3": (None, None)}  # fmt: skip
     j.discharge_ecg("bed-1")
     j.admit_ecg("bed-2", 250.0, "2026-12-05T09:00:00+00:00")  # another stay: no old memory
     assert [(a.patient_id, a.memory) for a in j.load().ecg] == [("bed-3", None), ("bed-2", None)]
-    assert j._db.execute("SELECT COUNT(*) FROM ecg_memory").fetchone()[0] == 0
+    rows = j._db.execute("SELECT patient_id, monitor FROM ecg_memory").fetchall()
+    assert rows == [("bed-3", "shadow")]  # the discharged and readmitted ones are gone
     j.close()
     with sqlite3.connect(tmp_path / "w.sqlite") as db:  # a file from before memories were kept
         db.execute("DROP TABLE ecg_memory")
