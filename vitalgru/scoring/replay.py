@@ -13,6 +13,7 @@ Recordings nobody annotated are replayed the same way and reported by what was c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
-from vitalgru.scoring.alerts import Alert, strip_bounds
+from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
@@ -99,7 +100,7 @@ def replay(
         Called with ``(tick, n_ticks)`` after each tick (progress).
     strips_per_kind : int
         ECG strips kept per patient and alarm kind, the first ones
-        (:func:`~vitalgru.scoring.alerts.strip_bounds`, as the gateway keeps them).
+        (:func:`~vitalgru.scoring.alerts.alarm_strip`, as the gateway keeps them).
 
     Returns
     -------
@@ -115,7 +116,7 @@ def replay(
     n_ticks = max((b.size for b in bounds.values()), default=0)
     calls: dict[str, list[BeatCall]] = {pid: [] for pid in feeds}
     alerts: dict[str, list[Alert]] = {pid: [] for pid in feeds}
-    strips: dict[str, list[dict[str, Any]]] = {pid: [] for pid in feeds}
+    strip_of: dict[str, list[Alert]] = {pid: [] for pid in feeds}  # alarms to keep a strip of
     live = set(feeds)
     times = []
     for k in range(n_ticks):
@@ -137,8 +138,8 @@ def replay(
                 calls[c.patient_id].append(c)
             for a in t.alerts:
                 alerts[a.patient_id].append(a)
-                if sum(x["kind"] == a.kind for x in strips[a.patient_id]) < strips_per_kind:
-                    strips[a.patient_id].append(_strip(a, feeds[a.patient_id], calls[a.patient_id]))
+                if sum(x.kind == a.kind for x in strip_of[a.patient_id]) < strips_per_kind:
+                    strip_of[a.patient_id].append(a)
         live.difference_update(ending)
         if on_tick is not None:
             on_tick(k + 1, n_ticks)
@@ -150,23 +151,20 @@ def replay(
         stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
         tick_compute_s=np.asarray(times),
         chunk_s=float(chunk_s),
-        strips={pid: v for pid, v in strips.items() if v},
-    )
+        strips={pid: [_strip(a, feeds[pid], calls[pid], chunk_s) for a in al]
+                for pid, al in strip_of.items() if al},
+    )  # fmt: skip
 
 
-def _strip(a: Alert, feed: tuple[np.ndarray, float], calls: Sequence[BeatCall]) -> dict[str, Any]:
-    """An alarm's ECG strip from the replayed signal, as the gateway keeps one."""
+def _strip(a: Alert, feed: tuple[np.ndarray, float], calls: list[BeatCall],
+           chunk_s: float) -> dict[str, Any]:  # fmt: skip
+    """The strip as the gateway completes it, ticking every ``chunk_s``: with the beats
+    labelled by the first tick :data:`~vitalgru.scoring.alerts.STRIP_LABEL_WAIT_S` after
+    its end (or the end of the recording)."""
     x, fs = feed
-    start_s, end_s = strip_bounds(a)
-    lo, hi = int(np.floor(start_s * fs)), min(int(round(end_s * fs)), x.size)
-    t0, t1 = lo / fs, hi / fs
-    return {
-        "patient_id": a.patient_id, "kind": a.kind, "message": a.message, "fs": fs,
-        "start_s": t0, "onset_s": a.onset_s, "raised_at_s": a.raised_at_s,
-        "beats": [{"time_s": round(c.time_s, 4), "label": c.label, "signal_ok": c.signal_ok}
-                  for c in calls if t0 <= c.time_s < t1],
-        "samples": [None if not np.isfinite(v) else round(float(v), 4) for v in x[lo:hi]],
-    }  # fmt: skip
+    wait = strip_bounds(a)[1] + STRIP_LABEL_WAIT_S
+    done = min(math.ceil(wait / chunk_s - 1e-9) * chunk_s, x.size / fs)
+    return alarm_strip(a, fs, x, 0, calls, complete=True, labelled_by=done + 1e-9)
 
 
 def live_report(

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.io.psv import PSV_COLUMNS, STATIC_COLUMNS
-from vitalgru.scoring.alerts import Alert, strip_bounds
+from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
@@ -78,8 +78,9 @@ ESCALATE_AFTER_S = 15 * 60.0
 #: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
 #: learnt, a clean stop nothing.
 MEMORY_EVERY_S = 60.0
-#: Seconds of each ECG feed's latest samples kept for alarm strips.
-STRIP_KEEP_S = 30.0
+#: Seconds of each ECG feed's latest samples kept for alarm strips: a strip's length and
+#: the most one tick can bring.
+STRIP_KEEP_S = MAX_CHUNK_S + 30.0
 #: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
 MAX_STRIPS = 500
 #: Events that tell, and need no one to acknowledge them (they never escalate).
@@ -230,6 +231,7 @@ class _EcgBed:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
     tail: _Tail | None = None  # the latest samples pushed to the monitor (strips)
+    pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
 
     def __post_init__(self) -> None:
         if self.tail is None:
@@ -378,8 +380,8 @@ class Ward:
                 raise ValueError("restore() takes up a journal in a new, empty ward")
             self._events.extend(state.events)
             self._seq = state.last_seq
-            for seq, strip in state.strips:
-                self._strips[seq] = strip
+            for seq, strip in state.strips:  # one cut short by the restart stays so
+                self._strips[seq] = {**strip, "complete": True}
             now, wall = time.monotonic(), datetime.now(UTC)
             escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
             for e in state.events:  # alarms still waiting for someone, as long as they waited
@@ -664,6 +666,7 @@ class Ward:
             )
             self._record_ecg(calls, alerts)
             with self._queue_lock:
+                self._complete_strips(final=pid)  # the stream ended: as far as it went
                 summary = self._summary(pid, self._ecg_beds.pop(pid))
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
@@ -679,52 +682,59 @@ class Ward:
             for a in alerts:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}
-                strip = None
                 if bed is not None:
                     # stream time on the wall clock: exact for a feed that runs in real
                     # time, as a bedside feed does
                     event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
-                    strip = self._strip_of(a, bed)
-                    if strip is not None:
-                        event["strip_s"] = round(strip["samples"].size / bed.fs, 3)
+                    start_s, end_s = strip_bounds(a)
+                    event["strip_s"] = round(end_s - start_s, 3)  # once complete
                 stored = self._event(event)
-                if strip is not None:
-                    self._keep_strip(stored["seq"], strip)
                 if bed is not None:
+                    bed.pending_strips.append((stored["seq"], a))
                     bed.alerts.append(stored)
+            self._complete_strips(final=None)
 
-    def _strip_of(self, a: Alert, bed: _EcgBed) -> dict[str, Any] | None:
-        """The ECG around an alarm (:func:`~vitalgru.scoring.alerts.strip_bounds`, up to
-        now: when it is raised), with the beats labelled in it."""
-        assert bed.tail is not None
-        end = bed.tail.end
-        start_s, _ = strip_bounds(a, end / bed.fs)
-        lo = max(int(math.floor(start_s * bed.fs)), end - bed.tail.buf.size)
-        samples = bed.tail.get(lo, end)
-        if samples.size == 0:
-            return None
-        t0, t1 = lo / bed.fs, end / bed.fs
-        beats = [{"time_s": round(c.time_s, 4), "label": c.label, "signal_ok": c.signal_ok}
-                 for c in bed.recent if t0 <= c.time_s < t1]  # fmt: skip
-        return {
-            "patient_id": a.patient_id, "kind": a.kind, "message": a.message, "fs": bed.fs,
-            "start_s": t0, "onset_s": a.onset_s, "raised_at_s": a.raised_at_s,
-            "start_at": _iso(bed.stream_start + timedelta(seconds=t0)), "beats": beats,
-            "samples": samples,
-        }  # fmt: skip
+    def _complete_strips(self, final: str | None) -> None:
+        """Keep the strips of the alarms raised so far, as far as the samples go; those
+        whose end has been reached and whose beats have been labelled (or whose feed
+        ``final`` ends) are complete and leave the pending list (the caller holds the queue
+        lock)."""
+        for pid, bed in self._ecg_beds.items():
+            if not bed.pending_strips:
+                continue
+            assert bed.tail is not None
+            waiting = []
+            for seq, a in bed.pending_strips:
+                first = max(bed.tail.end - bed.tail.buf.size, 0)
+                done = (pid == final
+                        or bed.tail.end / bed.fs >= strip_bounds(a)[1] + STRIP_LABEL_WAIT_S)  # fmt: skip
+                strip = alarm_strip(a, bed.fs, bed.tail.get(first, bed.tail.end), first,
+                                    bed.recent, complete=done)  # fmt: skip
+                strip["start_at"] = _iso(bed.stream_start + timedelta(seconds=strip["start_s"]))
+                self._keep_strip(seq, strip)
+                if not done:
+                    waiting.append((seq, a))
+            bed.pending_strips = waiting
 
     def _keep_strip(self, seq: int, strip: dict[str, Any]) -> None:
-        """Keep an alarm's strip under its event's number (the caller holds the queue lock)."""
+        """Keep an alarm's strip under its event's number, replacing what was kept of it (the
+        caller holds the queue lock)."""
+        new = seq not in self._strips
+        if new and self._strips and seq < next(iter(self._strips)):
+            return  # older than every strip kept: it would be the first to go
         self._strips[seq] = strip
         while len(self._strips) > MAX_STRIPS:
             self._strips.popitem(last=False)
-        self._journal("add_strip", seq, strip)
+        if new or strip["complete"]:  # written when begun and when done, not every tick
+            self._journal("add_strip", seq, strip)
 
     def strip(self, seq: int) -> dict[str, Any]:
         """The ECG strip of alarm ``seq``: ``{"seq", "patient_id", "kind", "message", "fs",
-        "start_s", "start_at", "onset_s", "raised_at_s", "beats": [{"time_s", "label",
-        "signal_ok"}], "samples": [mV, ...]}`` (stream times in s; a gap is None). KeyError
-        when the event has none (not an ECG alarm, or older than the strips kept)."""
+        "start_s", "end_s", "start_at", "onset_s", "raised_at_s", "complete", "beats":
+        [{"time_s", "label", "signal_ok"}], "samples": [mV, ...]}`` (stream times in s; a
+        gap is None). Until ``complete`` it ends at the latest samples and grows each tick
+        (:func:`~vitalgru.scoring.alerts.alarm_strip`). KeyError when the event has none
+        (not an ECG alarm, or older than the strips kept)."""
         with self._queue_lock:
             got = self._strips.get(int(seq))
         if got is None:

@@ -453,13 +453,19 @@ def test_each_ecg_alarm_keeps_its_strip_across_a_restart(
     pause = next(e for e in events if e["kind"] == "pause")
     strip = ward.strip(pause["seq"])
     assert strip["patient_id"] == "bed-1" and strip["kind"] == "pause" and strip["fs"] == 360.0
-    end_s = pause["raised_at_s"]
-    assert strip["start_s"] == pytest.approx(max(pause["onset_s"] - 5.0, end_s - 20.0), abs=1 / 360)
-    assert pause["strip_s"] == pytest.approx(end_s - strip["start_s"], abs=1e-3)
+    end_s = pause["raised_at_s"] + 5.0  # 5 s after it was raised
+    assert strip["complete"] and strip["end_s"] == pytest.approx(end_s, abs=1 / 360)
+    assert strip["start_s"] == pytest.approx(max(pause["onset_s"] - 5.0, end_s - 25.0), abs=1 / 360)
+    assert pause["strip_s"] == pytest.approx(end_s - strip["start_s"], abs=2e-3)
     lo = round(strip["start_s"] * 360)
     np.testing.assert_allclose(strip["samples"], x[lo : lo + len(strip["samples"])], atol=1e-4)
-    assert lo + len(strip["samples"]) == round(end_s * 360)  # up to when it was raised
+    assert lo + len(strip["samples"]) == round(end_s * 360)
     assert strip["beats"] and all(strip["start_s"] <= b["time_s"] < end_s for b in strip["beats"])
+    # every beat the monitor found in it is labelled (the strip waited for the labels)
+    found = [
+        c.time_s for c in ward._ecg_beds["bed-1"].recent if strip["start_s"] <= c.time_s < end_s
+    ]
+    assert len(strip["beats"]) == len(found)
     labelled = {round(c.time_s, 4): c.label for c in ward._ecg_beds["bed-1"].recent}
     assert all(labelled[b["time_s"]] == b["label"] for b in strip["beats"])
     lost = ward._event({"source": "ward", "kind": "note"})  # not an ECG alarm: no strip
@@ -500,6 +506,32 @@ def test_a_replay_keeps_the_first_strip_of_each_alarm_kind_as_the_gateway_would(
         firsts.setdefault(e["kind"], e["seq"])
     for s in strips:
         w = ward.strip(firsts[s["kind"]])
-        assert (w["start_s"], w["onset_s"], w["beats"]) == (s["start_s"], s["onset_s"], s["beats"])
+        assert w["complete"] and s["complete"]
+        for key in ("start_s", "end_s", "onset_s", "beats"):
+            assert w[key] == s[key], key
         np.testing.assert_allclose(w["samples"], s["samples"], atol=1e-4)
     assert replay(untrained_monitor(), {"b": (x, 360.0)}, strips_per_kind=0).strips == {}
+
+
+def test_a_strip_grows_until_its_beats_are_labelled_and_a_discharge_ends_it(
+    signals: dict[str, np.ndarray],
+) -> None:
+    x = signals["100"]  # the lead off from 40 s: a pause
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("bed-1", 360.0)
+    k = 0
+    while not any(e["kind"] == "pause" for e in ward.events()["events"]):
+        ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
+        ward.tick()
+        k += 1
+    seq = next(e["seq"] for e in ward.events()["events"] if e["kind"] == "pause")
+    first = ward.strip(seq)
+    assert not first["complete"] and first["end_s"] == pytest.approx(k, abs=1e-9)  # so far
+    ward.add_ecg("bed-1", x[k * 360 : (k + 2) * 360])
+    ward.tick()
+    grown = ward.strip(seq)
+    assert not grown["complete"] and grown["end_s"] == pytest.approx(k + 2)
+    assert grown["samples"][: len(first["samples"])] == first["samples"]
+    ward.discharge_ecg("bed-1")  # the stream ends: the strip is as far as it went
+    last = ward.strip(seq)
+    assert last["complete"] and last["end_s"] == pytest.approx(k + 2)
