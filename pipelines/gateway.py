@@ -82,6 +82,7 @@ from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.fhir import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.reports.ward import ward_page_html
@@ -407,6 +408,22 @@ def create_app(
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:
         return _call(ward.sepsis_summary, patient_id)
+
+    @reads.get("/vitals/{patient_id}/page", response_class=HTMLResponse)
+    def vitals_page(patient_id: str) -> str:
+        """The patient's stay so far for a clinician: the risk over the ICU hours, each
+        alarm episode with the measurements at its start and what raised the risk, the
+        values refused as impossible (the page ``vitalgru replay early-warning`` writes)."""
+        st = _call(ward.sepsis_stay, patient_id)
+        summary = stay_summary(
+            st["patient_id"], st["hours"], st["risks"], st["threshold"],
+            {c: v for c, v in st["values"].items() if c in KEY_MEASURES}, st["rejected"],
+            probabilities=st["probabilities"], drivers=st["drivers"],
+        )  # fmt: skip
+        model = (models or {}).get("early-warning")
+        return early_warning_report_html(
+            [summary], title=f"Sepsis early warning: patient {patient_id} (live)", model=model,
+        )  # fmt: skip
 
     @feeds.delete("/vitals/{patient_id}")
     def vitals_discharge(patient_id: str) -> dict[str, Any]:

@@ -3,8 +3,10 @@ comes back as a status code with the reason, and alarms are polled from the even
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import threading
 import time
 from collections import Counter
@@ -162,7 +164,8 @@ def test_hourly_vitals_through_the_gateway(
     now = client.get("/vitals/icu-7").json()
     page = client.get("/ward").text
     assert (
-        "<td>icu-7</td>" in page and "0 patient(s) on ECG monitoring, 1 on sepsis scoring" in page
+        '<a href="vitals/icu-7/page">icu-7</a>' in page
+        and "0 patient(s) on ECG monitoring, 1 on sepsis scoring" in page
     )
     assert ("<span class=hi>in alarm, not acknowledged</span>" in page) == now["in_alarm"]
     assert now["last_hour"] == {k: v for k, v in got[-1].items() if k != "alarm_started"}
@@ -768,6 +771,50 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
             assert r.status_code == 403 and "not for patient 'bed-1'" in r.text
         assert c.get("/events/9999/strip", headers=admin).status_code == 404
         assert c.get(f"/events/{pause['seq']}/strip").status_code == 401
+
+
+def test_a_sepsis_patients_live_page_is_the_replay_page_of_the_stay_so_far(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    state = tmp_path / "ward.sqlite"
+
+    def gateway() -> Ward:
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        ward.restore(ward.journal.load())
+        return ward
+
+    ward = gateway()
+    with TestClient(create_app(ward, tick_s=0, models={"early-warning": "m (version 3)"})) as c:
+        c.post("/vitals/icu 4/admit")
+        for row in rows:
+            c.post("/vitals/icu 4", json={**row, "HR": 400.0} if row is rows[2] else row)
+        summary = c.get("/vitals/icu 4").json()
+        r = c.get("/vitals/icu 4/page")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        page = r.text
+        assert "Sepsis early warning: patient icu 4 (live)" in page and "m (version 3)" in page
+        assert page.count("<svg") == 1  # the risk over the stay
+        assert f"{summary['risk_max']:.3f}" in page
+        assert "HR" in page and "400" in page  # the refused value is listed
+        onsets = [e for e in c.get("/events").json()["events"] if e["source"] == "sepsis"]
+        assert len(onsets) == summary["alarm_episodes"] > 0
+        for e in onsets:  # each episode with what raised the risk when it began
+            assert f"ICU hour {e['hour']}" in page or f"hour {e['hour']}" in page
+            for d in e["drivers"]:
+                assert html.escape(d["text"]) in page
+        assert 'href="vitals/icu%204/page"' in c.get("/ward").text
+        assert c.get("/vitals/nobody/page").status_code == 404
+        stay = ward.sepsis_stay("icu 4")
+        assert stay["hours"] == [int(row["ICULOS"]) for row in rows]
+        assert len(stay["values"]["hr_bpm"]) == len(rows)
+    ward.close()
+    again = gateway()  # the same page after a restart, but for when it was made
+    with TestClient(create_app(again, tick_s=0, models={"early-warning": "m (version 3)"})) as c:
+        after = c.get("/vitals/icu 4/page").text
+    strip_time = lambda t: re.sub(r"Generated [^.]*\.", "", t)  # noqa: E731
+    assert strip_time(after) == strip_time(page)
+    again.close()
 
 
 def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(

@@ -13,6 +13,7 @@ import html
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from vitalgru.reports.html import clock, page
 from vitalgru.reports.monitoring import ALERT_NAMES
@@ -96,8 +97,10 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             else "<span class=hi>in alarm, not acknowledged</span>"
         )
         why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))
+        pid = str(p["patient_id"])
+        link = f'<a href="vitals/{quote(pid, safe="")}/page">{e(pid)}</a>'  # the stay's page
         rows.append(
-            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{hour}</td>"
+            f"<tr><td>{link}</td><td class=n>{hour}</td>"
             f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
             f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td></tr>"
         )

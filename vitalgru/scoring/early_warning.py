@@ -231,6 +231,16 @@ class EarlyWarningMonitor:
             raise ValueError(f"patient {pid!r} is already being monitored")
         self._stays[pid] = _Stay(pid, self.hidden)
 
+    def stay_values(self, patient_id: str) -> dict[str, np.ndarray]:
+        """Every value pushed for a patient so far, by vitalgru column (``hour`` first; NaN
+        where not measured), one entry per hour pushed. KeyError for a patient not
+        monitored."""
+        st = self._stays.get(str(patient_id))
+        if st is None:
+            raise KeyError(f"patient {patient_id!r} is not being monitored")
+        v = st.values
+        return {c: v[:, i].copy() for i, c in enumerate(_ROW_COLUMNS)}
+
     def discharge(self, patient_id: str) -> None:
         """Stop scoring a patient and forget their rows."""
         if self._stays.pop(str(patient_id), None) is None:

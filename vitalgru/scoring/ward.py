@@ -248,9 +248,12 @@ class _SepsisBed:
     episodes: int = 0
     onset: dict[str, Any] | None = None  # the logged onset of the episode going on
     peak: HourRisk | None = None  # the highest risk of the stay so far
+    risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
+    drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
 
     def scored(self, risk: HourRisk, at: str | None) -> None:
         """Take the stay's next scored hour (its alarm episodes are the caller's)."""
+        self.risks.append(risk)
         self.last, self.last_scored_at, self.in_alarm = risk, at, risk.alarm
         if self.peak is None or risk.risk > self.peak.risk:
             self.peak = risk
@@ -515,6 +518,10 @@ class Ward:
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
                     bed.onset = onsets.get(pid)
+            for e in state.events:  # what each logged onset said raised the risk
+                bed = beds.get(str(e.get("patient_id")))
+                if bed is not None and e.get("source") == "sepsis" and "hour" in e:
+                    bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
@@ -834,6 +841,7 @@ class Ward:
                 if started:
                     bed.episodes += 1
                     bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
+                    bed.drivers[risk.hour] = list(bed.onset["drivers"])
                 elif not risk.alarm:
                     bed.onset = None
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
@@ -896,6 +904,32 @@ class Ward:
             "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
             "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
             "static": dict(bed.static),
+        }
+
+    def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
+        """A sepsis patient's stay so far, for a clinician's page
+        (:func:`vitalgru.reports.early_warning.stay_summary`): ``{"patient_id", "hours",
+        "risks", "probabilities", "rejected", "values" ({vitalgru column: one value per
+        hour}), "drivers" ({ICU hour an alarm episode began: what raised the risk}),
+        "threshold"}``. KeyError for a patient not on sepsis monitoring."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        with self._model_lock, self._queue_lock:
+            bed = self._sepsis_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
+            values = self.sepsis.stay_values(pid)
+            risks = list(bed.risks)
+            drivers = {h: list(d) for h, d in bed.drivers.items()}
+        return {
+            "patient_id": pid,
+            "hours": [r.hour for r in risks],
+            "risks": [r.risk for r in risks],
+            "probabilities": [r.probability for r in risks],
+            "rejected": [list(r.rejected) for r in risks],
+            "values": {c: v for c, v in values.items() if c != "hour"},
+            "drivers": drivers,
+            "threshold": self.sepsis.threshold,
         }
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
