@@ -14,13 +14,18 @@ from vitalgru.reports.strip import MM_PER_MV, MM_PER_S, PX_PER_MM, ROW_MV, strip
 NS = {"s": "http://www.w3.org/2000/svg"}
 
 
-def _points(d: str) -> list[list[tuple[float, float]]]:
-    """The pieces of a path: each M starts one."""
+def _points(d: str, scale: float = 0.1) -> list[list[tuple[float, float]]]:
+    """The pieces of a path in px: each M starts one, each l is a step from the last point;
+    coordinates are scaled by ``scale`` (the path's transform)."""
     pieces: list[list[tuple[float, float]]] = []
-    for op, x, y in re.findall(r"([ML])(-?[\d.]+) (-?[\d.]+)", d):
+    x = y = 0
+    for op, a, b in re.findall(r"([Ml])(-?\d+) (-?\d+)", d):
         if op == "M":
+            x, y = int(a), int(b)
             pieces.append([])
-        pieces[-1].append((float(x), float(y)))
+        else:
+            x, y = x + int(a), y + int(b)
+        pieces[-1].append((x * scale, y * scale))
     return pieces
 
 
@@ -35,7 +40,9 @@ def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
     root = ET.fromstring(svg)
     px_s, px_mv = MM_PER_S * PX_PER_MM, MM_PER_MV * PX_PER_MM
     assert float(root.get("width")) == 10 * px_s  # rows of 10 s at 25 mm/s
-    paths = [p.get("d") for p in root.iter(f"{{{NS['s']}}}path") if p.get("stroke") == "#000"]
+    traces = [p for p in root.iter(f"{{{NS['s']}}}path") if p.get("stroke") == "#000"]
+    assert all(p.get("transform") == "scale(0.1)" for p in traces)
+    paths = [p.get("d") for p in traces]
     assert len(paths) == 2  # two rows: 10 s and 4 s
     first, second = (_points(d) for d in paths)
     assert len(first) == 2 and len(second) == 1  # the gap splits the first row's trace
