@@ -482,12 +482,17 @@ class Ward:
 
     def close(self) -> None:
         """Stop: score the ECG still queued, keep every ECG patient's memory, and close the
-        journal (the ward takes nothing more)."""
-        if self.ecg is not None:
-            self.tick()
-            self.save_memory()
-        if self.journal is not None:
-            self.journal.close()
+        journal (the ward takes nothing more). A step that fails is logged and the next
+        one still runs: the journal is closed whatever happened before."""
+        try:
+            for step in (self.tick, self.save_memory) if self.ecg is not None else ():
+                try:
+                    step()
+                except Exception:
+                    logger.exception("ward: %s failed while closing", step.__name__)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
 
     def _replay_sepsis(self, state: WardState) -> int:
         with self._model_lock:

@@ -535,3 +535,23 @@ def test_a_strip_grows_until_its_beats_are_labelled_and_a_discharge_ends_it(
     ward.discharge_ecg("bed-1")  # the stream ends: the strip is as far as it went
     last = ward.strip(seq)
     assert last["complete"] and last["end_s"] == pytest.approx(k + 2)
+
+
+def test_a_failing_last_tick_still_keeps_the_memory_and_closes_the_file(
+    signals: dict[str, np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ward = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "w.sqlite"))
+    ward.admit_ecg("a", 360.0)
+    for k in range(10):
+        ward.add_ecg("a", signals["119"][k * 360 : (k + 1) * 360])
+        ward.tick()
+
+    def broken() -> None:
+        raise RuntimeError("the network failed")
+
+    ward.tick = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="vitalgru.scoring.ward"):
+        ward.close()
+    assert "broken failed while closing" in caplog.text
+    kept = WardJournal(tmp_path / "w.sqlite").load().ecg[0]
+    assert PatientMemory.from_bytes(kept.memory).beats == ward.ecg.memory("a").beats > 5
