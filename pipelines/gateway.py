@@ -85,7 +85,7 @@ from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.fhir import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
-from vitalgru.reports.ward import ward_page_html
+from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal, event_json
@@ -358,6 +358,21 @@ def create_app(
     @reads.get("/ecg/{patient_id}")
     def ecg_summary(patient_id: str) -> dict[str, Any]:
         return _call(ward.ecg_summary, patient_id)
+
+    @reads.get("/ecg/{patient_id}/page", response_class=HTMLResponse)
+    def ecg_page(patient_id: str) -> str:
+        """The patient's ECG for a clinician: beats by class, heart rate, every alarm kept
+        with a link to its strip, and the newest strips drawn."""
+        summary = _call(ward.ecg_summary, patient_id)
+        strips = []
+        for a in reversed(summary["alarms"]):
+            if a.get("strip_s") and len(strips) < PAGE_STRIPS:
+                try:
+                    strips.append(ward.strip(a["seq"]))
+                except KeyError:  # older than the strips kept
+                    continue
+        return ecg_patient_page_html(summary, strips,
+                                     model=(models or {}).get("arrhythmia"))  # fmt: skip
 
     @feeds.delete("/ecg/{patient_id}")
     def ecg_discharge(patient_id: str) -> dict[str, Any]:

@@ -86,7 +86,9 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
     live = client.get("/ecg/bed-4").json()
     page = client.get("/ward")
     assert page.headers["content-type"].startswith("text/html")
-    assert "<td>bed-4</td>" in page.text and "Pause" in page.text  # patients with alarms first
+    assert (
+        '<a href="ecg/bed-4/page">bed-4</a>' in page.text and "Pause" in page.text
+    )  # patients with alarms first
     assert "1 patient(s) on ECG monitoring, 0 on sepsis scoring" in page.text
     # a screen on the wall loads itself again (every 10 s unless asked otherwise)
     assert "<meta http-equiv=refresh content=10>" in page.text
@@ -756,6 +758,14 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         assert r.text.startswith("<svg") and "bed-1 · " in r.text and ">onset<" in r.text
         latest = [e for e in events if e.get("strip_s")][-1]  # the page links the latest one
         assert f'href="events/{latest["seq"]}/strip.svg"' in c.get("/ward", headers=admin).text
+        page = c.get("/ecg/bed-1/page", headers=admin)  # the patient's ECG for a clinician
+        assert page.status_code == 200 and "ECG monitoring: patient bed-1 (live)" in page.text
+        with_strip = [e for e in events if e.get("strip_s")]
+        assert page.text.count("<svg") == min(3, len(with_strip)) > 0
+        assert page.text.count('/strip.svg">strip</a>') == len(with_strip)
+        assert f'href="../../events/{latest["seq"]}/strip.svg"' in page.text
+        assert 'href="ecg/bed-1/page"' in c.get("/ward", headers=admin).text
+        assert c.get("/ecg/bed-1/page", headers=other).status_code == 403
         obs = c.get(f"/fhir/strips/{pause['seq']}", headers=admin).json()
         Observation.model_validate(obs)
         sd = obs["valueSampledData"]

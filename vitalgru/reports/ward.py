@@ -16,9 +16,13 @@ from typing import Any
 from urllib.parse import quote
 
 from vitalgru.reports.html import clock, page
-from vitalgru.reports.monitoring import ALERT_NAMES
+from vitalgru.reports.monitoring import ALERT_NAMES, CLASS_NAMES
+from vitalgru.reports.strip import strip_svg
 
-__all__ = ["ward_page_html"]
+__all__ = ["ecg_patient_page_html", "ward_page_html"]
+
+#: Alarm strips drawn on an ECG patient's page (the newest).
+PAGE_STRIPS = 3
 
 
 def _pct(part: int, whole: int) -> str:
@@ -61,8 +65,10 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         hr = "–" if p["hr_bpm"] is None else f"{p['hr_bpm']:.0f}"
         rejected = "–" if p["rejected_pct"] is None else f"{p['rejected_pct']:.1f}"
         c, n = p["counts"], p["beats"]
+        pid = str(p["patient_id"])
         rows.append(
-            f"<tr><td>{e(str(p['patient_id']))}</td><td class=n>{clock(p['received_s'])}</td>"
+            f'<tr><td><a href="ecg/{quote(pid, safe="")}/page">{e(pid)}</a></td>'
+            f"<td class=n>{clock(p['received_s'])}</td>"
             f"<td class=n>{hr}</td><td class=n>{n}</td><td class=n>{_pct(c['V'], n)}</td>"
             f"<td class=n>{_pct(c['S'], n)}</td><td class=n>{rejected}</td>"
             f"<td class=n>{n_alarms}</td><td>{alarm}</td></tr>"
@@ -146,3 +152,60 @@ def ward_page_html(
         "Ward overview (live)", intro, "".join(parts), model=model, generated=generated,
         refresh_s=refresh_s,
     )  # fmt: skip
+
+
+def ecg_patient_page_html(
+    summary: Mapping[str, Any],
+    strips: Sequence[Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    generated: datetime | None = None,
+) -> str:
+    """One live ECG patient for a clinician: the beats by class since admission, the heart
+    rate, every alarm kept (newest first, with its time on the wall clock and a link to its
+    strip), and the newest alarm strips drawn (:func:`vitalgru.reports.strip.strip_svg`).
+
+    ``summary`` is :meth:`vitalgru.scoring.ward.Ward.ecg_summary`; ``strips`` the alarms'
+    strips (:meth:`vitalgru.scoring.ward.Ward.strip`), newest first."""
+    e = html.escape
+    pid = str(summary["patient_id"])
+    c, n = summary["counts"], summary["beats"]
+    hr = "–" if summary["hr_bpm"] is None else f"{summary['hr_bpm']:.0f}"
+    beats = "".join(
+        f"<tr><td>{k}</td><td>{e(CLASS_NAMES[k])}</td><td class=n>{c.get(k, 0)}</td>"
+        f"<td class=n>{_pct(c.get(k, 0), n)}</td></tr>"
+        for k in CLASS_NAMES
+    )
+    alarms = "".join(
+        f"<tr><td>{e(str(a.get('onset_at') or a.get('received_at', '')).replace('T', ' '))}</td>"
+        f"<td>{e(ALERT_NAMES.get(a['kind'], a['kind']))}</td><td>{e(str(a['message']))}"
+        f"{e(_acknowledged(a))}</td><td>"
+        + (f'<a href="../../events/{int(a["seq"])}/strip.svg">strip</a>'
+           if a.get("strip_s") and "seq" in a else "")
+        + "</td></tr>"
+        for a in reversed(summary["alarms"])
+    )  # fmt: skip
+    drawn = "".join(
+        "<figure>"
+        + strip_svg(st["samples"], st["fs"], start_s=st["start_s"], beats=st["beats"],
+                    onset_s=st["onset_s"],
+                    title=f"{ALERT_NAMES.get(st['kind'], st['kind'])}: {st['message']}")
+        + "</figure>"
+        for st in strips[:PAGE_STRIPS]
+    )  # fmt: skip
+    body = (
+        f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "
+        f"{e(str(summary['admitted_at']).replace('T', ' '))}; heart rate {hr} bpm over the "
+        f"last minute; {n} beats labelled.</p><table><tr><th>class</th><th>beats</th>"
+        f"<th>count</th><th>%</th></tr>{beats}</table></section>"
+        "<section><h2>Alarms</h2>"
+        + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th></th></tr>{alarms}"
+           "</table>" if alarms else "<p>No alarm was raised.</p>")
+        + (f"<p>The newest alarm strips (25 mm/s, 10 mm/mV; each beat's class over it, ? "
+           f"where the signal was rejected; the dashed line is the onset):</p>{drawn}"
+           if drawn else "")
+        + "</section>"
+    )  # fmt: skip
+    intro = "Beat classes follow AAMI EC57. Times are UTC."
+    return page(f"ECG monitoring: patient {pid} (live)", intro, body, model=model,
+                generated=generated)  # fmt: skip
