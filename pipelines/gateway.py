@@ -71,6 +71,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -80,6 +81,8 @@ from pipelines.access import TokenFile, TokenTable
 from pipelines.gateway_metrics import TokenFileCollector, WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.hl7v2 import ack as hl7_ack
+from vitalgru.io.hl7v2 import oru_observations
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
@@ -406,6 +409,10 @@ def create_app(
         """One hour as FHIR R4 Observations (LOINC-coded, values in UCUM units, converted
         to the model's): scored like ``POST /vitals/{patient}``, with what was used,
         converted and skipped (:mod:`vitalgru.io.fhir_observations`)."""
+        return _score_observations(patient_id, payload, iculos)
+
+    def _score_observations(patient_id: str, payload: Any, iculos: int) -> dict[str, Any]:
+        """Score the hour the Observations make (422 when none of them is usable)."""
         try:
             hour = observations_to_hour(payload, iculos)
         except ValueError as e:
@@ -419,6 +426,34 @@ def create_app(
         risk = _call(ward.add_hour, patient_id, hour.row)
         return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
                                          "skipped": hour.skipped}}  # fmt: skip
+
+    @feeds.post(
+        "/vitals/{patient_id}/hl7",
+        openapi_extra={"requestBody": {"content": {"x-application/hl7-v2+er7": {
+            "schema": {"type": "string"}}}, "required": True}},
+    )  # fmt: skip
+    async def vitals_hour_hl7(
+        patient_id: str,
+        request: Request,
+        iculos: int = Query(ge=1, description="the ICU hour these observations belong to"),
+    ) -> dict[str, Any]:
+        """One hour as an HL7 v2 ``ORU^R01`` message (ER7 text; :mod:`vitalgru.io.hl7v2`):
+        each ``OBX`` read as an Observation and scored like ``POST /vitals/{p}/fhir``; a
+        message whose ``PID-3`` names other patients only is refused (422). The answer
+        carries the HL7 acknowledgement (``hl7.ack``) to hand back to the sender; the
+        ``skipped`` indexes count the message's ``OBX`` segments from 0."""
+        try:
+            msg = oru_observations(await request.body())
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        if msg.patient_ids and patient_id not in msg.patient_ids:
+            raise HTTPException(
+                422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
+                f"not {patient_id}; nothing was scored",
+            )  # fmt: skip
+        out = await run_in_threadpool(_score_observations, patient_id, msg.observations, iculos)
+        return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,
+                               "ack": hl7_ack(msg, "AA")}}  # fmt: skip
 
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:

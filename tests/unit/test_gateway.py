@@ -582,6 +582,50 @@ def test_an_hour_sent_as_fhir_observations_scores_as_the_same_hour_sent_as_json(
         len(row_to_observations(b)) for b in measured)  # fmt: skip
 
 
+def _oru(row: dict, patient: str, control: str) -> str:
+    """An ORU^R01 message of a recorded hour, as a monitor's interface would send it."""
+    obx = [
+        f"OBX|{i}|NM|{o['code']['coding'][0]['code']}^^LN||{o['valueQuantity']['value']!r}|"
+        f"{o['valueQuantity']['code']}^^UCUM|||||F"
+        for i, o in enumerate(row_to_observations(row), 1)
+    ]
+    head = [f"MSH|^~\\&|MON|ICU|VITALGRU|HOSP|20261205080000||ORU^R01|{control}|P|2.5",
+            f"PID|1||{patient}^^^HOSP^MR"]  # fmt: skip
+    return "\r".join(head + obx) + "\r"
+
+
+def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
+) -> None:
+    rows = sepsis[1]
+    client.post("/vitals/json/admit")
+    client.post("/vitals/hl7/admit", json={k: rows[0][k] for k in STATIC})
+    hl7 = {"content-type": "x-application/hl7-v2+er7"}
+    want, got = [], []
+    for k, row in enumerate(rows):
+        want.append(client.post("/vitals/json", json=row).json())
+        bare = {c: v for c, v in row.items() if c not in STATIC}
+        r = client.post("/vitals/hl7/hl7", params={"iculos": int(row["ICULOS"])},
+                        content=_oru(bare, "hl7", f"M{k}"), headers=hl7)  # fmt: skip
+        assert r.status_code == 200, r.text
+        got.append(r.json())
+        assert got[-1]["observations"]["skipped"] == []
+        assert got[-1]["hl7"]["ack"].split("\r")[1] == f"MSA|AA|M{k}"
+    np.testing.assert_allclose([g["risk"] for g in got], [w["risk"] for w in want], atol=1e-6)
+    assert [g["alarm_started"] for g in got] == [w["alarm_started"] for w in want]
+    # a message about another patient, or not a result, or nothing usable: refused
+    nxt = {"iculos": int(rows[-1]["ICULOS"]) + 1}
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=_oru(rows[0], "someone-else", "X1"))
+    assert r.status_code == 422 and "about patient someone-else (PID-3), not hl7" in r.text
+    adt = "MSH|^~\\&|A|B|C|D|20261205||ADT^A01|X2|P|2.5\rPID|1||hl7"
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=adt)
+    assert r.status_code == 422 and "not an observation result" in r.text
+    weight = _oru({}, "hl7", "X3") + "OBX|1|NM|29463-7^Weight^LN||80|kg|||||F\r"
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=weight)
+    assert r.status_code == 422 and "nothing was scored" in r.text
+    assert client.get("/vitals/hl7").json()["last_hour"]["hour"] == int(rows[-1]["ICULOS"])
+
+
 def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> None:
     client.post("/vitals/icu-2/admit")
     weight = {"resourceType": "Observation", "status": "final", "code": {"coding": [

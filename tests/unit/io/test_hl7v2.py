@@ -1,0 +1,85 @@
+"""HL7 v2 results (ORU^R01) read into an ICU hour: codes by LOINC (the alternate code too),
+units as UCUM with the feeds' unambiguous spellings, statuses that withdraw a value, and
+messages that are not results refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.hl7v2 import ack, oru_observations
+
+MESSAGE = "\r".join([
+    "MSH|^~\\&|MONITOR|ICU4|VITALGRU|HOSP|20261205083000||ORU^R01^ORU_R01|MSG00042|P|2.5",
+    "PID|1||MRN-981^^^HOSP^MR~icu-4^^^ICU^PI||Doe^Jane",
+    "OBR|1|||28562-7^Vital signs^LN",
+    "OBX|1|NM|8867-4^Heart rate^LN||112|/min^^UCUM|||||F",
+    "OBX|2|NM|8310-5^Body temperature^LN||101.3|degF|||||F",  # a spelling of [degF]
+    "OBX|3|NM|SYS^Systolic^L^8480-6^Systolic blood pressure^LN||96|mmHg|||||F",  # alternate LN
+    "OBX|4|SN|9279-1^Respiratory rate^LN||=^24|/min|||||F",
+    "OBX|5|NM|2524-7^Lactate^LN||3.1|mmol/L|||||D",  # deleted: withdrawn
+    "OBX|6|ST|8867-4^Heart rate^LN||see note||||||F",  # text, not a number
+    "OBX|7|NM|2345-7^Glucose^LN||7.0|mmol/L^^ISO+|||||F",  # a unit system that is not UCUM
+    "OBX|8|SN|2160-0^Creatinine^LN||<^0.3|mg/dL|||||F",  # a comparator: not a value
+    "OBX|9|NM|99999-9^Something else^LN||5|1|||||F",
+    "OBX|10|NM|8867-4^Heart rate^LN||108|bpm|||||C",  # corrected: a result, averaged
+]) + "\r"  # fmt: skip
+
+
+def test_an_oru_message_reads_as_an_hour_with_every_skip_said() -> None:
+    msg = oru_observations(MESSAGE)
+    assert msg.control_id == "MSG00042" and msg.message_type == "ORU^R01^ORU_R01"
+    assert msg.patient_ids == ["MRN-981", "icu-4"]
+    assert len(msg.observations) == 10  # one per OBX, usable or not
+    hour = observations_to_hour(msg.observations, 7)
+    row = hour.row
+    assert row["ICULOS"] == 7.0 and row["hr_bpm"] == pytest.approx(110.0)
+    assert row["temp_c"] == pytest.approx(38.5, abs=1e-9)  # 101.3 degF
+    assert row["sbp_mmhg"] == 96.0 and row["resp_per_min"] == 24.0
+    assert "lactate_mmol_l" not in row and "glucose_mg_dl" not in row
+    assert hour.used == 5 and hour.converted == {"temp_c": ["[degF]"]}
+    why = {s["index"]: s["reason"] for s in hour.skipped}
+    assert set(why) == {4, 5, 6, 7, 8}  # the OBX segments counted from 0
+    assert why[4] == "status 'entered-in-error'"
+    assert why[5] == why[7] == "no valueQuantity with a value"
+    assert "is not UCUM" in why[6] and "no LOINC code" in why[8]
+
+
+def test_newlines_mllp_framing_and_other_separators_are_read() -> None:
+    framed = "\x0b" + MESSAGE.replace("\r", "\n") + "\x1c\r"
+    assert len(oru_observations(framed.encode()).observations) == 10
+    other = MESSAGE.replace("|", "#").replace("MSH#^~\\&#", "MSH#^~\\&#", 1)
+    assert oru_observations(other).control_id == "MSG00042"
+    # an escaped separator in a text is read back
+    esc = "\r".join([MESSAGE.split("\r")[0],
+                     "OBX|1|NM|8867-4^Heart \\S\\ rate^LN||90|/min|||||F"])  # fmt: skip
+    (obs,) = oru_observations(esc).observations
+    assert obs["code"]["coding"][0]["display"] == "Heart ^ rate"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "first segment must be MSH"),
+        ("PID|1||x", "first segment must be MSH"),
+        ("MSH|^~\\&|A|B|C|D|20261205||ADT^A01|1|P|2.5\rPID|1||x", "not an observation result"),
+    ],
+)
+def test_what_is_not_a_result_message_is_refused(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        oru_observations(text)
+
+
+def test_the_acknowledgement_names_the_message() -> None:
+    msg = oru_observations(MESSAGE)
+    ok = ack(msg).split("\r")
+    assert ok[0].startswith("MSH|^~\\&|vitalgru|") and "|ACK^R01^ACK|ACKMSG00042|P|2.5" in ok[0]
+    assert ok[1] == "MSA|AA|MSG00042"
+    bad = ack(msg, "AE", "unknown | patient").split("\r")
+    assert bad[1] == "MSA|AE|MSG00042|unknown   patient"
+
+
+def test_a_result_without_obx_is_an_hour_with_nothing_measured() -> None:
+    msg = oru_observations("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|1|P|2.5\rPID|1||x")
+    assert msg.observations == [] and msg.patient_ids == ["x"]
+    assert observations_to_hour(msg.observations, 3).row == {"ICULOS": 3.0}
