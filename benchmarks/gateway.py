@@ -33,6 +33,8 @@ process, so the two cores are shared by server and clients.
    hour sent as a FHIR Bundle of Observations (``POST /vitals/{p}/fhir``,
    :func:`vitalgru.io.fhir_observations.row_to_observations`). Measured as part 2: what
    reading FHIR costs against the JSON rows of the in-memory run.
+5. **HL7 v2**: the same, each hour an ``ORU^R01`` message with one ``OBX`` per measurement
+   (``POST /vitals/{p}/hl7``).
 5. **Restart**: the same stays admitted to a ward with a state file and scored in process,
    not discharged; the ward is dropped and a new one takes the file up
    (:meth:`vitalgru.scoring.ward.Ward.restore`). Measured: the file's size, the time the
@@ -321,6 +323,19 @@ def _fhir_hours(stays: dict[str, list[dict]]) -> dict[str, tuple[dict, list[dict
     }  # fmt: skip
 
 
+def _oru(pid: str, k: int, bundle: dict) -> str:
+    """The hour's Observations as an HL7 v2 ORU^R01 message, as a monitor's interface sends."""
+    obx = [
+        f"OBX|{i}|NM|{e['resource']['code']['coding'][0]['code']}^^LN||"
+        f"{e['resource']['valueQuantity']['value']!r}|{e['resource']['valueQuantity']['code']}"
+        "^^UCUM|||||F"
+        for i, e in enumerate(bundle["entry"], 1)
+    ]
+    head = [f"MSH|^~\\&|MON|ICU|VITALGRU|HOSP|20261205080000||ORU^R01|{pid}-{k}|P|2.5",
+            f"PID|1||{pid}^^^HOSP^MR"]  # fmt: skip
+    return "\r".join(head + obx) + "\r"
+
+
 def sepsis_part(
     loaded: Any,
     stays: dict[str, list[dict]],
@@ -328,6 +343,7 @@ def sepsis_part(
     state: bool,
     watched: bool = False,
     fhir: bool = False,
+    hl7: bool = False,
 ) -> dict[str, Any]:
     journal = _fresh_journal("gateway-sepsis.sqlite") if state else None
     ward = Ward(sepsis=EarlyWarningMonitor(loaded.module, loaded.preprocessing), journal=journal)
@@ -336,13 +352,15 @@ def sepsis_part(
     got: dict[str, list[float]] = {}
     lock = threading.Lock()
 
-    bundles = _fhir_hours(stays) if fhir else {}
+    bundles = _fhir_hours(stays) if fhir or hl7 else {}
+    messages = {pid: [_oru(pid, k, b) for k, b in enumerate(bundles[pid][1])]
+                for pid in bundles} if hl7 else {}  # fmt: skip
 
     def feed(url: str, pids: list[str]) -> None:
         s = requests.Session()
         mine, risks, began = [], {}, {}
         for pid in pids:
-            static = bundles[pid][0] if fhir else None
+            static = bundles[pid][0] if fhir or hl7 else None
             s.post(f"{url}/vitals/{pid}/admit", json=static).raise_for_status()
             risks[pid] = []
             for k, row in enumerate(stays[pid]):
@@ -350,6 +368,10 @@ def sepsis_part(
                 if fhir:
                     r = s.post(f"{url}/vitals/{pid}/fhir", json=bundles[pid][1][k],
                                params={"iculos": int(row["ICULOS"])})  # fmt: skip
+                elif hl7:
+                    r = s.post(f"{url}/vitals/{pid}/hl7", data=messages[pid][k].encode(),
+                               params={"iculos": int(row["ICULOS"])},
+                               headers={"content-type": "x-application/hl7-v2+er7"})  # fmt: skip
                 else:
                     r = s.post(f"{url}/vitals/{pid}", json=row)
                 mine.append(time.perf_counter() - a)
@@ -383,6 +405,7 @@ def sepsis_part(
     out = {
         "state_file": state,
         "fhir": fhir,
+        "hl7": hl7,
         "patients": len(ids),
         "hours": hours,
         "wall_s": wall,
@@ -461,10 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     memory = sepsis_part(loaded, stays, want, state=False)
     watched = sepsis_part(loaded, stays, want, state=True, watched=True)
     fhir = sepsis_part(loaded, stays, want, state=False, fhir=True)
+    hl7 = sepsis_part(loaded, stays, want, state=False, hl7=True)
     print(f"sepsis: {sepsis['patient_hours_per_s']:.0f} hours/s with the state file, "
           f"{memory['patient_hours_per_s']:.0f} in memory only, "
           f"{watched['patient_hours_per_s']:.0f} watched, "
-          f"{fhir['patient_hours_per_s']:.0f} as FHIR", flush=True)  # fmt: skip
+          f"{fhir['patient_hours_per_s']:.0f} as FHIR, "
+          f"{hl7['patient_hours_per_s']:.0f} as HL7 v2", flush=True)  # fmt: skip
     restart = restart_part(loaded, stays)
     print(f"restart: {restart['hours']} hours scored again in {restart['restore_s']:.1f} s",
           flush=True)  # fmt: skip
@@ -476,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "sepsis_in_memory": memory,
         "sepsis_watched": watched,
         "sepsis_fhir": fhir,
+        "sepsis_hl7": hl7,
         "restart": restart,
     }
     e, s, m, w, f, r = ecg, sepsis, memory, watched, fhir, restart
@@ -505,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("in memory only", m),
                 ("state file, event stream and metrics scraper reading", w),
                 ("in memory only, each hour a FHIR Bundle of Observations", f),
+                ("in memory only, each hour an HL7 v2 ORU^R01 message", hl7),
             )
         ),
         "",
