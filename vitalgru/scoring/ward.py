@@ -717,11 +717,12 @@ class Ward:
             assert bed.tail is not None
             waiting = []
             for seq, a in bed.pending_strips:
-                first = max(bed.tail.end - bed.tail.buf.size, 0)
-                done = (pid == final
-                        or bed.tail.end / bed.fs >= strip_bounds(a)[1] + STRIP_LABEL_WAIT_S)  # fmt: skip
-                strip = alarm_strip(a, bed.fs, bed.tail.get(first, bed.tail.end), first,
-                                    bed.recent, complete=done)  # fmt: skip
+                start_s, end_s = strip_bounds(a)
+                done = pid == final or bed.tail.end / bed.fs >= end_s + STRIP_LABEL_WAIT_S
+                # only the strip's own samples, as far as the ring still holds them
+                first = max(int(math.floor(start_s * bed.fs)), bed.tail.end - bed.tail.buf.size)
+                samples = bed.tail.get(first, int(round(end_s * bed.fs)))
+                strip = alarm_strip(a, bed.fs, samples, first, bed.recent, complete=done)
                 strip["start_at"] = _iso(bed.stream_start + timedelta(seconds=strip["start_s"]))
                 self._keep_strip(seq, strip)
                 if not done:
