@@ -81,8 +81,8 @@ from pipelines.access import TokenFile, TokenTable
 from pipelines.gateway_metrics import TokenFileCollector, WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
-from vitalgru.io.hl7v2 import oru_observations
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
@@ -429,31 +429,43 @@ def create_app(
 
     @feeds.post(
         "/vitals/{patient_id}/hl7",
-        openapi_extra={"requestBody": {"content": {"x-application/hl7-v2+er7": {
+        openapi_extra={"requestBody": {"content": {HL7_MEDIA_TYPE: {
             "schema": {"type": "string"}}}, "required": True}},
     )  # fmt: skip
     async def vitals_hour_hl7(
         patient_id: str,
         request: Request,
         iculos: int = Query(ge=1, description="the ICU hour these observations belong to"),
-    ) -> dict[str, Any]:
+    ) -> Any:
         """One hour as an HL7 v2 ``ORU^R01`` message (ER7 text; :mod:`vitalgru.io.hl7v2`):
         each ``OBX`` read as an Observation and scored like ``POST /vitals/{p}/fhir``; a
         message whose ``PID-3`` names other patients only is refused (422). The answer
         carries the HL7 acknowledgement (``hl7.ack``) to hand back to the sender; the
-        ``skipped`` indexes count the message's ``OBX`` segments from 0."""
+        ``skipped`` indexes count the message's ``OBX`` segments from 0. A sender that
+        asks for ``Accept: x-application/hl7-v2+er7`` gets the acknowledgement itself as
+        the body: ``AA``, or ``AE``/``AR`` with the reason (and the same HTTP status)."""
+        er7 = HL7_MEDIA_TYPE in (request.headers.get("accept") or "")
+        msg = OruMessage([], "", "")
         try:
             msg = oru_observations(await request.body())
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
-        if msg.patient_ids and patient_id not in msg.patient_ids:
-            raise HTTPException(
-                422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
-                f"not {patient_id}; nothing was scored",
-            )  # fmt: skip
-        out = await run_in_threadpool(_score_observations, patient_id, msg.observations, iculos)
+            if msg.patient_ids and patient_id not in msg.patient_ids:
+                raise HTTPException(
+                    422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
+                    f"not {patient_id}; nothing was scored",
+                )  # fmt: skip
+            out = await run_in_threadpool(_score_observations, patient_id, msg.observations, iculos)
+        except (ValueError, HTTPException) as e:
+            status, text = (e.status_code, str(e.detail)) if isinstance(e, HTTPException) else (
+                422, str(e))  # fmt: skip
+            if er7:  # rejected (not a result we read) or an error (this one not taken)
+                code = "AR" if not msg.message_type else "AE"
+                return Response(hl7_ack(msg, code, text), status, media_type=HL7_MEDIA_TYPE)
+            raise HTTPException(status, text) from None
+        acknowledgement = hl7_ack(msg, "AA")
+        if er7:
+            return Response(acknowledgement, media_type=HL7_MEDIA_TYPE)
         return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,
-                               "ack": hl7_ack(msg, "AA")}}  # fmt: skip
+                               "ack": acknowledgement}}  # fmt: skip
 
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:

@@ -624,6 +624,16 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     r = client.post("/vitals/hl7/hl7", params=nxt, content=weight)
     assert r.status_code == 422 and "nothing was scored" in r.text
     assert client.get("/vitals/hl7").json()["last_hour"]["hour"] == int(rows[-1]["ICULOS"])
+    # a sender that asks for ER7 gets the acknowledgement itself
+    er7 = {"accept": "x-application/hl7-v2+er7"}
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=_oru(rows[0], "hl7", "E1"), headers=er7)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("x-application/hl7-v2")
+    assert r.text.startswith("MSH|") and r.text.split("\r")[1] == "MSA|AA|E1"
+    r = client.post("/vitals/hl7/hl7", params={"iculos": nxt["iculos"] + 1},
+                    content=_oru(rows[0], "other", "E2"), headers=er7)  # fmt: skip
+    assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AE|E2|the message is")
+    r = client.post("/vitals/hl7/hl7", params=nxt, content="not hl7", headers=er7)
+    assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AR||not an HL7 v2")
 
 
 def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> None:

@@ -33,7 +33,10 @@ from typing import Any
 
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, UCUM_SYSTEM
 
-__all__ = ["UNIT_SPELLINGS", "OruMessage", "ack", "oru_observations"]
+__all__ = ["HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "OruMessage", "ack", "oru_observations"]
+
+#: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
+HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 
 #: HL7 v2 unit spellings read as the UCUM code they can only mean.
 UNIT_SPELLINGS = {
