@@ -80,7 +80,7 @@ from pydantic import BaseModel, Field
 from pipelines.access import TokenFile, TokenTable
 from pipelines.gateway_metrics import TokenFileCollector, WardCollector
 from vitalgru import __version__, tracking
-from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.fhir_observations import observation_times, observations_to_hour
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -208,6 +208,11 @@ TOKENS_ENV = "VITALGRU_GATEWAY_TOKENS"
 #: Where an event comes from (the ``source`` filter of ``/events``).
 Source = Literal["ecg", "sepsis", "ward"]
 
+#: The ``iculos`` parameter of the FHIR and HL7 v2 inputs.
+ICULOS_HELP = (
+    "the ICU hour these observations belong to (1: the first hour of the stay); without "
+    "it, the hour their times fall in, counted from the admission"
+)
 #: What each kind of request is called in a refusal.
 _KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
               "ack": "acknowledge events"}  # fmt: skip
@@ -389,8 +394,11 @@ def create_app(
             Body(description="demographics added to every hour: Age, Gender (1 male), Unit1 "
                  "(medical ICU), Unit2 (surgical ICU), HospAdmTime (hours, <= 0)"),
         ] = None,
+        admitted_at: Annotated[datetime | None, Query(
+            description="when the ICU stay began, with its UTC offset (default now): the "
+            "ICU hours of observations sent with their times count from it")] = None,
     ) -> dict[str, Any]:  # fmt: skip
-        _call(ward.admit_sepsis, patient_id, static)
+        _call(ward.admit_sepsis, patient_id, static, admitted_at)
         return {"patient_id": patient_id, "static": ward.sepsis_summary(patient_id)["static"]}
 
     @feeds.post("/vitals/{patient_id}")
@@ -404,16 +412,19 @@ def create_app(
             dict[str, Any] | list[Any],
             Body(description="a FHIR Bundle of Observations, a list of them, or one"),
         ],
-        iculos: int = Query(ge=1, description="the ICU hour these observations belong to"),
+        iculos: int | None = Query(None, ge=1, description=ICULOS_HELP),
     ) -> dict[str, Any]:
         """One hour as FHIR R4 Observations (LOINC-coded, values in UCUM units, converted
         to the model's): scored like ``POST /vitals/{patient}``, with what was used,
         converted and skipped (:mod:`vitalgru.io.fhir_observations`)."""
         return _score_observations(patient_id, payload, iculos)
 
-    def _score_observations(patient_id: str, payload: Any, iculos: int) -> dict[str, Any]:
-        """Score the hour the Observations make (422 when none of them is usable)."""
+    def _score_observations(patient_id: str, payload: Any, iculos: int | None) -> dict[str, Any]:
+        """Score the hour the Observations make (422 when none of them is usable); without
+        ``iculos``, the ICU hour their times fall in (422 when they name none, or several)."""
         try:
+            if iculos is None:
+                iculos = _hour_of(patient_id, observation_times(payload))
             hour = observations_to_hour(payload, iculos)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
@@ -427,6 +438,20 @@ def create_app(
         return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
                                          "skipped": hour.skipped}}  # fmt: skip
 
+    def _hour_of(patient_id: str, times: list[datetime]) -> int:
+        if not times:
+            raise HTTPException(
+                422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
+                "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ)",
+            )  # fmt: skip
+        hours = sorted({_call(ward.sepsis_hour_at, patient_id, t) for t in times})
+        if len(hours) > 1:
+            raise HTTPException(
+                422, f"the observations fall in ICU hours {hours[0]} to {hours[-1]} of the "
+                "stay: send one hour per request, or give ?iculos=",
+            )  # fmt: skip
+        return hours[0]
+
     @feeds.post(
         "/vitals/{patient_id}/hl7",
         openapi_extra={"requestBody": {"content": {HL7_MEDIA_TYPE: {
@@ -435,7 +460,7 @@ def create_app(
     async def vitals_hour_hl7(
         patient_id: str,
         request: Request,
-        iculos: int = Query(ge=1, description="the ICU hour these observations belong to"),
+        iculos: int | None = Query(None, ge=1, description=ICULOS_HELP),
     ) -> Any:
         """One hour as an HL7 v2 ``ORU^R01`` message (ER7 text; :mod:`vitalgru.io.hl7v2`):
         each ``OBX`` read as an Observation and scored like ``POST /vitals/{p}/fhir``; a

@@ -636,6 +636,46 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AR||not an HL7 v2")
 
 
+def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
+    client: TestClient,
+) -> None:
+    def hr(value: float, when: str) -> dict:
+        return {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "effectiveDateTime": when,
+                "valueQuantity": {"value": value, "code": "/min",
+                                  "system": "http://unitsofmeasure.org"}}  # fmt: skip
+
+    start = "2026-12-05T06:00:00+00:00"
+    r = client.post("/vitals/icu-5/admit", params={"admitted_at": start})
+    assert r.status_code == 201
+    # 06:40 is the first hour of the stay, 08:10 the third (and 09:10+01:00 too)
+    r = client.post("/vitals/icu-5/fhir", json=[hr(96, "2026-12-05T06:40:00Z")])
+    assert r.status_code == 200 and r.json()["hour"] == 1
+    r = client.post("/vitals/icu-5/fhir", json=[hr(99, "2026-12-05T08:10:00Z"),
+                                                hr(101, "2026-12-05T09:10:00+01:00")])  # fmt: skip
+    assert r.status_code == 200 and r.json()["hour"] == 3
+    oru = ("MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T9|P|2.5\rPID|1||icu-5\r"
+           "OBX|1|NM|8867-4^HR^LN||104|/min|||||F|||202612050915+0000\r")  # fmt: skip
+    r = client.post("/vitals/icu-5/hl7", content=oru)
+    assert r.status_code == 200 and r.json()["hour"] == 4
+    r = client.post("/vitals/icu-5/fhir", params={"iculos": 6},  # given: it wins
+                    json=[hr(100, "2026-12-05T09:30:00Z")])  # fmt: skip
+    assert r.status_code == 200 and r.json()["hour"] == 6
+    for body, says in (
+        ([hr(90, "2026-12-05T12:10:00Z"), hr(91, "2026-12-05T13:10:00Z")], "hours 7 to 8"),
+        ([hr(90, "2026-12-05T12:10:00")], "no ?iculos= and no observation time"),
+        ([hr(90, "2026-12-05T05:10:00Z")], "before patient 'icu-5' was admitted"),
+    ):  # fmt: skip
+        r = client.post("/vitals/icu-5/fhir", json=body)
+        assert r.status_code == 422 and says in r.json()["detail"], r.text
+    assert client.get("/vitals/icu-5").json()["admitted_at"] == start
+    r = client.post("/vitals/icu-6/admit", params={"admitted_at": "2026-12-05T06:00:00"})
+    assert r.status_code == 422 and "no UTC offset" in r.text
+    r = client.post("/vitals/icu-6/admit", params={"admitted_at": "2999-01-01T00:00:00Z"})
+    assert r.status_code == 422 and "in the future" in r.text
+
+
 def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> None:
     client.post("/vitals/icu-2/admit")
     weight = {"resourceType": "Observation", "status": "final", "code": {"coding": [

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from vitalgru.io.psv import MEASUREMENT_UNITS, PSV_COLUMNS
@@ -34,6 +35,7 @@ __all__ = [
     "LOINC_COLUMNS",
     "UNITS",
     "HourFromObservations",
+    "observation_times",
     "observations_to_hour",
     "row_to_observations",
 ]
@@ -264,6 +266,29 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
     for column, xs in values.items():
         out.row[column] = sum(xs) / len(xs)
         out.used += len(xs)
+    return out
+
+
+def observation_times(payload: Any) -> list[datetime]:
+    """When each Observation was made, for those that say so with a time and its UTC offset
+    (``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start``; a date
+    alone or a time without an offset says nothing usable). ValueError for a payload that
+    is not a Bundle, a list or an Observation."""
+    out = []
+    for res in _resources(payload):
+        if not isinstance(res, Mapping) or res.get("resourceType") != "Observation":
+            continue
+        period = res.get("effectivePeriod")
+        raw = (res.get("effectiveDateTime") or res.get("effectiveInstant")
+               or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
+        if not isinstance(raw, str) or "T" not in raw:
+            continue
+        try:
+            t = datetime.fromisoformat(raw)
+        except ValueError:
+            continue
+        if t.tzinfo is not None:
+            out.append(t)
     return out
 
 

@@ -16,7 +16,10 @@ units and conversions are decided in one place:
   anything else are read as those codes (:data:`UNIT_SPELLINGS`: ``mmHg`` is ``mm[Hg]``,
   ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ...); nothing else is guessed;
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
-  obtained) withdraw the value, ``I`` (in process) has none; every other status is a result.
+  obtained) withdraw the value, ``I`` (in process) has none; every other status is a result;
+- the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day and a
+  UTC offset, as the Observation's ``effectiveDateTime``: from it a caller can tell the ICU
+  hour (a time without an offset is not guessed at).
 
 Nothing is dropped silently: an ``OBX`` that gives no usable value is kept as an
 Observation without one, and the hour's reading lists it with the reason, by its position
@@ -28,12 +31,12 @@ patient and acknowledge this one (:func:`ack`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, UCUM_SYSTEM
 
-__all__ = ["HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "OruMessage", "ack", "oru_observations"]
+__all__ = ["HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "OruMessage", "ack", "hl7_time", "oru_observations"]
 
 #: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -100,7 +103,29 @@ def _number(value_type: str, text: str, comp: str) -> float | None:
         return None
 
 
-def _observation(fields: list[str], comp: str, rep: str, unescape: Any) -> dict[str, Any]:
+def hl7_time(ts: str) -> datetime | None:
+    """An HL7 v2 time stamp (``YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]``) with its UTC offset as a
+    datetime; None for one without a time of day or an offset (it cannot be placed)."""
+    ts = ts.split("^")[0].strip()
+    if len(ts) < 12:
+        return None
+    sign = next((i for i, ch in enumerate(ts) if ch in "+-" and i >= 12), None)
+    if sign is None:
+        return None
+    body, zone = ts[:sign], ts[sign:]
+    body = body.split(".")[0]
+    try:
+        t = datetime.strptime(body, "%Y%m%d%H%M%S" if len(body) == 14 else "%Y%m%d%H%M")
+        z = datetime.strptime(zone[1:5], "%H%M")
+    except ValueError:
+        return None
+    offset = timedelta(hours=z.hour, minutes=z.minute) * (1 if zone[0] == "+" else -1)
+    return t.replace(tzinfo=timezone(offset))
+
+
+def _observation(
+    fields: list[str], comp: str, rep: str, unescape: Any, obr_time: datetime | None
+) -> dict[str, Any]:
     def get(i: int) -> str:  # a field as sent (split it, then unescape the parts)
         return fields[i] if i < len(fields) else ""
 
@@ -129,6 +154,9 @@ def _observation(fields: list[str], comp: str, rep: str, unescape: Any) -> dict[
         obs["valueQuantity"] = quantity
     elif value.strip():
         obs["valueString"] = unescape(value)  # kept, and skipped as not a quantity
+    when = hl7_time(get(14)) or obr_time  # OBX-14, else the request's OBR-7
+    if when is not None:
+        obs["effectiveDateTime"] = when.isoformat()
     return obs
 
 
@@ -166,13 +194,16 @@ def oru_observations(text: str | bytes) -> OruMessage:
     control_id = unescape(msh[9]).strip() if len(msh) > 9 else ""
     patient_ids: list[str] = []
     observations = []
+    obr_time = None
     for line in lines[1:]:
         fields = line.split(field_sep)
-        if fields[0] == "PID" and len(fields) > 3:
+        if fields[0] == "OBR":
+            obr_time = hl7_time(fields[7]) if len(fields) > 7 else None
+        elif fields[0] == "PID" and len(fields) > 3:
             patient_ids += [unescape(r.split(comp)[0]).strip()
                             for r in fields[3].split(enc[1]) if r.split(comp)[0].strip()]  # fmt: skip
         elif fields[0] == "OBX":
-            observations.append(_observation(fields, comp, enc[1], unescape))
+            observations.append(_observation(fields, comp, enc[1], unescape, obr_time))
     return OruMessage(observations, control_id, message_type, patient_ids, field_sep, comp)
 
 

@@ -806,20 +806,51 @@ class Ward:
 
     # ------------------------------------------------------------------ sepsis
 
-    def admit_sepsis(self, patient_id: str, static: Mapping[str, Any] | None = None) -> None:
+    def admit_sepsis(
+        self,
+        patient_id: str,
+        static: Mapping[str, Any] | None = None,
+        admitted_at: datetime | None = None,
+    ) -> None:
         """Start scoring a patient's hourly vital signs and labs. ``static``: the patient's
         demographics (``Age``, ``Gender``, ``Unit1``, ``Unit2``, ``HospAdmTime``, or their
-        vitalgru names), added to every hour that does not carry them itself. ValueError
-        when already admitted, or for a static column that is not one or a value that is
-        not a number."""
+        vitalgru names), added to every hour that does not carry them itself.
+        ``admitted_at``: when the ICU stay began (default now), from which
+        :meth:`sepsis_hour_at` counts the hours. ValueError when already admitted, for a
+        static column that is not one or a value that is not a number, or a time without
+        its UTC offset or in the future."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         given = _static_columns(static or {})
+        if admitted_at is not None and admitted_at.tzinfo is None:
+            raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
+        if admitted_at is not None and admitted_at > datetime.now(UTC) + timedelta(minutes=5):
+            raise ValueError(f"the admission time {admitted_at.isoformat()} is in the future")
+        at = _utc_now() if admitted_at is None else _iso(admitted_at.astimezone(UTC))
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
-            self._sepsis_beds[pid] = _SepsisBed(_utc_now(), given)
+            self._sepsis_beds[pid] = _SepsisBed(at, given)
             self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
+
+    def sepsis_hour_at(self, patient_id: str, when: datetime) -> int:
+        """The ICU hour (``ICULOS``: 1 for the first hour of the stay) a time falls in,
+        counted from the patient's admission. KeyError for a patient not admitted;
+        ValueError for a time without its UTC offset or before the admission."""
+        if when.tzinfo is None:
+            raise ValueError(f"the time {when.isoformat()} has no UTC offset")
+        with self._queue_lock:
+            bed = self._sepsis_beds.get(str(patient_id))
+            if bed is None:
+                raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
+            start = datetime.fromisoformat(bed.admitted_at)
+        seconds = (when - start).total_seconds()
+        if seconds < 0:
+            raise ValueError(
+                f"{when.isoformat()} is before patient {patient_id!r} was admitted "
+                f"({bed.admitted_at})"
+            )
+        return int(seconds // 3600) + 1
 
     def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru

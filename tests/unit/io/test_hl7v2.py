@@ -4,10 +4,12 @@ messages that are not results refused."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from vitalgru.io.fhir_observations import observations_to_hour
-from vitalgru.io.hl7v2 import ack, oru_observations
+from vitalgru.io.fhir_observations import observation_times, observations_to_hour
+from vitalgru.io.hl7v2 import ack, hl7_time, oru_observations
 
 MESSAGE = "\r".join([
     "MSH|^~\\&|MONITOR|ICU4|VITALGRU|HOSP|20261205083000||ORU^R01^ORU_R01|MSG00042|P|2.5",
@@ -83,3 +85,37 @@ def test_a_result_without_obx_is_an_hour_with_nothing_measured() -> None:
     msg = oru_observations("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|1|P|2.5\rPID|1||x")
     assert msg.observations == [] and msg.patient_ids == ["x"]
     assert observations_to_hour(msg.observations, 3).row == {"ICULOS": 3.0}
+
+
+def test_observation_times_come_from_obx_14_or_the_requests_obr_7() -> None:
+    assert hl7_time("202612050830+0100") == datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
+    assert hl7_time("20261205083015.25-0500") == datetime(2026, 12, 5, 13, 30, 15, tzinfo=UTC)
+    for unplaceable in ("202612050830", "20261205+0000", "", "not a time+0100"):
+        assert hl7_time(unplaceable) is None, unplaceable
+    msg = "\r".join([
+        "MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T1|P|2.5",
+        "OBR|1||||||202612050800+0000",
+        "OBX|1|NM|8867-4^HR^LN||90|/min|||||F|||202612050815+0000",
+        "OBX|2|NM|9279-1^Resp^LN||18|/min|||||F",  # the request's time
+        "OBR|2",  # a request without a time: none for its results
+        "OBX|1|NM|8867-4^HR^LN||91|/min|||||F|||202612050830",  # no offset: none
+    ])  # fmt: skip
+    got = [o.get("effectiveDateTime") for o in oru_observations(msg).observations]
+    assert got == ["2026-12-05T08:15:00+00:00", "2026-12-05T08:00:00+00:00", None]
+    assert observation_times(oru_observations(msg).observations) == [
+        datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC)]  # fmt: skip
+
+
+def test_fhir_observation_times_need_a_time_of_day_and_an_offset() -> None:
+    obs = [
+        {"resourceType": "Observation", "effectiveDateTime": "2026-12-05T08:15:00Z"},
+        {"resourceType": "Observation", "effectivePeriod": {"start": "2026-12-05T09:00:00+01:00"}},
+        {"resourceType": "Observation", "effectiveInstant": "2026-12-05T08:20:00.5+00:00"},
+        {"resourceType": "Observation", "effectiveDateTime": "2026-12-05"},  # a date
+        {"resourceType": "Observation", "effectiveDateTime": "2026-12-05T08:15:00"},  # no zone
+        {"resourceType": "Observation"},
+        {"resourceType": "Patient", "effectiveDateTime": "2026-12-05T08:15:00Z"},
+    ]
+    assert observation_times(obs) == [
+        datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC),
+        datetime(2026, 12, 5, 8, 20, 0, 500000, tzinfo=UTC)]  # fmt: skip
