@@ -317,31 +317,30 @@ def _annotations(ext: str) -> str | None:
     return None if ext == NO_ANNOTATIONS else ext
 
 
-def _drop(text: str) -> float:
+def _parsed(text: str, cast: type, noun: str) -> Any:
+    """``cast(text)``, or the argparse error saying ``text`` is not ``noun``."""
     try:
-        v = float(text)
+        return cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+
+
+def _drop(text: str) -> float:
+    v = _parsed(text, float, "a number")
     if not (0 <= v < float("inf")):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return v
 
 
 def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    v = _parsed(text, int, "a whole number")
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
     return v
 
 
 def _seconds(text: str, allow_zero: bool = False) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    v = _parsed(text, float, "a number of seconds")
     if not ((v > 0 or (allow_zero and v == 0)) and v < float("inf")):
         least = "0 or more" if allow_zero else "positive"
         raise argparse.ArgumentTypeError(f"must be a {least} number of seconds, got {text}")
@@ -470,30 +469,21 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
 
 
 def _days(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    v = _parsed(text, float, "a number of days")
     if not 0 < v < 36_500:
         raise argparse.ArgumentTypeError(f"days must be > 0, got {text}")
     return v
 
 
 def _non_negative_minutes(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    v = _parsed(text, float, "a number of minutes")
     if not (v >= 0 and v < float("inf")):
         raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
     return v
 
 
 def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    v = _parsed(text, int, "a port number")
     if not 1 <= v <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 1-65535, got {text}")
     return v
