@@ -242,7 +242,6 @@ class _EcgBed:
 class _SepsisBed:
     admitted_at: str
     static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
-    last: HourRisk | None = None
     last_scored_at: str | None = None  # wall clock of the latest hour (None when replayed)
     in_alarm: bool = False
     episodes: int = 0
@@ -251,11 +250,15 @@ class _SepsisBed:
     risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
     drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
 
+    @property
+    def last(self) -> HourRisk | None:
+        return self.risks[-1] if self.risks else None
+
     def scored(self, risk: HourRisk, at: str | None) -> None:
         """Take the stay's next scored hour (its alarm episodes are the caller's)."""
         self.risks.append(risk)
-        self.last, self.last_scored_at, self.in_alarm = risk, at, risk.alarm
-        if self.peak is None or risk.risk > self.peak.risk:
+        self.last_scored_at, self.in_alarm = at, risk.alarm
+        if self.peak is None or risk.risk > self.peak.risk:  # kept as it goes: read often
             self.peak = risk
 
 
