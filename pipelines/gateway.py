@@ -78,7 +78,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
 from pipelines.access import TokenFile, TokenTable
-from pipelines.gateway_metrics import TokenFileCollector, WardCollector
+from pipelines.gateway_metrics import IntakeCollector, TokenFileCollector, WardCollector
 from vitalgru import __version__, tracking
 from vitalgru.io.fhir_observations import observation_times, observations_to_hour
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
@@ -317,6 +317,7 @@ def create_app(
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
+    intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -417,17 +418,26 @@ def create_app(
         """One hour as FHIR R4 Observations (LOINC-coded, values in UCUM units, converted
         to the model's): scored like ``POST /vitals/{patient}``, with what was used,
         converted and skipped (:mod:`vitalgru.io.fhir_observations`)."""
-        return _score_observations(patient_id, payload, iculos)
+        try:
+            return _score_observations(patient_id, payload, iculos, "fhir")
+        except HTTPException:
+            intake.count("fhir", "hours", "refused")
+            raise
 
-    def _score_observations(patient_id: str, payload: Any, iculos: int | None) -> dict[str, Any]:
+    def _score_observations(
+        patient_id: str, payload: Any, iculos: int | None, source: str
+    ) -> dict[str, Any]:
         """Score the hour the Observations make (422 when none of them is usable); without
-        ``iculos``, the ICU hour their times fall in (422 when they name none, or several)."""
+        ``iculos``, the ICU hour their times fall in (422 when they name none, or several).
+        What was used and skipped is counted for ``/metrics`` under ``source``."""
         try:
             if iculos is None:
                 iculos = _hour_of(patient_id, observation_times(payload))
             hour = observations_to_hour(payload, iculos)
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
+        intake.count(source, "observations", "used", hour.used)
+        intake.count(source, "observations", "skipped", len(hour.skipped))
         if hour.used == 0 and hour.skipped:
             reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
             raise HTTPException(
@@ -435,6 +445,7 @@ def create_app(
                 f"skipped: {reasons}); nothing was scored",
             )  # fmt: skip
         risk = _call(ward.add_hour, patient_id, hour.row)
+        intake.count(source, "hours", "scored")
         return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
                                          "skipped": hour.skipped}}  # fmt: skip
 
@@ -478,8 +489,11 @@ def create_app(
                     422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
                     f"not {patient_id}; nothing was scored",
                 )  # fmt: skip
-            out = await run_in_threadpool(_score_observations, patient_id, msg.observations, iculos)
+            out = await run_in_threadpool(
+                _score_observations, patient_id, msg.observations, iculos, "hl7"
+            )
         except (ValueError, HTTPException) as e:
+            intake.count("hl7", "hours", "refused")
             status, text = (e.status_code, str(e.detail)) if isinstance(e, HTTPException) else (
                 422, str(e))  # fmt: skip
             if er7:  # rejected (not a result we read) or an error (this one not taken)
@@ -606,6 +620,7 @@ def create_app(
 
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}))
+    registry.register(intake)
     if isinstance(tokens, TokenFile):
         registry.register(TokenFileCollector(tokens))
     ProcessCollector(registry=registry)

@@ -4,6 +4,8 @@ scrape. Counts and timings only: no patient identifier reaches a label."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Any
 
 from prometheus_client.core import (
@@ -18,7 +20,7 @@ from pipelines.access import TokenFile
 from vitalgru import __version__
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["TokenFileCollector", "WardCollector"]
+__all__ = ["IntakeCollector", "TokenFileCollector", "WardCollector"]
 
 
 class WardCollector:
@@ -112,3 +114,30 @@ class TokenFileCollector:
                                   "times the changed token file could not be taken "
                                   "(the tokens read before stayed in force)",
                                   value=self.tokens.errors)  # fmt: skip
+
+
+class IntakeCollector:
+    """What the gateway's FHIR and HL7 v2 inputs took and left, counted as they come: an
+    interface sending a unit that cannot be converted, or codes the model does not use,
+    shows here before anyone reads the answers' ``skipped`` lists."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n: Counter[tuple[str, str, str]] = Counter()
+
+    def count(self, source: str, what: str, outcome: str, n: int = 1) -> None:
+        """``what`` (``observations`` or ``hours``) of ``source`` (``fhir``, ``hl7``)."""
+        with self._lock:
+            self._n[(source, what, outcome)] += n
+
+    def collect(self) -> Any:
+        with self._lock:
+            n = dict(self._n)
+        for what, doc in (("observations", "observations read from FHIR or HL7 v2 input, "
+                           "used or skipped"),
+                          ("hours", "hours sent as FHIR or HL7 v2, scored or refused")):  # fmt: skip
+            c = CounterMetricFamily(f"vitalgru_intake_{what}", doc, labels=["input", "outcome"])
+            for (source, w, outcome), k in sorted(n.items()):
+                if w == what:
+                    c.add_metric([source, outcome], k)
+            yield c

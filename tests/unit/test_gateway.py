@@ -634,6 +634,16 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AE|E2|the message is")
     r = client.post("/vitals/hl7/hl7", params=nxt, content="not hl7", headers=er7)
     assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AR||not an HL7 v2")
+    # and the operator's monitoring counts what the input took and left
+    m = _samples(client.get("/metrics").text)
+    hours = {dict(k[1])["outcome"]: v for k, v in m.items()
+             if k[0] == "vitalgru_intake_hours_total" and dict(k[1])["input"] == "hl7"}  # fmt: skip
+    assert hours == {"scored": len(rows) + 1, "refused": 5}
+    used = m[("vitalgru_intake_observations_total", (("input", "hl7"), ("outcome", "used")))]
+    assert used == sum(g["observations"]["used"] for g in got) + len(row_to_observations(rows[0]))
+    assert (
+        m[("vitalgru_intake_observations_total", (("input", "hl7"), ("outcome", "skipped")))] == 1
+    )
 
 
 def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
