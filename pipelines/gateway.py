@@ -370,8 +370,8 @@ def create_app(
 
     @reads.get("/ecg/{patient_id}/page", response_class=HTMLResponse)
     def ecg_page(patient_id: str) -> str:
-        """The patient's ECG for a clinician: beats by class, heart rate, every alarm kept
-        with a link to its strip, and the newest strips drawn."""
+        """The patient's ECG for a clinician: beats by class, heart rate and its trend by
+        minute, every alarm kept with a link to its strip, and the newest strips drawn."""
         summary = _call(ward.ecg_summary, patient_id)
         strips = []
         for a in reversed(summary["alarms"]):
@@ -380,7 +380,7 @@ def create_app(
                     strips.append(ward.strip(a["seq"]))
                 except KeyError:  # older than the strips kept
                     continue
-        return ecg_patient_page_html(summary, strips,
+        return ecg_patient_page_html(summary, strips, ward.ecg_trend(patient_id),
                                      model=(models or {}).get("arrhythmia"))  # fmt: skip
 
     @feeds.delete("/ecg/{patient_id}")

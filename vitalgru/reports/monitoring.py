@@ -21,7 +21,7 @@ import numpy as np
 from vitalgru.reports.html import axis_top, clock, page, trend_chart
 from vitalgru.reports.strip import strip_svg
 
-__all__ = ["PatientSummary", "monitoring_report_html", "patient_summary"]
+__all__ = ["PatientSummary", "hr_chart", "monitoring_report_html", "patient_summary"]
 
 CLASSES = ("N", "S", "V", "F", "Q")
 CLASS_NAMES = {
@@ -126,9 +126,11 @@ def _num(v: float | None, digits: int = 0) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-def _hr_chart(p: PatientSummary) -> str:
+def hr_chart(p: Mapping[str, Any]) -> str:
     """Heart rate minute by minute (gaps where the signal was rejected), with a line at the
-    onset of each arrhythmia or pause alarm, lettered as in :data:`ALERT_MARKS`."""
+    onset of each arrhythmia or pause alarm, lettered as in :data:`ALERT_MARKS`; ``p`` has
+    ``hr_trend_bpm``, ``monitored_s``, ``alerts`` (``kind``, ``onset_s``) and
+    ``patient_id`` (a :func:`patient_summary`)."""
     bpm = [math.nan if v is None else float(v) for v in p["hr_trend_bpm"]]
     if not any(math.isfinite(v) for v in bpm):
         return ""
@@ -197,7 +199,7 @@ bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check
 (not counted in the burden). The chart: heart rate (bpm) by minute of monitoring, with
 alarm onsets marked V (ventricular run), S (supraventricular run), E (frequent ventricular
 ectopy) and P (pause); a gap is a minute without enough beats in accepted signal.</p>
-{_hr_chart(p)}
+{hr_chart(p)}
 <table><tr><th>class</th><th>beats</th><th>count</th><th>burden %</th></tr>{beat_rows}</table>
 {
         "<table><tr><th>onset (h:mm:ss)</th><th>alarm</th><th>detail</th></tr>"

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from vitalgru.reports.html import clock, page
-from vitalgru.reports.monitoring import ALERT_NAMES, CLASS_NAMES
+from vitalgru.reports.monitoring import ALERT_NAMES, CLASS_NAMES, hr_chart
 from vitalgru.reports.strip import strip_svg
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
@@ -157,6 +157,7 @@ def ward_page_html(
 def ecg_patient_page_html(
     summary: Mapping[str, Any],
     strips: Sequence[Mapping[str, Any]],
+    trend: Mapping[str, Any] | None = None,
     *,
     model: str | None = None,
     generated: datetime | None = None,
@@ -166,7 +167,9 @@ def ecg_patient_page_html(
     strip), and the newest alarm strips drawn (:func:`vitalgru.reports.strip.strip_svg`).
 
     ``summary`` is :meth:`vitalgru.scoring.ward.Ward.ecg_summary`; ``strips`` the alarms'
-    strips (:meth:`vitalgru.scoring.ward.Ward.strip`), newest first."""
+    strips (:meth:`vitalgru.scoring.ward.Ward.strip`), newest first; ``trend``
+    (:meth:`vitalgru.scoring.ward.Ward.ecg_trend`) adds the heart rate minute by minute of
+    the current stream, the alarms' onsets marked."""
     e = html.escape
     pid = str(summary["patient_id"])
     c, n = summary["counts"], summary["beats"]
@@ -193,11 +196,19 @@ def ecg_patient_page_html(
         + "</figure>"
         for st in strips[:PAGE_STRIPS]
     )  # fmt: skip
+    chart = ""
+    if trend is not None:
+        current = [a for a in summary["alarms"] if "onset_s" in a and "raised_at_s" in a]
+        drawn_hr = hr_chart({**trend, "alerts": current})
+        if drawn_hr:
+            chart = (f"<p>Heart rate (bpm) by minute since {e(trend['stream_started_at'])}"
+                     " (a gap: too few beats in accepted signal); alarm onsets marked V, S, "
+                     f"E (frequent ventricular ectopy) and P (pause):</p>{drawn_hr}")  # fmt: skip
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "
         f"{e(str(summary['admitted_at']).replace('T', ' '))}; heart rate {hr} bpm over the "
         f"last minute; {n} beats labelled.</p><table><tr><th>class</th><th>beats</th>"
-        f"<th>count</th><th>%</th></tr>{beats}</table></section>"
+        f"<th>count</th><th>%</th></tr>{beats}</table>{chart}</section>"
         "<section><h2>Alarms</h2>"
         + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th></th></tr>{alarms}"
            "</table>" if alarms else "<p>No alarm was raised.</p>")

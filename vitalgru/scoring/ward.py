@@ -67,6 +67,8 @@ MAX_EVENTS = 10_000
 ALARM_DRIVERS = 3
 #: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
 HR_WINDOW_S = 60.0
+#: A minute of the heart-rate trend needs this many intervals in accepted signal.
+MIN_BEATS_PER_MINUTE = 10
 #: A feed that has sent nothing for this long (s of wall time) raises ``feed_lost``: the
 #: monitor's own pause and poor-signal alarms need samples to run on, so a cable pulled out
 #: of the gateway, not off the patient, would otherwise go unnoticed.
@@ -216,6 +218,41 @@ class _Tail:
         return self.buf[idx].copy()
 
 
+class _MinuteRates:
+    """A feed's heart rate minute by minute of its stream, as a replay's clinician page
+    computes it (:func:`vitalgru.reports.monitoring.patient_summary`: the median RR
+    between consecutive beats in accepted signal, none for a minute with fewer than
+    :data:`MIN_BEATS_PER_MINUTE`), kept as the beats come: a few numbers a minute."""
+
+    def __init__(self) -> None:
+        self.rates: dict[int, float] = {}  # minutes that are over
+        self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
+        self._last: BeatCall | None = None
+
+    def add(self, c: BeatCall) -> None:
+        prev, self._last = self._last, c
+        if prev is None:
+            return
+        rr = c.time_s - prev.time_s
+        if not (prev.signal_ok and c.signal_ok and rr > 0):
+            return
+        m = int(c.time_s // HR_WINDOW_S)
+        self._open.setdefault(m, []).append(rr)
+        for done in [k for k in self._open if k < m]:
+            rate = self._rate(self._open.pop(done))
+            if rate is not None:
+                self.rates[done] = rate
+
+    @staticmethod
+    def _rate(rr: list[float]) -> float | None:
+        return 60.0 / float(np.median(rr)) if len(rr) >= MIN_BEATS_PER_MINUTE else None
+
+    def trend(self, minutes: int) -> list[float | None]:
+        """The rate of each of the first ``minutes`` minutes (None: too few beats)."""
+        now = {k: self._rate(v) for k, v in self._open.items()}
+        return [self.rates.get(k, now.get(k)) for k in range(minutes)]
+
+
 @dataclass
 class _EcgBed:
     fs: float
@@ -231,6 +268,7 @@ class _EcgBed:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
     tail: _Tail | None = None  # the latest samples pushed to the monitor (strips)
+    rates: _MinuteRates = field(default_factory=_MinuteRates)  # heart rate by minute
     pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
 
     def __post_init__(self) -> None:
@@ -694,6 +732,7 @@ class Ward:
                 if bed is not None:
                     bed.counts[c.label] += 1
                     bed.recent.append(c)
+                    bed.rates.add(c)
             for a in alerts:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}
@@ -759,6 +798,25 @@ class Ward:
         x = got["samples"].astype(np.float64)
         samples = [None if not math.isfinite(v) else round(v, 4) for v in x.tolist()]
         return {"seq": int(seq), **got, "samples": samples}
+
+    def ecg_trend(self, patient_id: str) -> dict[str, Any]:
+        """The heart rate of each minute of the patient's current stream (since admission
+        or the gateway's restart): ``{"patient_id", "stream_started_at", "monitored_s",
+        "hr_trend_bpm": [bpm or None, ...]}``. KeyError for a patient not on ECG."""
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+            assert bed.tail is not None
+            monitored = bed.tail.end / bed.fs
+            trend = bed.rates.trend(int(math.ceil(monitored / HR_WINDOW_S)))
+            return {
+                "patient_id": pid,
+                "stream_started_at": _iso(bed.stream_start),
+                "monitored_s": monitored,
+                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend],
+            }
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",

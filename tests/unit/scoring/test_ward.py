@@ -555,3 +555,24 @@ def test_a_failing_last_tick_still_keeps_the_memory_and_closes_the_file(
     assert "broken failed while closing" in caplog.text
     kept = WardJournal(tmp_path / "w.sqlite").load().ecg[0]
     assert PatientMemory.from_bytes(kept.memory).beats == ward.ecg.memory("a").beats > 5
+
+
+def test_the_heart_rate_by_minute_is_the_replay_pages(signals: dict[str, np.ndarray]) -> None:
+    """Kept as the beats come, the trend is what the replay page computes from all of them."""
+    from vitalgru.reports.monitoring import patient_summary
+
+    ward = Ward(untrained_monitor())
+    for pid in signals:
+        ward.admit_ecg(pid, 360.0)
+    for k in range(SECONDS):
+        for pid, x in signals.items():
+            ward.add_ecg(pid, x[k * 360 : (k + 1) * 360])
+        ward.tick()
+    for pid in signals:
+        got = ward.ecg_trend(pid)
+        calls = list(ward._ecg_beds[pid].recent)  # every beat labelled so far (< 600)
+        want = patient_summary(pid, got["monitored_s"], [c.time_s for c in calls],
+                               [c.label for c in calls], [c.signal_ok for c in calls], [])  # fmt: skip
+        assert got["monitored_s"] == SECONDS and len(got["hr_trend_bpm"]) == 2
+        assert got["hr_trend_bpm"] == want["hr_trend_bpm"], pid
+        assert any(v is not None for v in got["hr_trend_bpm"])
