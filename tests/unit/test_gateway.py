@@ -880,6 +880,14 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         assert obs["identifier"][0]["value"] == str(pause["seq"])
         assert obs["subject"]["identifier"]["value"] == "bed-1"
         assert obs["note"][0]["text"].startswith("Pause: ")
+        # the alarm's flag points at it
+        flags = c.get("/fhir/events", headers=admin).json()
+        Bundle.model_validate(flags)
+        by_seq = {e["seq"]: e for e in events}
+        pointed = [f["resource"]["extension"][0]["valueReference"]["identifier"]["value"]
+                   for f in flags["entry"] if "extension" in f["resource"]]  # fmt: skip
+        assert pointed == [str(q) for q, e in by_seq.items() if e.get("strip_s")]
+        assert obs["identifier"][0]["system"] == "urn:vitalgru:gateway-event"
         for path in (f"/events/{pause['seq']}/strip", f"/events/{pause['seq']}/strip.svg",
                      f"/fhir/strips/{pause['seq']}"):  # fmt: skip
             r = c.get(path, headers=other)  # a token for another patient

@@ -53,6 +53,10 @@ _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
 
 _MDC = "urn:oid:2.16.840.1.113883.6.24"  # ISO/IEEE 11073-10101 (MDC) nomenclature
+#: Identifier system of the gateway's event numbers (a strip Observation carries its alarm's).
+GATEWAY_EVENT_SYSTEM = "urn:vitalgru:gateway-event"
+#: FHIR's core extension pointing a Flag at the record that supports it.
+FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 ECG_POTENTIAL = {"system": _MDC, "code": "131328", "display": "MDC_ECG_ELEC_POTL"}
 SEPSIS = {"system": _SNOMED, "code": "91302008", "display": "Sepsis (disorder)"}
 HEART_RATE = {"system": _LOINC, "code": "8867-4", "display": "Heart rate"}
@@ -347,7 +351,9 @@ def events_bundle(
     onset's and a feed's at the time the gateway logged it (``received_at``). ECG alarms
     and feed events are momentary (``inactive``); a sepsis alarm is ``active`` when its
     event number is in ``active`` (the patient is still in that episode). An acknowledged
-    event's flag says by whom and when; acknowledgements get no flag of their own.
+    event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
+    alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
+    event's number to the Observation :func:`strip_observation` makes).
     """
     live = set(int(a) for a in active)
     out: list[tuple[str, Resource]] = []
@@ -370,6 +376,10 @@ def events_bundle(
         start = e.get("onset_at") or e.get("received_at")
         key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
         flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)
+        if e.get("strip_s"):  # its ECG strip, at /fhir/strips/{seq} (strip_observation)
+            flag["extension"] = [{"url": FLAG_DETAIL, "valueReference": {
+                "type": "Observation", "display": "ECG strip of the alarm",
+                "identifier": {"system": GATEWAY_EVENT_SYSTEM, "value": str(e["seq"])}}}]  # fmt: skip
         out.append((key, flag))
     return _bundle(out, generated)
 
@@ -413,5 +423,5 @@ def strip_observation(strip: Mapping[str, Any], *, patient_system: str | None = 
         "note": [{"text": note}],
     }
     if "seq" in strip:
-        obs["identifier"] = [{"system": "urn:vitalgru:gateway-event", "value": str(strip["seq"])}]
+        obs["identifier"] = [{"system": GATEWAY_EVENT_SYSTEM, "value": str(strip["seq"])}]
     return obs
