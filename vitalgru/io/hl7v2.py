@@ -17,9 +17,11 @@ units and conversions are decided in one place:
   ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ...); nothing else is guessed;
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
   obtained) withdraw the value, ``I`` (in process) has none; every other status is a result;
-- the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day and a
-  UTC offset, as the Observation's ``effectiveDateTime``: from it a caller can tell the ICU
-  hour (a time without an offset is not guessed at).
+- the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day, as
+  the Observation's ``effectiveDateTime``: from it a caller can tell the ICU hour. A time
+  without a UTC offset (many feeds send local time) is placed only in the time zone the
+  caller names (``tz``, the site's: a ``zoneinfo`` key such as ``Europe/Berlin``), never
+  guessed at; in the hour a clock goes back, the first of the two times is taken.
 
 Nothing is dropped silently: an ``OBX`` that gives no usable value is kept as an
 Observation without one, and the hour's reading lists it with the reason, by its position
@@ -31,12 +33,15 @@ patient and acknowledge this one (:func:`ack`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, UCUM_SYSTEM
 
-__all__ = ["HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "OruMessage", "ack", "hl7_time", "oru_observations"]
+__all__ = [
+    "HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
+    "adt_event", "hl7_time", "oru_observations", "read_message",
+]  # fmt: skip
 
 #: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
@@ -103,28 +108,38 @@ def _number(value_type: str, text: str, comp: str) -> float | None:
         return None
 
 
-def hl7_time(ts: str) -> datetime | None:
-    """An HL7 v2 time stamp (``YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]``) with its UTC offset as a
-    datetime; None for one without a time of day or an offset (it cannot be placed)."""
+def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
+    """An HL7 v2 time stamp (``YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]``) as a datetime with its UTC
+    offset; one without an offset in ``tz`` (the site's zone) when given. None for one
+    without a time of day, or without an offset and no ``tz`` (it cannot be placed)."""
     ts = ts.split("^")[0].strip()
     if len(ts) < 12:
         return None
     sign = next((i for i, ch in enumerate(ts) if ch in "+-" and i >= 12), None)
-    if sign is None:
-        return None
-    body, zone = ts[:sign], ts[sign:]
+    body, zone = (ts, "") if sign is None else (ts[:sign], ts[sign:])
     body = body.split(".")[0]
     try:
         t = datetime.strptime(body, "%Y%m%d%H%M%S" if len(body) == 14 else "%Y%m%d%H%M")
-        z = datetime.strptime(zone[1:5], "%H%M")
+        z = datetime.strptime(zone[1:5], "%H%M") if zone else None
     except ValueError:
         return None
+    if z is None:
+        if tz is None:
+            return None
+        local = t.replace(tzinfo=tz)  # fold 0: the first of a repeated hour
+        offset = local.utcoffset()
+        return None if offset is None else local.replace(tzinfo=timezone(offset))
     offset = timedelta(hours=z.hour, minutes=z.minute) * (1 if zone[0] == "+" else -1)
     return t.replace(tzinfo=timezone(offset))
 
 
 def _observation(
-    fields: list[str], comp: str, rep: str, unescape: Any, obr_time: datetime | None
+    fields: list[str],
+    comp: str,
+    rep: str,
+    unescape: Any,
+    obr_time: datetime | None,
+    tz: tzinfo | None = None,
 ) -> dict[str, Any]:
     def get(i: int) -> str:  # a field as sent (split it, then unescape the parts)
         return fields[i] if i < len(fields) else ""
@@ -154,14 +169,84 @@ def _observation(
         obs["valueQuantity"] = quantity
     elif value.strip():
         obs["valueString"] = unescape(value)  # kept, and skipped as not a quantity
-    when = hl7_time(get(14)) or obr_time  # OBX-14, else the request's OBR-7
+    when = hl7_time(get(14), tz) or obr_time  # OBX-14, else the request's OBR-7
     if when is not None:
         obs["effectiveDateTime"] = when.isoformat()
     return obs
 
 
-def oru_observations(text: str | bytes) -> OruMessage:
-    """Read an HL7 v2 ``ORU`` message (see the module's description).
+@dataclass
+class Hl7Message:
+    """An HL7 v2 message split into segments and fields (ER7: segments ended by carriage
+    returns or newlines, MLLP framing tolerated, the separators its ``MSH`` declares)."""
+
+    segments: list[list[str]]  # each segment's fields as sent (not unescaped); [0]: its name
+    field_sep: str = "|"
+    encoding: str = "^~\\&"
+
+    @property
+    def components(self) -> str:
+        return self.encoding[0]
+
+    def unescape(self, text: str) -> str:
+        return _unescape(text, self.field_sep, self.encoding)
+
+    def field(self, segment: str, n: int, component: int = 1) -> str:
+        """``SEG-n.component`` of the first such segment, unescaped and stripped ("" when
+        absent; the first repetition). ``MSH-n`` counts the field separator as ``MSH-1``."""
+        seg = next((f for f in self.segments if f[0] == segment), None)
+        i = n - 1 if segment == "MSH" else n
+        if seg is None or i >= len(seg):
+            return ""
+        parts = seg[i].split(self.encoding[1])[0].split(self.components)
+        return self.unescape(parts[component - 1]).strip() if component <= len(parts) else ""
+
+    @property
+    def message_type(self) -> str:
+        """``MSH-9`` as sent, e.g. ``ORU^R01^ORU_R01``."""
+        seg = self.segments[0]
+        return self.components.join(self.unescape(x) for x in seg[8].split(self.components)) if (
+            len(seg) > 8) else ""  # fmt: skip
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        """(message code, trigger event) of ``MSH-9`` in capitals: ``("ADT", "A01")``."""
+        return (self.field("MSH", 9, 1).upper(), self.field("MSH", 9, 2).upper())
+
+    @property
+    def control_id(self) -> str:
+        return self.field("MSH", 10)
+
+    @property
+    def patient_ids(self) -> list[str]:
+        """Every identifier of ``PID-3`` (each repetition's ID number), in order."""
+        out = []
+        for seg in self.segments:
+            if seg[0] == "PID" and len(seg) > 3:
+                out += [self.unescape(r.split(self.components)[0]).strip()
+                        for r in seg[3].split(self.encoding[1])
+                        if r.split(self.components)[0].strip()]  # fmt: skip
+        return out
+
+
+def read_message(text: str | bytes) -> Hl7Message:
+    """Split an HL7 v2 message. ValueError when it does not begin with ``MSH``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
+    lines = [s.lstrip("\x0b").rstrip("\x1c") for s in lines]  # MLLP framing, if left on
+    lines = [s for s in lines if s.strip()]
+    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
+        raise ValueError("not an HL7 v2 message: the first segment must be MSH")
+    field_sep = lines[0][3]
+    msh = lines[0].split(field_sep)
+    enc = msh[1] if len(msh) > 1 and len(msh[1]) >= 3 else "^~\\&"
+    return Hl7Message([line.split(field_sep) for line in lines], field_sep, enc)
+
+
+def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -> OruMessage:
+    """Read an HL7 v2 ``ORU`` message (see the module's description); times without a UTC
+    offset are in ``tz`` when given (else they are not placed).
 
     Raises
     ------
@@ -170,51 +255,97 @@ def oru_observations(text: str | bytes) -> OruMessage:
         other than ``ORU``). A result without ``OBX`` segments is an hour with nothing
         measured, as an empty FHIR Bundle is.
     """
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
-    lines = [s.lstrip("\x0b").rstrip("\x1c") for s in lines]  # MLLP framing, if left on
-    if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
-        raise ValueError("not an HL7 v2 message: the first segment must be MSH")
-    field_sep = lines[0][3]
-    msh = lines[0].split(field_sep)
-    enc = msh[1] if len(msh) > 1 and len(msh[1]) >= 3 else "^~\\&"
-    comp = enc[0]
-
-    def unescape(s: str) -> str:
-        return _unescape(s, field_sep, enc)
-
-    # MSH-n is msh[n - 1]: MSH-1 is the separator itself
-    message_type = comp.join(unescape(x) for x in msh[8].split(comp)) if len(msh) > 8 else ""
-    if message_type.split(comp)[0].strip().upper() != "ORU":
+    msg = text if isinstance(text, Hl7Message) else read_message(text)
+    message_type = msg.message_type
+    if msg.kind[0] != "ORU":
         raise ValueError(
             f"an HL7 v2 {message_type or 'message without a type'!r} is not an observation "
             "result; send ORU^R01"
         )
-    control_id = unescape(msh[9]).strip() if len(msh) > 9 else ""
-    patient_ids: list[str] = []
+    comp = msg.components
     observations = []
     obr_time = None
-    for line in lines[1:]:
-        fields = line.split(field_sep)
+    for fields in msg.segments[1:]:
         if fields[0] == "OBR":
-            obr_time = hl7_time(fields[7]) if len(fields) > 7 else None
-        elif fields[0] == "PID" and len(fields) > 3:
-            patient_ids += [unescape(r.split(comp)[0]).strip()
-                            for r in fields[3].split(enc[1]) if r.split(comp)[0].strip()]  # fmt: skip
+            obr_time = hl7_time(fields[7], tz) if len(fields) > 7 else None
         elif fields[0] == "OBX":
-            observations.append(_observation(fields, comp, enc[1], unescape, obr_time))
-    return OruMessage(observations, control_id, message_type, patient_ids, field_sep, comp)
+            observations.append(
+                _observation(fields, comp, msg.encoding[1], msg.unescape, obr_time, tz)
+            )
+    return OruMessage(
+        observations, msg.control_id, message_type, msg.patient_ids, msg.field_sep, comp
+    )
 
 
-def ack(message: OruMessage, code: str = "AA", text: str = "", app: str = "vitalgru") -> str:
-    """An HL7 v2 acknowledgement (``ACK``) of ``message``: ``AA`` accepted, ``AE`` error,
-    ``AR`` rejected, with ``text`` for the sender's log."""
+@dataclass(frozen=True)
+class AdtEvent:
+    """What :func:`adt_event` read from an ``ADT`` message."""
+
+    trigger: str  # A01 admit, A03 discharge, A11 cancel admit, ...
+    patient_ids: list[str]  # PID-3
+    occurred_at: datetime | None  # EVN-6, else EVN-2, else MSH-7 (None: not placeable)
+    static: dict[str, float]  # Age, Gender, HospAdmTime as the Challenge names them
+    notes: list[str]  # what could not be read, for the acknowledgement
+
+
+def adt_event(msg: Hl7Message, tz: tzinfo | None = None) -> AdtEvent:
+    """An ``ADT`` message's event and the demographics the sepsis model takes from it:
+    ``Age`` in whole years at the event from the birth date ``PID-7``, ``Gender`` from the
+    administrative sex ``PID-8`` (``F`` 0, ``M`` 1; another or none: not given), and
+    ``HospAdmTime``, the hours from the hospital admission ``PV1-44`` to the event
+    (negative, as in the Challenge's data). ValueError for a message that is not ``ADT``."""
+    if msg.kind[0] != "ADT":
+        raise ValueError(f"an HL7 v2 {msg.message_type!r} is not an ADT message")
+    trigger = msg.kind[1] or msg.field("EVN", 1).upper()
+    notes: list[str] = []
+    when = None
+    for seg, n in (("EVN", 6), ("EVN", 2), ("MSH", 7)):
+        raw = msg.field(seg, n)
+        if raw:
+            when = hl7_time(raw, tz)
+            if when is None:
+                notes.append(f"{seg}-{n} {raw!r} has no time of day or no UTC offset")
+            else:
+                break
+    static: dict[str, float] = {}
+    born = msg.field("PID", 7)
+    if born and when is not None:
+        try:
+            b = datetime.strptime(born[:8], "%Y%m%d")
+            on = when.date()
+            age = on.year - b.year - ((on.month, on.day) < (b.month, b.day))
+            if 0 <= age <= 120:
+                static["Age"] = float(age)
+            else:
+                notes.append(f"PID-7 {born!r} gives an age of {age}")
+        except ValueError:
+            notes.append(f"PID-7 {born!r} is not a date")
+    sex = msg.field("PID", 8).upper()
+    if sex in ("F", "M"):
+        static["Gender"] = 0.0 if sex == "F" else 1.0
+    hospital = msg.field("PV1", 44)
+    if hospital and when is not None:
+        t = hl7_time(hospital, tz)
+        if t is None:
+            notes.append(f"PV1-44 {hospital!r} has no time of day or no UTC offset")
+        else:
+            static["HospAdmTime"] = round((t - when).total_seconds() / 3600, 2)
+    return AdtEvent(trigger, msg.patient_ids, when, static, notes)
+
+
+def ack(
+    message: OruMessage | Hl7Message, code: str = "AA", text: str = "", app: str = "vitalgru"
+) -> str:
+    """An HL7 v2 acknowledgement (``ACK``, of the message's trigger event) of ``message``:
+    ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log."""
     f, c = message.field_sep, message.components
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    safe = text.replace(f, " ").replace(c, " ").replace("\r", " ").replace("\n", " ")
+    safe = text
+    for ch in (f, c, "~", "\\", "&", "\r", "\n"):
+        safe = safe.replace(ch, " ")
+    trigger = (message.message_type.split(c) + [""])[1].strip() or "R01"
     return "\r".join([
-        f"MSH{f}{c}~\\&{f}{app}{f}{f}{f}{f}{now}{f}{f}ACK{c}R01{c}ACK{f}ACK{message.control_id}"
+        f"MSH{f}{c}~\\&{f}{app}{f}{f}{f}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK{f}ACK{message.control_id}"
         f"{f}P{f}2.5",
         f"MSA{f}{code}{f}{message.control_id}" + (f"{f}{safe}" if safe else ""),
     ]) + "\r"  # fmt: skip

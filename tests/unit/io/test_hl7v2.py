@@ -5,11 +5,12 @@ messages that are not results refused."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from vitalgru.io.fhir_observations import observation_times, observations_to_hour
-from vitalgru.io.hl7v2 import ack, hl7_time, oru_observations
+from vitalgru.io.hl7v2 import Hl7Message, ack, adt_event, hl7_time, oru_observations, read_message
 
 MESSAGE = "\r".join([
     "MSH|^~\\&|MONITOR|ICU4|VITALGRU|HOSP|20261205083000||ORU^R01^ORU_R01|MSG00042|P|2.5",
@@ -104,6 +105,45 @@ def test_observation_times_come_from_obx_14_or_the_requests_obr_7() -> None:
     assert got == ["2026-12-05T08:15:00+00:00", "2026-12-05T08:00:00+00:00", None]
     assert observation_times(oru_observations(msg).observations) == [
         datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC)]  # fmt: skip
+
+
+def test_local_times_are_placed_in_the_sites_zone_when_it_is_named() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    assert hl7_time("202612050830", berlin) == datetime(2026, 12, 5, 7, 30, tzinfo=UTC)  # CET
+    assert hl7_time("202607050830", berlin) == datetime(2026, 7, 5, 6, 30, tzinfo=UTC)  # CEST
+    assert hl7_time("202612050830-0500", berlin) == datetime(2026, 12, 5, 13, 30, tzinfo=UTC)
+    assert hl7_time("20261205", berlin) is None  # still no time of day
+    # the hour a clock goes back happens twice: the first is taken
+    assert hl7_time("202610250230", berlin) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    msg = "MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T1|P|2.5\rOBX|1|NM|8867-4^HR^LN||91|/min|||||F|||202612050830\r"
+    (obs,) = oru_observations(msg, berlin).observations
+    assert datetime.fromisoformat(obs["effectiveDateTime"]) == datetime(
+        2026, 12, 5, 7, 30, tzinfo=UTC
+    )
+
+
+def _adt(pid: str, pv1_44: str = "") -> Hl7Message:
+    pv1 = ["PV1", "1", "I", "ICU^1^1"] + [""] * 41
+    pv1[44] = pv1_44
+    return read_message("\r".join([
+        "MSH|^~\\&|ADT|H|V|H|202612050900+0000||ADT^A01^ADT_A01|A1|P|2.5",
+        "EVN|A01|202612050905+0000||||202612050850+0000", pid, "|".join(pv1)]))  # fmt: skip
+
+
+def test_an_admission_gives_the_event_time_and_the_demographics_the_model_takes() -> None:
+    event = adt_event(_adt("PID|1||mrn-1^^^H^MR||Doe^J||19610805|M", "202612031450+0000"))
+    assert event.trigger == "A01" and event.patient_ids == ["mrn-1"] and event.notes == []
+    assert event.occurred_at == datetime(2026, 12, 5, 8, 50, tzinfo=UTC)  # EVN-6 first
+    assert event.static == {"Age": 65.0, "Gender": 1.0, "HospAdmTime": -42.0}
+    # a birthday not reached yet this year; another sex; what cannot be read is said
+    event = adt_event(_adt("PID|1||mrn-2||Doe^J||19611206|U", "yesterday"))
+    assert event.static == {"Age": 64.0}
+    assert event.notes == ["PV1-44 'yesterday' has no time of day or no UTC offset"]
+    event = adt_event(_adt("PID|1||mrn-3||Doe^J||18000101|F"))
+    assert event.static == {"Gender": 0.0} and "gives an age of 226" in event.notes[0]
+    assert "is not a date" in adt_event(_adt("PID|1||mrn-4||X||1961-08-05")).notes[0]
+    with pytest.raises(ValueError, match="not an ADT message"):
+        adt_event(read_message("MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T1|P|2.5"))
 
 
 def test_fhir_observation_times_need_a_time_of_day_and_an_offset() -> None:
