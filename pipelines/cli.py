@@ -429,7 +429,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
               shadow_early_warning_model=args.shadow_early_warning_model,
               tokens=args.tokens,
               escalate_after_s=60 * args.escalate_after_min or None,
-              patient_system=args.patient_system)  # fmt: skip
+              patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
+              mllp_port=args.mllp_port, mllp_host=args.mllp_host,
+              mllp_allow=_listed(args.mllp_allow), adt_units=_listed(args.adt_units),
+              hour_close_after_s=60 * args.hour_close_after_min)  # fmt: skip
     except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
@@ -480,6 +483,11 @@ def _non_negative_minutes(text: str) -> float:
     if not (v >= 0 and v < float("inf")):
         raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
     return v
+
+
+def _listed(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _port(text: str) -> int:
@@ -731,6 +739,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--escalate-after-min", type=_non_negative_minutes, default=15.0,
         help="minutes after which an alarm no one has acknowledged gets an escalated event "
         "(default 15; 0: never)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--hour-close-after-min", type=_non_negative_minutes, default=10.0,
+        help="minutes after an ICU hour ends that its observations (FHIR or HL7 v2, sent "
+        "with their times) may still arrive before the hour is scored (default 10)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--hl7-timezone", default=None, metavar="ZONE",
+        help="the site's time zone (e.g. Europe/Berlin) for HL7 v2 times sent without a "
+        "UTC offset (default: such times are not placed)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--mllp-port", type=_port, default=None,
+        help="also take HL7 v2 messages (ADT admissions and discharges, ORU results) over "
+        "MLLP on this port, as interface engines send them (default: off; 2575 is usual)",
+    )  # fmt: skip
+    sp.add_argument("--mllp-host", default="127.0.0.1",
+                    help="address the MLLP listener binds (127.0.0.1)")  # fmt: skip
+    sp.add_argument(
+        "--mllp-allow", default=None, metavar="ADDRESSES",
+        help="comma-separated addresses or networks (10.1.2.3,10.1.0.0/16) that may connect "
+        "to the MLLP port, which has no credentials (default: any that can reach it)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--adt-units", default=None, metavar="UNITS",
+        help="comma-separated points of care (PV1-3) whose patients are scored: admissions "
+        "elsewhere are not acted on, transfers in and out admit and discharge (default: "
+        "every ADT^A01 admits)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

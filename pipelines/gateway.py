@@ -17,7 +17,14 @@ description at ``/openapi.json``.
 ``POST /vitals/{patient}/admit``          start hourly sepsis scoring (optional body: the
                                           demographics, ``{"Age": 71, "Gender": 1}``)
 ``POST /vitals/{patient}``                one hour (``ICULOS`` and values): its risk
-``POST /vitals/{patient}/fhir?iculos=N``  the hour as FHIR Observations (LOINC, UCUM)
+``POST /vitals/{patient}/fhir?iculos=N``  the hour as FHIR Observations (LOINC, UCUM); without
+                                          ``iculos``, a part of the hour their times fall in,
+                                          scored when it closes
+``POST /vitals/{patient}/hl7?iculos=N``   the same as an HL7 v2 ``ORU^R01`` message
+``POST /vitals/{patient}/close``          score the hours being assembled now
+``POST /hl7``                             any HL7 v2 message (``ADT`` admits and discharges,
+                                          ``ORU`` results for its ``PID-3`` patient); the
+                                          same over MLLP with ``--mllp-port``
 ``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
@@ -61,14 +68,16 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -79,8 +88,8 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import TokenFile, TokenTable
 from pipelines.gateway_metrics import IntakeCollector, TokenFileCollector, WardCollector
+from pipelines.hl7_inbox import Hl7Inbox, Refused, score_observations, start_mllp, ward_call
 from vitalgru import __version__, tracking
-from vitalgru.io.fhir_observations import observation_times, observations_to_hour
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -90,7 +99,7 @@ from vitalgru.reports.fhir import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
-from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
+from vitalgru.scoring.ward import ESCALATE_AFTER_S, HOUR_CLOSE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal, event_json
 
 logger = logging.getLogger(__name__)
@@ -188,16 +197,12 @@ class _TooLarge(Exception):
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a ward method, turning its errors into HTTP answers."""
+    """Run a ward method (or anything raising :class:`~pipelines.hl7_inbox.Refused`),
+    turning its errors into HTTP answers (:func:`~pipelines.hl7_inbox.ward_call`)."""
     try:
-        return fn(*args)
-    except KeyError as e:
-        raise HTTPException(404, str(e.args[0]) if e.args else "not found") from None
-    except ValueError as e:
-        msg = str(e)
-        if "without a" in msg:
-            raise HTTPException(503, msg) from None
-        raise HTTPException(409 if "already" in msg else 422, msg) from None
+        return ward_call(fn, *args)
+    except Refused as e:
+        raise HTTPException(e.status, e.detail) from None
 
 
 #: Environment variable ``vitalgru serve`` reads the shared access token from.
@@ -303,6 +308,10 @@ def create_app(
     stopping: Callable[[], bool] = lambda: False,
     tokens: TokenTable | TokenFile | None = None,
     patient_system: str | None = None,
+    hl7_timezone: tzinfo | None = None,
+    mllp: tuple[str, int] | None = None,
+    mllp_allow: list[str] | None = None,
+    adt_units: list[str] | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -313,11 +322,19 @@ def create_app(
     A request body over ``max_body_bytes`` is refused with 413 while it streams in. Event
     streams end once ``stopping()`` is true (the server is shutting down). FHIR resources
     reference patients by their id in ``patient_system`` (a URI, e.g. the hospital's
-    medical record numbers) when given."""
+    medical record numbers) when given.
+
+    HL7 v2 (:mod:`pipelines.hl7_inbox`): ``POST /hl7`` takes any message an interface
+    engine forwards (admissions, transfers, discharges, results); with ``mllp`` (host,
+    port; port 0: any free one, in ``app.state.mllp_port``) the same messages are taken
+    over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any).
+    ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
+    ``adt_units``: the points of care whose admissions and transfers are scored."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
     intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
+    inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -333,7 +350,13 @@ def create_app(
         clock = threading.Thread(target=run, name="ward-tick", daemon=True)
         if tick_s > 0:
             clock.start()
+        listener = None
+        if mllp is not None:
+            listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow)
+            app.state.mllp_port = listener.sockets[0].getsockname()[1]
         yield
+        if listener is not None:
+            listener.close()
         stop.set()
         if clock.is_alive():
             clock.join(timeout=10)
@@ -427,41 +450,7 @@ def create_app(
     def _score_observations(
         patient_id: str, payload: Any, iculos: int | None, source: str
     ) -> dict[str, Any]:
-        """Score the hour the Observations make (422 when none of them is usable); without
-        ``iculos``, the ICU hour their times fall in (422 when they name none, or several).
-        What was used and skipped is counted for ``/metrics`` under ``source``."""
-        try:
-            if iculos is None:
-                iculos = _hour_of(patient_id, observation_times(payload))
-            hour = observations_to_hour(payload, iculos)
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
-        intake.count(source, "observations", "used", hour.used)
-        intake.count(source, "observations", "skipped", len(hour.skipped))
-        if hour.used == 0 and hour.skipped:
-            reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
-            raise HTTPException(
-                422, f"nothing in it gave a measurement the model uses ({len(hour.skipped)} "
-                f"skipped: {reasons}); nothing was scored",
-            )  # fmt: skip
-        risk = _call(ward.add_hour, patient_id, hour.row)
-        intake.count(source, "hours", "scored")
-        return {**risk, "observations": {"used": hour.used, "converted": hour.converted,
-                                         "skipped": hour.skipped}}  # fmt: skip
-
-    def _hour_of(patient_id: str, times: list[datetime]) -> int:
-        if not times:
-            raise HTTPException(
-                422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
-                "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ)",
-            )  # fmt: skip
-        hours = sorted({_call(ward.sepsis_hour_at, patient_id, t) for t in times})
-        if len(hours) > 1:
-            raise HTTPException(
-                422, f"the observations fall in ICU hours {hours[0]} to {hours[-1]} of the "
-                "stay: send one hour per request, or give ?iculos=",
-            )  # fmt: skip
-        return hours[0]
+        return _call(score_observations, ward, intake, patient_id, payload, iculos, source)
 
     @feeds.post(
         "/vitals/{patient_id}/hl7",
@@ -483,7 +472,7 @@ def create_app(
         er7 = HL7_MEDIA_TYPE in (request.headers.get("accept") or "")
         msg = OruMessage([], "", "")
         try:
-            msg = oru_observations(await request.body())
+            msg = oru_observations(await request.body(), hl7_timezone)
             if msg.patient_ids and patient_id not in msg.patient_ids:
                 raise HTTPException(
                     422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
@@ -505,6 +494,28 @@ def create_app(
             return Response(acknowledgement, media_type=HL7_MEDIA_TYPE)
         return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,
                                "ack": acknowledgement}}  # fmt: skip
+
+    @feeds.post("/vitals/{patient_id}/close")
+    def vitals_close(patient_id: str) -> dict[str, Any]:
+        """Score the patient's ICU hours being assembled from observations now, without
+        waiting until they close (a sender that has sent a whole hour, or a stay being
+        loaded after the fact): their risks, in order."""
+        return {"patient_id": patient_id, "scored": _call(ward.close_hours, patient_id)}
+
+    @feeds.post(
+        "/hl7",
+        openapi_extra={"requestBody": {"content": {HL7_MEDIA_TYPE: {
+            "schema": {"type": "string"}}}, "required": True}},
+    )  # fmt: skip
+    async def hl7_message(request: Request) -> Response:
+        """Any HL7 v2 message an interface engine forwards (ER7; :mod:`pipelines.hl7_inbox`):
+        ``ADT^A01`` admits to sepsis scoring, ``A03``/``A11`` discharge, ``ORU^R01`` adds
+        its observations to the ICU hour their times fall in, for its ``PID-3`` patient.
+        The body of the answer is the acknowledgement (``AA``, or ``AE``/``AR`` with the
+        reason, and the same HTTP status); a resent message (same ``MSH-10``) is not
+        taken twice."""
+        reply = await run_in_threadpool(inbox.handle, await request.body(), "http")
+        return Response(reply.ack, reply.status, media_type=HL7_MEDIA_TYPE)
 
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:
@@ -727,6 +738,7 @@ def build_ward(
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
     escalate_after_s: float | None = ESCALATE_AFTER_S,
+    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
@@ -745,6 +757,7 @@ def build_ward(
         shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
         shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
         escalate_after_s=escalate_after_s,
+        hour_close_after_s=hour_close_after_s,
     )
     if journal is not None:
         kept = journal.load()
@@ -777,11 +790,36 @@ def serve(
     tokens: str | os.PathLike | None = None,
     escalate_after_s: float | None = ESCALATE_AFTER_S,
     patient_system: str | None = None,
+    hl7_timezone: str | None = None,
+    mllp_port: int | None = None,
+    mllp_host: str = "127.0.0.1",
+    mllp_allow: list[str] | None = None,
+    adt_units: list[str] | None = None,
+    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
-    interrupted."""
+    interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP."""
     import uvicorn
 
+    zone = None
+    if hl7_timezone:
+        try:
+            zone = ZoneInfo(hl7_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
+    if mllp_allow:
+        for a in mllp_allow:
+            ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address
+    if (
+        mllp_port is not None
+        and mllp_host not in ("127.0.0.1", "localhost", "::1")
+        and (not mllp_allow)
+    ):
+        logger.warning(
+            "gateway: MLLP on %s:%d takes messages from anyone who reaches it (MLLP has no "
+            "credentials): give --mllp-allow with the interface engine's address",
+            mllp_host, mllp_port,
+        )  # fmt: skip
     token = os.environ.get(TOKEN_ENV) or None
     tokens = tokens or os.environ.get(TOKENS_ENV) or None
     table = None if tokens is None else TokenFile(tokens)  # before the models load
@@ -801,12 +839,15 @@ def serve(
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
+        hour_close_after_s,
     )  # fmt: skip
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
         config = uvicorn.Config(
             create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
-                       tokens=table, patient_system=patient_system),
+                       tokens=table, patient_system=patient_system, hl7_timezone=zone,
+                       mllp=None if mllp_port is None else (mllp_host, mllp_port),
+                       mllp_allow=mllp_allow or None, adt_units=adt_units or None),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

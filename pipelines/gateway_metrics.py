@@ -53,6 +53,9 @@ class WardCollector:
             ("vitalgru_events_escalated_unacknowledged",
              "escalated alarms still not acknowledged", t["escalated_unacknowledged"]),
             ("vitalgru_ecg_strips_kept", "ECG alarm strips kept for review", t["strips_kept"]),
+            ("vitalgru_sepsis_hours_assembling",
+             "ICU hours being assembled from observations, not yet scored",
+             t["sepsis_hours_assembling"]),
         ):  # fmt: skip
             yield GaugeMetricFamily(name, doc, value=value)
         if t["last_tick_age_s"] is not None:
@@ -124,6 +127,13 @@ class IntakeCollector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._n: Counter[tuple[str, str, str]] = Counter()
+        self._messages: Counter[tuple[str, str, str]] = Counter()
+
+    def message(self, source: str, message_type: str, outcome: str) -> None:
+        """One HL7 v2 message of ``source`` (``mllp``, ``http``): its type (``ORU^R01``)
+        and what it got (``AA``, ``AE``, ``AR``, ``duplicate``)."""
+        with self._lock:
+            self._messages[(source, message_type, outcome)] += 1
 
     def count(self, source: str, what: str, outcome: str, n: int = 1) -> None:
         """``what`` (``observations`` or ``hours``) of ``source`` (``fhir``, ``hl7``)."""
@@ -132,12 +142,19 @@ class IntakeCollector:
 
     def collect(self) -> Any:
         with self._lock:
-            n = dict(self._n)
+            n, messages = dict(self._n), dict(self._messages)
         for what, doc in (("observations", "observations read from FHIR or HL7 v2 input, "
                            "used or skipped"),
-                          ("hours", "hours sent as FHIR or HL7 v2, scored or refused")):  # fmt: skip
+                          ("hours", "hours (or parts of one, held until it closes) sent as FHIR or "
+                           "HL7 v2: scored, held or refused")):  # fmt: skip
             c = CounterMetricFamily(f"vitalgru_intake_{what}", doc, labels=["input", "outcome"])
             for (source, w, outcome), k in sorted(n.items()):
                 if w == what:
                     c.add_metric([source, outcome], k)
             yield c
+        c = CounterMetricFamily("vitalgru_hl7_messages", "HL7 v2 messages taken, by input, "
+                                "type and acknowledgement (AA, AE, AR, duplicate)",
+                                labels=["input", "type", "ack"])  # fmt: skip
+        for (source, kind, outcome), k in sorted(messages.items()):
+            c.add_metric([source, kind, outcome], k)
+        yield c

@@ -335,6 +335,17 @@ class TestCLI:
         with pytest.raises(SystemExit, match="at least one model"):
             cmd_serve(p.parse_args(["serve", "--arrhythmia-model", "none",
                                     "--early-warning-model", "NONE"]))  # fmt: skip
+        args = p.parse_args(["serve", "--mllp-port", "2575", "--mllp-allow", "10.1.0.0/16, 10.2.3.4",
+                             "--adt-units", "ICU,MICU", "--hl7-timezone", "Europe/Berlin"])  # fmt: skip
+        assert (args.mllp_port, args.mllp_host, args.hour_close_after_min) == (
+            2575,
+            "127.0.0.1",
+            10.0,
+        )
+        for bad, says in ((["--hl7-timezone", "Mars/Olympus"], "not a time zone"),
+                          (["--mllp-port", "2575", "--mllp-allow", "ward-4"], "does not appear")):  # fmt: skip
+            with pytest.raises(SystemExit, match=says):  # before any model loads
+                cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
 
     def test_serve_token_prints_a_token_once_and_serve_refuses_a_bad_token_file(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -168,12 +168,16 @@ class HourFromObservations:
         "reason"}`` for every Observation or component left out.
     converted : dict
         Column -> the units converted from (for the record: a feed sending [degF]).
+    values : dict
+        Column -> each value taken, in the Challenge's units, in the order sent (``row``
+        holds their means): what an hour assembled from several messages pools.
     """
 
     row: dict[str, float]
     used: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     converted: dict[str, list[str]] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _resources(payload: Any) -> list[Any]:
@@ -234,7 +238,7 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
     if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
         raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
     out = HourFromObservations(row={"ICULOS": float(hour)})
-    values: dict[str, list[float]] = {}
+    values = out.values
 
     def skip(index: int, codes: list[str] | None, reason: str) -> None:
         out.skipped.append({"index": index, "code": codes or None, "reason": reason})

@@ -7,7 +7,10 @@ service of ``vitalgru serve``) calls. ECG arrives in small chunks from each beds
 and is only queued; :meth:`Ward.tick`, run on a clock, hands every patient's queued samples
 to the monitor in one batched push, so the cost of a network call is shared by the whole
 ward, exactly as in a replay. A patient-hour of vital signs is scored when it arrives (one
-row an hour per patient does not need batching). Every alarm, and every start of a sepsis
+row an hour per patient does not need batching), or, when it comes as observations spread
+over several messages (a monitor's vital signs every few minutes, a laboratory result when
+it is ready), is assembled until it closes, ``hour_close_after_s`` after its end
+(:meth:`Ward.add_observations`). Every alarm, and every start of a sepsis
 alarm episode, goes into one numbered event log that an integration engine polls
 (:meth:`Ward.events`), and each patient keeps a short summary for a bedside view
 (:meth:`Ward.ecg_summary`).
@@ -43,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.io.psv import PSV_COLUMNS, STATIC_COLUMNS
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
@@ -85,6 +88,13 @@ MEMORY_EVERY_S = 60.0
 STRIP_KEEP_S = MAX_CHUNK_S + 30.0
 #: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
 MAX_STRIPS = 500
+#: Seconds after an ICU hour ends during which its observations may still arrive (a blood
+#: gas drawn at :55 is resulted minutes later); then the hour is scored on what came. An
+#: observation of an hour already scored is refused as late.
+HOUR_CLOSE_AFTER_S = 10 * 60.0
+#: A closed hour whose observations are still arriving (a stay sent after the fact, part by
+#: part) is scored once none has come for this long (s), or when one of a later hour comes.
+HOUR_QUIET_S = 60.0
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
 
@@ -170,6 +180,25 @@ def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
             raise ValueError(f"{key}: {value!r} is not a number")
         out[col] = float(value)
+    return out
+
+
+def _measurements(values: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Measurements by vitalgru name (given by Challenge or vitalgru names), each a list of
+    finite values (NaN and None left out)."""
+    out: dict[str, list[float]] = {}
+    for key, given in values.items():
+        col = PSV_COLUMNS.get(key, key)
+        if col not in MEASUREMENT_COLUMNS:
+            raise ValueError(f"{key!r} is not a measured column (HR, O2Sat, ..., Platelets)")
+        xs = given if isinstance(given, list | tuple) else [given]
+        for x in xs:
+            if x is None:
+                continue
+            if isinstance(x, bool) or not isinstance(x, int | float):
+                raise ValueError(f"{key}: {x!r} is not a number")
+            if math.isfinite(x):
+                out.setdefault(col, []).append(float(x))
     return out
 
 
@@ -287,6 +316,9 @@ class _SepsisBed:
     peak: HourRisk | None = None  # the highest risk of the stay so far
     risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
     drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
+    # ICU hours being assembled from observations: hour -> {column: values so far}
+    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
 
     @property
     def last(self) -> HourRisk | None:
@@ -323,6 +355,9 @@ class Ward:
         Challenger monitors fed everything the champions are fed and compared with them
         (:mod:`vitalgru.scoring.shadow`, :meth:`shadow_report`); they raise no alarm, and
         an error of theirs is logged and counted, never passed on.
+    hour_close_after_s : float
+        Seconds after its end that an ICU hour assembled from observations waits for late
+        ones before it is scored (:data:`HOUR_CLOSE_AFTER_S`; :meth:`add_observations`).
 
     Raises
     ------
@@ -342,6 +377,7 @@ class Ward:
         shadow_sepsis: EarlyWarningMonitor | None = None,
         escalate_after_s: float | None = ESCALATE_AFTER_S,
         memory_every_s: float | None = MEMORY_EVERY_S,
+        hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     ) -> None:
         if (shadow_ecg is not None and ecg is None) or (
             shadow_sepsis is not None and sepsis is None
@@ -359,6 +395,9 @@ class Ward:
             raise ValueError(
                 f"memory_every_s must be > 0 seconds (None: on close only), got {memory_every_s!r}"
             )
+        if not hour_close_after_s >= 0:
+            raise ValueError(f"hour_close_after_s must be >= 0 seconds, got {hour_close_after_s!r}")
+        self.hour_close_after_s = float(hour_close_after_s)
         self.memory_every_s = memory_every_s
         self._memory_saved = time.monotonic()
         self.escalate_after_s = escalate_after_s
@@ -568,6 +607,10 @@ class Ward:
                 bed = beds.get(str(e.get("patient_id")))
                 if bed is not None and e.get("source") == "sepsis" and "hour" in e:
                     bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
+            for a in state.sepsis:  # hours being assembled when the gateway stopped
+                bed = beds[a.patient_id]
+                last = bed.last.hour if bed.last is not None else 0
+                bed.pending = {h: v for h, v in a.pending.items() if h > last}
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
@@ -633,12 +676,20 @@ class Ward:
         """Escalate the alarms no one acknowledged in time, and push every queued chunk to
         the arrhythmia monitor in one batched call.
 
-        Returns ``{"patients", "samples", "beats", "alarms"}`` of this tick.
+        Score the ICU hours assembled from observations that have closed.
+
+        Returns ``{"patients", "samples", "beats", "alarms", "hours"}`` of this tick
+        (``hours``: sepsis hours scored).
         """
         with self._queue_lock:
             self._escalate()
+        if self.sepsis is not None:
+            with self._model_lock:
+                hours = len(self._close_hours())
+        else:
+            hours = 0
         if self.ecg is None:
-            return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0}
+            return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0, "hours": hours}
         t0 = time.perf_counter()
         now = time.monotonic()
         with self._model_lock:
@@ -690,6 +741,7 @@ class Ward:
             "samples": int(sum(c.size for c in chunks.values())),
             "beats": n_beats,
             "alarms": n_alarms,
+            "hours": hours,
         }
 
     def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
@@ -926,23 +978,149 @@ class Ward:
                 bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
-            t0 = time.perf_counter()
-            row = _with_static(row, bed.static)
-            (risk,) = self.sepsis.push({pid: row})
-            self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
-            started = risk.alarm and not bed.in_alarm
-            drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
-            self.sepsis_hour_seconds.add(time.perf_counter() - t0)
-            with self._queue_lock:
-                self._journal("add_hour", pid, risk.hour, row)
-                bed.scored(risk, _utc_now())
-                if started:
-                    bed.episodes += 1
-                    bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
-                    bed.drivers[risk.hour] = list(bed.onset["drivers"])
-                elif not risk.alarm:
-                    bed.onset = None
+            hour = row.get("ICULOS", row.get("hour"))
+            if hour is not None and bed.pending:  # hours assembled before it are due first
+                if isinstance(hour, int | float) and int(hour) in bed.pending:
+                    raise ValueError(
+                        f"patient {pid!r}: ICU hour {int(hour)} is being assembled from "
+                        "observations; send its values as observations, or close it first"
+                    )
+                if isinstance(hour, int | float):
+                    self._close_hours(pid, through=int(hour) - 1)
+            return self._score_hour(pid, bed, row)
+
+    def _score_hour(self, pid: str, bed: _SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Score one hour of a bed (the caller holds the model lock)."""
+        t0 = time.perf_counter()
+        row = _with_static(row, bed.static)
+        (risk,) = self.sepsis.push({pid: row})
+        self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
+        started = risk.alarm and not bed.in_alarm
+        drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
+        self.sepsis_hour_seconds.add(time.perf_counter() - t0)
+        with self._queue_lock:
+            self._journal("add_hour", pid, risk.hour, row)
+            bed.scored(risk, _utc_now())
+            if started:
+                bed.episodes += 1
+                bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
+                bed.drivers[risk.hour] = list(bed.onset["drivers"])
+            elif not risk.alarm:
+                bed.onset = None
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
+
+    def add_observations(
+        self, patient_id: str, hour: int, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Take some of an ICU hour's measurements, as observations arrive (a monitor's vital
+        signs every few minutes, a laboratory result when it is ready), and hold them until
+        the hour closes: ``hour_close_after_s`` after its end, counted from the admission
+        (checked by :meth:`tick`; an hour that is still receiving observations then, as
+        one sent after the fact does, closes once none has come for :data:`HOUR_QUIET_S`
+        or one of a later hour comes), or when :meth:`close_hours` is called (a sender
+        that knows it has sent the whole hour, a discharge). The hour is then scored as
+        :meth:`add_hour` scores a row, each measurement the mean of the values that came,
+        after the hours before it in which nothing was observed (rows without
+        measurements, as the Challenge's data have them). Hours close in order, so several
+        may be open at once.
+
+        ``values``: ``{column: value or list of values}`` (Challenge-2019 or vitalgru names
+        of measurements; NaN and None are left out). Returns ``{"patient_id", "hour",
+        "pending": True, "closes_at" (ISO time), "measurements" ({column: values held for
+        the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
+        a patient not admitted; ValueError for an hour already scored (a late observation:
+        it is not taken), a column that is not a measurement, or a value that is not a
+        number."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
+            raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
+        given = _measurements(values)
+        with self._model_lock:
+            scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
+            with self._queue_lock:
+                bed = self._sepsis_beds.get(pid)
+                if bed is None:
+                    raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
+                last = bed.last.hour if bed.last is not None else 0
+                if hour <= last:
+                    raise ValueError(
+                        f"patient {pid!r}: ICU hour {hour} was already scored (the latest is "
+                        f"{last}); an observation that arrives after its hour has closed "
+                        f"({self.hour_close_after_s / 60:g} min after its end) is not taken"
+                    )
+                held = bed.pending.setdefault(hour, {})
+                for col, xs in given.items():
+                    held.setdefault(col, []).extend(xs)
+                bed.touched[hour] = time.monotonic()
+                self._journal("pending_hour", pid, hour, held)
+                closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
+                    seconds=hour * 3600 + self.hour_close_after_s
+                )
+                counts = {c: len(xs) for c, xs in held.items()}
+        return {"patient_id": pid, "hour": hour, "pending": True, "closes_at": _iso(closes),
+                "measurements": counts, "scored": scored}  # fmt: skip
+
+    def close_hours(self, patient_id: str | None = None) -> list[dict[str, Any]]:
+        """Score the hours being assembled from observations now, without waiting for them
+        to close: a patient's (KeyError when not admitted), or every patient's. Returns
+        their risks, in order."""
+        with self._model_lock:
+            if patient_id is not None:
+                with self._queue_lock:
+                    if str(patient_id) not in self._sepsis_beds:
+                        raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
+            return self._close_hours(patient_id, due_only=False)
+
+    def _close_hours(
+        self,
+        only: str | None = None,
+        due_only: bool = True,
+        through: int | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score assembled hours, of ``only`` or of every patient, in order; the caller
+        holds the model lock. Which: with ``through``, every hour up to it; with ``before``
+        (an observation of that hour came: the sender has moved on), the earlier hours
+        whose close time has passed; else, with ``due_only``, those whose close time has
+        passed and that have had no observation for :data:`HOUR_QUIET_S` (a past hour
+        being sent after the fact, part by part, is not cut in the middle), or all. An
+        hour that cannot be scored is logged and dropped: the others go on."""
+        if self.sepsis is None:
+            return []
+        now, clock = datetime.now(UTC), time.monotonic()
+        quiet = min(HOUR_QUIET_S, self.hour_close_after_s)
+        due: list[tuple[str, _SepsisBed, int, dict[str, list[float]]]] = []
+        with self._queue_lock:
+            for pid, bed in self._sepsis_beds.items():
+                if not bed.pending or (only is not None and pid != str(only)):
+                    continue
+                start = datetime.fromisoformat(bed.admitted_at)
+                for h in sorted(bed.pending):
+                    ended = now >= start + timedelta(seconds=h * 3600 + self.hour_close_after_s)
+                    if through is not None:
+                        go = h <= through
+                    elif before is not None:
+                        go = h < before and ended
+                    else:
+                        go = not due_only or (ended and clock - bed.touched.get(h, 0) >= quiet)
+                    if not go:
+                        break  # in order: a later hour waits for the earlier ones
+                    bed.touched.pop(h, None)
+                    due.append((pid, bed, h, bed.pending.pop(h)))
+        out = []
+        for pid, bed, h, held in due:
+            row: dict[str, Any] = {c: sum(xs) / len(xs) for c, xs in held.items() if xs}
+            row["ICULOS"] = h
+            last = bed.last.hour if bed.last is not None else 0
+            # the hours before it in which nothing was observed are hours of the stay too
+            # (a row without measurements, as the Challenge's data have them)
+            for g, r in [*((g, {"ICULOS": g}) for g in range(last + 1, h)), (h, row)]:
+                try:
+                    out.append(self._score_hour(pid, bed, r))
+                except (KeyError, ValueError):
+                    logger.exception("ward: ICU hour %d of patient %s could not be scored", g, pid)
+        return out
 
     def _sepsis_alarm_event(
         self, pid: str, risk: HourRisk, drivers: list[RiskDriver]
@@ -975,7 +1153,8 @@ class Ward:
         empty when not in alarm), "alarm_seq" (that onset's event number, for
         :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None),
         "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None), "static"
-        (the demographics given at admission, vitalgru names), "last_scored_at" (when the
+        (the demographics given at admission, vitalgru names), "assembling" ({ICU hour
+        being assembled from observations: {column: values so far}}), "last_scored_at" (when the
         latest hour was scored; None for hours taken up from a state file), "risk_max" and
         "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
@@ -1002,6 +1181,9 @@ class Ward:
             "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
             "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
             "static": dict(bed.static),
+            "assembling": {
+                h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(bed.pending.items())
+            },
         }
 
     def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
@@ -1031,14 +1213,17 @@ class Ward:
         }
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
-        """Stop scoring a patient; returns their final :meth:`sepsis_summary`."""
+        """Stop scoring a patient (the hours being assembled from observations are scored
+        first, on what came); returns their final :meth:`sepsis_summary`."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
-        with self._model_lock, self._queue_lock:
-            self.sepsis.discharge(pid)  # KeyError when not admitted
-            self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
-            bed = self._sepsis_beds.pop(pid)
-            self._journal("discharge_sepsis", pid)
+        with self._model_lock:
+            self._close_hours(pid, due_only=False)
+            with self._queue_lock:
+                self.sepsis.discharge(pid)  # KeyError when not admitted
+                self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
+                bed = self._sepsis_beds.pop(pid)
+                self._journal("discharge_sepsis", pid)
         return {**self._sepsis_summary(pid, bed), "discharged": True}
 
     # ------------------------------------------------------------------ shadow
@@ -1248,7 +1433,8 @@ class Ward:
         scoring an hour, with its alarm explanation and shadow), ``state_write_errors``,
         ``shadow_errors``. Now: ``patients`` ({monitor: n}), ``feeds_lost``,
         ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
-        fullest), ``sepsis_in_alarm``, ``unacknowledged`` ({source: events in the log no
+        fullest), ``sepsis_in_alarm``, ``sepsis_hours_assembling`` (hours being assembled
+        from observations), ``unacknowledged`` ({source: events in the log no
         one has acknowledged}), ``escalated_unacknowledged`` (of those, the escalated),
         ``last_seq``, ``strips_kept`` (ECG alarm strips), ``last_tick_age_s`` (None before
         the first tick: a clock that has stopped shows here first).
@@ -1265,6 +1451,7 @@ class Ward:
                 "queued_s": float(sum(queued)),
                 "queued_s_max": max(queued, default=0.0),
                 "sepsis_in_alarm": sum(b.in_alarm for b in self._sepsis_beds.values()),
+                "sepsis_hours_assembling": sum(len(b.pending) for b in self._sepsis_beds.values()),
                 "unacknowledged": dict(unacked),
                 "escalated_unacknowledged": sum(bool(e.get("escalated")) for e in waiting),
                 "last_seq": self._seq,

@@ -8,7 +8,8 @@ it are not. The journal keeps, as they happen:
   seconds received, or a sepsis patient's demographics given at admission);
 - every patient-hour of vital signs a sepsis patient was scored on, as sent: the sepsis
   risk is a function of the whole stay, so a restarted ward replays these hours and is
-  where it was, hour for hour;
+  where it was, hour for hour; and the measurements of the hours still being assembled
+  from observations, so that a restart within an hour does not lose its first half;
 - the numbered event log, so an integration engine polling ``since=N`` neither misses
   alarms nor sees them twice, and the ECG strip of each arrhythmia alarm (the newest
   ``keep_strips``), so the alarm can still be reviewed after a restart.
@@ -55,6 +56,9 @@ CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TE
 CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
+CREATE TABLE IF NOT EXISTS sepsis_pending (
+    patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
+    PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS strips (
     seq INTEGER PRIMARY KEY, meta TEXT NOT NULL, samples BLOB NOT NULL);
@@ -87,6 +91,8 @@ class SepsisAdmission:
     admitted_at: str
     hours: list[dict[str, Any]]  # the rows scored, in order, as they were sent (less nulls)
     static: dict[str, float] = field(default_factory=dict)  # demographics given at admission
+    # ICU hours being assembled from observations: hour -> {column: values so far}
+    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,7 @@ class WardJournal:
             )
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
             if static:
                 db.execute(
                     "INSERT INTO sepsis_static VALUES (?, ?)", (patient_id, event_json(static))
@@ -228,12 +235,28 @@ class WardJournal:
                 "INSERT OR REPLACE INTO sepsis_hours VALUES (?, ?, ?)",
                 (patient_id, int(hour), event_json(kept)),
             )
+            db.execute(
+                "DELETE FROM sepsis_pending WHERE patient_id = ? AND hour <= ?",
+                (patient_id, int(hour)),
+            )
+
+    def pending_hour(
+        self, patient_id: str, hour: int, measurements: Mapping[str, list[float]]
+    ) -> None:
+        """Keep the measurements held so far for an hour being assembled from observations
+        (all of them: the row is replaced)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sepsis_pending VALUES (?, ?, ?)",
+                (patient_id, int(hour), event_json(dict(measurements))),
+            )
 
     def discharge_sepsis(self, patient_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM sepsis_beds WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
 
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])
@@ -289,7 +312,15 @@ class WardJournal:
                 got = db.execute(
                     "SELECT static FROM sepsis_static WHERE patient_id = ?", (pid,)
                 ).fetchone()
-                sepsis.append(SepsisAdmission(pid, at, hours, json.loads(got[0]) if got else {}))
+                pending = {
+                    int(h): {c: [float(x) for x in xs] for c, xs in json.loads(m).items()}
+                    for h, m in db.execute(
+                        "SELECT hour, measurements FROM sepsis_pending WHERE patient_id = ?",
+                        (pid,),
+                    )
+                }
+                static = json.loads(got[0]) if got else {}
+                sepsis.append(SepsisAdmission(pid, at, hours, static, pending))
             last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             events = [
                 json.loads(e)

@@ -1,0 +1,345 @@
+"""HL7 v2 messages to the ward, whichever way they come: over MLLP, the framing hospital
+interface engines speak on a TCP port (``vitalgru serve --mllp-port``), or over HTTP
+(``POST /hl7``).
+
+A hospital's interface engine forwards the messages it has, as they happen, to one address:
+admissions and discharges (``ADT``) and results (``ORU``). It does not know which bed's URL
+a result belongs to, and it resends a message it got no acknowledgement for. So
+:class:`Hl7Inbox` reads each message whole and decides:
+
+==================  ========================================================================
+message             what the ward does
+==================  ========================================================================
+``ADT^A01``         admit the patient (``PID-3``, the first identifier) to sepsis scoring,
+                    the stay starting at the event (``EVN-6``, else ``EVN-2``, else
+                    ``MSH-7``), with the age (``PID-7``), sex (``PID-8``) and hours since
+                    the hospital admission (``PV1-44``) the model takes
+                    (:func:`vitalgru.io.hl7v2.adt_event`)
+``ADT^A02``         with ``units`` given: a transfer into one of them admits, out of them
+                    discharges (``PV1-3``, the point of care); else not acted on
+``ADT^A03``/``A11`` discharge (a discharge, a cancelled admission)
+``ORU^R01``         the observations go to the ICU hour their times fall in, for the first
+                    ``PID-3`` identifier on sepsis scoring (:meth:`Ward.add_observations`:
+                    the hour is scored when it closes)
+other ``ADT``       acknowledged, not acted on (the acknowledgement says so)
+anything else       rejected (``AR``): not a message this gateway reads
+==================  ========================================================================
+
+Every message gets an acknowledgement: ``AA`` (taken, or nothing to do, with a note), ``AE``
+(an error: a patient not on scoring, an observation too late, ...) or ``AR`` (not a
+message the gateway reads, or not HL7 at all). A message whose control id (``MSH-10``) was
+taken already (the engine resent it because an acknowledgement was lost) is not taken
+again: it gets the first acknowledgement once more (a message that was not taken is tried
+again when resent: the patient may have been admitted since). The last :data:`REMEMBER_MESSAGES`
+control ids are remembered, in memory (a restarted gateway may take a resent message twice).
+
+MLLP (:func:`start_mllp`): each message framed as ``0x0B`` message ``0x1C 0x0D``; on one
+connection messages are taken in order, each answered before the next is read. MLLP has no
+credentials: the listener is bound to this machine unless told otherwise, and takes
+connections only from the addresses it is given (``--mllp-allow``); encryption belongs to a
+tunnel or the network, as TLS to the reverse proxy for HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from vitalgru.io.fhir_observations import observation_times, observations_to_hour
+from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
+from vitalgru.io.hl7v2 import ack as hl7_ack
+from vitalgru.scoring.ward import Ward
+
+__all__ = [
+    "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "Refused", "score_observations",
+    "start_mllp", "ward_call",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+#: Control ids of taken messages remembered, to answer a resent one without taking it twice.
+REMEMBER_MESSAGES = 10_000
+#: Largest MLLP message taken (bytes); a larger frame is rejected and the connection closed.
+MAX_MLLP_BYTES = 2**20
+MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
+
+
+class Refused(Exception):
+    """A request the ward did not take: an HTTP status and the reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def ward_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a ward method, turning its errors into :class:`Refused`: 404 for a patient not
+    admitted, 409 for one admitted twice, 503 for a model the ward lacks, 422 otherwise."""
+    try:
+        return fn(*args)
+    except KeyError as e:
+        raise Refused(404, str(e.args[0]) if e.args else "not found") from None
+    except ValueError as e:
+        msg = str(e)
+        if "without a" in msg:
+            raise Refused(503, msg) from None
+        raise Refused(409 if "already" in msg else 422, msg) from None
+
+
+def _hour_of(ward: Ward, patient_id: str, times: list[datetime]) -> int:
+    if not times:
+        raise Refused(
+            422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
+            "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ, or the site's time "
+            "zone given to the gateway)",
+        )  # fmt: skip
+    hours = sorted({ward_call(ward.sepsis_hour_at, patient_id, t) for t in times})
+    if len(hours) > 1:
+        raise Refused(
+            422, f"the observations fall in ICU hours {hours[0]} to {hours[-1]} of the "
+            "stay: send one hour per message, or give ?iculos=",
+        )  # fmt: skip
+    return hours[0]
+
+
+def score_observations(
+    ward: Ward, intake: Any, patient_id: str, payload: Any, iculos: int | None, source: str
+) -> dict[str, Any]:
+    """Score the hour FHIR-shaped Observations make (``iculos``: the sender says which
+    and that it is whole), or, without ``iculos``, add them to the ICU hour their times
+    fall in, scored when it closes (:meth:`Ward.add_observations`). :class:`Refused` (422)
+    when they name no hour or several, or none of them is usable. What was used and
+    skipped is counted in ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`)
+    under ``source``."""
+    given = iculos
+    try:
+        if iculos is None:
+            iculos = _hour_of(ward, patient_id, observation_times(payload))
+        hour = observations_to_hour(payload, iculos)
+    except ValueError as e:
+        raise Refused(422, str(e)) from None
+    intake.count(source, "observations", "used", hour.used)
+    intake.count(source, "observations", "skipped", len(hour.skipped))
+    if hour.used == 0 and hour.skipped:
+        reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
+        raise Refused(
+            422, f"nothing in it gave a measurement the model uses ({len(hour.skipped)} "
+            f"skipped: {reasons}); nothing was scored",
+        )  # fmt: skip
+    seen = {"used": hour.used, "converted": hour.converted, "skipped": hour.skipped}
+    if given is None:  # one part of the hour: held until it closes
+        held = ward_call(ward.add_observations, patient_id, iculos, hour.values)
+        intake.count(source, "hours", "held")
+        return {**held, "observations": seen}
+    risk = ward_call(ward.add_hour, patient_id, hour.row)
+    intake.count(source, "hours", "scored")
+    return {**risk, "observations": seen}
+
+
+@dataclass
+class Hl7Reply:
+    """What :meth:`Hl7Inbox.handle` made of a message."""
+
+    ack: str  # the acknowledgement (ER7) for the sender
+    code: str  # AA, AE or AR
+    status: int  # the HTTP status of the same outcome (200 for AA)
+    text: str  # what was done, or why not
+    message_type: str = ""
+    result: dict[str, Any] = field(default_factory=dict)  # the ward's answer, for AA
+    duplicate: bool = False
+
+
+class Hl7Inbox:
+    """What the gateway does with each HL7 v2 message (see the module's description).
+
+    Parameters
+    ----------
+    ward : Ward
+    intake : IntakeCollector
+        Counts observations and hours taken (:mod:`pipelines.gateway_metrics`).
+    tz : tzinfo, optional
+        The site's time zone, for times sent without a UTC offset (else those cannot be
+        placed: an ``ORU`` needs offsets, an ``ADT`` without a placeable time admits now).
+    units : sequence of str, optional
+        Points of care (``PV1-3.1``) whose patients are scored: an admission elsewhere is
+        not acted on, transfers in and out admit and discharge. None: every ``ADT^A01``.
+    """
+
+    def __init__(
+        self,
+        ward: Ward,
+        intake: Any,
+        tz: tzinfo | None = None,
+        units: Sequence[str] | None = None,
+        remember: int = REMEMBER_MESSAGES,
+    ) -> None:
+        self.ward, self.intake, self.tz = ward, intake, tz
+        self.units = None if units is None else {u.strip().upper() for u in units if u.strip()}
+        self._seen: OrderedDict[str, Hl7Reply] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()  # one message at a time: in order, and once
+
+    def handle(self, raw: str | bytes, source: str = "mllp") -> Hl7Reply:
+        """Take one message and return its acknowledgement (never raises for bad input)."""
+        try:
+            msg = read_message(raw)
+        except ValueError as e:
+            empty = Hl7Message([["MSH"]])
+            reply = Hl7Reply(hl7_ack(empty, "AR", str(e)), "AR", 422, str(e))
+            self.intake.message(source, "none", "AR")
+            return reply
+        with self._lock:
+            kept = self._seen.get(msg.control_id) if msg.control_id else None
+            if kept is not None and kept.message_type == msg.message_type:
+                self._seen.move_to_end(msg.control_id)
+                self.intake.message(source, _type(msg), "duplicate")
+                return Hl7Reply(kept.ack, kept.code, kept.status, kept.text,
+                                kept.message_type, kept.result, duplicate=True)  # fmt: skip
+            reply = self._take(msg, source)
+            if msg.control_id and reply.code == "AA":  # an error is worth trying again
+                self._seen[msg.control_id] = reply
+                while len(self._seen) > self._remember:
+                    self._seen.popitem(last=False)
+        self.intake.message(source, _type(msg), reply.code)
+        return reply
+
+    def _take(self, msg: Hl7Message, source: str) -> Hl7Reply:
+        code, trigger = msg.kind
+        try:
+            if code == "ORU":
+                result, text = self._oru(msg, source)
+            elif code == "ADT":
+                result, text = self._adt(msg, trigger)
+            else:
+                text = (f"an HL7 v2 {msg.message_type or 'message without a type'!r} is not "
+                        "read here: send ADT (admissions, transfers, discharges) and ORU^R01")  # fmt: skip
+                return Hl7Reply(hl7_ack(msg, "AR", text), "AR", 422, text, msg.message_type)
+        except Refused as e:
+            if code == "ORU":
+                self.intake.count(source, "hours", "refused")
+            return Hl7Reply(hl7_ack(msg, "AE", e.detail), "AE", e.status, e.detail,
+                            msg.message_type)  # fmt: skip
+        return Hl7Reply(hl7_ack(msg, "AA", text), "AA", 200, text, msg.message_type, result)
+
+    def _oru(self, msg: Hl7Message, source: str) -> tuple[dict[str, Any], str]:
+        on = set(self.ward.patients().get("sepsis", []))
+        pid = next((p for p in msg.patient_ids if p in on), None)
+        if pid is None:
+            ids = ", ".join(msg.patient_ids) or "none"
+            raise Refused(404, f"no patient of PID-3 ({ids}) is on sepsis scoring: admit them "
+                          "first (ADT^A01, or POST /vitals/{patient}/admit)")  # fmt: skip
+        try:
+            oru = oru_observations(msg, self.tz)
+        except ValueError as e:
+            raise Refused(422, str(e)) from None
+        out = score_observations(self.ward, self.intake, pid, oru.observations, None, source)
+        return out, f"patient {pid}: ICU hour {out['hour']}, {out['observations']['used']} used"
+
+    def _adt(self, msg: Hl7Message, trigger: str) -> tuple[dict[str, Any], str]:
+        event = adt_event(msg, self.tz)
+        if not event.patient_ids:
+            raise Refused(422, "the message names no patient (PID-3)")
+        pid = event.patient_ids[0]
+        unit = msg.field("PV1", 3, 1).upper()
+        here = self.units is None or unit in self.units
+        on = pid in set(self.ward.patients().get("sepsis", []))
+        if trigger == "A01" or (trigger == "A02" and self.units is not None):
+            if not here:
+                if trigger == "A02" and on:  # moved out of the monitored units
+                    return self._discharge(pid, f"transferred to {unit or 'an unnamed unit'}")
+                return {}, f"not acted on: unit {unit or '(none)'} is not scored here"
+            if on:
+                return {}, f"patient {pid} is already on sepsis scoring; not admitted again"
+            at = event.occurred_at
+            notes = list(event.notes)
+            if at is None:
+                notes.append("admitted as of now")
+            ward_call(self.ward.admit_sepsis, pid, event.static, at)
+            summary = ward_call(self.ward.sepsis_summary, pid)
+            text = f"patient {pid} admitted to sepsis scoring from {summary['admitted_at']}"
+            return summary, "; ".join([text, *notes])
+        if trigger in ("A03", "A11"):
+            if not on:
+                return {}, f"patient {pid} is not on sepsis scoring; nothing to do"
+            return self._discharge(pid, "discharged" if trigger == "A03" else "admission cancelled")
+        return {}, f"ADT^{trigger} not acted on"
+
+    def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
+        summary = ward_call(self.ward.discharge_sepsis, pid)
+        return summary, f"patient {pid} {why}: off sepsis scoring"
+
+
+def _type(msg: Hl7Message) -> str:
+    code, trigger = msg.kind
+    return f"{code}^{trigger}" if trigger else code or "none"
+
+
+def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
+    if allow is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    except (ValueError, TypeError, IndexError):
+        return False
+    return any(ip in net for net in allow)
+
+
+async def start_mllp(
+    inbox: Hl7Inbox,
+    host: str = "127.0.0.1",
+    port: int = 2575,
+    allow: Sequence[str] | None = None,
+    max_bytes: int = MAX_MLLP_BYTES,
+) -> asyncio.Server:
+    """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
+    ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
+    acknowledgement. ``allow``: addresses or networks (``10.1.2.3``, ``10.1.0.0/16``)
+    that may connect; others are closed at once (None: any that can reach the port).
+    ValueError for an address that is not one."""
+    nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
+                                       for a in allow if a.strip()]  # fmt: skip
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if not _allowed(peer, nets):
+            logger.warning("mllp: connection from %s refused (not in --mllp-allow)", peer)
+            writer.close()
+            return
+        buf = bytearray()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buf += data
+                while (end := buf.find(MLLP_END)) >= 0:
+                    start = buf.rfind(MLLP_START, 0, end)
+                    frame = bytes(buf[start + 1 : end])  # bytes before a start byte: noise
+                    del buf[: end + len(MLLP_END)]
+                    reply = await asyncio.to_thread(inbox.handle, frame, "mllp")
+                    writer.write(MLLP_START + reply.ack.encode() + MLLP_END)
+                    await writer.drain()
+                if len(buf) > max_bytes:
+                    text = f"a message over {max_bytes} bytes is not taken"
+                    empty = Hl7Message([["MSH"]])
+                    writer.write(MLLP_START + hl7_ack(empty, "AR", text).encode() + MLLP_END)
+                    await writer.drain()
+                    logger.warning("mllp: %s sent %s; connection closed", peer, text)
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(connection, host, port)
+    bound = ", ".join(str(s.getsockname()) for s in server.sockets)
+    logger.info("mllp: listening for HL7 v2 on %s (%s)", bound,
+                "any address" if nets is None else ", ".join(map(str, nets)))  # fmt: skip
+    return server

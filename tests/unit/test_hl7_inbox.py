@@ -1,0 +1,333 @@
+"""Hours assembled from observations as they arrive, and HL7 v2 messages (ADT and ORU) taken
+whole over MLLP or HTTP: what an interface engine sends reaches the ward as the same hours
+a JSON feed would send, once each, and every message gets the acknowledgement it should."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipelines.gateway import create_app
+from pipelines.gateway_metrics import IntakeCollector
+from pipelines.hl7_inbox import Hl7Inbox
+from vitalgru.io.fhir_observations import row_to_observations
+from vitalgru.io.psv import PSV_COLUMNS
+from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
+
+STATIC = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
+HOURS = 6  # of the recorded stay fed in these tests
+
+
+def _ward(sepsis_fit: tuple[Any, dict, list[dict]], **kw: Any) -> Ward:
+    model, preprocessing, _ = sepsis_fit
+    return Ward(None, EarlyWarningMonitor(model, preprocessing), **kw)
+
+
+def _measured(row: dict) -> dict:
+    return {c: v for c, v in row.items() if c not in (*STATIC, "ICULOS") and v is not None}
+
+
+def _risks(ward: Ward, pid: str) -> tuple[list[int], list[float]]:
+    st = ward.sepsis_stay(pid)
+    return st["hours"], st["risks"]
+
+
+def test_an_hour_assembled_from_observations_scores_as_the_hour_sent_whole(
+    sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = sepsis_fit[2][:HOURS]
+    ward = _ward(sepsis_fit)
+    start = datetime.now(UTC) - timedelta(hours=HOURS, minutes=30)  # hour 7 is going on
+    static = {k: rows[0][k] for k in STATIC}
+    ward.admit_sepsis("whole", static, start)
+    ward.admit_sepsis("parts", static, start)
+    for row in rows:
+        ward.add_hour("whole", row)
+        hour = int(row["ICULOS"])
+        for col, v in _measured(row).items():  # one message per measurement
+            if col == "HR":  # and the heart rate twice, around its value: the mean is it
+                ward.add_observations("parts", hour, {"HR": [v - 2.0]})
+                v = [v + 2.0]
+            held = ward.add_observations("parts", hour, {col: v})
+            assert held["pending"] and held["hour"] == hour
+    # each hour closed when the next one's first observation came (they are all past due);
+    # the last, past due too, waits until none has come for a while
+    assert ward.sepsis_summary("parts")["assembling"] == {
+        HOURS: {c: 1 + (c == "hr_bpm") for c in _measured_cols(rows[-1])}
+    }
+    assert ward.tick()["hours"] == 0
+    monkeypatch.setattr("vitalgru.scoring.ward.HOUR_QUIET_S", 0.0)
+    assert ward.tick()["hours"] == 1
+    assert ward.sepsis_summary("parts")["assembling"] == {}
+    hours, got = _risks(ward, "parts")
+    want_hours, want = _risks(ward, "whole")
+    # this stay's first hour has no measurement, so no observation: it is scored as the empty
+    # row it is, before the second
+    assert not _measured(rows[0])
+    assert hours == want_hours == [int(r["ICULOS"]) for r in rows]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert ward.telemetry()["sepsis_hours_assembling"] == 0
+    # a late observation of a scored hour is refused and changes nothing
+    with pytest.raises(ValueError, match="ICU hour 3 was already scored"):
+        ward.add_observations("parts", 3, {"HR": 80.0})
+    # the hour going on is held until it closes, or until someone closes it
+    nxt = HOURS + 1
+    ward.add_observations("parts", nxt, {"HR": 90.0, "Resp": 20.0})
+    assert ward.tick()["hours"] == 0
+    assert ward.sepsis_summary("parts")["assembling"] == {nxt: {"hr_bpm": 1, "resp_per_min": 1}}
+    assert ward.telemetry()["sepsis_hours_assembling"] == 1
+    (closed,) = ward.close_hours("parts")
+    assert closed["hour"] == nxt and _risks(ward, "parts")[0][-1] == nxt
+    for bad, says in (({"HR": "fast"}, "not a number"), ({"Age": 70}, "not a measured column")):
+        with pytest.raises(ValueError, match=says):
+            ward.add_observations("parts", nxt + 1, bad)
+    with pytest.raises(KeyError):
+        ward.add_observations("nobody", 1, {"HR": 80.0})
+
+
+def _measured_cols(row: dict) -> list[str]:
+    return [PSV_COLUMNS[c] for c in _measured(row)]
+
+
+def test_a_row_sent_whole_waits_for_the_hours_being_assembled_before_it(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("p", None, datetime.now(UTC) - timedelta(minutes=150))
+    ward.add_observations("p", 2, {"HR": 88.0})
+    with pytest.raises(ValueError, match="hour 2 is being assembled"):
+        ward.add_hour("p", {"ICULOS": 2, "HR": 90.0})
+    ward.add_hour("p", {"ICULOS": 3, "HR": 95.0})  # hours 1 (empty) and 2 first, then 3
+    assert _risks(ward, "p")[0] == [1, 2, 3]
+    np.testing.assert_array_equal(ward.sepsis_stay("p")["values"]["hr_bpm"], [np.nan, 88, 95])
+
+
+def test_hours_being_assembled_outlive_a_restart_and_a_discharge_scores_them(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    start = datetime.now(UTC) - timedelta(minutes=70)  # in hour 2
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    ward.admit_sepsis("p", {"Age": 70}, start)
+    ward.add_observations("p", 1, {"HR": 100.0, "Temp": 38.5})
+    ward.close_hours("p")
+    ward.add_observations("p", 2, {"HR": 110.0, "O2Sat": 93.0})
+    ward.add_observations("p", 2, {"HR": 120.0})
+    ward.journal.close()
+
+    again = _ward(sepsis_fit, journal=WardJournal(path))
+    assert again.restore(again.journal.load())["hours"] == 1
+    assert again.sepsis_summary("p")["assembling"] == {2: {"hr_bpm": 2, "spo2_pct": 1}}
+    again.add_observations("p", 2, {"Resp": 24.0})
+    final = again.discharge_sepsis("p")
+    assert final["last_hour"]["hour"] == 2 and final["discharged"]
+
+    direct = _ward(sepsis_fit)
+    direct.admit_sepsis("p", {"Age": 70}, start)
+    direct.add_hour("p", {"ICULOS": 1, "HR": 100.0, "Temp": 38.5})
+    risk = direct.add_hour("p", {"ICULOS": 2, "HR": 115.0, "O2Sat": 93.0, "Resp": 24.0})
+    assert final["last_hour"]["risk"] == pytest.approx(risk["risk"], abs=1e-6)
+    assert WardJournal(path).load().sepsis == []  # the discharge took it off the file
+
+
+# --------------------------------------------------------------------------- HL7 v2 messages
+
+
+def _ts(t: datetime, offset: bool = True) -> str:
+    return t.strftime("%Y%m%d%H%M%S") + (t.strftime("%z") if offset else "")
+
+
+def _adt(trigger: str, control: str, patient: str, when: datetime, unit: str = "ICU",
+         born: str = "19550310", sex: str = "F", hospital: datetime | None = None,
+         offset: bool = True) -> str:  # fmt: skip
+    pv1 = ["PV1", "1", "I", f"{unit}^12^1"] + [""] * 41
+    if hospital is not None:
+        pv1[44] = _ts(hospital, offset)
+    return "\r".join([
+        f"MSH|^~\\&|ADT|HOSP|VITALGRU|HOSP|{_ts(when, offset)}||ADT^{trigger}^ADT_A01|{control}"
+        "|P|2.5",
+        f"EVN|{trigger}|{_ts(when, offset)}||||{_ts(when, offset)}",
+        f"PID|1||{patient}^^^HOSP^MR~55^^^X^PI||Doe^Jane||{born}|{sex}",
+        "|".join(pv1),
+    ]) + "\r"  # fmt: skip
+
+
+def _oru(obs: list[dict], patient: str, control: str, when: datetime) -> str:
+    obx = [
+        f"OBX|{i}|NM|{o['code']['coding'][0]['code']}^^LN||{o['valueQuantity']['value']!r}|"
+        f"{o['valueQuantity']['code']}^^UCUM|||||F|||{_ts(when)}"
+        for i, o in enumerate(obs, 1)
+    ]
+    head = [f"MSH|^~\\&|MON|ICU|VITALGRU|HOSP|{_ts(when)}||ORU^R01|{control}|P|2.5",
+            f"PID|1||{patient}^^^HOSP^MR"]  # fmt: skip
+    return "\r".join(head + obx) + "\r"
+
+
+def _msa(ack: str) -> list[str]:
+    return ack.split("\r")[1].split("|")
+
+
+def test_adt_messages_admit_transfer_and_discharge(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    ward = _ward(sepsis_fit)
+    intake = IntakeCollector()
+    berlin = ZoneInfo("Europe/Berlin")
+    inbox = Hl7Inbox(ward, intake, tz=berlin, units=["ICU", "MICU"])
+    local = datetime(2026, 12, 4, 21, 15)  # Berlin time, sent without an offset
+    hospital = local - timedelta(hours=30)
+    msg = _adt("A01", "A1", "mrn-7", local, hospital=hospital, offset=False)
+    reply = inbox.handle(msg)
+    assert reply.code == "AA" and _msa(reply.ack)[:3] == ["MSA", "AA", "A1"], reply.text
+    assert reply.ack.split("\r")[0].split("|")[8] == "ACK^A01^ACK"
+    summary = ward.sepsis_summary("mrn-7")
+    assert summary["admitted_at"] == "2026-12-04T20:15:00+00:00"  # CET is UTC+1
+    assert summary["static"] == {"age_years": 71.0, "gender_male": 0.0, "hosp_adm_time_h": -30.0}
+    # resent (its acknowledgement was lost): the same answer, not taken twice
+    again = inbox.handle(msg)
+    assert again.duplicate and again.ack == reply.ack and ward.patients()["sepsis"] == ["mrn-7"]
+    other = inbox.handle(_adt("A01", "A2", "mrn-7", local, offset=False))
+    assert other.code == "AA" and "already on sepsis scoring" in other.text
+    # admissions elsewhere are not acted on; transfers in and out admit and discharge
+    assert "not scored here" in inbox.handle(_adt("A01", "A3", "mrn-8", local, "WARD3")).text
+    assert "mrn-8" not in ward.patients()["sepsis"]
+    when = datetime.now(UTC) - timedelta(hours=1)
+    assert inbox.handle(_adt("A02", "A4", "mrn-8", when, "MICU")).code == "AA"
+    assert ward.sepsis_summary("mrn-8")["admitted_at"] == when.isoformat(timespec="seconds")
+    out = inbox.handle(_adt("A02", "A5", "mrn-8", when, "WARD3"))
+    assert "transferred to WARD3" in out.text and "mrn-8" not in ward.patients()["sepsis"]
+    out = inbox.handle(_adt("A03", "A6", "mrn-7", when))
+    assert out.code == "AA" and out.result["discharged"] and ward.patients()["sepsis"] == []
+    assert "nothing to do" in inbox.handle(_adt("A03", "A7", "mrn-7", when)).text
+    assert "not acted on" in inbox.handle(_adt("A08", "A8", "mrn-7", when)).text
+    # what is not a message the gateway reads is rejected, with the reason
+    siu = "MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r"
+    assert inbox.handle(siu).code == "AR"
+    bad = inbox.handle(b"hello")
+    assert bad.code == "AR" and _msa(bad.ack)[:2] == ["MSA", "AR"]
+    future = inbox.handle(_adt("A01", "A9", "mrn-9", datetime.now(UTC) + timedelta(days=1)))
+    assert future.code == "AE" and "in the future" in future.text
+    assert inbox.handle(_adt("A01", "A9", "mrn-9", when)).code == "AA"  # an error: retried
+    # a time that cannot be placed (no offset, no site zone) admits as of now, and says so
+    plain = Hl7Inbox(ward, intake)
+    out = plain.handle(_adt("A01", "B1", "mrn-10", local, offset=False))
+    assert out.code == "AA" and "admitted as of now" in out.text
+    assert "no time of day or no UTC offset" in out.text
+
+
+def _mllp(port: int, *messages: str, noise: bytes = b"") -> list[str]:
+    """Send messages over one MLLP connection (all at once: the listener takes them in
+    order) and read one acknowledgement each."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(noise + b"".join(b"\x0b" + m.encode() + b"\x1c\x0d" for m in messages))
+        buf, out = b"", []
+        while len(out) < len(messages):
+            chunk = s.recv(65536)
+            assert chunk, "the listener closed the connection"
+            buf += chunk
+            while b"\x1c\x0d" in buf:
+                frame, buf = buf.split(b"\x1c\x0d", 1)
+                out.append(frame.lstrip(b"\x0b").decode())
+    return out
+
+
+def _samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+
+def test_a_recorded_stay_sent_over_mllp_scores_as_the_same_hours_sent_as_json(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    rows = sepsis_fit[2][:HOURS]
+    last = int(rows[-1]["ICULOS"])
+    ward = Ward(untrained_monitor(), _ward(sepsis_fit).sepsis)
+    app = create_app(ward, tick_s=0, mllp=("127.0.0.1", 0))
+    start = (datetime.now(UTC) - timedelta(hours=last, minutes=30)).replace(microsecond=0)
+    with TestClient(app) as client:
+        port = app.state.mllp_port
+        born = f"{start.year - int(rows[0]['Age'])}0101"
+        sex = "M" if rows[0]["Gender"] == 1 else "F"
+        hospital = start + timedelta(hours=rows[0]["HospAdmTime"])
+        (ack,) = _mllp(port, _adt("A01", "ADM", "icu-3", start, born=born, sex=sex,
+                                  hospital=hospital))  # fmt: skip
+        assert _msa(ack)[:3] == ["MSA", "AA", "ADM"], ack
+        summary = client.get("/vitals/icu-3").json()
+        assert summary["admitted_at"] == start.isoformat()
+        assert summary["static"]["age_years"] == int(rows[0]["Age"])
+        assert summary["static"]["gender_male"] == rows[0]["Gender"]
+        assert summary["static"]["hosp_adm_time_h"] == pytest.approx(
+            rows[0]["HospAdmTime"], abs=0.01)  # fmt: skip
+        # the same stay as JSON rows, with what an ADT message can tell of the patient
+        client.post("/vitals/json/admit", json=summary["static"],
+                    params={"admitted_at": start.isoformat()})  # fmt: skip
+        messages = []
+        for k, row in enumerate(rows):
+            r = client.post("/vitals/json", json={**_measured(row), "ICULOS": row["ICULOS"]})
+            assert r.status_code == 200, r.text
+            obs = row_to_observations(_measured(row))
+            at = start + timedelta(hours=int(row["ICULOS"]) - 1, minutes=20)
+            half = (len(obs) + 1) // 2  # the monitor's message, then the laboratory's
+            parts = [(obs[:half], f"V{k}", at), (obs[half:], f"L{k}", at + timedelta(minutes=15))]
+            messages += [_oru(o, "icu-3", c, t) for o, c, t in parts if o]  # none: no message
+        acks = _mllp(port, *messages[:5], noise=b"\r\n")  # noise before a frame: skipped
+        acks += _mllp(port, messages[4], *messages[5:])  # one resent
+        assert [_msa(a)[1] for a in acks] == ["AA"] * len(acks), [a for a in acks if "AE" in a]
+        assert [_msa(a)[2] for a in acks] == [m.split("|")[9] for m in messages[:5]] + [
+            m.split("|")[9] for m in (messages[4], *messages[5:])]  # fmt: skip
+        assert list(client.get("/vitals/icu-3").json()["assembling"]) == [str(last)]  # waits
+        r = client.post("/vitals/icu-3/close")
+        assert r.status_code == 200 and [h["hour"] for h in r.json()["scored"]] == [last]
+        hours, got = _risks(ward, "icu-3")
+        _, want = _risks(ward, "json")
+        assert hours == [int(r["ICULOS"]) for r in rows]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        # a result for a patient not admitted, a late one: errors, with the reason
+        (nobody,) = _mllp(port, _oru(obs, "nobody", "N1", at))
+        assert _msa(nobody)[1] == "AE" and "admit them first" in _msa(nobody)[3]
+        (late,) = _mllp(port, _oru(obs, "icu-3", "N2", start + timedelta(minutes=5)))
+        assert _msa(late)[1] == "AE" and "already scored" in _msa(late)[3]
+        # the same inbox over HTTP: the acknowledgement is the body
+        r = client.post("/hl7", content=_adt("A03", "D1", "icu-3", datetime.now(UTC)))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("x-application")
+        assert _msa(r.text)[:3] == ["MSA", "AA", "D1"] and "icu-3" not in ward.patients()["sepsis"]
+        r = client.post("/hl7", content="MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r")
+        assert r.status_code == 422 and _msa(r.text)[1] == "AR"
+        m = _samples(client.get("/metrics").text)
+        msgs = {(dict(k[1])["input"], dict(k[1])["type"], dict(k[1])["ack"]): v
+                for k, v in m.items() if k[0] == "vitalgru_hl7_messages_total"}  # fmt: skip
+        assert msgs[("mllp", "ORU^R01", "AA")] == len(messages)
+        assert msgs[("mllp", "ORU^R01", "duplicate")] == 1
+        assert msgs[("mllp", "ORU^R01", "AE")] == 2
+        assert msgs[("http", "ADT^A03", "AA")] == 1 and msgs[("http", "SIU^S12", "AR")] == 1
+        held = m[("vitalgru_intake_hours_total", (("input", "mllp"), ("outcome", "held")))]
+        assert held == len(messages)
+
+
+def test_mllp_takes_connections_only_from_the_addresses_allowed() -> None:
+    ward = Ward(untrained_monitor())
+    app = create_app(ward, tick_s=0, mllp=("127.0.0.1", 0), mllp_allow=["10.0.0.0/8"])
+    with TestClient(app):
+        with socket.create_connection(("127.0.0.1", app.state.mllp_port), timeout=10) as s:
+            s.sendall(b"\x0bMSH|^~\\&|A|B|C|D|20261205||ADT^A01|X|P|2.5\r\x1c\x0d")
+            try:
+                got = s.recv(1024)
+            except ConnectionResetError:  # closed before the message was read
+                got = b""
+            assert got == b""  # closed, nothing answered
+    app = create_app(ward, tick_s=0, mllp=("127.0.0.1", 0), mllp_allow=["127.0.0.1"])
+    with TestClient(app):
+        (ack,) = _mllp(app.state.mllp_port,
+                       "MSH|^~\\&|A|B|C|D|20261205||ADT^A01|X|P|2.5\rPID|1||p-1\r")  # fmt: skip
+        assert _msa(ack)[:3] == ["MSA", "AE", "X"] and "early-warning" in _msa(ack)[3]
