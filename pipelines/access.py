@@ -12,7 +12,7 @@ role        may
 feed        admit and discharge patients, send ECG samples and hours of vital signs
 reader      read: summaries, events (and their stream), FHIR, the ward page, ``/shadow``
 clinician   what a reader may, and acknowledge events (the acknowledgement names the token)
-admin       all of it
+admin       all of it, and read the access log (``GET /audit``, :mod:`pipelines.audit`)
 ==========  ===============================================================================
 
 The file keeps each token's SHA-256, never the token: ``{"tokens": [{"name", "role",
@@ -60,7 +60,7 @@ ROLES: dict[str, frozenset[str]] = {
     "feed": frozenset({"feed"}),
     "reader": frozenset({"read"}),
     "clinician": frozenset({"read", "ack"}),
-    "admin": frozenset({"feed", "read", "ack"}),
+    "admin": frozenset({"feed", "read", "ack", "audit"}),
 }
 #: Shortest token taken (characters): the single shared token's rule.
 MIN_TOKEN_CHARS = 16

@@ -432,9 +432,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
               patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
               mllp_port=args.mllp_port, mllp_host=args.mllp_host,
               mllp_allow=_listed(args.mllp_allow), adt_units=_listed(args.adt_units),
-              hour_close_after_s=60 * args.hour_close_after_min)  # fmt: skip
+              hour_close_after_s=60 * args.hour_close_after_min,
+              audit=None if args.audit.lower() == "none" else args.audit)  # fmt: skip
     except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
+    return 0
+
+
+def cmd_serve_audit(args: argparse.Namespace) -> int:
+    from pipelines.audit import read_rows
+
+    try:
+        rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
+                         refused=args.refused)  # fmt: skip
+        n = 0
+        for r in rows:
+            n += 1
+            if args.json:
+                print(json.dumps(r))
+            else:
+                times = f" (x{r['count']})" if r["count"] > 1 else ""
+                print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
+                      f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    print(f"{n} row(s)", file=sys.stderr)
     return 0
 
 
@@ -768,7 +790,26 @@ def build_parser() -> argparse.ArgumentParser:
         "elsewhere are not acted on, transfers in and out admit and discharge (default: "
         "every ADT^A01 admits)",
     )  # fmt: skip
+    sp.add_argument(
+        "--audit", default="ward-audit.sqlite", metavar="FILE",
+        help="SQLite file that keeps who read which patient's data, acknowledged, admitted "
+        "or discharged, and who was refused (GET /audit, vitalgru serve-audit), or none "
+        "(default: ward-audit.sqlite here)",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser(
+        "serve-audit",
+        help="print a gateway's access log: who read which patient's data, and who was refused",
+        epilog=EPILOG,
+    )
+    sp.add_argument("file", nargs="?", default="ward-audit.sqlite",
+                    help="the gateway's --audit file (default: ward-audit.sqlite here)")  # fmt: skip
+    sp.add_argument("--patient", default=None, help="one patient's rows")
+    sp.add_argument("--caller", default=None, help="one token's rows")
+    sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.set_defaults(func=cmd_serve_audit)
 
     sp = sub.add_parser(
         "serve-token",

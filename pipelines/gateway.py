@@ -40,6 +40,8 @@ description at ``/openapi.json``.
 ``GET /patients``                         the patients on each monitor
 ``GET /shadow``                           a challenger's output against the champion's
 ``GET /metrics``                          counts and timings for Prometheus (no identifiers)
+``GET /audit?patient=&caller=&since=N``   who read which patient's data, who was refused
+                                          (admin tokens; :mod:`pipelines.audit`)
 ========================================  ==================================================
 
 Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for input the
@@ -77,6 +79,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
@@ -87,6 +90,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
 from pipelines.access import TokenFile, TokenTable
+from pipelines.audit import AuditLog
 from pipelines.gateway_metrics import IntakeCollector, TokenFileCollector, WardCollector
 from pipelines.hl7_inbox import Hl7Inbox, Refused, score_observations, start_mllp, ward_call
 from vitalgru import __version__, tracking
@@ -196,6 +200,47 @@ class _TooLarge(Exception):
     pass
 
 
+class _Audit:
+    """ASGI middleware: each request ``audited(method, route path)`` selects, and every 401
+    or 403 answer, written to ``log`` (:class:`pipelines.audit.AuditLog`) when its answer
+    starts: who (the token's name from ``request.state.caller``; ``open`` without tokens),
+    what, which patient (the path's, ``?patient=``, or the event's:
+    ``request.state.audit_patient``), the status and the client's address."""
+
+    def __init__(self, app: Any, log: AuditLog, audited: Callable[[str, str], bool],
+                 open_: bool) -> None:  # fmt: skip
+        self.app, self.log, self.audited, self.open = app, log, audited, open_
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        written = False
+
+        async def watched(message: dict) -> None:
+            nonlocal written
+            if message["type"] == "http.response.start" and not written:
+                written = True
+                self._write(scope, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, watched)
+
+    def _write(self, scope: dict, status: int) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if path is None or path in ("/health", "/metrics"):
+            return
+        if not (status in (401, 403) or self.audited(scope["method"], path)):
+            return
+        state = scope.get("state") or {}
+        params = scope.get("path_params") or {}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        patient = params.get("patient_id") or query.get("patient") or state.get("audit_patient")
+        caller = state.get("caller") or ("open" if self.open else "(no valid token)")
+        client = (scope.get("client") or (None,))[0]
+        self.log.record(caller, f"{scope['method']} {path}", patient, status, client)
+
+
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a ward method (or anything raising :class:`~pipelines.hl7_inbox.Refused`),
     turning its errors into HTTP answers (:func:`~pipelines.hl7_inbox.ward_call`)."""
@@ -220,7 +265,7 @@ ICULOS_HELP = (
 )
 #: What each kind of request is called in a refusal.
 _KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
-              "ack": "acknowledge events"}  # fmt: skip
+              "ack": "acknowledge events", "audit": "read the access log"}  # fmt: skip
 
 
 def _access(
@@ -268,6 +313,7 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
         if cred is None:
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        request.state.caller = cred.name  # for the access log, refused or not
         if cred.expired():
             raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -284,7 +330,6 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
                 )  # fmt: skip
             if not cred.covers(pid):
                 raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
-        request.state.caller = cred.name
         request.state.credential = cred
 
     return check
@@ -292,7 +337,9 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
 
 def _event_for(request: Request, patient_id: Any) -> None:
     """403 when the request's token is limited to patients and ``patient_id`` (the patient
-    of the event the request is about) is not one of them."""
+    of the event the request is about) is not one of them; the patient is named in the
+    access log either way."""
+    request.state.audit_patient = None if patient_id is None else str(patient_id)
     cred = request.state.credential
     if cred is not None and cred.patients is not None and patient_id is not None:
         if not cred.covers(str(patient_id)):
@@ -312,6 +359,7 @@ def create_app(
     mllp: tuple[str, int] | None = None,
     mllp_allow: list[str] | None = None,
     adt_units: list[str] | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -329,12 +377,16 @@ def create_app(
     port; port 0: any free one, in ``app.state.mllp_port``) the same messages are taken
     over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
-    ``adt_units``: the points of care whose admissions and transfers are scored."""
+    ``adt_units``: the points of care whose admissions and transfers are scored.
+
+    With ``audit`` (:class:`pipelines.audit.AuditLog`), every read of a patient's data,
+    acknowledgement, admission and discharge, and every refusal for want of a token or a
+    role, is written to it; ``GET /audit`` (admin tokens) reads it."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
     intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
-    inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units)
+    inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units, audit=audit)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -368,9 +420,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below
+    if audit is not None:
+        app.add_middleware(_Audit, log=audit, open_=access is None,
+                           audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
     feeds = APIRouter(dependencies=[Depends(_require(access, "feed"))])
     reads = APIRouter(dependencies=[Depends(_require(access, "read"))])
     acks = APIRouter(dependencies=[Depends(_require(access, "ack"))])
+    admin = APIRouter(dependencies=[Depends(_require(access, "audit"))])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -514,7 +571,9 @@ def create_app(
         The body of the answer is the acknowledgement (``AA``, or ``AE``/``AR`` with the
         reason, and the same HTTP status); a resent message (same ``MSH-10``) is not
         taken twice."""
-        reply = await run_in_threadpool(inbox.handle, await request.body(), "http")
+        caller = request.state.caller or ("open" if access is None else None)
+        client = request.client.host if request.client else None
+        reply = await run_in_threadpool(inbox.handle, await request.body(), "http", caller, client)
         return Response(reply.ack, reply.status, media_type=HL7_MEDIA_TYPE)
 
     @reads.get("/vitals/{patient_id}")
@@ -673,7 +732,26 @@ def create_app(
             generated=datetime.now(UTC),
         )  # fmt: skip
 
-    for router in (feeds, reads, acks):
+    @admin.get("/audit")
+    def audit_rows(
+        patient: str | None = Query(None, description="one patient's rows"),
+        caller: str | None = Query(None, description="one token's rows"),
+        since: int = Query(0, ge=0, description="the last row number already seen"),
+        limit: int = Query(1000, ge=1, le=10_000),
+        refused: bool = Query(False, description="only the 401 and 403 answers"),
+    ) -> dict[str, Any]:
+        """The access log: who read which patient's data, acknowledged, admitted or
+        discharged, and who was refused (:mod:`pipelines.audit`); admin tokens only."""
+        if audit is None:
+            raise HTTPException(503, "this gateway keeps no access log (vitalgru serve --audit)")
+        return {"rows": audit.rows(patient, caller, since, limit, refused)}
+
+    audited_routes.update(("GET", r.path) for r in reads.routes)
+    audited_routes.update((m, r.path) for r in acks.routes for m in r.methods)
+    audited_routes.update((m, r.path) for r in feeds.routes for m in r.methods
+                          if r.path.endswith(("/admit", "/close")) or m == "DELETE")  # fmt: skip
+    audited_routes.add(("GET", "/audit"))
+    for router in (feeds, reads, acks, admin):
         app.include_router(router)
     return app
 
@@ -796,9 +874,11 @@ def serve(
     mllp_allow: list[str] | None = None,
     adt_units: list[str] | None = None,
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
+    audit: str | os.PathLike | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
-    interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP."""
+    interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
+    access to patient data written to that file (:mod:`pipelines.audit`)."""
     import uvicorn
 
     zone = None
@@ -836,6 +916,7 @@ def serve(
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
+    audit_log = None if audit is None else AuditLog(audit)  # a bad file fails before the models
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
@@ -847,7 +928,8 @@ def serve(
             create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
                        tokens=table, patient_system=patient_system, hl7_timezone=zone,
                        mllp=None if mllp_port is None else (mllp_host, mllp_port),
-                       mllp_allow=mllp_allow or None, adt_units=adt_units or None),
+                       mllp_allow=mllp_allow or None, adt_units=adt_units or None,
+                       audit=audit_log),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

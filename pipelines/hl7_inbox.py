@@ -170,6 +170,9 @@ class Hl7Inbox:
     units : sequence of str, optional
         Points of care (``PV1-3.1``) whose patients are scored: an admission elsewhere is
         not acted on, transfers in and out admit and discharge. None: every ``ADT^A01``.
+    audit : AuditLog, optional
+        Where admissions and discharges taken from messages are written
+        (:mod:`pipelines.audit`), with the caller :meth:`handle` is given.
     """
 
     def __init__(
@@ -179,15 +182,24 @@ class Hl7Inbox:
         tz: tzinfo | None = None,
         units: Sequence[str] | None = None,
         remember: int = REMEMBER_MESSAGES,
+        audit: Any = None,
     ) -> None:
-        self.ward, self.intake, self.tz = ward, intake, tz
+        self.ward, self.intake, self.tz, self.audit = ward, intake, tz, audit
         self.units = None if units is None else {u.strip().upper() for u in units if u.strip()}
         self._seen: OrderedDict[str, Hl7Reply] = OrderedDict()
         self._remember = remember
         self._lock = threading.Lock()  # one message at a time: in order, and once
 
-    def handle(self, raw: str | bytes, source: str = "mllp") -> Hl7Reply:
-        """Take one message and return its acknowledgement (never raises for bad input)."""
+    def handle(
+        self,
+        raw: str | bytes,
+        source: str = "mllp",
+        caller: str | None = None,
+        client: str | None = None,
+    ) -> Hl7Reply:
+        """Take one message and return its acknowledgement (never raises for bad input).
+        ``caller`` and ``client`` (who sent it, from where) go to the access log with the
+        admissions and discharges it makes."""
         try:
             msg = read_message(raw)
         except ValueError as e:
@@ -203,6 +215,11 @@ class Hl7Inbox:
                 return Hl7Reply(kept.ack, kept.code, kept.status, kept.text,
                                 kept.message_type, kept.result, duplicate=True)  # fmt: skip
             reply = self._take(msg, source)
+            if self.audit is not None and msg.kind[0] == "ADT" and reply.result:
+                pid = reply.result.get("patient_id")
+                action = f"HL7 {_type(msg)} " + ("discharge" if reply.result.get("discharged")
+                                                 else "admit")  # fmt: skip
+                self.audit.record(caller or source, action, pid, reply.status, client)
             if msg.control_id and reply.code == "AA":  # an error is worth trying again
                 self._seen[msg.control_id] = reply
                 while len(self._seen) > self._remember:
@@ -312,6 +329,7 @@ async def start_mllp(
             logger.warning("mllp: connection from %s refused (not in --mllp-allow)", peer)
             writer.close()
             return
+        host = str(peer[0]) if peer else "unknown"
         buf = bytearray()
         try:
             while True:
@@ -323,7 +341,9 @@ async def start_mllp(
                     start = buf.rfind(MLLP_START, 0, end)
                     frame = bytes(buf[start + 1 : end])  # bytes before a start byte: noise
                     del buf[: end + len(MLLP_END)]
-                    reply = await asyncio.to_thread(inbox.handle, frame, "mllp")
+                    reply = await asyncio.to_thread(
+                        inbox.handle, frame, "mllp", f"mllp {host}", host
+                    )
                     writer.write(MLLP_START + reply.ack.encode() + MLLP_END)
                     await writer.drain()
                 if len(buf) > max_bytes:

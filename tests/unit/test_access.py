@@ -39,7 +39,7 @@ def test_a_new_token_is_shown_once_and_kept_as_its_hash(tmp_path: Path) -> None:
 def test_roles_grant_only_their_kinds() -> None:
     assert {r: sorted(k) for r, k in ROLES.items()} == {
         "feed": ["feed"], "reader": ["read"], "clinician": ["ack", "read"],
-        "admin": ["ack", "feed", "read"]}  # fmt: skip
+        "admin": ["ack", "audit", "feed", "read"]}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,156 @@
+"""Who looked at which patient's data at the bedside gateway, and who was refused: an access
+log kept apart from the ward's state.
+
+A hospital must be able to say who saw a patient's record (an accounting of disclosures, a
+privacy officer's question after a complaint). The gateway's own log says what the server
+did, not who read what. :class:`AuditLog` keeps, in its own SQLite file (``vitalgru serve
+--audit FILE``; the state file is deleted to reset a ward, an audit trail is not), one row
+per access:
+
+- every request that reads a patient's data (a summary, a page, the event log and its
+  stream, a strip, FHIR resources), acknowledges an event, or admits or discharges a
+  patient: when, the token's name (or ``open`` when the gateway takes no token), what,
+  which patient (the event's patient for ``/events/{seq}/...``), the answer's status and
+  the client's address;
+- every request refused for want of a token or a role (401, 403), whatever it asked for:
+  an attempt is worth as much as an access;
+- admissions and discharges taken from HL7 v2 messages (MLLP or ``POST /hl7``).
+
+The data feeds themselves (ECG chunks, hours of vital signs, results) are not rows: they
+come every second from machines and are counted in ``/metrics``. A reader that asks for the
+same thing again within :data:`COALESCE_S` (an integration engine polling the event log
+every second) is written once per that span, with the number of times it asked.
+
+Rows are never updated or deleted by the gateway; ``GET /audit`` (admin tokens only) and
+``vitalgru serve-audit FILE`` read them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COALESCE_S", "AuditLog"]
+
+#: Seconds within which the same caller asking the same thing about the same patient is
+#: one row (with a count): a poller does not fill the file.
+COALESCE_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS access (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, caller TEXT NOT NULL,
+    action TEXT NOT NULL, patient_id TEXT, status INTEGER NOT NULL, client TEXT,
+    count INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS access_patient ON access (patient_id, seq);
+"""
+_COLUMNS = ("seq", "at", "caller", "action", "patient_id", "status", "client", "count")
+
+
+class AuditLog:
+    """An append-only access log in a SQLite file (see the module's description).
+
+    ValueError for a file that is not SQLite, or another program's.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._recent: dict[tuple[str, str, str | None, int], tuple[float, int]] = {}
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            kind = self._db.execute("SELECT value FROM meta WHERE key='kind'").fetchone()
+            if kind is None:
+                self._db.execute("INSERT INTO meta VALUES ('kind', 'vitalgru-audit')")
+            elif kind[0] != "vitalgru-audit":
+                raise ValueError(f"{self.path} is a {kind[0]} file, not a vitalgru audit log")
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{self.path} is not a vitalgru audit log: {e}") from None
+        self.errors = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record(
+        self,
+        caller: str,
+        action: str,
+        patient_id: str | None,
+        status: int,
+        client: str | None = None,
+    ) -> None:
+        """Write one access (or add it to the same caller's same access within
+        :data:`COALESCE_S`). A failed write is counted (``errors``), not raised: a full
+        disk must not stop alarms."""
+        key = (caller, action, patient_id, int(status))
+        now = time.monotonic()
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with self._lock:
+                last = self._recent.get(key)
+                if last is not None and now - last[0] < COALESCE_S and status < 400:
+                    self._db.execute("UPDATE access SET count = count + 1 WHERE seq = ?",
+                                     (last[1],))  # fmt: skip
+                    return
+                cur = self._db.execute(
+                    "INSERT INTO access (at, caller, action, patient_id, status, client) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (at, caller, action, patient_id, int(status), client),
+                )
+                self._recent[key] = (now, int(cur.lastrowid or 0))
+                if len(self._recent) > 10_000:  # forget the spans that are over
+                    self._recent = {
+                        k: v for k, v in self._recent.items() if now - v[0] < COALESCE_S
+                    }
+        except sqlite3.Error:
+            self.errors += 1
+
+    def rows(
+        self,
+        patient_id: str | None = None,
+        caller: str | None = None,
+        since: int = 0,
+        limit: int = 1000,
+        refused: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Rows after number ``since``, oldest first, of a patient and/or a caller;
+        ``refused``: only the 401 and 403 answers."""
+        where, args = ["seq > ?"], [int(since)]
+        if patient_id is not None:
+            where.append("patient_id = ?")
+            args.append(patient_id)
+        if caller is not None:
+            where.append("caller = ?")
+            args.append(caller)
+        if refused:
+            where.append("status IN (401, 403)")
+        sql = (f"SELECT {', '.join(_COLUMNS)} FROM access WHERE {' AND '.join(where)} "
+               "ORDER BY seq LIMIT ?")  # fmt: skip
+        with self._lock:
+            got = self._db.execute(sql, (*args, int(limit))).fetchall()
+        return [dict(zip(_COLUMNS, r, strict=True)) for r in got]
+
+
+def read_rows(path: str | Path, **filters: Any) -> Iterator[dict[str, Any]]:
+    """The rows of an audit file, for ``vitalgru serve-audit`` (the file is not created
+    when absent: FileNotFoundError)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no audit log at {path}")
+    log = AuditLog(path)
+    with closing(log._db):
+        since = int(filters.pop("since", 0))
+        while True:
+            batch = log.rows(since=since, **filters)
+            yield from batch
+            if len(batch) < filters.get("limit", 1000):
+                return
+            since = batch[-1]["seq"]

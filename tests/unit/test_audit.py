@@ -1,0 +1,154 @@
+"""The gateway's access log: who read which patient's data, acknowledged, admitted or
+discharged, and who was refused; written as it happens, read by admins only."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
+
+from pipelines.access import TokenTable, new_token
+from pipelines.audit import COALESCE_S, AuditLog, read_rows
+from pipelines.cli import main
+from pipelines.gateway import create_app
+from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+
+
+def test_rows_are_appended_coalesced_and_filtered(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite")
+    log.record("reader-1", "GET /vitals/{patient_id}", "p1", 200, "10.0.0.7")
+    log.record("reader-1", "GET /vitals/{patient_id}", "p1", 200, "10.0.0.7")  # within a minute
+    log.record("reader-1", "GET /vitals/{patient_id}", "p2", 200, "10.0.0.7")
+    log.record("feed-1", "GET /vitals/{patient_id}", "p1", 403, "10.0.0.9")
+    log.record("feed-1", "GET /vitals/{patient_id}", "p1", 403, "10.0.0.9")  # refusals: each
+    rows = log.rows()
+    assert [(r["caller"], r["patient_id"], r["status"], r["count"]) for r in rows] == [
+        ("reader-1", "p1", 200, 2), ("reader-1", "p2", 200, 1),
+        ("feed-1", "p1", 403, 1), ("feed-1", "p1", 403, 1)]  # fmt: skip
+    assert [r["seq"] for r in log.rows(patient_id="p1")] == [1, 3, 4]
+    assert [r["seq"] for r in log.rows(caller="reader-1", since=1)] == [2]
+    assert [r["seq"] for r in log.rows(refused=True, limit=1)] == [3]
+    assert rows[0]["at"].endswith("+00:00") and rows[0]["client"] == "10.0.0.7"
+    assert COALESCE_S == 60.0
+    log.close()
+    again = AuditLog(tmp_path / "audit.sqlite")  # the file outlives the gateway
+    assert len(again.rows()) == 4
+    again.record("reader-1", "GET /vitals/{patient_id}", "p1", 200)  # a new span after restart
+    assert len(again.rows()) == 5
+    assert list(read_rows(tmp_path / "audit.sqlite", patient_id="p2")) == [rows[1]]
+    # files that are not an audit log are refused, not written over
+    (tmp_path / "text").write_text("not sqlite at all" * 100)
+    with pytest.raises(ValueError, match="not a vitalgru audit log"):
+        AuditLog(tmp_path / "text")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                         "INSERT INTO meta VALUES ('kind', 'something-else');")  # fmt: skip
+    with pytest.raises(ValueError, match="something-else file"):
+        AuditLog(other)
+    with pytest.raises(FileNotFoundError):
+        list(read_rows(tmp_path / "absent.sqlite"))
+
+
+def test_the_gateway_writes_who_read_what_and_who_was_refused(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    model, preprocessing, rows = sepsis_fit
+    f = tmp_path / "tokens.json"
+    tok = {role: new_token(f, f"{role}-1", role) for role in ("feed", "reader", "clinician")}
+    tok["bed-2 screen"] = new_token(f, "bed-2 screen", "clinician", patients=["b2"])
+    tok["admin"] = new_token(f, "admin-1", "admin")
+    as_ = {k: {"Authorization": f"Bearer {v}"} for k, v in tok.items()}
+    log = AuditLog(tmp_path / "audit.sqlite")
+    ward = Ward(untrained_monitor(), EarlyWarningMonitor(model, preprocessing), feed_timeout_s=0.01)
+    app = create_app(ward, tick_s=0, tokens=TokenTable.from_file(f), audit=log)
+    with TestClient(app) as c:
+        assert c.post("/vitals/p1/admit", headers=as_["feed"]).status_code == 201
+        assert c.post("/vitals/p1", json=rows[0], headers=as_["feed"]).status_code == 200
+        for _ in range(3):  # a screen refreshing: one row, counted
+            assert c.get("/vitals/p1", headers=as_["reader"]).status_code == 200
+        assert c.get("/vitals/p1/page", headers=as_["clinician"]).status_code == 200
+        assert c.get("/events", params={"patient": "p1"}, headers=as_["reader"]).status_code == 200
+        assert c.get("/vitals/p1", headers=as_["feed"]).status_code == 403  # a feed reads nothing
+        assert c.get("/vitals/p1").status_code == 401
+        assert c.get("/audit", headers=as_["reader"]).status_code == 403
+        for bed in ("b1", "b2"):  # two events about patients: feeds that went quiet
+            c.post(f"/ecg/{bed}/admit", json={"fs": 360}, headers=as_["feed"])
+            c.post(f"/ecg/{bed}", json={"samples": [0.0] * 36}, headers=as_["feed"])
+        time.sleep(0.05)
+        ward.tick()
+        ward.tick()
+        seq = {
+            e["patient_id"]: e["seq"] for e in ward.events()["events"] if e["kind"] == "feed_lost"
+        }
+        r = c.post(f"/events/{seq['b1']}/ack", json={"by": "RN Diaz"}, headers=as_["bed-2 screen"])
+        assert r.status_code == 403  # not its patient: refused, and the event's patient named
+        r = c.post(f"/events/{seq['b2']}/ack", json={"by": "RN Diaz"}, headers=as_["bed-2 screen"])
+        assert r.status_code == 200
+        assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200
+        adt = "MSH|^~\\&|A|H|V|H|202612050800+0000||ADT^A01|A1|P|2.5\rPID|1||p3\r"
+        assert c.post("/hl7", content=adt, headers=as_["feed"]).status_code == 200
+        r = c.get("/audit", headers=as_["admin"])
+        assert r.status_code == 200
+        got = [(x["caller"], x["action"], x["patient_id"], x["status"], x["count"])
+               for x in r.json()["rows"]]  # fmt: skip
+        by_p1 = c.get("/audit", params={"patient": "p1"}, headers=as_["admin"]).json()["rows"]
+        refused = c.get("/audit", params={"refused": "true"}, headers=as_["admin"]).json()["rows"]
+    # the hourly data and ECG chunks are not rows; the admissions, reads, refusals are
+    assert ("feed-1", "POST /vitals/{patient_id}", "p1", 200, 1) not in got
+    assert not any(a == "POST /ecg/{patient_id}" for _, a, *_ in got)
+    assert got[:7] == [
+        ("feed-1", "POST /vitals/{patient_id}/admit", "p1", 201, 1),
+        ("reader-1", "GET /vitals/{patient_id}", "p1", 200, 3),
+        ("clinician-1", "GET /vitals/{patient_id}/page", "p1", 200, 1),
+        ("reader-1", "GET /events", "p1", 200, 1),
+        ("feed-1", "GET /vitals/{patient_id}", "p1", 403, 1),
+        ("(no valid token)", "GET /vitals/{patient_id}", "p1", 401, 1),
+        ("reader-1", "GET /audit", None, 403, 1),
+    ]
+    assert ("bed-2 screen", "POST /events/{seq}/ack", "b1", 403, 1) in got
+    assert ("bed-2 screen", "POST /events/{seq}/ack", "b2", 200, 1) in got
+    assert ("feed-1", "DELETE /vitals/{patient_id}", "p1", 200, 1) in got
+    assert ("feed-1", "HL7 ADT^A01 admit", "p3", 200, 1) in got
+    assert [x["status"] for x in by_p1] == [201, 200, 200, 200, 403, 401, 200]
+    assert {x["status"] for x in refused} == {401, 403} and len(refused) == 4
+    # and the command line prints them, one patient's too
+    assert main(["serve-audit", str(tmp_path / "audit.sqlite"), "--patient", "p1"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().split("\n")
+    assert len(lines) == 8 and "reader-1\tGET /vitals/{patient_id}\tp1\t200" in lines[1]
+    assert lines[1].endswith("(x3)") and "8 row(s)" in out.err
+    assert "admin-1\tGET /audit\tp1\t200" in lines[7]  # looking at p1's accesses is one too
+    assert main(["serve-audit", str(tmp_path / "audit.sqlite"), "--refused", "--json"]) == 0
+    assert len([json.loads(x) for x in capsys.readouterr().out.strip().split("\n")]) == 4
+    with pytest.raises(SystemExit, match="no audit log"):
+        main(["serve-audit", str(tmp_path / "nothing.sqlite")])
+
+
+def test_an_open_gateway_writes_its_callers_as_open(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    model, preprocessing, _ = sepsis_fit
+    log = AuditLog(tmp_path / "audit.sqlite")
+    app = create_app(Ward(None, EarlyWarningMonitor(model, preprocessing)), tick_s=0, audit=log)
+    with TestClient(app) as c:
+        c.post("/vitals/p1/admit")
+        c.get("/vitals/p1")
+        c.get("/health")
+        c.get("/metrics")
+        assert c.get("/vitals/nobody").status_code == 404
+        assert c.get("/audit").status_code == 200
+    got = [(x["caller"], x["action"], x["patient_id"], x["status"]) for x in log.rows()]
+    assert got == [("open", "POST /vitals/{patient_id}/admit", "p1", 201),
+                   ("open", "GET /vitals/{patient_id}", "p1", 200),
+                   ("open", "GET /vitals/{patient_id}", "nobody", 404),
+                   ("open", "GET /audit", None, 200)]  # fmt: skip
+    assert got[0] and log.rows()[0]["client"] == "testclient"
