@@ -113,6 +113,46 @@ def test_a_row_sent_whole_waits_for_the_hours_being_assembled_before_it(
     np.testing.assert_array_equal(ward.sepsis_stay("p")["values"]["hr_bpm"], [np.nan, 88, 95])
 
 
+def test_hours_that_pass_without_observations_are_scored_as_they_close(
+    sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ward = _ward(sepsis_fit)
+    real = datetime.now(UTC)
+    ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
+    ward.add_observations("live", 3, {"HR": 101.0})
+    monkeypatch.setattr("vitalgru.scoring.ward.HOUR_QUIET_S", 0.0)
+
+    def at(minutes: float) -> None:
+        monkeypatch.setattr("vitalgru.scoring.ward._now", lambda: real + timedelta(minutes=minutes))
+
+    at(20)  # hour 3 has ended, not closed (10 min of grace)
+    assert ward.tick()["hours"] == 0
+    at(45)  # closed: hours 1 and 2 as rows without measurements, then 3
+    assert ward.tick()["hours"] == 3 and _risks(ward, "live")[0] == [1, 2, 3]
+    at(100)  # hour 4 ended at 90 min with nothing: scored as it closes
+    assert ward.tick()["hours"] == 1 and _risks(ward, "live")[0] == [1, 2, 3, 4]
+    at(190)  # and hour 5 (ended 150 min); hour 6 is going on
+    assert ward.tick()["hours"] == 1
+    ward.add_observations("live", 6, {"HR": 120.0})
+    at(260)
+    assert ward.tick()["hours"] == 1  # hour 6, with its observation
+    hours, _ = _risks(ward, "live")
+    assert hours == [1, 2, 3, 4, 5, 6]
+    hr = ward.sepsis_stay("live")["values"]["hr_bpm"]
+    np.testing.assert_array_equal(hr, [np.nan, np.nan, 101.0, np.nan, np.nan, 120.0])
+    # a stay sent after the fact is not filled ahead of its messages: its hours had ended
+    # before they came
+    monkeypatch.setattr("vitalgru.scoring.ward.HOUR_QUIET_S", 60.0)
+    at(0)
+    ward.admit_sepsis("late", None, real - timedelta(hours=10))
+    ward.add_observations("late", 2, {"HR": 90.0})
+    assert ward.tick()["hours"] == 0  # hour 2 waits for its other parts
+    ward.add_observations("late", 3, {"HR": 95.0})  # the sender moved on: 1 and 2 close
+    assert _risks(ward, "late")[0] == [1, 2]
+    assert [r["hour"] for r in ward.close_hours("late")] == [3]
+    assert ward.tick()["hours"] == 0  # hours 4 to 9 ended before any message came
+
+
 def test_hours_being_assembled_outlive_a_restart_and_a_discharge_scores_them(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:

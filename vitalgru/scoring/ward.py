@@ -95,6 +95,9 @@ HOUR_CLOSE_AFTER_S = 10 * 60.0
 #: A closed hour whose observations are still arriving (a stay sent after the fact, part by
 #: part) is scored once none has come for this long (s), or when one of a later hour comes.
 HOUR_QUIET_S = 60.0
+#: Most hours without observations one tick scores for one patient (a gateway that was
+#: stopped for a day catches up over a few ticks, not in one).
+MAX_EMPTY_HOURS_PER_TICK = 24
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
 
@@ -221,6 +224,11 @@ def _utc_now() -> str:
     return _iso(datetime.now(UTC))
 
 
+def _now() -> datetime:
+    """The wall clock the sepsis hours close on (one place, for tests to move)."""
+    return datetime.now(UTC)
+
+
 class _Tail:
     """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
 
@@ -319,6 +327,7 @@ class _SepsisBed:
     # ICU hours being assembled from observations: hour -> {column: values so far}
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
+    last_observation: datetime | None = None  # wall clock of the latest observation taken
 
     @property
     def last(self) -> HourRisk | None:
@@ -1018,7 +1027,11 @@ class Ward:
         (checked by :meth:`tick`; an hour that is still receiving observations then, as
         one sent after the fact does, closes once none has come for :data:`HOUR_QUIET_S`
         or one of a later hour comes), or when :meth:`close_hours` is called (a sender
-        that knows it has sent the whole hour, a discharge). The hour is then scored as
+        that knows it has sent the whole hour, a discharge). Once a patient's observations
+        come this way, the hours that end after the latest one arrived and bring nothing
+        are scored too, as rows without measurements, when they close: the risk goes on
+        as the hours pass, as the Challenge's rows do (not kept across a restart: a
+        restarted ward waits for the next observation). The hour is then scored as
         :meth:`add_hour` scores a row, each measurement the mean of the values that came,
         after the hours before it in which nothing was observed (rows without
         measurements, as the Challenge's data have them). Hours close in order, so several
@@ -1053,6 +1066,7 @@ class Ward:
                 for col, xs in given.items():
                     held.setdefault(col, []).extend(xs)
                 bed.touched[hour] = time.monotonic()
+                bed.last_observation = _now()
                 self._journal("pending_hour", pid, hour, held)
                 closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
                     seconds=hour * 3600 + self.hour_close_after_s
@@ -1088,14 +1102,18 @@ class Ward:
         hour that cannot be scored is logged and dropped: the others go on."""
         if self.sepsis is None:
             return []
-        now, clock = datetime.now(UTC), time.monotonic()
+        now, clock = _now(), time.monotonic()
         quiet = min(HOUR_QUIET_S, self.hour_close_after_s)
+        grace = timedelta(seconds=self.hour_close_after_s)
         due: list[tuple[str, _SepsisBed, int, dict[str, list[float]]]] = []
+        by_clock = through is None and before is None and due_only
         with self._queue_lock:
             for pid, bed in self._sepsis_beds.items():
-                if not bed.pending or (only is not None and pid != str(only)):
+                live = by_clock and bed.last_observation is not None
+                if not (bed.pending or live) or (only is not None and pid != str(only)):
                     continue
                 start = datetime.fromisoformat(bed.admitted_at)
+                n = len(due)
                 for h in sorted(bed.pending):
                     ended = now >= start + timedelta(seconds=h * 3600 + self.hour_close_after_s)
                     if through is not None:
@@ -1108,6 +1126,19 @@ class Ward:
                         break  # in order: a later hour waits for the earlier ones
                     bed.touched.pop(h, None)
                     due.append((pid, bed, h, bed.pending.pop(h)))
+                if live and not bed.pending and bed.last_observation is not None:
+                    # hours that ended while the feed was live, after its latest message,
+                    # and brought nothing: scored as rows without measurements when they
+                    # close, so the risk goes on as the hours pass (a stay sent after the
+                    # fact is not: its hours had ended before its messages came)
+                    h = max([bed.last.hour if bed.last is not None else 0]
+                            + [d[2] for d in due[n:]]) + 1  # fmt: skip
+                    for _ in range(MAX_EMPTY_HOURS_PER_TICK):
+                        end = start + timedelta(hours=h)
+                        if now < end + grace or end <= bed.last_observation:
+                            break
+                        due.append((pid, bed, h, {}))
+                        h += 1
         out = []
         for pid, bed, h, held in due:
             row: dict[str, Any] = {c: sum(xs) / len(xs) for c, xs in held.items() if xs}
