@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from vitalgru.io.fhir_observations import observation_times, observations_to_hour
+from vitalgru.io.fhir_observations import observations_to_hour, timed_resources
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.ward import Ward
@@ -93,54 +93,88 @@ def ward_call(fn: Callable[..., Any], *args: Any) -> Any:
         raise Refused(409 if "already" in msg else 422, msg) from None
 
 
-def _hour_of(ward: Ward, patient_id: str, times: list[datetime]) -> int:
-    if not times:
+def _hours_of(ward: Ward, patient_id: str, times: list[datetime | None]) -> list[int | None]:
+    """The ICU hour of each time (None stays None); :class:`Refused` when none is placed."""
+    if not any(t is not None for t in times):
         raise Refused(
             422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
             "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ, or the site's time "
             "zone given to the gateway)",
         )  # fmt: skip
-    hours = sorted({ward_call(ward.sepsis_hour_at, patient_id, t) for t in times})
-    if len(hours) > 1:
-        raise Refused(
-            422, f"the observations fall in ICU hours {hours[0]} to {hours[-1]} of the "
-            "stay: send one hour per message, or give ?iculos=",
-        )  # fmt: skip
-    return hours[0]
+    return [None if t is None else ward_call(ward.sepsis_hour_at, patient_id, t) for t in times]
 
 
 def score_observations(
     ward: Ward, intake: Any, patient_id: str, payload: Any, iculos: int | None, source: str
 ) -> dict[str, Any]:
     """Score the hour FHIR-shaped Observations make (``iculos``: the sender says which
-    and that it is whole), or, without ``iculos``, add them to the ICU hour their times
-    fall in, scored when it closes (:meth:`Ward.add_observations`). :class:`Refused` (422)
-    when they name no hour or several, or none of them is usable. What was used and
-    skipped is counted in ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`)
-    under ``source``."""
-    given = iculos
+    and that it is whole), or, without ``iculos``, add them to the ICU hours their times
+    fall in, each scored when it closes (:meth:`Ward.add_observations`). :class:`Refused`
+    (422) when they name no hour, when they fall in several and some Observation has no
+    time, or when none of them is usable. What was used and skipped is counted in
+    ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`) under ``source``.
+
+    Returns the hour's risk (with ``iculos``), or what was held: one hour's
+    :meth:`Ward.add_observations` answer, or, for observations of several hours,
+    ``{"patient_id", "pending": True, "hours": [each hour's answer, without its
+    ``scored``], "scored": [every earlier hour they closed]}``; with ``observations``
+    (``used``, ``converted``, ``skipped`` with the positions in the payload)."""
     try:
-        if iculos is None:
-            iculos = _hour_of(ward, patient_id, observation_times(payload))
-        hour = observations_to_hour(payload, iculos)
+        resources, times = timed_resources(payload)
     except ValueError as e:
         raise Refused(422, str(e)) from None
-    intake.count(source, "observations", "used", hour.used)
-    intake.count(source, "observations", "skipped", len(hour.skipped))
-    if hour.used == 0 and hour.skipped:
-        reasons = "; ".join(sorted({s["reason"] for s in hour.skipped}))
+    if iculos is not None:
+        groups = {iculos: list(range(len(resources)))}
+    else:
+        hours = _hours_of(ward, patient_id, times)
+        placed = sorted({h for h in hours if h is not None})
+        untimed = [i for i, (h, r) in enumerate(zip(hours, resources, strict=True))
+                   if h is None and isinstance(r, dict) and r.get("resourceType") == "Observation"]  # fmt: skip
+        if len(placed) > 1 and untimed:
+            raise Refused(
+                422, f"the observations fall in ICU hours {placed[0]} to {placed[-1]} of the "
+                f"stay, and {len(untimed)} (at {untimed[:5]}) have no time to place them by: "
+                "give each its time, or send one hour per message",
+            )  # fmt: skip
+        groups = {h: [i for i, g in enumerate(hours) if g == h or (g is None and h == placed[0])]
+                  for h in placed}  # fmt: skip
+    read = {}
+    try:
+        for h, idx in groups.items():
+            read[h] = observations_to_hour([resources[i] for i in idx], h)
+            for s in read[h].skipped:  # positions in the payload, not in the hour's share
+                s["index"] = idx[s["index"]]
+    except ValueError as e:
+        raise Refused(422, str(e)) from None
+    used = sum(r.used for r in read.values())
+    skipped = sorted((s for r in read.values() for s in r.skipped), key=lambda s: s["index"])
+    converted: dict[str, list[str]] = {}
+    for r in read.values():
+        for c, units in r.converted.items():
+            converted.setdefault(c, []).extend(u for u in units if u not in converted.get(c, []))
+    intake.count(source, "observations", "used", used)
+    intake.count(source, "observations", "skipped", len(skipped))
+    if used == 0 and skipped:
+        reasons = "; ".join(sorted({s["reason"] for s in skipped}))
         raise Refused(
-            422, f"nothing in it gave a measurement the model uses ({len(hour.skipped)} "
+            422, f"nothing in it gave a measurement the model uses ({len(skipped)} "
             f"skipped: {reasons}); nothing was scored",
         )  # fmt: skip
-    seen = {"used": hour.used, "converted": hour.converted, "skipped": hour.skipped}
-    if given is None:  # one part of the hour: held until it closes
-        held = ward_call(ward.add_observations, patient_id, iculos, hour.values)
-        intake.count(source, "hours", "held")
-        return {**held, "observations": seen}
-    risk = ward_call(ward.add_hour, patient_id, hour.row)
-    intake.count(source, "hours", "scored")
-    return {**risk, "observations": seen}
+    seen = {"used": used, "converted": converted, "skipped": skipped}
+    if iculos is not None:
+        risk = ward_call(ward.add_hour, patient_id, read[iculos].row)
+        intake.count(source, "hours", "scored")
+        return {**risk, "observations": seen}
+    held = []
+    for h, r in sorted(read.items()):  # in order: an earlier hour is never closed by a later
+        if r.used or len(read) == 1:
+            held.append(ward_call(ward.add_observations, patient_id, h, r.values))
+            intake.count(source, "hours", "held")
+    if len(held) == 1:
+        return {**held[0], "observations": seen}
+    scored = [x for h in held for x in h.pop("scored")]
+    return {"patient_id": patient_id, "pending": True, "hours": held, "scored": scored,
+            "observations": seen}  # fmt: skip
 
 
 @dataclass
@@ -257,7 +291,9 @@ class Hl7Inbox:
         except ValueError as e:
             raise Refused(422, str(e)) from None
         out = score_observations(self.ward, self.intake, pid, oru.observations, None, source)
-        return out, f"patient {pid}: ICU hour {out['hour']}, {out['observations']['used']} used"
+        hours = [h["hour"] for h in out.get("hours", [out])]
+        which = f"ICU hour {hours[0]}" if len(hours) == 1 else f"ICU hours {hours[0]}-{hours[-1]}"
+        return out, f"patient {pid}: {which}, {out['observations']['used']} used"
 
     def _adt(self, msg: Hl7Message, trigger: str) -> tuple[dict[str, Any], str]:
         event = adt_event(msg, self.tz)

@@ -643,8 +643,17 @@ def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
     r = client.post("/vitals/icu-5/fhir", params={"iculos": 6},  # given: it wins
                     json=[hr(100, "2026-12-05T09:30:00Z")])  # fmt: skip
     assert r.status_code == 200 and r.json()["hour"] == 6
+    # observations of several hours go each to its own hour
+    r = client.post("/vitals/icu-5/fhir", json=[hr(90, "2026-12-05T12:10:00Z"),
+                                                {"resourceType": "Patient"},
+                                                hr(91, "2026-12-05T13:10:00Z")])  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert [h["hour"] for h in r.json()["hours"]] == [7, 8]
+    assert r.json()["observations"]["used"] == 2
+    assert [s["index"] for s in r.json()["observations"]["skipped"]] == [1]
     for body, says in (
-        ([hr(90, "2026-12-05T12:10:00Z"), hr(91, "2026-12-05T13:10:00Z")], "hours 7 to 8"),
+        ([hr(90, "2026-12-05T07:10:00Z"), hr(91, "2026-12-05T08:10:00Z"),
+          hr(92, "2026-12-05T15:10:00")], "and 1 (at [2]) have no time"),
         ([hr(90, "2026-12-05T12:10:00")], "no ?iculos= and no observation time"),
         ([hr(90, "2026-12-05T05:10:00Z")], "before patient 'icu-5' was admitted"),
     ):  # fmt: skip

@@ -251,6 +251,17 @@ def test_adt_messages_admit_transfer_and_discharge(
     assert out.code == "AA" and out.result["discharged"] and ward.patients()["sepsis"] == []
     assert "nothing to do" in inbox.handle(_adt("A03", "A7", "mrn-7", when)).text
     assert "not acted on" in inbox.handle(_adt("A08", "A8", "mrn-7", when)).text
+    # a result message with the observations of several hours: each to its own hour
+    inbox.handle(_adt("A01", "A10", "mrn-11", when - timedelta(hours=1)))
+    hr = row_to_observations({"HR": 88.0})
+    two = _oru(hr, "mrn-11", "R1", when - timedelta(minutes=50)).rstrip("\r").split("\r")
+    two.append(_oru(hr, "mrn-11", "R1", when + timedelta(minutes=10)).split("\r")[2])
+    out = inbox.handle("\r".join(two) + "\r")
+    assert out.code == "AA" and "ICU hours 1-2, 2 used" in out.text, out.text
+    assert [h["hour"] for h in out.result["hours"]] == [1, 2]
+    future = _oru(hr, "mrn-11", "R2", datetime.now(UTC) + timedelta(hours=2))
+    out = inbox.handle(future)
+    assert out.code == "AE" and "is in the future" in out.text
     # what is not a message the gateway reads is rejected, with the reason
     siu = "MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r"
     assert inbox.handle(siu).code == "AR"

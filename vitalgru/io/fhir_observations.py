@@ -38,6 +38,7 @@ __all__ = [
     "observation_times",
     "observations_to_hour",
     "row_to_observations",
+    "timed_resources",
 ]
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -278,22 +279,30 @@ def observation_times(payload: Any) -> list[datetime]:
     (``effectiveDateTime``, ``effectiveInstant`` or ``effectivePeriod.start``; a date
     alone or a time without an offset says nothing usable). ValueError for a payload that
     is not a Bundle, a list or an Observation."""
-    out = []
-    for res in _resources(payload):
-        if not isinstance(res, Mapping) or res.get("resourceType") != "Observation":
-            continue
-        period = res.get("effectivePeriod")
-        raw = (res.get("effectiveDateTime") or res.get("effectiveInstant")
-               or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
-        if not isinstance(raw, str) or "T" not in raw:
-            continue
-        try:
-            t = datetime.fromisoformat(raw)
-        except ValueError:
-            continue
-        if t.tzinfo is not None:
-            out.append(t)
-    return out
+    return [t for t in timed_resources(payload)[1] if t is not None]
+
+
+def timed_resources(payload: Any) -> tuple[list[Any], list[datetime | None]]:
+    """The payload's resources (a Bundle's entries, a list, or one) and, for each, when it
+    was made, as :func:`observation_times` reads it (None: not an Observation, or no time
+    with its offset). ValueError as :func:`observation_times`."""
+    resources = _resources(payload)
+    times: list[datetime | None] = []
+    for res in resources:
+        t = None
+        if isinstance(res, Mapping) and res.get("resourceType") == "Observation":
+            period = res.get("effectivePeriod")
+            raw = (res.get("effectiveDateTime") or res.get("effectiveInstant")
+                   or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
+            if isinstance(raw, str) and "T" in raw:
+                try:
+                    t = datetime.fromisoformat(raw)
+                except ValueError:
+                    t = None
+                if t is not None and t.tzinfo is None:
+                    t = None
+        times.append(t)
+    return resources, times
 
 
 #: vitalgru column -> (its first LOINC code in :data:`LOINC_COLUMNS`, the UCUM code of the

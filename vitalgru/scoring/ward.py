@@ -958,7 +958,8 @@ class Ward:
     def sepsis_hour_at(self, patient_id: str, when: datetime) -> int:
         """The ICU hour (``ICULOS``: 1 for the first hour of the stay) a time falls in,
         counted from the patient's admission. KeyError for a patient not admitted;
-        ValueError for a time without its UTC offset or before the admission."""
+        ValueError for a time without its UTC offset, before the admission, or more than
+        5 minutes in the future."""
         if when.tzinfo is None:
             raise ValueError(f"the time {when.isoformat()} has no UTC offset")
         with self._queue_lock:
@@ -966,6 +967,11 @@ class Ward:
             if bed is None:
                 raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
             start = datetime.fromisoformat(bed.admitted_at)
+        if when > _now() + timedelta(minutes=5):
+            raise ValueError(
+                f"{when.isoformat()} is in the future (more than 5 minutes ahead of this "
+                "clock): a sender's clock or time zone is wrong"
+            )
         seconds = (when - start).total_seconds()
         if seconds < 0:
             raise ValueError(
