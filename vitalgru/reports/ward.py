@@ -103,12 +103,14 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             else "<span class=hi>in alarm, not acknowledged</span>"
         )
         why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))
+        open_ = "; ".join(f"hour {h}: {sum(n.values())} value(s)"
+                          for h, n in (p.get("assembling") or {}).items())  # fmt: skip
         pid = str(p["patient_id"])
         link = f'<a href="vitals/{quote(pid, safe="")}/page">{e(pid)}</a>'  # the stay's page
         rows.append(
             f"<tr><td>{link}</td><td class=n>{hour}</td>"
             f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
-            f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td></tr>"
+            f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td><td>{e(open_)}</td></tr>"
         )
     return "".join(rows)
 
@@ -138,7 +140,8 @@ def ward_page_html(
             "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
             "<th>latest ICU hour</th><th>risk</th><th>probability of sepsis within 6 h %"
             "</th><th>alarm</th><th>alarm episodes</th>"
-            "<th>what raised the risk when the alarm began</th></tr>"
+            "<th>what raised the risk when the alarm began</th>"
+            "<th>being assembled from observations</th></tr>"
             f"{_sepsis_rows(sepsis)}</table></section>"
         )
     if not parts:

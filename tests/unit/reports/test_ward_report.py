@@ -20,7 +20,8 @@ def test_order_values_and_escaping() -> None:
              "alarm_drivers": [{"text": "Lactate 4.2 mmol/L (now; risk 0.18 had it been "
                                         "typical, 2.4)"}, {"text": "Temp <38.9> °C"}]}  # fmt: skip
     calm = {"patient_id": "icu-1", "in_alarm": False, "alarm_episodes": 0,
-            "last_hour": {"hour": 5, "risk": 0.02, "probability": None}}  # fmt: skip
+            "last_hour": {"hour": 5, "risk": 0.02, "probability": None},
+            "assembling": {6: {"hr_bpm": 2, "lactate_mmol_l": 1}}}  # fmt: skip
     new = {"patient_id": "icu-3", "in_alarm": False, "alarm_episodes": 0, "last_hour": None}
     page = ward_page_html([quiet, loud], [calm, new, risky], model="m")
     assert "&lt;b&gt;z&lt;/b&gt;" in page and "<b>z</b>" not in page
@@ -36,9 +37,9 @@ def test_order_values_and_escaping() -> None:
     # what raised the risk of the alarm going on, escaped; nothing for the others
     assert (
         "<td>Lactate 4.2 mmol/L (now; risk 0.18 had it been typical, 2.4); Temp &lt;38.9&gt; "
-        "°C</td></tr>" in page
+        "°C</td><td></td></tr>" in page
     )
-    assert "<td class=n>0</td><td></td></tr>" in page
+    assert "<td class=n>0</td><td></td><td>hour 6: 3 value(s)</td></tr>" in page  # arriving
     assert "No patient is being monitored" in ward_page_html([], [])
 
 
