@@ -30,8 +30,10 @@ Every message gets an acknowledgement: ``AA`` (taken, or nothing to do, with a n
 message the gateway reads, or not HL7 at all). A message whose control id (``MSH-10``) was
 taken already (the engine resent it because an acknowledgement was lost) is not taken
 again: it gets the first acknowledgement once more (a message that was not taken is tried
-again when resent: the patient may have been admitted since). The last :data:`REMEMBER_MESSAGES`
-control ids are remembered, in memory (a restarted gateway may take a resent message twice).
+again when resent: the patient may have been admitted since). The last
+:data:`REMEMBER_MESSAGES` control ids are remembered, in the ward's state file when it has
+one, so a message resent after a restart (its acknowledgement lost with the connection)
+is not taken twice either.
 
 MLLP (:func:`start_mllp`): each message framed as ``0x0B`` message ``0x1C 0x0D``; on one
 connection messages are taken in order, each answered before the next is read. MLLP has no
@@ -45,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -222,6 +225,10 @@ class Hl7Inbox:
         self.units = None if units is None else {u.strip().upper() for u in units if u.strip()}
         self._seen: OrderedDict[str, Hl7Reply] = OrderedDict()
         self._remember = remember
+        self.journal = getattr(ward, "journal", None)  # the state file, when there is one
+        if self.journal is not None:  # what was taken before a restart
+            for cid, kind, r in self.journal.hl7_messages()[-remember:]:
+                self._seen[cid] = Hl7Reply(r["ack"], r["code"], r["status"], r["text"], kind)
         self._lock = threading.Lock()  # one message at a time: in order, and once
 
     def handle(
@@ -258,6 +265,14 @@ class Hl7Inbox:
                 self._seen[msg.control_id] = reply
                 while len(self._seen) > self._remember:
                     self._seen.popitem(last=False)
+                if self.journal is not None:
+                    kept = {"ack": reply.ack, "code": reply.code, "status": reply.status,
+                            "text": reply.text}  # fmt: skip
+                    try:
+                        self.journal.hl7_taken(msg.control_id, msg.message_type, kept,
+                                               self._remember)  # fmt: skip
+                    except (sqlite3.Error, OSError):
+                        logger.exception("hl7: could not keep message %s", msg.control_id)
         self.intake.message(source, _type(msg), reply.code)
         return reply
 

@@ -277,6 +277,28 @@ def test_adt_messages_admit_transfer_and_discharge(
     assert "no time of day or no UTC offset" in out.text
 
 
+def test_a_message_resent_after_a_restart_is_not_taken_twice(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    oru = _oru(row_to_observations({"HR": 100.0}), "p", "R1", start + timedelta(minutes=5))
+    assert inbox.handle(_adt("A01", "ADM", "p", start)).code == "AA"
+    first = inbox.handle(oru)
+    assert first.code == "AA" and ward.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
+    ward.journal.close()  # the gateway stops before the engine got the acknowledgement
+
+    again = _ward(sepsis_fit, journal=WardJournal(path))
+    again.restore(again.journal.load())
+    inbox = Hl7Inbox(again, IntakeCollector())
+    resent = inbox.handle(oru)
+    assert resent.duplicate and resent.ack == first.ack
+    assert again.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}  # not twice
+    assert inbox.handle(_adt("A01", "ADM", "p", start)).duplicate
+
+
 def _mllp(port: int, *messages: str, noise: bytes = b"") -> list[str]:
     """Send messages over one MLLP connection (all at once: the listener takes them in
     order) and read one acknowledgement each."""

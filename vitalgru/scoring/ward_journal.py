@@ -14,6 +14,9 @@ it are not. The journal keeps, as they happen:
   alarms nor sees them twice, and the ECG strip of each arrhythmia alarm (the newest
   ``keep_strips``), so the alarm can still be reviewed after a restart.
 
+- the control ids of the HL7 v2 messages taken (the newest 10,000), so that a message an
+  interface engine resends after a restart (its acknowledgement lost with the connection)
+  is not taken twice;
 - each ECG patient's memory (:class:`~vitalgru.scoring.arrhythmia.PatientMemory`: the
   network's hidden state, the latest beat templates and RR intervals; the shadow model's
   too, so a comparison is not skewed by a restart), every ``memory_every_s`` of the
@@ -62,6 +65,9 @@ CREATE TABLE IF NOT EXISTS sepsis_pending (
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS strips (
     seq INTEGER PRIMARY KEY, meta TEXT NOT NULL, samples BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS hl7_taken (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, control_id TEXT NOT NULL UNIQUE,
+    message_type TEXT NOT NULL, reply TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ecg_memory (
     patient_id TEXT NOT NULL, monitor TEXT NOT NULL, saved_at TEXT NOT NULL,
     memory BLOB NOT NULL, PRIMARY KEY (patient_id, monitor));
@@ -279,6 +285,30 @@ class WardJournal:
                 "DELETE FROM strips WHERE seq <= (SELECT seq FROM strips ORDER BY seq DESC "
                 "LIMIT 1 OFFSET ?)", (self.keep_strips,),
             )  # fmt: skip
+
+    def hl7_taken(
+        self, control_id: str, message_type: str, reply: Mapping[str, Any], keep: int
+    ) -> None:
+        """An HL7 v2 message taken (its control id, type and the acknowledgement it got),
+        so that a restarted gateway does not take it again when the sender resends it; the
+        newest ``keep`` are kept."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO hl7_taken (control_id, message_type, reply) "
+                "VALUES (?, ?, ?)", (control_id, message_type, event_json(dict(reply))),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM hl7_taken WHERE n <= (SELECT n FROM hl7_taken ORDER BY n DESC "
+                "LIMIT 1 OFFSET ?)", (int(keep),),
+            )  # fmt: skip
+
+    def hl7_messages(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """The HL7 v2 messages taken, oldest first: (control id, type, reply)."""
+        with self._lock:
+            got = self._db.execute(
+                "SELECT control_id, message_type, reply FROM hl7_taken ORDER BY n"
+            ).fetchall()
+        return [(c, t, json.loads(r)) for c, t, r in got]
 
     # ------------------------------------------------------------------ read back
 
