@@ -21,12 +21,18 @@ come every second from machines and are counted in ``/metrics``. A reader that a
 same thing again within :data:`COALESCE_S` (an integration engine polling the event log
 every second) is written once per that span, with the number of times it asked.
 
-Rows are never updated or deleted by the gateway; ``GET /audit`` (admin tokens only) and
-``vitalgru serve-audit FILE`` read them.
+Rows are never updated (but for their count) or deleted by the gateway, and each carries a
+hash chain: the SHA-256 of the row before's chain and the row's own fields (not its count),
+so a row changed or deleted afterwards by someone with the file breaks the chain from there
+on (:meth:`AuditLog.verify`, ``vitalgru serve-audit --verify``; rows cut off the end leave
+no trace in the chain: keep a copy of the latest chain elsewhere for that). ``GET /audit``
+(admin tokens only) and ``vitalgru serve-audit FILE`` read them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -47,7 +53,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS access (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, caller TEXT NOT NULL,
     action TEXT NOT NULL, patient_id TEXT, status INTEGER NOT NULL, client TEXT,
-    count INTEGER NOT NULL DEFAULT 1);
+    count INTEGER NOT NULL DEFAULT 1, chain TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS access_patient ON access (patient_id, seq);
 """
 _COLUMNS = ("seq", "at", "caller", "action", "patient_id", "status", "client", "count")
@@ -101,10 +107,14 @@ class AuditLog:
                     self._db.execute("UPDATE access SET count = count + 1 WHERE seq = ?",
                                      (last[1],))  # fmt: skip
                     return
+                row = (at, caller, action, patient_id, int(status), client)
+                prev = self._db.execute(
+                    "SELECT chain FROM access ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
                 cur = self._db.execute(
-                    "INSERT INTO access (at, caller, action, patient_id, status, client) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (at, caller, action, patient_id, int(status), client),
+                    "INSERT INTO access (at, caller, action, patient_id, status, client, chain) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*row, _link(prev[0] if prev else "", row)),
                 )
                 self._recent[key] = (now, int(cur.lastrowid or 0))
                 if len(self._recent) > 10_000:  # forget the spans that are over
@@ -138,6 +148,28 @@ class AuditLog:
         with self._lock:
             got = self._db.execute(sql, (*args, int(limit))).fetchall()
         return [dict(zip(_COLUMNS, r, strict=True)) for r in got]
+
+    def verify(self) -> tuple[int, int | None, str]:
+        """Check the hash chain: ``(rows checked, the number of the first row whose chain
+        does not follow or None, the last row's chain)``."""
+        prev, n = "", 0
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT seq, at, caller, action, patient_id, status, client, chain FROM access "
+                "ORDER BY seq"
+            )
+            for seq, *row, chain in cur:
+                n += 1
+                if _link(prev, tuple(row)) != chain:
+                    return n, int(seq), chain
+                prev = chain
+        return n, None, prev
+
+
+def _link(prev: str, row: tuple[Any, ...]) -> str:
+    """The chain of a row: SHA-256 over the chain before it and its fields."""
+    text = json.dumps([prev, *row], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_rows(path: str | Path, **filters: Any) -> Iterator[dict[str, Any]]:

@@ -440,8 +440,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_audit(args: argparse.Namespace) -> int:
-    from pipelines.audit import read_rows
+    from pipelines.audit import AuditLog, read_rows
 
+    if args.verify:
+        if not Path(args.file).is_file():
+            raise SystemExit(f"vitalgru: error: no audit log at {args.file}")
+        try:
+            n, broken, last = AuditLog(args.file).verify()
+        except ValueError as e:
+            raise SystemExit(f"vitalgru: error: {e}") from None
+        if broken is not None:
+            raise SystemExit(f"vitalgru: {args.file}: the hash chain breaks at row {broken} "
+                             "(that row, or one before it, was changed or deleted)")  # fmt: skip
+        print(f"{args.file}: {n} row(s), the hash chain is intact; the last link is {last}")
+        return 0
     try:
         rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
                          refused=args.refused)  # fmt: skip
@@ -809,6 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--caller", default=None, help="one token's rows")
     sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.add_argument("--verify", action="store_true",
+                    help="check the rows' hash chain instead (exit 1 where it breaks)")  # fmt: skip
     sp.set_defaults(func=cmd_serve_audit)
 
     sp = sub.add_parser(

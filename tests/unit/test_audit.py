@@ -43,6 +43,21 @@ def test_rows_are_appended_coalesced_and_filtered(tmp_path: Path) -> None:
     again.record("reader-1", "GET /vitals/{patient_id}", "p1", 200)  # a new span after restart
     assert len(again.rows()) == 5
     assert list(read_rows(tmp_path / "audit.sqlite", patient_id="p2")) == [rows[1]]
+    # the hash chain: intact, then broken where a row was changed or deleted
+    n, broken, last = again.verify()
+    assert (n, broken) == (5, None) and len(last) == 64
+    assert main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify"]) == 0
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute("UPDATE access SET caller = 'someone else' WHERE seq = 3")
+    assert again.verify()[:2] == (3, 3)
+    with pytest.raises(SystemExit, match="breaks at row 3"):
+        main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify"])
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute("UPDATE access SET caller = 'feed-1' WHERE seq = 3")
+    assert again.verify()[:2] == (5, None)  # put back as it was: whole again
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute("DELETE FROM access WHERE seq = 2")
+    assert again.verify()[:2] == (2, 3)
     # files that are not an audit log are refused, not written over
     (tmp_path / "text").write_text("not sqlite at all" * 100)
     with pytest.raises(ValueError, match="not a vitalgru audit log"):
