@@ -433,7 +433,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               mllp_port=args.mllp_port, mllp_host=args.mllp_host,
               mllp_allow=_listed(args.mllp_allow), adt_units=_listed(args.adt_units),
               hour_close_after_s=60 * args.hour_close_after_min,
-              audit=None if args.audit.lower() == "none" else args.audit)  # fmt: skip
+              audit=None if args.audit.lower() == "none" else args.audit,
+              forward_alarms=args.forward_alarms)  # fmt: skip
     except ValueError as e:  # a bad state or token file, a shadow without its champion
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
@@ -807,6 +808,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite file that keeps who read which patient's data, acknowledged, admitted "
         "or discharged, and who was refused (GET /audit, vitalgru serve-audit), or none "
         "(default: ward-audit.sqlite here)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--forward-alarms", default=None, metavar="HOST:PORT",
+        help="send every alarm and escalation to this MLLP receiver (the interface engine) "
+        "as an HL7 v2 ORU^R40 message, in order, until acknowledged (default: off)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

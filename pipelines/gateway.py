@@ -91,7 +91,13 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import TokenFile, TokenTable
 from pipelines.audit import AuditLog
-from pipelines.gateway_metrics import IntakeCollector, TokenFileCollector, WardCollector
+from pipelines.gateway_metrics import (
+    ForwarderCollector,
+    IntakeCollector,
+    TokenFileCollector,
+    WardCollector,
+)
+from pipelines.hl7_forward import AlarmForwarder
 from pipelines.hl7_inbox import Hl7Inbox, Refused, score_observations, start_mllp, ward_call
 from vitalgru import __version__, tracking
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
@@ -360,6 +366,7 @@ def create_app(
     mllp_allow: list[str] | None = None,
     adt_units: list[str] | None = None,
     audit: AuditLog | None = None,
+    forwarder: AlarmForwarder | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -381,7 +388,8 @@ def create_app(
 
     With ``audit`` (:class:`pipelines.audit.AuditLog`), every read of a patient's data,
     acknowledgement, admission and discharge, and every refusal for want of a token or a
-    role, is written to it; ``GET /audit`` (admin tokens) reads it."""
+    role, is written to it; ``GET /audit`` (admin tokens) reads it. A ``forwarder``
+    (:class:`pipelines.hl7_forward.AlarmForwarder`) runs while the app does."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
@@ -402,6 +410,8 @@ def create_app(
         clock = threading.Thread(target=run, name="ward-tick", daemon=True)
         if tick_s > 0:
             clock.start()
+        if forwarder is not None:
+            forwarder.start()
         listener = None
         if mllp is not None:
             listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow)
@@ -409,6 +419,8 @@ def create_app(
         yield
         if listener is not None:
             listener.close()
+        if forwarder is not None:
+            forwarder.stop()
         stop.set()
         if clock.is_alive():
             clock.join(timeout=10)
@@ -693,6 +705,8 @@ def create_app(
     registry.register(intake)
     if isinstance(tokens, TokenFile):
         registry.register(TokenFileCollector(tokens))
+    if forwarder is not None:
+        registry.register(ForwarderCollector(forwarder))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")
@@ -875,10 +889,13 @@ def serve(
     adt_units: list[str] | None = None,
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     audit: str | os.PathLike | None = None,
+    forward_alarms: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
-    access to patient data written to that file (:mod:`pipelines.audit`)."""
+    access to patient data written to that file (:mod:`pipelines.audit`); with
+    ``forward_alarms`` (``HOST:PORT``), every alarm sent there as HL7 v2
+    (:mod:`pipelines.hl7_forward`)."""
     import uvicorn
 
     zone = None
@@ -887,6 +904,12 @@ def serve(
             zone = ZoneInfo(hl7_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
+    target = None
+    if forward_alarms:
+        host_, _, port_ = forward_alarms.rpartition(":")
+        if not host_ or not port_.isdigit() or not 1 <= int(port_) <= 65535:
+            raise ValueError(f"--forward-alarms wants HOST:PORT, got {forward_alarms!r}")
+        target = (host_.strip("[]"), int(port_))
     if mllp_allow:
         for a in mllp_allow:
             ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address
@@ -922,6 +945,7 @@ def serve(
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
         hour_close_after_s,
     )  # fmt: skip
+    forwarder = None if target is None else AlarmForwarder(ward, *target)
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
         config = uvicorn.Config(
@@ -929,7 +953,7 @@ def serve(
                        tokens=table, patient_system=patient_system, hl7_timezone=zone,
                        mllp=None if mllp_port is None else (mllp_host, mllp_port),
                        mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                       audit=audit_log),
+                       audit=audit_log, forwarder=forwarder),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

@@ -158,3 +158,26 @@ class IntakeCollector:
         for (source, kind, outcome), k in sorted(messages.items()):
             c.add_metric([source, kind, outcome], k)
         yield c
+
+
+class ForwarderCollector:
+    """How the alarm forwarder (:mod:`pipelines.hl7_forward`) is doing: alarms delivered
+    and refused, failed tries, and events not handled yet (grows while the receiver is
+    down)."""
+
+    def __init__(self, forwarder: Any) -> None:
+        self.forwarder = forwarder
+
+    def collect(self) -> Any:
+        f = self.forwarder
+        for name, doc, value in (
+            ("vitalgru_alarms_forwarded", "alarms acknowledged by the HL7 receiver", f.sent),
+            ("vitalgru_alarms_forward_refused", "alarms the HL7 receiver refused (AE, AR)",
+             f.rejected),
+            ("vitalgru_alarms_forward_failures", "tries that got no acknowledgement",
+             f.failures),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("vitalgru_alarms_forward_lag_events",
+                                "events logged that the forwarder has not handled yet",
+                                value=f.lag)  # fmt: skip

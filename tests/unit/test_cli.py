@@ -343,7 +343,8 @@ class TestCLI:
             10.0,
         )
         for bad, says in ((["--hl7-timezone", "Mars/Olympus"], "not a time zone"),
-                          (["--mllp-port", "2575", "--mllp-allow", "ward-4"], "does not appear")):  # fmt: skip
+                          (["--mllp-port", "2575", "--mllp-allow", "ward-4"], "does not appear"),
+                          (["--forward-alarms", "engine"], "wants HOST:PORT")):  # fmt: skip
             with pytest.raises(SystemExit, match=says):  # before any model loads
                 cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
 

@@ -40,7 +40,7 @@ from vitalgru.io.fhir_observations import LOINC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
     "HL7_MEDIA_TYPE", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
-    "adt_event", "hl7_time", "oru_observations", "read_message",
+    "adt_event", "escape", "hl7_time", "oru_observations", "read_message",
 ]  # fmt: skip
 
 #: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
@@ -79,6 +79,16 @@ def _unescape(text: str, field_sep: str, enc: str) -> str:
     for code, ch in (("F", field_sep), ("S", comp), ("T", sub), ("R", rep), ("E", esc)):
         text = text.replace(f"{esc}{code}{esc}", ch)
     return text
+
+
+def escape(text: str, field_sep: str = "|", encoding: str = "^~\\&") -> str:
+    """``text`` with HL7 v2's escape sequences for the separators it holds, and line breaks
+    as spaces: safe inside a field."""
+    comp, rep, esc, sub = encoding[0], encoding[1], encoding[2], encoding[3]
+    out = text.replace(esc, f"{esc}E{esc}")
+    for ch, code in ((field_sep, "F"), (comp, "S"), (sub, "T"), (rep, "R")):
+        out = out.replace(ch, f"{esc}{code}{esc}")
+    return out.replace("\r", " ").replace("\n", " ")
 
 
 def _coding(parts: list[str]) -> dict[str, str] | None:

@@ -181,6 +181,20 @@ class WardJournal:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('models', ?)", (event_json(models),))
 
+    def set_value(self, key: str, value: Any) -> None:
+        """Keep a small value (JSON) under ``key``: a cursor of something that reads the
+        event log and must go on where it stopped (an alarm forwarder)."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"value:{key}",
+                                                                     event_json(value)))  # fmt: skip
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """What :meth:`set_value` kept under ``key`` (``default`` when nothing)."""
+        with self._lock:
+            got = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"value:{key}",))
+            row = got.fetchone()
+        return default if row is None else json.loads(row[0])
+
     def admit_ecg(self, patient_id: str, fs: float, admitted_at: str) -> None:
         with self._write() as db:
             db.execute(

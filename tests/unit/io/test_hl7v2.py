@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from vitalgru.io.fhir_observations import observation_times, observations_to_hour
-from vitalgru.io.hl7v2 import Hl7Message, ack, adt_event, hl7_time, oru_observations, read_message
+from vitalgru.io.hl7v2 import (
+    Hl7Message,
+    ack,
+    adt_event,
+    escape,
+    hl7_time,
+    oru_observations,
+    read_message,
+)
 
 MESSAGE = "\r".join([
     "MSH|^~\\&|MONITOR|ICU4|VITALGRU|HOSP|20261205083000||ORU^R01^ORU_R01|MSG00042|P|2.5",
@@ -105,6 +113,14 @@ def test_observation_times_come_from_obx_14_or_the_requests_obr_7() -> None:
     assert got == ["2026-12-05T08:15:00+00:00", "2026-12-05T08:00:00+00:00", None]
     assert observation_times(oru_observations(msg).observations) == [
         datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC)]  # fmt: skip
+
+
+def test_escaped_text_reads_back_as_it_was() -> None:
+    text = "V run | 3 beats ^ 150 bpm ~ see \\ note & more\nnext line"
+    field = escape(text)
+    assert all(ch not in field for ch in "|^~&\n")
+    msg = read_message(f"MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rNTE|1||{field}\r")
+    assert msg.field("NTE", 3) == text.replace("\n", " ")
 
 
 def test_local_times_are_placed_in_the_sites_zone_when_it_is_named() -> None:

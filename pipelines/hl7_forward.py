@@ -1,0 +1,269 @@
+"""Alarms sent on to the hospital's interface engine as HL7 v2 ``ORU^R40`` messages over
+MLLP (``vitalgru serve --forward-alarms HOST:PORT``).
+
+Polling ``/events`` or reading its stream needs someone to write that client. Interface
+engines and alarm-management systems (the ones that page a nurse's phone) take HL7 v2
+alarms over MLLP, so the gateway sends each alarm there itself, shaped after IHE PCD's
+Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
+
+- ``OBR``: the alarm's event number as placer and filler id (an escalation carries the
+  number of the alarm it escalates, so the receiver ties them together), ``OBR-4``
+  ``196616^MDC_EVT_ALARM^MDC``, ``OBR-7`` when it was raised;
+- ``OBX`` facets under sub-ids ``1.0.0.0.n``: the event (``MDC_EVT_ALARM``, its value the
+  alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
+  ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
+  or ``sepsis``), phase (``start``; ``continue`` for an escalation), state (``active``),
+  priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
+  alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
+- ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
+
+This is the message's shape, not a claim of conformance: no IHE test tool has seen it.
+
+Delivery: the forwarder reads the ward's event log from where it stopped and sends the
+alarms and escalations in order, one at a time, each when the previous one was
+acknowledged. ``AA`` (or ``CA``) moves on; ``AE``/``AR`` (the receiver will not take it) is
+logged and counted and moves on; no answer (refused connection, timeout) is tried again,
+with a growing wait (up to a minute), and nothing after it is sent meanwhile. Where it
+stopped is kept in the ward's state file, so after a restart it goes on from there (an
+alarm whose acknowledgement was lost with the connection is sent again: at least once, in
+order). Started on a state file for the first time, it begins with the alarms raised from
+then on, not the whole log.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from vitalgru.io.hl7v2 import escape, read_message
+from vitalgru.scoring.ward import Ward
+
+__all__ = ["AlarmForwarder", "alarm_message"]
+
+logger = logging.getLogger(__name__)
+
+MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
+#: The state file's key for the number of the last event handled.
+CURSOR_KEY = "hl7_forward_seq"
+#: The kinds forwarded, with their priority and type (IHE PCD's PH/PM/PL, SP/ST).
+ALARM_CLASSES: dict[str, tuple[str, str]] = {
+    "ventricular_run": ("PH", "SP"),
+    "pause": ("PH", "SP"),
+    "supraventricular_run": ("PM", "SP"),
+    "frequent_ventricular_ectopy": ("PM", "SP"),
+    "sepsis_risk": ("PM", "SP"),
+    "poor_signal": ("PL", "ST"),
+    "feed_lost": ("PL", "ST"),
+}
+#: Longest wait (s) between tries while the receiver does not answer.
+MAX_RETRY_S = 60.0
+
+
+def _ts(iso: str | None) -> str:
+    t = datetime.fromisoformat(iso) if iso else datetime.now(UTC)
+    return t.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+
+
+def alarm_message(
+    event: dict[str, Any],
+    alarm: dict[str, Any] | None = None,
+    *,
+    facility: str = "",
+    receiver: str = "",
+    authority: str = "",
+) -> str | None:
+    """The ``ORU^R40`` message of a logged event (see the module's description): an alarm,
+    or an escalation (``alarm``: the event it escalates, when the log still has it). None
+    for an event that is not forwarded (information, acknowledgements)."""
+    kind = event.get("kind")
+    escalation = kind == "escalated"
+    base = alarm if escalation else event
+    if base is None or base.get("kind") not in ALARM_CLASSES:
+        return None
+    priority, alert_type = ALARM_CLASSES[str(base["kind"])]
+    if escalation:
+        priority = "PH"
+    seq = int(event.get("escalates") or event["seq"]) if escalation else int(event["seq"])
+    raised = _ts(base.get("received_at"))
+    now = _ts(event.get("received_at"))
+    pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
+    label = str(base["kind"]).replace("_", " ")
+    text = escape(str(event.get("message") or base.get("message") or label))
+    facets = [
+        ("CWE", "196616^MDC_EVT_ALARM^MDC", f"{base['kind']}^{label}^99VGR",
+         f"{priority}~{alert_type}"),
+        ("ST", "68480^MDC_ATTR_ALERT_SOURCE^MDC", str(base.get("source", "")), ""),
+        ("ST", "68481^MDC_ATTR_EVENT_PHASE^MDC", "continue" if escalation else "start", ""),
+        ("ST", "68482^MDC_ATTR_ALARM_STATE^MDC", "active", ""),
+        ("ST", "68484^MDC_ATTR_ALARM_PRIORITY^MDC", priority, ""),
+        ("ST", "68485^MDC_ATTR_ALERT_TYPE^MDC", alert_type, ""),
+    ]  # fmt: skip
+    segments = [
+        f"MSH|^~\\&|VITALGRU|{escape(facility)}|{escape(receiver)}||{now}||ORU^R40^ORU_R40|"
+        f"VG{event['seq']}|P|2.6|||AL|NE",
+        f"PID|||{pid}^^^{escape(authority)}^MR" if authority else f"PID|||{pid}",
+        f"OBR|1|{seq}^VITALGRU|{seq}^VITALGRU|196616^MDC_EVT_ALARM^MDC|||{raised}",
+    ]
+    for i, (vt, code, value, flags) in enumerate(facets, 1):
+        sub = f"1.0.0.0.{i if i < 5 else i + 1}"  # facet 5 (inactivation state) not sent
+        when = f"|||{raised}" if i == 1 else ""
+        segments.append(f"OBX|{i}|{vt}|{code}|{sub}|{value}|||{flags}|||F{when}")
+    segments.append(f"NTE|1||{text}")
+    return "\r".join(segments) + "\r"
+
+
+class AlarmForwarder:
+    """Sends the ward's alarms to an MLLP receiver (see the module's description), in a
+    thread: :meth:`start`, :meth:`stop`.
+
+    Parameters
+    ----------
+    ward : Ward
+        Its event log is read, and its state file keeps where the forwarder stopped.
+    host, port : str, int
+        The receiver (the interface engine's MLLP listener).
+    facility, receiver, authority : str
+        ``MSH-4``, ``MSH-5``, and the assigning authority of the patient ids in ``PID-3``.
+    timeout_s : float
+        Seconds to wait for a connection and for each acknowledgement.
+    poll_s : float
+        Seconds between looks at the event log when there is nothing to send.
+    """
+
+    def __init__(
+        self,
+        ward: Ward,
+        host: str,
+        port: int,
+        *,
+        facility: str = "",
+        receiver: str = "",
+        authority: str = "",
+        timeout_s: float = 10.0,
+        poll_s: float = 0.5,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.ward, self.host, self.port = ward, host, int(port)
+        self.options = {"facility": facility, "receiver": receiver, "authority": authority}
+        self.timeout_s, self.poll_s, self.retry_s = timeout_s, poll_s, retry_s
+        journal = ward.journal
+        kept = None if journal is None else journal.value(CURSOR_KEY)
+        self.cursor = int(kept) if kept is not None else ward.last_seq
+        self.sent = self.rejected = self.failures = 0
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alarm-forwarder", daemon=True)
+        self._alarms: dict[int, dict[str, Any]] = {}  # seq -> alarm, for escalations
+
+    @property
+    def lag(self) -> int:
+        """Events logged that the forwarder has not handled yet."""
+        return max(0, self.ward.last_seq - self.cursor)
+
+    def start(self) -> None:
+        self._thread.start()
+        logger.info("alarms: forwarding to %s:%d from event %d", self.host, self.port,
+                    self.cursor)  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.timeout_s + 5)
+        self._close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                moved = self.step()
+            except Exception:  # a bug here must not end the forwarding for good
+                logger.exception("alarms: forwarding failed")
+                moved = False
+            if not moved:
+                self._stop.wait(self.poll_s)
+
+    def step(self) -> bool:
+        """Handle the events after the cursor, in order, until one cannot be delivered or
+        the log is read; True when the cursor moved."""
+        page = self.ward.events(since=self.cursor, limit=100)["events"]
+        moved = False
+        for event in page:
+            if event.get("kind") in ALARM_CLASSES:
+                self._alarms[int(event["seq"])] = event
+                if len(self._alarms) > 10_000:
+                    self._alarms.pop(min(self._alarms))
+            alarm = self._alarm(int(event.get("escalates") or 0))
+            message = alarm_message(event, alarm, **self.options)
+            if message is not None and not self._deliver(message, int(event["seq"])):
+                return moved
+            self.cursor = int(event["seq"])
+            moved = True
+            if self.ward.journal is not None:
+                try:
+                    self.ward.journal.set_value(CURSOR_KEY, self.cursor)
+                except Exception:
+                    logger.exception("alarms: could not keep the cursor")
+        return moved
+
+    def _alarm(self, seq: int) -> dict[str, Any] | None:
+        """The alarm event ``seq`` (an escalation's), from those seen or from the log."""
+        if not seq:
+            return None
+        if seq not in self._alarms:
+            got = self.ward.events(since=seq - 1, limit=1)["events"]
+            if got and int(got[0]["seq"]) == seq:
+                self._alarms[seq] = got[0]
+        return self._alarms.get(seq)
+
+    def _deliver(self, message: str, seq: int) -> bool:
+        """Send until acknowledged (True), rejected (True: counted, moved past) or stopped
+        (False)."""
+        wait = self.retry_s
+        while not self._stop.is_set():
+            try:
+                code, text = self._send(message)
+            except (OSError, ValueError) as e:
+                self.failures += 1
+                self._close()
+                if self.failures == 1 or self.failures % 20 == 0:
+                    logger.warning("alarms: %s:%d did not take event %d (%s); trying again "
+                                   "in %.0f s", self.host, self.port, seq, e, wait)  # fmt: skip
+                self._stop.wait(wait)
+                wait = min(wait * 2, MAX_RETRY_S)
+                continue
+            if code in ("AA", "CA"):
+                self.sent += 1
+            else:
+                self.rejected += 1
+                logger.error("alarms: %s:%d refused event %d (%s %s); not sent again",
+                             self.host, self.port, seq, code, text)  # fmt: skip
+            return True
+        return False
+
+    def _send(self, message: str) -> tuple[str, str]:
+        if self._sock is None:
+            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+        self._sock.sendall(MLLP_START + message.encode() + MLLP_END)
+        buf = b""
+        deadline = time.monotonic() + self.timeout_s
+        while MLLP_END not in buf:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no acknowledgement")
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the receiver closed the connection")
+            buf += chunk
+        frame = buf.split(MLLP_END, 1)[0].lstrip(MLLP_START)
+        ack = read_message(frame)  # ValueError: not HL7
+        return ack.field("MSA", 1).upper(), ack.field("MSA", 3)
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None

@@ -1,0 +1,180 @@
+"""Alarms sent on to an interface engine as HL7 v2 ORU^R40 over MLLP: every alarm once it is
+acknowledged, in order, through a receiver that refuses one and is down for a while, and
+from where it stopped after a restart."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
+
+from pipelines.gateway import create_app
+from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message
+from vitalgru.io.hl7v2 import read_message
+from vitalgru.scoring.alerts import KINDS
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
+
+
+def test_every_alarm_kind_has_a_priority_and_a_type() -> None:
+    assert set(KINDS) | {"sepsis_risk", "feed_lost"} == set(ALARM_CLASSES)
+    assert {p for p, _ in ALARM_CLASSES.values()} == {"PH", "PM", "PL"}
+
+
+def test_an_alarm_as_an_oru_r40_message() -> None:
+    alarm = {"seq": 7, "source": "sepsis", "patient_id": "icu|4", "kind": "sepsis_risk",
+             "received_at": "2026-12-05T08:15:00+00:00",
+             "message": "sepsis risk 0.61 reached 0.40; raised most by Lactate 4.2 mmol/L"}  # fmt: skip
+    msg = read_message(alarm_message(alarm, authority="HOSP"))
+    assert msg.kind == ("ORU", "R40") and msg.control_id == "VG7"
+    assert msg.patient_ids == ["icu|4"]  # escaped in the message, read back whole
+    assert msg.field("OBR", 2) == "7" and msg.field("OBR", 7) == "20261205081500+0000"
+    obx = [s for s in msg.segments if s[0] == "OBX"]
+    assert [s[3].split("^")[1] for s in obx] == [
+        "MDC_EVT_ALARM", "MDC_ATTR_ALERT_SOURCE", "MDC_ATTR_EVENT_PHASE", "MDC_ATTR_ALARM_STATE",
+        "MDC_ATTR_ALARM_PRIORITY", "MDC_ATTR_ALERT_TYPE"]  # fmt: skip
+    assert [s[4] for s in obx] == ["1.0.0.0.1", "1.0.0.0.2", "1.0.0.0.3", "1.0.0.0.4",
+                                   "1.0.0.0.6", "1.0.0.0.7"]  # fmt: skip
+    assert [s[5] for s in obx] == ["sepsis_risk^sepsis risk^99VGR", "sepsis", "start", "active",
+                                   "PM", "SP"]  # fmt: skip
+    assert obx[0][8] == "PM~SP" and obx[0][14] == "20261205081500+0000"
+    assert msg.field("NTE", 3) == alarm["message"]
+    # an escalation continues the alarm it escalates, at the highest priority
+    esc = {"seq": 9, "source": "ward", "patient_id": "icu|4", "kind": "escalated",
+           "escalates": 7, "received_at": "2026-12-05T08:30:00+00:00",
+           "message": "sepsis_risk of patient icu|4 has not been acknowledged for 15 min"}  # fmt: skip
+    msg = read_message(alarm_message(esc, alarm))
+    obx = [s for s in msg.segments if s[0] == "OBX"]
+    assert msg.field("OBR", 2) == "7" and msg.control_id == "VG9"
+    assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
+    assert msg.field("OBR", 7) == "20261205081500+0000"  # when the alarm was raised
+    # information and acknowledgements are not alarms
+    for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
+        assert alarm_message({"seq": 1, "kind": kind}) is None
+    assert alarm_message(esc, None) is None  # an escalation of an alarm no longer in the log
+
+
+class _Receiver:
+    """An interface engine's MLLP listener that answers as told: ``codes`` in turn (then
+    AA), and takes every message it answered."""
+
+    def __init__(self, codes: list[str] | None = None, port: int = 0) -> None:
+        self.codes = list(codes or [])
+        self.got: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.server.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.1)
+                buf = b""
+                while not self.stop.is_set():
+                    try:
+                        chunk = conn.recv(65536)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\x1c\r" in buf:
+                        frame, buf = buf.split(b"\x1c\r", 1)
+                        text = frame.lstrip(b"\x0b").decode()
+                        code = self.codes.pop(0) if self.codes else "AA"
+                        self.got.append(text)
+                        cid = read_message(text).control_id
+                        ack = f"MSH|^~\\&|ENGINE||VITALGRU||20261205||ACK^R40|A{cid}|P|2.6\r"
+                        conn.sendall(b"\x0b" + (ack + f"MSA|{code}|{cid}|why\r").encode()
+                                     + b"\x1c\r")  # fmt: skip
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+def _wait(cond, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def _lost_feeds(ward: Ward, beds: list[str]) -> None:
+    """An alarm per bed: ECG feeds that went quiet."""
+    for bed in beds:
+        ward.admit_ecg(bed, 360)
+        ward.add_ecg(bed, [0.0] * 36)
+    time.sleep(0.05)
+    ward.tick()
+    ward.tick()
+
+
+def test_alarms_reach_the_receiver_in_order_through_refusals_outages_and_restarts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    _lost_feeds(ward, ["before"])  # raised before the forwarder ever ran: not sent
+    engine = _Receiver(["AE"])  # it refuses the first one
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    fwd.start()
+    _lost_feeds(ward, ["b1", "b2"])
+    _wait(lambda: fwd.cursor == ward.last_seq)
+    assert [read_message(m).patient_ids for m in engine.got] == [["b1"], ["b2"]]
+    assert (fwd.sent, fwd.rejected, fwd.lag) == (1, 1, 0)
+    assert "refused event" in caplog.text
+    # the engine goes down: the next alarms wait, in order, and arrive once it is back
+    port = engine.port
+    engine.close()
+    _lost_feeds(ward, ["b3", "b4"])
+    _wait(lambda: fwd.failures >= 2)
+    assert fwd.lag > 0
+    engine = _Receiver(port=port)
+    _wait(lambda: fwd.cursor == ward.last_seq)
+    assert [read_message(m).patient_ids[0] for m in engine.got] == ["b3", "b4"]
+    fwd.stop()
+    # a restart goes on from where it stopped: nothing sent twice, nothing lost
+    _lost_feeds(ward, ["b5"])
+    ward.journal.close()
+    again = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    again.restore(again.journal.load())
+    fwd = AlarmForwarder(again, "127.0.0.1", port, retry_s=0.05, poll_s=0.02)
+    assert fwd.cursor < again.last_seq
+    fwd.start()
+    _wait(lambda: fwd.cursor == again.last_seq)
+    fwd.stop()
+    engine.close()
+    assert [read_message(m).patient_ids[0] for m in engine.got] == ["b3", "b4", "b5"]
+    assert all(read_message(m).kind == ("ORU", "R40") for m in engine.got)
+
+
+def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
+    engine = _Receiver()
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    with TestClient(create_app(ward, tick_s=0.05, forwarder=fwd)) as c:
+        c.post("/ecg/b7/admit", json={"fs": 360})
+        c.post("/ecg/b7", json={"samples": [0.0] * 36})
+        _wait(lambda: fwd.sent == 1)
+        metrics = c.get("/metrics").text
+    engine.close()
+    assert "vitalgru_alarms_forwarded_total 1.0" in metrics
+    assert "vitalgru_alarms_forward_lag_events 0.0" in metrics
+    assert not fwd._thread.is_alive()  # stopped with the app
+    assert read_message(engine.got[0]).patient_ids == ["b7"]
