@@ -48,6 +48,11 @@ Errors: 404 for a patient not admitted, 409 for one admitted twice, 422 for inpu
 monitors refuse (with the reason), 503 for a model the gateway was started without, 401
 without a known token when tokens are set, 403 for a token whose role may not.
 
+HL7 v2 (:mod:`pipelines.hl7_inbox`, :mod:`pipelines.hl7_forward`): admissions and results
+in over ``POST /hl7`` or MLLP (``--mllp-port``), alarms out to the interface engine as
+``ORU^R40`` over MLLP (``--forward-alarms HOST:PORT``). Access log: ``--audit FILE``
+(:mod:`pipelines.audit`).
+
 Restarts: ``vitalgru serve --state FILE`` (default ``ward-state.sqlite`` in the working
 directory) writes admissions, sepsis hours and the event log to a SQLite file as they
 happen; a gateway started on the same file takes its patients up again

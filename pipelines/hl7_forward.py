@@ -144,7 +144,7 @@ class AlarmForwarder:
         receiver: str = "",
         authority: str = "",
         timeout_s: float = 10.0,
-        poll_s: float = 0.5,
+        poll_s: float = 0.2,
         retry_s: float = 1.0,
     ) -> None:
         self.ward, self.host, self.port = ward, host, int(port)
