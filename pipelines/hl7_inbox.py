@@ -27,10 +27,11 @@ anything else       rejected (``AR``): not a message this gateway reads
 
 Every message gets an acknowledgement: ``AA`` (taken, or nothing to do, with a note), ``AE``
 (an error: a patient not on scoring, an observation too late, ...) or ``AR`` (not a
-message the gateway reads, or not HL7 at all). A message whose control id (``MSH-10``) was
-taken already (the engine resent it because an acknowledgement was lost) is not taken
-again: it gets the first acknowledgement once more (a message that was not taken is tried
-again when resent: the patient may have been admitted since). The last
+message the gateway reads, or not HL7 at all). A message whose control id (``MSH-10``,
+within its sender's ``MSH-3``/``MSH-4``) was taken already (the engine resent it because
+an acknowledgement was lost) is not taken again: it gets the first acknowledgement once
+more (a message that was not taken is tried again when resent: the patient may have been
+admitted since). The last
 :data:`REMEMBER_MESSAGES` control ids are remembered, in the ward's state file when it has
 one, so a message resent after a restart (its acknowledgement lost with the connection)
 is not taken twice either.
@@ -249,9 +250,10 @@ class Hl7Inbox:
             self.intake.message(source, "none", "AR")
             return reply
         with self._lock:
-            kept = self._seen.get(msg.control_id) if msg.control_id else None
+            key = _sender_key(msg)
+            kept = self._seen.get(key) if key else None
             if kept is not None and kept.message_type == msg.message_type:
-                self._seen.move_to_end(msg.control_id)
+                self._seen.move_to_end(key)
                 self.intake.message(source, _type(msg), "duplicate")
                 return Hl7Reply(kept.ack, kept.code, kept.status, kept.text,
                                 kept.message_type, kept.result, duplicate=True)  # fmt: skip
@@ -261,15 +263,15 @@ class Hl7Inbox:
                 action = f"HL7 {_type(msg)} " + ("discharge" if reply.result.get("discharged")
                                                  else "admit")  # fmt: skip
                 self.audit.record(caller or source, action, pid, reply.status, client)
-            if msg.control_id and reply.code == "AA":  # an error is worth trying again
-                self._seen[msg.control_id] = reply
+            if key and reply.code == "AA":  # an error is worth trying again
+                self._seen[key] = reply
                 while len(self._seen) > self._remember:
                     self._seen.popitem(last=False)
                 if self.journal is not None:
                     kept = {"ack": reply.ack, "code": reply.code, "status": reply.status,
                             "text": reply.text}  # fmt: skip
                     try:
-                        self.journal.hl7_taken(msg.control_id, msg.message_type, kept,
+                        self.journal.hl7_taken(key, msg.message_type, kept,
                                                self._remember)  # fmt: skip
                     except (sqlite3.Error, OSError):
                         logger.exception("hl7: could not keep message %s", msg.control_id)
@@ -342,6 +344,14 @@ class Hl7Inbox:
     def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
         summary = ward_call(self.ward.discharge_sepsis, pid)
         return summary, f"patient {pid} {why}: off sepsis scoring"
+
+
+def _sender_key(msg: Hl7Message) -> str:
+    """What makes a message unique: its control id (``MSH-10``) within its sending
+    application and facility (``MSH-3``, ``MSH-4``); "" without a control id."""
+    if not msg.control_id:
+        return ""
+    return "|".join((msg.field("MSH", 3), msg.field("MSH", 4), msg.control_id))
 
 
 def _type(msg: Hl7Message) -> str:

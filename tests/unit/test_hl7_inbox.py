@@ -237,6 +237,9 @@ def test_adt_messages_admit_transfer_and_discharge(
     # resent (its acknowledgement was lost): the same answer, not taken twice
     again = inbox.handle(msg)
     assert again.duplicate and again.ack == reply.ack and ward.patients()["sepsis"] == ["mrn-7"]
+    # the same control id from another sending application is another message
+    other_app = msg.replace("MSH|^~\\&|ADT|HOSP|", "MSH|^~\\&|LAB|HOSP|")
+    assert not inbox.handle(other_app).duplicate
     other = inbox.handle(_adt("A01", "A2", "mrn-7", local, offset=False))
     assert other.code == "AA" and "already on sepsis scoring" in other.text
     # admissions elsewhere are not acted on; transfers in and out admit and discharge
