@@ -434,8 +434,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
               mllp_allow=_listed(args.mllp_allow), adt_units=_listed(args.adt_units),
               hour_close_after_s=60 * args.hour_close_after_min,
               audit=None if args.audit.lower() == "none" else args.audit,
-              forward_alarms=args.forward_alarms)  # fmt: skip
-    except ValueError as e:  # a bad state or token file, a shadow without its champion
+              forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
+              mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
+              forward_alarms_ca=args.forward_alarms_ca)  # fmt: skip
+    except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0
 
@@ -813,6 +815,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--forward-alarms", default=None, metavar="HOST:PORT",
         help="send every alarm and escalation to this MLLP receiver (the interface engine) "
         "as an HL7 v2 ORU^R40 message, in order, until acknowledged (default: off)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--mllp-tls-cert",
+        default=None,
+        metavar="PEM",
+        help="MLLP over TLS: this gateway's certificate chain (with --mllp-tls-key)",
+    )
+    sp.add_argument(
+        "--mllp-tls-key", default=None, metavar="PEM", help="the private key of --mllp-tls-cert"
+    )
+    sp.add_argument(
+        "--mllp-tls-client-ca",
+        default=None,
+        metavar="PEM",
+        help="only senders with a certificate this CA signed may connect (mutual TLS)",
+    )
+    sp.add_argument(
+        "--forward-alarms-ca", default=None, metavar="PEM|system",
+        help="send the alarms over TLS, the receiver's certificate checked against this CA "
+        "(or the system's); the gateway presents --mllp-tls-cert when given",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

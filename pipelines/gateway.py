@@ -78,6 +78,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -102,8 +103,15 @@ from pipelines.gateway_metrics import (
     TokenFileCollector,
     WardCollector,
 )
-from pipelines.hl7_forward import AlarmForwarder
-from pipelines.hl7_inbox import Hl7Inbox, Refused, score_observations, start_mllp, ward_call
+from pipelines.hl7_forward import AlarmForwarder, client_tls
+from pipelines.hl7_inbox import (
+    Hl7Inbox,
+    Refused,
+    score_observations,
+    server_tls,
+    start_mllp,
+    ward_call,
+)
 from vitalgru import __version__, tracking
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
@@ -372,6 +380,7 @@ def create_app(
     adt_units: list[str] | None = None,
     audit: AuditLog | None = None,
     forwarder: AlarmForwarder | None = None,
+    mllp_tls: ssl.SSLContext | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -387,7 +396,8 @@ def create_app(
     HL7 v2 (:mod:`pipelines.hl7_inbox`): ``POST /hl7`` takes any message an interface
     engine forwards (admissions, transfers, discharges, results); with ``mllp`` (host,
     port; port 0: any free one, in ``app.state.mllp_port``) the same messages are taken
-    over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any).
+    over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any), over
+    TLS with ``mllp_tls`` (:func:`pipelines.hl7_inbox.server_tls`).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
     ``adt_units``: the points of care whose admissions and transfers are scored.
 
@@ -419,7 +429,7 @@ def create_app(
             forwarder.start()
         listener = None
         if mllp is not None:
-            listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow)
+            listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow, tls=mllp_tls)
             app.state.mllp_port = listener.sockets[0].getsockname()[1]
         yield
         if listener is not None:
@@ -895,12 +905,19 @@ def serve(
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     audit: str | os.PathLike | None = None,
     forward_alarms: str | None = None,
+    mllp_tls_cert: str | None = None,
+    mllp_tls_key: str | None = None,
+    mllp_tls_client_ca: str | None = None,
+    forward_alarms_ca: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
     access to patient data written to that file (:mod:`pipelines.audit`); with
     ``forward_alarms`` (``HOST:PORT``), every alarm sent there as HL7 v2
-    (:mod:`pipelines.hl7_forward`)."""
+    (:mod:`pipelines.hl7_forward`). TLS: the MLLP listener with ``mllp_tls_cert`` and
+    ``mllp_tls_key`` (and client certificates from ``mllp_tls_client_ca``); the forwarder
+    with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
+    certificate."""
     import uvicorn
 
     zone = None
@@ -909,6 +926,15 @@ def serve(
             zone = ZoneInfo(hl7_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
+    if bool(mllp_tls_cert) != bool(mllp_tls_key):
+        raise ValueError("--mllp-tls-cert and --mllp-tls-key go together")
+    listener_tls = (
+        server_tls(mllp_tls_cert, mllp_tls_key, mllp_tls_client_ca) if mllp_tls_cert else None
+    )  # a bad certificate fails here, before the models load
+    sender_tls = None
+    if forward_alarms_ca:
+        ca = None if forward_alarms_ca == "system" else forward_alarms_ca
+        sender_tls = client_tls(ca, mllp_tls_cert, mllp_tls_key)
     target = None
     if forward_alarms:
         host_, _, port_ = forward_alarms.rpartition(":")
@@ -950,7 +976,7 @@ def serve(
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
         hour_close_after_s,
     )  # fmt: skip
-    forwarder = None if target is None else AlarmForwarder(ward, *target)
+    forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
     logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
     try:
         config = uvicorn.Config(
@@ -958,7 +984,7 @@ def serve(
                        tokens=table, patient_system=patient_system, hl7_timezone=zone,
                        mllp=None if mllp_port is None else (mllp_host, mllp_port),
                        mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                       audit=audit_log, forwarder=forwarder),
+                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

@@ -22,7 +22,7 @@ This is the message's shape, not a claim of conformance: no IHE test tool has se
 Delivery: the forwarder reads the ward's event log from where it stopped and sends the
 alarms and escalations in order, one at a time, each when the previous one was
 acknowledged. ``AA`` (or ``CA``) moves on; ``AE``/``AR`` (the receiver will not take it) is
-logged and counted and moves on; no answer (refused connection, timeout) is tried again,
+logged and counted and moves on; no answer (refused connection, timeout, a failed TLS handshake) is tried again,
 with a growing wait (up to a minute), and nothing after it is sent meanwhile. Where it
 stopped is kept in the ward's state file, so after a restart it goes on from there (an
 alarm whose acknowledgement was lost with the connection is sent again: at least once, in
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from typing import Any
 from vitalgru.io.hl7v2 import escape, read_message
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["AlarmForwarder", "alarm_message"]
+__all__ = ["AlarmForwarder", "alarm_message", "client_tls"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,19 @@ ALARM_CLASSES: dict[str, tuple[str, str]] = {
 }
 #: Longest wait (s) between tries while the receiver does not answer.
 MAX_RETRY_S = 60.0
+
+
+def client_tls(
+    ca: str | None = None, cert: str | None = None, key: str | None = None
+) -> ssl.SSLContext:
+    """A TLS context for sending to the receiver: its certificate checked against ``ca``
+    (PEM; None: the system's CAs) and its host name; with ``cert`` and ``key``, this
+    gateway's certificate for a receiver that asks for one."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def _ts(iso: str | None) -> str:
@@ -132,6 +146,8 @@ class AlarmForwarder:
         Seconds to wait for a connection and for each acknowledgement.
     poll_s : float
         Seconds between looks at the event log when there is nothing to send.
+    tls : ssl.SSLContext, optional
+        MLLP over TLS with this client context (:func:`client_tls`).
     """
 
     def __init__(
@@ -146,10 +162,12 @@ class AlarmForwarder:
         timeout_s: float = 10.0,
         poll_s: float = 0.2,
         retry_s: float = 1.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.ward, self.host, self.port = ward, host, int(port)
         self.options = {"facility": facility, "receiver": receiver, "authority": authority}
         self.timeout_s, self.poll_s, self.retry_s = timeout_s, poll_s, retry_s
+        self.tls = tls
         journal = ward.journal
         kept = None if journal is None else journal.value(CURSOR_KEY)
         self.cursor = int(kept) if kept is not None else ward.last_seq
@@ -245,7 +263,14 @@ class AlarmForwarder:
 
     def _send(self, message: str) -> tuple[str, str]:
         if self._sock is None:
-            self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+                except OSError:
+                    sock.close()
+                    raise
+            self._sock = sock
         self._sock.sendall(MLLP_START + message.encode() + MLLP_END)
         buf = b""
         deadline = time.monotonic() + self.timeout_s

@@ -38,9 +38,10 @@ is not taken twice either.
 
 MLLP (:func:`start_mllp`): each message framed as ``0x0B`` message ``0x1C 0x0D``; on one
 connection messages are taken in order, each answered before the next is read. MLLP has no
-credentials: the listener is bound to this machine unless told otherwise, and takes
-connections only from the addresses it is given (``--mllp-allow``); encryption belongs to a
-tunnel or the network, as TLS to the reverse proxy for HTTP.
+credentials of its own: the listener is bound to this machine unless told otherwise, takes
+connections only from the addresses it is given (``--mllp-allow``), and speaks TLS when
+given a certificate (``--mllp-tls-cert/--mllp-tls-key``; with ``--mllp-tls-client-ca``
+only senders with a certificate from that CA get in).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import asyncio
 import ipaddress
 import logging
 import sqlite3
+import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -359,6 +361,19 @@ def _type(msg: Hl7Message) -> str:
     return f"{code}^{trigger}" if trigger else code or "none"
 
 
+def server_tls(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """A TLS context for the MLLP listener: this server's certificate chain and key (PEM);
+    with ``client_ca``, only senders presenting a certificate that CA signed may connect
+    (mutual TLS). OSError or ssl.SSLError for files that are not those."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
     if allow is None:
         return True
@@ -375,12 +390,14 @@ async def start_mllp(
     port: int = 2575,
     allow: Sequence[str] | None = None,
     max_bytes: int = MAX_MLLP_BYTES,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
     ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
     acknowledgement. ``allow``: addresses or networks (``10.1.2.3``, ``10.1.0.0/16``)
     that may connect; others are closed at once (None: any that can reach the port).
-    ValueError for an address that is not one."""
+    ``tls``: MLLP over TLS with this server context (:func:`server_tls`). ValueError for an
+    address that is not one."""
     nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
                                        for a in allow if a.strip()]  # fmt: skip
 
@@ -414,12 +431,12 @@ async def start_mllp(
                     await writer.drain()
                     logger.warning("mllp: %s sent %s; connection closed", peer, text)
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(connection, host, port)
+    server = await asyncio.start_server(connection, host, port, ssl=tls)
     bound = ", ".join(str(s.getsockname()) for s in server.sockets)
     logger.info("mllp: listening for HL7 v2 on %s (%s)", bound,
                 "any address" if nets is None else ", ".join(map(str, nets)))  # fmt: skip

@@ -344,7 +344,10 @@ class TestCLI:
         )
         for bad, says in ((["--hl7-timezone", "Mars/Olympus"], "not a time zone"),
                           (["--mllp-port", "2575", "--mllp-allow", "ward-4"], "does not appear"),
-                          (["--forward-alarms", "engine"], "wants HOST:PORT")):  # fmt: skip
+                          (["--forward-alarms", "engine"], "wants HOST:PORT"),
+                          (["--mllp-tls-cert", "gw.pem"], "go together"),
+                          (["--mllp-tls-cert", "no.pem", "--mllp-tls-key", "no.key"],
+                           "No such file")):  # fmt: skip
             with pytest.raises(SystemExit, match=says):  # before any model loads
                 cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
 

@@ -5,6 +5,7 @@ from where it stopped after a restart."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
+from tls_kit import make_pki
 
 from pipelines.gateway import create_app
-from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message
+from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message, client_tls
+from pipelines.hl7_inbox import server_tls
 from vitalgru.io.hl7v2 import read_message
 from vitalgru.scoring.alerts import KINDS
 from vitalgru.scoring.ward import Ward
@@ -63,8 +66,11 @@ class _Receiver:
     """An interface engine's MLLP listener that answers as told: ``codes`` in turn (then
     AA), and takes every message it answered."""
 
-    def __init__(self, codes: list[str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, codes: list[str] | None = None, port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.codes = list(codes or [])
+        self.tls = tls
         self.got: list[str] = []
         self.server = socket.create_server(("127.0.0.1", port))
         self.port = self.server.getsockname()[1]
@@ -79,6 +85,13 @@ class _Receiver:
                 conn, _ = self.server.accept()
             except TimeoutError:
                 continue
+            if self.tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()
+                    continue
             with conn:
                 conn.settimeout(0.1)
                 buf = b""
@@ -178,3 +191,26 @@ def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
     assert "vitalgru_alarms_forward_lag_events 0.0" in metrics
     assert not fwd._thread.is_alive()  # stopped with the app
     assert read_message(engine.got[0]).patient_ids == ["b7"]
+
+
+def test_alarms_go_over_tls_to_a_receiver_whose_certificate_checks_out(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    engine = _Receiver(tls=server_tls(str(pki["server_cert"]), str(pki["server_key"])))
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02,
+                         tls=client_tls(str(pki["ca"])))  # fmt: skip
+    fwd.start()
+    _lost_feeds(ward, ["t1"])
+    _wait(lambda: fwd.sent == 1)
+    fwd.stop()
+    assert read_message(engine.got[0]).patient_ids == ["t1"]
+    # a receiver the CA did not sign is not sent to: nothing delivered, tried again
+    ward2 = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    untrusted = AlarmForwarder(ward2, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02,
+                               tls=client_tls(None))  # the system's CAs  # fmt: skip
+    untrusted.start()
+    _lost_feeds(ward2, ["t2"])
+    _wait(lambda: untrusted.failures >= 2)
+    untrusted.stop()
+    engine.close()
+    assert untrusted.sent == 0 and len(engine.got) == 1

@@ -5,6 +5,7 @@ a JSON feed would send, once each, and every message gets the acknowledgement it
 from __future__ import annotations
 
 import socket
+import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
+from tls_kit import make_pki
 
 from pipelines.gateway import create_app
 from pipelines.gateway_metrics import IntakeCollector
-from pipelines.hl7_inbox import Hl7Inbox
+from pipelines.hl7_inbox import Hl7Inbox, server_tls
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
@@ -407,3 +409,45 @@ def test_mllp_takes_connections_only_from_the_addresses_allowed() -> None:
         (ack,) = _mllp(app.state.mllp_port,
                        "MSH|^~\\&|A|B|C|D|20261205||ADT^A01|X|P|2.5\rPID|1||p-1\r")  # fmt: skip
         assert _msa(ack)[:3] == ["MSA", "AE", "X"] and "early-warning" in _msa(ack)[3]
+
+
+def test_mllp_over_tls_and_with_client_certificates(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    adt = "MSH|^~\\&|A|B|C|D|20261205||ADT^A08|T1|P|2.5\rPID|1||p-1\r"
+
+    def send(port: int, ctx: ssl.SSLContext) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"\x0b" + adt.encode() + b"\x1c\x0d")
+                buf = b""
+                while not buf.endswith(b"\x1c\x0d"):
+                    chunk = s.recv(65536)
+                    assert chunk
+                    buf += chunk
+        return buf[1:-2].decode()
+
+    trusting = ssl.create_default_context(cafile=str(pki["ca"]))
+    ward = Ward(untrained_monitor())
+    tls = server_tls(str(pki["server_cert"]), str(pki["server_key"]))
+    app = create_app(ward, tick_s=0, mllp=("127.0.0.1", 0), mllp_tls=tls)
+    with TestClient(app):
+        port = app.state.mllp_port
+        assert _msa(send(port, trusting))[:3] == ["MSA", "AA", "T1"]
+        with pytest.raises(ssl.SSLError):  # a sender that does not know the CA
+            send(port, ssl.create_default_context())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # no TLS at all
+            s.sendall(b"\x0b" + adt.encode() + b"\x1c\x0d")
+            try:
+                got = s.recv(1024)
+            except ConnectionResetError:
+                got = b""
+            assert b"MSA" not in got
+    # mutual TLS: only a sender with a certificate from the CA
+    tls = server_tls(str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"]))
+    app = create_app(ward, tick_s=0, mllp=("127.0.0.1", 0), mllp_tls=tls)
+    with TestClient(app):
+        port = app.state.mllp_port
+        with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+            send(port, trusting)  # refused in the handshake (or right after it, in TLS 1.3)
+        trusting.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+        assert _msa(send(port, trusting))[:3] == ["MSA", "AA", "T1"]
