@@ -259,7 +259,12 @@ class Hl7Inbox:
                 self.intake.message(source, _type(msg), "duplicate")
                 return Hl7Reply(kept.ack, kept.code, kept.status, kept.text,
                                 kept.message_type, kept.result, duplicate=True)  # fmt: skip
-            reply = self._take(msg, source)
+            try:
+                reply = self._take(msg, source)
+            except Exception:  # a fault of ours: said to the sender, not a dropped connection
+                logger.exception("hl7: message %s (%s) failed", msg.control_id, msg.message_type)
+                text = "the gateway failed to take this message (see its log)"
+                reply = Hl7Reply(hl7_ack(msg, "AE", text), "AE", 500, text, msg.message_type)
             if self.audit is not None and msg.kind[0] == "ADT" and reply.result:
                 pid = reply.result.get("patient_id")
                 action = f"HL7 {_type(msg)} " + ("discharge" if reply.result.get("discharged")

@@ -267,6 +267,11 @@ def test_adt_messages_admit_transfer_and_discharge(
     future = _oru(hr, "mrn-11", "R2", datetime.now(UTC) + timedelta(hours=2))
     out = inbox.handle(future)
     assert out.code == "AE" and "is in the future" in out.text
+    # a fault of the gateway's own is an error the sender sees, not a dropped connection
+    broken = Hl7Inbox(ward, intake)
+    broken._adt = lambda msg, trigger: 1 / 0  # type: ignore[method-assign]
+    out = broken.handle(_adt("A01", "Z1", "mrn-12", when))
+    assert (out.code, out.status) == ("AE", 500) and "failed to take" in out.text
     # what is not a message the gateway reads is rejected, with the reason
     siu = "MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r"
     assert inbox.handle(siu).code == "AR"
