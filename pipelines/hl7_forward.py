@@ -7,12 +7,13 @@ alarms over MLLP, so the gateway sends each alarm there itself, shaped after IHE
 Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
 
 - ``OBR``: the alarm's event number as placer and filler id (an escalation carries the
-  number of the alarm it escalates, so the receiver ties them together), ``OBR-4``
+  number of the alarm it escalates or ends, so the receiver ties them together), ``OBR-4``
   ``196616^MDC_EVT_ALARM^MDC``, ``OBR-7`` when it was raised;
 - ``OBX`` facets under sub-ids ``1.0.0.0.n``: the event (``MDC_EVT_ALARM``, its value the
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
   ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
-  or ``sepsis``), phase (``start``; ``continue`` for an escalation), state (``active``),
+  or ``sepsis``), phase (``start``; ``continue`` for an escalation; ``end`` when a sepsis
+  alarm episode is over), state (``active``; ``inactive`` at the end),
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
 - ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
@@ -91,17 +92,18 @@ def alarm_message(
     authority: str = "",
 ) -> str | None:
     """The ``ORU^R40`` message of a logged event (see the module's description): an alarm,
-    or an escalation (``alarm``: the event it escalates, when the log still has it). None
-    for an event that is not forwarded (information, acknowledgements)."""
+    an escalation or the end of a sepsis alarm episode (``alarm``: the event it escalates
+    or ends, when the log still has it). None for an event that is not forwarded
+    (information, acknowledgements)."""
     kind = event.get("kind")
-    escalation = kind == "escalated"
-    base = alarm if escalation else event
+    escalation, ended = kind == "escalated", kind == "alarm_ended"
+    base = alarm if escalation or ended else event
     if base is None or base.get("kind") not in ALARM_CLASSES:
         return None
     priority, alert_type = ALARM_CLASSES[str(base["kind"])]
     if escalation:
         priority = "PH"
-    seq = int(event.get("escalates") or event["seq"]) if escalation else int(event["seq"])
+    seq = int(base["seq"])
     raised = _ts(base.get("received_at"))
     now = _ts(event.get("received_at"))
     pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
@@ -111,8 +113,9 @@ def alarm_message(
         ("CWE", "196616^MDC_EVT_ALARM^MDC", f"{base['kind']}^{label}^99VGR",
          f"{priority}~{alert_type}"),
         ("ST", "68480^MDC_ATTR_ALERT_SOURCE^MDC", str(base.get("source", "")), ""),
-        ("ST", "68481^MDC_ATTR_EVENT_PHASE^MDC", "continue" if escalation else "start", ""),
-        ("ST", "68482^MDC_ATTR_ALARM_STATE^MDC", "active", ""),
+        ("ST", "68481^MDC_ATTR_EVENT_PHASE^MDC",
+         "end" if ended else "continue" if escalation else "start", ""),
+        ("ST", "68482^MDC_ATTR_ALARM_STATE^MDC", "inactive" if ended else "active", ""),
         ("ST", "68484^MDC_ATTR_ALARM_PRIORITY^MDC", priority, ""),
         ("ST", "68485^MDC_ATTR_ALERT_TYPE^MDC", alert_type, ""),
     ]  # fmt: skip
@@ -213,7 +216,7 @@ class AlarmForwarder:
                 self._alarms[int(event["seq"])] = event
                 if len(self._alarms) > 10_000:
                     self._alarms.pop(min(self._alarms))
-            alarm = self._alarm(int(event.get("escalates") or 0))
+            alarm = self._alarm(int(event.get("escalates") or event.get("ends") or 0))
             message = alarm_message(event, alarm, **self.options)
             if message is not None and not self._deliver(message, int(event["seq"])):
                 return moved

@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +20,7 @@ from pipelines.gateway import create_app
 from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message, client_tls
 from pipelines.hl7_inbox import server_tls
 from vitalgru.io.hl7v2 import read_message
+from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.alerts import KINDS
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
@@ -56,6 +58,12 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     assert msg.field("OBR", 2) == "7" and msg.control_id == "VG9"
     assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
     assert msg.field("OBR", 7) == "20261205081500+0000"  # when the alarm was raised
+    # the end of the episode ends that alarm
+    end = {"seq": 12, "source": "ward", "patient_id": "icu|4", "kind": "alarm_ended",
+           "ends": 7, "received_at": "2026-12-05T11:02:00+00:00", "message": "over"}  # fmt: skip
+    msg = read_message(alarm_message(end, alarm))
+    obx = [s for s in msg.segments if s[0] == "OBX"]
+    assert msg.field("OBR", 2) == "7" and [s[5] for s in obx][2:4] == ["end", "inactive"]
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
         assert alarm_message({"seq": 1, "kind": kind}) is None
@@ -214,3 +222,34 @@ def test_alarms_go_over_tls_to_a_receiver_whose_certificate_checks_out(tmp_path:
     untrusted.stop()
     engine.close()
     assert untrusted.sent == 0 and len(engine.got) == 1
+
+
+def test_the_end_of_a_sepsis_alarm_episode_is_logged_and_forwarded(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    probe = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+    probe.admit_sepsis("p")
+    risks = [probe.add_hour("p", r)["risk"] for r in rows]
+    k = next(i for i in range(len(risks) - 1) if risks[i] > risks[i + 1] + 1e-4)
+    monitor = EarlyWarningMonitor(model, preprocessing)
+    monitor.threshold = (risks[k] + risks[k + 1]) / 2  # in alarm at hour k, not at k + 1
+    ward = Ward(sepsis=monitor)
+    engine = _Receiver()
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    fwd.start()
+    ward.admit_sepsis("p")
+    for r in rows[: k + 2]:
+        ward.add_hour("p", r)
+    events = ward.events()["events"]
+    ended = [e for e in events if e["kind"] == "alarm_ended"]
+    onsets = {e["seq"]: e for e in events if e["kind"] == "sepsis_risk"}
+    assert ended and ended[-1]["ends"] in onsets and ended[-1]["hour"] == int(rows[k + 1]["ICULOS"])
+    assert "is over" in ended[-1]["message"] and not ward.sepsis_summary("p")["in_alarm"]
+    assert ward.telemetry()["unacknowledged"].get("ward", 0) == 0  # nothing to acknowledge
+    _wait(lambda: fwd.cursor == ward.last_seq)
+    fwd.stop()
+    engine.close()
+    phases = [[s for s in read_message(m).segments if s[0] == "OBX"][2][5] for m in engine.got]
+    assert phases.count("start") == len(onsets) and phases[-1] == "end"
+    assert read_message(engine.got[-1]).field("OBR", 2) == str(ended[-1]["ends"])

@@ -99,7 +99,7 @@ HOUR_QUIET_S = 60.0
 #: stopped for a day catches up over a few ticks, not in one).
 MAX_EMPTY_HOURS_PER_TICK = 24
 #: Events that tell, and need no one to acknowledge them (they never escalate).
-INFO_KINDS = frozenset({"feed_restored", "monitor_restarted"})
+INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended"})
 
 _CLASSES = [str(c) for c in AAMI_CLASSES]
 
@@ -1021,6 +1021,15 @@ class Ward:
                 bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
                 bed.drivers[risk.hour] = list(bed.onset["drivers"])
             elif not risk.alarm:
+                if bed.onset is not None:  # the episode is over: said, for whoever paged
+                    self._event({
+                        "source": "ward", "patient_id": pid, "kind": "alarm_ended",
+                        "ends": bed.onset["seq"], "hour": risk.hour,
+                        "risk": round(risk.risk, 4),
+                        "message": f"sepsis risk {risk.risk:.2f} fell below the alarm threshold "
+                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}: the alarm "
+                        f"episode that began at ICU hour {bed.onset.get('hour')} is over",
+                    })  # fmt: skip
                 bed.onset = None
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
 
