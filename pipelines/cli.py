@@ -437,6 +437,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
               mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
               forward_alarms_ca=args.forward_alarms_ca)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
+        logging.getLogger("pipelines.gateway").info("gateway: stopped")
+        return 0
     except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0

@@ -8,14 +8,23 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from fhir.resources.R4B.bundle import Bundle
 
+from pipelines.audit import read_rows
 from pipelines.cli import main as cli
 from pipelines.early_warning import (
     build_dataset,
@@ -28,7 +37,7 @@ from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import load_dataset
 from vitalgru.errors import RecordError
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv, read_psv
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND
 
@@ -240,6 +249,12 @@ class TestTrainEarlyWarningFlow:
         assert ev3["alarms_per_patient_day"] is not None
         assert "no septic patient among the 2 scored" in caplog.text
 
+        # The champion served by the real command, fed by an interface engine over MLLP:
+        # an admission in local time, results of two hours; the hours assembled and scored;
+        # a clean stop; the same command again takes the patient up and does not take a
+        # resent message twice.
+        _served_over_mllp(isolated_mlflow, setA)
+
 
 def test_training_data_with_skipped_hours_is_built_on_the_hourly_grid(
     physionet_mirror: Path, tmp_path: Path
@@ -268,3 +283,89 @@ def test_training_data_with_skipped_hours_is_built_on_the_hourly_grid(
     assert stay["hour"].tolist() == list(range(1, len(stay) + 1))
     assert stay.loc[3:5, list(MEASUREMENT_COLUMNS)].isna().all().all()
     assert stay.loc[3:5, "sepsis_label"].tolist() == [stay.loc[2, "sepsis_label"]] * 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mllp(port: int, message: str) -> list[str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"\x0b" + message.encode() + b"\x1c\x0d")
+        buf = b""
+        while not buf.endswith(b"\x1c\x0d"):
+            chunk = s.recv(65536)
+            assert chunk, "the gateway closed the connection"
+            buf += chunk
+    return buf[1:-2].decode().split("\r")[1].split("|")
+
+
+def _served_over_mllp(folder: Path, setA: Path) -> None:
+    http, mllp = _free_port(), _free_port()
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--arrhythmia-model", "none",
+           "--early-warning-model", "models:/vitalgru-early-warning@champion",
+           "--port", str(http), "--mllp-port", str(mllp), "--state", "ward.sqlite",
+           "--audit", "audit.sqlite", "--hl7-timezone", "Europe/Berlin", "--tick-s", "0.2"]  # fmt: skip
+    url = f"http://127.0.0.1:{http}"
+    berlin = ZoneInfo("Europe/Berlin")
+    start = (datetime.now(UTC) - timedelta(hours=2, minutes=30)).astimezone(berlin)
+
+    def local(t: datetime) -> str:  # as many feeds send it: local time, no offset
+        return t.astimezone(berlin).strftime("%Y%m%d%H%M%S")
+
+    hr = read_psv(setA / "p000001.psv")["hr_bpm"].dropna().to_numpy()[:2]
+    adt = (f"MSH|^~\\&|ADT|H|VG|H|{local(start)}||ADT^A01|ADM1|P|2.5\r"
+           f"EVN|A01|{local(start)}\rPID|1||mrn-1^^^H^MR||Doe^J||19500101|F\r")  # fmt: skip
+    oru = [
+        f"MSH|^~\\&|MON|ICU|VG|H|{local(start)}||ORU^R01|R{h}|P|2.5\rPID|1||mrn-1\r"
+        f"OBX|1|NM|8867-4^HR^LN||{hr[h - 1]}|/min|||||F|||"
+        f"{local(start + timedelta(hours=h - 1, minutes=20))}\r"
+        for h in (1, 2)
+    ]  # fmt: skip
+
+    def up() -> subprocess.Popen:
+        log = (folder / "serve.log").open("a")
+        proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (folder / "serve.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    return proc
+            except requests.RequestException:
+                time.sleep(0.5)
+        proc.kill()
+        pytest.fail("the gateway did not come up in 180 s")
+
+    def down(proc: subprocess.Popen, how: signal.Signals) -> None:
+        proc.send_signal(how)  # Ctrl-C, or a service manager's stop
+        code = proc.wait(timeout=60)  # after SIGTERM uvicorn ends by the signal itself
+        assert code in (0, -how), (folder / "serve.log").read_text()[-3000:]
+        assert "Traceback" not in (folder / "serve.log").read_text()
+
+    proc = up()
+    try:
+        assert _mllp(mllp, adt)[:3] == ["MSA", "AA", "ADM1"]
+        summary = requests.get(f"{url}/vitals/mrn-1", timeout=10).json()
+        assert summary["admitted_at"] == start.astimezone(UTC).isoformat(timespec="seconds")
+        assert summary["static"]["gender_male"] == 0.0
+        assert [_mllp(mllp, m)[1] for m in oru] == ["AA", "AA"]
+        assert list(requests.get(f"{url}/vitals/mrn-1", timeout=10).json()["assembling"]) == ["2"]
+        scored = requests.post(f"{url}/vitals/mrn-1/close", timeout=10).json()["scored"]
+        assert [h["hour"] for h in scored] == [2]
+    finally:
+        down(proc, signal.SIGINT)
+    proc = up()
+    try:
+        summary = requests.get(f"{url}/vitals/mrn-1", timeout=10).json()
+        assert summary["last_hour"]["hour"] == 2 and summary["assembling"] == {}
+        resent = _mllp(mllp, oru[1])  # its acknowledgement lost with the first gateway
+        assert resent[1] == "AA" and "ICU hour 2" in resent[3]
+        assert requests.get(f"{url}/vitals/mrn-1", timeout=10).json()["assembling"] == {}
+    finally:
+        down(proc, signal.SIGTERM)
+    assert cli(["serve-audit", str(folder / "audit.sqlite"), "--verify"]) == 0
+    rows_ = [r for r in read_rows(folder / "audit.sqlite") if r["action"].startswith("HL7")]
+    assert [(r["action"], r["patient_id"]) for r in rows_] == [("HL7 ADT^A01 admit", "mrn-1")]
