@@ -51,7 +51,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROLES", "Credential", "TokenFile", "TokenTable", "new_token", "revoke_token"]
+__all__ = [
+    "ROLES", "Credential", "StreamTickets", "TokenFile", "TokenTable", "new_token", "revoke_token",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -303,3 +305,36 @@ class TokenFile:
                 logger.info("gateway: token file %s read again: %d token(s)", self.path,
                             len(self.table.credentials))  # fmt: skip
             return self.table
+
+
+class StreamTickets:
+    """One-use, short-lived tickets that stand for a token on the event stream.
+
+    A browser's ``EventSource`` cannot send an ``Authorization`` header, and a token in a URL
+    ends up in proxy logs and browser history. So a page asks for a ticket with its token
+    (``POST /events/stream/ticket``) and opens ``/events/stream?ticket=...``: the ticket is
+    good once, for ``ttl_s`` seconds, for the token it was issued to (with that token's role
+    and patient limits, and only while the token is still in force).
+    """
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = float(ttl_s)
+        self._lock = threading.Lock()
+        self._tickets: dict[str, tuple[Credential, float]] = {}
+
+    def issue(self, credential: Credential) -> str:
+        ticket = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        with self._lock:
+            self._tickets = {t: v for t, v in self._tickets.items() if v[1] > now}
+            self._tickets[ticket] = (credential, now + self.ttl_s)
+        return ticket
+
+    def redeem(self, ticket: str) -> Credential | None:
+        """The credential a ticket was issued to, once; None for one unknown, used or
+        expired."""
+        with self._lock:
+            got = self._tickets.pop(ticket, None)
+        if got is None or got[1] < time.monotonic():
+            return None
+        return got[0]

@@ -95,7 +95,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
-from pipelines.access import TokenFile, TokenTable
+from pipelines.access import StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
 from pipelines.gateway_metrics import (
     ForwarderCollector,
@@ -314,14 +314,18 @@ def _access(
     return both
 
 
-def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[..., None]:
+def _require(
+    access: Callable[[], TokenTable] | None, kind: str, tickets: StreamTickets | None = None
+) -> Callable[..., None]:
     """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
     ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
     token or with an expired one, 403 for a role that may not, or for a patient the token
     is not for), and puts the token's name in ``request.state.caller`` and its credential
     in ``request.state.credential``; everything, when ``access`` is None. A token limited
     to some patients may only make requests about one of them (the routes of one event,
-    ``/events/{seq}/...``, check the event's patient themselves: :func:`_event_for`)."""
+    ``/events/{seq}/...``, check the event's patient themselves: :func:`_event_for`).
+    On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
+    to (:class:`~pipelines.access.StreamTickets`), while that token is in force."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
@@ -329,6 +333,20 @@ def _require(access: Callable[[], TokenTable] | None, kind: str) -> Callable[...
             return
         scheme, _, given = (authorization or "").partition(" ")
         cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
+        ticket = request.query_params.get("ticket")
+        if (
+            cred is None
+            and ticket
+            and tickets is not None
+            and not authorization
+            and (request.url.path == "/events/stream")
+        ):
+            held = tickets.redeem(ticket)
+            table = access()
+            if held is None or not any(c.sha256 == held.sha256 for c in table.credentials):
+                raise HTTPException(401, "the stream ticket is unknown, used or expired "
+                                    "(ask for another: POST /events/stream/ticket)")  # fmt: skip
+            cred = held
         if cred is None:
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -452,7 +470,8 @@ def create_app(
         app.add_middleware(_Audit, log=audit, open_=access is None,
                            audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
     feeds = APIRouter(dependencies=[Depends(_require(access, "feed"))])
-    reads = APIRouter(dependencies=[Depends(_require(access, "read"))])
+    tickets = StreamTickets()  # the event stream's stand-ins for a token (EventSource)
+    reads = APIRouter(dependencies=[Depends(_require(access, "read", tickets))])
     acks = APIRouter(dependencies=[Depends(_require(access, "ack"))])
     admin = APIRouter(dependencies=[Depends(_require(access, "audit"))])
 
@@ -637,6 +656,18 @@ def create_app(
     ) -> dict[str, Any]:
         return ward.events(since, limit, unacknowledged, patient, source)
 
+    @reads.post("/events/stream/ticket")
+    def stream_ticket(request: Request) -> dict[str, Any]:
+        """A one-use ticket, good for 60 s, that opens the event stream for this token
+        without a header (``GET /events/stream?ticket=...``): what a browser's EventSource,
+        which cannot send ``Authorization``, needs; the stream keeps the token's role and
+        patient limits. 409 on a gateway that takes no token."""
+        if request.state.credential is None:
+            raise HTTPException(409, "this gateway takes no token: open the stream as it is")
+        ticket = tickets.issue(request.state.credential)
+        return {"ticket": ticket, "expires_in_s": tickets.ttl_s,
+                "stream": f"/events/stream?ticket={ticket}"}  # fmt: skip
+
     @reads.get("/events/stream")
     async def event_stream(
         since: int | None = Query(
@@ -648,6 +679,11 @@ def create_app(
         limit: int | None = Query(None, ge=1, description="end the stream after this many"),
         patient: str | None = Query(None, description="only this patient's events"),
         source: Annotated[Source | None, Query(description="only events of this source")] = None,
+        ticket: str | None = Query(
+            None,
+            description="a one-use ticket standing for the token "
+            "(POST /events/stream/ticket), for an EventSource",
+        ),
         last_event_id: str | None = Header(
             None, description="sent by a reconnecting EventSource: go on after that event"
         ),

@@ -7,12 +7,21 @@ import json
 import logging
 import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipelines.access import ROLES, Credential, TokenFile, TokenTable, new_token, revoke_token
+from pipelines.access import (
+    ROLES,
+    Credential,
+    StreamTickets,
+    TokenFile,
+    TokenTable,
+    new_token,
+    revoke_token,
+)
 
 
 def test_a_new_token_is_shown_once_and_kept_as_its_hash(tmp_path: Path) -> None:
@@ -139,3 +148,14 @@ def test_a_running_gateway_reads_the_file_again_when_it_changes(
     assert [c.name for c in slow.current().credentials] == ["d"]
     with pytest.raises(ValueError, match="no such token file"):
         TokenFile(tmp_path / "absent.json")
+
+
+def test_stream_tickets_are_good_once_and_for_a_while() -> None:
+    cred = TokenTable.single("a-shared-token-for-everything").credentials[0]
+    tickets = StreamTickets(ttl_s=0.05)
+    t = tickets.issue(cred)
+    assert len(t) >= 40 and tickets.issue(cred) != t
+    assert tickets.redeem(t) == cred and tickets.redeem(t) is None  # once
+    late = tickets.issue(cred)
+    time.sleep(0.06)
+    assert tickets.redeem(late) is None and tickets.redeem("made-up") is None

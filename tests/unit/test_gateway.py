@@ -989,3 +989,46 @@ def test_fhir_resources_name_the_hospitals_identifier_system(
     assert subjects[0] == {"system": mrn, "value": "MRN-0042"}  # the risk assessment
     assert {"system": mrn, "value": "MRN-0043"} in subjects[1:]  # the feed_lost flag
     assert all(s["system"] == mrn for s in subjects)
+
+
+def test_a_browser_opens_the_event_stream_with_a_one_use_ticket(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.json"
+    reader = new_token(f, "wall screen", "reader")
+    bay = new_token(f, "bay 2 screen", "reader", patients=["b2"])
+    feed = new_token(f, "feeds", "feed")
+    as_ = {k: {"Authorization": f"Bearer {v}"} for k, v in
+           {"reader": reader, "bay": bay, "feed": feed}.items()}  # fmt: skip
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    tokens = TokenFile(f, check_s=0)
+    with TestClient(create_app(ward, tick_s=0, tokens=tokens)) as c:
+        for bed in ("b1", "b2"):  # two events: feeds that went quiet
+            c.post(f"/ecg/{bed}/admit", json={"fs": 360}, headers=as_["feed"])
+        time.sleep(0.02)
+        ward.tick()
+        r = c.post("/events/stream/ticket", headers=as_["reader"])
+        assert r.status_code == 200 and r.json()["expires_in_s"] == 60
+        ticket = r.json()["ticket"]
+        assert r.json()["stream"] == f"/events/stream?ticket={ticket}"
+        # no header: the ticket stands for the token, once
+        r = c.get("/events/stream", params={"ticket": ticket, "since": 0, "limit": 2})
+        assert r.status_code == 200 and [e["id"] for e in _sse(r.text)] == ["1", "2"]
+        r = c.get("/events/stream", params={"ticket": ticket, "since": 0, "limit": 2})
+        assert r.status_code == 401 and "unknown, used or expired" in r.text
+        assert c.get("/events", params={"ticket": ticket}).status_code == 401  # stream only
+        assert c.post("/events/stream/ticket", headers=as_["feed"]).status_code == 403
+        # a ticket keeps its token's limits: the bay's screen streams its own patient only
+        assert c.post("/events/stream/ticket", headers=as_["bay"]).status_code == 403
+        t = c.post("/events/stream/ticket", params={"patient": "b2"}, headers=as_["bay"])
+        t = t.json()["ticket"]
+        assert c.get("/events/stream", params={"ticket": t, "patient": "b1"}).status_code == 403
+        t = c.post("/events/stream/ticket", params={"patient": "b2"}, headers=as_["bay"])
+        r = c.get("/events/stream", params={"ticket": t.json()["ticket"], "patient": "b2",
+                                            "since": 0, "limit": 1})  # fmt: skip
+        assert [e["data"]["patient_id"] for e in _sse(r.text)] == ["b2"]
+        # a ticket of a token revoked since is refused
+        t = c.post("/events/stream/ticket", headers=as_["reader"]).json()["ticket"]
+        revoke_token(f, "wall screen")
+        assert c.get("/events/stream", params={"ticket": t, "limit": 1}).status_code == 401
+    # an open gateway needs no ticket
+    with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
+        assert c.post("/events/stream/ticket").status_code == 409
