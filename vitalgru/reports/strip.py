@@ -47,28 +47,32 @@ def _row_path(t_px: np.ndarray, y_px: np.ndarray) -> str:
     360 Hz strip."""
     if t_px.size == 0:
         return ""
+    n = t_px.size
     finite = np.isfinite(y_px)
     col = np.floor(t_px).astype(np.int64)
     # runs of samples in one pixel column and on the same side of a gap
-    brk = np.flatnonzero((np.diff(col) != 0) | (np.diff(finite) != 0)) + 1
-    keep = []
-    for a, b in zip(np.r_[0, brk], np.r_[brk, t_px.size], strict=True):
-        if not finite[a]:
-            keep.append(a)  # a gap: one NaN marks it
-            continue
-        lo, hi = a + int(np.argmin(y_px[a:b])), a + int(np.argmax(y_px[a:b]))
-        ends = {b - 1} if b == t_px.size or not finite[b] else set()  # the trace's last point
-        keep += sorted({lo, hi} | ends)
-    parts: list[str] = []
-    px = py = 0
-    pen_down = False
-    for i in keep:
-        if not finite[i]:
-            pen_down = False
-            continue
-        x, y = int(round(t_px[i] * _SUB)), int(round(y_px[i] * _SUB))
-        parts.append(f"l{x - px} {y - py}" if pen_down else f"M{x} {y}")
-        px, py, pen_down = x, y, True
+    starts = np.r_[0, np.flatnonzero((np.diff(col) != 0) | (np.diff(finite) != 0)) + 1]
+    stops = np.r_[starts[1:], n]
+    run = np.repeat(np.arange(starts.size), stops - starts)
+    y = np.where(finite, y_px, 0.0)
+    lo = np.lexsort((y, run))[starts]  # each run's first lowest and first highest sample
+    hi = np.lexsort((-y, run))[starts]
+    run_finite = finite[starts]
+    after_gap = np.r_[~finite[stops[:-1]], True]  # the trace's last point before a gap or end
+    keep = np.unique(np.concatenate([
+        starts[~run_finite],  # a gap: one NaN marks it
+        lo[run_finite], hi[run_finite], (stops - 1)[run_finite & after_gap],
+    ]))  # fmt: skip
+    ok = finite[keep]
+    xs = np.rint(t_px[keep] * _SUB).astype(np.int64)
+    ys = np.rint(np.where(ok, y_px[keep], 0.0) * _SUB).astype(np.int64)
+    move = ok & np.r_[True, ~ok[:-1]]  # the first point after a gap, or of the trace
+    parts = []
+    for i in np.flatnonzero(ok):
+        if move[i]:
+            parts.append(f"M{xs[i]} {ys[i]}")
+        else:
+            parts.append(f"l{xs[i] - xs[i - 1]} {ys[i] - ys[i - 1]}")
     return "".join(parts)
 
 
