@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ROLES", "Credential", "StreamTickets", "TokenFile", "TokenTable", "new_token", "revoke_token",
+    "ROLES", "Credential", "RateLimit", "StreamTickets", "TokenFile", "TokenTable", "new_token",
+    "revoke_token",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -338,3 +339,37 @@ class StreamTickets:
         if got is None or got[1] < time.monotonic():
             return None
         return got[0]
+
+
+class RateLimit:
+    """Requests per second each caller (a token's name, or a client address on an open
+    gateway) may make, as a token bucket: ``rate`` a second on average, ``burst`` at once.
+    A client that runs away (a screen reloading in a loop, an engine retrying without a
+    pause) is answered 429 instead of taking the time the ward's clock needs for the
+    patients' alarms."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if not rate > 0:
+            raise ValueError(f"a rate limit must be > 0 requests per second, got {rate!r}")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(2 * rate, 10.0))
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, when)
+        self.refused = 0
+
+    def take(self, caller: str) -> float:
+        """Take one request for ``caller``: 0 when it may go on, else the seconds until it
+        may (the request is refused and counted)."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(caller, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens >= 1:
+                self._buckets[caller] = (tokens - 1, now)
+                return 0.0
+            self._buckets[caller] = (tokens, now)
+            self.refused += 1
+            if len(self._buckets) > 10_000:  # forget callers whose buckets are full again
+                full = self.burst / self.rate
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
+            return (1 - tokens) / self.rate

@@ -436,7 +436,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               audit=None if args.audit.lower() == "none" else args.audit,
               forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
               mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
-              forward_alarms_ca=args.forward_alarms_ca)  # fmt: skip
+              forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
@@ -522,6 +522,13 @@ def _non_negative_minutes(text: str) -> float:
     v = _parsed(text, float, "a number of minutes")
     if not (v >= 0 and v < float("inf")):
         raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
+    return v
+
+
+def _positive_rate(text: str) -> float:
+    v = _parsed(text, float, "a number of requests per second")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"a rate must be > 0 requests per second, got {text}")
     return v
 
 
@@ -834,6 +841,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="only senders with a certificate this CA signed may connect (mutual TLS)",
     )
+    sp.add_argument(
+        "--rate-limit", type=_positive_rate, default=None, metavar="PER_S",
+        help="requests per second each token (or client address, without tokens) may make "
+        "on average, bursts of twice that (at least 10); over it: 429 (default: no limit)",
+    )  # fmt: skip
     sp.add_argument(
         "--forward-alarms-ca", default=None, metavar="PEM|system",
         help="send the alarms over TLS, the receiver's certificate checked against this CA "

@@ -95,11 +95,12 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
 
-from pipelines.access import StreamTickets, TokenFile, TokenTable
+from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
 from pipelines.gateway_metrics import (
     ForwarderCollector,
     IntakeCollector,
+    RateLimitCollector,
     TokenFileCollector,
     WardCollector,
 )
@@ -315,7 +316,10 @@ def _access(
 
 
 def _require(
-    access: Callable[[], TokenTable] | None, kind: str, tickets: StreamTickets | None = None
+    access: Callable[[], TokenTable] | None,
+    kind: str,
+    tickets: StreamTickets | None = None,
+    limit: RateLimit | None = None,
 ) -> Callable[..., None]:
     """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
     ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
@@ -325,11 +329,13 @@ def _require(
     to some patients may only make requests about one of them (the routes of one event,
     ``/events/{seq}/...``, check the event's patient themselves: :func:`_event_for`).
     On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
-    to (:class:`~pipelines.access.StreamTickets`), while that token is in force."""
+    to (:class:`~pipelines.access.StreamTickets`), while that token is in force. With
+    ``limit``, a caller over its rate is answered 429 with ``Retry-After``."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
         if access is None:
+            _limited(limit, request.client.host if request.client else "unknown")
             return
         scheme, _, given = (authorization or "").partition(" ")
         cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
@@ -351,6 +357,7 @@ def _require(
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         request.state.caller = cred.name  # for the access log, refused or not
+        _limited(limit, f"token {cred.name}")
         if cred.expired():
             raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -370,6 +377,15 @@ def _require(
         request.state.credential = cred
 
     return check
+
+
+def _limited(limit: RateLimit | None, caller: str) -> None:
+    if limit is None:
+        return
+    wait = limit.take(caller)
+    if wait > 0:
+        raise HTTPException(429, f"over {limit.rate:g} requests per second; try again in "
+                            f"{wait:.1f} s", headers={"Retry-After": str(max(1, round(wait)))})  # fmt: skip
 
 
 def _event_for(request: Request, patient_id: Any) -> None:
@@ -399,6 +415,7 @@ def create_app(
     audit: AuditLog | None = None,
     forwarder: AlarmForwarder | None = None,
     mllp_tls: ssl.SSLContext | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -422,7 +439,10 @@ def create_app(
     With ``audit`` (:class:`pipelines.audit.AuditLog`), every read of a patient's data,
     acknowledgement, admission and discharge, and every refusal for want of a token or a
     role, is written to it; ``GET /audit`` (admin tokens) reads it. A ``forwarder``
-    (:class:`pipelines.hl7_forward.AlarmForwarder`) runs while the app does."""
+    (:class:`pipelines.hl7_forward.AlarmForwarder`) runs while the app does. With
+    ``rate_limit`` (:class:`pipelines.access.RateLimit`), each token (or client address,
+    on an open gateway) over its rate is answered 429; ``/health`` and ``/metrics`` are
+    not limited."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = _access(token, tokens)
@@ -469,11 +489,11 @@ def create_app(
     if audit is not None:
         app.add_middleware(_Audit, log=audit, open_=access is None,
                            audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
-    feeds = APIRouter(dependencies=[Depends(_require(access, "feed"))])
+    feeds = APIRouter(dependencies=[Depends(_require(access, "feed", limit=rate_limit))])
     tickets = StreamTickets()  # the event stream's stand-ins for a token (EventSource)
-    reads = APIRouter(dependencies=[Depends(_require(access, "read", tickets))])
-    acks = APIRouter(dependencies=[Depends(_require(access, "ack"))])
-    admin = APIRouter(dependencies=[Depends(_require(access, "audit"))])
+    reads = APIRouter(dependencies=[Depends(_require(access, "read", tickets, rate_limit))])
+    acks = APIRouter(dependencies=[Depends(_require(access, "ack", limit=rate_limit))])
+    admin = APIRouter(dependencies=[Depends(_require(access, "audit", limit=rate_limit))])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -758,6 +778,8 @@ def create_app(
         registry.register(TokenFileCollector(tokens))
     if forwarder is not None:
         registry.register(ForwarderCollector(forwarder))
+    if rate_limit is not None:
+        registry.register(RateLimitCollector(rate_limit))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")
@@ -945,6 +967,7 @@ def serve(
     mllp_tls_key: str | None = None,
     mllp_tls_client_ca: str | None = None,
     forward_alarms_ca: str | None = None,
+    rate_limit: float | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
@@ -1020,7 +1043,8 @@ def serve(
                        tokens=table, patient_system=patient_system, hl7_timezone=zone,
                        mllp=None if mllp_port is None else (mllp_host, mllp_port),
                        mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls),
+                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
+                       rate_limit=None if rate_limit is None else RateLimit(rate_limit)),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)

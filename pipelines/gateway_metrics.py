@@ -181,3 +181,15 @@ class ForwarderCollector:
         yield GaugeMetricFamily("vitalgru_alarms_forward_lag_events",
                                 "events logged that the forwarder has not handled yet",
                                 value=f.lag)  # fmt: skip
+
+
+class RateLimitCollector:
+    """Requests refused for going over the per-caller rate (:class:`RateLimit`)."""
+
+    def __init__(self, limit: Any) -> None:
+        self.limit = limit
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily("vitalgru_requests_rate_limited",
+                                  "requests answered 429: a caller over its rate",
+                                  value=self.limit.refused)  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 from pipelines.access import (
     ROLES,
     Credential,
+    RateLimit,
     StreamTickets,
     TokenFile,
     TokenTable,
@@ -159,3 +160,16 @@ def test_stream_tickets_are_good_once_and_for_a_while() -> None:
     late = tickets.issue(cred)
     time.sleep(0.06)
     assert tickets.redeem(late) is None and tickets.redeem("made-up") is None
+
+
+def test_a_rate_limit_lets_bursts_through_and_refills() -> None:
+    limit = RateLimit(20.0, burst=3)
+    assert [limit.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limit.take("a")
+    assert 0 < wait <= 0.05 and limit.refused == 1
+    assert limit.take("b") == 0.0  # each caller its own bucket
+    time.sleep(0.06)
+    assert limit.take("a") == 0.0  # refilled at 20 a second
+    assert RateLimit(1.0).burst == 10.0 and RateLimit(50.0).burst == 100.0
+    with pytest.raises(ValueError, match="must be > 0"):
+        RateLimit(0)

@@ -328,7 +328,8 @@ class TestCLI:
         assert p.parse_args(["serve", "--escalate-after-min", "0"]).escalate_after_min == 0.0
         assert args.arrhythmia_model == "models:/vitalgru-arrhythmia@champion"
         for bad in (["--port", "0"], ["--port", "x"], ["--tick-s", "0"],
-                    ["--escalate-after-min", "-1"], ["--escalate-after-min", "soon"]):  # fmt: skip
+                    ["--escalate-after-min", "-1"], ["--escalate-after-min", "soon"],
+                    ["--rate-limit", "0"], ["--rate-limit", "fast"]):  # fmt: skip
             with pytest.raises(SystemExit) as e:
                 p.parse_args(["serve", *bad])
             assert e.value.code == 2

@@ -21,7 +21,7 @@ from fhir.resources.R4B.observation import Observation
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.access import TokenFile, TokenTable, new_token, revoke_token
+from pipelines.access import RateLimit, TokenFile, TokenTable, new_token, revoke_token
 from pipelines.gateway import build_ward, create_app
 from vitalgru import __version__
 from vitalgru.io.fhir_observations import row_to_observations
@@ -1032,3 +1032,24 @@ def test_a_browser_opens_the_event_stream_with_a_one_use_ticket(tmp_path: Path) 
     # an open gateway needs no ticket
     with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
         assert c.post("/events/stream/ticket").status_code == 409
+
+
+def test_a_caller_over_the_rate_limit_is_answered_429(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.json"
+    tok = {n: new_token(f, n, "reader") for n in ("screen", "engine")}
+    as_ = {k: {"Authorization": f"Bearer {v}"} for k, v in tok.items()}
+    app = create_app(Ward(untrained_monitor()), tick_s=0, tokens=TokenTable.from_file(f),
+                     rate_limit=RateLimit(0.5, burst=3))  # fmt: skip
+    with TestClient(app) as c:
+        assert [c.get("/patients", headers=as_["screen"]).status_code for _ in range(4)] == [
+            200, 200, 200, 429]  # fmt: skip
+        r = c.get("/patients", headers=as_["screen"])
+        assert r.status_code == 429 and r.headers["retry-after"] == "2"
+        assert "over 0.5 requests per second" in r.text
+        assert c.get("/patients", headers=as_["engine"]).status_code == 200  # its own rate
+        assert c.get("/health").status_code == c.get("/metrics").status_code == 200
+        assert "vitalgru_requests_rate_limited_total 2.0" in c.get("/metrics").text
+    # an open gateway limits each client address
+    app = create_app(Ward(untrained_monitor()), tick_s=0, rate_limit=RateLimit(0.5, burst=1))
+    with TestClient(app) as c:
+        assert [c.get("/patients").status_code for _ in range(2)] == [200, 429]
