@@ -497,8 +497,22 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "models": models or {}, "tick_s": tick_s,
-                "token_required": access is not None, **ward.status()}  # fmt: skip
+        """Models, patients, ticks, the state file; with HL7 interfaces, the MLLP port and
+        the alarm forwarder's state (``behind``: events not handled yet; ``failing``: its
+        latest tries got no acknowledgement). No identifiers: it is open."""
+        out = {"status": "ok", "models": models or {}, "tick_s": tick_s,
+               "token_required": access is not None, **ward.status()}  # fmt: skip
+        if mllp is not None:
+            out["mllp"] = {"port": getattr(app.state, "mllp_port", None),
+                           "tls": mllp_tls is not None}  # fmt: skip
+        if forwarder is not None:
+            out["alarm_forwarder"] = {
+                "target": f"{forwarder.host}:{forwarder.port}", "tls": forwarder.tls is not None,
+                "sent": forwarder.sent, "refused": forwarder.rejected,
+                "failures": forwarder.failures, "behind": forwarder.lag,
+                "failing": forwarder.failing,
+            }  # fmt: skip
+        return out
 
     @feeds.post("/ecg/{patient_id}/admit", status_code=201)
     def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:

@@ -175,6 +175,7 @@ class AlarmForwarder:
         kept = None if journal is None else journal.value(CURSOR_KEY)
         self.cursor = int(kept) if kept is not None else ward.last_seq
         self.sent = self.rejected = self.failures = 0
+        self.failing = False  # the latest try got no acknowledgement
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alarm-forwarder", daemon=True)
@@ -246,8 +247,9 @@ class AlarmForwarder:
         while not self._stop.is_set():
             try:
                 code, text = self._send(message)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
                 self.failures += 1
+                self.failing = True
                 self._close()
                 if self.failures == 1 or self.failures % 20 == 0:
                     logger.warning("alarms: %s:%d did not take event %d (%s); trying again "
@@ -255,6 +257,7 @@ class AlarmForwarder:
                 self._stop.wait(wait)
                 wait = min(wait * 2, MAX_RETRY_S)
                 continue
+            self.failing = False
             if code in ("AA", "CA"):
                 self.sent += 1
             else:

@@ -165,10 +165,11 @@ def test_alarms_reach_the_receiver_in_order_through_refusals_outages_and_restart
     engine.close()
     _lost_feeds(ward, ["b3", "b4"])
     _wait(lambda: fwd.failures >= 2)
-    assert fwd.lag > 0
+    assert fwd.lag > 0 and fwd.failing
     engine = _Receiver(port=port)
     _wait(lambda: fwd.cursor == ward.last_seq)
     assert [read_message(m).patient_ids[0] for m in engine.got] == ["b3", "b4"]
+    assert not fwd.failing
     fwd.stop()
     # a restart goes on from where it stopped: nothing sent twice, nothing lost
     _lost_feeds(ward, ["b5"])
@@ -194,10 +195,13 @@ def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
         c.post("/ecg/b7", json={"samples": [0.0] * 36})
         _wait(lambda: fwd.sent == 1)
         metrics = c.get("/metrics").text
+        health = c.get("/health").json()["alarm_forwarder"]
     engine.close()
     assert "vitalgru_alarms_forwarded_total 1.0" in metrics
     assert "vitalgru_alarms_forward_lag_events 0.0" in metrics
     assert not fwd._thread.is_alive()  # stopped with the app
+    assert health["sent"] == 1 and health["behind"] == 0 and not health["failing"]
+    assert health["target"] == f"127.0.0.1:{engine.port}" and health["tls"] is False
     assert read_message(engine.got[0]).patient_ids == ["b7"]
 
 

@@ -340,6 +340,7 @@ def test_a_recorded_stay_sent_over_mllp_scores_as_the_same_hours_sent_as_json(
     start = (datetime.now(UTC) - timedelta(hours=last, minutes=30)).replace(microsecond=0)
     with TestClient(app) as client:
         port = app.state.mllp_port
+        assert client.get("/health").json()["mllp"] == {"port": port, "tls": False}
         born = f"{start.year - int(rows[0]['Age'])}0101"
         sex = "M" if rows[0]["Gender"] == 1 else "F"
         hospital = start + timedelta(hours=rows[0]["HospAdmTime"])
