@@ -420,7 +420,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if ecg is None and ew is None:
         raise SystemExit("serve needs at least one model (both were given as none)")
     _check_mlflow()
-    from pipelines.gateway import serve
+    from pipelines.gateway_serve import serve
 
     state = None if args.state.lower() == "none" else args.state
     try:

@@ -1,5 +1,7 @@
 """``vitalgru serve``: the bedside gateway, an HTTP service in front of a
-:class:`vitalgru.scoring.ward.Ward`.
+:class:`vitalgru.scoring.ward.Ward` (its routes here; its access checks and middlewares in
+:mod:`pipelines.gateway_http`; loading the models and serving in
+:mod:`pipelines.gateway_serve`).
 
 Bedside feeds (or a hospital's integration engine) admit patients, send ECG in small chunks
 and one row of vital signs and labs per ICU hour; the gateway queues the ECG, pushes every
@@ -75,9 +77,7 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 import ssl
 import threading
 import time
@@ -85,8 +85,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -97,6 +95,14 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
+from pipelines.gateway_http import (
+    AuditMiddleware,
+    BodyLimit,
+    event_for,
+    http_call,
+    require,
+    token_access,
+)
 from pipelines.gateway_metrics import (
     ForwarderCollector,
     IntakeCollector,
@@ -104,27 +110,21 @@ from pipelines.gateway_metrics import (
     TokenFileCollector,
     WardCollector,
 )
-from pipelines.hl7_forward import AlarmForwarder, client_tls
+from pipelines.hl7_forward import AlarmForwarder
 from pipelines.hl7_inbox import (
     Hl7Inbox,
-    Refused,
     score_observations,
-    server_tls,
     start_mllp,
-    ward_call,
 )
-from vitalgru import __version__, tracking
+from vitalgru import __version__
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.fhir import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
-from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
-from vitalgru.scoring.ward import ESCALATE_AFTER_S, HOUR_CLOSE_AFTER_S, Ward
-from vitalgru.scoring.ward_journal import WardJournal, event_json
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import event_json
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +146,6 @@ STREAM_POLL_S = 0.2
 #: Seconds of silence after which an event stream sends a comment line, so that a proxy
 #: does not close a connection that is only waiting for the next alarm.
 STREAM_KEEPALIVE_S = 15.0
-#: Seconds ``vitalgru serve`` gives open requests (event streams never end by themselves)
-#: to finish when it is stopped.
-SHUTDOWN_GRACE_S = 5.0
 
 
 class EcgAdmission(BaseModel):
@@ -166,115 +163,6 @@ class EcgChunk(BaseModel):
     )
 
 
-class _BodyLimit:
-    """ASGI middleware: a request whose body passes ``limit`` bytes (by its Content-Length,
-    or counted as it streams in) is answered 413 and read no further."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        seen = 0
-        refused = answered = False
-
-        async def counted() -> dict:
-            nonlocal seen, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    refused = True
-                    raise _TooLarge
-            return message
-
-        async def answer(message: dict) -> None:
-            nonlocal answered
-            if not refused:
-                await send(message)
-            elif not answered:  # whatever the app made of the cut-off body, the answer is 413
-                answered = True
-                await self._refuse(send)
-
-        try:
-            await self.app(scope, counted, answer)
-        except Exception:
-            if not refused:
-                raise
-            if not answered:
-                await self._refuse(send)
-
-    async def _refuse(self, send: Callable) -> None:
-        body = f'{{"detail":"request body over {self.limit} bytes"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Audit:
-    """ASGI middleware: each request ``audited(method, route path)`` selects, and every 401
-    or 403 answer, written to ``log`` (:class:`pipelines.audit.AuditLog`) when its answer
-    starts: who (the token's name from ``request.state.caller``; ``open`` without tokens),
-    what, which patient (the path's, ``?patient=``, or the event's:
-    ``request.state.audit_patient``), the status and the client's address."""
-
-    def __init__(self, app: Any, log: AuditLog, audited: Callable[[str, str], bool],
-                 open_: bool) -> None:  # fmt: skip
-        self.app, self.log, self.audited, self.open = app, log, audited, open_
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        written = False
-
-        async def watched(message: dict) -> None:
-            nonlocal written
-            if message["type"] == "http.response.start" and not written:
-                written = True
-                self._write(scope, int(message["status"]))
-            await send(message)
-
-        await self.app(scope, receive, watched)
-
-    def _write(self, scope: dict, status: int) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if path is None or path in ("/health", "/metrics"):
-            return
-        if not (status in (401, 403) or self.audited(scope["method"], path)):
-            return
-        state = scope.get("state") or {}
-        params = scope.get("path_params") or {}
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        patient = params.get("patient_id") or query.get("patient") or state.get("audit_patient")
-        caller = state.get("caller") or ("open" if self.open else "(no valid token)")
-        client = (scope.get("client") or (None,))[0]
-        self.log.record(caller, f"{scope['method']} {path}", patient, status, client)
-
-
-def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a ward method (or anything raising :class:`~pipelines.hl7_inbox.Refused`),
-    turning its errors into HTTP answers (:func:`~pipelines.hl7_inbox.ward_call`)."""
-    try:
-        return ward_call(fn, *args)
-    except Refused as e:
-        raise HTTPException(e.status, e.detail) from None
-
-
-#: Environment variable ``vitalgru serve`` reads the shared access token from.
-TOKEN_ENV = "VITALGRU_GATEWAY_TOKEN"
-#: Environment variable naming a token file (:mod:`pipelines.access`), as ``--tokens``.
-TOKENS_ENV = "VITALGRU_GATEWAY_TOKENS"
-
 #: Where an event comes from (the ``source`` filter of ``/events``).
 Source = Literal["ecg", "sepsis", "ward"]
 
@@ -283,120 +171,6 @@ ICULOS_HELP = (
     "the ICU hour these observations belong to (1: the first hour of the stay); without "
     "it, the hour their times fall in, counted from the admission"
 )
-#: What each kind of request is called in a refusal.
-_KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
-              "ack": "acknowledge events", "audit": "read the access log"}  # fmt: skip
-
-
-def _access(
-    token: str | None, tokens: TokenTable | TokenFile | None
-) -> Callable[[], TokenTable] | None:
-    """The tokens the gateway takes, as they are at each request: the shared one (may do
-    everything) and a file's (read again when it changes); None: the gateway is open."""
-    shared = None if token is None else TokenTable.single(token, name=TOKEN_ENV)
-    if tokens is None:
-        return None if shared is None else (lambda: shared)
-    current = tokens.current if isinstance(tokens, TokenFile) else (lambda: tokens)
-    if shared is None:
-        return current
-    shared.merged(current())  # a file token equal to the shared one: refused at start
-    merged: list[tuple[TokenTable, TokenTable]] = []
-
-    def both() -> TokenTable:
-        table = current()
-        if not merged or merged[0][0] is not table:
-            try:
-                merged[:] = [(table, shared.merged(table))]
-            except ValueError:  # a file read again holds the shared token: the file alone
-                logger.error("gateway: the token file holds the shared token; ignored there")
-                merged[:] = [(table, shared)]
-        return merged[0][1]
-
-    return both
-
-
-def _require(
-    access: Callable[[], TokenTable] | None,
-    kind: str,
-    tickets: StreamTickets | None = None,
-    limit: RateLimit | None = None,
-) -> Callable[..., None]:
-    """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
-    ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
-    token or with an expired one, 403 for a role that may not, or for a patient the token
-    is not for), and puts the token's name in ``request.state.caller`` and its credential
-    in ``request.state.credential``; everything, when ``access`` is None. A token limited
-    to some patients may only make requests about one of them (the routes of one event,
-    ``/events/{seq}/...``, check the event's patient themselves: :func:`_event_for`).
-    On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
-    to (:class:`~pipelines.access.StreamTickets`), while that token is in force. With
-    ``limit``, a caller over its rate is answered 429 with ``Retry-After``."""
-
-    def check(request: Request, authorization: str | None = Header(default=None)) -> None:
-        request.state.caller = request.state.credential = None
-        if access is None:
-            _limited(limit, request.client.host if request.client else "unknown")
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
-        ticket = request.query_params.get("ticket")
-        if (
-            cred is None
-            and ticket
-            and tickets is not None
-            and not authorization
-            and (request.url.path == "/events/stream")
-        ):
-            held = tickets.redeem(ticket)
-            table = access()
-            if held is None or not any(c.sha256 == held.sha256 for c in table.credentials):
-                raise HTTPException(401, "the stream ticket is unknown, used or expired "
-                                    "(ask for another: POST /events/stream/ticket)")  # fmt: skip
-            cred = held
-        if cred is None:
-            raise HTTPException(401, "a bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        request.state.caller = cred.name  # for the access log, refused or not
-        _limited(limit, f"token {cred.name}")
-        if cred.expired():
-            raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        if not cred.may(kind):
-            raise HTTPException(
-                403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
-            )
-        if cred.patients is not None and "seq" not in request.path_params:
-            pid = request.path_params.get("patient_id") or request.query_params.get("patient")
-            if pid is None:
-                raise HTTPException(
-                    403, f"token {cred.name!r} is for patients {', '.join(cred.patients)} "
-                    "only: ask about one of them (a patient's path, or ?patient=)",
-                )  # fmt: skip
-            if not cred.covers(pid):
-                raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
-        request.state.credential = cred
-
-    return check
-
-
-def _limited(limit: RateLimit | None, caller: str) -> None:
-    if limit is None:
-        return
-    wait = limit.take(caller)
-    if wait > 0:
-        raise HTTPException(429, f"over {limit.rate:g} requests per second; try again in "
-                            f"{wait:.1f} s", headers={"Retry-After": str(max(1, round(wait)))})  # fmt: skip
-
-
-def _event_for(request: Request, patient_id: Any) -> None:
-    """403 when the request's token is limited to patients and ``patient_id`` (the patient
-    of the event the request is about) is not one of them; the patient is named in the
-    access log either way."""
-    request.state.audit_patient = None if patient_id is None else str(patient_id)
-    cred = request.state.credential
-    if cred is not None and cred.patients is not None and patient_id is not None:
-        if not cred.covers(str(patient_id)):
-            raise HTTPException(403, f"token {cred.name!r} is not for patient {patient_id!r}")
 
 
 def create_app(
@@ -445,7 +219,7 @@ def create_app(
     not limited."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
-    access = _access(token, tokens)
+    access = token_access(token, tokens)
     intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
     inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units, audit=audit)
 
@@ -484,16 +258,16 @@ def create_app(
         description="Live ECG beat labels and arrhythmia alarms, hourly sepsis risk.",
         lifespan=lifespan,
     )
-    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below
     if audit is not None:
-        app.add_middleware(_Audit, log=audit, open_=access is None,
+        app.add_middleware(AuditMiddleware, log=audit, open_=access is None,
                            audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
-    feeds = APIRouter(dependencies=[Depends(_require(access, "feed", limit=rate_limit))])
+    feeds = APIRouter(dependencies=[Depends(require(access, "feed", limit=rate_limit))])
     tickets = StreamTickets()  # the event stream's stand-ins for a token (EventSource)
-    reads = APIRouter(dependencies=[Depends(_require(access, "read", tickets, rate_limit))])
-    acks = APIRouter(dependencies=[Depends(_require(access, "ack", limit=rate_limit))])
-    admin = APIRouter(dependencies=[Depends(_require(access, "audit", limit=rate_limit))])
+    reads = APIRouter(dependencies=[Depends(require(access, "read", tickets, rate_limit))])
+    acks = APIRouter(dependencies=[Depends(require(access, "ack", limit=rate_limit))])
+    admin = APIRouter(dependencies=[Depends(require(access, "audit", limit=rate_limit))])
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -516,23 +290,23 @@ def create_app(
 
     @feeds.post("/ecg/{patient_id}/admit", status_code=201)
     def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
-        _call(ward.admit_ecg, patient_id, body.fs)
+        http_call(ward.admit_ecg, patient_id, body.fs)
         return {"patient_id": patient_id, "fs": body.fs}
 
     @feeds.post("/ecg/{patient_id}", status_code=202)
     def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
-        queued = _call(ward.add_ecg, patient_id, body.samples)
+        queued = http_call(ward.add_ecg, patient_id, body.samples)
         return {"patient_id": patient_id, "queued_samples": queued}
 
     @reads.get("/ecg/{patient_id}")
     def ecg_summary(patient_id: str) -> dict[str, Any]:
-        return _call(ward.ecg_summary, patient_id)
+        return http_call(ward.ecg_summary, patient_id)
 
     @reads.get("/ecg/{patient_id}/page", response_class=HTMLResponse)
     def ecg_page(patient_id: str) -> str:
         """The patient's ECG for a clinician: beats by class, heart rate and its trend by
         minute, every alarm kept with a link to its strip, and the newest strips drawn."""
-        summary = _call(ward.ecg_summary, patient_id)
+        summary = http_call(ward.ecg_summary, patient_id)
         strips = []
         for a in reversed(summary["alarms"]):
             if a.get("strip_s") and len(strips) < PAGE_STRIPS:
@@ -545,7 +319,7 @@ def create_app(
 
     @feeds.delete("/ecg/{patient_id}")
     def ecg_discharge(patient_id: str) -> dict[str, Any]:
-        return _call(ward.discharge_ecg, patient_id)
+        return http_call(ward.discharge_ecg, patient_id)
 
     @feeds.post("/vitals/{patient_id}/admit", status_code=201)
     def vitals_admit(
@@ -559,12 +333,12 @@ def create_app(
             description="when the ICU stay began, with its UTC offset (default now): the "
             "ICU hours of observations sent with their times count from it")] = None,
     ) -> dict[str, Any]:  # fmt: skip
-        _call(ward.admit_sepsis, patient_id, static, admitted_at)
+        http_call(ward.admit_sepsis, patient_id, static, admitted_at)
         return {"patient_id": patient_id, "static": ward.sepsis_summary(patient_id)["static"]}
 
     @feeds.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:
-        return _call(ward.add_hour, patient_id, row)
+        return http_call(ward.add_hour, patient_id, row)
 
     @feeds.post("/vitals/{patient_id}/fhir")
     def vitals_hour_fhir(
@@ -587,7 +361,7 @@ def create_app(
     def _score_observations(
         patient_id: str, payload: Any, iculos: int | None, source: str
     ) -> dict[str, Any]:
-        return _call(score_observations, ward, intake, patient_id, payload, iculos, source)
+        return http_call(score_observations, ward, intake, patient_id, payload, iculos, source)
 
     @feeds.post(
         "/vitals/{patient_id}/hl7",
@@ -637,7 +411,7 @@ def create_app(
         """Score the patient's ICU hours being assembled from observations now, without
         waiting until they close (a sender that has sent a whole hour, or a stay being
         loaded after the fact): their risks, in order."""
-        return {"patient_id": patient_id, "scored": _call(ward.close_hours, patient_id)}
+        return {"patient_id": patient_id, "scored": http_call(ward.close_hours, patient_id)}
 
     @feeds.post(
         "/hl7",
@@ -658,14 +432,14 @@ def create_app(
 
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:
-        return _call(ward.sepsis_summary, patient_id)
+        return http_call(ward.sepsis_summary, patient_id)
 
     @reads.get("/vitals/{patient_id}/page", response_class=HTMLResponse)
     def vitals_page(patient_id: str) -> str:
         """The patient's stay so far for a clinician: the risk over the ICU hours, each
         alarm episode with the measurements at its start and what raised the risk, the
         values refused as impossible (the page ``vitalgru replay early-warning`` writes)."""
-        st = _call(ward.sepsis_stay, patient_id)
+        st = http_call(ward.sepsis_stay, patient_id)
         summary = stay_summary(
             st["patient_id"], st["hours"], st["risks"], st["threshold"],
             {c: v for c, v in st["values"].items() if c in KEY_MEASURES}, st["rejected"],
@@ -678,7 +452,7 @@ def create_app(
 
     @feeds.delete("/vitals/{patient_id}")
     def vitals_discharge(patient_id: str) -> dict[str, Any]:
-        return _call(ward.discharge_sepsis, patient_id)
+        return http_call(ward.discharge_sepsis, patient_id)
 
     @reads.get("/events")
     def events(
@@ -742,30 +516,30 @@ def create_app(
         if request.state.credential is not None:
             found = ward.events(max(seq - 1, 0), 1)["events"]
             if found and found[0]["seq"] == seq:
-                _event_for(request, found[0].get("patient_id"))
-        return _call(ward.acknowledge, seq, body.by, body.note, request.state.caller)
+                event_for(request, found[0].get("patient_id"))
+        return http_call(ward.acknowledge, seq, body.by, body.note, request.state.caller)
 
     @reads.get("/events/{seq}/strip")
     def event_strip(seq: int, request: Request) -> dict[str, Any]:
         """The ECG strip of an arrhythmia alarm: the samples (mV, the feed's rate) from
         5 s before its onset to when it was raised (at most 20 s), and the beats labelled
         in it."""
-        strip = _call(ward.strip, seq)
-        _event_for(request, strip["patient_id"])
+        strip = http_call(ward.strip, seq)
+        event_for(request, strip["patient_id"])
         return strip
 
     @reads.get("/fhir/strips/{seq}")
     def fhir_strip(seq: int, request: Request) -> dict[str, Any]:
         """An ECG alarm's strip as a FHIR ``Observation`` with ``valueSampledData``."""
-        strip = _call(ward.strip, seq)
-        _event_for(request, strip["patient_id"])
+        strip = http_call(ward.strip, seq)
+        event_for(request, strip["patient_id"])
         return strip_observation(strip, patient_system=patient_system)
 
     @reads.get("/events/{seq}/strip.svg")
     def event_strip_svg(seq: int, request: Request) -> Response:
         """The strip drawn on ECG paper (25 mm/s, 10 mm/mV), beats labelled, onset marked."""
-        strip = _call(ward.strip, seq)
-        _event_for(request, strip["patient_id"])
+        strip = http_call(ward.strip, seq)
+        event_for(request, strip["patient_id"])
         title = (f"{strip['patient_id']} · {strip['message']} · strip from "
                  f"{strip['start_at'].replace('T', ' ')}")  # fmt: skip
         svg = strip_svg(strip["samples"], strip["fs"], start_s=strip["start_s"],
@@ -889,179 +663,3 @@ async def _sse(
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
         await asyncio.sleep(STREAM_POLL_S)
-
-
-def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
-    """The live monitor of the model at ``uri`` (None: none), its name put in ``names``."""
-    if not uri:
-        return None
-    if task.endswith("arrhythmia"):
-        m = tracking.load_model(uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
-        monitor = ArrhythmiaMonitor(m.module, m.preprocessing)
-    else:
-        m = tracking.load_model(uri, kinds=(SepsisBlend, GRUDEarlyWarning))
-        monitor = EarlyWarningMonitor(m.module, m.preprocessing)
-    names[task] = f"{uri} (version {m.version})"
-    return monitor
-
-
-def _champions(models: dict[str, str]) -> dict[str, str]:
-    """The models that score patients (a changed shadow changes no stored patient's risk)."""
-    return {k: v for k, v in models.items() if not k.startswith("shadow")}
-
-
-def build_ward(
-    arrhythmia_model: str | None,
-    early_warning_model: str | None,
-    state: str | os.PathLike | None = None,
-    shadow_arrhythmia_model: str | None = None,
-    shadow_early_warning_model: str | None = None,
-    escalate_after_s: float | None = ESCALATE_AFTER_S,
-    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
-) -> tuple[Ward, dict]:
-    """Load the registered models (None: that monitor is off) and build the ward, taking up
-    the patients and events of the ``state`` file when it has some (None: in memory only);
-    returns it and ``{task: "URI (version N)"}``. A shadow model is compared with the
-    champion of its task (:mod:`vitalgru.scoring.shadow`)."""
-    if (shadow_arrhythmia_model and not arrhythmia_model) or (
-        shadow_early_warning_model and not early_warning_model
-    ):
-        raise ValueError("a shadow model needs the champion of its task to be served too")
-    journal = None if state is None else WardJournal(state)  # a bad file fails before loading
-    names: dict[str, str] = {}
-    ward = Ward(
-        _monitor("arrhythmia", arrhythmia_model, names),
-        _monitor("early-warning", early_warning_model, names),
-        journal=journal,
-        shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
-        shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
-        escalate_after_s=escalate_after_s,
-        hour_close_after_s=hour_close_after_s,
-    )
-    if journal is not None:
-        kept = journal.load()
-        if not kept.empty:
-            if kept.models and _champions(kept.models) != _champions(names):
-                logger.warning(
-                    "gateway: the models changed since %s was written (%s, now %s): the "
-                    "sepsis patients' stored hours are scored again by the new model",
-                    journal.path, kept.models, names,
-                )  # fmt: skip
-            took = ward.restore(kept)
-            logger.info(
-                "gateway: took up %d ECG (%d with their memory) and %d sepsis patient(s) "
-                "(%d hours scored again) and %d events from %s", took["ecg"],
-                took["ecg_memory"], took["sepsis"], took["hours"], took["events"], journal.path,
-            )  # fmt: skip
-        journal.set_models(names)
-    return ward, names
-
-
-def serve(
-    arrhythmia_model: str | None,
-    early_warning_model: str | None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    tick_s: float = DEFAULT_TICK_S,
-    state: str | os.PathLike | None = None,
-    shadow_arrhythmia_model: str | None = None,
-    shadow_early_warning_model: str | None = None,
-    tokens: str | os.PathLike | None = None,
-    escalate_after_s: float | None = ESCALATE_AFTER_S,
-    patient_system: str | None = None,
-    hl7_timezone: str | None = None,
-    mllp_port: int | None = None,
-    mllp_host: str = "127.0.0.1",
-    mllp_allow: list[str] | None = None,
-    adt_units: list[str] | None = None,
-    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
-    audit: str | os.PathLike | None = None,
-    forward_alarms: str | None = None,
-    mllp_tls_cert: str | None = None,
-    mllp_tls_key: str | None = None,
-    mllp_tls_client_ca: str | None = None,
-    forward_alarms_ca: str | None = None,
-    rate_limit: float | None = None,
-) -> None:
-    """Load the models, take up the ``state`` file's patients, and serve the gateway until
-    interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
-    access to patient data written to that file (:mod:`pipelines.audit`); with
-    ``forward_alarms`` (``HOST:PORT``), every alarm sent there as HL7 v2
-    (:mod:`pipelines.hl7_forward`). TLS: the MLLP listener with ``mllp_tls_cert`` and
-    ``mllp_tls_key`` (and client certificates from ``mllp_tls_client_ca``); the forwarder
-    with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
-    certificate."""
-    import uvicorn
-
-    zone = None
-    if hl7_timezone:
-        try:
-            zone = ZoneInfo(hl7_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
-    if bool(mllp_tls_cert) != bool(mllp_tls_key):
-        raise ValueError("--mllp-tls-cert and --mllp-tls-key go together")
-    listener_tls = (
-        server_tls(mllp_tls_cert, mllp_tls_key, mllp_tls_client_ca) if mllp_tls_cert else None
-    )  # a bad certificate fails here, before the models load
-    sender_tls = None
-    if forward_alarms_ca:
-        ca = None if forward_alarms_ca == "system" else forward_alarms_ca
-        sender_tls = client_tls(ca, mllp_tls_cert, mllp_tls_key)
-    target = None
-    if forward_alarms:
-        host_, _, port_ = forward_alarms.rpartition(":")
-        if not host_ or not port_.isdigit() or not 1 <= int(port_) <= 65535:
-            raise ValueError(f"--forward-alarms wants HOST:PORT, got {forward_alarms!r}")
-        target = (host_.strip("[]"), int(port_))
-    if mllp_allow:
-        for a in mllp_allow:
-            ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address
-    if (
-        mllp_port is not None
-        and mllp_host not in ("127.0.0.1", "localhost", "::1")
-        and (not mllp_allow)
-    ):
-        logger.warning(
-            "gateway: MLLP on %s:%d takes messages from anyone who reaches it (MLLP has no "
-            "credentials): give --mllp-allow with the interface engine's address",
-            mllp_host, mllp_port,
-        )  # fmt: skip
-    token = os.environ.get(TOKEN_ENV) or None
-    tokens = tokens or os.environ.get(TOKENS_ENV) or None
-    table = None if tokens is None else TokenFile(tokens)  # before the models load
-    access = _access(token, table)
-    if table is not None and not table.table.credentials and token is None:
-        raise ValueError(f"{tokens} holds no token: no one could use the gateway "
-                         "(add one with vitalgru serve-token)")  # fmt: skip
-    if access is None and host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning(
-            "gateway: listening on %s without a token: anyone who reaches this port can read "
-            "and send patient data; set %s or give --tokens", host, TOKEN_ENV,
-        )  # fmt: skip
-    elif table is not None:
-        logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
-                    len(table.table.credentials), tokens,
-                    ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
-    audit_log = None if audit is None else AuditLog(audit)  # a bad file fails before the models
-    ward, names = build_ward(
-        arrhythmia_model, early_warning_model, state,
-        shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
-        hour_close_after_s,
-    )  # fmt: skip
-    forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
-    logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
-    try:
-        config = uvicorn.Config(
-            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
-                       tokens=table, patient_system=patient_system, hl7_timezone=zone,
-                       mllp=None if mllp_port is None else (mllp_host, mllp_port),
-                       mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
-                       rate_limit=None if rate_limit is None else RateLimit(rate_limit)),
-            host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )  # fmt: skip
-        server = uvicorn.Server(config)
-        server.run()
-    finally:  # the queued ECG is scored and each patient's memory kept for the next start
-        ward.close()

@@ -22,7 +22,8 @@ from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.access import RateLimit, TokenFile, TokenTable, new_token, revoke_token
-from pipelines.gateway import build_ward, create_app
+from pipelines.gateway import create_app
+from pipelines.gateway_serve import build_ward
 from vitalgru import __version__
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS

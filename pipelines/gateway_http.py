@@ -1,0 +1,252 @@
+"""The bedside gateway's HTTP plumbing (:mod:`pipelines.gateway`): request bodies cut off
+at a size, the access log written as answers start, and who may make which request (tokens,
+roles, patient limits, stream tickets, rate limits).
+
+Each check is a FastAPI dependency or an ASGI middleware the routes of
+:func:`pipelines.gateway.create_app` are built with; the ward itself knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Header, HTTPException, Request
+
+from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
+from pipelines.audit import AuditLog
+from pipelines.hl7_inbox import Refused, ward_call
+
+__all__ = [
+    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "http_call",
+    "require", "token_access",
+]  # fmt: skip
+
+logger = logging.getLogger("pipelines.gateway")
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body passes ``limit`` bytes (by its Content-Length,
+    or counted as it streams in) is answered 413 and read no further."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+        refused = answered = False
+
+        async def counted() -> dict:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        async def answer(message: dict) -> None:
+            nonlocal answered
+            if not refused:
+                await send(message)
+            elif not answered:  # whatever the app made of the cut-off body, the answer is 413
+                answered = True
+                await self._refuse(send)
+
+        try:
+            await self.app(scope, counted, answer)
+        except Exception:
+            if not refused:
+                raise
+            if not answered:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Callable) -> None:
+        body = f'{{"detail":"request body over {self.limit} bytes"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class AuditMiddleware:
+    """ASGI middleware: each request ``audited(method, route path)`` selects, and every 401
+    or 403 answer, written to ``log`` (:class:`pipelines.audit.AuditLog`) when its answer
+    starts: who (the token's name from ``request.state.caller``; ``open`` without tokens),
+    what, which patient (the path's, ``?patient=``, or the event's:
+    ``request.state.audit_patient``), the status and the client's address."""
+
+    def __init__(self, app: Any, log: AuditLog, audited: Callable[[str, str], bool],
+                 open_: bool) -> None:  # fmt: skip
+        self.app, self.log, self.audited, self.open = app, log, audited, open_
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        written = False
+
+        async def watched(message: dict) -> None:
+            nonlocal written
+            if message["type"] == "http.response.start" and not written:
+                written = True
+                self._write(scope, int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, watched)
+
+    def _write(self, scope: dict, status: int) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if path is None or path in ("/health", "/metrics"):
+            return
+        if not (status in (401, 403) or self.audited(scope["method"], path)):
+            return
+        state = scope.get("state") or {}
+        params = scope.get("path_params") or {}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        patient = params.get("patient_id") or query.get("patient") or state.get("audit_patient")
+        caller = state.get("caller") or ("open" if self.open else "(no valid token)")
+        client = (scope.get("client") or (None,))[0]
+        self.log.record(caller, f"{scope['method']} {path}", patient, status, client)
+
+
+def http_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a ward method (or anything raising :class:`~pipelines.hl7_inbox.Refused`),
+    turning its errors into HTTP answers (:func:`~pipelines.hl7_inbox.ward_call`)."""
+    try:
+        return ward_call(fn, *args)
+    except Refused as e:
+        raise HTTPException(e.status, e.detail) from None
+
+
+#: Environment variable ``vitalgru serve`` reads the shared access token from.
+TOKEN_ENV = "VITALGRU_GATEWAY_TOKEN"
+#: Environment variable naming a token file (:mod:`pipelines.access`), as ``--tokens``.
+TOKENS_ENV = "VITALGRU_GATEWAY_TOKENS"
+
+#: What each kind of request is called in a refusal.
+_KIND_TEXT = {"feed": "send patient data", "read": "read patient data",
+              "ack": "acknowledge events", "audit": "read the access log"}  # fmt: skip
+
+
+def token_access(
+    token: str | None, tokens: TokenTable | TokenFile | None
+) -> Callable[[], TokenTable] | None:
+    """The tokens the gateway takes, as they are at each request: the shared one (may do
+    everything) and a file's (read again when it changes); None: the gateway is open."""
+    shared = None if token is None else TokenTable.single(token, name=TOKEN_ENV)
+    if tokens is None:
+        return None if shared is None else (lambda: shared)
+    current = tokens.current if isinstance(tokens, TokenFile) else (lambda: tokens)
+    if shared is None:
+        return current
+    shared.merged(current())  # a file token equal to the shared one: refused at start
+    merged: list[tuple[TokenTable, TokenTable]] = []
+
+    def both() -> TokenTable:
+        table = current()
+        if not merged or merged[0][0] is not table:
+            try:
+                merged[:] = [(table, shared.merged(table))]
+            except ValueError:  # a file read again holds the shared token: the file alone
+                logger.error("gateway: the token file holds the shared token; ignored there")
+                merged[:] = [(table, shared)]
+        return merged[0][1]
+
+    return both
+
+
+def require(
+    access: Callable[[], TokenTable] | None,
+    kind: str,
+    tickets: StreamTickets | None = None,
+    limit: RateLimit | None = None,
+) -> Callable[..., None]:
+    """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
+    ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
+    token or with an expired one, 403 for a role that may not, or for a patient the token
+    is not for), and puts the token's name in ``request.state.caller`` and its credential
+    in ``request.state.credential``; everything, when ``access`` is None. A token limited
+    to some patients may only make requests about one of them (the routes of one event,
+    ``/events/{seq}/...``, check the event's patient themselves: :func:`event_for`).
+    On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
+    to (:class:`~pipelines.access.StreamTickets`), while that token is in force. With
+    ``limit``, a caller over its rate is answered 429 with ``Retry-After``."""
+
+    def check(request: Request, authorization: str | None = Header(default=None)) -> None:
+        request.state.caller = request.state.credential = None
+        if access is None:
+            _limited(limit, request.client.host if request.client else "unknown")
+            return
+        scheme, _, given = (authorization or "").partition(" ")
+        cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
+        ticket = request.query_params.get("ticket")
+        if (
+            cred is None
+            and ticket
+            and tickets is not None
+            and not authorization
+            and (request.url.path == "/events/stream")
+        ):
+            held = tickets.redeem(ticket)
+            table = access()
+            if held is None or not any(c.sha256 == held.sha256 for c in table.credentials):
+                raise HTTPException(401, "the stream ticket is unknown, used or expired "
+                                    "(ask for another: POST /events/stream/ticket)")  # fmt: skip
+            cred = held
+        if cred is None:
+            raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        request.state.caller = cred.name  # for the access log, refused or not
+        _limited(limit, f"token {cred.name}")
+        if cred.expired():
+            raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if not cred.may(kind):
+            raise HTTPException(
+                403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
+            )
+        if cred.patients is not None and "seq" not in request.path_params:
+            pid = request.path_params.get("patient_id") or request.query_params.get("patient")
+            if pid is None:
+                raise HTTPException(
+                    403, f"token {cred.name!r} is for patients {', '.join(cred.patients)} "
+                    "only: ask about one of them (a patient's path, or ?patient=)",
+                )  # fmt: skip
+            if not cred.covers(pid):
+                raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
+        request.state.credential = cred
+
+    return check
+
+
+def _limited(limit: RateLimit | None, caller: str) -> None:
+    if limit is None:
+        return
+    wait = limit.take(caller)
+    if wait > 0:
+        raise HTTPException(429, f"over {limit.rate:g} requests per second; try again in "
+                            f"{wait:.1f} s", headers={"Retry-After": str(max(1, round(wait)))})  # fmt: skip
+
+
+def event_for(request: Request, patient_id: Any) -> None:
+    """403 when the request's token is limited to patients and ``patient_id`` (the patient
+    of the event the request is about) is not one of them; the patient is named in the
+    access log either way."""
+    request.state.audit_patient = None if patient_id is None else str(patient_id)
+    cred = request.state.credential
+    if cred is not None and cred.patients is not None and patient_id is not None:
+        if not cred.covers(str(patient_id)):
+            raise HTTPException(403, f"token {cred.name!r} is not for patient {patient_id!r}")

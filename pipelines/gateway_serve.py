@@ -1,0 +1,208 @@
+"""``vitalgru serve``: the registered models loaded into a ward, the state file taken up,
+and the gateway (:func:`pipelines.gateway.create_app`) served by uvicorn until it is stopped,
+with its HL7 interfaces, access log and rate limit as the command line asks."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipelines.access import RateLimit, TokenFile
+from pipelines.audit import AuditLog
+from pipelines.gateway import DEFAULT_TICK_S, create_app
+from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
+from pipelines.hl7_forward import AlarmForwarder, client_tls
+from pipelines.hl7_inbox import server_tls
+from vitalgru import tracking
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
+from vitalgru.scoring.ward import ESCALATE_AFTER_S, HOUR_CLOSE_AFTER_S, Ward
+from vitalgru.scoring.ward_journal import WardJournal
+
+__all__ = ["SHUTDOWN_GRACE_S", "build_ward", "serve"]
+
+logger = logging.getLogger("pipelines.gateway")
+
+#: Seconds ``vitalgru serve`` gives open requests (event streams never end by themselves)
+#: to finish when it is stopped.
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
+    """The live monitor of the model at ``uri`` (None: none), its name put in ``names``."""
+    if not uri:
+        return None
+    if task.endswith("arrhythmia"):
+        m = tracking.load_model(uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+        monitor = ArrhythmiaMonitor(m.module, m.preprocessing)
+    else:
+        m = tracking.load_model(uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+        monitor = EarlyWarningMonitor(m.module, m.preprocessing)
+    names[task] = f"{uri} (version {m.version})"
+    return monitor
+
+
+def _champions(models: dict[str, str]) -> dict[str, str]:
+    """The models that score patients (a changed shadow changes no stored patient's risk)."""
+    return {k: v for k, v in models.items() if not k.startswith("shadow")}
+
+
+def build_ward(
+    arrhythmia_model: str | None,
+    early_warning_model: str | None,
+    state: str | os.PathLike | None = None,
+    shadow_arrhythmia_model: str | None = None,
+    shadow_early_warning_model: str | None = None,
+    escalate_after_s: float | None = ESCALATE_AFTER_S,
+    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
+) -> tuple[Ward, dict]:
+    """Load the registered models (None: that monitor is off) and build the ward, taking up
+    the patients and events of the ``state`` file when it has some (None: in memory only);
+    returns it and ``{task: "URI (version N)"}``. A shadow model is compared with the
+    champion of its task (:mod:`vitalgru.scoring.shadow`)."""
+    if (shadow_arrhythmia_model and not arrhythmia_model) or (
+        shadow_early_warning_model and not early_warning_model
+    ):
+        raise ValueError("a shadow model needs the champion of its task to be served too")
+    journal = None if state is None else WardJournal(state)  # a bad file fails before loading
+    names: dict[str, str] = {}
+    ward = Ward(
+        _monitor("arrhythmia", arrhythmia_model, names),
+        _monitor("early-warning", early_warning_model, names),
+        journal=journal,
+        shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
+        shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
+        escalate_after_s=escalate_after_s,
+        hour_close_after_s=hour_close_after_s,
+    )
+    if journal is not None:
+        kept = journal.load()
+        if not kept.empty:
+            if kept.models and _champions(kept.models) != _champions(names):
+                logger.warning(
+                    "gateway: the models changed since %s was written (%s, now %s): the "
+                    "sepsis patients' stored hours are scored again by the new model",
+                    journal.path, kept.models, names,
+                )  # fmt: skip
+            took = ward.restore(kept)
+            logger.info(
+                "gateway: took up %d ECG (%d with their memory) and %d sepsis patient(s) "
+                "(%d hours scored again) and %d events from %s", took["ecg"],
+                took["ecg_memory"], took["sepsis"], took["hours"], took["events"], journal.path,
+            )  # fmt: skip
+        journal.set_models(names)
+    return ward, names
+
+
+def serve(
+    arrhythmia_model: str | None,
+    early_warning_model: str | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    tick_s: float = DEFAULT_TICK_S,
+    state: str | os.PathLike | None = None,
+    shadow_arrhythmia_model: str | None = None,
+    shadow_early_warning_model: str | None = None,
+    tokens: str | os.PathLike | None = None,
+    escalate_after_s: float | None = ESCALATE_AFTER_S,
+    patient_system: str | None = None,
+    hl7_timezone: str | None = None,
+    mllp_port: int | None = None,
+    mllp_host: str = "127.0.0.1",
+    mllp_allow: list[str] | None = None,
+    adt_units: list[str] | None = None,
+    hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
+    audit: str | os.PathLike | None = None,
+    forward_alarms: str | None = None,
+    mllp_tls_cert: str | None = None,
+    mllp_tls_key: str | None = None,
+    mllp_tls_client_ca: str | None = None,
+    forward_alarms_ca: str | None = None,
+    rate_limit: float | None = None,
+) -> None:
+    """Load the models, take up the ``state`` file's patients, and serve the gateway until
+    interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
+    access to patient data written to that file (:mod:`pipelines.audit`); with
+    ``forward_alarms`` (``HOST:PORT``), every alarm sent there as HL7 v2
+    (:mod:`pipelines.hl7_forward`). TLS: the MLLP listener with ``mllp_tls_cert`` and
+    ``mllp_tls_key`` (and client certificates from ``mllp_tls_client_ca``); the forwarder
+    with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
+    certificate."""
+    import uvicorn
+
+    zone = None
+    if hl7_timezone:
+        try:
+            zone = ZoneInfo(hl7_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
+    if bool(mllp_tls_cert) != bool(mllp_tls_key):
+        raise ValueError("--mllp-tls-cert and --mllp-tls-key go together")
+    listener_tls = (
+        server_tls(mllp_tls_cert, mllp_tls_key, mllp_tls_client_ca) if mllp_tls_cert else None
+    )  # a bad certificate fails here, before the models load
+    sender_tls = None
+    if forward_alarms_ca:
+        ca = None if forward_alarms_ca == "system" else forward_alarms_ca
+        sender_tls = client_tls(ca, mllp_tls_cert, mllp_tls_key)
+    target = None
+    if forward_alarms:
+        host_, _, port_ = forward_alarms.rpartition(":")
+        if not host_ or not port_.isdigit() or not 1 <= int(port_) <= 65535:
+            raise ValueError(f"--forward-alarms wants HOST:PORT, got {forward_alarms!r}")
+        target = (host_.strip("[]"), int(port_))
+    if mllp_allow:
+        for a in mllp_allow:
+            ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address
+    if (
+        mllp_port is not None
+        and mllp_host not in ("127.0.0.1", "localhost", "::1")
+        and (not mllp_allow)
+    ):
+        logger.warning(
+            "gateway: MLLP on %s:%d takes messages from anyone who reaches it (MLLP has no "
+            "credentials): give --mllp-allow with the interface engine's address",
+            mllp_host, mllp_port,
+        )  # fmt: skip
+    token = os.environ.get(TOKEN_ENV) or None
+    tokens = tokens or os.environ.get(TOKENS_ENV) or None
+    table = None if tokens is None else TokenFile(tokens)  # before the models load
+    access = token_access(token, table)
+    if table is not None and not table.table.credentials and token is None:
+        raise ValueError(f"{tokens} holds no token: no one could use the gateway "
+                         "(add one with vitalgru serve-token)")  # fmt: skip
+    if access is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "gateway: listening on %s without a token: anyone who reaches this port can read "
+            "and send patient data; set %s or give --tokens", host, TOKEN_ENV,
+        )  # fmt: skip
+    elif table is not None:
+        logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
+                    len(table.table.credentials), tokens,
+                    ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
+    audit_log = None if audit is None else AuditLog(audit)  # a bad file fails before the models
+    ward, names = build_ward(
+        arrhythmia_model, early_warning_model, state,
+        shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
+        hour_close_after_s,
+    )  # fmt: skip
+    forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
+    logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
+    try:
+        config = uvicorn.Config(
+            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
+                       tokens=table, patient_system=patient_system, hl7_timezone=zone,
+                       mllp=None if mllp_port is None else (mllp_host, mllp_port),
+                       mllp_allow=mllp_allow or None, adt_units=adt_units or None,
+                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
+                       rate_limit=None if rate_limit is None else RateLimit(rate_limit)),
+            host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        server.run()
+    finally:  # the queued ECG is scored and each patient's memory kept for the next start
+        ward.close()
