@@ -35,6 +35,8 @@ description at ``/openapi.json``.
                                           (unseen for ``--escalate-after-min``: ``escalated``)
 ``GET /events/stream?since=N``            the log as it grows (Server-Sent Events; resumes
                                           from ``Last-Event-ID``; ``patient=``, ``source=``)
+``POST /events/stream/ticket``            a one-use ticket that opens the stream without a
+                                          header (``?ticket=``: a browser's EventSource)
 ``GET /fhir/events?since=N&limit=M``      the same as a FHIR ``Bundle`` of flags
 ``GET /fhir/risk``                        each sepsis patient's latest hour as a FHIR
                                           ``RiskAssessment``
