@@ -175,3 +175,33 @@ def test_fhir_observation_times_need_a_time_of_day_and_an_offset() -> None:
     assert observation_times(obs) == [
         datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC),
         datetime(2026, 12, 5, 8, 20, 0, 500000, tzinfo=UTC)]  # fmt: skip
+
+
+def test_a_bedside_monitors_ieee_11073_codes_read_as_the_same_measurements() -> None:
+    pcd = "\r".join([
+        "MSH|^~\\&|MONITOR^0012^EUI-64|ICU|VITALGRU|HOSP|20261205083000+0100||ORU^R01^ORU_R01|P1|P|2.6",
+        "PID|||bed-9",
+        "OBR|1|||182777000^monitoring of patient^SNOMED-CT|||20261205083000+0100",
+        "OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|112|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R",
+        "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|93|262688^MDC_DIM_PERCENT^MDC|||||R",
+        "OBX|3|NM|150344^MDC_TEMP^MDC|1.4.1.1|101.3|268160^MDC_DIM_FAHR^MDC|||||R",
+        "OBX|4|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.2.1.1|96|266016^MDC_DIM_MMHG^MDC|||||R",
+        "OBX|5|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.2.1.2|52|266016^MDC_DIM_MMHG^MDC|||||R",
+        "OBX|6|NM|150039^MDC_PRESS_BLD_ART_ABP_MEAN^MDC|1.2.2.3|64|266016^MDC_DIM_MMHG^MDC|||||R",
+        "OBX|7|NM|151562^MDC_RESP_RATE^MDC|1.5.1.1|26|264928^MDC_DIM_RESP_PER_MIN^MDC|||||R",
+        "OBX|8|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.2.1|8388607|262688^MDC_DIM_PERCENT^MDC|||||R",
+        "OBX|9|NM|149530^MDC_PULS_OXIM_PULS_RATE^MDC|1.3.1.2|110|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R",
+        "OBX|10|NM|151578^MDC_TTHOR_RESP_RATE^MDC|1.5.2.1|30|999999^MDC_DIM_SOMETHING^MDC|||||R",
+    ])  # fmt: skip
+    msg = oru_observations(pcd)
+    hour = observations_to_hour(msg.observations, 1)
+    assert hour.row == pytest.approx({
+        "ICULOS": 1.0, "hr_bpm": 112.0, "spo2_pct": 93.0, "temp_c": 38.5, "sbp_mmhg": 96.0,
+        "dbp_mmhg": 52.0, "map_mmhg": 64.0, "resp_per_min": 26.0})  # fmt: skip
+    assert hour.converted == {"temp_c": ["[degF]"]}
+    # the oximeter's "no value", a pulse rate, a unit MDC has but the table does not: skipped
+    assert [s["index"] for s in hour.skipped] == [7, 8, 9]
+    assert msg.observations[0]["code"]["coding"] == [
+        {"system": "MDC", "code": "147842", "display": "MDC_ECG_HEART_RATE"},
+        {"system": "http://loinc.org", "code": "8867-4"}]  # fmt: skip
+    assert observation_times(msg.observations)[0] == datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
