@@ -33,6 +33,9 @@ from vitalgru.io.psv import MEASUREMENT_UNITS, PSV_COLUMNS
 
 __all__ = [
     "LOINC_COLUMNS",
+    "MDC_LOINC",
+    "MDC_SYSTEM",
+    "MDC_UNITS",
     "UNITS",
     "HourFromObservations",
     "observation_times",
@@ -43,6 +46,31 @@ __all__ = [
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
+#: IEEE 11073-10101 (MDC), the nomenclature bedside monitors code their results in.
+MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
+
+#: MDC codes of the vital signs the model takes, as the LOINC code of the same measurement:
+#: heart rate from the ECG, SpO2, temperature, non-invasive and arterial blood pressures,
+#: respiratory rate (impedance, capnography). Pulse rates (from the oximeter or the cuff)
+#: are not heart rate here, as 8867-4 is read.
+MDC_LOINC = {
+    "147842": "8867-4",  # MDC_ECG_HEART_RATE
+    "150456": "59408-5",  # MDC_PULS_OXIM_SAT_O2
+    "150344": "8310-5", "150364": "8310-5",  # MDC_TEMP, MDC_TEMP_BODY
+    "150021": "8480-6", "150022": "8462-4", "150023": "8478-0",  # MDC_PRESS_BLD_NONINV_*
+    "150033": "8480-6", "150034": "8462-4", "150035": "8478-0",  # MDC_PRESS_BLD_ART_*
+    "150037": "8480-6", "150038": "8462-4", "150039": "8478-0",  # MDC_PRESS_BLD_ART_ABP_*
+    "151562": "9279-1", "151578": "9279-1", "151594": "9279-1",  # MDC_RESP_RATE, _TTHOR_, _CO2_
+}  # fmt: skip
+#: MDC unit codes as UCUM.
+MDC_UNITS = {
+    "264864": "/min",  # MDC_DIM_BEAT_PER_MIN
+    "264928": "/min",  # MDC_DIM_RESP_PER_MIN
+    "262688": "%",  # MDC_DIM_PERCENT
+    "266016": "mm[Hg]",  # MDC_DIM_MMHG
+    "268192": "Cel",  # MDC_DIM_DEGC
+    "268160": "[degF]",  # MDC_DIM_FAHR
+}
 
 #: LOINC code -> vitalgru measurement column. Pulse oximetry (59408-5) is handled before
 #: this table (see the module's description).
@@ -194,9 +222,16 @@ def _resources(payload: Any) -> list[Any]:
 
 
 def _loinc(code: Any) -> list[str]:
-    codings = code.get("coding") if isinstance(code, Mapping) else None
-    return [str(c.get("code")) for c in codings or []
-            if isinstance(c, Mapping) and c.get("system") == LOINC_SYSTEM and c.get("code")]  # fmt: skip
+    """The LOINC codes of a CodeableConcept, an IEEE 11073 coding as its LOINC equivalent."""
+    out = []
+    for c in (code.get("coding") if isinstance(code, Mapping) else None) or []:
+        if not isinstance(c, Mapping) or not c.get("code"):
+            continue
+        if c.get("system") == LOINC_SYSTEM:
+            out.append(str(c["code"]))
+        elif c.get("system") == MDC_SYSTEM and str(c["code"]) in MDC_LOINC:
+            out.append(MDC_LOINC[str(c["code"])])
+    return out
 
 
 def _column(codes: list[str]) -> str | None:
@@ -211,7 +246,9 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
     if not isinstance(q, Mapping) or q.get("value") is None:
         return None, "", "no valueQuantity with a value"
     unit = str(q.get("code") or q.get("unit") or "")
-    if q.get("system") not in (None, UCUM_SYSTEM):
+    if q.get("system") == MDC_SYSTEM and unit in MDC_UNITS:
+        unit = MDC_UNITS[unit]  # a device's unit code, as UCUM
+    elif q.get("system") not in (None, UCUM_SYSTEM):
         return None, unit, f"unit system {q.get('system')!r} is not UCUM"
     convert = UNITS[column].get(unit)
     if convert is None:

@@ -10,9 +10,9 @@ units and conversions are decided in one place:
 - the code is ``OBX-3``: its identifier triplet and the alternate one, a triplet whose
   coding system is ``LN`` (or ``LOINC``) giving a LOINC coding, so a local code with the
   LOINC code as its alternate is read; bedside monitors speaking IHE PCD-01 send IEEE 11073
-  (``MDC``) codes, and those of the vital signs the model takes are read as their LOINC
-  codes (:data:`MDC_LOINC`), with MDC units as UCUM (:data:`MDC_UNITS`) and a device's "no
-  value" codes as no value;
+  (``MDC``) codes, passed on as such for the reader, which knows those of the vital signs
+  the model takes and their units (:data:`vitalgru.io.fhir_observations.MDC_LOINC`), and
+  a device's "no value" codes (:data:`MDC_NO_VALUE`) are no value;
 - the value is ``OBX-5`` when ``OBX-2`` says it is numeric (``NM``, or ``SN`` without a
   comparator or a range), in the unit of ``OBX-6``, which must be UCUM (``OBX-6.3`` is
   ``UCUM`` or empty). Spellings that HL7 v2 feeds use for UCUM codes and that cannot mean
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from vitalgru.io.fhir_observations import LOINC_SYSTEM, UCUM_SYSTEM
+from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
-    "HL7_MEDIA_TYPE", "MDC_LOINC", "MDC_UNITS", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
+    "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
     "adt_event", "escape", "hl7_time", "oru_observations", "read_message",
 ]  # fmt: skip
 
@@ -56,29 +56,6 @@ UNIT_SPELLINGS = {
     "mEq/l": "mEq/L", "mmol/l": "mmol/L", "mg/dl": "mg/dL", "g/dl": "g/dL", "ng/ml": "ng/mL",
     "umol/l": "umol/L", "u/l": "U/L", "IU/L": "[IU]/L", "pH": "[pH]", "sec": "s",
 }  # fmt: skip
-#: IEEE 11073-10101 (MDC) codes that bedside monitors send in ``OBX-3`` (IHE PCD-01), as
-#: the LOINC code of the same measurement: heart rate from the ECG, SpO2, temperature,
-#: non-invasive and arterial blood pressures, respiratory rate (impedance, capnography).
-#: Pulse rates (from the oximeter or the cuff) are not heart rate here, as in the LOINC
-#: table.
-MDC_LOINC = {
-    "147842": "8867-4",  # MDC_ECG_HEART_RATE
-    "150456": "59408-5",  # MDC_PULS_OXIM_SAT_O2
-    "150344": "8310-5", "150364": "8310-5",  # MDC_TEMP, MDC_TEMP_BODY
-    "150021": "8480-6", "150022": "8462-4", "150023": "8478-0",  # MDC_PRESS_BLD_NONINV_*
-    "150033": "8480-6", "150034": "8462-4", "150035": "8478-0",  # MDC_PRESS_BLD_ART_*
-    "150037": "8480-6", "150038": "8462-4", "150039": "8478-0",  # MDC_PRESS_BLD_ART_ABP_*
-    "151562": "9279-1", "151578": "9279-1", "151594": "9279-1",  # MDC_RESP_RATE, _TTHOR_, _CO2_
-}  # fmt: skip
-#: MDC unit codes (``OBX-6``) as UCUM.
-MDC_UNITS = {
-    "264864": "/min",  # MDC_DIM_BEAT_PER_MIN
-    "264928": "/min",  # MDC_DIM_RESP_PER_MIN
-    "262688": "%",  # MDC_DIM_PERCENT
-    "266016": "mm[Hg]",  # MDC_DIM_MMHG
-    "268192": "Cel",  # MDC_DIM_DEGC
-    "268160": "[degF]",  # MDC_DIM_FAHR
-}
 #: Values an IEEE 11073 device sends for "no value" (NaN 0x7FFFFF, NRes 0x800000, +INF
 #: 0x7FFFFE; -INF as -0x7FFFFE), read as no measurement rather than a heart rate of 8 million.
 MDC_NO_VALUE = frozenset({8388606.0, 8388607.0, 8388608.0})
@@ -126,8 +103,8 @@ def _coding(parts: list[str]) -> dict[str, str] | None:
     if not code:
         return None
     system = parts[2].strip() if len(parts) > 2 else ""
-    out = {"system": LOINC_SYSTEM if system in _LOINC_SYSTEMS else system or "unknown",
-           "code": code}  # fmt: skip
+    out = {"system": LOINC_SYSTEM if system in _LOINC_SYSTEMS
+           else MDC_SYSTEM if system.upper() == "MDC" else system or "unknown", "code": code}  # fmt: skip
     if len(parts) > 1 and parts[1].strip():
         out["display"] = parts[1].strip()
     return out
@@ -188,8 +165,6 @@ def _observation(
 
     ident = parts(3)
     codings = [c for c in (_coding(ident[:3]), _coding(ident[3:6])) if c is not None]
-    codings += [{"system": LOINC_SYSTEM, "code": MDC_LOINC[c["code"]]} for c in codings
-                if c["system"].upper() == "MDC" and c["code"] in MDC_LOINC]  # fmt: skip
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": _STATUS.get(unescape(get(11)).strip().upper(), "final"),
@@ -205,10 +180,10 @@ def _observation(
         unit = parts(6)
         code = unit[0].strip() if unit else ""
         system = unit[2].strip() if len(unit) > 2 else ""
-        if system.upper() == "MDC" and code in MDC_UNITS:
-            code, system = MDC_UNITS[code], "UCUM"
         quantity: dict[str, Any] = {"value": x, "code": UNIT_SPELLINGS.get(code, code)}
-        if system and system.upper() != "UCUM":
+        if system.upper() == "MDC":
+            quantity["system"] = MDC_SYSTEM  # the reader knows the vital signs' units
+        elif system and system.upper() != "UCUM":
             quantity["system"] = system  # not UCUM: the reader says so
         else:
             quantity["system"] = UCUM_SYSTEM

@@ -9,6 +9,8 @@ import pytest
 
 from vitalgru.io.fhir_observations import (
     LOINC_COLUMNS,
+    MDC_LOINC,
+    MDC_UNITS,
     UNITS,
     observations_to_hour,
     row_to_observations,
@@ -135,3 +137,26 @@ def test_a_row_written_as_observations_reads_back_as_it_was() -> None:
     assert got.row == {"ICULOS": 4.0, "hr_bpm": 97.0, "spo2_pct": 93.0, "sao2_pct": 96.0,
                        "fio2_frac": 0.4, "ph": 7.31, "wbc_10e3_ul": 14.2,
                        "lactate_mmol_l": 3.1}  # fmt: skip
+
+
+def test_a_devices_ieee_11073_codes_and_units_are_read() -> None:
+    mdc = "urn:iso:std:iso:11073:10101"
+
+    def device(code: str, value: float, unit: str) -> dict:
+        return {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": mdc, "code": code}]},
+                "valueQuantity": {"value": value, "system": mdc, "code": unit}}  # fmt: skip
+
+    hour = observations_to_hour([
+        device("147842", 104, "264864"),  # MDC_ECG_HEART_RATE, beats per minute
+        device("150364", 101.3, "268160"),  # MDC_TEMP_BODY, Fahrenheit
+        device("150037", 88, "266016"),  # arterial systolic, mmHg
+        device("149530", 99, "264864"),  # a pulse rate: not the heart rate
+        device("151562", 22, "999999"),  # a unit code the table does not know
+    ], 3)  # fmt: skip
+    assert hour.row == pytest.approx({"ICULOS": 3.0, "hr_bpm": 104.0, "temp_c": 38.5,
+                                      "sbp_mmhg": 88.0})  # fmt: skip
+    assert [s["index"] for s in hour.skipped] == [3, 4]
+    assert "not UCUM" in hour.skipped[1]["reason"]
+    assert set(MDC_LOINC.values()) <= set(LOINC_COLUMNS)  # each a code the reader knows
+    assert set(MDC_UNITS.values()) <= {u for units in UNITS.values() for u in units}

@@ -202,6 +202,7 @@ def test_a_bedside_monitors_ieee_11073_codes_read_as_the_same_measurements() -> 
     # the oximeter's "no value", a pulse rate, a unit MDC has but the table does not: skipped
     assert [s["index"] for s in hour.skipped] == [7, 8, 9]
     assert msg.observations[0]["code"]["coding"] == [
-        {"system": "MDC", "code": "147842", "display": "MDC_ECG_HEART_RATE"},
-        {"system": "http://loinc.org", "code": "8867-4"}]  # fmt: skip
+        {"system": "urn:iso:std:iso:11073:10101", "code": "147842",
+         "display": "MDC_ECG_HEART_RATE"}]  # fmt: skip
+    assert msg.observations[0]["valueQuantity"]["system"] == "urn:iso:std:iso:11073:10101"
     assert observation_times(msg.observations)[0] == datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
