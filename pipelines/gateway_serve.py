@@ -20,8 +20,9 @@ from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
-from vitalgru.scoring.ward import ESCALATE_AFTER_S, HOUR_CLOSE_AFTER_S, Ward
+from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
 
 __all__ = ["SHUTDOWN_GRACE_S", "build_ward", "serve"]
 

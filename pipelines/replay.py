@@ -47,7 +47,7 @@ from vitalgru.scoring import (
     replay_database,
     replay_stays,
 )
-from vitalgru.scoring.ward import ALARM_DRIVERS
+from vitalgru.scoring.ward_sepsis import ALARM_DRIVERS
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,9 @@ alarm episode, goes into one numbered event log that an integration engine polls
 (:meth:`Ward.events`), and each patient keeps a short summary for a bedside view
 (:meth:`Ward.ecg_summary`).
 
+The sepsis patients' methods are in :mod:`vitalgru.scoring.ward_sepsis` (:class:`Ward`'s
+base class), the ECG feeds', the event log and the restarts here.
+
 Thread safety: one lock guards the queues and the event log, another the monitors;
 enqueuing never waits for a network call.
 
@@ -46,12 +49,18 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
-from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
+from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_journal import EcgAdmission, WardJournal, WardState
+from vitalgru.scoring.ward_sepsis import (
+    HOUR_CLOSE_AFTER_S,
+    SepsisWard,
+    _iso,
+    _SepsisBed,
+    _utc_now,
+)
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -65,9 +74,6 @@ MAX_CHUNK_S = 60.0
 RECENT_BEATS = 600
 #: Events kept in the log; an engine polling less often than this fills loses the oldest.
 MAX_EVENTS = 10_000
-#: Measurements named, at a sepsis alarm onset, as what raised the risk most
-#: (:meth:`EarlyWarningMonitor.explain`).
-ALARM_DRIVERS = 3
 #: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
 HR_WINDOW_S = 60.0
 #: A minute of the heart-rate trend needs this many intervals in accepted signal.
@@ -88,16 +94,6 @@ MEMORY_EVERY_S = 60.0
 STRIP_KEEP_S = MAX_CHUNK_S + 30.0
 #: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
 MAX_STRIPS = 500
-#: Seconds after an ICU hour ends during which its observations may still arrive (a blood
-#: gas drawn at :55 is resulted minutes later); then the hour is scored on what came. An
-#: observation of an hour already scored is refused as late.
-HOUR_CLOSE_AFTER_S = 10 * 60.0
-#: A closed hour whose observations are still arriving (a stay sent after the fact, part by
-#: part) is scored once none has come for this long (s), or when one of a later hour comes.
-HOUR_QUIET_S = 60.0
-#: Most hours without observations one tick scores for one patient (a gateway that was
-#: stopped for a day catches up over a few ticks, not in one).
-MAX_EMPTY_HOURS_PER_TICK = 24
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended"})
 
@@ -166,67 +162,6 @@ def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
         except ValueError as e:
             logger.warning("ward: the shadow starts %s afresh: %s", a.patient_id, e)
     shadow.monitor.admit(a.patient_id, a.fs)
-
-
-def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
-    """Demographics by vitalgru name (given by Challenge or vitalgru names), as numbers;
-    None dropped."""
-    out = {}
-    for key, value in static.items():
-        col = PSV_COLUMNS.get(key, key)
-        if col not in STATIC_COLUMNS:
-            raise ValueError(
-                f"{key!r} is not a static column (Age, Gender, Unit1, Unit2, HospAdmTime)"
-            )
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-            raise ValueError(f"{key}: {value!r} is not a number")
-        out[col] = float(value)
-    return out
-
-
-def _measurements(values: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Measurements by vitalgru name (given by Challenge or vitalgru names), each a list of
-    finite values (NaN and None left out)."""
-    out: dict[str, list[float]] = {}
-    for key, given in values.items():
-        col = PSV_COLUMNS.get(key, key)
-        if col not in MEASUREMENT_COLUMNS:
-            raise ValueError(f"{key!r} is not a measured column (HR, O2Sat, ..., Platelets)")
-        xs = given if isinstance(given, list | tuple) else [given]
-        for x in xs:
-            if x is None:
-                continue
-            if isinstance(x, bool) or not isinstance(x, int | float):
-                raise ValueError(f"{key}: {x!r} is not a number")
-            if math.isfinite(x):
-                out.setdefault(col, []).append(float(x))
-    return out
-
-
-def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
-    """``row`` with the admission's demographics where it does not give them itself (a
-    null in the row is not giving one)."""
-    if not static:
-        return row
-    sent = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
-    out = {k: v for k, v in row.items() if v is not None or PSV_COLUMNS.get(k, k) not in static}
-    out.update({c: v for c, v in static.items() if c not in sent})
-    return out
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="seconds")
-
-
-def _utc_now() -> str:
-    return _iso(datetime.now(UTC))
-
-
-def _now() -> datetime:
-    """The wall clock the sepsis hours close on (one place, for tests to move)."""
-    return datetime.now(UTC)
 
 
 class _Tail:
@@ -313,35 +248,7 @@ class _EcgBed:
             self.tail = _Tail(int(math.ceil(STRIP_KEEP_S * self.fs)))
 
 
-@dataclass
-class _SepsisBed:
-    admitted_at: str
-    static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
-    last_scored_at: str | None = None  # wall clock of the latest hour (None when replayed)
-    in_alarm: bool = False
-    episodes: int = 0
-    onset: dict[str, Any] | None = None  # the logged onset of the episode going on
-    peak: HourRisk | None = None  # the highest risk of the stay so far
-    risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
-    drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
-    # ICU hours being assembled from observations: hour -> {column: values so far}
-    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
-    touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
-    last_observation: datetime | None = None  # wall clock of the latest observation taken
-
-    @property
-    def last(self) -> HourRisk | None:
-        return self.risks[-1] if self.risks else None
-
-    def scored(self, risk: HourRisk, at: str | None) -> None:
-        """Take the stay's next scored hour (its alarm episodes are the caller's)."""
-        self.risks.append(risk)
-        self.last_scored_at, self.in_alarm = at, risk.alarm
-        if self.peak is None or risk.risk > self.peak.risk:  # kept as it goes: read often
-            self.peak = risk
-
-
-class Ward:
+class Ward(SepsisWard):
     """Live patients of one gateway.
 
     Parameters
@@ -582,47 +489,6 @@ class Ward:
         finally:
             if self.journal is not None:
                 self.journal.close()
-
-    def _replay_sepsis(self, state: WardState) -> int:
-        with self._model_lock:
-            beds = {}
-            for a in state.sepsis:
-                self.sepsis.admit(a.patient_id)
-                self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
-                beds[a.patient_id] = _SepsisBed(a.admitted_at, dict(a.static))
-            n = 0
-            for k in range(max(len(a.hours) for a in state.sepsis)):
-                rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
-                try:
-                    risks = self.sepsis.push(rows)
-                except (KeyError, ValueError) as e:
-                    raise ValueError(
-                        f"{self.journal.path if self.journal else 'the state'}: a stored "
-                        f"hour could not be scored again: {e}"
-                    ) from None
-                n += len(risks)
-                self._in_shadow(
-                    self._shadow_sepsis, lambda sh, rows=rows, risks=risks: sh.score(rows, risks)
-                )
-                for r in risks:
-                    bed = beds[r.patient_id]
-                    bed.episodes += r.alarm and not bed.in_alarm
-                    bed.scored(r, None)
-            onsets = {e["patient_id"]: e for e in state.events if e.get("source") == "sepsis"}
-            for pid, bed in beds.items():  # the episode going on: its logged onset
-                if bed.in_alarm:
-                    bed.onset = onsets.get(pid)
-            for e in state.events:  # what each logged onset said raised the risk
-                bed = beds.get(str(e.get("patient_id")))
-                if bed is not None and e.get("source") == "sepsis" and "hour" in e:
-                    bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
-            for a in state.sepsis:  # hours being assembled when the gateway stopped
-                bed = beds[a.patient_id]
-                last = bed.last.hour if bed.last is not None else 0
-                bed.pending = {h: v for h, v in a.pending.items() if h > last}
-            with self._queue_lock:
-                self._sepsis_beds.update(beds)
-        return n
 
     # ------------------------------------------------------------------ ECG
 
@@ -927,350 +793,6 @@ class Ward:
         }
 
     # ------------------------------------------------------------------ sepsis
-
-    def admit_sepsis(
-        self,
-        patient_id: str,
-        static: Mapping[str, Any] | None = None,
-        admitted_at: datetime | None = None,
-    ) -> None:
-        """Start scoring a patient's hourly vital signs and labs. ``static``: the patient's
-        demographics (``Age``, ``Gender``, ``Unit1``, ``Unit2``, ``HospAdmTime``, or their
-        vitalgru names), added to every hour that does not carry them itself.
-        ``admitted_at``: when the ICU stay began (default now), from which
-        :meth:`sepsis_hour_at` counts the hours. ValueError when already admitted, for a
-        static column that is not one or a value that is not a number, or a time without
-        its UTC offset or in the future."""
-        self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
-        given = _static_columns(static or {})
-        if admitted_at is not None and admitted_at.tzinfo is None:
-            raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
-        if admitted_at is not None and admitted_at > datetime.now(UTC) + timedelta(minutes=5):
-            raise ValueError(f"the admission time {admitted_at.isoformat()} is in the future")
-        at = _utc_now() if admitted_at is None else _iso(admitted_at.astimezone(UTC))
-        with self._model_lock, self._queue_lock:
-            self.sepsis.admit(pid)  # ValueError when already admitted
-            self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
-            self._sepsis_beds[pid] = _SepsisBed(at, given)
-            self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
-
-    def sepsis_hour_at(self, patient_id: str, when: datetime) -> int:
-        """The ICU hour (``ICULOS``: 1 for the first hour of the stay) a time falls in,
-        counted from the patient's admission. KeyError for a patient not admitted;
-        ValueError for a time without its UTC offset, before the admission, or more than
-        5 minutes in the future."""
-        if when.tzinfo is None:
-            raise ValueError(f"the time {when.isoformat()} has no UTC offset")
-        with self._queue_lock:
-            bed = self._sepsis_beds.get(str(patient_id))
-            if bed is None:
-                raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
-            start = datetime.fromisoformat(bed.admitted_at)
-        if when > _now() + timedelta(minutes=5):
-            raise ValueError(
-                f"{when.isoformat()} is in the future (more than 5 minutes ahead of this "
-                "clock): a sender's clock or time zone is wrong"
-            )
-        seconds = (when - start).total_seconds()
-        if seconds < 0:
-            raise ValueError(
-                f"{when.isoformat()} is before patient {patient_id!r} was admitted "
-                f"({bed.admitted_at})"
-            )
-        return int(seconds // 3600) + 1
-
-    def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
-        names, ``ICULOS`` required). Returns the hour's risk (:class:`HourRisk` as a dict,
-        with ``alarm_started``: an alarm episode began this hour, also logged as an
-        event naming the measurements that raised the risk most). KeyError for a patient not admitted; ValueError for a row the monitor
-        refuses (hours out of order, unknown columns, text)."""
-        self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
-        with self._model_lock:
-            with self._queue_lock:
-                bed = self._sepsis_beds.get(pid)
-            if bed is None:
-                raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
-            hour = row.get("ICULOS", row.get("hour"))
-            if hour is not None and bed.pending:  # hours assembled before it are due first
-                if isinstance(hour, int | float) and int(hour) in bed.pending:
-                    raise ValueError(
-                        f"patient {pid!r}: ICU hour {int(hour)} is being assembled from "
-                        "observations; send its values as observations, or close it first"
-                    )
-                if isinstance(hour, int | float):
-                    self._close_hours(pid, through=int(hour) - 1)
-            return self._score_hour(pid, bed, row)
-
-    def _score_hour(self, pid: str, bed: _SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Score one hour of a bed (the caller holds the model lock)."""
-        t0 = time.perf_counter()
-        row = _with_static(row, bed.static)
-        (risk,) = self.sepsis.push({pid: row})
-        self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
-        started = risk.alarm and not bed.in_alarm
-        drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
-        self.sepsis_hour_seconds.add(time.perf_counter() - t0)
-        with self._queue_lock:
-            self._journal("add_hour", pid, risk.hour, row)
-            bed.scored(risk, _utc_now())
-            if started:
-                bed.episodes += 1
-                bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
-                bed.drivers[risk.hour] = list(bed.onset["drivers"])
-            elif not risk.alarm:
-                if bed.onset is not None:  # the episode is over: said, for whoever paged
-                    self._event({
-                        "source": "ward", "patient_id": pid, "kind": "alarm_ended",
-                        "ends": bed.onset["seq"], "hour": risk.hour,
-                        "risk": round(risk.risk, 4),
-                        "message": f"sepsis risk {risk.risk:.2f} fell below the alarm threshold "
-                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}: the alarm "
-                        f"episode that began at ICU hour {bed.onset.get('hour')} is over",
-                    })  # fmt: skip
-                bed.onset = None
-        return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
-
-    def add_observations(
-        self, patient_id: str, hour: int, values: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Take some of an ICU hour's measurements, as observations arrive (a monitor's vital
-        signs every few minutes, a laboratory result when it is ready), and hold them until
-        the hour closes: ``hour_close_after_s`` after its end, counted from the admission
-        (checked by :meth:`tick`; an hour that is still receiving observations then, as
-        one sent after the fact does, closes once none has come for :data:`HOUR_QUIET_S`
-        or one of a later hour comes), or when :meth:`close_hours` is called (a sender
-        that knows it has sent the whole hour, a discharge). Once a patient's observations
-        come this way, the hours that end after the latest one arrived and bring nothing
-        are scored too, as rows without measurements, when they close: the risk goes on
-        as the hours pass, as the Challenge's rows do (not kept across a restart: a
-        restarted ward waits for the next observation). The hour is then scored as
-        :meth:`add_hour` scores a row, each measurement the mean of the values that came,
-        after the hours before it in which nothing was observed (rows without
-        measurements, as the Challenge's data have them). Hours close in order, so several
-        may be open at once.
-
-        ``values``: ``{column: value or list of values}`` (Challenge-2019 or vitalgru names
-        of measurements; NaN and None are left out). Returns ``{"patient_id", "hour",
-        "pending": True, "closes_at" (ISO time), "measurements" ({column: values held for
-        the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
-        a patient not admitted; ValueError for an hour already scored (a late observation:
-        it is not taken), a column that is not a measurement, or a value that is not a
-        number."""
-        self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
-        if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
-            raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
-        given = _measurements(values)
-        with self._model_lock:
-            scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
-            with self._queue_lock:
-                bed = self._sepsis_beds.get(pid)
-                if bed is None:
-                    raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
-                last = bed.last.hour if bed.last is not None else 0
-                if hour <= last:
-                    raise ValueError(
-                        f"patient {pid!r}: ICU hour {hour} was already scored (the latest is "
-                        f"{last}); an observation that arrives after its hour has closed "
-                        f"({self.hour_close_after_s / 60:g} min after its end) is not taken"
-                    )
-                held = bed.pending.setdefault(hour, {})
-                for col, xs in given.items():
-                    held.setdefault(col, []).extend(xs)
-                bed.touched[hour] = time.monotonic()
-                bed.last_observation = _now()
-                self._journal("pending_hour", pid, hour, held)
-                closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
-                    seconds=hour * 3600 + self.hour_close_after_s
-                )
-                counts = {c: len(xs) for c, xs in held.items()}
-        return {"patient_id": pid, "hour": hour, "pending": True, "closes_at": _iso(closes),
-                "measurements": counts, "scored": scored}  # fmt: skip
-
-    def close_hours(self, patient_id: str | None = None) -> list[dict[str, Any]]:
-        """Score the hours being assembled from observations now, without waiting for them
-        to close: a patient's (KeyError when not admitted), or every patient's. Returns
-        their risks, in order."""
-        with self._model_lock:
-            if patient_id is not None:
-                with self._queue_lock:
-                    if str(patient_id) not in self._sepsis_beds:
-                        raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
-            return self._close_hours(patient_id, due_only=False)
-
-    def _close_hours(
-        self,
-        only: str | None = None,
-        due_only: bool = True,
-        through: int | None = None,
-        before: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score assembled hours, of ``only`` or of every patient, in order; the caller
-        holds the model lock. Which: with ``through``, every hour up to it; with ``before``
-        (an observation of that hour came: the sender has moved on), the earlier hours
-        whose close time has passed; else, with ``due_only``, those whose close time has
-        passed and that have had no observation for :data:`HOUR_QUIET_S` (a past hour
-        being sent after the fact, part by part, is not cut in the middle), or all. An
-        hour that cannot be scored is logged and dropped: the others go on."""
-        if self.sepsis is None:
-            return []
-        now, clock = _now(), time.monotonic()
-        quiet = min(HOUR_QUIET_S, self.hour_close_after_s)
-        grace = timedelta(seconds=self.hour_close_after_s)
-        due: list[tuple[str, _SepsisBed, int, dict[str, list[float]]]] = []
-        by_clock = through is None and before is None and due_only
-        with self._queue_lock:
-            for pid, bed in self._sepsis_beds.items():
-                live = by_clock and bed.last_observation is not None
-                if not (bed.pending or live) or (only is not None and pid != str(only)):
-                    continue
-                start = datetime.fromisoformat(bed.admitted_at)
-                n = len(due)
-                for h in sorted(bed.pending):
-                    ended = now >= start + timedelta(seconds=h * 3600 + self.hour_close_after_s)
-                    if through is not None:
-                        go = h <= through
-                    elif before is not None:
-                        go = h < before and ended
-                    else:
-                        go = not due_only or (ended and clock - bed.touched.get(h, 0) >= quiet)
-                    if not go:
-                        break  # in order: a later hour waits for the earlier ones
-                    bed.touched.pop(h, None)
-                    due.append((pid, bed, h, bed.pending.pop(h)))
-                if live and not bed.pending and bed.last_observation is not None:
-                    # hours that ended while the feed was live, after its latest message,
-                    # and brought nothing: scored as rows without measurements when they
-                    # close, so the risk goes on as the hours pass (a stay sent after the
-                    # fact is not: its hours had ended before its messages came)
-                    h = max([bed.last.hour if bed.last is not None else 0]
-                            + [d[2] for d in due[n:]]) + 1  # fmt: skip
-                    for _ in range(MAX_EMPTY_HOURS_PER_TICK):
-                        end = start + timedelta(hours=h)
-                        if now < end + grace or end <= bed.last_observation:
-                            break
-                        due.append((pid, bed, h, {}))
-                        h += 1
-        out = []
-        for pid, bed, h, held in due:
-            row: dict[str, Any] = {c: sum(xs) / len(xs) for c, xs in held.items() if xs}
-            row["ICULOS"] = h
-            last = bed.last.hour if bed.last is not None else 0
-            # the hours before it in which nothing was observed are hours of the stay too
-            # (a row without measurements, as the Challenge's data have them)
-            for g, r in [*((g, {"ICULOS": g}) for g in range(last + 1, h)), (h, row)]:
-                try:
-                    out.append(self._score_hour(pid, bed, r))
-                except (KeyError, ValueError):
-                    logger.exception("ward: ICU hour %d of patient %s could not be scored", g, pid)
-        return out
-
-    def _sepsis_alarm_event(
-        self, pid: str, risk: HourRisk, drivers: list[RiskDriver]
-    ) -> dict[str, Any]:
-        message = (
-            f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
-            f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
-        )
-        if risk.probability is not None:
-            message += (
-                f" (estimated probability of sepsis within 6 hours {100 * risk.probability:.0f} %)"
-            )
-        if drivers:
-            message += "; raised most by " + "; ".join(d.describe() for d in drivers)
-        return {
-            "source": "sepsis",
-            "patient_id": pid,
-            "kind": "sepsis_risk",
-            "hour": risk.hour,
-            "risk": round(risk.risk, 4),
-            "probability": None if risk.probability is None else round(risk.probability, 4),
-            "drivers": [d.as_dict() for d in drivers],
-            "message": message,
-        }
-
-    def sepsis_summary(self, patient_id: str) -> dict[str, Any]:
-        """``{"patient_id", "admitted_at", "last_hour" (the latest :class:`HourRisk` as a
-        dict, None before the first), "in_alarm", "alarm_episodes", "alarm_drivers" (what
-        raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
-        empty when not in alarm), "alarm_seq" (that onset's event number, for
-        :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None),
-        "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None), "static"
-        (the demographics given at admission, vitalgru names), "assembling" ({ICU hour
-        being assembled from observations: {column: values so far}}), "last_scored_at" (when the
-        latest hour was scored; None for hours taken up from a state file), "risk_max" and
-        "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
-        on sepsis monitoring."""
-        pid = str(patient_id)
-        with self._queue_lock:
-            bed = self._sepsis_beds.get(pid)
-            if bed is None:
-                raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
-            return self._sepsis_summary(pid, bed)
-
-    @staticmethod
-    def _sepsis_summary(pid: str, bed: _SepsisBed) -> dict[str, Any]:
-        return {
-            "patient_id": pid,
-            "admitted_at": bed.admitted_at,
-            "last_hour": None if bed.last is None else asdict(bed.last),
-            "last_scored_at": bed.last_scored_at,
-            "risk_max": None if bed.peak is None else bed.peak.risk,
-            "risk_max_hour": None if bed.peak is None else bed.peak.hour,
-            "in_alarm": bed.in_alarm,
-            "alarm_episodes": bed.episodes,
-            "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
-            "alarm_seq": bed.onset["seq"] if bed.onset else None,
-            "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
-            "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
-            "static": dict(bed.static),
-            "assembling": {
-                h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(bed.pending.items())
-            },
-        }
-
-    def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
-        """A sepsis patient's stay so far, for a clinician's page
-        (:func:`vitalgru.reports.early_warning.stay_summary`): ``{"patient_id", "hours",
-        "risks", "probabilities", "rejected", "values" ({vitalgru column: one value per
-        hour}), "drivers" ({ICU hour an alarm episode began: what raised the risk}),
-        "threshold"}``. KeyError for a patient not on sepsis monitoring."""
-        self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
-        with self._model_lock, self._queue_lock:
-            bed = self._sepsis_beds.get(pid)
-            if bed is None:
-                raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
-            values = self.sepsis.stay_values(pid)
-            risks = list(bed.risks)
-            drivers = {h: list(d) for h, d in bed.drivers.items()}
-        return {
-            "patient_id": pid,
-            "hours": [r.hour for r in risks],
-            "risks": [r.risk for r in risks],
-            "probabilities": [r.probability for r in risks],
-            "rejected": [list(r.rejected) for r in risks],
-            "values": {c: v for c, v in values.items() if c != "hour"},
-            "drivers": drivers,
-            "threshold": self.sepsis.threshold,
-        }
-
-    def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
-        """Stop scoring a patient (the hours being assembled from observations are scored
-        first, on what came); returns their final :meth:`sepsis_summary`."""
-        self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
-        with self._model_lock:
-            self._close_hours(pid, due_only=False)
-            with self._queue_lock:
-                self.sepsis.discharge(pid)  # KeyError when not admitted
-                self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
-                bed = self._sepsis_beds.pop(pid)
-                self._journal("discharge_sepsis", pid)
-        return {**self._sepsis_summary(pid, bed), "discharged": True}
 
     # ------------------------------------------------------------------ shadow
 
