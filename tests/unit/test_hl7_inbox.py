@@ -157,6 +157,24 @@ def test_hours_that_pass_without_observations_are_scored_as_they_close(
     assert ward.tick()["hours"] == 0  # hours 4 to 9 ended before any message came
 
 
+def test_hours_without_observations_go_on_being_scored_after_a_restart(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    real = datetime.now(UTC)
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
+    ward.add_observations("live", 3, {"HR": 101.0})
+    ward.journal.close()
+    again = _ward(sepsis_fit, journal=WardJournal(path))
+    again.restore(again.journal.load())
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.HOUR_QUIET_S", 0.0)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis._now",
+                        lambda: real + timedelta(minutes=100))  # fmt: skip
+    # hours 1 and 2 (nothing), 3 (its observation), and 4, which passed with nothing
+    assert again.tick()["hours"] == 4 and _risks(again, "live")[0] == [1, 2, 3, 4]
+
+
 def test_hours_being_assembled_outlive_a_restart_and_a_discharge_scores_them(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:

@@ -9,7 +9,8 @@ it are not. The journal keeps, as they happen:
 - every patient-hour of vital signs a sepsis patient was scored on, as sent: the sepsis
   risk is a function of the whole stay, so a restarted ward replays these hours and is
   where it was, hour for hour; and the measurements of the hours still being assembled
-  from observations, so that a restart within an hour does not lose its first half;
+  from observations, so that a restart within an hour does not lose its first half, and
+  when the latest observation arrived (the hours after it that bring nothing are scored);
 - the numbered event log, so an integration engine polling ``since=N`` neither misses
   alarms nor sees them twice, and the ECG strip of each arrhythmia alarm (the newest
   ``keep_strips``), so the alarm can still be reviewed after a restart.
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TE
 CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
+CREATE TABLE IF NOT EXISTS sepsis_live (patient_id TEXT PRIMARY KEY, last_observation TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_pending (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
@@ -99,6 +101,7 @@ class SepsisAdmission:
     static: dict[str, float] = field(default_factory=dict)  # demographics given at admission
     # ICU hours being assembled from observations: hour -> {column: values so far}
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    last_observation: str | None = None  # when the latest observation arrived (ISO, UTC)
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ class WardJournal:
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_live WHERE patient_id = ?", (patient_id,))
             if static:
                 db.execute(
                     "INSERT INTO sepsis_static VALUES (?, ?)", (patient_id, event_json(static))
@@ -261,15 +265,22 @@ class WardJournal:
             )
 
     def pending_hour(
-        self, patient_id: str, hour: int, measurements: Mapping[str, list[float]]
+        self,
+        patient_id: str,
+        hour: int,
+        measurements: Mapping[str, list[float]],
+        arrived_at: str | None = None,
     ) -> None:
         """Keep the measurements held so far for an hour being assembled from observations
-        (all of them: the row is replaced)."""
+        (all of them: the row is replaced), and when the latest arrived."""
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sepsis_pending VALUES (?, ?, ?)",
                 (patient_id, int(hour), event_json(dict(measurements))),
             )
+            if arrived_at is not None:
+                db.execute("INSERT OR REPLACE INTO sepsis_live VALUES (?, ?)",
+                           (patient_id, arrived_at))  # fmt: skip
 
     def discharge_sepsis(self, patient_id: str) -> None:
         with self._write() as db:
@@ -277,6 +288,7 @@ class WardJournal:
             db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_live WHERE patient_id = ?", (patient_id,))
 
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])
@@ -364,7 +376,11 @@ class WardJournal:
                     )
                 }
                 static = json.loads(got[0]) if got else {}
-                sepsis.append(SepsisAdmission(pid, at, hours, static, pending))
+                live = db.execute(
+                    "SELECT last_observation FROM sepsis_live WHERE patient_id = ?", (pid,)
+                ).fetchone()
+                sepsis.append(SepsisAdmission(pid, at, hours, static, pending,
+                                              live[0] if live else None))  # fmt: skip
             last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             events = [
                 json.loads(e)

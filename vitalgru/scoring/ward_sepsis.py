@@ -179,6 +179,8 @@ class SepsisWard:
                 bed = beds[a.patient_id]
                 last = bed.last.hour if bed.last is not None else 0
                 bed.pending = {h: v for h, v in a.pending.items() if h > last}
+                if a.last_observation is not None:  # empty hours go on being scored
+                    bed.last_observation = datetime.fromisoformat(a.last_observation)
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
@@ -300,8 +302,8 @@ class SepsisWard:
         that knows it has sent the whole hour, a discharge). Once a patient's observations
         come this way, the hours that end after the latest one arrived and bring nothing
         are scored too, as rows without measurements, when they close: the risk goes on
-        as the hours pass, as the Challenge's rows do (not kept across a restart: a
-        restarted ward waits for the next observation). The hour is then scored as
+        as the hours pass, as the Challenge's rows do (when the latest observation arrived is
+        in the state file, so this goes on after a restart). The hour is then scored as
         :meth:`add_hour` scores a row, each measurement the mean of the values that came,
         after the hours before it in which nothing was observed (rows without
         measurements, as the Challenge's data have them). Hours close in order, so several
@@ -337,7 +339,7 @@ class SepsisWard:
                     held.setdefault(col, []).extend(xs)
                 bed.touched[hour] = time.monotonic()
                 bed.last_observation = _now()
-                self._journal("pending_hour", pid, hour, held)
+                self._journal("pending_hour", pid, hour, held, _iso(bed.last_observation))
                 closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
                     seconds=hour * 3600 + self.hour_close_after_s
                 )
