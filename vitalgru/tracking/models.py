@@ -1,0 +1,436 @@
+"""Networks logged as MLflow pyfunc models and rebuilt from them.
+
+A network following :class:`vitalgru.models.base.SequenceModel` is logged as an MLflow
+*pyfunc* model whose artifacts are plain data: the ``state_dict`` (``weights.pt``), a
+``model_spec.json`` (class path ``"module:qualname"`` and ``config_dict()``), the
+preprocessing statistics and the resolved run config. :func:`load_model` rebuilds the
+network with ``from_config`` + ``load_state_dict`` (``torch.load(weights_only=True)``,
+nothing unpickled), so it accepts sequences of any length; ``mlflow.pyfunc.load_model(uri)``
+works too for generic serving. Classes are imported only from allowed packages
+(:func:`vitalgru.models.base.build_model`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any
+
+import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model as MlflowModel
+from pydantic import BaseModel
+from torch import nn
+
+import vitalgru
+from vitalgru.errors import ModelLoadError
+from vitalgru.models.base import (
+    DEFAULT_ALLOWED_PREFIXES,
+    build_model,
+    check_model_contract,
+    model_class_path,
+)
+from vitalgru.tracking.runs import TrackedRun, _active, _client, registry_uri, tracking_uri
+
+logger = logging.getLogger(__name__)
+
+#: Identifies the artifact layout written by :func:`log_model`; bump on incompatible change.
+MODEL_FORMAT = "vitalgru.torch-state-dict"
+MODEL_FORMAT_VERSION = 1
+
+_ARTIFACT_FILES = {
+    "model_spec": "model_spec.json",
+    "weights": "weights.pt",
+    "preprocessing": "preprocessing.json",
+    "config": "config.json",
+}
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A logged model: ``uri`` loads it (``models:/<name>/<version>`` when registered)."""
+
+    uri: str
+    name: str | None
+    version: str | None
+    model_id: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network rebuilt from a logged model.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        In eval mode, on the requested device.
+    preprocessing : dict
+        Statistics and settings the inputs must be prepared with (as logged).
+    config : dict
+        The resolved run config logged with the model.
+    uri : str
+        The URI it was loaded from.
+    version : str or None
+        Registered version, when loaded through the registry.
+    """
+
+    module: nn.Module
+    preprocessing: dict[str, Any]
+    config: dict[str, Any]
+    uri: str
+    version: str | None
+    name: str | None = None
+    class_path: str = ""
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_artifacts(model_dir: Path) -> dict[str, Path]:
+    """Paths of the vitalgru artifacts inside a downloaded pyfunc model folder."""
+    try:
+        flavor = MlflowModel.load(str(model_dir)).flavors["python_function"]
+    except (MlflowException, OSError, KeyError) as e:
+        raise ModelLoadError(f"{model_dir} is not an MLflow pyfunc model: {e}") from e
+    arts = flavor.get("artifacts") or {}
+    missing = [k for k in _ARTIFACT_FILES if k not in arts]
+    if missing:
+        raise ModelLoadError(
+            f"model at {model_dir} lacks vitalgru artifacts {missing}; it was not logged "
+            "with vitalgru.tracking.log_model"
+        )
+    return {k: model_dir / arts[k]["path"] for k in _ARTIFACT_FILES}
+
+
+def _rebuild(
+    paths: Mapping[str, Path], allowed_prefixes: Sequence[str], map_location: str | torch.device
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    spec = json.loads(Path(paths["model_spec"]).read_text())
+    if spec.get("format") != MODEL_FORMAT:
+        raise ModelLoadError(
+            f"unknown model format {spec.get('format')!r}; expected {MODEL_FORMAT!r}"
+        )
+    if int(spec.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise ModelLoadError(
+            f"model format version {spec['format_version']} is newer than this vitalgru "
+            f"understands ({MODEL_FORMAT_VERSION}); upgrade vitalgru"
+        )
+    module = build_model(spec["class_path"], spec["model_config"], allowed_prefixes)
+    state = torch.load(Path(paths["weights"]), map_location=map_location, weights_only=True)
+    module.load_state_dict(state, strict=True)
+    module.to(map_location).eval()
+    preprocessing = json.loads(Path(paths["preprocessing"]).read_text())
+    config = json.loads(Path(paths["config"]).read_text())
+    return module, preprocessing, config, spec
+
+
+class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
+    """Generic pyfunc face of a vitalgru network (for ``mlflow.pyfunc.load_model``).
+
+    ``predict`` takes model-ready features: an array ``(batch, time, n_features)`` or
+    ``(time, n_features)`` of any ``time``, or a dict with ``"x"`` (that array), optional
+    ``"h0"`` and further keyword inputs of ``forward``. It returns the logits as a float32
+    array (without the batch axis when the input had none). Preprocessing is not applied.
+
+    Loading through ``mlflow.pyfunc`` runs the small code file stored with the model and
+    trusts the ``allowed_prefixes`` recorded at logging time; :func:`load_model` does
+    neither (it reads only JSON and tensors and takes ``allowed_prefixes`` from its caller).
+    """
+
+    # MLflow wraps predict() for type-hint validation unless this is set; inputs here are
+    # variable-length arrays that its schema cannot describe (it would only warn).
+    _skip_type_hint_validation = True
+
+    def load_context(self, context: Any) -> None:
+        paths = {k: Path(context.artifacts[k]) for k in _ARTIFACT_FILES}
+        allowed = tuple(
+            (context.model_config or {}).get("allowed_prefixes", DEFAULT_ALLOWED_PREFIXES)
+        )
+        self.module, self.preprocessing, self.config, self.spec = _rebuild(paths, allowed, "cpu")
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        extra: dict[str, Any] = {}
+        if isinstance(model_input, Mapping):
+            if "x" not in model_input:
+                raise ValueError("dict input needs an 'x' entry (batch, time, n_features)")
+            extra = {k: torch.as_tensor(np.asarray(v)) for k, v in model_input.items() if k != "x"}
+            x_np = np.asarray(model_input["x"], dtype=np.float32)
+        else:
+            x_np = np.asarray(model_input, dtype=np.float32)
+        unbatched = x_np.ndim == 2
+        if unbatched:
+            x_np = x_np[None]
+        if x_np.ndim != 3:
+            raise ValueError(
+                f"input must be (batch, time, n_features) or (time, n_features), got {x_np.shape}"
+            )
+        with torch.inference_mode():
+            logits, _ = self.module(torch.from_numpy(x_np), **extra)
+        out = logits.float().numpy()
+        return out[0] if unbatched else out
+
+
+# "Models from code" (MLflow >= 2.12): the pyfunc is defined by this small script, stored
+# with the model, instead of a cloudpickled object; loading a vitalgru model unpickles nothing.
+_PYFUNC_CODE = """\
+import mlflow.models
+
+from vitalgru.tracking import SequenceModelPyfunc
+
+mlflow.models.set_model(SequenceModelPyfunc())
+"""
+
+
+def _pip_requirements() -> list[str]:
+    # Given explicitly: MLflow would otherwise infer them by importing the model in a
+    # subprocess (about 8 s per logged model on these machines).
+    return [
+        f"vitalgru=={vitalgru.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+def _json_mapping(obj: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"{what} must be a mapping, got {type(obj).__name__}")
+    try:
+        return json.loads(json.dumps(dict(obj), default=_json_default))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} is not JSON-serialisable: {e}") from e
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, PurePath):
+        return o.as_posix()
+    if isinstance(o, Enum):
+        return o.value
+    if isinstance(o, tuple | set | frozenset):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def log_model(
+    run: TrackedRun,
+    model: nn.Module,
+    *,
+    preprocessing: Mapping[str, Any],
+    config: Mapping[str, Any],
+    registered_name: str | None = None,
+    artifact_path: str = "model",
+    allowed_prefixes: Sequence[str] = DEFAULT_ALLOWED_PREFIXES,
+    version_tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+    model_description: str | None = None,
+) -> ModelRef:
+    """Log a network to ``run`` (and register it under ``registered_name``).
+
+    Parameters
+    ----------
+    run : TrackedRun
+        From :func:`start_run`.
+    model : torch.nn.Module
+        Follows :class:`~vitalgru.models.base.SequenceModel`; checked first by
+        :func:`~vitalgru.models.base.check_model_contract` (a model that could not be
+        rebuilt fails here, at training time, not when a scorer loads it).
+    preprocessing : mapping
+        JSON-serialisable statistics/settings inputs must be prepared with (feature means
+        and standard deviations, ``fs``, window lengths, feature names).
+    config : mapping
+        The resolved run config (``cfg.model_dump(mode="json")``) and dataset manifest.
+    registered_name : str, optional
+        Registry name (``vitalgru-arrhythmia``); the new version is returned.
+    artifact_path : str
+        Name of the logged model (MLflow's ``name``).
+    allowed_prefixes : sequence of str
+        Packages trusted to provide the model class (default ``vitalgru.models``).
+    version_tags : mapping, optional
+        Extra tags set on the registered version.
+    description, model_description : str, optional
+        Markdown the registry shows for the new version and for the registered model
+        (:mod:`vitalgru.reports.model_card`); the latter replaces the model's description.
+
+    Returns
+    -------
+    ModelRef
+        ``uri`` is ``models:/<name>/<version>`` when registered, else the logged model's URI.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model_cfg = check_model_contract(model, allowed_prefixes)
+    prep = _json_mapping(preprocessing, "preprocessing")
+    conf = _json_mapping(config, "config")
+    class_path = model_class_path(model)
+    spec = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "class_path": class_path,
+        "model_config": model_cfg,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "torch_version": torch.__version__,
+        "vitalgru_version": vitalgru.__version__,
+    }
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vitalgru-model-") as tmp:
+        d = Path(tmp)
+        paths = {k: d / f for k, f in _ARTIFACT_FILES.items()}
+        paths["model_spec"].write_text(json.dumps(spec, indent=2))
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, paths["weights"])
+        paths["preprocessing"].write_text(json.dumps(prep, indent=2))
+        paths["config"].write_text(json.dumps(conf, indent=2))
+        code = d / "vitalgru_pyfunc.py"
+        code.write_text(_PYFUNC_CODE)
+        _client()
+        with _active(run), _quiet_signature_warnings():
+            info = mlflow.pyfunc.log_model(
+                name=artifact_path,
+                python_model=str(code),
+                model_config={"allowed_prefixes": list(allowed_prefixes)},
+                artifacts={k: str(p) for k, p in paths.items()},
+                pip_requirements=_pip_requirements(),
+                registered_model_name=registered_name,
+                metadata={"vitalgru_class_path": class_path},
+            )
+    version: str | None = None
+    uri = info.model_uri
+    if registered_name is not None:
+        version = str(info.registered_model_version)
+        uri = f"models:/{registered_name}/{version}"
+        client = _client()
+        tags = {"vitalgru.class_path": class_path, "vitalgru.run_id": run.run_id}
+        tags.update(dict(version_tags or {}))
+        for k, v in tags.items():
+            client.set_model_version_tag(registered_name, version, k, str(v))
+        if description is not None:
+            client.update_model_version(registered_name, version, description=description)
+        if model_description is not None:
+            client.update_registered_model(registered_name, description=model_description)
+    logger.info("logged %s as %s in %.2f s", class_path, uri, time.perf_counter() - t0)
+    return ModelRef(
+        uri=uri, name=registered_name, version=version, model_id=info.model_id, run_id=run.run_id
+    )
+
+
+@contextlib.contextmanager
+def _quiet_signature_warnings() -> Iterator[None]:
+    """Silence MLflow's advice to add a signature/input example: inputs here are
+    variable-length sequences that a fixed signature would misdescribe."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(signature|input example).*")
+        yield
+
+
+def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, str | None]:
+    """(download URI pinned to a version, registered name, version) for ``models:/`` URIs."""
+    if not uri.startswith("models:/"):
+        return uri, None, None
+    rest = uri[len("models:/") :].strip("/")
+    try:
+        if "@" in rest:
+            name, alias = rest.rsplit("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+            return f"models:/{name}/{mv.version}", name, str(mv.version)
+        if "/" in rest:
+            name, ver = rest.rsplit("/", 1)
+            if ver.isdigit():
+                client.get_model_version(name, ver)
+                return f"models:/{name}/{ver}", name, ver
+            if ver == "latest":
+                versions = client.search_model_versions(f"name = '{name}'")
+                if not versions:
+                    raise ModelLoadError(f"registered model {name!r} has no versions")
+                latest = max(versions, key=lambda v: int(v.version))
+                return f"models:/{name}/{latest.version}", name, str(latest.version)
+    except MlflowException as e:
+        raise ModelLoadError(
+            f"cannot resolve {uri} in registry {registry_uri()}: {e.message}"
+        ) from e
+    return uri, None, None  # models:/<model_id>: a logged model outside the registry
+
+
+def load_model(
+    uri: str,
+    *,
+    allowed_prefixes: Sequence[str] = DEFAULT_ALLOWED_PREFIXES,
+    map_location: str | torch.device = "cpu",
+    kinds: tuple[type[nn.Module], ...] = (),
+) -> LoadedModel:
+    """Rebuild a logged network for inference on sequences of any length.
+
+    Parameters
+    ----------
+    uri : str
+        ``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``models:/<name>/latest``,
+        ``models:/<model_id>``, ``runs:/<run_id>/<path>`` or a local model folder. An alias
+        is resolved once, so the version returned is the one loaded.
+    allowed_prefixes : sequence of str
+        Packages trusted to provide the model class.
+    map_location : str or torch.device
+        Device for the weights.
+    kinds : tuple of type, optional
+        The model classes the caller can use (e.g. the early-warning ones); a model of
+        another class is refused. Empty: any vitalgru model.
+
+    Returns
+    -------
+    LoadedModel
+        The module in eval mode, with its preprocessing and config.
+
+    Raises
+    ------
+    vitalgru.errors.ModelLoadError
+        Unknown name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
+        ``ValueError``).
+    """
+    client = _client()
+    pinned, name, version = _parse_models_uri(client, uri)
+    with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=pinned,
+                dst_path=tmp,
+                tracking_uri=tracking_uri(),
+                registry_uri=registry_uri(),
+            )
+        except MlflowException as e:
+            raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
+        paths = _read_artifacts(Path(local))
+        module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
+    if kinds and not isinstance(module, kinds):
+        raise ModelLoadError(
+            f"{uri} is of model class {type(module).__name__} ({spec['class_path']}), not "
+            f"{' or '.join(k.__name__ for k in kinds)}: it is a model for another task"
+        )
+    return LoadedModel(
+        module=module,
+        preprocessing=prep,
+        config=conf,
+        uri=uri,
+        version=version,
+        name=name,
+        class_path=spec["class_path"],
+        model_config=spec["model_config"],
+    )

@@ -1,0 +1,384 @@
+"""The model registry: the champion gate, promotions by hand, rollbacks, what each
+version was judged on.
+
+Registered models are named ``vitalgru-<task>`` and promoted by alias (``champion``,
+``challenger``), never by the deprecated stages. :func:`promote_if_better` stores the gate
+metrics on the model version as tags and compares them with the current champion's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from vitalgru.tracking.runs import _client
+
+logger = logging.getLogger(__name__)
+
+#: Registered model names (``vitalgru-<task>``).
+ARRHYTHMIA_MODEL_NAME = "vitalgru-arrhythmia"
+EARLY_WARNING_MODEL_NAME = "vitalgru-early-warning"
+
+#: Prefix of the model-version tags that hold gate metrics (``gate.macro_f1`` = ``"0.91"``).
+GATE_TAG_PREFIX = "gate."
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """Outcome of :func:`promote_if_better`."""
+
+    promoted: bool
+    reason: str
+    previous_version: str | None
+    comparison: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def get_alias_version(name: str, alias: str = "champion") -> str | None:
+    """Version of registered model ``name`` holding ``alias``, or None (also when the
+    model is not registered at all)."""
+    return _alias_version(_client(), name, alias)
+
+
+def set_alias(name: str, version: str, alias: str) -> None:
+    """Point ``alias`` of ``name`` at ``version``, unrecorded (tests and migrations; a
+    person promoting or rolling back uses :func:`promote` or :func:`rollback`)."""
+    _client().set_registered_model_alias(name, alias, str(version))
+
+
+def _history_tag(alias: str) -> str:
+    return f"vitalgru.{alias}.history"
+
+
+def alias_history(name: str, alias: str = "champion") -> list[dict[str, str]]:
+    """Which versions held ``alias`` of ``name``, oldest first: ``[{"version", "at" (UTC,
+    ISO 8601), "how" ("gate", "manual" or "rollback"), "reason"}, ...]``, from the
+    registered model's ``vitalgru.<alias>.history`` tag ([] when there is none)."""
+    client = _client()
+    try:
+        tags = dict(client.get_registered_model(name).tags or {})
+    except MlflowException:
+        return []
+    try:
+        history = json.loads(tags.get(_history_tag(alias), "[]"))
+    except json.JSONDecodeError:
+        logger.warning("%s: the %s history tag is not JSON; ignored", name, alias)
+        return []
+    return [h for h in history if isinstance(h, dict) and "version" in h]
+
+
+def _record_holder(
+    client: MlflowClient, name: str, alias: str, version: str, how: str, reason: str
+) -> None:
+    """Append the new holder of ``alias`` to the model's history tag (oldest entries
+    dropped to stay under MLflow's 5,000-character tag limit)."""
+    history = alias_history(name, alias)
+    history.append(
+        {
+            "version": str(version),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "how": how,
+            "reason": reason[:300],
+        }
+    )
+    text = json.dumps(history)
+    while len(text) > 5000 and len(history) > 1:
+        history.pop(0)
+        text = json.dumps(history)
+    client.set_registered_model_tag(name, _history_tag(alias), text)
+
+
+def _existing_version(client: MlflowClient, name: str, version: str) -> Any:
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as e:
+        raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
+
+
+def promote(
+    name: str, version: str, reason: str, alias: str = "champion", *, how: str = "manual"
+) -> PromotionDecision:
+    """Give ``version`` the ``alias`` by a person's decision (a reviewed challenger, or a
+    rollback after a failed check), and record it: the reason on the version's
+    ``vitalgru.promotion`` tag and in the alias history (:func:`alias_history`).
+
+    Raises
+    ------
+    ValueError
+        An empty reason, or an unknown version.
+    """
+    reason = " ".join(str(reason).split())
+    if not reason:
+        raise ValueError("a promotion by hand needs a reason (it is kept in the registry)")
+    client = _client()
+    version = str(version)
+    _existing_version(client, name, version)
+    prev = _alias_version(client, name, alias)
+    if prev == version:
+        return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
+    client.set_registered_model_alias(name, alias, version)
+    if alias == "champion" and _alias_version(client, name, "challenger") == version:
+        client.delete_registered_model_alias(name, "challenger")
+    was = f" (was version {prev})" if prev else ""
+    text = f"{how}: {alias} of {name} is version {version}{was}: {reason}"
+    client.set_model_version_tag(name, version, "vitalgru.promotion", text[:5000])
+    _record_holder(client, name, alias, version, how, reason)
+    logger.info(text)
+    return PromotionDecision(True, text, prev)
+
+
+def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecision:
+    """Give ``alias`` back to the version that held it before the current one (the newest
+    earlier holder in :func:`alias_history` that still exists); recorded as a
+    :func:`promote` with ``how="rollback"``.
+
+    Raises
+    ------
+    ValueError
+        No earlier holder is recorded (versions promoted before the history existed, or
+        only one ever held the alias), or an empty reason.
+    """
+    client = _client()
+    current = _alias_version(client, name, alias)
+    for entry in reversed(alias_history(name, alias)):
+        v = str(entry["version"])
+        if v == current:
+            continue
+        try:
+            client.get_model_version(name, v)
+        except MlflowException:  # deleted since
+            continue
+        return promote(name, v, reason, alias, how="rollback")
+    raise ValueError(
+        f"no earlier {alias} of {name} is recorded to roll back to (current: version "
+        f"{current}); promote a version by hand instead"
+    )
+
+
+def registry_versions(name: str) -> list[dict[str, Any]]:
+    """Every version of registered model ``name``, newest first, with what a person
+    deciding about it needs: ``{"version", "created" (UTC, ISO 8601), "aliases", "run_id",
+    "gate" ({metric: value}), "gate_decision", "promotion", "monitor" ({"status",
+    "checked_at", "reasons", "data"} of the last ``vitalgru monitor`` check)}``; [] when the
+    model is not registered."""
+    client = _client()
+    try:
+        aliases = dict(client.get_registered_model(name).aliases or {})
+    except MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for a, v in aliases.items():
+        by_version.setdefault(str(v), []).append(a)
+    out = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        tags = dict(mv.tags or {})
+        out.append(
+            {
+                "version": str(mv.version),
+                "created": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(mv.creation_timestamp) / 1000)
+                ),
+                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "gate": {
+                    k[len(GATE_TAG_PREFIX) :]: float(v)
+                    for k, v in sorted(tags.items())
+                    if k.startswith(GATE_TAG_PREFIX)
+                },
+                "gate_decision": tags.get("vitalgru.gate_decision"),
+                "promotion": tags.get("vitalgru.promotion"),
+                "monitor": {
+                    k: tags.get(f"vitalgru.monitor.{k}")
+                    for k in ("status", "checked_at", "reasons", "data")
+                },
+            }
+        )
+    return sorted(out, key=lambda r: int(r["version"]), reverse=True)
+
+
+def version_gate_values(
+    name: str, version: str, gate_keys: Sequence[str]
+) -> dict[str, float | None]:
+    """The numbers a registered version was gated on (its ``gate.<key>`` tags, else its
+    run's metrics); None for a key it has neither for.
+
+    Raises
+    ------
+    ValueError
+        ``name`` has no version ``version``.
+    """
+    client = _client()
+    return _champion_values(client, _existing_version(client, name, version), gate_keys)
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
+    """Set tags on a registered model version (values stringified, at most 5,000
+    characters, MLflow's limit)."""
+    client = _client()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, str(version), k, str(v)[:5000])
+
+
+def _gate_values(metrics: Mapping[str, float], gate_keys: Sequence[str]) -> dict[str, float]:
+    if isinstance(gate_keys, str) or not gate_keys:
+        raise ValueError("gate_keys must be a non-empty sequence of metric names")
+    missing = [k for k in gate_keys if k not in metrics]
+    if missing:
+        raise ValueError(
+            f"gate metrics {missing} missing from the evaluation metrics; available: "
+            f"{sorted(metrics)}"
+        )
+    out: dict[str, float] = {}
+    for k in gate_keys:
+        v = metrics[k]
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise ValueError(f"gate metric {k!r} must be a number, got {v!r}")
+        if not math.isfinite(float(v)):
+            raise ValueError(
+                f"gate metric {k!r} is {v}; a model with undefined metrics cannot be gated"
+            )
+        out[k] = float(v)
+    return out
+
+
+def _champion_values(
+    client: MlflowClient, mv: Any, gate_keys: Sequence[str]
+) -> dict[str, float | None]:
+    """Gate values of a version: its ``gate.*`` tags, else the metrics of its run."""
+    tags = dict(mv.tags or {})
+    run_metrics: dict[str, float] | None = None
+    out: dict[str, float | None] = {}
+    for k in gate_keys:
+        if GATE_TAG_PREFIX + k in tags:
+            out[k] = float(tags[GATE_TAG_PREFIX + k])
+            continue
+        if run_metrics is None:
+            try:
+                run_metrics = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+            except MlflowException:
+                run_metrics = {}
+        out[k] = run_metrics.get(k)
+    return out
+
+
+def promote_if_better(
+    name: str,
+    version: str,
+    metrics: Mapping[str, float],
+    gate_keys: Sequence[str],
+    alias: str = "champion",
+    *,
+    lower_is_better: Sequence[str] = (),
+    challenger_alias: str | None = "challenger",
+) -> PromotionDecision:
+    """Give ``version`` the ``alias`` if it passes the gate against the current holder.
+
+    The gate: no worse than the current champion on every key in ``gate_keys`` and strictly
+    better on at least one (higher is better, except keys in ``lower_is_better``). The first
+    version of a model passes. A version that fails gets ``challenger_alias`` (unless None).
+    Gate values are stored on the version as tags ``gate.<key>`` so later versions are
+    compared with exactly the numbers this one was judged on.
+
+    Parameters
+    ----------
+    name, version : str
+        Registered model and the new version.
+    metrics : mapping of str to float
+        Evaluation metrics of the new version (on the held-out evaluation set).
+    gate_keys : sequence of str
+        Metric names that decide.
+    alias : str
+        Alias to compete for.
+    lower_is_better : sequence of str
+        Gate keys where smaller is better (Brier score, calibration error).
+    challenger_alias : str or None
+        Alias given to a version that does not pass.
+
+    Returns
+    -------
+    PromotionDecision
+        ``comparison`` maps each key to ``(new, champion)``.
+
+    Raises
+    ------
+    ValueError
+        Empty ``gate_keys``, a gate key missing from ``metrics`` or not finite, an unknown
+        version, or a ``lower_is_better`` key that is not a gate key.
+    """
+    new = _gate_values(metrics, gate_keys)
+    unknown = [k for k in lower_is_better if k not in gate_keys]
+    if unknown:
+        raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
+    client = _client()
+    version = str(version)
+    _existing_version(client, name, version)
+    for k, v in new.items():
+        client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
+
+    try:
+        champ = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        champ = None
+
+    def finish(promoted: bool, reason: str, prev: str | None, cmp: dict) -> PromotionDecision:
+        if promoted:
+            client.set_registered_model_alias(name, alias, version)
+            if challenger_alias and _alias_version(client, name, challenger_alias) == version:
+                client.delete_registered_model_alias(name, challenger_alias)
+            _record_holder(client, name, alias, version, "gate", reason)
+        elif challenger_alias and (prev is None or prev != version):
+            client.set_registered_model_alias(name, challenger_alias, version)
+        client.set_model_version_tag(name, version, "vitalgru.gate_decision", reason[:5000])
+        logger.info("%s v%s: %s", name, version, reason)
+        return PromotionDecision(promoted, reason, prev, cmp)
+
+    if champ is None:
+        cmp = {k: (v, None) for k, v in new.items()}
+        return finish(True, f"first {alias} of {name}: version {version}", None, cmp)
+    prev = str(champ.version)
+    if prev == version:
+        cmp = {k: (v, v) for k, v in new.items()}
+        return finish(False, f"version {version} already holds {alias!r}", prev, cmp)
+
+    old = _champion_values(client, champ, gate_keys)
+    cmp = {k: (new[k], old[k]) for k in gate_keys}
+    missing = [k for k, v in old.items() if v is None]
+    if missing:
+        return finish(
+            False,
+            f"{alias} version {prev} has no recorded value for {missing}; not comparable, "
+            f"kept version {prev} (promote by hand: vitalgru models promote)",
+            prev,
+            cmp,
+        )
+    worse, better = [], []
+    for k in gate_keys:
+        a, b = new[k], float(old[k])  # type: ignore[arg-type]
+        sign = -1.0 if k in lower_is_better else 1.0
+        if sign * (a - b) < 0:
+            worse.append(f"{k} {a:.4g} vs {b:.4g}")
+        elif sign * (a - b) > 0:
+            better.append(f"{k} {a:.4g} vs {b:.4g}")
+    if worse:
+        return finish(False, f"worse than {alias} v{prev} on {', '.join(worse)}", prev, cmp)
+    if not better:
+        return finish(False, f"no better than {alias} v{prev} on any gate metric", prev, cmp)
+    return finish(True, f"beats {alias} v{prev} on {', '.join(better)}", prev, cmp)

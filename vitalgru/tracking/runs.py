@@ -1,0 +1,408 @@
+"""MLflow stores, experiments and runs: where runs go, params, metrics, figures.
+
+``$MLFLOW_TRACKING_URI`` when set (a tracking server, or any store URI MLflow accepts);
+otherwise an embedded SQLite store ``sqlite:///<cwd>/mlflow.db`` whose experiments keep their
+artifacts in ``<cwd>/mlartifacts/<experiment>`` (an absolute ``file://`` location fixed when
+the experiment is created, so later runs from another working directory still find them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Any
+
+import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel
+
+import vitalgru
+from vitalgru.errors import ServerUnavailableError
+from vitalgru.io.download import server_unreachable
+
+logger = logging.getLogger(__name__)
+
+# MLflow's limits (mlflow/utils/validation.py): 6000 characters per param value, at most
+# 100 params and 1000 metrics per log_batch call.
+_MAX_PARAM_VALUE_LEN = 6000
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_METRICS_PER_BATCH = 1000
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def tracking_uri() -> str:
+    """Tracking store URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
+
+    The working directory is read at call time.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{(Path.cwd() / 'mlflow.db').as_posix()}"
+
+
+def registry_uri() -> str:
+    """Model registry URI: ``$MLFLOW_REGISTRY_URI``, else the tracking URI."""
+    env = os.environ.get("MLFLOW_REGISTRY_URI", "").strip()
+    return env or tracking_uri()
+
+
+def _local_store_dir(uri: str) -> Path | None:
+    """Folder of a local SQLite or file store (where ``mlartifacts`` goes), else None."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).expanduser().resolve().parent
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :]).expanduser().resolve()
+    if "://" not in uri:  # a bare path is a file store
+        return Path(uri).expanduser().resolve()
+    return None
+
+
+def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
+    """Fail fast if a tracking or registry *server* does not answer.
+
+    MLflow retries a refused connection seven times with growing waits, so a mistyped
+    ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
+    error. This asks each ``http(s)`` store's ``/health`` up to ``attempts`` times,
+    ``wait_s`` apart (a server restarting in those seconds is still found); any HTTP
+    answer counts as reachable. Local stores (SQLite, files) are not checked.
+
+    Raises
+    ------
+    ServerUnavailableError
+        Naming the URI, the environment variable it came from and what to do.
+    """
+    stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
+    stores.setdefault(registry_uri(), "MLFLOW_REGISTRY_URI")
+    for uri, var in stores.items():
+        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+            continue
+        reason = server_unreachable(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
+        if reason is not None:
+            remedy = (
+                "unset it to use the local SQLite store ./mlflow.db"
+                if var == "MLFLOW_TRACKING_URI"
+                else "unset it to keep the registry in the tracking store"
+            )
+            raise ServerUnavailableError.after_tries(
+                "MLflow server", uri, var, reason, attempts, wait_s, remedy
+            )
+
+
+def _client() -> MlflowClient:
+    """A client for the current stores, with MLflow's fluent API pointed at them too
+    (``mlflow.start_run`` and ``mlflow.pyfunc.log_model`` use the fluent API)."""
+    t_uri, r_uri = tracking_uri(), registry_uri()
+    mlflow.set_tracking_uri(t_uri)
+    mlflow.set_registry_uri(r_uri)
+    return MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "experiment"
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    """Id of experiment ``name``, created with a local artifact folder if needed."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("experiment name must be a non-empty string")
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        store_dir = _local_store_dir(tracking_uri())
+        location = (
+            (store_dir / "mlartifacts" / _slug(name)).as_uri() if store_dir is not None else None
+        )
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)  # created concurrently by another run
+            if exp is None:
+                raise
+    if exp.lifecycle_stage != "active":
+        raise ValueError(
+            f"MLflow experiment {name!r} (id {exp.experiment_id}) is deleted; restore it "
+            f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) or use "
+            "another experiment name"
+        )
+    return exp.experiment_id
+
+
+# --------------------------------------------------------------------------- params
+
+
+def _param_value(v: Any) -> str:
+    if isinstance(v, str):
+        s = v
+    elif isinstance(v, Enum):
+        s = str(v.value)
+    elif isinstance(v, PurePath):
+        s = v.as_posix()
+    elif v is None or isinstance(v, bool | int | float):
+        s = json.dumps(v)  # null / true / 3 / 0.5: unambiguous and parseable
+    elif isinstance(v, np.generic):
+        s = json.dumps(v.item())
+    else:
+        s = json.dumps(v, default=str, sort_keys=True)
+    if len(s) > _MAX_PARAM_VALUE_LEN:
+        logger.warning(
+            "param value of %d characters truncated to MLflow's limit of %d",
+            len(s),
+            _MAX_PARAM_VALUE_LEN,
+        )
+        s = s[: _MAX_PARAM_VALUE_LEN - 3] + "..."
+    return s
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, str]:
+    """Flatten nested mappings into MLflow params (string values, dotted keys).
+
+    Parameters
+    ----------
+    params : mapping
+        Possibly nested; pydantic models are dumped to JSON-compatible dicts first.
+    prefix : str
+        Prepended to every key (``"model"`` gives ``"model.hidden_size"``).
+    sep : str
+        Joins nested keys.
+
+    Returns
+    -------
+    dict of str to str
+        Strings and enums as they are, paths in POSIX form, numbers, booleans and ``None``
+        as JSON (``3``, ``0.5``, ``true``, ``null``), sequences as JSON arrays; values are
+        cut to MLflow's 6000-character limit. Empty mappings produce no key.
+
+    Raises
+    ------
+    TypeError
+        ``params`` is not a mapping, or a key is not a string.
+    """
+    if isinstance(params, BaseModel):
+        params = params.model_dump(mode="json")
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+    out: dict[str, str] = {}
+    for k, v in params.items():
+        if not isinstance(k, str):
+            raise TypeError(f"param keys must be strings, got {k!r} ({type(k).__name__})")
+        key = f"{prefix}{sep}{k}" if prefix else k
+        if isinstance(v, BaseModel):
+            v = v.model_dump(mode="json")
+        if isinstance(v, Mapping):
+            out.update(flatten_params(v, key, sep))
+        else:
+            out[key] = _param_value(v)
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class TrackedRun:
+    """Handle on one MLflow run; every method writes to that run by id.
+
+    Attributes
+    ----------
+    run_id : str
+    experiment_id : str
+    tracking_uri : str
+        Store the run lives in.
+    """
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    _client: MlflowClient = field(repr=False)
+
+    @property
+    def artifact_uri(self) -> str:
+        """Root URI of the run's artifacts."""
+        return self._client.get_run(self.run_id).info.artifact_uri
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; nested mappings are flattened with dots (:func:`flatten_params`)."""
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+            self._client.log_batch(self.run_id, params=items[i : i + _MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log scalar metrics (``dict[str, float]`` with snake_case keys) at ``step``.
+
+        Raises
+        ------
+        TypeError
+            A value is not a real number.
+        """
+        ts = int(time.time() * 1000)
+        items = []
+        for k, v in metrics.items():
+            if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+                raise TypeError(f"metric {k!r} must be a real number, got {type(v).__name__}")
+            items.append(Metric(k, float(v), ts, int(step or 0)))
+        for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
+            self._client.log_batch(self.run_id, metrics=items[i : i + _MAX_METRICS_PER_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values stringified)."""
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        """Write ``obj`` as JSON or YAML (chosen by the ``artifact_file`` suffix)."""
+        self._client.log_dict(self.run_id, obj, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write ``text`` to ``artifact_file`` (a path inside the run's artifacts)."""
+        self._client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, fig: Figure, artifact_file: str) -> None:
+        """Save a matplotlib figure as ``artifact_file`` (format from its suffix)."""
+        self._client.log_figure(self.run_id, fig, artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy a local file (or a folder, recursively) into the run's artifacts."""
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"cannot log artifact {p}: no such file or folder")
+        if p.is_dir():
+            self._client.log_artifacts(self.run_id, str(p), artifact_path)
+        else:
+            self._client.log_artifact(self.run_id, str(p), artifact_path)
+
+
+@contextlib.contextmanager
+def start_run(
+    experiment: str,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[TrackedRun]:
+    """Open an MLflow run in ``experiment`` (created if missing) for the ``with`` block.
+
+    The run ends ``FINISHED``, or ``FAILED`` when the block raises. ``nested=True`` opens a
+    child of the active run (cross-validation folds).
+
+    Examples
+    --------
+    >>> with start_run("vitalgru-arrhythmia", run_name="gru-small") as run:  # doctest: +SKIP
+    ...     run.log_params({"model": {"hidden_size": 64}})
+    ...     run.log_metrics({"macro_f1": 0.81}, step=3)
+    """
+    client = _client()
+    exp_id = _experiment_id(client, experiment)
+    run_tags = {"vitalgru.version": vitalgru.__version__, **dict(tags or {})}
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=run_name, tags=run_tags, nested=nested
+    ) as active:
+        logger.info(
+            "MLflow run %s in experiment %r (%s)", active.info.run_id, experiment, tracking_uri()
+        )
+        yield TrackedRun(
+            run_id=active.info.run_id,
+            experiment_id=exp_id,
+            tracking_uri=tracking_uri(),
+            _client=client,
+        )
+
+
+@contextlib.contextmanager
+def _active(run: TrackedRun) -> Iterator[None]:
+    """Make ``run`` MLflow's active run for the block (resumed if it is not)."""
+    current = mlflow.active_run()
+    if current is not None and current.info.run_id == run.run_id:
+        yield
+        return
+    with mlflow.start_run(run_id=run.run_id, nested=current is not None):
+        yield
+
+
+def log_config(run: TrackedRun, cfg: BaseModel, artifact_file: str = "config.yaml") -> None:
+    """Log a resolved pydantic config as flattened params and as a YAML artifact."""
+    if not isinstance(cfg, BaseModel):
+        raise TypeError(f"cfg must be a pydantic model, got {type(cfg).__name__}")
+    data = cfg.model_dump(mode="json")
+    run.log_params(data)
+    run.log_text(yaml.safe_dump(data, sort_keys=False), artifact_file)
+
+
+def log_confusion_matrix(
+    run: TrackedRun,
+    cm: np.ndarray | Sequence[Sequence[int]],
+    labels: Sequence[str],
+    artifact_file: str = "confusion_matrix.png",
+    title: str | None = None,
+) -> None:
+    """Log a confusion matrix as a figure and as JSON counts beside it.
+
+    Parameters
+    ----------
+    cm : array_like
+        ``(n_classes, n_classes)`` counts; rows are true classes, columns predictions.
+    labels : sequence of str
+        ``n_classes`` class names in row/column order (``AAMI_CLASSES``).
+    artifact_file : str
+        Image path inside the run (``.png``/``.svg``/``.pdf``); the counts go to the same
+        path with a ``.json`` suffix.
+
+    Notes
+    -----
+    Cells show counts and the row percentage (per-class sensitivity on the diagonal);
+    colour is the row-normalised fraction so rare classes stay visible. Drawn on a bare
+    ``matplotlib.figure.Figure`` (Agg rendering, no pyplot, no display).
+    """
+    m = np.asarray(cm)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"confusion matrix must be square (n, n), got shape {m.shape}")
+    if m.shape[0] != len(labels):
+        raise ValueError(f"{m.shape[0]}x{m.shape[0]} confusion matrix but {len(labels)} labels")
+    if not np.issubdtype(m.dtype, np.number) or np.any(m < 0):
+        raise ValueError("confusion matrix entries must be non-negative counts")
+    n = m.shape[0]
+    rows = m.sum(axis=1, keepdims=True).astype(float)
+    frac = np.divide(m, rows, out=np.zeros(m.shape, dtype=float), where=rows > 0)
+    size = 1.2 + 0.9 * n
+    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, label="fraction of true class")
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=list(labels),
+        yticklabels=list(labels),
+        xlabel="predicted",
+        ylabel="true",
+        title=title or "",
+    )
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]:g}\n{100 * frac[i, j]:.1f}%",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if frac[i, j] > 0.5 else "black",
+            )
+    run.log_figure(fig, artifact_file)
+    stem = artifact_file.rsplit(".", 1)[0] if "." in PurePath(artifact_file).name else artifact_file
+    run.log_dict({"labels": list(labels), "counts": m.tolist()}, stem + ".json")
