@@ -22,6 +22,19 @@ from typing import Any
 
 import yaml
 
+from pipelines.cli_args import (
+    EPILOG,
+    annotation_ext,
+    annotation_ext_or_none,
+    check_mlflow,
+    check_prefect,
+    count,
+    drop,
+    margin_seconds,
+    positive_seconds,
+    results_path,
+)
+from pipelines.cli_serve import add_serve_commands
 from vitalgru import __version__
 from vitalgru.config import (
     ArrhythmiaTrainConfig,
@@ -29,14 +42,7 @@ from vitalgru.config import (
     IngestConfig,
     load_config,
 )
-from vitalgru.errors import ServerUnavailableError, VitalgruError
-from vitalgru.io.download import server_unreachable
-
-EPILOG = (
-    "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
-    "(default: sqlite:///./mlflow.db), PREFECT_API_URL (default: Prefect's temporary local "
-    "server)."
-)
+from vitalgru.errors import VitalgruError
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -80,48 +86,10 @@ def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> 
     return load_config(model, path, overrides, default_name=default_name)
 
 
-def _results_path(out: str) -> str:
-    """``--out`` of evaluate: a ``.json`` file, or a folder (existing, ending in ``/``, or a
-    name without a suffix). Checked when the command line is read, not after the scoring,
-    which can take minutes."""
-    if out.endswith(("/", os.sep)) or Path(out).is_dir() or Path(out).suffix in ("", ".json"):
-        return out
-    raise argparse.ArgumentTypeError(
-        f"{out!r} is neither a .json file nor a folder (end a folder's name with / when it "
-        "has a dot)"
-    )
-
-
-def _check_mlflow() -> None:
-    """A tracking server that does not answer fails in seconds, not after MLflow's four
-    minutes of retries (:func:`vitalgru.tracking.check_stores`)."""
-    from vitalgru.tracking import check_stores
-
-    check_stores()
-
-
-def _check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
-    """A Prefect API server (``PREFECT_API_URL``, from the environment or the Prefect
-    profile) that does not answer is a clear error before a flow starts, not Prefect's
-    traceback from inside it. Without one, each flow starts a temporary local server."""
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    if not url:
-        return
-    reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
-    if reason is not None:
-        raise ServerUnavailableError.after_tries(
-            "Prefect API", url, "PREFECT_API_URL", reason, attempts, wait_s,
-            "unset it (environment or Prefect profile) to let each flow start a temporary "
-            "local server",
-        )  # fmt: skip
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
-    _check_prefect()
+    check_prefect()
     from pipelines.ingest import ingest_flow
 
     res = ingest_flow(
@@ -137,8 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     # A bad config fails here, in a second, not after a Prefect server has started.
     cfg = _resolved_config(args.task, args.config, overrides)
-    _check_mlflow()
-    _check_prefect()
+    check_mlflow()
+    check_prefect()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import check_validation_records, train_arrhythmia_flow
 
@@ -169,7 +137,7 @@ def _require_input(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _require_input(args)
-    _check_mlflow()
+    check_mlflow()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import evaluate_arrhythmia
 
@@ -192,7 +160,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     _require_input(args)
-    _check_mlflow()
+    check_mlflow()
     if args.task == "early-warning":
         if args.annotations is not None:
             raise SystemExit("--annotations is an arrhythmia option")
@@ -226,7 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         chunk_s=args.chunk_s,
         margin_s=args.margin_s,
         config_path=args.config,
-        annotations=_annotations(args.annotations or "atr"),
+        annotations=annotation_ext_or_none(args.annotations or "atr"),
     )
     if res["annotated"]:
         d, b = res["detection"], res["beats"]
@@ -279,14 +247,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             "max_utility_drop": args.max_utility_drop,
             "max_auroc_drop": args.max_auroc_drop,
         }
-    _check_mlflow()
-    _check_prefect()
+    check_mlflow()
+    check_prefect()
     from pipelines.monitor import STATUSES, monitor_arrhythmia_flow, monitor_early_warning_flow
 
     flow_fn = monitor_arrhythmia_flow if args.task == "arrhythmia" else monitor_early_warning_flow
     given = {k: v for k, v in given.items() if v is not None}
     if args.task == "arrhythmia" and args.annotations is not None:
-        given["annotations"] = _annotations(args.annotations)  # None: unannotated records
+        given["annotations"] = annotation_ext_or_none(args.annotations)  # None: unannotated records
     res = flow_fn(**given)
     _print(res)
     if args.fail_on and STATUSES.index(res["status"]) >= STATUSES.index(args.fail_on):
@@ -294,65 +262,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 3
     return 0
-
-
-#: ``--annotations`` value for records nobody annotated.
-NO_ANNOTATIONS = "none"
-
-
-def _annotation_ext(text: str) -> str:
-    """An annotation file extension (``atr``, ``qrs``, ...) or ``none``."""
-    if text.lower() == NO_ANNOTATIONS:
-        return NO_ANNOTATIONS
-    if not (text.isascii() and text.isalnum() and len(text) <= 16):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an annotation file extension (letters and digits, such as "
-            f"atr) or {NO_ANNOTATIONS!r}"
-        )
-    return text
-
-
-def _annotations(ext: str) -> str | None:
-    """What the pipelines take: the extension, or None for unannotated records."""
-    return None if ext == NO_ANNOTATIONS else ext
-
-
-def _parsed(text: str, cast: type, noun: str) -> Any:
-    """``cast(text)``, or the argparse error saying ``text`` is not ``noun``."""
-    try:
-        return cast(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-
-
-def _drop(text: str) -> float:
-    v = _parsed(text, float, "a number")
-    if not (0 <= v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return v
-
-
-def _count(text: str) -> int:
-    v = _parsed(text, int, "a whole number")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return v
-
-
-def _seconds(text: str, allow_zero: bool = False) -> float:
-    v = _parsed(text, float, "a number of seconds")
-    if not ((v > 0 or (allow_zero and v == 0)) and v < float("inf")):
-        least = "0 or more" if allow_zero else "positive"
-        raise argparse.ArgumentTypeError(f"must be a {least} number of seconds, got {text}")
-    return v
-
-
-def _positive_seconds(text: str) -> float:
-    return _seconds(text)
-
-
-def _margin_seconds(text: str) -> float:
-    return _seconds(text, allow_zero=True)
 
 
 #: Short names ``vitalgru models`` accepts for the registered models.
@@ -392,7 +301,7 @@ def _versions_text(name: str, rows: list[dict[str, Any]], history: list[dict[str
 def cmd_models(args: argparse.Namespace) -> int:
     from vitalgru import tracking
 
-    _check_mlflow()
+    check_mlflow()
     if args.action == "list":
         names = [_MODEL_NAMES.get(n, n) for n in (args.name or list(_MODEL_NAMES))]
         found = {n: (tracking.registry_versions(n), tracking.alias_history(n)) for n in names}
@@ -414,140 +323,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    ecg = None if args.arrhythmia_model.lower() == "none" else args.arrhythmia_model
-    ew = None if args.early_warning_model.lower() == "none" else args.early_warning_model
-    if ecg is None and ew is None:
-        raise SystemExit("serve needs at least one model (both were given as none)")
-    _check_mlflow()
-    from pipelines.gateway_serve import serve
-
-    state = None if args.state.lower() == "none" else args.state
-    try:
-        serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state,
-              shadow_arrhythmia_model=args.shadow_arrhythmia_model,
-              shadow_early_warning_model=args.shadow_early_warning_model,
-              tokens=args.tokens,
-              escalate_after_s=60 * args.escalate_after_min or None,
-              patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
-              mllp_port=args.mllp_port, mllp_host=args.mllp_host,
-              mllp_allow=_listed(args.mllp_allow), adt_units=_listed(args.adt_units),
-              hour_close_after_s=60 * args.hour_close_after_min,
-              audit=None if args.audit.lower() == "none" else args.audit,
-              forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
-              mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
-              forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit)  # fmt: skip
-    except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
-        logging.getLogger("pipelines.gateway").info("gateway: stopped")
-        return 0
-    except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
-        raise SystemExit(f"vitalgru: error: {e}") from None
-    return 0
-
-
-def cmd_serve_audit(args: argparse.Namespace) -> int:
-    from pipelines.audit import AuditLog, read_rows
-
-    if args.verify:
-        if not Path(args.file).is_file():
-            raise SystemExit(f"vitalgru: error: no audit log at {args.file}")
-        try:
-            n, broken, last = AuditLog(args.file).verify()
-        except ValueError as e:
-            raise SystemExit(f"vitalgru: error: {e}") from None
-        if broken is not None:
-            raise SystemExit(f"vitalgru: {args.file}: the hash chain breaks at row {broken} "
-                             "(that row, or one before it, was changed or deleted)")  # fmt: skip
-        print(f"{args.file}: {n} row(s), the hash chain is intact; the last link is {last}")
-        return 0
-    try:
-        rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
-                         refused=args.refused)  # fmt: skip
-        n = 0
-        for r in rows:
-            n += 1
-            if args.json:
-                print(json.dumps(r))
-            else:
-                times = f" (x{r['count']})" if r["count"] > 1 else ""
-                print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
-                      f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"vitalgru: error: {e}") from None
-    print(f"{n} row(s)", file=sys.stderr)
-    return 0
-
-
-def cmd_serve_token(args: argparse.Namespace) -> int:
-    from pipelines.access import TokenTable, new_token, revoke_token
-
-    try:
-        if args.list:
-            for c in TokenTable.from_file(args.file).credentials:
-                limits = [f"expires {c.expires}"] if c.expires else []
-                limits += [f"patients {', '.join(c.patients)}"] if c.patients else []
-                print(f"{c.name} ({c.role}{'; ' if limits else ''}{'; '.join(limits)})")
-            return 0
-        if args.name is None:
-            raise ValueError("name the token (or give --list)")
-        if args.revoke:
-            gone = revoke_token(args.file, args.name)
-            print(f"{gone.name} ({gone.role}) removed from {args.file}; a gateway serving it "
-                  "refuses the token from its next look at the file (about a second)",
-                  file=sys.stderr)  # fmt: skip
-            return 0
-        if args.role is None:
-            raise ValueError("a new token needs --role")
-        patients = None if args.patients is None else [
-            x.strip() for x in args.patients.split(",") if x.strip()]  # fmt: skip
-        token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
-                          patients=patients)  # fmt: skip
-    except ValueError as e:
-        raise SystemExit(f"vitalgru: error: {e}") from None
-    print(f"{args.name} ({args.role}): {token}")
-    print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "
-          "is not shown again. A gateway serving the file (vitalgru serve --tokens "
-          f"{args.file}) takes it from its next look at the file.", file=sys.stderr)  # fmt: skip
-    return 0
-
-
-def _days(text: str) -> float:
-    v = _parsed(text, float, "a number of days")
-    if not 0 < v < 36_500:
-        raise argparse.ArgumentTypeError(f"days must be > 0, got {text}")
-    return v
-
-
-def _non_negative_minutes(text: str) -> float:
-    v = _parsed(text, float, "a number of minutes")
-    if not (v >= 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
-    return v
-
-
-def _positive_rate(text: str) -> float:
-    v = _parsed(text, float, "a number of requests per second")
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"a rate must be > 0 requests per second, got {text}")
-    return v
-
-
-def _listed(text: str | None) -> list[str] | None:
-    """A comma-separated option as a list (None when not given)."""
-    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _port(text: str) -> int:
-    v = _parsed(text, int, "a port number")
-    if not 1 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {text}")
-    return v
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if set(args.tasks) - {"ingest"}:
-        _check_mlflow()
-    _check_prefect()
+        check_mlflow()
+    check_prefect()
     from pipelines.run import run_all
 
     res = run_all(tasks=list(args.tasks))
@@ -611,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--records", help="arrhythmia: DS1, DS2 or a comma-separated list")
     sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
     sp.add_argument(
-        "--out", required=True, type=_results_path,
+        "--out", required=True, type=results_path,
         help="metrics JSON to write, or a folder for the results",
     )  # fmt: skip
     sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
@@ -632,27 +411,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
     sp.add_argument(
-        "--patients", type=_count, default=None,
+        "--patients", type=count, default=None,
         help="early-warning: replay only the first N files (default: all)",
     )  # fmt: skip
     sp.add_argument(
-        "--chunk-s", type=_positive_seconds, default=1.0,
+        "--chunk-s", type=positive_seconds, default=1.0,
         help="arrhythmia: seconds of signal per patient per tick (default 1)",
     )  # fmt: skip
     sp.add_argument(
-        "--margin-s", type=_margin_seconds, default=None,
+        "--margin-s", type=margin_seconds, default=None,
         help="arrhythmia: signal kept around each beat for filtering; adds this much latency "
         "(default 2)",
     )  # fmt: skip
     sp.add_argument(
-        "--out", required=True, type=_results_path,
+        "--out", required=True, type=results_path,
         help="report JSON to write, or a folder for it",
     )  # fmt: skip
     sp.add_argument(
         "--config", help="arrhythmia: config for the mirror and the lead (default: packaged)"
     )
     sp.add_argument(
-        "--annotations", type=_annotation_ext,
+        "--annotations", type=annotation_ext,
         help="arrhythmia: extension of the reference beat annotations (default: atr), or "
         "none for unannotated recordings: replayed and reported without scores",
     )  # fmt: skip
@@ -680,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--config", help="arrhythmia: config for the mirror and the lead")
     sp.add_argument(
-        "--annotations", type=_annotation_ext,
+        "--annotations", type=annotation_ext,
         help="arrhythmia: extension of the reference beat annotations (default: atr), or "
         "none for unannotated recordings: the detector's beats are classified and drift is "
         "checked, performance is not",
@@ -691,15 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: vitalgru-out/monitoring/<task>)",
     )
     sp.add_argument(
-        "--max-utility-drop", type=_drop,
+        "--max-utility-drop", type=drop,
         help="early-warning: utility drop below the gated value still tolerated (0.05)",
     )  # fmt: skip
     sp.add_argument(
-        "--max-auroc-drop", type=_drop,
+        "--max-auroc-drop", type=drop,
         help="early-warning: AUROC drop below the gated value still tolerated (0.03)",
     )  # fmt: skip
     sp.add_argument(
-        "--max-f1-drop", type=_drop,
+        "--max-f1-drop", type=drop,
         help="arrhythmia: S or V F1 drop below the gated DS2 value still tolerated (0.05)",
     )  # fmt: skip
     sp.add_argument(
@@ -737,168 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         p_.add_argument("--alias", default="champion", help="alias to move (default: champion)")
         p_.set_defaults(func=cmd_models)
 
-    sp = sub.add_parser(
-        "serve",
-        help="the bedside gateway: an HTTP service that takes live ECG and hourly vital "
-        "signs, labels beats, raises alarms and scores sepsis risk (OpenAPI at /docs)",
-        epilog=EPILOG,
-    )
-    sp.add_argument(
-        "--arrhythmia-model", default="models:/vitalgru-arrhythmia@champion",
-        help="model URI for the ECG feeds, or none (default: the champion)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--early-warning-model", default="models:/vitalgru-early-warning@champion",
-        help="model URI for the hourly vital signs, or none (default: the champion)",
-    )  # fmt: skip
-    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    sp.add_argument("--port", type=_port, default=8000, help="port (8000)")
-    sp.add_argument(
-        "--tick-s", type=_positive_seconds, default=1.0,
-        help="seconds between batched pushes of the queued ECG (default 1)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--state", default="ward-state.sqlite",
-        help="SQLite file that keeps admissions, sepsis hours and alarms across restarts, or "
-        "none to keep them in memory only (default: ward-state.sqlite here)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--shadow-arrhythmia-model", default=None, metavar="URI",
-        help="a challenger fed every ECG feed beside the champion and compared with it "
-        "(GET /shadow); it raises no alarm",
-    )  # fmt: skip
-    sp.add_argument(
-        "--shadow-early-warning-model", default=None, metavar="URI",
-        help="the same for the hourly vital signs",
-    )  # fmt: skip
-    sp.add_argument(
-        "--tokens", default=None, metavar="FILE",
-        help="named access tokens with roles (feed, reader, clinician, admin), made with "
-        "vitalgru serve-token (default: $VITALGRU_GATEWAY_TOKENS; with neither it nor "
-        "$VITALGRU_GATEWAY_TOKEN the gateway is open)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--patient-system", default=None, metavar="URI",
-        help="the identifier system the patient ids belong to (e.g. the hospital's medical "
-        "record number URI), put in the FHIR resources' patient references",
-    )  # fmt: skip
-    sp.add_argument(
-        "--escalate-after-min", type=_non_negative_minutes, default=15.0,
-        help="minutes after which an alarm no one has acknowledged gets an escalated event "
-        "(default 15; 0: never)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--hour-close-after-min", type=_non_negative_minutes, default=10.0,
-        help="minutes after an ICU hour ends that its observations (FHIR or HL7 v2, sent "
-        "with their times) may still arrive before the hour is scored (default 10)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--hl7-timezone", default=None, metavar="ZONE",
-        help="the site's time zone (e.g. Europe/Berlin) for HL7 v2 times sent without a "
-        "UTC offset (default: such times are not placed)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--mllp-port", type=_port, default=None,
-        help="also take HL7 v2 messages (ADT admissions and discharges, ORU results) over "
-        "MLLP on this port, as interface engines send them (default: off; 2575 is usual)",
-    )  # fmt: skip
-    sp.add_argument("--mllp-host", default="127.0.0.1",
-                    help="address the MLLP listener binds (127.0.0.1)")  # fmt: skip
-    sp.add_argument(
-        "--mllp-allow", default=None, metavar="ADDRESSES",
-        help="comma-separated addresses or networks (10.1.2.3,10.1.0.0/16) that may connect "
-        "to the MLLP port, which has no credentials (default: any that can reach it)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--adt-units", default=None, metavar="UNITS",
-        help="comma-separated points of care (PV1-3) whose patients are scored: admissions "
-        "elsewhere are not acted on, transfers in and out admit and discharge (default: "
-        "every ADT^A01 admits)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--audit", default="ward-audit.sqlite", metavar="FILE",
-        help="SQLite file that keeps who read which patient's data, acknowledged, admitted "
-        "or discharged, and who was refused (GET /audit, vitalgru serve-audit), or none "
-        "(default: ward-audit.sqlite here)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--forward-alarms", default=None, metavar="HOST:PORT",
-        help="send every alarm and escalation to this MLLP receiver (the interface engine) "
-        "as an HL7 v2 ORU^R40 message, in order, until acknowledged (default: off)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--mllp-tls-cert",
-        default=None,
-        metavar="PEM",
-        help="MLLP over TLS: this gateway's certificate chain (with --mllp-tls-key)",
-    )
-    sp.add_argument(
-        "--mllp-tls-key", default=None, metavar="PEM", help="the private key of --mllp-tls-cert"
-    )
-    sp.add_argument(
-        "--mllp-tls-client-ca",
-        default=None,
-        metavar="PEM",
-        help="only senders with a certificate this CA signed may connect (mutual TLS)",
-    )
-    sp.add_argument(
-        "--rate-limit", type=_positive_rate, default=None, metavar="PER_S",
-        help="requests per second each token (or client address, without tokens) may make "
-        "on average, bursts of twice that (at least 10); over it: 429 (default: no limit)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--forward-alarms-ca", default=None, metavar="PEM|system",
-        help="send the alarms over TLS, the receiver's certificate checked against this CA "
-        "(or the system's); the gateway presents --mllp-tls-cert when given",
-    )  # fmt: skip
-    sp.set_defaults(func=cmd_serve)
-
-    sp = sub.add_parser(
-        "serve-audit",
-        help="print a gateway's access log: who read which patient's data, and who was refused",
-        epilog=EPILOG,
-    )
-    sp.add_argument("file", nargs="?", default="ward-audit.sqlite",
-                    help="the gateway's --audit file (default: ward-audit.sqlite here)")  # fmt: skip
-    sp.add_argument("--patient", default=None, help="one patient's rows")
-    sp.add_argument("--caller", default=None, help="one token's rows")
-    sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
-    sp.add_argument("--json", action="store_true", help="one JSON object per line")
-    sp.add_argument("--verify", action="store_true",
-                    help="check the rows' hash chain instead (exit 1 where it breaks)")  # fmt: skip
-    sp.set_defaults(func=cmd_serve_audit)
-
-    sp = sub.add_parser(
-        "serve-token",
-        help="make, list or revoke the gateway's access tokens: a new token is printed "
-        "once and its hash added to the token file",
-        epilog=EPILOG,
-    )
-    sp.add_argument("name", nargs="?", help="who or what holds it (a feed, a screen, a "
-                    "clinician)")  # fmt: skip
-    sp.add_argument(
-        "--role", choices=("feed", "reader", "clinician", "admin"),
-        help="feed: send patient data; reader: read it; clinician: read and acknowledge "
-        "events; admin: all",
-    )  # fmt: skip
-    sp.add_argument(
-        "--expires-days", type=_days, default=None, metavar="DAYS",
-        help="the token is refused this many days from now (default: never)",
-    )  # fmt: skip
-    sp.add_argument(
-        "--patients", default=None, metavar="IDS",
-        help="comma-separated patient ids or patterns (bed-4, icu-2-*) the token may act on "
-        "(default: every patient)",
-    )  # fmt: skip
-    sp.add_argument("--revoke", action="store_true",
-                    help="remove the token named from the file")  # fmt: skip
-    sp.add_argument("--list", action="store_true",
-                    help="list the tokens in the file: names, roles, limits")  # fmt: skip
-    sp.add_argument(
-        "--file", default="gateway-tokens.json",
-        help="the token file (default: gateway-tokens.json here)",
-    )  # fmt: skip
-    sp.set_defaults(func=cmd_serve_token)
+    add_serve_commands(sub)
 
     sp = sub.add_parser(
         "run",

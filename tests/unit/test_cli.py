@@ -28,9 +28,9 @@ from pipelines.cli import (
     build_parser,
     cmd_monitor,
     cmd_replay,
-    cmd_serve,
     main,
 )
+from pipelines.cli_serve import cmd_serve
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 

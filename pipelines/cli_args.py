@@ -1,0 +1,149 @@
+"""What the ``vitalgru`` commands share: the argument types that check a value when the
+command line is read (not minutes later), the servers checked before a flow starts, and the
+epilog naming the environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from vitalgru.errors import ServerUnavailableError
+from vitalgru.io.download import server_unreachable
+
+EPILOG = (
+    "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
+    "(default: sqlite:///./mlflow.db), PREFECT_API_URL (default: Prefect's temporary local "
+    "server)."
+)
+
+
+def results_path(out: str) -> str:
+    """``--out`` of evaluate: a ``.json`` file, or a folder (existing, ending in ``/``, or a
+    name without a suffix). Checked when the command line is read, not after the scoring,
+    which can take minutes."""
+    if out.endswith(("/", os.sep)) or Path(out).is_dir() or Path(out).suffix in ("", ".json"):
+        return out
+    raise argparse.ArgumentTypeError(
+        f"{out!r} is neither a .json file nor a folder (end a folder's name with / when it "
+        "has a dot)"
+    )
+
+
+def check_mlflow() -> None:
+    """A tracking server that does not answer fails in seconds, not after MLflow's four
+    minutes of retries (:func:`vitalgru.tracking.check_stores`)."""
+    from vitalgru.tracking import check_stores
+
+    check_stores()
+
+
+def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
+    """A Prefect API server (``PREFECT_API_URL``, from the environment or the Prefect
+    profile) that does not answer is a clear error before a flow starts, not Prefect's
+    traceback from inside it. Without one, each flow starts a temporary local server."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return
+    reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
+    if reason is not None:
+        raise ServerUnavailableError.after_tries(
+            "Prefect API", url, "PREFECT_API_URL", reason, attempts, wait_s,
+            "unset it (environment or Prefect profile) to let each flow start a temporary "
+            "local server",
+        )  # fmt: skip
+
+
+#: ``--annotations`` value for records nobody annotated.
+NO_ANNOTATIONS = "none"
+
+
+def annotation_ext(text: str) -> str:
+    """An annotation file extension (``atr``, ``qrs``, ...) or ``none``."""
+    if text.lower() == NO_ANNOTATIONS:
+        return NO_ANNOTATIONS
+    if not (text.isascii() and text.isalnum() and len(text) <= 16):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an annotation file extension (letters and digits, such as "
+            f"atr) or {NO_ANNOTATIONS!r}"
+        )
+    return text
+
+
+def annotation_ext_or_none(ext: str) -> str | None:
+    """What the pipelines take: the extension, or None for unannotated records."""
+    return None if ext == NO_ANNOTATIONS else ext
+
+
+def parsed(text: str, cast: type, noun: str) -> Any:
+    """``cast(text)``, or the argparse error saying ``text`` is not ``noun``."""
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+
+
+def drop(text: str) -> float:
+    v = parsed(text, float, "a number")
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
+def count(text: str) -> int:
+    v = parsed(text, int, "a whole number")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return v
+
+
+def seconds(text: str, allow_zero: bool = False) -> float:
+    v = parsed(text, float, "a number of seconds")
+    if not ((v > 0 or (allow_zero and v == 0)) and v < float("inf")):
+        least = "0 or more" if allow_zero else "positive"
+        raise argparse.ArgumentTypeError(f"must be a {least} number of seconds, got {text}")
+    return v
+
+
+def positive_seconds(text: str) -> float:
+    return seconds(text)
+
+
+def margin_seconds(text: str) -> float:
+    return seconds(text, allow_zero=True)
+
+
+def days(text: str) -> float:
+    v = parsed(text, float, "a number of days")
+    if not 0 < v < 36_500:
+        raise argparse.ArgumentTypeError(f"days must be > 0, got {text}")
+    return v
+
+
+def non_negative_minutes(text: str) -> float:
+    v = parsed(text, float, "a number of minutes")
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"minutes must be >= 0, got {text}")
+    return v
+
+
+def positive_rate(text: str) -> float:
+    v = parsed(text, float, "a number of requests per second")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"a rate must be > 0 requests per second, got {text}")
+    return v
+
+
+def listed(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
+def port(text: str) -> int:
+    v = parsed(text, int, "a port number")
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {text}")
+    return v

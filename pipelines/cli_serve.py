@@ -1,0 +1,283 @@
+"""The gateway's commands: ``vitalgru serve`` (the bedside gateway), ``serve-audit`` (its
+access log) and ``serve-token`` (its access tokens)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipelines.cli_args import (
+    EPILOG,
+    check_mlflow,
+    days,
+    listed,
+    non_negative_minutes,
+    port,
+    positive_rate,
+    positive_seconds,
+)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    ecg = None if args.arrhythmia_model.lower() == "none" else args.arrhythmia_model
+    ew = None if args.early_warning_model.lower() == "none" else args.early_warning_model
+    if ecg is None and ew is None:
+        raise SystemExit("serve needs at least one model (both were given as none)")
+    check_mlflow()
+    from pipelines.gateway_serve import serve
+
+    state = None if args.state.lower() == "none" else args.state
+    try:
+        serve(ecg, ew, host=args.host, port=args.port, tick_s=args.tick_s, state=state,
+              shadow_arrhythmia_model=args.shadow_arrhythmia_model,
+              shadow_early_warning_model=args.shadow_early_warning_model,
+              tokens=args.tokens,
+              escalate_after_s=60 * args.escalate_after_min or None,
+              patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
+              mllp_port=args.mllp_port, mllp_host=args.mllp_host,
+              mllp_allow=listed(args.mllp_allow), adt_units=listed(args.adt_units),
+              hour_close_after_s=60 * args.hour_close_after_min,
+              audit=None if args.audit.lower() == "none" else args.audit,
+              forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
+              mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
+              forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
+        logging.getLogger("pipelines.gateway").info("gateway: stopped")
+        return 0
+    except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    return 0
+
+
+def cmd_serve_audit(args: argparse.Namespace) -> int:
+    from pipelines.audit import AuditLog, read_rows
+
+    if args.verify:
+        if not Path(args.file).is_file():
+            raise SystemExit(f"vitalgru: error: no audit log at {args.file}")
+        try:
+            n, broken, last = AuditLog(args.file).verify()
+        except ValueError as e:
+            raise SystemExit(f"vitalgru: error: {e}") from None
+        if broken is not None:
+            raise SystemExit(f"vitalgru: {args.file}: the hash chain breaks at row {broken} "
+                             "(that row, or one before it, was changed or deleted)")  # fmt: skip
+        print(f"{args.file}: {n} row(s), the hash chain is intact; the last link is {last}")
+        return 0
+    try:
+        rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
+                         refused=args.refused)  # fmt: skip
+        n = 0
+        for r in rows:
+            n += 1
+            if args.json:
+                print(json.dumps(r))
+            else:
+                times = f" (x{r['count']})" if r["count"] > 1 else ""
+                print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
+                      f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    print(f"{n} row(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_serve_token(args: argparse.Namespace) -> int:
+    from pipelines.access import TokenTable, new_token, revoke_token
+
+    try:
+        if args.list:
+            for c in TokenTable.from_file(args.file).credentials:
+                limits = [f"expires {c.expires}"] if c.expires else []
+                limits += [f"patients {', '.join(c.patients)}"] if c.patients else []
+                print(f"{c.name} ({c.role}{'; ' if limits else ''}{'; '.join(limits)})")
+            return 0
+        if args.name is None:
+            raise ValueError("name the token (or give --list)")
+        if args.revoke:
+            gone = revoke_token(args.file, args.name)
+            print(f"{gone.name} ({gone.role}) removed from {args.file}; a gateway serving it "
+                  "refuses the token from its next look at the file (about a second)",
+                  file=sys.stderr)  # fmt: skip
+            return 0
+        if args.role is None:
+            raise ValueError("a new token needs --role")
+        token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
+                          patients=listed(args.patients))  # fmt: skip
+    except ValueError as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    print(f"{args.name} ({args.role}): {token}")
+    print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "
+          "is not shown again. A gateway serving the file (vitalgru serve --tokens "
+          f"{args.file}) takes it from its next look at the file.", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def add_serve_commands(sub: Any) -> None:
+    """Add ``serve``, ``serve-audit`` and ``serve-token`` to the ``vitalgru`` subparsers."""
+    sp = sub.add_parser(
+        "serve",
+        help="the bedside gateway: an HTTP service that takes live ECG and hourly vital "
+        "signs, labels beats, raises alarms and scores sepsis risk (OpenAPI at /docs)",
+        epilog=EPILOG,
+    )
+    sp.add_argument(
+        "--arrhythmia-model", default="models:/vitalgru-arrhythmia@champion",
+        help="model URI for the ECG feeds, or none (default: the champion)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--early-warning-model", default="models:/vitalgru-early-warning@champion",
+        help="model URI for the hourly vital signs, or none (default: the champion)",
+    )  # fmt: skip
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    sp.add_argument("--port", type=port, default=8000, help="port (8000)")
+    sp.add_argument(
+        "--tick-s", type=positive_seconds, default=1.0,
+        help="seconds between batched pushes of the queued ECG (default 1)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--state", default="ward-state.sqlite",
+        help="SQLite file that keeps admissions, sepsis hours and alarms across restarts, or "
+        "none to keep them in memory only (default: ward-state.sqlite here)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--shadow-arrhythmia-model", default=None, metavar="URI",
+        help="a challenger fed every ECG feed beside the champion and compared with it "
+        "(GET /shadow); it raises no alarm",
+    )  # fmt: skip
+    sp.add_argument(
+        "--shadow-early-warning-model", default=None, metavar="URI",
+        help="the same for the hourly vital signs",
+    )  # fmt: skip
+    sp.add_argument(
+        "--tokens", default=None, metavar="FILE",
+        help="named access tokens with roles (feed, reader, clinician, admin), made with "
+        "vitalgru serve-token (default: $VITALGRU_GATEWAY_TOKENS; with neither it nor "
+        "$VITALGRU_GATEWAY_TOKEN the gateway is open)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--patient-system", default=None, metavar="URI",
+        help="the identifier system the patient ids belong to (e.g. the hospital's medical "
+        "record number URI), put in the FHIR resources' patient references",
+    )  # fmt: skip
+    sp.add_argument(
+        "--escalate-after-min", type=non_negative_minutes, default=15.0,
+        help="minutes after which an alarm no one has acknowledged gets an escalated event "
+        "(default 15; 0: never)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--hour-close-after-min", type=non_negative_minutes, default=10.0,
+        help="minutes after an ICU hour ends that its observations (FHIR or HL7 v2, sent "
+        "with their times) may still arrive before the hour is scored (default 10)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--hl7-timezone", default=None, metavar="ZONE",
+        help="the site's time zone (e.g. Europe/Berlin) for HL7 v2 times sent without a "
+        "UTC offset (default: such times are not placed)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--mllp-port", type=port, default=None,
+        help="also take HL7 v2 messages (ADT admissions and discharges, ORU results) over "
+        "MLLP on this port, as interface engines send them (default: off; 2575 is usual)",
+    )  # fmt: skip
+    sp.add_argument("--mllp-host", default="127.0.0.1",
+                    help="address the MLLP listener binds (127.0.0.1)")  # fmt: skip
+    sp.add_argument(
+        "--mllp-allow", default=None, metavar="ADDRESSES",
+        help="comma-separated addresses or networks (10.1.2.3,10.1.0.0/16) that may connect "
+        "to the MLLP port, which has no credentials (default: any that can reach it)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--adt-units", default=None, metavar="UNITS",
+        help="comma-separated points of care (PV1-3) whose patients are scored: admissions "
+        "elsewhere are not acted on, transfers in and out admit and discharge (default: "
+        "every ADT^A01 admits)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--audit", default="ward-audit.sqlite", metavar="FILE",
+        help="SQLite file that keeps who read which patient's data, acknowledged, admitted "
+        "or discharged, and who was refused (GET /audit, vitalgru serve-audit), or none "
+        "(default: ward-audit.sqlite here)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--forward-alarms", default=None, metavar="HOST:PORT",
+        help="send every alarm and escalation to this MLLP receiver (the interface engine) "
+        "as an HL7 v2 ORU^R40 message, in order, until acknowledged (default: off)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--mllp-tls-cert",
+        default=None,
+        metavar="PEM",
+        help="MLLP over TLS: this gateway's certificate chain (with --mllp-tls-key)",
+    )
+    sp.add_argument(
+        "--mllp-tls-key", default=None, metavar="PEM", help="the private key of --mllp-tls-cert"
+    )
+    sp.add_argument(
+        "--mllp-tls-client-ca",
+        default=None,
+        metavar="PEM",
+        help="only senders with a certificate this CA signed may connect (mutual TLS)",
+    )
+    sp.add_argument(
+        "--rate-limit", type=positive_rate, default=None, metavar="PER_S",
+        help="requests per second each token (or client address, without tokens) may make "
+        "on average, bursts of twice that (at least 10); over it: 429 (default: no limit)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--forward-alarms-ca", default=None, metavar="PEM|system",
+        help="send the alarms over TLS, the receiver's certificate checked against this CA "
+        "(or the system's); the gateway presents --mllp-tls-cert when given",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser(
+        "serve-audit",
+        help="print a gateway's access log: who read which patient's data, and who was refused",
+        epilog=EPILOG,
+    )
+    sp.add_argument("file", nargs="?", default="ward-audit.sqlite",
+                    help="the gateway's --audit file (default: ward-audit.sqlite here)")  # fmt: skip
+    sp.add_argument("--patient", default=None, help="one patient's rows")
+    sp.add_argument("--caller", default=None, help="one token's rows")
+    sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.add_argument("--verify", action="store_true",
+                    help="check the rows' hash chain instead (exit 1 where it breaks)")  # fmt: skip
+    sp.set_defaults(func=cmd_serve_audit)
+
+    sp = sub.add_parser(
+        "serve-token",
+        help="make, list or revoke the gateway's access tokens: a new token is printed "
+        "once and its hash added to the token file",
+        epilog=EPILOG,
+    )
+    sp.add_argument("name", nargs="?", help="who or what holds it (a feed, a screen, a "
+                    "clinician)")  # fmt: skip
+    sp.add_argument(
+        "--role", choices=("feed", "reader", "clinician", "admin"),
+        help="feed: send patient data; reader: read it; clinician: read and acknowledge "
+        "events; admin: all",
+    )  # fmt: skip
+    sp.add_argument(
+        "--expires-days", type=days, default=None, metavar="DAYS",
+        help="the token is refused this many days from now (default: never)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--patients", default=None, metavar="IDS",
+        help="comma-separated patient ids or patterns (bed-4, icu-2-*) the token may act on "
+        "(default: every patient)",
+    )  # fmt: skip
+    sp.add_argument("--revoke", action="store_true",
+                    help="remove the token named from the file")  # fmt: skip
+    sp.add_argument("--list", action="store_true",
+                    help="list the tokens in the file: names, roles, limits")  # fmt: skip
+    sp.add_argument(
+        "--file", default="gateway-tokens.json",
+        help="the token file (default: gateway-tokens.json here)",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_serve_token)
