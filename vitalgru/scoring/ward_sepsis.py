@@ -20,6 +20,7 @@ import numpy as np
 
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
+from vitalgru.scoring.ward_events import WardEvents, _iso, _utc_now
 from vitalgru.scoring.ward_journal import WardState
 
 __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard"]
@@ -42,14 +43,6 @@ HOUR_QUIET_S = 60.0
 #: Most hours without observations one tick scores for one patient (a gateway that was
 #: stopped for a day catches up over a few ticks, not in one).
 MAX_EMPTY_HOURS_PER_TICK = 24
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="seconds")
-
-
-def _utc_now() -> str:
-    return _iso(datetime.now(UTC))
 
 
 def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
@@ -133,7 +126,7 @@ class _SepsisBed:
             self.peak = risk
 
 
-class SepsisWard:
+class SepsisWard(WardEvents):
     """Hourly sepsis scoring of a ward's patients (the methods of
     :class:`~vitalgru.scoring.ward.Ward` that are about it; the ward holds the state)."""
 

@@ -1,0 +1,200 @@
+"""The event log of a :class:`~vitalgru.scoring.ward.Ward`: every alarm, sepsis episode,
+lost feed and acknowledgement, numbered, for the integration engine that polls it; alarms
+no one acknowledges in time escalated; every change written to the state file.
+
+:class:`WardEvents` is the root of :class:`~vitalgru.scoring.ward.Ward`'s base classes (the
+ECG feeds and the sepsis hours both log here) and uses the ward's lock and journal; it is
+not used alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from vitalgru.scoring.ward_journal import WardJournal
+
+__all__ = ["INFO_KINDS", "WardEvents"]
+
+logger = logging.getLogger("vitalgru.scoring.ward")
+
+#: Events that tell, and need no one to acknowledge them (they never escalate).
+INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended"})
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def _utc_now() -> str:
+    return _iso(datetime.now(UTC))
+
+
+class WardEvents:
+    """The ward's numbered event log, acknowledgements and escalations (the methods of
+    :class:`~vitalgru.scoring.ward.Ward` that are about them; the ward holds the state)."""
+
+    # set by Ward.__init__
+    escalate_after_s: float | None
+    journal: WardJournal | None
+    journal_errors: int
+    events_logged: Counter[tuple[str, str]]
+    _events: deque[dict[str, Any]]
+    _awaiting_ack: dict[int, float]
+    _seq: int
+
+    def _journal(self, method: str, *args: Any) -> None:
+        """Write to the journal, if any. A failed write (a full disk) is logged and counted
+        (:meth:`status`) and the ward goes on: the patients' alarms come before the copy."""
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, method)(*args)
+        except (sqlite3.Error, OSError):
+            self.journal_errors += 1
+            logger.exception("ward: could not write %s to %s", method, self.journal.path)
+
+    def _event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Append to the log and return the logged event (the caller holds the queue
+        lock)."""
+        self._seq += 1
+        self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
+        self.events_logged[(str(event.get("source")), str(event.get("kind")))] += 1
+        if self._escalates(event):
+            self._awaiting_ack[self._seq] = time.monotonic() + self.escalate_after_s
+        self._journal("add_event", self._events[-1])
+        return self._events[-1]
+
+    def _escalates(self, event: Mapping[str, Any]) -> bool:
+        """Whether ``event`` is an alarm that escalates when no one acknowledges it."""
+        return (
+            self.escalate_after_s is not None
+            and event.get("source") != "ward"
+            and event.get("kind") not in INFO_KINDS
+            and not event.get("acknowledged")
+        )
+
+    def _escalate(self) -> None:
+        """Log an ``escalated`` event for each alarm whose time to be acknowledged has run
+        out, and mark the alarm ``escalated`` (``{"at", "seq"}``) for the summaries, the
+        ward page and its FHIR flag (the caller holds the queue lock)."""
+        now = time.monotonic()
+        due = sorted(seq for seq, at in self._awaiting_ack.items() if at <= now)
+        if not due:
+            return
+        wanted = set(due)
+        kept = {e["seq"]: e for e in self._events if e["seq"] in wanted}
+        for seq in due:
+            del self._awaiting_ack[seq]
+            alarm = kept.get(seq)
+            if alarm is None:  # dropped from the log meanwhile
+                continue
+            minutes = self.escalate_after_s / 60
+            escalation = self._event(
+                {
+                    "source": "ward",
+                    "patient_id": alarm.get("patient_id"),
+                    "kind": "escalated",
+                    "escalates": seq,
+                    "message": f"{alarm.get('kind')} of patient {alarm.get('patient_id')} "
+                    f"(event {seq}, {alarm.get('received_at')}) has not been acknowledged "
+                    f"for {minutes:g} min",
+                }
+            )
+            alarm["escalated"] = {"at": escalation["received_at"], "seq": escalation["seq"]}
+            self._journal("add_event", alarm)  # the stored copy too
+
+    def acknowledge(
+        self, seq: int, by: str, note: str = "", via: str | None = None
+    ) -> dict[str, Any]:
+        """Record that a clinician has seen event ``seq`` (an alarm, a feed lost): the event
+        gets ``acknowledged`` (``{"by", "at", "note"}``), which the summaries, the ward page
+        and :meth:`events` (``unacknowledged``) show, and the log gets an ``acknowledged``
+        event of its own for the integration engine. Returns the acknowledged event.
+
+        ``via``: the name of the access token the acknowledgement came with (the gateway's
+        record of who was signed in, beside the name they typed), kept in both.
+
+        KeyError for an event not in the log (never logged, or dropped as old); ValueError
+        for one already acknowledged, an acknowledgement, or an empty or overlong name.
+        """
+        who = str(by).strip()
+        if not 1 <= len(who) <= 100:
+            raise ValueError("say who acknowledges (1 to 100 characters)")
+        if len(note) > 500:
+            raise ValueError("a note is at most 500 characters")
+        with self._queue_lock:
+            event = next((e for e in self._events if e["seq"] == seq), None)
+            if event is None:
+                raise KeyError(f"event {seq} is not in the log (never logged, or dropped as old)")
+            if event.get("source") == "ward":
+                raise ValueError(f"event {seq} is an acknowledgement itself")
+            done = event.get("acknowledged")
+            if done:
+                raise ValueError(
+                    f"event {seq} was already acknowledged by {done['by']} at {done['at']}"
+                )
+            event["acknowledged"] = {"by": who, "at": _utc_now(), "note": note}
+            self._awaiting_ack.pop(seq, None)
+            if via is not None:
+                event["acknowledged"]["via"] = via
+            self._journal("add_event", event)  # the stored copy too
+            pid = event.get("patient_id")
+            self._event(
+                {
+                    "source": "ward",
+                    "patient_id": pid,
+                    "kind": "acknowledged",
+                    "acknowledges": seq,
+                    "by": who,
+                    "note": note,
+                    **({"via": via} if via is not None else {}),
+                    "message": f"{who} acknowledged event {seq} ({event.get('kind')} of "
+                    f"patient {pid})" + (f": {note}" if note else ""),
+                }
+            )
+            return dict(event)
+
+    def events(
+        self,
+        since: int = 0,
+        limit: int = 500,
+        unacknowledged: bool = False,
+        patient_id: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Events numbered after ``since``, oldest first, at most ``limit``; with
+        ``unacknowledged``, only those no one has acknowledged (acknowledgements left out),
+        with ``patient_id`` or ``source`` (``ecg``, ``sepsis``, ``ward``) only that
+        patient's or source's. Returns ``{"events", "last_seq" (pass it as ``since`` next
+        time: the newest event looked at, so events a filter left out are not looked at
+        again), "dropped" (events after ``since`` no longer kept, of any patient)}``."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        with self._queue_lock:
+            kept = [
+                e
+                for e in self._events
+                if e["seq"] > since
+                and not (unacknowledged and (e.get("acknowledged") or e.get("source") == "ward"))
+                and (patient_id is None or e.get("patient_id") == patient_id)
+                and (source is None or e.get("source") == source)
+            ]
+            first_kept = self._events[0]["seq"] if self._events else self._seq + 1
+            dropped = max(0, first_kept - since - 1) if self._seq > since else 0
+            out = [dict(e) for e in kept[:limit]]  # copies: acknowledge() adds to the log's
+            return {
+                "events": out,
+                "last_seq": out[-1]["seq"] if len(kept) > limit else max(since, self._seq),
+                "dropped": dropped,
+            }
+
+    @property
+    def last_seq(self) -> int:
+        """The number of the newest event logged (0 before the first)."""
+        return self._seq
