@@ -24,9 +24,12 @@ description at ``/openapi.json``.
                                           scored when it closes
 ``POST /vitals/{patient}/hl7?iculos=N``   the same as an HL7 v2 ``ORU^R01`` message
 ``POST /vitals/{patient}/close``          score the hours being assembled now
-``POST /hl7``                             any HL7 v2 message (``ADT`` admits and discharges,
-                                          ``ORU`` results for its ``PID-3`` patient); the
-                                          same over MLLP with ``--mllp-port``
+``POST /vitals/{patient}/static``         correct the demographics (for the hours to come)
+``POST /vitals/{patient}/merge?into=ID``  the stay goes on under the patient's own record
+``POST /hl7``                             any HL7 v2 message (``ADT`` admits, discharges,
+                                          updates and merges, ``ORU`` results for its
+                                          ``PID-3`` patient); the same over MLLP with
+                                          ``--mllp-port``
 ``GET /vitals/{patient}``                 the latest hour's risk, in alarm, episodes
 ``DELETE /vitals/{patient}``              stop; the last hour and alarm episodes
 ``GET /events?since=N&limit=M``           alarms and sepsis alarm onsets after event ``N``
@@ -408,6 +411,33 @@ def create_app(
         return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,
                                "ack": acknowledgement}}  # fmt: skip
 
+    @feeds.post("/vitals/{patient_id}/static")
+    def vitals_static(
+        patient_id: str,
+        static: Annotated[dict[str, float | None], Body(
+            description="the demographics to change, as at admission (Age, Gender, Unit1, "
+            "Unit2, HospAdmTime); those not given are kept")],
+    ) -> dict[str, Any]:  # fmt: skip
+        """Correct a sepsis patient's demographics (a wrong birth date or sex at admission):
+        used for the hours scored from now on; hours already scored keep their risks."""
+        return http_call(ward.update_sepsis_static, patient_id, static)
+
+    @feeds.post("/vitals/{patient_id}/merge")
+    def vitals_merge(
+        patient_id: str,
+        request: Request,
+        into: Annotated[str, Query(min_length=1, description="the identifier the stay goes "
+                                   "on under (the patient's own record)")],
+    ) -> dict[str, Any]:  # fmt: skip
+        """Two records of one patient merged by the hospital (a temporary number into the
+        patient's own): the sepsis stay goes on under ``into``, hours, network state and
+        alarm episode included; 409 when ``into`` has a stay of their own, 403 when the
+        token is limited to patients and ``into`` is not one of them."""
+        cred = request.state.credential
+        if cred is not None and cred.patients is not None and not cred.covers(into):
+            raise HTTPException(403, f"token {cred.name!r} is not for patient {into!r}")
+        return http_call(ward.merge_sepsis, patient_id, into)
+
     @feeds.post("/vitals/{patient_id}/close")
     def vitals_close(patient_id: str) -> dict[str, Any]:
         """Score the patient's ICU hours being assembled from observations now, without
@@ -422,7 +452,8 @@ def create_app(
     )  # fmt: skip
     async def hl7_message(request: Request) -> Response:
         """Any HL7 v2 message an interface engine forwards (ER7; :mod:`pipelines.hl7_inbox`):
-        ``ADT^A01`` admits to sepsis scoring, ``A03``/``A11`` discharge, ``ORU^R01`` adds
+        ``ADT^A01`` admits to sepsis scoring, ``A03``/``A11`` discharge, ``A08`` updates
+        the demographics, ``A40`` merges a record into the patient's own, ``ORU^R01`` adds
         its observations to the ICU hour their times fall in, for its ``PID-3`` patient.
         The body of the answer is the acknowledgement (``AA``, or ``AE``/``AR`` with the
         reason, and the same HTTP status); a resent message (same ``MSH-10``) is not
@@ -626,7 +657,8 @@ def create_app(
     audited_routes.update(("GET", r.path) for r in reads.routes)
     audited_routes.update((m, r.path) for r in acks.routes for m in r.methods)
     audited_routes.update((m, r.path) for r in feeds.routes for m in r.methods
-                          if r.path.endswith(("/admit", "/close")) or m == "DELETE")  # fmt: skip
+                          if r.path.endswith(("/admit", "/close", "/static", "/merge"))
+                          or m == "DELETE")  # fmt: skip
     audited_routes.add(("GET", "/audit"))
     for router in (feeds, reads, acks, admin):
         app.include_router(router)

@@ -18,6 +18,10 @@ message             what the ward does
 ``ADT^A02``         with ``units`` given: a transfer into one of them admits, out of them
                     discharges (``PV1-3``, the point of care); else not acted on
 ``ADT^A03``/``A11`` discharge (a discharge, a cancelled admission)
+``ADT^A08``         a patient on scoring: the age, sex and hospital admission the message
+                    gives, counted to the stay's start, for the hours scored from then on
+``ADT^A40``         the stay of the record merged away (``MRG-1``, a temporary number) goes
+                    on under the surviving identifier (``PID-3``)
 ``ORU^R01``         the observations go to the ICU hour their times fall in, for the first
                     ``PID-3`` identifier on sepsis scoring (:meth:`Ward.add_observations`:
                     the hour is scored when it closes)
@@ -267,8 +271,9 @@ class Hl7Inbox:
                 reply = Hl7Reply(hl7_ack(msg, "AE", text), "AE", 500, text, msg.message_type)
             if self.audit is not None and msg.kind[0] == "ADT" and reply.result:
                 pid = reply.result.get("patient_id")
-                action = f"HL7 {_type(msg)} " + ("discharge" if reply.result.get("discharged")
-                                                 else "admit")  # fmt: skip
+                verb = {"A08": "update", "A40": "merge"}.get(msg.kind[1]) or (
+                    "discharge" if reply.result.get("discharged") else "admit")  # fmt: skip
+                action = f"HL7 {_type(msg)} {verb}"
                 self.audit.record(caller or source, action, pid, reply.status, client)
             if key and reply.code == "AA":  # an error is worth trying again
                 self._seen[key] = reply
@@ -346,7 +351,39 @@ class Hl7Inbox:
             if not on:
                 return {}, f"patient {pid} is not on sepsis scoring; nothing to do"
             return self._discharge(pid, "discharged" if trigger == "A03" else "admission cancelled")
+        if trigger == "A08":
+            return self._update(msg, pid, on)
+        if trigger == "A40":
+            return self._merge(msg, pid)
         return {}, f"ADT^{trigger} not acted on"
+
+    def _update(self, msg: Hl7Message, pid: str, on: bool) -> tuple[dict[str, Any], str]:
+        """``ADT^A08``: the demographics of a patient on scoring, counted to the stay's
+        start, for the hours scored from now on."""
+        if not on:
+            return {}, f"patient {pid} is not on sepsis scoring; nothing to update"
+        start = datetime.fromisoformat(ward_call(self.ward.sepsis_summary, pid)["admitted_at"])
+        update = adt_event(msg, self.tz, as_of=start)
+        if not update.static:
+            return {}, "; ".join([f"patient {pid}: no age, sex or hospital admission in the "
+                                  "message; nothing updated", *update.notes])  # fmt: skip
+        summary = ward_call(self.ward.update_sepsis_static, pid, update.static)
+        given = ", ".join(f"{k} {v:g}" for k, v in sorted(update.static.items()))
+        return summary, "; ".join([f"patient {pid}: {given} for the hours scored from now on",
+                                   *update.notes])  # fmt: skip
+
+    def _merge(self, msg: Hl7Message, pid: str) -> tuple[dict[str, Any], str]:
+        """``ADT^A40``: the stay of the record merged away (``MRG-1``) goes on under the
+        surviving identifier (``PID-3``)."""
+        prior = msg.prior_patient_ids
+        if not prior:
+            raise Refused(422, "ADT^A40 without MRG-1: it does not say which record is merged")
+        on = set(self.ward.patients().get("sepsis", []))
+        old = next((p for p in prior if p in on), None)
+        if old is None:
+            return {}, f"{', '.join(prior)} not on sepsis scoring; nothing to merge"
+        summary = ward_call(self.ward.merge_sepsis, old, pid)
+        return summary, f"patient {old} merged into {pid}: the sepsis stay goes on under {pid}"
 
     def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
         summary = ward_call(self.ward.discharge_sepsis, pid)

@@ -275,7 +275,7 @@ def test_adt_messages_admit_transfer_and_discharge(
     out = inbox.handle(_adt("A03", "A6", "mrn-7", when))
     assert out.code == "AA" and out.result["discharged"] and ward.patients()["sepsis"] == []
     assert "nothing to do" in inbox.handle(_adt("A03", "A7", "mrn-7", when)).text
-    assert "not acted on" in inbox.handle(_adt("A08", "A8", "mrn-7", when)).text
+    assert "not acted on" in inbox.handle(_adt("A31", "A8", "mrn-7", when)).text
     # a result message with the observations of several hours: each to its own hour
     inbox.handle(_adt("A01", "A10", "mrn-11", when - timedelta(hours=1)))
     hr = row_to_observations({"HR": 88.0})
@@ -305,6 +305,139 @@ def test_adt_messages_admit_transfer_and_discharge(
     out = plain.handle(_adt("A01", "B1", "mrn-10", local, offset=False))
     assert out.code == "AA" and "admitted as of now" in out.text
     assert "no time of day or no UTC offset" in out.text
+
+
+def _merge(control: str, patient: str, prior: str, when: datetime) -> str:
+    """An ``ADT^A40``: ``prior`` merged into ``patient``."""
+    head = _adt("A40", control, patient, when).rstrip("\r").split("\r")[:3]
+    return "\r".join([*head, f"MRG|{prior}^^^HOSP^MR"]) + "\r"
+
+
+def _unstatic(row: dict) -> dict:
+    return {c: v for c, v in row.items() if c not in STATIC}
+
+
+def test_adt_updates_demographics_and_merges_records_of_one_patient(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    rows = [_unstatic(r) for r in sepsis_fit[2][:HOURS]]
+    ward = _ward(sepsis_fit, shadow_sepsis=EarlyWarningMonitor(*sepsis_fit[:2]))
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    start = datetime.now(UTC) - timedelta(hours=HOURS + 1)
+    born = start.replace(year=start.year - 71) - timedelta(days=30)
+    assert (
+        inbox.handle(_adt("A01", "M1", "tmp-1", start, born=born.strftime("%Y%m%d"))).code == "AA"
+    )
+    assert ward.sepsis_summary("tmp-1")["static"] == {"age_years": 71.0, "gender_male": 0.0}
+    for row in rows[:3]:
+        ward.add_hour("tmp-1", row)
+    # the registration is corrected hours later: ten years older, male; the age is counted
+    # to the stay's start, not to the message
+    older = born.replace(year=born.year - 10).strftime("%Y%m%d")
+    out = inbox.handle(_adt("A08", "M2", "tmp-1", datetime.now(UTC), born=older, sex="M"))
+    assert out.code == "AA" and "Age 81, Gender 1 for the hours scored from now on" in out.text
+    assert out.result["static"] == {"age_years": 81.0, "gender_male": 1.0}
+    ward.add_hour("tmp-1", rows[3])
+    # the temporary number is merged into the patient's own record: the stay goes on there
+    out = inbox.handle(_merge("M3", "mrn-100", "tmp-1", datetime.now(UTC)))
+    assert out.code == "AA" and "tmp-1 merged into mrn-100" in out.text, out.text
+    assert ward.patients()["sepsis"] == ["mrn-100"]
+    for row in rows[4:]:
+        ward.add_hour("mrn-100", row)
+    merged = ward.sepsis_stay("mrn-100")
+    # the same hours scored as one stay under one name, with the demographics changed
+    # after its third hour
+    ref = _ward(sepsis_fit)
+    ref.admit_sepsis("ref", None, start)
+    for i, row in enumerate(rows):
+        static = {"Age": 71.0, "Gender": 0.0} if i < 3 else {"Age": 81.0, "Gender": 1.0}
+        ref.add_hour("ref", {**row, **static})
+    want = ref.sepsis_stay("ref")
+    assert merged["hours"] == want["hours"] == [int(r["ICULOS"]) for r in rows]
+    np.testing.assert_allclose(merged["risks"], want["risks"], atol=1e-6)
+    assert ward.sepsis_summary("mrn-100")["last_hour"]["patient_id"] == "mrn-100"
+    shadow = ward.shadow_report()  # the challenger followed the merge: the same model here
+    assert ward.shadow_errors == 0 and shadow["early_warning"]["patients"] == 1
+    assert shadow["early_warning"]["hours"] == HOURS
+    assert shadow["early_warning"]["risk_max_abs_diff"] == pytest.approx(0.0, abs=1e-6)
+    (event,) = ward.events(source="ward")["events"]
+    assert (event["kind"], event["patient_id"], event["merged_from"]) == (
+        "patient_merged", "mrn-100", "tmp-1")  # fmt: skip
+    # a merge into a record with a stay of its own is refused; nothing to merge is said
+    assert inbox.handle(_adt("A01", "M4", "tmp-2", start)).code == "AA"
+    out = inbox.handle(_merge("M5", "mrn-100", "tmp-2", datetime.now(UTC)))
+    assert (out.code, out.status) == ("AE", 409) and "stay of their own" in out.text
+    assert sorted(ward.patients()["sepsis"]) == ["mrn-100", "tmp-2"]
+    out = inbox.handle(_merge("M6", "mrn-5", "tmp-9", datetime.now(UTC)))
+    assert out.code == "AA" and "nothing to merge" in out.text
+    no_mrg = _adt("A40", "M7", "mrn-100", datetime.now(UTC))
+    assert inbox.handle(no_mrg).status == 422
+    assert "nothing to update" in inbox.handle(_adt("A08", "M8", "mrn-6", start)).text
+
+
+def test_a_merged_stay_keeps_its_alarm_episode_across_a_restart(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    rows = sepsis_fit[2][:3]
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    ward.sepsis.threshold = 0.0  # every hour is in alarm: one episode from the first hour
+    ward.admit_sepsis("tmp-1", None, datetime.now(UTC) - timedelta(hours=4))
+    ward.add_hour("tmp-1", rows[0])
+    onset = ward.sepsis_summary("tmp-1")["alarm_seq"]
+    assert onset is not None
+    ward.merge_sepsis("tmp-1", "mrn-1")
+    ward.update_sepsis_static("mrn-1", {"Age": 60})
+    ward.add_hour("mrn-1", rows[1])
+    before = ward.sepsis_summary("mrn-1")
+    ward.journal.close()
+
+    again = _ward(sepsis_fit, journal=WardJournal(path))
+    again.sepsis.threshold = 0.0
+    again.restore(again.journal.load())
+    after = again.sepsis_summary("mrn-1")
+    assert after["alarm_seq"] == onset and after["alarm_episodes"] == 1
+    assert after["static"]["age_years"] == 60.0
+    assert after["last_hour"] == before["last_hour"]
+    assert again.patients()["sepsis"] == ["mrn-1"]
+    with pytest.raises(KeyError):
+        again.merge_sepsis("tmp-1", "mrn-2")
+    with pytest.raises(ValueError, match="into itself"):
+        again.merge_sepsis("mrn-1", "mrn-1")
+
+
+def test_demographics_and_merges_over_http(sepsis_fit: tuple[Any, dict, list[dict]],
+                                           tmp_path: Path) -> None:  # fmt: skip
+    from pipelines.access import TokenTable, new_token
+
+    f = tmp_path / "tokens.json"
+    bay = new_token(f, "bay-2 feed", "feed", patients=["bed-*"])
+    admin = new_token(f, "ops", "admin")
+    ward = _ward(sepsis_fit)
+    app = create_app(ward, tick_s=0, tokens=TokenTable.from_file(f))
+
+    def as_(t: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {t}"}
+
+    with TestClient(app) as c:
+        for p in ("bed-1", "bed-2"):
+            assert (
+                c.post(f"/vitals/{p}/admit", json={"Age": 50}, headers=as_(bay)).status_code == 201
+            )
+        r = c.post("/vitals/bed-1/static", json={"Gender": 1}, headers=as_(bay))
+        assert r.status_code == 200 and r.json()["static"] == {
+            "age_years": 50.0,
+            "gender_male": 1.0,
+        }
+        assert c.post("/vitals/bed-1/static", json={"Sex": 1}, headers=as_(bay)).status_code == 422
+        r = c.post("/vitals/bed-1/merge", params={"into": "mrn-1"}, headers=as_(bay))
+        assert r.status_code == 403 and "not for patient 'mrn-1'" in r.text
+        r = c.post("/vitals/bed-1/merge", params={"into": "bed-2"}, headers=as_(bay))
+        assert r.status_code == 409
+        r = c.post("/vitals/bed-1/merge", params={"into": "mrn-1"}, headers=as_(admin))
+        assert r.status_code == 200 and r.json()["patient_id"] == "mrn-1"
+        assert c.post("/vitals/bed-9/merge", params={"into": "mrn-9"},
+                      headers=as_(admin)).status_code == 404  # fmt: skip
 
 
 def test_a_message_resent_after_a_restart_is_not_taken_twice(

@@ -241,11 +241,19 @@ class Hl7Message:
     @property
     def patient_ids(self) -> list[str]:
         """Every identifier of ``PID-3`` (each repetition's ID number), in order."""
+        return self._identifiers("PID", 3)
+
+    @property
+    def prior_patient_ids(self) -> list[str]:
+        """Every identifier of ``MRG-1``, the record merged away (``ADT^A40``), in order."""
+        return self._identifiers("MRG", 1)
+
+    def _identifiers(self, segment: str, n: int) -> list[str]:
         out = []
         for seg in self.segments:
-            if seg[0] == "PID" and len(seg) > 3:
+            if seg[0] == segment and len(seg) > n:
                 out += [self.unescape(r.split(self.components)[0]).strip()
-                        for r in seg[3].split(self.encoding[1])
+                        for r in seg[n].split(self.encoding[1])
                         if r.split(self.components)[0].strip()]  # fmt: skip
         return out
 
@@ -309,12 +317,14 @@ class AdtEvent:
     notes: list[str]  # what could not be read, for the acknowledgement
 
 
-def adt_event(msg: Hl7Message, tz: tzinfo | None = None) -> AdtEvent:
+def adt_event(msg: Hl7Message, tz: tzinfo | None = None, as_of: datetime | None = None) -> AdtEvent:
     """An ``ADT`` message's event and the demographics the sepsis model takes from it:
     ``Age`` in whole years at the event from the birth date ``PID-7``, ``Gender`` from the
     administrative sex ``PID-8`` (``F`` 0, ``M`` 1; another or none: not given), and
     ``HospAdmTime``, the hours from the hospital admission ``PV1-44`` to the event
-    (negative, as in the Challenge's data). ValueError for a message that is not ``ADT``."""
+    (negative, as in the Challenge's data). ``as_of``: the time the age and the hours are
+    counted to instead of the event's (an update, ``A08``, describes a stay that began
+    before it). ValueError for a message that is not ``ADT``."""
     if msg.kind[0] != "ADT":
         raise ValueError(f"an HL7 v2 {msg.message_type!r} is not an ADT message")
     trigger = msg.kind[1] or msg.field("EVN", 1).upper()
@@ -329,11 +339,12 @@ def adt_event(msg: Hl7Message, tz: tzinfo | None = None) -> AdtEvent:
             else:
                 break
     static: dict[str, float] = {}
+    stay = when if as_of is None else as_of  # what the demographics are counted to
     born = msg.field("PID", 7)
-    if born and when is not None:
+    if born and stay is not None:
         try:
             b = datetime.strptime(born[:8], "%Y%m%d")
-            on = when.date()
+            on = stay.date()
             age = on.year - b.year - ((on.month, on.day) < (b.month, b.day))
             if 0 <= age <= 120:
                 static["Age"] = float(age)
@@ -345,12 +356,12 @@ def adt_event(msg: Hl7Message, tz: tzinfo | None = None) -> AdtEvent:
     if sex in ("F", "M"):
         static["Gender"] = 0.0 if sex == "F" else 1.0
     hospital = msg.field("PV1", 44)
-    if hospital and when is not None:
+    if hospital and stay is not None:
         t = hl7_time(hospital, tz)
         if t is None:
             notes.append(f"PV1-44 {hospital!r} has no time of day or no UTC offset")
         else:
-            static["HospAdmTime"] = round((t - when).total_seconds() / 3600, 2)
+            static["HospAdmTime"] = round((t - stay).total_seconds() / 3600, 2)
     return AdtEvent(trigger, msg.patient_ids, when, static, notes)
 
 

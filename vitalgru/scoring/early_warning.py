@@ -246,6 +246,19 @@ class EarlyWarningMonitor:
         if self._stays.pop(str(patient_id), None) is None:
             raise KeyError(f"patient {patient_id!r} is not being monitored")
 
+    def rename(self, patient_id: str, new_id: str) -> None:
+        """Go on with a patient's stay under another identifier (two records of one patient
+        merged by the hospital): the rows and the network's state carry over. KeyError for a
+        patient not monitored; ValueError when ``new_id`` is being monitored already."""
+        old, new = str(patient_id), str(new_id)
+        if old not in self._stays:
+            raise KeyError(f"patient {old!r} is not being monitored")
+        if new in self._stays:
+            raise ValueError(f"patient {new!r} is already being monitored")
+        stay = self._stays.pop(old)
+        stay.pid = new
+        self._stays[new] = stay
+
     @torch.no_grad()
     def push(self, rows: Mapping[str, Mapping[str, Any]]) -> list[HourRisk]:
         """Score each patient's next hour.

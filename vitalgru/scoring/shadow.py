@@ -56,6 +56,12 @@ class SepsisShadow:
         self._in_alarm.pop(patient_id, None)
         self.monitor.discharge(patient_id)
 
+    def rename(self, patient_id: str, new_id: str) -> None:
+        self.monitor.rename(patient_id, new_id)
+        self._in_alarm[new_id] = self._in_alarm.pop(patient_id, (False, False))
+        self.patients.discard(patient_id)  # one patient, counted once
+        self.patients.add(new_id)
+
     def score(self, rows: Mapping[str, Mapping[str, Any]], champion: list[HourRisk]) -> None:
         """Push the rows the champion scored (``{patient: row}``) and compare its risks
         (``champion``, in the same order)."""

@@ -49,6 +49,8 @@ __all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState", "event
 
 #: Version of the tables below; a file of another version is refused, not guessed at.
 SCHEMA_VERSION = 1
+#: The tables holding a sepsis patient's stay, by patient id.
+_SEPSIS_TABLES = ("sepsis_beds", "sepsis_static", "sepsis_hours", "sepsis_live", "sepsis_pending")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -282,13 +284,23 @@ class WardJournal:
                 db.execute("INSERT OR REPLACE INTO sepsis_live VALUES (?, ?)",
                            (patient_id, arrived_at))  # fmt: skip
 
+    def set_static(self, patient_id: str, static: Mapping[str, float]) -> None:
+        """Replace a sepsis patient's demographics (an update from the hospital's ADT)."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO sepsis_static VALUES (?, ?)",
+                       (patient_id, event_json(dict(static))))  # fmt: skip
+
+    def merge_sepsis(self, patient_id: str, new_id: str) -> None:
+        """Keep a sepsis patient's stay under ``new_id`` (two records of one patient merged)."""
+        with self._write() as db:
+            for table in _SEPSIS_TABLES:
+                db.execute(f"UPDATE {table} SET patient_id = ? WHERE patient_id = ?",
+                           (new_id, patient_id))  # fmt: skip
+
     def discharge_sepsis(self, patient_id: str) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM sepsis_beds WHERE patient_id = ?", (patient_id,))
-            db.execute("DELETE FROM sepsis_hours WHERE patient_id = ?", (patient_id,))
-            db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
-            db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
-            db.execute("DELETE FROM sepsis_live WHERE patient_id = ?", (patient_id,))
+            for table in _SEPSIS_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE patient_id = ?", (patient_id,))
 
     def add_event(self, event: Mapping[str, Any]) -> None:
         seq = int(event["seq"])

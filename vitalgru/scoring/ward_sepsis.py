@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,6 +93,22 @@ def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping
     return out
 
 
+def _merged_ids(events: list[dict[str, Any]]) -> Any:
+    """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
+    the log (a record merged into one that was merged again ends at the last)."""
+    into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
+            if e.get("kind") == "patient_merged"}  # fmt: skip
+
+    def now_id(pid: Any) -> str:
+        pid, seen = str(pid), set()
+        while pid in into and pid not in seen:
+            seen.add(pid)
+            pid = into[pid]
+        return pid
+
+    return now_id
+
+
 def _now() -> datetime:
     """The wall clock the sepsis hours close on (one place, for tests to move)."""
     return datetime.now(UTC)
@@ -160,12 +176,14 @@ class SepsisWard(WardEvents):
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.scored(r, None)
-            onsets = {e["patient_id"]: e for e in state.events if e.get("source") == "sepsis"}
+            now_id = _merged_ids(state.events)  # events logged before a merge: the old id
+            onsets = {now_id(e["patient_id"]): e for e in state.events
+                      if e.get("source") == "sepsis"}  # fmt: skip
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
                     bed.onset = onsets.get(pid)
             for e in state.events:  # what each logged onset said raised the risk
-                bed = beds.get(str(e.get("patient_id")))
+                bed = beds.get(now_id(e.get("patient_id")))
                 if bed is not None and e.get("source") == "sepsis" and "hour" in e:
                     bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
             for a in state.sepsis:  # hours being assembled when the gateway stopped
@@ -507,6 +525,64 @@ class SepsisWard(WardEvents):
             "drivers": drivers,
             "threshold": self.sepsis.threshold,
         }
+
+    def update_sepsis_static(self, patient_id: str, static: Mapping[str, Any]) -> dict[str, Any]:
+        """Change a sepsis patient's demographics (the hospital corrected a birth date or the
+        sex: ``ADT^A08``): the values given replace those held, for the hours scored from
+        now on (hours already scored keep their risks); values not given are kept. Returns
+        the :meth:`sepsis_summary`. KeyError for a patient not admitted; ValueError, as for
+        :meth:`admit_sepsis`, for a column or value that is not one."""
+        self._need(self.sepsis, "early-warning")
+        pid = str(patient_id)
+        given = _static_columns(static)
+        with self._model_lock, self._queue_lock:  # not while an hour is being scored
+            bed = self._sepsis_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
+            bed.static.update(given)
+            self._journal("set_static", pid, dict(bed.static))
+            return self._sepsis_summary(pid, bed)
+
+    def merge_sepsis(self, patient_id: str, into: str) -> dict[str, Any]:
+        """Go on with a sepsis patient's stay under another identifier, when the hospital
+        merges two records of one patient (``ADT^A40``: a temporary number into the
+        patient's own). The hours, the network's state, the hours being assembled and the
+        alarm episode going on carry over; events logged before keep the identifier they
+        were logged under, and the log gets a ``patient_merged`` event (source ``ward``,
+        ``merged_from``) saying so. Returns the :meth:`sepsis_summary` under ``into``.
+        KeyError for a patient not on sepsis monitoring; ValueError when ``into`` has a stay
+        of their own (two stays are not joined: discharge one first) or is the same id."""
+        self._need(self.sepsis, "early-warning")
+        old, new = str(patient_id), str(into)
+        if old == new:
+            raise ValueError(f"patient {old!r} cannot be merged into itself")
+        with self._model_lock, self._queue_lock:
+            bed = self._sepsis_beds.get(old)
+            if bed is None:
+                raise KeyError(f"patient {old!r} is not on sepsis monitoring")
+            if new in self._sepsis_beds:
+                raise ValueError(
+                    f"patient {new!r} is already on sepsis monitoring with a stay of their "
+                    f"own; {old!r} was not merged into it (discharge one of the two first)"
+                )
+            self.sepsis.rename(old, new)
+            self._in_shadow(self._shadow_sepsis, lambda sh: sh.rename(old, new))
+            del self._sepsis_beds[old]
+            bed.risks = [replace(r, patient_id=new) for r in bed.risks]
+            bed.peak = None if bed.peak is None else replace(bed.peak, patient_id=new)
+            self._sepsis_beds[new] = bed
+            self._journal("merge_sepsis", old, new)
+            self._event(
+                {
+                    "source": "ward",
+                    "patient_id": new,
+                    "kind": "patient_merged",
+                    "merged_from": old,
+                    "message": f"patient {old} merged into {new}: the sepsis stay goes on "
+                    f"under {new}",
+                }
+            )
+            return self._sepsis_summary(new, bed)
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
         """Stop scoring a patient (the hours being assembled from observations are scored
