@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,7 +93,7 @@ def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping
     return out
 
 
-def _merged_ids(events: list[dict[str, Any]]) -> Any:
+def _merged_ids(events: list[dict[str, Any]]) -> Callable[[Any], str]:
     """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
     the log (a record merged into one that was merged again ends at the last)."""
     into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
