@@ -566,6 +566,9 @@ class Ward(SepsisWard):
                             "(the feed, not the patient's leads)",
                         }
                         bed.alerts.append(self._event(event))
+                        # its alarms' strips end where the samples did: samples that come
+                        # after the gap would join them as if there had been none
+                        self._complete_strips(final=pid)
             result = self.ecg.push(chunks) if chunks else None
             if result is not None:
                 self._in_shadow(
@@ -659,8 +662,8 @@ class Ward(SepsisWard):
     def _complete_strips(self, final: str | None) -> None:
         """Keep the strips of the alarms raised so far, as far as the samples go; those
         whose end has been reached and whose beats have been labelled (or whose feed
-        ``final`` ends) are complete and leave the pending list (the caller holds the queue
-        lock)."""
+        ``final`` ends, or was lost) are complete and leave the pending list (the caller
+        holds the queue lock)."""
         for pid, bed in self._ecg_beds.items():
             if not bed.pending_strips:
                 continue

@@ -537,6 +537,30 @@ def test_a_strip_grows_until_its_beats_are_labelled_and_a_discharge_ends_it(
     assert last["complete"] and last["end_s"] == pytest.approx(k + 2)
 
 
+def test_a_lost_feed_ends_its_alarms_strips_where_its_samples_stopped(
+    signals: dict[str, np.ndarray],
+) -> None:
+    x = signals["100"]  # the lead off from 40 s: a pause
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.05)
+    ward.admit_ecg("bed-1", 360.0)
+    k = 0
+    while not any(e["kind"] == "pause" for e in ward.events()["events"]):
+        ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
+        ward.tick()
+        k += 1
+    seq = next(e["seq"] for e in ward.events()["events"] if e["kind"] == "pause")
+    assert not ward.strip(seq)["complete"]
+    time.sleep(0.1)
+    ward.tick()  # nothing came for longer than the feed timeout: the feed is lost
+    assert ward.ecg_summary("bed-1")["alarms"][-1]["kind"] == "feed_lost"
+    cut = ward.strip(seq)
+    assert cut["complete"] and cut["end_s"] == pytest.approx(k)
+    # samples after the gap do not join the strip as if there had been none
+    ward.add_ecg("bed-1", x[k * 360 : (k + 2) * 360])
+    ward.tick()
+    assert ward.strip(seq) == cut
+
+
 def test_a_failing_last_tick_still_keeps_the_memory_and_closes_the_file(
     signals: dict[str, np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
