@@ -27,6 +27,7 @@ from vitalgru.data.drift import arrhythmia_reference, beat_inputs
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
 from vitalgru.errors import ConfigError, UnknownRecordError
 from vitalgru.io import open_database
+from vitalgru.io.wfdb_writer import check_annotation_extension
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
@@ -326,6 +327,7 @@ def evaluate_arrhythmia(
     records: str | None,
     out: str,
     config_path: str | None = None,
+    write_annotations: str | None = None,
 ) -> dict[str, Any]:
     """Score every annotated beat of a WFDB database with a logged model.
 
@@ -344,6 +346,10 @@ def evaluate_arrhythmia(
     config_path : str, optional
         Training config whose ``ingest.physionet`` (mirror, cache) and
         ``ingest.arrhythmia.windows.lead`` (when it differs from the model's) are used.
+    write_annotations : str, optional
+        Also write the model's label of each beat as a WFDB annotation file with this
+        extension, ``annotations/<record>.<ext>`` beside the report
+        (:mod:`vitalgru.io.wfdb_writer`: for ``bxb``, WAVE, ``wfdb.rdann``).
 
     Returns
     -------
@@ -352,8 +358,11 @@ def evaluate_arrhythmia(
         {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
         "model_version", "database", "paths"}``.
     """
+    if write_annotations is not None:
+        check_annotation_extension(write_annotations, "atr")  # before minutes of scoring
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
-    report, _ = score_records(loaded, db, records, out, config_path)
+    report, _ = score_records(loaded, db, records, out, config_path,
+                              write_annotations=write_annotations)  # fmt: skip
     return report
 
 
@@ -364,11 +373,14 @@ def score_records(
     out: str,
     config_path: str | None = None,
     annotations: str | None = "atr",
+    write_annotations: str | None = None,
 ) -> tuple[dict[str, Any], DatabaseScores]:
     """Score a database's records with a loaded model and write what
     :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``. With
     ``annotations`` None the records are taken as unannotated: the detector's beats are
-    classified and the report counts the calls (:func:`vitalgru.metrics.aami.calls_report`)."""
+    classified and the report counts the calls (:func:`vitalgru.metrics.aami.calls_report`).
+    ``write_annotations``: the extension of the WFDB annotation files the labels are also
+    written to (``annotations/`` beside the report)."""
     cfg = load_arrhythmia_config(config_path)
     database = open_database(db, cfg.ingest.physionet)
     names = _parse_records(records, database.list_records(), database.name)
@@ -390,5 +402,9 @@ def score_records(
     report["paths"] = write_report(
         report, json_path, f"{db}: model {loaded.uri} (version {loaded.version})"
     )
+    if write_annotations is not None:
+        folder = json_path.parent / "annotations"
+        scores.write_annotations(folder, write_annotations)
+        report["paths"]["annotations"] = str(folder)
     json_path.write_text(json.dumps(report, indent=2))
     return report, scores

@@ -33,6 +33,7 @@ from pipelines.cli_args import (
     margin_seconds,
     positive_seconds,
     results_path,
+    written_annotation_ext,
 )
 from pipelines.cli_serve import add_serve_commands
 from vitalgru import __version__
@@ -129,10 +130,23 @@ _TASK_INPUT = {
 
 def _require_input(args: argparse.Namespace) -> None:
     """Exit with a usage message when the task's input option is missing (argparse cannot
-    say that one option is required for one choice of the positional argument)."""
+    say that one option is required for one choice of the positional argument), or an
+    arrhythmia option is given to early-warning."""
     attr, usage = _TASK_INPUT[args.task]
     if not getattr(args, attr):
         raise SystemExit(f"{args.command} {args.task} needs {usage}")
+    if args.write_annotations is None:
+        return
+    if args.task == "early-warning":
+        raise SystemExit("--write-annotations is an arrhythmia option")
+    from vitalgru.io.wfdb_writer import check_annotation_extension
+
+    try:  # not the reference annotations' own extension
+        check_annotation_extension(
+            args.write_annotations, getattr(args, "annotations", None) or "atr"
+        )
+    except ValueError as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -147,6 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             records=args.records,
             out=str(Path(args.out).resolve()),
             config_path=args.config,
+            write_annotations=args.write_annotations,
         )
     else:
         from pipelines.early_warning import evaluate_early_warning
@@ -195,6 +210,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         margin_s=args.margin_s,
         config_path=args.config,
         annotations=annotation_ext_or_none(args.annotations or "atr"),
+        write_annotations=args.write_annotations,
     )
     if res["annotated"]:
         d, b = res["detection"], res["beats"]
@@ -394,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics JSON to write, or a folder for the results",
     )  # fmt: skip
     sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
+    sp.add_argument(
+        "--write-annotations", type=written_annotation_ext, metavar="EXT",
+        help="arrhythmia: also write the model's label of each beat as a WFDB annotation "
+        "file, annotations/<record>.<EXT> beside the report (for bxb, WAVE, wfdb.rdann)",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser(
@@ -434,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotations", type=annotation_ext,
         help="arrhythmia: extension of the reference beat annotations (default: atr), or "
         "none for unannotated recordings: replayed and reported without scores",
+    )  # fmt: skip
+    sp.add_argument(
+        "--write-annotations", type=written_annotation_ext, metavar="EXT",
+        help="arrhythmia: also write the model's label of each beat as a WFDB annotation "
+        "file, annotations/<record>.<EXT> beside the report (for bxb, WAVE, wfdb.rdann)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_replay)
 

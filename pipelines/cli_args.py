@@ -147,3 +147,14 @@ def port(text: str) -> int:
     if not 1 <= v <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 1-65535, got {text}")
     return v
+
+
+def written_annotation_ext(text: str) -> str:
+    """``--write-annotations``: the extension of the WFDB annotation files the model's labels
+    are written to (letters and digits)."""
+    from vitalgru.io.wfdb_writer import check_annotation_extension
+
+    try:
+        return check_annotation_extension(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

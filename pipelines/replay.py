@@ -33,6 +33,7 @@ from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import read_psv_folder
+from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import report_markdown
 from vitalgru.metrics.utility import report_markdown as utility_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -135,6 +136,7 @@ def replay_arrhythmia(
     alert_rules: Mapping[str, Any] | None = None,
     config_path: str | None = None,
     annotations: str | None = "atr",
+    write_annotations: str | None = None,
 ) -> dict[str, Any]:
     """Replay records of a WFDB database through the live monitor and score it.
 
@@ -163,6 +165,10 @@ def replay_arrhythmia(
         Extension of the reference annotation files; None for recordings nobody
         annotated: they are replayed and reported (calls, alarms, the clinician's page)
         without scores.
+    write_annotations : str, optional
+        Also write the monitor's beats and labels as WFDB annotation files with this
+        extension, ``annotations/<record>.<ext>`` beside the report
+        (:mod:`vitalgru.io.wfdb_writer`: ``bxb`` compares them with the reference).
 
     Returns
     -------
@@ -170,6 +176,8 @@ def replay_arrhythmia(
         The report of :func:`vitalgru.scoring.replay_database` with ``model_uri``,
         ``model_version``, ``database`` and ``paths``.
     """
+    if write_annotations is not None:  # before minutes of replay
+        check_annotation_extension(write_annotations, annotations)
     cfg = load_arrhythmia_config(config_path)
     rules = AlertRules.from_dict(dict(alert_rules or {}))
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
@@ -222,6 +230,14 @@ def replay_arrhythmia(
         )  # fmt: skip
     )
     fhir.write_text(json.dumps(ecg_bundle(summaries, model=model), indent=1))
+    if write_annotations is not None:
+        folder = json_path.parent / "annotations"
+        for pid, calls in result.calls.items():
+            fs = result.fs[pid]
+            write_beat_labels(folder, pid, write_annotations,
+                              [c.sample_idx for c in calls],
+                              [c.label for c in calls], fs)  # fmt: skip
+        report["paths"]["annotations"] = str(folder)
     json_path.write_text(json.dumps(report, indent=2))
     return report
 

@@ -18,7 +18,9 @@ from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
 from pipelines.cli import main as cli
 from pipelines.monitor import monitor_arrhythmia_flow
 from vitalgru import tracking
+from vitalgru.data.labels import AAMI_MAP
 from vitalgru.dsp import map_indices, resample
+from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 
 
@@ -102,8 +104,16 @@ class TestTrainArrhythmiaFlow:
         folder = _other_layout(physionet_mirror / "mitdb", "233", isolated_mlflow / "db250")
         ev250 = evaluate_arrhythmia(
             "models:/vitalgru-arrhythmia@champion", str(folder), None,
-            str(isolated_mlflow / "eval250.json"),
+            str(isolated_mlflow / "eval250.json"), write_annotations="vgru",
         )  # fmt: skip
+        # the labels as a WFDB annotation file: one per annotated beat, at its own 250 Hz
+        # sample, the classes counted as the report's predicted columns
+        ref = wfdb.rdann(str(folder / "233"), "atr")
+        got = wfdb.rdann(str(Path(ev250["paths"]["annotations"]) / "233"), "vgru")
+        assert got.fs == 250 and set(got.sample) <= set(ref.sample.tolist())
+        cm = np.asarray(ev250["confusion_matrix"])
+        codes = np.asarray(got.symbol)
+        assert [int((codes == s).sum()) for s in "NAVFQ"] == cm.sum(axis=0).tolist()
         n360 = [ev["classes"][c]["n"] for c in "NSVFQ"]
         assert [ev250["classes"][c]["n"] for c in "NSVFQ"] == n360
         assert abs(ev250["accuracy"] - ev["accuracy"]) < 0.03
@@ -116,9 +126,20 @@ class TestTrainArrhythmiaFlow:
         # beats found by the detector and scored against the reference.
         out = isolated_mlflow / "replay" / "r.json"
         assert cli(["replay", "arrhythmia", "--model", "models:/vitalgru-arrhythmia@champion",
-                    "--db", str(folder), "--chunk-s", "0.5", "--out", str(out)]) == 0  # fmt: skip
+                    "--db", str(folder), "--chunk-s", "0.5", "--out", str(out),
+                    "--write-annotations", "vgru"]) == 0  # fmt: skip
         rep = json.loads(out.read_text())
         d = rep["detection"]
+        # the monitor's beats written for bxb: scored from the file alone (matched to the
+        # reference within 150 ms, as the replay matches them), the same beat accuracy
+        live = wfdb.rdann(str(out.parent / "annotations" / "233"), "vgru")
+        assert len(live.sample) == rep["calls"]["n_beats"] and live.fs == 250
+        beats = np.isin(ref.symbol, list(AAMI_MAP))
+        ri, di = match_pairs(ref.sample[beats], live.sample, 250.0, MATCH_WINDOW_S)
+        truth = [str(AAMI_MAP[s]) for s in np.asarray(ref.symbol)[beats][ri]]
+        called = [{"A": "S"}.get(s, s) for s in np.asarray(live.symbol)[di]]
+        accuracy = np.mean(np.asarray(truth) == np.asarray(called))
+        assert accuracy == pytest.approx(rep["beats"]["accuracy"], abs=1e-12)
         assert d["reference"] == sum(n360) and d["se"] > 0.99 and d["ppv"] > 0.99
         assert rep["model_version"] == "1" and rep["compute"]["patients"] == 1
         assert rep["beats"]["n_beats"] == d["matched"]

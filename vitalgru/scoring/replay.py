@@ -64,6 +64,7 @@ class ReplayResult:
     excluded: list[AttritionEntry] = field(default_factory=list)
     # per patient, the ECG strips of the first alarms of each kind (see :func:`replay`)
     strips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fs: dict[str, float] = field(default_factory=dict)  # each patient's sampling rate
 
     def compute_summary(self) -> dict[str, Any]:
         """Throughput of the replay: patient-seconds of signal per wall second, and the
@@ -149,6 +150,7 @@ def replay(
         calls=calls,
         alerts=alerts,
         stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
+        fs={pid: float(fs) for pid, (_, fs) in feeds.items()},
         tick_compute_s=np.asarray(times),
         chunk_s=float(chunk_s),
         strips={pid: [_strip(a, feeds[pid], calls[pid], chunk_s) for a in al]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,11 @@ from vitalgru.data.drift import beat_inputs
 from vitalgru.data.ingest import UNLABELLED, process_record
 from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
+from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.training.arrhythmia import predict_records
-from vitalgru.types import AttritionEntry
+from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class DatabaseScores:
     y_pred: np.ndarray  # (n,) int64 predicted labels
     probs: np.ndarray  # (n, K) float32
     facts: dict[str, dict[str, Any]]
+    # (n,) int64 each beat's R-peak sample at its record's own sampling rate (fs_source)
+    samples: np.ndarray
     # Records that could not be scored (unreadable, truncated, failing their checksum, an
     # unusable lead, too few beats), in the order asked for; the rest were scored.
     excluded: list[AttritionEntry] = field(default_factory=list)
@@ -86,6 +90,21 @@ class DatabaseScores:
         """Whether the beats carry reference labels (False: unannotated records, beats
         found by the detector)."""
         return bool((self.y_true != UNLABELLED).all())
+
+    def write_annotations(self, folder: str | Path, extension: str) -> list[Path]:
+        """Write each record's predicted labels as a WFDB annotation file
+        ``<folder>/<record>.<extension>`` at the beats' own samples and the record's own
+        rate (:func:`vitalgru.io.wfdb_writer.write_beat_labels`); returns the files."""
+        check_annotation_extension(extension)
+        names = [str(c) for c in AAMI_CLASSES]
+        out = []
+        for rid in dict.fromkeys(self.record_ids.tolist()):  # in the order scored
+            m = self.record_ids == rid
+            out.append(write_beat_labels(
+                folder, rid, extension, self.samples[m], [names[k] for k in self.y_pred[m]],
+                float(self.facts[rid]["fs_source"]),
+            ))  # fmt: skip
+        return out
 
     def report(self) -> dict[str, Any]:
         """:func:`vitalgru.metrics.aami.aami_report` of these beats (of unannotated ones:
@@ -150,7 +169,7 @@ def score_database(
     settings = feature_settings_from_preprocessing(preprocessing)
     fs = float(cfg.windows.fs)
     want = model.n_samples
-    rids, ys, ps, probs_all, facts, seen = [], [], [], [], {}, []
+    rids, ys, ps, probs_all, facts, seen, at = [], [], [], [], {}, [], []
     excluded: list[AttritionEntry] = []
     for rec, ann in iter_records(db, records, annotation_extension=annotations, attrition=excluded):
         rid = rec.record_id
@@ -175,6 +194,7 @@ def score_database(
         ps.append(p.argmax(axis=1))
         probs_all.append(p)
         facts[rid] = item.facts
+        at.append(np.round(idx * float(item.facts["fs_source"]) / fs).astype(np.int64))
         seen.append(beat_inputs(item.windows, idx, rids[-1], fs, ok))
         if on_record is not None:
             on_record(rid)
@@ -186,6 +206,7 @@ def score_database(
         y_pred=np.concatenate(ps),
         probs=np.concatenate(probs_all),
         facts=facts,
+        samples=np.concatenate(at),
         excluded=excluded,
         inputs={
             k: (np.concatenate([d[k][0] for d in seen]), sum(d[k][1] for d in seen))

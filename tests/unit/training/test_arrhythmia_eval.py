@@ -232,3 +232,23 @@ def test_unannotated_records_are_classified_on_the_detected_beats(
         score_database(model, PREPROCESSING, bare, ["good"])
     again = score_database(model, PREPROCESSING, bare, ["good"], annotations=None)
     np.testing.assert_array_equal(again.probs, scores.probs)
+
+
+def test_the_labels_written_as_wfdb_annotations_read_back_at_the_reference_beats(
+    folder: Path, model: ArrhythmiaGRU, tmp_path: Path
+) -> None:
+    db = open_database(str(folder), PhysioNetConfig())
+    scores = score_database(model, PREPROCESSING, db, ["good", "halfflat"])
+    paths = scores.write_annotations(tmp_path / "ann", "vgru")
+    assert [p.name for p in paths] == ["good.vgru", "halfflat.vgru"]
+    ref = wfdb.rdann(str(folder / "good"), "atr")
+    got = wfdb.rdann(str(tmp_path / "ann" / "good"), "vgru")
+    mine = scores.record_ids == "good"
+    assert got.fs == 360
+    # one annotation per beat scored, at the annotators' own sample
+    np.testing.assert_array_equal(got.sample, scores.samples[mine])
+    assert set(got.sample) <= set(ref.sample)
+    back = {"N": 0, "A": 1, "V": 2, "F": 3, "Q": 4}  # EC57's reading of the codes written
+    np.testing.assert_array_equal([back[s] for s in got.symbol], scores.y_pred[mine])
+    with pytest.raises(ValueError, match="not an annotation file extension"):
+        scores.write_annotations(tmp_path / "ann", "v.1")
