@@ -44,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
               audit=None if args.audit.lower() == "none" else args.audit,
               forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
               mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
-              forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit)  # fmt: skip
+              forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit,
+              tls_cert=args.tls_cert, tls_key=args.tls_key,
+              tls_client_ca=args.tls_client_ca)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
@@ -232,6 +234,16 @@ def add_serve_commands(sub: Any) -> None:
         "--forward-alarms-ca", default=None, metavar="PEM|system",
         help="send the alarms over TLS, the receiver's certificate checked against this CA "
         "(or the system's); the gateway presents --mllp-tls-cert when given",
+    )  # fmt: skip
+    sp.add_argument(
+        "--tls-cert", default=None, metavar="PEM",
+        help="serve HTTPS: this gateway's certificate chain (with --tls-key; default: plain "
+        "HTTP, for a TLS proxy in front)",
+    )  # fmt: skip
+    sp.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
+    sp.add_argument(
+        "--tls-client-ca", default=None, metavar="PEM",
+        help="HTTPS only for clients with a certificate this CA signed (mutual TLS)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import ssl
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,13 +25,33 @@ from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
 
-__all__ = ["SHUTDOWN_GRACE_S", "build_ward", "serve"]
+__all__ = ["SHUTDOWN_GRACE_S", "build_ward", "http_tls_options", "serve"]
 
 logger = logging.getLogger("pipelines.gateway")
 
 #: Seconds ``vitalgru serve`` gives open requests (event streams never end by themselves)
 #: to finish when it is stopped.
 SHUTDOWN_GRACE_S = 5.0
+
+
+def http_tls_options(
+    cert: str | None, key: str | None, client_ca: str | None = None
+) -> dict[str, Any]:
+    """uvicorn's settings for HTTPS with this certificate chain and key (PEM), and with
+    ``client_ca``, for mutual TLS (only clients with a certificate that CA signed get a
+    connection); {} without a certificate. The files are loaded once here, so a wrong one
+    fails at once, before the models load (ValueError, OSError or ssl.SSLError)."""
+    if bool(cert) != bool(key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if not cert:
+        if client_ca:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return {}
+    server_tls(cert, str(key), client_ca)  # loads (and checks) them
+    opts: dict[str, Any] = {"ssl_certfile": cert, "ssl_keyfile": key}
+    if client_ca:
+        opts |= {"ssl_ca_certs": client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return opts
 
 
 def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
@@ -124,6 +145,9 @@ def serve(
     mllp_tls_client_ca: str | None = None,
     forward_alarms_ca: str | None = None,
     rate_limit: float | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
@@ -132,8 +156,10 @@ def serve(
     (:mod:`pipelines.hl7_forward`). TLS: the MLLP listener with ``mllp_tls_cert`` and
     ``mllp_tls_key`` (and client certificates from ``mllp_tls_client_ca``); the forwarder
     with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
-    certificate."""
+    certificate; HTTP itself with ``tls_cert`` and ``tls_key`` (:func:`http_tls_options`)."""
     import uvicorn
+
+    https = http_tls_options(tls_cert, tls_key, tls_client_ca)
 
     zone = None
     if hl7_timezone:
@@ -181,7 +207,13 @@ def serve(
             "gateway: listening on %s without a token: anyone who reaches this port can read "
             "and send patient data; set %s or give --tokens", host, TOKEN_ENV,
         )  # fmt: skip
-    elif table is not None:
+    elif not https and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "gateway: listening on %s over plain HTTP: its tokens and patient data cross the "
+            "network unencrypted; give --tls-cert and --tls-key, or serve it behind a TLS "
+            "proxy", host,
+        )  # fmt: skip
+    if table is not None:
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
@@ -192,7 +224,8 @@ def serve(
         hour_close_after_s,
     )  # fmt: skip
     forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
-    logger.info("gateway: %s; listening on http://%s:%d", names, host, port)
+    logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",
+                host, port, " (client certificates required)" if tls_client_ca else "")  # fmt: skip
     try:
         config = uvicorn.Config(
             create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
@@ -202,6 +235,7 @@ def serve(
                        audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
                        rate_limit=None if rate_limit is None else RateLimit(rate_limit)),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            **https,
         )  # fmt: skip
         server = uvicorn.Server(config)
         server.run()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -1054,3 +1055,69 @@ def test_a_caller_over_the_rate_limit_is_answered_429(tmp_path: Path) -> None:
     app = create_app(Ward(untrained_monitor()), tick_s=0, rate_limit=RateLimit(0.5, burst=1))
     with TestClient(app) as c:
         assert [c.get("/patients").status_code for _ in range(2)] == [200, 429]
+
+
+def _https_server(app: Any, **tls: Any) -> tuple[Any, int, threading.Thread]:
+    """``app`` served by uvicorn over HTTPS on a free port, in a thread (what ``vitalgru
+    serve --tls-cert`` runs)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **tls)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    return server, port, thread
+
+
+def test_the_gateway_serves_https_and_with_client_certificates(tmp_path: Path) -> None:
+    import httpx
+    from tls_kit import make_pki
+
+    from pipelines.gateway_serve import http_tls_options
+
+    pki = make_pki(tmp_path)
+    ca = str(pki["ca"])
+    ward = Ward(untrained_monitor())
+    opts = http_tls_options(str(pki["server_cert"]), str(pki["server_key"]))
+    server, port, thread = _https_server(create_app(ward, tick_s=0), **opts)
+    try:
+        r = httpx.get(f"https://127.0.0.1:{port}/health", verify=ca, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
+            httpx.get(f"https://127.0.0.1:{port}/health", timeout=10)
+        with pytest.raises(httpx.HTTPError):  # plain HTTP gets no answer
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+    mutual = http_tls_options(str(pki["server_cert"]), str(pki["server_key"]), ca)
+    server, port, thread = _https_server(create_app(ward, tick_s=0), **mutual)
+    try:
+        with pytest.raises(httpx.HTTPError):  # no client certificate: no connection
+            httpx.get(f"https://127.0.0.1:{port}/health", verify=ca, timeout=10)
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+        assert (
+            httpx.get(f"https://127.0.0.1:{port}/health", verify=ctx, timeout=10).status_code == 200
+        )
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert http_tls_options(None, None) == {}
+    with pytest.raises(ValueError, match="go together"):
+        http_tls_options(str(pki["server_cert"]), None)
+    with pytest.raises(ValueError, match="needs --tls-cert"):
+        http_tls_options(None, None, ca)
+    with pytest.raises(OSError):  # a file that is not a certificate fails at once
+        http_tls_options(str(tmp_path / "missing.pem"), str(pki["server_key"]))
