@@ -135,6 +135,8 @@ def _require_input(args: argparse.Namespace) -> None:
     attr, usage = _TASK_INPUT[args.task]
     if not getattr(args, attr):
         raise SystemExit(f"{args.command} {args.task} needs {usage}")
+    if args.task == "arrhythmia" and getattr(args, "write_predictions", False):
+        raise SystemExit("--write-predictions is an early-warning option")
     if args.write_annotations is None:
         return
     if args.task == "early-warning":
@@ -167,8 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from pipelines.early_warning import evaluate_early_warning
 
         res = evaluate_early_warning(
-            model_uri=args.model, data=args.data, out=str(Path(args.out).resolve())
-        )
+            model_uri=args.model, data=args.data, out=str(Path(args.out).resolve()),
+            write_predictions=args.write_predictions,
+        )  # fmt: skip
     _print(res)
     return 0
 
@@ -414,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-annotations", type=written_annotation_ext, metavar="EXT",
         help="arrhythmia: also write the model's label of each beat as a WFDB annotation "
         "file, annotations/<record>.<EXT> beside the report (for bxb, WAVE, wfdb.rdann)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--write-predictions", action="store_true",
+        help="early-warning: also write the hourly risks as the Challenge 2019 wanted "
+        "predictions, challenge/predictions/<patient>.psv (and challenge/labels/ linking "
+        "the files scored) beside the report, for the Challenge's own scorer",
     )  # fmt: skip
     sp.set_defaults(func=cmd_evaluate)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from vitalgru.data.early_warning import (
 )
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.physionet import resolve_source
+from vitalgru.io.psv_writer import write_challenge_predictions
 from vitalgru.metrics.calibration import (
     calibration_metrics,
     calibration_table,
@@ -339,7 +341,9 @@ def folder_metrics_json(metrics: dict[str, float]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
-def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any]:
+def evaluate_early_warning(
+    model_uri: str, data: str, out: str, write_predictions: bool = False
+) -> dict[str, Any]:
     """Score a Challenge-2019 folder with a logged model and write ``metrics.json``.
 
     Parameters
@@ -353,6 +357,12 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         A ``.json`` path for the metrics (``<stem>.md``, ``<stem>.scores.parquet`` and
         ``<stem>.attrition.csv`` are written beside it), or a folder that gets
         ``metrics.json``, ``metrics.md``, ``scores.parquet`` and ``attrition.csv``.
+    write_predictions : bool
+        Also write the hourly risks as the Challenge wanted predictions,
+        ``challenge/predictions/<patient>.psv`` beside the JSON, with
+        ``challenge/labels/`` linking the input files scored, so that the Challenge's
+        scorer (``evaluate_sepsis_score.py challenge/labels challenge/predictions``)
+        can check the utility (:mod:`vitalgru.io.psv_writer`).
 
     Returns
     -------
@@ -373,12 +383,31 @@ def evaluate_early_warning(model_uri: str, data: str, out: str) -> dict[str, Any
         none (with a warning).
     """
     loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
-    metrics, _, _ = score_folder(loaded, build_cohort(data), data, out)
+    metrics, _, _ = score_folder(loaded, build_cohort(data), data, out, write_predictions)
     return metrics
 
 
+def _link_inputs(folder: Path, data: str, patient_ids: list[str]) -> None:
+    """``folder/<patient>.psv`` for each patient scored: a link to its input file (a copy
+    where links cannot be made), so that the labels the Challenge's scorer reads are
+    exactly the files scored (those left out as unreadable are not among them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(data).resolve()
+    for pid in patient_ids:
+        src, dst = source / f"{pid}.psv", folder / f"{pid}.psv"
+        dst.unlink(missing_ok=True)
+        try:
+            dst.symlink_to(src)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
 def score_folder(
-    loaded: tracking.LoadedModel, cohort: EarlyWarningCohort, data: str, out: str
+    loaded: tracking.LoadedModel,
+    cohort: EarlyWarningCohort,
+    data: str,
+    out: str,
+    write_predictions: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray, Path]:
     """Score a read folder with a loaded model and write what
     :func:`evaluate_early_warning` writes; returns ``(metrics, hourly risks, JSON path)``."""
@@ -439,6 +468,13 @@ def score_folder(
         }
     ).to_parquet(scores_path, index=False)
     write_attrition(cohort.attrition, attrition_path)
+    if write_predictions:
+        folder = metrics_path.parent / "challenge"
+        write_challenge_predictions(folder / "predictions", cohort.patient_ids.tolist(),
+                                    cohort.offsets, np.clip(scores, 0.0, 1.0),
+                                    (scores >= thr).astype(np.int8))  # fmt: skip
+        _link_inputs(folder / "labels", data, cohort.patient_ids.tolist())
+        metrics["paths"]["challenge"] = str(folder)
     metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     markdown_path.write_text(
         report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})")

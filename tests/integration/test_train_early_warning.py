@@ -38,6 +38,7 @@ from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import load_dataset
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv, read_psv
+from vitalgru.metrics.utility import normalized_utility
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND
 
@@ -103,8 +104,29 @@ class TestTrainEarlyWarningFlow:
         rows = second.read_text().splitlines()
         second.write_text("\n".join([*rows[:3], *rows[5:]]) + "\n")
         ev = evaluate_early_warning(
-            "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval")
-        )
+            "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval"),
+            write_predictions=True,
+        )  # fmt: skip
+        # the risks as the Challenge wanted predictions, beside links to the files scored
+        # (not the unreadable one): a row for each of a file's rows, skipped hours too, and
+        # the utility computed from the files alone is the report's
+        ch = Path(ev["paths"]["challenge"])
+        preds = sorted((ch / "predictions").glob("*.psv"))
+        links = sorted((ch / "labels").glob("*.psv"))
+        assert [p.name for p in preds] == [p.name for p in links] == sorted(
+            p.name for p in data.glob("p0*.psv"))  # fmt: skip
+        labels, alarms, offsets = [], [], [0]
+        for p, lab in zip(preds, links, strict=True):
+            got = pd.read_csv(p, sep="|")
+            assert list(got.columns) == ["PredictedProbability", "PredictedLabel"]
+            y = pd.read_csv(lab, sep="|")["SepsisLabel"].to_numpy()
+            assert len(got) == len(y)
+            labels.append(y)
+            alarms.append(got["PredictedLabel"].to_numpy())
+            offsets.append(offsets[-1] + len(y))
+        from_files = normalized_utility(np.concatenate(labels), np.concatenate(alarms),
+                                        np.asarray(offsets))  # fmt: skip
+        assert from_files == pytest.approx(ev["utility"], abs=1e-12)
         assert ev["model_version"] == "1"
         assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
         assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] >= 0

@@ -1,0 +1,42 @@
+"""Hourly risks written as the Challenge 2019 wanted predictions: one file per patient,
+named as its input, a row per input row; what cannot be written is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitalgru.io.psv_writer import PREDICTION_HEADER, write_challenge_predictions
+
+
+def test_one_file_per_patient_a_row_per_hour(tmp_path: Path) -> None:
+    risks = np.array([0.1, 0.25, 0.9, 0.0, 1.0])
+    alarms = (risks >= 0.5).astype(int)
+    paths = write_challenge_predictions(tmp_path / "p", ["p000001", "p000002", "p000003"],
+                                        np.array([0, 3, 3, 5]), risks, alarms)  # fmt: skip
+    assert [p.name for p in paths] == ["p000001.psv", "p000002.psv", "p000003.psv"]
+    assert paths[0].read_text().splitlines() == [
+        PREDICTION_HEADER, "0.100000|0", "0.250000|0", "0.900000|1"]  # fmt: skip
+    assert paths[1].read_text().splitlines() == [PREDICTION_HEADER]  # no rows: a header
+    assert paths[2].read_text().splitlines()[1:] == ["0.000000|0", "1.000000|1"]
+
+
+@pytest.mark.parametrize(
+    ("offsets", "risks", "alarms", "match"),
+    [
+        ([0, 2], [0.1], [0], "offsets must run"),
+        ([0, 1], [0.1], [0, 1], "offsets must run"),
+        ([0, 1], [1.5], [1], "within \\[0, 1\\]"),
+        ([0, 1], [np.nan], [0], "within \\[0, 1\\]"),
+        ([0, 1], [0.5], [2], "0 or 1"),
+    ],
+)
+def test_what_cannot_be_written_is_refused(
+    tmp_path: Path, offsets: list[int], risks: list[float], alarms: list[int], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        write_challenge_predictions(tmp_path, ["p1"], np.array(offsets), np.array(risks),
+                                    np.array(alarms))  # fmt: skip
+    assert not (tmp_path / "p1.psv").exists()

@@ -1,0 +1,81 @@
+"""Hourly risks written as the PhysioNet/CinC Challenge 2019 wanted predictions: one
+pipe-separated file per patient, named as the patient's input file, with a row for each of
+its rows::
+
+    PredictedProbability|PredictedLabel
+    0.012345|0
+    0.731002|1
+
+The Challenge's own scorer (``evaluate_sepsis_score.py labels predictions``, from the
+Challenge's evaluation repository) pairs each prediction file with the label file of the
+same name and computes the normalized utility, AUROC and AUPRC from them, so a figure this
+project reports can be checked with the code that ranked the Challenge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PREDICTION_HEADER", "write_challenge_predictions"]
+
+#: The header of a prediction file, as the Challenge's scorer reads it.
+PREDICTION_HEADER = "PredictedProbability|PredictedLabel"
+
+
+def write_challenge_predictions(
+    folder: str | Path,
+    patient_ids: Sequence[str],
+    offsets: np.ndarray,
+    risks: np.ndarray,
+    alarms: np.ndarray,
+) -> list[Path]:
+    """Write ``<folder>/<patient>.psv`` for each patient.
+
+    Parameters
+    ----------
+    folder : path
+        Created if missing.
+    patient_ids : sequence of str
+        The input files' stems (``p000001``).
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` row offsets of each patient in ``risks``/``alarms``.
+    risks : numpy.ndarray
+        ``(n_rows,)`` each row's risk in [0, 1] (the probability column).
+    alarms : numpy.ndarray
+        ``(n_rows,)`` 0/1, the risk at or over the alarm threshold (the label column).
+
+    Returns
+    -------
+    list of Path
+        The files written, in patient order.
+
+    Raises
+    ------
+    ValueError
+        Offsets that do not cover the rows, risks outside [0, 1] or not finite, or alarms
+        that are not 0/1.
+    """
+    off = np.asarray(offsets, dtype=np.int64)
+    r = np.asarray(risks, dtype=np.float64)
+    a = np.asarray(alarms)
+    if off.size != len(patient_ids) + 1 or off[0] != 0 or off[-1] != r.size or r.size != a.size:
+        raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
+    if np.any(np.diff(off) < 0):
+        raise ValueError("offsets must not decrease")
+    if not np.all(np.isfinite(r)) or np.any((r < 0) | (r > 1)):
+        raise ValueError("risks must be finite and within [0, 1]")
+    if not np.isin(a, (0, 1)).all():
+        raise ValueError("alarms must be 0 or 1")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, pid in enumerate(patient_ids):
+        rows = slice(int(off[k]), int(off[k + 1]))
+        lines = [f"{p:.6f}|{int(b)}" for p, b in zip(r[rows], a[rows], strict=True)]
+        path = out / f"{pid}.psv"
+        path.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
+        paths.append(path)
+    return paths
