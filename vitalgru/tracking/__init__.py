@@ -1,28 +1,16 @@
-"""MLflow tracking, model logging and the model registry (the only module that imports mlflow).
+"""MLflow tracking, model logging and the model registry (the only package that imports
+mlflow).
 
-Where runs go
--------------
-``$MLFLOW_TRACKING_URI`` when set (a tracking server, or any store URI MLflow accepts);
-otherwise an embedded SQLite store ``sqlite:///<cwd>/mlflow.db`` whose experiments keep their
-artifacts in ``<cwd>/mlartifacts/<experiment>`` (an absolute ``file://`` location fixed when
-the experiment is created, so later runs from another working directory still find them).
+- :mod:`vitalgru.tracking.runs`: where runs go (``$MLFLOW_TRACKING_URI``, else an embedded
+  SQLite store ``./mlflow.db`` with artifacts in ``./mlartifacts``), experiments, runs,
+  params, metrics and figures.
+- :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
+  are plain data, rebuilt by :func:`load_model` without unpickling anything.
+- :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias
+  (``champion``, ``challenger``) through the gate of :func:`promote_if_better`, by hand
+  (:func:`promote`) or back (:func:`rollback`).
 
-How models are stored
----------------------
-A network following :class:`vitalgru.models.base.SequenceModel` is logged as an MLflow
-*pyfunc* model whose artifacts are plain data: the ``state_dict`` (``weights.pt``), a
-``model_spec.json`` (class path ``"module:qualname"`` and ``config_dict()``), the
-preprocessing statistics and the resolved run config. :func:`load_model` rebuilds the
-network with ``from_config`` + ``load_state_dict`` (``torch.load(weights_only=True)``,
-nothing unpickled), so it accepts sequences of any length; ``mlflow.pyfunc.load_model(uri)``
-works too for generic serving. Classes are imported only from allowed packages
-(:func:`vitalgru.models.base.build_model`).
-
-Promotion
----------
-Registered models are named ``vitalgru-<task>`` and promoted by alias (``champion``,
-``challenger``), never by the deprecated stages. :func:`promote_if_better` stores the gate
-metrics on the model version as tags and compares them with the current champion's.
+Everything a caller uses is importable from here.
 """
 
 from vitalgru.tracking.models import (

@@ -513,18 +513,24 @@ def test_a_replay_keeps_the_first_strip_of_each_alarm_kind_as_the_gateway_would(
     assert replay(untrained_monitor(), {"b": (x, 360.0)}, strips_per_kind=0).strips == {}
 
 
-def test_a_strip_grows_until_its_beats_are_labelled_and_a_discharge_ends_it(
-    signals: dict[str, np.ndarray],
-) -> None:
-    x = signals["100"]  # the lead off from 40 s: a pause
-    ward = Ward(untrained_monitor())
+def _feed_until_pause(ward: Ward, x: np.ndarray) -> tuple[int, int]:
+    """Admit bed-1 and feed it ``x`` a second a tick until a pause alarm is raised; returns
+    the seconds fed and the alarm's event number."""
     ward.admit_ecg("bed-1", 360.0)
     k = 0
     while not any(e["kind"] == "pause" for e in ward.events()["events"]):
         ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
         ward.tick()
         k += 1
-    seq = next(e["seq"] for e in ward.events()["events"] if e["kind"] == "pause")
+    return k, next(e["seq"] for e in ward.events()["events"] if e["kind"] == "pause")
+
+
+def test_a_strip_grows_until_its_beats_are_labelled_and_a_discharge_ends_it(
+    signals: dict[str, np.ndarray],
+) -> None:
+    x = signals["100"]  # the lead off from 40 s: a pause
+    ward = Ward(untrained_monitor())
+    k, seq = _feed_until_pause(ward, x)
     first = ward.strip(seq)
     assert not first["complete"] and first["end_s"] == pytest.approx(k, abs=1e-9)  # so far
     ward.add_ecg("bed-1", x[k * 360 : (k + 2) * 360])
@@ -542,13 +548,7 @@ def test_a_lost_feed_ends_its_alarms_strips_where_its_samples_stopped(
 ) -> None:
     x = signals["100"]  # the lead off from 40 s: a pause
     ward = Ward(untrained_monitor(), feed_timeout_s=0.05)
-    ward.admit_ecg("bed-1", 360.0)
-    k = 0
-    while not any(e["kind"] == "pause" for e in ward.events()["events"]):
-        ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
-        ward.tick()
-        k += 1
-    seq = next(e["seq"] for e in ward.events()["events"] if e["kind"] == "pause")
+    k, seq = _feed_until_pause(ward, x)
     assert not ward.strip(seq)["complete"]
     time.sleep(0.1)
     ward.tick()  # nothing came for longer than the feed timeout: the feed is lost
