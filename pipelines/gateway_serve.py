@@ -73,6 +73,10 @@ def _champions(models: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in models.items() if not k.startswith("shadow")}
 
 
+#: The shadow models' names in ``build_ward``'s model list, and their task in the ward.
+_SHADOW_TASKS = {"shadow arrhythmia": "arrhythmia", "shadow early-warning": "early_warning"}
+
+
 def build_ward(
     arrhythmia_model: str | None,
     early_warning_model: str | None,
@@ -116,6 +120,13 @@ def build_ward(
                 "(%d hours scored again) and %d events from %s", took["ecg"],
                 took["ecg_memory"], took["sepsis"], took["hours"], took["events"], journal.path,
             )  # fmt: skip
+        same = {task for key, task in _SHADOW_TASKS.items()
+                if key in names and kept.models.get(key) == names[key]}  # fmt: skip
+        if same:  # the same challenger goes on with its comparison
+            carried = ward.restore_shadow(journal.value("shadow"), same)
+            if carried:
+                logger.info("gateway: the shadow comparison of %s goes on from %s",
+                            ", ".join(carried), journal.path)  # fmt: skip
         journal.set_models(names)
     return ward, names
 

@@ -1121,3 +1121,36 @@ def test_the_gateway_serves_https_and_with_client_certificates(tmp_path: Path) -
         http_tls_options(None, None, ca)
     with pytest.raises(OSError):  # a file that is not a certificate fails at once
         http_tls_options(str(tmp_path / "missing.pem"), str(pki["server_key"]))
+
+
+def test_a_restarted_gateway_goes_on_with_the_same_challengers_comparison(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+
+    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:  # no registry
+        if not uri:
+            return None
+        names[task] = f"{uri} (version 1)"
+        return EarlyWarningMonitor(model, preprocessing)
+
+    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+    state = tmp_path / "ward-state.sqlite"
+    ward, _ = build_ward(None, "models:/champ", state, None, "models:/challenger")
+    for pid, n in (("p1", 4), ("p2", 3)):
+        ward.admit_sepsis(pid)
+        for row in rows[:n]:
+            ward.add_hour(pid, row)
+    ward.discharge_sepsis("p2")  # in the comparison, no longer in the state file
+    ward.close()
+    before = ward.shadow_report()
+    assert before["early_warning"]["hours"] == 7
+    again, _ = build_ward(None, "models:/champ", state, None, "models:/challenger")
+    assert again.shadow_report() == before
+    again.close()
+    # another challenger starts its own comparison: only p1's stored hours, scored anew
+    other, _ = build_ward(None, "models:/champ", state, None, "models:/another")
+    assert other.shadow_report()["early_warning"]["hours"] == 4
+    other.add_hour("p1", rows[4])
+    assert other.shadow_report()["early_warning"]["hours"] == 5
+    other.close()

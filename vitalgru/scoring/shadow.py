@@ -80,6 +80,37 @@ class SepsisShadow:
             self.onsets["shadow"] += s.alarm and not was_s
             self._in_alarm[c.patient_id] = (c.alarm, s.alarm)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The comparison so far as JSON (no patient's state: :meth:`load` takes it up)."""
+        return {
+            "hours": self.hours,
+            "sums": self._sums.tolist(),
+            "abs_diff_sum": self.abs_diff_sum,
+            "abs_diff_max": self.abs_diff_max,
+            "alarm_hours": dict(self.alarm_hours),
+            "onsets": dict(self.onsets),
+            "patients": sorted(self.patients),
+        }
+
+    def load(self, snap: Mapping[str, Any]) -> None:
+        """Take up a :meth:`snapshot` in place of the comparison so far (the patients being
+        scored keep their alarm state). ValueError for one that is not a snapshot."""
+        try:
+            sums = np.asarray(snap["sums"], dtype=np.float64)
+            if sums.shape != (5,):
+                raise ValueError("sums")
+            hours, diff_sum, diff_max = int(snap["hours"]), float(snap["abs_diff_sum"]), float(
+                snap["abs_diff_max"])  # fmt: skip
+            alarm_hours = Counter({str(k): int(v) for k, v in snap["alarm_hours"].items()})
+            onsets = Counter({str(k): int(v) for k, v in snap["onsets"].items()})
+            patients = {str(p) for p in snap["patients"]}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a sepsis shadow snapshot: {e}") from None
+        self.hours, self._sums, self.abs_diff_sum, self.abs_diff_max = (
+            hours, sums, diff_sum, diff_max)  # fmt: skip
+        self.alarm_hours, self.onsets = alarm_hours, onsets
+        self.patients = patients | set(self._in_alarm)
+
     def report(self) -> dict[str, Any]:
         """``{"patients", "hours", "risk_mean_abs_diff", "risk_max_abs_diff",
         "risk_correlation" (Pearson; None with fewer than 2 hours or a constant risk),
@@ -146,6 +177,28 @@ class EcgShadow:
     def forget(self, patient_id: str) -> None:
         """A discharged patient's unmatched beats stay unmatched."""
         self._waiting.pop(patient_id, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The comparison so far as JSON (beats still waiting for a match left out)."""
+        return {
+            "confusion": {c: dict(self.confusion[c]) for c in _CLASSES},
+            "calls": {k: dict(v) for k, v in self.calls.items()},
+            "alarms": {k: dict(v) for k, v in self.alarms.items()},
+        }
+
+    def load(self, snap: Mapping[str, Any]) -> None:
+        """Take up a :meth:`snapshot` in place of the comparison so far. ValueError for one
+        that is not a snapshot."""
+        try:
+            confusion = {c: Counter({str(k): int(v) for k, v in snap["confusion"][c].items()})
+                         for c in _CLASSES}  # fmt: skip
+            calls = {side: Counter({str(k): int(v) for k, v in snap["calls"][side].items()})
+                     for side in ("champion", "shadow")}  # fmt: skip
+            alarms = {side: Counter({str(k): int(v) for k, v in snap["alarms"][side].items()})
+                      for side in ("champion", "shadow")}  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not an ECG shadow snapshot: {e}") from None
+        self.confusion, self.calls, self.alarms = confusion, calls, alarms
 
     def report(self) -> dict[str, Any]:
         """``{"beats_matched", "agreement" (share of matched beats given the same label;

@@ -42,6 +42,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -330,6 +331,9 @@ class Ward(SepsisWard):
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
         self._shadow_sepsis = None if shadow_sepsis is None else SepsisShadow(shadow_sepsis)
         self.shadow_errors = 0
+        # when each shadow's comparison began (carried over a restart with its counts)
+        self.shadow_since = {t: _utc_now() for t, sh in (("arrhythmia", self._shadow_ecg),
+                             ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
 
     def _in_shadow(self, shadow: Any, fn: Any) -> None:
         """``fn(shadow)`` for a shadow model, if there is one (the caller holds the model
@@ -438,15 +442,23 @@ class Ward(SepsisWard):
         self.ecg.admit(pid, fs)
         return None, why
 
+    def _memory_due(self) -> bool:
+        return (self.memory_every_s is not None
+                and time.monotonic() - self._memory_saved >= self.memory_every_s)  # fmt: skip
+
     def save_memory(self) -> int:
-        """Write every ECG patient's memory to the journal now (the caller may hold no
-        lock); returns how many (0 without a journal or an arrhythmia monitor)."""
+        """Write every ECG patient's memory, and each shadow's comparison, to the journal
+        now (the caller may hold no lock); returns how many memories (0 without a journal
+        or an arrhythmia monitor)."""
         with self._model_lock:
             return self._save_memory()
 
     def _save_memory(self) -> int:  # the caller holds the model lock
         self._memory_saved = time.monotonic()
-        if self.journal is None or self.ecg is None:
+        if self.journal is None:
+            return 0
+        self._save_shadow()
+        if self.ecg is None:
             return 0
         with self._queue_lock:
             pids = list(self._ecg_beds)
@@ -462,7 +474,8 @@ class Ward(SepsisWard):
         journal (the ward takes nothing more). A step that fails is logged and the next
         one still runs: the journal is closed whatever happened before."""
         try:
-            for step in (self.tick, self.save_memory) if self.ecg is not None else ():
+            for step in (self.tick, self.save_memory) if self.ecg is not None else (
+                    self.save_memory,):  # fmt: skip
                 try:
                     step()
                 except Exception:
@@ -545,6 +558,9 @@ class Ward(SepsisWard):
         else:
             hours = 0
         if self.ecg is None:
+            if self._memory_due():  # a sepsis-only ward keeps its shadow's comparison too
+                with self._model_lock:
+                    self._save_memory()
             return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0, "hours": hours}
         t0 = time.perf_counter()
         now = time.monotonic()
@@ -588,10 +604,7 @@ class Ward(SepsisWard):
                         if p in self._ecg_beds
                     }
                 self._journal("ecg_progress", moved)
-            if (
-                self.memory_every_s is not None
-                and time.monotonic() - self._memory_saved >= self.memory_every_s
-            ):
+            if self._memory_due():
                 self._save_memory()
         self.tick_seconds.add(time.perf_counter() - t0)
         self._last_tick = time.monotonic()
@@ -781,7 +794,8 @@ class Ward(SepsisWard):
     def shadow_report(self) -> dict[str, Any]:
         """How the shadow models compare with the champions on the patients seen so far:
         ``{"arrhythmia": EcgShadow.report() or None, "early_warning": SepsisShadow.report()
-        or None, "errors": failures of the shadow models}``. ValueError without a shadow."""
+        or None, "since": {task: when its comparison began}, "errors": failures of the
+        shadow models}``. ValueError without a shadow."""
         if self._shadow_ecg is None and self._shadow_sepsis is None:
             raise ValueError("this ward was started without a shadow model")
         with self._model_lock:
@@ -790,8 +804,41 @@ class Ward(SepsisWard):
                 "early_warning": (
                     None if self._shadow_sepsis is None else self._shadow_sepsis.report()
                 ),
+                "since": dict(self.shadow_since),
                 "errors": self.shadow_errors,
             }
+
+    def _shadows(self) -> dict[str, Any]:
+        return {t: sh for t, sh in (("arrhythmia", self._shadow_ecg),
+                                    ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
+
+    def _save_shadow(self) -> None:
+        """Keep each shadow's comparison in the journal (the caller holds the model lock)."""
+        shadows = self._shadows()
+        if shadows:
+            self._journal("set_value", "shadow", {t: {"since": self.shadow_since[t],
+                                                      **sh.snapshot()}
+                                                  for t, sh in shadows.items()})  # fmt: skip
+
+    def restore_shadow(self, kept: Mapping[str, Any] | None, tasks: set[str]) -> list[str]:
+        """Take up the comparisons the journal kept (:meth:`_save_shadow`) of the shadows in
+        ``tasks`` (``arrhythmia``, ``early_warning``: those whose model is the one that
+        made them), in place of what a :meth:`restore` counted again. Returns the tasks
+        taken up; one that cannot be read is logged and starts afresh."""
+        took = []
+        with self._model_lock:
+            for task, sh in self._shadows().items():
+                snap = (kept or {}).get(task)
+                if task not in tasks or not isinstance(snap, Mapping):
+                    continue
+                try:
+                    sh.load(snap)
+                except ValueError as e:
+                    logger.warning("ward: the %s shadow's comparison starts afresh: %s", task, e)
+                    continue
+                self.shadow_since[task] = str(snap.get("since") or self.shadow_since[task])
+                took.append(task)
+        return took
 
     def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's

@@ -396,11 +396,61 @@ class TestEcgMemoryAcrossRestarts:
         ward.close()
         champion, shadow = ward.ecg.memory("a"), ward._shadow_ecg.monitor.memory("a")
         assert champion.model != shadow.model and shadow.beats > 20
+        compared = ward.shadow_report()
+        assert compared["arrhythmia"]["beats_matched"] > 20
         again = shadowed()
         again.restore(again.journal.load())
         np.testing.assert_array_equal(again._shadow_ecg.monitor.memory("a").h, shadow.h)
         np.testing.assert_array_equal(again.ecg.memory("a").h, champion.h)
         assert again.shadow_errors == 0
+        # the comparison goes on from where it was (when the same challenger is served)
+        assert again.shadow_report()["arrhythmia"]["beats_matched"] == 0
+        assert again.restore_shadow(again.journal.value("shadow"), {"arrhythmia"}) == [
+            "arrhythmia"]  # fmt: skip
+        assert again.shadow_report() == compared
+        for k in range(30, 40):
+            again.add_ecg("a", signals["119"][k * 360 : (k + 1) * 360])
+            again.tick()
+        grown = again.shadow_report()["arrhythmia"]
+        assert grown["beats_matched"] > compared["arrhythmia"]["beats_matched"]
+        assert again.shadow_report()["since"] == compared["since"]
+        again.close()
+        # another challenger's comparison is not taken up; a broken one starts afresh
+        third = shadowed()
+        assert third.restore_shadow(third.journal.value("shadow"), set()) == []
+        assert third.restore_shadow({"arrhythmia": {"confusion": 3}}, {"arrhythmia"}) == []
+        assert third.shadow_report()["arrhythmia"]["beats_matched"] == 0
+        third.journal.close()
+
+    def test_a_sepsis_shadows_comparison_is_not_counted_twice_after_a_restart(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+    ) -> None:
+        from vitalgru.scoring import EarlyWarningMonitor
+
+        model, preprocessing, rows = sepsis_fit
+        state = tmp_path / "ward.sqlite"
+
+        def shadowed() -> Ward:  # a sepsis-only ward with a challenger
+            return Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                        shadow_sepsis=EarlyWarningMonitor(model, preprocessing),
+                        journal=WardJournal(state))  # fmt: skip
+
+        ward = shadowed()
+        for pid in ("p1", "p2"):
+            ward.admit_sepsis(pid)
+            for row in rows[:5]:
+                ward.add_hour(pid, row)
+        ward.discharge_sepsis("p2")  # its hours are in the comparison, not in the file
+        ward.close()
+        before = ward.shadow_report()["early_warning"]
+        assert before["hours"] == 10 and before["patients"] == 2
+        again = shadowed()
+        again.restore(again.journal.load())  # p1's five hours scored again: counted anew...
+        assert again.shadow_report()["early_warning"]["hours"] == 5
+        again.restore_shadow(again.journal.value("shadow"), {"early_warning"})
+        assert again.shadow_report()["early_warning"] == before  # ...and replaced
+        again.add_hour("p1", rows[5])
+        assert again.shadow_report()["early_warning"]["hours"] == 11
         again.close()
 
     def test_the_memory_is_written_as_the_ward_runs_and_a_foreign_one_is_not_used(
