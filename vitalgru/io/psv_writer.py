@@ -3,13 +3,17 @@ pipe-separated file per patient, named as the patient's input file, with a row f
 its rows::
 
     PredictedProbability|PredictedLabel
-    0.012345|0
-    0.731002|1
+    0.0123450021|0
+    0.731002212|1
 
 The Challenge's own scorer (``evaluate_sepsis_score.py labels predictions``, from the
 Challenge's evaluation repository) pairs each prediction file with the label file of the
 same name and computes the normalized utility, AUROC and AUPRC from them, so a figure this
-project reports can be checked with the code that ranked the Challenge.
+project reports can be checked with the code that ranked the Challenge. Risks are written
+with nine significant digits, so that rounding neither ties nor reorders them; note that
+the scorer drops its lowest threshold when it is exactly 0, so for scores that are often
+exactly 0 its AUROC and AUPRC leave out the last stretch of the curves (``risks`` from
+vitalgru's networks are not 0).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def write_challenge_predictions(
     paths = []
     for k, pid in enumerate(patient_ids):
         rows = slice(int(off[k]), int(off[k + 1]))
-        lines = [f"{p:.6f}|{int(b)}" for p, b in zip(r[rows], a[rows], strict=True)]
+        lines = [f"{p:.9g}|{int(b)}" for p, b in zip(r[rows], a[rows], strict=True)]
         path = out / f"{pid}.psv"
         path.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
         paths.append(path)

@@ -18,9 +18,14 @@ def test_one_file_per_patient_a_row_per_hour(tmp_path: Path) -> None:
                                         np.array([0, 3, 3, 5]), risks, alarms)  # fmt: skip
     assert [p.name for p in paths] == ["p000001.psv", "p000002.psv", "p000003.psv"]
     assert paths[0].read_text().splitlines() == [
-        PREDICTION_HEADER, "0.100000|0", "0.250000|0", "0.900000|1"]  # fmt: skip
+        PREDICTION_HEADER, "0.1|0", "0.25|0", "0.9|1"]  # fmt: skip
     assert paths[1].read_text().splitlines() == [PREDICTION_HEADER]  # no rows: a header
-    assert paths[2].read_text().splitlines()[1:] == ["0.000000|0", "1.000000|1"]
+    assert paths[2].read_text().splitlines()[1:] == ["0|0", "1|1"]
+    # nine significant digits: close risks stay apart, small ones are not rounded to 0
+    (close,) = write_challenge_predictions(tmp_path / "q", ["p4"], np.array([0, 3]),
+                                           np.array([0.123456781, 0.123456789, 3.2e-9]),
+                                           np.zeros(3, int))  # fmt: skip
+    assert close.read_text().splitlines()[1:] == ["0.123456781|0", "0.123456789|0", "3.2e-09|0"]
 
 
 @pytest.mark.parametrize(
