@@ -172,7 +172,8 @@ def ecg_patient_page_html(
     ``summary`` is :meth:`vitalgru.scoring.ward.Ward.ecg_summary`; ``strips`` the alarms'
     strips (:meth:`vitalgru.scoring.ward.Ward.strip`), newest first; ``trend``
     (:meth:`vitalgru.scoring.ward.Ward.ecg_trend`) adds the heart rate minute by minute of
-    the current stream, the alarms' onsets marked."""
+    the current stream, the alarms' onsets marked, and of the streams before the gateway's
+    restarts, newest first."""
     e = html.escape
     pid = str(summary["patient_id"])
     c, n = summary["counts"], summary["beats"]
@@ -207,6 +208,15 @@ def ecg_patient_page_html(
             chart = (f"<p>Heart rate (bpm) by minute since {e(trend['stream_started_at'])}"
                      " (a gap: too few beats in accepted signal); alarm onsets marked V, S, "
                      f"E (frequent ventricular ectopy) and P (pause):</p>{drawn_hr}")  # fmt: skip
+        earlier = list(trend.get("earlier", []))  # each ended where the next one began
+        ends = [t["stream_started_at"] for t in earlier[1:]] + [trend["stream_started_at"]]
+        for t, end in reversed(list(zip(earlier, ends[: len(earlier)], strict=True))):
+            before = hr_chart({"patient_id": pid, "hr_trend_bpm": t["hr_trend_bpm"],
+                               "monitored_s": 60.0 * len(t["hr_trend_bpm"]), "alerts": []})  # fmt: skip
+            if before:
+                chart += (f"<p>Before the gateway restarted at {e(end)}: heart rate (bpm) by "
+                          f"minute since {e(t['stream_started_at'])} (its alarms are in the "
+                          f"ward's event log):</p>{before}")  # fmt: skip
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "
         f"{e(str(summary['admitted_at']).replace('T', ' '))}; heart rate {hr} bpm over the "

@@ -157,6 +157,28 @@ def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
     shadow.monitor.admit(a.patient_id, a.fs)
 
 
+#: Heart-rate trends of earlier streams (before gateway restarts) kept per ECG patient,
+#: each its last :data:`TREND_KEEP_MINUTES`.
+EARLIER_TRENDS = 3
+TREND_KEEP_MINUTES = 24 * 60
+
+
+def _kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
+    """The newest ``n`` of a list of ``{"stream_started_at", "hr_trend_bpm"}`` that have a
+    minute, each cut to its last :data:`TREND_KEEP_MINUTES`; anything else (in a state
+    file written by hand or by another version) is dropped."""
+    if not isinstance(trends, list):
+        return []
+    out = []
+    for t in trends:
+        if isinstance(t, dict) and isinstance(t.get("hr_trend_bpm"), list) and t["hr_trend_bpm"]:
+            bpm = t["hr_trend_bpm"][-TREND_KEEP_MINUTES:]
+            out.append({"stream_started_at": str(t.get("stream_started_at", "")),
+                        "hr_trend_bpm": [v if isinstance(v, int | float) else None
+                                         for v in bpm]})  # fmt: skip
+    return out[-n:]
+
+
 class _Tail:
     """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
 
@@ -235,6 +257,8 @@ class _EcgBed:
     tail: _Tail | None = None  # the latest samples pushed to the monitor (strips)
     rates: _MinuteRates = field(default_factory=_MinuteRates)  # heart rate by minute
     pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
+    # the heart-rate trends of the streams before a gateway restart, oldest first
+    earlier: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.tail is None:
@@ -384,6 +408,7 @@ class Ward(SepsisWard):
         carried = 0
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
+            trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
@@ -395,6 +420,7 @@ class Ward(SepsisWard):
                         now,
                         received_s=a.received_s,
                         counts=Counter(a.counts),
+                        earlier=_kept_trends((trends or {}).get(a.patient_id)),
                     )
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:
@@ -462,6 +488,9 @@ class Ward(SepsisWard):
             return 0
         with self._queue_lock:
             pids = list(self._ecg_beds)
+            trends = {pid: _kept_trends([*b.earlier, self._trend(b)], EARLIER_TRENDS + 1)
+                      for pid, b in self._ecg_beds.items()}  # fmt: skip
+        self._journal("set_value", "ecg_trends", trends)
         kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
         at = _utc_now()
         self._journal("ecg_memory", kept, at)
@@ -726,21 +755,26 @@ class Ward(SepsisWard):
     def ecg_trend(self, patient_id: str) -> dict[str, Any]:
         """The heart rate of each minute of the patient's current stream (since admission
         or the gateway's restart): ``{"patient_id", "stream_started_at", "monitored_s",
-        "hr_trend_bpm": [bpm or None, ...]}``. KeyError for a patient not on ECG."""
+        "hr_trend_bpm": [bpm or None, ...], "earlier": [the same ``{"stream_started_at",
+        "hr_trend_bpm"}`` of the streams before restarts, oldest first: the last
+        :data:`EARLIER_TRENDS`, each its last day]}``. KeyError for a patient not on ECG."""
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring")
             assert bed.tail is not None
-            monitored = bed.tail.end / bed.fs
-            trend = bed.rates.trend(int(math.ceil(monitored / HR_WINDOW_S)))
-            return {
-                "patient_id": pid,
-                "stream_started_at": _iso(bed.stream_start),
-                "monitored_s": monitored,
-                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend],
-            }
+            return {"patient_id": pid, "monitored_s": bed.tail.end / bed.fs,
+                    **self._trend(bed), "earlier": [dict(t) for t in bed.earlier]}  # fmt: skip
+
+    @staticmethod
+    def _trend(bed: _EcgBed) -> dict[str, Any]:
+        """``{"stream_started_at", "hr_trend_bpm"}`` of a bed's current stream (the caller
+        holds the queue lock)."""
+        assert bed.tail is not None
+        trend = bed.rates.trend(int(math.ceil(bed.tail.end / bed.fs / HR_WINDOW_S)))
+        return {"stream_started_at": _iso(bed.stream_start),
+                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",

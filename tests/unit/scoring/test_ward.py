@@ -650,3 +650,50 @@ def test_the_heart_rate_by_minute_is_the_replay_pages(signals: dict[str, np.ndar
         assert got["monitored_s"] == SECONDS and len(got["hr_trend_bpm"]) == 2
         assert got["hr_trend_bpm"] == want["hr_trend_bpm"], pid
         assert any(v is not None for v in got["hr_trend_bpm"])
+
+
+def test_the_heart_rate_trend_outlives_gateway_restarts(
+    signals: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    from vitalgru.reports.ward import ecg_patient_page_html
+
+    state = tmp_path / "ward.sqlite"
+    x = signals["119"]
+
+    def feed(ward: Ward, seconds: range) -> None:
+        for k in seconds:
+            ward.add_ecg("bed-1", x[k * 360 : (k + 1) * 360])
+            ward.tick()
+
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("bed-1", 360.0)
+    feed(ward, range(0, 70))
+    first = ward.ecg_trend("bed-1")
+    assert len(first["hr_trend_bpm"]) == 2 and first["earlier"] == []
+    ward.close()
+    # restarted: a new stream, and the one before it kept
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    feed(again, range(70, 130))
+    got = again.ecg_trend("bed-1")
+    assert got["earlier"] == [{k: first[k] for k in ("stream_started_at", "hr_trend_bpm")}]
+    assert len(got["hr_trend_bpm"]) == 1  # the new stream's first minute
+    page = ecg_patient_page_html(again.ecg_summary("bed-1"), [], got)
+    assert (
+        page.count("<svg") == 2
+        and f"Before the gateway restarted at {got['stream_started_at']}" in page
+    )
+    again.close()
+    # and again: both earlier streams, oldest first; a state file with junk in it is ignored
+    third = Ward(untrained_monitor(), journal=WardJournal(state))
+    third.restore(third.journal.load())
+    assert [t["hr_trend_bpm"] for t in third.ecg_trend("bed-1")["earlier"]] == [
+        first["hr_trend_bpm"], got["hr_trend_bpm"]]  # fmt: skip
+    third.close()
+    edited = WardJournal(state)  # a state file with something else under the trends
+    edited.set_value("ecg_trends", {"bed-1": [{"hr_trend_bpm": "x"}, 3]})
+    edited.close()
+    fourth = Ward(untrained_monitor(), journal=WardJournal(state))
+    fourth.restore(fourth.journal.load())
+    assert fourth.ecg_trend("bed-1")["earlier"] == []
+    fourth.journal.close()
