@@ -165,6 +165,14 @@ class AuditLog:
                 prev = chain
         return n, None, prev
 
+    def row_of_link(self, link: str) -> int | None:
+        """The number of the row whose chain is ``link`` (a last link :meth:`verify` gave
+        earlier and was kept elsewhere), or None: rows from it on were cut off the end."""
+        with self._lock:
+            got = self._db.execute("SELECT seq FROM access WHERE chain = ?", (link.strip(),))
+            row = got.fetchone()
+        return None if row is None else int(row[0])
+
 
 def _link(prev: str, row: tuple[Any, ...]) -> str:
     """The chain of a row: SHA-256 over the chain before it and its fields."""

@@ -62,13 +62,21 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
         if not Path(args.file).is_file():
             raise SystemExit(f"vitalgru: error: no audit log at {args.file}")
         try:
-            n, broken, last = AuditLog(args.file).verify()
+            log = AuditLog(args.file)
+            n, broken, last = log.verify()
         except ValueError as e:
             raise SystemExit(f"vitalgru: error: {e}") from None
         if broken is not None:
             raise SystemExit(f"vitalgru: {args.file}: the hash chain breaks at row {broken} "
                              "(that row, or one before it, was changed or deleted)")  # fmt: skip
-        print(f"{args.file}: {n} row(s), the hash chain is intact; the last link is {last}")
+        at = None if args.expect is None else log.row_of_link(args.expect)
+        if args.expect is not None and at is None:
+            raise SystemExit(f"vitalgru: {args.file}: the link {args.expect.strip()} is not in "
+                             "its chain: rows were cut off its end since that link was "
+                             "kept (or the link is another file's)")  # fmt: skip
+        print(f"{args.file}: {n} row(s), the hash chain is intact"
+              + ("" if at is None else f" and holds the link kept earlier (row {at})")
+              + f"; the last link is {last}")  # fmt: skip
         return 0
     try:
         rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
@@ -258,6 +266,10 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument("--caller", default=None, help="one token's rows")
     sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    sp.add_argument("--expect", default=None, metavar="LINK",
+                    help="with --verify: a last link printed earlier and kept elsewhere; "
+                    "the check fails when it is no longer in the chain (rows cut off the "
+                    "end)")  # fmt: skip
     sp.add_argument("--verify", action="store_true",
                     help="check the rows' hash chain instead (exit 1 where it breaks)")  # fmt: skip
     sp.set_defaults(func=cmd_serve_audit)

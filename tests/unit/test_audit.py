@@ -47,6 +47,19 @@ def test_rows_are_appended_coalesced_and_filtered(tmp_path: Path) -> None:
     n, broken, last = again.verify()
     assert (n, broken) == (5, None) and len(last) == 64
     assert main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify"]) == 0
+    # a link kept elsewhere is found while the rows up to it are there, missed when rows
+    # were cut off the end (which leaves the rest of the chain whole)
+    kept = again.verify()[2]
+    assert again.row_of_link(kept) == 5
+    assert main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify", "--expect", kept]) == 0
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        cut = db.execute("SELECT * FROM access WHERE seq = 5").fetchone()
+        db.execute("DELETE FROM access WHERE seq = 5")
+    assert again.verify()[:2] == (4, None)
+    with pytest.raises(SystemExit, match="not in its chain: rows were cut off"):
+        main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify", "--expect", kept])
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute(f"INSERT INTO access VALUES ({', '.join('?' * len(cut))})", cut)
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         db.execute("UPDATE access SET caller = 'someone else' WHERE seq = 3")
     assert again.verify()[:2] == (3, 3)
