@@ -393,9 +393,10 @@ def _link_inputs(folder: Path, data: str, patient_ids: list[str]) -> None:
     exactly the files scored (those left out as unreadable are not among them)."""
     folder.mkdir(parents=True, exist_ok=True)
     source = Path(data).resolve()
+    for stale in folder.glob("*.psv"):  # an earlier evaluation's: the scorer pairs them all
+        stale.unlink()
     for pid in patient_ids:
         src, dst = source / f"{pid}.psv", folder / f"{pid}.psv"
-        dst.unlink(missing_ok=True)
         try:
             dst.symlink_to(src)
         except OSError:

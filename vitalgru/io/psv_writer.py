@@ -41,7 +41,8 @@ def write_challenge_predictions(
     Parameters
     ----------
     folder : path
-        Created if missing.
+        Created if missing; ``.psv`` files of other patients already in it are removed (the
+        scorer pairs every file of the folder with a label file).
     patient_ids : sequence of str
         The input files' stems (``p000001``).
     offsets : numpy.ndarray
@@ -75,6 +76,10 @@ def write_challenge_predictions(
         raise ValueError("alarms must be 0 or 1")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{pid}.psv" for pid in patient_ids}
+    for stale in out.glob("*.psv"):  # an earlier evaluation's, of other patients
+        if stale.name not in wanted:
+            stale.unlink()
     paths = []
     for k, pid in enumerate(patient_ids):
         rows = slice(int(off[k]), int(off[k + 1]))

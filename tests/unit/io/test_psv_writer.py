@@ -21,6 +21,11 @@ def test_one_file_per_patient_a_row_per_hour(tmp_path: Path) -> None:
         PREDICTION_HEADER, "0.1|0", "0.25|0", "0.9|1"]  # fmt: skip
     assert paths[1].read_text().splitlines() == [PREDICTION_HEADER]  # no rows: a header
     assert paths[2].read_text().splitlines()[1:] == ["0|0", "1|1"]
+    # written again for fewer patients: the others' files go (the scorer pairs them all)
+    (tmp_path / "p" / "notes.txt").write_text("kept")
+    write_challenge_predictions(tmp_path / "p", ["p000002"], np.array([0, 1]), np.array([0.5]),
+                                np.array([1]))  # fmt: skip
+    assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["notes.txt", "p000002.psv"]
     # nine significant digits: close risks stay apart, small ones are not rounded to 0
     (close,) = write_challenge_predictions(tmp_path / "q", ["p4"], np.array([0, 3]),
                                            np.array([0.123456781, 0.123456789, 3.2e-9]),
