@@ -204,8 +204,9 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument(
         "--adt-units", default=None, metavar="UNITS",
         help="comma-separated points of care (PV1-3) whose patients are scored: admissions "
-        "elsewhere are not acted on, transfers in and out admit and discharge (default: "
-        "every ADT^A01 admits)",
+        "elsewhere are not acted on, transfers in and out admit and discharge; MICU=medical "
+        "or SICU=surgical also gives the unit's ICU type to the model (default: every "
+        "ADT^A01 admits)",
     )  # fmt: skip
     sp.add_argument(
         "--audit", default="ward-audit.sqlite", metavar="FILE",

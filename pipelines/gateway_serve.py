@@ -16,7 +16,7 @@ from pipelines.audit import AuditLog
 from pipelines.gateway import DEFAULT_TICK_S, create_app
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls
-from pipelines.hl7_inbox import server_tls
+from pipelines.hl7_inbox import parse_adt_units, server_tls
 from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -193,6 +193,7 @@ def serve(
         if not host_ or not port_.isdigit() or not 1 <= int(port_) <= 65535:
             raise ValueError(f"--forward-alarms wants HOST:PORT, got {forward_alarms!r}")
         target = (host_.strip("[]"), int(port_))
+    parse_adt_units(adt_units)  # ValueError: a unit's ICU type is not one
     if mllp_allow:
         for a in mllp_allow:
             ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address

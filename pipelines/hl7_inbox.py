@@ -68,8 +68,8 @@ from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.ward import Ward
 
 __all__ = [
-    "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "Refused", "score_observations",
-    "start_mllp", "ward_call",
+    "ICU_TYPES", "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "Refused", "parse_adt_units",
+    "score_observations", "start_mllp", "ward_call",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,9 @@ class Hl7Inbox:
     units : sequence of str, optional
         Points of care (``PV1-3.1``) whose patients are scored: an admission elsewhere is
         not acted on, transfers in and out admit and discharge. None: every ``ADT^A01``.
+        A unit given as ``MICU=medical`` or ``SICU=surgical`` also says its ICU type, which
+        the sepsis model takes (``Unit1``, ``Unit2``): set at admission, and changed by a
+        transfer between scored units for the hours scored from then on.
     audit : AuditLog, optional
         Where admissions and discharges taken from messages are written
         (:mod:`pipelines.audit`), with the caller :meth:`handle` is given.
@@ -229,7 +232,7 @@ class Hl7Inbox:
         audit: Any = None,
     ) -> None:
         self.ward, self.intake, self.tz, self.audit = ward, intake, tz, audit
-        self.units = None if units is None else {u.strip().upper() for u in units if u.strip()}
+        self.units, self.icu_types = parse_adt_units(units)
         self._seen: OrderedDict[str, Hl7Reply] = OrderedDict()
         self._remember = remember
         self.journal = getattr(ward, "journal", None)  # the state file, when there is one
@@ -338,14 +341,18 @@ class Hl7Inbox:
                     return self._discharge(pid, f"transferred to {unit or 'an unnamed unit'}")
                 return {}, f"not acted on: unit {unit or '(none)'} is not scored here"
             if on:
+                if trigger == "A02":  # between scored units: its ICU type may change
+                    return self._moved(pid, unit)
                 return {}, f"patient {pid} is already on sepsis scoring; not admitted again"
             at = event.occurred_at
             notes = list(event.notes)
             if at is None:
                 notes.append("admitted as of now")
-            ward_call(self.ward.admit_sepsis, pid, event.static, at)
+            ward_call(self.ward.admit_sepsis, pid, {**event.static, **self._unit_type(unit)}, at)
             summary = ward_call(self.ward.sepsis_summary, pid)
             text = f"patient {pid} admitted to sepsis scoring from {summary['admitted_at']}"
+            if unit in self.icu_types:
+                text += f" ({self.icu_types[unit]} ICU)"
             return summary, "; ".join([text, *notes])
         if trigger in ("A03", "A11"):
             if not on:
@@ -356,6 +363,23 @@ class Hl7Inbox:
         if trigger == "A40":
             return self._merge(msg, pid)
         return {}, f"ADT^{trigger} not acted on"
+
+    def _unit_type(self, unit: str) -> dict[str, float]:
+        """``Unit1``/``Unit2`` (medical/surgical ICU) of a point of care whose type the
+        units given say; {} for the others."""
+        kind = self.icu_types.get(unit)
+        if kind is None:
+            return {}
+        return {"Unit1": float(kind == "medical"), "Unit2": float(kind == "surgical")}
+
+    def _moved(self, pid: str, unit: str) -> tuple[dict[str, Any], str]:
+        """``ADT^A02`` of a patient on scoring to another scored unit."""
+        static = self._unit_type(unit)
+        if not static:
+            return {}, f"patient {pid} moved to {unit or 'an unnamed unit'}; still on scoring"
+        summary = ward_call(self.ward.update_sepsis_static, pid, static)
+        return summary, (f"patient {pid} moved to {unit} ({self.icu_types[unit]} ICU) for the "
+                         "hours scored from now on")  # fmt: skip
 
     def _update(self, msg: Hl7Message, pid: str, on: bool) -> tuple[dict[str, Any], str]:
         """``ADT^A08``: the demographics of a patient on scoring, counted to the stay's
@@ -388,6 +412,30 @@ class Hl7Inbox:
     def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
         summary = ward_call(self.ward.discharge_sepsis, pid)
         return summary, f"patient {pid} {why}: off sepsis scoring"
+
+
+#: The ICU types a unit of ``--adt-units`` may be given (``MICU=medical``).
+ICU_TYPES = ("medical", "surgical")
+
+
+def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[str, str]]:
+    """The scored points of care and the ICU type of those given one (``MICU=medical``).
+    ValueError for a type that is not one of :data:`ICU_TYPES`."""
+    if units is None:
+        return None, {}
+    names, types = set(), {}
+    for item in units:
+        name, _, kind = item.partition("=")
+        name, kind = name.strip().upper(), kind.strip().lower()
+        if not name:
+            continue
+        names.add(name)
+        if kind:
+            if kind not in ICU_TYPES:
+                raise ValueError(f"--adt-units: {item.strip()!r}: an ICU type is medical or "
+                                 "surgical (MICU=medical)")  # fmt: skip
+            types[name] = kind
+    return names, types
 
 
 def _sender_key(msg: Hl7Message) -> str:

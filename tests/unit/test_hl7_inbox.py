@@ -610,3 +610,30 @@ def test_mllp_over_tls_and_with_client_certificates(tmp_path: Path) -> None:
             send(port, trusting)  # refused in the handshake (or right after it, in TLS 1.3)
         trusting.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
         assert _msa(send(port, trusting))[:3] == ["MSA", "AA", "T1"]
+
+
+def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    from pipelines.hl7_inbox import parse_adt_units
+
+    ward = _ward(sepsis_fit)
+    inbox = Hl7Inbox(ward, IntakeCollector(), units=["micu=Medical", "SICU=surgical", "CCU"])
+    when = datetime.now(UTC) - timedelta(hours=2)
+    out = inbox.handle(_adt("A01", "U1", "p1", when, unit="MICU"))
+    assert out.code == "AA" and "(medical ICU)" in out.text
+    st = ward.sepsis_summary("p1")["static"]
+    assert (st["unit_micu"], st["unit_sicu"], st["gender_male"]) == (1.0, 0.0, 0.0)
+    # moved to the surgical ICU: the hours from now on are scored as a surgical patient's
+    out = inbox.handle(_adt("A02", "U2", "p1", datetime.now(UTC), unit="SICU"))
+    assert out.code == "AA" and "moved to SICU (surgical ICU)" in out.text
+    assert {k: ward.sepsis_summary("p1")["static"][k] for k in ("unit_micu", "unit_sicu")} == {
+        "unit_micu": 0.0, "unit_sicu": 1.0}  # fmt: skip
+    # a unit without a type: admitted without one, moved to without a change
+    inbox.handle(_adt("A01", "U3", "p2", when, unit="CCU"))
+    assert "unit_micu" not in ward.sepsis_summary("p2")["static"]
+    out = inbox.handle(_adt("A02", "U4", "p1", datetime.now(UTC), unit="CCU"))
+    assert "still on scoring" in out.text and ward.sepsis_summary("p1")["static"]["unit_sicu"] == 1
+    assert parse_adt_units(None) == (None, {})
+    with pytest.raises(ValueError, match="medical or surgical"):
+        parse_adt_units(["MICU=cardiac"])
