@@ -274,7 +274,7 @@ class Hl7Inbox:
                 reply = Hl7Reply(hl7_ack(msg, "AE", text), "AE", 500, text, msg.message_type)
             if self.audit is not None and msg.kind[0] == "ADT" and reply.result:
                 pid = reply.result.get("patient_id")
-                verb = {"A08": "update", "A40": "merge"}.get(msg.kind[1]) or (
+                verb = reply.result.get("hl7_action") or (
                     "discharge" if reply.result.get("discharged") else "admit")  # fmt: skip
                 action = f"HL7 {_type(msg)} {verb}"
                 self.audit.record(caller or source, action, pid, reply.status, client)
@@ -378,8 +378,9 @@ class Hl7Inbox:
         if not static:
             return {}, f"patient {pid} moved to {unit or 'an unnamed unit'}; still on scoring"
         summary = ward_call(self.ward.update_sepsis_static, pid, static)
-        return summary, (f"patient {pid} moved to {unit} ({self.icu_types[unit]} ICU) for the "
-                         "hours scored from now on")  # fmt: skip
+        return {**summary, "hl7_action": "update"}, (
+            f"patient {pid} moved to {unit} ({self.icu_types[unit]} ICU) for the hours scored "
+            "from now on")  # fmt: skip
 
     def _update(self, msg: Hl7Message, pid: str, on: bool) -> tuple[dict[str, Any], str]:
         """``ADT^A08``: the demographics of a patient on scoring, counted to the stay's
@@ -393,7 +394,7 @@ class Hl7Inbox:
                                   "message; nothing updated", *update.notes])  # fmt: skip
         summary = ward_call(self.ward.update_sepsis_static, pid, update.static)
         given = ", ".join(f"{k} {v:g}" for k, v in sorted(update.static.items()))
-        return summary, "; ".join([f"patient {pid}: {given} for the hours scored from now on",
+        return {**summary, "hl7_action": "update"}, "; ".join([f"patient {pid}: {given} for the hours scored from now on",
                                    *update.notes])  # fmt: skip
 
     def _merge(self, msg: Hl7Message, pid: str) -> tuple[dict[str, Any], str]:
@@ -407,7 +408,9 @@ class Hl7Inbox:
         if old is None:
             return {}, f"{', '.join(prior)} not on sepsis scoring; nothing to merge"
         summary = ward_call(self.ward.merge_sepsis, old, pid)
-        return summary, f"patient {old} merged into {pid}: the sepsis stay goes on under {pid}"
+        return {**summary, "hl7_action": "merge"}, (
+            f"patient {old} merged into {pid}: the sepsis stay goes on under {pid}"
+        )
 
     def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
         summary = ward_call(self.ward.discharge_sepsis, pid)

@@ -613,12 +613,15 @@ def test_mllp_over_tls_and_with_client_certificates(tmp_path: Path) -> None:
 
 
 def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
-    sepsis_fit: tuple[Any, dict, list[dict]],
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:
+    from pipelines.audit import AuditLog
     from pipelines.hl7_inbox import parse_adt_units
 
     ward = _ward(sepsis_fit)
-    inbox = Hl7Inbox(ward, IntakeCollector(), units=["micu=Medical", "SICU=surgical", "CCU"])
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    inbox = Hl7Inbox(ward, IntakeCollector(), units=["micu=Medical", "SICU=surgical", "CCU"],
+                     audit=audit)  # fmt: skip
     when = datetime.now(UTC) - timedelta(hours=2)
     out = inbox.handle(_adt("A01", "U1", "p1", when, unit="MICU"))
     assert out.code == "AA" and "(medical ICU)" in out.text
@@ -637,3 +640,8 @@ def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
     assert parse_adt_units(None) == (None, {})
     with pytest.raises(ValueError, match="medical or surgical"):
         parse_adt_units(["MICU=cardiac"])
+    # the access log says what each message did
+    inbox.handle(_merge("U5", "mrn-1", "p2", datetime.now(UTC)))
+    assert [(r["action"], r["patient_id"]) for r in audit.rows()] == [
+        ("HL7 ADT^A01 admit", "p1"), ("HL7 ADT^A02 update", "p1"), ("HL7 ADT^A01 admit", "p2"),
+        ("HL7 ADT^A40 merge", "mrn-1")]  # fmt: skip
