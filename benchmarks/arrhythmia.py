@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, environment, write_results
 
 from vitalgru.config import ArrhythmiaTrainConfig, load_config
-from vitalgru.data.arrhythmia_dataset import beat_features, load_beat_dataset
+from vitalgru.data.arrhythmia_dataset import load_beat_dataset
+from vitalgru.data.beat_features import beat_features
 from vitalgru.metrics.aami import aami_report, report_markdown
 from vitalgru.training.arrhythmia import feature_settings, predict_records, train_arrhythmia
 from vitalgru.training.loop import TqdmProgress

@@ -267,7 +267,7 @@ class ArrhythmiaTrainConfig(_Strict):
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
     # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
     num_threads: int = Field(default=1, ge=1, le=256)
-    # Causal per-beat features (vitalgru.data.arrhythmia_dataset.FeatureSettings).
+    # Causal per-beat features (vitalgru.data.beat_features.FeatureSettings).
     template_beats: int = Field(default=32, ge=1)
     local_rr_beats: int = Field(default=10, ge=1)
     long_rr_beats: int = Field(default=300, ge=1)

@@ -134,7 +134,7 @@ def add_recorded_noise(
     ----------
     x : torch.Tensor
         ``(B, T, 2 * n_samples + F)`` beat features (the layout of
-        :func:`vitalgru.data.arrhythmia_dataset.beat_features`).
+        :func:`vitalgru.data.beat_features.beat_features`).
     sample_idx : torch.Tensor
         ``(B, T)`` R-peak positions at ``bank.fs``.
     lengths : torch.Tensor

@@ -66,11 +66,11 @@ def apply_rhythm_gate(
 
     A beat is in "AF-like rhythm" when its rhythm entropy and normalised RMSSD (RR
     features ``gate["entropy_feature"]`` and ``gate["nrmssd_feature"]``, see
-    :func:`vitalgru.data.arrhythmia_dataset.rhythm_features`) both exceed their
+    :func:`vitalgru.data.beat_features.rhythm_features`) both exceed their
     minimum. Without organised atrial activity a beat cannot be atrial-premature
     (MIT-BIH and AAMI EC57 label AF beats N), so S is not a valid answer there. Classes
     are in AAMI order (N, S, ...). The thresholds are chosen on held-out training
-    records (:func:`vitalgru.training.arrhythmia.choose_rhythm_gate`).
+    records (:func:`vitalgru.training.arrhythmia_gates.choose_rhythm_gate`).
 
     Parameters
     ----------
@@ -126,7 +126,7 @@ def apply_quality_gate(
     which a noisy stretch does not change. So in rejected signal a V call is made only when
     its probability exceeds ``keep_v_above``; otherwise the beat keeps its N/S/F/Q answer.
     The setting is chosen on held-out training records
-    (:func:`vitalgru.training.arrhythmia.choose_quality_gate`).
+    (:func:`vitalgru.training.arrhythmia_gates.choose_quality_gate`).
 
     Parameters
     ----------

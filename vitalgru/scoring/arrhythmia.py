@@ -20,7 +20,7 @@ Per patient, samples at the patient's own rate ``fs`` go through:
    what the network was trained on; a causal filter shifts and reshapes the QRS. The price
    is ``margin_s`` of latency, and the edge transients of the stretch, which decay within
    the margin (the benchmark measures the difference from whole-record filtering);
-4. the causal beat features of training (:func:`vitalgru.data.arrhythmia_dataset.beat_features`
+4. the causal beat features of training (:func:`vitalgru.data.beat_features.beat_features`
    on the beats' history: running median template, RR features with one beat of look-ahead);
 5. the network, streaming with its hidden state carried (``context_beats`` as in
    :func:`vitalgru.training.arrhythmia.predict_records`).
@@ -54,9 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitalgru.data.arrhythmia_dataset import (
+from vitalgru.data.arrhythmia_dataset import data_config_from_preprocessing
+from vitalgru.data.beat_features import (
     FeatureSettings,
-    data_config_from_preprocessing,
     feature_settings_from_preprocessing,
     latest_morphology,
     rr_features,

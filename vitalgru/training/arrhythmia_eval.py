@@ -20,12 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.data.arrhythmia_dataset import (
-    RecordBeats,
-    beat_features,
-    data_config_from_preprocessing,
-    feature_settings_from_preprocessing,
-)
+from vitalgru.data.arrhythmia_dataset import RecordBeats, data_config_from_preprocessing
+from vitalgru.data.beat_features import beat_features, feature_settings_from_preprocessing
 from vitalgru.data.drift import beat_inputs
 from vitalgru.data.ingest import UNLABELLED, process_record
 from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error

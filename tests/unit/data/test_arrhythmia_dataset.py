@@ -1,27 +1,25 @@
-"""Causal beat features and beat-sequence batching."""
+"""Beat-sequence batching and simulated atrial fibrillation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from vitalgru.data.arrhythmia_dataset import (
     IGNORE_LABEL,
-    N_RR_FEATURES,
-    RR_FEATURES,
     SUPRAVENTRICULAR_LABEL,
     BeatSequenceDataset,
-    FeatureSettings,
     RecordBeats,
-    beat_features,
     collate_beat_sequences,
-    rhythm_features,
-    rr_features,
-    running_median_template,
     simulated_af_record,
+)
+from vitalgru.data.beat_features import (
+    N_RR_FEATURES,
+    RR_FEATURES,
+    FeatureSettings,
+    beat_features,
+    rr_features,
 )
 
 
@@ -30,54 +28,6 @@ def _beats(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     w = rng.normal(size=(n, 30)).astype(np.float32)
     idx = np.cumsum(rng.integers(200, 400, size=n))
     return w, idx
-
-
-class TestRunningMedian:
-    def test_matches_naive(self) -> None:
-        w, _ = _beats(700)  # crosses the 512-beat chunk boundary
-        k = 5
-        got = running_median_template(w, k)
-        for i in (0, 1, 4, 5, 511, 512, 513, 699):
-            np.testing.assert_allclose(got[i], np.median(w[max(0, i - k + 1) : i + 1], axis=0))
-
-    @settings(max_examples=20, deadline=None)
-    @given(n=st.integers(3, 60), cut=st.integers(2, 59), k=st.integers(1, 9))
-    def test_causal(self, n: int, cut: int, k: int) -> None:
-        # (beat 0 borrows beat 1's interval as its rr_prev, so cuts start at beat 2)
-        cut = min(cut, n - 1)
-        w, idx = _beats(n)
-        s = FeatureSettings(template_beats=k, local_rr_beats=3, long_rr_beats=7)
-        full = beat_features(w, idx, 360.0, s)
-        w2, idx2 = w.copy(), idx.copy()
-        w2[cut:] += 3.0
-        idx2[cut:] += 50  # changes rr_next of beat cut-1 (the stated look-ahead) only
-        part = beat_features(w2, idx2, 360.0, s)
-        np.testing.assert_allclose(part[: cut - 1], full[: cut - 1], rtol=1e-6)
-        # beat cut-1: its morphology and rr_prev are unchanged
-        m = 2 * w.shape[1]
-        np.testing.assert_allclose(part[cut - 1, :m], full[cut - 1, :m], rtol=1e-6)
-        np.testing.assert_allclose(part[cut - 1, m], full[cut - 1, m], rtol=1e-6)
-
-
-class TestRRFeatures:
-    def test_regular_rhythm_has_zero_log_ratios(self) -> None:
-        f = rr_features(np.arange(0, 3600, 360), 360.0, FeatureSettings())
-        assert f.shape == (10, N_RR_FEATURES)
-        np.testing.assert_allclose(f[:, 0], 0.0, atol=1e-6)  # log(1 s)
-        np.testing.assert_allclose(f[:, 2:], 0.0, atol=1e-6)
-
-    def test_premature_beat_has_short_ratio(self) -> None:
-        idx = np.array([0, 360, 720, 900, 1440, 1800])  # beat 3 comes 0.5 s early
-        f = rr_features(idx, 360.0, FeatureSettings(local_rr_beats=3))
-        assert f[3, 2] < -0.3 and f[3, 6] > 0.5  # short prev / local, long next / prev
-
-    def test_validation(self) -> None:
-        with pytest.raises(ValueError, match="increasing"):
-            rr_features(np.array([0, 10, 5]), 360.0, FeatureSettings())
-        with pytest.raises(ValueError, match="fs"):
-            rr_features(np.array([0, 10]), 0.0, FeatureSettings())
-        with pytest.raises(ValueError, match="template_beats"):
-            FeatureSettings(template_beats=0)
 
 
 class TestSequences:
@@ -101,48 +51,6 @@ class TestSequences:
         assert items[0]["sample_idx"].tolist() == list(range(s0, s0 + n0))
         assert b["sample_idx"][1, :n2].tolist() == list(range(7))
         assert torch.all(b["sample_idx"][1, n2:] == 0)
-
-
-class TestRhythmFeatures:
-    """AF spreads RR intervals evenly; ectopy clusters them; sinus rhythm barely varies."""
-
-    def _rr(self, kind: str, n: int = 300) -> np.ndarray:
-        rng = np.random.default_rng(1)
-        if kind == "af":
-            return rng.uniform(0.4, 1.1, n)
-        if kind == "bigeminy":  # short (premature) and long (compensatory) in turn
-            return np.where(np.arange(n) % 2 == 0, 0.55, 1.15) + rng.normal(0, 0.01, n)
-        return 0.9 + rng.normal(0, 0.01, n)  # sinus
-
-    def test_separates_af_from_ectopy_and_sinus(self) -> None:
-        ent = {}
-        nrm = {}
-        for kind in ("af", "bigeminy", "sinus"):
-            e, r = rhythm_features(self._rr(kind), 64)
-            ent[kind], nrm[kind] = float(np.median(e[64:])), float(np.median(r[64:]))
-        assert ent["af"] > 0.8 and nrm["af"] > 0.25
-        assert ent["bigeminy"] < 0.45 and nrm["bigeminy"] > 0.5  # irregular, not AF
-        assert nrm["sinus"] < 0.05
-
-    def test_causal_and_zero_before_eight_intervals(self) -> None:
-        rr = self._rr("af", 120)
-        e, r = rhythm_features(rr, 64)
-        assert np.all(e[:7] == 0) and np.all(r[:7] == 0) and e[7] > 0
-        rr2 = rr.copy()
-        rr2[80:] = 0.3
-        e2, r2 = rhythm_features(rr2, 64)
-        np.testing.assert_array_equal(e2[:80], e[:80])
-        np.testing.assert_array_equal(r2[:80], r[:80])
-
-    def test_stored_model_columns_select_by_name(self) -> None:
-        w, idx = _beats(40)
-        full = beat_features(w, idx, 360.0, FeatureSettings())
-        old = list(RR_FEATURES[:10])  # a model trained before the rhythm features
-        part = beat_features(w, idx, 360.0, FeatureSettings(), old)
-        assert part.shape[1] == full.shape[1] - 2
-        np.testing.assert_array_equal(part, full[:, :-2])
-        with pytest.raises(ValueError, match="unknown RR feature"):
-            beat_features(w, idx, 360.0, FeatureSettings(), ["no_such_feature"])
 
 
 class TestSimulatedAF:

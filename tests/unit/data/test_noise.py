@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vitalgru.config import FilterConfig, PhysioNetConfig
-from vitalgru.data.arrhythmia_dataset import N_RR_FEATURES
+from vitalgru.data.beat_features import N_RR_FEATURES
 from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank
 from vitalgru.io import open_database
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.scoring import ArrhythmiaMonitor
 

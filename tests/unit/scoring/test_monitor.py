@@ -12,7 +12,7 @@ import torch
 import wfdb
 
 from vitalgru.config import FilterConfig
-from vitalgru.data.arrhythmia_dataset import (
+from vitalgru.data.beat_features import (
     RR_FEATURES,
     FeatureSettings,
     beat_features,

@@ -15,7 +15,7 @@ import torch
 import wfdb
 from monitor_kit import PREPROCESSING, untrained_monitor
 
-from vitalgru.data.arrhythmia_dataset import RR_FEATURES
+from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, replay

@@ -11,7 +11,7 @@ import torch
 import wfdb
 
 from vitalgru.config import PhysioNetConfig
-from vitalgru.data.arrhythmia_dataset import N_RR_FEATURES
+from vitalgru.data.beat_features import N_RR_FEATURES
 from vitalgru.data.ingest import UNLABELLED
 from vitalgru.errors import RecordError
 from vitalgru.io import open_database
