@@ -17,7 +17,8 @@ alarm episode, goes into one numbered event log that an integration engine polls
 
 The sepsis patients' methods are in :mod:`vitalgru.scoring.ward_sepsis` and the event log's
 (acknowledgements, escalations) in :mod:`vitalgru.scoring.ward_events` (:class:`Ward`'s base
-classes); the ECG feeds' and the restarts are here.
+classes); the ECG feeds' and the restarts are here, and what is kept of each ECG feed
+(:class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`) in :mod:`vitalgru.scoring.ward_ecg_bed`.
 
 Thread safety: one lock guards the queues and the event log, another the monitors;
 enqueuing never waits for a network call.
@@ -43,7 +44,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,26 +54,22 @@ from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, stri
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
+from vitalgru.scoring.ward_ecg_bed import (
+    EARLIER_TRENDS,
+    MAX_CHUNK_S,
+    EcgBed,
+    kept_trends,
+)
 from vitalgru.scoring.ward_events import _iso, _utc_now
 from vitalgru.scoring.ward_journal import EcgAdmission, WardJournal, WardState
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
-from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_CHUNK_S", "Durations", "Ward"]
 
-#: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
-#: is refused, not buffered without bound).
-MAX_CHUNK_S = 60.0
-#: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
-RECENT_BEATS = 600
 #: Events kept in the log; an engine polling less often than this fills loses the oldest.
 MAX_EVENTS = 10_000
-#: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
-HR_WINDOW_S = 60.0
-#: A minute of the heart-rate trend needs this many intervals in accepted signal.
-MIN_BEATS_PER_MINUTE = 10
 #: A feed that has sent nothing for this long (s of wall time) raises ``feed_lost``: the
 #: monitor's own pause and poor-signal alarms need samples to run on, so a cable pulled out
 #: of the gateway, not off the patient, would otherwise go unnoticed.
@@ -84,13 +81,9 @@ ESCALATE_AFTER_S = 15 * 60.0
 #: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
 #: learnt, a clean stop nothing.
 MEMORY_EVERY_S = 60.0
-#: Seconds of each ECG feed's latest samples kept for alarm strips: a strip's length and
-#: the most one tick can bring.
-STRIP_KEEP_S = MAX_CHUNK_S + 30.0
 #: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
 MAX_STRIPS = 500
 
-_CLASSES = [str(c) for c in AAMI_CLASSES]
 
 #: Upper bounds (s) of the buckets :class:`Durations` counts ticks and scored hours in.
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -155,114 +148,6 @@ def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
         except ValueError as e:
             logger.warning("ward: the shadow starts %s afresh: %s", a.patient_id, e)
     shadow.monitor.admit(a.patient_id, a.fs)
-
-
-#: Heart-rate trends of earlier streams (before gateway restarts) kept per ECG patient,
-#: each its last :data:`TREND_KEEP_MINUTES`.
-EARLIER_TRENDS = 3
-TREND_KEEP_MINUTES = 24 * 60
-
-
-def _kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
-    """The newest ``n`` of a list of ``{"stream_started_at", "hr_trend_bpm"}`` that have a
-    minute, each cut to its last :data:`TREND_KEEP_MINUTES`; anything else (in a state
-    file written by hand or by another version) is dropped."""
-    if not isinstance(trends, list):
-        return []
-    out = []
-    for t in trends:
-        if isinstance(t, dict) and isinstance(t.get("hr_trend_bpm"), list) and t["hr_trend_bpm"]:
-            bpm = t["hr_trend_bpm"][-TREND_KEEP_MINUTES:]
-            out.append({"stream_started_at": str(t.get("stream_started_at", "")),
-                        "hr_trend_bpm": [v if isinstance(v, int | float) else None
-                                         for v in bpm]})  # fmt: skip
-    return out[-n:]
-
-
-class _Tail:
-    """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
-
-    def __init__(self, n: int) -> None:
-        self.buf = np.full(max(int(n), 1), np.nan, dtype=np.float32)
-        self.end = 0
-
-    def add(self, x: np.ndarray) -> None:
-        n = self.buf.size
-        total = int(np.size(x))
-        self.end += total - min(total, n)  # older than the ring holds: counted, not kept
-        x = np.asarray(x, dtype=np.float32)[total - min(total, n) :]
-        at = self.end % n
-        first = min(x.size, n - at)
-        self.buf[at : at + first] = x[:first]
-        self.buf[: x.size - first] = x[first:]
-        self.end += x.size
-
-    def get(self, a: int, b: int) -> np.ndarray:
-        """Samples ``[a, b)`` of the stream (within the last ``n``)."""
-        n = self.buf.size
-        a = max(a, self.end - n, 0)
-        idx = np.arange(a, min(b, self.end)) % n
-        return self.buf[idx].copy()
-
-
-class _MinuteRates:
-    """A feed's heart rate minute by minute of its stream, as a replay's clinician page
-    computes it (:func:`vitalgru.reports.monitoring.patient_summary`: the median RR
-    between consecutive beats in accepted signal, none for a minute with fewer than
-    :data:`MIN_BEATS_PER_MINUTE`), kept as the beats come: a few numbers a minute."""
-
-    def __init__(self) -> None:
-        self.rates: dict[int, float] = {}  # minutes that are over
-        self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
-        self._last: BeatCall | None = None
-
-    def add(self, c: BeatCall) -> None:
-        prev, self._last = self._last, c
-        if prev is None:
-            return
-        rr = c.time_s - prev.time_s
-        if not (prev.signal_ok and c.signal_ok and rr > 0):
-            return
-        m = int(c.time_s // HR_WINDOW_S)
-        self._open.setdefault(m, []).append(rr)
-        for done in [k for k in self._open if k < m]:
-            rate = self._rate(self._open.pop(done))
-            if rate is not None:
-                self.rates[done] = rate
-
-    @staticmethod
-    def _rate(rr: list[float]) -> float | None:
-        return 60.0 / float(np.median(rr)) if len(rr) >= MIN_BEATS_PER_MINUTE else None
-
-    def trend(self, minutes: int) -> list[float | None]:
-        """The rate of each of the first ``minutes`` minutes (None: too few beats)."""
-        now = {k: self._rate(v) for k, v in self._open.items()}
-        return [self.rates.get(k, now.get(k)) for k in range(minutes)]
-
-
-@dataclass
-class _EcgBed:
-    fs: float
-    admitted: datetime
-    # wall time of stream time 0: admission, or the restart that began the monitor afresh
-    stream_start: datetime
-    last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
-    feed_lost: bool = False
-    queued: list[np.ndarray] = field(default_factory=list)
-    queued_n: int = 0
-    received_s: float = 0.0
-    counts: Counter = field(default_factory=Counter)
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
-    alerts: deque = field(default_factory=lambda: deque(maxlen=100))
-    tail: _Tail | None = None  # the latest samples pushed to the monitor (strips)
-    rates: _MinuteRates = field(default_factory=_MinuteRates)  # heart rate by minute
-    pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
-    # the heart-rate trends of the streams before a gateway restart, oldest first
-    earlier: list = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.tail is None:
-            self.tail = _Tail(int(math.ceil(STRIP_KEEP_S * self.fs)))
 
 
 class Ward(SepsisWard):
@@ -338,7 +223,7 @@ class Ward(SepsisWard):
         self.ecg, self.sepsis = ecg, sepsis
         self.max_chunk_s = float(max_chunk_s)
         self.feed_timeout_s = float(feed_timeout_s)
-        self._ecg_beds: dict[str, _EcgBed] = {}
+        self._ecg_beds: dict[str, EcgBed] = {}
         self._sepsis_beds: dict[str, _SepsisBed] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._strips: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by event number
@@ -414,13 +299,13 @@ class Ward(SepsisWard):
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
                     carried += memory is not None
                     self._in_shadow(self._shadow_ecg, lambda sh, a=a: _admit_shadow(sh, a))
-                    bed = _EcgBed(
+                    bed = EcgBed(
                         a.fs,
                         datetime.fromisoformat(a.admitted_at),
                         now,
                         received_s=a.received_s,
                         counts=Counter(a.counts),
-                        earlier=_kept_trends((trends or {}).get(a.patient_id)),
+                        earlier=kept_trends((trends or {}).get(a.patient_id)),
                     )
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:
@@ -488,7 +373,7 @@ class Ward(SepsisWard):
             return 0
         with self._queue_lock:
             pids = list(self._ecg_beds)
-            trends = {pid: _kept_trends([*b.earlier, self._trend(b)], EARLIER_TRENDS + 1)
+            trends = {pid: kept_trends([*b.earlier, b.trend()], EARLIER_TRENDS + 1)
                       for pid, b in self._ecg_beds.items()}  # fmt: skip
         self._journal("set_value", "ecg_trends", trends)
         kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
@@ -530,7 +415,7 @@ class Ward(SepsisWard):
             self.ecg.admit(pid, fs)  # checks fs
             self._in_shadow(self._shadow_ecg, lambda sh: sh.monitor.admit(pid, fs))
             now = datetime.now(UTC)
-            self._ecg_beds[pid] = _EcgBed(float(fs), now, now)
+            self._ecg_beds[pid] = EcgBed(float(fs), now, now)
             self._journal("admit_ecg", pid, float(fs), _iso(now))
 
     def add_ecg(self, patient_id: str, samples: Any) -> int:
@@ -673,7 +558,7 @@ class Ward(SepsisWard):
             self._record_ecg(calls, alerts)
             with self._queue_lock:
                 self._complete_strips(final=pid)  # the stream ended: as far as it went
-                summary = self._summary(pid, self._ecg_beds.pop(pid))
+                summary = self._ecg_beds.pop(pid).summary(pid)
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
 
@@ -765,16 +650,7 @@ class Ward(SepsisWard):
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring")
             assert bed.tail is not None
             return {"patient_id": pid, "monitored_s": bed.tail.end / bed.fs,
-                    **self._trend(bed), "earlier": [dict(t) for t in bed.earlier]}  # fmt: skip
-
-    @staticmethod
-    def _trend(bed: _EcgBed) -> dict[str, Any]:
-        """``{"stream_started_at", "hr_trend_bpm"}`` of a bed's current stream (the caller
-        holds the queue lock)."""
-        assert bed.tail is not None
-        trend = bed.rates.trend(int(math.ceil(bed.tail.end / bed.fs / HR_WINDOW_S)))
-        return {"stream_started_at": _iso(bed.stream_start),
-                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
+                    **bed.trend(), "earlier": [dict(t) for t in bed.earlier]}  # fmt: skip
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",
@@ -788,40 +664,7 @@ class Ward(SepsisWard):
             bed = self._ecg_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring")
-            return self._summary(pid, bed)
-
-    def _summary(self, pid: str, bed: _EcgBed) -> dict[str, Any]:
-        recent = list(bed.recent)
-        hr = None
-        if recent:
-            last = recent[-1].time_s
-            t = np.array([c.time_s for c in recent if c.time_s >= last - HR_WINDOW_S])
-            ok = np.array([c.signal_ok for c in recent if c.time_s >= last - HR_WINDOW_S])
-            rr = np.diff(t)[ok[1:] & ok[:-1]]
-            rr = rr[rr > 0]
-            if rr.size >= 4:
-                hr = round(60.0 / float(np.median(rr)), 1)
-        return {
-            "patient_id": pid,
-            "fs": bed.fs,
-            "admitted_at": _iso(bed.admitted),
-            "stream_started_at": _iso(bed.stream_start),
-            "received_s": round(bed.received_s, 3),
-            "queued_s": round(bed.queued_n / bed.fs, 3),
-            "beats": int(sum(bed.counts.values())),
-            "counts": {c: int(bed.counts.get(c, 0)) for c in _CLASSES},
-            "hr_bpm": hr,
-            "rejected_pct": (
-                round(100.0 * sum(not c.signal_ok for c in recent) / len(recent), 1)
-                if recent
-                else None
-            ),
-            "last_beats": [
-                {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
-                for c in recent[-10:]
-            ],
-            "alarms": [dict(a) for a in bed.alerts],
-        }
+            return bed.summary(pid)
 
     # ------------------------------------------------------------------ shadow
 
@@ -878,7 +721,7 @@ class Ward(SepsisWard):
         """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's
         :meth:`sepsis_summary`, taken together."""
         with self._queue_lock:
-            ecg = [self._summary(pid, bed) for pid, bed in self._ecg_beds.items()]
+            ecg = [bed.summary(pid) for pid, bed in self._ecg_beds.items()]
             sepsis = [self._sepsis_summary(pid, bed) for pid, bed in self._sepsis_beds.items()]
         return ecg, sepsis
 

@@ -700,14 +700,14 @@ def test_the_heart_rate_trend_outlives_gateway_restarts(
 
 
 def test_the_trends_kept_are_the_newest_three_and_a_day_of_each() -> None:
-    from vitalgru.scoring.ward import EARLIER_TRENDS, TREND_KEEP_MINUTES, _kept_trends
+    from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, TREND_KEEP_MINUTES, kept_trends
 
     long = [{"stream_started_at": f"s{k}", "hr_trend_bpm": list(range(TREND_KEEP_MINUTES + 5))}
             for k in range(5)]  # fmt: skip
-    kept = _kept_trends(long)
+    kept = kept_trends(long)
     assert [t["stream_started_at"] for t in kept] == ["s2", "s3", "s4"] and EARLIER_TRENDS == 3
     assert all(t["hr_trend_bpm"] == list(range(5, TREND_KEEP_MINUTES + 5)) for t in kept)
-    assert len(_kept_trends(long, EARLIER_TRENDS + 1)) == 4
+    assert len(kept_trends(long, EARLIER_TRENDS + 1)) == 4
     empty = [{"stream_started_at": "s", "hr_trend_bpm": []}, {"hr_trend_bpm": [60.0, "x"]}]
-    assert _kept_trends(empty) == [{"stream_started_at": "", "hr_trend_bpm": [60.0, None]}]
-    assert _kept_trends(None) == [] and _kept_trends({"a": 1}) == []
+    assert kept_trends(empty) == [{"stream_started_at": "", "hr_trend_bpm": [60.0, None]}]
+    assert kept_trends(None) == [] and kept_trends({"a": 1}) == []

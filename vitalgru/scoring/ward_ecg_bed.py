@@ -1,0 +1,204 @@
+"""What a ward keeps of one ECG feed between ticks (:class:`EcgBed`): the samples queued
+for the next tick, the latest samples for alarm strips, the recent beats and alarms of the
+bedside summary, and the heart rate minute by minute (with the trends of the streams
+before gateway restarts)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ward_events import _iso
+from vitalgru.types import AAMI_CLASSES
+
+__all__ = [
+    "EARLIER_TRENDS",
+    "HR_WINDOW_S",
+    "MAX_CHUNK_S",
+    "MIN_BEATS_PER_MINUTE",
+    "RECENT_BEATS",
+    "STRIP_KEEP_S",
+    "TREND_KEEP_MINUTES",
+    "EcgBed",
+    "MinuteRates",
+    "SampleTail",
+    "kept_trends",
+]
+
+#: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
+#: is refused, not buffered without bound).
+MAX_CHUNK_S = 60.0
+
+#: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
+RECENT_BEATS = 600
+
+#: Heart rate of the summary: the median RR of the beats in accepted signal in this window (s).
+HR_WINDOW_S = 60.0
+
+#: A minute of the heart-rate trend needs this many intervals in accepted signal.
+MIN_BEATS_PER_MINUTE = 10
+
+#: Seconds of each ECG feed's latest samples kept for alarm strips: a strip's length and
+#: the most one tick can bring.
+STRIP_KEEP_S = MAX_CHUNK_S + 30.0
+
+_CLASSES = [str(c) for c in AAMI_CLASSES]
+
+
+#: Heart-rate trends of earlier streams (before gateway restarts) kept per ECG patient,
+#: each its last :data:`TREND_KEEP_MINUTES`.
+EARLIER_TRENDS = 3
+TREND_KEEP_MINUTES = 24 * 60
+
+
+def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
+    """The newest ``n`` of a list of ``{"stream_started_at", "hr_trend_bpm"}`` that have a
+    minute, each cut to its last :data:`TREND_KEEP_MINUTES`; anything else (in a state
+    file written by hand or by another version) is dropped."""
+    if not isinstance(trends, list):
+        return []
+    out = []
+    for t in trends:
+        if isinstance(t, dict) and isinstance(t.get("hr_trend_bpm"), list) and t["hr_trend_bpm"]:
+            bpm = t["hr_trend_bpm"][-TREND_KEEP_MINUTES:]
+            out.append({"stream_started_at": str(t.get("stream_started_at", "")),
+                        "hr_trend_bpm": [v if isinstance(v, int | float) else None
+                                         for v in bpm]})  # fmt: skip
+    return out[-n:]
+
+
+class SampleTail:
+    """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
+
+    def __init__(self, n: int) -> None:
+        self.buf = np.full(max(int(n), 1), np.nan, dtype=np.float32)
+        self.end = 0
+
+    def add(self, x: np.ndarray) -> None:
+        n = self.buf.size
+        total = int(np.size(x))
+        self.end += total - min(total, n)  # older than the ring holds: counted, not kept
+        x = np.asarray(x, dtype=np.float32)[total - min(total, n) :]
+        at = self.end % n
+        first = min(x.size, n - at)
+        self.buf[at : at + first] = x[:first]
+        self.buf[: x.size - first] = x[first:]
+        self.end += x.size
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        """Samples ``[a, b)`` of the stream (within the last ``n``)."""
+        n = self.buf.size
+        a = max(a, self.end - n, 0)
+        idx = np.arange(a, min(b, self.end)) % n
+        return self.buf[idx].copy()
+
+
+class MinuteRates:
+    """A feed's heart rate minute by minute of its stream, as a replay's clinician page
+    computes it (:func:`vitalgru.reports.monitoring.patient_summary`: the median RR
+    between consecutive beats in accepted signal, none for a minute with fewer than
+    :data:`MIN_BEATS_PER_MINUTE`), kept as the beats come: a few numbers a minute."""
+
+    def __init__(self) -> None:
+        self.rates: dict[int, float] = {}  # minutes that are over
+        self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
+        self._last: BeatCall | None = None
+
+    def add(self, c: BeatCall) -> None:
+        prev, self._last = self._last, c
+        if prev is None:
+            return
+        rr = c.time_s - prev.time_s
+        if not (prev.signal_ok and c.signal_ok and rr > 0):
+            return
+        m = int(c.time_s // HR_WINDOW_S)
+        self._open.setdefault(m, []).append(rr)
+        for done in [k for k in self._open if k < m]:
+            rate = self._rate(self._open.pop(done))
+            if rate is not None:
+                self.rates[done] = rate
+
+    @staticmethod
+    def _rate(rr: list[float]) -> float | None:
+        return 60.0 / float(np.median(rr)) if len(rr) >= MIN_BEATS_PER_MINUTE else None
+
+    def trend(self, minutes: int) -> list[float | None]:
+        """The rate of each of the first ``minutes`` minutes (None: too few beats)."""
+        now = {k: self._rate(v) for k, v in self._open.items()}
+        return [self.rates.get(k, now.get(k)) for k in range(minutes)]
+
+
+@dataclass
+class EcgBed:
+    """One ECG patient of a ward: the feed's sampling rate, times and queue, and what the
+    ward keeps of the stream for strips, summaries and trends."""
+
+    fs: float
+    admitted: datetime
+    # wall time of stream time 0: admission, or the restart that began the monitor afresh
+    stream_start: datetime
+    last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
+    feed_lost: bool = False
+    queued: list[np.ndarray] = field(default_factory=list)
+    queued_n: int = 0
+    received_s: float = 0.0
+    counts: Counter = field(default_factory=Counter)
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
+    alerts: deque = field(default_factory=lambda: deque(maxlen=100))
+    tail: SampleTail | None = None  # the latest samples pushed to the monitor (strips)
+    rates: MinuteRates = field(default_factory=MinuteRates)  # heart rate by minute
+    pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
+    # the heart-rate trends of the streams before a gateway restart, oldest first
+    earlier: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.tail is None:
+            self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)))
+
+    def trend(self) -> dict[str, Any]:
+        """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream."""
+        assert self.tail is not None
+        trend = self.rates.trend(int(math.ceil(self.tail.end / self.fs / HR_WINDOW_S)))
+        return {"stream_started_at": _iso(self.stream_start),
+                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
+
+    def summary(self, pid: str) -> dict[str, Any]:
+        """:meth:`vitalgru.scoring.ward.Ward.ecg_summary` of this feed (patient ``pid``)."""
+        recent = list(self.recent)
+        hr = None
+        if recent:
+            last = recent[-1].time_s
+            t = np.array([c.time_s for c in recent if c.time_s >= last - HR_WINDOW_S])
+            ok = np.array([c.signal_ok for c in recent if c.time_s >= last - HR_WINDOW_S])
+            rr = np.diff(t)[ok[1:] & ok[:-1]]
+            rr = rr[rr > 0]
+            if rr.size >= 4:
+                hr = round(60.0 / float(np.median(rr)), 1)
+        return {
+            "patient_id": pid,
+            "fs": self.fs,
+            "admitted_at": _iso(self.admitted),
+            "stream_started_at": _iso(self.stream_start),
+            "received_s": round(self.received_s, 3),
+            "queued_s": round(self.queued_n / self.fs, 3),
+            "beats": int(sum(self.counts.values())),
+            "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
+            "hr_bpm": hr,
+            "rejected_pct": (
+                round(100.0 * sum(not c.signal_ok for c in recent) / len(recent), 1)
+                if recent
+                else None
+            ),
+            "last_beats": [
+                {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
+                for c in recent[-10:]
+            ],
+            "alarms": [dict(a) for a in self.alerts],
+        }
