@@ -130,6 +130,23 @@ def non_negative_minutes(text: str) -> float:
     return v
 
 
+def escalation_minutes(text: str) -> tuple[float, ...]:
+    """``15`` (one level), ``5,15,30`` (an escalation chain: minutes after the alarm at which
+    each level falls due, increasing) or ``0`` (never: an empty tuple)."""
+    parts = [s.strip() for s in text.split(",")]
+    minutes = tuple(non_negative_minutes(s) for s in parts)
+    if minutes == (0.0,):
+        return ()
+    if any(m <= 0 for m in minutes) or any(
+        b <= a for a, b in zip(minutes, minutes[1:], strict=False)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"escalation levels must be minutes > 0, each later than the one before "
+            f"(or 0 alone: never), got {text}"
+        )
+    return minutes
+
+
 def positive_rate(text: str) -> float:
     v = parsed(text, float, "a number of requests per second")
     if not (v > 0 and v < float("inf")):

@@ -14,6 +14,7 @@ from pipelines.cli_args import (
     EPILOG,
     check_mlflow,
     days,
+    escalation_minutes,
     listed,
     non_negative_minutes,
     port,
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               shadow_arrhythmia_model=args.shadow_arrhythmia_model,
               shadow_early_warning_model=args.shadow_early_warning_model,
               tokens=args.tokens,
-              escalate_after_s=60 * args.escalate_after_min or None,
+              escalate_after_s=tuple(60 * m for m in args.escalate_after_min) or None,
               patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
               mllp_port=args.mllp_port, mllp_host=args.mllp_host,
               mllp_allow=listed(args.mllp_allow), adt_units=listed(args.adt_units),
@@ -175,9 +176,10 @@ def add_serve_commands(sub: Any) -> None:
         "record number URI), put in the FHIR resources' patient references",
     )  # fmt: skip
     sp.add_argument(
-        "--escalate-after-min", type=non_negative_minutes, default=15.0,
+        "--escalate-after-min", type=escalation_minutes, default=(15.0,), metavar="MIN[,MIN...]",
         help="minutes after which an alarm no one has acknowledged gets an escalated event "
-        "(default 15; 0: never)",
+        "(default 15; 0: never); several, increasing, for an escalation chain (5,15,30: "
+        "levels 1, 2 and 3, each counted from the alarm, until someone acknowledges it)",
     )  # fmt: skip
     sp.add_argument(
         "--hour-close-after-min", type=non_negative_minutes, default=10.0,

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,7 +84,7 @@ def build_ward(
     state: str | os.PathLike | None = None,
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
-    escalate_after_s: float | None = ESCALATE_AFTER_S,
+    escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
@@ -141,7 +142,7 @@ def serve(
     shadow_arrhythmia_model: str | None = None,
     shadow_early_warning_model: str | None = None,
     tokens: str | os.PathLike | None = None,
-    escalate_after_s: float | None = ESCALATE_AFTER_S,
+    escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
     patient_system: str | None = None,
     hl7_timezone: str | None = None,
     mllp_port: int | None = None,

@@ -324,11 +324,15 @@ class TestCLI:
         p = build_parser()
         args = p.parse_args(["serve", "--early-warning-model", "none", "--port", "9000"])
         assert (args.port, args.tick_s, args.host) == (9000, 1.0, "127.0.0.1")
-        assert args.escalate_after_min == 15.0
-        assert p.parse_args(["serve", "--escalate-after-min", "0"]).escalate_after_min == 0.0
+        assert args.escalate_after_min == (15.0,)
+        assert p.parse_args(["serve", "--escalate-after-min", "0"]).escalate_after_min == ()
+        chain = p.parse_args(["serve", "--escalate-after-min", "5, 15,30"]).escalate_after_min
+        assert chain == (5.0, 15.0, 30.0)
         assert args.arrhythmia_model == "models:/vitalgru-arrhythmia@champion"
         for bad in (["--port", "0"], ["--port", "x"], ["--tick-s", "0"],
                     ["--escalate-after-min", "-1"], ["--escalate-after-min", "soon"],
+                    ["--escalate-after-min", "30,15"], ["--escalate-after-min", "15,15"],
+                    ["--escalate-after-min", "0,15"], ["--escalate-after-min", "15,"],
                     ["--rate-limit", "0"], ["--rate-limit", "fast"]):  # fmt: skip
             with pytest.raises(SystemExit) as e:
                 p.parse_args(["serve", *bad])

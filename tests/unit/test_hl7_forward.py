@@ -58,6 +58,14 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     assert msg.field("OBR", 2) == "7" and msg.control_id == "VG9"
     assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
     assert msg.field("OBR", 7) == "20261205081500+0000"  # when the alarm was raised
+    # the next level of a chain is one more continuation of the same alarm, and says which
+    second = {**esc, "seq": 10, "level": 2, "received_at": "2026-12-05T08:45:00+00:00",
+              "message": esc["message"].replace("15 min", "30 min (escalation 2 of 3)")}  # fmt: skip
+    msg = read_message(alarm_message(second, alarm))
+    obx = [s for s in msg.segments if s[0] == "OBX"]
+    assert msg.field("OBR", 2) == "7" and msg.control_id == "VG10"
+    assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
+    assert msg.field("NTE", 3).endswith("(escalation 2 of 3)")
     # the end of the episode ends that alarm
     end = {"seq": 12, "source": "ward", "patient_id": "icu|4", "kind": "alarm_ended",
            "ends": 7, "received_at": "2026-12-05T11:02:00+00:00", "message": "over"}  # fmt: skip

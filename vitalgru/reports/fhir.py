@@ -372,7 +372,10 @@ def events_bundle(
                 f": {ack['note']})" if ack.get("note") else ")"
             )
         elif e.get("escalated"):
-            text += f" (escalated at {e['escalated']['at']}: not acknowledged)"
+            level = int(e["escalated"].get("level") or 1)
+            text += f" (escalated{f' to level {level}' if level > 1 else ''} at " + (
+                f"{e['escalated']['at']}: not acknowledged)"
+            )
         start = e.get("onset_at") or e.get("received_at")
         key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
         flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)

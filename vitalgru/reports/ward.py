@@ -34,10 +34,18 @@ def _unseen(alarms: Sequence[Mapping[str, Any]]) -> int:
 
 
 def _acknowledged(event: Mapping[str, Any] | None) -> str:
-    ack = (event or {}).get("acknowledged")
-    if ack:
-        return f" (acknowledged by {ack['by']})"
-    return " (escalated, not acknowledged)" if (event or {}).get("escalated") else ""
+    event = event or {}
+    if event.get("acknowledged"):
+        return f" (acknowledged by {event['acknowledged']['by']})"
+    return (
+        f" ({_escalated(event['escalated'])}, not acknowledged)" if event.get("escalated") else ""
+    )
+
+
+def _escalated(mark: Mapping[str, Any]) -> str:
+    """The word for an alarm's escalation, with its level from the second level on."""
+    level = int(mark.get("level") or 1)
+    return "escalated" if level == 1 else f"escalated (level {level})"
 
 
 def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
@@ -98,7 +106,7 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
             if not p["in_alarm"]
             else f"<span class=hi>in alarm</span>{e(_acknowledged({'acknowledged': ack}))}"
             if ack
-            else "<span class=hi>in alarm, escalated, not acknowledged</span>"
+            else f"<span class=hi>in alarm, {_escalated(p['alarm_escalated'])}, not acknowledged</span>"
             if p.get("alarm_escalated")
             else "<span class=hi>in alarm, not acknowledged</span>"
         )

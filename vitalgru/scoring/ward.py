@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +60,7 @@ from vitalgru.scoring.ward_ecg_bed import (
     EcgBed,
     kept_trends,
 )
-from vitalgru.scoring.ward_events import _iso, _utc_now
+from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays
 from vitalgru.scoring.ward_journal import EcgAdmission, WardJournal, WardState
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
 
@@ -166,9 +166,11 @@ class Ward(SepsisWard):
     journal : WardJournal, optional
         Where admissions, sepsis hours and events are written as they happen, so that a
         restarted gateway can :meth:`restore` them (None: kept in memory only).
-    escalate_after_s : float, optional
+    escalate_after_s : float or sequence of float, optional
         Seconds after which an alarm no one has acknowledged is escalated with an
-        ``escalated`` event (:data:`ESCALATE_AFTER_S`; None: never). Checked every tick.
+        ``escalated`` event (:data:`ESCALATE_AFTER_S`; None: never); several, increasing,
+        for an escalation chain: one ``escalated`` event per level (``level`` 1, 2, ...),
+        each counted from the alarm, until someone acknowledges it. Checked every tick.
     shadow_ecg, shadow_sepsis : optional
         Challenger monitors fed everything the champions are fed and compared with them
         (:mod:`vitalgru.scoring.shadow`, :meth:`shadow_report`); they raise no alarm, and
@@ -193,7 +195,7 @@ class Ward(SepsisWard):
         journal: WardJournal | None = None,
         shadow_ecg: ArrhythmiaMonitor | None = None,
         shadow_sepsis: EarlyWarningMonitor | None = None,
-        escalate_after_s: float | None = ESCALATE_AFTER_S,
+        escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
         memory_every_s: float | None = MEMORY_EVERY_S,
         hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     ) -> None:
@@ -205,10 +207,7 @@ class Ward(SepsisWard):
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
         if not feed_timeout_s > 0:
             raise ValueError(f"feed_timeout_s must be > 0 seconds, got {feed_timeout_s!r}")
-        if escalate_after_s is not None and not escalate_after_s > 0:
-            raise ValueError(
-                f"escalate_after_s must be > 0 seconds (None: never), got {escalate_after_s!r}"
-            )
+        self.escalation_s = escalation_delays(escalate_after_s)
         if memory_every_s is not None and not memory_every_s > 0:
             raise ValueError(
                 f"memory_every_s must be > 0 seconds (None: on close only), got {memory_every_s!r}"
@@ -218,8 +217,8 @@ class Ward(SepsisWard):
         self.hour_close_after_s = float(hour_close_after_s)
         self.memory_every_s = memory_every_s
         self._memory_saved = time.monotonic()
-        self.escalate_after_s = escalate_after_s
-        self._awaiting_ack: dict[int, float] = {}  # alarm seq -> when it escalates (monotonic)
+        # alarm seq -> (monotonic time, level) of its next escalation
+        self._awaiting_ack: dict[int, tuple[float, int]] = {}
         self.ecg, self.sepsis = ecg, sepsis
         self.max_chunk_s = float(max_chunk_s)
         self.feed_timeout_s = float(feed_timeout_s)
@@ -275,15 +274,7 @@ class Ward(SepsisWard):
             self._seq = state.last_seq
             for seq, strip in state.strips:  # one cut short by the restart stays so
                 self._strips[seq] = {**strip, "complete": True}
-            now, wall = time.monotonic(), datetime.now(UTC)
-            escalated = {e.get("escalates") for e in state.events if e.get("kind") == "escalated"}
-            for e in state.events:  # alarms still waiting for someone, as long as they waited
-                if self._escalates(e) and e["seq"] not in escalated and not e.get("escalated"):
-                    try:
-                        age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
-                    except (KeyError, TypeError, ValueError):  # no time kept: wait it all
-                        age = 0.0
-                    self._awaiting_ack[e["seq"]] = now + self.escalate_after_s - max(age, 0.0)
+            self._resume_escalations(state.events)
         for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
                                      (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
             if kept and monitor is None:

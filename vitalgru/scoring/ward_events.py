@@ -1,6 +1,7 @@
 """The event log of a :class:`~vitalgru.scoring.ward.Ward`: every alarm, sepsis episode,
 lost feed and acknowledgement, numbered, for the integration engine that polls it; alarms
-no one acknowledges in time escalated; every change written to the state file.
+no one acknowledges in time escalated, level after level; every change written to the state
+file.
 
 :class:`WardEvents` is the root of :class:`~vitalgru.scoring.ward.Ward`'s base classes (the
 ECG feeds and the sepsis hours both log here) and uses the ward's lock and journal; it is
@@ -13,18 +14,41 @@ import logging
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from vitalgru.scoring.ward_journal import WardJournal
 
-__all__ = ["INFO_KINDS", "WardEvents"]
+__all__ = ["INFO_KINDS", "WardEvents", "escalation_delays"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended"})
+
+
+def escalation_delays(after_s: float | Sequence[float] | None) -> tuple[float, ...]:
+    """The seconds after an alarm at which each level of its escalation falls due while no one
+    acknowledges it: one delay (one level), several (an escalation chain: the nurse's phone,
+    then the charge nurse, then the physician on call, say) or None (never; an empty tuple).
+
+    ValueError unless every delay is > 0 and finite and each is later than the one before.
+    """
+    if after_s is None:
+        return ()
+    delays = (after_s,) if isinstance(after_s, int | float) else tuple(after_s)
+    try:
+        out = tuple(float(d) for d in delays)
+    except (TypeError, ValueError):
+        raise ValueError(f"escalate_after_s must be seconds, got {after_s!r}") from None
+    if not out or not all(0 < d < float("inf") for d in out):
+        raise ValueError(f"escalate_after_s must be > 0 seconds (None: never), got {after_s!r}")
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError(
+            f"escalate_after_s: each level must come later than the one before, got {after_s!r}"
+        )
+    return out
 
 
 def _iso(t: datetime) -> str:
@@ -40,12 +64,12 @@ class WardEvents:
     :class:`~vitalgru.scoring.ward.Ward` that are about them; the ward holds the state)."""
 
     # set by Ward.__init__
-    escalate_after_s: float | None
+    escalation_s: tuple[float, ...]  # :func:`escalation_delays`; empty: never
     journal: WardJournal | None
     journal_errors: int
     events_logged: Counter[tuple[str, str]]
     _events: deque[dict[str, Any]]
-    _awaiting_ack: dict[int, float]
+    _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
     _seq: int
 
     def _journal(self, method: str, *args: Any) -> None:
@@ -66,14 +90,14 @@ class WardEvents:
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
         self.events_logged[(str(event.get("source")), str(event.get("kind")))] += 1
         if self._escalates(event):
-            self._awaiting_ack[self._seq] = time.monotonic() + self.escalate_after_s
+            self._awaiting_ack[self._seq] = (time.monotonic() + self.escalation_s[0], 1)
         self._journal("add_event", self._events[-1])
         return self._events[-1]
 
     def _escalates(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` is an alarm that escalates when no one acknowledges it."""
         return (
-            self.escalate_after_s is not None
+            bool(self.escalation_s)
             and event.get("source") != "ward"
             and event.get("kind") not in INFO_KINDS
             and not event.get("acknowledged")
@@ -81,33 +105,74 @@ class WardEvents:
 
     def _escalate(self) -> None:
         """Log an ``escalated`` event for each alarm whose time to be acknowledged has run
-        out, and mark the alarm ``escalated`` (``{"at", "seq"}``) for the summaries, the
+        out at its next level (``level``: 1, 2, ... of :attr:`escalation_s`), and mark the
+        alarm ``escalated`` (``{"at", "seq", "level"}``, the latest) for the summaries, the
         ward page and its FHIR flag (the caller holds the queue lock)."""
         now = time.monotonic()
-        due = sorted(seq for seq, at in self._awaiting_ack.items() if at <= now)
+        due = sorted(seq for seq, (at, _) in self._awaiting_ack.items() if at <= now)
         if not due:
             return
         wanted = set(due)
         kept = {e["seq"]: e for e in self._events if e["seq"] in wanted}
+        levels = len(self.escalation_s)
         for seq in due:
-            del self._awaiting_ack[seq]
+            at, level = self._awaiting_ack.pop(seq)
             alarm = kept.get(seq)
             if alarm is None:  # dropped from the log meanwhile
                 continue
-            minutes = self.escalate_after_s / 60
+            if level < levels:  # the next level, counted from the alarm as this one was
+                self._awaiting_ack[seq] = (
+                    at + self.escalation_s[level] - self.escalation_s[level - 1],
+                    level + 1,
+                )
+            minutes = self.escalation_s[level - 1] / 60
+            of = f" (escalation {level} of {levels})" if levels > 1 else ""
             escalation = self._event(
                 {
                     "source": "ward",
                     "patient_id": alarm.get("patient_id"),
                     "kind": "escalated",
                     "escalates": seq,
+                    "level": level,
                     "message": f"{alarm.get('kind')} of patient {alarm.get('patient_id')} "
                     f"(event {seq}, {alarm.get('received_at')}) has not been acknowledged "
-                    f"for {minutes:g} min",
+                    f"for {minutes:g} min{of}",
                 }
             )
-            alarm["escalated"] = {"at": escalation["received_at"], "seq": escalation["seq"]}
+            alarm["escalated"] = {
+                "at": escalation["received_at"],
+                "seq": escalation["seq"],
+                "level": level,
+            }
             self._journal("add_event", alarm)  # the stored copy too
+
+    def _resume_escalations(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """After a restart: the alarms in ``events`` still waiting for someone get their next
+        level of escalation, counted from when they were raised (a level that fell due while
+        the gateway was down falls due at the first tick; one already logged is not logged
+        again, nor one beyond this ward's last level). The caller holds the queue lock."""
+        done: dict[int, int] = {}  # alarm seq -> highest level logged
+        for e in events:
+            if e.get("kind") == "escalated" and isinstance(e.get("escalates"), int):
+                seq = e["escalates"]
+                done[seq] = max(done.get(seq, 0), int(e.get("level") or 1))
+        now, wall = time.monotonic(), datetime.now(UTC)
+        for e in events:  # alarms still waiting for someone, as long as they waited
+            if not self._escalates(e):
+                continue
+            marked = e.get("escalated")
+            level = max(done.get(e["seq"], 0),
+                        int(marked.get("level") or 1) if isinstance(marked, Mapping) else 0)  # fmt: skip
+            if level >= len(self.escalation_s):
+                continue
+            try:
+                age = (wall - datetime.fromisoformat(e["received_at"])).total_seconds()
+            except (KeyError, TypeError, ValueError):  # no time kept: wait it all
+                age = 0.0
+            self._awaiting_ack[e["seq"]] = (
+                now + self.escalation_s[level] - max(age, 0.0),
+                level + 1,
+            )
 
     def acknowledge(
         self, seq: int, by: str, note: str = "", via: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from monitor_kit import PREPROCESSING, untrained_monitor
 
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, replay
 from vitalgru.scoring.arrhythmia import PatientMemory
@@ -303,7 +305,8 @@ class TestEscalation:
         assert esc["source"] == "ward" and "not been acknowledged for 0.005 min" in esc["message"]
         marked = ward.ecg_summary("b")["alarms"][-1]  # the alarm says so itself
         assert marked["seq"] == missed and marked["escalated"] == {
-            "at": esc["received_at"], "seq": esc["seq"]}  # fmt: skip
+            "at": esc["received_at"], "seq": esc["seq"], "level": 1}  # fmt: skip
+        assert esc["level"] == 1 and "escalation 1 of" not in esc["message"]
         assert "escalated" not in ward.ecg_summary("a")["alarms"][0]
         assert "(escalated, not acknowledged)" in ward_page_html(*ward.summaries())
         assert ward.telemetry()["escalated_unacknowledged"] == 1
@@ -321,6 +324,65 @@ class TestEscalation:
         assert "escalated" not in {e["kind"] for e in ward.events()["events"]}
         with pytest.raises(ValueError, match="escalate_after_s"):
             Ward(untrained_monitor(), escalate_after_s=0)
+
+    def test_a_chain_escalates_level_after_level_until_someone_acknowledges(self) -> None:
+        ward = Ward(untrained_monitor(), feed_timeout_s=0.01, escalate_after_s=(0.2, 0.5, 0.8))
+        stopped, ignored = self.lose_feeds(ward, "a", "b")
+
+        def levels() -> list[tuple[int, int]]:
+            return [(e["escalates"], e["level"]) for e in ward.events()["events"]
+                    if e["kind"] == "escalated"]  # fmt: skip
+
+        time.sleep(0.25)
+        ward.tick()
+        assert levels() == [(stopped, 1), (ignored, 1)]
+        ward.acknowledge(stopped, "RN Diaz")  # a's chain stops here
+        time.sleep(0.3)
+        ward.tick()
+        ward.tick()  # each level once
+        assert levels() == [(stopped, 1), (ignored, 1), (ignored, 2)]
+        second = [e for e in ward.events()["events"] if e["kind"] == "escalated"][-1]
+        assert "for 0.00833333 min (escalation 2 of 3)" in second["message"]
+        assert ward.ecg_summary("b")["alarms"][-1]["escalated"]["level"] == 2
+        assert "(escalated (level 2), not acknowledged)" in ward_page_html(*ward.summaries())
+        flags = events_bundle([e for e in ward.events()["events"] if e["seq"] == ignored])
+        (flag,) = [f["resource"]["code"]["text"] for f in flags["entry"]]
+        assert "(escalated to level 2 at " in flag and flag.endswith(": not acknowledged)")
+        time.sleep(0.35)
+        ward.tick()
+        time.sleep(0.1)
+        ward.tick()  # nothing after the last level
+        assert levels()[-1] == (ignored, 3) and len(levels()) == 4
+        assert ward.telemetry()["escalated_unacknowledged"] == 1
+        for bad in ((0.5, 0.2), (0.2, 0.2), (0.2, -1.0), (), (0.1, float("inf")), "soon"):
+            with pytest.raises(ValueError, match="escalate_after_s"):
+                Ward(untrained_monitor(), escalate_after_s=bad)  # type: ignore[arg-type]
+
+    def test_a_restarted_chain_goes_on_from_the_level_it_reached(self, tmp_path: Path) -> None:
+        state = tmp_path / "w.sqlite"
+        chain = (3600, 7200, 10800)
+        ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state),
+                    escalate_after_s=(0.1, 7200, 10800))  # fmt: skip
+        (alarm,) = self.lose_feeds(ward, "a")
+        time.sleep(0.15)
+        ward.tick()  # level 1 logged before the stop
+        ward.journal.close()
+        kept = WardJournal(state).load()
+        for e in kept.events:  # the gateway was down two and a half hours since the alarm
+            e["received_at"] = (datetime.now(UTC) - timedelta(hours=2.5)).isoformat()
+        again = Ward(untrained_monitor(), feed_timeout_s=60, escalate_after_s=chain)
+        again.restore(kept)
+        again.tick()
+        again.tick()
+        esc = [(e["escalates"], e["level"]) for e in again.events()["events"]
+               if e["kind"] == "escalated"]  # fmt: skip
+        assert esc == [(alarm, 1), (alarm, 2)]  # level 2 (2 h) was due; level 3 (3 h) not yet
+        assert again._awaiting_ack[alarm][1] == 3
+        # a ward with fewer levels than were reached escalates it no further
+        fewer = Ward(untrained_monitor(), feed_timeout_s=60, escalate_after_s=3600)
+        fewer.restore(WardJournal(state).load())
+        fewer.tick()
+        assert [e["level"] for e in fewer.events()["events"] if e["kind"] == "escalated"] == [1]
 
     def test_a_restarted_ward_escalates_what_waited_before_it_stopped(self, tmp_path: Path) -> None:
         state = tmp_path / "w.sqlite"
