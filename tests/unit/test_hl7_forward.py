@@ -72,6 +72,18 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     msg = read_message(alarm_message(end, alarm))
     obx = [s for s in msg.segments if s[0] == "OBX"]
     assert msg.field("OBR", 2) == "7" and [s[5] for s in obx][2:4] == ["end", "inactive"]
+    # a lost feed that is back ends that technical alarm; one restored without it is not sent
+    feed = {"seq": 20, "source": "ecg", "patient_id": "bed|2", "kind": "feed_lost",
+            "received_at": "2026-12-05T09:00:00+00:00", "message": "no ECG samples"}  # fmt: skip
+    again = {"seq": 21, "source": "ecg", "patient_id": "bed|2", "kind": "feed_restored",
+             "ends": 20, "received_at": "2026-12-05T09:02:00+00:00",
+             "message": "ECG samples are arriving again"}  # fmt: skip
+    msg = read_message(alarm_message(again, feed))
+    obx = [s for s in msg.segments if s[0] == "OBX"]
+    assert msg.field("OBR", 2) == "20" and msg.field("OBR", 7) == "20261205090000+0000"
+    assert [s[5] for s in obx] == ["feed_lost^feed lost^99VGR", "ecg", "end", "inactive",
+                                   "PL", "ST"]  # fmt: skip
+    assert alarm_message({k: v for k, v in again.items() if k != "ends"}) is None
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
         assert alarm_message({"seq": 1, "kind": kind}) is None

@@ -349,8 +349,9 @@ def events_bundle(
 
     An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
     onset's and a feed's at the time the gateway logged it (``received_at``). ECG alarms
-    and feed events are momentary (``inactive``); a sepsis alarm is ``active`` when its
-    event number is in ``active`` (the patient is still in that episode). An acknowledged
+    and other events are momentary (``inactive``); a sepsis alarm or a lost feed is
+    ``active`` when its event number is in ``active`` (the patient is still in that
+    episode, the feed is not back yet). An acknowledged
     event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
     alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
     event's number to the Observation :func:`strip_observation` makes).

@@ -285,6 +285,12 @@ class Ward(SepsisWard):
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
+            lost: dict[str, int] = {}  # feeds lost before the restart and not back since
+            for e in state.events:
+                if e.get("kind") == "feed_lost":
+                    lost[str(e.get("patient_id"))] = int(e["seq"])
+                elif e.get("kind") == "feed_restored":
+                    lost.pop(str(e.get("patient_id")), None)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
@@ -297,6 +303,9 @@ class Ward(SepsisWard):
                         received_s=a.received_s,
                         counts=Counter(a.counts),
                         earlier=kept_trends((trends or {}).get(a.patient_id)),
+                        # still lost: the first samples end that alarm, none is raised again
+                        feed_lost=a.patient_id in lost,
+                        lost_seq=lost.get(a.patient_id),
                     )
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:
@@ -441,8 +450,12 @@ class Ward(SepsisWard):
                 bed.received_s += x.size / bed.fs
                 bed.last_data = time.monotonic()
                 if bed.feed_lost:
-                    bed.feed_lost = False
+                    bed.feed_lost, lost = False, bed.lost_seq
+                    bed.lost_seq = None
+                    if lost is not None:  # a technical alarm that has cleared: no one is paged
+                        self._awaiting_ack.pop(lost, None)
                     self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
+                                 **({"ends": lost} if lost is not None else {}),
                                  "message": "ECG samples are arriving again"})  # fmt: skip
             return bed.queued_n
 
@@ -487,6 +500,7 @@ class Ward(SepsisWard):
                             "(the feed, not the patient's leads)",
                         }
                         bed.alerts.append(self._event(event))
+                        bed.lost_seq = bed.alerts[-1]["seq"]
                         # its alarms' strips end where the samples did: samples that come
                         # after the gap would join them as if there had been none
                         self._complete_strips(final=pid)
@@ -717,9 +731,13 @@ class Ward(SepsisWard):
         return ecg, sepsis
 
     def alarms_in_progress(self) -> list[int]:
-        """Event numbers of the sepsis alarm onsets whose patient is still in that episode."""
+        """Event numbers of the alarms whose condition goes on: sepsis alarm onsets whose
+        patient is still in that episode, and lost ECG feeds not back yet."""
         with self._queue_lock:
-            return [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
+            sepsis = [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
+            feeds = [b.lost_seq for b in self._ecg_beds.values()
+                     if b.feed_lost and b.lost_seq is not None]  # fmt: skip
+            return sorted(sepsis + feeds)
 
     @property
     def ticks(self) -> int:

@@ -140,11 +140,56 @@ def test_a_feed_that_goes_quiet_is_flagged_once_and_its_return_too() -> None:
     assert [(e["patient_id"], e["kind"]) for e in lost] == [("bed-1", "feed_lost")]
     assert "no ECG samples received" in lost[0]["message"]
     assert ward.ecg_summary("bed-1")["alarms"][-1]["kind"] == "feed_lost"
+    assert ward.alarms_in_progress() == [lost[0]["seq"]]  # the condition goes on
     ward.add_ecg("bed-1", [0.0] * 36)
     back = ward.events(lost[-1]["seq"])["events"]
     assert [(e["patient_id"], e["kind"]) for e in back] == [("bed-1", "feed_restored")]
+    assert back[0]["ends"] == lost[0]["seq"] and ward.alarms_in_progress() == []
     with pytest.raises(ValueError, match="feed_timeout_s"):
         Ward(untrained_monitor(), feed_timeout_s=0)
+
+
+def test_a_lost_feed_that_is_back_is_not_escalated_and_its_flag_ends() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, escalate_after_s=0.3)
+    for pid in ("back", "gone"):
+        ward.admit_ecg(pid, 360.0)
+    time.sleep(0.03)
+    ward.tick()
+    lost = {e["patient_id"]: e["seq"] for e in ward.events()["events"]}
+    ward.add_ecg("back", [0.0] * 36)  # before anyone acknowledged it
+    live = ward.alarms_in_progress()
+    time.sleep(0.35)
+    ward.tick()
+    escalated = [e["escalates"] for e in ward.events()["events"] if e["kind"] == "escalated"]
+    assert escalated == [lost["gone"]]  # a technical alarm that cleared pages no one
+    flags = events_bundle(ward.events()["events"], active=live)["entry"]
+    status = [f["resource"]["status"] for f in flags
+              if "no ECG samples received" in f["resource"]["code"]["text"]]  # fmt: skip
+    assert live == [lost["gone"]] and status == ["inactive", "active"]  # back, gone
+
+
+def test_a_feed_lost_before_a_restart_is_ended_by_its_first_samples(tmp_path: Path) -> None:
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
+    ward.admit_ecg("bed-1", 360.0)
+    ward.admit_ecg("bed-2", 360.0)
+    time.sleep(0.03)
+    ward.tick()
+    ward.add_ecg("bed-2", [0.0] * 36)  # bed-2 is back before the stop, bed-1 is not
+    (lost,) = [e["seq"] for e in ward.events()["events"] if e["patient_id"] == "bed-1"]
+    ward.close()
+    again = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
+    again.restore(again.journal.load())
+    assert again.alarms_in_progress() == [lost]
+    time.sleep(0.03)
+    again.tick()  # bed-1 still silent: its alarm is the one already raised, not a new one
+    kinds = [(e["patient_id"], e["kind"]) for e in again.events(lost)["events"]]
+    assert ("bed-1", "feed_lost") not in kinds and ("bed-2", "feed_lost") in kinds
+    again.add_ecg("bed-1", [0.0] * 36)
+    (back,) = [e for e in again.events(lost)["events"] if e["kind"] == "feed_restored"
+               and e["patient_id"] == "bed-1"]  # fmt: skip
+    assert back["ends"] == lost
+    again.close()
 
 
 def test_an_alarm_acknowledged_once_by_someone_stays_acknowledged(tmp_path: Path) -> None:
