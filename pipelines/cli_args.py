@@ -130,6 +130,13 @@ def non_negative_minutes(text: str) -> float:
     return v
 
 
+def non_negative_hours(text: str) -> float:
+    v = parsed(text, float, "a number of hours")
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"hours must be >= 0, got {text}")
+    return v
+
+
 def escalation_minutes(text: str) -> tuple[float, ...]:
     """``15`` (one level), ``5,15,30`` (an escalation chain: minutes after the alarm at which
     each level falls due, increasing) or ``0`` (never: an empty tuple)."""

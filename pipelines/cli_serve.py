@@ -16,6 +16,7 @@ from pipelines.cli_args import (
     days,
     escalation_minutes,
     listed,
+    non_negative_hours,
     non_negative_minutes,
     port,
     positive_rate,
@@ -47,7 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               mllp_tls_key=args.mllp_tls_key, mllp_tls_client_ca=args.mllp_tls_client_ca,
               forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit,
               tls_cert=args.tls_cert, tls_key=args.tls_key,
-              tls_client_ca=args.tls_client_ca)  # fmt: skip
+              tls_client_ca=args.tls_client_ca,
+              sepsis_lockout_h=args.sepsis_lockout_h)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
@@ -180,6 +182,12 @@ def add_serve_commands(sub: Any) -> None:
         help="minutes after which an alarm no one has acknowledged gets an escalated event "
         "(default 15; 0: never); several, increasing, for an escalation chain (5,15,30: "
         "levels 1, 2 and 3, each counted from the alarm, until someone acknowledges it)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--sepsis-lockout-h", type=non_negative_hours, default=0.0, metavar="HOURS",
+        help="ICU hours after an acknowledged sepsis alarm during which a new alarm episode "
+        "of the same patient pages no one: it is logged as sepsis_risk_repeated, shown on "
+        "the ward page, never escalated or forwarded (default 0: every episode alarms)",
     )  # fmt: skip
     sp.add_argument(
         "--hour-close-after-min", type=non_negative_minutes, default=10.0,

@@ -86,6 +86,7 @@ def build_ward(
     shadow_early_warning_model: str | None = None,
     escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
+    sepsis_lockout_h: float = 0.0,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
@@ -105,6 +106,7 @@ def build_ward(
         shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
         escalate_after_s=escalate_after_s,
         hour_close_after_s=hour_close_after_s,
+        sepsis_lockout_h=sepsis_lockout_h,
     )
     if journal is not None:
         kept = journal.load()
@@ -160,6 +162,7 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
+    sepsis_lockout_h: float = 0.0,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
@@ -234,7 +237,7 @@ def serve(
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
-        hour_close_after_s,
+        hour_close_after_s, sepsis_lockout_h,
     )  # fmt: skip
     forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
     logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",

@@ -328,11 +328,14 @@ class TestCLI:
         assert p.parse_args(["serve", "--escalate-after-min", "0"]).escalate_after_min == ()
         chain = p.parse_args(["serve", "--escalate-after-min", "5, 15,30"]).escalate_after_min
         assert chain == (5.0, 15.0, 30.0)
+        assert args.sepsis_lockout_h == 0.0  # off unless a ward asks for it
+        assert p.parse_args(["serve", "--sepsis-lockout-h", "12"]).sepsis_lockout_h == 12.0
         assert args.arrhythmia_model == "models:/vitalgru-arrhythmia@champion"
         for bad in (["--port", "0"], ["--port", "x"], ["--tick-s", "0"],
                     ["--escalate-after-min", "-1"], ["--escalate-after-min", "soon"],
                     ["--escalate-after-min", "30,15"], ["--escalate-after-min", "15,15"],
                     ["--escalate-after-min", "0,15"], ["--escalate-after-min", "15,"],
+                    ["--sepsis-lockout-h", "-1"], ["--sepsis-lockout-h", "inf"],
                     ["--rate-limit", "0"], ["--rate-limit", "fast"]):  # fmt: skip
             with pytest.raises(SystemExit) as e:
                 p.parse_args(["serve", *bad])

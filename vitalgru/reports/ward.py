@@ -104,6 +104,8 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         state = (
             "no"
             if not p["in_alarm"]
+            else "<span class=hi>in alarm</span> (a repeat within the lockout: paged no one)"
+            if p.get("alarm_repeated") and not ack
             else f"<span class=hi>in alarm</span>{e(_acknowledged({'acknowledged': ack}))}"
             if ack
             else f"<span class=hi>in alarm, {_escalated(p['alarm_escalated'])}, not acknowledged</span>"

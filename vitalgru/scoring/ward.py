@@ -178,6 +178,11 @@ class Ward(SepsisWard):
     hour_close_after_s : float
         Seconds after its end that an ICU hour assembled from observations waits for late
         ones before it is scored (:data:`HOUR_CLOSE_AFTER_S`; :meth:`add_observations`).
+    sepsis_lockout_h : float
+        ICU hours after an acknowledged sepsis alarm during which a new alarm episode of
+        the same patient pages no one: it is logged as ``sepsis_risk_repeated``, which never
+        escalates and is not forwarded (:func:`~vitalgru.scoring.ward_sepsis.within_lockout`;
+        0, the default: every episode alarms).
 
     Raises
     ------
@@ -198,6 +203,7 @@ class Ward(SepsisWard):
         escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
         memory_every_s: float | None = MEMORY_EVERY_S,
         hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
+        sepsis_lockout_h: float = 0.0,
     ) -> None:
         if (shadow_ecg is not None and ecg is None) or (
             shadow_sepsis is not None and sepsis is None
@@ -215,6 +221,9 @@ class Ward(SepsisWard):
         if not hour_close_after_s >= 0:
             raise ValueError(f"hour_close_after_s must be >= 0 seconds, got {hour_close_after_s!r}")
         self.hour_close_after_s = float(hour_close_after_s)
+        if not 0 <= sepsis_lockout_h < float("inf"):
+            raise ValueError(f"sepsis_lockout_h must be >= 0 ICU hours, got {sepsis_lockout_h!r}")
+        self.sepsis_lockout_h = float(sepsis_lockout_h)
         self.memory_every_s = memory_every_s
         self._memory_saved = time.monotonic()
         # alarm seq -> (monotonic time, level) of its next escalation

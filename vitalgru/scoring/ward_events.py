@@ -20,12 +20,17 @@ from typing import Any
 
 from vitalgru.scoring.ward_journal import WardJournal
 
-__all__ = ["INFO_KINDS", "WardEvents", "escalation_delays"]
+__all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
+#: Kind of a sepsis alarm onset that falls in the lockout after an acknowledged alarm of the
+#: same patient (``vitalgru serve --sepsis-lockout-h``): logged and ended like an alarm, it
+#: pages no one.
+REPEATED_SEPSIS_KIND = "sepsis_risk_repeated"
+
 #: Events that tell, and need no one to acknowledge them (they never escalate).
-INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended"})
+INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended", REPEATED_SEPSIS_KIND})
 
 
 def escalation_delays(after_s: float | Sequence[float] | None) -> tuple[float, ...]:

@@ -20,10 +20,10 @@ import numpy as np
 
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
-from vitalgru.scoring.ward_events import WardEvents, _iso, _utc_now
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, WardEvents, _iso, _utc_now
 from vitalgru.scoring.ward_journal import WardState
 
-__all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard"]
+__all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
@@ -43,6 +43,23 @@ HOUR_QUIET_S = 60.0
 #: Most hours without observations one tick scores for one patient (a gateway that was
 #: stopped for a day catches up over a few ticks, not in one).
 MAX_EMPTY_HOURS_PER_TICK = 24
+
+
+def within_lockout(paged_hour: int | None, acknowledged: bool, hour: int, lockout_h: float) -> bool:
+    """Whether a sepsis alarm onset at ICU ``hour`` falls in the lockout after the patient's
+    latest alarm that paged someone (its onset at ICU hour ``paged_hour``; None: there was
+    none), which holds only once someone has acknowledged that alarm: an alarm no one has
+    seen does not silence the next. ``lockout_h``: its length in ICU hours (0: none).
+
+    Sepsis alert systems lock out re-alerts for a while after one was acted on, because a
+    patient whose risk hovers at the line alarms again and again: in the cross-validated
+    set-A risks, 42 % of alarm onsets came within 12 h of the end of the same patient's
+    previous episode (``benchmarks/sepsis_lockout.py``).
+    """
+    return bool(
+        lockout_h > 0 and paged_hour is not None and acknowledged
+        and 0 <= hour - paged_hour < lockout_h
+    )  # fmt: skip
 
 
 def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
@@ -122,6 +139,7 @@ class _SepsisBed:
     in_alarm: bool = False
     episodes: int = 0
     onset: dict[str, Any] | None = None  # the logged onset of the episode going on
+    paged: dict[str, Any] | None = None  # the latest onset that paged (a lockout counts from it)
     peak: HourRisk | None = None  # the highest risk of the stay so far
     risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
     drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
@@ -149,6 +167,7 @@ class SepsisWard(WardEvents):
     # set by Ward.__init__
     sepsis: Any
     hour_close_after_s: float
+    sepsis_lockout_h: float
     _sepsis_beds: dict[str, _SepsisBed]
 
     def _replay_sepsis(self, state: WardState) -> int:
@@ -179,9 +198,12 @@ class SepsisWard(WardEvents):
             now_id = _merged_ids(state.events)  # events logged before a merge: the old id
             onsets = {now_id(e["patient_id"]): e for e in state.events
                       if e.get("source") == "sepsis"}  # fmt: skip
+            paged = {now_id(e["patient_id"]): e for e in state.events
+                     if e.get("source") == "sepsis" and e.get("kind") == "sepsis_risk"}  # fmt: skip
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
                     bed.onset = onsets.get(pid)
+                bed.paged = paged.get(pid)  # a lockout goes on across the restart
             for e in state.events:  # what each logged onset said raised the risk
                 bed = beds.get(now_id(e.get("patient_id")))
                 if bed is not None and e.get("source") == "sepsis" and "hour" in e:
@@ -286,8 +308,10 @@ class SepsisWard(WardEvents):
             bed.scored(risk, _utc_now())
             if started:
                 bed.episodes += 1
-                bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers))
+                bed.onset = self._event(self._sepsis_alarm_event(pid, risk, drivers, bed.paged))
                 bed.drivers[risk.hour] = list(bed.onset["drivers"])
+                if bed.onset["kind"] != REPEATED_SEPSIS_KIND:
+                    bed.paged = bed.onset
             elif not risk.alarm:
                 if bed.onset is not None:  # the episode is over: said, for whoever paged
                     self._event({
@@ -437,8 +461,14 @@ class SepsisWard(WardEvents):
         return out
 
     def _sepsis_alarm_event(
-        self, pid: str, risk: HourRisk, drivers: list[RiskDriver]
+        self,
+        pid: str,
+        risk: HourRisk,
+        drivers: list[RiskDriver],
+        paged: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The event of an alarm onset; a :data:`REPEATED_SEPSIS_KIND` one when it falls in
+        the lockout after ``paged`` (the patient's latest alarm that paged someone)."""
         message = (
             f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
             f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
@@ -449,10 +479,23 @@ class SepsisWard(WardEvents):
             )
         if drivers:
             message += "; raised most by " + "; ".join(d.describe() for d in drivers)
+        lockout = None
+        ack = (paged or {}).get("acknowledged")
+        if paged is not None and within_lockout(
+            int(paged.get("hour", -1)), bool(ack), risk.hour, self.sepsis_lockout_h
+        ):
+            until = int(paged["hour"]) + self.sepsis_lockout_h
+            lockout = {"after": paged["seq"], "until_hour": until}
+            message += (
+                f" (a repeat within the {self.sepsis_lockout_h:g}-h lockout after alarm "
+                f"{paged['seq']} at ICU hour {paged['hour']}, acknowledged by {ack['by']}: "
+                "logged, pages no one)"
+            )
         return {
             "source": "sepsis",
             "patient_id": pid,
-            "kind": "sepsis_risk",
+            "kind": REPEATED_SEPSIS_KIND if lockout else "sepsis_risk",
+            **({"lockout": lockout} if lockout else {}),
             "hour": risk.hour,
             "risk": round(risk.risk, 4),
             "probability": None if risk.probability is None else round(risk.probability, 4),
@@ -466,7 +509,9 @@ class SepsisWard(WardEvents):
         raised the risk when the alarm going on began: :meth:`RiskDriver.as_dict` dicts;
         empty when not in alarm), "alarm_seq" (that onset's event number, for
         :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None),
-        "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None), "static"
+        "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None),
+        "alarm_repeated" (the episode began in the lockout after an acknowledged alarm: it
+        paged no one), "static"
         (the demographics given at admission, vitalgru names), "assembling" ({ICU hour
         being assembled from observations: {column: values so far}}), "last_scored_at" (when the
         latest hour was scored; None for hours taken up from a state file), "risk_max" and
@@ -494,6 +539,7 @@ class SepsisWard(WardEvents):
             "alarm_seq": bed.onset["seq"] if bed.onset else None,
             "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
             "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
+            "alarm_repeated": bool(bed.onset and bed.onset.get("kind") == REPEATED_SEPSIS_KIND),
             "static": dict(bed.static),
             "assembling": {
                 h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(bed.pending.items())

@@ -16,14 +16,16 @@ import torch
 import wfdb
 from monitor_kit import PREPROCESSING, untrained_monitor
 
+from pipelines.hl7_forward import alarm_message
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
-from vitalgru.scoring import ArrhythmiaMonitor, replay
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
 from vitalgru.scoring.arrhythmia import PatientMemory
 from vitalgru.scoring.ward import Durations, Ward
 from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_sepsis import within_lockout
 
 SECONDS = 90
 
@@ -818,3 +820,103 @@ def test_the_trends_kept_are_the_newest_three_and_a_day_of_each() -> None:
     empty = [{"stream_started_at": "s", "hr_trend_bpm": []}, {"hr_trend_bpm": [60.0, "x"]}]
     assert kept_trends(empty) == [{"stream_started_at": "", "hr_trend_bpm": [60.0, None]}]
     assert kept_trends(None) == [] and kept_trends({"a": 1}) == []
+
+
+class TestSepsisLockout:
+    @staticmethod
+    def _hovering(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[dict, list[dict]]:
+        """The test model's preprocessing with the alarm line drawn where its risks on the
+        stay cross it most often (a patient hovering at the line), and the stay's rows."""
+        model, preprocessing, rows = sepsis_fit
+        mon = EarlyWarningMonitor(model, preprocessing)
+        mon.admit("x")
+        risks = np.array([mon.push({"x": r})[0].risk for r in rows])
+
+        def onsets(thr: float) -> int:
+            a = risks >= thr
+            return int((a & ~np.concatenate([[False], a[:-1]])).sum())
+
+        line = max(np.quantile(risks, np.linspace(0.05, 0.95, 37)), key=onsets)
+        assert onsets(line) >= 3, "the stay must alarm at least three times for this test"
+        return {**preprocessing, "threshold": float(line)}, rows
+
+    @staticmethod
+    def _feed(ward: Ward, rows: list[dict], ack_first: bool) -> list[dict]:
+        """Admit (unless a restored ward has the patient), score ``rows``, acknowledge the
+        stay's first alarm when it starts (with ``ack_first``); the sepsis events."""
+        if "icu-1" not in ward.patients()["sepsis"]:
+            ward.admit_sepsis("icu-1")
+        for row in rows:
+            started = ward.add_hour("icu-1", row)["alarm_started"]
+            seq = ward.sepsis_summary("icu-1")["alarm_seq"]
+            if (
+                started
+                and ack_first
+                and seq
+                == min(e["seq"] for e in ward.events()["events"] if e.get("source") == "sepsis")
+            ):
+                ward.acknowledge(seq, "RN Diaz")
+        return [e for e in ward.events()["events"] if e.get("source") == "sepsis"]
+
+    def test_after_an_acknowledged_alarm_repeats_page_no_one(
+        self, sepsis_fit: tuple[Any, dict, list[dict]]
+    ) -> None:
+        preprocessing, rows = self._hovering(sepsis_fit)
+        model = sepsis_fit[0]
+        plain = self._feed(Ward(sepsis=EarlyWarningMonitor(model, preprocessing)), rows, True)
+        assert {e["kind"] for e in plain} == {"sepsis_risk"}  # no lockout: every one alarms
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), sepsis_lockout_h=1000,
+                    escalate_after_s=0.01)  # fmt: skip
+        got = self._feed(ward, rows, True)
+        first, *repeats = got
+        assert [e["hour"] for e in got] == [e["hour"] for e in plain] and len(repeats) >= 2
+        assert first["kind"] == "sepsis_risk" and first["acknowledged"]["by"] == "RN Diaz"
+        assert {e["kind"] for e in repeats} == {"sepsis_risk_repeated"}
+        assert all(e["lockout"] == {"after": first["seq"], "until_hour": first["hour"] + 1000}
+                   for e in repeats)  # fmt: skip
+        assert "pages no one" in repeats[0]["message"]
+        time.sleep(0.02)
+        ward.tick()  # the repeats never escalate, nor does the acknowledged alarm
+        assert not [e for e in ward.events()["events"] if e["kind"] == "escalated"]
+        for e in repeats:  # nor are they sent on as alarms, nor their ends
+            assert alarm_message(e) is None
+        ends = [e for e in ward.events()["events"] if e["kind"] == "alarm_ended"]
+        assert all(alarm_message(e, r) is None for e, r in zip(ends[1:], repeats, strict=False))
+        if ward.sepsis_summary("icu-1")["in_alarm"]:
+            assert ward.sepsis_summary("icu-1")["alarm_repeated"]
+            assert "a repeat within the lockout" in ward_page_html(*ward.summaries())
+        # an alarm no one acknowledged silences nothing
+        unseen = self._feed(Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                                 sepsis_lockout_h=1000), rows, False)  # fmt: skip
+        assert {e["kind"] for e in unseen} == {"sepsis_risk"}
+        with pytest.raises(ValueError, match="sepsis_lockout_h"):
+            Ward(sepsis=EarlyWarningMonitor(model, preprocessing), sepsis_lockout_h=-1)
+
+    def test_the_lockout_counts_from_the_alarm_that_paged_and_survives_a_restart(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+    ) -> None:
+        preprocessing, rows = self._hovering(sepsis_fit)
+        model = sepsis_fit[0]
+        whole = self._feed(Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                                sepsis_lockout_h=1000), rows, True)  # fmt: skip
+        # stopped after the first repeat, started again on the state file
+        cut = next(i for i, r in enumerate(rows) if r["ICULOS"] == whole[1]["hour"]) + 1
+        state = tmp_path / "w.sqlite"
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), sepsis_lockout_h=1000,
+                    journal=WardJournal(state))  # fmt: skip
+        before = self._feed(ward, rows[:cut], True)
+        assert [e["kind"] for e in before][-1] == "sepsis_risk_repeated"
+        ward.close()
+        again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), sepsis_lockout_h=1000,
+                     journal=WardJournal(state))  # fmt: skip
+        again.restore(again.journal.load())
+        for row in rows[cut:]:
+            again.add_hour("icu-1", row)
+        after = [e for e in again.events()["events"] if e.get("source") == "sepsis"]
+        assert [(e["hour"], e["kind"]) for e in after] == [(e["hour"], e["kind"]) for e in whole]
+        again.close()
+        # the window: a repeat at the lockout's last hour is in it, one an hour later is not
+        h = whole[0]["hour"]
+        assert within_lockout(h, True, h + 11, 12) and not within_lockout(h, True, h + 12, 12)
+        assert not within_lockout(h, False, h + 1, 12) and not within_lockout(None, True, h, 12)
+        assert not within_lockout(h, True, h + 1, 0)
