@@ -27,6 +27,14 @@ so a row changed or deleted afterwards by someone with the file breaks the chain
 on (:meth:`AuditLog.verify`, ``vitalgru serve-audit --verify``; rows cut off the end leave
 no trace in the chain: keep a copy of the latest chain elsewhere for that). ``GET /audit``
 (admin tokens only) and ``vitalgru serve-audit FILE`` read them.
+
+Retention: an access log is kept for years (an accounting of disclosures reaches back six
+years in the US), not in one ever-growing file. :meth:`AuditLog.archive` (``vitalgru
+serve-audit FILE --archive-before DATE --archive-to OLD``) moves the rows before a date to
+a file of their own, rows and links as they were, and the live file keeps the last
+archived link as its *anchor*, from which its chain goes on: each file verifies alone, and
+the files read in order (``serve-audit OLD FILE --verify``) verify as one chain, so an
+archive lost, swapped or cut short is found. It may run beside a gateway writing the file.
 """
 
 from __future__ import annotations
@@ -38,11 +46,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COALESCE_S", "AuditLog"]
+__all__ = ["COALESCE_S", "AuditLog", "verify_files"]
 
 #: Seconds within which the same caller asking the same thing about the same patient is
 #: one row (with a count): a poller does not fill the file.
@@ -108,13 +116,10 @@ class AuditLog:
                                      (last[1],))  # fmt: skip
                     return
                 row = (at, caller, action, patient_id, int(status), client)
-                prev = self._db.execute(
-                    "SELECT chain FROM access ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
                 cur = self._db.execute(
                     "INSERT INTO access (at, caller, action, patient_id, status, client, chain) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*row, _link(prev[0] if prev else "", row)),
+                    (*row, _link(self._last_link(), row)),
                 )
                 self._recent[key] = (now, int(cur.lastrowid or 0))
                 if len(self._recent) > 10_000:  # forget the spans that are over
@@ -149,11 +154,93 @@ class AuditLog:
             got = self._db.execute(sql, (*args, int(limit))).fetchall()
         return [dict(zip(_COLUMNS, r, strict=True)) for r in got]
 
-    def verify(self) -> tuple[int, int | None, str]:
-        """Check the hash chain: ``(rows checked, the number of the first row whose chain
-        does not follow or None, the last row's chain)``."""
-        prev, n = "", 0
+    def _last_link(self) -> str:
+        """The chain the next row follows: the last row's, or with no row the anchor (the
+        last archived row's), or "" (the caller holds the lock)."""
+        got = self._db.execute("SELECT chain FROM access ORDER BY seq DESC LIMIT 1").fetchone()
+        return got[0] if got else self.anchor()
+
+    def anchor(self) -> str:
+        """The link this file's chain starts from: the last row archived out of it (or into
+        the archive before it), "" for a file that begins the log."""
+        got = self._db.execute("SELECT value FROM meta WHERE key='anchor'").fetchone()
+        return got[0] if got else ""
+
+    def archive(self, before: datetime, to: str | Path) -> dict[str, Any]:
+        """Move the rows written before ``before`` (an aware time at least :data:`COALESCE_S`
+        ago, so no row still counting repeats moves) to a new audit file ``to``, rows and
+        links unchanged, its anchor this file's; this file keeps the last moved link as its
+        anchor. Returns ``{"rows", "first_seq", "last_seq", "last_link"}`` (rows 0 when
+        none is that old: nothing is written).
+
+        The archive is written and checked before anything is deleted here: a failure
+        leaves this file whole (and perhaps a stray ``to``). ValueError for a time that is
+        not old enough or has no offset, or a ``to`` that exists.
+        """
+        if before.tzinfo is None:
+            raise ValueError(f"{before.isoformat()} has no UTC offset")
+        newest = datetime.now(UTC) - timedelta(seconds=COALESCE_S)
+        if before > newest:
+            raise ValueError(
+                f"archive only rows older than {COALESCE_S:g} s (a row still counting a "
+                f"caller's repeats would lose them): {before.isoformat()} is too recent"
+            )
+        target = Path(to)
+        if target.exists():
+            raise ValueError(f"{target} exists: an archive is a new file")
+        cut = before.astimezone(UTC).isoformat(timespec="seconds")
         with self._lock:
+            got = self._db.execute(
+                "SELECT MIN(seq), MAX(seq), COUNT(*) FROM access WHERE at < ?", (cut,)
+            ).fetchone()
+            if not got[2]:
+                return {"rows": 0, "first_seq": None, "last_seq": None, "last_link": None}
+            last = int(got[1])
+            rows = self._db.execute(
+                "SELECT seq, at, caller, action, patient_id, status, client, count, chain "
+                "FROM access WHERE seq <= ? ORDER BY seq", (last,)
+            ).fetchall()  # fmt: skip
+            anchor = self.anchor()
+        out = AuditLog(target)
+        try:
+            with out._lock:
+                out._db.execute("BEGIN")
+                out._db.executemany(
+                    "INSERT INTO access (seq, at, caller, action, patient_id, status, client, "
+                    "count, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                )  # fmt: skip
+                out._db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("anchor", anchor), ("archive_of", self.path.name),
+                     ("archived_before", cut)],
+                )  # fmt: skip
+                out._db.execute("COMMIT")
+            n, broken, link = out.verify()
+        finally:
+            out.close()
+        if broken is not None or n != len(rows) or link != rows[-1][-1]:
+            raise ValueError(f"{target}: the archive did not verify (row {broken}); {self.path} "
+                             "is unchanged")  # fmt: skip
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM access WHERE seq <= ?", (last,))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('anchor', ?)", (link,))
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._recent = {k: v for k, v in self._recent.items() if v[1] > last}
+        return {"rows": len(rows), "first_seq": int(rows[0][0]), "last_seq": last,
+                "last_link": link}  # fmt: skip
+
+    def verify(self) -> tuple[int, int | None, str]:
+        """Check the hash chain from the file's anchor (:meth:`anchor`): ``(rows checked,
+        the number of the first row whose chain does not follow or None, the last row's
+        chain)``."""
+        n = 0
+        with self._lock:
+            prev = self.anchor()
             cur = self._db.execute(
                 "SELECT seq, at, caller, action, patient_id, status, client, chain FROM access "
                 "ORDER BY seq"
@@ -172,6 +259,30 @@ class AuditLog:
             got = self._db.execute("SELECT seq FROM access WHERE chain = ?", (link.strip(),))
             row = got.fetchone()
         return None if row is None else int(row[0])
+
+
+def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Verify audit files read in order (archives, oldest first, then the live file) as one
+    chain: each file alone, and each file's anchor the last link of the one before (the
+    first one's anchor is what it begins from). Returns ``[{"path", "rows", "anchor",
+    "last", "broken" (a row number, or None), "follows" (whether its anchor is the one
+    before's last link; True for the first)}]``."""
+    out: list[dict[str, Any]] = []
+    prev_last: str | None = None
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no audit log at {path}")
+        log = AuditLog(path)
+        try:
+            n, broken, last = log.verify()
+            anchor = log.anchor()
+        finally:
+            log.close()
+        follows = prev_last is None or anchor == prev_last
+        out.append({"path": str(path), "rows": n, "anchor": anchor, "last": last,
+                    "broken": broken, "follows": follows})  # fmt: skip
+        prev_last = last if n else anchor
+    return out
 
 
 def _link(prev: str, row: tuple[Any, ...]) -> str:

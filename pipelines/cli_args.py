@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,21 @@ def non_negative_hours(text: str) -> float:
     if not (v >= 0 and v < float("inf")):
         raise argparse.ArgumentTypeError(f"hours must be >= 0, got {text}")
     return v
+
+
+def utc_time(text: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 time with its UTC offset."""
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date (YYYY-MM-DD) or an ISO time with its offset, got {text!r}"
+        ) from None
+    if t.tzinfo is None:
+        if len(text.strip()) != 10:  # a time without an offset: which zone is not guessed
+            raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add +00:00 or Z)")
+        t = t.replace(tzinfo=UTC)
+    return t
 
 
 def escalation_minutes(text: str) -> tuple[float, ...]:

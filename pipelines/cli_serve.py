@@ -21,6 +21,7 @@ from pipelines.cli_args import (
     port,
     positive_rate,
     positive_seconds,
+    utc_time,
 )
 
 
@@ -59,43 +60,88 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_audit(args: argparse.Namespace) -> int:
-    from pipelines.audit import AuditLog, read_rows
+    from pipelines.audit import AuditLog, read_rows, verify_files
 
+    files = args.file or ["ward-audit.sqlite"]
+    if args.archive_before is not None or args.archive_to is not None:
+        return _archive_audit(args, files)
     if args.verify:
-        if not Path(args.file).is_file():
-            raise SystemExit(f"vitalgru: error: no audit log at {args.file}")
         try:
-            log = AuditLog(args.file)
-            n, broken, last = log.verify()
-        except ValueError as e:
+            checked = verify_files(files)
+        except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"vitalgru: error: {e}") from None
-        if broken is not None:
-            raise SystemExit(f"vitalgru: {args.file}: the hash chain breaks at row {broken} "
-                             "(that row, or one before it, was changed or deleted)")  # fmt: skip
-        at = None if args.expect is None else log.row_of_link(args.expect)
-        if args.expect is not None and at is None:
-            raise SystemExit(f"vitalgru: {args.file}: the link {args.expect.strip()} is not in "
-                             "its chain: rows were cut off its end since that link was "
-                             "kept (or the link is another file's)")  # fmt: skip
-        print(f"{args.file}: {n} row(s), the hash chain is intact"
-              + ("" if at is None else f" and holds the link kept earlier (row {at})")
-              + f"; the last link is {last}")  # fmt: skip
+        for i, c in enumerate(checked):
+            if c["broken"] is not None:
+                raise SystemExit(f"vitalgru: {c['path']}: the hash chain breaks at row "
+                                 f"{c['broken']} (that row, or one before it, was changed or "
+                                 "deleted)")  # fmt: skip
+            if not c["follows"]:
+                raise SystemExit(f"vitalgru: {c['path']} does not follow "
+                                 f"{checked[i - 1]['path']}: its chain starts from another "
+                                 "link (an archive between them is missing, or the files are "
+                                 "out of order)")  # fmt: skip
+        last = checked[-1]
+        at = None
+        if args.expect is not None:
+            log = AuditLog(last["path"])
+            try:
+                at = log.row_of_link(args.expect)
+            finally:
+                log.close()
+            if at is None and args.expect.strip() != last["anchor"]:
+                raise SystemExit(f"vitalgru: {last['path']}: the link {args.expect.strip()} is "
+                                 "not in its chain: rows were cut off its end since that link "
+                                 "was kept (or the link is another file's)")  # fmt: skip
+        for c in checked:
+            since = f", from the archive before it ({c['anchor'][:12]}...)" if c["anchor"] else ""
+            print(f"{c['path']}: {c['rows']} row(s), the hash chain is intact{since}")
+        print(("the files follow one another; " if len(checked) > 1 else "")
+              + ("" if at is None else f"the link kept earlier is row {at}; ")
+              + f"the last link is {last['last']}")  # fmt: skip
         return 0
+    n = 0
     try:
-        rows = read_rows(args.file, patient_id=args.patient, caller=args.caller,
-                         refused=args.refused)  # fmt: skip
-        n = 0
-        for r in rows:
-            n += 1
-            if args.json:
-                print(json.dumps(r))
-            else:
-                times = f" (x{r['count']})" if r["count"] > 1 else ""
-                print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
-                      f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
+        for path in files:
+            for r in read_rows(path, patient_id=args.patient, caller=args.caller,
+                               refused=args.refused):  # fmt: skip
+                n += 1
+                if args.json:
+                    print(json.dumps(r))
+                else:
+                    times = f" (x{r['count']})" if r["count"] > 1 else ""
+                    print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
+                          f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"vitalgru: error: {e}") from None
     print(f"{n} row(s)", file=sys.stderr)
+    return 0
+
+
+def _archive_audit(args: argparse.Namespace, files: list[str]) -> int:
+    from pipelines.audit import AuditLog
+
+    if args.archive_before is None or args.archive_to is None:
+        raise SystemExit("vitalgru: error: --archive-before and --archive-to go together")
+    if len(files) != 1:
+        raise SystemExit("vitalgru: error: archive one audit file at a time")
+    if not Path(files[0]).is_file():
+        raise SystemExit(f"vitalgru: error: no audit log at {files[0]}")
+    try:
+        log = AuditLog(files[0])
+        try:
+            got = log.archive(args.archive_before, args.archive_to)
+        finally:
+            log.close()
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None
+    if not got["rows"]:
+        print(f"{files[0]}: no row before {args.archive_before.isoformat()}; nothing archived",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    print(f"{got['rows']} row(s) ({got['first_seq']} to {got['last_seq']}) moved to "
+          f"{args.archive_to}; {files[0]} goes on from its last link {got['last_link']}. "
+          f"Keep the archive: `vitalgru serve-audit {args.archive_to} {files[0]} --verify` "
+          "checks both as one chain.")  # fmt: skip
     return 0
 
 
@@ -271,8 +317,10 @@ def add_serve_commands(sub: Any) -> None:
         help="print a gateway's access log: who read which patient's data, and who was refused",
         epilog=EPILOG,
     )
-    sp.add_argument("file", nargs="?", default="ward-audit.sqlite",
-                    help="the gateway's --audit file (default: ward-audit.sqlite here)")  # fmt: skip
+    sp.add_argument("file", nargs="*",
+                    help="the gateway's --audit file (default: ward-audit.sqlite here); "
+                    "archives first, oldest first, then the live file, to read or verify "
+                    "them as one log")  # fmt: skip
     sp.add_argument("--patient", default=None, help="one patient's rows")
     sp.add_argument("--caller", default=None, help="one token's rows")
     sp.add_argument("--refused", action="store_true", help="only the 401 and 403 answers")
@@ -282,7 +330,14 @@ def add_serve_commands(sub: Any) -> None:
                     "the check fails when it is no longer in the chain (rows cut off the "
                     "end)")  # fmt: skip
     sp.add_argument("--verify", action="store_true",
-                    help="check the rows' hash chain instead (exit 1 where it breaks)")  # fmt: skip
+                    help="check the rows' hash chain instead (exit 1 where it breaks, or "
+                    "where a file does not follow the one before it)")  # fmt: skip
+    sp.add_argument("--archive-before", type=utc_time, default=None, metavar="DATE",
+                    help="move the rows written before this date (YYYY-MM-DD, midnight "
+                    "UTC, or an ISO time with its offset) to --archive-to; the file keeps "
+                    "the last moved link, so the two verify as one chain")  # fmt: skip
+    sp.add_argument("--archive-to", default=None, metavar="FILE",
+                    help="the new archive file (never an existing one)")  # fmt: skip
     sp.set_defaults(func=cmd_serve_audit)
 
     sp = sub.add_parser(

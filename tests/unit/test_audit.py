@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
 
+from pipelines import audit
 from pipelines.access import TokenTable, new_token
-from pipelines.audit import COALESCE_S, AuditLog, read_rows
+from pipelines.audit import COALESCE_S, AuditLog, read_rows, verify_files
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
@@ -180,3 +182,71 @@ def test_an_open_gateway_writes_its_callers_as_open(
                    ("open", "GET /vitals/{patient_id}", "nobody", 404),
                    ("open", "GET /audit", None, 200)]  # fmt: skip
     assert got[0] and log.rows()[0]["client"] == "testclient"
+
+
+class _Clock(datetime):
+    """The audit log's clock, set by the test."""
+
+    at = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return cls.at
+
+
+def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(audit, "datetime", _Clock)
+    live, old, older = tmp_path / "audit.sqlite", tmp_path / "2026-01.sqlite", tmp_path / "x.sqlite"
+    log = AuditLog(live)
+    for pid in ("p1", "p2", "p3"):  # January
+        log.record("reader-1", "GET /vitals/{patient_id}", pid, 200)
+    _Clock.at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # March
+    log.record("reader-1", "GET /vitals/{patient_id}", "p4", 200)
+    log.record("feed-1", "GET /vitals/{patient_id}", "p4", 403)
+    whole = log.rows()
+    kept_link = log.verify()[2]
+    _Clock.at = datetime(2026, 3, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match="too recent"):
+        log.archive(_Clock.at - timedelta(seconds=30), old)
+    with pytest.raises(ValueError, match="no UTC offset"):
+        log.archive(datetime(2026, 2, 1), old)
+    assert log.archive(datetime(2025, 1, 1, tzinfo=UTC), old)["rows"] == 0 and not old.exists()
+    got = log.archive(datetime(2026, 2, 1, tzinfo=UTC), old)
+    assert (got["rows"], got["first_seq"], got["last_seq"]) == (3, 1, 3)
+    assert log.rows() == whole[3:] and AuditLog(old).rows() == whole[:3]  # as they were
+    assert log.anchor() == got["last_link"] and log.verify()[:2] == (2, None)
+    checked = verify_files([old, live])
+    assert [(c["rows"], c["broken"], c["follows"]) for c in checked] == [(3, None, True),
+                                                                          (2, None, True)]  # fmt: skip
+    assert checked[-1]["last"] == kept_link  # the same chain as before the move
+    assert not verify_files([live, old])[1]["follows"]
+    with pytest.raises(ValueError, match="exists"):
+        log.archive(datetime(2026, 2, 1, tzinfo=UTC), old)
+    # everything moved: the next row follows the archive's last link
+    assert log.archive(datetime(2026, 3, 3, tzinfo=UTC), older)["rows"] == 2
+    assert log.rows() == [] and log.verify() == (0, None, kept_link)
+    log.record("reader-2", "GET /ward", None, 200)
+    assert log.rows()[0]["seq"] == 6
+    assert [c["follows"] for c in verify_files([old, older, live])] == [True, True, True]
+    assert not verify_files([old, live])[1]["follows"]  # the archive between them is missing
+    log.close()
+    # the command line: read and verify the files as one log, archive by date
+    assert main(["serve-audit", str(old), str(older), str(live)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 6
+    assert main(["serve-audit", str(old), str(older), str(live), "--verify",
+                 "--expect", kept_link]) == 0  # fmt: skip
+    assert "the files follow one another" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="does not follow"):
+        main(["serve-audit", str(old), str(live), "--verify"])
+    with pytest.raises(SystemExit, match="go together"):
+        main(["serve-audit", str(live), "--archive-before", "2026-03-04"])
+    _Clock.at = datetime(2026, 4, 1, tzinfo=UTC)
+    assert main(["serve-audit", str(live), "--archive-before", "2026-03-31",
+                 "--archive-to", str(tmp_path / "march.sqlite")]) == 0  # fmt: skip
+    assert "1 row(s) (6 to 6) moved to" in capsys.readouterr().out
+    # a changed archived row is found in the archive
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE access SET caller = 'someone-else' WHERE seq = 2")
+    assert verify_files([old, older])[0]["broken"] == 2
