@@ -50,7 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               forward_alarms_ca=args.forward_alarms_ca, rate_limit=args.rate_limit,
               tls_cert=args.tls_cert, tls_key=args.tls_key,
               tls_client_ca=args.tls_client_ca,
-              sepsis_lockout_h=args.sepsis_lockout_h)  # fmt: skip
+              sepsis_lockout_h=args.sepsis_lockout_h, cds_clients=args.cds_clients,
+              public_url=args.public_url)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
@@ -228,6 +229,17 @@ def add_serve_commands(sub: Any) -> None:
         help="minutes after which an alarm no one has acknowledged gets an escalated event "
         "(default 15; 0: never); several, increasing, for an escalation chain (5,15,30: "
         "levels 1, 2 and 3, each counted from the alarm, until someone acknowledges it)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--cds-clients", default=None, metavar="FILE",
+        help="serve CDS Hooks (/cds-services: cards for the alarms going on when a clinician "
+        "opens a patient's chart) to the EHRs this JSON file names, each by its issuer and "
+        "public keys; their signed tokens are checked on every call (default: none)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--public-url", default=None, metavar="URL",
+        help="this gateway's address as the EHR and browsers reach it (behind a proxy): the "
+        "CDS tokens' audience, and the cards' links to patient pages (none without it)",
     )  # fmt: skip
     sp.add_argument(
         "--sepsis-lockout-h", type=non_negative_hours, default=0.0, metavar="HOURS",

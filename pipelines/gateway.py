@@ -100,6 +100,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
+from pipelines.cds_hooks import CdsClients, cds_router
 from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,
@@ -195,6 +196,8 @@ def create_app(
     forwarder: AlarmForwarder | None = None,
     mllp_tls: ssl.SSLContext | None = None,
     rate_limit: RateLimit | None = None,
+    cds_clients: CdsClients | None = None,
+    public_url: str | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -221,7 +224,9 @@ def create_app(
     (:class:`pipelines.hl7_forward.AlarmForwarder`) runs while the app does. With
     ``rate_limit`` (:class:`pipelines.access.RateLimit`), each token (or client address,
     on an open gateway) over its rate is answered 429; ``/health`` and ``/metrics`` are
-    not limited."""
+    not limited. With ``cds_clients`` (:class:`pipelines.cds_hooks.CdsClients`), the EHRs
+    they name may call the gateway's CDS Hooks services (``/cds-services``) with their
+    signed tokens; ``public_url``: the gateway's address as they call it (behind a proxy)."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = token_access(token, tokens)
@@ -662,6 +667,10 @@ def create_app(
     audited_routes.add(("GET", "/audit"))
     for router in (feeds, reads, acks, admin):
         app.include_router(router)
+    if cds_clients is not None:
+        app.include_router(cds_router(ward, cds_clients, patient_system, public_url, rate_limit))
+        audited_routes.update({("POST", "/cds-services/{service_id}"),
+                               ("POST", "/cds-services/{service_id}/feedback")})  # fmt: skip
     return app
 
 

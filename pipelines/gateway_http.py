@@ -188,7 +188,7 @@ def require(
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
         if access is None:
-            _limited(limit, request.client.host if request.client else "unknown")
+            rate_limited(limit, request.client.host if request.client else "unknown")
             return
         scheme, _, given = (authorization or "").partition(" ")
         cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
@@ -210,7 +210,7 @@ def require(
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         request.state.caller = cred.name  # for the access log, refused or not
-        _limited(limit, f"token {cred.name}")
+        rate_limited(limit, f"token {cred.name}")
         if cred.expired():
             raise HTTPException(401, f"token {cred.name!r} expired at {cred.expires}",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -232,7 +232,8 @@ def require(
     return check
 
 
-def _limited(limit: RateLimit | None, caller: str) -> None:
+def rate_limited(limit: RateLimit | None, caller: str) -> None:
+    """429 with ``Retry-After`` when ``caller`` is over ``limit`` (nothing without one)."""
     if limit is None:
         return
     wait = limit.take(caller)

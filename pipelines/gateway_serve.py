@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipelines.access import RateLimit, TokenFile
 from pipelines.audit import AuditLog
+from pipelines.cds_hooks import CdsClients
 from pipelines.gateway import DEFAULT_TICK_S, create_app
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls
@@ -163,6 +164,8 @@ def serve(
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
     sepsis_lockout_h: float = 0.0,
+    cds_clients: str | os.PathLike | None = None,
+    public_url: str | None = None,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
@@ -171,7 +174,9 @@ def serve(
     (:mod:`pipelines.hl7_forward`). TLS: the MLLP listener with ``mllp_tls_cert`` and
     ``mllp_tls_key`` (and client certificates from ``mllp_tls_client_ca``); the forwarder
     with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
-    certificate; HTTP itself with ``tls_cert`` and ``tls_key`` (:func:`http_tls_options`)."""
+    certificate; HTTP itself with ``tls_cert`` and ``tls_key`` (:func:`http_tls_options`).
+    ``cds_clients``: a file naming the EHRs that may call the CDS Hooks services
+    (:mod:`pipelines.cds_hooks`); ``public_url``: the gateway's address as they call it."""
     import uvicorn
 
     https = http_tls_options(tls_cert, tls_key, tls_client_ca)
@@ -234,6 +239,9 @@ def serve(
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
     audit_log = None if audit is None else AuditLog(audit)  # a bad file fails before the models
+    cds = None if cds_clients is None else CdsClients.from_file(cds_clients)
+    if cds is not None:
+        logger.info("gateway: CDS Hooks for %s", ", ".join(c.name for c in cds.by_iss.values()))
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
@@ -249,7 +257,8 @@ def serve(
                        mllp=None if mllp_port is None else (mllp_host, mllp_port),
                        mllp_allow=mllp_allow or None, adt_units=adt_units or None,
                        audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
-                       rate_limit=None if rate_limit is None else RateLimit(rate_limit)),
+                       rate_limit=None if rate_limit is None else RateLimit(rate_limit),
+                       cds_clients=cds, public_url=public_url),
             host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             **https,
         )  # fmt: skip

@@ -1,0 +1,477 @@
+"""The gateway as a CDS Hooks service: the EHR asks, when a clinician opens a patient's
+chart, and gets back cards for the alarms going on (``vitalgru serve --cds-clients FILE``).
+
+Alarms reach the ward through the event log, its stream and ``ORU^R40`` messages; a
+clinician working in the electronic health record sees none of them unless someone built a
+view. CDS Hooks (HL7, cds-hooks.hl7.org) is how EHRs call decision support from inside
+their own screens: on the ``patient-view`` hook the EHR posts the patient's id to each
+service it trusts and shows the cards that come back. The gateway offers one service per
+monitor it runs:
+
+- ``vitalgru-sepsis``: a card while the patient is in a sepsis alarm episode: the risk and
+  the alarm line, the estimated probability, what raised the risk at the onset, whether and
+  by whom it was acknowledged (``warning``; ``critical`` once escalated unacknowledged; an
+  episode in the lockout after an acknowledged alarm is ``info``);
+- ``vitalgru-ecg``: a card for each of the patient's five newest ECG alarms no one has
+  acknowledged (``critical`` for ventricular runs and pauses, ``warning`` otherwise).
+
+No alarm, no card (an empty list, as the specification asks). Each card links to the
+patient's page on the gateway and has a ``uuid`` made from its alarm's event; the EHR's
+feedback on a card (``accepted``, or ``overridden`` with a reason) acknowledges that alarm,
+in the clinician's place, as ``CDS Hooks (<client>)`` with the outcome as the note.
+
+Patients: the hook's ``context.patientId`` is the EHR's FHIR id, which is often not the
+identifier the feeds use. The discovery asks the EHR to prefetch ``Patient/{{context.
+patientId}}``; when it does and the Patient holds an identifier of ``--patient-system``
+(the medical record number the feeds send), that identifier's value is the ward's patient
+id, else ``context.patientId`` is.
+
+Trust: every call carries a JSON Web Token the EHR signed (``Authorization: Bearer``), as
+the specification requires. ``FILE`` names the EHRs the gateway trusts: for each, its
+issuer (``iss``) and public keys (a JWK Set, inline or in a file beside it). A token is
+taken only when its ``kid`` names a key of its issuer's and its signature verifies
+(``ES384`` or ``RS384``, the two the specification names; never ``none`` or a shared
+secret), its ``aud`` is the endpoint called (or the service, for its feedback), it has not
+expired, it was not issued in the future or for longer than an hour, and its ``jti`` has not
+been seen before (a replayed token is refused). The caller in the access log is
+``cds <client>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+
+from pipelines.access import RateLimit
+from pipelines.gateway_http import rate_limited
+from vitalgru.reports.monitoring import ALERT_NAMES
+from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
+
+__all__ = [
+    "SERVICES",
+    "CdsAuthError",
+    "CdsClients",
+    "apply_feedback",
+    "cds_router",
+    "discovery",
+    "ecg_cards",
+    "patient_of",
+    "sepsis_cards",
+]
+
+#: The services, by id: (monitor, title, description).
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "vitalgru-sepsis": (
+        "sepsis",
+        "vitalgru sepsis early warning",
+        "While the patient is in a sepsis alarm episode of the gateway's early-warning model: "
+        "the risk, the estimated probability of sepsis within 6 hours and what raised it.",
+    ),
+    "vitalgru-ecg": (
+        "ecg",
+        "vitalgru ECG alarms",
+        "The patient's newest ECG alarms (ventricular or supraventricular runs, frequent "
+        "ventricular ectopy, pauses, poor signal, a lost feed) that no one has acknowledged.",
+    ),
+}
+#: Signature algorithms taken (the two CDS Hooks names; no "none", no shared secrets).
+ALGORITHMS = {"ES384", "RS384"}
+#: Seconds of clock difference allowed between the EHR and the gateway.
+LEEWAY_S = 60.0
+#: Longest lifetime (s) of a token taken: CDS Hooks tokens are meant to live minutes.
+MAX_LIFETIME_S = 3600.0
+#: ECG alarms given a card each, the newest first.
+ECG_CARDS = 5
+#: ECG alarms whose card is critical.
+CRITICAL_ECG = {"ventricular_run", "pause"}
+#: Reasons a clinician may give for overriding a card.
+OVERRIDE_REASONS = [
+    {"system": "urn:vitalgru:cds-override-reason", "code": "assessed",
+     "display": "Assessed: no sepsis now"},
+    {"system": "urn:vitalgru:cds-override-reason", "code": "known",
+     "display": "Known and being treated"},
+    {"system": "urn:vitalgru:cds-override-reason", "code": "artefact",
+     "display": "Measurement artefact or error"},
+]  # fmt: skip
+_CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
+
+
+class CdsAuthError(Exception):
+    """A CDS Hooks call whose token is not taken (the message says why: answered 401)."""
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _int(text: str) -> int:
+    return int.from_bytes(_b64(text), "big")
+
+
+def _public_key(jwk: Mapping[str, Any]) -> Any:
+    """The public key of a JWK (``RSA``, or ``EC`` on P-384); ValueError otherwise."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
+    if kty == "EC" and jwk.get("crv") == "P-384":
+        return ec.EllipticCurvePublicNumbers(
+            _int(jwk["x"]), _int(jwk["y"]), ec.SECP384R1()
+        ).public_key()
+    raise ValueError(f"key {jwk.get('kid')!r}: a {kty} key on {jwk.get('crv')} is not taken "
+                     "(RSA for RS384, EC P-384 for ES384)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CdsClient:
+    """An EHR the gateway trusts: its name (in the access log), issuer and keys by id."""
+
+    name: str
+    iss: str
+    keys: dict[str, tuple[str, Any]]  # kid -> (kty, public key)
+
+
+class CdsClients:
+    """The EHRs the gateway takes CDS Hooks calls from, read from a JSON file:
+    ``{"clients": [{"name": "ehr", "iss": "https://ehr.example.org", "jwks": {"keys":
+    [...]}}]}`` (or ``"jwks_file": "ehr-keys.json"``, beside the file). ValueError for a
+    file that says anything else (no client, a client without keys, an unreadable key)."""
+
+    def __init__(self, clients: Sequence[CdsClient]) -> None:
+        if not clients:
+            raise ValueError("no CDS client is named")
+        self.by_iss = {c.iss: c for c in clients}
+        if len(self.by_iss) != len(clients):
+            raise ValueError("two CDS clients have the same issuer")
+        self._seen: dict[str, float] = {}  # jti -> when it expires
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CdsClients:
+        p = Path(path)
+        try:
+            spec = json.loads(p.read_text())
+            out = []
+            for c in spec["clients"]:
+                jwks = (
+                    c["jwks"]
+                    if "jwks" in c
+                    else json.loads((p.parent / c["jwks_file"]).read_text())
+                )
+                keys = {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
+                        if k.get("use", "sig") == "sig"}  # fmt: skip
+                if not keys:
+                    raise ValueError(f"client {c.get('name')!r} has no signing key")
+                out.append(CdsClient(str(c.get("name") or c["iss"]), str(c["iss"]), keys))
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: not a CDS client file ({type(e).__name__}: {e}); see "
+                             "pipelines/cds_hooks.py") from None  # fmt: skip
+        return cls(out)
+
+    def verify(self, token: str, audiences: Sequence[str], now: float | None = None) -> CdsClient:
+        """The client whose signed token ``token`` is (see the module's description), for a
+        call to one of ``audiences``; CdsAuthError when it is not taken."""
+        now = time.time() if now is None else now
+        try:
+            head_b64, body_b64, sig_b64 = token.split(".")
+            head, body = json.loads(_b64(head_b64)), json.loads(_b64(body_b64))
+            sig = _b64(sig_b64)
+        except (ValueError, TypeError):
+            raise CdsAuthError("the bearer token is not a JSON Web Token") from None
+        if not isinstance(head, dict) or not isinstance(body, dict):
+            raise CdsAuthError("the bearer token is not a JSON Web Token")
+        alg = head.get("alg")
+        if alg not in ALGORITHMS:
+            raise CdsAuthError(f"tokens signed with {alg!r} are not taken (ES384 or RS384)")
+        client = self.by_iss.get(str(body.get("iss")))
+        if client is None:
+            raise CdsAuthError(f"issuer {body.get('iss')!r} is not a trusted CDS client")
+        kty, key = client.keys.get(str(head.get("kid")), (None, None))
+        if key is None or kty != ("EC" if alg == "ES384" else "RSA"):
+            raise CdsAuthError(f"{client.name}: no {alg} key {head.get('kid')!r}")
+        signed = f"{head_b64}.{body_b64}".encode("ascii")
+        try:
+            if alg == "ES384":
+                if len(sig) != 96:
+                    raise InvalidSignature
+                der = encode_dss_signature(int.from_bytes(sig[:48], "big"),
+                                           int.from_bytes(sig[48:], "big"))  # fmt: skip
+                key.verify(der, signed, ec.ECDSA(hashes.SHA384()))
+            else:
+                key.verify(sig, signed, padding.PKCS1v15(), hashes.SHA384())
+        except InvalidSignature:
+            raise CdsAuthError(f"{client.name}: the token's signature does not verify") from None
+        aud = body.get("aud")
+        given = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+        if not {a.rstrip("/") for a in given if isinstance(a, str)} & {
+            a.rstrip("/") for a in audiences
+        }:
+            raise CdsAuthError(f"{client.name}: the token is for {aud!r}, not this endpoint")
+        exp, iat, jti = body.get("exp"), body.get("iat"), body.get("jti")
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not jti:
+            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti")
+        if exp < now - LEEWAY_S:
+            raise CdsAuthError(f"{client.name}: the token expired")
+        if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:
+            raise CdsAuthError(f"{client.name}: the token was issued in the future or for "
+                               f"longer than {MAX_LIFETIME_S:g} s")  # fmt: skip
+        with self._lock:
+            self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}
+            key_jti = f"{client.iss} {jti}"
+            if key_jti in self._seen:
+                raise CdsAuthError(f"{client.name}: the token (jti {jti!r}) was used before")
+            self._seen[key_jti] = float(exp)
+        return client
+
+
+def discovery(monitors: set[str]) -> dict[str, Any]:
+    """The discovery document: the services of the monitors the gateway runs."""
+    return {
+        "services": [
+            {"hook": "patient-view", "id": sid, "title": title, "description": text,
+             "prefetch": {"patient": "Patient/{{context.patientId}}"}}
+            for sid, (monitor, title, text) in SERVICES.items() if monitor in monitors
+        ]
+    }  # fmt: skip
+
+
+def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str:
+    """The ward's patient id for a hook call: the prefetched Patient's identifier of
+    ``patient_system`` when there is one, else ``context.patientId``. ValueError when the
+    call names no patient."""
+    context = request.get("context")
+    pid = context.get("patientId") if isinstance(context, Mapping) else None
+    if not isinstance(pid, str) or not pid:
+        raise ValueError("the hook's context names no patientId")
+    patient = (request.get("prefetch") or {}).get("patient")
+    if patient_system and isinstance(patient, Mapping):
+        for ident in patient.get("identifier") or []:
+            if isinstance(ident, Mapping) and ident.get("system") == patient_system:
+                if isinstance(ident.get("value"), str) and ident["value"]:
+                    return ident["value"]
+    return pid
+
+
+def card_uuid(event: Mapping[str, Any]) -> str:
+    """The card id of an alarm event (the same event, the same id, across calls)."""
+    return str(uuid.uuid5(_CARD_NS, f"{event['seq']}/{event.get('received_at', '')}"))
+
+
+def _source(service: str) -> dict[str, Any]:
+    return {"label": SERVICES[service][1]}
+
+
+def _ack_line(event: Mapping[str, Any]) -> str:
+    ack = event.get("acknowledged")
+    if ack:
+        return f"Acknowledged by {ack['by']} at {ack['at']}."
+    if event.get("escalated"):
+        return f"**Not acknowledged**; escalated at {event['escalated']['at']}."
+    return "**Not acknowledged** yet."
+
+
+def sepsis_cards(
+    summary: Mapping[str, Any],
+    onset: Mapping[str, Any] | None,
+    threshold: float,
+    page: str | None = None,
+) -> list[dict[str, Any]]:
+    """The card of a sepsis patient (:meth:`Ward.sepsis_summary`, the episode's onset event,
+    the model's alarm line, the stay page's URL if it has one a browser reaches): one while
+    in an alarm episode, else none."""
+    last = summary.get("last_hour")
+    if not summary.get("in_alarm") or onset is None or last is None:
+        return []
+    prob = last.get("probability")
+    said = f"; estimated probability of sepsis within 6 h {100 * prob:.0f} %" if prob else ""
+    summary_line = (f"Sepsis alarm: risk {last['risk']:.2f} at ICU hour {last['hour']} "
+                    f"(alarm line {threshold:.2f}){said}")[:139]  # fmt: skip
+    drivers = "; ".join(d.get("text", "") for d in onset.get("drivers") or []) or "not known"
+    repeated = onset.get("kind") == REPEATED_SEPSIS_KIND
+    indicator = ("info" if repeated else "critical"
+                 if onset.get("escalated") and not onset.get("acknowledged") else "warning")  # fmt: skip
+    detail = "\n".join([
+        f"The alarm episode began at ICU hour {onset.get('hour')} "
+        f"(risk {onset.get('risk')}; event {onset['seq']} at {onset.get('received_at')}).",
+        "",
+        f"What raised the risk most then: {drivers}.",
+        "",
+        _ack_line(onset),
+        *([""] + ["A repeat within the lockout after an acknowledged alarm: it paged no one."]
+          if repeated else []),
+        "",
+        "A model's risk, not a diagnosis: assess the patient.",
+    ])  # fmt: skip
+    return [{
+        "uuid": card_uuid(onset), "summary": summary_line, "indicator": indicator,
+        "detail": detail, "source": _source("vitalgru-sepsis"),
+        "overrideReasons": OVERRIDE_REASONS,
+        **_links("The stay's risk, hour by hour", page),
+    }]  # fmt: skip
+
+
+def _links(label: str, page: str | None) -> dict[str, Any]:
+    """A card's ``links`` to a page (nothing without one: CDS Hooks has no empty fields)."""
+    return {} if page is None else {"links": [{"label": label, "url": page, "type": "absolute"}]}
+
+
+def ecg_cards(summary: Mapping[str, Any], page: str | None = None) -> list[dict[str, Any]]:
+    """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
+    acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL)."""
+    waiting = [a for a in summary.get("alarms") or []
+               if a.get("kind") not in INFO_KINDS and not a.get("acknowledged")]  # fmt: skip
+    cards = []
+    for a in list(reversed(waiting))[:ECG_CARDS]:
+        name = ALERT_NAMES.get(str(a.get("kind")), str(a.get("kind")))
+        cards.append({
+            "uuid": card_uuid(a),
+            "summary": f"ECG alarm: {name} at {a.get('received_at')}"[:139],
+            "indicator": "critical" if a.get("kind") in CRITICAL_ECG else "warning",
+            "detail": f"{a.get('message', name)}\n\n{_ack_line(a)}",
+            "source": _source("vitalgru-ecg"),
+            **_links("The ECG page, with the alarm's strip", page),
+        })  # fmt: skip
+    return cards
+
+
+def apply_feedback(
+    ward: Any, events: Sequence[Mapping[str, Any]], body: Mapping[str, Any], client: str
+) -> dict[str, int]:
+    """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
+    find the card's alarm by its id), as ``CDS Hooks (<client>)``, the outcome and any
+    override reason and comment as the note. Returns ``{"acknowledged", "already",
+    "unknown"}`` (cards whose alarm was acknowledged before, or that the log no longer
+    holds). ValueError for a body that is not CDS Hooks feedback."""
+    items = body.get("feedback") if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise ValueError('CDS Hooks feedback is {"feedback": [...]}')
+    by_card = {card_uuid(e): e for e in events}
+    counts = {"acknowledged": 0, "already": 0, "unknown": 0}
+    for item in items:
+        if not isinstance(item, Mapping) or item.get("outcome") not in ("accepted", "overridden"):
+            raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
+        event = by_card.get(str(item.get("card")))
+        if event is None:
+            counts["unknown"] += 1
+            continue
+        reason = (
+            item.get("overrideReason") if isinstance(item.get("overrideReason"), Mapping) else {}
+        )
+        coding = reason.get("reason") if isinstance(reason.get("reason"), Mapping) else {}
+        note = " ".join(str(x) for x in (
+            f"card {item['outcome']} in the EHR",
+            f"({coding.get('display') or coding.get('code')})" if coding else "",
+            reason.get("userComment") or "",
+        ) if x)[:500]  # fmt: skip
+        try:
+            ward.acknowledge(int(event["seq"]), f"CDS Hooks ({client})"[:100], note)
+            counts["acknowledged"] += 1
+        except ValueError:  # acknowledged already
+            counts["already"] += 1
+        except KeyError:
+            counts["unknown"] += 1
+    return counts
+
+
+def cds_router(
+    ward: Any,
+    clients: CdsClients,
+    patient_system: str | None = None,
+    public_url: str | None = None,
+    limit: RateLimit | None = None,
+) -> APIRouter:
+    """The CDS Hooks routes of the gateway: ``GET /cds-services`` (discovery), ``POST
+    /cds-services/{id}`` (a hook call: the cards) and ``POST /cds-services/{id}/feedback``,
+    each taken only with a token of one of ``clients``. ``public_url``: the gateway's address
+    as the EHR calls it (behind a proxy), for the tokens' ``aud`` and the cards' links to the
+    patient's page (given only then: the page needs a browser that reaches the gateway)."""
+    base = None if public_url is None else public_url.rstrip("/")
+
+    def caller(request: Request, authorization: str | None = Header(default=None)) -> CdsClient:
+        request.state.caller = None
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise HTTPException(401, "a CDS Hooks call needs the EHR's signed token "
+                                "(Authorization: Bearer <JWT>)",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        url = f"{base}{request.url.path}" if base else str(request.url).split("?")[0]
+        audiences = [url, url.removesuffix("/feedback")]
+        try:
+            client = clients.verify(given.strip(), audiences)
+        except CdsAuthError as e:
+            raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+        request.state.caller = f"cds {client.name}"
+        request.state.cds_client = client
+        rate_limited(limit, f"cds {client.name}")
+        return client
+
+    router = APIRouter(dependencies=[Depends(caller)])
+    monitors = {m for m, on in (("sepsis", ward.sepsis), ("ecg", ward.ecg)) if on is not None}
+
+    def service(service_id: str) -> str:
+        if service_id not in SERVICES or SERVICES[service_id][0] not in monitors:
+            raise HTTPException(404, f"no CDS service {service_id!r} here "
+                                "(GET /cds-services lists them)")  # fmt: skip
+        return SERVICES[service_id][0]
+
+    @router.get("/cds-services")
+    def cds_discovery() -> dict[str, Any]:
+        """The CDS Hooks services of this gateway (one per monitor it runs)."""
+        return discovery(monitors)
+
+    @router.post("/cds-services/{service_id}")
+    def cds_call(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        """A ``patient-view`` hook call: the patient's cards (none without an alarm)."""
+        monitor = service(service_id)
+        if body.get("hook") != "patient-view":
+            raise HTTPException(422, f"{service_id} answers the patient-view hook, not "
+                                f"{body.get('hook')!r}")  # fmt: skip
+        try:
+            pid = patient_of(body, patient_system)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        request.state.audit_patient = pid
+        path = f"/vitals/{quote(pid, safe='')}/page" if monitor == "sepsis" else (
+            f"/ecg/{quote(pid, safe='')}/page")  # fmt: skip
+        page = f"{base}{path}" if base else None
+        try:
+            if monitor == "sepsis":
+                summary = ward.sepsis_summary(pid)
+                seq = summary.get("alarm_seq")
+                onset = None
+                if seq is not None:
+                    got = ward.events(int(seq) - 1, limit=1)["events"]
+                    onset = got[0] if got and got[0]["seq"] == seq else None
+                cards = sepsis_cards(summary, onset, ward.sepsis.threshold, page)
+            else:
+                cards = ecg_cards(ward.ecg_summary(pid), page)
+        except KeyError:  # not on this monitor: no guidance
+            cards = []
+        return {"cards": cards}
+
+    @router.post("/cds-services/{service_id}/feedback")
+    def cds_feedback(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        """The EHR's feedback on cards: each card's alarm acknowledged."""
+        service(service_id)
+        events = ward.events(0, 10_000)["events"]
+        try:
+            got = apply_feedback(ward, events, body, request.state.cds_client.name)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        request.state.audit_patient = None
+        return got
+
+    return router

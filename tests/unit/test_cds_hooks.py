@@ -1,0 +1,243 @@
+"""The gateway as a CDS Hooks service: tokens the EHR signed, cards for the alarms going on,
+and the EHR's feedback acknowledging them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
+
+from pipelines.audit import AuditLog
+from pipelines.cds_hooks import CdsAuthError, CdsClients, patient_of
+from pipelines.cli import main
+from pipelines.gateway import create_app
+from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+
+ISS = "https://ehr.example.org"
+BASE = "http://testserver"
+MRN = "urn:oid:1.2.3.4.5"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _n(x: int, size: int) -> str:
+    return _b64(x.to_bytes(size, "big"))
+
+
+class Ehr:
+    """An EHR with an EC P-384 key and an RSA key, signing its CDS Hooks tokens."""
+
+    def __init__(self) -> None:
+        self.ec = ec.generate_private_key(ec.SECP384R1())
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        e, r = self.ec.public_key().public_numbers(), self.rsa.public_key().public_numbers()
+        self.jwks = {"keys": [
+            {"kty": "EC", "crv": "P-384", "kid": "ec-1", "use": "sig", "x": _n(e.x, 48),
+             "y": _n(e.y, 48)},
+            {"kty": "RSA", "kid": "rsa-1", "n": _n(r.n, 256), "e": _n(r.e, 3)},
+        ]}  # fmt: skip
+
+    def clients(self, tmp_path: Path) -> Path:
+        (tmp_path / "ehr-keys.json").write_text(json.dumps(self.jwks))
+        path = tmp_path / "cds-clients.json"
+        path.write_text(json.dumps({"clients": [
+            {"name": "ehr", "iss": ISS, "jwks_file": "ehr-keys.json"}]}))  # fmt: skip
+        return path
+
+    def token(self, aud: str, alg: str = "ES384", kid: str | None = None, **claims: Any) -> str:
+        now = time.time()
+        body = {"iss": ISS, "aud": aud, "exp": now + 300, "iat": now,
+                "jti": str(uuid.uuid4()), **claims}  # fmt: skip
+        head = {"alg": alg, "typ": "JWT", "kid": kid or ("ec-1" if alg == "ES384" else "rsa-1")}
+        signed = f"{_b64(json.dumps(head).encode())}.{_b64(json.dumps(body).encode())}"
+        if alg == "ES384":
+            r, s = decode_dss_signature(self.ec.sign(signed.encode(), ec.ECDSA(hashes.SHA384())))
+            sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+        else:
+            sig = self.rsa.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA384())
+        return f"{signed}.{_b64(sig)}"
+
+
+@pytest.fixture(scope="module")
+def ehr() -> Ehr:
+    return Ehr()
+
+
+def test_a_token_is_taken_only_when_everything_about_it_holds(ehr: Ehr, tmp_path: Path) -> None:
+    clients = CdsClients.from_file(ehr.clients(tmp_path))
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    assert clients.verify(ehr.token(aud), [aud]).name == "ehr"
+    assert clients.verify(ehr.token(aud, "RS384"), [aud]).name == "ehr"
+    assert clients.verify(ehr.token([aud, "x"]), [aud + "/"]).name == "ehr"  # type: ignore[arg-type]
+    good = ehr.token(aud)
+    head, body, sig = good.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=="))
+    forged["iss"] = ISS
+    forged["aud"] = f"{BASE}/cds-services/vitalgru-ecg"
+    now = time.time()
+    refused = {
+        "signature does not verify": f"{head}.{_b64(json.dumps(forged).encode())}.{sig}",
+        "not this endpoint": ehr.token(f"{BASE}/cds-services/other"),
+        "expired": ehr.token(aud, exp=now - 120, iat=now - 400),
+        "issued in the future": ehr.token(aud, iat=now + 600, exp=now + 900),
+        "longer than": ehr.token(aud, exp=now + 7200),
+        "lacks exp, iat or jti": ehr.token(aud, jti=""),
+        "is not a trusted CDS client": ehr.token(aud, iss="https://elsewhere.example.org"),
+        "no ES384 key": ehr.token(aud, kid="rsa-1"),
+        "are not taken": ehr.token(aud).replace(head, _b64(b'{"alg":"HS256","kid":"ec-1"}')),
+        "not a JSON Web Token": "not-a-jwt",
+    }
+    for why, token in refused.items():
+        with pytest.raises(CdsAuthError, match=why):
+            clients.verify(token, [aud])
+    assert clients.verify(good, [aud]).name == "ehr"
+    with pytest.raises(CdsAuthError, match="used before"):  # the same token again
+        clients.verify(good, [aud])
+    none = _b64(b'{"alg":"none","typ":"JWT"}')
+    with pytest.raises(CdsAuthError, match="'none' are not taken"):
+        clients.verify(f"{none}.{body}.", [aud])
+    (tmp_path / "bad.json").write_text('{"clients": [{"iss": "x", "jwks": {"keys": []}}]}')
+    with pytest.raises(ValueError, match="no signing key"):
+        CdsClients.from_file(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="not a CDS client file"):
+        CdsClients.from_file(tmp_path / "ehr-keys.json")
+
+
+def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None:
+    call = {"context": {"patientId": "fhir-77"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "fhir-77", "identifier": [
+                {"system": "urn:other", "value": "x"}, {"system": MRN, "value": "MRN-0042"}]}}}  # fmt: skip
+    assert patient_of(call, MRN) == "MRN-0042"
+    assert patient_of(call, None) == "fhir-77" and patient_of(call, "urn:none") == "fhir-77"
+    with pytest.raises(ValueError, match="no patientId"):
+        patient_of({"context": {}}, MRN)
+
+
+def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_acknowledges(
+    ehr: Ehr, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    app = create_app(ward, tick_s=0, patient_system=MRN, audit=audit, token="gateway-secret-0123456789",
+                     cds_clients=CdsClients.from_file(ehr.clients(tmp_path)),
+                     public_url="https://gw.example.org/")  # fmt: skip
+    sepsis = "https://gw.example.org/cds-services/vitalgru-sepsis"
+
+    def call(pid: str, aud: str = sepsis) -> Any:
+        body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+                "context": {"userId": "Practitioner/9", "patientId": f"fhir-{pid}"},
+                "prefetch": {"patient": {"resourceType": "Patient", "identifier": [
+                    {"system": MRN, "value": pid}]}}}  # fmt: skip
+        return c.post("/cds-services/vitalgru-sepsis", json=body,
+                      headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
+
+    with TestClient(app) as c:
+        gw = {"Authorization": "Bearer gateway-secret-0123456789"}
+        found = c.get("/cds-services", headers={
+            "Authorization": f"Bearer {ehr.token('https://gw.example.org/cds-services')}"})  # fmt: skip
+        assert [(s["id"], s["hook"]) for s in found.json()["services"]] == [
+            ("vitalgru-sepsis", "patient-view")
+        ]  # fmt: skip (no ECG monitor, no ECG service)
+        assert found.json()["services"][0]["prefetch"] == {
+            "patient": "Patient/{{context.patientId}}"
+        }
+        assert c.get("/cds-services").status_code == 401  # the EHR's signed token, always
+        assert c.get("/cds-services", headers=gw).status_code == 401  # not a gateway token
+        assert call("icu-1", aud=f"{BASE}/cds-services/vitalgru-sepsis").status_code == 401
+        assert call("MRN-0001").json() == {"cards": []}  # not on monitoring: no guidance
+        c.post("/vitals/MRN-0001/admit", headers=gw)
+        assert call("MRN-0001").json() == {"cards": []}  # no alarm: no card
+        for row in rows:
+            if c.post("/vitals/MRN-0001", json=row, headers=gw).json()["alarm_started"]:
+                break
+        (card,) = call("MRN-0001").json()["cards"]
+        summary = c.get("/vitals/MRN-0001", headers=gw).json()
+        risk = summary["last_hour"]["risk"]
+        assert card["indicator"] == "warning" and len(card["summary"]) < 140
+        assert card["summary"].startswith(f"Sepsis alarm: risk {risk:.2f} at ICU hour")
+        assert "**Not acknowledged** yet." in card["detail"]
+        assert card["links"] == [{"label": "The stay's risk, hour by hour", "type": "absolute",
+                                  "url": "https://gw.example.org/vitals/MRN-0001/page"}]  # fmt: skip
+        assert card["source"]["label"] == "vitalgru sepsis early warning"
+        assert call("MRN-0001").json()["cards"][0]["uuid"] == card["uuid"]  # the same alarm
+        # the EHR says the clinician overrode it, with a reason: the alarm is acknowledged
+        feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                                  "outcomeTimestamp": "2026-12-05T10:00:00Z",
+                                  "overrideReason": {"reason": card["overrideReasons"][1],
+                                                     "userComment": "on antibiotics"}}]}  # fmt: skip
+        fb = f"{sepsis}/feedback"
+        got = c.post("/cds-services/vitalgru-sepsis/feedback", json=feedback,
+                     headers={"Authorization": f"Bearer {ehr.token(fb)}"})  # fmt: skip
+        assert got.json() == {"acknowledged": 1, "already": 0, "unknown": 0}
+        ack = c.get("/vitals/MRN-0001", headers=gw).json()["alarm_acknowledged"]
+        assert ack["by"] == "CDS Hooks (ehr)"
+        assert ack["note"] == "card overridden in the EHR (Known and being treated) on antibiotics"
+        assert "Acknowledged by CDS Hooks (ehr)" in call("MRN-0001").json()["cards"][0]["detail"]
+        again = c.post("/cds-services/vitalgru-sepsis/feedback", json={"feedback": [
+            {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "x"},
+            {"card": str(uuid.uuid4()), "outcome": "accepted", "outcomeTimestamp": "x"}]},
+            headers={"Authorization": f"Bearer {ehr.token(sepsis)}"})  # fmt: skip
+        assert again.json() == {"acknowledged": 0, "already": 1, "unknown": 1}
+        bad = c.post("/cds-services/vitalgru-sepsis/feedback", json={"cards": []},
+                     headers={"Authorization": f"Bearer {ehr.token(fb)}"})  # fmt: skip
+        assert bad.status_code == 422
+        other = c.post("/cds-services/vitalgru-ecg", json={"hook": "patient-view"},
+                       headers={"Authorization": f"Bearer {ehr.token(BASE)}"})  # fmt: skip
+        assert other.status_code == 401  # the audience is checked before anything
+        ecg = "https://gw.example.org/cds-services/vitalgru-ecg"
+        assert (
+            c.post(
+                "/cds-services/vitalgru-ecg",
+                json={"hook": "patient-view"},
+                headers={"Authorization": f"Bearer {ehr.token(ecg)}"},
+            ).status_code
+            == 404
+        )
+    rows_ = [(r["caller"], r["action"], r["patient_id"], r["status"]) for r in audit.rows()]
+    assert ("cds ehr", "POST /cds-services/{service_id}", "MRN-0001", 200) in rows_
+    assert ("cds ehr", "POST /cds-services/{service_id}/feedback", None, 200) in rows_
+    assert any(r[0] == "(no valid token)" and r[3] == 401 for r in rows_)
+
+
+def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Path) -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    app = create_app(ward, tick_s=0, cds_clients=CdsClients.from_file(ehr.clients(tmp_path)))
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    with TestClient(app) as c:
+        c.post("/ecg/bed-3/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # the feed is lost: an alarm
+        body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "bed-3"}}
+        (card,) = c.post("/cds-services/vitalgru-ecg", json=body,
+                         headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json()["cards"]  # fmt: skip
+        assert card["summary"].startswith("ECG alarm: ECG feed lost at ")
+        assert card["indicator"] == "warning" and "links" not in card  # no public URL given
+        (lost,) = ward.events()["events"]
+        ward.acknowledge(lost["seq"], "RN Diaz")
+        assert c.post("/cds-services/vitalgru-ecg", json=body,
+                      headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json() == {"cards": []}  # fmt: skip
+        wrong = c.post("/cds-services/vitalgru-ecg", json={**body, "hook": "order-sign"},
+                       headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
+        assert wrong.status_code == 422 and "patient-view" in wrong.json()["detail"]
+
+
+def test_serve_reads_the_cds_options(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a CDS client file"):
+        main(["serve", "--arrhythmia-model", "none", "--early-warning-model", "m",
+              "--cds-clients", str(tmp_path / "bad.json"), "--state", "none",
+              "--audit", "none"])  # fmt: skip
