@@ -53,7 +53,10 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 
 from pipelines.access import RateLimit
@@ -69,8 +72,10 @@ __all__ = [
     "cds_router",
     "discovery",
     "ecg_cards",
+    "jwk_of",
     "patient_of",
     "sepsis_cards",
+    "sign_token",
 ]
 
 #: The services, by id: (monitor, title, description).
@@ -161,23 +166,31 @@ class CdsClients:
 
     @classmethod
     def from_file(cls, path: str | Path) -> CdsClients:
+        """The clients a JSON file names (``jwks_file`` read beside it)."""
         p = Path(path)
         try:
-            spec = json.loads(p.read_text())
+            return cls.from_spec(json.loads(p.read_text()), p.parent)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: not a CDS client file ({type(e).__name__}: {e}); see "
+                             "pipelines/cds_hooks.py") from None  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], folder: str | Path = ".") -> CdsClients:
+        """The clients of a parsed client file (``jwks_file`` read in ``folder``)."""
+        try:
             out = []
             for c in spec["clients"]:
-                jwks = (
-                    c["jwks"]
-                    if "jwks" in c
-                    else json.loads((p.parent / c["jwks_file"]).read_text())
-                )
+                jwks = (c["jwks"] if "jwks" in c
+                        else json.loads((Path(folder) / c["jwks_file"]).read_text()))  # fmt: skip
                 keys = {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
                         if k.get("use", "sig") == "sig"}  # fmt: skip
                 if not keys:
                     raise ValueError(f"client {c.get('name')!r} has no signing key")
                 out.append(CdsClient(str(c.get("name") or c["iss"]), str(c["iss"]), keys))
         except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{p}: not a CDS client file ({type(e).__name__}: {e}); see "
+            raise ValueError(f"not a CDS client file ({type(e).__name__}: {e}); see "
                              "pipelines/cds_hooks.py") from None  # fmt: skip
         return cls(out)
 
@@ -235,6 +248,38 @@ class CdsClients:
                 raise CdsAuthError(f"{client.name}: the token (jti {jti!r}) was used before")
             self._seen[key_jti] = float(exp)
         return client
+
+
+def jwk_of(public_key: Any, kid: str) -> dict[str, Any]:
+    """The JWK of an EC P-384 or RSA public key (for a client file's ``jwks``): the EHR's
+    side, for trying a deployment by hand and for the tests."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        n = public_key.public_numbers()
+        return {"kty": "EC", "crv": "P-384", "kid": kid, "use": "sig",
+                "x": _b64e(n.x.to_bytes(48, "big")), "y": _b64e(n.y.to_bytes(48, "big"))}  # fmt: skip
+    n = public_key.public_numbers()
+    size = (n.n.bit_length() + 7) // 8
+    return {"kty": "RSA", "kid": kid, "use": "sig", "n": _b64e(n.n.to_bytes(size, "big")),
+            "e": _b64e(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
+
+
+def sign_token(private_key: Any, kid: str, claims: Mapping[str, Any]) -> str:
+    """A JWT of ``claims`` signed with an EC P-384 (ES384) or RSA (RS384) private key, as
+    an EHR signs its CDS Hooks calls: the EHR's side, for trying a deployment by hand and
+    for the tests."""
+    alg = "ES384" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS384"
+    head = {"alg": alg, "typ": "JWT", "kid": kid}
+    signed = f"{_b64e(json.dumps(head).encode())}.{_b64e(json.dumps(dict(claims)).encode())}"
+    if alg == "ES384":
+        r, s = decode_dss_signature(private_key.sign(signed.encode(), ec.ECDSA(hashes.SHA384())))
+        sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    else:
+        sig = private_key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA384())
+    return f"{signed}.{_b64e(sig)}"
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def discovery(monitors: set[str]) -> dict[str, Any]:

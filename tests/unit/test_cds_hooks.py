@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import CdsAuthError, CdsClients, patient_of
+from pipelines.cds_hooks import CdsAuthError, CdsClients, jwk_of, patient_of, sign_token
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
@@ -33,22 +31,14 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _n(x: int, size: int) -> str:
-    return _b64(x.to_bytes(size, "big"))
-
-
 class Ehr:
     """An EHR with an EC P-384 key and an RSA key, signing its CDS Hooks tokens."""
 
     def __init__(self) -> None:
         self.ec = ec.generate_private_key(ec.SECP384R1())
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        e, r = self.ec.public_key().public_numbers(), self.rsa.public_key().public_numbers()
-        self.jwks = {"keys": [
-            {"kty": "EC", "crv": "P-384", "kid": "ec-1", "use": "sig", "x": _n(e.x, 48),
-             "y": _n(e.y, 48)},
-            {"kty": "RSA", "kid": "rsa-1", "n": _n(r.n, 256), "e": _n(r.e, 3)},
-        ]}  # fmt: skip
+        self.jwks = {"keys": [jwk_of(self.ec.public_key(), "ec-1"),
+                              jwk_of(self.rsa.public_key(), "rsa-1")]}  # fmt: skip
 
     def clients(self, tmp_path: Path) -> Path:
         (tmp_path / "ehr-keys.json").write_text(json.dumps(self.jwks))
@@ -61,14 +51,8 @@ class Ehr:
         now = time.time()
         body = {"iss": ISS, "aud": aud, "exp": now + 300, "iat": now,
                 "jti": str(uuid.uuid4()), **claims}  # fmt: skip
-        head = {"alg": alg, "typ": "JWT", "kid": kid or ("ec-1" if alg == "ES384" else "rsa-1")}
-        signed = f"{_b64(json.dumps(head).encode())}.{_b64(json.dumps(body).encode())}"
-        if alg == "ES384":
-            r, s = decode_dss_signature(self.ec.sign(signed.encode(), ec.ECDSA(hashes.SHA384())))
-            sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
-        else:
-            sig = self.rsa.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA384())
-        return f"{signed}.{_b64(sig)}"
+        key = self.ec if alg == "ES384" else self.rsa
+        return sign_token(key, kid or ("ec-1" if alg == "ES384" else "rsa-1"), body)
 
 
 @pytest.fixture(scope="module")
