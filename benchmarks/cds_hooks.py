@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results
 from gateway import sepsis_stays
 
-from pipelines.cds_hooks import CdsClients, jwk_of, sign_token
+from pipelines.cds_tokens import CdsClients, jwk_of, sign_token
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward

@@ -100,7 +100,8 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import CdsClients, cds_router
+from pipelines.cds_hooks import cds_router
+from pipelines.cds_tokens import CdsClients
 from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,

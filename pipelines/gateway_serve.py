@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipelines.access import RateLimit, TokenFile
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import CdsClients
+from pipelines.cds_tokens import CdsClients
 from pipelines.gateway import DEFAULT_TICK_S, create_app
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls

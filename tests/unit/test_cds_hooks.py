@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import CdsAuthError, CdsClients, jwk_of, patient_of, sign_token
+from pipelines.cds_hooks import patient_of
+from pipelines.cds_tokens import CdsAuthError, CdsClients, jwk_of, sign_token
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor

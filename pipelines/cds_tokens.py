@@ -1,0 +1,207 @@
+"""The signed tokens of CDS Hooks calls (:mod:`pipelines.cds_hooks`): the EHRs the gateway
+trusts, and the check of each call's JSON Web Token against them.
+
+CDS Hooks requires every call to carry a JWT the EHR signed (``Authorization: Bearer``).
+:class:`CdsClients` reads the EHRs trusted from a JSON file (each by its issuer and public
+keys, a JWK Set inline or in a file beside it) and :meth:`CdsClients.verify` takes a token
+only when its ``kid`` names a key of its issuer's and its signature verifies (``ES384`` or
+``RS384``, the two the specification names; never ``none`` or a shared secret), its ``aud``
+is the endpoint called, it has not expired, was not issued in the future or for longer than
+an hour, and its ``jti`` has not been seen before. :func:`jwk_of` and :func:`sign_token` are
+the EHR's side, for trying a deployment by hand and for the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+__all__ = ["ALGORITHMS", "CdsAuthError", "CdsClient", "CdsClients", "jwk_of", "sign_token"]
+
+#: Signature algorithms taken (the two CDS Hooks names; no "none", no shared secrets).
+ALGORITHMS = {"ES384", "RS384"}
+#: Seconds of clock difference allowed between the EHR and the gateway.
+LEEWAY_S = 60.0
+#: Longest lifetime (s) of a token taken: CDS Hooks tokens are meant to live minutes.
+MAX_LIFETIME_S = 3600.0
+
+
+class CdsAuthError(Exception):
+    """A CDS Hooks call whose token is not taken (the message says why: answered 401)."""
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _int(text: str) -> int:
+    return int.from_bytes(_b64(text), "big")
+
+
+def _public_key(jwk: Mapping[str, Any]) -> Any:
+    """The public key of a JWK (``RSA``, or ``EC`` on P-384); ValueError otherwise."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
+    if kty == "EC" and jwk.get("crv") == "P-384":
+        return ec.EllipticCurvePublicNumbers(
+            _int(jwk["x"]), _int(jwk["y"]), ec.SECP384R1()
+        ).public_key()
+    raise ValueError(f"key {jwk.get('kid')!r}: a {kty} key on {jwk.get('crv')} is not taken "
+                     "(RSA for RS384, EC P-384 for ES384)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CdsClient:
+    """An EHR the gateway trusts: its name (in the access log), issuer and keys by id."""
+
+    name: str
+    iss: str
+    keys: dict[str, tuple[str, Any]]  # kid -> (kty, public key)
+
+
+class CdsClients:
+    """The EHRs the gateway takes CDS Hooks calls from, read from a JSON file:
+    ``{"clients": [{"name": "ehr", "iss": "https://ehr.example.org", "jwks": {"keys":
+    [...]}}]}`` (or ``"jwks_file": "ehr-keys.json"``, beside the file). ValueError for a
+    file that says anything else (no client, a client without keys, an unreadable key)."""
+
+    def __init__(self, clients: Sequence[CdsClient]) -> None:
+        if not clients:
+            raise ValueError("no CDS client is named")
+        self.by_iss = {c.iss: c for c in clients}
+        if len(self.by_iss) != len(clients):
+            raise ValueError("two CDS clients have the same issuer")
+        self._seen: dict[str, float] = {}  # jti -> when it expires
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CdsClients:
+        """The clients a JSON file names (``jwks_file`` read beside it)."""
+        p = Path(path)
+        try:
+            return cls.from_spec(json.loads(p.read_text()), p.parent)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: not a CDS client file ({type(e).__name__}: {e}); see "
+                             "pipelines/cds_hooks.py") from None  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], folder: str | Path = ".") -> CdsClients:
+        """The clients of a parsed client file (``jwks_file`` read in ``folder``)."""
+        try:
+            out = []
+            for c in spec["clients"]:
+                jwks = (c["jwks"] if "jwks" in c
+                        else json.loads((Path(folder) / c["jwks_file"]).read_text()))  # fmt: skip
+                keys = {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
+                        if k.get("use", "sig") == "sig"}  # fmt: skip
+                if not keys:
+                    raise ValueError(f"client {c.get('name')!r} has no signing key")
+                out.append(CdsClient(str(c.get("name") or c["iss"]), str(c["iss"]), keys))
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"not a CDS client file ({type(e).__name__}: {e}); see "
+                             "pipelines/cds_hooks.py") from None  # fmt: skip
+        return cls(out)
+
+    def verify(self, token: str, audiences: Sequence[str], now: float | None = None) -> CdsClient:
+        """The client whose signed token ``token`` is (see the module's description), for a
+        call to one of ``audiences``; CdsAuthError when it is not taken."""
+        now = time.time() if now is None else now
+        try:
+            head_b64, body_b64, sig_b64 = token.split(".")
+            head, body = json.loads(_b64(head_b64)), json.loads(_b64(body_b64))
+            sig = _b64(sig_b64)
+        except (ValueError, TypeError):
+            raise CdsAuthError("the bearer token is not a JSON Web Token") from None
+        if not isinstance(head, dict) or not isinstance(body, dict):
+            raise CdsAuthError("the bearer token is not a JSON Web Token")
+        alg = head.get("alg")
+        if alg not in ALGORITHMS:
+            raise CdsAuthError(f"tokens signed with {alg!r} are not taken (ES384 or RS384)")
+        client = self.by_iss.get(str(body.get("iss")))
+        if client is None:
+            raise CdsAuthError(f"issuer {body.get('iss')!r} is not a trusted CDS client")
+        kty, key = client.keys.get(str(head.get("kid")), (None, None))
+        if key is None or kty != ("EC" if alg == "ES384" else "RSA"):
+            raise CdsAuthError(f"{client.name}: no {alg} key {head.get('kid')!r}")
+        signed = f"{head_b64}.{body_b64}".encode("ascii")
+        try:
+            if alg == "ES384":
+                if len(sig) != 96:
+                    raise InvalidSignature
+                der = encode_dss_signature(int.from_bytes(sig[:48], "big"),
+                                           int.from_bytes(sig[48:], "big"))  # fmt: skip
+                key.verify(der, signed, ec.ECDSA(hashes.SHA384()))
+            else:
+                key.verify(sig, signed, padding.PKCS1v15(), hashes.SHA384())
+        except InvalidSignature:
+            raise CdsAuthError(f"{client.name}: the token's signature does not verify") from None
+        aud = body.get("aud")
+        given = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+        if not {a.rstrip("/") for a in given if isinstance(a, str)} & {
+            a.rstrip("/") for a in audiences
+        }:
+            raise CdsAuthError(f"{client.name}: the token is for {aud!r}, not this endpoint")
+        exp, iat, jti = body.get("exp"), body.get("iat"), body.get("jti")
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not jti:
+            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti")
+        if exp < now - LEEWAY_S:
+            raise CdsAuthError(f"{client.name}: the token expired")
+        if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:
+            raise CdsAuthError(f"{client.name}: the token was issued in the future or for "
+                               f"longer than {MAX_LIFETIME_S:g} s")  # fmt: skip
+        with self._lock:
+            self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}
+            key_jti = f"{client.iss} {jti}"
+            if key_jti in self._seen:
+                raise CdsAuthError(f"{client.name}: the token (jti {jti!r}) was used before")
+            self._seen[key_jti] = float(exp)
+        return client
+
+
+def jwk_of(public_key: Any, kid: str) -> dict[str, Any]:
+    """The JWK of an EC P-384 or RSA public key (for a client file's ``jwks``): the EHR's
+    side, for trying a deployment by hand and for the tests."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        n = public_key.public_numbers()
+        return {"kty": "EC", "crv": "P-384", "kid": kid, "use": "sig",
+                "x": _b64e(n.x.to_bytes(48, "big")), "y": _b64e(n.y.to_bytes(48, "big"))}  # fmt: skip
+    n = public_key.public_numbers()
+    size = (n.n.bit_length() + 7) // 8
+    return {"kty": "RSA", "kid": kid, "use": "sig", "n": _b64e(n.n.to_bytes(size, "big")),
+            "e": _b64e(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
+
+
+def sign_token(private_key: Any, kid: str, claims: Mapping[str, Any]) -> str:
+    """A JWT of ``claims`` signed with an EC P-384 (ES384) or RSA (RS384) private key, as
+    an EHR signs its CDS Hooks calls: the EHR's side, for trying a deployment by hand and
+    for the tests."""
+    alg = "ES384" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS384"
+    head = {"alg": alg, "typ": "JWT", "kid": kid}
+    signed = f"{_b64e(json.dumps(head).encode())}.{_b64e(json.dumps(dict(claims)).encode())}"
+    if alg == "ES384":
+        r, s = decode_dss_signature(private_key.sign(signed.encode(), ec.ECDSA(hashes.SHA384())))
+        sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    else:
+        sig = private_key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA384())
+    return f"{signed}.{_b64e(sig)}"
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
