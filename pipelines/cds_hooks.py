@@ -251,7 +251,7 @@ def cds_router(
     base = None if public_url is None else public_url.rstrip("/")
 
     def caller(request: Request, authorization: str | None = Header(default=None)) -> CdsClient:
-        request.state.caller = None
+        request.state.caller = "cds (refused)"  # the access log's name for a refused call
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise HTTPException(401, "a CDS Hooks call needs the EHR's signed token "

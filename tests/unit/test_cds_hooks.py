@@ -195,7 +195,7 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
     rows_ = [(r["caller"], r["action"], r["patient_id"], r["status"]) for r in audit.rows()]
     assert ("cds ehr", "POST /cds-services/{service_id}", "MRN-0001", 200) in rows_
     assert ("cds ehr", "POST /cds-services/{service_id}/feedback", None, 200) in rows_
-    assert any(r[0] == "(no valid token)" and r[3] == 401 for r in rows_)
+    assert ("cds (refused)", "GET /cds-services", None, 401) in rows_
 
 
 def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Path) -> None:
