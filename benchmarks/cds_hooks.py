@@ -29,7 +29,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import requests
 import torch
 import uvicorn
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results
-from gateway import sepsis_stays
+from gateway import _ms, sepsis_stays
 
 from pipelines.cds_tokens import CdsClients, jwk_of, sign_token
 from pipelines.gateway import create_app
@@ -45,12 +44,6 @@ from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 
 ISS = "https://ehr.benchmark.invalid"
-
-
-def _ms(t: list[float]) -> dict[str, float]:
-    a = 1e3 * np.asarray(t)
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
-            "max": float(a.max())}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

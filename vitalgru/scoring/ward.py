@@ -313,7 +313,6 @@ class Ward(SepsisWard):
                         counts=Counter(a.counts),
                         earlier=kept_trends((trends or {}).get(a.patient_id)),
                         # still lost: the first samples end that alarm, none is raised again
-                        feed_lost=a.patient_id in lost,
                         lost_seq=lost.get(a.patient_id),
                     )
                     self._ecg_beds[a.patient_id] = bed
@@ -458,14 +457,11 @@ class Ward(SepsisWard):
                 bed.queued_n += x.size
                 bed.received_s += x.size / bed.fs
                 bed.last_data = time.monotonic()
-                if bed.feed_lost:
-                    bed.feed_lost, lost = False, bed.lost_seq
-                    bed.lost_seq = None
-                    if lost is not None:  # a technical alarm that has cleared: no one is paged
-                        self._awaiting_ack.pop(lost, None)
+                lost, bed.lost_seq = bed.lost_seq, None
+                if lost is not None:  # back: that technical alarm has cleared, no one is paged
+                    self._awaiting_ack.pop(lost, None)
                     self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
-                                 **({"ends": lost} if lost is not None else {}),
-                                 "message": "ECG samples are arriving again"})  # fmt: skip
+                                 "ends": lost, "message": "ECG samples are arriving again"})  # fmt: skip
             return bed.queued_n
 
     def tick(self) -> dict[str, int]:
@@ -500,7 +496,6 @@ class Ward(SepsisWard):
                         bed.queued, bed.queued_n = [], 0
                         bed.tail.add(chunks[pid])
                     elif not bed.feed_lost and now - bed.last_data > self.feed_timeout_s:
-                        bed.feed_lost = True
                         event = {
                             "source": "ecg",
                             "patient_id": pid,
@@ -744,8 +739,7 @@ class Ward(SepsisWard):
         patient is still in that episode, and lost ECG feeds not back yet."""
         with self._queue_lock:
             sepsis = [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
-            feeds = [b.lost_seq for b in self._ecg_beds.values()
-                     if b.feed_lost and b.lost_seq is not None]  # fmt: skip
+            feeds = [b.lost_seq for b in self._ecg_beds.values() if b.lost_seq is not None]
             return sorted(sepsis + feeds)
 
     @property

@@ -145,8 +145,7 @@ class EcgBed:
     # wall time of stream time 0: admission, or the restart that began the monitor afresh
     stream_start: datetime
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
-    feed_lost: bool = False
-    lost_seq: int | None = None  # the feed_lost alarm still open (its event number)
+    lost_seq: int | None = None  # the feed_lost alarm of a feed still lost (its event number)
     queued: list[np.ndarray] = field(default_factory=list)
     queued_n: int = 0
     received_s: float = 0.0
@@ -158,6 +157,11 @@ class EcgBed:
     pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
     # the heart-rate trends of the streams before a gateway restart, oldest first
     earlier: list = field(default_factory=list)
+
+    @property
+    def feed_lost(self) -> bool:
+        """Whether the feed is lost (sent nothing for the ward's timeout, and not back)."""
+        return self.lost_seq is not None
 
     def __post_init__(self) -> None:
         if self.tail is None:
