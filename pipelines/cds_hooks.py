@@ -106,7 +106,8 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str:
     pid = context.get("patientId") if isinstance(context, Mapping) else None
     if not isinstance(pid, str) or not pid:
         raise ValueError("the hook's context names no patientId")
-    patient = (request.get("prefetch") or {}).get("patient")
+    prefetch = request.get("prefetch")
+    patient = prefetch.get("patient") if isinstance(prefetch, Mapping) else None
     if patient_system and isinstance(patient, Mapping):
         for ident in patient.get("identifier") or []:
             if isinstance(ident, Mapping) and ident.get("system") == patient_system:

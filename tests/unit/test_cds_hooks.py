@@ -107,6 +107,7 @@ def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None
                 {"system": "urn:other", "value": "x"}, {"system": MRN, "value": "MRN-0042"}]}}}  # fmt: skip
     assert patient_of(call, MRN) == "MRN-0042"
     assert patient_of(call, None) == "fhir-77" and patient_of(call, "urn:none") == "fhir-77"
+    assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) == "f"
     with pytest.raises(ValueError, match="no patientId"):
         patient_of({"context": {}}, MRN)
 
