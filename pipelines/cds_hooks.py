@@ -33,7 +33,9 @@ the specification requires, checked against the EHRs ``FILE`` names
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +50,7 @@ from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
 
 __all__ = [
     "SERVICES",
+    "CdsStats",
     "apply_feedback",
     "cds_router",
     "discovery",
@@ -85,6 +88,31 @@ OVERRIDE_REASONS = [
      "display": "Measurement artefact or error"},
 ]  # fmt: skip
 _CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
+
+
+class CdsStats:
+    """What the CDS Hooks services did, counted for ``/metrics``: calls by service and
+    outcome (``card``, ``none``: answered without a card; ``refused``: the token was not
+    taken; ``invalid``: a call it could not read), cards given, feedback by outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.cards: Counter[str] = Counter()
+        self.feedback: Counter[str] = Counter()
+
+    def call(self, service: str, outcome: str, cards: int = 0) -> None:
+        with self._lock:
+            self.calls[(service, outcome)] += 1
+            self.cards[service] += cards
+
+    def fed_back(self, counts: Mapping[str, int]) -> None:
+        with self._lock:
+            self.feedback.update(counts)
+
+    def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
+        with self._lock:
+            return dict(self.calls), dict(self.cards), dict(self.feedback)
 
 
 def discovery(monitors: set[str]) -> dict[str, Any]:
@@ -243,18 +271,25 @@ def cds_router(
     patient_system: str | None = None,
     public_url: str | None = None,
     limit: RateLimit | None = None,
+    stats: CdsStats | None = None,
 ) -> APIRouter:
     """The CDS Hooks routes of the gateway: ``GET /cds-services`` (discovery), ``POST
     /cds-services/{id}`` (a hook call: the cards) and ``POST /cds-services/{id}/feedback``,
     each taken only with a token of one of ``clients``. ``public_url``: the gateway's address
     as the EHR calls it (behind a proxy), for the tokens' ``aud`` and the cards' links to the
-    patient's page (given only then: the page needs a browser that reaches the gateway)."""
+    patient's page (given only then: the page needs a browser that reaches the gateway).
+    ``stats``: where the calls are counted (:class:`CdsStats`)."""
     base = None if public_url is None else public_url.rstrip("/")
+    stats = CdsStats() if stats is None else stats
+
+    def service_of(request: Request) -> str:
+        return str(request.path_params.get("service_id") or "discovery")
 
     def caller(request: Request, authorization: str | None = Header(default=None)) -> CdsClient:
         request.state.caller = "cds (refused)"  # the access log's name for a refused call
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
+            stats.call(service_of(request), "refused")
             raise HTTPException(401, "a CDS Hooks call needs the EHR's signed token "
                                 "(Authorization: Bearer <JWT>)",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -263,6 +298,7 @@ def cds_router(
         try:
             client = clients.verify(given.strip(), audiences)
         except CdsAuthError as e:
+            stats.call(service_of(request), "refused")
             raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
         request.state.caller = f"cds {client.name}"
         request.state.cds_client = client
@@ -287,12 +323,13 @@ def cds_router(
     def cds_call(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         """A ``patient-view`` hook call: the patient's cards (none without an alarm)."""
         monitor = service(service_id)
-        if body.get("hook") != "patient-view":
-            raise HTTPException(422, f"{service_id} answers the patient-view hook, not "
-                                f"{body.get('hook')!r}")  # fmt: skip
         try:
+            if body.get("hook") != "patient-view":
+                raise ValueError(f"{service_id} answers the patient-view hook, not "
+                                 f"{body.get('hook')!r}")  # fmt: skip
             pid = patient_of(body, patient_system)
         except ValueError as e:
+            stats.call(service_id, "invalid")
             raise HTTPException(422, str(e)) from None
         request.state.audit_patient = pid
         path = f"/vitals/{quote(pid, safe='')}/page" if monitor == "sepsis" else (
@@ -311,6 +348,7 @@ def cds_router(
                 cards = ecg_cards(ward.ecg_summary(pid), page)
         except KeyError:  # not on this monitor: no guidance
             cards = []
+        stats.call(service_id, "card" if cards else "none", len(cards))
         return {"cards": cards}
 
     @router.post("/cds-services/{service_id}/feedback")
@@ -321,7 +359,10 @@ def cds_router(
         try:
             got = apply_feedback(ward, events, body, request.state.cds_client.name)
         except ValueError as e:
+            stats.call(f"{service_id}/feedback", "invalid")
             raise HTTPException(422, str(e)) from None
+        stats.call(f"{service_id}/feedback", "taken")
+        stats.fed_back(got)
         request.state.audit_patient = None
         return got
 

@@ -100,7 +100,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import cds_router
+from pipelines.cds_hooks import CdsStats, cds_router
 from pipelines.cds_tokens import CdsClients
 from pipelines.gateway_http import (
     AuditMiddleware,
@@ -111,6 +111,7 @@ from pipelines.gateway_http import (
     token_access,
 )
 from pipelines.gateway_metrics import (
+    CdsCollector,
     ForwarderCollector,
     IntakeCollector,
     RateLimitCollector,
@@ -607,6 +608,9 @@ def create_app(
         registry.register(ForwarderCollector(forwarder))
     if rate_limit is not None:
         registry.register(RateLimitCollector(rate_limit))
+    cds_stats = CdsStats()
+    if cds_clients is not None:
+        registry.register(CdsCollector(cds_stats))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")
@@ -669,7 +673,9 @@ def create_app(
     for router in (feeds, reads, acks, admin):
         app.include_router(router)
     if cds_clients is not None:
-        app.include_router(cds_router(ward, cds_clients, patient_system, public_url, rate_limit))
+        app.include_router(
+            cds_router(ward, cds_clients, patient_system, public_url, rate_limit, cds_stats)
+        )
         audited_routes.update({("POST", "/cds-services/{service_id}"),
                                ("POST", "/cds-services/{service_id}/feedback")})  # fmt: skip
     return app

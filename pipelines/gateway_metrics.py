@@ -20,7 +20,7 @@ from pipelines.access import TokenFile
 from vitalgru import __version__
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["IntakeCollector", "TokenFileCollector", "WardCollector"]
+__all__ = ["CdsCollector", "IntakeCollector", "TokenFileCollector", "WardCollector"]
 
 
 class WardCollector:
@@ -181,6 +181,33 @@ class ForwarderCollector:
         yield GaugeMetricFamily("vitalgru_alarms_forward_lag_events",
                                 "events logged that the forwarder has not handled yet",
                                 value=f.lag)  # fmt: skip
+
+
+class CdsCollector:
+    """The CDS Hooks services' calls, cards and feedback (:class:`pipelines.cds_hooks.CdsStats`)."""
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def collect(self) -> Any:
+        calls, cards, feedback = self.stats.snapshot()
+        c = CounterMetricFamily("vitalgru_cds_calls", "CDS Hooks calls by service and outcome "
+                                "(card, none, refused: token not taken, invalid, taken: "
+                                "feedback read)", labels=["service", "outcome"])  # fmt: skip
+        for (service, outcome), n in sorted(calls.items()):
+            c.add_metric([service, outcome], n)
+        yield c
+        c = CounterMetricFamily("vitalgru_cds_cards", "CDS Hooks cards given, by service",
+                                labels=["service"])  # fmt: skip
+        for service, n in sorted(cards.items()):
+            c.add_metric([service], n)
+        yield c
+        c = CounterMetricFamily("vitalgru_cds_feedback", "cards the EHR's feedback named, by "
+                                "what became of their alarm (acknowledged, already, unknown)",
+                                labels=["outcome"])  # fmt: skip
+        for outcome, n in sorted(feedback.items()):
+            c.add_metric([outcome], n)
+        yield c
 
 
 class RateLimitCollector:

@@ -193,6 +193,18 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
             ).status_code
             == 404
         )
+        metrics = c.get("/metrics").text
+    for line in ('vitalgru_cds_calls_total{outcome="card",service="vitalgru-sepsis"} 3.0',
+                 'vitalgru_cds_calls_total{outcome="none",service="vitalgru-sepsis"} 2.0',
+                 'vitalgru_cds_calls_total{outcome="refused",service="vitalgru-sepsis"} 1.0',
+                 'vitalgru_cds_calls_total{outcome="refused",service="discovery"} 2.0',
+                 'vitalgru_cds_calls_total{outcome="taken",service="vitalgru-sepsis/feedback"} 2.0',
+                 'vitalgru_cds_calls_total{outcome="invalid",service="vitalgru-sepsis/feedback"} 1.0',
+                 'vitalgru_cds_cards_total{service="vitalgru-sepsis"} 3.0',
+                 'vitalgru_cds_feedback_total{outcome="acknowledged"} 1.0',
+                 'vitalgru_cds_feedback_total{outcome="already"} 1.0',
+                 'vitalgru_cds_feedback_total{outcome="unknown"} 1.0'):  # fmt: skip
+        assert line in metrics, line
     rows_ = [(r["caller"], r["action"], r["patient_id"], r["status"]) for r in audit.rows()]
     assert ("cds ehr", "POST /cds-services/{service_id}", "MRN-0001", 200) in rows_
     assert ("cds ehr", "POST /cds-services/{service_id}/feedback", None, 200) in rows_
