@@ -15,9 +15,9 @@ alarm episode, goes into one numbered event log that an integration engine polls
 (:meth:`Ward.events`), and each patient keeps a short summary for a bedside view
 (:meth:`Ward.ecg_summary`).
 
-The sepsis patients' methods are in :mod:`vitalgru.scoring.ward_sepsis` and the event log's
-(acknowledgements, escalations) in :mod:`vitalgru.scoring.ward_events` (:class:`Ward`'s base
-classes); the ECG feeds' and the restarts are here, and what is kept of each ECG feed
+The sepsis patients' methods are in :mod:`vitalgru.scoring.ward_sepsis`, the shadow models'
+in :mod:`vitalgru.scoring.ward_shadows` and the event log's (acknowledgements, escalations)
+in :mod:`vitalgru.scoring.ward_events` (:class:`Ward`'s base classes); the ECG feeds' and the restarts are here, and what is kept of each ECG feed
 (:class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`) in :mod:`vitalgru.scoring.ward_ecg_bed`.
 
 Thread safety: one lock guards the queues and the event log, another the monitors;
@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -251,18 +251,6 @@ class Ward(SepsisWard):
         # when each shadow's comparison began (carried over a restart with its counts)
         self.shadow_since = {t: _utc_now() for t, sh in (("arrhythmia", self._shadow_ecg),
                              ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
-
-    def _in_shadow(self, shadow: Any, fn: Any) -> None:
-        """``fn(shadow)`` for a shadow model, if there is one (the caller holds the model
-        lock). Whatever goes wrong there is counted and logged, and stops there."""
-        if shadow is None:
-            return
-        try:
-            fn(shadow)
-        except Exception:
-            self.shadow_errors += 1
-            if self.shadow_errors == 1 or self.shadow_errors % 100 == 0:
-                logger.exception("ward: the shadow model failed (%d times)", self.shadow_errors)
 
     def restore(self, state: WardState) -> dict[str, int]:
         """Take up the patients and the event log a journal kept (a ward just started,
@@ -674,57 +662,6 @@ class Ward(SepsisWard):
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring")
             return bed.summary(pid)
-
-    # ------------------------------------------------------------------ shadow
-
-    def shadow_report(self) -> dict[str, Any]:
-        """How the shadow models compare with the champions on the patients seen so far:
-        ``{"arrhythmia": EcgShadow.report() or None, "early_warning": SepsisShadow.report()
-        or None, "since": {task: when its comparison began}, "errors": failures of the
-        shadow models}``. ValueError without a shadow."""
-        if self._shadow_ecg is None and self._shadow_sepsis is None:
-            raise ValueError("this ward was started without a shadow model")
-        with self._model_lock:
-            return {
-                "arrhythmia": None if self._shadow_ecg is None else self._shadow_ecg.report(),
-                "early_warning": (
-                    None if self._shadow_sepsis is None else self._shadow_sepsis.report()
-                ),
-                "since": dict(self.shadow_since),
-                "errors": self.shadow_errors,
-            }
-
-    def _shadows(self) -> dict[str, Any]:
-        return {t: sh for t, sh in (("arrhythmia", self._shadow_ecg),
-                                    ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
-
-    def _save_shadow(self) -> None:
-        """Keep each shadow's comparison in the journal (the caller holds the model lock)."""
-        shadows = self._shadows()
-        if shadows:
-            self._journal("set_value", "shadow", {t: {"since": self.shadow_since[t],
-                                                      **sh.snapshot()}
-                                                  for t, sh in shadows.items()})  # fmt: skip
-
-    def restore_shadow(self, kept: Mapping[str, Any] | None, tasks: set[str]) -> list[str]:
-        """Take up the comparisons the journal kept (:meth:`_save_shadow`) of the shadows in
-        ``tasks`` (``arrhythmia``, ``early_warning``: those whose model is the one that
-        made them), in place of what a :meth:`restore` counted again. Returns the tasks
-        taken up; one that cannot be read is logged and starts afresh."""
-        took = []
-        with self._model_lock:
-            for task, sh in self._shadows().items():
-                snap = (kept or {}).get(task)
-                if task not in tasks or not isinstance(snap, Mapping):
-                    continue
-                try:
-                    sh.load(snap)
-                except ValueError as e:
-                    logger.warning("ward: the %s shadow's comparison starts afresh: %s", task, e)
-                    continue
-                self.shadow_since[task] = str(snap.get("since") or self.shadow_since[task])
-                took.append(task)
-        return took
 
     def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's

@@ -20,8 +20,9 @@ import numpy as np
 
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
-from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, WardEvents, _iso, _utc_now
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_journal import WardState
+from vitalgru.scoring.ward_shadows import WardShadows
 
 __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
 
@@ -160,7 +161,7 @@ class _SepsisBed:
             self.peak = risk
 
 
-class SepsisWard(WardEvents):
+class SepsisWard(WardShadows):
     """Hourly sepsis scoring of a ward's patients (the methods of
     :class:`~vitalgru.scoring.ward.Ward` that are about it; the ward holds the state)."""
 
