@@ -154,8 +154,9 @@ class WardEvents:
     def _resume_escalations(self, events: Sequence[Mapping[str, Any]]) -> None:
         """After a restart: the alarms in ``events`` still waiting for someone get their next
         level of escalation, counted from when they were raised (a level that fell due while
-        the gateway was down falls due at the first tick; one already logged is not logged
-        again, nor one beyond this ward's last level). The caller holds the queue lock."""
+        the gateway was down falls due at once, the ones after it a tick apart; a level
+        logged is not logged again, nor one past this ward's last). The caller holds the
+        queue lock."""
         done: dict[int, int] = {}  # alarm seq -> highest level logged
         for e in events:
             if e.get("kind") == "escalated" and isinstance(e.get("escalates"), int):
