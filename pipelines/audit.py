@@ -281,7 +281,7 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
         follows = prev_last is None or anchor == prev_last
         out.append({"path": str(path), "rows": n, "anchor": anchor, "last": last,
                     "broken": broken, "follows": follows})  # fmt: skip
-        prev_last = last if n else anchor
+        prev_last = last  # a file without rows: its anchor
     return out
 
 
