@@ -86,7 +86,8 @@ class CdsClients:
         self.by_iss = {c.iss: c for c in clients}
         if len(self.by_iss) != len(clients):
             raise ValueError("two CDS clients have the same issuer")
-        self._seen: dict[str, float] = {}  # jti -> when it expires
+        self._seen: dict[str, float] = {}  # issuer and jti -> when the token expires
+        self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
 
     @classmethod
@@ -167,7 +168,9 @@ class CdsClients:
             raise CdsAuthError(f"{client.name}: the token was issued in the future or for "
                                f"longer than {MAX_LIFETIME_S:g} s")  # fmt: skip
         with self._lock:
-            self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}
+            if now - self._pruned >= 1.0:  # at most once a second: the tokens of an hour
+                self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}
+                self._pruned = now
             key_jti = f"{client.iss} {jti}"
             if key_jti in self._seen:
                 raise CdsAuthError(f"{client.name}: the token (jti {jti!r}) was used before")
