@@ -75,7 +75,8 @@ MAX_EVENTS = 10_000
 #: of the gateway, not off the patient, would otherwise go unnoticed.
 FEED_TIMEOUT_S = 10.0
 #: An alarm no one has acknowledged for this long (s) is escalated: the log gets an
-#: ``escalated`` event naming it, once, for the integration engine to page the next person.
+#: ``escalated`` event naming it, for the integration engine to page the next person (the
+#: default, one level; a ward may give several, an escalation chain).
 ESCALATE_AFTER_S = 15 * 60.0
 #: How often (s) the ECG patients' memory is written to the journal while the ward runs
 #: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
