@@ -75,6 +75,7 @@ from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay, replay_stays
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_events import INFO_KINDS
 from vitalgru.scoring.ward_journal import WardJournal
 
 WORK = Path(__file__).resolve().parent / "_work"
@@ -181,6 +182,7 @@ def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         events = requests.get(f"{url}/events", params={"limit": 10_000}).json()["events"]
         status = requests.get(f"{url}/health").json()
+        events = [e for e in events if e["kind"] not in INFO_KINDS]  # the alarms (no ends)
         strips = _strips(url, [e for e in events if e.get("source") == "ecg"], feeds)
     same_beats = all(
         finals[p]["counts"] == {c: sum(b.label == c for b in alone.calls[p]) for c in "NSVFQ"}

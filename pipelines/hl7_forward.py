@@ -13,8 +13,8 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
   ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
   or ``sepsis``), phase (``start``; ``continue`` for an escalation; ``end`` when a sepsis
-  alarm episode is over or a lost ECG feed is back), state (``active``; ``inactive`` at the
-  end),
+  alarm episode is over, a lost ECG feed is back or a poor signal is good again), state
+  (``active``; ``inactive`` at the end),
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
 - ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
@@ -97,7 +97,10 @@ def alarm_message(
     it escalates or ends, when the log still has it). None for an event that is not
     forwarded (information, acknowledgements)."""
     kind = event.get("kind")
-    escalation, ended = kind == "escalated", kind in ("alarm_ended", "feed_restored")
+    escalation, ended = (
+        kind == "escalated",
+        kind in ("alarm_ended", "feed_restored", "signal_restored"),
+    )
     base = alarm if escalation or ended else event
     if base is None or base.get("kind") not in ALARM_CLASSES:
         return None

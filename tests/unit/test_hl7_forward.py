@@ -84,6 +84,10 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     assert [s[5] for s in obx] == ["feed_lost^feed lost^99VGR", "ecg", "end", "inactive",
                                    "PL", "ST"]  # fmt: skip
     assert alarm_message({k: v for k, v in again.items() if k != "ends"}) is None
+    poor = {**feed, "seq": 30, "kind": "poor_signal", "message": "poor ECG signal"}
+    good = {**again, "seq": 31, "kind": "signal_restored", "ends": 30}
+    obx = [s for s in read_message(alarm_message(good, poor)).segments if s[0] == "OBX"]
+    assert [s[5] for s in obx][:4] == ["poor_signal^poor signal^99VGR", "ecg", "end", "inactive"]
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
         assert alarm_message({"seq": 1, "kind": kind}) is None

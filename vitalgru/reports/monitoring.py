@@ -39,6 +39,7 @@ ALERT_NAMES = {
     "poor_signal": "Poor signal",
     "feed_lost": "ECG feed lost",
     "feed_restored": "ECG feed restored",
+    "signal_restored": "ECG signal good again",
     "monitor_restarted": "Monitor restarted",
 }
 #: Letters that mark an alarm's onset on the heart-rate chart (poor signal shows as a gap).

@@ -305,6 +305,12 @@ class AlertTracker:
             )
         ]
 
+    @property
+    def signal_good(self) -> bool:
+        """Whether the latest ``poor_signal_windows`` quality windows judged all passed (the
+        condition that re-arms the poor-signal alarm; False before that many were judged)."""
+        return self._good_windows >= int(self.rules.poor_signal_windows)
+
     def signal(self, flags: str, window_end_s: float, now_s: float) -> list[Alert]:
         """Update with one trailing quality window's verdict, windows in time order:
         ``flags`` names what it was rejected for ("" when it passed); it ended at

@@ -434,6 +434,11 @@ class ArrhythmiaMonitor:
             st.splice = memory.rr_s.astype(np.float64) if memory.rr_s.size else None
         self._patients[pid] = st
 
+    def signal_good(self, patient_id: str) -> bool:
+        """Whether the patient's signal passed the quality check in each of the latest quality
+        windows that re-arm the poor-signal alarm (:attr:`AlertTracker.signal_good`)."""
+        return self._get(patient_id).alerts.signal_good
+
     def memory(self, patient_id: str) -> PatientMemory:
         """What the monitor has learnt of a patient so far (see :class:`PatientMemory`)."""
         st = self._get(patient_id)

@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -509,6 +509,7 @@ class Ward(SepsisWard):
             if result is not None:  # recorded under the model lock: in the order pushed
                 n_beats, n_alarms = len(result.calls), len(result.alerts)
                 self._record_ecg(result.calls, result.alerts)
+                self._end_poor_signal(chunks)
                 with self._queue_lock:
                     moved = {
                         p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts)
@@ -560,6 +561,23 @@ class Ward(SepsisWard):
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
 
+    def _end_poor_signal(self, pids: Iterable[str]) -> None:
+        """Log ``signal_restored`` (``ends``: the alarm) for each of ``pids`` whose
+        poor-signal alarm is open and whose signal the monitor now judges good for as long as
+        re-arms that alarm (the caller holds the model lock): a technical alarm whose
+        condition cleared, so its escalation stops and an engine can clear it."""
+        assert self.ecg is not None
+        with self._queue_lock:
+            for pid in pids:
+                bed = self._ecg_beds.get(pid)
+                if bed is None or bed.poor_seq is None or not self.ecg.signal_good(pid):
+                    continue
+                poor, bed.poor_seq = bed.poor_seq, None
+                self._awaiting_ack.pop(poor, None)
+                self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
+                             "ends": poor, "message": "the ECG signal passed the quality "
+                             "check again: beats can be trusted"})  # fmt: skip
+
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
         with self._queue_lock:
             self.beats_labelled.update(c.label for c in calls)
@@ -582,6 +600,8 @@ class Ward(SepsisWard):
                 if bed is not None:
                     bed.pending_strips.append((stored["seq"], a))
                     bed.alerts.append(stored)
+                    if a.kind == "poor_signal":
+                        bed.poor_seq = stored["seq"]
             self._complete_strips(final=None)
 
     def _complete_strips(self, final: str | None) -> None:
@@ -674,11 +694,13 @@ class Ward(SepsisWard):
 
     def alarms_in_progress(self) -> list[int]:
         """Event numbers of the alarms whose condition goes on: sepsis alarm onsets whose
-        patient is still in that episode, and lost ECG feeds not back yet."""
+        patient is still in that episode, lost ECG feeds not back yet, and poor ECG signal
+        not yet judged good again."""
         with self._queue_lock:
             sepsis = [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
-            feeds = [b.lost_seq for b in self._ecg_beds.values() if b.lost_seq is not None]
-            return sorted(sepsis + feeds)
+            ecg = [s for b in self._ecg_beds.values() for s in (b.lost_seq, b.poor_seq)
+                   if s is not None]  # fmt: skip
+            return sorted(sepsis + ecg)
 
     @property
     def ticks(self) -> int:

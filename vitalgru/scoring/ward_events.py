@@ -30,7 +30,9 @@ logger = logging.getLogger("vitalgru.scoring.ward")
 REPEATED_SEPSIS_KIND = "sepsis_risk_repeated"
 
 #: Events that tell, and need no one to acknowledge them (they never escalate).
-INFO_KINDS = frozenset({"feed_restored", "monitor_restarted", "alarm_ended", REPEATED_SEPSIS_KIND})
+INFO_KINDS = frozenset(
+    {"feed_restored", "signal_restored", "monitor_restarted", "alarm_ended", REPEATED_SEPSIS_KIND}
+)
 
 
 def escalation_delays(after_s: float | Sequence[float] | None) -> tuple[float, ...]:

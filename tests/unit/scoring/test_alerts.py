@@ -96,8 +96,10 @@ class TestRules:
         assert s.kind == "poor_signal" and "lead off, noisy" in s.message and s.onset_s == 24.0
         for k, flags in enumerate(["", "noisy", "", "", "noisy", "noisy", "noisy"]):
             assert tr.signal(flags, 26.0 + 2 * k, 27.0 + 2 * k) == []
+        assert not tr.signal_good
         for k in range(3):
             assert tr.signal("", 40.0 + 2 * k, 41.0 + 2 * k) == []  # good for 3: re-armed
+            assert tr.signal_good == (k == 2)
         assert tr.signal("flat", 46.0, 47.0) == tr.signal("flat", 48.0, 49.0) == []
         assert len(tr.signal("flat", 50.0, 51.0)) == 1
 

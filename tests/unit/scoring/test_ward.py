@@ -73,8 +73,11 @@ class TestEcgWard:
         # the log: every alarm once, numbered; a poll after the last one gets nothing new
         log = ward.events(0, limit=10_000)
         assert [e["seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
-        assert len(log["events"]) == sum(len(a) for a in alone.alerts.values()) >= 2
+        alarms = [e for e in log["events"] if e["kind"] != "signal_restored"]
+        assert len(alarms) == sum(len(a) for a in alone.alerts.values()) >= 2
         assert {"pause", "poor_signal"} <= {e["kind"] for e in log["events"]}
+        (back,) = [e for e in log["events"] if e["kind"] == "signal_restored"]  # lead on again
+        assert back["ends"] == next(e["seq"] for e in alarms if e["kind"] == "poor_signal")
         assert log["events"][: len(first["events"])] == first["events"]
         assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
                                                 "dropped": 0}  # fmt: skip
@@ -920,3 +923,27 @@ class TestSepsisLockout:
         assert within_lockout(h, True, h + 11, 12) and not within_lockout(h, True, h + 12, 12)
         assert not within_lockout(h, False, h + 1, 12) and not within_lockout(None, True, h, 12)
         assert not within_lockout(h, True, h + 1, 0)
+
+
+def test_a_poor_signal_alarm_ends_when_the_signal_is_good_again(
+    signals: dict[str, np.ndarray],
+) -> None:
+    ward = Ward(untrained_monitor(), escalate_after_s=3600)
+    ward.admit_ecg("bed-5", 360.0)
+    x = signals["100"]  # lead off (flat) from 40 to 46 s
+    kinds: list[tuple[str, Any]] = []
+    for k in range(0, SECONDS * 360, 360):
+        ward.add_ecg("bed-5", x[k : k + 360].tolist())
+        ward.tick()
+        got = ward.events(len(kinds) and kinds[-1][1] or 0)["events"]
+        kinds += [(e["kind"], e["seq"]) for e in got]
+        if any(kind == "poor_signal" for kind, _ in kinds) and not any(
+            kind == "signal_restored" for kind, _ in kinds
+        ):
+            poor = next(seq for kind, seq in kinds if kind == "poor_signal")
+            assert poor in ward.alarms_in_progress()  # the condition goes on
+    (poor,) = [seq for kind, seq in kinds if kind == "poor_signal"]
+    (back,) = [e for e in ward.events()["events"] if e["kind"] == "signal_restored"]
+    assert back["ends"] == poor and back["seq"] > poor and back["patient_id"] == "bed-5"
+    assert poor not in ward.alarms_in_progress() and poor not in ward._awaiting_ack
+    assert "signal_restored" not in {a["kind"] for a in ward.ecg_summary("bed-5")["alarms"]}
