@@ -36,7 +36,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -207,11 +207,20 @@ def _links(label: str, page: str | None) -> dict[str, Any]:
     return {} if page is None else {"links": [{"label": label, "url": page, "type": "absolute"}]}
 
 
-def ecg_cards(summary: Mapping[str, Any], page: str | None = None) -> list[dict[str, Any]]:
+#: Technical ECG alarms: a card only while their condition goes on.
+TECHNICAL_ECG = {"poor_signal", "feed_lost"}
+
+
+def ecg_cards(
+    summary: Mapping[str, Any], page: str | None = None, live: Collection[int] = ()
+) -> list[dict[str, Any]]:
     """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
-    acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL)."""
+    acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL); a technical one
+    (:data:`TECHNICAL_ECG`) only while it is in ``live`` (:meth:`Ward.alarms_in_progress`:
+    the lead not fixed, the feed not back)."""
     waiting = [a for a in summary.get("alarms") or []
-               if a.get("kind") not in INFO_KINDS and not a.get("acknowledged")]  # fmt: skip
+               if a.get("kind") not in INFO_KINDS and not a.get("acknowledged")
+               and (a.get("kind") not in TECHNICAL_ECG or a.get("seq") in live)]  # fmt: skip
     cards = []
     for a in list(reversed(waiting))[:ECG_CARDS]:
         name = ALERT_NAMES.get(str(a.get("kind")), str(a.get("kind")))
@@ -345,7 +354,7 @@ def cds_router(
                     onset = got[0] if got and got[0]["seq"] == seq else None
                 cards = sepsis_cards(summary, onset, ward.sepsis.threshold, page)
             else:
-                cards = ecg_cards(ward.ecg_summary(pid), page)
+                cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()))
         except KeyError:  # not on this monitor: no guidance
             cards = []
         stats.call(service_id, "card" if cards else "none", len(cards))

@@ -225,6 +225,13 @@ def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Pa
         assert card["summary"].startswith("ECG alarm: ECG feed lost at ")
         assert card["indicator"] == "warning" and "links" not in card  # no public URL given
         (lost,) = ward.events()["events"]
+        c.post("/ecg/bed-3", json={"samples": [0.0] * 36})  # back: a technical alarm ends
+        assert c.post("/cds-services/vitalgru-ecg", json=body,
+                      headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json() == {"cards": []}  # fmt: skip
+        for _ in range(2):  # the samples pushed, then silence: lost again, and acknowledged
+            time.sleep(0.03)
+            ward.tick()
+        (lost,) = [e for e in ward.events()["events"] if e["kind"] == "feed_lost"][1:]
         ward.acknowledge(lost["seq"], "RN Diaz")
         assert c.post("/cds-services/vitalgru-ecg", json=body,
                       headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json() == {"cards": []}  # fmt: skip
