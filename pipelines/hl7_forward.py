@@ -97,10 +97,8 @@ def alarm_message(
     it escalates or ends, when the log still has it). None for an event that is not
     forwarded (information, acknowledgements)."""
     kind = event.get("kind")
-    escalation, ended = (
-        kind == "escalated",
-        kind in ("alarm_ended", "feed_restored", "signal_restored"),
-    )
+    # an event that ends an alarm names it (alarm_ended, feed_restored, signal_restored)
+    escalation, ended = kind == "escalated", event.get("ends") is not None
     base = alarm if escalation or ended else event
     if base is None or base.get("kind") not in ALARM_CLASSES:
         return None
