@@ -311,6 +311,13 @@ class AlertTracker:
         condition that re-arms the poor-signal alarm; False before that many were judged)."""
         return self._good_windows >= int(self.rules.poor_signal_windows)
 
+    def signal_alarm_open(self) -> None:
+        """Take the poor-signal alarm as raised and not yet re-armed (one raised before a
+        restart that is still open): none is raised again until the signal is good for as
+        long as re-arms it."""
+        self._signal_raised = True
+        self._good_windows = 0
+
     def signal(self, flags: str, window_end_s: float, now_s: float) -> list[Alert]:
         """Update with one trailing quality window's verdict, windows in time order:
         ``flags`` names what it was rejected for ("" when it passed); it ended at

@@ -439,6 +439,11 @@ class ArrhythmiaMonitor:
         windows that re-arm the poor-signal alarm (:attr:`AlertTracker.signal_good`)."""
         return self._get(patient_id).alerts.signal_good
 
+    def signal_alarm_open(self, patient_id: str) -> None:
+        """The patient's poor-signal alarm, raised before a restart, is still open: raise
+        none again until the signal has re-armed it (:meth:`AlertTracker.signal_alarm_open`)."""
+        self._get(patient_id).alerts.signal_alarm_open()
+
     def memory(self, patient_id: str) -> PatientMemory:
         """What the monitor has learnt of a patient so far (see :class:`PatientMemory`)."""
         st = self._get(patient_id)

@@ -151,6 +151,27 @@ def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
     shadow.monitor.admit(a.patient_id, a.fs)
 
 
+def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
+    """The lost-feed and poor-signal alarms of the journal's ECG patients that nothing ended
+    before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
+    patient's current stay count (raised at or after the admission; timestamps are to the
+    second, so an alarm of an earlier stay in the very second of the readmission would be
+    taken up too, and ended by the new stay's signal)."""
+    admitted = {a.patient_id: a.admitted_at for a in state.ecg}
+    raised: dict[tuple[str, str], int] = {}
+    ended: set[int] = set()
+    for e in state.events:
+        pid, kind = str(e.get("patient_id")), e.get("kind")
+        if e.get("ends") is not None:
+            ended.add(int(e["ends"]))
+        elif kind in ("feed_lost", "poor_signal") and pid in admitted:
+            same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
+                datetime.fromisoformat(admitted[pid]))  # fmt: skip
+            if same_stay:
+                raised[(pid, str(kind))] = int(e["seq"])
+    return {k: seq for k, seq in raised.items() if seq not in ended}
+
+
 class Ward(SepsisWard):
     """Live patients of one gateway.
 
@@ -283,12 +304,7 @@ class Ward(SepsisWard):
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
-            lost: dict[str, int] = {}  # feeds lost before the restart and not back since
-            for e in state.events:
-                if e.get("kind") == "feed_lost":
-                    lost[str(e.get("patient_id"))] = int(e["seq"])
-                elif e.get("kind") == "feed_restored":
-                    lost.pop(str(e.get("patient_id")), None)
+            still_open = _open_technical_alarms(state)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
@@ -302,8 +318,14 @@ class Ward(SepsisWard):
                         counts=Counter(a.counts),
                         earlier=kept_trends((trends or {}).get(a.patient_id)),
                         # still lost: the first samples end that alarm, none is raised again
-                        lost_seq=lost.get(a.patient_id),
+                        lost_seq=still_open.get((a.patient_id, "feed_lost")),
+                        # still poor: the signal's next good spell ends it, as it would have
+                        poor_seq=still_open.get((a.patient_id, "poor_signal")),
                     )
+                    if bed.poor_seq is not None:
+                        self.ecg.signal_alarm_open(a.patient_id)
+                        self._in_shadow(self._shadow_ecg,
+                                        lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id))  # fmt: skip
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:
                         said = (

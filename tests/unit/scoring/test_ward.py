@@ -947,3 +947,49 @@ def test_a_poor_signal_alarm_ends_when_the_signal_is_good_again(
     assert back["ends"] == poor and back["seq"] > poor and back["patient_id"] == "bed-5"
     assert poor not in ward.alarms_in_progress() and poor not in ward._awaiting_ack
     assert "signal_restored" not in {a["kind"] for a in ward.ecg_summary("bed-5")["alarms"]}
+
+
+def test_a_poor_signal_alarm_open_at_a_restart_is_ended_by_the_next_gateway(
+    signals: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("bed-5", 360.0)
+    x, k = signals["100"].copy(), 0
+    x[40 * 360 : 70 * 360] = 0.0  # lead off (flat) from 40 to 70 s
+    while not any(e["kind"] == "poor_signal" for e in ward.events()["events"]):
+        ward.add_ecg("bed-5", x[k : k + 360].tolist())
+        ward.tick()
+        k += 360
+    (poor,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "poor_signal"]
+    assert k < 60 * 360  # stopped while the lead is still off, for 10 s after the restart
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    assert again.alarms_in_progress() == [poor]
+    for j in range(k, SECONDS * 360, 360):
+        again.add_ecg("bed-5", x[j : j + 360].tolist())
+        again.tick()
+    after = again.events(poor)["events"]
+    assert "poor_signal" not in {e["kind"] for e in after}  # the open one, not a second
+    (back,) = [e for e in after if e["kind"] == "signal_restored"]
+    assert back["ends"] == poor and again.alarms_in_progress() == []
+    again.close()
+
+
+def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
+    ward.admit_ecg("bed-1", 360.0)
+    time.sleep(0.03)
+    ward.tick()  # lost, and never back before the discharge
+    ward.discharge_ecg("bed-1")
+    time.sleep(1.0)  # event times are to the second
+    ward.admit_ecg("bed-1", 360.0)  # the bed's next patient, under the same id
+    ward.close()
+    again = Ward(untrained_monitor(), feed_timeout_s=60, journal=WardJournal(state))
+    again.restore(again.journal.load())
+    assert again.alarms_in_progress() == []
+    again.add_ecg("bed-1", [0.0] * 36)
+    assert "feed_restored" not in {e["kind"] for e in again.events()["events"]}
+    again.close()
