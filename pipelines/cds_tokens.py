@@ -3,22 +3,34 @@ trusts, and the check of each call's JSON Web Token against them.
 
 CDS Hooks requires every call to carry a JWT the EHR signed (``Authorization: Bearer``).
 :class:`CdsClients` reads the EHRs trusted from a JSON file (each by its issuer and public
-keys, a JWK Set inline or in a file beside it) and :meth:`CdsClients.verify` takes a token
-only when its ``kid`` names a key of its issuer's and its signature verifies (``ES384`` or
-``RS384``, the two the specification names; never ``none`` or a shared secret), its ``aud``
-is the endpoint called, it has not expired, was not issued in the future or for longer than
-an hour, and its ``jti`` has not been seen before. :func:`jwk_of` and :func:`sign_token` are
+keys: a JWK Set inline, in a file beside it, or at the URL where the EHR publishes it) and
+:meth:`CdsClients.verify` takes a token only when its ``kid`` names a key of its issuer's
+and its signature verifies (``ES384`` or ``RS384``, the two the specification names; never
+``none`` or a shared secret), its ``jku``, when it has one, is the URL the file names for
+that issuer (the specification asks services to allow-list it: a token never makes the
+gateway fetch keys from where the token says), its ``aud`` is the endpoint called, it has
+not expired, was not issued in the future or for longer than an hour, and its ``jti`` has
+not been seen before.
+
+A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
+hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
+once a minute whatever tokens arrive; while it cannot be fetched the keys last fetched stay
+in use (a key the EHR withdrew stops verifying within the hour). :func:`jwk_of` and :func:`sign_token` are
 the EHR's side, for trying a deployment by hand and for the tests.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +50,16 @@ ALGORITHMS = {"ES384", "RS384"}
 LEEWAY_S = 60.0
 #: Longest lifetime (s) of a token taken: CDS Hooks tokens are meant to live minutes.
 MAX_LIFETIME_S = 3600.0
+#: Seconds a JWK Set fetched from a client's ``jwks_url`` is used before it is fetched again.
+JWKS_MAX_AGE_S = 3600.0
+#: Fewest seconds between two fetches of one client's JWK Set (a token naming a key id the
+#: client lacks asks for one; forged key ids cannot make the gateway fetch on every call).
+JWKS_REFETCH_S = 60.0
+#: Largest JWK Set read from a URL, and how long a fetch may take.
+JWKS_MAX_BYTES = 1 << 20
+JWKS_TIMEOUT_S = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 class CdsAuthError(Exception):
@@ -65,37 +87,95 @@ def _public_key(jwk: Mapping[str, Any]) -> Any:
                      "(RSA for RS384, EC P-384 for ES384)")  # fmt: skip
 
 
-@dataclass(frozen=True)
+def _signing_keys(jwks: Any) -> dict[str, tuple[str, Any]]:
+    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (ValueError, KeyError or
+    TypeError for one that is not a JWK Set or holds a key not taken)."""
+    return {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
+            if k.get("use", "sig") == "sig"}  # fmt: skip
+
+
+def check_jwks_url(url: str) -> str:
+    """``url`` when a JWK Set may be fetched from it: HTTPS, or HTTP to this machine only
+    (ValueError otherwise: keys fetched in the clear could be anyone's)."""
+    u = urllib.parse.urlsplit(url)
+    host = (u.hostname or "").lower()
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if u.scheme == "https" and host or u.scheme == "http" and local:
+        return url
+    raise ValueError(f"jwks_url {url!r}: keys are fetched over HTTPS only (HTTP only from "
+                     "this machine)")  # fmt: skip
+
+
+def fetch_jwks(url: str) -> dict[str, tuple[str, Any]]:
+    """The signing keys of the JWK Set at ``url`` (ValueError saying why when it cannot be
+    fetched or read)."""
+    try:
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=JWKS_TIMEOUT_S) as r:
+            body = r.read(JWKS_MAX_BYTES + 1)
+        if len(body) > JWKS_MAX_BYTES:
+            raise ValueError(f"larger than {JWKS_MAX_BYTES} bytes")
+        return _signing_keys(json.loads(body))
+    except OSError as e:  # urllib.error.URLError and HTTPError among them
+        raise ValueError(f"{url}: {type(e).__name__}: {e}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{url}: not a JWK Set ({type(e).__name__}: {e})") from None
+
+
+@dataclass
 class CdsClient:
-    """An EHR the gateway trusts: its name (in the access log), issuer and keys by id."""
+    """An EHR the gateway trusts: its name (in the access log), issuer, keys by id and,
+    when it publishes them, the URL of its JWK Set (the keys are then the last fetched)."""
 
     name: str
     iss: str
     keys: dict[str, tuple[str, Any]]  # kid -> (kty, public key)
+    jwks_url: str | None = None
+    fetched_at: float = field(default=float("-inf"), repr=False)  # monotonic, keys read
+    tried_at: float = field(default=float("-inf"), repr=False)  # monotonic, last attempt
+    fetch_error: str = field(default="", repr=False)  # why the last attempt failed
 
 
 class CdsClients:
     """The EHRs the gateway takes CDS Hooks calls from, read from a JSON file:
     ``{"clients": [{"name": "ehr", "iss": "https://ehr.example.org", "jwks": {"keys":
-    [...]}}]}`` (or ``"jwks_file": "ehr-keys.json"``, beside the file). ValueError for a
-    file that says anything else (no client, a client without keys, an unreadable key)."""
+    [...]}}]}`` (or ``"jwks_file": "ehr-keys.json"``, beside the file, or ``"jwks_url":
+    "https://ehr.example.org/jwks.json"``, fetched: see the module's description). ValueError
+    for a file that says anything else (no client, a client without keys or with two
+    sources of them, an unreadable key, a URL not fetched over HTTPS). A JWK Set URL that
+    does not answer when the gateway starts is logged, not fatal: the gateway's other work
+    does not wait on the EHR, and its calls are refused until the keys are fetched."""
 
-    def __init__(self, clients: Sequence[CdsClient]) -> None:
+    def __init__(
+        self,
+        clients: Sequence[CdsClient],
+        fetch: Callable[[str], dict[str, tuple[str, Any]]] = fetch_jwks,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not clients:
             raise ValueError("no CDS client is named")
         self.by_iss = {c.iss: c for c in clients}
         if len(self.by_iss) != len(clients):
             raise ValueError("two CDS clients have the same issuer")
+        self._fetch, self._clock = fetch, clock
         self._seen: dict[str, float] = {}  # issuer and jti -> when the token expires
         self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one fetch at a time; verifying goes on
+        for c in clients:
+            if c.jwks_url is not None:
+                self._refresh(c)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> CdsClients:
-        """The clients a JSON file names (``jwks_file`` read beside it)."""
+    def from_file(cls, path: str | Path, **kw: Any) -> CdsClients:
+        """The clients a JSON file names (``jwks_file`` read beside it; ``kw`` as the
+        constructor's)."""
         p = Path(path)
         try:
-            return cls.from_spec(json.loads(p.read_text()), p.parent)
+            return cls.from_spec(json.loads(p.read_text()), p.parent, **kw)
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}: not a CDS client file ({type(e).__name__}: {e}); see "
                              "pipelines/cds_hooks.py") from None  # fmt: skip
@@ -103,22 +183,67 @@ class CdsClients:
             raise ValueError(f"{p}: {e}") from None
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], folder: str | Path = ".") -> CdsClients:
-        """The clients of a parsed client file (``jwks_file`` read in ``folder``)."""
+    def from_spec(cls, spec: Mapping[str, Any], folder: str | Path = ".", **kw: Any) -> CdsClients:
+        """The clients of a parsed client file (``jwks_file`` read in ``folder``; ``kw`` as
+        the constructor's)."""
         try:
             out = []
             for c in spec["clients"]:
+                name = str(c.get("name") or c["iss"])
+                given = [k for k in ("jwks", "jwks_file", "jwks_url") if k in c]
+                if len(given) != 1:
+                    raise ValueError(f"client {name!r} must name its keys once: jwks, "
+                                     f"jwks_file or jwks_url (it names {given or 'none'})")  # fmt: skip
+                if "jwks_url" in c:
+                    url = check_jwks_url(str(c["jwks_url"]))
+                    out.append(CdsClient(name, str(c["iss"]), {}, jwks_url=url))
+                    continue
                 jwks = (c["jwks"] if "jwks" in c
                         else json.loads((Path(folder) / c["jwks_file"]).read_text()))  # fmt: skip
-                keys = {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
-                        if k.get("use", "sig") == "sig"}  # fmt: skip
+                keys = _signing_keys(jwks)
                 if not keys:
-                    raise ValueError(f"client {c.get('name')!r} has no signing key")
-                out.append(CdsClient(str(c.get("name") or c["iss"]), str(c["iss"]), keys))
+                    raise ValueError(f"client {name!r} has no signing key")
+                out.append(CdsClient(name, str(c["iss"]), keys))
         except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a CDS client file ({type(e).__name__}: {e}); see "
                              "pipelines/cds_hooks.py") from None  # fmt: skip
-        return cls(out)
+        return cls(out, **kw)
+
+    def _refresh(self, client: CdsClient, want: str | None = None) -> None:
+        """Fetch ``client``'s JWK Set again unless one was tried in the last
+        :data:`JWKS_REFETCH_S` (or another thread fetched it meanwhile, ``want``: the key id
+        that asked, or None for an old set); on failure the keys last fetched stay."""
+        assert client.jwks_url is not None
+        with self._fetch_lock:
+            now = self._clock()
+            if now - client.tried_at < JWKS_REFETCH_S:
+                return
+            if want is not None and want in client.keys:
+                return  # fetched by another call while this one waited
+            client.tried_at = now
+            try:
+                keys = self._fetch(client.jwks_url)
+                if not keys:
+                    raise ValueError(f"{client.jwks_url}: no signing key")
+            except ValueError as e:
+                client.fetch_error = str(e)
+                logger.warning("CDS client %s: its JWK Set could not be fetched (%s); %s",
+                               client.name, e, "the keys fetched before stay in use"
+                               if client.keys else "its calls are refused until it is")  # fmt: skip
+                return
+            if set(keys) != set(client.keys):
+                logger.info("CDS client %s: key ids %s (were %s)", client.name,
+                            sorted(keys), sorted(client.keys))  # fmt: skip
+            client.keys, client.fetched_at, client.fetch_error = keys, now, ""
+
+    def _key(self, client: CdsClient, kid: str) -> tuple[str | None, Any]:
+        """The key ``kid`` of ``client``'s, its JWK Set fetched again first when it is old
+        or lacks that key (see :meth:`_refresh`)."""
+        if client.jwks_url is not None and (
+            kid not in client.keys or self._clock() - client.fetched_at > JWKS_MAX_AGE_S
+        ):
+            self._refresh(client, want=kid if kid not in client.keys else None)
+        return client.keys.get(kid, (None, None))
 
     def verify(self, token: str, audiences: Sequence[str], now: float | None = None) -> CdsClient:
         """The client whose signed token ``token`` is (see the module's description), for a
@@ -138,9 +263,14 @@ class CdsClients:
         client = self.by_iss.get(str(body.get("iss")))
         if client is None:
             raise CdsAuthError(f"issuer {body.get('iss')!r} is not a trusted CDS client")
-        kty, key = client.keys.get(str(head.get("kid")), (None, None))
+        jku = head.get("jku")
+        if jku is not None and jku != client.jwks_url:
+            raise CdsAuthError(f"{client.name}: the token's jku {jku!r} is not the JWK Set "
+                               "URL the client file names")  # fmt: skip
+        kty, key = self._key(client, str(head.get("kid")))
         if key is None or kty != ("EC" if alg == "ES384" else "RSA"):
-            raise CdsAuthError(f"{client.name}: no {alg} key {head.get('kid')!r}")
+            why = f" (its JWK Set: {client.fetch_error})" if client.fetch_error else ""
+            raise CdsAuthError(f"{client.name}: no {alg} key {head.get('kid')!r}{why}")
         signed = f"{head_b64}.{body_b64}".encode("ascii")
         try:
             if alg == "ES384":
@@ -191,12 +321,14 @@ def jwk_of(public_key: Any, kid: str) -> dict[str, Any]:
             "e": _b64e(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
 
 
-def sign_token(private_key: Any, kid: str, claims: Mapping[str, Any]) -> str:
+def sign_token(
+    private_key: Any, kid: str, claims: Mapping[str, Any], jku: str | None = None
+) -> str:
     """A JWT of ``claims`` signed with an EC P-384 (ES384) or RSA (RS384) private key, as
-    an EHR signs its CDS Hooks calls: the EHR's side, for trying a deployment by hand and
-    for the tests."""
+    an EHR signs its CDS Hooks calls (``jku``: where it publishes its JWK Set): the EHR's
+    side, for trying a deployment by hand and for the tests."""
     alg = "ES384" if isinstance(private_key, ec.EllipticCurvePrivateKey) else "RS384"
-    head = {"alg": alg, "typ": "JWT", "kid": kid}
+    head = {"alg": alg, "typ": "JWT", "kid": kid, **({"jku": jku} if jku else {})}
     signed = f"{_b64e(json.dumps(head).encode())}.{_b64e(json.dumps(dict(claims)).encode())}"
     if alg == "ES384":
         r, s = decode_dss_signature(private_key.sign(signed.encode(), ec.ECDSA(hashes.SHA384())))

@@ -13,11 +13,19 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
+from http_testkit import JsonServer, serving
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
 from pipelines.cds_hooks import patient_of
-from pipelines.cds_tokens import CdsAuthError, CdsClients, jwk_of, sign_token
+from pipelines.cds_tokens import (
+    JWKS_MAX_AGE_S,
+    JWKS_REFETCH_S,
+    CdsAuthError,
+    CdsClients,
+    jwk_of,
+    sign_token,
+)
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
@@ -99,6 +107,53 @@ def test_a_token_is_taken_only_when_everything_about_it_holds(ehr: Ehr, tmp_path
         CdsClients.from_file(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="not a CDS client file"):
         CdsClients.from_file(tmp_path / "ehr-keys.json")
+
+
+def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
+    ehr: Ehr, caplog: pytest.LogCaptureFixture
+) -> None:
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    ec_2 = ec.generate_private_key(ec.SECP384R1())
+    served: list[Any] = [500]  # the EHR's key server is down when the gateway starts
+    t = [1000.0]
+    with serving(JsonServer(lambda: served[0])) as server:
+        spec = {"clients": [{"name": "ehr", "iss": ISS, "jwks_url": server.url}]}
+        caplog.set_level("INFO", logger="pipelines.cds_tokens")
+        clients = CdsClients.from_spec(spec, clock=lambda: t[0])
+        assert "its calls are refused until it is" in caplog.text and server.gets == 1
+        with pytest.raises(CdsAuthError, match="no ES384 key 'ec-1' \\(its JWK Set: .*500"):
+            clients.verify(ehr.token(aud), [aud])  # too soon to try again
+        served[0] = ehr.jwks
+        t[0] += JWKS_REFETCH_S
+        assert clients.verify(ehr.token(aud), [aud]).name == "ehr" and server.gets == 2
+        jku = sign_token(ehr.ec, "ec-1", {"iss": ISS, "aud": aud, "exp": time.time() + 60,
+                                          "iat": time.time(), "jti": "j1"}, jku=server.url)  # fmt: skip
+        assert clients.verify(jku, [aud]).name == "ehr"  # the allow-listed jku
+        elsewhere = sign_token(ehr.ec, "ec-1", {"iss": ISS, "aud": aud, "exp": time.time() + 60,
+                               "iat": time.time(), "jti": "j2"}, jku="https://evil.example/k")  # fmt: skip
+        with pytest.raises(CdsAuthError, match="jku 'https://evil.example/k' is not"):
+            clients.verify(elsewhere, [aud])
+        # the EHR rotates: a new key signs, the old one is withdrawn
+        served[0] = {"keys": [jwk_of(ec_2.public_key(), "ec-2")]}
+        rotated = {"iss": ISS, "aud": aud, "exp": time.time() + 60, "iat": time.time()}
+        for n in range(5):  # unknown key ids: at most one fetch a minute, whatever comes
+            with pytest.raises(CdsAuthError, match="no ES384 key 'ec-9'"):
+                clients.verify(sign_token(ehr.ec, "ec-9", {**rotated, "jti": f"f{n}"}), [aud])
+        assert server.gets == 2
+        t[0] += JWKS_REFETCH_S
+        assert clients.verify(sign_token(ec_2, "ec-2", {**rotated, "jti": "r1"}), [aud])
+        assert server.gets == 3 and "key ids ['ec-2'] (were ['ec-1', 'rsa-1'])" in caplog.text
+        with pytest.raises(CdsAuthError, match="no ES384 key 'ec-1'"):
+            clients.verify(ehr.token(aud), [aud])  # withdrawn
+        # an old set is fetched again; a fetch that fails keeps the keys it had
+        served[0] = 503
+        t[0] += JWKS_MAX_AGE_S + 1
+        assert clients.verify(sign_token(ec_2, "ec-2", {**rotated, "jti": "r2"}), [aud])
+        assert server.gets == 4 and "the keys fetched before stay in use" in caplog.text
+    for bad, why in (({"jwks_url": "http://ehr.example.org/k"}, "HTTPS only"),
+                     ({"jwks_url": "https://ehr.example.org/k", "jwks": ehr.jwks}, "once")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS, **bad}]})
 
 
 def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None:
