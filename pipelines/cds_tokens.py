@@ -88,8 +88,8 @@ def _public_key(jwk: Mapping[str, Any]) -> Any:
 
 
 def _signing_keys(jwks: Any) -> dict[str, tuple[str, Any]]:
-    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (ValueError, KeyError or
-    TypeError for one that is not a JWK Set or holds a key not taken)."""
+    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (ValueError, KeyError,
+    TypeError or AttributeError for one that is not a JWK Set or holds a key not taken)."""
     return {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
             if k.get("use", "sig") == "sig"}  # fmt: skip
 
@@ -121,7 +121,7 @@ def fetch_jwks(url: str) -> dict[str, tuple[str, Any]]:
         return _signing_keys(json.loads(body))
     except OSError as e:  # urllib.error.URLError and HTTPError among them
         raise ValueError(f"{url}: {type(e).__name__}: {e}") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{url}: not a JWK Set ({type(e).__name__}: {e})") from None
 
 
@@ -204,7 +204,7 @@ class CdsClients:
                 if not keys:
                     raise ValueError(f"client {name!r} has no signing key")
                 out.append(CdsClient(name, str(c["iss"]), keys))
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a CDS client file ({type(e).__name__}: {e}); see "
                              "pipelines/cds_hooks.py") from None  # fmt: skip
         return cls(out, **kw)

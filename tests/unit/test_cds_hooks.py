@@ -20,9 +20,11 @@ from pipelines.audit import AuditLog
 from pipelines.cds_hooks import patient_of
 from pipelines.cds_tokens import (
     JWKS_MAX_AGE_S,
+    JWKS_MAX_BYTES,
     JWKS_REFETCH_S,
     CdsAuthError,
     CdsClients,
+    fetch_jwks,
     jwk_of,
     sign_token,
 )
@@ -154,6 +156,17 @@ def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
                      ({"jwks_url": "https://ehr.example.org/k", "jwks": ehr.jwks}, "once")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS, **bad}]})
+
+
+def test_a_jwk_set_url_that_answers_anything_else_says_what_it_answered(ehr: Ehr) -> None:
+    for answer, why in (({"keys": "no"}, "not a JWK Set"), ([1, 2], "not a JWK Set"),
+                        ({"keys": [], "pad": "x" * JWKS_MAX_BYTES}, "larger than"),
+                        (404, "HTTP Error 404")):  # fmt: skip
+        with serving(JsonServer(lambda a=answer: a)) as server:
+            with pytest.raises(ValueError, match=why):
+                fetch_jwks(server.url)
+    with serving(JsonServer(lambda: ehr.jwks)) as server:
+        assert set(fetch_jwks(server.url)) == {"ec-1", "rsa-1"}
 
 
 def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None:
