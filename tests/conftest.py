@@ -12,6 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The repository root is on the path: fit workers (spawned processes) import the test
+# module whose function they run (``tests.unit...``), and some tests import ``benchmarks``.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 # Tests are imported in importlib mode (test files in different folders share names), so
 # support modules beside them (e.g. tests/unit/dsp/ecg_testkit.py) are put on the path.
 for _helper in sorted(Path(__file__).parent.rglob("*.py")):

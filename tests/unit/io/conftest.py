@@ -4,20 +4,16 @@ MIT-BIH records copied from the mirror, and configs pointing at it."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# the server lives in benchmarks/, shared with the benchmarks (the root is on the path:
+# tests/conftest.py)
+from benchmarks.physionet_http import PhysioNetHTTPServer, build_physionet_tree
 from vitalgru.config import PhysioNetConfig
 from vitalgru.io.physionet import ENV_MIRROR
-
-ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT) not in sys.path:  # the server lives in benchmarks/, shared with the benchmarks
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.physionet_http import PhysioNetHTTPServer, build_physionet_tree  # noqa: E402
 
 #: Records served by the local server (two, to see one fail while the other succeeds).
 SERVED = ("100", "101")
