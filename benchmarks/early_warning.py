@@ -31,7 +31,8 @@ from vitalgru.io.psv import read_psv_folder
 from vitalgru.metrics.calibration import calibration_metrics, calibration_table
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees
-from vitalgru.training.early_warning import BLEND, MODEL_NAMES, cross_validate, predict_scores
+from vitalgru.training.early_warning import BLEND, MODEL_NAMES, cross_validate
+from vitalgru.training.gru_d import predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -62,11 +62,11 @@ from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_w
 from vitalgru.training.early_warning import (
     BLEND,
     CVSettings,
-    GRUTrainParams,
     cross_validate,
     fit_final,
     score_cohort,
 )
+from vitalgru.training.gru_d import GRUTrainParams
 from vitalgru.training.loop import cpu_training
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ import torch
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
-from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final
+from vitalgru.training.early_warning import CVSettings, fit_final
+from vitalgru.training.gru_d import GRUTrainParams
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 

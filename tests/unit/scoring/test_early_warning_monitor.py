@@ -16,7 +16,8 @@ from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, read_psv_folder
 from vitalgru.metrics.calibration import recalibrate
 from vitalgru.scoring import EarlyWarningMonitor, replay_stays
-from vitalgru.training.early_warning import CVSettings, GRUTrainParams, fit_final, score_cohort
+from vitalgru.training.early_warning import CVSettings, fit_final, score_cohort
+from vitalgru.training.gru_d import GRUTrainParams
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}  # vitalgru column -> Challenge name
 

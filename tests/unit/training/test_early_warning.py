@@ -24,15 +24,12 @@ from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import (
     BLEND,
     CVSettings,
-    GRUTrainParams,
     cross_validate,
     fit_final,
-    fit_gru_d,
-    predict_scores,
     score_cohort,
     split_validation,
-    utility_targets,
 )
+from vitalgru.training.gru_d import GRUTrainParams, fit_gru_d, predict_scores, utility_targets
 
 
 @pytest.fixture(scope="module")
