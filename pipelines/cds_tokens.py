@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,7 @@ class CdsClients:
         self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one fetch at a time; verifying goes on
+        self.fetches: Counter[tuple[str, str]] = Counter()  # (client, "ok"/"failed")
         for c in clients:
             if c.jwks_url is not None:
                 self._refresh(c)
@@ -227,6 +229,7 @@ class CdsClients:
                     raise ValueError(f"{client.jwks_url}: no signing key")
             except ValueError as e:
                 client.fetch_error = str(e)
+                self.fetches[(client.name, "failed")] += 1
                 logger.warning("CDS client %s: its JWK Set could not be fetched (%s); %s",
                                client.name, e, "the keys fetched before stay in use"
                                if client.keys else "its calls are refused until it is")  # fmt: skip
@@ -235,6 +238,12 @@ class CdsClients:
                 logger.info("CDS client %s: key ids %s (were %s)", client.name,
                             sorted(keys), sorted(client.keys))  # fmt: skip
             client.keys, client.fetched_at, client.fetch_error = keys, now, ""
+            self.fetches[(client.name, "ok")] += 1
+
+    def key_ages(self) -> dict[str, float]:
+        """Seconds since each URL-keyed client's keys were fetched (inf: never)."""
+        now = self._clock()
+        return {c.name: now - c.fetched_at for c in self.by_iss.values() if c.jwks_url}
 
     def _key(self, client: CdsClient, kid: str) -> tuple[str | None, Any]:
         """The key ``kid`` of ``client``'s, its JWK Set fetched again first when it is old

@@ -610,7 +610,7 @@ def create_app(
         registry.register(RateLimitCollector(rate_limit))
     cds_stats = CdsStats()
     if cds_clients is not None:
-        registry.register(CdsCollector(cds_stats))
+        registry.register(CdsCollector(cds_stats, cds_clients))
     ProcessCollector(registry=registry)
 
     @app.get("/metrics")

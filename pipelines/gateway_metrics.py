@@ -186,10 +186,22 @@ class ForwarderCollector:
 class CdsCollector:
     """The CDS Hooks services' calls, cards and feedback (:class:`pipelines.cds_hooks.CdsStats`)."""
 
-    def __init__(self, stats: Any) -> None:
-        self.stats = stats
+    def __init__(self, stats: Any, clients: Any = None) -> None:
+        self.stats, self.clients = stats, clients
 
     def collect(self) -> Any:
+        if self.clients is not None and self.clients.key_ages():
+            c = CounterMetricFamily("vitalgru_cds_jwks_fetches", "fetches of the CDS clients' "
+                                    "JWK Sets from their URLs, by client and outcome",
+                                    labels=["client", "outcome"])  # fmt: skip
+            for (client, outcome), n in sorted(self.clients.fetches.items()):
+                c.add_metric([client, outcome], n)
+            yield c
+            g = GaugeMetricFamily("vitalgru_cds_jwks_age_seconds", "seconds since a CDS "
+                                  "client's keys were fetched (+Inf: never)", labels=["client"])  # fmt: skip
+            for client, age in sorted(self.clients.key_ages().items()):
+                g.add_metric([client], age)
+            yield g
         calls, cards, feedback = self.stats.snapshot()
         c = CounterMetricFamily("vitalgru_cds_calls", "CDS Hooks calls by service and outcome "
                                 "(card, none, refused: token not taken, invalid, taken: "

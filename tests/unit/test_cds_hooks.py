@@ -152,6 +152,12 @@ def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
         t[0] += JWKS_MAX_AGE_S + 1
         assert clients.verify(sign_token(ec_2, "ec-2", {**rotated, "jti": "r2"}), [aud])
         assert server.gets == 4 and "the keys fetched before stay in use" in caplog.text
+        with TestClient(create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients)) as c:
+            metrics = c.get("/metrics").text  # an operator sees the fetches failing
+        for line in ('vitalgru_cds_jwks_fetches_total{client="ehr",outcome="ok"} 2.0',
+                     'vitalgru_cds_jwks_fetches_total{client="ehr",outcome="failed"} 2.0',
+                     f'vitalgru_cds_jwks_age_seconds{{client="ehr"}} {JWKS_MAX_AGE_S + 1}'):  # fmt: skip
+            assert line in metrics
     for bad, why in (({"jwks_url": "http://ehr.example.org/k"}, "HTTPS only"),
                      ({"jwks_url": "https://ehr.example.org/k", "jwks": ehr.jwks}, "once")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
