@@ -1,5 +1,7 @@
 """The frame of vitalgru's clinician pages: one self-contained HTML file each, with no
-script, style sheet or image from elsewhere (it opens offline, from a file or an e-mail)."""
+script, style sheet or image from elsewhere (it opens offline, from a file or an e-mail).
+Printed (for the chart, or a handover), a page goes landscape with the ECG strips at the
+paper's true scale, and no section, strip or table row is split across sheets."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left} td.n{text-align:r
 .head{font-weight:bold} .note{color:#555;font-size:.9em} .hi{color:#a00;font-weight:bold}
 section{border-top:2px solid #333;margin-top:1.5em}
 svg{display:block;margin:.5em 0} svg text{font-size:11px;fill:#333}
+@page{size:landscape;margin:10mm}
+@media print{body{max-width:none;margin:0;font-size:10pt}
+section,svg,tr{break-inside:avoid} h1,h2,h3{break-after:avoid} a{color:inherit}}
 """
 
 

@@ -6,7 +6,8 @@ can see whether it was a run of ventricular beats or a patient brushing their te
 class label without the signal asks to be trusted. :func:`strip_svg` draws one as a
 self-contained SVG (no script, no font or image from elsewhere) at the paper's standard
 scale: 25 mm/s and 10 mm/mV, 1 mm squares with every fifth line darker, in rows of
-``row_s`` seconds. Plain data in, text out.
+``row_s`` seconds, its size given in millimetres so that a printed page keeps that scale
+(a 10-s row is 250 mm: the pages print on A4 or Letter landscape). Plain data in, text out.
 """
 
 from __future__ import annotations
@@ -127,8 +128,11 @@ def strip_svg(
     height = title_px + n_rows * band
     small, big = PX_PER_MM, 5 * PX_PER_MM
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{e(title or "ECG strip")}">',
+        # sized in millimetres (the drawing's units are PX_PER_MM to the mm): printed, the
+        # paper's scale is true, and a caliper on the page reads seconds and millivolts
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width / PX_PER_MM:g}mm" '
+        f'height="{height / PX_PER_MM:g}mm" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="{e(title or "ECG strip")}">',
         "<defs>"
         f'<pattern id="mm" width="{small:g}" height="{small:g}" patternUnits="userSpaceOnUse">'
         f'<path d="M{small:g} 0V{small:g}H0" fill="none" stroke="#f4c2c2" stroke-width="0.5"/>'

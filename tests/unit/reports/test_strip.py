@@ -39,7 +39,10 @@ def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
     svg = strip_svg(x, fs, start_s=100.0, beats=beats, onset_s=111.5, title="bed-4 · V run")
     root = ET.fromstring(svg)
     px_s, px_mv = MM_PER_S * PX_PER_MM, MM_PER_MV * PX_PER_MM
-    assert float(root.get("width")) == 10 * px_s  # rows of 10 s at 25 mm/s
+    assert root.get("viewBox").split()[2] == f"{10 * px_s:.0f}"  # rows of 10 s at 25 mm/s
+    width_mm, height_mm = (float(root.get(k).removesuffix("mm")) for k in ("width", "height"))
+    assert width_mm == 250.0  # printed to scale: 10 s at 25 mm/s is 250 mm on the paper
+    assert height_mm == pytest.approx(float(root.get("viewBox").split()[3]) / PX_PER_MM)
     traces = [p for p in root.iter(f"{{{NS['s']}}}path") if p.get("stroke") == "#000"]
     assert all(p.get("transform") == "scale(0.1)" for p in traces)
     paths = [p.get("d") for p in traces]
@@ -62,7 +65,7 @@ def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
     assert float(texts["S?"].get("x")) == pytest.approx(1.0 * px_s)  # second row, 1 s in
     (onset,) = [ln for ln in root.iter(f"{{{NS['s']}}}line")]
     assert float(onset.get("x1")) == pytest.approx(1.5 * px_s)
-    assert float(onset.get("y1")) > float(root.get("height")) / 2  # in the second row
+    assert float(onset.get("y1")) > float(root.get("viewBox").split()[3]) / 2  # second row
     assert "0:01:40" in texts and "25 mm/s, 10 mm/mV" in texts
     assert "clipped" not in svg
 
