@@ -61,7 +61,7 @@ from vitalgru.scoring.ward_ecg_bed import (
     kept_trends,
 )
 from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays
-from vitalgru.scoring.ward_journal import EcgAdmission, WardJournal, WardState
+from vitalgru.scoring.ward_journal import WardJournal, WardState
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
 
 logger = logging.getLogger(__name__)
@@ -115,40 +115,6 @@ class Durations:
             seen += n
             buckets.append((bound, seen))
         return {"buckets": buckets, "sum": self.sum, "count": seen}
-
-
-def _tick_output(t: Any) -> tuple[list[BeatCall], list[Alert]]:
-    return list(t.calls), list(t.alerts)
-
-
-def _discharge_shadow(
-    shadow: EcgShadow,
-    pid: str,
-    rest: np.ndarray | None,
-    champion: tuple[list[BeatCall], list[Alert]],
-) -> None:
-    """The shadow's side of an ECG discharge: what was queued, the beats still waiting."""
-    calls: list[BeatCall] = []
-    alerts: list[Alert] = []
-    try:
-        if rest is not None:
-            calls, alerts = _tick_output(shadow.monitor.push({pid: rest}))
-        last = _tick_output(shadow.monitor.discharge(pid))
-        shadow.record(champion, (calls + last[0], alerts + last[1]))
-    finally:
-        shadow.forget(pid)
-
-
-def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
-    """Admit a restored ECG patient to the shadow monitor with the shadow's own memory when
-    it fits (the comparison with the champion, which carries its memory, stays fair)."""
-    if a.shadow_memory is not None:
-        try:
-            shadow.monitor.admit(a.patient_id, a.fs, PatientMemory.from_bytes(a.shadow_memory))
-            return
-        except ValueError as e:
-            logger.warning("ward: the shadow starts %s afresh: %s", a.patient_id, e)
-    shadow.monitor.admit(a.patient_id, a.fs)
 
 
 def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
@@ -309,7 +275,7 @@ class Ward(SepsisWard):
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
                     carried += memory is not None
-                    self._in_shadow(self._shadow_ecg, lambda sh, a=a: _admit_shadow(sh, a))
+                    self._in_shadow(self._shadow_ecg, lambda sh, a=a: self._admit_shadow(sh, a))
                     bed = EcgBed(
                         a.fs,
                         datetime.fromisoformat(a.admitted_at),
@@ -324,8 +290,10 @@ class Ward(SepsisWard):
                     )
                     if bed.poor_seq is not None:
                         self.ecg.signal_alarm_open(a.patient_id)
-                        self._in_shadow(self._shadow_ecg,
-                                        lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id))  # fmt: skip
+                        self._in_shadow(
+                            self._shadow_ecg,
+                            lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id),
+                        )
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:
                         said = (
@@ -524,7 +492,7 @@ class Ward(SepsisWard):
                 self._in_shadow(
                     self._shadow_ecg,
                     lambda sh: sh.record(
-                        (result.calls, result.alerts), _tick_output(sh.monitor.push(chunks))
+                        (result.calls, result.alerts), self._tick_output(sh.monitor.push(chunks))
                     ),
                 )
             n_beats = n_alarms = 0
@@ -574,7 +542,7 @@ class Ward(SepsisWard):
             calls += t.calls
             alerts += t.alerts
             self._in_shadow(
-                self._shadow_ecg, lambda sh: _discharge_shadow(sh, pid, rest, (calls, alerts))
+                self._shadow_ecg, lambda sh: self._discharge_shadow(sh, pid, rest, (calls, alerts))
             )
             self._record_ecg(calls, alerts)
             with self._queue_lock:

@@ -14,8 +14,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
+from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_events import WardEvents
+from vitalgru.scoring.ward_journal import EcgAdmission
 
 __all__ = ["WardShadows"]
 
@@ -93,3 +98,37 @@ class WardShadows(WardEvents):
                 self.shadow_since[task] = str(snap.get("since") or self.shadow_since[task])
                 took.append(task)
         return took
+
+    @staticmethod
+    def _tick_output(t: Any) -> tuple[list[BeatCall], list[Alert]]:
+        return list(t.calls), list(t.alerts)
+
+    @staticmethod
+    def _discharge_shadow(
+        shadow: EcgShadow,
+        pid: str,
+        rest: np.ndarray | None,
+        champion: tuple[list[BeatCall], list[Alert]],
+    ) -> None:
+        """The shadow's side of an ECG discharge: what was queued, the beats still waiting."""
+        calls: list[BeatCall] = []
+        alerts: list[Alert] = []
+        try:
+            if rest is not None:
+                calls, alerts = WardShadows._tick_output(shadow.monitor.push({pid: rest}))
+            last = WardShadows._tick_output(shadow.monitor.discharge(pid))
+            shadow.record(champion, (calls + last[0], alerts + last[1]))
+        finally:
+            shadow.forget(pid)
+
+    @staticmethod
+    def _admit_shadow(shadow: EcgShadow, a: EcgAdmission) -> None:
+        """Admit a restored ECG patient to the shadow monitor with the shadow's own memory when
+        it fits (the comparison with the champion, which carries its memory, stays fair)."""
+        if a.shadow_memory is not None:
+            try:
+                shadow.monitor.admit(a.patient_id, a.fs, PatientMemory.from_bytes(a.shadow_memory))
+                return
+            except ValueError as e:
+                logger.warning("ward: the shadow starts %s afresh: %s", a.patient_id, e)
+        shadow.monitor.admit(a.patient_id, a.fs)
