@@ -15,8 +15,10 @@ not been seen before.
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
 once a minute whatever tokens arrive; while it cannot be fetched the keys last fetched stay
-in use (a key the EHR withdrew stops verifying within the hour). :func:`jwk_of` and :func:`sign_token` are
-the EHR's side, for trying a deployment by hand and for the tests.
+in use (a key the EHR withdrew stops verifying within the hour).
+
+:func:`jwk_of` and :func:`sign_token` are the EHR's side, for trying a deployment by hand
+and for the tests.
 """
 
 from __future__ import annotations
