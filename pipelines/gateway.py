@@ -16,6 +16,7 @@ description at ``/openapi.json``.
 ``POST /ecg/{patient}``                   ``{"samples": [mV, ...]}`` (null: a gap): queue
 ``GET /ecg/{patient}``                    beats by class, heart rate, recent beats, alarms
 ``DELETE /ecg/{patient}``                 end the feed; the final summary
+``POST /ecg/{patient}/merge?into=ID``     the stream goes on under the patient's own record
 ``POST /vitals/{patient}/admit``          start hourly sepsis scoring (optional body: the
                                           demographics, ``{"Age": 71, "Gender": 1}``)
 ``POST /vitals/{patient}``                one hour (``ICULOS`` and values): its risk
@@ -169,6 +170,14 @@ class EcgChunk(BaseModel):
     samples: list[float | None] = Field(
         description="the next samples of the feed's one lead, in mV; null for a gap"
     )
+
+
+def _check_merge_target(request: Request, into: str) -> None:
+    """403 unless the caller's token covers ``into``, the record a stay is merged into (a
+    token limited to patients must cover both records)."""
+    cred = request.state.credential
+    if cred is not None and cred.patients is not None and not cred.covers(into):
+        raise HTTPException(403, f"token {cred.name!r} is not for patient {into!r}")
 
 
 #: Where an event comes from (the ``source`` filter of ``/events``).
@@ -429,6 +438,20 @@ def create_app(
         used for the hours scored from now on; hours already scored keep their risks."""
         return http_call(ward.update_sepsis_static, patient_id, static)
 
+    @feeds.post("/ecg/{patient_id}/merge")
+    def ecg_merge(
+        patient_id: str,
+        request: Request,
+        into: Annotated[str, Query(min_length=1, description="the identifier the stream goes "
+                                   "on under (the patient's own record)")],
+    ) -> dict[str, Any]:  # fmt: skip
+        """Two records of one patient merged by the hospital: the ECG stream goes on under
+        ``into`` (send its samples there from now on), the network's state and the alarms
+        going on included; 409 when ``into`` is on ECG monitoring already, 403 when the
+        token is limited to patients and ``into`` is not one of them."""
+        _check_merge_target(request, into)
+        return http_call(ward.merge_ecg, patient_id, into)
+
     @feeds.post("/vitals/{patient_id}/merge")
     def vitals_merge(
         patient_id: str,
@@ -440,9 +463,7 @@ def create_app(
         patient's own): the sepsis stay goes on under ``into``, hours, network state and
         alarm episode included; 409 when ``into`` has a stay of their own, 403 when the
         token is limited to patients and ``into`` is not one of them."""
-        cred = request.state.credential
-        if cred is not None and cred.patients is not None and not cred.covers(into):
-            raise HTTPException(403, f"token {cred.name!r} is not for patient {into!r}")
+        _check_merge_target(request, into)
         return http_call(ward.merge_sepsis, patient_id, into)
 
     @feeds.post("/vitals/{patient_id}/close")

@@ -398,19 +398,37 @@ class Hl7Inbox:
                                    *update.notes])  # fmt: skip
 
     def _merge(self, msg: Hl7Message, pid: str) -> tuple[dict[str, Any], str]:
-        """``ADT^A40``: the stay of the record merged away (``MRG-1``) goes on under the
-        surviving identifier (``PID-3``)."""
+        """``ADT^A40``: the sepsis stay and the ECG stream of the record merged away
+        (``MRG-1``) go on under the surviving identifier (``PID-3``). Both are checked before
+        either moves: a refusal (the surviving record has a stay or a stream of its own)
+        changes nothing."""
         prior = msg.prior_patient_ids
         if not prior:
             raise Refused(422, "ADT^A40 without MRG-1: it does not say which record is merged")
-        on = set(self.ward.patients().get("sepsis", []))
-        old = next((p for p in prior if p in on), None)
-        if old is None:
-            return {}, f"{', '.join(prior)} not on sepsis scoring; nothing to merge"
-        summary = ward_call(self.ward.merge_sepsis, old, pid)
-        return {**summary, "hl7_action": "merge"}, (
-            f"patient {old} merged into {pid}: the sepsis stay goes on under {pid}"
-        )
+        on = self.ward.patients()
+        moves = [(monitor, old, merge) for monitor, merge in (
+            ("sepsis", self.ward.merge_sepsis), ("ecg", self.ward.merge_ecg))
+            for old in [next((p for p in prior if p in on.get(monitor, [])), None)]
+            if old is not None]  # fmt: skip
+        if not moves:
+            return (
+                {},
+                f"{', '.join(prior)} not on sepsis scoring or ECG monitoring; nothing to merge",
+            )
+        for monitor, _, _ in moves:
+            if pid in on.get(monitor, []):
+                what = "a stay" if monitor == "sepsis" else "an ECG stream"
+                raise Refused(409, f"patient {pid!r} has {what} of their own; nothing was "
+                                   "merged (discharge one of the two first)")  # fmt: skip
+        summary: dict[str, Any] = {}
+        said = []
+        for monitor, old, merge in moves:
+            got = ward_call(merge, old, pid)
+            summary = summary or got  # the sepsis stay's, when there is one
+            said.append(f"the {'sepsis stay' if monitor == 'sepsis' else 'ECG stream'} goes on")
+        olds = " and ".join(dict.fromkeys(old for _, old, _ in moves))
+        text = f"patient {olds} merged into {pid}: {' and '.join(said)} under {pid}"
+        return {**summary, "hl7_action": "merge"}, text
 
     def _discharge(self, pid: str, why: str) -> tuple[dict[str, Any], str]:
         summary = ward_call(self.ward.discharge_sepsis, pid)

@@ -1154,3 +1154,23 @@ def test_a_restarted_gateway_goes_on_with_the_same_challengers_comparison(
     other.add_hour("p1", rows[4])
     assert other.shadow_report()["early_warning"]["hours"] == 5
     other.close()
+
+
+def test_an_ecg_stream_is_merged_into_the_patients_own_record(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.json"
+    engine = new_token(f, "integration engine", "feed")
+    bed = new_token(f, "bed-4 monitor", "feed", patients=["tmp-*", "bed-4"])
+    app = create_app(Ward(untrained_monitor()), tick_s=0, tokens=TokenTable.from_file(f))
+    with TestClient(app) as c:
+        as_bed, as_engine = ({"Authorization": f"Bearer {t}"} for t in (bed, engine))
+        assert c.post("/ecg/tmp-4/admit", json={"fs": 360}, headers=as_bed).status_code == 201
+        refused = c.post("/ecg/tmp-4/merge?into=mrn-4", headers=as_bed)
+        assert refused.status_code == 403 and "not for patient 'mrn-4'" in refused.text
+        got = c.post("/ecg/tmp-4/merge?into=mrn-4", headers=as_engine)
+        assert got.status_code == 200 and got.json()["patient_id"] == "mrn-4"
+        again = c.post("/ecg/tmp-4", json={"samples": [0.0] * 36}, headers=as_engine)
+        assert again.status_code == 404 and "was merged into 'mrn-4'" in again.text
+        assert c.post("/ecg/tmp-4/merge?into=mrn-5", headers=as_engine).status_code == 404
+        c.post("/ecg/bed-4/admit", json={"fs": 360}, headers=as_engine)
+        clash = c.post("/ecg/mrn-4/merge?into=bed-4", headers=as_engine)
+        assert clash.status_code == 409 and "already on ECG monitoring" in clash.text

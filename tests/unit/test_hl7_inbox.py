@@ -375,6 +375,32 @@ def test_adt_updates_demographics_and_merges_records_of_one_patient(
     assert "nothing to update" in inbox.handle(_adt("A08", "M8", "mrn-6", start)).text
 
 
+def test_a_merge_moves_the_ecg_stream_with_the_stay_or_nothing_at_all(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    model, preprocessing, _ = sepsis_fit
+    ward = Ward(untrained_monitor(), EarlyWarningMonitor(model, preprocessing))
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    start = datetime.now(UTC) - timedelta(hours=2)
+    for pid in ("tmp-1", "tmp-2"):  # on both monitors under a temporary number
+        ward.admit_sepsis(pid, None, start)
+        ward.admit_ecg(pid, 360.0)
+    ward.admit_ecg("mrn-9", 360.0)  # a stream of its own under the record merged into
+    out = inbox.handle(_merge("M1", "mrn-1", "tmp-1", datetime.now(UTC)))
+    assert out.code == "AA", out.text
+    assert out.text.endswith("patient tmp-1 merged into mrn-1: the sepsis stay goes on and "
+                             "the ECG stream goes on under mrn-1")  # fmt: skip
+    assert out.result["patient_id"] == "mrn-1" and "fs" not in out.result  # the stay's summary
+    on = ward.patients()
+    assert sorted(on["sepsis"]) == ["mrn-1", "tmp-2"] and "mrn-1" in on["ecg"]
+    monitors = [e["monitor"] for e in ward.events(source="ward")["events"]]
+    assert monitors == ["sepsis", "ecg"]
+    out = inbox.handle(_merge("M2", "mrn-9", "tmp-2", datetime.now(UTC)))
+    assert (out.code, out.status) == ("AE", 409) and "has an ECG stream of their own" in out.text
+    on = ward.patients()  # refused before either moved: the stay stays too
+    assert "tmp-2" in on["sepsis"] and "tmp-2" in on["ecg"]
+
+
 def test_a_merged_stay_keeps_its_alarm_episode_across_a_restart(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:

@@ -439,6 +439,19 @@ class ArrhythmiaMonitor:
         windows that re-arm the poor-signal alarm (:attr:`AlertTracker.signal_good`)."""
         return self._get(patient_id).alerts.signal_good
 
+    def rename(self, patient_id: str, new_id: str) -> None:
+        """Go on with a patient's stream under another identifier (two records of one
+        patient merged by the hospital): the detector, the beats waiting, the network's state
+        and the alarms carry over; beats and alarms from now on name ``new_id``. KeyError
+        for a patient not monitored; ValueError when ``new_id`` is being monitored already."""
+        old, new = str(patient_id), str(new_id)
+        st = self._get(old)
+        if new in self._patients:
+            raise ValueError(f"patient {new!r} is already being monitored")
+        del self._patients[old]
+        st.pid = st.alerts.patient_id = new
+        self._patients[new] = st
+
     def signal_alarm_open(self, patient_id: str) -> None:
         """The patient's poor-signal alarm, raised before a restart, is still open: raise
         none again until the signal has re-armed it (:meth:`AlertTracker.signal_alarm_open`)."""

@@ -174,6 +174,13 @@ class EcgShadow:
             for a in alerts:
                 self.alarms[side][a.kind] += 1
 
+    def rename(self, patient_id: str, new_id: str) -> None:
+        """The patient's stream goes on under ``new_id`` (records merged), in the shadow
+        monitor and in the beats waiting for a match."""
+        self.monitor.rename(patient_id, new_id)
+        if patient_id in self._waiting:
+            self._waiting[new_id] = self._waiting.pop(patient_id)
+
     def forget(self, patient_id: str) -> None:
         """A discharged patient's unmatched beats stay unmatched."""
         self._waiting.pop(patient_id, None)

@@ -62,7 +62,7 @@ from vitalgru.scoring.ward_ecg_bed import (
 )
 from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays
 from vitalgru.scoring.ward_journal import WardJournal, WardState
-from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
+from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _merged_ids, _SepsisBed
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +124,11 @@ def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
     second, so an alarm of an earlier stay in the very second of the readmission would be
     taken up too, and ended by the new stay's signal)."""
     admitted = {a.patient_id: a.admitted_at for a in state.ecg}
+    now_id = _merged_ids(state.events, "ecg")  # an alarm raised before a merge: the old id
     raised: dict[tuple[str, str], int] = {}
     ended: set[int] = set()
     for e in state.events:
-        pid, kind = str(e.get("patient_id")), e.get("kind")
+        pid, kind = now_id(e.get("patient_id")), e.get("kind")
         if e.get("ends") is not None:
             ended.add(int(e["ends"]))
         elif kind in ("feed_lost", "poor_signal") and pid in admitted:
@@ -425,6 +426,10 @@ class Ward(SepsisWard):
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)
             if bed is None:
+                now = _merged_ids(list(self._events), "ecg")(pid)
+                if now != pid and now in self._ecg_beds:
+                    raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
+                                   f"samples under {now!r}")  # fmt: skip
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
             if (bed.queued_n + x.size) / bed.fs > self.max_chunk_s:
                 raise ValueError(
@@ -550,6 +555,41 @@ class Ward(SepsisWard):
                 summary = self._ecg_beds.pop(pid).summary(pid)
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
+
+    def merge_ecg(self, patient_id: str, into: str) -> dict[str, Any]:
+        """Go on with an ECG patient's stream under another identifier, when the hospital
+        merges two records of one patient (``ADT^A40``: a temporary number into the
+        patient's own). The feed's samples are taken under ``into`` from now on; the beats
+        waiting, the network's state and memory, the counts, the alarms going on (a lost
+        feed, a poor signal) and the trends of earlier streams carry over; events logged
+        before keep the identifier they were logged under, and the log gets a
+        ``patient_merged`` event (source ``ward``, ``monitor`` ``ecg``, ``merged_from``).
+        Samples still sent under the old identifier are refused, naming ``into``. Returns
+        the :meth:`ecg_summary` under ``into``. KeyError for a patient not on ECG
+        monitoring; ValueError when ``into`` is on ECG monitoring already (two streams are
+        not joined: discharge one first) or is the same id."""
+        self._need(self.ecg, "arrhythmia")
+        old, new = str(patient_id), str(into)
+        if old == new:
+            raise ValueError(f"patient {old!r} cannot be merged into itself")
+        with self._model_lock, self._queue_lock:
+            bed = self._ecg_beds.get(old)
+            if bed is None:
+                raise KeyError(f"patient {old!r} is not on ECG monitoring")
+            if new in self._ecg_beds:
+                raise ValueError(
+                    f"patient {new!r} is already on ECG monitoring with a stream of their "
+                    f"own; {old!r} was not merged into it (discharge one of the two first)"
+                )
+            self.ecg.rename(old, new)
+            self._in_shadow(self._shadow_ecg, lambda sh: sh.rename(old, new))
+            self._ecg_beds[new] = self._ecg_beds.pop(old)
+            self._journal("merge_ecg", old, new)
+            self._event({"source": "ward", "patient_id": new, "kind": "patient_merged",
+                         "monitor": "ecg", "merged_from": old,
+                         "message": f"patient {old} merged into {new}: the ECG stream goes "
+                         f"on under {new}"})  # fmt: skip
+            return bed.summary(new)
 
     def _end_poor_signal(self, pids: Iterable[str]) -> None:
         """Log ``signal_restored`` (``ends``: the alarm) for each of ``pids`` whose

@@ -231,6 +231,20 @@ class WardJournal:
                 [(pid, monitor, saved_at, sqlite3.Binary(m)) for pid, m in memories.items()],
             )
 
+    def merge_ecg(self, patient_id: str, new_id: str) -> None:
+        """Keep an ECG patient's stream under ``new_id`` (two records of one patient merged):
+        the bed, the memories kept and the heart-rate trends of earlier streams."""
+        with self._write() as db:
+            for table in ("ecg_beds", "ecg_memory"):
+                db.execute(f"UPDATE {table} SET patient_id = ? WHERE patient_id = ?",
+                           (new_id, patient_id))  # fmt: skip
+            row = db.execute("SELECT value FROM meta WHERE key = 'value:ecg_trends'").fetchone()
+            trends = json.loads(row[0]) if row else {}
+            if isinstance(trends, dict) and patient_id in trends:
+                trends[new_id] = trends.pop(patient_id)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'value:ecg_trends'",
+                           (event_json(trends),))  # fmt: skip
+
     def discharge_ecg(self, patient_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM ecg_beds WHERE patient_id = ?", (patient_id,))

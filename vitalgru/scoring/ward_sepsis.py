@@ -111,11 +111,13 @@ def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping
     return out
 
 
-def _merged_ids(events: list[dict[str, Any]]) -> Callable[[Any], str]:
+def _merged_ids(events: list[dict[str, Any]], monitor: str = "sepsis") -> Callable[[Any], str]:
     """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
-    the log (a record merged into one that was merged again ends at the last)."""
+    ``monitor`` (``sepsis`` or ``ecg``; an event without one is a sepsis merge) in the log (a
+    record merged into one that was merged again ends at the last)."""
     into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
-            if e.get("kind") == "patient_merged"}  # fmt: skip
+            if e.get("kind") == "patient_merged"
+            and e.get("monitor", "sepsis") == monitor}  # fmt: skip
 
     def now_id(pid: Any) -> str:
         pid, seen = str(pid), set()
@@ -624,6 +626,7 @@ class SepsisWard(WardShadows):
                     "source": "ward",
                     "patient_id": new,
                     "kind": "patient_merged",
+                    "monitor": "sepsis",
                     "merged_from": old,
                     "message": f"patient {old} merged into {new}: the sepsis stay goes on "
                     f"under {new}",

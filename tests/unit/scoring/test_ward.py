@@ -993,3 +993,70 @@ def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path
     again.add_ecg("bed-1", [0.0] * 36)
     assert "feed_restored" not in {e["kind"] for e in again.events()["events"]}
     again.close()
+
+
+def test_a_merged_ecg_stream_goes_on_under_the_patients_own_record(
+    signals: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    x = signals["119"]  # V beats in bigeminy
+    half = 45 * 360
+    ref = Ward(untrained_monitor())
+    ref.admit_ecg("mrn-1", 360.0)
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), shadow_ecg=untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("tmp-1", 360.0)
+    ward.admit_ecg("mrn-2", 360.0)  # another patient's stream
+    for k in range(0, half, 720):
+        ward.add_ecg("tmp-1", x[k : k + 720].tolist())
+        ref.add_ecg("mrn-1", x[k : k + 720].tolist())
+        ward.tick(), ref.tick()
+    ward.save_memory()
+    with pytest.raises(ValueError, match="already on ECG monitoring"):
+        ward.merge_ecg("tmp-1", "mrn-2")  # two streams are not joined
+    with pytest.raises(KeyError, match="not on ECG monitoring"):
+        ward.merge_ecg("tmp-9", "mrn-1")
+    with pytest.raises(ValueError, match="into itself"):
+        ward.merge_ecg("tmp-1", "tmp-1")
+    summary = ward.merge_ecg("tmp-1", "mrn-1")
+    assert summary["patient_id"] == "mrn-1" and sorted(ward.patients()["ecg"]) == ["mrn-1", "mrn-2"]
+    with pytest.raises(KeyError, match="was merged into 'mrn-1'"):
+        ward.add_ecg("tmp-1", [0.0] * 36)  # the feed still sending the old number is told
+    for k in range(half, SECONDS * 360, 720):
+        ward.add_ecg("mrn-1", x[k : k + 720].tolist())
+        ref.add_ecg("mrn-1", x[k : k + 720].tolist())
+        ward.tick(), ref.tick()
+    # one stream, as if it had never been renamed: the network's state and beats carried
+    got, want = ward.ecg_summary("mrn-1"), ref.ecg_summary("mrn-1")
+    assert got["counts"] == want["counts"] and sum(got["counts"].values()) > 50
+    assert [b["label"] for b in got["last_beats"]] == [b["label"] for b in want["last_beats"]]
+    (merged,) = [e for e in ward.events()["events"] if e["kind"] == "patient_merged"]
+    assert (merged["source"], merged["monitor"], merged["patient_id"], merged["merged_from"]) == (
+        "ward", "ecg", "mrn-1", "tmp-1")  # fmt: skip
+    shadow = ward.shadow_report()["arrhythmia"]  # the challenger followed the merge
+    assert ward.shadow_errors == 0 and shadow["agreement"] == 1.0
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    taken = again.restore(again.journal.load())
+    assert sorted(again.patients()["ecg"]) == ["mrn-1", "mrn-2"]
+    assert taken["ecg_memory"] == 2  # both kept their memory, the merged one under its new id
+    assert again.ecg_summary("mrn-1")["counts"] == got["counts"]
+    again.close()
+
+
+def test_an_alarm_going_on_at_a_merge_is_taken_up_under_the_new_record(tmp_path: Path) -> None:
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
+    ward.admit_ecg("tmp-1", 360.0)
+    time.sleep(0.03)
+    ward.tick()  # the feed is lost under the temporary number
+    (lost,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "feed_lost"]
+    ward.merge_ecg("tmp-1", "mrn-1")
+    assert ward.alarms_in_progress() == [lost]
+    ward.close()
+    again = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
+    again.restore(again.journal.load())
+    assert again.alarms_in_progress() == [lost]  # followed through the merge
+    again.add_ecg("mrn-1", [0.0] * 36)
+    (back,) = [e for e in again.events(lost)["events"] if e["kind"] == "feed_restored"]
+    assert back["ends"] == lost and back["patient_id"] == "mrn-1"
+    again.close()
