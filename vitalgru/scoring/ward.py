@@ -60,9 +60,9 @@ from vitalgru.scoring.ward_ecg_bed import (
     EcgBed,
     kept_trends,
 )
-from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays
+from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays, merged_ids
 from vitalgru.scoring.ward_journal import WardJournal, WardState
-from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _merged_ids, _SepsisBed
+from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
     second, so an alarm of an earlier stay in the very second of the readmission would be
     taken up too, and ended by the new stay's signal)."""
     admitted = {a.patient_id: a.admitted_at for a in state.ecg}
-    now_id = _merged_ids(state.events, "ecg")  # an alarm raised before a merge: the old id
+    now_id = merged_ids(state.events, "ecg")  # an alarm raised before a merge: the old id
     raised: dict[tuple[str, str], int] = {}
     ended: set[int] = set()
     for e in state.events:
@@ -426,7 +426,7 @@ class Ward(SepsisWard):
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)
             if bed is None:
-                now = _merged_ids(list(self._events), "ecg")(pid)
+                now = merged_ids(list(self._events), "ecg")(pid)
                 if now != pid and now in self._ecg_beds:
                     raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
                                    f"samples under {now!r}")  # fmt: skip

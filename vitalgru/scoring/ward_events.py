@@ -14,13 +14,13 @@ import logging
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from vitalgru.scoring.ward_journal import WardJournal
 
-__all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays"]
+__all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays", "merged_ids"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
@@ -64,6 +64,24 @@ def _iso(t: datetime) -> str:
 
 def _utc_now() -> str:
     return _iso(datetime.now(UTC))
+
+
+def merged_ids(events: list[dict[str, Any]], monitor: str = "sepsis") -> Callable[[Any], str]:
+    """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
+    ``monitor`` (``sepsis`` or ``ecg``; an event without one is a sepsis merge) in the log (a
+    record merged into one that was merged again ends at the last)."""
+    into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
+            if e.get("kind") == "patient_merged"
+            and e.get("monitor", "sepsis") == monitor}  # fmt: skip
+
+    def now_id(pid: Any) -> str:
+        pid, seen = str(pid), set()
+        while pid in into and pid not in seen:
+            seen.add(pid)
+            pid = into[pid]
+        return pid
+
+    return now_id
 
 
 class WardEvents:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
-from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now, merged_ids
 from vitalgru.scoring.ward_journal import WardState
 from vitalgru.scoring.ward_shadows import WardShadows
 
@@ -111,24 +111,6 @@ def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping
     return out
 
 
-def _merged_ids(events: list[dict[str, Any]], monitor: str = "sepsis") -> Callable[[Any], str]:
-    """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
-    ``monitor`` (``sepsis`` or ``ecg``; an event without one is a sepsis merge) in the log (a
-    record merged into one that was merged again ends at the last)."""
-    into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
-            if e.get("kind") == "patient_merged"
-            and e.get("monitor", "sepsis") == monitor}  # fmt: skip
-
-    def now_id(pid: Any) -> str:
-        pid, seen = str(pid), set()
-        while pid in into and pid not in seen:
-            seen.add(pid)
-            pid = into[pid]
-        return pid
-
-    return now_id
-
-
 def _now() -> datetime:
     """The wall clock the sepsis hours close on (one place, for tests to move)."""
     return datetime.now(UTC)
@@ -198,7 +180,7 @@ class SepsisWard(WardShadows):
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.scored(r, None)
-            now_id = _merged_ids(state.events)  # events logged before a merge: the old id
+            now_id = merged_ids(state.events)  # events logged before a merge: the old id
             onsets = {now_id(e["patient_id"]): e for e in state.events
                       if e.get("source") == "sepsis"}  # fmt: skip
             paged = {now_id(e["patient_id"]): e for e in state.events
