@@ -570,25 +570,13 @@ class Ward(SepsisWard):
         not joined: discharge one first) or is the same id."""
         self._need(self.ecg, "arrhythmia")
         old, new = str(patient_id), str(into)
-        if old == new:
-            raise ValueError(f"patient {old!r} cannot be merged into itself")
         with self._model_lock, self._queue_lock:
-            bed = self._ecg_beds.get(old)
-            if bed is None:
-                raise KeyError(f"patient {old!r} is not on ECG monitoring")
-            if new in self._ecg_beds:
-                raise ValueError(
-                    f"patient {new!r} is already on ECG monitoring with a stream of their "
-                    f"own; {old!r} was not merged into it (discharge one of the two first)"
-                )
+            bed = self._merge_checked(self._ecg_beds, old, new, "ECG monitoring", "a stream")
             self.ecg.rename(old, new)
             self._in_shadow(self._shadow_ecg, lambda sh: sh.rename(old, new))
             self._ecg_beds[new] = self._ecg_beds.pop(old)
             self._journal("merge_ecg", old, new)
-            self._event({"source": "ward", "patient_id": new, "kind": "patient_merged",
-                         "monitor": "ecg", "merged_from": old,
-                         "message": f"patient {old} merged into {new}: the ECG stream goes "
-                         f"on under {new}"})  # fmt: skip
+            self._log_merge("ecg", old, new, "the ECG stream")
             return bed.summary(new)
 
     def _end_poor_signal(self, pids: Iterable[str]) -> None:

@@ -119,6 +119,30 @@ class WardEvents:
         self._journal("add_event", self._events[-1])
         return self._events[-1]
 
+    def _merge_checked(
+        self, beds: Mapping[str, Any], old: str, new: str, on: str, what: str
+    ) -> Any:
+        """The bed ``old`` has in ``beds`` (those on ``on``: "ECG monitoring"), once a merge
+        of it into ``new`` is allowed (the caller holds the queue lock): ValueError for the
+        same id or a ``new`` with ``what`` ("a stream") of their own, KeyError for an ``old``
+        not there."""
+        if old == new:
+            raise ValueError(f"patient {old!r} cannot be merged into itself")
+        bed = beds.get(old)
+        if bed is None:
+            raise KeyError(f"patient {old!r} is not on {on}")
+        if new in beds:
+            raise ValueError(f"patient {new!r} is already on {on} with {what} of their own; "
+                             f"{old!r} was not merged into it (discharge one of the two first)")  # fmt: skip
+        return bed
+
+    def _log_merge(self, monitor: str, old: str, new: str, what: str) -> None:
+        """Log a ``patient_merged`` event: ``what`` of ``monitor`` ("sepsis", "ecg") goes on
+        under ``new`` (the caller holds the queue lock)."""
+        self._event({"source": "ward", "patient_id": new, "kind": "patient_merged",
+                     "monitor": monitor, "merged_from": old,
+                     "message": f"patient {old} merged into {new}: {what} goes on under {new}"})  # fmt: skip
+
     def _escalates(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` is an alarm that escalates when no one acknowledges it."""
         return (

@@ -585,17 +585,8 @@ class SepsisWard(WardShadows):
         of their own (two stays are not joined: discharge one first) or is the same id."""
         self._need(self.sepsis, "early-warning")
         old, new = str(patient_id), str(into)
-        if old == new:
-            raise ValueError(f"patient {old!r} cannot be merged into itself")
         with self._model_lock, self._queue_lock:
-            bed = self._sepsis_beds.get(old)
-            if bed is None:
-                raise KeyError(f"patient {old!r} is not on sepsis monitoring")
-            if new in self._sepsis_beds:
-                raise ValueError(
-                    f"patient {new!r} is already on sepsis monitoring with a stay of their "
-                    f"own; {old!r} was not merged into it (discharge one of the two first)"
-                )
+            bed = self._merge_checked(self._sepsis_beds, old, new, "sepsis monitoring", "a stay")
             self.sepsis.rename(old, new)
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.rename(old, new))
             del self._sepsis_beds[old]
@@ -603,17 +594,7 @@ class SepsisWard(WardShadows):
             bed.peak = None if bed.peak is None else replace(bed.peak, patient_id=new)
             self._sepsis_beds[new] = bed
             self._journal("merge_sepsis", old, new)
-            self._event(
-                {
-                    "source": "ward",
-                    "patient_id": new,
-                    "kind": "patient_merged",
-                    "monitor": "sepsis",
-                    "merged_from": old,
-                    "message": f"patient {old} merged into {new}: the sepsis stay goes on "
-                    f"under {new}",
-                }
-            )
+            self._log_merge("sepsis", old, new, "the sepsis stay")
             return self._sepsis_summary(new, bed)
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
