@@ -13,7 +13,10 @@ monitor it runs:
   by whom it was acknowledged (``warning``; ``critical`` once escalated unacknowledged; an
   episode in the lockout after an acknowledged alarm is ``info``);
 - ``vitalgru-ecg``: a card for each of the patient's five newest ECG alarms no one has
-  acknowledged (``critical`` for ventricular runs and pauses, ``warning`` otherwise).
+  acknowledged (``critical`` for ventricular runs and pauses, ``warning`` otherwise);
+- ``vitalgru-sepsis-discharge`` and ``vitalgru-ecg-discharge``: the same cards on the
+  ``encounter-discharge`` hook, their detail opening with :data:`DISCHARGE_NOTE`, so that a
+  patient is not discharged with an alarm going on unseen.
 
 No alarm, no card (an empty list, as the specification asks). Each card links to the
 patient's page on the gateway and has a ``uuid`` made from its alarm's event; the EHR's
@@ -49,6 +52,7 @@ from vitalgru.reports.monitoring import ALERT_NAMES
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
 
 __all__ = [
+    "DISCHARGE_NOTE",
     "SERVICES",
     "CdsStats",
     "apply_feedback",
@@ -59,21 +63,42 @@ __all__ = [
     "sepsis_cards",
 ]
 
-#: The services, by id: (monitor, title, description).
-SERVICES: dict[str, tuple[str, str, str]] = {
+#: The services, by id: (monitor, hook, title, description).
+SERVICES: dict[str, tuple[str, str, str, str]] = {
     "vitalgru-sepsis": (
         "sepsis",
+        "patient-view",
         "vitalgru sepsis early warning",
         "While the patient is in a sepsis alarm episode of the gateway's early-warning model: "
         "the risk, the estimated probability of sepsis within 6 hours and what raised it.",
     ),
     "vitalgru-ecg": (
         "ecg",
+        "patient-view",
         "vitalgru ECG alarms",
         "The patient's newest ECG alarms (ventricular or supraventricular runs, frequent "
         "ventricular ectopy, pauses, poor signal, a lost feed) that no one has acknowledged.",
     ),
+    "vitalgru-sepsis-discharge": (
+        "sepsis",
+        "encounter-discharge",
+        "vitalgru sepsis alarm at discharge",
+        "When the patient is being discharged while in a sepsis alarm episode of the "
+        "gateway's early-warning model: the alarm's card, before the discharge is signed.",
+    ),
+    "vitalgru-ecg-discharge": (
+        "ecg",
+        "encounter-discharge",
+        "vitalgru ECG alarms at discharge",
+        "When the patient is being discharged with ECG alarms no one has acknowledged: their "
+        "cards, before the discharge is signed.",
+    ),
 }
+#: Said first in the detail of a card given on the ``encounter-discharge`` hook.
+DISCHARGE_NOTE = (
+    "The patient is being discharged while this alarm goes on: review it before the "
+    "discharge is signed."
+)
 #: ECG alarms given a card each, the newest first.
 ECG_CARDS = 5
 #: ECG alarms whose card is critical.
@@ -119,9 +144,9 @@ def discovery(monitors: set[str]) -> dict[str, Any]:
     """The discovery document: the services of the monitors the gateway runs."""
     return {
         "services": [
-            {"hook": "patient-view", "id": sid, "title": title, "description": text,
+            {"hook": hook, "id": sid, "title": title, "description": text,
              "prefetch": {"patient": "Patient/{{context.patientId}}"}}
-            for sid, (monitor, title, text) in SERVICES.items() if monitor in monitors
+            for sid, (monitor, hook, title, text) in SERVICES.items() if monitor in monitors
         ]
     }  # fmt: skip
 
@@ -150,7 +175,7 @@ def card_uuid(event: Mapping[str, Any]) -> str:
 
 
 def _source(service: str) -> dict[str, Any]:
-    return {"label": SERVICES[service][1]}
+    return {"label": SERVICES[service][2]}
 
 
 def _ack_line(event: Mapping[str, Any]) -> str:
@@ -167,10 +192,11 @@ def sepsis_cards(
     onset: Mapping[str, Any] | None,
     threshold: float,
     page: str | None = None,
+    service: str = "vitalgru-sepsis",
 ) -> list[dict[str, Any]]:
     """The card of a sepsis patient (:meth:`Ward.sepsis_summary`, the episode's onset event,
-    the model's alarm line, the stay page's URL if it has one a browser reaches): one while
-    in an alarm episode, else none."""
+    the model's alarm line, the stay page's URL if it has one a browser reaches), from
+    ``service``: one while in an alarm episode, else none."""
     last = summary.get("last_hour")
     if not summary.get("in_alarm") or onset is None or last is None:
         return []
@@ -196,7 +222,7 @@ def sepsis_cards(
     ])  # fmt: skip
     return [{
         "uuid": card_uuid(onset), "summary": summary_line, "indicator": indicator,
-        "detail": detail, "source": _source("vitalgru-sepsis"),
+        "detail": detail, "source": _source(service),
         "overrideReasons": OVERRIDE_REASONS,
         **_links("The stay's risk, hour by hour", page),
     }]  # fmt: skip
@@ -212,7 +238,10 @@ TECHNICAL_ECG = {"poor_signal", "feed_lost"}
 
 
 def ecg_cards(
-    summary: Mapping[str, Any], page: str | None = None, live: Collection[int] = ()
+    summary: Mapping[str, Any],
+    page: str | None = None,
+    live: Collection[int] = (),
+    service: str = "vitalgru-ecg",
 ) -> list[dict[str, Any]]:
     """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
     acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL); a technical one
@@ -229,7 +258,7 @@ def ecg_cards(
             "summary": f"ECG alarm: {name} at {a.get('received_at')}"[:139],
             "indicator": "critical" if a.get("kind") in CRITICAL_ECG else "warning",
             "detail": f"{a.get('message', name)}\n\n{_ack_line(a)}",
-            "source": _source("vitalgru-ecg"),
+            "source": _source(service),
             **_links("The ECG page, with the alarm's strip", page),
         })  # fmt: skip
     return cards
@@ -317,11 +346,12 @@ def cds_router(
     router = APIRouter(dependencies=[Depends(caller)])
     monitors = {m for m, on in (("sepsis", ward.sepsis), ("ecg", ward.ecg)) if on is not None}
 
-    def service(service_id: str) -> str:
+    def service(service_id: str) -> tuple[str, str]:
+        """The monitor and the hook of a service this gateway offers (404 otherwise)."""
         if service_id not in SERVICES or SERVICES[service_id][0] not in monitors:
             raise HTTPException(404, f"no CDS service {service_id!r} here "
                                 "(GET /cds-services lists them)")  # fmt: skip
-        return SERVICES[service_id][0]
+        return SERVICES[service_id][0], SERVICES[service_id][1]
 
     @router.get("/cds-services")
     def cds_discovery() -> dict[str, Any]:
@@ -330,11 +360,12 @@ def cds_router(
 
     @router.post("/cds-services/{service_id}")
     def cds_call(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
-        """A ``patient-view`` hook call: the patient's cards (none without an alarm)."""
-        monitor = service(service_id)
+        """A hook call (``patient-view``, or ``encounter-discharge`` for the discharge
+        services): the patient's cards (none without an alarm)."""
+        monitor, hook = service(service_id)
         try:
-            if body.get("hook") != "patient-view":
-                raise ValueError(f"{service_id} answers the patient-view hook, not "
+            if body.get("hook") != hook:
+                raise ValueError(f"{service_id} answers the {hook} hook, not "
                                  f"{body.get('hook')!r}")  # fmt: skip
             pid = patient_of(body, patient_system)
         except ValueError as e:
@@ -352,11 +383,15 @@ def cds_router(
                 if seq is not None:
                     got = ward.events(int(seq) - 1, limit=1)["events"]
                     onset = got[0] if got and got[0]["seq"] == seq else None
-                cards = sepsis_cards(summary, onset, ward.sepsis.threshold, page)
+                cards = sepsis_cards(summary, onset, ward.sepsis.threshold, page, service_id)
             else:
-                cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()))
+                cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()),
+                                  service_id)  # fmt: skip
         except KeyError:  # not on this monitor: no guidance
             cards = []
+        if hook == "encounter-discharge":
+            for card in cards:
+                card["detail"] = f"{DISCHARGE_NOTE}\n\n{card['detail']}"
         stats.call(service_id, "card" if cards else "none", len(cards))
         return {"cards": cards}
 

@@ -17,7 +17,7 @@ from http_testkit import JsonServer, serving
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import patient_of
+from pipelines.cds_hooks import DISCHARGE_NOTE, patient_of
 from pipelines.cds_tokens import (
     JWKS_MAX_AGE_S,
     JWKS_MAX_BYTES,
@@ -210,7 +210,8 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
         found = c.get("/cds-services", headers={
             "Authorization": f"Bearer {ehr.token('https://gw.example.org/cds-services')}"})  # fmt: skip
         assert [(s["id"], s["hook"]) for s in found.json()["services"]] == [
-            ("vitalgru-sepsis", "patient-view")
+            ("vitalgru-sepsis", "patient-view"),
+            ("vitalgru-sepsis-discharge", "encounter-discharge"),
         ]  # fmt: skip (no ECG monitor, no ECG service)
         assert found.json()["services"][0]["prefetch"] == {
             "patient": "Patient/{{context.patientId}}"
@@ -234,6 +235,22 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
                                   "url": "https://gw.example.org/vitals/MRN-0001/page"}]  # fmt: skip
         assert card["source"]["label"] == "vitalgru sepsis early warning"
         assert call("MRN-0001").json()["cards"][0]["uuid"] == card["uuid"]  # the same alarm
+        # the discharge signed in the EHR: the alarm's card again, saying so first
+        out = f"{sepsis}-discharge"
+        leaving = {"hook": "encounter-discharge", "hookInstance": str(uuid.uuid4()),
+                   "context": {"userId": "Practitioner/9", "patientId": "fhir-MRN-0001",
+                               "encounterId": "enc-1"},
+                   "prefetch": {"patient": {"resourceType": "Patient", "identifier": [
+                       {"system": MRN, "value": "MRN-0001"}]}}}  # fmt: skip
+        (at_discharge,) = c.post("/cds-services/vitalgru-sepsis-discharge", json=leaving,
+                                 headers={"Authorization": f"Bearer {ehr.token(out)}"}
+                                 ).json()["cards"]  # fmt: skip
+        assert at_discharge["uuid"] == card["uuid"]  # its feedback acknowledges the same alarm
+        assert at_discharge["detail"] == f"{DISCHARGE_NOTE}\n\n{card['detail']}"
+        assert at_discharge["source"]["label"] == "vitalgru sepsis alarm at discharge"
+        viewed = c.post("/cds-services/vitalgru-sepsis-discharge", json={**leaving,
+                        "hook": "patient-view"}, headers={"Authorization": f"Bearer {ehr.token(out)}"})  # fmt: skip
+        assert viewed.status_code == 422 and "encounter-discharge hook" in viewed.text
         # the EHR says the clinician overrode it, with a reason: the alarm is acknowledged
         feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
                                   "outcomeTimestamp": "2026-12-05T10:00:00Z",
@@ -298,6 +315,11 @@ def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Pa
                          headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json()["cards"]  # fmt: skip
         assert card["summary"].startswith("ECG alarm: ECG feed lost at ")
         assert card["indicator"] == "warning" and "links" not in card  # no public URL given
+        out = f"{BASE}/cds-services/vitalgru-ecg-discharge"
+        (leaving,) = c.post("/cds-services/vitalgru-ecg-discharge",
+                            json={**body, "hook": "encounter-discharge"},
+                            headers={"Authorization": f"Bearer {ehr.token(out)}"}).json()["cards"]  # fmt: skip
+        assert leaving["uuid"] == card["uuid"] and leaving["detail"].startswith(DISCHARGE_NOTE)
         (lost,) = ward.events()["events"]
         c.post("/ecg/bed-3", json={"samples": [0.0] * 36})  # back: a technical alarm ends
         assert c.post("/cds-services/vitalgru-ecg", json=body,
