@@ -231,7 +231,7 @@ class CdsClients:
                     raise ValueError(f"{client.jwks_url}: no signing key")
             except ValueError as e:
                 client.fetch_error = str(e)
-                self.fetches[(client.name, "failed")] += 1
+                self._count_fetch(client.name, "failed")
                 logger.warning("CDS client %s: its JWK Set could not be fetched (%s); %s",
                                client.name, e, "the keys fetched before stay in use"
                                if client.keys else "its calls are refused until it is")  # fmt: skip
@@ -240,7 +240,16 @@ class CdsClients:
                 logger.info("CDS client %s: key ids %s (were %s)", client.name,
                             sorted(keys), sorted(client.keys))  # fmt: skip
             client.keys, client.fetched_at, client.fetch_error = keys, now, ""
-            self.fetches[(client.name, "ok")] += 1
+            self._count_fetch(client.name, "ok")
+
+    def _count_fetch(self, client: str, outcome: str) -> None:
+        with self._lock:  # the short lock: a scrape never waits on a fetch
+            self.fetches[(client, outcome)] += 1
+
+    def fetch_counts(self) -> dict[tuple[str, str], int]:
+        """``{(client, "ok"/"failed"): fetches}`` of the URL-keyed clients' JWK Sets."""
+        with self._lock:
+            return dict(self.fetches)
 
     def key_ages(self) -> dict[str, float]:
         """Seconds since each URL-keyed client's keys were fetched (inf: never)."""

@@ -190,16 +190,17 @@ class CdsCollector:
         self.stats, self.clients = stats, clients
 
     def collect(self) -> Any:
-        if self.clients is not None and self.clients.key_ages():
+        ages = self.clients.key_ages() if self.clients is not None else {}
+        if ages:
             c = CounterMetricFamily("vitalgru_cds_jwks_fetches", "fetches of the CDS clients' "
                                     "JWK Sets from their URLs, by client and outcome",
                                     labels=["client", "outcome"])  # fmt: skip
-            for (client, outcome), n in sorted(self.clients.fetches.items()):
+            for (client, outcome), n in sorted(self.clients.fetch_counts().items()):
                 c.add_metric([client, outcome], n)
             yield c
             g = GaugeMetricFamily("vitalgru_cds_jwks_age_seconds", "seconds since a CDS "
                                   "client's keys were fetched (+Inf: never)", labels=["client"])  # fmt: skip
-            for client, age in sorted(self.clients.key_ages().items()):
+            for client, age in sorted(ages.items()):
                 g.add_metric([client], age)
             yield g
         calls, cards, feedback = self.stats.snapshot()
