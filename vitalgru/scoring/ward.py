@@ -15,10 +15,13 @@ alarm episode, goes into one numbered event log that an integration engine polls
 (:meth:`Ward.events`), and each patient keeps a short summary for a bedside view
 (:meth:`Ward.ecg_summary`).
 
-The sepsis patients' methods are in :mod:`vitalgru.scoring.ward_sepsis`, the shadow models'
-in :mod:`vitalgru.scoring.ward_shadows` and the event log's (acknowledgements, escalations)
-in :mod:`vitalgru.scoring.ward_events` (:class:`Ward`'s base classes); the ECG feeds' and the restarts are here, and what is kept of each ECG feed
-(:class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`) in :mod:`vitalgru.scoring.ward_ecg_bed`.
+The ECG feeds' methods are here; :class:`Ward`'s base classes hold the rest: the restarts'
+in :mod:`vitalgru.scoring.ward_restart`, the alarm strips' in
+:mod:`vitalgru.scoring.ward_strips`, the sepsis patients' in
+:mod:`vitalgru.scoring.ward_sepsis`, the shadow models' in
+:mod:`vitalgru.scoring.ward_shadows` and the event log's (acknowledgements, escalations) in
+:mod:`vitalgru.scoring.ward_events`. What is kept of each ECG feed
+(:class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`) is in :mod:`vitalgru.scoring.ward_ecg_bed`.
 
 Thread safety: one lock guards the queues and the event log, another the monitors;
 enqueuing never waits for a network call.
@@ -37,9 +40,7 @@ alarm, and its failures stop at the ward.
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -50,23 +51,21 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
-from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, PatientMemory
+from vitalgru.scoring.alerts import Alert, strip_bounds
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
-from vitalgru.scoring.ward_ecg_bed import (
-    EARLIER_TRENDS,
-    MAX_CHUNK_S,
-    EcgBed,
-    kept_trends,
-)
+from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed
 from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays, merged_ids
-from vitalgru.scoring.ward_journal import WardJournal, WardState
-from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, SepsisWard, _SepsisBed
+from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_restart import MEMORY_EVERY_S, WardRestart
+from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, _SepsisBed
+from vitalgru.scoring.ward_strips import MAX_STRIPS, WardStrips
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_CHUNK_S", "Durations", "Ward"]
+__all__ = ["MAX_CHUNK_S", "MAX_STRIPS", "MEMORY_EVERY_S", "Durations", "Ward"]
 
 #: Events kept in the log; an engine polling less often than this fills loses the oldest.
 MAX_EVENTS = 10_000
@@ -78,68 +77,9 @@ FEED_TIMEOUT_S = 10.0
 #: ``escalated`` event naming it, for the integration engine to page the next person (the
 #: default, one level; a ward may give several, an escalation chain).
 ESCALATE_AFTER_S = 15 * 60.0
-#: How often (s) the ECG patients' memory is written to the journal while the ward runs
-#: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
-#: learnt, a clean stop nothing.
-MEMORY_EVERY_S = 60.0
-#: Alarm strips kept (the newest; each about 30 KB at 360 Hz).
-MAX_STRIPS = 500
 
 
-#: Upper bounds (s) of the buckets :class:`Durations` counts ticks and scored hours in.
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class Durations:
-    """How long something took, counted into buckets by upper bound (a histogram of the
-    kind Prometheus scrapes): the counts, their sum and their number."""
-
-    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS_S) -> None:
-        if list(bounds) != sorted(set(bounds)):
-            raise ValueError(f"bucket bounds must increase, got {bounds!r}")
-        self.bounds = tuple(float(b) for b in bounds)
-        self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
-        self.sum = 0.0
-        self.count = 0
-
-    def add(self, seconds: float) -> None:
-        self._counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        """``{"buckets": [(upper bound, durations <= it), ..., (inf, all)], "sum",
-        "count"}``."""
-        buckets, seen = [], 0
-        for bound, n in zip((*self.bounds, float("inf")), list(self._counts), strict=True):
-            seen += n
-            buckets.append((bound, seen))
-        return {"buckets": buckets, "sum": self.sum, "count": seen}
-
-
-def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
-    """The lost-feed and poor-signal alarms of the journal's ECG patients that nothing ended
-    before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
-    patient's current stay count (raised at or after the admission; timestamps are to the
-    second, so an alarm of an earlier stay in the very second of the readmission would be
-    taken up too, and ended by the new stay's signal)."""
-    admitted = {a.patient_id: a.admitted_at for a in state.ecg}
-    now_id = merged_ids(state.events, "ecg")  # an alarm raised before a merge: the old id
-    raised: dict[tuple[str, str], int] = {}
-    ended: set[int] = set()
-    for e in state.events:
-        pid, kind = now_id(e.get("patient_id")), e.get("kind")
-        if e.get("ends") is not None:
-            ended.add(int(e["ends"]))
-        elif kind in ("feed_lost", "poor_signal") and pid in admitted:
-            same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
-                datetime.fromisoformat(admitted[pid]))  # fmt: skip
-            if same_stay:
-                raised[(pid, str(kind))] = int(e["seq"])
-    return {k: seq for k, seq in raised.items() if seq not in ended}
-
-
-class Ward(SepsisWard):
+class Ward(WardRestart, WardStrips):
     """Live patients of one gateway.
 
     Parameters
@@ -240,136 +180,6 @@ class Ward(SepsisWard):
         # when each shadow's comparison began (carried over a restart with its counts)
         self.shadow_since = {t: _utc_now() for t, sh in (("arrhythmia", self._shadow_ecg),
                              ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
-
-    def restore(self, state: WardState) -> dict[str, int]:
-        """Take up the patients and the event log a journal kept (a ward just started,
-        before any feed). Sepsis patients' stored hours are scored again, all patients
-        together hour by hour, so their risk, alarm state and alarm episodes are where they
-        were (without logging the onsets again); ECG feeds are admitted with their counts
-        and the memory the journal kept of them (when it was kept by this ward's network;
-        else afresh), and the log says their monitor restarted and with what. Patients of a
-        monitor this ward lacks stay in the journal for a ward that has it.
-
-        Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory"}`` taken up
-        (``ecg_memory``: ECG patients who kept their memory).
-        """
-        with self._queue_lock:
-            if self._ecg_beds or self._sepsis_beds or self._seq:
-                raise ValueError("restore() takes up a journal in a new, empty ward")
-            self._events.extend(state.events)
-            self._seq = state.last_seq
-            for seq, strip in state.strips:  # one cut short by the restart stays so
-                self._strips[seq] = {**strip, "complete": True}
-            self._resume_escalations(state.events)
-        for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
-                                     (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
-            if kept and monitor is None:
-                logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
-                               "this gateway has no %s model", len(kept), *what)  # fmt: skip
-        n_hours = self._replay_sepsis(state) if state.sepsis and self.sepsis else 0
-        carried = 0
-        if state.ecg and self.ecg:
-            now = datetime.now(UTC)
-            trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
-            still_open = _open_technical_alarms(state)
-            with self._model_lock, self._queue_lock:
-                for a in state.ecg:
-                    memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
-                    carried += memory is not None
-                    self._in_shadow(self._shadow_ecg, lambda sh, a=a: self._admit_shadow(sh, a))
-                    bed = EcgBed(
-                        a.fs,
-                        datetime.fromisoformat(a.admitted_at),
-                        now,
-                        received_s=a.received_s,
-                        counts=Counter(a.counts),
-                        earlier=kept_trends((trends or {}).get(a.patient_id)),
-                        # still lost: the first samples end that alarm, none is raised again
-                        lost_seq=still_open.get((a.patient_id, "feed_lost")),
-                        # still poor: the signal's next good spell ends it, as it would have
-                        poor_seq=still_open.get((a.patient_id, "poor_signal")),
-                    )
-                    if bed.poor_seq is not None:
-                        self.ecg.signal_alarm_open(a.patient_id)
-                        self._in_shadow(
-                            self._shadow_ecg,
-                            lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id),
-                        )
-                    self._ecg_beds[a.patient_id] = bed
-                    if memory is not None:
-                        said = (
-                            "beat labelling goes on from what the network had learnt of the "
-                            f"patient ({memory.beats} beats, kept at {a.memory_saved_at})"
-                        )
-                    else:
-                        said = f"beat labelling starts afresh ({why})"
-                    event = {
-                        "source": "ecg",
-                        "patient_id": a.patient_id,
-                        "kind": "monitor_restarted",
-                        "memory": "carried" if memory is not None else why,
-                        "memory_saved_at": a.memory_saved_at if memory is not None else None,
-                        "message": f"the gateway restarted: {said}; the beat detector starts "
-                        "on the next samples, and samples sent while it was down are lost",
-                    }
-                    bed.alerts.append(self._event(event))
-        return {
-            "ecg": len(self._ecg_beds),
-            "sepsis": len(self._sepsis_beds),
-            "hours": n_hours,
-            "events": len(state.events),
-            "ecg_memory": carried,
-        }
-
-    def _admit_remembered(
-        self, pid: str, fs: float, kept: bytes | None
-    ) -> tuple[PatientMemory | None, str]:
-        """Admit a restored ECG patient with the memory the journal kept when it fits this
-        monitor's network; else afresh. Returns the memory used and, without one, why."""
-        assert self.ecg is not None
-        if kept is None:
-            why = "no memory was kept"
-        else:
-            try:
-                memory = PatientMemory.from_bytes(kept)
-                self.ecg.admit(pid, fs, memory=memory)
-                return memory, ""
-            except ValueError as e:
-                why = ("the memory was kept by another model" if "another network" in str(e)
-                       else "the memory kept could not be read")  # fmt: skip
-                logger.warning("ward: patient %s starts afresh: %s", pid, e)
-        self.ecg.admit(pid, fs)
-        return None, why
-
-    def _memory_due(self) -> bool:
-        return (self.memory_every_s is not None
-                and time.monotonic() - self._memory_saved >= self.memory_every_s)  # fmt: skip
-
-    def save_memory(self) -> int:
-        """Write every ECG patient's memory, and each shadow's comparison, to the journal
-        now (the caller may hold no lock); returns how many memories (0 without a journal
-        or an arrhythmia monitor)."""
-        with self._model_lock:
-            return self._save_memory()
-
-    def _save_memory(self) -> int:  # the caller holds the model lock
-        self._memory_saved = time.monotonic()
-        if self.journal is None:
-            return 0
-        self._save_shadow()
-        if self.ecg is None:
-            return 0
-        with self._queue_lock:
-            pids = list(self._ecg_beds)
-            trends = {pid: kept_trends([*b.earlier, b.trend()], EARLIER_TRENDS + 1)
-                      for pid, b in self._ecg_beds.items()}  # fmt: skip
-        self._journal("set_value", "ecg_trends", trends)
-        kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
-        at = _utc_now()
-        self._journal("ecg_memory", kept, at)
-        self._in_shadow(self._shadow_ecg, lambda sh: self._journal(
-            "ecg_memory", {p: sh.monitor.memory(p).to_bytes() for p in pids}, at, "shadow"))  # fmt: skip
-        return len(kept)
 
     def close(self) -> None:
         """Stop: score the ECG still queued, keep every ECG patient's memory, and close the
@@ -621,57 +431,6 @@ class Ward(SepsisWard):
                     if a.kind == "poor_signal":
                         bed.poor_seq = stored["seq"]
             self._complete_strips(final=None)
-
-    def _complete_strips(self, final: str | None) -> None:
-        """Keep the strips of the alarms raised so far, as far as the samples go; those
-        whose end has been reached and whose beats have been labelled (or whose feed
-        ``final`` ends, or was lost) are complete and leave the pending list (the caller
-        holds the queue lock)."""
-        for pid, bed in self._ecg_beds.items():
-            if not bed.pending_strips:
-                continue
-            assert bed.tail is not None
-            waiting = []
-            for seq, a in bed.pending_strips:
-                start_s, end_s = strip_bounds(a)
-                done = pid == final or bed.tail.end / bed.fs >= end_s + STRIP_LABEL_WAIT_S
-                # only the strip's own samples, as far as the ring still holds them
-                first = max(int(math.floor(start_s * bed.fs)), bed.tail.end - bed.tail.buf.size)
-                samples = bed.tail.get(first, int(round(end_s * bed.fs)))
-                strip = alarm_strip(a, bed.fs, samples, first, bed.recent, complete=done)
-                strip["start_at"] = _iso(bed.stream_start + timedelta(seconds=strip["start_s"]))
-                self._keep_strip(seq, strip)
-                if not done:
-                    waiting.append((seq, a))
-            bed.pending_strips = waiting
-
-    def _keep_strip(self, seq: int, strip: dict[str, Any]) -> None:
-        """Keep an alarm's strip under its event's number, replacing what was kept of it (the
-        caller holds the queue lock)."""
-        new = seq not in self._strips
-        if new and self._strips and seq < next(iter(self._strips)):
-            return  # older than every strip kept: it would be the first to go
-        self._strips[seq] = strip
-        while len(self._strips) > MAX_STRIPS:
-            self._strips.popitem(last=False)
-        if new or strip["complete"]:  # written when begun and when done, not every tick
-            self._journal("add_strip", seq, strip)
-
-    def strip(self, seq: int) -> dict[str, Any]:
-        """The ECG strip of alarm ``seq``: ``{"seq", "patient_id", "kind", "message", "fs",
-        "start_s", "end_s", "start_at", "onset_s", "raised_at_s", "complete", "beats":
-        [{"time_s", "label", "signal_ok"}], "samples": [mV, ...]}`` (stream times in s; a
-        gap is None). Until ``complete`` it ends at the latest samples and grows each tick
-        (:func:`~vitalgru.scoring.alerts.alarm_strip`). KeyError when the event has none
-        (not an ECG alarm, or older than the strips kept)."""
-        with self._queue_lock:
-            got = self._strips.get(int(seq))
-        if got is None:
-            raise KeyError(f"event {seq} has no ECG strip (only ECG alarms have one, and the "
-                           f"newest {MAX_STRIPS} are kept)")  # fmt: skip
-        x = got["samples"].astype(np.float64)
-        samples = [None if not math.isfinite(v) else round(v, 4) for v in x.tolist()]
-        return {"seq": int(seq), **got, "samples": samples}
 
     def ecg_trend(self, patient_id: str) -> dict[str, Any]:
         """The heart rate of each minute of the patient's current stream (since admission

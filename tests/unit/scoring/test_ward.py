@@ -23,7 +23,8 @@ from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
 from vitalgru.scoring.arrhythmia import PatientMemory
-from vitalgru.scoring.ward import Durations, Ward
+from vitalgru.scoring.durations import Durations
+from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import within_lockout
 
@@ -639,7 +640,7 @@ def test_each_ecg_alarm_keeps_its_strip_across_a_restart(
     again.restore(again.journal.load())
     assert again.strip(pause["seq"]) == strip
     # only the newest are kept, in memory and in the file
-    monkeypatch.setattr("vitalgru.scoring.ward.MAX_STRIPS", 2)
+    monkeypatch.setattr("vitalgru.scoring.ward_strips.MAX_STRIPS", 2)
     again.journal.keep_strips = 2
     for _ in range(30):
         again.add_ecg("bed-1", np.zeros(360))  # lead off: a pause and poor signal again

@@ -1,0 +1,197 @@
+"""What a :class:`~vitalgru.scoring.ward.Ward` carries across a gateway restart: taking up
+the journal a stopped ward kept (:meth:`WardRestart.restore`: sepsis patients where they
+were, ECG feeds with their counts, trends, open technical alarms and what the beat network
+had learnt of each patient), and keeping that memory while the ward runs
+(:meth:`WardRestart.save_memory`).
+
+:class:`WardRestart` is one of :class:`~vitalgru.scoring.ward.Ward`'s base classes and uses
+the ward's monitors, beds, locks and journal; it is not used alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
+from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
+from vitalgru.scoring.ward_events import _utc_now, merged_ids
+from vitalgru.scoring.ward_journal import WardState
+from vitalgru.scoring.ward_sepsis import SepsisWard
+
+__all__ = ["MEMORY_EVERY_S", "WardRestart"]
+
+logger = logging.getLogger("vitalgru.scoring.ward")
+
+#: How often (s) the ECG patients' memory is written to the journal while the ward runs
+#: (:meth:`Ward.close` writes it too): a crash loses at most this much of what the network
+#: learnt, a clean stop nothing.
+MEMORY_EVERY_S = 60.0
+
+
+def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
+    """The lost-feed and poor-signal alarms of the journal's ECG patients that nothing ended
+    before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
+    patient's current stay count (raised at or after the admission; timestamps are to the
+    second, so an alarm of an earlier stay in the very second of the readmission would be
+    taken up too, and ended by the new stay's signal)."""
+    admitted = {a.patient_id: a.admitted_at for a in state.ecg}
+    now_id = merged_ids(state.events, "ecg")  # an alarm raised before a merge: the old id
+    raised: dict[tuple[str, str], int] = {}
+    ended: set[int] = set()
+    for e in state.events:
+        pid, kind = now_id(e.get("patient_id")), e.get("kind")
+        if e.get("ends") is not None:
+            ended.add(int(e["ends"]))
+        elif kind in ("feed_lost", "poor_signal") and pid in admitted:
+            same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
+                datetime.fromisoformat(admitted[pid]))  # fmt: skip
+            if same_stay:
+                raised[(pid, str(kind))] = int(e["seq"])
+    return {k: seq for k, seq in raised.items() if seq not in ended}
+
+
+class WardRestart(SepsisWard):
+    """A ward's restarts (the methods of :class:`~vitalgru.scoring.ward.Ward` that are about
+    them; the ward holds the state)."""
+
+    # set by Ward.__init__
+    ecg: ArrhythmiaMonitor | None
+    memory_every_s: float | None
+    _memory_saved: float
+    _ecg_beds: dict[str, EcgBed]
+    _strips: dict[int, dict]
+    _queue_lock: threading.Lock
+
+    def restore(self, state: WardState) -> dict[str, int]:
+        """Take up the patients and the event log a journal kept (a ward just started,
+        before any feed). Sepsis patients' stored hours are scored again, all patients
+        together hour by hour, so their risk, alarm state and alarm episodes are where they
+        were (without logging the onsets again); ECG feeds are admitted with their counts
+        and the memory the journal kept of them (when it was kept by this ward's network;
+        else afresh), and the log says their monitor restarted and with what. Patients of a
+        monitor this ward lacks stay in the journal for a ward that has it.
+
+        Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory"}`` taken up
+        (``ecg_memory``: ECG patients who kept their memory).
+        """
+        with self._queue_lock:
+            if self._ecg_beds or self._sepsis_beds or self._seq:
+                raise ValueError("restore() takes up a journal in a new, empty ward")
+            self._events.extend(state.events)
+            self._seq = state.last_seq
+            for seq, strip in state.strips:  # one cut short by the restart stays so
+                self._strips[seq] = {**strip, "complete": True}
+            self._resume_escalations(state.events)
+        for kept, monitor, *what in ((state.sepsis, self.sepsis, "sepsis", "early-warning"),
+                                     (state.ecg, self.ecg, "ECG", "arrhythmia")):  # fmt: skip
+            if kept and monitor is None:
+                logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
+                               "this gateway has no %s model", len(kept), *what)  # fmt: skip
+        n_hours = self._replay_sepsis(state) if state.sepsis and self.sepsis else 0
+        carried = 0
+        if state.ecg and self.ecg:
+            now = datetime.now(UTC)
+            trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
+            still_open = _open_technical_alarms(state)
+            with self._model_lock, self._queue_lock:
+                for a in state.ecg:
+                    memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
+                    carried += memory is not None
+                    self._in_shadow(self._shadow_ecg, lambda sh, a=a: self._admit_shadow(sh, a))
+                    bed = EcgBed(
+                        a.fs,
+                        datetime.fromisoformat(a.admitted_at),
+                        now,
+                        received_s=a.received_s,
+                        counts=Counter(a.counts),
+                        earlier=kept_trends((trends or {}).get(a.patient_id)),
+                        # still lost: the first samples end that alarm, none is raised again
+                        lost_seq=still_open.get((a.patient_id, "feed_lost")),
+                        # still poor: the signal's next good spell ends it, as it would have
+                        poor_seq=still_open.get((a.patient_id, "poor_signal")),
+                    )
+                    if bed.poor_seq is not None:
+                        self.ecg.signal_alarm_open(a.patient_id)
+                        self._in_shadow(
+                            self._shadow_ecg,
+                            lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id),
+                        )
+                    self._ecg_beds[a.patient_id] = bed
+                    if memory is not None:
+                        said = (
+                            "beat labelling goes on from what the network had learnt of the "
+                            f"patient ({memory.beats} beats, kept at {a.memory_saved_at})"
+                        )
+                    else:
+                        said = f"beat labelling starts afresh ({why})"
+                    event = {
+                        "source": "ecg",
+                        "patient_id": a.patient_id,
+                        "kind": "monitor_restarted",
+                        "memory": "carried" if memory is not None else why,
+                        "memory_saved_at": a.memory_saved_at if memory is not None else None,
+                        "message": f"the gateway restarted: {said}; the beat detector starts "
+                        "on the next samples, and samples sent while it was down are lost",
+                    }
+                    bed.alerts.append(self._event(event))
+        return {
+            "ecg": len(self._ecg_beds),
+            "sepsis": len(self._sepsis_beds),
+            "hours": n_hours,
+            "events": len(state.events),
+            "ecg_memory": carried,
+        }
+
+    def _admit_remembered(
+        self, pid: str, fs: float, kept: bytes | None
+    ) -> tuple[PatientMemory | None, str]:
+        """Admit a restored ECG patient with the memory the journal kept when it fits this
+        monitor's network; else afresh. Returns the memory used and, without one, why."""
+        assert self.ecg is not None
+        if kept is None:
+            why = "no memory was kept"
+        else:
+            try:
+                memory = PatientMemory.from_bytes(kept)
+                self.ecg.admit(pid, fs, memory=memory)
+                return memory, ""
+            except ValueError as e:
+                why = ("the memory was kept by another model" if "another network" in str(e)
+                       else "the memory kept could not be read")  # fmt: skip
+                logger.warning("ward: patient %s starts afresh: %s", pid, e)
+        self.ecg.admit(pid, fs)
+        return None, why
+
+    def _memory_due(self) -> bool:
+        return (self.memory_every_s is not None
+                and time.monotonic() - self._memory_saved >= self.memory_every_s)  # fmt: skip
+
+    def save_memory(self) -> int:
+        """Write every ECG patient's memory, and each shadow's comparison, to the journal
+        now (the caller may hold no lock); returns how many memories (0 without a journal
+        or an arrhythmia monitor)."""
+        with self._model_lock:
+            return self._save_memory()
+
+    def _save_memory(self) -> int:  # the caller holds the model lock
+        self._memory_saved = time.monotonic()
+        if self.journal is None:
+            return 0
+        self._save_shadow()
+        if self.ecg is None:
+            return 0
+        with self._queue_lock:
+            pids = list(self._ecg_beds)
+            trends = {pid: kept_trends([*b.earlier, b.trend()], EARLIER_TRENDS + 1)
+                      for pid, b in self._ecg_beds.items()}  # fmt: skip
+        self._journal("set_value", "ecg_trends", trends)
+        kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}
+        at = _utc_now()
+        self._journal("ecg_memory", kept, at)
+        self._in_shadow(self._shadow_ecg, lambda sh: self._journal(
+            "ecg_memory", {p: sh.monitor.memory(p).to_bytes() for p in pids}, at, "shadow"))  # fmt: skip
+        return len(kept)
