@@ -126,7 +126,10 @@ _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
-_CACHE_VERSION = "psv-cohort-v2"  # v2: decimal commas read
+#: Pipe-separated, no quoting: a quote in a cell is a character of that cell (a quoted
+#: field could otherwise swallow pipes and rows).
+_PSV_PARSE = pacsv.ParseOptions(delimiter="|", quote_char=False)
+_CACHE_VERSION = "psv-cohort-v3"  # v2: decimal commas read; v3: no quoting, lone CR
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
     raw = _as_utf8(path, raw)
     if not raw.strip():
         raise RecordError(path, "file is empty", reason="empty_file")
-    raw = raw.replace(b"\r\n", b"\n")
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # Windows or old Mac lines
     head, sep, body = raw.partition(b"\n")
     head = head.strip()
     order = None
@@ -214,14 +217,17 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
     body = body.strip(b"\n \t")
     if not body:
         raise RecordError(path, "header but no data rows", reason="no_rows")
-    n_rows = body.count(b"\n") + 1
-    if body.count(b"|") != n_rows * (_N_FIELDS - 1):
+    n_fields = [line.count(b"|") + 1 for line in body.split(b"\n")]
+    wrong = [i for i, n in enumerate(n_fields) if n != _N_FIELDS]
+    if wrong:
         raise RecordError(
             path,
-            f"rows must each have {_N_FIELDS} pipe-separated fields",
+            f"rows must each have {_N_FIELDS} pipe-separated fields; data row "
+            f"{wrong[0] + 1} has {n_fields[wrong[0]]}"
+            + (f" ({len(wrong)} rows in all)" if len(wrong) > 1 else ""),
             reason="bad_row_shape",
         )
-    return body + b"\n", n_rows, order
+    return body + b"\n", len(n_fields), order
 
 
 def _parse_body(path: Path, body: bytes) -> np.ndarray:
@@ -231,7 +237,7 @@ def _parse_body(path: Path, body: bytes) -> np.ndarray:
         tbl = pacsv.read_csv(
             io.BytesIO(body),
             read_options=pacsv.ReadOptions(column_names=list(PSV_HEADER)),
-            parse_options=pacsv.ParseOptions(delimiter="|"),
+            parse_options=_PSV_PARSE,
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.float64() for c in PSV_HEADER},
                 null_values=_NULLS,
@@ -259,16 +265,22 @@ def _parse_lenient(
         return _reorder(_parse_body(path, body), order), {}
     except RecordError:
         pass
-    tbl = pacsv.read_csv(
-        io.BytesIO(body),
-        read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(_N_FIELDS)]),
-        parse_options=pacsv.ParseOptions(delimiter="|"),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f"c{i}": pa.string() for i in range(_N_FIELDS)},
-            null_values=_NULLS,
-            strings_can_be_null=True,
-        ),
-    )
+    # bytes that are not UTF-8 make their cell non-numeric, not the file unreadable
+    body = body.decode("utf-8", "replace").encode("utf-8")
+    try:
+        tbl = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(_N_FIELDS)]),
+            parse_options=_PSV_PARSE,
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"c{i}": pa.string() for i in range(_N_FIELDS)},
+                null_values=_NULLS,
+                strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # the shape checks should prevent it
+        msg = str(e).splitlines()[0]
+        raise RecordError(path, f"cannot parse the rows: {msg}", reason="bad_row_shape") from e
     text = _reorder(
         np.column_stack([tbl.column(i).to_numpy(zero_copy_only=False) for i in range(_N_FIELDS)]),
         order,

@@ -146,6 +146,35 @@ class TestReadPsv:
             read_psv(p)
         assert ei.value.reason == "bad_encoding"
 
+    def test_rows_whose_pipes_add_up_but_not_row_by_row_are_refused(self, tmp_path: Path):
+        # one row a field long, the next a field short: the file's pipes add up to two
+        # rows' worth, which the shape check counted, and the parser then failed on it
+        p = _write(tmp_path / "p9.psv", [HEADER, _row(1), _row(2) + "|80", _row(3)[4:]])
+        with pytest.raises(RecordError, match="data row 2 has 42") as ei:
+            read_psv(p)
+        assert ei.value.reason == "bad_row_shape" and "2 rows in all" in str(ei.value)
+
+    def test_a_cell_that_is_not_utf8_is_missing_not_the_patient(self, tmp_path: Path):
+        p = tmp_path / "p1.psv"
+        p.write_bytes("\n".join([HEADER, _row(1), _row(2, hr="8\udcff0"), _row(3)])
+                      .encode("utf-8", "surrogateescape"))  # fmt: skip
+        df = read_psv(p)
+        assert df["hour"].tolist() == [1, 2, 3] and np.isnan(df["hr_bpm"].iloc[1])
+        assert df["hr_bpm"].iloc[[0, 2]].tolist() == [80, 80]
+
+    def test_a_quote_in_a_cell_is_that_cell_not_a_quoted_field(self, tmp_path: Path):
+        # a quote opened a field that swallowed the pipes (and rows) up to the next quote
+        p = _write(tmp_path / "p1.psv", [HEADER, _row(1, hr='"80'), _row(2), _row(3, hr='8"')])
+        df = read_psv(p)
+        assert df["hour"].tolist() == [1, 2, 3] and df["hr_bpm"].isna().tolist() == [
+            True, False, True]  # fmt: skip
+
+    def test_old_mac_line_ends_read_like_the_original(self, tmp_path: Path, setA: Path):
+        src = setA / "p000001.psv"
+        saved = tmp_path / "p000001.psv"
+        saved.write_bytes(src.read_bytes().replace(b"\n", b"\r"))
+        assert read_psv(saved).equals(read_psv(src))
+
 
 class TestReadFolder:
     def test_bad_files_go_to_attrition_rest_is_read(self, tmp_path: Path):
@@ -170,6 +199,15 @@ class TestReadFolder:
         ]
         with pytest.raises(RecordError):
             read_psv_folder(tmp_path, on_error="raise")
+
+    def test_a_misshapen_file_goes_to_attrition_and_the_rest_is_read(self, tmp_path: Path):
+        # the folder read used to fail whole on such a file's rows
+        _write(tmp_path / "p1.psv", [HEADER, _row(1), _row(2)])
+        _write(tmp_path / "p2.psv", [HEADER, _row(1) + "|80", _row(2)[4:]])
+        _write(tmp_path / "p3.psv", [HEADER, _row(1, hr="x")])  # the lenient path too
+        cohort = read_psv_folder(tmp_path)
+        assert cohort.frame["patient_id"].unique().tolist() == ["p1", "p3"]
+        assert [(e.item, e.reason) for e in cohort.attrition] == [("p2.psv", "bad_row_shape")]
 
     def test_reordered_file_on_the_one_pass_path(self, tmp_path: Path):
         # no bad cell anywhere: the joined parse reads it, then puts its columns in order
