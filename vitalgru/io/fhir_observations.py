@@ -212,8 +212,10 @@ class HourFromObservations:
 def _resources(payload: Any) -> list[Any]:
     """The Observations of a Bundle, of a list, or a single one."""
     if isinstance(payload, Mapping) and payload.get("resourceType") == "Bundle":
-        return [e.get("resource") if isinstance(e, Mapping) else e
-                for e in payload.get("entry") or []]  # fmt: skip
+        entries = payload.get("entry") or []
+        if not isinstance(entries, list):
+            raise ValueError(f"a Bundle's entry must be a list, got {type(entries).__name__}")
+        return [e.get("resource") if isinstance(e, Mapping) else e for e in entries]
     if isinstance(payload, list):
         return payload
     if isinstance(payload, Mapping):
@@ -221,10 +223,15 @@ def _resources(payload: Any) -> list[Any]:
     raise ValueError("expected a FHIR Bundle, an Observation or a list of Observations")
 
 
+def _listed(value: Any) -> list[Any]:
+    """A JSON array as it is; anything else (absent, or not an array: malformed) as none."""
+    return value if isinstance(value, list) else []
+
+
 def _loinc(code: Any) -> list[str]:
     """The LOINC codes of a CodeableConcept, an IEEE 11073 coding as its LOINC equivalent."""
     out = []
-    for c in (code.get("coding") if isinstance(code, Mapping) else None) or []:
+    for c in _listed(code.get("coding") if isinstance(code, Mapping) else None):
         if not isinstance(c, Mapping) or not c.get("code"):
             continue
         if c.get("system") == LOINC_SYSTEM:
@@ -286,10 +293,14 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
             kind = res.get("resourceType") if isinstance(res, Mapping) else type(res).__name__
             skip(i, None, f"not an Observation ({kind})")
             continue
-        if res.get("status") in _WITHDRAWN:
-            skip(i, _loinc(res.get("code")), f"status {res['status']!r}")
+        status = res.get("status")
+        if status is not None and not isinstance(status, str):
+            skip(i, _loinc(res.get("code")), f"status {status!r} is not a code")
             continue
-        components = [c for c in res.get("component") or [] if isinstance(c, Mapping)]
+        if status in _WITHDRAWN:
+            skip(i, _loinc(res.get("code")), f"status {status!r}")
+            continue
+        components = [c for c in _listed(res.get("component")) if isinstance(c, Mapping)]
         for part in (res, *components):
             codes = _loinc(part.get("code"))
             column = _column(codes)

@@ -12,6 +12,7 @@ from vitalgru.io.fhir_observations import (
     MDC_LOINC,
     MDC_UNITS,
     UNITS,
+    observation_times,
     observations_to_hour,
     row_to_observations,
 )
@@ -116,6 +117,29 @@ def test_bad_shapes_and_hours_are_refused() -> None:
         with pytest.raises(ValueError, match="whole number >= 1"):
             observations_to_hour([], hour=hour)
     assert observations_to_hour(bundle(), hour=2).row == {"ICULOS": 2.0}  # an empty hour
+    # JSON of the wrong shape inside: a ValueError (422 at the gateway), not a TypeError
+    with pytest.raises(ValueError, match="entry must be a list, got int"):
+        observations_to_hour({"resourceType": "Bundle", "entry": 1}, hour=1)
+    with pytest.raises(ValueError, match="entry must be a list"):
+        observation_times({"resourceType": "Bundle", "entry": {"resource": obs("8867-4")}})
+
+
+def test_malformed_parts_of_an_observation_skip_it_with_the_reason() -> None:
+    got = observations_to_hour(
+        [
+            obs("8867-4", 88, "/min", status={"code": "final"}),  # not a code
+            obs("8867-4", 90, "/min", status=["final"]),
+            {**obs("8867-4", 91, "/min"), "code": {"coding": 5}},  # not an array
+            obs("85354-9", component={"code": "8480-6"}),  # not an array
+            obs("9279-1", 20, "/min"),  # the one that counts
+        ],
+        hour=1,
+    )
+    assert got.row == {"ICULOS": 1.0, "resp_per_min": 20.0}
+    reasons = [s["reason"] for s in got.skipped]
+    assert reasons[0] == "status {'code': 'final'} is not a code"
+    assert reasons[1] == "status ['final'] is not a code"
+    assert reasons[2:] == ["no LOINC code of a measurement the model uses"] * 2
 
 
 def test_every_measurement_has_units_and_every_code_a_measurement() -> None:
