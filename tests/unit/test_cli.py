@@ -76,6 +76,10 @@ class TestCLI:
             load_config(IngestConfig, broken)
         with pytest.raises(ConfigError, match="does not exist"):
             load_config(IngestConfig, tmp_path / "missing.yaml")
+        latin1 = tmp_path / "latin1.yaml"  # saved by an editor in Latin-1: a clear error
+        latin1.write_bytes("# r\u00e9glages\nworkers: 2\n".encode("latin-1"))
+        with pytest.raises(ConfigError, match="not UTF-8 text \\(byte 0xe9 at offset 3\\)"):
+            load_config(IngestConfig, latin1)
         wrong_type = tmp_path / "wrong.yaml"
         wrong_type.write_text("workers: many\n")
         with pytest.raises(ConfigError, match="workers"):
