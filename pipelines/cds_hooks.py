@@ -162,7 +162,8 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str:
     prefetch = request.get("prefetch")
     patient = prefetch.get("patient") if isinstance(prefetch, Mapping) else None
     if patient_system and isinstance(patient, Mapping):
-        for ident in patient.get("identifier") or []:
+        idents = patient.get("identifier")
+        for ident in idents if isinstance(idents, list) else []:
             if isinstance(ident, Mapping) and ident.get("system") == patient_system:
                 if isinstance(ident.get("value"), str) and ident["value"]:
                     return ident["value"]

@@ -27,6 +27,7 @@ import base64
 import ipaddress
 import json
 import logging
+import math
 import threading
 import time
 import urllib.parse
@@ -71,6 +72,11 @@ class CdsAuthError(Exception):
 
 def _b64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _time(value: Any) -> bool:
+    """Whether a claim is a NumericDate: a finite number of seconds (not true or false)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _int(text: str) -> int:
@@ -278,7 +284,7 @@ class CdsClients:
         if not isinstance(head, dict) or not isinstance(body, dict):
             raise CdsAuthError("the bearer token is not a JSON Web Token")
         alg = head.get("alg")
-        if alg not in ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise CdsAuthError(f"tokens signed with {alg!r} are not taken (ES384 or RS384)")
         client = self.by_iss.get(str(body.get("iss")))
         if client is None:
@@ -304,14 +310,15 @@ class CdsClients:
         except InvalidSignature:
             raise CdsAuthError(f"{client.name}: the token's signature does not verify") from None
         aud = body.get("aud")
-        given = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+        given = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if not {a.rstrip("/") for a in given if isinstance(a, str)} & {
             a.rstrip("/") for a in audiences
         }:
             raise CdsAuthError(f"{client.name}: the token is for {aud!r}, not this endpoint")
         exp, iat, jti = body.get("exp"), body.get("iat"), body.get("jti")
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float) or not jti:
-            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti")
+        if not (_time(exp) and _time(iat) and isinstance(jti, str) and jti):
+            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti (a time in "
+                               "seconds, a time, a string)")  # fmt: skip
         if exp < now - LEEWAY_S:
             raise CdsAuthError(f"{client.name}: the token expired")
         if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:

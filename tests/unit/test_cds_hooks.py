@@ -90,14 +90,23 @@ def test_a_token_is_taken_only_when_everything_about_it_holds(ehr: Ehr, tmp_path
         "issued in the future": ehr.token(aud, iat=now + 600, exp=now + 900),
         "longer than": ehr.token(aud, exp=now + 7200),
         "lacks exp, iat or jti": ehr.token(aud, jti=""),
-        "is not a trusted CDS client": ehr.token(aud, iss="https://elsewhere.example.org"),
-        "no ES384 key": ehr.token(aud, kid="rsa-1"),
         "are not taken": ehr.token(aud).replace(head, _b64(b'{"alg":"HS256","kid":"ec-1"}')),
         "not a JSON Web Token": "not-a-jwt",
     }
     for why, token in refused.items():
         with pytest.raises(CdsAuthError, match=why):
             clients.verify(token, [aud])
+    # signed, but claims of the wrong kind: a token that would never expire, a jti that is
+    # no string, a time that is true; an audience of objects and an alg in a list raised a
+    # TypeError (a 500) before
+    for wrong in ({"exp": float("nan")}, {"jti": {"id": 1}}, {"iat": True}):
+        with pytest.raises(CdsAuthError, match="lacks exp, iat or jti"):
+            clients.verify(ehr.token(aud, **wrong), [aud])
+    with pytest.raises(CdsAuthError, match="not this endpoint"):
+        clients.verify(ehr.token([{"aud": aud}, aud + "x"]), [aud])  # type: ignore[list-item]
+    listed = ehr.token(aud).replace(head, _b64(b'{"alg":["ES384"],"kid":"ec-1"}'))
+    with pytest.raises(CdsAuthError, match="are not taken"):
+        clients.verify(listed, [aud])
     assert clients.verify(good, [aud]).name == "ehr"
     with pytest.raises(CdsAuthError, match="used before"):  # the same token again
         clients.verify(good, [aud])
@@ -182,6 +191,8 @@ def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None
     assert patient_of(call, MRN) == "MRN-0042"
     assert patient_of(call, None) == "fhir-77" and patient_of(call, "urn:none") == "fhir-77"
     assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) == "f"
+    odd = {"patient": {"identifier": 7}}  # not a list: no identifier (a TypeError before)
+    assert patient_of({"context": {"patientId": "f"}, "prefetch": odd}, MRN) == "f"
     with pytest.raises(ValueError, match="no patientId"):
         patient_of({"context": {}}, MRN)
 
