@@ -118,7 +118,7 @@ def _entry(p: Path, i: int, e: Any) -> Credential:
         )
     if not (isinstance(e["name"], str) and _NAME.fullmatch(e["name"])):
         raise ValueError(f"{p}: entry {i}: name {e['name']!r} is not a plain name")
-    if e["role"] not in ROLES:
+    if not isinstance(e["role"], str) or e["role"] not in ROLES:
         raise ValueError(f"{p}: entry {i}: role {e['role']!r} is not one of {sorted(ROLES)}")
     if not (isinstance(e["sha256"], str) and _HEX64.fullmatch(e["sha256"])):
         raise ValueError(f"{p}: entry {i}: sha256 must be 64 lowercase hex digits")

@@ -70,6 +70,10 @@ def test_roles_grant_only_their_kinds() -> None:
          '"patients": ["bed 4"]}]}', "non-empty list of patient ids"),
         ('{"tokens": [{"name": "a", "role": "boss", "sha256": "' + "a" * 64 + '"}]}',
          "role 'boss' is not one of"),
+        # a role in a list raised a TypeError, which a running gateway did not take for a
+        # bad edit (a 500, not the tokens read before)
+        ('{"tokens": [{"name": "a", "role": ["feed"], "sha256": "' + "a" * 64 + '"}]}',
+         "role \\['feed'\\] is not one of"),
         ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "A" * 64 + '"}]}',
          "64 lowercase hex digits"),
         ('{"tokens": [{"name": "a", "role": "feed", "sha256": "' + "a" * 64 + '"}, '
