@@ -126,6 +126,9 @@ _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
 _N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
+#: The largest ICU hour (``ICULOS``) a stay may have: 32,767 h, 3.7 years, what the hour
+#: column (int16) holds; a larger one would wrap round to a negative hour.
+MAX_ICU_HOUR = int(np.iinfo(np.int16).max)
 #: Pipe-separated, no quoting: a quote in a cell is a character of that cell (a quoted
 #: field could otherwise swallow pipes and rows).
 _PSV_PARSE = pacsv.ParseOptions(delimiter="|", quote_char=False)
@@ -340,6 +343,14 @@ def _validate_table(path: Path, arr: np.ndarray) -> None:
     label = arr[:, PSV_HEADER.index("SepsisLabel")]
     if np.isnan(hours).any():
         raise RecordError(path, "ICULOS (hour) is missing in some rows", reason="missing_hour")
+    odd = np.flatnonzero((hours != np.floor(hours)) | (hours < 0) | (hours > MAX_ICU_HOUR))
+    if odd.size:
+        raise RecordError(
+            path,
+            f"ICULOS must be a whole number of hours from 0 to {MAX_ICU_HOUR}; data row "
+            f"{int(odd[0]) + 1} has {hours[odd[0]]:g}",
+            reason="bad_hours",
+        )
     if (np.diff(hours) <= 0).any():
         raise RecordError(path, "ICULOS (hour) does not increase row by row", reason="bad_hours")
     if np.isnan(label).any() or not np.isin(label, (0.0, 1.0)).all():

@@ -29,7 +29,13 @@ from torch import nn
 
 from vitalgru.data.early_warning import EarlyWarningCohort, NormStats, gru_d_arrays
 from vitalgru.dsp.vitals import vitals_plausibility
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, MEASUREMENT_UNITS, PSV_COLUMNS, STATIC_COLUMNS
+from vitalgru.io.psv import (
+    MAX_ICU_HOUR,
+    MEASUREMENT_COLUMNS,
+    MEASUREMENT_UNITS,
+    PSV_COLUMNS,
+    STATIC_COLUMNS,
+)
 from vitalgru.metrics.calibration import model_probability
 
 logger = logging.getLogger(__name__)
@@ -181,10 +187,15 @@ def _row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, f
                 ) from None  # fmt: skip
         out[col] = v
     hour = out.get("hour")
-    if hour is None or not math.isfinite(hour) or hour != int(hour) or hour < 1:
+    if (
+        hour is None
+        or not math.isfinite(hour)
+        or hour != int(hour)
+        or not 1 <= hour <= MAX_ICU_HOUR
+    ):
         raise ValueError(
-            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number >= 1), "
-            f"got {row.get('ICULOS', hour)!r}"
+            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number from 1 to "
+            f"{MAX_ICU_HOUR}), got {row.get('ICULOS', hour)!r}"
         )
     if last_hour is not None and hour <= last_hour:
         raise ValueError(

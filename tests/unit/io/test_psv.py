@@ -67,6 +67,9 @@ class TestReadPsv:
             ([HEADER, _row("one")], "non_numeric"),  # the hour: no time axis
             ([HEADER, _row(1, label="yes")], "non_numeric"),
             ([HEADER, _row(2), _row(1)], "bad_hours"),
+            ([HEADER, _row(1), _row("2.5")], "bad_hours"),  # read as hour 2, before
+            ([HEADER, _row(1), _row(40000)], "bad_hours"),  # wrapped round to -25536
+            ([HEADER, _row(-3), _row(1)], "bad_hours"),
             ([HEADER, _row(1, label=2)], "bad_label"),
         ],
     )

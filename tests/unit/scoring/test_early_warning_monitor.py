@@ -105,6 +105,11 @@ class TestEarlyWarningMonitor:
             mon.push({"a": {"Pulse": 81, "ICULOS": 4}})
         with pytest.raises(ValueError, match="not a number"):
             mon.push({"a": {"HR": "high", "ICULOS": 4}})
+        # an hour past what the hour column holds (a feed sending seconds, or a date) was
+        # taken: 200,000 wrapped round to 3,392, and 10**7 gave a NaN risk
+        for hour in (32_768, 200_000, 10**7):
+            with pytest.raises(ValueError, match="from 1 to 32767"):
+                mon.push({"a": {"HR": 81, "ICULOS": hour}})
         with pytest.raises(KeyError, match="admit"):
             mon.push({"b": {"ICULOS": 1}})
         # a refused push changed nothing: the next good hour is scored
