@@ -32,9 +32,10 @@ The invariant that keeps it honest: pushing a recording in chunks of any sizes g
 same beats, labels and probabilities as pushing it whole (tested for random chunkings;
 probabilities to float32 rounding, because the network runs over different batches).
 Differences from offline evaluation (:func:`vitalgru.training.arrhythmia_eval.score_database`)
-are on purpose: the beats are the detector's, not the annotators'; non-finite samples are
-held at the last finite value (offline, a gap is interpolated, which needs the future); and
-each window is filtered over its stretch rather than the whole record.
+are on purpose: the beats are the detector's, not the annotators'; non-finite samples, and
+any beyond :data:`MAX_ABS_SAMPLE`, are held at the last finite value (offline, a gap is
+interpolated, which needs the future); and each window is filtered over its stretch rather
+than the whole record.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ DEFAULT_MARGIN_S = 2.0
 #: Peaks reported more than this late (s) are not waited for by the quality check (the
 #: detector reports a peak within 0.36 s, or by search-back within about 4 s).
 QUALITY_MAX_WAIT_S = 5.0
+#: A sample farther from 0 than this (in the feed's unit) is no ECG in mV, µV or even 24-bit
+#: ADC counts: it is taken as a gap, like NaN. One such sample used to blind the stream for
+#: good: from about 1e16 on, the filters' state drowned the signal in rounding, and no beat
+#: was found again until the patient was admitted afresh.
+MAX_ABS_SAMPLE = 1e7
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,12 @@ class _Patient:
             )
         if arr.size == 0:
             return
+        wild = np.abs(arr) > MAX_ABS_SAMPLE  # NaN compares False: a gap already
+        if wild.any():
+            arr = np.where(wild, np.nan, arr)
+            logger.warning("patient %s: %d sample(s) beyond +-%g taken as gaps (e.g. %g)",
+                           self.pid, int(wild.sum()), MAX_ABS_SAMPLE,
+                           float(chunk[np.flatnonzero(wild)[0]]))  # fmt: skip
         held, self.last = hold_last(arr, self.last)
         self.buf = np.concatenate([self.buf, held])
         self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
