@@ -48,8 +48,8 @@ from vitalgru.data.early_warning import (
     write_dataset,
 )
 from vitalgru.io.ingest import write_attrition
-from vitalgru.io.physionet import resolve_source
 from vitalgru.io.psv_writer import write_challenge_predictions
+from vitalgru.io.sources import resolve_source
 from vitalgru.metrics.calibration import (
     calibration_metrics,
     calibration_table,

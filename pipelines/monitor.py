@@ -48,7 +48,7 @@ from vitalgru.data.drift import (
     early_warning_drift,
 )
 from vitalgru.data.early_warning import build_cohort, resolve_data_dir
-from vitalgru.io.physionet import resolve_source
+from vitalgru.io.sources import resolve_source
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 

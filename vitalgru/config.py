@@ -41,7 +41,7 @@ class PhysioNetConfig(_Strict):
     """Where PhysioNet data comes from.
 
     ``mirror`` (or the environment variable ``VITALGRU_PHYSIONET_MIRROR``, resolved by
-    :func:`vitalgru.io.physionet.resolve_source`) is a local folder laid out like
+    :func:`vitalgru.io.sources.resolve_source`) is a local folder laid out like
     PhysioNet's (``<mirror>/<db>/<files>``); otherwise files are downloaded from
     ``base_url`` into ``cache_dir``.
     """

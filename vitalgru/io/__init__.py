@@ -9,18 +9,16 @@ Challenge-2019 vitals tables are read by :func:`read_psv` / :func:`read_psv_fold
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums, sha256_file
 from vitalgru.io.download import HttpFetcher, HttpStatusError
 from vitalgru.io.ingest import IngestResult, attrition_entry, ingest_records, iter_records
-from vitalgru.io.physionet import (
+from vitalgru.io.physionet import Database, FetchReport, FileFailure
+from vitalgru.io.psv import PsvCohort, list_psv, read_psv, read_psv_folder
+from vitalgru.io.sources import (
     ENV_MIRROR,
     KNOWN_VERSIONS,
     PATIENT_ID_MAPS,
-    Database,
-    FetchReport,
-    FileFailure,
     Source,
     open_database,
     resolve_source,
 )
-from vitalgru.io.psv import PsvCohort, list_psv, read_psv, read_psv_folder
 from vitalgru.io.wfdb_reader import (
     HeaderInfo,
     read_annotations_file,

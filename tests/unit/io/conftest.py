@@ -13,7 +13,7 @@ import pytest
 # tests/conftest.py)
 from benchmarks.physionet_http import PhysioNetHTTPServer, build_physionet_tree
 from vitalgru.config import PhysioNetConfig
-from vitalgru.io.physionet import ENV_MIRROR
+from vitalgru.io.sources import ENV_MIRROR
 
 #: Records served by the local server (two, to see one fail while the other succeeds).
 SERVED = ("100", "101")

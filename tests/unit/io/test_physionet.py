@@ -14,7 +14,7 @@ import vitalgru.io.checksums as checksums_mod
 from vitalgru.config import PhysioNetConfig
 from vitalgru.errors import ChecksumError, RecordError, UnknownDatabaseError, UnknownRecordError
 from vitalgru.io import ingest_records, open_database, resolve_source
-from vitalgru.io.physionet import ENV_MIRROR
+from vitalgru.io.sources import ENV_MIRROR
 
 
 def _corrupt_byte(path: Path, offset: int = 1000) -> None:
