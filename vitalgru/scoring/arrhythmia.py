@@ -33,22 +33,20 @@ same beats, labels and probabilities as pushing it whole (tested for random chun
 probabilities to float32 rounding, because the network runs over different batches).
 Differences from offline evaluation (:func:`vitalgru.training.arrhythmia_eval.score_database`)
 are on purpose: the beats are the detector's, not the annotators'; non-finite samples, and
-any beyond :data:`MAX_ABS_SAMPLE`, are held at the last finite value (offline, a gap is
-interpolated, which needs the future); and each window is filtered over its stretch rather
-than the whole record.
+any beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`, are held at the last
+finite value (offline, a gap is interpolated, which needs the future); and each window is
+filtered over its stretch rather than the whole record. Each patient's stream is a
+:class:`~vitalgru.scoring.ecg_stream.PatientStream`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
-import zipfile
-from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,11 +63,9 @@ from vitalgru.data.beat_features import (
 )
 from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.beats import beat_windows
-from vitalgru.dsp.filters import _as_signal, check_fs
-from vitalgru.dsp.quality import QualityStream, hold_last, units_hint
-from vitalgru.dsp.resample import map_indices, rate_ratio, resample
-from vitalgru.dsp.rpeaks import RpeakStream
-from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
+from vitalgru.dsp.resample import map_indices, resample
+from vitalgru.scoring.alerts import Alert, AlertRules
+from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -80,14 +76,6 @@ __all__ = ["ArrhythmiaMonitor", "BeatCall", "PatientMemory", "Tick"]
 #: (s). Against a 10 s margin, 2 s moved the champion's class probabilities by at most 0.007
 #: on 853 beats and changed no label; 1 s moved them by up to 0.28 (``benchmarks/streaming.py``).
 DEFAULT_MARGIN_S = 2.0
-#: Peaks reported more than this late (s) are not waited for by the quality check (the
-#: detector reports a peak within 0.36 s, or by search-back within about 4 s).
-QUALITY_MAX_WAIT_S = 5.0
-#: A sample farther from 0 than this (in the feed's unit) is no ECG in mV, µV or even 24-bit
-#: ADC counts: it is taken as a gap, like NaN. One such sample used to blind the stream for
-#: good: from about 1e16 on, the filters' state drowned the signal in rounding, and no beat
-#: was found again until the patient was admitted afresh.
-MAX_ABS_SAMPLE = 1e7
 
 
 @dataclass(frozen=True)
@@ -137,61 +125,6 @@ class Tick:
     alerts: list[Alert]
 
 
-@dataclass(frozen=True)
-class PatientMemory:
-    """What the monitor has learnt of one patient, to carry across a gateway restart.
-
-    The network's hidden state is the patient's own normal rhythm and morphology as the
-    model learnt them from every beat so far; the templates are the patient's latest beat
-    windows, of which the morphology features take the running median; the RR intervals
-    are the patient's latest, on which the RR features (prematurity against the patient's
-    own averages, irregularity, rhythm) are computed. A restart loses samples, so the
-    interval across it is not one the patient had: the remembered beats are spliced in
-    one median interval before the first beat found after it, and the RR features go on as
-    if the stream had not stopped.
-
-    Attributes
-    ----------
-    model : str
-        :attr:`ArrhythmiaMonitor.fingerprint` of the monitor that kept it: another network
-        cannot read this hidden state.
-    h : numpy.ndarray
-        (layers, hidden) float32.
-    templates : numpy.ndarray
-        (k, n_samples) float32, oldest first, k at most the template beats.
-    beats : int
-        Beats labelled with this memory so far.
-    rr_s : numpy.ndarray
-        (m,) float32 RR intervals in seconds, oldest first (empty: none known yet).
-    """
-
-    model: str
-    h: np.ndarray
-    templates: np.ndarray
-    beats: int
-    rr_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-
-    def to_bytes(self) -> bytes:
-        """The memory as an ``.npz`` archive (no pickled objects)."""
-        buf = io.BytesIO()
-        meta = np.frombuffer(json.dumps({"model": self.model, "beats": self.beats}).encode(),
-                             dtype=np.uint8)  # fmt: skip
-        np.savez(buf, meta=meta, h=self.h, templates=self.templates, rr_s=self.rr_s)
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PatientMemory:
-        """Read :meth:`to_bytes`; ValueError when ``data`` is not such an archive."""
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                meta = json.loads(z["meta"].tobytes().decode())
-                h, templates, rr = z["h"], z["templates"], z["rr_s"]
-            return cls(str(meta["model"]), h.astype(np.float32), templates.astype(np.float32),
-                       int(meta["beats"]), rr.astype(np.float32))  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"not a patient memory ({type(e).__name__}: {e})") from None
-
-
 def model_fingerprint(model: nn.Module, preprocessing: Mapping[str, Any]) -> str:
     """A short hash of a network's weights and its preprocessing: two monitors with the
     same fingerprint turn the same samples into the same labels."""
@@ -209,144 +142,6 @@ def _state_shape(model: nn.Module) -> tuple[int, int]:
     if members is not None:
         return sum(int(m.num_layers) for m in members), int(members[0].hidden)
     return int(model.num_layers), int(model.hidden)
-
-
-class _Patient:
-    """One patient's stream state (see :class:`ArrhythmiaMonitor`)."""
-
-    def __init__(self, pid: str, fs: float, mon: ArrhythmiaMonitor) -> None:
-        self.pid = pid
-        self.fs = check_fs(fs, cutoffs_hz=(40.0,), what=f"patient {pid!r} fs")
-        self.up, self.down = rate_ratio(self.fs, mon.fs)
-        w = mon.windows
-        self.after_src = int(round(w.after_s * self.fs))
-        self.margin_src = int(math.ceil(mon.margin_s * self.fs))
-        self.max_wait = int(round(QUALITY_MAX_WAIT_S * self.fs))
-        self.det = RpeakStream(self.fs)
-        self.quality = QualityStream(self.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s)
-        self.n = 0  # samples received
-        self.last = 0.0  # latest finite sample (held through gaps)
-        self.buf = np.empty(0)  # held samples from buf0 on
-        self.buf0 = 0
-        self.q_raw = np.empty(0)  # samples not yet given to the quality check (from q_fed)
-        self.q_fed = 0
-        self.q_peaks: list[int] = []  # peaks not yet given to the quality check
-        self.verdicts: deque[tuple[int, bool]] = deque()  # (window stop, usable)
-        self.verdict_before: bool | None = None  # verdict of the latest window dropped
-        self.new_windows: list[tuple[int, str]] = []  # (stop, flags) judged, not yet alerted
-        self.pending: deque[int] = deque()  # detected peaks not yet windowed
-        self.new_gaps: list[tuple[int, int]] = []  # (previous peak, peak) not yet alerted
-        self.last_peak = -1
-        self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
-        self.w_hist: deque[np.ndarray] = deque(maxlen=mon.settings.template_beats)
-        self.waiting: tuple[int, bool] | None = None  # (peak, ok) of the last windowed beat
-        self.rows: list[tuple[np.ndarray, bool, int]] = []  # features ready, not labelled
-        layers, hidden = mon.state_shape
-        self.h = torch.zeros(layers, 1, hidden)
-        self.n_labelled = 0
-        self.beats_before = 0  # beats labelled by earlier monitors whose memory this carries
-        self.splice: np.ndarray | None = None  # remembered RR (s) for the first beat found
-        self.alerts = AlertTracker(pid, mon.alert_rules)
-
-    # -------------------------------------------------------------- signal side
-    def feed(self, chunk: np.ndarray) -> None:
-        arr = _as_signal(chunk, name=f"chunk of patient {self.pid!r}", allow_nonfinite=True)
-        if arr.ndim != 1:
-            raise ValueError(
-                f"patient {self.pid!r}: a chunk must be 1-D (n,) samples of one lead, "
-                f"got shape {arr.shape}"
-            )
-        if arr.size == 0:
-            return
-        wild = np.abs(arr) > MAX_ABS_SAMPLE  # NaN compares False: a gap already
-        if wild.any():
-            arr = np.where(wild, np.nan, arr)
-            logger.warning("patient %s: %d sample(s) beyond +-%g taken as gaps (e.g. %g)",
-                           self.pid, int(wild.sum()), MAX_ABS_SAMPLE,
-                           float(chunk[np.flatnonzero(wild)[0]]))  # fmt: skip
-        held, self.last = hold_last(arr, self.last)
-        self.buf = np.concatenate([self.buf, held])
-        self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
-        self.n += arr.size
-        self._add_peaks(self.det.process(held))
-        self._feed_quality(final=False)
-
-    def flush(self) -> None:
-        self._add_peaks(self.det.flush())
-        self._feed_quality(final=True)
-
-    def _add_peaks(self, peaks: np.ndarray) -> None:
-        for p in peaks.tolist():
-            if p <= self.last_peak:  # the detector reports in order; keep it that way
-                logger.debug("patient %s: R peak %d out of order, dropped", self.pid, p)
-                continue
-            self.pending.append(p)
-            self.q_peaks.append(p)
-            self.new_gaps.append((self.last_peak, p))
-            self.last_peak = p
-
-    def _feed_quality(self, final: bool) -> None:
-        # Up to the last reported peak every peak is known (the detector never reports one
-        # before a peak it has reported), so each window is judged with all of its peaks.
-        settled = self.n if final else max(self.last_peak + 1, self.n - self.max_wait)
-        if settled <= self.q_fed:
-            return
-        k = settled - self.q_fed
-        peaks = [p for p in self.q_peaks if p < settled]
-        self.q_peaks = [p for p in self.q_peaks if p >= settled]
-        res = self.quality.push(self.q_raw[:k], np.asarray(peaks, dtype=np.int64))
-        self.q_raw = self.q_raw[k:]
-        self.q_fed = settled
-        for stop, ok in zip(res.stop_idx.tolist(), res.usable.tolist(), strict=True):
-            self.verdicts.append((int(stop), bool(ok)))
-        flags = (*res.HARD_FLAGS, "noisy")
-        for i, stop in enumerate(res.stop_idx.tolist()):  # what each was rejected for
-            why = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[i])
-            if why:
-                why += units_hint(res.amplitude[i])
-            self.new_windows.append((int(stop), why))
-
-    def _signal_ok(self, peak: int) -> bool:
-        """Usable verdict of the latest quality window that had ended by the end of the
-        beat's window; True before any window has ended (as ``QualityResult.usable_at``)."""
-        at = peak + self.after_src
-        self._forget_verdicts(at)  # beats come in time order: no later one asks for them
-        if self.verdicts and self.verdicts[0][0] <= at:
-            return self.verdicts[0][1]
-        return True if self.verdict_before is None else self.verdict_before
-
-    def _forget_verdicts(self, at: int) -> None:
-        """Drop every verdict older than the latest one ended by sample ``at``."""
-        while len(self.verdicts) > 1 and self.verdicts[1][0] <= at:
-            self.verdict_before = self.verdicts.popleft()[1]
-
-    def latest_verdict(self) -> bool | None:
-        """The newest quality verdict (None: no window judged yet)."""
-        return self.verdicts[-1][1] if self.verdicts else self.verdict_before
-
-    def ready_peaks(self, final: bool) -> list[int]:
-        """Pending peaks whose stretch of signal and quality verdict are complete."""
-        out = []
-        while self.pending:
-            p = self.pending[0]
-            if not final and (
-                self.n < p + self.after_src + self.margin_src + 1 or self.q_fed < p + self.after_src
-            ):
-                break
-            out.append(self.pending.popleft())
-        return out
-
-    def trim(self) -> None:
-        """Forget samples and verdicts no pending or later beat can need."""
-        # A beat not yet reported lies after the last peak and, as the quality check assumes
-        # (see _feed_quality), after q_fed: the detector reports late, never that late.
-        nxt = self.pending[0] if self.pending else max(self.last_peak + 1, self.q_fed)
-        self._forget_verdicts(nxt + self.after_src)
-        keep = max(0, nxt - self.margin_src - self.down)
-        keep -= keep % self.down
-        if keep - self.buf0 > 4096:  # amortise the copies
-            self.buf = self.buf[keep - self.buf0 :]
-            self.buf0 = keep
 
 
 class ArrhythmiaMonitor:
@@ -417,7 +212,7 @@ class ArrhythmiaMonitor:
         # window), plus the look-ahead beat.
         self.history_beats = max(s.long_rr_beats + 1, 5 * s.local_rr_beats + 2, s.rhythm_beats + 1)
         self.history_beats += 1
-        self._patients: dict[str, _Patient] = {}
+        self._patients: dict[str, PatientStream] = {}
 
     @property
     def patients(self) -> list[str]:
@@ -437,7 +232,7 @@ class ArrhythmiaMonitor:
         pid = str(patient_id)
         if pid in self._patients:
             raise ValueError(f"patient {pid!r} is already being monitored")
-        st = _Patient(pid, fs, self)
+        st = PatientStream(pid, fs, self)
         if memory is not None:
             self._check_memory(pid, memory)
             st.h = torch.from_numpy(memory.h.copy()).unsqueeze(1)
@@ -542,7 +337,7 @@ class ArrhythmiaMonitor:
         del self._patients[st.pid]
         return Tick(calls, alerts)
 
-    def _stream_alerts(self, st: _Patient, final: bool) -> list[Alert]:
+    def _stream_alerts(self, st: PatientStream, final: bool) -> list[Alert]:
         """Pauses, and the quality windows judged since the last call (which release the
         beats waiting for them to the run and ectopy rules)."""
         out: list[Alert] = []
@@ -568,13 +363,13 @@ class ArrhythmiaMonitor:
         return out
 
     # ---------------------------------------------------------------- internals
-    def _get(self, pid: str) -> _Patient:
+    def _get(self, pid: str) -> PatientStream:
         try:
             return self._patients[str(pid)]
         except KeyError:
             raise KeyError(f"patient {pid!r} is not being monitored; admit() them first") from None
 
-    def _stretch(self, st: _Patient, peak: int) -> tuple[int, int]:
+    def _stretch(self, st: PatientStream, peak: int) -> tuple[int, int]:
         a = max(0, peak - st.margin_src)
         a -= a % st.down  # on the resampling grid: output sample j is at a * up / down + j
         if a < st.buf0:  # a peak reported later than the detector ever should: what is left
@@ -583,7 +378,7 @@ class ArrhythmiaMonitor:
         b = min(st.n, peak + st.after_src + st.margin_src + 1)
         return a, b
 
-    def _window(self, st: _Patient, peaks: Iterable[int]) -> None:
+    def _window(self, st: PatientStream, peaks: Iterable[int]) -> None:
         peaks = list(peaks)
         if not peaks:
             return
@@ -618,7 +413,7 @@ class ArrhythmiaMonitor:
             st.w_hist.append(w)
             st.waiting = (p, ok)
 
-    def _splice(self, st: _Patient, t: int) -> None:
+    def _splice(self, st: PatientStream, t: int) -> None:
         rr = st.splice
         assert rr is not None
         st.splice = None
@@ -627,7 +422,7 @@ class ArrhythmiaMonitor:
         before = last - np.cumsum(np.concatenate([[0], np.maximum(steps[:-1], 1)]))
         st.t_hist.extend(before[::-1].tolist())
 
-    def _features(self, st: _Patient, t_next: int | None) -> np.ndarray:
+    def _features(self, st: PatientStream, t_next: int | None) -> np.ndarray:
         """Features of the newest beat in the history; ``t_next`` is the next beat's R peak
         at the model rate (None: the stream ended)."""
         morph = latest_morphology(np.stack(st.w_hist), self.settings).reshape(-1)
@@ -640,11 +435,11 @@ class ArrhythmiaMonitor:
         return np.concatenate([morph, row]).astype(np.float32)
 
     @torch.no_grad()
-    def _label(self, pats: list[_Patient], final: bool) -> list[BeatCall]:
+    def _label(self, pats: list[PatientStream], final: bool) -> list[BeatCall]:
         ctx = 0 if final else self.delay
         ready = [st for st in pats if len(st.rows) > ctx]
         # one network call per run length (most ticks bring each patient the same few beats)
-        groups: dict[int, list[_Patient]] = {}
+        groups: dict[int, list[PatientStream]] = {}
         for st in ready:
             groups.setdefault(len(st.rows), []).append(st)
         calls: dict[str, list[BeatCall]] = {}
@@ -663,7 +458,7 @@ class ArrhythmiaMonitor:
         return [c for st in pats for c in calls.get(st.pid, [])]
 
     def _calls(
-        self, st: _Patient, probs: np.ndarray, rows: list[tuple[np.ndarray, bool, int]]
+        self, st: PatientStream, probs: np.ndarray, rows: list[tuple[np.ndarray, bool, int]]
     ) -> list[BeatCall]:
         out = []
         now = st.n / st.fs

@@ -1,0 +1,238 @@
+"""One patient's live ECG in the arrhythmia monitor: the stream's state
+(:class:`PatientStream`: samples, R peaks, quality verdicts, features waiting, hidden state)
+and what the monitor keeps of a patient across a gateway restart (:class:`PatientMemory`).
+:class:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor` holds one stream per patient.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import zipfile
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from vitalgru.dsp.filters import _as_signal, check_fs
+from vitalgru.dsp.quality import QualityStream, hold_last, units_hint
+from vitalgru.dsp.resample import rate_ratio
+from vitalgru.dsp.rpeaks import RpeakStream
+from vitalgru.scoring.alerts import AlertTracker
+
+if TYPE_CHECKING:
+    from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
+
+logger = logging.getLogger("vitalgru.scoring.arrhythmia")
+
+__all__ = ["MAX_ABS_SAMPLE", "QUALITY_MAX_WAIT_S", "PatientMemory", "PatientStream"]
+
+#: Peaks reported more than this late (s) are not waited for by the quality check (the
+#: detector reports a peak within 0.36 s, or by search-back within about 4 s).
+QUALITY_MAX_WAIT_S = 5.0
+#: A sample farther from 0 than this (in the feed's unit) is no ECG in mV, µV or even 24-bit
+#: ADC counts: it is taken as a gap, like NaN. One such sample used to blind the stream for
+#: good: from about 1e16 on, the filters' state drowned the signal in rounding, and no beat
+#: was found again until the patient was admitted afresh.
+MAX_ABS_SAMPLE = 1e7
+
+
+@dataclass(frozen=True)
+class PatientMemory:
+    """What the monitor has learnt of one patient, to carry across a gateway restart.
+
+    The network's hidden state is the patient's own normal rhythm and morphology as the
+    model learnt them from every beat so far; the templates are the patient's latest beat
+    windows, of which the morphology features take the running median; the RR intervals
+    are the patient's latest, on which the RR features (prematurity against the patient's
+    own averages, irregularity, rhythm) are computed. A restart loses samples, so the
+    interval across it is not one the patient had: the remembered beats are spliced in
+    one median interval before the first beat found after it, and the RR features go on as
+    if the stream had not stopped.
+
+    Attributes
+    ----------
+    model : str
+        :attr:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.fingerprint` of the monitor
+        that kept it: another network cannot read this hidden state.
+    h : numpy.ndarray
+        (layers, hidden) float32.
+    templates : numpy.ndarray
+        (k, n_samples) float32, oldest first, k at most the template beats.
+    beats : int
+        Beats labelled with this memory so far.
+    rr_s : numpy.ndarray
+        (m,) float32 RR intervals in seconds, oldest first (empty: none known yet).
+    """
+
+    model: str
+    h: np.ndarray
+    templates: np.ndarray
+    beats: int
+    rr_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def to_bytes(self) -> bytes:
+        """The memory as an ``.npz`` archive (no pickled objects)."""
+        buf = io.BytesIO()
+        meta = np.frombuffer(json.dumps({"model": self.model, "beats": self.beats}).encode(),
+                             dtype=np.uint8)  # fmt: skip
+        np.savez(buf, meta=meta, h=self.h, templates=self.templates, rr_s=self.rr_s)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PatientMemory:
+        """Read :meth:`to_bytes`; ValueError when ``data`` is not such an archive."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                h, templates, rr = z["h"], z["templates"], z["rr_s"]
+            return cls(str(meta["model"]), h.astype(np.float32), templates.astype(np.float32),
+                       int(meta["beats"]), rr.astype(np.float32))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"not a patient memory ({type(e).__name__}: {e})") from None
+
+
+class PatientStream:
+    """One patient's live ECG stream in an :class:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor`:
+    the samples held, the R peaks detected and waiting to be windowed, the quality check's
+    verdicts, the beats' features waiting to be labelled, the network's hidden state and
+    the patient's alarms. The monitor windows, labels and alerts; this is the signal side
+    and the state."""
+
+    def __init__(self, pid: str, fs: float, mon: ArrhythmiaMonitor) -> None:
+        self.pid = pid
+        self.fs = check_fs(fs, cutoffs_hz=(40.0,), what=f"patient {pid!r} fs")
+        self.up, self.down = rate_ratio(self.fs, mon.fs)
+        w = mon.windows
+        self.after_src = int(round(w.after_s * self.fs))
+        self.margin_src = int(math.ceil(mon.margin_s * self.fs))
+        self.max_wait = int(round(QUALITY_MAX_WAIT_S * self.fs))
+        self.det = RpeakStream(self.fs)
+        self.quality = QualityStream(self.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s)
+        self.n = 0  # samples received
+        self.last = 0.0  # latest finite sample (held through gaps)
+        self.buf = np.empty(0)  # held samples from buf0 on
+        self.buf0 = 0
+        self.q_raw = np.empty(0)  # samples not yet given to the quality check (from q_fed)
+        self.q_fed = 0
+        self.q_peaks: list[int] = []  # peaks not yet given to the quality check
+        self.verdicts: deque[tuple[int, bool]] = deque()  # (window stop, usable)
+        self.verdict_before: bool | None = None  # verdict of the latest window dropped
+        self.new_windows: list[tuple[int, str]] = []  # (stop, flags) judged, not yet alerted
+        self.pending: deque[int] = deque()  # detected peaks not yet windowed
+        self.new_gaps: list[tuple[int, int]] = []  # (previous peak, peak) not yet alerted
+        self.last_peak = -1
+        self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
+        self.w_hist: deque[np.ndarray] = deque(maxlen=mon.settings.template_beats)
+        self.waiting: tuple[int, bool] | None = None  # (peak, ok) of the last windowed beat
+        self.rows: list[tuple[np.ndarray, bool, int]] = []  # features ready, not labelled
+        layers, hidden = mon.state_shape
+        self.h = torch.zeros(layers, 1, hidden)
+        self.n_labelled = 0
+        self.beats_before = 0  # beats labelled by earlier monitors whose memory this carries
+        self.splice: np.ndarray | None = None  # remembered RR (s) for the first beat found
+        self.alerts = AlertTracker(pid, mon.alert_rules)
+
+    # -------------------------------------------------------------- signal side
+    def feed(self, chunk: np.ndarray) -> None:
+        arr = _as_signal(chunk, name=f"chunk of patient {self.pid!r}", allow_nonfinite=True)
+        if arr.ndim != 1:
+            raise ValueError(
+                f"patient {self.pid!r}: a chunk must be 1-D (n,) samples of one lead, "
+                f"got shape {arr.shape}"
+            )
+        if arr.size == 0:
+            return
+        wild = np.abs(arr) > MAX_ABS_SAMPLE  # NaN compares False: a gap already
+        if wild.any():
+            arr = np.where(wild, np.nan, arr)
+            logger.warning("patient %s: %d sample(s) beyond +-%g taken as gaps (e.g. %g)",
+                           self.pid, int(wild.sum()), MAX_ABS_SAMPLE,
+                           float(chunk[np.flatnonzero(wild)[0]]))  # fmt: skip
+        held, self.last = hold_last(arr, self.last)
+        self.buf = np.concatenate([self.buf, held])
+        self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
+        self.n += arr.size
+        self._add_peaks(self.det.process(held))
+        self._feed_quality(final=False)
+
+    def flush(self) -> None:
+        self._add_peaks(self.det.flush())
+        self._feed_quality(final=True)
+
+    def _add_peaks(self, peaks: np.ndarray) -> None:
+        for p in peaks.tolist():
+            if p <= self.last_peak:  # the detector reports in order; keep it that way
+                logger.debug("patient %s: R peak %d out of order, dropped", self.pid, p)
+                continue
+            self.pending.append(p)
+            self.q_peaks.append(p)
+            self.new_gaps.append((self.last_peak, p))
+            self.last_peak = p
+
+    def _feed_quality(self, final: bool) -> None:
+        # Up to the last reported peak every peak is known (the detector never reports one
+        # before a peak it has reported), so each window is judged with all of its peaks.
+        settled = self.n if final else max(self.last_peak + 1, self.n - self.max_wait)
+        if settled <= self.q_fed:
+            return
+        k = settled - self.q_fed
+        peaks = [p for p in self.q_peaks if p < settled]
+        self.q_peaks = [p for p in self.q_peaks if p >= settled]
+        res = self.quality.push(self.q_raw[:k], np.asarray(peaks, dtype=np.int64))
+        self.q_raw = self.q_raw[k:]
+        self.q_fed = settled
+        for stop, ok in zip(res.stop_idx.tolist(), res.usable.tolist(), strict=True):
+            self.verdicts.append((int(stop), bool(ok)))
+        flags = (*res.HARD_FLAGS, "noisy")
+        for i, stop in enumerate(res.stop_idx.tolist()):  # what each was rejected for
+            why = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[i])
+            if why:
+                why += units_hint(res.amplitude[i])
+            self.new_windows.append((int(stop), why))
+
+    def _signal_ok(self, peak: int) -> bool:
+        """Usable verdict of the latest quality window that had ended by the end of the
+        beat's window; True before any window has ended (as ``QualityResult.usable_at``)."""
+        at = peak + self.after_src
+        self._forget_verdicts(at)  # beats come in time order: no later one asks for them
+        if self.verdicts and self.verdicts[0][0] <= at:
+            return self.verdicts[0][1]
+        return True if self.verdict_before is None else self.verdict_before
+
+    def _forget_verdicts(self, at: int) -> None:
+        """Drop every verdict older than the latest one ended by sample ``at``."""
+        while len(self.verdicts) > 1 and self.verdicts[1][0] <= at:
+            self.verdict_before = self.verdicts.popleft()[1]
+
+    def latest_verdict(self) -> bool | None:
+        """The newest quality verdict (None: no window judged yet)."""
+        return self.verdicts[-1][1] if self.verdicts else self.verdict_before
+
+    def ready_peaks(self, final: bool) -> list[int]:
+        """Pending peaks whose stretch of signal and quality verdict are complete."""
+        out = []
+        while self.pending:
+            p = self.pending[0]
+            if not final and (
+                self.n < p + self.after_src + self.margin_src + 1 or self.q_fed < p + self.after_src
+            ):
+                break
+            out.append(self.pending.popleft())
+        return out
+
+    def trim(self) -> None:
+        """Forget samples and verdicts no pending or later beat can need."""
+        # A beat not yet reported lies after the last peak and, as the quality check assumes
+        # (see _feed_quality), after q_fed: the detector reports late, never that late.
+        nxt = self.pending[0] if self.pending else max(self.last_peak + 1, self.q_fed)
+        self._forget_verdicts(nxt + self.after_src)
+        keep = max(0, nxt - self.margin_src - self.down)
+        keep -= keep % self.down
+        if keep - self.buf0 > 4096:  # amortise the copies
+            self.buf = self.buf[keep - self.buf0 :]
+            self.buf0 = keep
