@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import HealthCheck, given, settings
+from damage_kit import FUZZ, JSON, replaced
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.cds_hooks import apply_feedback, patient_of
@@ -26,20 +27,6 @@ from pipelines.cds_tokens import CdsAuthError, CdsClients, jwk_of, sign_token
 ISS = "https://ehr.example.org"
 AUD = "http://testserver/cds-services/vitalgru-sepsis"
 KEY = ec.generate_private_key(ec.SECP384R1())
-
-FUZZ = settings(
-    max_examples=80,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),  # fmt: skip
-    max_leaves=8,
-)
 
 
 @pytest.fixture(scope="module")
@@ -116,27 +103,8 @@ CALL = {"hook": "patient-view", "context": {"patientId": "icu-4", "userId": "Pra
             {"system": "urn:oid:1.2.3", "value": "MRN-1"}]}}}  # fmt: skip
 
 
-@st.composite
-def damaged_json(draw: st.DrawFn, good: Any) -> Any:
-    """``good`` with some of its values, at any depth, replaced by JSON of any shape."""
-    out = json.loads(json.dumps(good))
-    for _ in range(draw(st.integers(1, 3))):
-        node = out
-        while isinstance(node, dict | list) and node and draw(st.booleans()):
-            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict)
-                                       else range(len(node))))  # fmt: skip
-            if not isinstance(node[key], dict | list):
-                break
-            node = node[key]
-        if isinstance(node, dict) and node:
-            node[draw(st.sampled_from(sorted(node)))] = draw(JSON)
-        elif isinstance(node, list) and node:
-            node[draw(st.integers(0, len(node) - 1))] = draw(JSON)
-    return out
-
-
 @FUZZ
-@given(call=damaged_json(CALL) | JSON, system=st.sampled_from([None, "urn:oid:1.2.3"]))
+@given(call=replaced(CALL) | JSON, system=st.sampled_from([None, "urn:oid:1.2.3"]))
 def test_a_hook_call_of_any_shape_names_a_patient_or_is_refused(call: Any, system: Any) -> None:
     try:
         pid = patient_of(call if isinstance(call, dict) else {"context": call}, system)
@@ -146,7 +114,7 @@ def test_a_hook_call_of_any_shape_names_a_patient_or_is_refused(call: Any, syste
 
 
 @FUZZ
-@given(body=damaged_json({"feedback": [{"card": "c-1", "outcome": "overridden",
+@given(body=replaced({"feedback": [{"card": "c-1", "outcome": "overridden",
                                         "overrideReason": {"reason": {"code": "x"},
                                                            "userComment": "seen"}}]}) | JSON)  # fmt: skip
 def test_feedback_of_any_shape_is_counted_or_refused(body: Any) -> None:

@@ -1,8 +1,8 @@
 """The gateway fed damaged input, generated (the readers' own damage tests are in
-``tests/unit/io/test_damaged_input.py``): HL7 v2 messages with bytes changed, cut or
-inserted, FHIR JSON of any shape, rows, demographics and ECG chunks of any JSON. Every
-answer is the gateway's own (2xx, or 4xx with the reason), never a 500, and the ward goes
-on scoring a good hour afterwards."""
+``tests/unit/io/test_damaged_input.py``, the strategies in ``tests/unit/damage_kit.py``):
+HL7 v2 messages with bytes changed, cut or inserted, FHIR JSON of any shape, rows,
+demographics and ECG chunks of any JSON. Every answer is the gateway's own (2xx, or 4xx
+with the reason), never a 500, and the ward goes on scoring a good hour afterwards."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import math
 from typing import Any
 
 import pytest
+from damage_kit import EDIT, FUZZ, JSON, edited, replaced
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from monitor_kit import untrained_monitor
 
@@ -24,25 +25,9 @@ from vitalgru.scoring.ward import Ward
 
 PATIENTS = itertools.count()
 
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),  # fmt: skip
-    max_leaves=10,
-)
-EDIT = st.tuples(
-    st.floats(0, 1),
-    st.integers(0, 12),
-    st.one_of(st.binary(max_size=6), st.sampled_from([b"|", b"^", b"\r", b"~", b"\\", b"\xff"])),
-)
+#: An edit of an HL7 v2 message: any bytes, or its separators and an invalid byte.
+HL7_EDIT = st.one_of(EDIT, st.tuples(st.floats(0, 1), st.integers(0, 2), st.sampled_from(
+    [b"|", b"^", b"\r", b"~", b"\\", b"\xff"])))  # fmt: skip
 
 ADMIT = "\r".join([
     "MSH|^~\\&|ADT|HOSP|VITALGRU|HOSP|20261205083000||ADT^A01^ADT_A01|MSG1|P|2.5",
@@ -62,14 +47,6 @@ MERGE = ADMIT.replace("ADT^A01^ADT_A01", "ADT^A40^ADT_A39").replace(
 )
 
 
-def damaged(text: str, edits: list[tuple[float, int, bytes]]) -> bytes:
-    out = bytearray(text.encode())
-    for where, cut, insert in edits:
-        i = int(where * len(out))
-        out[i : i + cut] = insert
-    return bytes(out)
-
-
 @pytest.fixture()
 def gateway(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> Any:
     ward = Ward(untrained_monitor(), sepsis[0])
@@ -77,6 +54,10 @@ def gateway(sepsis: tuple[EarlyWarningMonitor, list[dict]]) -> Any:
         yield c, sepsis[1]
     for pid in list(sepsis[0].patients):  # the monitor is shared by the tests
         sepsis[0].discharge(pid)
+
+
+def _bundle(row: dict) -> dict:
+    return {"resourceType": "Bundle", "entry": [{"resource": o} for o in row_to_observations(row)]}
 
 
 def _still_scores(client: TestClient, rows: list[dict]) -> None:
@@ -88,38 +69,19 @@ def _still_scores(client: TestClient, rows: list[dict]) -> None:
 
 
 @FUZZ
-@given(template=st.sampled_from([ADMIT, RESULT, MERGE]), edits=st.lists(EDIT, max_size=4),
+@given(template=st.sampled_from([ADMIT, RESULT, MERGE]), edits=st.lists(HL7_EDIT, max_size=4),
        n=st.integers(0, 10**6))  # fmt: skip
 def test_damaged_hl7_messages_get_an_acknowledgement_not_a_500(
     gateway: Any, template: str, edits: list, n: int
 ) -> None:
     client, rows = gateway
-    body = damaged(template.format(n=n), edits)
+    body = edited(template.format(n=n).encode(), edits)
     r = client.post("/hl7", content=body, headers={"content-type": HL7_MEDIA_TYPE})
     assert r.status_code < 500, r.text
     r = client.post("/vitals/FZ-9/hl7", params={"iculos": 1}, content=body,
                     headers={"content-type": HL7_MEDIA_TYPE})  # fmt: skip
     assert r.status_code < 500, r.text
     _still_scores(client, rows)
-
-
-@st.composite
-def damaged_observations(draw: st.DrawFn, rows: list[dict]) -> Any:
-    obs = row_to_observations(rows[draw(st.integers(0, len(rows) - 1))])
-    payload: Any = {"resourceType": "Bundle", "entry": [{"resource": o} for o in obs]}
-    for _ in range(draw(st.integers(0, 3))):
-        node = payload
-        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
-            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict)
-                                       else range(len(node))))  # fmt: skip
-            if not isinstance(node[key], (dict, list)):
-                break
-            node = node[key]
-        if isinstance(node, dict) and node:
-            node[draw(st.sampled_from(sorted(node)))] = draw(JSON)
-        elif isinstance(node, list) and node:
-            node[draw(st.integers(0, len(node) - 1))] = draw(JSON)
-    return payload
 
 
 @FUZZ
@@ -135,7 +97,7 @@ def test_damaged_json_bodies_are_answered_not_a_500(gateway: Any, data: st.DataO
         row[key] = data.draw(JSON)
     calls = [
         (f"/vitals/FZ-F{n}/fhir", {"iculos": data.draw(st.sampled_from([1, 1, 1, 0, -1, 400]))},
-         data.draw(damaged_observations(rows) | JSON)),
+         data.draw(replaced(_bundle(rows[0])) | JSON)),
         (f"/vitals/FZ-R{n}", {}, row if data.draw(st.booleans()) else data.draw(JSON)),
         (f"/vitals/FZ-S{n}/static", {}, data.draw(JSON | st.dictionaries(
             st.sampled_from(["Age", "Gender", "Unit1", "HospAdmTime"]), JSON))),

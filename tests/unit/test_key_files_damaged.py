@@ -12,20 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from damage_kit import FUZZ, JSON, replaced
+from hypothesis import given
 
 from pipelines.access import ROLES, TokenFile, TokenTable
 from pipelines.cds_tokens import CdsClients, jwk_of
 
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True)
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),  # fmt: skip
-    max_leaves=8,
-)
 TOKENS = {"tokens": [
     {"name": "ward-4", "role": "reader", "sha256": "a" * 64},
     {"name": "feed", "role": "feed", "sha256": "b" * 64, "expires": "2030-01-01T00:00:00+00:00",
@@ -35,27 +27,8 @@ KEY = jwk_of(ec.generate_private_key(ec.SECP384R1()).public_key(), "k1")
 CLIENTS = {"clients": [{"name": "ehr", "iss": "https://ehr.example.org", "jwks": {"keys": [KEY]}}]}
 
 
-@st.composite
-def damaged(draw: st.DrawFn, good: Any) -> Any:
-    """``good`` with some of its values, at any depth, replaced by JSON of any shape."""
-    out = json.loads(json.dumps(good))
-    for _ in range(draw(st.integers(1, 3))):
-        node = out
-        while isinstance(node, dict | list) and node and draw(st.booleans()):
-            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict)
-                                       else range(len(node))))  # fmt: skip
-            if not isinstance(node[key], dict | list):
-                break
-            node = node[key]
-        if isinstance(node, dict) and node:
-            node[draw(st.sampled_from(sorted(node)))] = draw(JSON)
-        elif isinstance(node, list) and node:
-            node[draw(st.integers(0, len(node) - 1))] = draw(JSON)
-    return out
-
-
 @FUZZ
-@given(content=damaged(TOKENS) | JSON)
+@given(content=replaced(TOKENS) | JSON)
 def test_a_token_file_of_any_shape_is_read_or_refused_and_an_edit_never_fails_a_request(
     content: Any,
 ) -> None:
@@ -76,7 +49,7 @@ def test_a_token_file_of_any_shape_is_read_or_refused_and_an_edit_never_fails_a_
 
 
 @FUZZ
-@given(spec=damaged(CLIENTS) | JSON)
+@given(spec=replaced(CLIENTS) | JSON)
 def test_a_cds_client_file_of_any_shape_is_read_or_refused(spec: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cds-clients.json"

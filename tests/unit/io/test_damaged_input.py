@@ -6,8 +6,8 @@ library underneath happened to raise; and a damaged file in a folder costs only 
 
 These found a ``TypeError`` for a FHIR Bundle whose ``entry`` was not a list, a PSV file
 whose rows' fields added up though a row's did not (the whole folder failed to read), a
-quote in a PSV cell swallowing the pipes after it, a cell of bytes that are not UTF-8, and
-a config file that is not UTF-8."""
+quote in a PSV cell swallowing the pipes after it, and a cell of bytes that are not UTF-8.
+(Strategies shared with the gateway's damage tests: ``tests/unit/damage_kit.py``.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from damage_kit import EDIT, FUZZ, JSON, edited, replaced
+from hypothesis import given
 from hypothesis import strategies as st
 
 from vitalgru.errors import RecordError
@@ -31,30 +32,12 @@ from vitalgru.io.hl7v2 import adt_event, oru_observations, read_message
 from vitalgru.io.psv import read_psv, read_psv_folder
 from vitalgru.io.wfdb_reader import read_annotations_file, read_header, read_record_files
 
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
-#: One edit of a byte string: (where, as a fraction of its length; how many bytes to
-#: remove there; what to insert there).
-EDIT = st.tuples(st.floats(0, 1), st.integers(0, 40), st.binary(max_size=8))
-#: Bytes that mean something to the formats read here, to insert more often than chance.
+#: Bytes that mean something to the formats read here, put in more often than chance would.
 SIGNIFICANT = st.sampled_from(
     [b"|", b"\n", b"\r", b'"', b"^", b"~", b"\\", b"&", b" ", b"-", b".", b"NaN", b"\xff", b"#"]
 )
-EDITS = st.lists(st.one_of(EDIT, st.tuples(st.floats(0, 1), st.just(0), SIGNIFICANT)),
+EDITS = st.lists(st.one_of(EDIT, EDIT, st.tuples(st.floats(0, 1), st.just(0), SIGNIFICANT)),
                  min_size=1, max_size=5)  # fmt: skip
-
-
-def damaged(data: bytes, edits: list[tuple[float, int, bytes]]) -> bytes:
-    out = bytearray(data)
-    for where, cut, insert in edits:
-        i = int(where * len(out))
-        out[i : i + cut] = insert
-    return bytes(out)
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +111,7 @@ def test_a_damaged_wfdb_record_is_a_record_error_or_a_record(
         header = (mitdb_dir / "100.hea").read_bytes().replace(b"650000", b"3600")
         files = {"hea": header, "dat": (mitdb_dir / "100.dat").read_bytes()[: 3 * 3600],
                  "atr": (mitdb_dir / "100.atr").read_bytes()[:400]}  # fmt: skip
-        files[part] = damaged(files[part], edits)
+        files[part] = edited(files[part], edits)
         for ext, data in files.items():
             (folder / f"100.{ext}").write_bytes(data)
         for read in (read_header, read_record_files, read_annotations_file):
@@ -157,7 +140,7 @@ ADT = "\r".join([
 @FUZZ
 @given(edits=EDITS, message=st.sampled_from([ORU, ADT]))
 def test_a_damaged_hl7_message_is_a_value_error_or_a_message(edits: list, message: str) -> None:
-    text = damaged(message.encode(), edits).decode("utf-8", "replace")
+    text = edited(message.encode(), edits).decode("utf-8", "replace")
     try:
         msg = read_message(text)
     except ValueError:
@@ -173,42 +156,18 @@ def test_a_damaged_hl7_message_is_a_value_error_or_a_message(edits: list, messag
         pass
 
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),  # fmt: skip
-    max_leaves=12,
-)
 FIELDS = ["resourceType", "status", "code", "coding", "valueQuantity", "value", "component",
           "entry", "resource", "effectiveDateTime", "effectivePeriod", "unit", "system"]  # fmt: skip
 
 
-@st.composite
-def damaged_bundle(draw: st.DrawFn) -> Any:
-    """A real hour's Observations in a Bundle, with some of its values, at any depth,
-    replaced by JSON of any shape."""
-    row = {"HR": 88, "O2Sat": 97, "SBP": 120, "Temp": 37.2, "Lactate": 2.1}
-    payload: Any = {"resourceType": "Bundle", "type": "collection",
-                    "entry": [{"resource": o} for o in row_to_observations(row)]}  # fmt: skip
-    for _ in range(draw(st.integers(1, 4))):
-        node = payload
-        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
-            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict)
-                                       else range(len(node))))  # fmt: skip
-            if not isinstance(node[key], (dict, list)):
-                break
-            node = node[key]
-        if isinstance(node, dict):  # mostly a field it has, sometimes one it lacks
-            keys = st.sampled_from(sorted(node)) if node else st.sampled_from(FIELDS)
-            node[draw(keys | keys | st.sampled_from(FIELDS))] = draw(JSON)
-        elif isinstance(node, list) and node:
-            node[draw(st.integers(0, len(node) - 1))] = draw(JSON)
-    return payload
+#: A real hour's Observations in a Bundle.
+BUNDLE = {"resourceType": "Bundle", "type": "collection", "entry": [
+    {"resource": o} for o in row_to_observations(
+        {"HR": 88, "O2Sat": 97, "SBP": 120, "Temp": 37.2, "Lactate": 2.1})]}  # fmt: skip
 
 
 @FUZZ
-@given(payload=damaged_bundle() | JSON)
+@given(payload=replaced(BUNDLE, FIELDS) | JSON)
 def test_fhir_json_of_any_shape_is_a_value_error_or_an_hour(payload: Any) -> None:
     try:
         hour = observations_to_hour(payload, 3)
