@@ -317,8 +317,8 @@ class CdsClients:
             raise CdsAuthError(f"{client.name}: the token is for {aud!r}, not this endpoint")
         exp, iat, jti = body.get("exp"), body.get("iat"), body.get("jti")
         if not (_time(exp) and _time(iat) and isinstance(jti, str) and jti):
-            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti (a time in "
-                               "seconds, a time, a string)")  # fmt: skip
+            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti (exp and iat "
+                               "in seconds, jti a string)")  # fmt: skip
         if exp < now - LEEWAY_S:
             raise CdsAuthError(f"{client.name}: the token expired")
         if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:
