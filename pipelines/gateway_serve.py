@@ -98,6 +98,7 @@ def build_ward(
     ):
         raise ValueError("a shadow model needs the champion of its task to be served too")
     journal = None if state is None else WardJournal(state)  # a bad file fails before loading
+    kept = None if journal is None else journal.load()  # and a damaged one
     names: dict[str, str] = {}
     ward = Ward(
         _monitor("arrhythmia", arrhythmia_model, names),
@@ -109,8 +110,7 @@ def build_ward(
         hour_close_after_s=hour_close_after_s,
         sepsis_lockout_h=sepsis_lockout_h,
     )
-    if journal is not None:
-        kept = journal.load()
+    if journal is not None and kept is not None:
         if not kept.empty:
             if kept.models and _champions(kept.models) != _champions(names):
                 logger.warning(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sqlite3
 import ssl
 import threading
 import time
@@ -267,6 +268,14 @@ def test_a_bad_state_file_fails_before_any_model_loads(tmp_path: Path) -> None:
     bad.write_text("not a database, " * 200)
     with pytest.raises(ValueError, match="not a vitalgru ward state file"):
         build_ward(None, "models:/no-such-model@champion", state=bad)
+    damaged = tmp_path / "damaged.sqlite"  # a state file with a row that cannot be read
+    j = WardJournal(damaged)
+    j.add_event({"seq": 1})
+    j.close()
+    with sqlite3.connect(damaged) as db:
+        db.execute("UPDATE events SET event = '{oops' WHERE seq = 1")
+    with pytest.raises(ValueError, match="the ward state cannot be read"):
+        build_ward(None, "models:/no-such-model@champion", state=damaged)
 
 
 def test_a_sepsis_alarm_event_names_what_raised_the_risk(

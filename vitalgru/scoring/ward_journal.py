@@ -35,6 +35,7 @@ ever opened by one gateway process.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState", "event_json"]
+
+logger = logging.getLogger("vitalgru.scoring.ward")
 
 #: Version of the tables below; a file of another version is refused, not guessed at.
 SCHEMA_VERSION = 1
@@ -198,7 +201,13 @@ class WardJournal:
         with self._lock:
             got = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"value:{key}",))
             row = got.fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (ValueError, TypeError) as e:  # a damaged row: what it kept is lost, not the rest
+            logger.warning("%s: the kept %s cannot be read (%s); left out", self.path, key, e)
+            return default
 
     def admit_ecg(self, patient_id: str, fs: float, admitted_at: str) -> None:
         with self._write() as db:
@@ -365,7 +374,19 @@ class WardJournal:
     # ------------------------------------------------------------------ read back
 
     def load(self) -> WardState:
-        """What the journal holds, to rebuild a ward from."""
+        """What the journal holds, to rebuild a ward from. ValueError naming the file when
+        it is damaged (a row that cannot be read: the disk, or an edit by hand); the file is
+        left as it is."""
+        try:
+            return self._load()
+        except (sqlite3.Error, ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ValueError(
+                f"{self.path}: the ward state cannot be read ({type(e).__name__}: {e}); the "
+                "file is damaged: move it aside (it is left as it is) or name another with "
+                "--state"
+            ) from None
+
+    def _load(self) -> WardState:
         with self._lock:
             db = self._db
             kept: dict[tuple[str, str], tuple[bytes, str]] = {

@@ -76,6 +76,32 @@ def test_a_file_that_is_not_a_ward_state_is_refused(tmp_path: Path) -> None:
         WardJournal(other)
 
 
+def test_a_damaged_file_is_refused_naming_it_and_left_as_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a row that cannot be read (the disk, or an edit by hand) raised sqlite's or json's
+    # own error from load(), a traceback at the gateway's start
+    path = tmp_path / "w.sqlite"
+    j = WardJournal(path)
+    for seq in range(1, 51):
+        j.add_event({"seq": seq, "message": "x" * 100})
+    j.set_value("ecg_trends", {"p": []})
+    j.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE events SET event = CAST(x'7b22ff' AS TEXT) WHERE seq = 7")
+        db.execute("UPDATE meta SET value = '{oops' WHERE key = 'value:ecg_trends'")
+    before = path.read_bytes()
+    j = WardJournal(path)
+    with pytest.raises(ValueError, match="w.sqlite: the ward state cannot be read .*damaged"):
+        j.load()
+    # a kept value that cannot be read is left out, with a warning, as one of the wrong kind
+    with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
+        assert j.value("ecg_trends", {}) == {}
+    assert "ecg_trends cannot be read" in caplog.text
+    j.close()
+    assert path.read_bytes() == before
+
+
 def test_a_ward_goes_on_when_its_file_cannot_be_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
