@@ -238,18 +238,34 @@ class AuditLog:
         """Check the hash chain from the file's anchor (:meth:`anchor`): ``(rows checked,
         the number of the first row whose chain does not follow or None, the last row's
         chain)``."""
-        n = 0
+        n, seq = 0, 0
         with self._lock:
-            prev = self.anchor()
-            cur = self._db.execute(
-                "SELECT seq, at, caller, action, patient_id, status, client, chain FROM access "
-                "ORDER BY seq"
-            )
-            for seq, *row, chain in cur:
-                n += 1
-                if _link(prev, tuple(row)) != chain:
-                    return n, int(seq), chain
-                prev = chain
+            try:
+                prev = self.anchor()
+                # the text read as bytes: a field that is not UTF-8 any more (changed on
+                # disk) is a row that does not follow, not an error of sqlite's
+                self._db.text_factory = bytes
+                cur = self._db.execute(
+                    "SELECT seq, at, caller, action, patient_id, status, client, chain "
+                    "FROM access ORDER BY seq"
+                )
+                for seq, *raw, chain in cur:
+                    n += 1
+                    try:
+                        row = tuple(v.decode() if isinstance(v, bytes) else v for v in raw)
+                        link = chain.decode() if isinstance(chain, bytes) else chain
+                    except UnicodeDecodeError:
+                        return n, int(seq), ""
+                    if _link(prev, row) != link:
+                        return n, int(seq), link
+                    prev = link
+            except sqlite3.DatabaseError as e:  # pages that cannot be read at all
+                raise ValueError(
+                    f"{self.path}: the access log is damaged past row {seq} ({e}); it cannot "
+                    "be verified beyond it"
+                ) from None
+            finally:
+                self._db.text_factory = str
         return n, None, prev
 
     def row_of_link(self, link: str) -> int | None:
@@ -276,6 +292,8 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
         try:
             n, broken, last = log.verify()
             anchor = log.anchor()
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{path}: the access log is damaged ({e})") from None
         finally:
             log.close()
         follows = prev_last is None or anchor == prev_last

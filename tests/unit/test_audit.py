@@ -73,6 +73,23 @@ def test_rows_are_appended_coalesced_and_filtered(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         db.execute("DELETE FROM access WHERE seq = 2")
     assert again.verify()[:2] == (2, 3)
+    # a field whose bytes changed on disk so that it is not UTF-8 any more is a row that
+    # breaks the chain (sqlite's decoding error, a traceback, before)
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute("UPDATE access SET caller = CAST(x'666565ff2d31' AS TEXT) WHERE seq = 1")
+    assert again.verify()[:2] == (1, 1)
+    with pytest.raises(SystemExit, match="breaks at row 1"):
+        main(["serve-audit", str(tmp_path / "audit.sqlite"), "--verify"])
+    # a page that cannot be read at all: verified up to it, then a clear refusal
+    big = AuditLog(tmp_path / "big.sqlite")
+    for i in range(2000):
+        big.record(f"reader-{i}", "GET /vitals/{patient_id}", f"p{i}", 200)
+    big.close()
+    data = bytearray((tmp_path / "big.sqlite").read_bytes())
+    data[59 * 4096] = 0xFF  # page 60's kind: no b-tree page
+    (tmp_path / "big.sqlite").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"damaged past row \d+ .*cannot be verified beyond"):
+        verify_files([tmp_path / "big.sqlite"])
     # files that are not an audit log are refused, not written over
     (tmp_path / "text").write_text("not sqlite at all" * 100)
     with pytest.raises(ValueError, match="not a vitalgru audit log"):
