@@ -79,6 +79,10 @@ class AuditLog:
         self._recent: dict[tuple[str, str, str | None, int], tuple[float, int]] = {}
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # text whose bytes changed on disk reads with U+FFFD where they were: listed as it
+            # is, and a row that no longer hashes to its chain for --verify (sqlite's own
+            # decoding error stopped both)
+            self._db.text_factory = _lenient_text
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             kind = self._db.execute("SELECT value FROM meta WHERE key='kind'").fetchone()
@@ -242,30 +246,20 @@ class AuditLog:
         with self._lock:
             try:
                 prev = self.anchor()
-                # the text read as bytes: a field that is not UTF-8 any more (changed on
-                # disk) is a row that does not follow, not an error of sqlite's
-                self._db.text_factory = bytes
                 cur = self._db.execute(
                     "SELECT seq, at, caller, action, patient_id, status, client, chain "
                     "FROM access ORDER BY seq"
                 )
-                for seq, *raw, chain in cur:
+                for seq, *row, chain in cur:
                     n += 1
-                    try:
-                        row = tuple(v.decode() if isinstance(v, bytes) else v for v in raw)
-                        link = chain.decode() if isinstance(chain, bytes) else chain
-                    except UnicodeDecodeError:
-                        return n, int(seq), ""
-                    if _link(prev, row) != link:
-                        return n, int(seq), link
-                    prev = link
+                    if _link(prev, tuple(row)) != chain:
+                        return n, int(seq), chain
+                    prev = chain
             except sqlite3.DatabaseError as e:  # pages that cannot be read at all
                 raise ValueError(
                     f"{self.path}: the access log is damaged past row {seq} ({e}); it cannot "
                     "be verified beyond it"
                 ) from None
-            finally:
-                self._db.text_factory = str
         return n, None, prev
 
     def row_of_link(self, link: str) -> int | None:
@@ -301,6 +295,10 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
                     "broken": broken, "follows": follows})  # fmt: skip
         prev_last = last  # a file without rows: its anchor
     return out
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _link(prev: str, row: tuple[Any, ...]) -> str:
