@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
+from typing import Any
 
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
 from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
@@ -63,7 +64,7 @@ class WardRestart(SepsisWard):
     memory_every_s: float | None
     _memory_saved: float
     _ecg_beds: dict[str, EcgBed]
-    _strips: dict[int, dict]
+    _strips: OrderedDict[int, dict[str, Any]]  # by event number
     _queue_lock: threading.Lock
 
     def restore(self, state: WardState) -> dict[str, int]:
