@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left} td.n{text-align:right}
 .head{font-weight:bold} .note{color:#555;font-size:.9em} .hi{color:#a00;font-weight:bold}
 section{border-top:2px solid #333;margin-top:1.5em}
-svg{display:block;margin:.5em 0} svg text{font-size:11px;fill:#333}
+svg{display:block;margin:.5em 0} svg text{font-size:11px;fill:#333} figure{margin:.5em 0}
 @page{size:landscape;margin:10mm}
 @media print{body{max-width:none;margin:0;font-size:10pt}
 section,svg,tr{break-inside:avoid} h1,h2,h3{break-after:avoid} a{color:inherit}}

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from vitalgru.reports.html import page
 from vitalgru.reports.strip import MM_PER_MV, MM_PER_S, PX_PER_MM, ROW_MV, strip_svg
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -84,3 +85,15 @@ def test_beyond_the_row_is_clipped_and_said_and_bad_input_refused() -> None:
     with pytest.raises(ValueError, match="row_s"):
         strip_svg(x, 250.0, row_s=0)
     assert "&lt;b&gt;" in strip_svg(x, 250.0, title="<b>")  # escaped
+
+
+def test_a_strip_fits_letter_landscape_so_that_the_browser_does_not_shrink_the_page() -> None:
+    # A browser shrinks a page whose content is wider than the paper: while figures kept
+    # their default 40 px side margins, a 250 mm strip did not fit Letter landscape (279.4 mm
+    # less the page's margins), and Chromium printed it at 24.89 mm/s
+    # (benchmarks/print_pages.py measures it on the printed page)
+    style = page("t", "i", "")
+    margin_mm = float(re.search(r"@page\{[^}]*margin:([\d.]+)mm", style).group(1))
+    figure = re.search(r"figure\{margin:([^;}]+)", style).group(1).split()
+    assert len(figure) == 2 and figure[1] == "0"  # no side margins
+    assert 10 * MM_PER_S <= 279.4 - 2 * margin_mm
