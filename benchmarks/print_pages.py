@@ -3,7 +3,8 @@
 One command (needs Chromium and poppler's ``pdftoppm``; on Debian ``apt-get install
 chromium poppler-utils``)::
 
-    python benchmarks/print_pages.py [--record 100] [--seconds 90]
+    python benchmarks/print_pages.py [--model models:/vitalgru-arrhythmia@champion]
+                                     [--record 100] [--seconds 90]
 
 Writes ``benchmarks/results/print_pages.json`` and ``.md``. Record 100's MLII lead, with
 the lead off for 6 s at 30 s (so that there are alarms and strips), is fed through the
@@ -15,8 +16,8 @@ the database's annotations give them, in mm/s. A browser shrinks a page whose co
 wider than the paper; a strip printed at other than 25 mm/s would mislead a clinician who
 measures intervals on it with calipers, which is what this checks.
 
-The beats are labelled by an untrained, seeded network: the page's geometry does not
-depend on the labels.
+The beats are labelled by ``--model`` (the registered champion by default: run
+``make run`` first); the page's geometry does not depend on the labels.
 """
 
 from __future__ import annotations
@@ -30,40 +31,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import wfdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_mirror, environment, write_results
 
 from pipelines.gateway import create_app
-from vitalgru.data.beat_features import RR_FEATURES
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru import tracking
 from vitalgru.scoring import ArrhythmiaMonitor
 from vitalgru.scoring.ward import Ward
 
 DPI = 254  # 10 pixels to the mm
 PAPERS = {"Letter": None, "A4": "@page{size:A4 landscape}"}  # None: the page's own CSS
-PREPROCESSING = {
-    "fs": 360.0,
-    "lead": "MLII",
-    "window": {"before_s": 0.25, "after_s": 0.45},
-    "normalisation": {"template_beats": 8, "local_rr_beats": 5, "long_rr_beats": 40,
-                      "rhythm_beats": 16},
-    "rr_features": list(RR_FEATURES),
-}  # fmt: skip
 
 
-def ecg_page(mirror: Path, record: str, seconds: int) -> str:
+def ecg_page(monitor: ArrhythmiaMonitor, mirror: Path, record: str, seconds: int) -> str:
     """The page the gateway serves for the record fed as a bedside feed."""
     from fastapi.testclient import TestClient
 
     rec = wfdb.rdrecord(str(mirror / "mitdb" / record), sampto=seconds * 360)
     x = rec.p_signal[:, rec.sig_name.index("MLII")].copy()
     x[30 * 360 : 36 * 360] = 0.0  # the lead off: a pause and a poor-signal alarm
-    torch.manual_seed(0)
-    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
-    ward = Ward(ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets).eval(), PREPROCESSING))
+    ward = Ward(monitor)
     with TestClient(create_app(ward, tick_s=0)) as c:
         c.post("/ecg/bed-1/admit", json={"fs": 360})
         for k in range(seconds):
@@ -129,17 +118,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--record", default="100")
     ap.add_argument("--seconds", type=int, default=90)
+    ap.add_argument("--model", default="models:/vitalgru-arrhythmia@champion")
     args = ap.parse_args()
     missing = [t for t in ("chromium", "pdftoppm", "pdfinfo") if shutil.which(t) is None]
     if missing:
         sys.exit(f"needs {', '.join(missing)} (Debian: apt-get install chromium poppler-utils)")
     mirror = default_mirror()
-    html = ecg_page(mirror, args.record, args.seconds)
+    loaded = tracking.load_model(args.model)
+    html = ecg_page(ArrhythmiaMonitor(loaded.module, loaded.preprocessing), mirror, args.record,
+                    args.seconds)  # fmt: skip
     ann = wfdb.rdann(str(mirror / "mitdb" / args.record), "atr")
     beats = ann.sample[np.isin(ann.symbol, list("NLRAaJSVFejE/fQ"))] / 360.0
     back = beats[beats > 36.0]  # the beats after the lead came back
     rows = [measure(html, paper, css, back) for paper, css in PAPERS.items()]
-    payload = {"environment": environment(), "record": args.record, "dpi": DPI, "rows": rows}
+    payload = {"environment": environment(), "model": args.model, "record": args.record,
+               "dpi": DPI, "rows": rows}  # fmt: skip
     table = ["| paper | page size (pt) | pages | R peaks measured | paper speed (mm/s) |",
              "|---|---|---:|---:|---:|"]  # fmt: skip
     table += [f"| {r['paper']} | {r['page_size']} | {r['pages']} | {r['peaks']} | "
