@@ -97,6 +97,10 @@ def test_refusals_are_status_codes_with_the_reason(client: TestClient) -> None:
     r = client.post("/ecg/x/admit", json={"fs": 250})
     assert r.status_code == 409 and "already" in r.json()["detail"]
     assert client.post("/ecg/x", json={"samples": ["a"]}).status_code == 422
+    # a feed's JSON with Infinity in it (Python's json writes it): a gap, the rest kept
+    r = client.post("/ecg/x", content=b'{"samples": [0.1, -Infinity, 0.2]}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 202 and r.json()["queued_samples"] == 3
     r = client.post("/ecg/x", json={"samples": [0.0] * 250 * 61})
     assert r.status_code == 422 and "queued" in r.json()["detail"]
     assert client.post("/vitals/y", json={"ICULOS": 1}).status_code == 404

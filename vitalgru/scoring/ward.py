@@ -219,6 +219,10 @@ class Ward(WardRestart, WardStrips):
     def add_ecg(self, patient_id: str, samples: Any) -> int:
         """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
 
+        Infinities, and samples beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`,
+        are queued too and taken as gaps when scored (with a warning), as NaN is: the good
+        samples around them are kept.
+
         Returns the samples now queued for the patient. KeyError when the patient was not
         admitted; ValueError for samples that are not a flat list of numbers, or when more
         than ``max_chunk_s`` seconds would be queued.
@@ -230,8 +234,6 @@ class Ward(WardRestart, WardStrips):
             raise ValueError("samples must be a list of numbers (mV; null for a gap)") from None
         if x.ndim != 1:
             raise ValueError("samples must be a flat list of numbers, one lead")
-        if np.isinf(x).any():
-            raise ValueError("samples must be finite (null marks a gap)")
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)

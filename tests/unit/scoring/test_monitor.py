@@ -250,15 +250,16 @@ class TestInputs:
         _run(ArrhythmiaMonitor(model, PRE), signals["100"][: 30 * 360], [360] * 29, alerts=alerts)
         assert not [a for a in alerts if a.kind == "poor_signal"]
 
+    @pytest.mark.parametrize("wild", [1e30, -np.inf])
     def test_one_wild_sample_is_a_gap_not_the_end_of_the_stream(
-        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray], wild: float
     ) -> None:
         # a sample of 1e30 (a feed's garbage) put the filters' state so far above the ECG
         # that no beat was found for the rest of the stay; now it is a gap, as NaN is
         x = signals["100"].copy()
         want = _run(ArrhythmiaMonitor(model, PRE), np.where(np.arange(x.size) == 40 * 360,
                     np.nan, x), [360] * 89)  # fmt: skip
-        x[40 * 360] = 1e30
+        x[40 * 360] = wild
         got = _run(ArrhythmiaMonitor(model, PRE), x, [360] * 89)
         _same(got, want)
         assert sum(c.time_s > 45 for c in got) > 40  # beats on to the end

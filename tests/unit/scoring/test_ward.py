@@ -105,13 +105,14 @@ class TestEcgWard:
             ward.admit_ecg("a", 360.0)
         with pytest.raises(ValueError, match="fs"):
             ward.admit_ecg("b", 0.0)
-        for bad in ([[0.1, 0.2]], ["x"], [float("inf")]):
+        for bad in ([[0.1, 0.2]], ["x"]):
             with pytest.raises(ValueError, match="samples must be"):
                 ward.add_ecg("a", bad)
         assert ward.add_ecg("a", [0.1, None, 0.2]) == 3  # null: a gap
+        assert ward.add_ecg("a", [float("inf"), 0.3]) == 5  # a gap too, 0.3 kept
         with pytest.raises(ValueError, match="more than 2 s of ECG would be queued"):
             ward.add_ecg("a", signals["100"][:720].tolist())
-        assert ward.ecg_summary("a")["queued_s"] == pytest.approx(3 / 360, abs=1e-3)
+        assert ward.ecg_summary("a")["queued_s"] == pytest.approx(5 / 360, abs=1e-3)
         with pytest.raises(ValueError, match="without a early-warning model"):
             ward.admit_sepsis("a")
         with pytest.raises(ValueError, match="needs an arrhythmia monitor"):
