@@ -38,7 +38,8 @@ from vitalgru.config import ArrhythmiaTrainConfig, load_config
 from vitalgru.data.arrhythmia_dataset import load_beat_dataset
 from vitalgru.data.beat_features import beat_features
 from vitalgru.metrics.aami import aami_report, report_markdown
-from vitalgru.training.arrhythmia import feature_settings, predict_records, train_arrhythmia
+from vitalgru.training.arrhythmia import train_arrhythmia
+from vitalgru.training.arrhythmia_fit import feature_settings, predict_records
 from vitalgru.training.loop import TqdmProgress
 
 # Published fully inter-patient results on DS2 (trained on DS1, MIT-BIH, AAMI classes).

@@ -31,12 +31,9 @@ from vitalgru.io.wfdb_writer import check_annotation_extension
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
-from vitalgru.training.arrhythmia import (
-    feature_settings,
-    predict_records,
-    train_arrhythmia,
-)
+from vitalgru.training.arrhythmia import train_arrhythmia
 from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database, signal_summary
+from vitalgru.training.arrhythmia_fit import feature_settings, predict_records
 from vitalgru.training.loop import Callback, TqdmProgress
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Streaming with a delay d: each call gets the beats not yet labelled followed by 
 ones, with ``context_beats=d``. The logits of all but the last d rows are final; the last d
 rows only give them context, and ``h_n`` is the state *before* those rows, so the next call
 starts with them again. At the end of a record the last beats are scored with
-``context_beats=0``. :func:`vitalgru.training.arrhythmia.predict_records` scores in chunks
+``context_beats=0``. :func:`vitalgru.training.arrhythmia_fit.predict_records` scores in chunks
 this way, and a test checks that it equals scoring the whole record at once.
 
 Input layout: one feature vector per beat, ``x[..., : C * L]`` the flattened morphology

@@ -23,7 +23,7 @@ Per patient, samples at the patient's own rate ``fs`` go through:
 4. the causal beat features of training (:func:`vitalgru.data.beat_features.beat_features`
    on the beats' history: running median template, RR features with one beat of look-ahead);
 5. the network, streaming with its hidden state carried (``context_beats`` as in
-   :func:`vitalgru.training.arrhythmia.predict_records`).
+   :func:`vitalgru.training.arrhythmia_fit.predict_records`).
 
 A beat is labelled once the beats its features and the network's output delay need have
 arrived (two beats for the default model) and the post-window margin has passed.

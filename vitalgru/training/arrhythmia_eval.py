@@ -29,7 +29,7 @@ from vitalgru.io.physionet import Database
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
-from vitalgru.training.arrhythmia import predict_records
+from vitalgru.training.arrhythmia_fit import predict_records
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
 logger = logging.getLogger(__name__)

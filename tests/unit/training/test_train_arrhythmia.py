@@ -17,15 +17,14 @@ from vitalgru.data.ingest import process_record, write_dataset
 from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 from vitalgru.training import Callback
-from vitalgru.training.arrhythmia import (
+from vitalgru.training.arrhythmia import record_folds, train_arrhythmia
+from vitalgru.training.arrhythmia_fit import (
     _augment,
     class_weights,
     evaluate_records,
     feature_settings,
     predict_records,
-    record_folds,
     sequence_loss,
-    train_arrhythmia,
     with_simulated_af,
 )
 
