@@ -60,7 +60,8 @@ from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed
 from vitalgru.scoring.ward_events import _iso, _utc_now, escalation_delays, merged_ids
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_restart import MEMORY_EVERY_S, WardRestart
-from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S, _SepsisBed
+from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
+from vitalgru.scoring.ward_sepsis_bed import SepsisBed
 from vitalgru.scoring.ward_strips import MAX_STRIPS, WardStrips
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class Ward(WardRestart, WardStrips):
         self.max_chunk_s = float(max_chunk_s)
         self.feed_timeout_s = float(feed_timeout_s)
         self._ecg_beds: dict[str, EcgBed] = {}
-        self._sepsis_beds: dict[str, _SepsisBed] = {}
+        self._sepsis_beds: dict[str, SepsisBed] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._strips: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by event number
         self._seq = 0
@@ -468,7 +469,7 @@ class Ward(WardRestart, WardStrips):
         :meth:`sepsis_summary`, taken together."""
         with self._queue_lock:
             ecg = [bed.summary(pid) for pid, bed in self._ecg_beds.items()]
-            sepsis = [self._sepsis_summary(pid, bed) for pid, bed in self._sepsis_beds.items()]
+            sepsis = [bed.summary(pid) for pid, bed in self._sepsis_beds.items()]
         return ecg, sepsis
 
     def alarms_in_progress(self) -> list[int]:

@@ -3,25 +3,23 @@ their hours sent whole or assembled from observations as they arrive, the alarm 
 and what raised the risk at each onset.
 
 :class:`SepsisWard` is a part of :class:`~vitalgru.scoring.ward.Ward` (its base class) and
-uses the ward's locks, journal and event log; it is not used alone.
+uses the ward's locks, journal and event log; it is not used alone. What it keeps of each
+patient, and which assembled hours are due, is :mod:`vitalgru.scoring.ward_sepsis_bed`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now, merged_ids
 from vitalgru.scoring.ward_journal import WardState
+from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements, static_columns, with_static
 from vitalgru.scoring.ward_shadows import WardShadows
 
 __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
@@ -63,86 +61,9 @@ def within_lockout(paged_hour: int | None, acknowledged: bool, hour: int, lockou
     )  # fmt: skip
 
 
-def _static_columns(static: Mapping[str, Any]) -> dict[str, float]:
-    """Demographics by vitalgru name (given by Challenge or vitalgru names), as numbers;
-    None dropped."""
-    out = {}
-    for key, value in static.items():
-        col = PSV_COLUMNS.get(key, key)
-        if col not in STATIC_COLUMNS:
-            raise ValueError(
-                f"{key!r} is not a static column (Age, Gender, Unit1, Unit2, HospAdmTime)"
-            )
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-            raise ValueError(f"{key}: {value!r} is not a number")
-        out[col] = float(value)
-    return out
-
-
-def _measurements(values: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Measurements by vitalgru name (given by Challenge or vitalgru names), each a list of
-    finite values (NaN and None left out)."""
-    out: dict[str, list[float]] = {}
-    for key, given in values.items():
-        col = PSV_COLUMNS.get(key, key)
-        if col not in MEASUREMENT_COLUMNS:
-            raise ValueError(f"{key!r} is not a measured column (HR, O2Sat, ..., Platelets)")
-        xs = given if isinstance(given, list | tuple) else [given]
-        for x in xs:
-            if x is None:
-                continue
-            if isinstance(x, bool) or not isinstance(x, int | float):
-                raise ValueError(f"{key}: {x!r} is not a number")
-            if math.isfinite(x):
-                out.setdefault(col, []).append(float(x))
-    return out
-
-
-def _with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
-    """``row`` with the admission's demographics where it does not give them itself (a
-    null in the row is not giving one)."""
-    if not static:
-        return row
-    sent = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
-    out = {k: v for k, v in row.items() if v is not None or PSV_COLUMNS.get(k, k) not in static}
-    out.update({c: v for c, v in static.items() if c not in sent})
-    return out
-
-
 def _now() -> datetime:
     """The wall clock the sepsis hours close on (one place, for tests to move)."""
     return datetime.now(UTC)
-
-
-@dataclass
-class _SepsisBed:
-    admitted_at: str
-    static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
-    last_scored_at: str | None = None  # wall clock of the latest hour (None when replayed)
-    in_alarm: bool = False
-    episodes: int = 0
-    onset: dict[str, Any] | None = None  # the logged onset of the episode going on
-    paged: dict[str, Any] | None = None  # the latest onset that paged (a lockout counts from it)
-    peak: HourRisk | None = None  # the highest risk of the stay so far
-    risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
-    drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
-    # ICU hours being assembled from observations: hour -> {column: values so far}
-    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
-    touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
-    last_observation: datetime | None = None  # wall clock of the latest observation taken
-
-    @property
-    def last(self) -> HourRisk | None:
-        return self.risks[-1] if self.risks else None
-
-    def scored(self, risk: HourRisk, at: str | None) -> None:
-        """Take the stay's next scored hour (its alarm episodes are the caller's)."""
-        self.risks.append(risk)
-        self.last_scored_at, self.in_alarm = at, risk.alarm
-        if self.peak is None or risk.risk > self.peak.risk:  # kept as it goes: read often
-            self.peak = risk
 
 
 class SepsisWard(WardShadows):
@@ -153,7 +74,7 @@ class SepsisWard(WardShadows):
     sepsis: Any
     hour_close_after_s: float
     sepsis_lockout_h: float
-    _sepsis_beds: dict[str, _SepsisBed]
+    _sepsis_beds: dict[str, SepsisBed]
 
     def _replay_sepsis(self, state: WardState) -> int:
         with self._model_lock:
@@ -161,7 +82,7 @@ class SepsisWard(WardShadows):
             for a in state.sepsis:
                 self.sepsis.admit(a.patient_id)
                 self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
-                beds[a.patient_id] = _SepsisBed(a.admitted_at, dict(a.static))
+                beds[a.patient_id] = SepsisBed(a.admitted_at, dict(a.static))
             n = 0
             for k in range(max(len(a.hours) for a in state.sepsis)):
                 rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
@@ -218,7 +139,7 @@ class SepsisWard(WardShadows):
         its UTC offset or in the future."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
-        given = _static_columns(static or {})
+        given = static_columns(static or {})
         if admitted_at is not None and admitted_at.tzinfo is None:
             raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
         if admitted_at is not None and admitted_at > datetime.now(UTC) + timedelta(minutes=5):
@@ -227,7 +148,7 @@ class SepsisWard(WardShadows):
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
-            self._sepsis_beds[pid] = _SepsisBed(at, given)
+            self._sepsis_beds[pid] = SepsisBed(at, given)
             self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
 
     def sepsis_hour_at(self, patient_id: str, when: datetime) -> int:
@@ -279,10 +200,10 @@ class SepsisWard(WardShadows):
                     self._close_hours(pid, through=int(hour) - 1)
             return self._score_hour(pid, bed, row)
 
-    def _score_hour(self, pid: str, bed: _SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _score_hour(self, pid: str, bed: SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score one hour of a bed (the caller holds the model lock)."""
         t0 = time.perf_counter()
-        row = _with_static(row, bed.static)
+        row = with_static(row, bed.static)
         (risk,) = self.sepsis.push({pid: row})
         self._in_shadow(self._shadow_sepsis, lambda sh: sh.score({pid: row}, [risk]))
         started = risk.alarm and not bed.in_alarm
@@ -340,7 +261,7 @@ class SepsisWard(WardShadows):
         pid = str(patient_id)
         if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
             raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
-        given = _measurements(values)
+        given = measurements(values)
         with self._model_lock:
             scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
             with self._queue_lock:
@@ -386,51 +307,28 @@ class SepsisWard(WardShadows):
         before: int | None = None,
     ) -> list[dict[str, Any]]:
         """Score assembled hours, of ``only`` or of every patient, in order; the caller
-        holds the model lock. Which: with ``through``, every hour up to it; with ``before``
-        (an observation of that hour came: the sender has moved on), the earlier hours
-        whose close time has passed; else, with ``due_only``, those whose close time has
-        passed and that have had no observation for :data:`HOUR_QUIET_S` (a past hour
-        being sent after the fact, part by part, is not cut in the middle), or all. An
-        hour that cannot be scored is logged and dropped: the others go on."""
+        holds the model lock. Which (:meth:`SepsisBed.take_due_hours`): with ``through``,
+        every hour up to it; with ``before``, the earlier hours whose close time has
+        passed; else, with ``due_only``, those whose close time has passed and that have
+        had no observation for :data:`HOUR_QUIET_S`, and the empty hours of a live feed,
+        or all. An hour that cannot be scored is logged and dropped: the others go on."""
         if self.sepsis is None:
             return []
         now, clock = _now(), time.monotonic()
         quiet = min(HOUR_QUIET_S, self.hour_close_after_s)
-        grace = timedelta(seconds=self.hour_close_after_s)
-        due: list[tuple[str, _SepsisBed, int, dict[str, list[float]]]] = []
         by_clock = through is None and before is None and due_only
+        due: list[tuple[str, SepsisBed, int, dict[str, list[float]]]] = []
         with self._queue_lock:
             for pid, bed in self._sepsis_beds.items():
-                live = by_clock and bed.last_observation is not None
-                if not (bed.pending or live) or (only is not None and pid != str(only)):
+                if only is not None and pid != str(only):
                     continue
-                start = datetime.fromisoformat(bed.admitted_at)
-                n = len(due)
-                for h in sorted(bed.pending):
-                    ended = now >= start + timedelta(seconds=h * 3600 + self.hour_close_after_s)
-                    if through is not None:
-                        go = h <= through
-                    elif before is not None:
-                        go = h < before and ended
-                    else:
-                        go = not due_only or (ended and clock - bed.touched.get(h, 0) >= quiet)
-                    if not go:
-                        break  # in order: a later hour waits for the earlier ones
-                    bed.touched.pop(h, None)
-                    due.append((pid, bed, h, bed.pending.pop(h)))
-                if live and not bed.pending and bed.last_observation is not None:
-                    # hours that ended while the feed was live, after its latest message,
-                    # and brought nothing: scored as rows without measurements when they
-                    # close, so the risk goes on as the hours pass (a stay sent after the
-                    # fact is not: its hours had ended before its messages came)
-                    h = max([bed.last.hour if bed.last is not None else 0]
-                            + [d[2] for d in due[n:]]) + 1  # fmt: skip
-                    for _ in range(MAX_EMPTY_HOURS_PER_TICK):
-                        end = start + timedelta(hours=h)
-                        if now < end + grace or end <= bed.last_observation:
-                            break
-                        due.append((pid, bed, h, {}))
-                        h += 1
+                live = by_clock and bed.last_observation is not None
+                hours = bed.take_due_hours(
+                    now, clock, self.hour_close_after_s, quiet, due_only=due_only,
+                    through=through, before=before,
+                    empty_hours=MAX_EMPTY_HOURS_PER_TICK if live else 0,
+                )  # fmt: skip
+                due += [(pid, bed, h, held) for h, held in hours]
         out = []
         for pid, bed, h, held in due:
             row: dict[str, Any] = {c: sum(xs) / len(xs) for c, xs in held.items() if xs}
@@ -507,29 +405,7 @@ class SepsisWard(WardShadows):
             bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
-            return self._sepsis_summary(pid, bed)
-
-    @staticmethod
-    def _sepsis_summary(pid: str, bed: _SepsisBed) -> dict[str, Any]:
-        return {
-            "patient_id": pid,
-            "admitted_at": bed.admitted_at,
-            "last_hour": None if bed.last is None else asdict(bed.last),
-            "last_scored_at": bed.last_scored_at,
-            "risk_max": None if bed.peak is None else bed.peak.risk,
-            "risk_max_hour": None if bed.peak is None else bed.peak.hour,
-            "in_alarm": bed.in_alarm,
-            "alarm_episodes": bed.episodes,
-            "alarm_drivers": list(bed.onset.get("drivers", [])) if bed.onset else [],
-            "alarm_seq": bed.onset["seq"] if bed.onset else None,
-            "alarm_acknowledged": bed.onset.get("acknowledged") if bed.onset else None,
-            "alarm_escalated": bed.onset.get("escalated") if bed.onset else None,
-            "alarm_repeated": bool(bed.onset and bed.onset.get("kind") == REPEATED_SEPSIS_KIND),
-            "static": dict(bed.static),
-            "assembling": {
-                h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(bed.pending.items())
-            },
-        }
+            return bed.summary(pid)
 
     def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
         """A sepsis patient's stay so far, for a clinician's page
@@ -565,14 +441,14 @@ class SepsisWard(WardShadows):
         :meth:`admit_sepsis`, for a column or value that is not one."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
-        given = _static_columns(static)
+        given = static_columns(static)
         with self._model_lock, self._queue_lock:  # not while an hour is being scored
             bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
             bed.static.update(given)
             self._journal("set_static", pid, dict(bed.static))
-            return self._sepsis_summary(pid, bed)
+            return bed.summary(pid)
 
     def merge_sepsis(self, patient_id: str, into: str) -> dict[str, Any]:
         """Go on with a sepsis patient's stay under another identifier, when the hospital
@@ -595,7 +471,7 @@ class SepsisWard(WardShadows):
             self._sepsis_beds[new] = bed
             self._journal("merge_sepsis", old, new)
             self._log_merge("sepsis", old, new, "the sepsis stay")
-            return self._sepsis_summary(new, bed)
+            return bed.summary(new)
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
         """Stop scoring a patient (the hours being assembled from observations are scored
@@ -609,4 +485,4 @@ class SepsisWard(WardShadows):
                 self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
                 bed = self._sepsis_beds.pop(pid)
                 self._journal("discharge_sepsis", pid)
-        return {**self._sepsis_summary(pid, bed), "discharged": True}
+        return {**bed.summary(pid), "discharged": True}

@@ -1,0 +1,172 @@
+"""What a ward keeps of one patient on sepsis monitoring (:class:`SepsisBed`): the admission
+and demographics, the hours scored and the alarm episodes, and the ICU hours being assembled
+from observations as they arrive, with which of them are due to be scored; and how the
+demographics and observations a feed sends are read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
+from vitalgru.scoring.early_warning import HourRisk
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND
+
+__all__ = ["SepsisBed", "measurements", "static_columns", "with_static"]
+
+
+def static_columns(static: Mapping[str, Any]) -> dict[str, float]:
+    """Demographics by vitalgru name (given by Challenge or vitalgru names), as numbers;
+    None dropped."""
+    out = {}
+    for key, value in static.items():
+        col = PSV_COLUMNS.get(key, key)
+        if col not in STATIC_COLUMNS:
+            raise ValueError(
+                f"{key!r} is not a static column (Age, Gender, Unit1, Unit2, HospAdmTime)"
+            )
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ValueError(f"{key}: {value!r} is not a number")
+        out[col] = float(value)
+    return out
+
+
+def measurements(values: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Measurements by vitalgru name (given by Challenge or vitalgru names), each a list of
+    finite values (NaN and None left out)."""
+    out: dict[str, list[float]] = {}
+    for key, given in values.items():
+        col = PSV_COLUMNS.get(key, key)
+        if col not in MEASUREMENT_COLUMNS:
+            raise ValueError(f"{key!r} is not a measured column (HR, O2Sat, ..., Platelets)")
+        xs = given if isinstance(given, list | tuple) else [given]
+        for x in xs:
+            if x is None:
+                continue
+            if isinstance(x, bool) or not isinstance(x, int | float):
+                raise ValueError(f"{key}: {x!r} is not a number")
+            if math.isfinite(x):
+                out.setdefault(col, []).append(float(x))
+    return out
+
+
+def with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
+    """``row`` with the admission's demographics where it does not give them itself (a
+    null in the row is not giving one)."""
+    if not static:
+        return row
+    sent = {PSV_COLUMNS.get(k, k) for k, v in row.items() if v is not None}
+    out = {k: v for k, v in row.items() if v is not None or PSV_COLUMNS.get(k, k) not in static}
+    out.update({c: v for c, v in static.items() if c not in sent})
+    return out
+
+
+@dataclass
+class SepsisBed:
+    """One patient on sepsis monitoring (the ward's locks guard it)."""
+
+    admitted_at: str
+    static: dict[str, float] = field(default_factory=dict)  # given at admission (vitalgru names)
+    last_scored_at: str | None = None  # wall clock of the latest hour (None when replayed)
+    in_alarm: bool = False
+    episodes: int = 0
+    onset: dict[str, Any] | None = None  # the logged onset of the episode going on
+    paged: dict[str, Any] | None = None  # the latest onset that paged (a lockout counts from it)
+    peak: HourRisk | None = None  # the highest risk of the stay so far
+    risks: list[HourRisk] = field(default_factory=list)  # every hour scored, in order
+    drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
+    # ICU hours being assembled from observations: hour -> {column: values so far}
+    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
+    last_observation: datetime | None = None  # wall clock of the latest observation taken
+
+    @property
+    def last(self) -> HourRisk | None:
+        return self.risks[-1] if self.risks else None
+
+    def scored(self, risk: HourRisk, at: str | None) -> None:
+        """Take the stay's next scored hour (its alarm episodes are the caller's)."""
+        self.risks.append(risk)
+        self.last_scored_at, self.in_alarm = at, risk.alarm
+        if self.peak is None or risk.risk > self.peak.risk:  # kept as it goes: read often
+            self.peak = risk
+
+    def summary(self, pid: str) -> dict[str, Any]:
+        """What :meth:`~vitalgru.scoring.ward.Ward.sepsis_summary` says of the bed."""
+        return {
+            "patient_id": pid,
+            "admitted_at": self.admitted_at,
+            "last_hour": None if self.last is None else asdict(self.last),
+            "last_scored_at": self.last_scored_at,
+            "risk_max": None if self.peak is None else self.peak.risk,
+            "risk_max_hour": None if self.peak is None else self.peak.hour,
+            "in_alarm": self.in_alarm,
+            "alarm_episodes": self.episodes,
+            "alarm_drivers": list(self.onset.get("drivers", [])) if self.onset else [],
+            "alarm_seq": self.onset["seq"] if self.onset else None,
+            "alarm_acknowledged": self.onset.get("acknowledged") if self.onset else None,
+            "alarm_escalated": self.onset.get("escalated") if self.onset else None,
+            "alarm_repeated": bool(self.onset and self.onset.get("kind") == REPEATED_SEPSIS_KIND),
+            "static": dict(self.static),
+            "assembling": {
+                h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(self.pending.items())
+            },
+        }
+
+    def take_due_hours(
+        self,
+        now: datetime,
+        clock: float,
+        close_after_s: float,
+        quiet_s: float,
+        *,
+        due_only: bool = True,
+        through: int | None = None,
+        before: int | None = None,
+        empty_hours: int = 0,
+    ) -> list[tuple[int, dict[str, list[float]]]]:
+        """Take the hours being assembled that are due, in order (``[(ICU hour, {column:
+        values})]``), out of :attr:`pending`. Which: with ``through``, every hour up to
+        it; with ``before`` (an observation of that hour came: the sender has moved on),
+        the earlier hours that ended ``close_after_s`` ago; else, with ``due_only``, those
+        that ended ``close_after_s`` ago and have had no observation for ``quiet_s`` (a
+        past hour being sent after the fact, part by part, is not cut in the middle), or
+        all. A later hour waits for the earlier ones.
+
+        ``empty_hours`` > 0 (a live feed, closing by the clock): when nothing is pending
+        after that, up to that many hours that ended after the latest observation and
+        brought nothing are taken too (``{}``), so the risk goes on as the hours pass (a
+        stay sent after the fact is not: its hours had ended before its messages came).
+        ``now``: the wall clock; ``clock``: :func:`time.monotonic`."""
+        start = datetime.fromisoformat(self.admitted_at)
+        out: list[tuple[int, dict[str, list[float]]]] = []
+        for h in sorted(self.pending):
+            ended = now >= start + timedelta(seconds=h * 3600 + close_after_s)
+            if through is not None:
+                go = h <= through
+            elif before is not None:
+                go = h < before and ended
+            else:
+                go = not due_only or (ended and clock - self.touched.get(h, 0) >= quiet_s)
+            if not go:
+                break
+            self.touched.pop(h, None)
+            out.append((h, self.pending.pop(h)))
+        if empty_hours > 0 and not self.pending and self.last_observation is not None:
+            h = max([self.last.hour if self.last is not None else 0] + [d[0] for d in out]) + 1
+            grace = timedelta(seconds=close_after_s)
+            for _ in range(empty_hours):
+                end = start + timedelta(hours=h)
+                if now < end + grace or end <= self.last_observation:
+                    break
+                out.append((h, {}))
+                h += 1
+        return out
