@@ -27,7 +27,7 @@ import torch
 from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import build_cohort, gru_d_arrays, patient_folds
-from vitalgru.io.psv import read_psv_folder
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.metrics.calibration import calibration_metrics, calibration_table
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees

@@ -35,7 +35,7 @@ from common import default_mirror, environment, write_results
 
 from vitalgru import tracking
 from vitalgru.data.early_warning import build_cohort
-from vitalgru.io.psv import read_psv_folder
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.scoring import EarlyWarningMonitor, replay_stays
 from vitalgru.training.early_warning import score_cohort
 

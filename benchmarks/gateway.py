@@ -70,7 +70,8 @@ from pipelines.gateway import create_app
 from vitalgru import tracking
 from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io.fhir_observations import row_to_observations
-from vitalgru.io.psv import PSV_COLUMNS, read_psv_folder
+from vitalgru.io.psv import PSV_COLUMNS
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay, replay_stays

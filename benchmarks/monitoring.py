@@ -55,7 +55,8 @@ from common import default_mirror, environment, write_results
 
 from pipelines.monitor import check_arrhythmia, check_early_warning
 from vitalgru.data.splits import DECHAZAL_DS2
-from vitalgru.io.psv import PSV_HEADER, list_psv
+from vitalgru.io.psv import PSV_HEADER
+from vitalgru.io.psv_folder import list_psv
 
 VITALS = PSV_HEADER[:8]
 

@@ -38,7 +38,8 @@ from common import default_mirror, environment, write_results
 from vitalgru import tracking
 from vitalgru.data.early_warning import patient_offsets
 from vitalgru.data.splits import DECHAZAL_DS2
-from vitalgru.io.psv import PSV_COLUMNS, read_psv_folder
+from vitalgru.io.psv import PSV_COLUMNS
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 

@@ -32,7 +32,7 @@ from vitalgru import tracking
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
-from vitalgru.io.psv import read_psv_folder
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import report_markdown
 from vitalgru.metrics.utility import report_markdown as utility_markdown

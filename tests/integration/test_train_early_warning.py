@@ -37,7 +37,8 @@ from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import load_dataset
 from vitalgru.errors import RecordError
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, list_psv, read_psv
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, read_psv
+from vitalgru.io.psv_folder import list_psv
 from vitalgru.metrics.utility import normalized_utility
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.training.early_warning import BLEND

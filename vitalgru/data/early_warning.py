@@ -32,7 +32,8 @@ from vitalgru.dsp.vitals import (
 )
 from vitalgru.errors import RecordError
 from vitalgru.io.ingest import write_attrition
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, PsvCohort, read_psv_folder
+from vitalgru.io.psv import MEASUREMENT_COLUMNS
+from vitalgru.io.psv_folder import PsvCohort, read_psv_folder
 from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class EarlyWarningCohort:
     Attributes
     ----------
     frame : pandas.DataFrame
-        As :attr:`vitalgru.io.psv.PsvCohort.frame`, implausible values set to NaN.
+        As :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, implausible values set to NaN.
     offsets : numpy.ndarray
         ``(n_patients + 1,)`` int64 row offsets.
     patient_ids : numpy.ndarray
@@ -68,7 +69,7 @@ class EarlyWarningCohort:
         The folder read.
     non_numeric_counts : dict
         Column -> cells that held text instead of a number, read as missing
-        (:attr:`vitalgru.io.psv.PsvCohort.non_numeric_cells`).
+        (:attr:`vitalgru.io.psv_folder.PsvCohort.non_numeric_cells`).
     """
 
     frame: pd.DataFrame

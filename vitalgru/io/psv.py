@@ -6,46 +6,31 @@ Prediction of Sepsis From Clinical Data: The PhysioNet/Computing in Cardiology C
 was measured. Columns are renamed to snake_case names that carry their unit
 (:data:`PSV_COLUMNS`).
 
-Reading a whole training set (17,652 files) is done in one parse: every file is read as
-bytes and checked (header, row shape), the bodies are joined and parsed by a single
-``pyarrow.csv`` pass. A file that fails any check is parsed on its own to find out why
-and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="raise"``) or
-recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
-are still read.
+A whole training set (17,652 files) is read by :func:`vitalgru.io.psv_folder.read_psv_folder`
+with this module's checks and parsers, in one parse.
 
 Nothing that can be read without guessing is lost: a header with the 41 columns in
 another order is read by name, and a non-numeric measurement cell (``"eighty"`` for HR)
 is read as missing, logged with its file, row and value, and counted
-(:attr:`PsvCohort.non_numeric_cells`). Only a non-numeric hour or label, which would
-leave the table's time axis or outcome unknown, sends the file to attrition.
-
-The parsed cohort can be cached as one parquet file keyed on the folder's file names and
-sizes.
+(:attr:`vitalgru.io.psv_folder.PsvCohort.non_numeric_cells`). Only a non-numeric hour or
+label, which would leave the table's time axis or outcome unknown, sends the file to
+attrition.
 """
 
 from __future__ import annotations
 
 import codecs
-import hashlib
 import io
-import json
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from vitalgru.errors import RecordError
-from vitalgru.io.folders import archive_hint
-from vitalgru.io.ingest import ATTRITION_COLUMNS
-from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +109,7 @@ STATIC_COLUMNS: tuple[str, ...] = (
 
 _HEADER_BYTES = "|".join(PSV_HEADER).encode()
 _BY_LOWER = {c.lower(): c for c in PSV_HEADER}
-_N_FIELDS = len(PSV_HEADER)
+N_FIELDS = len(PSV_HEADER)
 _NULLS = ["NaN", "nan", ""]
 #: The largest ICU hour (``ICULOS``) a stay may have: 32,767 h, 3.7 years, what the hour
 #: column (int16) holds; a larger one would wrap round to a negative hour.
@@ -132,36 +117,9 @@ MAX_ICU_HOUR = int(np.iinfo(np.int16).max)
 #: Pipe-separated, no quoting: a quote in a cell is a character of that cell (a quoted
 #: field could otherwise swallow pipes and rows).
 _PSV_PARSE = pacsv.ParseOptions(delimiter="|", quote_char=False)
-_CACHE_VERSION = "psv-cohort-v3"  # v2: decimal commas read; v3: no quoting, lone CR
 
 
-@dataclass(frozen=True)
-class PsvCohort:
-    """A folder of Challenge-2019 tables, parsed.
-
-    Attributes
-    ----------
-    frame : pandas.DataFrame
-        One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour,
-        1-based, from ``ICULOS``), the measurement and static columns (float32, NaN
-        where not measured) and ``sepsis_label`` (int8). Rows are grouped by patient in
-        file-name order, hours ascending within a patient.
-    attrition : list of AttritionEntry
-        Files that could not be read, with the reason.
-    source_files : int
-        Number of ``.psv`` files in the folder.
-    non_numeric_cells : dict
-        vitalgru column -> cells that held text instead of a number, read as missing
-        (only the columns that had any).
-    """
-
-    frame: pd.DataFrame
-    attrition: list[AttritionEntry]
-    source_files: int
-    non_numeric_cells: dict[str, int] = field(default_factory=dict)
-
-
-def _patient_id(path: Path) -> str:
+def patient_id_of(path: Path) -> str:
     return path.stem
 
 
@@ -181,7 +139,7 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
     return raw
 
 
-def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
+def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
     """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order)``
     where ``order`` is ``None`` for the standard header, else the file's column of each
     :data:`PSV_HEADER` field (the header names all 41, in another order or case). A
@@ -213,7 +171,7 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
             raise RecordError(
                 path, f"header lacks column(s) {missing[:5]}", reason="missing_columns"
             )
-        if len(fields) != _N_FIELDS:
+        if len(fields) != N_FIELDS:
             dup = sorted({f for f in fields if fields.count(f) > 1})
             raise RecordError(path, f"header repeats column(s) {dup[:5]}", reason="bad_header")
         order = np.array([fields.index(c) for c in PSV_HEADER], dtype=np.int64)
@@ -221,11 +179,11 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
     if not body:
         raise RecordError(path, "header but no data rows", reason="no_rows")
     n_fields = [line.count(b"|") + 1 for line in body.split(b"\n")]
-    wrong = [i for i, n in enumerate(n_fields) if n != _N_FIELDS]
+    wrong = [i for i, n in enumerate(n_fields) if n != N_FIELDS]
     if wrong:
         raise RecordError(
             path,
-            f"rows must each have {_N_FIELDS} pipe-separated fields; data row "
+            f"rows must each have {N_FIELDS} pipe-separated fields; data row "
             f"{wrong[0] + 1} has {n_fields[wrong[0]]}"
             + (f" ({len(wrong)} rows in all)" if len(wrong) > 1 else ""),
             reason="bad_row_shape",
@@ -233,9 +191,9 @@ def _check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]
     return body + b"\n", len(n_fields), order
 
 
-def _parse_body(path: Path, body: bytes) -> np.ndarray:
+def parse_body(path: Path, body: bytes) -> np.ndarray:
     """Parse bodies into ``(n_rows, 41)`` float64 in file column order; a
-    ``non_numeric`` RecordError if any cell is not a number (see :func:`_parse_lenient`)."""
+    ``non_numeric`` RecordError if any cell is not a number (see :func:`parse_lenient`)."""
     try:
         tbl = pacsv.read_csv(
             io.BytesIO(body),
@@ -250,12 +208,12 @@ def _parse_body(path: Path, body: bytes) -> np.ndarray:
         msg = str(e).splitlines()[0]
         raise RecordError(path, f"non-numeric cell: {msg}", reason="non_numeric") from e
     arr = np.column_stack(
-        [tbl.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in range(_N_FIELDS)]
+        [tbl.column(i).to_numpy(zero_copy_only=False).astype(np.float64) for i in range(N_FIELDS)]
     )
     return arr
 
 
-def _parse_lenient(
+def parse_lenient(
     path: Path, body: bytes, order: np.ndarray | None
 ) -> tuple[np.ndarray, dict[str, int]]:
     """One file's body with every non-numeric measurement cell read as NaN.
@@ -265,7 +223,7 @@ def _parse_lenient(
     ``non_numeric`` RecordError: without them the rows have no time or outcome.
     """
     try:
-        return _reorder(_parse_body(path, body), order), {}
+        return reorder_fields(parse_body(path, body), order), {}
     except RecordError:
         pass
     # bytes that are not UTF-8 make their cell non-numeric, not the file unreadable
@@ -273,10 +231,10 @@ def _parse_lenient(
     try:
         tbl = pacsv.read_csv(
             io.BytesIO(body),
-            read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(_N_FIELDS)]),
+            read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(N_FIELDS)]),
             parse_options=_PSV_PARSE,
             convert_options=pacsv.ConvertOptions(
-                column_types={f"c{i}": pa.string() for i in range(_N_FIELDS)},
+                column_types={f"c{i}": pa.string() for i in range(N_FIELDS)},
                 null_values=_NULLS,
                 strings_can_be_null=True,
             ),
@@ -284,8 +242,8 @@ def _parse_lenient(
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:  # the shape checks should prevent it
         msg = str(e).splitlines()[0]
         raise RecordError(path, f"cannot parse the rows: {msg}", reason="bad_row_shape") from e
-    text = _reorder(
-        np.column_stack([tbl.column(i).to_numpy(zero_copy_only=False) for i in range(_N_FIELDS)]),
+    text = reorder_fields(
+        np.column_stack([tbl.column(i).to_numpy(zero_copy_only=False) for i in range(N_FIELDS)]),
         order,
     )
     arr = np.full(text.shape, np.nan)
@@ -334,11 +292,11 @@ def _decimal_comma_cells(text: np.ndarray) -> np.ndarray:
     return np.zeros(text.shape, dtype=bool)
 
 
-def _reorder(arr: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+def reorder_fields(arr: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return arr if order is None else arr[:, order]
 
 
-def _validate_table(path: Path, arr: np.ndarray) -> None:
+def validate_table(path: Path, arr: np.ndarray) -> None:
     hours = arr[:, PSV_HEADER.index("ICULOS")]
     label = arr[:, PSV_HEADER.index("SepsisLabel")]
     if np.isnan(hours).any():
@@ -357,7 +315,7 @@ def _validate_table(path: Path, arr: np.ndarray) -> None:
         raise RecordError(path, "SepsisLabel must be 0 or 1 in every row", reason="bad_label")
 
 
-def _to_frame(arr: np.ndarray, patient_ids: np.ndarray) -> pd.DataFrame:
+def to_frame(arr: np.ndarray, patient_ids: np.ndarray) -> pd.DataFrame:
     cols: dict[str, object] = {"patient_id": patient_ids}
     for i, name in enumerate(PSV_HEADER):
         out = PSV_COLUMNS[name]
@@ -382,7 +340,7 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns as in :attr:`PsvCohort.frame`, one row per ICU hour.
+        Columns as in :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, one row per ICU hour.
 
     Raises
     ------
@@ -399,207 +357,7 @@ def read_psv(path: str | Path) -> pd.DataFrame:
         raw = p.read_bytes()
     except OSError as e:
         raise RecordError(p, f"cannot read: {e.strerror or e}", reason="unreadable") from e
-    body, _, order = _check_bytes(p, raw)
-    arr, _ = _parse_lenient(p, body, order)
-    _validate_table(p, arr)
-    return _to_frame(arr, np.full(arr.shape[0], _patient_id(p), dtype=object))
-
-
-def list_psv(folder: str | Path) -> list[Path]:
-    """The ``.psv`` files of a folder, sorted by name."""
-    d = Path(folder)
-    if not d.is_dir():
-        raise FileNotFoundError(f"Challenge-2019 folder {d} does not exist or is not a folder")
-    return sorted(d.glob("*.psv"))
-
-
-def folder_fingerprint(files: Sequence[Path]) -> str:
-    """Hash of the file names and sizes (the parquet cache key)."""
-    h = hashlib.sha256(_CACHE_VERSION.encode())
-    for f in files:
-        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
-    return h.hexdigest()[:20]
-
-
-def _no_psv_hint(folder: str | Path) -> str:
-    """Where the ``.psv`` files are when a folder holds none, as a message suffix: in its
-    subfolders (the challenge ships ``training_setA`` and ``training_setB`` side by side),
-    or still packed in an archive (PhysioNet serves the sets as zip files)."""
-    try:
-        held = {
-            d.name: n
-            for d in sorted(Path(folder).iterdir())
-            if d.is_dir() and (n := len(list_psv(d)))
-        }
-    except OSError:  # an unreadable subfolder: no hint rather than another error
-        return ""
-    if held:
-        where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
-        return f"; its subfolders hold them: {where}; point at one of those"
-    return archive_hint(folder, "the .psv files")
-
-
-def read_psv_folder(
-    folder: str | Path,
-    *,
-    on_error: Literal["raise", "skip"] = "skip",
-    cache_dir: str | Path | None = None,
-    limit: int | None = None,
-) -> PsvCohort:
-    """Read every ``.psv`` table of a Challenge-2019 folder into one frame.
-
-    Parameters
-    ----------
-    folder : str or Path
-        Folder of ``.psv`` files (``training_setA``).
-    on_error : {"skip", "raise"}
-        ``"skip"`` records malformed files as attrition and reads the rest; ``"raise"``
-        raises the first :class:`~vitalgru.errors.RecordError`.
-    cache_dir : str or Path, optional
-        When given, the parsed cohort is stored there as parquet keyed on the folder's
-        file names and sizes, and read back on the next call with the same files.
-    limit : int, optional
-        Read only the first ``limit`` files (by name), for quick runs.
-
-    Returns
-    -------
-    PsvCohort
-    """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    files = list_psv(folder)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        files = files[:limit]
-    if not files:
-        raise FileNotFoundError(f"no .psv files in {folder}{_no_psv_hint(folder)}")
-    cache_file: Path | None = None
-    if cache_dir is not None:
-        key = folder_fingerprint(files)
-        cache_file = Path(cache_dir) / f"challenge2019-{Path(folder).name}-{key}.parquet"
-        if cache_file.exists():
-            table = pq.read_table(cache_file)
-            meta = table.schema.metadata or {}
-            attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
-            text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
-            frame = table.to_pandas()
-            logger.info("read %d patient-hours from cache %s", len(frame), cache_file)
-            return PsvCohort(frame, attr, len(files), {k: int(v) for k, v in text.items()})
-
-    attrition: list[AttritionEntry] = []
-    bodies: list[bytes] = []
-    ids: list[str] = []
-    counts: list[int] = []
-    orders: list[np.ndarray | None] = []
-    good_files: list[Path] = []
-    for f in files:
-        try:
-            body, n, order = _check_bytes(f, f.read_bytes())
-        except OSError as e:
-            err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
-            _handle(err, on_error, attrition, f)
-            continue
-        except RecordError as err:
-            _handle(err, on_error, attrition, f)
-            continue
-        bodies.append(body)
-        ids.append(_patient_id(f))
-        counts.append(n)
-        orders.append(order)
-        good_files.append(f)
-
-    parts: list[np.ndarray] = []
-    non_numeric: dict[str, int] = {}
-    try:
-        # Every column is float64, so files whose columns come in another order parse
-        # with the rest and are put in order after the split.
-        arr = _parse_body(Path(folder), b"".join(bodies)) if bodies else np.empty((0, _N_FIELDS))
-        splits = np.cumsum(counts)[:-1]
-        chunks = np.split(arr, splits) if bodies else []
-        parts = [_reorder(a, o) for a, o in zip(chunks, orders, strict=True)]
-    except RecordError:
-        # Some file has a non-numeric cell: parse file by file, leniently.
-        parts = []
-        keep_ids: list[str] = []
-        keep_files: list[Path] = []
-        for f, body, pid, order in zip(good_files, bodies, ids, orders, strict=True):
-            try:
-                a, text_cells = _parse_lenient(f, body, order)
-            except RecordError as err:
-                _handle(err, on_error, attrition, f)
-                continue
-            for col, n in text_cells.items():
-                non_numeric[col] = non_numeric.get(col, 0) + n
-            parts.append(a)
-            keep_ids.append(pid)
-            keep_files.append(f)
-        ids, good_files = keep_ids, keep_files
-
-    final_parts: list[np.ndarray] = []
-    final_ids: list[str] = []
-    for f, a, pid in zip(good_files, parts, ids, strict=True):
-        try:
-            _validate_table(f, a)
-        except RecordError as err:
-            _handle(err, on_error, attrition, f)
-            continue
-        final_parts.append(a)
-        final_ids.append(pid)
-
-    if final_parts:
-        arr = np.concatenate(final_parts)
-        pid_col = np.repeat(np.array(final_ids, dtype=object), [len(a) for a in final_parts])
-    else:
-        arr = np.empty((0, _N_FIELDS))
-        pid_col = np.empty(0, dtype=object)
-    frame = _to_frame(arr, pid_col)
-    logger.info(
-        "read %d patients (%d patient-hours) from %s; %d files excluded; %d non-numeric "
-        "cells read as missing",
-        len(final_ids),
-        len(frame),
-        folder,
-        len(attrition),
-        sum(non_numeric.values()),
-    )
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        meta = dict(table.schema.metadata or {})
-        meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
-        meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
-        tmp = cache_file.with_suffix(".tmp")
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        tmp.replace(cache_file)
-    return PsvCohort(frame, attrition, len(files), non_numeric)
-
-
-def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:
-    if on_error == "raise":
-        raise err
-    logger.warning("skipping %s", err)
-    attrition.append(
-        AttritionEntry(
-            database="challenge-2019",
-            item=f.name,
-            stage="read",
-            reason=err.reason,
-            detail=str(err),
-        )
-    )
-
-
-def _attrition_to_meta(entries: list[AttritionEntry]) -> bytes:
-    df = pd.DataFrame(
-        [(e.database, e.item, e.stage, e.reason, e.detail) for e in entries],
-        columns=list(ATTRITION_COLUMNS),
-    )
-    return df.to_json(orient="records").encode()
-
-
-def _attrition_from_meta(blob: bytes) -> list[AttritionEntry]:
-    if not blob:
-        return []
-    df = pd.read_json(io.BytesIO(blob), orient="records", dtype=str)
-    return [AttritionEntry(**{k: str(v) for k, v in row.items()}) for row in df.to_dict("records")]
+    body, _, order = check_bytes(p, raw)
+    arr, _ = parse_lenient(p, body, order)
+    validate_table(p, arr)
+    return to_frame(arr, np.full(arr.shape[0], patient_id_of(p), dtype=object))

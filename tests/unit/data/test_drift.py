@@ -19,7 +19,7 @@ from vitalgru.data.drift import (
     early_warning_reference,
 )
 from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort
-from vitalgru.io.psv import list_psv
+from vitalgru.io.psv_folder import list_psv
 
 
 def _risks(cohort: EarlyWarningCohort) -> np.ndarray:

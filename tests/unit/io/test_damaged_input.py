@@ -29,7 +29,8 @@ from vitalgru.io.fhir_observations import (
     row_to_observations,
 )
 from vitalgru.io.hl7v2 import adt_event, oru_observations, read_message
-from vitalgru.io.psv import read_psv, read_psv_folder
+from vitalgru.io.psv import read_psv
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_reader import read_annotations_file, read_header, read_record_files
 
 #: Bytes that mean something to the formats read here, put in more often than chance would.

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from vitalgru.errors import RecordError
-from vitalgru.io.psv import PSV_HEADER, list_psv, read_psv, read_psv_folder
+from vitalgru.io.psv import PSV_HEADER, read_psv
+from vitalgru.io.psv_folder import list_psv, read_psv_folder
 
 HEADER = "|".join(PSV_HEADER)
 

@@ -13,7 +13,8 @@ import torch
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.data.early_warning import build_cohort, patient_offsets
 from vitalgru.dsp.vitals import vitals_plausibility
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, read_psv_folder
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS
+from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.metrics.calibration import recalibrate
 from vitalgru.scoring import EarlyWarningMonitor, replay_stays
 from vitalgru.training.early_warning import CVSettings, fit_final, score_cohort

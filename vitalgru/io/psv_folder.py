@@ -1,0 +1,276 @@
+"""A whole folder of Challenge-2019 tables (a training set, 17,652 files) read into one frame
+(:func:`read_psv_folder`), and cached.
+
+It is done in one parse: every file is read as bytes and checked (header, row shape; the
+checks and parsers are :mod:`vitalgru.io.psv`'s), the bodies are joined and parsed by a
+single ``pyarrow.csv`` pass. A file that fails any check is parsed on its own to find out
+why and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="raise"``) or
+recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
+are still read.
+
+The parsed cohort can be cached as one parquet file keyed on the folder's file names and
+sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vitalgru.errors import RecordError
+from vitalgru.io.folders import archive_hint
+from vitalgru.io.ingest import ATTRITION_COLUMNS
+from vitalgru.io.psv import (
+    N_FIELDS,
+    check_bytes,
+    parse_body,
+    parse_lenient,
+    patient_id_of,
+    reorder_fields,
+    to_frame,
+    validate_table,
+)
+from vitalgru.types import AttritionEntry
+
+__all__ = ["PsvCohort", "folder_fingerprint", "list_psv", "read_psv_folder"]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_VERSION = "psv-cohort-v3"  # v2: decimal commas read; v3: no quoting, lone CR
+
+
+@dataclass(frozen=True)
+class PsvCohort:
+    """A folder of Challenge-2019 tables, parsed.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour,
+        1-based, from ``ICULOS``), the measurement and static columns (float32, NaN
+        where not measured) and ``sepsis_label`` (int8). Rows are grouped by patient in
+        file-name order, hours ascending within a patient.
+    attrition : list of AttritionEntry
+        Files that could not be read, with the reason.
+    source_files : int
+        Number of ``.psv`` files in the folder.
+    non_numeric_cells : dict
+        vitalgru column -> cells that held text instead of a number, read as missing
+        (only the columns that had any).
+    """
+
+    frame: pd.DataFrame
+    attrition: list[AttritionEntry]
+    source_files: int
+    non_numeric_cells: dict[str, int] = field(default_factory=dict)
+
+
+def list_psv(folder: str | Path) -> list[Path]:
+    """The ``.psv`` files of a folder, sorted by name."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"Challenge-2019 folder {d} does not exist or is not a folder")
+    return sorted(d.glob("*.psv"))
+
+
+def folder_fingerprint(files: Sequence[Path]) -> str:
+    """Hash of the file names and sizes (the parquet cache key)."""
+    h = hashlib.sha256(_CACHE_VERSION.encode())
+    for f in files:
+        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _no_psv_hint(folder: str | Path) -> str:
+    """Where the ``.psv`` files are when a folder holds none, as a message suffix: in its
+    subfolders (the challenge ships ``training_setA`` and ``training_setB`` side by side),
+    or still packed in an archive (PhysioNet serves the sets as zip files)."""
+    try:
+        held = {
+            d.name: n
+            for d in sorted(Path(folder).iterdir())
+            if d.is_dir() and (n := len(list_psv(d)))
+        }
+    except OSError:  # an unreadable subfolder: no hint rather than another error
+        return ""
+    if held:
+        where = ", ".join(f"{name} ({n} files)" for name, n in held.items())
+        return f"; its subfolders hold them: {where}; point at one of those"
+    return archive_hint(folder, "the .psv files")
+
+
+def read_psv_folder(
+    folder: str | Path,
+    *,
+    on_error: Literal["raise", "skip"] = "skip",
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> PsvCohort:
+    """Read every ``.psv`` table of a Challenge-2019 folder into one frame.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder of ``.psv`` files (``training_setA``).
+    on_error : {"skip", "raise"}
+        ``"skip"`` records malformed files as attrition and reads the rest; ``"raise"``
+        raises the first :class:`~vitalgru.errors.RecordError`.
+    cache_dir : str or Path, optional
+        When given, the parsed cohort is stored there as parquet keyed on the folder's
+        file names and sizes, and read back on the next call with the same files.
+    limit : int, optional
+        Read only the first ``limit`` files (by name), for quick runs.
+
+    Returns
+    -------
+    PsvCohort
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    files = list_psv(folder)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        files = files[:limit]
+    if not files:
+        raise FileNotFoundError(f"no .psv files in {folder}{_no_psv_hint(folder)}")
+    cache_file: Path | None = None
+    if cache_dir is not None:
+        key = folder_fingerprint(files)
+        cache_file = Path(cache_dir) / f"challenge2019-{Path(folder).name}-{key}.parquet"
+        if cache_file.exists():
+            table = pq.read_table(cache_file)
+            meta = table.schema.metadata or {}
+            attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
+            text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
+            frame = table.to_pandas()
+            logger.info("read %d patient-hours from cache %s", len(frame), cache_file)
+            return PsvCohort(frame, attr, len(files), {k: int(v) for k, v in text.items()})
+
+    attrition: list[AttritionEntry] = []
+    bodies: list[bytes] = []
+    ids: list[str] = []
+    counts: list[int] = []
+    orders: list[np.ndarray | None] = []
+    good_files: list[Path] = []
+    for f in files:
+        try:
+            body, n, order = check_bytes(f, f.read_bytes())
+        except OSError as e:
+            err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
+            _handle(err, on_error, attrition, f)
+            continue
+        except RecordError as err:
+            _handle(err, on_error, attrition, f)
+            continue
+        bodies.append(body)
+        ids.append(patient_id_of(f))
+        counts.append(n)
+        orders.append(order)
+        good_files.append(f)
+
+    parts: list[np.ndarray] = []
+    non_numeric: dict[str, int] = {}
+    try:
+        # Every column is float64, so files whose columns come in another order parse
+        # with the rest and are put in order after the split.
+        arr = parse_body(Path(folder), b"".join(bodies)) if bodies else np.empty((0, N_FIELDS))
+        splits = np.cumsum(counts)[:-1]
+        chunks = np.split(arr, splits) if bodies else []
+        parts = [reorder_fields(a, o) for a, o in zip(chunks, orders, strict=True)]
+    except RecordError:
+        # Some file has a non-numeric cell: parse file by file, leniently.
+        parts = []
+        keep_ids: list[str] = []
+        keep_files: list[Path] = []
+        for f, body, pid, order in zip(good_files, bodies, ids, orders, strict=True):
+            try:
+                a, text_cells = parse_lenient(f, body, order)
+            except RecordError as err:
+                _handle(err, on_error, attrition, f)
+                continue
+            for col, n in text_cells.items():
+                non_numeric[col] = non_numeric.get(col, 0) + n
+            parts.append(a)
+            keep_ids.append(pid)
+            keep_files.append(f)
+        ids, good_files = keep_ids, keep_files
+
+    final_parts: list[np.ndarray] = []
+    final_ids: list[str] = []
+    for f, a, pid in zip(good_files, parts, ids, strict=True):
+        try:
+            validate_table(f, a)
+        except RecordError as err:
+            _handle(err, on_error, attrition, f)
+            continue
+        final_parts.append(a)
+        final_ids.append(pid)
+
+    if final_parts:
+        arr = np.concatenate(final_parts)
+        pid_col = np.repeat(np.array(final_ids, dtype=object), [len(a) for a in final_parts])
+    else:
+        arr = np.empty((0, N_FIELDS))
+        pid_col = np.empty(0, dtype=object)
+    frame = to_frame(arr, pid_col)
+    logger.info(
+        "read %d patients (%d patient-hours) from %s; %d files excluded; %d non-numeric "
+        "cells read as missing",
+        len(final_ids),
+        len(frame),
+        folder,
+        len(attrition),
+        sum(non_numeric.values()),
+    )
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
+        meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
+        tmp = cache_file.with_suffix(".tmp")
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        tmp.replace(cache_file)
+    return PsvCohort(frame, attrition, len(files), non_numeric)
+
+
+def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:
+    if on_error == "raise":
+        raise err
+    logger.warning("skipping %s", err)
+    attrition.append(
+        AttritionEntry(
+            database="challenge-2019",
+            item=f.name,
+            stage="read",
+            reason=err.reason,
+            detail=str(err),
+        )
+    )
+
+
+def _attrition_to_meta(entries: list[AttritionEntry]) -> bytes:
+    df = pd.DataFrame(
+        [(e.database, e.item, e.stage, e.reason, e.detail) for e in entries],
+        columns=list(ATTRITION_COLUMNS),
+    )
+    return df.to_json(orient="records").encode()
+
+
+def _attrition_from_meta(blob: bytes) -> list[AttritionEntry]:
+    if not blob:
+        return []
+    df = pd.read_json(io.BytesIO(blob), orient="records", dtype=str)
+    return [AttritionEntry(**{k: str(v) for k, v in row.items()}) for row in df.to_dict("records")]
