@@ -26,7 +26,8 @@ import torch
 
 from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
-from vitalgru.data.early_warning import build_cohort, gru_d_arrays, patient_folds
+from vitalgru.data.early_warning import build_cohort, patient_folds
+from vitalgru.data.gru_d_inputs import gru_d_arrays
 from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.metrics.calibration import calibration_metrics, calibration_table
 from vitalgru.models.early_warning import SepsisBlend

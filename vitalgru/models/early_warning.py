@@ -12,7 +12,7 @@ Missing Values", Sci Rep 8:6085, 2018):
 * the mask is an input too (informative missingness: a lactate is drawn because a
   clinician worries), and so are static demographics.
 
-Input layout per hour (built by :func:`vitalgru.data.early_warning.gru_d_arrays`):
+Input layout per hour (built by :func:`vitalgru.data.gru_d_inputs.gru_d_arrays`):
 ``[value (F) | mask (F) | delta (F) | last value (F) | static (S)]``, values z-scored with
 training statistics. The network is causal: the output at hour ``t`` depends only on
 hours ``<= t``, and ``forward(x, h0)`` continued from a returned ``h_n`` equals one

@@ -5,7 +5,7 @@ an alarm out, for many patients at once.
 warning``) as hours arrive. Each patient's rows so far are kept (an ICU stay is at most a
 few hundred hours); on every :meth:`~EarlyWarningMonitor.push` the inputs of the new hours
 are built for all pushed patients together by the same function training and evaluation
-use (:func:`vitalgru.data.early_warning.gru_d_arrays`: plausibility limits, last observation
+use (:func:`vitalgru.data.gru_d_inputs.gru_d_arrays`: plausibility limits, last observation
 and time since it, engineered summaries over 6-24 hours), and the network advances each
 patient's GRU-D state by those hours only, batched across patients.
 
@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from vitalgru.data.early_warning import EarlyWarningCohort, NormStats, gru_d_arrays
+from vitalgru.data.early_warning import EarlyWarningCohort
+from vitalgru.data.gru_d_inputs import NormStats, gru_d_arrays
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import (
     MAX_ICU_HOUR,

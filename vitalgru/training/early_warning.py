@@ -19,13 +19,8 @@ from torch import nn
 
 from vitalgru.baselines import GBMParams, engineered_features, fit_gbm, news2, predict_gbm, qsofa
 from vitalgru.data.drift import early_warning_reference
-from vitalgru.data.early_warning import (
-    STATIC_FEATURES,
-    EarlyWarningCohort,
-    NormStats,
-    fit_norm_stats,
-    gru_d_arrays,
-)
+from vitalgru.data.early_warning import EarlyWarningCohort
+from vitalgru.data.gru_d_inputs import STATIC_FEATURES, NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.metrics.calibration import calibration_metrics, fit_recalibration, recalibrate
 from vitalgru.metrics.ranking import auroc
 from vitalgru.metrics.utility import best_threshold, early_warning_metrics
@@ -70,7 +65,7 @@ class CVSettings:
     models: tuple[str, ...] = MODEL_NAMES
     val_fraction: float = 0.15
     # Feed the network the engineered causal summaries too (see
-    # :func:`vitalgru.data.early_warning.fit_norm_stats`).
+    # :func:`vitalgru.data.gru_d_inputs.fit_norm_stats`).
     engineered_inputs: bool = False
     # Give the trees :func:`vitalgru.baselines.features.signature_features` too.
     tree_signatures: bool = False

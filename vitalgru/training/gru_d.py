@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitalgru.data.early_warning import SequenceArrays
+from vitalgru.data.gru_d_inputs import SequenceArrays
 from vitalgru.metrics.ranking import auroc
 from vitalgru.metrics.utility import OFFICIAL, best_threshold, row_utilities
 from vitalgru.models.early_warning import GRUDEarlyWarning

@@ -10,13 +10,12 @@ import pytest
 
 from vitalgru.data.early_warning import (
     build_cohort,
-    fit_norm_stats,
-    gru_d_arrays,
     load_dataset,
     patient_folds,
     patient_groups,
     write_dataset,
 )
+from vitalgru.data.gru_d_inputs import fit_norm_stats, gru_d_arrays
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 

@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from vitalgru.baselines.gbm import GBMParams
-from vitalgru.data.early_warning import (
-    NormStats,
-    build_cohort,
-    fit_norm_stats,
-    gru_d_arrays,
-    patient_folds,
-)
+from vitalgru.data.early_warning import build_cohort, patient_folds
+from vitalgru.data.gru_d_inputs import NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.metrics.ranking import auroc
 from vitalgru.models.early_warning import SepsisBlend
