@@ -1,10 +1,12 @@
 """What the ``vitalgru`` commands share: the argument types that check a value when the
-command line is read (not minutes later), the servers checked before a flow starts, and the
-epilog naming the environment variables."""
+command line is read (not minutes later), the check that a task's input was given, the
+servers checked before a flow starts, the epilog naming the environment variables, and how
+a result is printed."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,3 +200,37 @@ def written_annotation_ext(text: str) -> str:
         return check_annotation_extension(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def print_json(result: dict[str, Any]) -> None:
+    """A command's result on standard output, as indented JSON."""
+    print(json.dumps(result, indent=2, default=str))
+
+
+_TASK_INPUT = {
+    "arrhythmia": ("db", "--db NAME_OR_FOLDER"),
+    "early-warning": ("data", "--data FOLDER"),
+}
+
+
+def require_input(args: argparse.Namespace) -> None:
+    """Exit with a usage message when the task's input option is missing (argparse cannot
+    say that one option is required for one choice of the positional argument), or an
+    arrhythmia option is given to early-warning."""
+    attr, usage = _TASK_INPUT[args.task]
+    if not getattr(args, attr):
+        raise SystemExit(f"{args.command} {args.task} needs {usage}")
+    if args.task == "arrhythmia" and getattr(args, "write_predictions", False):
+        raise SystemExit("--write-predictions is an early-warning option")
+    if args.write_annotations is None:
+        return
+    if args.task == "early-warning":
+        raise SystemExit("--write-annotations is an arrhythmia option")
+    from vitalgru.io.wfdb_writer import check_annotation_extension
+
+    try:  # not the reference annotations' own extension
+        check_annotation_extension(
+            args.write_annotations, getattr(args, "annotations", None) or "atr"
+        )
+    except ValueError as e:
+        raise SystemExit(f"vitalgru: error: {e}") from None

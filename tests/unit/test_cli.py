@@ -22,14 +22,8 @@ from http_testkit import closed_port
 
 from pipelines.access import TokenTable
 from pipelines.arrhythmia import _parse_records
-from pipelines.cli import (
-    _parse_overrides,
-    _quiet_env,
-    build_parser,
-    cmd_monitor,
-    cmd_replay,
-    main,
-)
+from pipelines.cli import _parse_overrides, _quiet_env, build_parser, main
+from pipelines.cli_models import cmd_monitor, cmd_replay
 from pipelines.cli_serve import cmd_serve
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
