@@ -251,3 +251,11 @@ def event_for(request: Request, patient_id: Any) -> None:
     if cred is not None and cred.patients is not None and patient_id is not None:
         if not cred.covers(str(patient_id)):
             raise HTTPException(403, f"token {cred.name!r} is not for patient {patient_id!r}")
+
+
+def check_merge_target(request: Request, into: str) -> None:
+    """403 unless the caller's token covers ``into``, the record a stay is merged into (a
+    token limited to patients must cover both records)."""
+    cred = request.state.credential
+    if cred is not None and cred.patients is not None and not cred.covers(into):
+        raise HTTPException(403, f"token {cred.name!r} is not for patient {into!r}")
