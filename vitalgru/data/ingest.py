@@ -14,7 +14,7 @@ A dataset folder holds (the contract between the ingest flow and training):
     :data:`vitalgru.dsp.beats.RR_FEATURES`, ``quality_ok`` (the beat's signal-quality
     window was clean), ``signal_ok`` (the latest trailing quality window that had ended by
     the end of the beat's window was clean: what a live monitor knows, see
-    :func:`vitalgru.dsp.quality.ecg_quality_trailing`) and ``detected`` (the R-peak
+    :func:`vitalgru.dsp.quality_stream.ecg_quality_trailing`) and ``detected`` (the R-peak
     detector found the beat within the AAMI EC57 150 ms match window).
 ``windows.npy``
     ``(n_beats, n_window)`` float32 filtered windows around the reference R peak, rows
@@ -47,7 +47,8 @@ from vitalgru.config import ArrhythmiaDataConfig, FilterConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
-from vitalgru.dsp.quality import QualityResult, ecg_quality, ecg_quality_trailing, units_hint
+from vitalgru.dsp.quality import QualityResult, ecg_quality, units_hint
+from vitalgru.dsp.quality_stream import ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 from vitalgru.errors import AnnotationMismatchError, SignalError

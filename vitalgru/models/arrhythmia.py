@@ -118,7 +118,7 @@ def apply_quality_gate(
     logits: torch.Tensor, signal_ok: torch.Tensor | None, keep_v_above: float | None
 ) -> torch.Tensor:
     """Move class V's probability to N on beats recorded in signal the live quality check
-    rejects (``signal_ok`` False, see :func:`vitalgru.dsp.quality.ecg_quality_trailing`),
+    rejects (``signal_ok`` False, see :func:`vitalgru.dsp.quality_stream.ecg_quality_trailing`),
     unless the V call is all but certain.
 
     Noise and motion artefact make normal beats look wide and bizarre, which is the

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from vitalgru.dsp.filters import _as_signal, check_fs
-from vitalgru.dsp.quality import QualityStream, hold_last, units_hint
+from vitalgru.dsp.quality import units_hint
+from vitalgru.dsp.quality_stream import QualityStream, hold_last
 from vitalgru.dsp.resample import rate_ratio
 from vitalgru.dsp.rpeaks import RpeakStream
 from vitalgru.scoring.alerts import AlertTracker

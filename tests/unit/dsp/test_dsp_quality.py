@@ -11,7 +11,7 @@ import pytest
 from ecg_testkit import read_lead0, synthetic_ecg
 
 from vitalgru.dsp import QualityResult, ecg_quality
-from vitalgru.dsp.quality import QualityStream, ecg_quality_trailing
+from vitalgru.dsp.quality_stream import QualityStream, ecg_quality_trailing
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 FS = 360.0
