@@ -121,10 +121,8 @@ from pipelines.gateway_metrics import (
 )
 from pipelines.gateway_vitals import add_vitals_routes
 from pipelines.hl7_forward import AlarmForwarder
-from pipelines.hl7_inbox import (
-    Hl7Inbox,
-    start_mllp,
-)
+from pipelines.hl7_inbox import Hl7Inbox
+from pipelines.mllp_server import start_mllp
 from vitalgru import __version__
 from vitalgru.reports.fhir import risk_bundle
 from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
@@ -190,7 +188,7 @@ def create_app(
     engine forwards (admissions, transfers, discharges, results); with ``mllp`` (host,
     port; port 0: any free one, in ``app.state.mllp_port``) the same messages are taken
     over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any), over
-    TLS with ``mllp_tls`` (:func:`pipelines.hl7_inbox.server_tls`).
+    TLS with ``mllp_tls`` (:func:`pipelines.mllp_server.server_tls`).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
     ``adt_units``: the points of care whose admissions and transfers are scored.
 

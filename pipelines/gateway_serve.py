@@ -18,7 +18,8 @@ from pipelines.cds_tokens import CdsClients
 from pipelines.gateway import DEFAULT_TICK_S, create_app
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls
-from pipelines.hl7_inbox import parse_adt_units, server_tls
+from pipelines.hl7_inbox import parse_adt_units
+from pipelines.mllp_server import server_tls
 from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend

@@ -42,14 +42,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from vitalgru.io.hl7v2 import escape, read_message
+from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, read_message
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["AlarmForwarder", "alarm_message", "client_tls"]
 
 logger = logging.getLogger(__name__)
 
-MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
 #: The state file's key for the number of the last event handled.
 CURSOR_KEY = "hl7_forward_seq"
 #: The kinds forwarded, with their priority and type (IHE PCD's PH/PM/PL, SP/ST).

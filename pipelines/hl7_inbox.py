@@ -40,21 +40,13 @@ admitted since). The last
 one, so a message resent after a restart (its acknowledgement lost with the connection)
 is not taken twice either.
 
-MLLP (:func:`start_mllp`): each message framed as ``0x0B`` message ``0x1C 0x0D``; on one
-connection messages are taken in order, each answered before the next is read. MLLP has no
-credentials of its own: the listener is bound to this machine unless told otherwise, takes
-connections only from the addresses it is given (``--mllp-allow``), and speaks TLS when
-given a certificate (``--mllp-tls-cert/--mllp-tls-key``; with ``--mllp-tls-client-ca``
-only senders with a certificate from that CA get in).
+The MLLP listener is :mod:`pipelines.mllp_server`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
 import sqlite3
-import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -69,16 +61,13 @@ from vitalgru.scoring.ward import Ward
 
 __all__ = [
     "ICU_TYPES", "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "Refused", "parse_adt_units",
-    "score_observations", "start_mllp", "ward_call",
+    "score_observations", "ward_call",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 #: Control ids of taken messages remembered, to answer a resent one without taking it twice.
 REMEMBER_MESSAGES = 10_000
-#: Largest MLLP message taken (bytes); a larger frame is rejected and the connection closed.
-MAX_MLLP_BYTES = 2**20
-MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
 
 
 class Refused(Exception):
@@ -470,85 +459,3 @@ def _sender_key(msg: Hl7Message) -> str:
 def _type(msg: Hl7Message) -> str:
     code, trigger = msg.kind
     return f"{code}^{trigger}" if trigger else code or "none"
-
-
-def server_tls(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
-    """A TLS context for the MLLP listener: this server's certificate chain and key (PEM);
-    with ``client_ca``, only senders presenting a certificate that CA signed may connect
-    (mutual TLS). OSError or ssl.SSLError for files that are not those."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    if client_ca:
-        ctx.load_verify_locations(client_ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
-    if allow is None:
-        return True
-    try:
-        ip = ipaddress.ip_address(str(peer[0]).split("%")[0])
-    except (ValueError, TypeError, IndexError):
-        return False
-    return any(ip in net for net in allow)
-
-
-async def start_mllp(
-    inbox: Hl7Inbox,
-    host: str = "127.0.0.1",
-    port: int = 2575,
-    allow: Sequence[str] | None = None,
-    max_bytes: int = MAX_MLLP_BYTES,
-    tls: ssl.SSLContext | None = None,
-) -> asyncio.Server:
-    """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
-    ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
-    acknowledgement. ``allow``: addresses or networks (``10.1.2.3``, ``10.1.0.0/16``)
-    that may connect; others are closed at once (None: any that can reach the port).
-    ``tls``: MLLP over TLS with this server context (:func:`server_tls`). ValueError for an
-    address that is not one."""
-    nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
-                                       for a in allow if a.strip()]  # fmt: skip
-
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        if not _allowed(peer, nets):
-            logger.warning("mllp: connection from %s refused (not in --mllp-allow)", peer)
-            writer.close()
-            return
-        host = str(peer[0]) if peer else "unknown"
-        buf = bytearray()
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                buf += data
-                while (end := buf.find(MLLP_END)) >= 0:
-                    start = buf.rfind(MLLP_START, 0, end)
-                    frame = bytes(buf[start + 1 : end])  # bytes before a start byte: noise
-                    del buf[: end + len(MLLP_END)]
-                    reply = await asyncio.to_thread(
-                        inbox.handle, frame, "mllp", f"mllp {host}", host
-                    )
-                    writer.write(MLLP_START + reply.ack.encode() + MLLP_END)
-                    await writer.drain()
-                if len(buf) > max_bytes:
-                    text = f"a message over {max_bytes} bytes is not taken"
-                    empty = Hl7Message([["MSH"]])
-                    writer.write(MLLP_START + hl7_ack(empty, "AR", text).encode() + MLLP_END)
-                    await writer.drain()
-                    logger.warning("mllp: %s sent %s; connection closed", peer, text)
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(connection, host, port, ssl=tls)
-    bound = ", ".join(str(s.getsockname()) for s in server.sockets)
-    logger.info("mllp: listening for HL7 v2 on %s (%s)", bound,
-                "any address" if nets is None else ", ".join(map(str, nets)))  # fmt: skip
-    return server

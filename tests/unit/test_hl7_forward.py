@@ -18,7 +18,7 @@ from tls_kit import make_pki
 
 from pipelines.gateway import create_app
 from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message, client_tls
-from pipelines.hl7_inbox import server_tls
+from pipelines.mllp_server import server_tls
 from vitalgru.io.hl7v2 import read_message
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.alerts import KINDS

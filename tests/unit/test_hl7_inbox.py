@@ -20,7 +20,8 @@ from tls_kit import make_pki
 
 from pipelines.gateway import create_app
 from pipelines.gateway_metrics import IntakeCollector
-from pipelines.hl7_inbox import Hl7Inbox, server_tls
+from pipelines.hl7_inbox import Hl7Inbox
+from pipelines.mllp_server import server_tls
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor

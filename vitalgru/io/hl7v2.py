@@ -42,12 +42,16 @@ from typing import Any
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
-    "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
+    "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
     "adt_event", "escape", "hl7_time", "oru_observations", "read_message",
 ]  # fmt: skip
 
 #: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
 HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
+
+#: The bytes that frame a message over MLLP (HL7's Minimal Lower Layer Protocol): ``0x0B``
+#: before it, ``0x1C 0x0D`` after it.
+MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
 
 #: HL7 v2 unit spellings read as the UCUM code they can only mean.
 UNIT_SPELLINGS = {
