@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from pipelines.monitor import _status, monitoring_markdown, monitoring_metrics
+from pipelines.monitor import _status, monitoring_metrics
+from vitalgru.reports.model_monitoring import monitoring_markdown
 
 
 def _row(column: str, level: str, psi: float | None) -> dict:
