@@ -24,7 +24,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from vitalgru import __version__
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
 from vitalgru.config import load_config as _load
-from vitalgru.data.ingest import load_part, process_record, save_part, write_dataset
+from vitalgru.data.dataset_files import load_part, save_part, write_dataset
+from vitalgru.data.ingest import process_record
 from vitalgru.data.splits import dechazal_split
 from vitalgru.errors import VitalgruError
 from vitalgru.io import attrition_entry, open_database, sha256_file

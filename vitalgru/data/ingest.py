@@ -1,28 +1,6 @@
-"""Beat datasets: from a record and its annotations to dataset files on disk.
-
-A dataset folder holds (the contract between the ingest flow and training):
-
-``manifest.json``
-    fs, lead, window, filters, splits, ``class_counts`` per split, per-record facts
-    (source fs, lead used, beats, quality, R-peak detection against the reference),
-    normalisation statistics fitted on the training split only, the config hash,
-    source checksums and the package version.
-``beats.parquet``
-    One row per annotated beat, sorted by ``(record_id, sample_idx)``: ids, split,
-    ``beat_idx``, ``sample_idx`` (at the dataset fs), WFDB ``symbol``, ``aami`` class and
-    integer ``label`` (order of :data:`vitalgru.types.AAMI_CLASSES`), the RR features of
-    :data:`vitalgru.dsp.beats.RR_FEATURES`, ``quality_ok`` (the beat's signal-quality
-    window was clean), ``signal_ok`` (the latest trailing quality window that had ended by
-    the end of the beat's window was clean: what a live monitor knows, see
-    :func:`vitalgru.dsp.quality_stream.ecg_quality_trailing`) and ``detected`` (the R-peak
-    detector found the beat within the AAMI EC57 150 ms match window).
-``windows.npy``
-    ``(n_beats, n_window)`` float32 filtered windows around the reference R peak, rows
-    aligned with ``beats.parquet``.
-``signals/<record>.npy``
-    The filtered lead at the dataset fs, for other windowings and streaming replays.
-``attrition.csv``
-    What was excluded and why (unreadable file, bad checksum, unusable lead, ...).
+"""Beat datasets: from a record and its annotations to the beats, windows and facts of a
+dataset (:func:`process_record`); the dataset folder they are written to is
+:mod:`vitalgru.data.dataset_files`'s.
 
 Windows sit on the *reference* annotations so every labelled beat is kept (the beat
 counts match the published ones); the detector is still run and scored on every record so
@@ -31,13 +9,8 @@ that a dataset states how well the automatic front end finds the same beats.
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,14 +25,13 @@ from vitalgru.dsp.quality_stream import ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 from vitalgru.errors import AnnotationMismatchError, SignalError
-from vitalgru.io.ingest import write_attrition
 from vitalgru.metrics.detection import (
     MATCH_WINDOW_S,
     detection_counts,
     match_beats,
     vf_episodes,
 )
-from vitalgru.types import AAMI_CLASSES, Annotations, AttritionEntry, Record
+from vitalgru.types import Annotations, Record
 
 logger = logging.getLogger(__name__)
 
@@ -398,132 +370,3 @@ def process_record(
         "rpeaks": rpeak_counts,
     }
     return RecordBeats(record.record_id, record.patient_id, split, beats, windows, clean, facts)
-
-
-def class_counts(beats: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """``{split: {N: n, S: n, V: n, F: n, Q: n}}`` from a beats table."""
-    out: dict[str, dict[str, int]] = {}
-    for split, grp in beats.groupby("split", sort=True):
-        vc = grp["aami"].value_counts()
-        out[str(split)] = {str(c): int(vc.get(str(c), 0)) for c in AAMI_CLASSES}
-    return out
-
-
-def normalisation_stats(beats: pd.DataFrame, windows: np.ndarray, fit_split: str) -> dict:
-    """Mean and standard deviation of windows and RR features over ``fit_split`` only."""
-    m = (beats["split"] == fit_split).to_numpy()
-    if not m.any():
-        raise ValueError(f"no beats in split {fit_split!r} to fit normalisation on")
-    wsel = windows[m]
-    rr = beats.loc[m, list(RR_FEATURES)].to_numpy(np.float64)
-    return {
-        "fit_split": fit_split,
-        "window_mean": float(wsel.mean()),
-        "window_std": float(wsel.std()),
-        "rr_mean": dict(zip(RR_FEATURES, rr.mean(0).tolist(), strict=True)),
-        "rr_std": dict(zip(RR_FEATURES, rr.std(0).tolist(), strict=True)),
-    }
-
-
-def write_dataset(
-    out_dir: str | Path,
-    items: Sequence[RecordBeats],
-    attrition: Sequence[AttritionEntry],
-    meta: dict[str, Any],
-    fit_split: str = "DS1",
-) -> Path:
-    """Write a dataset folder; returns the path of its ``manifest.json``.
-
-    ``meta`` is merged into the manifest (database, config, config hash, checksums).
-    Files are written under temporary names and renamed, so a crash never leaves a
-    manifest describing files that are not there.
-    """
-    out = Path(out_dir)
-    (out / "signals").mkdir(parents=True, exist_ok=True)
-    items = sorted(items, key=lambda r: r.record_id)
-    if not items:
-        raise ValueError("no record survived ingestion; see attrition.csv")
-    beats = pd.concat([r.beats for r in items], ignore_index=True)
-    windows = np.concatenate([r.windows for r in items], axis=0)
-    for r in items:
-        np.save(out / "signals" / f"{r.record_id}.npy", r.signal)
-    tmp_w = out / "windows.tmp.npy"
-    np.save(tmp_w, windows)
-    tmp_w.replace(out / "windows.npy")
-    beats.to_parquet(out / "beats.tmp.parquet", index=False)
-    (out / "beats.tmp.parquet").replace(out / "beats.parquet")
-    write_attrition(attrition, out / "attrition.csv")
-    splits: dict[str, list[str]] = {}
-    for r in items:
-        splits.setdefault(r.split, []).append(r.record_id)
-    fit = fit_split if fit_split in splits else sorted(splits)[0]
-    manifest = {
-        **meta,
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "n_beats": len(beats),
-        "window": {**meta.get("window", {}), "n_samples": int(windows.shape[1])},
-        "splits": splits,
-        "class_counts": class_counts(beats),
-        "records": {r.record_id: r.facts for r in items},
-        "normalisation": normalisation_stats(beats, windows, fit),
-        "attrition": len(attrition),
-        "files": {
-            "beats": "beats.parquet",
-            "windows": "windows.npy",
-            "signals": "signals/",
-            "attrition": "attrition.csv",
-        },
-    }
-    tmp = out / "manifest.tmp.json"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(out / "manifest.json")
-    return out / "manifest.json"
-
-
-def read_dataset(path: str | Path, mmap: bool = True) -> tuple[dict, pd.DataFrame, np.ndarray]:
-    """Manifest, beats table and windows of a dataset folder."""
-    p = Path(path)
-    if not (p / "manifest.json").exists():
-        raise FileNotFoundError(f"{p}: no manifest.json; run `vitalgru ingest --out {p}` first")
-    manifest = json.loads((p / "manifest.json").read_text())
-    beats = pd.read_parquet(p / "beats.parquet")
-    windows = np.load(p / "windows.npy", mmap_mode="r" if mmap else None)
-    if len(beats) != windows.shape[0]:
-        raise ValueError(
-            f"{p}: beats.parquet has {len(beats)} rows but windows.npy {windows.shape[0]}"
-        )
-    return manifest, beats, windows
-
-
-def save_part(item: RecordBeats, path: str | Path) -> Path:
-    """Persist one processed record (a flow step's output: tasks pass paths, not arrays)."""
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    item.beats.to_parquet(p / "beats.parquet", index=False)
-    np.save(p / "windows.npy", item.windows)
-    np.save(p / "signal.npy", item.signal)
-    meta = {
-        "record_id": item.record_id,
-        "patient_id": item.patient_id,
-        "split": item.split,
-        "facts": item.facts,
-    }
-    # facts.json last: its presence marks a complete part.
-    (p / "facts.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-    return p
-
-
-def load_part(path: str | Path) -> RecordBeats:
-    """Inverse of :func:`save_part`."""
-    p = Path(path)
-    meta = json.loads((p / "facts.json").read_text())
-    return RecordBeats(
-        record_id=meta["record_id"],
-        patient_id=meta["patient_id"],
-        split=meta["split"],
-        beats=pd.read_parquet(p / "beats.parquet"),
-        windows=np.load(p / "windows.npy"),
-        signal=np.load(p / "signal.npy"),
-        facts=meta["facts"],
-    )

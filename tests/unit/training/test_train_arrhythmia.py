@@ -13,7 +13,8 @@ import torch
 from vitalgru.config import ArrhythmiaDataConfig, ArrhythmiaTrainConfig, PhysioNetConfig
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.beat_features import N_RR_FEATURES, RR_FEATURES
-from vitalgru.data.ingest import process_record, write_dataset
+from vitalgru.data.dataset_files import write_dataset
+from vitalgru.data.ingest import process_record
 from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 from vitalgru.training import Callback
