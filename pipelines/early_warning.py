@@ -55,7 +55,7 @@ from vitalgru.metrics.calibration import (
     calibration_table,
     model_probability,
 )
-from vitalgru.metrics.utility import early_warning_metrics, report_markdown, subgroup_metrics
+from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card

@@ -35,7 +35,7 @@ from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import report_markdown
-from vitalgru.metrics.utility import report_markdown as utility_markdown
+from vitalgru.metrics.early_warning import report_markdown as utility_markdown
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary

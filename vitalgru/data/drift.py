@@ -35,7 +35,7 @@ from vitalgru.metrics.drift import (
     reference_histogram,
     worst_level,
 )
-from vitalgru.metrics.utility import alarm_statistics
+from vitalgru.metrics.early_warning import alarm_statistics
 
 __all__ = [
     "PROFILE_COLUMNS",

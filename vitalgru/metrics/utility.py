@@ -1,4 +1,5 @@
-"""The PhysioNet/CinC Challenge 2019 normalized utility and alarm statistics (numpy only).
+"""The PhysioNet/CinC Challenge 2019 normalized utility, and the alarm threshold that maximises
+it (numpy only); the other measures of hourly risks are :mod:`vitalgru.metrics.early_warning`'s.
 
 Follows the semantics of the challenge's official ``evaluate_sepsis_score.py``
 (``compute_prediction_utility``; Reyna et al., Crit Care Med 48(2):210-217, 2020):
@@ -21,14 +22,9 @@ and ``offsets`` of shape ``(n_patients + 1,)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-
-from vitalgru.metrics.calibration import CALIBRATION_KEYS, calibration_metrics
-from vitalgru.metrics.ranking import auprc, auroc
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,8 @@ class UtilityParams:
 OFFICIAL = UtilityParams()
 
 
-def _offsets(offsets: np.ndarray, n: int) -> np.ndarray:
+def checked_offsets(offsets: np.ndarray, n: int) -> np.ndarray:
+    """``offsets`` as int64, checked to delimit patients over ``n`` rows (ValueError)."""
     off = np.asarray(offsets, dtype=np.int64)
     if off.ndim != 1 or off.size < 1 or off[0] != 0 or off[-1] != n or (np.diff(off) < 0).any():
         raise ValueError(
@@ -57,7 +54,8 @@ def _offsets(offsets: np.ndarray, n: int) -> np.ndarray:
     return off
 
 
-def _check_labels(labels: np.ndarray) -> np.ndarray:
+def checked_labels(labels: np.ndarray) -> np.ndarray:
+    """1-D 0/1 hourly labels as booleans (ValueError otherwise)."""
     y = np.asarray(labels)
     if y.ndim != 1:
         raise ValueError(f"labels must be 1-D (n_rows,), got shape {y.shape}")
@@ -77,8 +75,8 @@ def onset_rows(
         ``(n_rows,)`` float64 ``t - t_sepsis`` for rows of septic patients, ``+inf`` for
         rows of patients who never have label 1 (their ``t_sepsis`` is infinite).
     """
-    y = _check_labels(labels)
-    off = _offsets(offsets, y.size)
+    y = checked_labels(labels)
+    off = checked_offsets(offsets, y.size)
     lengths = np.diff(off)
     pat = np.repeat(np.arange(lengths.size), lengths)
     local_t = np.arange(y.size) - np.repeat(off[:-1], lengths)
@@ -135,12 +133,13 @@ def patient_utility(
 ) -> float:
     """Unnormalized utility of one patient (``compute_prediction_utility``)."""
     y = np.asarray(labels)
-    pred = _binary(predictions, y.size)
+    pred = binary_predictions(predictions, y.size)
     u_pos, u_neg = row_utilities(y, np.array([0, y.size]), params)
     return float(np.where(pred, u_pos, u_neg).sum())
 
 
-def _binary(predictions: np.ndarray, n: int) -> np.ndarray:
+def binary_predictions(predictions: np.ndarray, n: int) -> np.ndarray:
+    """``n`` hourly predictions, checked to be 0/1 (or booleans), as booleans (ValueError)."""
     pred = np.asarray(predictions)
     if pred.shape != (n,):
         raise ValueError(f"predictions must have shape ({n},) like labels, got {pred.shape}")
@@ -172,8 +171,8 @@ def normalized_utility(
         1 for the best predictions, 0 for predicting 0 everywhere; NaN if the cohort has
         no septic patient (best equals inaction).
     """
-    y = _check_labels(labels)
-    pred = _binary(predictions, y.size)
+    y = checked_labels(labels)
+    pred = binary_predictions(predictions, y.size)
     u_pos, u_neg = row_utilities(y, offsets, params)
     best = best_predictions(y, offsets, params)
     observed = np.where(pred, u_pos, u_neg).sum()
@@ -198,7 +197,7 @@ def utility_threshold_curve(
         ``(k,)`` candidate thresholds (distinct scores, descending, then ``+inf`` for
         "never alarm") and the normalized utility of each.
     """
-    y = _check_labels(labels)
+    y = checked_labels(labels)
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != y.shape:
         raise ValueError(f"scores must have shape {y.shape} like labels, got {s.shape}")
@@ -241,257 +240,3 @@ def best_threshold(
     if i + 1 < thr.size and np.isfinite(thr[i + 1]) and np.isfinite(t):
         t = float(0.5 * (thr[i] + thr[i + 1]))  # midway to the next score: robust to ties
     return t, float(util[i])
-
-
-def alarm_statistics(
-    labels: np.ndarray,
-    predictions: np.ndarray,
-    offsets: np.ndarray,
-    params: UtilityParams = OFFICIAL,
-) -> dict[str, float]:
-    """Alarm burden and lead time of binary hourly predictions.
-
-    Returns
-    -------
-    dict
-        ``alarms_per_patient_day``: alarm onsets (0 -> 1 transitions, or 1 at a patient's
-        first hour) per 24 patient-hours; ``alarm_hour_fraction``: share of hours in
-        alarm; ``septic_detected_fraction``: share of septic patients with an alarm at or
-        before ``t_sepsis + dt_late``; ``median_lead_time_h``: median over those patients of
-        ``t_sepsis - first alarm`` in hours (negative: alarm after onset);
-        ``false_alarm_patient_fraction``: share of non-septic patients with any alarm.
-    """
-    y = _check_labels(labels)
-    pred = _binary(predictions, y.size)
-    off = _offsets(offsets, y.size)
-    lengths = np.diff(off)
-    n_pat = lengths.size
-    starts = np.zeros(y.size, dtype=bool)
-    starts[off[:-1][lengths > 0]] = True
-    prev = np.r_[False, pred[:-1]]
-    onset = pred & (~prev | starts)
-    dt = onset_rows(y, off, params)
-    pat = np.repeat(np.arange(n_pat), lengths)
-    septic_pat = np.zeros(n_pat, dtype=bool)
-    septic_pat[pat[np.isfinite(dt)]] = True
-    # First alarm at or before t_sepsis + dt_late, per septic patient.
-    early_alarm = pred & np.isfinite(dt) & (dt <= params.dt_late)
-    first_dt = np.full(n_pat, np.inf)
-    if early_alarm.any():
-        np.minimum.at(first_dt, pat[early_alarm], dt[early_alarm])
-    detected = septic_pat & np.isfinite(first_dt)
-    any_alarm = np.zeros(n_pat, dtype=bool)
-    any_alarm[pat[pred]] = True
-    n_septic = int(septic_pat.sum())
-    n_neg = n_pat - n_septic
-    hours = float(y.size)
-    return {
-        "alarms_per_patient_day": float(onset.sum() / hours * 24.0) if hours else float("nan"),
-        "alarm_hour_fraction": float(pred.mean()) if hours else float("nan"),
-        "septic_detected_fraction": float(detected.sum() / n_septic) if n_septic else float("nan"),
-        "median_lead_time_h": float(np.median(-first_dt[detected]))
-        if detected.any()
-        else float("nan"),
-        "false_alarm_patient_fraction": float((any_alarm & ~septic_pat).sum() / n_neg)
-        if n_neg
-        else float("nan"),
-    }
-
-
-def early_warning_metrics(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    offsets: np.ndarray,
-    threshold: float,
-    params: UtilityParams = OFFICIAL,
-) -> dict[str, float]:
-    """Everything reported for an early-warning model at a fixed alarm threshold.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        ``(n_rows,)`` SepsisLabel.
-    scores : numpy.ndarray
-        ``(n_rows,)`` hourly risk; an alarm is ``score >= threshold``.
-    offsets : numpy.ndarray
-        ``(n_patients + 1,)`` row offsets.
-    threshold : float
-        Chosen beforehand on training data.
-
-    Returns
-    -------
-    dict
-        ``utility``, ``auroc``, ``auprc`` (hourly), the keys of :func:`alarm_statistics`,
-        the hourly calibration of the risk against SepsisLabel
-        (:func:`vitalgru.metrics.calibration.calibration_metrics`: ``brier``, ``ece``,
-        ``calibration_in_the_large``, ``calibration_slope``, ``mean_risk``,
-        ``event_rate``; NaN for scores outside [0, 1], such as NEWS2 points),
-        ``threshold``, ``n_patients``, ``n_patient_hours``, ``n_septic_patients``.
-    """
-    y = _check_labels(labels).astype(np.int8)
-    s = np.asarray(scores, dtype=np.float64)
-    pred = (s >= threshold).astype(np.int8)
-    off = _offsets(offsets, y.size)
-    septic = np.isfinite(onset_rows(y, off, params))
-    lengths = np.diff(off)
-    pat = np.repeat(np.arange(lengths.size), lengths)
-    out = {
-        "utility": normalized_utility(y, pred, off, params),
-        "auroc": auroc(y, s),
-        "auprc": auprc(y, s),
-        "threshold": float(threshold),
-        "n_patients": float(lengths.size),
-        "n_patient_hours": float(y.size),
-        "n_septic_patients": float(np.unique(pat[septic]).size),
-    }
-    out.update(alarm_statistics(y, pred, off, params))
-    if s.size and np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
-        out.update(calibration_metrics(y, s))
-    else:  # points (NEWS2, qSOFA), not risks: calibration does not apply
-        out.update(dict.fromkeys(CALIBRATION_KEYS, float("nan")))
-    return out
-
-
-def subgroup_metrics(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    offsets: np.ndarray,
-    threshold: float,
-    groups: Mapping[str, np.ndarray],
-    params: UtilityParams = OFFICIAL,
-) -> dict[str, dict[str, float]]:
-    """:func:`early_warning_metrics` of each group of patients.
-
-    Parameters
-    ----------
-    labels, scores, offsets, threshold
-        As :func:`early_warning_metrics`, for all patients.
-    groups : mapping of str to numpy.ndarray
-        Group name -> ``(n_patients,)`` bool, the patients in it (groups may overlap or
-        leave patients out). Empty groups are left out of the result.
-
-    Returns
-    -------
-    dict
-        Group name -> its metrics (NaN where undefined, e.g. a group without a septic
-        patient has no utility or AUROC).
-    """
-    y = _check_labels(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    off = _offsets(offsets, y.size)
-    lengths = np.diff(off)
-    out: dict[str, dict[str, float]] = {}
-    for name, mask in groups.items():
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != lengths.shape:
-            raise ValueError(
-                f"group {name!r}: a mask of {m.size} patients for {lengths.size} patients"
-            )
-        if not m.any():
-            continue
-        rows = np.repeat(m, lengths)
-        sub_off = np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
-        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params)
-    return out
-
-
-def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warning") -> str:
-    """A readable summary of :func:`early_warning_metrics` (plus, where present, the data
-    counts ``vitalgru evaluate early-warning`` adds): one table, undefined values named."""
-
-    def num(key: str, digits: int = 3, pct: bool = False, unit: str = "") -> str:
-        v = metrics.get(key)
-        if v is None or (isinstance(v, float) and not np.isfinite(v)):
-            return "undefined (no septic patient)" if metrics.get("n_septic_patients") == 0 else "-"
-        return f"{100 * v:.1f} %" if pct else f"{v:.{digits}f}{unit}"
-
-    n_pat = int(metrics.get("n_patients") or 0)
-    n_sep = int(metrics.get("n_septic_patients") or 0)
-    lines = [
-        f"## {title}",
-        "",
-        f"Patients: {n_pat} ({n_sep} septic), {int(metrics.get('n_patient_hours') or 0)} "
-        f"patient-hours; alarm when the hourly risk is at least {num('threshold', 4)} "
-        "(chosen on the model's training data).",
-        "",
-        "| measure | value |",
-        "|---|---:|",
-        f"| normalized utility (PhysioNet/CinC 2019) | {num('utility')} |",
-        f"| hourly AUROC | {num('auroc')} |",
-        f"| hourly AUPRC | {num('auprc')} |",
-        f"| septic patients alarmed by 3 h after onset | {num('septic_detected_fraction', pct=True)} |",
-        f"| median lead time of the first alarm before onset | {num('median_lead_time_h', 1, unit=' h')} |",
-        f"| alarm onsets per patient-day | {num('alarms_per_patient_day', 2)} |",
-        f"| hours in alarm | {num('alarm_hour_fraction', pct=True)} |",
-        f"| non-septic patients ever alarmed | {num('false_alarm_patient_fraction', pct=True)} |",
-        f"| mean hourly risk / share of hours labelled septic | {num('mean_risk', pct=True)} / {num('event_rate', pct=True)} |",
-        f"| Brier score / expected calibration error (10 bins) | {num('brier', 4)} / {num('ece', 4)} |",
-        f"| calibration in the large / slope (0 and 1 when calibrated) | {num('calibration_in_the_large', 2)} / {num('calibration_slope', 2)} |",
-    ]  # fmt: skip
-    data = {
-        "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
-        "n_implausible_values": "{} implausible value(s) read as missing",
-        "n_non_numeric_values": "{} non-numeric cell(s) read as missing",
-        "n_patients_with_skipped_hours": "{} patient(s) whose rows skip ICU hours",
-        "n_patients_with_label_reversals": "{} patient(s) whose SepsisLabel falls back to 0",
-    }
-    held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
-    if held:
-        lines += ["", "Data: " + "; ".join(held) + "."]
-    if metrics.get("calibration"):
-        lines += [
-            "",
-            "Calibration of the hourly risk against SepsisLabel (risks in bins of equal count; "
-            "a calibrated risk matches the share observed):",
-            "",
-            "| risks | hours | mean risk | observed |",
-            "|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
-            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
-            for b in metrics["calibration"]
-        ]
-    prob = metrics.get("probability_calibration")
-    if prob:
-
-        def p(key: str, spec: str, scale: float = 1.0) -> str:
-            v = prob.get(key)
-            return "-" if v is None or not np.isfinite(v) else format(scale * v, spec)
-
-        lines += [
-            "",
-            "The model's recalibrated probability of the hour's SepsisLabel (the risk through "
-            f"the map stored with the model): mean {p('mean_risk', '.2f', 100)} % against "
-            f"{p('event_rate', '.2f', 100)} % of hours labelled; Brier {p('brier', '.4f')}, "
-            f"ECE {p('ece', '.4f')}, calibration in the large "
-            f"{p('calibration_in_the_large', '.2f')}, slope {p('calibration_slope', '.2f')}.",
-            "",
-            "| probabilities | hours | mean probability | observed |",
-            "|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
-            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
-            for b in prob["table"]
-        ]
-    if metrics.get("subgroups"):
-        lines += [
-            "",
-            "By patient group (small groups vary a lot; a group without a septic patient has "
-            "no utility or AUROC):",
-            "",
-            "| group | patients | septic | utility | AUROC | alarm onsets per patient-day |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, g in metrics["subgroups"].items():
-            cells = [
-                "-" if g.get(k) is None or not np.isfinite(g[k]) else f"{g[k]:.{d}f}"
-                for k, d in (("utility", 3), ("auroc", 3), ("alarms_per_patient_day", 2))
-            ]
-            lines.append(
-                f"| {name} | {int(g['n_patients'])} | {int(g['n_septic_patients'])} | "
-                + " | ".join(cells)
-                + " |"
-            )
-    return "\n".join(lines) + "\n"

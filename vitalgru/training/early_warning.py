@@ -22,8 +22,9 @@ from vitalgru.data.drift import early_warning_reference
 from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.data.gru_d_inputs import STATIC_FEATURES, NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.metrics.calibration import calibration_metrics, fit_recalibration, recalibrate
+from vitalgru.metrics.early_warning import early_warning_metrics
 from vitalgru.metrics.ranking import auroc
-from vitalgru.metrics.utility import best_threshold, early_warning_metrics
+from vitalgru.metrics.utility import best_threshold
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.models.trees import BoostedTrees
 from vitalgru.training.gru_d import FitResult, GRUTrainParams, fit_gru_d, predict_scores

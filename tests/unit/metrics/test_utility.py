@@ -9,16 +9,18 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vitalgru.metrics.calibration import calibration_table
-from vitalgru.metrics.ranking import auprc, auroc
-from vitalgru.metrics.utility import (
+from vitalgru.metrics.early_warning import (
     alarm_statistics,
-    best_predictions,
-    best_threshold,
     early_warning_metrics,
-    normalized_utility,
-    patient_utility,
     report_markdown,
     subgroup_metrics,
+)
+from vitalgru.metrics.ranking import auprc, auroc
+from vitalgru.metrics.utility import (
+    best_predictions,
+    best_threshold,
+    normalized_utility,
+    patient_utility,
     utility_threshold_curve,
 )
 
