@@ -319,7 +319,7 @@ def train_early_warning_flow(
 def folder_metrics(
     labels: np.ndarray, scores: np.ndarray, offsets: np.ndarray, threshold: float, data: str
 ) -> dict[str, Any]:
-    """:func:`~vitalgru.metrics.utility.early_warning_metrics` of a scored folder as JSON
+    """:func:`~vitalgru.metrics.early_warning.early_warning_metrics` of a scored folder as JSON
     wants them: counts as integers, undefined measures as None. Without a septic patient a
     warning says which measures are undefined and why."""
     metrics = folder_metrics_json(early_warning_metrics(labels, scores, offsets, threshold))

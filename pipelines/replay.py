@@ -299,7 +299,7 @@ def replay_early_warning(
     Returns
     -------
     dict
-        ``metrics`` (:func:`vitalgru.metrics.utility.early_warning_metrics` on the live
+        ``metrics`` (:func:`vitalgru.metrics.early_warning.early_warning_metrics` on the live
         risks; measures that need a septic patient are None without one), ``alarms``,
         ``data`` (files excluded, values refused), ``compute``
         (:meth:`~vitalgru.scoring.early_warning_replay.StayReplay.compute_summary`),

@@ -115,7 +115,7 @@ def early_warning_reference(
 
 def _alarm_burden(risks: np.ndarray, offsets: np.ndarray, threshold: float) -> dict[str, float]:
     """Share of hours in alarm and alarm onsets per patient-day
-    (:func:`~vitalgru.metrics.utility.alarm_statistics`; no labels needed)."""
+    (:func:`~vitalgru.metrics.early_warning.alarm_statistics`; no labels needed)."""
     stats = alarm_statistics(np.zeros(risks.size, np.int8), risks >= threshold, offsets)
     return {k: float(stats[k]) for k in ("alarm_hour_fraction", "alarms_per_patient_day")}
 
