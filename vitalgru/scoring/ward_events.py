@@ -97,6 +97,11 @@ class WardEvents:
     _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
     _seq: int
 
+    def _need(self, monitor: object, what: str) -> None:
+        """ValueError unless the ward was started with the model ``what`` needs."""
+        if monitor is None:
+            raise ValueError(f"this ward was started without a {what} model")
+
     def _journal(self, method: str, *args: Any) -> None:
         """Write to the journal, if any. A failed write (a full disk) is logged and counted
         (:meth:`status`) and the ward goes on: the patients' alarms come before the copy."""

@@ -1,0 +1,228 @@
+"""The ECG side of a :class:`~vitalgru.scoring.ward.Ward`: feeds admitted, their samples
+queued for the next tick, the beats and alarms the monitor returns recorded on each bed,
+poor signal cleared, merges and discharges, and what a bedside view reads.
+
+:class:`EcgWard` is one of :class:`~vitalgru.scoring.ward.Ward`'s base classes (the tick
+that pushes every queued chunk through the network is the ward's own) and uses the ward's
+locks, journal, event log, shadows and strips; it is not used alone. What is kept of each
+feed is :class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from vitalgru.scoring.alerts import Alert, strip_bounds
+from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ward_ecg_bed import EcgBed
+from vitalgru.scoring.ward_events import _iso, merged_ids
+from vitalgru.scoring.ward_shadows import WardShadows
+from vitalgru.scoring.ward_strips import WardStrips
+
+__all__ = ["EcgWard"]
+
+
+class EcgWard(WardShadows, WardStrips):
+    """ECG feeds of a ward's patients (the methods of :class:`~vitalgru.scoring.ward.Ward`
+    that are about them; the ward holds the state)."""
+
+    # set by Ward.__init__
+    ecg: Any
+    max_chunk_s: float
+    beats_labelled: Counter[str]
+    _ecg_beds: dict[str, EcgBed]
+    _model_lock: threading.Lock
+    _queue_lock: threading.Lock
+
+    def admit_ecg(self, patient_id: str, fs: float) -> None:
+        """Start a patient's ECG feed at ``fs`` Hz (one lead, mV). ValueError when already
+        admitted or ``fs`` is not a positive rate."""
+        self._need(self.ecg, "arrhythmia")
+        pid = str(patient_id)
+        with self._model_lock, self._queue_lock:
+            if pid in self._ecg_beds:
+                raise ValueError(f"patient {pid!r} is already on ECG monitoring")
+            self.ecg.admit(pid, fs)  # checks fs
+            self._in_shadow(self._shadow_ecg, lambda sh: sh.monitor.admit(pid, fs))
+            now = datetime.now(UTC)
+            self._ecg_beds[pid] = EcgBed(float(fs), now, now)
+            self._journal("admit_ecg", pid, float(fs), _iso(now))
+
+    def add_ecg(self, patient_id: str, samples: Any) -> int:
+        """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
+
+        Infinities, and samples beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`,
+        are queued too and taken as gaps when scored (with a warning), as NaN is: the good
+        samples around them are kept.
+
+        Returns the samples now queued for the patient. KeyError when the patient was not
+        admitted; ValueError for samples that are not a flat list of numbers, or when more
+        than ``max_chunk_s`` seconds would be queued.
+        """
+        self._need(self.ecg, "arrhythmia")
+        try:
+            x = np.asarray([np.nan if v is None else v for v in samples], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("samples must be a list of numbers (mV; null for a gap)") from None
+        if x.ndim != 1:
+            raise ValueError("samples must be a flat list of numbers, one lead")
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                now = merged_ids(list(self._events), "ecg")(pid)
+                if now != pid and now in self._ecg_beds:
+                    raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
+                                   f"samples under {now!r}")  # fmt: skip
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
+            if (bed.queued_n + x.size) / bed.fs > self.max_chunk_s:
+                raise ValueError(
+                    f"patient {pid!r}: more than {self.max_chunk_s:g} s of ECG would be "
+                    "queued; send smaller chunks or tick more often"
+                )
+            if x.size:
+                bed.queued.append(x)
+                bed.queued_n += x.size
+                bed.received_s += x.size / bed.fs
+                bed.last_data = time.monotonic()
+                lost, bed.lost_seq = bed.lost_seq, None
+                if lost is not None:  # back: that technical alarm has cleared, no one is paged
+                    self._awaiting_ack.pop(lost, None)
+                    self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
+                                 "ends": lost, "message": "ECG samples are arriving again"})  # fmt: skip
+            return bed.queued_n
+
+    def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
+        """End a patient's feed: score what is queued and the beats still waiting, and
+        return the patient's final summary (:meth:`ecg_summary`)."""
+        self._need(self.ecg, "arrhythmia")
+        pid = str(patient_id)
+        with self._model_lock:
+            with self._queue_lock:
+                bed = self._ecg_beds.get(pid)
+                if bed is None:
+                    raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+                rest = np.concatenate(bed.queued) if bed.queued else None
+                bed.queued, bed.queued_n = [], 0
+                if rest is not None:
+                    bed.tail.add(rest)
+            calls: list[BeatCall] = []
+            alerts: list[Alert] = []
+            if rest is not None:
+                t = self.ecg.push({pid: rest})
+                calls, alerts = list(t.calls), list(t.alerts)
+            t = self.ecg.discharge(pid)
+            calls += t.calls
+            alerts += t.alerts
+            self._in_shadow(
+                self._shadow_ecg, lambda sh: self._discharge_shadow(sh, pid, rest, (calls, alerts))
+            )
+            self._record_ecg(calls, alerts)
+            with self._queue_lock:
+                self._complete_strips(final=pid)  # the stream ended: as far as it went
+                summary = self._ecg_beds.pop(pid).summary(pid)
+                self._journal("discharge_ecg", pid)
+        return {**summary, "discharged": True}
+
+    def merge_ecg(self, patient_id: str, into: str) -> dict[str, Any]:
+        """Go on with an ECG patient's stream under another identifier, when the hospital
+        merges two records of one patient (``ADT^A40``: a temporary number into the
+        patient's own). The feed's samples are taken under ``into`` from now on; the beats
+        waiting, the network's state and memory, the counts, the alarms going on (a lost
+        feed, a poor signal) and the trends of earlier streams carry over; events logged
+        before keep the identifier they were logged under, and the log gets a
+        ``patient_merged`` event (source ``ward``, ``monitor`` ``ecg``, ``merged_from``).
+        Samples still sent under the old identifier are refused, naming ``into``. Returns
+        the :meth:`ecg_summary` under ``into``. KeyError for a patient not on ECG
+        monitoring; ValueError when ``into`` is on ECG monitoring already (two streams are
+        not joined: discharge one first) or is the same id."""
+        self._need(self.ecg, "arrhythmia")
+        old, new = str(patient_id), str(into)
+        with self._model_lock, self._queue_lock:
+            bed = self._merge_checked(self._ecg_beds, old, new, "ECG monitoring", "a stream")
+            self.ecg.rename(old, new)
+            self._in_shadow(self._shadow_ecg, lambda sh: sh.rename(old, new))
+            self._ecg_beds[new] = self._ecg_beds.pop(old)
+            self._journal("merge_ecg", old, new)
+            self._log_merge("ecg", old, new, "the ECG stream")
+            return bed.summary(new)
+
+    def _end_poor_signal(self, pids: Iterable[str]) -> None:
+        """Log ``signal_restored`` (``ends``: the alarm) for each of ``pids`` whose
+        poor-signal alarm is open and whose signal the monitor now judges good for as long as
+        re-arms that alarm (the caller holds the model lock): a technical alarm whose
+        condition cleared, so its escalation stops and an engine can clear it."""
+        assert self.ecg is not None
+        with self._queue_lock:
+            for pid in pids:
+                bed = self._ecg_beds.get(pid)
+                if bed is None or bed.poor_seq is None or not self.ecg.signal_good(pid):
+                    continue
+                poor, bed.poor_seq = bed.poor_seq, None
+                self._awaiting_ack.pop(poor, None)
+                self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
+                             "ends": poor, "message": "the ECG signal passed the quality "
+                             "check again: beats can be trusted"})  # fmt: skip
+
+    def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
+        with self._queue_lock:
+            self.beats_labelled.update(c.label for c in calls)
+            for c in calls:
+                bed = self._ecg_beds.get(c.patient_id)
+                if bed is not None:
+                    bed.counts[c.label] += 1
+                    bed.recent.append(c)
+                    bed.rates.add(c)
+            for a in alerts:
+                bed = self._ecg_beds.get(a.patient_id)
+                event = {"source": "ecg", **asdict(a)}
+                if bed is not None:
+                    # stream time on the wall clock: exact for a feed that runs in real
+                    # time, as a bedside feed does
+                    event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
+                    start_s, end_s = strip_bounds(a)
+                    event["strip_s"] = round(end_s - start_s, 3)  # once complete
+                stored = self._event(event)
+                if bed is not None:
+                    bed.pending_strips.append((stored["seq"], a))
+                    bed.alerts.append(stored)
+                    if a.kind == "poor_signal":
+                        bed.poor_seq = stored["seq"]
+            self._complete_strips(final=None)
+
+    def ecg_trend(self, patient_id: str) -> dict[str, Any]:
+        """The heart rate of each minute of the patient's current stream (since admission
+        or the gateway's restart): ``{"patient_id", "stream_started_at", "monitored_s",
+        "hr_trend_bpm": [bpm or None, ...], "earlier": [the same ``{"stream_started_at",
+        "hr_trend_bpm"}`` of the streams before restarts, oldest first: the last
+        :data:`EARLIER_TRENDS`, each its last day]}``. KeyError for a patient not on ECG."""
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+            assert bed.tail is not None
+            return {"patient_id": pid, "monitored_s": bed.tail.end / bed.fs,
+                    **bed.trend(), "earlier": [dict(t) for t in bed.earlier]}  # fmt: skip
+
+    def ecg_summary(self, patient_id: str) -> dict[str, Any]:
+        """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",
+        "stream_started_at" (stream time 0: admission, or a gateway restart), "received_s",
+        "queued_s", "beats", "counts" ({class: n}), "hr_bpm" (median RR of the last
+        minute's beats in accepted signal; None with fewer than 5), "rejected_pct" (of the
+        recent beats), "last_beats" (the 10 newest: time_s, label, signal_ok),
+        "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
+        pid = str(patient_id)
+        with self._queue_lock:
+            bed = self._ecg_beds.get(pid)
+            if bed is None:
+                raise KeyError(f"patient {pid!r} is not on ECG monitoring")
+            return bed.summary(pid)
