@@ -1,5 +1,5 @@
-"""Prefect flow ``train-arrhythmia``: ingest -> train -> evaluate -> register -> promote,
-and :func:`evaluate_arrhythmia` (score any annotated WFDB database with a logged model).
+"""Prefect flow ``train-arrhythmia``: ingest -> train -> evaluate -> register -> promote
+(scoring any WFDB database with a logged model is :mod:`pipelines.evaluate`'s).
 
 Thin orchestration over :mod:`vitalgru.training.arrhythmia` and :mod:`vitalgru.tracking`:
 every training is one MLflow run (params, resolved config, dataset manifest, per-epoch
@@ -24,15 +24,12 @@ from vitalgru import tracking
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
-from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
-from vitalgru.errors import ConfigError, UnknownRecordError
-from vitalgru.io import open_database
-from vitalgru.io.wfdb_writer import check_annotation_extension
+from vitalgru.data.splits import DECHAZAL_DS1, dechazal_split
+from vitalgru.errors import ConfigError
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
 from vitalgru.training.arrhythmia import train_arrhythmia
-from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database, signal_summary
+from vitalgru.training.arrhythmia_eval import signal_summary
 from vitalgru.training.arrhythmia_fit import feature_settings, predict_records
 from vitalgru.training.loop import Callback, TqdmProgress
 
@@ -293,115 +290,3 @@ def write_report(report: Mapping[str, Any], json_path: Path, title: str) -> dict
     md = json_path.with_suffix(".md")
     md.write_text(report_markdown(report, title))
     return {"json": str(json_path), "markdown": str(md)}
-
-
-def _parse_records(records: str | None, all_records: list[str], database: str) -> list[str]:
-    if records is None or records.strip() == "" or records.strip().lower() == "all":
-        return all_records
-    key = records.strip().upper()
-    if key in ("DS1", "DS2"):
-        wanted = DECHAZAL_DS1 if key == "DS1" else DECHAZAL_DS2
-        found = [r for r in wanted if r in all_records]
-        if not found:  # DS1/DS2 name MIT-BIH records
-            raise UnknownRecordError(database, f"{key} (MIT-BIH's {key} records)", all_records)
-        if len(found) < len(wanted):  # its figures are not comparable with a whole DS2's
-            missing = [r for r in wanted if r not in found]
-            logger.warning(
-                "%s: only %d of the %d %s records are here; missing %s",
-                database, len(found), len(wanted), key, ", ".join(missing),
-            )  # fmt: skip
-        return found
-    out = [r.strip() for r in records.split(",") if r.strip()]
-    missing = [r for r in out if r not in all_records]
-    if missing:
-        raise UnknownRecordError(database, ", ".join(missing), all_records)
-    return out
-
-
-def evaluate_arrhythmia(
-    model_uri: str,
-    db: str,
-    records: str | None,
-    out: str,
-    config_path: str | None = None,
-    write_annotations: str | None = None,
-) -> dict[str, Any]:
-    """Score every annotated beat of a WFDB database with a logged model.
-
-    Parameters
-    ----------
-    model_uri : str
-        ``models:/vitalgru-arrhythmia@champion``, ``models:/<name>/<version>``, ...
-    db : str
-        PhysioNet database name (``"mitdb"``, ``"incartdb"``) or a folder of WFDB records.
-    records : str or None
-        Comma-separated record names, ``"DS1"``/``"DS2"`` (MIT-BIH de Chazal split), or
-        ``None``/``"all"`` for every record the database lists.
-    out : str
-        A ``.json`` path, or a folder (``evaluation.json`` inside); the markdown table is
-        written beside it with a ``.md`` suffix.
-    config_path : str, optional
-        Training config whose ``ingest.physionet`` (mirror, cache) and
-        ``ingest.arrhythmia.windows.lead`` (when it differs from the model's) are used.
-    write_annotations : str, optional
-        Also write the model's label of each beat as a WFDB annotation file with this
-        extension, ``annotations/<record>.<ext>`` beside the report
-        (:mod:`vitalgru.io.wfdb_writer`: for ``bxb``, WAVE, ``wfdb.rdann``).
-
-    Returns
-    -------
-    dict
-        ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix", "classes":
-        {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
-        "model_version", "database", "paths"}``.
-    """
-    if write_annotations is not None:
-        check_annotation_extension(write_annotations, "atr")  # before minutes of scoring
-    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
-    report, _ = score_records(loaded, db, records, out, config_path,
-                              write_annotations=write_annotations)  # fmt: skip
-    return report
-
-
-def score_records(
-    loaded: tracking.LoadedModel,
-    db: str,
-    records: str | None,
-    out: str,
-    config_path: str | None = None,
-    annotations: str | None = "atr",
-    write_annotations: str | None = None,
-) -> tuple[dict[str, Any], DatabaseScores]:
-    """Score a database's records with a loaded model and write what
-    :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``. With
-    ``annotations`` None the records are taken as unannotated: the detector's beats are
-    classified and the report counts the calls (:func:`vitalgru.metrics.aami.calls_report`).
-    ``write_annotations``: the extension of the WFDB annotation files the labels are also
-    written to (``annotations/`` beside the report)."""
-    cfg = load_arrhythmia_config(config_path)
-    database = open_database(db, cfg.ingest.physionet)
-    names = _parse_records(records, database.list_records(), database.name)
-    lead = None
-    if config_path is not None:
-        lead = cfg.ingest.arrhythmia.windows.lead
-    scores = score_database(
-        loaded.module, loaded.preprocessing, database, names, lead=lead, annotations=annotations
-    )
-    report = scores.report()
-    report = {
-        **report,
-        "model_uri": loaded.uri,
-        "model_version": loaded.version,
-        "database": str(db),
-    }
-    o = Path(out)
-    json_path = o if o.suffix == ".json" else o / "evaluation.json"
-    report["paths"] = write_report(
-        report, json_path, f"{db}: model {loaded.uri} (version {loaded.version})"
-    )
-    if write_annotations is not None:
-        folder = json_path.parent / "annotations"
-        scores.write_annotations(folder, write_annotations)
-        report["paths"]["annotations"] = str(folder)
-    json_path.write_text(json.dumps(report, indent=2))
-    return report, scores

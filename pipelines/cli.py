@@ -118,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     require_input(args)
     check_mlflow()
     if args.task == "arrhythmia":
-        from pipelines.arrhythmia import evaluate_arrhythmia
+        from pipelines.evaluate import evaluate_arrhythmia
 
         res = evaluate_arrhythmia(
             model_uri=args.model,
@@ -129,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             write_annotations=args.write_annotations,
         )
     else:
-        from pipelines.early_warning import evaluate_early_warning
+        from pipelines.evaluate import evaluate_early_warning
 
         res = evaluate_early_warning(
             model_uri=args.model, data=args.data, out=str(Path(args.out).resolve()),

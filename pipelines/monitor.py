@@ -38,8 +38,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from pipelines.arrhythmia import score_records
-from pipelines.early_warning import score_folder
+from pipelines.evaluate import score_folder, score_records
 from vitalgru import tracking
 from vitalgru.data.drift import (
     MIN_PATIENTS_FOR_DRIFT,
@@ -160,7 +159,7 @@ def check_early_warning(
     """Score ``data`` with a sepsis model and compare with the model's reference.
 
     Writes under ``out``: ``evaluation.json`` (and what
-    :func:`pipelines.early_warning.evaluate_early_warning` writes beside it),
+    :func:`pipelines.evaluate.evaluate_early_warning` writes beside it),
     ``monitoring.json`` and ``monitoring.md``. Returns the monitoring report: ``status``,
     ``reasons``, ``notes``, ``performance``, ``drift`` (None for a model stored without a
     reference, with ``drift_why``), ``evaluation`` (the metrics) and ``paths``.

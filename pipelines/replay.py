@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.arrhythmia import _parse_records, load_arrhythmia_config
-from pipelines.early_warning import folder_metrics
+from pipelines.arrhythmia import load_arrhythmia_config
+from pipelines.evaluate import folder_metrics, parse_records
 from vitalgru import tracking
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
@@ -182,7 +182,7 @@ def replay_arrhythmia(
     rules = AlertRules.from_dict(dict(alert_rules or {}))
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
     database = open_database(db, cfg.ingest.physionet)
-    names = _parse_records(records, database.list_records(), database.name)
+    names = parse_records(records, database.list_records(), database.name)
     extra = {} if margin_s is None else {"margin_s": margin_s}
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules, **extra)
     lead = cfg.ingest.arrhythmia.windows.lead if config_path is not None else None

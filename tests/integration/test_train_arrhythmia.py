@@ -14,8 +14,9 @@ import pytest
 import wfdb
 from fhir.resources.R4B.bundle import Bundle
 
-from pipelines.arrhythmia import evaluate_arrhythmia, train_arrhythmia_flow
+from pipelines.arrhythmia import train_arrhythmia_flow
 from pipelines.cli import main as cli
+from pipelines.evaluate import evaluate_arrhythmia
 from pipelines.monitor import monitor_arrhythmia_flow
 from vitalgru import tracking
 from vitalgru.data.labels import AAMI_MAP

@@ -26,11 +26,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from pipelines.audit import read_rows
 from pipelines.cli import main as cli
-from pipelines.early_warning import (
-    build_dataset,
-    evaluate_early_warning,
-    train_early_warning_flow,
-)
+from pipelines.early_warning import build_dataset, train_early_warning_flow
+from pipelines.evaluate import evaluate_early_warning
 from pipelines.monitor import STATUSES, monitor_early_warning_flow
 from pipelines.replay import replay_early_warning
 from vitalgru import tracking

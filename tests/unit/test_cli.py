@@ -21,10 +21,10 @@ import yaml
 from http_testkit import closed_port
 
 from pipelines.access import TokenTable
-from pipelines.arrhythmia import _parse_records
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser, main
 from pipelines.cli_models import cmd_monitor, cmd_replay
 from pipelines.cli_serve import cmd_serve
+from pipelines.evaluate import parse_records
 from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
@@ -437,12 +437,12 @@ def test_record_selection_names_what_is_missing(caplog: pytest.LogCaptureFixture
 
     have = ["100", "101", "118"]
     with caplog.at_level("WARNING", logger="pipelines.arrhythmia"):
-        assert _parse_records("DS2", have, "db") == ["100"]
+        assert parse_records("DS2", have, "db") == ["100"]
     # a partial DS2 is scored, but its figures are not a whole DS2's: said so
     assert "db: only 1 of the 22 DS2 records are here; missing 103, 105" in caplog.text
-    assert _parse_records(" all ", have, "db") == have
-    assert _parse_records("118, 101", have, "db") == ["118", "101"]
+    assert parse_records(" all ", have, "db") == have
+    assert parse_records("118, 101", have, "db") == ["118", "101"]
     with pytest.raises(UnknownRecordError, match="no record '999, 998'"):
-        _parse_records("100,999,998", have, "db")
+        parse_records("100,999,998", have, "db")
     with pytest.raises(UnknownRecordError, match="DS2"):
-        _parse_records("ds2", ["a01", "a02"], "apnea")
+        parse_records("ds2", ["a01", "a02"], "apnea")

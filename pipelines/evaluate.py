@@ -1,0 +1,333 @@
+"""``vitalgru evaluate``: a registered model scored on data it was not trained on, its report
+written beside the scores.
+
+- :func:`evaluate_arrhythmia`: every annotated beat of any WFDB database (a PhysioNet name
+  or a folder), at any sampling rate and lead layout, the AAMI EC57 report per class and
+  per record (JSON and a markdown table), and the labels as WFDB annotation files if asked;
+- :func:`evaluate_early_warning`: any Challenge-2019-format folder, the utility, AUROC,
+  AUPRC, alarm burden, calibration and subgroups, the hourly risks, and the Challenge's
+  wanted predictions if asked.
+
+:func:`score_records` and :func:`score_folder` do the work for an already loaded model:
+``vitalgru monitor`` (:mod:`pipelines.monitor`) calls them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.arrhythmia import load_arrhythmia_config, write_report
+from vitalgru import tracking
+from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort, patient_groups
+from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
+from vitalgru.errors import UnknownRecordError
+from vitalgru.io import open_database
+from vitalgru.io.ingest import write_attrition
+from vitalgru.io.psv_writer import write_challenge_predictions
+from vitalgru.io.wfdb_writer import check_annotation_extension
+from vitalgru.metrics.calibration import (
+    calibration_metrics,
+    calibration_table,
+    model_probability,
+)
+from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
+from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
+from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database
+from vitalgru.training.early_warning import score_cohort
+
+__all__ = [
+    "evaluate_arrhythmia", "evaluate_early_warning", "folder_metrics", "folder_metrics_json",
+    "parse_records", "score_folder", "score_records",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+
+def parse_records(records: str | None, all_records: list[str], database: str) -> list[str]:
+    """The records ``--records`` names: all (None, "" or "all"), MIT-BIH's DS1 or DS2 (those
+    of them the database holds), or a comma-separated list; UnknownRecordError for a name
+    the database does not hold."""
+    if records is None or records.strip() == "" or records.strip().lower() == "all":
+        return all_records
+    key = records.strip().upper()
+    if key in ("DS1", "DS2"):
+        wanted = DECHAZAL_DS1 if key == "DS1" else DECHAZAL_DS2
+        found = [r for r in wanted if r in all_records]
+        if not found:  # DS1/DS2 name MIT-BIH records
+            raise UnknownRecordError(database, f"{key} (MIT-BIH's {key} records)", all_records)
+        if len(found) < len(wanted):  # its figures are not comparable with a whole DS2's
+            missing = [r for r in wanted if r not in found]
+            logger.warning(
+                "%s: only %d of the %d %s records are here; missing %s",
+                database, len(found), len(wanted), key, ", ".join(missing),
+            )  # fmt: skip
+        return found
+    out = [r.strip() for r in records.split(",") if r.strip()]
+    missing = [r for r in out if r not in all_records]
+    if missing:
+        raise UnknownRecordError(database, ", ".join(missing), all_records)
+    return out
+
+
+def evaluate_arrhythmia(
+    model_uri: str,
+    db: str,
+    records: str | None,
+    out: str,
+    config_path: str | None = None,
+    write_annotations: str | None = None,
+) -> dict[str, Any]:
+    """Score every annotated beat of a WFDB database with a logged model.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/vitalgru-arrhythmia@champion``, ``models:/<name>/<version>``, ...
+    db : str
+        PhysioNet database name (``"mitdb"``, ``"incartdb"``) or a folder of WFDB records.
+    records : str or None
+        Comma-separated record names, ``"DS1"``/``"DS2"`` (MIT-BIH de Chazal split), or
+        ``None``/``"all"`` for every record the database lists.
+    out : str
+        A ``.json`` path, or a folder (``evaluation.json`` inside); the markdown table is
+        written beside it with a ``.md`` suffix.
+    config_path : str, optional
+        Training config whose ``ingest.physionet`` (mirror, cache) and
+        ``ingest.arrhythmia.windows.lead`` (when it differs from the model's) are used.
+    write_annotations : str, optional
+        Also write the model's label of each beat as a WFDB annotation file with this
+        extension, ``annotations/<record>.<ext>`` beside the report
+        (:mod:`vitalgru.io.wfdb_writer`: for ``bxb``, WAVE, ``wfdb.rdann``).
+
+    Returns
+    -------
+    dict
+        ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix", "classes":
+        {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
+        "model_version", "database", "paths"}``.
+    """
+    if write_annotations is not None:
+        check_annotation_extension(write_annotations, "atr")  # before minutes of scoring
+    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    report, _ = score_records(loaded, db, records, out, config_path,
+                              write_annotations=write_annotations)  # fmt: skip
+    return report
+
+
+def score_records(
+    loaded: tracking.LoadedModel,
+    db: str,
+    records: str | None,
+    out: str,
+    config_path: str | None = None,
+    annotations: str | None = "atr",
+    write_annotations: str | None = None,
+) -> tuple[dict[str, Any], DatabaseScores]:
+    """Score a database's records with a loaded model and write what
+    :func:`evaluate_arrhythmia` writes; returns ``(report, per-beat scores)``. With
+    ``annotations`` None the records are taken as unannotated: the detector's beats are
+    classified and the report counts the calls (:func:`vitalgru.metrics.aami.calls_report`).
+    ``write_annotations``: the extension of the WFDB annotation files the labels are also
+    written to (``annotations/`` beside the report)."""
+    cfg = load_arrhythmia_config(config_path)
+    database = open_database(db, cfg.ingest.physionet)
+    names = parse_records(records, database.list_records(), database.name)
+    lead = None
+    if config_path is not None:
+        lead = cfg.ingest.arrhythmia.windows.lead
+    scores = score_database(
+        loaded.module, loaded.preprocessing, database, names, lead=lead, annotations=annotations
+    )
+    report = scores.report()
+    report = {
+        **report,
+        "model_uri": loaded.uri,
+        "model_version": loaded.version,
+        "database": str(db),
+    }
+    o = Path(out)
+    json_path = o if o.suffix == ".json" else o / "evaluation.json"
+    report["paths"] = write_report(
+        report, json_path, f"{db}: model {loaded.uri} (version {loaded.version})"
+    )
+    if write_annotations is not None:
+        folder = json_path.parent / "annotations"
+        scores.write_annotations(folder, write_annotations)
+        report["paths"]["annotations"] = str(folder)
+    json_path.write_text(json.dumps(report, indent=2))
+    return report, scores
+
+
+def folder_metrics(
+    labels: np.ndarray, scores: np.ndarray, offsets: np.ndarray, threshold: float, data: str
+) -> dict[str, Any]:
+    """:func:`~vitalgru.metrics.early_warning.early_warning_metrics` of a scored folder as JSON
+    wants them: counts as integers, undefined measures as None. Without a septic patient a
+    warning says which measures are undefined and why."""
+    metrics = folder_metrics_json(early_warning_metrics(labels, scores, offsets, threshold))
+    if metrics["n_septic_patients"] == 0:
+        logger.warning(
+            "no septic patient among the %d scored from %s: utility, auroc, auprc, "
+            "septic_detected_fraction and median_lead_time_h are undefined (null); the alarm "
+            "burden (alarms_per_patient_day, false_alarm_patient_fraction) is still measured",
+            metrics["n_patients"], data,
+        )  # fmt: skip
+    return metrics
+
+
+def folder_metrics_json(metrics: dict[str, float]) -> dict[str, Any]:
+    """Metrics as JSON wants them: counts as integers, undefined measures as None."""
+    out: dict[str, Any] = dict(metrics)
+    for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
+        out[count] = int(out[count])
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+def evaluate_early_warning(
+    model_uri: str, data: str, out: str, write_predictions: bool = False
+) -> dict[str, Any]:
+    """Score a Challenge-2019 folder with a logged model and write ``metrics.json``.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``models:/vitalgru-early-warning@champion``, ``models:/<name>/<version>``, a run
+        URI, anything :func:`vitalgru.tracking.load_model` takes.
+    data : str
+        Folder of ``.psv`` files (malformed files go to attrition).
+    out : str
+        A ``.json`` path for the metrics (``<stem>.md``, ``<stem>.scores.parquet`` and
+        ``<stem>.attrition.csv`` are written beside it), or a folder that gets
+        ``metrics.json``, ``metrics.md``, ``scores.parquet`` and ``attrition.csv``.
+    write_predictions : bool
+        Also write the hourly risks as the Challenge wanted predictions,
+        ``challenge/predictions/<patient>.psv`` beside the JSON, with
+        ``challenge/labels/`` linking the input files scored, so that the Challenge's
+        scorer (``evaluate_sepsis_score.py challenge/labels challenge/predictions``)
+        can check the utility (:mod:`vitalgru.io.psv_writer`).
+
+    Returns
+    -------
+    dict
+        ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
+        ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
+        missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
+        ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
+        label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``calibration``:
+        the reliability table of the hourly risks
+        (:func:`vitalgru.metrics.calibration.calibration_table`); for a model stored with a
+        recalibration, ``probability_calibration``: the calibration measures and table of
+        the probabilities it gives; ``subgroups``:
+        the same measures by ICU type, sex and age band
+        (:func:`vitalgru.data.early_warning.patient_groups`); ``paths`` of
+        the files written (the JSON, a markdown summary beside it, the hourly scores and
+        the attrition). Measures that need a septic patient are ``None`` when there is
+        none (with a warning).
+    """
+    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    metrics, _, _ = score_folder(loaded, build_cohort(data), data, out, write_predictions)
+    return metrics
+
+
+def _link_inputs(folder: Path, data: str, patient_ids: list[str]) -> None:
+    """``folder/<patient>.psv`` for each patient scored: a link to its input file (a copy
+    where links cannot be made), so that the labels the Challenge's scorer reads are
+    exactly the files scored (those left out as unreadable are not among them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(data).resolve()
+    for stale in folder.glob("*.psv"):  # an earlier evaluation's: the scorer pairs them all
+        stale.unlink()
+    for pid in patient_ids:
+        src, dst = source / f"{pid}.psv", folder / f"{pid}.psv"
+        try:
+            dst.symlink_to(src)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
+def score_folder(
+    loaded: tracking.LoadedModel,
+    cohort: EarlyWarningCohort,
+    data: str,
+    out: str,
+    write_predictions: bool = False,
+) -> tuple[dict[str, Any], np.ndarray, Path]:
+    """Score a read folder with a loaded model and write what
+    :func:`evaluate_early_warning` writes; returns ``(metrics, hourly risks, JSON path)``."""
+    model_uri = loaded.uri
+    scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
+    thr = float(loaded.preprocessing["threshold"])
+    metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data)
+    metrics["model_uri"] = model_uri
+    metrics["model_version"] = loaded.version
+    metrics["n_excluded_files"] = len(cohort.attrition)
+    # values read as missing: outside the plausibility limits, or text instead of a number
+    metrics["n_implausible_values"] = int(sum(cohort.implausible_counts.values()))
+    metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
+    # rows that skip ICU hours: scored on the hourly grid (score_cohort), counted here
+    skipped = cohort.skipped_hours()
+    metrics["n_patients_with_skipped_hours"] = len(skipped)
+    metrics["n_skipped_hours"] = int(sum(skipped.values()))
+    metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
+    metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
+    prob = model_probability(loaded.preprocessing, scores)
+    if prob is not None:  # the risk through the model's stored recalibration
+        metrics["probability_calibration"] = {
+            k: (v if np.isfinite(v) else None)
+            for k, v in calibration_metrics(cohort.labels, prob).items()
+        } | {
+            "table": calibration_table(cohort.labels, prob),
+        }
+    metrics["subgroups"] = {
+        name: folder_metrics_json(m)
+        for name, m in subgroup_metrics(
+            cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort)
+        ).items()
+    }
+    o = Path(out)
+    if o.suffix == ".json":
+        metrics_path = o
+        scores_path = o.with_name(f"{o.stem}.scores.parquet")
+        attrition_path = o.with_name(f"{o.stem}.attrition.csv")
+    else:
+        metrics_path, scores_path, attrition_path = (
+            o / "metrics.json", o / "scores.parquet", o / "attrition.csv")  # fmt: skip
+    markdown_path = metrics_path.with_suffix(".md")
+    metrics["paths"] = {
+        "json": str(metrics_path),
+        "markdown": str(markdown_path),
+        "scores": str(scores_path),
+        "attrition": str(attrition_path),
+    }
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets)),
+            "hour": cohort.frame["hour"].to_numpy(),
+            "risk": scores.astype(np.float32),
+            **({} if prob is None else {"probability": prob.astype(np.float32)}),
+            "alarm": (scores >= thr).astype(np.int8),
+            "sepsis_label": cohort.labels,
+        }
+    ).to_parquet(scores_path, index=False)
+    write_attrition(cohort.attrition, attrition_path)
+    if write_predictions:
+        folder = metrics_path.parent / "challenge"
+        write_challenge_predictions(folder / "predictions", cohort.patient_ids.tolist(),
+                                    cohort.offsets, np.clip(scores, 0.0, 1.0),
+                                    (scores >= thr).astype(np.int8))  # fmt: skip
+        _link_inputs(folder / "labels", data, cohort.patient_ids.tolist())
+        metrics["paths"]["challenge"] = str(folder)
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    markdown_path.write_text(
+        report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})")
+    )
+    return metrics, scores, metrics_path
