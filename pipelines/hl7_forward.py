@@ -13,7 +13,8 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
   ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
   or ``sepsis``), phase (``start``; ``continue`` for an escalation; ``end`` when a sepsis
-  alarm episode is over, a lost ECG feed is back or a poor signal is good again), state
+  alarm episode is over, a lost ECG feed is back, a poor signal is good again or a heartbeat
+  ends a pause), state
   (``active``; ``inactive`` at the end),
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
@@ -92,11 +93,12 @@ def alarm_message(
     authority: str = "",
 ) -> str | None:
     """The ``ORU^R40`` message of a logged event (see the module's description): an alarm,
-    an escalation, the end of a sepsis alarm episode or of a lost feed (``alarm``: the event
-    it escalates or ends, when the log still has it). None for an event that is not
-    forwarded (information, acknowledgements)."""
+    an escalation, the end of a sepsis alarm episode, a pause, poor signal or a lost feed
+    (``alarm``: the event it escalates or ends, when the log still has it). None for an
+    event that is not forwarded (information, acknowledgements)."""
     kind = event.get("kind")
-    # an event that ends an alarm names it (alarm_ended, feed_restored, signal_restored)
+    # an event that ends an alarm names it (alarm_ended, feed_restored, signal_restored,
+    # beats_resumed)
     escalation, ended = kind == "escalated", event.get("ends") is not None
     base = alarm if escalation or ended else event
     if base is None or base.get("kind") not in ALARM_CLASSES:

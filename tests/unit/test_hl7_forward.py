@@ -88,6 +88,12 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     good = {**again, "seq": 31, "kind": "signal_restored", "ends": 30}
     obx = [s for s in read_message(alarm_message(good, poor)).segments if s[0] == "OBX"]
     assert [s[5] for s in obx][:4] == ["poor_signal^poor signal^99VGR", "ecg", "end", "inactive"]
+    # heartbeats after a pause end that clinical alarm the same way, at its high priority
+    pause = {**feed, "seq": 40, "kind": "pause", "message": "pause: no heartbeat for 6.0 s"}
+    beats = {**again, "seq": 41, "kind": "beats_resumed", "ends": 40}
+    obx = [s for s in read_message(alarm_message(beats, pause)).segments if s[0] == "OBX"]
+    assert [s[5] for s in obx] == ["pause^pause^99VGR", "ecg", "end", "inactive",
+                                   *ALARM_CLASSES["pause"]]  # fmt: skip
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
         assert alarm_message({"seq": 1, "kind": kind}) is None

@@ -348,10 +348,11 @@ def events_bundle(
     FHIR rather than the gateway's JSON.
 
     An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
-    onset's and a feed's at the time the gateway logged it (``received_at``). ECG alarms
-    and other events are momentary (``inactive``); a sepsis alarm or a lost feed is
-    ``active`` when its event number is in ``active`` (the patient is still in that
-    episode, the feed is not back yet). An acknowledged
+    onset's and a feed's at the time the gateway logged it (``received_at``). An alarm is
+    ``active`` when its event number is in ``active`` (its condition goes on: the patient
+    is still in that sepsis episode, the feed is not back yet, the signal not good again,
+    no heartbeat since the pause); other ECG alarms and other events are momentary
+    (``inactive``). An acknowledged
     event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
     alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
     event's number to the Observation :func:`strip_observation` makes).

@@ -40,6 +40,7 @@ ALERT_NAMES = {
     "feed_lost": "ECG feed lost",
     "feed_restored": "ECG feed restored",
     "signal_restored": "ECG signal good again",
+    "beats_resumed": "Heartbeats again after a pause",
     "monitor_restarted": "Monitor restarted",
 }
 #: Letters that mark an alarm's onset on the heart-rate chart (poor signal shows as a gap).

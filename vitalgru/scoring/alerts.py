@@ -14,7 +14,8 @@ setting of :class:`AlertRules`, as on a bedside monitor):
   ``window_s`` (60) seconds (the "PVCs per minute" limit of monitors); re-armed once the
   count has fallen below half the limit, so a rate hovering at the limit is one alarm.
 * ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem:
-  the alert carries the latest signal-quality verdict to tell them apart).
+  the alert carries the latest signal-quality verdict to tell them apart); open until the
+  next R peak is detected (:attr:`AlertTracker.pause_open`).
 * ``poor_signal`` (a technical alarm): ``poor_signal_windows`` (3) trailing quality windows
   in a row (:mod:`vitalgru.dsp.quality`; 10 s windows every 2 s, so about 14 s of signal)
   are rejected: flat, clipped, lead off, non-finite or noisy. Re-armed once as many windows
@@ -285,7 +286,8 @@ class AlertTracker:
         onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
         since = known_until_s - onset
         if since < self.rules.pause_s:
-            self._pause_raised = False  # beats again: re-armed
+            if math.isfinite(last_beat_s):  # beats again: re-armed (a young stream is not)
+                self._pause_raised = False
             return []
         if self._pause_raised:
             return []
@@ -310,6 +312,16 @@ class AlertTracker:
         """Whether the latest ``poor_signal_windows`` quality windows judged all passed (the
         condition that re-arms the poor-signal alarm; False before that many were judged)."""
         return self._good_windows >= int(self.rules.poor_signal_windows)
+
+    @property
+    def pause_open(self) -> bool:
+        """Whether a pause alarm was raised and no R peak has been detected since."""
+        return self._pause_raised
+
+    def pause_alarm_open(self) -> None:
+        """Take the pause alarm as raised and not yet ended (one raised before a restart
+        that is still open): none is raised again, and it ends with the next R peak."""
+        self._pause_raised = True
 
     def signal_alarm_open(self) -> None:
         """Take the poor-signal alarm as raised and not yet re-armed (one raised before a

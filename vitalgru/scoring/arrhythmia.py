@@ -259,6 +259,16 @@ class ArrhythmiaMonitor:
         st.pid = st.alerts.patient_id = new
         self._patients[new] = st
 
+    def pause_open(self, patient_id: str) -> bool:
+        """Whether the patient's latest pause alarm is still open: no R peak detected since
+        (:attr:`AlertTracker.pause_open`)."""
+        return self._get(patient_id).alerts.pause_open
+
+    def pause_alarm_open(self, patient_id: str) -> None:
+        """The patient's pause alarm, raised before a restart, is still open: raise none
+        again, and end it with the next R peak (:meth:`AlertTracker.pause_alarm_open`)."""
+        self._get(patient_id).alerts.pause_alarm_open()
+
     def signal_alarm_open(self, patient_id: str) -> None:
         """The patient's poor-signal alarm, raised before a restart, is still open: raise
         none again until the signal has re-armed it (:meth:`AlertTracker.signal_alarm_open`)."""

@@ -252,7 +252,7 @@ class Ward(WardRestart, EcgWard):
             if result is not None:  # recorded under the model lock: in the order pushed
                 n_beats, n_alarms = len(result.calls), len(result.alerts)
                 self._record_ecg(result.calls, result.alerts)
-                self._end_poor_signal(chunks)
+                self._end_conditions(chunks)
                 with self._queue_lock:
                     moved = {
                         p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts)
@@ -282,11 +282,11 @@ class Ward(WardRestart, EcgWard):
 
     def alarms_in_progress(self) -> list[int]:
         """Event numbers of the alarms whose condition goes on: sepsis alarm onsets whose
-        patient is still in that episode, lost ECG feeds not back yet, and poor ECG signal
-        not yet judged good again."""
+        patient is still in that episode, lost ECG feeds not back yet, poor ECG signal
+        not yet judged good again, and pauses no heartbeat has ended yet."""
         with self._queue_lock:
             sepsis = [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
-            ecg = [s for b in self._ecg_beds.values() for s in (b.lost_seq, b.poor_seq)
+            ecg = [s for b in self._ecg_beds.values() for s in (b.lost_seq, b.poor_seq, b.pause_seq)
                    if s is not None]  # fmt: skip
             return sorted(sepsis + ecg)
 

@@ -1,6 +1,7 @@
 """The ECG side of a :class:`~vitalgru.scoring.ward.Ward`: feeds admitted, their samples
 queued for the next tick, the beats and alarms the monitor returns recorded on each bed,
-poor signal cleared, merges and discharges, and what a bedside view reads.
+the end of poor signal and of pauses logged, merges and discharges, and what a bedside view
+reads.
 
 :class:`EcgWard` is one of :class:`~vitalgru.scoring.ward.Ward`'s base classes (the tick
 that pushes every queued chunk through the network is the ward's own) and uses the ward's
@@ -155,22 +156,30 @@ class EcgWard(WardShadows, WardStrips):
             self._log_merge("ecg", old, new, "the ECG stream")
             return bed.summary(new)
 
-    def _end_poor_signal(self, pids: Iterable[str]) -> None:
-        """Log ``signal_restored`` (``ends``: the alarm) for each of ``pids`` whose
-        poor-signal alarm is open and whose signal the monitor now judges good for as long as
-        re-arms that alarm (the caller holds the model lock): a technical alarm whose
-        condition cleared, so its escalation stops and an engine can clear it."""
+    def _end_conditions(self, pids: Iterable[str]) -> None:
+        """Log the end of each of ``pids``' open alarms whose condition has cleared (the
+        caller holds the model lock), naming the alarm (``ends``) so that an engine can
+        clear it: ``signal_restored`` once the monitor judges the signal good for as long as
+        re-arms the poor-signal alarm (a technical alarm: its escalation stops), and
+        ``beats_resumed`` once an R peak is detected after a pause (a clinical alarm: it
+        still wants someone to acknowledge it)."""
         assert self.ecg is not None
         with self._queue_lock:
             for pid in pids:
                 bed = self._ecg_beds.get(pid)
-                if bed is None or bed.poor_seq is None or not self.ecg.signal_good(pid):
+                if bed is None:
                     continue
-                poor, bed.poor_seq = bed.poor_seq, None
-                self._awaiting_ack.pop(poor, None)
-                self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
-                             "ends": poor, "message": "the ECG signal passed the quality "
-                             "check again: beats can be trusted"})  # fmt: skip
+                if bed.poor_seq is not None and self.ecg.signal_good(pid):
+                    poor, bed.poor_seq = bed.poor_seq, None
+                    self._awaiting_ack.pop(poor, None)
+                    self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
+                                 "ends": poor, "message": "the ECG signal passed the quality "
+                                 "check again: beats can be trusted"})  # fmt: skip
+                if bed.pause_seq is not None and not self.ecg.pause_open(pid):
+                    pause, bed.pause_seq = bed.pause_seq, None
+                    self._event({"source": "ecg", "patient_id": pid, "kind": "beats_resumed",
+                                 "ends": pause, "message": "heartbeats are detected again "
+                                 "after the pause"})  # fmt: skip
 
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
         with self._queue_lock:
@@ -196,6 +205,8 @@ class EcgWard(WardShadows, WardStrips):
                     bed.alerts.append(stored)
                     if a.kind == "poor_signal":
                         bed.poor_seq = stored["seq"]
+                    elif a.kind == "pause":
+                        bed.pause_seq = stored["seq"]
             self._complete_strips(final=None)
 
     def ecg_trend(self, patient_id: str) -> dict[str, Any]:

@@ -147,6 +147,7 @@ class EcgBed:
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
     lost_seq: int | None = None  # the feed_lost alarm of a feed still lost (its event number)
     poor_seq: int | None = None  # the poor_signal alarm of a signal still poor (its number)
+    pause_seq: int | None = None  # the pause alarm of a pause no beat has ended yet
     queued: list[np.ndarray] = field(default_factory=list)
     queued_n: int = 0
     received_s: float = 0.0

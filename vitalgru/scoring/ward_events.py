@@ -31,7 +31,14 @@ REPEATED_SEPSIS_KIND = "sepsis_risk_repeated"
 
 #: Events that tell, and need no one to acknowledge them (they never escalate).
 INFO_KINDS = frozenset(
-    {"feed_restored", "signal_restored", "monitor_restarted", "alarm_ended", REPEATED_SEPSIS_KIND}
+    {
+        "feed_restored",
+        "signal_restored",
+        "beats_resumed",
+        "monitor_restarted",
+        "alarm_ended",
+        REPEATED_SEPSIS_KIND,
+    }
 )
 
 

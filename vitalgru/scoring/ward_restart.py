@@ -33,9 +33,9 @@ logger = logging.getLogger("vitalgru.scoring.ward")
 MEMORY_EVERY_S = 60.0
 
 
-def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
-    """The lost-feed and poor-signal alarms of the journal's ECG patients that nothing ended
-    before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
+def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
+    """The lost-feed, poor-signal and pause alarms of the journal's ECG patients that nothing
+    ended before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
     patient's current stay count (raised at or after the admission; timestamps are to the
     second, so an alarm of an earlier stay in the very second of the readmission would be
     taken up too, and ended by the new stay's signal)."""
@@ -47,7 +47,7 @@ def _open_technical_alarms(state: WardState) -> dict[tuple[str, str], int]:
         pid, kind = now_id(e.get("patient_id")), e.get("kind")
         if e.get("ends") is not None:
             ended.add(int(e["ends"]))
-        elif kind in ("feed_lost", "poor_signal") and pid in admitted:
+        elif kind in ("feed_lost", "poor_signal", "pause") and pid in admitted:
             same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
                 datetime.fromisoformat(admitted[pid]))  # fmt: skip
             if same_stay:
@@ -97,7 +97,7 @@ class WardRestart(SepsisWard):
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
-            still_open = _open_technical_alarms(state)
+            still_open = _open_ecg_alarms(state)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
@@ -114,12 +114,17 @@ class WardRestart(SepsisWard):
                         lost_seq=still_open.get((a.patient_id, "feed_lost")),
                         # still poor: the signal's next good spell ends it, as it would have
                         poor_seq=still_open.get((a.patient_id, "poor_signal")),
+                        # no beat since the pause: the new stream's first R peak ends it
+                        pause_seq=still_open.get((a.patient_id, "pause")),
                     )
-                    if bed.poor_seq is not None:
-                        self.ecg.signal_alarm_open(a.patient_id)
+                    for seq, take_up in ((bed.poor_seq, "signal_alarm_open"),
+                                         (bed.pause_seq, "pause_alarm_open")):  # fmt: skip
+                        if seq is None:
+                            continue
+                        getattr(self.ecg, take_up)(a.patient_id)
                         self._in_shadow(
                             self._shadow_ecg,
-                            lambda sh, a=a: sh.monitor.signal_alarm_open(a.patient_id),
+                            lambda sh, a=a, f=take_up: getattr(sh.monitor, f)(a.patient_id),
                         )
                     self._ecg_beds[a.patient_id] = bed
                     if memory is not None:

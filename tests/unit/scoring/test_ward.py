@@ -25,6 +25,7 @@ from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
 from vitalgru.scoring.arrhythmia import PatientMemory
 from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_events import INFO_KINDS
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import within_lockout
 
@@ -74,11 +75,13 @@ class TestEcgWard:
         # the log: every alarm once, numbered; a poll after the last one gets nothing new
         log = ward.events(0, limit=10_000)
         assert [e["seq"] for e in log["events"]] == list(range(1, len(log["events"]) + 1))
-        alarms = [e for e in log["events"] if e["kind"] != "signal_restored"]
+        alarms = [e for e in log["events"] if e["kind"] not in INFO_KINDS]
         assert len(alarms) == sum(len(a) for a in alone.alerts.values()) >= 2
         assert {"pause", "poor_signal"} <= {e["kind"] for e in log["events"]}
         (back,) = [e for e in log["events"] if e["kind"] == "signal_restored"]  # lead on again
         assert back["ends"] == next(e["seq"] for e in alarms if e["kind"] == "poor_signal")
+        (beats,) = [e for e in log["events"] if e["kind"] == "beats_resumed"]  # the pause's end
+        assert beats["ends"] == next(e["seq"] for e in alarms if e["kind"] == "pause")
         assert log["events"][: len(first["events"])] == first["events"]
         assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
                                                 "dropped": 0}  # fmt: skip
@@ -951,7 +954,30 @@ def test_a_poor_signal_alarm_ends_when_the_signal_is_good_again(
     assert "signal_restored" not in {a["kind"] for a in ward.ecg_summary("bed-5")["alarms"]}
 
 
-def test_a_poor_signal_alarm_open_at_a_restart_is_ended_by_the_next_gateway(
+def test_a_pause_alarm_is_in_progress_until_a_heartbeat_ends_it(
+    signals: dict[str, np.ndarray],
+) -> None:
+    ward = Ward(untrained_monitor(), escalate_after_s=3600)
+    ward.admit_ecg("bed-5", 360.0)
+    x = signals["100"]  # lead off (flat) from 40 to 46 s: no R peak for 6 s
+    in_progress = 0
+    for k in range(0, 60 * 360, 360):
+        ward.add_ecg("bed-5", x[k : k + 360].tolist())
+        ward.tick()
+        kinds = {e["kind"]: e["seq"] for e in ward.events()["events"]}
+        if "pause" in kinds and "beats_resumed" not in kinds:
+            assert kinds["pause"] in ward.alarms_in_progress()  # no beat yet: it goes on
+            in_progress += 1
+    assert in_progress >= 1  # raised while the pause went on, not after it
+    (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
+    (beats,) = [e for e in ward.events()["events"] if e["kind"] == "beats_resumed"]
+    assert beats["ends"] == pause and beats["seq"] > pause and beats["patient_id"] == "bed-5"
+    assert pause not in ward.alarms_in_progress()
+    assert pause in ward._awaiting_ack  # a clinical alarm: over, but still to be seen
+    assert "beats_resumed" not in {a["kind"] for a in ward.ecg_summary("bed-5")["alarms"]}
+
+
+def test_poor_signal_and_pause_alarms_open_at_a_restart_are_ended_by_the_next_gateway(
     signals: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     state = tmp_path / "w.sqlite"
@@ -964,18 +990,23 @@ def test_a_poor_signal_alarm_open_at_a_restart_is_ended_by_the_next_gateway(
         ward.tick()
         k += 360
     (poor,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "poor_signal"]
+    (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
     assert k < 60 * 360  # stopped while the lead is still off, for 10 s after the restart
     ward.close()
     again = Ward(untrained_monitor(), journal=WardJournal(state))
     again.restore(again.journal.load())
-    assert again.alarms_in_progress() == [poor]
+    assert again.alarms_in_progress() == sorted([poor, pause])  # no beat since the pause
     for j in range(k, SECONDS * 360, 360):
         again.add_ecg("bed-5", x[j : j + 360].tolist())
         again.tick()
-    after = again.events(poor)["events"]
-    assert "poor_signal" not in {e["kind"] for e in after}  # the open one, not a second
+        if j < 70 * 360:  # the lead still off: both go on (a young stream ends neither)
+            assert again.alarms_in_progress() == sorted([poor, pause])
+    after = again.events(max(poor, pause))["events"]
+    # the open ones, not a second of either
+    assert not {"poor_signal", "pause"} & {e["kind"] for e in after}
     (back,) = [e for e in after if e["kind"] == "signal_restored"]
-    assert back["ends"] == poor and again.alarms_in_progress() == []
+    (beats,) = [e for e in after if e["kind"] == "beats_resumed"]
+    assert back["ends"] == poor and beats["ends"] == pause and again.alarms_in_progress() == []
     again.close()
 
 
