@@ -57,6 +57,10 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
         r = client.post("/ecg/bed-4", json={"samples": chunk})
         assert r.status_code == 202 and r.json()["queued_samples"] == 360
         client.ward.tick()
+        if k == 35:  # 36 s in, the lead still off: the pause goes on, its flag is active
+            (paused,) = [e["resource"] for e in client.get("/fhir/events").json()["entry"]
+                         if e["resource"]["code"]["text"].startswith("Pause: ")]  # fmt: skip
+            assert paused["status"] == "active"
     live = client.get("/ecg/bed-4").json()
     page = client.get("/ward")
     assert page.headers["content-type"].startswith("text/html")
@@ -76,6 +80,8 @@ def test_an_ecg_feed_through_the_gateway(client: TestClient, mitdb_dir: Path) ->
     events = client.get("/events", params={"since": 0}).json()
     kinds = [e["kind"] for e in events["events"]]
     assert "pause" in kinds and all(e["patient_id"] == "bed-4" for e in events["events"])
+    (pause,) = [e["seq"] for e in events["events"] if e["kind"] == "pause"]
+    assert [e["ends"] for e in events["events"] if e["kind"] == "beats_resumed"] == [pause]
     assert client.get("/events", params={"since": events["last_seq"]}).json()["events"] == []
     # the same log as FHIR: one Flag per event, starting at the alarm's onset
     bundle = client.get("/fhir/events", params={"since": 0}).json()
