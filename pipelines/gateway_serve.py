@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sqlite3
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
+from vitalgru.scoring.ward_state import StateDamage
 
 __all__ = ["SHUTDOWN_GRACE_S", "build_ward", "http_tls_options", "serve"]
 
@@ -71,6 +73,17 @@ def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
     return monitor
 
 
+def _set_aside(journal: WardJournal, damaged: list[StateDamage]) -> None:
+    """Keep a copy of a damaged state file and take the rows left out from it (logged)."""
+    try:
+        copy = journal.set_aside(damaged)
+        logger.warning("gateway: %d row(s) of %s could not be taken up and are left out; "
+                       "the file with them is kept as %s", len(damaged), journal.path, copy)  # fmt: skip
+    except (OSError, sqlite3.Error) as e:  # the rows stay, and are found again next time
+        logger.error("gateway: %d row(s) of %s could not be taken up and are left out; no "
+                     "copy of the file could be written (%s)", len(damaged), journal.path, e)  # fmt: skip
+
+
 def _champions(models: dict[str, str]) -> dict[str, str]:
     """The models that score patients (a changed shadow changes no stored patient's risk)."""
     return {k: v for k, v in models.items() if not k.startswith("shadow")}
@@ -99,7 +112,7 @@ def build_ward(
     ):
         raise ValueError("a shadow model needs the champion of its task to be served too")
     journal = None if state is None else WardJournal(state)  # a bad file fails before loading
-    kept = None if journal is None else journal.load()  # and a damaged one
+    kept = None if journal is None else journal.load()  # a damaged row is left out, and said
     names: dict[str, str] = {}
     ward = Ward(
         _monitor("arrhythmia", arrhythmia_model, names),
@@ -112,7 +125,7 @@ def build_ward(
         sepsis_lockout_h=sepsis_lockout_h,
     )
     if journal is not None and kept is not None:
-        if not kept.empty:
+        if not kept.empty or kept.damaged:
             if kept.models and _champions(kept.models) != _champions(names):
                 logger.warning(
                     "gateway: the models changed since %s was written (%s, now %s): the "
@@ -122,9 +135,12 @@ def build_ward(
             took = ward.restore(kept)
             logger.info(
                 "gateway: took up %d ECG (%d with their memory) and %d sepsis patient(s) "
-                "(%d hours scored again) and %d events from %s", took["ecg"],
-                took["ecg_memory"], took["sepsis"], took["hours"], took["events"], journal.path,
+                "(%d hours scored again) and %d events from %s (%d row(s) left out)",
+                took["ecg"], took["ecg_memory"], took["sepsis"], took["hours"], took["events"],
+                journal.path, took["damaged"],
             )  # fmt: skip
+            if ward.state_damage:
+                _set_aside(journal, ward.state_damage)
         same = {task for key, task in _SHADOW_TASKS.items()
                 if key in names and kept.models.get(key) == names[key]}  # fmt: skip
         if same:  # the same challenger goes on with its comparison

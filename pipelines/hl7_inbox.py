@@ -68,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 #: Control ids of taken messages remembered, to answer a resent one without taking it twice.
 REMEMBER_MESSAGES = 10_000
+#: What a resent message is told when it was taken before a restart and the state file could
+#: not give back its first acknowledgement.
+_TAKEN_BEFORE = "taken before the gateway restarted (its first acknowledgement cannot be read)"
 
 
 class Refused(Exception):
@@ -227,7 +230,11 @@ class Hl7Inbox:
         self.journal = getattr(ward, "journal", None)  # the state file, when there is one
         if self.journal is not None:  # what was taken before a restart
             for cid, kind, r in self.journal.hl7_messages()[-remember:]:
-                self._seen[cid] = Hl7Reply(r["ack"], r["code"], r["status"], r["text"], kind)
+                try:
+                    self._seen[cid] = Hl7Reply(r["ack"], r["code"], r["status"], r["text"],
+                                               kind)  # fmt: skip
+                except (KeyError, TypeError):  # taken, but its reply cannot be read
+                    self._seen[cid] = Hl7Reply("", "AA", 200, _TAKEN_BEFORE, kind)
         self._lock = threading.Lock()  # one message at a time: in order, and once
 
     def handle(
@@ -253,7 +260,8 @@ class Hl7Inbox:
             if kept is not None and kept.message_type == msg.message_type:
                 self._seen.move_to_end(key)
                 self.intake.message(source, _type(msg), "duplicate")
-                return Hl7Reply(kept.ack, kept.code, kept.status, kept.text,
+                return Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text), kept.code,
+                                kept.status, kept.text,
                                 kept.message_type, kept.result, duplicate=True)  # fmt: skip
             try:
                 reply = self._take(msg, source)

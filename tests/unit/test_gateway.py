@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 import sqlite3
 import ssl
@@ -31,7 +32,8 @@ from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import SepsisAdmission, WardJournal, WardState
+from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_state import SepsisAdmission, WardState
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 
@@ -278,14 +280,77 @@ def test_a_bad_state_file_fails_before_any_model_loads(tmp_path: Path) -> None:
     bad.write_text("not a database, " * 200)
     with pytest.raises(ValueError, match="not a vitalgru ward state file"):
         build_ward(None, "models:/no-such-model@champion", state=bad)
-    damaged = tmp_path / "damaged.sqlite"  # a state file with a row that cannot be read
-    j = WardJournal(damaged)
-    j.add_event({"seq": 1})
-    j.close()
-    with sqlite3.connect(damaged) as db:
-        db.execute("UPDATE events SET event = '{oops' WHERE seq = 1")
-    with pytest.raises(ValueError, match="the ward state cannot be read"):
-        build_ward(None, "models:/no-such-model@champion", state=damaged)
+
+
+def test_a_damaged_state_file_costs_only_its_damaged_rows(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # one row that could not be read stopped the gateway's start: every patient on the ward
+    # went unmonitored until someone moved the file aside, and then lost all of it
+    model, preprocessing, rows = sepsis_fit
+
+    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:  # no registry
+        if not uri:
+            return None
+        names[task] = f"{uri} (version 1)"
+        return untrained_monitor() if task == "arrhythmia" else EarlyWarningMonitor(
+            model, preprocessing)  # fmt: skip
+
+    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+    state = tmp_path / "ward-state.sqlite"
+    ward, _ = build_ward("models:/ecg", "models:/champ", state)
+    for pid in ("icu-1", "icu-2"):
+        ward.admit_sepsis(pid)
+        for row in rows[:6]:
+            ward.add_hour(pid, row)
+    for pid in ("bed-1", "bed-2", "bed-3"):
+        ward.admit_ecg(pid, 360.0)
+    ward.close()
+    ward.journal.close()
+    h3, h5 = rows[2]["ICULOS"], rows[4]["ICULOS"]
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE ecg_beds SET fs = 'x' WHERE patient_id = 'bed-1'")
+        db.execute("UPDATE ecg_beds SET fs = 20 WHERE patient_id = 'bed-3'")  # the monitor's no
+        db.execute("UPDATE sepsis_hours SET row = '{\"ICULOS\": 3, \"HR\": ' "
+                   "WHERE patient_id = 'icu-1' AND hour = ?", (h3,))  # cut short  # fmt: skip
+        db.execute("UPDATE sepsis_hours SET row = '{\"ICULOS\": 0}' "
+                   "WHERE patient_id = 'icu-2' AND hour = ?", (h5,))  # an hour gone back  # fmt: skip
+
+    with caplog.at_level(logging.WARNING):
+        ward, _ = build_ward("models:/ecg", "models:/champ", state)
+    assert ward.status()["state_rows_damaged"] == 4
+    assert ward.patients() == {"ecg": ["bed-2"], "sepsis": ["icu-1", "icu-2"]}
+    said = {e["patient_id"]: e for e in ward.events()["events"] if e["kind"] == "state_damaged"}
+    assert set(said) == {"bed-1", "bed-3", "icu-1", "icu-2"}
+    assert said["bed-3"]["taken_up"] is False
+    assert said["bed-1"]["taken_up"] is False and "not monitored until admitted again" in (
+        said["bed-1"]["message"])  # fmt: skip
+    assert said["icu-1"]["taken_up"] is True and said["icu-1"]["lost"][0].startswith(
+        f"sepsis_hours (patient_id icu-1, hour {h3:g}): ICU hour {h3:g} (scored again as an "
+        "hour with nothing measured) (JSONDecodeError: ")  # fmt: skip
+    assert said["icu-2"]["lost"][0].startswith(f"sepsis_hours (patient_id icu-2, hour {h5:g}): "
+                                               f"ICU hour {h5:g} (the model refused it")  # fmt: skip
+    assert "could not all be read for patient bed-1" in caplog.text
+    # the stays scored again without the hour lost, as stays with that hour unmeasured are
+    for pid, lost in (("icu-1", 2), ("icu-2", 4)):
+        alone = EarlyWarningMonitor(model, preprocessing)
+        alone.admit("p")
+        want = [alone.push({"p": r})[0].risk for i, r in enumerate(rows[:6]) if i != lost]
+        got = ward.sepsis_summary(pid)["last_hour"]["risk"]
+        assert got == pytest.approx(want[-1], abs=1e-6), pid
+    # a copy of the file keeps the damaged rows; the file itself is clean for the next start
+    copies = list(tmp_path.glob("ward-state.sqlite.damaged-*"))
+    assert len(copies) == 1 and f"the file with them is kept as {copies[0]}" in caplog.text
+    ward.journal.close()
+    with sqlite3.connect(copies[0]) as db:
+        assert db.execute("SELECT fs FROM ecg_beds WHERE patient_id = 'bed-1'").fetchone() == (
+            "x",)  # fmt: skip
+    again = WardJournal(state).load()
+    assert again.damaged == [] and [a.patient_id for a in again.ecg] == ["bed-2"]
+    assert [len(a.hours) for a in again.sepsis] == [5, 5]
 
 
 def test_a_sepsis_alarm_event_names_what_raised_the_risk(

@@ -5,6 +5,7 @@ a JSON feed would send, once each, and every message gets the acknowledgement it
 from __future__ import annotations
 
 import socket
+import sqlite3
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -487,6 +488,19 @@ def test_a_message_resent_after_a_restart_is_not_taken_twice(
     assert resent.duplicate and resent.ack == first.ack
     assert again.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}  # not twice
     assert inbox.handle(_adt("A01", "ADM", "p", start)).duplicate
+    again.journal.close()
+
+    # the kept acknowledgement damaged: the message is still known as taken (it raised at
+    # the gateway's start), and the resend is told so in an acknowledgement of its own
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE hl7_taken SET reply = '{\"ack\": ' WHERE control_id LIKE '%R1'")
+    third = _ward(sepsis_fit, journal=WardJournal(path))
+    third.restore(third.journal.load())
+    inbox = Hl7Inbox(third, IntakeCollector())
+    resent = inbox.handle(oru)
+    assert resent.duplicate and resent.code == "AA" and "MSA|AA|R1" in resent.ack
+    assert "taken before the gateway restarted" in resent.ack
+    assert third.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
 
 
 def _mllp(port: int, *messages: str, noise: bytes = b"") -> list[str]:

@@ -61,6 +61,7 @@ from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_restart import MEMORY_EVERY_S, WardRestart
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed
+from vitalgru.scoring.ward_state import StateDamage
 from vitalgru.scoring.ward_strips import MAX_STRIPS
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ class Ward(WardRestart, EcgWard):
         self.events_logged: Counter[tuple[str, str]] = Counter()  # (source, kind), this run
         self.journal = journal
         self.journal_errors = 0
+        self.state_damage: list[StateDamage] = []  # rows of the state left out at restore
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
         self._shadow_sepsis = None if shadow_sepsis is None else SepsisShadow(shadow_sepsis)
         self.shadow_errors = 0
@@ -302,7 +304,8 @@ class Ward(WardRestart, EcgWard):
 
     def status(self) -> dict[str, Any]:
         """How many patients are on each monitor (no identifiers: a health check may be
-        open), ticks run and their mean cost, events logged, state file and its errors."""
+        open), ticks run and their mean cost, events logged, state file and its errors (writes
+        that failed; rows found damaged and left out at the start)."""
         with self._queue_lock:
             return {
                 "ecg_patients": len(self._ecg_beds),
@@ -313,6 +316,7 @@ class Ward(WardRestart, EcgWard):
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
                 "state_write_errors": self.journal_errors,
+                "state_rows_damaged": len(self.state_damage),
                 "shadow_errors": self.shadow_errors,
             }
 

@@ -36,17 +36,20 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EcgAdmission", "SepsisAdmission", "WardJournal", "WardState", "event_json"]
+from vitalgru.scoring.ward_state import StateDamage, WardState, read_state
+
+__all__ = ["WardJournal", "event_json"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
@@ -84,45 +87,6 @@ CREATE TABLE IF NOT EXISTS ecg_memory (
 def event_json(value: Any) -> str:
     """JSON of what the ward writes; numpy scalars (a count, a rate) as plain numbers."""
     return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-
-
-@dataclass(frozen=True)
-class EcgAdmission:
-    patient_id: str
-    fs: float
-    admitted_at: str  # ISO 8601, UTC
-    received_s: float
-    counts: dict[str, int]
-    memory: bytes | None = None  # PatientMemory.to_bytes(), when one was kept
-    memory_saved_at: str | None = None
-    shadow_memory: bytes | None = None  # the shadow model's, when one ran
-
-
-@dataclass(frozen=True)
-class SepsisAdmission:
-    patient_id: str
-    admitted_at: str
-    hours: list[dict[str, Any]]  # the rows scored, in order, as they were sent (less nulls)
-    static: dict[str, float] = field(default_factory=dict)  # demographics given at admission
-    # ICU hours being assembled from observations: hour -> {column: values so far}
-    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
-    last_observation: str | None = None  # when the latest observation arrived (ISO, UTC)
-
-
-@dataclass(frozen=True)
-class WardState:
-    """Everything a journal holds, for :meth:`Ward.restore`."""
-
-    ecg: list[EcgAdmission]
-    sepsis: list[SepsisAdmission]
-    events: list[dict[str, Any]]  # the newest ``keep_events``, oldest first
-    last_seq: int
-    models: dict[str, str]  # the models the gateway last ran with
-    strips: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (seq, strip)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.ecg or self.sepsis or self.last_seq)
 
 
 class WardJournal:
@@ -363,84 +327,79 @@ class WardJournal:
                 "LIMIT 1 OFFSET ?)", (int(keep),),
             )  # fmt: skip
 
-    def hl7_messages(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """The HL7 v2 messages taken, oldest first: (control id, type, reply)."""
+    def hl7_messages(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """The HL7 v2 messages taken, oldest first: (control id, type, reply); the reply is
+        None where it cannot be read (the message was still taken), and a damaged page
+        ends the list where it is (both logged)."""
+        got = []
         with self._lock:
-            got = self._db.execute(
-                "SELECT control_id, message_type, reply FROM hl7_taken ORDER BY n"
-            ).fetchall()
-        return [(c, t, json.loads(r)) for c, t, r in got]
+            try:
+                cursor = self._db.execute(
+                    "SELECT control_id, message_type, reply FROM hl7_taken ORDER BY n"
+                )
+                while (row := cursor.fetchone()) is not None:
+                    got.append(row)
+            except sqlite3.DatabaseError as e:
+                logger.warning("%s: the HL7 messages taken after the %d-th cannot be read "
+                               "(%s); a resent one is taken again", self.path, len(got), e)  # fmt: skip
+        out = []
+        for c, t, r in got:
+            try:
+                reply = json.loads(r)
+                if not isinstance(reply, dict):
+                    raise TypeError(f"a reply kept as {type(reply).__name__}")
+            except (ValueError, TypeError) as e:
+                logger.warning("%s: the reply to HL7 message %s cannot be read (%s)",
+                               self.path, c, e)  # fmt: skip
+                reply = None
+            out.append((str(c), str(t), reply))
+        return out
 
     # ------------------------------------------------------------------ read back
 
     def load(self) -> WardState:
-        """What the journal holds, to rebuild a ward from. ValueError naming the file when
-        it is damaged (a row that cannot be read: the disk, or an edit by hand); the file is
-        left as it is."""
+        """What the journal holds, to rebuild a ward from. Rows that cannot be read (the
+        disk, or an edit by hand) are left out and listed in ``damaged``
+        (:mod:`vitalgru.scoring.ward_state`); the rest is taken up. ValueError naming the
+        file only when it cannot be read at all."""
         try:
-            return self._load()
-        except (sqlite3.Error, ValueError, TypeError, KeyError, AttributeError) as e:
+            with self._lock:
+                return read_state(self._db, self.keep_events)
+        except sqlite3.Error as e:
             raise ValueError(
-                f"{self.path}: the ward state cannot be read ({type(e).__name__}: {e}); the "
-                "file is damaged: move it aside (it is left as it is) or name another with "
-                "--state"
+                f"{self.path}: the ward state cannot be read ({type(e).__name__}: {e}); move "
+                "it aside or name another with --state"
             ) from None
 
-    def _load(self) -> WardState:
+    def set_aside(self, damaged: Sequence[StateDamage]) -> Path:
+        """After :meth:`load` found ``damaged`` rows: copy the file as it is beside it
+        (``<name>.damaged-<UTC time>``; its write-ahead log checkpointed into it first, or
+        copied beside it when SQLite cannot), then delete those rows
+        from it (or reset the part that was lost, where the rest was taken up), so the next
+        start does not find them again and the copy keeps what they held for whoever looks
+        into it. Returns the copy's path. OSError when the copy
+        cannot be written (the rows are then left as they are)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        copy = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         with self._lock:
-            db = self._db
-            kept: dict[tuple[str, str], tuple[bytes, str]] = {
-                (pid, mon): (bytes(m), at)
-                for pid, mon, m, at in db.execute(
-                    "SELECT patient_id, monitor, memory, saved_at FROM ecg_memory"
-                )
-            }
-            ecg = []
-            for pid, fs, at, rs, c in db.execute(
-                "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds "
-                "ORDER BY rowid"
-            ):
-                m, m_at = kept.get((pid, "champion"), (None, None))
-                shadow, _ = kept.get((pid, "shadow"), (None, None))
-                counts = {k: int(v) for k, v in json.loads(c).items()}
-                ecg.append(EcgAdmission(pid, float(fs), at, float(rs), counts, m, m_at, shadow))
-            sepsis = []
-            for pid, at in db.execute(
-                "SELECT patient_id, admitted_at FROM sepsis_beds ORDER BY rowid"
-            ).fetchall():
-                rows = db.execute(
-                    "SELECT row FROM sepsis_hours WHERE patient_id = ? ORDER BY hour", (pid,)
-                )
-                hours = [json.loads(r) for (r,) in rows]
-                got = db.execute(
-                    "SELECT static FROM sepsis_static WHERE patient_id = ?", (pid,)
-                ).fetchone()
-                pending = {
-                    int(h): {c: [float(x) for x in xs] for c, xs in json.loads(m).items()}
-                    for h, m in db.execute(
-                        "SELECT hour, measurements FROM sepsis_pending WHERE patient_id = ?",
-                        (pid,),
-                    )
-                }
-                static = json.loads(got[0]) if got else {}
-                live = db.execute(
-                    "SELECT last_observation FROM sepsis_live WHERE patient_id = ?", (pid,)
-                ).fetchone()
-                sepsis.append(SepsisAdmission(pid, at, hours, static, pending,
-                                              live[0] if live else None))  # fmt: skip
-            last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            events = [
-                json.loads(e)
-                for (e,) in db.execute(
-                    "SELECT event FROM events WHERE seq > ? ORDER BY seq",
-                    (last_seq - self.keep_events,),
-                )
-            ]
-            models = db.execute("SELECT value FROM meta WHERE key='models'").fetchone()
-            strips = [
-                (int(seq), {**json.loads(meta), "samples": np.frombuffer(x, dtype="<f4").copy()})
-                for seq, meta, x in db.execute("SELECT seq, meta, samples FROM strips ORDER BY seq")
-            ]
-        return WardState(
-            ecg, sepsis, events, int(last_seq), json.loads(models[0]) if models else {}, strips
-        )
+            try:  # into one file, when SQLite can: the log's pages into the main file
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.DatabaseError as e:
+                logger.warning("%s: the write-ahead log could not be checkpointed (%s)",
+                               self.path, e)  # fmt: skip
+            for suffix in ("", "-wal"):  # a log not checkpointed is copied with it
+                kept = Path(f"{self.path}{suffix}")
+                if kept.exists() and kept.stat().st_size:
+                    shutil.copyfile(kept, f"{copy}{suffix}")
+        with self._write() as db:
+            for d in damaged:
+                if not d.key:  # a damaged page is left to SQLite: no row to name
+                    continue
+                where = " AND ".join(f"{k} = ?" for k in d.key)
+                if d.mend:  # the rest of the row was taken up: only the part lost is reset
+                    sets = ", ".join(f"{k} = ?" for k in d.mend)
+                    db.execute(f"UPDATE {d.table} SET {sets} WHERE {where}",
+                               (*d.mend.values(), *d.key.values()))  # fmt: skip
+                else:
+                    db.execute(f"DELETE FROM {d.table} WHERE {where}", tuple(d.key.values()))
+        return copy

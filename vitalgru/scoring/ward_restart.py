@@ -20,8 +20,8 @@ from typing import Any
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
 from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
 from vitalgru.scoring.ward_events import _utc_now, merged_ids
-from vitalgru.scoring.ward_journal import WardState
 from vitalgru.scoring.ward_sepsis import SepsisWard
+from vitalgru.scoring.ward_state import StateDamage, WardState
 
 __all__ = ["MEMORY_EVERY_S", "WardRestart"]
 
@@ -62,6 +62,7 @@ class WardRestart(SepsisWard):
     # set by Ward.__init__
     ecg: ArrhythmiaMonitor | None
     memory_every_s: float | None
+    state_damage: list[StateDamage]
     _memory_saved: float
     _ecg_beds: dict[str, EcgBed]
     _strips: OrderedDict[int, dict[str, Any]]  # by event number
@@ -76,8 +77,13 @@ class WardRestart(SepsisWard):
         else afresh), and the log says their monitor restarted and with what. Patients of a
         monitor this ward lacks stay in the journal for a ward that has it.
 
-        Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory"}`` taken up
-        (``ecg_memory``: ECG patients who kept their memory).
+        Rows of the state that could not be read (``state.damaged``), and stored hours the
+        sepsis model refuses, are left out and said: a ``state_damaged`` event per patient
+        they concern and one for the rest (:meth:`_log_damage`), and kept in
+        :attr:`state_damage` for :meth:`WardJournal.set_aside`.
+
+        Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory", "damaged"}`` taken up
+        (``ecg_memory``: ECG patients who kept their memory; ``damaged``: rows left out).
         """
         with self._queue_lock:
             if self._ecg_beds or self._sepsis_beds or self._seq:
@@ -92,7 +98,8 @@ class WardRestart(SepsisWard):
             if kept and monitor is None:
                 logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
                                "this gateway has no %s model", len(kept), *what)  # fmt: skip
-        n_hours = self._replay_sepsis(state) if state.sepsis and self.sepsis else 0
+        damaged = list(state.damaged)
+        n_hours = self._replay_sepsis(state, damaged) if state.sepsis and self.sepsis else 0
         carried = 0
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
@@ -100,7 +107,13 @@ class WardRestart(SepsisWard):
             still_open = _open_ecg_alarms(state)
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
-                    memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
+                    try:
+                        memory, why = self._admit_remembered(a.patient_id, a.fs, a.memory)
+                    except ValueError as e:  # a rate the monitor refuses (an edit by hand)
+                        damaged.append(StateDamage("ecg_beds", {"patient_id": a.patient_id},
+                                                   a.patient_id, "the ECG admission (not "
+                                                   "taken up)", str(e)))  # fmt: skip
+                        continue
                     carried += memory is not None
                     self._in_shadow(self._shadow_ecg, lambda sh, a=a: self._admit_shadow(sh, a))
                     bed = EcgBed(
@@ -144,13 +157,45 @@ class WardRestart(SepsisWard):
                         "on the next samples, and samples sent while it was down are lost",
                     }
                     bed.alerts.append(self._event(event))
+        if damaged:
+            self._log_damage(damaged)
+            self.state_damage = damaged
         return {
             "ecg": len(self._ecg_beds),
             "sepsis": len(self._sepsis_beds),
             "hours": n_hours,
             "events": len(state.events),
             "ecg_memory": carried,
+            "damaged": len(damaged),
         }
+
+    def _log_damage(self, damaged: list[StateDamage]) -> None:
+        """Say what of the state file could not be taken up: a ``state_damaged`` event per
+        patient it concerns (whether the patient was taken up, and what was lost) and one
+        for the rest (events, strips, the models run with), and a warning each."""
+        by_patient: dict[str | None, list[StateDamage]] = {}
+        for d in damaged:
+            by_patient.setdefault(d.patient_id, []).append(d)
+        with self._queue_lock:
+            for pid, lost in by_patient.items():
+                what = "; ".join(d.message for d in lost)
+                logger.warning("ward: the state file could not all be read%s: %s",
+                               f" for patient {pid}" if pid else "", what)  # fmt: skip
+                event: dict[str, Any] = {"source": "ward", "patient_id": pid,
+                                         "kind": "state_damaged",
+                                         "lost": [d.message for d in lost]}  # fmt: skip
+                if pid is None:
+                    said = "part of the ward's log could not be read and is left out"
+                elif pid in self._ecg_beds or pid in self._sepsis_beds:
+                    event["taken_up"] = True
+                    said = (f"patient {pid} was taken up, but part of what was kept of them "
+                            "could not be read and is left out")  # fmt: skip
+                else:
+                    event["taken_up"] = False
+                    said = (f"patient {pid} could not be taken up: their admission could not "
+                            "be read; they are not monitored until admitted again")  # fmt: skip
+                event["message"] = f"the gateway restarted and its state file is damaged: {said}"
+                self._event(event)
 
     def _admit_remembered(
         self, pid: str, fs: float, kept: bytes | None

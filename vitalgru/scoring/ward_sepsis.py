@@ -18,9 +18,9 @@ from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now, merged_ids
-from vitalgru.scoring.ward_journal import WardState
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements, static_columns, with_static
 from vitalgru.scoring.ward_shadows import WardShadows
+from vitalgru.scoring.ward_state import StateDamage, WardState
 
 __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
 
@@ -76,7 +76,10 @@ class SepsisWard(WardShadows):
     sepsis_lockout_h: float
     _sepsis_beds: dict[str, SepsisBed]
 
-    def _replay_sepsis(self, state: WardState) -> int:
+    def _replay_sepsis(self, state: WardState, refused: list[StateDamage]) -> int:
+        """Score the stored hours again (see :meth:`restore`); a stored hour the model
+        refuses (an edit by hand) is left out, as a damaged row is, and added to
+        ``refused``."""
         with self._model_lock:
             beds = {}
             for a in state.sepsis:
@@ -84,15 +87,24 @@ class SepsisWard(WardShadows):
                 self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
                 beds[a.patient_id] = SepsisBed(a.admitted_at, dict(a.static))
             n = 0
+            kept = {a.patient_id: a for a in state.sepsis}
             for k in range(max(len(a.hours) for a in state.sepsis)):
                 rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
                 try:
                     risks = self.sepsis.push(rows)
-                except (KeyError, ValueError) as e:
-                    raise ValueError(
-                        f"{self.journal.path if self.journal else 'the state'}: a stored "
-                        f"hour could not be scored again: {e}"
-                    ) from None
+                except (KeyError, ValueError):  # checked before any is taken: one by one
+                    risks = []
+                    for pid, row in list(rows.items()):
+                        try:
+                            risks += self.sepsis.push({pid: row})
+                        except (KeyError, ValueError) as e:
+                            del rows[pid]  # rows is rebuilt for the next hour
+                            keys = kept[pid].hour_keys
+                            hour = keys[k] if k < len(keys) else k + 1
+                            refused.append(StateDamage(
+                                "sepsis_hours", {"patient_id": pid, "hour": hour}, pid,
+                                f"ICU hour {hour} (the model refused it; scored again without "
+                                "it)", str(e)))  # fmt: skip
                 n += len(risks)
                 self._in_shadow(
                     self._shadow_sepsis, lambda sh, rows=rows, risks=risks: sh.score(rows, risks)

@@ -20,7 +20,7 @@ from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_events import WardEvents
-from vitalgru.scoring.ward_journal import EcgAdmission
+from vitalgru.scoring.ward_state import EcgAdmission
 
 __all__ = ["WardShadows"]
 

@@ -12,7 +12,8 @@ import pytest
 from monitor_kit import untrained_monitor
 
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import WardJournal, WardState
+from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_state import WardState
 
 
 def test_what_is_written_reads_back(tmp_path: Path) -> None:
@@ -76,30 +77,108 @@ def test_a_file_that_is_not_a_ward_state_is_refused(tmp_path: Path) -> None:
         WardJournal(other)
 
 
-def test_a_damaged_file_is_refused_naming_it_and_left_as_it_is(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # a row that cannot be read (the disk, or an edit by hand) raised sqlite's or json's
-    # own error from load(), a traceback at the gateway's start
-    path = tmp_path / "w.sqlite"
+def _damaged_file(path: Path) -> None:
+    """A state file of two ECG and two sepsis patients, 50 events and 3 strips, then a row
+    of every table damaged as a disk or an edit by hand would."""
     j = WardJournal(path)
+    for pid in ("bed-1", "bed-2"):
+        j.admit_ecg(pid, 360.0, "2026-12-05T08:00:00+00:00")
+    j.ecg_progress({"bed-1": (60.0, {"N": 70}), "bed-2": (30.0, {"N": 35, "V": 1})})
+    j.ecg_memory({"bed-1": b"m1", "bed-2": b"m2"}, "2026-12-05T08:01:00+00:00")
+    for pid in ("icu-1", "icu-2"):
+        j.admit_sepsis(pid, "2026-12-05T08:00:00+00:00", {"age_years": 70.0})
+        for h in (1, 2, 3):
+            j.add_hour(pid, h, {"ICULOS": h, "HR": 80.0 + h})
+        j.pending_hour(pid, 4, {"heart_rate_bpm": [90.0]}, "2026-12-05T11:20:00+00:00")
     for seq in range(1, 51):
         j.add_event({"seq": seq, "message": "x" * 100})
+    for seq in (10, 20, 30):
+        j.add_strip(seq, {"patient_id": "bed-1", "samples": np.zeros(8)})
+    j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
     j.set_value("ecg_trends", {"p": []})
     j.close()
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE events SET event = CAST(x'7b22ff' AS TEXT) WHERE seq = 7")
+        db.execute("UPDATE ecg_beds SET fs = 'fast' WHERE patient_id = 'bed-1'")
+        db.execute("UPDATE ecg_beds SET counts = '{\"N\": 3' WHERE patient_id = 'bed-2'")
+        db.execute("UPDATE sepsis_hours SET row = CAST(x'7b22ff' AS TEXT) "
+                   "WHERE patient_id = 'icu-1' AND hour = 2")  # fmt: skip
+        db.execute("UPDATE sepsis_static SET static = '[70]' WHERE patient_id = 'icu-1'")
+        db.execute("UPDATE sepsis_pending SET measurements = 'x' WHERE patient_id = 'icu-1'")
+        db.execute("UPDATE sepsis_live SET last_observation = 'noon' WHERE patient_id = 'icu-1'")
+        db.execute("UPDATE sepsis_beds SET admitted_at = '2026-12-05 08:00' "
+                   "WHERE patient_id = 'icu-2'")  # no UTC offset: not the ward's  # fmt: skip
+        db.execute("UPDATE events SET event = '{oops' WHERE seq = 7")
+        db.execute("UPDATE strips SET meta = 'null' WHERE seq = 20")
         db.execute("UPDATE meta SET value = '{oops' WHERE key = 'value:ecg_trends'")
+
+
+def test_a_damaged_row_is_left_out_and_said_and_the_rest_taken_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a row that could not be read raised from load(), and the gateway did not start: one
+    # bad row cost every patient on the ward their monitoring
+    path = tmp_path / "w.sqlite"
+    _damaged_file(path)
     before = path.read_bytes()
     j = WardJournal(path)
-    with pytest.raises(ValueError, match="w.sqlite: the ward state cannot be read .*damaged"):
-        j.load()
+    got = j.load()
+    assert [(a.patient_id, a.counts, a.memory) for a in got.ecg] == [("bed-2", {}, b"m2")]
+    (icu1,) = got.sepsis  # icu-2's admission time cannot be placed: not taken up
+    assert icu1.patient_id == "icu-1" and [h["ICULOS"] for h in icu1.hours] == [1, 3]
+    assert (icu1.static, icu1.pending, icu1.last_observation) == ({}, {}, None)
+    assert [e["seq"] for e in got.events] == [s for s in range(1, 51) if s != 7]
+    assert got.last_seq == 50 and [seq for seq, _ in got.strips] == [10, 30]
+    assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
+    said = {(d.table, tuple(d.key.values()), d.patient_id) for d in got.damaged}
+    assert said == {
+        ("ecg_beds", ("bed-1",), "bed-1"), ("ecg_beds", ("bed-2",), "bed-2"),
+        ("sepsis_hours", ("icu-1", 2), "icu-1"), ("sepsis_static", ("icu-1",), "icu-1"),
+        ("sepsis_pending", ("icu-1", 4), "icu-1"), ("sepsis_live", ("icu-1",), "icu-1"),
+        ("sepsis_beds", ("icu-2",), "icu-2"), ("events", (7,), None), ("strips", (20,), None),
+    }  # fmt: skip
+    lost = {d.message for d in got.damaged}
+    assert "ecg_beds (patient_id bed-1): the ECG admission (not taken up) (ValueError: " \
+        "could not convert string to float: 'fast')" in lost  # fmt: skip
+    assert any(m.startswith("sepsis_hours (patient_id icu-1, hour 2): ICU hour 2 (scored "
+                            "again as an hour with nothing measured)") for m in lost)  # fmt: skip
+    assert path.read_bytes() == before  # reading changes nothing
     # a kept value that cannot be read is left out, with a warning, as one of the wrong kind
     with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
         assert j.value("ecg_trends", {}) == {}
     assert "ecg_trends cannot be read" in caplog.text
+
+    copy = j.set_aside(got.damaged)  # the file as it was, beside it; the bad rows gone
+    assert copy.parent == tmp_path and copy.name.startswith("w.sqlite.damaged-")
     j.close()
-    assert path.read_bytes() == before
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT event FROM events WHERE seq = 7").fetchone() == ("{oops",)
+    again = WardJournal(path).load()
+    assert again.damaged == []
+    assert [(a.patient_id, a.counts) for a in again.ecg] == [("bed-2", {})]  # mended, not gone
+    assert [h["ICULOS"] for h in again.sepsis[0].hours] == [1, 3] and again.last_seq == 50
+
+
+def test_a_damaged_page_costs_only_its_table(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite"
+    j = WardJournal(path)
+    j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
+    j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
+    j.add_hour("icu-1", 1, {"ICULOS": 1})
+    for seq in range(1, 401):  # a table of many pages
+        j.add_strip(seq, {"patient_id": "bed-1", "samples": np.ones(1000)})
+    j.add_event({"seq": 1})
+    j.close()
+    with sqlite3.connect(path) as db:  # checkpointed: every page in the main file
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'strips'").fetchone()[0]
+    with path.open("r+b") as f:  # the strips table's first page is garbage
+        f.seek((root - 1) * page)
+        f.write(b"\xa5" * page)
+    got = WardJournal(path).load()
+    assert [a.patient_id for a in got.ecg] == ["bed-1"] and got.sepsis[0].hours == [{"ICULOS": 1}]
+    assert got.last_seq == 1 and got.strips == []
+    assert [(d.table, d.key) for d in got.damaged] == [("strips", {})]
+    assert "malformed" in got.damaged[0].reason
 
 
 def test_a_ward_goes_on_when_its_file_cannot_be_written(
@@ -126,7 +205,7 @@ def test_restore_only_into_an_empty_ward_and_only_what_it_can_monitor(
     ward = Ward(untrained_monitor(), journal=j)  # no sepsis model on this gateway
     with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
         took = ward.restore(j.load())
-    assert took == {"ecg": 1, "sepsis": 0, "hours": 0, "events": 0, "ecg_memory": 0}
+    assert took == {"ecg": 1, "sepsis": 0, "hours": 0, "events": 0, "ecg_memory": 0, "damaged": 0}
     assert "1 sepsis patient(s) in the state file are not taken up" in caplog.text
     assert [a.patient_id for a in j.load().sepsis] == ["icu-1"]  # kept for a ward that can
     assert ward.ecg_summary("bed-1")["fs"] == 250.0

@@ -1,0 +1,379 @@
+"""What a ward's state file holds, read back for a restart (:func:`read_state`), and what of
+it could not be read (:class:`StateDamage`).
+
+A state file is written row by row as the ward runs (:mod:`vitalgru.scoring.ward_journal`).
+A row can still be damaged: a disk that fails under it, a copy cut short, an edit by hand.
+One damaged row must not cost the patients whose rows are good: the gateway is what watches
+them. So the file is read table by table and row by row; a row that cannot be read is left
+out and said (a :class:`StateDamage` naming its table, its patient when it has one and
+why), and everything else is taken up. What leaving a row out means, by table:
+
+- an ECG bed whose rate or admission time cannot be read: that patient is not taken up
+  (their feed is refused as not admitted until they are admitted again); beat counts that
+  cannot be read start from nothing;
+- a sepsis bed that cannot be read: that patient is not taken up; one stored hour that
+  cannot be read: the stay is scored again without it, as an hour in which nothing was
+  measured (the hours after it keep their ICU hour); demographics: scored without them;
+  an hour being assembled, or when the latest observation came: that part is lost;
+- an event or an alarm strip: left out of the log (the numbering goes on after the
+  newest number kept); the models the ward last ran with: unknown.
+
+A table that SQLite itself cannot read to the end (a damaged page) keeps the rows read before
+the damage. A file that is not a ward state at all, or of another schema version, is refused
+when it is opened (:class:`~vitalgru.scoring.ward_journal.WardJournal`), not read here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EcgAdmission", "SepsisAdmission", "StateDamage", "WardState", "read_state"]
+
+#: What a row's parse may raise when the row is damaged.
+_ROW_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
+
+
+@dataclass(frozen=True)
+class EcgAdmission:
+    patient_id: str
+    fs: float
+    admitted_at: str  # ISO 8601, UTC
+    received_s: float
+    counts: dict[str, int]
+    memory: bytes | None = None  # PatientMemory.to_bytes(), when one was kept
+    memory_saved_at: str | None = None
+    shadow_memory: bytes | None = None  # the shadow model's, when one ran
+
+
+@dataclass(frozen=True)
+class SepsisAdmission:
+    patient_id: str
+    admitted_at: str
+    hours: list[dict[str, Any]]  # the rows scored, in order, as they were sent (less nulls)
+    static: dict[str, float] = field(default_factory=dict)  # demographics given at admission
+    # ICU hours being assembled from observations: hour -> {column: values so far}
+    pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    last_observation: str | None = None  # when the latest observation arrived (ISO, UTC)
+    hour_keys: list[int] = field(default_factory=list)  # each row's hour in the file
+
+
+@dataclass(frozen=True)
+class StateDamage:
+    """One row, or the rest of one table, that could not be read.
+
+    ``key``: the row's primary key as ``{column: value}`` (empty when SQLite could not read
+    on in the table, which is then cut short there, or when the row was read but refused
+    later); ``patient_id``: whose it is, when it is a patient's; ``lost``: what leaving it
+    out costs, in words.
+    """
+
+    table: str
+    key: dict[str, Any]
+    patient_id: str | None
+    lost: str
+    reason: str
+    # the row mended by setting these columns, where the rest of it was taken up (else the
+    # row goes: see WardJournal.set_aside)
+    mend: dict[str, Any] | None = None
+
+    @property
+    def message(self) -> str:
+        where = ", ".join(f"{k} {v}" for k, v in self.key.items())
+        return f"{self.table}{f' ({where})' if where else ''}: {self.lost} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class WardState:
+    """Everything a journal holds, for :meth:`Ward.restore`."""
+
+    ecg: list[EcgAdmission]
+    sepsis: list[SepsisAdmission]
+    events: list[dict[str, Any]]  # the newest ``keep_events``, oldest first
+    last_seq: int
+    models: dict[str, str]  # the models the gateway last ran with
+    strips: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (seq, strip)
+    damaged: list[StateDamage] = field(default_factory=list)  # what could not be read
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ecg or self.sepsis or self.last_seq)
+
+
+def _utc_time(text: Any) -> str:
+    """An ISO 8601 time as kept (ValueError unless it reads as one with its offset)."""
+    if datetime.fromisoformat(str(text)).tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return str(text)
+
+
+def _positive(value: Any, low: float | None = None) -> float:
+    """A finite number > 0 (or >= ``low``) as kept (ValueError else)."""
+    v = float(value)
+    if not (math.isfinite(v) and (v > 0 if low is None else v >= low)):
+        raise ValueError(f"{value!r} is out of range")
+    return v
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"a JSON object was kept as {type(value).__name__}")
+    return value
+
+
+class _Undecodable:
+    """Text SQLite holds that is not UTF-8 (read as this, so that the row, not the rest of its
+    table, is what is lost: every parse of it fails)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<text that is not UTF-8: {self.raw[:20]!r}>"
+
+
+def _text(raw: bytes) -> str | _Undecodable:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw)
+
+
+class _Reader:
+    """Reads one table's rows, noting what cannot be read instead of raising."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.damaged: list[StateDamage] = []
+
+    def rows(
+        self,
+        table: str,
+        sql: str,
+        params: tuple = (),
+        patient_id: str | None = None,
+        lost: str = "the rest of the table",
+    ) -> list[tuple]:
+        """The rows of ``sql`` (on ``table``); those before a damaged page when SQLite
+        cannot read on (the damage noted)."""
+        got: list[tuple] = []
+        try:
+            cursor = self.db.execute(sql, params)
+            while (row := cursor.fetchone()) is not None:
+                got.append(row)
+        except sqlite3.DatabaseError as e:
+            self.damaged.append(StateDamage(table, {}, patient_id, lost, str(e)))
+        return got
+
+    def parse(
+        self,
+        table: str,
+        key: dict[str, Any],
+        patient_id: str | None,
+        lost: str,
+        read: Callable[[], Any],
+        mend: dict[str, Any] | None = None,
+    ) -> Iterator[Any]:
+        """``read()``'s value, or nothing when the row is damaged (noted)."""
+        try:
+            yield read()
+        except _ROW_ERRORS as e:
+            self.damaged.append(
+                StateDamage(table, key, patient_id, lost, f"{type(e).__name__}: {e}", mend)
+            )
+
+
+def _ecg(r: _Reader) -> list[EcgAdmission]:
+    kept: dict[tuple[str, str], tuple[bytes, str]] = {}
+    for pid, mon, m, at in r.rows(
+        "ecg_memory", "SELECT patient_id, monitor, memory, saved_at FROM ecg_memory"
+    ):
+        for value in r.parse(
+            "ecg_memory",
+            {"patient_id": pid, "monitor": mon},
+            pid,
+            "the network's memory of the patient (labelling starts afresh)",
+            lambda m=m, at=at: (bytes(m), _utc_time(at)),
+        ):
+            kept[(pid, mon)] = value
+    out = []
+    for pid, fs, at, rs, c in r.rows(
+        "ecg_beds",
+        "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds ORDER BY rowid",
+        lost="the ECG patients from there on (not taken up)",
+    ):
+        key = {"patient_id": pid}
+        for bed in r.parse(
+            "ecg_beds",
+            key,
+            pid,
+            "the ECG admission (not taken up)",
+            lambda fs=fs, at=at, rs=rs: (_positive(fs), _utc_time(at), _positive(rs, 0.0)),
+        ):
+            counts: dict[str, int] = {}
+            for value in r.parse(
+                "ecg_beds",
+                key,
+                pid,
+                "the beat counts (counted afresh)",
+                lambda c=c: {str(k): int(v) for k, v in _json_object(c).items()},
+                {"counts": "{}"},
+            ):
+                counts = value
+            m, m_at = kept.get((pid, "champion"), (None, None))
+            shadow, _ = kept.get((pid, "shadow"), (None, None))
+            out.append(EcgAdmission(pid, *bed, counts, m, m_at, shadow))
+    return out
+
+
+def _sepsis(r: _Reader) -> list[SepsisAdmission]:
+    out = []
+    for pid, at in r.rows(
+        "sepsis_beds",
+        "SELECT patient_id, admitted_at FROM sepsis_beds ORDER BY rowid",
+        lost="the sepsis patients from there on (not taken up)",
+    ):
+        admitted = list(
+            r.parse(
+                "sepsis_beds",
+                {"patient_id": pid},
+                pid,
+                "the sepsis admission (not taken up)",
+                lambda at=at: _utc_time(at),
+            )
+        )
+        if not admitted:
+            continue
+        hours, keys = [], []
+        for h, row in r.rows(
+            "sepsis_hours",
+            "SELECT hour, row FROM sepsis_hours WHERE patient_id = ? ORDER BY hour",
+            (pid,),
+            pid,
+            "the patient's stored hours from there on",
+        ):
+            for value in r.parse(
+                "sepsis_hours",
+                {"patient_id": pid, "hour": h},
+                pid,
+                f"ICU hour {h} (scored again as an hour with nothing measured)",
+                lambda row=row: _json_object(row),
+            ):
+                hours.append(value)
+                keys.append(int(h))
+        static: dict[str, float] = {}
+        for (text,) in r.rows(
+            "sepsis_static",
+            "SELECT static FROM sepsis_static WHERE patient_id = ?",
+            (pid,),
+            pid,
+            "the demographics",
+        ):
+            for value in r.parse(
+                "sepsis_static",
+                {"patient_id": pid},
+                pid,
+                "the demographics (scored without them)",
+                lambda t=text: _json_object(t),
+            ):
+                static = value
+        pending: dict[int, dict[str, list[float]]] = {}
+        for h, m in r.rows(
+            "sepsis_pending",
+            "SELECT hour, measurements FROM sepsis_pending WHERE patient_id = ?",
+            (pid,),
+            pid,
+            "the hours being assembled",
+        ):
+            for value in r.parse(
+                "sepsis_pending",
+                {"patient_id": pid, "hour": h},
+                pid,
+                f"the observations of ICU hour {h} received so far",
+                lambda m=m: {str(c): [float(x) for x in xs] for c, xs in _json_object(m).items()},
+            ):
+                pending[int(h)] = value
+        live = None
+        for (text,) in r.rows(
+            "sepsis_live",
+            "SELECT last_observation FROM sepsis_live WHERE patient_id = ?",
+            (pid,),
+            pid,
+            "when the latest observation came",
+        ):
+            for value in r.parse(
+                "sepsis_live",
+                {"patient_id": pid},
+                pid,
+                "when the latest observation came (empty hours are not scored until the next one)",
+                lambda t=text: _utc_time(t),
+            ):
+                live = value
+        out.append(SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys))
+    return out
+
+
+def read_state(db: sqlite3.Connection, keep_events: int) -> WardState:
+    """Everything the state file ``db`` holds that can be read (see the module docstring);
+    what cannot is in ``damaged``: neither a damaged row nor a damaged page raises."""
+    factory, db.text_factory = db.text_factory, _text
+    try:
+        return _read(_Reader(db), keep_events)
+    finally:
+        db.text_factory = factory
+
+
+def _read(r: _Reader, keep_events: int) -> WardState:
+    ecg = _ecg(r)
+    sepsis = _sepsis(r)
+    seqs = r.rows("events", "SELECT COALESCE(MAX(seq), 0) FROM events", lost="the event log")
+    last_seq = int(seqs[0][0]) if seqs else 0
+    events = []
+    for seq, text in r.rows(
+        "events",
+        "SELECT seq, event FROM events WHERE seq > ? ORDER BY seq",
+        (last_seq - keep_events,),
+        lost="the events from there on",
+    ):
+        events += r.parse(
+            "events",
+            {"seq": seq},
+            None,
+            f"event {seq} (left out of the log)",
+            lambda t=text: _json_object(t),
+        )
+    models: dict[str, str] = {}
+    for (text,) in r.rows("meta", "SELECT value FROM meta WHERE key = 'models'"):
+        for value in r.parse(
+            "meta",
+            {"key": "models"},
+            None,
+            "the models last run with",
+            lambda t=text: _json_object(t),
+        ):
+            models = value
+    strips = []
+    for seq, meta, x in r.rows(
+        "strips",
+        "SELECT seq, meta, samples FROM strips ORDER BY seq",
+        lost="the alarm strips from there on",
+    ):
+        strips += r.parse(
+            "strips",
+            {"seq": seq},
+            None,
+            f"the ECG strip of event {seq}",
+            lambda seq=seq, meta=meta, x=x: (
+                int(seq),
+                {**_json_object(meta), "samples": np.frombuffer(x, dtype="<f4").copy()},
+            ),
+        )
+    return WardState(ecg, sepsis, events, last_seq, models, strips, r.damaged)
