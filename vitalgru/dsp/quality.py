@@ -5,7 +5,11 @@ say why it cannot be trusted plus a score in [0, 1], so that downstream code can
 those windows instead of silently scoring them. The checks:
 
 ``nonfinite``
-    the window holds NaN/inf samples (missing data or a disconnected lead).
+    the window has missing (NaN/inf) samples beyond what can be bridged: a run longer
+    than ``max_gap_s`` (0.05 s) or more than ``max_gap_frac`` (1 %) of the window (a
+    disconnected lead, a lost stretch of a feed). Shorter gaps, a sample or a few dropped by a
+    network feed, are bridged (interpolated offline, held at the last value live) and the
+    window is judged on the rest: one dropped sample must not cost 10 s of good ECG.
 ``flat``
     robust amplitude (1st to 99th percentile) below ``flat_mv``: a flat line has no QRS at
     all (a QRS is at least several tenths of a mV; Kligfield et al. 2007).
@@ -13,7 +17,7 @@ those windows instead of silently scoring them. The checks:
     at least ``clip_frac`` of the samples sit at the window's extreme value (or beyond the
     ADC rails when ``adc_range`` is given): the amplifier saturated and QRS tops are cut.
 ``lead_off``
-    non-finite samples, a one-sample step above ``step_mv``, or a robust amplitude above
+    ``nonfinite``, a one-sample step above ``step_mv``, or a robust amplitude above
     ``range_mv``: the electrode came off or the input saturated.
 ``noisy``
     the beats cannot be found or do not look alike. Feasibility after Orphanidou et al. 2015
@@ -253,6 +257,8 @@ def ecg_quality(
     range_mv: float = 12.0,
     min_beat_corr: float = 0.80,
     min_bas: float = 0.5,
+    max_gap_s: float = 0.05,
+    max_gap_frac: float = 0.01,
     peaks: np.ndarray | None = None,
 ) -> QualityResult:
     """Judge the quality of one ECG lead window by window.
@@ -260,7 +266,8 @@ def ecg_quality(
     Parameters
     ----------
     x : numpy.ndarray
-        ``(n,)`` samples of one lead in mV; NaN/inf allowed (they are flagged).
+        ``(n,)`` samples of one lead in mV; NaN/inf allowed (a gap: bridged when short,
+        else flagged).
     fs : float
         Sampling frequency in Hz (above 80 Hz: the checks look at 0-40 Hz).
     window_s : float
@@ -283,6 +290,10 @@ def ecg_quality(
         Test Database (Orphanidou et al. use 0.66 against a single median template).
     min_bas : float
         Least share of the 0-40 Hz power above 1 Hz (Li et al. 2008 basSQI).
+    max_gap_s, max_gap_frac : float
+        Missing samples bridged in a window: runs up to ``max_gap_s`` (s) and at most
+        ``max_gap_frac`` of it; beyond, the window is ``nonfinite``. ``0, 0``: any missing
+        sample flags its window.
     peaks : numpy.ndarray or None
         R-peak sample indices to use; None runs :func:`vitalgru.dsp.ecg_rpeaks`.
 
@@ -290,7 +301,8 @@ def ecg_quality(
     -------
     QualityResult
     """
-    th = Thresholds(flat_mv, clip_frac, adc_range, step_mv, range_mv, min_beat_corr, min_bas)
+    th = Thresholds(flat_mv, clip_frac, adc_range, step_mv, range_mv, min_beat_corr, min_bas,
+                    max_gap_s, max_gap_frac)  # fmt: skip
     arr, fs, filled, bad, peaks = prepare_lead(x, fs, window_s, peaks)
     n = arr.shape[0]
     starts, stops = _window_bounds(n, max(1, int(round(window_s * fs))))
@@ -309,10 +321,25 @@ class Thresholds:
     range_mv: float = 12.0
     min_beat_corr: float = 0.80
     min_bas: float = 0.5
+    max_gap_s: float = 0.05
+    max_gap_frac: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0 < self.clip_frac < 1:
             raise ValueError(f"clip_frac must be in (0, 1), got {self.clip_frac}")
+        if not (0 <= self.max_gap_s < np.inf and 0 <= self.max_gap_frac < 1):
+            raise ValueError(
+                f"max_gap_s must be >= 0 s and max_gap_frac in [0, 1), got {self.max_gap_s} "
+                f"and {self.max_gap_frac}"
+            )
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in ``mask``."""
+    if not mask.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
 
 
 def check_window(window_s: float, name: str = "window_s") -> None:
@@ -365,7 +392,10 @@ def judge_windows(
     for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
         seg = arr[a:b]
         finite = seg[np.isfinite(seg)]
-        nonfinite = bool(bad[a:b].any())
+        gaps = bad[a:b]  # a dropped sample or a few are bridged; a longer stretch is not
+        nonfinite = bool(gaps.any()) and (
+            _longest_run(gaps) > th.max_gap_s * fs or gaps.mean() > th.max_gap_frac
+        )
         if finite.size < 2:
             out["nonfinite"][i] = nonfinite
             out["flat"][i] = not nonfinite

@@ -54,7 +54,8 @@ def ecg_quality_trailing(
         Time between the ends of consecutive windows in s (how often a verdict is made).
     **checks
         The limits of :func:`ecg_quality` (``flat_mv``, ``clip_frac``, ``adc_range``,
-        ``step_mv``, ``range_mv``, ``min_beat_corr``, ``min_bas``).
+        ``step_mv``, ``range_mv``, ``min_beat_corr``, ``min_bas``, ``max_gap_s``,
+        ``max_gap_frac``).
 
     Returns
     -------

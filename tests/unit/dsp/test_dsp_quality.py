@@ -62,6 +62,33 @@ class TestSyntheticFaults:
         assert q.nonfinite.tolist() == [False, True, False]
         assert q.usable.tolist() == [True, False, True]
 
+    def test_a_few_dropped_samples_are_bridged_a_lost_stretch_is_not(self) -> None:
+        # one dropped sample (a network feed's) flagged its whole 10-s window as a lead off,
+        # so a feed that lost a sample a second was never judged good
+        x, _ = synthetic_ecg(FS, duration_s=60.0, seed=4)
+        clean = ecg_quality(x, FS)
+        dropped = x.copy()
+        dropped[::360] = np.nan  # one sample a second (0.3 %)
+        dropped[int(25 * FS) : int(25 * FS) + 18] = np.nan  # and a run of 0.05 s
+        q = ecg_quality(dropped, FS)
+        assert q.usable.all() and not q.nonfinite.any()
+        np.testing.assert_allclose(q.score, clean.score, atol=0.02)
+        longer = x.copy()
+        longer[int(25 * FS) : int(25 * FS) + 19] = np.nan  # a run just over 0.05 s
+        scattered = x.copy()
+        scattered[int(40 * FS) : int(50 * FS) : 90] = np.nan  # 1.1 % of a window, one by one
+        assert ecg_quality(longer, FS).nonfinite.tolist() == [False, False, True] + [False] * 3
+        assert ecg_quality(scattered, FS).nonfinite.tolist() == [False] * 4 + [True, False]
+        strict = ecg_quality(dropped, FS, max_gap_s=0, max_gap_frac=0)
+        assert strict.nonfinite.all() and not strict.usable.any()  # the old rule, on request
+        live = QualityStream(FS)  # the same live, where gaps are held at the last value
+        peaks = ecg_rpeaks(x, FS)
+        got = [live.push(dropped[a : a + 360], peaks[(peaks >= a) & (peaks < a + 360)])
+               for a in range(0, dropped.size, 360)]  # fmt: skip
+        assert all(g.usable.all() for g in got) and sum(g.n_windows for g in got) > 20
+        with pytest.raises(ValueError, match="max_gap_s"):
+            ecg_quality(x, FS, max_gap_s=-1)
+
     def test_adc_rails(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=20.0, seed=2)
         assert not ecg_quality(x, FS).clipped.any()
