@@ -129,9 +129,29 @@ class EcgWard(WardShadows, WardStrips):
             self._record_ecg(calls, alerts)
             with self._queue_lock:
                 self._complete_strips(final=pid)  # the stream ended: as far as it went
-                summary = self._ecg_beds.pop(pid).summary(pid)
+                bed = self._ecg_beds.pop(pid)
+                self._end_at_discharge(pid, bed)
+                summary = bed.summary(pid)
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
+
+    def _end_at_discharge(self, pid: str, bed: EcgBed) -> None:
+        """Log the end of each alarm still going on when ``pid`` leaves ECG monitoring (a lost
+        feed, a poor signal, a pause): an ``alarm_ended`` event naming it (``ends``,
+        ``reason``: ``discharged``), so that whoever shows it as active, an integration
+        engine or the forwarder's receiver, can clear it. A technical alarm's escalation
+        stops; a pause, a clinical alarm, still wants someone to acknowledge it. The
+        caller holds the queue lock."""
+        for kind, seq in (("feed_lost", bed.lost_seq), ("poor_signal", bed.poor_seq),
+                          ("pause", bed.pause_seq)):  # fmt: skip
+            if seq is None:
+                continue
+            if kind != "pause":
+                self._awaiting_ack.pop(seq, None)
+            self._event({"source": "ward", "patient_id": pid, "kind": "alarm_ended", "ends": seq,
+                         "reason": "discharged", "message": f"the {kind.replace('_', ' ')} "
+                         f"alarm (event {seq}) ends: the patient left ECG monitoring"})  # fmt: skip
+        bed.lost_seq = bed.poor_seq = bed.pause_seq = None
 
     def merge_ecg(self, patient_id: str, into: str) -> dict[str, Any]:
         """Go on with an ECG patient's stream under another identifier, when the hospital

@@ -487,7 +487,8 @@ class SepsisWard(WardShadows):
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
         """Stop scoring a patient (the hours being assembled from observations are scored
-        first, on what came); returns their final :meth:`sepsis_summary`."""
+        first, on what came); an alarm episode going on gets its ``alarm_ended`` event
+        (``reason``: ``discharged``). Returns their final :meth:`sepsis_summary`."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         with self._model_lock:
@@ -496,5 +497,12 @@ class SepsisWard(WardShadows):
                 self.sepsis.discharge(pid)  # KeyError when not admitted
                 self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
                 bed = self._sepsis_beds.pop(pid)
+                if bed.onset is not None:  # an episode going on ends with the stay: said
+                    self._event({
+                        "source": "ward", "patient_id": pid, "kind": "alarm_ended",
+                        "ends": bed.onset["seq"], "reason": "discharged",
+                        "message": "the patient left sepsis monitoring: the alarm episode "
+                        f"that began at ICU hour {bed.onset.get('hour')} ends with it",
+                    })  # fmt: skip
                 self._journal("discharge_sepsis", pid)
         return {**bed.summary(pid), "discharged": True}

@@ -1010,6 +1010,47 @@ def test_poor_signal_and_pause_alarms_open_at_a_restart_are_ended_by_the_next_ga
     again.close()
 
 
+def test_alarms_going_on_at_a_discharge_end_with_it(
+    signals: dict[str, np.ndarray], sepsis_fit: tuple[Any, dict, list[dict]]
+) -> None:
+    # an alarm going on when its patient was discharged got no end: the forwarder's receiver
+    # and any engine that shows alarms until they end showed it active for good
+    model, preprocessing, rows = sepsis_fit
+    ews = EarlyWarningMonitor(model, preprocessing)
+    ews.threshold = 0.0  # every hour in alarm
+    ward = Ward(untrained_monitor(), ews)
+    ward.admit_ecg("bed-5", 360.0)
+    x = signals["100"].copy()
+    x[40 * 360 :] = 0.0  # the lead off from 40 s, and the patient discharged so
+    for k in range(60):
+        ward.add_ecg("bed-5", x[k * 360 : (k + 1) * 360].tolist())
+        ward.tick()
+    ward.admit_sepsis("icu-1")
+    for row in rows[:3]:
+        ward.add_hour("icu-1", row)
+    opened = {e["kind"]: e for e in ward.events()["events"]}
+    poor, pause, onset = (opened[k]["seq"] for k in ("poor_signal", "pause", "sepsis_risk"))
+    assert sorted(ward.alarms_in_progress()) == sorted([poor, pause, onset])
+    last = ward.events()["last_seq"]
+    ward.discharge_ecg("bed-5")
+    ward.discharge_sepsis("icu-1")
+    ended = ward.events(last)["events"]
+    assert [(e["kind"], e["ends"], e["reason"]) for e in ended] == [
+        ("alarm_ended", poor, "discharged"), ("alarm_ended", pause, "discharged"),
+        ("alarm_ended", onset, "discharged")]  # fmt: skip
+    assert ended[1]["message"] == (
+        f"the pause alarm (event {pause}) ends: the patient left ECG monitoring"
+    )
+    assert ward.alarms_in_progress() == []
+    # a technical alarm stops escalating; the pause and the sepsis alarm still want someone
+    assert poor not in ward._awaiting_ack and {pause, onset} <= set(ward._awaiting_ack)
+    # and the forwarder sends each end
+    log = {e["seq"]: e for e in ward.events()["events"]}
+    for e in ended:
+        msg = alarm_message(e, log[e["ends"]])
+        assert msg is not None and "|end|" in msg and "|inactive|" in msg
+
+
 def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "w.sqlite"
     ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
