@@ -17,10 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
-from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now, merged_ids
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements, static_columns, with_static
 from vitalgru.scoring.ward_shadows import WardShadows
-from vitalgru.scoring.ward_state import StateDamage, WardState
 
 __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
 
@@ -75,66 +74,6 @@ class SepsisWard(WardShadows):
     hour_close_after_s: float
     sepsis_lockout_h: float
     _sepsis_beds: dict[str, SepsisBed]
-
-    def _replay_sepsis(self, state: WardState, refused: list[StateDamage]) -> int:
-        """Score the stored hours again (see :meth:`restore`); a stored hour the model
-        refuses (an edit by hand) is left out, as a damaged row is, and added to
-        ``refused``."""
-        with self._model_lock:
-            beds = {}
-            for a in state.sepsis:
-                self.sepsis.admit(a.patient_id)
-                self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
-                beds[a.patient_id] = SepsisBed(a.admitted_at, dict(a.static))
-            n = 0
-            kept = {a.patient_id: a for a in state.sepsis}
-            for k in range(max(len(a.hours) for a in state.sepsis)):
-                rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
-                try:
-                    risks = self.sepsis.push(rows)
-                except (KeyError, ValueError):  # checked before any is taken: one by one
-                    risks = []
-                    for pid, row in list(rows.items()):
-                        try:
-                            risks += self.sepsis.push({pid: row})
-                        except (KeyError, ValueError) as e:
-                            del rows[pid]  # rows is rebuilt for the next hour
-                            keys = kept[pid].hour_keys
-                            hour = keys[k] if k < len(keys) else k + 1
-                            refused.append(StateDamage(
-                                "sepsis_hours", {"patient_id": pid, "hour": hour}, pid,
-                                f"ICU hour {hour} (the model refused it; scored again without "
-                                "it)", str(e)))  # fmt: skip
-                n += len(risks)
-                self._in_shadow(
-                    self._shadow_sepsis, lambda sh, rows=rows, risks=risks: sh.score(rows, risks)
-                )
-                for r in risks:
-                    bed = beds[r.patient_id]
-                    bed.episodes += r.alarm and not bed.in_alarm
-                    bed.scored(r, None)
-            now_id = merged_ids(state.events)  # events logged before a merge: the old id
-            onsets = {now_id(e["patient_id"]): e for e in state.events
-                      if e.get("source") == "sepsis"}  # fmt: skip
-            paged = {now_id(e["patient_id"]): e for e in state.events
-                     if e.get("source") == "sepsis" and e.get("kind") == "sepsis_risk"}  # fmt: skip
-            for pid, bed in beds.items():  # the episode going on: its logged onset
-                if bed.in_alarm:
-                    bed.onset = onsets.get(pid)
-                bed.paged = paged.get(pid)  # a lockout goes on across the restart
-            for e in state.events:  # what each logged onset said raised the risk
-                bed = beds.get(now_id(e.get("patient_id")))
-                if bed is not None and e.get("source") == "sepsis" and "hour" in e:
-                    bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
-            for a in state.sepsis:  # hours being assembled when the gateway stopped
-                bed = beds[a.patient_id]
-                last = bed.last.hour if bed.last is not None else 0
-                bed.pending = {h: v for h, v in a.pending.items() if h > last}
-                if a.last_observation is not None:  # empty hours go on being scored
-                    bed.last_observation = datetime.fromisoformat(a.last_observation)
-            with self._queue_lock:
-                self._sepsis_beds.update(beds)
-        return n
 
     def admit_sepsis(
         self,
