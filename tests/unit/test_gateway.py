@@ -286,6 +286,21 @@ def test_a_bad_state_file_fails_before_any_model_loads(tmp_path: Path) -> None:
         build_ward(None, "models:/no-such-model@champion", state=bad)
 
 
+def _without_registry(monkeypatch: pytest.MonkeyPatch, model: Any, preprocessing: dict) -> None:
+    """``build_ward`` loads no registered model: every sepsis URI is ``model``, every
+    arrhythmia URI an untrained network (version 1)."""
+
+    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
+        if not uri:
+            return None
+        names[task] = f"{uri} (version 1)"
+        if task.endswith("arrhythmia"):
+            return untrained_monitor()
+        return EarlyWarningMonitor(model, preprocessing)
+
+    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+
+
 def test_a_damaged_state_file_costs_only_its_damaged_rows(
     sepsis_fit: tuple[Any, dict, list[dict]],
     tmp_path: Path,
@@ -295,15 +310,7 @@ def test_a_damaged_state_file_costs_only_its_damaged_rows(
     # one row that could not be read stopped the gateway's start: every patient on the ward
     # went unmonitored until someone moved the file aside, and then lost all of it
     model, preprocessing, rows = sepsis_fit
-
-    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:  # no registry
-        if not uri:
-            return None
-        names[task] = f"{uri} (version 1)"
-        return untrained_monitor() if task == "arrhythmia" else EarlyWarningMonitor(
-            model, preprocessing)  # fmt: skip
-
-    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+    _without_registry(monkeypatch, model, preprocessing)
     state = tmp_path / "ward-state.sqlite"
     ward, _ = build_ward("models:/ecg", "models:/champ", state)
     for pid in ("icu-1", "icu-2"):
@@ -1215,14 +1222,7 @@ def test_a_restarted_gateway_goes_on_with_the_same_challengers_comparison(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, preprocessing, rows = sepsis_fit
-
-    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:  # no registry
-        if not uri:
-            return None
-        names[task] = f"{uri} (version 1)"
-        return EarlyWarningMonitor(model, preprocessing)
-
-    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+    _without_registry(monkeypatch, model, preprocessing)
     state = tmp_path / "ward-state.sqlite"
     ward, _ = build_ward(None, "models:/champ", state, None, "models:/challenger")
     for pid, n in (("p1", 4), ("p2", 3)):
