@@ -162,14 +162,13 @@ class WardJournal:
 
     def value(self, key: str, default: Any = None) -> Any:
         """What :meth:`set_value` kept under ``key`` (``default`` when nothing)."""
-        with self._lock:
-            got = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"value:{key}",))
-            row = got.fetchone()
-        if row is None:
-            return default
         try:
-            return json.loads(row[0])
-        except (ValueError, TypeError) as e:  # a damaged row: what it kept is lost, not the rest
+            with self._lock:
+                got = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"value:{key}",))
+                row = got.fetchone()
+            return default if row is None else json.loads(row[0])
+        except (ValueError, TypeError, sqlite3.DatabaseError) as e:  # a damaged row (or text
+            # that is not UTF-8): what it kept is lost, not the rest
             logger.warning("%s: the kept %s cannot be read (%s); left out", self.path, key, e)
             return default
 
@@ -211,8 +210,12 @@ class WardJournal:
             for table in ("ecg_beds", "ecg_memory"):
                 db.execute(f"UPDATE {table} SET patient_id = ? WHERE patient_id = ?",
                            (new_id, patient_id))  # fmt: skip
-            row = db.execute("SELECT value FROM meta WHERE key = 'value:ecg_trends'").fetchone()
-            trends = json.loads(row[0]) if row else {}
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'value:ecg_trends'")
+                got = row.fetchone()
+                trends = json.loads(got[0]) if got else {}
+            except (ValueError, TypeError, sqlite3.DatabaseError):  # damaged: nothing to move
+                trends = {}
             if isinstance(trends, dict) and patient_id in trends:
                 trends[new_id] = trends.pop(patient_id)
                 db.execute("UPDATE meta SET value = ? WHERE key = 'value:ecg_trends'",

@@ -122,6 +122,21 @@ def _positive(value: Any, low: float | None = None) -> float:
     return v
 
 
+def _patient(value: Any) -> str:
+    """A patient id as kept (TypeError unless non-empty text)."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"a patient id kept as {value!r}")
+    return value
+
+
+def _event(text: Any, seq: int) -> dict[str, Any]:
+    """An event as kept under its number (ValueError unless it is the event of that number)."""
+    event = _json_object(text)
+    if event.get("seq") != seq:
+        raise ValueError(f"the event kept under {seq} says it is {event.get('seq')!r}")
+    return event
+
+
 def _json_object(text: Any) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -216,7 +231,12 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
             key,
             pid,
             "the ECG admission (not taken up)",
-            lambda fs=fs, at=at, rs=rs: (_positive(fs), _utc_time(at), _positive(rs, 0.0)),
+            lambda pid=pid, fs=fs, at=at, rs=rs: (
+                _patient(pid),
+                _positive(fs),
+                _utc_time(at),
+                _positive(rs, 0.0),
+            ),
         ):
             counts: dict[str, int] = {}
             for value in r.parse(
@@ -230,7 +250,7 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
                 counts = value
             m, m_at = kept.get((pid, "champion"), (None, None))
             shadow, _ = kept.get((pid, "shadow"), (None, None))
-            out.append(EcgAdmission(pid, *bed, counts, m, m_at, shadow))
+            out.append(EcgAdmission(*bed, counts, m, m_at, shadow))
     return out
 
 
@@ -247,7 +267,7 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
                 {"patient_id": pid},
                 pid,
                 "the sepsis admission (not taken up)",
-                lambda at=at: _utc_time(at),
+                lambda pid=pid, at=at: (_patient(pid), _utc_time(at))[1],
             )
         )
         if not admitted:
@@ -265,10 +285,10 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
                 {"patient_id": pid, "hour": h},
                 pid,
                 f"ICU hour {h} (scored again as an hour with nothing measured)",
-                lambda row=row: _json_object(row),
+                lambda h=h, row=row: (int(h), _json_object(row)),
             ):
-                hours.append(value)
-                keys.append(int(h))
+                keys.append(value[0])
+                hours.append(value[1])
         static: dict[str, float] = {}
         for (text,) in r.rows(
             "sepsis_static",
@@ -298,9 +318,12 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
                 {"patient_id": pid, "hour": h},
                 pid,
                 f"the observations of ICU hour {h} received so far",
-                lambda m=m: {str(c): [float(x) for x in xs] for c, xs in _json_object(m).items()},
+                lambda h=h, m=m: (
+                    int(h),
+                    {str(c): [float(x) for x in xs] for c, xs in _json_object(m).items()},
+                ),
             ):
-                pending[int(h)] = value
+                pending[value[0]] = value[1]
         live = None
         for (text,) in r.rows(
             "sepsis_live",
@@ -348,7 +371,7 @@ def _read(r: _Reader, keep_events: int) -> WardState:
             {"seq": seq},
             None,
             f"event {seq} (left out of the log)",
-            lambda t=text: _json_object(t),
+            lambda t=text, seq=seq: _event(t, seq),
         )
     models: dict[str, str] = {}
     for (text,) in r.rows("meta", "SELECT value FROM meta WHERE key = 'models'"):

@@ -96,6 +96,7 @@ def _damaged_file(path: Path) -> None:
         j.add_strip(seq, {"patient_id": "bed-1", "samples": np.zeros(8)})
     j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
     j.set_value("ecg_trends", {"p": []})
+    j.set_value("cursor", 41)
     j.close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE ecg_beds SET fs = 'fast' WHERE patient_id = 'bed-1'")
@@ -108,6 +109,8 @@ def _damaged_file(path: Path) -> None:
         db.execute("UPDATE sepsis_beds SET admitted_at = '2026-12-05 08:00' "
                    "WHERE patient_id = 'icu-2'")  # no UTC offset: not the ward's  # fmt: skip
         db.execute("UPDATE events SET event = '{oops' WHERE seq = 7")
+        db.execute("UPDATE events SET event = '{\"seq\": 99}' WHERE seq = 8")  # not its own
+        db.execute("UPDATE meta SET value = CAST(x'ff34' AS TEXT) WHERE key = 'value:cursor'")
         db.execute("UPDATE strips SET meta = 'null' WHERE seq = 20")
         db.execute("UPDATE meta SET value = '{oops' WHERE key = 'value:ecg_trends'")
 
@@ -126,7 +129,7 @@ def test_a_damaged_row_is_left_out_and_said_and_the_rest_taken_up(
     (icu1,) = got.sepsis  # icu-2's admission time cannot be placed: not taken up
     assert icu1.patient_id == "icu-1" and [h["ICULOS"] for h in icu1.hours] == [1, 3]
     assert (icu1.static, icu1.pending, icu1.last_observation) == ({}, {}, None)
-    assert [e["seq"] for e in got.events] == [s for s in range(1, 51) if s != 7]
+    assert [e["seq"] for e in got.events] == [s for s in range(1, 51) if s not in (7, 8)]
     assert got.last_seq == 50 and [seq for seq, _ in got.strips] == [10, 30]
     assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
     said = {(d.table, tuple(d.key.values()), d.patient_id) for d in got.damaged}
@@ -134,7 +137,8 @@ def test_a_damaged_row_is_left_out_and_said_and_the_rest_taken_up(
         ("ecg_beds", ("bed-1",), "bed-1"), ("ecg_beds", ("bed-2",), "bed-2"),
         ("sepsis_hours", ("icu-1", 2), "icu-1"), ("sepsis_static", ("icu-1",), "icu-1"),
         ("sepsis_pending", ("icu-1", 4), "icu-1"), ("sepsis_live", ("icu-1",), "icu-1"),
-        ("sepsis_beds", ("icu-2",), "icu-2"), ("events", (7,), None), ("strips", (20,), None),
+        ("sepsis_beds", ("icu-2",), "icu-2"), ("events", (7,), None), ("events", (8,), None),
+        ("strips", (20,), None),
     }  # fmt: skip
     lost = {d.message for d in got.damaged}
     assert "ecg_beds (patient_id bed-1): the ECG admission (not taken up) (ValueError: " \
@@ -144,8 +148,8 @@ def test_a_damaged_row_is_left_out_and_said_and_the_rest_taken_up(
     assert path.read_bytes() == before  # reading changes nothing
     # a kept value that cannot be read is left out, with a warning, as one of the wrong kind
     with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
-        assert j.value("ecg_trends", {}) == {}
-    assert "ecg_trends cannot be read" in caplog.text
+        assert j.value("ecg_trends", {}) == {} and j.value("cursor", 0) == 0  # not UTF-8
+    assert "ecg_trends cannot be read" in caplog.text and "cursor cannot be read" in caplog.text
 
     copy = j.set_aside(got.damaged)  # the file as it was, beside it; the bad rows gone
     assert copy.parent == tmp_path and copy.name.startswith("w.sqlite.damaged-")
