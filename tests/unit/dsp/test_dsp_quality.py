@@ -69,6 +69,7 @@ class TestSyntheticFaults:
         clean = ecg_quality(x, FS)
         dropped = x.copy()
         dropped[::360] = np.nan  # one sample a second (0.3 %)
+        dropped[int(5 * FS) : int(10 * FS) : 30] = np.nan  # and 3.3 % of the first window
         dropped[int(25 * FS) : int(25 * FS) + 18] = np.nan  # and a run of 0.05 s
         q = ecg_quality(dropped, FS)
         assert q.usable.all() and not q.nonfinite.any()
@@ -76,7 +77,7 @@ class TestSyntheticFaults:
         longer = x.copy()
         longer[int(25 * FS) : int(25 * FS) + 19] = np.nan  # a run just over 0.05 s
         scattered = x.copy()
-        scattered[int(40 * FS) : int(50 * FS) : 90] = np.nan  # 1.1 % of a window, one by one
+        scattered[int(40 * FS) : int(50 * FS) : 18] = np.nan  # 5.6 % of a window, one by one
         assert ecg_quality(longer, FS).nonfinite.tolist() == [False, False, True] + [False] * 3
         assert ecg_quality(scattered, FS).nonfinite.tolist() == [False] * 4 + [True, False]
         strict = ecg_quality(dropped, FS, max_gap_s=0, max_gap_frac=0)
