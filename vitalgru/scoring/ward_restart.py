@@ -236,9 +236,9 @@ class WardRestart(SepsisWard):
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.scored(r, None)
             now_id = merged_ids(state.events)  # events logged before a merge: the old id
-            onsets = {now_id(e["patient_id"]): e for e in state.events
+            onsets = {now_id(e.get("patient_id")): e for e in state.events
                       if e.get("source") == "sepsis"}  # fmt: skip
-            paged = {now_id(e["patient_id"]): e for e in state.events
+            paged = {now_id(e.get("patient_id")): e for e in state.events
                      if e.get("source") == "sepsis" and e.get("kind") == "sepsis_risk"}  # fmt: skip
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
