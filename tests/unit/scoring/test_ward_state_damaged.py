@@ -114,3 +114,16 @@ def test_bytes_edited_anywhere_are_refused_or_left_out(
         data[i : i + len(new)] = new[: len(data) - i]
     path.write_bytes(bytes(data))
     _take_up(path, sepsis_fit)
+
+
+def test_an_event_that_lost_its_fields_is_still_taken_up(
+    good_state: Path, tmp_path: Path, sepsis_fit: tuple[Any, dict, list[dict]]
+) -> None:
+    # a sepsis event still JSON, still its number, but without its patient raised KeyError
+    # from the replay
+    path = tmp_path / "ward-state.sqlite"
+    shutil.copyfile(good_state, path)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO events VALUES (999, ?)",
+                   (json.dumps({"seq": 999, "source": "sepsis", "kind": "sepsis_risk"}),))  # fmt: skip
+    _take_up(path, sepsis_fit)
