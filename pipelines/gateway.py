@@ -151,6 +151,13 @@ class EcgChunk(BaseModel):
     samples: list[float | None] = Field(
         description="the next samples of the feed's one lead, in mV; null for a gap"
     )
+    start: int | None = Field(
+        None,
+        ge=0,
+        description="the feed's index of the first sample (samples it sent before this "
+        "chunk): a chunk sent again is not taken twice, and a short gap before a chunk is "
+        "kept as missing signal, not closed up",
+    )
 
 
 def create_app(
@@ -279,7 +286,7 @@ def create_app(
 
     @feeds.post("/ecg/{patient_id}", status_code=202)
     def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
-        queued = http_call(ward.add_ecg, patient_id, body.samples)
+        queued = http_call(ward.add_ecg, patient_id, body.samples, body.start)
         return {"patient_id": patient_id, "queued_samples": queued}
 
     @reads.get("/ecg/{patient_id}")

@@ -11,6 +11,7 @@ feed is :class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -23,10 +24,12 @@ import numpy as np
 
 from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
-from vitalgru.scoring.ward_ecg_bed import EcgBed
+from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S, EcgBed
 from vitalgru.scoring.ward_events import _iso, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
 from vitalgru.scoring.ward_strips import WardStrips
+
+logger = logging.getLogger("vitalgru.scoring.ward")
 
 __all__ = ["EcgWard"]
 
@@ -57,16 +60,27 @@ class EcgWard(WardShadows, WardStrips):
             self._ecg_beds[pid] = EcgBed(float(fs), now, now)
             self._journal("admit_ecg", pid, float(fs), _iso(now))
 
-    def add_ecg(self, patient_id: str, samples: Any) -> int:
+    def add_ecg(self, patient_id: str, samples: Any, start: int | None = None) -> int:
         """Queue a patient's next samples (mV; None or NaN for a gap) for the next tick.
 
         Infinities, and samples beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`,
         are queued too and taken as gaps when scored (with a warning), as NaN is: the good
         samples around them are kept.
 
+        ``start``: the feed's index of the first sample (its count of samples sent before
+        it), so that the stream keeps its time when chunks go missing or come twice. A
+        feed that does not send it is taken as continuous. Samples before the index the
+        ward expects (a chunk resent because its answer was lost) are dropped; a chunk
+        after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
+        (the quality check and the pause rule see it as missing signal, and the beats
+        after it keep their time), else taken as a break: nothing filled, a warning
+        (the feed was lost, or restarted its count). Counted in :meth:`ecg_summary`
+        (``filled_samples``, ``repeated_samples``, ``next_start``).
+
         Returns the samples now queued for the patient. KeyError when the patient was not
-        admitted; ValueError for samples that are not a flat list of numbers, or when more
-        than ``max_chunk_s`` seconds would be queued.
+        admitted; ValueError for samples that are not a flat list of numbers, a ``start``
+        that is not a whole number >= 0, or when more than ``max_chunk_s`` seconds of
+        samples sent would be queued.
         """
         self._need(self.ecg, "arrhythmia")
         try:
@@ -75,6 +89,9 @@ class EcgWard(WardShadows, WardStrips):
             raise ValueError("samples must be a list of numbers (mV; null for a gap)") from None
         if x.ndim != 1:
             raise ValueError("samples must be a flat list of numbers, one lead")
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int)
+                                  or start < 0):  # fmt: skip
+            raise ValueError(f"start must be a whole number of samples >= 0, got {start!r}")
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)
@@ -84,11 +101,21 @@ class EcgWard(WardShadows, WardStrips):
                     raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
                                    f"samples under {now!r}")  # fmt: skip
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
-            if (bed.queued_n + x.size) / bed.fs > self.max_chunk_s:
-                raise ValueError(
+            x, next_index, filled, again, broken = (
+                (x, bed.next_index, 0, 0, 0) if start is None else self._in_order(bed, x, start)
+            )
+            if (bed.queued_n + x.size - filled) / bed.fs > self.max_chunk_s:  # a gap filled
+                raise ValueError(  # comes on top (at most MAX_FILL_S)
                     f"patient {pid!r}: more than {self.max_chunk_s:g} s of ECG would be "
                     "queued; send smaller chunks or tick more often"
                 )
+            bed.next_index = next_index
+            bed.filled_samples += filled
+            bed.repeated_samples += again
+            if broken:
+                logger.warning("ward: patient %s: %d samples (%.1f s) missing before this "
+                               "chunk, too long to fill: taken as a break", pid, broken,
+                               broken / bed.fs)  # fmt: skip
             if x.size:
                 bed.queued.append(x)
                 bed.queued_n += x.size
@@ -100,6 +127,25 @@ class EcgWard(WardShadows, WardStrips):
                     self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
                                  "ends": lost, "message": "ECG samples are arriving again"})  # fmt: skip
             return bed.queued_n
+
+    def _in_order(
+        self, bed: EcgBed, x: np.ndarray, start: int
+    ) -> tuple[np.ndarray, int, int, int, int]:
+        """``x`` (sent from the feed's index ``start``) as it continues ``bed``'s stream
+        (see :meth:`add_ecg`): ``(samples to queue, the next index, samples of a gap filled
+        with NaN, samples dropped as sent again, samples of a gap too long to fill)``.
+        Changes nothing."""
+        expected = bed.next_index
+        nxt = max(expected or 0, start + x.size)
+        if expected is None or start == expected:  # the first index, or in order
+            return x, nxt, 0, 0, 0
+        if start < expected:  # sent again: only what is new is taken
+            again = min(expected - start, x.size)
+            return x[again:], nxt, 0, again, 0
+        gap = start - expected
+        if gap / bed.fs > MAX_FILL_S:  # a break, not a gap
+            return x, nxt, 0, 0, gap
+        return np.concatenate([np.full(gap, np.nan), x]), nxt, gap, 0, 0
 
     def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
         """End a patient's feed: score what is queued and the beats still waiting, and

@@ -22,6 +22,7 @@ __all__ = [
     "EARLIER_TRENDS",
     "HR_WINDOW_S",
     "MAX_CHUNK_S",
+    "MAX_FILL_S",
     "MIN_BEATS_PER_MINUTE",
     "RECENT_BEATS",
     "STRIP_KEEP_S",
@@ -35,6 +36,12 @@ __all__ = [
 #: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
 #: is refused, not buffered without bound).
 MAX_CHUNK_S = 60.0
+
+#: Longest gap (s) before a chunk, by the feed's sample index, that is kept as missing signal
+#: (filled with NaN). A lost chunk is 0.25-1 s; a longer gap is taken as a break (the stream
+#: closes up, as for a feed that sends no index): filled, it would read as seconds without a
+#: heartbeat, and a feed silent for 10 s raises its own alarm.
+MAX_FILL_S = 2.0
 
 #: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
 RECENT_BEATS = 600
@@ -151,6 +158,12 @@ class EcgBed:
     queued: list[np.ndarray] = field(default_factory=list)
     queued_n: int = 0
     received_s: float = 0.0
+    # the feed's index of the next sample (from its chunks' ``start``; None until one sends
+    # it, and after a restart), and what continuity made of its chunks: samples of a gap
+    # filled with NaN, samples sent again (a resent chunk) dropped
+    next_index: int | None = None
+    filled_samples: int = 0
+    repeated_samples: int = 0
     counts: Counter = field(default_factory=Counter)
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
@@ -195,6 +208,9 @@ class EcgBed:
             "stream_started_at": _iso(self.stream_start),
             "received_s": round(self.received_s, 3),
             "queued_s": round(self.queued_n / self.fs, 3),
+            "next_start": self.next_index,
+            "filled_samples": self.filled_samples,
+            "repeated_samples": self.repeated_samples,
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,

@@ -1051,6 +1051,42 @@ def test_alarms_going_on_at_a_discharge_end_with_it(
         assert msg is not None and "|end|" in msg and "|inactive|" in msg
 
 
+def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np.ndarray]) -> None:
+    # the ward took every chunk as the next samples: a chunk resent because its answer was
+    # lost was taken twice, and a chunk lost closed the stream up, both moving every beat
+    # after them in time (and making RR intervals that were never there)
+    x = signals["119"][: 40 * 360]
+
+    def run(chunks: list[tuple[int, int | None]]) -> tuple[list[float], dict]:
+        ward = Ward(untrained_monitor())
+        ward.admit_ecg("p", 360.0)
+        for k, start in chunks:
+            ward.add_ecg("p", x[k * 360 : (k + 1) * 360].tolist(), start)
+            ward.tick()
+        summary = ward.discharge_ecg("p")
+        return [b["time_s"] for b in summary["last_beats"]], summary
+
+    clean, _ = run([(k, k * 360) for k in range(40)])
+    resent = [(k, k * 360) for k in range(40)]
+    resent.insert(11, (10, 3600))  # chunk 10 again, its answer lost
+    times, summary = run(resent)
+    assert times == clean and summary["repeated_samples"] == 360
+    assert summary["next_start"] == 40 * 360
+    lost = [(k, k * 360) for k in range(40) if k != 20]  # chunk 20 never arrives
+    times, summary = run(lost)
+    assert times == clean and summary["filled_samples"] == 360
+    # without the index the stream closes up: every later beat 1 s early
+    closed, _ = run([(k, None) for k in range(40) if k != 20])
+    np.testing.assert_allclose(np.array(closed), np.array(clean) - 1.0, atol=0.01)
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("p", 360.0)
+    with pytest.raises(ValueError, match="start must be a whole number"):
+        ward.add_ecg("p", [0.0], -1)
+    ward.add_ecg("p", [0.0] * 360, 0)
+    ward.add_ecg("p", [0.0] * 360, 360 * 60)  # a minute missing: a break, not filled
+    assert ward.ecg_summary("p")["filled_samples"] == 0
+
+
 def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "w.sqlite"
     ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(state))
