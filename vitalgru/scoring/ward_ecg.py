@@ -74,7 +74,8 @@ class EcgWard(WardShadows, WardStrips):
         after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
         (the quality check and the pause rule see it as missing signal, and the beats
         after it keep their time), else taken as a break: nothing filled, a warning
-        (the feed was lost, or restarted its count). Counted in :meth:`ecg_summary`
+        (the feed was lost). An index more than ``max_chunk_s`` behind is no resend: the
+        feed restarted its count, which begins again there. Counted in :meth:`ecg_summary`
         (``filled_samples``, ``repeated_samples``, ``next_start``).
 
         Returns the samples now queued for the patient. KeyError when the patient was not
@@ -139,6 +140,8 @@ class EcgWard(WardShadows, WardStrips):
         nxt = max(expected or 0, start + x.size)
         if expected is None or start == expected:  # the first index, or in order
             return x, nxt, 0, 0, 0
+        if start < expected - self.max_chunk_s * bed.fs:  # no resend is that old: the feed
+            return x, start + x.size, 0, 0, 0  # restarted its count, which begins again here
         if start < expected:  # sent again: only what is new is taken
             again = min(expected - start, x.size)
             return x[again:], nxt, 0, again, 0

@@ -1085,6 +1085,10 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
     ward.add_ecg("p", [0.0] * 360, 0)
     ward.add_ecg("p", [0.0] * 360, 360 * 60)  # a minute missing: a break, not filled
     assert ward.ecg_summary("p")["filled_samples"] == 0
+    ward.tick()
+    ward.add_ecg("p", [0.0] * 360, 0)  # a feed that restarted its count: taken, not dropped
+    got = ward.ecg_summary("p")
+    assert (got["repeated_samples"], got["next_start"], got["queued_s"]) == (0, 360, 1.0)
 
 
 def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
