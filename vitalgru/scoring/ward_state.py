@@ -137,6 +137,13 @@ def _event(text: Any, seq: int) -> dict[str, Any]:
     return event
 
 
+def _one(values: Iterator[Any], default: Any) -> Any:
+    """The value of a key's one row (the last, were there more), or ``default`` when none
+    could be read."""
+    got = list(values)
+    return got[-1] if got else default
+
+
 def _json_object(text: Any) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -205,20 +212,39 @@ class _Reader:
                 StateDamage(table, key, patient_id, lost, f"{type(e).__name__}: {e}", mend)
             )
 
+    def each(
+        self,
+        table: str,
+        sql: str,
+        params: tuple,
+        patient_id: str | None,
+        rest: str,
+        key: Callable[..., dict[str, Any]],
+        lost: Callable[..., str],
+        read: Callable[..., Any],
+    ) -> Iterator[Any]:
+        """``read(*row)`` of each row of ``sql`` that can be read: :meth:`rows` (``rest``:
+        what a damaged page costs, ``patient_id``: whose rows they are) then :meth:`parse`
+        of each row (``key(*row)``, its ``patient_id`` when it has one; ``lost(*row)``)."""
+        for row in self.rows(table, sql, params, patient_id, rest):
+            k = key(*row)
+            yield from self.parse(table, k, k.get("patient_id", patient_id), lost(*row),
+                                  lambda row=row: read(*row))  # fmt: skip
+
 
 def _ecg(r: _Reader) -> list[EcgAdmission]:
     kept: dict[tuple[str, str], tuple[bytes, str]] = {}
-    for pid, mon, m, at in r.rows(
-        "ecg_memory", "SELECT patient_id, monitor, memory, saved_at FROM ecg_memory"
+    for pid, mon, m, at in r.each(
+        "ecg_memory",
+        "SELECT patient_id, monitor, memory, saved_at FROM ecg_memory",
+        (),
+        None,
+        "the rest of the table",
+        key=lambda pid, mon, *_: {"patient_id": pid, "monitor": mon},
+        lost=lambda *_: "the network's memory of the patient (labelling starts afresh)",
+        read=lambda pid, mon, m, at: (pid, mon, bytes(m), _utc_time(at)),
     ):
-        for value in r.parse(
-            "ecg_memory",
-            {"patient_id": pid, "monitor": mon},
-            pid,
-            "the network's memory of the patient (labelling starts afresh)",
-            lambda m=m, at=at: (bytes(m), _utc_time(at)),
-        ):
-            kept[(pid, mon)] = value
+        kept[(pid, mon)] = (m, at)
     out = []
     for pid, fs, at, rs, c in r.rows(
         "ecg_beds",
@@ -272,74 +298,52 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
         )
         if not admitted:
             continue
-        hours, keys = [], []
-        for h, row in r.rows(
+        kept = list(r.each(
             "sepsis_hours",
             "SELECT hour, row FROM sepsis_hours WHERE patient_id = ? ORDER BY hour",
             (pid,),
             pid,
             "the patient's stored hours from there on",
-        ):
-            for value in r.parse(
-                "sepsis_hours",
-                {"patient_id": pid, "hour": h},
-                pid,
-                f"ICU hour {h} (scored again as an hour with nothing measured)",
-                lambda h=h, row=row: (int(h), _json_object(row)),
-            ):
-                keys.append(value[0])
-                hours.append(value[1])
-        static: dict[str, float] = {}
-        for (text,) in r.rows(
+            key=lambda h, _, pid=pid: {"patient_id": pid, "hour": h},
+            lost=lambda h, _: f"ICU hour {h} (scored again as an hour with nothing measured)",
+            read=lambda h, row: (int(h), _json_object(row)),
+        ))  # fmt: skip
+        keys, hours = [h for h, _ in kept], [row for _, row in kept]
+        static: dict[str, float] = _one(r.each(
             "sepsis_static",
             "SELECT static FROM sepsis_static WHERE patient_id = ?",
             (pid,),
             pid,
             "the demographics",
-        ):
-            for value in r.parse(
-                "sepsis_static",
-                {"patient_id": pid},
-                pid,
-                "the demographics (scored without them)",
-                lambda t=text: _json_object(t),
-            ):
-                static = value
-        pending: dict[int, dict[str, list[float]]] = {}
-        for h, m in r.rows(
+            key=lambda _, pid=pid: {"patient_id": pid},
+            lost=lambda _: "the demographics (scored without them)",
+            read=_json_object,
+        ), {})  # fmt: skip
+        pending = dict(r.each(
             "sepsis_pending",
             "SELECT hour, measurements FROM sepsis_pending WHERE patient_id = ?",
             (pid,),
             pid,
             "the hours being assembled",
-        ):
-            for value in r.parse(
-                "sepsis_pending",
-                {"patient_id": pid, "hour": h},
-                pid,
-                f"the observations of ICU hour {h} received so far",
-                lambda h=h, m=m: (
-                    int(h),
-                    {str(c): [float(x) for x in xs] for c, xs in _json_object(m).items()},
-                ),
-            ):
-                pending[value[0]] = value[1]
-        live = None
-        for (text,) in r.rows(
+            key=lambda h, _, pid=pid: {"patient_id": pid, "hour": h},
+            lost=lambda h, _: f"the observations of ICU hour {h} received so far",
+            read=lambda h, m: (
+                int(h),
+                {str(c): [float(x) for x in xs] for c, xs in _json_object(m).items()},
+            ),
+        ))  # fmt: skip
+        live = _one(r.each(
             "sepsis_live",
             "SELECT last_observation FROM sepsis_live WHERE patient_id = ?",
             (pid,),
             pid,
             "when the latest observation came",
-        ):
-            for value in r.parse(
-                "sepsis_live",
-                {"patient_id": pid},
-                pid,
-                "when the latest observation came (empty hours are not scored until the next one)",
-                lambda t=text: _utc_time(t),
-            ):
-                live = value
+            key=lambda _, pid=pid: {"patient_id": pid},
+            lost=lambda _: (
+                "when the latest observation came (empty hours are not scored until the next one)"
+            ),
+            read=_utc_time,
+        ), None)  # fmt: skip
         out.append(SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys))
     return out
 
@@ -359,44 +363,37 @@ def _read(r: _Reader, keep_events: int) -> WardState:
     sepsis = _sepsis(r)
     seqs = r.rows("events", "SELECT COALESCE(MAX(seq), 0) FROM events", lost="the event log")
     last_seq = int(seqs[0][0]) if seqs else 0
-    events = []
-    for seq, text in r.rows(
+    events = list(r.each(
         "events",
         "SELECT seq, event FROM events WHERE seq > ? ORDER BY seq",
         (last_seq - keep_events,),
-        lost="the events from there on",
-    ):
-        events += r.parse(
-            "events",
-            {"seq": seq},
-            None,
-            f"event {seq} (left out of the log)",
-            lambda t=text, seq=seq: _event(t, seq),
-        )
-    models: dict[str, str] = {}
-    for (text,) in r.rows("meta", "SELECT value FROM meta WHERE key = 'models'"):
-        for value in r.parse(
-            "meta",
-            {"key": "models"},
-            None,
-            "the models last run with",
-            lambda t=text: _json_object(t),
-        ):
-            models = value
-    strips = []
-    for seq, meta, x in r.rows(
+        None,
+        "the events from there on",
+        key=lambda seq, _: {"seq": seq},
+        lost=lambda seq, _: f"event {seq} (left out of the log)",
+        read=lambda seq, text: _event(text, seq),
+    ))  # fmt: skip
+    models: dict[str, str] = _one(r.each(
+        "meta",
+        "SELECT value FROM meta WHERE key = 'models'",
+        (),
+        None,
+        "the rest of the table",
+        key=lambda _: {"key": "models"},
+        lost=lambda _: "the models last run with",
+        read=_json_object,
+    ), {})  # fmt: skip
+    strips = list(r.each(
         "strips",
         "SELECT seq, meta, samples FROM strips ORDER BY seq",
-        lost="the alarm strips from there on",
-    ):
-        strips += r.parse(
-            "strips",
-            {"seq": seq},
-            None,
-            f"the ECG strip of event {seq}",
-            lambda seq=seq, meta=meta, x=x: (
-                int(seq),
-                {**_json_object(meta), "samples": np.frombuffer(x, dtype="<f4").copy()},
-            ),
-        )
+        (),
+        None,
+        "the alarm strips from there on",
+        key=lambda seq, *_: {"seq": seq},
+        lost=lambda seq, *_: f"the ECG strip of event {seq}",
+        read=lambda seq, meta, x: (
+            int(seq),
+            {**_json_object(meta), "samples": np.frombuffer(x, dtype="<f4").copy()},
+        ),
+    ))  # fmt: skip
     return WardState(ecg, sepsis, events, last_seq, models, strips, r.damaged)
