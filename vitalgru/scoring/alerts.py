@@ -189,6 +189,7 @@ class AlertTracker:
         self._queue: deque[tuple[float, str, bool]] = deque()
         self._rejected: deque[float] = deque()  # ends of rejected windows not yet passed (s)
         self._judged_until = -math.inf  # end of the latest window judged (s)
+        self._silence_from = 0.0  # stream time silence is counted from (a break's end)
 
     def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
         """Add one labelled beat (in time order); the alerts raised by the beats whose
@@ -199,6 +200,17 @@ class AlertTracker:
     def finish(self, now_s: float) -> list[Alert]:
         """The end of the stream: read the beats still waiting with the windows judged."""
         return self._drain(now_s, final=True)
+
+    def broken(self, resume_s: float, now_s: float) -> list[Alert]:
+        """The stream broke off (samples lost) and resumes at ``resume_s``: read the beats
+        still waiting as at the stream's end, end a run (its beats on either side of the
+        break were not consecutive), and count silence from ``resume_s``: no pause is
+        raised over the break, whose samples no one saw. A pause raised before it stays
+        open until the next R peak."""
+        out = self._drain(now_s, final=True)
+        self._end_run()
+        self._silence_from = max(self._silence_from, float(resume_s))
+        return out
 
     def _drain(self, now_s: float, final: bool) -> list[Alert]:
         out: list[Alert] = []
@@ -254,7 +266,8 @@ class AlertTracker:
         the first, counted from the stream's start). A gap of ``pause_s`` or more that
         :meth:`silence` has not already reported is reported now, so every pause is one
         alert however often the monitor is pushed."""
-        onset = max(previous_s, 0.0) if math.isfinite(previous_s) else 0.0
+        before = previous_s if math.isfinite(previous_s) else 0.0
+        onset = max(before, 0.0, self._silence_from)  # a break's end, if later
         gap = peak_s - onset
         out = []
         if gap >= self.rules.pause_s and not self._pause_raised:
@@ -283,10 +296,11 @@ class AlertTracker:
         signal_ok : bool or None
             The latest signal-quality verdict (None: none yet).
         """
-        onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
+        beat_after = math.isfinite(last_beat_s) and last_beat_s >= self._silence_from
+        onset = last_beat_s if beat_after else self._silence_from
         since = known_until_s - onset
         if since < self.rules.pause_s:
-            if math.isfinite(last_beat_s):  # beats again: re-armed (a young stream is not)
+            if beat_after:  # beats again: re-armed (a young stream, a break's end, is not)
                 self._pause_raised = False
             return []
         if self._pause_raised:

@@ -45,7 +45,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,13 +279,15 @@ class ArrhythmiaMonitor:
         st = self._get(patient_id)
         templates = (np.stack(st.w_hist) if st.w_hist
                      else np.zeros((0, self.n_window), np.float32))  # fmt: skip
-        if st.splice is not None:  # no beat found since admission: what was remembered
-            rr = st.splice
-        else:
-            rr = np.diff(np.asarray(st.t_hist, dtype=np.float64)) / self.fs
         return PatientMemory(self.fingerprint, st.h[:, 0].numpy().copy(),
                              templates.astype(np.float32), st.beats_before + st.n_labelled,
-                             rr.astype(np.float32))  # fmt: skip
+                             self._rr_s(st).astype(np.float32))  # fmt: skip
+
+    def _rr_s(self, st: PatientStream) -> np.ndarray:
+        """The patient's latest RR intervals (s), oldest first."""
+        if st.splice is not None:  # no beat found since admission or a break: as remembered
+            return st.splice
+        return np.diff(np.asarray(st.t_hist, dtype=np.float64)) / self.fs
 
     def _check_memory(self, pid: str, m: PatientMemory) -> None:
         if m.model != self.fingerprint:
@@ -307,7 +309,11 @@ class ArrhythmiaMonitor:
                 f"{self.history_beats}), or is not finite and positive"
             )
 
-    def push(self, chunks: Mapping[str, np.ndarray]) -> Tick:
+    def push(
+        self,
+        chunks: Mapping[str, np.ndarray],
+        breaks: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> Tick:
         """Add each patient's next samples; label every beat that became ready.
 
         Parameters
@@ -315,13 +321,19 @@ class ArrhythmiaMonitor:
         chunks : mapping of str to numpy.ndarray
             ``{patient_id: (n,) samples}`` in mV, consecutive with that patient's previous
             chunk; any sizes, NaN allowed (a gap). Patients left out just wait.
+        breaks : mapping of str to sequence of (int, int), optional
+            ``{patient_id: [(at, n), ...]}``: ``n`` samples of the patient's stream were
+            lost before sample ``at`` of its chunk (``at`` ascending), a break in the feed
+            too long to fill with NaN (see :meth:`skip`).
 
         Returns
         -------
         Tick
-            The beats labelled (in patient order of ``chunks``, each patient's in time
-            order) and the alerts raised.
+            The beats labelled (each patient's in time order; a patient's beats before a
+            break first, then in patient order of ``chunks``) and the alerts raised.
         """
+        if breaks:
+            return self._push_with_breaks(chunks, breaks)
         pats = [self._get(pid) for pid in chunks]
         for st, chunk in zip(pats, chunks.values(), strict=True):
             st.feed(chunk)
@@ -333,9 +345,64 @@ class ArrhythmiaMonitor:
             alerts += self._stream_alerts(st, final=False)
         return Tick(calls, alerts)
 
+    def skip(self, patient_id: str, n: int) -> Tick:
+        """``n`` samples of the patient's stream were lost (a break in the feed): label the
+        beats before it as at the stream's end and go on ``n`` samples later.
+
+        The beats after the break keep their time. No RR interval is made across it (the
+        first beat after it follows the patient's latest intervals as after a restart with
+        memory, :class:`PatientMemory`), no run of ectopic beats goes on over it, and no
+        pause is counted over samples no one saw: silence is counted from the break's end.
+        The network's hidden state and the morphology templates go on.
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"a break is a whole number of samples >= 1, got {n!r}")
+        st = self._get(patient_id)
+        calls, alerts = self._finish(st)
+        alerts += self._stream_alerts(st, final=False)
+        rr = self._rr_s(st)
+        st.t_hist.clear()
+        st.splice = rr if rr.size else None
+        st.skip(int(n))
+        alerts += st.alerts.broken(st.n / st.fs, st.n / st.fs)
+        return Tick(calls, alerts)
+
+    def _push_with_breaks(
+        self, chunks: Mapping[str, np.ndarray], breaks: Mapping[str, Sequence[tuple[int, int]]]
+    ) -> Tick:
+        """:meth:`push` with breaks: each such patient's samples up to each break pushed
+        alone and the break skipped, then every patient's samples after them together."""
+        calls: list[BeatCall] = []
+        alerts: list[Alert] = []
+        rest = dict(chunks)
+        for pid, cuts in breaks.items():
+            if pid not in rest:
+                raise ValueError(f"a break for patient {pid!r}, who has no chunk in this push")
+            x, a = np.asarray(rest[pid]), 0
+            for at, n in cuts:
+                if not a <= at <= x.shape[0]:
+                    raise ValueError(f"patient {pid!r}: a break at sample {at} of a chunk of "
+                                     f"{x.shape[0]}, or before the one before it")  # fmt: skip
+                ticks = ([self.push({pid: x[a:at]})] if at > a else []) + [self.skip(pid, n)]
+                for t in ticks:
+                    calls += t.calls
+                    alerts += t.alerts
+                a = at
+            rest[pid] = x[a:]
+        t = self.push(rest)
+        return Tick(calls + t.calls, alerts + t.alerts)
+
     def discharge(self, patient_id: str) -> Tick:
         """End a patient's stream: label the beats still waiting and forget the patient."""
         st = self._get(patient_id)
+        calls, alerts = self._finish(st)
+        alerts += self._stream_alerts(st, final=True)
+        del self._patients[st.pid]
+        return Tick(calls, alerts)
+
+    def _finish(self, st: PatientStream) -> tuple[list[BeatCall], list[Alert]]:
+        """Flush the stream and label every beat it holds, as at its end: the beats
+        labelled and the run and ectopy rules' alerts on them."""
         st.flush()
         self._window(st, st.ready_peaks(final=True))
         if st.waiting is not None:  # the last beat has no successor: features as at record end
@@ -343,9 +410,7 @@ class ArrhythmiaMonitor:
             st.rows.append((self._features(st, None), ok, peak))
             st.waiting = None
         calls = self._label([st], final=True)
-        alerts = self._alerts(calls) + self._stream_alerts(st, final=True)
-        del self._patients[st.pid]
-        return Tick(calls, alerts)
+        return calls, self._alerts(calls)
 
     def _stream_alerts(self, st: PatientStream, final: bool) -> list[Alert]:
         """Pauses, and the quality windows judged since the last call (which release the

@@ -112,9 +112,12 @@ class PatientStream:
         self.after_src = int(round(w.after_s * self.fs))
         self.margin_src = int(math.ceil(mon.margin_s * self.fs))
         self.max_wait = int(round(QUALITY_MAX_WAIT_S * self.fs))
+        self._quality_s = (w.quality_window_s, w.quality_hop_s)
         self.det = RpeakStream(self.fs)
-        self.quality = QualityStream(self.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s)
-        self.n = 0  # samples received
+        self.quality = self._new_quality()
+        # the detector and the quality check count from the stream's latest (re)start
+        self.det_base = self.q_base = 0
+        self.n = 0  # samples received, and lost in breaks
         self.last = 0.0  # latest finite sample (held through gaps)
         self.buf = np.empty(0)  # held samples from buf0 on
         self.buf0 = 0
@@ -158,12 +161,33 @@ class PatientStream:
         self.buf = np.concatenate([self.buf, held])
         self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
         self.n += arr.size
-        self._add_peaks(self.det.process(held))
+        self._add_peaks(self.det.process(held) + self.det_base)
         self._feed_quality(final=False)
 
     def flush(self) -> None:
-        self._add_peaks(self.det.flush())
+        self._add_peaks(self.det.flush() + self.det_base)
         self._feed_quality(final=True)
+
+    def skip(self, n: int) -> None:
+        """Go on ``n`` samples later: they were lost (a break in the feed). The caller has
+        flushed the stream and labelled its beats. The detector and the quality check
+        start afresh after the break (neither sees a step or a flat line that was never
+        there); the samples, beats and verdicts keep their place in the stream's time."""
+        fresh = self.n + int(n)
+        self.det = RpeakStream(self.fs)
+        self.quality = self._new_quality()
+        self.det_base = self.q_base = self.q_fed = fresh
+        self.q_raw = np.empty(0)
+        self.q_peaks = []
+        self.n = fresh
+        # the held samples start on the resampling grid (see ArrhythmiaMonitor._stretch):
+        # the few samples from the grid point to the break's end are the last one held
+        self.buf0 = fresh - fresh % self.down
+        self.buf = np.full(fresh - self.buf0, self.last)
+
+    def _new_quality(self) -> QualityStream:
+        window_s, hop_s = self._quality_s
+        return QualityStream(self.fs, window_s=window_s, hop_s=hop_s)
 
     def _add_peaks(self, peaks: np.ndarray) -> None:
         for p in peaks.tolist():
@@ -184,13 +208,14 @@ class PatientStream:
         k = settled - self.q_fed
         peaks = [p for p in self.q_peaks if p < settled]
         self.q_peaks = [p for p in self.q_peaks if p >= settled]
-        res = self.quality.push(self.q_raw[:k], np.asarray(peaks, dtype=np.int64))
+        res = self.quality.push(self.q_raw[:k], np.asarray(peaks, dtype=np.int64) - self.q_base)
         self.q_raw = self.q_raw[k:]
         self.q_fed = settled
-        for stop, ok in zip(res.stop_idx.tolist(), res.usable.tolist(), strict=True):
+        stops = (res.stop_idx + self.q_base).tolist()
+        for stop, ok in zip(stops, res.usable.tolist(), strict=True):
             self.verdicts.append((int(stop), bool(ok)))
         flags = (*res.HARD_FLAGS, "noisy")
-        for i, stop in enumerate(res.stop_idx.tolist()):  # what each was rejected for
+        for i, stop in enumerate(stops):  # what each was rejected for
             why = ", ".join(f.replace("_", " ") for f in flags if getattr(res, f)[i])
             if why:
                 why += units_hint(res.amplitude[i])

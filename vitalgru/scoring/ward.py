@@ -48,8 +48,6 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
 from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
@@ -223,12 +221,12 @@ class Ward(WardRestart, EcgWard):
         now = time.monotonic()
         with self._model_lock:
             with self._queue_lock:
-                chunks = {}
+                chunks, breaks = {}, {}
                 for pid, bed in self._ecg_beds.items():
-                    if bed.queued:
-                        chunks[pid] = np.concatenate(bed.queued)
-                        bed.queued, bed.queued_n = [], 0
-                        bed.tail.add(chunks[pid])
+                    if bed.queued or bed.breaks:
+                        chunks[pid], cuts = bed.take_queued()
+                        if cuts:
+                            breaks[pid] = cuts
                     elif not bed.feed_lost and now - bed.last_data > self.feed_timeout_s:
                         event = {
                             "source": "ecg",
@@ -242,12 +240,13 @@ class Ward(WardRestart, EcgWard):
                         # its alarms' strips end where the samples did: samples that come
                         # after the gap would join them as if there had been none
                         self._complete_strips(final=pid)
-            result = self.ecg.push(chunks) if chunks else None
+            result = self.ecg.push(chunks, breaks) if chunks else None
             if result is not None:
                 self._in_shadow(
                     self._shadow_ecg,
                     lambda sh: sh.record(
-                        (result.calls, result.alerts), self._tick_output(sh.monitor.push(chunks))
+                        (result.calls, result.alerts),
+                        self._tick_output(sh.monitor.push(chunks, breaks)),
                     ),
                 )
             n_beats = n_alarms = 0

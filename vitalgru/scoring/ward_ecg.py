@@ -73,10 +73,14 @@ class EcgWard(WardShadows, WardStrips):
         ward expects (a chunk resent because its answer was lost) are dropped; a chunk
         after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
         (the quality check and the pause rule see it as missing signal, and the beats
-        after it keep their time), else taken as a break: nothing filled, a warning
-        (the feed was lost). An index more than ``max_chunk_s`` behind is no resend: the
-        feed restarted its count, which begins again there. Counted in :meth:`ecg_summary`
-        (``filled_samples``, ``repeated_samples``, ``next_start``).
+        after it keep their time), else taken as a break in the feed, with a warning: the
+        monitor skips it (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`:
+        the beats after it keep their time, no RR interval, run or pause is counted over
+        it) and the strips show no trace there. An index more than ``max_chunk_s``
+        behind is no resend, nor one further ahead than the feed can have sent since its
+        last chunk (``max_chunk_s`` more than the time since): the feed restarted its
+        count, which begins again there. Counted in :meth:`ecg_summary`
+        (``filled_samples``, ``repeated_samples``, ``break_samples``, ``next_start``).
 
         Returns the samples now queued for the patient. KeyError when the patient was not
         admitted; ValueError for samples that are not a flat list of numbers, a ``start``
@@ -113,10 +117,16 @@ class EcgWard(WardShadows, WardStrips):
             bed.next_index = next_index
             bed.filled_samples += filled
             bed.repeated_samples += again
-            if broken:
+            if broken and broken / bed.fs > time.monotonic() - bed.last_data + self.max_chunk_s:
+                logger.warning("ward: patient %s: the chunk's index is %.1f s ahead, more than "
+                               "the feed can have sent since its last chunk: taken as a feed "
+                               "that restarted its count", pid, broken / bed.fs)  # fmt: skip
+            elif broken:
+                bed.breaks.append((bed.queued_n, broken))
+                bed.break_samples += broken
                 logger.warning("ward: patient %s: %d samples (%.1f s) missing before this "
-                               "chunk, too long to fill: taken as a break", pid, broken,
-                               broken / bed.fs)  # fmt: skip
+                               "chunk, too long to fill: taken as a break, after which the "
+                               "beats keep their time", pid, broken, broken / bed.fs)  # fmt: skip
             if x.size:
                 bed.queued.append(x)
                 bed.queued_n += x.size
@@ -160,20 +170,19 @@ class EcgWard(WardShadows, WardStrips):
                 bed = self._ecg_beds.get(pid)
                 if bed is None:
                     raise KeyError(f"patient {pid!r} is not on ECG monitoring")
-                rest = np.concatenate(bed.queued) if bed.queued else None
-                bed.queued, bed.queued_n = [], 0
-                if rest is not None:
-                    bed.tail.add(rest)
+                rest, cuts = bed.take_queued() if bed.queued or bed.breaks else (None, [])
+            breaks = {pid: cuts} if cuts else None
             calls: list[BeatCall] = []
             alerts: list[Alert] = []
             if rest is not None:
-                t = self.ecg.push({pid: rest})
+                t = self.ecg.push({pid: rest}, breaks)
                 calls, alerts = list(t.calls), list(t.alerts)
             t = self.ecg.discharge(pid)
             calls += t.calls
             alerts += t.alerts
             self._in_shadow(
-                self._shadow_ecg, lambda sh: self._discharge_shadow(sh, pid, rest, (calls, alerts))
+                self._shadow_ecg,
+                lambda sh: self._discharge_shadow(sh, pid, (rest, breaks), (calls, alerts)),
             )
             self._record_ecg(calls, alerts)
             with self._queue_lock:

@@ -99,6 +99,13 @@ class SampleTail:
         self.buf[: x.size - first] = x[first:]
         self.end += x.size
 
+    def skip(self, n: int) -> None:
+        """``n`` samples lost (a break in the feed): counted, and NaN in the ring (a strip
+        shows no trace where no one saw the signal)."""
+        k = min(int(n), self.buf.size)
+        self.end += int(n) - k
+        self.add(np.full(k, np.nan, dtype=np.float32))
+
     def get(self, a: int, b: int) -> np.ndarray:
         """Samples ``[a, b)`` of the stream (within the last ``n``)."""
         n = self.buf.size
@@ -117,10 +124,20 @@ class MinuteRates:
         self.rates: dict[int, float] = {}  # minutes that are over
         self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
         self._last: BeatCall | None = None
+        self._breaks: deque[float] = deque()  # where breaks in the feed ended (s), ascending
+
+    def broken(self, resume_s: float) -> None:
+        """The stream broke off and resumed at ``resume_s``: the interval between the beats
+        either side of it is no RR interval."""
+        self._breaks.append(float(resume_s))
 
     def add(self, c: BeatCall) -> None:
         prev, self._last = self._last, c
-        if prev is None:
+        across = False
+        while self._breaks and self._breaks[0] <= c.time_s:
+            across = True  # the beat before this one came before the break
+            self._breaks.popleft()
+        if prev is None or across:
             return
         rr = c.time_s - prev.time_s
         if not (prev.signal_ok and c.signal_ok and rr > 0):
@@ -160,10 +177,13 @@ class EcgBed:
     received_s: float = 0.0
     # the feed's index of the next sample (from its chunks' ``start``; None until one sends
     # it, and after a restart), and what continuity made of its chunks: samples of a gap
-    # filled with NaN, samples sent again (a resent chunk) dropped
+    # filled with NaN, samples sent again (a resent chunk) dropped, samples lost in breaks
     next_index: int | None = None
     filled_samples: int = 0
     repeated_samples: int = 0
+    break_samples: int = 0
+    # breaks in the feed among the samples queued: (samples queued before it, samples lost)
+    breaks: list[tuple[int, int]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
@@ -181,6 +201,23 @@ class EcgBed:
     def __post_init__(self) -> None:
         if self.tail is None:
             self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)))
+
+    def take_queued(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Empty the queue: its samples and the breaks among them (``(at, n)``: ``n``
+        samples lost before sample ``at``, as
+        :meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.push` takes them), which the
+        strips' tail and the heart-rate trend take too."""
+        assert self.tail is not None
+        x = np.concatenate(self.queued) if self.queued else np.empty(0)
+        breaks, a = self.breaks, 0
+        for at, n in breaks:
+            self.tail.add(x[a:at])
+            self.tail.skip(n)
+            self.rates.broken(self.tail.end / self.fs)
+            a = at
+        self.tail.add(x[a:])
+        self.queued, self.queued_n, self.breaks = [], 0, []
+        return x, breaks
 
     def trend(self) -> dict[str, Any]:
         """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream."""
@@ -211,6 +248,7 @@ class EcgBed:
             "next_start": self.next_index,
             "filled_samples": self.filled_samples,
             "repeated_samples": self.repeated_samples,
+            "break_samples": self.break_samples,
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,

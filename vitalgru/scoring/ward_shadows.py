@@ -107,15 +107,17 @@ class WardShadows(WardEvents):
     def _discharge_shadow(
         shadow: EcgShadow,
         pid: str,
-        rest: np.ndarray | None,
+        queued: tuple[np.ndarray | None, dict[str, list[tuple[int, int]]] | None],
         champion: tuple[list[BeatCall], list[Alert]],
     ) -> None:
-        """The shadow's side of an ECG discharge: what was queued, the beats still waiting."""
+        """The shadow's side of an ECG discharge: what was queued (the samples and the
+        breaks among them), the beats still waiting."""
         calls: list[BeatCall] = []
         alerts: list[Alert] = []
+        rest, breaks = queued
         try:
             if rest is not None:
-                calls, alerts = WardShadows._tick_output(shadow.monitor.push({pid: rest}))
+                calls, alerts = WardShadows._tick_output(shadow.monitor.push({pid: rest}, breaks))
             last = WardShadows._tick_output(shadow.monitor.discharge(pid))
             shadow.record(champion, (calls + last[0], alerts + last[1]))
         finally:

@@ -373,3 +373,65 @@ class TestPatientMemory:
         empty = mon.memory("new")
         assert empty.templates.shape == (0, 252) and empty.beats == 0
         ArrhythmiaMonitor(model, PRE).admit("new", 360.0, memory=empty)
+
+
+class TestBreaks:
+    """Samples lost in a break of the feed: the monitor skips them (``skip``)."""
+
+    @staticmethod
+    def _run(mon: ArrhythmiaMonitor, x: np.ndarray, fs: int, lost: tuple[int, int] | None,
+             skip: bool = True) -> tuple[list[BeatCall], list]:  # fmt: skip
+        """``x`` in 1 s chunks, the samples ``lost`` [a, b) left out (and skipped)."""
+        mon.admit("p", float(fs))
+        a, b = lost if lost is not None else (x.size, x.size)
+        ticks = [mon.push({"p": x[s : min(s + fs, a)]}) for s in range(0, a, fs)]
+        if skip and lost is not None:
+            ticks.append(mon.skip("p", b - a))
+        ticks += [mon.push({"p": x[s : s + fs]}) for s in range(b, x.size, fs)]
+        ticks.append(mon.discharge("p"))
+        return [c for t in ticks for c in t.calls], [a for t in ticks for a in t.alerts]
+
+    @pytest.mark.parametrize("fs", [360, 250])
+    def test_the_beats_after_a_break_keep_their_time_and_no_pause_is_counted_over_it(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray], fs: int
+    ) -> None:
+        # the ward took a break as the next samples: every beat after it moved in time
+        # by the break's length, and the first one followed an RR interval never there
+        x = signals["119"] if fs == 360 else resample(signals["119"], 360.0, 250.0)
+        lost = (40 * fs, 50 * fs + 3)  # 10 s, and not on the resampling grid
+        clean, none = self._run(ArrhythmiaMonitor(model, PRE), x, fs, None)
+        calls, alerts = self._run(ArrhythmiaMonitor(model, PRE), x, fs, lost)
+        assert none == alerts == []  # no pause over the 10 s no one saw
+        ref = {c.sample_idx: c for c in clean}
+        after = [c for c in calls if c.sample_idx >= lost[1]]
+        assert len(after) > 30 and all(c.sample_idx in ref for c in after)
+        assert [c.time_s for c in after] == [ref[c.sample_idx].time_s for c in after]
+        before = [c.sample_idx for c in calls if c.sample_idx < lost[0]]
+        assert before == [c.sample_idx for c in clean if c.sample_idx < lost[0]][: len(before)]
+        assert len(before) >= sum(c.sample_idx < lost[0] - fs for c in clean)
+        # the first beats after it follow the patient's own intervals: near the stream that
+        # never broke, and soon the same
+        diff = [np.abs(np.subtract(c.probs, ref[c.sample_idx].probs)).max() for c in after]
+        assert max(diff[:5]) < 0.02 and max(diff[20:]) < 1e-3
+        # closed up instead, the beats after it come 10 s early
+        closed, _ = self._run(ArrhythmiaMonitor(model, PRE), x, fs, lost, skip=False)
+        assert all(c.sample_idx not in ref for c in closed if c.sample_idx >= lost[1] + fs)
+
+    def test_a_silent_patient_after_a_break_is_a_pause_from_its_end(
+        self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
+    ) -> None:
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("p", 360.0)
+        alerts = mon.push({"p": signals["100"][: 20 * 360]}).alerts
+        t = mon.push({"p": signals["100"][20 * 360 :]}, breaks={"p": [(0, 360 * 30)]})
+        assert [c.time_s for c in t.calls][-1] > 50.0  # after the break, at its time
+        for _ in range(6):  # then a flat lead
+            alerts += mon.push({"p": np.zeros(360)}).alerts
+        pauses = [a for a in alerts + t.alerts if a.kind == "pause"]
+        assert len(pauses) == 1 and pauses[0].onset_s > 100.0  # the last beat, not the break
+        with pytest.raises(ValueError, match="whole number of samples"):
+            mon.skip("p", 0)
+        with pytest.raises(ValueError, match="no chunk in this push"):
+            mon.push({}, breaks={"p": [(0, 10)]})
+        with pytest.raises(ValueError, match="a break at sample 5 of a chunk of 2"):
+            mon.push({"p": np.zeros(2)}, breaks={"p": [(5, 10)]})

@@ -22,9 +22,10 @@ from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
-from vitalgru.scoring.arrhythmia import PatientMemory
+from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
 from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_ecg_bed import MinuteRates
 from vitalgru.scoring.ward_events import INFO_KINDS
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import within_lockout
@@ -257,9 +258,13 @@ def test_a_shadow_model_sees_what_the_champion_sees_and_says_nothing(
             ward.admit_ecg(pid, 360.0)
         for k in range(0, SECONDS * 360, 720):
             for pid, x in signals.items():
-                ward.add_ecg(pid, x[k : k + 720].tolist())
+                if pid != "119" or not 40 * 360 <= k < 46 * 360:  # 6 s of 119 lost: a break
+                    ward.add_ecg(pid, x[k : k + 720].tolist(), k)
             ward.tick()
+        # and one still queued at the discharge
+        ward.add_ecg("100", signals["100"][:720].tolist(), (SECONDS + 6) * 360)
         finals.append({p: ward.discharge_ecg(p) for p in signals})
+        assert finals[-1]["119"]["break_samples"] == finals[-1]["100"]["break_samples"] == 2160
 
     # the champion's own output is untouched by a shadow
     def outcome(f: dict) -> dict:
@@ -1078,17 +1083,42 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
     # without the index the stream closes up: every later beat 1 s early
     closed, _ = run([(k, None) for k in range(40) if k != 20])
     np.testing.assert_allclose(np.array(closed), np.array(clean) - 1.0, atol=0.01)
+    # 5 s lost, too long to fill: a break, which the monitor skips; the beats after it keep
+    # their time (they came 5 s early) and no pause is raised over it
+    times, summary = run([(k, k * 360) for k in range(40) if not 20 <= k < 25])
+    assert times == clean and summary["break_samples"] == 5 * 360
+    assert summary["filled_samples"] == 0
+    assert "pause" not in {a["kind"] for a in summary["alarms"]}
     ward = Ward(untrained_monitor())
     ward.admit_ecg("p", 360.0)
     with pytest.raises(ValueError, match="start must be a whole number"):
         ward.add_ecg("p", [0.0], -1)
     ward.add_ecg("p", [0.0] * 360, 0)
     ward.add_ecg("p", [0.0] * 360, 360 * 60)  # a minute missing: a break, not filled
-    assert ward.ecg_summary("p")["filled_samples"] == 0
+    got = ward.ecg_summary("p")
+    assert (got["filled_samples"], got["break_samples"]) == (0, 59 * 360)
     ward.tick()
+    assert ward.ecg_trend("p")["monitored_s"] == 61.0  # the stream's time goes on over it
     ward.add_ecg("p", [0.0] * 360, 0)  # a feed that restarted its count: taken, not dropped
     got = ward.ecg_summary("p")
     assert (got["repeated_samples"], got["next_start"], got["queued_s"]) == (0, 360, 1.0)
+    # so is an index further ahead than the feed can have sent since (an hour, at once)
+    ward.add_ecg("p", [0.0] * 360, 360 * 3600)
+    got = ward.ecg_summary("p")
+    assert (got["break_samples"], got["next_start"]) == (59 * 360, 360 * 3601)
+
+
+def test_the_heart_rate_takes_no_interval_across_a_break_in_the_feed() -> None:
+    # 10 s at 60 bpm, samples lost until 50 s, 120 bpm after: the interval across the break
+    # made the minute's median interval 0.75 s (80 bpm, a rate the patient never had)
+    times = [float(t) for t in range(11)] + [50.0 + 0.5 * k for k in range(12)]
+    for cut, bpm in ((None, 80.0), (49.0, 120.0)):
+        rates = MinuteRates()
+        if cut is not None:
+            rates.broken(cut)
+        for i, t in enumerate(times):
+            rates.add(BeatCall("p", i, int(t * 360), t, "N", (1, 0, 0, 0, 0), True, t))
+        assert rates.trend(1) == [pytest.approx(bpm)]
 
 
 def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
