@@ -36,7 +36,8 @@ are on purpose: the beats are the detector's, not the annotators'; non-finite sa
 any beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`, are held at the last
 finite value (offline, a gap is interpolated, which needs the future); and each window is
 filtered over its stretch rather than the whole record. Each patient's stream is a
-:class:`~vitalgru.scoring.ecg_stream.PatientStream`.
+:class:`~vitalgru.scoring.ecg_stream.PatientStream`; steps 3 and 4 are
+:class:`~vitalgru.scoring.ecg_beats.BeatInputs`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,14 +58,9 @@ from vitalgru.data.arrhythmia_dataset import data_config_from_preprocessing
 from vitalgru.data.beat_features import (
     FeatureSettings,
     feature_settings_from_preprocessing,
-    latest_morphology,
-    rr_features,
-    select_rr_columns,
 )
-from vitalgru.data.ingest import dataset_filter
-from vitalgru.dsp.beats import beat_windows
-from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.scoring.alerts import Alert, AlertRules
+from vitalgru.scoring.ecg_beats import BeatInputs
 from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
 from vitalgru.types import AAMI_CLASSES
 
@@ -212,6 +208,8 @@ class ArrhythmiaMonitor:
         # window), plus the look-ahead beat.
         self.history_beats = max(s.long_rr_beats + 1, 5 * s.local_rr_beats + 2, s.rhythm_beats + 1)
         self.history_beats += 1
+        self.inputs = BeatInputs(self.fs, self.windows, self.filters, self.settings,
+                                 self.rr_columns)  # fmt: skip
         self._patients: dict[str, PatientStream] = {}
 
     @property
@@ -337,7 +335,7 @@ class ArrhythmiaMonitor:
         pats = [self._get(pid) for pid in chunks]
         for st, chunk in zip(pats, chunks.values(), strict=True):
             st.feed(chunk)
-            self._window(st, st.ready_peaks(final=False))
+            self.inputs.window(st, st.ready_peaks(final=False))
             st.trim()
         calls = self._label(pats, final=False)
         alerts = self._alerts(calls)
@@ -404,10 +402,10 @@ class ArrhythmiaMonitor:
         """Flush the stream and label every beat it holds, as at its end: the beats
         labelled and the run and ectopy rules' alerts on them."""
         st.flush()
-        self._window(st, st.ready_peaks(final=True))
+        self.inputs.window(st, st.ready_peaks(final=True))
         if st.waiting is not None:  # the last beat has no successor: features as at record end
             peak, ok = st.waiting
-            st.rows.append((self._features(st, None), ok, peak))
+            st.rows.append((self.inputs.features(st, None), ok, peak))
             st.waiting = None
         calls = self._label([st], final=True)
         return calls, self._alerts(calls)
@@ -443,71 +441,6 @@ class ArrhythmiaMonitor:
             return self._patients[str(pid)]
         except KeyError:
             raise KeyError(f"patient {pid!r} is not being monitored; admit() them first") from None
-
-    def _stretch(self, st: PatientStream, peak: int) -> tuple[int, int]:
-        a = max(0, peak - st.margin_src)
-        a -= a % st.down  # on the resampling grid: output sample j is at a * up / down + j
-        if a < st.buf0:  # a peak reported later than the detector ever should: what is left
-            logger.debug("patient %s: R peak %d reported late; shorter stretch", st.pid, peak)
-            a = st.buf0  # (buf0 is on the grid too)
-        b = min(st.n, peak + st.after_src + st.margin_src + 1)
-        return a, b
-
-    def _window(self, st: PatientStream, peaks: Iterable[int]) -> None:
-        peaks = list(peaks)
-        if not peaks:
-            return
-        spans = [self._stretch(st, p) for p in peaks]
-        at = map_indices(np.asarray(peaks), st.fs, self.fs).tolist()  # R peaks at the model rate
-        # Stretches of one length (every beat away from the stream's ends) are filtered
-        # together, one column each.
-        by_len: dict[int, list[int]] = {}
-        for i, (a, b) in enumerate(spans):
-            by_len.setdefault(b - a, []).append(i)
-        wins: list[np.ndarray | None] = [None] * len(peaks)
-        for idx in by_len.values():
-            seg = np.stack([st.buf[spans[i][0] - st.buf0 : spans[i][1] - st.buf0] for i in idx], 1)
-            if st.up != st.down:  # as ingest resamples a record
-                seg = resample(seg, st.fs, self.fs)
-            clean = dataset_filter(seg, self.fs, self.filters).astype(np.float32)
-            for col, i in enumerate(idx):
-                local = at[i] - spans[i][0] * st.up // st.down
-                w, _ = beat_windows(
-                    clean[:, col], np.array([local]), self.fs, self.windows.before_s,
-                    self.windows.after_s,
-                )  # fmt: skip
-                wins[i] = w[0]
-        for p, t, w in zip(peaks, at, wins, strict=True):
-            ok = st._signal_ok(p)
-            if st.waiting is not None:  # the previous beat's features need this beat's time
-                prev_peak, prev_ok = st.waiting
-                st.rows.append((self._features(st, t), prev_ok, prev_peak))
-            if st.splice is not None:  # the first beat after a restart: the remembered ones
-                self._splice(st, t)  # one median interval before it
-            st.t_hist.append(t)
-            st.w_hist.append(w)
-            st.waiting = (p, ok)
-
-    def _splice(self, st: PatientStream, t: int) -> None:
-        rr = st.splice
-        assert rr is not None
-        st.splice = None
-        steps = np.round(np.concatenate([rr[::-1], [0.0]]) * self.fs).astype(np.int64)
-        last = t - max(1, int(round(float(np.median(rr)) * self.fs)))
-        before = last - np.cumsum(np.concatenate([[0], np.maximum(steps[:-1], 1)]))
-        st.t_hist.extend(before[::-1].tolist())
-
-    def _features(self, st: PatientStream, t_next: int | None) -> np.ndarray:
-        """Features of the newest beat in the history; ``t_next`` is the next beat's R peak
-        at the model rate (None: the stream ended)."""
-        morph = latest_morphology(np.stack(st.w_hist), self.settings).reshape(-1)
-        t = np.asarray(st.t_hist, dtype=np.int64)
-        if t_next is not None:
-            t = np.append(t, t_next)
-        rr = rr_features(t, self.fs, self.settings)
-        row = rr[-2] if t_next is not None else rr[-1]
-        row = select_rr_columns(row[None], self.rr_columns)[0]
-        return np.concatenate([morph, row]).astype(np.float32)
 
     @torch.no_grad()
     def _label(self, pats: list[PatientStream], final: bool) -> list[BeatCall]:

@@ -180,7 +180,7 @@ class PatientStream:
         self.q_raw = np.empty(0)
         self.q_peaks = []
         self.n = fresh
-        # the held samples start on the resampling grid (see ArrhythmiaMonitor._stretch):
+        # the held samples start on the resampling grid (see BeatInputs.stretch):
         # the few samples from the grid point to the break's end are the last one held
         self.buf0 = fresh - fresh % self.down
         self.buf = np.full(fresh - self.buf0, self.last)
