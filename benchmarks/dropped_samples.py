@@ -39,16 +39,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_mirror, environment, write_results
+from common import environment, write_results
+from ds2 import ds2_feeds
 
 from vitalgru import tracking
-from vitalgru.config import PhysioNetConfig
-from vitalgru.data.ingest import reference_beats, select_lead
-from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
-from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.dsp.quality import Thresholds
-from vitalgru.io import open_database
-from vitalgru.metrics.detection import vf_episodes
 from vitalgru.scoring import ArrhythmiaMonitor, replay
 from vitalgru.scoring.replay import live_report
 
@@ -108,27 +103,6 @@ def _run(
     }
 
 
-def _records(
-    db: Any, monitor: ArrhythmiaMonitor, minutes: float
-) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, Any]]:
-    """DS2's lead signals (whole, or their first ``minutes``) and reference beats."""
-    signals, reference = {}, {}
-    for name in DECHAZAL_DS2:
-        rec = db.read_record(name)
-        ann = db.read_annotations(name, "atr")
-        col = select_lead(rec, monitor.windows.lead, monitor.windows.fallback_lead)
-        n = rec.signal.shape[0]
-        if minutes > 0:
-            n = min(n, int(minutes * 60 * rec.fs))
-        x = rec.signal[:n, col].astype(np.float64)
-        ref, symbols, _, _ = reference_beats(rec, ann, n)  # the beats inside the cut
-        labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int64)
-        vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, n)
-        signals[name] = (x, float(rec.fs))
-        reference[name] = (ref, labels, vf, float(rec.fs))
-    return signals, reference
-
-
 def _dropped(
     signals: dict[str, tuple[np.ndarray, float]], rate: float
 ) -> dict[str, tuple[np.ndarray, float]]:
@@ -148,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     loaded = tracking.load_model(args.model)
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
-    db = open_database("mitdb", PhysioNetConfig(mirror=default_mirror()))
-    signals, reference = _records(db, monitor, args.minutes)
+    signals, reference = ds2_feeds(monitor.windows, args.minutes)
     rows = []
     for rate in RATES:
         feeds = _dropped(signals, rate)
@@ -162,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
     sweep = []
     if args.sweep_minutes > 0:
-        short, ref_short = _records(db, monitor, args.sweep_minutes)
+        short, ref_short = ds2_feeds(monitor.windows, args.sweep_minutes)
         for rate in (0.0, *SWEEP_RATES):
             feeds = _dropped(short, rate)
             for frac in SWEEP_FRACS if rate else SWEEP_FRACS[:1]:

@@ -40,16 +40,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, default_mirror, environment, write_results
+from common import ROOT, environment, write_results
+from ds2 import ds2_feeds
 
 from vitalgru import tracking
-from vitalgru.config import PhysioNetConfig
-from vitalgru.data.ingest import reference_beats, select_lead
-from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
-from vitalgru.data.splits import DECHAZAL_DS2
-from vitalgru.io import open_database
-from vitalgru.io.ingest import iter_records
-from vitalgru.metrics.detection import vf_episodes
 from vitalgru.scoring import ArrhythmiaMonitor, BeatCall
 from vitalgru.scoring.replay import live_report
 from vitalgru.scoring.ward import Ward
@@ -58,21 +52,6 @@ from vitalgru.scoring.ward_journal import WardJournal
 WORK = ROOT / "benchmarks" / "_work"
 #: Windows after the first second the restarted ward could label (s); None: to the end.
 WINDOWS_S = (60, 300, None)
-
-
-def _feeds(loaded: Any) -> tuple[dict, dict]:
-    db = open_database("mitdb", PhysioNetConfig(mirror=default_mirror()))
-    mon = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
-    feeds, reference = {}, {}
-    for rec, ann in iter_records(db, list(DECHAZAL_DS2), annotation_extension="atr"):
-        col = select_lead(rec, mon.windows.lead, mon.windows.fallback_lead)
-        x = rec.signal[:, col].astype(np.float64)
-        ref, symbols, _, _ = reference_beats(rec, ann, x.size)
-        labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int64)
-        vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, x.size)
-        feeds[rec.record_id] = (x, float(rec.fs))
-        reference[rec.record_id] = (ref, labels, vf, float(rec.fs))
-    return feeds, reference
 
 
 def _drive(
@@ -155,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     env = environment()
     loaded = tracking.load_model(args.model)
-    feeds, reference = _feeds(loaded)
+    feeds, reference = ds2_feeds(ArrhythmiaMonitor(loaded.module, loaded.preprocessing).windows)
     fs = {p: f for p, (_, f) in feeds.items()}
     t_restart, resume = args.restart_s, args.restart_s + args.gap_s
 
