@@ -155,8 +155,8 @@ class EcgChunk(BaseModel):
         None,
         ge=0,
         description="the feed's index of the first sample (samples it sent before this "
-        "chunk): a chunk sent again is not taken twice, and a short gap before a chunk is "
-        "kept as missing signal, not closed up",
+        "chunk): a chunk sent again is not taken twice, and the samples after a gap (a "
+        "lost chunk, an outage) keep their time instead of closing the stream up",
     )
 
 

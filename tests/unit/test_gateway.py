@@ -205,11 +205,13 @@ def test_with_a_token_only_the_health_check_is_open(
 
 def test_a_chunk_sent_again_with_its_index_is_not_taken_twice(client: TestClient) -> None:
     assert client.post("/ecg/bed-7/admit", json={"fs": 360}).status_code == 201
-    for start in (0, 360, 360, 1080):  # the second sent twice, the third lost
+    # the second sent twice, the third lost (a break), 5 samples lost before the fifth
+    for start in (0, 360, 360, 1080, 1445):
         r = client.post("/ecg/bed-7", json={"samples": [0.1] * 360, "start": start})
         assert r.status_code == 202
     got = client.get("/ecg/bed-7").json()
-    assert (got["repeated_samples"], got["filled_samples"], got["next_start"]) == (360, 360, 1440)
+    assert (got["repeated_samples"], got["break_samples"], got["filled_samples"],
+            got["next_start"]) == (360, 360, 5, 1805)  # fmt: skip
     assert client.post("/ecg/bed-7", json={"samples": [0.1], "start": -1}).status_code == 422
     assert client.delete("/ecg/bed-7").status_code == 200
 

@@ -72,9 +72,8 @@ class EcgWard(WardShadows, WardStrips):
         feed that does not send it is taken as continuous. Samples before the index the
         ward expects (a chunk resent because its answer was lost) are dropped; a chunk
         after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
-        (the quality check and the pause rule see it as missing signal, and the beats
-        after it keep their time), else taken as a break in the feed, with a warning: the
-        monitor skips it (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`:
+        (a gap the quality check bridges: the beats after it keep their time), else taken
+        as a break in the feed, with a warning: the monitor skips it (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`:
         the beats after it keep their time, no RR interval, run or pause is counted over
         it) and the strips show no trace there. An index more than ``max_chunk_s``
         behind is no resend, nor one further ahead than the feed can have sent since its

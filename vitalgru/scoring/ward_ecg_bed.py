@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.dsp.quality import Thresholds
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES
@@ -38,10 +39,11 @@ __all__ = [
 MAX_CHUNK_S = 60.0
 
 #: Longest gap (s) before a chunk, by the feed's sample index, that is kept as missing signal
-#: (filled with NaN). A lost chunk is 0.25-1 s; a longer gap is taken as a break (the stream
-#: closes up, as for a feed that sends no index): filled, it would read as seconds without a
-#: heartbeat, and a feed silent for 10 s raises its own alarm.
-MAX_FILL_S = 2.0
+#: (filled with NaN): one the quality check bridges (``Thresholds.max_gap_s``). A longer one,
+#: a lost chunk (0.25-1 s) or an outage, is a break the monitor skips: filled, a lost 1 s
+#: chunk flagged the quality windows over it and distorted the beats around it
+#: (``benchmarks/lost_chunks.py``), and seconds of it read as seconds without a heartbeat.
+MAX_FILL_S = Thresholds().max_gap_s
 
 #: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
 RECENT_BEATS = 600

@@ -1062,11 +1062,12 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
     # after them in time (and making RR intervals that were never there)
     x = signals["119"][: 40 * 360]
 
-    def run(chunks: list[tuple[int, int | None]]) -> tuple[list[float], dict]:
+    def run(chunks: list[tuple[int, int | None]], skip: int = 0) -> tuple[list[float], dict]:
         ward = Ward(untrained_monitor())
         ward.admit_ecg("p", 360.0)
         for k, start in chunks:
-            ward.add_ecg("p", x[k * 360 : (k + 1) * 360].tolist(), start)
+            a = k * 360 + (skip if k == 30 else 0)  # chunk 30's first samples lost
+            ward.add_ecg("p", x[a : (k + 1) * 360].tolist(), None if start is None else a)
             ward.tick()
         summary = ward.discharge_ecg("p")
         return [b["time_s"] for b in summary["last_beats"]], summary
@@ -1077,18 +1078,19 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
     times, summary = run(resent)
     assert times == clean and summary["repeated_samples"] == 360
     assert summary["next_start"] == 40 * 360
-    lost = [(k, k * 360) for k in range(40) if k != 20]  # chunk 20 never arrives
-    times, summary = run(lost)
-    assert times == clean and summary["filled_samples"] == 360
+    # a few samples lost: a gap the quality check bridges, filled with NaN
+    times, summary = run([(k, k * 360) for k in range(40)], skip=10)
+    assert times == clean and (summary["filled_samples"], summary["break_samples"]) == (10, 0)
+    # a chunk lost, or 5 s: a break, which the monitor skips; the beats after it keep their
+    # time (they came 1 or 5 s early) and no pause is raised over it
+    for lost in ([20], [20, 21, 22, 23, 24]):
+        times, summary = run([(k, k * 360) for k in range(40) if k not in lost])
+        assert times == clean and summary["break_samples"] == 360 * len(lost)
+        assert summary["filled_samples"] == 0
+        assert "pause" not in {a["kind"] for a in summary["alarms"]}
     # without the index the stream closes up: every later beat 1 s early
     closed, _ = run([(k, None) for k in range(40) if k != 20])
     np.testing.assert_allclose(np.array(closed), np.array(clean) - 1.0, atol=0.01)
-    # 5 s lost, too long to fill: a break, which the monitor skips; the beats after it keep
-    # their time (they came 5 s early) and no pause is raised over it
-    times, summary = run([(k, k * 360) for k in range(40) if not 20 <= k < 25])
-    assert times == clean and summary["break_samples"] == 5 * 360
-    assert summary["filled_samples"] == 0
-    assert "pause" not in {a["kind"] for a in summary["alarms"]}
     ward = Ward(untrained_monitor())
     ward.admit_ecg("p", 360.0)
     with pytest.raises(ValueError, match="start must be a whole number"):
