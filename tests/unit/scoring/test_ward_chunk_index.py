@@ -1,0 +1,118 @@
+"""A feed's chunks, with their ``start`` index, lost, cut short or sent twice in generated
+ways: the ward accounts for every sample (taken, dropped as sent again, filled, skipped in a
+break), never raises, and reports each beat at the sample it was sent as; a beat away from
+any loss at the very sample the unbroken stream reports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+from damage_kit import FUZZ
+from hypothesis import given
+from hypothesis import strategies as st
+from monitor_kit import untrained_monitor
+
+from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S
+
+FS = 360
+SECONDS = 30
+#: What becomes of one chunk: sent once, lost, sent twice (its answer lost), or sent
+#: without its first samples (lost on the way: a gap of a few samples).
+FATE = st.sampled_from(["sent", "sent", "sent", "lost", "twice", "cut"])
+#: Beats this near a lost sample (s) may differ from the unbroken stream's: the detector
+#: and the quality check start afresh after a break, the filters see the gap.
+NEAR_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def x(mitdb_dir: Path) -> np.ndarray:
+    rec = wfdb.rdrecord(str(mitdb_dir / "119"), sampto=SECONDS * FS)  # V beats in bigeminy
+    return rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+
+
+def _feed(x: np.ndarray, plan: list[tuple[int, str, int]]) -> tuple[list[BeatCall], dict]:
+    """Feed ``x`` in chunks as ``plan`` says, a tick after each: every beat and the final
+    summary."""
+    ward = Ward(untrained_monitor())
+    beats: list[BeatCall] = []
+    record = ward._record_ecg
+
+    def seen(calls: list[BeatCall], alerts: list) -> None:
+        beats.extend(calls)
+        record(calls, alerts)
+
+    ward._record_ecg = seen  # type: ignore[method-assign]
+    ward.admit_ecg("p", float(FS))
+    for a, b, fate, cut in _chunks(x.size, plan):
+        if fate == "lost":
+            continue
+        a += cut if fate == "cut" else 0
+        for _ in range(2 if fate == "twice" else 1):
+            ward.add_ecg("p", x[a:b].tolist(), a)
+            ward.tick()
+    return beats, ward.discharge_ecg("p")
+
+
+def _chunks(n: int, plan: list[tuple[int, str, int]]) -> list[tuple[int, int, str, int]]:
+    out, a = [], 0
+    for size, fate, cut in plan:
+        if a >= n:
+            break
+        out.append((a, min(a + size, n), fate, cut))
+        a += size
+    if a < n:
+        out.append((a, n, "sent", 0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean(x: np.ndarray) -> list[BeatCall]:
+    return _feed(x, [])[0]
+
+
+@FUZZ
+@given(plan=st.lists(st.tuples(st.integers(90, 540), FATE, st.integers(1, 30)), max_size=40))
+def test_every_sample_is_accounted_for_and_every_beat_keeps_its_time(
+    x: np.ndarray, clean: list[BeatCall], plan: list[tuple[int, str, int]]
+) -> None:
+    beats, summary = _feed(x, plan)
+    # what the ward should make of the chunks that arrived, sample by sample; its stream
+    # begins with the first (a feed's index need not begin at the admission)
+    lost = np.zeros(x.size, bool)
+    broken = np.zeros(x.size, bool)  # lost in breaks (a gap filled may still hold an R peak)
+    expected, first, filled, skipped, again = None, 0, 0, 0, 0
+    for a, b, fate, cut in _chunks(x.size, plan):
+        if fate == "lost":
+            continue
+        a += cut if fate == "cut" else 0
+        if expected is None:
+            expected = first = a
+        gap = a - expected
+        lost[expected:a] = True
+        if 0 < gap <= MAX_FILL_S * FS:
+            filled += gap
+        elif gap > 0:
+            skipped += gap
+            broken[a - gap : a] = True
+        again += (b - a) if fate == "twice" else 0
+        expected = b
+    got = (summary["filled_samples"], summary["break_samples"], summary["repeated_samples"])
+    assert got == (filled, skipped, again)
+    assert summary["next_start"] == expected
+    assert summary["received_s"] == pytest.approx(
+        (x.size - first - lost.sum() + filled) / FS, abs=1e-3
+    )  # rounded to the ms
+    # every beat in order, none in a break; away from the losses, where the unbroken
+    # stream has it
+    at = np.array([c.sample_idx + first for c in beats], dtype=np.int64)
+    lost[:first] = True
+    assert (np.diff(at) > 0).all() and not broken[at].any()
+    near = np.convolve(lost, np.ones(2 * int(NEAR_S * FS) + 1), "same") > 0
+    far = {c.sample_idx for c in clean if not near[c.sample_idx]}
+    assert far <= set(at.tolist())
+    assert not lost.any() or summary["beats"] < len(clean) + 5
