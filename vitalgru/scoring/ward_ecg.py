@@ -265,8 +265,7 @@ class EcgWard(WardShadows, WardStrips):
                 bed = self._ecg_beds.get(c.patient_id)
                 if bed is not None:
                     bed.counts[c.label] += 1
-                    bed.recent.append(c)
-                    bed.rates.add(c)
+                    bed.add_beat(c)
             for a in alerts:
                 bed = self._ecg_beds.get(a.patient_id)
                 event = {"source": "ecg", **asdict(a)}

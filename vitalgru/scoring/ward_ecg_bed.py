@@ -126,19 +126,11 @@ class MinuteRates:
         self.rates: dict[int, float] = {}  # minutes that are over
         self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
         self._last: BeatCall | None = None
-        self._breaks: deque[float] = deque()  # where breaks in the feed ended (s), ascending
 
-    def broken(self, resume_s: float) -> None:
-        """The stream broke off and resumed at ``resume_s``: the interval between the beats
-        either side of it is no RR interval."""
-        self._breaks.append(float(resume_s))
-
-    def add(self, c: BeatCall) -> None:
+    def add(self, c: BeatCall, across: bool = False) -> None:
+        """The next beat; ``across``: a break in the feed lies between it and the one
+        before, so the interval between them is no RR interval."""
         prev, self._last = self._last, c
-        across = False
-        while self._breaks and self._breaks[0] <= c.time_s:
-            across = True  # the beat before this one came before the break
-            self._breaks.popleft()
         if prev is None or across:
             return
         rr = c.time_s - prev.time_s
@@ -191,6 +183,8 @@ class EcgBed:
     alerts: deque = field(default_factory=lambda: deque(maxlen=100))
     tail: SampleTail | None = None  # the latest samples pushed to the monitor (strips)
     rates: MinuteRates = field(default_factory=MinuteRates)  # heart rate by minute
+    # where breaks in the feed ended (stream s, ascending), back to the oldest recent beat
+    break_ends: deque = field(default_factory=deque)
     pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
     # the heart-rate trends of the streams before a gateway restart, oldest first
     earlier: list = field(default_factory=list)
@@ -215,11 +209,24 @@ class EcgBed:
         for at, n in breaks:
             self.tail.add(x[a:at])
             self.tail.skip(n)
-            self.rates.broken(self.tail.end / self.fs)
+            self.break_ends.append(self.tail.end / self.fs)
             a = at
         self.tail.add(x[a:])
         self.queued, self.queued_n, self.breaks = [], 0, []
         return x, breaks
+
+    def add_beat(self, c: BeatCall) -> None:
+        """Keep a beat labelled (in time order) for the summary and the trend."""
+        prev = self.recent[-1].time_s if self.recent else None
+        self.recent.append(c)
+        self.rates.add(c, across=prev is not None and bool(self._across([prev], [c.time_s])[0]))
+        while self.break_ends and self.break_ends[0] <= self.recent[0].time_s:
+            self.break_ends.popleft()  # no interval from a recent or later beat spans it
+
+    def _across(self, before: Any, after: Any) -> np.ndarray:
+        """For each pair of times, whether a break in the feed ended in ``(before, after]``."""
+        ends = np.asarray(self.break_ends, dtype=np.float64)
+        return np.searchsorted(ends, after, "right") > np.searchsorted(ends, before, "right")
 
     def trend(self) -> dict[str, Any]:
         """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream."""
@@ -236,7 +243,7 @@ class EcgBed:
             last = recent[-1].time_s
             t = np.array([c.time_s for c in recent if c.time_s >= last - HR_WINDOW_S])
             ok = np.array([c.signal_ok for c in recent if c.time_s >= last - HR_WINDOW_S])
-            rr = np.diff(t)[ok[1:] & ok[:-1]]
+            rr = np.diff(t)[ok[1:] & ok[:-1] & ~self._across(t[:-1], t[1:])]
             rr = rr[rr > 0]
             if rr.size >= 4:
                 hr = round(60.0 / float(np.median(rr)), 1)

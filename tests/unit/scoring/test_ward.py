@@ -25,7 +25,7 @@ from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
 from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
 from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_ecg_bed import MinuteRates
+from vitalgru.scoring.ward_ecg_bed import EcgBed
 from vitalgru.scoring.ward_events import INFO_KINDS
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import within_lockout
@@ -1111,16 +1111,20 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
 
 
 def test_the_heart_rate_takes_no_interval_across_a_break_in_the_feed() -> None:
-    # 10 s at 60 bpm, samples lost until 50 s, 120 bpm after: the interval across the break
-    # made the minute's median interval 0.75 s (80 bpm, a rate the patient never had)
+    # 10 s at 60 bpm, samples lost from 11 s to 49 s, 120 bpm after: the interval across the
+    # break made the median interval 0.75 s (80 bpm, a rate the patient never had)
     times = [float(t) for t in range(11)] + [50.0 + 0.5 * k for k in range(12)]
-    for cut, bpm in ((None, 80.0), (49.0, 120.0)):
-        rates = MinuteRates()
-        if cut is not None:
-            rates.broken(cut)
+    for broken, bpm in ((False, 80.0), (True, 120.0)):
+        now = datetime.now(UTC)
+        bed = EcgBed(360.0, now, now)
+        bed.queued, bed.queued_n = [np.zeros(11 * 360)], 11 * 360
+        bed.breaks = [(11 * 360, 38 * 360)] if broken else []
+        x, _ = bed.take_queued()
+        assert bed.tail is not None and bed.tail.end == (49 if broken else 11) * 360
         for i, t in enumerate(times):
-            rates.add(BeatCall("p", i, int(t * 360), t, "N", (1, 0, 0, 0, 0), True, t))
-        assert rates.trend(1) == [pytest.approx(bpm)]
+            bed.add_beat(BeatCall("p", i, int(t * 360), t, "N", (1, 0, 0, 0, 0), True, t))
+        assert bed.rates.trend(1) == [pytest.approx(bpm)]  # the minute's trend
+        assert bed.summary("p")["hr_bpm"] == bpm  # the bedside summary's last minute
 
 
 def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path) -> None:
