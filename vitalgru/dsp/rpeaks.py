@@ -368,6 +368,15 @@ class RpeakStream:
             self._decide(c, out)
 
     # ------------------------------------------------------------------ public
+    @property
+    def known_s(self) -> float:
+        """Time (s from the stream's start) up to which every R peak has been reported,
+        search-back aside: none during the learning phase, whose peaks are reported when it
+        ends; after it, the samples fed less :attr:`latency_s`."""
+        if not (self._initialised or self._flushed):
+            return 0.0
+        return max(0.0, self._n / self.fs - self.latency_s)
+
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed the next samples and return the peaks that became final.
 

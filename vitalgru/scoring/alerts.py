@@ -189,7 +189,9 @@ class AlertTracker:
         self._queue: deque[tuple[float, str, bool]] = deque()
         self._rejected: deque[float] = deque()  # ends of rejected windows not yet passed (s)
         self._judged_until = -math.inf  # end of the latest window judged (s)
-        self._silence_from = 0.0  # stream time silence is counted from (a break's end)
+        # breaks in the feed since the latest R peak: (stream time it resumed, seconds lost)
+        self._breaks: deque[tuple[float, float]] = deque()
+        self._pause_after = -math.inf  # the R peak the open pause alarm came after
 
     def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
         """Add one labelled beat (in time order); the alerts raised by the beats whose
@@ -201,16 +203,21 @@ class AlertTracker:
         """The end of the stream: read the beats still waiting with the windows judged."""
         return self._drain(now_s, final=True)
 
-    def broken(self, resume_s: float, now_s: float) -> list[Alert]:
-        """The stream broke off (samples lost) and resumes at ``resume_s``: read the beats
-        still waiting as at the stream's end, end a run (its beats on either side of the
-        break were not consecutive), and count silence from ``resume_s``: no pause is
-        raised over the break, whose samples no one saw. A pause raised before it stays
-        open until the next R peak."""
+    def broken(self, resume_s: float, lost_s: float, now_s: float) -> list[Alert]:
+        """The stream broke off: ``lost_s`` seconds of samples were lost, and it resumes at
+        ``resume_s``. Read the beats still waiting as at the stream's end and end a run (its
+        beats on either side of the break were not consecutive). The pause rule counts the
+        silence it saw, not the samples no one saw: a pause is ``pause_s`` of signal
+        received without an R peak, on either side of the break. A pause raised before it
+        stays open until the next R peak."""
         out = self._drain(now_s, final=True)
         self._end_run()
-        self._silence_from = max(self._silence_from, float(resume_s))
+        self._breaks.append((float(resume_s), float(lost_s)))
         return out
+
+    def _unseen(self, after_s: float, until_s: float) -> float:
+        """Seconds lost in the breaks between ``after_s`` and ``until_s``."""
+        return sum(lost for resume, lost in self._breaks if after_s < resume <= until_s)
 
     def _drain(self, now_s: float, final: bool) -> list[Alert]:
         out: list[Alert] = []
@@ -266,17 +273,16 @@ class AlertTracker:
         the first, counted from the stream's start). A gap of ``pause_s`` or more that
         :meth:`silence` has not already reported is reported now, so every pause is one
         alert however often the monitor is pushed."""
-        before = previous_s if math.isfinite(previous_s) else 0.0
-        onset = max(before, 0.0, self._silence_from)  # a break's end, if later
-        gap = peak_s - onset
+        onset = max(previous_s, 0.0) if math.isfinite(previous_s) else 0.0
+        unseen = self._unseen(onset, peak_s)
+        gap = peak_s - onset - unseen
         out = []
         if gap >= self.rules.pause_s and not self._pause_raised:
-            out.append(
-                Alert(
-                    self.patient_id, "pause", onset, now_s, f"pause: no heartbeat for {gap:.1f} s"
-                )
-            )
+            out.append(Alert(self.patient_id, "pause", onset, now_s,
+                             f"pause: no heartbeat for {gap:.1f} s{_unseen_note(unseen)}"))  # fmt: skip
         self._pause_raised = False  # the pause, if any, ended with this beat
+        while self._breaks and self._breaks[0][0] <= peak_s:
+            self._breaks.popleft()  # no later silence spans it
         return out
 
     def silence(
@@ -296,16 +302,17 @@ class AlertTracker:
         signal_ok : bool or None
             The latest signal-quality verdict (None: none yet).
         """
-        beat_after = math.isfinite(last_beat_s) and last_beat_s >= self._silence_from
-        onset = last_beat_s if beat_after else self._silence_from
-        since = known_until_s - onset
+        onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
+        unseen = self._unseen(onset, known_until_s)
+        since = known_until_s - onset - unseen
         if since < self.rules.pause_s:
-            if beat_after:  # beats again: re-armed (a young stream, a break's end, is not)
-                self._pause_raised = False
+            if math.isfinite(last_beat_s) and last_beat_s > self._pause_after:
+                self._pause_raised = False  # beats again: re-armed (a young stream is not)
             return []
         if self._pause_raised:
             return []
         self._pause_raised = True
+        self._pause_after = last_beat_s
         lead = (
             "; the signal quality check rejects the lead: check the electrodes"
             if signal_ok is False
@@ -317,7 +324,7 @@ class AlertTracker:
                 "pause",
                 onset,
                 now_s,
-                f"pause: no heartbeat detected for {since:.1f} s{lead}",
+                f"pause: no heartbeat detected for {since:.1f} s{_unseen_note(unseen)}{lead}",
             )
         ]
 
@@ -407,3 +414,8 @@ class AlertTracker:
         self._run_kind = None
         self._run_times = []
         self._run_raised = False
+
+
+def _unseen_note(unseen_s: float) -> str:
+    """What a pause message says of samples lost in it (nothing when none were)."""
+    return f" of signal received ({unseen_s:.1f} s more not received)" if unseen_s > 0 else ""

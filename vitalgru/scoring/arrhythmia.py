@@ -362,7 +362,7 @@ class ArrhythmiaMonitor:
         st.t_hist.clear()
         st.splice = rr if rr.size else None
         st.skip(int(n))
-        alerts += st.alerts.broken(st.n / st.fs, st.n / st.fs)
+        alerts += st.alerts.broken(st.n / st.fs, n / st.fs, st.n / st.fs)
         return Tick(calls, alerts)
 
     def _push_with_breaks(
@@ -420,7 +420,7 @@ class ArrhythmiaMonitor:
         st.new_gaps = []
         if not final:
             last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
-            out += st.alerts.silence(last, now - st.det.latency_s, now, st.latest_verdict())
+            out += st.alerts.silence(last, st.known_until_s(), now, st.latest_verdict())
         for stop, why in st.new_windows:
             out += st.alerts.signal(why, stop / st.fs, now)
         st.new_windows = []

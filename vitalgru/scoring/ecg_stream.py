@@ -185,6 +185,11 @@ class PatientStream:
         self.buf0 = fresh - fresh % self.down
         self.buf = np.full(fresh - self.buf0, self.last)
 
+    def known_until_s(self) -> float:
+        """Stream time up to which every R peak has been reported (the detector's, which
+        starts afresh after a break)."""
+        return self.det_base / self.fs + self.det.known_s
+
     def _new_quality(self) -> QualityStream:
         window_s, hop_s = self._quality_s
         return QualityStream(self.fs, window_s=window_s, hop_s=hop_s)

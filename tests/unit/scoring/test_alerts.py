@@ -103,27 +103,37 @@ class TestRules:
         assert tr.signal("flat", 46.0, 47.0) == tr.signal("flat", 48.0, 49.0) == []
         assert len(tr.signal("flat", 50.0, 51.0)) == 1
 
-    def test_no_pause_and_no_run_is_counted_over_a_break_in_the_feed(self) -> None:
+    def test_a_pause_counts_the_silence_received_and_no_run_goes_on_over_a_break(self) -> None:
         # a feed lost for 10 s (samples no one saw) read as a 10 s pause, and the ectopic
         # beats either side of it as one run
         tr = AlertTracker("p", AlertRules(pause_s=3.0, v_run_beats=3))
         assert tr.detected(-float("inf"), 0.8, 1.0) == tr.detected(0.8, 1.6, 2.0) == []
         assert tr.beat(1.0, "V", True, 2.0) + tr.beat(1.6, "V", True, 2.0) == []
-        assert tr.broken(12.0, 12.0) == []  # samples lost from 2.0 s to 12.0 s
-        assert tr.silence(1.6, 14.9, 15.3, True) == []  # silence counted from the break's end
+        assert tr.broken(12.0, 10.0, 12.0) == []  # samples lost from 2.0 s to 12.0 s
+        assert tr.silence(1.6, 14.5, 14.9, True) == []  # 0.4 + 2.5 s of silence received
         assert tr.detected(1.6, 12.5, 13.0) == []  # the first beat after it is no pause
         assert tr.beat(12.5, "V", True, 13.0) + tr.finish(14.0) == []  # nor a third V in a row
-        # the patient silent after the break: a pause, from the break's end
+        # the patient silent after the break: a pause, once 3 s of silence were received
+        # either side of it, from the last beat
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
         tr.detected(-float("inf"), 0.8, 1.0)
-        tr.broken(12.0, 12.0)
-        (a,) = tr.silence(0.8, 15.1, 15.5, True)
-        assert (a.kind, a.onset_s) == ("pause", 12.0) and "3.1 s" in a.message
+        tr.broken(12.0, 10.0, 12.0)
+        assert tr.silence(0.8, 13.7, 14.1, True) == []
+        (a,) = tr.silence(0.8, 13.9, 14.3, True)
+        assert (a.kind, a.onset_s) == ("pause", 0.8)
+        assert "for 3.1 s of signal received (10.0 s more not received)" in a.message
+        # ... and found when it ended, the same way
+        tr = AlertTracker("p", AlertRules(pause_s=3.0))
+        tr.detected(-float("inf"), 0.8, 1.0)
+        tr.broken(12.0, 10.0, 12.0)
+        assert tr.detected(0.8, 13.7, 14.0) == []
+        tr.broken(25.0, 10.0, 25.0)  # lost from 15.0 s: 1.3 + 2.2 s of silence received
+        assert "3.5 s of signal received" in tr.detected(13.7, 27.2, 27.5)[0].message
         # a pause raised before the break stays open over it, until a beat
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
         tr.detected(-float("inf"), 0.8, 1.0)
         assert len(tr.silence(0.8, 4.0, 4.4, True)) == 1
-        tr.broken(20.0, 20.0)
+        tr.broken(20.0, 15.0, 20.0)
         assert tr.silence(0.8, 21.0, 21.4, True) == [] and tr.pause_open
         assert tr.detected(0.8, 21.5, 22.0) == [] and not tr.pause_open
         # without the break the same beats are a run

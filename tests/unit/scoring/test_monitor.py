@@ -417,7 +417,7 @@ class TestBreaks:
         closed, _ = self._run(ArrhythmiaMonitor(model, PRE), x, fs, lost, skip=False)
         assert all(c.sample_idx not in ref for c in closed if c.sample_idx >= lost[1] + fs)
 
-    def test_a_silent_patient_after_a_break_is_a_pause_from_its_end(
+    def test_a_silent_patient_after_a_break_is_one_pause_from_the_last_beat(
         self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
     ) -> None:
         mon = ArrhythmiaMonitor(model, PRE)
