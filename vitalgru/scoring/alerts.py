@@ -15,7 +15,8 @@ setting of :class:`AlertRules`, as on a bedside monitor):
   count has fallen below half the limit, so a rate hovering at the limit is one alarm.
 * ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem:
   the alert carries the latest signal-quality verdict to tell them apart); open until the
-  next R peak is detected (:attr:`AlertTracker.pause_open`).
+  next R peak is detected (:attr:`AlertTracker.pause_open`). Over a break in the feed
+  (:meth:`AlertTracker.broken`) only the silence received counts, on both sides of it.
 * ``poor_signal`` (a technical alarm): ``poor_signal_windows`` (3) trailing quality windows
   in a row (:mod:`vitalgru.dsp.quality`; 10 s windows every 2 s, so about 14 s of signal)
   are rejected: flat, clipped, lead off, non-finite or noisy. Re-armed once as many windows

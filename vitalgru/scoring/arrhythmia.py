@@ -349,8 +349,9 @@ class ArrhythmiaMonitor:
 
         The beats after the break keep their time. No RR interval is made across it (the
         first beat after it follows the patient's latest intervals as after a restart with
-        memory, :class:`PatientMemory`), no run of ectopic beats goes on over it, and no
-        pause is counted over samples no one saw: silence is counted from the break's end.
+        memory, :class:`PatientMemory`), no run of ectopic beats goes on over it, and the
+        pause rule counts only the silence received, either side of it
+        (:meth:`~vitalgru.scoring.alerts.AlertTracker.broken`).
         The network's hidden state and the morphology templates go on.
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:

@@ -73,9 +73,10 @@ class EcgWard(WardShadows, WardStrips):
         ward expects (a chunk resent because its answer was lost) are dropped; a chunk
         after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
         (a gap the quality check bridges: the beats after it keep their time), else taken
-        as a break in the feed, with a warning: the monitor skips it (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`:
-        the beats after it keep their time, no RR interval, run or pause is counted over
-        it) and the strips show no trace there. An index more than ``max_chunk_s``
+        as a break in the feed, with a warning: the monitor skips it
+        (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`: the beats after it
+        keep their time, no RR interval or run spans it, a pause counts only the silence
+        received) and the strips show no trace there. An index more than ``max_chunk_s``
         behind is no resend, nor one further ahead than the feed can have sent since its
         last chunk (``max_chunk_s`` more than the time since): the feed restarted its
         count, which begins again there. Counted in :meth:`ecg_summary`
