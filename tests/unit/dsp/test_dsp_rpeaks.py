@@ -105,6 +105,21 @@ class TestStreaming:
         assert det.latency_s < 0.4
         assert np.all(np.diff(peaks) > 0)
 
+    def test_known_s_never_claims_a_peak_not_yet_reported(self) -> None:
+        # a pause check that trusted "the time less the latency" during the learning phase
+        # counted its beats as silence (they are reported when it ends)
+        fs = 360.0
+        x, _ = synthetic_ecg(fs, duration_s=20.0, seed=3)
+        det = RpeakStream(fs)
+        step = int(0.1 * fs)
+        for a in range(0, x.size, step):
+            known = det.known_s
+            for p in det.process(x[a : a + step]):
+                assert p / fs >= known  # reported after known_s passed it: a lie
+            if (a + step) / fs < INIT_S:
+                assert det.known_s == 0.0  # learning: nothing known yet
+        assert det.known_s == pytest.approx(x.size / fs - det.latency_s)
+
     def test_nan_chunks_match_offline(self) -> None:
         fs = 250.0
         x, _ = synthetic_ecg(fs, duration_s=20.0, seed=5)
