@@ -29,7 +29,9 @@ chunk or two) with NaN. Scored against the reference beats that were sent (those
   chunks were lost): what the classifier made of them, apart from their time (an RR interval
   closed up across a lost chunk reads as a premature beat).
 
-Also the alarms raised, by kind. Writes ``benchmarks/results/lost_chunks.{json,md}``.
+Also the alarms raised, by kind, and the pause alarms against the reference's pauses (its
+beats 3 s or more apart): how many of those were alarmed, and how many alarms came elsewhere.
+Writes ``benchmarks/results/lost_chunks.{json,md}``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from common import environment, write_results
 from ds2 import ds2_feeds
 
 from vitalgru import tracking
-from vitalgru.scoring import ArrhythmiaMonitor, ward_ecg
+from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, ward_ecg
+from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.replay import live_report
 from vitalgru.scoring.ward import Ward
@@ -63,6 +66,8 @@ P_OUTAGE = 1 / 180
 OUTAGE_S = (5, 30)
 #: Reference beats this near a lost sample are left out (s): the feed never sent them whole.
 EDGE_S = 0.2
+#: Slack (s) before a reference pause within which a pause alarm's onset counts as on it.
+PAUSE_SLACK_S = 0.5
 #: The feeds: (name, sends the index, longest gap filled with NaN in s).
 FEEDS = (("index", True, ward_ecg.MAX_FILL_S), ("index, fill 2 s", True, 2.0),
          ("no index", False, ward_ecg.MAX_FILL_S))  # fmt: skip
@@ -100,7 +105,7 @@ def _run(
     kept: dict[str, np.ndarray],
     with_index: bool,
     max_fill_s: float,
-) -> tuple[dict[str, list[BeatCall]], Counter, float]:
+) -> tuple[dict[str, list[BeatCall]], list[Alert], float]:
     """Feed every record's kept chunks through a ward, one tick a chunk: the beats and the
     alarms it recorded, and the wall time."""
     shipped, ward_ecg.MAX_FILL_S = ward_ecg.MAX_FILL_S, max_fill_s  # the rule under test
@@ -115,15 +120,15 @@ def _feed(
     signals: dict[str, tuple[np.ndarray, float]],
     kept: dict[str, np.ndarray],
     with_index: bool,
-) -> tuple[dict[str, list[BeatCall]], Counter, float]:
+) -> tuple[dict[str, list[BeatCall]], list[Alert], float]:
     calls: dict[str, list[BeatCall]] = {pid: [] for pid in signals}
-    kinds: Counter = Counter()
+    raised: list[Alert] = []
     record = ward._record_ecg
 
-    def capture(cs: list[BeatCall], alerts: list) -> None:
+    def capture(cs: list[BeatCall], alerts: list[Alert]) -> None:
         for c in cs:
             calls[c.patient_id].append(c)
-        kinds.update(a.kind for a in alerts)
+        raised.extend(alerts)
         record(cs, alerts)
 
     ward._record_ecg = capture  # type: ignore[method-assign]
@@ -140,7 +145,24 @@ def _feed(
         ward.tick()
     for pid in signals:
         ward.discharge_ecg(pid)
-    return calls, kinds, time.perf_counter() - t0
+    return calls, raised, time.perf_counter() - t0
+
+
+def _pauses(alerts: list[Alert], reference: dict[str, Any]) -> dict[str, int]:
+    """The pause alarms against the reference's pauses (intervals of ``pause_s`` or more
+    between reference beats): how many of those an alarm's onset (the last beat before it,
+    as reported) lies on, with :data:`PAUSE_SLACK_S` of slack, and how many alarms lie on
+    none."""
+    found = elsewhere = total = 0
+    for pid, (idx, _, _, fs) in reference.items():
+        t = idx / fs
+        gaps = np.flatnonzero(np.diff(t) >= AlertRules().pause_s)
+        spans = [(t[i] - PAUSE_SLACK_S, t[i + 1]) for i in gaps]
+        onsets = [a.onset_s for a in alerts if a.kind == "pause" and a.patient_id == pid]
+        total += len(spans)
+        found += sum(any(a <= o <= b for o in onsets) for a, b in spans)
+        elsewhere += sum(not any(a <= o <= b for a, b in spans) for o in onsets)
+    return {"reference": total, "found": found, "elsewhere": elsewhere}
 
 
 def _mapped_back(calls: list[BeatCall], kept: np.ndarray, fs: float, n: int) -> list[BeatCall]:
@@ -191,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 scenario == "outages" and max_fill_s > ward_ecg.MAX_FILL_S
             ):
                 continue  # nothing lost, or no gap as short as 2 s: the same run
-            calls, kinds, wall = _run(monitor, signals, kept, with_index, max_fill_s)
+            calls, alerts, wall = _run(monitor, signals, kept, with_index, max_fill_s)
+            kinds = Counter(a.kind for a in alerts)
             back = calls if with_index else {
                 pid: _mapped_back(cs, kept[pid], signals[pid][1], signals[pid][0].size)
                 for pid, cs in calls.items()
@@ -200,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 "scenario": scenario, "feed": feed, "index": with_index, "max_fill_s": max_fill_s,
                 "lost_pct": round(100 * lost_s / total_s, 2), "gaps": gaps,
                 "reported": _scores(calls, ref), "labels": _scores(back, ref),
-                "alarms": dict(sorted(kinds.items())), "wall_s": round(wall, 1),
+                "alarms": dict(sorted(kinds.items())), "pauses": _pauses(alerts, reference),
+                "wall_s": round(wall, 1),
             })  # fmt: skip
             print(rows[-1], flush=True)
     kinds = sorted({k for r in rows for k in r["alarms"]})
@@ -221,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{EDGE_S:g} s of a lost sample are left out (PPV counts the beats detected there).",
         "",
         "| lost | feed | lost % | gaps | reported: Se | PPV | S F1 | V F1 "
-        "| labels: S F1 | V F1 | " + " | ".join(kinds) + " | wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(kinds) + "---:|",
+        "| labels: S F1 | V F1 | " + " | ".join(kinds) + " | reference pauses alarmed "
+        "| pause alarms elsewhere | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + "---:|" * len(kinds)
+        + "---:|---:|---:|",
     ]
     for r in rows:
         rep, lab = r["reported"], r["labels"]
@@ -231,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['gaps']} | {rep['se']:.3f} | {rep['ppv']:.3f} | {rep['s_f1']:.3f} | "
             f"{rep['v_f1']:.3f} | {lab['s_f1']:.3f} | {lab['v_f1']:.3f} | "
             + " | ".join(str(r["alarms"].get(k, 0)) for k in kinds)
-            + f" | {r['wall_s']:.0f} |"
+            + f" | {r['pauses']['found']} of {r['pauses']['reference']} | "
+            f"{r['pauses']['elsewhere']} | {r['wall_s']:.0f} |"
         )
     md += ["", f"{env['machine']}, {env['cpu_count']} cores, torch {torch.__version__}, 1 thread."]
     write_results("lost_chunks", {"model": args.model, "version": loaded.version,
