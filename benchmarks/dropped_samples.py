@@ -28,7 +28,6 @@ Writes ``benchmarks/results/dropped_samples.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections import Counter
@@ -118,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="of each record for the sweep over the limit (0: no sweep)")  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    logging.getLogger("vitalgru.data.ingest").setLevel(logging.ERROR)  # beats past the cut
     env = environment()
     loaded = tracking.load_model(args.model)
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)

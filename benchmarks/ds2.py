@@ -3,6 +3,7 @@ what the benchmarks that drive a monitor or a ward with DS2 share."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,20 @@ def ds2_feeds(
     """``({record: (lead samples, fs)}, {record: (sample_idx, labels, vf, fs)})``: each DS2
     record's lead that ``windows`` names (or its fallback), whole or its first ``minutes``,
     and its reference beats inside that stretch as
-    :func:`vitalgru.scoring.replay.live_report` reads them."""
+    :func:`vitalgru.scoring.replay.live_report` reads them. The beats past a cut are left
+    out without the warning ingest gives for each record."""
+    ingest_log = logging.getLogger("vitalgru.data.ingest")
+    level = ingest_log.level
+    ingest_log.setLevel(logging.ERROR)  # "beat annotations lie outside its samples": the cut
+    try:
+        return _read(windows, minutes)
+    finally:
+        ingest_log.setLevel(level)
+
+
+def _read(
+    windows: BeatWindowConfig, minutes: float
+) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, Any]]:
     db = open_database("mitdb", PhysioNetConfig(mirror=default_mirror()))
     signals, reference = {}, {}
     for name in DECHAZAL_DS2:

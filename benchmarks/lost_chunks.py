@@ -189,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=0.0, help="of each record (0: whole)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    logging.getLogger("vitalgru.data.ingest").setLevel(logging.ERROR)  # beats past the cut
     logging.getLogger("vitalgru.scoring.ward").setLevel(logging.ERROR)  # a warning a break
     env = environment()
     loaded = tracking.load_model(args.model)
