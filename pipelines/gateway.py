@@ -155,8 +155,9 @@ class EcgChunk(BaseModel):
         None,
         ge=0,
         description="the feed's index of the first sample (samples it sent before this "
-        "chunk): a chunk sent again is not taken twice, and the samples after a gap (a "
-        "lost chunk, an outage) keep their time instead of closing the stream up",
+        "chunk): a chunk sent again is not taken twice, the samples after a gap (a "
+        "lost chunk, an outage) keep their time instead of closing the stream up, and a "
+        "feed that restarted its count (from 0 again) is told by its samples from a resend",
     )
 
 

@@ -12,6 +12,7 @@ feed is :class:`~vitalgru.scoring.ward_ecg_bed.EcgBed`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ import numpy as np
 
 from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
-from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S, EcgBed
+from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S, EcgBed, SampleTail
 from vitalgru.scoring.ward_events import _iso, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
 from vitalgru.scoring.ward_strips import WardStrips
@@ -70,17 +71,20 @@ class EcgWard(WardShadows, WardStrips):
         ``start``: the feed's index of the first sample (its count of samples sent before
         it), so that the stream keeps its time when chunks go missing or come twice. A
         feed that does not send it is taken as continuous. Samples before the index the
-        ward expects (a chunk resent because its answer was lost) are dropped; a chunk
-        after it leaves a gap, filled with NaN when it is at most :data:`MAX_FILL_S` long
-        (a gap the quality check bridges: the beats after it keep their time), else taken
-        as a break in the feed, with a warning: the monitor skips it
-        (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`: the beats after it
-        keep their time, no RR interval or run spans it, a pause counts only the silence
-        received) and the strips show no trace there. An index more than ``max_chunk_s``
-        behind is no resend, nor one further ahead than the feed can have sent since its
-        last chunk (``max_chunk_s`` more than the time since): the feed restarted its
-        count, which begins again there. Counted in :meth:`ecg_summary`
-        (``filled_samples``, ``repeated_samples``, ``break_samples``, ``next_start``).
+        ward expects (a chunk resent because its answer was lost, or one that came after
+        the next) are dropped; a chunk after it leaves a gap, filled with NaN when it is at
+        most :data:`MAX_FILL_S` long (a gap the quality check bridges: the beats after it
+        keep their time), else taken as a break in the feed, with a warning: the monitor
+        skips it (:meth:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.skip`: the beats
+        after it keep their time, no RR interval or run spans it, a pause counts only the
+        silence received) and the strips show no trace there. The feed restarted its count,
+        which begins again at the chunk, when its index is more than ``max_chunk_s`` behind
+        (no resend is that old), when its samples differ from those received at the same
+        index (a resend repeats them; a restart whose first samples equal them cannot be
+        told from one), or when it is further ahead than the feed can have sent since its
+        last chunk (``max_chunk_s`` more than the time since); with a warning. Counted in
+        :meth:`ecg_summary` (``filled_samples``, ``repeated_samples``, ``break_samples``,
+        ``index_restarts``, ``next_start``).
 
         Returns the samples now queued for the patient. KeyError when the patient was not
         admitted; ValueError for samples that are not a flat list of numbers, a ``start``
@@ -106,8 +110,10 @@ class EcgWard(WardShadows, WardStrips):
                     raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
                                    f"samples under {now!r}")  # fmt: skip
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
-            x, next_index, filled, again, broken = (
-                (x, bed.next_index, 0, 0, 0) if start is None else self._in_order(bed, x, start)
+            x, next_index, filled, again, broken, restart = (
+                (x, bed.next_index, 0, 0, 0, None)
+                if start is None
+                else self._in_order(bed, x, start)
             )
             if (bed.queued_n + x.size - filled) / bed.fs > self.max_chunk_s:  # a gap filled
                 raise ValueError(  # comes on top (at most MAX_FILL_S)
@@ -118,10 +124,15 @@ class EcgWard(WardShadows, WardStrips):
             bed.filled_samples += filled
             bed.repeated_samples += again
             if broken and broken / bed.fs > time.monotonic() - bed.last_data + self.max_chunk_s:
-                logger.warning("ward: patient %s: the chunk's index is %.1f s ahead, more than "
-                               "the feed can have sent since its last chunk: taken as a feed "
-                               "that restarted its count", pid, broken / bed.fs)  # fmt: skip
-            elif broken:
+                broken, restart = 0, (f"{broken / bed.fs:.1f} s ahead, more than the feed can "
+                                      "have sent since its last chunk")  # fmt: skip
+            if restart is not None:
+                bed.index_restarts += 1
+                logger.warning("ward: patient %s: the chunk's index (%d) is %s: taken as a "
+                               "feed that restarted its count", pid, start, restart)  # fmt: skip
+            if start is not None:
+                self._remember_sent(bed, x, next_index, broken, restart is not None)
+            if broken:
                 bed.breaks.append((bed.queued_n, broken))
                 bed.break_samples += broken
                 logger.warning("ward: patient %s: %d samples (%.1f s) missing before this "
@@ -141,24 +152,41 @@ class EcgWard(WardShadows, WardStrips):
 
     def _in_order(
         self, bed: EcgBed, x: np.ndarray, start: int
-    ) -> tuple[np.ndarray, int, int, int, int]:
+    ) -> tuple[np.ndarray, int, int, int, int, str | None]:
         """``x`` (sent from the feed's index ``start``) as it continues ``bed``'s stream
         (see :meth:`add_ecg`): ``(samples to queue, the next index, samples of a gap filled
-        with NaN, samples dropped as sent again, samples of a gap too long to fill)``.
-        Changes nothing."""
+        with NaN, samples dropped as sent again, samples of a gap too long to fill, why the
+        feed is taken to have restarted its count, or None)``. Changes nothing."""
         expected = bed.next_index
         nxt = max(expected or 0, start + x.size)
         if expected is None or start == expected:  # the first index, or in order
-            return x, nxt, 0, 0, 0
-        if start < expected - self.max_chunk_s * bed.fs:  # no resend is that old: the feed
-            return x, start + x.size, 0, 0, 0  # restarted its count, which begins again here
+            return x, nxt, 0, 0, 0, None
+        behind, why = (expected - start) / bed.fs, None
+        if behind > self.max_chunk_s:
+            why = "older than any resend"
+        elif start < expected and bed.sent is not None and bed.sent.differs(x, start):
+            why = "with samples other than those received there"
+        if why is not None:  # the feed restarted its count, which begins again here
+            return x, start + x.size, 0, 0, 0, f"{behind:.1f} s behind, {why}"
         if start < expected:  # sent again: only what is new is taken
             again = min(expected - start, x.size)
-            return x[again:], nxt, 0, again, 0
+            return x[again:], nxt, 0, again, 0, None
         gap = start - expected
         if gap / bed.fs > MAX_FILL_S:  # a break, not a gap
-            return x, nxt, 0, 0, gap
-        return np.concatenate([np.full(gap, np.nan), x]), nxt, gap, 0, 0
+            return x, nxt, 0, 0, gap, None
+        return np.concatenate([np.full(gap, np.nan), x]), nxt, gap, 0, 0, None
+
+    def _remember_sent(
+        self, bed: EcgBed, x: np.ndarray, next_index: int, broken: int, restarted: bool
+    ) -> None:
+        """Keep the samples ``x`` taken (up to the feed's index ``next_index``, after
+        ``broken`` lost) by the feed's index, to tell a resend from a restarted count."""
+        if bed.sent is None or restarted:
+            n = int(math.ceil(self.max_chunk_s * bed.fs))
+            bed.sent = SampleTail(n, end=next_index - x.size)
+        elif broken:
+            bed.sent.skip(broken)
+        bed.sent.add(x)
 
     def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
         """End a patient's feed: score what is queued and the beats still waiting, and

@@ -84,11 +84,12 @@ def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
 
 
 class SampleTail:
-    """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added."""
+    """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added (from
+    ``end`` given: the index of the first)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, end: int = 0) -> None:
         self.buf = np.full(max(int(n), 1), np.nan, dtype=np.float32)
-        self.end = 0
+        self.end = int(end)
 
     def add(self, x: np.ndarray) -> None:
         n = self.buf.size
@@ -114,6 +115,17 @@ class SampleTail:
         a = max(a, self.end - n, 0)
         idx = np.arange(a, min(b, self.end)) % n
         return self.buf[idx].copy()
+
+    def differs(self, x: np.ndarray, a: int) -> bool:
+        """Whether samples ``x``, from index ``a`` on, differ from those kept at the same
+        indexes (compared as kept, float32, where both have a value: NaN is no value)."""
+        lo, hi = max(a, self.end - self.buf.size, 0), min(a + int(np.size(x)), self.end)
+        if hi <= lo:
+            return False
+        kept = self.get(lo, hi)
+        new = np.asarray(x, dtype=np.float32)[lo - a : hi - a]
+        both = ~(np.isnan(kept) | np.isnan(new))
+        return bool((kept[both] != new[both]).any())
 
 
 class MinuteRates:
@@ -176,6 +188,10 @@ class EcgBed:
     filled_samples: int = 0
     repeated_samples: int = 0
     break_samples: int = 0
+    # chunks whose index said the feed had restarted its count, and the latest samples by
+    # the feed's index (NaN where none came), which tell a chunk sent again from a restart
+    index_restarts: int = 0
+    sent: SampleTail | None = None
     # breaks in the feed among the samples queued: (samples queued before it, samples lost)
     breaks: list[tuple[int, int]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
@@ -258,6 +274,7 @@ class EcgBed:
             "filled_samples": self.filled_samples,
             "repeated_samples": self.repeated_samples,
             "break_samples": self.break_samples,
+            "index_restarts": self.index_restarts,
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,

@@ -1104,10 +1104,52 @@ def test_a_chunk_sent_twice_or_lost_keeps_the_streams_time(signals: dict[str, np
     ward.add_ecg("p", [0.0] * 360, 0)  # a feed that restarted its count: taken, not dropped
     got = ward.ecg_summary("p")
     assert (got["repeated_samples"], got["next_start"], got["queued_s"]) == (0, 360, 1.0)
+    assert got["index_restarts"] == 1
     # so is an index further ahead than the feed can have sent since (an hour, at once)
     ward.add_ecg("p", [0.0] * 360, 360 * 3600)
     got = ward.ecg_summary("p")
     assert (got["break_samples"], got["next_start"]) == (59 * 360, 360 * 3601)
+    assert got["index_restarts"] == 2
+
+
+def test_a_feed_that_restarts_its_count_within_a_minute_is_taken_not_dropped(
+    signals: dict[str, np.ndarray],
+) -> None:
+    # a feed (or the monitor behind it) restarted after 20 s sends its count from 0 again:
+    # the ward took its chunks as sent again, and dropped 20 s of ECG unseen
+    x = signals["119"][: 40 * 360]
+
+    def run(starts: list[int | None]) -> dict:
+        ward = Ward(untrained_monitor())
+        ward.admit_ecg("p", 360.0)
+        for k, start in enumerate(starts):
+            if start is not None:
+                ward.add_ecg("p", x[k * 360 : (k + 1) * 360].tolist(), start)
+                ward.tick()
+        return ward.discharge_ecg("p")
+
+    def same(got: dict, want: dict) -> bool:
+        return all(got[k] == want[k] for k in ("beats", "counts", "last_beats", "received_s"))
+
+    clean = run([k * 360 for k in range(40)])
+    got = run([k * 360 for k in range(20)] + [(k - 20) * 360 for k in range(20, 40)])
+    assert same(got, clean)
+    assert (got["index_restarts"], got["repeated_samples"], got["next_start"]) == (1, 0, 7200)
+    # a chunk of the restarted count sent again is still dropped
+    starts: list[int | None] = [k * 360 for k in range(20)] + [0, 0]
+    starts += [(k - 20) * 360 for k in range(21, 40)]
+    ward_chunks = [k if k < 21 else k - 1 for k in range(41)]
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("p", 360.0)
+    for k, start in zip(ward_chunks, starts, strict=True):
+        ward.add_ecg("p", x[k * 360 : (k + 1) * 360].tolist(), start)
+        ward.tick()
+    got = ward.discharge_ecg("p")
+    assert same(got, clean) and (got["index_restarts"], got["repeated_samples"]) == (1, 360)
+    # after a break (chunks 10-14 lost) too
+    starts = [k * 360 if k not in range(10, 15) else None for k in range(30)]
+    got = run(starts + [(k - 30) * 360 for k in range(30, 40)])
+    assert (got["index_restarts"], got["break_samples"], got["repeated_samples"]) == (1, 1800, 0)
 
 
 def test_the_heart_rate_takes_no_interval_across_a_break_in_the_feed() -> None:

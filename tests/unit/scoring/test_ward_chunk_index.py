@@ -1,7 +1,7 @@
-"""A feed's chunks, with their ``start`` index, lost, cut short or sent twice in generated
-ways: the ward accounts for every sample (taken, dropped as sent again, filled, skipped in a
-break), never raises, and reports each beat at the sample it was sent as; a beat away from
-any loss at the very sample the unbroken stream reports it."""
+"""A feed's chunks, with their ``start`` index, lost, cut short, sent twice or out of order
+in generated ways: the ward accounts for every sample (taken, dropped as sent again,
+filled, skipped in a break), never raises, and reports each beat at the sample it was sent
+as; a beat away from any loss at the very sample the unbroken stream reports it."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S
 
 FS = 360
 SECONDS = 30
-#: What becomes of one chunk: sent once, lost, sent twice (its answer lost), or sent
-#: without its first samples (lost on the way: a gap of a few samples).
-FATE = st.sampled_from(["sent", "sent", "sent", "lost", "twice", "cut"])
+#: What becomes of one chunk: sent once, lost, sent twice (its answer lost), sent without
+#: its first samples (lost on the way: a gap of a few samples), or sent after the next one
+#: (its samples then a break in the feed, and dropped when they come, as sent again).
+FATE = st.sampled_from(["sent", "sent", "sent", "lost", "twice", "cut", "late"])
 #: Beats this near a lost sample (s) may differ from the unbroken stream's: the detector
 #: and the quality check start afresh after a break, the filters see the gap.
 NEAR_S = 3.0
@@ -48,13 +49,9 @@ def _feed(x: np.ndarray, plan: list[tuple[int, str, int]]) -> tuple[list[BeatCal
 
     ward._record_ecg = seen  # type: ignore[method-assign]
     ward.admit_ecg("p", float(FS))
-    for a, b, fate, cut in _chunks(x.size, plan):
-        if fate == "lost":
-            continue
-        a += cut if fate == "cut" else 0
-        for _ in range(2 if fate == "twice" else 1):
-            ward.add_ecg("p", x[a:b].tolist(), a)
-            ward.tick()
+    for a, b in _arrivals(x.size, plan):
+        ward.add_ecg("p", x[a:b].tolist(), a)
+        ward.tick()
     return beats, ward.discharge_ecg("p")
 
 
@@ -68,6 +65,19 @@ def _chunks(n: int, plan: list[tuple[int, str, int]]) -> list[tuple[int, int, st
     if a < n:
         out.append((a, n, "sent", 0))
     return out
+
+
+def _arrivals(n: int, plan: list[tuple[int, str, int]]) -> list[tuple[int, int]]:
+    """The samples ``[a, b)`` of each chunk that arrives, in the order they arrive."""
+    out: list[tuple[int, int]] = []
+    late: list[tuple[int, int]] = []
+    for a, b, fate, cut in _chunks(n, plan):
+        if fate == "late":
+            late.append((a, b))
+        elif fate != "lost":
+            out += [(a + (cut if fate == "cut" else 0), b)] * (2 if fate == "twice" else 1)
+            out, late = out + late, []
+    return out + late
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +96,12 @@ def test_every_sample_is_accounted_for_and_every_beat_keeps_its_time(
     lost = np.zeros(x.size, bool)
     broken = np.zeros(x.size, bool)  # lost in breaks (a gap filled may still hold an R peak)
     expected, first, filled, skipped, again = None, 0, 0, 0, 0
-    for a, b, fate, cut in _chunks(x.size, plan):
-        if fate == "lost":
-            continue
-        a += cut if fate == "cut" else 0
+    for a, b in _arrivals(x.size, plan):
         if expected is None:
             expected = first = a
+        if a < expected:  # sent again, or after the next: only what is new is taken
+            again += min(expected, b) - a
+            a = min(expected, b)
         gap = a - expected
         lost[expected:a] = True
         if 0 < gap <= MAX_FILL_S * FS:
@@ -99,10 +109,10 @@ def test_every_sample_is_accounted_for_and_every_beat_keeps_its_time(
         elif gap > 0:
             skipped += gap
             broken[a - gap : a] = True
-        again += (b - a) if fate == "twice" else 0
-        expected = b
+        expected = max(expected, b)
     got = (summary["filled_samples"], summary["break_samples"], summary["repeated_samples"])
     assert got == (filled, skipped, again)
+    assert summary["index_restarts"] == 0  # what comes again repeats what came
     assert summary["next_start"] == expected
     assert summary["received_s"] == pytest.approx(
         (x.size - first - lost.sum() + filled) / FS, abs=1e-3
