@@ -20,12 +20,8 @@ from vitalgru.io.sources import (
     open_database,
     resolve_source,
 )
-from vitalgru.io.wfdb_reader import (
-    HeaderInfo,
-    read_annotations_file,
-    read_header,
-    read_record_files,
-)
+from vitalgru.io.wfdb_header import HeaderInfo, read_header
+from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 
 __all__ = [
     "ENV_MIRROR",

@@ -43,12 +43,8 @@ from vitalgru.errors import (
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
 from vitalgru.io.folders import archive_hint
-from vitalgru.io.wfdb_reader import (
-    HeaderInfo,
-    read_annotations_file,
-    read_header,
-    read_record_files,
-)
+from vitalgru.io.wfdb_header import HeaderInfo, read_header
+from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 from vitalgru.types import Annotations, AttritionEntry, Record
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from vitalgru.io.fhir_observations import (
 from vitalgru.io.hl7v2 import adt_event, oru_observations, read_message
 from vitalgru.io.psv import read_psv
 from vitalgru.io.psv_folder import read_psv_folder
-from vitalgru.io.wfdb_reader import read_annotations_file, read_header, read_record_files
+from vitalgru.io.wfdb_header import read_header
+from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 
 #: Bytes that mean something to the formats read here, put in more often than chance would.
 SIGNIFICANT = st.sampled_from(

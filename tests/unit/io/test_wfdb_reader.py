@@ -11,12 +11,8 @@ import pytest
 import wfdb
 
 from vitalgru.errors import RecordError
-from vitalgru.io.wfdb_reader import (
-    check_record_files,
-    read_annotations_file,
-    read_header,
-    read_record_files,
-)
+from vitalgru.io.wfdb_header import check_record_files, read_header
+from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 
 
 def _copy_record(src_dir: Path, record: str, dst_dir: Path, exts=("hea", "dat", "atr")) -> Path:
