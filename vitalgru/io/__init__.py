@@ -8,8 +8,9 @@ Challenge-2019 vitals tables are read by :func:`read_psv` / :func:`read_psv_fold
 
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums, sha256_file
 from vitalgru.io.download import HttpFetcher, HttpStatusError
+from vitalgru.io.fetch_report import FetchReport, FileFailure
 from vitalgru.io.ingest import IngestResult, attrition_entry, ingest_records, iter_records
-from vitalgru.io.physionet import Database, FetchReport, FileFailure
+from vitalgru.io.physionet import Database
 from vitalgru.io.psv import read_psv
 from vitalgru.io.psv_folder import PsvCohort, list_psv, read_psv_folder
 from vitalgru.io.sources import (

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vitalgru.errors import (
@@ -42,78 +41,21 @@ from vitalgru.errors import (
 )
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
+from vitalgru.io.fetch_report import FetchReport, FileFailure
 from vitalgru.io.folders import archive_hint
 from vitalgru.io.wfdb_header import HeaderInfo, read_header
 from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
-from vitalgru.types import Annotations, AttritionEntry, Record
+from vitalgru.types import Annotations, Record
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Database", "FetchReport", "FileFailure", "PatientIds"]
+__all__ = ["Database", "PatientIds"]
 
 PatientIds = Mapping[str, str] | Callable[[str], str]
 
 _SUMS = "SHA256SUMS.txt"
 _ABSENT_SUFFIX = ".absent"  # marker: the server publishes no such file (remote only)
 _REQUIRED_EXT = "hea"
-_STAGE = {"checksum_mismatch": "verify", "download_failed": "download"}  # others: "read"
-
-
-@dataclass(frozen=True, slots=True)
-class FileFailure:
-    """One file that could not be fetched or verified."""
-
-    file: str  # path relative to the database root (the record name if none applies)
-    reason: str  # "download_failed", "checksum_mismatch", "missing_file", ...
-    detail: str
-    record: str = ""  # record the file belongs to
-
-
-@dataclass
-class FetchReport:
-    """Outcome of :meth:`Database.fetch`, per file; failures do not stop the others.
-
-    Attributes
-    ----------
-    ok : list of str
-        Files present and verified (or present, where no digest is published).
-    downloaded : list of str
-        Subset of ``ok`` transferred by this call.
-    skipped : list of str
-        Requested files the database does not publish (e.g. no ``.atr`` for a noise
-        record); not an error.
-    failures : list of FileFailure
-        Files missing, undownloadable or failing their checksum.
-    """
-
-    database: str
-    ok: list[str] = field(default_factory=list)
-    downloaded: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[FileFailure] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return not self.failures
-
-    @property
-    def failed_records(self) -> list[str]:
-        """Records with at least one failing file, in order of first failure."""
-        return list(dict.fromkeys(f.record for f in self.failures))
-
-    def attrition(self) -> list[AttritionEntry]:
-        """Failures as attrition entries, one per failing file (``item`` the record,
-        ``stage`` "download", "verify" or "read")."""
-        return [
-            AttritionEntry(
-                database=self.database,
-                item=f.record or f.file,
-                stage=_STAGE.get(f.reason, "read"),
-                reason=f.reason,
-                detail=f.detail,
-            )
-            for f in self.failures
-        ]
 
 
 class Database:

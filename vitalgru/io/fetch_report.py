@@ -1,0 +1,70 @@
+"""What fetching a PhysioNet database came to (:meth:`vitalgru.io.physionet.Database.fetch`):
+the files present, downloaded and skipped, and each failure, as attrition entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vitalgru.types import AttritionEntry
+
+__all__ = ["FetchReport", "FileFailure"]
+
+#: The attrition stage of a failure's reason; any other reason is a "read" failure.
+_STAGE = {"checksum_mismatch": "verify", "download_failed": "download"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    """One file that could not be fetched or verified."""
+
+    file: str  # path relative to the database root (the record name if none applies)
+    reason: str  # "download_failed", "checksum_mismatch", "missing_file", ...
+    detail: str
+    record: str = ""  # record the file belongs to
+
+
+@dataclass
+class FetchReport:
+    """Outcome of :meth:`Database.fetch`, per file; failures do not stop the others.
+
+    Attributes
+    ----------
+    ok : list of str
+        Files present and verified (or present, where no digest is published).
+    downloaded : list of str
+        Subset of ``ok`` transferred by this call.
+    skipped : list of str
+        Requested files the database does not publish (e.g. no ``.atr`` for a noise
+        record); not an error.
+    failures : list of FileFailure
+        Files missing, undownloadable or failing their checksum.
+    """
+
+    database: str
+    ok: list[str] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[FileFailure] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+    @property
+    def failed_records(self) -> list[str]:
+        """Records with at least one failing file, in order of first failure."""
+        return list(dict.fromkeys(f.record for f in self.failures))
+
+    def attrition(self) -> list[AttritionEntry]:
+        """Failures as attrition entries, one per failing file (``item`` the record,
+        ``stage`` "download", "verify" or "read")."""
+        return [
+            AttritionEntry(
+                database=self.database,
+                item=f.record or f.file,
+                stage=_STAGE.get(f.reason, "read"),
+                reason=f.reason,
+                detail=f.detail,
+            )
+            for f in self.failures
+        ]
