@@ -235,7 +235,7 @@ def _links(label: str, page: str | None) -> dict[str, Any]:
 
 
 #: Technical ECG alarms: a card only while their condition goes on.
-TECHNICAL_ECG = {"poor_signal", "feed_lost"}
+TECHNICAL_ECG = {"poor_signal", "feed_lost", "feed_rate"}
 
 
 def ecg_cards(

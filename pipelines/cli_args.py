@@ -133,6 +133,13 @@ def non_negative_minutes(text: str) -> float:
     return v
 
 
+def percent_below_100(text: str) -> float:
+    v = parsed(text, float, "a percentage")
+    if not (0 <= v < 100):
+        raise argparse.ArgumentTypeError(f"the percentage must be >= 0 and < 100, got {text}")
+    return v
+
+
 def non_negative_hours(text: str) -> float:
     v = parsed(text, float, "a number of hours")
     if not (v >= 0 and v < float("inf")):

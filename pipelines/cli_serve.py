@@ -18,6 +18,7 @@ from pipelines.cli_args import (
     listed,
     non_negative_hours,
     non_negative_minutes,
+    percent_below_100,
     port,
     positive_rate,
     positive_seconds,
@@ -51,7 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               tls_cert=args.tls_cert, tls_key=args.tls_key,
               tls_client_ca=args.tls_client_ca,
               sepsis_lockout_h=args.sepsis_lockout_h, cds_clients=args.cds_clients,
-              public_url=args.public_url)  # fmt: skip
+              public_url=args.public_url,
+              feed_rate_tolerance=args.feed_rate_pct / 100 or None)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
@@ -240,6 +242,13 @@ def add_serve_commands(sub: Any) -> None:
         "--public-url", default=None, metavar="URL",
         help="this gateway's address as the EHR and browsers reach it (behind a proxy): the "
         "CDS tokens' audience, and the cards' links to patient pages (none without it)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--feed-rate-pct", type=percent_below_100, default=15.0, metavar="PCT",
+        help="raise feed_rate, a technical alarm, for an ECG feed that sends more than this "
+        "many percent off the rate it was admitted at, measured over its last 2 minutes (a "
+        "device set to 500 Hz admitted at 250 doubles every heart rate; default 15; 0: not "
+        "checked)",
     )  # fmt: skip
     sp.add_argument(
         "--sepsis-lockout-h", type=non_negative_hours, default=0.0, metavar="HOURS",

@@ -43,6 +43,8 @@ class WardCollector:
         yield g
         for name, doc, value in (
             ("vitalgru_ecg_feeds_lost", "ECG feeds that have sent nothing lately", t["feeds_lost"]),
+            ("vitalgru_ecg_feeds_off_rate", "ECG feeds sending off the rate they were admitted at",
+             t["feeds_off_rate"]),
             ("vitalgru_ecg_queued_seconds", "ECG waiting for the next tick, all feeds",
              t["queued_s"]),
             ("vitalgru_ecg_queued_seconds_max", "ECG waiting for the next tick, fullest feed",

@@ -25,7 +25,7 @@ from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
-from vitalgru.scoring.ward import ESCALATE_AFTER_S, Ward
+from vitalgru.scoring.ward import ESCALATE_AFTER_S, FEED_RATE_TOLERANCE, Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
 from vitalgru.scoring.ward_state import StateDamage
@@ -102,11 +102,14 @@ def build_ward(
     escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     sepsis_lockout_h: float = 0.0,
+    feed_rate_tolerance: float | None = FEED_RATE_TOLERANCE,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
     returns it and ``{task: "URI (version N)"}``. A shadow model is compared with the
-    champion of its task (:mod:`vitalgru.scoring.shadow`)."""
+    champion of its task (:mod:`vitalgru.scoring.shadow`). ``feed_rate_tolerance``: the
+    share off its admitted rate at which an ECG feed raises ``feed_rate`` (None: not
+    checked)."""
     if (shadow_arrhythmia_model and not arrhythmia_model) or (
         shadow_early_warning_model and not early_warning_model
     ):
@@ -123,6 +126,7 @@ def build_ward(
         escalate_after_s=escalate_after_s,
         hour_close_after_s=hour_close_after_s,
         sepsis_lockout_h=sepsis_lockout_h,
+        feed_rate_tolerance=feed_rate_tolerance,
     )
     if journal is not None and kept is not None:
         if not kept.empty or kept.damaged:
@@ -183,6 +187,7 @@ def serve(
     sepsis_lockout_h: float = 0.0,
     cds_clients: str | os.PathLike | None = None,
     public_url: str | None = None,
+    feed_rate_tolerance: float | None = FEED_RATE_TOLERANCE,
 ) -> None:
     """Load the models, take up the ``state`` file's patients, and serve the gateway until
     interrupted; with ``mllp_port``, HL7 v2 over MLLP beside HTTP; with ``audit``, every
@@ -262,7 +267,7 @@ def serve(
     ward, names = build_ward(
         arrhythmia_model, early_warning_model, state,
         shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
-        hour_close_after_s, sepsis_lockout_h,
+        hour_close_after_s, sepsis_lockout_h, feed_rate_tolerance,
     )  # fmt: skip
     forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
     logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",

@@ -13,8 +13,8 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
   ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
   or ``sepsis``), phase (``start``; ``continue`` for an escalation; ``end`` when a sepsis
-  alarm episode is over, a lost ECG feed is back, a poor signal is good again or a heartbeat
-  ends a pause), state
+  alarm episode is over, a lost ECG feed is back, a feed sends at its admitted rate again,
+  a poor signal is good again or a heartbeat ends a pause), state
   (``active``; ``inactive`` at the end),
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
@@ -61,6 +61,7 @@ ALARM_CLASSES: dict[str, tuple[str, str]] = {
     "sepsis_risk": ("PM", "SP"),
     "poor_signal": ("PL", "ST"),
     "feed_lost": ("PL", "ST"),
+    "feed_rate": ("PL", "ST"),
 }
 #: Longest wait (s) between tries while the receiver does not answer.
 MAX_RETRY_S = 60.0

@@ -328,13 +328,17 @@ class TestCLI:
         assert chain == (5.0, 15.0, 30.0)
         assert args.sepsis_lockout_h == 0.0  # off unless a ward asks for it
         assert p.parse_args(["serve", "--sepsis-lockout-h", "12"]).sepsis_lockout_h == 12.0
+        assert args.feed_rate_pct == 15.0  # a feed off its rate is checked unless told not to
+        assert p.parse_args(["serve", "--feed-rate-pct", "0"]).feed_rate_pct == 0.0
         assert args.arrhythmia_model == "models:/vitalgru-arrhythmia@champion"
         for bad in (["--port", "0"], ["--port", "x"], ["--tick-s", "0"],
                     ["--escalate-after-min", "-1"], ["--escalate-after-min", "soon"],
                     ["--escalate-after-min", "30,15"], ["--escalate-after-min", "15,15"],
                     ["--escalate-after-min", "0,15"], ["--escalate-after-min", "15,"],
                     ["--sepsis-lockout-h", "-1"], ["--sepsis-lockout-h", "inf"],
-                    ["--rate-limit", "0"], ["--rate-limit", "fast"]):  # fmt: skip
+                    ["--rate-limit", "0"], ["--rate-limit", "fast"],
+                    ["--feed-rate-pct", "-5"], ["--feed-rate-pct", "100"],
+                    ["--feed-rate-pct", "nan"]):  # fmt: skip
             with pytest.raises(SystemExit) as e:
                 p.parse_args(["serve", *bad])
             assert e.value.code == 2

@@ -27,7 +27,7 @@ from vitalgru.scoring.ward_journal import WardJournal
 
 
 def test_every_alarm_kind_has_a_priority_and_a_type() -> None:
-    assert set(KINDS) | {"sepsis_risk", "feed_lost"} == set(ALARM_CLASSES)
+    assert set(KINDS) | {"sepsis_risk", "feed_lost", "feed_rate"} == set(ALARM_CLASSES)
     assert {p for p, _ in ALARM_CLASSES.values()} == {"PH", "PM", "PL"}
 
 

@@ -38,6 +38,7 @@ ALERT_NAMES = {
     "pause": "Pause",
     "poor_signal": "Poor signal",
     "feed_lost": "ECG feed lost",
+    "feed_rate": "ECG feed off its sampling rate",
     "feed_restored": "ECG feed restored",
     "signal_restored": "ECG signal good again",
     "beats_resumed": "Heartbeats again after a pause",

@@ -64,7 +64,14 @@ from vitalgru.scoring.ward_strips import MAX_STRIPS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_CHUNK_S", "MAX_STRIPS", "MEMORY_EVERY_S", "Durations", "Ward"]
+__all__ = [
+    "FEED_RATE_TOLERANCE",
+    "MAX_CHUNK_S",
+    "MAX_STRIPS",
+    "MEMORY_EVERY_S",
+    "Durations",
+    "Ward",
+]
 
 #: Events kept in the log; an engine polling less often than this fills loses the oldest.
 MAX_EVENTS = 10_000
@@ -76,6 +83,8 @@ FEED_TIMEOUT_S = 10.0
 #: ``escalated`` event naming it, for the integration engine to page the next person (the
 #: default, one level; a ward may give several, an escalation chain).
 ESCALATE_AFTER_S = 15 * 60.0
+#: The share off its admitted rate at which the gateway raises ``feed_rate`` for a feed.
+FEED_RATE_TOLERANCE = 0.15
 
 
 class Ward(WardRestart, EcgWard):
@@ -91,6 +100,14 @@ class Ward(WardRestart, EcgWard):
         Most seconds of ECG a patient may have queued (:data:`MAX_CHUNK_S`).
     feed_timeout_s : float
         Seconds of silence after which a feed is reported lost (:data:`FEED_TIMEOUT_S`).
+    feed_rate_tolerance : float, optional
+        Raise ``feed_rate`` for a feed that sends more than this share off the rate it was
+        admitted at (0.15: 15 %), measured on the wall clock over its last
+        :data:`~vitalgru.scoring.ward_ecg_bed.RATE_WINDOW_S` once they span
+        :data:`~vitalgru.scoring.ward_ecg_bed.RATE_MIN_SPAN_S` (a device set to 500 Hz
+        admitted at 250 doubles every heart rate); it ends within half that share. None
+        (the default): not checked, for a ward fed faster than real time (a replay, a
+        benchmark); the gateway checks (:data:`FEED_RATE_TOLERANCE`).
     journal : WardJournal, optional
         Where admissions, sepsis hours and events are written as they happen, so that a
         restarted gateway can :meth:`restore` them (None: kept in memory only).
@@ -125,6 +142,7 @@ class Ward(WardRestart, EcgWard):
         *,
         max_chunk_s: float = MAX_CHUNK_S,
         feed_timeout_s: float = FEED_TIMEOUT_S,
+        feed_rate_tolerance: float | None = None,
         journal: WardJournal | None = None,
         shadow_ecg: ArrhythmiaMonitor | None = None,
         shadow_sepsis: EarlyWarningMonitor | None = None,
@@ -141,6 +159,12 @@ class Ward(WardRestart, EcgWard):
             raise ValueError("a ward needs an arrhythmia monitor, a sepsis monitor or both")
         if not feed_timeout_s > 0:
             raise ValueError(f"feed_timeout_s must be > 0 seconds, got {feed_timeout_s!r}")
+        if feed_rate_tolerance is not None and not 0 < feed_rate_tolerance < 1:
+            raise ValueError(
+                f"feed_rate_tolerance must be a share between 0 and 1 (None: not checked), "
+                f"got {feed_rate_tolerance!r}"
+            )
+        self.feed_rate_tolerance = feed_rate_tolerance
         self.escalation_s = escalation_delays(escalate_after_s)
         if memory_every_s is not None and not memory_every_s > 0:
             raise ValueError(
@@ -223,6 +247,7 @@ class Ward(WardRestart, EcgWard):
             with self._queue_lock:
                 chunks, breaks = {}, {}
                 for pid, bed in self._ecg_beds.items():
+                    self._check_rate(pid, bed)
                     if bed.queued or bed.breaks:
                         chunks[pid], cuts = bed.take_queued()
                         if cuts:
@@ -283,11 +308,13 @@ class Ward(WardRestart, EcgWard):
 
     def alarms_in_progress(self) -> list[int]:
         """Event numbers of the alarms whose condition goes on: sepsis alarm onsets whose
-        patient is still in that episode, lost ECG feeds not back yet, poor ECG signal
-        not yet judged good again, and pauses no heartbeat has ended yet."""
+        patient is still in that episode, lost ECG feeds not back yet, feeds still off their
+        rate, poor ECG signal not yet judged good again, and pauses no heartbeat has ended
+        yet."""
         with self._queue_lock:
             sepsis = [b.onset["seq"] for b in self._sepsis_beds.values() if b.in_alarm and b.onset]
-            ecg = [s for b in self._ecg_beds.values() for s in (b.lost_seq, b.poor_seq, b.pause_seq)
+            ecg = [s for b in self._ecg_beds.values()
+                   for s in (b.lost_seq, b.rate_seq, b.poor_seq, b.pause_seq)
                    if s is not None]  # fmt: skip
             return sorted(sepsis + ecg)
 
@@ -327,7 +354,7 @@ class Ward(WardRestart, EcgWard):
         ``sepsis_hour_seconds`` (:meth:`Durations.snapshot`: a tick's batched ECG push;
         scoring an hour, with its alarm explanation and shadow), ``state_write_errors``,
         ``shadow_errors``. Now: ``patients`` ({monitor: n}), ``feeds_lost``,
-        ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
+        ``feeds_off_rate`` (a ``feed_rate`` alarm open), ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
         fullest), ``sepsis_in_alarm``, ``sepsis_hours_assembling`` (hours being assembled
         from observations), ``unacknowledged`` ({source: events in the log no
         one has acknowledged}), ``escalated_unacknowledged`` (of those, the escalated),
@@ -343,6 +370,7 @@ class Ward(WardRestart, EcgWard):
             return {
                 "patients": {"ecg": len(self._ecg_beds), "sepsis": len(self._sepsis_beds)},
                 "feeds_lost": sum(b.feed_lost for b in self._ecg_beds.values()),
+                "feeds_off_rate": sum(b.rate_seq is not None for b in self._ecg_beds.values()),
                 "queued_s": float(sum(queued)),
                 "queued_s_max": max(queued, default=0.0),
                 "sepsis_in_alarm": sum(b.in_alarm for b in self._sepsis_beds.values()),

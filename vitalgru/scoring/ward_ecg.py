@@ -25,7 +25,14 @@ import numpy as np
 
 from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
-from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S, EcgBed, SampleTail
+from vitalgru.scoring.ward_ecg_bed import (
+    MAX_FILL_S,
+    RATE_MIN_SPAN_S,
+    RATE_WINDOW_S,
+    EcgBed,
+    SampleTail,
+    off_rate,
+)
 from vitalgru.scoring.ward_events import _iso, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
 from vitalgru.scoring.ward_strips import WardStrips
@@ -42,6 +49,8 @@ class EcgWard(WardShadows, WardStrips):
     # set by Ward.__init__
     ecg: Any
     max_chunk_s: float
+    feed_timeout_s: float
+    feed_rate_tolerance: float | None
     beats_labelled: Counter[str]
     _ecg_beds: dict[str, EcgBed]
     _model_lock: threading.Lock
@@ -132,6 +141,8 @@ class EcgWard(WardShadows, WardStrips):
                                "feed that restarted its count", pid, start, restart)  # fmt: skip
             if start is not None:
                 self._remember_sent(bed, x, next_index, broken, restart is not None)
+            if x.size or broken:
+                bed.arrived(x.size + broken, time.monotonic(), self.feed_timeout_s, RATE_WINDOW_S)
             if broken:
                 bed.breaks.append((bed.queued_n, broken))
                 bed.break_samples += broken
@@ -188,6 +199,36 @@ class EcgWard(WardShadows, WardStrips):
             bed.sent.skip(broken)
         bed.sent.add(x)
 
+    def _check_rate(self, pid: str, bed: EcgBed) -> None:
+        """Raise ``feed_rate`` when the feed sends more than ``feed_rate_tolerance`` off the
+        rate it was admitted at (measured over :data:`RATE_WINDOW_S`), and end it when it is
+        back within half that. The caller holds the queue lock."""
+        rate = bed.sent_rate(RATE_MIN_SPAN_S)
+        if self.feed_rate_tolerance is None or rate is None:
+            return
+        was = bed.rate_seq is not None
+        off = off_rate(rate, bed.fs, self.feed_rate_tolerance, was)
+        if off and not was:
+            why = ("" if bed.next_index is not None else ", or it loses that share of its "
+                   "samples on the way (its chunks carry no index to tell)")  # fmt: skip
+            event = {
+                "source": "ecg", "patient_id": pid, "kind": "feed_rate", "sent_hz": round(rate, 1),
+                "message": f"the feed sends about {rate:.0f} samples a second but was admitted "
+                f"at {bed.fs:g} Hz{why}: heart rates, intervals and beat labels are wrong "
+                "until it is admitted again at the rate it sends, or the device sends at that "
+                "rate",
+            }  # fmt: skip
+            bed.alerts.append(self._event(event))
+            bed.rate_seq = bed.alerts[-1]["seq"]
+        elif was and not off:
+            assert bed.rate_seq is not None
+            self._awaiting_ack.pop(bed.rate_seq, None)
+            self._event({"source": "ecg", "patient_id": pid, "kind": "alarm_ended",
+                         "ends": bed.rate_seq, "reason": "rate_matches",
+                         "message": f"the feed sends about {rate:.0f} samples a second, as "
+                         f"admitted ({bed.fs:g} Hz)"})  # fmt: skip
+            bed.rate_seq = None
+
     def discharge_ecg(self, patient_id: str) -> dict[str, Any]:
         """End a patient's feed: score what is queued and the beats still waiting, and
         return the patient's final summary (:meth:`ecg_summary`)."""
@@ -223,13 +264,13 @@ class EcgWard(WardShadows, WardStrips):
 
     def _end_at_discharge(self, pid: str, bed: EcgBed) -> None:
         """Log the end of each alarm still going on when ``pid`` leaves ECG monitoring (a lost
-        feed, a poor signal, a pause): an ``alarm_ended`` event naming it (``ends``,
+        feed, one at the wrong rate, a poor signal, a pause): an ``alarm_ended`` event naming it (``ends``,
         ``reason``: ``discharged``), so that whoever shows it as active, an integration
         engine or the forwarder's receiver, can clear it. A technical alarm's escalation
         stops; a pause, a clinical alarm, still wants someone to acknowledge it. The
         caller holds the queue lock."""
-        for kind, seq in (("feed_lost", bed.lost_seq), ("poor_signal", bed.poor_seq),
-                          ("pause", bed.pause_seq)):  # fmt: skip
+        for kind, seq in (("feed_lost", bed.lost_seq), ("feed_rate", bed.rate_seq),
+                          ("poor_signal", bed.poor_seq), ("pause", bed.pause_seq)):  # fmt: skip
             if seq is None:
                 continue
             if kind != "pause":
@@ -237,7 +278,7 @@ class EcgWard(WardShadows, WardStrips):
             self._event({"source": "ward", "patient_id": pid, "kind": "alarm_ended", "ends": seq,
                          "reason": "discharged", "message": f"the {kind.replace('_', ' ')} "
                          f"alarm (event {seq}) ends: the patient left ECG monitoring"})  # fmt: skip
-        bed.lost_seq = bed.poor_seq = bed.pause_seq = None
+        bed.lost_seq = bed.rate_seq = bed.poor_seq = bed.pause_seq = None
 
     def merge_ecg(self, patient_id: str, into: str) -> dict[str, Any]:
         """Go on with an ECG patient's stream under another identifier, when the hospital

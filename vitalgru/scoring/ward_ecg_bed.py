@@ -25,6 +25,8 @@ __all__ = [
     "MAX_CHUNK_S",
     "MAX_FILL_S",
     "MIN_BEATS_PER_MINUTE",
+    "RATE_MIN_SPAN_S",
+    "RATE_WINDOW_S",
     "RECENT_BEATS",
     "STRIP_KEEP_S",
     "TREND_KEEP_MINUTES",
@@ -32,6 +34,7 @@ __all__ = [
     "MinuteRates",
     "SampleTail",
     "kept_trends",
+    "off_rate",
 ]
 
 #: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
@@ -44,6 +47,15 @@ MAX_CHUNK_S = 60.0
 #: chunk flagged the quality windows over it and distorted the beats around it
 #: (``benchmarks/lost_chunks.py``), and seconds of it read as seconds without a heartbeat.
 MAX_FILL_S = Thresholds().max_gap_s
+
+#: The rate a feed sends at is measured over its arrivals of the last this many seconds (of
+#: wall time, since it last paused for longer than the ward's feed timeout) ...
+RATE_WINDOW_S = 120.0
+#: ... once they span at least this many. The rate is the samples after the first arrival
+#: over the time from it to the last, so a first arrival held up by a stall shorter than the
+#: feed timeout (10 s; a longer one starts the measure afresh) reads up to 10/90 = 11 % fast
+#: (a last one, as slow): under the gateway's 15 %, while a device at another rate shows.
+RATE_MIN_SPAN_S = 90.0
 
 #: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
 RECENT_BEATS = 600
@@ -65,6 +77,14 @@ _CLASSES = [str(c) for c in AAMI_CLASSES]
 #: each its last :data:`TREND_KEEP_MINUTES`.
 EARLIER_TRENDS = 3
 TREND_KEEP_MINUTES = 24 * 60
+
+
+def off_rate(rate: float, fs: float, tolerance: float, already: bool) -> bool:
+    """Whether a feed sending ``rate`` samples a second on a bed admitted at ``fs`` Hz is off
+    its rate: more than ``tolerance`` (a share) off it, or, when it ``already`` was, more than
+    half that (so that a rate near the limit does not raise and end the alarm by turns)."""
+    off = abs(math.log(rate / fs)) if rate > 0 else math.inf
+    return off > math.log1p(tolerance / 2 if already else tolerance)
 
 
 def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
@@ -176,6 +196,7 @@ class EcgBed:
     stream_start: datetime
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
     lost_seq: int | None = None  # the feed_lost alarm of a feed still lost (its event number)
+    rate_seq: int | None = None  # the feed_rate alarm of a feed still off its rate (number)
     poor_seq: int | None = None  # the poor_signal alarm of a signal still poor (its number)
     pause_seq: int | None = None  # the pause alarm of a pause no beat has ended yet
     queued: list[np.ndarray] = field(default_factory=list)
@@ -188,6 +209,10 @@ class EcgBed:
     filled_samples: int = 0
     repeated_samples: int = 0
     break_samples: int = 0
+    # the feed's arrivals since it last paused longer than the ward's feed timeout, each
+    # (wall clock, stream samples so far), for the rate it sends at (:meth:`sent_rate`)
+    arrivals: deque = field(default_factory=deque)
+    stream_n: int = 0
     # chunks whose index said the feed had restarted its count, and the latest samples by
     # the feed's index (NaN where none came), which tell a chunk sent again from a restart
     index_restarts: int = 0
@@ -213,6 +238,26 @@ class EcgBed:
     def __post_init__(self) -> None:
         if self.tail is None:
             self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)))
+
+    def arrived(self, n: int, now: float, pause_s: float, window_s: float) -> None:
+        """``n`` samples of the stream (taken, filled or skipped in a break) came at wall
+        clock ``now``; arrivals before a pause longer than ``pause_s``, and those more than
+        ``window_s`` before the newest but one, are forgotten."""
+        if self.arrivals and now - self.arrivals[-1][0] > pause_s:
+            self.arrivals.clear()
+        self.stream_n += int(n)
+        self.arrivals.append((now, self.stream_n))
+        while len(self.arrivals) > 2 and now - self.arrivals[1][0] >= window_s:
+            self.arrivals.popleft()
+
+    def sent_rate(self, min_span_s: float) -> float | None:
+        """Samples a second the feed sent, from its oldest arrival kept to its newest (the
+        samples of the chunks after the first over the wall time between them); None while
+        they span less than ``min_span_s``."""
+        if len(self.arrivals) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.arrivals[0], self.arrivals[-1]
+        return (n1 - n0) / (t1 - t0) if t1 - t0 >= min_span_s else None
 
     def take_queued(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Empty the queue: its samples and the breaks among them (``(at, n)``: ``n``
@@ -254,6 +299,7 @@ class EcgBed:
     def summary(self, pid: str) -> dict[str, Any]:
         """:meth:`vitalgru.scoring.ward.Ward.ecg_summary` of this feed (patient ``pid``)."""
         recent = list(self.recent)
+        rate = self.sent_rate(RATE_MIN_SPAN_S)
         hr = None
         if recent:
             last = recent[-1].time_s
@@ -275,6 +321,7 @@ class EcgBed:
             "repeated_samples": self.repeated_samples,
             "break_samples": self.break_samples,
             "index_restarts": self.index_restarts,
+            "sent_hz": None if rate is None else round(rate, 1),
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,

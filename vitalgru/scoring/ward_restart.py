@@ -48,7 +48,7 @@ def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
         pid, kind = now_id(e.get("patient_id")), e.get("kind")
         if e.get("ends") is not None:
             ended.add(int(e["ends"]))
-        elif kind in ("feed_lost", "poor_signal", "pause") and pid in admitted:
+        elif kind in ("feed_lost", "feed_rate", "poor_signal", "pause") and pid in admitted:
             same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
                 datetime.fromisoformat(admitted[pid]))  # fmt: skip
             if same_stay:
@@ -126,6 +126,8 @@ class WardRestart(SepsisWard):
                         earlier=kept_trends((trends or {}).get(a.patient_id)),
                         # still lost: the first samples end that alarm, none is raised again
                         lost_seq=still_open.get((a.patient_id, "feed_lost")),
+                        # still off its rate: ended once the feed is measured at it again
+                        rate_seq=still_open.get((a.patient_id, "feed_rate")),
                         # still poor: the signal's next good spell ends it, as it would have
                         poor_seq=still_open.get((a.patient_id, "poor_signal")),
                         # no beat since the pause: the new stream's first R peak ends it
