@@ -126,3 +126,38 @@ def test_every_sample_is_accounted_for_and_every_beat_keeps_its_time(
     far = {c.sample_idx for c in clean if not near[c.sample_idx]}
     assert far <= set(at.tolist())
     assert not lost.any() or summary["beats"] < len(clean) + 5
+
+
+@FUZZ
+@given(plan=st.lists(st.tuples(st.integers(90, 540), st.sampled_from(["sent", "sent", "twice",
+                                                                    "restart"])), max_size=40))  # fmt: skip
+def test_a_feed_that_restarts_its_count_loses_nothing(
+    x: np.ndarray, clean: list[BeatCall], plan: list[tuple[int, str]]
+) -> None:
+    # the feed (or the monitor behind it) restarts its count from 0 at some chunks, and
+    # sends some chunks twice (their answer lost): every restart is told from a resend by
+    # its samples, nothing is dropped but the resends, and the stream is the unbroken one
+    ward = Ward(untrained_monitor())
+    beats: list[BeatCall] = []
+    record = ward._record_ecg
+
+    def seen(calls: list[BeatCall], alerts: list) -> None:
+        beats.extend(calls)
+        record(calls, alerts)
+
+    ward._record_ecg = seen  # type: ignore[method-assign]
+    ward.admit_ecg("p", float(FS))
+    counted_from, restarts, again = 0, 0, 0
+    for a, b, fate, _ in _chunks(x.size, [(size, fate, 0) for size, fate in plan]):
+        if fate == "restart" and a > 0:
+            counted_from, restarts = a, restarts + 1
+        for _ in range(2 if fate == "twice" else 1):
+            ward.add_ecg("p", x[a:b].tolist(), a - counted_from)
+            ward.tick()
+        again += (b - a) if fate == "twice" else 0
+    summary = ward.discharge_ecg("p")
+    assert (summary["index_restarts"], summary["repeated_samples"]) == (restarts, again)
+    assert (summary["break_samples"], summary["filled_samples"]) == (0, 0)
+    assert summary["next_start"] == x.size - counted_from
+    assert summary["received_s"] == pytest.approx(x.size / FS, abs=1e-3)
+    assert [(c.sample_idx, c.label) for c in beats] == [(c.sample_idx, c.label) for c in clean]
