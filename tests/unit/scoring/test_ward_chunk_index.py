@@ -36,9 +36,8 @@ def x(mitdb_dir: Path) -> np.ndarray:
     return rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
 
 
-def _feed(x: np.ndarray, plan: list[tuple[int, str, int]]) -> tuple[list[BeatCall], dict]:
-    """Feed ``x`` in chunks as ``plan`` says, a tick after each: every beat and the final
-    summary."""
+def _ward() -> tuple[Ward, list[BeatCall]]:
+    """A ward with patient ``p`` admitted, and the list its every beat is added to."""
     ward = Ward(untrained_monitor())
     beats: list[BeatCall] = []
     record = ward._record_ecg
@@ -49,6 +48,13 @@ def _feed(x: np.ndarray, plan: list[tuple[int, str, int]]) -> tuple[list[BeatCal
 
     ward._record_ecg = seen  # type: ignore[method-assign]
     ward.admit_ecg("p", float(FS))
+    return ward, beats
+
+
+def _feed(x: np.ndarray, plan: list[tuple[int, str, int]]) -> tuple[list[BeatCall], dict]:
+    """Feed ``x`` in chunks as ``plan`` says, a tick after each: every beat and the final
+    summary."""
+    ward, beats = _ward()
     for a, b in _arrivals(x.size, plan):
         ward.add_ecg("p", x[a:b].tolist(), a)
         ward.tick()
@@ -137,16 +143,7 @@ def test_a_feed_that_restarts_its_count_loses_nothing(
     # the feed (or the monitor behind it) restarts its count from 0 at some chunks, and
     # sends some chunks twice (their answer lost): every restart is told from a resend by
     # its samples, nothing is dropped but the resends, and the stream is the unbroken one
-    ward = Ward(untrained_monitor())
-    beats: list[BeatCall] = []
-    record = ward._record_ecg
-
-    def seen(calls: list[BeatCall], alerts: list) -> None:
-        beats.extend(calls)
-        record(calls, alerts)
-
-    ward._record_ecg = seen  # type: ignore[method-assign]
-    ward.admit_ecg("p", float(FS))
+    ward, beats = _ward()
     counted_from, restarts, again = 0, 0, 0
     for a, b, fate, _ in _chunks(x.size, [(size, fate, 0) for size, fate in plan]):
         if fate == "restart" and a > 0:
