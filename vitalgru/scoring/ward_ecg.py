@@ -142,7 +142,8 @@ class EcgWard(WardShadows, WardStrips):
             if start is not None:
                 self._remember_sent(bed, x, next_index, broken, restart is not None)
             if x.size or broken:
-                bed.arrived(x.size + broken, time.monotonic(), self.feed_timeout_s, RATE_WINDOW_S)
+                bed.arrived(x.size + broken, time.monotonic(), self.feed_timeout_s,
+                            RATE_WINDOW_S, missing=filled + broken)  # fmt: skip
             if broken:
                 bed.breaks.append((bed.queued_n, broken))
                 bed.break_samples += broken
@@ -209,8 +210,11 @@ class EcgWard(WardShadows, WardStrips):
         was = bed.rate_seq is not None
         off = off_rate(rate, bed.fs, self.feed_rate_tolerance, was)
         if off and not was:
-            why = ("" if bed.next_index is not None else ", or it loses that share of its "
-                   "samples on the way (its chunks carry no index to tell)")  # fmt: skip
+            missing = bed.missing_share()
+            why = (", or it loses that share of its samples on the way (its chunks carry no "
+                   "index to tell)" if bed.next_index is None else
+                   f" ({missing:.0%} of them never came: does its index count samples?)"
+                   if missing >= 0.05 else "")  # fmt: skip
             event = {
                 "source": "ecg", "patient_id": pid, "kind": "feed_rate", "sent_hz": round(rate, 1),
                 "message": f"the feed sends about {rate:.0f} samples a second but was admitted "

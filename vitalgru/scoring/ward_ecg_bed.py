@@ -210,9 +210,11 @@ class EcgBed:
     repeated_samples: int = 0
     break_samples: int = 0
     # the feed's arrivals since it last paused longer than the ward's feed timeout, each
-    # (wall clock, stream samples so far), for the rate it sends at (:meth:`sent_rate`)
+    # (wall clock, stream samples so far, of which missing), for the rate it sends at
+    # (:meth:`sent_rate`) and the share its index skipped (:meth:`missing_share`)
     arrivals: deque = field(default_factory=deque)
     stream_n: int = 0
+    missing_n: int = 0
     # chunks whose index said the feed had restarted its count, and the latest samples by
     # the feed's index (NaN where none came), which tell a chunk sent again from a restart
     index_restarts: int = 0
@@ -239,14 +241,18 @@ class EcgBed:
         if self.tail is None:
             self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)))
 
-    def arrived(self, n: int, now: float, pause_s: float, window_s: float) -> None:
-        """``n`` samples of the stream (taken, filled or skipped in a break) came at wall
-        clock ``now``; arrivals before a pause longer than ``pause_s``, and those more than
-        ``window_s`` before the newest but one, are forgotten."""
+    def arrived(
+        self, n: int, now: float, pause_s: float, window_s: float, missing: int = 0
+    ) -> None:
+        """``n`` samples of the stream came at wall clock ``now``, ``missing`` of them only by
+        the index (filled, or skipped in a break); arrivals before a pause longer than
+        ``pause_s``, and those more than ``window_s`` before the newest but one, are
+        forgotten."""
         if self.arrivals and now - self.arrivals[-1][0] > pause_s:
             self.arrivals.clear()
         self.stream_n += int(n)
-        self.arrivals.append((now, self.stream_n))
+        self.missing_n += int(missing)
+        self.arrivals.append((now, self.stream_n, self.missing_n))
         while len(self.arrivals) > 2 and now - self.arrivals[1][0] >= window_s:
             self.arrivals.popleft()
 
@@ -256,8 +262,14 @@ class EcgBed:
         they span less than ``min_span_s``."""
         if len(self.arrivals) < 2:
             return None
-        (t0, n0), (t1, n1) = self.arrivals[0], self.arrivals[-1]
+        (t0, n0, _), (t1, n1, _) = self.arrivals[0], self.arrivals[-1]
         return (n1 - n0) / (t1 - t0) if t1 - t0 >= min_span_s else None
+
+    def missing_share(self) -> float:
+        """Of the samples :meth:`sent_rate` counts, the share that only the index said
+        were sent (0 without an index)."""
+        (_, n0, m0), (_, n1, m1) = self.arrivals[0], self.arrivals[-1]
+        return (m1 - m0) / (n1 - n0) if n1 > n0 else 0.0
 
     def take_queued(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Empty the queue: its samples and the breaks among them (``(at, n)``: ``n``

@@ -58,7 +58,7 @@ def test_a_feed_sending_at_another_rate_raises_feed_rate_until_it_matches() -> N
     assert _kinds(ward, "right") == []
     (alarm,) = _kinds(ward, "wrong")
     assert alarm["sent_hz"] == pytest.approx(360, rel=0.05)
-    assert "admitted at 250 Hz" in alarm["message"]
+    assert "admitted at 250 Hz:" in alarm["message"]  # nothing missing: no word of the index
     assert alarm["seq"] in ward.alarms_in_progress()
     assert ward.telemetry()["feeds_off_rate"] == 1
     assert ward.ecg_summary("right")["sent_hz"] == pytest.approx(360, rel=0.05)
@@ -70,6 +70,24 @@ def test_a_feed_sending_at_another_rate_raises_feed_rate_until_it_matches() -> N
     assert ward.telemetry()["feeds_off_rate"] == 0
     ward.discharge_ecg("wrong")
     assert len(_kinds(ward, "wrong")) == 2  # nothing left open to end at the discharge
+
+
+def test_an_index_that_counts_milliseconds_is_named_as_the_likely_cause() -> None:
+    # a device at its admitted 250 Hz whose chunks' index counts milliseconds: every chunk
+    # seems to follow a break of three times its length
+    ward = Ward(untrained_monitor(), feed_rate_tolerance=0.15)
+    ward.admit_ecg("p", 250.0)
+    t0, sent = time.monotonic(), 0
+    while (now := time.monotonic() - t0) < 1.0:
+        due = int(now * 250)
+        if due > sent:
+            ward.add_ecg("p", np.zeros(due - sent).tolist(), 4 * sent)
+            sent = due
+        ward.tick()
+        time.sleep(0.02)
+    (alarm,) = _kinds(ward, "p")
+    assert alarm["sent_hz"] == pytest.approx(1000, rel=0.1)
+    assert "(75% of them never came: does its index count samples?)" in alarm["message"]
 
 
 def test_a_feed_that_stopped_is_measured_from_when_it_came_back() -> None:
