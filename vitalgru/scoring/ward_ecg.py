@@ -202,13 +202,18 @@ class EcgWard(WardShadows, WardStrips):
 
     def _check_rate(self, pid: str, bed: EcgBed) -> None:
         """Raise ``feed_rate`` when the feed sends more than ``feed_rate_tolerance`` off the
-        rate it was admitted at (measured over :data:`RATE_WINDOW_S`), and end it when it is
-        back within half that. The caller holds the queue lock."""
+        rate it was admitted at (measured over :data:`RATE_WINDOW_S`, by the tests that a
+        held-up arrival cannot sway: :meth:`EcgBed.rate_tests`, :func:`off_rate`), and end
+        it when it is back within half that. The caller holds the queue lock."""
+        tests = bed.rate_tests(RATE_MIN_SPAN_S, self.feed_timeout_s)
         rate = bed.sent_rate(RATE_MIN_SPAN_S)
-        if self.feed_rate_tolerance is None or rate is None:
+        if self.feed_rate_tolerance is None or tests is None or rate is None:
             return
         was = bed.rate_seq is not None
-        off = off_rate(rate, bed.fs, self.feed_rate_tolerance, was)
+        doubt = self.feed_timeout_s / bed.arrival_span_s()
+        # raised on the tests a held-up arrival cannot sway, ended on the rate over the window
+        fast, slow = (rate, rate) if was else tests
+        off = off_rate(fast, slow, bed.fs, self.feed_rate_tolerance, was, doubt)
         if off and not was:
             missing = bed.missing_share()
             why = (", or it loses that share of its samples on the way (its chunks carry no "

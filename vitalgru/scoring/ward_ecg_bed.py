@@ -51,11 +51,13 @@ MAX_FILL_S = Thresholds().max_gap_s
 #: The rate a feed sends at is measured over its arrivals of the last this many seconds (of
 #: wall time, since it last paused for longer than the ward's feed timeout) ...
 RATE_WINDOW_S = 120.0
-#: ... once they span at least this many. The rate is the samples after the first arrival
-#: over the time from it to the last, so a first arrival held up by a stall shorter than the
-#: feed timeout (10 s; a longer one starts the measure afresh) reads up to 10/90 = 11 % fast
-#: (a last one, as slow): under the gateway's 15 %, while a device at another rate shows.
-RATE_MIN_SPAN_S = 90.0
+#: ... once they span at least this many. An arrival held up (a stall, a backlog sent after
+#: an outage) makes the rate read fast from it and slow up to it, so a feed is taken as fast
+#: only when the rate from each of its first arrivals (over the feed timeout) reads fast, and
+#: as slow only when the rate up to each of its last reads slow (:meth:`EcgBed.rate_tests`);
+#: and not when a delay shorter than the feed timeout could explain it (:func:`off_rate`): a
+#: device at twice its rate shows after about 30 s, one 20 % off after about 50.
+RATE_MIN_SPAN_S = 20.0
 
 #: Beats kept per patient for the bedside summary (about 8 minutes at 75 bpm).
 RECENT_BEATS = 600
@@ -79,12 +81,22 @@ EARLIER_TRENDS = 3
 TREND_KEEP_MINUTES = 24 * 60
 
 
-def off_rate(rate: float, fs: float, tolerance: float, already: bool) -> bool:
-    """Whether a feed sending ``rate`` samples a second on a bed admitted at ``fs`` Hz is off
-    its rate: more than ``tolerance`` (a share) off it, or, when it ``already`` was, more than
-    half that (so that a rate near the limit does not raise and end the alarm by turns)."""
-    off = abs(math.log(rate / fs)) if rate > 0 else math.inf
-    return off > math.log1p(tolerance / 2 if already else tolerance)
+def off_rate(
+    fast: float, slow: float, fs: float, tolerance: float, already: bool, doubt: float = 0.0
+) -> bool:
+    """Whether a feed on a bed admitted at ``fs`` Hz is off its rate: ``fast`` more than
+    ``tolerance`` (a share) above ``fs``, or ``slow`` as far below; before an alarm the
+    tests of :meth:`EcgBed.rate_tests` (the least the rate from an arrival on reads, the
+    most it reads up to one), and beyond what a delay could explain too (a share ``doubt``,
+    the feed timeout over the span measured, either way); once ``already`` off, the rate
+    itself for both, against half that share (so that a rate near the limit does not raise
+    and end the alarm by turns)."""
+    lim = math.log1p(tolerance / 2 if already else tolerance)
+    up = math.log(fast / fs) if fast > 0 else -math.inf
+    down = -math.log(slow / fs) if slow > 0 else math.inf
+    if already:
+        return up > lim or down > lim
+    return up > max(lim, math.log1p(doubt)) or (doubt < 1 and down > max(lim, -math.log1p(-doubt)))
 
 
 def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
@@ -264,6 +276,27 @@ class EcgBed:
             return None
         (t0, n0, _), (t1, n1, _) = self.arrivals[0], self.arrivals[-1]
         return (n1 - n0) / (t1 - t0) if t1 - t0 >= min_span_s else None
+
+    def rate_tests(self, min_span_s: float, settle_s: float = 0.0) -> tuple[float, float] | None:
+        """``(fast, slow)``: the least samples a second the arrivals give from one of them to
+        the newest, and the most from the oldest up to one of them, each over at least
+        ``min_span_s``; None until they span ``settle_s`` more, so that the arrivals tried
+        cover that long (a backlog that comes at once after a stall is over by then). A
+        held-up arrival reads fast from it on and slow up to it; one on time reads true."""
+        if len(self.arrivals) < 2:
+            return None
+        a = np.asarray(self.arrivals, dtype=np.float64)
+        t, n = a[:, 0], a[:, 1]
+        if t[-1] - t[0] < min_span_s + settle_s:
+            return None
+        starts, ends = t[-1] - t >= min_span_s, t - t[0] >= min_span_s
+        fast = np.min((n[-1] - n[starts]) / (t[-1] - t[starts]))
+        slow = np.max((n[ends] - n[0]) / (t[ends] - t[0]))
+        return float(fast), float(slow)
+
+    def arrival_span_s(self) -> float:
+        """Wall time from the oldest arrival kept to the newest (s; 0 with fewer than two)."""
+        return self.arrivals[-1][0] - self.arrivals[0][0] if len(self.arrivals) > 1 else 0.0
 
     def missing_share(self) -> float:
         """Of the samples :meth:`sent_rate` counts, the share that only the index said
