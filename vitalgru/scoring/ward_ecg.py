@@ -205,9 +205,11 @@ class EcgWard(WardShadows, WardStrips):
         rate it was admitted at (measured over :data:`RATE_WINDOW_S`, by the tests that a
         held-up arrival cannot sway: :meth:`EcgBed.rate_tests`, :func:`off_rate`), and end
         it when it is back within half that. The caller holds the queue lock."""
+        if self.feed_rate_tolerance is None:
+            return
         tests = bed.rate_tests(RATE_MIN_SPAN_S, self.feed_timeout_s)
         rate = bed.sent_rate(RATE_MIN_SPAN_S)
-        if self.feed_rate_tolerance is None or tests is None or rate is None:
+        if tests is None or rate is None:
             return
         was = bed.rate_seq is not None
         doubt = self.feed_timeout_s / bed.arrival_span_s()
