@@ -27,11 +27,9 @@ from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_ecg_bed import (
     MAX_FILL_S,
-    RATE_MIN_SPAN_S,
     RATE_WINDOW_S,
     EcgBed,
     SampleTail,
-    off_rate,
 )
 from vitalgru.scoring.ward_events import _iso, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
@@ -203,19 +201,15 @@ class EcgWard(WardShadows, WardStrips):
     def _check_rate(self, pid: str, bed: EcgBed) -> None:
         """Raise ``feed_rate`` when the feed sends more than ``feed_rate_tolerance`` off the
         rate it was admitted at (measured over :data:`RATE_WINDOW_S`, by the tests that a
-        held-up arrival cannot sway: :meth:`EcgBed.rate_tests`, :func:`off_rate`), and end
-        it when it is back within half that. The caller holds the queue lock."""
+        held-up arrival cannot sway: :meth:`EcgBed.rate_verdict`), and end it when it is
+        back within half that. The caller holds the queue lock."""
         if self.feed_rate_tolerance is None:
             return
-        tests = bed.rate_tests(RATE_MIN_SPAN_S, self.feed_timeout_s)
-        rate = bed.sent_rate(RATE_MIN_SPAN_S)
-        if tests is None or rate is None:
-            return
         was = bed.rate_seq is not None
-        doubt = self.feed_timeout_s / bed.arrival_span_s()
-        # raised on the tests a held-up arrival cannot sway, ended on the rate over the window
-        fast, slow = (rate, rate) if was else tests
-        off = off_rate(fast, slow, bed.fs, self.feed_rate_tolerance, was, doubt)
+        verdict = bed.rate_verdict(self.feed_rate_tolerance, self.feed_timeout_s, was)
+        if verdict is None:
+            return
+        off, rate = verdict
         if off and not was:
             missing = bed.missing_share()
             why = (", or it loses that share of its samples on the way (its chunks carry no "

@@ -294,6 +294,21 @@ class EcgBed:
         slow = np.max((n[ends] - n[0]) / (t[ends] - t[0]))
         return float(fast), float(slow)
 
+    def rate_verdict(
+        self, tolerance: float, timeout_s: float, already: bool
+    ) -> tuple[bool, float] | None:
+        """Whether the feed is off its rate now (:func:`off_rate`; raised on
+        :meth:`rate_tests`, ended on the rate over the window, a delay's doubt the feed
+        timeout ``timeout_s`` over the span), and that rate; None while its arrivals span
+        too little to say."""
+        tests = self.rate_tests(RATE_MIN_SPAN_S, timeout_s)
+        rate = self.sent_rate(RATE_MIN_SPAN_S)
+        if tests is None or rate is None:
+            return None
+        fast, slow = (rate, rate) if already else tests
+        doubt = timeout_s / self.arrival_span_s()
+        return off_rate(fast, slow, self.fs, tolerance, already, doubt), rate
+
     def arrival_span_s(self) -> float:
         """Wall time from the oldest arrival kept to the newest (s; 0 with fewer than two)."""
         return self.arrivals[-1][0] - self.arrivals[0][0] if len(self.arrivals) > 1 else 0.0

@@ -24,9 +24,8 @@ from vitalgru.scoring.ward_journal import WardJournal
 
 @pytest.fixture(autouse=True)
 def short_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (ward_ecg, ward_ecg_bed):
-        monkeypatch.setattr(module, "RATE_MIN_SPAN_S", 0.4)
-        monkeypatch.setattr(module, "RATE_WINDOW_S", 1.0)
+    monkeypatch.setattr(ward_ecg_bed, "RATE_MIN_SPAN_S", 0.4)
+    monkeypatch.setattr(ward_ecg, "RATE_WINDOW_S", 1.0)
 
 
 #: The feed timeout of these wards (s): a pause this long starts the measure afresh, and the
