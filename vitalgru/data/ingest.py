@@ -10,6 +10,7 @@ that a dataset states how well the automatic front end finds the same beats.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from vitalgru.config import ArrhythmiaDataConfig, FilterConfig
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
+from vitalgru.dsp.polarity import polarity_warning, qrs_polarity
 from vitalgru.dsp.quality import QualityResult, ecg_quality, units_hint
 from vitalgru.dsp.quality_stream import ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
@@ -326,6 +328,10 @@ def process_record(
     clean = dataset_filter(x, fs, f).astype(np.float32)
 
     windows, _inside = beat_windows(clean, ref, fs, w.before_s, w.after_s)
+    polarity = qrs_polarity(windows, fs, w.before_s, ok=quality_ok)
+    upside_down = polarity_warning(polarity, record.channels[col])
+    if upside_down is not None:
+        logger.warning("record %s: %s", record.record_id, upside_down)
     rr = rr_features(ref, fs, local_beats=w.local_rr_beats)
     aami = np.array([str(AAMI_MAP[s]) if s else "" for s in symbols])
     labels = np.array(
@@ -368,5 +374,9 @@ def process_record(
         },
         # EC57 scoring of the detector against the reference (VF episodes excluded)
         "rpeaks": rpeak_counts,
+        # which way the median beat's QRS points (-1 down to +1 up; None: too few beats),
+        # and what to check when it points against the lead's usual way
+        "qrs_polarity": round(polarity, 3) if math.isfinite(polarity) else None,
+        "polarity_warning": upside_down,
     }
     return RecordBeats(record.record_id, record.patient_id, split, beats, windows, clean, facts)

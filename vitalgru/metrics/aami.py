@@ -344,7 +344,8 @@ def _calls_markdown(report: Mapping[str, Any], title: str) -> str:
 
 
 def _signal_lines(report: Mapping[str, Any]) -> list[str]:
-    """The signal-quality, outside-signal and not-scored notes of a report's records."""
+    """The signal-quality, outside-signal, QRS-polarity and not-scored notes of a report's
+    records."""
     recs = report.get("records")
     lines: list[str] = []
     flagged = {
@@ -379,6 +380,18 @@ def _signal_lines(report: Mapping[str, Any]) -> list[str]:
             "Beat annotations outside the signal, left out (an annotation file from a longer "
             "recording?): " + ", ".join(f"{rid} {n}" for rid, n in outside.items()),
         ]
+    upside_down = {
+        rid: r["signal"]["polarity_warning"]
+        for rid, r in (recs or {}).items()
+        if r.get("signal") and r["signal"].get("polarity_warning")
+    }
+    if upside_down:
+        lines += [
+            "",
+            f"QRS pointing against the lead's usual way ({len(upside_down)} records):",
+            "",
+        ]
+        lines += [f"- {rid}: {why}" for rid, why in upside_down.items()]
     excluded = report.get("excluded")
     if excluded:
         lines += [

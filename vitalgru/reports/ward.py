@@ -230,7 +230,10 @@ def ecg_patient_page_html(
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "
         f"{e(str(summary['admitted_at']).replace('T', ' '))}; heart rate {hr} bpm over the "
-        f"last minute; {n} beats labelled.</p><table><tr><th>class</th><th>beats</th>"
+        f"last minute; {n} beats labelled.</p>"
+        + (f"<p class=hi>Check the leads: {e(summary['polarity_warning'])}.</p>"
+           if summary.get("polarity_warning") else "")
+        + "<table><tr><th>class</th><th>beats</th>"
         f"<th>count</th><th>%</th></tr>{beats}</table>{chart}</section>"
         "<section><h2>Alarms</h2>"
         + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th></th></tr>{alarms}"

@@ -59,6 +59,7 @@ from vitalgru.data.beat_features import (
     FeatureSettings,
     feature_settings_from_preprocessing,
 )
+from vitalgru.dsp.polarity import polarity_warning
 from vitalgru.scoring.alerts import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
 from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
@@ -261,6 +262,14 @@ class ArrhythmiaMonitor:
         """Whether the patient's latest pause alarm is still open: no R peak detected since
         (:attr:`AlertTracker.pause_open`)."""
         return self._get(patient_id).alerts.pause_open
+
+    def qrs_polarity(self, patient_id: str) -> tuple[float, str | None]:
+        """Which way the patient's QRS points (-1 down to +1 up; NaN before the first
+        :data:`~vitalgru.scoring.ecg_stream.POLARITY_EVERY` beats), and what to check when
+        it points against the way the model's lead points in nearly everyone
+        (:func:`vitalgru.dsp.polarity.polarity_warning`; None otherwise)."""
+        p = self._get(patient_id).qrs_polarity
+        return p, polarity_warning(p, str(self.windows.lead))
 
     def pause_alarm_open(self, patient_id: str) -> None:
         """The patient's pause alarm, raised before a restart, is still open: raise none

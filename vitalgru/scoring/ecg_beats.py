@@ -24,7 +24,9 @@ from vitalgru.data.beat_features import (
 )
 from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.beats import beat_windows
+from vitalgru.dsp.polarity import qrs_polarity
 from vitalgru.dsp.resample import map_indices, resample
+from vitalgru.scoring.ecg_stream import POLARITY_EVERY
 
 if TYPE_CHECKING:
     from vitalgru.scoring.ecg_stream import PatientStream
@@ -105,6 +107,11 @@ class BeatInputs:
             st.t_hist.append(t)
             st.w_hist.append(w)
             st.waiting = (p, ok)
+            if ok:  # beats in signal the quality check rejected do not say which way it points
+                st.polarity_run.append(w)
+            if len(st.polarity_run) == POLARITY_EVERY:
+                run, st.polarity_run = np.stack(st.polarity_run), []
+                st.polarities.append(qrs_polarity(run, self.fs, self.windows.before_s))
 
     def splice(self, st: PatientStream, t: int) -> None:
         """Put the remembered RR intervals into the history before the beat at ``t`` (model

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("vitalgru.scoring.arrhythmia")
 
-__all__ = ["MAX_ABS_SAMPLE", "QUALITY_MAX_WAIT_S", "PatientMemory", "PatientStream"]
+__all__ = [
+    "MAX_ABS_SAMPLE", "POLARITY_EVERY", "POLARITY_RUNS", "QUALITY_MAX_WAIT_S", "PatientMemory",
+    "PatientStream",
+]  # fmt: skip
 
 #: Peaks reported more than this late (s) are not waited for by the quality check (the
 #: detector reports a peak within 0.36 s, or by search-back within about 4 s).
@@ -40,6 +43,10 @@ QUALITY_MAX_WAIT_S = 5.0
 #: good: from about 1e16 on, the filters' state drowned the signal in rounding, and no beat
 #: was found again until the patient was admitted afresh.
 MAX_ABS_SAMPLE = 1e7
+#: The live QRS polarity is measured on the median beat of each run of this many beats ...
+POLARITY_EVERY = 32
+#: ... and is the median of the latest this many runs' (about 5 minutes at 70 bpm).
+POLARITY_RUNS = 10
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,20 @@ class PatientStream:
         self.beats_before = 0  # beats labelled by earlier monitors whose memory this carries
         self.splice: np.ndarray | None = None  # remembered RR (s) for the first beat found
         self.alerts = AlertTracker(pid, mon.alert_rules)
+        # QRS polarity of each of the latest runs of POLARITY_EVERY beats windowed in signal
+        # the quality check accepts (their median beat's: vitalgru.dsp.polarity), and the
+        # windows of the run under way
+        self.polarities: deque[float] = deque(maxlen=POLARITY_RUNS)
+        self.polarity_run: list[np.ndarray] = []
+
+    @property
+    def qrs_polarity(self) -> float:
+        """Which way the patient's QRS points, -1 down to +1 up: the median over the latest
+        :data:`POLARITY_RUNS` runs of beats of each run's median beat's polarity (NaN before
+        one run of beats has been windowed)."""
+        p = np.asarray(self.polarities, dtype=np.float64)
+        p = p[np.isfinite(p)]
+        return float(np.median(p)) if p.size else math.nan
 
     # -------------------------------------------------------------- signal side
     def feed(self, chunk: np.ndarray) -> None:

@@ -333,6 +333,26 @@ class EcgWard(WardShadows, WardStrips):
                                  "ends": pause, "message": "heartbeats are detected again "
                                  "after the pause"})  # fmt: skip
 
+    def _note_polarity(self, pids: Iterable[str]) -> None:
+        """Keep which way each of ``pids``' QRS points (the caller holds the model lock),
+        and warn in the log when it turns against the model's lead's usual way, or back
+        (:meth:`vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.qrs_polarity`): a flag for
+        someone to check the electrodes, not an alarm, since a leftward axis turns the QRS
+        of lead II down as well."""
+        assert self.ecg is not None
+        with self._queue_lock:
+            for pid in pids:
+                bed = self._ecg_beds.get(pid)
+                if bed is None:
+                    continue
+                value, warn = self.ecg.qrs_polarity(pid)
+                if warn is not None and bed.polarity_warning is None:
+                    logger.warning("patient %s: %s", pid, warn)
+                elif warn is None and bed.polarity_warning is not None:
+                    logger.info("patient %s: the QRS points its usual way again (polarity "
+                                "%+.2f)", pid, value)  # fmt: skip
+                bed.qrs_polarity, bed.polarity_warning = value, warn
+
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
         with self._queue_lock:
             self.beats_labelled.update(c.label for c in calls)

@@ -231,6 +231,10 @@ class EcgBed:
     # the feed's index (NaN where none came), which tell a chunk sent again from a restart
     index_restarts: int = 0
     sent: SampleTail | None = None
+    # which way the QRS points (the monitor's, NaN before it has beats enough), and what to
+    # check when it points against the model's lead's usual way (vitalgru.dsp.polarity)
+    qrs_polarity: float = math.nan
+    polarity_warning: str | None = None
     # breaks in the feed among the samples queued: (samples queued before it, samples lost)
     breaks: list[tuple[int, int]] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
@@ -382,6 +386,10 @@ class EcgBed:
             "break_samples": self.break_samples,
             "index_restarts": self.index_restarts,
             "sent_hz": None if rate is None else round(rate, 1),
+            "qrs_polarity": (
+                round(self.qrs_polarity, 2) if math.isfinite(self.qrs_polarity) else None
+            ),
+            "polarity_warning": self.polarity_warning,
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,

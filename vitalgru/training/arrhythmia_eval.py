@@ -42,7 +42,8 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
     the source sampling rate and the median heart rate it gives, the quality windows
     rejected (and by which flag), the beats that fell in signal the live quality check
     rejected (their V calls pass through the model's quality gate), the beats annotated
-    beyond the signal (left out), and the share of annotated beats the detector found.
+    beyond the signal (left out), the share of annotated beats the detector found, and
+    which way the QRS points (:mod:`vitalgru.dsp.polarity`).
     """
     n_beats = int(facts.get("n_beats", 0))
     bad = int(facts.get("signal_bad_beats", 0))
@@ -60,6 +61,10 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
         "beats_outside_signal": int(facts.get("beats_outside_signal", 0)),
         # reference beats in usable signal on a detected heartbeat (None: too few)
         "annotation_match": facts.get("annotation_match"),
+        # which way the QRS points (-1 down, +1 up), and a warning when it points against
+        # the lead's usual way (swapped electrodes, or a leftward axis)
+        "qrs_polarity": facts.get("qrs_polarity"),
+        "polarity_warning": facts.get("polarity_warning"),
     }
 
 

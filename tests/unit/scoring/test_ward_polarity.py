@@ -1,0 +1,71 @@
+"""A live lead that is upside down (swapped electrodes): the ward keeps which way each
+patient's QRS points, flags one that points against the model's lead's usual way (MLII: up)
+in the patient's summary, the log and the patient's page, and takes the flag back once the
+electrodes are put right."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+from monitor_kit import untrained_monitor
+
+from vitalgru.reports.ward import ecg_patient_page_html
+from vitalgru.scoring.ecg_stream import POLARITY_EVERY, POLARITY_RUNS
+from vitalgru.scoring.ward import Ward
+
+FS = 360.0
+
+
+@pytest.fixture(scope="module")
+def record_100(mitdb_dir: Path) -> np.ndarray:
+    """Ten minutes of MIT-BIH 100's MLII (sinus rhythm, about 75 bpm)."""
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=int(600 * FS))
+    return rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+
+
+def _feed(ward: Ward, streams: dict[str, np.ndarray], chunk_s: float = 10.0) -> None:
+    step = int(chunk_s * FS)
+    n = max(x.size for x in streams.values())
+    for a in range(0, n, step):
+        for pid, x in streams.items():
+            if a < x.size:
+                ward.add_ecg(pid, x[a : a + step].tolist())
+        ward.tick()
+
+
+def test_an_inverted_lead_is_flagged_and_the_flag_ends_once_it_is_put_right(
+    record_100: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("upright", FS)
+    ward.admit_ecg("swapped", FS)
+    first = record_100[: int(20 * FS)]  # about 24 beats: no run of 32 measured yet
+    _feed(ward, {"upright": first, "swapped": -first})
+    for pid in ("upright", "swapped"):
+        s = ward.ecg_summary(pid)
+        assert s["qrs_polarity"] is None and s["polarity_warning"] is None
+    with caplog.at_level(logging.INFO, logger="vitalgru.scoring.ward"):
+        rest = record_100[int(20 * FS) : int(180 * FS)]
+        _feed(ward, {"upright": rest, "swapped": -rest})
+        up, down = ward.ecg_summary("upright"), ward.ecg_summary("swapped")
+        assert up["qrs_polarity"] > 0.5 and up["polarity_warning"] is None
+        assert down["qrs_polarity"] == pytest.approx(-up["qrs_polarity"], abs=0.05)
+        assert "the QRS of lead MLII points down" in down["polarity_warning"]
+        warned = [r for r in caplog.records if "points down" in r.getMessage()]
+        assert len(warned) == 1 and "patient swapped" in warned[0].getMessage()
+        page = ecg_patient_page_html(down, [])
+        assert "Check the leads: the QRS of lead MLII points down" in page
+        assert "Check the leads" not in ecg_patient_page_html(up, [])
+        # the electrodes put right: once most of the latest runs are upright, the flag ends
+        # (every inverted run so far is still among the latest: a majority of upright runs
+        # is needed, about 75 bpm)
+        assert 75 * 180 / 60 < POLARITY_EVERY * POLARITY_RUNS
+        needed_s = (POLARITY_RUNS // 2 + 1) * POLARITY_EVERY * 60 / 75 + 30
+        _feed(ward, {"swapped": record_100[int(180 * FS) : int((180 + needed_s) * FS)]})
+        s = ward.ecg_summary("swapped")
+        assert s["qrs_polarity"] > 0.3 and s["polarity_warning"] is None
+        assert any("points its usual way again" in r.getMessage() for r in caplog.records)
