@@ -217,6 +217,7 @@ def replay_arrhythmia(
             [c.label for c in calls],
             [c.signal_ok for c in calls],
             [asdict(a) for a in result.alerts[pid]],
+            result.polarity.get(pid),
         )
         for pid, calls in result.calls.items()
     ]

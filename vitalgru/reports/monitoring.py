@@ -64,6 +64,7 @@ def patient_summary(
     labels: Sequence[str],
     signal_ok: Sequence[bool],
     alerts: Sequence[Mapping[str, Any]],
+    polarity: tuple[float, str | None] | None = None,
 ) -> PatientSummary:
     """The figures of one patient's page.
 
@@ -78,6 +79,9 @@ def patient_summary(
     alerts : sequence of mapping
         Alarms as dicts (``kind``, ``onset_s``, ``message``, ...; see
         :class:`vitalgru.scoring.Alert`).
+    polarity : (float, str or None), optional
+        Which way the QRS pointed and the warning when against the lead's usual way
+        (:meth:`vitalgru.scoring.ArrhythmiaMonitor.qrs_polarity`).
 
     Returns
     -------
@@ -85,7 +89,8 @@ def patient_summary(
         ``{"patient_id", "monitored_s", "beats", "counts": {class: n}, "burden_pct":
         {class: %}, "hr_bpm": {"median", "min", "max"} (None without enough beats),
         "hr_trend_bpm": [the rate of each minute monitored, None where fewer than 10 beats
-        were in accepted signal], "rejected_signal_pct", "alerts": [...]}``.
+        were in accepted signal], "rejected_signal_pct", "alerts": [...], "qrs_polarity"
+        (None: not measured), "polarity_warning"}``.
     """
     t = np.asarray(times_s, dtype=np.float64)
     lab = np.asarray(labels, dtype=str)
@@ -122,6 +127,10 @@ def patient_summary(
         "hr_trend_bpm": [None if not np.isfinite(v) else round(float(v), 1) for v in trend],
         "rejected_signal_pct": 100.0 * float((~ok).mean()) if n else None,
         "alerts": [dict(a) for a in sorted(alerts, key=lambda a: float(a["onset_s"]))],
+        "qrs_polarity": (
+            round(polarity[0], 2) if polarity is not None and math.isfinite(polarity[0]) else None
+        ),
+        "polarity_warning": None if polarity is None else polarity[1],
     }
 
 
@@ -192,6 +201,8 @@ def _patient_html(p: PatientSummary, strips: Sequence[Mapping[str, Any]] = ()) -
         f"<td class=n>{_num(p['burden_pct'][c], 1)}</td></tr>"
         for c in CLASSES
     )
+    warn = p.get("polarity_warning")
+    leads = f"<p class=hi>Check the leads: {e(warn)}.</p>\n" if warn else ""
     return f"""
 <section>
 <h2>Patient {e(p["patient_id"])}</h2>
@@ -202,7 +213,7 @@ bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check
 (not counted in the burden). The chart: heart rate (bpm) by minute of monitoring, with
 alarm onsets marked V (ventricular run), S (supraventricular run), E (frequent ventricular
 ectopy) and P (pause); a gap is a minute without enough beats in accepted signal.</p>
-{hr_chart(p)}
+{leads}{hr_chart(p)}
 <table><tr><th>class</th><th>beats</th><th>count</th><th>burden %</th></tr>{beat_rows}</table>
 {
         "<table><tr><th>onset (h:mm:ss)</th><th>alarm</th><th>detail</th></tr>"

@@ -65,6 +65,9 @@ class ReplayResult:
     # per patient, the ECG strips of the first alarms of each kind (see :func:`replay`)
     strips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fs: dict[str, float] = field(default_factory=dict)  # each patient's sampling rate
+    # per patient, which way the QRS pointed at the end and what to check when it pointed
+    # against the model's lead's usual way (ArrhythmiaMonitor.qrs_polarity)
+    polarity: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     def compute_summary(self) -> dict[str, Any]:
         """Throughput of the replay: patient-seconds of signal per wall second, and the
@@ -118,6 +121,7 @@ def replay(
     calls: dict[str, list[BeatCall]] = {pid: [] for pid in feeds}
     alerts: dict[str, list[Alert]] = {pid: [] for pid in feeds}
     strip_of: dict[str, list[Alert]] = {pid: [] for pid in feeds}  # alarms to keep a strip of
+    polarity: dict[str, tuple[float, str | None]] = {}
     live = set(feeds)
     times = []
     for k in range(n_ticks):
@@ -132,6 +136,7 @@ def replay(
                 ending.append(pid)
         t0 = time.perf_counter()
         tick = monitor.push(chunks)
+        polarity.update({pid: monitor.qrs_polarity(pid) for pid in ending})
         done = [monitor.discharge(pid) for pid in ending]
         times.append(time.perf_counter() - t0)
         for t in (tick, *done):
@@ -151,6 +156,7 @@ def replay(
         alerts=alerts,
         stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
         fs={pid: float(fs) for pid, (_, fs) in feeds.items()},
+        polarity=polarity,
         tick_compute_s=np.asarray(times),
         chunk_s=float(chunk_s),
         strips={pid: [_strip(a, feeds[pid], calls[pid], chunk_s) for a in al]

@@ -1,7 +1,7 @@
 """A live lead that is upside down (swapped electrodes): the ward keeps which way each
 patient's QRS points, flags one that points against the model's lead's usual way (MLII: up)
 in the patient's summary, the log and the patient's page, and takes the flag back once the
-electrodes are put right."""
+electrodes are put right; a replay's clinician page says it too."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 import wfdb
 from monitor_kit import untrained_monitor
 
+from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
 from vitalgru.reports.ward import ecg_patient_page_html
 from vitalgru.scoring.ecg_stream import POLARITY_EVERY, POLARITY_RUNS
+from vitalgru.scoring.replay import replay
 from vitalgru.scoring.ward import Ward
 
 FS = 360.0
@@ -69,3 +71,21 @@ def test_an_inverted_lead_is_flagged_and_the_flag_ends_once_it_is_put_right(
         s = ward.ecg_summary("swapped")
         assert s["qrs_polarity"] > 0.3 and s["polarity_warning"] is None
         assert any("points its usual way again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replay_says_which_lead_was_upside_down_on_its_page(record_100: np.ndarray) -> None:
+    x = record_100[: int(120 * FS)]
+    result = replay(untrained_monitor(), {"upright": (x, FS), "swapped": (-x, FS)}, chunk_s=5.0)
+    up, down = result.polarity["upright"], result.polarity["swapped"]
+    assert up[0] > 0.5 and up[1] is None
+    assert down[0] == pytest.approx(-up[0], abs=0.05) and "points down" in str(down[1])
+    pages = {
+        pid: patient_summary(pid, 120.0, [c.time_s for c in calls], [c.label for c in calls],
+                             [c.signal_ok for c in calls], [], result.polarity[pid])
+        for pid, calls in result.calls.items()
+    }  # fmt: skip
+    assert pages["swapped"]["polarity_warning"] == down[1]
+    assert pages["upright"]["qrs_polarity"] == round(up[0], 2)
+    html = monitoring_report_html([pages["swapped"]], title="t")
+    assert "Check the leads: the QRS of lead MLII points down" in html
+    assert "Check the leads" not in monitoring_report_html([pages["upright"]], title="t")
