@@ -279,7 +279,6 @@ class Ward(WardRestart, EcgWard):
                 n_beats, n_alarms = len(result.calls), len(result.alerts)
                 self._record_ecg(result.calls, result.alerts)
                 self._end_conditions(chunks)
-                self._note_polarity(chunks)
                 with self._queue_lock:
                     moved = {
                         p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts)

@@ -314,7 +314,8 @@ class EcgWard(WardShadows, WardStrips):
         clear it: ``signal_restored`` once the monitor judges the signal good for as long as
         re-arms the poor-signal alarm (a technical alarm: its escalation stops), and
         ``beats_resumed`` once an R peak is detected after a pause (a clinical alarm: it
-        still wants someone to acknowledge it)."""
+        still wants someone to acknowledge it). And note which way each QRS points
+        (:meth:`_note_polarity`)."""
         assert self.ecg is not None
         with self._queue_lock:
             for pid in pids:
@@ -332,26 +333,22 @@ class EcgWard(WardShadows, WardStrips):
                     self._event({"source": "ecg", "patient_id": pid, "kind": "beats_resumed",
                                  "ends": pause, "message": "heartbeats are detected again "
                                  "after the pause"})  # fmt: skip
+                self._note_polarity(pid, bed)
 
-    def _note_polarity(self, pids: Iterable[str]) -> None:
-        """Keep which way each of ``pids``' QRS points (the caller holds the model lock),
-        and warn in the log when it turns against the model's lead's usual way, or back
+    def _note_polarity(self, pid: str, bed: EcgBed) -> None:
+        """Keep which way the patient's QRS points (the caller holds both locks), and warn
+        in the log when it turns against the model's lead's usual way, or back
         (:meth:`vitalgru.scoring.arrhythmia.ArrhythmiaMonitor.qrs_polarity`): a flag for
         someone to check the electrodes, not an alarm, since a leftward axis turns the QRS
         of lead II down as well."""
         assert self.ecg is not None
-        with self._queue_lock:
-            for pid in pids:
-                bed = self._ecg_beds.get(pid)
-                if bed is None:
-                    continue
-                value, warn = self.ecg.qrs_polarity(pid)
-                if warn is not None and bed.polarity_warning is None:
-                    logger.warning("patient %s: %s", pid, warn)
-                elif warn is None and bed.polarity_warning is not None:
-                    logger.info("patient %s: the QRS points its usual way again (polarity "
-                                "%+.2f)", pid, value)  # fmt: skip
-                bed.qrs_polarity, bed.polarity_warning = value, warn
+        value, warn = self.ecg.qrs_polarity(pid)
+        if warn is not None and bed.polarity_warning is None:
+            logger.warning("patient %s: %s", pid, warn)
+        elif warn is None and bed.polarity_warning is not None:
+            logger.info("patient %s: the QRS points its usual way again (polarity %+.2f)",
+                        pid, value)  # fmt: skip
+        bed.qrs_polarity, bed.polarity_warning = value, warn
 
     def _record_ecg(self, calls: list[BeatCall], alerts: list[Alert]) -> None:
         with self._queue_lock:
