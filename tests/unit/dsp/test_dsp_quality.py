@@ -70,12 +70,12 @@ class TestSyntheticFaults:
         dropped = x.copy()
         dropped[::360] = np.nan  # one sample a second (0.3 %)
         dropped[int(5 * FS) : int(10 * FS) : 30] = np.nan  # and 3.3 % of the first window
-        dropped[int(25 * FS) : int(25 * FS) + 18] = np.nan  # and a run of 0.05 s
+        dropped[int(25 * FS) : int(25 * FS) + 36] = np.nan  # and a run of 0.1 s (a frame)
         q = ecg_quality(dropped, FS)
         assert q.usable.all() and not q.nonfinite.any()
         np.testing.assert_allclose(q.score, clean.score, atol=0.02)
         longer = x.copy()
-        longer[int(25 * FS) : int(25 * FS) + 19] = np.nan  # a run just over 0.05 s
+        longer[int(25 * FS) : int(25 * FS) + 37] = np.nan  # a run just over 0.1 s
         scattered = x.copy()
         scattered[int(40 * FS) : int(50 * FS) : 18] = np.nan  # 5.6 % of a window, one by one
         assert ecg_quality(longer, FS).nonfinite.tolist() == [False, False, True] + [False] * 3
