@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from vitalgru import __version__
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
 from vitalgru.config import load_config as _load
-from vitalgru.data.dataset_files import load_part, save_part, write_dataset
+from vitalgru.data.dataset_files import load_part, processing_digest, save_part, write_dataset
 from vitalgru.data.ingest import process_record
 from vitalgru.data.splits import dechazal_split
 from vitalgru.errors import VitalgruError
@@ -73,7 +73,8 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
 
 def _part_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
     # The cached result is the part's path, so the path is the key: it already holds the
-    # record's source checksums, the config hash and the package version. A part deleted
+    # record's source checksums, the config hash, the package version and the processing
+    # code's digest. A part deleted
     # since is caught by the flow, which recomputes it with refresh_cache.
     part = Path(params["parts_dir"]).resolve() / params["key"]
     return "ingest-part-" + hashlib.sha256(str(part).encode()).hexdigest()[:32]
@@ -111,9 +112,11 @@ def write_dataset_task(
     return str(write_dataset(out_dir, items, entries, meta))
 
 
-def _record_key(record: str, checksums: dict[str, str], cfg_hash: str) -> str:
+def _record_key(record: str, checksums: dict[str, str], cfg_hash: str, code: str) -> str:
+    """The part's name: the record, its files' checksums, the config and the processing
+    code (:func:`vitalgru.data.dataset_files.processing_digest`) it was made with."""
     files = sorted((k, v) for k, v in checksums.items() if Path(k).stem == record)
-    blob = json.dumps([record, files, cfg_hash, __version__]).encode()
+    blob = json.dumps([record, files, cfg_hash, __version__, code]).encode()
     return f"{record}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
@@ -141,10 +144,11 @@ def ingest_flow(
             reason = "excluded_by_config" if r in a.exclude_records else "not_in_split"
             attrition.append(asdict(AttritionEntry(fetched["name"], r, "split", reason, "")))
     chash = config_hash(a)
+    code = processing_digest()
     parts_dir = out / ".parts"
     args = {
         r: (a.database, physionet, r, s, a.model_dump(mode="json"), str(parts_dir),
-            _record_key(r, fetched["checksums"], chash))
+            _record_key(r, fetched["checksums"], chash, code))
         for r, s in sorted(assignment.items())
     }  # fmt: skip
     futures = {r: process_record_task.submit(*v) for r, v in args.items()}
@@ -172,6 +176,7 @@ def ingest_flow(
         "split_scheme": a.split,
         "config": cfg.model_dump(mode="json"),
         "config_hash": chash,
+        "processing_digest": code,
         "package_version": __version__,
         "source_checksums": fetched["checksums"],
     }

@@ -18,7 +18,9 @@ import requests
 import yaml
 from http_testkit import closed_port
 
+import pipelines.ingest as ingest_module
 from pipelines.ingest import ingest_flow
+from vitalgru.data.dataset_files import processing_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ["100", "101", "105", "119"]  # two DS1, two DS2; 105 is noisy
@@ -79,6 +81,14 @@ class TestIngestFlow:
         res2 = ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
         assert (parts[0] / "facts.json").exists()
         assert res2["class_counts"] == manifest["class_counts"]
+        assert manifest["processing_digest"] == processing_digest()
+        # Parts made by other processing code (a fix since, under the same version) are
+        # not reused: each record is processed again, into a part of its own.
+        monkeypatch.setattr(ingest_module, "processing_digest", lambda: "0" * 16)
+        ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
+        now = sorted((out / ".parts").iterdir())
+        assert len(now) == 2 * len(parts) and set(parts) < set(now)
+        assert json.loads((out / "manifest.json").read_text())["processing_digest"] == "0" * 16
 
 
 def _bad_mirror(src: Path, root: Path) -> Path:

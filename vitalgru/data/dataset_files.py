@@ -6,7 +6,7 @@ A dataset folder holds (the contract between the ingest flow and training):
     fs, lead, window, filters, splits, ``class_counts`` per split, per-record facts
     (source fs, lead used, beats, quality, R-peak detection against the reference),
     normalisation statistics fitted on the training split only, the config hash,
-    source checksums and the package version.
+    source checksums, the package version and the processing code's digest.
 ``beats.parquet``
     One row per annotated beat, sorted by ``(record_id, sample_idx)``: ids, split,
     ``beat_idx``, ``sample_idx`` (at the dataset fs), WFDB ``symbol``, ``aami`` class and
@@ -26,11 +26,14 @@ A dataset folder holds (the contract between the ingest flow and training):
 
 Files are written under temporary names and renamed; training opens the folder with
 :func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`. A processed record between two
-flow steps is a *part* (:func:`save_part`, :func:`load_part`).
+flow steps is a *part* (:func:`save_part`, :func:`load_part`); the ingest keeps parts from
+one run to the next, keyed by the record's files, the config and :func:`processing_digest`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import platform
 from collections.abc import Sequence
@@ -161,3 +164,30 @@ def load_part(path: str | Path) -> RecordBeats:
         signal=np.load(p / "signal.npy"),
         facts=meta["facts"],
     )
+
+
+#: The code that makes a part: reading and checking records (``io``), filters, detection,
+#: quality, polarity and windows (``dsp``), labels and the ingest itself (``data``), and the
+#: settings and types they share.
+_PROCESSING_CODE = ("io", "dsp", "data", "config.py", "types.py", "errors.py")
+
+
+@functools.lru_cache(maxsize=1)
+def processing_digest() -> str:
+    """A digest (16 hex digits) of the source of the code that processes a record into a
+    part (:data:`_PROCESSING_CODE`): a part made by other code is stale, whatever the
+    package's version says (a fix to the quality check between releases changes every
+    part's flags)."""
+    return code_digest(Path(__file__).resolve().parent.parent)
+
+
+def code_digest(root: Path) -> str:
+    """:func:`processing_digest` of the package whose folder is ``root``."""
+    files: list[Path] = []
+    for name in _PROCESSING_CODE:
+        p = root / name
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

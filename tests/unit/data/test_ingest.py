@@ -1,12 +1,18 @@
-"""Which lead of a record the arrhythmia pipeline reads."""
+"""Which lead of a record the arrhythmia pipeline reads, and what a cached record's key
+holds of the code that processed it."""
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import vitalgru
+from vitalgru.data.dataset_files import code_digest, processing_digest
 from vitalgru.data.ingest import select_lead
 from vitalgru.types import Record
 
@@ -40,3 +46,25 @@ class TestSelectLead:
         assert select_lead(_record("V1", "MLII"), 0, 1) == 0
         with pytest.raises(ValueError, match="lead index 5 out of range"):
             select_lead(_record("V1", "MLII"), 5, 0)
+
+
+class TestProcessingDigest:
+    """A cached part is keyed by the code that made it, not only the package version."""
+
+    def test_it_follows_the_processing_code_and_nothing_else(self, tmp_path: Path) -> None:
+        pkg = Path(vitalgru.__file__).resolve().parent
+        copy = tmp_path / "vitalgru"
+        for name in ("io", "dsp", "data"):
+            shutil.copytree(pkg / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("config.py", "types.py", "errors.py"):
+            shutil.copy(pkg / name, copy / name)
+        assert code_digest(copy) == processing_digest()
+        assert re.fullmatch(r"[0-9a-f]{16}", processing_digest())
+        (copy / "scoring").mkdir()  # code that does not make parts does not count
+        (copy / "scoring" / "x.py").write_text("x = 1\n")
+        assert code_digest(copy) == processing_digest()
+        quality = copy / "dsp" / "quality.py"
+        quality.write_text(
+            quality.read_text().replace("max_gap_s: float = 0.1", "max_gap_s: float = 0.05")
+        )
+        assert code_digest(copy) != processing_digest()
