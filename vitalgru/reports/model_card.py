@@ -43,8 +43,10 @@ Paced records are excluded from both.
 as a ward) or `ArrhythmiaMonitor` in Python.
 - **Limits**: research software, not a medical device. DS1 holds two patients with atrial \
 fibrillation and none with AV block. S calls at the onset of atrial fibrillation and in 2:1 \
-block are therefore its weakest; most of DS2's false S are there. Validate on your own \
-recordings before relying on it.
+block are therefore its weakest; most of DS2's false S are there. It was trained on \
+upright beats: on a lead inverted by swapped electrodes it loses the fusion beats (one \
+default model, DS2 F F1 0.08 against 0.23; S and V held), and such a lead is flagged, not \
+turned over (`polarity_warning`). Validate on your own recordings before relying on it.
 - **Monitoring**: `vitalgru monitor arrhythmia --db NAME_OR_FOLDER` (Prefect flow \
 `monitor-arrhythmia`, weekly in `prefect.yaml`) compares the records' heart rate, beat \
 amplitude, clean-signal share and the class mix of the calls with the reference stored \
