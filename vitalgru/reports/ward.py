@@ -65,6 +65,10 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         )
         if last and last.get("strip_s") and "seq" in last:  # its ECG, for the one who answers
             alarm += f' <a href="events/{int(last["seq"])}/strip.svg">strip</a>'
+        if p.get("polarity_warning"):  # not an alarm, but the leads want checking
+            alarm += (
+                " <span class=hi>(check the leads: the QRS points against its usual way)</span>"
+            )
 
         unseen = _unseen(p["alarms"])
         n_alarms = f"{len(p['alarms'])}" + (

@@ -14,7 +14,7 @@ import wfdb
 from monitor_kit import untrained_monitor
 
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
-from vitalgru.reports.ward import ecg_patient_page_html
+from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
 from vitalgru.scoring.ecg_stream import POLARITY_EVERY, POLARITY_RUNS
 from vitalgru.scoring.replay import replay
 from vitalgru.scoring.ward import Ward
@@ -62,6 +62,8 @@ def test_an_inverted_lead_is_flagged_and_the_flag_ends_once_it_is_put_right(
         page = ecg_patient_page_html(down, [])
         assert "Check the leads: the QRS of lead MLII points down" in page
         assert "Check the leads" not in ecg_patient_page_html(up, [])
+        overview = ward_page_html([up, down], [])
+        assert overview.count("check the leads: the QRS points against its usual way") == 1
         # the electrodes put right: once most of the latest runs are upright, the flag ends
         # (every inverted run so far is still among the latest: a majority of upright runs
         # is needed, about 75 bpm)
