@@ -36,11 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results
 from dropped_samples import _run
-from ds2 import ds2_feeds
+from ds2 import ds2_monitor
 
-from vitalgru import tracking
 from vitalgru.dsp.quality import Thresholds
-from vitalgru.scoring import ArrhythmiaMonitor
 
 #: Samples lost together (at 360 Hz: 11, 44, 100 and 200 ms).
 BURSTS = (4, 16, 36, 72)
@@ -69,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     env = environment()
-    loaded = tracking.load_model(args.model)
-    monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
-    signals, reference = ds2_feeds(monitor.windows, args.minutes)
+    loaded, monitor, signals, reference = ds2_monitor(args.model, args.minutes)
     frac = Thresholds().max_gap_frac
     rows = [{"burst": 0, "per_s": 0.0, "max_gap_s": LIMITS[0], "lost_share": 0.0,
              **_run(monitor, signals, reference, (LIMITS[0], frac))}]  # fmt: skip

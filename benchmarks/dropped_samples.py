@@ -39,9 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results
-from ds2 import ds2_feeds
+from ds2 import ds2_feeds, ds2_monitor
 
-from vitalgru import tracking
 from vitalgru.dsp.quality import Thresholds
 from vitalgru.scoring import ArrhythmiaMonitor, replay
 from vitalgru.scoring.replay import live_report
@@ -118,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     env = environment()
-    loaded = tracking.load_model(args.model)
-    monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
-    signals, reference = ds2_feeds(monitor.windows, args.minutes)
+    loaded, monitor, signals, reference = ds2_monitor(args.model, args.minutes)
     rows = []
     for rate in RATES:
         feeds = _dropped(signals, rate)

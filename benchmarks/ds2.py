@@ -9,12 +9,28 @@ from typing import Any
 import numpy as np
 from common import default_mirror
 
+from vitalgru import tracking
 from vitalgru.config import BeatWindowConfig, PhysioNetConfig
 from vitalgru.data.ingest import reference_beats, select_lead
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
 from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io import open_database
 from vitalgru.metrics.detection import vf_episodes
+from vitalgru.scoring import ArrhythmiaMonitor
+
+
+def ds2_monitor(
+    model_uri: str, minutes: float = 0.0
+) -> tuple[
+    tracking.LoadedModel, ArrhythmiaMonitor, dict[str, tuple[np.ndarray, float]], dict[str, Any]
+]:
+    """The registered model ``model_uri``, a monitor over it, and DS2 as :func:`ds2_feeds`
+    gives it for that monitor's lead: what the benchmarks that replay DS2 through one
+    monitor start from."""
+    loaded = tracking.load_model(model_uri)
+    monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
+    signals, reference = ds2_feeds(monitor.windows, minutes)
+    return loaded, monitor, signals, reference
 
 
 def ds2_feeds(

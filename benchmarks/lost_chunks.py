@@ -50,9 +50,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_results
-from ds2 import ds2_feeds
+from ds2 import ds2_monitor
 
-from vitalgru import tracking
 from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, ward_ecg
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import BeatCall
@@ -191,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     logging.getLogger("vitalgru.scoring.ward").setLevel(logging.ERROR)  # a warning a break
     env = environment()
-    loaded = tracking.load_model(args.model)
-    monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing)
-    signals, reference = ds2_feeds(monitor.windows, args.minutes)
+    loaded, monitor, signals, reference = ds2_monitor(args.model, args.minutes)
     rows = []
     for scenario in ("recorded", "chunks", "outages"):
         kept, ref, lost_s, gaps = {}, {}, 0.0, 0
