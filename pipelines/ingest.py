@@ -74,8 +74,8 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
 def _part_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
     # The cached result is the part's path, so the path is the key: it already holds the
     # record's source checksums, the config hash, the package version and the processing
-    # code's digest. A part deleted
-    # since is caught by the flow, which recomputes it with refresh_cache.
+    # code's digest. A part deleted since is caught by the flow, which recomputes it with
+    # refresh_cache.
     part = Path(params["parts_dir"]).resolve() / params["key"]
     return "ingest-part-" + hashlib.sha256(str(part).encode()).hexdigest()[:32]
 
