@@ -76,6 +76,22 @@ MAX_AUROC_DROP = 0.03
 MAX_F1_DROP = 0.05
 
 
+def polarity_note(facts: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """A note naming the records whose QRS pointed against the lead's usual way
+    (``polarity_warning`` in their facts; :mod:`vitalgru.dsp.polarity`), None when none did:
+    a hospital's feeds with swapped electrodes show here, and the model was trained on
+    upright beats."""
+    flagged = sorted(r for r, f in facts.items() if f.get("polarity_warning"))
+    if not flagged:
+        return None
+    names = ", ".join(flagged[:10]) + (", ..." if len(flagged) > 10 else "")
+    return (
+        f"{len(flagged)} of {len(facts)} records have a QRS pointing against the lead's usual "
+        f"way ({names}): swapped electrodes (an inverted lead, on which the model loses its "
+        "fusion beats), or a leftward axis; check their leads"
+    )
+
+
 def _performance(
     loaded: tracking.LoadedModel,
     now: Mapping[str, float | None],
@@ -258,6 +274,9 @@ def check_arrhythmia(
                 f"only {len(scored)} records (fewer than {MIN_RECORDS_FOR_DRIFT}): the "
                 "drift figures mostly describe these patients"
             )
+    upside_down = polarity_note(scores.facts)
+    if upside_down is not None:
+        notes.append(upside_down)
     manifest = loaded.config.get("dataset_manifest", {})
     trained = set(map(str, manifest.get("splits", {}).get("DS1", [])))
     if Path(str(db)).name == manifest.get("database", "mitdb") and trained & set(scored):

@@ -170,6 +170,7 @@ class TestTrainArrhythmiaFlow:
         assert mon["status"] == first["status"] and first["evaluation"]["n_beats"] == 3079
         assert first["drift"]["too_few_records"]
         assert any("only 1 records" in n for n in first["notes"])
+        assert not any("QRS pointing" in n for n in first["notes"])  # 233 is upright
         gated = first["performance"]["measures"]["test_v_f1"]
         assert gated["reference"] == m["test_v_f1"] and gated["now"] == ev["classes"]["V"]["f1"]
         classes = first["drift"]["predicted"]["classes"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.monitor import _status, monitoring_metrics
+from pipelines.monitor import _status, monitoring_metrics, polarity_note
 from vitalgru.reports.model_monitoring import monitoring_markdown
 
 
@@ -98,3 +98,15 @@ class TestReport:
         assert m["max_input_psi"] == 1.0 and m["risk_psi"] == 0.02
         assert m["status_level"] == 2 and "auprc" not in m  # undefined: left out
         assert all(math.isfinite(v) for v in m.values())
+
+
+def test_records_with_an_upside_down_lead_are_named_in_a_note() -> None:
+    upright = {"qrs_polarity": 0.8, "polarity_warning": None}
+    down = {"qrs_polarity": -0.8, "polarity_warning": "the QRS of lead MLII points down"}
+    assert polarity_note({"100": upright, "101": upright}) is None
+    assert polarity_note({"100": {}}) is None  # facts from before the polarity was measured
+    note = polarity_note({"100": upright, "207": down, "105": down})
+    assert note is not None and note.startswith("2 of 3 records have a QRS pointing against")
+    assert "(105, 207)" in note and "swapped electrodes" in note
+    many = polarity_note({str(i): down for i in range(12)})
+    assert many is not None and "12 of 12" in many and ", ...)" in many
