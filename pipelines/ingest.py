@@ -24,7 +24,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from vitalgru import __version__
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
 from vitalgru.config import load_config as _load
-from vitalgru.data.dataset_files import load_part, processing_digest, save_part, write_dataset
+from vitalgru.data.dataset_files import (
+    load_part,
+    processing_digest,
+    prune_parts,
+    save_part,
+    write_dataset,
+)
 from vitalgru.data.ingest import process_record
 from vitalgru.data.splits import dechazal_split
 from vitalgru.errors import VitalgruError
@@ -89,8 +95,10 @@ def process_record_task(
     arrhythmia: dict[str, Any],
     parts_dir: str,
     key: str,
+    code: str,
 ) -> dict[str, Any]:
-    """Read, clean, check, detect and window one record; write it as a part folder."""
+    """Read, clean, check, detect and window one record; write it as a part folder made by
+    the processing code ``code`` (its digest, also in ``key``)."""
     cfg = ArrhythmiaDataConfig.model_validate(arrhythmia)
     db = open_database(database, PhysioNetConfig.model_validate(physionet))
     try:
@@ -99,7 +107,7 @@ def process_record_task(
         item = process_record(rec, ann, cfg, split)
     except (VitalgruError, ValueError) as e:
         return {"error": asdict(attrition_entry(db.name, record, e))}
-    path = save_part(item, Path(parts_dir) / key)
+    path = save_part(item, Path(parts_dir) / key, code)
     return {"part": str(path)}
 
 
@@ -148,7 +156,7 @@ def ingest_flow(
     parts_dir = out / ".parts"
     args = {
         r: (a.database, physionet, r, s, a.model_dump(mode="json"), str(parts_dir),
-            _record_key(r, fetched["checksums"], chash, code))
+            _record_key(r, fetched["checksums"], chash, code), code)
         for r, s in sorted(assignment.items())
     }  # fmt: skip
     futures = {r: process_record_task.submit(*v) for r, v in args.items()}
@@ -181,6 +189,10 @@ def ingest_flow(
         "source_checksums": fetched["checksums"],
     }
     manifest = write_dataset_task(parts, str(out), attrition, meta)
+    removed, freed = prune_parts(parts_dir, code)
+    if removed:
+        log.info("removed %d cached parts made by other processing code (%.1f MB)",
+                 removed, freed / 1e6)  # fmt: skip
     counts = json.loads(Path(manifest).read_text())["class_counts"]
     log.info("dataset written to %s: %s", out, counts)
     return {

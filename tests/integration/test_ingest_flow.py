@@ -82,12 +82,20 @@ class TestIngestFlow:
         assert (parts[0] / "facts.json").exists()
         assert res2["class_counts"] == manifest["class_counts"]
         assert manifest["processing_digest"] == processing_digest()
+        # Parts of this code under another config stay cached beside them.
+        ingest_flow(overrides={"arrhythmia.records": RECORDS[:1], "arrhythmia.windows.before_s": 0.3},
+                    out_dir=str(out))  # fmt: skip
+        other = sorted(set((out / ".parts").iterdir()) - set(parts))
+        assert len(other) == 1 and set(parts) < set((out / ".parts").iterdir())
         # Parts made by other processing code (a fix since, under the same version) are
-        # not reused: each record is processed again, into a part of its own.
+        # not reused: each record is processed again, into a part of its own, and the
+        # parts of the old code, which no key can name again, are removed.
         monkeypatch.setattr(ingest_module, "processing_digest", lambda: "0" * 16)
         ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
         now = sorted((out / ".parts").iterdir())
-        assert len(now) == 2 * len(parts) and set(parts) < set(now)
+        assert len(now) == len(parts) and not set(parts) & set(now)
+        assert all(json.loads((p / "facts.json").read_text())["processing_digest"] == "0" * 16
+                   for p in now)  # fmt: skip
         assert json.loads((out / "manifest.json").read_text())["processing_digest"] == "0" * 16
 
 

@@ -27,7 +27,9 @@ A dataset folder holds (the contract between the ingest flow and training):
 Files are written under temporary names and renamed; training opens the folder with
 :func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`. A processed record between two
 flow steps is a *part* (:func:`save_part`, :func:`load_part`); the ingest keeps parts from
-one run to the next, keyed by the record's files, the config and :func:`processing_digest`.
+one run to the next, keyed by the record's files, the config and :func:`processing_digest`,
+and prunes those made by other processing code (:func:`prune_parts`): no key of this code
+can name them again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import functools
 import hashlib
 import json
 import platform
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +52,15 @@ from vitalgru.dsp.beats import RR_FEATURES
 from vitalgru.io.ingest import write_attrition
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
-__all__ = ["class_counts", "load_part", "normalisation_stats", "save_part", "write_dataset"]
+__all__ = [
+    "class_counts",
+    "load_part",
+    "normalisation_stats",
+    "processing_digest",
+    "prune_parts",
+    "save_part",
+    "write_dataset",
+]
 
 
 def class_counts(beats: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -133,8 +144,9 @@ def write_dataset(
     return out / "manifest.json"
 
 
-def save_part(item: RecordBeats, path: str | Path) -> Path:
-    """Persist one processed record (a flow step's output: tasks pass paths, not arrays)."""
+def save_part(item: RecordBeats, path: str | Path, digest: str | None = None) -> Path:
+    """Persist one processed record (a flow step's output: tasks pass paths, not arrays),
+    with the digest of the code that made it (default :func:`processing_digest`)."""
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
     item.beats.to_parquet(p / "beats.parquet", index=False)
@@ -145,6 +157,7 @@ def save_part(item: RecordBeats, path: str | Path) -> Path:
         "patient_id": item.patient_id,
         "split": item.split,
         "facts": item.facts,
+        "processing_digest": digest or processing_digest(),
     }
     # facts.json last: its presence marks a complete part.
     (p / "facts.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -191,3 +204,29 @@ def code_digest(root: Path) -> str:
     for f in files:
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def prune_parts(parts_dir: str | Path, digest: str) -> tuple[int, int]:
+    """Delete the complete parts under ``parts_dir`` made by processing code other than
+    ``digest`` (or before parts recorded theirs): a part's key holds the digest, so this
+    code never asks for them again. Parts of this code under other configs or source files
+    stay, and so does a part still being written (no ``facts.json`` yet). Returns the
+    number of parts and bytes removed."""
+    removed = freed = 0
+    root = Path(parts_dir)
+    if not root.is_dir():
+        return 0, 0
+    for part in sorted(root.iterdir()):
+        facts = part / "facts.json"
+        if not part.is_dir() or not facts.is_file():
+            continue
+        try:
+            made_by = json.loads(facts.read_text()).get("processing_digest")
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: not ours to judge
+        if made_by == digest:
+            continue
+        size = sum(f.stat().st_size for f in part.rglob("*") if f.is_file())
+        shutil.rmtree(part, ignore_errors=True)
+        removed, freed = removed + 1, freed + size
+    return removed, freed

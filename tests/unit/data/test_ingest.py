@@ -9,11 +9,18 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import vitalgru
-from vitalgru.data.dataset_files import code_digest, processing_digest
-from vitalgru.data.ingest import select_lead
+from vitalgru.data.dataset_files import (
+    code_digest,
+    load_part,
+    processing_digest,
+    prune_parts,
+    save_part,
+)
+from vitalgru.data.ingest import RecordBeats, select_lead
 from vitalgru.types import Record
 
 
@@ -68,3 +75,38 @@ class TestProcessingDigest:
             quality.read_text().replace("max_gap_s: float = 0.1", "max_gap_s: float = 0.05")
         )
         assert code_digest(copy) != processing_digest()
+
+
+class TestPruneParts:
+    """Parts made by other processing code are removed; nothing else is."""
+
+    @staticmethod
+    def _part(root: Path, name: str, digest: str | None) -> Path:
+        item = RecordBeats(
+            "100", "100", "DS2", pd.DataFrame({"sample_idx": [5, 9]}),
+            np.zeros((2, 4), np.float32), np.zeros(16, np.float32), {"beats": 2},
+        )  # fmt: skip
+        return save_part(item, root / name, digest)
+
+    def test_only_complete_parts_of_other_code_go(self, tmp_path: Path) -> None:
+        root = tmp_path / ".parts"
+        mine = self._part(root, "101-a", None)  # default: this code's digest
+        other = self._part(root, "100-b", "b" * 16)
+        unmarked = self._part(root, "100-c", "c" * 16)  # made before parts said their code
+        facts = unmarked / "facts.json"
+        facts.write_text(facts.read_text().replace('"processing_digest"', '"other"'))
+        writing = root / "102-b"  # still being written: no facts.json yet
+        writing.mkdir()
+        (writing / "windows.npy").write_bytes(b"x" * 10)
+        broken = root / "103-b"
+        broken.mkdir()
+        (broken / "facts.json").write_text("{not json")
+        (root / "stray.txt").write_text("not a part")
+        size = sum(f.stat().st_size for p in (other, unmarked) for f in p.rglob("*"))
+        assert prune_parts(root, processing_digest()) == (2, size)
+        names = sorted(p.name for p in root.iterdir())
+        assert names == ["101-a", "102-b", "103-b", "stray.txt"]
+        assert load_part(mine).facts == {"beats": 2}
+        # Under another digest, this code's part is the stale one.
+        assert prune_parts(root, "b" * 16)[0] == 1 and not mine.exists()
+        assert prune_parts(tmp_path / "none", "b" * 16) == (0, 0)
