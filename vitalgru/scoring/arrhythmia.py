@@ -62,7 +62,7 @@ from vitalgru.data.beat_features import (
 from vitalgru.dsp.polarity import polarity_warning
 from vitalgru.scoring.alerts import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
-from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
+from vitalgru.scoring.ecg_stream import POLARITY_RUNS, PatientMemory, PatientStream
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -238,6 +238,7 @@ class ArrhythmiaMonitor:
             st.w_hist.extend(np.array(w) for w in memory.templates)
             st.beats_before = memory.beats
             st.splice = memory.rr_s.astype(np.float64) if memory.rr_s.size else None
+            st.polarities.extend(float(v) for v in memory.polarities)
         self._patients[pid] = st
 
     def signal_good(self, patient_id: str) -> bool:
@@ -288,7 +289,8 @@ class ArrhythmiaMonitor:
                      else np.zeros((0, self.n_window), np.float32))  # fmt: skip
         return PatientMemory(self.fingerprint, st.h[:, 0].numpy().copy(),
                              templates.astype(np.float32), st.beats_before + st.n_labelled,
-                             self._rr_s(st).astype(np.float32))  # fmt: skip
+                             self._rr_s(st).astype(np.float32),
+                             np.asarray(st.polarities, dtype=np.float32))  # fmt: skip
 
     def _rr_s(self, st: PatientStream) -> np.ndarray:
         """The patient's latest RR intervals (s), oldest first."""
@@ -303,7 +305,7 @@ class ArrhythmiaMonitor:
                 f"monitor runs {self.fingerprint}); it cannot be carried over"
             )
         want = self.state_shape
-        tpl, rr = m.templates, m.rr_s
+        tpl, rr, pol = m.templates, m.rr_s, m.polarities
         if (m.h.shape != want or tpl.ndim != 2 or tpl.shape[1] != self.n_window
                 or tpl.shape[0] > self.settings.template_beats
                 or rr.ndim != 1 or rr.size >= self.history_beats
@@ -314,6 +316,11 @@ class ArrhythmiaMonitor:
                 f"{tpl.shape} and {rr.shape} RR intervals does not fit this network ({want}, up "
                 f"to {self.settings.template_beats} x {self.n_window}, fewer than "
                 f"{self.history_beats}), or is not finite and positive"
+            )
+        if pol.ndim != 1 or pol.size > POLARITY_RUNS or (np.abs(pol) > 1).any():
+            raise ValueError(
+                f"patient {pid!r}: a memory of {pol.shape} QRS polarities is not up to "
+                f"{POLARITY_RUNS} values between -1 and 1"
             )
 
     def push(

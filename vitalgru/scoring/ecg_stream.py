@@ -75,6 +75,11 @@ class PatientMemory:
         Beats labelled with this memory so far.
     rr_s : numpy.ndarray
         (m,) float32 RR intervals in seconds, oldest first (empty: none known yet).
+    polarities : numpy.ndarray
+        (k,) float32 QRS polarities of the latest runs of beats, oldest first, k at most
+        :data:`POLARITY_RUNS` (NaN: a run with too few clean beats; empty: none measured,
+        or a memory kept before polarities were), so that a lead flagged upside down stays
+        flagged across a restart instead of for the next run of beats.
     """
 
     model: str
@@ -82,13 +87,15 @@ class PatientMemory:
     templates: np.ndarray
     beats: int
     rr_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    polarities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def to_bytes(self) -> bytes:
         """The memory as an ``.npz`` archive (no pickled objects)."""
         buf = io.BytesIO()
         meta = np.frombuffer(json.dumps({"model": self.model, "beats": self.beats}).encode(),
                              dtype=np.uint8)  # fmt: skip
-        np.savez(buf, meta=meta, h=self.h, templates=self.templates, rr_s=self.rr_s)
+        np.savez(buf, meta=meta, h=self.h, templates=self.templates, rr_s=self.rr_s,
+                 polarities=self.polarities)  # fmt: skip
         return buf.getvalue()
 
     @classmethod
@@ -98,8 +105,10 @@ class PatientMemory:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
                 h, templates, rr = z["h"], z["templates"], z["rr_s"]
+                pol = z["polarities"] if "polarities" in z.files else np.zeros(0)
             return cls(str(meta["model"]), h.astype(np.float32), templates.astype(np.float32),
-                       int(meta["beats"]), rr.astype(np.float32))  # fmt: skip
+                       int(meta["beats"]), rr.astype(np.float32),
+                       pol.astype(np.float32))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"not a patient memory ({type(e).__name__}: {e})") from None
 

@@ -143,6 +143,7 @@ class WardRestart(SepsisWard):
                             lambda sh, a=a, f=take_up: getattr(sh.monitor, f)(a.patient_id),
                         )
                     self._ecg_beds[a.patient_id] = bed
+                    self._note_polarity(a.patient_id, bed)  # a flag kept in the memory
                     if memory is not None:
                         said = (
                             "beat labelling goes on from what the network had learnt of the "

@@ -5,6 +5,7 @@ electrodes are put right; a replay's clinician page says it too."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from monitor_kit import untrained_monitor
 
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
 from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
-from vitalgru.scoring.ecg_stream import POLARITY_EVERY, POLARITY_RUNS
+from vitalgru.scoring.ecg_stream import POLARITY_EVERY, POLARITY_RUNS, PatientMemory
 from vitalgru.scoring.replay import replay
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 FS = 360.0
 
@@ -91,3 +93,51 @@ def test_a_replay_says_which_lead_was_upside_down_on_its_page(record_100: np.nda
     html = monitoring_report_html([pages["swapped"]], title="t")
     assert "Check the leads: the QRS of lead MLII points down" in html
     assert "Check the leads" not in monitoring_report_html([pages["upright"]], title="t")
+
+
+def test_the_flag_is_kept_across_a_gateway_restart(
+    record_100: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "ward.sqlite"
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("swapped", FS)
+    _feed(ward, {"swapped": -record_100[: int(90 * FS)]})
+    before = ward.ecg_summary("swapped")
+    assert "points down" in before["polarity_warning"]
+    ward.close()
+    kept = ward.ecg.memory("swapped").polarities
+    assert 2 <= kept.size <= POLARITY_RUNS and (kept < -0.3).all()
+
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
+        assert again.restore(again.journal.load())["ecg_memory"] == 1
+        again.tick()  # no sample since the restart: the flag is the one kept
+    s = again.ecg_summary("swapped")
+    assert s["qrs_polarity"] == pytest.approx(before["qrs_polarity"], abs=1e-6)
+    assert s["polarity_warning"] == before["polarity_warning"]
+    assert any("patient swapped" in r.getMessage() and "points down" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    again.close()
+
+
+def test_a_memory_kept_before_polarities_were_reads_with_none() -> None:
+    mon = untrained_monitor()
+    mon.admit("p", FS)
+    m = mon.memory("p")
+    assert m.polarities.shape == (0,)
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(b'{"model": "x", "beats": 3}', np.uint8), h=m.h,
+             templates=m.templates, rr_s=m.rr_s)  # fmt: skip
+    old = PatientMemory.from_bytes(buf.getvalue())
+    assert old.polarities.shape == (0,) and old.beats == 3
+    fresh = untrained_monitor()
+    odd = PatientMemory(m.model, m.h, m.templates, 0, m.rr_s, np.array([0.5, 1.5], np.float32))
+    with pytest.raises(ValueError, match="QRS polarities"):
+        fresh.admit("p", FS, memory=odd)
+    many = np.full(POLARITY_RUNS + 1, 0.5, np.float32)
+    with pytest.raises(ValueError, match="QRS polarities"):
+        fresh.admit("p", FS, memory=PatientMemory(m.model, m.h, m.templates, 0, m.rr_s, many))
+    fine = PatientMemory(m.model, m.h, m.templates, 0, m.rr_s, np.array([np.nan, -0.8, -0.7]))
+    fresh.admit("p", FS, memory=PatientMemory.from_bytes(fine.to_bytes()))
+    assert fresh.qrs_polarity("p")[0] == pytest.approx(-0.75)
