@@ -176,6 +176,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from vitalgru import tracking
 
     check_mlflow()
+    if (why := tracking.missing_store()) is not None:  # nothing registered to list or move
+        raise SystemExit(f"vitalgru: error: {why}")
     if args.action == "list":
         names = [_MODEL_NAMES.get(n, n) for n in (args.name or list(_MODEL_NAMES))]
         found = {n: (tracking.registry_versions(n), tracking.alias_history(n)) for n in names}

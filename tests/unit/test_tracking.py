@@ -180,6 +180,45 @@ class TestCheckStores:
             check_stores(attempts=1)
 
 
+class TestMissingStore:
+    """A command that reads models from a folder with no store says so, and leaves no
+    empty ``mlflow.db`` behind a "model not found"."""
+
+    def test_reading_from_a_folder_without_a_store(
+        self, store: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        from pipelines.cli import main
+
+        assert tracking.missing_store() is None  # the store fixture's folder has one
+        elsewhere = tmp_path_factory.mktemp("elsewhere")
+        monkeypatch.chdir(elsewhere)
+        why = tracking.missing_store()
+        assert why is not None and "no MLflow store in this folder" in why
+        assert str(elsewhere / "mlflow.db") in why and "MLFLOW_TRACKING_URI" in why
+        with pytest.raises(ModelLoadError, match="cannot load models:/m@champion: there is no"):
+            load_model("models:/m@champion")
+        with pytest.raises(ModelLoadError, match="no MLflow store"):
+            load_model("runs:/0123/model")
+        with pytest.raises(SystemExit, match="no MLflow store in this folder"):
+            main(["models", "list"])
+        assert not (elsewhere / "mlflow.db").exists()
+        # a local model folder needs no store
+        with pytest.raises(ModelLoadError) as e:
+            load_model(str(elsewhere / "no-such-model"))
+        assert "no MLflow store" not in str(e.value)
+
+    def test_a_store_named_in_the_environment_that_is_not_there(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{(store / 'gone.db').as_posix()}")
+        why = tracking.missing_store()
+        assert why is not None and why.startswith("MLFLOW_REGISTRY_URI=sqlite:///")
+        assert "gone.db" in why
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://registry.example:5000")
+        assert tracking.missing_store() is None  # a server is asked by check_stores instead
+
+
 class TestTrackedRun:
     def test_params_metrics_artifacts(self, store: Path) -> None:
         src = store / "note.txt"

@@ -43,7 +43,14 @@ from vitalgru.models.base import (
     check_model_contract,
     model_class_path,
 )
-from vitalgru.tracking.runs import TrackedRun, _active, _client, registry_uri, tracking_uri
+from vitalgru.tracking.runs import (
+    TrackedRun,
+    _active,
+    _client,
+    missing_store,
+    registry_uri,
+    tracking_uri,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -402,9 +409,12 @@ def load_model(
     Raises
     ------
     vitalgru.errors.ModelLoadError
-        Unknown name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
+        No store to read it from (:func:`~vitalgru.tracking.runs.missing_store`), unknown
+        name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
         ``ValueError``).
     """
+    if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
+        raise ModelLoadError(f"cannot load {uri}: {why}")
     client = _client()
     pinned, name, version = _parse_models_uri(client, uri)
     with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:

@@ -76,6 +76,33 @@ def _local_store_dir(uri: str) -> Path | None:
     return None
 
 
+def missing_store() -> str | None:
+    """Why the stores a model is read from are not there, or None.
+
+    A local SQLite store (the default ``./mlflow.db``, or one named by
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``) whose file does not exist holds no
+    model, and MLflow would create an empty one on the first query, leaving a stray
+    ``mlflow.db`` behind a "model not found". Reading commands ask this first: the usual
+    cause is a command run from another folder than the one where models were registered.
+    """
+    for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
+                     (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
+        if not uri.startswith("sqlite:///"):
+            continue
+        path = Path(uri[len("sqlite:///") :]).expanduser()
+        if path.is_file():
+            continue
+        if os.environ.get(var, "").strip():
+            return f"{var}={uri} names no existing store (there is no file {path})"
+        return (
+            f"there is no MLflow store in this folder ({path} does not exist; without "
+            "MLFLOW_TRACKING_URI the store is mlflow.db in the working directory): run the "
+            "command from the folder where `vitalgru run` or `vitalgru train` registered the "
+            "model, or set MLFLOW_TRACKING_URI to that store (e.g. sqlite:////path/to/mlflow.db)"
+        )
+    return None
+
+
 def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
     """Fail fast if a tracking or registry *server* does not answer.
 
