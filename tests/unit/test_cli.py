@@ -169,14 +169,26 @@ class TestCLI:
             ArrhythmiaTrainConfig, None, {"val_records": ["100"]}, "arrhythmia.yaml"))  # fmt: skip
 
     def test_unknown_model_is_a_clear_error(self, tmp_path: Path) -> None:
+        from mlflow import MlflowClient
+
+        db = tmp_path / "m.db"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'm.db'}"  # an empty registry
-        out = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "evaluate", "early-warning", "--model",
-             "models:/vitalgru-early-warning@champion", "--data", str(tmp_path),
-             "--out", str(tmp_path / "o.json")],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
-        )  # fmt: skip
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
+
+        def evaluate() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", "evaluate", "early-warning", "--model",
+                 "models:/vitalgru-early-warning@champion", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "o.json")],
+                cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+            )  # fmt: skip
+
+        out = evaluate()  # no store at all: said so, and none is created
+        assert out.returncode == 2, out.stderr
+        assert "MLFLOW_TRACKING_URI=sqlite:///" in out.stderr
+        assert "names no existing store" in out.stderr and not db.exists()
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # an empty registry
+        out = evaluate()
         assert out.returncode == 2, out.stderr
         assert "cannot resolve models:/vitalgru-early-warning@champion" in out.stderr
         assert "Traceback" not in out.stderr
