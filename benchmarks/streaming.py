@@ -4,7 +4,8 @@ One command::
 
     python benchmarks/streaming.py [--model models:/vitalgru-arrhythmia@champion]
 
-Writes ``benchmarks/results/streaming.json`` and ``benchmarks/results/streaming.md``:
+Writes ``benchmarks/results/streaming.json`` and ``benchmarks/results/streaming.md`` (another
+stem with ``--name``):
 
 1. **DS2 as a live ward.** The 22 DS2 records replayed together as 22 concurrent patients,
    1 s of ECG per patient per tick (``vitalgru.scoring.replay_database``): the detector
@@ -181,6 +182,7 @@ def _throughput(loaded: Any, signals: list[tuple[np.ndarray, float]]) -> list[di
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models:/vitalgru-arrhythmia@champion")
+    ap.add_argument("--name", default="streaming", help="results file stem")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     env = environment()
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
     ]
-    js, md = write_results("streaming", payload, "\n".join(lines))
+    js, md = write_results(args.name, payload, "\n".join(lines))
     print(f"wrote {js} and {md}")
     return 0
 
