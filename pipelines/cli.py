@@ -23,6 +23,7 @@ import yaml
 
 from pipelines.cli_args import (
     EPILOG,
+    check_mirror,
     check_mlflow,
     check_prefect,
     print_json,
@@ -81,7 +82,8 @@ def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
-    _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
+    cfg = _resolved_config("ingest", args.config, overrides)  # fail before any flow starts
+    check_mirror(cfg.physionet)
     check_prefect()
     from pipelines.ingest import ingest_flow
 
@@ -98,6 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set)
     # A bad config fails here, in a second, not after a Prefect server has started.
     cfg = _resolved_config(args.task, args.config, overrides)
+    check_mirror(cfg.ingest.physionet if args.task == "arrhythmia" else cfg.physionet)
     check_mlflow()
     check_prefect()
     if args.task == "arrhythmia":
@@ -140,6 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_mirror()
     if set(args.tasks) - {"ingest"}:
         check_mlflow()
     check_prefect()

@@ -42,6 +42,15 @@ def check_mlflow() -> None:
     check_stores()
 
 
+def check_mirror(physionet: Any = None) -> None:
+    """A PhysioNet mirror that is not a folder (``$VITALGRU_PHYSIONET_MIRROR``, or the
+    config's ``physionet.mirror``) is a FileNotFoundError now, in a second, not from inside
+    a flow after a Prefect server has started (:func:`vitalgru.io.sources.resolve_source`)."""
+    from vitalgru.io.sources import resolve_source
+
+    resolve_source(physionet)
+
+
 def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
     """A Prefect API server (``PREFECT_API_URL``, from the environment or the Prefect
     profile) that does not answer is a clear error before a flow starts, not Prefect's

@@ -52,7 +52,18 @@ def load_ingest_config(
     return _load(IngestConfig, config_path, ov, default_name="ingest.yaml")
 
 
-@task(name="fetch-database", retries=2, retry_delay_seconds=[2, 10])
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Another try can mend the network or a server (a download that failed after its own
+    retries), not a mirror folder that is not there, a file that fails its checksum or a
+    database this version does not know."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, OSError) and not isinstance(
+        exc, FileNotFoundError | NotADirectoryError | PermissionError
+    )
+
+
+@task(name="fetch-database", retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=_worth_retrying)  # fmt: skip
 def fetch_database(database: str, physionet: dict[str, Any], records: list[str] | None) -> dict:
     """Download (or locate on the mirror) and verify every file the records need.
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -19,8 +20,9 @@ import yaml
 from http_testkit import closed_port
 
 import pipelines.ingest as ingest_module
-from pipelines.ingest import ingest_flow
+from pipelines.ingest import _worth_retrying, ingest_flow
 from vitalgru.data.dataset_files import processing_digest
+from vitalgru.errors import ChecksumError, DownloadError, UnknownDatabaseError
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ["100", "101", "105", "119"]  # two DS1, two DS2; 105 is noisy
@@ -244,3 +246,33 @@ class TestIngestAgainstPrefectServer:
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert sorted(manifest["records"]) == ["100", "101"]
         assert manifest["n_beats"] == 2273 + 1865
+
+
+def test_the_fetch_is_retried_only_when_another_try_can_mend_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.states import Failed
+
+    def retried(exc: BaseException) -> bool:
+        # the state the task engine builds from the exception it caught
+        return _worth_retrying(None, None, Failed(data=exc))
+
+    assert retried(DownloadError("https://physionet.org/files/mitdb/1.0.0/100.dat: timed out"))
+    assert retried(ConnectionResetError("reset by peer"))
+    assert not retried(FileNotFoundError("PhysioNet mirror /x is not a folder"))
+    assert not retried(ChecksumError("100.dat", "ab" * 32, "cd" * 32))
+    assert not retried(UnknownDatabaseError("no database 'mitbd'"))
+    assert not retried(PermissionError("mirror not readable"))
+    # and in a flow: a mirror that is not there is tried once, not again after 2 and 10 s
+    monkeypatch.setenv("VITALGRU_PHYSIONET_MIRROR", str(tmp_path / "gone"))
+    tries: list[str] = []
+    real = ingest_module.open_database
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        tries.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "open_database", counted)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        ingest_flow(overrides={"arrhythmia.records": ["100"]}, out_dir=str(tmp_path / "ds"))
+    assert tries == ["mitdb"]

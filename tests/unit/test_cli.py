@@ -138,6 +138,36 @@ class TestCLI:
         assert "prefect" not in out.stderr.lower()  # no server was started
         assert not (tmp_path / "mlflow.db").exists()
 
+    @pytest.mark.parametrize(
+        ("cmd", "origin"),
+        [
+            (["ingest"], "$VITALGRU_PHYSIONET_MIRROR"),
+            (["train", "arrhythmia", "--set", "ingest.physionet.mirror=MISSING"],
+             "PhysioNetConfig.mirror"),
+            (["train", "early-warning"], "$VITALGRU_PHYSIONET_MIRROR"),
+            (["run"], "$VITALGRU_PHYSIONET_MIRROR"),
+        ],
+        ids=lambda c: " ".join(c[:2]) if isinstance(c, list) else None,
+    )  # fmt: skip
+    def test_a_mirror_that_is_not_there_fails_before_any_flow(
+        self, cmd: list[str], origin: str, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "no-mirror"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+        env["VITALGRU_PHYSIONET_MIRROR"] = str(missing)
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *(a.replace("MISSING", str(missing))
+                                                      for a in cmd)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        # Before, a Prefect server started, the fetch task was retried twice (12 s) and the
+        # error came with two tracebacks in about 75 lines.
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip() == (
+            f"vitalgru: error: PhysioNet mirror {missing} (from {origin}) is not a folder"
+        )
+        assert not (tmp_path / "mlflow.db").exists()
+
     def test_validation_records_outside_ds1_fail_before_any_flow(self, tmp_path: Path) -> None:
         single = ["--set", "cv_folds=null", "--set", "seeds_per_fold=1"]
         out = subprocess.run(
