@@ -17,7 +17,7 @@ from fastapi import Header, HTTPException, Request
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
-from pipelines.hl7_inbox import Refused, ward_call
+from pipelines.ward_requests import Refused, ward_call
 
 __all__ = [
     "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "http_call",
@@ -123,8 +123,8 @@ class AuditMiddleware:
 
 
 def http_call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a ward method (or anything raising :class:`~pipelines.hl7_inbox.Refused`),
-    turning its errors into HTTP answers (:func:`~pipelines.hl7_inbox.ward_call`)."""
+    """Run a ward method (or anything raising :class:`~pipelines.ward_requests.Refused`),
+    turning its errors into HTTP answers (:func:`~pipelines.ward_requests.ward_call`)."""
     try:
         return ward_call(fn, *args)
     except Refused as e:

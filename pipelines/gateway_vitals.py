@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from pipelines.gateway_http import check_merge_target, http_call
 from pipelines.gateway_metrics import IntakeCollector
-from pipelines.hl7_inbox import Hl7Inbox, score_observations
+from pipelines.hl7_inbox import Hl7Inbox
+from pipelines.ward_requests import score_observations
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary

@@ -1,0 +1,122 @@
+"""Requests to the ward from the gateway: a ward method's errors as refusals with an HTTP
+status (:func:`ward_call`), and vital-sign observations, FHIR-shaped whether they came as
+FHIR (``POST /sepsis/{id}/observations``) or as an HL7 ``ORU^R01``
+(:class:`~pipelines.hl7_inbox.Hl7Inbox`), into the ICU hours they belong to
+(:func:`score_observations`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from vitalgru.io.fhir_observations import observations_to_hour, timed_resources
+from vitalgru.scoring.ward import Ward
+
+__all__ = ["Refused", "score_observations", "ward_call"]
+
+
+class Refused(Exception):
+    """A request the ward did not take: an HTTP status and the reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def ward_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a ward method, turning its errors into :class:`Refused`: 404 for a patient not
+    admitted, 409 for one admitted twice, 503 for a model the ward lacks, 422 otherwise."""
+    try:
+        return fn(*args)
+    except KeyError as e:
+        raise Refused(404, str(e.args[0]) if e.args else "not found") from None
+    except ValueError as e:
+        msg = str(e)
+        if "without a" in msg:
+            raise Refused(503, msg) from None
+        raise Refused(409 if "already" in msg else 422, msg) from None
+
+
+def _hours_of(ward: Ward, patient_id: str, times: list[datetime | None]) -> list[int | None]:
+    """The ICU hour of each time (None stays None); :class:`Refused` when none is placed."""
+    if not any(t is not None for t in times):
+        raise Refused(
+            422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
+            "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ, or the site's time "
+            "zone given to the gateway)",
+        )  # fmt: skip
+    return [None if t is None else ward_call(ward.sepsis_hour_at, patient_id, t) for t in times]
+
+
+def score_observations(
+    ward: Ward, intake: Any, patient_id: str, payload: Any, iculos: int | None, source: str
+) -> dict[str, Any]:
+    """Score the hour FHIR-shaped Observations make (``iculos``: the sender says which
+    and that it is whole), or, without ``iculos``, add them to the ICU hours their times
+    fall in, each scored when it closes (:meth:`Ward.add_observations`). :class:`Refused`
+    (422) when they name no hour, when they fall in several and some Observation has no
+    time, or when none of them is usable. What was used and skipped is counted in
+    ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`) under ``source``.
+
+    Returns the hour's risk (with ``iculos``), or what was held: one hour's
+    :meth:`Ward.add_observations` answer, or, for observations of several hours,
+    ``{"patient_id", "pending": True, "hours": [each hour's answer, without its
+    ``scored``], "scored": [every earlier hour they closed]}``; with ``observations``
+    (``used``, ``converted``, ``skipped`` with the positions in the payload)."""
+    try:
+        resources, times = timed_resources(payload)
+    except ValueError as e:
+        raise Refused(422, str(e)) from None
+    if iculos is not None:
+        groups = {iculos: list(range(len(resources)))}
+    else:
+        hours = _hours_of(ward, patient_id, times)
+        placed = sorted({h for h in hours if h is not None})
+        untimed = [i for i, (h, r) in enumerate(zip(hours, resources, strict=True))
+                   if h is None and isinstance(r, dict) and r.get("resourceType") == "Observation"]  # fmt: skip
+        if len(placed) > 1 and untimed:
+            raise Refused(
+                422, f"the observations fall in ICU hours {placed[0]} to {placed[-1]} of the "
+                f"stay, and {len(untimed)} (at {untimed[:5]}) have no time to place them by: "
+                "give each its time, or send one hour per message",
+            )  # fmt: skip
+        groups = {h: [i for i, g in enumerate(hours) if g == h or (g is None and h == placed[0])]
+                  for h in placed}  # fmt: skip
+    read = {}
+    try:
+        for h, idx in groups.items():
+            read[h] = observations_to_hour([resources[i] for i in idx], h)
+            for s in read[h].skipped:  # positions in the payload, not in the hour's share
+                s["index"] = idx[s["index"]]
+    except ValueError as e:
+        raise Refused(422, str(e)) from None
+    used = sum(r.used for r in read.values())
+    skipped = sorted((s for r in read.values() for s in r.skipped), key=lambda s: s["index"])
+    converted: dict[str, list[str]] = {}
+    for r in read.values():
+        for c, units in r.converted.items():
+            converted.setdefault(c, []).extend(u for u in units if u not in converted.get(c, []))
+    intake.count(source, "observations", "used", used)
+    intake.count(source, "observations", "skipped", len(skipped))
+    if used == 0 and skipped:
+        reasons = "; ".join(sorted({s["reason"] for s in skipped}))
+        raise Refused(
+            422, f"nothing in it gave a measurement the model uses ({len(skipped)} "
+            f"skipped: {reasons}); nothing was scored",
+        )  # fmt: skip
+    seen = {"used": used, "converted": converted, "skipped": skipped}
+    if iculos is not None:
+        risk = ward_call(ward.add_hour, patient_id, read[iculos].row)
+        intake.count(source, "hours", "scored")
+        return {**risk, "observations": seen}
+    held = []
+    for h, r in sorted(read.items()):  # in order: an earlier hour is never closed by a later
+        if r.used or len(read) == 1:
+            held.append(ward_call(ward.add_observations, patient_id, h, r.values))
+            intake.count(source, "hours", "held")
+    if len(held) == 1:
+        return {**held[0], "observations": seen}
+    scored = [x for h in held for x in h.pop("scored")]
+    return {"patient_id": patient_id, "pending": True, "hours": held, "scored": scored,
+            "observations": seen}  # fmt: skip
