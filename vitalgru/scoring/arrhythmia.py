@@ -62,7 +62,7 @@ from vitalgru.data.beat_features import (
 from vitalgru.dsp.polarity import polarity_warning
 from vitalgru.scoring.alerts import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
-from vitalgru.scoring.ecg_stream import POLARITY_RUNS, PatientMemory, PatientStream
+from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
 from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -233,12 +233,8 @@ class ArrhythmiaMonitor:
             raise ValueError(f"patient {pid!r} is already being monitored")
         st = PatientStream(pid, fs, self)
         if memory is not None:
-            self._check_memory(pid, memory)
-            st.h = torch.from_numpy(memory.h.copy()).unsqueeze(1)
-            st.w_hist.extend(np.array(w) for w in memory.templates)
-            st.beats_before = memory.beats
-            st.splice = memory.rr_s.astype(np.float64) if memory.rr_s.size else None
-            st.polarities.extend(float(v) for v in memory.polarities)
+            memory.check_fits(pid, self)
+            st.take_up(memory)
         self._patients[pid] = st
 
     def signal_good(self, patient_id: str) -> bool:
@@ -284,44 +280,7 @@ class ArrhythmiaMonitor:
 
     def memory(self, patient_id: str) -> PatientMemory:
         """What the monitor has learnt of a patient so far (see :class:`PatientMemory`)."""
-        st = self._get(patient_id)
-        templates = (np.stack(st.w_hist) if st.w_hist
-                     else np.zeros((0, self.n_window), np.float32))  # fmt: skip
-        return PatientMemory(self.fingerprint, st.h[:, 0].numpy().copy(),
-                             templates.astype(np.float32), st.beats_before + st.n_labelled,
-                             self._rr_s(st).astype(np.float32),
-                             np.asarray(st.polarities, dtype=np.float32))  # fmt: skip
-
-    def _rr_s(self, st: PatientStream) -> np.ndarray:
-        """The patient's latest RR intervals (s), oldest first."""
-        if st.splice is not None:  # no beat found since admission or a break: as remembered
-            return st.splice
-        return np.diff(np.asarray(st.t_hist, dtype=np.float64)) / self.fs
-
-    def _check_memory(self, pid: str, m: PatientMemory) -> None:
-        if m.model != self.fingerprint:
-            raise ValueError(
-                f"patient {pid!r}: the memory was kept by another network ({m.model}, this "
-                f"monitor runs {self.fingerprint}); it cannot be carried over"
-            )
-        want = self.state_shape
-        tpl, rr, pol = m.templates, m.rr_s, m.polarities
-        if (m.h.shape != want or tpl.ndim != 2 or tpl.shape[1] != self.n_window
-                or tpl.shape[0] > self.settings.template_beats
-                or rr.ndim != 1 or rr.size >= self.history_beats
-                or not (np.isfinite(m.h).all() and np.isfinite(tpl).all())
-                or not (np.isfinite(rr).all() and (rr > 0).all())):  # fmt: skip
-            raise ValueError(
-                f"patient {pid!r}: a memory of hidden state {m.h.shape}, templates "
-                f"{tpl.shape} and {rr.shape} RR intervals does not fit this network ({want}, up "
-                f"to {self.settings.template_beats} x {self.n_window}, fewer than "
-                f"{self.history_beats}), or is not finite and positive"
-            )
-        if pol.ndim != 1 or pol.size > POLARITY_RUNS or (np.abs(pol) > 1).any():
-            raise ValueError(
-                f"patient {pid!r}: a memory of {pol.shape} QRS polarities is not up to "
-                f"{POLARITY_RUNS} values between -1 and 1"
-            )
+        return self._get(patient_id).remember(self.fingerprint, self.n_window)
 
     def push(
         self,
@@ -375,7 +334,7 @@ class ArrhythmiaMonitor:
         st = self._get(patient_id)
         calls, alerts = self._finish(st)
         alerts += self._stream_alerts(st, final=False)
-        rr = self._rr_s(st)
+        rr = st.rr_s()
         st.t_hist.clear()
         st.splice = rr if rr.size else None
         st.skip(int(n))

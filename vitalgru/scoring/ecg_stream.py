@@ -112,6 +112,32 @@ class PatientMemory:
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"not a patient memory ({type(e).__name__}: {e})") from None
 
+    def check_fits(self, pid: str, mon: ArrhythmiaMonitor) -> None:
+        """ValueError unless ``mon`` can take this memory up for patient ``pid``: kept by the
+        same network (its fingerprint), of its shapes, finite, with positive intervals and
+        polarities between -1 and 1 (NaN: a run not measured)."""
+        if self.model != mon.fingerprint:
+            raise ValueError(
+                f"patient {pid!r}: the memory was kept by another network ({self.model}, this "
+                f"monitor runs {mon.fingerprint}); it cannot be carried over"
+            )
+        want, n_tpl, n_rr = mon.state_shape, mon.settings.template_beats, mon.history_beats
+        h, tpl, rr, pol = self.h, self.templates, self.rr_s, self.polarities
+        if (h.shape != want or tpl.ndim != 2 or tpl.shape[1] != mon.n_window
+                or tpl.shape[0] > n_tpl or rr.ndim != 1 or rr.size >= n_rr
+                or not (np.isfinite(h).all() and np.isfinite(tpl).all())
+                or not (np.isfinite(rr).all() and (rr > 0).all())):  # fmt: skip
+            raise ValueError(
+                f"patient {pid!r}: a memory of hidden state {h.shape}, templates "
+                f"{tpl.shape} and {rr.shape} RR intervals does not fit this network ({want}, up "
+                f"to {n_tpl} x {mon.n_window}, fewer than {n_rr}), or is not finite and positive"
+            )
+        if pol.ndim != 1 or pol.size > POLARITY_RUNS or (np.abs(pol) > 1).any():
+            raise ValueError(
+                f"patient {pid!r}: a memory of {pol.shape} QRS polarities is not up to "
+                f"{POLARITY_RUNS} values between -1 and 1"
+            )
+
 
 class PatientStream:
     """One patient's live ECG stream in an :class:`~vitalgru.scoring.arrhythmia.ArrhythmiaMonitor`:
@@ -146,6 +172,7 @@ class PatientStream:
         self.pending: deque[int] = deque()  # detected peaks not yet windowed
         self.new_gaps: list[tuple[int, int]] = []  # (previous peak, peak) not yet alerted
         self.last_peak = -1
+        self.model_fs = mon.fs
         self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
         self.w_hist: deque[np.ndarray] = deque(maxlen=mon.settings.template_beats)
         self.waiting: tuple[int, bool] | None = None  # (peak, ok) of the last windowed beat
@@ -161,6 +188,31 @@ class PatientStream:
         # windows of the run under way
         self.polarities: deque[float] = deque(maxlen=POLARITY_RUNS)
         self.polarity_run: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------- memory
+    def rr_s(self) -> np.ndarray:
+        """The patient's latest RR intervals (s), oldest first."""
+        if self.splice is not None:  # no beat found since admission or a break: as remembered
+            return self.splice
+        return np.diff(np.asarray(self.t_hist, dtype=np.float64)) / self.model_fs
+
+    def remember(self, model: str, n_window: int) -> PatientMemory:
+        """What has been learnt of the patient so far, kept by network ``model`` (its
+        fingerprint) whose beat windows are ``n_window`` samples long."""
+        templates = (np.stack(self.w_hist) if self.w_hist
+                     else np.zeros((0, n_window), np.float32))  # fmt: skip
+        return PatientMemory(model, self.h[:, 0].numpy().copy(), templates.astype(np.float32),
+                             self.beats_before + self.n_labelled,
+                             self.rr_s().astype(np.float32),
+                             np.asarray(self.polarities, dtype=np.float32))  # fmt: skip
+
+    def take_up(self, memory: PatientMemory) -> None:
+        """Go on from ``memory`` (checked by :meth:`PatientMemory.check_fits`)."""
+        self.h = torch.from_numpy(memory.h.copy()).unsqueeze(1)
+        self.w_hist.extend(np.array(w) for w in memory.templates)
+        self.beats_before = memory.beats
+        self.splice = memory.rr_s.astype(np.float64) if memory.rr_s.size else None
+        self.polarities.extend(float(v) for v in memory.polarities)
 
     @property
     def qrs_polarity(self) -> float:
