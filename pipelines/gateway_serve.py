@@ -4,6 +4,7 @@ with its HL7 interfaces, access log and rate limit as the command line asks."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -21,6 +22,7 @@ from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls
 from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
+from pipelines.serve_claims import check_port_free, claim_file
 from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -260,31 +262,41 @@ def serve(
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
-    audit_log = None if audit is None else AuditLog(audit)  # a bad file fails before the models
-    cds = None if cds_clients is None else CdsClients.from_file(cds_clients)
-    if cds is not None:
-        logger.info("gateway: CDS Hooks for %s", ", ".join(c.name for c in cds.by_iss.values()))
-    ward, names = build_ward(
-        arrhythmia_model, early_warning_model, state,
-        shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
-        hour_close_after_s, sepsis_lockout_h, feed_rate_tolerance,
-    )  # fmt: skip
-    forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
-    logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",
-                host, port, " (client certificates required)" if tls_client_ca else "")  # fmt: skip
-    try:
-        config = uvicorn.Config(
-            create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
-                       tokens=table, patient_system=patient_system, hl7_timezone=zone,
-                       mllp=None if mllp_port is None else (mllp_host, mllp_port),
-                       mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                       audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
-                       rate_limit=None if rate_limit is None else RateLimit(rate_limit),
-                       cds_clients=cds, public_url=public_url),
-            host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-            **https,
+    # ports and single-writer files are claimed before anything loads or is written
+    check_port_free(host, port, "--port")
+    if mllp_port is not None:
+        check_port_free(mllp_host, mllp_port, "--mllp-port")
+    with contextlib.ExitStack() as claims:
+        if state is not None:
+            claims.enter_context(claim_file(state, "the ward state"))
+        if audit is not None:
+            claims.enter_context(claim_file(audit, "the access log"))
+        # a bad access log or clients file fails before the models load
+        audit_log = None if audit is None else AuditLog(audit)
+        cds = None if cds_clients is None else CdsClients.from_file(cds_clients)
+        if cds is not None:
+            logger.info("gateway: CDS Hooks for %s", ", ".join(c.name for c in cds.by_iss.values()))
+        ward, names = build_ward(
+            arrhythmia_model, early_warning_model, state,
+            shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
+            hour_close_after_s, sepsis_lockout_h, feed_rate_tolerance,
         )  # fmt: skip
-        server = uvicorn.Server(config)
-        server.run()
-    finally:  # the queued ECG is scored and each patient's memory kept for the next start
-        ward.close()
+        forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
+        logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",
+                    host, port, " (client certificates required)" if tls_client_ca else "")  # fmt: skip
+        try:
+            config = uvicorn.Config(
+                create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
+                           tokens=table, patient_system=patient_system, hl7_timezone=zone,
+                           mllp=None if mllp_port is None else (mllp_host, mllp_port),
+                           mllp_allow=mllp_allow or None, adt_units=adt_units or None,
+                           audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
+                           rate_limit=None if rate_limit is None else RateLimit(rate_limit),
+                           cds_clients=cds, public_url=public_url),
+                host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+                **https,
+            )  # fmt: skip
+            server = uvicorn.Server(config)
+            server.run()
+        finally:  # the queued ECG is scored and each patient's memory kept for the next start
+            ward.close()

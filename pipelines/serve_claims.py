@@ -1,0 +1,77 @@
+"""What one gateway process must hold alone, claimed before it loads anything: its ports,
+and the files only one writer may keep (the ward's state, the access log).
+
+A second ``vitalgru serve`` started by mistake beside a running one (the same command run
+twice, a service manager starting a new process before the old one has let go) used to load
+its models, take up the running gateway's state file, append its own restart events to it,
+fail to bind the port, and on the way out write its patients' memory back over the running
+gateway's. Two writers of one access log would also break its hash chain. Claimed first,
+either is one line saying what is in use, and nothing is touched.
+
+A file's claim is an exclusive ``flock`` on ``<file>.lock`` (its holder's process id
+written in it), held as long as the process lives: the kernel releases it when the process
+ends, however it ends, so a crash leaves nothing stale to clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: files are not claimed
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["check_port_free", "claim_file"]
+
+
+def check_port_free(host: str, port: int, what: str = "--port") -> None:
+    """OSError when ``host:port`` cannot be bound (another process listens there), naming
+    the option that set it. Bound as uvicorn binds (``SO_REUSEADDR``), then let go."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OSError(f"{what}: cannot listen on {host!r}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise OSError(
+                    f"{host}:{port} is in use: another gateway (or another service) listens "
+                    f"there; stop it, or give another {what}"
+                ) from None
+            raise OSError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def claim_file(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold ``path`` for this process alone while the block runs; OSError naming the
+    process that holds it when another does. ``what`` says which file it is
+    (``"the ward state"``)."""
+    if fcntl is None:
+        yield
+        return
+    lock = Path(f"{os.fspath(path)}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise OSError(
+                f"{what} {os.fspath(path)} is in use by another gateway (process {holder}, "
+                f"holding {lock.name}): one file, one gateway; stop that one first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays for the next holder

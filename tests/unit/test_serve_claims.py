@@ -1,0 +1,75 @@
+"""A second gateway started beside a running one stops at once, with one line saying what
+is in use, before it loads a model or touches the running one's files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import build_parser
+from pipelines.cli_serve import cmd_serve
+from pipelines.serve_claims import check_port_free, claim_file
+
+
+def _listening() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+def test_a_port_another_process_listens_on_is_named() -> None:
+    with _listening() as s:
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=rf"127.0.0.1:{port} is in use.*another --mllp-port"):
+            check_port_free("127.0.0.1", port, "--mllp-port")
+    check_port_free("127.0.0.1", port)  # free again once it is closed
+    with pytest.raises(OSError, match="--port: cannot listen on 'no-such-host.invalid'"):
+        check_port_free("no-such-host.invalid", port)
+
+
+def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
+    state = tmp_path / "ward.sqlite"
+    with claim_file(state, "the ward state"):
+        lock = tmp_path / "ward.sqlite.lock"
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(OSError) as e, claim_file(state, "the ward state"):
+            pass
+        assert str(e.value).startswith(f"the ward state {state} is in use by another gateway "
+                                       f"(process {os.getpid()}, holding ward.sqlite.lock)")  # fmt: skip
+        # another process is refused too (flock, not a lock of this process's own)
+        code = ("import sys; from pipelines.serve_claims import claim_file\n"
+                f"try:\n    claim_file({str(state)!r}, 'the ward state').__enter__()\n"
+                "except OSError as e:\n    print(e); sys.exit(3)")  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert out.returncode == 3 and f"process {os.getpid()}" in out.stdout
+    with claim_file(state, "the ward state"):  # let go at the end of the block
+        pass
+    assert not state.exists()  # the claim never creates the file itself
+
+
+def test_serve_stops_before_loading_anything(tmp_path: Path) -> None:
+    p = build_parser()
+    state = tmp_path / "ward.sqlite"
+    with _listening() as s:
+        port = s.getsockname()[1]
+        with pytest.raises(SystemExit, match=rf"127.0.0.1:{port} is in use"):
+            cmd_serve(p.parse_args(["serve", "--port", str(port), "--state", str(state)]))
+    free = _listening()
+    port = free.getsockname()[1]
+    free.close()
+    state.write_bytes(b"the running gateway's")
+    with claim_file(state, "the ward state"):  # a running gateway holds its state
+        with pytest.raises(SystemExit, match="the ward state .* is in use by another gateway"):
+            cmd_serve(p.parse_args(["serve", "--port", str(port), "--state", str(state)]))
+        audit = tmp_path / "audit.sqlite"
+        with claim_file(audit, "the access log"), pytest.raises(SystemExit, match="the access log"):
+            cmd_serve(p.parse_args(["serve", "--port", str(port), "--state", "none",
+                                    "--audit", str(audit)]))  # fmt: skip
+    assert state.read_bytes() == b"the running gateway's"
