@@ -60,7 +60,10 @@ def claim_file(path: str | os.PathLike, what: str) -> Iterator[None]:
         yield
         return
     lock = Path(f"{os.fspath(path)}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:  # a folder that is not there, or not writable
+        raise OSError(f"{what} {os.fspath(path)} cannot be held: {e.strerror} ({lock})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -52,6 +52,9 @@ def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
     with claim_file(state, "the ward state"):  # let go at the end of the block
         pass
     assert not state.exists()  # the claim never creates the file itself
+    with pytest.raises(OSError, match=r"ward.sqlite cannot be held: No such file or directory"):
+        with claim_file(tmp_path / "gone" / "ward.sqlite", "the ward state"):
+            pass
 
 
 def test_serve_stops_before_loading_anything(tmp_path: Path) -> None:
