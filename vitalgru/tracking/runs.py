@@ -65,10 +65,17 @@ def registry_uri() -> str:
     return env or tracking_uri()
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a local SQLite store URI, else None."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).expanduser()
+    return None
+
+
 def _local_store_dir(uri: str) -> Path | None:
     """Folder of a local SQLite or file store (where ``mlartifacts`` goes), else None."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :]).expanduser().resolve().parent
+    if (db := _sqlite_file(uri)) is not None:
+        return db.resolve().parent
     if uri.startswith("file://"):
         return Path(uri[len("file://") :]).expanduser().resolve()
     if "://" not in uri:  # a bare path is a file store
@@ -87,10 +94,8 @@ def missing_store() -> str | None:
     """
     for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
                      (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
-        if not uri.startswith("sqlite:///"):
-            continue
-        path = Path(uri[len("sqlite:///") :]).expanduser()
-        if path.is_file():
+        path = _sqlite_file(uri)
+        if path is None or path.is_file():
             continue
         if os.environ.get(var, "").strip():
             return f"{var}={uri} names no existing store (there is no file {path})"
