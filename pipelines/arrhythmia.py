@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 
 from pipelines.ingest import ingest_flow
 from vitalgru import tracking
+from vitalgru.claims import reading
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
@@ -99,13 +100,18 @@ class _MlflowEpochs(Callback):
 
 @task(name="ingest-mitdb")
 def ingest_task(cfg_json: dict[str, Any]) -> str:
-    """Reuse the dataset when its config hash matches; otherwise run the ingest flow."""
+    """Reuse the dataset when its config hash matches; otherwise run the ingest flow.
+    (Read under the folder's shared claim: an ingest writing it is waited for.)"""
     cfg = ArrhythmiaTrainConfig.model_validate(cfg_json)
     out = dataset_dir(cfg)
     man = out / "manifest.json"
     want = config_hash(cfg.ingest.arrhythmia)
-    if man.exists() and json.loads(man.read_text()).get("config_hash") == want:
-        get_run_logger().info("dataset %s is up to date (config hash %s)", out, want)
+    log = get_run_logger()
+    with reading(out, f"the dataset folder {out}", on_wait=lambda pid: log.info(
+            "waiting: process %s is writing the dataset folder %s", pid or "?", out)):  # fmt: skip
+        have = json.loads(man.read_text()).get("config_hash") if man.exists() else None
+    if have == want:
+        log.info("dataset %s is up to date (config hash %s)", out, want)
         return str(out)
     ingest = cfg.ingest.model_dump(mode="json")
     ingest.pop("out_dir")
@@ -133,6 +139,12 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
     """Train on DS1, evaluate on DS2, log everything to one MLflow run and register."""
     cfg = ArrhythmiaTrainConfig.model_validate(cfg_json)
     ds = load_beat_dataset(data_dir)
+    want, have = config_hash(cfg.ingest.arrhythmia), ds.manifest.get("config_hash")
+    if have != want:  # another ingest rewrote it after the ingest step
+        raise ValueError(
+            f"the dataset {data_dir} was rewritten under another config (hash {have}, this "
+            f"training's {want}) after this training's ingest step; run the training again"
+        )
     with tracking.start_run(cfg.experiment, tags={"task": "arrhythmia"}) as run:
         tracking.log_config(run, cfg)
         run.log_dict(ds.manifest, "dataset/manifest.json")

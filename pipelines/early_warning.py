@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
+from vitalgru.claims import writing
 from vitalgru.config import EarlyWarningConfig, config_hash, load_config
 from vitalgru.data.early_warning import (
     build_cohort,
@@ -285,10 +286,16 @@ def train_early_warning_flow(
             f"cross-validated; models is {list(cfg.models)}"
         )
     cfg_json = cfg.model_dump(mode="json")
-    dataset_dir = build_dataset(cfg_json)
-    cv = run_cross_validation(cfg_json, dataset_dir)
-    final_dir = train_final(cfg_json, dataset_dir)
-    logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
+    out = Path(cfg.out_dir).resolve()
+    log = get_run_logger()
+    # One training per output folder: a second one (a scheduled run beside one started by
+    # hand) would mix its dataset, cross-validation and final weights with this one's.
+    with writing(out, f"the early-warning output folder {out}", on_wait=lambda pid: log.info(
+            "waiting: process %s is training into %s", pid or "?", out)):  # fmt: skip
+        dataset_dir = build_dataset(cfg_json)
+        cv = run_cross_validation(cfg_json, dataset_dir)
+        final_dir = train_final(cfg_json, dataset_dir)
+        logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
     decision = promote(
         cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys)
     )

@@ -22,6 +22,7 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from vitalgru import __version__
+from vitalgru.claims import writing
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
 from vitalgru.config import load_config as _load
 from vitalgru.data.dataset_files import (
@@ -145,11 +146,25 @@ def ingest_flow(
     overrides: dict[str, Any] | None = None,
     out_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Build the arrhythmia beat dataset; returns the dataset folder and its class counts."""
+    """Build the arrhythmia beat dataset; returns the dataset folder and its class counts.
+
+    The folder is claimed while it is built (:func:`vitalgru.claims.writing`): another
+    ingest into it, or a training reading it, waits until this one has written it all.
+    """
     log = get_run_logger()
     cfg = load_ingest_config(config_path, overrides, out_dir)
-    a = cfg.arrhythmia
     out = Path(cfg.out_dir).resolve()
+    with writing(out, f"the dataset folder {out}", on_wait=lambda pid: log.info(
+            "waiting: %s holds the dataset folder %s", _who(pid), out)):  # fmt: skip
+        return _build(cfg, out, log)
+
+
+def _who(pid: str) -> str:
+    return f"process {pid}" if pid else "a process reading it"
+
+
+def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:
+    a = cfg.arrhythmia
     physionet = cfg.physionet.model_dump(mode="json")
     fetched = fetch_database(a.database, physionet, list(a.records) if a.records else None)
     attrition: list[dict[str, Any]] = list(fetched["attrition"])

@@ -8,9 +8,9 @@ fail to bind the port, and on the way out write its patients' memory back over t
 gateway's. Two writers of one access log would also break its hash chain. Claimed first,
 either is one line saying what is in use, and nothing is touched.
 
-A file's claim is an exclusive ``flock`` on ``<file>.lock`` (its holder's process id
-written in it), held as long as the process lives: the kernel releases it when the process
-ends, however it ends, so a crash leaves nothing stale to clean up.
+A file's claim is an exclusive :func:`vitalgru.claims.hold` on ``<file>.lock`` (its
+holder's process id written in it), held as long as the process lives: the kernel releases
+it when the process ends, however it ends, so a crash leaves nothing stale to clean up.
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: files are not claimed
-    fcntl = None  # type: ignore[assignment]
+from vitalgru.claims import ClaimBusy, hold
 
 __all__ = ["check_port_free", "claim_file"]
 
@@ -53,28 +49,12 @@ def check_port_free(host: str, port: int, what: str = "--port") -> None:
 
 @contextlib.contextmanager
 def claim_file(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold ``path`` for this process alone while the block runs; OSError naming the
-    process that holds it when another does. ``what`` says which file it is
-    (``"the ward state"``)."""
-    if fcntl is None:
-        yield
-        return
-    lock = Path(f"{os.fspath(path)}.lock")
+    """Hold ``path`` for this process alone while the block runs (an exclusive claim on
+    ``<path>.lock``); OSError naming the process that holds it when another does. ``what``
+    says which file it is (``"the ward state"``)."""
+    name = f"{what} {os.fspath(path)}"
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as e:  # a folder that is not there, or not writable
-        raise OSError(f"{what} {os.fspath(path)} cannot be held: {e.strerror} ({lock})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise OSError(
-                f"{what} {os.fspath(path)} is in use by another gateway (process {holder}, "
-                f"holding {lock.name}): one file, one gateway; stop that one first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock; the file stays for the next holder
+        with hold(f"{os.fspath(path)}.lock", name, busy="another gateway"):
+            yield
+    except ClaimBusy as e:
+        raise OSError(f"{e}: one file, one gateway; stop that one first") from None

@@ -17,10 +17,13 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from claim_kit import folder_held_by_another_process
 from http_testkit import closed_port
 
 import pipelines.ingest as ingest_module
 from pipelines.ingest import _worth_retrying, ingest_flow
+from vitalgru import claims
+from vitalgru.claims import ClaimBusy
 from vitalgru.data.dataset_files import processing_digest
 from vitalgru.errors import ChecksumError, DownloadError, UnknownDatabaseError
 
@@ -99,6 +102,16 @@ class TestIngestFlow:
         assert all(json.loads((p / "facts.json").read_text())["processing_digest"] == "0" * 16
                    for p in now)  # fmt: skip
         assert json.loads((out / "manifest.json").read_text())["processing_digest"] == "0" * 16
+        # Another process writing the folder (an ingest of the nightly deployment) is
+        # waited for, not written over; with no wait left, the ingest says who holds it.
+        with folder_held_by_another_process(out, seconds=3):
+            t0 = time.monotonic()
+            ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
+            assert time.monotonic() - t0 > 1.5
+        with folder_held_by_another_process(out, seconds=30) as pid:
+            monkeypatch.setattr(claims, "FOLDER_WAIT_S", 0.5)
+            with pytest.raises(ClaimBusy, match=rf"dataset folder .*process {pid}, holding"):
+                ingest_flow(overrides={"arrhythmia.records": RECORDS}, out_dir=str(out))
 
 
 def _bad_mirror(src: Path, root: Path) -> Path:

@@ -41,7 +41,7 @@ def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
         with pytest.raises(OSError) as e, claim_file(state, "the ward state"):
             pass
         assert str(e.value).startswith(f"the ward state {state} is in use by another gateway "
-                                       f"(process {os.getpid()}, holding ward.sqlite.lock)")  # fmt: skip
+                                       f"(process {os.getpid()}, holding {lock})")  # fmt: skip
         # another process is refused too (flock, not a lock of this process's own)
         code = ("import sys; from pipelines.serve_claims import claim_file\n"
                 f"try:\n    claim_file({str(state)!r}, 'the ward state').__enter__()\n"

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from vitalgru.claims import reading
 from vitalgru.config import ArrhythmiaDataConfig, BeatWindowConfig, FilterConfig
 from vitalgru.data.beat_features import (
     N_RR_FEATURES,
@@ -229,17 +230,25 @@ def load_beat_dataset(path: str | Path) -> BeatDataset:
         A required file is missing (run ``vitalgru ingest`` first).
     ValueError
         The files disagree (row counts, label range).
+
+    The files are read under a shared claim on the folder (:func:`vitalgru.claims.reading`):
+    while an ingest rewrites it, this waits and then reads the new dataset, never half of
+    each. The windows stay mapped from the file read, which a later ingest replaces rather
+    than overwrites.
     """
     p = Path(path)
-    for name in ("manifest.json", "beats.parquet", "windows.npy"):
-        if not (p / name).exists():
-            raise FileNotFoundError(
-                f"{p / name} not found: build the dataset with `vitalgru ingest` first"
-            )
-    manifest = json.loads((p / "manifest.json").read_text())
-    beats = pd.read_parquet(p / "beats.parquet")
+    with reading(p, f"the dataset folder {p}", on_wait=lambda pid: logger.info(
+            "waiting: %s is writing the dataset folder %s", f"process {pid}" if pid
+            else "an ingest", p)):  # fmt: skip
+        for name in ("manifest.json", "beats.parquet", "windows.npy"):
+            if not (p / name).exists():
+                raise FileNotFoundError(
+                    f"{p / name} not found: build the dataset with `vitalgru ingest` first"
+                )
+        manifest = json.loads((p / "manifest.json").read_text())
+        beats = pd.read_parquet(p / "beats.parquet")
+        windows = np.load(p / "windows.npy", mmap_mode="r")
     beats["record_id"] = beats["record_id"].astype(str)
-    windows = np.load(p / "windows.npy", mmap_mode="r")
     if windows.shape[0] != len(beats):
         raise ValueError(
             f"{p}: windows.npy has {windows.shape[0]} rows but beats.parquet {len(beats)}"

@@ -24,8 +24,9 @@ A dataset folder holds (the contract between the ingest flow and training):
 ``attrition.csv``
     What was excluded and why (unreadable file, bad checksum, unusable lead, ...).
 
-Files are written under temporary names and renamed; training opens the folder with
-:func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`. A processed record between two
+Files are written under temporary names and renamed, by an ingest holding the folder's
+claim (:func:`vitalgru.claims.writing`, the lock file ``.lock``); training opens the folder
+with :func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`, under a shared claim. A processed record between two
 flow steps is a *part* (:func:`save_part`, :func:`load_part`); the ingest keeps parts from
 one run to the next, keyed by the record's files, the config and :func:`processing_digest`,
 and prunes those made by other processing code (:func:`prune_parts`): no key of this code
@@ -98,8 +99,9 @@ def write_dataset(
     """Write a dataset folder; returns the path of its ``manifest.json``.
 
     ``meta`` is merged into the manifest (database, config, config hash, checksums).
-    Files are written under temporary names and renamed, so a crash never leaves a
-    manifest describing files that are not there.
+    Files are written under temporary names and renamed, and the manifest is taken away
+    first and written last, so a crash never leaves a manifest describing files that are
+    not there or are another write's.
     """
     out = Path(out_dir)
     (out / "signals").mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,13 @@ def write_dataset(
         raise ValueError("no record survived ingestion; see attrition.csv")
     beats = pd.concat([r.beats for r in items], ignore_index=True)
     windows = np.concatenate([r.windows for r in items], axis=0)
+    # No manifest while the files change: a crash part way leaves a folder that says it is
+    # no dataset (and is ingested again), never one manifest over another write's files.
+    (out / "manifest.json").unlink(missing_ok=True)
     for r in items:
-        np.save(out / "signals" / f"{r.record_id}.npy", r.signal)
+        tmp_s = out / "signals" / f"{r.record_id}.tmp.npy"
+        np.save(tmp_s, r.signal)
+        tmp_s.replace(out / "signals" / f"{r.record_id}.npy")
     tmp_w = out / "windows.tmp.npy"
     np.save(tmp_w, windows)
     tmp_w.replace(out / "windows.npy")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 import vitalgru
+from vitalgru.claims import reading, writing
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
     vitals_plausibility,
@@ -322,14 +323,37 @@ def write_dataset(
     Files: ``hourly.parquet`` (the cleaned frame), ``folds.csv`` (``patient_id,fold,septic``),
     ``manifest.json`` (counts, implausible values per column, plausibility limits, package
     version, source), ``attrition.csv``.
+
+    Written under the folder's claim (:func:`vitalgru.claims.writing`), so a reader
+    (:func:`load_dataset`) waits for the write; each file under a temporary name and
+    renamed, the manifest taken away first and written last, so a crash part way leaves
+    a folder that says it is no dataset, never a manifest over another write's files.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cohort.frame.to_parquet(out / "hourly.parquet", index=False, compression="zstd")
+    with writing(out, f"the early-warning dataset folder {out}", on_wait=lambda pid: logger.info(
+            "waiting: process %s is writing the dataset folder %s", pid or "?", out)):  # fmt: skip
+        _write_files(cohort, folds, out, extra_manifest)
+    return out
+
+
+def _write_files(
+    cohort: EarlyWarningCohort,
+    folds: np.ndarray,
+    out: Path,
+    extra_manifest: dict[str, Any] | None,
+) -> None:
+    def swap(name: str, write: Any) -> None:
+        tmp = out / f"{name}.tmp"
+        write(tmp)
+        tmp.replace(out / name)
+
+    (out / "manifest.json").unlink(missing_ok=True)
+    swap("hourly.parquet", lambda t: cohort.frame.to_parquet(t, index=False, compression="zstd"))
     septic = cohort.septic()
-    pd.DataFrame(
+    folds_df = pd.DataFrame(
         {"patient_id": cohort.patient_ids, "fold": folds, "septic": septic.astype(int)}
-    ).to_csv(out / "folds.csv", index=False)
+    )
+    swap("folds.csv", lambda t: folds_df.to_csv(t, index=False))
     manifest: dict[str, Any] = {
         "dataset": "challenge-2019",
         "source": cohort.source,
@@ -348,26 +372,30 @@ def write_dataset(
     }
     if extra_manifest:
         manifest.update(extra_manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    write_attrition(cohort.attrition, out / "attrition.csv")
-    return out
+    swap("attrition.csv", lambda t: write_attrition(cohort.attrition, t))
+    swap("manifest.json", lambda t: t.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
 
 
 def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarray, dict[str, Any]]:
-    """Read back what :func:`write_dataset` wrote: ``(cohort, folds, manifest)``."""
+    """Read back what :func:`write_dataset` wrote: ``(cohort, folds, manifest)``, under a
+    shared claim on the folder (a write in progress is waited for)."""
     d = Path(dataset_dir)
-    for name in ("hourly.parquet", "folds.csv", "manifest.json"):
-        if not (d / name).exists():
-            raise FileNotFoundError(f"{d} is not an early-warning dataset: {name} is missing")
-    frame = pd.read_parquet(d / "hourly.parquet")
-    manifest = json.loads((d / "manifest.json").read_text())
-    folds_df = pd.read_csv(d / "folds.csv", dtype={"patient_id": str})
+    with reading(d, f"the early-warning dataset folder {d}", on_wait=lambda pid: logger.info(
+            "waiting: process %s is writing the dataset folder %s", pid or "?", d)):  # fmt: skip
+        for name in ("hourly.parquet", "folds.csv", "manifest.json"):
+            if not (d / name).exists():
+                raise FileNotFoundError(f"{d} is not an early-warning dataset: {name} is missing")
+        frame = pd.read_parquet(d / "hourly.parquet")
+        manifest = json.loads((d / "manifest.json").read_text())
+        folds_df = pd.read_csv(d / "folds.csv", dtype={"patient_id": str})
+        att = None
+        if (d / "attrition.csv").exists():
+            att = pd.read_csv(d / "attrition.csv", dtype=str, keep_default_na=False)
     offsets, ids = patient_offsets(frame)
     if ids.tolist() != folds_df["patient_id"].tolist():
         raise ValueError(f"{d}: folds.csv does not list the patients of hourly.parquet in order")
     attrition: list[AttritionEntry] = []
-    if (d / "attrition.csv").exists():
-        att = pd.read_csv(d / "attrition.csv", dtype=str, keep_default_na=False)
+    if att is not None:
         attrition = [AttritionEntry(**r) for r in att.to_dict("records")]
     cohort = EarlyWarningCohort(
         frame=frame,

@@ -1,0 +1,104 @@
+"""Claims on lock files: one writer, many readers, waiting, and the messages of a refusal."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vitalgru import claims
+from vitalgru.claims import ClaimBusy, hold, reading, writing
+
+
+def _in_another_process(lock: Path, shared: bool) -> subprocess.CompletedProcess:
+    code = ("import sys; from vitalgru.claims import hold\n"
+            f"try:\n    hold({str(lock)!r}, 'the thing', shared={shared}).__enter__()\n"
+            "except OSError as e:\n    print(e); sys.exit(3)")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with hold(lock, "the thing"):
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(ClaimBusy) as e, hold(lock, "the thing", busy="another ingest"):
+            pass
+        assert str(e.value) == (
+            f"the thing is in use by another ingest (process {os.getpid()}, holding {lock})"
+        )
+        assert e.value.holder == str(os.getpid())
+        for shared in (False, True):  # another process: neither writer nor reader
+            out = _in_another_process(lock, shared)
+            assert out.returncode == 3 and f"process {os.getpid()}" in out.stdout
+    assert lock.read_text() == ""  # let go: no holder named any more
+    with hold(lock, "the thing"):
+        pass
+
+
+def test_readers_go_together_and_keep_a_writer_out(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with hold(lock, "the thing", shared=True), hold(lock, "the thing", shared=True):
+        assert _in_another_process(lock, shared=True).returncode == 0
+        with pytest.raises(ClaimBusy, match=r"the thing is in use by another process \(holding"):
+            with hold(lock, "the thing"):
+                pass
+    with hold(lock, "the thing"):
+        pass
+
+
+def test_a_blocked_claim_waits_for_the_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    taken, waits = threading.Event(), []
+
+    def holder() -> None:
+        with hold(lock, "the thing"):
+            taken.set()
+            time.sleep(0.8)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    taken.wait(10)
+    t0 = time.monotonic()
+    with hold(lock, "the thing", shared=True, wait_s=30, on_wait=waits.append):
+        waited = time.monotonic() - t0
+    t.join()
+    assert waited > 0.3 and waits == [str(os.getpid())]  # told once, with the holder
+
+
+def test_a_wait_runs_out(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    with hold(lock, "the thing"):
+        t0 = time.monotonic()
+        with pytest.raises(ClaimBusy, match=r"holding .*x\.lock\) after waiting 0\.5 s$"):
+            with hold(lock, "the thing", wait_s=0.5):
+                pass
+        assert time.monotonic() - t0 >= 0.5
+
+
+def test_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "new" / "dataset"
+    with writing(folder, "the dataset folder"):  # made when missing
+        assert (folder / claims.FOLDER_LOCK).read_text() == f"{os.getpid()}\n"
+        with pytest.raises(ClaimBusy):
+            with reading(folder, "the dataset folder", wait_s=0):
+                pass
+    with reading(tmp_path / "not-there", "the dataset folder"):  # the reader says what is missing
+        pass
+    assert not (tmp_path / "not-there").exists()
+
+    def refused(*a: object, **k: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(claims.os, "open", refused)
+    with reading(folder, "the dataset folder"):  # read-only: nobody writes there either
+        pass
+    with pytest.raises(OSError, match=r"the dataset folder cannot be held: Permission denied"):
+        with writing(folder, "the dataset folder"):
+            pass

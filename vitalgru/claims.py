@@ -1,0 +1,140 @@
+"""Files and folders that one process writes while others wait: a claim on a lock file.
+
+A dataset folder is rewritten by an ingest (the nightly deployment, or a training whose
+config changed) while a training may be reading it; two flows writing one output folder
+mix each other's files; two gateways on one state file overwrite each other's memory. Each
+writer holds an exclusive claim while it writes, each reader a shared one while it reads,
+so a reader sees the folder before a rewrite or after it, never half of each.
+
+A claim is a ``flock`` on a lock file, held while the block runs. The kernel releases it
+when the holder's process ends, however it ends, so a crash leaves nothing stale to clean
+up. The exclusive holder writes its process id into the file, for the message a blocked
+process gives. Where ``flock`` does not exist (not POSIX), nothing is claimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: nothing is claimed
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FOLDER_WAIT_S", "ClaimBusy", "hold", "reading", "writing"]
+
+#: How often a waiting claim tries again (seconds).
+POLL_S = 0.25
+#: How long a flow waits for another process writing the folder it needs (seconds): a
+#: scheduled training queued behind a nightly ingest downloading its records waits for it.
+FOLDER_WAIT_S = 6 * 3600.0
+#: The lock file inside a claimed folder.
+FOLDER_LOCK = ".lock"
+
+
+class ClaimBusy(OSError):
+    """Another process holds the claim (and the wait, if any, ran out)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def _holder(fd: int) -> str:
+    """The exclusive holder's process id, or "" (readers hold it: they write none)."""
+    return os.pread(fd, 32, 0).decode(errors="replace").strip()
+
+
+@contextlib.contextmanager
+def hold(
+    lock: str | os.PathLike,
+    what: str,
+    *,
+    shared: bool = False,
+    wait_s: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    busy: str = "another process",
+) -> Iterator[None]:
+    """Hold the claim named by the file ``lock`` while the block runs.
+
+    ``shared`` claims may be held by many processes at once and exclude an exclusive one;
+    an exclusive claim excludes every other. A blocked claim waits up to ``wait_s`` seconds
+    (calling ``on_wait(holder_pid)`` once when it starts to wait; the pid is "" while
+    readers hold it), then raises :class:`ClaimBusy` naming ``what``, ``busy`` (who holds
+    such claims: "another gateway") and the holder's process id. A shared claim whose lock file cannot be made (a read-only
+    folder: nobody writes there; or a folder that is not there) reads unclaimed; an exclusive one raises ``OSError``.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock = Path(lock)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT):
+            yield  # a read-only place (no writer there either), or nothing to read
+            return
+        raise OSError(f"{what} cannot be held: {e.strerror} ({lock})") from None
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + max(0.0, wait_s)
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if time.monotonic() >= deadline:
+                    waited = f" after waiting {wait_s:g} s" if wait_s > 0 else ""
+                    who = f"process {holder}, holding" if holder else "holding"
+                    raise ClaimBusy(
+                        f"{what} is in use by {busy} ({who} {lock}){waited}", holder
+                    ) from None
+                if not told and on_wait is not None:
+                    on_wait(holder)
+                told = True
+                time.sleep(POLL_S)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if not shared:
+                os.ftruncate(fd, 0)  # no holder named once it is let go
+    finally:
+        os.close(fd)  # releases the claim; the file stays for the next holder
+
+
+def writing(
+    folder: str | os.PathLike,
+    what: str,
+    *,
+    wait_s: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> contextlib.AbstractContextManager[None]:
+    """An exclusive claim on ``folder`` (made if missing) while its files are written:
+    other writers wait, and so do readers (:func:`reading`), so none of them sees half
+    of one write and half of another. ``wait_s`` defaults to :data:`FOLDER_WAIT_S`."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    wait = FOLDER_WAIT_S if wait_s is None else wait_s
+    return hold(Path(folder) / FOLDER_LOCK, what, wait_s=wait, on_wait=on_wait)
+
+
+def reading(
+    folder: str | os.PathLike,
+    what: str,
+    *,
+    wait_s: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> contextlib.AbstractContextManager[None]:
+    """A shared claim on ``folder`` while its files are read: readers go together; one
+    that comes while a writer holds :func:`writing` waits for the write to end."""
+    wait = FOLDER_WAIT_S if wait_s is None else wait_s
+    return hold(Path(folder) / FOLDER_LOCK, what, shared=True, wait_s=wait, on_wait=on_wait)
