@@ -85,6 +85,7 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -171,7 +172,7 @@ def create_app(
     tokens: TokenTable | TokenFile | None = None,
     patient_system: str | None = None,
     hl7_timezone: tzinfo | None = None,
-    mllp: tuple[str, int] | None = None,
+    mllp: tuple[str, int] | socket.socket | None = None,
     mllp_allow: list[str] | None = None,
     adt_units: list[str] | None = None,
     audit: AuditLog | None = None,
@@ -194,7 +195,8 @@ def create_app(
 
     HL7 v2 (:mod:`pipelines.hl7_inbox`): ``POST /hl7`` takes any message an interface
     engine forwards (admissions, transfers, discharges, results); with ``mllp`` (host,
-    port; port 0: any free one, in ``app.state.mllp_port``) the same messages are taken
+    port; port 0: any free one, in ``app.state.mllp_port``; or a socket bound by the
+    caller, as ``vitalgru serve`` binds it to hold the port) the same messages are taken
     over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any), over
     TLS with ``mllp_tls`` (:func:`pipelines.mllp_server.server_tls`).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
@@ -233,7 +235,10 @@ def create_app(
             forwarder.start()
         listener = None
         if mllp is not None:
-            listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow, tls=mllp_tls)
+            if isinstance(mllp, socket.socket):  # bound by the caller: the port is held
+                listener = await start_mllp(inbox, allow=mllp_allow, tls=mllp_tls, sock=mllp)
+            else:
+                listener = await start_mllp(inbox, mllp[0], mllp[1], mllp_allow, tls=mllp_tls)
             app.state.mllp_port = listener.sockets[0].getsockname()[1]
         yield
         if listener is not None:

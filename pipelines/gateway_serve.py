@@ -22,7 +22,7 @@ from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.hl7_forward import AlarmForwarder, client_tls
 from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
-from pipelines.serve_claims import check_port_free, claim_file
+from pipelines.serve_claims import bind_port, claim_file
 from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
@@ -262,11 +262,13 @@ def serve(
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
-    # ports and single-writer files are claimed before anything loads or is written
-    check_port_free(host, port, "--port")
-    if mllp_port is not None:
-        check_port_free(mllp_host, mllp_port, "--mllp-port")
+    # ports and single-writer files are claimed before anything loads or is written; the
+    # bound sockets are handed to the servers, so nothing can take a port in between
     with contextlib.ExitStack() as claims:
+        http_sock = claims.enter_context(bind_port(host, port, "--port"))
+        mllp_sock = None
+        if mllp_port is not None:
+            mllp_sock = claims.enter_context(bind_port(mllp_host, mllp_port, "--mllp-port"))
         if state is not None:
             claims.enter_context(claim_file(state, "the ward state"))
         if audit is not None:
@@ -288,7 +290,7 @@ def serve(
             config = uvicorn.Config(
                 create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
                            tokens=table, patient_system=patient_system, hl7_timezone=zone,
-                           mllp=None if mllp_port is None else (mllp_host, mllp_port),
+                           mllp=mllp_sock,
                            mllp_allow=mllp_allow or None, adt_units=adt_units or None,
                            audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
                            rate_limit=None if rate_limit is None else RateLimit(rate_limit),
@@ -297,6 +299,6 @@ def serve(
                 **https,
             )  # fmt: skip
             server = uvicorn.Server(config)
-            server.run()
+            server.run(sockets=[http_sock])
         finally:  # the queued ECG is scored and each patient's memory kept for the next start
             ward.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -61,11 +62,14 @@ async def start_mllp(
     allow: Sequence[str] | None = None,
     max_bytes: int = MAX_MLLP_BYTES,
     tls: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
     """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
     ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
     acknowledgement. ``allow``: addresses or networks (``10.1.2.3``, ``10.1.0.0/16``)
     that may connect; others are closed at once (None: any that can reach the port).
+    ``sock``: a socket already bound (by the caller, who holds the port) to listen on
+    instead of ``host:port``.
     ``tls``: MLLP over TLS with this server context (:func:`server_tls`). ValueError for an
     address that is not one."""
     nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
@@ -106,7 +110,10 @@ async def start_mllp(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(connection, host, port, ssl=tls)
+    if sock is not None:
+        server = await asyncio.start_server(connection, sock=sock, ssl=tls)
+    else:
+        server = await asyncio.start_server(connection, host, port, ssl=tls)
     bound = ", ".join(str(s.getsockname()) for s in server.sockets)
     logger.info("mllp: listening for HL7 v2 on %s (%s)", bound,
                 "any address" if nets is None else ", ".join(map(str, nets)))  # fmt: skip

@@ -8,7 +8,8 @@ fail to bind the port, and on the way out write its patients' memory back over t
 gateway's. Two writers of one access log would also break its hash chain. Claimed first,
 either is one line saying what is in use, and nothing is touched.
 
-A file's claim is an exclusive :func:`vitalgru.claims.hold` on ``<file>.lock`` (its
+A port is bound here and the bound socket handed to the server (uvicorn, the MLLP
+listener), so the port is this gateway's from the check on. A file's claim is an exclusive :func:`vitalgru.claims.hold` on ``<file>.lock`` (its
 holder's process id written in it), held as long as the process lives: the kernel releases
 it when the process ends, however it ends, so a crash leaves nothing stale to clean up.
 """
@@ -23,28 +24,37 @@ from collections.abc import Iterator
 
 from vitalgru.claims import ClaimBusy, hold
 
-__all__ = ["check_port_free", "claim_file"]
+__all__ = ["bind_port", "claim_file"]
 
 
-def check_port_free(host: str, port: int, what: str = "--port") -> None:
-    """OSError when ``host:port`` cannot be bound (another process listens there), naming
-    the option that set it. Bound as uvicorn binds (``SO_REUSEADDR``), then let go."""
+#: Connections queued before the server accepts (uvicorn's default).
+BACKLOG = 2048
+
+
+def bind_port(host: str, port: int, what: str = "--port") -> socket.socket:
+    """``host:port`` bound and listening for this gateway now, as uvicorn binds
+    (``SO_REUSEADDR``), and handed to the server that accepts on it: no other process can
+    take the port between this check and the server's start. OSError naming the option that set it when the port
+    is in use (another gateway, another service) or the host cannot be listened on."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise OSError(f"{what}: cannot listen on {host!r}: {e.strerror}") from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as s:
+    s = socket.socket(family, kind, proto)
+    try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(address)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise OSError(
-                    f"{host}:{port} is in use: another gateway (or another service) listens "
-                    f"there; stop it, or give another {what}"
-                ) from None
-            raise OSError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
+        s.bind(address)
+        s.listen(BACKLOG)  # bound alone is not held: another SO_REUSEADDR bind would succeed
+    except OSError as e:
+        s.close()
+        if e.errno == errno.EADDRINUSE:
+            raise OSError(
+                f"{host}:{port} is in use: another gateway (or another service) listens "
+                f"there; stop it, or give another {what}"
+            ) from None
+        raise OSError(f"{what}: cannot listen on {host}:{port}: {e.strerror}") from None
+    return s
 
 
 @contextlib.contextmanager

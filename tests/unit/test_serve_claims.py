@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.cli import build_parser
 from pipelines.cli_serve import cmd_serve
-from pipelines.serve_claims import check_port_free, claim_file
+from pipelines.serve_claims import bind_port, claim_file
 
 
 def _listening() -> socket.socket:
@@ -27,10 +27,15 @@ def test_a_port_another_process_listens_on_is_named() -> None:
     with _listening() as s:
         port = s.getsockname()[1]
         with pytest.raises(OSError, match=rf"127.0.0.1:{port} is in use.*another --mllp-port"):
-            check_port_free("127.0.0.1", port, "--mllp-port")
-    check_port_free("127.0.0.1", port)  # free again once it is closed
+            bind_port("127.0.0.1", port, "--mllp-port")
+    with bind_port("127.0.0.1", port):  # free again once it is closed
+        # ... and held from the check on: nobody else binds it before the server listens
+        with pytest.raises(OSError, match=rf"127.0.0.1:{port} is in use"):
+            bind_port("127.0.0.1", port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
     with pytest.raises(OSError, match="--port: cannot listen on 'no-such-host.invalid'"):
-        check_port_free("no-such-host.invalid", port)
+        bind_port("no-such-host.invalid", port)
 
 
 def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
