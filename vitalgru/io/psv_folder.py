@@ -8,16 +8,19 @@ why and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="r
 recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
 are still read.
 
-The parsed cohort can be cached as one parquet file keyed on the folder's file names and
-sizes.
+The parsed cohort can be cached as one parquet file keyed on the folder's file names,
+sizes and modification times; a cache that cannot be read is read past (the files are
+parsed again), one that cannot be written is logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +88,13 @@ def list_psv(folder: str | Path) -> list[Path]:
 
 
 def folder_fingerprint(files: Sequence[Path]) -> str:
-    """Hash of the file names and sizes (the parquet cache key)."""
+    """Hash of the file names, sizes and modification times (the parquet cache key): a
+    file corrected in place keeps its size when a digit changes (a ``SepsisLabel`` 0 made
+    1), so the size alone kept serving the old values."""
     h = hashlib.sha256(_CACHE_VERSION.encode())
     for f in files:
-        h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -128,7 +134,8 @@ def read_psv_folder(
         raises the first :class:`~vitalgru.errors.RecordError`.
     cache_dir : str or Path, optional
         When given, the parsed cohort is stored there as parquet keyed on the folder's
-        file names and sizes, and read back on the next call with the same files.
+        file names, sizes and modification times, and read back on the next call with
+        the same files.
     limit : int, optional
         Read only the first ``limit`` files (by name), for quick runs.
 
@@ -150,13 +157,14 @@ def read_psv_folder(
         key = folder_fingerprint(files)
         cache_file = Path(cache_dir) / f"challenge2019-{Path(folder).name}-{key}.parquet"
         if cache_file.exists():
-            table = pq.read_table(cache_file)
-            meta = table.schema.metadata or {}
-            attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
-            text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
-            frame = table.to_pandas()
-            logger.info("read %d patient-hours from cache %s", len(frame), cache_file)
-            return PsvCohort(frame, attr, len(files), {k: int(v) for k, v in text.items()})
+            try:
+                cached = _read_cache(cache_file, len(files))
+            except Exception as e:  # a damaged cache is a cache miss, never the answer
+                logger.warning("cache %s cannot be read (%s: %s); reading the files again",
+                               cache_file, type(e).__name__, e)  # fmt: skip
+            else:
+                logger.info("read %d patient-hours from cache %s", len(cached.frame), cache_file)
+                return cached
 
     attrition: list[AttritionEntry] = []
     bodies: list[bytes] = []
@@ -235,15 +243,28 @@ def read_psv_folder(
         sum(non_numeric.values()),
     )
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
         meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
-        tmp = cache_file.with_suffix(".tmp")
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        tmp.replace(cache_file)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # two readers: two files
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+            tmp.replace(cache_file)
+        except OSError as e:  # a full or read-only cache folder costs the cache, not the read
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            logger.warning("cache %s not written: %s", cache_file, e)
     return PsvCohort(frame, attrition, len(files), non_numeric)
+
+
+def _read_cache(cache_file: Path, n_files: int) -> PsvCohort:
+    table = pq.read_table(cache_file)
+    meta = table.schema.metadata or {}
+    attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
+    text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
+    return PsvCohort(table.to_pandas(), attr, n_files, {k: int(v) for k, v in text.items()})
 
 
 def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:

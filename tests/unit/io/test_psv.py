@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -275,6 +277,48 @@ class TestReadFolder:
         c = read_psv_folder(src, cache_dir=cache)
         assert "p000001" not in set(c.frame["patient_id"])
         assert len(list(cache.glob("*.parquet"))) == 2
+
+    def test_a_file_corrected_in_place_is_read_again(self, tmp_path: Path, setA: Path):
+        src = tmp_path / "src"
+        src.mkdir()
+        for f in list_psv(setA)[:5]:
+            shutil.copy(f, src / f.name)
+        cache = tmp_path / "cache"
+        first = read_psv_folder(src, cache_dir=cache).frame
+        f = src / "p000002.psv"
+        text = f.read_text()
+        assert text.endswith("|0\n")
+        f.write_text(text[:-2] + "1\n")  # its last hour's label corrected: the same size
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        again = read_psv_folder(src, cache_dir=cache).frame
+        rows = again["patient_id"] == "p000002"
+        # Keyed on sizes alone, the cache served the old label.
+        assert again.loc[rows, "sepsis_label"].iloc[-1] == 1
+        assert first.loc[first["patient_id"] == "p000002", "sepsis_label"].iloc[-1] == 0
+
+    def test_a_damaged_or_unwritable_cache_costs_only_the_cache(
+        self, tmp_path: Path, setA: Path, caplog: pytest.LogCaptureFixture
+    ):
+        src = tmp_path / "src"
+        src.mkdir()
+        for f in list_psv(setA)[:5]:
+            shutil.copy(f, src / f.name)
+        cache = tmp_path / "cache"
+        good = read_psv_folder(src, cache_dir=cache).frame
+        (entry,) = cache.glob("*.parquet")
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # a full disk
+        with caplog.at_level(logging.WARNING, logger="vitalgru.io.psv_folder"):
+            again = read_psv_folder(src, cache_dir=cache).frame
+        assert again.equals(good) and "cannot be read" in caplog.text
+        assert read_psv_folder(src, cache_dir=cache).frame.equals(good)  # written anew
+        assert sorted(p.name for p in cache.iterdir()) == [entry.name]  # no stray .tmp
+        not_a_folder = tmp_path / "file"
+        not_a_folder.write_text("x")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vitalgru.io.psv_folder"):
+            third = read_psv_folder(src, cache_dir=not_a_folder / "cache").frame
+        assert third.equals(good) and "not written" in caplog.text
 
     @pytest.mark.slow
     def test_whole_set_a(self, setA: Path):
