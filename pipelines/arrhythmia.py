@@ -107,8 +107,7 @@ def ingest_task(cfg_json: dict[str, Any]) -> str:
     man = out / "manifest.json"
     want = config_hash(cfg.ingest.arrhythmia)
     log = get_run_logger()
-    with reading(out, f"the dataset folder {out}", on_wait=lambda pid: log.info(
-            "waiting: process %s is writing the dataset folder %s", pid or "?", out)):  # fmt: skip
+    with reading(out, f"the dataset folder {out}", log=log):
         have = json.loads(man.read_text()).get("config_hash") if man.exists() else None
     if have == want:
         log.info("dataset %s is up to date (config hash %s)", out, want)

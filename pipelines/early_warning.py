@@ -287,11 +287,9 @@ def train_early_warning_flow(
         )
     cfg_json = cfg.model_dump(mode="json")
     out = Path(cfg.out_dir).resolve()
-    log = get_run_logger()
     # One training per output folder: a second one (a scheduled run beside one started by
     # hand) would mix its dataset, cross-validation and final weights with this one's.
-    with writing(out, f"the early-warning output folder {out}", on_wait=lambda pid: log.info(
-            "waiting: process %s is training into %s", pid or "?", out)):  # fmt: skip
+    with writing(out, f"the early-warning output folder {out}", log=get_run_logger()):
         dataset_dir = build_dataset(cfg_json)
         cv = run_cross_validation(cfg_json, dataset_dir)
         final_dir = train_final(cfg_json, dataset_dir)

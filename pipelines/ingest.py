@@ -154,13 +154,8 @@ def ingest_flow(
     log = get_run_logger()
     cfg = load_ingest_config(config_path, overrides, out_dir)
     out = Path(cfg.out_dir).resolve()
-    with writing(out, f"the dataset folder {out}", on_wait=lambda pid: log.info(
-            "waiting: %s holds the dataset folder %s", _who(pid), out)):  # fmt: skip
+    with writing(out, f"the dataset folder {out}", log=log):
         return _build(cfg, out, log)
-
-
-def _who(pid: str) -> str:
-    return f"process {pid}" if pid else "a process reading it"
 
 
 def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:

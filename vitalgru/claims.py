@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -27,6 +29,8 @@ except ImportError:  # not POSIX: nothing is claimed
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FOLDER_WAIT_S", "ClaimBusy", "hold", "reading", "writing"]
+
+logger = logging.getLogger(__name__)
 
 #: How often a waiting claim tries again (seconds).
 POLL_S = 0.25
@@ -113,28 +117,30 @@ def hold(
 
 
 def writing(
-    folder: str | os.PathLike,
-    what: str,
-    *,
-    wait_s: float | None = None,
-    on_wait: Callable[[str], None] | None = None,
+    folder: str | os.PathLike, what: str, *, log: Any = None, wait_s: float | None = None
 ) -> contextlib.AbstractContextManager[None]:
     """An exclusive claim on ``folder`` (made if missing) while its files are written:
     other writers wait, and so do readers (:func:`reading`), so none of them sees half
-    of one write and half of another. ``wait_s`` defaults to :data:`FOLDER_WAIT_S`."""
+    of one write and half of another. A wait is logged once on ``log`` (a logger; default
+    this module's); ``wait_s`` defaults to :data:`FOLDER_WAIT_S`."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    wait = FOLDER_WAIT_S if wait_s is None else wait_s
-    return hold(Path(folder) / FOLDER_LOCK, what, wait_s=wait, on_wait=on_wait)
+    return _folder_claim(folder, what, False, log, wait_s)
 
 
 def reading(
-    folder: str | os.PathLike,
-    what: str,
-    *,
-    wait_s: float | None = None,
-    on_wait: Callable[[str], None] | None = None,
+    folder: str | os.PathLike, what: str, *, log: Any = None, wait_s: float | None = None
 ) -> contextlib.AbstractContextManager[None]:
     """A shared claim on ``folder`` while its files are read: readers go together; one
     that comes while a writer holds :func:`writing` waits for the write to end."""
+    return _folder_claim(folder, what, True, log, wait_s)
+
+
+def _folder_claim(
+    folder: str | os.PathLike, what: str, shared: bool, log: Any, wait_s: float | None
+) -> contextlib.AbstractContextManager[None]:
+    def told(pid: str) -> None:
+        holder = f"process {pid}" if pid else "a process reading it"
+        (log or logger).info("waiting for %s: %s holds it", what, holder)
+
     wait = FOLDER_WAIT_S if wait_s is None else wait_s
-    return hold(Path(folder) / FOLDER_LOCK, what, shared=True, wait_s=wait, on_wait=on_wait)
+    return hold(Path(folder) / FOLDER_LOCK, what, shared=shared, wait_s=wait, on_wait=told)

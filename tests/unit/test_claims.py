@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -82,13 +83,16 @@ def test_a_wait_runs_out(tmp_path: Path) -> None:
         assert time.monotonic() - t0 >= 0.5
 
 
-def test_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "new" / "dataset"
     with writing(folder, "the dataset folder"):  # made when missing
         assert (folder / claims.FOLDER_LOCK).read_text() == f"{os.getpid()}\n"
-        with pytest.raises(ClaimBusy):
-            with reading(folder, "the dataset folder", wait_s=0):
+        with caplog.at_level(logging.INFO, logger="vitalgru.claims"), pytest.raises(ClaimBusy):
+            with reading(folder, "the dataset folder", wait_s=0.3):
                 pass
+    assert caplog.messages == [f"waiting for the dataset folder: process {os.getpid()} holds it"]
     with reading(tmp_path / "not-there", "the dataset folder"):  # the reader says what is missing
         pass
     assert not (tmp_path / "not-there").exists()

@@ -237,9 +237,7 @@ def load_beat_dataset(path: str | Path) -> BeatDataset:
     than overwrites.
     """
     p = Path(path)
-    with reading(p, f"the dataset folder {p}", on_wait=lambda pid: logger.info(
-            "waiting: %s is writing the dataset folder %s", f"process {pid}" if pid
-            else "an ingest", p)):  # fmt: skip
+    with reading(p, f"the dataset folder {p}", log=logger):
         for name in ("manifest.json", "beats.parquet", "windows.npy"):
             if not (p / name).exists():
                 raise FileNotFoundError(

@@ -330,8 +330,7 @@ def write_dataset(
     a folder that says it is no dataset, never a manifest over another write's files.
     """
     out = Path(out_dir)
-    with writing(out, f"the early-warning dataset folder {out}", on_wait=lambda pid: logger.info(
-            "waiting: process %s is writing the dataset folder %s", pid or "?", out)):  # fmt: skip
+    with writing(out, f"the early-warning dataset folder {out}", log=logger):
         _write_files(cohort, folds, out, extra_manifest)
     return out
 
@@ -380,8 +379,7 @@ def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarra
     """Read back what :func:`write_dataset` wrote: ``(cohort, folds, manifest)``, under a
     shared claim on the folder (a write in progress is waited for)."""
     d = Path(dataset_dir)
-    with reading(d, f"the early-warning dataset folder {d}", on_wait=lambda pid: logger.info(
-            "waiting: process %s is writing the dataset folder %s", pid or "?", d)):  # fmt: skip
+    with reading(d, f"the early-warning dataset folder {d}", log=logger):
         for name in ("hourly.parquet", "folds.csv", "manifest.json"):
             if not (d / name).exists():
                 raise FileNotFoundError(f"{d} is not an early-warning dataset: {name} is missing")

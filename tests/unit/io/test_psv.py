@@ -260,10 +260,7 @@ class TestReadFolder:
         assert str(e.value).endswith("it holds training_setA.zip: unpack the .psv files first")
 
     def test_cache_round_trip_and_invalidation(self, tmp_path: Path, setA: Path):
-        src = tmp_path / "src"
-        src.mkdir()
-        for f in list_psv(setA)[:30]:
-            shutil.copy(f, src / f.name)
+        src = _first_files(setA, tmp_path / "src", 30)
         _write(src / "p999999.psv", [HEADER])
         _write(src / "p999998.psv", [HEADER, _row(1, hr="high")])
         cache = tmp_path / "cache"
@@ -279,10 +276,7 @@ class TestReadFolder:
         assert len(list(cache.glob("*.parquet"))) == 2
 
     def test_a_file_corrected_in_place_is_read_again(self, tmp_path: Path, setA: Path):
-        src = tmp_path / "src"
-        src.mkdir()
-        for f in list_psv(setA)[:5]:
-            shutil.copy(f, src / f.name)
+        src = _first_files(setA, tmp_path / "src", 5)
         cache = tmp_path / "cache"
         first = read_psv_folder(src, cache_dir=cache).frame
         f = src / "p000002.psv"
@@ -300,10 +294,7 @@ class TestReadFolder:
     def test_a_damaged_or_unwritable_cache_costs_only_the_cache(
         self, tmp_path: Path, setA: Path, caplog: pytest.LogCaptureFixture
     ):
-        src = tmp_path / "src"
-        src.mkdir()
-        for f in list_psv(setA)[:5]:
-            shutil.copy(f, src / f.name)
+        src = _first_files(setA, tmp_path / "src", 5)
         cache = tmp_path / "cache"
         good = read_psv_folder(src, cache_dir=cache).frame
         (entry,) = cache.glob("*.parquet")
@@ -327,3 +318,11 @@ class TestReadFolder:
         assert cohort.frame["patient_id"].nunique() == 17652
         assert len(cohort.frame) == 687218
         assert cohort.attrition == [] and cohort.non_numeric_cells == {}
+
+
+def _first_files(setA: Path, dst: Path, n: int) -> Path:
+    """A folder holding copies of set A's first ``n`` files."""
+    dst.mkdir()
+    for f in list_psv(setA)[:n]:
+        shutil.copy(f, dst / f.name)
+    return dst
