@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from vitalgru.claims import FOLDER_WAIT_S, hold
 from vitalgru.errors import ChecksumError, DownloadError
 from vitalgru.io.checksums import sha256_file
 
@@ -150,9 +151,31 @@ class HttpFetcher:
         ChecksumError
             The complete file does not match ``sha256`` (it is deleted, and one fresh
             download is tried first when the mismatch followed a resumed transfer).
+
+        One process downloads a file at a time (a claim on ``<dest>.lock``, removed once
+        the file is in place); another that asks for it meanwhile waits, then takes the
+        file the first one fetched when it verifies.
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        lock = dest.with_name(dest.name + ".lock")
+        # One process at a time streams into the .part (two appending to it mix their
+        # bytes, and the checksum then sends a good record to attrition); one that waited
+        # finds the file the other fetched.
+        with hold(lock, f"the download of {dest}", wait_s=FOLDER_WAIT_S, busy="another download",
+                  on_wait=lambda pid: logger.info("%s: waiting for process %s, which downloads "
+                                                  "it", dest, pid or "?")):  # fmt: skip
+            digest = None
+            if dest.is_file():
+                digest = sha256_file(dest)
+                if sha256 is not None and digest != sha256.lower():
+                    digest = None
+            if digest is None:
+                digest = self._download(url, dest, sha256)
+            lock.unlink(missing_ok=True)  # whoever opens it next finds dest there
+            return digest
+
+    def _download(self, url: str, dest: Path, sha256: str | None) -> str:
         part = dest.with_name(dest.name + ".part")
         last = ""
         fresh_retry_done = False

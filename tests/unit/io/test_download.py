@@ -6,6 +6,8 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import http.server
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,6 +117,27 @@ class TestFetch:
         start = int(second.range.removeprefix("bytes=").rstrip("-"))
         assert 0 < start <= 700_000  # only the missing tail was asked for
         assert filecmp.cmp(db.root / "100.dat", mitdb_dir / "100.dat", shallow=False)
+
+    def test_a_file_another_process_is_downloading_is_waited_for_not_fetched_twice(
+        self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
+    ) -> None:
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        db.root.mkdir(parents=True)
+        dest = db.root / "100.dat"
+        code = ("import shutil, sys, time; from vitalgru.claims import hold\n"
+                f"with hold({str(dest) + '.lock'!r}, 'x'):\n"
+                "    print('held', flush=True); time.sleep(1.5)\n"
+                f"    shutil.copy({str(mitdb_dir / '100.dat')!r}, {str(dest)!r})")  # fmt: skip
+        other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "held"
+            report = db.fetch(["100"])
+        finally:
+            other.wait(30)
+        assert report.complete
+        assert _gets(server, "100.dat") == []  # two appending to one .part mixed their bytes
+        assert filecmp.cmp(dest, mitdb_dir / "100.dat", shallow=False)
+        assert not list(db.root.glob("*.lock")) and not list(db.root.glob("*.part"))
 
     def test_stale_corrupt_cache_copy_is_replaced(
         self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig, mitdb_dir: Path
