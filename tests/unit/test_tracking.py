@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from vitalgru.tracking import (
     log_model,
     promote,
     promote_if_better,
+    registry,
     registry_versions,
     rollback,
     set_alias,
@@ -586,6 +588,31 @@ class TestPromotion:
         assert rows[0]["monitor"]["status"] == "drift" and rows[1]["monitor"]["status"] is None
         assert rows[1]["gate_decision"].startswith("beats champion v1")
         assert rows[2]["aliases"] == [] and registry_versions("nobody") == []
+
+    def test_two_promotions_at_once_are_judged_one_after_the_other(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        v1, v2, v3 = _registered(3)
+        promote_if_better(NAME, v1, {"f1": 0.80}, ["f1"])
+        read_champion = registry._champion_values
+
+        def slow(*a: Any) -> Any:  # both trainings read the champion before either moves it
+            time.sleep(0.5)
+            return read_champion(*a)
+
+        monkeypatch.setattr(registry, "_champion_values", slow)
+        runs = [threading.Thread(target=promote_if_better, args=(NAME, v, {"f1": f1}, ["f1"]))
+                for v, f1 in ((v2, 0.90), (v3, 0.85))]  # fmt: skip
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join(60)
+        # Unclaimed, both passed against v1 and the later write won: v3 (0.85) could end
+        # champion over v2 (0.90), and the history lost an entry.
+        assert get_alias_version(NAME) == v2
+        hist = [h["version"] for h in alias_history(NAME)]
+        assert hist in ([v1, v2], [v1, v3, v2])
+        assert (tmp := store / "mlflow.db.aliases.lock").exists() and tmp.read_text() == ""
 
     def test_rollback_needs_an_earlier_holder_and_history_stays_under_the_tag_limit(
         self, store: Path

@@ -8,19 +8,24 @@ metrics on the model version as tags and compares them with the current champion
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from vitalgru.tracking.runs import _client
+from vitalgru.claims import ClaimBusy, hold
+from vitalgru.tracking.runs import _client, _sqlite_file, registry_uri
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +111,44 @@ def _record_holder(
     client.set_registered_model_tag(name, _history_tag(alias), text)
 
 
+#: How long a promotion waits for another one on the same registry (seconds).
+ALIAS_WAIT_S = 600.0
+
+
+def _alias_lock() -> Path:
+    """The lock file of the registry's aliases: beside a local SQLite store's file
+    (``mlflow.db.aliases.lock``), else in the cache folder, named by the registry URI."""
+    uri = registry_uri()
+    if (db := _sqlite_file(uri)) is not None:
+        db = db.resolve()
+        return db.with_name(f"{db.name}.aliases.lock")
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(cache) / "vitalgru" / "locks" / f"registry-{key}.lock"
+
+
+@contextlib.contextmanager
+def _changing_aliases(name: str) -> Iterator[None]:
+    """Hold the registry's aliases while a promotion reads the holder and moves the alias:
+    two trainings finishing together both read the old champion, both passed the gate
+    against it, and the later write won, however it compared with the other; the alias
+    history, read and written back, lost an entry. A claim on this machine (processes
+    promoting into one registry from several machines are not kept apart)."""
+    lock = _alias_lock()
+    with contextlib.ExitStack() as claim:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            claim.enter_context(hold(
+                lock, f"the aliases of {name}", wait_s=ALIAS_WAIT_S, busy="another promotion",
+                on_wait=lambda pid: logger.info("%s: waiting for process %s, which is "
+                                                "promoting", name, pid or "?")))  # fmt: skip
+        except ClaimBusy:
+            raise
+        except OSError as e:  # no writable place for the lock: promote as before, unclaimed
+            logger.warning("%s: aliases changed without a claim (%s)", name, e)
+        yield
+
+
 def _existing_version(client: MlflowClient, name: str, version: str) -> Any:
     try:
         return client.get_model_version(name, str(version))
@@ -128,8 +171,12 @@ def promote(
     reason = " ".join(str(reason).split())
     if not reason:
         raise ValueError("a promotion by hand needs a reason (it is kept in the registry)")
+    with _changing_aliases(name):
+        return _promote(name, str(version), reason, alias, how)
+
+
+def _promote(name: str, version: str, reason: str, alias: str, how: str) -> PromotionDecision:
     client = _client()
-    version = str(version)
     _existing_version(client, name, version)
     prev = _alias_version(client, name, alias)
     if prev == version:
@@ -156,17 +203,21 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
         No earlier holder is recorded (versions promoted before the history existed, or
         only one ever held the alias), or an empty reason.
     """
-    client = _client()
-    current = _alias_version(client, name, alias)
-    for entry in reversed(alias_history(name, alias)):
-        v = str(entry["version"])
-        if v == current:
-            continue
-        try:
-            client.get_model_version(name, v)
-        except MlflowException:  # deleted since
-            continue
-        return promote(name, v, reason, alias, how="rollback")
+    reason = " ".join(str(reason).split())
+    if not reason:
+        raise ValueError("a rollback needs a reason (it is kept in the registry)")
+    with _changing_aliases(name):
+        client = _client()
+        current = _alias_version(client, name, alias)
+        for entry in reversed(alias_history(name, alias)):
+            v = str(entry["version"])
+            if v == current:
+                continue
+            try:
+                client.get_model_version(name, v)
+            except MlflowException:  # deleted since
+                continue
+            return _promote(name, v, reason, alias, "rollback")
     raise ValueError(
         f"no earlier {alias} of {name} is recorded to roll back to (current: version "
         f"{current}); promote a version by hand instead"
@@ -327,8 +378,20 @@ def promote_if_better(
     unknown = [k for k in lower_is_better if k not in gate_keys]
     if unknown:
         raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
+    with _changing_aliases(name):
+        return _gate(name, str(version), new, gate_keys, alias, lower_is_better, challenger_alias)
+
+
+def _gate(
+    name: str,
+    version: str,
+    new: dict[str, float],
+    gate_keys: Sequence[str],
+    alias: str,
+    lower_is_better: Sequence[str],
+    challenger_alias: str | None,
+) -> PromotionDecision:
     client = _client()
-    version = str(version)
     _existing_version(client, name, version)
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
