@@ -51,6 +51,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from vitalgru.claims import replace_file
+
 __all__ = [
     "ROLES", "Credential", "RateLimit", "StreamTickets", "TokenFile", "TokenTable", "new_token",
     "revoke_token",
@@ -199,11 +201,7 @@ class TokenTable:
 def _write(p: Path, credentials: Sequence[Credential]) -> None:
     """The token file, replaced in one step and readable by its owner only."""
     body = json.dumps({"tokens": [c.entry() for c in credentials]}, indent=2) + "\n"
-    tmp = p.with_name(p.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-    os.replace(tmp, p)
+    replace_file(p, body, mode=0o600)
 
 
 def new_token(

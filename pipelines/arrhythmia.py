@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, task
 
 from pipelines.ingest import ingest_flow
 from vitalgru import tracking
-from vitalgru.claims import reading
+from vitalgru.claims import reading, replace_file
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
@@ -297,7 +297,7 @@ def train_arrhythmia_flow(
 def write_report(report: Mapping[str, Any], json_path: Path, title: str) -> dict[str, str]:
     """Write the JSON report and a markdown table beside it."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2))
+    replace_file(json_path, json.dumps(report, indent=2))
     md = json_path.with_suffix(".md")
-    md.write_text(report_markdown(report, title))
+    replace_file(md, report_markdown(report, title))
     return {"json": str(json_path), "markdown": str(md)}

@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipelines.arrhythmia import load_arrhythmia_config, write_report
 from vitalgru import tracking
+from vitalgru.claims import replace_file
 from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort, patient_groups
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
@@ -162,7 +163,7 @@ def score_records(
         folder = json_path.parent / "annotations"
         scores.write_annotations(folder, write_annotations)
         report["paths"]["annotations"] = str(folder)
-    json_path.write_text(json.dumps(report, indent=2))
+    replace_file(json_path, json.dumps(report, indent=2))
     return report, scores
 
 
@@ -326,8 +327,9 @@ def score_folder(
                                     (scores >= thr).astype(np.int8))  # fmt: skip
         _link_inputs(folder / "labels", data, cohort.patient_ids.tolist())
         metrics["paths"]["challenge"] = str(folder)
-    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    markdown_path.write_text(
-        report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})")
+    replace_file(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
+    replace_file(
+        markdown_path,
+        report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})"),
     )
     return metrics, scores, metrics_path

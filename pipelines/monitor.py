@@ -40,6 +40,7 @@ from prefect import flow, task
 
 from pipelines.evaluate import score_folder, score_records
 from vitalgru import tracking
+from vitalgru.claims import replace_file
 from vitalgru.data.drift import (
     MIN_PATIENTS_FOR_DRIFT,
     MIN_RECORDS_FOR_DRIFT,
@@ -158,8 +159,8 @@ def _finish(report: dict[str, Any], out_dir: Path, eval_path: str) -> dict[str, 
     json_path, md_path = out_dir / "monitoring.json", out_dir / "monitoring.md"
     report["paths"] = {"json": str(json_path), "markdown": str(md_path), "evaluation": eval_path}
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2))
-    md_path.write_text(monitoring_markdown(report))
+    replace_file(json_path, json.dumps(report, indent=2))
+    replace_file(md_path, monitoring_markdown(report))
     logger.info("monitoring %s v%s: %s", report["model_name"], report["model_version"],
                 report["status"])  # fmt: skip
     return report

@@ -29,6 +29,7 @@ import pandas as pd
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.evaluate import folder_metrics, parse_records
 from vitalgru import tracking
+from vitalgru.claims import replace_file
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
@@ -208,7 +209,7 @@ def replay_arrhythmia(
         "html": str(page),
         "fhir": str(fhir),
     }
-    md.write_text(replay_markdown(report, f"{db}: live replay, model {model_uri}"))
+    replace_file(md, replay_markdown(report, f"{db}: live replay, model {model_uri}"))
     summaries = [
         patient_summary(
             pid,
@@ -222,15 +223,16 @@ def replay_arrhythmia(
         for pid, calls in result.calls.items()
     ]
     model = f"{model_uri} (version {loaded.version})"
-    page.write_text(
+    replace_file(
+        page,
         monitoring_report_html(
             summaries,
             title=f"ECG monitoring summary: {db} (replayed)",
             model=model,
             strips=result.strips,
-        )  # fmt: skip
+        ),
     )
-    fhir.write_text(json.dumps(ecg_bundle(summaries, model=model), indent=1))
+    replace_file(fhir, json.dumps(ecg_bundle(summaries, model=model), indent=1))
     if write_annotations is not None:
         folder = json_path.parent / "annotations"
         for pid, calls in result.calls.items():
@@ -239,7 +241,7 @@ def replay_arrhythmia(
                               [c.sample_idx for c in calls],
                               [c.label for c in calls], fs)  # fmt: skip
         report["paths"]["annotations"] = str(folder)
-    json_path.write_text(json.dumps(report, indent=2))
+    replace_file(json_path, json.dumps(report, indent=2))
     return report
 
 
@@ -388,15 +390,16 @@ def replay_early_warning(
     ).to_parquet(paths["hours"], index=False)
     write_attrition(psv.attrition, paths["attrition"])
     title = f"{data}: live replay, model {model_uri} (version {loaded.version})"
-    paths["markdown"].write_text(replay_early_warning_markdown(report, title))
+    replace_file(paths["markdown"], replay_early_warning_markdown(report, title))
     model = f"{model_uri} (version {loaded.version})"
-    paths["html"].write_text(
+    replace_file(
+        paths["html"],
         early_warning_report_html(
             summaries,
             title=f"Sepsis early warning summary: {Path(data).name} (replayed)",
             model=model,
-        )
+        ),
     )
-    paths["fhir"].write_text(json.dumps(sepsis_bundle(summaries, model=model), indent=1))
-    json_path.write_text(json.dumps(report, indent=2))
+    replace_file(paths["fhir"], json.dumps(sepsis_bundle(summaries, model=model), indent=1))
+    replace_file(json_path, json.dumps(report, indent=2))
     return report

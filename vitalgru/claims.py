@@ -1,4 +1,5 @@
-"""Files and folders that one process writes while others wait: a claim on a lock file.
+"""Files and folders that one process writes while others wait: a claim on a lock file;
+and files written whole or not at all (:func:`replace_file`).
 
 A dataset folder is rewritten by an ingest (the nightly deployment, or a training whose
 config changed) while a training may be reading it; two flows writing one output folder
@@ -18,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ try:
 except ImportError:  # not POSIX: nothing is claimed
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FOLDER_WAIT_S", "ClaimBusy", "hold", "reading", "writing"]
+__all__ = ["FOLDER_WAIT_S", "ClaimBusy", "hold", "reading", "replace_file", "writing"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,3 +146,25 @@ def _folder_claim(
 
     wait = FOLDER_WAIT_S if wait_s is None else wait_s
     return hold(Path(folder) / FOLDER_LOCK, what, shared=shared, wait_s=wait, on_wait=told)
+
+
+def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> Path:
+    """Write ``path`` whole or not at all: the data goes to a temporary file beside it
+    (created with ``mode``, less the umask), flushed to disk, then renamed over ``path``.
+    A reader (a dashboard polling a report) sees the old file or the new one, never half;
+    a write that fails (a full disk) leaves the old file as it was. Returns ``path``."""
+    p = Path(path)
+    body = data.encode() if isinstance(data, str) else data
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return p

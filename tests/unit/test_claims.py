@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vitalgru import claims
-from vitalgru.claims import ClaimBusy, hold, reading, writing
+from vitalgru.claims import ClaimBusy, hold, reading, replace_file, writing
 
 
 def _in_another_process(lock: Path, shared: bool) -> subprocess.CompletedProcess:
@@ -106,3 +106,30 @@ def test_folders(
     with pytest.raises(OSError, match=r"the dataset folder cannot be held: Permission denied"):
         with writing(folder, "the dataset folder"):
             pass
+
+
+def test_a_file_is_replaced_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "monitoring.json"
+    replace_file(report, '{"status": "ok"}')
+    assert report.read_text() == '{"status": "ok"}'
+    assert report.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    secret = replace_file(tmp_path / "tokens.json", b"{}", mode=0o600)
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(claims.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        replace_file(report, '{"status": "drift", "half": ')
+    # Yesterday's report is still there, whole, and nothing half-written beside it.
+    assert report.read_text() == '{"status": "ok"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitoring.json", "tokens.json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

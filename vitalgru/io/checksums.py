@@ -13,10 +13,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
+from vitalgru.claims import replace_file
 from vitalgru.errors import ChecksumError
 
 logger = logging.getLogger(__name__)
@@ -154,11 +154,6 @@ class VerifiedState:
             self._dirty = False
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                dir=self.state_path.parent, prefix=self.state_path.name, suffix=".tmp"
-            )
-            with os.fdopen(fd, "w") as f:
-                json.dump(payload, f, indent=0)
-            os.replace(tmp, self.state_path)
+            replace_file(self.state_path, json.dumps(payload, indent=0))
         except OSError as e:
             logger.warning("cannot save verification state to %s: %s", self.state_path, e)
