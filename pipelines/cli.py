@@ -34,6 +34,7 @@ from pipelines.cli_args import (
 from pipelines.cli_models import add_model_commands
 from pipelines.cli_serve import add_serve_commands
 from vitalgru import __version__
+from vitalgru.claims import ClaimBusy
 from vitalgru.config import (
     ArrhythmiaTrainConfig,
     EarlyWarningConfig,
@@ -266,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_env()
     try:
         return int(args.func(args))
-    except (VitalgruError, FileNotFoundError) as e:
+    except (VitalgruError, FileNotFoundError, ClaimBusy) as e:
         print(f"vitalgru: error: {e}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ import pytest
 from claim_kit import folder_held_by_another_process
 
 from pipelines.arrhythmia import train_task
+from pipelines.cli import main as cli
 from pipelines.early_warning import train_early_warning_flow
 from vitalgru import claims
 from vitalgru.claims import ClaimBusy
@@ -47,3 +48,23 @@ def test_a_dataset_rewritten_under_another_config_is_not_trained_on(tmp_path: Pa
     with pytest.raises(ValueError, match=rf"rewritten under another config \(hash 0+, this "
                                          rf"training's {want}\)"):  # fmt: skip
         train_task.fn(cfg.model_dump(mode="json"), str(tmp_path))
+
+
+def test_the_command_line_says_who_holds_the_folder(
+    tmp_path: Path,
+    physionet_mirror: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("VITALGRU_PHYSIONET_MIRROR", str(physionet_mirror))
+    monkeypatch.setattr(claims, "FOLDER_WAIT_S", 0.3)
+    out = tmp_path / "ds"
+    with folder_held_by_another_process(out, seconds=60) as pid:
+        code = cli(["ingest", "--out", str(out), "--set", 'arrhythmia.records=["100"]'])
+    # One line and exit status 2, as for any other error a user can act on (a traceback
+    # through the failed flow before).
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"vitalgru: error: the dataset folder {out} is in use by another process (process "
+        f"{pid}, holding {out / claims.FOLDER_LOCK}) after waiting 0.3 s"
+    )
