@@ -56,6 +56,9 @@ def _run_ingest(out: Path, cache: Path, base_url: str, env: dict[str, str]) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mirror", type=Path, default=default_mirror())
+    ap.add_argument("--name", default="ingest",
+                    help="results file name under benchmarks/results (another machine's run "
+                         "beside the first)")  # fmt: skip
     args = ap.parse_args()
     mirror = args.mirror.resolve()
     env_facts = environment()
@@ -88,7 +91,8 @@ def main() -> None:
         server.wait(timeout=10)
     payload = {
         "benchmark": "ingest",
-        "command": "python benchmarks/ingest.py",
+        "command": "python benchmarks/ingest.py"
+        + ("" if args.name == "ingest" else f" --name {args.name}"),
         "database": "mitdb (48 records served over HTTP from the local mirror)",
         "cold_wall_s": round(cold["wall_s"], 2),
         "warm_wall_s": round(warm["wall_s"], 2),
@@ -116,7 +120,7 @@ def main() -> None:
         "Both runs include Prefect's temporary local server start-up. "
         "Peak RSS is the largest single process (getrusage RUSAGE_CHILDREN).",
     ])  # fmt: skip
-    js, mdp = write_results("ingest", payload, md)
+    js, mdp = write_results(args.name, payload, md)
     print(md)
     print(f"\nwrote {js} and {mdp}")
 
