@@ -8,10 +8,11 @@ fail to bind the port, and on the way out write its patients' memory back over t
 gateway's. Two writers of one access log would also break its hash chain. Claimed first,
 either is one line saying what is in use, and nothing is touched.
 
-A port is bound here and the bound socket handed to the server (uvicorn, the MLLP
-listener), so the port is this gateway's from the check on. A file's claim is an exclusive :func:`vitalgru.claims.hold` on ``<file>.lock`` (its
-holder's process id written in it), held as long as the process lives: the kernel releases
-it when the process ends, however it ends, so a crash leaves nothing stale to clean up.
+A port is bound here and the bound socket handed to the server (uvicorn, the MLLP listener),
+so the port is this gateway's from the check on. A file's claim is an exclusive
+:func:`vitalgru.claims.hold` on ``<file>.lock`` (its holder's process id written in it),
+held as long as the process lives: the kernel releases it when the process ends, however it
+ends, so a crash leaves nothing stale to clean up.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ BACKLOG = 2048
 def bind_port(host: str, port: int, what: str = "--port") -> socket.socket:
     """``host:port`` bound and listening for this gateway now, as uvicorn binds
     (``SO_REUSEADDR``), and handed to the server that accepts on it: no other process can
-    take the port between this check and the server's start. OSError naming the option that set it when the port
-    is in use (another gateway, another service) or the host cannot be listened on."""
+    take the port between this check and the server's start. OSError naming the option that
+    set it when the port is in use (another gateway, another service) or the host cannot be
+    listened on."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:

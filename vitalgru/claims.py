@@ -72,8 +72,9 @@ def hold(
     an exclusive claim excludes every other. A blocked claim waits up to ``wait_s`` seconds
     (calling ``on_wait(holder_pid)`` once when it starts to wait; the pid is "" while
     readers hold it), then raises :class:`ClaimBusy` naming ``what``, ``busy`` (who holds
-    such claims: "another gateway") and the holder's process id. A shared claim whose lock file cannot be made (a read-only
-    folder: nobody writes there; or a folder that is not there) reads unclaimed; an exclusive one raises ``OSError``.
+    such claims: "another gateway") and the holder's process id. A shared claim whose lock
+    file cannot be made (a read-only folder: nobody writes there; or a folder that is not
+    there) reads unclaimed; an exclusive one raises ``OSError``.
     """
     if fcntl is None:
         yield

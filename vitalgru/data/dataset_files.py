@@ -24,13 +24,13 @@ A dataset folder holds (the contract between the ingest flow and training):
 ``attrition.csv``
     What was excluded and why (unreadable file, bad checksum, unusable lead, ...).
 
-Files are written under temporary names and renamed, by an ingest holding the folder's
-claim (:func:`vitalgru.claims.writing`, the lock file ``.lock``); training opens the folder
-with :func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`, under a shared claim. A processed record between two
-flow steps is a *part* (:func:`save_part`, :func:`load_part`); the ingest keeps parts from
-one run to the next, keyed by the record's files, the config and :func:`processing_digest`,
-and prunes those made by other processing code (:func:`prune_parts`): no key of this code
-can name them again.
+Files are written under temporary names and renamed, by an ingest holding the folder's claim
+(:func:`vitalgru.claims.writing`, the lock file ``.lock``); training opens the folder with
+:func:`vitalgru.data.arrhythmia_dataset.load_beat_dataset`, under a shared claim. A
+processed record between two flow steps is a *part* (:func:`save_part`, :func:`load_part`);
+the ingest keeps parts from one run to the next, keyed by the record's files, the config and
+:func:`processing_digest`, and prunes those made by other processing code
+(:func:`prune_parts`): no key of this code can name them again.
 """
 
 from __future__ import annotations
