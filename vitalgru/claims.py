@@ -1,5 +1,5 @@
 """Files and folders that one process writes while others wait: a claim on a lock file;
-and files written whole or not at all (:func:`replace_file`).
+and files written whole or not at all (:func:`replacing`, :func:`replace_file`).
 
 A dataset folder is rewritten by an ingest (the nightly deployment, or a training whose
 config changed) while a training may be reading it; two flows writing one output folder
@@ -30,7 +30,15 @@ try:
 except ImportError:  # not POSIX: nothing is claimed
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FOLDER_WAIT_S", "ClaimBusy", "hold", "reading", "replace_file", "writing"]
+__all__ = [
+    "FOLDER_WAIT_S",
+    "ClaimBusy",
+    "hold",
+    "reading",
+    "replace_file",
+    "replacing",
+    "writing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -149,23 +157,33 @@ def _folder_claim(
     return hold(Path(folder) / FOLDER_LOCK, what, shared=shared, wait_s=wait, on_wait=told)
 
 
-def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> Path:
-    """Write ``path`` whole or not at all: the data goes to a temporary file beside it
-    (created with ``mode``, less the umask), flushed to disk, then renamed over ``path``.
-    A reader (a dashboard polling a report) sees the old file or the new one, never half;
-    a write that fails (a full disk) leaves the old file as it was. Returns ``path``."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (unique to this writer) for the block to write;
+    renamed over ``path`` when the block ends, removed if it raises. A reader sees the old
+    file or the new one, never half, and a write that fails leaves the old file as it was.
+    For writers that take a path (numpy, pandas, pyarrow); :func:`replace_file` for data
+    in hand."""
     p = Path(path)
-    body = data.encode() if isinstance(data, str) else data
     tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    return p
+
+
+def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> Path:
+    """Write ``path`` whole or not at all (:func:`replacing`), the data flushed to disk
+    before the rename; the file is created with ``mode``, less the umask. A report a
+    dashboard polls, a token file. Returns ``path``."""
+    body = data.encode() if isinstance(data, str) else data
+    with replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vitalgru.claims import replace_file, replacing
 from vitalgru.data.ingest import RecordBeats
 from vitalgru.dsp.beats import RR_FEATURES
 from vitalgru.io.ingest import write_attrition
@@ -114,14 +115,12 @@ def write_dataset(
     # no dataset (and is ingested again), never one manifest over another write's files.
     (out / "manifest.json").unlink(missing_ok=True)
     for r in items:
-        tmp_s = out / "signals" / f"{r.record_id}.tmp.npy"
-        np.save(tmp_s, r.signal)
-        tmp_s.replace(out / "signals" / f"{r.record_id}.npy")
-    tmp_w = out / "windows.tmp.npy"
-    np.save(tmp_w, windows)
-    tmp_w.replace(out / "windows.npy")
-    beats.to_parquet(out / "beats.tmp.parquet", index=False)
-    (out / "beats.tmp.parquet").replace(out / "beats.parquet")
+        with replacing(out / "signals" / f"{r.record_id}.npy") as t, open(t, "wb") as f:
+            np.save(f, r.signal)
+    with replacing(out / "windows.npy") as t, open(t, "wb") as f:
+        np.save(f, windows)
+    with replacing(out / "beats.parquet") as t:
+        beats.to_parquet(t, index=False)
     write_attrition(attrition, out / "attrition.csv")
     splits: dict[str, list[str]] = {}
     for r in items:
@@ -145,9 +144,7 @@ def write_dataset(
             "attrition": "attrition.csv",
         },
     }
-    tmp = out / "manifest.tmp.json"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(out / "manifest.json")
+    replace_file(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return out / "manifest.json"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 import vitalgru
-from vitalgru.claims import reading, writing
+from vitalgru.claims import reading, replace_file, replacing, writing
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
     vitals_plausibility,
@@ -341,18 +341,15 @@ def _write_files(
     out: Path,
     extra_manifest: dict[str, Any] | None,
 ) -> None:
-    def swap(name: str, write: Any) -> None:
-        tmp = out / f"{name}.tmp"
-        write(tmp)
-        tmp.replace(out / name)
-
     (out / "manifest.json").unlink(missing_ok=True)
-    swap("hourly.parquet", lambda t: cohort.frame.to_parquet(t, index=False, compression="zstd"))
+    with replacing(out / "hourly.parquet") as t:
+        cohort.frame.to_parquet(t, index=False, compression="zstd")
     septic = cohort.septic()
     folds_df = pd.DataFrame(
         {"patient_id": cohort.patient_ids, "fold": folds, "septic": septic.astype(int)}
     )
-    swap("folds.csv", lambda t: folds_df.to_csv(t, index=False))
+    with replacing(out / "folds.csv") as t:
+        folds_df.to_csv(t, index=False)
     manifest: dict[str, Any] = {
         "dataset": "challenge-2019",
         "source": cohort.source,
@@ -371,8 +368,9 @@ def _write_files(
     }
     if extra_manifest:
         manifest.update(extra_manifest)
-    swap("attrition.csv", lambda t: write_attrition(cohort.attrition, t))
-    swap("manifest.json", lambda t: t.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+    with replacing(out / "attrition.csv") as t:
+        write_attrition(cohort.attrition, t)
+    replace_file(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def load_dataset(dataset_dir: str | Path) -> tuple[EarlyWarningCohort, np.ndarray, dict[str, Any]]:

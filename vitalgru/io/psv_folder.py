@@ -15,12 +15,10 @@ parsed again), one that cannot be written is logged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vitalgru.claims import replacing
 from vitalgru.errors import RecordError
 from vitalgru.io.folders import archive_hint
 from vitalgru.io.ingest import ATTRITION_COLUMNS
@@ -247,14 +246,11 @@ def read_psv_folder(
         meta = dict(table.schema.metadata or {})
         meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
         meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # two readers: two files
-        try:
+        try:  # each writer its own temporary file: two reading the folder at once
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-            tmp.replace(cache_file)
+            with replacing(cache_file) as t:
+                pq.write_table(table.replace_schema_metadata(meta), t, compression="zstd")
         except OSError as e:  # a full or read-only cache folder costs the cache, not the read
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             logger.warning("cache %s not written: %s", cache_file, e)
     return PsvCohort(frame, attrition, len(files), non_numeric)
 
