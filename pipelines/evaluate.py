@@ -25,7 +25,7 @@ import pandas as pd
 
 from pipelines.arrhythmia import load_arrhythmia_config, write_report
 from vitalgru import tracking
-from vitalgru.claims import replace_file
+from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort, patient_groups
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
@@ -309,7 +309,7 @@ def score_folder(
         "attrition": str(attrition_path),
     }
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(
+    table = pd.DataFrame(
         {
             "patient_id": np.repeat(cohort.patient_ids, np.diff(cohort.offsets)),
             "hour": cohort.frame["hour"].to_numpy(),
@@ -318,8 +318,11 @@ def score_folder(
             "alarm": (scores >= thr).astype(np.int8),
             "sepsis_label": cohort.labels,
         }
-    ).to_parquet(scores_path, index=False)
-    write_attrition(cohort.attrition, attrition_path)
+    )
+    with replacing(scores_path) as t:
+        table.to_parquet(t, index=False)
+    with replacing(attrition_path) as t:
+        write_attrition(cohort.attrition, t)
     if write_predictions:
         folder = metrics_path.parent / "challenge"
         write_challenge_predictions(folder / "predictions", cohort.patient_ids.tolist(),

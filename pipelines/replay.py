@@ -29,7 +29,7 @@ import pandas as pd
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.evaluate import folder_metrics, parse_records
 from vitalgru import tracking
-from vitalgru.claims import replace_file
+from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
@@ -378,7 +378,7 @@ def replay_early_warning(
         "fhir": json_path.with_name(f"{json_path.stem}.fhir.json"),
     }
     report["paths"] = {k: str(v) for k, v in paths.items()}
-    pd.DataFrame(
+    hours = pd.DataFrame(
         {
             "patient_id": np.repeat(ids, np.diff(offsets)),
             "hour": frame["hour"].to_numpy(),
@@ -387,8 +387,11 @@ def replay_early_warning(
             "refused": [",".join(r.rejected) for pid in ids for r in result.risks[pid]],
             "sepsis_label": labels,
         }
-    ).to_parquet(paths["hours"], index=False)
-    write_attrition(psv.attrition, paths["attrition"])
+    )
+    with replacing(paths["hours"]) as t:
+        hours.to_parquet(t, index=False)
+    with replacing(paths["attrition"]) as t:
+        write_attrition(psv.attrition, t)
     title = f"{data}: live replay, model {model_uri} (version {loaded.version})"
     replace_file(paths["markdown"], replay_early_warning_markdown(report, title))
     model = f"{model_uri} (version {loaded.version})"
