@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,13 +250,36 @@ class TestIngestAgainstPrefectServer:
         ingest = next(d for d in deps if d["name"] == "ingest-mitdb-nightly")
         out_dir = tmp_path / "ds"
         params = {"overrides": {"arrhythmia.records": ["100", "101"]}, "out_dir": str(out_dir)}
-        flow_run = requests.post(
-            f"{api}/deployments/{ingest['id']}/create_flow_run",
-            json={"parameters": params}, timeout=10,
-        ).json()  # fmt: skip
+        # Each deployment runs one flow run at a time (prefect.yaml): asked twice at once,
+        # the second run waits in Prefect's queue until the first has finished.
+        assert {d["name"]: (d["global_concurrency_limit"]["limit"],
+                            d["concurrency_options"]["collision_strategy"]) for d in deps} == {
+            d["name"]: (1, "ENQUEUE") for d in declared
+        }  # fmt: skip
+        runs = [
+            requests.post(
+                f"{api}/deployments/{ingest['id']}/create_flow_run",
+                json={"parameters": params}, timeout=10,
+            ).json()["id"]
+            for _ in range(2)
+        ]  # fmt: skip
+
+        def states() -> list[dict[str, Any]]:
+            return [requests.get(f"{api}/flow_runs/{r}", timeout=10).json() for r in runs]
+
         run_worker()
-        state = requests.get(f"{api}/flow_runs/{flow_run['id']}", timeout=10).json()
-        assert state["state_type"] == "COMPLETED", state["state"]
+        first = sorted(states(), key=lambda st: st["state_type"])
+        assert [(st["state_type"], st["state_name"]) for st in first] == [
+            ("COMPLETED", "Completed"), ("SCHEDULED", "AwaitingConcurrencySlot"),
+        ]  # fmt: skip
+        # the waiting run is put back on the schedule a little later; the worker's next
+        # poll after that runs it
+        again = datetime.fromisoformat(first[1]["state"]["state_details"]["scheduled_time"])
+        time.sleep(max(0.0, (again - datetime.now(UTC)).total_seconds()))
+        run_worker()
+        done, waited = sorted(states(), key=lambda st: st["start_time"])
+        assert done["state_type"] == waited["state_type"] == "COMPLETED", waited["state"]
+        assert waited["start_time"] >= done["end_time"]
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert sorted(manifest["records"]) == ["100", "101"]
         assert manifest["n_beats"] == 2273 + 1865
