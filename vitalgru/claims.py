@@ -60,8 +60,18 @@ class ClaimBusy(OSError):
 
 
 def _holder(fd: int) -> str:
-    """The exclusive holder's process id, or "" (readers hold it: they write none)."""
-    return os.pread(fd, 32, 0).decode(errors="replace").strip()
+    """The exclusive holder's process id, or "" (readers hold it: they write none).
+
+    A writer that crashed leaves its id in the file (nothing cleared it); readers that
+    claim the file after it write none, so an id whose process has gone is not named."""
+    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    try:
+        os.kill(int(pid), 0)  # signal 0: is there such a process? (nothing is sent)
+    except (ValueError, ProcessLookupError):
+        return ""  # none written, or its process has gone
+    except PermissionError:
+        pass  # another user's process: there
+    return pid
 
 
 @contextlib.contextmanager

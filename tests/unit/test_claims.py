@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from claim_kit import folder_held_by_another_process
 
 from vitalgru import claims
 from vitalgru.claims import ClaimBusy, hold, reading, replace_file, writing
@@ -52,6 +54,24 @@ def test_readers_go_together_and_keep_a_writer_out(tmp_path: Path) -> None:
                 pass
     with hold(lock, "the thing"):
         pass
+
+
+def test_a_writer_that_crashed_is_not_named(tmp_path: Path) -> None:
+    # A writer killed while it held the folder leaves its process id in the lock file
+    # (nothing cleared it); a writer kept out by readers after it must not name it.
+    with folder_held_by_another_process(tmp_path, 60) as pid:
+        os.kill(pid, signal.SIGKILL)
+    lock = tmp_path / claims.FOLDER_LOCK
+    assert lock.read_text() == f"{pid}\n"
+    with reading(tmp_path, "the dataset folder"):
+        with pytest.raises(ClaimBusy) as e, writing(tmp_path, "the dataset folder", wait_s=0):
+            pass
+    assert (
+        str(e.value) == (f"the dataset folder is in use by another process (holding {lock})")
+        and e.value.holder == ""
+    )
+    with writing(tmp_path, "the dataset folder"):  # and the next writer names itself
+        assert lock.read_text() == f"{os.getpid()}\n"
 
 
 def test_a_blocked_claim_waits_for_the_holder(tmp_path: Path) -> None:
