@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitalgru.claims import replacing
+
 __all__ = ["PREDICTION_HEADER", "write_challenge_predictions"]
 
 #: The header of a prediction file, as the Challenge's scorer reads it.
@@ -85,6 +87,7 @@ def write_challenge_predictions(
         rows = slice(int(off[k]), int(off[k + 1]))
         lines = [f"{p:.9g}|{int(b)}" for p, b in zip(r[rows], a[rows], strict=True)]
         path = out / f"{pid}.psv"
-        path.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
+        with replacing(path) as tmp:  # a scorer reading the folder never sees half a file
+            tmp.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
         paths.append(path)
     return paths

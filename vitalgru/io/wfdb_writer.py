@@ -14,11 +14,15 @@ unclassifiable.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import wfdb
+
+from vitalgru.claims import replace_file
 
 __all__ = ["AAMI_TO_MIT", "check_annotation_extension", "write_beat_labels"]
 
@@ -90,14 +94,19 @@ def write_beat_labels(
     path = Path(folder) / f"{record}.{extension}"  # a record in a subfolder keeps its path
     path.parent.mkdir(parents=True, exist_ok=True)
     if idx.size == 0:  # wrann refuses an empty list; a record with no beat has an empty file
-        path.write_bytes(b"\x00\x00")  # the end-of-file code of the MIT format
+        replace_file(path, b"\x00\x00")  # the end-of-file code of the MIT format
         return path
-    wfdb.wrann(
-        path.name[: -len(extension) - 1],
-        extension,
-        idx,
-        symbol=[AAMI_TO_MIT[str(lab)] for lab in labels],
-        fs=float(fs),
-        write_dir=str(path.parent),
-    )
+    # wrann names the file it writes after the record, so it writes into a folder of its
+    # own beside the target and the file is renamed into place whole: bxb or a viewer
+    # reading the folder meanwhile sees the last file or this one, never half of it
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as work:
+        wfdb.wrann(
+            path.name[: -len(extension) - 1],
+            extension,
+            idx,
+            symbol=[AAMI_TO_MIT[str(lab)] for lab in labels],
+            fs=float(fs),
+            write_dir=work,
+        )
+        os.replace(Path(work) / path.name, path)
     return path

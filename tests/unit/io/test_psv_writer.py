@@ -50,3 +50,24 @@ def test_what_cannot_be_written_is_refused(
         write_challenge_predictions(tmp_path, ["p1"], np.array(offsets), np.array(risks),
                                     np.array(alarms))  # fmt: skip
     assert not (tmp_path / "p1.psv").exists()
+
+
+def test_a_write_cut_short_leaves_the_last_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk that fills in the middle of a patient's file: the scorer (which reads every
+    # file of the folder) finds the last evaluation's file whole, and no stray file.
+    write_challenge_predictions(tmp_path, ["p1"], np.array([0, 2]), np.array([0.1, 0.2]),
+                                np.array([0, 0]))  # fmt: skip
+    real = Path.write_text
+
+    def cut_short(self: Path, text: str, *args: object, **kw: object) -> int:
+        real(self, text[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", cut_short)
+    with pytest.raises(OSError, match="No space"):
+        write_challenge_predictions(tmp_path, ["p1"], np.array([0, 1]), np.array([0.9]),
+                                    np.array([1]))  # fmt: skip
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["p1.psv"]
+    assert (tmp_path / "p1.psv").read_text().splitlines() == [PREDICTION_HEADER, "0.1|0", "0.2|0"]

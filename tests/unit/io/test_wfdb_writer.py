@@ -52,3 +52,24 @@ def test_extensions() -> None:
             check_annotation_extension(bad)
     with pytest.raises(ValueError, match="reference annotations' extension"):
         check_annotation_extension("ATR", "atr")
+
+
+def test_a_write_cut_short_leaves_the_last_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk that fills while wrann writes: the file of the last evaluation stays whole
+    # (a bxb run reading the folder meanwhile reads it), and nothing is left beside it.
+    write_beat_labels(tmp_path, "rec", "vgru", [10, 20], ["N", "V"], 360.0)
+    real = wfdb.wrann
+
+    def cut_short(record_name: str, extension: str, *args: object, **kw: object) -> None:
+        real(record_name, extension, *args, **kw)
+        target = Path(str(kw["write_dir"])) / f"{record_name}.{extension}"
+        target.write_bytes(target.read_bytes()[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wfdb, "wrann", cut_short)
+    with pytest.raises(OSError, match="No space"):
+        write_beat_labels(tmp_path, "rec", "vgru", [10, 20, 30], ["N", "N", "S"], 360.0)
+    assert wfdb.rdann(str(tmp_path / "rec"), "vgru").symbol == ["N", "V"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.vgru"]
