@@ -40,7 +40,7 @@ def sv_f1(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict[str, float]]:
 
 
 def gate_probs(p: np.ndarray, rr: np.ndarray, gate: dict[str, Any] | None) -> np.ndarray:
-    """:func:`vitalgru.models.arrhythmia.apply_rhythm_gate` on class probabilities
+    """:func:`vitalgru.models.beat_gates.apply_rhythm_gate` on class probabilities
     ``(n, K)`` given the beats' RR features ``(n, N_RR_FEATURES)`` (a gated copy; ``p`` itself
     when ``gate`` is None)."""
     if gate is None:
@@ -57,7 +57,7 @@ def gate_probs(p: np.ndarray, rr: np.ndarray, gate: dict[str, Any] | None) -> np
 def choose_rhythm_gate(
     probs: Sequence[np.ndarray], records: Sequence[RecordBeats]
 ) -> tuple[dict[str, Any] | None, dict[str, float]]:
-    """Pick the AF rhythm gate (:func:`vitalgru.models.arrhythmia.apply_rhythm_gate`)
+    """Pick the AF rhythm gate (:func:`vitalgru.models.beat_gates.apply_rhythm_gate`)
     that maximises (S F1 + V F1) / 2 on held-out records.
 
     Parameters
@@ -98,7 +98,7 @@ def choose_rhythm_gate(
 def quality_gate_probs(
     p: np.ndarray, signal_ok: np.ndarray, keep_v_above: float | None
 ) -> np.ndarray:
-    """:func:`vitalgru.models.arrhythmia.apply_quality_gate` on class probabilities
+    """:func:`vitalgru.models.beat_gates.apply_quality_gate` on class probabilities
     ``(n, K)`` given the beats' ``(n,)`` live quality verdicts (a gated copy; ``p`` itself
     when ``keep_v_above`` is None)."""
     if keep_v_above is None:
@@ -125,7 +125,7 @@ QUALITY_KEEP_V_GRID: tuple[float, ...] = (1.0, 0.99, 0.97, 0.95, 0.9)
 def choose_quality_gate(
     p: np.ndarray, records: Sequence[RecordBeats]
 ) -> tuple[float | None, dict[str, float]]:
-    """Pick the quality gate (:func:`vitalgru.models.arrhythmia.apply_quality_gate`)
+    """Pick the quality gate (:func:`vitalgru.models.beat_gates.apply_quality_gate`)
     that maximises (S F1 + V F1) / 2 on held-out records; none when no setting helps.
 
     Parameters

@@ -8,7 +8,7 @@ import torch
 
 from vitalgru.data.arrhythmia_dataset import RecordBeats
 from vitalgru.data.beat_features import N_RR_FEATURES, RR_FEATURES
-from vitalgru.models.arrhythmia import apply_quality_gate, apply_rhythm_gate
+from vitalgru.models.beat_gates import apply_quality_gate, apply_rhythm_gate
 from vitalgru.training.arrhythmia_gates import (
     choose_quality_gate,
     choose_rhythm_gate,
