@@ -102,8 +102,10 @@ def vitals_plausibility(
         raise ValueError(
             f"values must be (n_rows, {len(columns)}) to match columns, got shape {v.shape}"
         )
-    lo = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[0] for c in columns])
-    hi = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[1] for c in columns])
+    # The limits in float32, as the values are: in float64, room air's FiO2 read as
+    # float32(0.21) = 0.2099999934 fell below 0.21 and was thrown out as impossible.
+    lo = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[0] for c in columns], np.float32)
+    hi = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[1] for c in columns], np.float32)
     with np.errstate(invalid="ignore"):
         bad = ~np.isnan(v) & ((v < lo) | (v > hi))
     out = v.copy()

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vitalgru.dsp.vitals import (
+    PLAUSIBILITY_LIMITS,
     VitalsStreamState,
     patient_offsets,
     vitals_last_observed,
@@ -36,6 +37,18 @@ class TestPlausibility:
         assert np.isnan(out[bad]).all() and out[1, 1] == 100.0
         np.testing.assert_allclose(out[2], v[2])
         assert bad.sum(axis=0).tolist() == [2, 1, 1, 2, 0]
+
+    @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+    def test_a_value_at_a_limit_is_kept(self, dtype: type) -> None:
+        # room air (FiO2 0.21) is read as float32 0.2099999934: it is no impossible value
+        cols = list(PLAUSIBILITY_LIMITS)
+        lo, hi = (np.array([[PLAUSIBILITY_LIMITS[c][k] for c in cols]], dtype) for k in (0, 1))
+        for v in (lo, hi):
+            out, bad = vitals_plausibility(v, cols)
+            assert not bad.any(), [c for c, b in zip(cols, bad[0], strict=True) if b]
+            np.testing.assert_array_equal(out, v.astype(np.float32))
+        out, bad = vitals_plausibility(np.array([[0.21, 0.2, 1.0, 1.01]], dtype), ["fio2_frac"] * 4)
+        assert bad[0].tolist() == [False, True, False, True]
 
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match="match columns"):
