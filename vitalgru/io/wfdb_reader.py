@@ -60,7 +60,7 @@ _INVALID_SAMPLE: dict[str, int] = {
     "524": -(2**23),
     "32": -(2**31),
 }
-_WIDE = {"24", "32", "524"}
+_WIDE = {"8", "24", "32", "524"}  # 8: first differences, summed beyond 16 bits
 
 #: Physical voltage units converted to millivolts (ECG convention of this package).
 _TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
@@ -144,7 +144,8 @@ def read_record_files(
     header = header if header is not None else read_header(directory, record)
     hea = directory / f"{record}.hea"
     idx = _select(header, channels, hea)
-    sig_len = check_record_files(directory, header)
+    # signal files are named relative to their header, which sits in the record's sub-folder
+    sig_len = check_record_files((directory / record).parent, header)
     wide = any(header.fmt[i] in _WIDE for i in idx)
     try:
         # Digital samples, converted below: wfdb's own float conversion goes through

@@ -157,6 +157,26 @@ class TestWrittenRecords:
         assert np.isnan(rec.signal[:, 0]).all()
         np.testing.assert_allclose(rec.signal[:, 1], 0.7, atol=1e-2)
 
+    def test_format_8_first_differences(self, tmp_path: Path) -> None:
+        # format 8 stores each sample as its difference from the last, which wfdb sums
+        # into int64; its sums run past 16 bits
+        d = np.cumsum(np.random.default_rng(0).integers(-20, 101, (3000, 2)), axis=0)
+        np.diff(np.vstack([[0, 0], d]), axis=0).astype("i1").tofile(tmp_path / "f8.dat")
+        _write_header(tmp_path / "f8.hea", "f8 2 360 3000\n"
+                      "f8.dat 8 200(0)/mV 16 0 0 0 0 MLII\nf8.dat 8 200(0)/mV 16 0 0 0 0 V5")  # fmt: skip
+        assert np.abs(d).max() > 2**15
+        rec = read_record_files(tmp_path, "f8")
+        np.testing.assert_allclose(rec.signal, d / 200.0, rtol=1e-6)
+
+    def test_record_in_a_sub_folder(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        # PhysioNet's larger databases keep records in sub-folders (RECORDS: p00/p000020);
+        # the header names its signal files relative to its own folder
+        _copy_record(mitdb_dir, "100", tmp_path / "p00")
+        rec = read_record_files(tmp_path, "p00/100")
+        assert rec.record_id == "p00/100" and rec.n_samples == 650000
+        whole = read_record_files(mitdb_dir, "100")
+        np.testing.assert_array_equal(rec.signal, whole.signal)
+
     def test_header_without_sample_count(self, tmp_path: Path, mitdb_dir: Path) -> None:
         _copy_record(mitdb_dir, "100", tmp_path, ("dat",))
         lines = (mitdb_dir / "100.hea").read_text().splitlines()
