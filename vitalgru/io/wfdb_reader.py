@@ -147,37 +147,46 @@ def read_record_files(
     # signal files are named relative to their header, which sits in the record's sub-folder
     sig_len = check_record_files((directory / record).parent, header)
     wide = any(header.fmt[i] in _WIDE for i in idx)
+    spf = [header.samps_per_frame[i] for i in idx]
+    multi = any(n > 1 for n in spf)
     try:
         # Digital samples, converted below: wfdb's own float conversion goes through
-        # float64 and costs several times more than the read itself.
+        # float64 and costs several times more than the read itself. A signal with several
+        # samples per frame is read unaveraged, so that an invalid sample is seen as one
+        # before the frame is averaged (averaged, -32768 is a spike, not a gap).
         rec = wfdb.rdrecord(
             str(directory / record),
             channels=idx,
             physical=False,
             return_res=32 if wide else 16,
-            smooth_frames=True,
+            smooth_frames=not multi,
         )
     except Exception as e:  # decoding failed despite consistent sizes
         raise RecordError(hea, f"cannot decode signal data: {e}", reason="unreadable") from e
-    dig = rec.d_signal
-    if dig is None or dig.shape != (sig_len, len(idx)):
-        got = None if dig is None else dig.shape
+    if multi:  # each signal's samples, frame after frame
+        samples = rec.e_d_signal
+    else:
+        samples = None if rec.d_signal is None else list(rec.d_signal.T)
+    counts = None if samples is None else [int(c.size) for c in samples]
+    if counts != [sig_len * n for n in spf]:
         raise RecordError(
             hea,
-            f"decoded shape {got} differs from the header's ({sig_len}, {len(idx)})",
+            f"decoded samples {counts} differ from the header's ({sig_len} frames of "
+            f"{spf} samples)",
             reason="dat_size_mismatch",
         )
-    sig = np.empty(dig.shape, dtype=np.float32)
+    sig = np.empty((sig_len, len(idx)), dtype=np.float32)
     units: list[str] = []
     for col, i in enumerate(idx):
         scale, unit = _unit_scale(header.units[i])
-        d = dig[:, col]
+        d = samples[col].reshape(sig_len, spf[col])  # (frames, samples per frame)
         x = sig[:, col]
-        np.subtract(d, header.baseline[i], out=x, dtype=np.float32)
+        np.subtract(d[:, 0] if spf[col] == 1 else d.mean(axis=1), header.baseline[i], out=x,
+                    dtype=np.float32)  # fmt: skip
         x *= np.float32(scale / header.adc_gain[i])
         invalid = _INVALID_SAMPLE.get(header.fmt[i])
-        if invalid is not None:
-            x[d == invalid] = np.nan
+        if invalid is not None:  # a frame with an invalid sample is a gap, whole
+            x[(d == invalid).any(axis=1)] = np.nan
         units.append(unit)
     return Record(
         record_id=record,

@@ -168,6 +168,23 @@ class TestWrittenRecords:
         rec = read_record_files(tmp_path, "f8")
         np.testing.assert_allclose(rec.signal, d / 200.0, rtol=1e-6)
 
+    def test_several_samples_per_frame(self, tmp_path: Path) -> None:
+        # lead II at 2 samples per frame (500 Hz in a 250 Hz record), V1 at one: II is
+        # averaged to the frame rate, and a frame holding an invalid sample is a gap,
+        # not the average of -32768 and a real sample
+        rng = np.random.default_rng(1)
+        frames = rng.integers(-300, 300, (1000, 3)).astype("<i2")  # II, II, V1
+        frames[500, 1] = -32768
+        frames.tofile(tmp_path / "mf.dat")
+        _write_header(tmp_path / "mf.hea", "mf 2 250 1000\n"
+                      "mf.dat 16x2 200(0)/mV 16 0 0 0 0 II\nmf.dat 16 200(0)/mV 16 0 0 0 0 V1")  # fmt: skip
+        rec = read_record_files(tmp_path, "mf")
+        assert rec.fs == 250 and rec.channels == ("II", "V1") and rec.n_samples == 1000
+        ii = frames[:, :2].astype(float).mean(axis=1) / 200
+        ii[500] = np.nan
+        np.testing.assert_allclose(rec.signal[:, 0], ii, rtol=1e-6)
+        np.testing.assert_allclose(rec.signal[:, 1], frames[:, 2] / 200, rtol=1e-6)
+
     def test_record_in_a_sub_folder(self, tmp_path: Path, mitdb_dir: Path) -> None:
         # PhysioNet's larger databases keep records in sub-folders (RECORDS: p00/p000020);
         # the header names its signal files relative to its own folder
