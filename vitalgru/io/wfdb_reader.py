@@ -207,8 +207,9 @@ def read_annotations_file(
     Returns
     -------
     Annotations
-        ``sample_idx`` ``(n,)`` int64 at the annotation file's ``fs`` (the record's
-        frame rate when the file does not store one); ``symbol`` ``(n,)`` str;
+        ``sample_idx`` ``(n,)`` int64 at the record's frame rate (a file that stores a
+        time resolution of its own is brought to it; without a readable header, at the
+        file's own rate); ``symbol`` ``(n,)`` str;
         ``aux_note`` with trailing NUL bytes stripped (``"(AFIB"``).
 
     Raises
@@ -224,10 +225,17 @@ def read_annotations_file(
         ann = wfdb.rdann(str(directory / record), extension)
     except Exception as e:  # wfdb raises ValueError/IndexError on corrupt bytes
         raise RecordError(path, f"cannot decode annotations: {e}", reason="bad_annotations") from e
+    sample = np.asarray(ann.sample, dtype=np.int64)
     fs = ann.fs
     if not fs:
         fs = read_header(directory, record).fs
-    sample = np.asarray(ann.sample, dtype=np.int64)
+    elif (frame_fs := _frame_fs(directory, record)) is not None and frame_fs != fs:
+        # a file written at a time resolution of its own (WFDB's high-resolution
+        # annotations, "## time resolution: 500" in a 250 Hz record): its times are
+        # brought to the record's frames, as WFDB's own readers do, so the beats sit
+        # on the samples the signal reader gives
+        sample = np.round(sample * (frame_fs / fs)).astype(np.int64)
+        fs = frame_fs
     symbol = np.asarray(ann.symbol if ann.symbol is not None else [], dtype=str)
     if symbol.shape != sample.shape:
         raise RecordError(
@@ -241,3 +249,12 @@ def read_annotations_file(
         )
     aux = tuple((a or "").rstrip("\x00") for a in (ann.aux_note or [""] * sample.size))
     return Annotations(sample_idx=sample, symbol=symbol, fs=float(fs), aux_note=aux)
+
+
+def _frame_fs(directory: Path, record: str) -> float | None:
+    """The record's frame rate from its header; None when there is no readable header
+    (annotations read on their own keep their file's rate)."""
+    try:
+        return read_header(directory, record).fs
+    except RecordError:
+        return None

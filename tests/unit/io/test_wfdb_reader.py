@@ -185,6 +185,19 @@ class TestWrittenRecords:
         np.testing.assert_allclose(rec.signal[:, 0], ii, rtol=1e-6)
         np.testing.assert_allclose(rec.signal[:, 1], frames[:, 2] / 200, rtol=1e-6)
 
+    def test_annotations_at_a_time_resolution_of_their_own(self, tmp_path: Path) -> None:
+        # WFDB high-resolution annotations: written at 500 Hz for a 250 Hz record, they
+        # are read at the record's frames (they sat at twice their samples before)
+        np.zeros((1000, 1), "<i2").tofile(tmp_path / "hr.dat")
+        _write_header(tmp_path / "hr.hea", "hr 1 250 1000\nhr.dat 16 200(0)/mV 16 0 0 0 0 II")
+        wfdb.wrann("hr", "hra", np.array([10, 501, 1999]), symbol=["N", "V", "N"], fs=500,
+                   write_dir=str(tmp_path))  # fmt: skip
+        ann = read_annotations_file(tmp_path, "hr", "hra")
+        assert ann.fs == 250 and ann.sample_idx.tolist() == [5, 250, 1000]
+        (tmp_path / "hr.hea").unlink()  # no header: the file's own rate
+        ann = read_annotations_file(tmp_path, "hr", "hra")
+        assert ann.fs == 500 and ann.sample_idx.tolist() == [10, 501, 1999]
+
     def test_record_in_a_sub_folder(self, tmp_path: Path, mitdb_dir: Path) -> None:
         # PhysioNet's larger databases keep records in sub-folders (RECORDS: p00/p000020);
         # the header names its signal files relative to its own folder
