@@ -109,10 +109,12 @@ def resolve_source(cfg: PhysioNetConfig | None = None) -> Source:
 
 
 def _local_folder_meant(m: re.Match[str], src: Source, text: str) -> bool:
-    """A bare name (``mydb``) that no source knows but that is a folder here is a folder:
-    not a PhysioNet database this version knows, not in the mirror, and no version given."""
+    """A name (``mydb``, ``ward4/2024``) that no source knows but that is a folder here is
+    a folder: not a PhysioNet database this version knows, and not in the mirror. (A
+    relative folder of two parts reads like ``<db>/<version>``; one that is there is not
+    fetched from PhysioNet.)"""
     db = m.group("db")
-    if m.group("version") or db in KNOWN_VERSIONS:
+    if db in KNOWN_VERSIONS:
         return False
     if src.mirror is not None and (src.mirror / db).is_dir():
         return False

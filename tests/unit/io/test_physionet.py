@@ -223,9 +223,15 @@ class TestFolderDatabase:
             shutil.copyfile(mitdb_dir / f"100.{ext}", tmp_path / "mydb" / f"100.{ext}")
         db = open_database("mydb", cfg)  # the folder in the working directory
         assert db.root == tmp_path / "mydb" and db.list_records() == ["100"]
+        # a relative folder of two parts reads like <db>/<version>, but is there
+        (tmp_path / "ward4" / "2024").mkdir(parents=True)
+        shutil.copytree(tmp_path / "mydb", tmp_path / "ward4" / "2024", dirs_exist_ok=True)
+        db = open_database("ward4/2024", cfg)
+        assert db.root == tmp_path / "ward4" / "2024" and db.list_records() == ["100"]
         # a known name stays a PhysioNet name, folder or not
-        (tmp_path / "mitdb").mkdir()
+        (tmp_path / "mitdb" / "1.0.0").mkdir(parents=True)
         assert open_database("mitdb", cfg).url is not None
+        assert open_database("mitdb/1.0.0", cfg).url is not None
 
     def test_the_folder_above_the_databases_names_them(self, tmp_path: Path) -> None:
         for name in ("mitdb", "nstdb"):
