@@ -26,6 +26,7 @@ import pandas as pd
 from pipelines.arrhythmia import load_arrhythmia_config, write_report
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
+from vitalgru.config import ArrhythmiaTrainConfig
 from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort, patient_groups
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
@@ -101,8 +102,8 @@ def evaluate_arrhythmia(
         A ``.json`` path, or a folder (``evaluation.json`` inside); the markdown table is
         written beside it with a ``.md`` suffix.
     config_path : str, optional
-        Training config whose ``ingest.physionet`` (mirror, cache) and
-        ``ingest.arrhythmia.windows.lead`` (when it differs from the model's) are used.
+        Training config whose ``ingest.physionet`` (mirror, cache) and, where it sets one,
+        ``ingest.arrhythmia.windows.lead`` (else the model's lead) are used.
     write_annotations : str, optional
         Also write the model's label of each beat as a WFDB annotation file with this
         extension, ``annotations/<record>.<ext>`` beside the report
@@ -123,6 +124,16 @@ def evaluate_arrhythmia(
     return report
 
 
+def config_lead(cfg: ArrhythmiaTrainConfig, config_path: str | None) -> str | None:
+    """The lead the config file given to ``evaluate`` or ``replay`` names, or None (the
+    model's lead; also without a file). Only a file that sets
+    ``ingest.arrhythmia.windows.lead`` names one: one that sets the mirror or the cache
+    alone would otherwise replace the model's lead with the field's default (MLII)."""
+    windows = cfg.ingest.arrhythmia.windows
+    named = config_path is not None and "lead" in windows.model_fields_set
+    return str(windows.lead) if named else None
+
+
 def score_records(
     loaded: tracking.LoadedModel,
     db: str,
@@ -141,9 +152,7 @@ def score_records(
     cfg = load_arrhythmia_config(config_path)
     database = open_database(db, cfg.ingest.physionet)
     names = parse_records(records, database.list_records(), database.name)
-    lead = None
-    if config_path is not None:
-        lead = cfg.ingest.arrhythmia.windows.lead
+    lead = config_lead(cfg, config_path)
     scores = score_database(
         loaded.module, loaded.preprocessing, database, names, lead=lead, annotations=annotations
     )

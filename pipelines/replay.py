@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.arrhythmia import load_arrhythmia_config
-from pipelines.evaluate import folder_metrics, parse_records
+from pipelines.evaluate import config_lead, folder_metrics, parse_records
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
@@ -186,7 +186,7 @@ def replay_arrhythmia(
     names = parse_records(records, database.list_records(), database.name)
     extra = {} if margin_s is None else {"margin_s": margin_s}
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules, **extra)
-    lead = cfg.ingest.arrhythmia.windows.lead if config_path is not None else None
+    lead = config_lead(cfg, config_path)
     result, report = replay_database(
         monitor, database, names, chunk_s=chunk_s, lead=lead, on_tick=_progress(),
         annotations=annotations,

@@ -252,3 +252,25 @@ def test_the_labels_written_as_wfdb_annotations_read_back_at_the_reference_beats
     np.testing.assert_array_equal([back[s] for s in got.symbol], scores.y_pred[mine])
     with pytest.raises(ValueError, match="not an annotation file extension"):
         scores.write_annotations(tmp_path / "ann", "v.1")
+
+
+def test_a_config_scores_the_models_lead_unless_it_names_one(folder: Path, tmp_path: Path) -> None:
+    # `vitalgru evaluate --config FILE` takes the mirror and cache from a config; one that
+    # names no lead leaves the model's (here V5; the field's default is MLII)
+    from pipelines.evaluate import score_records
+    from vitalgru.tracking.models import LoadedModel
+
+    torch.manual_seed(0)
+    model = ArrhythmiaGRU(n_rr=N_RR_FEATURES).eval()
+    loaded = LoadedModel(module=model, preprocessing={**PREPROCESSING, "lead": "V5"},
+                         config={}, uri="models:/test/1", version="1")  # fmt: skip
+    cache = tmp_path / "cache_only.yaml"
+    cache.write_text(f"ingest:\n  physionet:\n    cache_dir: {tmp_path / 'cache'}\n")
+    named = tmp_path / "names_mlii.yaml"
+    named.write_text("ingest:\n  arrhythmia:\n    windows:\n      lead: MLII\n")
+    leads = {}
+    for name, cfg in (("none", None), ("cache", cache), ("named", named)):
+        report, _ = score_records(loaded, str(folder), "good", str(tmp_path / f"{name}.json"),
+                                  None if cfg is None else str(cfg))  # fmt: skip
+        leads[name] = report["records"]["good"]["signal"]["lead"]
+    assert leads == {"none": "V5", "cache": "V5", "named": "MLII"}
