@@ -46,6 +46,7 @@ BEAT_COLUMNS: tuple[str, ...] = (
     "split",
     "beat_idx",
     "sample_idx",
+    "source_idx",
     "symbol",
     "aami",
     "label",
@@ -316,8 +317,9 @@ def process_record(
         # Beats closer than one target sample would collide; physiologically impossible
         # (>= 200 ms refractory), but keep the data consistent if an annotator did it.
         uniq = np.concatenate([[True], np.diff(ref) > 0])
-        ref, symbols, quality_ok, signal_ok, ref_hit = (
+        ref, ref_src, symbols, quality_ok, signal_ok, ref_hit = (
             ref[uniq],
+            ref_src[uniq],
             symbols[uniq],
             quality_ok[uniq],
             signal_ok[uniq],
@@ -344,6 +346,7 @@ def process_record(
             "split": split,
             "beat_idx": np.arange(ref.size, dtype=np.int32),
             "sample_idx": ref,
+            "source_idx": np.asarray(ref_src, np.int64),  # the same beat at the record's rate
             "symbol": symbols,
             "aami": aami,
             "label": labels,

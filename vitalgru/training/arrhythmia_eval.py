@@ -195,7 +195,7 @@ def score_database(
         ps.append(p.argmax(axis=1))
         probs_all.append(p)
         facts[rid] = item.facts
-        at.append(np.round(idx * float(item.facts["fs_source"]) / fs).astype(np.int64))
+        at.append(item.beats["source_idx"].to_numpy(np.int64))  # as annotated or detected
         seen.append(beat_inputs(item.windows, idx, rids[-1], fs, ok))
         if on_record is not None:
             on_record(rid)

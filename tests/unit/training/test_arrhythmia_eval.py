@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import wfdb
+from scipy.signal import resample_poly
 
 from vitalgru.config import PhysioNetConfig
 from vitalgru.data.beat_features import N_RR_FEATURES
@@ -252,6 +253,29 @@ def test_the_labels_written_as_wfdb_annotations_read_back_at_the_reference_beats
     np.testing.assert_array_equal([back[s] for s in got.symbol], scores.y_pred[mine])
     with pytest.raises(ValueError, match="not an annotation file extension"):
         scores.write_annotations(tmp_path / "ann", "v.1")
+
+
+def test_labels_of_a_500_hz_record_are_written_at_the_annotated_samples(
+    mitdb_dir: Path, model: ArrhythmiaGRU, tmp_path: Path
+) -> None:
+    # a record at a rate above the model's: each label goes to the beat's own sample (a
+    # round trip through the model's 360 Hz put 152 of 371 one sample off before)
+    n = SECONDS * 360
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=n)
+    ann = wfdb.rdann(str(mitdb_dir / "100"), "atr", sampto=n - 1)
+    sig = resample_poly(rec.p_signal, 25, 18, axis=0)  # 500 Hz
+    folder = tmp_path / "db500"
+    folder.mkdir()
+    wfdb.wrsamp("r500", fs=500, units=rec.units, sig_name=rec.sig_name, p_signal=sig,
+                fmt=["16"] * 2, adc_gain=[200.0] * 2, baseline=[0] * 2, write_dir=str(folder))  # fmt: skip
+    at = np.round(ann.sample * 500 / 360).astype(np.int64) + 1  # not images of 360 Hz samples
+    wfdb.wrann("r500", "atr", at, symbol=list(ann.symbol), write_dir=str(folder))
+    scores = score_database(model, PREPROCESSING, open_database(str(folder), PhysioNetConfig()),
+                            ["r500"])  # fmt: skip
+    (path,) = scores.write_annotations(tmp_path / "ann", "vgru")
+    got = wfdb.rdann(str(path.with_suffix("")), "vgru")
+    assert got.fs == 500 and got.sample.size > 40
+    assert set(got.sample) <= set(at.tolist())
 
 
 def test_a_config_scores_the_models_lead_unless_it_names_one(folder: Path, tmp_path: Path) -> None:
