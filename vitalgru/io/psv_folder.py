@@ -59,10 +59,11 @@ class PsvCohort:
     Attributes
     ----------
     frame : pandas.DataFrame
-        One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour,
-        1-based, from ``ICULOS``), the measurement and static columns (float32, NaN
-        where not measured) and ``sepsis_label`` (int8). Rows are grouped by patient in
-        file-name order, hours ascending within a patient.
+        One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour from
+        ``ICULOS``: the Challenge's stays start at 1, an export may start at 0), the
+        measurement and static columns (float32, NaN where not measured) and
+        ``sepsis_label`` (int8). Rows are grouped by patient in file-name order, hours
+        ascending within a patient.
     attrition : list of AttritionEntry
         Files that could not be read, with the reason.
     source_files : int

@@ -192,10 +192,10 @@ def _row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, f
         hour is None
         or not math.isfinite(hour)
         or hour != int(hour)
-        or not 1 <= hour <= MAX_ICU_HOUR
-    ):
+        or not 0 <= hour <= MAX_ICU_HOUR  # as the file reader takes them: an export may
+    ):  # count the first hour 0 where the Challenge counts it 1
         raise ValueError(
-            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number from 1 to "
+            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number from 0 to "
             f"{MAX_ICU_HOUR}), got {row.get('ICULOS', hour)!r}"
         )
     if last_hour is not None and hour <= last_hour:

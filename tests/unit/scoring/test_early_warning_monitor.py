@@ -94,6 +94,21 @@ class TestEarlyWarningMonitor:
         want = score_cohort(blend.model, blend.preprocessing, gappy)
         np.testing.assert_allclose([o.risk for o in out], want, rtol=0, atol=1e-5)
 
+    def test_a_stay_counted_from_hour_0(self, cohort, blend) -> None:
+        # the file reader takes ICULOS 0 (an export counting the first hour 0); live, the
+        # monitor refused it, so a replay of such a file stopped at its first row
+        test = cohort.subset(np.arange(200, 203))
+        frame = test.frame.copy()
+        first = frame.groupby("patient_id")["hour"].transform("min")
+        frame["hour"] = (frame["hour"] - first).astype(frame["hour"].dtype)
+        zero = type(test)(frame, test.offsets, test.patient_ids, {}, [])
+        want = score_cohort(blend.model, blend.preprocessing, zero)
+        res = replay_stays(EarlyWarningMonitor(blend.model, blend.preprocessing), frame)
+        hours = [[h.hour for h in res.risks[p]] for p in test.patient_ids]
+        assert [h[0] for h in hours] == [0, 0, 0]
+        live = [h.risk for p in test.patient_ids for h in res.risks[p]]
+        np.testing.assert_allclose(live, want, rtol=0, atol=1e-5)
+
     def test_rows_it_cannot_place_are_clear_errors(self, blend) -> None:
         mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
         mon.admit("a")
@@ -109,8 +124,10 @@ class TestEarlyWarningMonitor:
         # an hour past what the hour column holds (a feed sending seconds, or a date) was
         # taken: 200,000 wrapped round to 3,392, and 10**7 gave a NaN risk
         for hour in (32_768, 200_000, 10**7):
-            with pytest.raises(ValueError, match="from 1 to 32767"):
+            with pytest.raises(ValueError, match="from 0 to 32767"):
                 mon.push({"a": {"HR": 81, "ICULOS": hour}})
+        with pytest.raises(ValueError, match="from 0 to 32767"):
+            mon.push({"a": {"HR": 81, "ICULOS": -1}})
         with pytest.raises(KeyError, match="admit"):
             mon.push({"b": {"ICULOS": 1}})
         # a refused push changed nothing: the next good hour is scored
