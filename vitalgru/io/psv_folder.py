@@ -163,8 +163,12 @@ def read_psv_folder(
                 logger.warning("cache %s cannot be read (%s: %s); reading the files again",
                                cache_file, type(e).__name__, e)  # fmt: skip
             else:
-                logger.info("read %d patient-hours from cache %s", len(cached.frame), cache_file)
-                return cached
+                # a cohort cached with files left out is no answer to on_error="raise":
+                # the files are read, and the first that cannot be is raised
+                if not (cached.attrition and on_error == "raise"):
+                    logger.info("read %d patient-hours from cache %s", len(cached.frame),
+                                cache_file)  # fmt: skip
+                    return cached
 
     attrition: list[AttritionEntry] = []
     bodies: list[bytes] = []

@@ -205,6 +205,13 @@ class TestReadFolder:
         ]
         with pytest.raises(RecordError):
             read_psv_folder(tmp_path, on_error="raise")
+        # and when the folder's read with files left out is cached: the cache answered
+        # on_error="raise" with the cohort, as if every file had been read
+        cache = tmp_path.parent / f"{tmp_path.name}-cache"
+        read_psv_folder(tmp_path, cache_dir=cache)
+        with pytest.raises(RecordError, match="p3.psv"):
+            read_psv_folder(tmp_path, on_error="raise", cache_dir=cache)
+        assert read_psv_folder(tmp_path, cache_dir=cache).frame.equals(f)
 
     def test_a_misshapen_file_goes_to_attrition_and_the_rest_is_read(self, tmp_path: Path):
         # the folder read used to fail whole on such a file's rows
