@@ -33,8 +33,27 @@ from vitalgru.errors import ConfigError
 T = TypeVar("T", bound=BaseModel)
 
 
+def _not_empty(v: Any, name: str) -> Any:
+    """Checked before the conversion to a Path, where "" becomes "." (the working folder)."""
+    if isinstance(v, str | Path) and str(v).strip() == "":
+        raise ValueError(f"{name} must not be empty")
+    return v
+
+
+def _record_names(v: Any) -> Any:
+    """Record names are text; YAML reads `[100, 101]` as numbers (and `0100` as octal 64),
+    so a number is refused with the way to write it rather than guessed at."""
+    if isinstance(v, list | tuple) and any(isinstance(x, int | float) for x in v):
+        raise ValueError(
+            "record names are text: quote them (['100', '101']; YAML reads 100 as a number)"
+        )
+    return v
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no infinite or NaN number anywhere: `lr: .inf` or `grad_clip: .nan` is a typo that
+    # trains nonsense, not a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PhysioNetConfig(_Strict):
@@ -90,6 +109,8 @@ class ArrhythmiaDataConfig(_Strict):
     windows: BeatWindowConfig = BeatWindowConfig()
     seed: int = 0
 
+    _names = field_validator("exclude_records", "records", mode="before")(_record_names)
+
 
 class IngestConfig(_Strict):
     """What ``vitalgru ingest`` builds."""
@@ -99,12 +120,7 @@ class IngestConfig(_Strict):
     out_dir: Path = Path("vitalgru-out/datasets/mitdb")
     workers: int = Field(default=2, ge=1, le=64)
 
-    @field_validator("out_dir")
-    @classmethod
-    def _no_empty(cls, v: Path) -> Path:
-        if str(v).strip() == "":
-            raise ValueError("out_dir must not be empty")
-        return v
+    _no_empty = field_validator("out_dir", mode="before")(lambda v: _not_empty(v, "out_dir"))
 
 
 def _packaged(name: str) -> Path:
@@ -122,7 +138,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
         ) from e
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if data is None:
@@ -130,6 +146,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
+    last silently: `workers: 3` then `workers: 4` would train with 4, unsaid)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +190,17 @@ def resolve_config_dict(
 ) -> dict[str, Any]:
     """Raw mapping of a config: packaged ``default_name`` when ``path`` is None, its
     ``defaults:`` profiles merged under it (one level), then dotted ``overrides``."""
+    merged: dict[str, Any] = {}
+    for _, data in _config_layers(path, default_name):
+        merged = _merge(merged, data)
+    for k, v in (overrides or {}).items():
+        _set_dotted(merged, k, v)
+    return merged
+
+
+def _config_layers(path: str | Path | None, default_name: str) -> list[tuple[Path, dict]]:
+    """The files of a config in the order they are merged (its ``defaults:`` profiles,
+    then itself), each with its mapping (``defaults`` taken out)."""
     p = _packaged(default_name) if path is None else Path(path)
     if path is not None and not p.exists():
         alt = _packaged(str(path))
@@ -169,7 +212,7 @@ def resolve_config_dict(
     defaults = data.pop("defaults", []) or []
     if not isinstance(defaults, list):
         raise ConfigError(f"{p}: 'defaults' must be a list of file names")
-    merged: dict[str, Any] = {}
+    layers: list[tuple[Path, dict]] = []
     for name in defaults:
         sub = p.parent / str(name)
         if not sub.exists():
@@ -179,11 +222,22 @@ def resolve_config_dict(
         sub_data = _read_yaml(sub)
         if "defaults" in sub_data:
             raise ConfigError(f"{sub}: nested 'defaults' (composition is one level deep)")
-        merged = _merge(merged, sub_data)
-    merged = _merge(merged, data)
-    for k, v in (overrides or {}).items():
-        _set_dotted(merged, k, v)
-    return merged
+        layers.append((sub, sub_data))
+    return [*layers, (p, data)]
+
+
+def _set_in(layers: list[tuple[Path, dict]], loc: tuple[Any, ...]) -> Path | None:
+    """The last of ``layers`` whose mapping holds the key at ``loc`` (None: none does)."""
+    found = None
+    for file, data in layers:
+        cur: Any = data
+        for part in loc:
+            if not isinstance(cur, dict) or part not in cur:
+                break
+            cur = cur[part]
+        else:
+            found = file
+    return found
 
 
 def load_config(
@@ -216,8 +270,21 @@ def load_config(
         where = str(path) if path is not None else f"packaged {default_name}"
         if overrides:
             where += " with --set " + " ".join(f"{k}={v}" for k, v in overrides.items())
-        lines = [f"  {_explain(model, err)}" for err in e.errors()]
+        layers = _config_layers(path, default_name)
+        lines = []
+        for err in e.errors():
+            line = f"  {_explain(model, err)}"
+            # a key set by one of the file's defaults: profiles is named with that file
+            origin = _set_in(layers, tuple(err["loc"]))
+            if origin is not None and origin != layers[-1][0] and not _overridden(err, overrides):
+                line += f" (set in {origin})"
+            lines.append(line)
         raise ConfigError(f"invalid config {where}:\n" + "\n".join(lines)) from e
+
+
+def _overridden(err: Any, overrides: dict[str, Any] | None) -> bool:
+    key = ".".join(str(x) for x in err["loc"])
+    return any(key == k or key.startswith(f"{k}.") for k in overrides or {})
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -267,6 +334,7 @@ class ArrhythmiaTrainConfig(_Strict):
     # hold 263 S and 933 V beats. 201 and 203, DS1's atrial-fibrillation records, stay in
     # training: without them the model calls irregular AF beats S.
     val_records: tuple[str, ...] = ("118", "119", "220", "223")
+    _names = field_validator("val_records", mode="before")(_record_names)
     seed: int = 0
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
     # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
@@ -293,7 +361,7 @@ class ArrhythmiaTrainConfig(_Strict):
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=0.1, ge=0)
     warmup_frac: float = Field(default=0.05, ge=0, lt=1)
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = Field(default=1.0, gt=0)  # None: no clipping (<= 0 reverses)
     ema_decay: float | None = Field(default=None, gt=0, lt=1)  # weight averaging per step
     loss: Literal["ce", "focal"] = "ce"
     # w_c = (n / (K n_c))^p; p = 1 (full inverse frequency) won on validation S F1
@@ -390,6 +458,7 @@ class EarlyWarningConfig(_Strict):
     cache_dir: Path | None = None  # parsed-cohort parquet cache; None -> ~/.cache/vitalgru
     limit_patients: int | None = Field(default=None, ge=20)  # first N files, for quick runs
     out_dir: Path = Path("vitalgru-out/early_warning")
+    _no_empty = field_validator("out_dir", mode="before")(lambda v: _not_empty(v, "out_dir"))
     # Models cross-validated; "gru_d" is the one registered.
     models: tuple[Literal["gru_d", "gbm", "news2", "qsofa"], ...] = (
         "gru_d",

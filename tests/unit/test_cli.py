@@ -25,7 +25,7 @@ from pipelines.cli import _parse_overrides, _quiet_env, build_parser, main
 from pipelines.cli_models import cmd_monitor, cmd_replay
 from pipelines.cli_serve import cmd_serve
 from pipelines.evaluate import parse_records
-from vitalgru.config import ArrhythmiaTrainConfig, IngestConfig, load_config
+from vitalgru.config import ArrhythmiaTrainConfig, EarlyWarningConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +98,47 @@ class TestCLI:
         with pytest.raises(ConfigError) as e:
             load_config(ArrhythmiaTrainConfig, None, {"zzz": 1}, "arrhythmia.yaml")
         assert "did you mean" not in str(e.value) and "keys here" in str(e.value)
+
+    def test_values_that_would_train_nonsense_are_refused(self, tmp_path: Path) -> None:
+        # a negative grad_clip turns clipping into gradient ascent; an infinite or NaN
+        # number is a typo; an empty out_dir was the working folder; numbers for record
+        # names are read from YAML as numbers (0100 as octal 64); a key given twice kept
+        # the last, silently
+        for key, value, match in [
+            ("grad_clip", -1.0, "grad_clip: Input should be greater than 0"),
+            ("grad_clip", 0.0, "grad_clip: Input should be greater than 0"),
+            ("grad_clip", float("nan"), "grad_clip: Input should be a finite number"),
+            ("lr", float("inf"), "lr: Input should be a finite number"),
+            ("weight_decay", float("inf"), "weight_decay: Input should be a finite number"),
+            ("ingest.out_dir", "", "out_dir must not be empty"),
+            ("ingest.arrhythmia.records", [100, 101], r"record names are text: quote them"),
+            ("val_records", [118], r"record names are text: quote them"),
+        ]:
+            with pytest.raises(ConfigError, match=match):
+                load_config(ArrhythmiaTrainConfig, None, {key: value}, "arrhythmia.yaml")
+        assert load_config(ArrhythmiaTrainConfig, None, {"grad_clip": None},
+                           "arrhythmia.yaml").grad_clip is None  # fmt: skip
+        for name in ("pos_weight", "gbm_learning_rate"):
+            with pytest.raises(ConfigError, match="finite number"):
+                load_config(EarlyWarningConfig, None, {name: float("inf")}, "early_warning.yaml")
+        with pytest.raises(ConfigError, match="out_dir must not be empty"):
+            load_config(EarlyWarningConfig, None, {"out_dir": ""}, "early_warning.yaml")
+        twice = tmp_path / "twice.yaml"
+        twice.write_text("workers: 3\nworkers: 4\n")
+        with pytest.raises(ConfigError, match="key 'workers' is given twice"):
+            load_config(IngestConfig, twice)
+
+    def test_a_key_set_by_a_profile_is_named_with_its_file(self, tmp_path: Path) -> None:
+        (tmp_path / "base.yaml").write_text("arrhythmia:\n  sedd: 3\n")
+        exp = tmp_path / "exp.yaml"
+        exp.write_text("defaults: [base.yaml]\nworkers: 0\n")
+        with pytest.raises(ConfigError) as e:
+            load_config(IngestConfig, exp)
+        lines = str(e.value).splitlines()
+        assert lines[0] == f"invalid config {exp}:"
+        assert any("arrhythmia.sedd: unknown key" in x and f"(set in {tmp_path / 'base.yaml'})"
+                   in x for x in lines)  # fmt: skip
+        assert any(x.startswith("  workers:") and "set in" not in x for x in lines)
 
     def test_single_split_training_needs_validation_records(self) -> None:
         # cv_folds: null early-stops on val_records; an empty list has nothing to stop on.
