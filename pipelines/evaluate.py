@@ -124,14 +124,14 @@ def evaluate_arrhythmia(
     return report
 
 
-def config_lead(cfg: ArrhythmiaTrainConfig, config_path: str | None) -> str | None:
+def config_lead(cfg: ArrhythmiaTrainConfig, config_path: str | None) -> str | int | None:
     """The lead the config file given to ``evaluate`` or ``replay`` names, or None (the
     model's lead; also without a file). Only a file that sets
     ``ingest.arrhythmia.windows.lead`` names one: one that sets the mirror or the cache
     alone would otherwise replace the model's lead with the field's default (MLII)."""
     windows = cfg.ingest.arrhythmia.windows
     named = config_path is not None and "lead" in windows.model_fields_set
-    return str(windows.lead) if named else None
+    return windows.lead if named else None  # a name, or an index taken as given
 
 
 def score_records(

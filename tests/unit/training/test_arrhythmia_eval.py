@@ -292,9 +292,11 @@ def test_a_config_scores_the_models_lead_unless_it_names_one(folder: Path, tmp_p
     cache.write_text(f"ingest:\n  physionet:\n    cache_dir: {tmp_path / 'cache'}\n")
     named = tmp_path / "names_mlii.yaml"
     named.write_text("ingest:\n  arrhythmia:\n    windows:\n      lead: MLII\n")
+    index = tmp_path / "names_index_1.yaml"
+    index.write_text("ingest:\n  arrhythmia:\n    windows:\n      lead: 1\n")
     leads = {}
-    for name, cfg in (("none", None), ("cache", cache), ("named", named)):
+    for name, cfg in (("none", None), ("cache", cache), ("named", named), ("index", index)):
         report, _ = score_records(loaded, str(folder), "good", str(tmp_path / f"{name}.json"),
                                   None if cfg is None else str(cfg))  # fmt: skip
         leads[name] = report["records"]["good"]["signal"]["lead"]
-    assert leads == {"none": "V5", "cache": "V5", "named": "MLII"}
+    assert leads == {"none": "V5", "cache": "V5", "named": "MLII", "index": "V5"}
