@@ -656,6 +656,35 @@ class TestPromotion:
         assert not d.promoted and "not comparable" in d.reason
         assert get_alias_version(NAME) == v1
 
+    def test_a_champion_value_that_is_nan_is_not_comparable(self, store: Path) -> None:
+        # a metric undefined on the champion's evaluation (NaN) was passed over: the
+        # newcomer won on the other keys alone
+        with start_run("exp") as run:
+            v1 = _log(run, TinyGRU()).version
+            _client().log_metric(run.run_id, "auroc", float("nan"))
+            _client().log_metric(run.run_id, "f1", 0.1)
+        (v2,) = _registered(1)
+        set_alias(NAME, v1, "champion")  # by hand: its values come from its run
+        d = promote_if_better(NAME, v2, {"f1": 0.9, "auroc": 0.99}, ["f1", "auroc"])
+        assert not d.promoted and "no recorded value for ['auroc']; not comparable" in d.reason
+        assert get_alias_version(NAME) == v1
+
+    def test_versions_and_aliases_as_the_registry_has_them(self, store: Path) -> None:
+        v1, v2 = _registered(2)
+        promote(NAME, v1, "first")
+        # "01" is version 1: already champion, nothing recorded (it was taken as another
+        # version: a change reported, and a rollback to "1" from "01")
+        d = promote(NAME, f"0{v1}", "zero-padded")
+        assert not d.promoted and "already holds" in d.reason
+        promote(NAME, v2, "second")
+        assert rollback(NAME, "back").previous_version == v2 and get_alias_version(NAME) == v1
+        assert [h["version"] for h in alias_history(NAME)] == [v1, v2, v1]
+        for alias in ("", "latest", "v2", "V10"):  # MLflow's own refusal was a traceback
+            with pytest.raises(ValueError, match="cannot be an alias"):
+                promote(NAME, v2, "why", alias=alias)
+            with pytest.raises(ValueError, match="cannot be an alias"):
+                rollback(NAME, "why", alias=alias)
+
     def test_missing_gate_key_is_a_clear_error(self, store: Path) -> None:
         (v1,) = _registered(1)
         with pytest.raises(ValueError, match=r"\['auprc'\] missing .* available: \['f1'\]"):

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,19 @@ def _existing_version(client: MlflowClient, name: str, version: str) -> Any:
         raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
 
 
+def _check_alias(alias: str) -> str:
+    """``alias`` if MLflow lets a person set it: not empty, not ``latest``, not ``v<N>``
+    (which name versions in a model URI); MLflow's own refusal otherwise raised its
+    exception, not a message."""
+    a = str(alias)
+    if not a.strip() or a.lower() == "latest" or re.fullmatch(r"[vV]\d+", a):
+        raise ValueError(
+            f"{alias!r} cannot be an alias (empty, 'latest' and 'v<N>' name versions in a "
+            "model URI); use a name such as 'champion' or 'challenger'"
+        )
+    return a
+
+
 def promote(
     name: str, version: str, reason: str, alias: str = "champion", *, how: str = "manual"
 ) -> PromotionDecision:
@@ -171,13 +185,15 @@ def promote(
     reason = " ".join(str(reason).split())
     if not reason:
         raise ValueError("a promotion by hand needs a reason (it is kept in the registry)")
+    alias = _check_alias(alias)
     with _changing_aliases(name):
         return _promote(name, str(version), reason, alias, how)
 
 
 def _promote(name: str, version: str, reason: str, alias: str, how: str) -> PromotionDecision:
     client = _client()
-    _existing_version(client, name, version)
+    # the version as the registry numbers it: "01" is version 1, not another one
+    version = str(_existing_version(client, name, version).version)
     prev = _alias_version(client, name, alias)
     if prev == version:
         return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
@@ -206,6 +222,7 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
     reason = " ".join(str(reason).split())
     if not reason:
         raise ValueError("a rollback needs a reason (it is kept in the registry)")
+    alias = _check_alias(alias)
     with _changing_aliases(name):
         client = _client()
         current = _alias_version(client, name, alias)
@@ -423,7 +440,9 @@ def _gate(
 
     old = _champion_values(client, champ, gate_keys)
     cmp = {k: (new[k], old[k]) for k in gate_keys}
-    missing = [k for k, v in old.items() if v is None]
+    # a NaN (a metric undefined on the champion's evaluation) compares as neither better nor
+    # worse, so it counts as no value, like a missing one
+    missing = [k for k, v in old.items() if v is None or not math.isfinite(v)]
     if missing:
         return finish(
             False,
