@@ -272,5 +272,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """The ``vitalgru`` command: :func:`main`, with every refusal it gives as a message
+    (``SystemExit("...")``, which Python would end with status 1) printed on one line and
+    ended with status 2, as errors a user can act on are everywhere else (argparse's
+    usage errors included); 3 stays a monitor check's ``--fail-on``."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        text = e.code if e.code.startswith("vitalgru") else f"vitalgru: error: {e.code}"
+        print(text, file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -229,19 +229,39 @@ _TASK_INPUT = {
 }
 
 
+#: The options of one task only (``evaluate`` and ``replay``), by the task they belong to.
+_TASK_OPTIONS = {
+    "arrhythmia": (
+        "db",
+        "records",
+        "config",
+        "annotations",
+        "write_annotations",
+        "chunk_s",
+        "margin_s",
+    ),  # fmt: skip
+    "early-warning": ("data", "patients", "write_predictions"),
+}
+
+
 def require_input(args: argparse.Namespace) -> None:
     """Exit with a usage message when the task's input option is missing (argparse cannot
     say that one option is required for one choice of the positional argument), or an
-    arrhythmia option is given to early-warning."""
+    option of the other task is given (it was ignored: ``evaluate early-warning --db``
+    scored the folder of ``--data`` and said nothing)."""
     attr, usage = _TASK_INPUT[args.task]
     if not getattr(args, attr):
         raise SystemExit(f"{args.command} {args.task} needs {usage}")
-    if args.task == "arrhythmia" and getattr(args, "write_predictions", False):
-        raise SystemExit("--write-predictions is an early-warning option")
+    other = next(t for t in _TASK_OPTIONS if t != args.task)
+    given = [o for o in _TASK_OPTIONS[other] if getattr(args, o, None) not in (None, False)]
+    if given:
+        names = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise SystemExit(
+            f"{args.command} {args.task} does not read {names}: "
+            + (f"it is an {other} option" if len(given) == 1 else f"they are {other} options")
+        )
     if args.write_annotations is None:
         return
-    if args.task == "early-warning":
-        raise SystemExit("--write-annotations is an arrhythmia option")
     from vitalgru.io.wfdb_writer import check_annotation_extension
 
     try:  # not the reference annotations' own extension

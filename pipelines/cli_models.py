@@ -35,8 +35,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     require_input(args)
     check_mlflow()
     if args.task == "early-warning":
-        if args.annotations is not None:
-            raise SystemExit("--annotations is an arrhythmia option")
         from pipelines.replay import replay_early_warning
 
         ew = replay_early_warning(
@@ -64,7 +62,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         db=args.db,
         records=args.records,
         out=str(Path(args.out).resolve()),
-        chunk_s=args.chunk_s,
+        chunk_s=1.0 if args.chunk_s is None else args.chunk_s,
         margin_s=args.margin_s,
         config_path=args.config,
         annotations=annotation_ext_or_none(args.annotations or "atr"),
@@ -121,7 +119,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             "max_utility_drop": args.max_utility_drop,
             "max_auroc_drop": args.max_auroc_drop,
         }
+    from vitalgru import tracking  # (imports mlflow: only for the commands that use it)
+
     check_mlflow()
+    if (why := tracking.missing_store()) is not None:  # before a Prefect server starts
+        raise SystemExit(f"vitalgru: error: {why}")
     check_prefect()
     from pipelines.monitor import STATUSES, monitor_arrhythmia_flow, monitor_early_warning_flow
 
@@ -221,7 +223,7 @@ def add_model_commands(sub: Any) -> None:
         help="early-warning: replay only the first N files (default: all)",
     )  # fmt: skip
     sp.add_argument(
-        "--chunk-s", type=positive_seconds, default=1.0,
+        "--chunk-s", type=positive_seconds, default=None,
         help="arrhythmia: seconds of signal per patient per tick (default 1)",
     )  # fmt: skip
     sp.add_argument(

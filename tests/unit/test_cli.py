@@ -21,7 +21,7 @@ import yaml
 from http_testkit import closed_port
 
 from pipelines.access import TokenTable
-from pipelines.cli import _parse_overrides, _quiet_env, build_parser, main
+from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_evaluate, main, run
 from pipelines.cli_models import cmd_monitor, cmd_replay
 from pipelines.cli_serve import cmd_serve
 from pipelines.evaluate import parse_records
@@ -397,9 +397,50 @@ class TestCLI:
         # a sepsis check has no beat annotations
         with pytest.raises(SystemExit, match="--annotations and --max-f1-drop are arrhythmia"):
             cmd_monitor(p.parse_args(["monitor", "early-warning", "--annotations", "none"]))
-        with pytest.raises(SystemExit, match="--annotations is an arrhythmia option"):
+        with pytest.raises(SystemExit, match="does not read --annotations: it is an arrhythmia"):
             cmd_replay(p.parse_args(["replay", "early-warning", "--model", "m", "--out", "r.json",
                                      "--data", "setA", "--annotations", "none"]))  # fmt: skip
+
+    def test_evaluate_and_replay_refuse_the_other_tasks_options(self) -> None:
+        # they were ignored: `evaluate early-warning --db mitdb` scored --data, unsaid
+        p = build_parser()
+        for cmd, func in (("evaluate", cmd_evaluate), ("replay", cmd_replay)):
+            base = [cmd, "--model", "m", "--out", "r.json"]
+            ew = [base[0], "early-warning", *base[1:], "--data", "setA"]
+            with pytest.raises(SystemExit, match=f"{cmd} early-warning does not read --db, "
+                               "--records, --config: they are arrhythmia options"):  # fmt: skip
+                func(p.parse_args([*ew, "--db", "mitdb", "--records", "DS2", "--config", "c"]))
+            ar = [base[0], "arrhythmia", *base[1:], "--db", "mitdb"]
+            with pytest.raises(SystemExit, match="does not read --data: it is an early-warning"):
+                func(p.parse_args([*ar, "--data", "setA"]))
+        with pytest.raises(SystemExit, match="does not read --chunk-s: it is an arrhythmia"):
+            cmd_replay(p.parse_args(["replay", "early-warning", "--model", "m", "--out", "r.json",
+                                     "--data", "setA", "--chunk-s", "2"]))  # fmt: skip
+        with pytest.raises(SystemExit, match="does not read --patients: it is an early-warning"):
+            cmd_replay(p.parse_args(["replay", "arrhythmia", "--model", "m", "--out", "r.json",
+                                     "--db", "mitdb", "--patients", "3"]))  # fmt: skip
+        with pytest.raises(SystemExit, match="--write-predictions: it is an early-warning"):
+            cmd_evaluate(p.parse_args(["evaluate", "arrhythmia", "--model", "m", "--out", "r.json",
+                                       "--db", "mitdb", "--write-predictions"]))  # fmt: skip
+
+    def test_the_command_ends_a_refusal_with_status_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # `vitalgru` (run) prints a refusal on one line and exits 2, as its other errors; a
+        # refusal raised as SystemExit("...") ended with Python's status 1 before
+        monkeypatch.chdir(tmp_path)
+        assert run(["config", "ingest", "--set", "noequals"]) == 2
+        assert (
+            capsys.readouterr().err == "vitalgru: error: --set expects key=value, got 'noequals'\n"
+        )
+        assert run(["models", "list"]) == 2  # no MLflow store here
+        assert capsys.readouterr().err.startswith("vitalgru: error: there is no MLflow store")
+        assert run(["monitor", "arrhythmia", "--db", "mitdb"]) == 2  # before Prefect starts
+        assert "there is no MLflow store" in capsys.readouterr().err
+        assert not list(tmp_path.iterdir())  # nothing made in the folder
+        with pytest.raises(SystemExit) as e:  # argparse's own usage errors: 2 as well
+            run(["evaluate"])
+        assert e.value.code == 2
 
     def test_serve_reads_its_options_before_loading_anything(self) -> None:
         p = build_parser()
