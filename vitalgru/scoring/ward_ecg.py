@@ -117,8 +117,11 @@ class EcgWard(WardShadows, WardStrips):
                     raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
                                    f"samples under {now!r}")  # fmt: skip
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
+            # a chunk without an index continues the stream: the index it would have had
+            # moves on by its samples, so an indexed chunk after it is in order (it was
+            # taken as coming after a break the unindexed chunks' length long)
             x, next_index, filled, again, broken, restart = (
-                (x, bed.next_index, 0, 0, 0, None)
+                (x, None if bed.next_index is None else bed.next_index + x.size, 0, 0, 0, None)
                 if start is None
                 else self._in_order(bed, x, start)
             )
@@ -137,7 +140,7 @@ class EcgWard(WardShadows, WardStrips):
                 bed.index_restarts += 1
                 logger.warning("ward: patient %s: the chunk's index (%d) is %s: taken as a "
                                "feed that restarted its count", pid, start, restart)  # fmt: skip
-            if start is not None:
+            if next_index is not None:
                 self._remember_sent(bed, x, next_index, broken, restart is not None)
             if x.size or broken:
                 bed.arrived(x.size + broken, time.monotonic(), self.feed_timeout_s,

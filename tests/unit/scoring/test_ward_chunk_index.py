@@ -158,3 +158,29 @@ def test_a_feed_that_restarts_its_count_loses_nothing(
     assert summary["next_start"] == x.size - counted_from
     assert summary["received_s"] == pytest.approx(x.size / FS, abs=1e-3)
     assert [(c.sample_idx, c.label) for c in beats] == [(c.sample_idx, c.label) for c in clean]
+
+
+@FUZZ
+@given(plan=st.lists(st.tuples(st.integers(90, 540), st.sampled_from(["sent", "unindexed",
+                                                                    "twice"])), max_size=40))  # fmt: skip
+def test_chunks_without_their_index_continue_the_count(
+    x: np.ndarray, clean: list[BeatCall], plan: list[tuple[int, str]]
+) -> None:
+    # a client that sends `start` with some chunks and not with others: an unindexed chunk
+    # continues the stream, and the indexed one after it is in order (it was taken as
+    # coming after a break as long as the unindexed chunks, every later beat moved by it);
+    # a chunk sent again after unindexed ones is still told for a resend
+    ward, beats = _ward()
+    again = 0
+    for a, b, fate, _ in _chunks(x.size, [(size, fate, 0) for size, fate in plan]):
+        ward.add_ecg("p", x[a:b].tolist(), None if fate == "unindexed" else a)
+        ward.tick()
+        if fate == "twice" and a > 0:
+            ward.add_ecg("p", x[a:b].tolist(), a)
+            ward.tick()
+            again += b - a
+    summary = ward.discharge_ecg("p")
+    assert (summary["break_samples"], summary["filled_samples"]) == (0, 0)
+    assert summary["repeated_samples"] == again
+    assert summary["received_s"] == pytest.approx(x.size / FS, abs=1e-3)
+    assert [(c.sample_idx, c.label) for c in beats] == [(c.sample_idx, c.label) for c in clean]
