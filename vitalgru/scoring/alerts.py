@@ -63,6 +63,11 @@ KINDS: tuple[str, ...] = (
 )
 
 
+#: Tolerance on the times a rule compares (s): far below a sample at any rate, so that a
+#: pause of exactly ``pause_s`` counted in samples is one wherever it falls in the stream
+#: (3.000 s as a difference of two float times can come out 2.9999999999999996).
+_EPS_S = 1e-6
+
 @dataclass(frozen=True)
 class AlertRules:
     """Limits of the alarm rules (see the module docstring)."""
@@ -193,6 +198,9 @@ class AlertTracker:
         # breaks in the feed since the latest R peak: (stream time it resumed, seconds lost)
         self._breaks: deque[tuple[float, float]] = deque()
         self._pause_after = -math.inf  # the R peak the open pause alarm came after
+        # how far the silence of the open pause alarm had been seen when it was raised: an
+        # R peak reported later but inside it (the detector's search-back) does not end it
+        self._pause_seen_to = -math.inf
 
     def beat(self, time_s: float, label: str, signal_ok: bool, now_s: float) -> list[Alert]:
         """Add one labelled beat (in time order); the alerts raised by the beats whose
@@ -278,10 +286,14 @@ class AlertTracker:
         unseen = self._unseen(onset, peak_s)
         gap = peak_s - onset - unseen
         out = []
-        if gap >= self.rules.pause_s and not self._pause_raised:
+        if gap >= self.rules.pause_s - _EPS_S and not self._pause_raised:
             out.append(Alert(self.patient_id, "pause", onset, now_s,
                              f"pause: no heartbeat for {gap:.1f} s{_unseen_note(unseen)}"))  # fmt: skip
-        self._pause_raised = False  # the pause, if any, ended with this beat
+        if peak_s >= self._pause_seen_to:
+            self._pause_raised = False  # the pause, if any, ended with this beat
+        # else a peak found late inside the silence already alarmed: the silence goes on
+        # after it, and it is the same pause (it was raised a second time, the first never
+        # ended, when such a peak re-armed it)
         while self._breaks and self._breaks[0][0] <= peak_s:
             self._breaks.popleft()  # no later silence spans it
         return out
@@ -306,14 +318,16 @@ class AlertTracker:
         onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
         unseen = self._unseen(onset, known_until_s)
         since = known_until_s - onset - unseen
-        if since < self.rules.pause_s:
-            if math.isfinite(last_beat_s) and last_beat_s > self._pause_after:
+        if since < self.rules.pause_s - _EPS_S:
+            after = max(self._pause_after, self._pause_seen_to)
+            if math.isfinite(last_beat_s) and last_beat_s > after:
                 self._pause_raised = False  # beats again: re-armed (a young stream is not)
             return []
         if self._pause_raised:
             return []
         self._pause_raised = True
         self._pause_after = last_beat_s
+        self._pause_seen_to = known_until_s
         lead = (
             "; the signal quality check rejects the lead: check the electrodes"
             if signal_ok is False
@@ -395,7 +409,9 @@ class AlertTracker:
             return None
         span = self._run_times[-1] - self._run_times[0]
         rate = 60.0 * (n - 1) / span if span > 0 else None
-        if self._run_kind == "S" and (rate is None or rate < self.rules.s_run_min_bpm):
+        # at the limit within float rounding: 216 samples at 360 Hz is 100 bpm, whether the
+        # division gives 99.99999999999999 or 100.00000000000006 where the run falls
+        if self._run_kind == "S" and (rate is None or rate < self.rules.s_run_min_bpm - 1e-6):
             return None
         self._run_raised = True
         kind = "ventricular_run" if self._run_kind == "V" else "supraventricular_run"

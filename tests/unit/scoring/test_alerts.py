@@ -82,6 +82,40 @@ class TestRules:
         assert tr.detected(7.0, 11.0, 11.4) == []  # ... and not again when it ends
         assert tr.detected(11.0, 15.0, 15.4)[0].onset_s == 11.0
 
+    def test_a_peak_found_late_inside_an_alarmed_pause_does_not_raise_it_again(self) -> None:
+        # the detector's search-back reported a peak 0.5 s after the last beat only once
+        # the pause was alarmed: it re-armed the alarm, the silence after it raised a
+        # second pause, and the first was never ended (the ward's beats_resumed names one)
+        tr = AlertTracker("p", AlertRules(pause_s=3.0))
+        tr.detected(-float("inf"), 13.2, 13.5)
+        (a,) = tr.silence(13.2, 16.4, 16.8, False)
+        assert a.onset_s == 13.2 and tr.pause_open
+        assert tr.detected(13.2, 13.7, 20.0) == []  # found late, inside the silence
+        assert tr.pause_open
+        assert tr.silence(13.7, 19.6, 20.0, False) == []  # the same pause: not raised again
+        assert tr.silence(13.7, 22.0, 22.4, False) == []
+        assert tr.detected(13.7, 22.5, 22.9) == [] and not tr.pause_open  # ended by a beat
+        assert [x.kind for x in tr.silence(22.5, 25.6, 26.0, True)] == ["pause"]  # re-armed
+
+    def test_a_rule_at_its_exact_limit_holds_wherever_it_falls_in_the_stream(self) -> None:
+        # times are samples / fs: 3.000 s or 100 bpm exactly can come out a rounding under
+        fs = 360.0
+        for start in (504, 720, 784, 4988, 5000, 22934, 36000):
+            tr = AlertTracker("p", AlertRules(pause_s=3.0))
+            tr.detected(-float("inf"), start / fs, start / fs + 0.5)
+            (a,) = tr.detected(start / fs, (start + 1080) / fs, (start + 1080) / fs + 0.5)
+            assert a.kind == "pause", start
+            run = AlertTracker("p", AlertRules())
+            out = []
+            for k, lab in enumerate("NSSSN"):
+                t = (start + 216 * k) / fs  # 216 samples: 100 bpm
+                out += run.beat(t, lab, True, t + 2.0)
+            assert [x.kind for x in out + run.finish(9e9)] == ["supraventricular_run"], start
+            slow = AlertTracker("p", AlertRules())  # 217 samples: 99.5 bpm, under it
+            for k, lab in enumerate("NSSSN"):
+                assert slow.beat((start + 217 * k) / fs, lab, True, 9e9) == []
+            assert slow.finish(9e9) == []
+
     def test_pause_and_poor_signal_are_raised_once_and_re_armed(self) -> None:
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
         assert tr.silence(10.0, 12.9, 13.3, True) == []
