@@ -80,8 +80,15 @@ def calibration_table(y: Any, p: Any, n_bins: int = 10) -> list[dict[str, float]
         return []
     order = np.argsort(p, kind="stable")
     ps, ys = p[order], y[order]
-    # bin edges at equal counts, moved so that equal risks never straddle two bins
-    cuts = np.unique(np.searchsorted(ps, ps[(np.arange(1, n_bins) * ps.size) // n_bins]))
+    # bin edges at equal counts, each moved to the nearer end of the run of equal risks it
+    # falls in, so that equal risks never straddle two bins; to the far end where the near
+    # one is the first or last row (moved only to the start, a cut in a run that began the
+    # table was dropped, and the next, different risks were merged into that run's bin)
+    at = (np.arange(1, n_bins) * ps.size) // n_bins
+    lo = np.searchsorted(ps, ps[at], side="left")
+    hi = np.searchsorted(ps, ps[at], side="right")
+    near_lo = ((at - lo) <= (hi - at)) & (lo > 0) | (hi >= ps.size)
+    cuts = np.unique(np.where(near_lo, lo, hi))
     bounds = [0, *[int(c) for c in cuts if 0 < c < ps.size], ps.size]
     return [
         {

@@ -36,6 +36,17 @@ def test_equal_risks_stay_in_one_bin() -> None:
     assert [(b["n"], b["mean_risk"], b["observed"]) for b in table] == [(4, 0.5, 0.5),
                                                                        (2, 0.9, 1.0)]  # fmt: skip
     assert calibration_table([], [], 5) == []
+    # a run of equal risks over several cuts, starting the table: the different risks after
+    # it keep a bin of their own (they were merged into the run's bin, and a 0.9 that never
+    # came true vanished from the table and the ECE: 0.003 instead of 0.093)
+    y = np.r_[np.ones(48), np.zeros(902), np.zeros(50)]
+    p = np.r_[np.zeros(950), np.full(50, 0.9)]
+    table = calibration_table(y, p, 10)
+    assert [(b["n"], b["risk_min"], b["risk_max"]) for b in table] == [(950, 0.0, 0.0),
+                                                                       (50, 0.9, 0.9)]  # fmt: skip
+    assert expected_calibration_error(y, p, 10) == pytest.approx((950 * 48 / 950 + 50 * 0.9) / 1000)
+    table = calibration_table([0, 1, 0, 1, 1], [0.5, 0.5, 0.5, 0.5, 0.9], n_bins=4)
+    assert [b["n"] for b in table] == [4, 1]
 
 
 def test_the_logistic_recalibration_finds_the_distortion_it_was_given() -> None:
