@@ -236,7 +236,8 @@ def markdown(res: dict) -> str:
         "# R-peak detection on MIT-BIH (lead 0)",
         "",
         f"Command: `{res['command']}`  ",
-        f"Records: {res['n_records']}; {res['scoring']['match_window_ms']} ms match window, "
+        f"Records: {res['n_records']}; {res['scoring']['match_window_ms']} ms match window "
+        "(+-75 ms; WFDB bxb takes +-150 ms), "
         "greedy one-to-one; reference = AAMI beat labels; whole records (no learning-period "
         "exclusion). `+P (EC57 VF)` does not count detections inside ventricular flutter "
         "episodes (record 207) as false positives.  ",

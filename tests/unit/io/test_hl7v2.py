@@ -184,7 +184,7 @@ def test_a_bedside_monitors_ieee_11073_codes_read_as_the_same_measurements() -> 
         "OBR|1|||182777000^monitoring of patient^SNOMED-CT|||20261205083000+0100",
         "OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|112|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R",
         "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|93|262688^MDC_DIM_PERCENT^MDC|||||R",
-        "OBX|3|NM|150344^MDC_TEMP^MDC|1.4.1.1|101.3|268160^MDC_DIM_FAHR^MDC|||||R",
+        "OBX|3|NM|150344^MDC_TEMP^MDC|1.4.1.1|101.3|266560^MDC_DIM_FAHR^MDC|||||R",
         "OBX|4|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.2.1.1|96|266016^MDC_DIM_MMHG^MDC|||||R",
         "OBX|5|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.2.1.2|52|266016^MDC_DIM_MMHG^MDC|||||R",
         "OBX|6|NM|150039^MDC_PRESS_BLD_ART_ABP_MEAN^MDC|1.2.2.3|64|266016^MDC_DIM_MMHG^MDC|||||R",
@@ -206,3 +206,34 @@ def test_a_bedside_monitors_ieee_11073_codes_read_as_the_same_measurements() -> 
          "display": "MDC_ECG_HEART_RATE"}]  # fmt: skip
     assert msg.observations[0]["valueQuantity"]["system"] == "urn:iso:std:iso:11073:10101"
     assert observation_times(msg.observations)[0] == datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
+
+
+def test_escapes_are_read_left_to_right() -> None:
+    # an escaped escape character is a character, and what follows it is not another
+    # sequence (HL7 v2.5 2.7.4): read code by code, "\E\F\" gave "\|"
+    msg = read_message("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rNTE|1||a\\E\\F\\b\r")
+    assert msg.field("NTE", 3) == "a\\F\\b"
+    for text in ("\\F\\ literal", "x\\E\\y", "\\\\|^"):
+        field = escape(text)
+        msg = read_message(f"MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rNTE|1||{field}\r")
+        assert msg.field("NTE", 3) == text
+
+
+def test_only_a_plain_number_is_an_nm_value() -> None:
+    # HL7 v2.5 2.A.47: an optional sign, digits and a decimal point; float() took more
+    head = "MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rPID|1||p1\r"
+    for value, want in (("100", 100.0), ("+99.5", 99.5), ("-.5", -0.5), ("80.", 80.0),
+                        ("1_0_0", None), ("1e2", None), ("inf", None), ("nan", None)):  # fmt: skip
+        msg = oru_observations(f"{head}OBX|1|NM|8867-4^HR^LN||{value}|/min|||||F\r")
+        q = msg.observations[0].get("valueQuantity")
+        assert (q["value"] if q else None) == want, value
+
+
+def test_results_of_several_patients_in_one_message_are_refused() -> None:
+    # each OBX belongs to the PID before it; read as one, patient B's lactate was scored
+    # for A
+    two = MESSAGE.replace("OBX|5|", "PID|2||MRN-777^^^HOSP^MR||Roe^Rick\rOBX|5|")
+    with pytest.raises(ValueError, match=r"several patients \(PID-3 MRN-981, icu-4; MRN-777\)"):
+        oru_observations(two)
+    again = MESSAGE.replace("OBX|5|", "PID|2||icu-4^^^ICU^PI\rOBX|5|")  # the same patient
+    assert len(oru_observations(again).observations) == 10
