@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse, Response
 from pipelines.gateway_http import check_merge_target, http_call
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
-from pipelines.ward_requests import score_observations
-from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, OruMessage, oru_observations
+from pipelines.ward_requests import score_observations, skipped_note
+from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, Hl7Message, OruMessage, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.scoring.ward import Ward
@@ -109,8 +109,10 @@ def add_vitals_routes(
         the body: ``AA``, or ``AE``/``AR`` with the reason (and the same HTTP status)."""
         er7 = HL7_MEDIA_TYPE in (request.headers.get("accept") or "")
         msg = OruMessage([], "", "")
+        read: Hl7Message | OruMessage = msg  # what the acknowledgement names
         try:
-            msg = oru_observations(await request.body(), hl7_timezone)
+            read = read_message(await request.body())
+            msg = oru_observations(read, hl7_timezone)
             if msg.patient_ids and patient_id not in msg.patient_ids:
                 raise HTTPException(
                     422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "
@@ -123,11 +125,13 @@ def add_vitals_routes(
             intake.count("hl7", "hours", "refused")
             status, text = (e.status_code, str(e.detail)) if isinstance(e, HTTPException) else (
                 422, str(e))  # fmt: skip
-            if er7:  # rejected (not a result we read) or an error (this one not taken)
+            if er7:  # rejected (not a result we read) or an error (this one not taken);
+                # a message read but not a result is named by its own control id and event
                 code = "AR" if not msg.message_type else "AE"
-                return Response(hl7_ack(msg, code, text), status, media_type=HL7_MEDIA_TYPE)
+                named = msg if msg.message_type else read
+                return Response(hl7_ack(named, code, text), status, media_type=HL7_MEDIA_TYPE)
             raise HTTPException(status, text) from None
-        acknowledgement = hl7_ack(msg, "AA")
+        acknowledgement = hl7_ack(msg, "AA", skipped_note(out["observations"]))
         if er7:
             return Response(acknowledgement, media_type=HL7_MEDIA_TYPE)
         return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,

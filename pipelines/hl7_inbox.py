@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from pipelines.ward_requests import Refused, score_observations, ward_call
+from pipelines.ward_requests import Refused, score_observations, skipped_note, ward_call
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.ward import Ward
@@ -213,7 +213,10 @@ class Hl7Inbox:
         out = score_observations(self.ward, self.intake, pid, oru.observations, None, source)
         hours = [h["hour"] for h in out.get("hours", [out])]
         which = f"ICU hour {hours[0]}" if len(hours) == 1 else f"ICU hours {hours[0]}-{hours[-1]}"
-        return out, f"patient {pid}: {which}, {out['observations']['used']} used"
+        note = skipped_note(out["observations"])
+        return out, f"patient {pid}: {which}, {out['observations']['used']} used" + (
+            f"; {note}" if note else ""
+        )
 
     def _adt(self, msg: Hl7Message, trigger: str) -> tuple[dict[str, Any], str]:
         event = adt_event(msg, self.tz)

@@ -49,6 +49,18 @@ def _hours_of(ward: Ward, patient_id: str, times: list[datetime | None]) -> list
     return [None if t is None else ward_call(ward.sepsis_hour_at, patient_id, t) for t in times]
 
 
+def skipped_note(observations: dict[str, Any], limit: int = 5) -> str:
+    """What an acknowledgement says of the results left out of an accepted message (an
+    HL7 sender sees only the acknowledgement): ``"2 skipped: OBX 3 (why); OBX 5 (why)"``,
+    the first ``limit`` named, counted from 1 as HL7's ``OBX-1``; "" when none was."""
+    skipped = observations.get("skipped") or []
+    if not skipped:
+        return ""
+    named = "; ".join(f"OBX {s['index'] + 1} ({s['reason']})" for s in skipped[:limit])
+    more = f"; {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"{len(skipped)} skipped: {named}{more}"
+
+
 def score_observations(
     ward: Ward, intake: Any, patient_id: str, payload: Any, iculos: int | None, source: str
 ) -> dict[str, Any]:

@@ -725,6 +725,21 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     assert (
         m[("vitalgru_intake_observations_total", (("input", "hl7"), ("outcome", "skipped")))] == 1
     )
+    # a message read but not a result: the acknowledgement names it (MSA-2 empty and the
+    # event R01 before); results left out of an accepted one are said in it, since the
+    # acknowledgement is all an HL7 sender sees
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=adt.replace("|X2|", "|ADT77|"),
+                    headers=er7)  # fmt: skip
+    head, msa = r.text.split("\r")[:2]
+    assert r.status_code == 422 and "|ACK^A01^ACK|" in head and msa.startswith("MSA|AR|ADT77|")
+    both = _oru({}, "hl7", "E3") + ("OBX|1|NM|8867-4^HR^LN||80|/min^^UCUM|||||F\r"
+                                    "OBX|2|NM|29463-7^Weight^LN||80|kg|||||F\r")  # fmt: skip
+    r = client.post("/vitals/hl7/hl7", params={"iculos": nxt["iculos"] + 1}, content=both,
+                    headers=er7)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.text.split("\r")[1] == (
+        "MSA|AA|E3|1 skipped: OBX 2 (no LOINC code of a measurement the model uses)"
+    )
 
 
 def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(

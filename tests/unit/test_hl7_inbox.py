@@ -286,6 +286,13 @@ def test_adt_messages_admit_transfer_and_discharge(
     out = inbox.handle("\r".join(two) + "\r")
     assert out.code == "AA" and "ICU hours 1-2, 2 used" in out.text, out.text
     assert [h["hour"] for h in out.result["hours"]] == [1, 2]
+    # what was left out of an accepted message is said in the acknowledgement, all an HL7
+    # sender sees (it said "1 used" before)
+    lactate = f"OBX|2|SN|2524-7^Lactate^LN||<^0.3|mmol/L|||||F|||{_ts(when)}\r"
+    out = inbox.handle(_oru(hr, "mrn-11", "R3", when + timedelta(minutes=20)) + lactate)
+    assert out.code == "AA" and out.text.endswith(
+        "1 used; 1 skipped: OBX 2 (no valueQuantity with a value)"
+    ), out.text
     future = _oru(hr, "mrn-11", "R2", datetime.now(UTC) + timedelta(hours=2))
     out = inbox.handle(future)
     assert out.code == "AE" and "is in the future" in out.text

@@ -68,6 +68,7 @@ KINDS: tuple[str, ...] = (
 #: (3.000 s as a difference of two float times can come out 2.9999999999999996).
 _EPS_S = 1e-6
 
+
 @dataclass(frozen=True)
 class AlertRules:
     """Limits of the alarm rules (see the module docstring)."""
