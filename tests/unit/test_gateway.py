@@ -761,6 +761,13 @@ def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
     r = client.post("/vitals/icu-5/fhir", json=[hr(99, "2026-12-05T08:10:00Z"),
                                                 hr(101, "2026-12-05T09:10:00+01:00")])  # fmt: skip
     assert r.status_code == 200 and r.json()["hour"] == 3
+    assert r.json()["measurements"] == {"hr_bpm": 2}
+    # a corrected result replaces what it corrects in the hour being assembled (it was
+    # averaged with it: a lactate of 45 corrected to 4.5 was scored 24.75)
+    fixed = {**hr(100, "2026-12-05T08:20:00Z"), "status": "corrected"}
+    r = client.post("/vitals/icu-5/fhir", json=[fixed])
+    assert r.status_code == 200 and r.json()["hour"] == 3
+    assert r.json()["measurements"] == {"hr_bpm": 1}
     oru = ("MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T9|P|2.5\rPID|1||icu-5\r"
            "OBX|1|NM|8867-4^HR^LN||104|/min|||||F|||202612050915+0000\r")  # fmt: skip
     r = client.post("/vitals/icu-5/hl7", content=oru)

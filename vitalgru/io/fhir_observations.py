@@ -200,6 +200,10 @@ class HourFromObservations:
     values : dict
         Column -> each value taken, in the Challenge's units, in the order sent (``row``
         holds their means): what an hour assembled from several messages pools.
+    corrected : list of str
+        Columns whose values here include a correction (status ``corrected`` or
+        ``amended``; HL7 ``OBX-11`` C or A): a correction replaces the values of its
+        measurement sent before it, in the payload and in the hour being assembled.
     """
 
     row: dict[str, float]
@@ -207,6 +211,11 @@ class HourFromObservations:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     converted: dict[str, list[str]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
+    corrected: list[str] = field(default_factory=list)
+
+
+#: Observation statuses that correct an earlier result of the same measurement.
+_CORRECTIONS = {"corrected", "amended"}
 
 
 def _resources(payload: Any) -> list[Any]:
@@ -315,7 +324,16 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
             if why is not None:
                 skip(i, codes, why)
                 continue
-            values.setdefault(column, []).append(x)
+            if status in _CORRECTIONS:
+                # replaces the result it corrects (HL7 table 0085: C "replaces a final
+                # result"); averaged with it before, a lactate of 45 corrected to 4.5 was
+                # scored 24.75. The results are not told apart by more than their
+                # measurement, so it replaces every earlier value of it in the hour
+                values[column] = [x]
+                if column not in out.corrected:
+                    out.corrected.append(column)
+            else:
+                values.setdefault(column, []).append(x)
             if UNITS[column][unit] is not _SAME and unit not in out.converted.get(column, []):
                 out.converted.setdefault(column, []).append(unit)
     for column, xs in values.items():

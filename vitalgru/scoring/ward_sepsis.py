@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,7 +183,11 @@ class SepsisWard(WardShadows):
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
 
     def add_observations(
-        self, patient_id: str, hour: int, values: Mapping[str, Any]
+        self,
+        patient_id: str,
+        hour: int,
+        values: Mapping[str, Any],
+        replace: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Take some of an ICU hour's measurements, as observations arrive (a monitor's vital
         signs every few minutes, a laboratory result when it is ready), and hold them until
@@ -202,7 +206,9 @@ class SepsisWard(WardShadows):
         may be open at once.
 
         ``values``: ``{column: value or list of values}`` (Challenge-2019 or vitalgru names
-        of measurements; NaN and None are left out). Returns ``{"patient_id", "hour",
+        of measurements; NaN and None are left out); ``replace``: those of its columns
+        that correct the values held for the hour (a corrected result), which they
+        replace instead of joining. Returns ``{"patient_id", "hour",
         "pending": True, "closes_at" (ISO time), "measurements" ({column: values held for
         the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
         a patient not admitted; ValueError for an hour already scored (a late observation:
@@ -227,8 +233,12 @@ class SepsisWard(WardShadows):
                         f"({self.hour_close_after_s / 60:g} min after its end) is not taken"
                     )
                 held = bed.pending.setdefault(hour, {})
+                fixed = set(measurements({c: 0.0 for c in replace})) if replace else set()
                 for col, xs in given.items():
-                    held.setdefault(col, []).extend(xs)
+                    if col in fixed:
+                        held[col] = list(xs)  # a correction replaces what it corrects
+                    else:
+                        held.setdefault(col, []).extend(xs)
                 bed.touched[hour] = time.monotonic()
                 bed.last_observation = _now()
                 self._journal("pending_hour", pid, hour, held, _iso(bed.last_observation))

@@ -33,7 +33,7 @@ MESSAGE = "\r".join([
     "OBX|7|NM|2345-7^Glucose^LN||7.0|mmol/L^^ISO+|||||F",  # a unit system that is not UCUM
     "OBX|8|SN|2160-0^Creatinine^LN||<^0.3|mg/dL|||||F",  # a comparator: not a value
     "OBX|9|NM|99999-9^Something else^LN||5|1|||||F",
-    "OBX|10|NM|8867-4^Heart rate^LN||108|bpm|||||C",  # corrected: a result, averaged
+    "OBX|10|NM|8867-4^Heart rate^LN||108|bpm|||||C",  # corrected: replaces OBX 1's 112
 ]) + "\r"  # fmt: skip
 
 
@@ -44,11 +44,12 @@ def test_an_oru_message_reads_as_an_hour_with_every_skip_said() -> None:
     assert len(msg.observations) == 10  # one per OBX, usable or not
     hour = observations_to_hour(msg.observations, 7)
     row = hour.row
-    assert row["ICULOS"] == 7.0 and row["hr_bpm"] == pytest.approx(110.0)
+    assert row["ICULOS"] == 7.0 and row["hr_bpm"] == 108.0  # (112 + 108) / 2 before
+    assert hour.corrected == ["hr_bpm"]
     assert row["temp_c"] == pytest.approx(38.5, abs=1e-9)  # 101.3 degF
     assert row["sbp_mmhg"] == 96.0 and row["resp_per_min"] == 24.0
     assert "lactate_mmol_l" not in row and "glucose_mg_dl" not in row
-    assert hour.used == 5 and hour.converted == {"temp_c": ["[degF]"]}
+    assert hour.used == 4 and hour.converted == {"temp_c": ["[degF]"]}
     why = {s["index"]: s["reason"] for s in hour.skipped}
     assert set(why) == {4, 5, 6, 7, 8}  # the OBX segments counted from 0
     assert why[4] == "status 'entered-in-error'"
