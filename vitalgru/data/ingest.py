@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,10 +80,18 @@ _LEAD_EQUIVALENTS = {
 }  # fmt: skip
 
 
+def _bare_lead(name: str) -> str:
+    """A lead's name without what databases put around it: "ECG II", "Lead II", "ECG-II"
+    and "ii" are all "II" (a channel called "ECG1" stays "1": a number, not a lead)."""
+    bare = re.sub(r"^(ECG|EKG|LEAD)[\s_:.-]*", "", name.strip().upper())
+    return re.sub(r"\s+", "", bare) or name.strip().upper()
+
+
 def select_lead(record: Record, lead: str | int, fallback: int) -> int:
     """Column of the configured lead.
 
-    By name (case-insensitive) if the record has it; else its modified or standard limb
+    By name (case-insensitive, and without a prefix such as "ECG " or "Lead ": "ECG II" is
+    lead II) if the record has it; else its modified or standard limb
     lead counterpart (MLII and II, ...); else column ``fallback``, with a warning, since a
     model then reads a lead it was not trained on. An index is taken as given.
     """
@@ -91,8 +100,11 @@ def select_lead(record: Record, lead: str | int, fallback: int) -> int:
     except ValueError:
         if isinstance(lead, int):
             raise
-    names = [c.upper() for c in record.channels]
-    twin = _LEAD_EQUIVALENTS.get(lead.upper())
+    names = [_bare_lead(c) for c in record.channels]
+    want = _bare_lead(lead)
+    if want in names:  # named with a prefix or spaces ("ECG II", "Lead V1")
+        return names.index(want)
+    twin = _LEAD_EQUIVALENTS.get(want)
     if twin is not None and twin in names:
         col = names.index(twin)
         logger.info(

@@ -43,6 +43,19 @@ class TestSelectLead:
         assert not caplog.records  # an expected substitution, not a warning
         assert select_lead(_record("V1", "MLIII"), "III", 0) == 1
 
+    def test_a_lead_named_with_a_prefix_is_that_lead(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # "ECG II" fell back to column 0 with a warning: the model read lead I
+        with caplog.at_level(logging.WARNING):
+            assert select_lead(_record("ECG I", "ECG II"), "MLII", 0) == 1
+            assert select_lead(_record("Lead I", "Lead V1"), "V1", 0) == 1
+            assert select_lead(_record("ECG-I", "ecg ii"), "II", 0) == 1
+        assert not caplog.records
+        with caplog.at_level(logging.WARNING):  # a channel number is not a lead's name
+            assert select_lead(_record("ECG1", "ECG2"), "MLII", 0) == 0
+        assert "no lead 'MLII'" in caplog.records[-1].getMessage()
+
     def test_no_counterpart_falls_back_and_warns(self, caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level(logging.WARNING):
             assert select_lead(_record("V1", "V5"), "MLII", 1) == 1
