@@ -135,7 +135,9 @@ def stay_summary(
             k = next((k for k in range(i, -1, -1)
                       if math.isfinite(vals[c][k]) and (k, c) not in refused), None)  # fmt: skip
             if k is not None:
-                v = float(vals[c][k])
+                # judged as shown: marked from the raw value, a lactate of 2.04 shown as
+                # 2.0 was red against "> 2" and an SBP of 100.4 shown as 100 was not
+                v = _shown(float(vals[c][k]))
                 findings[c] = {
                     "value": v,
                     "hours_ago": int(h[i] - h[k]),
@@ -194,8 +196,18 @@ def stay_summary(
     }
 
 
+def _shown(v: float) -> float:
+    """A measurement as the page shows it: two decimals at most, as Challenge-2019 files
+    record the labs (lactate 2.04, creatinine 1.16)."""
+    return round(v, 2)
+
+
 def _fmt(v: float) -> str:
-    return f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
+    """As the page has always shown values (one decimal below 100, none above), with the
+    decimals a value needs beyond that: 38.04 and 100.4, not 38.0 and 100."""
+    r = _shown(v)
+    d = 1 if abs(r) < 100 else 0
+    return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
 
 
 def _chart(s: StaySummary) -> str:
@@ -346,8 +358,9 @@ def early_warning_report_html(
         + "".join(
             f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
             f"</td><td class=n>{s['risk_max']:.3f}</td><td class=n>{s['risk_last']:.3f}</td></tr>"
-            for s in quiet
             if s["n_hours"]
+            else f"<tr><td>{e(s['patient_id'])}</td><td colspan=3>no hour scored yet</td></tr>"
+            for s in quiet
         )
         + "</table></section>"
         if quiet

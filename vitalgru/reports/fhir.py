@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
@@ -74,12 +74,16 @@ def _when(start: datetime | None, offset: timedelta) -> str | None:
         return None
     if start.tzinfo is None:
         raise ValueError(f"start time {start.isoformat()} has no time zone; FHIR needs one")
-    return (start + offset).isoformat()
+    # in elapsed time: added to an aware time, Python moves the wall clock, and across a
+    # daylight-saving change hour 6 of a stay admitted at midnight came out 5 h after it
+    return (start.astimezone(UTC) + offset).astimezone(start.tzinfo).isoformat()
 
 
 def _bundle(resources: Sequence[tuple[str, Resource]], generated: datetime | None) -> Resource:
     out: Resource = {"resourceType": "Bundle", "type": "collection"}
     if generated is not None:
+        if generated.tzinfo is None:  # an instant (FHIR) carries its zone
+            raise ValueError(f"generated {generated.isoformat()} has no time zone; FHIR needs one")
         out["timestamp"] = generated.isoformat()
     out["entry"] = [
         {"fullUrl": f"urn:uuid:{uuid.uuid5(_NAMESPACE, key)}", "resource": r}

@@ -45,7 +45,10 @@ def page(
     ``refresh_s``, the browser loads it again every that many seconds (a live screen)."""
     e = html.escape
     stamp = "%Y-%m-%d %H:%M:%S UTC" if refresh_s else "%Y-%m-%d %H:%M UTC"
-    when = (generated or datetime.now(UTC)).strftime(stamp)
+    at = generated or datetime.now(UTC)
+    # printed as UTC, so converted to it (a time of another zone was printed as if UTC);
+    # one without a zone is taken as UTC
+    when = (at.astimezone(UTC) if at.tzinfo is not None else at).strftime(stamp)
     model_line = f" Model: {e(model)}." if model else ""
     refresh = f"<meta http-equiv=refresh content={int(refresh_s)}>" if refresh_s else ""
     return f"""<!DOCTYPE html>

@@ -146,3 +146,17 @@ def test_a_model_that_never_alarms_is_drawn_and_said_so() -> None:
     page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))
     assert "<svg" in page and "stroke-dasharray" not in page  # no threshold line
     assert "threshold (inf)" in page and "raises no alarm" in page
+
+
+def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed() -> None:
+    # marked from the raw value, shown rounded: "Lactate 2.0" in red against "> 2", "SBP
+    # 100" not red against "<= 100"; a patient admitted but not yet scored was left out
+    vals = {"temp_c": [38.04], "sbp_mmhg": [100.4], "lactate_mmol_l": [2.04],
+            "creatinine_mg_dl": [1.16], "hr_bpm": [95.0]}  # fmt: skip
+    s = stay_summary("p", [1], [0.9], 0.5, vals)
+    page = early_warning_report_html([s, stay_summary("new-bed", [], [], 0.5, {})])
+    for shown, red in (("Temp 38.04 °C", True), ("SBP 100.4 mmHg", False),
+                       ("Lactate 2.04 mmol/L", True), ("Creatinine 1.16 mg/dL", False),
+                       ("HR 95.0 bpm", True)):  # fmt: skip
+        assert (f"<span class=hi>{shown}</span>" in page) == red and shown in page, shown
+    assert "<td>new-bed</td><td colspan=3>no hour scored yet</td>" in page

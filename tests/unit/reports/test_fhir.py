@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
@@ -79,6 +80,16 @@ class TestSepsisBundle:
     def test_a_start_without_time_zone_is_refused(self) -> None:
         with pytest.raises(ValueError, match="time zone"):
             sepsis_bundle(_stays(), model="m", starts={"p1": datetime(2026, 3, 1, 8)})
+        with pytest.raises(ValueError, match="generated .* has no time zone"):  # an instant
+            sepsis_bundle(_stays(), model="m", generated=datetime(2026, 3, 1, 8))
+
+    def test_times_across_a_daylight_saving_change_are_elapsed_time(self) -> None:
+        # admitted at midnight in Paris on the night clocks go forward: the risk of ICU
+        # hour 10 is 10 h later (it came out 9 h later, the wall clock moved instead)
+        start = datetime(2026, 3, 29, 0, 0, tzinfo=ZoneInfo("Europe/Paris"))
+        b = sepsis_bundle(_stays(), model="m", starts={"p1": start})
+        when = datetime.fromisoformat(_by_type(b, "RiskAssessment")[0]["occurrenceDateTime"])
+        assert when - start == timedelta(hours=10) and when.utcoffset() == timedelta(hours=2)
 
 
 class TestEcgBundle:

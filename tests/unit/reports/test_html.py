@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from vitalgru.reports.html import axis_top, trend_chart
+from vitalgru.reports.html import axis_top, page, trend_chart
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,9 @@ def test_marks_too_close_for_two_labels_share_one() -> None:
     )  # fmt: skip
     assert svg.count('stroke-width="1"/>') == 3  # every mark keeps its line
     assert ">A</text>" in svg and ">B</text>" not in svg and ">C</text>" in svg
+
+
+def test_the_time_a_page_was_generated_is_printed_in_utc() -> None:
+    # 09:30 at UTC+1 was printed "09:30 UTC"
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert "Generated 2026-03-01 08:30 UTC" in page("t", "", "", generated=at)
