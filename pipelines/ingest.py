@@ -135,9 +135,12 @@ def write_dataset_task(
 def _record_key(record: str, checksums: dict[str, str], cfg_hash: str, code: str) -> str:
     """The part's name: the record, its files' checksums, the config and the processing
     code (:func:`vitalgru.data.dataset_files.processing_digest`) it was made with."""
-    files = sorted((k, v) for k, v in checksums.items() if Path(k).stem == record)
+    # the record's files by their path less the extension: a record in a sub-folder
+    # (p00/p000020) is named with it (by the stem alone its files were never found, and a
+    # changed source file kept the old part)
+    files = sorted((k, v) for k, v in checksums.items() if str(Path(k).with_suffix("")) == record)
     blob = json.dumps([record, files, cfg_hash, __version__, code]).encode()
-    return f"{record}-{hashlib.sha256(blob).hexdigest()[:16]}"
+    return f"{record.replace('/', '__')}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)

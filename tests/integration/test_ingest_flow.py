@@ -22,7 +22,7 @@ from claim_kit import folder_held_by_another_process
 from http_testkit import closed_port
 
 import pipelines.ingest as ingest_module
-from pipelines.ingest import _worth_retrying, ingest_flow
+from pipelines.ingest import _record_key, _worth_retrying, ingest_flow
 from vitalgru import claims
 from vitalgru.claims import ClaimBusy
 from vitalgru.data.dataset_files import processing_digest
@@ -313,3 +313,15 @@ def test_the_fetch_is_retried_only_when_another_try_can_mend_it(
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         ingest_flow(overrides={"arrhythmia.records": ["100"]}, out_dir=str(tmp_path / "ds"))
     assert tries == ["mitdb"]
+
+
+def test_a_part_is_keyed_on_its_records_files_in_a_sub_folder_too() -> None:
+    # the files were matched by their stem ("p000020"), never the record ("p00/p000020"):
+    # a changed source file kept the old part
+    for record, prefix in (("100", ""), ("p00/p000020", "p00/")):
+        a = {
+            f"{prefix}{record.split('/')[-1]}.{x}": c * 64 for x, c in (("hea", "a"), ("dat", "b"))
+        }
+        b = {**a, f"{prefix}{record.split('/')[-1]}.dat": "f" * 64}
+        assert _record_key(record, a, "cfg", "code") != _record_key(record, b, "cfg", "code")
+        assert "/" not in _record_key(record, a, "cfg", "code")  # one file in the parts folder

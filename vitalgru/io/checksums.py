@@ -44,8 +44,8 @@ def parse_sha256sums(text: str, source: str = "SHA256SUMS.txt") -> dict[str, str
     Raises
     ------
     ValueError
-        A line that is not ``<64 hex digits> <name>``; the message names ``source`` and
-        the line number.
+        A line that is not ``<64 hex digits> <name>``, or a file listed twice with two
+        digests; the message names ``source`` and the line number.
     """
     out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
@@ -59,7 +59,12 @@ def parse_sha256sums(text: str, source: str = "SHA256SUMS.txt") -> dict[str, str
         name = parts[1].strip()
         if name.startswith("*"):
             name = name[1:]
-        out[name.removeprefix("./")] = digest
+        name = name.removeprefix("./")
+        if out.get(name, digest) != digest:
+            # sha256sum -c checks every line, so two digests for one file fail one of
+            # them; kept last, the result depended on the lines' order
+            raise ValueError(f"{source} line {n}: {name} is listed before with another digest")
+        out[name] = digest
     return out
 
 

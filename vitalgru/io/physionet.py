@@ -134,8 +134,11 @@ class Database:
         if optional and marker.exists():
             return None
         fetcher, url = self._remote()
+        # RECORDS has its published digest like any file (so a server's error page is not
+        # kept as the record list for good); the checksum list itself is checked by parsing
+        digest = None if name == _SUMS else self.checksums().get(name)
         try:
-            fetcher.download(url + name, path)
+            fetcher.download(url + name, path, sha256=digest)
         except HttpStatusError as e:
             if e.status != 404:
                 raise
@@ -193,7 +196,15 @@ class Database:
         """Relative path -> SHA-256 from ``SHA256SUMS.txt``; empty when none is published."""
         if self._sums is None:
             path = self._meta_file(_SUMS, optional=True)
-            self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
+            try:
+                self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
+            except ValueError as e:
+                if not self.is_remote:
+                    raise
+                # a downloaded list that is not one (an error page served with 200) is not
+                # kept: the next try asks for it again (kept, every later run failed on it)
+                path.unlink(missing_ok=True)
+                raise DownloadError(f"{self.url}{_SUMS} is not a checksum list ({e})") from e
             if not self._sums:
                 logger.info(
                     "%s: no %s at %s; its files are not verified",

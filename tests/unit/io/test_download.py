@@ -19,6 +19,7 @@ from benchmarks.physionet_http import PhysioNetHTTPServer
 from vitalgru.config import PhysioNetConfig
 from vitalgru.errors import ChecksumError, DownloadError
 from vitalgru.io import HttpFetcher, open_database
+from vitalgru.io.checksums import parse_sha256sums
 from vitalgru.io.download import server_unreachable
 
 DB = "mitdb/1.0.0"
@@ -186,6 +187,33 @@ class TestFetch:
         report = open_database("mitdb", remote_cfg, backoff_s=TINY).fetch()
         assert report.complete and report.downloaded == [] and server.requests == []
 
+    def test_a_record_or_checksum_list_that_is_an_error_page_is_not_kept(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        # a server answering one request with an error page and status 200: the page was
+        # kept as SHA256SUMS.txt or RECORDS for good, and every later run failed on it (or
+        # ingested the page's lines as records)
+        sums, records = served_root / DB / "SHA256SUMS.txt", served_root / DB / "RECORDS"
+        good_sums, good_records = sums.read_text(), records.read_bytes()
+        page = "<!DOCTYPE html>\n<html><body>Try later</body></html>\n"
+        sums.write_text(page)
+        with pytest.raises(DownloadError, match="SHA256SUMS.txt is not a checksum list"):
+            open_database("mitdb", remote_cfg, backoff_s=TINY).checksums()
+        sums.write_text(good_sums + f"{hashlib.sha256(good_records).hexdigest()}  RECORDS\n")
+        records.write_text(page)
+        with pytest.raises(ChecksumError, match="RECORDS"):
+            open_database("mitdb", remote_cfg, backoff_s=TINY).list_records()
+        records.write_bytes(good_records)  # the server mended: the next run reads both
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        assert db.list_records() == ["100", "101"] and db.fetch().complete
+
+    def test_a_file_listed_twice_with_two_digests_is_refused(self) -> None:
+        # sha256sum -c would fail one of the lines; kept last, the order decided
+        one, two = "a" * 64, "b" * 64
+        with pytest.raises(ValueError, match="line 2: 100.dat is listed before with another"):
+            parse_sha256sums(f"{one}  100.dat\n{two} *./100.dat\n")
+        assert parse_sha256sums(f"{one}  100.dat\n{one} *./100.dat\n") == {"100.dat": one}
+
     def test_names_from_the_server_cannot_escape_the_cache(
         self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
     ) -> None:
@@ -233,7 +261,8 @@ class TestRetries:
         with pytest.raises(DownloadError) as e:
             db.list_records()
         msg = str(e.value)
-        assert f"http://127.0.0.1:{port}/mitdb/1.0.0/RECORDS" in msg and "3 attempts" in msg
+        # the checksum list is asked for first (it holds RECORDS' digest)
+        assert f"http://127.0.0.1:{port}/mitdb/1.0.0/SHA256SUMS.txt" in msg and "3 attempts" in msg
 
 
 class TestHttpFetcher:
