@@ -219,6 +219,9 @@ class SepsisWard(WardShadows):
         if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
             raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
         given = measurements(values)
+        # the columns a correction replaces, by vitalgru name (checked, as ``values`` is,
+        # before anything changes)
+        fixed = set(measurements(dict.fromkeys(replace, 0.0)))
         with self._model_lock:
             scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
             with self._queue_lock:
@@ -233,7 +236,6 @@ class SepsisWard(WardShadows):
                         f"({self.hour_close_after_s / 60:g} min after its end) is not taken"
                     )
                 held = bed.pending.setdefault(hour, {})
-                fixed = set(measurements({c: 0.0 for c in replace})) if replace else set()
                 for col, xs in given.items():
                     if col in fixed:
                         held[col] = list(xs)  # a correction replaces what it corrects
