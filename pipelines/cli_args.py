@@ -239,7 +239,7 @@ _TASK_OPTIONS = {
         "write_annotations",
         "chunk_s",
         "margin_s",
-    ),  # fmt: skip
+    ),
     "early-warning": ("data", "patients", "write_predictions"),
 }
 
