@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from pipelines.access import RateLimit
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
@@ -266,21 +267,28 @@ def ecg_cards(
 
 
 def apply_feedback(
-    ward: Any, events: Sequence[Mapping[str, Any]], body: Mapping[str, Any], client: str
+    ward: Any,
+    events: Sequence[Mapping[str, Any]],
+    body: Mapping[str, Any],
+    client: str,
+    patients: set[str] | None = None,
 ) -> dict[str, int]:
     """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
     find the card's alarm by its id), as ``CDS Hooks (<client>)``, the outcome and any
     override reason and comment as the note. Returns ``{"acknowledged", "already",
     "unknown"}`` (cards whose alarm was acknowledged before, or that the log no longer
-    holds). ValueError for a body that is not CDS Hooks feedback."""
+    holds); the patients of the alarms it names are added to ``patients``. ValueError for
+    a body that is not CDS Hooks feedback, before any alarm is acknowledged."""
     items = body.get("feedback") if isinstance(body, Mapping) else None
     if not isinstance(items, list):
         raise ValueError('CDS Hooks feedback is {"feedback": [...]}')
+    if not all(isinstance(i, Mapping) and i.get("outcome") in ("accepted", "overridden")
+               for i in items):  # fmt: skip
+        # checked before any is taken: a refusal acknowledges nothing
+        raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
     by_card = {card_uuid(e): e for e in events}
     counts = {"acknowledged": 0, "already": 0, "unknown": 0}
     for item in items:
-        if not isinstance(item, Mapping) or item.get("outcome") not in ("accepted", "overridden"):
-            raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
         event = by_card.get(str(item.get("card")))
         if event is None:
             counts["unknown"] += 1
@@ -301,6 +309,9 @@ def apply_feedback(
             counts["already"] += 1
         except KeyError:
             counts["unknown"] += 1
+            continue
+        if patients is not None and event.get("patient_id") is not None:
+            patients.add(str(event["patient_id"]))
     return counts
 
 
@@ -318,11 +329,19 @@ def cds_router(
     as the EHR calls it (behind a proxy), for the tokens' ``aud`` and the cards' links to the
     patient's page (given only then: the page needs a browser that reaches the gateway).
     ``stats``: where the calls are counted (:class:`CdsStats`)."""
-    base = None if public_url is None else public_url.rstrip("/")
+    if not public_url:
+        # the tokens' audience must be an address this gateway was told, not the Host
+        # header a caller sends (a token the EHR signed for another gateway is not ours)
+        raise ValueError("CDS Hooks needs the gateway's public URL (--public-url): each "
+                         "token's audience is checked against it")  # fmt: skip
+    base = public_url.rstrip("/")
     stats = CdsStats() if stats is None else stats
 
     def service_of(request: Request) -> str:
-        return str(request.path_params.get("service_id") or "discovery")
+        # a name the URL gives is a label only when it is a service: anonymous calls to
+        # made-up ones must not add series to /metrics without end
+        sid = request.path_params.get("service_id")
+        return "discovery" if sid is None else sid if sid in SERVICES else "unknown"
 
     def caller(request: Request, authorization: str | None = Header(default=None)) -> CdsClient:
         request.state.caller = "cds (refused)"  # the access log's name for a refused call
@@ -332,7 +351,7 @@ def cds_router(
             raise HTTPException(401, "a CDS Hooks call needs the EHR's signed token "
                                 "(Authorization: Bearer <JWT>)",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        url = f"{base}{request.url.path}" if base else str(request.url).split("?")[0]
+        url = f"{base}{request.url.path}"
         audiences = [url, url.removesuffix("/feedback")]
         try:
             client = clients.verify(given.strip(), audiences)
@@ -359,11 +378,29 @@ def cds_router(
         """The CDS Hooks services of this gateway (one per monitor it runs)."""
         return discovery(monitors)
 
+    async def body_of(request: Request, counted_as: str) -> dict[str, Any]:
+        """The call's JSON object, read after its token was taken (a caller without one
+        learns nothing from the answer; a broken body of a trusted EHR is counted)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            stats.call(counted_as, "invalid")
+            raise HTTPException(422, "a CDS Hooks call's body is a JSON object")
+        return body
+
     @router.post("/cds-services/{service_id}")
-    def cds_call(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    async def cds_call(service_id: str, request: Request) -> dict[str, Any]:
         """A hook call (``patient-view``, or ``encounter-discharge`` for the discharge
         services): the patient's cards (none without an alarm)."""
         monitor, hook = service(service_id)
+        body = await body_of(request, service_id)
+        return await run_in_threadpool(answer, service_id, monitor, hook, body, request)
+
+    def answer(
+        service_id: str, monitor: str, hook: str, body: dict[str, Any], request: Request
+    ) -> dict[str, Any]:
         try:
             if body.get("hook") != hook:
                 raise ValueError(f"{service_id} answers the {hook} hook, not "
@@ -375,16 +412,12 @@ def cds_router(
         request.state.audit_patient = pid
         path = f"/vitals/{quote(pid, safe='')}/page" if monitor == "sepsis" else (
             f"/ecg/{quote(pid, safe='')}/page")  # fmt: skip
-        page = f"{base}{path}" if base else None
+        page = f"{base}{path}"
         try:
             if monitor == "sepsis":
                 summary = ward.sepsis_summary(pid)
-                seq = summary.get("alarm_seq")
-                onset = None
-                if seq is not None:
-                    got = ward.events(int(seq) - 1, limit=1)["events"]
-                    onset = got[0] if got and got[0]["seq"] == seq else None
-                cards = sepsis_cards(summary, onset, ward.sepsis.threshold, page, service_id)
+                cards = sepsis_cards(summary, summary.get("alarm_onset"),
+                                     ward.sepsis.threshold, page, service_id)  # fmt: skip
             else:
                 cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()),
                                   service_id)  # fmt: skip
@@ -397,18 +430,23 @@ def cds_router(
         return {"cards": cards}
 
     @router.post("/cds-services/{service_id}/feedback")
-    def cds_feedback(service_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    async def cds_feedback(service_id: str, request: Request) -> dict[str, Any]:
         """The EHR's feedback on cards: each card's alarm acknowledged."""
         service(service_id)
+        body = await body_of(request, f"{service_id}/feedback")
+        return await run_in_threadpool(take_feedback, service_id, body, request)
+
+    def take_feedback(service_id: str, body: dict[str, Any], request: Request) -> dict[str, Any]:
         events = ward.events(0, 10_000)["events"]
+        patients: set[str] = set()
         try:
-            got = apply_feedback(ward, events, body, request.state.cds_client.name)
+            got = apply_feedback(ward, events, body, request.state.cds_client.name, patients)
         except ValueError as e:
             stats.call(f"{service_id}/feedback", "invalid")
             raise HTTPException(422, str(e)) from None
         stats.call(f"{service_id}/feedback", "taken")
         stats.fed_back(got)
-        request.state.audit_patient = None
+        request.state.audit_patients = sorted(patients)  # the access log: a row for each
         return got
 
     return router

@@ -10,7 +10,10 @@ and its signature verifies (``ES384`` or ``RS384``, the two the specification na
 that issuer (the specification asks services to allow-list it: a token never makes the
 gateway fetch keys from where the token says), its ``aud`` is the endpoint called, it has
 not expired, was not issued in the future or for longer than an hour, and its ``jti`` has
-not been seen before.
+not been seen before (the tokens seen are kept in memory, so a token issued before the
+gateway started is refused too: each call's token is fresh, and one from before a restart
+may have been used), a ``nbf`` it has has come, and it asks for no critical header
+extension (``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
@@ -97,10 +100,22 @@ def _public_key(jwk: Mapping[str, Any]) -> Any:
 
 
 def _signing_keys(jwks: Any) -> dict[str, tuple[str, Any]]:
-    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (ValueError, KeyError,
-    TypeError or AttributeError for one that is not a JWK Set or holds a key not taken)."""
-    return {str(k["kid"]): (str(k["kty"]), _public_key(k)) for k in jwks["keys"]
-            if k.get("use", "sig") == "sig"}  # fmt: skip
+    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (KeyError, TypeError or
+    AttributeError for one that is not a JWK Set). A key the gateway cannot use (another
+    type or curve, no ``kid``, a damaged number) is logged and skipped, as RFC 7517 section 5
+    asks: an EHR publishing an Ed25519 key beside its RSA one is not locked out."""
+    keys = {}
+    for k in jwks["keys"]:
+        if k.get("use", "sig") != "sig":
+            continue
+        try:
+            if not isinstance(k.get("kid"), str) or not k["kid"]:
+                raise ValueError("a key without a kid cannot be named by a token")
+            keys[k["kid"]] = (str(k["kty"]), _public_key(k))
+        except (ValueError, KeyError, TypeError) as e:
+            logger.warning("JWK Set: key %r skipped (%s: %s)", k.get("kid"),
+                           type(e).__name__, e)  # fmt: skip
+    return keys
 
 
 def check_jwks_url(url: str) -> str:
@@ -171,6 +186,7 @@ class CdsClients:
             raise ValueError("two CDS clients have the same issuer")
         self._fetch, self._clock = fetch, clock
         self._seen: dict[str, float] = {}  # issuer and jti -> when the token expires
+        self._started = time.time()  # tokens issued before are refused: see verify()
         self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one fetch at a time; verifying goes on
@@ -286,6 +302,9 @@ class CdsClients:
         alg = head.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise CdsAuthError(f"tokens signed with {alg!r} are not taken (ES384 or RS384)")
+        if "crit" in head:  # RFC 7515 4.1.11: extensions not understood must be refused
+            raise CdsAuthError(f"tokens with critical header extensions ({head['crit']!r}) "
+                               "are not taken")  # fmt: skip
         client = self.by_iss.get(str(body.get("iss")))
         if client is None:
             raise CdsAuthError(f"issuer {body.get('iss')!r} is not a trusted CDS client")
@@ -324,6 +343,14 @@ class CdsClients:
         if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:
             raise CdsAuthError(f"{client.name}: the token was issued in the future or for "
                                f"longer than {MAX_LIFETIME_S:g} s")  # fmt: skip
+        nbf = body.get("nbf", iat)
+        if not _time(nbf) or nbf > now + LEEWAY_S:  # RFC 7519 4.1.5
+            raise CdsAuthError(f"{client.name}: the token is not valid yet (nbf {nbf!r})")
+        if iat < self._started - LEEWAY_S:
+            # its jti may have been used with the process before this one (the tokens seen
+            # are kept in memory): an EHR signs a fresh token for every call
+            raise CdsAuthError(f"{client.name}: the token was issued before the gateway "
+                               "started")  # fmt: skip
         with self._lock:
             if now - self._pruned >= 1.0:  # at most once a second: the tokens of an hour
                 self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}

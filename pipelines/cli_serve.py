@@ -240,8 +240,9 @@ def add_serve_commands(sub: Any) -> None:
     )  # fmt: skip
     sp.add_argument(
         "--public-url", default=None, metavar="URL",
-        help="this gateway's address as the EHR and browsers reach it (behind a proxy): the "
-        "CDS tokens' audience, and the cards' links to patient pages (none without it)",
+        help="this gateway's address as the EHR and browsers reach it (through any proxy): "
+        "the CDS tokens' audience, and the cards' links to patient pages (needed with "
+        "--cds-clients)",
     )  # fmt: skip
     sp.add_argument(
         "--feed-rate-pct", type=percent_below_100, default=15.0, metavar="PCT",

@@ -86,7 +86,8 @@ class AuditMiddleware:
     or 403 answer, written to ``log`` (:class:`pipelines.audit.AuditLog`) when its answer
     starts: who (the token's name from ``request.state.caller``; ``open`` without tokens),
     what, which patient (the path's, ``?patient=``, or the event's:
-    ``request.state.audit_patient``), the status and the client's address."""
+    ``request.state.audit_patient``; a row for each of ``request.state.audit_patients``
+    when a call names several), the status and the client's address."""
 
     def __init__(self, app: Any, log: AuditLog, audited: Callable[[str, str], bool],
                  open_: bool) -> None:  # fmt: skip
@@ -119,7 +120,9 @@ class AuditMiddleware:
         patient = params.get("patient_id") or query.get("patient") or state.get("audit_patient")
         caller = state.get("caller") or ("open" if self.open else "(no valid token)")
         client = (scope.get("client") or (None,))[0]
-        self.log.record(caller, f"{scope['method']} {path}", patient, status, client)
+        # a call about several patients (CDS feedback on their cards): a row for each
+        for p in state.get("audit_patients") or [patient]:
+            self.log.record(caller, f"{scope['method']} {path}", p, status, client)
 
 
 def http_call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -227,6 +227,9 @@ def serve(
             raise ValueError(f"--forward-alarms wants HOST:PORT, got {forward_alarms!r}")
         target = (host_.strip("[]"), int(port_))
     parse_adt_units(adt_units)  # ValueError: a unit's ICU type is not one
+    if cds_clients is not None and not public_url:
+        raise ValueError("--cds-clients needs --public-url: the gateway's address as the EHR "
+                         "calls it, which each token's audience must name")  # fmt: skip
     if mllp_allow:
         for a in mllp_allow:
             ipaddress.ip_network(a.strip(), strict=False)  # ValueError: not an address

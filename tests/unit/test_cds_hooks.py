@@ -161,7 +161,8 @@ def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
         t[0] += JWKS_MAX_AGE_S + 1
         assert clients.verify(sign_token(ec_2, "ec-2", {**rotated, "jti": "r2"}), [aud])
         assert server.gets == 4 and "the keys fetched before stay in use" in caplog.text
-        with TestClient(create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients)) as c:
+        with TestClient(create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients,
+                                   public_url=BASE)) as c:  # fmt: skip
             metrics = c.get("/metrics").text  # an operator sees the fetches failing
         for line in ('vitalgru_cds_jwks_fetches_total{client="ehr",outcome="ok"} 2.0',
                      'vitalgru_cds_jwks_fetches_total{client="ehr",outcome="failed"} 2.0',
@@ -309,13 +310,15 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
         assert line in metrics, line
     rows_ = [(r["caller"], r["action"], r["patient_id"], r["status"]) for r in audit.rows()]
     assert ("cds ehr", "POST /cds-services/{service_id}", "MRN-0001", 200) in rows_
-    assert ("cds ehr", "POST /cds-services/{service_id}/feedback", None, 200) in rows_
+    # the feedback's row names the patient whose alarm it acknowledged (None before)
+    assert ("cds ehr", "POST /cds-services/{service_id}/feedback", "MRN-0001", 200) in rows_
     assert ("cds (refused)", "GET /cds-services", None, 401) in rows_
 
 
 def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Path) -> None:
     ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
-    app = create_app(ward, tick_s=0, cds_clients=CdsClients.from_file(ehr.clients(tmp_path)))
+    app = create_app(ward, tick_s=0, cds_clients=CdsClients.from_file(ehr.clients(tmp_path)),
+                     public_url=BASE)  # fmt: skip
     aud = f"{BASE}/cds-services/vitalgru-ecg"
     with TestClient(app) as c:
         c.post("/ecg/bed-3/admit", json={"fs": 360})
@@ -325,7 +328,8 @@ def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Pa
         (card,) = c.post("/cds-services/vitalgru-ecg", json=body,
                          headers={"Authorization": f"Bearer {ehr.token(aud)}"}).json()["cards"]  # fmt: skip
         assert card["summary"].startswith("ECG alarm: ECG feed lost at ")
-        assert card["indicator"] == "warning" and "links" not in card  # no public URL given
+        assert card["indicator"] == "warning"
+        assert card["links"][0]["url"] == f"{BASE}/ecg/bed-3/page"
         out = f"{BASE}/cds-services/vitalgru-ecg-discharge"
         (leaving,) = c.post("/cds-services/vitalgru-ecg-discharge",
                             json={**body, "hook": "encounter-discharge"},
@@ -352,4 +356,129 @@ def test_serve_reads_the_cds_options(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a CDS client file"):
         main(["serve", "--arrhythmia-model", "none", "--early-warning-model", "m",
               "--cds-clients", str(tmp_path / "bad.json"), "--state", "none",
+              "--audit", "none", "--public-url", "https://gw.example.org"])  # fmt: skip
+
+
+def test_cds_hooks_need_the_public_url_the_tokens_audience_is_checked_against(
+    ehr: Ehr, tmp_path: Path
+) -> None:
+    clients = CdsClients.from_file(ehr.clients(tmp_path))
+    with pytest.raises(ValueError, match="public URL"):  # the Host header was taken before
+        create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients)
+    with pytest.raises(SystemExit, match="--cds-clients needs --public-url"):
+        main(["serve", "--arrhythmia-model", "none", "--early-warning-model", "m",
+              "--cds-clients", str(ehr.clients(tmp_path)), "--state", "none",
               "--audit", "none"])  # fmt: skip
+    app = create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients,
+                     public_url="https://gw-a.example.org")  # fmt: skip
+    other = "https://gw-b.example.org/cds-services/vitalgru-ecg"  # signed for another gateway
+    body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "bed-1"}}
+    with TestClient(app, base_url="https://gw-b.example.org") as c:
+        sent = c.post("/cds-services/vitalgru-ecg", json=body,
+                      headers={"Authorization": f"Bearer {ehr.token(other)}"})  # fmt: skip
+        assert sent.status_code == 401 and "not this endpoint" in sent.text
+
+
+def test_a_token_is_refused_before_its_nbf_with_crit_or_from_before_the_start(
+    ehr: Ehr, tmp_path: Path
+) -> None:
+    clients = CdsClients.from_file(ehr.clients(tmp_path))
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    now = time.time()
+    with pytest.raises(CdsAuthError, match="not valid yet"):
+        clients.verify(ehr.token(aud, nbf=now + 600), [aud])
+    with pytest.raises(CdsAuthError, match="not valid yet"):
+        clients.verify(ehr.token(aud, nbf="soon"), [aud])
+    assert clients.verify(ehr.token(aud, nbf=now - 5), [aud]).name == "ehr"
+    crit = sign_token(ehr.ec, "ec-1", {"iss": ISS, "aud": aud, "exp": now + 60, "iat": now,
+                                       "jti": "c1"})  # fmt: skip
+    head, body, sig = crit.split(".")
+    # a header naming an extension this gateway does not know (the signature aside: the
+    # header is refused before it is looked at)
+    marked = _b64(json.dumps({"alg": "ES384", "kid": "ec-1", "crit": ["exp-x"],
+                              "exp-x": 1}).encode())  # fmt: skip
+    with pytest.raises(CdsAuthError, match="critical header extensions"):
+        clients.verify(f"{marked}.{body}.{sig}", [aud])
+    # a token used with the gateway before it restarted: its jti is no longer known, and
+    # it was issued before this one started
+    before = ehr.token(aud, iat=now - 300, exp=now + 300)
+    with pytest.raises(CdsAuthError, match="issued before the gateway started"):
+        CdsClients.from_file(ehr.clients(tmp_path)).verify(before, [aud])
+
+
+def test_a_key_the_gateway_cannot_use_does_not_lock_out_the_ehrs_others(
+    ehr: Ehr, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    p256 = jwk_of(ehr.ec.public_key(), "ec-p256")
+    p256["crv"] = "P-256"
+    okp = {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "kid": "ed-1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    }
+    nokid = {k: v for k, v in jwk_of(ehr.rsa.public_key(), "x").items() if k != "kid"}
+    for extra in (p256, okp, nokid):
+        jwks = {"keys": [*ehr.jwks["keys"], extra]}
+        with serving(JsonServer(lambda j=jwks: j)) as server:
+            clients = CdsClients.from_spec({"clients": [
+                {"name": "ehr", "iss": ISS, "jwks_url": server.url}]})  # fmt: skip
+            assert clients.verify(ehr.token(aud, "RS384"), [aud]).name == "ehr"
+        inline = CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS, "jwks": jwks}]})
+        assert inline.verify(ehr.token(aud), [aud]).name == "ehr"
+    assert "key 'ed-1' skipped" in caplog.text
+    with pytest.raises(ValueError, match="no signing key"):  # none usable: refused
+        CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS,
+                                           "jwks": {"keys": [okp, nokid]}}]})  # fmt: skip
+
+
+def test_a_sepsis_card_lasts_as_long_as_its_episode_and_feedback_is_all_or_nothing(
+    ehr: Ehr, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("vitalgru.scoring.ward.MAX_EVENTS", 3)  # a busy ward's log, small
+    model, preprocessing, rows = sepsis_fit
+    ward = Ward(untrained_monitor(), sepsis=EarlyWarningMonitor(model, preprocessing),
+                feed_timeout_s=0.01)  # fmt: skip
+    app = create_app(ward, tick_s=0, cds_clients=CdsClients.from_file(ehr.clients(tmp_path)),
+                     public_url=BASE)  # fmt: skip
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "icu-1"}}
+
+    def post(path: str, sent: Any, token: str | None = None) -> Any:
+        head = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return c.post(path, content=sent if isinstance(sent, str) else json.dumps(sent),
+                      headers={"Content-Type": "application/json", **head})  # fmt: skip
+
+    with TestClient(app) as c:
+        c.post("/vitals/icu-1/admit")
+        for row in rows:
+            if c.post("/vitals/icu-1", json=row).json()["alarm_started"]:
+                break
+        (card,) = post("/cds-services/vitalgru-sepsis", body, ehr.token(aud)).json()["cards"]
+        onset = ward.sepsis_summary("icu-1")["alarm_seq"]
+        for n in range(4):  # other beds' events push the onset out of the log
+            c.post(f"/ecg/bed-{n}/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()
+        assert ward.events()["events"][0]["seq"] > onset
+        (still,) = post("/cds-services/vitalgru-sepsis", body, ehr.token(aud)).json()["cards"]
+        assert still == card  # no card before, the episode still going on
+        # feedback with one bad item: refused, and the good one before it taken back
+        fb = f"{aud}/feedback"
+        mixed = {"feedback": [{"card": card["uuid"], "outcome": "accepted"}, {"card": "x"}]}
+        assert post("/cds-services/vitalgru-sepsis/feedback", mixed,
+                    ehr.token(fb)).status_code == 422  # fmt: skip
+        assert ward.sepsis_summary("icu-1")["alarm_acknowledged"] is None
+        # a broken body: 401 without a token (422 was answered before the token was looked
+        # at), 422 counted as invalid with one
+        assert post("/cds-services/vitalgru-sepsis", "{not json").status_code == 401
+        assert post("/cds-services/vitalgru-sepsis", "{not json",
+                    ehr.token(aud)).status_code == 422  # fmt: skip
+        for n in range(3):  # made-up services, anonymously: one series, not three
+            assert post(f"/cds-services/made-up-{n}", body).status_code == 401
+        metrics = c.get("/metrics").text
+    assert 'vitalgru_cds_calls_total{outcome="invalid",service="vitalgru-sepsis"} 1.0' in metrics
+    assert 'vitalgru_cds_calls_total{outcome="refused",service="unknown"} 3.0' in metrics
+    assert "made-up" not in metrics

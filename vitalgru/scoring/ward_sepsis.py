@@ -357,7 +357,8 @@ class SepsisWard(WardShadows):
         :meth:`acknowledge`), "alarm_acknowledged" (its acknowledgement, or None),
         "alarm_escalated" (``{"at", "seq"}`` once it was escalated, or None),
         "alarm_repeated" (the episode began in the lockout after an acknowledged alarm: it
-        paged no one), "static"
+        paged no one), "alarm_onset" (that onset's event, as logged: kept while the episode
+        goes on, when the log has dropped it as old), "static"
         (the demographics given at admission, vitalgru names), "assembling" ({ICU hour
         being assembled from observations: {column: values so far}}), "last_scored_at" (when the
         latest hour was scored; None for hours taken up from a state file), "risk_max" and

@@ -115,6 +115,7 @@ class SepsisBed:
             "alarm_acknowledged": self.onset.get("acknowledged") if self.onset else None,
             "alarm_escalated": self.onset.get("escalated") if self.onset else None,
             "alarm_repeated": bool(self.onset and self.onset.get("kind") == REPEATED_SEPSIS_KIND),
+            "alarm_onset": None if self.onset is None else dict(self.onset),
             "static": dict(self.static),
             "assembling": {
                 h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(self.pending.items())
