@@ -77,9 +77,13 @@ class _MlflowEpochs(Callback):
     """Per-epoch metrics into the MLflow run. The step counts epochs across fits, so the
     networks of a cross-validated training follow one another on the same curves (they
     arrive fold by fold, ``fits_per_fold`` networks each); each point also carries
-    ``fold`` and ``member`` (0 for a single fit)."""
+    ``fold`` and ``member`` (0 for a single fit). The keys start with ``prefix``: under the
+    run's own keys, MLflow's summary of a key (its value at the highest step) showed the
+    last epoch of the last network, not the run's final figure logged without a step."""
 
-    def __init__(self, run: tracking.TrackedRun, prefix: str = "", fits_per_fold: int = 1) -> None:
+    def __init__(
+        self, run: tracking.TrackedRun, prefix: str = "epoch.", fits_per_fold: int = 1
+    ) -> None:
         self.run = run
         self.prefix = prefix
         self.fits_per_fold = max(1, fits_per_fold)

@@ -257,7 +257,9 @@ def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, 
     }
 
 
-@task(name="promote", retries=2, retry_delay_seconds=5)
+# No retries: a retry after the alias was moved found the version "already" champion and
+# left its promotion out of the alias history (a rollback then skipped it).
+@task(name="promote")
 def promote(
     name: str, version: str, metrics: dict[str, float], gate_keys: list[str]
 ) -> dict[str, Any]:

@@ -60,11 +60,15 @@ class TestTrainArrhythmiaFlow:
         params = client.get_run(res["run_id"]).data.params
         assert len(params["resolved.cv_fold_best_epochs"].split(",")) == 9
         # per-epoch curves: every network's epochs, labelled with its fold and member
-        member = {p.step: p.value for p in client.get_metric_history(res["run_id"], "member")}
-        fold = {p.step: p.value for p in client.get_metric_history(res["run_id"], "fold")}
+        member = {p.step: p.value for p in client.get_metric_history(res["run_id"], "epoch.member")}
+        fold = {p.step: p.value for p in client.get_metric_history(res["run_id"], "epoch.fold")}
         assert sorted({(fold[s], member[s]) for s in fold}) == [
             (float(f), float(j)) for f in range(3) for j in range(3)
         ]
+        # the run shows its final figures, not the last epoch's of the same name
+        shown = client.get_run(res["run_id"]).data.metrics
+        assert shown["val_sv_f1"] == pytest.approx(m["val_sv_f1"])
+        assert "epoch.val_sv_f1" in shown
         assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
         # The registry shows what the model is and this version's DS2 results.
         card = client.get_model_version("vitalgru-arrhythmia", "1").description

@@ -219,6 +219,13 @@ class TestMissingStore:
         assert "gone.db" in why
         monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://registry.example:5000")
         assert tracking.missing_store() is None  # a server is asked by check_stores instead
+        # a "~" is read as MLflow reads it (a folder of that name here), not as the home
+        # folder: a store there was taken for this one before
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+        monkeypatch.setenv("HOME", str(store))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///~/mlflow.db")
+        why = tracking.missing_store()
+        assert why is not None and "~/mlflow.db" in why
 
 
 class TestTrackedRun:
@@ -413,6 +420,14 @@ class TestModelRoundTrip:
             np.testing.assert_allclose(pf.predict(x), want, rtol=0, atol=1e-6)
             np.testing.assert_allclose(pf.predict(x[1]), want[1], rtol=0, atol=1e-6)
             np.testing.assert_allclose(pf.predict({"x": x}), want, rtol=0, atol=1e-6)
+        # a hidden state as JSON gives it (float64, or a list): the same logits as float32
+        # (a dtype error before)
+        h0 = np.random.default_rng(0).standard_normal((1, 3, 8))
+        with torch.no_grad():
+            want = model(torch.from_numpy(x), torch.from_numpy(h0.astype(np.float32)))[0].numpy()
+        for given in (h0, h0.tolist(), h0.astype(np.float32)):
+            got = pf.predict({"x": x, "h0": given})
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
         # Nothing is pickled: the pyfunc is defined by a code file stored with the model.
         local = Path(mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(store / "dl")))
         assert not list(local.rglob("*.pkl"))
@@ -529,6 +544,32 @@ class TestPromotion:
         assert get_alias_version(NAME, "champion") == v3
         tags = _client().get_model_version(NAME, v3).tags
         assert float(tags["gate.f1"]) == 0.81 and "beats" in tags["vitalgru.gate_decision"]
+
+    def test_a_registry_that_fails_to_answer_is_not_taken_for_no_champion(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from mlflow.exceptions import MlflowException
+
+        v1, v2 = _registered(2)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        locked = MlflowException("(sqlite3.OperationalError) database is locked",
+                                 error_code="TEMPORARILY_UNAVAILABLE")  # fmt: skip
+
+        def fails(*a: Any, **k: Any) -> Any:
+            raise locked
+
+        with monkeypatch.context() as m:
+            m.setattr(MlflowClient, "get_model_version_by_alias", fails)
+            with pytest.raises(MlflowException, match="locked"):  # promoted as "first" before
+                promote_if_better(NAME, v2, {"f1": 0.1}, ["f1"])
+            with pytest.raises(MlflowException, match="locked"):
+                get_alias_version(NAME, "champion")
+        assert get_alias_version(NAME, "champion") == v1
+        assert get_alias_version(NAME, "no-such-alias") is None  # not there: None
+        assert get_alias_version("vitalgru-none", "champion") is None
+        for alias in ("champion ", "a/b", "vä!"):  # MLflow's refusal, as a message
+            with pytest.raises(ValueError, match="cannot be an alias"):
+                tracking.promote(NAME, v2, "by hand", alias=alias)
 
     def test_tie_is_not_promoted(self, store: Path) -> None:
         v1, v2 = _registered(2)

@@ -146,6 +146,12 @@ def _rebuild(
     return module, preprocessing, config, spec
 
 
+def _model_dtype(a: np.ndarray) -> np.ndarray:
+    """An extra input as the network takes it: numbers with a fraction (a hidden state
+    ``h0`` sent as JSON or float64) in float32; flags and counts as they are."""
+    return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
+
+
 class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
     """Generic pyfunc face of a vitalgru network (for ``mlflow.pyfunc.load_model``).
 
@@ -175,7 +181,8 @@ class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
         if isinstance(model_input, Mapping):
             if "x" not in model_input:
                 raise ValueError("dict input needs an 'x' entry (batch, time, n_features)")
-            extra = {k: torch.as_tensor(np.asarray(v)) for k, v in model_input.items() if k != "x"}
+            extra = {k: torch.as_tensor(_model_dtype(np.asarray(v)))
+                     for k, v in model_input.items() if k != "x"}  # fmt: skip
             x_np = np.asarray(model_input["x"], dtype=np.float32)
         else:
             x_np = np.asarray(model_input, dtype=np.float32)

@@ -51,10 +51,22 @@ class PromotionDecision:
     comparison: dict[str, tuple[float, float | None]] = field(default_factory=dict)
 
 
+def _not_found(e: MlflowException) -> bool:
+    """Whether MLflow refused because the model, version or alias is not there (any other
+    refusal, a locked store or a server's 5xx, is not an answer and is raised: taken for
+    "no champion", it promoted a version without comparing it)."""
+    code = getattr(e, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(e.message)
+    )
+
+
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+    except MlflowException as e:
+        if not _not_found(e):
+            raise
         return None
 
 
@@ -81,7 +93,9 @@ def alias_history(name: str, alias: str = "champion") -> list[dict[str, str]]:
     client = _client()
     try:
         tags = dict(client.get_registered_model(name).tags or {})
-    except MlflowException:
+    except MlflowException as e:
+        if not _not_found(e):
+            raise
         return []
     try:
         history = json.loads(tags.get(_history_tag(alias), "[]"))
@@ -167,6 +181,8 @@ def _check_alias(alias: str) -> str:
             f"{alias!r} cannot be an alias (empty, 'latest' and 'v<N>' name versions in a "
             "model URI); use a name such as 'champion' or 'challenger'"
         )
+    if not re.fullmatch(r"[\w-]+", a):  # MLflow's own rule, refused here with a message
+        raise ValueError(f"{alias!r} cannot be an alias: letters, digits, _ and - only")
     return a
 
 
@@ -232,8 +248,10 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
                 continue
             try:
                 client.get_model_version(name, v)
-            except MlflowException:  # deleted since
-                continue
+            except MlflowException as e:
+                if not _not_found(e):
+                    raise
+                continue  # deleted since
             return _promote(name, v, reason, alias, "rollback")
     raise ValueError(
         f"no earlier {alias} of {name} is recorded to roll back to (current: version "
@@ -250,7 +268,9 @@ def registry_versions(name: str) -> list[dict[str, Any]]:
     client = _client()
     try:
         aliases = dict(client.get_registered_model(name).aliases or {})
-    except MlflowException:
+    except MlflowException as e:
+        if not _not_found(e):
+            raise
         return []
     by_version: dict[str, list[str]] = {}
     for a, v in aliases.items():
@@ -415,7 +435,9 @@ def _gate(
 
     try:
         champ = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except MlflowException as e:
+        if not _not_found(e):
+            raise
         champ = None
 
     def finish(promoted: bool, reason: str, prev: str | None, cmp: dict) -> PromotionDecision:

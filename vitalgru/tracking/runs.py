@@ -66,9 +66,10 @@ def registry_uri() -> str:
 
 
 def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a local SQLite store URI, else None."""
+    """The database file of a local SQLite store URI, else None (as MLflow opens it: a
+    ``~`` is a folder of that name, not the home folder)."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :]).expanduser()
+        return Path(uri[len("sqlite:///") :])
     return None
 
 
