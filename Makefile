@@ -12,13 +12,16 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= true
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
+TORCH_INDEX ?=
 
 .PHONY: setup run test lint bench clean
 
 $(BIN)/vitalgru: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build. Where pip
+	# finds no CPU wheel of its own (PyPI's Linux torch 2.13.0 is the CUDA one), give
+	# TORCH_INDEX=https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 

@@ -24,6 +24,7 @@ from vitalgru import tracking
 from vitalgru.claims import reading, replace_file
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
+from vitalgru.data.dataset_files import processing_digest
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
 from vitalgru.data.splits import DECHAZAL_DS1, dechazal_split
 from vitalgru.errors import ConfigError
@@ -104,18 +105,24 @@ class _MlflowEpochs(Callback):
 
 @task(name="ingest-mitdb")
 def ingest_task(cfg_json: dict[str, Any]) -> str:
-    """Reuse the dataset when its config hash matches; otherwise run the ingest flow.
-    (Read under the folder's shared claim: an ingest writing it is waited for.)"""
+    """Reuse the dataset when it was made with this config and this processing code (its
+    manifest's config hash and processing digest); otherwise run the ingest flow, which
+    remakes only the records whose part is stale. (Read under the folder's shared claim:
+    an ingest writing it is waited for.)"""
     cfg = ArrhythmiaTrainConfig.model_validate(cfg_json)
     out = dataset_dir(cfg)
     man = out / "manifest.json"
-    want = config_hash(cfg.ingest.arrhythmia)
+    want = (config_hash(cfg.ingest.arrhythmia), processing_digest())
     log = get_run_logger()
     with reading(out, f"the dataset folder {out}", log=log):
-        have = json.loads(man.read_text()).get("config_hash") if man.exists() else None
+        facts = json.loads(man.read_text()) if man.exists() else {}
+    have = (facts.get("config_hash"), facts.get("processing_digest"))
     if have == want:
-        log.info("dataset %s is up to date (config hash %s)", out, want)
+        log.info("dataset %s is up to date (config hash %s, processing code %s)", out, *want)
         return str(out)
+    if man.exists():
+        log.info("dataset %s was made with config %s and processing code %s; remaking it "
+                 "for %s and %s", out, *have, *want)  # fmt: skip
     ingest = cfg.ingest.model_dump(mode="json")
     ingest.pop("out_dir")
     res = ingest_flow(overrides=ingest, out_dir=str(out))
@@ -279,12 +286,14 @@ def train_arrhythmia_flow(
     cfg_json = cfg.model_dump(mode="json")
     data = ingest_task(cfg_json)
     out = train_task(cfg_json, data)
+    # the evaluation is written before the gate: a folder that cannot be written stops the
+    # flow before the version is promoted, not after
+    paths = write_report(
+        out["report"], cfg.report_dir.resolve() / f"ds2_v{out['version']}.json",
+        f"DS2, model {out['model_uri']}",
+    )  # fmt: skip
     decision = promote_task(
         cfg.registered_name, out["version"], out["metrics"], list(cfg.gate_keys)
-    )
-    report_dir = Path(data).parent.parent / "reports" / "arrhythmia"
-    paths = write_report(
-        out["report"], report_dir / f"ds2_v{out['version']}.json", f"DS2, model {out['model_uri']}"
     )
     return {
         "run_id": out["run_id"],

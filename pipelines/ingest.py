@@ -76,7 +76,9 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
     wanted = db.list_records() if records is None else list(records)
     report = db.fetch(records=wanted, workers=4 if db.is_remote else 1)
     bad = set(report.failed_records)
-    sums = db.checksums()
+    # the published checksum stands for the file only when the file was checked against
+    # it; unchecked, a file corrected in place kept its old part
+    sums = db.checksums() if cfg.verify_checksums or db.is_remote else {}
     digests = {}
     for rel in report.ok:
         digests[rel] = sums.get(rel) or sha256_file(db.root / rel)
@@ -143,7 +145,8 @@ def _record_key(record: str, checksums: dict[str, str], cfg_hash: str, code: str
     return f"{record.replace('/', '__')}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+# the runner's threads are a ceiling: the flow submits IngestConfig.workers at a time
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=64), log_prints=True)
 def ingest_flow(
     config_path: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -183,8 +186,11 @@ def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:
             _record_key(r, fetched["checksums"], chash, code), code)
         for r, s in sorted(assignment.items())
     }  # fmt: skip
-    futures = {r: process_record_task.submit(*v) for r, v in args.items()}
-    results = {r: f.result() for r, f in futures.items()}
+    results: dict[str, dict[str, Any]] = {}
+    names = list(args)
+    for i in range(0, len(names), cfg.workers):  # at most `workers` records at a time
+        futures = {r: process_record_task.submit(*args[r]) for r in names[i : i + cfg.workers]}
+        results.update({r: f.result() for r, f in futures.items()})
     stale = [r for r, res in results.items()
              if "part" in res and not (Path(res["part"]) / "facts.json").exists()]  # fmt: skip
     if stale:

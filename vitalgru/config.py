@@ -128,6 +128,9 @@ class ArrhythmiaTrainConfig(_Strict):
 
     ingest: IngestConfig = IngestConfig()
     dataset_dir: Path | None = None  # None: ingest.out_dir
+    # Where the DS2 evaluation of each registered version is written (ds2_v<N>.json, .md);
+    # it was two folders above the dataset, outside the output tree for any other layout.
+    report_dir: Path = Path("vitalgru-out/reports/arrhythmia")
     # Record-grouped validation inside DS1 (model selection, early stopping); these four
     # hold 263 S and 933 V beats. 201 and 203, DS1's atrial-fibrillation records, stay in
     # training: without them the model calls irregular AF beats S.
@@ -201,7 +204,9 @@ class ArrhythmiaTrainConfig(_Strict):
     # (benchmarks/results/arrhythmia_experiments.md, run 18). Needs cv_folds.
     seeds_per_fold: int = Field(default=3, ge=1, le=16)
     # Processes training the fits side by side (each with num_threads threads); the
-    # result does not depend on it. Scripts using > 1 need an `if __name__ == "__main__"`.
+    # result does not depend on it while max_minutes does not bind: max_minutes is the
+    # wall time of all the fits, so one process gives each fit half the time two do (raise
+    # max_minutes with it). Scripts using > 1 need an `if __name__ == "__main__"`.
     workers: int = Field(default=2, ge=1, le=64)
     # RR intervals in the window of the AF rhythm features (entropy, normalised RMSSD).
     rhythm_beats: int = Field(default=64, ge=8, le=1000)

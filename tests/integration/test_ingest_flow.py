@@ -3,6 +3,7 @@ server, and against a real ``prefect server start`` on 127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -325,3 +326,24 @@ def test_a_part_is_keyed_on_its_records_files_in_a_sub_folder_too() -> None:
         b = {**a, f"{prefix}{record.split('/')[-1]}.dat": "f" * 64}
         assert _record_key(record, a, "cfg", "code") != _record_key(record, b, "cfg", "code")
         assert "/" not in _record_key(record, a, "cfg", "code")  # one file in the parts folder
+
+
+def test_unverified_files_are_keyed_on_their_own_bytes(
+    tmp_path: Path, physionet_mirror: Path
+) -> None:
+    from pipelines.ingest import fetch_database
+
+    mirror = tmp_path / "mirror"
+    (mirror / "mitdb").mkdir(parents=True)
+    for f in (physionet_mirror / "mitdb").iterdir():
+        if f.name.startswith("100.") or not f.name[0].isdigit():
+            shutil.copy(f, mirror / "mitdb" / f.name)
+    (mirror / "mitdb" / "RECORDS").write_text("100\n")
+    atr = mirror / "mitdb" / "100.atr"
+    data = bytearray(atr.read_bytes())
+    data[100] ^= 0x01  # corrected in place, say
+    atr.write_bytes(bytes(data))
+    settings = {"mirror": str(mirror), "verify_checksums": False}
+    got = fetch_database.fn("mitdb", settings, ["100"])
+    # the published checksum stood for the file before, though nobody checked it
+    assert got["checksums"]["100.atr"] == hashlib.sha256(atr.read_bytes()).hexdigest()

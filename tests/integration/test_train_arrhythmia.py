@@ -34,6 +34,7 @@ class TestTrainArrhythmiaFlow:
             "ingest.physionet.mirror": str(physionet_mirror),
             "ingest.arrhythmia.records": ["106", "119", "223", "233"],
             "ingest.out_dir": str(out_dir),
+            "report_dir": str(isolated_mlflow / "ds2-reports"),
             # the three DS1 records, one per fold, and the default 3 networks per fold
             # trained by 2 worker processes: a 9-member ensemble
             "cv_folds": 3,
@@ -79,6 +80,7 @@ class TestTrainArrhythmiaFlow:
         assert "not a medical device" in about
         assert json.loads(params["resolved.quality_gate"]) == champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0
+        assert res["report_paths"]["json"] == str(isolated_mlflow / "ds2-reports" / "ds2_v1.json")
         report = json.loads(Path(res["report_paths"]["json"]).read_text())
         # DS2 here is record 233 alone: 2230 N, 7 S, 831 V, 11 F (MIT-BIH reference labels)
         assert [report["classes"][c]["n"] for c in "NSVFQ"] == [2230, 7, 831, 11, 0]
