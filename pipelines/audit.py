@@ -109,7 +109,9 @@ class AuditLog:
         """Write one access (or add it to the same caller's same access within
         :data:`COALESCE_S`). A failed write is counted (``errors``), not raised: a full
         disk must not stop alarms."""
-        key = (caller, action, patient_id, int(status))
+        # the client's address is part of what is the same: a second workstation reading
+        # with a shared token (or an open gateway) is a row of its own
+        key = (caller, action, patient_id, int(status), client)
         now = time.monotonic()
         at = datetime.now(UTC).isoformat(timespec="seconds")
         try:

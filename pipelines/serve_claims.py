@@ -65,8 +65,11 @@ def claim_file(path: str | os.PathLike, what: str) -> Iterator[None]:
     ``<path>.lock``); OSError naming the process that holds it when another does. ``what``
     says which file it is (``"the ward state"``)."""
     name = f"{what} {os.fspath(path)}"
+    # the lock beside the file itself: another name for it (a symbolic link, a relative
+    # path) must not get a lock of its own
+    real = os.path.realpath(path)
     try:
-        with hold(f"{os.fspath(path)}.lock", name, busy="another gateway"):
+        with hold(f"{real}.lock", name, busy="another gateway"):
             yield
     except ClaimBusy as e:
         raise OSError(f"{e}: one file, one gateway; stop that one first") from None

@@ -267,3 +267,14 @@ def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
     with sqlite3.connect(old) as db:
         db.execute("UPDATE access SET caller = 'someone-else' WHERE seq = 2")
     assert verify_files([old, older])[0]["broken"] == 2
+
+
+def test_a_second_workstation_with_the_same_token_is_a_row_of_its_own(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite")
+    for client in ("10.0.0.5", "192.168.9.77", "10.0.0.5"):
+        log.record("open", "GET /vitals/{patient_id}", "p1", 200, client)
+    # coalesced by caller, action, patient and status alone, the second reader's address
+    # was lost in the first's count
+    assert [(r["client"], r["count"]) for r in log.rows()] == [
+        ("10.0.0.5", 2), ("192.168.9.77", 1)]  # fmt: skip
+    log.close()

@@ -400,6 +400,7 @@ def test_a_restored_alarm_keeps_what_its_onset_said(
 ) -> None:
     model, preprocessing, rows = sepsis_fit
     said = {"seq": 4, "source": "sepsis", "patient_id": "icu-5", "kind": "sepsis_risk",
+            "hour": 1, "received_at": "2026-12-05T08:00:05+00:00",
             "drivers": [{"column": "resp_per_min", "text": "Resp 31 /min"}]}  # fmt: skip
     state = WardState([], [SepsisAdmission("icu-5", "2026-12-05T08:00:00+00:00", rows[:1])],
                       [said], 4, {})  # fmt: skip

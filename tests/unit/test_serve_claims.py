@@ -54,6 +54,11 @@ def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60)  # fmt: skip
         assert out.returncode == 3 and f"process {os.getpid()}" in out.stdout
+        # another name for the same file is the same file (a lock of its own before)
+        (tmp_path / "current.sqlite").symlink_to(state.name)
+        with pytest.raises(OSError, match="another gateway"):
+            with claim_file(tmp_path / "current.sqlite", "the ward state"):
+                pass
     with claim_file(state, "the ward state"):  # let go at the end of the block
         pass
     assert not state.exists()  # the claim never creates the file itself

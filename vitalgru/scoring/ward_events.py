@@ -73,19 +73,21 @@ def _utc_now() -> str:
     return _iso(datetime.now(UTC))
 
 
-def merged_ids(events: list[dict[str, Any]], monitor: str = "sepsis") -> Callable[[Any], str]:
-    """``id -> the id its stay goes on under``, following the ``patient_merged`` events of
-    ``monitor`` (``sepsis`` or ``ecg``; an event without one is a sepsis merge) in the log (a
-    record merged into one that was merged again ends at the last)."""
-    into = {str(e.get("merged_from")): str(e.get("patient_id")) for e in events
-            if e.get("kind") == "patient_merged"
+def merged_ids(events: list[dict[str, Any]], monitor: str = "sepsis") -> Callable[..., str]:
+    """``(id, seq=None) -> the id its stay goes on under``, following the
+    ``patient_merged`` events of ``monitor`` (``sepsis`` or ``ecg``; an event without one is
+    a sepsis merge) in the log (a record merged into one that was merged again ends at the
+    last). With ``seq``, the number of an event of that id, only merges logged after it are
+    followed: an id given to another patient after its merge is that patient's again."""
+    into = {str(e.get("merged_from")): (str(e.get("patient_id")), int(e["seq"]))
+            for e in events if e.get("kind") == "patient_merged"
             and e.get("monitor", "sepsis") == monitor}  # fmt: skip
 
-    def now_id(pid: Any) -> str:
+    def now_id(pid: Any, seq: int | None = None) -> str:
         pid, seen = str(pid), set()
-        while pid in into and pid not in seen:
+        while pid in into and pid not in seen and (seq is None or seq < into[pid][1]):
             seen.add(pid)
-            pid = into[pid]
+            pid = into[pid][0]
         return pid
 
     return now_id

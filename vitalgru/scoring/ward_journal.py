@@ -89,6 +89,23 @@ def event_json(value: Any) -> str:
     return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
+def _move_trend(db: sqlite3.Connection, patient_id: str, new_id: str | None) -> None:
+    """Move the heart-rate trends of a patient's earlier streams (kept in ``meta``) to
+    ``new_id``, or drop them (None); a damaged value is left as it is."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'value:ecg_trends'")
+        got = row.fetchone()
+        trends = json.loads(got[0]) if got else {}
+    except (ValueError, TypeError, sqlite3.DatabaseError):  # damaged: nothing to move
+        return
+    if isinstance(trends, dict) and patient_id in trends:
+        kept = trends.pop(patient_id)
+        if new_id is not None:
+            trends[new_id] = kept
+        db.execute("UPDATE meta SET value = ? WHERE key = 'value:ecg_trends'",
+                   (event_json(trends),))  # fmt: skip
+
+
 class WardJournal:
     """A ward's state on disk (see the module docstring).
 
@@ -179,6 +196,7 @@ class WardJournal:
                 (patient_id, fs, admitted_at),
             )
             db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
+            _move_trend(db, patient_id, None)  # a new stay: no earlier stream of its own
 
     def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int]]]) -> None:
         """``{patient_id: (received_s, counts)}`` of the feeds a tick moved on."""
@@ -210,21 +228,13 @@ class WardJournal:
             for table in ("ecg_beds", "ecg_memory"):
                 db.execute(f"UPDATE {table} SET patient_id = ? WHERE patient_id = ?",
                            (new_id, patient_id))  # fmt: skip
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key = 'value:ecg_trends'")
-                got = row.fetchone()
-                trends = json.loads(got[0]) if got else {}
-            except (ValueError, TypeError, sqlite3.DatabaseError):  # damaged: nothing to move
-                trends = {}
-            if isinstance(trends, dict) and patient_id in trends:
-                trends[new_id] = trends.pop(patient_id)
-                db.execute("UPDATE meta SET value = ? WHERE key = 'value:ecg_trends'",
-                           (event_json(trends),))  # fmt: skip
+            _move_trend(db, patient_id, new_id)
 
     def discharge_ecg(self, patient_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM ecg_beds WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
+            _move_trend(db, patient_id, None)  # the stay's streams leave with it
 
     def admit_sepsis(
         self, patient_id: str, admitted_at: str, static: Mapping[str, float] | None = None

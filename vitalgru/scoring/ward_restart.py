@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,13 @@ logger = logging.getLogger("vitalgru.scoring.ward")
 MEMORY_EVERY_S = 60.0
 
 
+def _logged_since(event: Mapping[str, Any], admitted_at: str) -> bool:
+    """Whether an event was logged at or after an admission (one without a time is not)."""
+    if "received_at" not in event:
+        return False
+    return datetime.fromisoformat(str(event["received_at"])) >= datetime.fromisoformat(admitted_at)
+
+
 def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
     """The lost-feed, poor-signal and pause alarms of the journal's ECG patients that nothing
     ended before the restart: ``{(patient, kind): the alarm's number}``. Only alarms of the
@@ -45,15 +53,21 @@ def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
     raised: dict[tuple[str, str], int] = {}
     ended: set[int] = set()
     for e in state.events:
-        pid, kind = now_id(e.get("patient_id")), e.get("kind")
+        pid, kind = now_id(e.get("patient_id"), e["seq"]), e.get("kind")
         if e.get("ends") is not None:
             ended.add(int(e["ends"]))
         elif kind in ("feed_lost", "feed_rate", "poor_signal", "pause") and pid in admitted:
-            same_stay = datetime.fromisoformat(str(e.get("received_at"))) >= (
-                datetime.fromisoformat(admitted[pid]))  # fmt: skip
-            if same_stay:
+            if _logged_since(e, admitted[pid]):
                 raised[(pid, str(kind))] = int(e["seq"])
     return {k: seq for k, seq in raised.items() if seq not in ended}
+
+
+def _episode_start(risks: Sequence[Any]) -> Any:
+    """The first hour of the alarm run the hours end in (:class:`HourRisk`)."""
+    i = len(risks) - 1
+    while i > 0 and risks[i - 1].alarm:
+        i -= 1
+    return risks[i]
 
 
 class WardRestart(SepsisWard):
@@ -238,18 +252,25 @@ class WardRestart(SepsisWard):
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.scored(r, None)
-            now_id = merged_ids(state.events)  # events logged before a merge: the old id
-            onsets = {now_id(e.get("patient_id")): e for e in state.events
-                      if e.get("source") == "sepsis"}  # fmt: skip
-            paged = {now_id(e.get("patient_id")): e for e in state.events
-                     if e.get("source") == "sepsis" and e.get("kind") == "sepsis_risk"}  # fmt: skip
+            stay = self._stay_onsets(state, beds)
+            onsets = {pid: es[-1] for pid, es in stay.items()}
+            paged = {pid: e for pid, es in stay.items() for e in es
+                     if e.get("kind") == "sepsis_risk"}  # fmt: skip
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
                     bed.onset = onsets.get(pid)
+                    if bed.onset is None:
+                        # its onset was never logged (the gateway stopped between writing
+                        # the hour and its event): logged now, so it is seen and paged
+                        first = _episode_start(bed.risks)
+                        event = {**self._sepsis_alarm_event(pid, first, [], paged.get(pid)),
+                                 "recovered": True}  # fmt: skip
+                        with self._queue_lock:
+                            bed.onset = self._event(event)
                 bed.paged = paged.get(pid)  # a lockout goes on across the restart
-            for e in state.events:  # what each logged onset said raised the risk
-                bed = beds.get(now_id(e.get("patient_id")))
-                if bed is not None and e.get("source") == "sepsis" and "hour" in e:
+                if bed.onset is not None and bed.onset.get("kind") == "sepsis_risk":
+                    bed.paged = bed.onset
+                for e in stay.get(pid, []):  # what each logged onset said raised the risk
                     bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
             for a in state.sepsis:  # hours being assembled when the gateway stopped
                 bed = beds[a.patient_id]
@@ -260,6 +281,24 @@ class WardRestart(SepsisWard):
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
+
+    def _stay_onsets(
+        self, state: WardState, beds: Mapping[str, Any]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The logged sepsis alarm onsets of each restored bed's current stay, oldest first:
+        logged at or after its admission (an earlier stay of the same id, or of an id
+        merged into it, is not this one: its lockout and drivers are not this stay's; the
+        timestamps are to the second, as for the ECG alarms)."""
+        now_id = merged_ids(state.events)  # events logged before a merge: the old id
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in state.events:
+            if e.get("source") != "sepsis" or "hour" not in e:
+                continue
+            pid = now_id(e.get("patient_id"), e["seq"])
+            bed = beds.get(pid)
+            if bed is not None and _logged_since(e, bed.admitted_at):
+                out.setdefault(pid, []).append(e)
+        return out
 
     def _admit_remembered(
         self, pid: str, fs: float, kept: bytes | None

@@ -134,6 +134,14 @@ def _event(text: Any, seq: int) -> dict[str, Any]:
     event = _json_object(text)
     if event.get("seq") != seq:
         raise ValueError(f"the event kept under {seq} says it is {event.get('seq')!r}")
+    # what a restart reads of it: a damaged one is this row's loss, not the whole ward's
+    if "received_at" in event:
+        datetime.fromisoformat(str(event["received_at"]))
+    for key in ("ends", "hour"):
+        if event.get(key) is not None:
+            int(event[key])
+    if not isinstance(event.get("drivers", []), list):
+        raise TypeError("the event's drivers are not a list")
     return event
 
 

@@ -934,6 +934,68 @@ class TestSepsisLockout:
         assert not within_lockout(h, False, h + 1, 12) and not within_lockout(None, True, h, 12)
         assert not within_lockout(h, True, h + 1, 0)
 
+    def test_a_readmitted_patients_first_alarm_pages_after_a_restart(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+    ) -> None:
+        preprocessing, rows = self._hovering(sepsis_fit)
+        model = sepsis_fit[0]
+
+        def ward(**kw: Any) -> Ward:
+            return Ward(sepsis=EarlyWarningMonitor(model, preprocessing), sepsis_lockout_h=1000,
+                        **kw)  # fmt: skip
+
+        first = ward(journal=WardJournal(tmp_path / "w.sqlite"))
+        self._feed(first, rows, True)  # a stay with an acknowledged alarm and repeats
+        first.discharge_sepsis("icu-1")
+        time.sleep(1.0)  # event times are to the second
+        first.admit_sepsis("icu-1")  # readmitted under the same id
+        before = first.events()["last_seq"]
+        cut = 0  # stopped before the new stay's first alarm
+        for row in rows[:cut]:
+            first.add_hour("icu-1", row)
+        first.close()
+        again = ward(journal=WardJournal(tmp_path / "w.sqlite"))
+        again.restore(again.journal.load())
+        for row in rows[cut:]:
+            again.add_hour("icu-1", row)
+        stay = [e for e in again.events()["events"] if e.get("source") == "sepsis"
+                and e["seq"] > before]  # fmt: skip
+        fresh = ward()  # the same second stay without a restart
+        fresh.admit_sepsis("icu-1")
+        straight = self._feed(fresh, rows, False)
+        # the earlier stay's acknowledged alarm put the new one in its lockout (repeated:
+        # paged no one) after a restart, and its drivers on the new stay's page
+        assert [(e["hour"], e["kind"]) for e in stay] == [(e["hour"], e["kind"]) for e in straight]
+        assert stay[0]["kind"] == "sepsis_risk"
+        assert set(again.sepsis_stay("icu-1")["drivers"]) == {e["hour"] for e in stay}
+        again.close()
+
+    def test_an_alarm_whose_event_was_lost_in_a_crash_is_logged_at_the_restart(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        preprocessing, rows = self._hovering(sepsis_fit)
+        model = sepsis_fit[0]
+        state = tmp_path / "w.sqlite"
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        ward.admit_sepsis("icu-1")
+        real = WardJournal.add_event
+        monkeypatch.setattr(WardJournal, "add_event", lambda self, e: None)  # the crash
+        for row in rows:
+            if ward.add_hour("icu-1", row)["alarm_started"]:
+                break
+        monkeypatch.setattr(WardJournal, "add_event", real)
+        onset = ward.sepsis_summary("icu-1")
+        ward.journal.close()  # no clean stop
+        again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        again.restore(again.journal.load())
+        now = again.sepsis_summary("icu-1")
+        assert now["in_alarm"] and now["alarm_seq"] is not None  # None before: never paged
+        (event,) = [e for e in again.events()["events"] if e.get("source") == "sepsis"]
+        assert event["recovered"] and event["hour"] == onset["alarm_onset"]["hour"] == row["ICULOS"]
+        assert now["alarm_seq"] in again.alarms_in_progress()
+        again.close()
+
 
 def test_a_poor_signal_alarm_ends_when_the_signal_is_good_again(
     signals: dict[str, np.ndarray],
@@ -1178,6 +1240,7 @@ def test_an_alarm_of_an_earlier_stay_is_not_taken_up_at_a_restart(tmp_path: Path
     ward.discharge_ecg("bed-1")
     time.sleep(1.0)  # event times are to the second
     ward.admit_ecg("bed-1", 360.0)  # the bed's next patient, under the same id
+    ward.feed_timeout_s = 60.0  # its own feed is not lost before the stop, however slow
     ward.close()
     again = Ward(untrained_monitor(), feed_timeout_s=60, journal=WardJournal(state))
     again.restore(again.journal.load())

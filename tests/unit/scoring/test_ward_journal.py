@@ -237,3 +237,31 @@ def test_an_ecg_patients_memory_is_kept_until_discharge_or_readmission(tmp_path:
     with sqlite3.connect(tmp_path / "w.sqlite") as db:  # a file from before memories were kept
         db.execute("DROP TABLE ecg_memory")
     assert [a.memory for a in WardJournal(tmp_path / "w.sqlite").load().ecg] == [None, None]
+
+
+def test_an_ecg_stays_earlier_trends_leave_with_it(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
+    j.set_value("ecg_trends", {"bed-1": [{"hr_trend_bpm": [66.8]}], "bed-2": [{"x": 1}]})
+    j.discharge_ecg("bed-1")  # the next patient in the bed is not shown this one's trend
+    assert j.value("ecg_trends") == {"bed-2": [{"x": 1}]}
+    j.set_value("ecg_trends", {"bed-1": [{"hr_trend_bpm": [66.8]}], "bed-2": [{"x": 1}]})
+    j.admit_ecg("bed-1", 360.0, "2026-12-05T09:00:00+00:00")  # a new stay, whatever came
+    assert j.value("ecg_trends") == {"bed-2": [{"x": 1}]}
+    j.close()
+
+
+def test_an_event_a_restart_cannot_read_is_left_out_not_the_ward(tmp_path: Path) -> None:
+    j = WardJournal(tmp_path / "w.sqlite")
+    j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
+    good = {"source": "ecg", "patient_id": "bed-1", "kind": "feed_lost"}
+    j.add_event({"seq": 1, "received_at": "2026-12-05T08:01:00+00:00", **good})
+    j.add_event({"seq": 2, "received_at": "X026-12-05T08:02:00+00:00", **good})  # one byte
+    j.add_event({"seq": 3, "received_at": "2026-12-05T08:03:00+00:00", "ends": "one", **good})
+    state = j.load()
+    assert [e["seq"] for e in state.events] == [1]
+    assert [d.key for d in state.damaged] == [{"seq": 2}, {"seq": 3}]
+    ward = Ward(untrained_monitor(), journal=j)
+    ward.restore(state)  # a ValueError stopped the restore half-way before
+    assert ward.patients()["ecg"] == ["bed-1"] and ward.alarms_in_progress() == [1]
+    ward.close()
