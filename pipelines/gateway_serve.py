@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -95,6 +95,16 @@ def _champions(models: dict[str, str]) -> dict[str, str]:
 _SHADOW_TASKS = {"shadow arrhythmia": "arrhythmia", "shadow early-warning": "early_warning"}
 
 
+def shadows_going_on(kept: Mapping[str, str], names: Mapping[str, str]) -> set[str]:
+    """The ward tasks whose shadow comparison a restarted gateway takes up (``kept``: the
+    models the state file was written with; ``names``: this gateway's): the same challenger
+    against the same champion. One with another champion (promoted or rolled back since)
+    compared something else: it starts afresh."""
+    return {task for key, task in _SHADOW_TASKS.items()
+            if key in names and kept.get(key) == names[key]
+            and kept.get(key.removeprefix("shadow ")) == names.get(key.removeprefix("shadow "))}  # fmt: skip
+
+
 def build_ward(
     arrhythmia_model: str | None,
     early_warning_model: str | None,
@@ -147,8 +157,7 @@ def build_ward(
             )  # fmt: skip
             if ward.state_damage:
                 _set_aside(journal, ward.state_damage)
-        same = {task for key, task in _SHADOW_TASKS.items()
-                if key in names and kept.models.get(key) == names[key]}  # fmt: skip
+        same = shadows_going_on(kept.models, names)
         if same:  # the same challenger goes on with its comparison
             carried = ward.restore_shadow(journal.value("shadow"), same)
             if carried:

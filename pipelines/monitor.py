@@ -52,6 +52,7 @@ from vitalgru.io.sources import resolve_source
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
 from vitalgru.reports.model_monitoring import monitoring_markdown
+from vitalgru.training.early_warning import score_cohort
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +197,15 @@ def check_early_warning(
         drift_why = _NO_REFERENCE
         notes.append(drift_why)
     else:
+        # the reference was profiled on the training stays on the hourly grid the model
+        # scores (skipped hours filled in): so are these (rows as read, an export with a
+        # row every other hour drifted from its own training data)
+        grid, grid_scores = cohort, scores
+        if cohort.skipped_hours():
+            grid, _ = cohort.on_hourly_grid()
+            grid_scores = score_cohort(loaded.module, loaded.preprocessing, grid)
         drift = early_warning_drift(
-            reference, cohort, scores, float(loaded.preprocessing["threshold"])
+            reference, grid, grid_scores, float(loaded.preprocessing["threshold"])
         )
         if drift["too_few_patients"]:
             notes.append(
@@ -293,7 +301,12 @@ def check_arrhythmia(
         why_not = None if has_sv else "no S or V beat annotated in these records"
     perf = _performance(
         loaded,
-        {k: (classes.get(c) or {}).get("f1") for k, c in (("test_s_f1", "S"), ("test_v_f1", "V"))},
+        # a class no beat of is annotated has no F1 to judge (one false call made it 0,
+        # "degraded", on records without S beats)
+        {
+            k: (classes.get(c) or {}).get("f1") if (classes.get(c) or {}).get("n") else None
+            for k, c in (("test_s_f1", "S"), ("test_v_f1", "V"))
+        },  # fmt: skip
         {"test_s_f1": float(max_f1_drop), "test_v_f1": float(max_f1_drop)},
         why_not,
     )

@@ -1298,3 +1298,19 @@ def test_an_ecg_stream_is_merged_into_the_patients_own_record(tmp_path: Path) ->
         c.post("/ecg/bed-4/admit", json={"fs": 360}, headers=as_engine)
         clash = c.post("/ecg/mrn-4/merge?into=bed-4", headers=as_engine)
         assert clash.status_code == 409 and "already on ECG monitoring" in clash.text
+
+
+def test_a_shadow_comparison_goes_on_only_against_the_same_champion() -> None:
+    from pipelines.gateway_serve import shadows_going_on
+
+    ran = {"early-warning": "models:/ew@champion (version 1)",
+           "shadow early-warning": "models:/ew@challenger (version 3)",
+           "arrhythmia": "models:/a@champion (version 2)",
+           "shadow arrhythmia": "models:/a@challenger (version 4)"}  # fmt: skip
+    assert shadows_going_on(ran, ran) == {"early_warning", "arrhythmia"}
+    promoted = {**ran, "early-warning": "models:/ew@champion (version 2)"}
+    # the challenger was compared with version 1; version 2 scores the patients now (the
+    # old counts were taken up before)
+    assert shadows_going_on(ran, promoted) == {"arrhythmia"}
+    other = {**ran, "shadow arrhythmia": "models:/a@challenger (version 5)"}
+    assert shadows_going_on(ran, other) == {"early_warning"}

@@ -110,3 +110,37 @@ def test_records_with_an_upside_down_lead_are_named_in_a_note() -> None:
     assert "(105, 207)" in note and "swapped electrodes" in note
     many = polarity_note({str(i): down for i in range(12)})
     assert many is not None and "12 of 12" in many and ", ...)" in many
+
+
+def test_a_class_no_beat_of_is_annotated_is_not_judged(
+    tmp_path,
+    monkeypatch,
+) -> None:
+    import numpy as np
+
+    import pipelines.monitor as mon
+    from vitalgru.tracking.models import LoadedModel
+    from vitalgru.training.arrhythmia_eval import DatabaseScores
+
+    y_true = np.r_[np.zeros(2000), np.full(300, 2)].astype(np.int64)  # N and V, no S
+    y_pred = y_true.copy()
+    y_pred[[10, 500, 1500]] = 1  # three N beats called S
+    scores = DatabaseScores(
+        record_ids=np.repeat(["105", "119"], 1150), y_true=y_true, y_pred=y_pred,
+        probs=np.zeros((y_true.size, 5), np.float32), facts={"105": {}, "119": {}},
+        samples=np.arange(y_true.size),
+    )  # fmt: skip
+    monkeypatch.setattr(mon, "score_records",
+                        lambda loaded, db, records, out, *a: ({**scores.report(),
+                                                               "paths": {"json": out}}, scores))  # fmt: skip
+    monkeypatch.setattr(mon.tracking, "load_model", lambda uri, kinds: LoadedModel(
+        module=None, preprocessing={}, config={}, uri=uri, version="3",
+        name="vitalgru-arrhythmia"))  # fmt: skip
+    monkeypatch.setattr(mon.tracking, "version_gate_values",
+                        lambda name, version, keys: {"test_s_f1": 0.665, "test_v_f1": 0.933})  # fmt: skip
+    rep = mon.check_arrhythmia("models:/vitalgru-arrhythmia@champion", db="mitdb",
+                               records="105,119", out=str(tmp_path))  # fmt: skip
+    # S F1 was 0 with no S beat to find, and the version "degraded" against its DS2 0.665
+    assert rep["status"] == "ok" and rep["reasons"] == []
+    assert rep["performance"]["measures"]["test_s_f1"]["now"] is None
+    assert rep["performance"]["measures"]["test_v_f1"]["now"] == 1.0

@@ -127,19 +127,26 @@ def _finite_or_none(v: float) -> float | None:
 _SEVERITY = ("unknown", "stable", "moderate", "major")
 
 
-def _row(name: str, ref: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, Any]:
+def _row(
+    name: str,
+    ref: Mapping[str, Any],
+    now: Mapping[str, Any],
+    independent: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """One column's comparison: the PSI of the whole histogram, of the values present, the
-    change of the share measured, and the worst level of the three."""
+    change of the share measured, and the worst level of the three. ``independent``: how
+    many independent values each side's rows hold, when fewer than its rows (a patient's
+    age repeats in every hour of the stay: 30 patients are 30 ages, not 1,100)."""
     whole, values = psi(ref, now), psi_present(ref, now)
     ratio = measured_ratio(ref, now)
+    n_ref, n_now = independent or (int(ref["n"]), int(now["n"]))
     share_ref = float(ref["measured"]) + float(ref["refused"])
-    present = min(share_ref * int(ref["n"]), (now["measured"] + now["refused"]) * int(now["n"]))
+    share_now = float(now["measured"]) + float(now["refused"])
+    present = min(share_ref * n_ref, share_now * n_now)
     level = worst_level(
-        drift_level(whole)
-        if min(int(ref["n"]), int(now["n"])) >= MIN_VALUES_FOR_PSI
-        else "unknown",
+        drift_level(whole) if min(n_ref, n_now) >= MIN_VALUES_FOR_PSI else "unknown",
         drift_level(values) if present >= MIN_VALUES_FOR_PSI else "unknown",
-        measured_ratio_level(ratio, share_ref * int(now["n"])),
+        measured_ratio_level(ratio, share_ref * n_now, share_now * n_now),
     )
     return {
         "column": name,
@@ -169,11 +176,16 @@ def _check_reference(reference: Mapping[str, Any]) -> None:
 
 
 def _compare(
-    ref_cols: Mapping[str, Mapping[str, Any]], current: Mapping[str, tuple[np.ndarray, int]]
+    ref_cols: Mapping[str, Mapping[str, Any]],
+    current: Mapping[str, tuple[np.ndarray, int]],
+    independent: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`_row` of every column both sides have, the most shifted first."""
+    """:func:`_row` of every column both sides have, the most shifted first
+    (``independent``: :func:`_row`'s, by column, where the rows are not)."""
     rows = [
-        _row(c, ref_cols[c], histogram_on(ref_cols[c]["edges"], v, r))
+        _row(
+            c, ref_cols[c], histogram_on(ref_cols[c]["edges"], v, r), (independent or {}).get(c)
+        )  # fmt: skip
         for c, (v, r) in current.items()
         if c in ref_cols
     ]
@@ -194,7 +206,9 @@ def early_warning_drift(
     reference : mapping
         :func:`early_warning_reference` as stored with the model.
     cohort : EarlyWarningCohort
-        The new cohort, as read (not regridded), with its own ``implausible_counts``.
+        The new cohort with its own ``implausible_counts``, on the hourly grid the model
+        scores (:meth:`EarlyWarningCohort.on_hourly_grid`) as the reference's training
+        cohort was: rows as read, with hours skipped, count another thing.
     risks : numpy.ndarray
         ``(n_rows,)`` the model's hourly risks on ``cohort``.
     threshold : float
@@ -226,7 +240,12 @@ def early_warning_drift(
     if risks.size != int(cohort.offsets[-1]):
         raise ValueError(f"{risks.size} risks for a cohort of {int(cohort.offsets[-1])} rows")
     current = {**_columns(cohort), "stay_hours": (np.diff(cohort.offsets).astype(float), 0)}
-    rows = _compare({**reference["columns"], "stay_hours": reference["stay_hours"]}, current)
+    per_patient = (int(reference["n_patients"]), cohort.n_patients)
+    rows = _compare(
+        {**reference["columns"], "stay_hours": reference["stay_hours"]},
+        current,
+        {c: per_patient for c in STATIC_COLUMNS},  # one value a stay, in every hour
+    )
     risk = _row("risk", reference["risk"], histogram_on(reference["risk"]["edges"], risks, 0))
     for k, v in _alarm_burden(risks, cohort.offsets, threshold).items():
         risk[f"{k}_ref"] = float(reference[k])

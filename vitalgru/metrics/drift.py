@@ -195,11 +195,13 @@ def measured_ratio(reference: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return b / a
 
 
-def measured_ratio_level(ratio: float, expected_now: float) -> str:
+def measured_ratio_level(ratio: float, expected_now: float, present_now: float = math.inf) -> str:
     """How far the share measured moved: ``"major"`` when it halved or doubled (or a
-    column appeared), ``"moderate"`` past a factor 1.5, else ``"stable"``; ``"unknown"``
-    when the new data would hold fewer than :data:`MIN_EXPECTED_MEASURED` values at the
-    reference's rate (too few to tell) or neither side has any.
+    column appeared with at least :data:`MIN_EXPECTED_MEASURED` values, ``present_now``),
+    ``"moderate"`` past a factor 1.5, else ``"stable"``; ``"unknown"`` when the new data
+    would hold fewer than :data:`MIN_EXPECTED_MEASURED` values at the reference's rate, a
+    column appeared with fewer (too few to tell: one stray EtCO2 among 23,000 hours made
+    a major shift), or neither side has any.
 
     A lab that stops being ordered carries little mass, so the PSI of the whole column
     moves little (lactate, measured in 3.5 % of set-A hours, gave 0.12, a moderate shift,
@@ -207,7 +209,7 @@ def measured_ratio_level(ratio: float, expected_now: float) -> str:
     as information.
     """
     if math.isinf(ratio):
-        return "major"
+        return "major" if present_now >= MIN_EXPECTED_MEASURED else "unknown"
     if not math.isfinite(ratio) or expected_now < MIN_EXPECTED_MEASURED:
         return "unknown"
     change = abs(math.log(max(ratio, 1e-12)))

@@ -102,6 +102,21 @@ class TestEarlyWarningDrift:
         assert d["inputs"][0]["column"] in {"temp_c", "lactate_mmol_l"}  # largest first
         assert by["hr_bpm"]["psi"] == pytest.approx(0.0, abs=1e-12)
 
+    def test_a_patients_descriptors_count_once_a_stay(
+        self, set_a: list[Path], tmp_path: Path
+    ) -> None:
+        ref_c = build_cohort(_copy(set_a[:1500], tmp_path / "ref"))
+        ref = early_warning_reference(ref_c, _risks(ref_c), ref_c.offsets, 0.6)
+        for k in range(3):  # 30 other stays of the same hospital (about 1,100 hours)
+            new_c = build_cohort(_copy(set_a[1500 + 30 * k : 1530 + 30 * k], tmp_path / f"n{k}"))
+            d = early_warning_drift(ref, new_c, _risks(new_c), 0.6)
+            by = {r["column"]: r for r in d["inputs"]}
+            # 30 ages are 30 values, too few for a PSI (judged as 1,100 before: "major")
+            for c in ("age_years", "gender_male", "hosp_adm_time_h"):
+                assert by[c]["level"] in ("unknown", "stable"), (c, by[c])
+                assert by[c]["psi"] is None or by[c]["level"] != "major"
+            assert by["hr_bpm"]["level"] != "unknown"  # hourly values are still judged
+
     def test_few_patients_and_bad_references(self, set_a: list[Path], tmp_path: Path) -> None:
         cohort = build_cohort(_copy(set_a[:20], tmp_path / "a"))
         ref = early_warning_reference(cohort, _risks(cohort), cohort.offsets, 0.6)

@@ -144,6 +144,9 @@ class TestMeasurement:
         assert measured_ratio_level(0.0, enough) == "major"
         assert measured_ratio_level(0.0, enough - 1) == "unknown"  # too few to tell
         assert measured_ratio_level(math.inf, 0) == "major"  # a column that appeared
+        assert measured_ratio_level(math.inf, 0, enough) == "major"
+        # ... with one stray value among 23,000 hours: too few to tell (major before)
+        assert measured_ratio_level(math.inf, 0, 1) == "unknown"
         assert measured_ratio_level(math.nan, enough) == "unknown"
 
     def test_never_measured_on_either_side(self) -> None:
