@@ -76,6 +76,8 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
         return arr.copy()
     if arr.shape[0] == 0:
         return np.zeros((0,) + arr.shape[1:])
+    if arr.shape[0] == 1:  # a line through one sample has no slope: it was NaN
+        return np.repeat(arr.astype(np.float64), -(-up // down), axis=0)
     # padtype="line" extends the signal by its end trend, so a baseline offset or drift does
     # not ring at the edges as it would with zero padding.
     return sps.resample_poly(arr, up, down, axis=0, padtype="line")

@@ -89,6 +89,18 @@ class TestSyntheticFaults:
         assert all(g.usable.all() for g in got) and sum(g.n_windows for g in got) > 20
         with pytest.raises(ValueError, match="max_gap_s"):
             ecg_quality(x, FS, max_gap_s=-1)
+        # a stretch over 0.1 s across two windows is over 0.1 s in both (each saw its own
+        # part before, and neither was flagged)
+        across = x.copy()
+        across[int(20 * FS) - 34 : int(20 * FS) + 34] = np.nan  # 0.19 s on the boundary
+        assert ecg_quality(across, FS).nonfinite.tolist() == [False, True, True] + [False] * 3
+        # one lost sample is one lost sample, NaN or an infinity alike (inf - x was a step
+        # past step_mv: the window lead-off)
+        for lost in (np.nan, np.inf, -np.inf):
+            one = x.copy()
+            one[int(15 * FS)] = lost
+            q = ecg_quality(one, FS)
+            assert q.usable.all() and not q.lead_off.any(), lost
 
     def test_adc_rails(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=20.0, seed=2)

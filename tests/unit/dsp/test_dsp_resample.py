@@ -56,6 +56,10 @@ class TestResample:
         x = np.random.default_rng(0).normal(size=(1000, 3))
         assert resample(x, 360, 128).shape == (356, 3)
         np.testing.assert_array_equal(resample(x, 360, 360), x)
+        # one sample: itself, as many times as the rate asks (NaN before)
+        np.testing.assert_array_equal(resample(np.array([0.7]), 360, 250), [0.7])
+        np.testing.assert_array_equal(resample(np.array([0.7]), 250, 360), [0.7, 0.7])
+        np.testing.assert_array_equal(resample(x[:1], 250, 360), np.repeat(x[:1], 2, axis=0))
 
     def test_validation(self) -> None:
         with pytest.raises(ValueError, match="positive"):
