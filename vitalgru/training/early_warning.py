@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 def split_validation(
     septic: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of patient indices into (fit, validation)."""
+    """Stratified split of patient indices into (fit, validation); a group of two or more
+    keeps one in the fitting share (a lone septic patient of two went to validation, and
+    the network was fitted on no positive)."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed + 7919)
@@ -43,6 +45,8 @@ def split_validation(
     val = []
     for g in (np.flatnonzero(s), np.flatnonzero(~s)):
         k = int(math.ceil(fraction * g.size)) if g.size else 0
+        if g.size >= 2:
+            k = min(k, g.size - 1)
         val.append(rng.permutation(g)[:k])
     v = np.sort(np.concatenate(val))
     fit = np.setdiff1d(np.arange(s.size), v)

@@ -179,6 +179,8 @@ def fit_gru_d(
         raise ValueError("train and val arrays have different feature layouts")
     if not np.any(val.y > 0):
         raise ValueError("the validation split has no septic hour: cannot choose a threshold")
+    if not np.any(train.y > 0):
+        raise ValueError("the training split has no septic hour: nothing to learn sepsis from")
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     model = GRUDEarlyWarning(train.n_features, train.n_static, params.hidden_size, params.dropout)
@@ -248,7 +250,8 @@ def fit_gru_d(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        if bad_epochs >= params.patience or progress >= 1.0:
+        # patience 0: no early stopping, as in training.loop.fit (it stopped after one)
+        if 0 < params.patience <= bad_epochs or progress >= 1.0:
             break
     if best is None:
         raise ValueError("max_epochs must be >= 1")

@@ -21,8 +21,17 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-# Open cpu_training blocks: denormal flushing stays on until the outermost one exits.
+# Open cpu_training blocks: denormal flushing stays on until the outermost one exits,
+# which puts back the mode it found (a caller that had it on keeps it on).
 _flush_depth = [0]
+_flush_before = [False]
+
+
+def _flushing() -> bool:
+    """Whether torch flushes denormal floats to zero now (torch has no getter: a denormal
+    float32 is made and looked at)."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32) * torch.tensor([1.0])
+    return bool(tiny[0] == 0)
 
 
 @contextmanager
@@ -31,11 +40,13 @@ def cpu_training(threads: int) -> Iterator[None]:
 
     Flushing denormals made a GRU training step about 5x faster on these CPUs: saturated
     recurrent gates produce denormal floats that the CPU handles in microcode. It is a
-    floating-point mode, switched off again when the outermost such block exits.
+    floating-point mode, put back as it was when the outermost such block exits.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     old = torch.get_num_threads()
+    if _flush_depth[0] == 0:  # the caller's mode, put back by the outermost block
+        _flush_before[0] = _flushing()
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     _flush_depth[0] += 1
@@ -45,7 +56,7 @@ def cpu_training(threads: int) -> Iterator[None]:
         torch.set_num_threads(old)
         _flush_depth[0] -= 1
         if _flush_depth[0] == 0:  # nested blocks leave the mode to the outermost one
-            torch.set_flush_denormal(False)
+            torch.set_flush_denormal(_flush_before[0])
 
 
 logger = logging.getLogger(__name__)
@@ -109,6 +120,9 @@ class FitSettings:
             raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            # 0 zeroed every gradient (nothing learnt); below 0 climbed the loss
+            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}")
 
 
 class Callback:
@@ -286,7 +300,9 @@ def fit(
             raise KeyError(
                 f"evaluate() returned no {settings.monitor!r}; it returned {sorted(metrics)}"
             )
-        metrics["train_loss"] = float(sum(losses) / max(1, len(losses)))
+        if not losses:  # an epoch of no batch learnt nothing: not a perfect one
+            raise ValueError(f"epoch {epoch + 1} had no training batch: no data to fit on")
+        metrics["train_loss"] = float(sum(losses) / len(losses))
         metrics["lr"] = float(sched.get_last_lr()[0])
         metrics["epoch"] = float(epoch + 1)
         metrics["elapsed_s"] = time.perf_counter() - t0

@@ -89,6 +89,27 @@ class TestFitGRUD:
         with pytest.raises(ValueError, match="no septic hour"):
             fit_gru_d(a, a, GRUTrainParams(max_epochs=1))
 
+    def test_a_fit_share_without_a_septic_patient_is_refused(self, cohort):
+        septic = cohort.septic()
+        # two septic patients of seven: one stays in the fitting share (both went to
+        # validation before, and the network learnt from no positive)
+        few = np.r_[np.ones(2, bool), np.zeros(5, bool)]
+        fit_i, val_i = split_validation(few, 0.5, 0)
+        assert few[fit_i].sum() == 1 and few[val_i].sum() == 1
+        neg = cohort.subset(np.flatnonzero(~septic)[:20])
+        pos = cohort.subset(np.flatnonzero(septic)[:3])
+        stats = fit_norm_stats(neg)
+        with pytest.raises(ValueError, match="training split has no septic hour"):
+            fit_gru_d(gru_d_arrays(neg, stats), gru_d_arrays(pos, stats),
+                      GRUTrainParams(max_epochs=1))  # fmt: skip
+
+    def test_patience_zero_is_no_early_stopping(self, cohort):
+        fit_c, val_c, _ = _fit_val_test(cohort)
+        stats = fit_norm_stats(fit_c)
+        params = GRUTrainParams(hidden_size=4, max_epochs=3, patience=0, max_minutes=5)
+        res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), params)
+        assert len(res.history) == 3  # it stopped after the first epoch before
+
 
 class TestUtilityTargets:
     def test_hand_worked(self):

@@ -97,6 +97,26 @@ class TestFit:
             FitSettings(max_epochs=0)
         with pytest.raises(ValueError, match="mode"):
             FitSettings(mode="up")  # type: ignore[arg-type]
+        for clip in (0.0, -1.0):  # zeroed every gradient, or climbed the loss
+            with pytest.raises(ValueError, match="grad_clip"):
+                FitSettings(grad_clip=clip)
+        assert FitSettings(grad_clip=None).grad_clip is None
+
+    def test_an_epoch_without_a_batch_is_an_error_not_a_perfect_epoch(self) -> None:
+        model = nn.Linear(4, 2)
+        with pytest.raises(ValueError, match="no training batch"):  # train_loss 0.0 before
+            fit(model, lambda epoch: iter(()), lambda m, b: m(b).sum(),
+                lambda m: {"val_loss": 1.0}, FitSettings(max_epochs=2), 1)  # fmt: skip
+
+    def test_the_callers_denormal_mode_is_put_back(self) -> None:
+        from vitalgru.training.loop import _flushing, cpu_training
+
+        for mode in (True, False):
+            torch.set_flush_denormal(mode)
+            with cpu_training(1):
+                assert _flushing()
+            assert _flushing() is mode  # always off after the block before
+        torch.set_flush_denormal(False)
 
 
 class TestWarmupCosine:
