@@ -246,14 +246,20 @@ def _fmt(v: Any, n: bool = False) -> str:
     return f"{int(v)}" if n else f"{100 * v:.1f}"
 
 
-def calls_report(y_pred: Any, record_ids: Any) -> dict[str, Any]:
+def calls_report(
+    y_pred: Any, record_ids: Any, all_records: Sequence[str] | None = None
+) -> dict[str, Any]:
     """What a classifier called where there is no reference to score it against.
+
+    ``all_records``: every record looked at, so that one without a beat called has its
+    row (of zeros) and is not taken for one left out.
 
     Returns
     -------
     dict
         ``{"n_beats", "calls": {class: n}, "records": {rid: {"n_beats", "calls"}}}``,
-        records in order of first appearance.
+        records in order of first appearance (then those of ``all_records`` without a
+        beat).
     """
     p = _as_labels(y_pred, "y_pred", len(CLASS_NAMES))
     r = np.asarray(record_ids).astype(str)
@@ -269,6 +275,8 @@ def calls_report(y_pred: Any, record_ids: Any) -> dict[str, Any]:
         rid: {"n_beats": int((r == rid).sum()), "calls": counts(p[r == rid])}
         for rid in r[np.sort(first)]
     }
+    for rid in all_records or ():
+        records.setdefault(str(rid), {"n_beats": 0, "calls": counts(p[:0])})
     return {"n_beats": int(p.size), "calls": counts(p), "records": records}
 
 

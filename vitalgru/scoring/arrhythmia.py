@@ -394,9 +394,11 @@ class ArrhythmiaMonitor:
         for prev, p in st.new_gaps:
             out += st.alerts.detected(prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now)
         st.new_gaps = []
-        if not final:
-            last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
-            out += st.alerts.silence(last, st.known_until_s(), now, st.latest_verdict())
+        last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
+        # at the end every R peak is known (the detector was flushed): a silence that ends
+        # the stream is checked up to its last sample (3.0-3.5 s of it raised nothing)
+        known = now if final else st.known_until_s()
+        out += st.alerts.silence(last, known, now, st.latest_verdict())
         for stop, why in st.new_windows:
             out += st.alerts.signal(why, stop / st.fs, now)
         st.new_windows = []

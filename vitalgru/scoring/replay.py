@@ -117,7 +117,10 @@ def replay(
         monitor.admit(pid, fs)
     bounds = {pid: np.round(np.arange(0, x.size / fs + chunk_s, chunk_s) * fs).astype(np.int64)
               for pid, (x, fs) in feeds.items()}  # fmt: skip
-    n_ticks = max((b.size for b in bounds.values()), default=0)
+    # a feed's ticks: up to the chunk its signal ends in (its boundaries' count was one
+    # more, so the progress never reached its end)
+    n_ticks = max((int(np.searchsorted(b[1:], feeds[pid][0].size)) + 1
+                   for pid, b in bounds.items()), default=0)  # fmt: skip
     calls: dict[str, list[BeatCall]] = {pid: [] for pid in feeds}
     alerts: dict[str, list[Alert]] = {pid: [] for pid in feeds}
     strip_of: dict[str, list[Alert]] = {pid: [] for pid in feeds}  # alarms to keep a strip of
@@ -153,7 +156,9 @@ def replay(
             break
     return ReplayResult(
         calls=calls,
-        alerts=alerts,
+        # in time order, whatever the chunks (a tick's alarms came pauses first)
+        alerts={pid: sorted(al, key=lambda a: (a.onset_s, a.raised_at_s))
+                for pid, al in alerts.items()},  # fmt: skip
         stream_s={pid: x.size / fs for pid, (x, fs) in feeds.items()},
         fs={pid: float(fs) for pid, (_, fs) in feeds.items()},
         polarity=polarity,
@@ -324,6 +329,7 @@ def replay_database(
     report["calls"] = calls_report(
         np.asarray([CLASS_INDEX[c.label] for cs in result.calls.values() for c in cs], np.int64),
         np.asarray([rid for rid, cs in result.calls.items() for _ in cs], dtype=str),
+        list(result.calls),  # a record without a beat called has its row of zeros
     )
     lat = np.asarray([c.latency_s for cs in result.calls.values() for c in cs])
     kinds = Counter(a.kind for al in result.alerts.values() for a in al)

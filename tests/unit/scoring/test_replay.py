@@ -75,3 +75,42 @@ def test_records_without_annotation_files_say_how_to_replay_them(
     bare = open_database(str(folders[1]), PhysioNetConfig())
     with pytest.raises(RecordError, match="no record could be read.*--annotations none"):
         replay_database(untrained_monitor(), bare, ["119"])
+
+
+def test_a_pause_that_ends_the_recording_is_raised_and_progress_reaches_the_end(
+    mitdb_dir: Path,
+) -> None:
+    import numpy as np
+
+    from vitalgru.scoring.replay import replay
+
+    full = wfdb.rdrecord(str(mitdb_dir / "119"), sampto=40 * 360, channels=[0]).p_signal[:, 0]
+    x = full[: int(29.3 * 360)]  # its last R peak at 28.92 s
+    ended = np.r_[x, np.full(int(round((28.92 + 3.2 - 29.3) * 360)), x[-1])]  # 3.2 s, no beat
+    for chunk_s in (1.0, 7.0, 1000.0):
+        seen: list[tuple[int, int]] = []
+        got = replay(untrained_monitor(), {"p": (ended, 360.0)}, chunk_s,
+                     lambda k, n, seen=seen: seen.append((k, n)))  # fmt: skip
+        # no R peak for 3.2 s, then the recording ends: nothing was raised before
+        assert [round(a.onset_s, 2) for a in got.alerts["p"] if a.kind == "pause"] == [28.92]
+        assert seen[-1][0] == seen[-1][1] == got.tick_compute_s.size  # (60, 61) before
+        onsets = [(a.onset_s, a.raised_at_s) for a in got.alerts["p"]]
+        assert onsets == sorted(onsets)  # in time order, whatever the chunks
+
+
+def test_a_record_without_a_beat_called_has_its_row(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    import numpy as np
+
+    bare = shutil.copytree(folders[1], tmp_path / "bare")
+    wfdb.wrsamp("900", fs=360, units=["mV"], sig_name=["MLII"], p_signal=np.zeros((20 * 360, 1)),
+                fmt=["16"], adc_gain=[200.0], baseline=[0], write_dir=str(bare))  # fmt: skip
+    db = open_database(str(bare), PhysioNetConfig())
+    res, rep = replay_database(untrained_monitor(), db, ["119", "900"], annotations=None)
+    assert res.calls["900"] == [] and res.alerts["900"]  # flat: its alarms, no beat
+    # it was left out of the table, as if it had not been replayed
+    assert rep["calls"]["records"]["900"] == {"n_beats": 0, "calls": dict.fromkeys("NSVFQ", 0)}
+    assert "| 900 |" in replay_markdown(rep, "bare")
