@@ -281,10 +281,11 @@ class Ward(WardRestart, EcgWard):
                 self._end_conditions(chunks)
                 with self._queue_lock:
                     moved = {
-                        p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts)
+                        p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts,
+                            self._ecg_beds[p].next_index)
                         for p in chunks
                         if p in self._ecg_beds
-                    }
+                    }  # fmt: skip
                 self._journal("ecg_progress", moved)
             if self._memory_due():
                 self._save_memory()

@@ -62,7 +62,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ecg_beds (
     patient_id TEXT PRIMARY KEY, fs REAL NOT NULL, admitted_at TEXT NOT NULL,
-    received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}');
+    received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
+    next_index INTEGER);
 CREATE TABLE IF NOT EXISTS sepsis_beds (patient_id TEXT PRIMARY KEY, admitted_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_hours (
@@ -135,6 +136,9 @@ class WardJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(ecg_beds)")}
+            if "next_index" not in columns:  # a file from before the feed's index was kept
+                self._db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
             got = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if got is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -198,14 +202,16 @@ class WardJournal:
             db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
             _move_trend(db, patient_id, None)  # a new stay: no earlier stream of its own
 
-    def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int]]]) -> None:
-        """``{patient_id: (received_s, counts)}`` of the feeds a tick moved on."""
+    def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int], int | None]]) -> None:
+        """``{patient_id: (received_s, counts, the feed's next index or None)}`` of the feeds
+        a tick moved on (the index: a chunk sent again after a restart is not taken twice)."""
         if not beds:
             return
         with self._write() as db:
             db.executemany(
-                "UPDATE ecg_beds SET received_s = ?, counts = ? WHERE patient_id = ?",
-                [(s, event_json(dict(c)), pid) for pid, (s, c) in beds.items()],
+                "UPDATE ecg_beds SET received_s = ?, counts = ?, next_index = ? "
+                "WHERE patient_id = ?",
+                [(s, event_json(dict(c)), n, pid) for pid, (s, c, n) in beds.items()],
             )
 
     def ecg_memory(

@@ -146,6 +146,9 @@ class WardRestart(SepsisWard):
                         poor_seq=still_open.get((a.patient_id, "poor_signal")),
                         # no beat since the pause: the new stream's first R peak ends it
                         pause_seq=still_open.get((a.patient_id, "pause")),
+                        # a chunk whose answer the restart lost, sent again, is not taken
+                        # twice (any chunk was taken as the first before)
+                        next_index=a.next_index,
                     )
                     for seq, take_up in ((bed.poor_seq, "signal_alarm_open"),
                                          (bed.pause_seq, "pause_alarm_open")):  # fmt: skip

@@ -51,6 +51,7 @@ class EcgAdmission:
     memory: bytes | None = None  # PatientMemory.to_bytes(), when one was kept
     memory_saved_at: str | None = None
     shadow_memory: bytes | None = None  # the shadow model's, when one ran
+    next_index: int | None = None  # the index the feed's next chunk should start at
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,10 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
     ):
         kept[(pid, mon)] = (m, at)
     out = []
-    for pid, fs, at, rs, c in r.rows(
+    for pid, fs, at, rs, c, nxt in r.rows(
         "ecg_beds",
-        "SELECT patient_id, fs, admitted_at, received_s, counts FROM ecg_beds ORDER BY rowid",
+        "SELECT patient_id, fs, admitted_at, received_s, counts, next_index FROM ecg_beds "
+        "ORDER BY rowid",
         lost="the ECG patients from there on (not taken up)",
     ):
         key = {"patient_id": pid}
@@ -284,7 +286,8 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
                 counts = value
             m, m_at = kept.get((pid, "champion"), (None, None))
             shadow, _ = kept.get((pid, "shadow"), (None, None))
-            out.append(EcgAdmission(*bed, counts, m, m_at, shadow))
+            index = nxt if isinstance(nxt, int) and nxt >= 0 else None  # damaged: unindexed
+            out.append(EcgAdmission(*bed, counts, m, m_at, shadow, index))
     return out
 
 

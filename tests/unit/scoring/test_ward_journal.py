@@ -20,7 +20,7 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j = WardJournal(tmp_path / "w.sqlite")
     assert j.load().empty
     j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
-    j.ecg_progress({"bed-1": (12.5, {"N": 10, "V": 2})})
+    j.ecg_progress({"bed-1": (12.5, {"N": 10, "V": 2}, 4500)})
     j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
     j.add_hour("icu-1", 2, {"ICULOS": 2, "HR": None})
     j.add_hour("icu-1", 1, {"ICULOS": 1, "HR": 88.0})  # read back in hour order
@@ -31,8 +31,8 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
     j.close()
     got = WardJournal(tmp_path / "w.sqlite").load()
-    assert [(a.patient_id, a.fs, a.received_s, a.counts) for a in got.ecg] == [
-        ("bed-1", 360.0, 12.5, {"N": 10, "V": 2})
+    assert [(a.patient_id, a.fs, a.received_s, a.counts, a.next_index) for a in got.ecg] == [
+        ("bed-1", 360.0, 12.5, {"N": 10, "V": 2}, 4500)
     ]
     assert [(a.patient_id, a.hours, a.static) for a in got.sepsis] == [
         ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}], {})  # a null is a value not sent
@@ -52,6 +52,18 @@ def test_a_file_written_before_admission_demographics_opens_as_it_is(tmp_path: P
         db.execute("DROP TABLE sepsis_static")
     got = WardJournal(tmp_path / "w.sqlite").load()
     assert [(a.patient_id, a.static) for a in got.sepsis] == [("icu-1", {}), ("icu-2", {})]
+    with sqlite3.connect(tmp_path / "w.sqlite") as db:  # and before the feed's index was
+        db.execute("CREATE TABLE old AS SELECT patient_id, fs, admitted_at, received_s, "
+                   "counts FROM ecg_beds")  # fmt: skip
+        db.execute("DROP TABLE ecg_beds")
+        db.execute("ALTER TABLE old RENAME TO ecg_beds")
+        db.execute(
+            "INSERT INTO ecg_beds VALUES ('bed-1', 360, '2026-12-05T08:00:00+00:00', 1, '{}')"
+        )
+    j = WardJournal(tmp_path / "w.sqlite")
+    assert [(a.patient_id, a.next_index) for a in j.load().ecg] == [("bed-1", None)]
+    j.ecg_progress({"bed-1": (2.0, {}, 720)})
+    assert [a.next_index for a in j.load().ecg] == [720]
 
 
 def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
@@ -83,7 +95,7 @@ def _damaged_file(path: Path) -> None:
     j = WardJournal(path)
     for pid in ("bed-1", "bed-2"):
         j.admit_ecg(pid, 360.0, "2026-12-05T08:00:00+00:00")
-    j.ecg_progress({"bed-1": (60.0, {"N": 70}), "bed-2": (30.0, {"N": 35, "V": 1})})
+    j.ecg_progress({"bed-1": (60.0, {"N": 70}, None), "bed-2": (30.0, {"N": 35, "V": 1}, None)})
     j.ecg_memory({"bed-1": b"m1", "bed-2": b"m2"}, "2026-12-05T08:01:00+00:00")
     for pid in ("icu-1", "icu-2"):
         j.admit_sepsis(pid, "2026-12-05T08:00:00+00:00", {"age_years": 70.0})
