@@ -95,9 +95,15 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
                 raise SystemExit(f"vitalgru: {last['path']}: the link {args.expect.strip()} is "
                                  "not in its chain: rows were cut off its end since that link "
                                  "was kept (or the link is another file's)")  # fmt: skip
-        for c in checked:
+        for i, c in enumerate(checked):
             since = f", from the archive before it ({c['anchor'][:12]}...)" if c["anchor"] else ""
             print(f"{c['path']}: {c['rows']} row(s), the hash chain is intact{since}")
+            if i == 0 and c["anchor"]:
+                # the anchor is in the same file: rows cut off its beginning, with the anchor
+                # set to the last cut row's link, would verify too
+                print(f"  its chain starts from an archive not given here: rows before "
+                      f"{c['anchor'][:12]}... are checked only with that archive listed "
+                      "first (or against a first link kept elsewhere)")  # fmt: skip
         print(("the files follow one another; " if len(checked) > 1 else "")
               + ("" if at is None else f"the link kept earlier is row {at}; ")
               + f"the last link is {last['last']}")  # fmt: skip
