@@ -381,9 +381,20 @@ def check_arrhythmia_task(
     return check_arrhythmia(model_uri, db, records, out, max_f1_drop, config_path, annotations)
 
 
-@task(name="log-monitoring", retries=2, retry_delay_seconds=5)
 def log_task(report: dict[str, Any]) -> str:
-    """One MLflow run for the check; the version's ``vitalgru.monitor.*`` tags."""
+    """One MLflow run for the check (:func:`log_run_task`, not retried: a retry after the
+    run was logged logged a second run of one check) and the version's
+    ``vitalgru.monitor.*`` tags (:func:`tag_version_task`, retried: the same tags again)."""
+    run_id = log_run_task(report)
+    name, version = report["model_name"], report["model_version"]
+    if name and version:
+        tag_version_task(report, run_id)
+    return run_id
+
+
+@task(name="log-monitoring")
+def log_run_task(report: dict[str, Any]) -> str:
+    """One MLflow run for the check."""
     name, version = report["model_name"], report["model_version"]
     tags = {
         "vitalgru.monitor.status": report["status"],
@@ -398,19 +409,23 @@ def log_task(report: dict[str, Any]) -> str:
         run.log_metrics(monitoring_metrics(report))
         for p in report["paths"].values():
             run.log_artifact(p, "monitoring")
-    if name and version:
-        tracking.set_version_tags(
-            name,
-            str(version),
-            {
-                "vitalgru.monitor.status": report["status"],
-                "vitalgru.monitor.checked_at": report["checked_at"],
-                "vitalgru.monitor.run_id": run.run_id,
-                "vitalgru.monitor.data": report["data"],
-                "vitalgru.monitor.reasons": "; ".join(report["reasons"]) or "none",
-            },
-        )
     return run.run_id
+
+
+@task(name="tag-monitored-version", retries=2, retry_delay_seconds=5)
+def tag_version_task(report: dict[str, Any], run_id: str) -> None:
+    """The checked version's ``vitalgru.monitor.*`` tags (the same again on a retry)."""
+    tracking.set_version_tags(
+        report["model_name"],
+        str(report["model_version"]),
+        {
+            "vitalgru.monitor.status": report["status"],
+            "vitalgru.monitor.checked_at": report["checked_at"],
+            "vitalgru.monitor.run_id": run_id,
+            "vitalgru.monitor.data": report["data"],
+            "vitalgru.monitor.reasons": "; ".join(report["reasons"]) or "none",
+        },
+    )
 
 
 def _result(report: dict[str, Any], run_id: str) -> dict[str, Any]:
