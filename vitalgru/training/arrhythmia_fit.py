@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from vitalgru.config import ArrhythmiaTrainConfig
 from vitalgru.data.arrhythmia_dataset import (
+    IGNORE_LABEL,
     SUPRAVENTRICULAR_CLASSES,
     SUPRAVENTRICULAR_LABEL,
     BeatDataset,
@@ -63,6 +64,20 @@ def build_model(cfg: ArrhythmiaTrainConfig, n_samples: int) -> ArrhythmiaGRU:
         lookahead_beats=LOOKAHEAD_BEATS,
         output_delay=cfg.output_delay,
     )
+
+
+def _delay_read(b: dict[str, Any], delay: int) -> torch.Tensor:
+    """The batch's labels less those of beats that read, ``delay`` beats on, the padding
+    after a sequence shorter than the batch's: at a record's end the network reads the last
+    beat's own state, in a padded batch the state after a zero row, which depended on the
+    other sequences batched with it."""
+    labels = b["labels"]
+    t = labels.shape[1]
+    lengths = b["lengths"]
+    if not delay or not bool((lengths < t).any()):
+        return labels
+    past = torch.arange(t)[None, :] + delay >= lengths[:, None]
+    return labels.masked_fill(past & (lengths < t)[:, None], IGNORE_LABEL)
 
 
 def class_weights(labels: np.ndarray, power: float, max_weight: float) -> torch.Tensor:
@@ -309,8 +324,9 @@ def fit_network(
     def loss_fn(m: torch.nn.Module, b: dict[str, Any]) -> torch.Tensor:
         logits, _ = m(b["x"])
         return sequence_loss(
-            logits, b["labels"], weights, cfg.loss, cfg.focal_gamma, cfg.label_smoothing
-        )
+            logits, _delay_read(b, cfg.output_delay), weights, cfg.loss, cfg.focal_gamma,
+            cfg.label_smoothing,
+        )  # fmt: skip
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         if not val_recs:  # refit: the last epoch is the one kept

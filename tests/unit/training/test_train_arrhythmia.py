@@ -240,6 +240,19 @@ class TestLoss:
         with pytest.raises(ValueError, match="loss"):
             sequence_loss(logits, labels, w, loss="hinge")
 
+    def test_a_short_sequences_last_beat_does_not_read_the_padding(self) -> None:
+        from vitalgru.training.arrhythmia_fit import _delay_read
+
+        batch = {"labels": torch.tensor([[0, 2, 1, 0], [2, 0, -100, -100]]),
+                 "lengths": torch.tensor([4, 2])}  # fmt: skip
+        # with output_delay 1 the short one's beat 1 read the state after a zero row (a
+        # loss that depended on the sequences batched with it); the full one's last beat
+        # reads its own state, as at a record's end
+        assert _delay_read(batch, 1).tolist() == [[0, 2, 1, 0], [2, -100, -100, -100]]
+        assert _delay_read(batch, 0).tolist() == batch["labels"].tolist()
+        same = {"labels": batch["labels"][:1], "lengths": batch["lengths"][:1]}
+        assert _delay_read(same, 1) is same["labels"]
+
     def test_n_or_s_beats_cost_the_summed_probability(self) -> None:
         w = torch.tensor([1.0, 4.0, 9.0, 1.0, 1.0])
         # "N or S" (-2) costs -log(p_N + p_S) at N's weight: log(5/2) on uniform logits
