@@ -9,7 +9,9 @@ patient-hour, using only that hour and earlier ones,
 * last observed value of every measurement (NaN before the first; trees split on NaN),
   hours since it was observed, and how many times it has been measured so far;
 * for the vital signs: mean, min, max and standard deviation over the last 6 hours and
-  the change over 1 and 6 hours of the carried-forward value;
+  the change over 1 hour and across that 6-hour window (``__d6h``: the hour less the
+  window's first, 5 hours before; the name is kept for the models stored with it) of the
+  carried-forward value;
 * for vitals and key sepsis labs: the change from the value carried 24 hours earlier, and
   the running max/min since admission;
 * derived ratios: shock index (HR / SBP), pulse pressure, BUN / creatinine;
@@ -97,14 +99,17 @@ def signature_features(
     rose has the opposite sign to one that fell after), which no level, change or window
     statistic of a single sign says. The level-1 terms (changes over the window) and the
     symmetric level-2 terms (their products) are left out: :func:`engineered_features`
-    has the 1-, 6- and 24-hour changes (not the 12-hour one). The signature feature set of the 2019 winners (Morrill et al., CinC
+    has the 1-, 5- (named ``d6h``, across its 6-hour window) and 24-hour changes (not the
+    12-hour one). The signature feature set of the 2019 winners (Morrill et al., CinC
     2019) is the model for this block.
 
     Returns
     -------
     pandas.DataFrame
         ``(n_rows, len(windows) * C * (C - 1) / 2)`` float32 with ``C = len(channels) + 1``,
-        columns ``sig{W}_{a}_{b}``; NaN while a channel has not been observed yet.
+        columns ``sig{W}_{a}_{b}``; NaN while the window reaches back before a channel's
+        first observation (so for up to ``W`` hours after it: the path has no value
+        there), which the trees split on as they do on any NaN.
     """
     off = np.asarray(offsets, np.int64)
     if any(int(w) < 1 for w in windows):

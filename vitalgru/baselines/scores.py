@@ -1,8 +1,10 @@
 """Bedside early-warning scores computed from Challenge-2019 hourly vitals: NEWS2 and qSOFA.
 
 Both use the latest value of each vital sign at or before the hour (last observation
-carried forward within the patient); a vital never measured so far scores 0, as a ward
-chart with a blank box would.
+carried forward within the patient) while it is at most :data:`MAX_AGE_H` hours old; a
+vital never measured so far, or not for longer, scores 0, as a ward chart with a blank box
+would (carried without limit, one FiO2 charted on day one added the oxygen points to every
+hour of an eight-day stay).
 
 What the Challenge-2019 tables lack, and how it is handled:
 
@@ -23,10 +25,18 @@ import pandas as pd
 
 from vitalgru.dsp.vitals import vitals_last_observed
 
+#: Hours a charted value stands for the current one (NEWS2 is charted at least every 12 h
+#: on a ward, every hour in intensive care): an older value is no observation of now.
+MAX_AGE_H = 24
+
 
 def _carried(frame: pd.DataFrame, offsets: np.ndarray, cols: list[str]) -> np.ndarray:
-    _, last, _ = vitals_last_observed(frame[cols].to_numpy(np.float32), offsets)
-    return last
+    """The latest value of each of ``cols`` at most :data:`MAX_AGE_H` ICU hours old (by the
+    ``hour`` column, or by rows without one), else NaN."""
+    _, last, at = vitals_last_observed(frame[cols].to_numpy(np.float32), offsets)
+    hours = frame["hour"].to_numpy(np.int64) if "hour" in frame else np.arange(len(frame))
+    age = hours[:, None] - hours[np.maximum(at, 0)]
+    return np.where((at >= 0) & (age <= MAX_AGE_H), last, np.nan).astype(np.float32)
 
 
 def _bands(x: np.ndarray, edges: list[float], points: list[int]) -> np.ndarray:

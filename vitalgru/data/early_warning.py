@@ -303,6 +303,12 @@ def patient_folds(septic: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
     if s.size < n_folds:
         raise ValueError(f"{s.size} patients cannot fill {n_folds} folds")
+    if 0 < s.sum() < n_folds:
+        # a fold without a septic patient has no utility (NaN), and the mean over folds
+        # is then over the others only
+        logger.warning("%d septic patients for %d folds: %d fold(s) will hold none, and "
+                       "their utility is undefined", int(s.sum()), n_folds,
+                       n_folds - int(s.sum()))  # fmt: skip
     rng = np.random.default_rng(seed)
     fold = np.empty(s.size, dtype=np.int64)
     for group in (np.flatnonzero(s), np.flatnonzero(~s)):

@@ -67,9 +67,10 @@ def utility_targets(labels: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray
     At every hour an alarm earns ``u_pos`` and silence ``u_neg`` (the official utility,
     :func:`vitalgru.metrics.utility.row_utilities`). The target is 1 where the alarm is
     worth more, and the hour's weight is the utility at stake, ``|u_pos - u_neg|``:
-    0.05 for a non-septic hour; for a septic stay 0 until 12 h before onset, 1 at 6 h
-    before (an alarm earns 1, a miss costs nothing yet), 2 at 3 h after (an alarm earns
-    nothing more, a miss costs 2), and 0 once the utility window has closed. Unlike SepsisLabel, the hours
+    0.05 for a non-septic hour; for a septic stay 0.05 up to 12 h before onset (an early
+    alarm costs a false alarm's u_fp there), 0 at 12 h before, 1 at 6 h before (an alarm
+    earns 1, a miss costs nothing yet), 2 at 3 h after (an alarm earns nothing more, a miss
+    costs 2), and 0 once the utility window has closed. Unlike SepsisLabel, the hours
     12 to 6 before onset count as positives (an alarm there already earns utility).
     A weighted cross-entropy with these targets is minimised by a risk whose 0.5 crossing
     is the utility-optimal alarm.

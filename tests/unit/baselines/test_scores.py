@@ -80,6 +80,19 @@ class TestNEWS2:
         # patient 0: rows 0-1 (hr carried -> 3 points); patient 1: row 2 (nothing -> 0)
         assert news2(f, np.array([0, 2, 3])).tolist() == [3, 3, 0]
 
+    def test_a_value_older_than_a_day_is_a_blank_box(self):
+        from vitalgru.baselines.scores import MAX_AGE_H
+
+        f = _frame([dict(NORMAL, fio2_frac=0.5)] + [{}] * (MAX_AGE_H + 3))
+        got = news2(f, np.array([0, len(f)]))
+        # the oxygen points (and the rest) went on for the whole stay before
+        assert got[: MAX_AGE_H + 1].tolist() == [2] * (MAX_AGE_H + 1)
+        assert got[MAX_AGE_H + 1 :].tolist() == [0, 0, 0]
+        # by the ICU hour where there is one: hour 30 is 29 h after hour 1
+        hours = _frame([dict(NORMAL, sbp_mmhg=85), {}]).assign(hour=[1, 30])
+        assert news2(hours, np.array([0, 2])).tolist() == [3, 0]
+        assert qsofa(hours, np.array([0, 2])).tolist() == [1, 0]
+
 
 class TestQSOFA:
     def test_points(self):

@@ -34,9 +34,14 @@ class TestFolds:
         np.testing.assert_array_equal(f, patient_folds(septic, 5, seed=3))
         assert not np.array_equal(f, patient_folds(septic, 5, seed=4))
 
-    def test_too_few_patients(self):
+    def test_too_few_patients(self, caplog: pytest.LogCaptureFixture):
         with pytest.raises(ValueError):
             patient_folds(np.zeros(3, bool), 5)
+        # three septic patients for five folds: two folds without one, said (silent before;
+        # their utility is undefined and the mean over folds leaves them out)
+        f = patient_folds(np.r_[np.ones(3, bool), np.zeros(17, bool)], 5)
+        assert np.bincount(f[:3], minlength=5).tolist().count(0) == 2
+        assert "3 septic patients for 5 folds: 2 fold(s) will hold none" in caplog.text
 
 
 class TestDataset:
