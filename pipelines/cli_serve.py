@@ -358,7 +358,7 @@ def add_serve_commands(sub: Any) -> None:
                     "the check fails when it is no longer in the chain (rows cut off the "
                     "end)")  # fmt: skip
     sp.add_argument("--verify", action="store_true",
-                    help="check the rows' hash chain instead (exit 1 where it breaks, or "
+                    help="check the rows' hash chain instead (exit 2 where it breaks, or "
                     "where a file does not follow the one before it)")  # fmt: skip
     sp.add_argument("--archive-before", type=utc_time, default=None, metavar="DATE",
                     help="move the rows written before this date (YYYY-MM-DD, midnight "

@@ -249,11 +249,16 @@ def create_app(
         if clock.is_alive():
             clock.join(timeout=10)
 
+    # FastAPI's own pages (/docs, /redoc, /openapi.json) answer anyone: a gateway that
+    # wants tokens does not serve them (the API's layout and version are not for whoever
+    # reaches the port); an open one does
+    pages = {} if access is None else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(
         title="vitalgru bedside gateway",
         version=__version__,
         description="Live ECG beat labels and arrhythmia alarms, hourly sepsis risk.",
         lifespan=lifespan,
+        **pages,
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below

@@ -173,6 +173,11 @@ def test_a_gateway_without_a_model_says_so(sepsis: tuple[EarlyWarningMonitor, li
     with TestClient(create_app(Ward(sepsis=sepsis[0]), tick_s=0.05)) as c:
         r = c.post("/ecg/a/admit", json={"fs": 360})
         assert r.status_code == 503 and "arrhythmia" in r.json()["detail"]
+        assert c.get("/ecg/a").status_code == 503  # 404 "not on ECG monitoring" before
+    with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
+        for method, path in (("get", "/vitals/icu-1"), ("post", "/vitals/icu-1/close")):
+            r = getattr(c, method)(path)  # 404 before, as if the patient were the matter
+            assert r.status_code == 503 and "early-warning" in r.json()["detail"], path
     with pytest.raises(ValueError, match="tick_s"):
         create_app(Ward(sepsis=sepsis[0]), tick_s=-1)
 
@@ -190,6 +195,8 @@ def test_with_a_token_only_the_health_check_is_open(
         assert c.get("/events", headers={}).status_code == 401
         assert c.get("/patients", headers={}).status_code == 401
         assert c.get("/events/stream", headers={}).status_code == 401
+        for page in ("/docs", "/redoc", "/openapi.json"):  # FastAPI's: open before
+            assert c.get(page).status_code == 404
         ok = {"Authorization": f"Bearer {token}"}
         assert c.post("/vitals/t1/admit", headers=ok).status_code == 201
         assert c.get("/patients", headers=ok).json() == {"ecg": [], "sepsis": ["t1"]}
@@ -1314,3 +1321,20 @@ def test_a_shadow_comparison_goes_on_only_against_the_same_champion() -> None:
     assert shadows_going_on(ran, promoted) == {"arrhythmia"}
     other = {**ran, "shadow arrhythmia": "models:/a@challenger (version 5)"}
     assert shadows_going_on(ran, other) == {"early_warning"}
+
+
+def test_an_acknowledgement_names_its_patient_in_the_access_log_on_an_open_gateway(
+    tmp_path: Path,
+) -> None:
+    from pipelines.audit import AuditLog
+
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    with TestClient(create_app(ward, tick_s=0, audit=audit)) as c:
+        c.post("/ecg/bed-2/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # the feed is lost: an alarm of bed-2's
+        (lost,) = ward.events()["events"]
+        assert c.post(f"/events/{lost['seq']}/ack", json={"by": "RN Diaz"}).status_code == 200
+    acks = [r for r in audit.rows() if r["action"] == "POST /events/{seq}/ack"]
+    assert [(r["caller"], r["patient_id"]) for r in acks] == [("open", "bed-2")]  # None before

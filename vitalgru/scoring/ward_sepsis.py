@@ -255,6 +255,7 @@ class SepsisWard(WardShadows):
         """Score the hours being assembled from observations now, without waiting for them
         to close: a patient's (KeyError when not admitted), or every patient's. Returns
         their risks, in order."""
+        self._need(self.sepsis, "early-warning")
         with self._model_lock:
             if patient_id is not None:
                 with self._queue_lock:
@@ -364,6 +365,7 @@ class SepsisWard(WardShadows):
         latest hour was scored; None for hours taken up from a state file), "risk_max" and
         "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
+        self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
