@@ -179,6 +179,10 @@ class EcgWard(WardShadows, WardStrips):
             why = "older than any resend"
         elif start < expected and bed.sent is not None and bed.sent.differs(x, start):
             why = "with samples other than those received there"
+        elif start == 0 and bed.sent is None:
+            # after a restart the samples taken before are not kept to compare with: a
+            # count from 0 again is the feed's own restart, not a resend
+            why = "from 0 again"
         if why is not None:  # the feed restarted its count, which begins again here
             return x, start + x.size, 0, 0, 0, f"{behind:.1f} s behind, {why}"
         if start < expected:  # sent again: only what is new is taken
