@@ -85,6 +85,7 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -94,7 +95,9 @@ from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
@@ -155,11 +158,27 @@ class EcgChunk(BaseModel):
     start: int | None = Field(
         None,
         ge=0,
+        le=2**53,  # a count a journal (and JSON) holds exactly: 2**63 broke every tick
         description="the feed's index of the first sample (samples it sent before this "
         "chunk): a chunk sent again is not taken twice, the samples after a gap (a "
         "lost chunk, an outage) keep their time instead of closing the stream up, and a "
         "feed that restarted its count (from 0 again) is told by its samples from a resend",
     )
+
+
+def _float_text(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is not finite as its text."""
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def create_app(
@@ -261,6 +280,14 @@ def create_app(
         **pages,
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with what was wrong; a NaN or an infinity the body held is named as text
+        (FastAPI's own answer echoed it back, which JSON cannot hold: a 500)."""
+        return JSONResponse(status_code=422, content={"detail": _finite(jsonable_encoder(
+            exc.errors(), custom_encoder={float: _float_text}))})  # fmt: skip
+
     audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below
     if audit is not None:
         app.add_middleware(AuditMiddleware, log=audit, open_=access is None,

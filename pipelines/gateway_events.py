@@ -75,6 +75,7 @@ def add_event_routes(
 
     @reads.get("/events/stream")
     async def event_stream(
+        request: Request,
         since: int | None = Query(
             None,
             ge=0,
@@ -96,14 +97,17 @@ def add_event_routes(
         """The event log as it grows, as Server-Sent Events: each event once, in order, as
         ``id: <seq>`` and ``data: <the event as in /events>``. A client that fell behind
         the log's memory gets an ``event: dropped`` with how many it missed."""
-        if since is None and last_event_id is not None:
+        if last_event_id is not None:
+            # a reconnecting EventSource sends its URL again (with the since= it opened
+            # with) and where it got to: the header is the newer position (since=0 before
+            # replayed the whole log on every reconnect)
             try:
-                since = max(0, int(last_event_id))
+                since = max(since or 0, int(last_event_id))
             except ValueError:
                 raise HTTPException(422, "Last-Event-ID must be an event number") from None
         start = ward.last_seq if since is None else since
         return StreamingResponse(
-            _sse(ward, start, limit, stopping, patient, source),
+            _sse(ward, start, limit, stopping, patient, source, request.state.still_allowed),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -163,14 +167,26 @@ async def _sse(
     stopping: Callable[[], bool],
     patient: str | None = None,
     source: str | None = None,
+    allowed: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[str]:
     """Server-Sent Events of the ward's log after event ``since`` (only ``patient``'s and
     ``source``'s when given), until ``limit`` have been sent (None: until the client goes
-    or ``stopping()``)."""
+    or ``stopping()``, or ``allowed()`` turns false: the token that opened it was revoked,
+    expired or narrowed). A ``since`` past the log's end (a log begun again: a new state
+    file) gets an ``event: reset`` and the log from its start."""
     sent = 0
     quiet_since = time.monotonic()
+    checked = time.monotonic()
     yield "retry: 2000\n\n"  # a client that loses the connection tries again after 2 s
+    if since > ward.last_seq:
+        yield f"event: reset\ndata: {event_json({'since': since, 'last_seq': ward.last_seq})}\n\n"
+        since = 0
     while not stopping():
+        if time.monotonic() - checked >= 1.0:  # the token, once a second
+            if not allowed():
+                yield "event: unauthorized\ndata: {}\n\n"
+                return
+            checked = time.monotonic()
         if ward.last_seq > since:
             got = ward.events(since, 500, patient_id=patient, source=source)
             if got["dropped"]:

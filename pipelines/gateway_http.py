@@ -190,6 +190,7 @@ def require(
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
+        request.state.still_allowed = lambda: True
         if access is None:
             rate_limited(limit, request.client.host if request.client else "unknown")
             return
@@ -205,10 +206,13 @@ def require(
         ):
             held = tickets.redeem(ticket)
             table = access()
-            if held is None or not any(c.sha256 == held.sha256 for c in table.credentials):
+            # the token as it is now (an edit since the ticket was issued counts: its
+            # role, expiry and patients were the ticket's snapshot before)
+            cred = None if held is None else next(
+                (c for c in table.credentials if c.sha256 == held.sha256), None)  # fmt: skip
+            if cred is None:
                 raise HTTPException(401, "the stream ticket is unknown, used or expired "
                                     "(ask for another: POST /events/stream/ticket)")  # fmt: skip
-            cred = held
         if cred is None:
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -221,8 +225,14 @@ def require(
             raise HTTPException(
                 403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
             )
+        pid = None
         if cred.patients is not None and "seq" not in request.path_params:
-            pid = request.path_params.get("patient_id") or request.query_params.get("patient")
+            pid = request.path_params.get("patient_id")
+            route = getattr(request.scope.get("route"), "path", request.url.path)
+            if pid is None and route in PATIENT_QUERY_ROUTES:
+                # only where the answer is filtered by it: elsewhere ?patient= let a
+                # limited token read the whole ward (or send HL7 for any patient)
+                pid = request.query_params.get("patient")
             if pid is None:
                 raise HTTPException(
                     403, f"token {cred.name!r} is for patients {', '.join(cred.patients)} "
@@ -232,7 +242,21 @@ def require(
                 raise HTTPException(403, f"token {cred.name!r} is not for patient {pid!r}")
         request.state.credential = cred
 
+        def still_allowed(sha: str = cred.sha256, wanted: str | None = pid) -> bool:
+            """Whether the token still may (a stream held open checks: a token revoked,
+            expired or narrowed since it opened ends it)."""
+            now = next((c for c in access().credentials if c.sha256 == sha), None)
+            return (now is not None and not now.expired() and now.may(kind)
+                    and (now.patients is None or (wanted is not None and now.covers(wanted))))  # fmt: skip
+
+        request.state.still_allowed = still_allowed
+
     return check
+
+
+#: The routes whose answer ``?patient=`` filters: a token limited to patients may use
+#: them with one of its own.
+PATIENT_QUERY_ROUTES = frozenset({"/events", "/events/stream", "/events/stream/ticket", "/audit"})
 
 
 def rate_limited(limit: RateLimit | None, caller: str) -> None:

@@ -164,7 +164,7 @@ class Hl7Inbox:
                 pid = reply.result.get("patient_id")
                 verb = reply.result.get("hl7_action") or (
                     "discharge" if reply.result.get("discharged") else "admit")  # fmt: skip
-                action = f"HL7 {_type(msg)} {verb}"
+                action = f"HL7 {_type(msg, bounded=False)} {verb}"
                 self.audit.record(caller or source, action, pid, reply.status, client)
             if key and reply.code == "AA":  # an error is worth trying again
                 self._seen[key] = reply
@@ -358,6 +358,15 @@ def _sender_key(msg: Hl7Message) -> str:
     return "|".join((msg.field("MSH", 3), msg.field("MSH", 4), msg.control_id))
 
 
-def _type(msg: Hl7Message) -> str:
+#: The message types the inbox takes, each a label of its own on /metrics; any other is
+#: "other" (MSH-9 is the sender's text: one series each, and any text, on an open page).
+KNOWN_TYPES = frozenset({"ADT^A01", "ADT^A02", "ADT^A03", "ADT^A08", "ADT^A11", "ADT^A40",
+                         "ORU^R01"})  # fmt: skip
+
+
+def _type(msg: Hl7Message, bounded: bool = True) -> str:
+    """The message's type as a label (one of :data:`KNOWN_TYPES` or ``other``), or as
+    MSH-9 says it (``bounded=False``: the access log's action, which is not open)."""
     code, trigger = msg.kind
-    return f"{code}^{trigger}" if trigger else code or "none"
+    name = f"{code}^{trigger}" if trigger else code or "none"
+    return name if not bounded or name in KNOWN_TYPES else "other"

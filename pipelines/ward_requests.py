@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from vitalgru.errors import ConflictError, ModelMissingError
 from vitalgru.io.fhir_observations import observations_to_hour, timed_resources
 from vitalgru.scoring.ward import Ward
 
@@ -31,11 +32,12 @@ def ward_call(fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except KeyError as e:
         raise Refused(404, str(e.args[0]) if e.args else "not found") from None
-    except ValueError as e:
-        msg = str(e)
-        if "without a" in msg:
-            raise Refused(503, msg) from None
-        raise Refused(409 if "already" in msg else 422, msg) from None
+    except ModelMissingError as e:
+        raise Refused(503, str(e)) from None
+    except ConflictError as e:
+        raise Refused(409, str(e)) from None
+    except ValueError as e:  # by the error's type: words in a patient's id chose it before
+        raise Refused(422, str(e)) from None
 
 
 def _hours_of(ward: Ward, patient_id: str, times: list[datetime | None]) -> list[int | None]:

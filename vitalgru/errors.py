@@ -105,3 +105,12 @@ class ConfigError(VitalgruError, ValueError):
 class ModelLoadError(VitalgruError, ValueError):
     """A model URI that does not resolve (unknown name, alias or version), or what it
     points at is not a model vitalgru logged (or one newer than this vitalgru reads)."""
+
+
+class ConflictError(VitalgruError, ValueError):
+    """A request the monitor's state refuses as it is now: a patient admitted twice, a
+    merge into a record with a stream of its own, an alarm acknowledged twice (HTTP 409)."""
+
+
+class ModelMissingError(VitalgruError, ValueError):
+    """A request for a monitor the ward was started without (HTTP 503)."""

@@ -923,6 +923,16 @@ def test_tokens_revoked_expired_or_for_other_patients_are_refused_while_it_runs(
         for path in ("/events", "/patients", "/ward", "/fhir/risk", "/events/stream"):
             r = c.get(path, headers=as_(screen))
             assert r.status_code == 403 and "ask about one of them" in r.text, path
+        # ... and naming one of its own where the answer is not filtered by it is no way
+        # round that (these answered with the whole ward before; /hl7 took any patient)
+        for path in ("/patients", "/ward", "/fhir/risk", "/fhir/events"):
+            r = c.get(path, params={"patient": "bed-4"}, headers=as_(screen))
+            assert r.status_code == 403, path
+        hl7 = ("MSH|^~\\&|ADT|H|vitalgru|W|20261206100000||ADT^A03|c1|P|2.5\r"
+               "PID|1||bed-6\r")  # fmt: skip
+        r = c.post("/hl7", params={"patient": "bed-4"}, content=hl7,
+                   headers={**as_(bed4), "Content-Type": "x-application/hl7-v2+er7"})  # fmt: skip
+        assert r.status_code == 403
         time.sleep(0.05)
         ward.tick()  # three feeds lost
         got = c.get("/events", params={"patient": "bed-5"}, headers=as_(screen)).json()
@@ -1165,6 +1175,26 @@ def test_a_browser_opens_the_event_stream_with_a_one_use_ticket(tmp_path: Path) 
         r = c.get("/events/stream", params={"ticket": t.json()["ticket"], "patient": "b2",
                                             "since": 0, "limit": 1})  # fmt: skip
         assert [e["data"]["patient_id"] for e in _sse(r.text)] == ["b2"]
+        # a ticket redeemed after its token was narrowed has the token's rights now (its
+        # own snapshot's before)
+        t = c.post("/events/stream/ticket", params={"patient": "b2"}, headers=as_["bay"])
+        data = json.loads(f.read_text())
+        next(x for x in data["tokens"] if x["name"] == "bay 2 screen")["patients"] = ["b9"]
+        f.write_text(json.dumps(data))
+        r = c.get("/events/stream", params={"ticket": t.json()["ticket"], "patient": "b2",
+                                            "limit": 1})  # fmt: skip
+        assert r.status_code == 403
+        # a reconnecting EventSource sends its URL's since= and where it got to: the
+        # newer wins (since=0 replayed the whole log on every reconnect)
+        r = c.get("/events/stream", params={"since": 0, "limit": 1},
+                  headers={**as_["reader"], "Last-Event-ID": "1"})  # fmt: skip
+        assert [e["id"] for e in _sse(r.text)] == ["2"]
+        # a cursor past the log's end (a log begun again): said, and the log from its start
+        r = c.get("/events/stream", params={"since": 812, "limit": 1}, headers=as_["reader"])
+        assert [e["id"] for e in _sse(r.text)] == [None, "1"]  # the reset, then event 1
+        assert "event: reset" in r.text
+        got = c.get("/events", params={"since": 812}, headers=as_["reader"]).json()
+        assert got["reset"] is True and [e["seq"] for e in got["events"]] == [1, 2]
         # a ticket of a token revoked since is refused
         t = c.post("/events/stream/ticket", headers=as_["reader"]).json()["ticket"]
         revoke_token(f, "wall screen")
@@ -1338,3 +1368,51 @@ def test_an_acknowledgement_names_its_patient_in_the_access_log_on_an_open_gatew
         assert c.post(f"/events/{lost['seq']}/ack", json={"by": "RN Diaz"}).status_code == 200
     acks = [r for r in audit.rows() if r["action"] == "POST /events/{seq}/ack"]
     assert [(r["caller"], r["patient_id"]) for r in acks] == [("open", "bed-2")]  # None before
+
+
+def test_a_stream_ends_when_its_token_is_revoked(tmp_path: Path) -> None:
+    import asyncio
+
+    from pipelines.gateway_events import _sse as stream
+
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    allowed = [True]
+
+    async def read() -> list[str]:
+        got = []
+        async for part in stream(ward, 0, None, lambda: False, allowed=lambda: allowed[0]):
+            got.append(part)
+            if len(got) == 1:
+                allowed[0] = False  # revoked while the stream is open
+        return got
+
+    # it ran on with the rights it opened with before, until the client went
+    got = asyncio.run(asyncio.wait_for(read(), timeout=10))
+    assert got[-1].startswith("event: unauthorized")
+
+
+def test_bodies_the_models_refuse_are_422_however_odd(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]],
+) -> None:
+    ward = Ward(untrained_monitor(), sepsis[0])
+    with TestClient(create_app(ward, tick_s=0)) as c:
+        for path, body in (("/ecg/a/admit", '{"fs": NaN}'), ("/ecg/a/admit", '{"fs": -Infinity}'),
+                           ("/ecg/b", '{"samples": [0.1], "start": Infinity}')):  # fmt: skip
+            r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (path, body)  # 500 before: the answer echoed NaN
+        c.post("/ecg/b/admit", json={"fs": 360})
+        r = c.post("/ecg/b", json={"samples": [0.1], "start": 2**63})  # broke every tick
+        assert r.status_code == 422
+        # the status follows what went wrong, not the words of a patient's id ("already-7"
+        # made an out-of-order hour 409, "without a bed" 503)
+        for pid in ("icu-7", "already-7", "without a bed"):
+            c.post(f"/vitals/{pid}/admit")
+            c.post(f"/vitals/{pid}", json={**sepsis[1][0], "ICULOS": 5})
+            r = c.post(f"/vitals/{pid}", json={**sepsis[1][0], "ICULOS": 3})
+            assert r.status_code == 422, pid
+            c.delete(f"/vitals/{pid}")
+        assert c.post("/ecg/b/admit", json={"fs": 360}).status_code == 409  # admitted twice
+        # an admission time a year back (every hour since scored at once, under the lock
+        # the feeds wait on) is refused
+        r = c.post("/vitals/icu-9/admit", params={"admitted_at": "2025-06-01T00:00:00+00:00"})
+        assert r.status_code == 422 and "check the year" in r.text

@@ -595,7 +595,9 @@ def test_a_recorded_stay_sent_over_mllp_scores_as_the_same_hours_sent_as_json(
         assert msgs[("mllp", "ORU^R01", "AA")] == len(messages)
         assert msgs[("mllp", "ORU^R01", "duplicate")] == 1
         assert msgs[("mllp", "ORU^R01", "AE")] == 2
-        assert msgs[("http", "ADT^A03", "AA")] == 1 and msgs[("http", "SIU^S12", "AR")] == 1
+        assert (
+            msgs[("http", "ADT^A03", "AA")] == 1 and msgs[("http", "other", "AR")] == 1
+        )  # a type not taken
         held = m[("vitalgru_intake_hours_total", (("input", "mllp"), ("outcome", "held")))]
         assert held == len(messages)
 
@@ -693,3 +695,14 @@ def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
     assert [(r["action"], r["patient_id"]) for r in audit.rows()] == [
         ("HL7 ADT^A01 admit", "p1"), ("HL7 ADT^A02 update", "p1"), ("HL7 ADT^A01 admit", "p2"),
         ("HL7 ADT^A40 merge", "mrn-1")]  # fmt: skip
+
+
+def test_a_message_type_no_one_takes_is_other_on_the_metrics_page() -> None:
+    from pipelines.hl7_inbox import _type
+    from vitalgru.io.hl7v2 import read_message
+
+    odd = read_message("MSH|^~\\&|X|H|vitalgru|W|20261206100000||X0^DOE-JANE-MRN|c9|P|2.5\r")
+    adt = read_message("MSH|^~\\&|X|H|vitalgru|W|20261206100000||ADT^A01|c1|P|2.5\r")
+    # MSH-9 was a label as sent: a series per text, any text, on an open page
+    assert (_type(odd), _type(adt)) == ("other", "ADT^A01")
+    assert _type(odd, bounded=False) == "X0^DOE-JANE-MRN"  # the access log keeps it

@@ -60,6 +60,7 @@ from vitalgru.data.beat_features import (
     feature_settings_from_preprocessing,
 )
 from vitalgru.dsp.polarity import polarity_warning
+from vitalgru.errors import ConflictError
 from vitalgru.scoring.alerts import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
 from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
@@ -230,7 +231,7 @@ class ArrhythmiaMonitor:
         """
         pid = str(patient_id)
         if pid in self._patients:
-            raise ValueError(f"patient {pid!r} is already being monitored")
+            raise ConflictError(f"patient {pid!r} is already being monitored")
         st = PatientStream(pid, fs, self)
         if memory is not None:
             memory.check_fits(pid, self)
@@ -250,7 +251,7 @@ class ArrhythmiaMonitor:
         old, new = str(patient_id), str(new_id)
         st = self._get(old)
         if new in self._patients:
-            raise ValueError(f"patient {new!r} is already being monitored")
+            raise ConflictError(f"patient {new!r} is already being monitored")
         del self._patients[old]
         st.pid = st.alerts.patient_id = new
         self._patients[new] = st

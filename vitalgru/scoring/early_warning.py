@@ -30,6 +30,7 @@ from torch import nn
 from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.data.gru_d_inputs import NormStats, gru_d_arrays
 from vitalgru.dsp.vitals import vitals_plausibility
+from vitalgru.errors import ConflictError
 from vitalgru.io.psv import (
     MAX_ICU_HOUR,
     MEASUREMENT_COLUMNS,
@@ -240,7 +241,7 @@ class EarlyWarningMonitor:
         """Start scoring a patient."""
         pid = str(patient_id)
         if pid in self._stays:
-            raise ValueError(f"patient {pid!r} is already being monitored")
+            raise ConflictError(f"patient {pid!r} is already being monitored")
         self._stays[pid] = _Stay(pid, self.hidden)
 
     def stay_values(self, patient_id: str) -> dict[str, np.ndarray]:
@@ -266,7 +267,7 @@ class EarlyWarningMonitor:
         if old not in self._stays:
             raise KeyError(f"patient {old!r} is not being monitored")
         if new in self._stays:
-            raise ValueError(f"patient {new!r} is already being monitored")
+            raise ConflictError(f"patient {new!r} is already being monitored")
         stay = self._stays.pop(old)
         stay.pid = new
         self._stays[new] = stay

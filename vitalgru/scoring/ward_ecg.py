@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.errors import ConflictError
 from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_ecg_bed import (
@@ -61,7 +62,7 @@ class EcgWard(WardShadows, WardStrips):
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
             if pid in self._ecg_beds:
-                raise ValueError(f"patient {pid!r} is already on ECG monitoring")
+                raise ConflictError(f"patient {pid!r} is already on ECG monitoring")
             self.ecg.admit(pid, fs)  # checks fs
             self._in_shadow(self._shadow_ecg, lambda sh: sh.monitor.admit(pid, fs))
             now = datetime.now(UTC)

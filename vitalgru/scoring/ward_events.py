@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from vitalgru.errors import ConflictError, ModelMissingError
 from vitalgru.scoring.ward_journal import WardJournal
 
 __all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays", "merged_ids"]
@@ -109,7 +110,7 @@ class WardEvents:
     def _need(self, monitor: object, what: str) -> None:
         """ValueError unless the ward was started with the model ``what`` needs."""
         if monitor is None:
-            raise ValueError(f"this ward was started without a {what} model")
+            raise ModelMissingError(f"this ward was started without a {what} model")
 
     def _journal(self, method: str, *args: Any) -> None:
         """Write to the journal, if any. A failed write (a full disk) is logged and counted
@@ -118,7 +119,7 @@ class WardEvents:
             return
         try:
             getattr(self.journal, method)(*args)
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, OverflowError, ValueError):  # a number SQLite refuses
             self.journal_errors += 1
             logger.exception("ward: could not write %s to %s", method, self.journal.path)
 
@@ -146,7 +147,7 @@ class WardEvents:
         if bed is None:
             raise KeyError(f"patient {old!r} is not on {on}")
         if new in beds:
-            raise ValueError(f"patient {new!r} is already on {on} with {what} of their own; "
+            raise ConflictError(f"patient {new!r} is already on {on} with {what} of their own; "
                              f"{old!r} was not merged into it (discharge one of the two first)")  # fmt: skip
         return bed
 
@@ -265,7 +266,7 @@ class WardEvents:
                 raise ValueError(f"event {seq} is an acknowledgement itself")
             done = event.get("acknowledged")
             if done:
-                raise ValueError(
+                raise ConflictError(
                     f"event {seq} was already acknowledged by {done['by']} at {done['at']}"
                 )
             event["acknowledged"] = {"by": who, "at": _utc_now(), "note": note}
@@ -302,10 +303,16 @@ class WardEvents:
         with ``patient_id`` or ``source`` (``ecg``, ``sepsis``, ``ward``) only that
         patient's or source's. Returns ``{"events", "last_seq" (pass it as ``since`` next
         time: the newest event looked at, so events a filter left out are not looked at
-        again), "dropped" (events after ``since`` no longer kept, of any patient)}``."""
+        again), "dropped" (events after ``since`` no longer kept, of any patient)}``, and
+        ``"reset": True`` when ``since`` is past the newest event (the log began again, a new
+        state file: its events are given from the start; the cursor was kept before and the
+        first alarms never came)."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         with self._queue_lock:
+            reset = since > self._seq
+            if reset:  # a cursor of a log begun again (a new state file): from its start
+                since = 0
             kept = [
                 e
                 for e in self._events
@@ -317,11 +324,12 @@ class WardEvents:
             first_kept = self._events[0]["seq"] if self._events else self._seq + 1
             dropped = max(0, first_kept - since - 1) if self._seq > since else 0
             out = [dict(e) for e in kept[:limit]]  # copies: acknowledge() adds to the log's
-            return {
+            got = {
                 "events": out,
                 "last_seq": out[-1]["seq"] if len(kept) > limit else max(since, self._seq),
                 "dropped": dropped,
             }
+            return {**got, "reset": True} if reset else got
 
     @property
     def last_seq(self) -> int:

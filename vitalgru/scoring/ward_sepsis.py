@@ -25,6 +25,10 @@ __all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", 
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
+#: The longest ICU stay an admission time may give (longer stays exist, but an admission
+#: time further back is a typing error far more often than a 3-month stay just admitted).
+MAX_STAY = timedelta(days=90)
+
 #: Measurements named, at a sepsis alarm onset, as what raised the risk most
 #: (:meth:`EarlyWarningMonitor.explain`).
 ALARM_DRIVERS = 3
@@ -95,6 +99,11 @@ class SepsisWard(WardShadows):
             raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
         if admitted_at is not None and admitted_at > datetime.now(UTC) + timedelta(minutes=5):
             raise ValueError(f"the admission time {admitted_at.isoformat()} is in the future")
+        if admitted_at is not None and admitted_at < datetime.now(UTC) - MAX_STAY:
+            # every hour since is scored when the first observation comes, under the lock
+            # every feed waits on: a mistyped year stalled the ward for minutes
+            raise ValueError(f"the admission time {admitted_at.isoformat()} is more than "
+                             f"{MAX_STAY.days} days ago: check the year")  # fmt: skip
         at = _utc_now() if admitted_at is None else _iso(admitted_at.astimezone(UTC))
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
