@@ -30,13 +30,17 @@ from vitalgru.dsp.vitals import vitals_last_observed
 MAX_AGE_H = 24
 
 
-def _carried(frame: pd.DataFrame, offsets: np.ndarray, cols: list[str]) -> np.ndarray:
-    """The latest value of each of ``cols`` at most :data:`MAX_AGE_H` ICU hours old (by the
-    ``hour`` column, or by rows without one), else NaN."""
+def _carried(
+    frame: pd.DataFrame, offsets: np.ndarray, cols: list[str], max_age_h: float | None
+) -> np.ndarray:
+    """The latest value of each of ``cols`` at most ``max_age_h`` ICU hours old (by the
+    ``hour`` column, or by rows without one; None: however old), else NaN."""
     _, last, at = vitals_last_observed(frame[cols].to_numpy(np.float32), offsets)
+    if max_age_h is None:
+        return last
     hours = frame["hour"].to_numpy(np.int64) if "hour" in frame else np.arange(len(frame))
     age = hours[:, None] - hours[np.maximum(at, 0)]
-    return np.where((at >= 0) & (age <= MAX_AGE_H), last, np.nan).astype(np.float32)
+    return np.where((at >= 0) & (age <= max_age_h), last, np.nan).astype(np.float32)
 
 
 def _bands(x: np.ndarray, edges: list[float], points: list[int]) -> np.ndarray:
@@ -46,7 +50,9 @@ def _bands(x: np.ndarray, edges: list[float], points: list[int]) -> np.ndarray:
     return np.where(np.isnan(x), 0, pts)
 
 
-def news2(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
+def news2(
+    frame: pd.DataFrame, offsets: np.ndarray, max_age_h: float | None = MAX_AGE_H
+) -> np.ndarray:
     """NEWS2 aggregate score of every patient-hour (without the consciousness item).
 
     Parameters
@@ -56,6 +62,9 @@ def news2(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
         ``sbp_mmhg``, ``hr_bpm``, ``temp_c``, ``fio2_frac``.
     offsets : numpy.ndarray
         ``(n_patients + 1,)`` row offsets.
+    max_age_h : float or None
+        Values older than this many ICU hours score as a blank box; None: every value is
+        carried to the end of the stay (how the trees' ``news2`` feature is computed).
 
     Returns
     -------
@@ -63,7 +72,7 @@ def news2(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
         ``(n_rows,)`` int score, 0-17 here (20 with consciousness in the full score).
     """
     cols = ["resp_per_min", "spo2_pct", "sbp_mmhg", "hr_bpm", "temp_c", "fio2_frac"]
-    rr, spo2, sbp, hr, temp, fio2 = _carried(frame, offsets, cols).T
+    rr, spo2, sbp, hr, temp, fio2 = _carried(frame, offsets, cols, max_age_h).T
     # RCP 2017 chart, rounded values: each band is (previous edge, edge].
     s = _bands(rr, [8, 11, 20, 24], [3, 1, 0, 2, 3])
     s = s + _bands(spo2, [91, 93, 95], [3, 2, 1, 0])
@@ -74,13 +83,15 @@ def news2(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
     return s.astype(np.int16)
 
 
-def qsofa(frame: pd.DataFrame, offsets: np.ndarray) -> np.ndarray:
+def qsofa(
+    frame: pd.DataFrame, offsets: np.ndarray, max_age_h: float | None = MAX_AGE_H
+) -> np.ndarray:
     """qSOFA of every patient-hour (without the mentation item): 0-2.
 
     Respiratory rate >= 22/min and systolic BP <= 100 mmHg score one point each
-    (Seymour et al. 2016).
+    (Seymour et al. 2016); ``max_age_h`` as for :func:`news2`.
     """
-    rr, sbp = _carried(frame, offsets, ["resp_per_min", "sbp_mmhg"]).T
+    rr, sbp = _carried(frame, offsets, ["resp_per_min", "sbp_mmhg"], max_age_h).T
     with np.errstate(invalid="ignore"):
         s = (rr >= 22).astype(np.int16) + (sbp <= 100).astype(np.int16)
     return s

@@ -92,6 +92,8 @@ class TestNEWS2:
         hours = _frame([dict(NORMAL, sbp_mmhg=85), {}]).assign(hour=[1, 30])
         assert news2(hours, np.array([0, 2])).tolist() == [3, 0]
         assert qsofa(hours, np.array([0, 2])).tolist() == [1, 0]
+        # the models' inputs carry every value, as they were trained
+        assert news2(f, np.array([0, len(f)]), max_age_h=None).tolist() == [2] * len(f)
 
 
 class TestQSOFA:
