@@ -270,9 +270,9 @@ class WardRestart(SepsisWard):
                                  "recovered": True}  # fmt: skip
                         with self._queue_lock:
                             bed.onset = self._event(event)
+                        if bed.onset["kind"] == "sepsis_risk":  # it paged: a lockout's start
+                            paged[pid] = bed.onset
                 bed.paged = paged.get(pid)  # a lockout goes on across the restart
-                if bed.onset is not None and bed.onset.get("kind") == "sepsis_risk":
-                    bed.paged = bed.onset
                 for e in stay.get(pid, []):  # what each logged onset said raised the risk
                     bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
             for a in state.sepsis:  # hours being assembled when the gateway stopped
