@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
-from http_testkit import JsonServer, serving
+from http_testkit import JsonServer, closed_port, serving
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
@@ -353,10 +353,12 @@ def test_unacknowledged_ecg_alarms_are_cards_of_their_own(ehr: Ehr, tmp_path: Pa
 
 def test_serve_reads_the_cds_options(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{}")
+    # on a free port: the ports are bound before the file is read, and 8000 may be taken
     with pytest.raises(SystemExit, match="not a CDS client file"):
         main(["serve", "--arrhythmia-model", "none", "--early-warning-model", "m",
               "--cds-clients", str(tmp_path / "bad.json"), "--state", "none",
-              "--audit", "none", "--public-url", "https://gw.example.org"])  # fmt: skip
+              "--audit", "none", "--public-url", "https://gw.example.org",
+              "--port", str(closed_port())])  # fmt: skip
 
 
 def test_cds_hooks_need_the_public_url_the_tokens_audience_is_checked_against(
