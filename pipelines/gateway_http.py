@@ -205,11 +205,9 @@ def require(
             and (request.url.path == "/events/stream")
         ):
             held = tickets.redeem(ticket)
-            table = access()
             # the token as it is now (an edit since the ticket was issued counts: its
             # role, expiry and patients were the ticket's snapshot before)
-            cred = None if held is None else next(
-                (c for c in table.credentials if c.sha256 == held.sha256), None)  # fmt: skip
+            cred = None if held is None else _current(access(), held.sha256)
             if cred is None:
                 raise HTTPException(401, "the stream ticket is unknown, used or expired "
                                     "(ask for another: POST /events/stream/ticket)")  # fmt: skip
@@ -245,13 +243,18 @@ def require(
         def still_allowed(sha: str = cred.sha256, wanted: str | None = pid) -> bool:
             """Whether the token still may (a stream held open checks: a token revoked,
             expired or narrowed since it opened ends it)."""
-            now = next((c for c in access().credentials if c.sha256 == sha), None)
+            now = _current(access(), sha)
             return (now is not None and not now.expired() and now.may(kind)
                     and (now.patients is None or (wanted is not None and now.covers(wanted))))  # fmt: skip
 
         request.state.still_allowed = still_allowed
 
     return check
+
+
+def _current(table: Any, sha256: str) -> Any:
+    """The credential of the token with that hash as the token file says now, or None."""
+    return next((c for c in table.credentials if c.sha256 == sha256), None)
 
 
 #: The routes whose answer ``?patient=`` filters: a token limited to patients may use
