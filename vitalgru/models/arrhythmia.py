@@ -31,6 +31,7 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from vitalgru.models.base import require_finite
 from vitalgru.models.beat_gates import (
     apply_quality_gate,
     apply_rhythm_gate,
@@ -158,10 +159,14 @@ class ArrhythmiaGRU(nn.Module):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.lookahead_beats = int(lookahead_beats)
-        if int(output_delay) < 0 or int(output_delay) + self.lookahead_beats > MAX_LOOKAHEAD:
+        if (
+            self.lookahead_beats < 0
+            or int(output_delay) < 0
+            or int(output_delay) + self.lookahead_beats > MAX_LOOKAHEAD
+        ):  # each on its own: a negative one would let the other past the limit
             raise ValueError(
-                f"output_delay {output_delay} + the features' look-ahead {self.lookahead_beats} "
-                f"must stay within {MAX_LOOKAHEAD} beats"
+                f"output_delay {output_delay} and the features' look-ahead "
+                f"{self.lookahead_beats} must be >= 0 and their sum within {MAX_LOOKAHEAD} beats"
             )
         self.output_delay = int(output_delay)
         self.rhythm_gate = check_rhythm_gate(rhythm_gate, self.n_rr)
@@ -235,6 +240,10 @@ class ArrhythmiaGRU(nn.Module):
         b, t = x.shape[:2]
         if not 0 <= int(context_beats) < max(t, 1):
             raise ValueError(f"context_beats must be in [0, {t}), got {context_beats}")
+        require_finite(x, "beat features")
+        if t == 0:  # nothing to score: the state goes on unchanged
+            h_n = h0 if h0 is not None else x.new_zeros(self.num_layers, b, self.hidden)
+            return x.new_zeros(b, 0, self.n_classes), h_n
         m = self.in_channels * self.n_samples
         morph = x[..., :m].reshape(b * t, self.in_channels, self.n_samples)
         rr = x[..., m:]
@@ -363,6 +372,10 @@ class ArrhythmiaEnsemble(nn.Module):
         """
         if extra:
             raise TypeError(f"unexpected inputs {sorted(extra)}")
+        if x.shape[1] == 0:  # nothing to score (the members' rows would be empty)
+            layers = sum(m.num_layers for m in self.members)
+            h_n = x.new_zeros(layers, x.shape[0], self.members[0].hidden) if h0 is None else h0
+            return x.new_zeros(x.shape[0], 0, self.n_classes), h_n
         states = (
             [None] * len(self.members)
             if h0 is None

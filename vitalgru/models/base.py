@@ -25,6 +25,7 @@ __all__ = [
     "build_model",
     "check_model_contract",
     "model_class_path",
+    "require_finite",
     "resolve_model_class",
 ]
 
@@ -39,7 +40,11 @@ class SequenceModel(Protocol):
 
     ``forward(x, h0=None, **extra) -> (logits, h_n)``
 
-    - ``x``: ``(batch, time, n_features)`` float32 (``batch_first``); any ``time`` >= 1.
+    - ``x``: ``(batch, time, n_features)`` float32 (``batch_first``); any ``time``, 0
+      included (empty logits, the state unchanged). A NaN the network would read is refused
+      with ``ValueError``, not scored: through a recurrence it would spoil every later output
+      and the state carried for the patient (a model says where a NaN is allowed, such as
+      an unmeasured value or the trees' undefined features).
     - ``h0``: ``(num_layers * num_directions, batch, hidden_size)`` or ``None`` (zeros).
     - ``logits``: ``(batch, n_classes)`` for sequence classifiers or
       ``(batch, time, n_outputs)`` for per-step scorers; unnormalised (no softmax/sigmoid).
@@ -60,6 +65,18 @@ class SequenceModel(Protocol):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Self: ...
+
+
+def require_finite(x: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` when ``x`` holds a NaN or an infinity.
+
+    A recurrent network would carry one into every later step and into the state a
+    streaming scorer keeps for the patient, and a NaN probability's argmax is class 0: a
+    silent "normal" for the rest of the stay.
+    """
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{what} hold {bad} NaN or infinite value(s); clean them first")
 
 
 def model_class_path(model: nn.Module | type[nn.Module]) -> str:

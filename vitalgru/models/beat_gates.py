@@ -53,8 +53,10 @@ def apply_rhythm_gate(
     :func:`vitalgru.data.beat_features.rhythm_features`) both exceed their
     minimum. Without organised atrial activity a beat cannot be atrial-premature
     (MIT-BIH and AAMI EC57 label AF beats N), so S is not a valid answer there. Classes
-    are in AAMI order (N, S, ...). The thresholds are chosen on held-out training
-    records (:func:`vitalgru.training.arrhythmia_gates.choose_rhythm_gate`).
+    are in AAMI order (N, S, ...). S's probability is added to N, which can also turn a
+    V (or F, Q) answer into N when the two together outweigh it. The thresholds are
+    chosen on held-out training records
+    (:func:`vitalgru.training.arrhythmia_gates.choose_rhythm_gate`), with this rule.
 
     Parameters
     ----------
@@ -108,7 +110,10 @@ def apply_quality_gate(
     Noise and motion artefact make normal beats look wide and bizarre, which is the
     morphology that marks a ventricular beat, while an S call rests on the beat's timing,
     which a noisy stretch does not change. So in rejected signal a V call is made only when
-    its probability exceeds ``keep_v_above``; otherwise the beat keeps its N/S/F/Q answer.
+    its probability exceeds ``keep_v_above``; otherwise V's probability is added to N and V
+    is ruled out. That can also turn a beat's S, F or Q answer into N when V's share tips N
+    above it (a beat called S at 0.35 with N 0.10 and V 0.30 becomes N at 0.40): the rule
+    the settings were chosen with, kept so (:mod:`vitalgru.training.arrhythmia_gates`).
     The setting is chosen on held-out training records
     (:func:`vitalgru.training.arrhythmia_gates.choose_quality_gate`).
 

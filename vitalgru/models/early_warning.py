@@ -14,7 +14,8 @@ Missing Values", Sci Rep 8:6085, 2018):
 
 Input layout per hour (built by :func:`vitalgru.data.gru_d_inputs.gru_d_arrays`):
 ``[value (F) | mask (F) | delta (F) | last value (F) | static (S)]``, values z-scored with
-training statistics. The network is causal: the output at hour ``t`` depends only on
+training statistics; a value slot whose mask is 0 is not read (it may hold NaN), every
+other column must be finite. The network is causal: the output at hour ``t`` depends only on
 hours ``<= t``, and ``forward(x, h0)`` continued from a returned ``h_n`` equals one
 forward over the concatenated sequence (streaming).
 """
@@ -26,6 +27,7 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from vitalgru.models.base import require_finite
 from vitalgru.models.trees import BoostedTrees
 
 
@@ -123,6 +125,11 @@ class GRUDEarlyWarning(nn.Module):
         f = self.n_features
         val, mask, delta, last = (x[..., k * f : (k + 1) * f] for k in range(4))
         static = x[..., 4 * f :]
+        # A value not measured is not read (``0 * NaN`` would still be NaN); the rest must
+        # be numbers, or the state would carry the NaN through the stay.
+        val = torch.where(mask > 0, val, torch.zeros_like(val))
+        require_finite(val, "GRU-D measured values")
+        require_finite(x[..., f:], "GRU-D masks, time gaps, last values and statics")
         gamma_x = torch.exp(-torch.relu(self.decay_x_w * delta + self.decay_x_b))
         x_hat = mask * val + (1.0 - mask) * gamma_x * last
         gamma_h = torch.exp(-torch.relu(self.decay_h(delta)))  # (B, T, H)

@@ -146,10 +146,13 @@ def _rebuild(
     return module, preprocessing, config, spec
 
 
-def _model_dtype(a: np.ndarray) -> np.ndarray:
-    """An extra input as the network takes it: numbers with a fraction (a hidden state
-    ``h0`` sent as JSON or float64) in float32; flags and counts as they are."""
-    return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a
+def _model_dtype(key: str, a: np.ndarray) -> np.ndarray:
+    """An extra input as the network takes it: the hidden state ``h0`` and numbers with a
+    fraction in float32 (JSON writes a state of zeros as integers, float64 arrives from
+    numpy); flags and counts as they are."""
+    if key == "h0" or np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float32)
+    return a
 
 
 class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
@@ -181,7 +184,7 @@ class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
         if isinstance(model_input, Mapping):
             if "x" not in model_input:
                 raise ValueError("dict input needs an 'x' entry (batch, time, n_features)")
-            extra = {k: torch.as_tensor(_model_dtype(np.asarray(v)))
+            extra = {k: torch.as_tensor(_model_dtype(k, np.asarray(v)))
                      for k, v in model_input.items() if k != "x"}  # fmt: skip
             x_np = np.asarray(model_input["x"], dtype=np.float32)
         else:

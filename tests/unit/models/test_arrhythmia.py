@@ -78,6 +78,26 @@ class TestArrhythmiaGRU:
         with pytest.raises(ValueError, match="dropout"):
             ArrhythmiaGRU(dropout=1.0)
 
+    def test_nan_refused_not_carried(self, model: ArrhythmiaGRU) -> None:
+        # one NaN sample made every later logit and the carried state NaN (argmax: N)
+        x = _inputs()
+        x[0, 3, 10] = float("nan")
+        with pytest.raises(ValueError, match="NaN"):
+            model(x)
+        x[0, 3, 10] = float("inf")
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            ArrhythmiaEnsemble.of([model])(x)
+
+    def test_no_beats_keeps_the_state(self, model: ArrhythmiaGRU) -> None:
+        x = _inputs(t=0)
+        logits, h = model(x)
+        assert logits.shape == (2, 0, 5) and torch.equal(h, torch.zeros(2, 2, 16))
+        _, h3 = model(_inputs(t=3))
+        assert torch.equal(model(x, h3)[1], h3)
+        ens = ArrhythmiaEnsemble.of([model, model])
+        logits, h = ens(x)
+        assert logits.shape == (2, 0, 5) and h.shape == (4, 2, 16)
+
 
 class TestOutputDelay:
     """``output_delay`` 1: beat k is labelled from the GRU state after beat k + 1."""
@@ -124,6 +144,8 @@ class TestOutputDelay:
             ArrhythmiaGRU(output_delay=2)  # + rr_next: three beats
         with pytest.raises(ValueError, match="look-ahead"):
             ArrhythmiaGRU(output_delay=-1)
+        with pytest.raises(ValueError, match="look-ahead"):  # three beats, the sum 2
+            ArrhythmiaGRU(output_delay=3, lookahead_beats=-1)
         ArrhythmiaGRU(output_delay=2, lookahead_beats=0)
         with pytest.raises(ValueError, match="context_beats"):
             delayed(_inputs(t=3), context_beats=3)

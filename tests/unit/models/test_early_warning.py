@@ -52,6 +52,22 @@ class TestContract:
         with pytest.raises(ValueError):
             GRUDEarlyWarning(0, S)
 
+    def test_unmeasured_value_not_read_nan_elsewhere_refused(self, model):
+        x = _x(2, 6)
+        want, h_want = model(x)
+        y = x.clone()
+        unmeasured = y[..., F : 2 * F] == 0
+        y[..., :F][unmeasured] = float("nan")  # spoiled every later hour before
+        got, h = model(y)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(h, h_want)
+        for col in (0, 3 * F):  # a measured value, a last value
+            z = x.clone()
+            z[..., 1 * F : 2 * F] = 1.0
+            z[0, 2, col] = float("nan")
+            with pytest.raises(ValueError, match="NaN"):
+                model(z)
+
 
 class TestCausalAndStreaming:
     def test_future_does_not_change_past(self, model):
