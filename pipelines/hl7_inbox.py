@@ -50,6 +50,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -58,6 +59,7 @@ from pipelines.ward_requests import Refused, score_observations, skipped_note, w
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import TAKING
 
 __all__ = ["ICU_TYPES", "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "parse_adt_units"]
 
@@ -68,6 +70,8 @@ REMEMBER_MESSAGES = 10_000
 #: What a resent message is told when it was taken before a restart and the state file could
 #: not give back its first acknowledgement.
 _TAKEN_BEFORE = "taken before the gateway restarted (its first acknowledgement cannot be read)"
+#: ... and when the gateway stopped after the message changed the ward, before answering.
+_TAKEN_UNANSWERED = "taken before the gateway restarted (it stopped before acknowledging it)"
 
 
 @dataclass
@@ -121,6 +125,9 @@ class Hl7Inbox:
         self.journal = getattr(ward, "journal", None)  # the state file, when there is one
         if self.journal is not None:  # what was taken before a restart
             for cid, kind, r in self.journal.hl7_messages()[-remember:]:
+                if r == TAKING:  # stopped after the ward changed, before the answer
+                    self._seen[cid] = Hl7Reply("", "AA", 200, _TAKEN_UNANSWERED, kind)
+                    continue
                 try:
                     self._seen[cid] = Hl7Reply(r["ack"], r["code"], r["status"], r["text"],
                                                kind)  # fmt: skip
@@ -154,8 +161,11 @@ class Hl7Inbox:
                 return Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text), kept.code,
                                 kept.status, kept.text,
                                 kept.message_type, kept.result, duplicate=True)  # fmt: skip
+            marking = self.journal.taking(key, msg.message_type) if (
+                key and self.journal is not None) else nullcontext()  # fmt: skip
             try:
-                reply = self._take(msg, source)
+                with marking:
+                    reply = self._take(msg, source)
             except Exception:  # a fault of ours: said to the sender, not a dropped connection
                 logger.exception("hl7: message %s (%s) failed", msg.control_id, msg.message_type)
                 text = "the gateway failed to take this message (see its log)"
@@ -178,6 +188,11 @@ class Hl7Inbox:
                                                self._remember)  # fmt: skip
                     except (sqlite3.Error, OSError):
                         logger.exception("hl7: could not keep message %s", msg.control_id)
+            elif key and self.journal is not None:  # any mark of the taking goes too
+                try:
+                    self.journal.hl7_forget(key)
+                except (sqlite3.Error, OSError):
+                    logger.exception("hl7: could not forget message %s", msg.control_id)
         self.intake.message(source, _type(msg), reply.code)
         return reply
 

@@ -510,6 +510,44 @@ def test_a_message_resent_after_a_restart_is_not_taken_twice(
     assert third.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
 
 
+class _Stopped(BaseException):
+    """The process dying (a power cut, a kill -9) at the point it is raised."""
+
+
+def test_a_gateway_stopped_before_keeping_the_answer_does_not_take_the_resend_twice(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    path = tmp_path / "ward.sqlite"
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    assert inbox.handle(_adt("A01", "ADM", "p", start)).code == "AA"
+    oru = _oru(row_to_observations({"HR": 100.0}), "p", "R1", start + timedelta(minutes=5))
+
+    def stop(*args: Any) -> None:  # the observation is written; the answer never is
+        raise _Stopped
+
+    ward.journal.hl7_taken = stop  # type: ignore[method-assign]
+    with pytest.raises(_Stopped):
+        inbox.handle(oru)
+    ward.journal.close()
+
+    again = _ward(sepsis_fit, journal=WardJournal(path))
+    again.restore(again.journal.load())
+    assert again.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
+    inbox = Hl7Inbox(again, IntakeCollector())
+    resent = inbox.handle(oru)  # the engine got no acknowledgement: it sends it again
+    assert resent.duplicate and resent.code == "AA" and "MSA|AA|R1" in resent.ack
+    assert again.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}  # was 2
+    # a message that changed nothing leaves no mark; a refused one is tried again
+    late = _oru(row_to_observations({"HR": 90.0}), "q", "R2", start + timedelta(minutes=6))
+    assert inbox.handle(late).code == "AE"
+    again.admit_sepsis("q", {}, start)
+    assert inbox.handle(late).code == "AA"
+    assert [c for c, _, _ in again.journal.hl7_messages()][-1].endswith("R2")
+    again.journal.close()
+
+
 def _mllp(port: int, *messages: str, noise: bytes = b"") -> list[str]:
     """Send messages over one MLLP connection (all at once: the listener takes them in
     order) and read one acknowledgement each."""

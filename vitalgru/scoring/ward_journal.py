@@ -85,6 +85,11 @@ CREATE TABLE IF NOT EXISTS ecg_memory (
 """
 
 
+#: The reply kept for an HL7 message whose taking changed the ward before its
+#: acknowledgement was kept (:meth:`WardJournal.taking`).
+TAKING: dict[str, Any] = {"taking": True}
+
+
 def event_json(value: Any) -> str:
     """JSON of what the ward writes; numpy scalars (a count, a rate) as plain numbers."""
     return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
@@ -130,6 +135,7 @@ class WardJournal:
         self.keep_events = int(keep_events)
         self.keep_strips = int(keep_strips)
         self._lock = threading.Lock()
+        self._taking = threading.local()  # the HL7 message this thread is taking, if any
         self.errors = 0  # writes that failed (counted by the ward, which keeps running)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -166,7 +172,25 @@ class WardJournal:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            message = getattr(self._taking, "message", None)
+            if message is not None:  # the change and "this message was taken" land together
+                self._db.execute(
+                    "INSERT OR IGNORE INTO hl7_taken (control_id, message_type, reply) "
+                    "VALUES (?, ?, ?)", (*message, event_json(TAKING)),
+                )  # fmt: skip
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def taking(self, control_id: str, message_type: str) -> Iterator[None]:
+        """While an HL7 v2 message is taken: every write this thread makes also marks the
+        message taken (:data:`TAKING`, in the same transaction), so a gateway stopped after
+        the ward changed but before :meth:`hl7_taken` kept its acknowledgement does not
+        take it again when resent; a message that changed nothing leaves no mark."""
+        self._taking.message = (control_id, message_type)
+        try:
+            yield
+        finally:
+            self._taking.message = None
 
     # ------------------------------------------------------------------ writes
 
@@ -345,6 +369,11 @@ class WardJournal:
                 "DELETE FROM hl7_taken WHERE n <= (SELECT n FROM hl7_taken ORDER BY n DESC "
                 "LIMIT 1 OFFSET ?)", (int(keep),),
             )  # fmt: skip
+
+    def hl7_forget(self, control_id: str) -> None:
+        """A message not taken after all (refused): a resend is tried again."""
+        with self._write() as db:
+            db.execute("DELETE FROM hl7_taken WHERE control_id = ?", (control_id,))
 
     def hl7_messages(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The HL7 v2 messages taken, oldest first: (control id, type, reply); the reply is
