@@ -178,9 +178,15 @@ class AlarmForwarder:
         journal = ward.journal
         kept = None if journal is None else journal.value(CURSOR_KEY)
         self.cursor = int(kept) if kept is not None else ward.last_seq
+        if journal is not None and kept is None:  # kept at once: alarms raised before the
+            try:  # first delivery are still sent after a restart, not skipped
+                journal.set_value(CURSOR_KEY, self.cursor)
+            except Exception:
+                logger.exception("alarms: could not keep the cursor")
         self.sent = self.rejected = self.failures = 0
         self.failing = False  # the latest try got no acknowledgement
         self._sock: socket.socket | None = None
+        self._buf = b""  # bytes read after the last acknowledgement, on this connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alarm-forwarder", daemon=True)
         self._alarms: dict[int, dict[str, Any]] = {}  # seq -> alarm, for escalations
@@ -282,20 +288,25 @@ class AlarmForwarder:
                     raise
             self._sock = sock
         self._sock.sendall(MLLP_START + message.encode() + MLLP_END)
-        buf = b""
+        control_id = read_message(message).control_id
         deadline = time.monotonic() + self.timeout_s
-        while MLLP_END not in buf:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no acknowledgement")
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the receiver closed the connection")
-            buf += chunk
-        frame = buf.split(MLLP_END, 1)[0].lstrip(MLLP_START)
-        ack = read_message(frame)  # ValueError: not HL7
-        return ack.field("MSA", 1).upper(), ack.field("MSA", 3)
+        while True:  # the acknowledgement of this message (MSA-2): a late or repeated one
+            while MLLP_END not in self._buf:  # of an earlier message is passed over
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no acknowledgement")
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the receiver closed the connection")
+                self._buf += chunk
+            frame, self._buf = self._buf.split(MLLP_END, 1)
+            ack = read_message(frame.lstrip(MLLP_START))  # ValueError: not HL7
+            if ack.field("MSA", 2) == control_id:
+                return ack.field("MSA", 1).upper(), ack.field("MSA", 3)
+            logger.warning("alarms: %s:%d acknowledged %r while %r was awaited; passed over",
+                           self.host, self.port, ack.field("MSA", 2), control_id)  # fmt: skip
 
     def _close(self) -> None:
+        self._buf = b""
         if self._sock is not None:
             try:
                 self._sock.close()

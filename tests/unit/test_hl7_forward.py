@@ -105,9 +105,14 @@ class _Receiver:
     AA), and takes every message it answered."""
 
     def __init__(
-        self, codes: list[str] | None = None, port: int = 0, tls: ssl.SSLContext | None = None
+        self,
+        codes: list[str] | None = None,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        stale: int = 0,
     ) -> None:
         self.codes = list(codes or [])
+        self.stale = stale  # the first answers are for another message (a late repeat)
         self.tls = tls
         self.got: list[str] = []
         self.server = socket.create_server(("127.0.0.1", port))
@@ -147,6 +152,9 @@ class _Receiver:
                         code = self.codes.pop(0) if self.codes else "AA"
                         self.got.append(text)
                         cid = read_message(text).control_id
+                        if self.stale:
+                            self.stale -= 1
+                            cid = "VG0"
                         ack = f"MSH|^~\\&|ENGINE||VITALGRU||20261205||ACK^R40|A{cid}|P|2.6\r"
                         conn.sendall(b"\x0b" + (ack + f"MSA|{code}|{cid}|why\r").encode()
                                      + b"\x1c\r")  # fmt: skip
@@ -214,6 +222,43 @@ def test_alarms_reach_the_receiver_in_order_through_refusals_outages_and_restart
     engine.close()
     assert [read_message(m).patient_ids[0] for m in engine.got] == ["b3", "b4", "b5"]
     assert all(read_message(m).kind == ("ORU", "R40") for m in engine.got)
+
+
+def test_an_acknowledgement_of_another_message_is_not_taken_for_this_one() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    engine = _Receiver(stale=1)  # answers the first alarm with an earlier message's id
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02,
+                         timeout_s=0.5)  # fmt: skip
+    fwd.start()
+    _lost_feeds(ward, ["b1"])
+    _wait(lambda: fwd.cursor == ward.last_seq)
+    fwd.stop()
+    engine.close()
+    assert fwd.failures == 1 and fwd.sent == 1  # counted as sent on the second try only
+    assert [read_message(m).patient_ids for m in engine.got] == [["b1"], ["b1"]]
+
+
+def test_alarms_raised_before_the_first_delivery_outlive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "ward.sqlite"
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    engine = _Receiver()
+    port = engine.port
+    engine.close()  # down from the start
+    fwd = AlarmForwarder(ward, "127.0.0.1", port, retry_s=0.05, poll_s=0.02, timeout_s=0.5)
+    fwd.start()
+    _lost_feeds(ward, ["b1", "b2"])
+    _wait(lambda: fwd.failures >= 1)
+    fwd.stop()
+    ward.journal.close()
+    again = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    again.restore(again.journal.load())
+    engine = _Receiver(port=port)
+    fwd = AlarmForwarder(again, "127.0.0.1", port, retry_s=0.05, poll_s=0.02)
+    fwd.start()
+    _wait(lambda: fwd.cursor == again.last_seq)
+    fwd.stop()
+    engine.close()
+    assert [read_message(m).patient_ids[0] for m in engine.got] == ["b1", "b2"]  # none before
 
 
 def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
