@@ -21,15 +21,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.hl7_inbox import Hl7Inbox
-from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, Hl7Message
+from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, Hl7Message, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 
-__all__ = ["MAX_MLLP_BYTES", "server_tls", "start_mllp"]
+__all__ = ["FRAME_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_MLLP_BYTES", "server_tls", "start_mllp"]
 
 logger = logging.getLogger(__name__)
 
 #: Largest MLLP message taken (bytes); a larger frame is rejected and the connection closed.
 MAX_MLLP_BYTES = 2**20
+#: Seconds a sender may take to finish a message it has started; then the connection is
+#: closed (an idle connection between messages stays open, as MLLP senders keep them).
+FRAME_TIMEOUT_S = 60.0
+#: Connections held at once; a sender beyond them is closed at once (each may buffer up to
+#: :data:`MAX_MLLP_BYTES`).
+MAX_CONNECTIONS = 64
 
 
 def server_tls(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
@@ -52,7 +58,21 @@ def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
         ip = ipaddress.ip_address(str(peer[0]).split("%")[0])
     except (ValueError, TypeError, IndexError):
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # an IPv4 sender on a dual-stack listener ("::")
     return any(ip in net for net in allow)
+
+
+def _too_large(frame: bytes, max_bytes: int) -> bytes:
+    """The framed ``AR`` for a message over ``max_bytes``, naming it (``MSA-2``) when its
+    header can be read."""
+    text = f"a message over {max_bytes} bytes is not taken"
+    header = bytes(frame[:4096]).split(b"\r", 1)[0]
+    try:
+        msg = read_message(header) if header.startswith(b"MSH") else Hl7Message([["MSH"]])
+    except ValueError:
+        msg = Hl7Message([["MSH"]])
+    return MLLP_START + hl7_ack(msg, "AR", text).encode() + MLLP_END
 
 
 async def start_mllp(
@@ -63,6 +83,8 @@ async def start_mllp(
     max_bytes: int = MAX_MLLP_BYTES,
     tls: ssl.SSLContext | None = None,
     sock: socket.socket | None = None,
+    frame_timeout_s: float = FRAME_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
     """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
     ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
@@ -70,22 +92,39 @@ async def start_mllp(
     that may connect; others are closed at once (None: any that can reach the port).
     ``sock``: a socket already bound (by the caller, who holds the port) to listen on
     instead of ``host:port``.
-    ``tls``: MLLP over TLS with this server context (:func:`server_tls`). ValueError for an
-    address that is not one."""
+    ``tls``: MLLP over TLS with this server context (:func:`server_tls`). A message over
+    ``max_bytes`` is answered ``AR`` and the connection closed; so is a connection that
+    leaves a message unfinished for ``frame_timeout_s``, and one beyond ``max_connections``
+    held at once is closed unanswered. ValueError for an address that is not one."""
     nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
                                        for a in allow if a.strip()]  # fmt: skip
 
+    held = 0  # connections open now
+
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal held
         peer = writer.get_extra_info("peername")
         if not _allowed(peer, nets):
             logger.warning("mllp: connection from %s refused (not in --mllp-allow)", peer)
             writer.close()
             return
+        if held >= max_connections:
+            logger.warning("mllp: connection from %s refused (%d held already)", peer, held)
+            writer.close()
+            return
+        held += 1
         host = str(peer[0]) if peer else "unknown"
         buf = bytearray()
         try:
             while True:
-                data = await reader.read(65536)
+                # a message started must be finished in time; between messages, no limit
+                wait = frame_timeout_s if buf.strip(b"\r\n\t ") else None
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), wait)
+                except TimeoutError:
+                    logger.warning("mllp: %s left a message unfinished for %.0f s; connection "
+                                   "closed", peer, frame_timeout_s)  # fmt: skip
+                    break
                 if not data:
                     break
                 buf += data
@@ -93,21 +132,25 @@ async def start_mllp(
                     start = buf.rfind(MLLP_START, 0, end)
                     frame = bytes(buf[start + 1 : end])  # bytes before a start byte: noise
                     del buf[: end + len(MLLP_END)]
+                    if len(frame) > max_bytes:  # whole in one read, or finished by one
+                        break
                     reply = await asyncio.to_thread(
                         inbox.handle, frame, "mllp", f"mllp {host}", host
                     )
                     writer.write(MLLP_START + reply.ack.encode() + MLLP_END)
                     await writer.drain()
-                if len(buf) > max_bytes:
-                    text = f"a message over {max_bytes} bytes is not taken"
-                    empty = Hl7Message([["MSH"]])
-                    writer.write(MLLP_START + hl7_ack(empty, "AR", text).encode() + MLLP_END)
+                else:
+                    frame = bytes(buf[buf.rfind(MLLP_START) + 1 :])
+                if len(frame) > max_bytes or len(buf) > max_bytes:
+                    writer.write(_too_large(frame, max_bytes))
                     await writer.drain()
-                    logger.warning("mllp: %s sent %s; connection closed", peer, text)
+                    logger.warning("mllp: %s sent a message over %d bytes; connection closed",
+                                   peer, max_bytes)  # fmt: skip
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
+            held -= 1
             writer.close()
 
     if sock is not None:

@@ -394,15 +394,26 @@ def ack(
     message: OruMessage | Hl7Message, code: str = "AA", text: str = "", app: str = "vitalgru"
 ) -> str:
     """An HL7 v2 acknowledgement (``ACK``, of the message's trigger event) of ``message``:
-    ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log."""
+    ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log.
+    Addressed back to the sender (``MSH-5``/``MSH-6`` its ``MSH-3``/``MSH-4``), with the
+    message's processing id and version (``MSH-11``, ``MSH-12``; ``P`` and 2.5 when it has
+    none)."""
     f, c = message.field_sep, message.components
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     safe = text
     for ch in (f, c, "~", "\\", "&", "\r", "\n"):
         safe = safe.replace(ch, " ")
     trigger = (message.message_type.split(c) + [""])[1].strip() or "R01"
+    msh = next((s for s in getattr(message, "segments", []) if s[0] == "MSH"), ["MSH"])
+
+    def sent(n: int, default: str = "") -> str:  # MSH-n as sent (first repetition)
+        got = msh[n - 1].split(getattr(message, "encoding", "^~")[1])[0] if n - 1 < len(msh) else ""
+        return "".join(ch for ch in got if ch not in "\r\n") or default
+
+    processing = sent(11, "P").split(c)[0] or "P"
+    version = sent(12, "2.5").split(c)[0] or "2.5"
     return "\r".join([
-        f"MSH{f}{c}~\\&{f}{app}{f}{f}{f}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK{f}ACK{message.control_id}"
-        f"{f}P{f}2.5",
+        f"MSH{f}{c}~\\&{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
+        f"{f}ACK{message.control_id}{f}{processing}{f}{version}",
         f"MSA{f}{code}{f}{message.control_id}" + (f"{f}{safe}" if safe else ""),
     ]) + "\r"  # fmt: skip

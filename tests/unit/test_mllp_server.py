@@ -1,0 +1,152 @@
+"""The MLLP listener's transport: message size, unfinished messages, connections held, the
+allow-list on a dual-stack socket. A real inbox and ward (without models) answer."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from monitor_kit import untrained_monitor
+
+from pipelines.gateway_metrics import IntakeCollector
+from pipelines.hl7_inbox import Hl7Inbox
+from pipelines.mllp_server import _allowed, start_mllp
+from pipelines.serve_claims import bind_port
+from vitalgru.io.hl7v2 import read_message
+from vitalgru.scoring.ward import Ward
+
+ADT = "MSH|^~\\&|ENGINE|HOSP|VG||20261205||ADT^A08|{cid}|P|2.5\rPID|1||p-1\r"
+
+
+class _Listener:
+    """``start_mllp`` on its own event loop in a thread, on a free port."""
+
+    def __init__(self, host: str = "127.0.0.1", **kw: Any) -> None:
+        self.inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+        sock = bind_port(host, 0, "--mllp-port")  # as the gateway binds it
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            start_mllp(self.inbox, sock=sock, **kw), self.loop
+        ).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture()
+def listener(request: pytest.FixtureRequest) -> Iterator[_Listener]:
+    lst = _Listener(**getattr(request, "param", {}))
+    yield lst
+    lst.close()
+
+
+def _read_frame(s: socket.socket) -> bytes:
+    """One framed answer, or b"" when the connection was closed first."""
+    buf = b""
+    while not buf.endswith(b"\x1c\x0d"):
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return b""
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf[1:-2]
+
+
+def _closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("listener", [{"max_bytes": 1000}], indirect=True)
+def test_a_message_over_the_limit_is_refused_by_its_id_however_it_arrives(
+    listener: _Listener,
+) -> None:
+    big = ADT.format(cid="BIG") + "NTE|1||" + "x" * 1200 + "\r"
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0b" + big.encode() + b"\x1c\x0d")  # whole, in one read
+        ack = read_message(_read_frame(s))
+        assert (ack.field("MSA", 1), ack.field("MSA", 2)) == ("AR", "BIG")  # MSA-2 was empty
+        assert _closed(s)
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        frame = b"\x0b" + big.encode() + b"\x1c\x0d"
+        s.sendall(frame[:900])  # under the limit so far: the end comes with the rest
+        time.sleep(0.2)
+        s.sendall(frame[900:])
+        ack = read_message(_read_frame(s))
+        assert ack.field("MSA", 1) == "AR"  # it was taken whole before
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0b" + ADT.format(cid="OK").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(s)).field("MSA", 2) == "OK"
+
+
+@pytest.mark.parametrize("listener", [{"frame_timeout_s": 0.3}], indirect=True)
+def test_a_message_left_unfinished_closes_its_connection_an_idle_one_stays(
+    listener: _Listener,
+) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0b" + ADT.format(cid="HALF").encode()[:30])
+        time.sleep(0.6)
+        assert _closed(s)  # was held for ever, with its buffer
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        time.sleep(0.6)  # nothing started: an engine keeps its connection open
+        s.sendall(b"\x0b" + ADT.format(cid="LATER").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(s)).field("MSA", 2) == "LATER"
+
+
+@pytest.mark.parametrize("listener", [{"max_connections": 1}], indirect=True)
+def test_connections_beyond_the_limit_are_closed(listener: _Listener) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as first:
+        first.sendall(b"\x0b" + ADT.format(cid="A").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(first)).field("MSA", 2) == "A"
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as second:
+            second.sendall(b"\x0b" + ADT.format(cid="B").encode() + b"\x1c\x0d")
+            assert _read_frame(second) == b""
+    time.sleep(0.2)  # the first has gone: room again
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as third:
+        third.sendall(b"\x0b" + ADT.format(cid="C").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(third)).field("MSA", 2) == "C"
+
+
+def test_an_ipv4_sender_on_a_dual_stack_listener_is_matched_as_ipv4() -> None:
+    nets = [ipaddress.ip_network("127.0.0.1")]
+    assert _allowed(("::ffff:127.0.0.1", 5000, 0, 0), nets)  # refused before
+    assert not _allowed(("::ffff:10.0.0.1", 5000, 0, 0), nets)
+    assert _allowed(("127.0.0.1", 5000), nets)
+    if not socket.has_dualstack_ipv6():
+        return
+    try:
+        lst = _Listener("::", allow=["127.0.0.1"])
+    except OSError:  # no IPv6 on this machine
+        return
+    try:
+        with socket.create_connection(("127.0.0.1", lst.port), timeout=10) as s:
+            s.sendall(b"\x0b" + ADT.format(cid="V4").encode() + b"\x1c\x0d")
+            assert read_message(_read_frame(s)).field("MSA", 2) == "V4"
+    finally:
+        lst.close()
+
+
+def test_the_acknowledgement_is_addressed_back_to_the_sender() -> None:
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    msg = "MSH|^~\\&|ENGINE|HOSP^1.2.3^ISO|VG||20261205||ADT^A08|T9|T|2.3\rPID|1||p-1\r"
+    ack = read_message(inbox.handle(msg).ack)
+    assert [ack.field("MSH", n) for n in (5, 6, 11, 12)] == ["ENGINE", "HOSP", "T", "2.3"]
+    assert "HOSP^1.2.3^ISO" in inbox.handle(msg).ack.split("\r")[0]
