@@ -39,7 +39,9 @@ class SepsisShadow:
     def __init__(self, monitor: EarlyWarningMonitor) -> None:
         self.monitor = monitor
         self.hours = 0
-        self._sums = np.zeros(5)  # x, y, xx, yy, xy for the correlation of the risks
+        # mean x, mean y, and the centred sums xx, yy, xy of the risks (Welford's running
+        # update: raw sums lose the correlation of risks that barely vary)
+        self._moments = np.zeros(5)
         self.abs_diff_sum = 0.0
         self.abs_diff_max = 0.0
         self.alarm_hours = Counter()  # champion, shadow, both
@@ -68,7 +70,7 @@ class SepsisShadow:
         for c, s in zip(champion, self.monitor.push(rows), strict=True):
             x, y = c.risk, s.risk
             self.hours += 1
-            self._sums += (x, y, x * x, y * y, x * y)
+            self._moments = _add_pair(self._moments, self.hours, x, y)
             d = abs(x - y)
             self.abs_diff_sum += d
             self.abs_diff_max = max(self.abs_diff_max, d)
@@ -84,7 +86,7 @@ class SepsisShadow:
         """The comparison so far as JSON (no patient's state: :meth:`load` takes it up)."""
         return {
             "hours": self.hours,
-            "sums": self._sums.tolist(),
+            "moments": self._moments.tolist(),
             "abs_diff_sum": self.abs_diff_sum,
             "abs_diff_max": self.abs_diff_max,
             "alarm_hours": dict(self.alarm_hours),
@@ -96,18 +98,21 @@ class SepsisShadow:
         """Take up a :meth:`snapshot` in place of the comparison so far (the patients being
         scored keep their alarm state). ValueError for one that is not a snapshot."""
         try:
-            sums = np.asarray(snap["sums"], dtype=np.float64)
-            if sums.shape != (5,):
-                raise ValueError("sums")
             hours, diff_sum, diff_max = int(snap["hours"]), float(snap["abs_diff_sum"]), float(
                 snap["abs_diff_max"])  # fmt: skip
+            if "moments" in snap:
+                moments = np.asarray(snap["moments"], dtype=np.float64)
+            else:  # a snapshot of raw sums (x, y, xx, yy, xy), as kept before
+                moments = _from_sums(np.asarray(snap["sums"], dtype=np.float64), hours)
+            if moments.shape != (5,):
+                raise ValueError("moments")
             alarm_hours = Counter({str(k): int(v) for k, v in snap["alarm_hours"].items()})
             onsets = Counter({str(k): int(v) for k, v in snap["onsets"].items()})
             patients = {str(p) for p in snap["patients"]}
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a sepsis shadow snapshot: {e}") from None
-        self.hours, self._sums, self.abs_diff_sum, self.abs_diff_max = (
-            hours, sums, diff_sum, diff_max)  # fmt: skip
+        self.hours, self._moments, self.abs_diff_sum, self.abs_diff_max = (
+            hours, moments, diff_sum, diff_max)  # fmt: skip
         self.alarm_hours, self.onsets = alarm_hours, onsets
         self.patients = patients | set(self._in_alarm)
 
@@ -117,19 +122,38 @@ class SepsisShadow:
         "alarm_hours" ({"champion", "shadow", "both"}), "alarm_onsets" ({"champion",
         "shadow"}), "shadow_threshold"}``."""
         n = self.hours
-        sx, sy, sxx, syy, sxy = self._sums
-        cov = sxy - sx * sy / n if n else 0.0
-        var = (sxx - sx * sx / n) * (syy - sy * sy / n) if n else 0.0
+        _, _, cxx, cyy, cxy = self._moments
+        var = cxx * cyy
         return {
             "patients": len(self.patients),
             "hours": n,
             "risk_mean_abs_diff": self.abs_diff_sum / n if n else None,
             "risk_max_abs_diff": self.abs_diff_max if n else None,
-            "risk_correlation": float(cov / math.sqrt(var)) if n > 1 and var > 0 else None,
+            "risk_correlation": float(np.clip(cxy / math.sqrt(var), -1.0, 1.0))
+            if n > 1 and var > 0
+            else None,
             "alarm_hours": {k: int(self.alarm_hours[k]) for k in ("champion", "shadow", "both")},
             "alarm_onsets": {k: int(self.onsets[k]) for k in ("champion", "shadow")},
             "shadow_threshold": self.monitor.threshold,
         }
+
+
+def _add_pair(m: np.ndarray, n: int, x: float, y: float) -> np.ndarray:
+    """The moments ``(mean x, mean y, Sxx, Syy, Sxy)`` with the ``n``-th pair added."""
+    mx, my, cxx, cyy, cxy = m
+    dx, dy = x - mx, y - my
+    mx, my = mx + dx / n, my + dy / n
+    return np.array([mx, my, cxx + dx * (x - mx), cyy + dy * (y - my), cxy + dx * (y - my)])
+
+
+def _from_sums(sums: np.ndarray, n: int) -> np.ndarray:
+    """The moments from raw sums ``(x, y, xx, yy, xy)`` of ``n`` pairs."""
+    if sums.shape != (5,):
+        raise ValueError("sums")
+    if n == 0:
+        return np.zeros(5)
+    sx, sy, sxx, syy, sxy = sums
+    return np.array([sx / n, sy / n, sxx - sx * sx / n, syy - sy * sy / n, sxy - sx * sy / n])
 
 
 class EcgShadow:
