@@ -114,8 +114,13 @@ def write_dataset(
     # No manifest while the files change: a crash part way leaves a folder that says it is
     # no dataset (and is ingested again), never one manifest over another write's files.
     (out / "manifest.json").unlink(missing_ok=True)
+    signals = (out / "signals").resolve()
     for r in items:
-        with replacing(out / "signals" / f"{r.record_id}.npy") as t, open(t, "wb") as f:
+        path = (signals / f"{r.record_id}.npy").resolve()
+        if not path.is_relative_to(signals):
+            raise ValueError(f"record id {r.record_id!r} leads outside the dataset folder")
+        path.parent.mkdir(parents=True, exist_ok=True)  # a record in a sub-folder (p00/100)
+        with replacing(path) as t, open(t, "wb") as f:
             np.save(f, r.signal)
     with replacing(out / "windows.npy") as t, open(t, "wb") as f:
         np.save(f, windows)
@@ -125,7 +130,6 @@ def write_dataset(
     splits: dict[str, list[str]] = {}
     for r in items:
         splits.setdefault(r.split, []).append(r.record_id)
-    fit = fit_split if fit_split in splits else sorted(splits)[0]
     manifest = {
         **meta,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -135,7 +139,10 @@ def write_dataset(
         "splits": splits,
         "class_counts": class_counts(beats),
         "records": {r.record_id: r.facts for r in items},
-        "normalisation": normalisation_stats(beats, windows, fit),
+        # from the training split only: none without one (never from the test records)
+        "normalisation": (
+            normalisation_stats(beats, windows, fit_split) if fit_split in splits else None
+        ),
         "attrition": len(attrition),
         "files": {
             "beats": "beats.parquet",
@@ -184,9 +191,13 @@ def load_part(path: str | Path) -> RecordBeats:
 
 
 #: The code that makes a part: reading and checking records (``io``), filters, detection,
-#: quality, polarity and windows (``dsp``), labels and the ingest itself (``data``), and the
-#: settings and types they share.
-_PROCESSING_CODE = ("io", "dsp", "data", "config.py", "types.py", "errors.py")
+#: quality, polarity and windows (``dsp``), labels and the ingest itself (``data``), the
+#: beat matching that checks detection against the annotations (``metrics``), and the
+#: settings, types and claims they share. A test holds it to what the ingest imports.
+_PROCESSING_CODE = (
+    "io", "dsp", "data", "metrics", "config.py", "config_files.py", "claims.py", "types.py",
+    "errors.py",
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)

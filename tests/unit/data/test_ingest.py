@@ -3,9 +3,12 @@ holds of the code that processed it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +17,16 @@ import pytest
 
 import vitalgru
 from vitalgru.data.dataset_files import (
+    _PROCESSING_CODE,
     code_digest,
     load_part,
     processing_digest,
     prune_parts,
     save_part,
+    write_dataset,
 )
 from vitalgru.data.ingest import RecordBeats, select_lead
+from vitalgru.dsp.beats import RR_FEATURES
 from vitalgru.types import Record
 
 
@@ -74,9 +80,9 @@ class TestProcessingDigest:
     def test_it_follows_the_processing_code_and_nothing_else(self, tmp_path: Path) -> None:
         pkg = Path(vitalgru.__file__).resolve().parent
         copy = tmp_path / "vitalgru"
-        for name in ("io", "dsp", "data"):
+        for name in ("io", "dsp", "data", "metrics"):
             shutil.copytree(pkg / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("config.py", "types.py", "errors.py"):
+        for name in ("config.py", "config_files.py", "claims.py", "types.py", "errors.py"):
             shutil.copy(pkg / name, copy / name)
         assert code_digest(copy) == processing_digest()
         assert re.fullmatch(r"[0-9a-f]{16}", processing_digest())
@@ -88,6 +94,46 @@ class TestProcessingDigest:
             quality.read_text().replace("max_gap_s: float = 0.1", "max_gap_s: float = 0.05")
         )
         assert code_digest(copy) != processing_digest()
+
+    def test_it_covers_every_module_the_ingest_imports(self) -> None:
+        # metrics.detection (the beat match that flags each beat detected, and rejects a
+        # record) was left out: a change to it kept every cached part
+        code = ("import sys, vitalgru.data.ingest, vitalgru.data.dataset_files, vitalgru.io; "
+                "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+                "if n.startswith('vitalgru.') and getattr(m, '__file__', None)))")  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()  # fmt: skip
+        pkg = Path(vitalgru.__file__).resolve().parent
+        outside = [
+            rel for f in out
+            if (rel := Path(f).resolve().relative_to(pkg).as_posix()).split("/")[0]
+            not in _PROCESSING_CODE
+        ]  # fmt: skip
+        assert len(out) > 20 and outside == []
+
+
+class TestWriteDataset:
+    @staticmethod
+    def _item(record: str, split: str) -> RecordBeats:
+        n = 4
+        beats = pd.DataFrame({"record_id": record, "patient_id": record, "split": split,
+                              "sample_idx": np.arange(n) * 300, "aami": "N", "label": 0,
+                              **{f: np.full(n, 0.8) for f in RR_FEATURES}})  # fmt: skip
+        return RecordBeats(record, record, split, beats, np.ones((n, 8), np.float32),
+                           np.arange(64, dtype=np.float32), {})  # fmt: skip
+
+    def test_records_in_sub_folders_and_no_training_split(self, tmp_path: Path) -> None:
+        # a record named with its folder (p00/100) was written to a folder never made: the
+        # write failed after the manifest was taken away
+        items = [self._item("p00/100", "DS2"), self._item("p01/101", "DS2")]
+        man = json.loads(write_dataset(tmp_path, items, [], {}).read_text())
+        assert np.array_equal(np.load(tmp_path / "signals" / "p00" / "100.npy"), items[0].signal)
+        assert man["splits"] == {"DS2": ["p00/100", "p01/101"]}
+        assert man["normalisation"] is None  # was fitted on DS2, the test records
+        man = json.loads(write_dataset(tmp_path, [self._item("102", "DS1")], [], {}).read_text())
+        assert man["normalisation"] is not None
+        with pytest.raises(ValueError, match="outside the dataset folder"):
+            write_dataset(tmp_path / "x", [self._item("../../escape", "DS1")], [], {})
 
 
 class TestPruneParts:
