@@ -56,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mirror", type=Path, default=default_mirror())
     args = ap.parse_args()
+    env = environment()  # the load and date at the start, not after the work
     cfg = ArrhythmiaDataConfig()
     src = PhysioNetConfig(verify_checksums=False)
     t0 = time.perf_counter()
@@ -84,7 +85,7 @@ def main() -> None:
 
     lowest = sorted((v, k) for k, v in own.items() if v is not None)[:5]
     payload = {
-        "environment": environment(),
+        "environment": env,
         "threshold": MIN_ANNOTATION_MATCH,
         "own": own,
         "swapped": swapped,

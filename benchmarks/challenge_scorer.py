@@ -100,6 +100,7 @@ def main() -> None:
                     help="an early-warning training run's output folder")  # fmt: skip
     ap.add_argument("--mirror", type=Path, default=None)
     args = ap.parse_args()
+    env = environment()  # the load and date at the start, not after the work
     scorer = load_scorer(args.scorer)
     src = (args.mirror or default_mirror()) / "challenge-2019" / "training_setA"
     oof = pd.read_parquet(args.run / "cv" / "oof_scores.parquet")
@@ -129,7 +130,7 @@ def main() -> None:
     payload = {
         "command": "python benchmarks/challenge_scorer.py --scorer PATH/evaluate_sepsis_score.py"
         f" --run {args.run}",
-        "environment": environment(),
+        "environment": env,
         "run": str(args.run),
         "largest_difference": diff,
         "per_fold": rows,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from datetime import UTC, datetime
@@ -33,10 +34,28 @@ def environment() -> dict[str, Any]:
     }
 
 
+def strict_json(value: Any, **kw: Any) -> str:
+    """JSON any reader takes: NaN and infinities (a class without a beat, an undefined
+    calibration bin) written as ``null``, numpy numbers as numbers."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if hasattr(v, "tolist") and not isinstance(v, str | bytes):  # numpy scalars, arrays
+            return clean(v.tolist())
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return json.dumps(clean(value), allow_nan=False, **kw)
+
+
 def write_results(name: str, payload: dict[str, Any], table_md: str) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     js = RESULTS / f"{name}.json"
     md = RESULTS / f"{name}.md"
-    js.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
+    js.write_text(strict_json(payload, indent=2, sort_keys=True) + "\n")
     md.write_text(table_md.rstrip() + "\n")
     return js, md

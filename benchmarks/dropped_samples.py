@@ -11,8 +11,8 @@ sample as ``null``: a gap). The 22 MIT-BIH DS2 records (whole, or their first
 as recorded and once per loss rate, with single samples set to NaN at random (seeded)
 places: 1 sample in 10 s, 1 a second, 10 a second. Each rate runs under two quality rules:
 
-- ``bridged`` (the default): a window is ``nonfinite`` only for a gap longer than 0.05 s or
-  over 5 % of it;
+- ``bridged`` (the default): a window is ``nonfinite`` only for a gap longer than
+  ``Thresholds().max_gap_s`` (0.1 s) or over 5 % of it;
 - ``strict`` (the rule before gaps were bridged): any missing sample flags its 10 s window,
   as ``max_gap_s=0, max_gap_frac=0`` does (the two are the same test, ``gaps.any()``).
 
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"## The limit on the share missing (first {args.sweep_minutes:g} min of each record)",
             "",
-            "Gaps up to 0.05 s bridged; a window flagged when more than the limit of its",
+            f"Gaps up to {RULES['bridged'][0]:g} s bridged; a window flagged when more than the "
+            "limit of its",
             "samples is missing. The row with nothing lost is the recording's own.",
             "",
             "| lost / s | limit % | rejected signal % | poor-signal alarms | S F1 | V F1 |",

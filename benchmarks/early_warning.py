@@ -12,7 +12,6 @@ single-core scoring throughput. Writes ``benchmarks/results/early_warning.{json,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -23,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import strict_json
 
 from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     od = Path(args.out)
     od.mkdir(parents=True, exist_ok=True)
-    (od / f"{args.name}.json").write_text(json.dumps(out, indent=2, default=float))
+    (od / f"{args.name}.json").write_text(strict_json(out, indent=2))
     (od / f"{args.name}.md").write_text(_markdown(out, tuple(res.per_fold)))
     print((od / f"{args.name}.md").read_text())
     return 0

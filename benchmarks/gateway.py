@@ -121,9 +121,18 @@ class _Gateway:
 
 
 def _ms(t: list[float]) -> dict[str, float]:
-    a = np.asarray(t) * 1e3
+    """p50, p99 and max in ms of ``t`` seconds; NaN (``null`` in the JSON) for none, as in a
+    short run that ends before the first scrape or alarm."""
+    a = np.asarray(t, dtype=float) * 1e3
+    if not a.size:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan, "n": 0}
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
             "max": float(a.max()), "n": int(a.size)}  # fmt: skip
+
+
+def _num(v: float, spec: str) -> str:
+    """``v`` formatted, or "-" for none."""
+    return "-" if math.isnan(v) else format(v, spec)
 
 
 def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
@@ -541,12 +550,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Watched: the event stream had {w['stream_events']} events, "
         f"{'every logged event once and in order' if w['stream_every_event_once_in_order'] else 'NOT every logged event once in order'}; "
         f"{w['alarm_onsets']} sepsis alarm onsets reached it "
-        f"{w['hour_posted_to_alarm_on_stream_ms']['p50']:.0f} ms (p50) / "
-        f"{w['hour_posted_to_alarm_on_stream_ms']['p99']:.0f} ms (p99) / "
-        f"{w['hour_posted_to_alarm_on_stream_ms']['max']:.0f} ms (max) after their hour was "
-        f"POSTed (scoring and the explanation included; the stream looks every 0.2 s); "
+        f"{_num(w['hour_posted_to_alarm_on_stream_ms']['p50'], '.0f')} ms (p50) / "
+        f"{_num(w['hour_posted_to_alarm_on_stream_ms']['p99'], '.0f')} ms (p99) / "
+        f"{_num(w['hour_posted_to_alarm_on_stream_ms']['max'], '.0f')} ms (max) after their hour "
+        f"was POSTed (scoring and the explanation included; the stream looks every 0.2 s); "
         f"{w['metrics_scrape_ms']['n']} scrapes of `/metrics` took "
-        f"{w['metrics_scrape_ms']['p50']:.1f} / {w['metrics_scrape_ms']['p99']:.1f} ms "
+        f"{_num(w['metrics_scrape_ms']['p50'], '.1f')} / "
+        f"{_num(w['metrics_scrape_ms']['p99'], '.1f')} ms "
         "(p50 / p99).",
         "",
         f"Restart: {r['patients']} sepsis patients with {r['hours']} hours in a state file of "

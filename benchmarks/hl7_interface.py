@@ -298,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
               f"acks {r['acks']}, max diff {r['max_abs_risk_diff_vs_rows_in_process']:.1e}",
               flush=True)  # fmt: skip
     fw = forward_part(loaded, stays)
+    f = fw["logged_to_receiver_ms"] or {}  # None: no alarm reached the receiver
+    said = " / ".join(f"{f[k]:.0f}" if k in f else "-" for k in ("p50", "p99", "max"))
     print(f"forward: {fw['delivered']}/{fw['alarms']} alarms, logged to receiver "
-          f"p50 {fw['logged_to_receiver_ms']['p50']:.0f} ms", flush=True)  # fmt: skip
+          f"p50 / p99 / max {said} ms", flush=True)  # fmt: skip
     result = {"environment": env, "model": args.early_warning_model, "stays": args.stays,
               "parts": parts, "forward": fw}  # fmt: skip
     lines = [
@@ -322,7 +324,6 @@ def main(argv: list[str] | None = None) -> int:
             f"| {', '.join(f'{k} {v:,}' for k, v in r['acks'].items())} "
             f"| {r['max_abs_risk_diff_vs_rows_in_process']:.1e} |"
         )
-    f = fw["logged_to_receiver_ms"]
     lines += [
         "",
         "## Alarms forwarded as ORU^R40 over MLLP",
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| alarms | delivered | logged to receiver p50 / p99 / max ms |",
         "|---:|---:|---|",
-        f"| {fw['alarms']} | {fw['delivered']} | {f['p50']:.0f} / {f['p99']:.0f} / {f['max']:.0f} |",
+        f"| {fw['alarms']} | {fw['delivered']} | {said} |",
     ]
     write_results("hl7_interface", result, "\n".join(lines) + "\n")
     return 0

@@ -17,7 +17,7 @@ with chunks left out at random (seeded; the same chunks for both feeds):
   average) and lasts 5 to 30 s (a break, which the monitor skips).
 
 Each is fed with the chunks' ``start`` index (the ward fills a gap of up to
-:data:`~vitalgru.scoring.ward_ecg_bed.MAX_FILL_S`, 0.05 s, with NaN and skips a longer one
+:data:`~vitalgru.scoring.ward_ecg_bed.MAX_FILL_S`, 0.1 s, with NaN and skips a longer one
 as a break), without it (every chunk taken as the next samples: the stream closes up), and,
 for ``chunks``, with the index under the earlier rule that filled gaps of up to 2 s (a lost
 chunk or two) with NaN. Scored against the reference beats that were sent (those within

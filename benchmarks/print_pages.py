@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=90)
     ap.add_argument("--model", default="models:/vitalgru-arrhythmia@champion")
     args = ap.parse_args()
+    env = environment()  # the load and date at the start, not after the work
     missing = [t for t in ("chromium", "pdftoppm", "pdfinfo") if shutil.which(t) is None]
     if missing:
         sys.exit(f"needs {', '.join(missing)} (Debian: apt-get install chromium poppler-utils)")
@@ -131,7 +132,7 @@ def main() -> None:
     beats = ann.sample[np.isin(ann.symbol, list("NLRAaJSVFejE/fQ"))] / 360.0
     back = beats[beats > 36.0]  # the beats after the lead came back
     rows = [measure(html, paper, css, back) for paper, css in PAPERS.items()]
-    payload = {"environment": environment(), "model": args.model, "record": args.record,
+    payload = {"environment": env, "model": args.model, "record": args.record,
                "dpi": DPI, "rows": rows}  # fmt: skip
     table = ["| paper | page size (pt) | pages | R peaks measured | paper speed (mm/s) |",
              "|---|---|---:|---:|---:|"]  # fmt: skip

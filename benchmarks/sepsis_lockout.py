@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--model", default="gru_d_gbm_blend", help="whose risks (default the blend)")
     ap.add_argument("--lockouts", default="0,6,12,24", help="lockouts to replay, ICU hours")
     args = ap.parse_args()
+    env = environment()  # the load and date at the start, not after the work
     lockouts = [float(x) for x in args.lockouts.split(",")]
     oof = pd.read_parquet(args.run / "cv" / "oof_scores.parquet")
     per_fold = pd.read_csv(args.run / "cv" / "per_fold.csv")
@@ -118,7 +119,7 @@ def main() -> None:
     payload: dict[str, Any] = {
         "command": f"python benchmarks/sepsis_lockout.py --run {args.run} --model {args.model}"
         f" --lockouts {args.lockouts}",
-        "environment": environment(),
+        "environment": env,
         "run": str(args.run),
         "patients": len(stays),
         "septic_patients": n_septic,
