@@ -163,6 +163,8 @@ class QualityResult:
         (nothing has been judged bad yet). With :func:`ecg_quality_trailing` windows this
         is what a live monitor knows at that sample."""
         at = np.asarray(idx, dtype=np.int64)
+        if not self.n_windows:  # a recording shorter than one window: nothing judged yet
+            return np.ones(at.shape, dtype=bool)
         order = np.argsort(self.stop_idx, kind="stable")
         stops, ok = self.stop_idx[order], self.usable[order]
         i = np.searchsorted(stops, at, side="right") - 1

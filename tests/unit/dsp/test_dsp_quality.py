@@ -200,6 +200,11 @@ class TestTrailing:
         # nothing judged before 4 s; the windows ending at 22 and 24 s hold the gap, the
         # one ending at 26 s does not
         np.testing.assert_array_equal(ok, [True, True, False, False, True, True])
+        # a recording shorter than one window: nothing judged (an IndexError stopped the
+        # evaluation of every record before)
+        short = ecg_quality_trailing(x[: int(3 * FS)], FS, window_s=4.0, hop_s=2.0)
+        assert short.n_windows == 0
+        np.testing.assert_array_equal(short.usable_at(np.array([10, 500])), [True, True])
 
     def test_bad_arguments(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=12.0)
