@@ -23,6 +23,8 @@ import yaml
 
 from pipelines.cli_args import (
     EPILOG,
+    annotation_ext,
+    annotation_ext_or_none,
     check_mirror,
     check_mlflow,
     check_prefect,
@@ -130,6 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             records=args.records,
             out=str(Path(args.out).resolve()),
             config_path=args.config,
+            annotations=annotation_ext_or_none(args.annotations or "atr"),
             write_annotations=args.write_annotations,
         )
     else:
@@ -215,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics JSON to write, or a folder for the results",
     )  # fmt: skip
     sp.add_argument("--config", help="arrhythmia: config for lead/filters (default: packaged)")
+    sp.add_argument(
+        "--annotations", type=annotation_ext,
+        help="arrhythmia: extension of the reference beat annotations (default: atr), or "
+        "none for unannotated recordings: the detector's beats are classified and the "
+        "calls counted, without scores",
+    )  # fmt: skip
     sp.add_argument(
         "--write-annotations", type=written_annotation_ext, metavar="EXT",
         help="arrhythmia: also write the model's label of each beat as a WFDB annotation "

@@ -72,7 +72,11 @@ def parse_records(records: str | None, all_records: list[str], database: str) ->
                 database, len(found), len(wanted), key, ", ".join(missing),
             )  # fmt: skip
         return found
-    out = [r.strip() for r in records.split(",") if r.strip()]
+    named = [r.strip() for r in records.split(",") if r.strip()]
+    out = list(dict.fromkeys(named))  # a record named twice is scored once
+    if len(out) < len(named):
+        twice = sorted({r for r in named if named.count(r) > 1})
+        logger.warning("%s: %s named more than once; scored once", database, ", ".join(twice))
     missing = [r for r in out if r not in all_records]
     if missing:
         raise UnknownRecordError(database, ", ".join(missing), all_records)
@@ -86,6 +90,7 @@ def evaluate_arrhythmia(
     out: str,
     config_path: str | None = None,
     write_annotations: str | None = None,
+    annotations: str | None = "atr",
 ) -> dict[str, Any]:
     """Score every annotated beat of a WFDB database with a logged model.
 
@@ -108,6 +113,9 @@ def evaluate_arrhythmia(
         Also write the model's label of each beat as a WFDB annotation file with this
         extension, ``annotations/<record>.<ext>`` beside the report
         (:mod:`vitalgru.io.wfdb_writer`: for ``bxb``, WAVE, ``wfdb.rdann``).
+    annotations : str or None
+        Extension of the reference beat annotations; None: unannotated recordings (the
+        detector's beats are classified, the report counts the calls).
 
     Returns
     -------
@@ -119,7 +127,7 @@ def evaluate_arrhythmia(
     if write_annotations is not None:
         check_annotation_extension(write_annotations, "atr")  # before minutes of scoring
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
-    report, _ = score_records(loaded, db, records, out, config_path,
+    report, _ = score_records(loaded, db, records, out, config_path, annotations,
                               write_annotations=write_annotations)  # fmt: skip
     return report
 
@@ -170,6 +178,8 @@ def score_records(
     )
     if write_annotations is not None:
         folder = json_path.parent / "annotations"
+        for stale in folder.glob(f"**/*.{write_annotations}"):  # an earlier evaluation's
+            stale.unlink()
         scores.write_annotations(folder, write_annotations)
         report["paths"]["annotations"] = str(folder)
     replace_file(json_path, json.dumps(report, indent=2))

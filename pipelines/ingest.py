@@ -208,8 +208,10 @@ def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:
         "database": fetched["name"],
         "source_root": fetched["root"],
         "fs": a.windows.fs,
-        "lead": str(a.windows.lead),
-        "window": {"before_s": a.windows.before_s, "after_s": a.windows.after_s},
+        "lead": a.windows.lead,  # a name, or an index as an int (a str "1" named no lead)
+        # every window setting processing reads (the live quality window and its hop decide
+        # each beat's signal_ok, which the quality gate was tuned on)
+        "window": a.windows.model_dump(mode="json", exclude={"lead", "fs"}),
         "filters": a.filters.model_dump(mode="json"),
         "split_scheme": a.split,
         "config": cfg.model_dump(mode="json"),

@@ -109,6 +109,9 @@ class TestTrainArrhythmiaFlow:
         # Another rate and lead layout: record 233 at 250 Hz with three leads, MLII last.
         # The model finds its lead by name and resamples back to its 360 Hz.
         folder = _other_layout(physionet_mirror / "mitdb", "233", isolated_mlflow / "db250")
+        stale = isolated_mlflow / "annotations" / "100.vgru"  # an earlier evaluation's labels
+        stale.parent.mkdir()
+        stale.write_bytes(b"")
         ev250 = evaluate_arrhythmia(
             "models:/vitalgru-arrhythmia@champion", str(folder), None,
             str(isolated_mlflow / "eval250.json"), write_annotations="vgru",
@@ -117,6 +120,7 @@ class TestTrainArrhythmiaFlow:
         # sample, the classes counted as the report's predicted columns
         ref = wfdb.rdann(str(folder / "233"), "atr")
         got = wfdb.rdann(str(Path(ev250["paths"]["annotations"]) / "233"), "vgru")
+        assert not stale.exists()  # left beside a report that did not score 100
         assert got.fs == 250 and set(got.sample) <= set(ref.sample.tolist())
         cm = np.asarray(ev250["confusion_matrix"])
         codes = np.asarray(got.symbol)

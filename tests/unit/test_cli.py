@@ -385,7 +385,8 @@ class TestCLI:
     def test_annotations_are_an_extension_or_none(self, capsys: pytest.CaptureFixture[str]) -> None:
         p = build_parser()
         for cmd in (["replay", "arrhythmia", "--model", "m", "--out", "r.json"],
-                    ["monitor", "arrhythmia"]):  # fmt: skip
+                    ["monitor", "arrhythmia"],
+                    ["evaluate", "arrhythmia", "--model", "m", "--out", "e.json"]):  # fmt: skip
             assert p.parse_args([*cmd, "--db", "d"]).annotations is None  # default: atr
             assert p.parse_args([*cmd, "--annotations", "NONE"]).annotations == "none"
             assert p.parse_args([*cmd, "--annotations", "qrs"]).annotations == "qrs"
@@ -570,6 +571,8 @@ def test_record_selection_names_what_is_missing(caplog: pytest.LogCaptureFixture
     assert "db: only 1 of the 22 DS2 records are here; missing 103, 105" in caplog.text
     assert parse_records(" all ", have, "db") == have
     assert parse_records("118, 101", have, "db") == ["118", "101"]
+    assert parse_records("118,101,118", have, "db") == ["118", "101"]  # scored twice before
+    assert "db: 118 named more than once; scored once" in caplog.text
     with pytest.raises(UnknownRecordError, match="no record '999, 998'"):
         parse_records("100,999,998", have, "db")
     with pytest.raises(UnknownRecordError, match="DS2"):

@@ -47,12 +47,26 @@ SUPRAVENTRICULAR_LABEL = -2
 def data_config_from_preprocessing(
     preprocessing: Mapping[str, Any], lead: str | int | None = None
 ) -> ArrhythmiaDataConfig:
-    """The ingest settings a logged model was trained with (``lead`` overrides the lead)."""
+    """The ingest settings a logged model was trained with (``lead`` overrides the lead).
+
+    Every window setting the model's dataset recorded is used (models logged before the
+    quality window and hop were recorded get the defaults, as they were trained with); a
+    lead recorded as a string of digits (``"1"``, as an index was once written) is that
+    index."""
     win = preprocessing.get("window") or {}
     filt = preprocessing.get("filters") or {}
+    kept = preprocessing.get("lead")
+    if isinstance(kept, str) and kept.isdigit():
+        kept = int(kept)
     try:
         windows = BeatWindowConfig(
-            lead=lead if lead is not None else (preprocessing.get("lead") or "MLII"),
+            **{
+                k: v
+                for k, v in win.items()
+                if k in BeatWindowConfig.model_fields
+                and k not in ("lead", "fs", "before_s", "after_s")
+            },
+            lead=lead if lead is not None else (kept if kept not in (None, "") else "MLII"),
             fs=float(preprocessing["fs"]),
             before_s=float(win["before_s"]),
             after_s=float(win["after_s"]),

@@ -280,6 +280,11 @@ def calls_report(
     return {"n_beats": int(p.size), "calls": counts(p), "records": records}
 
 
+def _plain(v: float | None) -> str:
+    """A figure that is no percentage, to three places; ``-`` where undefined."""
+    return "-" if v is None or not np.isfinite(v) else f"{round(float(v), 3):g}"
+
+
 def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat classification") -> str:
     """Markdown tables of an :func:`aami_report`, or of a :func:`calls_report` (percentages,
     ``-`` for undefined)."""
@@ -288,8 +293,7 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
     lines = [f"## {title}", ""]
     lines.append(
         f"Beats: {report['n_beats']}; accuracy {_fmt(report['accuracy'])} %; "
-        f"kappa {report['kappa'] if report['kappa'] is None else round(report['kappa'], 3)}; "
-        f"jk index {report['jk_index'] if report['jk_index'] is None else round(report['jk_index'], 3)}"
+        f"kappa {_plain(report['kappa'])}; jk index {_plain(report['jk_index'])}"
     )
     lines += ["", "| class | n | Se % | +P % | F1 % | Sp % |", "|---|---:|---:|---:|---:|---:|"]
     for c, s in report["classes"].items():

@@ -12,6 +12,7 @@ from vitalgru.data.arrhythmia_dataset import (
     BeatSequenceDataset,
     RecordBeats,
     collate_beat_sequences,
+    data_config_from_preprocessing,
     simulated_af_record,
 )
 from vitalgru.data.beat_features import (
@@ -114,3 +115,17 @@ class TestSimulatedAF:
         np.testing.assert_array_equal(a.labels, b.labels)
         with pytest.raises(ValueError, match="af_share"):
             simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(5), 1.0)
+
+
+def test_the_settings_a_model_was_trained_with_come_back_whole() -> None:
+    # a lead given by index was logged as the string "1" and read back as a lead name (no
+    # lead has it: column 0 was scored); the live quality window and hop were not logged
+    pre = {"fs": 360.0, "lead": "1", "window": {
+        "before_s": 0.25, "after_s": 0.45, "quality_window_s": 4.0, "quality_hop_s": 1.0,
+        "fallback_lead": 0, "n_samples": 252}}  # fmt: skip
+    w = data_config_from_preprocessing(pre).windows
+    assert (w.lead, w.quality_window_s, w.quality_hop_s) == (1, 4.0, 1.0)
+    assert data_config_from_preprocessing({**pre, "lead": "V5"}, lead=0).windows.lead == 0
+    old = data_config_from_preprocessing({"fs": 250.0, "lead": "MLII", "window": {
+        "before_s": 0.25, "after_s": 0.45}}).windows  # fmt: skip
+    assert (old.lead, old.fs, old.quality_window_s) == ("MLII", 250.0, 10.0)

@@ -149,6 +149,9 @@ class TestReports:
         assert "| V | 3 | 66.7 | 100.0 | 80.0 | 100.0 |" in md
         assert "| a | 5 | 80.0 |" in md
         assert "VEB Se 66.7 %, +P 100.0 %, F1 80.0 %" in md
+        assert "; kappa -; jk index -" in report_markdown(
+            {**r, "kappa": None, "jk_index": None}
+        )  # "None" before
 
     def test_calls_without_a_reference_are_counted_not_scored(self) -> None:
         # Y_PRED by hand: N x5, S x2, V x2, F x1; record b first: N N N S S, then a: N V V N F.
