@@ -243,6 +243,11 @@ def log_and_register(
         "model_uri": ref.uri,
         "version": ref.version,
         "metrics": gate,
+        "evaluated_on": (
+            f"{manifest.get('dataset', 'a cohort')}: {manifest['n_patients']} patients "
+            f"({manifest.get('n_septic_patients', '?')} septic), "
+            f"{manifest.get('n_patient_hours', '?')} hours, {cfg.n_folds}-fold CV (seed {cfg.seed})"
+        ),
     }
 
 
@@ -261,9 +266,13 @@ def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, 
 # left its promotion out of the alias history (a rollback then skipped it).
 @task(name="promote")
 def promote(
-    name: str, version: str, metrics: dict[str, float], gate_keys: list[str]
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    gate_keys: list[str],
+    evaluated_on: str | None = None,
 ) -> dict[str, Any]:
-    d = tracking.promote_if_better(name, version, metrics, gate_keys)
+    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on)
     return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
 
 
@@ -297,8 +306,9 @@ def train_early_warning_flow(
         final_dir = train_final(cfg_json, dataset_dir)
         logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
     decision = promote(
-        cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys)
-    )
+        cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys),
+        logged["evaluated_on"],
+    )  # fmt: skip
     return {
         **logged,
         "promoted": decision["promoted"],

@@ -576,6 +576,21 @@ class TestPromotion:
             with pytest.raises(ValueError, match="cannot be an alias"):
                 tracking.promote(NAME, v2, "by hand", alias=alias)
 
+    def test_figures_measured_on_another_cohort_are_not_compared(self, store: Path) -> None:
+        # a 40-patient cross-validation displaced a 250-patient champion on its noisier,
+        # higher utility
+        v1, v2, v3, v4 = _registered(4)
+        big = "challenge-2019: 250 patients (18 septic), 9000 hours, 5-fold CV (seed 0)"
+        assert promote_if_better(NAME, v1, {"u": 0.08}, ["u"], evaluated_on=big).promoted
+        small = "challenge-2019: 40 patients (7 septic), 1400 hours, 2-fold CV (seed 0)"
+        d = promote_if_better(NAME, v2, {"u": 0.39}, ["u"], evaluated_on=small)
+        assert not d.promoted and "not comparable" in d.reason and "40 patients" in d.reason
+        assert get_alias_version(NAME, "challenger") == v2
+        assert promote_if_better(NAME, v3, {"u": 0.09}, ["u"], evaluated_on=big).promoted
+        tags = _client().get_model_version(NAME, v3).tags
+        assert tags["vitalgru.gate_evaluated_on"] == big
+        assert promote_if_better(NAME, v4, {"u": 0.1}, ["u"]).promoted  # nothing said: compared
+
     def test_tie_is_not_promoted(self, store: Path) -> None:
         v1, v2 = _registered(2)
         promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])

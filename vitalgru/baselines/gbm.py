@@ -79,11 +79,13 @@ def fit_gbm(
         rng = np.random.default_rng(params.seed)
         keep = (y == 1) | (rng.random(y.size) < params.negative_subsample)
     w = np.where(y == 1, params.pos_weight, 1.0 / params.negative_subsample)[keep]
-    # Columns never observed in the training rows carry nothing (and break the binner).
-    used = [c for c in features.columns if features[c].notna().any()]
+    # Columns never observed in the rows fitted on carry nothing (and break the binner): a
+    # column seen only in negative rows the subsample dropped is one of them.
+    kept = features.loc[keep]
+    used = [c for c in kept.columns if kept[c].notna().any()]
     t0 = time.perf_counter()
     with threadpool_limits(limits=params.n_threads, user_api="openmp"):
-        clf.fit(features.loc[keep, used].astype(np.float32), y[keep], sample_weight=w)
+        clf.fit(kept[used].astype(np.float32), y[keep], sample_weight=w)
     logger.info("fitted %d trees in %.1f s", clf.n_iter_, time.perf_counter() - t0)
     return clf
 

@@ -151,14 +151,16 @@ def _newton(y: np.ndarray, z: np.ndarray, fit_slope: bool, iters: int = 100) -> 
 
 def logistic_calibration(y: Any, p: Any) -> dict[str, float]:
     """``{"calibration_in_the_large", "calibration_slope"}`` (0 and 1 when calibrated;
-    NaN when the rows hold only one outcome)."""
+    NaN when the rows hold only one outcome; the slope NaN when every risk is the same,
+    where it cannot be estimated)."""
     y, p = _inputs(y, p)
     if not y.size or y.min() == y.max():
         return {"calibration_in_the_large": float("nan"), "calibration_slope": float("nan")}
     z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
+    flat = z.max() == z.min()  # the ridge alone would pick a slope (2.5 for a risk of 0.3)
     return {
         "calibration_in_the_large": float(_newton(y, z, fit_slope=False)[0]),
-        "calibration_slope": float(_newton(y, z, fit_slope=True)[1]),
+        "calibration_slope": float("nan") if flat else float(_newton(y, z, fit_slope=True)[1]),
     }
 
 
@@ -173,6 +175,9 @@ def fit_recalibration(y: Any, p: Any) -> dict[str, float]:
     if not y.size or y.min() == y.max():
         raise ValueError("recalibration needs both outcomes among the rows")
     z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
+    if z.max() == z.min():  # one risk for every row: no slope to fit, nothing backwards
+        a, b = _newton(y, z, fit_slope=False)
+        return {"intercept": float(a), "slope": float(b), "n": int(y.size)}
     a, b = _newton(y, z, fit_slope=True)
     if not b > 0:  # the risks rank the outcomes backwards (or not at all) on these rows
         logger.warning(

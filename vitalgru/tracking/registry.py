@@ -36,6 +36,8 @@ EARLY_WARNING_MODEL_NAME = "vitalgru-early-warning"
 
 #: Prefix of the model-version tags that hold gate metrics (``gate.macro_f1`` = ``"0.91"``).
 GATE_TAG_PREFIX = "gate."
+#: Tag of a version saying what its gate values were measured on (``evaluated_on``).
+EVALUATED_ON_TAG = "vitalgru.gate_evaluated_on"
 
 
 # --------------------------------------------------------------------------- registry
@@ -376,6 +378,7 @@ def promote_if_better(
     *,
     lower_is_better: Sequence[str] = (),
     challenger_alias: str | None = "challenger",
+    evaluated_on: str | None = None,
 ) -> PromotionDecision:
     """Give ``version`` the ``alias`` if it passes the gate against the current holder.
 
@@ -399,6 +402,12 @@ def promote_if_better(
         Gate keys where smaller is better (Brier score, calibration error).
     challenger_alias : str or None
         Alias given to a version that does not pass.
+    evaluated_on : str, optional
+        What the metrics were measured on (a cohort's size and folds), kept on the version
+        (tag ``vitalgru.gate_evaluated_on``): a champion judged on something else is not
+        compared with (figures of another cohort, or of a small noisy one, are not the
+        same measure); the version is left as challenger, to be promoted by hand. A
+        champion without the tag (logged before it was kept) is compared.
 
     Returns
     -------
@@ -416,7 +425,8 @@ def promote_if_better(
     if unknown:
         raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
     with _changing_aliases(name):
-        return _gate(name, str(version), new, gate_keys, alias, lower_is_better, challenger_alias)
+        return _gate(name, str(version), new, gate_keys, alias, lower_is_better,
+                     challenger_alias, evaluated_on)  # fmt: skip
 
 
 def _gate(
@@ -427,11 +437,14 @@ def _gate(
     alias: str,
     lower_is_better: Sequence[str],
     challenger_alias: str | None,
+    evaluated_on: str | None = None,
 ) -> PromotionDecision:
     client = _client()
     _existing_version(client, name, version)
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
+    if evaluated_on is not None:
+        client.set_model_version_tag(name, version, EVALUATED_ON_TAG, evaluated_on[:5000])
 
     try:
         champ = client.get_model_version_by_alias(name, alias)
@@ -470,6 +483,15 @@ def _gate(
             False,
             f"{alias} version {prev} has no recorded value for {missing}; not comparable, "
             f"kept version {prev} (promote by hand: vitalgru models promote)",
+            prev,
+            cmp,
+        )
+    theirs = dict(champ.tags or {}).get(EVALUATED_ON_TAG)
+    if evaluated_on is not None and theirs is not None and theirs != evaluated_on[:5000]:
+        return finish(
+            False,
+            f"{alias} version {prev} was judged on {theirs}, this one on {evaluated_on}; not "
+            f"comparable, kept version {prev} (promote by hand: vitalgru models promote)",
             prev,
             cmp,
         )

@@ -39,3 +39,17 @@ def test_out_of_range_settings(field: str, value: float) -> None:
     x, y = _data(500, 0)
     with pytest.raises(ValueError, match=field):
         fit_gbm(x, y, GBMParams(max_iter=2, **{field: value}))
+
+
+def test_a_column_seen_only_in_rows_the_subsample_drops() -> None:
+    # (a small cohort: a lactate drawn in a few negative hours, none kept) the binner got a
+    # column without a value and failed with an unrelated-looking error
+    x, y = _data(2000, 2)
+    x["rare"] = np.nan
+    x.loc[np.flatnonzero(y == 0)[:3], "rare"] = 1.0
+    params = GBMParams(max_iter=5, negative_subsample=0.001, seed=0)
+    keep = (y == 1) | (np.random.default_rng(0).random(y.size) < 0.001)
+    assert x.loc[keep, "rare"].isna().all()  # the case: every value in a dropped row
+    clf = fit_gbm(x, y, params)
+    assert "rare" not in clf.feature_names_in_
+    assert predict_gbm(clf, x).shape == (2000,)

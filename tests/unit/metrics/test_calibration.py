@@ -105,3 +105,17 @@ def test_risks_that_rank_backwards_are_only_shifted(caplog: pytest.LogCaptureFix
     assert fit["slope"] == 1.0 and "only the intercept is fitted" in caplog.text
     q = recalibrate(p, fit)
     assert (np.diff(q[np.argsort(p)]) >= 0).all() and q.mean() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_one_risk_for_every_row_has_no_slope(caplog: pytest.LogCaptureFixture) -> None:
+    # (trees that learnt nothing) the ridge picked a slope: 2.50 for 0.3, -0.50 for 0.6
+    y = (np.random.default_rng(0).random(400) < 0.2).astype(float)
+    for risk in (0.3, 0.6):
+        got = logistic_calibration(y, np.full(400, risk))
+        assert np.isnan(got["calibration_slope"])
+        assert got["calibration_in_the_large"] == pytest.approx(
+            np.log(y.mean() / (1 - y.mean())) - np.log(risk / (1 - risk)), abs=1e-6)  # fmt: skip
+        with caplog.at_level("WARNING"):
+            recal = fit_recalibration(y, np.full(400, risk))
+        assert recal["slope"] == 1.0 and "backwards" not in caplog.text
+        assert recalibrate([risk], recal)[0] == pytest.approx(y.mean(), abs=1e-6)
