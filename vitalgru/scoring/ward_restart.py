@@ -261,11 +261,13 @@ class WardRestart(SepsisWard):
                      if e.get("kind") == "sepsis_risk"}  # fmt: skip
             for pid, bed in beds.items():  # the episode going on: its logged onset
                 if bed.in_alarm:
+                    first = _episode_start(bed.risks)
                     bed.onset = onsets.get(pid)
+                    if bed.onset is not None and int(bed.onset["hour"]) != int(first.hour):
+                        bed.onset = None  # an earlier episode's, ended: not this one's
                     if bed.onset is None:
                         # its onset was never logged (the gateway stopped between writing
                         # the hour and its event): logged now, so it is seen and paged
-                        first = _episode_start(bed.risks)
                         event = {**self._sepsis_alarm_event(pid, first, [], paged.get(pid)),
                                  "recovered": True}  # fmt: skip
                         with self._queue_lock:

@@ -996,6 +996,37 @@ class TestSepsisLockout:
         assert now["alarm_seq"] in again.alarms_in_progress()
         again.close()
 
+    def test_a_lost_onset_after_an_earlier_episode_of_the_stay_is_logged_too(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        # the stay's latest logged onset (an earlier, ended episode's) was taken for the
+        # current one: the lost onset was never logged, the bed pointed at the old alarm
+        preprocessing, rows = self._hovering(sepsis_fit)
+        model = sepsis_fit[0]
+        state = tmp_path / "w.sqlite"
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        ward.admit_sepsis("icu-1")
+        real = WardJournal.add_event
+        starts = 0
+        for row in rows:
+            if starts == 1:  # the second episode's onset will be lost in the crash
+                monkeypatch.setattr(WardJournal, "add_event", lambda self, e: None)
+            if ward.add_hour("icu-1", row)["alarm_started"]:
+                starts += 1
+                if starts == 2:
+                    break
+        monkeypatch.setattr(WardJournal, "add_event", real)
+        onset = ward.sepsis_summary("icu-1")
+        ward.journal.close()
+        again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        again.restore(again.journal.load())
+        now = again.sepsis_summary("icu-1")
+        recovered = [e for e in again.events()["events"] if e.get("recovered")]
+        assert [e["hour"] for e in recovered] == [onset["alarm_onset"]["hour"]] == [row["ICULOS"]]
+        assert now["alarm_seq"] == recovered[0]["seq"] in again.alarms_in_progress()
+        again.close()
+
 
 def test_a_poor_signal_alarm_ends_when_the_signal_is_good_again(
     signals: dict[str, np.ndarray],
