@@ -118,6 +118,8 @@ class EcgWard(WardShadows, WardStrips):
                     raise KeyError(f"patient {pid!r} was merged into {now!r}: send the "
                                    f"samples under {now!r}")  # fmt: skip
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring; admit them first")
+            if bed.discharging:  # taken now, it would be dropped with the bed, never scored
+                raise KeyError(f"patient {pid!r} is being discharged from ECG monitoring")
             # a chunk without an index continues the stream: the index it would have had
             # moves on by its samples, so an indexed chunk after it is in order (it was
             # taken as coming after a break the unindexed chunks' length long)
@@ -253,6 +255,7 @@ class EcgWard(WardShadows, WardStrips):
                 if bed is None:
                     raise KeyError(f"patient {pid!r} is not on ECG monitoring")
                 rest, cuts = bed.take_queued() if bed.queued or bed.breaks else (None, [])
+                bed.discharging = True  # a chunk from now on is refused, not lost
             breaks = {pid: cuts} if cuts else None
             calls: list[BeatCall] = []
             alerts: list[Alert] = []

@@ -214,6 +214,7 @@ class EcgBed:
     queued: list[np.ndarray] = field(default_factory=list)
     queued_n: int = 0
     received_s: float = 0.0
+    discharging: bool = False  # its queue taken for the last time: no chunk is taken now
     # the feed's index of the next sample (from its chunks' ``start``; None until one sends
     # it, and after a restart), and what continuity made of its chunks: samples of a gap
     # filled with NaN, samples sent again (a resent chunk) dropped, samples lost in breaks

@@ -1108,6 +1108,32 @@ def test_poor_signal_and_pause_alarms_open_at_a_restart_are_ended_by_the_next_ga
     again.close()
 
 
+def test_a_chunk_sent_while_a_discharge_runs_is_refused_not_lost(
+    signals: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the discharge took the queue, then scored it without the queue lock: a chunk sent
+    # meanwhile was taken (its answer a success) and dropped with the bed, never scored
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("bed-5", 360.0)
+    x = signals["100"]
+    ward.add_ecg("bed-5", x[:3600].tolist(), 0)
+    assert ward.ecg is not None
+    real = ward.ecg.discharge
+    late: list[Any] = []
+
+    def discharge(pid: str) -> Any:  # another request arrives while the last beats score
+        try:
+            late.append(ward.add_ecg("bed-5", x[3600:3960].tolist(), 3600))
+        except KeyError as e:
+            late.append(e)
+        return real(pid)
+
+    monkeypatch.setattr(ward.ecg, "discharge", discharge)
+    summary = ward.discharge_ecg("bed-5")
+    assert isinstance(late[0], KeyError) and "being discharged" in str(late[0])
+    assert summary["queued_s"] == 0 and summary["received_s"] == 10.0
+
+
 def test_alarms_going_on_at_a_discharge_end_with_it(
     signals: dict[str, np.ndarray], sepsis_fit: tuple[Any, dict, list[dict]]
 ) -> None:
