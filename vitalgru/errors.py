@@ -113,4 +113,10 @@ class ConflictError(VitalgruError, ValueError):
 
 
 class ModelMissingError(VitalgruError, ValueError):
-    """A request for a monitor the ward was started without (HTTP 503)."""
+    """A request for a monitor the ward was started without, or to a ward that has
+    stopped (HTTP 503: the gateway cannot serve it)."""
+
+
+class WardClosedError(ModelMissingError):
+    """A request to a ward that has stopped (:meth:`Ward.close`): nothing it took now could
+    be kept (HTTP 503)."""

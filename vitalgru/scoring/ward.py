@@ -197,6 +197,7 @@ class Ward(WardRestart, EcgWard):
         self.events_logged: Counter[tuple[str, str]] = Counter()  # (source, kind), this run
         self.journal = journal
         self.journal_errors = 0
+        self._closed = False  # set by close(): every request refused after it
         self.state_damage: list[StateDamage] = []  # rows of the state left out at restore
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
         self._shadow_sepsis = None if shadow_sepsis is None else SepsisShadow(shadow_sepsis)
@@ -207,8 +208,12 @@ class Ward(WardRestart, EcgWard):
 
     def close(self) -> None:
         """Stop: score the ECG still queued, keep every ECG patient's memory, and close the
-        journal (the ward takes nothing more). A step that fails is logged and the next
-        one still runs: the journal is closed whatever happened before."""
+        journal; from then on every request is refused
+        (:class:`~vitalgru.errors.WardClosedError`: it could not be kept). A step that fails
+        is logged and the next one still runs: the journal is closed whatever happened
+        before. Closing twice does nothing more."""
+        if self._closed:
+            return
         try:
             for step in (self.tick, self.save_memory) if self.ecg is not None else (
                     self.save_memory,):  # fmt: skip
@@ -217,6 +222,8 @@ class Ward(WardRestart, EcgWard):
                 except Exception:
                     logger.exception("ward: %s failed while closing", step.__name__)
         finally:
+            with self._model_lock, self._queue_lock:  # after any request holding them
+                self._closed = True
             if self.journal is not None:
                 self.journal.close()
 
@@ -227,8 +234,10 @@ class Ward(WardRestart, EcgWard):
         Score the ICU hours assembled from observations that have closed.
 
         Returns ``{"patients", "samples", "beats", "alarms", "hours"}`` of this tick
-        (``hours``: sepsis hours scored).
+        (``hours``: sepsis hours scored); all 0 once the ward has stopped.
         """
+        if self._closed:  # a clock that outlived the stop: nothing to score, nothing kept
+            return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0, "hours": 0}
         with self._queue_lock:
             self._escalate()
         if self.sepsis is not None:

@@ -410,7 +410,7 @@ class EcgWard(WardShadows, WardStrips):
         minute's beats in accepted signal; None with fewer than 5), "rejected_pct" (of the
         recent beats), "last_beats" (the 10 newest: time_s, label, signal_ok),
         "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
-        self._need(self.ecg, "arrhythmia")
+        self._need(self.ecg, "arrhythmia", change=False)
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from vitalgru.errors import ConflictError, ModelMissingError
+from vitalgru.errors import ConflictError, ModelMissingError, WardClosedError
 from vitalgru.scoring.ward_journal import WardJournal
 
 __all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays", "merged_ids"]
@@ -106,11 +106,22 @@ class WardEvents:
     _events: deque[dict[str, Any]]
     _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
     _seq: int
+    _closed: bool
 
-    def _need(self, monitor: object, what: str) -> None:
-        """ValueError unless the ward was started with the model ``what`` needs."""
+    def _need(self, monitor: object, what: str, change: bool = True) -> None:
+        """ValueError unless the ward was started with the model ``what`` needs and, for a
+        request that ``change``s it, has not stopped
+        (:class:`~vitalgru.errors.WardClosedError`; what it holds can still be read)."""
+        if change:
+            self._open()
         if monitor is None:
             raise ModelMissingError(f"this ward was started without a {what} model")
+
+    def _open(self) -> None:
+        """WardClosedError once :meth:`Ward.close` has run: what the ward took now would be
+        answered as taken and lost (the state file is closed)."""
+        if self._closed:
+            raise WardClosedError("the ward has stopped: it takes nothing more")
 
     def _journal(self, method: str, *args: Any) -> None:
         """Write to the journal, if any. A failed write (a full disk) is logged and counted
@@ -253,6 +264,7 @@ class WardEvents:
         KeyError for an event not in the log (never logged, or dropped as old); ValueError
         for one already acknowledged, an acknowledgement, or an empty or overlong name.
         """
+        self._open()
         who = str(by).strip()
         if not 1 <= len(who) <= 100:
             raise ValueError("say who acknowledges (1 to 100 characters)")

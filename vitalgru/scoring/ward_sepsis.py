@@ -374,7 +374,7 @@ class SepsisWard(WardShadows):
         latest hour was scored; None for hours taken up from a state file), "risk_max" and
         "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
-        self._need(self.sepsis, "early-warning")
+        self._need(self.sepsis, "early-warning", change=False)
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
@@ -388,7 +388,7 @@ class SepsisWard(WardShadows):
         "risks", "probabilities", "rejected", "values" ({vitalgru column: one value per
         hour}), "drivers" ({ICU hour an alarm episode began: what raised the risk}),
         "threshold"}``. KeyError for a patient not on sepsis monitoring."""
-        self._need(self.sepsis, "early-warning")
+        self._need(self.sepsis, "early-warning", change=False)
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
             bed = self._sepsis_beds.get(pid)

@@ -18,6 +18,7 @@ from monitor_kit import PREPROCESSING, untrained_monitor
 
 from pipelines.hl7_forward import alarm_message
 from vitalgru.data.beat_features import RR_FEATURES
+from vitalgru.errors import WardClosedError
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.fhir import events_bundle
 from vitalgru.reports.ward import ward_page_html
@@ -177,6 +178,26 @@ def test_a_lost_feed_that_is_back_is_not_escalated_and_its_flag_ends() -> None:
     status = [f["resource"]["status"] for f in flags
               if "no ECG samples received" in f["resource"]["code"]["text"]]  # fmt: skip
     assert live == [lost["gone"]] and status == ["inactive", "active"]  # back, gone
+
+
+def test_a_closed_ward_refuses_what_it_could_not_keep(
+    tmp_path: Path, sepsis_fit: tuple[Any, dict, list[dict]]
+) -> None:
+    # requests after close() were answered as taken and their writes only counted: lost at
+    # the restart
+    model, preprocessing, rows = sepsis_fit
+    ward = Ward(untrained_monitor(), EarlyWarningMonitor(model, preprocessing),
+                journal=WardJournal(tmp_path / "w.sqlite"))  # fmt: skip
+    ward.admit_sepsis("icu-1")
+    ward.admit_ecg("bed-1", 360.0)
+    ward.close()
+    for call in (lambda: ward.add_hour("icu-1", rows[0]), lambda: ward.admit_sepsis("icu-2"),
+                 lambda: ward.add_ecg("bed-1", [0.0] * 36), lambda: ward.discharge_ecg("bed-1"),
+                 lambda: ward.acknowledge(1, "nurse")):  # fmt: skip
+        with pytest.raises(WardClosedError, match="stopped"):
+            call()
+    assert ward.tick()["hours"] == 0 and ward.journal_errors == 0
+    ward.close()  # twice: nothing more
 
 
 def test_a_feed_lost_before_a_restart_is_ended_by_its_first_samples(tmp_path: Path) -> None:
