@@ -40,15 +40,19 @@ def ward_call(fn: Callable[..., Any], *args: Any) -> Any:
         raise Refused(422, str(e)) from None
 
 
-def _hours_of(ward: Ward, patient_id: str, times: list[datetime | None]) -> list[int | None]:
-    """The ICU hour of each time (None stays None); :class:`Refused` when none is placed."""
+def _hours_of(
+    ward: Ward, patient_id: str, times: list[datetime | None], admitted_at: str
+) -> list[int | None]:
+    """The ICU hour of each time in the stay from ``admitted_at`` (None stays None);
+    :class:`Refused` when none is placed (409 when the stay is another by now)."""
     if not any(t is not None for t in times):
         raise Refused(
             422, "no ?iculos= and no observation time with its UTC offset to tell the ICU "
             "hour from (effectiveDateTime; OBX-14 or OBR-7 with +ZZZZ, or the site's time "
             "zone given to the gateway)",
         )  # fmt: skip
-    return [None if t is None else ward_call(ward.sepsis_hour_at, patient_id, t) for t in times]
+    return [None if t is None else ward_call(ward.sepsis_hour_at, patient_id, t, admitted_at)
+            for t in times]  # fmt: skip
 
 
 def skipped_note(observations: dict[str, Any], limit: int = 5) -> str:
@@ -82,10 +86,12 @@ def score_observations(
         resources, times = timed_resources(payload)
     except ValueError as e:
         raise Refused(422, str(e)) from None
+    stay = None  # the stay the hours are counted in: the same when they are added
     if iculos is not None:
         groups = {iculos: list(range(len(resources)))}
     else:
-        hours = _hours_of(ward, patient_id, times)
+        stay = ward_call(ward.sepsis_admitted_at, patient_id)
+        hours = _hours_of(ward, patient_id, times, stay)
         placed = sorted({h for h in hours if h is not None})
         untimed = [i for i, (h, r) in enumerate(zip(hours, resources, strict=True))
                    if h is None and isinstance(r, dict) and r.get("resourceType") == "Observation"]  # fmt: skip
@@ -127,7 +133,8 @@ def score_observations(
     held = []
     for h, r in sorted(read.items()):  # in order: an earlier hour is never closed by a later
         if r.used or len(read) == 1:
-            held.append(ward_call(ward.add_observations, patient_id, h, r.values, r.corrected))
+            held.append(ward_call(ward.add_observations, patient_id, h, r.values, r.corrected,
+                                  stay))  # fmt: skip
             intake.count(source, "hours", "held")
     if len(held) == 1:
         return {**held[0], "observations": seen}

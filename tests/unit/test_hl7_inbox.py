@@ -23,6 +23,8 @@ from pipelines.gateway import create_app
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.mllp_server import server_tls
+from pipelines.ward_requests import Refused, score_observations
+from vitalgru.errors import ConflictError
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
@@ -508,6 +510,33 @@ def test_a_message_resent_after_a_restart_is_not_taken_twice(
     assert resent.duplicate and resent.code == "AA" and "MSA|AA|R1" in resent.ack
     assert "taken before the gateway restarted" in resent.ack
     assert third.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
+
+
+def test_observations_read_against_a_stay_that_ended_are_not_put_in_the_next(
+    sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hour was counted from one admission, then added (a second locked call) after the
+    # id had been discharged and admitted again: the old stay's HR went into the new stay
+    ward = _ward(sepsis_fit)
+    now = datetime.now(UTC)
+    ward.admit_sepsis("p", {}, now - timedelta(hours=40))
+    obs = row_to_observations({"HR": 120.0})
+    for o in obs:
+        o["effectiveDateTime"] = (now - timedelta(hours=20, minutes=30)).isoformat()
+    real = ward.add_observations
+
+    def readmitted_first(*args: Any) -> Any:  # an ADT A03 + A01 on another thread
+        ward.discharge_sepsis("p")
+        ward.admit_sepsis("p", {}, now - timedelta(minutes=30))
+        return real(*args)
+
+    monkeypatch.setattr(ward, "add_observations", readmitted_first)
+    with pytest.raises(Refused) as e:
+        score_observations(ward, IntakeCollector(), "p", obs, None, "fhir")
+    assert e.value.status == 409 and "admitted again" in e.value.detail
+    assert ward.sepsis_summary("p")["assembling"] == {}  # {20: {"hr_bpm": 1}} before
+    with pytest.raises(ConflictError):
+        ward.sepsis_hour_at("p", now, (now - timedelta(hours=40)).isoformat())
 
 
 class _Stopped(BaseException):

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vitalgru.errors import ConflictError
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements, static_columns, with_static
@@ -111,17 +112,40 @@ class SepsisWard(WardShadows):
             self._sepsis_beds[pid] = SepsisBed(at, given)
             self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
 
-    def sepsis_hour_at(self, patient_id: str, when: datetime) -> int:
+    def sepsis_admitted_at(self, patient_id: str) -> str:
+        """When the patient's current stay began (ISO time). KeyError for a patient not
+        admitted."""
+        with self._queue_lock:
+            bed = self._sepsis_beds.get(str(patient_id))
+            if bed is None:
+                raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
+            return bed.admitted_at
+
+    def _same_stay(self, pid: str, bed: SepsisBed, admitted_at: str | None) -> None:
+        """ConflictError when ``admitted_at`` (the stay a caller counted its hours in) is not
+        the patient's stay now: discharged and admitted again meanwhile."""
+        if admitted_at is not None and admitted_at != bed.admitted_at:
+            raise ConflictError(
+                f"patient {pid!r} was discharged and admitted again (at {bed.admitted_at}) "
+                f"while this was read against the stay from {admitted_at}; nothing was "
+                "taken: send it again"
+            )
+
+    def sepsis_hour_at(
+        self, patient_id: str, when: datetime, admitted_at: str | None = None
+    ) -> int:
         """The ICU hour (``ICULOS``: 1 for the first hour of the stay) a time falls in,
-        counted from the patient's admission. KeyError for a patient not admitted;
-        ValueError for a time without its UTC offset, before the admission, or more than
-        5 minutes in the future."""
+        counted from the patient's admission (``admitted_at``: the stay it must be, see
+        :meth:`add_observations`). KeyError for a patient not admitted; ValueError for a
+        time without its UTC offset, before the admission, or more than 5 minutes in the
+        future."""
         if when.tzinfo is None:
             raise ValueError(f"the time {when.isoformat()} has no UTC offset")
         with self._queue_lock:
             bed = self._sepsis_beds.get(str(patient_id))
             if bed is None:
                 raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
+            self._same_stay(str(patient_id), bed, admitted_at)
             start = datetime.fromisoformat(bed.admitted_at)
         if when > _now() + timedelta(minutes=5):
             raise ValueError(
@@ -197,6 +221,7 @@ class SepsisWard(WardShadows):
         hour: int,
         values: Mapping[str, Any],
         replace: Sequence[str] = (),
+        admitted_at: str | None = None,
     ) -> dict[str, Any]:
         """Take some of an ICU hour's measurements, as observations arrive (a monitor's vital
         signs every few minutes, a laboratory result when it is ready), and hold them until
@@ -222,7 +247,10 @@ class SepsisWard(WardShadows):
         the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
         a patient not admitted; ValueError for an hour already scored (a late observation:
         it is not taken), a column that is not a measurement, or a value that is not a
-        number."""
+        number. ``admitted_at``: the stay the caller counted ``hour`` in
+        (:meth:`sepsis_admitted_at`); ConflictError, nothing taken, when the patient was
+        discharged and admitted again since (the old stay's values would land in the new
+        one, at an hour of the old)."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
@@ -232,11 +260,17 @@ class SepsisWard(WardShadows):
         # before anything changes)
         fixed = set(measurements(dict.fromkeys(replace, 0.0)))
         with self._model_lock:
+            if admitted_at is not None:  # before the earlier hours are closed for it
+                with self._queue_lock:
+                    bed = self._sepsis_beds.get(pid)
+                    if bed is not None:
+                        self._same_stay(pid, bed, admitted_at)
             scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
             with self._queue_lock:
                 bed = self._sepsis_beds.get(pid)
                 if bed is None:
                     raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
+                self._same_stay(pid, bed, admitted_at)
                 last = bed.last.hour if bed.last is not None else 0
                 if hour <= last:
                     raise ValueError(
