@@ -26,7 +26,7 @@ from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.dataset_files import processing_digest
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
-from vitalgru.data.splits import DECHAZAL_DS1, dechazal_split
+from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
 from vitalgru.errors import ConfigError
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
 from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
@@ -48,20 +48,31 @@ def load_arrhythmia_config(
 
 
 def check_validation_records(cfg: ArrhythmiaTrainConfig) -> None:
-    """With ``cv_folds: null`` the network early-stops on ``val_records``, which must be
-    DS1 records of the de Chazal split that the ingest keeps. Checked before any flow
-    starts, where it costs nothing, instead of after the ingest.
+    """The records a training needs, checked before any flow starts, where it costs
+    nothing, instead of after the ingest (or the training): DS2 records to evaluate on
+    (a config without one trained to the end and then failed), and, with ``cv_folds:
+    null``, ``val_records`` that are DS1 records of the de Chazal split that the ingest
+    keeps (the network early-stops on them).
 
     Raises
     ------
     ConfigError
-        A validation record that is not such a DS1 record.
+        No DS2 record among those ingested, or a validation record that is not such a DS1
+        record.
     """
     data = cfg.ingest.arrhythmia
-    if cfg.cv_folds is not None or data.split != "dechazal2004":
+    if data.split != "dechazal2004":
         return
-    named = data.records if data.records is not None else DECHAZAL_DS1
-    ds1 = sorted(r for r, s in dechazal_split(named, data.exclude_records).items() if s == "DS1")
+    split = dechazal_split(data.records if data.records is not None else
+                           (*DECHAZAL_DS1, *DECHAZAL_DS2), data.exclude_records)  # fmt: skip
+    if "DS2" not in split.values():
+        raise ConfigError(
+            "ingest.arrhythmia.records holds no DS2 record: the model is evaluated (and "
+            f"gated) on DS2 ({', '.join(DECHAZAL_DS2)}); name some, or leave records unset"
+        )
+    if cfg.cv_folds is not None:
+        return
+    ds1 = sorted(r for r, s in split.items() if s == "DS1")
     bad = [r for r in cfg.val_records if r not in ds1]
     if bad:
         raise ConfigError(
@@ -283,6 +294,7 @@ def train_arrhythmia_flow(
         ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
     """
     cfg = load_arrhythmia_config(config_path, overrides)
+    check_validation_records(cfg)  # also for a deployment's run, not only the CLI's
     cfg_json = cfg.model_dump(mode="json")
     data = ingest_task(cfg_json)
     out = train_task(cfg_json, data)

@@ -41,6 +41,11 @@ def _record_names(v: Any) -> Any:
     return v
 
 
+#: Largest seed a config takes: numpy's generators take seeds below 2**32, and a fit adds
+#: its fold and member to the config's (a seed past it failed after the ingest had run).
+MAX_SEED = 2**31 - 1
+
+
 class _Strict(BaseModel):
     # no infinite or NaN number anywhere: `lr: .inf` or `grad_clip: .nan` is a typo that
     # trains nonsense, not a setting
@@ -98,7 +103,7 @@ class ArrhythmiaDataConfig(_Strict):
     records: tuple[str, ...] | None = None  # None: every record the database lists
     filters: FilterConfig = FilterConfig()
     windows: BeatWindowConfig = BeatWindowConfig()
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     _names = field_validator("exclude_records", "records", mode="before")(_record_names)
 
@@ -136,7 +141,7 @@ class ArrhythmiaTrainConfig(_Strict):
     # training: without them the model calls irregular AF beats S.
     val_records: tuple[str, ...] = ("118", "119", "220", "223")
     _names = field_validator("val_records", mode="before")(_record_names)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
     # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
     num_threads: int = Field(default=1, ge=1, le=256)
@@ -256,7 +261,7 @@ class EarlyWarningConfig(_Strict):
 
     physionet: PhysioNetConfig = PhysioNetConfig()
     data_dir: str = "challenge-2019/training_setA"  # relative to the mirror, or a folder path
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     n_folds: int = Field(default=5, ge=2, le=20)
     registered_name: str = "vitalgru-early-warning"
     experiment: str = "vitalgru-early-warning"

@@ -113,6 +113,9 @@ class TestCLI:
             ("ingest.out_dir", "", "out_dir must not be empty"),
             ("ingest.arrhythmia.records", [100, 101], r"record names are text: quote them"),
             ("val_records", [118], r"record names are text: quote them"),
+            # numpy refused these only after the ingest and the run had started
+            ("seed", -1, "seed: Input should be greater than or equal to 0"),
+            ("seed", 2**32, "seed: Input should be less than or equal to 2147483647"),
         ]:
             with pytest.raises(ConfigError, match=match):
                 load_config(ArrhythmiaTrainConfig, None, {key: value}, "arrhythmia.yaml")
@@ -238,6 +241,11 @@ class TestCLI:
         # with cross-validation the list is not used, so it is not checked
         check_validation_records(load_config(
             ArrhythmiaTrainConfig, None, {"val_records": ["100"]}, "arrhythmia.yaml"))  # fmt: skip
+        # no DS2 record to evaluate on: refused now (it trained to the end, then failed)
+        with pytest.raises(ConfigError, match="holds no DS2 record"):
+            check_validation_records(load_config(
+                ArrhythmiaTrainConfig, None, {"ingest.arrhythmia.records": ["106", "119"]},
+                "arrhythmia.yaml"))  # fmt: skip
 
     def test_unknown_model_is_a_clear_error(self, tmp_path: Path) -> None:
         from mlflow import MlflowClient
