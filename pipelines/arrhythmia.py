@@ -108,9 +108,13 @@ class _MlflowEpochs(Callback):
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.step += 1
         clean = {f"{self.prefix}{k}": float(v) for k, v in metrics.items() if v == v}
-        fit = max(self.fit, 0)
+        # the refit on all of DS1 (``refit_full``, its epochs counted by refit_epoch) is no
+        # fold of its own: fold and member 0, marked ``refit``
+        refit = "refit_epoch" in metrics
+        fit = 0 if refit else max(self.fit, 0)
         clean[f"{self.prefix}fold"] = float(fit // self.fits_per_fold)
         clean[f"{self.prefix}member"] = float(fit % self.fits_per_fold)
+        clean[f"{self.prefix}refit"] = float(refit)
         self.run.log_metrics(clean, step=self.step)
 
 
@@ -170,12 +174,16 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         tracking.log_config(run, cfg)
         run.log_dict(ds.manifest, "dataset/manifest.json")
         epochs = _MlflowEpochs(run, fits_per_fold=cfg.seeds_per_fold)  # 1 without cv_folds
-        res = train_arrhythmia(ds, cfg, callbacks=[TqdmProgress("arrhythmia"), epochs])
+        bar = TqdmProgress("arrhythmia", show=("train_loss", cfg.monitor, "lr"),
+                           fits_per_fold=cfg.seeds_per_fold if cfg.cv_folds else None)  # fmt: skip
+        res = train_arrhythmia(ds, cfg, callbacks=[bar, epochs])
+        # with cross-validation each network's own (below); res.fit is only the first's
+        single = {} if res.fold_fits else {"resolved.best_epoch": res.fit.best_epoch + 1,
+                                           "resolved.stop_reason": res.fit.stop_reason}  # fmt: skip
         run.log_params(
             {
                 "resolved.train_records": ",".join(res.train_records),
-                "resolved.best_epoch": res.fit.best_epoch + 1,
-                "resolved.stop_reason": res.fit.stop_reason,
+                **single,
                 "resolved.n_parameters": sum(p.numel() for p in res.model.parameters()),
                 # the gates chosen after training (on DS1 held-out records)
                 "resolved.rhythm_gate": json.dumps(getattr(res.model, "rhythm_gate", None)),
@@ -189,6 +197,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
                     "resolved.cv_fold_best_epochs": ",".join(
                         str(f.best_epoch + 1) for f in res.fold_fits
                     ),
+                    "resolved.cv_fold_stop_reasons": ",".join(f.stop_reason for f in res.fold_fits),
                 }
             )
         # DS2 is touched only here, after training and model selection are done.

@@ -60,6 +60,8 @@ class TestTrainArrhythmiaFlow:
         client = mlflow.MlflowClient()
         params = client.get_run(res["run_id"]).data.params
         assert len(params["resolved.cv_fold_best_epochs"].split(",")) == 9
+        reasons = params["resolved.cv_fold_stop_reasons"].split(",")  # only the first's before
+        assert len(reasons) == 9 and "resolved.stop_reason" not in params
         # per-epoch curves: every network's epochs, labelled with its fold and member
         member = {p.step: p.value for p in client.get_metric_history(res["run_id"], "epoch.member")}
         fold = {p.step: p.value for p in client.get_metric_history(res["run_id"], "epoch.fold")}

@@ -32,3 +32,23 @@ def test_a_dataset_made_by_other_processing_code_is_remade(
         assert arr.ingest_task.fn(cfg.model_dump(mode="json")) == str(ds.resolve())
         # the config hash alone was compared before: other code's dataset was reused
         assert bool(calls) is remade, digest
+
+
+def test_the_refit_on_all_of_ds1_is_not_labelled_a_fold_of_its_own() -> None:
+    from pipelines.arrhythmia import _MlflowEpochs
+
+    class Run:  # what the callback logs, in place of an MLflow run
+        def __init__(self) -> None:
+            self.logged: list[dict] = []
+
+        def log_metrics(self, metrics: dict, step: int) -> None:
+            self.logged.append(metrics)
+
+    run = Run()
+    epochs = _MlflowEpochs(run, fits_per_fold=1)  # type: ignore[arg-type]
+    epochs.on_fit_start(3, 1)
+    epochs.on_epoch_end(0, {"val_sv_f1": 0.5})
+    epochs.on_fit_start(1, 1)  # refit_full: its epochs count refit_epoch
+    epochs.on_epoch_end(0, {"refit_epoch": 1.0})
+    got = [(m["epoch.fold"], m["epoch.refit"]) for m in run.logged]
+    assert got == [(0.0, 0.0), (0.0, 1.0)]  # the refit was fold 1 before

@@ -140,23 +140,46 @@ class Callback:
 
 
 class TqdmProgress(Callback):
-    """Progress bars through tqdm (one per epoch); honours ``TQDM_DISABLE``."""
+    """Progress bars through tqdm (one per epoch); honours ``TQDM_DISABLE``.
 
-    def __init__(self, desc: str = "train", leave: bool = False) -> None:
+    At an epoch's end the bar shows ``show`` first (the loss, the monitored metric, the
+    learning rate; those present), then other metrics up to six. Several fits in a row
+    (cross-validation) are told apart in the description: ``fold i member j`` with
+    ``fits_per_fold``, else ``fit k`` from the second on."""
+
+    def __init__(
+        self,
+        desc: str = "train",
+        leave: bool = False,
+        show: Sequence[str] = ("train_loss", "lr"),
+        fits_per_fold: int | None = None,
+    ) -> None:
         self.desc = desc
         self.leave = leave
+        self.show = tuple(show)
+        self.fits_per_fold = fits_per_fold
         self._bar: Any = None
         self._steps = 0
+        self._fit = -1
 
     def on_fit_start(self, max_epochs: int, steps_per_epoch: int) -> None:
         self._steps = steps_per_epoch
         self._max_epochs = max_epochs
+        self._fit += 1
+
+    def _which(self) -> str:
+        if self.fits_per_fold:
+            fold, member = divmod(self._fit, self.fits_per_fold)
+            return f" fold {fold + 1} member {member + 1}"
+        return f" fit {self._fit + 1}" if self._fit > 0 else ""
 
     def on_epoch_start(self, epoch: int) -> None:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(
-            total=self._steps, desc=f"{self.desc} {epoch + 1}/{self._max_epochs}", leave=self.leave
+            total=self._steps,
+            desc=f"{self.desc}{self._which()} {epoch + 1}/{self._max_epochs}",
+            leave=self.leave,
         )
 
     def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
@@ -166,8 +189,9 @@ class TqdmProgress(Callback):
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self._bar is not None:
-            shown = {k: f"{v:.4f}" for k, v in list(metrics.items())[:6]}
-            self._bar.set_postfix(shown, refresh=True)
+            keys = [k for k in self.show if k in metrics]
+            keys += [k for k in metrics if k not in keys][: max(0, 6 - len(keys))]
+            self._bar.set_postfix({k: f"{metrics[k]:.4g}" for k in keys}, refresh=True)
             self._bar.close()
             self._bar = None
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vitalgru.training.loop import Callback, FitSettings, fit, warmup_cosine
+from vitalgru.training.loop import Callback, FitSettings, TqdmProgress, fit, warmup_cosine
 
 
 def _problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,3 +150,51 @@ class TestWeightAveraging:
         assert not torch.allclose(model.weight, raw.weight)
         with pytest.raises(ValueError, match="ema_decay"):
             FitSettings(ema_decay=1.0)
+
+
+class _Bar:
+    """Stands in for a tqdm bar: what it was told."""
+
+    made: list[_Bar] = []
+
+    def __init__(self, total: int, desc: str, leave: bool) -> None:
+        self.desc, self.postfix = desc, {}
+        _Bar.made.append(self)
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, shown: dict | None = None, refresh: bool = False, **kw: str) -> None:
+        self.postfix = dict(shown or kw)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_progress_bar_shows_the_loss_and_the_monitored_metric_per_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # it showed the first six metrics (beat counts, N's figures), never the loss or the
+    # metric early stopping watched, and twelve fits all read "arrhythmia 1/30"
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bar)
+    _Bar.made = []
+    bar = TqdmProgress("arrhythmia", show=("train_loss", "val_sv_f1", "lr"), fits_per_fold=3)
+    metrics = {f"val_n_{k}": 1.0 for k in "abcdefg"} | {"val_sv_f1": 0.5, "train_loss": 0.25,
+                                                        "lr": 1e-3}  # fmt: skip
+    for _ in range(4):
+        bar.on_fit_start(2, 1)
+        bar.on_epoch_start(0)
+        bar.on_epoch_end(0, metrics)
+    assert [b.desc for b in _Bar.made] == ["arrhythmia fold 1 member 1 1/2",
+                                           "arrhythmia fold 1 member 2 1/2",
+                                           "arrhythmia fold 1 member 3 1/2",
+                                           "arrhythmia fold 2 member 1 1/2"]  # fmt: skip
+    shown = list(_Bar.made[0].postfix)
+    assert shown[:3] == ["train_loss", "val_sv_f1", "lr"] and len(shown) == 6
+    single = TqdmProgress("train")
+    for _ in range(2):
+        single.on_fit_start(1, 1)
+        single.on_epoch_start(0)
+    assert [b.desc for b in _Bar.made[4:]] == ["train 1/1", "train fit 2 1/1"]
