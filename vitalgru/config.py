@@ -205,7 +205,8 @@ class ArrhythmiaTrainConfig(_Strict):
     # is early-stopped on its held-out records, DS1 out-of-fold metrics are reported and
     # the K models are averaged into one ensemble (max_minutes covers all the fits).
     cv_folds: int | None = Field(default=4, ge=2, le=22)
-    # Networks per CV fold, each from its own seed (seed + fold + member); a fold's
+    # Networks per CV fold, each from its own seed (seed + fold + member: consecutive
+    # config seeds share most networks, see the README's arrhythmia section); a fold's
     # out-of-fold output is its networks' mean and the ensemble holds them all. 3 raised
     # DS1 out-of-fold (S+V F1)/2 from 0.766 +- 0.035 (one per fold, seeds 0-4) to 0.796
     # (benchmarks/results/arrhythmia_experiments.md, run 18). Needs cv_folds.
