@@ -73,7 +73,7 @@ def test_an_hour_assembled_from_observations_scores_as_the_hour_sent_whole(
         HOURS: {c: 1 + (c == "hr_bpm") for c in _measured_cols(rows[-1])}
     }
     assert ward.tick()["hours"] == 0
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.HOUR_QUIET_S", 0.0)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
     assert ward.tick()["hours"] == 1
     assert ward.sepsis_summary("parts")["assembling"] == {}
     hours, got = _risks(ward, "parts")
@@ -126,11 +126,11 @@ def test_hours_that_pass_without_observations_are_scored_as_they_close(
     real = datetime.now(UTC)
     ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
     ward.add_observations("live", 3, {"HR": 101.0})
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.HOUR_QUIET_S", 0.0)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
 
     def at(minutes: float) -> None:
         monkeypatch.setattr(
-            "vitalgru.scoring.ward_sepsis._now", lambda: real + timedelta(minutes=minutes)
+            "vitalgru.scoring.ward_sepsis_hours._now", lambda: real + timedelta(minutes=minutes)
         )
 
     at(20)  # hour 3 has ended, not closed (10 min of grace)
@@ -150,7 +150,7 @@ def test_hours_that_pass_without_observations_are_scored_as_they_close(
     np.testing.assert_array_equal(hr, [np.nan, np.nan, 101.0, np.nan, np.nan, 120.0])
     # a stay sent after the fact is not filled ahead of its messages: its hours had ended
     # before they came
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.HOUR_QUIET_S", 60.0)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 60.0)
     at(0)
     ward.admit_sepsis("late", None, real - timedelta(hours=10))
     ward.add_observations("late", 2, {"HR": 90.0})
@@ -172,8 +172,8 @@ def test_hours_without_observations_go_on_being_scored_after_a_restart(
     ward.journal.close()
     again = _ward(sepsis_fit, journal=WardJournal(path))
     again.restore(again.journal.load())
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.HOUR_QUIET_S", 0.0)
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis._now",
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now",
                         lambda: real + timedelta(minutes=100))  # fmt: skip
     # hours 1 and 2 (nothing), 3 (its observation), and 4, which passed with nothing
     assert again.tick()["hours"] == 4 and _risks(again, "live")[0] == [1, 2, 3, 4]
