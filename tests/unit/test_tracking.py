@@ -28,6 +28,7 @@ from vitalgru.tracking import (
     alias_history,
     check_stores,
     flatten_params,
+    gate,
     get_alias_version,
     load_model,
     log_config,
@@ -35,7 +36,6 @@ from vitalgru.tracking import (
     log_model,
     promote,
     promote_if_better,
-    registry,
     registry_versions,
     rollback,
     set_alias,
@@ -655,13 +655,13 @@ class TestPromotion:
     ) -> None:
         v1, v2, v3 = _registered(3)
         promote_if_better(NAME, v1, {"f1": 0.80}, ["f1"])
-        read_champion = registry._champion_values
+        read_champion = gate._champion_values
 
         def slow(*a: Any) -> Any:  # both trainings read the champion before either moves it
             time.sleep(0.5)
             return read_champion(*a)
 
-        monkeypatch.setattr(registry, "_champion_values", slow)
+        monkeypatch.setattr(gate, "_champion_values", slow)
         runs = [threading.Thread(target=promote_if_better, args=(NAME, v, {"f1": f1}, ["f1"]))
                 for v, f1 in ((v2, 0.90), (v3, 0.85))]  # fmt: skip
         for t in runs:

@@ -6,6 +6,7 @@ mlflow).
   params, metrics and figures.
 - :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
   are plain data, rebuilt by :func:`load_model` without unpickling anything.
+- :mod:`vitalgru.tracking.gate`: the champion gate (:func:`promote_if_better`);
 - :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias
   (``champion``, ``challenger``) through the gate of :func:`promote_if_better`, by hand
   (:func:`promote`) or back (:func:`rollback`).
@@ -13,6 +14,7 @@ mlflow).
 Everything a caller uses is importable from here.
 """
 
+from vitalgru.tracking.gate import promote_if_better, version_gate_values
 from vitalgru.tracking.models import (
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
@@ -30,12 +32,10 @@ from vitalgru.tracking.registry import (
     alias_history,
     get_alias_version,
     promote,
-    promote_if_better,
     registry_versions,
     rollback,
     set_alias,
     set_version_tags,
-    version_gate_values,
 )
 from vitalgru.tracking.runs import (
     TrackedRun,

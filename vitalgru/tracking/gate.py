@@ -1,0 +1,231 @@
+"""The champion gate: a new version is promoted only when it is no worse than the champion
+on every gated measure and better on one, judged on the same kind of evaluation.
+
+The values a version was judged on are kept on it as tags (``gate.<key>``, and what they
+were measured on), so later versions are compared with exactly those numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from vitalgru.tracking.registry import (
+    GATE_TAG_PREFIX,
+    PromotionDecision,
+    _alias_version,
+    _changing_aliases,
+    _existing_version,
+    _not_found,
+    _record_holder,
+    logger,
+)
+from vitalgru.tracking.runs import _client
+
+__all__ = ["EVALUATED_ON_TAG", "promote_if_better", "version_gate_values"]
+
+#: Tag of a version saying what its gate values were measured on (``evaluated_on``).
+EVALUATED_ON_TAG = "vitalgru.gate_evaluated_on"
+
+
+def version_gate_values(
+    name: str, version: str, gate_keys: Sequence[str]
+) -> dict[str, float | None]:
+    """The numbers a registered version was gated on (its ``gate.<key>`` tags, else its
+    run's metrics); None for a key it has neither for.
+
+    Raises
+    ------
+    ValueError
+        ``name`` has no version ``version``.
+    """
+    client = _client()
+    return _champion_values(client, _existing_version(client, name, version), gate_keys)
+
+
+def _gate_values(metrics: Mapping[str, float], gate_keys: Sequence[str]) -> dict[str, float]:
+    if isinstance(gate_keys, str) or not gate_keys:
+        raise ValueError("gate_keys must be a non-empty sequence of metric names")
+    missing = [k for k in gate_keys if k not in metrics]
+    if missing:
+        raise ValueError(
+            f"gate metrics {missing} missing from the evaluation metrics; available: "
+            f"{sorted(metrics)}"
+        )
+    out: dict[str, float] = {}
+    for k in gate_keys:
+        v = metrics[k]
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise ValueError(f"gate metric {k!r} must be a number, got {v!r}")
+        if not math.isfinite(float(v)):
+            raise ValueError(
+                f"gate metric {k!r} is {v}; a model with undefined metrics cannot be gated"
+            )
+        out[k] = float(v)
+    return out
+
+
+def _champion_values(
+    client: MlflowClient, mv: Any, gate_keys: Sequence[str]
+) -> dict[str, float | None]:
+    """Gate values of a version: its ``gate.*`` tags, else the metrics of its run."""
+    tags = dict(mv.tags or {})
+    run_metrics: dict[str, float] | None = None
+    out: dict[str, float | None] = {}
+    for k in gate_keys:
+        if GATE_TAG_PREFIX + k in tags:
+            out[k] = float(tags[GATE_TAG_PREFIX + k])
+            continue
+        if run_metrics is None:
+            try:
+                run_metrics = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+            except MlflowException:
+                run_metrics = {}
+        out[k] = run_metrics.get(k)
+    return out
+
+
+def promote_if_better(
+    name: str,
+    version: str,
+    metrics: Mapping[str, float],
+    gate_keys: Sequence[str],
+    alias: str = "champion",
+    *,
+    lower_is_better: Sequence[str] = (),
+    challenger_alias: str | None = "challenger",
+    evaluated_on: str | None = None,
+) -> PromotionDecision:
+    """Give ``version`` the ``alias`` if it passes the gate against the current holder.
+
+    The gate: no worse than the current champion on every key in ``gate_keys`` and strictly
+    better on at least one (higher is better, except keys in ``lower_is_better``). The first
+    version of a model passes. A version that fails gets ``challenger_alias`` (unless None).
+    Gate values are stored on the version as tags ``gate.<key>`` so later versions are
+    compared with exactly the numbers this one was judged on.
+
+    Parameters
+    ----------
+    name, version : str
+        Registered model and the new version.
+    metrics : mapping of str to float
+        Evaluation metrics of the new version (on the held-out evaluation set).
+    gate_keys : sequence of str
+        Metric names that decide.
+    alias : str
+        Alias to compete for.
+    lower_is_better : sequence of str
+        Gate keys where smaller is better (Brier score, calibration error).
+    challenger_alias : str or None
+        Alias given to a version that does not pass.
+    evaluated_on : str, optional
+        What the metrics were measured on (a cohort's size and folds), kept on the version
+        (tag ``vitalgru.gate_evaluated_on``): a champion judged on something else is not
+        compared with (figures of another cohort, or of a small noisy one, are not the
+        same measure); the version is left as challenger, to be promoted by hand. A
+        champion without the tag (logged before it was kept) is compared.
+
+    Returns
+    -------
+    PromotionDecision
+        ``comparison`` maps each key to ``(new, champion)``.
+
+    Raises
+    ------
+    ValueError
+        Empty ``gate_keys``, a gate key missing from ``metrics`` or not finite, an unknown
+        version, or a ``lower_is_better`` key that is not a gate key.
+    """
+    new = _gate_values(metrics, gate_keys)
+    unknown = [k for k in lower_is_better if k not in gate_keys]
+    if unknown:
+        raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
+    with _changing_aliases(name):
+        return _gate(name, str(version), new, gate_keys, alias, lower_is_better,
+                     challenger_alias, evaluated_on)  # fmt: skip
+
+
+def _gate(
+    name: str,
+    version: str,
+    new: dict[str, float],
+    gate_keys: Sequence[str],
+    alias: str,
+    lower_is_better: Sequence[str],
+    challenger_alias: str | None,
+    evaluated_on: str | None = None,
+) -> PromotionDecision:
+    client = _client()
+    _existing_version(client, name, version)
+    for k, v in new.items():
+        client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
+    if evaluated_on is not None:
+        client.set_model_version_tag(name, version, EVALUATED_ON_TAG, evaluated_on[:5000])
+
+    try:
+        champ = client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        if not _not_found(e):
+            raise
+        champ = None
+
+    def finish(promoted: bool, reason: str, prev: str | None, cmp: dict) -> PromotionDecision:
+        if promoted:
+            client.set_registered_model_alias(name, alias, version)
+            if challenger_alias and _alias_version(client, name, challenger_alias) == version:
+                client.delete_registered_model_alias(name, challenger_alias)
+            _record_holder(client, name, alias, version, "gate", reason)
+        elif challenger_alias and (prev is None or prev != version):
+            client.set_registered_model_alias(name, challenger_alias, version)
+        client.set_model_version_tag(name, version, "vitalgru.gate_decision", reason[:5000])
+        logger.info("%s v%s: %s", name, version, reason)
+        return PromotionDecision(promoted, reason, prev, cmp)
+
+    if champ is None:
+        cmp = {k: (v, None) for k, v in new.items()}
+        return finish(True, f"first {alias} of {name}: version {version}", None, cmp)
+    prev = str(champ.version)
+    if prev == version:
+        cmp = {k: (v, v) for k, v in new.items()}
+        return finish(False, f"version {version} already holds {alias!r}", prev, cmp)
+
+    old = _champion_values(client, champ, gate_keys)
+    cmp = {k: (new[k], old[k]) for k in gate_keys}
+    # a NaN (a metric undefined on the champion's evaluation) compares as neither better nor
+    # worse, so it counts as no value, like a missing one
+    missing = [k for k, v in old.items() if v is None or not math.isfinite(v)]
+    if missing:
+        return finish(
+            False,
+            f"{alias} version {prev} has no recorded value for {missing}; not comparable, "
+            f"kept version {prev} (promote by hand: vitalgru models promote)",
+            prev,
+            cmp,
+        )
+    theirs = dict(champ.tags or {}).get(EVALUATED_ON_TAG)
+    if evaluated_on is not None and theirs is not None and theirs != evaluated_on[:5000]:
+        return finish(
+            False,
+            f"{alias} version {prev} was judged on {theirs}, this one on {evaluated_on}; not "
+            f"comparable, kept version {prev} (promote by hand: vitalgru models promote)",
+            prev,
+            cmp,
+        )
+    worse, better = [], []
+    for k in gate_keys:
+        a, b = new[k], float(old[k])  # type: ignore[arg-type]
+        sign = -1.0 if k in lower_is_better else 1.0
+        if sign * (a - b) < 0:
+            worse.append(f"{k} {a:.4g} vs {b:.4g}")
+        elif sign * (a - b) > 0:
+            better.append(f"{k} {a:.4g} vs {b:.4g}")
+    if worse:
+        return finish(False, f"worse than {alias} v{prev} on {', '.join(worse)}", prev, cmp)
+    if not better:
+        return finish(False, f"no better than {alias} v{prev} on any gate metric", prev, cmp)
+    return finish(True, f"beats {alias} v{prev} on {', '.join(better)}", prev, cmp)
