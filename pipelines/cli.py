@@ -53,7 +53,13 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if "=" not in item:
             raise SystemExit(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:  # an unclosed [ or a leading @ or *: one line, not PyYAML's
+            reason = str(e).splitlines()[0]
+            raise SystemExit(
+                f"--set {item!r}: the value is not YAML ({reason}); quote it as text"
+            ) from None
     return out
 
 

@@ -124,8 +124,8 @@ def evaluate_arrhythmia(
         {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
         "model_version", "database", "paths"}``.
     """
-    if write_annotations is not None:
-        check_annotation_extension(write_annotations, "atr")  # before minutes of scoring
+    if write_annotations is not None:  # before minutes of scoring; as replay checks it
+        check_annotation_extension(write_annotations, annotations)
     loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
     report, _ = score_records(loaded, db, records, out, config_path, annotations,
                               write_annotations=write_annotations)  # fmt: skip

@@ -54,7 +54,9 @@ def http_tls_options(
         if client_ca:
             raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
         return {}
-    server_tls(cert, str(key), client_ca)  # loads (and checks) them
+    server_tls(
+        cert, str(key), client_ca, ("--tls-cert", "--tls-key", "--tls-client-ca")
+    )  # loads (and checks) them
     opts: dict[str, Any] = {"ssl_certfile": cert, "ssl_keyfile": key}
     if client_ca:
         opts |= {"ssl_ca_certs": client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}

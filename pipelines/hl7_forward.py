@@ -43,6 +43,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.mllp_server import tls_file
 from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, read_message
 from vitalgru.scoring.ward import Ward
 
@@ -73,10 +74,15 @@ def client_tls(
     """A TLS context for sending to the receiver: its certificate checked against ``ca``
     (PEM; None: the system's CAs) and its host name; with ``cert`` and ``key``, this
     gateway's certificate for a receiver that asks for one."""
-    ctx = ssl.create_default_context(cafile=ca)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # host name and certificate checked
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca:  # only that CA, as create_default_context(cafile=ca) trusts
+        tls_file("--forward-alarms-ca", ca, ctx.load_verify_locations, ca)
+    else:
+        ctx.load_default_certs()
     if cert:
-        ctx.load_cert_chain(cert, key)
+        tls_file("--mllp-tls-cert/--mllp-tls-key", f"{cert} / {key}", ctx.load_cert_chain,
+                 cert, key)  # fmt: skip
     return ctx
 
 

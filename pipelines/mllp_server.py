@@ -24,7 +24,14 @@ from pipelines.hl7_inbox import Hl7Inbox
 from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, Hl7Message, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 
-__all__ = ["FRAME_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_MLLP_BYTES", "server_tls", "start_mllp"]
+__all__ = [
+    "FRAME_TIMEOUT_S",
+    "MAX_CONNECTIONS",
+    "MAX_MLLP_BYTES",
+    "server_tls",
+    "start_mllp",
+    "tls_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +45,34 @@ FRAME_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 64
 
 
-def server_tls(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
+def tls_file(what: str, path: str, load: Any, *args: Any) -> None:
+    """``load(*args)``, a TLS file's loading; ValueError naming the option and the file
+    (``--tls-cert gw.pem: No such file or directory``) for one that is missing or is not
+    what the option wants (ssl's own message names neither: several options take files)."""
+    try:
+        load(*args)
+    except (OSError, ssl.SSLError) as e:  # ssl.SSLError is an OSError too
+        reason = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e)
+        if isinstance(e, ssl.SSLError):
+            reason = f"not a PEM file this option takes, or a key that does not match ({reason})"
+        raise ValueError(f"{what} {path}: {reason}") from None
+
+
+def server_tls(
+    cert: str,
+    key: str,
+    client_ca: str | None = None,
+    names: tuple[str, str, str] = ("--mllp-tls-cert", "--mllp-tls-key", "--mllp-tls-client-ca"),
+) -> ssl.SSLContext:
     """A TLS context for the MLLP listener: this server's certificate chain and key (PEM);
     with ``client_ca``, only senders presenting a certificate that CA signed may connect
-    (mutual TLS). OSError or ssl.SSLError for files that are not those."""
+    (mutual TLS). ValueError naming the option (``names``: of the certificate, the key and
+    the CA) and the file for one that is missing or not what it should be."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    tls_file(f"{names[0]}/{names[1]}", f"{cert} / {key}", ctx.load_cert_chain, cert, key)
     if client_ca:
-        ctx.load_verify_locations(client_ca)
+        tls_file(names[2], client_ca, ctx.load_verify_locations, client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 

@@ -442,6 +442,11 @@ class TestCLI:
         assert (
             capsys.readouterr().err == "vitalgru: error: --set expects key=value, got 'noequals'\n"
         )
+        # a value YAML cannot read ended in PyYAML's traceback
+        assert run(["config", "ingest", "--set", "arrhythmia.records=[100,101"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("vitalgru: error: --set 'arrhythmia.records=[100,101': the value "
+                              "is not YAML") and err.count("\n") == 1  # fmt: skip
         assert run(["models", "list"]) == 2  # no MLflow store here
         assert capsys.readouterr().err.startswith("vitalgru: error: there is no MLflow store")
         assert run(["monitor", "arrhythmia", "--db", "mitdb"]) == 2  # before Prefect starts
@@ -490,7 +495,9 @@ class TestCLI:
                           (["--forward-alarms", "engine"], "wants HOST:PORT"),
                           (["--mllp-tls-cert", "gw.pem"], "go together"),
                           (["--mllp-tls-cert", "no.pem", "--mllp-tls-key", "no.key"],
-                           "No such file")):  # fmt: skip
+                           "--mllp-tls-cert/--mllp-tls-key no.pem / no.key: No such file"),
+                          (["--forward-alarms", "engine:6661", "--forward-alarms-ca", "no-ca.pem"],
+                           "--forward-alarms-ca no-ca.pem: No such file")):  # fmt: skip
             with pytest.raises(SystemExit, match=says):  # before any model loads
                 cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
 

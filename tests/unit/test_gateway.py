@@ -1287,8 +1287,14 @@ def test_the_gateway_serves_https_and_with_client_certificates(tmp_path: Path) -
         http_tls_options(str(pki["server_cert"]), None)
     with pytest.raises(ValueError, match="needs --tls-cert"):
         http_tls_options(None, None, ca)
-    with pytest.raises(OSError):  # a file that is not a certificate fails at once
+    # a file that is missing or not a certificate fails at once, naming its option and
+    # the file (ssl's "[Errno 2] No such file or directory" named neither)
+    with pytest.raises(ValueError, match=r"--tls-cert/--tls-key .*missing\.pem .*No such file"):
         http_tls_options(str(tmp_path / "missing.pem"), str(pki["server_key"]))
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ValueError, match=r"--tls-client-ca .*junk\.pem: not a PEM file"):
+        http_tls_options(str(pki["server_cert"]), str(pki["server_key"]), str(junk))
 
 
 def test_a_restarted_gateway_goes_on_with_the_same_challengers_comparison(
