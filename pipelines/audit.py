@@ -50,6 +50,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from vitalgru.claims import sqlite_owner
+
 __all__ = ["COALESCE_S", "AuditLog", "verify_files"]
 
 #: Seconds within which the same caller asking the same thing about the same patient is
@@ -83,13 +85,14 @@ class AuditLog:
             # is, and a row that no longer hashes to its chain for --verify (sqlite's own
             # decoding error stopped both)
             self._db.text_factory = _lenient_text
+            # another program's file, or the gateway's state file, is refused untouched
+            kind = sqlite_owner(self._db, "kind", self.path, "a vitalgru audit log")
+            if kind is not None and kind != "vitalgru-audit":
+                raise ValueError(f"{self.path} is a {kind} file, not a vitalgru audit log")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
-            kind = self._db.execute("SELECT value FROM meta WHERE key='kind'").fetchone()
             if kind is None:
                 self._db.execute("INSERT INTO meta VALUES ('kind', 'vitalgru-audit')")
-            elif kind[0] != "vitalgru-audit":
-                raise ValueError(f"{self.path} is a {kind[0]} file, not a vitalgru audit log")
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path} is not a vitalgru audit log: {e}") from None
         self.errors = 0

@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -197,3 +198,24 @@ def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) 
             f.flush()
             os.fsync(f.fileno())
     return Path(path)
+
+
+def sqlite_owner(db: sqlite3.Connection, key: str, path: Path | str, what: str) -> str | None:
+    """What a SQLite file's ``meta`` table says under ``key`` (``kind``, ``schema``): None for
+    a file without tables (new: to be made ``what``). ValueError, the file left as it is,
+    for one holding tables without that mark: another program's database (an MLflow store
+    given as a ward state), or the other of a gateway's two files (state and access log
+    swapped), which writing our tables into would spoil."""
+    tables = sorted(r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))  # fmt: skip
+    if not tables:
+        return None
+    got = None
+    if "meta" in tables:
+        got = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    if got is None:
+        shown = ", ".join(tables[:6]) + (", ..." if len(tables) > 6 else "")
+        raise ValueError(
+            f"{path} is not {what}: it holds other tables ({shown}); it was left as it is"
+        )
+    return str(got[0])

@@ -283,3 +283,31 @@ def test_a_second_workstation_with_the_same_token_is_a_row_of_its_own(tmp_path: 
     assert [(r["client"], r["count"]) for r in log.rows()] == [
         ("10.0.0.5", 2), ("192.168.9.77", 1)]  # fmt: skip
     log.close()
+
+
+def test_a_file_of_another_kind_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    # --state and --audit swapped, or an MLflow store given as either: each got the other's
+    # tables, was switched to WAL and marked as the gateway's own
+    from vitalgru.scoring.ward_journal import WardJournal
+
+    def tables(p: Path) -> list[str]:
+        with sqlite3.connect(p) as db:
+            return sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master "
+                                                   "WHERE type='table'"))  # fmt: skip
+
+    state, log, other = tmp_path / "s.sqlite", tmp_path / "a.sqlite", tmp_path / "mlflow.db"
+    WardJournal(state).close()
+    AuditLog(log).close()
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER)")
+    before = {p: (tables(p), p.read_bytes()) for p in (state, log, other)}
+    for path in (state, other):
+        with pytest.raises(ValueError, match="is not a vitalgru audit log: it holds other"):
+            AuditLog(path)
+    for path in (log, other):
+        with pytest.raises(ValueError, match="is not a vitalgru ward state file: it holds"):
+            WardJournal(path)
+    assert {p: (tables(p), p.read_bytes()) for p in (state, log, other)} == before
+    assert not (tmp_path / "mlflow.db-wal").exists()
+    AuditLog(log).close()  # its own kind: taken up
+    WardJournal(state).close()

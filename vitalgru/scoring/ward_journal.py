@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.claims import sqlite_owner
 from vitalgru.scoring.ward_state import StateDamage, WardState, read_state
 
 __all__ = ["WardJournal", "event_json"]
@@ -139,6 +140,8 @@ class WardJournal:
         self.errors = 0  # writes that failed (counted by the ward, which keeps running)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # another program's file, or the gateway's access log, is refused untouched
+            sqlite_owner(self._db, "schema", self.path, "a vitalgru ward state file")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
