@@ -124,8 +124,23 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     check_mlflow()
     if (why := tracking.missing_store()) is not None:  # before a Prefect server starts
         raise SystemExit(f"vitalgru: error: {why}")
+    from pipelines.monitor import (
+        DEFAULT_ARRHYTHMIA_MODEL,
+        DEFAULT_MODEL,
+        STATUSES,
+        monitor_arrhythmia_flow,
+        monitor_early_warning_flow,
+    )
+
+    # the usual first mistakes (no champion yet, a config path mistyped), said in one line
+    # before a Prefect server starts and the flow fails in its logs
+    if args.task == "arrhythmia" and args.config:
+        from pipelines.arrhythmia import load_arrhythmia_config
+
+        load_arrhythmia_config(args.config)
+    default = DEFAULT_ARRHYTHMIA_MODEL if args.task == "arrhythmia" else DEFAULT_MODEL
+    tracking.resolve_model_uri(args.model or default)
     check_prefect()
-    from pipelines.monitor import STATUSES, monitor_arrhythmia_flow, monitor_early_warning_flow
 
     flow_fn = monitor_arrhythmia_flow if args.task == "arrhythmia" else monitor_early_warning_flow
     given = {k: v for k, v in given.items() if v is not None}

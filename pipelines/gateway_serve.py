@@ -276,6 +276,10 @@ def serve(
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
+    uris = [u for u in (arrhythmia_model, early_warning_model, shadow_arrhythmia_model,
+                        shadow_early_warning_model) if u and u.startswith(("models:/", "runs:/"))]  # fmt: skip
+    if uris and (why := tracking.missing_store()) is not None:  # before files are made here
+        raise ValueError(why)
     # ports and single-writer files are claimed before anything loads or is written; the
     # bound sockets are handed to the servers, so nothing can take a port in between
     with contextlib.ExitStack() as claims:

@@ -451,6 +451,8 @@ class TestCLI:
         assert capsys.readouterr().err.startswith("vitalgru: error: there is no MLflow store")
         assert run(["monitor", "arrhythmia", "--db", "mitdb"]) == 2  # before Prefect starts
         assert "there is no MLflow store" in capsys.readouterr().err
+        assert run(["serve"]) == 2  # it left its state and access-log files here first
+        assert "there is no MLflow store" in capsys.readouterr().err
         assert not list(tmp_path.iterdir())  # nothing made in the folder
         with pytest.raises(SystemExit) as e:  # argparse's own usage errors: 2 as well
             run(["evaluate"])

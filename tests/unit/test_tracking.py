@@ -804,6 +804,12 @@ class TestModelsCommand:
         assert [h["how"] for h in listed["champion_history"]] == ["gate", "manual", "rollback"]
         assert main(["models", "list", "early-warning"]) == 0
         assert capsys.readouterr().out == "vitalgru-early-warning: not registered\n"
+        # no early-warning champion, a config file mistyped: one line before any Prefect
+        # server starts (the flow failed in 115 lines of its log)
+        assert main(["monitor", "early-warning"]) == 2
+        assert "cannot resolve models:/vitalgru-early-warning@champion" in capsys.readouterr().err
+        assert main(["monitor", "arrhythmia", "--config", "nowhere.yaml"]) == 2
+        assert "nowhere.yaml" in capsys.readouterr().err
         with pytest.raises(SystemExit, match="has no version 7"):
             main(["models", "promote", NAME, "7", "--reason", "x"])
         with pytest.raises(SystemExit) as e:  # a reason is required

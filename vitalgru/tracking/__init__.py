@@ -23,6 +23,7 @@ from vitalgru.tracking.models import (
     SequenceModelPyfunc,
     load_model,
     log_model,
+    resolve_model_uri,
 )
 from vitalgru.tracking.registry import (
     ARRHYTHMIA_MODEL_NAME,
@@ -73,6 +74,7 @@ __all__ = [
     "promote_if_better",
     "registry_uri",
     "registry_versions",
+    "resolve_model_uri",
     "rollback",
     "set_alias",
     "set_version_tags",

@@ -388,6 +388,15 @@ def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, 
     return uri, None, None  # models:/<model_id>: a logged model outside the registry
 
 
+def resolve_model_uri(uri: str) -> str:
+    """The version a ``models:/`` URI names now (``models:/<name>/<version>``; other URIs as
+    given), without downloading anything: for a command to check the model it will read
+    before it starts a flow. ModelLoadError as :func:`load_model` raises it."""
+    if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
+        raise ModelLoadError(f"cannot load {uri}: {why}")
+    return _parse_models_uri(_client(), uri)[0]
+
+
 def load_model(
     uri: str,
     *,
