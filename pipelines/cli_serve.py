@@ -85,13 +85,16 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
                                  "out of order)")  # fmt: skip
         last = checked[-1]
         at = None
-        if args.expect is not None:
-            log = AuditLog(last["path"])
-            try:
-                at = log.row_of_link(args.expect)
-            finally:
-                log.close()
-            if at is None and args.expect.strip() != last["anchor"]:
+        if args.expect is not None:  # in any of the files: the chain they verify as one
+            for c in checked:
+                log = AuditLog(c["path"])
+                try:
+                    row = log.row_of_link(args.expect)
+                finally:
+                    log.close()
+                if row is not None:
+                    at = f"{row} of {c['path']}" if len(checked) > 1 else str(row)
+            if at is None and args.expect.strip() != checked[0]["anchor"]:
                 raise SystemExit(f"vitalgru: {last['path']}: the link {args.expect.strip()} is "
                                  "not in its chain: rows were cut off its end since that link "
                                  "was kept (or the link is another file's)")  # fmt: skip

@@ -256,6 +256,13 @@ def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
                  "--expect", kept_link]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "the files follow one another" in out and "not given here" not in out
+    # a link kept in January, its row archived since: still in the chain the files make
+    # (it was looked for in the live file only: "rows were cut off its end")
+    with sqlite3.connect(old) as db:
+        (jan_link,) = db.execute("SELECT chain FROM access WHERE seq = 2").fetchone()
+    assert main(["serve-audit", str(old), str(older), str(live), "--verify",
+                 "--expect", jan_link]) == 0  # fmt: skip
+    assert f"the link kept earlier is row 2 of {old}" in capsys.readouterr().out
     # the live file alone: its beginning is not checked, and it says so (it read as fully
     # verified before, which a file with its first rows cut and its anchor set also does)
     assert main(["serve-audit", str(live), "--verify"]) == 0
