@@ -138,6 +138,9 @@ def _archive_audit(args: argparse.Namespace, files: list[str]) -> int:
         raise SystemExit("vitalgru: error: archive one audit file at a time")
     if not Path(files[0]).is_file():
         raise SystemExit(f"vitalgru: error: no audit log at {files[0]}")
+    if not Path(args.archive_to).parent.is_dir():  # sqlite says "unable to open database file"
+        raise SystemExit(f"vitalgru: error: --archive-to {args.archive_to}: the folder "
+                         f"{Path(args.archive_to).parent} does not exist")  # fmt: skip
     try:
         log = AuditLog(files[0])
         try:

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import ssl
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -276,6 +277,9 @@ def serve(
         logger.info("gateway: %d named token(s) from %s, read again when it changes (%s)",
                     len(table.table.credentials), tokens,
                     ", ".join(f"{c.name}: {c.role}" for c in table.table.credentials))  # fmt: skip
+    if state is not None and audit is not None and Path(state).resolve() == Path(audit).resolve():
+        raise ValueError(f"--state and --audit both name {state}: the ward state and the "
+                         "access log are two files")  # fmt: skip
     uris = [u for u in (arrhythmia_model, early_warning_model, shadow_arrhythmia_model,
                         shadow_early_warning_model) if u and u.startswith(("models:/", "runs:/"))]  # fmt: skip
     if uris and (why := tracking.missing_store()) is not None:  # before files are made here

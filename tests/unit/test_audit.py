@@ -263,6 +263,11 @@ def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
     assert main(["serve-audit", str(old), str(older), str(live), "--verify",
                  "--expect", jan_link]) == 0  # fmt: skip
     assert f"the link kept earlier is row 2 of {old}" in capsys.readouterr().out
+    # an archive into a folder that is not there: said so (sqlite's "unable to open")
+    missing = tmp_path / "nowhere" / "a.sqlite"
+    with pytest.raises(SystemExit, match=r"--archive-to .*a\.sqlite: the folder .*nowhere does"):
+        main(["serve-audit", str(live), "--archive-before", "2026-03-04T00:00:00+00:00",
+              "--archive-to", str(missing)])  # fmt: skip
     # the live file alone: its beginning is not checked, and it says so (it read as fully
     # verified before, which a file with its first rows cut and its anchor set also does)
     assert main(["serve-audit", str(live), "--verify"]) == 0

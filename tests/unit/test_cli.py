@@ -502,6 +502,9 @@ class TestCLI:
                            "--forward-alarms-ca no-ca.pem: No such file")):  # fmt: skip
             with pytest.raises(SystemExit, match=says):  # before any model loads
                 cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
+        # one file for both: it was refused as "in use by another gateway" (this one)
+        with pytest.raises(SystemExit, match="--state and --audit both name w.sqlite"):
+            cmd_serve(p.parse_args(["serve", "--state", "w.sqlite", "--audit", "w.sqlite"]))
 
     def test_serve_token_prints_a_token_once_and_serve_refuses_a_bad_token_file(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
