@@ -438,6 +438,8 @@ class TestCLI:
         # `vitalgru` (run) prints a refusal on one line and exits 2, as its other errors; a
         # refusal raised as SystemExit("...") ended with Python's status 1 before
         monkeypatch.chdir(tmp_path)
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # MLflow sets them itself
+            monkeypatch.delenv(var, raising=False)  # in tests run before this one
         assert run(["config", "ingest", "--set", "noequals"]) == 2
         assert (
             capsys.readouterr().err == "vitalgru: error: --set expects key=value, got 'noequals'\n"
