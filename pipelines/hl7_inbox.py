@@ -190,7 +190,7 @@ class Hl7Inbox:
                         logger.exception("hl7: could not keep message %s", msg.control_id)
             elif key and self.journal is not None:  # any mark of the taking goes too
                 try:
-                    self.journal.hl7_forget(key)
+                    self.journal.hl7_forget(key, msg.message_type)
                 except (sqlite3.Error, OSError):
                     logger.exception("hl7: could not forget message %s", msg.control_id)
         self.intake.message(source, _type(msg), reply.code)

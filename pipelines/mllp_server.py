@@ -141,14 +141,21 @@ async def start_mllp(
         held += 1
         host = str(peer[0]) if peer else "unknown"
         buf = bytearray()
+        clock = asyncio.get_running_loop()
+        deadline: float | None = None  # when the message begun must be finished
         try:
             while True:
-                # a message started must be finished in time; between messages, no limit
-                wait = frame_timeout_s if buf.strip(b"\r\n\t ") else None
+                # a message started must be finished in time, however its bytes trickle in;
+                # between messages, no limit
+                if not buf.strip(b"\r\n\t "):
+                    deadline = None
+                elif deadline is None:
+                    deadline = clock.time() + frame_timeout_s
+                wait = None if deadline is None else max(0.0, deadline - clock.time())
                 try:
                     data = await asyncio.wait_for(reader.read(65536), wait)
                 except TimeoutError:
-                    logger.warning("mllp: %s left a message unfinished for %.0f s; connection "
+                    logger.warning("mllp: %s left a message unfinished for %g s; connection "
                                    "closed", peer, frame_timeout_s)  # fmt: skip
                     break
                 if not data:
@@ -158,6 +165,7 @@ async def start_mllp(
                     start = buf.rfind(MLLP_START, 0, end)
                     frame = bytes(buf[start + 1 : end])  # bytes before a start byte: noise
                     del buf[: end + len(MLLP_END)]
+                    deadline = None  # the next message's time starts with its bytes
                     if len(frame) > max_bytes:  # whole in one read, or finished by one
                         break
                     reply = await asyncio.to_thread(
@@ -167,7 +175,9 @@ async def start_mllp(
                     await writer.drain()
                 else:
                     frame = bytes(buf[buf.rfind(MLLP_START) + 1 :])
-                if len(frame) > max_bytes or len(buf) > max_bytes:
+                # the message's own bytes decide, however they arrive; noise around it is
+                # bounded apart (twice the limit)
+                if len(frame) > max_bytes or len(buf) > 2 * max_bytes:
                     writer.write(_too_large(frame, max_bytes))
                     await writer.drain()
                     logger.warning("mllp: %s sent a message over %d bytes; connection closed",

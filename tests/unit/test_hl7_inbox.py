@@ -574,7 +574,15 @@ def test_a_gateway_stopped_before_keeping_the_answer_does_not_take_the_resend_tw
     again.admit_sepsis("q", {}, start)
     assert inbox.handle(late).code == "AA"
     assert [c for c, _, _ in again.journal.hl7_messages()][-1].endswith("R2")
+    # a refused message of another type under a taken id removes nothing of the taken one
+    other = oru.replace("ORU^R01", "ORM^O01", 1)
+    assert inbox.handle(other).code == "AR"
     again.journal.close()
+    third = _ward(sepsis_fit, journal=WardJournal(path))
+    third.restore(third.journal.load())
+    assert Hl7Inbox(third, IntakeCollector()).handle(oru).duplicate  # taken twice before
+    assert third.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
+    third.journal.close()
 
 
 def _mllp(port: int, *messages: str, noise: bytes = b"") -> list[str]:

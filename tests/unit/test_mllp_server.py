@@ -95,6 +95,19 @@ def test_a_message_over_the_limit_is_refused_by_its_id_however_it_arrives(
     with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
         s.sendall(b"\x0b" + ADT.format(cid="OK").encode() + b"\x1c\x0d")
         assert read_message(_read_frame(s)).field("MSA", 2) == "OK"
+    # exactly at the limit: taken, whether its end comes with it or later (the start byte
+    # counted against it when the end came in a later read)
+    msg = ADT.format(cid="EDGE")
+    edge = (msg + "NTE|1||" + "x" * (1000 - len(msg) - 8) + "\r").encode()
+    assert len(edge) == 1000
+    for parts in ([edge + b"\x1c\x0d"], [edge, b"\x1c\x0d"]):
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+            s.sendall(b"\x0b" + parts[0])
+            for rest in parts[1:]:
+                time.sleep(0.2)
+                s.sendall(rest)
+            ack = read_message(_read_frame(s))
+            assert (ack.field("MSA", 1), ack.field("MSA", 2)) == ("AA", "EDGE")
 
 
 @pytest.mark.parametrize("listener", [{"frame_timeout_s": 0.3}], indirect=True)
@@ -105,6 +118,17 @@ def test_a_message_left_unfinished_closes_its_connection_an_idle_one_stays(
         s.sendall(b"\x0b" + ADT.format(cid="HALF").encode()[:30])
         time.sleep(0.6)
         assert _closed(s)  # was held for ever, with its buffer
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0bMSH|")
+        cut = False
+        for _ in range(30):  # a byte every 0.1 s: each read in time, the message not
+            time.sleep(0.1)
+            try:
+                s.sendall(b"x")
+            except OSError:
+                cut = True
+                break
+        assert cut  # closed while it trickled (each read in time kept it open before)
     with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
         time.sleep(0.6)  # nothing started: an engine keeps its connection open
         s.sendall(b"\x0b" + ADT.format(cid="LATER").encode() + b"\x1c\x0d")

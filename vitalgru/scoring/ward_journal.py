@@ -373,10 +373,15 @@ class WardJournal:
                 "LIMIT 1 OFFSET ?)", (int(keep),),
             )  # fmt: skip
 
-    def hl7_forget(self, control_id: str) -> None:
-        """A message not taken after all (refused): a resend is tried again."""
+    def hl7_forget(self, control_id: str, message_type: str) -> None:
+        """A message not taken after all (refused): the mark its taking left (:data:`TAKING`)
+        goes, so a resend is tried again; a message kept as taken under the same id (of
+        another type) stays."""
         with self._write() as db:
-            db.execute("DELETE FROM hl7_taken WHERE control_id = ?", (control_id,))
+            db.execute(
+                "DELETE FROM hl7_taken WHERE control_id = ? AND message_type = ? AND reply = ?",
+                (control_id, message_type, event_json(TAKING)),
+            )
 
     def hl7_messages(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The HL7 v2 messages taken, oldest first: (control id, type, reply); the reply is
