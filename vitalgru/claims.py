@@ -1,5 +1,6 @@
 """Files and folders that one process writes while others wait: a claim on a lock file;
-and files written whole or not at all (:func:`replacing`, :func:`replace_file`).
+files written whole or not at all (:func:`replacing`, :func:`replace_file`); and SQLite
+files taken up only when they are of the kind a writer makes (:func:`sqlite_owner`).
 
 A dataset folder is rewritten by an ingest (the nightly deployment, or a training whose
 config changed) while a training may be reading it; two flows writing one output folder
