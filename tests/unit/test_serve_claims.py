@@ -67,7 +67,12 @@ def test_a_file_is_held_by_one_holder_at_a_time(tmp_path: Path) -> None:
             pass
 
 
-def test_serve_stops_before_loading_anything(tmp_path: Path) -> None:
+def test_serve_stops_before_loading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "mlflow.db"  # a store to read the models from (checked first)
+    store.write_bytes(b"")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     p = build_parser()
     state = tmp_path / "ward.sqlite"
     with _listening() as s:
