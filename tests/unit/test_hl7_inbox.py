@@ -40,6 +40,13 @@ def _ward(sepsis_fit: tuple[Any, dict, list[dict]], **kw: Any) -> Ward:
     return Ward(None, EarlyWarningMonitor(model, preprocessing), **kw)
 
 
+def _restarted(sepsis_fit: tuple[Any, dict, list[dict]], path: Path) -> Ward:
+    """The ward as a gateway starting again on the state file at path has it."""
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    ward.restore(ward.journal.load())
+    return ward
+
+
 def _measured(row: dict) -> dict:
     return {c: v for c, v in row.items() if c not in (*STATIC, "ICULOS") and v is not None}
 
@@ -170,8 +177,7 @@ def test_hours_without_observations_go_on_being_scored_after_a_restart(
     ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
     ward.add_observations("live", 3, {"HR": 101.0})
     ward.journal.close()
-    again = _ward(sepsis_fit, journal=WardJournal(path))
-    again.restore(again.journal.load())
+    again = _restarted(sepsis_fit, path)
     monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
     monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now",
                         lambda: real + timedelta(minutes=100))  # fmt: skip
@@ -490,8 +496,7 @@ def test_a_message_resent_after_a_restart_is_not_taken_twice(
     assert first.code == "AA" and ward.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
     ward.journal.close()  # the gateway stops before the engine got the acknowledgement
 
-    again = _ward(sepsis_fit, journal=WardJournal(path))
-    again.restore(again.journal.load())
+    again = _restarted(sepsis_fit, path)
     inbox = Hl7Inbox(again, IntakeCollector())
     resent = inbox.handle(oru)
     assert resent.duplicate and resent.ack == first.ack
@@ -503,8 +508,7 @@ def test_a_message_resent_after_a_restart_is_not_taken_twice(
     # the gateway's start), and the resend is told so in an acknowledgement of its own
     with sqlite3.connect(path) as db:
         db.execute("UPDATE hl7_taken SET reply = '{\"ack\": ' WHERE control_id LIKE '%R1'")
-    third = _ward(sepsis_fit, journal=WardJournal(path))
-    third.restore(third.journal.load())
+    third = _restarted(sepsis_fit, path)
     inbox = Hl7Inbox(third, IntakeCollector())
     resent = inbox.handle(oru)
     assert resent.duplicate and resent.code == "AA" and "MSA|AA|R1" in resent.ack
@@ -561,8 +565,7 @@ def test_a_gateway_stopped_before_keeping_the_answer_does_not_take_the_resend_tw
         inbox.handle(oru)
     ward.journal.close()
 
-    again = _ward(sepsis_fit, journal=WardJournal(path))
-    again.restore(again.journal.load())
+    again = _restarted(sepsis_fit, path)
     assert again.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
     inbox = Hl7Inbox(again, IntakeCollector())
     resent = inbox.handle(oru)  # the engine got no acknowledgement: it sends it again
@@ -578,8 +581,7 @@ def test_a_gateway_stopped_before_keeping_the_answer_does_not_take_the_resend_tw
     other = oru.replace("ORU^R01", "ORM^O01", 1)
     assert inbox.handle(other).code == "AR"
     again.journal.close()
-    third = _ward(sepsis_fit, journal=WardJournal(path))
-    third.restore(third.journal.load())
+    third = _restarted(sepsis_fit, path)
     assert Hl7Inbox(third, IntakeCollector()).handle(oru).duplicate  # taken twice before
     assert third.sepsis_summary("p")["assembling"] == {1: {"hr_bpm": 1}}
     third.journal.close()
