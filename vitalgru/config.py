@@ -186,8 +186,9 @@ class ArrhythmiaTrainConfig(_Strict):
     augment_rate: float = Field(default=0.0, ge=0, lt=1)
     # Recorded noise (vitalgru.data.noise): the share of training sequences given a stretch
     # of real baseline wander / muscle artefact from noise_records of noise_database (read
-    # through ingest.physionet: a mirror or PhysioNet), at an SNR (nstdb's definition)
-    # drawn uniformly from noise_snr_db. 0: off. The default cut false V calls in unseen
+    # through ingest.physionet: a mirror or PhysioNet), at an SNR drawn uniformly from
+    # noise_snr_db (noise power: the channel's whole-record variance; nst's windowed measure
+    # puts the same noise 7-13 dB lower, benchmarks/results/noise_scale.md). 0: off. The default cut false V calls in unseen
     # electrode-motion noise by 71 % and tied DS1 out of fold (runs 43-44).
     noise_augment: float = Field(default=1.0, ge=0, le=1)
     # Simulated atrial fibrillation (vitalgru.data.arrhythmia_dataset.simulated_af_record):
