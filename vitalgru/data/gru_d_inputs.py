@@ -42,7 +42,10 @@ class NormStats:
     for age and hospital admission time. ``engineered`` names the causal summary
     features (:func:`vitalgru.baselines.features.engineered_features`) appended to the
     network's context block, with their training ``engineered_mean`` /
-    ``engineered_std``; empty for the plain GRU-D inputs.
+    ``engineered_std``; empty for the plain GRU-D inputs. ``unseen`` names the measurement
+    columns never observed in the training patients (EtCO2 in the challenge's set A): the
+    network learnt nothing from their values, so :func:`gru_d_arrays` reads them as not
+    measured wherever they are charted.
     """
 
     columns: list[str]
@@ -57,19 +60,27 @@ class NormStats:
     engineered: list[str] = field(default_factory=list)
     engineered_mean: list[float] = field(default_factory=list)
     engineered_std: list[float] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NormStats:
+        d = dict(d)
+        if "unseen" not in d:  # stored before the field: the never-observed fallback's mark
+            d["unseen"] = [
+                c for c, m, s in zip(d["columns"], d["mean"], d["std"], strict=True)
+                if m == 0.0 and s == 1.0
+            ]  # fmt: skip
         return cls(**d)
 
 
 def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> NormStats:
     """Mean and standard deviation of every measurement over its observed values.
 
-    A column never observed gets mean 0 and std 1 (it will be all-missing anyway). With
+    A column never observed gets mean 0 and std 1 and is named in ``unseen`` (scoring
+    reads it as not measured, as it was in training). With
     ``engineered``, the same for every engineered summary feature defined somewhere in
     ``cohort`` (those never defined are left out).
     """
@@ -79,6 +90,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (EtCO2 in set A)
         mean = np.nanmean(vals, axis=0)
         std = np.nanstd(vals, axis=0)
+    seen = np.isfinite(vals).any(axis=0)
     mean = np.where(np.isfinite(mean), mean, 0.0)
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
     first = cohort.offsets[:-1]
@@ -103,6 +115,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
         engineered_mean=eng_mean,
         engineered_std=eng_std,
         columns=list(MEASUREMENT_COLUMNS),
+        unseen=[c for c, k in zip(MEASUREMENT_COLUMNS, seen, strict=True) if not k],
         mean=mean.tolist(),
         std=std.tolist(),
         age_mean=float(np.nanmean(age)) if np.isfinite(age).any() else 60.0,
@@ -155,8 +168,17 @@ def gru_d_arrays(
 
     ``tree_features`` (the column names a tree model was fitted on, in its order) appends
     those engineered features unscaled, NaN where undefined, for a blend's trees.
+
+    A column of ``stats.unseen`` (never observed in training) is read as not measured, for
+    the network and the engineered features alike: what the model learnt of it is only
+    its absence (its input weights never saw a value), so a charted value (EtCO2 from a
+    capnograph) would otherwise move the risk arbitrarily.
     """
     f = cohort.frame
+    unseen = [c for c in stats.unseen if c in f.columns and f[c].notna().any()]
+    if unseen:
+        f = f.copy()
+        f[unseen] = np.nan
     raw = f[stats.columns].to_numpy(np.float32)
     mean = np.asarray(stats.mean, np.float32)
     std = np.asarray(stats.std, np.float32)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from vitalgru.data.early_warning import (
+    EarlyWarningCohort,
     build_cohort,
     load_dataset,
     patient_folds,
     patient_groups,
     write_dataset,
 )
-from vitalgru.data.gru_d_inputs import fit_norm_stats, gru_d_arrays
+from vitalgru.data.gru_d_inputs import NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 
@@ -178,6 +179,25 @@ class TestArrays:
         a_sub = gru_d_arrays(sub, stats)
         rows = np.r_[np.arange(*cohort.offsets[5:7]), np.arange(*cohort.offsets[2:4])]
         np.testing.assert_allclose(a_sub.x, arr.x[rows])
+
+    def test_a_column_never_seen_in_training_is_read_as_not_measured(self, cohort):
+        # EtCO2 is never charted in set A: its statistics were a mean 0 / std 1 fallback, and
+        # a capnograph's 35 mmHg reached the network as a z-score of 10 with mask 1 (and
+        # its counts as raw numbers), moving the risk through weights that never learnt
+        stats = fit_norm_stats(cohort, engineered=True)
+        assert "etco2_mmhg" in stats.unseen and "hr_bpm" not in stats.unseen
+        charted = EarlyWarningCohort(
+            frame=cohort.frame.assign(etco2_mmhg=35.0),
+            offsets=cohort.offsets, patient_ids=cohort.patient_ids,
+            implausible_counts={}, attrition=[],
+        )  # fmt: skip
+        np.testing.assert_array_equal(gru_d_arrays(charted, stats).x, gru_d_arrays(cohort, stats).x)
+        assert cohort.frame["etco2_mmhg"].isna().all()  # the caller's frame is untouched
+        assert charted.frame["etco2_mmhg"].eq(35.0).all()
+        # statistics stored before the field mark the fallback's columns the same way
+        old = stats.to_dict()
+        del old["unseen"]
+        assert NormStats.from_dict(old).unseen == stats.unseen
 
     def test_engineered_context_block(self, cohort):
         stats = fit_norm_stats(cohort, engineered=True)
