@@ -19,7 +19,7 @@ from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.ward_requests import score_observations, skipped_note
 from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, Hl7Message, OruMessage, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
-from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
+from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["ICULOS_HELP", "add_vitals_routes"]
@@ -199,7 +199,7 @@ def add_vitals_routes(
         st = http_call(ward.sepsis_stay, patient_id)
         summary = stay_summary(
             st["patient_id"], st["hours"], st["risks"], st["threshold"],
-            {c: v for c, v in st["values"].items() if c in KEY_MEASURES}, st["rejected"],
+            st["values"], st["rejected"],
             probabilities=st["probabilities"], drivers=st["drivers"],
         )  # fmt: skip
         model = models.get("early-warning")

@@ -326,7 +326,13 @@ def replay_early_warning(
     labels = frame["sepsis_label"].to_numpy(np.int8)
     risks = np.array([r.risk for pid in ids for r in result.risks[pid]], dtype=np.float64)
     metrics = folder_metrics(labels, risks, offsets, thr, data)
-    shown = {c: frame[c].to_numpy(np.float64) for c in frame.columns if c in KEY_MEASURES}
+    # the findings' measures, and every column a value was refused in (the page shows it)
+    refused_in = {c for hr in result.risks.values() for r in hr for c in r.rejected}
+    shown = {
+        c: frame[c].to_numpy(np.float64)
+        for c in frame.columns
+        if c in KEY_MEASURES or c in refused_in
+    }
     summaries = []
     for i, pid in enumerate(ids):
         a, b = int(offsets[i]), int(offsets[i + 1])

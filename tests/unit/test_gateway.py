@@ -1041,7 +1041,9 @@ def test_a_sepsis_patients_live_page_is_the_replay_page_of_the_stay_so_far(
     with TestClient(create_app(ward, tick_s=0, models={"early-warning": "m (version 3)"})) as c:
         c.post("/vitals/icu 4/admit")
         for row in rows:
-            c.post("/vitals/icu 4", json={**row, "HR": 400.0} if row is rows[2] else row)
+            c.post(
+                "/vitals/icu 4", json={**row, "HR": 400.0, "FiO2": 50.0} if row is rows[2] else row
+            )
         summary = c.get("/vitals/icu 4").json()
         r = c.get("/vitals/icu 4/page")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -1050,6 +1052,8 @@ def test_a_sepsis_patients_live_page_is_the_replay_page_of_the_stay_so_far(
         assert page.count("<svg") == 1  # the risk over the stay
         assert f"{summary['risk_max']:.3f}" in page
         assert "HR" in page and "400" in page  # the refused value is listed
+        # with its value for a column outside the findings too (a percentage FiO2 was "?")
+        assert f"ICU hour {int(rows[2]['ICULOS'])}: FiO2 = 50.0<" in page
         onsets = [e for e in c.get("/events").json()["events"] if e["source"] == "sepsis"]
         assert len(onsets) == summary["alarm_episodes"] > 0
         for e in onsets:  # each episode with what raised the risk when it began

@@ -78,7 +78,8 @@ def stay_summary(
         The model's alarm threshold (an hour is in alarm when its risk reaches it).
     values : mapping
         vitalgru column -> the value pushed at each row (NaN where not measured); the
-        columns of :data:`KEY_MEASURES` that are present are reported.
+        columns of :data:`KEY_MEASURES` that are present are reported, and a refused value
+        is listed with its value when its column is here (give every refused column).
     rejected : sequence of sequence of str, optional
         For each row, the columns whose value the monitor refused as impossible (read as
         missing: not shown as a finding).

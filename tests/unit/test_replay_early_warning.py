@@ -1,0 +1,59 @@
+"""``vitalgru replay early-warning`` on a small fitted model (the registry stood in for)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipelines.replay as replay_mod
+from vitalgru.tracking import LoadedModel
+
+
+@pytest.fixture
+def replayed(sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch) -> Any:
+    model, preprocessing, _ = sepsis_fit
+
+    def load_model(uri: str, kinds: Any = ()) -> LoadedModel:
+        return LoadedModel(model, preprocessing, {}, uri, "3")
+
+    monkeypatch.setattr(replay_mod.tracking, "load_model", load_model)
+
+    def run(data: Path, out: Path) -> dict[str, Any]:
+        return replay_mod.replay_early_warning("models:/m@champion", str(data), str(out))
+
+    return run
+
+
+def _psv(src: Path, dst: Path, edit: dict[int, dict[str, str]]) -> None:
+    """Copy a challenge file, changing cells of some rows (row index -> column -> text)."""
+    lines = src.read_text().splitlines()
+    head = lines[0].split("|")
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        cells = line.split("|")
+        for col, text in edit.get(i, {}).items():
+            cells[head.index(col)] = text
+        out.append("|".join(cells))
+    dst.write_text("\n".join(out) + "\n")
+
+
+def test_a_refused_value_outside_the_findings_is_listed_with_its_value(
+    replayed: Any, physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # only the findings' columns were passed on: a FiO2 given as a percentage and an
+    # impossible pH were listed as "FiO2 = ?" and "pH = ?", the value the feed's team needs
+    data = tmp_path / "data"
+    data.mkdir()
+    setA = physionet_mirror / "challenge-2019" / "training_setA"
+    _psv(setA / "p000001.psv", data / "p000001.psv", {3: {"FiO2": "50", "pH": "74", "HR": "400"}})
+    report = replayed(data, tmp_path / "out")
+    refused = {r["column"]: r["value"] for r in report["patients"]["p000001"]["rejected"]}
+    assert refused == {"fio2_frac": 50.0, "ph": 74.0, "hr_bpm": 400.0}
+    page = (tmp_path / "out" / "replay.html").read_text()
+    listed = re.findall(r"<li>ICU hour 4: ([^<]*)</li>", page)
+    assert "?" not in " ".join(listed) and any(t.startswith("FiO2 = 50") for t in listed)
+    assert json.loads((tmp_path / "out" / "replay.json").read_text())["patients"]
