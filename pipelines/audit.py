@@ -25,7 +25,10 @@ Rows are never updated (but for their count) or deleted by the gateway, and each
 hash chain: the SHA-256 of the row before's chain and the row's own fields (not its count),
 so a row changed or deleted afterwards by someone with the file breaks the chain from there
 on (:meth:`AuditLog.verify`, ``vitalgru serve-audit --verify``; rows cut off the end leave
-no trace in the chain: keep a copy of the latest chain elsewhere for that). ``GET /audit``
+no trace in the chain: keep a copy of the latest chain elsewhere for that). The chain has
+no key: whoever can write the file can change a row and recompute every later link, which
+``--verify`` alone does not find; a link kept elsewhere (``--expect``) is then missing from
+the file, so keep one outside the gateway's machine regularly. ``GET /audit``
 (admin tokens only) and ``vitalgru serve-audit FILE`` read them.
 
 Retention: an access log is kept for years (an accounting of disclosures reaches back six
@@ -41,6 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -53,6 +58,8 @@ from typing import Any
 from vitalgru.claims import sqlite_owner
 
 __all__ = ["COALESCE_S", "AuditLog", "verify_files"]
+
+logger = logging.getLogger(__name__)
 
 #: Seconds within which the same caller asking the same thing about the same patient is
 #: one row (with a count): a poller does not fill the file.
@@ -72,15 +79,30 @@ _COLUMNS = ("seq", "at", "caller", "action", "patient_id", "status", "client", "
 class AuditLog:
     """An append-only access log in a SQLite file (see the module's description).
 
-    ValueError for a file that is not SQLite, or another program's.
+    A new file is made readable by its owner only (it names who read which patient's
+    data). ``read_only`` opens an existing file without writing to it (an archive kept
+    read-only is verified and listed as it is). ValueError for a file that is not SQLite,
+    or another program's.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._recent: dict[tuple[str, str, str | None, int], tuple[float, int]] = {}
+        #: writes that failed (a full disk, a file locked past the wait): counted, logged and
+        #: shown in ``/metrics`` and ``/health``, never raised into the request
+        self.errors = 0
+        if not read_only and not self.path.exists():
+            try:  # owner-only before the first byte, and so its -wal and -shm after it
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           check_same_thread=False, isolation_level=None)  # fmt: skip
+            else:
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             # text whose bytes changed on disk reads with U+FFFD where they were: listed as it
             # is, and a row that no longer hashes to its chain for --verify (sqlite's own
             # decoding error stopped both)
@@ -89,13 +111,16 @@ class AuditLog:
             kind = sqlite_owner(self._db, "kind", self.path, "a vitalgru audit log")
             if kind is not None and kind != "vitalgru-audit":
                 raise ValueError(f"{self.path} is a {kind} file, not a vitalgru audit log")
+            if read_only:
+                if kind is None:
+                    raise ValueError(f"{self.path} is not a vitalgru audit log")
+                return
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
             if kind is None:
                 self._db.execute("INSERT INTO meta VALUES ('kind', 'vitalgru-audit')")
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path} is not a vitalgru audit log: {e}") from None
-        self.errors = 0
 
     def close(self) -> None:
         with self._lock:
@@ -110,8 +135,12 @@ class AuditLog:
         client: str | None = None,
     ) -> None:
         """Write one access (or add it to the same caller's same access within
-        :data:`COALESCE_S`). A failed write is counted (``errors``), not raised: a full
-        disk must not stop alarms."""
+        :data:`COALESCE_S`; a refusal, 401 or 403, is a row each time). A failed write is
+        counted (``errors``) and logged, not raised: a full disk must not stop alarms."""
+        # text UTF-8 cannot hold (a lone surrogate from a JSON "\ud800") is kept escaped
+        caller, action = _storable(caller), _storable(action)
+        patient_id = None if patient_id is None else _storable(patient_id)
+        client = None if client is None else _storable(client)
         # the client's address is part of what is the same: a second workstation reading
         # with a shared token (or an open gateway) is a row of its own
         key = (caller, action, patient_id, int(status), client)
@@ -120,7 +149,8 @@ class AuditLog:
         try:
             with self._lock:
                 last = self._recent.get(key)
-                if last is not None and now - last[0] < COALESCE_S and status < 400:
+                refused = status in (401, 403)  # each attempt is a row of its own
+                if last is not None and now - last[0] < COALESCE_S and not refused:
                     self._db.execute("UPDATE access SET count = count + 1 WHERE seq = ?",
                                      (last[1],))  # fmt: skip
                     return
@@ -135,8 +165,11 @@ class AuditLog:
                     self._recent = {
                         k: v for k, v in self._recent.items() if now - v[0] < COALESCE_S
                     }
-        except sqlite3.Error:
+        except Exception as e:  # whatever it is, the answer goes out
             self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                logger.error("access log %s: a row could not be written (%s errors so far): %s",
+                             self.path, self.errors, e)  # fmt: skip
 
     def rows(
         self,
@@ -287,7 +320,7 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no audit log at {path}")
-        log = AuditLog(path)
+        log = AuditLog(path, read_only=True)
         try:
             n, broken, last = log.verify()
             anchor = log.anchor()
@@ -300,6 +333,15 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
                     "broken": broken, "follows": follows})  # fmt: skip
         prev_last = last  # a file without rows: its anchor
     return out
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate written as its escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _lenient_text(data: bytes) -> str:
@@ -317,7 +359,7 @@ def read_rows(path: str | Path, **filters: Any) -> Iterator[dict[str, Any]]:
     when absent: FileNotFoundError)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no audit log at {path}")
-    log = AuditLog(path)
+    log = AuditLog(path, read_only=True)
     with closing(log._db):
         since = int(filters.pop("since", 0))
         while True:

@@ -87,7 +87,7 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
         at = None
         if args.expect is not None:  # in any of the files: the chain they verify as one
             for c in checked:
-                log = AuditLog(c["path"])
+                log = AuditLog(c["path"], read_only=True)
                 try:
                     row = log.row_of_link(args.expect)
                 finally:

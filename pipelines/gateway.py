@@ -116,6 +116,7 @@ from pipelines.gateway_http import (
     token_access,
 )
 from pipelines.gateway_metrics import (
+    AuditCollector,
     CdsCollector,
     ForwarderCollector,
     IntakeCollector,
@@ -308,6 +309,8 @@ def create_app(
         if mllp is not None:
             out["mllp"] = {"port": getattr(app.state, "mllp_port", None),
                            "tls": mllp_tls is not None}  # fmt: skip
+        if audit is not None:  # rows lost: reads answered that the access log lacks
+            out["audit"] = {"write_errors": audit.errors}
         if forwarder is not None:
             out["alarm_forwarder"] = {
                 "target": f"{forwarder.host}:{forwarder.port}", "tls": forwarder.tls is not None,
@@ -393,6 +396,8 @@ def create_app(
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}))
     registry.register(intake)
+    if audit is not None:
+        registry.register(AuditCollector(audit))
     if isinstance(tokens, TokenFile):
         registry.register(TokenFileCollector(tokens))
     if forwarder is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
@@ -102,7 +103,9 @@ class AuditMiddleware:
             nonlocal written
             if message["type"] == "http.response.start" and not written:
                 written = True
-                self._write(scope, int(message["status"]))
+                # a SQLite write (and its wait on a locked file) off the event loop: the
+                # other requests, streams and feeds go on meanwhile
+                await run_in_threadpool(self._write, scope, int(message["status"]))
             await send(message)
 
         await self.app(scope, receive, watched)

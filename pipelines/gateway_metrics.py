@@ -121,6 +121,19 @@ class TokenFileCollector:
                                   value=self.tokens.errors)  # fmt: skip
 
 
+class AuditCollector:
+    """The access log's failed writes (:class:`pipelines.audit.AuditLog` ``errors``): reads
+    answered while their rows could not be kept, for an alert."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+
+    def collect(self) -> Any:
+        yield CounterMetricFamily("vitalgru_audit_write_errors",
+                                  "access-log rows that could not be written (the requests "
+                                  "were answered)", value=self.log.errors)  # fmt: skip
+
+
 class IntakeCollector:
     """What the gateway's FHIR and HL7 v2 inputs took and left, counted as they come: an
     interface sending a unit that cannot be converted, or codes the model does not use,

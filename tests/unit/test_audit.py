@@ -323,3 +323,106 @@ def test_a_file_of_another_kind_is_refused_and_left_as_it_is(tmp_path: Path) -> 
     assert not (tmp_path / "mlflow.db-wal").exists()
     AuditLog(log).close()  # its own kind: taken up
     WardJournal(state).close()
+
+
+def test_repeats_are_one_row_whatever_the_answer_but_refusals(tmp_path: Path) -> None:
+    # only answers under 400 were grouped: a client over its rate (429) or a screen polling
+    # a discharged patient (404) wrote a row, and an fsync, per request
+    log = AuditLog(tmp_path / "audit.sqlite")
+    for status in (429, 429, 429, 404, 404, 401, 401, 403, 403):
+        log.record("reader-1", "GET /vitals/{patient_id}", "p1", status, "10.0.0.7")
+    assert [(r["status"], r["count"]) for r in log.rows()] == [
+        (429, 3), (404, 2), (401, 1), (401, 1), (403, 1), (403, 1)]  # fmt: skip
+    log.close()
+
+
+def test_a_row_that_cannot_be_written_is_counted_logged_and_shown(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    model, preprocessing, _ = sepsis_fit
+    log = AuditLog(tmp_path / "audit.sqlite")
+    # a lone surrogate (a JSON "\ud800") cannot be UTF-8: it raised out of record() (a 500
+    # for the request, no row, nothing counted); it is kept escaped
+    log.record("open", "GET /vitals/{patient_id}", "\ud800x", 200)
+    assert log.rows()[-1]["patient_id"] == "\\ud800x" and log.errors == 0
+    app = create_app(Ward(None, EarlyWarningMonitor(model, preprocessing)), tick_s=0, audit=log)
+    with TestClient(app) as c:
+        c.post("/vitals/p1/admit")
+        with sqlite3.connect(tmp_path / "audit.sqlite", timeout=0) as other:
+            other.execute("BEGIN EXCLUSIVE")  # another program holds the file
+            log._db.execute("PRAGMA busy_timeout = 0")
+            with caplog.at_level("ERROR", logger="pipelines.audit"):
+                assert c.get("/vitals/p1").status_code == 200  # answered all the same
+            other.execute("ROLLBACK")
+        # counted before, and shown nowhere: now in /health, /metrics and the log
+        assert log.errors == 1 and c.get("/health").json()["audit"] == {"write_errors": 1}
+        assert "vitalgru_audit_write_errors_total 1.0" in c.get("/metrics").text
+    assert "a row could not be written (1 errors so far)" in caplog.text
+
+
+def test_a_slow_audit_write_does_not_hold_up_other_requests(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the row was written on the event loop: while one read waited on a locked audit file
+    # (up to sqlite's 5 s), /health, the event streams and the feeds waited too
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, preprocessing, _ = sepsis_fit
+    log = AuditLog(tmp_path / "audit.sqlite")
+    app = create_app(Ward(None, EarlyWarningMonitor(model, preprocessing)), tick_s=0, audit=log)
+    entered, release = threading.Event(), threading.Event()
+    real = log.record
+
+    def slow(*args: Any) -> None:
+        if args[1] == "GET /vitals/{patient_id}":
+            entered.set()
+            release.wait(10)
+        real(*args)
+
+    monkeypatch.setattr(log, "record", slow)
+    with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
+        c.post("/vitals/p1/admit")
+        read = pool.submit(c.get, "/vitals/p1")
+        assert entered.wait(10)
+        t0 = time.monotonic()
+        assert c.get("/health").status_code == 200
+        took = time.monotonic() - t0
+        release.set()
+        assert read.result(10).status_code == 200
+    assert took < 5  # answered while the read's row waited (10 s before)
+
+
+def test_files_are_owner_only_and_read_without_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path)
+    log.record("reader-1", "GET /vitals/{patient_id}", "p1", 200)
+    # who read which patient: created -rw-r--r-- beside a 0600 token file
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert all(p.stat().st_mode & 0o077 == 0 for p in tmp_path.glob("audit.sqlite*"))
+    kept = log.verify()[2]
+    log.close()
+    # reading and verifying opened the file for writing (WAL, schema, meta): an archive
+    # kept read-only could be neither listed nor verified ("attempt to write a readonly
+    # database"); each reader now opens it read-only
+    opened: list[bool] = []
+    real_init = AuditLog.__init__
+
+    def init(self: AuditLog, p: Any, read_only: bool = False) -> None:
+        opened.append(read_only)
+        real_init(self, p, read_only)
+
+    monkeypatch.setattr(AuditLog, "__init__", init)
+    assert verify_files([path])[0]["broken"] is None
+    assert len(list(read_rows(path))) == 1
+    assert main(["serve-audit", str(path), "--verify", "--expect", kept]) == 0
+    assert opened and all(opened)
+    ro = AuditLog(path, read_only=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        ro._db.execute("DELETE FROM access")
+    ro.close()
+    with pytest.raises(ValueError, match="not a vitalgru audit log"):
+        AuditLog(tmp_path / "empty.sqlite", read_only=True)
