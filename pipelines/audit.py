@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -55,7 +54,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vitalgru.claims import sqlite_owner
+from vitalgru.claims import owner_only, sqlite_owner
 
 __all__ = ["COALESCE_S", "AuditLog", "verify_files"]
 
@@ -92,11 +91,8 @@ class AuditLog:
         #: writes that failed (a full disk, a file locked past the wait): counted, logged and
         #: shown in ``/metrics`` and ``/health``, never raised into the request
         self.errors = 0
-        if not read_only and not self.path.exists():
-            try:  # owner-only before the first byte, and so its -wal and -shm after it
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
+        if not read_only:
+            owner_only(self.path)
         try:
             if read_only:
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,

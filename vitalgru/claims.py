@@ -36,6 +36,7 @@ __all__ = [
     "FOLDER_WAIT_S",
     "ClaimBusy",
     "hold",
+    "owner_only",
     "reading",
     "replace_file",
     "replacing",
@@ -199,6 +200,15 @@ def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) 
             f.flush()
             os.fsync(f.fileno())
     return Path(path)
+
+
+def owner_only(path: Path | str) -> None:
+    """Make ``path`` an empty file readable by its owner only when there is none (a SQLite
+    file holding patient data: its ``-wal`` and ``-shm`` take the mode from it)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # there already; or a folder missing, which SQLite's open names
+        pass
 
 
 def sqlite_owner(db: sqlite3.Connection, key: str, path: Path | str, what: str) -> str | None:

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.claims import sqlite_owner
+from vitalgru.claims import owner_only, sqlite_owner
 from vitalgru.scoring.ward_state import StateDamage, WardState, read_state
 
 __all__ = ["WardJournal", "event_json"]
@@ -139,6 +139,7 @@ class WardJournal:
         self._taking = threading.local()  # the HL7 message this thread is taking, if any
         self.errors = 0  # writes that failed (counted by the ward, which keeps running)
         try:
+            owner_only(self.path)  # the ward's patients and their data
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             # another program's file, or the gateway's access log, is refused untouched
             sqlite_owner(self._db, "schema", self.path, "a vitalgru ward state file")

@@ -40,6 +40,8 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     assert got.events == [{"seq": 1, "kind": "pause", "onset_s": 3.5, "n_beats": 0}]
     assert got.last_seq == 1
     assert got.models == {"arrhythmia": "models:/a@champion (version 2)"}
+    # the ward's patients and their data: readable by the owner only (was -rw-r--r--)
+    assert all(p.stat().st_mode & 0o077 == 0 for p in tmp_path.glob("w.sqlite*"))
 
 
 def test_a_file_written_before_admission_demographics_opens_as_it_is(tmp_path: Path) -> None:
