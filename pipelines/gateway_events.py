@@ -197,10 +197,11 @@ async def _sse(
                 if limit is not None and sent >= limit:
                     return
             since = got["last_seq"]
-            quiet_since = time.monotonic()
+            if got["events"] or got["dropped"]:  # only what this stream sent: a stream of
+                quiet_since = time.monotonic()  # one patient on a busy ward is quiet too
             if ward.last_seq > since:
                 continue  # more than one batch was waiting
-        elif time.monotonic() - quiet_since >= STREAM_KEEPALIVE_S:
+        if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_S:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
         await asyncio.sleep(STREAM_POLL_S)

@@ -1426,3 +1426,35 @@ def test_bodies_the_models_refuse_are_422_however_odd(
         # the feeds wait on) is refused
         r = c.post("/vitals/icu-9/admit", params={"admitted_at": "2025-06-01T00:00:00+00:00"})
         assert r.status_code == 422 and "check the year" in r.text
+
+
+def test_a_stream_of_one_patient_sends_keep_alives_while_others_are_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the quiet time was reset by any event logged, even one the filter left out: a stream
+    # of one patient sent nothing at all while the rest of the ward was busy, and proxies
+    # closed it as idle
+    import asyncio
+
+    from pipelines import gateway_events
+
+    class BusyWard:
+        t0 = time.monotonic()
+
+        @property
+        def last_seq(self) -> int:  # another patient's event every 5 ms
+            return int((time.monotonic() - self.t0) / 0.005)
+
+        def events(self, since: int, limit: int, patient_id: Any = None, source: Any = None):
+            return {"events": [], "dropped": 0, "last_seq": self.last_seq}
+
+    monkeypatch.setattr(gateway_events, "STREAM_KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(gateway_events, "STREAM_POLL_S", 0.01)
+    t_end = time.monotonic() + 0.5
+
+    async def read() -> list[str]:
+        gen = gateway_events._sse(BusyWard(), 0, None, lambda: time.monotonic() > t_end, "bed-4")
+        return [m async for m in gen]
+
+    sent = asyncio.run(read())
+    assert sent[0].startswith("retry:") and sent.count(": keep-alive\n\n") >= 3
