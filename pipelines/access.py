@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vitalgru.claims import replace_file
+from vitalgru.claims import hold, replace_file
 
 __all__ = [
     "ROLES", "Credential", "RateLimit", "StreamTickets", "TokenFile", "TokenTable", "new_token",
@@ -198,6 +198,14 @@ class TokenTable:
         return self if other is None else TokenTable([*self.credentials, *other.credentials])
 
 
+def _editing(p: Path) -> Any:
+    """One edit of the token file at a time (``<file>.lock``): two ``serve-token`` commands
+    at once each wrote back what they read, so a revoked token came back or an added one
+    (already handed out) was lost."""
+    return hold(f"{os.path.realpath(p)}.lock", f"the token file {p}", wait_s=10.0,
+                busy="another serve-token")  # fmt: skip
+
+
 def _write(p: Path, credentials: Sequence[Credential]) -> None:
     """The token file, replaced in one step and readable by its owner only."""
     body = json.dumps({"tokens": [c.entry() for c in credentials]}, indent=2) + "\n"
@@ -228,14 +236,15 @@ def new_token(
         when = datetime.now(UTC) + timedelta(days=expires_days)
         expires = when.isoformat(timespec="seconds")
     p = Path(path)
-    table = TokenTable.from_file(p) if p.exists() else TokenTable([])
-    if any(c.name == name for c in table.credentials):
-        raise ValueError(f"{p}: there is already a token named {name!r}")
-    token = secrets.token_urlsafe(32)
-    cred = Credential(name, role, _sha256(token), expires,
-                      None if patients is None else tuple(patients))  # fmt: skip
-    _entry(p, len(table.credentials), cred.entry())  # the limits, checked as the file is
-    _write(p, [*table.credentials, cred])
+    with _editing(p):
+        table = TokenTable.from_file(p) if p.exists() else TokenTable([])
+        if any(c.name == name for c in table.credentials):
+            raise ValueError(f"{p}: there is already a token named {name!r}")
+        token = secrets.token_urlsafe(32)
+        cred = Credential(name, role, _sha256(token), expires,
+                          None if patients is None else tuple(patients))  # fmt: skip
+        _entry(p, len(table.credentials), cred.entry())  # the limits, checked as the file is
+        _write(p, [*table.credentials, cred])
     return token
 
 
@@ -244,11 +253,12 @@ def revoke_token(path: str | os.PathLike, name: str) -> Credential:
     gateway serving the file refuses it from its next look at the file (about a second).
     ValueError when there is no such token or the file is malformed."""
     p = Path(path)
-    table = TokenTable.from_file(p)
-    gone = [c for c in table.credentials if c.name == name]
-    if not gone:
-        raise ValueError(f"{p}: no token named {name!r}")
-    _write(p, [c for c in table.credentials if c.name != name])
+    with _editing(p):
+        table = TokenTable.from_file(p)
+        gone = [c for c in table.credentials if c.name == name]
+        if not gone:
+            raise ValueError(f"{p}: no token named {name!r}")
+        _write(p, [c for c in table.credentials if c.name != name])
     return gone[0]
 
 

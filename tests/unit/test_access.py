@@ -124,6 +124,29 @@ def test_a_revoked_token_leaves_the_others(tmp_path: Path) -> None:
     assert TokenTable.from_file(f).credentials == []  # every token revoked: no one gets in
 
 
+def test_edits_made_at_once_are_all_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # each serve-token read the file, changed it and wrote it back: one made at the same
+    # time lost the other's change (a revoked token back in force, a handed-out one gone)
+    from concurrent.futures import ThreadPoolExecutor
+
+    f = tmp_path / "tokens.json"
+    new_token(f, "old", "reader")
+    real = TokenTable.from_file
+
+    def slow_read(path: str | os.PathLike) -> TokenTable:
+        table = real(path)
+        time.sleep(0.2)  # another edit reads the same file meanwhile
+        return table
+
+    monkeypatch.setattr(TokenTable, "from_file", staticmethod(slow_read))
+    with ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(revoke_token, f, "old"),
+                pool.submit(new_token, f, "n1", "feed"),
+                pool.submit(new_token, f, "n2", "feed")]  # fmt: skip
+        [j.result(30) for j in jobs]
+    assert sorted(c.name for c in real(f).credentials) == ["n1", "n2"]
+
+
 def test_a_running_gateway_reads_the_file_again_when_it_changes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
