@@ -159,7 +159,10 @@ class TokenTable:
 
     @classmethod
     def single(cls, token: str, name: str = "shared token") -> TokenTable:
-        """One token that may do everything (``VITALGRU_GATEWAY_TOKEN``)."""
+        """One token that may do everything (``VITALGRU_GATEWAY_TOKEN``), without the
+        whitespace around it: a token read from a secret file ends in a newline, and a
+        presented token is taken stripped (everyone was refused)."""
+        token = token.strip()
         if len(token) < MIN_TOKEN_CHARS:
             raise ValueError(f"the gateway token must be at least {MIN_TOKEN_CHARS} characters")
         return cls([Credential(name, "admin", _sha256(token))])

@@ -124,6 +124,14 @@ def test_a_revoked_token_leaves_the_others(tmp_path: Path) -> None:
     assert TokenTable.from_file(f).credentials == []  # every token revoked: no one gets in
 
 
+def test_a_shared_token_from_a_secret_file_is_taken_without_its_newline() -> None:
+    token = "s3cret-" * 6
+    table = TokenTable.single(token + "\n")
+    assert table.who(token) is not None  # every client was refused 401
+    with pytest.raises(ValueError, match="at least"):
+        TokenTable.single(" " * 40)  # blank is not a token (and not an open gateway)
+
+
 def test_edits_made_at_once_are_all_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # each serve-token read the file, changed it and wrote it back: one made at the same
     # time lost the other's change (a revoked token back in force, a handed-out one gone)
