@@ -168,7 +168,7 @@ def trend_chart(
     ticks = f'<text x="{left}" y="{height - 6}" text-anchor="middle">{x0:g}</text>' + "".join(
         f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle">{t:g}</text>'
         for t in (first + k * x_step for k in range(int((x1 - first) / x_step) + 1))
-        if x(t) - left > 24  # clear of the first value's label
+        if t <= x1 and x(t) - left > 24  # on the axis, clear of the first value's label
     )
     events = ""
     labelled_at = -math.inf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -30,6 +31,15 @@ def test_a_gap_breaks_the_line_and_values_stay_inside_the_plot() -> None:
     assert min(ys) == 8.0  # 500 is drawn at the top of the plot, not above it
     assert svg.count('fill="#f4c7c3"') == 1 and 'stroke-dasharray="4 3"' in svg
     assert trend_chart([], [], y_max=1, x_step=1, label="none") == ""
+
+
+def test_an_axis_shorter_than_one_step_labels_only_its_values() -> None:
+    # a 5-hour stay on a 24-hour step: "24" was drawn at the right edge, where hour 5 is
+    svg = trend_chart([1, 2, 3, 4, 5], [0.1] * 5, y_max=1, x_step=24, label="x")
+    bottom = re.findall(r'text-anchor="middle">([^<]*)</text>', svg)
+    assert bottom == ["1"]
+    svg = trend_chart([0, 100], [1, 2], y_max=5, x_step=50, label="x")
+    assert re.findall(r'text-anchor="middle">([^<]*)</text>', svg) == ["0", "50", "100"]
 
 
 def test_marks_too_close_for_two_labels_share_one() -> None:
