@@ -211,7 +211,24 @@ def _fmt(v: float) -> str:
     return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
 
 
-def _chart(s: StaySummary) -> str:
+def _risk_decimals(stays: Sequence[StaySummary]) -> int:
+    """Decimals for the risks and thresholds of a page: 3, or more where a risk lies so
+    close to its threshold that 3 would put it on the other side (a highest risk of 0.0921
+    under a threshold of 0.0924 read "0.092" against "(0.092)"); at most 6."""
+    pairs = [
+        (v, s["threshold"])
+        for s in stays
+        if math.isfinite(s["threshold"])
+        for v in (s["risk_max"], s["risk_last"], *(ep["peak_risk"] for ep in s["episodes"]))
+        if v is not None
+    ]
+    for d in range(3, 6):
+        if all((round(v, d) >= round(t, d)) == (v >= t) for v, t in pairs):
+            return d
+    return 6
+
+
+def _chart(s: StaySummary, d: int = 3) -> str:
     """The risk over the stay: alarm episodes shaded, the threshold dashed, the reference
     onset (when known) marked. The risk axis runs from 0 to a round value above both the
     highest risk and twice the threshold: a model's risks are often far below 1, and on a
@@ -228,7 +245,7 @@ def _chart(s: StaySummary) -> str:
         risk,
         y_max=min(1.0, axis_top(max(max(risk), 2.0 * (level or 0.0)))),
         x_step=24,
-        label=f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.3f}",
+        label=f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.{d}f}",
         bands=[(ep["start_hour"] - 0.5, ep["end_hour"] + 0.5) for ep in s["episodes"]],
         level=level,
         marks=[(onset, "onset")] if onset is not None else (),
@@ -246,7 +263,7 @@ def _findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
     return "; ".join(parts) or "nothing measured yet"
 
 
-def _headline(s: StaySummary) -> str:
+def _headline(s: StaySummary, d: int = 3) -> str:
     if s["in_alarm_at_end"]:
         prob = s.get("probability_last")
         chance = (
@@ -255,7 +272,7 @@ def _headline(s: StaySummary) -> str:
         )  # fmt: skip
         text = (
             f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk "
-            f"{s['risk_last']:.3f}{chance})"
+            f"{s['risk_last']:.{d}f}{chance})"
         )
     elif s["episodes"]:
         text = (
@@ -284,12 +301,25 @@ def _reference_html(s: StaySummary) -> str:
     )
 
 
-def _stay_html(s: StaySummary) -> str:
+def _refused_items(s: StaySummary) -> list[str]:
+    """Each value refused as impossible, as HTML text: ``ICU hour 4: FiO2 = 50.0``."""
+    return [
+        f"ICU hour {r['hour']}: {html.escape(_CHALLENGE_NAMES.get(r['column'], r['column']))} = "
+        f"{'?' if r['value'] is None else _fmt(r['value'])}"
+        for r in s["rejected"]
+    ]
+
+
+def _refused_text(s: StaySummary) -> str:
+    return "; ".join(_refused_items(s))
+
+
+def _stay_html(s: StaySummary, d: int = 3) -> str:
     e = html.escape
     explained = any(ep.get("drivers") for ep in s["episodes"])
     rows = "".join(
         f"<tr><td class=n>{ep['start_hour']}</td><td class=n>{ep['end_hour']}</td>"
-        f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.3f}</td>"
+        f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.{d}f}</td>"
         f"<td>{_findings_html(ep['findings'])}</td>"
         + (f"<td>{e('; '.join(d['text'] for d in ep['drivers'])) or '—'}</td>" if explained else "")
         + "</tr>"
@@ -311,11 +341,7 @@ def _stay_html(s: StaySummary) -> str:
             "its mean over the training patients (typical) at the hours it was measured, and "
             "the stay scored again. The model's reasons, not a diagnosis.</p>"
         )
-    refused = "".join(
-        f"<li>ICU hour {r['hour']}: {e(_CHALLENGE_NAMES.get(r['column'], r['column']))} = "
-        f"{'?' if r['value'] is None else _fmt(r['value'])}</li>"
-        for r in s["rejected"]
-    )
+    refused = "".join(f"<li>{t}</li>" for t in _refused_items(s))
     refused_html = (
         f"<p>Values refused as physiologically impossible (read as missing):</p><ul>{refused}</ul>"
         if refused
@@ -324,10 +350,10 @@ def _stay_html(s: StaySummary) -> str:
     return f"""
 <section>
 <h2>Patient {e(s["patient_id"])}</h2>
-<p class=head>{_headline(s)}</p>
+<p class=head>{_headline(s, d)}</p>
 <p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
-{s["risk_max"]:.3f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
-{_reference_html(s)}{_chart(s)}{table}{refused_html}
+{s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
+{_reference_html(s)}{_chart(s, d)}{table}{refused_html}
 </section>"""
 
 
@@ -342,7 +368,11 @@ def early_warning_report_html(
     an alarm or a reference onset (in alarm at the latest hour first), one table for the
     rest."""
     e = html.escape
-    flagged = [s for s in stays if s["episodes"] or s["reference_onset_hour"] is not None]
+    d = _risk_decimals(stays)
+    # one patient's page (the gateway's live page) shows the stay whether or not it alarmed:
+    # a risk climbing toward the threshold, values refused
+    alone = len(stays) == 1 and stays[0]["n_hours"] > 0
+    flagged = [s for s in stays if s["episodes"] or s["reference_onset_hour"] is not None or alone]
     flagged.sort(key=lambda s: (not s["in_alarm_at_end"], not s["episodes"],
                                 str(s["patient_id"])))  # fmt: skip
     quiet = sorted((s for s in stays if s not in flagged), key=lambda s: str(s["patient_id"]))
@@ -355,12 +385,14 @@ def early_warning_report_html(
     )
     rest = (
         "<section><h2>Patients without an alarm</h2><table><tr><th>patient</th>"
-        "<th>ICU hours</th><th>highest risk</th><th>latest risk</th></tr>"
+        "<th>ICU hours</th><th>highest risk</th><th>latest risk</th>"
+        "<th>values refused as impossible</th></tr>"
         + "".join(
             f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
-            f"</td><td class=n>{s['risk_max']:.3f}</td><td class=n>{s['risk_last']:.3f}</td></tr>"
+            f"</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>{s['risk_last']:.{d}f}</td>"
+            f"<td>{_refused_text(s) or '—'}</td></tr>"
             if s["n_hours"]
-            else f"<tr><td>{e(s['patient_id'])}</td><td colspan=3>no hour scored yet</td></tr>"
+            else f"<tr><td>{e(s['patient_id'])}</td><td colspan=4>no hour scored yet</td></tr>"
             for s in quiet
         )
         + "</table></section>"
@@ -375,11 +407,11 @@ def early_warning_report_html(
     )
     intro = (
         "Each hour's risk uses only that hour and earlier ones. An hour is in alarm when its "
-        f"risk reaches the model's threshold ({', '.join(f'{t:.3f}' for t in sorted(thr))}), "
+        f"risk reaches the model's threshold ({', '.join(f'{t:.{d}f}' for t in sorted(thr))}), "
         f"chosen on its training patients.{never} Values in red are outside the SIRS, qSOFA, "
         "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
         + "; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values())
         + "). Times are ICU hours (ICULOS)."
     )
-    body = overview + "".join(_stay_html(s) for s in flagged) + rest
+    body = overview + "".join(_stay_html(s, d) for s in flagged) + rest
     return page(title, intro, body, model=model, generated=generated)

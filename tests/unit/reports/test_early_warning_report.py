@@ -159,4 +159,27 @@ def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed(
                        ("Lactate 2.04 mmol/L", True), ("Creatinine 1.16 mg/dL", False),
                        ("HR 95.0 bpm", True)):  # fmt: skip
         assert (f"<span class=hi>{shown}</span>" in page) == red and shown in page, shown
-    assert "<td>new-bed</td><td colspan=3>no hour scored yet</td>" in page
+    assert "<td>new-bed</td><td colspan=4>no hour scored yet</td>" in page
+
+
+def test_one_patient_without_an_alarm_gets_the_whole_stay() -> None:
+    # the live page of a patient not (yet) in alarm was one table row: no risk chart, and
+    # the values refused as impossible left out
+    s = stay_summary("icu-3", [1, 2, 3], [0.05, 0.1, 0.2], 0.25,
+                     {"temp_c": [37.0, 370.0, 37.2]}, [[], ["temp_c"], []])  # fmt: skip
+    page = early_warning_report_html([s])
+    assert page.count("<svg") == 1 and "<h2>Patient icu-3</h2>" in page
+    assert "ICU hour 2: Temp = 370<" in page and "No alarm" in page
+    # on a page of many, the quiet patients' refused values are in their row
+    other = stay_summary("icu-4", [1], [0.1], 0.25, {}, [[]])
+    many = early_warning_report_html([s, other])
+    assert many.count("<svg") == 0 and "<td>ICU hour 2: Temp = 370</td>" in many
+
+
+def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
+    # threshold 0.0924, highest risk 0.0921: "(0.092)" in the text and "0.092" in the row
+    s = stay_summary("p", [1, 2], [0.05, 0.0921], 0.0924, {}, [[], []])
+    page = early_warning_report_html([s, stay_summary("q", [1], [0.01], 0.0924, {}, [[]])])
+    assert "threshold (0.0924)" in page and "<td class=n>0.0921</td>" in page
+    usual = early_warning_report_html([stay_summary("p", [1], [0.5], 0.0924, {}, [[]])])
+    assert "threshold (0.092)" in usual  # three decimals where they tell the sides apart
