@@ -143,11 +143,16 @@ def _row(
     share_ref = float(ref["measured"]) + float(ref["refused"])
     share_now = float(now["measured"]) + float(now["refused"])
     present = min(share_ref * n_ref, share_now * n_now)
-    level = worst_level(
+    judged = (
         drift_level(whole) if min(n_ref, n_now) >= MIN_VALUES_FOR_PSI else "unknown",
         drift_level(values) if present >= MIN_VALUES_FOR_PSI else "unknown",
-        measured_ratio_level(ratio, share_ref * n_now, share_now * n_now),
     )
+    share = measured_ratio_level(ratio, share_ref * n_now, share_now * n_now)
+    # a steady share measured says nothing of the values: with neither PSI judged (too few
+    # values) the column is unknown, not stable (400 risks moved wholesale read "stable")
+    level = "unknown" if judged == ("unknown", "unknown") and share == "stable" else (
+        worst_level(*judged, share)
+    )  # fmt: skip
     return {
         "column": name,
         "level": level,

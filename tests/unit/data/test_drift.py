@@ -168,3 +168,22 @@ class TestArrhythmiaDrift:
         assert moved["predicted"]["classes"]["V"]["now"] == 1.0
         assert moved["predicted"]["classes"]["N"]["ref"] == pytest.approx(0.9, abs=0.02)
         assert moved["too_few_records"]
+
+
+def test_too_few_values_to_judge_are_unknown_not_stable() -> None:
+    # risks moved wholesale over 400 hours (PSI 16): neither PSI could be judged, and the
+    # share measured (always all, for a risk) made the row "stable"
+    from vitalgru.data.drift import _row
+    from vitalgru.metrics.drift import histogram_on, reference_histogram
+
+    rng = np.random.default_rng(0)
+    ref = reference_histogram(rng.uniform(0, 0.1, 5000))
+    moved = _row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 400)))
+    assert moved["psi"] > 10 and moved["level"] == "unknown"
+    judged = _row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 600)))
+    assert judged["level"] == "major"
+    # a share measured that changed is still found with too few values for a PSI
+    sparse = reference_histogram(np.r_[rng.uniform(0, 1, 100), np.full(9900, np.nan)])
+    half = _row("lab", sparse, histogram_on(sparse["edges"], np.r_[rng.uniform(0, 1, 20),
+                                                                  np.full(9980, np.nan)]))  # fmt: skip
+    assert half["level"] in ("moderate", "major")
