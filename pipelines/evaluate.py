@@ -173,9 +173,7 @@ def score_records(
     }
     o = Path(out)
     json_path = o if o.suffix == ".json" else o / "evaluation.json"
-    report["paths"] = write_report(
-        report, json_path, f"{db}: model {loaded.uri} (version {loaded.version})"
-    )
+    report["paths"] = write_report(report, json_path, f"{db}: model {loaded.described()}")
     if write_annotations is not None:
         folder = json_path.parent / "annotations"
         for stale in folder.glob(f"**/*.{write_annotations}"):  # an earlier evaluation's
@@ -352,6 +350,6 @@ def score_folder(
     replace_file(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
     replace_file(
         markdown_path,
-        report_markdown(metrics, f"{data}: model {model_uri} (version {loaded.version})"),
+        report_markdown(metrics, f"{data}: model {loaded.described(model_uri)}"),
     )
     return metrics, scores, metrics_path

@@ -74,7 +74,7 @@ def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
     else:
         m = tracking.load_model(uri, kinds=(SepsisBlend, GRUDEarlyWarning))
         monitor = EarlyWarningMonitor(m.module, m.preprocessing)
-    names[task] = f"{uri} (version {m.version})"
+    names[task] = m.described(uri)
     return monitor
 
 

@@ -222,7 +222,7 @@ def replay_arrhythmia(
         )
         for pid, calls in result.calls.items()
     ]
-    model = f"{model_uri} (version {loaded.version})"
+    model = loaded.described(model_uri)
     replace_file(
         page,
         monitoring_report_html(
@@ -398,9 +398,9 @@ def replay_early_warning(
         hours.to_parquet(t, index=False)
     with replacing(paths["attrition"]) as t:
         write_attrition(psv.attrition, t)
-    title = f"{data}: live replay, model {model_uri} (version {loaded.version})"
+    title = f"{data}: live replay, model {loaded.described(model_uri)}"
     replace_file(paths["markdown"], replay_early_warning_markdown(report, title))
-    model = f"{model_uri} (version {loaded.version})"
+    model = loaded.described(model_uri)
     replace_file(
         paths["html"],
         early_warning_report_html(

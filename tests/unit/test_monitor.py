@@ -88,6 +88,18 @@ class TestReport:
         assert "| hr_bpm |" not in md and "1 more inputs, none shifted" in md
         assert "| utility | 0.430 | 0.430 | 0.000 | 0.05 |" in md
 
+    def test_a_model_without_a_version_is_named_by_its_uri_alone(self) -> None:
+        # a runs:/ or folder URI has no registry version: "(version None)" was printed
+        report = {**_report(None, _perf(0.0)), "model_uri": "runs:/abc/model"}
+        assert "# Monitoring: runs:/abc/model (version 3)" in monitoring_markdown(report)
+        md = monitoring_markdown({**report, "model_version": None})
+        assert "# Monitoring: runs:/abc/model\n" in md and "None" not in md.split("\n")[0]
+        from vitalgru.tracking import LoadedModel
+
+        assert LoadedModel(None, {}, {}, "runs:/abc/model", None).described() == "runs:/abc/model"
+        named = LoadedModel(None, {}, {}, "models:/m/3", "3")
+        assert named.described("models:/m@champion") == "models:/m@champion (version 3)"
+
     def test_markdown_without_reference_or_labels(self) -> None:
         md = monitoring_markdown(_report(None, {"checked": False, "why": "no septic patient"}))
         assert "Not checked: no septic patient." in md and "Not checked: no reference." in md

@@ -54,7 +54,8 @@ def monitoring_markdown(report: dict[str, Any]) -> str:
     """The check as markdown: status and reasons, performance, outputs, the inputs that
     moved."""
     lines = [
-        f"# Monitoring: {report['model_uri']} (version {report['model_version']})",
+        f"# Monitoring: {report['model_uri']}"
+        + ("" if report["model_version"] is None else f" (version {report['model_version']})"),
         "",
         f"Data: {report['data_summary']}; checked {report['checked_at']}.",
         "",

@@ -107,6 +107,12 @@ class LoadedModel:
     class_path: str = ""
     model_config: dict[str, Any] = field(default_factory=dict)
 
+    def described(self, uri: str | None = None) -> str:
+        """``<uri> (version N)`` for pages and titles; the URI alone for a model loaded
+        outside the registry (a run's or a folder's: it has no version)."""
+        shown = self.uri if uri is None else uri
+        return shown if self.version is None else f"{shown} (version {self.version})"
+
 
 def _read_artifacts(model_dir: Path) -> dict[str, Path]:
     """Paths of the vitalgru artifacts inside a downloaded pyfunc model folder."""
