@@ -7,6 +7,7 @@ recording, :class:`QualityStream` as samples come). The checks and their limits 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,11 @@ class QualityStream:
         self._th = Thresholds(**checks)
         self._w = max(1, int(round(window_s * self.fs)))
         self._hop = max(1, int(round(hop_s * self.fs)))
-        self._margin = int(round(BEAT_PRE_S * self.fs)) + 1
+        # samples kept before the next window: its first beat's look back, and enough of a
+        # missing stretch that began before it to measure it past max_gap_s (a 0.6 s gap
+        # cut to its last 0.2 s passed a 0.5 s limit live while it failed offline)
+        self._margin = max(int(round(BEAT_PRE_S * self.fs)),
+                           int(math.ceil(self._th.max_gap_s * self.fs))) + 1  # fmt: skip
         self._cleaner = EcgCleaner(self.fs, notch_hz=None)
         self._last = 0.0
         self._origin = 0  # absolute index of the buffers' first sample

@@ -241,3 +241,18 @@ class TestQualityStream:
         )
         # It keeps about one window, not the stream.
         assert stream._raw.size <= int(12 * fs)
+
+    def test_a_gap_limit_longer_than_the_kept_margin_is_measured_whole(self) -> None:
+        # the stream kept 0.2 s before its next window: a 0.6 s gap that began before it was
+        # measured as its last 0.2 s, under a 0.5 s limit live and over it offline
+        x, _ = synthetic_ecg(FS, duration_s=40.0, seed=4)
+        x[int(9.45 * FS) : int(10.05 * FS)] = np.nan
+        peaks = ecg_rpeaks(np.nan_to_num(x), FS)
+        whole = ecg_quality_trailing(x, FS, peaks=peaks, max_gap_s=0.5)
+        for chunk in (1, 37, 360):
+            stream = QualityStream(FS, max_gap_s=0.5)
+            got = [stream.push(x[a : a + chunk], peaks[(peaks >= a) & (peaks < a + chunk)])
+                   for a in range(0, x.size, chunk)]  # fmt: skip
+            nonfinite = np.concatenate([g.nonfinite for g in got])
+            np.testing.assert_array_equal(nonfinite, whole.nonfinite, str(chunk))
+        assert whole.nonfinite.sum() >= 5  # the windows that hold any of it
