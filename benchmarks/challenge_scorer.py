@@ -142,7 +142,7 @@ def main() -> None:
         f"Command: `{payload['command']}`  ",
         f"Date {payload['environment']['date_utc']}; the scorer is the Challenge's "
         "`evaluate_sepsis_score.py` (physionetchallenges/evaluation-2019), not vitalgru's "
-        "code. Predictions written with nine significant digits (`vitalgru.io.psv_writer`); "
+        "code. Predictions written as vitalgru.io.psv_writer writes them; "
         "NEWS2 and qSOFA points through (s + 1) / (s + 2), which keeps their order and "
         "never gives 0.",
         "",

@@ -10,7 +10,8 @@ The Challenge's own scorer (``evaluate_sepsis_score.py labels predictions``, fro
 Challenge's evaluation repository) pairs each prediction file with the label file of the
 same name and computes the normalized utility, AUROC and AUPRC from them, so a figure this
 project reports can be checked with the code that ranked the Challenge. Risks are written
-with nine significant digits, so that rounding neither ties nor reorders them; note that
+as the shortest text that reads back as the same number (a float32 risk in at most nine
+significant digits), so that writing neither ties nor reorders them; note that
 the scorer drops its lowest threshold when it is exactly 0, so for scores that are often
 exactly 0 its AUROC and AUPRC leave out the last stretch of the curves (``risks`` from
 vitalgru's networks are not 0).
@@ -62,11 +63,15 @@ def write_challenge_predictions(
     Raises
     ------
     ValueError
-        Offsets that do not cover the rows, risks outside [0, 1] or not finite, or alarms
-        that are not 0/1.
+        Offsets that do not cover the rows, risks outside [0, 1] or not finite, alarms
+        that are not 0/1, or a patient named twice (one file would hold the last one's).
     """
     off = np.asarray(offsets, dtype=np.int64)
-    r = np.asarray(risks, dtype=np.float64)
+    given = np.asarray(risks)
+    # written at their own precision: a float32 risk's shortest text is its own, not that
+    # of its float64 widening (0.1234567 and not 0.12345670163631439)
+    shown = given if given.dtype in (np.float32, np.float64) else given.astype(np.float64)
+    r = shown.astype(np.float64)
     a = np.asarray(alarms)
     if off.size != len(patient_ids) + 1 or off[0] != 0 or off[-1] != r.size or r.size != a.size:
         raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
@@ -76,6 +81,9 @@ def write_challenge_predictions(
         raise ValueError("risks must be finite and within [0, 1]")
     if not np.isin(a, (0, 1)).all():
         raise ValueError("alarms must be 0 or 1")
+    if len(set(patient_ids)) != len(patient_ids):
+        twice = sorted({p for p in patient_ids if list(patient_ids).count(p) > 1})
+        raise ValueError(f"patients named more than once: {twice[:5]}")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     wanted = {f"{pid}.psv" for pid in patient_ids}
@@ -85,9 +93,16 @@ def write_challenge_predictions(
     paths = []
     for k, pid in enumerate(patient_ids):
         rows = slice(int(off[k]), int(off[k + 1]))
-        lines = [f"{p:.9g}|{int(b)}" for p, b in zip(r[rows], a[rows], strict=True)]
+        lines = [f"{_text(p)}|{int(b)}" for p, b in zip(shown[rows], a[rows], strict=True)]
         path = out / f"{pid}.psv"
         with replacing(path) as tmp:  # a scorer reading the folder never sees half a file
             tmp.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
         paths.append(path)
     return paths
+
+
+def _text(p: np.floating) -> str:
+    """The shortest text that reads back as ``p`` at its precision (``0.1``, ``3.2e-09``);
+    ``0`` and ``1`` without a decimal point."""
+    t = str(p)
+    return t[:-2] if t.endswith(".0") else t

@@ -26,11 +26,21 @@ def test_one_file_per_patient_a_row_per_hour(tmp_path: Path) -> None:
     write_challenge_predictions(tmp_path / "p", ["p000002"], np.array([0, 1]), np.array([0.5]),
                                 np.array([1]))  # fmt: skip
     assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["notes.txt", "p000002.psv"]
-    # nine significant digits: close risks stay apart, small ones are not rounded to 0
-    (close,) = write_challenge_predictions(tmp_path / "q", ["p4"], np.array([0, 3]),
-                                           np.array([0.123456781, 0.123456789, 3.2e-9]),
-                                           np.zeros(3, int))  # fmt: skip
-    assert close.read_text().splitlines()[1:] == ["0.123456781|0", "0.123456789|0", "3.2e-09|0"]
+    # the shortest text that reads back as the risk: close risks stay apart, small ones
+    # are not rounded to 0 (nine significant digits tied 0.1234567891 and 0.1234567894)
+    (close,) = write_challenge_predictions(tmp_path / "q", ["p4"], np.array([0, 4]),
+                                           np.array([0.123456781, 0.1234567891, 0.1234567894,
+                                                     3.2e-9]), np.zeros(4, int))  # fmt: skip
+    assert close.read_text().splitlines()[1:] == [
+        "0.123456781|0", "0.1234567891|0", "0.1234567894|0", "3.2e-09|0"]  # fmt: skip
+    # a network's float32 risk at its own precision, not its float64 widening's
+    (f32,) = write_challenge_predictions(tmp_path / "r", ["p5"], np.array([0, 1]),
+                                         np.array([0.1234567], np.float32), np.zeros(1, int))  # fmt: skip
+    assert f32.read_text().splitlines()[1:] == ["0.1234567|0"]
+    assert np.float32(0.1234567) == np.float32(float("0.1234567"))
+    with pytest.raises(ValueError, match="more than once: \\['p3'\\]"):  # one file, rows lost
+        write_challenge_predictions(tmp_path / "s", ["p3", "p3"], np.array([0, 2, 3]),
+                                    np.array([0.1, 0.2, 0.3]), np.zeros(3, int))  # fmt: skip
 
 
 @pytest.mark.parametrize(
