@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from vitalgru.data.ingest import reference_beats, select_lead
-from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX
-from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
+from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
+from vitalgru.io.ingest import iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
@@ -311,10 +311,15 @@ def replay_database(
             continue
         try:  # the annotated beats as ingest and evaluate take them
             ref, symbols, _, _ = reference_beats(rec, ann, x.size)
-        except ValueError as e:  # fewer than two beats
-            excluded.append(attrition_entry(db.name, rec.record_id, e))
-            logger.warning("%s/%s not replayed: %s", db.name, rec.record_id, e)
-            continue
+        except ValueError as e:  # fewer than two beats: an asystole, a strip all VF
+            # replayed all the same (its alarms are what matter most), its calls scored
+            # against the beats there are: Se undefined, calls outside VF are extra
+            logger.warning("%s/%s: %s; replayed and scored against them", db.name,
+                           rec.record_id, e)  # fmt: skip
+            keep = is_beat(ann.symbol)
+            at = np.asarray(ann.sample_idx[keep], dtype=np.int64)
+            inside = (at >= 0) & (at < x.size)
+            ref, symbols = at[inside][:1], np.asarray(ann.symbol[keep]).astype(str)[inside][:1]
         labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols], dtype=np.int64)
         vf = vf_episodes(np.asarray(ann.symbol).astype(str), ann.sample_idx, x.size)
         feeds[rec.record_id] = (x, float(rec.fs))

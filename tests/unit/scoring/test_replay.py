@@ -114,3 +114,24 @@ def test_a_record_without_a_beat_called_has_its_row(
     # it was left out of the table, as if it had not been replayed
     assert rep["calls"]["records"]["900"] == {"n_beats": 0, "calls": dict.fromkeys("NSVFQ", 0)}
     assert "| 900 |" in replay_markdown(rep, "bare")
+
+
+def test_an_annotated_record_with_fewer_than_two_beats_is_replayed_and_scored(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # an asystole (or a strip all ventricular flutter) annotated only "[" and "]": it was
+    # excluded before the monitor saw it, its alarms gone from the report
+    import shutil
+
+    import numpy as np
+
+    annotated = shutil.copytree(folders[0], tmp_path / "annotated")
+    wfdb.wrsamp("900", fs=360, units=["mV"], sig_name=["MLII"], p_signal=np.zeros((20 * 360, 1)),
+                fmt=["16"], adc_gain=[200.0], baseline=[0], write_dir=str(annotated))  # fmt: skip
+    wfdb.wrann("900", "atr", np.array([10, 7000]), symbol=["[", "]"], write_dir=str(annotated))
+    db = open_database(str(annotated), PhysioNetConfig())
+    res, rep = replay_database(untrained_monitor(), db, ["119", "900"])
+    assert "900" in res.calls and res.alerts["900"] and rep["excluded"] == {}
+    assert "900" in rep["alerts"]["records"] and rep["alerts"]["records"]["900"]
+    row = rep["detection"]["records"]["900"]
+    assert row["reference"] == 0 and row["se"] is None  # nothing to find, nothing found
