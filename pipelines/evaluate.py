@@ -185,12 +185,20 @@ def score_records(
 
 
 def folder_metrics(
-    labels: np.ndarray, scores: np.ndarray, offsets: np.ndarray, threshold: float, data: str
+    labels: np.ndarray,
+    scores: np.ndarray,
+    offsets: np.ndarray,
+    threshold: float,
+    data: str,
+    hours: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`~vitalgru.metrics.early_warning.early_warning_metrics` of a scored folder as JSON
-    wants them: counts as integers, undefined measures as None. Without a septic patient a
-    warning says which measures are undefined and why."""
-    metrics = folder_metrics_json(early_warning_metrics(labels, scores, offsets, threshold))
+    wants them: counts as integers, undefined measures as None; the alarm statistics in ICU
+    hours when ``hours`` (each row's ICULOS) are given. Without a septic patient a warning
+    says which measures are undefined and why."""
+    metrics = folder_metrics_json(
+        early_warning_metrics(labels, scores, offsets, threshold, hours=hours)
+    )
     if metrics["n_septic_patients"] == 0:
         logger.warning(
             "no septic patient among the %d scored from %s: utility, auroc, auprc, "
@@ -283,7 +291,8 @@ def score_folder(
     model_uri = loaded.uri
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
-    metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data)
+    hours = cohort.frame["hour"].to_numpy(np.int64)
+    metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data, hours)
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)
@@ -307,7 +316,7 @@ def score_folder(
     metrics["subgroups"] = {
         name: folder_metrics_json(m)
         for name, m in subgroup_metrics(
-            cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort)
+            cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort), hours=hours
         ).items()
     }
     o = Path(out)

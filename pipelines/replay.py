@@ -325,7 +325,8 @@ def replay_early_warning(
     thr = monitor.threshold
     labels = frame["sepsis_label"].to_numpy(np.int8)
     risks = np.array([r.risk for pid in ids for r in result.risks[pid]], dtype=np.float64)
-    metrics = folder_metrics(labels, risks, offsets, thr, data)
+    hours = frame["hour"].to_numpy(np.int64)
+    metrics = folder_metrics(labels, risks, offsets, thr, data, hours)
     # the findings' measures, and every column a value was refused in (the page shows it)
     refused_in = {c for hr in result.risks.values() for r in hr for c in r.rejected}
     shown = {

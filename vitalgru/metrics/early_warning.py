@@ -32,8 +32,13 @@ def alarm_statistics(
     predictions: np.ndarray,
     offsets: np.ndarray,
     params: UtilityParams = OFFICIAL,
+    hours: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Alarm burden and lead time of binary hourly predictions.
+
+    With ``hours`` (each row's ICU hour, ICULOS), onsets, lead times and patient-days are
+    measured in ICU hours, as a clinician's page gives them; without, rows count as hours
+    (the same where no stay skips an hour).
 
     Returns
     -------
@@ -54,7 +59,7 @@ def alarm_statistics(
     starts[off[:-1][lengths > 0]] = True
     prev = np.r_[False, pred[:-1]]
     onset = pred & (~prev | starts)
-    dt = onset_rows(y, off, params)
+    dt = onset_rows(y, off, params, hours)
     pat = np.repeat(np.arange(n_pat), lengths)
     septic_pat = np.zeros(n_pat, dtype=bool)
     septic_pat[pat[np.isfinite(dt)]] = True
@@ -68,10 +73,15 @@ def alarm_statistics(
     any_alarm[pat[pred]] = True
     n_septic = int(septic_pat.sum())
     n_neg = n_pat - n_septic
-    hours = float(y.size)
+    if hours is None:
+        spanned = float(y.size)
+    else:  # each stay's hours from its first row to its last
+        h = np.asarray(hours, dtype=np.float64)
+        full = lengths > 0
+        spanned = float((h[off[1:][full] - 1] - h[off[:-1][full]] + 1).sum())
     return {
-        "alarms_per_patient_day": float(onset.sum() / hours * 24.0) if hours else float("nan"),
-        "alarm_hour_fraction": float(pred.mean()) if hours else float("nan"),
+        "alarms_per_patient_day": float(onset.sum() / spanned * 24.0) if spanned else float("nan"),
+        "alarm_hour_fraction": float(pred.mean()) if y.size else float("nan"),
         "septic_detected_fraction": float(detected.sum() / n_septic) if n_septic else float("nan"),
         "median_lead_time_h": float(np.median(-first_dt[detected]))
         if detected.any()
@@ -88,6 +98,7 @@ def early_warning_metrics(
     offsets: np.ndarray,
     threshold: float,
     params: UtilityParams = OFFICIAL,
+    hours: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Everything reported for an early-warning model at a fixed alarm threshold.
 
@@ -101,6 +112,9 @@ def early_warning_metrics(
         ``(n_patients + 1,)`` row offsets.
     threshold : float
         Chosen beforehand on training data.
+    hours : numpy.ndarray, optional
+        Each row's ICU hour (ICULOS): the alarm statistics in ICU hours
+        (:func:`alarm_statistics`); the utility counts rows, as the Challenge's scorer does.
 
     Returns
     -------
@@ -128,7 +142,7 @@ def early_warning_metrics(
         "n_patient_hours": float(y.size),
         "n_septic_patients": float(np.unique(pat[septic]).size),
     }
-    out.update(alarm_statistics(y, pred, off, params))
+    out.update(alarm_statistics(y, pred, off, params, hours))
     if s.size and np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
         out.update(calibration_metrics(y, s))
     else:  # points (NEWS2, qSOFA), not risks: calibration does not apply
@@ -143,6 +157,7 @@ def subgroup_metrics(
     threshold: float,
     groups: Mapping[str, np.ndarray],
     params: UtilityParams = OFFICIAL,
+    hours: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """:func:`early_warning_metrics` of each group of patients.
 
@@ -175,7 +190,8 @@ def subgroup_metrics(
             continue
         rows = np.repeat(m, lengths)
         sub_off = np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
-        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params)
+        sub_hours = None if hours is None else np.asarray(hours)[rows]
+        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params, sub_hours)
     return out
 
 

@@ -65,9 +65,14 @@ def checked_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def onset_rows(
-    labels: np.ndarray, offsets: np.ndarray, params: UtilityParams = OFFICIAL
+    labels: np.ndarray,
+    offsets: np.ndarray,
+    params: UtilityParams = OFFICIAL,
+    hours: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-row ``t - t_sepsis`` (in rows) and per-row septic flag.
+    """Per-row ``t - t_sepsis`` (in rows: the Challenge's scorer counts rows as hours; in
+    ICU hours when ``hours``, each row's ICULOS, is given, so that a stay that skips hours
+    measures lead times in hours).
 
     Returns
     -------
@@ -79,7 +84,12 @@ def onset_rows(
     off = checked_offsets(offsets, y.size)
     lengths = np.diff(off)
     pat = np.repeat(np.arange(lengths.size), lengths)
-    local_t = np.arange(y.size) - np.repeat(off[:-1], lengths)
+    if hours is None:
+        local_t = np.arange(y.size) - np.repeat(off[:-1], lengths)
+    else:
+        local_t = np.asarray(hours, dtype=np.int64)
+        if local_t.shape != y.shape:
+            raise ValueError(f"hours must have one entry per row ({y.size}), got {local_t.shape}")
     has = np.zeros(lengths.size, dtype=bool)
     first = np.full(lengths.size, np.iinfo(np.int64).max, dtype=np.int64)
     if y.any():

@@ -148,7 +148,7 @@ def stay_summary(
             {
                 "start_hour": int(h[i]),
                 "end_hour": int(h[j]),
-                "hours": int(j - i + 1),
+                "hours": int(h[j] - h[i] + 1),  # ICU hours: a stay may skip some
                 "peak_risk": float(r[i : j + 1].max()),
                 "findings": findings,
                 "drivers": list((drivers or {}).get(int(h[i]), [])),

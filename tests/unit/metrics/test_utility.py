@@ -166,6 +166,29 @@ class TestAlarmStatistics:
         assert m["n_patients"] == 2 and m["n_septic_patients"] == 1
         assert m["utility"] == pytest.approx(normalized_utility(y, p, off))
 
+    def test_a_stay_that_skips_hours_is_measured_in_icu_hours(self):
+        # ICU hours 1-24 then 30-40; labelled from hour 20 (onset at 26); the first alarm at
+        # hour 30 is 4 h late, past the 3 h window: counted in rows it was "1 h early"
+        hours = np.r_[np.arange(1, 25), np.arange(30, 41)]
+        y = (hours >= 20).astype(int)
+        p = (hours >= 30).astype(int)
+        off = np.array([0, hours.size])
+        rows = alarm_statistics(y, p, off)
+        assert rows["median_lead_time_h"] == 1.0 and rows["septic_detected_fraction"] == 1.0
+        got = alarm_statistics(y, p, off, hours=hours)
+        assert np.isnan(got["median_lead_time_h"]) and got["septic_detected_fraction"] == 0.0
+        assert got["alarms_per_patient_day"] == pytest.approx(1 / 40 * 24)  # 40 hours spanned
+        contiguous = np.arange(1, 36)  # no skipped hour: the same as counting rows
+        y2, p2 = (contiguous >= 20).astype(int), (contiguous >= 22).astype(int)
+        off2 = np.array([0, contiguous.size])
+        same = alarm_statistics(y2, p2, off2)
+        assert alarm_statistics(y2, p2, off2, hours=contiguous + 7) == pytest.approx(
+            same, nan_ok=True
+        )
+        m = early_warning_metrics(y, p.astype(float), off, 0.5, hours=hours)
+        assert m["septic_detected_fraction"] == 0.0  # and the utility still counts rows
+        assert m["utility"] == pytest.approx(normalized_utility(y, p, off))
+
 
 class TestRanking:
     @settings(max_examples=50, deadline=None)

@@ -183,3 +183,11 @@ def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
     assert "threshold (0.0924)" in page and "<td class=n>0.0921</td>" in page
     usual = early_warning_report_html([stay_summary("p", [1], [0.5], 0.0924, {}, [[]])])
     assert "threshold (0.092)" in usual  # three decimals where they tell the sides apart
+
+
+def test_an_episode_over_skipped_hours_is_as_long_as_the_hours_it_spans() -> None:
+    # rows at ICU hours 2, 3 and 7 in alarm: 6 hours (it said 3, rows, while its onset and
+    # lead were in ICU hours)
+    s = stay_summary("p", [1, 2, 3, 7, 8], [0.1, 0.5, 0.6, 0.7, 0.1], 0.4, {}, [[]] * 5)
+    (ep,) = s["episodes"]
+    assert (ep["start_hour"], ep["end_hour"], ep["hours"]) == (2, 7, 6)
