@@ -184,7 +184,9 @@ def live_report(
     calls: Mapping[str, Sequence[BeatCall]],
     reference: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]],
 ) -> dict[str, Any]:
-    """EC57 beat-by-beat scores of a monitor's calls against reference beats.
+    """EC57 beat-by-beat scores of a monitor's calls against reference beats, over whole
+    records: the monitor's first minutes are scored too (EC57 and ``bxb`` leave out a
+    5-minute learning period by default; ``bxb -f 0`` compares the same beats as this).
 
     Parameters
     ----------
