@@ -338,8 +338,9 @@ class ArrhythmiaMonitor:
         rr = st.rr_s()
         st.t_hist.clear()
         st.splice = rr if rr.size else None
+        broke_off = st.n / st.fs  # where the stream ended: when its waiting alarms are raised
         st.skip(int(n))
-        alerts += st.alerts.broken(st.n / st.fs, n / st.fs, st.n / st.fs)
+        alerts += st.alerts.broken(st.n / st.fs, n / st.fs, broke_off)
         return Tick(calls, alerts)
 
     def _push_with_breaks(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.dsp.quality import Thresholds
+from vitalgru.scoring.alerts import STRIP_MAX_S
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES
@@ -117,11 +118,21 @@ def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
 
 class SampleTail:
     """The latest ``n`` samples of a feed in a ring; ``end`` counts every sample added (from
-    ``end`` given: the index of the first)."""
+    ``end`` given: the index of the first). With ``hold``, the last ``hold`` samples before
+    the latest break are kept too, however long the break: an alarm raised as the feed
+    broke off has its strip cut after the break's NaN has gone through the ring."""
 
-    def __init__(self, n: int, end: int = 0) -> None:
+    def __init__(self, n: int, end: int = 0, hold: int = 0) -> None:
         self.buf = np.full(max(int(n), 1), np.nan, dtype=np.float32)
         self.end = int(end)
+        self.hold = int(hold)
+        self.held: tuple[int, np.ndarray] | None = None  # (index of the first, samples)
+
+    @property
+    def oldest(self) -> int:
+        """The index of the oldest sample :meth:`get` can give."""
+        ring = max(self.end - self.buf.size, 0)
+        return ring if self.held is None else min(ring, self.held[0])
 
     def add(self, x: np.ndarray) -> None:
         n = self.buf.size
@@ -137,16 +148,31 @@ class SampleTail:
     def skip(self, n: int) -> None:
         """``n`` samples lost (a break in the feed): counted, and NaN in the ring (a strip
         shows no trace where no one saw the signal)."""
+        if self.hold > 0 and n > 0:
+            start = max(self.end - min(self.hold, self.buf.size), 0)
+            self.held = (start, self._ring(start, self.end))
         k = min(int(n), self.buf.size)
         self.end += int(n) - k
         self.add(np.full(k, np.nan, dtype=np.float32))
 
-    def get(self, a: int, b: int) -> np.ndarray:
-        """Samples ``[a, b)`` of the stream (within the last ``n``)."""
-        n = self.buf.size
-        a = max(a, self.end - n, 0)
-        idx = np.arange(a, min(b, self.end)) % n
+    def _ring(self, a: int, b: int) -> np.ndarray:
+        idx = np.arange(max(a, self.end - self.buf.size, 0), min(b, self.end)) % self.buf.size
         return self.buf[idx].copy()
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        """Samples ``[a, b)`` of the stream, from :attr:`oldest` on (NaN where lost)."""
+        a, b = max(a, self.oldest), min(b, self.end)
+        ring = max(self.end - self.buf.size, 0)
+        if a >= ring or self.held is None:
+            return self._ring(a, b)
+        out = np.full(max(b - a, 0), np.nan, dtype=np.float32)
+        h0, held = self.held
+        lo, hi = max(a, h0), min(b, h0 + held.size, ring)
+        if hi > lo:
+            out[lo - a : hi - a] = held[lo - h0 : hi - h0]
+        if b > ring:
+            out[ring - a :] = self._ring(ring, b)
+        return out
 
     def differs(self, x: np.ndarray, a: int) -> bool:
         """Whether samples ``x``, from index ``a`` on, differ from those kept at the same
@@ -256,7 +282,8 @@ class EcgBed:
 
     def __post_init__(self) -> None:
         if self.tail is None:
-            self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)))
+            self.tail = SampleTail(int(math.ceil(STRIP_KEEP_S * self.fs)),
+                                   hold=int(math.ceil(STRIP_MAX_S * self.fs)))  # fmt: skip
 
     def arrived(
         self, n: int, now: float, pause_s: float, window_s: float, missing: int = 0

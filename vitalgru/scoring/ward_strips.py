@@ -50,7 +50,7 @@ class WardStrips(WardEvents):
                 start_s, end_s = strip_bounds(a)
                 done = pid == final or bed.tail.end / bed.fs >= end_s + STRIP_LABEL_WAIT_S
                 # only the strip's own samples, as far as the ring still holds them
-                first = max(int(math.floor(start_s * bed.fs)), bed.tail.end - bed.tail.buf.size)
+                first = max(int(math.floor(start_s * bed.fs)), bed.tail.oldest)
                 samples = bed.tail.get(first, int(round(end_s * bed.fs)))
                 strip = alarm_strip(a, bed.fs, samples, first, bed.recent, complete=done)
                 strip["start_at"] = _iso(bed.stream_start + timedelta(seconds=strip["start_s"]))

@@ -1393,3 +1393,61 @@ def test_an_alarm_going_on_at_a_merge_is_taken_up_under_the_new_record(tmp_path:
     (back,) = [e for e in again.events(lost)["events"] if e["kind"] == "feed_restored"]
     assert back["ends"] == lost and back["patient_id"] == "mrn-1"
     again.close()
+
+
+def test_an_alarm_raised_as_the_feed_broke_off_has_its_onset_in_its_strip(
+    signals: dict[str, np.ndarray],
+) -> None:
+    # a run whose beats were still waiting when the feed broke off was raised at the time
+    # the feed came back: its strip was cut around the resume (the break's NaN and samples
+    # from after it), none of the episode in it
+    from vitalgru.scoring.alerts import AlertRules
+
+    torch.manual_seed(0)
+    nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
+    with torch.no_grad():
+        for net in nets:
+            net.head[-1].bias[2] += 0.25  # towards V, so that runs of V are called
+    monitor = ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(),
+                                PREPROCESSING, alert_rules=AlertRules(v_run_beats=1))  # fmt: skip
+    ward = Ward(monitor, feed_timeout_s=0.5)
+    ward.admit_ecg("p", 360.0)
+    x = signals["119"]
+    for a in range(0, 30 * 360, 360):
+        ward.add_ecg("p", x[a : a + 360].tolist(), a)
+        ward.tick()
+    time.sleep(0.7)
+    ward.tick()  # the outage: feed lost
+    before = {e["seq"] for e in ward.events()["events"]}
+    for a in range(80 * 360, 90 * 360, 360):  # back 50 s later, at its index
+        ward.add_ecg("p", x[a - 50 * 360 : a - 50 * 360 + 360].tolist(), a)
+        ward.tick()
+    assert ward.ecg_summary("p")["break_samples"] == 50 * 360
+    runs = [e for e in ward.events()["events"]
+            if e["seq"] not in before and e["kind"] == "ventricular_run"]  # fmt: skip
+    at_break = [e for e in runs if e["onset_s"] < 30]
+    assert at_break  # raised as the feed broke off
+    for e in at_break:
+        assert e["raised_at_s"] == pytest.approx(30.0)  # was 80: the time it came back
+        s = ward.strip(e["seq"])
+        assert s["start_s"] <= e["onset_s"] < s["end_s"] <= 35.0
+        samples = np.array([np.nan if v is None else v for v in s["samples"]])
+        assert np.isfinite(samples[: int((30.0 - s["start_s"]) * 360)]).all()
+
+
+def test_a_tail_keeps_what_came_before_a_break_longer_than_its_ring() -> None:
+    from vitalgru.scoring.ward_ecg_bed import SampleTail
+
+    tail = SampleTail(100, hold=30)
+    tail.add(np.arange(100, dtype=np.float32))
+    tail.skip(500)  # a break five rings long: the samples before it went out of the ring
+    tail.add(np.full(10, -1.0, dtype=np.float32))
+    assert tail.oldest == 70
+    got = tail.get(60, 620)  # from the oldest kept: the held 70-99, NaN, then the ring
+    np.testing.assert_array_equal(got[:30], np.arange(70, 100))
+    assert np.isnan(got[30:510]).all() and (got[-10:] == -1).all() and got.size == 540
+    assert tail.get(600, 610).tolist() == [-1.0] * 10  # the ring alone as before
+    plain = SampleTail(100)
+    plain.add(np.arange(100, dtype=np.float32))
+    plain.skip(500)
+    assert plain.oldest == 500 and plain.get(0, 600).size == 100
