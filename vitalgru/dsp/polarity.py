@@ -96,12 +96,15 @@ def expected_sign(lead: str | None) -> int:
     return EXPECTED_QRS_SIGN.get(str(lead).strip().upper().replace(" ", ""), 0)
 
 
-def polarity_warning(polarity: float, lead: str | None) -> str | None:
+def polarity_warning(polarity: float, lead: str | None, flagged: bool = False) -> str | None:
     """What to tell a reader when ``lead``'s QRS points against the way it points in nearly
     everyone by more than :data:`POLARITY_LIMIT` (None otherwise, and for a NaN polarity or
-    a lead not judged)."""
+    a lead not judged). ``flagged``: the warning stands already (a live feed judged again
+    every run of beats), and stays until the polarity is back past half the limit, so that
+    a median beat near the limit does not set and clear it by turns."""
     sign = expected_sign(lead)
-    if sign == 0 or not math.isfinite(polarity) or polarity * sign >= -POLARITY_LIMIT:
+    limit = POLARITY_LIMIT / 2 if flagged else POLARITY_LIMIT
+    if sign == 0 or not math.isfinite(polarity) or polarity * sign >= -limit:
         return None
     way = "down" if sign > 0 else "up"
     axis = (

@@ -261,13 +261,14 @@ class ArrhythmiaMonitor:
         (:attr:`AlertTracker.pause_open`)."""
         return self._get(patient_id).alerts.pause_open
 
-    def qrs_polarity(self, patient_id: str) -> tuple[float, str | None]:
+    def qrs_polarity(self, patient_id: str, flagged: bool = False) -> tuple[float, str | None]:
         """Which way the patient's QRS points (-1 down to +1 up; NaN before the first
         :data:`~vitalgru.scoring.ecg_stream.POLARITY_EVERY` beats), and what to check when
         it points against the way the model's lead points in nearly everyone
-        (:func:`vitalgru.dsp.polarity.polarity_warning`; None otherwise)."""
+        (:func:`vitalgru.dsp.polarity.polarity_warning`, ``flagged`` when the warning stands
+        already; None otherwise)."""
         p = self._get(patient_id).qrs_polarity
-        return p, polarity_warning(p, str(self.windows.lead))
+        return p, polarity_warning(p, str(self.windows.lead), flagged)
 
     def pause_alarm_open(self, patient_id: str) -> None:
         """The patient's pause alarm, raised before a restart, is still open: raise none

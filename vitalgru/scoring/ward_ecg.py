@@ -353,7 +353,7 @@ class EcgWard(WardShadows, WardStrips):
         someone to check the electrodes, not an alarm, since a leftward axis turns the QRS
         of lead II down as well."""
         assert self.ecg is not None
-        value, warn = self.ecg.qrs_polarity(pid)
+        value, warn = self.ecg.qrs_polarity(pid, bed.polarity_warning is not None)
         if warn is not None and bed.polarity_warning is None:
             logger.warning("patient %s: %s", pid, warn)
         elif warn is None and bed.polarity_warning is not None:

@@ -112,6 +112,14 @@ class TestWarning:
         assert polarity_warning(-POLARITY_LIMIT, "II") is None  # at the limit: an RS complex
         assert polarity_warning(-POLARITY_LIMIT - 0.01, "II") is not None
 
+    def test_a_standing_flag_clears_only_past_half_the_limit(self) -> None:
+        # judged afresh every run of beats, a median near -0.3 set and cleared the live flag
+        # by turns (seven times in record 200 upside down)
+        assert polarity_warning(-0.295, "II", flagged=True) is not None
+        assert polarity_warning(-0.16, "II", flagged=True) is not None
+        assert polarity_warning(-0.14, "II", flagged=True) is None
+        assert polarity_warning(-0.295, "II") is None  # not flagged yet: the limit itself
+
 
 class TestOnMitBih:
     def test_record_100_upside_down_is_flagged_and_upright_is_not(

@@ -141,3 +141,21 @@ def test_a_memory_kept_before_polarities_were_reads_with_none() -> None:
     fine = PatientMemory(m.model, m.h, m.templates, 0, m.rr_s, np.array([np.nan, -0.8, -0.7]))
     fresh.admit("p", FS, memory=PatientMemory.from_bytes(fine.to_bytes()))
     assert fresh.qrs_polarity("p")[0] == pytest.approx(-0.75)
+
+
+def test_the_live_flag_does_not_blink_near_the_limit(
+    record_100: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("p", FS)
+    _feed(ward, {"p": record_100[: int(10 * FS)]})
+    stream = ward.ecg._get("p")
+    flags = []
+    with caplog.at_level(logging.INFO, logger="vitalgru.scoring.ward"):
+        for value in (-0.318, -0.295, -0.308, -0.274, -0.31, 0.126):  # runs of beats
+            stream.polarities.clear()  # the median of the latest runs: this value
+            stream.polarities.append(value)
+            ward._note_polarity("p", ward._ecg_beds["p"])
+            flags.append(ward._ecg_beds["p"].polarity_warning is not None)
+    assert flags == [True, True, True, True, True, False]  # set once, cleared once
+    assert caplog.text.count("points down") == 1 and caplog.text.count("usual way again") == 1
