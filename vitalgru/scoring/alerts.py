@@ -50,6 +50,9 @@ __all__ = ["Alert", "AlertRules", "AlertTracker", "alarm_strip", "strip_bounds"]
 STRIP_BEFORE_S = 5.0
 STRIP_AFTER_S = 5.0
 STRIP_MAX_S = 25.0
+#: Breaks in a feed kept since its latest R peak, at most: older ones are merged, their
+#: seconds kept (a silence broken again and again does not grow without bound).
+MAX_BREAKS_KEPT = 256
 #: A strip is complete this long after its end, when the beats in it have been labelled
 #: (the live monitor labels a beat 4.5 s after its R peak at the median, 6.1 s at p99 on DS2).
 STRIP_LABEL_WAIT_S = 7.0
@@ -184,7 +187,10 @@ class AlertTracker:
         self.patient_id = patient_id
         self.rules = rules
         self._run_kind: str | None = None  # "V" or "S"
-        self._run_times: list[float] = []
+        # the current run: its first and latest beat's time, and its beats (a run that never
+        # ends, every beat V, keeps three numbers, not every beat)
+        self._run_first = self._run_last = math.nan
+        self._run_n = 0
         self._run_raised = False
         self._v_times: deque[float] = deque()
         self._ectopy_raised = False
@@ -223,6 +229,9 @@ class AlertTracker:
         out = self._drain(now_s, final=True)
         self._end_run()
         self._breaks.append((float(resume_s), float(lost_s)))
+        if len(self._breaks) > MAX_BREAKS_KEPT:  # a silence broken again and again: the two
+            (_, lost1), (resume2, lost2) = self._breaks.popleft(), self._breaks.popleft()
+            self._breaks.appendleft((resume2, lost1 + lost2))  # oldest as one, the sum kept
         return out
 
     def _unseen(self, after_s: float, until_s: float) -> float:
@@ -250,7 +259,9 @@ class AlertTracker:
             if label != self._run_kind:
                 self._end_run()
                 self._run_kind = label
-            self._run_times.append(time_s)
+            if self._run_n == 0:
+                self._run_first = time_s
+            self._run_last, self._run_n = time_s, self._run_n + 1
             alert = self._check_run(now_s)
             if alert is not None:
                 out.append(alert)
@@ -402,13 +413,13 @@ class AlertTracker:
         ]
 
     def _check_run(self, now_s: float) -> Alert | None:
-        n = len(self._run_times)
+        n = self._run_n
         if self._run_raised:
             return None
         need = self.rules.v_run_beats if self._run_kind == "V" else self.rules.s_run_beats
         if n < need:
             return None
-        span = self._run_times[-1] - self._run_times[0]
+        span = self._run_last - self._run_first
         rate = 60.0 * (n - 1) / span if span > 0 else None
         # at the limit within float rounding: 216 samples at 360 Hz is 100 bpm, whether the
         # division gives 99.99999999999999 or 100.00000000000006 where the run falls
@@ -421,7 +432,7 @@ class AlertTracker:
         return Alert(
             self.patient_id,
             kind,
-            self._run_times[0],
+            self._run_first,
             now_s,
             f"{what} run: {n} consecutive {self._run_kind} beats{at}",
             rate_bpm=rate,
@@ -430,7 +441,8 @@ class AlertTracker:
 
     def _end_run(self) -> None:
         self._run_kind = None
-        self._run_times = []
+        self._run_first = self._run_last = math.nan
+        self._run_n = 0
         self._run_raised = False
 
 

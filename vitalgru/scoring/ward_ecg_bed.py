@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.dsp.quality import Thresholds
-from vitalgru.scoring.alerts import STRIP_MAX_S
+from vitalgru.scoring.alerts import MAX_BREAKS_KEPT, STRIP_MAX_S
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES
@@ -363,6 +363,9 @@ class EcgBed:
             self.tail.add(x[a:at])
             self.tail.skip(n)
             self.break_ends.append(self.tail.end / self.fs)
+            last = self.recent[-1].time_s if self.recent else -math.inf
+            if len(self.break_ends) > MAX_BREAKS_KEPT and last < self.break_ends[0]:
+                del self.break_ends[1]  # no beat since the oldest: one of them says as much
             a = at
         self.tail.add(x[a:])
         self.queued, self.queued_n, self.breaks = [], 0, []

@@ -214,3 +214,26 @@ class TestLiveReport:
         cm = np.array(rep["beats"]["confusion_matrix"])
         assert cm[0, 0] == 1 and cm[0, 2] == 1 and cm[2, 2] == 1 and cm.sum() == 3
         assert rep["beats"]["records"]["r"]["n_beats"] == 3
+
+
+def _sizes(tr: AlertTracker) -> int:
+    """The longest list or deque the tracker holds."""
+    return max((len(v) for v in vars(tr).values() if isinstance(v, list | tuple) or
+                hasattr(v, "popleft")), default=0)  # fmt: skip
+
+
+def test_a_run_that_never_ends_and_breaks_that_come_and_go_keep_bounded_state() -> None:
+    # every beat of a run that never ended was kept (only its first, last and count are
+    # read), and every break of a silence until the next R peak
+    tr = AlertTracker("p", AlertRules())
+    alerts = _feed(tr, "V" * 3000)
+    assert [a.kind for a in alerts] == ["ventricular_run", "frequent_ventricular_ectopy"]
+    assert tr._run_n == 3000 and _sizes(tr) < 200
+    silent = AlertTracker("q", AlertRules())
+    silent.detected(-np.inf, 1.0, 1.0)
+    for k in range(2000):  # a flat lead, a chunk lost every 2 s
+        silent.broken(2.0 + 2.5 * k, 0.5, 2.0 + 2.5 * k)
+    assert len(silent._breaks) <= 256
+    assert silent._unseen(1.0, 1e9) == pytest.approx(2000 * 0.5)  # every lost second counted
+    (pause,) = silent.detected(1.0, 5010.0, 5010.0)
+    assert "1000.0 s more not received" in pause.message

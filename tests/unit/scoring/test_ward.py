@@ -1451,3 +1451,22 @@ def test_a_tail_keeps_what_came_before_a_break_longer_than_its_ring() -> None:
     plain.add(np.arange(100, dtype=np.float32))
     plain.skip(500)
     assert plain.oldest == 500 and plain.get(0, 600).size == 100
+
+
+def test_breaks_in_a_feed_without_beats_are_kept_bounded() -> None:
+    # a flat lead (no R peak ever) losing a chunk now and then: the bed kept every break's
+    # end, and the alarm tracker every break, for as long as no beat came
+    from vitalgru.scoring.alerts import MAX_BREAKS_KEPT
+
+    ward = Ward(untrained_monitor())
+    ward.admit_ecg("p", 250.0)
+    n, idx = 125, 0
+    for k in range(1200):  # ten minutes of 0.5 s chunks, every fourth lost
+        if k % 4 != 3:
+            ward.add_ecg("p", [0.0] * n, idx)
+            ward.tick()
+        idx += n
+    bed = ward._ecg_beds["p"]
+    assert bed.break_samples == 299 * n and sum(bed.counts.values()) == 0  # the last: unknown
+    assert len(bed.break_ends) <= MAX_BREAKS_KEPT + 1
+    assert len(ward.ecg._patients["p"].alerts._breaks) <= MAX_BREAKS_KEPT
