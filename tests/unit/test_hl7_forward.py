@@ -29,6 +29,10 @@ from vitalgru.scoring.ward_journal import WardJournal
 def test_every_alarm_kind_has_a_priority_and_a_type() -> None:
     assert set(KINDS) | {"sepsis_risk", "feed_lost", "feed_rate"} == set(ALARM_CLASSES)
     assert {p for p, _ in ALARM_CLASSES.values()} == {"PH", "PM", "PL"}
+    # a life-threatening rhythm pages at high priority, whatever the table says elsewhere
+    assert ALARM_CLASSES["pause"] == ALARM_CLASSES["ventricular_run"] == ("PH", "SP")
+    assert ALARM_CLASSES["sepsis_risk"] == ("PM", "SP")
+    assert ALARM_CLASSES["feed_lost"] == ALARM_CLASSES["poor_signal"] == ("PL", "ST")
 
 
 def test_an_alarm_as_an_oru_r40_message() -> None:
@@ -93,7 +97,7 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     beats = {**again, "seq": 41, "kind": "beats_resumed", "ends": 40}
     obx = [s for s in read_message(alarm_message(beats, pause)).segments if s[0] == "OBX"]
     assert [s[5] for s in obx] == ["pause^pause^99VGR", "ecg", "end", "inactive",
-                                   *ALARM_CLASSES["pause"]]  # fmt: skip
+                                   "PH", "SP"]  # fmt: skip
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
         assert alarm_message({"seq": 1, "kind": kind}) is None

@@ -309,6 +309,7 @@ def test_adt_messages_admit_transfer_and_discharge(
     broken._adt = lambda msg, trigger: 1 / 0  # type: ignore[method-assign]
     out = broken.handle(_adt("A01", "Z1", "mrn-12", when))
     assert (out.code, out.status) == ("AE", 500) and "failed to take" in out.text
+    assert _msa(out.ack)[:3] == ["MSA", "AE", "Z1"]  # what the sender reads: resend it
     # what is not a message the gateway reads is rejected, with the reason
     siu = "MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r"
     assert inbox.handle(siu).code == "AR"

@@ -28,7 +28,31 @@ def _noise_segments(q: QualityResult) -> np.ndarray:
     return (m > 5) & (((m - 5) // 2) % 2 == 0)
 
 
+def _regular(bpm: float, seconds: float = 40.0, scale: float = 1.0) -> np.ndarray:
+    """A regular ECG-shaped signal at ``bpm`` (QRS and T as Gaussians, white noise)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * FS)) / FS
+    x = 0.02 * rng.standard_normal(t.size)
+    for tp in np.arange(0.5, seconds - 0.5, 60.0 / bpm):
+        for dt, amp, w in ((-0.02, -0.15, 0.008), (0.0, 1.2, 0.010), (0.025, -0.3, 0.010),
+                           (0.12, 0.2, 0.03)):  # fmt: skip
+            x += amp * np.exp(-0.5 * ((t - tp - dt) / w) ** 2)
+    return scale * x
+
+
 class TestSyntheticFaults:
+    @pytest.mark.parametrize("bpm", [35, 60, 200, 240])
+    def test_slow_and_fast_rhythms_are_scored_not_called_noise(self, bpm: float) -> None:
+        # 30-250 bpm are heart rates: limits of 40-180 would call a bradycardia or a VT
+        # noise, and beats in rejected signal never start a run
+        q = ecg_quality(_regular(bpm), FS)
+        assert q.usable.all() and not q.noisy.any()
+
+    def test_an_amplitude_past_the_range_is_lead_off(self) -> None:
+        q = ecg_quality(_regular(70, scale=15.0), FS)  # a saturating 18 mV QRS
+        assert q.lead_off.all() and not q.usable.any()
+        assert not ecg_quality(_regular(70, scale=5.0), FS).lead_off.any()
+
     def test_clean_synthetic_is_usable(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=60.0)
         q = ecg_quality(x, FS)
