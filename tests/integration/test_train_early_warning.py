@@ -127,7 +127,7 @@ class TestTrainEarlyWarningFlow:
         assert from_files == pytest.approx(ev["utility"], abs=1e-12)
         assert ev["model_version"] == "1"
         assert ev["n_patients"] == 30 and ev["n_excluded_files"] == 1
-        assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] >= 0
+        assert ev["n_non_numeric_values"] == 1 and ev["n_implausible_values"] == 0
         assert ev["n_patients_with_skipped_hours"] == 1 and ev["n_skipped_hours"] == 2
         assert ev["n_patients_with_label_reversals"] == 0
         for key in ("utility", "auroc", "auprc"):
@@ -149,7 +149,7 @@ class TestTrainEarlyWarningFlow:
         order = np.argsort(scores["risk"].to_numpy(), kind="stable")
         assert (np.diff(scores["probability"].to_numpy()[order]) >= -1e-6).all()
         assert sum(b["n"] for b in written["calibration"]) == len(scores)
-        assert written["probability_calibration"]["brier"] >= 0
+        assert 0 <= written["probability_calibration"]["brier"] < 1
         assert "Calibration of the hourly risk" in md and "recalibrated probability" in md
         # counts are whole numbers in the JSON, and the hours are the scored rows
         assert written["n_patient_hours"] == len(scores) and type(written["n_patient_hours"]) is int

@@ -426,3 +426,20 @@ def test_files_are_owner_only_and_read_without_being_written(
     ro.close()
     with pytest.raises(ValueError, match="not a vitalgru audit log"):
         AuditLog(tmp_path / "empty.sqlite", read_only=True)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("at", "2026-01-01T00:00:00+00:00"), ("caller", "someone else"), ("action", "GET /x"),
+     ("patient_id", "vip-1"), ("status", 403), ("client", "10.9.9.9")],
+)  # fmt: skip
+def test_a_change_to_any_field_breaks_the_chain(tmp_path: Path, column: str, value: Any) -> None:
+    # only the caller was ever changed in a test: a chain over fewer fields passed them all
+    log = AuditLog(tmp_path / "audit.sqlite")
+    for p in ("p1", "p2", "p3"):
+        log.record("reader-1", "GET /vitals/{patient_id}", p, 200, "10.0.0.7")
+    assert log.verify()[:2] == (3, None)
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        db.execute(f"UPDATE access SET {column} = ? WHERE seq = 2", (value,))
+    assert log.verify()[:2] == (2, 2)
+    log.close()

@@ -54,6 +54,21 @@ class TestRules:
         (a,) = tr2.signal("", 3.0, 5.0) + tr2.signal("", 8.0, 9.0)
         assert a.kind == "ventricular_run" and a.raised_at_s == 9.0
 
+    def test_a_noisy_window_up_to_the_hold_off_after_a_run_holds_it_back(self) -> None:
+        # the hold-off is 4 s: a rejected window ending 3.1 s after the last V beat makes
+        # the run noise too (only 1.2 s was ever tried)
+        tr = AlertTracker("p", AlertRules())
+        out = []
+        for i, lab in enumerate("NNVVVN"):
+            out += tr.beat(i * 0.6, lab, True, i * 0.6 + 2.0)
+        out += tr.signal("noisy", 5.5, 6.0) + tr.signal("", 8.0, 9.0)
+        assert out == []
+        later = AlertTracker("p", AlertRules())  # past the hold-off: the run stands
+        for i, lab in enumerate("NNVVVN"):
+            later.beat(i * 0.6, lab, True, i * 0.6 + 2.0)
+        out = later.signal("", 5.5, 6.5) + later.signal("noisy", 6.5, 7.0)
+        assert [a.kind for a in out + later.signal("", 9.0, 10.0)] == ["ventricular_run"]
+
     def test_supraventricular_run_needs_its_rate(self) -> None:
         slow = AlertTracker("p", AlertRules())
         assert _feed(slow, "NSSSSN", rr_s=0.8) == []  # 75 bpm: ectopic atrial rhythm
@@ -71,6 +86,28 @@ class TestRules:
         # at the limit and a little under it: still the same episode; well under: re-armed
         assert _feed(tr, "NNNNNNNNNNNNNV", t0=20.0) == []  # 1 V in the window: re-armed
         assert len(_feed(tr, "NV" * 4, t0=30.0)) == 1
+
+    def test_frequent_ectopy_hovering_at_the_limit_is_one_episode(self) -> None:
+        # 4 V beats in 10 s, then one drops out of the window (3) and one more comes (4):
+        # under the limit but not under half of it, still the same episode
+        tr = AlertTracker("p", AlertRules(v_per_window=4, window_s=10.0))
+        out = []
+        for t in (0.0, 2.0, 4.0, 6.0, 12.0, 13.0):
+            out += tr.beat(t, "V", True, t + 2.0) + tr.beat(t + 0.6, "N", True, t + 2.6)
+        out += tr.finish(30.0)
+        assert [a.kind for a in out] == ["frequent_ventricular_ectopy"]
+
+    def test_a_v_beat_older_than_the_window_is_not_counted(self) -> None:
+        tr = AlertTracker("p", AlertRules(v_per_window=4, window_s=10.0))
+        out = []
+        for t in (0.0, 3.0, 6.0, 10.5):  # four V beats, the first 10.5 s before the last
+            out += tr.beat(t, "V", True, t + 2.0) + tr.beat(t + 0.8, "N", True, t + 2.8)
+        assert [a.kind for a in out + tr.finish(20.0)] == []
+        within = AlertTracker("p", AlertRules(v_per_window=4, window_s=10.0))
+        out = []
+        for t in (0.0, 3.0, 6.0, 9.5):
+            out += within.beat(t, "V", True, t + 2.0) + within.beat(t + 0.8, "N", True, t + 2.8)
+        assert [a.kind for a in out + within.finish(20.0)] == ["frequent_ventricular_ectopy"]
 
     def test_a_pause_is_one_alert_whether_seen_live_or_when_it_ended(self) -> None:
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
@@ -92,6 +129,9 @@ class TestRules:
         assert a.onset_s == 13.2 and tr.pause_open
         assert tr.detected(13.2, 13.7, 20.0) == []  # found late, inside the silence
         assert tr.pause_open
+        # the silence looked at again just after it, and a little later: the same pause
+        assert tr.silence(13.7, 16.5, 16.9, False) == []
+        assert tr.silence(13.7, 16.8, 17.2, False) == []
         assert tr.silence(13.7, 19.6, 20.0, False) == []  # the same pause: not raised again
         assert tr.silence(13.7, 22.0, 22.4, False) == []
         assert tr.detected(13.7, 22.5, 22.9) == [] and not tr.pause_open  # ended by a beat
