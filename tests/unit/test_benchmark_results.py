@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,39 @@ def test_each_results_file_is_strict_json(path: Path) -> None:
     # NaN (a class without a beat, an empty calibration bin) was written bare: JavaScript's
     # JSON.parse and other strict readers refused six of these files
     json.loads(path.read_text(), parse_constant=_refuse)
+
+
+#: Keys whose numbers are shares (0 to 1), percentages, and counts or durations (>= 0).
+_SHARE = re.compile(r"(^|_)(se|ppv|spec|f1|auroc|auprc|accuracy|fraction|brier|ece|event_rate"
+                    r"|mean_risk|fpr)$")  # fmt: skip
+_PERCENT = re.compile(r"(^|_)(se|ppv|ppv_ec57_vf|alarm_open|lost)_pct$")  # off_pct: signed
+_COUNT = re.compile(r"^(n|n_.*|tp|fn|fp|matched|patients|seconds|wall_s|.*_s)$")
+
+
+def _numbers(value: object, key: str = "") -> list[tuple[str, float]]:
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _numbers(v, str(k))]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v, key)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [(key.lower(), float(value))]
+    return []
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_each_results_file_has_its_table_and_plausible_numbers(path: Path) -> None:
+    # the files were only read as JSON: negated figures or an emptied file passed
+    assert path.with_suffix(".md").is_file(), f"{path.name} has no markdown table beside it"
+    assert path.with_suffix(".md").read_text().strip()
+    numbers = _numbers(json.loads(path.read_text()))
+    assert numbers, f"{path.name} holds no figure"
+    for key, v in numbers:
+        if _SHARE.search(key):
+            assert 0.0 <= v <= 1.0, (key, v)
+        elif _PERCENT.search(key):
+            assert 0.0 <= v <= 100.0, (key, v)
+        elif _COUNT.match(key):
+            assert v >= 0, (key, v)
 
 
 def test_strict_json_writes_null_for_what_is_not_a_number() -> None:
