@@ -281,7 +281,9 @@ def _calibration(
     risks in [0, 1]; NEWS2 and qSOFA are points)."""
     out = {}
     for name, s in oof.items():
-        if not (np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0):
+        if name in ("news2", "qsofa") or not (
+            np.isfinite(s).all() and 0 <= s.min() <= s.max() <= 1
+        ):
             continue
         out[name] = {**calibration_metrics(labels, s), "table": calibration_table(labels, s)}
         if name in probs and np.isfinite(probs[name]).all():

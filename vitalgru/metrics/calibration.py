@@ -149,18 +149,28 @@ def _newton(y: np.ndarray, z: np.ndarray, fit_slope: bool, iters: int = 100) -> 
     return theta
 
 
+def _separated(y: np.ndarray, z: np.ndarray) -> bool:
+    """Whether the risks ``z`` split the outcomes completely (every outcome above, or below,
+    every non-outcome, ties at the border included): the logistic slope then has no
+    maximum-likelihood value; it grows for as long as the fit runs."""
+    hi, lo = z[y == 1], z[y == 0]
+    return bool(lo.max() <= hi.min() or hi.max() <= lo.min())
+
+
 def logistic_calibration(y: Any, p: Any) -> dict[str, float]:
     """``{"calibration_in_the_large", "calibration_slope"}`` (0 and 1 when calibrated;
-    NaN when the rows hold only one outcome; the slope NaN when every risk is the same,
-    where it cannot be estimated)."""
+    NaN when the rows hold only one outcome; the slope NaN when every risk is the same, or
+    the risks split the outcomes completely, where it cannot be estimated: a small group's
+    slope was wherever the fit stopped, 41 or 83)."""
     y, p = _inputs(y, p)
     if not y.size or y.min() == y.max():
         return {"calibration_in_the_large": float("nan"), "calibration_slope": float("nan")}
     z = np.log(np.clip(p, _EPS, 1 - _EPS) / (1 - np.clip(p, _EPS, 1 - _EPS)))
-    flat = z.max() == z.min()  # the ridge alone would pick a slope (2.5 for a risk of 0.3)
+    # one risk for all: the ridge alone would pick a slope (2.5 for a risk of 0.3)
+    no_slope = z.max() == z.min() or _separated(y, z)
     return {
         "calibration_in_the_large": float(_newton(y, z, fit_slope=False)[0]),
-        "calibration_slope": float("nan") if flat else float(_newton(y, z, fit_slope=True)[1]),
+        "calibration_slope": float("nan") if no_slope else float(_newton(y, z, fit_slope=True)[1]),
     }
 
 
@@ -178,6 +188,14 @@ def fit_recalibration(y: Any, p: Any) -> dict[str, float]:
     if z.max() == z.min():  # one risk for every row: no slope to fit, nothing backwards
         a, b = _newton(y, z, fit_slope=False)
         return {"intercept": float(a), "slope": float(b), "n": int(y.size)}
+    if _separated(y, z):  # no slope to estimate: it grows with the fit (probabilities of 1)
+        logger.warning(
+            "recalibration: the risks split the %d outcomes from the other rows completely, "
+            "so no slope can be estimated; only the intercept is fitted (slope 1)",
+            int(y.sum()),
+        )
+        a, b = _newton(y, z, fit_slope=False)
+        return {"intercept": float(a), "slope": float(b), "n": int(y.size)}
     a, b = _newton(y, z, fit_slope=True)
     if not b > 0:  # the risks rank the outcomes backwards (or not at all) on these rows
         logger.warning(
@@ -190,9 +208,13 @@ def fit_recalibration(y: Any, p: Any) -> dict[str, float]:
 
 
 def recalibrate(p: Any, recalibration: dict[str, float]) -> np.ndarray:
-    """Risks ``p`` mapped by a :func:`fit_recalibration` result."""
-    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    eta = float(recalibration["intercept"]) + float(recalibration["slope"]) * np.log(q / (1 - q))
+    """Risks ``p`` mapped by a :func:`fit_recalibration` result, each in its own place: the
+    logit is taken unclipped (0 and 1 map to 0 and 1), so distinct risks stay distinct and
+    in order (clipped at 1e-6, the smallest risks all became one probability)."""
+    q = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        z = np.log(q) - np.log1p(-q)
+    eta = float(recalibration["intercept"]) + float(recalibration["slope"]) * z
     return np.exp(-np.logaddexp(0.0, -eta))
 
 

@@ -99,6 +99,7 @@ def early_warning_metrics(
     threshold: float,
     params: UtilityParams = OFFICIAL,
     hours: np.ndarray | None = None,
+    risks: bool | None = None,
 ) -> dict[str, float]:
     """Everything reported for an early-warning model at a fixed alarm threshold.
 
@@ -115,6 +116,9 @@ def early_warning_metrics(
     hours : numpy.ndarray, optional
         Each row's ICU hour (ICULOS): the alarm statistics in ICU hours
         (:func:`alarm_statistics`); the utility counts rows, as the Challenge's scorer does.
+    risks : bool, optional
+        Whether the scores are risks (calibration measured) or points (NEWS2, qSOFA: NaN);
+        None guesses from their range, which a fold of qSOFA points never reaching 2 passes.
 
     Returns
     -------
@@ -143,7 +147,8 @@ def early_warning_metrics(
         "n_septic_patients": float(np.unique(pat[septic]).size),
     }
     out.update(alarm_statistics(y, pred, off, params, hours))
-    if s.size and np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0:
+    in_range = bool(s.size and np.isfinite(s).all() and s.min() >= 0.0 and s.max() <= 1.0)
+    if (risks if risks is not None else True) and in_range:
         out.update(calibration_metrics(y, s))
     else:  # points (NEWS2, qSOFA), not risks: calibration does not apply
         out.update(dict.fromkeys(CALIBRATION_KEYS, float("nan")))

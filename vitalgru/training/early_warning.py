@@ -277,7 +277,7 @@ def cross_validate(
         te = _rows_of(off, np.flatnonzero(f == k))
         te_off = np.r_[0, np.cumsum(np.diff(off)[f == k])]
         oof[name][te] = test_scores
-        m = early_warning_metrics(y_all[te], test_scores, te_off, thr)
+        m = early_warning_metrics(y_all[te], test_scores, te_off, thr, risks=name not in bedside)
         if val is not None:  # the risk recalibrated on the validation share, as fit_final does
             recal = fit_recalibration(val[0], val[1])
             probs = recalibrate(test_scores, recal)

@@ -119,3 +119,41 @@ def test_one_risk_for_every_row_has_no_slope(caplog: pytest.LogCaptureFixture) -
             recal = fit_recalibration(y, np.full(400, risk))
         assert recal["slope"] == 1.0 and "backwards" not in caplog.text
         assert recalibrate([risk], recal)[0] == pytest.approx(y.mean(), abs=1e-6)
+
+
+def test_risks_that_split_the_outcomes_have_no_slope(caplog: pytest.LogCaptureFixture) -> None:
+    # every outcome above every other row: the slope grows for as long as the fit runs
+    # (83 here, 41 in a small subgroup), and the stored map gave probabilities of 1.0
+    y = np.array([0, 0, 0, 0, 1, 1, 1])
+    p = np.array([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4])
+    got = logistic_calibration(y, p)
+    assert np.isnan(got["calibration_slope"]) and math.isfinite(got["calibration_in_the_large"])
+    with caplog.at_level("WARNING"):
+        recal = fit_recalibration(y, p)
+    assert recal["slope"] == 1.0 and "split the 3 outcomes" in caplog.text
+    assert (recalibrate(p, recal) < 1.0).all()
+    tied = np.array([0.05, 0.1, 0.15, 0.25, 0.25, 0.3, 0.4])  # a tie at the border too
+    assert np.isnan(logistic_calibration(y, tied)["calibration_slope"])
+    mixed = np.array([0.05, 0.1, 0.3, 0.2, 0.25, 0.15, 0.4])  # overlapping: estimated
+    assert math.isfinite(logistic_calibration(y, mixed)["calibration_slope"])
+
+
+def test_recalibration_keeps_every_risk_in_its_place() -> None:
+    # the logit of a risk clipped at 1e-6 made the smallest risks one probability
+    p = np.array([1e-9, 1e-8, 1e-7, 5e-7, 0.3, 1 - 1e-8, 1 - 1e-9, 0.0, 1.0])
+    q = recalibrate(p, {"intercept": -1.55, "slope": 0.90})
+    order = np.argsort(p)
+    assert (np.diff(q[order]) > 0).all()
+    assert np.unique(q[:4]).size == 4 and q[7] == 0.0 and q[8] == 1.0
+
+
+def test_points_are_not_calibrated_because_a_fold_stays_under_2() -> None:
+    # qSOFA points 0-1 in a fold that never reached 2 passed for risks: Brier, ECE, slope
+    from vitalgru.metrics.early_warning import early_warning_metrics
+
+    y = np.array([0, 0, 1, 1, 0, 0, 0, 1])
+    points = np.array([0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    off = np.array([0, 4, 8])
+    assert math.isfinite(early_warning_metrics(y, points, off, 1.0)["brier"])  # guessed
+    told = early_warning_metrics(y, points, off, 1.0, risks=False)
+    assert all(math.isnan(told[k]) for k in ("brier", "ece", "calibration_slope"))
