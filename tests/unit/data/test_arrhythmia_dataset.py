@@ -107,6 +107,17 @@ class TestSimulatedAF:
         # the original rhythm with its regular ectopy is not
         assert np.median(rec.x[100:, ent]) < 0.5
 
+    def test_the_share_in_af_is_the_one_asked_for(self) -> None:
+        # the first sinus gap was drawn from another range than the others: on a 2,000-beat
+        # record 0.28 of the beats were in AF for 0.25, 0.65 for 0.75
+        rec = self._record(2000)
+        got = [np.mean(simulated_af_record(rec, 360.0, FeatureSettings(),
+                                           np.random.default_rng(k), 0.75).labels
+                       == SUPRAVENTRICULAR_LABEL) for k in range(120)]  # fmt: skip
+        # N and S beats only are relabelled: the share of those that are in AF (0.65 before;
+        # one record holds a cycle or two of episode and gap, so the mean of 120 is +-0.02)
+        assert np.mean(got) / np.isin(rec.labels, [0, 1]).mean() == pytest.approx(0.75, abs=0.04)
+
     def test_reproducible_and_validated(self) -> None:
         rec = self._record(400)
         a = simulated_af_record(rec, 360.0, FeatureSettings(), np.random.default_rng(5))
