@@ -1458,3 +1458,39 @@ def test_a_stream_of_one_patient_sends_keep_alives_while_others_are_busy(
 
     sent = asyncio.run(read())
     assert sent[0].startswith("retry:") and sent.count(": keep-alive\n\n") >= 3
+
+
+def test_a_row_is_refused_or_taken_before_the_hour_being_assembled_is_closed(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    # the row's hour was read only under "ICULOS"/"hour" as a number: "iculos" or "3" let
+    # the row be scored ahead of the held hour, which the monitor then refused and the ward
+    # dropped (a log line); a row refused (ICULOS 40000) had closed the held hour first, and
+    # ICULOS Infinity was a 500
+    from datetime import UTC, datetime, timedelta
+
+    model, preprocessing, _ = sepsis_fit
+
+    def held() -> tuple[Ward, TestClient]:
+        ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+        c = TestClient(create_app(ward, tick_s=0), raise_server_exceptions=False)
+        at = (datetime.now(UTC) - timedelta(minutes=70)).isoformat()
+        assert c.post("/vitals/p/admit", params={"admitted_at": at}).status_code == 201
+        hr = {"resourceType": "Observation", "status": "final",
+              "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+              "effectiveDateTime": datetime.now(UTC).isoformat(),
+              "valueQuantity": {"value": 118, "unit": "/min",
+                                "system": "http://unitsofmeasure.org", "code": "/min"}}  # fmt: skip
+        assert c.post("/vitals/p/fhir", json=hr).json()["hour"] == 2
+        return ward, c
+
+    for spelled in ({"iculos": 3}, {"ICULOS": "3"}):
+        ward, c = held()
+        assert c.post("/vitals/p", json={**spelled, "HR": 90}).status_code == 200
+        stay = ward.sepsis_stay("p")
+        assert stay["hours"] == [1, 2, 3] and stay["values"]["hr_bpm"][1] == 118, spelled
+    for body in (b'{"ICULOS": 40000, "HR": 90}', b'{"ICULOS": Infinity}', b'{"HR": 90}'):
+        ward, c = held()
+        r = c.post("/vitals/p", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "ICULOS" in r.json()["detail"], body
+        assert ward.sepsis_stay("p")["hours"] == [] and c.get("/vitals/p").json()["assembling"]

@@ -272,6 +272,12 @@ class EarlyWarningMonitor:
         stay.pid = new
         self._stays[new] = stay
 
+    def row_hour(self, patient_id: str, row: Mapping[str, Any]) -> int:
+        """The ICU hour of ``row``, after the checks :meth:`push` makes of a row but its
+        order (names, numbers, ``ICULOS`` a whole number in range), so that a caller can
+        refuse a row before it changes anything. ValueError as :meth:`push` raises it."""
+        return int(_row(str(patient_id), row, None)["hour"])
+
     @torch.no_grad()
     def push(self, rows: Mapping[str, Mapping[str, Any]]) -> list[HourRisk]:
         """Score each patient's next hour.

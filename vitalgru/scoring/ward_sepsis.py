@@ -107,15 +107,17 @@ class SepsisWard(SepsisHours):
                 bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring; admit them first")
-            hour = row.get("ICULOS", row.get("hour"))
-            if hour is not None and bed.pending:  # hours assembled before it are due first
-                if isinstance(hour, int | float) and int(hour) in bed.pending:
+            # the row's hour read as the monitor reads it (iculos, "3"), and the row refused
+            # before anything changes: a row refused after the held hours were closed had
+            # closed them early, and one whose hour was missed here lost them
+            hour = self.sepsis.row_hour(pid, row)
+            if bed.pending:  # hours assembled before it are due first
+                if hour in bed.pending:
                     raise ValueError(
-                        f"patient {pid!r}: ICU hour {int(hour)} is being assembled from "
+                        f"patient {pid!r}: ICU hour {hour} is being assembled from "
                         "observations; send its values as observations, or close it first"
                     )
-                if isinstance(hour, int | float):
-                    self._close_hours(pid, through=int(hour) - 1)
+                self._close_hours(pid, through=hour - 1)
             return self._score_hour(pid, bed, row)
 
     def _score_hour(self, pid: str, bed: SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
