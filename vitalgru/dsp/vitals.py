@@ -78,6 +78,18 @@ def _check_offsets(offsets: np.ndarray, n_rows: int) -> np.ndarray:
     return off
 
 
+def plausible_mean(column: str, values: Sequence[float]) -> float:
+    """One hour's value of ``column`` from the readings taken in it: the mean of those
+    within :data:`PLAUSIBILITY_LIMITS`, so that an impossible reading (an HR of 0 from a
+    lead off, a Fahrenheit temperature sent as Celsius) neither drags the hour to a false
+    but plausible value nor throws the good readings out with it; when none is within
+    them, the mean of all (which the monitor then refuses and names)."""
+    lo, hi = PLAUSIBILITY_LIMITS.get(column, (-np.inf, np.inf))
+    good = [float(x) for x in values if lo <= x <= hi]
+    use = good or [float(x) for x in values]
+    return sum(use) / len(use)
+
+
 def vitals_plausibility(
     values: np.ndarray, columns: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:

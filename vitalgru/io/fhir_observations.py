@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vitalgru.dsp.vitals import plausible_mean
 from vitalgru.io.psv import MEASUREMENT_UNITS, PSV_COLUMNS
 
 __all__ = [
@@ -337,7 +338,7 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
             if UNITS[column][unit] is not _SAME and unit not in out.converted.get(column, []):
                 out.converted.setdefault(column, []).append(unit)
     for column, xs in values.items():
-        out.row[column] = sum(xs) / len(xs)
+        out.row[column] = plausible_mean(column, xs)
         out.used += len(xs)
     return out
 

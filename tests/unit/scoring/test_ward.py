@@ -1470,3 +1470,26 @@ def test_breaks_in_a_feed_without_beats_are_kept_bounded() -> None:
     assert bed.break_samples == 299 * n and sum(bed.counts.values()) == 0  # the last: unknown
     assert len(bed.break_ends) <= MAX_BREAKS_KEPT + 1
     assert len(ward.ecg._patients["p"].alerts._breaks) <= MAX_BREAKS_KEPT
+
+
+def test_an_impossible_reading_does_not_make_the_hours_value(
+    sepsis_fit: tuple[Any, dict, list[dict]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # readings were averaged before the plausibility limits: an HR of 0 from a lead off
+    # beside two of 120 scored 80, and a Fahrenheit 98.6 beside 37.2 threw both out
+    model, preprocessing, _ = sepsis_fit
+    for readings, column, want in (([0.0, 120.0, 120.0], "HR", 120.0),
+                                   ([37.2, 98.6], "Temp", 37.2),
+                                   ([0.0], "HR", None)):  # fmt: skip
+        ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+        ward.admit_sepsis("p", None, datetime.now(UTC) - timedelta(minutes=30))
+        for x in readings:  # one observation per message, as a monitor sends them
+            ward.add_observations("p", 1, {column: x})
+        with caplog.at_level(logging.WARNING, logger="vitalgru.scoring.ward"):
+            (hour,) = ward.close_hours("p")
+        name = {"HR": "hr_bpm", "Temp": "temp_c"}[column]
+        if want is None:  # none possible: refused and named, as before
+            assert hour["rejected"] == [name]
+        else:
+            assert ward.sepsis_stay("p")["values"][name][0] == pytest.approx(want)
+            assert hour["rejected"] == [] and "left out of the hour's value" in caplog.text
