@@ -95,8 +95,7 @@ class AuditLog:
             owner_only(self.path)
         try:
             if read_only:
-                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                           check_same_thread=False, isolation_level=None)  # fmt: skip
+                self._db = _open_read_only(self.path)
             else:
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             # text whose bytes changed on disk reads with U+FFFD where they were: listed as it
@@ -115,7 +114,11 @@ class AuditLog:
             self._db.executescript(_SCHEMA)
             if kind is None:
                 self._db.execute("INSERT INTO meta VALUES ('kind', 'vitalgru-audit')")
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, ValueError) as e:
+            if hasattr(self, "_db"):
+                self._db.close()  # not left open (a folder that could not be unmounted)
+            if isinstance(e, ValueError):
+                raise
             raise ValueError(f"{self.path} is not a vitalgru audit log: {e}") from None
 
     def close(self) -> None:
@@ -253,6 +256,9 @@ class AuditLog:
                      ("archived_before", cut)],
                 )  # fmt: skip
                 out._db.execute("COMMIT")
+                # rollback journal, not WAL: an archive kept in a read-only place opens
+                # without the -shm file it cannot have there
+                out._db.execute("PRAGMA journal_mode=DELETE")
             n, broken, link = out.verify()
         finally:
             out.close()
@@ -329,6 +335,24 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
                     "broken": broken, "follows": follows})  # fmt: skip
         prev_last = last  # a file without rows: its anchor
     return out
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """``path`` opened for reading only. A WAL file needs its ``-shm`` beside it, which a
+    read-only folder cannot get; one without a ``-wal`` has no writer, and is read as it
+    is (``immutable``)."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False,
+                         isolation_level=None)  # fmt: skip
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if Path(f"{path}-wal").exists():
+            raise
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False,
+                           isolation_level=None)  # fmt: skip
 
 
 def _storable(text: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,10 @@ def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
     assert log.archive(datetime(2025, 1, 1, tzinfo=UTC), old)["rows"] == 0 and not old.exists()
     got = log.archive(datetime(2026, 2, 1, tzinfo=UTC), old)
     assert (got["rows"], got["first_seq"], got["last_seq"]) == (3, 1, 3)
+    # a rollback-journal file: kept in a read-only place it opens without a -shm beside it
+    # (a WAL archive there was "not a vitalgru audit log: unable to open database file")
+    with closing(sqlite3.connect(old)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     assert log.rows() == whole[3:] and AuditLog(old).rows() == whole[:3]  # as they were
     assert log.anchor() == got["last_link"] and log.verify()[:2] == (2, None)
     checked = verify_files([old, live])
