@@ -35,6 +35,7 @@ had when the new file is not right, saying why in its log.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -45,13 +46,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vitalgru.claims import hold, replace_file
+from vitalgru.claims import ClaimBusy, hold, replace_file
 
 __all__ = [
     "ROLES", "Credential", "RateLimit", "StreamTickets", "TokenFile", "TokenTable", "new_token",
@@ -201,12 +202,21 @@ class TokenTable:
         return self if other is None else TokenTable([*self.credentials, *other.credentials])
 
 
-def _editing(p: Path) -> Any:
-    """One edit of the token file at a time (``<file>.lock``): two ``serve-token`` commands
-    at once each wrote back what they read, so a revoked token came back or an added one
-    (already handed out) was lost."""
-    return hold(f"{os.path.realpath(p)}.lock", f"the token file {p}", wait_s=10.0,
-                busy="another serve-token")  # fmt: skip
+@contextlib.contextmanager
+def _editing(p: Path) -> Iterator[None]:
+    """One edit of the token file at a time (``<file>.lock`` beside the file itself, or
+    beside the name given when the file's folder is read-only): two ``serve-token``
+    commands at once each wrote back what they read, so a revoked token came back or an
+    added one (already handed out) was lost."""
+    what, busy = f"the token file {p}", "another serve-token"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(hold(f"{os.path.realpath(p)}.lock", what, wait_s=10.0, busy=busy))
+        except ClaimBusy:
+            raise
+        except OSError:  # a link into a folder this user cannot write: the name's own folder
+            stack.enter_context(hold(f"{p}.lock", what, wait_s=10.0, busy=busy))
+        yield
 
 
 def _write(p: Path, credentials: Sequence[Credential]) -> None:

@@ -182,7 +182,7 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
             raise ValueError("a new token needs --role")
         token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
                           patients=listed(args.patients))  # fmt: skip
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # OSError: a file or its lock that cannot be written
         raise SystemExit(f"vitalgru: error: {e}") from None
     print(f"{args.name} ({args.role}): {token}")
     print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "

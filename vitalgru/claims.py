@@ -205,8 +205,9 @@ def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) 
 def owner_only(path: Path | str) -> None:
     """Make ``path`` an empty file readable by its owner only when there is none (a SQLite
     file holding patient data: its ``-wal`` and ``-shm`` take the mode from it)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:  # through a symbolic link to the file it names (O_EXCL refuses a link, even
+        # one to nothing yet, and SQLite then made the file with the usual mode)
+        os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError:  # there already; or a folder missing, which SQLite's open names
         pass
 

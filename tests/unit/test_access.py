@@ -155,6 +155,31 @@ def test_edits_made_at_once_are_all_kept(tmp_path: Path, monkeypatch: pytest.Mon
     assert sorted(c.name for c in real(f).credentials) == ["n1", "n2"]
 
 
+def test_a_token_file_whose_folder_is_read_only_is_edited_through_its_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a link into a read-only folder (a mounted secret): the lock beside the file itself
+    # cannot be made; it was an OSError traceback, and before the lock the edit worked
+    import pipelines.access as access
+
+    real_dir, mine = tmp_path / "secret", tmp_path / "mine"
+    real_dir.mkdir()
+    mine.mkdir()
+    new_token(real_dir / "t.json", "first", "admin")
+    (mine / "t.json").symlink_to(real_dir / "t.json")
+    real_hold = access.hold
+
+    def read_only_there(lock: str, *args: object, **kw: object) -> object:
+        if lock.startswith(str(real_dir)):
+            raise OSError(f"the token file cannot be held: Read-only file system ({lock})")
+        return real_hold(lock, *args, **kw)
+
+    monkeypatch.setattr(access, "hold", read_only_there)
+    new_token(mine / "t.json", "second", "reader")
+    assert [c.name for c in TokenTable.from_file(mine / "t.json").credentials] == [
+        "first", "second"]  # fmt: skip
+
+
 def test_a_running_gateway_reads_the_file_again_when_it_changes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

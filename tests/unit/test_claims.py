@@ -153,3 +153,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_file_made_owner_only_through_a_link_is_owner_only(tmp_path: Path) -> None:
+    # O_EXCL refuses a symbolic link, even one to nothing yet: SQLite then made the target
+    # with the usual mode (-rw-r--r--)
+    from vitalgru.claims import owner_only
+
+    target = tmp_path / "real" / "ward.sqlite"
+    target.parent.mkdir()
+    link = tmp_path / "ward.sqlite"
+    link.symlink_to(target)
+    owner_only(link)
+    assert target.exists() and target.stat().st_mode & 0o777 == 0o600
+    owner_only(tmp_path / "missing" / "x.sqlite")  # a folder missing: left to SQLite to name

@@ -214,7 +214,7 @@ def _fmt(v: float) -> str:
 def _risk_decimals(stays: Sequence[StaySummary]) -> int:
     """Decimals for the risks and thresholds of a page: 3, or more where a risk lies so
     close to its threshold that 3 would put it on the other side (a highest risk of 0.0921
-    under a threshold of 0.0924 read "0.092" against "(0.092)"); at most 6."""
+    under a threshold of 0.0924 read "0.092" against "(0.092)"); at most 9."""
     pairs = [
         (v, s["threshold"])
         for s in stays
@@ -222,10 +222,10 @@ def _risk_decimals(stays: Sequence[StaySummary]) -> int:
         for v in (s["risk_max"], s["risk_last"], *(ep["peak_risk"] for ep in s["episodes"]))
         if v is not None
     ]
-    for d in range(3, 6):
+    for d in range(3, 9):  # a float32 risk one step under a float64 threshold: 8
         if all((round(v, d) >= round(t, d)) == (v >= t) for v, t in pairs):
             return d
-    return 6
+    return 9
 
 
 def _chart(s: StaySummary, d: int = 3) -> str:

@@ -3,6 +3,7 @@ hand-worked stays, and a page that escapes what it is given and orders its patie
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import numpy as np
@@ -181,6 +182,16 @@ def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
     s = stay_summary("p", [1, 2], [0.05, 0.0921], 0.0924, {}, [[], []])
     page = early_warning_report_html([s, stay_summary("q", [1], [0.01], 0.0924, {}, [[]])])
     assert "threshold (0.0924)" in page and "<td class=n>0.0921</td>" in page
+    # a float32 risk just under a float64 threshold (6 decimals printed them equal)
+    for close in (
+        float(np.nextafter(np.float32(0.0924), np.float32(0))),
+        float(np.float32(0.0924)),
+    ):
+        assert close < 0.0924
+        page = early_warning_report_html([stay_summary("p", [1], [close], 0.0924, {}, [[]])])
+        (thr,) = re.findall(r"threshold \(([0-9.]+)\)", page)
+        (top,) = re.findall(r"highest risk\s+([0-9.]+) at", page)
+        assert float(top) < float(thr), (top, thr)
     usual = early_warning_report_html([stay_summary("p", [1], [0.5], 0.0924, {}, [[]])])
     assert "threshold (0.092)" in usual  # three decimals where they tell the sides apart
 
