@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from vitalgru.errors import ConflictError, ModelMissingError
-from vitalgru.io.fhir_observations import observations_to_hour, timed_resources
+from vitalgru.io.fhir_observations import observations_to_hour, says_when, timed_resources
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["Refused", "score_observations", "ward_call"]
@@ -87,12 +87,19 @@ def score_observations(
     except ValueError as e:
         raise Refused(422, str(e)) from None
     stay = None  # the stay the hours are counted in: the same when they are added
+    unplaced: list[dict[str, Any]] = []  # a time given that cannot place it: skipped, said
     if iculos is not None:
         groups = {iculos: list(range(len(resources)))}
     else:
         stay = ward_call(ward.sepsis_admitted_at, patient_id)
         hours = _hours_of(ward, patient_id, times, stay)
-        placed = sorted({h for h in hours if h is not None})
+        for i, (h, r) in enumerate(zip(hours, resources, strict=True)):
+            if h is None and says_when(r):  # pooled into the others' hour before, silently
+                hours[i] = -1
+                unplaced.append({"index": i, "code": None, "reason": "its time has no UTC "
+                                 "offset (or is a date alone): it cannot be placed in an "
+                                 "hour of the stay"})  # fmt: skip
+        placed = sorted({h for h in hours if h is not None and h >= 0})
         untimed = [i for i, (h, r) in enumerate(zip(hours, resources, strict=True))
                    if h is None and isinstance(r, dict) and r.get("resourceType") == "Observation"]  # fmt: skip
         if len(placed) > 1 and untimed:
@@ -112,7 +119,8 @@ def score_observations(
     except ValueError as e:
         raise Refused(422, str(e)) from None
     used = sum(r.used for r in read.values())
-    skipped = sorted((s for r in read.values() for s in r.skipped), key=lambda s: s["index"])
+    skipped = sorted([*(s for r in read.values() for s in r.skipped), *unplaced],
+                     key=lambda s: s["index"])  # fmt: skip
     converted: dict[str, list[str]] = {}
     for r in read.values():
         for c, units in r.converted.items():

@@ -791,15 +791,23 @@ def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
     assert [h["hour"] for h in r.json()["hours"]] == [7, 8]
     assert r.json()["observations"]["used"] == 2
     assert [s["index"] for s in r.json()["observations"]["skipped"]] == [1]
+    untimed = {k: v for k, v in hr(92, "").items() if k != "effectiveDateTime"}
     for body, says in (
-        ([hr(90, "2026-12-05T07:10:00Z"), hr(91, "2026-12-05T08:10:00Z"),
-          hr(92, "2026-12-05T15:10:00")], "and 1 (at [2]) have no time"),
+        ([hr(90, "2026-12-05T07:10:00Z"), hr(91, "2026-12-05T08:10:00Z"), untimed],
+         "and 1 (at [2]) have no time"),
         ([hr(90, "2026-12-05T12:10:00")], "no ?iculos= and no observation time"),
         ([hr(90, "2026-12-05T05:10:00Z")], "before patient 'icu-5' was admitted"),
     ):  # fmt: skip
         r = client.post("/vitals/icu-5/fhir", json=body)
         assert r.status_code == 422 and says in r.json()["detail"], r.text
     assert client.get("/vitals/icu-5").json()["admitted_at"] == start
+    # a time without its offset cannot be placed: that one is skipped and said, the rest
+    # taken (it was refused among several hours, and pooled into the one hour otherwise)
+    r = client.post("/vitals/icu-5/fhir", json=[hr(93, "2026-12-05T14:10:00Z"),
+                                                hr(94, "2026-12-05T15:10:00")])  # fmt: skip
+    assert r.status_code == 200 and r.json()["hour"] == 9, r.text
+    (skip,) = r.json()["observations"]["skipped"]
+    assert skip["index"] == 1 and "no UTC offset" in skip["reason"]
     r = client.post("/vitals/icu-6/admit", params={"admitted_at": "2026-12-05T06:00:00"})
     assert r.status_code == 422 and "no UTC offset" in r.text
     r = client.post("/vitals/icu-6/admit", params={"admitted_at": "2999-01-01T00:00:00Z"})

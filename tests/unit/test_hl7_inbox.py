@@ -784,3 +784,24 @@ def test_a_message_type_no_one_takes_is_other_on_the_metrics_page() -> None:
     # MSH-9 was a label as sent: a series per text, any text, on an open page
     assert (_type(odd), _type(adt)) == ("other", "ADT^A01")
     assert _type(odd, bounded=False) == "X0^DOE-JANE-MRN"  # the access log keeps it
+
+
+def test_an_observation_whose_time_cannot_be_read_is_skipped_and_said(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    # a lactate stamped 3 h earlier in local time without an offset was pooled, silently,
+    # into the hour of the heart rate beside it: scored 3 hours late
+    ward = _ward(sepsis_fit)
+    now = datetime.now(UTC)
+    ward.admit_sepsis("p", {}, now - timedelta(hours=5))
+    hr, lactate = row_to_observations({"HR": 120.0, "Lactate": 6.0})
+    hr["effectiveDateTime"] = now.isoformat()
+    lactate["effectiveDateTime"] = (now - timedelta(hours=3)).replace(tzinfo=None).isoformat()
+    out = score_observations(ward, IntakeCollector(), "p", [hr, lactate], None, "fhir")
+    assert out["measurements"] == {"hr_bpm": 1}
+    (skip,) = out["observations"]["skipped"]
+    assert skip["index"] == 1 and "no UTC offset" in skip["reason"]
+    # one with no time at all still goes with the others (a panel's members)
+    del lactate["effectiveDateTime"]
+    out = score_observations(ward, IntakeCollector(), "p", [hr, lactate], None, "fhir")
+    assert out["measurements"] == {"hr_bpm": 2, "lactate_mmol_l": 1}

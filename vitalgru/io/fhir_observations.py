@@ -351,6 +351,17 @@ def observation_times(payload: Any) -> list[datetime]:
     return [t for t in timed_resources(payload)[1] if t is not None]
 
 
+def says_when(resource: Any) -> bool:
+    """Whether an Observation gives a time at all (``effectiveDateTime``,
+    ``effectiveInstant`` or ``effectivePeriod.start``), usable or not: one whose time
+    :func:`timed_resources` cannot read (no UTC offset, a date alone) is not one without."""
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != "Observation":
+        return False
+    period = resource.get("effectivePeriod")
+    return bool(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+                or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
+
+
 def timed_resources(payload: Any) -> tuple[list[Any], list[datetime | None]]:
     """The payload's resources (a Bundle's entries, a list, or one) and, for each, when it
     was made, as :func:`observation_times` reads it (None: not an Observation, or no time
