@@ -351,15 +351,20 @@ def observation_times(payload: Any) -> list[datetime]:
     return [t for t in timed_resources(payload)[1] if t is not None]
 
 
-def says_when(resource: Any) -> bool:
-    """Whether an Observation gives a time at all (``effectiveDateTime``,
-    ``effectiveInstant`` or ``effectivePeriod.start``), usable or not: one whose time
-    :func:`timed_resources` cannot read (no UTC offset, a date alone) is not one without."""
+def _given_time(resource: Any) -> Any:
+    """What an Observation gives as its time (``effectiveDateTime``, ``effectiveInstant`` or
+    ``effectivePeriod.start``), as given; None for other resources and when none is."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "Observation":
-        return False
+        return None
     period = resource.get("effectivePeriod")
-    return bool(resource.get("effectiveDateTime") or resource.get("effectiveInstant")
-                or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
+    return (resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+            or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
+
+
+def says_when(resource: Any) -> bool:
+    """Whether an Observation gives a time at all, usable or not: one whose time
+    :func:`timed_resources` cannot read (no UTC offset, a date alone) is not one without."""
+    return bool(_given_time(resource))
 
 
 def timed_resources(payload: Any) -> tuple[list[Any], list[datetime | None]]:
@@ -370,17 +375,14 @@ def timed_resources(payload: Any) -> tuple[list[Any], list[datetime | None]]:
     times: list[datetime | None] = []
     for res in resources:
         t = None
-        if isinstance(res, Mapping) and res.get("resourceType") == "Observation":
-            period = res.get("effectivePeriod")
-            raw = (res.get("effectiveDateTime") or res.get("effectiveInstant")
-                   or (period.get("start") if isinstance(period, Mapping) else None))  # fmt: skip
-            if isinstance(raw, str) and "T" in raw:
-                try:
-                    t = datetime.fromisoformat(raw)
-                except ValueError:
-                    t = None
-                if t is not None and t.tzinfo is None:
-                    t = None
+        raw = _given_time(res)
+        if isinstance(raw, str) and "T" in raw:
+            try:
+                t = datetime.fromisoformat(raw)
+            except ValueError:
+                t = None
+            if t is not None and t.tzinfo is None:
+                t = None
         times.append(t)
     return resources, times
 
