@@ -90,6 +90,12 @@ def plausible_mean(column: str, values: Sequence[float]) -> float:
     return sum(use) / len(use)
 
 
+def impossible(column: str, values: Sequence[float]) -> list[float]:
+    """The readings of ``column`` outside :data:`PLAUSIBILITY_LIMITS` (NaN is not one)."""
+    lo, hi = PLAUSIBILITY_LIMITS.get(column, (-np.inf, np.inf))
+    return [float(x) for x in values if x < lo or x > hi]
+
+
 def vitals_plausibility(
     values: np.ndarray, columns: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:

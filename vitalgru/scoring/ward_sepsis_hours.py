@@ -10,13 +10,12 @@ ward's locks, journal and beds; it is not used alone.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vitalgru.dsp.vitals import PLAUSIBILITY_LIMITS, plausible_mean
+from vitalgru.dsp.vitals import impossible, plausible_mean
 from vitalgru.errors import ConflictError
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements
@@ -230,8 +229,7 @@ class SepsisHours(WardShadows):
         for pid, bed, h, held in due:
             row: dict[str, Any] = {c: plausible_mean(c, xs) for c, xs in held.items() if xs}
             for c, xs in held.items():  # impossible readings beside possible ones: left out
-                lo, hi = PLAUSIBILITY_LIMITS.get(c, (-math.inf, math.inf))
-                left = [x for x in xs if not lo <= x <= hi]
+                left = impossible(c, xs)
                 if left and len(left) < len(xs):
                     logger.warning("ward: patient %s ICU hour %d: %s reading(s) %s left out of "
                                    "the hour's value as impossible", pid, h, c, left)  # fmt: skip
