@@ -14,6 +14,12 @@ range between small normal and large ectopic beats manageable for one threshold.
 are local maxima of the MWI that dominate +/- ``peak_window_s``. A decision loop over candidates keeps
 adaptive signal/noise levels and applies the 200 ms refractory period, T-wave discrimination by
 slope within 360 ms, and search-back at 1.66 x the mean RR interval with half the threshold.
+After ``RELEARN_S`` (8 s) without a QRS the levels are learnt again from the candidates of
+those seconds, as in the learning phase, if the largest deflects at least ``RELEARN_MIN_MV``
+(0.2 mV) from its baseline: one large artefact, or beats shrunk to a fifth by a moved lead,
+would otherwise hold the threshold above every later beat (for the rest of a record, on
+MIT-BIH). The price is in an asystole with noise of over about 0.1 mV rms: that noise is
+taken for beats sooner (``benchmarks/results/rpeak_relearn.md``).
 Accepted candidates are located in the input signal: over the integration window (shifted
 back by the band-pass group delay) the baseline is the line through the window's end medians,
 and the peak is the first local extremum of the deviation from it that reaches half the largest
@@ -72,6 +78,21 @@ RR_INIT_S = 1.0  # assumed mean RR until beats are found (60 bpm)
 # waves: a QRS gives about 1e-2 mV/sample, a 1 uV-resolution ADC's step 1e-3 mV/sample.
 MWI_FLOOR = 1e-7
 RR_MAX_S = 2.0  # cap of the mean RR used for search-back (long pauses must not stop it)
+# Relearning: no QRS for this long -> the levels are learnt again from the last RELEARN_S of
+# the stream, as in the learning phase (Hamilton's detector re-initialises after 8 s without a
+# beat). Without it one large artefact or a QRS shrunk to a fifth (a lead moved) leaves the
+# threshold above every later beat for the rest of the stream.
+RELEARN_S = 8.0
+# ... but only from a wave that deflects at least this far (mV) from its baseline, so that a
+# true asystole's baseline noise does not become the new signal level. Monitors must count QRS
+# complexes from 0.5 mV (IEC 60601-2-27); muscle noise of 0.05 mV rms (nstdb "ma") deflects up
+# to 0.18 mV, record 100's beats 1.3 mV (a fifth of them 0.26).
+RELEARN_MIN_MV = 0.2
+
+
+# A candidate: (MWI index, MWI height, largest |slope| in its window, R-wave location, its
+# deflection from the local baseline in input units), indexes counted from the stream's start.
+Cand = tuple[int, float, float, int, float]
 
 
 def _append(buf: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -143,8 +164,11 @@ class RpeakStream:
         self._twave = int(round(TWAVE_S * fs))
         self._init_n = int(round(INIT_S * fs))
         self._rr_max = RR_MAX_S * fs
+        self._relearn_n = int(round(RELEARN_S * fs))
         # Samples of left context kept for candidate tests, slope and location searches.
         self._left = self._l_peak + self._w_mwi + self._gd + 2 * self._refine + 2
+        # ... and the MWI of the last RELEARN_S, for the noise level of a relearning.
+        self._keep = max(self._left, self._relearn_n + self._l_peak)
         # A candidate is final once L samples follow it; its peak lies at most
         # group delay + MWI window + refine samples before it.
         self.latency_s = (self._l_peak + self._gd + self._w_mwi + self._refine + 1) / fs
@@ -165,7 +189,7 @@ class RpeakStream:
         self._slope = np.empty(0)
         self._scan = 0  # first global index not yet tested as a candidate
         # Decision state.
-        self._pending: list[tuple[int, float, float, int]] = []  # learning-phase candidates
+        self._pending: list[Cand] = []  # learning-phase candidates
         self._initialised = False
         self._spk = 0.0
         self._npk = 0.0
@@ -174,7 +198,10 @@ class RpeakStream:
         self._rr: deque[float] = deque(maxlen=N_AVG)
         self._last_qrs = -(10**12)
         self._last_slope = 0.0
-        self._since: list[tuple[int, float, float, int]] = []  # noise cands since last QRS
+        # Search-back and relearning count from the later of the last QRS and the last
+        # (re)learning.
+        self._ref = 0
+        self._since: list[Cand] = []  # noise cands since last QRS
         self._flushed = False
 
     # --------------------------------------------------------------- features
@@ -224,7 +251,7 @@ class RpeakStream:
         return x
 
     # ------------------------------------------------------------- candidates
-    def _candidates(self, final: bool) -> list[tuple[int, float, float, int]]:
+    def _candidates(self, final: bool) -> list[Cand]:
         """Candidates in [scan, n - L) (or up to n when flushing), as tuples
         ``(global_idx, mwi_height, max_slope, location)``."""
         end = self._n if final else self._n - self._l_peak
@@ -259,14 +286,15 @@ class RpeakStream:
         offs = np.arange(-w + 1, 1)
         win = np.clip(cand[:, None] + offs[None, :], 0, None)
         slope = self._slope[win].max(axis=1)
-        loc = self._locate(cand)
+        loc, amp = self._locate(cand)
         return [
-            (int(c) + o, float(h), float(sl), int(lc) + o)
-            for c, h, sl, lc in zip(cand, m[cand], slope, loc, strict=True)
+            (int(c) + o, float(h), float(sl), int(lc) + o, float(a))
+            for c, h, sl, lc, a in zip(cand, m[cand], slope, loc, amp, strict=True)
         ]
 
-    def _locate(self, cand: np.ndarray) -> np.ndarray:
-        """R-wave location (buffer index) of each candidate (MWI peak, buffer index).
+    def _locate(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """R-wave location (buffer index) of each candidate (MWI peak, buffer index), and the
+        largest deflection from the baseline there (input units).
 
         The QRS lies in the MWI window ending at the candidate, delayed by the band-pass group
         delay. In the input signal over that window (widened by ``refine_s`` each side) the
@@ -287,7 +315,8 @@ class RpeakStream:
         y1 = np.median(xs[:, -e:], axis=1, keepdims=True)
         ramp = np.linspace(0.0, 1.0, width)[None, :]
         dev = np.abs(xs - (y0 + (y1 - y0) * ramp))
-        first = np.argmax(dev >= FIRST_PEAK_FRAC * dev.max(axis=1, keepdims=True), axis=1)
+        amp = dev.max(axis=1)
+        first = np.argmax(dev >= FIRST_PEAK_FRAC * amp[:, None], axis=1)
         # Climb to the local maximum that follows the first crossing (within 30 ms).
         span = max(1, int(round(0.030 * self.fs)))
         j = np.clip(first[:, None] + np.arange(span)[None, :], 0, width - 1)
@@ -295,34 +324,62 @@ class RpeakStream:
         # stop at the first sample where the deviation falls again (the local maximum)
         falling = np.diff(dj, axis=1, append=-np.inf) < 0
         k = j[rows, np.argmax(falling, axis=1)]
-        return idx[rows, k]
+        return idx[rows, k], amp
 
     # ---------------------------------------------------------------- decision
     def _threshold(self) -> float:
         return self._npk + THRESHOLD_COEF * (self._spk - self._npk)
 
-    def _accept(self, c: tuple[int, float, float, int], out: list[int], searchback: bool) -> None:
-        t, h, sl, loc = c
+    def _accept(self, c: Cand, out: list[int], searchback: bool) -> None:
+        t, h, sl, loc, _ = c
         if self._last_qrs > -(10**11):
             self._rr.append(float(t - self._last_qrs))
         self._last_qrs = t
         self._last_slope = sl
         self._qrs_levels.append(h)
         self._spk = _median(self._qrs_levels)
+        self._ref = t
         self._since = []
         out.append(loc)
 
-    def _noise(self, c: tuple[int, float, float, int]) -> None:
+    def _noise(self, c: Cand) -> None:
         self._noise_levels.append(c[1])
         self._npk = _median(self._noise_levels)
         self._since.append(c)
 
-    def _decide(self, c: tuple[int, float, float, int], out: list[int]) -> None:
-        t, h, sl, _ = c
+    def _relearn(self, t: int) -> None:
+        """No QRS for ``RELEARN_S``: learn the levels again from the candidates of the last
+        ``RELEARN_S`` (all taken for noise), as the learning phase does from the first 2 s:
+        signal level from the largest, noise level from half the mean MWI. Nothing changes
+        if the largest deflects less than ``RELEARN_MIN_MV`` (mV) from its baseline: a true
+        asystole's noise.
+        The candidates before it are not decided again (their beats are not reported)."""
+        self._ref = t
+        lo = t - self._relearn_n
+        window = [s for s in self._since if s[0] >= lo]
+        self._since = []
+        best = max(window, key=lambda s: s[1], default=None)
+        if best is None or best[4] < RELEARN_MIN_MV:
+            return
+        a = max(0, lo - self._buf0)
+        b = max(a + 1, t - self._buf0)
+        self._spk = best[1]
+        self._npk = 0.5 * float(self._mwi[a:b].mean())
+        self._qrs_levels.clear()
+        self._qrs_levels.append(self._spk)
+        self._noise_levels.clear()
+        self._noise_levels.append(self._npk)
+        self._last_slope = best[2]
+        logger.debug("R-peak levels relearnt at sample %d (no QRS for %.0f s)", t, RELEARN_S)
+
+    def _decide(self, c: Cand, out: list[int]) -> None:
+        t, h, sl, _, _ = c
+        if t - self._ref > self._relearn_n:
+            self._relearn(t)
         # Search-back (Pan-Tompkins): no QRS for 1.66 x mean RR -> take the largest noise
-        # candidate since the last QRS if it clears half the threshold.
+        # candidate since the last QRS (or relearning) if it clears half the threshold.
         rr = min(sum(self._rr) / len(self._rr) if self._rr else RR_INIT_S * self.fs, self._rr_max)
-        if self._since and t - self._last_qrs > SEARCHBACK_RR * rr:
+        if self._since and t - self._ref > SEARCHBACK_RR * rr:
             best = max(
                 (
                     s
@@ -348,7 +405,7 @@ class RpeakStream:
         else:
             self._noise(c)
 
-    def _run(self, cands: list[tuple[int, float, float, int]], out: list[int], final: bool) -> None:
+    def _run(self, cands: list[Cand], out: list[int], final: bool) -> None:
         if not self._initialised:
             self._pending.extend(cands)
             if self._scan < self._init_n and not final:
@@ -363,6 +420,7 @@ class RpeakStream:
                 self._qrs_levels.append(self._spk)
             self._noise_levels.append(self._npk)
             self._initialised = True
+            self._ref = self._init_n
             cands, self._pending = self._pending, []
         for c in cands:
             self._decide(c, out)
@@ -413,7 +471,7 @@ class RpeakStream:
     def _trim(self) -> None:
         if not self._initialised:
             return  # the learning phase reads the MWI from the stream's start
-        keep_from = self._scan - self._left
+        keep_from = self._scan - self._keep
         cut = keep_from - self._buf0
         if cut > 4096:  # amortise the copies
             self._x = self._x[cut:]

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vitalgru.dsp import RpeakStream, ecg_rpeaks, map_indices, resample
-from vitalgru.dsp.rpeaks import INIT_S
+from vitalgru.dsp.rpeaks import INIT_S, RELEARN_S
 from vitalgru.metrics.detection import detection_counts, match_beats
 
 
@@ -145,6 +145,60 @@ class TestOtherRates:
             ur, ud = match_beats(map_indices(ref, fs0, fs, n_out=y.size), det, fs)
             tp, fn, fp = tp + ur.sum(), fn + (~ur).sum(), fp + (~ud).sum()
         assert fn <= 8 and fp <= 15, (tp, fn, fp)  # 360 Hz: 4 FN, 10 FP
+
+
+class TestRelearning:
+    """No QRS for RELEARN_S: the levels are learnt again, unless only noise is there."""
+
+    def test_an_artefact_while_learning_does_not_blind_the_detector(self, mitdb_dir: Path) -> None:
+        # an 8 mV pulse in the first 2 s set the signal level: no beat of record 100 reached
+        # the threshold again (1 of 2,273 found)
+        x, fs = _lead0_cached(mitdb_dir, "100")
+        x = x[: int(120 * fs)].copy()
+        x[int(1.0 * fs) : int(1.04 * fs)] += 8.0
+        ref, _ = read_beats(mitdb_dir / "100")
+        ref = ref[ref < x.size]
+        peaks = ecg_rpeaks(x, fs)
+        late = ref[ref > (INIT_S + RELEARN_S + 1.5) * fs]
+        ur, _ = match_beats(late, peaks, fs)
+        assert ur.all()
+        assert peaks[peaks > INIT_S * fs][0] < (INIT_S + RELEARN_S + 1.5) * fs
+        streamed, _ = _stream(x, fs, [250, 37, 1000])
+        np.testing.assert_array_equal(streamed, peaks)
+
+    def test_a_qrs_shrunk_to_a_fifth_is_found_again(self, mitdb_dir: Path) -> None:
+        # a lead moved: beats a fifth as tall, under the threshold and the search-back's
+        # slope limit for the rest of the record (none of 1,513 found)
+        x, fs = _lead0_cached(mitdb_dir, "100")
+        x = x[: int(180 * fs)].copy()
+        j = int(60 * fs)
+        x[j:] /= 5.0
+        ref, _ = read_beats(mitdb_dir / "100")
+        peaks = ecg_rpeaks(x, fs)
+        after = peaks[peaks >= j]
+        assert after.size and after[0] < j + (RELEARN_S + 1.5) * fs
+        late = ref[(ref > j + (RELEARN_S + 1.5) * fs) & (ref < x.size - fs)]
+        ur, _ = match_beats(late, after, fs)
+        assert ur.all()
+
+    @pytest.mark.parametrize("noise", ["ma", "bw"])
+    def test_asystole_with_low_noise_stays_silent(
+        self, physionet_mirror: Path, mitdb_dir: Path, noise: str
+    ) -> None:
+        # a minute of nstdb noise (0.05 mV rms) with no QRS between two stretches of record
+        # 100: relearning must not take the noise for the new signal level
+        import wfdb
+
+        x, fs = _lead0_cached(mitdb_dir, "100")
+        nz = wfdb.rdrecord(str(physionet_mirror / "nstdb" / noise), channels=[0]).p_signal[:, 0]
+        seg = nz[100_000 : 100_000 + int(60 * fs)].astype(float)
+        seg = (seg - seg.mean()) * (0.05 / seg.std())
+        k0 = int(60 * fs)
+        y = np.concatenate([x[:k0], x[k0 - 1] + seg, x[k0 : int(120 * fs)]])
+        peaks = ecg_rpeaks(y, fs)
+        inside = peaks[(peaks > k0 + 0.3 * fs) & (peaks < k0 + seg.size)]
+        assert inside.size == 0, inside / fs
+        assert peaks[(peaks > k0 + seg.size + 2 * fs)].size > 50  # and the rhythm after it
 
 
 _CACHE: dict[str, tuple[np.ndarray, float]] = {}
