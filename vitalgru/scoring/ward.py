@@ -188,6 +188,7 @@ class Ward(WardRestart, EcgWard):
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._strips: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by event number
         self._seq = 0
+        self._seq_reserved = 0
         self._queue_lock = threading.Lock()  # queues, beds, the event log
         self._model_lock = threading.Lock()  # the monitors
         self._last_tick: float | None = None  # monotonic clock at the end of the last tick
@@ -202,6 +203,7 @@ class Ward(WardRestart, EcgWard):
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)
         self._shadow_sepsis = None if shadow_sepsis is None else SepsisShadow(shadow_sepsis)
         self.shadow_errors = 0
+        self._shadow_failed: Counter[str] = Counter()
         # when each shadow's comparison began (carried over a restart with its counts)
         self.shadow_since = {t: _utc_now() for t, sh in (("arrhythmia", self._shadow_ecg),
                              ("early_warning", self._shadow_sepsis)) if sh is not None}  # fmt: skip
@@ -224,6 +226,8 @@ class Ward(WardRestart, EcgWard):
         finally:
             with self._model_lock, self._queue_lock:  # after any request holding them
                 self._closed = True
+                # every number handed out, written or not: the next start goes on after it
+                self._journal("set_value", "seq_reserved", self._seq)
             if self.journal is not None:
                 self.journal.close()
 
@@ -351,7 +355,7 @@ class Ward(WardRestart, EcgWard):
                 "events": self._seq,
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
-                "state_write_errors": self.journal_errors,
+                "state_write_errors": self.state_write_errors,
                 "state_rows_damaged": len(self.state_damage),
                 "shadow_errors": self.shadow_errors,
             }
@@ -397,6 +401,6 @@ class Ward(WardRestart, EcgWard):
                 "sepsis_hours": self.sepsis_hour_seconds.count,
                 "tick_seconds": self.tick_seconds.snapshot(),
                 "sepsis_hour_seconds": self.sepsis_hour_seconds.snapshot(),
-                "state_write_errors": self.journal_errors,
+                "state_write_errors": self.state_write_errors,
                 "shadow_errors": self.shadow_errors,
             }

@@ -270,7 +270,7 @@ class EcgWard(WardShadows, WardStrips):
                 lambda sh: self._discharge_shadow(sh, pid, (rest, breaks), (calls, alerts)),
             )
             self._record_ecg(calls, alerts)
-            with self._queue_lock:
+            with self._queue_lock, self._together():  # the ends and the discharge, or neither
                 self._complete_strips(final=pid)  # the stream ended: as far as it went
                 bed = self._ecg_beds.pop(pid)
                 self._end_at_discharge(pid, bed)
@@ -315,8 +315,9 @@ class EcgWard(WardShadows, WardStrips):
             self.ecg.rename(old, new)
             self._in_shadow(self._shadow_ecg, lambda sh: sh.rename(old, new))
             self._ecg_beds[new] = self._ecg_beds.pop(old)
-            self._journal("merge_ecg", old, new)
-            self._log_merge("ecg", old, new, "the ECG stream")
+            with self._together():  # the move and its event, or neither
+                self._journal("merge_ecg", old, new)
+                self._log_merge("ecg", old, new, "the ECG stream")
             return bed.summary(new)
 
     def _end_conditions(self, pids: Iterable[str]) -> None:

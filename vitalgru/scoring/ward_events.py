@@ -14,7 +14,8 @@ import logging
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,10 @@ from vitalgru.scoring.ward_journal import WardJournal
 __all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays", "merged_ids"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
+
+#: Event numbers reserved in the journal at a time: after a crash the log goes on past the
+#: reservation, so up to this many events whose writes failed keep their numbers unique.
+SEQ_RESERVED = 1000
 
 #: Kind of a sepsis alarm onset that falls in the lockout after an acknowledged alarm of the
 #: same patient (``vitalgru serve --sepsis-lockout-h``): logged and ended like an alarm, it
@@ -102,6 +107,7 @@ class WardEvents:
     escalation_s: tuple[float, ...]  # :func:`escalation_delays`; empty: never
     journal: WardJournal | None
     journal_errors: int
+    _seq_reserved: int  # event numbers kept as handed out in the journal, up to this
     events_logged: Counter[tuple[str, str]]
     _events: deque[dict[str, Any]]
     _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
@@ -134,10 +140,31 @@ class WardEvents:
             self.journal_errors += 1
             logger.exception("ward: could not write %s to %s", method, self.journal.path)
 
+    @property
+    def state_write_errors(self) -> int:
+        """Writes to the state file that failed: single writes, and groups of them
+        (:meth:`_together`) whose transaction failed."""
+        return self.journal_errors + (self.journal.errors if self.journal is not None else 0)
+
+    @contextmanager
+    def _together(self) -> Iterator[None]:
+        """The journal writes made inside land together or not at all
+        (:meth:`~vitalgru.scoring.ward_journal.WardJournal.together`)."""
+        if self.journal is None:
+            yield
+            return
+        with self.journal.together():
+            yield
+
     def _event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Append to the log and return the logged event (the caller holds the queue
         lock)."""
         self._seq += 1
+        if self.journal is not None and self._seq > self._seq_reserved:
+            # numbers handed out are kept ahead of the events written, so a restart after
+            # event writes failed (a full disk) does not give their numbers again
+            self._seq_reserved = self._seq + SEQ_RESERVED
+            self._journal("set_value", "seq_reserved", self._seq_reserved)
         self._events.append({"seq": self._seq, "received_at": _utc_now(), **event})
         self.events_logged[(str(event.get("source")), str(event.get("kind")))] += 1
         if self._escalates(event):
@@ -285,10 +312,10 @@ class WardEvents:
             self._awaiting_ack.pop(seq, None)
             if via is not None:
                 event["acknowledged"]["via"] = via
-            self._journal("add_event", event)  # the stored copy too
             pid = event.get("patient_id")
-            self._event(
-                {
+            with self._together():  # the stored copy and the acknowledgement, or neither
+                self._journal("add_event", event)
+                self._event({
                     "source": "ward",
                     "patient_id": pid,
                     "kind": "acknowledged",
@@ -298,8 +325,7 @@ class WardEvents:
                     **({"via": via} if via is not None else {}),
                     "message": f"{who} acknowledged event {seq} ({event.get('kind')} of "
                     f"patient {pid})" + (f": {note}" if note else ""),
-                }
-            )
+                })  # fmt: skip
             return dict(event)
 
     def events(

@@ -28,8 +28,9 @@ What it does not keep: an ECG feed's detector and filter buffers and RR history 
 restarted ECG monitor finds beats afresh on the next samples, and says so in the log), and
 ECG samples queued but not yet ticked. A discharged patient's rows are deleted.
 
-Writes are single statements in WAL mode (one fsync-light commit each); the file is only
-ever opened by one gateway process.
+Writes are transactions in WAL mode (one fsync-light commit each); the writes of one change
+of the ward (an HL7 message, a merge with its event) are one transaction
+(:meth:`WardJournal.together`). The file is only ever opened by one gateway process.
 """
 
 from __future__ import annotations
@@ -135,9 +136,11 @@ class WardJournal:
         self.path = Path(path)
         self.keep_events = int(keep_events)
         self.keep_strips = int(keep_strips)
-        self._lock = threading.Lock()
-        self._taking = threading.local()  # the HL7 message this thread is taking, if any
-        self.errors = 0  # writes that failed (counted by the ward, which keeps running)
+        self._lock = threading.RLock()
+        self._local = threading.local()  # writes this thread made while taking a message
+        self._groups = 0  # groups of writes open (together), of any thread
+        # groups of writes whose BEGIN or COMMIT failed (the ward counts its single writes')
+        self.errors = 0
         try:
             owner_only(self.path)  # the ward's patients and their data
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -145,18 +148,31 @@ class WardJournal:
             sqlite_owner(self._db, "schema", self.path, "a vitalgru ward state file")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(ecg_beds)")}
-            if "next_index" not in columns:  # a file from before the feed's index was kept
-                self._db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
-            got = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if got is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif got[0] != str(SCHEMA_VERSION):
-                raise ValueError(
-                    f"{self.path}: ward state of schema version {got[0]}, this vitalgru reads "
-                    f"version {SCHEMA_VERSION}; move the file aside to start an empty ward"
-                )
+            # the tables and the schema mark in one transaction: a gateway stopped while it
+            # made a new file leaves an empty file, not tables every later start refuses
+            self._db.execute("BEGIN")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(ecg_beds)")}
+                if "next_index" not in columns:  # a file from before the feed's index was kept
+                    self._db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
+                got = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if got is None:
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                    )
+                elif got[0] != str(SCHEMA_VERSION):
+                    raise ValueError(
+                        f"{self.path}: ward state of schema version {got[0]}, this vitalgru "
+                        f"reads version {SCHEMA_VERSION}; move the file aside to start an "
+                        "empty ward"
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise ValueError(
                 f"{self.path} is not a vitalgru ward state file ({e}); move it aside or name "
@@ -169,32 +185,74 @@ class WardJournal:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write: its own transaction, or, while :meth:`together` is open (in any
+        thread), a savepoint in that one."""
         with self._lock:
-            self._db.execute("BEGIN")
+            joined = self._db.in_transaction  # only ever open while a group is
+            self._db.execute("SAVEPOINT one" if joined else "BEGIN")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # (SQLite rolls back itself on some errors)
+                    if joined:
+                        self._db.execute("ROLLBACK TO one")
+                        self._db.execute("RELEASE one")
+                    else:
+                        self._db.execute("ROLLBACK")
                 raise
-            message = getattr(self._taking, "message", None)
-            if message is not None:  # the change and "this message was taken" land together
-                self._db.execute(
-                    "INSERT OR IGNORE INTO hl7_taken (control_id, message_type, reply) "
-                    "VALUES (?, ?, ?)", (*message, event_json(TAKING)),
-                )  # fmt: skip
-            self._db.execute("COMMIT")
+            self._db.execute("RELEASE one" if joined else "COMMIT")
+            if getattr(self._local, "writes", None) is not None:
+                self._local.writes += 1
 
     @contextmanager
-    def taking(self, control_id: str, message_type: str) -> Iterator[None]:
-        """While an HL7 v2 message is taken: every write this thread makes also marks the
-        message taken (:data:`TAKING`, in the same transaction), so a gateway stopped after
-        the ward changed but before :meth:`hl7_taken` kept its acknowledgement does not
-        take it again when resent; a message that changed nothing leaves no mark."""
-        self._taking.message = (control_id, message_type)
+    def together(self) -> Iterator[None]:
+        """The writes made inside (by any thread, while this is open) land in one
+        transaction when the last group open closes: a gateway stopped among them keeps
+        all of them or none (a sepsis hour and the event its alarm ended with, a merge and
+        its ``patient_merged`` event). A failed ``BEGIN`` or ``COMMIT`` (a full disk) is
+        logged and counted in :attr:`errors`, not raised: the ward goes on."""
+        with self._lock:
+            if self._groups == 0 and not self._db.in_transaction:
+                self._failing("BEGIN")
+            self._groups += 1
         try:
             yield
         finally:
-            self._taking.message = None
+            with self._lock:
+                self._groups -= 1
+                if self._groups == 0 and self._db.in_transaction and not self._failing("COMMIT"):
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+
+    def _failing(self, statement: str) -> bool:
+        """Run ``statement``; False (logged, counted) where it failed."""
+        try:
+            self._db.execute(statement)
+        except sqlite3.Error:
+            self.errors += 1
+            logger.exception("ward: %s of a group of writes to %s failed", statement, self.path)
+            return False
+        return True
+
+    @contextmanager
+    def taking(self, control_id: str, message_type: str) -> Iterator[None]:
+        """While an HL7 v2 message is taken: what it changes lands in one transaction
+        (:meth:`together`) with a mark of the message taken (:data:`TAKING`), so a gateway
+        stopped before :meth:`hl7_taken` kept its acknowledgement does not take it again
+        when resent, and one stopped halfway kept none of it and takes it whole; a message
+        that changed nothing leaves no mark."""
+        with self.together():
+            self._local.writes = 0
+            try:
+                yield
+            finally:
+                wrote, self._local.writes = self._local.writes, None
+                if wrote:
+                    with self._write() as db:
+                        db.execute(
+                            "INSERT OR IGNORE INTO hl7_taken (control_id, message_type, reply) "
+                            "VALUES (?, ?, ?)", (control_id, message_type, event_json(TAKING)),
+                        )  # fmt: skip
 
     # ------------------------------------------------------------------ writes
 
@@ -254,6 +312,12 @@ class WardJournal:
                 "INSERT OR REPLACE INTO ecg_memory VALUES (?, ?, ?, ?)",
                 [(pid, monitor, saved_at, sqlite3.Binary(m)) for pid, m in memories.items()],
             )
+
+    def forget_memories(self, monitor: str) -> None:
+        """Delete every memory kept of ``monitor`` (``shadow``: a gateway started without
+        the shadow model, whose memories would be stale when it comes back)."""
+        with self._write() as db:
+            db.execute("DELETE FROM ecg_memory WHERE monitor = ?", (monitor,))
 
     def merge_ecg(self, patient_id: str, new_id: str) -> None:
         """Keep an ECG patient's stream under ``new_id`` (two records of one patient merged):

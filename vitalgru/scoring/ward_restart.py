@@ -104,7 +104,10 @@ class WardRestart(SepsisWard):
             if self._ecg_beds or self._sepsis_beds or self._seq:
                 raise ValueError("restore() takes up a journal in a new, empty ward")
             self._events.extend(state.events)
-            self._seq = state.last_seq
+            # past every number handed out before: events whose writes failed had theirs
+            kept = self.journal.value("seq_reserved", 0) if self.journal is not None else 0
+            self._seq = max(state.last_seq, kept if isinstance(kept, int) else 0)
+            self._seq_reserved = self._seq
             for seq, strip in state.strips:  # one cut short by the restart stays so
                 self._strips[seq] = {**strip, "complete": True}
             self._resume_escalations(state.events)
@@ -116,6 +119,10 @@ class WardRestart(SepsisWard):
         damaged = list(state.damaged)
         n_hours = self._replay_sepsis(state, damaged) if state.sepsis and self.sepsis else 0
         carried = 0
+        if self._shadow_ecg is None and any(a.shadow_memory is not None for a in state.ecg):
+            # a shadow's memory not kept up while it is away: it would come back to a
+            # patient as it was runs ago, beside a champion that went on
+            self._journal("forget_memories", "shadow")
         if state.ecg and self.ecg:
             now = datetime.now(UTC)
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
@@ -277,6 +284,7 @@ class WardRestart(SepsisWard):
                 bed.paged = paged.get(pid)  # a lockout goes on across the restart
                 for e in stay.get(pid, []):  # what each logged onset said raised the risk
                     bed.drivers[int(e["hour"])] = list(e.get("drivers", []))
+                self._end_left_open(pid, stay.get(pid, []), bed.onset, state.events)
             for a in state.sepsis:  # hours being assembled when the gateway stopped
                 bed = beds[a.patient_id]
                 last = bed.last.hour if bed.last is not None else 0
@@ -286,6 +294,31 @@ class WardRestart(SepsisWard):
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n
+
+    def _end_left_open(
+        self,
+        pid: str,
+        onsets: Sequence[Mapping[str, Any]],
+        going_on: Mapping[str, Any] | None,
+        events: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Log the end of each logged onset of ``pid``'s stay that no event ended and that
+        is not the episode going on after the hours were scored again (the gateway stopped
+        between an hour and the event that ended its episode, or a model of another alarm
+        line scored them again): an ``alarm_ended`` with ``reason`` ``restart``, so that
+        whoever shows it as active can clear it."""
+        ended = {e.get("ends") for e in events if e.get("kind") == "alarm_ended"}
+        for onset in onsets:
+            if onset["seq"] in ended or (going_on is not None and going_on["seq"] == onset["seq"]):
+                continue
+            with self._queue_lock:
+                self._event({
+                    "source": "ward", "patient_id": pid, "kind": "alarm_ended",
+                    "ends": onset["seq"], "reason": "restart",
+                    "message": f"the alarm episode that began at ICU hour {onset.get('hour')} "
+                    "is not going on in the hours scored again after the gateway restarted: "
+                    "it ends here",
+                })  # fmt: skip
 
     def _stay_onsets(
         self, state: WardState, beds: Mapping[str, Any]

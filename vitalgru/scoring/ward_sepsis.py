@@ -129,7 +129,7 @@ class SepsisWard(SepsisHours):
         started = risk.alarm and not bed.in_alarm
         drivers = self.sepsis.explain(pid, ALARM_DRIVERS) if started else []
         self.sepsis_hour_seconds.add(time.perf_counter() - t0)
-        with self._queue_lock:
+        with self._queue_lock, self._together():  # the hour and its event, or neither
             self._journal("add_hour", pid, risk.hour, row)
             bed.scored(risk, _utc_now())
             if started:
@@ -279,8 +279,9 @@ class SepsisWard(SepsisHours):
             bed.risks = [replace(r, patient_id=new) for r in bed.risks]
             bed.peak = None if bed.peak is None else replace(bed.peak, patient_id=new)
             self._sepsis_beds[new] = bed
-            self._journal("merge_sepsis", old, new)
-            self._log_merge("sepsis", old, new, "the sepsis stay")
+            with self._together():  # the move and its event, or neither
+                self._journal("merge_sepsis", old, new)
+                self._log_merge("sepsis", old, new, "the sepsis stay")
             return bed.summary(new)
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
@@ -291,7 +292,7 @@ class SepsisWard(SepsisHours):
         pid = str(patient_id)
         with self._model_lock:
             self._close_hours(pid, due_only=False)
-            with self._queue_lock:
+            with self._queue_lock, self._together():  # the end and the discharge, or neither
                 self.sepsis.discharge(pid)  # KeyError when not admitted
                 self._in_shadow(self._shadow_sepsis, lambda sh: sh.discharge(pid))
                 bed = self._sepsis_beds.pop(pid)

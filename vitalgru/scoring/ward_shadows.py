@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ class WardShadows(WardEvents):
     _shadow_ecg: EcgShadow | None
     _shadow_sepsis: SepsisShadow | None
     shadow_errors: int
+    _shadow_failed: Counter[str]  # shadow_errors by task
     shadow_since: dict[str, str]
     _model_lock: threading.Lock
 
@@ -47,6 +49,9 @@ class WardShadows(WardEvents):
             fn(shadow)
         except Exception:
             self.shadow_errors += 1
+            self._shadow_failed[
+                "arrhythmia" if shadow is self._shadow_ecg else "early_warning"
+            ] += 1
             if self.shadow_errors == 1 or self.shadow_errors % 100 == 0:
                 logger.exception("ward: the shadow model failed (%d times)", self.shadow_errors)
 
@@ -76,6 +81,7 @@ class WardShadows(WardEvents):
         shadows = self._shadows()
         if shadows:
             self._journal("set_value", "shadow", {t: {"since": self.shadow_since[t],
+                                                      "errors": self._shadow_failed[t],
                                                       **sh.snapshot()}
                                                   for t, sh in shadows.items()})  # fmt: skip
 
@@ -92,9 +98,15 @@ class WardShadows(WardEvents):
                     continue
                 try:
                     sh.load(snap)
-                except ValueError as e:
+                    failed = int(snap.get("errors") or 0)  # (kept since this was)
+                    if failed < 0:
+                        raise ValueError(f"errors {failed}")
+                except (ValueError, TypeError) as e:
                     logger.warning("ward: the %s shadow's comparison starts afresh: %s", task, e)
                     continue
+                # the failures behind the comparison's counts carry over with them
+                self._shadow_failed[task] += failed
+                self.shadow_errors += failed
                 self.shadow_since[task] = str(snap.get("since") or self.shadow_since[task])
                 took.append(task)
         return took

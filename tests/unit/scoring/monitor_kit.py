@@ -3,11 +3,14 @@ monitor (replays, the ward, the gateway): its labels are arbitrary but reproduci
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.scoring import ArrhythmiaMonitor
+from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 
 #: Preprocessing as logged with a model trained at MIT-BIH's 360 Hz on MLII.
 PREPROCESSING = {
@@ -25,3 +28,20 @@ def untrained_monitor() -> ArrhythmiaMonitor:
     torch.manual_seed(0)
     nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]
     return ArrhythmiaMonitor(ArrhythmiaEnsemble.of(nets, quality_gate=0.9).eval(), PREPROCESSING)
+
+
+def hovering(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[dict, list[dict]]:
+    """The test sepsis model's preprocessing with the alarm line drawn where its risks on
+    the stay cross it most often (a patient hovering at the line), and the stay's rows."""
+    model, preprocessing, rows = sepsis_fit
+    mon = EarlyWarningMonitor(model, preprocessing)
+    mon.admit("x")
+    risks = np.array([mon.push({"x": r})[0].risk for r in rows])
+
+    def onsets(thr: float) -> int:
+        a = risks >= thr
+        return int((a & ~np.concatenate([[False], a[:-1]])).sum())
+
+    line = max(np.quantile(risks, np.linspace(0.05, 0.95, 37)), key=onsets)
+    assert onsets(line) >= 3, "the stay must alarm at least three times for this test"
+    return {**preprocessing, "threshold": float(line)}, rows

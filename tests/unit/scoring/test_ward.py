@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import wfdb
-from monitor_kit import PREPROCESSING, untrained_monitor
+from monitor_kit import PREPROCESSING, hovering, untrained_monitor
 
 from pipelines.hl7_forward import alarm_message
 from vitalgru.data.beat_features import RR_FEATURES
@@ -327,6 +327,36 @@ def test_a_failing_shadow_is_counted_and_stops_there(caplog: pytest.LogCaptureFi
     assert ward.ecg_summary("bed-1")["received_s"] == 3.0
 
 
+def test_a_shadows_failures_carry_over_a_restart_with_its_comparison(tmp_path: Path) -> None:
+    # the counts were taken up and the failures behind them were not: errors 0 beside a
+    # comparison missing the seconds the challenger failed on
+    broken = untrained_monitor()
+    real = broken.push
+    calls = [0]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] in (2, 3):
+            raise RuntimeError("the challenger broke")
+        return real(*args, **kwargs)
+
+    broken.push = flaky  # type: ignore[method-assign]
+    ward = Ward(untrained_monitor(), shadow_ecg=broken, journal=WardJournal(tmp_path / "w.sqlite"))
+    ward.admit_ecg("bed-1", 360.0)
+    for _ in range(4):
+        ward.add_ecg("bed-1", [0.0] * 360)
+        ward.tick()
+    before = ward.shadow_report()
+    ward.close()
+    again = Ward(untrained_monitor(), shadow_ecg=untrained_monitor(),
+                 journal=WardJournal(tmp_path / "w.sqlite"))  # fmt: skip
+    again.restore(again.journal.load())
+    assert again.restore_shadow(again.journal.value("shadow"), {"arrhythmia"}) == ["arrhythmia"]
+    assert again.shadow_report()["errors"] == before["errors"] == 2
+    assert again.status()["shadow_errors"] == 2
+    again.close()
+
+
 def test_durations_count_into_buckets_by_upper_bound() -> None:
     d = Durations((0.1, 1.0))
     for s in (0.05, 0.1, 0.5, 1.0, 3.0):  # a duration on a bound counts under it
@@ -563,7 +593,21 @@ class TestEcgMemoryAcrossRestarts:
         assert third.restore_shadow(third.journal.value("shadow"), set()) == []
         assert third.restore_shadow({"arrhythmia": {"confusion": 3}}, {"arrhythmia"}) == []
         assert third.shadow_report()["arrhythmia"]["beats_matched"] == 0
-        third.journal.close()
+        third.close()
+        # a gateway without the challenger: its memory would be runs old when it comes
+        # back (taken up beside a champion that went on)
+        alone = self._ward(state)
+        alone.restore(alone.journal.load())
+        for k in range(40, 45):
+            alone.add_ecg("a", signals["119"][k * 360 : (k + 1) * 360])
+            alone.tick()
+        alone.close()
+        assert WardJournal(state).load().ecg[0].shadow_memory is None
+        back = shadowed()
+        back.restore(back.journal.load())
+        assert back._shadow_ecg.monitor.memory("a").beats == 0  # afresh
+        assert back.ecg.memory("a").beats == alone.ecg.memory("a").beats
+        back.journal.close()
 
     def test_a_sepsis_shadows_comparison_is_not_counted_twice_after_a_restart(
         self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
@@ -858,23 +902,6 @@ def test_the_trends_kept_are_the_newest_three_and_a_day_of_each() -> None:
 
 class TestSepsisLockout:
     @staticmethod
-    def _hovering(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[dict, list[dict]]:
-        """The test model's preprocessing with the alarm line drawn where its risks on the
-        stay cross it most often (a patient hovering at the line), and the stay's rows."""
-        model, preprocessing, rows = sepsis_fit
-        mon = EarlyWarningMonitor(model, preprocessing)
-        mon.admit("x")
-        risks = np.array([mon.push({"x": r})[0].risk for r in rows])
-
-        def onsets(thr: float) -> int:
-            a = risks >= thr
-            return int((a & ~np.concatenate([[False], a[:-1]])).sum())
-
-        line = max(np.quantile(risks, np.linspace(0.05, 0.95, 37)), key=onsets)
-        assert onsets(line) >= 3, "the stay must alarm at least three times for this test"
-        return {**preprocessing, "threshold": float(line)}, rows
-
-    @staticmethod
     def _feed(ward: Ward, rows: list[dict], ack_first: bool) -> list[dict]:
         """Admit (unless a restored ward has the patient), score ``rows``, acknowledge the
         stay's first alarm when it starts (with ``ack_first``); the sepsis events."""
@@ -895,7 +922,7 @@ class TestSepsisLockout:
     def test_after_an_acknowledged_alarm_repeats_page_no_one(
         self, sepsis_fit: tuple[Any, dict, list[dict]]
     ) -> None:
-        preprocessing, rows = self._hovering(sepsis_fit)
+        preprocessing, rows = hovering(sepsis_fit)
         model = sepsis_fit[0]
         plain = self._feed(Ward(sepsis=EarlyWarningMonitor(model, preprocessing)), rows, True)
         assert {e["kind"] for e in plain} == {"sepsis_risk"}  # no lockout: every one alarms
@@ -929,7 +956,7 @@ class TestSepsisLockout:
     def test_the_lockout_counts_from_the_alarm_that_paged_and_survives_a_restart(
         self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
     ) -> None:
-        preprocessing, rows = self._hovering(sepsis_fit)
+        preprocessing, rows = hovering(sepsis_fit)
         model = sepsis_fit[0]
         whole = self._feed(Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
                                 sepsis_lockout_h=1000), rows, True)  # fmt: skip
@@ -958,7 +985,7 @@ class TestSepsisLockout:
     def test_a_readmitted_patients_first_alarm_pages_after_a_restart(
         self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
     ) -> None:
-        preprocessing, rows = self._hovering(sepsis_fit)
+        preprocessing, rows = hovering(sepsis_fit)
         model = sepsis_fit[0]
 
         def ward(**kw: Any) -> Ward:
@@ -995,7 +1022,7 @@ class TestSepsisLockout:
         self, sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:  # fmt: skip
-        preprocessing, rows = self._hovering(sepsis_fit)
+        preprocessing, rows = hovering(sepsis_fit)
         model = sepsis_fit[0]
         state = tmp_path / "w.sqlite"
         ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
@@ -1023,7 +1050,7 @@ class TestSepsisLockout:
     ) -> None:  # fmt: skip
         # the stay's latest logged onset (an earlier, ended episode's) was taken for the
         # current one: the lost onset was never logged, the bed pointed at the old alarm
-        preprocessing, rows = self._hovering(sepsis_fit)
+        preprocessing, rows = hovering(sepsis_fit)
         model = sepsis_fit[0]
         state = tmp_path / "w.sqlite"
         ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
