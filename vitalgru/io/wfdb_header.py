@@ -3,7 +3,9 @@ decoded (:mod:`vitalgru.io.wfdb_reader` reads the records).
 
 :func:`read_header` parses a single-segment header into :class:`HeaderInfo`, refusing a
 format code WFDB does not define or signal lines that disagree with the signal count
-(``bad_header``, ``bad_format``); :func:`check_record_files` checks every signal file the
+(``bad_header``, ``bad_format``) and a record line whose sampling frequency is missing or
+not a rate in Hz (``unknown_fs``: wfdb-python would read it at 250 Hz, and this module never
+guesses a rate); :func:`check_record_files` checks every signal file the
 header names against the bytes its sample count and formats imply (``missing_dat``,
 ``truncated_dat``, ``dat_size_mismatch``), each as a :class:`vitalgru.errors.RecordError`
 naming the file.
@@ -17,6 +19,8 @@ size.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +97,68 @@ class HeaderInfo:
         return out
 
 
-def _record_line_gives_fs(hea: Path) -> bool:
-    """Whether the header's record line (its first line that is not a comment) has a
-    sampling-frequency field: ``name[/segments] n_signals fs[/counter[(base)]] ...``."""
+#: The rate field of a record line (WFDB header(5)): ``frequency[/counter[(base)]]``, each
+#: a decimal number; the base counter value may be negative.
+_RATE = re.compile(
+    r"(?P<fs>\d+\.?\d*|\.\d+)"
+    r"(?:/(?P<counter>\d+\.?\d*|\.\d+)(?:\((?P<base>-?(?:\d+\.?\d*|\.\d+))\))?)?"
+)
+
+
+def _record_line(hea: Path) -> list[str]:
+    """Fields of the header's record line (its first line that is not a comment):
+    ``name[/segments] n_signals [rate [n_samples [base_time [base_date]]]]``."""
     for line in hea.read_text(errors="replace").splitlines():
         tokens = line.split("#", 1)[0].split()
         if tokens:
-            return len(tokens) >= 3
-    return False
+            return tokens
+    return []
+
+
+def _check_record_line(hea: Path, h: wfdb.Record) -> None:
+    """Refuse a record line whose rate or sample count wfdb-python would have guessed.
+
+    wfdb-python reads the line with a regular expression that stops at the first character
+    it does not expect and fills what it did not reach with defaults: a rate of ``abc`` or
+    ``-360`` becomes WFDB's historical 250 Hz, ``36O`` becomes 36 Hz and the sample count
+    after it is dropped. The fields are therefore read here as header(5) defines them and
+    must agree with what wfdb made of them.
+    """
+    tokens = _record_line(hea)
+    if len(tokens) < 3:
+        # wfdb-python silently takes WFDB's historical default of 250 Hz; an ECG read at
+        # the wrong rate gives wrong RR intervals and beat widths, so never guess.
+        raise RecordError(
+            hea,
+            "the record line gives no sampling frequency (WFDB would assume 250 Hz); "
+            "add the rate after the signal count, e.g. 'rec 2 360'",
+            reason="unknown_fs",
+        )
+    rate = _RATE.fullmatch(tokens[2])
+    if rate is None:
+        raise RecordError(
+            hea,
+            f"the record line's sampling frequency {tokens[2]!r} is not a rate in Hz "
+            "(header(5): frequency[/counter frequency[(base counter)]], e.g. '360'); "
+            "WFDB would assume 250 Hz",
+            reason="unknown_fs",
+        )
+    fs = float(rate["fs"])
+    if not (math.isfinite(fs) and fs > 0):
+        raise RecordError(
+            hea, f"sampling frequency must be > 0, got {tokens[2]!r}", reason="bad_header"
+        )
+    if h.fs is None or float(h.fs) != fs:
+        raise RecordError(
+            hea, f"the record line states {fs:g} Hz but wfdb read {h.fs}", reason="bad_header"
+        )
+    if len(tokens) > 3 and (not tokens[3].isdigit() or h.sig_len != int(tokens[3])):
+        raise RecordError(
+            hea,
+            f"the record line's sample count {tokens[3]!r} is not a whole number of samples "
+            f"(wfdb read {h.sig_len})",
+            reason="bad_header",
+        )
 
 
 def read_header(directory: str | Path, record: str) -> HeaderInfo:
@@ -110,7 +168,9 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
     ------
     RecordError
         ``missing_header``, ``bad_header`` (unparseable, multi-segment, signal lines that
-        disagree with the signal count), ``unknown_fs`` (no sampling frequency) or
+        disagree with the signal count, a rate of 0, a sample count that is not a whole
+        number), ``unknown_fs`` (no sampling frequency, or one that is not
+        ``frequency[/counter frequency[(base counter)]]`` in decimal numbers) or
         ``bad_format``.
     """
     hea = Path(directory) / f"{record}.hea"
@@ -151,19 +211,7 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
                 f"(known: {', '.join(sorted(_KNOWN_FORMATS, key=int))})",
                 reason="bad_format",
             )
-    if not _record_line_gives_fs(hea):
-        # wfdb-python silently takes WFDB's historical default of 250 Hz; an ECG read at
-        # the wrong rate gives wrong RR intervals and beat widths, so never guess.
-        raise RecordError(
-            hea,
-            "the record line gives no sampling frequency (WFDB would assume 250 Hz); "
-            "add the rate after the signal count, e.g. 'rec 2 360'",
-            reason="unknown_fs",
-        )
-    if not (h.fs and h.fs > 0):
-        raise RecordError(hea, f"sampling frequency must be > 0, got {h.fs}", reason="bad_header")
-    if h.sig_len is not None and h.sig_len < 0:
-        raise RecordError(hea, f"negative sample count {h.sig_len}", reason="bad_header")
+    _check_record_line(hea, h)
     names = tuple(str(n) if n else f"sig{i}" for i, n in enumerate(h.sig_name))
     units = tuple(str(u) if u else "mV" for u in (h.units or ["mV"] * n_sig))
     return HeaderInfo(

@@ -278,6 +278,38 @@ class TestBadInput:
             read_record_files(tmp_path, "100")
         assert e.value.reason == "unknown_fs" and "no sampling frequency" in str(e.value)
 
+    @pytest.mark.parametrize("rate", ["abc", "-360", "360Hz", "36O", "1e3"])
+    def test_sampling_frequency_that_is_not_a_rate(
+        self, tmp_path: Path, mitdb_dir: Path, rate: str
+    ) -> None:
+        # wfdb-python reads 'abc' and '-360' as its default 250 Hz, and '36O' as 36 Hz
+        # without the sample count after it
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        _write_header(tmp_path / "100.hea", text.replace("100 2 360 ", f"100 2 {rate} "))
+        with pytest.raises(RecordError) as e:
+            read_header(tmp_path, "100")
+        assert e.value.reason == "unknown_fs" and repr(rate) in str(e.value)
+
+    @pytest.mark.parametrize(("line", "why"), [("100 2 0 650000", "> 0"),
+                                               ("100 2 360 65000x", "'65000x'")])  # fmt: skip
+    def test_rate_of_zero_or_sample_count_that_is_not_a_number(
+        self, tmp_path: Path, mitdb_dir: Path, line: str, why: str
+    ) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        _write_header(tmp_path / "100.hea", text.replace("100 2 360 650000", line))
+        with pytest.raises(RecordError) as e:
+            read_header(tmp_path, "100")
+        assert e.value.reason == "bad_header" and why in str(e.value)
+
+    def test_counter_frequency_is_read(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        _write_header(tmp_path / "100.hea", text.replace("100 2 360 ", "100 2 360/720(-5) "))
+        h = read_header(tmp_path, "100")
+        assert (h.fs, h.sig_len) == (360.0, 650000)
+
     def test_unparseable_header(self, tmp_path: Path) -> None:
         (tmp_path / "x.hea").write_text("this is not a header\n")
         with pytest.raises(RecordError) as e:
