@@ -87,6 +87,9 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
         "root": str(db.root),
         "records": [r for r in wanted if r not in bad],
         "checksums": digests,
+        # each record's files as its header names them (a signal file need not be called
+        # <record>.dat), so that its part is keyed on what it is read from
+        "files": {r: fs for r, fs in report.files.items() if r not in bad},
         "attrition": [asdict(e) for e in report.attrition()],
     }
 
@@ -135,14 +138,20 @@ def write_dataset_task(
 
 
 def _record_key(record: str, checksums: dict[str, str], cfg_hash: str, code: str) -> str:
-    """The part's name: the record, its files' checksums, the config and the processing
-    code (:func:`vitalgru.data.dataset_files.processing_digest`) it was made with."""
-    # the record's files by their path less the extension: a record in a sub-folder
-    # (p00/p000020) is named with it (by the stem alone its files were never found, and a
-    # changed source file kept the old part)
-    files = sorted((k, v) for k, v in checksums.items() if str(Path(k).with_suffix("")) == record)
-    blob = json.dumps([record, files, cfg_hash, __version__, code]).encode()
+    """The part's name: the record, the checksums of the files it is read from (``checksums``
+    holds only those: its header, the signal files the header names and its annotation
+    files), the config and the processing code
+    (:func:`vitalgru.data.dataset_files.processing_digest`) it was made with."""
+    # a file missing from the key kept a part (or a cached refusal) after it changed: the
+    # files were once found by name, <record>.<ext>, and a signal file the header calls
+    # otherwise (WFDB allows any name) was not among them
+    blob = json.dumps([record, sorted(checksums.items()), cfg_hash, __version__, code]).encode()
     return f"{record.replace('/', '__')}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def _files_of(record: str, fetched: dict[str, Any]) -> dict[str, str]:
+    """Checksums of the files ``record`` is read from, as the fetch found them."""
+    return {rel: fetched["checksums"][rel] for rel in fetched["files"].get(record, [])}
 
 
 # the runner's threads are a ceiling: the flow submits IngestConfig.workers at a time
@@ -183,7 +192,7 @@ def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:
     parts_dir = out / ".parts"
     args = {
         r: (a.database, physionet, r, s, a.model_dump(mode="json"), str(parts_dir),
-            _record_key(r, fetched["checksums"], chash, code), code)
+            _record_key(r, _files_of(r, fetched), chash, code), code)
         for r, s in sorted(assignment.items())
     }  # fmt: skip
     results: dict[str, dict[str, Any]] = {}

@@ -155,6 +155,28 @@ class TestIngestBadInput:
         # what was good is all there: 100 has 2,273 beats, 101 has 1,865
         assert manifest["n_beats"] == 2273 + 1865
 
+    def test_a_mended_signal_file_of_any_name_is_read_again(
+        self, mitdb_dir: Path, tmp_path: Path
+    ) -> None:
+        # WFDB lets a header name its signal file anything; the part (and a cached
+        # refusal) was keyed on the files called 100.<ext> alone, so the refusal of a cut
+        # 100_sig.dat was served again after the file was mended
+        db = tmp_path / "mirror" / "mitdb"
+        db.mkdir(parents=True)
+        shutil.copy(mitdb_dir / "100.atr", db / "100.atr")
+        hea = (mitdb_dir / "100.hea").read_text().replace("100.dat", "100_sig.dat")
+        (db / "100.hea").write_text(hea)
+        (db / "RECORDS").write_text("100\n")
+        good = (mitdb_dir / "100.dat").read_bytes()
+        (db / "100_sig.dat").write_bytes(good[: len(good) // 2])
+        ov = {"physionet.mirror": str(db.parent), "arrhythmia.records": ["100"]}
+        out = tmp_path / "ds"
+        with pytest.raises(ValueError, match="attrition.csv"):
+            ingest_flow(overrides=ov, out_dir=str(out))
+        (db / "100_sig.dat").write_bytes(good)
+        ingest_flow(overrides=ov, out_dir=str(out))
+        assert list(json.loads((out / "manifest.json").read_text())["records"]) == ["100"]
+
 
 @pytest.fixture(scope="class")
 def prefect_api(

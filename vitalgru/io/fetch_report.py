@@ -38,6 +38,10 @@ class FetchReport:
         record); not an error.
     failures : list of FileFailure
         Files missing, undownloadable or failing their checksum.
+    files : dict of str to list of str
+        Record -> its files in ``ok``: the header, the signal files the header names
+        (whatever their names) and the annotation files present; what a record read from
+        this fetch is made of.
     """
 
     database: str
@@ -45,6 +49,21 @@ class FetchReport:
     downloaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[FileFailure] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+    def present(self, record: str, rel: str) -> None:
+        """Note ``rel``, one of ``record``'s files, as present (and verified)."""
+        self.ok.append(rel)
+        self.files.setdefault(record, []).append(rel)
+
+    def extend(self, other: FetchReport) -> None:
+        """Add another report's outcomes (one record's, fetched in a thread) to this one."""
+        self.ok += other.ok
+        self.downloaded += other.downloaded
+        self.skipped += other.skipped
+        self.failures += other.failures
+        for record, rels in other.files.items():
+            self.files.setdefault(record, []).extend(rels)
 
     @property
     def complete(self) -> bool:

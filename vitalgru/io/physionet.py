@@ -321,7 +321,10 @@ class Database:
             except (DownloadError, ChecksumError, RecordError) as e:
                 report.failures.append(FileFailure(rel, _reason(e), str(e), record))
                 return False
-            (report.ok if present else report.skipped).append(rel)
+            if present:
+                report.present(record, rel)
+            else:
+                report.skipped.append(rel)
             return True
 
         try:
@@ -388,10 +391,7 @@ class Database:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 parts = list(pool.map(one, names))
         for p in parts:
-            report.ok += p.ok
-            report.downloaded += p.downloaded
-            report.skipped += p.skipped
-            report.failures += p.failures
+            report.extend(p)
         self._state.save()
         logger.info(
             "%s: %d files ok (%d downloaded), %d skipped, %d failed",
