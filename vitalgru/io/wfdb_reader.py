@@ -22,7 +22,8 @@ reason                 meaning
                        number of frames when the header gives no sample count
 ``missing_channel``    a requested lead the record does not have
 ``missing_annotations``  no ``<record>.<extension>``
-``bad_annotations``    the annotation file cannot be decoded
+``bad_annotations``    the annotation file cannot be decoded, or does not end with
+                       WFDB's end-of-annotations word (it was cut short)
 =====================  ===============================================================
 
 NaN-only or constant signals are *not* reading errors; signal quality is judged later.
@@ -215,12 +216,14 @@ def read_annotations_file(
     Raises
     ------
     RecordError
-        ``missing_annotations`` or ``bad_annotations``, naming the file.
+        ``missing_annotations`` or ``bad_annotations`` (undecodable, or cut short: no
+        end-of-annotations word at its end), naming the file.
     """
     directory = Path(directory)
     path = directory / f"{record}.{extension}"
     if not path.is_file():
         raise RecordError(path, "annotation file does not exist", reason="missing_annotations")
+    _check_annotation_end(path)
     try:
         ann = wfdb.rdann(str(directory / record), extension)
     except Exception as e:  # wfdb raises ValueError/IndexError on corrupt bytes
@@ -249,6 +252,28 @@ def read_annotations_file(
         )
     aux = tuple((a or "").rstrip("\x00") for a in (ann.aux_note or [""] * sample.size))
     return Annotations(sample_idx=sample, symbol=symbol, fs=float(fs), aux_note=aux)
+
+
+def _check_annotation_end(path: Path) -> None:
+    """Refuse an annotation file that does not end with WFDB's end-of-annotations word.
+
+    A WFDB annotation file is a sequence of 16-bit words closed by the word 0 (annotation
+    type 0 at time 0; ``annot(5)``). wfdb-python stops at the end of the bytes without
+    looking for it, so a file cut at an even length read as a shorter, valid-looking list
+    of beats: half a record's beats lost without a word.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(size - 2, 0))
+        end = f.read(2)
+    if size % 2 or end != b"\x00\x00":
+        raise RecordError(
+            path,
+            f"truncated: {size} bytes without the end-of-annotations word (two zero bytes) "
+            "a WFDB annotation file ends with; the download was interrupted or the file "
+            "was cut",
+            reason="bad_annotations",
+        )
 
 
 def _frame_fs(directory: Path, record: str) -> float | None:

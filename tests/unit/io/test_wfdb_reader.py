@@ -333,6 +333,22 @@ class TestBadInput:
             read_annotations_file(tmp_path, "100", "atr")
         assert e.value.reason == "missing_annotations" and e.value.path.endswith("100.atr")
 
+    @pytest.mark.parametrize("keep", [0.5, 0.999])
+    def test_truncated_annotations(self, tmp_path: Path, mitdb_dir: Path, keep: float) -> None:
+        # cut at an even length, wfdb read the first part as the whole list of beats
+        _copy_record(mitdb_dir, "100", tmp_path, ("hea", "dat"))
+        data = (mitdb_dir / "100.atr").read_bytes()
+        (tmp_path / "100.atr").write_bytes(data[: int(len(data) * keep) & ~1])
+        with pytest.raises(RecordError) as e:
+            read_annotations_file(tmp_path, "100", "atr")
+        assert e.value.reason == "bad_annotations" and "truncated" in str(e.value)
+
+    def test_every_mitdb_annotation_file_ends_as_wfdb_says(self, mitdb_dir: Path) -> None:
+        records = (mitdb_dir / "RECORDS").read_text().split()
+        assert len(records) == 48
+        for r in records:
+            assert read_annotations_file(mitdb_dir, r, "atr").sample_idx.size > 1000
+
     def test_corrupt_annotations(self, tmp_path: Path, mitdb_dir: Path) -> None:
         _copy_record(mitdb_dir, "100", tmp_path, ("hea", "dat"))
         (tmp_path / "100.atr").write_bytes(b"\x01\x02\x03")
