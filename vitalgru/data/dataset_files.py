@@ -103,12 +103,25 @@ def write_dataset(
     Files are written under temporary names and renamed, and the manifest is taken away
     first and written last, so a crash never leaves a manifest describing files that are
     not there or are another write's.
+
+    Raises
+    ------
+    ValueError
+        No record in ``items``: ``attrition.csv`` is written first (saying why each was
+        excluded) and an older dataset's manifest taken away, so the folder reads as no
+        dataset rather than as the last one beside this run's attrition.
     """
     out = Path(out_dir)
     (out / "signals").mkdir(parents=True, exist_ok=True)
     items = sorted(items, key=lambda r: r.record_id)
     if not items:
-        raise ValueError("no record survived ingestion; see attrition.csv")
+        (out / "manifest.json").unlink(missing_ok=True)
+        with replacing(out / "attrition.csv") as t:
+            write_attrition(attrition, t)
+        raise ValueError(
+            f"no record survived ingestion ({len(attrition)} excluded); "
+            f"see {out / 'attrition.csv'} for why"
+        )
     beats = pd.concat([r.beats for r in items], ignore_index=True)
     windows = np.concatenate([r.windows for r in items], axis=0)
     # No manifest while the files change: a crash part way leaves a folder that says it is
@@ -126,7 +139,8 @@ def write_dataset(
         np.save(f, windows)
     with replacing(out / "beats.parquet") as t:
         beats.to_parquet(t, index=False)
-    write_attrition(attrition, out / "attrition.csv")
+    with replacing(out / "attrition.csv") as t:
+        write_attrition(attrition, t)
     splits: dict[str, list[str]] = {}
     for r in items:
         splits.setdefault(r.split, []).append(r.record_id)

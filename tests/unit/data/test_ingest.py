@@ -27,7 +27,7 @@ from vitalgru.data.dataset_files import (
 )
 from vitalgru.data.ingest import RecordBeats, select_lead
 from vitalgru.dsp.beats import RR_FEATURES
-from vitalgru.types import Record
+from vitalgru.types import AttritionEntry, Record
 
 
 def _record(*leads: str) -> Record:
@@ -134,6 +134,18 @@ class TestWriteDataset:
         assert man["normalisation"] is not None
         with pytest.raises(ValueError, match="outside the dataset folder"):
             write_dataset(tmp_path / "x", [self._item("../../escape", "DS1")], [], {})
+
+    def test_when_every_record_is_refused_attrition_says_why(self, tmp_path: Path) -> None:
+        # the error said "see attrition.csv", which was never written (or was an earlier
+        # run's, beside that run's manifest)
+        write_dataset(tmp_path, [self._item("100", "DS1")], [], {})
+        refused = [AttritionEntry("mitdb", "100", "verify", "checksum_mismatch", "100.dat")]
+        with pytest.raises(ValueError, match=r"no record survived .*attrition\.csv"):
+            write_dataset(tmp_path, [], refused, {})
+        att = pd.read_csv(tmp_path / "attrition.csv", dtype=str)
+        assert att[["item", "reason"]].values.tolist() == [["100", "checksum_mismatch"]]
+        assert not (tmp_path / "manifest.json").exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 class TestPruneParts:
