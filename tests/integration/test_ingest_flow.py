@@ -117,22 +117,24 @@ class TestIngestFlow:
 
 
 def _bad_mirror(src: Path, root: Path) -> Path:
-    """A mitdb copy with four records: 100 and 101 intact, 103.dat corrupted in place
-    (same size: only the checksum can tell), 105.dat truncated and unlisted in
-    SHA256SUMS.txt (only the header-versus-size check can tell)."""
+    """A mitdb copy with four records: 100 and 101 intact, 103.dat and 103.atr corrupted
+    in place (same size: only the checksum can tell) and 103 listed twice in RECORDS,
+    105.dat truncated and unlisted in SHA256SUMS.txt (only the header-versus-size check
+    can tell)."""
     db = root / "mitdb"
     db.mkdir(parents=True)
     records = ["100", "101", "103", "105"]
     for r in records:
         for ext in ("hea", "dat", "atr"):
             shutil.copy(src / f"{r}.{ext}", db / f"{r}.{ext}")
-    (db / "RECORDS").write_text("\n".join(records) + "\n")
     sums = [ln for ln in (src / "SHA256SUMS.txt").read_text().splitlines()
             if ln.split()[-1].split(".")[0] in {"100", "101", "103"}]  # fmt: skip
     (db / "SHA256SUMS.txt").write_text("\n".join(sums) + "\n")
-    raw = bytearray((db / "103.dat").read_bytes())
-    raw[1000:1010] = bytes(10)
-    (db / "103.dat").write_bytes(bytes(raw))
+    (db / "RECORDS").write_text("\n".join([*records, "103"]) + "\n")  # 103 listed twice
+    for name in ("103.dat", "103.atr"):  # two of its files bad: still one record refused
+        raw = bytearray((db / name).read_bytes())
+        raw[1000:1010] = bytes(10)
+        (db / name).write_bytes(bytes(raw))
     dat = (db / "105.dat").read_bytes()
     (db / "105.dat").write_bytes(dat[: len(dat) // 2])
     return root
@@ -151,7 +153,7 @@ class TestIngestBadInput:
         assert att.loc["103", "reason"] == "checksum_mismatch"
         assert att.loc["105", "reason"] == "truncated_dat"
         assert "105.dat" in att.loc["105", "detail"]
-        assert res["attrition"] == 2
+        assert res["attrition"] == manifest["attrition"] == len(att) == 2
         # what was good is all there: 100 has 2,273 beats, 101 has 1,865
         assert manifest["n_beats"] == 2273 + 1865
 

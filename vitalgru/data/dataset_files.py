@@ -157,7 +157,7 @@ def write_dataset(
         "normalisation": (
             normalisation_stats(beats, windows, fit_split) if fit_split in splits else None
         ),
-        "attrition": len(attrition),
+        "attrition": len({e.item for e in attrition}),  # items excluded, not their files
         "files": {
             "beats": "beats.parquet",
             "windows": "windows.npy",

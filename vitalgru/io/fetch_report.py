@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vitalgru.errors import DownloadError
 from vitalgru.types import AttritionEntry
 
-__all__ = ["FetchReport", "FileFailure"]
+__all__ = ["FetchReport", "FileFailure", "failure_reason"]
 
 #: The attrition stage of a failure's reason; any other reason is a "read" failure.
 _STAGE = {"checksum_mismatch": "verify", "download_failed": "download"}
@@ -75,15 +76,27 @@ class FetchReport:
         return list(dict.fromkeys(f.record for f in self.failures))
 
     def attrition(self) -> list[AttritionEntry]:
-        """Failures as attrition entries, one per failing file (``item`` the record,
-        ``stage`` "download", "verify" or "read")."""
-        return [
-            AttritionEntry(
-                database=self.database,
-                item=f.record or f.file,
-                stage=_STAGE.get(f.reason, "read"),
-                reason=f.reason,
-                detail=f.detail,
-            )
-            for f in self.failures
-        ]
+        """Failures as attrition entries, one per failing record however many of its files
+        failed: ``item`` the record, ``stage`` ("download", "verify" or "read") and
+        ``reason`` those of its first failing file, ``detail`` every failing file's
+        message (each names its file), joined by ``"; "``."""
+        by_item: dict[str, list[FileFailure]] = {}
+        for f in self.failures:
+            by_item.setdefault(f.record or f.file, []).append(f)
+        out = []
+        for item, failures in by_item.items():
+            first = failures[0]
+            if len(failures) == 1:
+                detail = first.detail
+            else:
+                detail = "; ".join(f"{f.detail} ({f.reason})" for f in failures)
+            stage = _STAGE.get(first.reason, "read")
+            out.append(AttritionEntry(self.database, item, stage, first.reason, detail))
+        return out
+
+
+def failure_reason(e: Exception) -> str:
+    """The reason code a failing file is reported under."""
+    if isinstance(e, DownloadError):
+        return "download_failed"
+    return str(getattr(e, "reason", "unreadable"))

@@ -103,7 +103,7 @@ def iter_records(
     attrition : list, optional
         Receives one :class:`AttritionEntry` per dropped record.
     """
-    names = db.list_records() if records is None else list(records)
+    names = db.list_records() if records is None else list(dict.fromkeys(records))
     for name in names:
         try:
             rec = db.read_record(name, channels=channels)

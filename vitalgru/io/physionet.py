@@ -41,8 +41,9 @@ from vitalgru.errors import (
 )
 from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
-from vitalgru.io.fetch_report import FetchReport, FileFailure
+from vitalgru.io.fetch_report import FetchReport, FileFailure, failure_reason
 from vitalgru.io.folders import archive_hint
+from vitalgru.io.listing import parse_records
 from vitalgru.io.wfdb_header import HeaderInfo, read_header
 from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 from vitalgru.types import Annotations, Record
@@ -152,7 +153,8 @@ class Database:
         return path
 
     def list_records(self) -> list[str]:
-        """Record names from ``RECORDS``, else the sorted ``*.hea`` stems of the folder.
+        """Record names from ``RECORDS`` (each once: :func:`~vitalgru.io.listing.parse_records`),
+        else the sorted ``*.hea`` stems of the folder.
 
         Raises
         ------
@@ -164,8 +166,7 @@ class Database:
         if self._records is None:
             path = self._meta_file("RECORDS", optional=False)
             if path is not None:
-                names = [ln.strip().rstrip("/") for ln in path.read_text().splitlines()]
-                self._records = [n for n in names if n and not n.startswith("#")]
+                self._records = parse_records(path.read_text(), str(path))
             else:
                 self._records = sorted(p.stem for p in self.root.glob("*.hea"))
                 if not self._records:
@@ -319,7 +320,7 @@ class Database:
             try:
                 present = self._ensure(rel, required, report)
             except (DownloadError, ChecksumError, RecordError) as e:
-                report.failures.append(FileFailure(rel, _reason(e), str(e), record))
+                report.failures.append(FileFailure(rel, failure_reason(e), str(e), record))
                 return False
             if present:
                 report.present(record, rel)
@@ -361,7 +362,7 @@ class Database:
         Parameters
         ----------
         records : sequence of str, optional
-            Records to fetch; all listed ones by default.
+            Records to fetch (each once); all listed ones by default.
         extensions : sequence of str
             ``"hea"`` (always), ``"dat"`` (the signal files the header names, whatever
             their names) and annotation extensions (``"atr"``, ``"qrs"``, ...).
@@ -376,7 +377,7 @@ class Database:
         """
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        names = self.list_records() if records is None else list(records)
+        names = list(dict.fromkeys(self.list_records() if records is None else records))
         self.checksums()  # fetch once, before any thread needs it
         report = FetchReport(self.name)
 
@@ -470,9 +471,3 @@ class Database:
             finally:
                 self._state.save()
         return read_annotations_file(self.root, record, extension)
-
-
-def _reason(e: Exception) -> str:
-    if isinstance(e, DownloadError):
-        return "download_failed"
-    return str(getattr(e, "reason", "unreadable"))

@@ -138,6 +138,25 @@ class TestVerification:
         assert [(f.file, f.reason) for f in report.failures] == [("101.dat", "checksum_mismatch")]
         assert "100.dat" in report.ok and "101.hea" in report.ok and "101.atr" in report.ok
 
+    def test_a_record_is_one_attrition_entry_however_often_listed_or_bad(
+        self, small_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # two bad files of a record listed twice were four entries: "attrition = 4" for
+        # one record refused
+        db_dir = small_mirror / "mitdb"
+        _corrupt_byte(db_dir / "101.dat")
+        _corrupt_byte(db_dir / "101.atr", 100)
+        (db_dir / "RECORDS").write_text("100\n101\n101/\n")
+        db = open_database("mitdb", PhysioNetConfig(mirror=small_mirror, cache_dir=tmp_path))
+        with caplog.at_level("WARNING", logger="vitalgru.io.listing"):
+            assert db.list_records() == ["100", "101"]
+        assert "RECORDS line 3 lists record '101' again (first on line 2)" in caplog.text
+        report = db.fetch(["100", "101", "101"])
+        assert [f.file for f in report.failures] == ["101.dat", "101.atr"]
+        (entry,) = report.attrition()
+        assert (entry.item, entry.stage, entry.reason) == ("101", "verify", "checksum_mismatch")
+        assert "101.dat" in entry.detail and "101.atr" in entry.detail
+
     def test_second_ingest_hashes_nothing(
         self, small_mirror: Path, tmp_path: Path, hash_calls: list[str]
     ) -> None:
