@@ -78,8 +78,9 @@ def fetch_database(database: str, physionet: dict[str, Any], records: list[str] 
     report = db.fetch(records=wanted, workers=4 if db.is_remote else 1)
     bad = set(report.failed_records)
     # the published checksum stands for the file only when the file was checked against
-    # it; unchecked, a file corrected in place kept its old part
-    sums = db.checksums() if cfg.verify_checksums or db.is_remote else {}
+    # it; unchecked (a mirror's file, or a download cached earlier), a file changed in
+    # place kept its old part
+    sums = db.checksums() if cfg.verify_checksums else {}
     digests = {}
     for rel in report.ok:
         digests[rel] = sums.get(rel) or sha256_file(db.root / rel)

@@ -23,6 +23,7 @@ from claim_kit import folder_held_by_another_process
 from http_testkit import closed_port
 
 import pipelines.ingest as ingest_module
+from benchmarks.physionet_http import PhysioNetHTTPServer, build_physionet_tree
 from pipelines.ingest import _record_key, _worth_retrying, ingest_flow
 from vitalgru import claims
 from vitalgru.claims import ClaimBusy
@@ -370,4 +371,25 @@ def test_unverified_files_are_keyed_on_their_own_bytes(
     settings = {"mirror": str(mirror), "verify_checksums": False}
     got = fetch_database.fn("mitdb", settings, ["100"])
     # the published checksum stood for the file before, though nobody checked it
+    assert got["checksums"]["100.atr"] == hashlib.sha256(atr.read_bytes()).hexdigest()
+
+
+def test_unverified_downloads_are_keyed_on_their_own_bytes(
+    tmp_path: Path, mitdb_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as for a mirror: a cached download that is never checked against the published
+    # digest is not keyed on it either (a copy changed since kept the published file's part)
+    from pipelines.ingest import fetch_database
+
+    monkeypatch.delenv("VITALGRU_PHYSIONET_MIRROR", raising=False)
+    build_physionet_tree(mitdb_dir, tmp_path / "served", "mitdb", "1.0.0", ["100"], copy=True)
+    with PhysioNetHTTPServer(tmp_path / "served") as server:
+        settings = {"base_url": server.base_url, "cache_dir": str(tmp_path / "cache"),
+                    "verify_checksums": False, "retries": 0}  # fmt: skip
+        got = fetch_database.fn("mitdb", settings, ["100"])
+        atr = Path(got["root"]) / "100.atr"
+        data = bytearray(atr.read_bytes())
+        data[100] ^= 0x01
+        atr.write_bytes(bytes(data))
+        got = fetch_database.fn("mitdb", settings, ["100"])
     assert got["checksums"]["100.atr"] == hashlib.sha256(atr.read_bytes()).hexdigest()
