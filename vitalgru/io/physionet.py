@@ -43,7 +43,7 @@ from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
 from vitalgru.io.fetch_report import FetchReport, FileFailure, failure_reason
 from vitalgru.io.folders import archive_hint
-from vitalgru.io.listing import parse_records
+from vitalgru.io.listing import parse_records, read_listing
 from vitalgru.io.wfdb_header import HeaderInfo, read_header
 from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 from vitalgru.types import Annotations, Record
@@ -162,11 +162,13 @@ class Database:
             A remote database whose ``RECORDS`` cannot be fetched.
         FileNotFoundError
             A local folder with neither ``RECORDS`` nor ``.hea`` files.
+        ValueError
+            A ``RECORDS`` that is not UTF-8 text (:func:`~vitalgru.io.listing.read_listing`).
         """
         if self._records is None:
             path = self._meta_file("RECORDS", optional=False)
             if path is not None:
-                self._records = parse_records(path.read_text(), str(path))
+                self._records = parse_records(read_listing(path), str(path))
             else:
                 self._records = sorted(p.stem for p in self.root.glob("*.hea"))
                 if not self._records:
@@ -194,11 +196,14 @@ class Database:
             raise UnknownRecordError(self.name, record, records)
 
     def checksums(self) -> dict[str, str]:
-        """Relative path -> SHA-256 from ``SHA256SUMS.txt``; empty when none is published."""
+        """Relative path -> SHA-256 from ``SHA256SUMS.txt``; empty when none is published.
+
+        A list that is not one, or not UTF-8 text, is a ``ValueError`` naming its line
+        (a ``DownloadError`` when downloaded: it is not kept)."""
         if self._sums is None:
             path = self._meta_file(_SUMS, optional=True)
             try:
-                self._sums = parse_sha256sums(path.read_text(), str(path)) if path else {}
+                self._sums = parse_sha256sums(read_listing(path), str(path)) if path else {}
             except ValueError as e:
                 if not self.is_remote:
                     raise

@@ -224,6 +224,29 @@ class TestFolderDatabase:
             ("105", "missing_annotations"),
         }
 
+    def test_listings_saved_with_a_byte_order_mark_or_not_in_utf8(
+        self, small_mirror: Path, tmp_path: Path
+    ) -> None:
+        # a mark an editor put first made the first record '\ufeff100' (refused as
+        # missing); a byte that is not UTF-8 was a bare UnicodeDecodeError
+        db_dir = small_mirror / "mitdb"
+        cfg = PhysioNetConfig(mirror=small_mirror, cache_dir=tmp_path / "cache")
+        for name in ("RECORDS", "SHA256SUMS.txt"):
+            (db_dir / name).write_bytes(b"\xef\xbb\xbf" + (db_dir / name).read_bytes())
+        db = open_database("mitdb", cfg)
+        assert db.list_records() == ["100", "101"]
+        assert "100.dat" in db.checksums()
+        assert db.fetch().complete
+        good = (db_dir / "RECORDS").read_bytes()
+        (db_dir / "RECORDS").write_bytes(good + b"# r\xe9sum\xe9 of the records\n")
+        with pytest.raises(ValueError, match=r"RECORDS line 3: bytes that are not UTF-8"):
+            open_database("mitdb", cfg).list_records()
+        (db_dir / "RECORDS").write_bytes(good)
+        sums = db_dir / "SHA256SUMS.txt"
+        sums.write_bytes(sums.read_bytes().replace(b"100.hea", b"100\xff.hea"))
+        with pytest.raises(ValueError, match=r"SHA256SUMS.txt line \d+: bytes that are not UTF-8"):
+            open_database("mitdb", cfg).fetch()
+
     def test_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="does not exist"):
             open_database(tmp_path / "nowhere", PhysioNetConfig(cache_dir=tmp_path))
