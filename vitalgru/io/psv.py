@@ -12,9 +12,10 @@ with this module's checks and parsers, in one parse.
 Nothing that can be read without guessing is lost: a header with the 41 columns in
 another order is read by name, and a non-numeric measurement cell (``"eighty"`` for HR)
 is read as missing, logged with its file, row and value, and counted
-(:attr:`vitalgru.io.psv_folder.PsvCohort.non_numeric_cells`). Only a non-numeric hour or
-label, which would leave the table's time axis or outcome unknown, sends the file to
-attrition.
+(:attr:`vitalgru.io.psv_folder.PsvCohort.non_numeric_cells`); an empty (or blank) line
+among the rows, as two exports joined or a stray Enter leave, is skipped, logged and counted
+(:attr:`vitalgru.io.psv_folder.PsvCohort.empty_lines`). Only a non-numeric hour or label,
+which would leave the table's time axis or outcome unknown, sends the file to attrition.
 """
 
 from __future__ import annotations
@@ -139,11 +140,13 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
     return raw
 
 
-def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
-    """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order)``
-    where ``order`` is ``None`` for the standard header, else the file's column of each
-    :data:`PSV_HEADER` field (the header names all 41, in another order or case). A
-    byte-order mark or UTF-16 text is read as the same table (:func:`_as_utf8`)."""
+def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, int]:
+    """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order,
+    n_empty)`` where ``order`` is ``None`` for the standard header, else the file's column
+    of each :data:`PSV_HEADER` field (the header names all 41, in another order or case),
+    and ``n_empty`` counts the empty or blank lines among the rows, which ``body`` leaves
+    out (logged). A byte-order mark or UTF-16 text is read as the same table
+    (:func:`_as_utf8`)."""
     raw = _as_utf8(path, raw)
     if not raw.strip():
         raise RecordError(path, "file is empty", reason="empty_file")
@@ -178,7 +181,14 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
     body = body.strip(b"\n \t")
     if not body:
         raise RecordError(path, "header but no data rows", reason="no_rows")
-    n_fields = [line.count(b"|") + 1 for line in body.split(b"\n")]
+    lines = body.split(b"\n")
+    rows = [line for line in lines if line.strip()]
+    n_empty = len(lines) - len(rows)
+    if n_empty:
+        # one stray empty line cost the whole stay as bad_row_shape; it holds no hour
+        logger.warning("%s: %d empty line(s) among the rows skipped", path, n_empty)
+        body = b"\n".join(rows)
+    n_fields = [line.count(b"|") + 1 for line in rows]
     wrong = [i for i, n in enumerate(n_fields) if n != N_FIELDS]
     if wrong:
         raise RecordError(
@@ -188,7 +198,7 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None]:
             + (f" ({len(wrong)} rows in all)" if len(wrong) > 1 else ""),
             reason="bad_row_shape",
         )
-    return body + b"\n", len(n_fields), order
+    return body + b"\n", len(n_fields), order, n_empty
 
 
 def parse_body(path: Path, body: bytes) -> np.ndarray:
@@ -340,7 +350,8 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns as in :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, one row per ICU hour.
+        Columns as in :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, one row per ICU hour
+        (an empty line among the rows is skipped and logged).
 
     Raises
     ------
@@ -357,7 +368,7 @@ def read_psv(path: str | Path) -> pd.DataFrame:
         raw = p.read_bytes()
     except OSError as e:
         raise RecordError(p, f"cannot read: {e.strerror or e}", reason="unreadable") from e
-    body, _, order = check_bytes(p, raw)
+    body, _, order, _ = check_bytes(p, raw)
     arr, _ = parse_lenient(p, body, order)
     validate_table(p, arr)
     return to_frame(arr, np.full(arr.shape[0], patient_id_of(p), dtype=object))

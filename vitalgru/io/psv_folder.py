@@ -49,7 +49,8 @@ __all__ = ["PsvCohort", "folder_fingerprint", "list_psv", "read_psv_folder"]
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = "psv-cohort-v3"  # v2: decimal commas read; v3: no quoting, lone CR
+# v2: decimal commas read; v3: no quoting, lone CR; v4: empty lines among rows skipped
+_CACHE_VERSION = "psv-cohort-v4"
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,15 @@ class PsvCohort:
     non_numeric_cells : dict
         vitalgru column -> cells that held text instead of a number, read as missing
         (only the columns that had any).
+    empty_lines : int
+        Empty or blank lines among the rows of the files read, skipped (they hold no hour).
     """
 
     frame: pd.DataFrame
     attrition: list[AttritionEntry]
     source_files: int
     non_numeric_cells: dict[str, int] = field(default_factory=dict)
+    empty_lines: int = 0
 
 
 def list_psv(folder: str | Path) -> list[Path]:
@@ -176,9 +180,10 @@ def read_psv_folder(
     counts: list[int] = []
     orders: list[np.ndarray | None] = []
     good_files: list[Path] = []
+    empty_lines = 0
     for f in files:
         try:
-            body, n, order = check_bytes(f, f.read_bytes())
+            body, n, order, n_empty = check_bytes(f, f.read_bytes())
         except OSError as e:
             err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
             _handle(err, on_error, attrition, f)
@@ -191,6 +196,7 @@ def read_psv_folder(
         counts.append(n)
         orders.append(order)
         good_files.append(f)
+        empty_lines += n_empty
 
     parts: list[np.ndarray] = []
     non_numeric: dict[str, int] = {}
@@ -239,25 +245,27 @@ def read_psv_folder(
     frame = to_frame(arr, pid_col)
     logger.info(
         "read %d patients (%d patient-hours) from %s; %d files excluded; %d non-numeric "
-        "cells read as missing",
+        "cells read as missing; %d empty lines skipped",
         len(final_ids),
         len(frame),
         folder,
         len(attrition),
         sum(non_numeric.values()),
+        empty_lines,
     )
     if cache_file is not None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"vitalgru_attrition"] = _attrition_to_meta(attrition)
         meta[b"vitalgru_non_numeric"] = json.dumps(non_numeric).encode()
+        meta[b"vitalgru_empty_lines"] = str(empty_lines).encode()
         try:  # each writer its own temporary file: two reading the folder at once
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             with replacing(cache_file) as t:
                 pq.write_table(table.replace_schema_metadata(meta), t, compression="zstd")
         except OSError as e:  # a full or read-only cache folder costs the cache, not the read
             logger.warning("cache %s not written: %s", cache_file, e)
-    return PsvCohort(frame, attrition, len(files), non_numeric)
+    return PsvCohort(frame, attrition, len(files), non_numeric, empty_lines)
 
 
 def _read_cache(cache_file: Path, n_files: int) -> PsvCohort:
@@ -265,7 +273,8 @@ def _read_cache(cache_file: Path, n_files: int) -> PsvCohort:
     meta = table.schema.metadata or {}
     attr = _attrition_from_meta(meta.get(b"vitalgru_attrition", b""))
     text = json.loads(meta.get(b"vitalgru_non_numeric", b"{}"))
-    return PsvCohort(table.to_pandas(), attr, n_files, {k: int(v) for k, v in text.items()})
+    empty = int(meta.get(b"vitalgru_empty_lines", b"0"))
+    return PsvCohort(table.to_pandas(), attr, n_files, {k: int(v) for k, v in text.items()}, empty)
 
 
 def _handle(err: RecordError, on_error: str, attrition: list[AttritionEntry], f: Path) -> None:

@@ -160,6 +160,24 @@ class TestReadPsv:
             read_psv(p)
         assert ei.value.reason == "bad_row_shape" and "2 rows in all" in str(ei.value)
 
+    def test_an_empty_line_among_the_rows_costs_nothing(
+        self, tmp_path: Path, setA: Path, caplog: pytest.LogCaptureFixture
+    ):
+        # two exports joined, a stray Enter: the whole stay was refused as bad_row_shape
+        src = setA / "p000001.psv"
+        head, *rows = src.read_bytes().rstrip(b"\n").split(b"\n")
+        joined = tmp_path / "p000001.psv"
+        joined.write_bytes(b"\n".join([head, *rows[:20], b"", *rows[20:30], b" \t", *rows[30:]]))
+        with caplog.at_level(logging.WARNING, logger="vitalgru.io.psv"):
+            assert read_psv(joined).equals(read_psv(src))
+        assert "2 empty line(s) among the rows skipped" in caplog.text
+        cohort = read_psv_folder(tmp_path)
+        assert cohort.attrition == [] and cohort.empty_lines == 2
+        assert cohort.frame.equals(read_psv_folder(setA, limit=1).frame)
+        cache = tmp_path.parent / f"{tmp_path.name}-cache"
+        read_psv_folder(tmp_path, cache_dir=cache)
+        assert read_psv_folder(tmp_path, cache_dir=cache).empty_lines == 2
+
     def test_a_cell_that_is_not_utf8_is_missing_not_the_patient(self, tmp_path: Path):
         p = tmp_path / "p1.psv"
         p.write_bytes("\n".join([HEADER, _row(1), _row(2, hr="8\udcff0"), _row(3)])
