@@ -81,6 +81,7 @@ class OruMessage:
     patient_ids: list[str] = field(default_factory=list)  # every PID-3 identifier
     field_sep: str = "|"
     components: str = "^"
+    encoding: str = "^~\\&"  # MSH-2: component, repetition, escape, subcomponent
 
 
 def _unescape(text: str, field_sep: str, enc: str) -> str:
@@ -326,9 +327,8 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
             + "; ".join(", ".join(p) for p in patients)
             + "): send one patient's results per message; nothing was scored"
         )
-    return OruMessage(
-        observations, msg.control_id, message_type, msg.patient_ids, msg.field_sep, comp
-    )
+    return OruMessage(observations, msg.control_id, message_type, msg.patient_ids,
+                      msg.field_sep, comp, msg.encoding)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -397,12 +397,17 @@ def ack(
     ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log.
     Addressed back to the sender (``MSH-5``/``MSH-6`` its ``MSH-3``/``MSH-4``), with the
     message's processing id and version (``MSH-11``, ``MSH-12``; ``P`` and 2.5 when it has
-    none)."""
+    none), in the message's separators (``MSH-1``, ``MSH-2``), its control id escaped as it
+    was sent (``MSA-2``)."""
     f, c = message.field_sep, message.components
+    enc = getattr(message, "encoding", "") or c + "~\\&"  # the message's own, in MSH-2
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     safe = text
-    for ch in (f, c, "~", "\\", "&", "\r", "\n"):
+    for ch in (f, *enc, "\r", "\n"):
         safe = safe.replace(ch, " ")
+    # the control id as the message sent it (escaped): unescaped, "R\\F\\1" came back as
+    # "R|1", a field of its own in the ACK
+    cid = escape(message.control_id, f, enc if len(enc) > 3 else enc + "&")
     trigger = (message.message_type.split(c) + [""])[1].strip() or "R01"
     msh = next((s for s in getattr(message, "segments", []) if s[0] == "MSH"), ["MSH"])
 
@@ -413,7 +418,7 @@ def ack(
     processing = sent(11, "P").split(c)[0] or "P"
     version = sent(12, "2.5").split(c)[0] or "2.5"
     return "\r".join([
-        f"MSH{f}{c}~\\&{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
-        f"{f}ACK{message.control_id}{f}{processing}{f}{version}",
-        f"MSA{f}{code}{f}{message.control_id}" + (f"{f}{safe}" if safe else ""),
+        f"MSH{f}{enc}{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
+        f"{f}ACK{cid}{f}{processing}{f}{version}",
+        f"MSA{f}{code}{f}{cid}" + (f"{f}{safe}" if safe else ""),
     ]) + "\r"  # fmt: skip

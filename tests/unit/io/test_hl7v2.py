@@ -91,6 +91,18 @@ def test_the_acknowledgement_names_the_message() -> None:
     assert bad[1] == "MSA|AE|MSG00042|unknown   patient"
 
 
+def test_the_acknowledgement_echoes_the_control_id_escaped_in_the_messages_separators() -> None:
+    # MSH-10 "R\F\1" (R|1) came back unescaped: "MSA|AA|R|1", a field of its own
+    msg = read_message("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|R\\F\\1|P|2.5\rPID|1||p\r")
+    back = read_message(ack(msg, "AE", "no"))
+    assert back.field("MSA", 2) == "R|1" and back.field("MSA", 3) == "no"
+    assert back.control_id == "ACKR|1"
+    # other separators: the ACK declares the message's own and escapes with them
+    odd = read_message("MSH#$*@%#A#B#C#D#20261205##ORU$R01#R@F@2#P#2.5\r")
+    back = read_message(ack(odd, "AA"))
+    assert back.encoding == "$*@%" and back.field("MSA", 2) == "R#2"
+
+
 def test_a_result_without_obx_is_an_hour_with_nothing_measured() -> None:
     msg = oru_observations("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|1|P|2.5\rPID|1||x")
     assert msg.observations == [] and msg.patient_ids == ["x"]
