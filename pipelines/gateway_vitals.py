@@ -17,7 +17,14 @@ from pipelines.gateway_http import check_merge_target, http_call
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.ward_requests import score_observations, skipped_note
-from vitalgru.io.hl7v2 import HL7_MEDIA_TYPE, Hl7Message, OruMessage, oru_observations, read_message
+from vitalgru.io.hl7v2 import (
+    HL7_MEDIA_TYPE,
+    Hl7Message,
+    OruMessage,
+    message_bytes,
+    oru_observations,
+    read_message,
+)
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.scoring.ward import Ward
@@ -129,11 +136,12 @@ def add_vitals_routes(
                 # a message read but not a result is named by its own control id and event
                 code = "AR" if not msg.message_type else "AE"
                 named = msg if msg.message_type else read
-                return Response(hl7_ack(named, code, text), status, media_type=HL7_MEDIA_TYPE)
+                return Response(message_bytes(hl7_ack(named, code, text)), status,
+                                media_type=HL7_MEDIA_TYPE)  # fmt: skip
             raise HTTPException(status, text) from None
         acknowledgement = hl7_ack(msg, "AA", skipped_note(out["observations"]))
         if er7:
-            return Response(acknowledgement, media_type=HL7_MEDIA_TYPE)
+            return Response(message_bytes(acknowledgement), media_type=HL7_MEDIA_TYPE)
         return {**out, "hl7": {"control_id": msg.control_id, "message_type": msg.message_type,
                                "ack": acknowledgement}}  # fmt: skip
 
@@ -185,7 +193,7 @@ def add_vitals_routes(
         caller = request.state.caller or ("open" if open_ else None)
         client = request.client.host if request.client else None
         reply = await run_in_threadpool(inbox.handle, await request.body(), "http", caller, client)
-        return Response(reply.ack, reply.status, media_type=HL7_MEDIA_TYPE)
+        return Response(message_bytes(reply.ack), reply.status, media_type=HL7_MEDIA_TYPE)
 
     @reads.get("/vitals/{patient_id}")
     def vitals_summary(patient_id: str) -> dict[str, Any]:

@@ -31,7 +31,8 @@ anything else       rejected (``AR``): not a message this gateway reads
 
 Every message gets an acknowledgement: ``AA`` (taken, or nothing to do, with a note), ``AE``
 (an error: a patient not on scoring, an observation too late, ...) or ``AR`` (not a
-message the gateway reads, or not HL7 at all). A message whose control id (``MSH-10``,
+message the gateway reads, not HL7 at all, or bytes that are not of the character set its
+``MSH-18`` names, UTF-8 when none: refused, never read with replacement characters). A message whose control id (``MSH-10``,
 within its sender's ``MSH-3``/``MSH-4``) was taken already (the engine resent it because
 an acknowledgement was lost) is not taken again: it gets the first acknowledgement once
 more (a message that was not taken is tried again when resent: the patient may have been
@@ -148,8 +149,7 @@ class Hl7Inbox:
         try:
             msg = read_message(raw)
         except ValueError as e:
-            empty = Hl7Message([["MSH"]])
-            reply = Hl7Reply(hl7_ack(empty, "AR", str(e)), "AR", 422, str(e))
+            reply = Hl7Reply(hl7_ack(_named(raw), "AR", str(e)), "AR", 422, str(e))
             self.intake.message(source, "none", "AR")
             return reply
         with self._lock:
@@ -363,6 +363,15 @@ def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[
                                  "surgical (MICU=medical)")  # fmt: skip
             types[name] = kind
     return names, types
+
+
+def _named(raw: str | bytes) -> Hl7Message:
+    """What a message that cannot be read gives to name it in its ``AR`` (its header, when
+    its bytes are of a character set not said or not read, byte for byte); else nothing."""
+    try:
+        return read_message(raw.decode("latin-1") if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return Hl7Message([["MSH"]])
 
 
 def _sender_key(msg: Hl7Message) -> str:

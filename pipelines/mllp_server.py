@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.hl7_inbox import Hl7Inbox
-from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, Hl7Message, read_message
+from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, Hl7Message, message_bytes, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 
 __all__ = [
@@ -98,7 +98,7 @@ def _too_large(frame: bytes, max_bytes: int) -> bytes:
         msg = read_message(header) if header.startswith(b"MSH") else Hl7Message([["MSH"]])
     except ValueError:
         msg = Hl7Message([["MSH"]])
-    return MLLP_START + hl7_ack(msg, "AR", text).encode() + MLLP_END
+    return MLLP_START + message_bytes(hl7_ack(msg, "AR", text)) + MLLP_END
 
 
 async def start_mllp(
@@ -171,7 +171,7 @@ async def start_mllp(
                     reply = await asyncio.to_thread(
                         inbox.handle, frame, "mllp", f"mllp {host}", host
                     )
-                    writer.write(MLLP_START + reply.ack.encode() + MLLP_END)
+                    writer.write(MLLP_START + message_bytes(reply.ack) + MLLP_END)
                     await writer.drain()
                 else:
                     frame = bytes(buf[buf.rfind(MLLP_START) + 1 :])

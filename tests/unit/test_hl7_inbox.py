@@ -805,3 +805,12 @@ def test_an_observation_whose_time_cannot_be_read_is_skipped_and_said(
     del lactate["effectiveDateTime"]
     out = score_observations(ward, IntakeCollector(), "p", [hr, lactate], None, "fhir")
     assert out["measurements"] == {"hr_bpm": 2, "lactate_mmol_l": 1}
+
+
+def test_a_message_whose_bytes_are_not_its_character_set_is_refused_by_its_id() -> None:
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    raw = ("MSH|^~\\&|ADT|H|V|H|20261205090000+0000||ADT^A01|C7|P|2.5\r"
+           "PID|1||GÖT-0001^^^H^MR\r").encode("latin-1")  # fmt: skip
+    reply = inbox.handle(raw)
+    assert reply.code == "AR" and reply.status == 422 and "0xD6" in reply.text
+    assert _msa(reply.ack)[1:3] == ["AR", "C7"]  # the sender can tell which

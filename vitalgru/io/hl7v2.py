@@ -4,7 +4,8 @@
 Most bedside monitors and interface engines send vital signs and laboratory results as HL7
 v2 messages, not FHIR. :func:`oru_observations` parses one message (ER7, the pipe-and-hat
 text, segments ended by carriage returns or newlines, with the separators its ``MSH``
-declares) and turns each ``OBX`` segment into a FHIR-shaped Observation, so that codes,
+declares; bytes in the character set its ``MSH-18`` names, UTF-8 when none, and refused
+rather than read with replacement characters when they are not of it) and turns each ``OBX`` segment into a FHIR-shaped Observation, so that codes,
 units and conversions are decided in one place:
 
 - the code is ``OBX-3``: its identifier triplet and the alternate one, a triplet whose
@@ -43,8 +44,8 @@ from typing import Any
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
-    "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
-    "adt_event", "escape", "hl7_time", "oru_observations", "read_message",
+    "CHARSETS", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
+    "adt_event", "escape", "hl7_time", "message_bytes", "oru_observations", "read_message",
 ]  # fmt: skip
 
 #: The media type of ER7 over HTTP (HL7's "HL7 over HTTP" profile).
@@ -64,6 +65,14 @@ UNIT_SPELLINGS = {
 #: Values an IEEE 11073 device sends for "no value" (NaN 0x7FFFFF, NRes 0x800000, +INF
 #: 0x7FFFFE; -INF as -0x7FFFFE), read as no measurement rather than a heart rate of 8 million.
 MDC_NO_VALUE = frozenset({8388606.0, 8388607.0, 8388608.0})
+#: Character sets ``MSH-18`` may name (HL7 table 0211) that this module reads, as Python's
+#: codecs; a message naming none is read as UTF-8 (ASCII is a part of it), strictly.
+CHARSETS = {
+    "ASCII": "ascii", "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4", "8859/5": "iso8859-5", "8859/6": "iso8859-6", "8859/7": "iso8859-7",
+    "8859/8": "iso8859-8", "8859/9": "iso8859-9", "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+}  # fmt: skip
 #: ``OBX-11`` result statuses that withdraw a value or have none, as FHIR statuses.
 _STATUS = {"D": "entered-in-error", "W": "entered-in-error", "X": "cancelled",
            "I": "registered", "P": "preliminary", "C": "corrected", "A": "amended"}  # fmt: skip
@@ -82,6 +91,57 @@ class OruMessage:
     field_sep: str = "|"
     components: str = "^"
     encoding: str = "^~\\&"  # MSH-2: component, repetition, escape, subcomponent
+    charset: str = ""  # MSH-18, the character set its bytes were read in ("": UTF-8)
+
+
+def _codec(charset: str) -> str:
+    """The Python codec of an ``MSH-18`` character set ("": UTF-8). ValueError naming it for
+    one this module does not read."""
+    name = charset.strip().upper()
+    if not name:
+        return "utf-8"
+    if name not in CHARSETS:
+        raise ValueError(f"MSH-18 {charset!r} is not a character set this gateway reads "
+                         f"({', '.join(CHARSETS)}); nothing was taken")  # fmt: skip
+    return CHARSETS[name]
+
+
+def _msh18(head: str) -> str:
+    """``MSH-18`` (its first repetition) of a message's first segment, as sent."""
+    if len(head) < 8 or not head.startswith("MSH"):
+        return ""
+    msh = head.split(head[3])
+    rep = msh[1][1] if len(msh) > 1 and len(msh[1]) > 1 else "~"
+    return msh[17].split(rep)[0].strip() if len(msh) > 17 else ""
+
+
+def _decode(raw: bytes) -> str:
+    """A message's bytes as text, in the character set its ``MSH-18`` names (UTF-8 when it
+    names none). ValueError, naming the byte, for bytes that are not of that set: replaced
+    by U+FFFD, two identifiers that differ in one letter became one patient."""
+    # the MSH segment's separators and MSH-18 are ASCII: read them byte for byte
+    head = raw.lstrip(b"\x0b\r\n\t ").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    charset = _msh18(head.decode("latin-1"))
+    codec = _codec(charset)
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError as e:
+        named = f"MSH-18 {charset!r}" if charset else "UTF-8 (MSH-18 names no character set)"
+        raise ValueError(
+            f"byte 0x{raw[e.start]:02X} at {e.start} is not {named}: nothing was taken; name "
+            "the message's character set in MSH-18 (8859/1 for Latin-1)"
+        ) from None
+
+
+def message_bytes(text: str) -> bytes:
+    """A message (an acknowledgement) as the bytes of the character set its ``MSH-18``
+    names (UTF-8 when none); a character that set lacks is sent as ``?``."""
+    head = text.lstrip("\x0b\r\n\t ").split("\r", 1)[0]
+    try:
+        codec = _codec(_msh18(head))
+    except ValueError:
+        codec = "utf-8"
+    return text.encode(codec, errors="replace")
 
 
 def _unescape(text: str, field_sep: str, enc: str) -> str:
@@ -225,6 +285,11 @@ class Hl7Message:
     def unescape(self, text: str) -> str:
         return _unescape(text, self.field_sep, self.encoding)
 
+    @property
+    def charset(self) -> str:
+        """``MSH-18``, the character set the message was sent in ("": none named)."""
+        return self.field("MSH", 18)
+
     def field(self, segment: str, n: int, component: int = 1) -> str:
         """``SEG-n.component`` of the first such segment, unescaped and stripped ("" when
         absent; the first repetition). ``MSH-n`` counts the field separator as ``MSH-1``."""
@@ -272,9 +337,11 @@ class Hl7Message:
 
 
 def read_message(text: str | bytes) -> Hl7Message:
-    """Split an HL7 v2 message. ValueError when it does not begin with ``MSH``."""
+    """Split an HL7 v2 message; bytes are read in the character set its ``MSH-18`` names
+    (:data:`CHARSETS`; UTF-8 when none). ValueError when it does not begin with ``MSH``, or
+    its bytes are not of that set (or the set is not one of those)."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
+        text = _decode(text)
     lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
     lines = [s.lstrip("\x0b").rstrip("\x1c") for s in lines]  # MLLP framing, if left on
     lines = [s for s in lines if s.strip()]
@@ -328,7 +395,7 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
             + "): send one patient's results per message; nothing was scored"
         )
     return OruMessage(observations, msg.control_id, message_type, msg.patient_ids,
-                      msg.field_sep, comp, msg.encoding)  # fmt: skip
+                      msg.field_sep, comp, msg.encoding, msg.charset)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -397,8 +464,8 @@ def ack(
     ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log.
     Addressed back to the sender (``MSH-5``/``MSH-6`` its ``MSH-3``/``MSH-4``), with the
     message's processing id and version (``MSH-11``, ``MSH-12``; ``P`` and 2.5 when it has
-    none), in the message's separators (``MSH-1``, ``MSH-2``), its control id escaped as it
-    was sent (``MSA-2``)."""
+    none), in the message's separators (``MSH-1``, ``MSH-2``) and character set (``MSH-18``:
+    send it as :func:`message_bytes`), its control id escaped as it was sent (``MSA-2``)."""
     f, c = message.field_sep, message.components
     enc = getattr(message, "encoding", "") or c + "~\\&"  # the message's own, in MSH-2
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -417,8 +484,9 @@ def ack(
 
     processing = sent(11, "P").split(c)[0] or "P"
     version = sent(12, "2.5").split(c)[0] or "2.5"
+    charset = "".join(ch for ch in getattr(message, "charset", "") if ch not in f + enc)
     return "\r".join([
         f"MSH{f}{enc}{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
-        f"{f}ACK{cid}{f}{processing}{f}{version}",
+        f"{f}ACK{cid}{f}{processing}{f}{version}" + (f"{f * 6}{charset}" if charset else ""),
         f"MSA{f}{code}{f}{cid}" + (f"{f}{safe}" if safe else ""),
     ]) + "\r"  # fmt: skip

@@ -16,6 +16,7 @@ from vitalgru.io.hl7v2 import (
     adt_event,
     escape,
     hl7_time,
+    message_bytes,
     oru_observations,
     read_message,
 )
@@ -250,3 +251,29 @@ def test_results_of_several_patients_in_one_message_are_refused() -> None:
         oru_observations(two)
     again = MESSAGE.replace("OBX|5|", "PID|2||icu-4^^^ICU^PI\rOBX|5|")  # the same patient
     assert len(oru_observations(again).observations) == 10
+
+
+def test_bytes_are_read_in_the_character_set_msh_18_names() -> None:
+    # 8859/1 bytes were read as UTF-8 with replacement: GÖT-0001 and GÄT-0001 both became
+    # G\ufffdT-0001, one patient
+    def adt(pid: str, msh18: str = "8859/1", codec: str = "latin-1") -> bytes:
+        return (f"MSH|^~\\&|ADT|H|V|H|202612050900+0000||ADT^A01|Ö1|P|2.5|||AL|NE||{msh18}\r"
+                f"PID|1||{pid}^^^H^MR||Müller^Jörg\r").encode(codec)  # fmt: skip
+
+    a, b = read_message(adt("GÖT-0001")), read_message(adt("GÄT-0001"))
+    assert (a.patient_ids, b.patient_ids) == (["GÖT-0001"], ["GÄT-0001"])
+    assert a.charset == "8859/1" and a.field("PID", 5, 2) == "Jörg"
+    # the acknowledgement says the same set and goes in it
+    back = ack(a, "AA")
+    assert back.split("\r")[0].endswith("|2.5||||||8859/1")
+    assert b"MSA|AA|\xd61" in message_bytes(back)
+    assert read_message(message_bytes(back)).field("MSA", 2) == "Ö1"
+    assert read_message(adt("GÖT-0001", "UNICODE UTF-8", "utf-8")).patient_ids == ["GÖT-0001"]
+    # none named: UTF-8 as before, and bytes that are not UTF-8 refused, never replaced
+    assert read_message(adt("GÖT-0001", "", "utf-8")).patient_ids == ["GÖT-0001"]
+    with pytest.raises(ValueError, match=r"byte 0xD6 at \d+ is not UTF-8 \(MSH-18 names no"):
+        read_message(adt("GÖT-0001", ""))
+    with pytest.raises(ValueError, match="MSH-18 'ISO IR87' is not a character set"):
+        read_message(adt("GOT-0001", "ISO IR87"))
+    plain = ack(read_message(adt("x", "", "utf-8")))
+    assert message_bytes(plain) == plain.encode()
