@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import cached_property
 from typing import Any
 
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
@@ -144,16 +145,30 @@ def message_bytes(text: str) -> bytes:
     return text.encode(codec, errors="replace")
 
 
-def _unescape(text: str, field_sep: str, enc: str) -> str:
+def _unescape(text: str, field_sep: str, enc: str, codec: str = "utf-8") -> str:
+    """``text`` with HL7 v2's escape sequences read (HL7 v2.5 2.7): the separators
+    (``\\F\\`` ...), ``\\.br\\`` as a line break, ``\\Xhh...\\`` as those bytes in the
+    message's character set (``codec``), the highlighting ``\\H\\``/``\\N\\`` left out; any
+    other sequence is kept as sent."""
     comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3] if len(enc) > 3 else "&"
     if esc not in text:
         return text
-    chars = {"F": field_sep, "S": comp, "T": sub, "R": rep, "E": esc}
+    chars = {"F": field_sep, "S": comp, "T": sub, "R": rep, "E": esc, ".br": "\n", "H": "", "N": ""}
+
+    def read(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code in chars:
+            return chars[code]
+        try:  # \Xhh..\: bytes in the message's character set
+            return bytes.fromhex(code[1:]).decode(codec) if len(code) > 1 else m.group(0)
+        except ValueError:  # not hex, or not of the set: kept as sent
+            return m.group(0)
+
     # one pass, left to right (HL7 v2.5 2.7.4): an escaped escape character is a character,
     # and what follows it is not read as another sequence (replaced code by code, "\E\F\"
     # gave "\|" instead of "\F\")
     e = re.escape(esc)
-    return re.sub(f"{e}([FSTRE]){e}", lambda m: chars[m.group(1)], text)
+    return re.sub(f"{e}([FSTREHN]|\\.br|X[0-9A-Fa-f]*){e}", read, text)
 
 
 def escape(text: str, field_sep: str = "|", encoding: str = "^~\\&") -> str:
@@ -283,7 +298,16 @@ class Hl7Message:
         return self.encoding[0]
 
     def unescape(self, text: str) -> str:
-        return _unescape(text, self.field_sep, self.encoding)
+        return _unescape(text, self.field_sep, self.encoding, self._codec)
+
+    @cached_property
+    def _codec(self) -> str:
+        """The codec of ``MSH-18`` as sent, for ``\\Xhh\\`` (UTF-8 when none or unknown)."""
+        msh = self.segments[0] if self.segments else []
+        try:
+            return _codec(msh[17].split(self.encoding[1])[0] if len(msh) > 17 else "")
+        except ValueError:
+            return "utf-8"
 
     @property
     def charset(self) -> str:

@@ -233,6 +233,16 @@ def test_escapes_are_read_left_to_right() -> None:
         assert msg.field("NTE", 3) == text
 
 
+def test_line_breaks_hex_bytes_and_highlighting_escapes_are_read() -> None:
+    # only the separators' escapes were read: \.br\ and \X0D0A\ reached the value as sent
+    head = "MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5||||||{}\rNTE|1||{}\r"
+    msg = read_message(head.format("", "a\\.br\\b\\X0D0A\\c \\H\\high\\N\\ \\XC3A9\\"))
+    assert msg.field("NTE", 3) == "a\nb\r\nc high é"
+    # the bytes are in the message's character set; a sequence that is none stays as sent
+    msg = read_message(head.format("8859/1", "G\\XD6\\T \\XZZ\\ \\Q\\"))
+    assert msg.field("NTE", 3) == "GÖT \\XZZ\\ \\Q\\"
+
+
 def test_only_a_plain_number_is_an_nm_value() -> None:
     # HL7 v2.5 2.A.47: an optional sign, digits and a decimal point; float() took more
     head = "MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rPID|1||p1\r"
