@@ -97,8 +97,8 @@ def score_observations(
             if h is None and says_when(r):  # pooled into the others' hour before, silently
                 hours[i] = -1
                 unplaced.append({"index": i, "code": None, "reason": "its time has no UTC "
-                                 "offset (or is a date alone): it cannot be placed in an "
-                                 "hour of the stay"})  # fmt: skip
+                                 "offset, is a date alone or is not a time: it cannot be "
+                                 "placed in an hour of the stay"})  # fmt: skip
         placed = sorted({h for h in hours if h is not None and h >= 0})
         untimed = [i for i, (h, r) in enumerate(zip(hours, resources, strict=True))
                    if h is None and isinstance(r, dict) and r.get("resourceType") == "Observation"]  # fmt: skip

@@ -814,3 +814,27 @@ def test_a_message_whose_bytes_are_not_its_character_set_is_refused_by_its_id() 
     reply = inbox.handle(raw)
     assert reply.code == "AR" and reply.status == 422 and "0xD6" in reply.text
     assert _msa(reply.ack)[1:3] == ["AR", "C7"]  # the sender can tell which
+
+
+def test_a_result_timed_to_the_hour_goes_to_that_hour_and_one_dated_only_is_skipped(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    # OBX-14 of hour precision (YYYYMMDDHH+ZZZZ) read as no time: the lactate drawn in the
+    # stay's second hour was pooled into the fourth hour, the heart rate's
+    ward = _ward(sepsis_fit)
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    admitted = now - timedelta(hours=5)
+    assert inbox.handle(_adt("A01", "A1", "mrn-7", admitted)).code == "AA"
+    second, fourth = admitted + timedelta(hours=1, minutes=40), admitted + timedelta(hours=3)
+    oru = "\r".join([
+        f"MSH|^~\\&|LAB|H|VG|H|{_ts(now)}||ORU^R01|L1|P|2.5", "PID|1||mrn-7",
+        f"OBX|1|NM|8867-4^HR^LN||101|/min^^UCUM|||||F|||{_ts(fourth)}",
+        f"OBX|2|NM|2524-7^Lactate^LN||6.5|mmol/L^^UCUM|||||F|||{second:%Y%m%d%H}+0000",
+        f"OBX|3|NM|2524-7^Lactate^LN||9.9|mmol/L^^UCUM|||||F|||{second:%Y%m%d}",
+    ]) + "\r"  # fmt: skip
+    reply = inbox.handle(oru)
+    assert reply.code == "AA", reply.text
+    hours = {h["hour"]: h["measurements"] for h in reply.result["hours"]}
+    assert hours == {2: {"lactate_mmol_l": 1}, 4: {"hr_bpm": 1}}
+    assert "OBX 3 (its time has no UTC offset, is a date alone" in reply.text

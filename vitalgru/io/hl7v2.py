@@ -21,11 +21,15 @@ units and conversions are decided in one place:
   ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ...); nothing else is guessed;
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
   obtained) withdraw the value, ``I`` (in process) has none; every other status is a result;
-- the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day, as
-  the Observation's ``effectiveDateTime``: from it a caller can tell the ICU hour. A time
+- the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day (to
+  the hour at least: one to the hour or the minute is the start of it), as the
+  Observation's ``effectiveDateTime``: from it a caller can tell the ICU hour. A time
   without a UTC offset (many feeds send local time) is placed only in the time zone the
   caller names (``tz``, the site's: a ``zoneinfo`` key such as ``Europe/Berlin``), never
-  guessed at; in the hour a clock goes back, the first of the two times is taken.
+  guessed at; in the hour a clock goes back, the first of the two times is taken. A time
+  given that cannot be placed (a date alone, no offset and no ``tz``) is passed on as
+  sent, for the reader to skip the observation with that reason: not the request's time
+  in its place, nor no time (pooled with the others).
 
 Nothing is dropped silently: an ``OBX`` that gives no usable value is kept as an
 Observation without one, and the hour's reading lists it with the reason, by its position
@@ -212,18 +216,26 @@ def _number(value_type: str, text: str, comp: str) -> float | None:
     return float(raw)
 
 
+#: The precisions of an HL7 v2 time stamp with a time of day, by length: to the hour (the
+#: start of it), the minute, the second.
+_TS_FORMATS = {10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
+
+
 def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
-    """An HL7 v2 time stamp (``YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]``) as a datetime with its UTC
-    offset; one without an offset in ``tz`` (the site's zone) when given. None for one
-    without a time of day, or without an offset and no ``tz`` (it cannot be placed)."""
+    """An HL7 v2 time stamp (``YYYYMMDDHH[MM[SS[.S]]][+/-ZZZZ]``; one to the hour or the
+    minute is the start of it) as a datetime with its UTC offset; one without an offset in
+    ``tz`` (the site's zone) when given. None for one without a time of day (a date
+    alone), or without an offset and no ``tz`` (it cannot be placed)."""
     ts = ts.split("^")[0].strip()
-    if len(ts) < 12:
+    if len(ts) < 10:
         return None
-    sign = next((i for i, ch in enumerate(ts) if ch in "+-" and i >= 12), None)
+    sign = next((i for i, ch in enumerate(ts) if ch in "+-" and i >= 10), None)
     body, zone = (ts, "") if sign is None else (ts[:sign], ts[sign:])
     body = body.split(".")[0]
+    if len(body) not in _TS_FORMATS or not body.isdigit():
+        return None
     try:
-        t = datetime.strptime(body, "%Y%m%d%H%M%S" if len(body) == 14 else "%Y%m%d%H%M")
+        t = datetime.strptime(body, _TS_FORMATS[len(body)])
         z = datetime.strptime(zone[1:5], "%H%M") if zone else None
     except ValueError:
         return None
@@ -242,7 +254,7 @@ def _observation(
     comp: str,
     rep: str,
     unescape: Any,
-    obr_time: datetime | None,
+    obr_time: datetime | str | None,
     tz: tzinfo | None = None,
 ) -> dict[str, Any]:
     def get(i: int) -> str:  # a field as sent (split it, then unescape the parts)
@@ -278,9 +290,14 @@ def _observation(
         obs["valueQuantity"] = quantity
     elif value.strip():
         obs["valueString"] = unescape(value)  # kept, and skipped as not a quantity
-    when = hl7_time(get(14), tz) or obr_time  # OBX-14, else the request's OBR-7
-    if when is not None:
-        obs["effectiveDateTime"] = when.isoformat()
+    # OBX-14, else the request's OBR-7 (``obr_time``: as sent when it cannot be read). A
+    # time given that cannot be placed (a date alone, no UTC offset) is kept as sent, for
+    # the reader to skip the observation and say why: the request's time instead, or none,
+    # put it in another hour or pooled it silently
+    given = get(14).split(comp)[0].strip()
+    when = (hl7_time(given, tz) or unescape(given)) if given else obr_time
+    if when:
+        obs["effectiveDateTime"] = when.isoformat() if isinstance(when, datetime) else when
     return obs
 
 
@@ -405,7 +422,8 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
             if ids and not any(set(ids) & set(p) for p in patients):
                 patients.append(ids)
         if fields[0] == "OBR":
-            obr_time = hl7_time(fields[7], tz) if len(fields) > 7 else None
+            raw = fields[7].split(comp)[0].strip() if len(fields) > 7 else ""
+            obr_time = (hl7_time(raw, tz) or msg.unescape(raw)) if raw else None
         elif fields[0] == "OBX":
             observations.append(
                 _observation(fields, comp, msg.encoding[1], msg.unescape, obr_time, tz)

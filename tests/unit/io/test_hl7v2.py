@@ -121,12 +121,36 @@ def test_observation_times_come_from_obx_14_or_the_requests_obr_7() -> None:
         "OBX|1|NM|8867-4^HR^LN||90|/min|||||F|||202612050815+0000",
         "OBX|2|NM|9279-1^Resp^LN||18|/min|||||F",  # the request's time
         "OBR|2",  # a request without a time: none for its results
-        "OBX|1|NM|8867-4^HR^LN||91|/min|||||F|||202612050830",  # no offset: none
+        "OBX|1|NM|8867-4^HR^LN||91|/min|||||F|||202612050830",  # no offset: as sent
     ])  # fmt: skip
     got = [o.get("effectiveDateTime") for o in oru_observations(msg).observations]
-    assert got == ["2026-12-05T08:15:00+00:00", "2026-12-05T08:00:00+00:00", None]
+    assert got == ["2026-12-05T08:15:00+00:00", "2026-12-05T08:00:00+00:00", "202612050830"]
     assert observation_times(oru_observations(msg).observations) == [
         datetime(2026, 12, 5, 8, 15, tzinfo=UTC), datetime(2026, 12, 5, 8, tzinfo=UTC)]  # fmt: skip
+
+
+def test_a_time_to_the_hour_is_the_start_of_it_and_a_date_alone_is_not_the_requests() -> None:
+    # YYYYMMDDHH[+ZZZZ] is a valid HL7 TS: it read as no time, so the result took OBR-7's
+    # hour, or was pooled into the others'
+    assert hl7_time("2026120508+0100") == datetime(2026, 12, 5, 7, tzinfo=UTC)
+    assert hl7_time("2026120508", ZoneInfo("Europe/Berlin")) == datetime(2026, 12, 5, 7, tzinfo=UTC)
+    for unplaceable in ("2026120508", "20261205", "202612050+0000", "20261205xx+0000"):
+        assert hl7_time(unplaceable) is None, unplaceable
+    msg = "\r".join([
+        "MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T1|P|2.5",
+        "OBR|1||||||202612050800+0000",
+        "OBX|1|NM|2524-7^Lactate^LN||6.5|mmol/L|||||F|||2026120506+0000",
+        "OBX|2|NM|2524-7^Lactate^LN||2.1|mmol/L|||||F|||20261204",  # a date alone: as sent
+        "OBR|2||||||20261205",  # the request's date alone is its results'
+        "OBX|1|NM|8867-4^HR^LN||91|/min|||||F",
+    ])  # fmt: skip
+    got = [o.get("effectiveDateTime") for o in oru_observations(msg).observations]
+    assert got == ["2026-12-05T06:00:00+00:00", "20261204", "20261205"]
+    assert observation_times(oru_observations(msg).observations) == [
+        datetime(2026, 12, 5, 6, tzinfo=UTC)]  # fmt: skip
+    # the hospital admission (PV1-44) is read by the same clock
+    event = adt_event(_adt("PID|1||mrn-1", "2026120314+0000"))
+    assert event.static == {"HospAdmTime": -42.83}
 
 
 def test_escaped_text_reads_back_as_it_was() -> None:
