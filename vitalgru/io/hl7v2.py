@@ -42,11 +42,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from typing import Any
 
 from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
+from vitalgru.io.hl7v2_text import (
+    CHARSETS,
+    _codec,
+    _decode,
+    _unescape,
+    escape,
+    hl7_time,
+    message_bytes,
+)
 
 __all__ = [
     "CHARSETS", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
@@ -70,14 +79,6 @@ UNIT_SPELLINGS = {
 #: Values an IEEE 11073 device sends for "no value" (NaN 0x7FFFFF, NRes 0x800000, +INF
 #: 0x7FFFFE; -INF as -0x7FFFFE), read as no measurement rather than a heart rate of 8 million.
 MDC_NO_VALUE = frozenset({8388606.0, 8388607.0, 8388608.0})
-#: Character sets ``MSH-18`` may name (HL7 table 0211) that this module reads, as Python's
-#: codecs; a message naming none is read as UTF-8 (ASCII is a part of it), strictly.
-CHARSETS = {
-    "ASCII": "ascii", "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/3": "iso8859-3",
-    "8859/4": "iso8859-4", "8859/5": "iso8859-5", "8859/6": "iso8859-6", "8859/7": "iso8859-7",
-    "8859/8": "iso8859-8", "8859/9": "iso8859-9", "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8",
-}  # fmt: skip
 #: ``OBX-11`` result statuses that withdraw a value or have none, as FHIR statuses.
 _STATUS = {"D": "entered-in-error", "W": "entered-in-error", "X": "cancelled",
            "I": "registered", "P": "preliminary", "C": "corrected", "A": "amended"}  # fmt: skip
@@ -97,92 +98,6 @@ class OruMessage:
     components: str = "^"
     encoding: str = "^~\\&"  # MSH-2: component, repetition, escape, subcomponent
     charset: str = ""  # MSH-18, the character set its bytes were read in ("": UTF-8)
-
-
-def _codec(charset: str) -> str:
-    """The Python codec of an ``MSH-18`` character set ("": UTF-8). ValueError naming it for
-    one this module does not read."""
-    name = charset.strip().upper()
-    if not name:
-        return "utf-8"
-    if name not in CHARSETS:
-        raise ValueError(f"MSH-18 {charset!r} is not a character set this gateway reads "
-                         f"({', '.join(CHARSETS)}); nothing was taken")  # fmt: skip
-    return CHARSETS[name]
-
-
-def _msh18(head: str) -> str:
-    """``MSH-18`` (its first repetition) of a message's first segment, as sent."""
-    if len(head) < 8 or not head.startswith("MSH"):
-        return ""
-    msh = head.split(head[3])
-    rep = msh[1][1] if len(msh) > 1 and len(msh[1]) > 1 else "~"
-    return msh[17].split(rep)[0].strip() if len(msh) > 17 else ""
-
-
-def _decode(raw: bytes) -> str:
-    """A message's bytes as text, in the character set its ``MSH-18`` names (UTF-8 when it
-    names none). ValueError, naming the byte, for bytes that are not of that set: replaced
-    by U+FFFD, two identifiers that differ in one letter became one patient."""
-    # the MSH segment's separators and MSH-18 are ASCII: read them byte for byte
-    head = raw.lstrip(b"\x0b\r\n\t ").split(b"\r", 1)[0].split(b"\n", 1)[0]
-    charset = _msh18(head.decode("latin-1"))
-    codec = _codec(charset)
-    try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as e:
-        named = f"MSH-18 {charset!r}" if charset else "UTF-8 (MSH-18 names no character set)"
-        raise ValueError(
-            f"byte 0x{raw[e.start]:02X} at {e.start} is not {named}: nothing was taken; name "
-            "the message's character set in MSH-18 (8859/1 for Latin-1)"
-        ) from None
-
-
-def message_bytes(text: str) -> bytes:
-    """A message (an acknowledgement) as the bytes of the character set its ``MSH-18``
-    names (UTF-8 when none); a character that set lacks is sent as ``?``."""
-    head = text.lstrip("\x0b\r\n\t ").split("\r", 1)[0]
-    try:
-        codec = _codec(_msh18(head))
-    except ValueError:
-        codec = "utf-8"
-    return text.encode(codec, errors="replace")
-
-
-def _unescape(text: str, field_sep: str, enc: str, codec: str = "utf-8") -> str:
-    """``text`` with HL7 v2's escape sequences read (HL7 v2.5 2.7): the separators
-    (``\\F\\`` ...), ``\\.br\\`` as a line break, ``\\Xhh...\\`` as those bytes in the
-    message's character set (``codec``), the highlighting ``\\H\\``/``\\N\\`` left out; any
-    other sequence is kept as sent."""
-    comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3] if len(enc) > 3 else "&"
-    if esc not in text:
-        return text
-    chars = {"F": field_sep, "S": comp, "T": sub, "R": rep, "E": esc, ".br": "\n", "H": "", "N": ""}
-
-    def read(m: re.Match[str]) -> str:
-        code = m.group(1)
-        if code in chars:
-            return chars[code]
-        try:  # \Xhh..\: bytes in the message's character set
-            return bytes.fromhex(code[1:]).decode(codec) if len(code) > 1 else m.group(0)
-        except ValueError:  # not hex, or not of the set: kept as sent
-            return m.group(0)
-
-    # one pass, left to right (HL7 v2.5 2.7.4): an escaped escape character is a character,
-    # and what follows it is not read as another sequence (replaced code by code, "\E\F\"
-    # gave "\|" instead of "\F\")
-    e = re.escape(esc)
-    return re.sub(f"{e}([FSTREHN]|\\.br|X[0-9A-Fa-f]*){e}", read, text)
-
-
-def escape(text: str, field_sep: str = "|", encoding: str = "^~\\&") -> str:
-    """``text`` with HL7 v2's escape sequences for the separators it holds, and line breaks
-    as spaces: safe inside a field."""
-    comp, rep, esc, sub = encoding[0], encoding[1], encoding[2], encoding[3]
-    out = text.replace(esc, f"{esc}E{esc}")
-    for ch, code in ((field_sep, "F"), (comp, "S"), (sub, "T"), (rep, "R")):
-        out = out.replace(ch, f"{esc}{code}{esc}")
-    return out.replace("\r", " ").replace("\n", " ")
 
 
 def _coding(parts: list[str]) -> dict[str, str] | None:
@@ -214,39 +129,6 @@ def _number(value_type: str, text: str, comp: str) -> float | None:
     if not _NM.fullmatch(raw):  # float() also took "1_0_0", "1e2", "inf", "nan"
         return None
     return float(raw)
-
-
-#: The precisions of an HL7 v2 time stamp with a time of day, by length: to the hour (the
-#: start of it), the minute, the second.
-_TS_FORMATS = {10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-
-
-def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
-    """An HL7 v2 time stamp (``YYYYMMDDHH[MM[SS[.S]]][+/-ZZZZ]``; one to the hour or the
-    minute is the start of it) as a datetime with its UTC offset; one without an offset in
-    ``tz`` (the site's zone) when given. None for one without a time of day (a date
-    alone), or without an offset and no ``tz`` (it cannot be placed)."""
-    ts = ts.split("^")[0].strip()
-    if len(ts) < 10:
-        return None
-    sign = next((i for i, ch in enumerate(ts) if ch in "+-" and i >= 10), None)
-    body, zone = (ts, "") if sign is None else (ts[:sign], ts[sign:])
-    body = body.split(".")[0]
-    if len(body) not in _TS_FORMATS or not body.isdigit():
-        return None
-    try:
-        t = datetime.strptime(body, _TS_FORMATS[len(body)])
-        z = datetime.strptime(zone[1:5], "%H%M") if zone else None
-    except ValueError:
-        return None
-    if z is None:
-        if tz is None:
-            return None
-        local = t.replace(tzinfo=tz)  # fold 0: the first of a repeated hour
-        offset = local.utcoffset()
-        return None if offset is None else local.replace(tzinfo=timezone(offset))
-    offset = timedelta(hours=z.hour, minutes=z.minute) * (1 if zone[0] == "+" else -1)
-    return t.replace(tzinfo=timezone(offset))
 
 
 def _observation(
