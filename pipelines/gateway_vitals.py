@@ -188,7 +188,9 @@ def add_vitals_routes(
         the demographics, ``A40`` merges a record into the patient's own, ``ORU^R01`` adds
         its observations to the ICU hour their times fall in, for its ``PID-3`` patient.
         The body of the answer is the acknowledgement (``AA``, or ``AE``/``AR`` with the
-        reason, and the same HTTP status); a resent message (same ``MSH-10``) is not
+        reason, and the same HTTP status; in enhanced mode, ``MSH-15`` given, the commit
+        acknowledgement ``CA``/``CE``/``CR``, sent even where ``MSH-15`` asks for none over
+        MLLP: an HTTP request is answered); a resent message (same ``MSH-10``) is not
         taken twice."""
         caller = request.state.caller or ("open" if open_ else None)
         client = request.client.host if request.client else None

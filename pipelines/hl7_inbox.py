@@ -32,8 +32,14 @@ anything else       rejected (``AR``): not a message this gateway reads
 Every message gets an acknowledgement: ``AA`` (taken, or nothing to do, with a note), ``AE``
 (an error: a patient not on scoring, an observation too late, ...) or ``AR`` (not a
 message the gateway reads, not HL7 at all, or bytes that are not of the character set its
-``MSH-18`` names, UTF-8 when none: refused, never read with replacement characters). A message whose control id (``MSH-10``,
-within its sender's ``MSH-3``/``MSH-4``) was taken already (the engine resent it because
+``MSH-18`` names, UTF-8 when none: refused, never read with replacement characters). A
+message in enhanced acknowledgement mode (``MSH-15`` given) gets the commit
+acknowledgement of the same outcome instead, ``CA``, ``CE`` or ``CR``, when ``MSH-15``
+asks for one (``AL`` always, ``ER`` for ``CE``/``CR``, ``SU`` for ``CA``, ``NE`` never:
+nothing is sent back over MLLP; over HTTP the answer carries it all the same). No
+application acknowledgement (``MSH-16``) is sent as a message of its own: the commit
+acknowledgement is sent once the message was taken, and says how. A message whose control
+id (``MSH-10``, within its sender's ``MSH-3``/``MSH-4``) was taken already (the engine resent it because
 an acknowledgement was lost) is not taken again: it gets the first acknowledgement once
 more (a message that was not taken is tried again when resent: the patient may have been
 admitted since). The last
@@ -52,7 +58,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -79,13 +85,14 @@ _TAKEN_UNANSWERED = "taken before the gateway restarted (it stopped before ackno
 class Hl7Reply:
     """What :meth:`Hl7Inbox.handle` made of a message."""
 
-    ack: str  # the acknowledgement (ER7) for the sender
-    code: str  # AA, AE or AR
+    ack: str  # the acknowledgement (ER7) for the sender (CA, CE or CR in enhanced mode)
+    code: str  # AA, AE or AR (the outcome, whichever mode acknowledges it)
     status: int  # the HTTP status of the same outcome (200 for AA)
     text: str  # what was done, or why not
     message_type: str = ""
     result: dict[str, Any] = field(default_factory=dict)  # the ward's answer, for AA
     duplicate: bool = False
+    send: bool = True  # False: MSH-15 asks for no acknowledgement of this outcome (MLLP)
 
 
 class Hl7Inbox:
@@ -149,18 +156,20 @@ class Hl7Inbox:
         try:
             msg = read_message(raw)
         except ValueError as e:
-            reply = Hl7Reply(hl7_ack(_named(raw), "AR", str(e)), "AR", 422, str(e))
+            named = _named(raw)
+            reply = Hl7Reply(hl7_ack(named, "AR", str(e)), "AR", 422, str(e))
             self.intake.message(source, "none", "AR")
-            return reply
+            return _answered(named, reply)
         with self._lock:
             key = _sender_key(msg)
             kept = self._seen.get(key) if key else None
             if kept is not None and kept.message_type == msg.message_type:
                 self._seen.move_to_end(key)
                 self.intake.message(source, _type(msg), "duplicate")
-                return Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text), kept.code,
-                                kept.status, kept.text,
-                                kept.message_type, kept.result, duplicate=True)  # fmt: skip
+                return _answered(msg, Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text),
+                                               kept.code, kept.status, kept.text,
+                                               kept.message_type, kept.result,
+                                               duplicate=True))  # fmt: skip
             marking = self.journal.taking(key, msg.message_type) if (
                 key and self.journal is not None) else nullcontext()  # fmt: skip
             try:
@@ -194,7 +203,7 @@ class Hl7Inbox:
                 except (sqlite3.Error, OSError):
                     logger.exception("hl7: could not forget message %s", msg.control_id)
         self.intake.message(source, _type(msg), reply.code)
-        return reply
+        return _answered(msg, reply)
 
     def _take(self, msg: Hl7Message, source: str) -> Hl7Reply:
         code, trigger = msg.kind
@@ -363,6 +372,27 @@ def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[
                                  "surgical (MICU=medical)")  # fmt: skip
             types[name] = kind
     return names, types
+
+
+#: Enhanced mode's commit acknowledgement of each outcome: taken, refused for what it says
+#: or not processed, rejected as a message not read here.
+_COMMIT = {"AA": "CA", "AE": "CE", "AR": "CR"}
+#: The commit acknowledgements ``MSH-15`` asks for (HL7 table 0155: always, never, on an
+#: error, on success); a value not in the table is taken as always.
+_ACCEPT = {"AL": ("CA", "CE", "CR"), "NE": (), "ER": ("CE", "CR"), "SU": ("CA",)}
+
+
+def _answered(msg: Hl7Message, reply: Hl7Reply) -> Hl7Reply:
+    """``reply`` as the message asks to be acknowledged: as it is in original mode (no
+    ``MSH-15``); in enhanced mode a commit acknowledgement (``CA``/``CE``/``CR`` for
+    ``AA``/``AE``/``AR``), sent when ``MSH-15`` asks for one of that outcome. The reply
+    kept for a resend is the original-mode one: a resend is answered as it asks."""
+    accept = msg.field("MSH", 15).upper()
+    if not accept:
+        return reply
+    commit = _COMMIT.get(reply.code, "CE")
+    return replace(reply, ack=hl7_ack(msg, commit, reply.text),
+                   send=commit in _ACCEPT.get(accept, _ACCEPT["AL"]))  # fmt: skip
 
 
 def _named(raw: str | bytes) -> Hl7Message:

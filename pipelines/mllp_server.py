@@ -1,6 +1,7 @@
 """The MLLP listener of the bedside gateway (``vitalgru serve --mllp-port``): HL7 v2 messages
 over the framing hospital interface engines speak on a TCP port, each handed to an
-:class:`~pipelines.hl7_inbox.Hl7Inbox` and answered with its acknowledgement.
+:class:`~pipelines.hl7_inbox.Hl7Inbox` and answered with its acknowledgement (none when the
+message's ``MSH-15`` asks for none of that outcome: enhanced acknowledgement mode).
 
 Each message is framed as ``0x0B`` message ``0x1C 0x0D``; on one connection messages are
 taken in order, each answered before the next is read. MLLP has no credentials of its own:
@@ -171,8 +172,9 @@ async def start_mllp(
                     reply = await asyncio.to_thread(
                         inbox.handle, frame, "mllp", f"mllp {host}", host
                     )
-                    writer.write(MLLP_START + message_bytes(reply.ack) + MLLP_END)
-                    await writer.drain()
+                    if reply.send:  # enhanced mode: MSH-15 may ask for no answer
+                        writer.write(MLLP_START + message_bytes(reply.ack) + MLLP_END)
+                        await writer.drain()
                 else:
                     frame = bytes(buf[buf.rfind(MLLP_START) + 1 :])
                 # the message's own bytes decide, however they arrive; noise around it is

@@ -838,3 +838,22 @@ def test_a_result_timed_to_the_hour_goes_to_that_hour_and_one_dated_only_is_skip
     hours = {h["hour"]: h["measurements"] for h in reply.result["hours"]}
     assert hours == {2: {"lactate_mmol_l": 1}, 4: {"hr_bpm": 1}}
     assert "OBX 3 (its time has no UTC offset, is a date alone" in reply.text
+
+
+def test_enhanced_mode_gets_the_commit_acknowledgement_of_the_outcome() -> None:
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    now = _ts(datetime.now(UTC))
+
+    def oru(cid: str, accept: str, app: str = "NE") -> str:
+        return (f"MSH|^~\\&|LAB|H|VG|H|{now}||ORU^R01|{cid}|P|2.5|||{accept}|{app}\r"
+                f"PID|1||not-admitted\rOBX|1|NM|8867-4^HR^LN||101|/min|||||F|||{now}\r")  # fmt: skip
+
+    # an error stays an error (AE as CE), said to a sender that asks for errors or always
+    for accept, send in (("AL", True), ("ER", True), ("SU", False), ("NE", False)):
+        reply = inbox.handle(oru(f"E-{accept}", accept, "AL"))
+        assert (reply.code, _msa(reply.ack)[1], reply.send) == ("AE", "CE", send), accept
+        assert "no patient of PID-3" in _msa(reply.ack)[3]
+    bad = inbox.handle(oru("E-X", "AL").replace("ORU^R01", "QRY^A19"))
+    assert (bad.code, _msa(bad.ack)[1], bad.send) == ("AR", "CR", True)
+    # original mode (no MSH-15) as before
+    assert _msa(inbox.handle(oru("O-1", "")).ack)[1] == "AE"

@@ -174,3 +174,25 @@ def test_the_acknowledgement_is_addressed_back_to_the_sender() -> None:
     ack = read_message(inbox.handle(msg).ack)
     assert [ack.field("MSH", n) for n in (5, 6, 11, 12)] == ["ENGINE", "HOSP", "T", "2.3"]
     assert "HOSP^1.2.3^ISO" in inbox.handle(msg).ack.split("\r")[0]
+
+
+def test_enhanced_mode_is_answered_with_commit_acknowledgements_when_asked(
+    listener: _Listener,
+) -> None:
+    # MSH-15/MSH-16 were not read: every message got an original-mode AA/AE/AR, and one
+    # that asked for no acknowledgement (NE) got one all the same
+    def adt(cid: str, accept: str, kind: str = "ADT^A08") -> bytes:
+        text = (
+            ADT.replace("ADT^A08", kind).format(cid=cid).replace("|2.5\r", f"|2.5|||{accept}|NE\r")
+        )
+        return b"\x0b" + text.encode() + b"\x1c\x0d"
+
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(adt("E1", "NE") + adt("E2", "SU", "XYZ^Q01") + adt("E3", "ER") + adt("E4", "AL"))
+        s.sendall(adt("E5", "ER", "XYZ^Q01") + adt("E6", "SU"))
+        got = [read_message(_read_frame(s)) for _ in range(3)]
+        assert [(m.field("MSA", 1), m.field("MSA", 2)) for m in got] == [
+            ("CA", "E4"), ("CR", "E5"), ("CA", "E6")]  # fmt: skip
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            s.recv(1024)  # nothing for E1 (never), E2 (success only), E3 (errors only)
