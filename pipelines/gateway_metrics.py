@@ -177,8 +177,8 @@ class IntakeCollector:
 
 class ForwarderCollector:
     """How the alarm forwarder (:mod:`pipelines.hl7_forward`) is doing: alarms delivered
-    and refused, failed tries, and events not handled yet (grows while the receiver is
-    down)."""
+    and refused, failed tries, events lost from the log before they were handled, and
+    events not handled yet (grows while the receiver is down)."""
 
     def __init__(self, forwarder: Any) -> None:
         self.forwarder = forwarder
@@ -191,6 +191,8 @@ class ForwarderCollector:
              f.rejected),
             ("vitalgru_alarms_forward_failures", "tries that got no acknowledgement",
              f.failures),
+            ("vitalgru_alarms_forward_lost_events", "events gone from the ward's log before "
+             "the forwarder came to them (alarms among them not sent)", f.lost),
         ):  # fmt: skip
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily("vitalgru_alarms_forward_lag_events",

@@ -30,7 +30,11 @@ with a growing wait (up to a minute), and nothing after it is sent meanwhile. Wh
 stopped is kept in the ward's state file, so after a restart it goes on from there (an
 alarm whose acknowledgement was lost with the connection is sent again: at least once, in
 order). Started on a state file for the first time, it begins with the alarms raised from
-then on, not the whole log.
+then on, not the whole log. The ward's log keeps the newest events only
+(:data:`~vitalgru.scoring.ward.MAX_EVENTS`): after an outage long enough for the events
+after the cursor to be gone, they are logged as an error with their number, counted
+(:attr:`AlarmForwarder.lost`, on ``/metrics`` and ``/health``) and passed over; the
+alarms among them are not sent.
 """
 
 from __future__ import annotations
@@ -190,6 +194,7 @@ class AlarmForwarder:
             except Exception:
                 logger.exception("alarms: could not keep the cursor")
         self.sent = self.rejected = self.failures = 0
+        self.lost = 0  # events gone from the ward's log before they were handled
         self.failing = False  # the latest try got no acknowledgement
         self._sock: socket.socket | None = None
         self._buf = b""  # bytes read after the last acknowledgement, on this connection
@@ -226,9 +231,25 @@ class AlarmForwarder:
     def step(self) -> bool:
         """Handle the events after the cursor, in order, until one cannot be delivered or
         the log is read; True when the cursor moved."""
-        page = self.ward.events(since=self.cursor, limit=100)["events"]
+        got = self.ward.events(since=self.cursor, limit=100)
         moved = False
-        for event in page:
+        if got.get("reset"):  # a log begun again (a new state file): from its start
+            logger.warning("alarms: the ward's event log began again (event %d was handled, "
+                           "the log's newest is %d); going on from its start", self.cursor,
+                           self.ward.last_seq)  # fmt: skip
+            self._moved_to(0)
+            moved = True
+        if got.get("dropped"):
+            # the log keeps the newest events only: after a long outage the ones after the
+            # cursor were gone, and their alarms were passed over without a word
+            lost = int(got["dropped"])
+            self.lost += lost
+            logger.error("alarms: %d events after event %d were no longer in the ward's log "
+                         "when the forwarder came to them (the receiver was unreachable too "
+                         "long); any alarms among them were not sent", lost, self.cursor)  # fmt: skip
+            self._moved_to(self.cursor + lost)
+            moved = True
+        for event in got["events"]:
             if event.get("kind") in ALARM_CLASSES:
                 self._alarms[int(event["seq"])] = event
                 if len(self._alarms) > 10_000:
@@ -237,14 +258,18 @@ class AlarmForwarder:
             message = alarm_message(event, alarm, **self.options)
             if message is not None and not self._deliver(message, int(event["seq"])):
                 return moved
-            self.cursor = int(event["seq"])
+            self._moved_to(int(event["seq"]))
             moved = True
-            if self.ward.journal is not None:
-                try:
-                    self.ward.journal.set_value(CURSOR_KEY, self.cursor)
-                except Exception:
-                    logger.exception("alarms: could not keep the cursor")
         return moved
+
+    def _moved_to(self, seq: int) -> None:
+        """The events up to ``seq`` are handled: the cursor, kept in the state file."""
+        self.cursor = seq
+        if self.ward.journal is not None:
+            try:
+                self.ward.journal.set_value(CURSOR_KEY, self.cursor)
+            except Exception:
+                logger.exception("alarms: could not keep the cursor")
 
     def _alarm(self, seq: int) -> dict[str, Any] | None:
         """The alarm event ``seq`` (an escalation's), from those seen or from the log."""

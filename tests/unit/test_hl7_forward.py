@@ -280,6 +280,7 @@ def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
     assert "vitalgru_alarms_forward_lag_events 0.0" in metrics
     assert not fwd._thread.is_alive()  # stopped with the app
     assert health["sent"] == 1 and health["behind"] == 0 and not health["failing"]
+    assert health["lost"] == 0 and "vitalgru_alarms_forward_lost_events_total 0.0" in metrics
     assert health["target"] == f"127.0.0.1:{engine.port}" and health["tls"] is False
     assert read_message(engine.got[0]).patient_ids == ["b7"]
 
@@ -336,3 +337,33 @@ def test_the_end_of_a_sepsis_alarm_episode_is_logged_and_forwarded(
     phases = [[s for s in read_message(m).segments if s[0] == "OBX"][2][5] for m in engine.got]
     assert phases.count("start") == len(onsets) and phases[-1] == "end"
     assert read_message(engine.got[-1]).field("OBR", 2) == str(ended[-1]["ends"])
+
+
+def test_alarms_gone_from_the_log_during_an_outage_are_said_and_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the ward keeps the newest events only: after a long outage the forwarder went on from
+    # the oldest kept, and the alarms before it were passed over without a word
+    import vitalgru.scoring.ward as ward_module
+    from pipelines.gateway_metrics import ForwarderCollector
+
+    monkeypatch.setattr(ward_module, "MAX_EVENTS", 20)
+    ward = Ward(untrained_monitor())
+    engine = _Receiver()
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    for i in range(1, 26):  # raised while the forwarder could not send
+        with ward._queue_lock:
+            ward._event({"source": "ecg", "kind": "feed_lost", "patient_id": f"bed{i}",
+                         "message": f"feed {i} lost"})  # fmt: skip
+    while fwd.cursor < ward.last_seq:
+        assert fwd.step()
+    fwd.stop()
+    engine.close()
+    assert [read_message(m).patient_ids[0] for m in engine.got] == [
+        f"bed{i}" for i in range(6, 26)]  # fmt: skip
+    assert fwd.lost == 5 and fwd.sent == 20
+    assert "5 events after event 0 were no longer in the ward's log" in caplog.text
+    metrics = {m.name: m.samples[0].value for m in ForwarderCollector(fwd).collect()}
+    assert metrics["vitalgru_alarms_forward_lost_events"] == 5
+    fwd.step()  # said once, not again on the next look
+    assert fwd.lost == 5 and caplog.text.count("were no longer in the ward's log") == 1
