@@ -142,7 +142,7 @@ def score_observations(
     for h, r in sorted(read.items()):  # in order: an earlier hour is never closed by a later
         if r.used or len(read) == 1:
             held.append(ward_call(ward.add_observations, patient_id, h, r.values, r.corrected,
-                                  stay))  # fmt: skip
+                                  stay, r.preliminary))  # fmt: skip
             intake.count(source, "hours", "held")
     if len(held) == 1:
         return {**held[0], "observations": seen}

@@ -857,3 +857,37 @@ def test_enhanced_mode_gets_the_commit_acknowledgement_of_the_outcome() -> None:
     assert (bad.code, _msa(bad.ack)[1], bad.send) == ("AR", "CR", True)
     # original mode (no MSH-15) as before
     assert _msa(inbox.handle(oru("O-1", "")).ack)[1] == "AE"
+
+
+def test_a_final_result_replaces_the_preliminary_one_held_for_the_hour_across_a_restart(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    # OBX-11 P (and R) then F of the same lactate in the same hour were averaged: 6.0 and
+    # 2.0 scored as 4.0; only corrections (C, A) replaced
+    path = tmp_path / "ward.sqlite"
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    admitted = datetime.now(UTC) - timedelta(hours=3, minutes=30)
+    drawn = admitted + timedelta(hours=1, minutes=5)
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    assert inbox.handle(_adt("A01", "A1", "mrn-7", admitted)).code == "AA"
+
+    codes = {"lac": "2524-7^Lactate^LN||{}|mmol/L", "hr": "8867-4^HR^LN||{}|/min"}
+
+    def oru(cid: str, *results: tuple[str, str, float]) -> str:  # (OBX-11, which, value)
+        obx = [f"OBX|{i}|NM|{codes[c].format(v)}^^UCUM|||||{st}|||{_ts(drawn)}"
+               for i, (st, c, v) in enumerate(results, 1)]  # fmt: skip
+        return "\r".join([f"MSH|^~\\&|LAB|H|VG|H|{_ts(drawn)}||ORU^R01|{cid}|P|2.5",
+                          "PID|1||mrn-7", *obx]) + "\r"  # fmt: skip
+
+    assert inbox.handle(oru("L1", ("P", "lac", 6.0), ("F", "hr", 100.0))).code == "AA"
+    assert ward.sepsis_summary("mrn-7")["assembling"] == {2: {"lactate_mmol_l": 1, "hr_bpm": 1}}
+    ward.journal.close()
+    again = _restarted(sepsis_fit, path)  # the preliminary value is held apart on the file
+    inbox = Hl7Inbox(again, IntakeCollector())
+    reply = inbox.handle(oru("L2", ("F", "lac", 2.0), ("R", "hr", 120.0), ("F", "hr", 110.0)))
+    assert reply.code == "AA" and reply.result["measurements"] == {
+        "lactate_mmol_l": 1, "hr_bpm": 2}  # fmt: skip
+    again.close_hours("mrn-7")
+    values = again.sepsis_stay("mrn-7")["values"]
+    assert values["lactate_mmol_l"].tolist()[1] == 2.0  # the final result, not 4.0
+    assert values["hr_bpm"].tolist()[1] == 105.0  # two final heart rates, still averaged

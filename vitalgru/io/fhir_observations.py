@@ -8,7 +8,9 @@ oximetry reading with its inhaled oxygen) whose LOINC code names a measurement
 (:data:`LOINC_COLUMNS`) and whose ``valueQuantity`` is in a unit this module can convert
 (:data:`UNITS`) becomes a value in the Challenge's unit: a temperature in [degF], a
 glucose in mmol/L, a PaCO2 in kPa, an FiO2 in %, a creatinine in umol/L are converted, never
-taken as they come. Several values of one measurement in the hour are averaged.
+taken as they come. Several values of one measurement in the hour are averaged, but a
+final result replaces the preliminary ones sent before it (``preliminary``, then
+``final``), and a correction (``corrected``, ``amended``) every one sent before it.
 
 Nothing is guessed: an Observation with a code outside the table, a unit the table does not
 know for that measurement, no numeric value, or a status that withdraws it
@@ -205,6 +207,11 @@ class HourFromObservations:
         Columns whose values here include a correction (status ``corrected`` or
         ``amended``; HL7 ``OBX-11`` C or A): a correction replaces the values of its
         measurement sent before it, in the payload and in the hour being assembled.
+    preliminary : dict
+        Column -> the preliminary values taken (status ``preliminary``; HL7 ``OBX-11`` P,
+        R or S), apart from ``values`` (``row`` holds the means of both): a final result
+        (or a correction) of the measurement replaces those sent before it, in the payload
+        and in the hour being assembled, rather than being averaged with them.
     """
 
     row: dict[str, float]
@@ -213,10 +220,13 @@ class HourFromObservations:
     converted: dict[str, list[str]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)
     corrected: list[str] = field(default_factory=list)
+    preliminary: dict[str, list[float]] = field(default_factory=dict)
 
 
 #: Observation statuses that correct an earlier result of the same measurement.
 _CORRECTIONS = {"corrected", "amended"}
+#: The status of a result a final one replaces (HL7 P, R, S).
+_PRELIMINARY = "preliminary"
 
 
 def _resources(payload: Any) -> list[Any]:
@@ -295,7 +305,7 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
     if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
         raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
     out = HourFromObservations(row={"ICULOS": float(hour)})
-    values = out.values
+    values, preliminary = out.values, out.preliminary
 
     def skip(index: int, codes: list[str] | None, reason: str) -> None:
         out.skipped.append({"index": index, "code": codes or None, "reason": reason})
@@ -325,19 +335,27 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
             if why is not None:
                 skip(i, codes, why)
                 continue
-            if status in _CORRECTIONS:
+            if status == _PRELIMINARY:  # held apart, until a final result replaces it
+                preliminary.setdefault(column, []).append(x)
+            elif status in _CORRECTIONS:
                 # replaces the result it corrects (HL7 table 0085: C "replaces a final
                 # result"); averaged with it before, a lactate of 45 corrected to 4.5 was
                 # scored 24.75. The results are not told apart by more than their
                 # measurement, so it replaces every earlier value of it in the hour
                 values[column] = [x]
+                preliminary.pop(column, None)
                 if column not in out.corrected:
                     out.corrected.append(column)
             else:
+                # a final result replaces the preliminary ones of its measurement sent
+                # before it (averaged before: a lactate of 6.0 preliminary, 2.0 final,
+                # was scored 4.0)
+                preliminary.pop(column, None)
                 values.setdefault(column, []).append(x)
             if UNITS[column][unit] is not _SAME and unit not in out.converted.get(column, []):
                 out.converted.setdefault(column, []).append(unit)
-    for column, xs in values.items():
+    for column in dict.fromkeys([*values, *preliminary]):
+        xs = values.get(column, []) + preliminary.get(column, [])
         out.row[column] = plausible_mean(column, xs)
         out.used += len(xs)
     return out

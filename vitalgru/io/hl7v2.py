@@ -20,7 +20,9 @@ units and conversions are decided in one place:
   anything else are read as those codes (:data:`UNIT_SPELLINGS`: ``mmHg`` is ``mm[Hg]``,
   ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ...); nothing else is guessed;
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
-  obtained) withdraw the value, ``I`` (in process) has none; every other status is a result;
+  obtained) withdraw the value, ``I`` (in process) has none; ``P``, ``R`` and ``S``
+  (preliminary, not verified, partial) are preliminary results, which a final one
+  replaces, and ``C``/``A`` corrections; every other status is a final result;
 - the time ``OBX-14`` (else the ``OBR-7`` of its request), when it has a time of day (to
   the hour at least: one to the hour or the minute is the start of it), as the
   Observation's ``effectiveDateTime``: from it a caller can tell the ICU hour. A time
@@ -81,7 +83,8 @@ UNIT_SPELLINGS = {
 MDC_NO_VALUE = frozenset({8388606.0, 8388607.0, 8388608.0})
 #: ``OBX-11`` result statuses that withdraw a value or have none, as FHIR statuses.
 _STATUS = {"D": "entered-in-error", "W": "entered-in-error", "X": "cancelled",
-           "I": "registered", "P": "preliminary", "C": "corrected", "A": "amended"}  # fmt: skip
+           "I": "registered", "P": "preliminary", "R": "preliminary", "S": "preliminary",
+           "C": "corrected", "A": "amended"}  # fmt: skip
 _LOINC_SYSTEMS = {"LN", "LOINC", LOINC_SYSTEM}
 _NUMERIC = {"NM", "SN"}
 

@@ -58,6 +58,21 @@ def measurements(values: Mapping[str, Any]) -> dict[str, list[float]]:
     return out
 
 
+#: The key, before a column's name, of the preliminary values held for an hour being
+#: assembled (apart from the others, and in the state file so, until a final result of the
+#: measurement replaces them).
+PRELIMINARY = "preliminary:"
+
+
+def pooled(held: Mapping[str, list[float]]) -> dict[str, list[float]]:
+    """The values held for an hour, each column's preliminary values joined to its others:
+    what the hour is scored on."""
+    out: dict[str, list[float]] = {}
+    for key, xs in held.items():
+        out.setdefault(key.removeprefix(PRELIMINARY), []).extend(xs)
+    return out
+
+
 def with_static(row: Mapping[str, Any], static: Mapping[str, float]) -> Mapping[str, Any]:
     """``row`` with the admission's demographics where it does not give them itself (a
     null in the row is not giving one)."""
@@ -118,7 +133,8 @@ class SepsisBed:
             "alarm_onset": None if self.onset is None else dict(self.onset),
             "static": dict(self.static),
             "assembling": {
-                h: {c: len(xs) for c, xs in m.items()} for h, m in sorted(self.pending.items())
+                h: {c: len(xs) for c, xs in pooled(m).items()}
+                for h, m in sorted(self.pending.items())
             },
         }
 

@@ -18,7 +18,7 @@ from typing import Any
 from vitalgru.dsp.vitals import impossible, plausible_mean
 from vitalgru.errors import ConflictError
 from vitalgru.scoring.ward_events import _iso
-from vitalgru.scoring.ward_sepsis_bed import SepsisBed, measurements
+from vitalgru.scoring.ward_sepsis_bed import PRELIMINARY, SepsisBed, measurements, pooled
 from vitalgru.scoring.ward_shadows import WardShadows
 
 __all__ = ["HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_EMPTY_HOURS_PER_TICK", "SepsisHours"]
@@ -111,6 +111,7 @@ class SepsisHours(WardShadows):
         values: Mapping[str, Any],
         replace: Sequence[str] = (),
         admitted_at: str | None = None,
+        preliminary: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Take some of an ICU hour's measurements, as observations arrive (a monitor's vital
         signs every few minutes, a laboratory result when it is ready), and hold them until
@@ -131,7 +132,11 @@ class SepsisHours(WardShadows):
         ``values``: ``{column: value or list of values}`` (Challenge-2019 or vitalgru names
         of measurements; NaN and None are left out); ``replace``: those of its columns
         that correct the values held for the hour (a corrected result), which they
-        replace instead of joining. Returns ``{"patient_id", "hour",
+        replace instead of joining; ``preliminary``: preliminary values (as ``values``),
+        held apart until the hour closes (it is scored on them with the others) or a
+        final result of the measurement comes: any value of it in ``values`` replaces the
+        preliminary ones held (a preliminary lactate of 6.0 and the final 2.0 were
+        averaged). Returns ``{"patient_id", "hour",
         "pending": True, "closes_at" (ISO time), "measurements" ({column: values held for
         the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
         a patient not admitted; ValueError for an hour already scored (a late observation:
@@ -145,6 +150,7 @@ class SepsisHours(WardShadows):
         if isinstance(hour, bool) or not isinstance(hour, int) or hour < 1:
             raise ValueError(f"the ICU hour must be a whole number >= 1, got {hour!r}")
         given = measurements(values)
+        early = measurements(preliminary or {})
         # the columns a correction replaces, by vitalgru name (checked, as ``values`` is,
         # before anything changes)
         fixed = set(measurements(dict.fromkeys(replace, 0.0)))
@@ -169,17 +175,20 @@ class SepsisHours(WardShadows):
                     )
                 held = bed.pending.setdefault(hour, {})
                 for col, xs in given.items():
+                    held.pop(PRELIMINARY + col, None)  # a final result replaces those
                     if col in fixed:
                         held[col] = list(xs)  # a correction replaces what it corrects
                     else:
                         held.setdefault(col, []).extend(xs)
+                for col, xs in early.items():
+                    held.setdefault(PRELIMINARY + col, []).extend(xs)
                 bed.touched[hour] = time.monotonic()
                 bed.last_observation = _now()
                 self._journal("pending_hour", pid, hour, held, _iso(bed.last_observation))
                 closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
                     seconds=hour * 3600 + self.hour_close_after_s
                 )
-                counts = {c: len(xs) for c, xs in held.items()}
+                counts = {c: len(xs) for c, xs in pooled(held).items()}
         return {"patient_id": pid, "hour": hour, "pending": True, "closes_at": _iso(closes),
                 "measurements": counts, "scored": scored}  # fmt: skip
 
@@ -224,7 +233,7 @@ class SepsisHours(WardShadows):
                     through=through, before=before,
                     empty_hours=MAX_EMPTY_HOURS_PER_TICK if live else 0,
                 )  # fmt: skip
-                due += [(pid, bed, h, held) for h, held in hours]
+                due += [(pid, bed, h, pooled(held)) for h, held in hours]
         out = []
         for pid, bed, h, held in due:
             row: dict[str, Any] = {c: plausible_mean(c, xs) for c, xs in held.items() if xs}

@@ -194,3 +194,22 @@ def test_a_devices_ieee_11073_codes_and_units_are_read() -> None:
     assert "not UCUM" in hour.skipped[1]["reason"] and "not UCUM" in hour.skipped[2]["reason"]
     assert set(MDC_LOINC.values()) <= set(LOINC_COLUMNS)  # each a code the reader knows
     assert set(MDC_UNITS.values()) <= {u for units in UNITS.values() for u in units}
+
+
+def test_a_final_result_replaces_the_preliminary_ones_before_it() -> None:
+    # a preliminary lactate of 6.0 and the final 2.0 of the same specimen were averaged: 4.0
+    early, late = obs("2524-7", 6.0, "mmol/L", status="preliminary"), obs("2524-7", 2.0, "mmol/L")
+    got = observations_to_hour([early, late, obs("8867-4", 90, "/min")], hour=2)
+    assert got.row == {"ICULOS": 2.0, "lactate_mmol_l": 2.0, "hr_bpm": 90.0}
+    assert got.preliminary == {} and got.values["lactate_mmol_l"] == [2.0] and got.used == 2
+    # alone, a preliminary result is the best there is, held apart for a final one to replace
+    got = observations_to_hour([early], hour=2)
+    assert got.row["lactate_mmol_l"] == 6.0 and got.used == 1
+    assert got.preliminary == {"lactate_mmol_l": [6.0]} and got.values == {}
+    # one sent after the final result joins it (another specimen's, not yet final)
+    got = observations_to_hour([late, early], hour=2)
+    assert got.row["lactate_mmol_l"] == 4.0 and got.preliminary == {"lactate_mmol_l": [6.0]}
+    # a correction replaces both
+    fixed = obs("2524-7", 3.0, "mmol/L", status="corrected")
+    got = observations_to_hour([late, early, fixed], hour=2)
+    assert got.row["lactate_mmol_l"] == 3.0 and got.preliminary == {}
