@@ -72,8 +72,7 @@ from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.io.psv_folder import read_psv_folder
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay, replay_stays
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_events import INFO_KINDS
@@ -136,7 +135,7 @@ def _num(v: float, spec: str) -> str:
 
 
 def ecg_part(model_uri: str, seconds: float) -> dict[str, Any]:
-    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     mirror = default_mirror() / "mitdb"
     feeds = {}
     for r in DECHAZAL_DS2:
@@ -266,7 +265,7 @@ def _strips_line(t: dict[str, Any]) -> str:
 def sepsis_stays(model_uri: str, n_stays: int) -> tuple[Any, dict[str, list[dict]], dict]:
     """The model, the first ``n_stays`` stays of set A as a feed sends them, and their risks
     replayed in process."""
-    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     raw = read_psv_folder(default_mirror() / "challenge-2019" / "training_setA", limit=n_stays)
     frame = raw.frame
     want = replay_stays(EarlyWarningMonitor(loaded.module, loaded.preprocessing), frame).risks

@@ -40,8 +40,7 @@ from vitalgru.metrics.calibration import (
     model_probability,
 )
 from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database
 from vitalgru.training.early_warning import score_cohort
 
@@ -126,7 +125,7 @@ def evaluate_arrhythmia(
     """
     if write_annotations is not None:  # before minutes of scoring; as replay checks it
         check_annotation_extension(write_annotations, annotations)
-    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     report, _ = score_records(loaded, db, records, out, config_path, annotations,
                               write_annotations=write_annotations)  # fmt: skip
     return report
@@ -258,7 +257,7 @@ def evaluate_early_warning(
         the attrition). Measures that need a septic patient are ``None`` when there is
         none (with a warning).
     """
-    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     metrics, _, _ = score_folder(loaded, build_cohort(data), data, out, write_predictions)
     return metrics
 

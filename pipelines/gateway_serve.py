@@ -25,8 +25,7 @@ from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
 from pipelines.serve_claims import bind_port, claim_file
 from vitalgru import tracking
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, FEED_RATE_TOLERANCE, Ward
 from vitalgru.scoring.ward_journal import WardJournal
@@ -69,10 +68,10 @@ def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
     if not uri:
         return None
     if task.endswith("arrhythmia"):
-        m = tracking.load_model(uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+        m = tracking.load_model(uri, kinds=ARRHYTHMIA_KINDS)
         monitor = ArrhythmiaMonitor(m.module, m.preprocessing)
     else:
-        m = tracking.load_model(uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+        m = tracking.load_model(uri, kinds=EARLY_WARNING_KINDS)
         monitor = EarlyWarningMonitor(m.module, m.preprocessing)
     names[task] = m.described(uri)
     return monitor

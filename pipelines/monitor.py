@@ -49,8 +49,7 @@ from vitalgru.data.drift import (
 )
 from vitalgru.data.early_warning import build_cohort, resolve_data_dir
 from vitalgru.io.sources import resolve_source
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.reports.model_monitoring import monitoring_markdown
 from vitalgru.training.early_warning import score_cohort
 
@@ -184,7 +183,7 @@ def check_early_warning(
     """
     _check_drops(max_utility_drop=max_utility_drop, max_auroc_drop=max_auroc_drop)
     folder = resolve_data_dir(data, resolve_source().mirror)
-    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     cohort = build_cohort(folder)
     out_dir = Path(out)
     metrics, scores, eval_path = score_folder(
@@ -264,7 +263,7 @@ def check_arrhythmia(
     class's n, Se, +P and F1 (unannotated: the number of beats called each class).
     """
     _check_drops(max_f1_drop=max_f1_drop)
-    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     out_dir = Path(out)
     ev, scores = score_records(
         loaded, db, records, str(out_dir / "evaluation.json"), config_path, annotations

@@ -37,8 +37,7 @@ from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import report_markdown
 from vitalgru.metrics.early_warning import report_markdown as utility_markdown
-from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.models.early_warning import GRUDEarlyWarning, SepsisBlend
+from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
@@ -181,7 +180,7 @@ def replay_arrhythmia(
         check_annotation_extension(write_annotations, annotations)
     cfg = load_arrhythmia_config(config_path)
     rules = AlertRules.from_dict(dict(alert_rules or {}))
-    loaded = tracking.load_model(model_uri, kinds=(ArrhythmiaGRU, ArrhythmiaEnsemble))
+    loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     database = open_database(db, cfg.ingest.physionet)
     names = parse_records(records, database.list_records(), database.name)
     extra = {} if margin_s is None else {"margin_s": margin_s}
@@ -315,7 +314,7 @@ def replay_early_warning(
     vitalgru.errors.RecordError
         Not one file could be read (reason ``no_usable_patient``).
     """
-    loaded = tracking.load_model(model_uri, kinds=(SepsisBlend, GRUDEarlyWarning))
+    loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     psv = read_psv_folder(data, on_error="skip", limit=patients)
     check_some_patients(psv, data)
     frame = psv.frame

@@ -423,8 +423,9 @@ def load_model(
     map_location : str or torch.device
         Device for the weights.
     kinds : tuple of type, optional
-        The model classes the caller can use (e.g. the early-warning ones); a model of
-        another class is refused. Empty: any vitalgru model.
+        The model classes the caller can use (a task's, from
+        :data:`vitalgru.models.tasks.TASK_KINDS`); a model of another class is refused.
+        Empty: any vitalgru model.
 
     Returns
     -------
