@@ -650,6 +650,42 @@ class TestPromotion:
         assert rows[1]["gate_decision"].startswith("beats champion v1")
         assert rows[2]["aliases"] == [] and registry_versions("nobody") == []
 
+    def test_a_network_of_the_other_task_is_given_no_alias(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # an early-warning network registered under vitalgru-arrhythmia was made champion
+        # by hand (exit 0), or as a model's first version by the gate; the gateway, which
+        # loads an arrhythmia champion only as ArrhythmiaGRU/Ensemble, then could not
+        from pipelines.cli import run as vitalgru
+        from vitalgru.models.arrhythmia import ArrhythmiaGRU
+        from vitalgru.models.early_warning import GRUDEarlyWarning
+
+        arr, ward = "vitalgru-arrhythmia", "vitalgru-arrhythmia-ward4"
+        with start_run("exp") as run:
+            beats, sepsis, sepsis4 = (
+                log_model(run, net, preprocessing={}, config={}, registered_name=name).version
+                for net, name in (
+                    (ArrhythmiaGRU(hidden=8), arr),
+                    (GRUDEarlyWarning(n_features=3, n_static=2, hidden_size=4), arr),
+                    (GRUDEarlyWarning(n_features=3, n_static=2, hidden_size=4), ward),
+                )
+            )
+        assert promote_if_better(arr, beats, {"f1": 0.8}, ["f1"]).promoted
+        capsys.readouterr()
+        assert vitalgru(["models", "promote", "arrhythmia", sepsis, "--reason", "ok"]) == 2
+        err = capsys.readouterr().err
+        assert f"version {sepsis} of {arr} is a GRUDEarlyWarning" in err
+        assert "not ArrhythmiaGRU or ArrhythmiaEnsemble: a model for another task" in err
+        with pytest.raises(ValueError, match="another task"):  # nor as the shadow's
+            promote(arr, sepsis, "ok", alias="challenger")
+        with pytest.raises(ValueError, match="another task"):
+            promote_if_better(ward, sepsis4, {"f1": 0.5}, ["f1"])
+        assert get_alias_version(arr) == beats and get_alias_version(ward) is None
+        assert get_alias_version(arr, "challenger") is None
+        assert get_alias_version(ward, "challenger") is None
+        assert [h["version"] for h in alias_history(arr)] == [beats]
+        assert "gate.f1" not in _client().get_model_version(ward, sepsis4).tags
+
     def test_two_promotions_at_once_are_judged_one_after_the_other(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -20,6 +20,7 @@ from vitalgru.tracking.registry import (
     PromotionDecision,
     _alias_version,
     _changing_aliases,
+    _check_task,
     _existing_version,
     _not_found,
     _record_holder,
@@ -105,7 +106,8 @@ def promote_if_better(
 
     The gate: no worse than the current champion on every key in ``gate_keys`` and strictly
     better on at least one (higher is better, except keys in ``lower_is_better``). The first
-    version of a model passes. A version that fails gets ``challenger_alias`` (unless None).
+    version of a model passes, if its network is of the model's task. A version that fails
+    gets ``challenger_alias`` (unless None).
     Gate values are stored on the version as tags ``gate.<key>`` so later versions are
     compared with exactly the numbers this one was judged on.
 
@@ -139,7 +141,9 @@ def promote_if_better(
     ------
     ValueError
         Empty ``gate_keys``, a gate key missing from ``metrics`` or not finite, an unknown
-        version, or a ``lower_is_better`` key that is not a gate key.
+        version, a ``lower_is_better`` key that is not a gate key, or a version whose
+        network is of another task than the registered model's (given no alias, as
+        :func:`~vitalgru.tracking.registry.promote` refuses it).
     """
     new = _gate_values(metrics, gate_keys)
     unknown = [k for k in lower_is_better if k not in gate_keys]
@@ -161,7 +165,7 @@ def _gate(
     evaluated_on: str | None = None,
 ) -> PromotionDecision:
     client = _client()
-    _existing_version(client, name, version)
+    _check_task(name, _existing_version(client, name, version))
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
     if evaluated_on is not None:

@@ -24,6 +24,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from vitalgru.claims import ClaimBusy, hold
+from vitalgru.models.base import resolve_model_class
+from vitalgru.models.tasks import TASK_KINDS
 from vitalgru.tracking.runs import _client, _sqlite_file, registry_uri
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ EARLY_WARNING_MODEL_NAME = "vitalgru-early-warning"
 
 #: Prefix of the model-version tags that hold gate metrics (``gate.macro_f1`` = ``"0.91"``).
 GATE_TAG_PREFIX = "gate."
+
+#: The task of each registered model name (a key of :data:`vitalgru.models.tasks.TASK_KINDS`).
+_TASK_OF_NAME = {ARRHYTHMIA_MODEL_NAME: "arrhythmia", EARLY_WARNING_MODEL_NAME: "early-warning"}
 
 
 # --------------------------------------------------------------------------- registry
@@ -169,6 +174,43 @@ def _existing_version(client: MlflowClient, name: str, version: str) -> Any:
         raise ValueError(f"registered model {name!r} has no version {version}: {e.message}") from e
 
 
+def _registered_task(name: str) -> str | None:
+    """The task whose networks registered model ``name`` holds: ``vitalgru-<task>``, alone
+    or with a suffix (``vitalgru-arrhythmia-ward4``); None for another name."""
+    for base, task in _TASK_OF_NAME.items():
+        if name == base or name.startswith(base + "-"):
+            return task
+    return None
+
+
+def _check_task(name: str, mv: Any) -> None:
+    """Refuse to give an alias to a version whose network is not of its registered model's
+    task (its ``vitalgru.class_path`` tag, set by
+    :func:`~vitalgru.tracking.models.log_model`, outside the task's
+    :data:`~vitalgru.models.tasks.TASK_KINDS`): an early-warning network registered under
+    ``vitalgru-arrhythmia`` was made champion, and the gateway, which loads a champion only
+    as its task's classes, then could not load it. Not checked: a model named for no task,
+    or a version without the tag (not logged by vitalgru)."""
+    task = _registered_task(name)
+    class_path = dict(mv.tags or {}).get("vitalgru.class_path")
+    if task is None or class_path is None:
+        return
+    kinds = TASK_KINDS[task]
+    wanted = " or ".join(k.__name__ for k in kinds)
+    try:
+        cls = resolve_model_class(class_path)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"version {mv.version} of {name} cannot be loaded as a {task} model ({wanted}): {e}"
+        ) from e
+    if not issubclass(cls, kinds):
+        raise ValueError(
+            f"version {mv.version} of {name} is a {cls.__name__} ({class_path}), not "
+            f"{wanted}: a model for another task, which no {task} scorer loads; it is "
+            "given no alias"
+        )
+
+
 def _check_alias(alias: str) -> str:
     """``alias`` if MLflow lets a person set it: not empty, not ``latest``, not ``v<N>``
     (which name versions in a model URI); MLflow's own refusal otherwise raised its
@@ -194,7 +236,9 @@ def promote(
     Raises
     ------
     ValueError
-        An empty reason, or an unknown version.
+        An empty reason, an unknown version, or a version whose network is of another
+        task than the registered model's (``vitalgru-arrhythmia``, ``vitalgru-early-warning``
+        and names beginning with them followed by ``-``).
     """
     reason = " ".join(str(reason).split())
     if not reason:
@@ -207,7 +251,9 @@ def promote(
 def _promote(name: str, version: str, reason: str, alias: str, how: str) -> PromotionDecision:
     client = _client()
     # the version as the registry numbers it: "01" is version 1, not another one
-    version = str(_existing_version(client, name, version).version)
+    mv = _existing_version(client, name, version)
+    version = str(mv.version)
+    _check_task(name, mv)
     prev = _alias_version(client, name, alias)
     if prev == version:
         return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
@@ -231,7 +277,8 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
     ------
     ValueError
         No earlier holder is recorded (versions promoted before the history existed, or
-        only one ever held the alias), or an empty reason.
+        only one ever held the alias), an empty reason, or the earlier holder's network is
+        of another task (as :func:`promote` refuses).
     """
     reason = " ".join(str(reason).split())
     if not reason:
