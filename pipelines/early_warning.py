@@ -262,8 +262,9 @@ def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, 
     }
 
 
-# No retries: a retry after the alias was moved found the version "already" champion and
-# left its promotion out of the alias history (a rollback then skipped it).
+# No retries: a registry that fails part way fails the flow, which says so. (A retry once
+# found the version "already" champion and left its promotion out of the alias history; the
+# gate now records a promotion cut short when it is run again on the version.)
 @task(name="promote")
 def promote(
     name: str,

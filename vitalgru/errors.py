@@ -98,6 +98,12 @@ class ServerUnavailableError(VitalgruError, OSError):
         )
 
 
+class RegistryError(VitalgruError, OSError):
+    """The model registry failed part way through a change made by hand (a locked store,
+    a server's error); the message says what was done and that running it again finishes
+    it."""
+
+
 class ConfigError(VitalgruError, ValueError):
     """A configuration file is malformed or has unknown keys."""
 

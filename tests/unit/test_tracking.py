@@ -23,7 +23,7 @@ from torch import nn
 
 from vitalgru import tracking
 from vitalgru.config import IngestConfig
-from vitalgru.errors import ModelLoadError, ServerUnavailableError
+from vitalgru.errors import ModelLoadError, RegistryError, ServerUnavailableError
 from vitalgru.tracking import (
     alias_history,
     check_stores,
@@ -685,6 +685,62 @@ class TestPromotion:
         assert get_alias_version(ward, "challenger") is None
         assert [h["version"] for h in alias_history(arr)] == [beats]
         assert "gate.f1" not in _client().get_model_version(ward, sepsis4).tags
+
+    def test_a_change_cut_short_is_finished_and_recorded_when_run_again(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # the alias moved, then the history's write failed (a locked store): the command
+        # line showed MLflow's traceback, and run again it said "already holds" and
+        # recorded nothing: a change of champion that no history shows
+        from mlflow.exceptions import MlflowException
+
+        from pipelines.cli import run as vitalgru
+
+        v1, v2, v3 = _registered(3)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        promote_if_better(NAME, v2, {"f1": 0.7}, ["f1"])  # challenger
+        write_tag = MlflowClient.set_registered_model_tag
+
+        def locked_once(*a: Any, **k: Any) -> None:
+            monkeypatch.setattr(MlflowClient, "set_registered_model_tag", write_tag)
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+
+        def cut_short() -> None:
+            monkeypatch.setattr(MlflowClient, "set_registered_model_tag", locked_once)
+
+        def held() -> list[tuple[str, str]]:
+            return [(h["version"], h["how"]) for h in alias_history(NAME)]
+
+        cut_short()
+        capsys.readouterr()
+        assert vitalgru(["models", "promote", NAME, v2, "--reason", "reviewed"]) == 2
+        err = capsys.readouterr().err
+        assert "database is locked" in err and "run the command again" in err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+        assert get_alias_version(NAME) == v2 and held() == [(v1, "gate")]
+        assert vitalgru(["models", "promote", NAME, v2, "--reason", "reviewed"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["promoted"] and out["previous_version"] == v1 and out["now"] == v2
+        assert held() == [(v1, "gate"), (v2, "manual")]
+        assert get_alias_version(NAME, "challenger") is None
+        # a rollback cut short: finished when run again, not taken one more step back
+        cut_short()
+        with pytest.raises(RegistryError, match="locked.* run the command again"):
+            rollback(NAME, "alarms too often")
+        back = rollback(NAME, "alarms too often")
+        assert back.promoted and back.previous_version == v2 and get_alias_version(NAME) == v1
+        # the gate: its decision kept, and the promotion recorded when it is run again
+        cut_short()
+        with pytest.raises(MlflowException, match="locked"):
+            promote_if_better(NAME, v3, {"f1": 0.9}, ["f1"])
+        tags = _client().get_model_version(NAME, v3).tags
+        assert tags["vitalgru.gate_decision"].startswith("beats champion v1")
+        d = promote_if_better(NAME, v3, {"f1": 0.9}, ["f1"])
+        assert d.promoted and d.previous_version == v1 and d.reason.startswith("beats champion")
+        assert held() == [(v1, "gate"), (v2, "manual"), (v1, "rollback"), (v3, "gate")]
+        assert not promote(NAME, v3, "again").promoted  # recorded: nothing more to do
+        assert not promote_if_better(NAME, v3, {"f1": 0.9}, ["f1"]).promoted
+        assert len(alias_history(NAME)) == 4
 
     def test_two_promotions_at_once_are_judged_one_after_the_other(
         self, store: Path, monkeypatch: pytest.MonkeyPatch

@@ -22,6 +22,7 @@ from vitalgru.tracking.registry import (
     _changing_aliases,
     _check_task,
     _existing_version,
+    _last_recorded,
     _not_found,
     _record_holder,
     logger,
@@ -179,6 +180,10 @@ def _gate(
         champ = None
 
     def finish(promoted: bool, reason: str, prev: str | None, cmp: dict) -> PromotionDecision:
+        # the decision first and the history last: a gate run again on a version whose
+        # promotion was cut short after the alias moved (a locked store) finds the decision
+        # and records it (below); the history never names a version that did not hold it
+        client.set_model_version_tag(name, version, "vitalgru.gate_decision", reason[:5000])
         if promoted:
             client.set_registered_model_alias(name, alias, version)
             if challenger_alias and _alias_version(client, name, challenger_alias) == version:
@@ -186,7 +191,6 @@ def _gate(
             _record_holder(client, name, alias, version, "gate", reason)
         elif challenger_alias and (prev is None or prev != version):
             client.set_registered_model_alias(name, challenger_alias, version)
-        client.set_model_version_tag(name, version, "vitalgru.gate_decision", reason[:5000])
         logger.info("%s v%s: %s", name, version, reason)
         return PromotionDecision(promoted, reason, prev, cmp)
 
@@ -196,6 +200,12 @@ def _gate(
     prev = str(champ.version)
     if prev == version:
         cmp = {k: (v, v) for k, v in new.items()}
+        decided = dict(champ.tags or {}).get("vitalgru.gate_decision", "")
+        last = _last_recorded(name, alias)
+        if last != version and decided.startswith(("first ", "beats ")):
+            # promoted by the gate, cut short before the history was written: recorded now
+            # (it said "already holds", and the change was never recorded)
+            return finish(True, decided, last, cmp)
         return finish(False, f"version {version} already holds {alias!r}", prev, cmp)
 
     old = _champion_values(client, champ, gate_keys)

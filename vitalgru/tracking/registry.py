@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from vitalgru.claims import ClaimBusy, hold
+from vitalgru.errors import RegistryError
 from vitalgru.models.base import resolve_model_class
 from vitalgru.models.tasks import TASK_KINDS
 from vitalgru.tracking.runs import _client, _sqlite_file, registry_uri
@@ -106,6 +107,12 @@ def alias_history(name: str, alias: str = "champion") -> list[dict[str, str]]:
         logger.warning("%s: the %s history tag is not JSON; ignored", name, alias)
         return []
     return [h for h in history if isinstance(h, dict) and "version" in h]
+
+
+def _last_recorded(name: str, alias: str) -> str | None:
+    """The version the alias history names last as holder of ``alias`` (None: none)."""
+    history = alias_history(name, alias)
+    return str(history[-1]["version"]) if history else None
 
 
 def _record_holder(
@@ -231,10 +238,14 @@ def promote(
 ) -> PromotionDecision:
     """Give ``version`` the ``alias`` by a person's decision (a reviewed challenger, or a
     rollback after a failed check), and record it: the reason on the version's
-    ``vitalgru.promotion`` tag and in the alias history (:func:`alias_history`).
+    ``vitalgru.promotion`` tag and in the alias history (:func:`alias_history`). A version
+    that holds the alias already is left as it is, unless the history does not say so (a
+    promotion cut short after the alias moved): then its promotion is recorded now.
 
     Raises
     ------
+    vitalgru.errors.RegistryError
+        The registry failed part way (a locked store): run it again to finish.
     ValueError
         An empty reason, an unknown version, or a version whose network is of another
         task than the registered model's (``vitalgru-arrhythmia``, ``vitalgru-early-warning``
@@ -244,8 +255,23 @@ def promote(
     if not reason:
         raise ValueError("a promotion by hand needs a reason (it is kept in the registry)")
     alias = _check_alias(alias)
-    with _changing_aliases(name):
+    with _changing_aliases(name), _finished_by_running_again(name, alias):
         return _promote(name, str(version), reason, alias, how)
+
+
+@contextlib.contextmanager
+def _finished_by_running_again(name: str, alias: str) -> Iterator[None]:
+    """A registry that fails part way through a change by hand (a locked store) as a
+    :class:`~vitalgru.errors.RegistryError` saying that running it again finishes it (the
+    command line showed MLflow's exception and its traceback)."""
+    try:
+        yield
+    except MlflowException as e:
+        raise RegistryError(
+            f"the registry failed while the {alias} alias of {name} was being changed "
+            f"({e.message}); run the command again: what was left undone is finished and "
+            "recorded"
+        ) from e
 
 
 def _promote(name: str, version: str, reason: str, alias: str, how: str) -> PromotionDecision:
@@ -256,13 +282,21 @@ def _promote(name: str, version: str, reason: str, alias: str, how: str) -> Prom
     _check_task(name, mv)
     prev = _alias_version(client, name, alias)
     if prev == version:
-        return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
+        last = _last_recorded(name, alias)
+        if last == version:
+            return PromotionDecision(False, f"version {version} already holds {alias!r}", prev)
+        # the alias moved, the history was not written (a promotion cut short: a locked
+        # store): a retry said "already holds" and the change was never recorded
+        prev = last
+    was = f" (was version {prev})" if prev else ""
+    text = f"{how}: {alias} of {name} is version {version}{was}: {reason}"
+    # the version's tag first and the history last: a change cut short is finished and
+    # recorded when it is made again (above); the history never names a version that did
+    # not hold the alias
+    client.set_model_version_tag(name, version, "vitalgru.promotion", text[:5000])
     client.set_registered_model_alias(name, alias, version)
     if alias == "champion" and _alias_version(client, name, "challenger") == version:
         client.delete_registered_model_alias(name, "challenger")
-    was = f" (was version {prev})" if prev else ""
-    text = f"{how}: {alias} of {name} is version {version}{was}: {reason}"
-    client.set_model_version_tag(name, version, "vitalgru.promotion", text[:5000])
     _record_holder(client, name, alias, version, how, reason)
     logger.info(text)
     return PromotionDecision(True, text, prev)
@@ -271,10 +305,14 @@ def _promote(name: str, version: str, reason: str, alias: str, how: str) -> Prom
 def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecision:
     """Give ``alias`` back to the version that held it before the current one (the newest
     earlier holder in :func:`alias_history` that still exists); recorded as a
-    :func:`promote` with ``how="rollback"``.
+    :func:`promote` with ``how="rollback"``. Run again after a rollback cut short (the
+    alias moved, the history not written), it records that rollback instead of going one
+    step further back.
 
     Raises
     ------
+    vitalgru.errors.RegistryError
+        The registry failed part way (a locked store): run it again to finish.
     ValueError
         No earlier holder is recorded (versions promoted before the history existed, or
         only one ever held the alias), an empty reason, or the earlier holder's network is
@@ -284,9 +322,16 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
     if not reason:
         raise ValueError("a rollback needs a reason (it is kept in the registry)")
     alias = _check_alias(alias)
-    with _changing_aliases(name):
+    with _changing_aliases(name), _finished_by_running_again(name, alias):
         client = _client()
         current = _alias_version(client, name, alias)
+        if current is not None and _last_recorded(name, alias) != current:
+            # a rollback cut short after the alias moved (its tag says one was begun): run
+            # again, it is finished and recorded, not taken for one more step back
+            said = dict(client.get_model_version(name, current).tags or {})
+            began = f"rollback: {alias} of {name} is version {current}"
+            if said.get("vitalgru.promotion", "").startswith((began + " ", began + ":")):
+                return _promote(name, current, reason, alias, "rollback")
         for entry in reversed(alias_history(name, alias)):
             v = str(entry["version"])
             if v == current:
