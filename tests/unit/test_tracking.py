@@ -832,11 +832,16 @@ class TestPromotion:
         promote(NAME, v2, "second")
         assert rollback(NAME, "back").previous_version == v2 and get_alias_version(NAME) == v1
         assert [h["version"] for h in alias_history(NAME)] == [v1, v2, v1]
-        for alias in ("", "latest", "v2", "V10"):  # MLflow's own refusal was a traceback
+        # MLflow's own refusal was a traceback; an alias of 234-255 characters it took,
+        # and the history's tag (250 characters at most) then failed, the alias moved
+        for alias in ("", "latest", "v2", "V10", "a" * 234, "a" * 300):
             with pytest.raises(ValueError, match="cannot be an alias"):
                 promote(NAME, v2, "why", alias=alias)
             with pytest.raises(ValueError, match="cannot be an alias"):
                 rollback(NAME, "why", alias=alias)
+        assert get_alias_version(NAME, "a" * 234) is None
+        assert promote(NAME, v2, "longest", alias="a" * 233).promoted
+        assert [h["version"] for h in alias_history(NAME, "a" * 233)] == [v2]
 
     def test_missing_gate_key_is_a_clear_error(self, store: Path) -> None:
         (v1,) = _registered(1)

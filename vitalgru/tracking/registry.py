@@ -218,9 +218,16 @@ def _check_task(name: str, mv: Any) -> None:
         )
 
 
+#: The longest alias: MLflow's limit on a registered model's tag key (250 characters) less
+#: the ``vitalgru.`` and ``.history`` of the alias's history tag around it (MLflow's own
+#: limit on an alias, 255, is longer: an alias it took moved, and its history's tag failed).
+MAX_ALIAS_LENGTH = 250 - len(_history_tag(""))
+
+
 def _check_alias(alias: str) -> str:
     """``alias`` if MLflow lets a person set it: not empty, not ``latest``, not ``v<N>``
-    (which name versions in a model URI); MLflow's own refusal otherwise raised its
+    (which name versions in a model URI), letters, digits, ``_`` and ``-``, at most
+    :data:`MAX_ALIAS_LENGTH` characters; MLflow's own refusal otherwise raised its
     exception, not a message."""
     a = str(alias)
     if not a.strip() or a.lower() == "latest" or re.fullmatch(r"[vV]\d+", a):
@@ -230,6 +237,11 @@ def _check_alias(alias: str) -> str:
         )
     if not re.fullmatch(r"[\w-]+", a):  # MLflow's own rule, refused here with a message
         raise ValueError(f"{alias!r} cannot be an alias: letters, digits, _ and - only")
+    if len(a) > MAX_ALIAS_LENGTH:
+        raise ValueError(
+            f"{a[:20]!r}... cannot be an alias: {len(a)} characters, at most "
+            f"{MAX_ALIAS_LENGTH} (the registry's limit on the tag that keeps its history)"
+        )
     return a
 
 
