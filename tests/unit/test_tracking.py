@@ -909,6 +909,11 @@ class TestModelsCommand:
         assert "nowhere.yaml" in capsys.readouterr().err
         with pytest.raises(SystemExit, match="has no version 7"):
             main(["models", "promote", NAME, "7", "--reason", "x"])
+        # the champion was given the challenger alias too: one version both, which the gate
+        # and a promotion to champion never leave
+        with pytest.raises(SystemExit, match=f"version {v1} is the champion of {NAME}; the "):
+            main(["models", "promote", NAME, v1, "--reason", "x", "--alias", "challenger"])
+        assert get_alias_version(NAME, "challenger") is None and get_alias_version(NAME) == v1
         with pytest.raises(SystemExit) as e:  # a reason is required
             main(["models", "rollback", NAME])
         assert e.value.code == 2

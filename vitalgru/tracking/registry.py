@@ -259,9 +259,10 @@ def promote(
     vitalgru.errors.RegistryError
         The registry failed part way (a locked store): run it again to finish.
     ValueError
-        An empty reason, an unknown version, or a version whose network is of another
-        task than the registered model's (``vitalgru-arrhythmia``, ``vitalgru-early-warning``
-        and names beginning with them followed by ``-``).
+        An empty reason, an unknown version, the champion given ``challenger``, or a
+        version whose network is of another task than the registered model's
+        (``vitalgru-arrhythmia``, ``vitalgru-early-warning`` and names beginning with them
+        followed by ``-``).
     """
     reason = " ".join(str(reason).split())
     if not reason:
@@ -292,6 +293,13 @@ def _promote(name: str, version: str, reason: str, alias: str, how: str) -> Prom
     mv = _existing_version(client, name, version)
     version = str(mv.version)
     _check_task(name, mv)
+    if alias == "challenger" and _alias_version(client, name, "champion") == version:
+        # one version both: the gate and a promotion to champion never leave it so, and the
+        # shadow would be compared with itself
+        raise ValueError(
+            f"version {version} is the champion of {name}; the challenger is another version "
+            "(promote another version to champion first, or roll the champion back)"
+        )
     prev = _alias_version(client, name, alias)
     if prev == version:
         last = _last_recorded(name, alias)
