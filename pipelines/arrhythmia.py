@@ -34,6 +34,7 @@ from vitalgru.training.arrhythmia import train_arrhythmia
 from vitalgru.training.arrhythmia_eval import signal_summary
 from vitalgru.training.arrhythmia_fit import feature_settings, predict_records
 from vitalgru.training.loop import Callback, TqdmProgress
+from vitalgru.types import AAMI_SUMMARY_STATS
 
 logger = logging.getLogger(__name__)
 
@@ -271,10 +272,10 @@ def _reference(ds: BeatDataset, train_records: list[str], ds2_pred: np.ndarray) 
 
 
 def _flat_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """The figures of an :func:`aami_report` as flat metrics, named as
+    :func:`vitalgru.types.aami_metric_names` names them (what gate keys are checked on)."""
     out = {
-        f"{prefix}_{k}": float(report[k])
-        for k in ("accuracy", "kappa", "j_index", "jk_index")
-        if report.get(k) is not None
+        f"{prefix}_{k}": float(report[k]) for k in AAMI_SUMMARY_STATS if report.get(k) is not None
     }
     for c, stats in report["classes"].items():
         for s, v in stats.items():

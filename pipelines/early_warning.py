@@ -37,7 +37,7 @@ from prefect import flow, get_run_logger, task
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.claims import writing
-from vitalgru.config import EarlyWarningConfig, config_hash, load_config
+from vitalgru.config import EARLY_WARNING_GATE_KEYS, EarlyWarningConfig, config_hash, load_config
 from vitalgru.data.early_warning import (
     build_cohort,
     load_dataset,
@@ -255,11 +255,7 @@ def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, 
     g = summary.get(kind)
     if g is None:
         raise ValueError(f"the cross-validation has no {kind!r} results to gate the model on")
-    return {
-        "utility": float(g["utility_mean"]),
-        "auroc": float(g["auroc_mean"]),
-        "auprc": float(g["auprc_mean"]),
-    }
+    return {k: float(g[f"{k}_mean"]) for k in EARLY_WARNING_GATE_KEYS}
 
 
 # No retries: a registry that fails part way fails the flow, which says so. (A retry once

@@ -22,12 +22,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # the files' reading, named here as it always was: `from vitalgru.config import load_config`
 from vitalgru.config_files import load_config as load_config
 from vitalgru.config_files import resolve_config_dict as resolve_config_dict
+from vitalgru.types import AAMI_CLASS_STATS, aami_metric_names
+
+#: What an arrhythmia version can be gated on: the DS2 evaluation's metrics as the training
+#: flow logs them (``test_v_f1``, ``test_jk_index``), less the per-class beat counts, which
+#: are the same for every version.
+ARRHYTHMIA_GATE_KEYS: tuple[str, ...] = aami_metric_names(
+    "test", tuple(s for s in AAMI_CLASS_STATS if s != "n")
+)
+#: What an early-warning version can be gated on: the registered model's cross-validated
+#: means (``pipelines.early_warning`` logs these names).
+EARLY_WARNING_GATE_KEYS: tuple[str, ...] = ("utility", "auroc", "auprc")
 
 
 def _not_empty(v: Any, name: str) -> Any:
     """Checked before the conversion to a Path, where "" becomes "." (the working folder)."""
     if isinstance(v, str | Path) and str(v).strip() == "":
         raise ValueError(f"{name} must not be empty")
+    return v
+
+
+def _gate_keys(v: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+    """Gate keys are checked when the config is read: a typo was found at promotion,
+    after the whole training had run."""
+    if not v:
+        raise ValueError(f"gate_keys must name at least one of {', '.join(known)}")
+    unknown = [k for k in v if k not in known]
+    if unknown:
+        raise ValueError(
+            f"gate_keys {unknown} are not metrics the evaluation logs; "
+            f"choose from {', '.join(known)}"
+        )
     return v
 
 
@@ -226,7 +251,9 @@ class ArrhythmiaTrainConfig(_Strict):
     # call only above a V probability from QUALITY_KEEP_V_GRID) that maximises held-out
     # (S+V F1)/2, or none; "off": never.
     quality_gate: Literal["auto", "off"] = "auto"
-    gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")  # DS2 metrics for promotion
+    # DS2 metrics for promotion, each one of ARRHYTHMIA_GATE_KEYS
+    gate_keys: tuple[str, ...] = ("test_s_f1", "test_v_f1")
+    _gate = field_validator("gate_keys")(lambda v: _gate_keys(v, ARRHYTHMIA_GATE_KEYS))
     registered_name: str = "vitalgru-arrhythmia"
     experiment: str = "vitalgru-arrhythmia"
 
@@ -310,4 +337,6 @@ class EarlyWarningConfig(_Strict):
     # of nine (GRU-D, trees) seed pairs (benchmarks/results/early_warning_experiments.md).
     blend_gru_weight: float = Field(default=0.25, ge=0.0, le=1.0)
     torch_threads: int = Field(default=2, ge=1, le=64)
-    gate_keys: tuple[str, ...] = ("utility", "auroc")  # champion must beat on every key
+    # champion must beat on every key; each one of EARLY_WARNING_GATE_KEYS
+    gate_keys: tuple[str, ...] = ("utility", "auroc")
+    _gate = field_validator("gate_keys")(lambda v: _gate_keys(v, EARLY_WARNING_GATE_KEYS))

@@ -27,6 +27,21 @@ AAMI_CLASSES: tuple[AAMIClass, ...] = (
     AAMIClass.Q,
 )
 
+#: Per-class statistics of an AAMI evaluation report (``vitalgru.metrics.aami``): beat
+#: count, sensitivity, positive predictivity, F1, specificity.
+AAMI_CLASS_STATS: tuple[str, ...] = ("n", "se", "ppv", "f1", "spec")
+#: Whole-set figures of an AAMI evaluation report.
+AAMI_SUMMARY_STATS: tuple[str, ...] = ("accuracy", "kappa", "j_index", "jk_index")
+
+
+def aami_metric_names(prefix: str, stats: tuple[str, ...] = AAMI_CLASS_STATS) -> tuple[str, ...]:
+    """Flat metric names of an AAMI evaluation report as logged (``{prefix}_accuracy``,
+    ``{prefix}_v_f1``): the whole-set figures, then ``stats`` of each class."""
+    return (
+        *(f"{prefix}_{k}" for k in AAMI_SUMMARY_STATS),
+        *(f"{prefix}_{c.lower()}_{s}" for c in AAMI_CLASSES for s in stats),
+    )
+
 
 class Split(StrEnum):
     """Named patient-level splits."""

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -130,6 +131,40 @@ class TestCLI:
         twice.write_text("workers: 3\nworkers: 4\n")
         with pytest.raises(ConfigError, match="key 'workers' is given twice"):
             load_config(IngestConfig, twice)
+
+    def test_gate_keys_are_metrics_the_evaluation_logs(self, tmp_path: Path) -> None:
+        # A misspelt or empty gate_keys validated and failed at promotion, after the whole
+        # training and the registration had run.
+        from pipelines.arrhythmia import _flat_metrics
+        from pipelines.early_warning import _gate_metrics
+        from vitalgru.config import ARRHYTHMIA_GATE_KEYS, EARLY_WARNING_GATE_KEYS
+        from vitalgru.metrics import aami_report
+
+        for model, name, keys, match in [
+            (ArrhythmiaTrainConfig, "arrhythmia.yaml", ["test_s_fl", "test_v_f1"],
+             r"gate_keys \['test_s_fl'\] are not metrics the evaluation logs"),
+            (ArrhythmiaTrainConfig, "arrhythmia.yaml", ["val_sv_f1"], "test_v_f1"),
+            (ArrhythmiaTrainConfig, "arrhythmia.yaml", [], "at least one of test_accuracy"),
+            (EarlyWarningConfig, "early_warning.yaml", ["utilty", "auroc"],
+             "choose from utility, auroc, auprc"),
+            (EarlyWarningConfig, "early_warning.yaml", [], "at least one of utility"),
+        ]:  # fmt: skip
+            f = tmp_path / "gate.yaml"
+            f.write_text(yaml.safe_dump({"gate_keys": keys}))
+            with pytest.raises(ConfigError, match=match) as e:
+                load_config(model, f, default_name=name)
+            assert str(f) in str(e.value) and "gate_keys:" in str(e.value)
+        cfg = load_config(EarlyWarningConfig, None, {"gate_keys": ["auprc"]}, "early_warning.yaml")
+        assert cfg.gate_keys == ("auprc",)
+        # the names checked are the names logged: DS2's flat metrics (less the beat counts)
+        # and the early-warning gate metrics
+        y = np.array([0, 1, 2, 3, 4, 0, 1, 2])
+        flat = _flat_metrics(aami_report(y, y[::-1]), "test")
+        assert set(ARRHYTHMIA_GATE_KEYS) == {k for k in flat if not k.endswith("_n")}
+        assert {"test_s_f1", "test_v_f1", "test_jk_index"} <= set(ARRHYTHMIA_GATE_KEYS)
+        summary = {"gru_d": {f"{k}_{s}": 0.5 for k in EARLY_WARNING_GATE_KEYS for s in
+                             ("mean", "std")}}  # fmt: skip
+        assert tuple(_gate_metrics(summary, "gru_d")) == EARLY_WARNING_GATE_KEYS
 
     def test_a_key_set_by_a_profile_is_named_with_its_file(self, tmp_path: Path) -> None:
         (tmp_path / "base.yaml").write_text("arrhythmia:\n  sedd: 3\n")

@@ -32,10 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.types import AAMI_CLASS_STATS, AAMI_SUMMARY_STATS
+
 #: Class names in label order (AAMI EC57; mirrors ``vitalgru.types.AAMI_CLASSES``).
 CLASS_NAMES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
-#: Per-class statistics reported by :func:`aami_metrics`.
-CLASS_STATS: tuple[str, ...] = ("n", "se", "ppv", "f1", "spec")
+#: Per-class statistics reported by :func:`aami_report` (the names a config's gate keys
+#: are checked against: ``vitalgru.types.aami_metric_names``).
+CLASS_STATS: tuple[str, ...] = AAMI_CLASS_STATS
 
 
 def _as_labels(y: Any, name: str, n_classes: int) -> np.ndarray:
@@ -205,10 +208,7 @@ def aami_report(y_true: Any, y_pred: Any, record_ids: Any | None = None) -> dict
         m = metrics_from_confusion(cm)
         return {
             "n_beats": int(m["n_beats"]),
-            "accuracy": _clean(m["accuracy"]),
-            "kappa": _clean(m["kappa"]),
-            "j_index": _clean(m["j_index"]),
-            "jk_index": _clean(m["jk_index"]),
+            **{k: _clean(m[k]) for k in AAMI_SUMMARY_STATS},
             "confusion_matrix": cm.astype(int).tolist(),
             "classes": {
                 c: {
