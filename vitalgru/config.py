@@ -98,12 +98,35 @@ class PhysioNetConfig(_Strict):
 class FilterConfig(_Strict):
     """ECG conditioning. Cut-offs follow common practice for diagnostic-bandwidth ECG
     reduced to the beat-classification band (AHA 2007 recommendations allow a 0.5 Hz
-    high-pass for monitoring; most QRS energy lies below 40 Hz)."""
+    high-pass for monitoring; most QRS energy lies below 40 Hz).
+
+    A band-pass, ``0 < baseline_hz < lowpass_hz``, and a notch above 0 Hz or none (null);
+    :class:`ArrhythmiaDataConfig` checks that each lies below the Nyquist frequency of
+    ``windows.fs``. These are the conditions of :func:`vitalgru.dsp.filters.design_ecg_sos`,
+    checked when the config is read: a filter it cannot design sent every record to the
+    ingest's attrition.
+    """
 
     baseline_hz: float = Field(default=0.5, gt=0)
     lowpass_hz: float = Field(default=40.0, gt=0)
     notch_hz: float | None = 60.0  # mains frequency of the source (MIT-BIH: USA, 60 Hz)
     order: int = Field(default=2, ge=1, le=8)
+
+    @field_validator("notch_hz")
+    @classmethod
+    def _notch_above_zero(cls, v: float | None) -> float | None:
+        if v is not None and not v > 0:
+            raise ValueError(f"notch_hz must be above 0 Hz, got {v} (null: no notch)")
+        return v
+
+    @model_validator(mode="after")
+    def _band_pass(self) -> FilterConfig:
+        if not self.baseline_hz < self.lowpass_hz:
+            raise ValueError(
+                f"baseline_hz ({self.baseline_hz}) must be below lowpass_hz "
+                f"({self.lowpass_hz}) for a band-pass"
+            )
+        return self
 
 
 class BeatWindowConfig(_Strict):
@@ -120,6 +143,19 @@ class BeatWindowConfig(_Strict):
     # vitalgru.data.ingest.
     quality_hop_s: float = Field(default=2.0, gt=0)
 
+    @model_validator(mode="after")
+    def _a_sample_each_side(self) -> BeatWindowConfig:
+        # a window of no sample before or after the R peak cannot be cut (every record
+        # was refused at the ingest)
+        for name in ("before_s", "after_s"):
+            v = getattr(self, name)
+            if round(v * self.fs) < 1:
+                raise ValueError(
+                    f"{name} {v} s is under one sample at fs {self.fs} Hz; "
+                    f"it must be at least {1 / self.fs:.3g} s"
+                )
+        return self
+
 
 class ArrhythmiaDataConfig(_Strict):
     database: str = "mitdb"
@@ -131,6 +167,21 @@ class ArrhythmiaDataConfig(_Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     _names = field_validator("exclude_records", "records", mode="before")(_record_names)
+
+    @model_validator(mode="after")
+    def _filter_below_nyquist(self) -> ArrhythmiaDataConfig:
+        # records are filtered at windows.fs: a cut-off at or above its Nyquist frequency
+        # designs no filter
+        f, nyq = self.filters, self.windows.fs / 2
+        for name in ("lowpass_hz", "notch_hz"):
+            v = getattr(f, name)
+            if v is not None and not v < nyq:
+                raise ValueError(
+                    f"filters.{name} {v} Hz must lie below the Nyquist frequency {nyq:g} Hz "
+                    f"of windows.fs {self.windows.fs:g} Hz"
+                    + (" (null: no notch)" if name == "notch_hz" else "")
+                )
+        return self
 
 
 class IngestConfig(_Strict):

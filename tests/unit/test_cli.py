@@ -166,6 +166,34 @@ class TestCLI:
                              ("mean", "std")}}  # fmt: skip
         assert tuple(_gate_metrics(summary, "gru_d")) == EARLY_WARNING_GATE_KEYS
 
+    def test_filters_and_windows_that_cannot_be_made_are_refused(self) -> None:
+        # Each validated, then every record went to the ingest's attrition ("notch_hz: 0"
+        # was also what `notch_hz: no` read as).
+        from vitalgru.data.ingest import dataset_filter
+
+        a = "arrhythmia."
+        for over, match in [
+            ({a + "filters.notch_hz": 0}, r"filters.notch_hz: .*above 0 Hz.*\(null: no notch\)"),
+            ({a + "filters.notch_hz": -60}, r"filters.notch_hz: .*above 0 Hz"),
+            ({a + "filters.baseline_hz": 50, a + "filters.lowpass_hz": 40},
+             r"arrhythmia.filters: .*baseline_hz \(50.0\) must be below lowpass_hz \(40.0\)"),
+            ({a + "filters.lowpass_hz": 500},
+             "filters.lowpass_hz 500.0 Hz must lie below the Nyquist frequency 180 Hz"),
+            ({a + "windows.fs": 100}, "filters.notch_hz 60.0 Hz must lie below the Nyquist"),
+            ({a + "windows.fs": 1, a + "filters.lowpass_hz": 0.4, a + "filters.baseline_hz": 0.1,
+              a + "filters.notch_hz": None}, "before_s 0.25 s is under one sample at fs 1.0 Hz"),
+            ({a + "windows.before_s": 0.001}, "before_s 0.001 s is under one sample"),
+            ({a + "windows.after_s": 0.001}, "after_s 0.001 s is under one sample"),
+        ]:  # fmt: skip
+            with pytest.raises(ConfigError, match=match):
+                load_config(IngestConfig, None, over)
+        # what is accepted designs a filter
+        for over in [{}, {a + "filters.notch_hz": None}, {a + "windows.fs": 100,
+                     a + "filters.notch_hz": 50.0 - 1e-3}, {a + "windows.before_s": 1 / 360}]:  # fmt: skip
+            cfg = load_config(IngestConfig, None, over).arrhythmia
+            x = np.random.default_rng(0).standard_normal(2000)
+            assert np.isfinite(dataset_filter(x, cfg.windows.fs, cfg.filters)).all()
+
     def test_a_key_set_by_a_profile_is_named_with_its_file(self, tmp_path: Path) -> None:
         (tmp_path / "base.yaml").write_text("arrhythmia:\n  sedd: 3\n")
         exp = tmp_path / "exp.yaml"
