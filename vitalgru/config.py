@@ -277,7 +277,9 @@ class ArrhythmiaTrainConfig(_Strict):
     noise_records: tuple[str, ...] = ("bw", "ma")
     noise_snr_db: tuple[float, float] = (-6.0, 18.0)
     monitor: str = "val_sv_f1"  # mean of S and V F1 on the validation records
-    refit_full: bool = False  # retrain on all DS1 for the best epoch count
+    # retrain on all DS1 for the best epoch count; needs cv_folds: null (the cross-validated
+    # ensemble is its folds' networks, and a refit was skipped without a word)
+    refit_full: bool = False
     # >= 2: record-grouped K-fold CV inside DS1 instead of val_records; each fold's model
     # is early-stopped on its held-out records, DS1 out-of-fold metrics are reported and
     # the K models are averaged into one ensemble (max_minutes covers all the fits).
@@ -314,6 +316,16 @@ class ArrhythmiaTrainConfig(_Strict):
             raise ValueError(
                 f"seeds_per_fold {self.seeds_per_fold} needs cv_folds (with cv_folds: null "
                 "one network is trained on the val_records split); set seeds_per_fold: 1"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refit_needs_one_split(self) -> ArrhythmiaTrainConfig:
+        if self.refit_full and self.cv_folds is not None:
+            raise ValueError(
+                f"refit_full retrains the single network of cv_folds: null; with cv_folds "
+                f"{self.cv_folds} the folds' networks are the model and no refit is made. "
+                "Set refit_full: false, or cv_folds: null and seeds_per_fold: 1"
             )
         return self
 

@@ -214,6 +214,13 @@ class TestCLI:
         over["val_records"] = ["118"]
         cfg = load_config(ArrhythmiaTrainConfig, None, over, "arrhythmia.yaml")
         assert cfg.val_records == ("118",)
+        # the refit on all of DS1 is made for the single split only: under the default
+        # cv_folds it was skipped without a word
+        assert load_config(ArrhythmiaTrainConfig, None, {**over, "refit_full": True},
+                           "arrhythmia.yaml").refit_full  # fmt: skip
+        with pytest.raises(ConfigError, match=r"refit_full retrains .*with cv_folds 4 .*no refit is "
+                           r"made. Set refit_full: false, or cv_folds: null"):  # fmt: skip
+            load_config(ArrhythmiaTrainConfig, None, {"refit_full": True}, "arrhythmia.yaml")
 
     def test_config_prints_the_resolved_values(self, tmp_path: Path) -> None:
         # A file that sets one key: the printout is the whole config the flows would run,
