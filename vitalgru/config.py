@@ -30,6 +30,17 @@ from vitalgru.types import AAMI_CLASS_STATS, aami_metric_names
 ARRHYTHMIA_GATE_KEYS: tuple[str, ...] = aami_metric_names(
     "test", tuple(s for s in AAMI_CLASS_STATS if s != "n")
 )
+#: What an arrhythmia fit can early-stop on (``monitor``), and whether more or less is
+#: better: the validation metrics of each epoch (``vitalgru.training.arrhythmia_fit.
+#: evaluate_records``): (S F1 + V F1) / 2, the loss, the AAMI figures less the beat counts.
+#: ``train_loss`` is not one: an epoch is chosen on held-out records.
+ARRHYTHMIA_MONITOR_KEYS: dict[str, Literal["min", "max"]] = {
+    "val_sv_f1": "max",
+    "val_loss": "min",
+    **dict.fromkeys(
+        aami_metric_names("val", tuple(s for s in AAMI_CLASS_STATS if s != "n")), "max"
+    ),
+}
 #: What an early-warning version can be gated on: the registered model's cross-validated
 #: means (``pipelines.early_warning`` logs these names).
 EARLY_WARNING_GATE_KEYS: tuple[str, ...] = ("utility", "auroc", "auprc")
@@ -276,7 +287,8 @@ class ArrhythmiaTrainConfig(_Strict):
     noise_database: str = "nstdb"
     noise_records: tuple[str, ...] = ("bw", "ma")
     noise_snr_db: tuple[float, float] = (-6.0, 18.0)
-    monitor: str = "val_sv_f1"  # mean of S and V F1 on the validation records
+    # mean of S and V F1 on the validation records; one of ARRHYTHMIA_MONITOR_KEYS
+    monitor: str = "val_sv_f1"
     # retrain on all DS1 for the best epoch count; needs cv_folds: null (the cross-validated
     # ensemble is its folds' networks, and a refit was skipped without a word)
     refit_full: bool = False
@@ -318,6 +330,17 @@ class ArrhythmiaTrainConfig(_Strict):
                 "one network is trained on the val_records split); set seeds_per_fold: 1"
             )
         return self
+
+    @field_validator("monitor")
+    @classmethod
+    def _a_validation_metric(cls, v: str) -> str:
+        # an unknown name failed at the end of the first epoch, after the ingest
+        if v not in ARRHYTHMIA_MONITOR_KEYS:
+            raise ValueError(
+                f"monitor {v!r} is not a metric of the validation records; choose from "
+                + ", ".join(ARRHYTHMIA_MONITOR_KEYS)
+            )
+        return v
 
     @model_validator(mode="after")
     def _refit_needs_one_split(self) -> ArrhythmiaTrainConfig:

@@ -166,6 +166,18 @@ class TestCLI:
                              ("mean", "std")}}  # fmt: skip
         assert tuple(_gate_metrics(summary, "gru_d")) == EARLY_WARNING_GATE_KEYS
 
+    def test_monitor_is_a_metric_of_the_validation_records(self) -> None:
+        # a misspelt monitor (or train_loss, which the evaluation does not return) failed
+        # at the end of the first epoch, after the ingest
+        for name in ("val_sv_fl", "train_loss", "val_n_n"):
+            with pytest.raises(ConfigError, match=rf"monitor: .*monitor '{name}' is not a "
+                               "metric of the validation records; choose from val_sv_f1, "
+                               "val_loss, val_accuracy"):  # fmt: skip
+                load_config(ArrhythmiaTrainConfig, None, {"monitor": name}, "arrhythmia.yaml")
+        for name in ("val_loss", "val_v_f1", "val_jk_index"):
+            cfg = load_config(ArrhythmiaTrainConfig, None, {"monitor": name}, "arrhythmia.yaml")
+            assert cfg.monitor == name
+
     def test_filters_and_windows_that_cannot_be_made_are_refused(self) -> None:
         # Each validated, then every record went to the ingest's attrition ("notch_hz: 0"
         # was also what `notch_hz: no` read as).

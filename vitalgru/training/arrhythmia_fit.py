@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vitalgru.config import ArrhythmiaTrainConfig
+from vitalgru.config import ARRHYTHMIA_MONITOR_KEYS, ArrhythmiaTrainConfig
 from vitalgru.data.arrhythmia_dataset import (
     IGNORE_LABEL,
     SUPRAVENTRICULAR_CLASSES,
@@ -285,7 +285,7 @@ def fit_settings_of(cfg: ArrhythmiaTrainConfig, max_minutes: float) -> FitSettin
         grad_clip=cfg.grad_clip,
         patience=cfg.patience,
         monitor=cfg.monitor,
-        mode="min" if cfg.monitor.endswith("loss") else "max",
+        mode=ARRHYTHMIA_MONITOR_KEYS[cfg.monitor],
         max_minutes=max_minutes,
         min_epochs=cfg.min_epochs,
         ema_decay=cfg.ema_decay,

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vitalgru.config import ArrhythmiaDataConfig, ArrhythmiaTrainConfig, PhysioNetConfig
+from vitalgru.config import (
+    ARRHYTHMIA_MONITOR_KEYS,
+    ArrhythmiaDataConfig,
+    ArrhythmiaTrainConfig,
+    PhysioNetConfig,
+)
 from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.beat_features import N_RR_FEATURES, RR_FEATURES
 from vitalgru.data.dataset_files import write_dataset
@@ -21,9 +26,11 @@ from vitalgru.training import Callback
 from vitalgru.training.arrhythmia import record_folds, train_arrhythmia
 from vitalgru.training.arrhythmia_fit import (
     _augment,
+    build_model,
     class_weights,
     evaluate_records,
     feature_settings,
+    fit_settings_of,
     predict_records,
     sequence_loss,
     with_simulated_af,
@@ -87,6 +94,19 @@ class TestTrainArrhythmia:
         assert res.preprocessing["lookahead_beats"] == 1
         assert res.preprocessing["output_delay_beats"] == 1
         assert res.preprocessing["normalisation"]["template_beats"] == 32
+
+    def test_every_monitor_a_config_takes_is_a_metric_of_each_epoch(
+        self, tiny_dataset: BeatDataset
+    ) -> None:
+        # the config's list is what the epoch's evaluation returns: a name outside it failed
+        # at the end of the first epoch, after the ingest
+        cfg = _cfg()
+        held = tiny_dataset.records(list(HELD_OUT), feature_settings(cfg))
+        m = evaluate_records(build_model(cfg, int(tiny_dataset.windows.shape[1])), held, "val")
+        assert set(ARRHYTHMIA_MONITOR_KEYS) <= set(m)
+        assert fit_settings_of(_cfg(monitor="val_loss"), 1.0).mode == "min"
+        assert fit_settings_of(_cfg(monitor="val_v_ppv"), 1.0).mode == "max"
+        assert "train_loss" not in ARRHYTHMIA_MONITOR_KEYS  # not returned by the evaluation
 
     def test_seeded_runs_are_identical_and_stream(self, tiny_dataset: BeatDataset) -> None:
         cfg = _cfg(max_epochs=1, min_epochs=1, sequences_per_epoch=16)
