@@ -46,10 +46,11 @@ ARRHYTHMIA_MONITOR_KEYS: dict[str, Literal["min", "max"]] = {
 EARLY_WARNING_GATE_KEYS: tuple[str, ...] = ("utility", "auroc", "auprc")
 
 
-def _not_empty(v: Any, name: str) -> Any:
-    """Checked before the conversion to a Path, where "" becomes "." (the working folder)."""
+def _not_empty(v: Any, name: str, null: str = "") -> Any:
+    """Checked before the conversion to a Path, where "" becomes "." (the working folder).
+    ``null``: what null means for a field that takes it, said in the error."""
     if isinstance(v, str | Path) and str(v).strip() == "":
-        raise ValueError(f"{name} must not be empty")
+        raise ValueError(f"{name} must not be empty" + (f" (null: {null})" if null else ""))
     return v
 
 
@@ -104,6 +105,15 @@ class PhysioNetConfig(_Strict):
     retries: int = Field(default=3, ge=0, le=20)
     backoff_s: float = Field(default=1.0, ge=0)  # first retry wait, doubled per retry
     timeout_s: float = Field(default=60.0, gt=0)
+
+    _no_empty_mirror = field_validator("mirror", mode="before")(
+        lambda v: _not_empty(v, "mirror", "no mirror, download from base_url")
+    )
+    _no_empty_cache = field_validator("cache_dir", mode="before")(
+        lambda v: _not_empty(
+            v, "cache_dir", "the default cache folder, ~/.cache/vitalgru/physionet"
+        )
+    )
 
 
 class FilterConfig(_Strict):
@@ -223,6 +233,12 @@ class ArrhythmiaTrainConfig(_Strict):
     # Where the DS2 evaluation of each registered version is written (ds2_v<N>.json, .md);
     # it was two folders above the dataset, outside the output tree for any other layout.
     report_dir: Path = Path("vitalgru-out/reports/arrhythmia")
+    _no_empty_dataset = field_validator("dataset_dir", mode="before")(
+        lambda v: _not_empty(v, "dataset_dir", "ingest.out_dir")
+    )
+    _no_empty_report = field_validator("report_dir", mode="before")(
+        lambda v: _not_empty(v, "report_dir")
+    )
     # Record-grouped validation inside DS1 (model selection, early stopping); these four
     # hold 263 S and 933 V beats. 201 and 203, DS1's atrial-fibrillation records, stay in
     # training: without them the model calls irregular AF beats S.
@@ -381,6 +397,9 @@ class EarlyWarningConfig(_Strict):
     registered_name: str = "vitalgru-early-warning"
     experiment: str = "vitalgru-early-warning"
     cache_dir: Path | None = None  # parsed-cohort parquet cache; None -> ~/.cache/vitalgru
+    _no_empty_cache = field_validator("cache_dir", mode="before")(
+        lambda v: _not_empty(v, "cache_dir", "the default cache folder under ~/.cache/vitalgru")
+    )
     limit_patients: int | None = Field(default=None, ge=20)  # first N files, for quick runs
     out_dir: Path = Path("vitalgru-out/early_warning")
     _no_empty = field_validator("out_dir", mode="before")(lambda v: _not_empty(v, "out_dir"))

@@ -166,6 +166,38 @@ class TestCLI:
                              ("mean", "std")}}  # fmt: skip
         assert tuple(_gate_metrics(summary, "gru_d")) == EARLY_WARNING_GATE_KEYS
 
+    def test_no_path_of_any_config_may_be_empty(self) -> None:
+        # "" became "." (the working folder): a mirror of '' read PhysioNet from there, a
+        # dataset_dir of '' ingested into it; only out_dir was guarded
+        from pydantic import BaseModel
+
+        def path_keys(model: type[BaseModel], at: str = "") -> list[str]:
+            out = []
+            for name, field in model.model_fields.items():
+                ann = field.annotation
+                if isinstance(ann, type) and issubclass(ann, BaseModel):
+                    out += path_keys(ann, f"{at}{name}.")
+                elif "Path" in str(ann):
+                    out.append(at + name)
+            return out
+
+        seen = []
+        for model, name in [(IngestConfig, "ingest.yaml"), (ArrhythmiaTrainConfig,
+                            "arrhythmia.yaml"), (EarlyWarningConfig, "early_warning.yaml")]:  # fmt: skip
+            for key in path_keys(model):
+                seen.append(key)
+                for empty in ("", "  "):
+                    with pytest.raises(ConfigError, match=rf"{key}: .* must not be empty"):
+                        load_config(model, None, {key: empty}, name)
+        assert {"physionet.mirror", "physionet.cache_dir", "dataset_dir", "report_dir",
+                "cache_dir", "ingest.physionet.mirror"} <= set(seen)  # fmt: skip
+        # where null has a meaning the error says so: a mirror of '' meant "no mirror"
+        with pytest.raises(ConfigError, match=r"mirror must not be empty \(null: no mirror"):
+            load_config(IngestConfig, None, {"physionet.mirror": ""})
+        with pytest.raises(ConfigError, match=r"dataset_dir must not be empty \(null: ingest"):
+            load_config(ArrhythmiaTrainConfig, None, {"dataset_dir": ""}, "arrhythmia.yaml")
+        assert load_config(IngestConfig, None, {"physionet.mirror": None}).physionet.mirror is None
+
     def test_monitor_is_a_metric_of_the_validation_records(self) -> None:
         # a misspelt monitor (or train_loss, which the evaluation does not return) failed
         # at the end of the first epoch, after the ingest
