@@ -43,6 +43,7 @@ from vitalgru.config import (
     IngestConfig,
     load_config,
 )
+from vitalgru.config_files import leading_zero_number
 from vitalgru.errors import VitalgruError
 
 
@@ -53,6 +54,11 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if "=" not in item:
             raise SystemExit(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if leading_zero_number(value):  # YAML 1.1: 0123 is octal 83, 08 the text "08"
+            raise SystemExit(
+                f"--set {item!r}: {value.strip()} has a leading zero, which YAML reads as "
+                "octal or as text; write the number without it, or quote it as text"
+            )
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as e:  # an unclosed [ or a leading @ or *: one line, not PyYAML's

@@ -15,9 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # the files' reading, named here as it always was: `from vitalgru.config import load_config`
 from vitalgru.config_files import load_config as load_config
@@ -83,10 +90,34 @@ def _record_names(v: Any) -> Any:
 MAX_SEED = 2**31 - 1
 
 
+def _takes_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_takes_bool(a) for a in get_args(annotation))
+
+
 class _Strict(BaseModel):
     # no infinite or NaN number anywhere: `lr: .inf` or `grad_clip: .nan` is a typo that
     # trains nonsense, not a setting
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # YAML 1.1 reads unquoted yes/no/on/off as booleans and pydantic takes a boolean for
+        # 1 or 0: `retries: no` retried 0 times, `notch_hz: off` notched at 0 Hz, `lead: no`
+        # read column 0. A boolean is taken only where the field is one.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or _takes_bool(field.annotation):
+            return v
+        items = v if isinstance(v, list | tuple) else [v]
+        if any(isinstance(x, bool) for x in items):
+            shown = ", ".join("true" if x is True else "false" if x is False else repr(x)
+                              for x in items)  # fmt: skip
+            raise ValueError(
+                f"{info.field_name} is not a true/false setting, got {shown} (YAML reads "
+                "unquoted yes, no, on, off as booleans): write the number meant, null where "
+                "the key takes it, or the word in quotes ('off')"
+            )
+        return v
 
 
 class PhysioNetConfig(_Strict):

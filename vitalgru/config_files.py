@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from vitalgru.errors import ConfigError
 
-__all__ = ["load_config", "resolve_config_dict"]
+__all__ = ["leading_zero_number", "load_config", "resolve_config_dict"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -51,19 +52,41 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def leading_zero_number(text: str) -> bool:
+    """Whether unquoted YAML ``text`` is a whole number with a leading zero (``0123``,
+    ``010``, ``08``): YAML 1.1, which PyYAML reads, takes ``0123`` for octal (83) and ``08``
+    for text, where a person meant 123 and 8."""
+    return re.fullmatch(r"[-+]?0[0-9_]+", text.strip()) is not None
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
-    last silently: `workers: 3` then `workers: 4` would train with 4, unsaid)."""
+    last silently: `workers: 3` then `workers: 4` would train with 4, unsaid), and a whole
+    number with a leading zero (:func:`leading_zero_number`)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice", key_node.start_mark
                 )
             seen.add(key)
+            items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for item in items:
+                if (
+                    isinstance(item, yaml.ScalarNode)
+                    and item.style is None  # unquoted
+                    and leading_zero_number(item.value)
+                ):
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"{key}: {item.value} has a leading zero, which YAML reads as octal or "
+                        "as text; write the number without it, or quote it as text",
+                        item.start_mark,
+                    )
         return super().construct_mapping(node, deep=deep)
 
 

@@ -166,6 +166,42 @@ class TestCLI:
                              ("mean", "std")}}  # fmt: skip
         assert tuple(_gate_metrics(summary, "gru_d")) == EARLY_WARNING_GATE_KEYS
 
+    def test_yaml_words_and_leading_zeros_are_not_read_as_numbers(self, tmp_path: Path) -> None:
+        # YAML 1.1 reads yes/no/on/off as booleans, which pydantic took for 1 and 0, and
+        # 0123 as octal: each loaded as a number nobody wrote
+        f = tmp_path / "y.yaml"
+        for model, name, text, key in [
+            (IngestConfig, "ingest.yaml", "physionet:\n  retries: no\n", "physionet.retries"),
+            (IngestConfig, "ingest.yaml", "workers: yes\n", "workers"),
+            (IngestConfig, "ingest.yaml", "arrhythmia:\n  filters:\n    notch_hz: off\n",
+             "arrhythmia.filters.notch_hz"),
+            (IngestConfig, "ingest.yaml", "arrhythmia:\n  windows:\n    lead: no\n",
+             "arrhythmia.windows.lead"),
+            (ArrhythmiaTrainConfig, "arrhythmia.yaml", "noise_snr_db: [0, on]\n", "noise_snr_db"),
+            (ArrhythmiaTrainConfig, "arrhythmia.yaml", "rhythm_gate: off\n", "rhythm_gate"),
+        ]:  # fmt: skip
+            f.write_text(text)
+            with pytest.raises(ConfigError, match=rf"  {key}: .*not a true/false setting") as e:
+                load_config(model, f, default_name=name)
+            assert str(f) in str(e.value)
+        for text, key in [("seed: 0123\n", "seed"), ("max_epochs: 010\n", "max_epochs"),
+                          ("workers: 08\n", "workers"), ("conv_widths: [08, 16]\n", "conv_widths")]:  # fmt: skip
+            f.write_text(text)
+            with pytest.raises(ConfigError, match=rf"{f}: .*{key}: 0\d+ has a leading zero"):
+                load_config(ArrhythmiaTrainConfig, f, default_name="arrhythmia.yaml")
+        with pytest.raises(SystemExit, match="0123 has a leading zero"):
+            _parse_overrides(["seed=0123"])
+        # what was right stays so: booleans for true/false keys, 1e-3, 0, null, quoted words
+        f.write_text("refit_full: yes\ncv_folds: null\nseeds_per_fold: 1\nlr: 1e-3\nseed: 0\n"
+                     "rhythm_gate: 'off'\nval_records: ['0118']\n")  # fmt: skip
+        cfg = load_config(ArrhythmiaTrainConfig, f, default_name="arrhythmia.yaml")
+        assert (cfg.refit_full, cfg.lr, cfg.seed, cfg.rhythm_gate) == (True, 1e-3, 0, "off")
+        f.write_text("physionet:\n  verify_checksums: off\narrhythmia:\n  filters:\n"
+                     "    notch_hz: null\n")  # fmt: skip
+        cfg = load_config(IngestConfig, f)
+        assert cfg.physionet.verify_checksums is False and cfg.arrhythmia.filters.notch_hz is None
+        assert _parse_overrides(["seed=0", "lr=0.5"]) == {"seed": 0, "lr": 0.5}
+
     def test_no_path_of_any_config_may_be_empty(self) -> None:
         # "" became "." (the working folder): a mirror of '' read PhysioNet from there, a
         # dataset_dir of '' ingested into it; only out_dir was guarded
