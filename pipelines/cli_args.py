@@ -195,9 +195,16 @@ def positive_rate(text: str) -> float:
     return v
 
 
-def listed(text: str | None) -> list[str] | None:
-    """A comma-separated option as a list (None when not given)."""
-    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+def listed(text: str) -> list[str]:
+    """A comma-separated option as a list (an argparse ``type``); one given with no entry
+    (``--mllp-allow ""``, an unset shell variable) is an error: left empty, the gateway read
+    it as not given, so any sender or every unit."""
+    entries = [x.strip() for x in text.split(",") if x.strip()]
+    if not entries:
+        raise argparse.ArgumentTypeError(
+            f"no entry in {text!r}: name at least one (or leave the option out)"
+        )
+    return entries
 
 
 def port(text: str) -> int:

@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               escalate_after_s=tuple(60 * m for m in args.escalate_after_min) or None,
               patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
               mllp_port=args.mllp_port, mllp_host=args.mllp_host,
-              mllp_allow=listed(args.mllp_allow), adt_units=listed(args.adt_units),
+              mllp_allow=args.mllp_allow, adt_units=args.adt_units,
               hour_close_after_s=60 * args.hour_close_after_min,
               audit=None if args.audit.lower() == "none" else args.audit,
               forward_alarms=args.forward_alarms, mllp_tls_cert=args.mllp_tls_cert,
@@ -181,7 +181,7 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
         if args.role is None:
             raise ValueError("a new token needs --role")
         token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
-                          patients=listed(args.patients))  # fmt: skip
+                          patients=args.patients)  # fmt: skip
     except (ValueError, OSError) as e:  # OSError: a file or its lock that cannot be written
         raise SystemExit(f"vitalgru: error: {e}") from None
     print(f"{args.name} ({args.role}): {token}")
@@ -287,12 +287,12 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument("--mllp-host", default="127.0.0.1",
                     help="address the MLLP listener binds (127.0.0.1)")  # fmt: skip
     sp.add_argument(
-        "--mllp-allow", default=None, metavar="ADDRESSES",
+        "--mllp-allow", type=listed, default=None, metavar="ADDRESSES",
         help="comma-separated addresses or networks (10.1.2.3,10.1.0.0/16) that may connect "
         "to the MLLP port, which has no credentials (default: any that can reach it)",
     )  # fmt: skip
     sp.add_argument(
-        "--adt-units", default=None, metavar="UNITS",
+        "--adt-units", type=listed, default=None, metavar="UNITS",
         help="comma-separated points of care (PV1-3) whose patients are scored: admissions "
         "elsewhere are not acted on, transfers in and out admit and discharge; MICU=medical "
         "or SICU=surgical also gives the unit's ICU type to the model (default: every "
@@ -392,7 +392,7 @@ def add_serve_commands(sub: Any) -> None:
         help="the token is refused this many days from now (default: never)",
     )  # fmt: skip
     sp.add_argument(
-        "--patients", default=None, metavar="IDS",
+        "--patients", type=listed, default=None, metavar="IDS",
         help="comma-separated patient ids or patterns (bed-4, icu-2-*) the token may act on "
         "(default: every patient)",
     )  # fmt: skip

@@ -3,6 +3,7 @@ ship with the package, and bad configs fail with a clear message."""
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import importlib
 import inspect
@@ -654,6 +655,17 @@ class TestCLI:
                            "--forward-alarms-ca no-ca.pem: No such file")):  # fmt: skip
             with pytest.raises(SystemExit, match=says):  # before any model loads
                 cmd_serve(p.parse_args(["serve", "--state", "none", *bad]))
+        assert (args.mllp_allow, args.adt_units) == (["10.1.0.0/16", "10.2.3.4"], ["ICU", "MICU"])
+        # given with no entry (an unset "$ENGINE_IP"): it parsed to [], which the gateway
+        # read as not given, so any sender could connect and every unit was admitted
+        for opt in (["serve", "--mllp-allow"], ["serve", "--adt-units"],
+                    ["serve-token", "x", "--role", "feed", "--patients"]):  # fmt: skip
+            for empty in ("", " , "):
+                err = io.StringIO()
+                with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(err):
+                    p.parse_args([*opt, empty])
+                assert e.value.code == 2
+                assert f"argument {opt[-1]}: no entry in" in err.getvalue()
         # one file for both: it was refused as "in use by another gateway" (this one)
         with pytest.raises(SystemExit, match="--state and --audit both name w.sqlite"):
             cmd_serve(p.parse_args(["serve", "--state", "w.sqlite", "--audit", "w.sqlite"]))
