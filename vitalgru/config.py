@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -284,7 +284,7 @@ class ArrhythmiaTrainConfig(_Strict):
     local_rr_beats: int = Field(default=10, ge=1)
     long_rr_beats: int = Field(default=300, ge=1)
     # Model (vitalgru.models.arrhythmia.ArrhythmiaGRU).
-    conv_widths: tuple[int, ...] = (8, 16, 24)
+    conv_widths: tuple[Annotated[int, Field(ge=1)], ...] = (8, 16, 24)  # channels per layer
     d_beat: int = Field(default=64, ge=1)
     hidden: int = Field(default=64, ge=1)
     num_layers: int = Field(default=1, ge=1, le=4)
@@ -476,3 +476,17 @@ class EarlyWarningConfig(_Strict):
     # champion must beat on every key; each one of EARLY_WARNING_GATE_KEYS
     gate_keys: tuple[str, ...] = ("utility", "auroc")
     _gate = field_validator("gate_keys")(lambda v: _gate_keys(v, EARLY_WARNING_GATE_KEYS))
+
+    @model_validator(mode="after")
+    def _registered_model_is_cross_validated(self) -> EarlyWarningConfig:
+        # the flow refused this only once it had started (a plain ValueError)
+        needed = ("gru_d", "gbm") if self.register_model == "gru_d_gbm_blend" else ("gru_d",)
+        missing = [m for m in needed if m not in self.models]
+        if missing:
+            other = " or register_model: gru_d" if "gru_d" in self.models else ""
+            raise ValueError(
+                f"register_model {self.register_model!r} needs models {list(needed)} "
+                f"cross-validated; models {list(self.models)} lacks {missing}: add "
+                f"{' and '.join(missing)} to models{other}"
+            )
+        return self

@@ -235,6 +235,25 @@ class TestCLI:
             load_config(ArrhythmiaTrainConfig, None, {"dataset_dir": ""}, "arrhythmia.yaml")
         assert load_config(IngestConfig, None, {"physionet.mirror": None}).physionet.mirror is None
 
+    def test_models_that_cannot_be_built_or_registered_are_refused(self) -> None:
+        # models without what register_model needs passed `vitalgru config` and failed in
+        # the flow; a conv width of 0 or below failed when the network was built
+        ew = "early_warning.yaml"
+        with pytest.raises(ConfigError, match=r"register_model 'gru_d_gbm_blend' needs models "
+                           r"\['gru_d', 'gbm'\] .* lacks \['gru_d'\]"):  # fmt: skip
+            load_config(EarlyWarningConfig, None, {"models": ["gbm", "news2"]}, ew)
+        with pytest.raises(ConfigError, match="add gbm to models or register_model: gru_d"):
+            load_config(EarlyWarningConfig, None, {"models": ["gru_d"]}, ew)
+        with pytest.raises(ConfigError, match=r"register_model 'gru_d' needs models \['gru_d'\]"):
+            load_config(
+                EarlyWarningConfig, None, {"models": ["gbm"], "register_model": "gru_d"}, ew
+            )
+        over = {"models": ["gru_d"], "register_model": "gru_d"}
+        assert load_config(EarlyWarningConfig, None, over, ew).models == ("gru_d",)
+        for widths in ([0, 16], [-8], [8, 0]):
+            with pytest.raises(ConfigError, match=r"conv_widths\.\d: .*greater than or equal to 1"):
+                load_config(ArrhythmiaTrainConfig, None, {"conv_widths": widths}, "arrhythmia.yaml")
+
     def test_monitor_is_a_metric_of_the_validation_records(self) -> None:
         # a misspelt monitor (or train_loss, which the evaluation does not return) failed
         # at the end of the first epoch, after the ingest
