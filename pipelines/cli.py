@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a config key, e.g. --set arrhythmia.seed=3 (repeatable)",
+            help="override a config key, e.g. --set arrhythmia.filters.notch_hz=50 (repeatable)",
         )
 
     sp = sub.add_parser(

@@ -36,7 +36,7 @@ from vitalgru.data.ingest import process_record
 from vitalgru.data.splits import dechazal_split
 from vitalgru.errors import VitalgruError
 from vitalgru.io import attrition_entry, open_database, sha256_file
-from vitalgru.types import AttritionEntry, Split
+from vitalgru.types import AttritionEntry
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +181,7 @@ def _build(cfg: IngestConfig, out: Path, log: Any) -> dict[str, Any]:
     fetched = fetch_database(a.database, physionet, list(a.records) if a.records else None)
     attrition: list[dict[str, Any]] = list(fetched["attrition"])
     records: list[str] = fetched["records"]
-    if a.split == "dechazal2004":
-        assignment = {r: str(s) for r, s in dechazal_split(records, a.exclude_records).items()}
-    else:
-        assignment = {r: str(Split.TEST) for r in records if r not in a.exclude_records}
+    assignment = {r: str(s) for r, s in dechazal_split(records, a.exclude_records).items()}
     for r in records:
         if r not in assignment:
             reason = "excluded_by_config" if r in a.exclude_records else "not_in_split"

@@ -211,12 +211,13 @@ class BeatWindowConfig(_Strict):
 
 class ArrhythmiaDataConfig(_Strict):
     database: str = "mitdb"
-    split: Literal["dechazal2004", "patient"] = "dechazal2004"
+    # The inter-patient DS1/DS2 split the training and its evaluation read; the only one
+    # (a "patient" option put every record in a test split the training never reads).
+    split: Literal["dechazal2004"] = "dechazal2004"
     exclude_records: tuple[str, ...] = ("102", "104", "107", "217")  # paced (de Chazal 2004)
     records: tuple[str, ...] | None = None  # None: every record the database lists
     filters: FilterConfig = FilterConfig()
     windows: BeatWindowConfig = BeatWindowConfig()
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     _names = field_validator("exclude_records", "records", mode="before")(_record_names)
 

@@ -48,11 +48,11 @@ class TestCLI:
     def test_config_show_from_other_directory(self, tmp_path: Path) -> None:
         out = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", "config", "ingest",
-             "--set", "arrhythmia.seed=7"],
+             "--set", "arrhythmia.filters.notch_hz=50"],
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
-        assert yaml.safe_load(out.stdout)["arrhythmia"]["seed"] == 7
+        assert yaml.safe_load(out.stdout)["arrhythmia"]["filters"]["notch_hz"] == 50
 
     def test_malformed_config_is_a_clear_error(self, tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
@@ -253,6 +253,15 @@ class TestCLI:
         for widths in ([0, 16], [-8], [8, 0]):
             with pytest.raises(ConfigError, match=r"conv_widths\.\d: .*greater than or equal to 1"):
                 load_config(ArrhythmiaTrainConfig, None, {"conv_widths": widths}, "arrhythmia.yaml")
+
+    def test_the_ingest_offers_only_the_split_the_training_reads(self) -> None:
+        # split: patient put every record in a "test" split the training never reads (it
+        # trains on DS1 and evaluates on DS2), and arrhythmia.seed was read by nothing
+        with pytest.raises(ConfigError, match=r"arrhythmia.split: Input should be 'dechazal2004'"):
+            load_config(IngestConfig, None, {"arrhythmia.split": "patient"})
+        with pytest.raises(ConfigError, match=r"arrhythmia.seed: unknown key"):
+            load_config(IngestConfig, None, {"arrhythmia.seed": 3})
+        assert load_config(IngestConfig).arrhythmia.split == "dechazal2004"
 
     def test_monitor_is_a_metric_of_the_validation_records(self) -> None:
         # a misspelt monitor (or train_loss, which the evaluation does not return) failed
