@@ -125,12 +125,20 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
 
 
 def map_indices(
-    idx: np.ndarray, fs_in: float, fs_out: float, *, n_out: int | None = None
+    idx: np.ndarray,
+    fs_in: float,
+    fs_out: float,
+    *,
+    n_out: int | None = None,
+    n_in: int | None = None,
 ) -> np.ndarray:
     """Map sample indices from a signal at ``fs_in`` to the same instants at ``fs_out``.
 
     Index ``i`` is at time ``i / fs_in``; it maps to ``round(i * fs_out / fs_in)`` (half away
-    from zero, computed exactly in integers for the rational ratio).
+    from zero, computed exactly in integers for the rational ratio). The last samples of a
+    signal can map past the end of its :func:`resample` output when the rate falls by 2x or
+    more (360 -> 128 Hz: sample 10 of 11 maps to 4, the output has 4 samples), so give
+    ``n_in`` or ``n_out`` to map into a signal of known length.
 
     Parameters
     ----------
@@ -140,6 +148,10 @@ def map_indices(
         Sampling rates in Hz.
     n_out : int or None
         Length of the signal at ``fs_out``; if given, indices are clipped to ``n_out - 1``.
+    n_in : int or None
+        Length of the signal at ``fs_in`` (indices must lie in it); if given, indices are
+        clipped to the last sample of its :func:`resample` output,
+        ``ceil(n_in * fs_out / fs_in) - 1``.
 
     Returns
     -------
@@ -156,6 +168,15 @@ def map_indices(
         raise ValueError(f"idx must be non-negative sample indices, got minimum {arr.min()}")
     up, down = rate_ratio(fs_in, fs_out)
     out = (arr * (2 * up) + down) // (2 * down)  # round(i * up / down), ties upwards
+    if n_in is not None:
+        if n_in < 1:
+            raise ValueError(f"n_in must be a positive length, got {n_in}")
+        if arr.size and arr.max() >= n_in:
+            raise ValueError(
+                f"idx must be sample indices of a signal of n_in={n_in} samples, got "
+                f"maximum {arr.max()}"
+            )
+        out = np.minimum(out, -(-n_in * up // down) - 1)  # resample's length, less one
     if n_out is not None:
         if n_out < 1:
             raise ValueError(f"n_out must be a positive length, got {n_out}")

@@ -142,6 +142,27 @@ class TestMapIndices:
         i = np.arange(0, 5000, 7)
         assert np.array_equal(map_indices(map_indices(i, 257, 360), 360, 257), i)
 
+    @pytest.mark.parametrize(
+        ("fs_in", "fs_out", "n"),
+        [(360, 100, 10), (360, 90, 11), (360, 128, 11), (500, 125, 7), (500, 250, 2)],
+    )
+    def test_the_last_sample_maps_into_the_resampled_signal(
+        self, fs_in: float, fs_out: float, n: int
+    ) -> None:
+        # round((n - 1) * fs_out / fs_in) reached past the output when the rate fell >= 2x
+        n_out = resample(np.zeros(n), fs_in, fs_out).shape[0]
+        j = map_indices(np.arange(n), fs_in, fs_out, n_in=n)
+        assert j.max() == n_out - 1 and np.all(np.diff(j) >= 0)
+        np.testing.assert_array_equal(j, map_indices(np.arange(n), fs_in, fs_out, n_out=n_out))
+
+    def test_n_in_leaves_indices_inside_alone_and_checks_its_range(self) -> None:
+        i = np.arange(0, 9000, 13)
+        np.testing.assert_array_equal(map_indices(i, 360, 128, n_in=9000), map_indices(i, 360, 128))
+        with pytest.raises(ValueError, match="n_in=10"):
+            map_indices(np.array([10]), 360, 128, n_in=10)
+        with pytest.raises(ValueError, match="positive"):
+            map_indices(np.array([0]), 360, 128, n_in=0)
+
     def test_clip_and_validation(self) -> None:
         assert map_indices(np.array([999]), 360, 720, n_out=1000).tolist() == [999]
         with pytest.raises(ValueError, match="non-negative"):
