@@ -152,6 +152,11 @@ class FilterConfig(_Strict):
     reduced to the beat-classification band (AHA 2007 recommendations allow a 0.5 Hz
     high-pass for monitoring; most QRS energy lies below 40 Hz).
 
+    They are the -3 dB points of one pass of the filter (the causal filter of a stream). The
+    dataset's windows are filtered zero-phase, twice, which narrows the band: with the
+    defaults -3 dB at 0.62 and 32.5 Hz at 360 Hz and a notch 3.1 Hz wide (58.5-61.6 Hz); see
+    :func:`vitalgru.dsp.filters.ecg_clean`.
+
     A band-pass, ``0 < baseline_hz < lowpass_hz``, and a notch above 0 Hz or none (null);
     :class:`ArrhythmiaDataConfig` checks that each lies below the Nyquist frequency of
     ``windows.fs``. These are the conditions of :func:`vitalgru.dsp.filters.design_ecg_sos`,

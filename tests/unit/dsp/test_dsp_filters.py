@@ -57,6 +57,22 @@ class TestEcgClean:
         err = [np.sum((np.roll(y, s)[k:-k] - x[k:-k]) ** 2) for s in lags]
         assert lags[int(np.argmin(err))] == 0  # no shift: zero phase
 
+    @pytest.mark.parametrize(("fs", "low_hz"), [(360.0, 32.5), (250.0, 33.0)])
+    def test_the_documented_band(self, fs: float, low_hz: float) -> None:
+        # The cut-offs are one pass's -3 dB points (the causal filter's); ecg_clean runs
+        # the design twice, so its band is 0.62-32.5 Hz at 360 Hz and its notch 3.1 Hz wide,
+        # as filters' and FilterConfig's docstrings and configs/ingest.yaml say.
+        f = np.linspace(0.05, 0.45 * fs, 400_001)
+        _, h = sps.sosfreqz(design_ecg_sos(fs), worN=f, fs=fs)
+        _, hn = sps.sosfreqz(design_ecg_sos(fs, baseline_hz=None, lowpass_hz=None), worN=f, fs=fs)
+        one, notch_one = (20 * np.log10(np.abs(r) + 1e-300) for r in (h, hn))
+        for passes, edges, notch_width in ((1, (0.5, 40.0), 2.0), (2, (0.62, low_hz), 3.1)):
+            db, notch = passes * one, passes * notch_one
+            assert f[(f < 5) & (db > -3)].min() == pytest.approx(edges[0], abs=0.01)
+            assert f[(f > 5) & (f < 50) & (db > -3)].max() == pytest.approx(edges[1], abs=0.1)
+            stop = f[notch < -3]
+            assert stop.max() - stop.min() == pytest.approx(notch_width, abs=0.05)
+
     def test_two_d_filters_each_channel(self) -> None:
         fs = 360.0
         x = np.stack([_sine(10, fs, 5), _sine(60, fs, 5) + 0.5], axis=1)
