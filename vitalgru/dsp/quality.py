@@ -424,8 +424,11 @@ def judge_windows(
             rails = np.count_nonzero((finite <= th.adc_range[0]) | (finite >= th.adc_range[1]))
             clipped = clipped or rails >= th.clip_frac * finite.size
         # a missing sample (NaN or an infinity alike) makes no step: |inf - x| flagged a
-        # window lead-off for one dropped sample that NaN would have bridged
-        step = np.abs(np.diff(np.where(np.isfinite(seg), seg, np.nan)))
+        # window lead-off for one dropped sample that NaN would have bridged. The step into
+        # the window's first sample counts too: one from x[b-1] to x[b] fell between two
+        # windows and was in neither (the sample before a window has arrived live as well)
+        into = arr[max(a - 1, 0) : b]
+        step = np.abs(np.diff(np.where(np.isfinite(into), into, np.nan)))
         lead_off = nonfinite or bool(np.nanmax(step, initial=0.0) > th.step_mv) or amp > th.range_mv
         # basSQI (Li et al. 2008): share of 0-40 Hz power above 1 Hz, on the filled signal.
         bas[i] = _bas_ratio(filled[a:b], fs)

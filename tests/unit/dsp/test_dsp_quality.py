@@ -230,6 +230,26 @@ class TestTrailing:
         assert short.n_windows == 0
         np.testing.assert_array_equal(short.usable_at(np.array([10, 500])), [True, True])
 
+    @pytest.mark.parametrize("offset", [-1, 0, 1])
+    def test_a_step_on_a_window_boundary_is_lead_off(self, offset: int) -> None:
+        # the step x[b-1] -> x[b] on a boundary was in neither window's np.diff: missed
+        # offline, and by the trailing window that starts at b
+        x, _ = synthetic_ecg(FS, duration_s=40.0, seed=6)
+        at = int(20 * FS) + offset  # 20 s: a boundary of 10 s windows and of the 2 s hops
+        x[at:] -= 8.0  # the electrode came off: the lead jumps 8 mV and stays there
+        off = ecg_quality(x, FS, window_s=10.0)
+        # the window holding the jump's second sample sees it (it has the one before it too)
+        assert off.lead_off.tolist() == [k == at // int(10 * FS) for k in range(4)]
+        # the trailing windows a hop of one window makes are the offline windows
+        live = ecg_quality_trailing(x, FS, window_s=10.0, hop_s=10.0)
+        np.testing.assert_array_equal(live.lead_off, off.lead_off)
+        hops = ecg_quality_trailing(x, FS, window_s=10.0, hop_s=2.0)
+        holds = (hops.start_idx <= at) & (hops.stop_idx > at)
+        np.testing.assert_array_equal(hops.lead_off, holds)
+        stream = QualityStream(FS, window_s=10.0, hop_s=2.0)
+        got = [stream.push(x[a : a + 1000]) for a in range(0, x.size, 1000)]
+        np.testing.assert_array_equal(np.concatenate([g.lead_off for g in got]), holds)
+
     def test_bad_arguments(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=12.0)
         with pytest.raises(ValueError, match="hop_s"):
