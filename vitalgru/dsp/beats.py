@@ -6,8 +6,10 @@ II-C: the pre-RR and post-RR intervals, a local average and a record average; th
 heart rate, which is what makes them transfer across patients.
 
 Causality: ``rr_prev_s``, ``rr_local_s`` and ``rr_run_avg_s`` use only beats up to the
-current one. ``rr_next_s`` needs the next beat (one beat of look-ahead) and ``rr_avg_s``
-the whole record (offline only); a streaming scorer uses ``rr_run_avg_s`` instead.
+current one, except at the first beat: it has no previous interval and takes its next one
+(so beat 0's values move with beat 1, one beat of look-ahead). ``rr_next_s`` needs the
+next beat (one beat of look-ahead) and ``rr_avg_s`` the whole record (offline only); a
+streaming scorer uses ``rr_run_avg_s`` instead.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def rr_features(
     fs : float
         Sampling frequency of the indices, in Hz.
     local_beats : int
-        Number of preceding RR intervals averaged into ``rr_local_s``.
+        Number of preceding RR intervals averaged into ``rr_local_s`` (a positive integer).
     run_avg_s : float
         Span in seconds of the causal running average ``rr_run_avg_s`` (de Chazal use
         a 5-minute neighbourhood for their local average; here it looks back only).
@@ -100,9 +102,23 @@ def rr_features(
     -------
     numpy.ndarray
         ``(n_beats, 9)`` float32. The first beat's previous interval and the last beat's
-        next interval are unknown; they take the nearest known interval.
+        next interval are unknown; they take the nearest known interval (the first beat's
+        causal features therefore use the second beat).
+
+    Raises
+    ------
+    TypeError
+        ``local_beats`` is not an integer (a float was an ``IndexError`` from inside).
+    ValueError
+        ``fs`` or ``local_beats`` is not positive; fewer than 2 beats; ``r_idx`` not
+        strictly increasing.
     """
     fs = _check_fs(fs)
+    if isinstance(local_beats, bool) or not isinstance(local_beats, int | np.integer):
+        raise TypeError(
+            f"local_beats must be a whole number of RR intervals, got {local_beats!r} "
+            f"({type(local_beats).__name__})"
+        )
     if local_beats < 1:
         raise ValueError(f"local_beats must be >= 1, got {local_beats}")
     r = np.asarray(r_idx, dtype=np.float64)

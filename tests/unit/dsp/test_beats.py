@@ -50,3 +50,23 @@ class TestRRFeatures:
     def test_rejects_unsorted(self) -> None:
         with pytest.raises(ValueError, match="increasing"):
             rr_features(np.array([0, 10, 5]), fs=100.0)
+
+    def test_local_beats_is_a_positive_whole_number(self) -> None:
+        r = np.arange(0, 3600, 300)
+        for bad in (2.5, 2.0, "3", True, None):  # 2.5 was an IndexError from inside
+            with pytest.raises(TypeError, match="local_beats must be a whole number"):
+                rr_features(r, fs=360.0, local_beats=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="local_beats must be >= 1"):
+            rr_features(r, fs=360.0, local_beats=0)
+        np.testing.assert_array_equal(
+            rr_features(r, fs=360.0, local_beats=np.int64(3)),
+            rr_features(r, fs=360.0, local_beats=3),
+        )
+
+    def test_the_first_beat_takes_the_second_beats_interval(self) -> None:
+        # as the module docstring says: beat 0 has no previous interval and uses its next
+        a = rr_features(np.array([0, 288, 576, 864]), fs=360.0)
+        b = rr_features(np.array([0, 500, 788, 1076]), fs=360.0)
+        for name in ("rr_prev_s", "rr_local_s", "rr_run_avg_s"):
+            i = RR_FEATURES.index(name)
+            assert a[0, i] == pytest.approx(0.8) and b[0, i] == pytest.approx(500 / 360)
