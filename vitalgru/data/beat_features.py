@@ -111,13 +111,27 @@ def causal_mean(x: np.ndarray, n: int) -> np.ndarray:
     return (c[k] - c[lo]) / (k - lo)
 
 
+def _check_finite(windows: np.ndarray) -> None:
+    """Refuse windows holding NaN or inf: a median over them has no consistent answer (NaN
+    for ``np.median``, ignored by ``np.nanmedian``), and the filtered signal that beat
+    windows are cut from is finite (the filters refuse non-finite samples)."""
+    bad = ~np.isfinite(windows)
+    if bad.any():
+        beat, sample = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"windows hold {int(bad.sum())} non-finite samples (the first in window {beat}, "
+            f"sample {sample}); cut beat windows from the filtered lead, with its gaps "
+            "filled first (vitalgru.dsp.interpolate_nonfinite)"
+        )
+
+
 def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
     """Causal running median beat.
 
     Parameters
     ----------
     windows : numpy.ndarray
-        ``(n, n_samples)`` beat windows of one record, in time order.
+        ``(n, n_samples)`` finite beat windows of one record, in time order.
     n_beats : int
         Beats in the median (the current one and the ``n_beats - 1`` before it; fewer at
         the start of the record).
@@ -125,10 +139,18 @@ def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(n, n_samples)`` float32 templates; row k depends on rows ``<= k`` only.
+        ``(n, n_samples)`` float32 templates; row k depends on rows ``<= k`` only, and
+        equals ``np.median`` of them (what :func:`latest_morphology` takes live).
+
+    Raises
+    ------
+    ValueError
+        ``windows`` is not 2-D or holds NaN or inf (a NaN sample was ignored in the
+        first 512 beats and spread to ``n_beats`` templates after them).
     """
     if windows.ndim != 2:
         raise ValueError(f"windows must be (n_beats, n_samples), got shape {windows.shape}")
+    _check_finite(windows)
     n, length = windows.shape
     if n == 0:
         return np.zeros((0, length), np.float32)
@@ -141,7 +163,7 @@ def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
         view = sliding_window_view(padded[s : e + n_beats - 1], n_beats, axis=0)
         if s >= n_beats - 1:  # no padding rows in this chunk
             out[s:e] = np.median(view, axis=-1)
-        else:
+        else:  # NaN only in the padding (the windows are finite): the rows before beat k
             out[s:e] = np.nanmedian(view, axis=-1)
     return out
 
@@ -278,7 +300,8 @@ def morphology_features(windows: np.ndarray, settings: FeatureSettings) -> np.nd
     Parameters
     ----------
     windows : numpy.ndarray
-        ``(n, n_samples)`` filtered beat windows (mV) of one record, in time order.
+        ``(n, n_samples)`` filtered beat windows (mV) of one record, in time order; finite
+        (NaN or inf is a ``ValueError``, as in :func:`running_median_template`).
 
     Returns
     -------
@@ -298,7 +321,8 @@ def latest_morphology(windows: np.ndarray, settings: FeatureSettings) -> np.ndar
     ----------
     windows : numpy.ndarray
         ``(m, n_samples)`` filtered beat windows ending with the beat to describe; only the
-        last ``settings.template_beats`` are used (the beat's running template).
+        last ``settings.template_beats`` are used (the beat's running template), and they
+        must be finite (NaN or inf is a ``ValueError``, as offline).
 
     Returns
     -------
@@ -308,6 +332,7 @@ def latest_morphology(windows: np.ndarray, settings: FeatureSettings) -> np.ndar
     w = np.asarray(windows, dtype=np.float32)[-settings.template_beats :]
     if w.ndim != 2 or w.shape[0] == 0:
         raise ValueError(f"windows must be (n_beats >= 1, n_samples), got shape {w.shape}")
+    _check_finite(w)  # as offline: a NaN is refused, not spread to the next templates
     template = np.median(w, axis=0)
     scale = max(float(np.abs(template).max()), _MIN_SCALE_MV)
     return np.stack([w[-1] / scale, (w[-1] - template) / scale]).astype(np.float32)
@@ -325,7 +350,7 @@ def beat_features(
     Parameters
     ----------
     windows : numpy.ndarray
-        ``(n, L)`` filtered beat windows (mV) centred on the R peaks.
+        ``(n, L)`` finite filtered beat windows (mV) centred on the R peaks.
     sample_idx : numpy.ndarray
         ``(n,)`` R-peak sample indices at ``fs``.
     fs : float

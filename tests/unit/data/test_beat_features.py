@@ -12,6 +12,8 @@ from vitalgru.data.beat_features import (
     RR_FEATURES,
     FeatureSettings,
     beat_features,
+    latest_morphology,
+    morphology_features,
     rhythm_features,
     rr_features,
     running_median_template,
@@ -32,6 +34,35 @@ class TestRunningMedian:
         got = running_median_template(w, k)
         for i in (0, 1, 4, 5, 511, 512, 513, 699):
             np.testing.assert_allclose(got[i], np.median(w[max(0, i - k + 1) : i + 1], axis=0))
+
+    @pytest.mark.parametrize("beat", [3, 100, 700])
+    def test_a_non_finite_window_is_refused_offline_and_live_alike(self, beat: int) -> None:
+        # a NaN sample was ignored by the first 512-beat chunk's nanmedian and spread to
+        # 32 templates by the later chunks' median (and by the live one): the features of a
+        # beat depended on where in the record it fell
+        w, idx = _beats(1200)
+        s = FeatureSettings()
+        for bad in (np.nan, np.inf):
+            w2 = w.copy()
+            w2[beat, 10] = bad
+            msg = f"non-finite samples \\(the first in window {beat}, sample 10\\)"
+            with pytest.raises(ValueError, match=msg):
+                running_median_template(w2, s.template_beats)
+            with pytest.raises(ValueError, match=msg):
+                beat_features(w2, idx, 360.0, s)
+            with pytest.raises(ValueError, match="non-finite samples"):
+                latest_morphology(w2[: beat + 1], s)
+            with pytest.raises(ValueError, match="non-finite samples"):
+                latest_morphology(w2[: beat + s.template_beats], s)
+            # a window the live template no longer holds does not matter
+            latest_morphology(w2[: beat + s.template_beats + 1], s)
+
+    def test_finite_windows_give_the_live_template(self) -> None:
+        w, _ = _beats(1200)
+        s = FeatureSettings()
+        off = morphology_features(w, s)
+        for k in (0, 5, 30, 31, 32, 511, 512, 543, 544, 1199):
+            np.testing.assert_array_equal(off[k], latest_morphology(w[: k + 1], s))
 
     @settings(max_examples=20, deadline=None)
     @given(n=st.integers(3, 60), cut=st.integers(2, 59), k=st.integers(1, 9))
