@@ -24,10 +24,12 @@ feedback on a card (``accepted``, or ``overridden`` with a reason) acknowledges 
 in the clinician's place, as ``CDS Hooks (<client>)`` with the outcome as the note.
 
 Patients: the hook's ``context.patientId`` is the EHR's FHIR id, which is often not the
-identifier the feeds use. The discovery asks the EHR to prefetch ``Patient/{{context.
-patientId}}``; when it does and the Patient holds an identifier of ``--patient-system``
-(the medical record number the feeds send), that identifier's value is the ward's patient
-id, else ``context.patientId`` is.
+identifier the feeds use. Without ``--patient-system`` it is the ward's patient id. With it
+(the system of the medical record number the feeds send), the discovery's prefetch of
+``Patient/{{context.patientId}}`` names the patient: its identifier of that system is the
+ward's id, taken only from a Patient whose ``id`` is the ``context.patientId`` (a prefetch
+of another Patient, or of anything else, is ignored), and a call without one gets no card
+(the FHIR id is never taken for a record number: it may be another patient's).
 
 Trust: every call carries a JSON Web Token the EHR signed (``Authorization: Bearer``), as
 the specification requires, checked against the EHRs ``FILE`` names
@@ -36,6 +38,7 @@ the specification requires, checked against the EHRs ``FILE`` names
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import Counter
@@ -113,6 +116,7 @@ OVERRIDE_REASONS = [
     {"system": "urn:vitalgru:cds-override-reason", "code": "artefact",
      "display": "Measurement artefact or error"},
 ]  # fmt: skip
+logger = logging.getLogger(__name__)
 _CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
 
 
@@ -152,23 +156,31 @@ def discovery(monitors: set[str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str:
-    """The ward's patient id for a hook call: the prefetched Patient's identifier of
-    ``patient_system`` when there is one, else ``context.patientId``. ValueError when the
-    call names no patient."""
+def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | None:
+    """The ward's patient id for a hook call: without ``patient_system``, ``context.
+    patientId``; with it, the identifier of ``patient_system`` of the prefetched Patient,
+    taken only when that Patient is the hook's (``resourceType`` Patient, ``id`` the
+    ``context.patientId``), and None when there is none (no card: a FHIR id is not a record
+    number, and the prefetch of another patient or of anything else is not this one's).
+    ValueError when the call names no patient."""
     context = request.get("context")
     pid = context.get("patientId") if isinstance(context, Mapping) else None
     if not isinstance(pid, str) or not pid:
         raise ValueError("the hook's context names no patientId")
+    if not patient_system:
+        return pid
     prefetch = request.get("prefetch")
     patient = prefetch.get("patient") if isinstance(prefetch, Mapping) else None
-    if patient_system and isinstance(patient, Mapping):
-        idents = patient.get("identifier")
-        for ident in idents if isinstance(idents, list) else []:
-            if isinstance(ident, Mapping) and ident.get("system") == patient_system:
-                if isinstance(ident.get("value"), str) and ident["value"]:
-                    return ident["value"]
-    return pid
+    if not isinstance(patient, Mapping):
+        return None
+    if patient.get("resourceType") != "Patient" or patient.get("id") != pid:
+        return None  # not the hook's Patient: as if there were none
+    idents = patient.get("identifier")
+    for ident in idents if isinstance(idents, list) else []:
+        if isinstance(ident, Mapping) and ident.get("system") == patient_system:
+            if isinstance(ident.get("value"), str) and ident["value"]:
+                return str(ident["value"])
+    return None
 
 
 def card_uuid(event: Mapping[str, Any]) -> str:
@@ -409,6 +421,11 @@ def cds_router(
         except ValueError as e:
             stats.call(service_id, "invalid")
             raise HTTPException(422, str(e)) from None
+        if pid is None:  # no record number for the EHR's patient: no guidance
+            logger.info("CDS call to %s: no prefetched Patient/%s with an identifier of %s: "
+                        "no card", service_id, body["context"]["patientId"], patient_system)  # fmt: skip
+            stats.call(service_id, "none")
+            return {"cards": []}
         request.state.audit_patient = pid
         path = f"/vitals/{quote(pid, safe='')}/page" if monitor == "sepsis" else (
             f"/ecg/{quote(pid, safe='')}/page")  # fmt: skip

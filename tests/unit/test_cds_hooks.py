@@ -190,12 +190,48 @@ def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None
             "prefetch": {"patient": {"resourceType": "Patient", "id": "fhir-77", "identifier": [
                 {"system": "urn:other", "value": "x"}, {"system": MRN, "value": "MRN-0042"}]}}}  # fmt: skip
     assert patient_of(call, MRN) == "MRN-0042"
-    assert patient_of(call, None) == "fhir-77" and patient_of(call, "urn:none") == "fhir-77"
-    assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) == "f"
-    odd = {"patient": {"identifier": 7}}  # not a list: no identifier (a TypeError before)
-    assert patient_of({"context": {"patientId": "f"}, "prefetch": odd}, MRN) == "f"
+    assert patient_of(call, None) == "fhir-77"
+    # with a record number system, the FHIR id is never taken for one: no patient, no card
+    assert patient_of(call, "urn:none") is None
+    assert patient_of({"context": {"patientId": "f"}}, MRN) is None
+    assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) is None
+    odd = {"patient": {"resourceType": "Patient", "id": "f", "identifier": 7}}
+    assert patient_of({"context": {"patientId": "f"}, "prefetch": odd}, MRN) is None  # no TypeError
     with pytest.raises(ValueError, match="no patientId"):
         patient_of({"context": {}}, MRN)
+
+
+def test_a_prefetch_that_is_not_the_hooks_patient_names_no_one(ehr: Ehr, tmp_path: Path) -> None:
+    # the chart of fhir-A with another Patient prefetched (or not a Patient at all) showed
+    # that patient's alarm cards
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    app = create_app(ward, tick_s=0, patient_system=MRN, public_url=BASE,
+                     cds_clients=CdsClients.from_file(ehr.clients(tmp_path)))  # fmt: skip
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    mrn_b = [{"system": MRN, "value": "mrn-B"}]
+    with TestClient(app) as c:
+        c.post("/ecg/mrn-B/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # mrn-B's feed is lost: an alarm
+
+        def cards(pid: str, patient: Any = None) -> list:
+            body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": pid},
+                    **({} if patient is None else {"prefetch": {"patient": patient}})}  # fmt: skip
+            got = c.post("/cds-services/vitalgru-ecg", json=body,
+                         headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
+            assert got.status_code == 200
+            return got.json()["cards"]
+
+        assert len(cards("fhir-B", {"resourceType": "Patient", "id": "fhir-B",
+                                    "identifier": mrn_b})) == 1  # fmt: skip
+        other = {"resourceType": "Patient", "id": "fhir-B", "identifier": mrn_b}
+        assert cards("fhir-A", other) == []
+        assert cards("fhir-A", {"resourceType": "Patient", "identifier": mrn_b}) == []
+        assert cards("fhir-A", {"resourceType": "OperationOutcome", "id": "fhir-A",
+                                "identifier": mrn_b}) == []  # fmt: skip
+        assert cards("mrn-B") == []  # no prefetch: a FHIR id is not a record number
+        metrics = c.get("/metrics").text
+    assert 'vitalgru_cds_calls_total{outcome="none",service="vitalgru-ecg"} 4.0' in metrics
 
 
 def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_acknowledges(
@@ -212,7 +248,8 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
     def call(pid: str, aud: str = sepsis) -> Any:
         body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
                 "context": {"userId": "Practitioner/9", "patientId": f"fhir-{pid}"},
-                "prefetch": {"patient": {"resourceType": "Patient", "identifier": [
+                "prefetch": {"patient": {"resourceType": "Patient", "id": f"fhir-{pid}",
+                                         "identifier": [
                     {"system": MRN, "value": pid}]}}}  # fmt: skip
         return c.post("/cds-services/vitalgru-sepsis", json=body,
                       headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
@@ -252,8 +289,8 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
         leaving = {"hook": "encounter-discharge", "hookInstance": str(uuid.uuid4()),
                    "context": {"userId": "Practitioner/9", "patientId": "fhir-MRN-0001",
                                "encounterId": "enc-1"},
-                   "prefetch": {"patient": {"resourceType": "Patient", "identifier": [
-                       {"system": MRN, "value": "MRN-0001"}]}}}  # fmt: skip
+                   "prefetch": {"patient": {"resourceType": "Patient", "id": "fhir-MRN-0001",
+                                            "identifier": [{"system": MRN, "value": "MRN-0001"}]}}}  # fmt: skip
         (at_discharge,) = c.post("/cds-services/vitalgru-sepsis-discharge", json=leaving,
                                  headers={"Authorization": f"Bearer {ehr.token(out)}"}
                                  ).json()["cards"]  # fmt: skip
