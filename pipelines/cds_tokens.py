@@ -17,8 +17,12 @@ extension (``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
-once a minute whatever tokens arrive; while it cannot be fetched the keys last fetched stay
-in use (a key the EHR withdrew stops verifying within the hour).
+once a minute whatever tokens arrive. The set a fetch gets is taken as it is: a key the EHR
+withdrew stops verifying within the hour, and a set with no key the gateway can use (empty,
+or only keys of other types) leaves none, its calls refused (and logged) until the EHR
+publishes one. While the set cannot be fetched the keys last fetched stay in use, for
+:data:`JWKS_MAX_STALE_S` at most: an EHR whose key server is gone for a day has its calls
+refused until it is back, rather than a withdrawn key verifying for ever.
 
 :func:`jwk_of` and :func:`sign_token` are the EHR's side, for trying a deployment by hand
 and for the tests.
@@ -59,6 +63,9 @@ LEEWAY_S = 60.0
 MAX_LIFETIME_S = 3600.0
 #: Seconds a JWK Set fetched from a client's ``jwks_url`` is used before it is fetched again.
 JWKS_MAX_AGE_S = 3600.0
+#: Longest time (s) the keys last fetched from a ``jwks_url`` stay in use while the set
+#: cannot be fetched again (a key the EHR withdrew meanwhile must stop verifying some day).
+JWKS_MAX_STALE_S = 24 * 3600.0
 #: Fewest seconds between two fetches of one client's JWK Set (a token naming a key id the
 #: client lacks asks for one; forged key ids cannot make the gateway fetch on every call).
 JWKS_REFETCH_S = 60.0
@@ -160,7 +167,7 @@ class CdsClient:
     jwks_url: str | None = None
     fetched_at: float = field(default=float("-inf"), repr=False)  # monotonic, keys read
     tried_at: float = field(default=float("-inf"), repr=False)  # monotonic, last attempt
-    fetch_error: str = field(default="", repr=False)  # why the last attempt failed
+    fetch_error: str = field(default="", repr=False)  # why the last attempt gave no key
 
 
 class CdsClients:
@@ -238,7 +245,9 @@ class CdsClients:
     def _refresh(self, client: CdsClient, want: str | None = None) -> None:
         """Fetch ``client``'s JWK Set again unless one was tried in the last
         :data:`JWKS_REFETCH_S` (or another thread fetched it meanwhile, ``want``: the key id
-        that asked, or None for an old set); on failure the keys last fetched stay."""
+        that asked, or None for an old set). The set fetched is taken as it is, even with no
+        key the gateway can use; on failure the keys last fetched stay, until they are
+        :data:`JWKS_MAX_STALE_S` old."""
         assert client.jwks_url is not None
         with self._fetch_lock:
             now = self._clock()
@@ -249,13 +258,18 @@ class CdsClients:
             client.tried_at = now
             try:
                 keys = self._fetch(client.jwks_url)
-                if not keys:
-                    raise ValueError(f"{client.jwks_url}: no signing key")
             except ValueError as e:
                 client.fetch_error = str(e)
                 self._count_fetch(client.name, "failed")
+                if client.keys and now - client.fetched_at > JWKS_MAX_STALE_S:
+                    client.keys = {}  # a withdrawn key must not verify for ever
+                    logger.error("CDS client %s: its JWK Set could not be fetched (%s) for "
+                                 "%g s: the keys fetched before are dropped, its calls "
+                                 "refused until it is", client.name, e, JWKS_MAX_STALE_S)  # fmt: skip
+                    return
                 logger.warning("CDS client %s: its JWK Set could not be fetched (%s); %s",
-                               client.name, e, "the keys fetched before stay in use"
+                               client.name, e, "the keys fetched before stay in use "
+                               f"until they are {JWKS_MAX_STALE_S:g} s old"
                                if client.keys else "its calls are refused until it is")  # fmt: skip
                 return
             if set(keys) != set(client.keys):
@@ -263,6 +277,11 @@ class CdsClients:
                             sorted(keys), sorted(client.keys))  # fmt: skip
             client.keys, client.fetched_at, client.fetch_error = keys, now, ""
             self._count_fetch(client.name, "ok")
+            if not keys:  # the EHR withdrew them all, or publishes only keys of other kinds
+                client.fetch_error = f"{client.jwks_url}: no key the gateway can use"
+                logger.error("CDS client %s: its JWK Set holds no key the gateway can use "
+                             "(ES384 on P-384, RS384): its calls are refused until it does",
+                             client.name)  # fmt: skip
 
     def _count_fetch(self, client: str, outcome: str) -> None:
         with self._lock:  # the short lock: a scrape never waits on a fetch
@@ -280,11 +299,14 @@ class CdsClients:
 
     def _key(self, client: CdsClient, kid: str) -> tuple[str | None, Any]:
         """The key ``kid`` of ``client``'s, its JWK Set fetched again first when it is old
-        or lacks that key (see :meth:`_refresh`)."""
-        if client.jwks_url is not None and (
-            kid not in client.keys or self._clock() - client.fetched_at > JWKS_MAX_AGE_S
-        ):
+        or lacks that key (see :meth:`_refresh`); none from a set fetched over
+        :data:`JWKS_MAX_STALE_S` ago."""
+        if client.jwks_url is None:
+            return client.keys.get(kid, (None, None))
+        if kid not in client.keys or self._clock() - client.fetched_at > JWKS_MAX_AGE_S:
             self._refresh(client, want=kid if kid not in client.keys else None)
+        if self._clock() - client.fetched_at > JWKS_MAX_STALE_S:
+            return None, None
         return client.keys.get(kid, (None, None))
 
     def verify(self, token: str, audiences: Sequence[str], now: float | None = None) -> CdsClient:

@@ -1,0 +1,101 @@
+"""The JWK Sets CDS Hooks clients publish at a URL (:mod:`pipelines.cds_tokens`): the set a
+fetch gets is the set in use, and keys that cannot be fetched again do not verify for
+ever."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pipelines.cds_tokens import (
+    JWKS_MAX_AGE_S,
+    JWKS_MAX_STALE_S,
+    CdsAuthError,
+    CdsClients,
+    _signing_keys,
+    jwk_of,
+    sign_token,
+)
+
+ISS = "https://ehr.example.org"
+AUD = "http://testserver/cds-services/vitalgru-ecg"
+URL = "https://ehr.example.org/jwks.json"
+KEY = ec.generate_private_key(ec.SECP384R1())
+JWKS = {"keys": [jwk_of(KEY.public_key(), "ec-1")]}
+
+
+def _token() -> str:
+    now = time.time()
+    return sign_token(KEY, "ec-1", {"iss": ISS, "aud": AUD, "exp": now + 300, "iat": now,
+                                    "jti": str(uuid.uuid4())})  # fmt: skip
+
+
+class KeyServer:
+    """The EHR's key server, answering the set it publishes (an int: that HTTP error)."""
+
+    def __init__(self) -> None:
+        self.served: Any = JWKS
+        self.gets = 0
+
+    def __call__(self, url: str) -> dict[str, tuple[str, Any]]:
+        self.gets += 1
+        if isinstance(self.served, int):
+            raise ValueError(f"{url}: HTTPError: HTTP Error {self.served}")
+        return _signing_keys(self.served)
+
+
+def _clients(server: KeyServer, t: list[float]) -> CdsClients:
+    spec = {"clients": [{"name": "ehr", "iss": ISS, "jwks_url": URL}]}
+    return CdsClients.from_spec(spec, fetch=server, clock=lambda: t[0])
+
+
+def _taken(clients: CdsClients) -> bool:
+    try:
+        clients.verify(_token(), [AUD])
+    except CdsAuthError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("published", [
+    {"keys": []},
+    {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "x": "AA"}]},
+])  # fmt: skip
+def test_a_set_with_no_usable_key_is_taken_as_it_is(
+    published: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the EHR withdrew its key (compromised) and publishes none the gateway can use: the
+    # old key kept verifying for ever, the fetch counted as failed
+    server, t = KeyServer(), [1000.0]
+    clients = _clients(server, t)
+    assert _taken(clients)
+    server.served = published
+    t[0] += JWKS_MAX_AGE_S + 1
+    _taken(clients)  # the set is an hour old: fetched again
+    assert server.gets == 2 and not _taken(clients)
+    assert clients.fetch_counts() == {("ehr", "ok"): 2}
+    assert "holds no key the gateway can use" in caplog.text
+    server.served = JWKS  # published again: taken once a key id it lacks is asked for
+    t[0] += 60
+    assert _taken(clients)
+
+
+def test_keys_that_cannot_be_fetched_again_lapse_after_a_day(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, t = KeyServer(), [1000.0]
+    clients = _clients(server, t)
+    server.served = 500  # the EHR's key server is gone
+    for hours in (2, 12, JWKS_MAX_STALE_S / 3600):
+        t[0] = 1000.0 + hours * 3600
+        assert _taken(clients), hours  # the keys fetched before stay in use a while
+    t[0] += 120
+    assert not _taken(clients) and not _taken(clients)  # not for ever
+    assert "the keys fetched before are dropped" in caplog.text
+    server.served = JWKS
+    t[0] += 60
+    assert _taken(clients)  # back once the set can be fetched
