@@ -24,21 +24,18 @@ publishes one. While the set cannot be fetched the keys last fetched stay in use
 :data:`JWKS_MAX_STALE_S` at most: an EHR whose key server is gone for a day has its calls
 refused until it is back, rather than a withdrawn key verifying for ever.
 
-:func:`jwk_of` and :func:`sign_token` are the EHR's side, for trying a deployment by hand
+Reading JWKs and fetching JWK Sets is :mod:`pipelines.cds_jwks`'s. :func:`sign_token`
+(and :func:`~pipelines.cds_jwks.jwk_of`) are the EHR's side, for trying a deployment by hand
 and for the tests.
 """
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import json
 import logging
 import math
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +44,35 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
-__all__ = ["ALGORITHMS", "CdsAuthError", "CdsClient", "CdsClients", "jwk_of", "sign_token"]
+from pipelines.cds_jwks import (
+    JWKS_MAX_BYTES,
+    JWKS_TIMEOUT_S,
+    _b64,
+    _b64e,
+    _signing_keys,
+    check_jwks_url,
+    fetch_jwks,
+    jwk_of,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "JWKS_MAX_BYTES",
+    "JWKS_TIMEOUT_S",
+    "CdsAuthError",
+    "CdsClient",
+    "CdsClients",
+    "check_jwks_url",
+    "fetch_jwks",
+    "jwk_of",
+    "sign_token",
+]
 
 #: Signature algorithms taken (the two CDS Hooks names; no "none", no shared secrets).
 ALGORITHMS = {"ES384", "RS384"}
@@ -69,9 +88,6 @@ JWKS_MAX_STALE_S = 24 * 3600.0
 #: Fewest seconds between two fetches of one client's JWK Set (a token naming a key id the
 #: client lacks asks for one; forged key ids cannot make the gateway fetch on every call).
 JWKS_REFETCH_S = 60.0
-#: Largest JWK Set read from a URL, and how long a fetch may take.
-JWKS_MAX_BYTES = 1 << 20
-JWKS_TIMEOUT_S = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -80,80 +96,9 @@ class CdsAuthError(Exception):
     """A CDS Hooks call whose token is not taken (the message says why: answered 401)."""
 
 
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _time(value: Any) -> bool:
     """Whether a claim is a NumericDate: a finite number of seconds (not true or false)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int(text: str) -> int:
-    return int.from_bytes(_b64(text), "big")
-
-
-def _public_key(jwk: Mapping[str, Any]) -> Any:
-    """The public key of a JWK (``RSA``, or ``EC`` on P-384); ValueError otherwise."""
-    kty = jwk.get("kty")
-    if kty == "RSA":
-        return rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
-    if kty == "EC" and jwk.get("crv") == "P-384":
-        return ec.EllipticCurvePublicNumbers(
-            _int(jwk["x"]), _int(jwk["y"]), ec.SECP384R1()
-        ).public_key()
-    raise ValueError(f"key {jwk.get('kid')!r}: a {kty} key on {jwk.get('crv')} is not taken "
-                     "(RSA for RS384, EC P-384 for ES384)")  # fmt: skip
-
-
-def _signing_keys(jwks: Any) -> dict[str, tuple[str, Any]]:
-    """``{kid: (kty, public key)}`` of a JWK Set's signing keys (KeyError, TypeError or
-    AttributeError for one that is not a JWK Set). A key the gateway cannot use (another
-    type or curve, no ``kid``, a damaged number) is logged and skipped, as RFC 7517 section 5
-    asks: an EHR publishing an Ed25519 key beside its RSA one is not locked out."""
-    keys = {}
-    for k in jwks["keys"]:
-        if k.get("use", "sig") != "sig":
-            continue
-        try:
-            if not isinstance(k.get("kid"), str) or not k["kid"]:
-                raise ValueError("a key without a kid cannot be named by a token")
-            keys[k["kid"]] = (str(k["kty"]), _public_key(k))
-        except (ValueError, KeyError, TypeError) as e:
-            logger.warning("JWK Set: key %r skipped (%s: %s)", k.get("kid"),
-                           type(e).__name__, e)  # fmt: skip
-    return keys
-
-
-def check_jwks_url(url: str) -> str:
-    """``url`` when a JWK Set may be fetched from it: HTTPS, or HTTP to this machine only
-    (ValueError otherwise: keys fetched in the clear could be anyone's)."""
-    u = urllib.parse.urlsplit(url)
-    host = (u.hostname or "").lower()
-    try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if u.scheme == "https" and host or u.scheme == "http" and local:
-        return url
-    raise ValueError(f"jwks_url {url!r}: keys are fetched over HTTPS only (HTTP only from "
-                     "this machine)")  # fmt: skip
-
-
-def fetch_jwks(url: str) -> dict[str, tuple[str, Any]]:
-    """The signing keys of the JWK Set at ``url`` (ValueError saying why when it cannot be
-    fetched or read)."""
-    try:
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(req, timeout=JWKS_TIMEOUT_S) as r:
-            body = r.read(JWKS_MAX_BYTES + 1)
-        if len(body) > JWKS_MAX_BYTES:
-            raise ValueError(f"larger than {JWKS_MAX_BYTES} bytes")
-        return _signing_keys(json.loads(body))
-    except OSError as e:  # urllib.error.URLError and HTTPError among them
-        raise ValueError(f"{url}: {type(e).__name__}: {e}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{url}: not a JWK Set ({type(e).__name__}: {e})") from None
 
 
 @dataclass
@@ -384,19 +329,6 @@ class CdsClients:
         return client
 
 
-def jwk_of(public_key: Any, kid: str) -> dict[str, Any]:
-    """The JWK of an EC P-384 or RSA public key (for a client file's ``jwks``): the EHR's
-    side, for trying a deployment by hand and for the tests."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        n = public_key.public_numbers()
-        return {"kty": "EC", "crv": "P-384", "kid": kid, "use": "sig",
-                "x": _b64e(n.x.to_bytes(48, "big")), "y": _b64e(n.y.to_bytes(48, "big"))}  # fmt: skip
-    n = public_key.public_numbers()
-    size = (n.n.bit_length() + 7) // 8
-    return {"kty": "RSA", "kid": kid, "use": "sig", "n": _b64e(n.n.to_bytes(size, "big")),
-            "e": _b64e(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"))}  # fmt: skip
-
-
 def sign_token(
     private_key: Any, kid: str, claims: Mapping[str, Any], jku: str | None = None
 ) -> str:
@@ -412,7 +344,3 @@ def sign_token(
     else:
         sig = private_key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA384())
     return f"{signed}.{_b64e(sig)}"
-
-
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
