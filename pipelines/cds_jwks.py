@@ -1,14 +1,17 @@
 """The JSON Web Keys of CDS Hooks clients (:mod:`pipelines.cds_tokens`): the public keys of a
 JWK Set the gateway can verify tokens with, and fetching a set from the URL where an EHR
-publishes it (over HTTPS only, of bounded size). :func:`jwk_of` is the EHR's side,
+publishes it (over HTTPS only, in bounded time and size). :func:`jwk_of` is the EHR's side,
 for a client file's ``jwks`` when trying a deployment by hand and for the tests."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import ipaddress
 import json
 import logging
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -18,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = ["JWKS_MAX_BYTES", "JWKS_TIMEOUT_S", "check_jwks_url", "fetch_jwks", "jwk_of"]
 
-#: Largest JWK Set read from a URL, and how long a fetch may take.
+#: Largest JWK Set read from a URL, and how long a fetch may take in all (connection,
+#: answer and body: a key server that trickles its answer is given up on).
 JWKS_MAX_BYTES = 1 << 20
 JWKS_TIMEOUT_S = 5.0
 
@@ -80,17 +84,47 @@ def check_jwks_url(url: str) -> str:
                      "this machine)")  # fmt: skip
 
 
+def _get_jwks(url: str, deadline: float) -> bytes:
+    """The body at ``url``, read in pieces until ``deadline`` (monotonic) at most."""
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=JWKS_TIMEOUT_S) as r:
+        body = b""
+        while len(body) <= JWKS_MAX_BYTES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no whole answer within {JWKS_TIMEOUT_S:g} s")
+            piece = r.read1(JWKS_MAX_BYTES + 1 - len(body))
+            if not piece:
+                break
+            body += piece
+    return body
+
+
 def fetch_jwks(url: str) -> dict[str, tuple[str, Any]]:
-    """The signing keys of the JWK Set at ``url`` (ValueError saying why when it cannot be
-    fetched or read)."""
+    """The signing keys of the JWK Set at ``url``, fetched within :data:`JWKS_TIMEOUT_S` in
+    all (ValueError saying why when it cannot be fetched or read in time). The request runs
+    in a thread of its own, left to end by itself when it overruns (a key server can hold a
+    read past any socket timeout by sending a byte at a time): it stops reading the body at
+    the deadline, and each read waits :data:`JWKS_TIMEOUT_S` at most."""
+    got: list[Any] = []
+
+    def get() -> None:
+        try:
+            got.append(_get_jwks(url, time.monotonic() + JWKS_TIMEOUT_S))
+        except Exception as e:  # handed to the caller, which says why
+            got.append(e)
+
+    worker = threading.Thread(target=get, daemon=True, name="jwks fetch")
+    worker.start()
+    worker.join(JWKS_TIMEOUT_S)
+    if not got:
+        raise ValueError(f"{url}: no whole answer within {JWKS_TIMEOUT_S:g} s")
     try:
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(req, timeout=JWKS_TIMEOUT_S) as r:
-            body = r.read(JWKS_MAX_BYTES + 1)
-        if len(body) > JWKS_MAX_BYTES:
+        if isinstance(got[0], Exception):
+            raise got[0]
+        if len(got[0]) > JWKS_MAX_BYTES:
             raise ValueError(f"larger than {JWKS_MAX_BYTES} bytes")
-        return _signing_keys(json.loads(body))
-    except OSError as e:  # urllib.error.URLError and HTTPError among them
+        return _signing_keys(json.loads(got[0]))
+    except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts
         raise ValueError(f"{url}: {type(e).__name__}: {e}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{url}: not a JWK Set ({type(e).__name__}: {e})") from None

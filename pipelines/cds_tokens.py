@@ -17,10 +17,13 @@ extension (``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
-once a minute whatever tokens arrive. The set a fetch gets is taken as it is: a key the EHR
-withdrew stops verifying within the hour, and a set with no key the gateway can use (empty,
-or only keys of other types) leaves none, its calls refused (and logged) until the EHR
-publishes one. While the set cannot be fetched the keys last fetched stay in use, for
+once a minute whatever tokens arrive. A fetch runs in the background and takes
+:data:`~pipelines.cds_jwks.JWKS_TIMEOUT_S` at most in all: a call verifies with the key it
+names while its set is fetched again, only a call naming a key id the set lacks waits for
+the fetch (that long at most), and so does the gateway's start for the first one. The set
+a fetch gets is taken as it is: a key the EHR withdrew stops verifying within the hour, and
+a set with no key the gateway can use (empty, or only keys of other types) leaves none, its
+calls refused (and logged) until the EHR publishes one. While the set cannot be fetched the keys last fetched stay in use, for
 :data:`JWKS_MAX_STALE_S` at most: an EHR whose key server is gone for a day has its calls
 refused until it is back, rather than a withdrawn key verifying for ever.
 
@@ -141,11 +144,13 @@ class CdsClients:
         self._started = time.time()  # tokens issued before are refused: see verify()
         self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()  # one fetch at a time; verifying goes on
+        self._fetch_lock = threading.Lock()  # held a moment to start a fetch, never during one
+        self._running: dict[str, threading.Event] = {}  # issuer -> its fetch's end
         self.fetches: Counter[tuple[str, str]] = Counter()  # (client, "ok"/"failed")
         for c in clients:
             if c.jwks_url is not None:
-                self._refresh(c)
+                self._start_fetch(c)
+        self.wait_for_fetches(JWKS_TIMEOUT_S)  # the start waits that long at most
 
     @classmethod
     def from_file(cls, path: str | Path, **kw: Any) -> CdsClients:
@@ -187,20 +192,36 @@ class CdsClients:
                              "pipelines/cds_hooks.py") from None  # fmt: skip
         return cls(out, **kw)
 
-    def _refresh(self, client: CdsClient, want: str | None = None) -> None:
-        """Fetch ``client``'s JWK Set again unless one was tried in the last
-        :data:`JWKS_REFETCH_S` (or another thread fetched it meanwhile, ``want``: the key id
-        that asked, or None for an old set). The set fetched is taken as it is, even with no
-        key the gateway can use; on failure the keys last fetched stay, until they are
-        :data:`JWKS_MAX_STALE_S` old."""
-        assert client.jwks_url is not None
+    def _start_fetch(self, client: CdsClient) -> threading.Event | None:
+        """Fetch ``client``'s JWK Set again, in a thread, unless a fetch of it runs or was
+        tried in the last :data:`JWKS_REFETCH_S`: the event set when the fetch running
+        ends, or None when none runs."""
         with self._fetch_lock:
+            if client.iss in self._running:
+                return self._running[client.iss]
             now = self._clock()
             if now - client.tried_at < JWKS_REFETCH_S:
-                return
-            if want is not None and want in client.keys:
-                return  # fetched by another call while this one waited
+                return None
             client.tried_at = now
+            done = self._running[client.iss] = threading.Event()
+        threading.Thread(target=self._refresh, args=(client, now, done), daemon=True,
+                         name=f"jwks {client.name}").start()  # fmt: skip
+        return done
+
+    def wait_for_fetches(self, timeout_s: float) -> bool:
+        """Wait for the JWK Set fetches running to end, ``timeout_s`` at most (True: they
+        did, or none ran)."""
+        deadline = time.monotonic() + timeout_s
+        with self._fetch_lock:
+            running = list(self._running.values())
+        return all(done.wait(max(0.0, deadline - time.monotonic())) for done in running)
+
+    def _refresh(self, client: CdsClient, now: float, done: threading.Event) -> None:
+        """Fetch ``client``'s JWK Set (tried at ``now``; ``done`` set at the end). The set
+        fetched is taken as it is, even with no key the gateway can use; on failure the
+        keys last fetched stay, until they are :data:`JWKS_MAX_STALE_S` old."""
+        assert client.jwks_url is not None
+        try:
             try:
                 keys = self._fetch(client.jwks_url)
             except ValueError as e:
@@ -227,6 +248,10 @@ class CdsClients:
                 logger.error("CDS client %s: its JWK Set holds no key the gateway can use "
                              "(ES384 on P-384, RS384): its calls are refused until it does",
                              client.name)  # fmt: skip
+        finally:
+            with self._fetch_lock:
+                del self._running[client.iss]
+            done.set()
 
     def _count_fetch(self, client: str, outcome: str) -> None:
         with self._lock:  # the short lock: a scrape never waits on a fetch
@@ -243,13 +268,22 @@ class CdsClients:
         return {c.name: now - c.fetched_at for c in self.by_iss.values() if c.jwks_url}
 
     def _key(self, client: CdsClient, kid: str) -> tuple[str | None, Any]:
-        """The key ``kid`` of ``client``'s, its JWK Set fetched again first when it is old
-        or lacks that key (see :meth:`_refresh`); none from a set fetched over
-        :data:`JWKS_MAX_STALE_S` ago."""
+        """The key ``kid`` of ``client``'s (none from a set fetched over
+        :data:`JWKS_MAX_STALE_S` ago). A set over :data:`JWKS_MAX_AGE_S` old is fetched
+        again in the background, the call verifying with the key in hand; a call whose key
+        id the set lacks asks for a fetch (see :meth:`_start_fetch`) and waits for the one
+        running, :data:`JWKS_TIMEOUT_S` at most."""
+        keys = client.keys
         if client.jwks_url is None:
-            return client.keys.get(kid, (None, None))
-        if kid not in client.keys or self._clock() - client.fetched_at > JWKS_MAX_AGE_S:
-            self._refresh(client, want=kid if kid not in client.keys else None)
+            return keys.get(kid, (None, None))
+        age = self._clock() - client.fetched_at
+        if kid in keys and age <= JWKS_MAX_STALE_S:
+            if age > JWKS_MAX_AGE_S:
+                self._start_fetch(client)
+            return keys[kid]
+        done = self._start_fetch(client)
+        if done is not None:
+            done.wait(JWKS_TIMEOUT_S)
         if self._clock() - client.fetched_at > JWKS_MAX_STALE_S:
             return None, None
         return client.keys.get(kid, (None, None))

@@ -160,6 +160,7 @@ def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
         served[0] = 503
         t[0] += JWKS_MAX_AGE_S + 1
         assert clients.verify(sign_token(ec_2, "ec-2", {**rotated, "jti": "r2"}), [aud])
+        assert clients.wait_for_fetches(5)  # fetched in the background, the key in hand used
         assert server.gets == 4 and "the keys fetched before stay in use" in caplog.text
         with TestClient(create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients,
                                    public_url=BASE)) as c:  # fmt: skip
