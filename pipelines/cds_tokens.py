@@ -11,8 +11,9 @@ that issuer (the specification asks services to allow-list it: a token never mak
 gateway fetch keys from where the token says), its ``aud`` is the endpoint called, it has
 not expired, was not issued in the future or for longer than an hour, and its ``jti`` has
 not been seen before (the tokens seen are kept in memory, so a token issued before the
-gateway started is refused too: each call's token is fresh, and one from before a restart
-may have been used), a ``nbf`` it has has come, and it asks for no critical header
+gateway started is refused too, with no leeway for clocks: each call's token is fresh, and
+one from before a restart, even a second before, may have been used; an EHR whose clock is
+behind the gateway's has its calls refused for that long after a start), a ``nbf`` it has has come, and it asks for no critical header
 extension (``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
@@ -347,9 +348,10 @@ class CdsClients:
         nbf = body.get("nbf", iat)
         if not _time(nbf) or nbf > now + LEEWAY_S:  # RFC 7519 4.1.5
             raise CdsAuthError(f"{client.name}: the token is not valid yet (nbf {nbf!r})")
-        if iat < self._started - LEEWAY_S:
+        if iat < self._started:
             # its jti may have been used with the process before this one (the tokens seen
-            # are kept in memory): an EHR signs a fresh token for every call
+            # are kept in memory): an EHR signs a fresh token for every call. No leeway: a
+            # token the old process took in its last minute would be taken again
             raise CdsAuthError(f"{client.name}: the token was issued before the gateway "
                                "started")  # fmt: skip
         with self._lock:

@@ -444,6 +444,13 @@ def test_a_token_is_refused_before_its_nbf_with_crit_or_from_before_the_start(
     before = ehr.token(aud, iat=now - 300, exp=now + 300)
     with pytest.raises(CdsAuthError, match="issued before the gateway started"):
         CdsClients.from_file(ehr.clients(tmp_path)).verify(before, [aud])
+    # one used a second before the restart (within the clocks' leeway, taken again before)
+    time.sleep(0.01)
+    just_before = ehr.token(aud)
+    assert clients.verify(just_before, [aud]).name == "ehr"
+    time.sleep(0.01)
+    with pytest.raises(CdsAuthError, match="issued before the gateway started"):
+        CdsClients.from_file(ehr.clients(tmp_path)).verify(just_before, [aud])
 
 
 def test_a_key_the_gateway_cannot_use_does_not_lock_out_the_ehrs_others(
