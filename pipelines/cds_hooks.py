@@ -395,7 +395,7 @@ def cds_router(
         learns nothing from the answer; a broken body of a trusted EHR is counted)."""
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             body = None
         if not isinstance(body, dict):
             stats.call(counted_as, "invalid")

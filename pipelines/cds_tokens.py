@@ -82,6 +82,8 @@ __all__ = [
 ALGORITHMS = {"ES384", "RS384"}
 #: Seconds of clock difference allowed between the EHR and the gateway.
 LEEWAY_S = 60.0
+#: Longest token read (characters): an EHR's tokens are a kilobyte or two.
+MAX_TOKEN_CHARS = 16_384
 #: Longest lifetime (s) of a token taken: CDS Hooks tokens are meant to live minutes.
 MAX_LIFETIME_S = 3600.0
 #: Seconds a JWK Set fetched from a client's ``jwks_url`` is used before it is fetched again.
@@ -293,11 +295,13 @@ class CdsClients:
         """The client whose signed token ``token`` is (see the module's description), for a
         call to one of ``audiences``; CdsAuthError when it is not taken."""
         now = time.time() if now is None else now
+        if len(token) > MAX_TOKEN_CHARS:
+            raise CdsAuthError(f"the bearer token is longer than {MAX_TOKEN_CHARS} characters")
         try:
             head_b64, body_b64, sig_b64 = token.split(".")
             head, body = json.loads(_b64(head_b64)), json.loads(_b64(body_b64))
             sig = _b64(sig_b64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # JSON nested past Python's stack
             raise CdsAuthError("the bearer token is not a JSON Web Token") from None
         if not isinstance(head, dict) or not isinstance(body, dict):
             raise CdsAuthError("the bearer token is not a JSON Web Token")

@@ -18,11 +18,15 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from damage_kit import FUZZ, JSON, replaced
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from monitor_kit import untrained_monitor
 
 from pipelines.cds_hooks import apply_feedback, patient_of
-from pipelines.cds_tokens import CdsAuthError, CdsClients, jwk_of, sign_token
+from pipelines.cds_tokens import MAX_TOKEN_CHARS, CdsAuthError, CdsClients, jwk_of, sign_token
+from pipelines.gateway import create_app
+from vitalgru.scoring.ward import Ward
 
 ISS = "https://ehr.example.org"
 AUD = "http://testserver/cds-services/vitalgru-sepsis"
@@ -123,3 +127,23 @@ def test_feedback_of_any_shape_is_counted_or_refused(body: Any) -> None:
     except ValueError:
         return
     assert got["acknowledged"] == got["already"] == 0 and got["unknown"] == len(body["feedback"])
+
+
+def test_json_nested_past_the_stack_is_refused_not_a_500(clients: CdsClients) -> None:
+    # a header or a body of 1,000 brackets raised a RecursionError: a 500 for anyone
+    nested = f"{_b64(b'[' * 1000)}.{_b64(b'{}')}.AAAA"
+    for token in (nested, f"{_b64(b'{}')}.{_b64(b'[' * 1000)}.AAAA",
+                  f"{_b64(b'{}')}.{'A' * MAX_TOKEN_CHARS}.AAAA"):  # fmt: skip
+        with pytest.raises(CdsAuthError):
+            clients.verify(token, [AUD])
+    app = create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients,
+                     public_url="http://testserver")  # fmt: skip
+    with TestClient(app) as c:
+        assert (
+            c.get("/cds-services", headers={"Authorization": f"Bearer {nested}"}).status_code == 401
+        )
+        signed = sign_token(KEY, "k1", {**_good_claims(), "aud": AUD.replace("sepsis", "ecg")})
+        got = c.post("/cds-services/vitalgru-ecg", content=b"[" * 1000,
+                     headers={"Authorization": f"Bearer {signed}",
+                              "Content-Type": "application/json"})  # fmt: skip
+        assert got.status_code == 422
