@@ -1,7 +1,8 @@
 """The JSON Web Keys of CDS Hooks clients (:mod:`pipelines.cds_tokens`): the public keys of a
 JWK Set the gateway can verify tokens with, and fetching a set from the URL where an EHR
-publishes it (over HTTPS only, in bounded time and size). :func:`jwk_of` is the EHR's side,
-for a client file's ``jwks`` when trying a deployment by hand and for the tests."""
+publishes it (over HTTPS only, no redirect followed, in bounded time and size).
+:func:`jwk_of` is the EHR's side, for a client file's ``jwks`` when trying a deployment by
+hand and for the tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -84,10 +86,23 @@ def check_jwks_url(url: str) -> str:
                      "this machine)")  # fmt: skip
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects refused: :func:`check_jwks_url` passed the URL the client file names, not
+    where it redirects (plain HTTP to another machine, a host the file never named)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:  # fmt: skip
+        raise urllib.error.HTTPError(req.full_url, code, f"{msg}: a redirect (to {newurl!r}), "
+                                     "not followed: name the JWK Set's own URL", headers, fp)  # fmt: skip
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _get_jwks(url: str, deadline: float) -> bytes:
     """The body at ``url``, read in pieces until ``deadline`` (monotonic) at most."""
     req = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=JWKS_TIMEOUT_S) as r:
+    with _OPENER.open(req, timeout=JWKS_TIMEOUT_S) as r:
         body = b""
         while len(body) <= JWKS_MAX_BYTES:
             if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ fetched again do not verify for ever, and a slow key server holds up nothing for
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from http_testkit import JsonServer, serving
 
 from pipelines import cds_jwks, cds_tokens
 from pipelines.cds_tokens import (
@@ -178,3 +180,28 @@ def test_a_slow_key_server_holds_up_neither_the_start_nor_calls_with_their_key_i
     finally:
         released.set()
     assert clients.wait_for_fetches(5) and clients.fetch_counts() == {("ehr", "ok"): 2}
+
+
+def test_a_jwk_set_url_that_redirects_is_refused() -> None:
+    # check_jwks_url passed the URL the file names, and urllib followed its redirect
+    # anywhere: plain HTTP to another machine, a host the file never named
+    with serving(JsonServer(lambda: JWKS)) as elsewhere:
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", elsewhere.url)  # type: ignore[attr-defined]
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        with serving(http.server.HTTPServer(("127.0.0.1", 0), Redirect)) as server:
+            url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+            with pytest.raises(ValueError, match="a redirect .* not followed"):
+                fetch_jwks(url)
+            clients = CdsClients.from_spec(
+                {"clients": [{"name": "ehr", "iss": ISS, "jwks_url": url}]}
+            )
+            assert clients.by_iss[ISS].keys == {}
+        assert elsewhere.gets == 0  # type: ignore[attr-defined]
