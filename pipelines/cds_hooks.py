@@ -20,8 +20,11 @@ monitor it runs:
 
 No alarm, no card (an empty list, as the specification asks). Each card links to the
 patient's page on the gateway and has a ``uuid`` made from its alarm's event; the EHR's
-feedback on a card (``accepted``, or ``overridden`` with a reason) acknowledges that alarm,
-in the clinician's place, as ``CDS Hooks (<client>)`` with the outcome as the note.
+feedback on a card (``accepted``, or ``overridden`` with one of the card's reasons: the
+sepsis card offers three, the ECG cards none) acknowledges that alarm, in the clinician's
+place, as ``CDS Hooks (<client>)`` with the outcome as the note
+(:mod:`pipelines.cds_feedback`): only an alarm of the service's monitor it gives cards for,
+never an informational event, and a reason the card did not offer is refused.
 
 Patients: the hook's ``context.patientId`` is the EHR's FHIR id, which is often not the
 identifier the feeds use. Without ``--patient-system`` it is the ward's patient id. With it
@@ -40,9 +43,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +52,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from pipelines.access import RateLimit
+from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, carded
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
 from pipelines.gateway_http import rate_limited
 from vitalgru.reports.monitoring import ALERT_NAMES
@@ -60,6 +63,7 @@ __all__ = [
     "SERVICES",
     "CdsStats",
     "apply_feedback",
+    "carded",
     "cds_router",
     "discovery",
     "ecg_cards",
@@ -107,17 +111,7 @@ DISCHARGE_NOTE = (
 ECG_CARDS = 5
 #: ECG alarms whose card is critical.
 CRITICAL_ECG = {"ventricular_run", "pause"}
-#: Reasons a clinician may give for overriding a card.
-OVERRIDE_REASONS = [
-    {"system": "urn:vitalgru:cds-override-reason", "code": "assessed",
-     "display": "Assessed: no sepsis now"},
-    {"system": "urn:vitalgru:cds-override-reason", "code": "known",
-     "display": "Known and being treated"},
-    {"system": "urn:vitalgru:cds-override-reason", "code": "artefact",
-     "display": "Measurement artefact or error"},
-]  # fmt: skip
 logger = logging.getLogger(__name__)
-_CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
 
 
 class CdsStats:
@@ -181,11 +175,6 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | 
             if isinstance(ident.get("value"), str) and ident["value"]:
                 return str(ident["value"])
     return None
-
-
-def card_uuid(event: Mapping[str, Any]) -> str:
-    """The card id of an alarm event (the same event, the same id, across calls)."""
-    return str(uuid.uuid5(_CARD_NS, f"{event['seq']}/{event.get('received_at', '')}"))
 
 
 def _source(service: str) -> dict[str, Any]:
@@ -276,55 +265,6 @@ def ecg_cards(
             **_links("The ECG page, with the alarm's strip", page),
         })  # fmt: skip
     return cards
-
-
-def apply_feedback(
-    ward: Any,
-    events: Sequence[Mapping[str, Any]],
-    body: Mapping[str, Any],
-    client: str,
-    patients: set[str] | None = None,
-) -> dict[str, int]:
-    """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
-    find the card's alarm by its id), as ``CDS Hooks (<client>)``, the outcome and any
-    override reason and comment as the note. Returns ``{"acknowledged", "already",
-    "unknown"}`` (cards whose alarm was acknowledged before, or that the log no longer
-    holds); the patients of the alarms it names are added to ``patients``. ValueError for
-    a body that is not CDS Hooks feedback, before any alarm is acknowledged."""
-    items = body.get("feedback") if isinstance(body, Mapping) else None
-    if not isinstance(items, list):
-        raise ValueError('CDS Hooks feedback is {"feedback": [...]}')
-    if not all(isinstance(i, Mapping) and i.get("outcome") in ("accepted", "overridden")
-               for i in items):  # fmt: skip
-        # checked before any is taken: a refusal acknowledges nothing
-        raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
-    by_card = {card_uuid(e): e for e in events}
-    counts = {"acknowledged": 0, "already": 0, "unknown": 0}
-    for item in items:
-        event = by_card.get(str(item.get("card")))
-        if event is None:
-            counts["unknown"] += 1
-            continue
-        reason = (
-            item.get("overrideReason") if isinstance(item.get("overrideReason"), Mapping) else {}
-        )
-        coding = reason.get("reason") if isinstance(reason.get("reason"), Mapping) else {}
-        note = " ".join(str(x) for x in (
-            f"card {item['outcome']} in the EHR",
-            f"({coding.get('display') or coding.get('code')})" if coding else "",
-            reason.get("userComment") or "",
-        ) if x)[:500]  # fmt: skip
-        try:
-            ward.acknowledge(int(event["seq"]), f"CDS Hooks ({client})"[:100], note)
-            counts["acknowledged"] += 1
-        except ValueError:  # acknowledged already
-            counts["already"] += 1
-        except KeyError:
-            counts["unknown"] += 1
-            continue
-        if patients is not None and event.get("patient_id") is not None:
-            patients.add(str(event["patient_id"]))
-    return counts
 
 
 def cds_router(
@@ -457,7 +397,8 @@ def cds_router(
         events = ward.events(0, 10_000)["events"]
         patients: set[str] = set()
         try:
-            got = apply_feedback(ward, events, body, request.state.cds_client.name, patients)
+            got = apply_feedback(ward, events, body, request.state.cds_client.name,
+                                 service(service_id)[0], patients)  # fmt: skip
         except ValueError as e:
             stats.call(f"{service_id}/feedback", "invalid")
             raise HTTPException(422, str(e)) from None

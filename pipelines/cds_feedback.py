@@ -1,0 +1,114 @@
+"""The EHR's feedback on the cards of the CDS Hooks services (:mod:`pipelines.cds_hooks`):
+each card's id, made from its alarm's event, the override reasons a card offers, and the
+feedback acknowledging the alarm of each card it names, as ``CDS Hooks (<client>)`` with
+the outcome as the note. Only an alarm the service gives cards for is acknowledged (not an
+informational event whose id someone worked out from the event log), and an override
+reason must be one the card offered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
+
+__all__ = ["OVERRIDE_REASONS", "REASONS_OF", "apply_feedback", "card_uuid", "carded"]
+
+#: Reasons a clinician may give for overriding a card.
+OVERRIDE_REASONS = [
+    {"system": "urn:vitalgru:cds-override-reason", "code": "assessed",
+     "display": "Assessed: no sepsis now"},
+    {"system": "urn:vitalgru:cds-override-reason", "code": "known",
+     "display": "Known and being treated"},
+    {"system": "urn:vitalgru:cds-override-reason", "code": "artefact",
+     "display": "Measurement artefact or error"},
+]  # fmt: skip
+
+_CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
+
+
+def card_uuid(event: Mapping[str, Any]) -> str:
+    """The card id of an alarm event (the same event, the same id, across calls)."""
+    return str(uuid.uuid5(_CARD_NS, f"{event['seq']}/{event.get('received_at', '')}"))
+
+
+#: The override reasons each monitor's cards offer (ECG cards offer none).
+REASONS_OF = {"sepsis": OVERRIDE_REASONS, "ecg": []}
+
+
+def carded(event: Mapping[str, Any], monitor: str) -> bool:
+    """Whether ``event`` is an alarm the services of ``monitor`` give cards for: a sepsis
+    alarm onset (a repeat in the lockout too), or an ECG alarm that is not information."""
+    if event.get("source") != monitor:
+        return False
+    if monitor == "sepsis":
+        return event.get("kind") in ("sepsis_risk", REPEATED_SEPSIS_KIND)
+    return event.get("kind") not in INFO_KINDS
+
+
+def _reason(item: Mapping[str, Any], monitor: str) -> dict[str, Any] | None:
+    """The override reason of a feedback item, one of its cards' (None without one;
+    ValueError for a reason the cards do not offer)."""
+    given = item.get("overrideReason")
+    if given is None:
+        return None
+    coding = given.get("reason") if isinstance(given, Mapping) else None
+    for offered in REASONS_OF[monitor]:
+        if isinstance(coding, Mapping) and (coding.get("system"), coding.get("code")) == (
+            offered["system"], offered["code"]
+        ):  # fmt: skip
+            return offered
+    if isinstance(given, Mapping) and coding is None:
+        return None  # a comment without a reason
+    raise ValueError(f"an override reason the {monitor} cards do not offer: {coding!r}"[:300])
+
+
+def apply_feedback(
+    ward: Any,
+    events: Sequence[Mapping[str, Any]],
+    body: Mapping[str, Any],
+    client: str,
+    monitor: str,
+    patients: set[str] | None = None,
+) -> dict[str, int]:
+    """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
+    find the card's alarm by its id; only the alarms ``monitor``'s services give cards for,
+    :func:`carded`), as ``CDS Hooks (<client>)``, the outcome and any override reason (one
+    of the cards', :data:`REASONS_OF`) and comment as the note. Returns ``{"acknowledged",
+    "already", "unknown"}`` (cards whose alarm was acknowledged before, or that the log no
+    longer holds or never carded); the patients of the alarms it names are added to
+    ``patients``. ValueError for a body that is not CDS Hooks feedback, or that gives a
+    reason the cards do not offer, before any alarm is acknowledged."""
+    items = body.get("feedback") if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise ValueError('CDS Hooks feedback is {"feedback": [...]}')
+    if not all(isinstance(i, Mapping) and i.get("outcome") in ("accepted", "overridden")
+               for i in items):  # fmt: skip
+        # checked before any is taken: a refusal acknowledges nothing
+        raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
+    reasons = [_reason(i, monitor) for i in items]  # all checked before any is taken too
+    by_card = {card_uuid(e): e for e in events if carded(e, monitor)}
+    counts = {"acknowledged": 0, "already": 0, "unknown": 0}
+    for item, coding in zip(items, reasons, strict=True):
+        event = by_card.get(str(item.get("card")))
+        if event is None:
+            counts["unknown"] += 1
+            continue
+        reason = item["overrideReason"] if isinstance(item.get("overrideReason"), Mapping) else {}
+        note = " ".join(str(x) for x in (
+            f"card {item['outcome']} in the EHR",
+            f"({coding['display']})" if coding else "",
+            reason.get("userComment") or "",
+        ) if x)[:500]  # fmt: skip
+        try:
+            ward.acknowledge(int(event["seq"]), f"CDS Hooks ({client})"[:100], note)
+            counts["acknowledged"] += 1
+        except ValueError:  # acknowledged already
+            counts["already"] += 1
+        except KeyError:
+            counts["unknown"] += 1
+            continue
+        if patients is not None and event.get("patient_id") is not None:
+            patients.add(str(event["patient_id"]))
+    return counts

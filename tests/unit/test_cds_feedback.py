@@ -1,0 +1,108 @@
+"""The EHR's feedback on CDS Hooks cards (:mod:`pipelines.cds_feedback`): it acknowledges
+only the alarms the service gives cards for, with a reason its cards offer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+from monitor_kit import untrained_monitor
+
+from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid
+from pipelines.cds_tokens import CdsClients, jwk_of, sign_token
+from pipelines.gateway import create_app
+from vitalgru.scoring.ward import Ward
+
+ISS = "https://ehr.example.org"
+BASE = "http://testserver"
+KEY = ec.generate_private_key(ec.SECP384R1())
+
+
+def _auth(aud: str) -> dict[str, str]:
+    now = time.time()
+    token = sign_token(KEY, "k1", {"iss": ISS, "aud": aud, "exp": now + 300, "iat": now,
+                                   "jti": str(uuid.uuid4())})  # fmt: skip
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_feedback_acknowledges_only_the_alarms_the_service_carded() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    clients = CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS, "jwks": {
+        "keys": [jwk_of(KEY.public_key(), "k1")]}}]})  # fmt: skip
+    app = create_app(ward, tick_s=0, cds_clients=clients, public_url=BASE)
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    with TestClient(app) as c:
+        c.post("/ecg/bed-3/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # the feed is lost: an alarm, a card
+        body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "bed-3"}}
+        (card,) = c.post("/cds-services/vitalgru-ecg", json=body, headers=_auth(aud)).json()[
+            "cards"
+        ]
+        assert "overrideReasons" not in card
+        c.post("/ecg/bed-3", json={"samples": [0.0] * 36})  # back: an event no card is made for
+        (back,) = [e for e in ward.events()["events"] if e["kind"] == "feed_restored"]
+
+        def feedback(*items: dict[str, Any]) -> Any:
+            return c.post("/cds-services/vitalgru-ecg/feedback", json={"feedback": list(items)},
+                          headers=_auth(f"{aud}/feedback"))  # fmt: skip
+
+        # an informational event's id, worked out from the log: acknowledged before
+        got = feedback({"card": card_uuid(back), "outcome": "accepted"})
+        assert got.json() == {"acknowledged": 0, "already": 0, "unknown": 1}
+        # the ECG card's alarm, through the sepsis service's feedback: not its card
+        sepsis = c.post("/cds-services/vitalgru-sepsis/feedback", json={"feedback": [
+            {"card": card["uuid"], "outcome": "accepted"}]},
+            headers=_auth(f"{BASE}/cds-services/vitalgru-sepsis/feedback"))  # fmt: skip
+        assert sepsis.status_code == 404  # no sepsis monitor here
+        # overridden with a reason the card never offered: refused, nothing acknowledged
+        made_up = {"reason": {"system": "urn:x", "code": "x", "display": "Patient deceased"},
+                   "userComment": "no"}  # fmt: skip
+        got = feedback({"card": card["uuid"], "outcome": "overridden", "overrideReason": made_up})
+        assert got.status_code == 422 and "do not offer" in got.text
+        assert not [e for e in ward.events()["events"] if e.get("acknowledged")]
+        # overridden with a comment and no reason: taken
+        got = feedback({"card": card["uuid"], "outcome": "overridden",
+                        "overrideReason": {"userComment": "lead off, re-sited"}})  # fmt: skip
+        assert got.json() == {"acknowledged": 1, "already": 0, "unknown": 0}
+        (acked,) = [e for e in ward.events()["events"] if e.get("acknowledged")]
+        assert acked["kind"] == "feed_lost"
+        assert acked["acknowledged"]["note"] == "card overridden in the EHR lead off, re-sited"
+
+
+class _Ward:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def acknowledge(self, seq: int, by: str, note: str) -> None:
+        self.notes.append(note)
+
+
+def test_a_sepsis_card_is_overridden_only_with_a_reason_it_offers() -> None:
+    onset = {"seq": 7, "source": "sepsis", "kind": "sepsis_risk", "patient_id": "icu-1"}
+    ended = {"seq": 8, "source": "sepsis", "kind": "alarm_ended", "patient_id": "icu-1"}
+    ward = _Ward()
+    offered = {**OVERRIDE_REASONS[2], "display": "anything the EHR says"}
+    item = {"card": card_uuid(onset), "outcome": "overridden",
+            "overrideReason": {"reason": offered}}  # fmt: skip
+    got = apply_feedback(ward, [onset, ended], {"feedback": [item]}, "ehr", "sepsis")
+    assert got["acknowledged"] == 1
+    assert ward.notes == ["card overridden in the EHR (Measurement artefact or error)"]
+    for reason in ({"system": "urn:x", "code": "known"}, {"code": "known"}, "known"):
+        bad = {**item, "overrideReason": {"reason": reason}}
+        with pytest.raises(ValueError, match="do not offer"):
+            apply_feedback(ward, [onset], {"feedback": [item, bad]}, "ehr", "sepsis")
+    with pytest.raises(ValueError, match="do not offer"):  # not a reason object at all
+        apply_feedback(ward, [onset], {"feedback": [{**item, "overrideReason": "x"}]}, "ehr",
+                       "sepsis")  # fmt: skip
+    assert len(ward.notes) == 1  # all or nothing
+    got = apply_feedback(ward, [ended], {"feedback": [{"card": card_uuid(ended),
+                         "outcome": "accepted"}]}, "ehr", "sepsis")  # fmt: skip
+    assert got["unknown"] == 1  # an event no card is made for
+    got = apply_feedback(ward, [onset], {"feedback": [{"card": card_uuid(onset),
+                         "outcome": "accepted"}]}, "ehr", "ecg")  # fmt: skip
+    assert got["unknown"] == 1  # another monitor's card
