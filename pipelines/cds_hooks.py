@@ -36,7 +36,8 @@ of another Patient, or of anything else, is ignored), and a call without one get
 
 Trust: every call carries a JSON Web Token the EHR signed (``Authorization: Bearer``), as
 the specification requires, checked against the EHRs ``FILE`` names
-(:mod:`pipelines.cds_tokens`); the caller in the access log is ``cds <client>``.
+(:mod:`pipelines.cds_tokens`); the caller in the access log is ``cds <client>``. A token
+not taken is answered 401 ``invalid token (<category>)``, its reason in full only logged.
 """
 
 from __future__ import annotations
@@ -309,7 +310,12 @@ def cds_router(
             client = clients.verify(given.strip(), audiences)
         except CdsAuthError as e:
             stats.call(service_of(request), "refused")
-            raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+            # the reason in full only in the log: it names trusted issuers, the clients'
+            # names, their key URLs and network errors, to anyone who sends a token
+            logger.warning("CDS call to %s refused: %s", request.url.path, e)
+            raise HTTPException(401, f"invalid token ({e.category})",
+                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                                ) from None  # fmt: skip
         request.state.caller = f"cds {client.name}"
         request.state.cds_client = client
         rate_limited(limit, f"cds {client.name}")

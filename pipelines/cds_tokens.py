@@ -99,7 +99,15 @@ logger = logging.getLogger(__name__)
 
 
 class CdsAuthError(Exception):
-    """A CDS Hooks call whose token is not taken (the message says why: answered 401)."""
+    """A CDS Hooks call whose token is not taken: answered 401 naming only ``category``
+    (``malformed``; ``untrusted``: an issuer, key or ``jku`` not trusted, or a signature
+    that does not verify, all alike, so that an anonymous caller learns neither the issuers
+    trusted nor the clients' names; or, the signature verified, what else was wrong); the
+    message says why in full, for the gateway's log."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
 
 
 def _time(value: Any) -> bool:
@@ -296,32 +304,38 @@ class CdsClients:
         call to one of ``audiences``; CdsAuthError when it is not taken."""
         now = time.time() if now is None else now
         if len(token) > MAX_TOKEN_CHARS:
-            raise CdsAuthError(f"the bearer token is longer than {MAX_TOKEN_CHARS} characters")
+            raise CdsAuthError(
+                "malformed", f"the bearer token is longer than {MAX_TOKEN_CHARS} characters"
+            )
         try:
             head_b64, body_b64, sig_b64 = token.split(".")
             head, body = json.loads(_b64(head_b64)), json.loads(_b64(body_b64))
             sig = _b64(sig_b64)
         except (ValueError, TypeError, RecursionError):  # JSON nested past Python's stack
-            raise CdsAuthError("the bearer token is not a JSON Web Token") from None
+            raise CdsAuthError("malformed", "the bearer token is not a JSON Web Token") from None
         if not isinstance(head, dict) or not isinstance(body, dict):
-            raise CdsAuthError("the bearer token is not a JSON Web Token")
+            raise CdsAuthError("malformed", "the bearer token is not a JSON Web Token")
         alg = head.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
-            raise CdsAuthError(f"tokens signed with {alg!r} are not taken (ES384 or RS384)")
+            raise CdsAuthError(
+                "malformed", f"tokens signed with {alg!r} are not taken (ES384 or RS384)"
+            )
         if "crit" in head:  # RFC 7515 4.1.11: extensions not understood must be refused
-            raise CdsAuthError(f"tokens with critical header extensions ({head['crit']!r}) "
+            raise CdsAuthError("malformed", f"tokens with critical header extensions ({head['crit']!r}) "
                                "are not taken")  # fmt: skip
         client = self.by_iss.get(str(body.get("iss")))
         if client is None:
-            raise CdsAuthError(f"issuer {body.get('iss')!r} is not a trusted CDS client")
+            raise CdsAuthError(
+                "untrusted", f"issuer {body.get('iss')!r} is not a trusted CDS client"
+            )
         jku = head.get("jku")
         if jku is not None and jku != client.jwks_url:
-            raise CdsAuthError(f"{client.name}: the token's jku {jku!r} is not the JWK Set "
+            raise CdsAuthError("untrusted", f"{client.name}: the token's jku {jku!r} is not the JWK Set "
                                "URL the client file names")  # fmt: skip
         kty, key = self._key(client, str(head.get("kid")))
         if key is None or kty != ("EC" if alg == "ES384" else "RSA"):
             why = f" (its JWK Set: {client.fetch_error})" if client.fetch_error else ""
-            raise CdsAuthError(f"{client.name}: no {alg} key {head.get('kid')!r}{why}")
+            raise CdsAuthError("untrusted", f"{client.name}: no {alg} key {head.get('kid')!r}{why}")
         signed = f"{head_b64}.{body_b64}".encode("ascii")
         try:
             if alg == "ES384":
@@ -333,30 +347,36 @@ class CdsClients:
             else:
                 key.verify(sig, signed, padding.PKCS1v15(), hashes.SHA384())
         except InvalidSignature:
-            raise CdsAuthError(f"{client.name}: the token's signature does not verify") from None
+            raise CdsAuthError(
+                "untrusted", f"{client.name}: the token's signature does not verify"
+            ) from None
         aud = body.get("aud")
         given = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if not {a.rstrip("/") for a in given if isinstance(a, str)} & {
             a.rstrip("/") for a in audiences
         }:
-            raise CdsAuthError(f"{client.name}: the token is for {aud!r}, not this endpoint")
+            raise CdsAuthError(
+                "audience", f"{client.name}: the token is for {aud!r}, not this endpoint"
+            )
         exp, iat, jti = body.get("exp"), body.get("iat"), body.get("jti")
         if not (_time(exp) and _time(iat) and isinstance(jti, str) and jti):
-            raise CdsAuthError(f"{client.name}: the token lacks exp, iat or jti (exp and iat "
+            raise CdsAuthError("claims", f"{client.name}: the token lacks exp, iat or jti (exp and iat "
                                "in seconds, jti a string)")  # fmt: skip
         if exp < now - LEEWAY_S:
-            raise CdsAuthError(f"{client.name}: the token expired")
+            raise CdsAuthError("expired", f"{client.name}: the token expired")
         if iat > now + LEEWAY_S or exp - iat > MAX_LIFETIME_S:
-            raise CdsAuthError(f"{client.name}: the token was issued in the future or for "
+            raise CdsAuthError("lifetime", f"{client.name}: the token was issued in the future or for "
                                f"longer than {MAX_LIFETIME_S:g} s")  # fmt: skip
         nbf = body.get("nbf", iat)
         if not _time(nbf) or nbf > now + LEEWAY_S:  # RFC 7519 4.1.5
-            raise CdsAuthError(f"{client.name}: the token is not valid yet (nbf {nbf!r})")
+            raise CdsAuthError(
+                "not yet valid", f"{client.name}: the token is not valid yet (nbf {nbf!r})"
+            )
         if iat < self._started:
             # its jti may have been used with the process before this one (the tokens seen
             # are kept in memory): an EHR signs a fresh token for every call. No leeway: a
             # token the old process took in its last minute would be taken again
-            raise CdsAuthError(f"{client.name}: the token was issued before the gateway "
+            raise CdsAuthError("issued before the gateway started", f"{client.name}: the token was issued before the gateway "
                                "started")  # fmt: skip
         with self._lock:
             if now - self._pruned >= 1.0:  # at most once a second: the tokens of an hour
@@ -364,7 +384,9 @@ class CdsClients:
                 self._pruned = now
             key_jti = f"{client.iss} {jti}"
             if key_jti in self._seen:
-                raise CdsAuthError(f"{client.name}: the token (jti {jti!r}) was used before")
+                raise CdsAuthError(
+                    "replayed", f"{client.name}: the token (jti {jti!r}) was used before"
+                )
             self._seen[key_jti] = float(exp)
         return client
 

@@ -1,7 +1,7 @@
 """CDS Hooks calls of every shape, generated. Tokens: headers and claims of any JSON, signed
 by the trusted EHR or not, and good tokens with characters changed; a token is either taken,
 and then every claim the gateway relies on holds, or refused with a
-:class:`~pipelines.cds_tokens.CdsAuthError` (a 401 saying why), never another exception (a
+:class:`~pipelines.cds_tokens.CdsAuthError` (a 401, the reason logged), never another exception (a
 500 for whoever sends it, signed or not). Hook calls and feedback of any JSON: the patient
 named, or a ValueError (a 422)."""
 
@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from damage_kit import FUZZ, JSON, replaced
 from fastapi.testclient import TestClient
+from http_testkit import closed_port
 from hypothesis import given
 from hypothesis import strategies as st
 from monitor_kit import untrained_monitor
@@ -147,3 +148,24 @@ def test_json_nested_past_the_stack_is_refused_not_a_500(clients: CdsClients) ->
                      headers={"Authorization": f"Bearer {signed}",
                               "Content-Type": "application/json"})  # fmt: skip
         assert got.status_code == 422
+
+
+def test_a_refused_token_is_answered_without_the_gateways_internals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the 401 named the issuers trusted, the client's name, its JWK Set URL and the
+    # network error of its last fetch, to a caller with no key at all
+    url = f"http://127.0.0.1:{closed_port()}/internal/ehr-keys.json"
+    clients = CdsClients.from_spec({"clients": [{"name": "epic-prod-ward4", "iss": ISS,
+                                                 "jwks_url": url}]})  # fmt: skip
+    app = create_app(Ward(untrained_monitor()), tick_s=0, cds_clients=clients,
+                     public_url="http://testserver")  # fmt: skip
+    with TestClient(app) as c:
+        for iss in ("https://not-trusted.example", ISS):
+            head = _b64(json.dumps({"alg": "RS384", "kid": "guess"}).encode())
+            token = f"{head}.{_b64(json.dumps({'iss': iss}).encode())}.AAAA"
+            got = c.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
+            assert got.status_code == 401
+            assert got.json() == {"detail": "invalid token (untrusted)"}  # the same for both
+    for said in ("not-trusted.example", "epic-prod-ward4", "internal/ehr-keys.json"):
+        assert said in caplog.text  # the reason in full is the gateway's log's
