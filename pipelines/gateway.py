@@ -111,6 +111,7 @@ from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,
     check_merge_target,
+    feed_answer,
     http_call,
     require,
     token_access,
@@ -352,8 +353,9 @@ def create_app(
                                      model=(models or {}).get("arrhythmia"))  # fmt: skip
 
     @feeds.delete("/ecg/{patient_id}")
-    def ecg_discharge(patient_id: str) -> dict[str, Any]:
-        return http_call(ward.discharge_ecg, patient_id)
+    def ecg_discharge(patient_id: str, request: Request) -> dict[str, Any]:
+        return feed_answer(request, http_call(ward.discharge_ecg, patient_id),
+                           "patient_id", "discharged")  # fmt: skip
 
     @feeds.post("/ecg/{patient_id}/merge")
     def ecg_merge(
@@ -365,9 +367,10 @@ def create_app(
         """Two records of one patient merged by the hospital: the ECG stream goes on under
         ``into`` (send its samples there from now on), the network's state and the alarms
         going on included; 409 when ``into`` is on ECG monitoring already, 403 when the
-        token is limited to patients and ``into`` is not one of them."""
+        token is limited to patients and ``into`` is not one of them. The summary under
+        ``into`` to a caller that may read it, else ``{"patient_id"}``."""
         check_merge_target(request, into)
-        return http_call(ward.merge_ecg, patient_id, into)
+        return feed_answer(request, http_call(ward.merge_ecg, patient_id, into), "patient_id")
 
     add_vitals_routes(
         feeds,

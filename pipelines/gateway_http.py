@@ -21,8 +21,8 @@ from pipelines.audit import AuditLog
 from pipelines.ward_requests import Refused, ward_call
 
 __all__ = [
-    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "http_call",
-    "require", "token_access",
+    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "feed_answer",
+    "http_call", "may_read", "require", "token_access",
 ]  # fmt: skip
 
 logger = logging.getLogger("pipelines.gateway")
@@ -135,6 +135,22 @@ def http_call(fn: Callable[..., Any], *args: Any) -> Any:
         return ward_call(fn, *args)
     except Refused as e:
         raise HTTPException(e.status, e.detail) from None
+
+
+def may_read(request: Request) -> bool:
+    """Whether the request's caller may read patient data: a token whose role reads, or
+    anyone on a gateway without tokens."""
+    cred = request.state.credential
+    return cred is None or cred.may("read")  # None: no tokens here
+
+
+def feed_answer(request: Request, answer: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """What a feed's request (a merge, a discharge) is answered: ``answer`` whole for a
+    caller that may also read patient data (:func:`may_read`), else only its ``keys``,
+    what the request changed. A ``feed`` token reads nothing (403 on ``GET
+    /vitals/{p}``): answered the patient's summary, it read any patient's risk, alarm and
+    demographics through a request that changed nothing."""
+    return answer if may_read(request) else {k: answer[k] for k in keys if k in answer}
 
 
 #: Environment variable ``vitalgru serve`` reads the shared access token from.

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from pipelines.gateway_http import check_merge_target, http_call
+from pipelines.gateway_http import check_merge_target, feed_answer, http_call, may_read
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.ward_requests import score_observations, skipped_note
@@ -28,6 +28,7 @@ from vitalgru.io.hl7v2 import (
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_sepsis_bed import static_columns
 
 __all__ = ["ICULOS_HELP", "add_vitals_routes"]
 
@@ -148,13 +149,19 @@ def add_vitals_routes(
     @feeds.post("/vitals/{patient_id}/static")
     def vitals_static(
         patient_id: str,
+        request: Request,
         static: Annotated[dict[str, float | None], Body(
             description="the demographics to change, as at admission (Age, Gender, Unit1, "
             "Unit2, HospAdmTime); those not given are kept")],
     ) -> dict[str, Any]:  # fmt: skip
         """Correct a sepsis patient's demographics (a wrong birth date or sex at admission):
-        used for the hours scored from now on; hours already scored keep their risks."""
-        return http_call(ward.update_sepsis_static, patient_id, static)
+        used for the hours scored from now on; hours already scored keep their risks.
+        Answers the patient's summary to a caller that may read it, else (a ``feed``
+        token) ``{"patient_id", "static"}`` with the values it changed."""
+        summary = http_call(ward.update_sepsis_static, patient_id, static)
+        if may_read(request):
+            return summary
+        return {"patient_id": patient_id, "static": static_columns(static)}
 
     @feeds.post("/vitals/{patient_id}/merge")
     def vitals_merge(
@@ -166,9 +173,10 @@ def add_vitals_routes(
         """Two records of one patient merged by the hospital (a temporary number into the
         patient's own): the sepsis stay goes on under ``into``, hours, network state and
         alarm episode included; 409 when ``into`` has a stay of their own, 403 when the
-        token is limited to patients and ``into`` is not one of them."""
+        token is limited to patients and ``into`` is not one of them. Answers the summary
+        under ``into`` to a caller that may read it, else ``{"patient_id"}``."""
         check_merge_target(request, into)
-        return http_call(ward.merge_sepsis, patient_id, into)
+        return feed_answer(request, http_call(ward.merge_sepsis, patient_id, into), "patient_id")
 
     @feeds.post("/vitals/{patient_id}/close")
     def vitals_close(patient_id: str) -> dict[str, Any]:
@@ -218,5 +226,8 @@ def add_vitals_routes(
         )  # fmt: skip
 
     @feeds.delete("/vitals/{patient_id}")
-    def vitals_discharge(patient_id: str) -> dict[str, Any]:
-        return http_call(ward.discharge_sepsis, patient_id)
+    def vitals_discharge(patient_id: str, request: Request) -> dict[str, Any]:
+        """Stop scoring the patient: the final summary to a caller that may read it, else
+        ``{"patient_id", "discharged"}``."""
+        return feed_answer(request, http_call(ward.discharge_sepsis, patient_id),
+                           "patient_id", "discharged")  # fmt: skip

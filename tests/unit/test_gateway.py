@@ -907,6 +907,34 @@ def test_named_tokens_may_do_only_what_their_role_allows(
         assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200
 
 
+def test_a_feed_is_answered_only_what_its_request_changed(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]], tmp_path: Path
+) -> None:
+    f = tmp_path / "tokens.json"
+    feed, admin = new_token(f, "feeds", "feed"), new_token(f, "ops", "admin")
+    as_feed, as_admin = ({"Authorization": f"Bearer {t}"} for t in (feed, admin))
+    ward = Ward(untrained_monitor(), sepsis[0])
+    with TestClient(create_app(ward, tick_s=0, tokens=TokenTable.from_file(f))) as c:
+        c.post("/vitals/p1/admit", json={"Age": 71, "Gender": 1}, headers=as_admin)
+        c.post("/vitals/p1", json=sepsis[1][0], headers=as_admin)
+        assert c.get("/vitals/p1", headers=as_feed).status_code == 403
+        # a correction that changes nothing read the whole summary before
+        r = c.post("/vitals/p1/static", json={}, headers=as_feed)
+        assert r.status_code == 200 and r.json() == {"patient_id": "p1", "static": {}}
+        r = c.post("/vitals/p1/static", json={"Age": 72}, headers=as_feed)
+        assert r.json() == {"patient_id": "p1", "static": {"age_years": 72.0}}
+        full = c.post("/vitals/p1/static", json={}, headers=as_admin).json()
+        assert full["static"] == {"age_years": 72.0, "gender_male": 1.0} and "in_alarm" in full
+        r = c.post("/vitals/p1/merge", params={"into": "p2"}, headers=as_feed)
+        assert r.json() == {"patient_id": "p2"}
+        assert c.delete("/vitals/p2", headers=as_feed).json() == {
+            "patient_id": "p2", "discharged": True}  # fmt: skip
+        c.post("/ecg/e1/admit", json={"fs": 360}, headers=as_feed)
+        assert c.post("/ecg/e1/merge?into=e2", headers=as_feed).json() == {"patient_id": "e2"}
+        assert c.delete("/ecg/e2", headers=as_feed).json() == {
+            "patient_id": "e2", "discharged": True}  # fmt: skip
+
+
 def test_tokens_revoked_expired_or_for_other_patients_are_refused_while_it_runs(
     sepsis: tuple[EarlyWarningMonitor, list[dict]], tmp_path: Path
 ) -> None:
