@@ -381,6 +381,7 @@ def create_app(
         open_=access is None,
         hl7_timezone=hl7_timezone,
         models=models or {},
+        patient_system=patient_system,
     )
 
     add_event_routes(reads, acks, ward, tickets, stopping, patient_system)

@@ -49,12 +49,14 @@ def add_vitals_routes(
     open_: bool,
     hl7_timezone: tzinfo | None,
     models: dict[str, str],
+    patient_system: str | None = None,
 ) -> None:
     """Add the sepsis and HL7 v2 routes to ``feeds`` (what feeds send) and ``reads``
     (summaries and pages) for ``ward``: FHIR and HL7 v2 intake counted in ``intake``,
     messages to ``POST /hl7`` handled by ``inbox``; ``open_``: the gateway takes no token
     (its caller is logged as ``open``); ``hl7_timezone``: the site's zone for HL7 times
-    without an offset; ``models``: the names shown on the pages."""
+    without an offset; ``models``: the names shown on the pages; ``patient_system``: the
+    identifier system a FHIR ``subject`` names the gateway's patients in."""
 
     @feeds.post("/vitals/{patient_id}/admit", status_code=201)
     def vitals_admit(
@@ -86,7 +88,9 @@ def add_vitals_routes(
     ) -> dict[str, Any]:
         """One hour as FHIR R4 Observations (LOINC-coded, values in UCUM units, converted
         to the model's): scored like ``POST /vitals/{patient}``, with what was used,
-        converted and skipped (:mod:`vitalgru.io.fhir_observations`)."""
+        converted and skipped (:mod:`vitalgru.io.fhir_observations`). Refused (422) when an
+        Observation's ``subject`` names another patient (a ``Patient/<id>`` reference, or
+        with ``--patient-system`` an identifier of that system); one without is taken."""
         try:
             return _score_observations(patient_id, payload, iculos, "fhir")
         except HTTPException:
@@ -96,7 +100,8 @@ def add_vitals_routes(
     def _score_observations(
         patient_id: str, payload: Any, iculos: int | None, source: str
     ) -> dict[str, Any]:
-        return http_call(score_observations, ward, intake, patient_id, payload, iculos, source)
+        return http_call(score_observations, ward, intake, patient_id, payload, iculos, source,
+                         patient_system)  # fmt: skip
 
     @feeds.post(
         "/vitals/{patient_id}/hl7",

@@ -11,7 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from vitalgru.errors import ConflictError, ModelMissingError
-from vitalgru.io.fhir_observations import observations_to_hour, says_when, timed_resources
+from vitalgru.io.fhir_observations import (
+    observations_to_hour,
+    says_when,
+    subject_patient,
+    timed_resources,
+)
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["Refused", "score_observations", "ward_call"]
@@ -68,13 +73,21 @@ def skipped_note(observations: dict[str, Any], limit: int = 5) -> str:
 
 
 def score_observations(
-    ward: Ward, intake: Any, patient_id: str, payload: Any, iculos: int | None, source: str
+    ward: Ward,
+    intake: Any,
+    patient_id: str,
+    payload: Any,
+    iculos: int | None,
+    source: str,
+    patient_system: str | None = None,
 ) -> dict[str, Any]:
     """Score the hour FHIR-shaped Observations make (``iculos``: the sender says which
     and that it is whole), or, without ``iculos``, add them to the ICU hours their times
     fall in, each scored when it closes (:meth:`Ward.add_observations`). :class:`Refused`
-    (422) when they name no hour, when they fall in several and some Observation has no
-    time, or when none of them is usable. What was used and skipped is counted in
+    (422) when a resource's ``subject`` names another patient than ``patient_id``
+    (:func:`~vitalgru.io.fhir_observations.subject_patient`, by ``patient_system``), when
+    they name no hour, when they fall in several and some Observation has no time, or when
+    none of them is usable. What was used and skipped is counted in
     ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`) under ``source``.
 
     Returns the hour's risk (with ``iculos``), or what was held: one hour's
@@ -86,6 +99,14 @@ def score_observations(
         resources, times = timed_resources(payload)
     except ValueError as e:
         raise Refused(422, str(e)) from None
+    others = {i: p for i, r in enumerate(resources)
+              if (p := subject_patient(r, patient_system)) not in (None, patient_id)}  # fmt: skip
+    if others:  # another patient's results scored under this one: HL7's PID-3 is checked
+        raise Refused(
+            422, f"the observations at {list(others)[:5]} are about patient "
+            f"{', '.join(sorted(set(others.values()))[:5])} (subject), not {patient_id}; "
+            "nothing was scored",
+        )  # fmt: skip
     stay = None  # the stay the hours are counted in: the same when they are added
     unplaced: list[dict[str, Any]] = []  # a time given that cannot place it: skipped, said
     if iculos is not None:

@@ -836,6 +836,45 @@ def test_fhir_hours_that_give_nothing_usable_are_refused(client: TestClient) -> 
     assert client.post("/vitals/icu-3/admit", json={"Age": "old"}).status_code == 422
 
 
+def test_fhir_observations_about_another_patient_are_refused(
+    client: TestClient, sepsis: tuple[EarlyWarningMonitor, list[dict]]
+) -> None:
+    hr = {"resourceType": "Observation", "status": "final", "code": {"coding": [
+        {"system": "http://loinc.org", "code": "8867-4"}]},
+        "valueQuantity": {"value": 150, "code": "/min", "system": "http://unitsofmeasure.org"}}  # fmt: skip
+
+    def about(ref: str, **ident: str) -> dict[str, Any]:
+        return {**hr, "subject": {"reference": ref, **({"identifier": ident} if ident else {})}}
+
+    for pid in ("bed-4", "bed-5"):
+        client.post(f"/vitals/{pid}/admit")
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": hr}, {"resource": about("Patient/bed-5", value="bed-5")}]}  # fmt: skip
+    r = client.post("/vitals/bed-4/fhir", params={"iculos": 1}, json=bundle)
+    assert r.status_code == 422 and "about patient bed-5 (subject), not bed-4" in r.text
+    assert "[1]" in r.json()["detail"] and client.get("/vitals/bed-4").json()["last_hour"] is None
+    for ref in ("https://ehr.example/fhir/Patient/bed-5", "Patient/bed-5/_history/3"):
+        assert client.post("/vitals/bed-4/fhir", params={"iculos": 1},
+                           json=[about(ref)]).status_code == 422, ref  # fmt: skip
+    # its own, none, or a subject that is not a patient: taken
+    for hour, obs in enumerate((about("Patient/bed-4"), about("Group/icu"), hr), start=1):
+        r = client.post("/vitals/bed-4/fhir", params={"iculos": hour}, json=[obs])
+        assert r.status_code == 200 and r.json()["hour"] == hour
+    mrn = "urn:oid:2.16.840.1.113883.19.5"
+    ward = Ward(sepsis=sepsis[0])
+    with TestClient(create_app(ward, tick_s=0, patient_system=mrn)) as c:
+        c.post("/vitals/MRN-7/admit")
+        other = about("Patient/12345", system=mrn, value="MRN-8")
+        r = c.post("/vitals/MRN-7/fhir", params={"iculos": 1}, json=[other])
+        assert r.status_code == 422 and "patient MRN-8 (subject)" in r.text
+        # the server's own id is another namespace; another system's number is not ours
+        own = about("Patient/12345", system=mrn, value="MRN-7")
+        assert c.post("/vitals/MRN-7/fhir", params={"iculos": 1}, json=[own]).status_code == 200
+        foreign = about("Patient/x", system="urn:other", value="77")
+        assert c.post("/vitals/MRN-7/fhir", params={"iculos": 2}, json=[foreign]).status_code == 200
+        c.delete("/vitals/MRN-7")  # the monitor is shared by the tests
+
+
 def test_demographics_given_at_admission_outlive_a_restart(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:

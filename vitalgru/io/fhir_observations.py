@@ -44,6 +44,7 @@ __all__ = [
     "observation_times",
     "observations_to_hour",
     "row_to_observations",
+    "subject_patient",
     "timed_resources",
 ]
 
@@ -383,6 +384,31 @@ def says_when(resource: Any) -> bool:
     """Whether an Observation gives a time at all, usable or not: one whose time
     :func:`timed_resources` cannot read (no UTC offset, a date alone) is not one without."""
     return bool(_given_time(resource))
+
+
+def subject_patient(resource: Any, patient_system: str | None = None) -> str | None:
+    """The patient a resource's ``subject`` names, or None when it names none that can be
+    told: with ``patient_system`` (the hospital's identifiers, e.g. its medical record
+    numbers), the value of an ``identifier`` of that system; without, the id of a
+    ``Patient/<id>`` reference (relative, absolute or versioned). A reference's id is the
+    FHIR server's own, another namespace than a ``patient_system``'s, so it is not compared
+    there; a subject that is a group, a device or a location names no patient."""
+    subject = resource.get("subject") if isinstance(resource, Mapping) else None
+    if not isinstance(subject, Mapping):
+        return None
+    if patient_system is not None:
+        ident = subject.get("identifier")
+        if isinstance(ident, Mapping) and ident.get("system") == patient_system:
+            value = ident.get("value")
+            return value if isinstance(value, str) else None
+        return None
+    ref = subject.get("reference")
+    if not isinstance(ref, str):
+        return None
+    parts = ref.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
 
 
 def timed_resources(payload: Any) -> tuple[list[Any], list[datetime | None]]:
