@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
 from pipelines.ward_requests import Refused, ward_call
+from vitalgru.scoring.patient_ids import check_patient_id
 
 __all__ = [
     "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "feed_answer",
@@ -205,14 +206,16 @@ def require(
     ``/events/{seq}/...``, check the event's patient themselves: :func:`event_for`).
     On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
     to (:class:`~pipelines.access.StreamTickets`), while that token is in force. With
-    ``limit``, a caller over its rate is answered 429 with ``Retry-After``."""
+    ``limit``, a caller over its rate is answered 429 with ``Retry-After``. A patient's
+    path whose id cannot name a patient is answered 422 with the reason, once the caller
+    is let through (:func:`~vitalgru.scoring.patient_ids.check_patient_id`)."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
         request.state.still_allowed = lambda: True
         if access is None:
             rate_limited(limit, request.client.host if request.client else "unknown")
-            return
+            return _path_patient(request)
         scheme, _, given = (authorization or "").partition(" ")
         cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
         ticket = request.query_params.get("ticket")
@@ -242,6 +245,7 @@ def require(
             raise HTTPException(
                 403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
             )
+        _path_patient(request)
         pid = None
         if cred.patients is not None and "seq" not in request.path_params:
             pid = request.path_params.get("patient_id")
@@ -269,6 +273,14 @@ def require(
         request.state.still_allowed = still_allowed
 
     return check
+
+
+def _path_patient(request: Request) -> None:
+    """422 when the path's patient id cannot name a patient (a NUL, a control character,
+    a blank, thousands of characters): it was looked up, or admitted, as it came."""
+    pid = request.path_params.get("patient_id")
+    if pid is not None:
+        http_call(check_patient_id, pid)
 
 
 def _current(table: Any, sha256: str) -> Any:

@@ -65,6 +65,7 @@ from typing import Any
 from pipelines.ward_requests import Refused, score_observations, skipped_note, ward_call
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
+from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import TAKING
 
@@ -246,7 +247,7 @@ class Hl7Inbox:
         event = adt_event(msg, self.tz)
         if not event.patient_ids:
             raise Refused(422, "the message names no patient (PID-3)")
-        pid = event.patient_ids[0]
+        pid = ward_call(check_patient_id, event.patient_ids[0])  # AE 422 naming the problem
         unit = msg.field("PV1", 3, 1).upper()
         here = self.units is None or unit in self.units
         on = pid in set(self.ward.patients().get("sepsis", []))

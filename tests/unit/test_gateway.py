@@ -875,6 +875,53 @@ def test_fhir_observations_about_another_patient_are_refused(
         c.delete("/vitals/MRN-7")  # the monitor is shared by the tests
 
 
+def test_patient_ids_that_cannot_name_a_patient_are_refused_everywhere(
+    client: TestClient,
+) -> None:
+    bad = {"n%00ul": "control", "icu-7%1C": "control", "tab%09id": "control", "%20": "blank",
+           "x" * 65: "65 characters", "%20bed-4": "whitespace"}  # fmt: skip
+    for pid, why in bad.items():
+        r = client.post(f"/vitals/{pid}/admit")
+        assert r.status_code == 422 and why in r.json()["detail"], pid
+        r = client.post(f"/ecg/{pid}/admit", json={"fs": 360})
+        assert r.status_code == 422 and why in r.json()["detail"], pid
+        assert client.get(f"/vitals/{pid}").status_code == 422, pid
+    assert client.post(f"/vitals/{'m' * 64}/admit").status_code == 201  # an MRN's room
+    client.post("/ecg/tmp-4/admit", json={"fs": 360})
+    client.post("/vitals/tmp-4/admit")
+    for monitor in ("ecg", "vitals"):  # the merge's record, taken from the query
+        for into, why in {
+            "mrn/123": "'/'",
+            "x\x00y": "control",
+            " ": "blank",
+            "..": "'..'",
+        }.items():
+            r = client.post(f"/{monitor}/tmp-4/merge", params={"into": into})
+            assert r.status_code == 422 and why in r.json()["detail"], (monitor, into)
+    assert client.get("/patients").json() == {"ecg": ["tmp-4"], "sepsis": ["m" * 64, "tmp-4"]}
+    for pid, why in {"12345/2024": "'/'", "y" * 70: "70 characters"}.items():  # HL7's PID-3
+        adt = ("MSH|^~\\&|ADT|H|vitalgru|W|20261206100000||ADT^A01|c-" + pid[:3] + "|P|2.5\r"
+               f"PID|1||{pid}^^^H^MR\r")  # fmt: skip
+        r = client.post("/hl7", content=adt, headers={"Content-Type": "x-application/hl7-v2+er7"})
+        assert r.status_code == 422 and "MSA|AE" in r.text and why in r.text, pid
+    assert client.get("/patients").json()["sepsis"] == ["m" * 64, "tmp-4"]
+
+
+def test_a_patient_id_kept_from_before_ids_were_checked_is_taken_up_and_said(
+    sepsis_fit: tuple[Any, dict, list[dict]], caplog: pytest.LogCaptureFixture
+) -> None:
+    model, preprocessing, rows = sepsis_fit
+    old = "bed 4/2"  # admitted when any text was taken
+    state = WardState([], [SepsisAdmission(old, "2026-12-05T08:00:00+00:00", rows[:2])], [], 0, {})
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+    with caplog.at_level(logging.WARNING):
+        assert ward.restore(state)["sepsis"] == 1
+    assert ward.sepsis_summary(old)["last_hour"]["hour"] == rows[1]["ICULOS"]
+    assert "patient id 'bed 4/2' in the state file holds a '/'" in caplog.text
+    with pytest.raises(ValueError, match="holds a '/'"):
+        ward.admit_sepsis(old)
+
+
 def test_demographics_given_at_admission_outlive_a_restart(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
 ) -> None:

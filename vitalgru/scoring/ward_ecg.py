@@ -26,6 +26,7 @@ import numpy as np
 from vitalgru.errors import ConflictError
 from vitalgru.scoring.alerts import Alert, strip_bounds
 from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_ecg_bed import (
     MAX_FILL_S,
     RATE_WINDOW_S,
@@ -57,9 +58,11 @@ class EcgWard(WardShadows, WardStrips):
 
     def admit_ecg(self, patient_id: str, fs: float) -> None:
         """Start a patient's ECG feed at ``fs`` Hz (one lead, mV). ValueError when already
-        admitted or ``fs`` is not a positive rate."""
+        admitted, for an id that cannot name a patient
+        (:func:`~vitalgru.scoring.patient_ids.check_patient_id`) or when ``fs`` is not a
+        positive rate."""
         self._need(self.ecg, "arrhythmia")
-        pid = str(patient_id)
+        pid = check_patient_id(str(patient_id))
         with self._model_lock, self._queue_lock:
             if pid in self._ecg_beds:
                 raise ConflictError(f"patient {pid!r} is already on ECG monitoring")

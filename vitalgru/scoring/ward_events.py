@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vitalgru.errors import ConflictError, ModelMissingError, WardClosedError
+from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_journal import WardJournal
 
 __all__ = ["INFO_KINDS", "REPEATED_SEPSIS_KIND", "WardEvents", "escalation_delays", "merged_ids"]
@@ -177,8 +178,9 @@ class WardEvents:
     ) -> Any:
         """The bed ``old`` has in ``beds`` (those on ``on``: "ECG monitoring"), once a merge
         of it into ``new`` is allowed (the caller holds the queue lock): ValueError for the
-        same id or a ``new`` with ``what`` ("a stream") of their own, KeyError for an ``old``
-        not there."""
+        same id, a ``new`` that cannot name a patient (:func:`check_patient_id`) or one with
+        ``what`` ("a stream") of their own, KeyError for an ``old`` not there."""
+        check_patient_id(new)
         if old == new:
             raise ValueError(f"patient {old!r} cannot be merged into itself")
         bed = beds.get(old)

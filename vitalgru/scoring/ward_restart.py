@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
+from vitalgru.scoring.patient_ids import patient_id_problem
 from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
 from vitalgru.scoring.ward_events import _utc_now, merged_ids
 from vitalgru.scoring.ward_sepsis import SepsisWard
@@ -97,6 +98,10 @@ class WardRestart(SepsisWard):
         they concern and one for the rest (:meth:`_log_damage`), and kept in
         :attr:`state_damage` for :meth:`WardJournal.set_aside`.
 
+        Patients whose id could not be admitted now
+        (:func:`~vitalgru.scoring.patient_ids.patient_id_problem`: kept from before ids were
+        checked) are taken up all the same, and a warning says so.
+
         Returns ``{"ecg", "sepsis", "hours", "events", "ecg_memory", "damaged"}`` taken up
         (``ecg_memory``: ECG patients who kept their memory; ``damaged``: rows left out).
         """
@@ -116,6 +121,12 @@ class WardRestart(SepsisWard):
             if kept and monitor is None:
                 logger.warning("ward: %d %s patient(s) in the state file are not taken up: "
                                "this gateway has no %s model", len(kept), *what)  # fmt: skip
+        for pid in sorted({a.patient_id for a in (*state.sepsis, *state.ecg)}):
+            # admitted before ids were checked: taken up (a patient is not dropped), said
+            if (problem := patient_id_problem(pid)) is not None:
+                logger.warning("ward: patient id %.80r in the state file %s: taken up, but it "
+                               "could not be admitted now; discharge the patient and admit "
+                               "them under their proper id", pid, problem)  # fmt: skip
         damaged = list(state.damaged)
         n_hours = self._replay_sepsis(state, damaged) if state.sepsis and self.sepsis else 0
         carried = 0

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
+from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
 from vitalgru.scoring.ward_sepsis_hours import HOUR_CLOSE_AFTER_S, HOUR_QUIET_S, SepsisHours
@@ -72,11 +73,12 @@ class SepsisWard(SepsisHours):
         demographics (``Age``, ``Gender``, ``Unit1``, ``Unit2``, ``HospAdmTime``, or their
         vitalgru names), added to every hour that does not carry them itself.
         ``admitted_at``: when the ICU stay began (default now), from which
-        :meth:`sepsis_hour_at` counts the hours. ValueError when already admitted, for a
-        static column that is not one or a value that is not a number, or a time without
+        :meth:`sepsis_hour_at` counts the hours. ValueError when already admitted, for an
+        id that cannot name a patient (:func:`~vitalgru.scoring.patient_ids.check_patient_id`),
+        for a static column that is not one or a value that is not a number, or a time without
         its UTC offset or in the future."""
         self._need(self.sepsis, "early-warning")
-        pid = str(patient_id)
+        pid = check_patient_id(str(patient_id))
         given = static_columns(static or {})
         if admitted_at is not None and admitted_at.tzinfo is None:
             raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
