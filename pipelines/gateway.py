@@ -140,6 +140,9 @@ logger = logging.getLogger(__name__)
 #: one is refused with 413 as it streams in, before it is parsed or held in memory.
 MAX_BODY_BYTES = 8 * 2**20
 
+#: Largest ``GET /audit?since=`` taken: SQLite's largest integer (a larger one was a 500).
+MAX_ROW = 2**63 - 1
+
 #: Seconds between ticks: how often queued ECG is pushed through the network. Labels wait
 #: for two more beats and the filtering margin anyway (about 4.5 s), so 1 s adds little.
 DEFAULT_TICK_S = 1.0
@@ -445,7 +448,7 @@ def create_app(
     def audit_rows(
         patient: str | None = Query(None, description="one patient's rows"),
         caller: str | None = Query(None, description="one token's rows"),
-        since: int = Query(0, ge=0, description="the last row number already seen"),
+        since: int = Query(0, ge=0, le=MAX_ROW, description="the last row number already seen"),
         limit: int = Query(1000, ge=1, le=10_000),
         refused: bool = Query(False, description="only the 401 and 403 answers"),
     ) -> dict[str, Any]:

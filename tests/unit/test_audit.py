@@ -212,6 +212,15 @@ class _Clock(datetime):
         return cls.at
 
 
+def test_a_row_number_past_sqlites_integers_is_refused_not_a_500(tmp_path: Path) -> None:
+    app = create_app(Ward(untrained_monitor()), tick_s=0, audit=AuditLog(tmp_path / "a.sqlite"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.get("/patients")
+        r = c.get("/audit", params={"since": 2**63})
+        assert r.status_code == 422 and "less than or equal to" in r.text
+        assert c.get("/audit", params={"since": 2**63 - 1}).json() == {"rows": []}
+
+
 def test_old_rows_move_to_an_archive_and_the_files_verify_as_one_chain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
