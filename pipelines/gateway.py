@@ -352,7 +352,8 @@ def create_app(
                     strips.append(ward.strip(a["seq"]))
                 except KeyError:  # older than the strips kept
                     continue
-        return ecg_patient_page_html(summary, strips, ward.ecg_trend(patient_id),
+        trend = http_call(ward.ecg_trend, patient_id)  # 404, not 500, when discharged since
+        return ecg_patient_page_html(summary, strips, trend,
                                      model=(models or {}).get("arrhythmia"))  # fmt: skip
 
     @feeds.delete("/ecg/{patient_id}")

@@ -71,7 +71,8 @@ def add_vitals_routes(
             "ICU hours of observations sent with their times count from it")] = None,
     ) -> dict[str, Any]:  # fmt: skip
         http_call(ward.admit_sepsis, patient_id, static, admitted_at)
-        return {"patient_id": patient_id, "static": ward.sepsis_summary(patient_id)["static"]}
+        # what was admitted, not read back: a discharge in between made the read a 500
+        return {"patient_id": patient_id, "static": static_columns(static or {})}
 
     @feeds.post("/vitals/{patient_id}")
     def vitals_hour(patient_id: str, row: dict[str, float | str | None]) -> dict[str, Any]:

@@ -907,6 +907,34 @@ def test_patient_ids_that_cannot_name_a_patient_are_refused_everywhere(
     assert client.get("/patients").json()["sepsis"] == ["m" * 64, "tmp-4"]
 
 
+def test_a_discharge_between_a_routes_steps_is_no_server_error(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ward = client.ward
+    admit, summary = ward.admit_sepsis, ward.ecg_summary
+
+    def admitted_then_discharged(pid: str, *args: Any) -> None:
+        admit(pid, *args)
+        ward.discharge_sepsis(pid)  # another request's, as this one goes on
+
+    def read_then_discharged(pid: str) -> dict[str, Any]:
+        out = summary(pid)
+        ward.discharge_ecg(pid)
+        return out
+
+    monkeypatch.setattr(ward, "admit_sepsis", admitted_then_discharged)
+    monkeypatch.setattr(ward, "ecg_summary", read_then_discharged)
+    client.post("/ecg/e1/admit", json={"fs": 360})
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        r = c.post("/vitals/p1/admit", json={"Age": 71})
+        assert r.status_code == 201 and r.json() == {
+            "patient_id": "p1",
+            "static": {"age_years": 71.0},
+        }
+        r = c.get("/ecg/e1/page")
+        assert r.status_code == 404 and "not on ECG monitoring" in r.text
+
+
 def test_a_patient_id_kept_from_before_ids_were_checked_is_taken_up_and_said(
     sepsis_fit: tuple[Any, dict, list[dict]], caplog: pytest.LogCaptureFixture
 ) -> None:
