@@ -55,7 +55,7 @@ from starlette.concurrency import run_in_threadpool
 from pipelines.access import RateLimit
 from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, carded
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
-from pipelines.gateway_http import rate_limited
+from pipelines.gateway_http import rate_limited, unknown_caller
 from vitalgru.reports.monitoring import ALERT_NAMES
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
 
@@ -301,6 +301,7 @@ def cds_router(
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             stats.call(service_of(request), "refused")
+            unknown_caller(limit, request)
             raise HTTPException(401, "a CDS Hooks call needs the EHR's signed token "
                                 "(Authorization: Bearer <JWT>)",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -310,6 +311,7 @@ def cds_router(
             client = clients.verify(given.strip(), audiences)
         except CdsAuthError as e:
             stats.call(service_of(request), "refused")
+            unknown_caller(limit, request)  # (429 past the limit: not logged either)
             # the reason in full only in the log: it names trusted issuers, the clients'
             # names, their key URLs and network errors, to anyone who sends a token
             logger.warning("CDS call to %s refused: %s", request.url.path, e)

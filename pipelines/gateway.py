@@ -231,7 +231,7 @@ def create_app(
     role, is written to it; ``GET /audit`` (admin tokens) reads it. A ``forwarder``
     (:class:`pipelines.hl7_forward.AlarmForwarder`) runs while the app does. With
     ``rate_limit`` (:class:`pipelines.access.RateLimit`), each token (or client address,
-    on an open gateway) over its rate is answered 429; ``/health`` and ``/metrics`` are
+    on an open gateway or without a valid token) over its rate is answered 429; ``/health`` and ``/metrics`` are
     not limited. With ``cds_clients`` (:class:`pipelines.cds_hooks.CdsClients`), the EHRs
     they name may call the gateway's CDS Hooks services (``/cds-services``) with their
     signed tokens; ``public_url``: the gateway's address as they call it (behind a proxy)."""

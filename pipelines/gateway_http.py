@@ -206,7 +206,8 @@ def require(
     ``/events/{seq}/...``, check the event's patient themselves: :func:`event_for`).
     On the event stream, ``?ticket=`` from ``tickets`` stands for the token it was issued
     to (:class:`~pipelines.access.StreamTickets`), while that token is in force. With
-    ``limit``, a caller over its rate is answered 429 with ``Retry-After``. A patient's
+    ``limit``, a caller over its rate is answered 429 with ``Retry-After``: a token by its
+    name, requests without a valid token by the client's address (:func:`unknown_caller`). A patient's
     path whose id cannot name a patient is answered 422 with the reason, once the caller
     is let through (:func:`~vitalgru.scoring.patient_ids.check_patient_id`)."""
 
@@ -231,9 +232,11 @@ def require(
             # role, expiry and patients were the ticket's snapshot before)
             cred = None if held is None else _current(access(), held.sha256)
             if cred is None:
+                unknown_caller(limit, request)
                 raise HTTPException(401, "the stream ticket is unknown, used or expired "
                                     "(ask for another: POST /events/stream/ticket)")  # fmt: skip
         if cred is None:
+            unknown_caller(limit, request)
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         request.state.caller = cred.name  # for the access log, refused or not
@@ -301,6 +304,14 @@ def rate_limited(limit: RateLimit | None, caller: str) -> None:
     if wait > 0:
         raise HTTPException(429, f"over {limit.rate:g} requests per second; try again in "
                             f"{wait:.1f} s", headers={"Retry-After": str(max(1, round(wait)))})  # fmt: skip
+
+
+def unknown_caller(limit: RateLimit | None, request: Request) -> None:
+    """429 when the client's address is over ``limit`` with requests whose token is not
+    taken (none, unknown, revoked): they were never limited, as the 401 came first, so a
+    client guessing tokens or retrying a revoked one in a loop went on at full speed (and
+    wrote an access-log row each time)."""
+    rate_limited(limit, f"no valid token, {request.client.host if request.client else 'unknown'}")
 
 
 def event_for(request: Request, patient_id: Any) -> None:

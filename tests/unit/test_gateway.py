@@ -1373,6 +1373,12 @@ def test_a_caller_over_the_rate_limit_is_answered_429(tmp_path: Path) -> None:
         assert c.get("/patients", headers=as_["engine"]).status_code == 200  # its own rate
         assert c.get("/health").status_code == c.get("/metrics").status_code == 200
         assert "vitalgru_requests_rate_limited_total 2.0" in c.get("/metrics").text
+        # requests without a valid token are limited by the client's address (the 401
+        # came first: a client guessing tokens was never limited), valid tokens unaffected
+        wrong = {"Authorization": "Bearer revoked-or-wrong-token-xyz"}
+        codes = [c.get("/patients", headers=h).status_code for h in (wrong, {}, wrong, wrong)]
+        assert codes == [401, 401, 401, 429]
+        assert c.get("/patients", headers=as_["engine"]).status_code == 200
     # an open gateway limits each client address
     app = create_app(Ward(untrained_monitor()), tick_s=0, rate_limit=RateLimit(0.5, burst=1))
     with TestClient(app) as c:
