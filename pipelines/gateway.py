@@ -85,7 +85,6 @@ belongs to the reverse proxy or service mesh in front of it.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import ssl
 import threading
@@ -95,7 +94,6 @@ from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -111,6 +109,7 @@ from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,
     check_merge_target,
+    error_json,
     feed_answer,
     http_call,
     require,
@@ -125,6 +124,7 @@ from pipelines.gateway_metrics import (
     TokenFileCollector,
     WardCollector,
 )
+from pipelines.gateway_origin import RequestOrigin
 from pipelines.gateway_vitals import add_vitals_routes
 from pipelines.hl7_forward import AlarmForwarder
 from pipelines.hl7_inbox import Hl7Inbox
@@ -171,21 +171,6 @@ class EcgChunk(BaseModel):
     )
 
 
-def _float_text(x: float) -> float | str:
-    return x if math.isfinite(x) else repr(x)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every float that is not finite as its text."""
-    if isinstance(value, float):
-        return _float_text(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def create_app(
     ward: Ward,
     tick_s: float = DEFAULT_TICK_S,
@@ -205,6 +190,7 @@ def create_app(
     rate_limit: RateLimit | None = None,
     cds_clients: CdsClients | None = None,
     public_url: str | None = None,
+    hosts: list[str] | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -234,7 +220,9 @@ def create_app(
     on an open gateway or without a valid token) over its rate is answered 429; ``/health`` and ``/metrics`` are
     not limited. With ``cds_clients`` (:class:`pipelines.cds_hooks.CdsClients`), the EHRs
     they name may call the gateway's CDS Hooks services (``/cds-services``) with their
-    signed tokens; ``public_url``: the gateway's address as they call it (behind a proxy)."""
+    signed tokens; ``public_url``: the gateway's address as they call it (behind a proxy).
+    Bodies must be JSON or HL7 v2; without tokens, requests from other sites and, given
+    ``hosts`` (the listen address), other ``Host`` names are refused (:mod:`pipelines.gateway_origin`)."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = token_access(token, tokens)
@@ -290,13 +278,13 @@ def create_app(
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         """422 with what was wrong; a NaN or an infinity the body held is named as text
         (FastAPI's own answer echoed it back, which JSON cannot hold: a 500)."""
-        return JSONResponse(status_code=422, content={"detail": _finite(jsonable_encoder(
-            exc.errors(), custom_encoder={float: _float_text}))})  # fmt: skip
+        return JSONResponse(status_code=422, content={"detail": error_json(exc.errors())})
 
     audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below
     if audit is not None:
         app.add_middleware(AuditMiddleware, log=audit, open_=access is None,
                            audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
+    app.add_middleware(RequestOrigin, open_=access is None, public_url=public_url, hosts=hosts)
     feeds = APIRouter(dependencies=[Depends(require(access, "feed", limit=rate_limit))])
     tickets = StreamTickets()  # the event stream's stand-ins for a token (EventSource)
     reads = APIRouter(dependencies=[Depends(require(access, "read", tickets, rate_limit))])

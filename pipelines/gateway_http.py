@@ -9,12 +9,14 @@ Each check is a FastAPI dependency or an ASGI middleware the routes of
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
@@ -22,7 +24,7 @@ from pipelines.ward_requests import Refused, ward_call
 from vitalgru.scoring.patient_ids import check_patient_id
 
 __all__ = [
-    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "event_for", "feed_answer",
+    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "error_json", "event_for", "feed_answer",
     "http_call", "may_read", "require", "token_access",
 ]  # fmt: skip
 
@@ -127,6 +129,27 @@ class AuditMiddleware:
         # a call about several patients (CDS feedback on their cards): a row for each
         for p in state.get("audit_patients") or [patient]:
             self.log.record(caller, f"{scope['method']} {path}", p, status, client)
+
+
+def _float_text(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is not finite as its text."""
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def error_json(errors: Any) -> Any:
+    """A request's validation errors as JSON can hold them: a NaN or an infinity the body
+    held is named as text (FastAPI's own answer echoed it back: a 500)."""
+    return _finite(jsonable_encoder(errors, custom_encoder={float: _float_text}))
 
 
 def http_call(fn: Callable[..., Any], *args: Any) -> Any:

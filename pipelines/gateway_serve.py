@@ -315,7 +315,7 @@ def serve(
                            mllp_allow=mllp_allow or None, adt_units=adt_units or None,
                            audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
                            rate_limit=None if rate_limit is None else RateLimit(rate_limit),
-                           cds_clients=cds, public_url=public_url),
+                           cds_clients=cds, public_url=public_url, hosts=[host]),
                 host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
                 **https,
             )  # fmt: skip

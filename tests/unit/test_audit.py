@@ -143,7 +143,8 @@ def test_the_gateway_writes_who_read_what_and_who_was_refused(
         assert r.status_code == 200
         assert c.delete("/vitals/p1", headers=as_["feed"]).status_code == 200
         adt = "MSH|^~\\&|A|H|V|H|202612050800+0000||ADT^A01|A1|P|2.5\rPID|1||p3\r"
-        assert c.post("/hl7", content=adt, headers=as_["feed"]).status_code == 200
+        er7 = {**as_["feed"], "Content-Type": "x-application/hl7-v2+er7"}
+        assert c.post("/hl7", content=adt, headers=er7).status_code == 200
         r = c.get("/audit", headers=as_["admin"])
         assert r.status_code == 200
         got = [(x["caller"], x["action"], x["patient_id"], x["status"], x["count"])

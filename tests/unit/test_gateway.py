@@ -704,17 +704,18 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     assert [g["alarm_started"] for g in got] == [w["alarm_started"] for w in want]
     # a message about another patient, or not a result, or nothing usable: refused
     nxt = {"iculos": int(rows[-1]["ICULOS"]) + 1}
-    r = client.post("/vitals/hl7/hl7", params=nxt, content=_oru(rows[0], "someone-else", "X1"))
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=_oru(rows[0], "someone-else", "X1"),
+                    headers=hl7)  # fmt: skip
     assert r.status_code == 422 and "about patient someone-else (PID-3), not hl7" in r.text
     adt = "MSH|^~\\&|A|B|C|D|20261205||ADT^A01|X2|P|2.5\rPID|1||hl7"
-    r = client.post("/vitals/hl7/hl7", params=nxt, content=adt)
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=adt, headers=hl7)
     assert r.status_code == 422 and "not an observation result" in r.text
     weight = _oru({}, "hl7", "X3") + "OBX|1|NM|29463-7^Weight^LN||80|kg|||||F\r"
-    r = client.post("/vitals/hl7/hl7", params=nxt, content=weight)
+    r = client.post("/vitals/hl7/hl7", params=nxt, content=weight, headers=hl7)
     assert r.status_code == 422 and "nothing was scored" in r.text
     assert client.get("/vitals/hl7").json()["last_hour"]["hour"] == int(rows[-1]["ICULOS"])
     # a sender that asks for ER7 gets the acknowledgement itself
-    er7 = {"accept": "x-application/hl7-v2+er7"}
+    er7 = {"accept": "x-application/hl7-v2+er7", **hl7}
     r = client.post("/vitals/hl7/hl7", params=nxt, content=_oru(rows[0], "hl7", "E1"), headers=er7)
     assert r.status_code == 200 and r.headers["content-type"].startswith("x-application/hl7-v2")
     assert r.text.startswith("MSH|") and r.text.split("\r")[1] == "MSA|AA|E1"
@@ -778,7 +779,8 @@ def test_the_icu_hour_is_told_from_the_observations_times_when_not_given(
     assert r.json()["measurements"] == {"hr_bpm": 1}
     oru = ("MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T9|P|2.5\rPID|1||icu-5\r"
            "OBX|1|NM|8867-4^HR^LN||104|/min|||||F|||202612050915+0000\r")  # fmt: skip
-    r = client.post("/vitals/icu-5/hl7", content=oru)
+    r = client.post("/vitals/icu-5/hl7", content=oru,
+                    headers={"Content-Type": "x-application/hl7-v2+er7"})  # fmt: skip
     assert r.status_code == 200 and r.json()["hour"] == 4
     r = client.post("/vitals/icu-5/fhir", params={"iculos": 6},  # given: it wins
                     json=[hr(100, "2026-12-05T09:30:00Z")])  # fmt: skip
@@ -1383,6 +1385,47 @@ def test_a_caller_over_the_rate_limit_is_answered_429(tmp_path: Path) -> None:
     app = create_app(Ward(untrained_monitor()), tick_s=0, rate_limit=RateLimit(0.5, burst=1))
     with TestClient(app) as c:
         assert [c.get("/patients").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_web_page_cannot_drive_a_gateway_without_tokens() -> None:
+    adt = "MSH|^~\\&|ADT|H|vitalgru|W|20261206100000||ADT^A01|c1|P|2.5\rPID|1||bed-4\r"
+    er7 = {"Content-Type": "x-application/hl7-v2+er7"}
+    app = create_app(Ward(untrained_monitor()), tick_s=0, hosts=["0.0.0.0"],
+                     public_url="https://gw.example.org")  # fmt: skip
+    with TestClient(app, base_url="http://localhost:8000") as c:
+        # bodies a browser sends cross-site without asking first are refused
+        for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+            r = c.post("/hl7", content=adt, headers={} if kind is None else {"Content-Type": kind})
+            assert r.status_code == 415 and "x-application/hl7-v2+er7" in r.text, kind
+        for kind in ("x-application/hl7-v2+er7", "application/hl7-v2; charset=utf-8"):
+            assert c.post("/hl7", content=adt, headers={"Content-Type": kind}).status_code != 415
+        fhir = {"Content-Type": "application/fhir+json"}
+        assert c.post("/ecg/e1/admit", content='{"fs": 360}', headers=fhir).status_code == 201
+        # another site's page: refused, even without a body
+        for head in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                     {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):  # fmt: skip
+            r = c.post("/ecg/csrf/admit", json={"fs": 360}, headers=head)
+            assert r.status_code == 403 and "another" in r.text, head
+            assert c.post("/hl7", content=adt, headers={**er7, **head}).status_code == 403
+        assert "csrf" not in c.get("/patients").json()["ecg"]
+        for head in ({"Origin": "http://localhost:8000"}, {"Sec-Fetch-Site": "same-origin"},
+                     {"Origin": "https://gw.example.org"}):  # fmt: skip
+            assert c.get("/patients", headers=head).status_code == 200, head
+        # a name pointed at the gateway by someone else's DNS (rebinding): refused
+        r = c.get("/patients", headers={"Host": "evil.example:8000"})
+        assert r.status_code == 403 and "not a name of this gateway" in r.text
+        for host in ("127.0.0.1:8000", "[::1]:8000", "gw.example.org", "LOCALHOST"):
+            assert c.get("/patients", headers={"Host": host}).status_code == 200, host
+        assert c.get("/metrics", headers={"Host": "scraper-name:8000"}).status_code == 200
+    # with tokens a page has nothing to send: only the body types are checked
+    app = create_app(Ward(untrained_monitor()), tick_s=0, token="a-shared-token-for-everything",
+                     hosts=["0.0.0.0"])  # fmt: skip
+    with TestClient(app) as c:
+        auth = {"Authorization": "Bearer a-shared-token-for-everything"}
+        r = c.post("/ecg/e2/admit", json={"fs": 360}, headers={**auth, "Origin": "https://x.org"})
+        assert r.status_code == 201
+        r = c.post("/hl7", content=adt, headers={**auth, "Content-Type": "text/plain"})
+        assert r.status_code == 415
 
 
 def _https_server(app: Any, **tls: Any) -> tuple[Any, int, threading.Thread]:

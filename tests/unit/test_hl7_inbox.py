@@ -661,10 +661,12 @@ def test_a_recorded_stay_sent_over_mllp_scores_as_the_same_hours_sent_as_json(
         (late,) = _mllp(port, _oru(obs, "icu-3", "N2", start + timedelta(minutes=5)))
         assert _msa(late)[1] == "AE" and "already scored" in _msa(late)[3]
         # the same inbox over HTTP: the acknowledgement is the body
-        r = client.post("/hl7", content=_adt("A03", "D1", "icu-3", datetime.now(UTC)))
+        er7 = {"Content-Type": "x-application/hl7-v2+er7"}
+        r = client.post("/hl7", content=_adt("A03", "D1", "icu-3", datetime.now(UTC)), headers=er7)
         assert r.status_code == 200 and r.headers["content-type"].startswith("x-application")
         assert _msa(r.text)[:3] == ["MSA", "AA", "D1"] and "icu-3" not in ward.patients()["sepsis"]
-        r = client.post("/hl7", content="MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r")
+        r = client.post("/hl7", content="MSH|^~\\&|S|H|V|H|20261205||SIU^S12|S1|P|2.5\r",
+                        headers=er7)  # fmt: skip
         assert r.status_code == 422 and _msa(r.text)[1] == "AR"
         m = _samples(client.get("/metrics").text)
         msgs = {(dict(k[1])["input"], dict(k[1])["type"], dict(k[1])["ack"]): v
