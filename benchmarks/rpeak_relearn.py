@@ -41,9 +41,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, default_mirror, environment, write_results
+from rpeaks import read_record as read
 
-from vitalgru.data.labels import BEAT_SYMBOLS
-from vitalgru.metrics.detection import detection_counts, vf_episodes
+from vitalgru.metrics.detection import detection_counts
 
 RECORDS = ("100", "101", "103", "117", "119", "208")
 NOISE_RMS = (0.02, 0.05, 0.1, 0.2)
@@ -69,17 +69,6 @@ def load_detector(rev: str | None) -> ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def read(path: Path) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    import wfdb
-
-    rec = wfdb.rdrecord(str(path), channels=[0])
-    ann = wfdb.rdann(str(path), "atr")
-    smp = np.asarray(ann.sample, dtype=np.int64)
-    beats = smp[np.array([s in BEAT_SYMBOLS for s in ann.symbol], dtype=bool)]
-    vf = vf_episodes(ann.symbol, smp, int(rec.sig_len))
-    return np.asarray(rec.p_signal[:, 0], dtype=np.float64), float(rec.fs), beats, vf
 
 
 def found(beats: np.ndarray, peaks: np.ndarray, fs: float, lo: int, hi: int) -> tuple[int, int]:

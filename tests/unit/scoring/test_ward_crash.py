@@ -44,6 +44,18 @@ def _restarted(sepsis_fit: tuple[Any, dict, list[dict]], pre: dict, state: Path)
     return ward
 
 
+def _admitted(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> tuple[dict, list[dict], Ward, Path, Path]:
+    """A ward on a new state file with patient icu-1 on sepsis scoring, the alarm line where
+    the test stay crosses it most (:func:`hovering`), and where a kill's copy goes."""
+    pre, rows = hovering(sepsis_fit)
+    state, crash = tmp_path / "w.sqlite", tmp_path / "crash.sqlite"
+    ward = Ward(sepsis=EarlyWarningMonitor(sepsis_fit[0], pre), journal=WardJournal(state))
+    ward.admit_sepsis("icu-1")
+    return pre, rows, ward, state, crash
+
+
 def _log(ward: Ward) -> list[tuple[int, str, Any]]:
     return [(e["seq"], e["kind"], e.get("ends")) for e in ward.events()["events"]]
 
@@ -53,10 +65,7 @@ def test_a_message_killed_halfway_is_kept_as_none_of_it_and_taken_whole_again(
 ) -> None:
     # the first write while a message was taken marked it taken: the sender's resend was
     # answered as a duplicate, and the rest of the message was lost
-    pre, rows = hovering(sepsis_fit)
-    state, crash = tmp_path / "w.sqlite", tmp_path / "crash.sqlite"
-    ward = Ward(sepsis=EarlyWarningMonitor(sepsis_fit[0], pre), journal=WardJournal(state))
-    ward.admit_sepsis("icu-1")
+    pre, rows, ward, state, crash = _admitted(sepsis_fit, tmp_path)
     _killed_before(monkeypatch, "add_hour", state, crash, nth=2)
     with ward.journal.taking("msg-1", "ORU^R01"):
         ward.add_hour("icu-1", rows[0])
@@ -74,10 +83,7 @@ def test_an_episode_that_ended_just_before_a_kill_is_ended_after_the_restart(
 ) -> None:
     # the hour was kept and the event ending its episode was not: the restarted bed was out
     # of alarm with the onset never ended (an engine showed it active for good)
-    pre, rows = hovering(sepsis_fit)
-    state, crash = tmp_path / "w.sqlite", tmp_path / "crash.sqlite"
-    ward = Ward(sepsis=EarlyWarningMonitor(sepsis_fit[0], pre), journal=WardJournal(state))
-    ward.admit_sepsis("icu-1")
+    pre, rows, ward, state, crash = _admitted(sepsis_fit, tmp_path)
     _killed_before(monkeypatch, "add_event", state, crash, nth=2)  # the episode's end
     for k in range(len(rows)):
         ward.add_hour("icu-1", rows[k])
@@ -101,10 +107,7 @@ def test_an_onset_a_restart_no_longer_finds_going_on_is_ended(
 ) -> None:
     # a gateway restarted with another alarm line: the stored hours scored again are out
     # of alarm, and the logged onset stayed open for good
-    pre, rows = hovering(sepsis_fit)
-    state = tmp_path / "w.sqlite"
-    ward = Ward(sepsis=EarlyWarningMonitor(sepsis_fit[0], pre), journal=WardJournal(state))
-    ward.admit_sepsis("icu-1")
+    pre, rows, ward, state, _ = _admitted(sepsis_fit, tmp_path)
     for row in rows:
         if ward.add_hour("icu-1", row)["alarm_started"]:
             break
@@ -124,10 +127,7 @@ def test_a_change_and_its_event_are_kept_together_or_not_at_all(
 ) -> None:  # fmt: skip
     # each was two commits: a kill between them paged an acknowledged episode again (merge),
     # lost the acknowledgement's event for good, or ended an alarm twice (discharge)
-    pre, rows = hovering(sepsis_fit)
-    state, crash = tmp_path / "w.sqlite", tmp_path / "crash.sqlite"
-    ward = Ward(sepsis=EarlyWarningMonitor(sepsis_fit[0], pre), journal=WardJournal(state))
-    ward.admit_sepsis("icu-1")
+    pre, rows, ward, state, crash = _admitted(sepsis_fit, tmp_path)
     for row in rows:
         if ward.add_hour("icu-1", row)["alarm_started"]:
             break
