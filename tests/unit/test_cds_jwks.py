@@ -82,7 +82,8 @@ def test_a_set_with_no_usable_key_is_taken_as_it_is(
     assert _taken(clients)
     server.served = published
     t[0] += JWKS_MAX_AGE_S + 1
-    _taken(clients)  # the set is an hour old: fetched again
+    _taken(clients)  # the set is an hour old: fetched again (in the background)
+    assert clients.wait_for_fetches(5)
     assert server.gets == 2 and not _taken(clients)
     assert clients.fetch_counts() == {("ehr", "ok"): 2}
     assert "holds no key the gateway can use" in caplog.text
