@@ -12,10 +12,25 @@ from pipelines.early_warning import train_early_warning_flow
 from pipelines.ingest import ingest_flow
 from vitalgru import tracking
 
+TASKS = ("ingest", "arrhythmia", "early-warning")
+
 
 @flow(name="vitalgru-run")
 def run_all(tasks: Sequence[str] = ("arrhythmia", "early-warning")) -> dict[str, Any]:
-    """Run ingest and/or the training flows; returns where every result landed."""
+    """Run ingest and/or the training flows; returns where every result landed.
+
+    Raises
+    ------
+    ValueError
+        No task, or one that is not among :data:`TASKS` (a deployment's or the UI's
+        parameters are not checked by the command line's ``choices``).
+    """
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = sorted({str(t) for t in names} - set(TASKS))
+    if unknown or not names:
+        what = f"unknown task(s) {', '.join(map(repr, unknown))}" if unknown else "no task"
+        raise ValueError(f"{what}; tasks are one or more of {', '.join(TASKS)}")
+    tasks = names
     uri = tracking.tracking_uri()
     out: dict[str, Any] = {
         "mlflow_tracking_uri": uri,

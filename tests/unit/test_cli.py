@@ -751,6 +751,26 @@ class TestCLI:
         )
         assert args.task == "arrhythmia" and args.db == "mitdb"
 
+    @pytest.mark.parametrize("tasks", [["early_warning"], ["arrhythmia", "ews"], []])
+    def test_the_run_flow_refuses_tasks_it_does_not_know(
+        self, tasks: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a deployment's or the UI's parameters do not pass the command line's choices: a
+        # misspelt name ran nothing and the flow completed
+        import pipelines.run as run_mod
+
+        ran: list[str] = []
+        for name in ("ingest_flow", "train_arrhythmia_flow", "train_early_warning_flow"):
+            monkeypatch.setattr(run_mod, name, lambda n=name: ran.append(n))
+        with pytest.raises(ValueError, match="ingest, arrhythmia, early-warning"):
+            run_mod.run_all.fn(tasks=tasks)
+        assert ran == []
+        run_mod.run_all.fn(tasks=["arrhythmia", "early-warning"])
+        assert ran == ["train_arrhythmia_flow", "train_early_warning_flow"]
+        choices = next(a.choices for a in build_parser()._subparsers._group_actions[0]
+                       .choices["run"]._actions if a.dest == "tasks")  # fmt: skip
+        assert tuple(choices) == run_mod.TASKS
+
 
 class TestShippedConfigs:
     def test_editable_copies_match_packaged_defaults(self) -> None:
