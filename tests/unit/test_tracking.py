@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from mlflow import MlflowClient
 from pydantic import BaseModel
 from torch import nn
 
+import vitalgru
 from vitalgru import tracking
 from vitalgru.config import IngestConfig
 from vitalgru.errors import ModelLoadError, RegistryError, ServerUnavailableError
@@ -43,6 +45,12 @@ from vitalgru.tracking import (
     start_run,
     tracking_uri,
     version_gate_values,
+)
+from vitalgru.tracking.source import (
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    SOURCE_DIGEST_TAG,
+    source_tags,
 )
 from vitalgru.types import AAMI_CLASSES
 
@@ -249,6 +257,51 @@ class TestTrackedRun:
         root = store / "mlartifacts" / "exp" / run.run_id / "artifacts"
         assert json.loads((root / "d" / "info.json").read_text()) == {"a": 1}
         assert (root / "files" / "note.txt").read_text() == "hello"
+
+    def test_a_run_names_the_code_that_made_it(self, store: Path) -> None:
+        # only vitalgru.version was tagged, the same for every commit; MLflow's own commit
+        # tag comes from the entry script's repository, and the console script lives in a
+        # virtual environment git ignores
+        with start_run("exp") as run:
+            pass
+        tags = _client().get_run(run.run_id).data.tags
+        want = source_tags()
+        assert len(want[SOURCE_DIGEST_TAG]) == 16
+        assert {k: tags.get(k) for k in want} == want
+        head = subprocess.run(["git", "-C", str(Path(vitalgru.__file__).parent), "rev-parse",
+                               "HEAD"], capture_output=True, text=True)  # fmt: skip
+        if head.returncode == 0:  # a checkout (not an installed wheel)
+            assert tags[GIT_COMMIT_TAG] == head.stdout.strip()
+            assert tags[GIT_DIRTY_TAG] in ("true", "false")
+
+    @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+    def test_source_tags_follow_the_checkout_and_need_no_git(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        repo = tmp_path / "repo"
+        pkg = repo / "vitalgru"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("x = 1\n")
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "c"]):
+            subprocess.run([*git, *args], check=True, capture_output=True)
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        clean = source_tags(pkg)
+        assert clean[GIT_COMMIT_TAG] == head.stdout.strip()
+        assert clean[GIT_DIRTY_TAG] == "false"
+        (pkg / "__init__.py").write_text("x = 2\n")
+        dirty = source_tags(pkg)
+        assert dirty[GIT_DIRTY_TAG] == "true"
+        assert dirty[SOURCE_DIGEST_TAG] != clean[SOURCE_DIGEST_TAG]
+        (pkg / "new.py").write_text("")  # an untracked file does not make it dirty...
+        (repo / ".gitignore").write_text("site/\n")
+        ignored = repo / "site" / "vitalgru"  # ...and an ignored copy is no checkout
+        shutil.copytree(pkg, ignored)
+        assert set(source_tags(ignored)) == {SOURCE_DIGEST_TAG}
+        shutil.copytree(pkg, tmp_path / "wheel" / "vitalgru")  # no repository: no error
+        assert set(source_tags(tmp_path / "wheel" / "vitalgru")) == {SOURCE_DIGEST_TAG}
+        monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))  # no git at all
+        assert set(source_tags(pkg)) == {SOURCE_DIGEST_TAG}
 
     def test_nested_runs(self, store: Path) -> None:
         with start_run("exp") as parent:

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 import vitalgru
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
+from vitalgru.tracking.source import source_tags
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +332,9 @@ def start_run(
     """Open an MLflow run in ``experiment`` (created if missing) for the ``with`` block.
 
     The run ends ``FINISHED``, or ``FAILED`` when the block raises. ``nested=True`` opens a
-    child of the active run (cross-validation folds).
+    child of the active run (cross-validation folds). It is tagged with the code that made
+    it (:func:`vitalgru.tracking.source.source_tags`: the checkout's git commit and whether
+    it was dirty, where there is one, and a digest of the source); ``tags`` win.
 
     Examples
     --------
@@ -341,7 +344,7 @@ def start_run(
     """
     client = _client()
     exp_id = _experiment_id(client, experiment)
-    run_tags = {"vitalgru.version": vitalgru.__version__, **dict(tags or {})}
+    run_tags = {"vitalgru.version": vitalgru.__version__, **source_tags(), **dict(tags or {})}
     with mlflow.start_run(
         experiment_id=exp_id, run_name=run_name, tags=run_tags, nested=nested
     ) as active:
