@@ -5,14 +5,16 @@ Thin orchestration over :mod:`vitalgru.training.arrhythmia` and :mod:`vitalgru.t
 every training is one MLflow run (params, resolved config, dataset manifest, per-epoch
 metrics, confusion matrices, final metrics, model + preprocessing), registered as
 ``vitalgru-arrhythmia``; the gate gives it the ``champion`` alias only if it beats the
-current champion on DS2 S and V F1 (the first model becomes champion).
+current champion on DS2 S and V F1 measured on the same DS2 beats (the first model becomes
+champion).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from pipelines.ingest import ingest_flow
 from vitalgru import tracking
 from vitalgru.claims import reading, replace_file
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
-from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
+from vitalgru.data.arrhythmia_dataset import BeatDataset, RecordBeats, load_beat_dataset
 from vitalgru.data.dataset_files import processing_digest
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
@@ -252,7 +254,25 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         "version": ref.version,
         "metrics": metrics,
         "report": report,
+        "evaluated_on": ds2_evaluated_on(recs, str(ds.manifest.get("database", "MIT-BIH"))),
     }
+
+
+def ds2_evaluated_on(recs: Sequence[RecordBeats], database: str) -> str:
+    """What the DS2 figures were measured on, for the gate (``evaluated_on``): the records
+    scored, each with its beat count, and a digest of every scored beat's label (a revised
+    annotation file changes labels, not always counts). Figures on fewer DS2 records (a
+    config naming some) are another measure: the gate does not compare them."""
+    order = sorted(recs, key=lambda r: r.record_id)
+    h = hashlib.sha256()
+    for r in order:
+        labels = np.ascontiguousarray(r.labels, dtype="<i8")
+        h.update(f"{r.record_id}:{len(labels)}\0".encode() + labels.tobytes())
+    beats = " ".join(f"{r.record_id}:{len(r.labels)}" for r in order)
+    return (
+        f"{database} DS2: {len(recs)} records, {sum(len(r.labels) for r in recs)} beats "
+        f"(record:beats {beats}), labels sha256 {h.hexdigest()[:16]}"
+    )
 
 
 def _reference(ds: BeatDataset, train_records: list[str], ds2_pred: np.ndarray) -> dict[str, Any]:
@@ -285,8 +305,15 @@ def _flat_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
 
 
 @task(name="promote")
-def promote_task(name: str, version: str, metrics: dict[str, float], gate_keys: list[str]) -> dict:
-    d = tracking.promote_if_better(name, version, metrics, gate_keys)
+def promote_task(
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    gate_keys: list[str],
+    evaluated_on: str | None = None,
+) -> dict:
+    """The gate, on figures measured on ``evaluated_on`` (:func:`ds2_evaluated_on`)."""
+    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on)
     return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
 
 
@@ -315,8 +342,9 @@ def train_arrhythmia_flow(
         f"DS2, model {out['model_uri']}",
     )  # fmt: skip
     decision = promote_task(
-        cfg.registered_name, out["version"], out["metrics"], list(cfg.gate_keys)
-    )
+        cfg.registered_name, out["version"], out["metrics"], list(cfg.gate_keys),
+        out["evaluated_on"],
+    )  # fmt: skip
     return {
         "run_id": out["run_id"],
         "model_uri": out["model_uri"],

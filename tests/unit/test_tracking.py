@@ -644,6 +644,22 @@ class TestPromotion:
         assert tags["vitalgru.gate_evaluated_on"] == big
         assert promote_if_better(NAME, v4, {"u": 0.1}, ["u"]).promoted  # nothing said: compared
 
+    def test_a_champion_that_did_not_record_its_evaluation_is_not_compared(
+        self, store: Path
+    ) -> None:
+        # a champion gated before its flow said what it was measured on (the arrhythmia
+        # flow said nothing: DS2 figures on fewer records displaced it) may have been
+        # measured on anything
+        v1, v2, v3 = _registered(3)
+        assert promote_if_better(NAME, v1, {"f1": 0.5}, ["f1"]).promoted
+        ds2 = "mitdb DS2: 1 records, 3079 beats (record:beats 233:3079), labels sha256 0"
+        d = promote_if_better(NAME, v2, {"f1": 0.9}, ["f1"], evaluated_on=ds2)
+        assert not d.promoted and "an evaluation it did not record" in d.reason
+        assert "not comparable" in d.reason and get_alias_version(NAME) == v1
+        promote(NAME, v2, "judged on all of DS2 by hand")  # once; then the gate compares
+        d = promote_if_better(NAME, v3, {"f1": 0.95}, ["f1"], evaluated_on=ds2)
+        assert d.promoted and get_alias_version(NAME) == v3
+
     def test_tie_is_not_promoted(self, store: Path) -> None:
         v1, v2 = _registered(2)
         promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])

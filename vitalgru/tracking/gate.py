@@ -127,11 +127,15 @@ def promote_if_better(
     challenger_alias : str or None
         Alias given to a version that does not pass.
     evaluated_on : str, optional
-        What the metrics were measured on (a cohort's size and folds), kept on the version
-        (tag ``vitalgru.gate_evaluated_on``): a champion judged on something else is not
-        compared with (figures of another cohort, or of a small noisy one, are not the
-        same measure); the version is left as challenger, to be promoted by hand. A
-        champion without the tag (logged before it was kept) is compared.
+        What the metrics were measured on (the DS2 records and beats scored, a cohort's
+        patients and folds), kept on the version (tag ``vitalgru.gate_evaluated_on``): a
+        champion judged on something else is not compared with (figures of another
+        cohort, of fewer records, or of a small noisy cohort are not the same measure);
+        the version is left as challenger, to be promoted by hand. So is one facing a
+        champion without the tag (gated before its flow recorded it, or by a caller that
+        said nothing): what it was measured on is unknown, so the first version gated with
+        ``evaluated_on`` is promoted by hand once. Without ``evaluated_on`` the figures
+        are compared.
 
     Returns
     -------
@@ -222,10 +226,11 @@ def _gate(
             cmp,
         )
     theirs = dict(champ.tags or {}).get(EVALUATED_ON_TAG)
-    if evaluated_on is not None and theirs is not None and theirs != evaluated_on[:5000]:
+    if evaluated_on is not None and theirs != evaluated_on[:5000]:
+        said = "an evaluation it did not record" if theirs is None else theirs
         return finish(
             False,
-            f"{alias} version {prev} was judged on {theirs}, this one on {evaluated_on}; not "
+            f"{alias} version {prev} was judged on {said}, this one on {evaluated_on}; not "
             f"comparable, kept version {prev} (promote by hand: vitalgru models promote)",
             prev,
             cmp,

@@ -1,0 +1,56 @@
+"""The training flows' gate step: figures are compared only with a champion's measured on
+the same evaluation (the same DS2 beats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pipelines.arrhythmia as arr
+from vitalgru.data.arrhythmia_dataset import RecordBeats
+
+
+def _rec(rid: str, labels: list[int]) -> RecordBeats:
+    n = len(labels)
+    return RecordBeats(rid, np.zeros((n, 2), np.float32), np.asarray(labels, np.int64),
+                       np.arange(n, dtype=np.int64) * 300, None)  # fmt: skip
+
+
+def test_ds2_figures_name_the_records_and_beats_they_were_measured_on() -> None:
+    both = [_rec("233", [0, 0, 2, 1]), _rec("232", [0, 1, 1])]
+    on = arr.ds2_evaluated_on(both, "mitdb")
+    assert on.startswith("mitdb DS2: 2 records, 7 beats (record:beats 232:3 233:4)")
+    assert arr.ds2_evaluated_on(both[::-1], "mitdb") == on  # the order scored does not count
+    assert arr.ds2_evaluated_on(both[:1], "mitdb") != on  # fewer records
+    relabelled = [_rec("233", [0, 0, 2, 2]), both[1]]  # a revised .atr: same counts
+    assert arr.ds2_evaluated_on(relabelled, "mitdb") != on
+
+
+def test_the_arrhythmia_flow_gates_on_what_ds2_was_measured_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flow never passed evaluated_on: a version scored on DS2 record 233 alone was
+    # compared with (and displaced) a champion scored on 232 and 233, with the same weights
+    gated: list[dict[str, Any]] = []
+    on = "mitdb DS2: 1 records, 2 beats (record:beats 233:2), labels sha256 0123"
+    trained = {"run_id": "r", "model_uri": "models:/m/2", "version": "2", "report": {},
+               "metrics": {"test_s_f1": 0.5, "test_v_f1": 0.9}, "evaluated_on": on}  # fmt: skip
+    monkeypatch.setattr(arr, "ingest_task", lambda cfg: str(tmp_path / "ds"))
+    monkeypatch.setattr(arr, "train_task", lambda cfg, data: trained)
+    monkeypatch.setattr(arr, "write_report", lambda *a: {})
+    monkeypatch.setattr(arr, "promote_task", arr.promote_task.fn)
+
+    class Decision:
+        promoted, reason, previous_version = False, "not comparable", "1"
+
+    def gate(*args: Any, **kw: Any) -> Decision:
+        gated.append(kw)
+        return Decision()
+
+    monkeypatch.setattr(arr.tracking, "promote_if_better", gate)
+    res = arr.train_arrhythmia_flow.fn(overrides={"report_dir": str(tmp_path)})
+    assert [g.get("evaluated_on") for g in gated] == [on]
+    assert res["promotion_reason"] == "not comparable"
