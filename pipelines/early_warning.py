@@ -5,7 +5,7 @@ Steps (each a thin call into :mod:`vitalgru`):
 
 1. ``build-dataset``: read the ``.psv`` folder (parquet cache), apply plausibility limits,
    assign stratified patient folds, write ``hourly.parquet``/``folds.csv``/``manifest.json``
-   /``attrition.csv``.
+   /``attrition.csv`` (the manifest with :func:`cohort_digest`).
 2. ``cross-validate``: GRU-D, trees, NEWS2, qSOFA on the same folds; thresholds and early
    stopping on training folds only; per-fold metrics and out-of-fold scores to disk.
 3. ``train-final``: the model to register on all patients (a stratified share held out
@@ -16,13 +16,15 @@ Steps (each a thin call into :mod:`vitalgru`):
    registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
    cross-validated held-out means (``utility``, ``auroc``), an honest estimate for the
    final model, which itself has no held-out patients left.
-5. ``promote``: ``champion`` alias if the new version beats the current one on every key.
+5. ``promote``: ``champion`` alias if the new version beats the current one on every key,
+   measured on the same cohort and folds (:func:`cohort_evaluated_on`).
 
 Scoring any Challenge-2019 folder with a logged model is :mod:`pipelines.evaluate`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,6 +41,7 @@ from vitalgru.baselines.gbm import GBMParams
 from vitalgru.claims import writing
 from vitalgru.config import EARLY_WARNING_GATE_KEYS, EarlyWarningConfig, config_hash, load_config
 from vitalgru.data.early_warning import (
+    EarlyWarningCohort,
     build_cohort,
     load_dataset,
     patient_folds,
@@ -130,9 +133,36 @@ def build_dataset(cfg_json: dict[str, Any]) -> str:
         cohort, _ = cohort.on_hourly_grid()
         meta["hours_filled_on_grid"] = skipped
     folds = patient_folds(cohort.septic(), cfg.n_folds, cfg.seed)
+    meta["cohort_digest"] = cohort_digest(cohort, folds)
     out = Path(cfg.out_dir) / "dataset"
     write_dataset(cohort, folds, out, extra_manifest=meta)
     return str(out)
+
+
+def cohort_digest(cohort: EarlyWarningCohort, folds: np.ndarray) -> str:
+    """SHA-256 (16 hex digits) over the patients in id order, each with its fold and its
+    hourly labels: the cross-validation's figures are a measure of exactly these. Two
+    cohorts of the same size differ in it (one stay swapped for another as long), and so
+    does a revised label or another fold assignment."""
+    ids = np.asarray(cohort.patient_ids).astype(str)
+    labels = cohort.labels.astype("<i1")
+    h = hashlib.sha256()
+    for i in np.argsort(ids, kind="stable"):
+        lo, hi = int(cohort.offsets[i]), int(cohort.offsets[i + 1])
+        h.update(f"{ids[i]}:{int(folds[i])}:".encode() + labels[lo:hi].tobytes() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def cohort_evaluated_on(manifest: dict[str, Any], n_folds: int, seed: int) -> str:
+    """What the cross-validated gate figures were measured on (the gate's
+    ``evaluated_on``): the cohort's counts, readable, and :func:`cohort_digest`, which
+    tells apart cohorts the counts do not."""
+    return (
+        f"{manifest.get('dataset', 'a cohort')}: {manifest['n_patients']} patients "
+        f"({manifest.get('n_septic_patients', '?')} septic), "
+        f"{manifest.get('n_patient_hours', '?')} hours, {n_folds}-fold CV (seed {seed}); "
+        f"patients, folds and labels sha256 {manifest.get('cohort_digest', 'not recorded')}"
+    )
 
 
 @task(name="cross-validate")
@@ -243,11 +273,7 @@ def log_and_register(
         "model_uri": ref.uri,
         "version": ref.version,
         "metrics": gate,
-        "evaluated_on": (
-            f"{manifest.get('dataset', 'a cohort')}: {manifest['n_patients']} patients "
-            f"({manifest.get('n_septic_patients', '?')} septic), "
-            f"{manifest.get('n_patient_hours', '?')} hours, {cfg.n_folds}-fold CV (seed {cfg.seed})"
-        ),
+        "evaluated_on": cohort_evaluated_on(manifest, cfg.n_folds, cfg.seed),
     }
 
 

@@ -1,8 +1,10 @@
 """The training flows' gate step: figures are compared only with a champion's measured on
-the same evaluation (the same DS2 beats)."""
+the same evaluation (the same DS2 beats, the same cohort and folds)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,33 @@ def test_the_arrhythmia_flow_gates_on_what_ds2_was_measured_on(
     res = arr.train_arrhythmia_flow.fn(overrides={"report_dir": str(tmp_path)})
     assert [g.get("evaluated_on") for g in gated] == [on]
     assert res["promotion_reason"] == "not comparable"
+
+
+def test_early_warning_cohorts_of_the_same_size_are_told_apart(
+    physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # cohort B swaps one stay of A for another as long (the same stay under another id):
+    # the same patients, septic patients, hours and folds by count, so the gate compared
+    # their figures as one cohort's
+    from pipelines.early_warning import build_dataset, cohort_evaluated_on
+    from vitalgru.config import EarlyWarningConfig
+    from vitalgru.io.psv_folder import list_psv
+
+    files = list_psv(physionet_mirror / "challenge-2019" / "training_setA")[:12]
+    on: dict[str, str] = {}
+    for name in ("a", "b", "a_again"):
+        data = tmp_path / name
+        data.mkdir()
+        for f in files:
+            swapped = name == "b" and f == files[-1]
+            shutil.copy(f, data / ("p999999.psv" if swapped else f.name))
+        cfg = EarlyWarningConfig.model_validate(
+            {"data_dir": str(data), "n_folds": 2, "out_dir": str(tmp_path / f"out_{name}"),
+             "cache_dir": str(tmp_path / "cache")}
+        )  # fmt: skip
+        ds = Path(build_dataset.fn(cfg.model_dump(mode="json")))
+        manifest = json.loads((ds / "manifest.json").read_text())
+        on[name] = cohort_evaluated_on(manifest, cfg.n_folds, cfg.seed)
+    counts = {k: v.split(";")[0] for k, v in on.items()}
+    assert counts["a"] == counts["b"]  # all the old text said
+    assert on["a"] != on["b"] and on["a"] == on["a_again"]
