@@ -12,8 +12,9 @@ Steps (each a thin call into :mod:`vitalgru`):
    for the epoch and the alarm threshold), saved with its normalisation statistics:
    by default (``register_model: gru_d_gbm_blend``) the GRU-D and the trees blended
    into one :class:`~vitalgru.models.early_warning.SepsisBlend`, else the GRU-D alone.
-4. ``log-and-register``: one MLflow run with the config, manifest, CV table and the model,
-   registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
+4. ``log-and-register``: one MLflow run with the config, manifest, patients and folds,
+   source checksums, CV table, the final fit's record (best epoch and stop reason also as
+   ``resolved.final.*`` params) and the model, registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
    cross-validated held-out means (``utility``, ``auroc``), an honest estimate for the
    final model, which itself has no held-out patients left.
 5. ``promote``: ``champion`` alias if the new version beats the current one on every key,
@@ -38,7 +39,7 @@ from prefect import flow, get_run_logger, task
 
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
-from vitalgru.claims import writing
+from vitalgru.claims import replace_file, writing
 from vitalgru.config import EARLY_WARNING_GATE_KEYS, EarlyWarningConfig, config_hash, load_config
 from vitalgru.data.early_warning import (
     EarlyWarningCohort,
@@ -48,6 +49,7 @@ from vitalgru.data.early_warning import (
     resolve_data_dir,
     write_dataset,
 )
+from vitalgru.io.psv_folder import list_psv
 from vitalgru.io.sources import resolve_source
 from vitalgru.models.base import build_model, model_class_path
 from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card
@@ -122,7 +124,8 @@ def _cache_dir(cfg: EarlyWarningConfig) -> Path:
 
 @task(name="build-dataset", retries=1, retry_delay_seconds=5)
 def build_dataset(cfg_json: dict[str, Any]) -> str:
-    """Read, clean and fold the cohort; write the dataset folder; return its path."""
+    """Read, clean and fold the cohort; write the dataset folder (with the SHA-256 of each
+    source file, :data:`SOURCE_SUMS`); return its path."""
     cfg = EarlyWarningConfig.model_validate(cfg_json)
     folder = _data_folder(cfg)
     cohort = build_cohort(folder, cache_dir=_cache_dir(cfg), limit=cfg.limit_patients)
@@ -134,9 +137,29 @@ def build_dataset(cfg_json: dict[str, Any]) -> str:
         meta["hours_filled_on_grid"] = skipped
     folds = patient_folds(cohort.septic(), cfg.n_folds, cfg.seed)
     meta["cohort_digest"] = cohort_digest(cohort, folds)
+    files = list_psv(folder)[: cfg.limit_patients]
+    sums = pd.DataFrame(
+        {"file": [f.name for f in files], "sha256": [_sha256(f) for f in files]}
+    ).sort_values("file")
+    meta["source_files"] = len(sums)
+    meta["source_digest"] = hashlib.sha256(
+        "".join(f"{n}:{d}\n" for n, d in zip(sums["file"], sums["sha256"], strict=True)).encode()
+    ).hexdigest()
     out = Path(cfg.out_dir) / "dataset"
     write_dataset(cohort, folds, out, extra_manifest=meta)
+    replace_file(out / SOURCE_SUMS, sums.to_csv(index=False))
     return str(out)
+
+
+#: the dataset's list of the source files read, each with its SHA-256 (the manifest holds
+#: ``source_digest``, the SHA-256 of its ``file:sha256`` lines in name order)
+SOURCE_SUMS = "source_sha256.csv"
+
+
+def _sha256(path: Path) -> str:
+    # the bytes themselves: the parquet cache's key (names, sizes, modification times)
+    # does not say what was read (set A read whole: about 1 s)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cohort_digest(cohort: EarlyWarningCohort, folds: np.ndarray) -> str:
@@ -209,6 +232,8 @@ def train_final(cfg_json: dict[str, Any], dataset_dir: str) -> str:
                 "val_auroc": res.val_auroc,
                 "gru_val_utility": res.gru.val_utility,
                 "best_epoch": res.gru.best_epoch,
+                "stop_reason": res.gru.stop_reason,
+                "max_minutes_per_fit": cfg.max_minutes_per_fit,
                 "seconds": res.gru.seconds,
                 "history": res.gru.history,
             },
@@ -238,9 +263,19 @@ def log_and_register(
     with tracking.start_run(cfg.experiment, run_name="train-early-warning") as run:
         tracking.log_config(run, cfg, "config.yaml")
         run.log_dict(manifest, "dataset/manifest.json")
-        run.log_artifact(Path(dataset_dir) / "attrition.csv", "dataset")
+        for f in ("attrition.csv", "folds.csv", SOURCE_SUMS):  # patients, folds, sources
+            run.log_artifact(Path(dataset_dir) / f, "dataset")
         for f in ("per_fold.csv", "summary.json", "gru_histories.json"):
             run.log_artifact(Path(cv["dir"]) / f, "cv")
+        # the final fit's own record (out_dir's copy is overwritten by the next training)
+        run.log_artifact(final / "fit.json", "final")
+        run.log_params(
+            {
+                "resolved.final.best_epoch": int(fit["best_epoch"]) + 1,  # 1-based, as logged
+                "resolved.final.stop_reason": fit["stop_reason"],
+                "resolved.final.epochs": len(fit["history"]),
+            }
+        )
         metrics: dict[str, float] = dict(gate)
         for name, d in summary.items():
             for k, v in d.items():
@@ -250,6 +285,7 @@ def log_and_register(
         metrics["final.val_auroc"] = float(fit["val_auroc"])
         metrics["final.gru_val_utility"] = float(fit["gru_val_utility"])
         metrics["final.threshold"] = float(preprocessing["threshold"])
+        metrics["final.gru_fit_seconds"] = float(fit["seconds"])
         run.log_metrics(metrics)
         ref = tracking.log_model(
             run,

@@ -73,8 +73,19 @@ class TestTrainEarlyWarningFlow:
         assert set(res["cv_summary"]) == {"gru_d", "gbm", "news2", "qsofa", BLEND}
         manifest = json.loads((Path(res["dataset_dir"]) / "manifest.json").read_text())
         assert manifest["n_patients"] == 160 and manifest["n_folds"] == 2
-        # The registry shows what the model is and this version's CV table, its row first.
         client = mlflow.MlflowClient()
+        # The run keeps what reproduces and audits it: the final fit's record, the patients
+        # and their folds, the source files' checksums (out_dir/final/fit.json alone before,
+        # overwritten by the next training)
+        fit = json.loads((Path(res["final_dir"]) / "fit.json").read_text())
+        params = client.get_run(res["run_id"]).data.params
+        assert params["resolved.final.best_epoch"] == str(fit["best_epoch"] + 1)
+        assert params["resolved.final.stop_reason"] == fit["stop_reason"] == "max_epochs"
+        logged = {a.path for d in ("dataset", "final")
+                  for a in client.list_artifacts(res["run_id"], d)}  # fmt: skip
+        assert {"dataset/folds.csv", "dataset/source_sha256.csv", "final/fit.json"} <= logged
+        assert manifest["source_files"] == 160 and len(manifest["source_digest"]) == 64
+        # The registry shows what the model is and this version's CV table, its row first.
         card = client.get_model_version("vitalgru-early-warning", "1").description
         rows = [line for line in card.splitlines() if line.startswith("| ")][1:]
         utility = f"{res['cv_summary'][BLEND]['utility_mean']:.3f}"

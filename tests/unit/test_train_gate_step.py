@@ -86,3 +86,35 @@ def test_early_warning_cohorts_of_the_same_size_are_told_apart(
     counts = {k: v.split(";")[0] for k, v in on.items()}
     assert counts["a"] == counts["b"]  # all the old text said
     assert on["a"] != on["b"] and on["a"] == on["a_again"]
+
+
+def test_the_early_warning_dataset_records_its_source_files(
+    physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # the manifest named the folder only: a file revised in place, or another copy of the
+    # set, left no trace in the run
+    import hashlib
+
+    import pandas as pd
+
+    from pipelines.early_warning import SOURCE_SUMS, build_dataset
+    from vitalgru.config import EarlyWarningConfig
+    from vitalgru.io.psv_folder import list_psv
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in list_psv(physionet_mirror / "challenge-2019" / "training_setA")[:6]:
+        shutil.copy(f, data / f.name)
+    (data / "p999999.psv").write_text("HR|O2Sat\n1|2\n")  # unreadable: still a source file
+    cfg = EarlyWarningConfig.model_validate(
+        {"data_dir": str(data), "n_folds": 2, "out_dir": str(tmp_path / "out"),
+         "cache_dir": str(tmp_path / "cache")}
+    )  # fmt: skip
+    ds = Path(build_dataset.fn(cfg.model_dump(mode="json")))
+    manifest = json.loads((ds / "manifest.json").read_text())
+    sums = pd.read_csv(ds / SOURCE_SUMS, dtype=str)
+    files = sorted(data.glob("*.psv"))
+    assert sums["file"].tolist() == [f.name for f in files] and manifest["source_files"] == 7
+    assert sums["sha256"].tolist() == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    lines = "".join(f"{n}:{d}\n" for n, d in zip(sums["file"], sums["sha256"], strict=True))
+    assert manifest["source_digest"] == hashlib.sha256(lines.encode()).hexdigest()

@@ -98,6 +98,9 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
+    #: why the epochs ended: ``"max_epochs"``, ``"early_stopping"`` (``patience`` epochs
+    #: without a better validation utility) or ``"time_budget"`` (cut by ``max_minutes``)
+    stop_reason: str = "max_epochs"
 
 
 def _batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -206,6 +209,7 @@ def fit_gru_d(
     val_off = val.offsets
     step = 0
     progress = 0.0
+    stop_reason = "max_epochs"
     for epoch in range(params.max_epochs):
         model.train()
         total, count = 0.0, 0.0
@@ -251,8 +255,10 @@ def fit_gru_d(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        # patience 0: no early stopping, as in training.loop.fit (it stopped after one)
-        if 0 < params.patience <= bad_epochs or progress >= 1.0:
+        # patience 0: no early stopping, as in training.loop.fit (it stopped after one);
+        # progress reaches 1 only by the clock (steps stop one short of it)
+        if progress >= 1.0 or 0 < params.patience <= bad_epochs:
+            stop_reason = "time_budget" if progress >= 1.0 else "early_stopping"
             break
     if best is None:
         raise ValueError("max_epochs must be >= 1")
@@ -268,4 +274,5 @@ def fit_gru_d(
         history=history,
         best_epoch=best[1],
         seconds=time.perf_counter() - t0,
+        stop_reason=stop_reason,
     )

@@ -110,6 +110,18 @@ class TestFitGRUD:
         res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), params)
         assert len(res.history) == 3  # it stopped after the first epoch before
 
+    def test_the_fit_says_why_its_epochs_ended(self, cohort):
+        # the final fit's record could not tell a fit cut by max_minutes_per_fit from one
+        # that ran its epochs
+        fit_c, val_c, _ = _fit_val_test(cohort)
+        stats = fit_norm_stats(fit_c)
+        fit_a, val_a = gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats)
+        ran = fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=2, patience=0))
+        assert (ran.stop_reason, len(ran.history)) == ("max_epochs", 2)
+        cut = fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=5, patience=0,
+                                                     max_minutes=1e-6))  # fmt: skip
+        assert (cut.stop_reason, len(cut.history)) == ("time_budget", 1)
+
 
 class TestUtilityTargets:
     def test_hand_worked(self):
