@@ -12,10 +12,12 @@ relative output paths resolve against the current directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,8 +279,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # a second SIGTERM while cleaning up ends the process at once, as it did before
+    signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """SIGTERM (``kill``, a container stop, a Prefect worker cancelling the run) raises
+    :class:`SystemExit` for the block, so ``finally`` blocks and ``atexit`` run: MLflow's
+    run ends marked as failed, and the temporary Prefect server a flow started (a uvicorn
+    process of about 200 MB) is stopped. Python's default ended the process at once and
+    left that server running, orphaned. Outside the main thread, or for ``serve`` (uvicorn
+    handles the signal itself), nothing is changed."""
+    try:
+        before = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:  # a handler not set from Python reads as None
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _main(args)
+    with sigterm_exits():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

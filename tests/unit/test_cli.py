@@ -9,8 +9,10 @@ import importlib
 import inspect
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -770,6 +772,74 @@ class TestCLI:
         choices = next(a.choices for a in build_parser()._subparsers._group_actions[0]
                        .choices["run"]._actions if a.dest == "tasks")  # fmt: skip
         assert tuple(choices) == run_mod.TASKS
+
+    @pytest.mark.slow
+    @pytest.mark.server
+    def test_sigterm_stops_the_temporary_prefect_server(self, tmp_path: Path) -> None:
+        # killed with SIGTERM (kill, a container stop, a worker cancelling), the command
+        # ended without atexit and left Prefect's temporary server (uvicorn, ~200 MB)
+        # running, reparented to PID 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+        env.update(PREFECT_HOME=str(tmp_path / "prefect"), XDG_CACHE_HOME=str(tmp_path),
+                   MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="true")  # fmt: skip
+        log = (tmp_path / "log.txt").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "train", "early-warning",
+             "--set", f"out_dir={tmp_path / 'out'}"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        seen: set[int] = set()
+        try:
+            deadline = time.monotonic() + 45
+            while not any("uvicorn" in _cmdline(p) for p in seen):
+                assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no temporary Prefect server in 45 s"
+                time.sleep(0.2)
+                seen |= _descendants(proc.pid)
+            time.sleep(1.0)
+            seen |= _descendants(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while (left := {p for p in seen if _alive(p)}) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not left, [_cmdline(p) for p in left]
+            assert code == 128 + signal.SIGTERM  # ended by SystemExit, cleaned up
+        finally:
+            for p in [proc.pid, *seen]:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            proc.wait(timeout=10)
+            log.close()
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` now (read from /proc)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    out, todo = set(), [pid]
+    while todo:
+        top = todo.pop()
+        kids = [c for c, p in parent.items() if p == top]
+        out.update(kids)
+        todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+def _alive(pid: int) -> bool:  # a zombie has ended
+    with contextlib.suppress(OSError, IndexError):
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
 
 
 class TestShippedConfigs:
