@@ -217,6 +217,9 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         # with cross-validation each network's own (below); res.fit is only the first's
         single = {} if res.fold_fits else {"resolved.best_epoch": res.fit.best_epoch + 1,
                                            "resolved.stop_reason": res.fit.stop_reason}  # fmt: skip
+        if res.refit is not None:  # the model logged: its epochs, and whether all ran
+            single.update({"resolved.refit_epochs": len(res.refit.history),
+                           "resolved.refit_stop_reason": res.refit.stop_reason})  # fmt: skip
         run.log_params(
             {
                 "resolved.train_records": ",".join(res.train_records),

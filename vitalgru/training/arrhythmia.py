@@ -59,6 +59,10 @@ class ArrhythmiaTrainResult:
     # (fold by fold, cfg.seeds_per_fold networks each; ``fit`` is the first one's).
     fold_records: list[list[str]] = field(default_factory=list)
     fold_fits: list[FitResult] = field(default_factory=list)
+    # With cfg.refit_full: the refit on the training and validation records together (the
+    # model returned); ``fit``, ``history`` and ``val_metrics`` are then the network that
+    # chose its number of epochs, and ``train_records`` holds the validation records too.
+    refit: FitResult | None = None
 
 
 def preprocessing_dict(
@@ -160,6 +164,7 @@ def train_arrhythmia(
         gate, quality_gate, _ = choose_gates(cfg, predict_records(model, val_recs), val_recs)
         model.rhythm_gate, model.quality_gate = gate, quality_gate
         val_metrics.update(evaluate_records(model, val_recs, "val"))
+        refit_result: FitResult | None = None
         if cfg.refit_full:
             n_epochs = result.best_epoch + 1
             used = (time.perf_counter() - t0) / 60
@@ -173,19 +178,26 @@ def train_arrhythmia(
                     "max_minutes": max(0.5, cfg.max_minutes - used),
                 }
             )
-            all_recs = with_simulated_af(cfg, train_recs + val_recs, dataset.fs, cfg.seed)
-            model, _ = fit_network(cfg, all_recs, [], n_samples, weights, refit, callbacks, noise)
+            # the class weights of what the refit trains on: the validation records hold a
+            # large share of DS1's S beats, which the training share's weights left out
+            all_recs = train_recs + val_recs
+            refit_weights = train_class_weights(cfg, all_recs)
+            all_recs = with_simulated_af(cfg, all_recs, dataset.fs, cfg.seed)
+            model, refit_result = fit_network(
+                cfg, all_recs, [], n_samples, refit_weights, refit, callbacks, noise
+            )
             model.rhythm_gate, model.quality_gate = gate, quality_gate
     elapsed = time.perf_counter() - t0
     return ArrhythmiaTrainResult(
         model=model,
         fit=result,
         preprocessing=preprocessing_dict(dataset, settings, cfg.output_delay),
-        train_records=train,
+        train_records=train + val if cfg.refit_full else train,
         val_records=val,
         val_metrics=val_metrics,
         train_seconds=elapsed,
         history=result.history,
+        refit=refit_result,
     )
 
 

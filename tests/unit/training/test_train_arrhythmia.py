@@ -108,6 +108,30 @@ class TestTrainArrhythmia:
         assert fit_settings_of(_cfg(monitor="val_v_ppv"), 1.0).mode == "max"
         assert "train_loss" not in ARRHYTHMIA_MONITOR_KEYS  # not returned by the evaluation
 
+    def test_a_refit_trains_with_its_own_records_weights_and_says_how_it_ended(
+        self, tiny_dataset: BeatDataset, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # the refit on training + validation records reused the training share's class
+        # weights, was reported as trained on the training records alone, and its own fit
+        # (cut by the time budget or not) was thrown away
+        from vitalgru.training import arrhythmia as training
+
+        real, weights = training.fit_network, []
+
+        def fit(cfg, train, val, n_samples, w, *args):  # type: ignore[no-untyped-def]
+            weights.append(np.asarray(w))
+            return real(cfg, train, val, n_samples, w, *args)
+
+        monkeypatch.setattr(training, "fit_network", fit)
+        cfg = _cfg(refit_full=True, max_epochs=2, min_epochs=2, sequences_per_epoch=16)
+        res = train_arrhythmia(tiny_dataset, cfg)
+        both = tiny_dataset.records(list(TRAIN + HELD_OUT), feature_settings(cfg))
+        np.testing.assert_allclose(weights[1], training.train_class_weights(cfg, both))
+        assert not np.allclose(weights[0], weights[1])  # 223's beats change them
+        assert res.train_records == list(TRAIN + HELD_OUT)
+        assert res.refit is not None and len(res.refit.history) == res.fit.best_epoch + 1
+        assert res.refit.stop_reason in ("max_epochs", "time_budget")
+
     def test_seeded_runs_are_identical_and_stream(self, tiny_dataset: BeatDataset) -> None:
         cfg = _cfg(max_epochs=1, min_epochs=1, sequences_per_epoch=16)
         a = train_arrhythmia(tiny_dataset, cfg).model
