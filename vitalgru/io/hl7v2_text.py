@@ -5,31 +5,37 @@ time stamps (:func:`hl7_time`). :mod:`vitalgru.io.hl7v2` reads messages with the
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
 __all__ = ["CHARSETS", "escape", "hl7_time", "message_bytes"]
 
 #: Character sets ``MSH-18`` may name (HL7 table 0211) that are read, as Python's
-#: codecs; a message naming none is read as UTF-8 (ASCII is a part of it), strictly.
+#: codecs; a message naming none is read as UTF-8 (ASCII is a part of it), strictly. Other
+#: names a sender writes for these (``UTF-8``, ``ISO-8859-1``, ``latin1``) are read as
+#: Python's codecs read them.
 CHARSETS = {
     "ASCII": "ascii", "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/3": "iso8859-3",
     "8859/4": "iso8859-4", "8859/5": "iso8859-5", "8859/6": "iso8859-6", "8859/7": "iso8859-7",
     "8859/8": "iso8859-8", "8859/9": "iso8859-9", "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8",
+    "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8",
 }  # fmt: skip
 
 
-def _codec(charset: str) -> str:
-    """The Python codec of an ``MSH-18`` character set ("": UTF-8). ValueError naming it for
-    one this module does not read."""
+def _codec(charset: str) -> str | None:
+    """The Python codec of an ``MSH-18`` character set ("": UTF-8): table 0211's names, or
+    a name Python's codecs know (``UTF-8``, ``ISO-8859-1``); None for a set neither knows
+    (``ISO IR87``), whose message is read only when all its bytes are ASCII."""
     name = charset.strip().upper()
     if not name:
         return "utf-8"
-    if name not in CHARSETS:
-        raise ValueError(f"MSH-18 {charset!r} is not a character set this gateway reads "
-                         f"({', '.join(CHARSETS)}); nothing was taken")  # fmt: skip
-    return CHARSETS[name]
+    if name in CHARSETS:
+        return CHARSETS[name]
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
 
 
 def _msh18(head: str) -> str:
@@ -50,8 +56,15 @@ def _decode(raw: bytes) -> str:
     charset = _msh18(head.decode("latin-1"))
     codec = _codec(charset)
     try:
-        return raw.decode(codec)
+        return raw.decode(codec or "ascii")
     except UnicodeDecodeError as e:
+        if codec is None:
+            raise ValueError(
+                f"MSH-18 {charset!r} is not a character set this gateway reads "
+                f"({', '.join(CHARSETS)}, or a name of one of them such as UTF-8 or "
+                f"ISO-8859-1), and byte 0x{raw[e.start]:02X} at {e.start} is not ASCII: "
+                "nothing was taken"
+            ) from None
         named = f"MSH-18 {charset!r}" if charset else "UTF-8 (MSH-18 names no character set)"
         raise ValueError(
             f"byte 0x{raw[e.start]:02X} at {e.start} is not {named}: nothing was taken; name "
@@ -63,11 +76,7 @@ def message_bytes(text: str) -> bytes:
     """A message (an acknowledgement) as the bytes of the character set its ``MSH-18``
     names (UTF-8 when none); a character that set lacks is sent as ``?``."""
     head = text.lstrip("\x0b\r\n\t ").split("\r", 1)[0]
-    try:
-        codec = _codec(_msh18(head))
-    except ValueError:
-        codec = "utf-8"
-    return text.encode(codec, errors="replace")
+    return text.encode(_codec(_msh18(head)) or "ascii", errors="replace")
 
 
 def _unescape(text: str, field_sep: str, enc: str, codec: str = "utf-8") -> str:

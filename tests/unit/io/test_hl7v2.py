@@ -308,6 +308,13 @@ def test_bytes_are_read_in_the_character_set_msh_18_names() -> None:
     with pytest.raises(ValueError, match=r"byte 0xD6 at \d+ is not UTF-8 \(MSH-18 names no"):
         read_message(adt("GÖT-0001", ""))
     with pytest.raises(ValueError, match="MSH-18 'ISO IR87' is not a character set"):
-        read_message(adt("GOT-0001", "ISO IR87"))
+        read_message(adt("GÖT-0001", "ISO IR87"))
+    # a set this gateway does not read, in a message all ASCII; the names engines write for
+    # the sets it reads (all refused before)
+    ascii_only = (b"MSH|^~\\&|ADT|H|V|H|202612050900+0000||ADT^A01|O1|P|2.5|||AL|NE||ISO IR87\r"
+                  b"PID|1||GOT-0001^^^H^MR||Muller^Jorg\r")  # fmt: skip
+    assert read_message(ascii_only).patient_ids == ["GOT-0001"]
+    for name, codec in (("UTF-8", "utf-8"), ("UNICODE", "utf-8"), ("ISO-8859-1", "latin-1")):
+        assert read_message(adt("GÖT-0001", name, codec)).patient_ids == ["GÖT-0001"], name
     plain = ack(read_message(adt("x", "", "utf-8")))
     assert message_bytes(plain) == plain.encode()
