@@ -35,10 +35,12 @@ message the gateway reads, not HL7 at all, or bytes that are not of the characte
 ``MSH-18`` names, UTF-8 when none: refused, never read with replacement characters). A
 message in enhanced acknowledgement mode (``MSH-15`` given) gets the commit
 acknowledgement of the same outcome instead, ``CA``, ``CE`` or ``CR``, when ``MSH-15``
-asks for one (``AL`` always, ``ER`` for ``CE``/``CR``, ``SU`` for ``CA``, ``NE`` never:
-nothing is sent back over MLLP; over HTTP the answer carries it all the same). No
-application acknowledgement (``MSH-16``) is sent as a message of its own: the commit
-acknowledgement is sent once the message was taken, and says how. A message whose control
+asks for one (``AL`` always, ``ER`` for ``CE``/``CR``, ``SU`` for ``CA``, ``NE`` never);
+where it asks for none and ``MSH-16`` asks for an application acknowledgement of that
+outcome, the original-mode ``AA``/``AE``/``AR`` is sent; where neither asks, nothing is
+sent back over MLLP (over HTTP the answer carries it all the same). No application
+acknowledgement is sent as a message of its own, after a commit acknowledgement: that
+one is sent once the message was taken, and says how. A message whose control
 id (``MSH-10``, within its sender's ``MSH-3``/``MSH-4``) was taken already (the engine resent it because
 an acknowledgement was lost) is not taken again: it gets the first acknowledgement once
 more (a message that was not taken is tried again when resent: the patient may have been
@@ -386,14 +388,19 @@ _ACCEPT = {"AL": ("CA", "CE", "CR"), "NE": (), "ER": ("CE", "CR"), "SU": ("CA",)
 def _answered(msg: Hl7Message, reply: Hl7Reply) -> Hl7Reply:
     """``reply`` as the message asks to be acknowledged: as it is in original mode (no
     ``MSH-15``); in enhanced mode a commit acknowledgement (``CA``/``CE``/``CR`` for
-    ``AA``/``AE``/``AR``), sent when ``MSH-15`` asks for one of that outcome. The reply
-    kept for a resend is the original-mode one: a resend is answered as it asks."""
+    ``AA``/``AE``/``AR``), sent when ``MSH-15`` asks for one of that outcome, else the
+    original-mode one when ``MSH-16`` asks for an application acknowledgement of it (a sender
+    asking ``NE``/``AL`` waits for one), else none. The reply kept for a resend is the
+    original-mode one: a resend is answered as it asks."""
     accept = msg.field("MSH", 15).upper()
     if not accept:
         return reply
     commit = _COMMIT.get(reply.code, "CE")
-    return replace(reply, ack=hl7_ack(msg, commit, reply.text),
-                   send=commit in _ACCEPT.get(accept, _ACCEPT["AL"]))  # fmt: skip
+    if commit in _ACCEPT.get(accept, _ACCEPT["AL"]):
+        return replace(reply, ack=hl7_ack(msg, commit, reply.text), send=True)
+    application = msg.field("MSH", 16).upper()
+    wanted = _ACCEPT.get(application, ()) if application else ()  # none said: none sent
+    return replace(reply, send=commit in wanted)
 
 
 def _named(raw: str | bytes) -> Hl7Message:

@@ -849,10 +849,15 @@ def test_enhanced_mode_gets_the_commit_acknowledgement_of_the_outcome() -> None:
         return (f"MSH|^~\\&|LAB|H|VG|H|{now}||ORU^R01|{cid}|P|2.5|||{accept}|{app}\r"
                 f"PID|1||not-admitted\rOBX|1|NM|8867-4^HR^LN||101|/min|||||F|||{now}\r")  # fmt: skip
 
-    # an error stays an error (AE as CE), said to a sender that asks for errors or always
-    for accept, send in (("AL", True), ("ER", True), ("SU", False), ("NE", False)):
-        reply = inbox.handle(oru(f"E-{accept}", accept, "AL"))
-        assert (reply.code, _msa(reply.ack)[1], reply.send) == ("AE", "CE", send), accept
+    # an error stays an error (AE as CE), said to a sender that asks for errors or always;
+    # one that asks for no commit acknowledgement of it but for an application one (MSH-16)
+    # gets the AE (it got nothing, and resent)
+    for accept, app, msa, send in (("AL", "AL", "CE", True), ("ER", "AL", "CE", True),
+                                   ("SU", "AL", "AE", True), ("NE", "AL", "AE", True),
+                                   ("NE", "ER", "AE", True), ("NE", "SU", "AE", False),
+                                   ("SU", "NE", "AE", False), ("NE", "", "AE", False)):  # fmt: skip
+        reply = inbox.handle(oru(f"E-{accept}-{app}", accept, app))
+        assert (reply.code, _msa(reply.ack)[1], reply.send) == ("AE", msa, send), (accept, app)
         assert "no patient of PID-3" in _msa(reply.ack)[3]
     bad = inbox.handle(oru("E-X", "AL").replace("ORU^R01", "QRY^A19"))
     assert (bad.code, _msa(bad.ack)[1], bad.send) == ("AR", "CR", True)
