@@ -285,9 +285,15 @@ def create_app(
         app.add_middleware(AuditMiddleware, log=audit, open_=access is None,
                            audited=lambda method, path: (method, path) in audited_routes)  # fmt: skip
     app.add_middleware(RequestOrigin, open_=access is None, public_url=public_url, hosts=hosts)
-    feeds = APIRouter(dependencies=[Depends(require(access, "feed", limit=rate_limit))])
+
+    def on_ward(pid: str) -> bool:  # an id of before ids were checked stays reachable
+        return any(pid in ids for ids in ward.patients().values())
+
+    feeds = APIRouter(
+        dependencies=[Depends(require(access, "feed", limit=rate_limit, on_ward=on_ward))]
+    )
     tickets = StreamTickets()  # the event stream's stand-ins for a token (EventSource)
-    reads = APIRouter(dependencies=[Depends(require(access, "read", tickets, rate_limit))])
+    reads = APIRouter(dependencies=[Depends(require(access, "read", tickets, rate_limit, on_ward))])
     acks = APIRouter(dependencies=[Depends(require(access, "ack", limit=rate_limit))])
     admin = APIRouter(dependencies=[Depends(require(access, "audit", limit=rate_limit))])
 

@@ -219,6 +219,7 @@ def require(
     kind: str,
     tickets: StreamTickets | None = None,
     limit: RateLimit | None = None,
+    on_ward: Callable[[str], bool] | None = None,
 ) -> Callable[..., None]:
     """A dependency that lets a request of ``kind`` (feed, read, ack) through only with
     ``Authorization: Bearer <token>`` of a role that may make it (401 without a known
@@ -232,14 +233,16 @@ def require(
     ``limit``, a caller over its rate is answered 429 with ``Retry-After``: a token by its
     name, requests without a valid token by the client's address (:func:`unknown_caller`). A patient's
     path whose id cannot name a patient is answered 422 with the reason, once the caller
-    is let through (:func:`~vitalgru.scoring.patient_ids.check_patient_id`)."""
+    is let through (:func:`~vitalgru.scoring.patient_ids.check_patient_id`), unless
+    ``on_ward`` says the ward holds it already (taken up from a state file kept before ids were checked: it
+    can still be read and discharged)."""
 
     def check(request: Request, authorization: str | None = Header(default=None)) -> None:
         request.state.caller = request.state.credential = None
         request.state.still_allowed = lambda: True
         if access is None:
             rate_limited(limit, request.client.host if request.client else "unknown")
-            return _path_patient(request)
+            return _path_patient(request, on_ward)
         scheme, _, given = (authorization or "").partition(" ")
         cred = access().who(given.strip()) if scheme.lower() == "bearer" else None
         ticket = request.query_params.get("ticket")
@@ -271,7 +274,7 @@ def require(
             raise HTTPException(
                 403, f"token {cred.name!r} ({cred.role}) may not {_KIND_TEXT[kind]}"
             )
-        _path_patient(request)
+        _path_patient(request, on_ward)
         pid = None
         if cred.patients is not None and "seq" not in request.path_params:
             pid = request.path_params.get("patient_id")
@@ -301,11 +304,12 @@ def require(
     return check
 
 
-def _path_patient(request: Request) -> None:
+def _path_patient(request: Request, on_ward: Callable[[str], bool] | None = None) -> None:
     """422 when the path's patient id cannot name a patient (a NUL, a control character,
-    a blank, thousands of characters): it was looked up, or admitted, as it came."""
+    a blank, thousands of characters) and is not one the ward holds already (``on_ward``):
+    it was looked up, or admitted, as it came."""
     pid = request.path_params.get("patient_id")
-    if pid is not None:
+    if pid is not None and not (on_ward is not None and on_ward(pid)):
         http_call(check_patient_id, pid)
 
 

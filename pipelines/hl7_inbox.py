@@ -249,10 +249,12 @@ class Hl7Inbox:
         event = adt_event(msg, self.tz)
         if not event.patient_ids:
             raise Refused(422, "the message names no patient (PID-3)")
-        pid = ward_call(check_patient_id, event.patient_ids[0])  # AE 422 naming the problem
+        pid = event.patient_ids[0]
+        on = pid in set(self.ward.patients().get("sepsis", []))
+        if not on:  # one kept from before ids were checked can still be updated, discharged
+            ward_call(check_patient_id, pid)  # AE 422 naming the problem
         unit = msg.field("PV1", 3, 1).upper()
         here = self.units is None or unit in self.units
-        on = pid in set(self.ward.patients().get("sepsis", []))
         if trigger == "A01" or (trigger == "A02" and self.units is not None):
             if not here:
                 if trigger == "A02" and on:  # moved out of the monitored units

@@ -941,15 +941,26 @@ def test_a_patient_id_kept_from_before_ids_were_checked_is_taken_up_and_said(
     sepsis_fit: tuple[Any, dict, list[dict]], caplog: pytest.LogCaptureFixture
 ) -> None:
     model, preprocessing, rows = sepsis_fit
-    old = "bed 4/2"  # admitted when any text was taken
-    state = WardState([], [SepsisAdmission(old, "2026-12-05T08:00:00+00:00", rows[:2])], [], 0, {})
+    old, long = "bed 4/2", "x" * 70  # admitted when any text was taken
+    state = WardState([], [SepsisAdmission(p, "2026-12-05T08:00:00+00:00", rows[:2])
+                           for p in (old, long)], [], 0, {})  # fmt: skip
     ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
     with caplog.at_level(logging.WARNING):
-        assert ward.restore(state)["sepsis"] == 1
+        assert ward.restore(state)["sepsis"] == 2
     assert ward.sepsis_summary(old)["last_hour"]["hour"] == rows[1]["ICULOS"]
     assert "patient id 'bed 4/2' in the state file holds a '/'" in caplog.text
     with pytest.raises(ValueError, match="holds a '/'"):
         ward.admit_sepsis(old)
+    # they can still be read and discharged, as the warning asks (every route with the
+    # patient in its path, and HL7's ADT, refused them)
+    client = TestClient(create_app(ward))
+    assert client.get(f"/vitals/{long}").status_code == 200
+    assert client.delete(f"/vitals/{long}").status_code == 200
+    a03 = "MSH|^~\\&|ADT|H|vitalgru|W|20261206100000||ADT^A03|d-1|P|2.5\rPID|1||bed 4/2^^^H^MR\r"
+    r = client.post("/hl7", content=a03, headers={"Content-Type": "x-application/hl7-v2+er7"})
+    assert r.status_code == 200 and "MSA|AA" in r.text, r.text
+    assert ward.patients()["sepsis"] == []
+    assert client.get(f"/vitals/{'y' * 70}").status_code == 422  # one the ward never held
 
 
 def test_demographics_given_at_admission_outlive_a_restart(
