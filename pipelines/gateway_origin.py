@@ -57,7 +57,9 @@ def _is_ip(name: str) -> bool:
 
 class RequestOrigin:
     """ASGI middleware: 415 for a request body of a type not in :data:`BODY_TYPES`; with
-    ``open_`` (no tokens), 403 for a request a browser sent from another origin
+    ``open_`` (no tokens), 403 for a request that changes something (not ``GET``, ``HEAD``
+    or ``OPTIONS``: a link from the intranet to a page is followed) a browser sent from
+    another origin
     (``Sec-Fetch-Site`` ``cross-site`` or ``same-site``, or an ``Origin`` other than the
     ``Host`` and ``public_url``) and, given ``hosts`` (the address it listens on), for a
     ``Host`` that names neither this machine (localhost, its host names, ``hosts``) nor
@@ -107,6 +109,10 @@ class RequestOrigin:
         ):
             return 403, (f"Host {host!r} is not a name of this gateway (localhost, this "
                          "machine's name, an IP address or --public-url's)")  # fmt: skip
+        if method in ("GET", "HEAD", "OPTIONS"):
+            # a link followed, a page read: it changes nothing, and another site's page
+            # cannot read the answer (the Host check above stops a rebinding)
+            return None
         site = headers.get("sec-fetch-site", "").lower()
         if site in ("cross-site", "same-site"):
             return 403, f"a request from another site ({site}) to a gateway without tokens"

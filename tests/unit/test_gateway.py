@@ -1422,6 +1422,10 @@ def test_a_web_page_cannot_drive_a_gateway_without_tokens() -> None:
         for head in ({"Origin": "http://localhost:8000"}, {"Sec-Fetch-Site": "same-origin"},
                      {"Origin": "https://gw.example.org"}):  # fmt: skip
             assert c.get("/patients", headers=head).status_code == 200, head
+        # a link from another site (the intranet) to a page is followed: it changes nothing
+        for site in ("same-site", "cross-site"):
+            link = {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"}
+            assert c.get("/ward", headers=link).status_code == 200, site
         # a name pointed at the gateway by someone else's DNS (rebinding): refused
         r = c.get("/patients", headers={"Host": "evil.example:8000"})
         assert r.status_code == 403 and "not a name of this gateway" in r.text
