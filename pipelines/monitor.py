@@ -42,7 +42,6 @@ from pipelines.evaluate import score_folder, score_records
 from vitalgru import tracking
 from vitalgru.claims import replace_file
 from vitalgru.data.drift import (
-    MIN_PATIENTS_FOR_DRIFT,
     MIN_RECORDS_FOR_DRIFT,
     arrhythmia_drift,
     early_warning_drift,
@@ -206,11 +205,8 @@ def check_early_warning(
         drift = early_warning_drift(
             reference, grid, grid_scores, float(loaded.preprocessing["threshold"])
         )
-        if drift["too_few_patients"]:
-            notes.append(
-                f"only {cohort.n_patients} patients (fewer than {MIN_PATIENTS_FOR_DRIFT}): "
-                "the drift figures are mostly sampling noise"
-            )
+        if drift["unjudged_why"]:
+            notes.append(f"drift not judged: {drift['unjudged_why']}")
     source = str(loaded.config.get("manifest", {}).get("source", ""))
     if source and Path(source).resolve() == folder.resolve():
         notes.append(

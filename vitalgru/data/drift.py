@@ -52,8 +52,10 @@ __all__ = [
 PROFILE_COLUMNS: tuple[str, ...] = (*MEASUREMENT_COLUMNS, *STATIC_COLUMNS)
 #: Bumped when the reference's layout changes, so an old one is recognised.
 REFERENCE_VERSION = 1
-#: Fewer new patients than this and the drift figures are mostly sampling noise
-#: (hours of one stay are not independent); the report says so.
+#: Fewer new patients than this and no input, nor the risk, is judged (every level
+#: ``unknown``; the figures are still reported): the hours of one stay are not independent,
+#: so a few patients' thousand hours are a few samples, not a thousand. Judged hour by hour,
+#: batches of 30 of the reference's own stays came out moderate or major in 8 of 10.
 MIN_PATIENTS_FOR_DRIFT = 100
 
 
@@ -233,7 +235,9 @@ def early_warning_drift(
         ``risk``: the same for the risks, with ``alarm_hour_fraction`` and
         ``alarms_per_patient_day`` reference and now; ``n_patients``, ``n_patient_hours``;
         ``major`` and ``moderate``: the names at each level; ``too_few_patients``: fewer
-        than :data:`MIN_PATIENTS_FOR_DRIFT`, so the figures are mostly noise.
+        than :data:`MIN_PATIENTS_FOR_DRIFT`, so that nothing is judged (every ``level``
+        ``unknown``, the figures reported as measured); ``unjudged_why``: why nothing
+        was judged, None when the levels stand.
 
     Raises
     ------
@@ -256,6 +260,17 @@ def early_warning_drift(
         risk[f"{k}_ref"] = float(reference[k])
         risk[f"{k}_now"] = v
     named = [*rows, risk]
+    too_few = cohort.n_patients < MIN_PATIENTS_FOR_DRIFT
+    unjudged_why = None
+    if too_few:
+        # the inputs and the risks are hourly, and the hours of one stay move together:
+        # the PSI's and the share measured's minimum counts assume independent values
+        unjudged_why = (
+            f"only {cohort.n_patients} patients (fewer than {MIN_PATIENTS_FOR_DRIFT}): the "
+            "hours of one stay are not independent, so their figures are mostly sampling noise"
+        )
+        for r in named:
+            r["level"] = "unknown"
     return {
         "n_patients": cohort.n_patients,
         "n_patient_hours": int(cohort.offsets[-1]),
@@ -264,7 +279,8 @@ def early_warning_drift(
         "risk": risk,
         "major": [r["column"] for r in named if r["level"] == "major"],
         "moderate": [r["column"] for r in named if r["level"] == "moderate"],
-        "too_few_patients": cohort.n_patients < MIN_PATIENTS_FOR_DRIFT,
+        "too_few_patients": too_few,
+        "unjudged_why": unjudged_why,
     }
 
 

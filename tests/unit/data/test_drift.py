@@ -58,6 +58,7 @@ class TestEarlyWarningDrift:
         assert ref["n_patients"] == 150 and ref["n_patient_hours"] == int(cohort.offsets[-1])
         d = early_warning_drift(ref, cohort, _risks(cohort), 0.6)
         assert d["major"] == [] and d["moderate"] == [] and not d["too_few_patients"]
+        assert d["unjudged_why"] is None
         assert max(r["psi"] for r in d["inputs"]) == pytest.approx(0.0, abs=1e-12)
         assert d["risk"]["psi"] == pytest.approx(0.0, abs=1e-12)
         r = d["risk"]
@@ -107,20 +108,37 @@ class TestEarlyWarningDrift:
     ) -> None:
         ref_c = build_cohort(_copy(set_a[:1500], tmp_path / "ref"))
         ref = early_warning_reference(ref_c, _risks(ref_c), ref_c.offsets, 0.6)
-        for k in range(3):  # 30 other stays of the same hospital (about 1,100 hours)
-            new_c = build_cohort(_copy(set_a[1500 + 30 * k : 1530 + 30 * k], tmp_path / f"n{k}"))
+        # 150 other stays of the same hospital (about 5,500 hours)
+        new_c = build_cohort(_copy(set_a[1500:1650], tmp_path / "new"))
+        d = early_warning_drift(ref, new_c, _risks(new_c), 0.6)
+        by = {r["column"]: r for r in d["inputs"]}
+        # 150 ages are 150 values, too few for a PSI (judged as 5,500 before)
+        for c in ("age_years", "gender_male", "hosp_adm_time_h"):
+            assert by[c]["level"] in ("unknown", "stable"), (c, by[c])
+            assert by[c]["psi"] is None or by[c]["level"] != "major"
+        assert by["hr_bpm"]["level"] != "unknown"  # hourly values are still judged
+
+    def test_a_few_patients_are_not_judged_hour_by_hour(
+        self, set_a: list[Path], tmp_path: Path
+    ) -> None:
+        # batches of the reference's own stays, where nothing can have drifted: judged
+        # hour by hour (the hours of a stay move together) they came out moderate or major
+        ref_c = build_cohort(_copy(set_a[:400], tmp_path / "ref"))
+        ref = early_warning_reference(ref_c, _risks(ref_c), ref_c.offsets, 0.6)
+        for k in range(4):
+            files = set_a[30 * k : 30 * (k + 1)]
+            new_c = build_cohort(_copy(files, tmp_path / f"n{k}"))
             d = early_warning_drift(ref, new_c, _risks(new_c), 0.6)
-            by = {r["column"]: r for r in d["inputs"]}
-            # 30 ages are 30 values, too few for a PSI (judged as 1,100 before: "major")
-            for c in ("age_years", "gender_male", "hosp_adm_time_h"):
-                assert by[c]["level"] in ("unknown", "stable"), (c, by[c])
-                assert by[c]["psi"] is None or by[c]["level"] != "major"
-            assert by["hr_bpm"]["level"] != "unknown"  # hourly values are still judged
+            assert d["too_few_patients"] and d["major"] == [] and d["moderate"] == []
+            assert {r["level"] for r in [*d["inputs"], d["risk"]]} == {"unknown"}
+            assert d["unjudged_why"].startswith("only 30 patients (fewer than 100)")
+            assert d["inputs"][0]["psi"] is not None  # the figures are still reported
 
     def test_few_patients_and_bad_references(self, set_a: list[Path], tmp_path: Path) -> None:
         cohort = build_cohort(_copy(set_a[:20], tmp_path / "a"))
         ref = early_warning_reference(cohort, _risks(cohort), cohort.offsets, 0.6)
-        assert early_warning_drift(ref, cohort, _risks(cohort), 0.6)["too_few_patients"]
+        few = early_warning_drift(ref, cohort, _risks(cohort), 0.6)
+        assert few["too_few_patients"] and few["unjudged_why"] is not None
         assert cohort.n_patients < MIN_PATIENTS_FOR_DRIFT
         with pytest.raises(ValueError, match="reference profile has version 0.*retrain"):
             early_warning_drift({**ref, "version": 0}, cohort, _risks(cohort), 0.6)
