@@ -20,6 +20,7 @@ from vitalgru.data.drift import (
 )
 from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort
 from vitalgru.io.psv_folder import list_psv
+from vitalgru.metrics.drift import reference_histogram
 
 
 def _risks(cohort: EarlyWarningCohort) -> np.ndarray:
@@ -164,8 +165,8 @@ class TestArrhythmiaDrift:
         hr, amp, ok = (
             got[k][0] for k in ("heart_rate_bpm", "amplitude_mv", "beat_in_clean_signal")
         )
-        # the first beat of each record has no RR interval before it
-        assert np.isnan(hr[0]) and hr[1] == 60.0 and np.isnan(hr[2])
+        # the first beat of each record has no RR interval before it: left out
+        assert hr.tolist() == [60.0]
         assert amp.tolist() == [1.5, 2.0, 0.0] and ok.tolist() == [1.0, 0.0, 1.0]
         with pytest.raises(ValueError, match="3 windows, 2 beat positions"):
             beat_inputs(w, np.array([0, 1]), np.array(["a", "a", "b"]), 360.0)
@@ -186,6 +187,32 @@ class TestArrhythmiaDrift:
         assert moved["predicted"]["classes"]["V"]["now"] == 1.0
         assert moved["predicted"]["classes"]["N"]["ref"] == pytest.approx(0.9, abs=0.02)
         assert moved["too_few_records"]
+
+    def test_shorter_records_are_not_a_change_of_heart_rate(self) -> None:
+        # the same beats cut into 10-s strips: a first beat every 12, without an RR
+        # interval, was a missing heart rate (8 % of beats) and a major shift (PSI 0.44)
+        rng = np.random.default_rng(1)
+        w, idx, rid = self._beats(rng, 4000)
+        pred = rng.choice(5, size=4000, p=[0.9, 0.03, 0.06, 0.01, 0.0])
+        ref = arrhythmia_reference(beat_inputs(w, idx, rid, 360.0), pred, 2)
+        w2, idx2, _ = self._beats(rng, 4000)
+        strips = (np.arange(4000) // 12).astype(str)
+        d = arrhythmia_drift(ref, beat_inputs(w2, idx2, strips, 360.0), pred, 334)
+        hr = next(r for r in d["inputs"] if r["column"] == "heart_rate_bpm")
+        assert hr["level"] == "stable" and hr["psi"] < 0.02, hr
+        assert hr["measured_ref"] == hr["measured_now"] == 1.0
+        assert d["major"] == [] and d["moderate"] == []
+        assert ref["n_beats"] == 4000 and ref["columns"]["heart_rate_bpm"]["n"] == 3998
+        # a reference stored with the first beats as missing heart rates reads the same
+        rates = beat_inputs(w, idx, rid, 360.0)["heart_rate_bpm"][0]
+        old_hr = np.insert(rates, [0, 1999], np.nan)  # records "a" and "b" start at 0, 2000
+        old = {**ref, "columns": {**ref["columns"], "heart_rate_bpm": reference_histogram(old_hr)}}
+        assert old["columns"]["heart_rate_bpm"]["n"] == 4000
+        again = arrhythmia_drift(json.loads(json.dumps(old)), beat_inputs(w2, idx2, strips, 360.0),
+                                 pred, 334)  # fmt: skip
+        hr_old = next(r for r in again["inputs"] if r["column"] == "heart_rate_bpm")
+        assert hr_old["psi"] == pytest.approx(hr["psi"], abs=1e-9)
+        assert hr_old["measured_ref"] == pytest.approx(1.0)
 
 
 def test_too_few_values_to_judge_are_unknown_not_stable() -> None:
