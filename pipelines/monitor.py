@@ -23,7 +23,8 @@ Each then checks
 and records the check as an MLflow run in experiment ``vitalgru-monitoring`` and on the
 model version's tags (``vitalgru.monitor.*``), so that the registry shows when a version was
 last checked and how it fared. The status is ``ok``, ``watch`` (moderate drift), ``drift``
-(major drift) or ``degraded`` (performance below the tolerance).
+(major drift) or ``degraded`` (performance below the tolerance); drift that could not be
+judged at all (too few patients or values) is a reason of its own, ``drift not judged``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from vitalgru.data.drift import (
 )
 from vitalgru.data.early_warning import build_cohort, resolve_data_dir
 from vitalgru.io.sources import resolve_source
+from vitalgru.metrics.drift import MIN_EXPECTED_MEASURED, MIN_VALUES_FOR_PSI
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.reports.model_monitoring import monitoring_markdown
 from vitalgru.training.early_warning import score_cohort
@@ -118,7 +120,21 @@ def _performance(
     return {"checked": True, "measures": rows}
 
 
+def _unjudged(drift: Mapping[str, Any]) -> str | None:
+    """Why no input nor the output could be judged (every level ``unknown``), None when
+    some could."""
+    output = drift.get("risk") or drift.get("predicted")
+    if any(r["level"] != "unknown" for r in [*drift["inputs"], *([output] if output else [])]):
+        return None
+    return drift.get("unjudged_why") or (
+        f"too few values on every input and output (a PSI needs {MIN_VALUES_FOR_PSI} a side, "
+        f"a change of the share measured {MIN_EXPECTED_MEASURED} expected)"
+    )
+
+
 def _status(drift: dict[str, Any] | None, perf: dict[str, Any]) -> tuple[str, list[str]]:
+    """The verdict and its reasons. Drift that could not be judged at all leaves the status
+    as it is but is a reason of its own, so that it does not read as no drift."""
     reasons: list[str] = []
     status = "ok"
     if perf.get("checked"):
@@ -130,6 +146,8 @@ def _status(drift: dict[str, Any] | None, perf: dict[str, Any]) -> tuple[str, li
                 )
                 status = "degraded"
     if drift is not None:
+        if (why := _unjudged(drift)) is not None:
+            reasons.append(f"drift not judged: {why}")
         if drift["major"]:
             reasons.append(f"major drift: {', '.join(drift['major'])}")
             status = status if status == "degraded" else "drift"
@@ -205,8 +223,6 @@ def check_early_warning(
         drift = early_warning_drift(
             reference, grid, grid_scores, float(loaded.preprocessing["threshold"])
         )
-        if drift["unjudged_why"]:
-            notes.append(f"drift not judged: {drift['unjudged_why']}")
     source = str(loaded.config.get("manifest", {}).get("source", ""))
     if source and Path(source).resolve() == folder.resolve():
         notes.append(

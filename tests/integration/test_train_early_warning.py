@@ -207,7 +207,7 @@ class TestTrainEarlyWarningFlow:
         report = json.loads((isolated_mlflow / "mon" / "monitoring.json").read_text())
         assert mon["status"] == report["status"] in STATUSES and mon["model_version"] == "1"
         assert report["drift"]["too_few_patients"] and report["n_patients"] == 30
-        assert any("drift not judged: only 30 patients" in n for n in report["notes"])
+        assert any("drift not judged: only 30 patients" in r for r in report["reasons"])
         assert report["drift"]["major"] == report["drift"]["moderate"] == []
         assert {r["level"] for r in report["drift"]["inputs"]} == {"unknown"}
         assert report["evaluation"]["utility"] == pytest.approx(ev["utility"])

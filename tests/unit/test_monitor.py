@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from pipelines.monitor import _status, monitoring_metrics, polarity_note
+from vitalgru.data.drift import arrhythmia_drift, arrhythmia_reference, beat_inputs
 from vitalgru.reports.model_monitoring import monitoring_markdown
+
+
+def _beats(rng: np.random.Generator, n: int, per_record: int, gain=1.0, rr_s=0.8) -> dict:
+    """Beat inputs of synthetic records of ``per_record`` beats."""
+    t = np.linspace(-1, 1, 64)
+    windows = gain * rng.normal(1.2, 0.15, n)[:, None] * np.exp(-((t / 0.1) ** 2))[None, :]
+    idx = np.cumsum(rng.normal(rr_s, 0.03, n) * 360).astype(np.int64)
+    return beat_inputs(windows, idx, (np.arange(n) // per_record).astype(str), 360.0,
+                       np.ones(n, bool))  # fmt: skip
 
 
 def _row(column: str, level: str, psi: float | None) -> dict:
@@ -57,6 +69,32 @@ class TestStatus:
 
     def test_no_reference_and_no_labels_is_ok_with_nothing_to_say(self) -> None:
         assert _status(None, {"checked": False}) == ("ok", [])
+
+    def test_drift_that_could_not_be_judged_is_said_not_read_as_none(self) -> None:
+        # five records, 450 beats at 2.5 times the gain and twice the heart rate, every
+        # call V: too few beats for any PSI, every level unknown, and the verdict read
+        # "ok, nothing outside the limits"
+        rng = np.random.default_rng(0)
+        ref = arrhythmia_reference(_beats(rng, 5000, 2300), np.zeros(5000), 3)
+        d = arrhythmia_drift(ref, _beats(rng, 450, 90, gain=2.5, rr_s=0.4), np.full(450, 2), 5)
+        assert {r["level"] for r in [*d["inputs"], d["predicted"]]} == {"unknown"}
+        status, why = _status(d, {"checked": False})
+        assert status == "ok" and len(why) == 1
+        assert why[0].startswith("drift not judged: too few values on every input and output")
+        md = monitoring_markdown({**_report(d, {"checked": False, "why": "x"}),
+                                  "task": "arrhythmia"})  # fmt: skip
+        assert "- drift not judged: too few values" in md
+        assert "nothing outside the limits" not in md
+        # said with the drift result's own reason where it has one (too few patients)
+        few = {**_drift(), "unjudged_why": "only 30 patients (fewer than 100): ..."}
+        for r in [*few["inputs"], few["risk"]]:
+            r["level"] = "unknown"
+        status, why = _status(few, _perf(0.08))
+        assert status == "degraded"
+        assert why[1] == "drift not judged: only 30 patients (fewer than 100): ..."
+        # one row judged and stable: drift was judged, nothing to say
+        few["inputs"][0]["level"] = "stable"
+        assert _status(few, _perf(0.0)) == ("ok", [])
 
 
 def _report(drift: dict | None, perf: dict) -> dict:
