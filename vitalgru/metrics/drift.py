@@ -53,6 +53,10 @@ PSI_MAJOR = 0.25
 #: measurement is called moderately, and majorly, shifted (both ways).
 MEASURED_RATIO_MODERATE = 1.5
 MEASURED_RATIO_MAJOR = 2.0
+#: Relative slack within which a change of the share measured meets a factor above, so
+#: that a change by exactly the factor does (20 % of hours to 30 %: 0.3 / 0.2 is
+#: 1.4999999999999998 in floating point, and 0.2 / 0.3 falls short of 1 / 1.5 the same way).
+_RATIO_RTOL = 1e-9
 #: Values the new data would hold at the reference's rate below which a change of the
 #: share measured is not judged.
 MIN_EXPECTED_MEASURED = 20
@@ -198,7 +202,8 @@ def measured_ratio(reference: Mapping[str, Any], current: Mapping[str, Any]) -> 
 def measured_ratio_level(ratio: float, expected_now: float, present_now: float = math.inf) -> str:
     """How far the share measured moved: ``"major"`` when it halved or doubled (or a
     column appeared with at least :data:`MIN_EXPECTED_MEASURED` values, ``present_now``),
-    ``"moderate"`` past a factor 1.5, else ``"stable"``; ``"unknown"`` when the new data
+    ``"moderate"`` at a factor 1.5 or more either way, else ``"stable"`` (the factors
+    inclusive, up to a relative 1e-9 of floating-point rounding); ``"unknown"`` when the new data
     would hold fewer than :data:`MIN_EXPECTED_MEASURED` values at the reference's rate, a
     column appeared with fewer (too few to tell: one stray EtCO2 among 23,000 hours made
     a major shift), or neither side has any.
@@ -212,7 +217,8 @@ def measured_ratio_level(ratio: float, expected_now: float, present_now: float =
         return "major" if present_now >= MIN_EXPECTED_MEASURED else "unknown"
     if not math.isfinite(ratio) or expected_now < MIN_EXPECTED_MEASURED:
         return "unknown"
-    change = abs(math.log(max(ratio, 1e-12)))
+    # in logs, so that a factor either way is one limit; the slack is relative in the ratio
+    change = abs(math.log(max(ratio, 1e-12))) + _RATIO_RTOL
     if change >= math.log(MEASURED_RATIO_MAJOR):
         return "major"
     if change >= math.log(MEASURED_RATIO_MODERATE):

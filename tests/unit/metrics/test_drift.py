@@ -149,6 +149,21 @@ class TestMeasurement:
         assert measured_ratio_level(math.inf, 0, 1) == "unknown"
         assert measured_ratio_level(math.nan, enough) == "unknown"
 
+    def test_a_change_by_exactly_a_factor_meets_it(self) -> None:
+        # 20 % of hours measured, then 30 %: 0.3 / 0.2 is 1.4999999999999998, and read
+        # "stable" although the limit is a factor 1.5
+        enough = MIN_EXPECTED_MEASURED
+        ref = reference_histogram(np.r_[np.arange(200.0), np.full(800, np.nan)])
+        for k, want in ((300, "moderate"), (100, "major"), (400, "major"), (299, "stable")):
+            now = histogram_on(ref["edges"], np.r_[np.arange(float(k)), np.full(1000 - k, np.nan)])
+            assert measured_ratio_level(measured_ratio(ref, now), enough) == want, k
+        for ratio in (0.3 / 0.2, 0.2 / 0.3, 0.6 / 0.4, 0.4 / 0.6):
+            assert measured_ratio_level(ratio, enough) == "moderate", ratio
+        assert measured_ratio_level(1.4999, enough) == "stable"
+        assert measured_ratio_level(1 / 1.4999, enough) == "stable"
+        assert measured_ratio_level(0.2 / 0.4, enough) == measured_ratio_level(0.8 / 0.4, enough)
+        assert measured_ratio_level(1.9999, enough) == "moderate"
+
     def test_never_measured_on_either_side(self) -> None:
         ref = reference_histogram(np.full(4, np.nan))
         assert math.isnan(measured_ratio(ref, ref))
