@@ -181,7 +181,7 @@ def load_config(
     path : str or Path, optional
         YAML file; ``None`` takes the packaged ``default_name``.
     overrides : dict, optional
-        Dotted keys to values, applied last (``{"arrhythmia.seed": 3}``).
+        Dotted keys to values, applied last (``{"arrhythmia.filters.notch_hz": 50}``).
 
     Raises
     ------
