@@ -17,11 +17,13 @@ from vitalgru.data.dataset_files import processing_digest
 
 
 def test_a_dataset_made_by_other_processing_code_is_remade(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, physionet_mirror: Path
 ) -> None:
     ds = tmp_path / "datasets" / "mitdb"
     ds.mkdir(parents=True)
-    cfg = ArrhythmiaTrainConfig.model_validate({"ingest": {"out_dir": str(ds)}})
+    cfg = ArrhythmiaTrainConfig.model_validate(
+        {"ingest": {"out_dir": str(ds), "physionet": {"mirror": str(physionet_mirror)}}}
+    )
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(arr, "get_run_logger", lambda: logging.getLogger("test"))
     monkeypatch.setattr(arr, "ingest_flow",
