@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vitalgru.dsp import RpeakStream, ecg_rpeaks, map_indices, resample
-from vitalgru.dsp.rpeaks import INIT_S, RELEARN_S
+from vitalgru.dsp.rpeak_decision import INIT_S, RELEARN_S
 from vitalgru.metrics.detection import detection_counts, match_beats
 
 
