@@ -10,9 +10,10 @@ The detector (:mod:`vitalgru.dsp.rpeaks`) learns its signal and noise levels aga
 has been accepted for ``RELEARN_S`` seconds, from the candidates of those seconds, unless
 the largest of them deflects less than ``RELEARN_MIN_MV`` from its baseline. This script
 measures what that does where the levels go wrong and where there is no beat to find, for
-the detector in the working tree and, with ``--baseline REV``, for ``vitalgru/dsp/rpeaks.py``
-as committed at ``REV`` (read with ``git show``; the rest of the package is the working
-tree's). Lead 0, 360 Hz, mV; beats matched within 75 ms as in ``benchmarks/rpeaks.py``.
+the detector in the working tree and, with ``--baseline REV``, for the detector's modules
+(``vitalgru/dsp/rpeak*.py``) as committed at ``REV`` (read with ``git show``; the rest of the
+package is the working tree's). Lead 0, 360 Hz, mV; beats matched within 75 ms as in
+``benchmarks/rpeaks.py``.
 
 * ``mitdb``: all 48 records whole, gross Se and +P (detections inside record 207's
   ventricular flutter not counted as false, as EC57 does).
@@ -29,6 +30,8 @@ tree's). Lead 0, 360 Hz, mV; beats matched within 75 ms as in ``benchmarks/rpeak
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.abc
 import importlib.util
 import subprocess
 import sys
@@ -43,32 +46,64 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, default_mirror, environment, write_results
 from rpeaks import read_record as read
 
+from vitalgru.dsp.rpeak_decision import RELEARN_MIN_MV, RELEARN_S
 from vitalgru.metrics.detection import detection_counts
 
 RECORDS = ("100", "101", "103", "117", "119", "208")
 NOISE_RMS = (0.02, 0.05, 0.1, 0.2)
 
 
+class _Files(importlib.abc.MetaPathFinder):
+    """Imports the modules named in ``paths`` from the files given there."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.paths = paths
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        p = self.paths.get(name)
+        return None if p is None else importlib.util.spec_from_file_location(name, p)
+
+
 def load_detector(rev: str | None) -> ModuleType:
-    """``vitalgru.dsp.rpeaks`` of the working tree, or its text at git revision ``rev``."""
+    """``vitalgru.dsp.rpeaks`` of the working tree, or with the detector's modules
+    (``vitalgru/dsp/rpeak*.py``) as committed at git revision ``rev``."""
     if rev is None:
         import vitalgru.dsp.rpeaks as mod
 
         return mod
-    text = subprocess.run(
-        ["git", "show", f"{rev}:vitalgru/dsp/rpeaks.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "rpeaks_baseline.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location("rpeaks_baseline", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+
+    import vitalgru.dsp as dsp
+
+    tmp = Path(tempfile.mkdtemp())
+    paths: dict[str, Path] = {}
+    for f in git("ls-tree", "--name-only", rev, "vitalgru/dsp/").split():
+        stem = Path(f).stem
+        if stem.startswith("rpeak") and f.endswith(".py"):
+            paths[f"vitalgru.dsp.{stem}"] = tmp / f"{stem}.py"
+            paths[f"vitalgru.dsp.{stem}"].write_text(git("show", f"{rev}:{f}"))
+    # Imported under their own names, so that they import each other as at ``rev``; the
+    # names are given back to the working tree's modules afterwards.
+    stems = {n: n.rsplit(".", 1)[1] for n in paths}
+    saved = {n: sys.modules.pop(n) for n in paths if n in sys.modules}
+    attrs = {n: getattr(dsp, stem) for n, stem in stems.items() if hasattr(dsp, stem)}
+    finder = _Files(paths)
+    sys.meta_path.insert(0, finder)
+    try:
+        return importlib.import_module("vitalgru.dsp.rpeaks")
+    finally:
+        sys.meta_path.remove(finder)
+        for n, stem in stems.items():
+            sys.modules.pop(n, None)
+            if n in attrs:
+                setattr(dsp, stem, attrs[n])
+            elif hasattr(dsp, stem):
+                delattr(dsp, stem)
+        sys.modules.update(saved)
 
 
 def found(beats: np.ndarray, peaks: np.ndarray, fs: float, lo: int, hi: int) -> tuple[int, int]:
@@ -162,8 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["this tree"] = run(current, args.mirror)
     payload = {
         "environment": environment(),
-        "relearn_s": current.RELEARN_S,
-        "relearn_min_mv": current.RELEARN_MIN_MV,
+        "relearn_s": RELEARN_S,
+        "relearn_min_mv": RELEARN_MIN_MV,
         "results": results,
     }
     cmd = "python benchmarks/rpeak_relearn.py" + (
@@ -173,8 +208,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "# R-peak detector after a long silence: relearning, and asystole with noise",
         "",
         f"Command: `{cmd}` ({payload['environment']['date_utc']}). "
-        f"Relearning after {current.RELEARN_S:g} s without a QRS, from a wave of at least "
-        f"{current.RELEARN_MIN_MV:g} mV. Cases as in the script's docstring.",
+        f"Relearning after {RELEARN_S:g} s without a QRS, from a wave of at least "
+        f"{RELEARN_MIN_MV:g} mV. Cases as in the script's docstring.",
         "",
         *table(results),
     ]
