@@ -15,20 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from vitalgru.config_checks import StrictConfig, not_empty, record_names_as_text
 
 # the files' reading, named here as it always was: `from vitalgru.config import load_config`
 from vitalgru.config_files import load_config as load_config
 from vitalgru.config_files import resolve_config_dict as resolve_config_dict
+
+# the ingest's sections, named here as they always were (the task configs nest them)
+from vitalgru.config_ingest import ArrhythmiaDataConfig as ArrhythmiaDataConfig
+from vitalgru.config_ingest import BeatWindowConfig as BeatWindowConfig
+from vitalgru.config_ingest import FilterConfig as FilterConfig
+from vitalgru.config_ingest import IngestConfig as IngestConfig
+from vitalgru.config_ingest import PhysioNetConfig as PhysioNetConfig
 from vitalgru.types import AAMI_CLASS_STATS, aami_metric_names
 
 #: What an arrhythmia version can be gated on: the DS2 evaluation's metrics as the training
@@ -53,14 +55,6 @@ ARRHYTHMIA_MONITOR_KEYS: dict[str, Literal["min", "max"]] = {
 EARLY_WARNING_GATE_KEYS: tuple[str, ...] = ("utility", "auroc", "auprc")
 
 
-def _not_empty(v: Any, name: str, null: str = "") -> Any:
-    """Checked before the conversion to a Path, where "" becomes "." (the working folder).
-    ``null``: what null means for a field that takes it, said in the error."""
-    if isinstance(v, str | Path) and str(v).strip() == "":
-        raise ValueError(f"{name} must not be empty" + (f" (null: {null})" if null else ""))
-    return v
-
-
 def _gate_keys(v: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     """Gate keys are checked when the config is read: a typo was found at promotion,
     after the whole training had run."""
@@ -75,182 +69,9 @@ def _gate_keys(v: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     return v
 
 
-def _record_names(v: Any) -> Any:
-    """Record names are text; YAML reads `[100, 101]` as numbers (and `0100` as octal 64),
-    so a number is refused with the way to write it rather than guessed at."""
-    if isinstance(v, list | tuple) and any(isinstance(x, int | float) for x in v):
-        raise ValueError(
-            "record names are text: quote them (['100', '101']; YAML reads 100 as a number)"
-        )
-    return v
-
-
 #: Largest seed a config takes: numpy's generators take seeds below 2**32, and a fit adds
 #: its fold and member to the config's (a seed past it failed after the ingest had run).
 MAX_SEED = 2**31 - 1
-
-
-def _takes_bool(annotation: Any) -> bool:
-    return annotation is bool or any(_takes_bool(a) for a in get_args(annotation))
-
-
-class _Strict(BaseModel):
-    # no infinite or NaN number anywhere: `lr: .inf` or `grad_clip: .nan` is a typo that
-    # trains nonsense, not a setting
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
-        # YAML 1.1 reads unquoted yes/no/on/off as booleans and pydantic takes a boolean for
-        # 1 or 0: `retries: no` retried 0 times, `notch_hz: off` notched at 0 Hz, `lead: no`
-        # read column 0. A boolean is taken only where the field is one.
-        field = cls.model_fields.get(info.field_name or "")
-        if field is None or _takes_bool(field.annotation):
-            return v
-        items = v if isinstance(v, list | tuple) else [v]
-        if any(isinstance(x, bool) for x in items):
-            shown = ", ".join("true" if x is True else "false" if x is False else repr(x)
-                              for x in items)  # fmt: skip
-            raise ValueError(
-                f"{info.field_name} is not a true/false setting, got {shown} (YAML reads "
-                "unquoted yes, no, on, off as booleans): write the number meant, null where "
-                "the key takes it, or the word in quotes ('off')"
-            )
-        return v
-
-
-class PhysioNetConfig(_Strict):
-    """Where PhysioNet data comes from.
-
-    ``mirror`` (or the environment variable ``VITALGRU_PHYSIONET_MIRROR``, resolved by
-    :func:`vitalgru.io.sources.resolve_source`) is a local folder laid out like
-    PhysioNet's (``<mirror>/<db>/<files>``); otherwise files are downloaded from
-    ``base_url`` into ``cache_dir``.
-    """
-
-    base_url: str = "https://physionet.org/files/"
-    mirror: Path | None = None
-    cache_dir: Path | None = None  # None -> ~/.cache/vitalgru/physionet
-    verify_checksums: bool = True
-    retries: int = Field(default=3, ge=0, le=20)
-    backoff_s: float = Field(default=1.0, ge=0)  # first retry wait, doubled per retry
-    timeout_s: float = Field(default=60.0, gt=0)
-
-    _no_empty_mirror = field_validator("mirror", mode="before")(
-        lambda v: _not_empty(v, "mirror", "no mirror, download from base_url")
-    )
-    _no_empty_cache = field_validator("cache_dir", mode="before")(
-        lambda v: _not_empty(
-            v, "cache_dir", "the default cache folder, ~/.cache/vitalgru/physionet"
-        )
-    )
-
-
-class FilterConfig(_Strict):
-    """ECG conditioning. Cut-offs follow common practice for diagnostic-bandwidth ECG
-    reduced to the beat-classification band (AHA 2007 recommendations allow a 0.5 Hz
-    high-pass for monitoring; most QRS energy lies below 40 Hz).
-
-    They are the -3 dB points of one pass of the filter (the causal filter of a stream). The
-    dataset's windows are filtered zero-phase, twice, which narrows the band: with the
-    defaults -3 dB at 0.62 and 32.5 Hz at 360 Hz and a notch 3.1 Hz wide (58.5-61.6 Hz); see
-    :func:`vitalgru.dsp.filters.ecg_clean`.
-
-    A band-pass, ``0 < baseline_hz < lowpass_hz``, and a notch above 0 Hz or none (null);
-    :class:`ArrhythmiaDataConfig` checks that each lies below the Nyquist frequency of
-    ``windows.fs``. These are the conditions of :func:`vitalgru.dsp.filters.design_ecg_sos`,
-    checked when the config is read: a filter it cannot design sent every record to the
-    ingest's attrition.
-    """
-
-    baseline_hz: float = Field(default=0.5, gt=0)
-    lowpass_hz: float = Field(default=40.0, gt=0)
-    notch_hz: float | None = 60.0  # mains frequency of the source (MIT-BIH: USA, 60 Hz)
-    order: int = Field(default=2, ge=1, le=8)
-
-    @field_validator("notch_hz")
-    @classmethod
-    def _notch_above_zero(cls, v: float | None) -> float | None:
-        if v is not None and not v > 0:
-            raise ValueError(f"notch_hz must be above 0 Hz, got {v} (null: no notch)")
-        return v
-
-    @model_validator(mode="after")
-    def _band_pass(self) -> FilterConfig:
-        if not self.baseline_hz < self.lowpass_hz:
-            raise ValueError(
-                f"baseline_hz ({self.baseline_hz}) must be below lowpass_hz "
-                f"({self.lowpass_hz}) for a band-pass"
-            )
-        return self
-
-
-class BeatWindowConfig(_Strict):
-    """Beat-centred windows for arrhythmia classification."""
-
-    lead: str | int = "MLII"  # lead name, or index; falls back to ``fallback_lead``
-    fallback_lead: int = 0
-    fs: float = Field(default=360.0, gt=0)  # every record is resampled to this rate
-    before_s: float = Field(default=0.25, gt=0)
-    after_s: float = Field(default=0.45, gt=0)
-    local_rr_beats: int = Field(default=10, ge=1)
-    quality_window_s: float = Field(default=10.0, gt=0)
-    # How often the live (trailing-window) quality verdict is renewed; see signal_ok in
-    # vitalgru.data.ingest.
-    quality_hop_s: float = Field(default=2.0, gt=0)
-
-    @model_validator(mode="after")
-    def _a_sample_each_side(self) -> BeatWindowConfig:
-        # a window of no sample before or after the R peak cannot be cut (every record
-        # was refused at the ingest)
-        for name in ("before_s", "after_s"):
-            v = getattr(self, name)
-            if round(v * self.fs) < 1:
-                raise ValueError(
-                    f"{name} {v} s is under one sample at fs {self.fs} Hz; "
-                    f"it must be at least {1 / self.fs:.3g} s"
-                )
-        return self
-
-
-class ArrhythmiaDataConfig(_Strict):
-    database: str = "mitdb"
-    # The inter-patient DS1/DS2 split the training and its evaluation read; the only one
-    # (a "patient" option put every record in a test split the training never reads).
-    split: Literal["dechazal2004"] = "dechazal2004"
-    exclude_records: tuple[str, ...] = ("102", "104", "107", "217")  # paced (de Chazal 2004)
-    records: tuple[str, ...] | None = None  # None: every record the database lists
-    filters: FilterConfig = FilterConfig()
-    windows: BeatWindowConfig = BeatWindowConfig()
-
-    _names = field_validator("exclude_records", "records", mode="before")(_record_names)
-
-    @model_validator(mode="after")
-    def _filter_below_nyquist(self) -> ArrhythmiaDataConfig:
-        # records are filtered at windows.fs: a cut-off at or above its Nyquist frequency
-        # designs no filter
-        f, nyq = self.filters, self.windows.fs / 2
-        for name in ("lowpass_hz", "notch_hz"):
-            v = getattr(f, name)
-            if v is not None and not v < nyq:
-                raise ValueError(
-                    f"filters.{name} {v} Hz must lie below the Nyquist frequency {nyq:g} Hz "
-                    f"of windows.fs {self.windows.fs:g} Hz"
-                    + (" (null: no notch)" if name == "notch_hz" else "")
-                )
-        return self
-
-
-class IngestConfig(_Strict):
-    """What ``vitalgru ingest`` builds."""
-
-    physionet: PhysioNetConfig = PhysioNetConfig()
-    arrhythmia: ArrhythmiaDataConfig = ArrhythmiaDataConfig()
-    out_dir: Path = Path("vitalgru-out/datasets/mitdb")
-    workers: int = Field(default=2, ge=1, le=64)
-
-    _no_empty = field_validator("out_dir", mode="before")(lambda v: _not_empty(v, "out_dir"))
 
 
 def config_hash(cfg: BaseModel) -> str:
@@ -262,7 +83,7 @@ def config_hash(cfg: BaseModel) -> str:
 # --- Task configs. Each class is owned by its task; keep edits inside the class body. ---
 
 
-class ArrhythmiaTrainConfig(_Strict):
+class ArrhythmiaTrainConfig(StrictConfig):
     """Arrhythmia beat classifier: data, model and training (``vitalgru train arrhythmia``)."""
 
     ingest: IngestConfig = IngestConfig()
@@ -271,16 +92,16 @@ class ArrhythmiaTrainConfig(_Strict):
     # it was two folders above the dataset, outside the output tree for any other layout.
     report_dir: Path = Path("vitalgru-out/reports/arrhythmia")
     _no_empty_dataset = field_validator("dataset_dir", mode="before")(
-        lambda v: _not_empty(v, "dataset_dir", "ingest.out_dir")
+        lambda v: not_empty(v, "dataset_dir", "ingest.out_dir")
     )
     _no_empty_report = field_validator("report_dir", mode="before")(
-        lambda v: _not_empty(v, "report_dir")
+        lambda v: not_empty(v, "report_dir")
     )
     # Record-grouped validation inside DS1 (model selection, early stopping); these four
     # hold 263 S and 933 V beats. 201 and 203, DS1's atrial-fibrillation records, stay in
     # training: without them the model calls irregular AF beats S.
     val_records: tuple[str, ...] = ("118", "119", "220", "223")
-    _names = field_validator("val_records", mode="before")(_record_names)
+    _names = field_validator("val_records", mode="before")(record_names_as_text)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
     # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
@@ -424,7 +245,7 @@ class ArrhythmiaTrainConfig(_Strict):
         return self
 
 
-class EarlyWarningConfig(_Strict):
+class EarlyWarningConfig(StrictConfig):
     """Sepsis early warning on Challenge-2019 tables (``vitalgru train early-warning``)."""
 
     physionet: PhysioNetConfig = PhysioNetConfig()
@@ -435,11 +256,11 @@ class EarlyWarningConfig(_Strict):
     experiment: str = "vitalgru-early-warning"
     cache_dir: Path | None = None  # parsed-cohort parquet cache; None -> ~/.cache/vitalgru
     _no_empty_cache = field_validator("cache_dir", mode="before")(
-        lambda v: _not_empty(v, "cache_dir", "the default cache folder under ~/.cache/vitalgru")
+        lambda v: not_empty(v, "cache_dir", "the default cache folder under ~/.cache/vitalgru")
     )
     limit_patients: int | None = Field(default=None, ge=20)  # first N files, for quick runs
     out_dir: Path = Path("vitalgru-out/early_warning")
-    _no_empty = field_validator("out_dir", mode="before")(lambda v: _not_empty(v, "out_dir"))
+    _no_empty = field_validator("out_dir", mode="before")(lambda v: not_empty(v, "out_dir"))
     # Models cross-validated; "gru_d" is the one registered.
     models: tuple[Literal["gru_d", "gbm", "news2", "qsofa"], ...] = (
         "gru_d",

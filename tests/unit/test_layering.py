@@ -72,6 +72,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "vitalgru.training": ("vitalgru.tracking", "vitalgru.cli", "vitalgru.scoring"),
     "vitalgru.scoring": ("vitalgru.tracking", "vitalgru.cli", "vitalgru.training"),
     "vitalgru.config": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
+    "vitalgru.config_checks": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
+    "vitalgru.config_ingest": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
     "vitalgru.config_files": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
     "vitalgru.types": ("vitalgru.io", "vitalgru.dsp", "vitalgru.data", "vitalgru.models"),
 }

@@ -209,8 +209,8 @@ def load_part(path: str | Path) -> RecordBeats:
 #: beat matching that checks detection against the annotations (``metrics``), and the
 #: settings, types and claims they share. A test holds it to what the ingest imports.
 _PROCESSING_CODE = (
-    "io", "dsp", "data", "metrics", "config.py", "config_files.py", "claims.py", "types.py",
-    "errors.py",
+    "io", "dsp", "data", "metrics", "config.py", "config_checks.py", "config_ingest.py",
+    "config_files.py", "claims.py", "types.py", "errors.py",
 )  # fmt: skip
 
 

@@ -82,7 +82,8 @@ class TestProcessingDigest:
         copy = tmp_path / "vitalgru"
         for name in ("io", "dsp", "data", "metrics"):
             shutil.copytree(pkg / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("config.py", "config_files.py", "claims.py", "types.py", "errors.py"):
+        for name in ("config.py", "config_checks.py", "config_ingest.py", "config_files.py",
+                     "claims.py", "types.py", "errors.py"):  # fmt: skip
             shutil.copy(pkg / name, copy / name)
         assert code_digest(copy) == processing_digest()
         assert re.fullmatch(r"[0-9a-f]{16}", processing_digest())
