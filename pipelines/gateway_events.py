@@ -19,7 +19,7 @@ from pipelines.gateway_http import event_for, http_call
 from vitalgru.reports.fhir import events_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import event_json
+from vitalgru.scoring.ward_journal_file import event_json
 
 __all__ = ["STREAM_KEEPALIVE_S", "STREAM_POLL_S", "add_event_routes"]
 

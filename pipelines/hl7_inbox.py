@@ -69,7 +69,7 @@ from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_mess
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import TAKING
+from vitalgru.scoring.ward_journal_writes import TAKING
 
 __all__ = ["ICU_TYPES", "REMEMBER_MESSAGES", "Hl7Inbox", "Hl7Reply", "parse_adt_units"]
 

@@ -31,6 +31,8 @@ ECG samples queued but not yet ticked. A discharged patient's rows are deleted.
 Writes are transactions in WAL mode (one fsync-light commit each); the writes of one change
 of the ward (an HL7 message, a merge with its event) are one transaction
 (:meth:`WardJournal.together`). The file is only ever opened by one gateway process.
+How the writes are made and grouped is :mod:`vitalgru.scoring.ward_journal_writes`'s; the
+file's tables, their version and opening one, :mod:`vitalgru.scoring.ward_journal_file`'s.
 """
 
 from __future__ import annotations
@@ -39,62 +41,23 @@ import json
 import logging
 import shutil
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vitalgru.claims import owner_only, sqlite_owner
+from vitalgru.scoring.ward_journal_file import event_json
+from vitalgru.scoring.ward_journal_writes import TAKING, JournalWrites
 from vitalgru.scoring.ward_state import StateDamage, WardState, read_state
 
-__all__ = ["WardJournal", "event_json"]
+__all__ = ["WardJournal"]
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
-#: Version of the tables below; a file of another version is refused, not guessed at.
-SCHEMA_VERSION = 1
 #: The tables holding a sepsis patient's stay, by patient id.
 _SEPSIS_TABLES = ("sepsis_beds", "sepsis_static", "sepsis_hours", "sepsis_live", "sepsis_pending")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ecg_beds (
-    patient_id TEXT PRIMARY KEY, fs REAL NOT NULL, admitted_at TEXT NOT NULL,
-    received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
-    next_index INTEGER);
-CREATE TABLE IF NOT EXISTS sepsis_beds (patient_id TEXT PRIMARY KEY, admitted_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sepsis_hours (
-    patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
-    PRIMARY KEY (patient_id, hour));
-CREATE TABLE IF NOT EXISTS sepsis_live (patient_id TEXT PRIMARY KEY, last_observation TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sepsis_pending (
-    patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
-    PRIMARY KEY (patient_id, hour));
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS strips (
-    seq INTEGER PRIMARY KEY, meta TEXT NOT NULL, samples BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS hl7_taken (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, control_id TEXT NOT NULL UNIQUE,
-    message_type TEXT NOT NULL, reply TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS ecg_memory (
-    patient_id TEXT NOT NULL, monitor TEXT NOT NULL, saved_at TEXT NOT NULL,
-    memory BLOB NOT NULL, PRIMARY KEY (patient_id, monitor));
-"""
-
-
-#: The reply kept for an HL7 message whose taking changed the ward before its
-#: acknowledgement was kept (:meth:`WardJournal.taking`).
-TAKING: dict[str, Any] = {"taking": True}
-
-
-def event_json(value: Any) -> str:
-    """JSON of what the ward writes; numpy scalars (a count, a rate) as plain numbers."""
-    return json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
 def _move_trend(db: sqlite3.Connection, patient_id: str, new_id: str | None) -> None:
@@ -114,7 +77,7 @@ def _move_trend(db: sqlite3.Connection, patient_id: str, new_id: str | None) -> 
                    (event_json(trends),))  # fmt: skip
 
 
-class WardJournal:
+class WardJournal(JournalWrites):
     """A ward's state on disk (see the module docstring).
 
     Parameters
@@ -133,126 +96,9 @@ class WardJournal:
     """
 
     def __init__(self, path: str | Path, keep_events: int = 10_000, keep_strips: int = 500) -> None:
-        self.path = Path(path)
         self.keep_events = int(keep_events)
         self.keep_strips = int(keep_strips)
-        self._lock = threading.RLock()
-        self._local = threading.local()  # writes this thread made while taking a message
-        self._groups = 0  # groups of writes open (together), of any thread
-        # groups of writes whose BEGIN or COMMIT failed (the ward counts its single writes')
-        self.errors = 0
-        try:
-            owner_only(self.path)  # the ward's patients and their data
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            # another program's file, or the gateway's access log, is refused untouched
-            sqlite_owner(self._db, "schema", self.path, "a vitalgru ward state file")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # the tables and the schema mark in one transaction: a gateway stopped while it
-            # made a new file leaves an empty file, not tables every later start refuses
-            self._db.execute("BEGIN")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                columns = {r[1] for r in self._db.execute("PRAGMA table_info(ecg_beds)")}
-                if "next_index" not in columns:  # a file from before the feed's index was kept
-                    self._db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
-                got = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if got is None:
-                    self._db.execute(
-                        "INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                    )
-                elif got[0] != str(SCHEMA_VERSION):
-                    raise ValueError(
-                        f"{self.path}: ward state of schema version {got[0]}, this vitalgru "
-                        f"reads version {SCHEMA_VERSION}; move the file aside to start an "
-                        "empty ward"
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as e:
-            raise ValueError(
-                f"{self.path} is not a vitalgru ward state file ({e}); move it aside or name "
-                "another with --state"
-            ) from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write: its own transaction, or, while :meth:`together` is open (in any
-        thread), a savepoint in that one."""
-        with self._lock:
-            joined = self._db.in_transaction  # only ever open while a group is
-            self._db.execute("SAVEPOINT one" if joined else "BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:  # (SQLite rolls back itself on some errors)
-                    if joined:
-                        self._db.execute("ROLLBACK TO one")
-                        self._db.execute("RELEASE one")
-                    else:
-                        self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("RELEASE one" if joined else "COMMIT")
-            if getattr(self._local, "writes", None) is not None:
-                self._local.writes += 1
-
-    @contextmanager
-    def together(self) -> Iterator[None]:
-        """The writes made inside (by any thread, while this is open) land in one
-        transaction when the last group open closes: a gateway stopped among them keeps
-        all of them or none (a sepsis hour and the event its alarm ended with, a merge and
-        its ``patient_merged`` event). A failed ``BEGIN`` or ``COMMIT`` (a full disk) is
-        logged and counted in :attr:`errors`, not raised: the ward goes on."""
-        with self._lock:
-            if self._groups == 0 and not self._db.in_transaction:
-                self._failing("BEGIN")
-            self._groups += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._groups -= 1
-                if self._groups == 0 and self._db.in_transaction and not self._failing("COMMIT"):
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-
-    def _failing(self, statement: str) -> bool:
-        """Run ``statement``; False (logged, counted) where it failed."""
-        try:
-            self._db.execute(statement)
-        except sqlite3.Error:
-            self.errors += 1
-            logger.exception("ward: %s of a group of writes to %s failed", statement, self.path)
-            return False
-        return True
-
-    @contextmanager
-    def taking(self, control_id: str, message_type: str) -> Iterator[None]:
-        """While an HL7 v2 message is taken: what it changes lands in one transaction
-        (:meth:`together`) with a mark of the message taken (:data:`TAKING`), so a gateway
-        stopped before :meth:`hl7_taken` kept its acknowledgement does not take it again
-        when resent, and one stopped halfway kept none of it and takes it whole; a message
-        that changed nothing leaves no mark."""
-        with self.together():
-            self._local.writes = 0
-            try:
-                yield
-            finally:
-                wrote, self._local.writes = self._local.writes, None
-                if wrote:
-                    with self._write() as db:
-                        db.execute(
-                            "INSERT OR IGNORE INTO hl7_taken (control_id, message_type, reply) "
-                            "VALUES (?, ?, ?)", (control_id, message_type, event_json(TAKING)),
-                        )  # fmt: skip
+        super().__init__(path)
 
     # ------------------------------------------------------------------ writes
 
@@ -439,9 +285,9 @@ class WardJournal:
             )  # fmt: skip
 
     def hl7_forget(self, control_id: str, message_type: str) -> None:
-        """A message not taken after all (refused): the mark its taking left (:data:`TAKING`)
-        goes, so a resend is tried again; a message kept as taken under the same id (of
-        another type) stays."""
+        """A message not taken after all (refused): the mark its taking left
+        (:data:`~vitalgru.scoring.ward_journal_writes.TAKING`) goes, so a resend is tried
+        again; a message kept as taken under the same id (of another type) stays."""
         with self._write() as db:
             db.execute(
                 "DELETE FROM hl7_taken WHERE control_id = ? AND message_type = ? AND reply = ?",

@@ -17,7 +17,8 @@ from monitor_kit import hovering, untrained_monitor
 
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
-from vitalgru.scoring.ward_journal import TAKING, WardJournal
+from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_journal_writes import TAKING
 
 
 def _killed_before(monkeypatch: pytest.MonkeyPatch, method: str, state: Path, dest: Path,
