@@ -20,7 +20,7 @@ why), and everything else is taken up. What leaving a row out means, by table:
 
 A table that SQLite itself cannot read to the end (a damaged page) keeps the rows read before
 the damage. A file that is not a ward state at all, or of another schema version, is refused
-when it is opened (:class:`~vitalgru.scoring.ward_journal.WardJournal`), not read here.
+when it is opened (:func:`~vitalgru.scoring.ward_journal_file.open_state_file`), not read here.
 """
 
 from __future__ import annotations
