@@ -22,6 +22,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 
 from pipelines.ingest import fetch_database, ingest_flow
+from pipelines.promotion import promote_task
 from vitalgru import tracking
 from vitalgru.claims import reading, replace_file
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
@@ -339,19 +340,6 @@ def _flat_metrics(report: Mapping[str, Any], prefix: str) -> dict[str, float]:
             if v is not None:
                 out[f"{prefix}_{c.lower()}_{s}"] = float(v)
     return out
-
-
-@task(name="promote")
-def promote_task(
-    name: str,
-    version: str,
-    metrics: dict[str, float],
-    gate_keys: list[str],
-    evaluated_on: str | None = None,
-) -> dict:
-    """The gate, on figures measured on ``evaluated_on`` (:func:`ds2_evaluated_on`)."""
-    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on)
-    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
 
 
 @flow(name="train-arrhythmia")

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from prefect import flow, get_run_logger, task
 
+from pipelines.promotion import promote_task
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.claims import replace_file, writing
@@ -320,21 +321,6 @@ def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, 
     return {k: float(g[f"{k}_mean"]) for k in EARLY_WARNING_GATE_KEYS}
 
 
-# No retries: a registry that fails part way fails the flow, which says so. (A retry once
-# found the version "already" champion and left its promotion out of the alias history; the
-# gate now records a promotion cut short when it is run again on the version.)
-@task(name="promote")
-def promote(
-    name: str,
-    version: str,
-    metrics: dict[str, float],
-    gate_keys: list[str],
-    evaluated_on: str | None = None,
-) -> dict[str, Any]:
-    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on)
-    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
-
-
 @flow(name="train-early-warning")
 def train_early_warning_flow(
     config_path: str | None = None, overrides: dict[str, Any] | None = None
@@ -358,7 +344,7 @@ def train_early_warning_flow(
         cv = run_cross_validation(cfg_json, dataset_dir)
         final_dir = train_final(cfg_json, dataset_dir)
         logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
-    decision = promote(
+    decision = promote_task(
         cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys),
         logged["evaluated_on"],
     )  # fmt: skip
