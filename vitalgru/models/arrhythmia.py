@@ -355,7 +355,8 @@ class ArrhythmiaEnsemble(nn.Module):
 
     @property
     def n_features(self) -> int:
-        return self.in_channels * self.n_samples + self.n_rr
+        """Length of one beat's feature vector, its members' (they share one layout)."""
+        return self.members[0].n_features
 
     def forward(
         self,
