@@ -133,7 +133,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Each task's input option, which ``evaluate`` and ``replay`` require: (attribute, usage).
 def cmd_evaluate(args: argparse.Namespace) -> int:
     require_input(args)
     check_mlflow()
