@@ -23,7 +23,8 @@ from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.dsp.beats import RR_FEATURES, beat_windows, rr_features
 from vitalgru.dsp.filters import ecg_clean, interpolate_nonfinite
 from vitalgru.dsp.polarity import polarity_warning, qrs_polarity
-from vitalgru.dsp.quality import QualityResult, ecg_quality, units_hint
+from vitalgru.dsp.quality import ecg_quality, units_hint
+from vitalgru.dsp.quality_result import QualityResult
 from vitalgru.dsp.quality_stream import ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, resample
 from vitalgru.dsp.rpeaks import ecg_rpeaks

@@ -28,7 +28,8 @@ from vitalgru.dsp.filters import (
     ecg_clean,
     interpolate_nonfinite,
 )
-from vitalgru.dsp.quality import QualityResult, ecg_quality
+from vitalgru.dsp.quality import ecg_quality
+from vitalgru.dsp.quality_result import QualityResult
 from vitalgru.dsp.quality_stream import QualityStream, ecg_quality_trailing
 from vitalgru.dsp.resample import map_indices, rate_ratio, resample
 from vitalgru.dsp.rpeaks import RpeakStream, ecg_rpeaks

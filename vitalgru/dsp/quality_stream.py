@@ -15,12 +15,12 @@ import numpy as np
 from vitalgru.dsp.filters import EcgCleaner, _as_signal, check_fs
 from vitalgru.dsp.quality import (
     BEAT_PRE_S,
-    QualityResult,
     Thresholds,
     check_window,
     judge_windows,
     prepare_lead,
 )
+from vitalgru.dsp.quality_result import QualityResult
 
 __all__ = ["QualityStream", "ecg_quality_trailing", "hold_last"]
 
