@@ -11,12 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from vitalgru.errors import ConflictError, ModelMissingError
-from vitalgru.io.fhir_observations import (
-    observations_to_hour,
-    says_when,
-    subject_patient,
-    timed_resources,
-)
+from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.fhir_resources import says_when, subject_patient, timed_resources
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["Refused", "score_observations", "ward_call"]
@@ -85,7 +81,7 @@ def score_observations(
     and that it is whole), or, without ``iculos``, add them to the ICU hours their times
     fall in, each scored when it closes (:meth:`Ward.add_observations`). :class:`Refused`
     (422) when a resource's ``subject`` names another patient than ``patient_id``
-    (:func:`~vitalgru.io.fhir_observations.subject_patient`, by ``patient_system``), when
+    (:func:`~vitalgru.io.fhir_resources.subject_patient`, by ``patient_system``), when
     they name no hour, when they fall in several and some Observation has no time, or when
     none of them is usable. What was used and skipped is counted in
     ``intake`` (:class:`~pipelines.gateway_metrics.IntakeCollector`) under ``source``.

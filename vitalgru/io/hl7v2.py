@@ -12,7 +12,7 @@ units and conversions are decided in one place:
   coding system is ``LN`` (or ``LOINC``) giving a LOINC coding, so a local code with the
   LOINC code as its alternate is read; bedside monitors speaking IHE PCD-01 send IEEE 11073
   (``MDC``) codes, passed on as such for the reader, which knows those of the vital signs
-  the model takes and their units (:data:`vitalgru.io.fhir_observations.MDC_LOINC`), and
+  the model takes and their units (:data:`vitalgru.io.observation_codes.MDC_LOINC`), and
   a device's "no value" codes (:data:`MDC_NO_VALUE`) are no value;
 - the value is ``OBX-5`` when ``OBX-2`` says it is numeric (``NM``, or ``SN`` without a
   comparator or a range), in the unit of ``OBX-6``, which must be UCUM (``OBX-6.3`` is
@@ -48,7 +48,6 @@ from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 from typing import Any
 
-from vitalgru.io.fhir_observations import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 from vitalgru.io.hl7v2_text import (
     CHARSETS,
     _codec,
@@ -58,6 +57,7 @@ from vitalgru.io.hl7v2_text import (
     hl7_time,
     message_bytes,
 )
+from vitalgru.io.observation_codes import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
     "CHARSETS", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",

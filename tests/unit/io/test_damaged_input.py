@@ -23,11 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vitalgru.errors import RecordError
-from vitalgru.io.fhir_observations import (
-    observation_times,
-    observations_to_hour,
-    row_to_observations,
-)
+from vitalgru.io.fhir_observations import observations_to_hour, row_to_observations
+from vitalgru.io.fhir_resources import observation_times
 from vitalgru.io.hl7v2 import adt_event, oru_observations, read_message
 from vitalgru.io.psv import read_psv
 from vitalgru.io.psv_folder import read_psv_folder

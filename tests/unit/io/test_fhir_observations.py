@@ -7,15 +7,9 @@ from typing import Any
 
 import pytest
 
-from vitalgru.io.fhir_observations import (
-    LOINC_COLUMNS,
-    MDC_LOINC,
-    MDC_UNITS,
-    UNITS,
-    observation_times,
-    observations_to_hour,
-    row_to_observations,
-)
+from vitalgru.io.fhir_observations import observations_to_hour, row_to_observations
+from vitalgru.io.fhir_resources import observation_times
+from vitalgru.io.observation_codes import LOINC_COLUMNS, MDC_LOINC, MDC_UNITS, UNITS
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 
 LOINC = "http://loinc.org"

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from vitalgru.io.fhir_observations import observation_times, observations_to_hour
+from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.fhir_resources import observation_times
 from vitalgru.io.hl7v2 import (
     Hl7Message,
     ack,
