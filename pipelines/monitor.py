@@ -372,24 +372,9 @@ def monitoring_metrics(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
-@task(name="check-early-warning")
-def check_task(
-    model_uri: str, data: str, out: str, max_utility_drop: float, max_auroc_drop: float
-) -> dict[str, Any]:
-    return check_early_warning(model_uri, data, out, max_utility_drop, max_auroc_drop)
-
-
-@task(name="check-arrhythmia")
-def check_arrhythmia_task(
-    model_uri: str,
-    db: str,
-    records: str | None,
-    out: str,
-    max_f1_drop: float,
-    config_path: str | None,
-    annotations: str | None,
-) -> dict[str, Any]:
-    return check_arrhythmia(model_uri, db, records, out, max_f1_drop, config_path, annotations)
+#: The checks as the flows' first tasks.
+check_task = task(check_early_warning, name="check-early-warning")
+check_arrhythmia_task = task(check_arrhythmia, name="check-arrhythmia")
 
 
 def log_task(report: dict[str, Any]) -> str:
@@ -439,7 +424,10 @@ def tag_version_task(report: dict[str, Any], run_id: str) -> None:
     )
 
 
-def _result(report: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _recorded(report: dict[str, Any]) -> dict[str, Any]:
+    """Log the check (:func:`log_task`) and answer with what a flow returns: the status,
+    reasons, notes, model version, MLflow run id and the files written."""
+    run_id = log_task(report)
     return {
         "status": report["status"],
         "reasons": report["reasons"],
@@ -460,7 +448,7 @@ def monitor_early_warning_flow(
 ) -> dict[str, Any]:
     """Check a registered early-warning model on a folder of stays; record it in MLflow."""
     report = check_task(model_uri, data, out, max_utility_drop, max_auroc_drop)
-    return _result(report, log_task(report))
+    return _recorded(report)
 
 
 @flow(name="monitor-arrhythmia")
@@ -478,4 +466,4 @@ def monitor_arrhythmia_flow(
     report = check_arrhythmia_task(
         model_uri, db, records, out, max_f1_drop, config_path, annotations
     )
-    return _result(report, log_task(report))
+    return _recorded(report)
