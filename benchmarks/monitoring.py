@@ -10,7 +10,7 @@ One command::
 
 Writes ``benchmarks/results/monitoring.json`` and ``.md``.
 
-**Sepsis** (``pipelines.monitor.check_early_warning``, what the flow's first task runs): each
+**Sepsis** (``pipelines.monitor_checks.check_early_warning``, what the flow's first task runs): each
 scenario is a folder of ``--patients`` set-A files checked against the model's stored
 reference:
 
@@ -26,7 +26,7 @@ unaltered scenarios measure the monitor's false alarms, and the utility figures 
 a test of the model on new patients; the altered ones show what each change does to the
 inputs, the risks and the utility, and whether the check names it.
 
-**Arrhythmia** (``pipelines.monitor.check_arrhythmia``): MIT-BIH DS2 as recorded (patients
+**Arrhythmia** (``pipelines.monitor_checks.check_arrhythmia``): MIT-BIH DS2 as recorded (patients
 the model never saw, against a reference of its DS1 training beats and its DS2 calls);
 DS2 with every sample at 2.5 times its value (a header gain 2.5 times too small); DS2
 scored on the second lead instead of MLII (V1, V2, V4 or V5 by record); and the noise
@@ -53,7 +53,7 @@ import wfdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import default_mirror, environment, write_results
 
-from pipelines.monitor import check_arrhythmia, check_early_warning
+from pipelines.monitor_checks import check_arrhythmia, check_early_warning
 from vitalgru.data.splits import DECHAZAL_DS2
 from vitalgru.io.psv import PSV_HEADER
 from vitalgru.io.psv_folder import list_psv

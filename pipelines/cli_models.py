@@ -88,7 +88,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``--fail-on`` levels: the monitor's statuses from ``watch`` up (see pipelines.monitor).
+#: ``--fail-on`` levels: the monitor's statuses from ``watch`` up (see pipelines.monitor_verdict).
 _FAIL_LEVELS = ("watch", "drift", "degraded")
 
 
@@ -124,13 +124,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     check_mlflow()
     if (why := tracking.missing_store()) is not None:  # before a Prefect server starts
         raise SystemExit(f"vitalgru: error: {why}")
-    from pipelines.monitor import (
-        DEFAULT_ARRHYTHMIA_MODEL,
-        DEFAULT_MODEL,
-        STATUSES,
-        monitor_arrhythmia_flow,
-        monitor_early_warning_flow,
-    )
+    from pipelines.monitor import monitor_arrhythmia_flow, monitor_early_warning_flow
+    from pipelines.monitor_checks import DEFAULT_ARRHYTHMIA_MODEL, DEFAULT_MODEL
+    from pipelines.monitor_verdict import STATUSES
 
     # the usual first mistakes (no champion yet, a config path mistyped), said in one line
     # before a Prefect server starts and the flow fails in its logs

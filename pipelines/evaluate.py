@@ -9,7 +9,7 @@ written beside the scores.
   wanted predictions if asked.
 
 :func:`score_records` and :func:`score_folder` do the work for an already loaded model:
-``vitalgru monitor`` (:mod:`pipelines.monitor`) calls them too.
+``vitalgru monitor`` (:mod:`pipelines.monitor_checks`) calls them too.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ from pipelines.audit import read_rows
 from pipelines.cli import main as cli
 from pipelines.early_warning import build_dataset, train_early_warning_flow
 from pipelines.evaluate import evaluate_early_warning
-from pipelines.monitor import STATUSES, monitor_early_warning_flow
+from pipelines.monitor import monitor_early_warning_flow
+from pipelines.monitor_verdict import STATUSES
 from pipelines.replay import replay_early_warning
 from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig

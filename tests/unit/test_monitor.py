@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from pipelines.monitor import _status, monitoring_metrics, polarity_note
+from pipelines.monitor import monitoring_metrics
+from pipelines.monitor_verdict import polarity_note, verdict
 from vitalgru.data.drift import arrhythmia_drift, arrhythmia_reference, beat_inputs
 from vitalgru.reports.model_monitoring import monitoring_markdown
 
@@ -56,19 +57,19 @@ def _perf(drop: float) -> dict:
 
 class TestStatus:
     def test_levels(self) -> None:
-        assert _status(_drift(), _perf(0.01)) == ("ok", [])
-        status, why = _status(_drift(moderate=["lactate_mmol_l"]), _perf(0.0))
+        assert verdict(_drift(), _perf(0.01)) == ("ok", [])
+        status, why = verdict(_drift(moderate=["lactate_mmol_l"]), _perf(0.0))
         assert status == "watch" and why == ["moderate drift: lactate_mmol_l"]
-        status, why = _status(_drift(["temp_c"], ["lactate_mmol_l"]), {"checked": False})
+        status, why = verdict(_drift(["temp_c"], ["lactate_mmol_l"]), {"checked": False})
         assert status == "drift" and why[0] == "major drift: temp_c"
 
     def test_performance_outranks_drift(self) -> None:
-        status, why = _status(_drift(["temp_c"]), _perf(0.08))
+        status, why = verdict(_drift(["temp_c"]), _perf(0.08))
         assert status == "degraded"
         assert why[0] == "utility 0.350 is 0.080 below the gated 0.430 (tolerated drop 0.05)"
 
     def test_no_reference_and_no_labels_is_ok_with_nothing_to_say(self) -> None:
-        assert _status(None, {"checked": False}) == ("ok", [])
+        assert verdict(None, {"checked": False}) == ("ok", [])
 
     def test_drift_that_could_not_be_judged_is_said_not_read_as_none(self) -> None:
         # five records, 450 beats at 2.5 times the gain and twice the heart rate, every
@@ -78,7 +79,7 @@ class TestStatus:
         ref = arrhythmia_reference(_beats(rng, 5000, 2300), np.zeros(5000), 3)
         d = arrhythmia_drift(ref, _beats(rng, 450, 90, gain=2.5, rr_s=0.4), np.full(450, 2), 5)
         assert {r["level"] for r in [*d["inputs"], d["predicted"]]} == {"unknown"}
-        status, why = _status(d, {"checked": False})
+        status, why = verdict(d, {"checked": False})
         assert status == "ok" and len(why) == 1
         assert why[0].startswith("drift not judged: too few values on every input and output")
         md = monitoring_markdown({**_report(d, {"checked": False, "why": "x"}),
@@ -89,16 +90,16 @@ class TestStatus:
         few = {**_drift(), "unjudged_why": "only 30 patients (fewer than 100): ..."}
         for r in [*few["inputs"], few["risk"]]:
             r["level"] = "unknown"
-        status, why = _status(few, _perf(0.08))
+        status, why = verdict(few, _perf(0.08))
         assert status == "degraded"
         assert why[1] == "drift not judged: only 30 patients (fewer than 100): ..."
         # one row judged and stable: drift was judged, nothing to say
         few["inputs"][0]["level"] = "stable"
-        assert _status(few, _perf(0.0)) == ("ok", [])
+        assert verdict(few, _perf(0.0)) == ("ok", [])
 
 
 def _report(drift: dict | None, perf: dict) -> dict:
-    status, reasons = _status(drift, perf)
+    status, reasons = verdict(drift, perf)
     return {
         "task": "early-warning",
         "status": status,
@@ -168,7 +169,7 @@ def test_a_class_no_beat_of_is_annotated_is_not_judged(
 ) -> None:
     import numpy as np
 
-    import pipelines.monitor as mon
+    import pipelines.monitor_checks as mon
     from vitalgru.tracking.models import LoadedModel
     from vitalgru.training.arrhythmia_eval import DatabaseScores
 
