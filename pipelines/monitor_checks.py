@@ -78,6 +78,16 @@ _NO_REFERENCE = (
 )
 
 
+def _drift_reference(loaded: tracking.LoadedModel, notes: list[str]) -> tuple[Any, str]:
+    """The reference profile stored with the model and why drift is not checked (``""``
+    when it is); a model stored without a reference says so in ``notes`` too."""
+    reference = loaded.preprocessing.get("reference")
+    if reference is None:
+        notes.append(_NO_REFERENCE)
+        return None, _NO_REFERENCE
+    return reference, ""
+
+
 def _finish(report: dict[str, Any], out_dir: Path, eval_path: str) -> dict[str, Any]:
     """Status, timestamp and files: ``monitoring.json`` and ``monitoring.md`` in ``out_dir``."""
     report["status"], report["reasons"] = verdict(report["drift"], report["performance"])
@@ -115,13 +125,10 @@ def check_early_warning(
     metrics, scores, eval_path = score_folder(
         loaded, cohort, str(folder), str(out_dir / "evaluation.json")
     )
-    reference = loaded.preprocessing.get("reference")
     notes: list[str] = []
-    drift, drift_why = None, ""
-    if reference is None:
-        drift_why = _NO_REFERENCE
-        notes.append(drift_why)
-    else:
+    reference, drift_why = _drift_reference(loaded, notes)
+    drift = None
+    if reference is not None:
         # the reference was profiled on the training stays on the hourly grid the model
         # scores (skipped hours filled in): so are these (rows as read, an export with a
         # row every other hour drifted from its own training data)
@@ -190,13 +197,10 @@ def check_arrhythmia(
         loaded, db, records, str(out_dir / "evaluation.json"), config_path, annotations
     )
     scored = sorted(scores.facts)
-    reference = loaded.preprocessing.get("reference")
     notes: list[str] = []
-    drift, drift_why = None, ""
-    if reference is None:
-        drift_why = _NO_REFERENCE
-        notes.append(drift_why)
-    else:
+    reference, drift_why = _drift_reference(loaded, notes)
+    drift = None
+    if reference is not None:
         drift = arrhythmia_drift(reference, scores.inputs, scores.y_pred, len(scored))
         if drift["too_few_records"]:
             notes.append(
