@@ -4,8 +4,10 @@ one fresh store per test in its own working directory."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -158,6 +160,37 @@ class TestStores:
         assert (
             store / "mlartifacts" / "exp" / run2.run_id / "artifacts" / "b.txt"
         ).read_text() == "two"
+
+    def test_two_processes_create_a_new_store_together(self, tmp_path: Path) -> None:
+        """Two trainings starting in a fresh folder: MLflow migrates a new SQLite file when a
+        client is made, and the second process's migration failed (3 of 3 tries before)."""
+        script = (
+            "import pathlib, sys, time\n"
+            "from vitalgru.tracking import start_run\n"
+            "me, other = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
+            "me.touch()\n"
+            "while not other.exists():\n"
+            "    time.sleep(0.005)\n"
+            "with start_run(sys.argv[3]) as run:\n"
+            "    run.log_metrics({'x': 1.0})\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, f"ready{i}", f"ready{1 - i}", f"exp{i}"],
+                cwd=tmp_path,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in (0, 1)
+        ]
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errors
+        client = MlflowClient(tracking_uri=f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}")
+        for name in ("exp0", "exp1"):
+            exp = client.get_experiment_by_name(name)
+            assert len(client.search_runs([exp.experiment_id])) == 1
 
 
 class TestCheckStores:

@@ -1,9 +1,10 @@
 """MLflow tracking, model logging and the model registry (the only package that imports
 mlflow).
 
-- :mod:`vitalgru.tracking.runs`: where runs go (``$MLFLOW_TRACKING_URI``, else an embedded
-  SQLite store ``./mlflow.db`` with artifacts in ``./mlartifacts``), experiments, runs,
-  params, metrics and figures.
+- :mod:`vitalgru.tracking.stores`: where the stores are (``$MLFLOW_TRACKING_URI``, else an
+  embedded SQLite store ``./mlflow.db``), whether they are there, and a client for them;
+- :mod:`vitalgru.tracking.runs`: experiments (artifacts of the embedded store in
+  ``./mlartifacts``), runs, params, metrics and figures.
 - :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
   are plain data, rebuilt by :func:`load_model` without unpickling anything.
 - :mod:`vitalgru.tracking.source`: the tags naming the code of a run (the checkout's git
@@ -42,15 +43,12 @@ from vitalgru.tracking.registry import (
 )
 from vitalgru.tracking.runs import (
     TrackedRun,
-    check_stores,
     flatten_params,
     log_config,
     log_confusion_matrix,
-    missing_store,
-    registry_uri,
     start_run,
-    tracking_uri,
 )
+from vitalgru.tracking.stores import check_stores, missing_store, registry_uri, tracking_uri
 
 __all__ = [
     "ARRHYTHMIA_MODEL_NAME",

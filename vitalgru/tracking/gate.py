@@ -27,7 +27,7 @@ from vitalgru.tracking.registry import (
     _record_holder,
     logger,
 )
-from vitalgru.tracking.runs import _client
+from vitalgru.tracking.stores import mlflow_client
 
 __all__ = ["EVALUATED_ON_TAG", "promote_if_better", "version_gate_values"]
 
@@ -46,7 +46,7 @@ def version_gate_values(
     ValueError
         ``name`` has no version ``version``.
     """
-    client = _client()
+    client = mlflow_client()
     return _champion_values(client, _existing_version(client, name, version), gate_keys)
 
 
@@ -169,7 +169,7 @@ def _gate(
     challenger_alias: str | None,
     evaluated_on: str | None = None,
 ) -> PromotionDecision:
-    client = _client()
+    client = mlflow_client()
     _check_task(name, _existing_version(client, name, version))
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))

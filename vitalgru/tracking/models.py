@@ -43,14 +43,8 @@ from vitalgru.models.base import (
     check_model_contract,
     model_class_path,
 )
-from vitalgru.tracking.runs import (
-    TrackedRun,
-    _active,
-    _client,
-    missing_store,
-    registry_uri,
-    tracking_uri,
-)
+from vitalgru.tracking.runs import TrackedRun, _active
+from vitalgru.tracking.stores import missing_store, mlflow_client, registry_uri, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +320,7 @@ def log_model(
         paths["config"].write_text(json.dumps(conf, indent=2))
         code = d / "vitalgru_pyfunc.py"
         code.write_text(_PYFUNC_CODE)
-        _client()
+        mlflow_client()
         with _active(run), _quiet_signature_warnings():
             info = mlflow.pyfunc.log_model(
                 name=artifact_path,
@@ -342,7 +336,7 @@ def log_model(
     if registered_name is not None:
         version = str(info.registered_model_version)
         uri = f"models:/{registered_name}/{version}"
-        client = _client()
+        client = mlflow_client()
         tags = {"vitalgru.class_path": class_path, "vitalgru.run_id": run.run_id}
         tags.update(dict(version_tags or {}))
         for k, v in tags.items():
@@ -400,7 +394,7 @@ def resolve_model_uri(uri: str) -> str:
     before it starts a flow. ModelLoadError as :func:`load_model` raises it."""
     if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
         raise ModelLoadError(f"cannot load {uri}: {why}")
-    return _parse_models_uri(_client(), uri)[0]
+    return _parse_models_uri(mlflow_client(), uri)[0]
 
 
 def load_model(
@@ -435,13 +429,13 @@ def load_model(
     Raises
     ------
     vitalgru.errors.ModelLoadError
-        No store to read it from (:func:`~vitalgru.tracking.runs.missing_store`), unknown
+        No store to read it from (:func:`~vitalgru.tracking.stores.missing_store`), unknown
         name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
         ``ValueError``).
     """
     if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
         raise ModelLoadError(f"cannot load {uri}: {why}")
-    client = _client()
+    client = mlflow_client()
     pinned, name, version = _parse_models_uri(client, uri)
     with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:
         try:

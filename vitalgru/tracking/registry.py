@@ -27,7 +27,7 @@ from vitalgru.claims import ClaimBusy, hold
 from vitalgru.errors import RegistryError
 from vitalgru.models.base import resolve_model_class
 from vitalgru.models.tasks import TASK_KINDS
-from vitalgru.tracking.runs import _client, _sqlite_file, registry_uri
+from vitalgru.tracking.stores import mlflow_client, registry_uri, sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,13 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 def get_alias_version(name: str, alias: str = "champion") -> str | None:
     """Version of registered model ``name`` holding ``alias``, or None (also when the
     model is not registered at all)."""
-    return _alias_version(_client(), name, alias)
+    return _alias_version(mlflow_client(), name, alias)
 
 
 def set_alias(name: str, version: str, alias: str) -> None:
     """Point ``alias`` of ``name`` at ``version``, unrecorded (tests and migrations; a
     person promoting or rolling back uses :func:`promote` or :func:`rollback`)."""
-    _client().set_registered_model_alias(name, alias, str(version))
+    mlflow_client().set_registered_model_alias(name, alias, str(version))
 
 
 def _history_tag(alias: str) -> str:
@@ -94,7 +94,7 @@ def alias_history(name: str, alias: str = "champion") -> list[dict[str, str]]:
     """Which versions held ``alias`` of ``name``, oldest first: ``[{"version", "at" (UTC,
     ISO 8601), "how" ("gate", "manual" or "rollback"), "reason"}, ...]``, from the
     registered model's ``vitalgru.<alias>.history`` tag ([] when there is none)."""
-    client = _client()
+    client = mlflow_client()
     try:
         tags = dict(client.get_registered_model(name).tags or {})
     except MlflowException as e:
@@ -144,7 +144,7 @@ def _alias_lock() -> Path:
     """The lock file of the registry's aliases: beside a local SQLite store's file
     (``mlflow.db.aliases.lock``), else in the cache folder, named by the registry URI."""
     uri = registry_uri()
-    if (db := _sqlite_file(uri)) is not None:
+    if (db := sqlite_file(uri)) is not None:
         db = db.resolve()
         return db.with_name(f"{db.name}.aliases.lock")
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -288,7 +288,7 @@ def _finished_by_running_again(name: str, alias: str) -> Iterator[None]:
 
 
 def _promote(name: str, version: str, reason: str, alias: str, how: str) -> PromotionDecision:
-    client = _client()
+    client = mlflow_client()
     # the version as the registry numbers it: "01" is version 1, not another one
     mv = _existing_version(client, name, version)
     version = str(mv.version)
@@ -343,7 +343,7 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
         raise ValueError("a rollback needs a reason (it is kept in the registry)")
     alias = _check_alias(alias)
     with _changing_aliases(name), _finished_by_running_again(name, alias):
-        client = _client()
+        client = mlflow_client()
         current = _alias_version(client, name, alias)
         if current is not None and _last_recorded(name, alias) != current:
             # a rollback cut short after the alias moved (its tag says one was begun): run
@@ -375,7 +375,7 @@ def registry_versions(name: str) -> list[dict[str, Any]]:
     "gate" ({metric: value}), "gate_decision", "promotion", "monitor" ({"status",
     "checked_at", "reasons", "data"} of the last ``vitalgru monitor`` check)}``; [] when the
     model is not registered."""
-    client = _client()
+    client = mlflow_client()
     try:
         aliases = dict(client.get_registered_model(name).aliases or {})
     except MlflowException as e:
@@ -415,6 +415,6 @@ def registry_versions(name: str) -> list[dict[str, Any]]:
 def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
     """Set tags on a registered model version (values stringified, at most 5,000
     characters, MLflow's limit)."""
-    client = _client()
+    client = mlflow_client()
     for k, v in tags.items():
         client.set_model_version_tag(name, str(version), k, str(v)[:5000])

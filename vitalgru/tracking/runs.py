@@ -1,7 +1,8 @@
-"""MLflow stores, experiments and runs: where runs go, params, metrics, figures.
+"""MLflow experiments and runs: params, metrics, figures.
 
-``$MLFLOW_TRACKING_URI`` when set (a tracking server, or any store URI MLflow accepts);
-otherwise an embedded SQLite store ``sqlite:///<cwd>/mlflow.db`` whose experiments keep their
+Runs go to the stores of :mod:`vitalgru.tracking.stores`: ``$MLFLOW_TRACKING_URI`` when set
+(a tracking server, or any store URI MLflow accepts); otherwise an embedded SQLite store
+``sqlite:///<cwd>/mlflow.db`` whose experiments keep their
 artifacts in ``<cwd>/mlartifacts/<experiment>`` (an absolute ``file://`` location fixed when
 the experiment is created, so later runs from another working directory still find them).
 """
@@ -11,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import time
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,9 +32,8 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 import vitalgru
-from vitalgru.errors import ServerUnavailableError
-from vitalgru.io.download import server_unreachable
 from vitalgru.tracking.source import source_tags
+from vitalgru.tracking.stores import local_store_dir, mlflow_client, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -44,110 +42,6 @@ logger = logging.getLogger(__name__)
 _MAX_PARAM_VALUE_LEN = 6000
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_METRICS_PER_BATCH = 1000
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def tracking_uri() -> str:
-    """Tracking store URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
-
-    The working directory is read at call time.
-    """
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env:
-        return env
-    return f"sqlite:///{(Path.cwd() / 'mlflow.db').as_posix()}"
-
-
-def registry_uri() -> str:
-    """Model registry URI: ``$MLFLOW_REGISTRY_URI``, else the tracking URI."""
-    env = os.environ.get("MLFLOW_REGISTRY_URI", "").strip()
-    return env or tracking_uri()
-
-
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a local SQLite store URI, else None (as MLflow opens it: a
-    ``~`` is a folder of that name, not the home folder)."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :])
-    return None
-
-
-def _local_store_dir(uri: str) -> Path | None:
-    """Folder of a local SQLite or file store (where ``mlartifacts`` goes), else None."""
-    if (db := _sqlite_file(uri)) is not None:
-        return db.resolve().parent
-    if uri.startswith("file://"):
-        return Path(uri[len("file://") :]).expanduser().resolve()
-    if "://" not in uri:  # a bare path is a file store
-        return Path(uri).expanduser().resolve()
-    return None
-
-
-def missing_store() -> str | None:
-    """Why the stores a model is read from are not there, or None.
-
-    A local SQLite store (the default ``./mlflow.db``, or one named by
-    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``) whose file does not exist holds no
-    model, and MLflow would create an empty one on the first query, leaving a stray
-    ``mlflow.db`` behind a "model not found". Reading commands ask this first: the usual
-    cause is a command run from another folder than the one where models were registered.
-    """
-    for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
-                     (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
-        path = _sqlite_file(uri)
-        if path is None or path.is_file():
-            continue
-        if os.environ.get(var, "").strip():
-            return f"{var}={uri} names no existing store (there is no file {path})"
-        return (
-            f"there is no MLflow store in this folder ({path} does not exist; without "
-            "MLFLOW_TRACKING_URI the store is mlflow.db in the working directory): run the "
-            "command from the folder where `vitalgru run` or `vitalgru train` registered the "
-            "model, or set MLFLOW_TRACKING_URI to that store (e.g. sqlite:////path/to/mlflow.db)"
-        )
-    return None
-
-
-def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
-    """Fail fast if a tracking or registry *server* does not answer.
-
-    MLflow retries a refused connection seven times with growing waits, so a mistyped
-    ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
-    error. This asks each ``http(s)`` store's ``/health`` up to ``attempts`` times,
-    ``wait_s`` apart (a server restarting in those seconds is still found); any HTTP
-    answer counts as reachable. Local stores (SQLite, files) are not checked.
-
-    Raises
-    ------
-    ServerUnavailableError
-        Naming the URI, the environment variable it came from and what to do.
-    """
-    stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
-    stores.setdefault(registry_uri(), "MLFLOW_REGISTRY_URI")
-    for uri, var in stores.items():
-        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
-            continue
-        reason = server_unreachable(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
-        if reason is not None:
-            remedy = (
-                "unset it to use the local SQLite store ./mlflow.db"
-                if var == "MLFLOW_TRACKING_URI"
-                else "unset it to keep the registry in the tracking store"
-            )
-            raise ServerUnavailableError.after_tries(
-                "MLflow server", uri, var, reason, attempts, wait_s, remedy
-            )
-
-
-def _client() -> MlflowClient:
-    """A client for the current stores, with MLflow's fluent API pointed at them too
-    (``mlflow.start_run`` and ``mlflow.pyfunc.log_model`` use the fluent API)."""
-    t_uri, r_uri = tracking_uri(), registry_uri()
-    mlflow.set_tracking_uri(t_uri)
-    mlflow.set_registry_uri(r_uri)
-    return MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
 
 
 def _slug(name: str) -> str:
@@ -160,7 +54,7 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
         raise ValueError("experiment name must be a non-empty string")
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        store_dir = _local_store_dir(tracking_uri())
+        store_dir = local_store_dir(tracking_uri())
         location = (
             (store_dir / "mlartifacts" / _slug(name)).as_uri() if store_dir is not None else None
         )
@@ -342,7 +236,7 @@ def start_run(
     ...     run.log_params({"model": {"hidden_size": 64}})
     ...     run.log_metrics({"macro_f1": 0.81}, step=3)
     """
-    client = _client()
+    client = mlflow_client()
     exp_id = _experiment_id(client, experiment)
     run_tags = {"vitalgru.version": vitalgru.__version__, **source_tags(), **dict(tags or {})}
     with mlflow.start_run(

@@ -1,0 +1,161 @@
+"""Where MLflow's stores are: ``$MLFLOW_TRACKING_URI`` / ``$MLFLOW_REGISTRY_URI``, else an
+embedded SQLite store ``./mlflow.db``; whether they are there or reachable; and a client for
+them (a new SQLite store made ready by one process at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import urllib.parse
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from vitalgru.claims import hold
+from vitalgru.errors import ServerUnavailableError
+from vitalgru.io.download import server_unreachable
+
+logger = logging.getLogger(__name__)
+
+
+def tracking_uri() -> str:
+    """Tracking store URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
+
+    The working directory is read at call time.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{(Path.cwd() / 'mlflow.db').as_posix()}"
+
+
+def registry_uri() -> str:
+    """Model registry URI: ``$MLFLOW_REGISTRY_URI``, else the tracking URI."""
+    env = os.environ.get("MLFLOW_REGISTRY_URI", "").strip()
+    return env or tracking_uri()
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a local SQLite store URI, else None (as MLflow opens it: a
+    ``~`` is a folder of that name, not the home folder)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
+def local_store_dir(uri: str) -> Path | None:
+    """Folder of a local SQLite or file store (where ``mlartifacts`` goes), else None."""
+    if (db := sqlite_file(uri)) is not None:
+        return db.resolve().parent
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :]).expanduser().resolve()
+    if "://" not in uri:  # a bare path is a file store
+        return Path(uri).expanduser().resolve()
+    return None
+
+
+def missing_store() -> str | None:
+    """Why the stores a model is read from are not there, or None.
+
+    A local SQLite store (the default ``./mlflow.db``, or one named by
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``) whose file does not exist holds no
+    model, and MLflow would create an empty one on the first query, leaving a stray
+    ``mlflow.db`` behind a "model not found". Reading commands ask this first: the usual
+    cause is a command run from another folder than the one where models were registered.
+    """
+    for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
+                     (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
+        path = sqlite_file(uri)
+        if path is None or path.is_file():
+            continue
+        if os.environ.get(var, "").strip():
+            return f"{var}={uri} names no existing store (there is no file {path})"
+        return (
+            f"there is no MLflow store in this folder ({path} does not exist; without "
+            "MLFLOW_TRACKING_URI the store is mlflow.db in the working directory): run the "
+            "command from the folder where `vitalgru run` or `vitalgru train` registered the "
+            "model, or set MLFLOW_TRACKING_URI to that store (e.g. sqlite:////path/to/mlflow.db)"
+        )
+    return None
+
+
+def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
+    """Fail fast if a tracking or registry *server* does not answer.
+
+    MLflow retries a refused connection seven times with growing waits, so a mistyped
+    ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
+    error. This asks each ``http(s)`` store's ``/health`` up to ``attempts`` times,
+    ``wait_s`` apart (a server restarting in those seconds is still found); any HTTP
+    answer counts as reachable. Local stores (SQLite, files) are not checked.
+
+    Raises
+    ------
+    ServerUnavailableError
+        Naming the URI, the environment variable it came from and what to do.
+    """
+    stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
+    stores.setdefault(registry_uri(), "MLFLOW_REGISTRY_URI")
+    for uri, var in stores.items():
+        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+            continue
+        reason = server_unreachable(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
+        if reason is not None:
+            remedy = (
+                "unset it to use the local SQLite store ./mlflow.db"
+                if var == "MLFLOW_TRACKING_URI"
+                else "unset it to keep the registry in the tracking store"
+            )
+            raise ServerUnavailableError.after_tries(
+                "MLflow server", uri, var, reason, attempts, wait_s, remedy
+            )
+
+
+def mlflow_client() -> MlflowClient:
+    """A client for the current stores, with MLflow's fluent API pointed at them too
+    (``mlflow.start_run`` and ``mlflow.pyfunc.log_model`` use the fluent API).
+
+    A local SQLite store is made ready (created, its schema migrated) under a claim the
+    first time this process uses it: MLflow migrates a new file when a client is made, with
+    nothing keeping a second process out, and two trainings started together in a fresh
+    folder failed one of them (``duplicate column name: step``).
+    """
+    t_uri, r_uri = tracking_uri(), registry_uri()
+    mlflow.set_tracking_uri(t_uri)
+    mlflow.set_registry_uri(r_uri)
+    with contextlib.ExitStack() as claims:
+        new = [u for u in dict.fromkeys((t_uri, r_uri)) if u not in _READY and sqlite_file(u)]
+        for uri in new:
+            _claim_creation(claims, uri)
+        client = MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
+        if r_uri in new and r_uri != t_uri:
+            client.search_registered_models(max_results=1)  # the registry store opens lazily
+    _READY.update(new)
+    return client
+
+
+#: SQLite store URIs this process has made ready (once each).
+_READY: set[str] = set()
+
+#: How long a process waits for another to finish creating a store (MLflow's migrations of
+#: a new file took about 1.5 s here).
+CREATE_WAIT_S = 120.0
+
+
+def _claim_creation(claims: contextlib.ExitStack, uri: str) -> None:
+    """Hold the claim ``<file>.create.lock`` beside SQLite store ``uri`` in ``claims``; a
+    folder where none can be made (MLflow's own error follows) goes on unclaimed."""
+    db = Path(uri[len("sqlite:///") :]).resolve()
+    try:
+        claims.enter_context(
+            hold(
+                db.with_name(f"{db.name}.create.lock"),
+                f"the MLflow store {db.name}",
+                wait_s=CREATE_WAIT_S,
+                busy="another process creating it",
+            )
+        )
+    except OSError as e:
+        logger.debug("MLflow store %s opened without a claim (%s)", db, e)
