@@ -11,7 +11,10 @@ per access:
   stream, a strip, FHIR resources), acknowledges an event, or admits or discharges a
   patient: when, the token's name (or ``open`` when the gateway takes no token), what,
   which patient (the event's patient for ``/events/{seq}/...``), the answer's status and
-  the client's address;
+  the client's address. An answer that carried several patients' data (the ward page,
+  ``/patients``, the event log, FHIR risk) is a row for each of them, written in one
+  transaction (:meth:`AuditLog.record_many`); an event stream, a row for each patient as
+  their events are sent on it;
 - every request refused for want of a token or a role (401, 403), whatever it asked for:
   an attempt is worth as much as an access;
 - admissions and discharges taken from HL7 v2 messages (MLLP or ``POST /hl7``).
@@ -48,8 +51,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS access (
     count INTEGER NOT NULL DEFAULT 1, chain TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS access_patient ON access (patient_id, seq);
 """
+#: What makes two accesses the same: caller, action, patient, status, client.
+_Key = tuple[str, str, str | None, int, str | None]
 _COLUMNS = ("seq", "at", "caller", "action", "patient_id", "status", "client", "count")
 
 
@@ -87,7 +92,7 @@ class AuditLog:
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._recent: dict[tuple[str, str, str | None, int], tuple[float, int]] = {}
+        self._recent: dict[_Key, tuple[float, int]] = {}
         #: writes that failed (a full disk, a file locked past the wait): counted, logged and
         #: shown in ``/metrics`` and ``/health``, never raised into the request
         self.errors = 0
@@ -136,39 +141,81 @@ class AuditLog:
         """Write one access (or add it to the same caller's same access within
         :data:`COALESCE_S`; a refusal, 401 or 403, is a row each time). A failed write is
         counted (``errors``) and logged, not raised: a full disk must not stop alarms."""
+        self.record_many(caller, action, [patient_id], status, client)
+
+    def record_many(
+        self,
+        caller: str,
+        action: str,
+        patient_ids: Sequence[str | None],
+        status: int,
+        client: str | None = None,
+    ) -> None:
+        """:meth:`record` for each of ``patient_ids`` (an answer that carried several
+        patients' data: the ward page, the event log), in one transaction: one write to the
+        disk for the ward, not one per patient. A failed write counts each row lost."""
         # text UTF-8 cannot hold (a lone surrogate from a JSON "\ud800") is kept escaped
         caller, action = _storable(caller), _storable(action)
-        patient_id = None if patient_id is None else _storable(patient_id)
         client = None if client is None else _storable(client)
-        # the client's address is part of what is the same: a second workstation reading
-        # with a shared token (or an open gateway) is a row of its own
-        key = (caller, action, patient_id, int(status), client)
+        status = int(status)
+        refused = status in (401, 403)  # each attempt is a row of its own
         now = time.monotonic()
         at = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             with self._lock:
-                last = self._recent.get(key)
-                refused = status in (401, 403)  # each attempt is a row of its own
-                if last is not None and now - last[0] < COALESCE_S and not refused:
-                    self._db.execute("UPDATE access SET count = count + 1 WHERE seq = ?",
-                                     (last[1],))  # fmt: skip
-                    return
-                row = (at, caller, action, patient_id, int(status), client)
-                cur = self._db.execute(
-                    "INSERT INTO access (at, caller, action, patient_id, status, client, chain) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*row, _link(self._last_link(), row)),
-                )
-                self._recent[key] = (now, int(cur.lastrowid or 0))
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    added = self._write(caller, action, patient_ids, status, client, now, at,
+                                        refused)  # fmt: skip
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # none of its rows, nor their counts
+                        with suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+                self._recent.update(added)  # rows that are in the file only
                 if len(self._recent) > 10_000:  # forget the spans that are over
                     self._recent = {
                         k: v for k, v in self._recent.items() if now - v[0] < COALESCE_S
                     }
         except Exception as e:  # whatever it is, the answer goes out
-            self.errors += 1
-            if self.errors == 1 or self.errors % 100 == 0:
+            self.errors += len(patient_ids)
+            if self.errors <= len(patient_ids) or self.errors % 100 < len(patient_ids):
                 logger.error("access log %s: a row could not be written (%s errors so far): %s",
                              self.path, self.errors, e)  # fmt: skip
+
+    def _write(
+        self,
+        caller: str,
+        action: str,
+        patient_ids: Sequence[str | None],
+        status: int,
+        client: str | None,
+        now: float,
+        at: str,
+        refused: bool,
+    ) -> dict[_Key, tuple[float, int]]:
+        """Insert (or count) a row for each patient in the open transaction (the caller
+        holds the lock); returns the rows inserted by their key, for the coalescing."""
+        added: dict[_Key, tuple[float, int]] = {}
+        for pid in patient_ids:
+            pid = None if pid is None else _storable(pid)
+            # the client's address is part of what is the same: a second workstation
+            # reading with a shared token (or an open gateway) is a row of its own
+            key = (caller, action, pid, status, client)
+            last = added.get(key) or self._recent.get(key)
+            if last is not None and now - last[0] < COALESCE_S and not refused:
+                self._db.execute("UPDATE access SET count = count + 1 WHERE seq = ?",
+                                 (last[1],))  # fmt: skip
+                continue
+            row = (at, caller, action, pid, status, client)
+            cur = self._db.execute(
+                "INSERT INTO access (at, caller, action, patient_id, status, client, chain) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*row, _link(self._last_link(), row)),
+            )
+            added[key] = (now, int(cur.lastrowid or 0))
+        return added
 
     def rows(
         self,

@@ -108,6 +108,7 @@ from pipelines.gateway_events import add_event_routes
 from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,
+    answered,
     check_merge_target,
     error_json,
     feed_answer,
@@ -368,7 +369,9 @@ def create_app(
         token is limited to patients and ``into`` is not one of them. The summary under
         ``into`` to a caller that may read it, else ``{"patient_id"}``."""
         check_merge_target(request, into)
-        return feed_answer(request, http_call(ward.merge_ecg, patient_id, into), "patient_id")
+        out = feed_answer(request, http_call(ward.merge_ecg, patient_id, into), "patient_id")
+        answered(request, [into])  # the record the stream goes on under, and its summary
+        return out
 
     add_vitals_routes(
         feeds,
@@ -386,16 +389,20 @@ def create_app(
 
     @reads.get("/ward", response_class=HTMLResponse)
     def ward_page(
+        request: Request,
         refresh: int = Query(WARD_PAGE_REFRESH_S, ge=0, le=3600,
                              description="seconds between reloads of the page (0: never)"),
     ) -> str:  # fmt: skip
         ecg, sepsis = ward.summaries()
+        answered(request, (s["patient_id"] for s in ecg + sepsis))  # every one on the page
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
         return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None)
 
     @reads.get("/patients")
-    def patients() -> dict[str, list[str]]:
-        return ward.patients()
+    def patients(request: Request) -> dict[str, list[str]]:
+        out = ward.patients()
+        answered(request, (p for ids in out.values() for p in ids))  # their ids are theirs too
+        return out
 
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}))
@@ -428,11 +435,12 @@ def create_app(
         return {"models": names, **report}
 
     @reads.get("/fhir/risk")
-    def fhir_risk() -> dict[str, Any]:
+    def fhir_risk(request: Request) -> dict[str, Any]:
         """Every sepsis patient's latest hour as a FHIR ``RiskAssessment`` (a Bundle)."""
         if ward.sepsis is None:
             raise HTTPException(503, "this ward was started without an early-warning model")
         _, sepsis = ward.summaries()
+        answered(request, (s["patient_id"] for s in sepsis if s.get("last_hour")))  # scored
         return risk_bundle(
             sepsis, model=(models or {}).get("early-warning", "early-warning model"),
             threshold=ward.sepsis.threshold, patient_system=patient_system,

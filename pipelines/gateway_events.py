@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pipelines.access import StreamTickets
-from pipelines.gateway_http import event_for, http_call
+from pipelines.gateway_http import answered, event_for, event_patients, http_call
 from vitalgru.reports.fhir import events_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.scoring.ward import Ward
@@ -53,13 +54,16 @@ def add_event_routes(
 
     @reads.get("/events")
     def events(
+        request: Request,
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
         unacknowledged: bool = Query(False, description="only events no one has acknowledged"),
         patient: str | None = Query(None, description="only this patient's events"),
         source: Annotated[Source | None, Query(description="only events of this source")] = None,
     ) -> dict[str, Any]:
-        return ward.events(since, limit, unacknowledged, patient, source)
+        got = ward.events(since, limit, unacknowledged, patient, source)
+        answered(request, event_patients(got["events"]))
+        return got
 
     @reads.post("/events/stream/ticket")
     def stream_ticket(request: Request) -> dict[str, Any]:
@@ -106,8 +110,11 @@ def add_event_routes(
             except ValueError:
                 raise HTTPException(422, "Last-Event-ID must be an event number") from None
         start = ward.last_seq if since is None else since
+        # the access log's rows for the patients whose events go out (none: no access log)
+        audit_sent = getattr(request.state, "audit_sent", None)
+        allowed = request.state.still_allowed
         return StreamingResponse(
-            _sse(ward, start, limit, stopping, patient, source, request.state.still_allowed),
+            _sse(ward, start, limit, stopping, patient, source, allowed, audit_sent),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -150,10 +157,13 @@ def add_event_routes(
 
     @reads.get("/fhir/events")
     def fhir_events(
+        request: Request,
         since: int = Query(0, ge=0, description="the last event number already seen"),
         limit: int = Query(500, ge=1, le=10_000),
     ) -> dict[str, Any]:
         got = ward.events(since, limit)
+        # the patients of the flags (an acknowledgement or a merge gets none)
+        answered(request, event_patients(e for e in got["events"] if e.get("source") != "ward"))
         return events_bundle(
             got["events"], active=ward.alarms_in_progress(), patient_system=patient_system,
             generated=datetime.now(UTC),
@@ -168,12 +178,15 @@ async def _sse(
     patient: str | None = None,
     source: str | None = None,
     allowed: Callable[[], bool] = lambda: True,
+    audit_sent: Callable[[set[str]], None] | None = None,
 ) -> AsyncIterator[str]:
     """Server-Sent Events of the ward's log after event ``since`` (only ``patient``'s and
     ``source``'s when given), until ``limit`` have been sent (None: until the client goes
     or ``stopping()``, or ``allowed()`` turns false: the token that opened it was revoked,
     expired or narrowed). A ``since`` past the log's end (a log begun again: a new state
-    file) gets an ``event: reset`` and the log from its start."""
+    file) gets an ``event: reset`` and the log from its start. ``audit_sent`` is told the
+    patients of each batch of events before they are sent (the access log's rows: the
+    stream's own row was written when it opened, before any patient's event)."""
     sent = 0
     quiet_since = time.monotonic()
     checked = time.monotonic()
@@ -191,11 +204,14 @@ async def _sse(
             got = ward.events(since, 500, patient_id=patient, source=source)
             if got["dropped"]:
                 yield f"event: dropped\ndata: {event_json({'dropped': got['dropped']})}\n\n"
-            for e in got["events"]:
+            batch = got["events"] if limit is None else got["events"][: limit - sent]
+            if audit_sent is not None and batch:  # a SQLite write: off the event loop
+                await run_in_threadpool(audit_sent, event_patients(batch))
+            for e in batch:
                 yield f"id: {e['seq']}\ndata: {event_json(e)}\n\n"
                 sent += 1
-                if limit is not None and sent >= limit:
-                    return
+            if limit is not None and sent >= limit:
+                return
             since = got["last_seq"]
             if got["events"] or got["dropped"]:  # only what this stream sent: a stream of
                 quiet_since = time.monotonic()  # one patient on a busy ward is quiet too

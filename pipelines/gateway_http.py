@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,13 +20,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
-from pipelines.audit import AuditLog
+from pipelines.audit import COALESCE_S, AuditLog
 from pipelines.ward_requests import Refused, ward_call
 from vitalgru.scoring.patient_ids import check_patient_id
 
 __all__ = [
-    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "error_json", "event_for", "feed_answer",
-    "http_call", "may_read", "require", "token_access",
+    "TOKENS_ENV", "TOKEN_ENV", "AuditMiddleware", "BodyLimit", "answered", "error_json",
+    "event_for", "event_patients", "feed_answer", "http_call", "may_read", "require",
+    "token_access",
 ]  # fmt: skip
 
 logger = logging.getLogger("pipelines.gateway")
@@ -89,9 +91,14 @@ class AuditMiddleware:
     """ASGI middleware: each request ``audited(method, route path)`` selects, and every 401
     or 403 answer, written to ``log`` (:class:`pipelines.audit.AuditLog`) when its answer
     starts: who (the token's name from ``request.state.caller``; ``open`` without tokens),
-    what, which patient (the path's, ``?patient=``, or the event's:
-    ``request.state.audit_patient``; a row for each of ``request.state.audit_patients``
-    when a call names several), the status and the client's address."""
+    what, which patients (the path's, ``?patient=``, the event's:
+    ``request.state.audit_patient``, and those whose data the answer carried:
+    ``request.state.audit_patients``, set by :func:`answered`; a row for each, one row
+    with none), the status and the client's address.
+
+    An answer that goes on after it started (an event stream) names the patients it sends
+    as it sends them: ``request.state.audit_sent(patient_ids)`` writes a row for each, once
+    per :data:`~pipelines.audit.COALESCE_S` on that answer."""
 
     def __init__(self, app: Any, log: AuditLog, audited: Callable[[str, str], bool],
                  open_: bool) -> None:  # fmt: skip
@@ -100,35 +107,58 @@ class AuditMiddleware:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        written = False
+        status: int | None = None
+        named: dict[str, float] = {}  # patient: when this answer's row for them was written
+        pending: set[str] = set()  # sent before the answer started (none for a stream)
+
+        def sent(patient_ids: Iterable[Any]) -> None:
+            """Rows for the patients whose data this answer sends now (from a thread)."""
+            now = time.monotonic()
+            new = sorted({str(p) for p in patient_ids if p is not None
+                          and now - named.get(str(p), -math.inf) >= COALESCE_S})  # fmt: skip
+            if not new:
+                return
+            named.update(dict.fromkeys(new, now))
+            if status is None:
+                pending.update(new)
+            else:
+                self._write(scope, status, new)
+
+        scope.setdefault("state", {})["audit_sent"] = sent
 
         async def watched(message: dict) -> None:
-            nonlocal written
-            if message["type"] == "http.response.start" and not written:
-                written = True
+            nonlocal status
+            if message["type"] == "http.response.start" and status is None:
+                status = int(message["status"])
                 # a SQLite write (and its wait on a locked file) off the event loop: the
                 # other requests, streams and feeds go on meanwhile
-                await run_in_threadpool(self._write, scope, int(message["status"]))
+                named.update(await run_in_threadpool(self._write, scope, status, sorted(pending)))
             await send(message)
 
         await self.app(scope, receive, watched)
 
-    def _write(self, scope: dict, status: int) -> None:
+    def _write(self, scope: dict, status: int, also: list[str]) -> dict[str, float]:
+        """The request's rows (the patients it names, and ``also``); returns the patients
+        named, with the time."""
         route = scope.get("route")
         path = getattr(route, "path", None)
         if path is None or path in ("/health", "/metrics"):
-            return
+            return {}
         if not (status in (401, 403) or self.audited(scope["method"], path)):
-            return
+            return {}
         state = scope.get("state") or {}
         params = scope.get("path_params") or {}
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         patient = params.get("patient_id") or query.get("patient") or state.get("audit_patient")
         caller = state.get("caller") or ("open" if self.open else "(no valid token)")
         client = (scope.get("client") or (None,))[0]
-        # a call about several patients (CDS feedback on their cards): a row for each
-        for p in state.get("audit_patients") or [patient]:
-            self.log.record(caller, f"{scope['method']} {path}", p, status, client)
+        # an answer about several patients (the ward, the event log, CDS feedback on their
+        # cards): a row for each; one row naming none when it named none
+        names = {str(p) for p in [patient, *(state.get("audit_patients") or ()), *also]
+                 if p is not None}  # fmt: skip
+        self.log.record_many(caller, f"{scope['method']} {path}", sorted(names) or [None],
+                             status, client)  # fmt: skip
+        return dict.fromkeys(names, time.monotonic())
 
 
 def _float_text(x: float) -> float | str:
@@ -350,6 +380,21 @@ def event_for(request: Request, patient_id: Any) -> None:
     if cred is not None and cred.patients is not None and patient_id is not None:
         if not cred.covers(str(patient_id)):
             raise HTTPException(403, f"token {cred.name!r} is not for patient {patient_id!r}")
+
+
+def answered(request: Request, patient_ids: Iterable[Any]) -> None:
+    """Name the patients whose data the answer carries (their risk, alarms, values,
+    demographics, strips, or only their ids: the ward page, the event log, FHIR risk) in
+    the access log: a row for each (:class:`AuditMiddleware`), so that a question about one
+    patient finds a read of the whole ward too."""
+    request.state.audit_patients = sorted({str(p) for p in patient_ids if p is not None})
+
+
+def event_patients(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The patients ``events`` (the ward's event log) name: each event's, and the record
+    merged into another (``merged_from``)."""
+    return {str(p) for e in events for p in (e.get("patient_id"), e.get("merged_from"))
+            if p is not None}  # fmt: skip
 
 
 def check_merge_target(request: Request, into: str) -> None:

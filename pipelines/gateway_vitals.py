@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from pipelines.gateway_http import check_merge_target, feed_answer, http_call, may_read
+from pipelines.gateway_http import answered, check_merge_target, feed_answer, http_call, may_read
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.ward_requests import score_observations, skipped_note
@@ -182,7 +182,9 @@ def add_vitals_routes(
         token is limited to patients and ``into`` is not one of them. Answers the summary
         under ``into`` to a caller that may read it, else ``{"patient_id"}``."""
         check_merge_target(request, into)
-        return feed_answer(request, http_call(ward.merge_sepsis, patient_id, into), "patient_id")
+        out = feed_answer(request, http_call(ward.merge_sepsis, patient_id, into), "patient_id")
+        answered(request, [into])  # the record the stay goes on under, and its summary
+        return out
 
     @feeds.post("/vitals/{patient_id}/close")
     def vitals_close(patient_id: str) -> dict[str, Any]:

@@ -388,7 +388,7 @@ def test_a_slow_audit_write_does_not_hold_up_other_requests(
     log = AuditLog(tmp_path / "audit.sqlite")
     app = create_app(Ward(None, EarlyWarningMonitor(model, preprocessing)), tick_s=0, audit=log)
     entered, release = threading.Event(), threading.Event()
-    real = log.record
+    real = log.record_many
 
     def slow(*args: Any) -> None:
         if args[1] == "GET /vitals/{patient_id}":
@@ -396,7 +396,7 @@ def test_a_slow_audit_write_does_not_hold_up_other_requests(
             release.wait(10)
         real(*args)
 
-    monkeypatch.setattr(log, "record", slow)
+    monkeypatch.setattr(log, "record_many", slow)
     with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
         c.post("/vitals/p1/admit")
         read = pool.submit(c.get, "/vitals/p1")
@@ -457,4 +457,118 @@ def test_a_change_to_any_field_breaks_the_chain(tmp_path: Path, column: str, val
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         db.execute(f"UPDATE access SET {column} = ? WHERE seq = 2", (value,))
     assert log.verify()[:2] == (2, 2)
+    log.close()
+
+
+def test_a_read_of_the_whole_ward_is_found_under_each_patient_it_carried(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # the ward page, /patients, /fhir/risk, the event log and its stream carry every
+    # patient's data but were rows with no patient: `serve-audit --patient icu-7` answered
+    # as if no one had seen icu-7
+    import threading
+
+    model, preprocessing, rows = sepsis_fit
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(path)
+    ward = Ward(untrained_monitor(), EarlyWarningMonitor(model, preprocessing), feed_timeout_s=0.01)
+
+    def lose_a_feed(pid: str) -> None:  # an alarm of pid's in the event log
+        c.post(f"/ecg/{pid}/admit", json={"fs": 360})
+        time.sleep(0.02)
+        ward.tick()
+
+    with TestClient(create_app(ward, tick_s=0, audit=log)) as c:
+        for p in ("icu-7", "icu-8", "icu-9"):
+            assert c.post(f"/vitals/{p}/admit").status_code == 201
+        for p in ("icu-7", "icu-8"):  # icu-9 has no hour scored yet
+            assert c.post(f"/vitals/{p}", json=rows[0]).status_code == 200
+        lose_a_feed("bed-2")
+        for route in ("/fhir/risk", "/ward", "/patients", "/events", "/fhir/events", "/ward"):
+            assert c.get(route).status_code == 200, route
+        assert c.get("/events", params={"source": "ward"}).json()["events"] == []
+        r = c.get("/events/stream", params={"since": 0, "limit": 1, "source": "ecg"})
+        assert r.status_code == 200 and '"patient_id":"bed-2"' in r.text.replace(" ", "")
+        # a stream opened on the whole ward names each patient as their events go out
+        answers: list[Any] = []
+        reader = threading.Thread(
+            target=lambda: answers.append(c.get("/events/stream", params={"limit": 1}))
+        )
+        reader.start()
+        for k in range(50):  # until the stream has its event (it may open after the first)
+            lose_a_feed(f"bed-3.{k}")
+            reader.join(timeout=0.3)
+            if not reader.is_alive():
+                break
+        streamed = json.loads(answers[0].text.split("data: ", 1)[1].split("\n", 1)[0])
+        # a merge answers the summary of the record the stay goes on under
+        assert c.post("/vitals/icu-8/merge", params={"into": "mrn-8"}).status_code == 200
+    got = log.rows()
+
+    def actions(pid: str | None) -> list[tuple[str, int]]:
+        return [(r["action"], r["count"]) for r in got if r["patient_id"] == pid]
+
+    assert actions("icu-9") == [  # on the page and the list, not in the risks (none yet)
+        ("POST /vitals/{patient_id}/admit", 1), ("GET /ward", 2), ("GET /patients", 1)]  # fmt: skip
+    for read in [("GET /fhir/risk", 1), ("GET /ward", 2), ("GET /patients", 1)]:
+        assert read in actions("icu-7")
+    icu7_events = [e for e in ward.events()["events"] if e["patient_id"] == "icu-7"]
+    assert (("GET /events", 1) in actions("icu-7")) == bool(icu7_events)  # its alarm, if any
+    assert actions("bed-2") == [
+        ("POST /ecg/{patient_id}/admit", 1), ("GET /ward", 2), ("GET /patients", 1),
+        ("GET /events", 1), ("GET /fhir/events", 1), ("GET /events/stream", 1)]  # fmt: skip
+    stream_rows = [r for r in got if r["action"] == "GET /events/stream"]
+    pid = streamed["patient_id"]
+    # the two opened naming no one (one row, counted), then each patient whose event
+    # went out on one
+    assert [(r["patient_id"], r["count"]) for r in stream_rows] == [
+        (None, 2), ("bed-2", 1), (pid, 1)]  # fmt: skip
+    assert ("POST /vitals/{patient_id}/merge", 1) in actions("mrn-8")
+    assert ("POST /vitals/{patient_id}/merge", 1) in actions("icu-8")
+    # an answer that carried no patient is still a row, naming none
+    assert ("GET /events", 1) in actions(None)
+    # the command line finds them, and the chain written in one go per answer verifies
+    assert main(["serve-audit", str(path), "--patient", "icu-7"]) == 0
+    out = capsys.readouterr()
+    assert "GET /ward\ticu-7\t200" in out.out and "GET /fhir/risk\ticu-7\t200" in out.out
+    assert main(["serve-audit", str(path), "--verify"]) == 0
+    assert verify_files([path])[0]["broken"] is None
+
+
+def test_a_stream_names_a_patient_once_a_span_and_answers_before_their_data_go_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from pipelines import gateway_http
+    from pipelines.gateway_http import AuditMiddleware
+
+    log = AuditLog(tmp_path / "audit.sqlite")
+    seen: list[list[str | None]] = []
+
+    async def stream(scope: dict, receive: Any, send: Any) -> None:
+        scope["route"] = SimpleNamespace(path="/events/stream")
+        told = scope["state"]["audit_sent"]
+        told({"early"})  # before the answer starts: written with its row
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for batch in ({"b1"}, {"b1", "b2", None}, {"b2"}):
+            await asyncio.to_thread(told, batch)
+            seen.append([r["patient_id"] for r in log.rows()])
+        await send({"type": "http.response.body", "body": b""})
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    mw = AuditMiddleware(stream, log, audited=lambda m, p: True, open_=True)
+    scope = {"type": "http", "method": "GET", "query_string": b"", "client": ("10.0.0.7", 1)}
+    asyncio.run(mw(dict(scope), nothing, nothing))
+    assert seen == [["early", "b1"], ["early", "b1", "b2"], ["early", "b1", "b2"]]
+    assert [r["count"] for r in log.rows()] == [1, 1, 1]  # not counted per event
+    # a stream held open longer than a span names its patients again as their data go out
+    monkeypatch.setattr(gateway_http, "COALESCE_S", 0.0)
+    asyncio.run(mw(dict(scope), nothing, nothing))
+    assert [(r["patient_id"], r["count"]) for r in log.rows()] == [
+        ("early", 2), ("b1", 3), ("b2", 3)]  # fmt: skip
     log.close()
