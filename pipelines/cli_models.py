@@ -279,7 +279,9 @@ def add_model_commands(sub: Any) -> None:
         "--db", help="arrhythmia: PhysioNet database name or a WFDB folder (default: mitdb)"
     )
     sp.add_argument(
-        "--records", help="arrhythmia: DS1, DS2, all or a comma-separated list (default: DS2)"
+        "--records",
+        help="arrhythmia: DS1, DS2, all or a comma-separated list (default: DS2 on MIT-BIH, "
+        "every record of any other database or folder)",
     )
     sp.add_argument("--config", help="arrhythmia: config for the mirror and the lead")
     sp.add_argument(

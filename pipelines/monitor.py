@@ -148,13 +148,14 @@ def monitor_early_warning_flow(
 def monitor_arrhythmia_flow(
     model_uri: str = DEFAULT_ARRHYTHMIA_MODEL,
     db: str = "mitdb",
-    records: str | None = "DS2",
+    records: str | None = None,
     out: str = DEFAULT_ARRHYTHMIA_OUT,
     max_f1_drop: float = MAX_F1_DROP,
     config_path: str | None = None,
     annotations: str | None = "atr",
 ) -> dict[str, Any]:
-    """Check a registered arrhythmia model on a database's records (``annotations`` None:
+    """Check a registered arrhythmia model on a database's records (``records`` None: DS2
+    on MIT-BIH, every record of any other database or folder; ``annotations`` None:
     unannotated ones, drift only); record it in MLflow."""
     report = check_arrhythmia_task(
         model_uri, db, records, out, max_f1_drop, config_path, annotations

@@ -66,6 +66,29 @@ MAX_AUROC_DROP = 0.03
 MAX_F1_DROP = 0.05
 
 
+#: The records a check of MIT-BIH scores when none are named: DS2, the records the version
+#: was gated on and never trained on. Any other database or folder (a hospital's own
+#: recordings) is scored whole, as ``vitalgru evaluate`` scores it.
+MITDB_RECORDS = "DS2"
+
+
+def database_name(db: str) -> str:
+    """The database ``db`` names: ``mitdb`` for ``mitdb``, ``mitdb/1.0.0`` and a folder
+    ``.../mitdb`` (or ``.../mitdb/1.0.0``, as a mirror may hold it)."""
+    parts = Path(str(db)).parts
+    if len(parts) > 1 and parts[-1][:1].isdigit():  # <db>/<version>
+        return parts[-2]
+    return parts[-1] if parts else str(db)
+
+
+def default_records(db: str, records: str | None) -> str | None:
+    """The records a check scores: those named, else :data:`MITDB_RECORDS` on MIT-BIH and
+    None (every record, :func:`pipelines.evaluate.parse_records`) on any other database."""
+    if records is None and database_name(db) == "mitdb":
+        return MITDB_RECORDS
+    return records
+
+
 def _check_drops(**drops: float) -> None:
     for name, v in drops.items():
         if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
@@ -173,7 +196,7 @@ def check_early_warning(
 def check_arrhythmia(
     model_uri: str = DEFAULT_ARRHYTHMIA_MODEL,
     db: str = "mitdb",
-    records: str | None = "DS2",
+    records: str | None = None,
     out: str = DEFAULT_ARRHYTHMIA_OUT,
     max_f1_drop: float = MAX_F1_DROP,
     config_path: str | None = None,
@@ -182,7 +205,8 @@ def check_arrhythmia(
     """Score a database's records with a beat classifier and compare with the model's
     reference.
 
-    ``db``, ``records`` and ``config_path`` are those of ``vitalgru evaluate arrhythmia``.
+    ``db``, ``records`` and ``config_path`` are those of ``vitalgru evaluate arrhythmia``;
+    ``records`` None is DS2 on MIT-BIH and every record elsewhere (:func:`default_records`).
     ``annotations`` is the extension of the reference annotation files; None for
     unannotated records, whose detected beats are classified: drift is then checked and
     performance is not. Writes under ``out``: ``evaluation.json`` and ``.md``,
@@ -193,6 +217,7 @@ def check_arrhythmia(
     _check_drops(max_f1_drop=max_f1_drop)
     loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     out_dir = Path(out)
+    records = default_records(db, records)
     ev, scores = score_records(
         loaded, db, records, str(out_dir / "evaluation.json"), config_path, annotations
     )
@@ -212,7 +237,7 @@ def check_arrhythmia(
         notes.append(upside_down)
     manifest = loaded.config.get("dataset_manifest", {})
     trained = set(map(str, manifest.get("splits", {}).get("DS1", [])))
-    if Path(str(db)).name == manifest.get("database", "mitdb") and trained & set(scored):
+    if database_name(db) == manifest.get("database", "mitdb") and trained & set(scored):
         notes.append(
             f"{len(trained & set(scored))} of these records are among the model's training "
             "records: its performance on them is not a test"

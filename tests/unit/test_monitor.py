@@ -195,3 +195,50 @@ def test_a_class_no_beat_of_is_annotated_is_not_judged(
     assert rep["status"] == "ok" and rep["reasons"] == []
     assert rep["performance"]["measures"]["test_s_f1"]["now"] is None
     assert rep["performance"]["measures"]["test_v_f1"]["now"] == 1.0
+
+
+def test_records_left_out_are_ds2_on_mitdb_and_every_record_of_another_database(
+    tmp_path,
+    monkeypatch,
+) -> None:
+    import inspect
+    from pathlib import Path
+
+    import pytest
+    import yaml
+
+    import pipelines.monitor_checks as mon
+    from pipelines.monitor import monitor_arrhythmia_flow
+    from pipelines.monitor_checks import default_records
+
+    # as `vitalgru evaluate` scores a folder: every record (parse_records' None); DS2 on
+    # MIT-BIH alone, the records the version was gated on (a hospital's folder was
+    # refused: it has no record "DS2", and the weekly check failed on it)
+    assert default_records("mitdb", None) == "DS2"
+    assert default_records("mitdb/1.0.0", None) == "DS2"
+    assert default_records(str(tmp_path / "physionet" / "mitdb"), None) == "DS2"
+    assert default_records(str(tmp_path / "ward4rec"), None) is None
+    assert default_records("incartdb", None) is None
+    assert default_records(str(tmp_path / "ward4rec"), "bed1") == "bed1"
+    assert default_records("mitdb", "all") == "all"
+    assert inspect.signature(monitor_arrhythmia_flow.fn).parameters["records"].default is None
+
+    asked: list[tuple[str, str | None]] = []
+
+    def score_records(loaded, db, records, out, *a):
+        asked.append((db, records))
+        raise RuntimeError("scored")  # what it was asked is all this test needs
+
+    monkeypatch.setattr(mon, "score_records", score_records)
+    monkeypatch.setattr(mon.tracking, "load_model", lambda uri, kinds: None)
+    for db in ("mitdb", str(tmp_path / "ward4rec")):
+        with pytest.raises(RuntimeError, match="scored"):
+            mon.check_arrhythmia(db=db, out=str(tmp_path / "out"), annotations=None)
+    assert asked == [("mitdb", "DS2"), (str(tmp_path / "ward4rec"), None)]
+
+    # the weekly deployment leaves records to that default: DS2 on its MIT-BIH, every
+    # record once `db` is pointed at the hospital's folder
+    root = Path(__file__).resolve().parents[2]
+    spec = yaml.safe_load((root / "prefect.yaml").read_text())
+    dep = next(d for d in spec["deployments"] if d["name"] == "monitor-arrhythmia-weekly")
+    assert dep["parameters"]["db"] == "mitdb" and "records" not in dep["parameters"]
