@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from pipelines.cli_args import (
     positive_seconds,
     utc_time,
 )
+
+#: The environment variable ``--public-url`` defaults to (the compose stack sets it).
+PUBLIC_URL_ENV = "VITALGRU_PUBLIC_URL"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -251,10 +255,11 @@ def add_serve_commands(sub: Any) -> None:
         "public keys; their signed tokens are checked on every call (default: none)",
     )  # fmt: skip
     sp.add_argument(
-        "--public-url", default=None, metavar="URL",
+        "--public-url", default=os.environ.get(PUBLIC_URL_ENV) or None, metavar="URL",
         help="this gateway's address as the EHR and browsers reach it (through any proxy): "
-        "the CDS tokens' audience, and the cards' links to patient pages (needed with "
-        "--cds-clients)",
+        "the CDS tokens' audience, the cards' links to patient pages (needed with "
+        "--cds-clients), and a name a gateway without tokens answers in the Host header "
+        f"besides localhost, this machine's names and IP addresses (default: ${PUBLIC_URL_ENV})",
     )  # fmt: skip
     sp.add_argument(
         "--feed-rate-pct", type=percent_below_100, default=15.0, metavar="PCT",

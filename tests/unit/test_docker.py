@@ -33,7 +33,8 @@ def stack() -> dict[str, Any]:
     """The compose file as compose itself resolves it (all profiles, defaults filled)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PHYSIONET_MIRROR", "MLFLOW_ALLOWED_HOSTS", "MLFLOW_PORT",
-                        "GATEWAY_PORT", "VITALGRU_GATEWAY_TOKEN")}  # fmt: skip
+                        "GATEWAY_PORT", "VITALGRU_GATEWAY_TOKEN",
+                        "VITALGRU_PUBLIC_URL")}  # fmt: skip
     out = subprocess.run(
         [_tool("docker-compose"), "-f", str(DOCKER / "compose.yaml"), "--profile", "cli",
          "--profile", "gateway", "config", "--format", "json"],
@@ -107,6 +108,40 @@ class TestComposeStack:
             folder in dockerfile
             and "chown -R vitalgru:vitalgru /app /var/lib/vitalgru" in dockerfile
         )
+
+    def test_an_open_gateway_answers_the_names_it_is_reached_by(
+        self, stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Without a token the gateway refuses a Host it does not know (DNS rebinding): the
+        # other containers' "gateway:8000" and the server's DNS name were refused (403),
+        # so the stack could not be used as its comment said.
+        import socket
+
+        from starlette.testclient import TestClient
+
+        from pipelines.cli import build_parser
+        from pipelines.gateway_origin import RequestOrigin
+
+        gw = stack["services"]["gateway"]
+        assert gw["hostname"] == "gateway"  # the service's name, as the others reach it
+        assert "VITALGRU_PUBLIC_URL" in gw["environment"]  # the name people reach it by
+        monkeypatch.setattr(socket, "gethostname", lambda: gw["hostname"])
+        monkeypatch.setattr(socket, "getfqdn", lambda *a: gw["hostname"])
+        monkeypatch.setenv("VITALGRU_PUBLIC_URL", "https://vitalgru.hospital.example:8000")
+        args = build_parser().parse_args(gw["command"][1:])  # as the container runs it
+        assert args.public_url == "https://vitalgru.hospital.example:8000"
+
+        async def answer(scope: dict, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        app = RequestOrigin(answer, open_=True, public_url=args.public_url, hosts=[args.host])
+        c = TestClient(app)  # (no lifespan: the middleware alone, before an answer)
+        for host in ("gateway:8000", "vitalgru.hospital.example:8000", "localhost:8000",
+                     "10.0.0.7:8000"):  # fmt: skip
+            assert c.get("/patients", headers={"Host": host}).status_code == 200, host
+        r = c.get("/patients", headers={"Host": "evil.example:8000"})
+        assert r.status_code == 403 and "not a name of this gateway" in r.text
 
     @pytest.mark.parametrize("client", ["worker", "vitalgru", "gateway"])
     def test_clients_reach_the_servers_they_wait_for(
