@@ -133,3 +133,11 @@ class TestLayering:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == ""
+
+    def test_the_readme_layout_names_every_subpackage(self) -> None:
+        # the Layout is where a reader looks for the layers this file checks
+        text = (ROOT / "README.md").read_text()
+        layout = text[text.index("## Layout") : text.index("## Data and citations")]
+        packages = sorted(p.parent.name for p in PKG.glob("*/__init__.py"))
+        assert "baselines" in packages
+        assert [p for p in packages if f"\n  {p}/ " not in layout] == []
