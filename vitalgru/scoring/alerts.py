@@ -27,8 +27,16 @@ the ectopy count, since noise mimics ectopic beats. A beat's own verdict (``sign
 trailing window that ended with the beat) can miss a burst that starts just after it, so the
 run and ectopy rules read each beat only once the quality windows ending up to
 ``quality_holdoff_s`` (4) seconds after it have been judged, and distrust it if any of those
-was rejected. This delays those alarms by a few seconds, and makes them depend on the beats
-and the quality windows only, not on when the monitor is pushed.
+was rejected. A beat in the first seconds after admission, a break in the feed
+(:meth:`AlertTracker.broken`) or a gateway restart comes before the quality check has judged
+a full window (the first ends one window, 10 s, after the stream (re)started): its own
+verdict judges none of its signal (it is True before any window, and the last one before the
+break after a break) and no window ends within the hold-off after it. Such a beat waits for
+that first window, which covers it, and is distrusted if that window was rejected (noise on
+a lead not yet on the patient is no run). This delays those alarms by a few seconds (to the
+end of the first window at the start), and makes them depend on the beats and the quality
+windows only, not on when the monitor is pushed. At the stream's end or a break, the beats
+still waiting are read with the windows judged by then.
 """
 
 from __future__ import annotations
@@ -202,6 +210,9 @@ class AlertTracker:
         self._queue: deque[tuple[float, str, bool]] = deque()
         self._rejected: deque[float] = deque()  # ends of rejected windows not yet passed (s)
         self._judged_until = -math.inf  # end of the latest window judged (s)
+        # end of the first window judged since the stream (re)started: the first to cover
+        # the beats before it (inf: none yet)
+        self._first_end = math.inf
         # breaks in the feed since the latest R peak: (stream time it resumed, seconds lost)
         self._breaks: deque[tuple[float, float]] = deque()
         self._pause_after = -math.inf  # the R peak the open pause alarm came after
@@ -222,12 +233,14 @@ class AlertTracker:
     def broken(self, resume_s: float, lost_s: float, now_s: float) -> list[Alert]:
         """The stream broke off: ``lost_s`` seconds of samples were lost, and it resumes at
         ``resume_s``. Read the beats still waiting as at the stream's end and end a run (its
-        beats on either side of the break were not consecutive). The pause rule counts the
-        silence it saw, not the samples no one saw: a pause is ``pause_s`` of signal
-        received without an R peak, on either side of the break. A pause raised before it
-        stays open until the next R peak."""
+        beats on either side of the break were not consecutive); the quality check starts
+        afresh after it, so the beats after it wait for its first window. The pause rule
+        counts the silence it saw, not the samples no one saw: a pause is ``pause_s`` of
+        signal received without an R peak, on either side of the break. A pause raised
+        before it stays open until the next R peak."""
         out = self._drain(now_s, final=True)
         self._end_run()
+        self._first_end = math.inf  # the quality check starts afresh at resume_s
         self._breaks.append((float(resume_s), float(lost_s)))
         if len(self._breaks) > MAX_BREAKS_KEPT:  # a silence broken again and again: the two
             (_, lost1), (resume2, lost2) = self._breaks.popleft(), self._breaks.popleft()
@@ -245,7 +258,12 @@ class AlertTracker:
             t, label, ok = self._queue.popleft()
             while self._rejected and self._rejected[0] < t:
                 self._rejected.popleft()  # ended before this beat: no later beat needs it
-            burst = bool(self._rejected) and self._rejected[0] <= t + hold
+            # a beat before the first window since the stream (re)started is judged by that
+            # window, which covers it (a beat no window covered is read on its own verdict:
+            # at the end or a break nothing more will judge it)
+            first = self._first_end
+            reach = max(t + hold, first) if first < math.inf else t + hold
+            burst = bool(self._rejected) and self._rejected[0] <= reach
             out += self._read(t, label, ok and not burst, now_s)
         return out
 
@@ -384,6 +402,7 @@ class AlertTracker:
         ``window_end_s``."""
         need = int(self.rules.poor_signal_windows)
         self._judged_until = max(self._judged_until, window_end_s)
+        self._first_end = min(self._first_end, window_end_s)
         if flags:
             self._rejected.append(window_end_s)
         while self._rejected and self._rejected[0] < window_end_s - 120.0:

@@ -69,6 +69,32 @@ class TestRules:
         out = later.signal("", 5.5, 6.5) + later.signal("noisy", 6.5, 7.0)
         assert [a.kind for a in out + later.signal("", 9.0, 10.0)] == ["ventricular_run"]
 
+    def test_beats_before_the_first_quality_window_wait_for_it(self) -> None:
+        # a lead not yet on the patient at admission: the detector finds "beats" in the
+        # noise; the first 10 s window, which covers them, ends at 10 s and is rejected.
+        # Neither their own verdict (none yet) nor a window ending within the 4 s hold-off
+        # after them judged them, so they were read as good and raised a run.
+        def run(flags: str, resume_s: float | None = None) -> list:
+            tr = AlertTracker("p", AlertRules())
+            out, t0 = [], 0.0
+            if resume_s is not None:  # 20 s of clean signal, then a break, then the noise
+                for k in range(1, 11):
+                    out += tr.signal("", 2.0 * k, 2.0 * k)
+                out += tr.broken(resume_s, resume_s - 20.0, 20.0)
+                t0 = resume_s
+            for i, lab in enumerate("SSSSN"):  # 0.5 s apart: 120 bpm
+                out += tr.beat(t0 + 0.5 + i * 0.5, lab, True, t0 + 3.0 + i * 0.5)
+            assert out == []  # waiting for the window that covers them
+            out += tr.signal(flags, t0 + 10.0, t0 + 10.0)
+            return out + tr.signal(flags, t0 + 12.0, t0 + 12.0) + tr.finish(t0 + 12.0)
+
+        assert [a.kind for a in run("flat")] == []
+        (a,) = run("")  # the same beats in signal the window passed do raise it
+        assert (a.kind, a.onset_s, a.raised_at_s) == ("supraventricular_run", 0.5, 10.0)
+        # the same after a break in the feed: the quality check starts afresh after it
+        assert [a.kind for a in run("flat", resume_s=30.0)] == []
+        assert [a.kind for a in run("", resume_s=30.0)] == ["supraventricular_run"]
+
     def test_supraventricular_run_needs_its_rate(self) -> None:
         slow = AlertTracker("p", AlertRules())
         assert _feed(slow, "NSSSSN", rr_s=0.8) == []  # 75 bpm: ectopic atrial rhythm

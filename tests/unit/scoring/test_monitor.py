@@ -241,6 +241,45 @@ class TestInputs:
         assert len(st.verdicts) <= 2 and st.buf.size < 3 * 360 + 4096
         assert mon.discharge("flat").calls == []
 
+    def test_noise_before_the_first_quality_window_raises_no_run(
+        self, signals: dict[str, np.ndarray]
+    ) -> None:
+        # a lead not yet on the patient: the detector finds "beats" in a few µV of noise,
+        # which a network calling every beat V makes a ventricular run. The first quality
+        # window (10 s) covers them and rejects them: they are distrusted, at admission,
+        # after a break and after a gateway restart alike
+        torch.manual_seed(0)
+        all_v = ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1)
+        with torch.no_grad():
+            all_v.head[-1].weight.zero_()
+            all_v.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 10.0, 0.0, 0.0]))
+        all_v.eval()
+        noise = np.random.default_rng(0).normal(0.0, 0.005, 30 * 360)
+        ecg = signals["100"][: 20 * 360]
+
+        def alarms(mon: ArrhythmiaMonitor, x: np.ndarray, lost: int = 0) -> list:
+            out = []
+            for k in range(0, x.size, 360):
+                brk = {"p": [(0, lost)]} if lost and k == 20 * 360 else None
+                out += mon.push({"p": x[k : k + 360]}, breaks=brk).alerts
+            return out
+
+        mon = ArrhythmiaMonitor(all_v, PRE)
+        mon.admit("p", 360.0)
+        assert [a.kind for a in alarms(mon, noise)] == ["poor_signal"]
+        mon = ArrhythmiaMonitor(all_v, PRE)  # the same beats in signal that passes
+        mon.admit("p", 360.0)
+        runs = [a for a in alarms(mon, ecg) if a.kind == "ventricular_run"]
+        assert len(runs) == 1 and runs[0].onset_s < 1.0
+        mon = ArrhythmiaMonitor(all_v, PRE)  # a break of 30 s, then the noise
+        mon.admit("p", 360.0)
+        after = [a.kind for a in alarms(mon, np.concatenate([ecg, noise]), 30 * 360)
+                 if a.onset_s >= 50.0]  # fmt: skip
+        assert after == ["poor_signal"]
+        restarted = ArrhythmiaMonitor(all_v, PRE)
+        restarted.admit("p", 360.0, memory=mon.memory("p"))
+        assert [a.kind for a in alarms(restarted, noise)] == ["poor_signal"]
+
     def test_samples_not_in_mv_raise_a_poor_signal_alarm_that_says_so(
         self, model: ArrhythmiaEnsemble, signals: dict[str, np.ndarray]
     ) -> None:
