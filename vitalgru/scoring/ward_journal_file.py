@@ -103,7 +103,8 @@ def open_state_file(path: Path) -> sqlite3.Connection:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # SQLite's own message can
+        # quote the file's bytes, which Python then fails to read as text
         raise ValueError(
             f"{path} is not a vitalgru ward state file ({e}); move it aside or name "
             "another with --state"

@@ -91,6 +91,19 @@ def test_a_file_that_is_not_a_ward_state_is_refused(tmp_path: Path) -> None:
         WardJournal(other)
 
 
+def test_a_file_whose_tables_are_not_text_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite"
+    WardJournal(path).close()
+    data = bytearray(path.read_bytes())
+    at = data.find(b"CREATE TABLE hl7_taken")  # a table's schema, edited on the disk
+    data[at + 10 : at + 14] = b"\x8b\xc1\x8b\xc1"
+    path.write_bytes(bytes(data))
+    # was a UnicodeDecodeError from SQLite's message quoting the bytes, naming no file
+    with pytest.raises(ValueError, match="is not a vitalgru ward state file") as e:
+        WardJournal(path)
+    assert str(path) in str(e.value)
+
+
 def _damaged_file(path: Path) -> None:
     """A state file of two ECG and two sepsis patients, 50 events and 3 strips, then a row
     of every table damaged as a disk or an edit by hand would."""
