@@ -228,7 +228,7 @@ def ecg_patient_page_html(
             before = hr_chart({"patient_id": pid, "hr_trend_bpm": t["hr_trend_bpm"],
                                "monitored_s": 60.0 * len(t["hr_trend_bpm"]), "alerts": []})  # fmt: skip
             if before:
-                chart += (f"<p>Before the gateway restarted at {e(end)}: heart rate (bpm) by "
+                chart += (f"<p>Before a gateway restart, until {e(end)}: heart rate (bpm) by "
                           f"minute since {e(t['stream_started_at'])} (its alarms are in the "
                           f"ward's event log):</p>{before}")  # fmt: skip
     body = (

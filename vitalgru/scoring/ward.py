@@ -294,11 +294,10 @@ class Ward(WardRestart, EcgWard):
                 self._end_conditions(chunks)
                 with self._queue_lock:
                     moved = {
-                        p: (self._ecg_beds[p].received_s, self._ecg_beds[p].counts,
-                            self._ecg_beds[p].next_index)
+                        p: (b.received_s, b.counts, b.next_index, b.next_at().isoformat())
                         for p in chunks
-                        if p in self._ecg_beds
-                    }  # fmt: skip
+                        if (b := self._ecg_beds.get(p)) is not None
+                    }
                 self._journal("ecg_progress", moved)
             if self._memory_due():
                 self._save_memory()

@@ -93,7 +93,8 @@ class EcgWard(WardShadows, WardStrips):
         (no resend is that old), when its samples differ from those received at the same
         index (a resend repeats them; a restart whose first samples equal them cannot be
         told from one), or when it is further ahead than the feed can have sent since its
-        last chunk (``max_chunk_s`` more than the time since); with a warning. Counted in
+        last chunk (``max_chunk_s`` more than the time since; across a gateway restart, its
+        last chunk before it); with a warning. Counted in
         :meth:`ecg_summary` (``filled_samples``, ``repeated_samples``, ``break_samples``,
         ``index_restarts``, ``next_start``).
 
@@ -139,10 +140,13 @@ class EcgWard(WardShadows, WardStrips):
             bed.next_index = next_index
             bed.filled_samples += filled
             bed.repeated_samples += again
-            if broken and broken / bed.fs > time.monotonic() - bed.last_data + self.max_chunk_s:
+            if broken and broken / bed.fs > time.monotonic() - bed.index_at + self.max_chunk_s:
                 broken, restart = 0, (f"{broken / bed.fs:.1f} s ahead, more than the feed can "
                                       "have sent since its last chunk")  # fmt: skip
             if restart is not None:
+                if bed.stream_n == 0:  # the first samples after a gateway restart: the
+                    # index the stream resumed at says nothing of when they were taken
+                    bed.stream_start = datetime.now(UTC) - timedelta(seconds=x.size / bed.fs)
                 bed.index_restarts += 1
                 logger.warning("ward: patient %s: the chunk's index (%d) is %s: taken as a "
                                "feed that restarted its count", pid, start, restart)  # fmt: skip
@@ -161,7 +165,7 @@ class EcgWard(WardShadows, WardStrips):
                 bed.queued.append(x)
                 bed.queued_n += x.size
                 bed.received_s += x.size / bed.fs
-                bed.last_data = time.monotonic()
+                bed.last_data = bed.index_at = time.monotonic()
                 lost, bed.lost_seq = bed.lost_seq, None
                 if lost is not None:  # back: that technical alarm has cleared, no one is paged
                     self._awaiting_ack.pop(lost, None)
@@ -409,11 +413,11 @@ class EcgWard(WardShadows, WardStrips):
 
     def ecg_summary(self, patient_id: str) -> dict[str, Any]:
         """What a bedside view shows: ``{"patient_id", "fs", "admitted_at",
-        "stream_started_at" (stream time 0: admission, or a gateway restart), "received_s",
-        "queued_s", "beats", "counts" ({class: n}), "hr_bpm" (median RR of the last
-        minute's beats in accepted signal; None with fewer than 5), "rejected_pct" (of the
-        recent beats), "last_beats" (the 10 newest: time_s, label, signal_ok),
-        "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
+        "stream_started_at" (stream time 0: admission, or after a gateway restart where the
+        feed's index resumed), "received_s", "queued_s", "beats", "counts" ({class: n}),
+        "hr_bpm" (median RR of the last minute's beats in accepted signal; None with fewer
+        than 5), "rejected_pct" (of the recent beats), "last_beats" (the 10 newest: time_s,
+        label, signal_ok), "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
         self._need(self.ecg, "arrhythmia", change=False)
         pid = str(patient_id)
         with self._queue_lock:

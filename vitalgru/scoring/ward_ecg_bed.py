@@ -9,7 +9,7 @@ import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -230,9 +230,15 @@ class EcgBed:
 
     fs: float
     admitted: datetime
-    # wall time of stream time 0: admission, or the restart that began the monitor afresh
+    # wall time of stream time 0: admission; after a restart, the time the stream before it
+    # had reached the feed's index the new one resumes at (:meth:`next_at`), or the restart
+    # itself for a feed without an index
     stream_start: datetime
     last_data: float = field(default_factory=time.monotonic)  # wall clock of the last chunk
+    # wall clock (monotonic) by which the feed had sent up to ``next_index``: its last
+    # chunk's arrival, or after a restart when the stream before it reached that index (how
+    # far ahead its next chunk can be)
+    index_at: float = field(default_factory=time.monotonic)
     lost_seq: int | None = None  # the feed_lost alarm of a feed still lost (its event number)
     rate_seq: int | None = None  # the feed_rate alarm of a feed still off its rate (number)
     poor_seq: int | None = None  # the poor_signal alarm of a signal still poor (its number)
@@ -299,6 +305,11 @@ class EcgBed:
         self.arrivals.append((now, self.stream_n, self.missing_n))
         while len(self.arrivals) > 2 and now - self.arrivals[1][0] >= window_s:
             self.arrivals.popleft()
+
+    def next_at(self) -> datetime:
+        """The wall time of the stream's next sample (the feed's ``next_index``): stream
+        time on the wall clock, as the alarms' ``onset_at`` is."""
+        return self.stream_start + timedelta(seconds=self.stream_n / self.fs)
 
     def sent_rate(self, min_span_s: float) -> float | None:
         """Samples a second the feed sent, from its oldest arrival kept to its newest (the

@@ -134,16 +134,20 @@ class WardJournal(JournalWrites):
             db.execute("DELETE FROM ecg_memory WHERE patient_id = ?", (patient_id,))
             _move_trend(db, patient_id, None)  # a new stay: no earlier stream of its own
 
-    def ecg_progress(self, beds: Mapping[str, tuple[float, Mapping[str, int], int | None]]) -> None:
-        """``{patient_id: (received_s, counts, the feed's next index or None)}`` of the feeds
-        a tick moved on (the index: a chunk sent again after a restart is not taken twice)."""
+    def ecg_progress(
+        self, beds: Mapping[str, tuple[float, Mapping[str, int], int | None, str | None]]
+    ) -> None:
+        """``{patient_id: (received_s, counts, the feed's next index or None, that index on
+        the wall clock (ISO 8601, UTC) or None)}`` of the feeds a tick moved on (the index: a
+        chunk sent again after a restart is not taken twice; its time: the stream after a
+        restart keeps the feed's clock)."""
         if not beds:
             return
         with self._write() as db:
             db.executemany(
-                "UPDATE ecg_beds SET received_s = ?, counts = ?, next_index = ? "
+                "UPDATE ecg_beds SET received_s = ?, counts = ?, next_index = ?, next_at = ? "
                 "WHERE patient_id = ?",
-                [(s, event_json(dict(c)), n, pid) for pid, (s, c, n) in beds.items()],
+                [(s, event_json(dict(c)), n, at, pid) for pid, (s, c, n, at) in beds.items()],
             )
 
     def ecg_memory(

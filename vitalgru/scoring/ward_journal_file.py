@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ecg_beds (
     patient_id TEXT PRIMARY KEY, fs REAL NOT NULL, admitted_at TEXT NOT NULL,
     received_s REAL NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
-    next_index INTEGER);
+    next_index INTEGER, next_at TEXT);
 CREATE TABLE IF NOT EXISTS sepsis_beds (patient_id TEXT PRIMARY KEY, admitted_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_static (patient_id TEXT PRIMARY KEY, static TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_hours (
@@ -90,6 +90,8 @@ def open_state_file(path: Path) -> sqlite3.Connection:
             columns = {r[1] for r in db.execute("PRAGMA table_info(ecg_beds)")}
             if "next_index" not in columns:  # a file from before the feed's index was kept
                 db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
+            if "next_at" not in columns:  # ... or the wall time of that index
+                db.execute("ALTER TABLE ecg_beds ADD COLUMN next_at TEXT")
             got = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if got is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

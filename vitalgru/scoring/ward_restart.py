@@ -24,7 +24,7 @@ from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
 from vitalgru.scoring.ward_events import _utc_now, merged_ids
 from vitalgru.scoring.ward_sepsis import SepsisWard
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed
-from vitalgru.scoring.ward_state import StateDamage, WardState
+from vitalgru.scoring.ward_state import EcgAdmission, StateDamage, WardState
 
 __all__ = ["MEMORY_EVERY_S", "WardRestart"]
 
@@ -63,6 +63,27 @@ def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
     return {k: seq for k, seq in raised.items() if seq not in ended}
 
 
+def _resumed_at(a: EcgAdmission, now: datetime, clock: float) -> tuple[datetime, float]:
+    """Where a restored ECG feed's stream starts: its time 0 on the wall clock, and when
+    the feed's index was there on the monotonic clock (how far ahead its next chunk can be),
+    ``now`` being ``clock`` on that one.
+
+    The stream resumes at the feed's index the journal kept (``next_index``), so its time 0
+    is when the stream before the restart reached that index (``next_at``, never later
+    than ``now``): a chunk sent after the outage at its index lies that much further on, a
+    break at the stream's start, and the alarms after it are timed when the device took
+    their beats. A feed without an index starts at the restart, ``now``, and so does one
+    whose ``next_at`` was not kept (a journal from before it was) or lies before its
+    admission (an edit by hand).
+    """
+    if a.next_index is None or a.next_at is None:
+        return now, clock
+    at = min(datetime.fromisoformat(a.next_at), now)
+    if at < datetime.fromisoformat(a.admitted_at):
+        return now, clock
+    return at, clock - (now - at).total_seconds()
+
+
 def _episode_start(risks: Sequence[Any]) -> Any:
     """The first hour of the alarm run the hours end in (:class:`HourRisk`)."""
     i = len(risks) - 1
@@ -90,8 +111,10 @@ class WardRestart(SepsisWard):
         together hour by hour, so their risk, alarm state and alarm episodes are where they
         were (without logging the onsets again); ECG feeds are admitted with their counts
         and the memory the journal kept of them (when it was kept by this ward's network;
-        else afresh), and the log says their monitor restarted and with what. Patients of a
-        monitor this ward lacks stay in the journal for a ward that has it.
+        else afresh), a feed that sends its index at the index kept and on the clock of the
+        stream before (:func:`_resumed_at`), and the log says their monitor restarted and
+        with what. Patients of a monitor this ward lacks stay in the journal for a ward
+        that has it.
 
         Rows of the state that could not be read (``state.damaged``), and stored hours the
         sepsis model refuses, are left out and said: a ``state_damaged`` event per patient
@@ -135,7 +158,7 @@ class WardRestart(SepsisWard):
             # patient as it was runs ago, beside a champion that went on
             self._journal("forget_memories", "shadow")
         if state.ecg and self.ecg:
-            now = datetime.now(UTC)
+            now, clock = datetime.now(UTC), time.monotonic()
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
             still_open = _open_ecg_alarms(state)
             with self._model_lock, self._queue_lock:
@@ -149,10 +172,13 @@ class WardRestart(SepsisWard):
                         continue
                     carried += memory is not None
                     self._in_shadow(self._shadow_ecg, lambda sh, a=a: self._admit_shadow(sh, a))
+                    start, index_at = _resumed_at(a, now, clock)
                     bed = EcgBed(
                         a.fs,
                         datetime.fromisoformat(a.admitted_at),
-                        now,
+                        start,
+                        last_data=clock,  # the feed is lost once silent that long from now
+                        index_at=index_at,
                         received_s=a.received_s,
                         counts=Counter(a.counts),
                         earlier=kept_trends((trends or {}).get(a.patient_id)),

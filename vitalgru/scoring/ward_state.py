@@ -52,6 +52,7 @@ class EcgAdmission:
     memory_saved_at: str | None = None
     shadow_memory: bytes | None = None  # the shadow model's, when one ran
     next_index: int | None = None  # the index the feed's next chunk should start at
+    next_at: str | None = None  # ISO 8601, UTC: that index on the wall clock (stream time)
 
 
 @dataclass(frozen=True)
@@ -255,10 +256,10 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
     ):
         kept[(pid, mon)] = (m, at)
     out = []
-    for pid, fs, at, rs, c, nxt in r.rows(
+    for pid, fs, at, rs, c, nxt, nxt_at in r.rows(
         "ecg_beds",
-        "SELECT patient_id, fs, admitted_at, received_s, counts, next_index FROM ecg_beds "
-        "ORDER BY rowid",
+        "SELECT patient_id, fs, admitted_at, received_s, counts, next_index, next_at "
+        "FROM ecg_beds ORDER BY rowid",
         lost="the ECG patients from there on (not taken up)",
     ):
         key = {"patient_id": pid}
@@ -287,7 +288,11 @@ def _ecg(r: _Reader) -> list[EcgAdmission]:
             m, m_at = kept.get((pid, "champion"), (None, None))
             shadow, _ = kept.get((pid, "shadow"), (None, None))
             index = nxt if isinstance(nxt, int) and nxt >= 0 else None  # damaged: unindexed
-            out.append(EcgAdmission(*bed, counts, m, m_at, shadow, index))
+            try:  # damaged or not kept: the stream after the restart starts at the restart
+                next_at = None if nxt_at is None else _utc_time(nxt_at)
+            except ValueError:
+                next_at = None
+            out.append(EcgAdmission(*bed, counts, m, m_at, shadow, index, next_at))
     return out
 
 

@@ -20,7 +20,7 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j = WardJournal(tmp_path / "w.sqlite")
     assert j.load().empty
     j.admit_ecg("bed-1", 360.0, "2026-12-05T08:00:00+00:00")
-    j.ecg_progress({"bed-1": (12.5, {"N": 10, "V": 2}, 4500)})
+    j.ecg_progress({"bed-1": (12.5, {"N": 10, "V": 2}, 4500, "2026-12-05T08:00:12.5+00:00")})
     j.admit_sepsis("icu-1", "2026-12-05T08:00:00+00:00")
     j.add_hour("icu-1", 2, {"ICULOS": 2, "HR": None})
     j.add_hour("icu-1", 1, {"ICULOS": 1, "HR": 88.0})  # read back in hour order
@@ -31,9 +31,10 @@ def test_what_is_written_reads_back(tmp_path: Path) -> None:
     j.set_models({"arrhythmia": "models:/a@champion (version 2)"})
     j.close()
     got = WardJournal(tmp_path / "w.sqlite").load()
-    assert [(a.patient_id, a.fs, a.received_s, a.counts, a.next_index) for a in got.ecg] == [
-        ("bed-1", 360.0, 12.5, {"N": 10, "V": 2}, 4500)
-    ]
+    assert [(a.patient_id, a.fs, a.received_s, a.counts, a.next_index, a.next_at)
+            for a in got.ecg] == [
+        ("bed-1", 360.0, 12.5, {"N": 10, "V": 2}, 4500, "2026-12-05T08:00:12.5+00:00")
+    ]  # fmt: skip
     assert [(a.patient_id, a.hours, a.static) for a in got.sepsis] == [
         ("icu-1", [{"ICULOS": 1, "HR": 88.0}, {"ICULOS": 2}], {})  # a null is a value not sent
     ]
@@ -63,9 +64,11 @@ def test_a_file_written_before_admission_demographics_opens_as_it_is(tmp_path: P
             "INSERT INTO ecg_beds VALUES ('bed-1', 360, '2026-12-05T08:00:00+00:00', 1, '{}')"
         )
     j = WardJournal(tmp_path / "w.sqlite")
-    assert [(a.patient_id, a.next_index) for a in j.load().ecg] == [("bed-1", None)]
-    j.ecg_progress({"bed-1": (2.0, {}, 720)})
-    assert [a.next_index for a in j.load().ecg] == [720]
+    assert [(a.patient_id, a.next_index, a.next_at) for a in j.load().ecg] == [
+        ("bed-1", None, None)]  # fmt: skip
+    j.ecg_progress({"bed-1": (2.0, {}, 720, "2026-12-05T08:00:02+00:00")})
+    assert [(a.next_index, a.next_at) for a in j.load().ecg] == [
+        (720, "2026-12-05T08:00:02+00:00")]  # fmt: skip
 
 
 def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
@@ -110,7 +113,9 @@ def _damaged_file(path: Path) -> None:
     j = WardJournal(path)
     for pid in ("bed-1", "bed-2"):
         j.admit_ecg(pid, 360.0, "2026-12-05T08:00:00+00:00")
-    j.ecg_progress({"bed-1": (60.0, {"N": 70}, None), "bed-2": (30.0, {"N": 35, "V": 1}, None)})
+    j.ecg_progress(
+        {"bed-1": (60.0, {"N": 70}, None, None), "bed-2": (30.0, {"N": 35, "V": 1}, None, None)}
+    )
     j.ecg_memory({"bed-1": b"m1", "bed-2": b"m2"}, "2026-12-05T08:01:00+00:00")
     for pid in ("icu-1", "icu-2"):
         j.admit_sepsis(pid, "2026-12-05T08:00:00+00:00", {"age_years": 70.0})

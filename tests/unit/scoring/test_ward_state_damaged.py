@@ -24,7 +24,8 @@ from vitalgru.scoring.ward_journal import WardJournal
 #: The columns a damaged value may land in (table, column), keys included.
 CELLS = [
     ("ecg_beds", "patient_id"), ("ecg_beds", "fs"), ("ecg_beds", "admitted_at"),
-    ("ecg_beds", "received_s"), ("ecg_beds", "counts"), ("ecg_memory", "memory"),
+    ("ecg_beds", "received_s"), ("ecg_beds", "counts"), ("ecg_beds", "next_index"),
+    ("ecg_beds", "next_at"), ("ecg_memory", "memory"),
     ("ecg_memory", "saved_at"), ("sepsis_beds", "admitted_at"), ("sepsis_static", "static"),
     ("sepsis_hours", "hour"), ("sepsis_hours", "row"), ("sepsis_live", "last_observation"),
     ("sepsis_pending", "hour"), ("sepsis_pending", "measurements"), ("events", "event"),
