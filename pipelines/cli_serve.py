@@ -282,7 +282,8 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument(
         "--hl7-timezone", default=None, metavar="ZONE",
         help="the site's time zone (e.g. Europe/Berlin) for HL7 v2 times sent without a "
-        "UTC offset (default: such times are not placed)",
+        "UTC offset; in the hour the clock goes back, the occurrence before the message "
+        "arrived (default: such times are not placed)",
     )  # fmt: skip
     sp.add_argument(
         "--mllp-port", type=port, default=None,

@@ -126,7 +126,7 @@ def add_vitals_routes(
         read: Hl7Message | OruMessage = msg  # what the acknowledgement names
         try:
             read = read_message(await request.body())
-            msg = oru_observations(read, hl7_timezone)
+            msg = oru_observations(read, hl7_timezone, ward.sepsis_now())
             if msg.patient_ids and patient_id not in msg.patient_ids:
                 raise HTTPException(
                     422, f"the message is about patient {', '.join(msg.patient_ids)} (PID-3), "

@@ -156,6 +156,7 @@ class Hl7Inbox:
         """Take one message and return its acknowledgement (never raises for bad input).
         ``caller`` and ``client`` (who sent it, from where) go to the access log with the
         admissions and discharges it makes."""
+        received = self.ward.sepsis_now()  # before waiting for the messages ahead of it
         try:
             msg = read_message(raw)
         except ValueError as e:
@@ -177,7 +178,7 @@ class Hl7Inbox:
                 key and self.journal is not None) else nullcontext()  # fmt: skip
             try:
                 with marking:
-                    reply = self._take(msg, source)
+                    reply = self._take(msg, source, received)
             except Exception:  # a fault of ours: said to the sender, not a dropped connection
                 logger.exception("hl7: message %s (%s) failed", msg.control_id, msg.message_type)
                 text = "the gateway failed to take this message (see its log)"
@@ -208,13 +209,13 @@ class Hl7Inbox:
         self.intake.message(source, _type(msg), reply.code)
         return _answered(msg, reply)
 
-    def _take(self, msg: Hl7Message, source: str) -> Hl7Reply:
+    def _take(self, msg: Hl7Message, source: str, received: datetime) -> Hl7Reply:
         code, trigger = msg.kind
         try:
             if code == "ORU":
-                result, text = self._oru(msg, source)
+                result, text = self._oru(msg, source, received)
             elif code == "ADT":
-                result, text = self._adt(msg, trigger)
+                result, text = self._adt(msg, trigger, received)
             else:
                 text = (f"an HL7 v2 {msg.message_type or 'message without a type'!r} is not "
                         "read here: send ADT (admissions, transfers, discharges) and ORU^R01")  # fmt: skip
@@ -226,7 +227,7 @@ class Hl7Inbox:
                             msg.message_type)  # fmt: skip
         return Hl7Reply(hl7_ack(msg, "AA", text), "AA", 200, text, msg.message_type, result)
 
-    def _oru(self, msg: Hl7Message, source: str) -> tuple[dict[str, Any], str]:
+    def _oru(self, msg: Hl7Message, source: str, received: datetime) -> tuple[dict[str, Any], str]:
         on = set(self.ward.patients().get("sepsis", []))
         pid = next((p for p in msg.patient_ids if p in on), None)
         if pid is None:
@@ -234,7 +235,7 @@ class Hl7Inbox:
             raise Refused(404, f"no patient of PID-3 ({ids}) is on sepsis scoring: admit them "
                           "first (ADT^A01, or POST /vitals/{patient}/admit)")  # fmt: skip
         try:
-            oru = oru_observations(msg, self.tz)
+            oru = oru_observations(msg, self.tz, received)
         except ValueError as e:
             raise Refused(422, str(e)) from None
         out = score_observations(self.ward, self.intake, pid, oru.observations, None, source)
@@ -245,8 +246,8 @@ class Hl7Inbox:
             f"; {note}" if note else ""
         )
 
-    def _adt(self, msg: Hl7Message, trigger: str) -> tuple[dict[str, Any], str]:
-        event = adt_event(msg, self.tz)
+    def _adt(self, msg: Hl7Message, trigger: str, received: datetime) -> tuple[dict[str, Any], str]:
+        event = adt_event(msg, self.tz, received=received)
         if not event.patient_ids:
             raise Refused(422, "the message names no patient (PID-3)")
         pid = event.patient_ids[0]
@@ -279,7 +280,7 @@ class Hl7Inbox:
                 return {}, f"patient {pid} is not on sepsis scoring; nothing to do"
             return self._discharge(pid, "discharged" if trigger == "A03" else "admission cancelled")
         if trigger == "A08":
-            return self._update(msg, pid, on)
+            return self._update(msg, pid, on, received)
         if trigger == "A40":
             return self._merge(msg, pid)
         return {}, f"ADT^{trigger} not acted on"
@@ -302,13 +303,15 @@ class Hl7Inbox:
             f"patient {pid} moved to {unit} ({self.icu_types[unit]} ICU) for the hours scored "
             "from now on")  # fmt: skip
 
-    def _update(self, msg: Hl7Message, pid: str, on: bool) -> tuple[dict[str, Any], str]:
+    def _update(
+        self, msg: Hl7Message, pid: str, on: bool, received: datetime
+    ) -> tuple[dict[str, Any], str]:
         """``ADT^A08``: the demographics of a patient on scoring, counted to the stay's
         start, for the hours scored from now on."""
         if not on:
             return {}, f"patient {pid} is not on sepsis scoring; nothing to update"
         start = datetime.fromisoformat(ward_call(self.ward.sepsis_summary, pid)["admitted_at"])
-        update = adt_event(msg, self.tz, as_of=start)
+        update = adt_event(msg, self.tz, as_of=start, received=received)
         if not update.static:
             return {}, "; ".join([f"patient {pid}: no age, sex or hospital admission in the "
                                   "message; nothing updated", *update.notes])  # fmt: skip

@@ -841,6 +841,37 @@ def test_a_result_timed_to_the_hour_goes_to_that_hour_and_one_dated_only_is_skip
     assert "OBX 3 (its time has no UTC offset, is a date alone" in reply.text
 
 
+def test_readings_of_the_hour_the_clock_goes_back_go_to_the_hour_they_were_sent_in(
+    sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New York, 1 Nov 2026: 02:00 EDT becomes 01:00 EST. A monitor sending local times without
+    # an offset as it measures: the second 01:xx was read as the first, put in the hour
+    # before (closed by then: refused), and the true hour was scored with nothing
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis.MAX_STAY", timedelta(days=36500))
+    ny = ZoneInfo("America/New_York")
+    start = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("icu-8", None, start)
+    inbox = Hl7Inbox(ward, IntakeCollector(), tz=ny)
+    hours = []
+    for n, minutes in enumerate(range(60, 195, 15)):  # 01:00 EDT ... 01:45 EST, 02:00 EST
+        at = start + timedelta(minutes=minutes)
+        arrives = at + timedelta(seconds=30)
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda t=arrives: t)
+        local = at.astimezone(ny).strftime("%Y%m%d%H%M")
+        hr = 90 if minutes < 120 else 110
+        reply = inbox.handle(
+            f"MSH|^~\\&|MON|ICU|VG|HOSP|{local}||ORU^R01|V{n}|P|2.5\rPID|1||icu-8\r"
+            f"OBX|1|NM|8867-4^Heart rate^LN||{hr}|/min^^UCUM|||||F|||{local}\r"
+        )
+        assert reply.code == "AA", reply.text
+        hours.append(reply.result["hour"])
+    assert hours == [2] * 4 + [3] * 4 + [4]
+    ward.close_hours("icu-8")
+    hr = ward.sepsis_stay("icu-8")["values"]["hr_bpm"]
+    np.testing.assert_array_equal(hr, [np.nan, 90.0, 110.0, 110.0])
+
+
 def test_enhanced_mode_gets_the_commit_acknowledgement_of_the_outcome() -> None:
     inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
     now = _ts(datetime.now(UTC))

@@ -28,7 +28,11 @@ units and conversions are decided in one place:
   Observation's ``effectiveDateTime``: from it a caller can tell the ICU hour. A time
   without a UTC offset (many feeds send local time) is placed only in the time zone the
   caller names (``tz``, the site's: a ``zoneinfo`` key such as ``Europe/Berlin``), never
-  guessed at; in the hour a clock goes back, the first of the two times is taken. A time
+  guessed at. In the hour a clock goes back a local time names two times: the later one
+  that is not after the message arrived (``received``, the caller's clock; offline, its
+  ``MSH-7`` when that carries an offset) is taken, with
+  :data:`~vitalgru.io.hl7v2_text.CLOCK_SKEW` of leeway, else the first; a time in the hour
+  a clock skips is read with the offset before the change (:func:`hl7_time`). A time
   given that cannot be placed (a date alone, no offset and no ``tz``) is passed on as
   sent, for the reader to skip the observation with that reason: not the request's time
   in its place, nor no time (pooled with the others).
@@ -141,6 +145,7 @@ def _observation(
     unescape: Any,
     obr_time: datetime | str | None,
     tz: tzinfo | None = None,
+    received: datetime | None = None,
 ) -> dict[str, Any]:
     def get(i: int) -> str:  # a field as sent (split it, then unescape the parts)
         return fields[i] if i < len(fields) else ""
@@ -180,7 +185,7 @@ def _observation(
     # the reader to skip the observation and say why: the request's time instead, or none,
     # put it in another hour or pooled it silently
     given = get(14).split(comp)[0].strip()
-    when = (hl7_time(given, tz) or unescape(given)) if given else obr_time
+    when = (hl7_time(given, tz, received) or unescape(given)) if given else obr_time
     if when:
         obs["effectiveDateTime"] = when.isoformat() if isinstance(when, datetime) else when
     return obs
@@ -279,9 +284,20 @@ def read_message(text: str | bytes) -> Hl7Message:
     return Hl7Message([line.split(field_sep) for line in lines], field_sep, enc)
 
 
-def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -> OruMessage:
+def _received(msg: Hl7Message, received: datetime | None) -> datetime | None:
+    """When a message arrived, which places its local times in the hour a clock goes back:
+    ``received`` when the caller knows it, else the message's ``MSH-7`` when it carries
+    a UTC offset (one in local time names two times as well), else None."""
+    return received if received is not None else hl7_time(msg.field("MSH", 7))
+
+
+def oru_observations(
+    text: str | bytes | Hl7Message, tz: tzinfo | None = None, received: datetime | None = None
+) -> OruMessage:
     """Read an HL7 v2 ``ORU`` message (see the module's description); times without a UTC
-    offset are in ``tz`` when given (else they are not placed).
+    offset are in ``tz`` when given (else they are not placed); ``received``: when the
+    message arrived (with its UTC offset), which tells which of the two times a local
+    time names in the hour the clock goes back is meant (:func:`hl7_time`).
 
     Raises
     ------
@@ -298,6 +314,7 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
             "result; send ORU^R01"
         )
     comp = msg.components
+    received = _received(msg, received)
     observations = []
     obr_time = None
     patients: list[list[str]] = []  # each PID's identifiers, in order
@@ -308,10 +325,10 @@ def oru_observations(text: str | bytes | Hl7Message, tz: tzinfo | None = None) -
                 patients.append(ids)
         if fields[0] == "OBR":
             raw = fields[7].split(comp)[0].strip() if len(fields) > 7 else ""
-            obr_time = (hl7_time(raw, tz) or msg.unescape(raw)) if raw else None
+            obr_time = (hl7_time(raw, tz, received) or msg.unescape(raw)) if raw else None
         elif fields[0] == "OBX":
             observations.append(
-                _observation(fields, comp, msg.encoding[1], msg.unescape, obr_time, tz)
+                _observation(fields, comp, msg.encoding[1], msg.unescape, obr_time, tz, received)
             )
     if len(patients) > 1:
         # the results after each PID are that patient's (the ORU_R01 PATIENT_RESULT group
@@ -336,23 +353,31 @@ class AdtEvent:
     notes: list[str]  # what could not be read, for the acknowledgement
 
 
-def adt_event(msg: Hl7Message, tz: tzinfo | None = None, as_of: datetime | None = None) -> AdtEvent:
+def adt_event(
+    msg: Hl7Message,
+    tz: tzinfo | None = None,
+    as_of: datetime | None = None,
+    received: datetime | None = None,
+) -> AdtEvent:
     """An ``ADT`` message's event and the demographics the sepsis model takes from it:
     ``Age`` in whole years at the event from the birth date ``PID-7``, ``Gender`` from the
     administrative sex ``PID-8`` (``F`` 0, ``M`` 1; another or none: not given), and
     ``HospAdmTime``, the hours from the hospital admission ``PV1-44`` to the event
     (negative, as in the Challenge's data). ``as_of``: the time the age and the hours are
     counted to instead of the event's (an update, ``A08``, describes a stay that began
-    before it). ValueError for a message that is not ``ADT``."""
+    before it); ``received``: when the message arrived, for local times in the hour a
+    clock goes back (:func:`oru_observations`). ValueError for a message that is not
+    ``ADT``."""
     if msg.kind[0] != "ADT":
         raise ValueError(f"an HL7 v2 {msg.message_type!r} is not an ADT message")
     trigger = msg.kind[1] or msg.field("EVN", 1).upper()
     notes: list[str] = []
+    received = _received(msg, received)
     when = None
     for seg, n in (("EVN", 6), ("EVN", 2), ("MSH", 7)):
         raw = msg.field(seg, n)
         if raw:
-            when = hl7_time(raw, tz)
+            when = hl7_time(raw, tz, received)
             if when is None:
                 notes.append(f"{seg}-{n} {raw!r} has no time of day or no UTC offset")
             else:
@@ -376,7 +401,7 @@ def adt_event(msg: Hl7Message, tz: tzinfo | None = None, as_of: datetime | None 
         static["Gender"] = 0.0 if sex == "F" else 1.0
     hospital = msg.field("PV1", 44)
     if hospital and stay is not None:
-        t = hl7_time(hospital, tz)
+        t = hl7_time(hospital, tz, received)
         if t is None:
             notes.append(f"PV1-44 {hospital!r} has no time of day or no UTC offset")
         else:

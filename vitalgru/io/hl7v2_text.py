@@ -9,7 +9,7 @@ import codecs
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
-__all__ = ["CHARSETS", "escape", "hl7_time", "message_bytes"]
+__all__ = ["CHARSETS", "CLOCK_SKEW", "escape", "hl7_time", "message_bytes"]
 
 #: Character sets ``MSH-18`` may name (HL7 table 0211) that are read, as Python's
 #: codecs; a message naming none is read as UTF-8 (ASCII is a part of it), strictly. Other
@@ -120,11 +120,29 @@ def escape(text: str, field_sep: str = "|", encoding: str = "^~\\&") -> str:
 _TS_FORMATS = {10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
 
 
-def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
+#: How far a local time may be ahead of when its message was received (or sent) and still
+#: be read as the later of the two times it can name in the night a clock goes back: the
+#: sender's clock and the gateway's are that far apart at most. Under an hour, so a time of
+#: the first occurrence sent at once is never read as the second.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def hl7_time(
+    ts: str, tz: tzinfo | None = None, received: datetime | None = None
+) -> datetime | None:
     """An HL7 v2 time stamp (``YYYYMMDDHH[MM[SS[.S]]][+/-ZZZZ]``; one to the hour or the
     minute is the start of it) as a datetime with its UTC offset; one without an offset in
     ``tz`` (the site's zone) when given. None for one without a time of day (a date
-    alone), or without an offset and no ``tz`` (it cannot be placed)."""
+    alone), or without an offset and no ``tz`` (it cannot be placed).
+
+    A local time the clock shows twice (the hour it goes back) is the later of the two
+    that is not after ``received`` (when its message arrived, with its UTC offset; give
+    :data:`CLOCK_SKEW` of leeway): a monitor sending as it measures sends the second
+    occurrence's readings during the second occurrence. Without ``received``, or when
+    both are after it, the first. A local time the clock skips (the hour it goes forward)
+    is read with the offset before the change, as a clock not yet moved forward shows it
+    (02:30 is 03:30 summer time), unless that is after ``received`` and the other reading
+    (with the offset after the change, an hour earlier) is not."""
     ts = ts.split("^")[0].strip()
     if len(ts) < 10:
         return None
@@ -139,10 +157,24 @@ def hl7_time(ts: str, tz: tzinfo | None = None) -> datetime | None:
     except ValueError:
         return None
     if z is None:
-        if tz is None:
-            return None
-        local = t.replace(tzinfo=tz)  # fold 0: the first of a repeated hour
-        offset = local.utcoffset()
-        return None if offset is None else local.replace(tzinfo=timezone(offset))
+        return None if tz is None else _local_time(t, tz, received)
     offset = timedelta(hours=z.hour, minutes=z.minute) * (1 if zone[0] == "+" else -1)
     return t.replace(tzinfo=timezone(offset))
+
+
+def _local_time(t: datetime, tz: tzinfo, received: datetime | None) -> datetime | None:
+    """A naive local time ``t`` placed in ``tz`` (see :func:`hl7_time`), with its UTC
+    offset; None when ``tz`` gives it none."""
+    placed = []
+    for fold in (0, 1):  # fold 0: the first of a repeated time, the offset before a gap
+        local = t.replace(tzinfo=tz, fold=fold)
+        offset = local.utcoffset()
+        if offset is None:
+            return None
+        placed.append(t.replace(tzinfo=timezone(offset)))
+    if received is None or placed[0] == placed[1]:  # no choice to make
+        return placed[0]
+    if received.tzinfo is None:
+        raise ValueError(f"the time received {received.isoformat()} has no UTC offset")
+    past = [p for p in placed if p <= received + CLOCK_SKEW]
+    return max(past) if past else placed[0]

@@ -56,6 +56,12 @@ class SepsisHours(WardShadows):
     def _score_hour(self, pid: str, bed: SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError  # SepsisWard's: the hour scored as a row sent whole
 
+    def sepsis_now(self) -> datetime:
+        """Now (UTC) on the clock the ward counts and closes ICU hours by: when a message
+        with local times arrived, which tells the two times the hour a clock goes back
+        names apart (:func:`vitalgru.io.hl7v2.hl7_time`)."""
+        return _now()
+
     def sepsis_admitted_at(self, patient_id: str) -> str:
         """When the patient's current stay began (ISO time). KeyError for a patient not
         admitted."""

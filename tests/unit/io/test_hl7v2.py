@@ -4,7 +4,7 @@ messages that are not results refused."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +21,7 @@ from vitalgru.io.hl7v2 import (
     oru_observations,
     read_message,
 )
+from vitalgru.io.hl7v2_text import CLOCK_SKEW
 
 MESSAGE = "\r".join([
     "MSH|^~\\&|MONITOR|ICU4|VITALGRU|HOSP|20261205083000||ORU^R01^ORU_R01|MSG00042|P|2.5",
@@ -175,6 +176,55 @@ def test_local_times_are_placed_in_the_sites_zone_when_it_is_named() -> None:
     assert datetime.fromisoformat(obs["effectiveDateTime"]) == datetime(
         2026, 12, 5, 7, 30, tzinfo=UTC
     )
+
+
+def test_a_local_time_the_clock_shows_twice_is_the_one_before_the_message_arrived() -> None:
+    ny = ZoneInfo("America/New_York")  # 1 Nov 2026: 02:00 EDT (06:00 UTC) is 01:00 EST
+    first = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT
+    second = first + timedelta(hours=1)  # 01:30 EST
+    assert hl7_time("202611010130", ny) == first  # not knowing when: the first
+    for received, want in (
+        (first + timedelta(seconds=30), first),
+        (second + timedelta(seconds=30), second),
+        (second - CLOCK_SKEW, second),  # the sender's clock a little ahead of ours
+        (second + timedelta(hours=3), second),  # both past: the later
+        (first - timedelta(hours=1), first),  # both ahead: as without
+    ):
+        assert hl7_time("202611010130", ny, received) == want, received
+    # an hour that happens once is not moved, nor a time with its offset
+    assert hl7_time("202611010230", ny, second) == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+    assert hl7_time("202611010130-0400", ny, second) == first
+    # the hour the clock skips (8 Mar 2026, 02:00 EST is 03:00 EDT): with the offset before
+    # the change, as a clock not yet moved forward shows it, unless that is still ahead
+    skipped = datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 02:30 EST, 03:30 EDT
+    assert hl7_time("202603080230", ny) == skipped
+    assert hl7_time("202603080230", ny, skipped + timedelta(minutes=1)) == skipped
+    early = skipped - timedelta(minutes=50)
+    assert hl7_time("202603080230", ny, early) == skipped - timedelta(hours=1)
+    # a message's times: placed by when it arrived, or offline by its MSH-7 with an offset
+    oru = (
+        "MSH|^~\\&|M|I|V|H|{}||ORU^R01|T1|P|2.5\rOBR|1|||v|||202611010115\r"
+        "OBX|1|NM|8867-4^HR^LN||91|/min|||||F|||202611010145\r"
+        "OBX|2|NM|8867-4^HR^LN||92|/min|||||F\r"
+    )
+    for msh7, received, want in (
+        ("202611010150", None, first),
+        ("202611010150", second + timedelta(minutes=20), second),
+        ("202611010150-0500", None, second),  # sent at 01:50 EST
+        ("202611010150-0400", None, first),  # sent at 01:50 EDT
+    ):
+        obs = oru_observations(oru.format(msh7), ny, received).observations
+        got = [datetime.fromisoformat(o["effectiveDateTime"]) for o in obs]
+        assert got == [want + timedelta(minutes=15), want - timedelta(minutes=15)], msh7
+    pv1 = "PV1|1|I" + "|" * 42 + "202611010120"
+    adt = read_message(
+        "MSH|^~\\&|A|H|V|H|202611010140||ADT^A01|A1|P|2.5\rEVN|A01|202611010135\r"
+        f"PID|1||mrn-1||X||19610805|M\r{pv1}\r"
+    )
+    event = adt_event(adt, ny, received=second + timedelta(minutes=10))
+    assert event.occurred_at == second + timedelta(minutes=5)
+    assert event.static["HospAdmTime"] == -0.25
+    assert adt_event(adt, ny).occurred_at == first + timedelta(minutes=5)
 
 
 def _adt(pid: str, pv1_44: str = "") -> Hl7Message:
