@@ -30,6 +30,7 @@ from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.scoring.ward_sepsis import MAX_HOUR_GAP
 
 STATIC = ("Age", "Gender", "Unit1", "Unit2", "HospAdmTime")
 HOURS = 6  # of the recorded stay fed in these tests
@@ -124,6 +125,44 @@ def test_a_row_sent_whole_waits_for_the_hours_being_assembled_before_it(
     ward.add_hour("p", {"ICULOS": 3, "HR": 95.0})  # hours 1 (empty) and 2 first, then 3
     assert _risks(ward, "p")[0] == [1, 2, 3]
     np.testing.assert_array_equal(ward.sepsis_stay("p")["values"]["hr_bpm"], [np.nan, 88, 95])
+
+
+def test_a_mistyped_icu_hour_is_refused_before_it_changes_anything(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    # ICULOS 5000 for 50 was scored after 4,950 empty hours, and every right hour after it
+    # was refused as out of order: the stay could only be thrown away
+    rows = sepsis_fit[2]
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("p", None)
+    for h in range(1, 50):
+        ward.add_hour("p", {**rows[h % len(rows)], "ICULOS": h})
+    with TestClient(create_app(ward, tick_s=0)) as client:
+        r = client.post("/vitals/p", json={"ICULOS": 5000, "HR": 90.0})
+        assert r.status_code == 422 and "4951 hours after the latest (49)" in r.json()["detail"]
+        er7 = "x-application/hl7-v2+er7"
+        oru = ("MSH|^~\\&|M|I|V|H|20261205||ORU^R01|T9|P|2.5\rPID|1||p\r"
+               "OBX|1|NM|8867-4^HR^LN||91|/min^^UCUM|||||F\r")  # fmt: skip
+        r = client.post("/vitals/p/hl7?iculos=5000", content=oru,
+                        headers={"content-type": er7, "accept": er7})  # fmt: skip
+        assert r.status_code == 422 and "MSA|AE|T9|" in r.text and "typing error" in r.text
+    assert ward.sepsis_summary("p")["last_hour"]["hour"] == 49
+    assert ward.add_hour("p", {"ICULOS": 50, "HR": 90.0})["hour"] == 50
+    # a real gap up to MAX_HOUR_GAP is taken, a longer one bridged by empty rows
+    assert ward.add_hour("p", {"ICULOS": 50 + MAX_HOUR_GAP, "HR": 91.0})["hour"] == 122
+    with pytest.raises(ValueError, match="at most 72 hours apart"):
+        ward.add_hour("p", {"ICULOS": 122 + MAX_HOUR_GAP + 1})
+    # a first row may come days into the stay (put on scoring late), not past 90 days
+    ward.admit_sepsis("late", None)
+    with pytest.raises(ValueError, match="more than 90 days into it"):
+        ward.add_hour("late", {"ICULOS": 5000, "HR": 90.0})
+    assert ward.add_hour("late", {"ICULOS": 304, "HR": 90.0})["hour"] == 304
+    # observations sent for an hour that has not begun (counted from the admission)
+    ward.admit_sepsis("obs", None, datetime.now(UTC) - timedelta(minutes=150))  # in hour 3
+    with pytest.raises(ValueError, match="ICU hour 500 has not begun .*hour 3 is going on"):
+        ward.add_observations("obs", 500, {"HR": 90.0})
+    assert ward.sepsis_summary("obs")["assembling"] == {}
+    assert ward.add_observations("obs", 3, {"HR": 90.0})["hour"] == 3
 
 
 def test_hours_that_pass_without_observations_are_scored_as_they_close(

@@ -23,13 +23,25 @@ from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
 from vitalgru.scoring.ward_sepsis_hours import HOUR_CLOSE_AFTER_S, HOUR_QUIET_S, SepsisHours
 
-__all__ = ["ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "SepsisWard", "within_lockout"]
+__all__ = [
+    "ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_HOUR_GAP", "MAX_STAY",
+    "SepsisWard", "within_lockout",
+]  # fmt: skip
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
 #: The longest ICU stay an admission time may give (longer stays exist, but an admission
 #: time further back is a typing error far more often than a 3-month stay just admitted).
 MAX_STAY = timedelta(days=90)
+
+#: The most ICU hours a row sent whole may come after the patient's latest hour (scored or
+#: being assembled): a jump further is a typing error far more often than a stay without a
+#: row for that long (``ICULOS`` 5000 for 50 was scored after 4,950 hours without
+#: measurements, and every right hour after it was refused as out of order, until a discharge
+#: threw the stay away). A real longer gap is bridged by rows without measurements at most
+#: this far apart. A stay's first row may come at any hour up to :data:`MAX_STAY` (a patient
+#: put on scoring days into the stay).
+MAX_HOUR_GAP = 72
 
 #: Measurements named, at a sepsis alarm onset, as what raised the risk most
 #: (:meth:`EarlyWarningMonitor.explain`).
@@ -101,7 +113,9 @@ class SepsisWard(SepsisHours):
         names, ``ICULOS`` required). Returns the hour's risk (:class:`HourRisk` as a dict,
         with ``alarm_started``: an alarm episode began this hour, also logged as an
         event naming the measurements that raised the risk most). KeyError for a patient not admitted; ValueError for a row the monitor
-        refuses (hours out of order, unknown columns, text)."""
+        refuses (hours out of order, unknown columns, text), and for an hour more than
+        :data:`MAX_HOUR_GAP` after the patient's latest (or, the stay's first, past
+        :data:`MAX_STAY`): nothing is scored."""
         self._need(self.sepsis, "early-warning")
         pid = str(patient_id)
         with self._model_lock:
@@ -113,6 +127,7 @@ class SepsisWard(SepsisHours):
             # before anything changes: a row refused after the held hours were closed had
             # closed them early, and one whose hour was missed here lost them
             hour = self.sepsis.row_hour(pid, row)
+            self._plausible_next(pid, bed, hour)
             if bed.pending:  # hours assembled before it are due first
                 if hour in bed.pending:
                     raise ValueError(
@@ -121,6 +136,26 @@ class SepsisWard(SepsisHours):
                     )
                 self._close_hours(pid, through=hour - 1)
             return self._score_hour(pid, bed, row)
+
+    def _plausible_next(self, pid: str, bed: SepsisBed, hour: int) -> None:
+        """ValueError when a row's ICU ``hour`` jumps implausibly far (:data:`MAX_HOUR_GAP`)
+        past the patient's latest hour, or a stay's first one lies past :data:`MAX_STAY`."""
+        with self._queue_lock:
+            held = [bed.last.hour] if bed.last is not None else []
+            latest = max([*held, *bed.pending], default=None)
+        if latest is None:
+            if hour > MAX_STAY.days * 24:
+                raise ValueError(
+                    f"patient {pid!r}: ICULOS {hour} as the stay's first hour is more than "
+                    f"{MAX_STAY.days} days into it: check it; nothing was scored"
+                )
+        elif hour > latest + MAX_HOUR_GAP:
+            raise ValueError(
+                f"patient {pid!r}: ICULOS {hour} is {hour - latest} hours after the latest "
+                f"({latest}): a jump of more than {MAX_HOUR_GAP} hours is taken for a typing "
+                "error; nothing was scored. After a longer gap send rows without "
+                f"measurements at most {MAX_HOUR_GAP} hours apart first"
+            )
 
     def _score_hour(self, pid: str, bed: SepsisBed, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score one hour of a bed (the caller holds the model lock)."""

@@ -21,7 +21,10 @@ from vitalgru.scoring.ward_events import _iso
 from vitalgru.scoring.ward_sepsis_bed import PRELIMINARY, SepsisBed, measurements, pooled
 from vitalgru.scoring.ward_shadows import WardShadows
 
-__all__ = ["HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_EMPTY_HOURS_PER_TICK", "SepsisHours"]
+__all__ = [
+    "CLOCK_LEEWAY", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_EMPTY_HOURS_PER_TICK",
+    "SepsisHours",
+]  # fmt: skip
 
 logger = logging.getLogger("vitalgru.scoring.ward")
 
@@ -33,6 +36,10 @@ HOUR_CLOSE_AFTER_S = 10 * 60.0
 #: A closed hour whose observations are still arriving (a stay sent after the fact, part by
 #: part) is scored once none has come for this long (s), or when one of a later hour comes.
 HOUR_QUIET_S = 60.0
+
+#: How far ahead of this clock a sender's may be: an observation's time, or the hour it is
+#: sent for, up to this far in the future is taken.
+CLOCK_LEEWAY = timedelta(minutes=5)
 
 #: Most hours without observations one tick scores for one patient (a gateway that was
 #: stopped for a day catches up over a few ticks, not in one).
@@ -81,6 +88,16 @@ class SepsisHours(WardShadows):
                 "taken: send it again"
             )
 
+    def _hour_begun(self, pid: str, bed: SepsisBed, hour: int) -> None:
+        """ValueError when ICU ``hour`` of a bed has not begun on this clock."""
+        ahead = _now() + CLOCK_LEEWAY - datetime.fromisoformat(bed.admitted_at)
+        now = max(1, int(ahead.total_seconds() // 3600) + 1)
+        if hour > now:
+            raise ValueError(
+                f"patient {pid!r}: ICU hour {hour} has not begun (the stay began at "
+                f"{bed.admitted_at}: hour {now} is going on); nothing was taken"
+            )
+
     def sepsis_hour_at(
         self, patient_id: str, when: datetime, admitted_at: str | None = None
     ) -> int:
@@ -97,7 +114,7 @@ class SepsisHours(WardShadows):
                 raise KeyError(f"patient {patient_id!r} is not on sepsis monitoring")
             self._same_stay(str(patient_id), bed, admitted_at)
             start = datetime.fromisoformat(bed.admitted_at)
-        if when > _now() + timedelta(minutes=5):
+        if when > _now() + CLOCK_LEEWAY:
             raise ValueError(
                 f"{when.isoformat()} is in the future (more than 5 minutes ahead of this "
                 "clock): a sender's clock or time zone is wrong"
@@ -146,8 +163,11 @@ class SepsisHours(WardShadows):
         "pending": True, "closes_at" (ISO time), "measurements" ({column: values held for
         the hour}), "scored" (the risks of earlier hours this call closed)}``. KeyError for
         a patient not admitted; ValueError for an hour already scored (a late observation:
-        it is not taken), a column that is not a measurement, or a value that is not a
-        number. ``admitted_at``: the stay the caller counted ``hour`` in
+        it is not taken), a column that is not a measurement, a value that is not a
+        number, or an hour that has not begun (counted from the admission, the sender's
+        clock up to :data:`CLOCK_LEEWAY` ahead: an hour mistyped far ahead, once closed, was
+        scored after thousands of hours without measurements, and every right hour after
+        it refused). ``admitted_at``: the stay the caller counted ``hour`` in
         (:meth:`sepsis_admitted_at`); ConflictError, nothing taken, when the patient was
         discharged and admitted again since (the old stay's values would land in the new
         one, at an hour of the old)."""
@@ -161,11 +181,11 @@ class SepsisHours(WardShadows):
         # before anything changes)
         fixed = set(measurements(dict.fromkeys(replace, 0.0)))
         with self._model_lock:
-            if admitted_at is not None:  # before the earlier hours are closed for it
-                with self._queue_lock:
-                    bed = self._sepsis_beds.get(pid)
-                    if bed is not None:
-                        self._same_stay(pid, bed, admitted_at)
+            with self._queue_lock:  # before the earlier hours are closed for it
+                bed = self._sepsis_beds.get(pid)
+                if bed is not None:
+                    self._same_stay(pid, bed, admitted_at)
+                    self._hour_begun(pid, bed, hour)
             scored = self._close_hours(pid, before=hour)  # the earlier hours due go first
             with self._queue_lock:
                 bed = self._sepsis_beds.get(pid)
