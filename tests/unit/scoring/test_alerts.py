@@ -39,6 +39,13 @@ class TestRules:
         tr = AlertTracker("p", AlertRules())
         assert _feed(tr, "NVVVN", ok="11011") == []
 
+    def test_a_beat_in_rejected_signal_ends_the_run_it_falls_in(self) -> None:
+        """Two V beats, one in noise, two more: the beats either side of the noise are not
+        known to be consecutive, so they are two runs of two, not a ventricular run of
+        three (a rejected beat that left the run open paged on a run no one saw)."""
+        tr = AlertTracker("p", AlertRules())
+        assert _feed(tr, "NVVVVN", ok="110111") == []
+
     def test_a_run_in_a_noise_burst_the_beats_own_verdicts_missed_is_held_back(self) -> None:
         tr = AlertTracker("p", AlertRules())
         out = []
@@ -134,6 +141,16 @@ class TestRules:
         for t in (0.0, 3.0, 6.0, 9.5):
             out += within.beat(t, "V", True, t + 2.0) + within.beat(t + 0.8, "N", True, t + 2.8)
         assert [a.kind for a in out + within.finish(20.0)] == ["frequent_ventricular_ectopy"]
+
+    def test_a_v_beat_exactly_window_s_old_has_left_the_window(self) -> None:
+        """The ectopy window is ``(t - window_s, t]``: four V beats spanning exactly 10 s
+        are never more than three in it, under the limit of four (counting the oldest
+        in raised frequent ectopy on a burden the rule does not call frequent)."""
+        tr = AlertTracker("p", AlertRules(v_per_window=4, window_s=10.0))
+        out = []
+        for t in (0.0, 4.0, 7.0, 10.0):  # the first exactly 10 s before the last
+            out += tr.beat(t, "V", True, t + 2.0) + tr.beat(t + 0.8, "N", True, t + 2.8)
+        assert [a.kind for a in out + tr.finish(20.0)] == []
 
     def test_a_pause_is_one_alert_whether_seen_live_or_when_it_ended(self) -> None:
         tr = AlertTracker("p", AlertRules(pause_s=3.0))
