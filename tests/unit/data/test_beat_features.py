@@ -12,6 +12,7 @@ from vitalgru.data.beat_features import (
     RR_FEATURES,
     FeatureSettings,
     beat_features,
+    causal_mean,
     latest_morphology,
     morphology_features,
     rhythm_features,
@@ -94,6 +95,32 @@ class TestRRFeatures:
         idx = np.array([0, 360, 720, 900, 1440, 1800])  # beat 3 comes 0.5 s early
         f = rr_features(idx, 360.0, FeatureSettings(local_rr_beats=3))
         assert f[3, 2] < -0.3 and f[3, 6] > 0.5  # short prev / local, long next / prev
+
+    def test_causal_mean_averages_the_current_and_earlier_values_only(self) -> None:
+        """The local and long RR averages and the irregularity features are causal means:
+        one value of look-ahead there would let every RR ratio see the next beat, which
+        a live monitor cannot (the stated look-ahead is ``rr_next`` alone)."""
+        x = np.arange(1.0, 11.0) ** 2
+        want = [x[max(0, k - 2) : k + 1].mean() for k in range(10)]
+        np.testing.assert_allclose(causal_mean(x, 3), want)
+        np.testing.assert_allclose(causal_mean(x, 1), x)
+
+    def test_only_the_rr_next_columns_of_a_beat_see_the_next_beat(self) -> None:
+        """Moving every beat from ``cut`` on changes beat ``cut - 1``'s four ``rr_next``
+        features and none of the others: the live monitor labels a beat once the next
+        one arrives, so any feature looking further ahead differs from what training saw."""
+        idx = np.cumsum(np.r_[0, np.random.default_rng(0).integers(250, 400, 39)])
+        s = FeatureSettings(local_rr_beats=3, long_rr_beats=7, rhythm_beats=8)
+        full = rr_features(idx, 360.0, s)
+        cut = 20
+        idx2 = idx.copy()
+        idx2[cut:] += 50
+        part = rr_features(idx2, 360.0, s)
+        causal = [i for i, name in enumerate(RR_FEATURES) if "rr_next" not in name]
+        assert len(causal) == N_RR_FEATURES - 4
+        np.testing.assert_allclose(part[: cut - 1], full[: cut - 1], rtol=1e-6)
+        np.testing.assert_allclose(part[cut - 1, causal], full[cut - 1, causal], rtol=1e-6)
+        assert (part[cut - 1] != full[cut - 1]).sum() == 4  # rr_next moved, and only it
 
     def test_validation(self) -> None:
         with pytest.raises(ValueError, match="increasing"):
