@@ -189,6 +189,34 @@ class TestAlarmStatistics:
         assert m["septic_detected_fraction"] == 0.0  # and the utility still counts rows
         assert m["utility"] == pytest.approx(normalized_utility(y, p, off))
 
+    def test_each_patient_starting_in_alarm_is_an_alarm_onset(self):
+        """Two patients in alarm every hour page twice: the second patient's first hour
+        is an onset even though the row before it (the other patient's last) was in
+        alarm, or back-to-back stays would hide the alarm burden of the later one."""
+        off = np.array([0, 10, 20])
+        st_ = alarm_statistics(np.zeros(20, int), np.ones(20, int), off)
+        assert st_["alarms_per_patient_day"] == pytest.approx(2 / 20 * 24)
+
+    def test_an_alarm_exactly_dt_late_after_onset_still_detects(self):
+        """The detection window ends at ``t_sepsis + dt_late`` inclusive (3 h, where the
+        Challenge's utility window ends): an alarm at exactly that hour detected the
+        patient, 3 h late; dropping it under-reports the detected fraction."""
+        y = np.r_[np.zeros(10, int), np.ones(15, int)]  # labelled from row 10: t_sepsis 16
+        p = np.zeros(25, int)
+        p[19] = 1  # t_sepsis + 3
+        st_ = alarm_statistics(y, p, np.array([0, 25]))
+        assert st_["septic_detected_fraction"] == 1.0
+        assert st_["median_lead_time_h"] == pytest.approx(-3.0)
+        p[19], p[20] = 0, 1  # an hour later: missed
+        assert alarm_statistics(y, p, np.array([0, 25]))["septic_detected_fraction"] == 0.0
+
+    def test_a_score_equal_to_the_threshold_is_an_alarm(self):
+        """``score >= threshold`` alarms, as the live monitor pages (and NEWS2 at 5 points
+        or more): hours scored exactly at the threshold are alarm hours in the report."""
+        y = np.r_[np.zeros(10, int), np.ones(15, int)]
+        m = early_warning_metrics(y, np.full(25, 0.5), np.array([0, 25]), threshold=0.5)
+        assert m["alarm_hour_fraction"] == 1.0
+
 
 class TestRanking:
     @settings(max_examples=50, deadline=None)
