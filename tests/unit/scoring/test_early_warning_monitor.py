@@ -109,6 +109,19 @@ class TestEarlyWarningMonitor:
         live = [h.risk for p in test.patient_ids for h in res.risks[p]]
         np.testing.assert_allclose(live, want, rtol=0, atol=1e-5)
 
+    def test_a_risk_equal_to_the_threshold_alarms(self, cohort, blend) -> None:
+        """Live as offline, an alarm is ``risk >= threshold``: the threshold was chosen,
+        and the alarm burden reported, counting hours at it as alarms, so a bedside
+        monitor paging only above it would stay quiet where the evaluation paged."""
+        row = _hours(cohort.frame, 0, 1)[0]
+        mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
+        mon.admit("x")
+        (r,) = mon.push({"x": row})
+        at = EarlyWarningMonitor(blend.model, {**blend.preprocessing, "threshold": r.risk})
+        at.admit("x")
+        (r2,) = at.push({"x": row})
+        assert r2.risk == r.risk and r2.alarm
+
     def test_rows_it_cannot_place_are_clear_errors(self, blend) -> None:
         mon = EarlyWarningMonitor(blend.model, blend.preprocessing)
         mon.admit("a")
