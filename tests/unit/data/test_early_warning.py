@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from vitalgru.data.early_warning import (
@@ -162,6 +163,20 @@ class TestPatientGroups:
         bands = sum(g[k].astype(int) for k in ("age < 45", "age 45-64", "age 65-79", "age >= 80"))
         assert (bands == np.isfinite(ages)).all()
         assert (g["age >= 80"] == (ages >= 80)).all() and g["male"].sum() > 0
+
+    def test_an_age_on_a_band_edge_is_in_the_band_it_opens(self):
+        """Bands are ``[lo, hi)``: a 45-, 65- or 80-year-old falls in the band starting at
+        their age, so each subgroup's results count every patient once and no patient on
+        an edge drops out of the breakdown."""
+        ages = [44.0, 45.0, 65.0, 80.0]
+        frame = pd.DataFrame(
+            {"unit_micu": 1.0, "unit_sicu": 0.0, "gender_male": 1.0, "age_years": ages}
+        )
+        g = patient_groups(EarlyWarningCohort(frame, np.arange(5), np.array(list("abcd")), {}, []))
+        assert g["age < 45"].tolist() == [True, False, False, False]
+        assert g["age 45-64"].tolist() == [False, True, False, False]
+        assert g["age 65-79"].tolist() == [False, False, True, False]
+        assert g["age >= 80"].tolist() == [False, False, False, True]
 
 
 class TestArrays:
