@@ -7,6 +7,7 @@ import numpy as np
 from vitalgru.metrics.detection import (
     detection_counts,
     detection_scores,
+    in_intervals,
     match_beats,
     match_pairs,
     vf_episodes,
@@ -40,6 +41,20 @@ class TestEC57Exclusion:
         ri, di = match_pairs(np.array([1000, 1100]), np.array([1060, 1101]), fs=1000.0)
         np.testing.assert_array_equal(ri, [0, 1])
         np.testing.assert_array_equal(di, [0, 1])
+
+    def test_a_reference_beat_takes_its_closest_detection_not_its_earliest(self) -> None:
+        """Both detections are within +-75 ms of the beat: the 6 ms one is its match and
+        the 56 ms one an extra detection. Taking the earliest would make the R-peak
+        timing error look ten times worse and leave the closer peak as a false positive."""
+        ri, di = match_pairs(np.array([100]), np.array([80, 102]), fs=360.0)
+        assert ri.tolist() == [0] and di.tolist() == [1]
+
+    def test_a_vf_episode_includes_its_end_sample(self) -> None:
+        """Episodes are ``[start, end]``, both ends included (``end`` is the sample of the
+        ``]`` annotation): a detection right on it is in the episode, where EC57 does not
+        count false positives, and not an extra beat against the detector."""
+        inside = in_intervals(np.array([9, 10, 20, 21]), np.array([[10, 20]]))
+        assert inside.tolist() == [False, True, True, False]
 
     def test_vf_episodes_and_fp_exclusion(self) -> None:
         sym = ["N", "[", "!", "!", "]", "N", "["]
