@@ -118,6 +118,20 @@ class TestFeatures:
         part = engineered_features(cut, np.array([0, 10]))
         pd.testing.assert_frame_equal(part, full.iloc[:10].reset_index(drop=True)[part.columns])
 
+    def test_a_later_patients_features_do_not_see_the_patient_before(self, physionet_mirror):
+        """Each patient's rows of the whole-cohort frame equal the features of that patient
+        alone: a lag or window reaching back over a stay's first hour would hand the
+        previous patient's last hours (another person's vitals) to the trees."""
+        from vitalgru.data.early_warning import build_cohort
+
+        cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=6)
+        full = engineered_features(cohort.frame, cohort.offsets)
+        for i in range(1, cohort.n_patients):
+            one = cohort.subset(np.array([i]))
+            alone = engineered_features(one.frame, one.offsets)
+            a, b = int(cohort.offsets[i]), int(cohort.offsets[i + 1])
+            pd.testing.assert_frame_equal(alone, full.iloc[a:b].reset_index(drop=True))
+
     def test_signatures_causal_and_appended(self, physionet_mirror):
         from vitalgru.data.early_warning import build_cohort
 
