@@ -11,7 +11,9 @@ A dataset folder holds (the contract between the ingest flow and training):
     One row per annotated beat, sorted by ``(record_id, sample_idx)``: ids, split,
     ``beat_idx``, ``sample_idx`` (at the dataset fs), WFDB ``symbol``, ``aami`` class and
     integer ``label`` (order of :data:`vitalgru.types.AAMI_CLASSES`), the RR features of
-    :data:`vitalgru.dsp.beats.RR_FEATURES`, ``quality_ok`` (the beat's signal-quality
+    :data:`vitalgru.dsp.beats.RR_FEATURES` (descriptive: ``rr_avg_s`` and its ratios use
+    the whole record, and no model reads these columns; training recomputes causal RR
+    features from ``sample_idx``), ``quality_ok`` (the beat's signal-quality
     window was clean), ``signal_ok`` (the latest trailing quality window that had ended by
     the end of the beat's window was clean: what a live monitor knows, see
     :func:`vitalgru.dsp.quality_stream.ecg_quality_trailing`) and ``detected`` (the R-peak

@@ -8,8 +8,14 @@ heart rate, which is what makes them transfer across patients.
 Causality: ``rr_prev_s``, ``rr_local_s`` and ``rr_run_avg_s`` use only beats up to the
 current one, except at the first beat: it has no previous interval and takes its next one
 (so beat 0's values move with beat 1, one beat of look-ahead). ``rr_next_s`` needs the
-next beat (one beat of look-ahead) and ``rr_avg_s`` the whole record (offline only); a
-streaming scorer uses ``rr_run_avg_s`` instead.
+next beat (one beat of look-ahead) and ``rr_avg_s`` (with ``rr_prev_ratio_avg`` and
+``rr_next_ratio_avg``) the whole record (offline only; ``rr_run_avg_s`` is its causal
+counterpart).
+
+These columns are stored in an ingest's ``beats.parquet`` (with their mean and standard
+deviation in its manifest) to describe the dataset; no model, baseline or live scorer reads
+them: the arrhythmia classifier computes causal RR features of its own from the beats'
+sample indices (:mod:`vitalgru.data.beat_features`), offline and live alike.
 """
 
 from __future__ import annotations
