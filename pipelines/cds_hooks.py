@@ -31,8 +31,13 @@ identifier the feeds use. Without ``--patient-system`` it is the ward's patient 
 (the system of the medical record number the feeds send), the discovery's prefetch of
 ``Patient/{{context.patientId}}`` names the patient: its identifier of that system is the
 ward's id, taken only from a Patient whose ``id`` is the ``context.patientId`` (a prefetch
-of another Patient, or of anything else, is ignored), and a call without one gets no card
-(the FHIR id is never taken for a record number: it may be another patient's).
+of another Patient, or of anything else, is ignored), and a call whose Patient has none
+gets no card (the FHIR id is never taken for a record number: it may be another
+patient's). A call without the ``patient`` prefetch key is answered 412 Precondition
+Failed, as CDS Hooks asks of a service that cannot obtain the data it needs: an EHR leaves
+the key out when its own prefetch failed, and "no card" would read as "no alarm" while
+one goes on (the gateway does not fetch the Patient from the EHR's ``fhirServer`` itself).
+A key whose value is ``null`` is the EHR saying it has no such Patient: no card.
 
 Trust: every call carries a JSON Web Token the EHR signed (``Authorization: Bearer``), as
 the specification requires, checked against the EHRs ``FILE`` names
@@ -67,6 +72,7 @@ __all__ = [
     "carded",
     "cds_router",
     "discovery",
+    "PrefetchMissing",
     "ecg_cards",
     "patient_of",
     "sepsis_cards",
@@ -118,7 +124,8 @@ logger = logging.getLogger(__name__)
 class CdsStats:
     """What the CDS Hooks services did, counted for ``/metrics``: calls by service and
     outcome (``card``, ``none``: answered without a card; ``refused``: the token was not
-    taken; ``invalid``: a call it could not read), cards given, feedback by outcome."""
+    taken; ``invalid``: a call it could not read; ``no_prefetch``: a 412, the Patient it
+    needs not prefetched), cards given, feedback by outcome."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -151,13 +158,19 @@ def discovery(monitors: set[str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+class PrefetchMissing(LookupError):
+    """A hook call without the ``patient`` prefetch key the service needs (a 412)."""
+
+
 def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | None:
     """The ward's patient id for a hook call: without ``patient_system``, ``context.
     patientId``; with it, the identifier of ``patient_system`` of the prefetched Patient,
     taken only when that Patient is the hook's (``resourceType`` Patient, ``id`` the
     ``context.patientId``), and None when there is none (no card: a FHIR id is not a record
-    number, and the prefetch of another patient or of anything else is not this one's).
-    ValueError when the call names no patient."""
+    number, and the prefetch of another patient or of anything else is not this one's; a
+    ``null`` prefetch is the EHR's "no such data"). ValueError when the call names no
+    patient; :class:`PrefetchMissing` when, with ``patient_system``, the call has no
+    ``patient`` prefetch key (the EHR could not prefetch it: CDS Hooks' 412)."""
     context = request.get("context")
     pid = context.get("patientId") if isinstance(context, Mapping) else None
     if not isinstance(pid, str) or not pid:
@@ -165,6 +178,11 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | 
     if not patient_system:
         return pid
     prefetch = request.get("prefetch")
+    if prefetch is None or isinstance(prefetch, Mapping) and "patient" not in prefetch:
+        # CDS Hooks: a client leaves out a key it could not (or chose not to) satisfy, and
+        # sends null only for "no data"; without the key this service cannot tell
+        raise PrefetchMissing("the call has no 'patient' prefetch (Patient/{{context."
+                              "patientId}}), which this service needs to find the patient")  # fmt: skip
     patient = prefetch.get("patient") if isinstance(prefetch, Mapping) else None
     if not isinstance(patient, Mapping):
         return None
@@ -366,6 +384,10 @@ def cds_router(
                 raise ValueError(f"{service_id} answers the {hook} hook, not "
                                  f"{body.get('hook')!r}")  # fmt: skip
             pid = patient_of(body, patient_system)
+        except PrefetchMissing as e:
+            # not "no card": the EHR shows that as no alarm, while one may be going on
+            stats.call(service_id, "no_prefetch")
+            raise HTTPException(412, str(e)) from None
         except ValueError as e:
             stats.call(service_id, "invalid")
             raise HTTPException(422, str(e)) from None

@@ -222,8 +222,8 @@ class CdsCollector:
             yield g
         calls, cards, feedback = self.stats.snapshot()
         c = CounterMetricFamily("vitalgru_cds_calls", "CDS Hooks calls by service and outcome "
-                                "(card, none, refused: token not taken, invalid, taken: "
-                                "feedback read)", labels=["service", "outcome"])  # fmt: skip
+                                "(card, none, refused: token not taken, invalid, no_prefetch: "
+                                "412, taken: feedback read)", labels=["service", "outcome"])  # fmt: skip
         for (service, outcome), n in sorted(calls.items()):
             c.add_metric([service, outcome], n)
         yield c

@@ -17,7 +17,7 @@ from http_testkit import JsonServer, closed_port, serving
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import DISCHARGE_NOTE, patient_of
+from pipelines.cds_hooks import DISCHARGE_NOTE, PrefetchMissing, patient_of
 from pipelines.cds_tokens import (
     JWKS_MAX_AGE_S,
     JWKS_MAX_BYTES,
@@ -194,7 +194,13 @@ def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None
     assert patient_of(call, None) == "fhir-77"
     # with a record number system, the FHIR id is never taken for one: no patient, no card
     assert patient_of(call, "urn:none") is None
-    assert patient_of({"context": {"patientId": "f"}}, MRN) is None
+    # the key left out (the EHR could not prefetch it): not "no patient" but a 412
+    for missing in ({}, {"prefetch": None}, {"prefetch": {}}, {"prefetch": {"user": {}}}):
+        with pytest.raises(PrefetchMissing):
+            patient_of({"context": {"patientId": "f"}, **missing}, MRN)
+    assert patient_of({"context": {"patientId": "f"}}, None) == "f"  # no prefetch needed
+    # null: the EHR has no such Patient
+    assert patient_of({"context": {"patientId": "f"}, "prefetch": {"patient": None}}, MRN) is None
     assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) is None
     odd = {"patient": {"resourceType": "Patient", "id": "f", "identifier": 7}}
     assert patient_of({"context": {"patientId": "f"}, "prefetch": odd}, MRN) is None  # no TypeError
@@ -230,9 +236,54 @@ def test_a_prefetch_that_is_not_the_hooks_patient_names_no_one(ehr: Ehr, tmp_pat
         assert cards("fhir-A", {"resourceType": "Patient", "identifier": mrn_b}) == []
         assert cards("fhir-A", {"resourceType": "OperationOutcome", "id": "fhir-A",
                                 "identifier": mrn_b}) == []  # fmt: skip
-        assert cards("mrn-B") == []  # no prefetch: a FHIR id is not a record number
+        assert cards("mrn-B", {"resourceType": "Patient", "id": "mrn-B"}) == []  # no record
+        # number in the prefetch: a FHIR id is not one
         metrics = c.get("/metrics").text
     assert 'vitalgru_cds_calls_total{outcome="none",service="vitalgru-ecg"} 4.0' in metrics
+
+
+def test_a_call_without_the_patient_prefetch_is_412_not_an_empty_answer(
+    ehr: Ehr, tmp_path: Path
+) -> None:
+    # an EHR whose own prefetch failed leaves the key out (CDS Hooks 2.0); answered 200 with
+    # no card, the chart showed "no guidance" while mrn-B's alarm went on
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    clients = CdsClients.from_file(ehr.clients(tmp_path))
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    patient = {"resourceType": "Patient", "id": "fhir-B",
+               "identifier": [{"system": MRN, "value": "mrn-B"}]}  # fmt: skip
+    base = {"hook": "patient-view", "hookInstance": "h", "fhirServer": "https://ehr.example/fhir",
+            "context": {"patientId": "fhir-B"}}  # fmt: skip
+    with TestClient(create_app(ward, tick_s=0, patient_system=MRN, public_url=BASE,
+                               cds_clients=clients)) as c:  # fmt: skip
+        c.post("/ecg/mrn-B/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # mrn-B's feed is lost: an alarm
+
+        def call(**extra: Any) -> Any:
+            return c.post("/cds-services/vitalgru-ecg", json={**base, **extra},
+                          headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
+
+        assert len(call(prefetch={"patient": patient}).json()["cards"]) == 1
+        for sent in ({}, {"prefetch": {}}, {"prefetch": {"other": patient}}):
+            got = call(**sent)
+            assert got.status_code == 412, sent
+            assert "prefetch" in got.json()["detail"]
+        # null: the EHR has no such Patient, said so: no card, not a 412
+        got = call(prefetch={"patient": None})
+        assert got.status_code == 200 and got.json() == {"cards": []}
+        metrics = c.get("/metrics").text
+    assert 'vitalgru_cds_calls_total{outcome="no_prefetch",service="vitalgru-ecg"} 3.0' in metrics
+    # without --patient-system the context's id is the ward's: no prefetch needed, as before
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    with TestClient(create_app(ward, tick_s=0, public_url=BASE, cds_clients=clients)) as c:
+        c.post("/ecg/bed-2/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()
+        got = c.post("/cds-services/vitalgru-ecg",
+                     json={**base, "context": {"patientId": "bed-2"}},
+                     headers={"Authorization": f"Bearer {ehr.token(aud)}"})  # fmt: skip
+        assert got.status_code == 200 and len(got.json()["cards"]) == 1
 
 
 def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_acknowledges(
