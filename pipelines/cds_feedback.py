@@ -2,8 +2,13 @@
 each card's id, made from its alarm's event, the override reasons a card offers, and the
 feedback acknowledging the alarm of each card it names, as ``CDS Hooks (<client>)`` with
 the outcome as the note. Only an alarm the service gives cards for is acknowledged (not an
-informational event whose id someone worked out from the event log), and an override
-reason must be one the card offered."""
+informational event whose id someone worked out from the event log).
+
+An override reason is one the card offered, or one the EHR added: CDS Hooks lets a client
+augment the reasons it shows the clinician with its own (and the ECG cards offer none), so
+a reason the card did not offer is taken, its code and display in the note marked as the
+EHR's own; refusing it left the alarm unacknowledged and escalating. Only a reason that is
+not a Coding (not an object with a code) is refused, as malformed."""
 
 from __future__ import annotations
 
@@ -47,21 +52,30 @@ def carded(event: Mapping[str, Any], monitor: str) -> bool:
     return event.get("kind") not in INFO_KINDS
 
 
-def _reason(item: Mapping[str, Any], monitor: str) -> dict[str, Any] | None:
-    """The override reason of a feedback item, one of its cards' (None without one;
-    ValueError for a reason the cards do not offer)."""
+def _reason(item: Mapping[str, Any], monitor: str) -> str | None:
+    """How the note names the override reason of a feedback item: one of its cards' by its
+    display, one the EHR added by its code and display, marked so (None without one;
+    ValueError for an ``overrideReason`` that is not an object, or a reason that is not a
+    Coding with a code)."""
     given = item.get("overrideReason")
     if given is None:
         return None
-    coding = given.get("reason") if isinstance(given, Mapping) else None
-    for offered in REASONS_OF[monitor]:
-        if isinstance(coding, Mapping) and (coding.get("system"), coding.get("code")) == (
-            offered["system"], offered["code"]
-        ):  # fmt: skip
-            return offered
-    if isinstance(given, Mapping) and coding is None:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"an overrideReason is an object: {given!r}"[:300])
+    coding = given.get("reason")
+    if coding is None:
         return None  # a comment without a reason
-    raise ValueError(f"an override reason the {monitor} cards do not offer: {coding!r}"[:300])
+    code = coding.get("code") if isinstance(coding, Mapping) else None
+    if not isinstance(code, str) or not code:
+        raise ValueError(f"an override reason is a Coding with a code: {coding!r}"[:300])
+    for offered in REASONS_OF[monitor]:
+        if (coding.get("system"), code) == (offered["system"], offered["code"]):
+            return str(offered["display"])
+    # CDS Hooks: "a CDS Client MAY augment the override reasons presented to the user with
+    # its own reasons"; taken, and the note says the card did not offer it
+    display = coding.get("display")
+    named = f"{code}: {display}" if isinstance(display, str) and display else code
+    return f"the EHR's reason, not one the card offered: {named}"
 
 
 def apply_feedback(
@@ -75,11 +89,12 @@ def apply_feedback(
     """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
     find the card's alarm by its id; only the alarms ``monitor``'s services give cards for,
     :func:`carded`), as ``CDS Hooks (<client>)``, the outcome and any override reason (one
-    of the cards', :data:`REASONS_OF`) and comment as the note. Returns ``{"acknowledged",
-    "already", "unknown"}`` (cards whose alarm was acknowledged before, or that the log no
-    longer holds or never carded); the patients of the alarms it names are added to
-    ``patients``. ValueError for a body that is not CDS Hooks feedback, or that gives a
-    reason the cards do not offer, before any alarm is acknowledged."""
+    of the cards', :data:`REASONS_OF`, or one the EHR added, marked so) and comment as the
+    note. Returns ``{"acknowledged", "already", "unknown"}`` (cards whose alarm was
+    acknowledged before, or that the log no longer holds or never carded); the patients of
+    the alarms it names are added to ``patients``. ValueError for a body that is not CDS
+    Hooks feedback (an item without an outcome, an override reason that is not a Coding),
+    before any alarm is acknowledged."""
     items = body.get("feedback") if isinstance(body, Mapping) else None
     if not isinstance(items, list):
         raise ValueError('CDS Hooks feedback is {"feedback": [...]}')
@@ -90,7 +105,7 @@ def apply_feedback(
     reasons = [_reason(i, monitor) for i in items]  # all checked before any is taken too
     by_card = {card_uuid(e): e for e in events if carded(e, monitor)}
     counts = {"acknowledged": 0, "already": 0, "unknown": 0}
-    for item, coding in zip(items, reasons, strict=True):
+    for item, said in zip(items, reasons, strict=True):
         event = by_card.get(str(item.get("card")))
         if event is None:
             counts["unknown"] += 1
@@ -98,7 +113,7 @@ def apply_feedback(
         reason = item["overrideReason"] if isinstance(item.get("overrideReason"), Mapping) else {}
         note = " ".join(str(x) for x in (
             f"card {item['outcome']} in the EHR",
-            f"({coding['display']})" if coding else "",
+            f"({said})" if said else "",
             reason.get("userComment") or "",
         ) if x)[:500]  # fmt: skip
         try:

@@ -21,10 +21,10 @@ monitor it runs:
 No alarm, no card (an empty list, as the specification asks). Each card links to the
 patient's page on the gateway and has a ``uuid`` made from its alarm's event; the EHR's
 feedback on a card (``accepted``, or ``overridden`` with one of the card's reasons: the
-sepsis card offers three, the ECG cards none) acknowledges that alarm, in the clinician's
-place, as ``CDS Hooks (<client>)`` with the outcome as the note
-(:mod:`pipelines.cds_feedback`): only an alarm of the service's monitor it gives cards for,
-never an informational event, and a reason the card did not offer is refused.
+sepsis card offers three, the ECG cards none; or with one the EHR added, as CDS Hooks
+allows, noted as such) acknowledges that alarm, in the clinician's place, as ``CDS Hooks
+(<client>)`` with the outcome as the note (:mod:`pipelines.cds_feedback`): only an alarm of
+the service's monitor it gives cards for, never an informational event.
 
 Patients: the hook's ``context.patientId`` is the EHR's FHIR id, which is often not the
 identifier the feeds use. Without ``--patient-system`` it is the ward's patient id. With it

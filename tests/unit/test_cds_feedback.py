@@ -1,5 +1,6 @@
 """The EHR's feedback on CDS Hooks cards (:mod:`pipelines.cds_feedback`): it acknowledges
-only the alarms the service gives cards for, with a reason its cards offer."""
+only the alarms the service gives cards for, with a reason its cards offer or one the EHR
+added."""
 
 from __future__ import annotations
 
@@ -59,19 +60,35 @@ def test_feedback_acknowledges_only_the_alarms_the_service_carded() -> None:
             {"card": card["uuid"], "outcome": "accepted"}]},
             headers=_auth(f"{BASE}/cds-services/vitalgru-sepsis/feedback"))  # fmt: skip
         assert sepsis.status_code == 404  # no sepsis monitor here
-        # overridden with a reason the card never offered: refused, nothing acknowledged
-        made_up = {"reason": {"system": "urn:x", "code": "x", "display": "Patient deceased"},
-                   "userComment": "no"}  # fmt: skip
-        got = feedback({"card": card["uuid"], "outcome": "overridden", "overrideReason": made_up})
-        assert got.status_code == 422 and "do not offer" in got.text
-        assert not [e for e in ward.events()["events"] if e.get("acknowledged")]
-        # overridden with a comment and no reason: taken
+        # a reason that is not a Coding: malformed, refused, nothing acknowledged
         got = feedback({"card": card["uuid"], "outcome": "overridden",
-                        "overrideReason": {"userComment": "lead off, re-sited"}})  # fmt: skip
+                        "overrideReason": {"reason": "not-relevant"}})  # fmt: skip
+        assert got.status_code == 422 and "Coding" in got.text
+        assert not [e for e in ward.events()["events"] if e.get("acknowledged")]
+        # overridden with a reason the EHR added (the ECG cards offer none; CDS Hooks lets a
+        # client add its own): taken, the note saying whose it was (it was 422, and the
+        # alarm went on escalating)
+        ehrs = {"reason": {"system": "https://ehr.example.org/cds-override", "code": "not-relevant",
+                           "display": "Not relevant to this patient"},
+                "userComment": "electrodes re-sited"}  # fmt: skip
+        got = feedback({"card": card["uuid"], "outcome": "overridden", "overrideReason": ehrs})
+        assert got.status_code == 200
         assert got.json() == {"acknowledged": 1, "already": 0, "unknown": 0}
         (acked,) = [e for e in ward.events()["events"] if e.get("acknowledged")]
         assert acked["kind"] == "feed_lost"
-        assert acked["acknowledged"]["note"] == "card overridden in the EHR lead off, re-sited"
+        assert acked["acknowledged"]["note"] == (
+            "card overridden in the EHR (the EHR's reason, not one the card offered: "
+            "not-relevant: Not relevant to this patient) electrodes re-sited"
+        )
+
+
+def test_a_comment_without_a_reason_is_taken() -> None:
+    onset = {"seq": 3, "source": "ecg", "kind": "feed_lost", "patient_id": "bed-3"}
+    ward = _Ward()
+    item = {"card": card_uuid(onset), "outcome": "overridden",
+            "overrideReason": {"userComment": "lead off, re-sited"}}  # fmt: skip
+    assert apply_feedback(ward, [onset], {"feedback": [item]}, "ehr", "ecg")["acknowledged"] == 1
+    assert ward.notes == ["card overridden in the EHR lead off, re-sited"]
 
 
 class _Ward:
@@ -82,7 +99,7 @@ class _Ward:
         self.notes.append(note)
 
 
-def test_a_sepsis_card_is_overridden_only_with_a_reason_it_offers() -> None:
+def test_a_sepsis_card_is_overridden_with_its_reasons_or_the_ehrs() -> None:
     onset = {"seq": 7, "source": "sepsis", "kind": "sepsis_risk", "patient_id": "icu-1"}
     ended = {"seq": 8, "source": "sepsis", "kind": "alarm_ended", "patient_id": "icu-1"}
     ward = _Ward()
@@ -92,14 +109,30 @@ def test_a_sepsis_card_is_overridden_only_with_a_reason_it_offers() -> None:
     got = apply_feedback(ward, [onset, ended], {"feedback": [item]}, "ehr", "sepsis")
     assert got["acknowledged"] == 1
     assert ward.notes == ["card overridden in the EHR (Measurement artefact or error)"]
-    for reason in ({"system": "urn:x", "code": "known"}, {"code": "known"}, "known"):
-        bad = {**item, "overrideReason": {"reason": reason}}
-        with pytest.raises(ValueError, match="do not offer"):
-            apply_feedback(ward, [onset], {"feedback": [item, bad]}, "ehr", "sepsis")
-    with pytest.raises(ValueError, match="do not offer"):  # not a reason object at all
-        apply_feedback(ward, [onset], {"feedback": [{**item, "overrideReason": "x"}]}, "ehr",
-                       "sepsis")  # fmt: skip
-    assert len(ward.notes) == 1  # all or nothing
+    # a reason the card did not offer (another system's "known", or one without a system):
+    # the EHR's own, which CDS Hooks allows, taken and named so in the note
+    for reason, named in (({"system": "urn:x", "code": "known", "display": "Known"}, "known: Known"),
+                          ({"code": "known"}, "known")):  # fmt: skip
+        ward.notes.clear()
+        ehrs = {**item, "overrideReason": {"reason": reason}}
+        assert apply_feedback(ward, [onset], {"feedback": [ehrs]}, "ehr", "sepsis")[
+            "acknowledged"] == 1  # fmt: skip
+        assert ward.notes == [
+            f"card overridden in the EHR (the EHR's reason, not one the card offered: {named})"
+        ]
+    # malformed (a reason that is not a Coding with a code, an overrideReason that is not an
+    # object): refused, all or nothing
+    ward.notes.clear()
+    for bad in (
+        {"reason": "known"},
+        {"reason": {"display": "Known"}},
+        {"reason": {"code": 7}},
+        "x",
+    ):
+        with pytest.raises(ValueError, match="Coding|object"):
+            apply_feedback(ward, [onset], {"feedback": [item, {**item, "overrideReason": bad}]},
+                           "ehr", "sepsis")  # fmt: skip
+    assert ward.notes == []  # all or nothing
     got = apply_feedback(ward, [ended], {"feedback": [{"card": card_uuid(ended),
                          "outcome": "accepted"}]}, "ehr", "sepsis")  # fmt: skip
     assert got["unknown"] == 1  # an event no card is made for
