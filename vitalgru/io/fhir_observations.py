@@ -18,9 +18,15 @@ know for that measurement, no numeric value, or a status that withdraws it
 left goes to the monitor, which then flags physiologically impossible values as it does
 for any row.
 
-Oxygen saturation follows FHIR's vital-signs convention: a pulse-oximetry reading carries
-LOINC 59408-5 (with or without 2708-6) and is ``O2Sat``; 2708-6 alone, an arterial
-blood gas, is ``SaO2``.
+Oxygen saturation: a reading coded LOINC 59408-5 (by pulse oximetry, with or without
+2708-6) is ``O2Sat``. 2708-6 alone is ``O2Sat`` too when the Observation is a vital sign
+(category ``vital-signs``, not also ``laboratory``) or claims a pulse-oximetry profile
+(:data:`~vitalgru.io.observation_codes.PULSE_OX_PROFILES`: R4 core's ``oxygensat``, which
+requires 2708-6 and leaves 59408-5 optional, and US Core's): a pulse oximeter's SpO2 read
+as an arterial blood gas was scored as ``SaO2``, with no ``O2Sat``. Otherwise (a
+``laboratory`` Observation, or one with no category, as an HL7 v2 ``OBX`` is: bedside
+monitors send pulse oximetry as MDC 150456, read as 59408-5) 2708-6 is ``SaO2``, the
+blood gas.
 
 The code and unit tables are :mod:`vitalgru.io.observation_codes`'s; which resources a payload
 holds, when each was made and whom it is about, :mod:`vitalgru.io.fhir_resources`'s.
@@ -36,11 +42,13 @@ from typing import Any
 from vitalgru.dsp.vitals import plausible_mean
 from vitalgru.io.fhir_resources import payload_resources
 from vitalgru.io.observation_codes import (
+    CATEGORY_SYSTEMS,
     LOINC_COLUMNS,
     LOINC_SYSTEM,
     MDC_LOINC,
     MDC_SYSTEM,
     MDC_UNITS,
+    PULSE_OX_PROFILES,
     SAME_UNIT,
     UCUM_SYSTEM,
     UNITS,
@@ -120,8 +128,31 @@ def _loinc(code: Any) -> list[str]:
     return out
 
 
-def _column(codes: list[str]) -> str | None:
+def _categories(res: Mapping[str, Any]) -> set[str]:
+    """The observation-category codes of an Observation (``vital-signs``, ``laboratory``)."""
+    return {
+        str(c["code"])
+        for cat in _listed(res.get("category")) if isinstance(cat, Mapping)
+        for c in _listed(cat.get("coding"))
+        if isinstance(c, Mapping) and c.get("system") in CATEGORY_SYSTEMS and c.get("code")
+    }  # fmt: skip
+
+
+def _pulse_oximetry(res: Mapping[str, Any]) -> bool:
+    """Whether an Observation's 2708-6 is a pulse oximeter's SpO2: it claims a
+    pulse-oximetry profile, or is a vital sign and not a laboratory result."""
+    meta = res.get("meta")
+    profiles = _listed(meta.get("profile") if isinstance(meta, Mapping) else None)
+    if any(isinstance(p, str) and p.split("|")[0] in PULSE_OX_PROFILES for p in profiles):
+        return True
+    categories = _categories(res)
+    return "vital-signs" in categories and "laboratory" not in categories
+
+
+def _column(codes: list[str], pulse_oximetry: bool = False) -> str | None:
     if "59408-5" in codes:  # pulse oximetry, even when 2708-6 comes with it
+        return "spo2_pct"
+    if pulse_oximetry and "2708-6" in codes:  # R4 core's oxygensat: 2708-6 required
         return "spo2_pct"
     return next((LOINC_COLUMNS[c] for c in codes if c in LOINC_COLUMNS), None)
 
@@ -182,9 +213,10 @@ def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:
             skip(i, _loinc(res.get("code")), f"status {status!r}")
             continue
         components = [c for c in _listed(res.get("component")) if isinstance(c, Mapping)]
+        pulse_ox = _pulse_oximetry(res)  # its components are of the same kind
         for part in (res, *components):
             codes = _loinc(part.get("code"))
-            column = _column(codes)
+            column = _column(codes, pulse_ox)
             if column is None:
                 if part is res and components:
                     continue  # a panel's own code (85354-9): its components carry the values

@@ -13,7 +13,9 @@ units and conversions are decided in one place:
   LOINC code as its alternate is read; bedside monitors speaking IHE PCD-01 send IEEE 11073
   (``MDC``) codes, passed on as such for the reader, which knows those of the vital signs
   the model takes and their units (:data:`vitalgru.io.observation_codes.MDC_LOINC`), and
-  a device's "no value" codes (:data:`MDC_NO_VALUE`) are no value;
+  a device's "no value" codes (:data:`MDC_NO_VALUE`) are no value. An ``OBX`` has no
+  FHIR category, so LOINC 2708-6 alone is read as a blood gas's ``SaO2``, as in an
+  Observation without one: pulse oximetry comes as MDC 150456 or LOINC 59408-5;
 - the value is ``OBX-5`` when ``OBX-2`` says it is numeric (``NM``, or ``SN`` without a
   comparator or a range), in the unit of ``OBX-6``, which must be UCUM (``OBX-6.3`` is
   ``UCUM`` or empty). Spellings that HL7 v2 feeds use for UCUM codes and that cannot mean

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 __all__ = [
+    "CATEGORY_SYSTEMS",
     "LOINC_COLUMNS",
     "LOINC_SYSTEM",
     "MDC_LOINC",
     "MDC_SYSTEM",
     "MDC_UNITS",
+    "PULSE_OX_PROFILES",
     "SAME_UNIT",
     "UCUM_SYSTEM",
     "UNITS",
@@ -50,8 +52,21 @@ MDC_UNITS = {
     "266560": "[degF]",  # MDC_DIM_FAHR (4416 in partition 4; 268160 before, not it)
 }
 
-#: LOINC code -> vitalgru measurement column. Pulse oximetry (59408-5) is handled before
-#: this table (see :mod:`vitalgru.io.fhir_observations`).
+#: FHIR's observation-category code systems (R4's, and STU3's before it).
+CATEGORY_SYSTEMS = {
+    "http://terminology.hl7.org/CodeSystem/observation-category",
+    "http://hl7.org/fhir/observation-category",
+}
+#: Profiles of a pulse-oximetry SpO2, which code it 2708-6 (59408-5 optional): R4 core's
+#: oxygen saturation vital sign and US Core's pulse oximetry.
+PULSE_OX_PROFILES = {
+    "http://hl7.org/fhir/StructureDefinition/oxygensat",
+    "http://hl7.org/fhir/us/core/StructureDefinition/us-core-pulse-oximetry",
+}
+
+#: LOINC code -> vitalgru measurement column. Pulse oximetry (59408-5, or 2708-6 in a
+#: vital-sign Observation) is handled before this table (see
+#: :mod:`vitalgru.io.fhir_observations`).
 LOINC_COLUMNS: dict[str, str] = {
     "8867-4": "hr_bpm",  # Heart rate
     "59408-5": "spo2_pct",  # Oxygen saturation in Arterial blood by Pulse oximetry
@@ -70,7 +85,7 @@ LOINC_COLUMNS: dict[str, str] = {
     "3150-0": "fio2_frac",  # Inhaled oxygen concentration
     "2744-1": "ph",  # pH of Arterial blood
     "2019-8": "paco2_mmhg",  # Carbon dioxide [Partial pressure] in Arterial blood
-    "2708-6": "sao2_pct",  # Oxygen saturation in Arterial blood
+    "2708-6": "sao2_pct",  # Oxygen saturation in Arterial blood (of a blood gas; see above)
     "1920-8": "ast_iu_l",  # Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma
     "3094-0": "bun_mg_dl",  # Urea nitrogen [Mass/volume] in Serum or Plasma
     "6768-6": "alkaline_phos_iu_l",  # Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma

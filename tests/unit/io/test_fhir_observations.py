@@ -74,6 +74,38 @@ def test_panels_pulse_oximetry_and_repeated_values() -> None:
     assert got.used == 7 and got.converted == {}
 
 
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def category(*codes: str) -> list[dict]:
+    return [{"coding": [{"system": CATEGORY, "code": c}]} for c in codes]
+
+
+def test_a_vital_sign_spo2_coded_2708_6_alone_is_pulse_oximetry() -> None:
+    # R4 core's oxygensat profile requires 2708-6 and leaves 59408-5 optional: a pulse
+    # oximeter's 91 % sent so was scored as an arterial blood gas (SaO2), with no O2Sat
+    profile = {"profile": ["http://hl7.org/fhir/StructureDefinition/oxygensat"]}
+    r4_core = obs("2708-6", 91, "%", meta=profile, category=category("vital-signs"))
+    assert observations_to_hour([r4_core], 3).row == {"ICULOS": 3.0, "spo2_pct": 91.0}
+    for spo2 in (
+        obs("2708-6", 91, "%", category=category("vital-signs")),  # the category alone
+        obs("2708-6", 91, "%", meta=profile),  # the profile alone
+        obs("2708-6", 91, "%", meta={"profile": [  # US Core's, with a version
+            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-pulse-oximetry|6.1.0"]}),
+        # a vital-sign panel's component
+        obs("85353-1", category=category("vital-signs"), component=[obs("2708-6", 91, "%")]),
+    ):  # fmt: skip
+        assert observations_to_hour([spo2], 3).row == {"ICULOS": 3.0, "spo2_pct": 91.0}, spo2
+    # a blood gas: laboratory, no category, or both categories without the profile
+    for sao2 in (obs("2708-6", 97, "%", category=category("laboratory")),
+                 obs("2708-6", 97, "%"),
+                 obs("2708-6", 97, "%", category=category("vital-signs", "laboratory")),
+                 obs("2708-6", 97, "%", category=[{"coding": [{"system": "urn:x",
+                                                               "code": "vital-signs"}]}]),
+                 obs("2708-6", 97, "%", category="vital-signs", meta=["odd"])):  # fmt: skip
+        assert observations_to_hour([sao2], 3).row == {"ICULOS": 3.0, "sao2_pct": 97.0}, sao2
+
+
 def test_what_cannot_be_taken_is_skipped_with_the_reason() -> None:
     got = observations_to_hour(
         bundle(

@@ -72,6 +72,17 @@ def test_newlines_mllp_framing_and_other_separators_are_read() -> None:
     assert obs["code"]["coding"][0]["display"] == "Heart ^ rate"
 
 
+def test_an_obx_coded_2708_6_alone_is_a_blood_gas() -> None:
+    # an OBX has no category to say it is a vital sign: 2708-6 is SaO2, as in a FHIR
+    # Observation without one; a monitor's pulse oximetry comes as MDC 150456 or 59408-5
+    text = "\r".join([MESSAGE.split("\r")[0],
+                      "OBX|1|NM|2708-6^Oxygen saturation in Arterial blood^LN||97|%|||||F",
+                      "OBX|2|NM|59408-5^SpO2^LN||91|%|||||F",
+                      "OBX|3|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||93|262688^^MDC|||||F"])  # fmt: skip
+    row = observations_to_hour(oru_observations(text).observations, 2).row
+    assert row == {"ICULOS": 2.0, "sao2_pct": 97.0, "spo2_pct": 92.0}
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
