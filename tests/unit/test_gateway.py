@@ -1170,7 +1170,7 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         assert sd["period"] == pytest.approx(1000 / 360) and sd["factor"] == 0.001
         got = [None if v == "E" else int(v) / 1000 for v in sd["data"].split()]
         np.testing.assert_allclose(got, strip["samples"], atol=6e-4)  # to the µV
-        assert obs["identifier"][0]["value"] == str(pause["seq"])
+        assert obs["identifier"][0]["value"] == f"{ward.log_id}/{pause['seq']}"
         assert obs["subject"]["identifier"]["value"] == "bed-1"
         assert obs["note"][0]["text"].startswith("Pause: ")
         # the alarm's flag points at it
@@ -1179,7 +1179,7 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         by_seq = {e["seq"]: e for e in events}
         pointed = [f["resource"]["extension"][0]["valueReference"]["identifier"]["value"]
                    for f in flags["entry"] if "extension" in f["resource"]]  # fmt: skip
-        assert pointed == [str(q) for q, e in by_seq.items() if e.get("strip_s")]
+        assert pointed == [f"{ward.log_id}/{q}" for q, e in by_seq.items() if e.get("strip_s")]
         assert obs["identifier"][0]["system"] == "urn:vitalgru:gateway-event"
         for path in (f"/events/{pause['seq']}/strip", f"/events/{pause['seq']}/strip.svg",
                      f"/fhir/strips/{pause['seq']}"):  # fmt: skip

@@ -41,7 +41,14 @@ from typing import Any
 
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 
-__all__ = ["ecg_bundle", "events_bundle", "risk_bundle", "sepsis_bundle", "strip_observation"]
+__all__ = [
+    "ecg_bundle",
+    "event_identifier",
+    "events_bundle",
+    "risk_bundle",
+    "sepsis_bundle",
+    "strip_observation",
+]
 
 _SNOMED = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
@@ -53,7 +60,8 @@ _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
 
 _MDC = "urn:oid:2.16.840.1.113883.6.24"  # ISO/IEEE 11073-10101 (MDC) nomenclature
-#: Identifier system of the gateway's event numbers (a strip Observation carries its alarm's).
+#: Identifier system of the gateway's events (a strip Observation carries its alarm's):
+#: values ``{log id}/{event number}`` (:func:`event_identifier`).
 GATEWAY_EVENT_SYSTEM = "urn:vitalgru:gateway-event"
 #: FHIR's core extension pointing a Flag at the record that supports it.
 FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
@@ -67,6 +75,17 @@ Resource = dict[str, Any]
 def _subject(pid: str, system: str | None) -> dict[str, Any]:
     ident = {"value": pid} if system is None else {"system": system, "value": pid}
     return {"identifier": ident, "display": f"Patient {pid}"}
+
+
+def event_identifier(log_id: str, seq: int) -> dict[str, str]:
+    """The business identifier of event ``seq`` of the gateway's event log ``log_id``
+    (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in its state file): event numbers
+    start again at 1 in another gateway, or one given a new state file, so the number alone
+    would name two patients' records alike (an engine updating on the identifier would
+    overwrite one with the other)."""
+    if not log_id:
+        raise ValueError("an event identifier needs the event log's id")
+    return {"system": GATEWAY_EVENT_SYSTEM, "value": f"{log_id}/{int(seq)}"}
 
 
 def _when(start: datetime | None, offset: timedelta) -> str | None:
@@ -343,6 +362,7 @@ def ecg_bundle(
 def events_bundle(
     events: Sequence[Mapping[str, Any]],
     *,
+    log_id: str,
     active: Sequence[int] = (),
     patient_system: str | None = None,
     generated: datetime | None = None,
@@ -359,7 +379,8 @@ def events_bundle(
     (``inactive``). An acknowledged
     event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
     alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
-    event's number to the Observation :func:`strip_observation` makes).
+    event's identifier, :func:`event_identifier` of ``log_id`` and its number, to the
+    Observation :func:`strip_observation` makes).
     """
     live = set(int(a) for a in active)
     out: list[tuple[str, Resource]] = []
@@ -388,16 +409,20 @@ def events_bundle(
         if e.get("strip_s"):  # its ECG strip, at /fhir/strips/{seq} (strip_observation)
             flag["extension"] = [{"url": FLAG_DETAIL, "valueReference": {
                 "type": "Observation", "display": "ECG strip of the alarm",
-                "identifier": {"system": GATEWAY_EVENT_SYSTEM, "value": str(e["seq"])}}}]  # fmt: skip
+                "identifier": event_identifier(log_id, int(e["seq"]))}}]  # fmt: skip
         out.append((key, flag))
     return _bundle(out, generated)
 
 
-def strip_observation(strip: Mapping[str, Any], *, patient_system: str | None = None) -> Resource:
+def strip_observation(
+    strip: Mapping[str, Any], *, log_id: str, patient_system: str | None = None
+) -> Resource:
     """An ECG alarm's strip (:meth:`vitalgru.scoring.ward.Ward.strip`) as a FHIR
     ``Observation`` with ``valueSampledData``: one sample every ``1000 / fs`` ms, in µV
     (``factor`` 0.001 gives mV, ``origin`` 0 mV), ``E`` for a sample with no signal; timed
-    on the wall clock from ``start_at``, with the alarm and each labelled beat in its note."""
+    on the wall clock from ``start_at``, with the alarm and each labelled beat in its note,
+    and identified by its alarm's event (:func:`event_identifier` of ``log_id``, the
+    gateway's event log)."""
     fs = float(strip["fs"])
     samples = strip["samples"]
     data = " ".join("E" if v is None else str(int(round(float(v) * 1000))) for v in samples)
@@ -432,5 +457,5 @@ def strip_observation(strip: Mapping[str, Any], *, patient_system: str | None = 
         "note": [{"text": note}],
     }
     if "seq" in strip:
-        obs["identifier"] = [{"system": GATEWAY_EVENT_SYSTEM, "value": str(strip["seq"])}]
+        obs["identifier"] = [event_identifier(log_id, int(strip["seq"]))]
     return obs

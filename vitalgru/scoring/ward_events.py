@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ logger = logging.getLogger("vitalgru.scoring.ward")
 #: Event numbers reserved in the journal at a time: after a crash the log goes on past the
 #: reservation, so up to this many events whose writes failed keep their numbers unique.
 SEQ_RESERVED = 1000
+
+#: Key in the state file of the event log's id (:attr:`WardEvents.log_id`).
+LOG_ID_KEY = "log_id"
 
 #: Kind of a sepsis alarm onset that falls in the lockout after an acknowledged alarm of the
 #: same patient (``vitalgru serve --sepsis-lockout-h``): logged and ended like an alarm, it
@@ -114,6 +118,21 @@ class WardEvents:
     _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
     _seq: int
     _closed: bool
+    #: This event log's id (:meth:`_take_log_id`): event numbers are unique within a log, and
+    #: with the log's id across gateways and state files (the FHIR identifiers of what the
+    #: gateway logged, :func:`vitalgru.reports.fhir.event_identifier`).
+    log_id: str
+
+    def _take_log_id(self) -> str:
+        """The event log's id kept in the state file, or a new random one (kept there, so
+        that the same state file keeps it over restarts; without one, each run is a new
+        log with its own numbers, and gets a new id)."""
+        kept = self.journal.value(LOG_ID_KEY) if self.journal is not None else None
+        if isinstance(kept, str) and kept:
+            return kept
+        new = uuid.uuid4().hex
+        self._journal("set_value", LOG_ID_KEY, new)
+        return new
 
     def _need(self, monitor: object, what: str, change: bool = True) -> None:
         """ValueError unless the ward was started with the model ``what`` needs and, for a

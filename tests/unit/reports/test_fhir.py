@@ -12,7 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
 from vitalgru.reports.early_warning import stay_summary
-from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle, strip_observation
+from vitalgru.reports.fhir import ecg_bundle, events_bundle, sepsis_bundle, strip_observation
 from vitalgru.reports.monitoring import patient_summary
 
 NAN = float("nan")
@@ -117,7 +117,7 @@ def test_an_alarm_strip_is_an_observation_of_sampled_data() -> None:
              "beats": [{"time_s": 96.0, "label": "N", "signal_ok": True},
                        {"time_s": 100.0, "label": "V", "signal_ok": False}],
              "samples": [0.0, 1.2345, None, -0.5]}  # fmt: skip
-    obs = strip_observation(strip, patient_system="urn:oid:1.2.3")
+    obs = strip_observation(strip, log_id="4f0c", patient_system="urn:oid:1.2.3")
     Observation.model_validate(obs)
     sd = obs["valueSampledData"]
     assert sd["data"] == "0 1234 E -500" or sd["data"] == "0 1235 E -500"
@@ -129,3 +129,23 @@ def test_an_alarm_strip_is_an_observation_of_sampled_data() -> None:
     note = obs["note"][0]["text"]
     assert note.startswith("Ventricular run: ventricular run: 4 beats at 160 bpm; onset 5.00 s")
     assert "1.00 s N, 5.00 s V (signal rejected)" in note
+
+
+def test_a_strip_is_identified_by_its_gateways_log_and_its_flag_points_at_it() -> None:
+    # event numbers start at 1 in every gateway (and in a new state file): two patients'
+    # strips numbered alike must not share the identifier an engine updates on
+    strip = {"seq": 1, "patient_id": "bed-4", "kind": "pause", "message": "pause of 3.2 s",
+             "fs": 250.0, "start_s": 95.0, "start_at": "2026-12-05T08:01:35.250000+00:00",
+             "onset_s": 100.0, "raised_at_s": 103.0, "beats": [], "samples": [0.0, 0.1]}  # fmt: skip
+    event = {"seq": 1, "source": "ecg", "patient_id": "bed-4", "kind": "pause",
+             "message": "pause of 3.2 s", "received_at": "2026-12-05T08:01:48+00:00",
+             "onset_at": "2026-12-05T08:01:40.250000+00:00", "strip_s": 13.0}  # fmt: skip
+    ids = []
+    for log in ("9d1e0c7a", "51b2f3e8"):  # two gateways' (or state files') logs
+        obs = strip_observation(strip, log_id=log)
+        (flag,) = _by_type(events_bundle([event], log_id=log), "Flag")
+        ref = flag["extension"][0]["valueReference"]["identifier"]
+        assert obs["identifier"] == [ref]  # the flag points at its own log's strip
+        ids.append(ref)
+    assert ids[0] != ids[1]
+    assert ids[0] == {"system": "urn:vitalgru:gateway-event", "value": "9d1e0c7a/1"}

@@ -174,7 +174,7 @@ def test_a_lost_feed_that_is_back_is_not_escalated_and_its_flag_ends() -> None:
     ward.tick()
     escalated = [e["escalates"] for e in ward.events()["events"] if e["kind"] == "escalated"]
     assert escalated == [lost["gone"]]  # a technical alarm that cleared pages no one
-    flags = events_bundle(ward.events()["events"], active=live)["entry"]
+    flags = events_bundle(ward.events()["events"], log_id=ward.log_id, active=live)["entry"]
     status = [f["resource"]["status"] for f in flags
               if "no ECG samples received" in f["resource"]["code"]["text"]]  # fmt: skip
     assert live == [lost["gone"]] and status == ["inactive", "active"]  # back, gone
@@ -456,7 +456,8 @@ class TestEscalation:
         assert "for 0.00833333 min (escalation 2 of 3)" in second["message"]
         assert ward.ecg_summary("b")["alarms"][-1]["escalated"]["level"] == 2
         assert "(escalated (level 2), not acknowledged)" in ward_page_html(*ward.summaries())
-        flags = events_bundle([e for e in ward.events()["events"] if e["seq"] == ignored])
+        flags = events_bundle([e for e in ward.events()["events"] if e["seq"] == ignored],
+                              log_id=ward.log_id)  # fmt: skip
         (flag,) = [f["resource"]["code"]["text"] for f in flags["entry"]]
         assert "(escalated to level 2 at " in flag and flag.endswith(": not acknowledged)")
         time.sleep(0.35)

@@ -71,6 +71,23 @@ def test_a_file_written_before_admission_demographics_opens_as_it_is(tmp_path: P
         (720, "2026-12-05T08:00:02+00:00")]  # fmt: skip
 
 
+def test_the_event_log_keeps_its_id_over_restarts_and_a_new_file_gets_another(
+    tmp_path: Path,
+) -> None:
+    # the id makes the event numbers, which start at 1 again in a new log, unique across
+    # gateways and state files (the FHIR identifiers of what the gateway logged)
+    first = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "a.sqlite"))
+    first.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "a.sqlite"))
+    again.restore(again.journal.load())
+    other = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "b.sqlite"))
+    in_memory = [Ward(untrained_monitor()).log_id for _ in range(2)]
+    assert again.log_id == first.log_id and len(first.log_id) >= 16
+    assert len({first.log_id, other.log_id, *in_memory}) == 4
+    for ward in (again, other):
+        ward.close()
+
+
 def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
     j = WardJournal(tmp_path / "w.sqlite", keep_events=1000)
     for seq in range(1, 2501):
