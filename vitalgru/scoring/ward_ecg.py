@@ -33,7 +33,7 @@ from vitalgru.scoring.ward_ecg_bed import (
     EcgBed,
     SampleTail,
 )
-from vitalgru.scoring.ward_events import _iso, merged_ids
+from vitalgru.scoring.ward_events import _iso, _iso_ms, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
 from vitalgru.scoring.ward_strips import WardStrips
 
@@ -383,7 +383,7 @@ class EcgWard(WardShadows, WardStrips):
                 if bed is not None:
                     # stream time on the wall clock: exact for a feed that runs in real
                     # time, as a bedside feed does
-                    event["onset_at"] = _iso(bed.stream_start + timedelta(seconds=a.onset_s))
+                    event["onset_at"] = _iso_ms(bed.stream_start + timedelta(seconds=a.onset_s))
                     start_s, end_s = strip_bounds(a)
                     event["strip_s"] = round(end_s - start_s, 3)  # once complete
                 stored = self._event(event)

@@ -80,6 +80,13 @@ def _iso(t: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
 
+def _iso_ms(t: datetime) -> str:
+    """``t`` to the millisecond: the wall time of an ECG sample (an alarm's onset, a strip's
+    first sample), which, cut to the second, put a strip's samples up to a second (360 at
+    360 Hz) off the time they were taken. Times written before, to the second, read alike."""
+    return t.isoformat(timespec="milliseconds")
+
+
 def _utc_now() -> str:
     return _iso(datetime.now(UTC))
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
 from vitalgru.scoring.ward_ecg_bed import EcgBed
-from vitalgru.scoring.ward_events import WardEvents, _iso
+from vitalgru.scoring.ward_events import WardEvents, _iso_ms
 
 __all__ = ["MAX_STRIPS", "WardStrips"]
 
@@ -53,7 +53,7 @@ class WardStrips(WardEvents):
                 first = max(int(math.floor(start_s * bed.fs)), bed.tail.oldest)
                 samples = bed.tail.get(first, int(round(end_s * bed.fs)))
                 strip = alarm_strip(a, bed.fs, samples, first, bed.recent, complete=done)
-                strip["start_at"] = _iso(bed.stream_start + timedelta(seconds=strip["start_s"]))
+                strip["start_at"] = _iso_ms(bed.stream_start + timedelta(seconds=strip["start_s"]))
                 self._keep_strip(seq, strip)
                 if not done:
                     waiting.append((seq, a))
