@@ -166,6 +166,7 @@ def add_event_routes(
         answered(request, event_patients(e for e in got["events"] if e.get("source") != "ward"))
         return events_bundle(
             got["events"], log_id=ward.log_id, active=ward.alarms_in_progress(),
+            ended=ward.alarms_ended(e["seq"] for e in got["events"]),
             patient_system=patient_system,
             generated=datetime.now(UTC),
         )  # fmt: skip

@@ -364,6 +364,7 @@ def events_bundle(
     *,
     log_id: str,
     active: Sequence[int] = (),
+    ended: Mapping[int, str] | None = None,
     patient_system: str | None = None,
     generated: datetime | None = None,
 ) -> Resource:
@@ -376,13 +377,19 @@ def events_bundle(
     ``active`` when its event number is in ``active`` (its condition goes on: the patient
     is still in that sepsis episode, the feed is not back yet, the signal not good again,
     no heartbeat since the pause); other ECG alarms and other events are momentary
-    (``inactive``). An acknowledged
+    (``inactive``). An alarm whose end was logged (an event that ``ends`` it: in
+    ``events``, or its time in ``ended``, ``{seq: dateTime}``, for an end logged after
+    them: :meth:`vitalgru.scoring.ward.Ward.alarms_ended`) has its period closed then (R4:
+    a flag's period runs from its activation to its inactivation). An acknowledged
     event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
     alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
     event's identifier, :func:`event_identifier` of ``log_id`` and its number, to the
     Observation :func:`strip_observation` makes).
     """
     live = set(int(a) for a in active)
+    ends = {int(a): str(at) for a, at in (ended or {}).items()}
+    ends.update({int(e["ends"]): str(e["received_at"]) for e in events
+                 if e.get("ends") is not None and e.get("received_at")})  # fmt: skip
     out: list[tuple[str, Resource]] = []
     for e in events:
         if e.get("source") == "ward":
@@ -405,7 +412,16 @@ def events_bundle(
             )
         start = e.get("onset_at") or e.get("received_at")
         key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
-        flag = _flag(text, _subject(pid, patient_system), int(e["seq"]) in live, start, None)
+        seq = int(e["seq"])
+        end = None if seq in live else ends.get(seq)
+        if (
+            end is not None
+            and start
+            and datetime.fromisoformat(end) < datetime.fromisoformat(start)
+        ):
+            end = start  # ended within the second its onset (to the ms) was in: the log's
+            # received_at is to the second
+        flag = _flag(text, _subject(pid, patient_system), seq in live, start, end)
         if e.get("strip_s"):  # its ECG strip, at /fhir/strips/{seq} (strip_observation)
             flag["extension"] = [{"url": FLAG_DETAIL, "valueReference": {
                 "type": "Observation", "display": "ECG strip of the alarm",

@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -355,6 +355,16 @@ class WardEvents:
                     f"patient {pid})" + (f": {note}" if note else ""),
                 })  # fmt: skip
             return dict(event)
+
+    def alarms_ended(self, seqs: Iterable[int]) -> dict[int, str]:
+        """``{seq: when it ended}`` of those of the alarms ``seqs`` whose end the log
+        holds: the ``received_at`` of the event that ``ends`` it (``alarm_ended``,
+        ``feed_restored``, ...; an alarm with no such event, momentary or going on, is left
+        out)."""
+        wanted = {int(s) for s in seqs}
+        with self._queue_lock:
+            return {int(e["ends"]): str(e["received_at"]) for e in self._events
+                    if e.get("ends") is not None and int(e["ends"]) in wanted}  # fmt: skip
 
     def events(
         self,

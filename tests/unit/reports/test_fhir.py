@@ -149,3 +149,34 @@ def test_a_strip_is_identified_by_its_gateways_log_and_its_flag_points_at_it() -
         ids.append(ref)
     assert ids[0] != ids[1]
     assert ids[0] == {"system": "urn:vitalgru:gateway-event", "value": "9d1e0c7a/1"}
+
+
+def test_an_alarm_whose_end_was_logged_has_its_flag_period_closed() -> None:
+    # R4: Flag.period runs from activation to inactivation
+    def ev(seq: int, kind: str, at: str, **more: object) -> dict:
+        return {"seq": seq, "source": "ecg", "patient_id": "bed-4", "kind": kind,
+                "message": kind, "received_at": at, **more}  # fmt: skip
+
+    events = [
+        ev(1, "feed_lost", "2026-12-05T08:00:10+00:00"),
+        ev(2, "pause", "2026-12-05T08:00:20+00:00", onset_at="2026-12-05T08:00:16.250+00:00"),
+        ev(3, "feed_restored", "2026-12-05T08:00:30+00:00", ends=1),
+        ev(4, "poor_signal", "2026-12-05T08:00:40+00:00"),  # still going on
+        ev(5, "ventricular_run", "2026-12-05T08:00:41+00:00",
+           onset_at="2026-12-05T08:00:41.500+00:00"),  # momentary
+        ev(6, "pause", "2026-12-05T08:00:50+00:00", onset_at="2026-12-05T08:00:50.750+00:00"),
+    ]  # fmt: skip
+    # the pause's end logged after this page (beats_resumed, seq 7): told by ``ended``; the
+    # second pause ended within the second of its onset
+    ended = {2: "2026-12-05T08:01:00+00:00", 6: "2026-12-05T08:00:50+00:00"}
+    b = events_bundle(events, log_id="l", active=[4], ended=ended)
+    Bundle.model_validate(b)
+    period = [f["period"] for f in _by_type(b, "Flag")]
+    assert period == [
+        {"start": "2026-12-05T08:00:10+00:00", "end": "2026-12-05T08:00:30+00:00"},
+        {"start": "2026-12-05T08:00:16.250+00:00", "end": "2026-12-05T08:01:00+00:00"},
+        {"start": "2026-12-05T08:00:30+00:00"},
+        {"start": "2026-12-05T08:00:40+00:00"},
+        {"start": "2026-12-05T08:00:41.500+00:00"},
+        {"start": "2026-12-05T08:00:50.750+00:00", "end": "2026-12-05T08:00:50.750+00:00"},
+    ]

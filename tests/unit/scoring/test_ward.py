@@ -178,6 +178,8 @@ def test_a_lost_feed_that_is_back_is_not_escalated_and_its_flag_ends() -> None:
     status = [f["resource"]["status"] for f in flags
               if "no ECG samples received" in f["resource"]["code"]["text"]]  # fmt: skip
     assert live == [lost["gone"]] and status == ["inactive", "active"]  # back, gone
+    restored = [e for e in ward.events()["events"] if e["kind"] == "feed_restored"]
+    assert ward.alarms_ended(lost.values()) == {lost["back"]: restored[0]["received_at"]}
 
 
 def test_a_closed_ward_refuses_what_it_could_not_keep(
