@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vitalgru.io.observation_codes import MDC_SYSTEM  # ISO/IEEE 11073-10101, R4's URI
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 
 __all__ = [
@@ -59,13 +60,12 @@ _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 #: Namespace of the entries' deterministic ``urn:uuid`` full URLs.
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
 
-_MDC = "urn:oid:2.16.840.1.113883.6.24"  # ISO/IEEE 11073-10101 (MDC) nomenclature
 #: Identifier system of the gateway's events (a strip Observation carries its alarm's):
 #: values ``{log id}/{event number}`` (:func:`event_identifier`).
 GATEWAY_EVENT_SYSTEM = "urn:vitalgru:gateway-event"
 #: FHIR's core extension pointing a Flag at the record that supports it.
 FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
-ECG_POTENTIAL = {"system": _MDC, "code": "131328", "display": "MDC_ECG_ELEC_POTL"}
+ECG_POTENTIAL = {"system": MDC_SYSTEM, "code": "131328", "display": "MDC_ECG_ELEC_POTL"}
 SEPSIS = {"system": _SNOMED, "code": "91302008", "display": "Sepsis (disorder)"}
 HEART_RATE = {"system": _LOINC, "code": "8867-4", "display": "Heart rate"}
 

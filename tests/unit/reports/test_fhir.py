@@ -124,7 +124,8 @@ def test_an_alarm_strip_is_an_observation_of_sampled_data() -> None:
     assert sd["period"] == 4.0 and sd["factor"] == 0.001 and sd["origin"]["value"] == 0
     assert obs["effectivePeriod"] == {"start": "2026-12-05T08:01:35+00:00",
                                       "end": "2026-12-05T08:01:35.016000+00:00"}  # fmt: skip
-    assert obs["code"]["coding"][0]["code"] == "131328"
+    assert obs["code"]["coding"][0] == {"system": "urn:iso:std:iso:11073:10101",  # R4's URI
+                                        "code": "131328", "display": "MDC_ECG_ELEC_POTL"}  # fmt: skip
     assert obs["subject"]["identifier"] == {"system": "urn:oid:1.2.3", "value": "bed-4"}
     note = obs["note"][0]["text"]
     assert note.startswith("Ventricular run: ventricular run: 4 beats at 160 bpm; onset 5.00 s")
