@@ -190,3 +190,25 @@ class QualityStream:
             self._origin = keep_from
             self._peaks = self._peaks[self._peaks >= keep_from]
         return dataclasses.replace(res, start_idx=res.start_idx + o, stop_idx=res.stop_idx + o)
+
+    def silence_flags(self, x: np.ndarray) -> tuple[str, ...]:
+        """What this check finds wrong with ``x``, a stretch without beats (the silence of
+        a pause), judged as one window by its own checks and limits.
+
+        Only the checks that need no beat: ``nonfinite`` (missing samples beyond what is
+        bridged), ``flat`` (robust amplitude under ``flat_mv``) and ``lead_off`` (a
+        non-finite stretch, a step above ``step_mv``, an amplitude above ``range_mv``).
+        ``noisy`` needs beats, and ``clipped`` is left out too: without a QRS, the top of a
+        quiet baseline in ADC steps is reached by many samples, so an asystole would read
+        as clipped (an amplifier at its rail is a flat line, which ``flat`` finds).
+        Empty for a stretch that passes, or holds no sample.
+        """
+        arr = _as_signal(x, name="stretch", allow_nonfinite=True).reshape(-1)
+        n = arr.shape[0]
+        if n == 0:
+            return ()
+        filled, _ = hold_last(arr, 0.0)
+        none = np.zeros(1, dtype=np.int64)
+        res = judge_windows(arr, filled, ~np.isfinite(arr), filled, np.empty(0, np.int64),
+                            self.fs, n / self.fs, none, none + n, self._th, True)  # fmt: skip
+        return tuple(f for f in ("nonfinite", "flat", "lead_off") if bool(getattr(res, f)[0]))

@@ -13,10 +13,17 @@ setting of :class:`AlertRules`, as on a bedside monitor):
 * ``frequent_ventricular_ectopy``: ``v_per_window`` (10) or more V beats within the last
   ``window_s`` (60) seconds (the "PVCs per minute" limit of monitors); re-armed once the
   count has fallen below half the limit, so a rate hovering at the limit is one alarm.
-* ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem:
-  the alert carries the latest signal-quality verdict to tell them apart); open until the
-  next R peak is detected (:attr:`AlertTracker.pause_open`). Over a break in the feed
-  (:meth:`AlertTracker.broken`) only the silence received counts, on both sides of it.
+* ``pause``: no R peak detected for ``pause_s`` (3) seconds (asystole, or a lead problem);
+  open until the next R peak is detected (:attr:`AlertTracker.pause_open`). Over a break in
+  the feed (:meth:`AlertTracker.broken`) only the silence received counts, on both sides of
+  it. To tell asystole from a lead problem the alarm judges the silence itself with the
+  signal-quality check's own checks and limits (the monitor judges its last 2 s before it
+  became a pause: the latest quality window ended before the silence began, and there is
+  none in a stream's first seconds): when it is non-finite (a device sending null), flat or
+  lead off, the message says a lead problem is the likely cause and
+  :attr:`Alert.signal_flags` names what was found. A silence that passes, after a quality
+  window that rejected the lead, says that instead. The timing is the same either way: an
+  asystole pages as fast.
 * ``poor_signal`` (a technical alarm): ``poor_signal_windows`` (3) trailing quality windows
   in a row (:mod:`vitalgru.dsp.quality`; 10 s windows every 2 s, so about 14 s of signal)
   are rejected: flat, clipped, lead off, non-finite or noisy. Re-armed once as many windows
@@ -43,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -136,6 +143,11 @@ class Alert:
         Heart rate of a run (None for the others).
     n_beats : int
         Beats in the run, or V beats in the window (0 for a pause).
+    signal_flags : str
+        What the signal-quality check found wrong with the signal the alarm is about, as
+        the messages name it (``"flat"``, ``"nonfinite, lead off"``; ``""`` when nothing):
+        for a pause, its silence (a lead problem rather than asystole); for a poor-signal
+        alarm, the window that raised it.
     """
 
     patient_id: str
@@ -145,6 +157,7 @@ class Alert:
     message: str
     rate_bpm: float | None = None
     n_beats: int = 0
+    signal_flags: str = ""
 
     @property
     def delay_s(self) -> float:
@@ -307,18 +320,23 @@ class AlertTracker:
             self._ectopy_raised = False
         return out
 
-    def detected(self, previous_s: float, peak_s: float, now_s: float) -> list[Alert]:
+    def detected(
+        self, previous_s: float, peak_s: float, now_s: float, silent_flags: str = ""
+    ) -> list[Alert]:
         """Update with a newly detected R peak (``previous_s``: the one before it, -inf for
         the first, counted from the stream's start). A gap of ``pause_s`` or more that
         :meth:`silence` has not already reported is reported now, so every pause is one
-        alert however often the monitor is pushed."""
+        alert however often the monitor is pushed. ``silent_flags``: what the quality check
+        finds wrong with the silence between the two (as :meth:`silence`'s)."""
         onset = max(previous_s, 0.0) if math.isfinite(previous_s) else 0.0
         unseen = self._unseen(onset, peak_s)
         gap = peak_s - onset - unseen
         out = []
         if gap >= self.rules.pause_s - _EPS_S and not self._pause_raised:
             out.append(Alert(self.patient_id, "pause", onset, now_s,
-                             f"pause: no heartbeat for {gap:.1f} s{_unseen_note(unseen)}"))  # fmt: skip
+                             f"pause: no heartbeat for {gap:.1f} s{_unseen_note(unseen)}"
+                             f"{_lead_note(silent_flags)}",
+                             signal_flags=silent_flags))  # fmt: skip
         if peak_s >= self._pause_seen_to:
             self._pause_raised = False  # the pause, if any, ended with this beat
         # else a peak found late inside the silence already alarmed: the silence goes on
@@ -329,7 +347,12 @@ class AlertTracker:
         return out
 
     def silence(
-        self, last_beat_s: float, known_until_s: float, now_s: float, signal_ok: bool | None
+        self,
+        last_beat_s: float,
+        known_until_s: float,
+        now_s: float,
+        signal_ok: bool | None,
+        silent_flags: Callable[[], str] | str = "",
     ) -> list[Alert]:
         """Check for a pause.
 
@@ -344,6 +367,10 @@ class AlertTracker:
             Stream time now.
         signal_ok : bool or None
             The latest signal-quality verdict (None: none yet).
+        silent_flags : str or callable
+            What the signal-quality check finds wrong with the silence since the last beat
+            (``"flat"``, ``"nonfinite, lead off"``; ``""``: nothing), or a function giving
+            it, called only when a pause is raised.
         """
         onset = max(last_beat_s, 0.0) if math.isfinite(last_beat_s) else 0.0
         unseen = self._unseen(onset, known_until_s)
@@ -358,11 +385,10 @@ class AlertTracker:
         self._pause_raised = True
         self._pause_after = last_beat_s
         self._pause_seen_to = known_until_s
-        lead = (
-            "; the signal quality check rejects the lead: check the electrodes"
-            if signal_ok is False
-            else ""
-        )
+        flags = silent_flags() if callable(silent_flags) else silent_flags
+        lead = _lead_note(flags)
+        if not flags and signal_ok is False:
+            lead = "; the signal quality check rejects the lead: check the electrodes"
         return [
             Alert(
                 self.patient_id,
@@ -370,6 +396,7 @@ class AlertTracker:
                 onset,
                 now_s,
                 f"pause: no heartbeat detected for {since:.1f} s{_unseen_note(unseen)}{lead}",
+                signal_flags=flags,
             )
         ]
 
@@ -428,6 +455,7 @@ class AlertTracker:
                 now_s,
                 f"poor ECG signal ({flags}) in {self._bad_windows} quality windows in a row: "
                 "beats cannot be trusted; check the electrodes",
+                signal_flags=flags,
             )
         ]
 
@@ -463,6 +491,13 @@ class AlertTracker:
         self._run_first = self._run_last = math.nan
         self._run_n = 0
         self._run_raised = False
+
+
+def _lead_note(flags: str) -> str:
+    """What a pause message says when its silence is not an ECG (nothing when it is)."""
+    if not flags:
+        return ""
+    return f"; the signal in it is {flags}: likely a lead problem, check the electrodes"
 
 
 def _unseen_note(unseen_s: float) -> str:

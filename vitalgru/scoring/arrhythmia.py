@@ -394,14 +394,17 @@ class ArrhythmiaMonitor:
         beats waiting for them to the run and ectopy rules)."""
         out: list[Alert] = []
         now = st.n / st.fs
-        for prev, p in st.new_gaps:
-            out += st.alerts.detected(prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now)
+        for prev, p, quiet in st.new_gaps:
+            out += st.alerts.detected(prev / st.fs if prev >= 0 else -math.inf, p / st.fs, now,
+                                      quiet)  # fmt: skip
         st.new_gaps = []
         last = st.last_peak / st.fs if st.last_peak >= 0 else -math.inf
         # at the end every R peak is known (the detector was flushed): a silence that ends
         # the stream is checked up to its last sample (3.0-3.5 s of it raised nothing)
         known = now if final else st.known_until_s()
-        out += st.alerts.silence(last, known, now, st.latest_verdict())
+        # a pause's silence is judged on its own (the latest quality window ended before it)
+        out += st.alerts.silence(last, known, now, st.latest_verdict(),
+                                 lambda: st.silence_flags(st.last_peak))  # fmt: skip
         for stop, why in st.new_windows:
             out += st.alerts.signal(why, stop / st.fs, now)
         st.new_windows = []

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vitalgru.dsp.filters import _as_signal, check_fs
-from vitalgru.dsp.quality import units_hint
+from vitalgru.dsp.quality import BEAT_POST_S, BEAT_PRE_S, units_hint
 from vitalgru.dsp.quality_stream import QualityStream, hold_last
 from vitalgru.dsp.resample import rate_ratio
 from vitalgru.dsp.rpeaks import RpeakStream
@@ -31,13 +31,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vitalgru.scoring.arrhythmia")
 
 __all__ = [
-    "MAX_ABS_SAMPLE", "POLARITY_EVERY", "POLARITY_RUNS", "QUALITY_MAX_WAIT_S", "PatientMemory",
-    "PatientStream",
+    "MAX_ABS_SAMPLE", "POLARITY_EVERY", "POLARITY_RUNS", "QUALITY_MAX_WAIT_S", "SILENCE_JUDGED_S",
+    "PatientMemory", "PatientStream",
 ]  # fmt: skip
 
 #: Peaks reported more than this late (s) are not waited for by the quality check (the
 #: detector reports a peak within 0.36 s, or by search-back within about 4 s).
 QUALITY_MAX_WAIT_S = 5.0
+#: A pause's silence is judged on the last this many seconds before it became a pause (past
+#: the last beat's QRS and T wave): a lead comes off at some moment of the silence, and the
+#: samples on either side of that moment are the patient's baseline at another level (tenths
+#: of a mV off), which would make the flat line read as signal. At a pause of 3 s they begin
+#: 1 s after the last beat.
+SILENCE_JUDGED_S = 2.0
 #: A sample farther from 0 than this (in the feed's unit) is no ECG in mV, µV or even 24-bit
 #: ADC counts: it is taken as a gap, like NaN. One such sample used to blind the stream for
 #: good: from about 1e16 on, the filters' state drowned the signal in rounding, and no beat
@@ -166,11 +172,19 @@ class PatientStream:
         self.q_raw = np.empty(0)  # samples not yet given to the quality check (from q_fed)
         self.q_fed = 0
         self.q_peaks: list[int] = []  # peaks not yet given to the quality check
+        # what silence_flags found when the stream was flushed (None: samples came since)
+        self.flushed_silence: str | None = None
         self.verdicts: deque[tuple[int, bool]] = deque()  # (window stop, usable)
         self.verdict_before: bool | None = None  # verdict of the latest window dropped
         self.new_windows: list[tuple[int, str]] = []  # (stop, flags) judged, not yet alerted
         self.pending: deque[int] = deque()  # detected peaks not yet windowed
-        self.new_gaps: list[tuple[int, int]] = []  # (previous peak, peak) not yet alerted
+        # (previous peak, peak, what the quality check finds in the silence between them
+        # when it is long enough to be a pause) not yet alerted
+        self.new_gaps: list[tuple[int, int, str]] = []
+        self.pause_n = int(round(mon.alert_rules.pause_s * self.fs))  # silence that is a pause
+        self.beat_pre = int(round(BEAT_PRE_S * self.fs))  # a beat's signal around its R peak
+        self.beat_post = int(round(BEAT_POST_S * self.fs))
+        self.silence_judged = int(round(SILENCE_JUDGED_S * self.fs))
         self.last_peak = -1
         self.model_fs = mon.fs
         self.t_hist: deque[int] = deque(maxlen=mon.history_beats)  # model-rate R peaks
@@ -240,6 +254,7 @@ class PatientStream:
                            self.pid, int(wild.sum()), MAX_ABS_SAMPLE,
                            float(chunk[np.flatnonzero(wild)[0]]))  # fmt: skip
         held, self.last = hold_last(arr, self.last)
+        self.flushed_silence = None
         self.buf = np.concatenate([self.buf, held])
         self.q_raw = np.concatenate([self.q_raw, arr.astype(np.float64)])
         self.n += arr.size
@@ -248,6 +263,8 @@ class PatientStream:
 
     def flush(self) -> None:
         self._add_peaks(self.det.flush() + self.det_base)
+        # the quality check takes every sample held: judge the silence before it does
+        self.flushed_silence = self.silence_flags(self.last_peak)
         self._feed_quality(final=True)
 
     def skip(self, n: int) -> None:
@@ -261,6 +278,7 @@ class PatientStream:
         self.det_base = self.q_base = self.q_fed = fresh
         self.q_raw = np.empty(0)
         self.q_peaks = []
+        self.flushed_silence = None
         self.n = fresh
         # the held samples start on the resampling grid (see BeatInputs.stretch):
         # the few samples from the grid point to the break's end are the last one held
@@ -283,7 +301,11 @@ class PatientStream:
                 continue
             self.pending.append(p)
             self.q_peaks.append(p)
-            self.new_gaps.append((self.last_peak, p))
+            # the samples of a long silence are still here (not yet given to the quality
+            # check, which waits for this peak): judge them now
+            long = p - max(self.last_peak, 0) >= self.pause_n - 1  # (a break only shortens it)
+            quiet = self.silence_flags(self.last_peak, p - self.beat_pre) if long else ""
+            self.new_gaps.append((self.last_peak, p, quiet))
             self.last_peak = p
 
     def _feed_quality(self, final: bool) -> None:
@@ -325,6 +347,36 @@ class PatientStream:
     def latest_verdict(self) -> bool | None:
         """The newest quality verdict (None: no window judged yet)."""
         return self.verdicts[-1][1] if self.verdicts else self.verdict_before
+
+    def silence_flags(self, after: int, until: int | None = None) -> str:
+        """What the quality check finds wrong with the silence after R peak ``after`` (-1:
+        none, the stream's start) up to sample ``until`` (None: the latest), as the
+        poor-signal alarm names it ("flat", "nonfinite, lead off"; "" when it passes).
+
+        A pause's silence is judged on its own: the latest quality window ended before it
+        began (the check is fed up to the last R peak until :data:`QUALITY_MAX_WAIT_S` have
+        passed without one), and there is none in a stream's first seconds. Judged are the
+        :data:`SILENCE_JUDGED_S` before it reached the pause rule's ``pause_s``, past the last
+        beat's QRS and T wave (``BEAT_POST_S`` after its R peak, the quality check's beat
+        segment), so that the verdict does not depend on when the monitor is pushed; after
+        a break in the feed, the first of the samples received since (the checks cannot
+        look across it). See
+        :meth:`~vitalgru.dsp.quality_stream.QualityStream.silence_flags` for the checks.
+        """
+        if until is None and self.flushed_silence is not None:
+            return self.flushed_silence  # judged before the flush gave every sample away
+        stop = max(max(after, 0) + self.pause_n, self.q_fed + self.silence_judged)
+        stop = min(stop, self.n, self.n if until is None else until)
+        start = max(after + self.beat_post if after >= 0 else 0, stop - self.silence_judged)
+        seg = self.q_raw[max(start - self.q_fed, 0) : max(stop - self.q_fed, 0)]
+        flags = self.quality.silence_flags(seg)
+        why = ", ".join(f.replace("_", " ") for f in flags)
+        if flags and seg.size:
+            finite = seg[np.isfinite(seg)]
+            if finite.size > 1:
+                lo, hi = np.percentile(finite, [1, 99])
+                why += units_hint(hi - lo)
+        return why
 
     def ready_peaks(self, final: bool) -> list[int]:
         """Pending peaks whose stretch of signal and quality verdict are complete."""

@@ -83,7 +83,10 @@ class TestEcgWard:
         (back,) = [e for e in log["events"] if e["kind"] == "signal_restored"]  # lead on again
         assert back["ends"] == next(e["seq"] for e in alarms if e["kind"] == "poor_signal")
         (beats,) = [e for e in log["events"] if e["kind"] == "beats_resumed"]  # the pause's end
-        assert beats["ends"] == next(e["seq"] for e in alarms if e["kind"] == "pause")
+        (pause,) = [e for e in alarms if e["kind"] == "pause"]
+        assert beats["ends"] == pause["seq"]
+        # what its silence was, for the forwarders and pages (which show the message)
+        assert pause["signal_flags"] == "flat" and "likely a lead problem" in pause["message"]
         assert log["events"][: len(first["events"])] == first["events"]
         assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
                                                 "dropped": 0}  # fmt: skip
