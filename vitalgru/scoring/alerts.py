@@ -19,9 +19,10 @@ setting of :class:`AlertRules`, as on a bedside monitor):
   it. To tell asystole from a lead problem the alarm judges the silence itself with the
   signal-quality check's own checks and limits (the monitor judges its last 2 s before it
   became a pause: the latest quality window ended before the silence began, and there is
-  none in a stream's first seconds): when it is non-finite (a device sending null), flat or
-  lead off, the message says a lead problem is the likely cause and
-  :attr:`Alert.signal_flags` names what was found. A silence that passes, after a quality
+  none in a stream's first seconds): when it is non-finite (a device sending null) or lead
+  off, the message says a lead problem is the likely cause; flat alone, it says asystole or
+  a lead off, the patient first (an asystole is a flat line too, and no electrode impedance
+  is seen here); :attr:`Alert.signal_flags` names what was found. A silence that passes, after a quality
   window that rejected the lead, says that instead. The timing is the same either way: an
   asystole pages as fast.
 * ``poor_signal`` (a technical alarm): ``poor_signal_windows`` (3) trailing quality windows
@@ -146,7 +147,7 @@ class Alert:
     signal_flags : str
         What the signal-quality check found wrong with the signal the alarm is about, as
         the messages name it (``"flat"``, ``"nonfinite, lead off"``; ``""`` when nothing):
-        for a pause, its silence (a lead problem rather than asystole); for a poor-signal
+        for a pause, its silence (flat, or a lead problem); for a poor-signal
         alarm, the window that raised it.
     """
 
@@ -494,9 +495,15 @@ class AlertTracker:
 
 
 def _lead_note(flags: str) -> str:
-    """What a pause message says when its silence is not an ECG (nothing when it is)."""
+    """What a pause message says when its silence is not an ECG (nothing when it is).
+
+    Missing samples or a lead off are a lead problem. A flat silence alone is not: an
+    asystole is a flat line too (these checks see no electrode impedance), so the message
+    names both and the patient first."""
     if not flags:
         return ""
+    if flags == "flat":
+        return "; the signal in it is flat: asystole or a lead off, check the patient first"
     return f"; the signal in it is {flags}: likely a lead problem, check the electrodes"
 
 

@@ -86,7 +86,7 @@ class TestEcgWard:
         (pause,) = [e for e in alarms if e["kind"] == "pause"]
         assert beats["ends"] == pause["seq"]
         # what its silence was, for the forwarders and pages (which show the message)
-        assert pause["signal_flags"] == "flat" and "likely a lead problem" in pause["message"]
+        assert pause["signal_flags"] == "flat" and "asystole or a lead off" in pause["message"]
         assert log["events"][: len(first["events"])] == first["events"]
         assert ward.events(log["last_seq"]) == {"events": [], "last_seq": log["last_seq"],
                                                 "dropped": 0}  # fmt: skip
