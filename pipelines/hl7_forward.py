@@ -6,8 +6,9 @@ engines and alarm-management systems (the ones that page a nurse's phone) take H
 alarms over MLLP, so the gateway sends each alarm there itself, shaped after IHE PCD's
 Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
 
-- ``OBR``: the alarm's event number as placer and filler id (an escalation carries the
-  number of the alarm it escalates or ends, so the receiver ties them together), ``OBR-4``
+- ``OBR``: the alarm's id as placer and filler id (:func:`alarm_id`: the event log's id and
+  the alarm's event number, unique across gateways and state files; an escalation carries
+  the id of the alarm it escalates or ends, so the receiver ties them together), ``OBR-4``
   ``196616^MDC_EVT_ALARM^MDC``, ``OBR-7`` when it was raised;
 - ``OBX`` facets under sub-ids ``1.0.0.0.n``: the event (``MDC_EVT_ALARM``, its value the
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
@@ -19,6 +20,10 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
 - ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
+
+``MSH-10`` (the control id) is the :func:`alarm_id` of the event sent. Event numbers begin
+at 1 in every gateway and in a new state file: the bare number, as it was sent before, gave
+the alarms of two gateways the same order and control ids at a receiver that takes both.
 
 This is the message's shape, not a claim of conformance: no IHE test tool has seen it.
 
@@ -51,7 +56,7 @@ from pipelines.mllp_server import tls_file
 from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, read_message
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["AlarmForwarder", "alarm_message", "client_tls"]
+__all__ = ["AlarmForwarder", "alarm_id", "alarm_message", "client_tls"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,22 @@ ALARM_CLASSES: dict[str, tuple[str, str]] = {
 }
 #: Longest wait (s) between tries while the receiver does not answer.
 MAX_RETRY_S = 60.0
+#: Characters of the event log's id in :func:`alarm_id`: HL7 2.6 (``MSH-12``) allows 20
+#: characters in ``MSH-10`` (ST) and 22 in ``OBR-2``/``OBR-3`` (EI); 8 hex digits (32 bits:
+#: two logs share them once in 4 billion) and a dash leave 11 digits for the event number
+#: (the ``OBR`` ids go without a namespace, ``^VITALGRU``, which would not fit; ``MSH-3``
+#: names the sender).
+LOG_ID_CHARS = 8
+
+
+def alarm_id(log_id: str, seq: int) -> str:
+    """The id of event ``seq`` of the event log ``log_id`` in HL7 (``MSH-10``, ``OBR-2``,
+    ``OBR-3``): ``<first 8 characters of the log id>-<seq>``, unique across gateways and
+    state files (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file) where
+    the bare number was not, and within HL7 2.6's lengths (:data:`LOG_ID_CHARS`)."""
+    if not log_id:
+        raise ValueError("an alarm's HL7 id needs the event log's id")
+    return f"{log_id[:LOG_ID_CHARS]}-{int(seq)}"
 
 
 def client_tls(
@@ -99,14 +120,16 @@ def alarm_message(
     event: dict[str, Any],
     alarm: dict[str, Any] | None = None,
     *,
+    log_id: str,
     facility: str = "",
     receiver: str = "",
     authority: str = "",
 ) -> str | None:
     """The ``ORU^R40`` message of a logged event (see the module's description): an alarm,
     an escalation, the end of a sepsis alarm episode, a pause, poor signal or a lost feed
-    (``alarm``: the event it escalates or ends, when the log still has it). None for an
-    event that is not forwarded (information, acknowledgements)."""
+    (``alarm``: the event it escalates or ends, when the log still has it), its ids those
+    of the event log ``log_id`` (:func:`alarm_id`). None for an event that is not forwarded
+    (information, acknowledgements)."""
     kind = event.get("kind")
     # an event that ends an alarm names it (alarm_ended, feed_restored, signal_restored,
     # beats_resumed)
@@ -117,7 +140,7 @@ def alarm_message(
     priority, alert_type = ALARM_CLASSES[str(base["kind"])]
     if escalation:
         priority = "PH"
-    seq = int(base["seq"])
+    order = alarm_id(log_id, int(base["seq"]))
     raised = _ts(base.get("received_at"))
     now = _ts(event.get("received_at"))
     pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
@@ -135,9 +158,9 @@ def alarm_message(
     ]  # fmt: skip
     segments = [
         f"MSH|^~\\&|VITALGRU|{escape(facility)}|{escape(receiver)}||{now}||ORU^R40^ORU_R40|"
-        f"VG{event['seq']}|P|2.6|||AL|NE",
+        f"{alarm_id(log_id, int(event['seq']))}|P|2.6|||AL|NE",
         f"PID|||{pid}^^^{escape(authority)}^MR" if authority else f"PID|||{pid}",
-        f"OBR|1|{seq}^VITALGRU|{seq}^VITALGRU|196616^MDC_EVT_ALARM^MDC|||{raised}",
+        f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
     ]
     for i, (vt, code, value, flags) in enumerate(facets, 1):
         sub = f"1.0.0.0.{i if i < 5 else i + 1}"  # facet 5 (inactivation state) not sent
@@ -255,7 +278,7 @@ class AlarmForwarder:
                 if len(self._alarms) > 10_000:
                     self._alarms.pop(min(self._alarms))
             alarm = self._alarm(int(event.get("escalates") or event.get("ends") or 0))
-            message = alarm_message(event, alarm, **self.options)
+            message = alarm_message(event, alarm, log_id=self.ward.log_id, **self.options)
             if message is not None and not self._deliver(message, int(event["seq"])):
                 return moved
             self._moved_to(int(event["seq"]))

@@ -17,7 +17,13 @@ from monitor_kit import untrained_monitor
 from tls_kit import make_pki
 
 from pipelines.gateway import create_app
-from pipelines.hl7_forward import ALARM_CLASSES, AlarmForwarder, alarm_message, client_tls
+from pipelines.hl7_forward import (
+    ALARM_CLASSES,
+    AlarmForwarder,
+    alarm_id,
+    alarm_message,
+    client_tls,
+)
 from pipelines.mllp_server import server_tls
 from vitalgru.io.hl7v2 import read_message
 from vitalgru.scoring import EarlyWarningMonitor
@@ -35,14 +41,21 @@ def test_every_alarm_kind_has_a_priority_and_a_type() -> None:
     assert ALARM_CLASSES["feed_lost"] == ALARM_CLASSES["poor_signal"] == ("PL", "ST")
 
 
+#: An event log's id (:attr:`Ward.log_id`).
+LOG = "4f0c9a21e3b84d5f9a6c0d1e2f3a4b5c"
+
+
 def test_an_alarm_as_an_oru_r40_message() -> None:
     alarm = {"seq": 7, "source": "sepsis", "patient_id": "icu|4", "kind": "sepsis_risk",
              "received_at": "2026-12-05T08:15:00+00:00",
              "message": "sepsis risk 0.61 reached 0.40; raised most by Lactate 4.2 mmol/L"}  # fmt: skip
-    msg = read_message(alarm_message(alarm, authority="HOSP"))
-    assert msg.kind == ("ORU", "R40") and msg.control_id == "VG7"
+    msg = read_message(alarm_message(alarm, log_id=LOG, authority="HOSP"))
+    assert msg.kind == ("ORU", "R40") and msg.control_id == "4f0c9a21-7"
     assert msg.patient_ids == ["icu|4"]  # escaped in the message, read back whole
-    assert msg.field("OBR", 2) == "7" and msg.field("OBR", 7) == "20261205081500+0000"
+    assert (
+        msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-7"
+        and msg.field("OBR", 7) == "20261205081500+0000"
+    )
     obx = [s for s in msg.segments if s[0] == "OBX"]
     assert [s[3].split("^")[1] for s in obx] == [
         "MDC_EVT_ALARM", "MDC_ATTR_ALERT_SOURCE", "MDC_ATTR_EVENT_PHASE", "MDC_ATTR_ALARM_STATE",
@@ -57,51 +70,99 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     esc = {"seq": 9, "source": "ward", "patient_id": "icu|4", "kind": "escalated",
            "escalates": 7, "received_at": "2026-12-05T08:30:00+00:00",
            "message": "sepsis_risk of patient icu|4 has not been acknowledged for 15 min"}  # fmt: skip
-    msg = read_message(alarm_message(esc, alarm))
+    msg = read_message(alarm_message(esc, alarm, log_id=LOG))
     obx = [s for s in msg.segments if s[0] == "OBX"]
-    assert msg.field("OBR", 2) == "7" and msg.control_id == "VG9"
+    assert (
+        msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-7"
+        and msg.control_id == "4f0c9a21-9"
+    )
     assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
     assert msg.field("OBR", 7) == "20261205081500+0000"  # when the alarm was raised
     # the next level of a chain is one more continuation of the same alarm, and says which
     second = {**esc, "seq": 10, "level": 2, "received_at": "2026-12-05T08:45:00+00:00",
               "message": esc["message"].replace("15 min", "30 min (escalation 2 of 3)")}  # fmt: skip
-    msg = read_message(alarm_message(second, alarm))
+    msg = read_message(alarm_message(second, alarm, log_id=LOG))
     obx = [s for s in msg.segments if s[0] == "OBX"]
-    assert msg.field("OBR", 2) == "7" and msg.control_id == "VG10"
+    assert (
+        msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-7"
+        and msg.control_id == "4f0c9a21-10"
+    )
     assert [s[5] for s in obx][2:5] == ["continue", "active", "PH"]
     assert msg.field("NTE", 3).endswith("(escalation 2 of 3)")
     # the end of the episode ends that alarm
     end = {"seq": 12, "source": "ward", "patient_id": "icu|4", "kind": "alarm_ended",
            "ends": 7, "received_at": "2026-12-05T11:02:00+00:00", "message": "over"}  # fmt: skip
-    msg = read_message(alarm_message(end, alarm))
+    msg = read_message(alarm_message(end, alarm, log_id=LOG))
     obx = [s for s in msg.segments if s[0] == "OBX"]
-    assert msg.field("OBR", 2) == "7" and [s[5] for s in obx][2:4] == ["end", "inactive"]
+    assert msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-7" and [s[5] for s in obx][
+        2:4
+    ] == ["end", "inactive"]
     # a lost feed that is back ends that technical alarm; one restored without it is not sent
     feed = {"seq": 20, "source": "ecg", "patient_id": "bed|2", "kind": "feed_lost",
             "received_at": "2026-12-05T09:00:00+00:00", "message": "no ECG samples"}  # fmt: skip
     again = {"seq": 21, "source": "ecg", "patient_id": "bed|2", "kind": "feed_restored",
              "ends": 20, "received_at": "2026-12-05T09:02:00+00:00",
              "message": "ECG samples are arriving again"}  # fmt: skip
-    msg = read_message(alarm_message(again, feed))
+    msg = read_message(alarm_message(again, feed, log_id=LOG))
     obx = [s for s in msg.segments if s[0] == "OBX"]
-    assert msg.field("OBR", 2) == "20" and msg.field("OBR", 7) == "20261205090000+0000"
+    assert (
+        msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-20"
+        and msg.field("OBR", 7) == "20261205090000+0000"
+    )
     assert [s[5] for s in obx] == ["feed_lost^feed lost^99VGR", "ecg", "end", "inactive",
                                    "PL", "ST"]  # fmt: skip
-    assert alarm_message({k: v for k, v in again.items() if k != "ends"}) is None
+    assert alarm_message({k: v for k, v in again.items() if k != "ends"}, log_id=LOG) is None
     poor = {**feed, "seq": 30, "kind": "poor_signal", "message": "poor ECG signal"}
     good = {**again, "seq": 31, "kind": "signal_restored", "ends": 30}
-    obx = [s for s in read_message(alarm_message(good, poor)).segments if s[0] == "OBX"]
+    obx = [s for s in read_message(alarm_message(good, poor, log_id=LOG)).segments if s[0] == "OBX"]
     assert [s[5] for s in obx][:4] == ["poor_signal^poor signal^99VGR", "ecg", "end", "inactive"]
     # heartbeats after a pause end that clinical alarm the same way, at its high priority
     pause = {**feed, "seq": 40, "kind": "pause", "message": "pause: no heartbeat for 6.0 s"}
     beats = {**again, "seq": 41, "kind": "beats_resumed", "ends": 40}
-    obx = [s for s in read_message(alarm_message(beats, pause)).segments if s[0] == "OBX"]
+    obx = [
+        s for s in read_message(alarm_message(beats, pause, log_id=LOG)).segments if s[0] == "OBX"
+    ]
     assert [s[5] for s in obx] == ["pause^pause^99VGR", "ecg", "end", "inactive",
                                    "PH", "SP"]  # fmt: skip
     # information and acknowledgements are not alarms
     for kind in ("feed_restored", "monitor_restarted", "acknowledged"):
-        assert alarm_message({"seq": 1, "kind": kind}) is None
-    assert alarm_message(esc, None) is None  # an escalation of an alarm no longer in the log
+        assert alarm_message({"seq": 1, "kind": kind}, log_id=LOG) is None
+    assert (
+        alarm_message(esc, None, log_id=LOG) is None
+    )  # an escalation of an alarm no longer in the log
+
+
+def test_two_gateways_alarms_are_told_apart_at_the_receiver(tmp_path: Path) -> None:
+    # event numbers begin at 1 in every gateway and state file: the bare number gave the
+    # first alarm of each the same control and order ids at an engine that takes both
+    engine = _Receiver()
+    wards = [Ward(untrained_monitor(), feed_timeout_s=0.01,
+                  journal=WardJournal(tmp_path / f"{n}.sqlite")) for n in ("a", "b")]  # fmt: skip
+    for ward, bed in zip(wards, ("a1", "b1"), strict=True):
+        fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+        fwd.start()
+        _lost_feeds(ward, [bed])
+        _wait(lambda w=ward, f=fwd: f.cursor == w.last_seq)  # type: ignore[misc]
+        fwd.stop()
+    engine.close()
+    a, b = (read_message(m) for m in engine.got)
+    assert a.field("OBR", 4) == b.field("OBR", 4) and a.patient_ids != b.patient_ids
+    seqs = [int(e["seq"]) for w in wards for e in w.events()["events"] if e["kind"] == "feed_lost"]
+    assert seqs[0] == seqs[1]  # the same event number in both logs
+    for msg, ward, seq in ((a, wards[0], seqs[0]), (b, wards[1], seqs[1])):
+        (obr,) = [s for s in msg.segments if s[0] == "OBR"]
+        assert obr[2] == obr[3] == alarm_id(ward.log_id, seq)  # whole: within 22 characters
+    assert a.control_id != b.control_id and a.field("OBR", 2) != b.field("OBR", 2)
+    # within HL7 2.6 (MSH-12): MSH-10 up to 20 characters, OBR-2/3 (EI) 22
+    assert a.field("MSH", 12) == "2.6"
+    assert len(alarm_id(LOG, 10**11 - 1)) == 20
+    # the same log (a restart on the same state file) keeps its ids
+    for ward in wards:
+        ward.journal.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "a.sqlite"))
+    assert again.log_id == wards[0].log_id
+    with pytest.raises(ValueError, match="log's id"):
+        alarm_id("", 3)
 
 
 class _Receiver:
@@ -336,7 +397,7 @@ def test_the_end_of_a_sepsis_alarm_episode_is_logged_and_forwarded(
     engine.close()
     phases = [[s for s in read_message(m).segments if s[0] == "OBX"][2][5] for m in engine.got]
     assert phases.count("start") == len(onsets) and phases[-1] == "end"
-    assert read_message(engine.got[-1]).field("OBR", 2) == str(ended[-1]["ends"])
+    assert read_message(engine.got[-1]).field("OBR", 2) == alarm_id(ward.log_id, ended[-1]["ends"])
 
 
 def test_alarms_gone_from_the_log_during_an_outage_are_said_and_counted(

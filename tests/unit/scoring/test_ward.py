@@ -946,9 +946,12 @@ class TestSepsisLockout:
         ward.tick()  # the repeats never escalate, nor does the acknowledged alarm
         assert not [e for e in ward.events()["events"] if e["kind"] == "escalated"]
         for e in repeats:  # nor are they sent on as alarms, nor their ends
-            assert alarm_message(e) is None
+            assert alarm_message(e, log_id=ward.log_id) is None
         ends = [e for e in ward.events()["events"] if e["kind"] == "alarm_ended"]
-        assert all(alarm_message(e, r) is None for e, r in zip(ends[1:], repeats, strict=False))
+        assert all(
+            alarm_message(e, r, log_id=ward.log_id) is None
+            for e, r in zip(ends[1:], repeats, strict=False)
+        )
         if ward.sepsis_summary("icu-1")["in_alarm"]:
             assert ward.sepsis_summary("icu-1")["alarm_repeated"]
             assert "a repeat within the lockout" in ward_page_html(*ward.summaries())
@@ -1225,7 +1228,7 @@ def test_alarms_going_on_at_a_discharge_end_with_it(
     # and the forwarder sends each end
     log = {e["seq"]: e for e in ward.events()["events"]}
     for e in ended:
-        msg = alarm_message(e, log[e["ends"]])
+        msg = alarm_message(e, log[e["ends"]], log_id=ward.log_id)
         assert msg is not None and "|end|" in msg and "|inactive|" in msg
 
 
