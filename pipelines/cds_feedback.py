@@ -33,8 +33,22 @@ OVERRIDE_REASONS = [
 _CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
 
 
-def card_uuid(event: Mapping[str, Any]) -> str:
-    """The card id of an alarm event (the same event, the same id, across calls)."""
+def card_uuid(event: Mapping[str, Any], log_id: str) -> str:
+    """The card id of an alarm event of the event log ``log_id`` (the same event, the same
+    id, across calls): a name-based UUID of the log's id, the event's number and when it was
+    received (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file). Event
+    numbers begin at 1 in every gateway and state file, and two gateways' alarms can be
+    received in the same second: without the log's id, their cards had the same id. The
+    feedback finds a card's alarm by working out the ids of the log's alarms, not by reading
+    the id (:func:`apply_feedback`)."""
+    if not log_id:
+        raise ValueError("a card's id needs the event log's id")
+    return str(uuid.uuid5(_CARD_NS, f"{log_id}/{event['seq']}/{event.get('received_at', '')}"))
+
+
+def _card_uuid_before_log_ids(event: Mapping[str, Any]) -> str:
+    """The card id an alarm had before card ids named the event log (:func:`card_uuid`):
+    still taken in feedback, for the cards clinicians saw before the upgrade."""
     return str(uuid.uuid5(_CARD_NS, f"{event['seq']}/{event.get('received_at', '')}"))
 
 
@@ -85,10 +99,12 @@ def apply_feedback(
     client: str,
     monitor: str,
     patients: set[str] | None = None,
+    *,
+    log_id: str,
 ) -> dict[str, int]:
     """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
-    find the card's alarm by its id; only the alarms ``monitor``'s services give cards for,
-    :func:`carded`), as ``CDS Hooks (<client>)``, the outcome and any override reason (one
+    find the card's alarm by its id, :func:`card_uuid` of ``log_id``, the ward's event log;
+    only the alarms ``monitor``'s services give cards for, :func:`carded`), as ``CDS Hooks (<client>)``, the outcome and any override reason (one
     of the cards', :data:`REASONS_OF`, or one the EHR added, marked so) and comment as the
     note. Returns ``{"acknowledged", "already", "unknown"}`` (cards whose alarm was
     acknowledged before, or that the log no longer holds or never carded); the patients of
@@ -103,7 +119,11 @@ def apply_feedback(
         # checked before any is taken: a refusal acknowledges nothing
         raise ValueError("each feedback names a card and an outcome (accepted or overridden)")
     reasons = [_reason(i, monitor) for i in items]  # all checked before any is taken too
-    by_card = {card_uuid(e): e for e in events if carded(e, monitor)}
+    alarms = [e for e in events if carded(e, monitor)]
+    # a card shown before card ids named the log: still taken by its old id (which a
+    # gateway not yet upgraded may give another alarm of the same number and second)
+    by_card = {_card_uuid_before_log_ids(e): e for e in alarms}
+    by_card.update({card_uuid(e, log_id): e for e in alarms})
     counts = {"acknowledged": 0, "already": 0, "unknown": 0}
     for item, said in zip(items, reasons, strict=True):
         event = by_card.get(str(item.get("card")))

@@ -215,6 +215,8 @@ def sepsis_cards(
     threshold: float,
     page: str | None = None,
     service: str = "vitalgru-sepsis",
+    *,
+    log_id: str,
 ) -> list[dict[str, Any]]:
     """The card of a sepsis patient (:meth:`Ward.sepsis_summary`, the episode's onset event,
     the model's alarm line, the stay page's URL if it has one a browser reaches), from
@@ -243,7 +245,7 @@ def sepsis_cards(
         "A model's risk, not a diagnosis: assess the patient.",
     ])  # fmt: skip
     return [{
-        "uuid": card_uuid(onset), "summary": summary_line, "indicator": indicator,
+        "uuid": card_uuid(onset, log_id), "summary": summary_line, "indicator": indicator,
         "detail": detail, "source": _source(service),
         "overrideReasons": OVERRIDE_REASONS,
         **_links("The stay's risk, hour by hour", page),
@@ -264,6 +266,8 @@ def ecg_cards(
     page: str | None = None,
     live: Collection[int] = (),
     service: str = "vitalgru-ecg",
+    *,
+    log_id: str,
 ) -> list[dict[str, Any]]:
     """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
     acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL); a technical one
@@ -276,7 +280,7 @@ def ecg_cards(
     for a in list(reversed(waiting))[:ECG_CARDS]:
         name = ALERT_NAMES.get(str(a.get("kind")), str(a.get("kind")))
         cards.append({
-            "uuid": card_uuid(a),
+            "uuid": card_uuid(a, log_id),
             "summary": f"ECG alarm: {name} at {a.get('received_at')}"[:139],
             "indicator": "critical" if a.get("kind") in CRITICAL_ECG else "warning",
             "detail": f"{a.get('message', name)}\n\n{_ack_line(a)}",
@@ -404,10 +408,11 @@ def cds_router(
             if monitor == "sepsis":
                 summary = ward.sepsis_summary(pid)
                 cards = sepsis_cards(summary, summary.get("alarm_onset"),
-                                     ward.sepsis.threshold, page, service_id)  # fmt: skip
+                                     ward.sepsis.threshold, page, service_id,
+                                     log_id=ward.log_id)  # fmt: skip
             else:
                 cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()),
-                                  service_id)  # fmt: skip
+                                  service_id, log_id=ward.log_id)  # fmt: skip
         except KeyError:  # not on this monitor: no guidance
             cards = []
         if hook == "encounter-discharge":
@@ -428,7 +433,7 @@ def cds_router(
         patients: set[str] = set()
         try:
             got = apply_feedback(ward, events, body, request.state.cds_client.name,
-                                 service(service_id)[0], patients)  # fmt: skip
+                                 service(service_id)[0], patients, log_id=ward.log_id)  # fmt: skip
         except ValueError as e:
             stats.call(f"{service_id}/feedback", "invalid")
             raise HTTPException(422, str(e)) from None

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from monitor_kit import untrained_monitor
 
 from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid
+from pipelines.cds_hooks import ecg_cards
 from pipelines.cds_tokens import CdsClients, jwk_of, sign_token
 from pipelines.gateway import create_app
 from vitalgru.scoring.ward import Ward
@@ -21,6 +22,7 @@ from vitalgru.scoring.ward import Ward
 ISS = "https://ehr.example.org"
 BASE = "http://testserver"
 KEY = ec.generate_private_key(ec.SECP384R1())
+LOG = "4f0c9a21e3b84d5f9a6c0d1e2f3a4b5c"  # an event log's id (Ward.log_id)
 
 
 def _auth(aud: str) -> dict[str, str]:
@@ -53,7 +55,7 @@ def test_feedback_acknowledges_only_the_alarms_the_service_carded() -> None:
                           headers=_auth(f"{aud}/feedback"))  # fmt: skip
 
         # an informational event's id, worked out from the log: acknowledged before
-        got = feedback({"card": card_uuid(back), "outcome": "accepted"})
+        got = feedback({"card": card_uuid(back, ward.log_id), "outcome": "accepted"})
         assert got.json() == {"acknowledged": 0, "already": 0, "unknown": 1}
         # the ECG card's alarm, through the sepsis service's feedback: not its card
         sepsis = c.post("/cds-services/vitalgru-sepsis/feedback", json={"feedback": [
@@ -85,9 +87,14 @@ def test_feedback_acknowledges_only_the_alarms_the_service_carded() -> None:
 def test_a_comment_without_a_reason_is_taken() -> None:
     onset = {"seq": 3, "source": "ecg", "kind": "feed_lost", "patient_id": "bed-3"}
     ward = _Ward()
-    item = {"card": card_uuid(onset), "outcome": "overridden",
+    item = {"card": card_uuid(onset, LOG), "outcome": "overridden",
             "overrideReason": {"userComment": "lead off, re-sited"}}  # fmt: skip
-    assert apply_feedback(ward, [onset], {"feedback": [item]}, "ehr", "ecg")["acknowledged"] == 1
+    assert (
+        apply_feedback(ward, [onset], {"feedback": [item]}, "ehr", "ecg", log_id=LOG)[
+            "acknowledged"
+        ]
+        == 1
+    )
     assert ward.notes == ["card overridden in the EHR lead off, re-sited"]
 
 
@@ -104,9 +111,9 @@ def test_a_sepsis_card_is_overridden_with_its_reasons_or_the_ehrs() -> None:
     ended = {"seq": 8, "source": "sepsis", "kind": "alarm_ended", "patient_id": "icu-1"}
     ward = _Ward()
     offered = {**OVERRIDE_REASONS[2], "display": "anything the EHR says"}
-    item = {"card": card_uuid(onset), "outcome": "overridden",
+    item = {"card": card_uuid(onset, LOG), "outcome": "overridden",
             "overrideReason": {"reason": offered}}  # fmt: skip
-    got = apply_feedback(ward, [onset, ended], {"feedback": [item]}, "ehr", "sepsis")
+    got = apply_feedback(ward, [onset, ended], {"feedback": [item]}, "ehr", "sepsis", log_id=LOG)
     assert got["acknowledged"] == 1
     assert ward.notes == ["card overridden in the EHR (Measurement artefact or error)"]
     # a reason the card did not offer (another system's "known", or one without a system):
@@ -115,7 +122,7 @@ def test_a_sepsis_card_is_overridden_with_its_reasons_or_the_ehrs() -> None:
                           ({"code": "known"}, "known")):  # fmt: skip
         ward.notes.clear()
         ehrs = {**item, "overrideReason": {"reason": reason}}
-        assert apply_feedback(ward, [onset], {"feedback": [ehrs]}, "ehr", "sepsis")[
+        assert apply_feedback(ward, [onset], {"feedback": [ehrs]}, "ehr", "sepsis", log_id=LOG)[
             "acknowledged"] == 1  # fmt: skip
         assert ward.notes == [
             f"card overridden in the EHR (the EHR's reason, not one the card offered: {named})"
@@ -131,11 +138,45 @@ def test_a_sepsis_card_is_overridden_with_its_reasons_or_the_ehrs() -> None:
     ):
         with pytest.raises(ValueError, match="Coding|object"):
             apply_feedback(ward, [onset], {"feedback": [item, {**item, "overrideReason": bad}]},
-                           "ehr", "sepsis")  # fmt: skip
+                           "ehr", "sepsis", log_id=LOG)  # fmt: skip
     assert ward.notes == []  # all or nothing
-    got = apply_feedback(ward, [ended], {"feedback": [{"card": card_uuid(ended),
-                         "outcome": "accepted"}]}, "ehr", "sepsis")  # fmt: skip
+    got = apply_feedback(ward, [ended], {"feedback": [{"card": card_uuid(ended, LOG),
+                         "outcome": "accepted"}]}, "ehr", "sepsis", log_id=LOG)  # fmt: skip
     assert got["unknown"] == 1  # an event no card is made for
-    got = apply_feedback(ward, [onset], {"feedback": [{"card": card_uuid(onset),
-                         "outcome": "accepted"}]}, "ehr", "ecg")  # fmt: skip
+    got = apply_feedback(ward, [onset], {"feedback": [{"card": card_uuid(onset, LOG),
+                         "outcome": "accepted"}]}, "ehr", "ecg", log_id=LOG)  # fmt: skip
     assert got["unknown"] == 1  # another monitor's card
+
+
+def test_two_gateways_cards_have_their_own_ids() -> None:
+    # event numbers begin at 1 in every gateway and state file, and two gateways can log
+    # an alarm in the same second: without the log's id both cards had one id, and an EHR
+    # sending one's feedback to the other acknowledged an alarm no one had seen
+    onset = {"seq": 3, "source": "ecg", "kind": "feed_lost", "patient_id": "bed-3",
+             "received_at": "2026-12-05T08:15:00+00:00"}  # fmt: skip
+    other = "9d2e" * 8
+    assert card_uuid(onset, LOG) != card_uuid(onset, other)
+    assert card_uuid(onset, LOG) == card_uuid(dict(onset), LOG)  # the same card, the same id
+    ward = _Ward()
+    theirs = {"card": card_uuid(onset, other), "outcome": "accepted"}
+    got = apply_feedback(ward, [onset], {"feedback": [theirs]}, "ehr", "ecg", log_id=LOG)
+    assert got == {"acknowledged": 0, "already": 0, "unknown": 1} and ward.notes == []
+    # a card shown before the upgrade, its id made without the log's, is still taken
+    before = str(uuid.uuid5(uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40"),
+                            f"3/{onset['received_at']}"))  # fmt: skip
+    got = apply_feedback(ward, [onset], {"feedback": [{"card": before, "outcome": "accepted"}]},
+                         "ehr", "ecg", log_id=LOG)  # fmt: skip
+    assert got["acknowledged"] == 1
+    with pytest.raises(ValueError, match="log's id"):
+        card_uuid(onset, "")
+
+
+def test_the_gateways_cards_name_its_log() -> None:
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    ward.admit_ecg("bed-3", 360)
+    time.sleep(0.03)
+    ward.tick()  # the feed is lost: an alarm, a card
+    (alarm,) = [e for e in ward.events()["events"] if e["kind"] == "feed_lost"]
+    (card,) = ecg_cards(ward.ecg_summary("bed-3"), live=set(ward.alarms_in_progress()),
+                        log_id=ward.log_id)  # fmt: skip
+    assert card["uuid"] == card_uuid(alarm, ward.log_id)

@@ -128,7 +128,9 @@ def test_a_hook_call_of_any_shape_names_a_patient_or_is_refused(call: Any, syste
                                                            "userComment": "seen"}}]}) | JSON)  # fmt: skip
 def test_feedback_of_any_shape_is_counted_or_refused(body: Any) -> None:
     try:
-        got = apply_feedback(None, [], body, "ehr", "sepsis")  # no alarm logged: all unknown
+        got = apply_feedback(
+            None, [], body, "ehr", "sepsis", log_id="l"
+        )  # no alarm logged: all unknown
     except ValueError:
         return
     assert got["acknowledged"] == got["already"] == 0 and got["unknown"] == len(body["feedback"])
