@@ -75,8 +75,9 @@ ALARM_CLASSES: dict[str, tuple[str, str]] = {
 }
 #: Longest wait (s) between tries while the receiver does not answer.
 MAX_RETRY_S = 60.0
-#: Characters of the event log's id in :func:`alarm_id`: HL7 2.6 (``MSH-12``) allows 20
-#: characters in ``MSH-10`` (ST) and 22 in ``OBR-2``/``OBR-3`` (EI); 8 hex digits (32 bits:
+#: Characters of the event log's id in :func:`alarm_id`: the ids are kept within 20
+#: characters in ``MSH-10`` (ST) and 22 in ``OBR-2``/``OBR-3`` (EI), the lengths of HL7
+#: versions before 2.6 that many engines still apply; 8 hex digits (32 bits:
 #: two logs share them once in 4 billion) and a dash leave 11 digits for the event number
 #: (the ``OBR`` ids go without a namespace, ``^VITALGRU``, which would not fit; ``MSH-3``
 #: names the sender).
@@ -87,7 +88,7 @@ def alarm_id(log_id: str, seq: int) -> str:
     """The id of event ``seq`` of the event log ``log_id`` in HL7 (``MSH-10``, ``OBR-2``,
     ``OBR-3``): ``<first 8 characters of the log id>-<seq>``, unique across gateways and
     state files (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file) where
-    the bare number was not, and within HL7 2.6's lengths (:data:`LOG_ID_CHARS`)."""
+    the bare number was not, and within the lengths of :data:`LOG_ID_CHARS`."""
     if not log_id:
         raise ValueError("an alarm's HL7 id needs the event log's id")
     return f"{log_id[:LOG_ID_CHARS]}-{int(seq)}"
