@@ -304,17 +304,6 @@ def ecg_bundle(
             obs: Resource = {
                 "resourceType": "Observation",
                 "status": "final",
-                "category": [
-                    {
-                        "coding": [
-                            {
-                                "system": _OBS_CATEGORY,
-                                "code": "vital-signs",
-                                "display": "Vital Signs",
-                            }
-                        ]
-                    }
-                ],  # fmt: skip
                 "code": {
                     "coding": [HEART_RATE],
                     "text": "Heart rate, median over the monitored ECG",
@@ -347,6 +336,11 @@ def ecg_bundle(
                     "start": begin,
                     "end": _when(t0, timedelta(seconds=float(p["monitored_s"]))),
                 }
+                # a vital sign only with its time: R4's vital-signs profile, which the
+                # category claims, requires effective[x] (a replay without a start has none)
+                obs["category"] = [{"coding": [{
+                    "system": _OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs",
+                }]}]  # fmt: skip
             out.append((f"ecg-heart-rate/{pid}", obs))
         for k, a in enumerate(p["alerts"]):
             onset = float(a["onset_s"])

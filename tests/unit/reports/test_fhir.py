@@ -108,6 +108,18 @@ class TestEcgBundle:
         (flag,) = _by_type(b, "Flag")
         assert flag["period"] == {"start": (T0 + timedelta(seconds=30)).isoformat()}
         assert flag["code"]["text"].startswith("Ventricular run at 30 s")
+        assert obs["category"][0]["coding"][0]["code"] == "vital-signs"
+
+    def test_a_heart_rate_without_a_time_claims_no_vital_sign_profile(self) -> None:
+        """R4's vital-signs profile, which the vital-signs category claims, requires
+        effective[x]: a replay without a start time gave a vital sign without one."""
+        t = [0.8 * k for k in range(150)]
+        p = patient_summary("bed-4", 121.0, t, ["N"] * 150, [True] * 150, [])
+        b = ecg_bundle([p], model="models:/a/1")
+        Bundle.model_validate(b)
+        (obs,) = _by_type(b, "Observation")
+        assert "effectivePeriod" not in obs and "category" not in obs
+        assert obs["code"]["coding"][0]["code"] == "8867-4"
 
 
 def test_an_alarm_strip_is_an_observation_of_sampled_data() -> None:
