@@ -28,7 +28,8 @@ from vitalgru.io.ingest import iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
-from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, Alert, alarm_strip, strip_bounds
+from vitalgru.scoring.alarm_strips import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
+from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
 
@@ -104,7 +105,7 @@ def replay(
         Called with ``(tick, n_ticks)`` after each tick (progress).
     strips_per_kind : int
         ECG strips kept per patient and alarm kind, the first ones
-        (:func:`~vitalgru.scoring.alerts.alarm_strip`, as the gateway keeps them).
+        (:func:`~vitalgru.scoring.alarm_strips.alarm_strip`, as the gateway keeps them).
 
     Returns
     -------
@@ -172,7 +173,7 @@ def replay(
 def _strip(a: Alert, feed: tuple[np.ndarray, float], calls: list[BeatCall],
            chunk_s: float) -> dict[str, Any]:  # fmt: skip
     """The strip as the gateway completes it, ticking every ``chunk_s``: with the beats
-    labelled by the first tick :data:`~vitalgru.scoring.alerts.STRIP_LABEL_WAIT_S` after
+    labelled by the first tick :data:`~vitalgru.scoring.alarm_strips.STRIP_LABEL_WAIT_S` after
     its end (or the end of the recording)."""
     x, fs = feed
     wait = strip_bounds(a)[1] + STRIP_LABEL_WAIT_S

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from vitalgru.dsp.quality import Thresholds
-from vitalgru.scoring.alerts import MAX_BREAKS_KEPT, STRIP_MAX_S
+from vitalgru.scoring.alarm_strips import STRIP_MAX_S
+from vitalgru.scoring.alerts import MAX_BREAKS_KEPT
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.alerts import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
+from vitalgru.scoring.alarm_strips import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
 from vitalgru.scoring.ward_ecg_bed import EcgBed
 from vitalgru.scoring.ward_events import WardEvents, _iso_ms
 
@@ -76,7 +76,7 @@ class WardStrips(WardEvents):
         "start_s", "end_s", "start_at", "onset_s", "raised_at_s", "complete", "beats":
         [{"time_s", "label", "signal_ok"}], "samples": [mV, ...]}`` (stream times in s; a
         gap is None). Until ``complete`` it ends at the latest samples and grows each tick
-        (:func:`~vitalgru.scoring.alerts.alarm_strip`). KeyError when the event has none
+        (:func:`~vitalgru.scoring.alarm_strips.alarm_strip`). KeyError when the event has none
         (not an ECG alarm, or older than the strips kept)."""
         with self._queue_lock:
             got = self._strips.get(int(seq))
