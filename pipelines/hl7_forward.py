@@ -21,6 +21,8 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
 - ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
 
+The bytes are UTF-8, and ``MSH-18`` says so (:data:`CHARSET`) in every message.
+
 ``MSH-10`` (the control id) is the :func:`alarm_id` of the event sent. Event numbers begin
 at 1 in every gateway and in a new state file: the bare number, as it was sent before, gave
 the alarms of two gateways the same order and control ids at a receiver that takes both.
@@ -53,7 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.mllp_server import tls_file
-from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, read_message
+from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, message_bytes, read_message
 from vitalgru.scoring.ward import Ward
 
 __all__ = ["AlarmForwarder", "alarm_id", "alarm_message", "client_tls"]
@@ -73,6 +75,12 @@ ALARM_CLASSES: dict[str, tuple[str, str]] = {
     "feed_lost": ("PL", "ST"),
     "feed_rate": ("PL", "ST"),
 }
+#: ``MSH-18`` of every message sent: its bytes are UTF-8. HL7 reads an empty ``MSH-18`` as
+#: ASCII, and engines that default to 8859/1 misread a patient id or a facility with a
+#: letter beyond it (``MÜLLER-0042``, ``Hôpital``), so the alarm matched no patient. Named
+#: always, not only when a message needs it: an engine that cannot take UTF-8 says so on
+#: the first alarm, while it is set up, not on the first patient with an accent.
+CHARSET = "UNICODE UTF-8"
 #: Longest wait (s) between tries while the receiver does not answer.
 MAX_RETRY_S = 60.0
 #: Characters of the event log's id in :func:`alarm_id`: the ids are kept within 20
@@ -159,7 +167,7 @@ def alarm_message(
     ]  # fmt: skip
     segments = [
         f"MSH|^~\\&|VITALGRU|{escape(facility)}|{escape(receiver)}||{now}||ORU^R40^ORU_R40|"
-        f"{alarm_id(log_id, int(event['seq']))}|P|2.6|||AL|NE",
+        f"{alarm_id(log_id, int(event['seq']))}|P|2.6|||AL|NE||{CHARSET}",
         f"PID|||{pid}^^^{escape(authority)}^MR" if authority else f"PID|||{pid}",
         f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
     ]
@@ -342,7 +350,7 @@ class AlarmForwarder:
                     sock.close()
                     raise
             self._sock = sock
-        self._sock.sendall(MLLP_START + message.encode() + MLLP_END)
+        self._sock.sendall(MLLP_START + message_bytes(message) + MLLP_END)
         control_id = read_message(message).control_id
         deadline = time.monotonic() + self.timeout_s
         while True:  # the acknowledgement of this message (MSA-2): a late or repeated one

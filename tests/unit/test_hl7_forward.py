@@ -25,7 +25,7 @@ from pipelines.hl7_forward import (
     client_tls,
 )
 from pipelines.mllp_server import server_tls
-from vitalgru.io.hl7v2 import read_message
+from vitalgru.io.hl7v2 import message_bytes, read_message
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.alerts import KINDS
 from vitalgru.scoring.ward import Ward
@@ -130,6 +130,23 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     assert (
         alarm_message(esc, None, log_id=LOG) is None
     )  # an escalation of an alarm no longer in the log
+
+
+def test_an_alarm_names_its_character_set() -> None:
+    # sent as UTF-8 with MSH-18 empty (ASCII), an engine reading 8859/1 took MÜLLER-0042
+    # for another id and the alarm matched no patient
+    alarm = {"seq": 3, "source": "ecg", "patient_id": "MÜLLER-0042", "kind": "feed_lost",
+             "received_at": "2026-12-05T08:15:00+00:00", "message": "no ECG samples"}  # fmt: skip
+    text = alarm_message(alarm, log_id=LOG, facility="Hôpital")
+    assert text is not None
+    sent = message_bytes(text)
+    assert sent == text.encode("utf-8")
+    msg = read_message(sent)  # read in the set MSH-18 names
+    assert msg.charset == "UNICODE UTF-8"
+    assert msg.patient_ids == ["MÜLLER-0042"] and msg.field("MSH", 4) == "Hôpital"
+    # an ASCII alarm names it as well: every message the engine sees has the same MSH
+    plain = read_message(alarm_message({**alarm, "patient_id": "bed-1"}, log_id=LOG))
+    assert plain.charset == "UNICODE UTF-8"
 
 
 def test_two_gateways_alarms_are_told_apart_at_the_receiver(tmp_path: Path) -> None:
