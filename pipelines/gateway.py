@@ -303,7 +303,8 @@ def create_app(
         """Models, patients, ticks, the state file; with HL7 interfaces, the MLLP port and
         the alarm forwarder's state (``behind``: events not handled yet; ``failing``: its
         latest tries got no acknowledgement; ``lost``: events gone from the log before it
-        handled them). No identifiers: it is open."""
+        handled them; ``unmatched``: escalations and ends not sent, their alarm gone and
+        its kind not said). No identifiers: it is open."""
         out = {"status": "ok", "models": models or {}, "tick_s": tick_s,
                "token_required": access is not None, **ward.status()}  # fmt: skip
         if mllp is not None:
@@ -316,7 +317,7 @@ def create_app(
                 "target": f"{forwarder.host}:{forwarder.port}", "tls": forwarder.tls is not None,
                 "sent": forwarder.sent, "refused": forwarder.rejected,
                 "failures": forwarder.failures, "behind": forwarder.lag,
-                "lost": forwarder.lost,
+                "lost": forwarder.lost, "unmatched": forwarder.unmatched,
                 "failing": forwarder.failing,
             }  # fmt: skip
         return out

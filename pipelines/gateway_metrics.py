@@ -177,8 +177,9 @@ class IntakeCollector:
 
 class ForwarderCollector:
     """How the alarm forwarder (:mod:`pipelines.hl7_forward`) is doing: alarms delivered
-    and refused, failed tries, events lost from the log before they were handled, and
-    events not handled yet (grows while the receiver is down)."""
+    and refused, failed tries, events lost from the log before they were handled,
+    escalations and ends whose alarm could not be found, and events not handled yet
+    (grows while the receiver is down)."""
 
     def __init__(self, forwarder: Any) -> None:
         self.forwarder = forwarder
@@ -193,6 +194,9 @@ class ForwarderCollector:
              f.failures),
             ("vitalgru_alarms_forward_lost_events", "events gone from the ward's log before "
              "the forwarder came to them (alarms among them not sent)", f.lost),
+            ("vitalgru_alarms_forward_unmatched_events", "escalations and ends not sent: "
+             "the alarm they name was gone from the ward's log and they do not say its kind",
+             f.unmatched),
         ):  # fmt: skip
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily("vitalgru_alarms_forward_lag_events",

@@ -42,6 +42,13 @@ then on, not the whole log. The ward's log keeps the newest events only
 after the cursor to be gone, they are logged as an error with their number, counted
 (:attr:`AlarmForwarder.lost`, on ``/metrics`` and ``/health``) and passed over; the
 alarms among them are not sent.
+
+An escalation or an end says the kind of the alarm it names (``alarm_kind``), so that it
+is sent even when that alarm is no longer in the log nor seen since a restart (the end
+message needs only the alarm's id and kind; ``OBR-7``, when it was raised, is then left
+empty): without it the receiver kept the alarm active. One that does not say it (logged
+by an earlier version) and whose alarm cannot be found is logged as an error and counted
+(:attr:`AlarmForwarder.unmatched`, on ``/metrics`` and ``/health``).
 """
 
 from __future__ import annotations
@@ -125,6 +132,27 @@ def _ts(iso: str | None) -> str:
     return t.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
+def _named_alarm(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The alarm an escalation or an end names, from what the event carries itself (its
+    number and ``alarm_kind``) when the alarm is no longer at hand: its time raised
+    unknown. None when the event does not say the alarm's kind (logged before it did)."""
+    seq = event.get("escalates") or event.get("ends")
+    kind = event.get("alarm_kind")
+    if seq is None or not kind:
+        return None
+    source = "sepsis" if str(kind).startswith("sepsis") else "ecg"
+    return {"seq": int(seq), "kind": kind, "source": source, "received_at": None}
+
+
+def _names_alarm(event: dict[str, Any]) -> bool:
+    """Whether ``event`` escalates or ends an alarm that may have been forwarded: one whose
+    kind it does not say, or says is forwarded."""
+    if event.get("kind") != "escalated" and event.get("ends") is None:
+        return False
+    kind = event.get("alarm_kind")
+    return not kind or kind in ALARM_CLASSES
+
+
 def alarm_message(
     event: dict[str, Any],
     alarm: dict[str, Any] | None = None,
@@ -136,21 +164,23 @@ def alarm_message(
 ) -> str | None:
     """The ``ORU^R40`` message of a logged event (see the module's description): an alarm,
     an escalation, the end of a sepsis alarm episode, a pause, poor signal or a lost feed
-    (``alarm``: the event it escalates or ends, when the log still has it), its ids those
-    of the event log ``log_id`` (:func:`alarm_id`). None for an event that is not forwarded
-    (information, acknowledgements)."""
+    (``alarm``: the event it escalates or ends, when the log still has it; else the kind
+    the event carries, ``alarm_kind``, and ``OBR-7`` is left empty), its ids those of the
+    event log ``log_id`` (:func:`alarm_id`). None for an event that is not forwarded
+    (information, acknowledgements), and for an escalation or end whose alarm is not at
+    hand and whose kind it does not carry."""
     kind = event.get("kind")
     # an event that ends an alarm names it (alarm_ended, feed_restored, signal_restored,
     # beats_resumed)
     escalation, ended = kind == "escalated", event.get("ends") is not None
-    base = alarm if escalation or ended else event
+    base = (alarm or _named_alarm(event)) if escalation or ended else event
     if base is None or base.get("kind") not in ALARM_CLASSES:
         return None
     priority, alert_type = ALARM_CLASSES[str(base["kind"])]
     if escalation:
         priority = "PH"
     order = alarm_id(log_id, int(base["seq"]))
-    raised = _ts(base.get("received_at"))
+    raised = _ts(base["received_at"]) if base.get("received_at") else ""  # "": not known
     now = _ts(event.get("received_at"))
     pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
     label = str(base["kind"]).replace("_", " ")
@@ -173,7 +203,7 @@ def alarm_message(
     ]
     for i, (vt, code, value, flags) in enumerate(facets, 1):
         sub = f"1.0.0.0.{i if i < 5 else i + 1}"  # facet 5 (inactivation state) not sent
-        when = f"|||{raised}" if i == 1 else ""
+        when = f"|||{raised}" if i == 1 and raised else ""
         segments.append(f"OBX|{i}|{vt}|{code}|{sub}|{value}|||{flags}|||F{when}")
     segments.append(f"NTE|1||{text}")
     return "\r".join(segments) + "\r"
@@ -227,6 +257,7 @@ class AlarmForwarder:
                 logger.exception("alarms: could not keep the cursor")
         self.sent = self.rejected = self.failures = 0
         self.lost = 0  # events gone from the ward's log before they were handled
+        self.unmatched = 0  # escalations and ends not sent: their alarm could not be found
         self.failing = False  # the latest try got no acknowledgement
         self._sock: socket.socket | None = None
         self._buf = b""  # bytes read after the last acknowledgement, on this connection
@@ -288,6 +319,16 @@ class AlarmForwarder:
                     self._alarms.pop(min(self._alarms))
             alarm = self._alarm(int(event.get("escalates") or event.get("ends") or 0))
             message = alarm_message(event, alarm, log_id=self.ward.log_id, **self.options)
+            if message is None and alarm is None and _names_alarm(event):
+                # an end (or escalation) of an alarm neither seen in this process nor still
+                # in the log, logged before events said the alarm's kind: the receiver
+                # keeps showing that alarm active unless someone is told
+                self.unmatched += 1
+                logger.error("alarms: event %d (%s) names alarm %s, which is no longer in the "
+                             "ward's log and whose kind it does not say: not sent; the "
+                             "receiver may still show that alarm active", int(event["seq"]),
+                             event.get("kind"),
+                             event.get("escalates") or event.get("ends"))  # fmt: skip
             if message is not None and not self._deliver(message, int(event["seq"])):
                 return moved
             self._moved_to(int(event["seq"]))

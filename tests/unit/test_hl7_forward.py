@@ -445,3 +445,58 @@ def test_alarms_gone_from_the_log_during_an_outage_are_said_and_counted(
     assert metrics["vitalgru_alarms_forward_lost_events"] == 5
     fwd.step()  # said once, not again on the next look
     assert fwd.lost == 5 and caplog.text.count("were no longer in the ward's log") == 1
+
+
+def test_an_end_is_sent_after_a_restart_when_its_alarm_has_left_the_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the forwarder looked for the ended alarm in what it had seen since it started and in
+    # the ward's log: after a restart, with the alarm aged out, the end was passed over
+    # without a word and the receiver kept the alarm active
+    import vitalgru.scoring.ward as ward_module
+    from pipelines.gateway_metrics import ForwarderCollector
+
+    monkeypatch.setattr(ward_module, "MAX_EVENTS", 20)
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01,
+                journal=WardJournal(tmp_path / "ward.sqlite"))  # fmt: skip
+    engine = _Receiver()
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    _lost_feeds(ward, ["bed-1"])
+    lost = next(e["seq"] for e in ward.events(since=0)["events"] if e["kind"] == "feed_lost")
+    while fwd.cursor < ward.last_seq:
+        fwd.step()
+    assert read_message(engine.got[-1]).field("OBR", 2) == alarm_id(ward.log_id, lost)
+    for i in range(25):  # other beds' alarms push it out of the log
+        with ward._queue_lock:
+            ward._event({"source": "ecg", "kind": "poor_signal", "patient_id": f"bed-{i + 2}",
+                         "message": "poor signal"})  # fmt: skip
+    while fwd.cursor < ward.last_seq:
+        fwd.step()
+    fwd.stop()
+    assert ward.events(since=0, limit=1)["events"][0]["seq"] > lost
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)  # restart
+    ward.add_ecg("bed-1", [0.0] * 36)  # the feed is back: feed_restored ends that alarm
+    end = ward.events(since=0)["events"][-1]
+    assert end["kind"] == "feed_restored" and end["alarm_kind"] == "feed_lost"
+    while fwd.cursor < ward.last_seq:
+        fwd.step()
+    msg = read_message(engine.got[-1])
+    obx = [s[5] for s in msg.segments if s[0] == "OBX"]
+    assert msg.control_id == alarm_id(ward.log_id, end["seq"])
+    assert msg.field("OBR", 2) == msg.field("OBR", 3) == alarm_id(ward.log_id, lost)
+    assert obx == ["feed_lost^feed lost^99VGR", "ecg", "end", "inactive", "PL", "ST"]
+    assert msg.field("OBR", 7) == ""  # when it was raised is no longer known
+    assert fwd.unmatched == 0
+    # an end logged without the kind (an earlier version's) cannot be built: said, counted
+    with ward._queue_lock:
+        ward._event({"source": "ecg", "kind": "signal_restored", "patient_id": "bed-3",
+                     "ends": lost, "message": "good again"})  # fmt: skip
+    sent = len(engine.got)
+    while fwd.cursor < ward.last_seq:
+        fwd.step()
+    fwd.stop()
+    engine.close()
+    assert len(engine.got) == sent and fwd.unmatched == 1
+    assert f"names alarm {lost}, which is no longer in the ward's log" in caplog.text
+    metrics = {m.name: m.samples[0].value for m in ForwarderCollector(fwd).collect()}
+    assert metrics["vitalgru_alarms_forward_unmatched_events"] == 1

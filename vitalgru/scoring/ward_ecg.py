@@ -171,7 +171,8 @@ class EcgWard(WardShadows, WardStrips):
                 if lost is not None:  # back: that technical alarm has cleared, no one is paged
                     self._awaiting_ack.pop(lost, None)
                     self._event({"source": "ecg", "patient_id": pid, "kind": "feed_restored",
-                                 "ends": lost, "message": "ECG samples are arriving again"})  # fmt: skip
+                                 "ends": lost, "alarm_kind": "feed_lost",
+                                 "message": "ECG samples are arriving again"})  # fmt: skip
             return bed.queued_n
 
     def _in_order(
@@ -247,7 +248,7 @@ class EcgWard(WardShadows, WardStrips):
             assert bed.rate_seq is not None
             self._awaiting_ack.pop(bed.rate_seq, None)
             self._event({"source": "ecg", "patient_id": pid, "kind": "alarm_ended",
-                         "ends": bed.rate_seq, "reason": "rate_matches",
+                         "ends": bed.rate_seq, "alarm_kind": "feed_rate", "reason": "rate_matches",
                          "message": f"the feed sends about {rate:.0f} samples a second, as "
                          f"admitted ({bed.fs:g} Hz)"})  # fmt: skip
             bed.rate_seq = None
@@ -300,7 +301,8 @@ class EcgWard(WardShadows, WardStrips):
             if kind != "pause":
                 self._awaiting_ack.pop(seq, None)
             self._event({"source": "ward", "patient_id": pid, "kind": "alarm_ended", "ends": seq,
-                         "reason": "discharged", "message": f"the {kind.replace('_', ' ')} "
+                         "alarm_kind": kind, "reason": "discharged",
+                         "message": f"the {kind.replace('_', ' ')} "
                          f"alarm (event {seq}) ends: the patient left ECG monitoring"})  # fmt: skip
         bed.lost_seq = bed.rate_seq = bed.poor_seq = bed.pause_seq = None
 
@@ -346,12 +348,14 @@ class EcgWard(WardShadows, WardStrips):
                     poor, bed.poor_seq = bed.poor_seq, None
                     self._awaiting_ack.pop(poor, None)
                     self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
-                                 "ends": poor, "message": "the ECG signal passed the quality "
+                                 "ends": poor, "alarm_kind": "poor_signal",
+                                 "message": "the ECG signal passed the quality "
                                  "check again: beats can be trusted"})  # fmt: skip
                 if bed.pause_seq is not None and not self.ecg.pause_open(pid):
                     pause, bed.pause_seq = bed.pause_seq, None
                     self._event({"source": "ecg", "patient_id": pid, "kind": "beats_resumed",
-                                 "ends": pause, "message": "heartbeats are detected again "
+                                 "ends": pause, "alarm_kind": "pause",
+                                 "message": "heartbeats are detected again "
                                  "after the pause"})  # fmt: skip
                 self._note_polarity(pid, bed)
 

@@ -263,6 +263,7 @@ class WardEvents:
                     "patient_id": alarm.get("patient_id"),
                     "kind": "escalated",
                     "escalates": seq,
+                    "alarm_kind": alarm.get("kind"),
                     "level": level,
                     "message": f"{alarm.get('kind')} of patient {alarm.get('patient_id')} "
                     f"(event {seq}, {alarm.get('received_at')}) has not been acknowledged "

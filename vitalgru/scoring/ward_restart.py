@@ -351,7 +351,7 @@ class WardRestart(SepsisWard):
             with self._queue_lock:
                 self._event({
                     "source": "ward", "patient_id": pid, "kind": "alarm_ended",
-                    "ends": onset["seq"], "reason": "restart",
+                    "ends": onset["seq"], "alarm_kind": onset.get("kind"), "reason": "restart",
                     "message": f"the alarm episode that began at ICU hour {onset.get('hour')} "
                     "is not going on in the hours scored again after the gateway restarted: "
                     "it ends here",

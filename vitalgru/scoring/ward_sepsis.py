@@ -179,7 +179,8 @@ class SepsisWard(SepsisHours):
                 if bed.onset is not None:  # the episode is over: said, for whoever paged
                     self._event({
                         "source": "ward", "patient_id": pid, "kind": "alarm_ended",
-                        "ends": bed.onset["seq"], "hour": risk.hour,
+                        "ends": bed.onset["seq"], "alarm_kind": bed.onset["kind"],
+                        "hour": risk.hour,
                         "risk": round(risk.risk, 4),
                         "message": f"sepsis risk {risk.risk:.2f} fell below the alarm threshold "
                         f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}: the alarm "
@@ -336,7 +337,8 @@ class SepsisWard(SepsisHours):
                 if bed.onset is not None:  # an episode going on ends with the stay: said
                     self._event({
                         "source": "ward", "patient_id": pid, "kind": "alarm_ended",
-                        "ends": bed.onset["seq"], "reason": "discharged",
+                        "ends": bed.onset["seq"], "alarm_kind": bed.onset["kind"],
+                        "reason": "discharged",
                         "message": "the patient left sepsis monitoring: the alarm episode "
                         f"that began at ICU hour {bed.onset.get('hour')} ends with it",
                     })  # fmt: skip
