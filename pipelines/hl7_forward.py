@@ -405,7 +405,8 @@ class AlarmForwarder:
             frame, self._buf = self._buf.split(MLLP_END, 1)
             ack = read_message(frame.lstrip(MLLP_START))  # ValueError: not HL7
             if ack.field("MSA", 2) == control_id:
-                return ack.field("MSA", 1).upper(), ack.field("MSA", 3)
+                # why, from v2.7 on in ERR-8 only (MSA-3 withdrawn)
+                return ack.field("MSA", 1).upper(), ack.field("MSA", 3) or ack.field("ERR", 8)
             logger.warning("alarms: %s:%d acknowledged %r while %r was awaited; passed over",
                            self.host, self.port, ack.field("MSA", 2), control_id)  # fmt: skip
 

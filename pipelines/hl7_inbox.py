@@ -96,6 +96,7 @@ class Hl7Reply:
     result: dict[str, Any] = field(default_factory=dict)  # the ward's answer, for AA
     duplicate: bool = False
     send: bool = True  # False: MSH-15 asks for no acknowledgement of this outcome (MLLP)
+    error: int = 207  # why it was not taken, as HL7 table 0357 (ERR-3) says it
 
 
 class Hl7Inbox:
@@ -161,7 +162,10 @@ class Hl7Inbox:
             msg = read_message(raw)
         except ValueError as e:
             named = _named(raw)
-            reply = Hl7Reply(hl7_ack(named, "AR", str(e)), "AR", 422, str(e))
+            # no MSH first: a segment out of order; else bytes not of the character set
+            error = 100 if "first segment must be MSH" in str(e) else 102
+            reply = Hl7Reply(hl7_ack(named, "AR", str(e), error=error), "AR", 422, str(e),
+                             error=error)  # fmt: skip
             self.intake.message(source, "none", "AR")
             return _answered(named, reply)
         with self._lock:
@@ -219,12 +223,13 @@ class Hl7Inbox:
             else:
                 text = (f"an HL7 v2 {msg.message_type or 'message without a type'!r} is not "
                         "read here: send ADT (admissions, transfers, discharges) and ORU^R01")  # fmt: skip
-                return Hl7Reply(hl7_ack(msg, "AR", text), "AR", 422, text, msg.message_type)
+                return Hl7Reply(hl7_ack(msg, "AR", text, error=200), "AR", 422, text,
+                                msg.message_type, error=200)  # fmt: skip
         except Refused as e:
             if code == "ORU":
                 self.intake.count(source, "hours", "refused")
-            return Hl7Reply(hl7_ack(msg, "AE", e.detail), "AE", e.status, e.detail,
-                            msg.message_type)  # fmt: skip
+            return Hl7Reply(hl7_ack(msg, "AE", e.detail, error=e.hl7_error), "AE", e.status,
+                            e.detail, msg.message_type, error=e.hl7_error)  # fmt: skip
         return Hl7Reply(hl7_ack(msg, "AA", text), "AA", 200, text, msg.message_type, result)
 
     def _oru(self, msg: Hl7Message, source: str, received: datetime) -> tuple[dict[str, Any], str]:
@@ -249,7 +254,7 @@ class Hl7Inbox:
     def _adt(self, msg: Hl7Message, trigger: str, received: datetime) -> tuple[dict[str, Any], str]:
         event = adt_event(msg, self.tz, received=received)
         if not event.patient_ids:
-            raise Refused(422, "the message names no patient (PID-3)")
+            raise Refused(422, "the message names no patient (PID-3)", 101)
         pid = event.patient_ids[0]
         on = pid in set(self.ward.patients().get("sepsis", []))
         if not on:  # one kept from before ids were checked can still be updated, discharged
@@ -327,7 +332,8 @@ class Hl7Inbox:
         changes nothing."""
         prior = msg.prior_patient_ids
         if not prior:
-            raise Refused(422, "ADT^A40 without MRG-1: it does not say which record is merged")
+            raise Refused(422, "ADT^A40 without MRG-1: it does not say which record is merged",
+                          101)  # fmt: skip
         on = self.ward.patients()
         moves = [(monitor, old, merge) for monitor, merge in (
             ("sepsis", self.ward.merge_sepsis), ("ecg", self.ward.merge_ecg))
@@ -402,7 +408,8 @@ def _answered(msg: Hl7Message, reply: Hl7Reply) -> Hl7Reply:
         return reply
     commit = _COMMIT.get(reply.code, "CE")
     if commit in _ACCEPT.get(accept, _ACCEPT["AL"]):
-        return replace(reply, ack=hl7_ack(msg, commit, reply.text), send=True)
+        return replace(reply, ack=hl7_ack(msg, commit, reply.text, error=reply.error),
+                       send=True)  # fmt: skip
     application = msg.field("MSH", 16).upper()
     wanted = _ACCEPT.get(application, ()) if application else ()  # none said: none sent
     return replace(reply, send=commit in wanted)

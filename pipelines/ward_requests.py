@@ -15,15 +15,30 @@ from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.io.fhir_resources import says_when, subject_patient, timed_resources
 from vitalgru.scoring.ward import Ward
 
-__all__ = ["Refused", "score_observations", "ward_call"]
+__all__ = ["Refused", "hl7_error_of", "score_observations", "ward_call"]
 
 
 class Refused(Exception):
-    """A request the ward did not take: an HTTP status and the reason."""
+    """A request the ward did not take: an HTTP status and the reason; ``hl7_error``, the
+    code of HL7 table 0357 an acknowledgement says it with (by the status when not given:
+    :func:`hl7_error`)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, hl7_error: int | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
+        self.hl7_error = hl7_error if hl7_error is not None else hl7_error_of(status)
+
+
+#: HTTP statuses of a refusal as HL7 table 0357 codes (``ERR-3``): a patient not admitted
+#: is an unknown key, one admitted twice a duplicate key; any other an application error.
+_HL7_ERRORS = {404: 204, 409: 205, 423: 206}
+
+
+def hl7_error_of(status: int) -> int:
+    """The HL7 table 0357 code (``ERR-3``) of a refusal with this HTTP status: 204 unknown
+    key (404), 205 duplicate key (409), 206 record locked (423), else 207 application
+    internal error."""
+    return _HL7_ERRORS.get(status, 207)
 
 
 def ward_call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -722,8 +722,10 @@ def test_an_hour_sent_as_hl7_v2_scores_as_the_same_hour_sent_as_json(
     r = client.post("/vitals/hl7/hl7", params={"iculos": nxt["iculos"] + 1},
                     content=_oru(rows[0], "other", "E2"), headers=er7)  # fmt: skip
     assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AE|E2|the message is")
+    assert r.text.split("\r")[2].startswith("ERR|||207^Application internal error^HL70357|E|")
     r = client.post("/vitals/hl7/hl7", params=nxt, content="not hl7", headers=er7)
     assert r.status_code == 422 and r.text.split("\r")[1].startswith("MSA|AR||not an HL7 v2")
+    assert r.text.split("\r")[2].startswith("ERR|||100^Segment sequence error^HL70357|E|")
     # and the operator's monitoring counts what the input took and left
     m = _samples(client.get("/metrics").text)
     hours = {dict(k[1])["outcome"]: v for k, v in m.items()

@@ -26,6 +26,7 @@ from pipelines.mllp_server import server_tls
 from pipelines.ward_requests import Refused, score_observations
 from vitalgru.errors import ConflictError
 from vitalgru.io.fhir_observations import row_to_observations
+from vitalgru.io.hl7v2 import read_message
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
@@ -909,6 +910,30 @@ def test_readings_of_the_hour_the_clock_goes_back_go_to_the_hour_they_were_sent_
     ward.close_hours("icu-8")
     hr = ward.sepsis_stay("icu-8")["values"]["hr_bpm"]
     np.testing.assert_array_equal(hr, [np.nan, 90.0, 110.0, 110.0])
+
+
+def test_a_refusal_says_why_with_a_code_of_hl7_table_0357() -> None:
+    # the reason was in MSA-3 alone, with no code an engine could act on
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    head = "MSH|^~\\&|MON|ICU|VITALGRU|HOSP|20261205083000+0000||"
+
+    def err(message: str | bytes) -> tuple[str, str, str]:
+        reply = inbox.handle(message)
+        back = read_message(reply.ack)
+        return back.field("MSA", 1), back.field("ERR", 3), back.field("ERR", 8)
+
+    code, error, text = err(head + "SIU^S12|S1|P|2.5\r")
+    assert (code, error) == ("AR", "200") and "is not read here" in text
+    code, error, text = err(head + "ORU^R01|R1|P|2.6\rPID|1||nobody\r")
+    assert (code, error) == ("AE", "204") and "nobody" in text  # not admitted: unknown key
+    assert err(head + "ADT^A01|D1|P|2.5\rEVN|A01\r")[:2] == ("AE", "101")  # no PID-3
+    assert err(b"PID|1||x\r")[:2] == ("AR", "100")  # no MSH first
+    latin = (head + "ORU^R01|L1|P|2.5\rPID|1||M\xfcller\r").encode("latin-1")
+    assert err(latin)[:2] == ("AR", "102")  # bytes not of the set MSH-18 names
+    # in enhanced mode the commit acknowledgement carries the same code
+    reply = inbox.handle(head + "ORU^R01|R2|P|2.5|||AL|NE\rPID|1||nobody\r")
+    back = read_message(reply.ack)
+    assert back.field("MSA", 1) == "CE" and back.field("ERR", 3) == "204"
 
 
 def test_enhanced_mode_gets_the_commit_acknowledgement_of_the_outcome() -> None:

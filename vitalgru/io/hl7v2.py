@@ -43,17 +43,18 @@ Nothing is dropped silently: an ``OBX`` that gives no usable value is kept as an
 Observation without one, and the hour's reading lists it with the reason, by its position
 among the message's ``OBX`` segments. The message's patient identifiers (``PID-3``) and
 control id (``MSH-10``) come back with it: a caller can refuse a message about another
-patient and acknowledge this one (:func:`ack`).
+patient and acknowledge this one (:func:`ack`, in :mod:`vitalgru.io.hl7v2_ack`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Any
 
+from vitalgru.io.hl7v2_ack import ERROR_CODES, ack
 from vitalgru.io.hl7v2_text import (
     CHARSETS,
     _codec,
@@ -66,7 +67,7 @@ from vitalgru.io.hl7v2_text import (
 from vitalgru.io.observation_codes import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
 
 __all__ = [
-    "CHARSETS", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
+    "CHARSETS", "ERROR_CODES", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
     "adt_event", "escape", "hl7_time", "message_bytes", "oru_observations", "read_message",
 ]  # fmt: skip
 
@@ -409,38 +410,3 @@ def adt_event(
         else:
             static["HospAdmTime"] = round((t - stay).total_seconds() / 3600, 2)
     return AdtEvent(trigger, msg.patient_ids, when, static, notes)
-
-
-def ack(
-    message: OruMessage | Hl7Message, code: str = "AA", text: str = "", app: str = "vitalgru"
-) -> str:
-    """An HL7 v2 acknowledgement (``ACK``, of the message's trigger event) of ``message``:
-    ``AA`` accepted, ``AE`` error, ``AR`` rejected, with ``text`` for the sender's log.
-    Addressed back to the sender (``MSH-5``/``MSH-6`` its ``MSH-3``/``MSH-4``), with the
-    message's processing id and version (``MSH-11``, ``MSH-12``; ``P`` and 2.5 when it has
-    none), in the message's separators (``MSH-1``, ``MSH-2``) and character set (``MSH-18``:
-    send it as :func:`message_bytes`), its control id escaped as it was sent (``MSA-2``)."""
-    f, c = message.field_sep, message.components
-    enc = getattr(message, "encoding", "") or c + "~\\&"  # the message's own, in MSH-2
-    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    safe = text
-    for ch in (f, *enc, "\r", "\n"):
-        safe = safe.replace(ch, " ")
-    # the control id as the message sent it (escaped): unescaped, "R\\F\\1" came back as
-    # "R|1", a field of its own in the ACK
-    cid = escape(message.control_id, f, enc if len(enc) > 3 else enc + "&")
-    trigger = (message.message_type.split(c) + [""])[1].strip() or "R01"
-    msh = next((s for s in getattr(message, "segments", []) if s[0] == "MSH"), ["MSH"])
-
-    def sent(n: int, default: str = "") -> str:  # MSH-n as sent (first repetition)
-        got = msh[n - 1].split(getattr(message, "encoding", "^~")[1])[0] if n - 1 < len(msh) else ""
-        return "".join(ch for ch in got if ch not in "\r\n") or default
-
-    processing = sent(11, "P").split(c)[0] or "P"
-    version = sent(12, "2.5").split(c)[0] or "2.5"
-    charset = "".join(ch for ch in getattr(message, "charset", "") if ch not in f + enc)
-    return "\r".join([
-        f"MSH{f}{enc}{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
-        f"{f}ACK{cid}{f}{processing}{f}{version}" + (f"{f * 6}{charset}" if charset else ""),
-        f"MSA{f}{code}{f}{cid}" + (f"{f}{safe}" if safe else ""),
-    ]) + "\r"  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 from vitalgru.io.fhir_observations import observations_to_hour
 from vitalgru.io.fhir_resources import observation_times
 from vitalgru.io.hl7v2 import (
+    ERROR_CODES,
     Hl7Message,
     ack,
     adt_event,
@@ -103,6 +104,32 @@ def test_the_acknowledgement_names_the_message() -> None:
     assert ok[1] == "MSA|AA|MSG00042"
     bad = ack(msg, "AE", "unknown | patient").split("\r")
     assert bad[1] == "MSA|AE|MSG00042|unknown   patient"
+
+
+def test_an_error_says_why_in_err_and_in_msa_3_where_the_version_has_it() -> None:
+    # the reason went in MSA-3 alone: withdrawn in v2.7, where an ACK with it is invalid
+    def sent(version: str) -> str:
+        return f"MSH|^~\\&|A|B|C|D|20261205||ORU^R01|M1|P|{version}\rPID|1||p\r"
+
+    for version in ("2.5", "2.5.1", "2.6"):
+        back = read_message(ack(read_message(sent(version)), "AE", "no such patient", error=204))
+        assert [s[0] for s in back.segments] == ["MSH", "MSA", "ERR"], version
+        assert back.field("MSA", 3) == "no such patient"
+        assert back.field("ERR", 3, 1) == "204" and back.field("ERR", 3, 3) == "HL70357"
+        assert back.field("ERR", 3, 2) == ERROR_CODES[204] == "Unknown key identifier"
+        assert back.field("ERR", 4) == "E" and back.field("ERR", 8) == "no such patient"
+    for version in ("2.7", "2.8"):
+        back = read_message(ack(read_message(sent(version)), "AR", "not read here", error=200))
+        assert len(back.segments[1]) == 3, version  # MSA-1 and MSA-2 only
+        assert back.field("ERR", 3) == "200" and back.field("ERR", 8) == "not read here"
+    # v2.4 and before: ERR-1 is of another shape; MSA-3 alone
+    back = read_message(ack(read_message(sent("2.4")), "AE", "no"))
+    assert [s[0] for s in back.segments] == ["MSH", "MSA"] and back.field("MSA", 3) == "no"
+    # enhanced mode's CE and CR say why the same way; an accepted message has no ERR
+    back = read_message(ack(read_message(sent("2.5")), "CR", "no"))
+    assert back.field("ERR", 3) == "207" and back.field("ERR", 8) == "no"  # by default
+    for code in ("AA", "CA"):
+        assert "\rERR" not in ack(read_message(sent("2.7")), code, "fine")
 
 
 def test_the_acknowledgement_echoes_the_control_id_escaped_in_the_messages_separators() -> None:
