@@ -48,7 +48,8 @@ def ack(
     ``AA`` accepted, ``AE`` error, ``AR`` rejected (``CA``/``CE``/``CR`` in enhanced mode),
     with ``text`` for the sender's log. Addressed back to the sender (``MSH-5``/``MSH-6``
     its ``MSH-3``/``MSH-4``), with the message's processing id and version (``MSH-11``,
-    ``MSH-12``; ``P`` and 2.5 when it has none), in the message's separators (``MSH-1``,
+    ``MSH-12``; ``P`` and 2.5 when it has none), sent at ``MSH-7`` in UTC with its offset
+    (``+0000``), in the message's separators (``MSH-1``,
     ``MSH-2``) and character set (``MSH-18``: send it as
     :func:`~vitalgru.io.hl7v2_text.message_bytes`), its control id escaped as it was sent
     (``MSA-2``). An error or a rejection says why (see the module's description), ``error``
@@ -56,7 +57,7 @@ def ack(
     the caller names none)."""
     f, c = message.field_sep, message.components
     enc = getattr(message, "encoding", "") or c + "~\\&"  # the message's own, in MSH-2
-    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")  # without it: local time unknown
     safe = text
     for ch in (f, *enc, "\r", "\n"):
         safe = safe.replace(ch, " ")

@@ -132,6 +132,13 @@ def test_an_error_says_why_in_err_and_in_msa_3_where_the_version_has_it() -> Non
         assert "\rERR" not in ack(read_message(sent("2.7")), code, "fine")
 
 
+def test_the_acknowledgement_is_timed_with_its_utc_offset() -> None:
+    # MSH-7 was UTC without an offset, which a receiver reads as its own local time
+    sent = read_message(ack(read_message(MESSAGE)))
+    assert sent.field("MSH", 7).endswith("+0000") and len(sent.field("MSH", 7)) == 19
+    assert abs(hl7_time(sent.field("MSH", 7)) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
 def test_the_acknowledgement_echoes_the_control_id_escaped_in_the_messages_separators() -> None:
     # MSH-10 "R\F\1" (R|1) came back unescaped: "MSA|AA|R|1", a field of its own
     msg = read_message("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|R\\F\\1|P|2.5\rPID|1||p\r")
