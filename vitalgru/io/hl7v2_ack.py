@@ -7,6 +7,7 @@ whose ``ERR`` is of another shape."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from vitalgru.io.hl7v2_text import escape
 if TYPE_CHECKING:
     from vitalgru.io.hl7v2 import Hl7Message, OruMessage
 
-__all__ = ["ERROR_CODES", "ack"]
+__all__ = ["ERROR_CODES", "ack", "control_id"]
 
 #: HL7 table 0357 (message error condition codes) as ``ERR-3`` sends them: why a message
 #: was not taken.
@@ -37,6 +38,14 @@ def _version(text: str) -> tuple[int, ...]:
         return ()
 
 
+def control_id() -> str:
+    """A control id of its own for an acknowledgement (``MSH-10``): 20 hex digits of a
+    random UUID, within the 20 characters of versions before 2.6 and unique (80 bits).
+    "ACK" before the acknowledged message's id, as it was, gave 23 characters for a
+    message whose id used all 20."""
+    return uuid.uuid4().hex[:20].upper()
+
+
 def ack(
     message: OruMessage | Hl7Message,
     code: str = "AA",
@@ -48,7 +57,9 @@ def ack(
     ``AA`` accepted, ``AE`` error, ``AR`` rejected (``CA``/``CE``/``CR`` in enhanced mode),
     with ``text`` for the sender's log. Addressed back to the sender (``MSH-5``/``MSH-6``
     its ``MSH-3``/``MSH-4``), with the message's processing id and version (``MSH-11``,
-    ``MSH-12``; ``P`` and 2.5 when it has none), sent at ``MSH-7`` in UTC with its offset
+    ``MSH-12``; ``P`` and 2.5 when it has none), ``MSH-9`` ``ACK^<trigger>^ACK`` (two
+    components for v2.3 and before), a control id of its own (:func:`control_id`), sent at
+    ``MSH-7`` in UTC with its offset
     (``+0000``), in the message's separators (``MSH-1``,
     ``MSH-2``) and character set (``MSH-18``: send it as
     :func:`~vitalgru.io.hl7v2_text.message_bytes`), its control id escaped as it was sent
@@ -75,11 +86,14 @@ def ack(
     version = sent(12, "2.5").split(c)[0] or "2.5"
     charset = "".join(ch for ch in getattr(message, "charset", "") if ch not in f + enc)
     v = _version(version) or (2, 5)
+    # MSH-9: the message structure (third component) came in v2.3.1; a v2.3 receiver
+    # takes two components only
+    kind = f"ACK{c}{trigger}" + (f"{c}ACK" if v >= (2, 3, 1) else "")
     failed = code.upper() in _ERRORS
     msa = f"MSA{f}{code}{f}{cid}" + (f"{f}{safe}" if safe and v < (2, 7) else "")
     segments = [
-        f"MSH{f}{enc}{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}ACK{c}{trigger}{c}ACK"
-        f"{f}ACK{cid}{f}{processing}{f}{version}" + (f"{f * 6}{charset}" if charset else ""),
+        f"MSH{f}{enc}{f}{app}{f}{f}{sent(3)}{f}{sent(4)}{f}{now}{f}{f}{kind}"
+        f"{f}{control_id()}{f}{processing}{f}{version}" + (f"{f * 6}{charset}" if charset else ""),
         msa,
     ]  # fmt: skip
     if failed and v >= (2, 5):

@@ -100,7 +100,8 @@ def test_what_is_not_a_result_message_is_refused(text: str, says: str) -> None:
 def test_the_acknowledgement_names_the_message() -> None:
     msg = oru_observations(MESSAGE)
     ok = ack(msg).split("\r")
-    assert ok[0].startswith("MSH|^~\\&|vitalgru|") and "|ACK^R01^ACK|ACKMSG00042|P|2.5" in ok[0]
+    assert ok[0].startswith("MSH|^~\\&|vitalgru|") and "|ACK^R01^ACK|" in ok[0]
+    assert ok[0].split("|")[10:12] == ["P", "2.5"]
     assert ok[1] == "MSA|AA|MSG00042"
     bad = ack(msg, "AE", "unknown | patient").split("\r")
     assert bad[1] == "MSA|AE|MSG00042|unknown   patient"
@@ -132,6 +133,20 @@ def test_an_error_says_why_in_err_and_in_msa_3_where_the_version_has_it() -> Non
         assert "\rERR" not in ack(read_message(sent("2.7")), code, "fine")
 
 
+def test_the_acknowledgement_has_a_control_id_of_its_own_and_its_versions_type() -> None:
+    # MSH-10 was "ACK" + the message's id: 23 characters for an id of 20, over the limit of
+    # versions before 2.6; MSH-9 had three components, which v2.3 does not have
+    def sent(version: str, cid: str = "A" * 20) -> Hl7Message:
+        return read_message(f"MSH|^~\\&|A|B|C|D|20261205||ADT^A01|{cid}|P|{version}\r")
+
+    ids = {read_message(ack(sent("2.5"))).control_id for _ in range(200)}
+    assert len(ids) == 200 and all(0 < len(i) <= 20 for i in ids)
+    assert read_message(ack(sent("2.5"))).field("MSA", 2) == "A" * 20
+    for version, kind in (("2.2", "ACK^A01"), ("2.3", "ACK^A01"), ("2.3.1", "ACK^A01^ACK"),
+                          ("2.5", "ACK^A01^ACK"), ("2.8", "ACK^A01^ACK")):  # fmt: skip
+        assert read_message(ack(sent(version))).message_type == kind, version
+
+
 def test_the_acknowledgement_is_timed_with_its_utc_offset() -> None:
     # MSH-7 was UTC without an offset, which a receiver reads as its own local time
     sent = read_message(ack(read_message(MESSAGE)))
@@ -144,7 +159,7 @@ def test_the_acknowledgement_echoes_the_control_id_escaped_in_the_messages_separ
     msg = read_message("MSH|^~\\&|A|B|C|D|20261205||ORU^R01|R\\F\\1|P|2.5\rPID|1||p\r")
     back = read_message(ack(msg, "AE", "no"))
     assert back.field("MSA", 2) == "R|1" and back.field("MSA", 3) == "no"
-    assert back.control_id == "ACKR|1"
+    assert "|" not in back.control_id and back.control_id != "ACKR|1"
     # other separators: the ACK declares the message's own and escapes with them
     odd = read_message("MSH#$*@%#A#B#C#D#20261205##ORU$R01#R@F@2#P#2.5\r")
     back = read_message(ack(odd, "AA"))
