@@ -198,7 +198,8 @@ def alarm_message(
     segments = [
         f"MSH|^~\\&|VITALGRU|{escape(facility)}|{escape(receiver)}||{now}||ORU^R40^ORU_R40|"
         f"{alarm_id(log_id, int(event['seq']))}|P|2.6|||AL|NE||{CHARSET}",
-        f"PID|||{pid}^^^{escape(authority)}^MR" if authority else f"PID|||{pid}",
+        # PID-5 (required from v2.6): the name is not known here, an empty one of type U
+        f"PID|||{pid}^^^{escape(authority)}^MR||^^^^^^U" if authority else f"PID|||{pid}||^^^^^^U",
         f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
     ]
     for i, (vt, code, value, flags) in enumerate(facets, 1):

@@ -52,6 +52,8 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
     msg = read_message(alarm_message(alarm, log_id=LOG, authority="HOSP"))
     assert msg.kind == ("ORU", "R40") and msg.control_id == "4f0c9a21-7"
     assert msg.patient_ids == ["icu|4"]  # escaped in the message, read back whole
+    # PID-5 is required in v2.6: an empty name of type U (unspecified)
+    assert msg.field("PID", 5, 7) == "U" and msg.field("PID", 5) == ""
     assert (
         msg.field("OBR", 2) == msg.field("OBR", 3) == "4f0c9a21-7"
         and msg.field("OBR", 7) == "20261205081500+0000"
