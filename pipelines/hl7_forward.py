@@ -19,7 +19,8 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
   (``active``; ``inactive`` at the end),
   priority (``PH`` for runs and pauses and escalations, ``PM`` for other physiological
   alarms, ``PL`` for technical ones) and type (``SP`` physiological, ``ST`` technical);
-- ``NTE``: the alarm's text (what it was, and for a sepsis alarm what raised the risk).
+- ``NTE`` right after ``OBR``, a note on the alarm: its text (what it was, and for a
+  sepsis alarm what raised the risk).
 
 The bytes are UTF-8, and ``MSH-18`` says so (:data:`CHARSET`) in every message.
 
@@ -201,12 +202,14 @@ def alarm_message(
         # PID-5 (required from v2.6): the name is not known here, an empty one of type U
         f"PID|||{pid}^^^{escape(authority)}^MR||^^^^^^U" if authority else f"PID|||{pid}||^^^^^^U",
         f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
+        # the alarm's text is a note on the request (OBR [{NTE}] {OBX [{NTE}]}): after the
+        # last OBX it was read as a note on the alert-type facet
+        f"NTE|1||{text}",
     ]
     for i, (vt, code, value, flags) in enumerate(facets, 1):
         sub = f"1.0.0.0.{i if i < 5 else i + 1}"  # facet 5 (inactivation state) not sent
         when = f"|||{raised}" if i == 1 and raised else ""
         segments.append(f"OBX|{i}|{vt}|{code}|{sub}|{value}|||{flags}|||F{when}")
-    segments.append(f"NTE|1||{text}")
     return "\r".join(segments) + "\r"
 
 

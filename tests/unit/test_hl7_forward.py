@@ -68,6 +68,8 @@ def test_an_alarm_as_an_oru_r40_message() -> None:
                                    "PM", "SP"]  # fmt: skip
     assert obx[0][8] == "PM~SP" and obx[0][14] == "20261205081500+0000"
     assert msg.field("NTE", 3) == alarm["message"]
+    # the text is a note on the request (OBR [{NTE}] {OBX [{NTE}]}), not on the last facet
+    assert [s[0] for s in msg.segments] == ["MSH", "PID", "OBR", "NTE"] + ["OBX"] * 6
     # an escalation continues the alarm it escalates, at the highest priority
     esc = {"seq": 9, "source": "ward", "patient_id": "icu|4", "kind": "escalated",
            "escalates": 7, "received_at": "2026-12-05T08:30:00+00:00",
