@@ -26,6 +26,7 @@ from torch import nn
 
 import vitalgru
 from vitalgru import tracking
+from vitalgru.claims import ClaimBusy
 from vitalgru.config import IngestConfig
 from vitalgru.errors import ModelLoadError, RegistryError, ServerUnavailableError
 from vitalgru.tracking import (
@@ -45,6 +46,7 @@ from vitalgru.tracking import (
     set_alias,
     set_version_tags,
     start_run,
+    stores,
     tracking_uri,
     version_gate_values,
 )
@@ -191,6 +193,49 @@ class TestStores:
         for name in ("exp0", "exp1"):
             exp = client.get_experiment_by_name(name)
             assert len(client.search_runs([exp.experiment_id])) == 1
+
+    def test_one_store_spelt_two_ways_is_claimed_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A relative tracking URI and an absolute registry URI of one file: the second
+        claim of the same lock waited on this process's own for 120 s."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path.as_posix()}/mlflow.db")
+        claimed: list[Path] = []
+        real_hold = stores.hold
+
+        def hold(lock: Path, *a: Any, **kw: Any) -> Any:
+            claimed.append(Path(lock))
+            return real_hold(lock, *a, **kw)
+
+        monkeypatch.setattr(stores, "hold", hold)
+        monkeypatch.setattr(stores, "CREATE_WAIT_S", 0.0)
+        stores.mlflow_client().search_experiments()
+        assert claimed == [tmp_path / "mlflow.db.create.lock"]
+
+    def test_a_store_another_process_is_still_creating_is_refused_by_name(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A claim still held after the wait went on unclaimed before, into the migration
+        the claim is there to keep apart."""
+        monkeypatch.chdir(tmp_path)
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setattr(stores, "CREATE_WAIT_S", 0.0)
+        other = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, sys, time\n"
+             "f = open('mlflow.db.create.lock', 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+             "print('held', flush=True); time.sleep(60)"],
+            cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "held"
+            with pytest.raises(ClaimBusy, match="another process creating it"):
+                stores.mlflow_client()
+        finally:
+            other.kill()
+            other.wait()
 
 
 class TestCheckStores:

@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from vitalgru.claims import hold
+from vitalgru.claims import ClaimBusy, hold
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
 
@@ -127,8 +127,10 @@ def mlflow_client() -> MlflowClient:
     mlflow.set_registry_uri(r_uri)
     with contextlib.ExitStack() as claims:
         new = [u for u in dict.fromkeys((t_uri, r_uri)) if u not in _READY and sqlite_file(u)]
-        for uri in new:
-            _claim_creation(claims, uri)
+        # one claim per file: two spellings of one file (a relative and an absolute URI)
+        # would wait on this process's own claim
+        for db in dict.fromkeys(_db_path(u) for u in new):
+            _claim_creation(claims, db)
         client = MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
         if r_uri in new and r_uri != t_uri:
             client.search_registered_models(max_results=1)  # the registry store opens lazily
@@ -144,10 +146,16 @@ _READY: set[str] = set()
 CREATE_WAIT_S = 120.0
 
 
-def _claim_creation(claims: contextlib.ExitStack, uri: str) -> None:
-    """Hold the claim ``<file>.create.lock`` beside SQLite store ``uri`` in ``claims``; a
-    folder where none can be made (MLflow's own error follows) goes on unclaimed."""
-    db = Path(uri[len("sqlite:///") :]).resolve()
+def _db_path(uri: str) -> Path:
+    """The database file of SQLite store ``uri``, resolved (one name for one file)."""
+    return Path(uri[len("sqlite:///") :]).resolve()
+
+
+def _claim_creation(claims: contextlib.ExitStack, db: Path) -> None:
+    """Hold the claim ``<file>.create.lock`` beside SQLite store file ``db`` in ``claims``;
+    a folder where no lock can be made (MLflow's own error follows) goes on unclaimed. A
+    claim still held by another process after :data:`CREATE_WAIT_S` raises
+    :class:`~vitalgru.claims.ClaimBusy` naming it."""
     try:
         claims.enter_context(
             hold(
@@ -157,5 +165,7 @@ def _claim_creation(claims: contextlib.ExitStack, uri: str) -> None:
                 busy="another process creating it",
             )
         )
+    except ClaimBusy:
+        raise
     except OSError as e:
         logger.debug("MLflow store %s opened without a claim (%s)", db, e)
