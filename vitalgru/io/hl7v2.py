@@ -31,8 +31,8 @@ units and conversions are decided in one place:
   without a UTC offset (many feeds send local time) is placed only in the time zone the
   caller names (``tz``, the site's: a ``zoneinfo`` key such as ``Europe/Berlin``), never
   guessed at. In the hour a clock goes back a local time names two times: the later one
-  that is not after the message arrived (``received``, the caller's clock; offline, its
-  ``MSH-7`` when that carries an offset) is taken, with
+  that is not after the message arrived (``received``, the caller's clock) nor after it
+  was made (its ``MSH-7``, when that carries an offset) is taken, with
   :data:`~vitalgru.io.hl7v2_text.CLOCK_SKEW` of leeway, else the first; a time in the hour
   a clock skips is read with the offset before the change (:func:`hl7_time`). A time
   given that cannot be placed (a date alone, no offset and no ``tz``) is passed on as
@@ -288,10 +288,15 @@ def read_message(text: str | bytes) -> Hl7Message:
 
 
 def _received(msg: Hl7Message, received: datetime | None) -> datetime | None:
-    """When a message arrived, which places its local times in the hour a clock goes back:
-    ``received`` when the caller knows it, else the message's ``MSH-7`` when it carries
-    a UTC offset (one in local time names two times as well), else None."""
-    return received if received is not None else hl7_time(msg.field("MSH", 7))
+    """The latest a message's times can be, which places its local times in the hour a
+    clock goes back: the earlier of ``received`` (when the caller knows it) and the
+    message's ``MSH-7`` when that carries a UTC offset (when it was made: one queued by an
+    interface engine arrives later, and its times are not after it; an ``MSH-7`` in local
+    time names two times as well), else None."""
+    made = hl7_time(msg.field("MSH", 7))
+    if made is None or received is None:
+        return received if made is None else made
+    return min(received, made)
 
 
 def oru_observations(

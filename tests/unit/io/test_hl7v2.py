@@ -272,6 +272,9 @@ def test_a_local_time_the_clock_shows_twice_is_the_one_before_the_message_arrive
         ("202611010150", second + timedelta(minutes=20), second),
         ("202611010150-0500", None, second),  # sent at 01:50 EST
         ("202611010150-0400", None, first),  # sent at 01:50 EDT
+        # made at 01:50 EDT, queued by the engine, arrived in the second hour: its times
+        # are not after it was made (they were put an hour after the message before)
+        ("202611010150-0400", second + timedelta(minutes=20), first),
     ):
         obs = oru_observations(oru.format(msh7), ny, received).observations
         got = [datetime.fromisoformat(o["effectiveDateTime"]) for o in obs]
