@@ -280,7 +280,9 @@ class EarlyWarningConfig(StrictConfig):
     max_epochs: int = Field(default=20, ge=1)
     patience: int = Field(default=5, ge=1)
     pos_weight: float = Field(default=4.0, gt=0.0)  # weight of septic-labelled hours in the loss
-    max_minutes_per_fit: float = Field(default=4.0, gt=0.0)  # wall-clock cap of one GRU fit
+    # Wall-clock cap of one GRU-D fit, checked after each epoch (null: none). It only stops
+    # a fit (stop reason time_budget); the learning rate follows the epochs' steps alone.
+    max_minutes_per_fit: float | None = Field(default=4.0, gt=0.0)
     gbm_max_iter: int = Field(default=500, ge=1)
     gbm_learning_rate: float = Field(default=0.03, gt=0.0)
     gbm_max_leaf_nodes: int = Field(default=31, ge=2)

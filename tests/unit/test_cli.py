@@ -28,6 +28,7 @@ from pipelines.access import TokenTable
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_evaluate, main, run
 from pipelines.cli_models import cmd_monitor, cmd_replay
 from pipelines.cli_serve import cmd_serve
+from pipelines.early_warning import cv_settings
 from pipelines.evaluate import parse_records
 from vitalgru.config import ArrhythmiaTrainConfig, EarlyWarningConfig, IngestConfig, load_config
 from vitalgru.errors import ConfigError
@@ -130,6 +131,13 @@ class TestCLI:
                 load_config(EarlyWarningConfig, None, {name: float("inf")}, "early_warning.yaml")
         with pytest.raises(ConfigError, match="out_dir must not be empty"):
             load_config(EarlyWarningConfig, None, {"out_dir": ""}, "early_warning.yaml")
+        # no wall-clock cap on the GRU-D fits (null was refused); 0 still is
+        no_cap = tmp_path / "no_cap.yaml"
+        no_cap.write_text("max_minutes_per_fit: null\n")
+        ew = load_config(EarlyWarningConfig, no_cap, default_name="early_warning.yaml")
+        assert ew.max_minutes_per_fit is None and cv_settings(ew).gru.max_minutes is None
+        with pytest.raises(ConfigError, match="max_minutes_per_fit: Input should be greater"):
+            load_config(EarlyWarningConfig, None, {"max_minutes_per_fit": 0}, "early_warning.yaml")
         twice = tmp_path / "twice.yaml"
         twice.write_text("workers: 3\nworkers: 4\n")
         with pytest.raises(ConfigError, match="key 'workers' is given twice"):

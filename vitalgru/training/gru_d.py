@@ -9,10 +9,14 @@ stopping watches the normalized utility (best threshold) on a validation split o
 training patients; the threshold is then fixed on that same validation split, which is
 never part of the data a result is reported on.
 
-The learning rate warms up linearly, then follows a cosine decay over whichever runs out
-first, ``max_epochs`` or the wall-clock budget ``max_minutes``: on a busy machine the fit
-still anneals and stops in time, at the price of run-to-run differences when the budget
-binds (the number of steps then depends on the machine's load).
+The learning rate warms up linearly, then follows a cosine decay over ``max_epochs``,
+step by step: it never reads the clock, so on one machine a fit is the same busy or
+quiet. The wall-clock budget ``max_minutes`` only stops the fit after the epoch that used
+it up (:func:`vitalgru.training.loop.budget_used`, as for every network here; the result
+says ``"time_budget"``): only such a fit's length depends on the machine's speed and load.
+(The schedule once annealed over whichever ran out first, the epochs or the budget: an
+epoch slower than ``max_minutes / max_epochs`` then set the learning rate by the clock,
+and two identical fits that the budget never stopped gave different weights.)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from vitalgru.data.gru_d_inputs import SequenceArrays
 from vitalgru.metrics.ranking import auroc
 from vitalgru.metrics.utility import OFFICIAL, best_threshold, row_utilities
 from vitalgru.models.early_warning import GRUDEarlyWarning
+from vitalgru.training.loop import budget_used
 
 __all__ = ["FitResult", "GRUTrainParams", "fit_gru_d", "predict_scores", "utility_targets"]
 
@@ -51,7 +56,8 @@ class GRUTrainParams:
     max_epochs: int = 12
     patience: int = 3
     pos_weight: float = 4.0
-    max_minutes: float = 3.0  # wall-clock cap of one fit
+    # wall-clock cap of one fit, checked after each epoch (None: no cap)
+    max_minutes: float | None = 3.0
     max_len: int = 336  # hours; longer stays are truncated for training only
     grad_clip: float = 1.0
     seed: int = 0
@@ -99,7 +105,8 @@ class FitResult:
     best_epoch: int = 0
     seconds: float = 0.0
     #: why the epochs ended: ``"max_epochs"``, ``"early_stopping"`` (``patience`` epochs
-    #: without a better validation utility) or ``"time_budget"`` (cut by ``max_minutes``)
+    #: without a better validation utility) or ``"time_budget"`` (stopped after the epoch
+    #: that used up ``max_minutes``)
     stop_reason: str = "max_epochs"
 
 
@@ -193,7 +200,6 @@ def fit_gru_d(
     batches = _batches(lengths, params.batch_size)
     steps_per_epoch = len(batches)
     total_steps = max(1, steps_per_epoch * params.max_epochs)
-    budget_s = params.max_minutes * 60.0
     if params.target == "label":
         target, weight = train.y, None
         pos_weight: torch.Tensor | None = torch.tensor(params.pos_weight)
@@ -208,18 +214,17 @@ def fit_gru_d(
     bad_epochs = 0
     val_off = val.offsets
     step = 0
-    progress = 0.0
     stop_reason = "max_epochs"
     for epoch in range(params.max_epochs):
         model.train()
         total, count = 0.0, 0.0
         for bi in rng.permutation(len(batches)):
-            # Linear warm-up, then cosine decay over whichever runs out first: the epochs
-            # or the wall-clock budget, so the rate has annealed when the fit must stop.
-            progress = max(step / total_steps, (time.perf_counter() - t0) / budget_s)
+            # Linear warm-up, then cosine decay over the steps of max_epochs; by the steps
+            # alone, so the clock cannot change the weights (it only stops, below).
+            progress = step / total_steps
             warm = min(1.0, (step + 1) / max(1.0, 0.03 * total_steps))
             for g in opt.param_groups:
-                g["lr"] = params.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+                g["lr"] = params.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
             step += 1
             x, y, valid = _pad(train, batches[bi], params.max_len, target, weight)
             logits, _ = model(x)
@@ -234,8 +239,6 @@ def fit_gru_d(
             opt.step()
             total += float(loss.detach()) * n_hours
             count += n_hours
-            if progress >= 1.0:
-                break
         scores = predict_scores(model, val)
         thr, util = best_threshold(val.y.astype(np.int8), scores, val_off)
         auc = auroc(val.y.astype(np.int8), scores)
@@ -255,10 +258,12 @@ def fit_gru_d(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        # patience 0: no early stopping, as in training.loop.fit (it stopped after one);
-        # progress reaches 1 only by the clock (steps stop one short of it)
-        if progress >= 1.0 or 0 < params.patience <= bad_epochs:
-            stop_reason = "time_budget" if progress >= 1.0 else "early_stopping"
+        # patience 0: no early stopping, as in training.loop.fit (it stopped after one)
+        if 0 < params.patience <= bad_epochs:
+            stop_reason = "early_stopping"
+            break
+        if budget_used(epoch, rec["seconds"], params.max_minutes):
+            stop_reason = "time_budget"
             break
     if best is None:
         raise ValueError("max_epochs must be >= 1")

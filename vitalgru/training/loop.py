@@ -221,6 +221,22 @@ def warmup_cosine(total_steps: int, warmup_frac: float) -> Callable[[int], float
     return f
 
 
+def budget_used(epoch: int, elapsed_s: float, max_minutes: float | None) -> bool:
+    """Whether a fit stops after ``epoch`` (0-based), ``elapsed_s`` seconds in, on its
+    wall-clock budget of ``max_minutes`` (``None``: no budget); logs the stop.
+
+    Checked between epochs only, and the learning rate follows the steps, never the clock:
+    the clock decides at most where a fit stops, so a fit the budget does not stop gives
+    the same weights on a busy machine as on a quiet one.
+    """
+    if max_minutes is None or elapsed_s <= 60.0 * max_minutes:
+        return False
+    logger.warning(
+        "stopping after epoch %d: wall-clock budget of %.1f min used", epoch + 1, max_minutes
+    )
+    return True
+
+
 def _better(a: float, b: float | None, mode: str) -> bool:
     if b is None or math.isnan(b):
         return not math.isnan(a)
@@ -352,13 +368,8 @@ def fit(
         ):
             result.stop_reason = "early_stopping"
             break
-        if settings.max_minutes is not None and metrics["elapsed_s"] > 60 * settings.max_minutes:
+        if budget_used(epoch, metrics["elapsed_s"], settings.max_minutes):
             result.stop_reason = "time_budget"
-            logger.warning(
-                "stopping after epoch %d: wall-clock budget of %.1f min used",
-                epoch + 1,
-                settings.max_minutes,
-            )
             break
     if best_state is not None:
         model.load_state_dict(best_state)

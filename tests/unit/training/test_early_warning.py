@@ -4,7 +4,9 @@ cross-validation keeps test folds out of every fitted thing."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from vitalgru.data.gru_d_inputs import NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.metrics.ranking import auroc
 from vitalgru.models.early_warning import SepsisBlend
+from vitalgru.training import gru_d as gru_d_module
 from vitalgru.training.early_warning import (
     BLEND,
     CVSettings,
@@ -121,6 +124,53 @@ class TestFitGRUD:
         cut = fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=5, patience=0,
                                                      max_minutes=1e-6))  # fmt: skip
         assert (cut.stop_reason, len(cut.history)) == ("time_budget", 1)
+
+    def test_a_slow_machine_gives_the_same_weights_when_the_budget_does_not_stop(
+        self, cohort, monkeypatch
+    ):
+        # the learning rate annealed over whichever ran out first, the epochs or the clock:
+        # where an epoch took longer than max_minutes / max_epochs, two identical fits that
+        # the budget never stopped gave different weights (0.33 apart on the reviewer's)
+        fit_c, val_c, _ = _fit_val_test(cohort)
+        stats = fit_norm_stats(fit_c)
+        fit_a, val_a = gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats)
+        # A slow machine: every reading of the clock 10 s on. The budget, 10 s a step and a
+        # little more, is far above an epoch's 10 s now, and the old schedule (a reading at
+        # every step) had not spent it either: it stopped neither.
+        steps = 2 * -(-(fit_a.offsets.size - 1) // 32)
+        params = GRUTrainParams(hidden_size=4, batch_size=32, max_epochs=2, patience=0,
+                                max_minutes=10.0 * (steps + 10) / 60.0)  # fmt: skip
+        quick = fit_gru_d(fit_a, val_a, params)
+        _slow_clock(monkeypatch, 10.0)
+        slow = fit_gru_d(fit_a, val_a, params)
+        assert quick.stop_reason == slow.stop_reason == "max_epochs"
+        assert slow.seconds < 60.0 * params.max_minutes  # the budget did not stop it ...
+        for k, v in quick.model.state_dict().items():  # ... and the clock changed nothing
+            assert torch.equal(v, slow.model.state_dict()[k]), k
+        assert quick.threshold == slow.threshold and quick.val_utility == slow.val_utility
+
+    def test_the_budget_stops_after_an_epoch_and_none_is_no_budget(self, cohort, monkeypatch):
+        # the budget cut an epoch part way, and max_minutes None (no cap) was a TypeError
+        fit_c, val_c, _ = _fit_val_test(cohort)
+        stats = fit_norm_stats(fit_c)
+        fit_a, val_a = gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats)
+        free = fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=3, patience=0,
+                                                      max_minutes=None))  # fmt: skip
+        assert (free.stop_reason, len(free.history)) == ("max_epochs", 3)
+        _slow_clock(monkeypatch, 10.0)  # epoch ends read 10 s, 20 s, ...: past 15 s at the 2nd
+        cut = fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=3, patience=0,
+                                                     max_minutes=0.25))  # fmt: skip
+        assert (cut.stop_reason, len(cut.history)) == ("time_budget", 2)
+        # the epochs it ran are the unbounded fit's, whole
+        for a, b in zip(free.history[:2], cut.history, strict=True):
+            assert (a["train_loss"], a["val_utility"]) == (b["train_loss"], b["val_utility"])
+
+
+def _slow_clock(monkeypatch: pytest.MonkeyPatch, step_s: float) -> None:
+    """The GRU-D fit's clock advances ``step_s`` seconds at every reading (no sleeping)."""
+    readings = itertools.count()
+    clock = SimpleNamespace(perf_counter=lambda: step_s * next(readings))
+    monkeypatch.setattr(gru_d_module, "time", clock)
 
 
 class TestUtilityTargets:
