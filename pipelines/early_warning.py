@@ -14,7 +14,9 @@ Steps (each a thin call into :mod:`vitalgru`):
    into one :class:`~vitalgru.models.early_warning.SepsisBlend`, else the GRU-D alone.
 4. ``log-and-register``: one MLflow run with the config, manifest, patients and folds,
    source checksums, CV table, the final fit's record (best epoch and stop reason also as
-   ``resolved.final.*`` params) and the model, registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
+   ``resolved.final.*`` params), how each fold's GRU-D fit ended (``per_fold.csv`` and
+   ``resolved.cv.fold<k>.*`` params: a ``time_budget`` stop is a fold whose figures
+   depend on the machine's speed) and the model, registered as ``vitalgru-early-warning``; the gate metrics are the registered kind's
    cross-validated held-out means (``utility``, ``auroc``), an honest estimate for the
    final model, which itself has no held-out patients left.
 5. ``promote``: ``champion`` alias if the new version beats the current one on every key,
@@ -56,6 +58,7 @@ from vitalgru.models.base import build_model, model_class_path
 from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card
 from vitalgru.training.early_warning import (
     BLEND,
+    GRU_FIT_KEYS,
     CVSettings,
     cross_validate,
     fit_final,
@@ -275,6 +278,7 @@ def log_and_register(
                 "resolved.final.best_epoch": int(fit["best_epoch"]) + 1,  # 1-based, as logged
                 "resolved.final.stop_reason": fit["stop_reason"],
                 "resolved.final.epochs": len(fit["history"]),
+                **_cv_fit_params(cv["per_fold"]),
             }
         )
         metrics: dict[str, float] = dict(gate)
@@ -312,6 +316,18 @@ def log_and_register(
         "metrics": gate,
         "evaluated_on": cohort_evaluated_on(manifest, cfg.n_folds, cfg.seed),
     }
+
+
+def _cv_fit_params(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """How each fold's GRU-D fit ended, as run params: ``resolved.cv.fold<k>.gru_stop_reason``,
+    ``.gru_epochs`` and ``.gru_best_epoch`` (1-based); the gate compares those folds' figures."""
+    out: dict[str, Any] = {}
+    for r in per_fold:
+        if r["model"] == "gru_d":
+            for key in GRU_FIT_KEYS:
+                v = r[key]
+                out[f"resolved.cv.fold{int(r['fold'])}.{key}"] = v if isinstance(v, str) else int(v)
+    return out
 
 
 def _gate_metrics(summary: dict[str, dict[str, float]], kind: str) -> dict[str, float]:

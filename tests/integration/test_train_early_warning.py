@@ -96,6 +96,14 @@ class TestTrainEarlyWarningFlow:
         assert "not a medical device" in about
         per_fold = pd.read_csv(Path(res["cv_dir"]) / "per_fold.csv")
         assert len(per_fold) == 10
+        # how each fold's GRU-D fit ended, beside its figures and as params (only the final
+        # fit's was kept, though the gate compares the folds')
+        gru_rows = per_fold[per_fold["model"].isin(["gru_d", BLEND])]
+        assert set(gru_rows["gru_stop_reason"]) == {"max_epochs"}
+        assert (gru_rows["gru_epochs"] == 1).all() and (gru_rows["gru_best_epoch"] == 1).all()
+        for k in (0, 1):
+            assert params[f"resolved.cv.fold{k}.gru_stop_reason"] == "max_epochs"
+            assert params[f"resolved.cv.fold{k}.gru_epochs"] == "1"
         oof = pd.read_parquet(Path(res["cv_dir"]) / "oof_scores.parquet")
         assert oof["score_gru_d"].notna().all() and oof[f"score_{BLEND}"].notna().all()
 

@@ -86,7 +86,9 @@ class CVResult:
     """Per-fold metrics and out-of-fold hourly scores of every model."""
 
     folds: np.ndarray  # (n_patients,) fold of each patient
-    per_fold: dict[str, list[dict[str, float]]]  # model -> one metrics dict per fold
+    # model -> one metrics dict per fold; the GRU-D's rows and the blend's also say how
+    # that fold's GRU-D fit ended (GRU_FIT_KEYS)
+    per_fold: dict[str, list[dict[str, float | str]]]
     oof_scores: dict[str, np.ndarray]  # model -> (n_rows,) out-of-fold risk
     fit_seconds: dict[str, list[float]]
     # model -> (n_rows,) out-of-fold risk recalibrated on each fold's validation share
@@ -204,6 +206,21 @@ def fit_final(
     )
 
 
+#: what a fold's per-fold row says about its GRU-D fit (:func:`gru_fit_record`)
+GRU_FIT_KEYS = ("gru_stop_reason", "gru_epochs", "gru_best_epoch")
+
+
+def gru_fit_record(res: FitResult) -> dict[str, float | str]:
+    """How a GRU-D fit ended: ``gru_stop_reason`` (``"max_epochs"``, ``"early_stopping"``
+    or ``"time_budget"``: the wall-clock budget stopped it, so its length depended on the
+    machine), ``gru_epochs`` run and ``gru_best_epoch`` (the one kept, counted from 1)."""
+    return {
+        "gru_stop_reason": res.stop_reason,
+        "gru_epochs": float(len(res.history)),
+        "gru_best_epoch": float(res.best_epoch + 1),
+    }
+
+
 def cross_validate(
     cohort: EarlyWarningCohort,
     folds: np.ndarray,
@@ -245,7 +262,7 @@ def cross_validate(
     n_rows = y_all.size
     oof = {m: np.full(n_rows, np.nan) for m in settings.models}
     oof_prob: dict[str, np.ndarray] = {}
-    per_fold: dict[str, list[dict[str, float]]] = {m: [] for m in settings.models}
+    per_fold: dict[str, list[dict[str, float | str]]] = {m: [] for m in settings.models}
     secs: dict[str, list[float]] = {m: [] for m in settings.models}
     histories: list[list[dict[str, float]]] = []
     last_gru: tuple[GRUDEarlyWarning, NormStats, np.ndarray] | None = None
@@ -273,6 +290,7 @@ def cross_validate(
         test_scores: np.ndarray,
         seconds: float,
         val: tuple[np.ndarray, np.ndarray] | None = None,
+        gru_fit: dict[str, float | str] | None = None,
     ) -> None:
         te = _rows_of(off, np.flatnonzero(f == k))
         te_off = np.r_[0, np.cumsum(np.diff(off)[f == k])]
@@ -286,7 +304,7 @@ def cross_validate(
         m["fold"] = float(k)
         m["seconds"] = seconds
         secs[name].append(seconds)
-        per_fold[name].append(m)
+        per_fold[name].append({**m, **(gru_fit or {})})
         logger.info("fold %d %s: utility %.3f auroc %.3f", k, name, m["utility"], m["auroc"])
         if on_fold is not None:
             on_fold(name, int(k), m)
@@ -304,6 +322,7 @@ def cross_validate(
         val_rows = _rows_of(off, val_p)
         val_off = np.r_[0, np.cumsum(np.diff(off)[val_p])]
         held: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # model -> (val, test) scores
+        gru_fit: dict[str, float | str] | None = None
         for name in settings.models:
             t0 = time.perf_counter()
             val: tuple[np.ndarray, np.ndarray] | None = None  # points are not recalibrated
@@ -334,7 +353,9 @@ def cross_validate(
                 held[name] = (val_scores, test_scores)
                 last_gru = (res.model, stats, test_p)
                 val = (y_all[val_rows], val_scores)
-            _record(name, k, thr, test_scores, time.perf_counter() - t0, val)
+                gru_fit = gru_fit_record(res)
+            _record(name, k, thr, test_scores, time.perf_counter() - t0, val,
+                    gru_fit if name == "gru_d" else None)  # fmt: skip
         if BLEND in oof:
             # The weighted mean of the two risks, computed as SepsisBlend computes it; its
             # threshold, like theirs, from the validation share.
@@ -343,7 +364,8 @@ def cross_validate(
             val_b = w * held["gru_d"][0] + (1.0 - w) * held["gbm"][0]
             test_b = w * held["gru_d"][1] + (1.0 - w) * held["gbm"][1]
             thr, _ = best_threshold(y_all[val_rows], val_b, val_off)
-            _record(BLEND, k, thr, test_b, time.perf_counter() - t0, (y_all[val_rows], val_b))
+            _record(BLEND, k, thr, test_b, time.perf_counter() - t0, (y_all[val_rows], val_b),
+                    gru_fit)  # fmt: skip
     return CVResult(
         folds=f,
         per_fold=per_fold,

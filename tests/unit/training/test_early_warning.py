@@ -228,6 +228,13 @@ class TestCrossValidate:
         s = res.oof_scores
         np.testing.assert_allclose(s[BLEND], 0.3 * s["gru_d"] + 0.7 * s["gbm"], rtol=0, atol=1e-12)
         assert len(res.per_fold[BLEND]) == 2
+        # how each fold's GRU-D fit ended, on its rows and the blend's (the gate compares
+        # the folds' figures; only the final fit's stop reason was kept)
+        for m in ("gru_d", BLEND):
+            assert [(r["gru_stop_reason"], r["gru_epochs"], r["gru_best_epoch"])
+                    for r in res.per_fold[m]] == [("max_epochs", 1.0, 1.0)] * 2  # fmt: skip
+        assert "gru_stop_reason" not in res.per_fold["gbm"][0]
+        assert res.summary()["gru_d"]["gru_epochs_mean"] == 1.0
 
     def test_unknown_model(self, cohort):
         with pytest.raises(ValueError, match="unknown model"):
