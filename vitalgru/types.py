@@ -43,6 +43,25 @@ def aami_metric_names(prefix: str, stats: tuple[str, ...] = AAMI_CLASS_STATS) ->
     )
 
 
+def event_log_id(log_id: str, old_ids_up_to: int | None, seq: int) -> str | None:
+    """The event log's id that the identifiers of event ``seq`` name (its HL7 alarm ids, its
+    FHIR identifier, its CDS card id), or None where they keep the form they had before
+    event logs had ids: the event was numbered at or below ``old_ids_up_to``, the last event
+    number of a state file when its log was given an id (an upgrade; None for a log that
+    had no events then, or no state file). An alarm forwarded before the upgrade and still
+    open is so ended under the id it was raised with: under a new one, the receiving alarm
+    manager matched no alarm to the end, and the alarm stayed active on nurses' phones.
+
+    Called by every form of an event's id, so that all take the same choice. ValueError
+    without ``log_id``.
+    """
+    if not log_id:
+        raise ValueError("an event's ids need the event log's id")
+    if old_ids_up_to is not None and int(seq) <= int(old_ids_up_to):
+        return None
+    return log_id
+
+
 class Split(StrEnum):
     """Named patient-level splits."""
 

@@ -198,7 +198,7 @@ class Ward(WardRestart, EcgWard):
         self.events_logged: Counter[tuple[str, str]] = Counter()  # (source, kind), this run
         self.journal = journal
         self.journal_errors = 0
-        self.log_id = self._take_log_id()
+        self.log_id, self.old_ids_up_to = self._take_log_id()
         self._closed = False  # set by close(): every request refused after it
         self.state_damage: list[StateDamage] = []  # rows of the state left out at restore
         self._shadow_ecg = None if shadow_ecg is None else EcgShadow(shadow_ecg)

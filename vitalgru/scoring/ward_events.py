@@ -34,6 +34,9 @@ SEQ_RESERVED = 1000
 
 #: Key in the state file of the event log's id (:attr:`WardEvents.log_id`).
 LOG_ID_KEY = "log_id"
+#: Key in the state file, beside the log's id, of the last event number the state file had
+#: when its log was given an id (:attr:`WardEvents.old_ids_up_to`).
+OLD_IDS_KEY = "old_ids_up_to"
 
 #: Kind of a sepsis alarm onset that falls in the lockout after an acknowledged alarm of the
 #: same patient (``vitalgru serve --sepsis-lockout-h``): logged and ended like an alarm, it
@@ -129,17 +132,33 @@ class WardEvents:
     #: with the log's id across gateways and state files (the FHIR identifiers of what the
     #: gateway logged, :func:`vitalgru.reports.fhir.event_identifier`).
     log_id: str
+    #: The last event number of the state file when its log was given an id, by an upgrade
+    #: from a version that numbered events without one (None: the log had none then, or
+    #: there is no state file): the events up to it keep the ids they were sent under
+    #: before (:func:`vitalgru.types.event_log_id`).
+    old_ids_up_to: int | None
 
-    def _take_log_id(self) -> str:
+    def _take_log_id(self) -> tuple[str, int | None]:
         """The event log's id kept in the state file, or a new random one (kept there, so
         that the same state file keeps it over restarts; without one, each run is a new
-        log with its own numbers, and gets a new id)."""
-        kept = self.journal.value(LOG_ID_KEY) if self.journal is not None else None
+        log with its own numbers, and gets a new id); and :attr:`old_ids_up_to`, kept
+        beside it. A state file that already holds events when its log is given an id was
+        written before logs had ids: its last event number is kept as the boundary (the
+        number its restart goes on after: the newest event, or the numbers reserved ahead
+        of it, which events whose writes failed may have used)."""
+        if self.journal is None:
+            return uuid.uuid4().hex, None
+        kept, upto = self.journal.value(LOG_ID_KEY), self.journal.value(OLD_IDS_KEY)
         if isinstance(kept, str) and kept:
-            return kept
+            return kept, upto if isinstance(upto, int) and upto > 0 else None
+        reserved = self.journal.value("seq_reserved", 0)
+        last = max(self.journal.last_event_seq(), reserved if isinstance(reserved, int) else 0)
         new = uuid.uuid4().hex
-        self._journal("set_value", LOG_ID_KEY, new)
-        return new
+        with self._together():  # the boundary with the id: a log id without it is a new log's
+            if last > 0:
+                self._journal("set_value", OLD_IDS_KEY, last)
+            self._journal("set_value", LOG_ID_KEY, new)
+        return new, last if last > 0 else None
 
     def _need(self, monitor: object, what: str, change: bool = True) -> None:
         """ValueError unless the ward was started with the model ``what`` needs and, for a

@@ -328,6 +328,17 @@ class WardJournal(JournalWrites):
 
     # ------------------------------------------------------------------ read back
 
+    def last_event_seq(self) -> int:
+        """The number of the newest event kept (0 for none, or when the log cannot be
+        read): without loading the rest."""
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            return int(row[0])
+        except (sqlite3.Error, TypeError, ValueError) as e:
+            logger.warning("%s: the event log cannot be read (%s)", self.path, e)
+            return 0
+
     def load(self) -> WardState:
         """What the journal holds, to rebuild a ward from. Rows that cannot be read (the
         disk, or an edit by hand) are left out and listed in ``damaged``

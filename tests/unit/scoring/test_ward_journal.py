@@ -88,6 +88,47 @@ def test_the_event_log_keeps_its_id_over_restarts_and_a_new_file_gets_another(
         ward.close()
 
 
+def _written_before_log_ids(path: Path, events: int, reserved: int | None = None) -> None:
+    """A state file as a version before event logs had ids left it: ``events`` events, the
+    numbers reserved ahead of them (``reserved``; as many as the events: closed cleanly),
+    and no log id."""
+    j = WardJournal(path)
+    for seq in range(1, events + 1):
+        j.add_event({"seq": seq, "source": "ecg", "kind": "feed_lost", "patient_id": "bed-1"})
+    j.set_value("seq_reserved", events if reserved is None else reserved)
+    j.close()
+
+
+def test_a_log_given_its_id_by_an_upgrade_keeps_where_its_old_ids_end(tmp_path: Path) -> None:
+    # the alarms the file held were forwarded under ids without the log's: up to its last
+    # event number they keep them (vitalgru.types.event_log_id), or the receiver could not
+    # match the end of an alarm still open at the upgrade to it
+    _written_before_log_ids(tmp_path / "old.sqlite", 3)
+    ward = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "old.sqlite"))
+    ward.restore(ward.journal.load())
+    assert ward.old_ids_up_to == 3 and ward.log_id
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "old.sqlite"))
+    assert (again.log_id, again.old_ids_up_to) == (ward.log_id, 3)  # kept over restarts
+    again.close()
+    # stopped with numbers reserved past the last event written (a crash): the restart goes
+    # on after the reservation, and those numbers may have been used
+    _written_before_log_ids(tmp_path / "crashed.sqlite", 2, reserved=1002)
+    crashed = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "crashed.sqlite"))
+    crashed.restore(crashed.journal.load())
+    assert crashed.old_ids_up_to == 1002 == crashed.last_seq
+    crashed.close()
+    # a new file, and a ward without one, have no events from before: no boundary
+    fresh = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "new.sqlite"))
+    with fresh._queue_lock:  # an event logged after the id was made
+        fresh._event({"source": "ecg", "kind": "feed_lost", "patient_id": "bed-1"})
+    assert fresh.old_ids_up_to is None and Ward(untrained_monitor()).old_ids_up_to is None
+    fresh.close()
+    restarted = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "new.sqlite"))
+    assert restarted.old_ids_up_to is None and restarted.journal.last_event_seq() == 1
+    restarted.close()
+
+
 def test_the_log_is_trimmed_to_its_newest_events(tmp_path: Path) -> None:
     j = WardJournal(tmp_path / "w.sqlite", keep_events=1000)
     for seq in range(1, 2501):
