@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
+from vitalgru.types import event_log_id
 
 __all__ = ["OVERRIDE_REASONS", "REASONS_OF", "apply_feedback", "card_uuid", "carded"]
 
@@ -33,17 +34,21 @@ OVERRIDE_REASONS = [
 _CARD_NS = uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40")  # vitalgru's namespace for card ids
 
 
-def card_uuid(event: Mapping[str, Any], log_id: str) -> str:
+def card_uuid(event: Mapping[str, Any], log_id: str, old_ids_up_to: int | None = None) -> str:
     """The card id of an alarm event of the event log ``log_id`` (the same event, the same
     id, across calls): a name-based UUID of the log's id, the event's number and when it was
     received (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file). Event
     numbers begin at 1 in every gateway and state file, and two gateways' alarms can be
-    received in the same second: without the log's id, their cards had the same id. The
-    feedback finds a card's alarm by working out the ids of the log's alarms, not by reading
-    the id (:func:`apply_feedback`)."""
-    if not log_id:
-        raise ValueError("a card's id needs the event log's id")
-    return str(uuid.uuid5(_CARD_NS, f"{log_id}/{event['seq']}/{event.get('received_at', '')}"))
+    received in the same second: without the log's id, their cards had the same id. An
+    alarm numbered up to ``old_ids_up_to`` (:attr:`vitalgru.scoring.ward.Ward.old_ids_up_to`:
+    the state file held it when an upgrade gave its log an id;
+    :func:`vitalgru.types.event_log_id`) keeps the id its card had before. The feedback finds
+    a card's alarm by working out the ids of the log's alarms, not by reading the id
+    (:func:`apply_feedback`)."""
+    named = event_log_id(log_id, old_ids_up_to, int(event["seq"]))
+    if named is None:
+        return _card_uuid_before_log_ids(event)
+    return str(uuid.uuid5(_CARD_NS, f"{named}/{event['seq']}/{event.get('received_at', '')}"))
 
 
 def _card_uuid_before_log_ids(event: Mapping[str, Any]) -> str:
@@ -101,9 +106,11 @@ def apply_feedback(
     patients: set[str] | None = None,
     *,
     log_id: str,
+    old_ids_up_to: int | None = None,
 ) -> dict[str, int]:
     """Acknowledge the alarm of each card the feedback names (``events``: the ward's log, to
-    find the card's alarm by its id, :func:`card_uuid` of ``log_id``, the ward's event log;
+    find the card's alarm by its id, :func:`card_uuid` of ``log_id``, the ward's event log,
+    and ``old_ids_up_to``;
     only the alarms ``monitor``'s services give cards for, :func:`carded`), as ``CDS Hooks (<client>)``, the outcome and any override reason (one
     of the cards', :data:`REASONS_OF`, or one the EHR added, marked so) and comment as the
     note. Returns ``{"acknowledged", "already", "unknown"}`` (cards whose alarm was
@@ -123,7 +130,7 @@ def apply_feedback(
     # a card shown before card ids named the log: still taken by its old id (which a
     # gateway not yet upgraded may give another alarm of the same number and second)
     by_card = {_card_uuid_before_log_ids(e): e for e in alarms}
-    by_card.update({card_uuid(e, log_id): e for e in alarms})
+    by_card.update({card_uuid(e, log_id, old_ids_up_to): e for e in alarms})
     counts = {"acknowledged": 0, "already": 0, "unknown": 0}
     for item, said in zip(items, reasons, strict=True):
         event = by_card.get(str(item.get("card")))

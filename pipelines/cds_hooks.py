@@ -217,10 +217,12 @@ def sepsis_cards(
     service: str = "vitalgru-sepsis",
     *,
     log_id: str,
+    old_ids_up_to: int | None = None,
 ) -> list[dict[str, Any]]:
     """The card of a sepsis patient (:meth:`Ward.sepsis_summary`, the episode's onset event,
     the model's alarm line, the stay page's URL if it has one a browser reaches), from
-    ``service``: one while in an alarm episode, else none."""
+    ``service``: one while in an alarm episode, else none; its id :func:`card_uuid` of
+    ``log_id`` and ``old_ids_up_to``."""
     last = summary.get("last_hour")
     if not summary.get("in_alarm") or onset is None or last is None:
         return []
@@ -245,7 +247,7 @@ def sepsis_cards(
         "A model's risk, not a diagnosis: assess the patient.",
     ])  # fmt: skip
     return [{
-        "uuid": card_uuid(onset, log_id), "summary": summary_line, "indicator": indicator,
+        "uuid": card_uuid(onset, log_id, old_ids_up_to), "summary": summary_line, "indicator": indicator,
         "detail": detail, "source": _source(service),
         "overrideReasons": OVERRIDE_REASONS,
         **_links("The stay's risk, hour by hour", page),
@@ -268,11 +270,13 @@ def ecg_cards(
     service: str = "vitalgru-ecg",
     *,
     log_id: str,
+    old_ids_up_to: int | None = None,
 ) -> list[dict[str, Any]]:
     """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
     acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL); a technical one
     (:data:`TECHNICAL_ECG`) only while it is in ``live`` (:meth:`Ward.alarms_in_progress`:
-    the lead not fixed, the feed not back)."""
+    the lead not fixed, the feed not back); their ids :func:`card_uuid` of ``log_id`` and
+    ``old_ids_up_to``."""
     waiting = [a for a in summary.get("alarms") or []
                if a.get("kind") not in INFO_KINDS and not a.get("acknowledged")
                and (a.get("kind") not in TECHNICAL_ECG or a.get("seq") in live)]  # fmt: skip
@@ -280,7 +284,7 @@ def ecg_cards(
     for a in list(reversed(waiting))[:ECG_CARDS]:
         name = ALERT_NAMES.get(str(a.get("kind")), str(a.get("kind")))
         cards.append({
-            "uuid": card_uuid(a, log_id),
+            "uuid": card_uuid(a, log_id, old_ids_up_to),
             "summary": f"ECG alarm: {name} at {a.get('received_at')}"[:139],
             "indicator": "critical" if a.get("kind") in CRITICAL_ECG else "warning",
             "detail": f"{a.get('message', name)}\n\n{_ack_line(a)}",
@@ -409,10 +413,12 @@ def cds_router(
                 summary = ward.sepsis_summary(pid)
                 cards = sepsis_cards(summary, summary.get("alarm_onset"),
                                      ward.sepsis.threshold, page, service_id,
-                                     log_id=ward.log_id)  # fmt: skip
+                                     log_id=ward.log_id,
+                                     old_ids_up_to=ward.old_ids_up_to)  # fmt: skip
             else:
                 cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()),
-                                  service_id, log_id=ward.log_id)  # fmt: skip
+                                  service_id, log_id=ward.log_id,
+                                  old_ids_up_to=ward.old_ids_up_to)  # fmt: skip
         except KeyError:  # not on this monitor: no guidance
             cards = []
         if hook == "encounter-discharge":
@@ -433,7 +439,8 @@ def cds_router(
         patients: set[str] = set()
         try:
             got = apply_feedback(ward, events, body, request.state.cds_client.name,
-                                 service(service_id)[0], patients, log_id=ward.log_id)  # fmt: skip
+                                 service(service_id)[0], patients, log_id=ward.log_id,
+                                 old_ids_up_to=ward.old_ids_up_to)  # fmt: skip
         except ValueError as e:
             stats.call(f"{service_id}/feedback", "invalid")
             raise HTTPException(422, str(e)) from None

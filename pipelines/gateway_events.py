@@ -142,7 +142,8 @@ def add_event_routes(
         """An ECG alarm's strip as a FHIR ``Observation`` with ``valueSampledData``."""
         strip = http_call(ward.strip, seq)
         event_for(request, strip["patient_id"])
-        return strip_observation(strip, log_id=ward.log_id, patient_system=patient_system)
+        return strip_observation(strip, log_id=ward.log_id, old_ids_up_to=ward.old_ids_up_to,
+                                 patient_system=patient_system)  # fmt: skip
 
     @reads.get("/events/{seq}/strip.svg")
     def event_strip_svg(seq: int, request: Request) -> Response:
@@ -165,7 +166,8 @@ def add_event_routes(
         # the patients of the flags (an acknowledgement or a merge gets none)
         answered(request, event_patients(e for e in got["events"] if e.get("source") != "ward"))
         return events_bundle(
-            got["events"], log_id=ward.log_id, active=ward.alarms_in_progress(),
+            got["events"], log_id=ward.log_id, old_ids_up_to=ward.old_ids_up_to,
+            active=ward.alarms_in_progress(),
             ended=ward.alarms_ended(e["seq"] for e in got["events"]),
             patient_system=patient_system,
             generated=datetime.now(UTC),

@@ -24,9 +24,13 @@ Report Alert (PCD-04, ``ORU^R40``) with its facets and their MDC codes:
 
 The bytes are UTF-8, and ``MSH-18`` says so (:data:`CHARSET`) in every message.
 
-``MSH-10`` (the control id) is the :func:`alarm_id` of the event sent. Event numbers begin
-at 1 in every gateway and in a new state file: the bare number, as it was sent before, gave
-the alarms of two gateways the same order and control ids at a receiver that takes both.
+``MSH-10`` (the control id) is the :func:`control_id` of the event sent. Event numbers
+begin at 1 in every gateway and in a new state file: the bare number, as it was sent before,
+gave the alarms of two gateways the same order and control ids at a receiver that takes
+both. The events a state file held when an upgrade gave its log an id keep the ids they
+had before (``<seq>^VITALGRU``, ``VG<seq>``; :func:`vitalgru.types.event_log_id`): an
+alarm forwarded before the upgrade and still open is ended, or escalated, under the id the
+receiver knows it by.
 
 This is the message's shape, not a claim of conformance: no IHE test tool has seen it.
 
@@ -65,8 +69,9 @@ from typing import Any
 from pipelines.mllp_server import tls_file
 from vitalgru.io.hl7v2 import MLLP_END, MLLP_START, escape, message_bytes, read_message
 from vitalgru.scoring.ward import Ward
+from vitalgru.types import event_log_id
 
-__all__ = ["AlarmForwarder", "alarm_id", "alarm_message", "client_tls"]
+__all__ = ["AlarmForwarder", "alarm_id", "alarm_message", "client_tls", "control_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +105,27 @@ MAX_RETRY_S = 60.0
 LOG_ID_CHARS = 8
 
 
-def alarm_id(log_id: str, seq: int) -> str:
-    """The id of event ``seq`` of the event log ``log_id`` in HL7 (``MSH-10``, ``OBR-2``,
-    ``OBR-3``): ``<first 8 characters of the log id>-<seq>``, unique across gateways and
-    state files (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file) where
-    the bare number was not, and within the lengths of :data:`LOG_ID_CHARS`."""
-    if not log_id:
-        raise ValueError("an alarm's HL7 id needs the event log's id")
-    return f"{log_id[:LOG_ID_CHARS]}-{int(seq)}"
+def alarm_id(log_id: str, seq: int, old_ids_up_to: int | None = None) -> str:
+    """The id of alarm ``seq`` of the event log ``log_id`` in HL7 (``OBR-2``, ``OBR-3``):
+    ``<first 8 characters of the log id>-<seq>``, unique across gateways and state files
+    (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in the state file) where the bare
+    number was not, and within the lengths of :data:`LOG_ID_CHARS`; ``<seq>^VITALGRU``, as
+    before logs had ids, for an alarm numbered up to ``old_ids_up_to``
+    (:attr:`vitalgru.scoring.ward.Ward.old_ids_up_to`, :func:`vitalgru.types.event_log_id`):
+    one the receiver may hold open under that id."""
+    named = event_log_id(log_id, old_ids_up_to, seq)
+    if named is None:
+        return f"{int(seq)}^VITALGRU"
+    return f"{named[:LOG_ID_CHARS]}-{int(seq)}"
+
+
+def control_id(log_id: str, seq: int, old_ids_up_to: int | None = None) -> str:
+    """``MSH-10`` of the message of event ``seq``: its :func:`alarm_id`, or ``VG<seq>``, as
+    before logs had ids, for an event numbered up to ``old_ids_up_to``."""
+    named = event_log_id(log_id, old_ids_up_to, seq)
+    if named is None:
+        return f"VG{int(seq)}"
+    return alarm_id(named, seq)
 
 
 def client_tls(
@@ -159,6 +177,7 @@ def alarm_message(
     alarm: dict[str, Any] | None = None,
     *,
     log_id: str,
+    old_ids_up_to: int | None = None,
     facility: str = "",
     receiver: str = "",
     authority: str = "",
@@ -167,7 +186,8 @@ def alarm_message(
     an escalation, the end of a sepsis alarm episode, a pause, poor signal or a lost feed
     (``alarm``: the event it escalates or ends, when the log still has it; else the kind
     the event carries, ``alarm_kind``, and ``OBR-7`` is left empty), its ids those of the
-    event log ``log_id`` (:func:`alarm_id`). None for an event that is not forwarded
+    event log ``log_id`` (:func:`alarm_id`, :func:`control_id`; those of the events up to
+    ``old_ids_up_to`` as they were before logs had ids). None for an event that is not forwarded
     (information, acknowledgements), and for an escalation or end whose alarm is not at
     hand and whose kind it does not carry."""
     kind = event.get("kind")
@@ -180,7 +200,7 @@ def alarm_message(
     priority, alert_type = ALARM_CLASSES[str(base["kind"])]
     if escalation:
         priority = "PH"
-    order = alarm_id(log_id, int(base["seq"]))
+    order = alarm_id(log_id, int(base["seq"]), old_ids_up_to)
     raised = _ts(base["received_at"]) if base.get("received_at") else ""  # "": not known
     now = _ts(event.get("received_at"))
     pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
@@ -198,7 +218,7 @@ def alarm_message(
     ]  # fmt: skip
     segments = [
         f"MSH|^~\\&|VITALGRU|{escape(facility)}|{escape(receiver)}||{now}||ORU^R40^ORU_R40|"
-        f"{alarm_id(log_id, int(event['seq']))}|P|2.6|||AL|NE||{CHARSET}",
+        f"{control_id(log_id, int(event['seq']), old_ids_up_to)}|P|2.6|||AL|NE||{CHARSET}",
         # PID-5 (required from v2.6): the name is not known here, an empty one of type U
         f"PID|||{pid}^^^{escape(authority)}^MR||^^^^^^U" if authority else f"PID|||{pid}||^^^^^^U",
         f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
@@ -322,7 +342,8 @@ class AlarmForwarder:
                 if len(self._alarms) > 10_000:
                     self._alarms.pop(min(self._alarms))
             alarm = self._alarm(int(event.get("escalates") or event.get("ends") or 0))
-            message = alarm_message(event, alarm, log_id=self.ward.log_id, **self.options)
+            message = alarm_message(event, alarm, log_id=self.ward.log_id,
+                                    old_ids_up_to=self.ward.old_ids_up_to, **self.options)  # fmt: skip
             if message is None and alarm is None and _names_alarm(event):
                 # an end (or escalation) of an alarm neither seen in this process nor still
                 # in the log, logged before events said the alarm's kind: the receiver

@@ -4,8 +4,10 @@ added."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from pipelines.cds_hooks import ecg_cards
 from pipelines.cds_tokens import CdsClients, jwk_of, sign_token
 from pipelines.gateway import create_app
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 ISS = "https://ehr.example.org"
 BASE = "http://testserver"
@@ -180,3 +183,50 @@ def test_the_gateways_cards_name_its_log() -> None:
     (card,) = ecg_cards(ward.ecg_summary("bed-3"), live=set(ward.alarms_in_progress()),
                         log_id=ward.log_id)  # fmt: skip
     assert card["uuid"] == card_uuid(alarm, ward.log_id)
+
+
+def test_an_alarm_from_before_the_upgrade_keeps_its_cards_id(tmp_path: Path) -> None:
+    # a card a clinician saw before the log had an id: the service gives it the same id
+    # after the upgrade (not one naming the log, which the EHR would show as another card),
+    # and feedback on it acknowledges the alarm; an alarm raised after it has a card naming
+    # the log
+    path = tmp_path / "ward.sqlite"
+    old = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    old.admit_ecg("bed-3", 360)
+    time.sleep(0.03)
+    old.tick()  # the feed is lost: an alarm, a card
+    (alarm,) = [e for e in old.events()["events"] if e["kind"] == "feed_lost"]
+    old.close()
+    with sqlite3.connect(path) as db:  # as a version before log ids left the file
+        db.execute("DELETE FROM meta WHERE key = 'value:log_id'")
+    before = str(uuid.uuid5(uuid.UUID("5f1c4c55-0a2e-4d0b-9d3e-2b6a7c1e9f40"),
+                            f"{alarm['seq']}/{alarm['received_at']}"))  # fmt: skip
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    ward.restore(ward.journal.load())
+    assert ward.old_ids_up_to == alarm["seq"]
+    assert card_uuid(alarm, ward.log_id, ward.old_ids_up_to) == before
+    (card,) = ecg_cards({"alarms": [alarm]}, log_id=ward.log_id, live={alarm["seq"]},
+                        old_ids_up_to=ward.old_ids_up_to)  # fmt: skip
+    assert card["uuid"] == before
+    clients = CdsClients.from_spec({"clients": [{"name": "ehr", "iss": ISS, "jwks": {
+        "keys": [jwk_of(KEY.public_key(), "k1")]}}]})  # fmt: skip
+    app = create_app(ward, tick_s=0, cds_clients=clients, public_url=BASE)
+    aud = f"{BASE}/cds-services/vitalgru-ecg"
+    with TestClient(app) as c:
+        c.post("/ecg/bed-4/admit", json={"fs": 360})
+        time.sleep(0.03)
+        ward.tick()  # bed-4's feed is lost too: an alarm after the upgrade
+        (new,) = [e for e in ward.events()["events"]
+                  if e["kind"] == "feed_lost" and e["patient_id"] == "bed-4"]  # fmt: skip
+
+        def cards(pid: str) -> list[str]:
+            body = {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": pid}}
+            got = c.post("/cds-services/vitalgru-ecg", json=body, headers=_auth(aud))
+            return [card["uuid"] for card in got.json()["cards"]]
+
+        assert cards("bed-4") == [card_uuid(new, ward.log_id, ward.old_ids_up_to)] == [
+            card_uuid(new, ward.log_id)]  # fmt: skip
+        got = c.post("/cds-services/vitalgru-ecg/feedback", headers=_auth(f"{aud}/feedback"),
+                     json={"feedback": [{"card": before, "outcome": "accepted"}]})  # fmt: skip
+        assert got.json()["acknowledged"] == 1
+    ward.close()

@@ -5,6 +5,7 @@ from where it stopped after a restart."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -449,6 +450,49 @@ def test_alarms_gone_from_the_log_during_an_outage_are_said_and_counted(
     assert metrics["vitalgru_alarms_forward_lost_events"] == 5
     fwd.step()  # said once, not again on the next look
     assert fwd.lost == 5 and caplog.text.count("were no longer in the ward's log") == 1
+
+
+def test_an_alarm_open_at_the_upgrade_is_ended_under_the_ids_it_was_raised_with(
+    tmp_path: Path,
+) -> None:
+    # a state file of a version before event logs had ids, an alarm forwarded then as
+    # OBR-2 `1^VITALGRU` (MSH-10 `VG1`) and still open: after the upgrade its end went as
+    # `<log id>-1`, which the alarm manager matched to no alarm, and it stayed active on
+    # the nurses' phones
+    path = tmp_path / "ward.sqlite"
+    old = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    _lost_feeds(old, ["bed-1"])
+    (lost,) = [e["seq"] for e in old.events()["events"] if e["kind"] == "feed_lost"]
+    old.close()
+    with sqlite3.connect(path) as db:  # as that version left it: no log id
+        db.execute("DELETE FROM meta WHERE key = 'value:log_id'")
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01, journal=WardJournal(path))
+    ward.restore(ward.journal.load())
+    assert ward.old_ids_up_to == lost  # the last event of the file (restore logs one after)
+    engine = _Receiver()
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    ward.add_ecg("bed-1", [0.0] * 36)  # the feed is back: the end of the alarm
+    _lost_feeds(ward, ["bed-2"])  # an alarm raised after the upgrade
+    while fwd.cursor < ward.last_seq:
+        fwd.step()
+    fwd.stop()
+    engine.close()
+    end = read_message(engine.got[0])
+    (new,) = [m for m in map(read_message, engine.got) if m.patient_ids == ["bed-2"]]
+    assert [s[5] for s in end.segments if s[0] == "OBX"][2] == "end"
+    obr = next(s for s in end.segments if s[0] == "OBR")
+    assert obr[2] == obr[3] == f"{lost}^VITALGRU"  # the id the receiver has it under
+    # the alarm's own message, had it been sent after the upgrade: as before it too
+    again = read_message(alarm_message(old.events()["events"][lost - 1], log_id=ward.log_id,
+                                       old_ids_up_to=ward.old_ids_up_to))  # fmt: skip
+    assert (again.control_id, again.field("OBR", 2)) == (f"VG{lost}", str(lost))
+    assert new.field("OBX", 5) == "feed_lost"
+    new_seq = int(new.control_id.split("-")[1])
+    assert new.control_id == alarm_id(ward.log_id, new_seq) == f"{ward.log_id[:8]}-{new_seq}"
+    assert next(s for s in new.segments if s[0] == "OBR")[2] == new.control_id
+    # the end itself was logged after the upgrade: its message has a new control id
+    assert end.control_id.startswith(f"{ward.log_id[:8]}-")
+    ward.close()
 
 
 def test_an_end_is_sent_after_a_restart_when_its_alarm_has_left_the_log(

@@ -41,6 +41,7 @@ from typing import Any
 
 from vitalgru.io.observation_codes import MDC_SYSTEM  # ISO/IEEE 11073-10101, R4's URI
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
+from vitalgru.types import event_log_id
 
 __all__ = [
     "ecg_bundle",
@@ -61,7 +62,8 @@ _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
 
 #: Identifier system of the gateway's events (a strip Observation carries its alarm's):
-#: values ``{log id}/{event number}`` (:func:`event_identifier`).
+#: values ``{log id}/{event number}`` (:func:`event_identifier`; the bare number for the
+#: events of a state file from before logs had ids).
 GATEWAY_EVENT_SYSTEM = "urn:vitalgru:gateway-event"
 #: FHIR's core extension pointing a Flag at the record that supports it.
 FLAG_DETAIL = "http://hl7.org/fhir/StructureDefinition/flag-detail"
@@ -77,15 +79,19 @@ def _subject(pid: str, system: str | None) -> dict[str, Any]:
     return {"identifier": ident, "display": f"Patient {pid}"}
 
 
-def event_identifier(log_id: str, seq: int) -> dict[str, str]:
+def event_identifier(log_id: str, seq: int, old_ids_up_to: int | None = None) -> dict[str, str]:
     """The business identifier of event ``seq`` of the gateway's event log ``log_id``
     (:attr:`vitalgru.scoring.ward.Ward.log_id`, kept in its state file): event numbers
     start again at 1 in another gateway, or one given a new state file, so the number alone
     would name two patients' records alike (an engine updating on the identifier would
-    overwrite one with the other)."""
-    if not log_id:
-        raise ValueError("an event identifier needs the event log's id")
-    return {"system": GATEWAY_EVENT_SYSTEM, "value": f"{log_id}/{int(seq)}"}
+    overwrite one with the other). An event numbered up to ``old_ids_up_to``
+    (:attr:`vitalgru.scoring.ward.Ward.old_ids_up_to`: the state file held it when an
+    upgrade gave its log an id; :func:`vitalgru.types.event_log_id`) keeps the bare number
+    it was identified by before, so that an engine updating on it does not make a second
+    copy of a strip it already took."""
+    named = event_log_id(log_id, old_ids_up_to, seq)
+    value = str(int(seq)) if named is None else f"{named}/{int(seq)}"
+    return {"system": GATEWAY_EVENT_SYSTEM, "value": value}
 
 
 def _when(start: datetime | None, offset: timedelta) -> str | None:
@@ -357,6 +363,7 @@ def events_bundle(
     events: Sequence[Mapping[str, Any]],
     *,
     log_id: str,
+    old_ids_up_to: int | None = None,
     active: Sequence[int] = (),
     ended: Mapping[int, str] | None = None,
     patient_system: str | None = None,
@@ -377,8 +384,8 @@ def events_bundle(
     a flag's period runs from its activation to its inactivation). An acknowledged
     event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
     alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
-    event's identifier, :func:`event_identifier` of ``log_id`` and its number, to the
-    Observation :func:`strip_observation` makes).
+    event's identifier, :func:`event_identifier` of ``log_id``, ``old_ids_up_to`` and its
+    number, to the Observation :func:`strip_observation` makes).
     """
     live = set(int(a) for a in active)
     ends = {int(a): str(at) for a, at in (ended or {}).items()}
@@ -419,20 +426,24 @@ def events_bundle(
         if e.get("strip_s"):  # its ECG strip, at /fhir/strips/{seq} (strip_observation)
             flag["extension"] = [{"url": FLAG_DETAIL, "valueReference": {
                 "type": "Observation", "display": "ECG strip of the alarm",
-                "identifier": event_identifier(log_id, int(e["seq"]))}}]  # fmt: skip
+                "identifier": event_identifier(log_id, int(e["seq"]), old_ids_up_to)}}]  # fmt: skip
         out.append((key, flag))
     return _bundle(out, generated)
 
 
 def strip_observation(
-    strip: Mapping[str, Any], *, log_id: str, patient_system: str | None = None
+    strip: Mapping[str, Any],
+    *,
+    log_id: str,
+    old_ids_up_to: int | None = None,
+    patient_system: str | None = None,
 ) -> Resource:
     """An ECG alarm's strip (:meth:`vitalgru.scoring.ward.Ward.strip`) as a FHIR
     ``Observation`` with ``valueSampledData``: one sample every ``1000 / fs`` ms, in µV
     (``factor`` 0.001 gives mV, ``origin`` 0 mV), ``E`` for a sample with no signal; timed
     on the wall clock from ``start_at``, with the alarm and each labelled beat in its note,
     and identified by its alarm's event (:func:`event_identifier` of ``log_id``, the
-    gateway's event log)."""
+    gateway's event log, and ``old_ids_up_to``)."""
     fs = float(strip["fs"])
     samples = strip["samples"]
     data = " ".join("E" if v is None else str(int(round(float(v) * 1000))) for v in samples)
@@ -467,5 +478,5 @@ def strip_observation(
         "note": [{"text": note}],
     }
     if "seq" in strip:
-        obs["identifier"] = [event_identifier(log_id, int(strip["seq"]))]
+        obs["identifier"] = [event_identifier(log_id, int(strip["seq"]), old_ids_up_to)]
     return obs

@@ -164,6 +164,24 @@ def test_a_strip_is_identified_by_its_gateways_log_and_its_flag_points_at_it() -
     assert ids[0] == {"system": "urn:vitalgru:gateway-event", "value": "9d1e0c7a/1"}
 
 
+def test_a_strip_from_before_the_upgrade_keeps_its_bare_number() -> None:
+    # a strip an engine took before the log had an id, identified by its number alone: the
+    # same identifier after the upgrade, or an engine updating on it made a second copy
+    strip = {"seq": 4, "patient_id": "bed-4", "kind": "pause", "message": "pause of 3.2 s",
+             "fs": 250.0, "start_s": 95.0, "start_at": "2026-12-05T08:01:35.250000+00:00",
+             "onset_s": 100.0, "raised_at_s": 103.0, "beats": [], "samples": [0.0, 0.1]}  # fmt: skip
+    event = {"seq": 4, "source": "ecg", "patient_id": "bed-4", "kind": "pause",
+             "message": "pause of 3.2 s", "received_at": "2026-12-05T08:01:48+00:00",
+             "onset_at": "2026-12-05T08:01:40.250000+00:00", "strip_s": 13.0}  # fmt: skip
+    for upto, value in ((4, "4"), (3, "9d1e0c7a/4"), (None, "9d1e0c7a/4")):
+        obs = strip_observation(strip, log_id="9d1e0c7a", old_ids_up_to=upto)
+        bundle = events_bundle([event], log_id="9d1e0c7a", old_ids_up_to=upto)
+        (flag,) = _by_type(bundle, "Flag")
+        ref = flag["extension"][0]["valueReference"]["identifier"]
+        assert obs["identifier"] == [ref] == [{"system": "urn:vitalgru:gateway-event",
+                                               "value": value}]  # fmt: skip
+
+
 def test_an_alarm_whose_end_was_logged_has_its_flag_period_closed() -> None:
     # R4: Flag.period runs from activation to inactivation
     def ev(seq: int, kind: str, at: str, **more: object) -> dict:
