@@ -3,8 +3,10 @@ one fresh store per test in its own working directory."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,7 @@ from vitalgru.tracking import (
     tracking_uri,
     version_gate_values,
 )
+from vitalgru.tracking.environment import environment_tags
 from vitalgru.tracking.source import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -352,6 +355,49 @@ class TestTrackedRun:
             assert tags[GIT_COMMIT_TAG] == head.stdout.strip()
             assert tags[GIT_DIRTY_TAG] in ("true", "false")
 
+    def test_a_run_names_the_float_environment_that_ran_it(self, store: Path) -> None:
+        # the tags named the code only: a run on an AVX2 machine (or with other library
+        # versions) trained other weights under the same params and tags
+        with start_run("exp") as parent:
+            with start_run("exp", nested=True) as child:
+                pass
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in
+                 (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+                 if line.split(":", 1)[0].strip() == "model name"]  # fmt: skip
+        want = {
+            "vitalgru.env.python": platform.python_version(),
+            "vitalgru.env.platform": platform.platform(),
+            "vitalgru.env.cpu": names[0] if names else platform.processor() or platform.machine(),
+            "vitalgru.env.torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "vitalgru.env.torch_threads": str(torch.get_num_threads()),
+            "vitalgru.env.torch_interop_threads": str(torch.get_num_interop_threads()),
+            "vitalgru.env.aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "unset"),
+            "vitalgru.env.omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+            **{f"vitalgru.env.version.{d}": importlib.metadata.version(d)
+               for d in ("torch", "numpy", "scipy", "scikit-learn", "pandas", "mlflow")},
+        }  # fmt: skip
+        for run in (parent, child):
+            tags = _client().get_run(run.run_id).data.tags
+            assert {k: tags.get(k) for k in want} == want
+
+    def test_the_cpu_kernels_torch_was_held_to_are_named(self) -> None:
+        code = (
+            "import json; from vitalgru.tracking.environment import environment_tags; "
+            "print(json.dumps(environment_tags()))"
+        )
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(Path(vitalgru.__file__).parents[1])}  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        tags = json.loads(out.stdout.strip().splitlines()[-1])
+        assert tags["vitalgru.env.torch_cpu_capability"] == "DEFAULT"
+        assert tags["vitalgru.env.aten_cpu_capability"] == "default"
+        assert tags["vitalgru.env.omp_num_threads"] == "1"
+        assert environment_tags()["vitalgru.env.torch_cpu_capability"] == (
+            torch.backends.cpu.get_cpu_capability()
+        )
+
     @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
     def test_source_tags_follow_the_checkout_and_need_no_git(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -567,6 +613,35 @@ class TestModelRoundTrip:
         # Nothing is pickled: the pyfunc is defined by a code file stored with the model.
         local = Path(mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(store / "dl")))
         assert not list(local.rglob("*.pkl"))
+
+    def test_the_model_pins_the_numerical_packages_loading_it_imports(self, store: Path) -> None:
+        # only vitalgru, torch, mlflow and numpy were pinned; loading and scoring the
+        # pyfunc imports scipy and pandas (through mlflow.pyfunc) and wfdb (vitalgru.io)
+        from vitalgru.models.early_warning import GRUDEarlyWarning
+
+        with start_run("exp") as run:
+            ref = log_model(run, GRUDEarlyWarning(3, 0, 4), preprocessing={}, config={})
+        code = (
+            "import sys, json, importlib.metadata as md, numpy as np, mlflow.pyfunc\n"
+            f"pf = mlflow.pyfunc.load_model({ref.uri!r})\n"
+            "pf.predict(np.zeros((1, 5, 12), np.float32))\n"
+            "dist = md.packages_distributions()\n"
+            "print(json.dumps(sorted({d for m in list(sys.modules) "
+            "for d in dist.get(m.split('.')[0], [])})))\n"
+        )
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(Path(vitalgru.__file__).parents[1])}  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=store,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        imported = {d.lower() for d in json.loads(out.stdout.strip().splitlines()[-1])}
+        local = Path(mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(store / "dl")))
+        pins = dict(line.split("==") for line in
+                    (local / "requirements.txt").read_text().split() if "==" in line)  # fmt: skip
+        numerical = {"torch", "numpy", "scipy", "pandas", "scikit-learn", "wfdb", "mlflow"}
+        assert {"scipy", "pandas", "wfdb"} <= imported
+        for name in numerical & imported:
+            assert pins.get(name) == importlib.metadata.version(name).split("+")[0], name
+        assert pins["vitalgru"] == vitalgru.__version__
 
     def test_load_by_version_latest_and_unregistered(self, store: Path) -> None:
         torch.manual_seed(2)

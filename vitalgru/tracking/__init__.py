@@ -9,6 +9,8 @@ mlflow).
   are plain data, rebuilt by :func:`load_model` without unpickling anything.
 - :mod:`vitalgru.tracking.source`: the tags naming the code of a run (the checkout's git
   commit and dirty flag, a digest of the source), which :func:`start_run` sets;
+- :mod:`vitalgru.tracking.environment`: the tags naming the float environment of a run
+  (CPU model, torch's CPU kernels, thread counts, package versions), set there too;
 - :mod:`vitalgru.tracking.gate`: the champion gate (:func:`promote_if_better`);
 - :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias
   (``champion``, ``challenger``) through the gate of :func:`promote_if_better`, by hand

@@ -13,6 +13,7 @@ works too for generic serving. Classes are imported only from allowed packages
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 import tempfile
@@ -213,15 +214,18 @@ mlflow.models.set_model(SequenceModelPyfunc())
 """
 
 
+#: The numerical packages that loading and scoring a logged model imports (vitalgru's own
+#: ``vitalgru.io`` reads WFDB; ``mlflow.pyfunc`` imports scipy and pandas itself), pinned
+#: to the versions installed where it was logged. scikit-learn is not among them: a
+#: blend's trees are torch buffers once fitted (:mod:`vitalgru.models.trees`).
+_LOAD_PACKAGES = ("torch", "mlflow", "numpy", "scipy", "pandas", "wfdb")
+
+
 def _pip_requirements() -> list[str]:
     # Given explicitly: MLflow would otherwise infer them by importing the model in a
     # subprocess (about 8 s per logged model on these machines).
-    return [
-        f"vitalgru=={vitalgru.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"mlflow=={mlflow.__version__}",
-        f"numpy=={np.__version__}",
-    ]
+    pins = [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _LOAD_PACKAGES]
+    return [f"vitalgru=={vitalgru.__version__}", *pins]
 
 
 def _json_mapping(obj: Mapping[str, Any], what: str) -> dict[str, Any]:

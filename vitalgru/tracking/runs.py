@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 import vitalgru
+from vitalgru.tracking.environment import environment_tags
 from vitalgru.tracking.source import source_tags
 from vitalgru.tracking.stores import local_store_dir, mlflow_client, tracking_uri
 
@@ -228,7 +229,10 @@ def start_run(
     The run ends ``FINISHED``, or ``FAILED`` when the block raises. ``nested=True`` opens a
     child of the active run (cross-validation folds). It is tagged with the code that made
     it (:func:`vitalgru.tracking.source.source_tags`: the checkout's git commit and whether
-    it was dirty, where there is one, and a digest of the source); ``tags`` win.
+    it was dirty, where there is one, and a digest of the source) and with the float
+    environment that ran it (:func:`vitalgru.tracking.environment.environment_tags`: CPU
+    model, torch's CPU kernels, thread counts, versions of Python and the numerical
+    packages); ``tags`` win.
 
     Examples
     --------
@@ -238,7 +242,12 @@ def start_run(
     """
     client = mlflow_client()
     exp_id = _experiment_id(client, experiment)
-    run_tags = {"vitalgru.version": vitalgru.__version__, **source_tags(), **dict(tags or {})}
+    run_tags = {
+        "vitalgru.version": vitalgru.__version__,
+        **source_tags(),
+        **environment_tags(),
+        **dict(tags or {}),
+    }
     with mlflow.start_run(
         experiment_id=exp_id, run_name=run_name, tags=run_tags, nested=nested
     ) as active:
