@@ -215,6 +215,10 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         bar = TqdmProgress("arrhythmia", show=("train_loss", cfg.monitor, "lr"),
                            fits_per_fold=cfg.seeds_per_fold if cfg.cv_folds else None)  # fmt: skip
         res = train_arrhythmia(ds, cfg, callbacks=[bar, epochs])
+        if res.noise_source is not None:  # mixed in during training, kept in no dataset
+            run.log_params({"resolved.noise_digest": res.noise_source["digest"],
+                            "resolved.noise_verified": res.noise_source["verified"]})  # fmt: skip
+            run.log_dict(res.noise_source, "dataset/noise.json")
         # with cross-validation each network's own (below); res.fit is only the first's
         single = {} if res.fold_fits else {"resolved.best_epoch": res.fit.best_epoch + 1,
                                            "resolved.stop_reason": res.fit.stop_reason}  # fmt: skip
@@ -281,7 +285,11 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
             run,
             res.model,
             preprocessing={**res.preprocessing, "reference": _reference(ds, res.train_records, p)},
-            config={"train": cfg.model_dump(mode="json"), "dataset_manifest": ds.manifest},
+            config={
+                "train": cfg.model_dump(mode="json"),
+                "dataset_manifest": ds.manifest,
+                "noise_source": res.noise_source,
+            },
             registered_name=cfg.registered_name,
             description=card,
             model_description=ARRHYTHMIA_MODEL_DESCRIPTION,

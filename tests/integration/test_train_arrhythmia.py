@@ -19,8 +19,11 @@ from pipelines.cli import main as cli
 from pipelines.evaluate import evaluate_arrhythmia
 from pipelines.monitor import monitor_arrhythmia_flow
 from vitalgru import tracking
+from vitalgru.config import PhysioNetConfig
 from vitalgru.data.labels import AAMI_MAP
+from vitalgru.data.noise import noise_source
 from vitalgru.dsp import map_indices, resample
+from vitalgru.io import open_database
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 
@@ -73,6 +76,15 @@ class TestTrainArrhythmiaFlow:
         assert shown["val_sv_f1"] == pytest.approx(m["val_sv_f1"])
         assert "epoch.val_sv_f1" in shown
         assert json.loads(params["resolved.rhythm_gate"]) == champion.rhythm_gate
+        # the recorded noise mixed into training (nstdb, in no dataset) is named by the run
+        # and the model: its files, their digest, and that nothing verified them
+        nstdb = open_database("nstdb", PhysioNetConfig(mirror=physionet_mirror))
+        want = noise_source(nstdb, ["bw", "ma"])
+        assert params["resolved.noise_digest"] == want["digest"]
+        assert params["resolved.noise_verified"] == str(want["verified"]).lower()
+        noise_json = mlflow.artifacts.load_dict(f"runs:/{res['run_id']}/dataset/noise.json")
+        assert noise_json == want
+        assert tracking.load_model(res["model_uri"]).config["noise_source"] == want
         # The registry shows what the model is and this version's DS2 results.
         card = client.get_model_version("vitalgru-arrhythmia", "1").description
         s_f1 = f"{100 * res['metrics']['test_s_f1']:.1f}"

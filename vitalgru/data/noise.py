@@ -27,8 +27,10 @@ lies under the 0.5 Hz high-pass and is removed, as it would be).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,9 @@ from vitalgru.config import FilterConfig
 from vitalgru.data.ingest import dataset_filter
 from vitalgru.dsp.filters import interpolate_nonfinite
 from vitalgru.dsp.resample import resample
+from vitalgru.io.checksums import sha256_file
 from vitalgru.io.physionet import Database
+from vitalgru.io.wfdb_header import read_header
 
 #: Shortest usable noise channel, in seconds (a training crop spans a few minutes).
 MIN_NOISE_S = 60.0
@@ -55,11 +59,14 @@ class NoiseBank:
     names : list of str
         ``"<record>:<channel>"`` of each.
     fs : float
+    source : mapping, optional
+        What the channels were read from (:func:`noise_source`), where known.
     """
 
     channels: list[np.ndarray]
     names: list[str]
     fs: float
+    source: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.channels or len(self.channels) != len(self.names):
@@ -114,6 +121,54 @@ def load_noise_bank(
             channels.append(dataset_filter(raw / sd, fs, f).astype(np.float32))
             names.append(f"{rid}:{name}")
     return NoiseBank(channels, names, float(fs))
+
+
+def noise_source(db: Database, records: Sequence[str]) -> dict[str, Any]:
+    """The files a noise bank of ``records`` is read from, for the run that trains with it.
+
+    The noise changes the trained weights as much as the beats do, but is mixed in during
+    training and kept in no dataset: this is its record. Each record's header and the
+    signal files the header names are hashed (after reading; nstdb's three noise records
+    are a few MB).
+
+    Returns
+    -------
+    dict
+        ``database`` (``db.name``), ``version``, ``records``, ``files`` (``name``,
+        ``size`` in bytes, ``sha256`` of each, in reading order), ``digest`` (SHA-256, 16
+        hex digits, over every file's name and SHA-256: one value that changes when any
+        byte of them does), ``verified`` (whether every file was checked against the
+        database's ``SHA256SUMS.txt`` before reading) and ``verification`` (why not,
+        in words, where not).
+    """
+    files = []
+    for rid in dict.fromkeys(records):
+        parent = PurePosixPath(rid).parent
+        names = [f"{PurePosixPath(rid).name}.hea", *read_header(db.root, rid).data_files()]
+        for rel in dict.fromkeys(str(parent / n) if str(parent) != "." else n for n in names):
+            path = db.root / rel
+            files.append({"name": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f['name']}\0{f['sha256']}\n".encode())
+    sums = db.checksums() if db.verify_checksums else {}
+    if not db.verify_checksums:
+        why = "not verified: checksum verification is off (verify_checksums)"
+    elif not sums:
+        why = f"not verified: {db.name} has no SHA256SUMS.txt; the hashes are of the files read"
+    elif missing := [f["name"] for f in files if f["name"] not in sums]:
+        why = f"not verified: SHA256SUMS.txt does not list {', '.join(missing)}"
+    else:
+        why = "verified against SHA256SUMS.txt"
+    return {
+        "database": db.name,
+        "version": db.version,
+        "records": list(dict.fromkeys(records)),
+        "files": files,
+        "digest": h.hexdigest()[:16],
+        "verified": why.startswith("verified"),
+        "verification": why,
+    }
 
 
 def add_recorded_noise(

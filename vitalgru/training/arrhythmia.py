@@ -63,6 +63,9 @@ class ArrhythmiaTrainResult:
     # model returned); ``fit``, ``history`` and ``val_metrics`` are then the network that
     # chose its number of epochs, and ``train_records`` holds the validation records too.
     refit: FitResult | None = None
+    # The recorded noise mixed into training, where cfg.noise_augment > 0: the files read
+    # (vitalgru.data.noise.noise_source), which change the weights like the beats do.
+    noise_source: dict[str, Any] | None = None
 
 
 def preprocessing_dict(
@@ -198,6 +201,7 @@ def train_arrhythmia(
         train_seconds=elapsed,
         history=result.history,
         refit=refit_result,
+        noise_source=dict(noise.source) if noise is not None and noise.source else None,
     )
 
 
@@ -304,9 +308,8 @@ def _train_cv_ensemble(
             for i, held in enumerate(folds)
             for j in range(n_seeds)
         ]
-        data = _CvData(
-            cfg, recs, int(dataset.windows.shape[1]), dataset.fs, noise_bank(cfg, dataset)
-        )
+        noise = noise_bank(cfg, dataset)
+        data = _CvData(cfg, recs, int(dataset.windows.shape[1]), dataset.fs, noise)
         done = run_fits(_fit_cv_member, data, tasks, cfg.workers, callbacks)
         nets = [net for net, _, _ in done]
         fits = [res for _, res, _ in done]
@@ -347,4 +350,5 @@ def _train_cv_ensemble(
         history=history,
         fold_records=folds,
         fold_fits=fits,
+        noise_source=dict(noise.source) if noise is not None and noise.source else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from vitalgru.data.arrhythmia_dataset import (
     simulated_af_record,
 )
 from vitalgru.data.beat_features import LOOKAHEAD_BEATS, N_RR_FEATURES, RR_FEATURES, FeatureSettings
-from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank
+from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank, noise_source
 from vitalgru.io import open_database
 from vitalgru.metrics.aami import CLASS_NAMES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
@@ -239,7 +240,8 @@ def _augment(
 
 def noise_bank(cfg: ArrhythmiaTrainConfig, dataset: BeatDataset) -> NoiseBank | None:
     """The recorded-noise bank ``cfg`` asks for (None when ``cfg.noise_augment`` is 0),
-    prepared at the dataset's rate and with its filters."""
+    prepared at the dataset's rate and with its filters; its ``source`` names the files
+    read (:func:`~vitalgru.data.noise.noise_source`)."""
     if cfg.noise_augment <= 0:
         return None
     db = open_database(cfg.noise_database, cfg.ingest.physionet)
@@ -247,8 +249,10 @@ def noise_bank(cfg: ArrhythmiaTrainConfig, dataset: BeatDataset) -> NoiseBank | 
     if not isinstance(filters, dict):
         raise ValueError(f"{dataset.path}: manifest has no filter settings for the noise bank")
     bank = load_noise_bank(db, cfg.noise_records, dataset.fs, filters)
-    logger.info("noise bank: %s", ", ".join(bank.names))
-    return bank
+    source = noise_source(db, cfg.noise_records)
+    logger.info("noise bank: %s (%s files, digest %s; %s)", ", ".join(bank.names),
+                source["database"], source["digest"], source["verification"])  # fmt: skip
+    return replace(bank, source=source)
 
 
 def train_class_weights(

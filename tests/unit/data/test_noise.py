@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,7 +13,7 @@ import torch
 
 from vitalgru.config import FilterConfig, PhysioNetConfig
 from vitalgru.data.beat_features import N_RR_FEATURES
-from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank
+from vitalgru.data.noise import NoiseBank, add_recorded_noise, load_noise_bank, noise_source
 from vitalgru.io import open_database
 
 L = 40  # samples per beat window in the synthetic batches
@@ -56,6 +58,41 @@ class TestBank:
         assert max(sd[:2]) < 0.5 * min(sd[2:])
         low = load_noise_bank(db, ["ma"], 250.0, filters)  # resampled to a dataset's rate
         assert low.fs == 250.0 and abs(low.channels[0].size - 650000 * 250 / 360) <= 1
+
+    def test_the_files_read_are_named_and_a_changed_byte_changes_the_digest(
+        self, physionet_mirror: Path, tmp_path: Path
+    ) -> None:
+        # the noise changes the weights, but no run said which files it came from
+        nstdb = tmp_path / "mirror" / "nstdb"  # a copy of one noise record, not the mirror
+        nstdb.mkdir(parents=True)
+        for name in ("bw.hea", "bw.dat"):
+            shutil.copyfile(physionet_mirror / "nstdb" / name, nstdb / name)
+        cfg = PhysioNetConfig(mirror=tmp_path / "mirror")
+        db = open_database("nstdb", cfg)
+        src = noise_source(db, ["bw"])
+        assert [(f["name"], f["size"]) for f in src["files"]] == [
+            ("bw.hea", (nstdb / "bw.hea").stat().st_size),
+            ("bw.dat", (nstdb / "bw.dat").stat().st_size),
+        ]
+        assert (
+            src["files"][1]["sha256"] == hashlib.sha256((nstdb / "bw.dat").read_bytes()).hexdigest()
+        )
+        assert (src["database"], src["records"], len(src["digest"])) == ("nstdb", ["bw"], 16)
+        assert src["verified"] is False and "no SHA256SUMS.txt" in src["verification"]
+        assert noise_source(open_database("nstdb", cfg), ["bw"]) == src  # the same bytes
+        data = bytearray((nstdb / "bw.dat").read_bytes())
+        data[1000] ^= 0x01  # one bit of one sample
+        (nstdb / "bw.dat").write_bytes(bytes(data))
+        changed = noise_source(open_database("nstdb", cfg), ["bw"])
+        assert changed["digest"] != src["digest"]
+        assert changed["files"][0] == src["files"][0] and changed["files"][1] != src["files"][1]
+        # with a checksum list covering them, the files were checked before reading
+        (nstdb / "SHA256SUMS.txt").write_text(
+            "".join(f"{f['sha256']}  {f['name']}\n" for f in changed["files"])
+        )
+        db = open_database("nstdb", cfg)
+        db.read_record("bw")
+        assert noise_source(db, ["bw"])["verified"] is True
 
     def test_bad_noise_records_rejected(self) -> None:
         filters = FilterConfig().model_dump()

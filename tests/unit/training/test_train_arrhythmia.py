@@ -20,6 +20,7 @@ from vitalgru.data.arrhythmia_dataset import BeatDataset, load_beat_dataset
 from vitalgru.data.beat_features import N_RR_FEATURES, RR_FEATURES
 from vitalgru.data.dataset_files import write_dataset
 from vitalgru.data.ingest import process_record
+from vitalgru.data.noise import noise_source
 from vitalgru.io import open_database
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 from vitalgru.training import Callback
@@ -159,9 +160,19 @@ class TestTrainArrhythmia:
                 ),
             }
         )
-        a = train_arrhythmia(tiny_dataset, cfg).model.state_dict()
-        b = train_arrhythmia(tiny_dataset, noisy).model.state_dict()
+        clean, noised = train_arrhythmia(tiny_dataset, cfg), train_arrhythmia(tiny_dataset, noisy)
+        a, b = clean.model.state_dict(), noised.model.state_dict()
         c = train_arrhythmia(tiny_dataset, noisy).model.state_dict()
+        # the result names the noise files it read, for the run (none without noise)
+        db = open_database("nstdb", PhysioNetConfig(mirror=physionet_mirror))
+        assert clean.noise_source is None
+        assert noised.noise_source == noise_source(db, noisy.noise_records)
+        assert [f["name"] for f in noised.noise_source["files"]] == [
+            "bw.hea",
+            "bw.dat",
+            "ma.hea",
+            "ma.dat",
+        ]
         assert any(not torch.equal(a[k], b[k]) for k in a)  # the noise changed the fit
         for k in b:  # and it is seeded like the rest
             torch.testing.assert_close(b[k], c[k])
