@@ -214,6 +214,37 @@ class TestCrossValidate:
         assert summary["gbm"]["auroc_mean"] > 0.6
         assert set(summary) == set(settings.models)
 
+    def test_trees_of_a_fold_never_see_its_test_patients(self, cohort, monkeypatch):
+        """A fold's trees fitted or validated on its own test patients would leak them:
+        the cross-validated utility would overstate what a new hospital gets."""
+        import vitalgru.training.early_warning as ew
+
+        small = cohort.subset(np.arange(80))
+        folds = patient_folds(small.septic(), 2, seed=0)
+        row_patient = np.repeat(np.arange(small.n_patients), np.diff(np.asarray(small.offsets)))
+        fitted: list[np.ndarray] = []
+        scored: list[np.ndarray] = []
+        real_fit, real_predict = ew.fit_gbm, ew.predict_gbm
+
+        def spy_fit(x, y, *a, **k):
+            fitted.append(np.asarray(x.index))
+            return real_fit(x, y, *a, **k)
+
+        def spy_predict(clf, x, *a, **k):
+            scored.append(np.asarray(x.index))
+            return real_predict(clf, x, *a, **k)
+
+        monkeypatch.setattr(ew, "fit_gbm", spy_fit)
+        monkeypatch.setattr(ew, "predict_gbm", spy_predict)
+        settings = CVSettings(models=("gbm",), gbm=GBMParams(max_iter=10), val_fraction=0.25)
+        cross_validate(small, folds, settings)
+        assert len(fitted) == 2 and len(scored) == 4  # per fold: validation, then test
+        for k in (0, 1):
+            test_p = np.flatnonzero(folds == k)
+            assert not np.isin(row_patient[fitted[k]], test_p).any()
+            assert not np.isin(row_patient[scored[2 * k]], test_p).any()
+            assert np.isin(row_patient[scored[2 * k + 1]], test_p).all()
+
     def test_blend_is_the_configured_weighted_mean(self, cohort):
         torch.set_num_threads(1)
         small = cohort.subset(np.arange(300))
