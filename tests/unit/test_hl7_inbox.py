@@ -208,6 +208,71 @@ def test_hours_that_pass_without_observations_are_scored_as_they_close(
     assert ward.tick()["hours"] == 0  # hours 4 to 9 ended before any message came
 
 
+def test_an_observation_from_a_sender_clock_a_little_ahead_is_placed_in_its_hour(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    """A monitor whose clock runs 2 min ahead (within the 5-min leeway) would have every
+    observation refused as from an hour not begun, and the patient go unscored."""
+    ward = _ward(sepsis_fit)
+    now = datetime.now(UTC)
+    ward.admit_sepsis("p", None, now - timedelta(hours=2, minutes=30))  # in hour 3
+    assert ward.sepsis_hour_at("p", now + timedelta(minutes=2)) == 3
+
+
+def test_an_observation_of_the_hour_just_scored_is_refused_not_lost(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    """A late result for an hour already scored, taken into an hour that can never be
+    scored again, would be dropped silently instead of refused to its sender."""
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("p", None, datetime.now(UTC) - timedelta(hours=5))
+    ward.add_observations("p", 3, {"HR": 80.0})
+    ward.close_hours("p")
+    assert ward.sepsis_summary("p")["last_hour"]["hour"] == 3
+    with pytest.raises(ValueError, match="already scored"):
+        ward.add_observations("p", 3, {"HR": 90.0})
+
+
+def test_an_hour_closes_its_grace_after_its_end_counted_from_the_admission(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    """Closing ICU hour 3 an hour early (from its start) would score it before most of its
+    observations came, and tell the sender so."""
+    ward = _ward(sepsis_fit)
+    t0 = (datetime.now(UTC) - timedelta(hours=2, minutes=30)).replace(microsecond=0)
+    ward.admit_sepsis("p", None, t0)
+    out = ward.add_observations("p", 3, {"HR": 80.0})
+    closes = datetime.fromisoformat(out["closes_at"].replace("Z", "+00:00"))
+    assert closes == t0 + timedelta(hours=3, seconds=ward.hour_close_after_s)
+
+
+def test_a_corrected_result_replaces_the_value_it_corrects(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    """A lactate of 6.0 corrected to 2.0 must leave 2.0 alone, not a mean of the wrong value
+    and its correction in the hour the model scores."""
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("p", None, datetime.now(UTC) - timedelta(hours=5))
+    ward.add_observations("p", 3, {"Lactate": 6.0})
+    out = ward.add_observations("p", 3, {"Lactate": 2.0}, replace=["Lactate"])
+    assert out["measurements"] == {"lactate_mmol_l": 1}
+    assert [h["hour"] for h in ward.close_hours("p")] == [1, 2, 3]
+    assert ward.sepsis_stay("p")["values"]["lactate_mmol_l"][2] == pytest.approx(2.0)
+
+
+def test_the_next_hours_vital_sign_does_not_close_an_hour_within_its_grace(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    """A minute into hour 3, hour 2 is within its 10-min grace: scoring it on hour 3's first
+    vital sign would refuse the blood gas of hour 2 resulted a minute later."""
+    ward = _ward(sepsis_fit)
+    ward.admit_sepsis("p", None, datetime.now(UTC) - timedelta(hours=2, minutes=1))
+    ward.add_observations("p", 2, {"HR": 80.0})
+    out = ward.add_observations("p", 3, {"HR": 82.0})
+    assert out["scored"] == []
+    ward.add_observations("p", 2, {"Lactate": 2.5})  # not refused as late
+
+
 def test_hours_without_observations_go_on_being_scored_after_a_restart(
     sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
