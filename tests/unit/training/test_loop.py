@@ -86,6 +86,26 @@ class TestFit:
         assert len(rec.epochs) == 4
         torch.testing.assert_close(model.weight, snapshots[1])
 
+    def test_a_plateau_keeps_the_first_epoch_and_stops_early(self) -> None:
+        """An epoch that only ties the best is no improvement: taking ties would keep the
+        last of a flat run's epochs and never stop early on a plateau."""
+        _, res, rec = _run(
+            FitSettings(max_epochs=8, lr=0.05, patience=2, monitor="val_loss"),
+            lambda m: {"val_loss": 0.5},
+        )
+        assert res.best_epoch == 0 and res.stop_reason == "early_stopping"
+        assert len(rec.epochs) == 3
+
+    def test_min_epochs_counts_the_epochs_run(self) -> None:
+        """With min_epochs 4 a loss that only worsens stops after exactly 4 epochs: counting
+        from 0 would train one epoch more than configured."""
+        vals = iter(range(100))
+        _, res, rec = _run(
+            FitSettings(max_epochs=10, lr=0.05, patience=1, min_epochs=4, monitor="val_loss"),
+            lambda m: {"val_loss": float(next(vals))},
+        )
+        assert res.stop_reason == "early_stopping" and len(rec.epochs) == 4
+
     def test_time_budget_and_missing_monitor(self) -> None:
         _, res, _ = _run(FitSettings(max_epochs=5, max_minutes=1e-9, monitor="val_loss"))
         assert res.stop_reason == "time_budget" and len(res.history) == 1
