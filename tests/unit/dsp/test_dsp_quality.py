@@ -131,6 +131,46 @@ class TestSyntheticFaults:
         assert not ecg_quality(x, FS).clipped.any()
         assert ecg_quality(x, FS, adc_range=(-0.5, 0.5)).clipped.all()
 
+    def test_samples_exactly_at_the_adc_rails_count_as_clipped(self) -> None:
+        """A saturated ADC reads exactly its rail: 0.6 % of samples at each rail (1.2 %, the
+        clip share 1 %) is clipping, or a saturated lead is scored as good ECG."""
+        fs = 250.0
+        x = np.random.default_rng(1).normal(0, 0.5, int(10 * fs)).clip(-4.9, 4.9)
+        k = int(0.006 * x.size)
+        x[100 : 100 + k] = 5.0
+        x[1000 : 1000 + k] = -5.0
+        q = ecg_quality(x, fs, window_s=10.0, adc_range=(-5.0, 5.0), peaks=np.zeros(0, np.int64))
+        assert q.clipped[0]
+
+    def test_two_equal_maxima_in_a_short_window_are_no_clipping(self) -> None:
+        """In a 0.5-s window (125 samples, 1 % is 1.25) two samples that happen to share the
+        maximum are no clipping: calling it so throws out good short windows."""
+        x = np.random.default_rng(0).normal(0, 0.3, 125)
+        x[10] = x[20] = x.max() + 0.1
+        q = ecg_quality(x, 250.0, window_s=0.5, peaks=np.zeros(0, np.int64))
+        assert not q.clipped[0]
+
+    def test_a_clipped_window_scores_zero(self) -> None:
+        """A window whose QRS tops are cut off scores 0, like the other hard flags: code that
+        weighs windows by their score would trust a clipped strip's beat shapes."""
+        fs = 250.0
+        x, truth = synthetic_ecg(fs, duration_s=10.0, seed=6)
+        q = ecg_quality(np.minimum(x, 0.7), fs, window_s=10.0, peaks=truth)
+        assert q.clipped[0]
+        assert q.score[0] == 0.0
+
+    def test_beats_that_stop_mid_window_are_not_a_feasible_rhythm(self) -> None:
+        """Beats for the first 5 s of a 10-s window and then none (an asystole) fail the
+        3-s gap limit: judging only the gaps between beats calls the window usable."""
+        fs = 250.0
+        x, truth = synthetic_ecg(fs, duration_s=10.0, seed=4)
+        cut = int(5 * fs)
+        x[cut:] = x[cut] + np.random.default_rng(0).normal(0, 0.01, x.size - cut)
+        peaks = truth[truth < cut - int(0.3 * fs)]
+        assert peaks.size >= 5
+        q = ecg_quality(x, fs, window_s=10.0, peaks=peaks)
+        assert q.noisy[0] and not q.usable[0]
+
     def test_all_nan_and_short_tail(self) -> None:
         q = ecg_quality(np.full(int(24 * FS), np.nan), FS)
         assert q.n_windows == 2  # 10 s + 14 s (a 4 s tail joins the last window)
