@@ -78,6 +78,20 @@ class TestQrsPolarity:
         ok[:5] = False  # the rejected beats are not counted
         assert qrs_polarity(w2, FS, BEFORE_S, ok=ok) == pytest.approx(1.0)
 
+    @pytest.mark.parametrize("offset", [-2.0, 1.5])
+    def test_polarity_is_measured_from_the_pr_segment_not_from_zero(self, offset: float) -> None:
+        """On a lead with a DC offset a QS complex still points down and an R wave alone up:
+        measured from 0 the offset decides, and an upright lead is flagged reversed."""
+        assert qrs_polarity(_complex(0.0, -1.0) + offset, FS, BEFORE_S) == pytest.approx(-1.0)
+        assert qrs_polarity(_complex(1.0, 0.0) + offset, FS, BEFORE_S) == pytest.approx(1.0)
+
+    def test_beats_in_rejected_signal_do_not_decide(self) -> None:
+        """Beats marked not ok (noise, lead off) outnumbering the good ones must not decide
+        the polarity: a lead reversal warning would follow the artefact."""
+        w = np.vstack([_complex(1.0, 0.0, 25), _complex(0.0, -1.0, 60)])
+        ok = np.r_[np.ones(25, bool), np.zeros(60, bool)]
+        assert qrs_polarity(w, FS, BEFORE_S, ok) == pytest.approx(1.0)
+
     def test_windows_that_cannot_hold_the_qrs_are_an_error(self) -> None:
         with pytest.raises(ValueError, match="2-D"):
             qrs_polarity(np.zeros(100), FS, BEFORE_S)
