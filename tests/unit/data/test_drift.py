@@ -232,3 +232,16 @@ def test_too_few_values_to_judge_are_unknown_not_stable() -> None:
     half = _row("lab", sparse, histogram_on(sparse["edges"], np.r_[rng.uniform(0, 1, 20),
                                                                   np.full(9980, np.nan)]))  # fmt: skip
     assert half["level"] in ("moderate", "major")
+
+
+def test_a_share_measured_is_not_judged_on_a_small_batch() -> None:
+    """30 new rows of a lab the reference measured in half its 10,000 rows expect 15
+    values, too few to call a change: judged at the reference's size, a quiet night's
+    batch would be reported as a major drift."""
+    from vitalgru.data.drift import _row
+    from vitalgru.metrics.drift import histogram_on
+
+    v = np.where(np.arange(10_000) % 2 == 0, np.linspace(1, 2, 10_000), np.nan)
+    ref = reference_histogram(v, 0, 10)
+    now = histogram_on(ref["edges"], np.full(30, np.nan), 0)
+    assert _row("lactate", ref, now)["level"] == "unknown"
