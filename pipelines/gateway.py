@@ -131,7 +131,7 @@ from pipelines.hl7_forward import AlarmForwarder
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.mllp_server import start_mllp
 from vitalgru import __version__
-from vitalgru.reports.fhir import risk_bundle
+from vitalgru.reports.fhir_gateway import risk_bundle
 from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
 from vitalgru.scoring.ward import Ward
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.access import StreamTickets
 from pipelines.gateway_http import answered, event_for, event_patients, http_call
-from vitalgru.reports.fhir import events_bundle, strip_observation
+from vitalgru.reports.fhir_gateway import events_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal_file import event_json

@@ -10,16 +10,14 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
   recalibrated probability (a model without a recalibration gives a score, not a
   probability: it goes in the note instead); and one ``Flag`` per alarm
   episode, ``active`` if it was still going at the latest hour;
-* the live gateway's alarm log (:func:`events_bundle`): one ``Flag`` per event, and its
-  sepsis patients' latest hours (:func:`risk_bundle`): one ``RiskAssessment`` each;
 * ECG (:func:`ecg_bundle`, from :func:`vitalgru.reports.monitoring.patient_summary`): per
   patient one ``Observation`` of heart rate (LOINC 8867-4, the median over beats in accepted
-  signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm;
-* an ECG alarm's strip (:func:`strip_observation`, from :meth:`vitalgru.scoring.ward.Ward.strip`):
-  an ``Observation`` of the lead's potential (ISO/IEEE 11073 MDC_ECG_ELEC_POTL, 131328; the
-  gateway is not told which lead a feed sends) whose ``valueSampledData`` holds the samples
-  in µV (``factor`` 0.001 to mV, ``E`` where there was no signal), as FHIR's own ECG example
-  does, with the beats' classes in its note.
+  signal, UCUM ``/min``, category ``vital-signs``), and one ``Flag`` per alarm.
+
+The live gateway's resources (its alarm log, its sepsis patients' latest hours, an ECG
+alarm's strip) are built in :mod:`vitalgru.reports.fhir_gateway` from the pieces here
+(:func:`subject_ref`, :func:`clinical_flag`, :func:`risk_assessment`,
+:func:`collection_bundle`, :func:`event_identifier`).
 
 Patients are referenced by identifier (``Reference.identifier``, with the hospital's
 identifier system when given), since the monitor knows the id a feed was admitted under,
@@ -44,19 +42,20 @@ from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
 from vitalgru.types import event_log_id
 
 __all__ = [
+    "clinical_flag",
+    "collection_bundle",
     "ecg_bundle",
     "event_identifier",
-    "events_bundle",
-    "risk_bundle",
+    "risk_assessment",
     "sepsis_bundle",
-    "strip_observation",
+    "subject_ref",
 ]
 
 _SNOMED = "http://snomed.info/sct"
 _LOINC = "http://loinc.org"
-_UCUM = "http://unitsofmeasure.org"
+UCUM = "http://unitsofmeasure.org"
 _FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
-_OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _RISK = "http://terminology.hl7.org/CodeSystem/risk-probability"
 #: Namespace of the entries' deterministic ``urn:uuid`` full URLs.
 _NAMESPACE = uuid.UUID("6f3b0f4e-5d0a-4c55-9a53-2c9e4b8f1d27")
@@ -74,7 +73,9 @@ HEART_RATE = {"system": _LOINC, "code": "8867-4", "display": "Heart rate"}
 Resource = dict[str, Any]
 
 
-def _subject(pid: str, system: str | None) -> dict[str, Any]:
+def subject_ref(pid: str, system: str | None) -> dict[str, Any]:
+    """A reference to patient ``pid`` by identifier (``system``: the hospital's identifier
+    system, when given)."""
     ident = {"value": pid} if system is None else {"system": system, "value": pid}
     return {"identifier": ident, "display": f"Patient {pid}"}
 
@@ -104,7 +105,9 @@ def _when(start: datetime | None, offset: timedelta) -> str | None:
     return (start.astimezone(UTC) + offset).astimezone(start.tzinfo).isoformat()
 
 
-def _bundle(resources: Sequence[tuple[str, Resource]], generated: datetime | None) -> Resource:
+def collection_bundle(
+    resources: Sequence[tuple[str, Resource]], generated: datetime | None
+) -> Resource:
     out: Resource = {"resourceType": "Bundle", "type": "collection"}
     if generated is not None:
         if generated.tzinfo is None:  # an instant (FHIR) carries its zone
@@ -117,7 +120,7 @@ def _bundle(resources: Sequence[tuple[str, Resource]], generated: datetime | Non
     return out
 
 
-def _flag(
+def clinical_flag(
     text: str, subject: dict[str, Any], active: bool, start: str | None, end: str | None
 ) -> Resource:
     flag: Resource = {
@@ -134,7 +137,7 @@ def _flag(
     return flag
 
 
-def _risk_assessment(
+def risk_assessment(
     subject: dict[str, Any],
     model: str,
     *,
@@ -191,37 +194,6 @@ def _risk_assessment(
     return risk
 
 
-def risk_bundle(
-    patients: Sequence[Mapping[str, Any]],
-    *,
-    model: str,
-    threshold: float,
-    patient_system: str | None = None,
-    generated: datetime | None = None,
-) -> Resource:
-    """The live gateway's sepsis patients as a FHIR ``Bundle`` of one ``RiskAssessment``
-    each (their latest hour; patients not yet scored left out), for an EHR to store.
-
-    ``patients`` are :meth:`vitalgru.scoring.ward.Ward.sepsis_summary` dicts; each
-    assessment is timed when its hour was scored (``last_scored_at``) when that is known.
-    """
-    out: list[tuple[str, Resource]] = []
-    for p in patients:
-        last = p.get("last_hour")
-        if not last:
-            continue
-        pid = str(p["patient_id"])
-        risk = _risk_assessment(
-            _subject(pid, patient_system), model, last_hour=int(last["hour"]),
-            risk_last=float(last["risk"]), probability=last.get("probability"),
-            in_alarm=bool(p["in_alarm"]), threshold=threshold,
-            risk_max=float(p["risk_max"]), risk_max_hour=int(p["risk_max_hour"]),
-            when=p.get("last_scored_at"),
-        )  # fmt: skip
-        out.append((f"sepsis-risk/{pid}", risk))
-    return _bundle(out, generated)
-
-
 def sepsis_bundle(
     stays: Sequence[Mapping[str, Any]],
     *,
@@ -252,11 +224,11 @@ def sepsis_bundle(
         pid = str(s["patient_id"])
         if not s["n_hours"]:
             continue
-        subject = _subject(pid, patient_system)
+        subject = subject_ref(pid, patient_system)
         t0 = starts.get(pid)
         thr = float(s["threshold"])
         in_alarm = bool(s["in_alarm_at_end"])
-        risk = _risk_assessment(
+        risk = risk_assessment(
             subject, model, last_hour=int(s["last_hour"]), risk_last=float(s["risk_last"]),
             probability=s.get("probability_last"), in_alarm=in_alarm, threshold=thr,
             risk_max=float(s["risk_max"]), risk_max_hour=int(s["risk_max_hour"]),
@@ -274,8 +246,10 @@ def sepsis_bundle(
                 text += "; raised most by " + "; ".join(d["text"] for d in ep["drivers"])
             start = _when(t0, timedelta(hours=int(ep["start_hour"])))
             end = None if active else _when(t0, timedelta(hours=int(ep["end_hour"]) + 1))
-            out.append((f"sepsis-alarm/{pid}/{k}", _flag(text, subject, active, start, end)))
-    return _bundle(out, generated)
+            out.append(
+                (f"sepsis-alarm/{pid}/{k}", clinical_flag(text, subject, active, start, end))
+            )
+    return collection_bundle(out, generated)
 
 
 def ecg_bundle(
@@ -303,7 +277,7 @@ def ecg_bundle(
     out: list[tuple[str, Resource]] = []
     for p in patients:
         pid = str(p["patient_id"])
-        subject = _subject(pid, patient_system)
+        subject = subject_ref(pid, patient_system)
         t0 = starts.get(pid)
         hr = p["hr_bpm"]
         if hr["median"] is not None:
@@ -318,7 +292,7 @@ def ecg_bundle(
                 "valueQuantity": {
                     "value": round(float(hr["median"]), 1),
                     "unit": "/min",
-                    "system": _UCUM,
+                    "system": UCUM,
                     "code": "/min",
                 },
                 "method": {
@@ -345,7 +319,7 @@ def ecg_bundle(
                 # a vital sign only with its time: R4's vital-signs profile, which the
                 # category claims, requires effective[x] (a replay without a start has none)
                 obs["category"] = [{"coding": [{
-                    "system": _OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs",
+                    "system": OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs",
                 }]}]  # fmt: skip
             out.append((f"ecg-heart-rate/{pid}", obs))
         for k, a in enumerate(p["alerts"]):
@@ -355,128 +329,5 @@ def ecg_bundle(
                 f"monitoring: {a['message']}"
             )
             start = _when(t0, timedelta(seconds=onset))
-            out.append((f"ecg-alarm/{pid}/{k}", _flag(text, subject, False, start, None)))
-    return _bundle(out, generated)
-
-
-def events_bundle(
-    events: Sequence[Mapping[str, Any]],
-    *,
-    log_id: str,
-    old_ids_up_to: int | None = None,
-    active: Sequence[int] = (),
-    ended: Mapping[int, str] | None = None,
-    patient_system: str | None = None,
-    generated: datetime | None = None,
-) -> Resource:
-    """The live gateway's events (:meth:`vitalgru.scoring.ward.Ward.events`) as a FHIR
-    ``Bundle`` of ``Flag`` resources, one per event, for an integration engine that takes
-    FHIR rather than the gateway's JSON.
-
-    An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
-    onset's and a feed's at the time the gateway logged it (``received_at``). An alarm is
-    ``active`` when its event number is in ``active`` (its condition goes on: the patient
-    is still in that sepsis episode, the feed is not back yet, the signal not good again,
-    no heartbeat since the pause); other ECG alarms and other events are momentary
-    (``inactive``). An alarm whose end was logged (an event that ``ends`` it: in
-    ``events``, or its time in ``ended``, ``{seq: dateTime}``, for an end logged after
-    them: :meth:`vitalgru.scoring.ward.Ward.alarms_ended`) has its period closed then (R4:
-    a flag's period runs from its activation to its inactivation). An acknowledged
-    event's flag says by whom and when; acknowledgements get no flag of their own. An ECG
-    alarm with a strip points at it (the ``flag-detail`` extension, a reference by the
-    event's identifier, :func:`event_identifier` of ``log_id``, ``old_ids_up_to`` and its
-    number, to the Observation :func:`strip_observation` makes).
-    """
-    live = set(int(a) for a in active)
-    ends = {int(a): str(at) for a, at in (ended or {}).items()}
-    ends.update({int(e["ends"]): str(e["received_at"]) for e in events
-                 if e.get("ends") is not None and e.get("received_at")})  # fmt: skip
-    out: list[tuple[str, Resource]] = []
-    for e in events:
-        if e.get("source") == "ward":
-            continue  # an acknowledgement: it shows on the flag it acknowledges
-        pid = str(e["patient_id"])
-        kind = str(e["kind"])
-        if e.get("source") == "sepsis":
-            text = f"Sepsis early warning alarm: {e['message']}"
-        else:
-            text = f"{ALERT_NAMES.get(kind, kind.replace('_', ' ').capitalize())}: {e['message']}"
-        if e.get("acknowledged"):
-            ack = e["acknowledged"]
-            text += f" (acknowledged by {ack['by']} at {ack['at']}" + (
-                f": {ack['note']})" if ack.get("note") else ")"
-            )
-        elif e.get("escalated"):
-            level = int(e["escalated"].get("level") or 1)
-            text += f" (escalated{f' to level {level}' if level > 1 else ''} at " + (
-                f"{e['escalated']['at']}: not acknowledged)"
-            )
-        start = e.get("onset_at") or e.get("received_at")
-        key = f"gateway-event/{e['seq']}/{e.get('received_at', '')}"
-        seq = int(e["seq"])
-        end = None if seq in live else ends.get(seq)
-        if (
-            end is not None
-            and start
-            and datetime.fromisoformat(end) < datetime.fromisoformat(start)
-        ):
-            end = start  # ended within the second its onset (to the ms) was in: the log's
-            # received_at is to the second
-        flag = _flag(text, _subject(pid, patient_system), seq in live, start, end)
-        if e.get("strip_s"):  # its ECG strip, at /fhir/strips/{seq} (strip_observation)
-            flag["extension"] = [{"url": FLAG_DETAIL, "valueReference": {
-                "type": "Observation", "display": "ECG strip of the alarm",
-                "identifier": event_identifier(log_id, int(e["seq"]), old_ids_up_to)}}]  # fmt: skip
-        out.append((key, flag))
-    return _bundle(out, generated)
-
-
-def strip_observation(
-    strip: Mapping[str, Any],
-    *,
-    log_id: str,
-    old_ids_up_to: int | None = None,
-    patient_system: str | None = None,
-) -> Resource:
-    """An ECG alarm's strip (:meth:`vitalgru.scoring.ward.Ward.strip`) as a FHIR
-    ``Observation`` with ``valueSampledData``: one sample every ``1000 / fs`` ms, in µV
-    (``factor`` 0.001 gives mV, ``origin`` 0 mV), ``E`` for a sample with no signal; timed
-    on the wall clock from ``start_at``, with the alarm and each labelled beat in its note,
-    and identified by its alarm's event (:func:`event_identifier` of ``log_id``, the
-    gateway's event log, and ``old_ids_up_to``)."""
-    fs = float(strip["fs"])
-    samples = strip["samples"]
-    data = " ".join("E" if v is None else str(int(round(float(v) * 1000))) for v in samples)
-    start = datetime.fromisoformat(str(strip["start_at"]))
-    end = start + timedelta(seconds=len(samples) / fs)
-    beats = ", ".join(
-        f"{float(b['time_s']) - float(strip['start_s']):.2f} s {b['label']}"
-        + ("" if b.get("signal_ok", True) else " (signal rejected)")
-        for b in strip["beats"]
-    )
-    kind = str(strip["kind"])
-    alarm = ALERT_NAMES.get(kind, kind.replace("_", " ").capitalize())
-    note = (f"{alarm}: {strip['message']}; onset "
-            f"{float(strip['onset_s']) - float(strip['start_s']):.2f} s into the strip. "
-            f"Beats (time into the strip, AAMI class): {beats or 'none labelled'}.")  # fmt: skip
-    obs: Resource = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {"coding": [{"system": _OBS_CATEGORY, "code": "procedure", "display": "Procedure"}]}
-        ],  # fmt: skip
-        "code": {"coding": [ECG_POTENTIAL], "text": f"ECG strip of an alarm: {alarm}"},
-        "subject": _subject(str(strip["patient_id"]), patient_system),
-        "effectivePeriod": {"start": start.isoformat(), "end": end.isoformat()},
-        "valueSampledData": {
-            "origin": {"value": 0, "unit": "mV", "system": _UCUM, "code": "mV"},
-            "period": round(1000.0 / fs, 6),
-            "factor": 0.001,
-            "dimensions": 1,
-            "data": data,
-        },
-        "note": [{"text": note}],
-    }
-    if "seq" in strip:
-        obs["identifier"] = [event_identifier(log_id, int(strip["seq"]), old_ids_up_to)]
-    return obs
+            out.append((f"ecg-alarm/{pid}/{k}", clinical_flag(text, subject, False, start, None)))
+    return collection_bundle(out, generated)

@@ -12,7 +12,8 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
 from vitalgru.reports.early_warning import stay_summary
-from vitalgru.reports.fhir import ecg_bundle, events_bundle, sepsis_bundle, strip_observation
+from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
+from vitalgru.reports.fhir_gateway import events_bundle, strip_observation
 from vitalgru.reports.monitoring import patient_summary
 
 NAN = float("nan")

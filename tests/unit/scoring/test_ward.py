@@ -20,7 +20,7 @@ from pipelines.hl7_forward import alarm_message
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.errors import WardClosedError
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
-from vitalgru.reports.fhir import events_bundle
+from vitalgru.reports.fhir_gateway import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
 from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
