@@ -94,8 +94,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, Field
@@ -104,13 +103,13 @@ from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
 from pipelines.cds_hooks import CdsStats, cds_router
 from pipelines.cds_tokens import CdsClients
+from pipelines.gateway_errors import FhirJSONResponse, add_error_handlers
 from pipelines.gateway_events import add_event_routes
 from pipelines.gateway_http import (
     AuditMiddleware,
     BodyLimit,
     answered,
     check_merge_target,
-    error_json,
     feed_answer,
     http_call,
     require,
@@ -275,11 +274,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit, limit=max_body_bytes)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """422 with what was wrong; a NaN or an infinity the body held is named as text
-        (FastAPI's own answer echoed it back, which JSON cannot hold: a 500)."""
-        return JSONResponse(status_code=422, content={"detail": error_json(exc.errors())})
+    add_error_handlers(app)  # an OperationOutcome under /fhir/, FastAPI's JSON elsewhere
 
     audited_routes: set[tuple[str, str]] = set()  # (method, path), filled below
     if audit is not None:
@@ -435,7 +430,7 @@ def create_app(
         names = {k: v for k, v in (models or {}).items() if k.startswith("shadow")}
         return {"models": names, **report}
 
-    @reads.get("/fhir/risk")
+    @reads.get("/fhir/risk", response_class=FhirJSONResponse)
     def fhir_risk(request: Request) -> dict[str, Any]:
         """Every sepsis patient's latest hour as a FHIR ``RiskAssessment`` (a Bundle)."""
         if ward.sepsis is None:

@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pipelines.access import StreamTickets
+from pipelines.gateway_errors import FhirJSONResponse
 from pipelines.gateway_http import answered, event_for, event_patients, http_call
 from vitalgru.reports.fhir_gateway import events_bundle, strip_observation
 from vitalgru.reports.strip import strip_svg
@@ -137,7 +138,7 @@ def add_event_routes(
         event_for(request, strip["patient_id"])
         return strip
 
-    @reads.get("/fhir/strips/{seq}")
+    @reads.get("/fhir/strips/{seq}", response_class=FhirJSONResponse)
     def fhir_strip(seq: int, request: Request) -> dict[str, Any]:
         """An ECG alarm's strip as a FHIR ``Observation`` with ``valueSampledData``."""
         strip = http_call(ward.strip, seq)
@@ -156,7 +157,7 @@ def add_event_routes(
                         beats=strip["beats"], onset_s=strip["onset_s"], title=title)  # fmt: skip
         return Response(svg, media_type="image/svg+xml")
 
-    @reads.get("/fhir/events")
+    @reads.get("/fhir/events", response_class=FhirJSONResponse)
     def fhir_events(
         request: Request,
         since: int = Query(0, ge=0, description="the last event number already seen"),

@@ -21,6 +21,7 @@ import wfdb
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 from monitor_kit import untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -1268,6 +1269,46 @@ def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
             r["note"][0]["text"])  # fmt: skip
     with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
         assert c.get("/fhir/risk").status_code == 503
+
+
+def test_fhir_routes_answer_fhir_json_and_refuse_with_an_operation_outcome(
+    sepsis: tuple[EarlyWarningMonitor, list[dict]], tmp_path: Path
+) -> None:
+    """A FHIR client reads ``application/fhir+json``, and a refusal as an OperationOutcome
+    (before: ``application/json``, and ``{"detail": ...}``, no FHIR resource at all)."""
+    f = tmp_path / "tokens.json"
+    as_ = {"Authorization": f"Bearer {new_token(f, 'ops', 'admin')}"}
+    ward = Ward(untrained_monitor(), sepsis[0])
+    with TestClient(create_app(ward, tick_s=0, tokens=TokenTable.from_file(f))) as c:
+        for path in ("/fhir/events", "/fhir/risk"):
+            r = c.get(path, headers=as_)
+            assert r.status_code == 200 and r.headers["content-type"] == "application/fhir+json"
+            Bundle.model_validate(r.json())
+
+        def outcome(r: Any, status: int, code: str) -> str:
+            assert r.status_code == status and r.headers["content-type"] == "application/fhir+json"
+            body = r.json()
+            OperationOutcome.model_validate(body)
+            (issue,) = body["issue"]
+            assert (issue["severity"], issue["code"]) == ("error", code)
+            return issue["diagnostics"]
+
+        assert "event 999 has no ECG strip" in outcome(
+            c.get("/fhir/strips/999", headers=as_), 404, "not-found"
+        )
+        assert "since" in outcome(c.get("/fhir/events?since=-1", headers=as_), 422, "invalid")
+        r = c.get("/fhir/events")  # no token: its challenge kept
+        outcome(r, 401, "login")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        outcome(c.get("/fhir/nothing", headers=as_), 404, "not-found")
+        # elsewhere FastAPI's JSON as before
+        r = c.get("/events/999/strip", headers=as_)
+        assert r.status_code == 404 and set(r.json()) == {"detail"}
+        r = c.get("/events?since=-1", headers=as_)
+        assert r.status_code == 422 and set(r.json()) == {"detail"}
+    with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
+        r = c.get("/fhir/risk")
+        assert r.status_code == 503 and r.json()["issue"][0]["severity"] == "error"
 
 
 def test_a_sepsis_alarm_no_one_acknowledges_escalates_on_the_gateways_clock(
