@@ -69,12 +69,13 @@ def ack(
     f, c = message.field_sep, message.components
     enc = getattr(message, "encoding", "") or c + "~\\&"  # the message's own, in MSH-2
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")  # without it: local time unknown
-    safe = text
-    for ch in (f, *enc, "\r", "\n"):
-        safe = safe.replace(ch, " ")
+    full = enc if len(enc) > 3 else enc + "&"
+    # the reason escaped in the message's separators (they were replaced by spaces: a
+    # refusal naming "ADT^A03" or "HR|BP" read "ADT A03", "HR BP")
+    safe = escape(text, f, full)
     # the control id as the message sent it (escaped): unescaped, "R\\F\\1" came back as
     # "R|1", a field of its own in the ACK
-    cid = escape(message.control_id, f, enc if len(enc) > 3 else enc + "&")
+    cid = escape(message.control_id, f, full)
     trigger = (message.message_type.split(c) + [""])[1].strip() or "R01"
     msh = next((s for s in getattr(message, "segments", []) if s[0] == "MSH"), ["MSH"])
 

@@ -104,7 +104,21 @@ def test_the_acknowledgement_names_the_message() -> None:
     assert ok[0].split("|")[10:12] == ["P", "2.5"]
     assert ok[1] == "MSA|AA|MSG00042"
     bad = ack(msg, "AE", "unknown | patient").split("\r")
-    assert bad[1] == "MSA|AE|MSG00042|unknown   patient"
+    assert bad[1] == "MSA|AE|MSG00042|unknown \\F\\ patient"
+
+
+def test_the_reason_of_a_refusal_reads_back_as_it_was_written() -> None:
+    # its separators were replaced by spaces: "ADT^A03" read "ADT A03"
+    why = "no ADT^A03 for MRN|7 & ward~2 (\\ path)\non two lines"
+    for version in ("2.4", "2.5"):
+        sent = f"MSH|^~\\&|A|B|C|D|20261205||ORU^R01|M1|P|{version}\rPID|1||p\r"
+        back = read_message(ack(read_message(sent), "AE", why, error=204))
+        assert back.field("MSA", 3) == why.replace("\n", " "), version
+        if version == "2.5":
+            assert back.field("ERR", 8) == why.replace("\n", " ")
+    odd = read_message("MSH#$*@%#A#B#C#D#20261205##ORU$R01#R2#P#2.5\r")
+    back = read_message(ack(odd, "AE", "a#b$c"))
+    assert back.field("MSA", 3) == "a#b$c" and back.field("ERR", 8) == "a#b$c"
 
 
 def test_an_error_says_why_in_err_and_in_msa_3_where_the_version_has_it() -> None:
