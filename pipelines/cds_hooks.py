@@ -169,7 +169,8 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | 
     ``context.patientId``), and None when there is none (no card: a FHIR id is not a record
     number, and the prefetch of another patient or of anything else is not this one's; a
     ``null`` prefetch is the EHR's "no such data"). ValueError when the call names no
-    patient; :class:`PrefetchMissing` when, with ``patient_system``, the call has no
+    patient, or its prefetch is not an object or its ``patient`` neither a resource nor
+    ``null`` (a 422: "no card" would read as no alarm); :class:`PrefetchMissing` when, with ``patient_system``, the call has no
     ``patient`` prefetch key (the EHR could not prefetch it: CDS Hooks' 412)."""
     context = request.get("context")
     pid = context.get("patientId") if isinstance(context, Mapping) else None
@@ -183,9 +184,15 @@ def patient_of(request: Mapping[str, Any], patient_system: str | None) -> str | 
         # sends null only for "no data"; without the key this service cannot tell
         raise PrefetchMissing("the call has no 'patient' prefetch (Patient/{{context."
                               "patientId}}), which this service needs to find the patient")  # fmt: skip
-    patient = prefetch.get("patient") if isinstance(prefetch, Mapping) else None
-    if not isinstance(patient, Mapping):
+    if not isinstance(prefetch, Mapping):  # answered "no card" before: read as no alarm
+        raise ValueError(f"the call's prefetch is a {type(prefetch).__name__}, not an object "
+                         "of prefetch keys")  # fmt: skip
+    patient = prefetch["patient"]
+    if patient is None:
         return None
+    if not isinstance(patient, Mapping):
+        raise ValueError(f"the call's 'patient' prefetch is a {type(patient).__name__}, not a "
+                         "FHIR resource or null")  # fmt: skip
     if patient.get("resourceType") != "Patient" or patient.get("id") != pid:
         return None  # not the hook's Patient: as if there were none
     idents = patient.get("identifier")

@@ -201,7 +201,11 @@ def test_the_patient_is_the_prefetched_record_number_when_there_is_one() -> None
     assert patient_of({"context": {"patientId": "f"}}, None) == "f"  # no prefetch needed
     # null: the EHR has no such Patient
     assert patient_of({"context": {"patientId": "f"}, "prefetch": {"patient": None}}, MRN) is None
-    assert patient_of({"context": {"patientId": "f"}, "prefetch": ["odd"]}, MRN) is None
+    # not an object, or a patient neither a resource nor null: the EHR sent what the spec
+    # does not allow (answered "no card" before, which reads as no alarm): a 422
+    for odd_prefetch in (["odd"], "Patient/f", {"patient": "Patient/f"}, {"patient": [{}]}):
+        with pytest.raises(ValueError, match="prefetch is a"):
+            patient_of({"context": {"patientId": "f"}, "prefetch": odd_prefetch}, MRN)
     odd = {"patient": {"resourceType": "Patient", "id": "f", "identifier": 7}}
     assert patient_of({"context": {"patientId": "f"}, "prefetch": odd}, MRN) is None  # no TypeError
     with pytest.raises(ValueError, match="no patientId"):
@@ -272,8 +276,13 @@ def test_a_call_without_the_patient_prefetch_is_412_not_an_empty_answer(
         # null: the EHR has no such Patient, said so: no card, not a 412
         got = call(prefetch={"patient": None})
         assert got.status_code == 200 and got.json() == {"cards": []}
+        # a prefetch the spec does not allow: 422, not "no card" (no alarm) as before
+        for sent in (["odd"], {"patient": "Patient/fhir-B"}):
+            got = call(prefetch=sent)
+            assert got.status_code == 422 and "prefetch is a" in got.json()["detail"], sent
         metrics = c.get("/metrics").text
     assert 'vitalgru_cds_calls_total{outcome="no_prefetch",service="vitalgru-ecg"} 3.0' in metrics
+    assert 'vitalgru_cds_calls_total{outcome="invalid",service="vitalgru-ecg"} 2.0' in metrics
     # without --patient-system the context's id is the ward's: no prefetch needed, as before
     ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
     with TestClient(create_app(ward, tick_s=0, public_url=BASE, cds_clients=clients)) as c:
