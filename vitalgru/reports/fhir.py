@@ -108,15 +108,21 @@ def _when(start: datetime | None, offset: timedelta) -> str | None:
 def collection_bundle(
     resources: Sequence[tuple[str, Resource]], generated: datetime | None
 ) -> Resource:
+    """A ``collection`` Bundle of ``resources`` (``(key, resource)``: the key names the
+    entry's deterministic ``urn:uuid`` full URL), stamped ``generated`` when given. No
+    resources: no ``entry`` at all (FHIR's JSON has no empty arrays; one was sent before,
+    which a validating engine refuses)."""
     out: Resource = {"resourceType": "Bundle", "type": "collection"}
     if generated is not None:
         if generated.tzinfo is None:  # an instant (FHIR) carries its zone
             raise ValueError(f"generated {generated.isoformat()} has no time zone; FHIR needs one")
         out["timestamp"] = generated.isoformat()
-    out["entry"] = [
+    entries = [
         {"fullUrl": f"urn:uuid:{uuid.uuid5(_NAMESPACE, key)}", "resource": r}
         for key, r in resources
     ]
+    if entries:
+        out["entry"] = entries
     return out
 
 

@@ -13,7 +13,7 @@ from fhir.resources.R4B.observation import Observation
 
 from vitalgru.reports.early_warning import stay_summary
 from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
-from vitalgru.reports.fhir_gateway import events_bundle, strip_observation
+from vitalgru.reports.fhir_gateway import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.monitoring import patient_summary
 
 NAN = float("nan")
@@ -212,3 +212,11 @@ def test_an_alarm_whose_end_was_logged_has_its_flag_period_closed() -> None:
         {"start": "2026-12-05T08:00:41.500+00:00"},
         {"start": "2026-12-05T08:00:50.750+00:00", "end": "2026-12-05T08:00:50.750+00:00"},
     ]
+
+
+def test_a_bundle_of_nothing_has_no_empty_entry_array() -> None:
+    # FHIR's JSON has no empty arrays: "entry": [] was sent, which a validating engine refuses
+    for bundle in (sepsis_bundle([], model="m"), ecg_bundle([], model="m"),
+                   events_bundle([], log_id="L"), risk_bundle([], model="m", threshold=0.5)):  # fmt: skip
+        assert bundle == {"resourceType": "Bundle", "type": "collection"}
+        Bundle.model_validate(bundle)
