@@ -68,6 +68,15 @@ class TestDockerfile:
         installs = re.findall(r"torch==\S+", (DOCKER / "Dockerfile").read_text())
         assert installs == [pinned]
 
+    def test_the_package_says_the_version_the_project_declares(self) -> None:
+        # two places: a bump of one alone mis-pins every logged model's requirements
+        # (vitalgru==<__version__>) and what --version says
+        import vitalgru
+
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        assert vitalgru.__version__ == project["version"]
+        assert project["license"] == "Apache-2.0"  # an SPDX string: the table form is deprecated
+
     def test_everything_copied_is_in_the_build_context(self) -> None:
         text = (DOCKER / "Dockerfile").read_text()
         copied = [p for line in re.findall(r"^COPY (.+)$", text, re.M) for p in line.split()[:-1]]
