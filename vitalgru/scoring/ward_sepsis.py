@@ -21,7 +21,12 @@ from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
-from vitalgru.scoring.ward_sepsis_hours import HOUR_CLOSE_AFTER_S, HOUR_QUIET_S, SepsisHours
+from vitalgru.scoring.ward_sepsis_hours import (
+    CLOCK_LEEWAY,
+    HOUR_CLOSE_AFTER_S,
+    HOUR_QUIET_S,
+    SepsisHours,
+)
 
 __all__ = [
     "ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_HOUR_GAP", "MAX_STAY",
@@ -88,20 +93,24 @@ class SepsisWard(SepsisHours):
         :meth:`sepsis_hour_at` counts the hours. ValueError when already admitted, for an
         id that cannot name a patient (:func:`~vitalgru.scoring.patient_ids.check_patient_id`),
         for a static column that is not one or a value that is not a number, or a time without
-        its UTC offset or in the future."""
+        its UTC offset, in the future or more than :data:`MAX_STAY` back. "Now" is the ward's
+        clock (:meth:`sepsis_now`), the one its hours are counted and closed by."""
         self._need(self.sepsis, "early-warning")
         pid = check_patient_id(str(patient_id))
         given = static_columns(static or {})
         if admitted_at is not None and admitted_at.tzinfo is None:
             raise ValueError(f"the admission time {admitted_at.isoformat()} has no UTC offset")
-        if admitted_at is not None and admitted_at > datetime.now(UTC) + timedelta(minutes=5):
+        # the ward's clock, the one its hours are counted and closed by (a replay's or a
+        # test's moved clock): the real one refused a stay that clock had just admitted
+        now = self.sepsis_now()
+        if admitted_at is not None and admitted_at > now + CLOCK_LEEWAY:
             raise ValueError(f"the admission time {admitted_at.isoformat()} is in the future")
-        if admitted_at is not None and admitted_at < datetime.now(UTC) - MAX_STAY:
+        if admitted_at is not None and admitted_at < now - MAX_STAY:
             # every hour since is scored when the first observation comes, under the lock
             # every feed waits on: a mistyped year stalled the ward for minutes
             raise ValueError(f"the admission time {admitted_at.isoformat()} is more than "
                              f"{MAX_STAY.days} days ago: check the year")  # fmt: skip
-        at = _utc_now() if admitted_at is None else _iso(admitted_at.astimezone(UTC))
+        at = _iso(now if admitted_at is None else admitted_at.astimezone(UTC))
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))

@@ -1529,3 +1529,24 @@ def test_an_impossible_reading_does_not_make_the_hours_value(
         else:
             assert ward.sepsis_stay("p")["values"][name][0] == pytest.approx(want)
             assert hour["rejected"] == [] and "left out of the hour's value" in caplog.text
+
+
+def test_an_admission_time_is_judged_on_the_wards_clock_not_the_machines(
+    sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a replay (or a test) runs the ward on a clock of its own: its hours closed on that
+    # clock, but an admission time was checked against the machine's, so a stay that clock
+    # had just begun was refused as "more than 90 days ago" and one a day ahead of it taken
+    model, preprocessing, _ = sepsis_fit
+    ward_now = datetime(2016, 3, 1, 12, 0, tzinfo=UTC)
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda: ward_now)
+    ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+    ward.admit_sepsis("icu-1", None, ward_now - timedelta(hours=2))
+    assert ward.sepsis_admitted_at("icu-1") == (ward_now - timedelta(hours=2)).isoformat()
+    assert ward.sepsis_hour_at("icu-1", ward_now) == 3
+    with pytest.raises(ValueError, match="in the future"):
+        ward.admit_sepsis("icu-2", None, ward_now + timedelta(days=1))
+    with pytest.raises(ValueError, match="more than 90 days ago"):
+        ward.admit_sepsis("icu-3", None, ward_now - timedelta(days=91))
+    ward.admit_sepsis("icu-4")  # now: the ward's
+    assert ward.sepsis_admitted_at("icu-4") == ward_now.isoformat()
