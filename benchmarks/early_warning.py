@@ -80,14 +80,29 @@ def _fmt(mean: float, sd: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" if np.isfinite(sd) else f"{mean:.{digits}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def minutes_or_none(text: str) -> float | None:
+    """``--max-minutes-per-fit``: minutes (> 0), or ``none`` (or 0) for no cap, as
+    ``max_minutes_per_fit: null`` in the config."""
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"minutes or none, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"minutes >= 0 or none, got {text!r}")
+    return value or None
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", default=None, help="PhysioNet mirror root")
     ap.add_argument("--limit", type=int, default=None, help="first N patients only")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODEL_NAMES))
     d = EarlyWarningConfig()  # defaults: the packaged configuration's
-    ap.add_argument("--max-minutes-per-fit", type=float, default=d.max_minutes_per_fit)
+    ap.add_argument("--max-minutes-per-fit", type=minutes_or_none, default=d.max_minutes_per_fit,
+                    help="wall-clock minutes per GRU-D fit; none (or 0): no cap")  # fmt: skip
     ap.add_argument("--max-epochs", type=int, default=d.max_epochs)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--engineered-inputs", action=argparse.BooleanOptionalAction,
@@ -111,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / "benchmarks" / "_work" / "cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", default="early_warning")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    d = EarlyWarningConfig()
 
     folder = _mirror(args.mirror) / "challenge-2019" / "training_setA"
     torch.set_flush_denormal(True)

@@ -103,7 +103,8 @@ class ArrhythmiaTrainConfig(StrictConfig):
     val_records: tuple[str, ...] = ("118", "119", "220", "223")
     _names = field_validator("val_records", mode="before")(record_names_as_text)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    max_minutes: float = Field(default=18.0, gt=0)  # wall-clock budget for training
+    # wall-clock budget for training (None: no cap, as max_minutes_per_fit takes it)
+    max_minutes: float | None = Field(default=18.0, gt=0)
     # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
     num_threads: int = Field(default=1, ge=1, le=256)
     # Causal per-beat features (vitalgru.data.beat_features.FeatureSettings).

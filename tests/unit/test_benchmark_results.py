@@ -65,3 +65,17 @@ def test_strict_json_writes_null_for_what_is_not_a_number() -> None:
     got = json.loads(strict_json({"a": float("nan"), "b": [np.float32(1.5), -math.inf],
                                   "c": np.array([1, 2]), "d": np.int64(3)}))  # fmt: skip
     assert got == {"a": None, "b": [1.5, None], "c": [1, 2], "d": 3}
+
+
+def test_the_early_warning_benchmark_takes_no_cap_on_its_fits() -> None:
+    # the config's max_minutes_per_fit: null (no cap) could not be said on its command line
+    from benchmarks.early_warning import build_parser
+
+    parse = build_parser().parse_args
+    for text in ("none", "None", "0"):
+        assert parse(["--max-minutes-per-fit", text]).max_minutes_per_fit is None
+    assert parse(["--max-minutes-per-fit", "15"]).max_minutes_per_fit == 15.0
+    assert parse([]).max_minutes_per_fit == 4.0  # the packaged config's
+    for bad in ("-1", "soon", "nan"):
+        with pytest.raises(SystemExit):
+            parse(["--max-minutes-per-fit", bad])

@@ -138,6 +138,12 @@ class TestCLI:
         assert ew.max_minutes_per_fit is None and cv_settings(ew).gru.max_minutes is None
         with pytest.raises(ConfigError, match="max_minutes_per_fit: Input should be greater"):
             load_config(EarlyWarningConfig, None, {"max_minutes_per_fit": 0}, "early_warning.yaml")
+        # and none on the arrhythmia training either (null was refused there alone)
+        no_cap.write_text("max_minutes: null\n")
+        assert load_config(ArrhythmiaTrainConfig, no_cap,
+                           default_name="arrhythmia.yaml").max_minutes is None  # fmt: skip
+        with pytest.raises(ConfigError, match="max_minutes: Input should be greater"):
+            load_config(ArrhythmiaTrainConfig, None, {"max_minutes": 0}, "arrhythmia.yaml")
         twice = tmp_path / "twice.yaml"
         twice.write_text("workers: 3\nworkers: 4\n")
         with pytest.raises(ConfigError, match="key 'workers' is given twice"):

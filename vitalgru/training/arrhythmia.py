@@ -171,6 +171,7 @@ def train_arrhythmia(
         if cfg.refit_full:
             n_epochs = result.best_epoch + 1
             used = (time.perf_counter() - t0) / 60
+            left = None if cfg.max_minutes is None else max(0.5, cfg.max_minutes - used)
             refit = FitSettings(
                 **{
                     **fit_settings.__dict__,
@@ -178,7 +179,7 @@ def train_arrhythmia(
                     "patience": 0,
                     "monitor": "refit_epoch",
                     "mode": "max",
-                    "max_minutes": max(0.5, cfg.max_minutes - used),
+                    "max_minutes": left,
                 }
             )
             # the class weights of what the refit trains on: the validation records hold a
@@ -250,7 +251,7 @@ class _CvFit:
     member: int
     held_out: list[str]
     seed: int
-    max_minutes: float
+    max_minutes: float | None
 
 
 def _fit_cv_member(
@@ -302,7 +303,8 @@ def _train_cv_ensemble(
         folds = record_folds(recs, k)
         n_fits = k * n_seeds
         # the budget covers every fit; `workers` of them run at a time
-        per_fit = cfg.max_minutes * min(cfg.workers, n_fits) / n_fits
+        per_fit = (None if cfg.max_minutes is None
+                   else cfg.max_minutes * min(cfg.workers, n_fits) / n_fits)  # fmt: skip
         tasks = [
             _CvFit(i, j, held, cfg.seed + i + j, per_fit)
             for i, held in enumerate(folds)

@@ -280,7 +280,7 @@ def with_simulated_af(
     return out
 
 
-def fit_settings_of(cfg: ArrhythmiaTrainConfig, max_minutes: float) -> FitSettings:
+def fit_settings_of(cfg: ArrhythmiaTrainConfig, max_minutes: float | None) -> FitSettings:
     return FitSettings(
         max_epochs=cfg.max_epochs,
         lr=cfg.lr,

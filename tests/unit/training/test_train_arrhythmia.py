@@ -212,6 +212,28 @@ class TestCrossValidatedEnsemble:
         with pytest.raises(ValueError, match="folds"):
             record_folds(recs, 4)
 
+    @pytest.mark.parametrize("cv_folds", [None, 2])
+    def test_no_time_cap_trains_every_fit_without_a_budget(
+        self, tiny_dataset: BeatDataset, monkeypatch: pytest.MonkeyPatch, cv_folds: int | None
+    ) -> None:
+        # max_minutes: null (as max_minutes_per_fit takes it for the early warning) was
+        # refused by the config; now no fit, refit or fold network gets a budget
+        from vitalgru.training import arrhythmia as training
+
+        real, budgets = training.fit_network, []
+
+        def fit(cfg, train, val, n_samples, w, settings, *args):  # type: ignore[no-untyped-def]
+            budgets.append(settings.max_minutes)
+            return real(cfg, train, val, n_samples, w, settings, *args)
+
+        monkeypatch.setattr(training, "fit_network", fit)
+        cfg = _cfg(max_minutes=None, refit_full=cv_folds is None, cv_folds=cv_folds,
+                   max_epochs=1, min_epochs=1, sequences_per_epoch=16)  # fmt: skip
+        res = train_arrhythmia(tiny_dataset, cfg)
+        assert budgets == [None, None]  # the fit and its refit, or the two fold networks
+        fits = res.fold_fits if cv_folds else [res.fit, res.refit]
+        assert [f.stop_reason for f in fits] == ["max_epochs", "max_epochs"]
+
     def test_cv_ensemble_trains_scores_and_streams(self, tiny_dataset: BeatDataset) -> None:
         # (ungated, so the ensemble's output is exactly its members' mean)
         cfg = _cfg(
