@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if ecg is None and ew is None:
         raise SystemExit("serve needs at least one model (both were given as none)")
     check_mlflow()
-    from pipelines.gateway_serve import serve
+    from pipelines.gateway_serve import EXIT_NO_MODEL, ModelUnavailable, serve
 
     state = None if args.state.lower() == "none" else args.state
     try:
@@ -61,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
+    except ModelUnavailable as e:  # its own status: a restart loads the same (a supervisor
+        # may tell it from a bad flag or file, and stop trying)
+        print(f"vitalgru: error: {e}", file=sys.stderr)
+        return EXIT_NO_MODEL
     except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
         raise SystemExit(f"vitalgru: error: {e}") from None
     return 0

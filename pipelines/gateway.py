@@ -13,7 +13,8 @@ of alarms for the integration engine to poll. JSON in and out; FastAPI serves it
 description at ``/openapi.json``.
 
 ========================================  ==================================================
-``GET /health``                           models loaded, patients, ticks, events
+``GET /health``                           models loaded (and any fall-back), patients, ticks,
+                                          events
 ``POST /ecg/{patient}/admit``             ``{"fs": 250}``: start an ECG feed
 ``POST /ecg/{patient}``                   ``{"samples": [mV, ...]}`` (null: a gap): queue
 ``GET /ecg/{patient}``                    beats by class, heart rate, recent beats, alarms
@@ -191,6 +192,7 @@ def create_app(
     cds_clients: CdsClients | None = None,
     public_url: str | None = None,
     hosts: list[str] | None = None,
+    model_fallbacks: dict[str, dict] | None = None,
 ) -> FastAPI:
     """The gateway's HTTP application around ``ward``; while it runs, a thread ticks the
     ward every ``tick_s`` seconds (0: never; call :meth:`Ward.tick` yourself). With
@@ -222,7 +224,10 @@ def create_app(
     they name may call the gateway's CDS Hooks services (``/cds-services``) with their
     signed tokens; ``public_url``: the gateway's address as they call it (behind a proxy).
     Bodies must be JSON or HL7 v2; without tokens, requests from other sites and, given
-    ``hosts`` (the listen address), other ``Host`` names are refused (:mod:`pipelines.gateway_origin`)."""
+    ``hosts`` (the listen address), other ``Host`` names are refused (:mod:`pipelines.gateway_origin`).
+    ``model_fallbacks``: the monitors serving an earlier champion because theirs could not
+    be loaded (``{task: {"wanted", "serving", "error"}}``, :func:`pipelines.gateway_serve.build_ward`),
+    said in ``/health`` and ``/metrics``."""
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = token_access(token, tokens)
@@ -295,12 +300,14 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Models, patients, ticks, the state file; with HL7 interfaces, the MLLP port and
+        """Models (``model_fallbacks``: the monitors serving an earlier champion, theirs
+        not loading), patients, ticks, the state file; with HL7 interfaces, the MLLP port and
         the alarm forwarder's state (``behind``: events not handled yet; ``failing``: its
         latest tries got no acknowledgement; ``lost``: events gone from the log before it
         handled them; ``unmatched``: escalations and ends not sent, their alarm gone and
         its kind not said). No identifiers: it is open."""
-        out = {"status": "ok", "models": models or {}, "tick_s": tick_s,
+        out = {"status": "ok", "models": models or {},
+               "model_fallbacks": model_fallbacks or {}, "tick_s": tick_s,
                "token_required": access is not None, **ward.status()}  # fmt: skip
         if mllp is not None:
             out["mllp"] = {"port": getattr(app.state, "mllp_port", None),
@@ -401,7 +408,7 @@ def create_app(
         return out
 
     registry = CollectorRegistry()
-    registry.register(WardCollector(ward, models or {}))
+    registry.register(WardCollector(ward, models or {}, model_fallbacks or {}))
     registry.register(intake)
     if audit is not None:
         registry.register(AuditCollector(audit))

@@ -27,8 +27,10 @@ class WardCollector:
     """The ward's :meth:`~vitalgru.scoring.ward.Ward.telemetry` as Prometheus metric
     families, read at each scrape."""
 
-    def __init__(self, ward: Ward, models: dict[str, str]) -> None:
-        self.ward, self.models = ward, models
+    def __init__(
+        self, ward: Ward, models: dict[str, str], fallbacks: dict[str, dict] | None = None
+    ) -> None:
+        self.ward, self.models, self.fallbacks = ward, models, fallbacks or {}
 
     def collect(self) -> Any:
         t = self.ward.telemetry()
@@ -37,6 +39,16 @@ class WardCollector:
             value={"version": __version__,
                    **{k.replace(" ", "_").replace("-", "_"): v for k, v in self.models.items()}},
         )  # fmt: skip
+        fb = GaugeMetricFamily(
+            "vitalgru_model_fallback",
+            "1: the monitor serves an earlier champion, its own could not be loaded",
+            labels=["model", "wanted_version", "serving_version"],
+        )
+        for task in self.models:
+            f = self.fallbacks.get(task)
+            fb.add_metric([task, f["wanted"] if f else "", f["serving"] if f else ""],
+                          1 if f else 0)  # fmt: skip
+        yield fb
         g = GaugeMetricFamily("vitalgru_patients", "patients on each monitor", labels=["monitor"])
         for monitor, n in t["patients"].items():
             g.add_metric([monitor], n)

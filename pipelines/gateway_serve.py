@@ -25,6 +25,7 @@ from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
 from pipelines.serve_claims import bind_port, claim_file
 from vitalgru import tracking
+from vitalgru.errors import ModelLoadError
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, FEED_RATE_TOLERANCE, Ward
@@ -32,7 +33,10 @@ from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_sepsis import HOUR_CLOSE_AFTER_S
 from vitalgru.scoring.ward_state import StateDamage
 
-__all__ = ["SHUTDOWN_GRACE_S", "build_ward", "http_tls_options", "serve"]
+__all__ = [
+    "EXIT_NO_MODEL", "SHUTDOWN_GRACE_S", "ModelUnavailable", "build_ward", "http_tls_options",
+    "serve",
+]  # fmt: skip
 
 logger = logging.getLogger("pipelines.gateway")
 
@@ -63,16 +67,77 @@ def http_tls_options(
     return opts
 
 
-def _monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
-    """The live monitor of the model at ``uri`` (None: none), its name put in ``names``."""
-    if not uri:
-        return None
+class ModelUnavailable(ModelLoadError):
+    """No model a monitor was asked for could be loaded: the version the URI names, nor
+    (for a champion) an earlier one. ``vitalgru serve`` ends with :data:`EXIT_NO_MODEL`."""
+
+
+#: ``vitalgru serve``'s exit status when a model it was asked for cannot be loaded, no
+#: earlier champion either (2: a refusal the command line or a file gave, as elsewhere).
+EXIT_NO_MODEL = 4
+
+
+def _loaded(task: str, uri: str) -> tuple[Any, Any]:
+    """(the loaded model, its live monitor); ValueError (a ModelLoadError among them) for
+    a model that cannot be loaded or that the monitor refuses (its preprocessing)."""
     if task.endswith("arrhythmia"):
         m = tracking.load_model(uri, kinds=ARRHYTHMIA_KINDS)
-        monitor = ArrhythmiaMonitor(m.module, m.preprocessing)
-    else:
-        m = tracking.load_model(uri, kinds=EARLY_WARNING_KINDS)
-        monitor = EarlyWarningMonitor(m.module, m.preprocessing)
+        return m, ArrhythmiaMonitor(m.module, m.preprocessing)
+    m = tracking.load_model(uri, kinds=EARLY_WARNING_KINDS)
+    return m, EarlyWarningMonitor(m.module, m.preprocessing)
+
+
+def _said(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _monitor(
+    task: str, uri: str | None, names: dict[str, str], fallbacks: dict[str, dict] | None = None
+) -> Any:
+    """The live monitor of the model at ``uri`` (None: none), its name put in ``names``.
+
+    A champion (``models:/NAME@ALIAS``, not a shadow) whose version cannot be loaded, or
+    whose preprocessing the monitor refuses, is logged with the version and the error, and
+    the newest earlier holder of the alias that loads and passes the same checks is served
+    instead (:func:`vitalgru.tracking.earlier_holders`), said in its name and in
+    ``fallbacks[task]`` (``{"wanted", "serving", "error"}``). None that loads:
+    :class:`ModelUnavailable`, one line."""
+    if not uri:
+        return None
+    pinned = tracking.resolve_model_uri(uri)  # an unknown alias: ModelLoadError, as before
+    try:
+        m, monitor = _loaded(task, pinned)
+    except (ValueError, KeyError, TypeError) as e:
+        name, _, wanted = pinned.removeprefix("models:/").rpartition("/")
+        alias = uri.removeprefix("models:/").rpartition("@")
+        if task.startswith("shadow") or not alias[1] or not wanted.isdigit():
+            raise ModelUnavailable(f"the {task} model {uri} cannot be loaded: {_said(e)}") from e
+        logger.error("gateway: the %s model %s (version %s) cannot be loaded: %s",
+                     task, uri, wanted, _said(e))  # fmt: skip
+        tried = [f"version {wanted}: {_said(e)}"]
+        for version in tracking.earlier_holders(name, wanted, alias[2]):
+            try:
+                m, monitor = _loaded(task, f"models:/{name}/{version}")
+            except (ValueError, KeyError, TypeError) as e2:
+                logger.error("gateway: the earlier %s version %s of %s cannot be loaded "
+                             "either: %s", alias[2], version, name, _said(e2))  # fmt: skip
+                tried.append(f"version {version}: {_said(e2)}")
+                continue
+            logger.warning(
+                "gateway: FALL-BACK: the %s monitor serves version %s of %s, the newest "
+                "earlier %s that loads, instead of version %s (/health and /metrics say "
+                "so); fix or roll back the %s and restart the gateway",
+                task, version, name, alias[2], wanted, alias[2],
+            )  # fmt: skip
+            if fallbacks is not None:
+                fallbacks[task] = {"wanted": wanted, "serving": version, "error": tried[0]}
+            why = f"a fall-back: version {wanted} cannot be loaded"
+            names[task] = f"{uri} (version {version}, {why})"
+            return monitor
+        raise ModelUnavailable(
+            f"the {task} model {uri} cannot be loaded, nor any earlier {alias[2]} of {name} "
+            f"({'; '.join(tried)})"
+        ) from e
     names[task] = m.described(uri)
     return monitor
 
@@ -117,13 +182,15 @@ def build_ward(
     hour_close_after_s: float = HOUR_CLOSE_AFTER_S,
     sepsis_lockout_h: float = 0.0,
     feed_rate_tolerance: float | None = FEED_RATE_TOLERANCE,
+    fallbacks: dict[str, dict] | None = None,
 ) -> tuple[Ward, dict]:
     """Load the registered models (None: that monitor is off) and build the ward, taking up
     the patients and events of the ``state`` file when it has some (None: in memory only);
     returns it and ``{task: "URI (version N)"}``. A shadow model is compared with the
     champion of its task (:mod:`vitalgru.scoring.shadow`). ``feed_rate_tolerance``: the
     share off its admitted rate at which an ECG feed raises ``feed_rate`` (None: not
-    checked)."""
+    checked). A champion that cannot be loaded is replaced by the newest earlier one that
+    can, put in ``fallbacks`` (see :func:`_monitor`); none: :class:`ModelUnavailable`."""
     if (shadow_arrhythmia_model and not arrhythmia_model) or (
         shadow_early_warning_model and not early_warning_model
     ):
@@ -132,8 +199,8 @@ def build_ward(
     kept = None if journal is None else journal.load()  # a damaged row is left out, and said
     names: dict[str, str] = {}
     ward = Ward(
-        _monitor("arrhythmia", arrhythmia_model, names),
-        _monitor("early-warning", early_warning_model, names),
+        _monitor("arrhythmia", arrhythmia_model, names, fallbacks),
+        _monitor("early-warning", early_warning_model, names, fallbacks),
         journal=journal,
         shadow_ecg=_monitor("shadow arrhythmia", shadow_arrhythmia_model, names),
         shadow_sepsis=_monitor("shadow early-warning", shadow_early_warning_model, names),
@@ -299,10 +366,11 @@ def serve(
         cds = None if cds_clients is None else CdsClients.from_file(cds_clients)
         if cds is not None:
             logger.info("gateway: CDS Hooks for %s", ", ".join(c.name for c in cds.by_iss.values()))
+        fallbacks: dict[str, dict] = {}
         ward, names = build_ward(
             arrhythmia_model, early_warning_model, state,
             shadow_arrhythmia_model, shadow_early_warning_model, escalate_after_s,
-            hour_close_after_s, sepsis_lockout_h, feed_rate_tolerance,
+            hour_close_after_s, sepsis_lockout_h, feed_rate_tolerance, fallbacks,
         )  # fmt: skip
         forwarder = None if target is None else AlarmForwarder(ward, *target, tls=sender_tls)
         logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",
@@ -315,7 +383,8 @@ def serve(
                            mllp_allow=mllp_allow or None, adt_units=adt_units or None,
                            audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
                            rate_limit=None if rate_limit is None else RateLimit(rate_limit),
-                           cds_clients=cds, public_url=public_url, hosts=[host]),
+                           cds_clients=cds, public_url=public_url, hosts=[host],
+                           model_fallbacks=fallbacks),
                 host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
                 **https,
             )  # fmt: skip

@@ -311,7 +311,7 @@ def _without_registry(monkeypatch: pytest.MonkeyPatch, model: Any, preprocessing
     """``build_ward`` loads no registered model: every sepsis URI is ``model``, every
     arrhythmia URI an untrained network (version 1)."""
 
-    def monitor(task: str, uri: str | None, names: dict[str, str]) -> Any:
+    def monitor(task: str, uri: str | None, names: dict[str, str], fallbacks: Any = None) -> Any:
         if not uri:
             return None
         names[task] = f"{uri} (version 1)"

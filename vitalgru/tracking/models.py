@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import pickle
 import tempfile
 import time
 import warnings
@@ -107,6 +108,19 @@ class LoadedModel:
         outside the registry (a run's or a folder's: it has no version)."""
         shown = self.uri if uri is None else uri
         return shown if self.version is None else f"{shown} (version {self.version})"
+
+
+#: What reading a model's damaged artifacts raises (weights that do not unpickle or do not
+#: fit the network, a JSON file cut short, a file gone).
+_DAMAGED = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    EOFError,
+    pickle.UnpicklingError,
+)
 
 
 def _read_artifacts(model_dir: Path) -> dict[str, Path]:
@@ -451,8 +465,17 @@ def load_model(
             )
         except MlflowException as e:
             raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
-        paths = _read_artifacts(Path(local))
-        module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
+        try:
+            paths = _read_artifacts(Path(local))
+            module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
+        except ModelLoadError:
+            raise
+        except _DAMAGED as e:
+            # said as a ModelLoadError naming the model, not a torch or json traceback
+            # (the trust refusal, a ValueError, keeps its words)
+            what = uri if version is None else f"{uri} (version {version})"
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise ModelLoadError(f"cannot load {what}: {type(e).__name__}: {first}") from e
     if kinds and not isinstance(module, kinds):
         raise ModelLoadError(
             f"{uri} is of model class {type(module).__name__} ({spec['class_path']}), not "

@@ -86,6 +86,18 @@ def set_alias(name: str, version: str, alias: str) -> None:
     mlflow_client().set_registered_model_alias(name, alias, str(version))
 
 
+def earlier_holders(name: str, version: str, alias: str = "champion") -> list[str]:
+    """The versions of ``name`` that held ``alias`` before ``version`` (its
+    :func:`alias_history`) and are older than it, newest first: what a server may fall
+    back to when ``version`` cannot be loaded. Only versions that once held the alias (a
+    version the gate kept from it scored worse) and older ones (a newer one the alias was
+    rolled back from is not taken again). [] when the history names none."""
+    now = int(version)
+    held = {int(h["version"]) for h in alias_history(name, alias)
+            if str(h["version"]).isdigit()}  # fmt: skip
+    return [str(v) for v in sorted(held, reverse=True) if v < now]
+
+
 def _history_tag(alias: str) -> str:
     return f"vitalgru.{alias}.history"
 

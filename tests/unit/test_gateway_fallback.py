@@ -1,0 +1,100 @@
+"""A champion whose artifact cannot be loaded: the gateway says which version and why,
+serves the newest earlier champion that loads (and says so in ``/health`` and
+``/metrics``), or, with none, stops with one line and its own exit status; before, a
+torch traceback ended every start, and Compose restarted it in a loop."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from monitor_kit import PREPROCESSING
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipelines.cli import run
+from pipelines.gateway import create_app
+from pipelines.gateway_serve import EXIT_NO_MODEL, ModelUnavailable, build_ward
+from vitalgru import tracking
+from vitalgru.data.beat_features import RR_FEATURES
+from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.tracking.stores import mlflow_client
+
+NAME = tracking.ARRHYTHMIA_MODEL_NAME
+CHAMPION = f"models:/{NAME}@champion"
+
+
+def _register(f1: float) -> str:
+    """A small arrhythmia network registered and put through the gate on ``f1``."""
+    with tracking.start_run("exp") as run_:
+        ref = tracking.log_model(run_, ArrhythmiaGRU(n_rr=len(RR_FEATURES), hidden=8).eval(),
+                                 preprocessing=PREPROCESSING, config={}, registered_name=NAME)  # fmt: skip
+    tracking.promote_if_better(NAME, str(ref.version), {"f1": f1}, ["f1"])
+    return str(ref.version)
+
+
+def _damage(version: str, root: Path) -> None:
+    """Overwrite the weights of ``version`` with bytes torch cannot read."""
+    model_id = mlflow_client().get_model_version(NAME, version).source.rsplit("/", 1)[-1]
+    (weights,) = [p for p in root.rglob("weights.pt") if model_id in p.parts]
+    weights.write_bytes(b"not a tensor file " * 8)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_champion_that_cannot_be_loaded_falls_back_to_an_earlier_one_or_stops(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    # 1 champion, 2 kept from it by the gate (worse), 3 champion with damaged weights
+    assert [_register(f1) for f1 in (0.5, 0.4, 0.6)] == ["1", "2", "3"]
+    assert tracking.get_alias_version(NAME) == "3"
+    _damage("3", tmp_path)
+
+    fallbacks: dict[str, dict] = {}
+    with caplog.at_level(logging.WARNING, logger="pipelines.gateway"):
+        ward, names = build_ward(CHAMPION, None, fallbacks=fallbacks)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{CHAMPION} (version 3) cannot be loaded" in s and "UnpicklingError" in s
+               for s in said), said  # fmt: skip
+    assert any("FALL-BACK" in s and "serves version 1" in s for s in said), said
+    # version 2 never passed the gate: not served however new
+    assert fallbacks["arrhythmia"]["wanted"] == "3" and fallbacks["arrhythmia"]["serving"] == "1"
+    assert names["arrhythmia"].startswith(f"{CHAMPION} (version 1, a fall-back")
+    with TestClient(create_app(ward, tick_s=0, models=names, model_fallbacks=fallbacks)) as c:
+        health = c.get("/health").json()
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(c.get("/metrics").text)
+                   for s in f.samples}  # fmt: skip
+    assert health["model_fallbacks"]["arrhythmia"]["serving"] == "1"
+    assert "version 3" in health["model_fallbacks"]["arrhythmia"]["error"]
+    key = ("vitalgru_model_fallback",
+           (("model", "arrhythmia"), ("serving_version", "1"), ("wanted_version", "3")))  # fmt: skip
+    assert metrics[key] == 1
+    ward.close()
+
+    # no earlier champion loads either: one line, its own exit status, before any port
+    _damage("1", tmp_path)
+    with pytest.raises(ModelUnavailable, match="nor any earlier champion"):
+        build_ward(CHAMPION, None)
+    capsys.readouterr()
+    argv = ["serve", "--early-warning-model", "none", "--state", "none", "--audit", "none",
+            "--port", str(_free_port())]  # fmt: skip
+    assert run(argv) == EXIT_NO_MODEL
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"vitalgru: error: the arrhythmia model {CHAMPION} cannot be")
+    assert "version 3: " in err[-1] and "version 1: " in err[-1]
+    assert not any("Traceback" in line for line in err)
