@@ -27,6 +27,8 @@ from vitalgru.io.hl7v2 import ack as hl7_ack
 
 __all__ = [
     "FRAME_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
+    "KEEPALIVE_S",
     "MAX_CONNECTIONS",
     "MAX_MLLP_BYTES",
     "server_tls",
@@ -39,10 +41,19 @@ logger = logging.getLogger(__name__)
 #: Largest MLLP message taken (bytes); a larger frame is rejected and the connection closed.
 MAX_MLLP_BYTES = 2**20
 #: Seconds a sender may take to finish a message it has started; then the connection is
-#: closed (an idle connection between messages stays open, as MLLP senders keep them).
+#: closed.
 FRAME_TIMEOUT_S = 60.0
-#: Connections held at once; a sender beyond them is closed at once (each may buffer up to
-#: :data:`MAX_MLLP_BYTES`).
+#: Seconds a connection may stay open with no message; then it is closed. Engines keep a
+#: connection open between messages, often for long (a quiet night), and open another when
+#: they have something to send: this only frees what a sender that vanished without closing
+#: (its host rebooted or failed over, a firewall dropped the idle flow) would hold for ever.
+IDLE_TIMEOUT_S = 3600.0
+#: TCP keepalive on each connection taken, in seconds: first probe after this long with
+#: nothing received, probes this far apart, closed after this many unanswered (a peer that
+#: is gone is found in about 2 minutes; one that is there answers from its kernel).
+KEEPALIVE_S = (60, 10, 5)
+#: Connections held at once (each may buffer up to :data:`MAX_MLLP_BYTES`); a sender beyond
+#: them takes the place of the one idle longest, or is closed at once when none is idle.
 MAX_CONNECTIONS = 64
 
 
@@ -90,6 +101,23 @@ def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
     return any(ip in net for net in allow)
 
 
+def _keep_alive(sock: Any, idle_s: int, interval_s: int, count: int) -> None:
+    """TCP keepalive on ``sock``, with the probe timing where the platform lets it be set
+    (Linux: ``TCP_KEEPIDLE``; macOS: ``TCP_KEEPALIVE``); the system's own timing elsewhere."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle_opt = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
+        for opt, value in ((idle_opt, idle_s),
+                           (getattr(socket, "TCP_KEEPINTVL", None), interval_s),
+                           (getattr(socket, "TCP_KEEPCNT", None), count)):  # fmt: skip
+            if opt is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+    except OSError as e:  # not TCP (a test's socketpair), or an option the system refuses
+        logger.debug("mllp: TCP keepalive not set: %s", e)
+
+
 def _too_large(frame: bytes, max_bytes: int) -> bytes:
     """The framed ``AR`` for a message over ``max_bytes``, naming it (``MSA-2``) when its
     header can be read."""
@@ -112,6 +140,7 @@ async def start_mllp(
     sock: socket.socket | None = None,
     frame_timeout_s: float = FRAME_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
 ) -> asyncio.Server:
     """Listen for MLLP connections on ``host:port`` (0: any free port; the server's
     ``sockets`` say which) and answer each message with :meth:`Hl7Inbox.handle`'s
@@ -121,46 +150,77 @@ async def start_mllp(
     instead of ``host:port``.
     ``tls``: MLLP over TLS with this server context (:func:`server_tls`). A message over
     ``max_bytes`` is answered ``AR`` and the connection closed; so is a connection that
-    leaves a message unfinished for ``frame_timeout_s``, and one beyond ``max_connections``
-    held at once is closed unanswered. ValueError for an address that is not one."""
+    leaves a message unfinished for ``frame_timeout_s``, and one with no message for
+    ``idle_timeout_s``. Each connection has TCP keepalive (:data:`KEEPALIVE_S`), so one
+    whose peer is gone is closed by the system. One beyond ``max_connections`` held at once
+    takes the place of the one idle longest (a new connection from the engine is far more
+    likely alive), or is closed unanswered when all are in the middle of a message.
+    ValueError for an address that is not one."""
     nets = None if allow is None else [ipaddress.ip_network(a.strip(), strict=False)
                                        for a in allow if a.strip()]  # fmt: skip
 
-    held = 0  # connections open now
+    # the connections held: when each became idle (its last message answered, or opened),
+    # None while one is in the middle of a message
+    held: dict[asyncio.StreamWriter, float | None] = {}
+
+    def make_room(peer: Any) -> bool:
+        """Close the connection idle longest for ``peer``'s; False when none is idle."""
+        idle = [(since, w) for w, since in held.items() if since is not None]
+        if not idle:
+            return False
+        since, oldest = min(idle, key=lambda x: x[0])
+        del held[oldest]
+        oldest.transport.abort()  # likely a dead peer: no goodbye to wait for
+        logger.warning("mllp: %d connections held; the one from %s, idle %.0f s, closed for "
+                       "a new one from %s", max_connections, oldest.get_extra_info("peername"),
+                       asyncio.get_running_loop().time() - since, peer)  # fmt: skip
+        return True
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal held
         peer = writer.get_extra_info("peername")
         if not _allowed(peer, nets):
             logger.warning("mllp: connection from %s refused (not in --mllp-allow)", peer)
             writer.close()
             return
-        if held >= max_connections:
-            logger.warning("mllp: connection from %s refused (%d held already)", peer, held)
+        if len(held) >= max_connections and not make_room(peer):
+            logger.warning("mllp: connection from %s refused (%d held already, each in the "
+                           "middle of a message)", peer, len(held))  # fmt: skip
             writer.close()
             return
-        held += 1
+        clock = asyncio.get_running_loop()
+        held[writer] = clock.time()
+        _keep_alive(writer.get_extra_info("socket"), *KEEPALIVE_S)
         host = str(peer[0]) if peer else "unknown"
         buf = bytearray()
-        clock = asyncio.get_running_loop()
         deadline: float | None = None  # when the message begun must be finished
         try:
             while True:
                 # a message started must be finished in time, however its bytes trickle in;
-                # between messages, no limit
+                # between messages, the idle limit from the last one answered
+                now = clock.time()
                 if not buf.strip(b"\r\n\t "):
                     deadline = None
-                elif deadline is None:
-                    deadline = clock.time() + frame_timeout_s
-                wait = None if deadline is None else max(0.0, deadline - clock.time())
+                    since = held[writer]
+                    if since is None:
+                        held[writer] = since = now
+                    wait = max(0.0, since + idle_timeout_s - now)
+                else:
+                    if deadline is None:
+                        deadline = now + frame_timeout_s
+                    wait = max(0.0, deadline - now)
                 try:
                     data = await asyncio.wait_for(reader.read(65536), wait)
                 except TimeoutError:
-                    logger.warning("mllp: %s left a message unfinished for %g s; connection "
-                                   "closed", peer, frame_timeout_s)  # fmt: skip
+                    if deadline is None:
+                        logger.info("mllp: %s sent no message for %g s; connection closed",
+                                    peer, idle_timeout_s)  # fmt: skip
+                    else:
+                        logger.warning("mllp: %s left a message unfinished for %g s; "
+                                       "connection closed", peer, frame_timeout_s)  # fmt: skip
                     break
-                if not data:
+                if not data or writer not in held:  # closed, or made room for another
                     break
+                held[writer] = None  # heard from: not idle, not to be closed for another
                 buf += data
                 while (end := buf.find(MLLP_END)) >= 0:
                     start = buf.rfind(MLLP_START, 0, end)
@@ -188,7 +248,7 @@ async def start_mllp(
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
-            held -= 1
+            held.pop(writer, None)
             writer.close()
 
     if sock is not None:

@@ -1,11 +1,14 @@
-"""The MLLP listener's transport: message size, unfinished messages, connections held, the
-allow-list on a dual-stack socket. A real inbox and ward (without models) answer."""
+"""The MLLP listener's transport: message size, unfinished messages, idle and dead
+connections, connections held, the allow-list on a dual-stack socket. A real inbox and ward
+(without models) answer."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 from monitor_kit import untrained_monitor
 
+from pipelines import mllp_server
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.mllp_server import _allowed, start_mllp
@@ -135,18 +139,86 @@ def test_a_message_left_unfinished_closes_its_connection_an_idle_one_stays(
         assert read_message(_read_frame(s)).field("MSA", 2) == "LATER"
 
 
-@pytest.mark.parametrize("listener", [{"max_connections": 1}], indirect=True)
-def test_connections_beyond_the_limit_are_closed(listener: _Listener) -> None:
-    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as first:
-        first.sendall(b"\x0b" + ADT.format(cid="A").encode() + b"\x1c\x0d")
-        assert read_message(_read_frame(first)).field("MSA", 2) == "A"
-        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as second:
-            second.sendall(b"\x0b" + ADT.format(cid="B").encode() + b"\x1c\x0d")
-            assert _read_frame(second) == b""
-    time.sleep(0.2)  # the first has gone: room again
-    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as third:
-        third.sendall(b"\x0b" + ADT.format(cid="C").encode() + b"\x1c\x0d")
-        assert read_message(_read_frame(third)).field("MSA", 2) == "C"
+@pytest.mark.parametrize("listener", [{"idle_timeout_s": 0.5}], indirect=True)
+def test_a_connection_with_no_message_for_the_idle_limit_is_closed(listener: _Listener) -> None:
+    # a sender gone without closing (host rebooted, idle flow dropped) held its slot for ever
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0b" + ADT.format(cid="A").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(s)).field("MSA", 2) == "A"
+        time.sleep(0.3)
+        s.sendall(b"\x0b" + ADT.format(cid="B").encode() + b"\x1c\x0d")  # in time: the
+        assert read_message(_read_frame(s)).field("MSA", 2) == "B"  # limit starts anew
+        t0 = time.monotonic()
+        assert _closed(s) and 0.3 < time.monotonic() - t0 < 5
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        t0 = time.monotonic()  # opened, nothing ever sent
+        assert _closed(s) and 0.3 < time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("listener", [{"max_connections": 2}], indirect=True)
+def test_a_full_table_closes_the_connection_idle_longest_for_a_new_one(
+    listener: _Listener,
+) -> None:
+    def send(s: socket.socket, cid: str) -> str:
+        s.sendall(b"\x0b" + ADT.format(cid=cid).encode() + b"\x1c\x0d")
+        frame = _read_frame(s)
+        return read_message(frame).field("MSA", 2) if frame else "closed unanswered"
+
+    a = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    b = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    try:
+        assert send(a, "A1") == "A1"
+        time.sleep(0.1)
+        assert send(b, "B1") == "B1"  # a idle longest now
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as c:
+            assert send(c, "C1") == "C1"  # was closed unanswered while two were held
+            assert _closed(a)
+            assert send(b, "B2") == "B2"
+            # the table full and none idle (each in the middle of a message): refused
+            b.sendall(b"\x0b" + ADT.format(cid="B3").encode()[:20])
+            c.sendall(b"\x0b" + ADT.format(cid="C2").encode()[:20])
+            time.sleep(0.2)
+            with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as d:
+                assert send(d, "D") == "closed unanswered"
+            b.sendall(ADT.format(cid="B3").encode()[20:] + b"\x1c\x0d")
+            assert read_message(_read_frame(b)).field("MSA", 2) == "B3"
+    finally:
+        a.close()
+        b.close()
+
+
+def _server_end(client: socket.socket) -> socket.socket:
+    """The listener's end of ``client``'s connection (a copy of its descriptor: the listener
+    runs in this process)."""
+    want = (client.getpeername(), client.getsockname())
+    for fd in range(3, 4096):
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if (s.getsockname(), s.getpeername()) == want:
+                return s
+        except OSError:
+            pass
+        s.close()
+    raise AssertionError("the listener's end of the connection was not found")
+
+
+def test_connections_taken_have_tcp_keepalive(listener: _Listener) -> None:
+    # without it a peer gone without closing is never noticed by the system
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+        s.sendall(b"\x0b" + ADT.format(cid="K").encode() + b"\x1c\x0d")
+        assert read_message(_read_frame(s)).field("MSA", 2) == "K"  # taken by now
+        with _server_end(s) as end:
+            assert end.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            idle_s, interval_s, count = mllp_server.KEEPALIVE_S
+            for name, value in (("TCP_KEEPIDLE", idle_s), ("TCP_KEEPINTVL", interval_s),
+                                ("TCP_KEEPCNT", count)):  # fmt: skip
+                if hasattr(socket, name):
+                    assert end.getsockopt(socket.IPPROTO_TCP, getattr(socket, name)) == value
 
 
 def test_an_ipv4_sender_on_a_dual_stack_listener_is_matched_as_ipv4() -> None:
