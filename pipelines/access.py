@@ -369,6 +369,10 @@ class RateLimit:
     pause) is answered 429 instead of taking the time the ward's clock needs for the
     patients' alarms."""
 
+    #: Callers kept before those whose buckets are full again (as a new caller's is) are
+    #: forgotten.
+    MAX_CALLERS = 10_000
+
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if not rate > 0:
             raise ValueError(f"a rate limit must be > 0 requests per second, got {rate!r}")
@@ -376,6 +380,9 @@ class RateLimit:
         self.burst = float(burst if burst is not None else max(2 * rate, 10.0))
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, when)
+        # callers kept before the ones whose buckets are full again are forgotten: twice
+        # those still kept after each such pass, so the passes cost O(1) a request
+        self._prune_at = self.MAX_CALLERS
         self.refused = 0
 
     def take(self, caller: str) -> float:
@@ -383,6 +390,10 @@ class RateLimit:
         may (the request is refused and counted)."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > self._prune_at:  # forget callers whose buckets are full
+                self._buckets = {k: (tokens, then) for k, (tokens, then) in self._buckets.items()
+                                 if tokens + (now - then) * self.rate < self.burst}  # fmt: skip
+                self._prune_at = max(self.MAX_CALLERS, 2 * len(self._buckets))
             tokens, then = self._buckets.get(caller, (self.burst, now))
             tokens = min(self.burst, tokens + (now - then) * self.rate)
             if tokens >= 1:
@@ -390,7 +401,4 @@ class RateLimit:
                 return 0.0
             self._buckets[caller] = (tokens, now)
             self.refused += 1
-            if len(self._buckets) > 10_000:  # forget callers whose buckets are full again
-                full = self.burst / self.rate
-                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
             return (1 - tokens) / self.rate

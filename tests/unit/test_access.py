@@ -10,9 +10,11 @@ import stat
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from pipelines import access
 from pipelines.access import (
     ROLES,
     Credential,
@@ -233,3 +235,22 @@ def test_a_rate_limit_lets_bursts_through_and_refills() -> None:
     assert RateLimit(1.0).burst == 10.0 and RateLimit(50.0).burst == 100.0
     with pytest.raises(ValueError, match="must be > 0"):
         RateLimit(0)
+
+
+def test_a_rate_limit_forgets_callers_that_stay_under_their_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(access, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    limit = RateLimit(20.0)  # a caller's bucket is full again 2 s after its last request
+    for i in range(25_000):  # a client address each, one request a millisecond
+        assert limit.take(f"10.0.{i >> 8}.{i & 255}") == 0.0
+        clock[0] += 0.001
+    # only a refusal forgot callers: all 25,000 were kept
+    assert len(limit._buckets) <= 10_000 + 1 and limit.refused == 0
+    # callers whose buckets are not full are kept, however many: still limited
+    busy = RateLimit(20.0, burst=1)
+    for i in range(3 * 10_000):
+        assert busy.take(f"c{i}") == 0.0
+    assert len(busy._buckets) == 3 * 10_000 and busy.take("c0") > 0
+    assert busy._prune_at > len(busy._buckets)  # not a pass over them all each request
