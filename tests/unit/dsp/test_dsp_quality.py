@@ -11,6 +11,7 @@ import pytest
 from ecg_testkit import read_lead0, synthetic_ecg
 
 from vitalgru.dsp import QualityResult, ecg_quality
+from vitalgru.dsp.quality import units_hint
 from vitalgru.dsp.quality_stream import QualityStream, ecg_quality_trailing
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 
@@ -73,6 +74,8 @@ class TestSyntheticFaults:
         assert q.nonfinite[2] and q.lead_off[2] and not q.usable[2]
         assert q.lead_off[3] and not q.usable[3]
         assert q.usable[4:].all()
+        # a flat line has no beats, but it is flat, not noisy: noise is ECG buried in it
+        assert not q.noisy[0]
         # the first four hold no usable ECG at all; noise would not be a hard flag
         assert q.hard_flagged.tolist() == [True] * 4 + [False] * (q.n_windows - 4)
 
@@ -176,12 +179,52 @@ class TestSyntheticFaults:
         assert q.n_windows == 2  # 10 s + 14 s (a 4 s tail joins the last window)
         assert q.stop_idx[-1] == int(24 * FS)
         assert q.nonfinite.all() and not q.usable.any()
+        # a tail of half a window or more is judged on its own
+        q = ecg_quality(np.full(int(26 * FS), np.nan), FS)
+        assert q.stop_idx.tolist() == [int(10 * FS), int(20 * FS), int(26 * FS)]
+
+    def test_a_long_gap_before_a_window_does_not_flag_its_dropped_sample(self) -> None:
+        """A window's missing stretches are those inside it: a 0.2-s gap that ends where
+        the next window starts flags its own window, not the next one, whose single dropped
+        sample is bridged."""
+        x, _ = synthetic_ecg(FS, duration_s=30.0, seed=4)
+        w = int(10 * FS)
+        x[w - 72 : w] = np.nan  # 0.2 s, the last of the first window
+        x[w + 1800] = np.nan  # one sample of the second
+        assert ecg_quality(x, FS).nonfinite.tolist() == [True, False, False]
+
+    def test_fewer_than_three_whole_beats_have_no_beat_similarity(self) -> None:
+        """Three beats in a 3-s window, the first too near the start for its whole segment:
+        two beats are not enough to judge similarity (each is the other's best match), so
+        there is no ``beat_corr`` and the window is not scored as good ECG."""
+        fs = FS
+        t = np.arange(int(3 * fs)) / fs
+        peaks = np.array([0.1, 1.1, 2.1])
+        x = 0.01 * np.random.default_rng(0).standard_normal(t.size)
+        for tp in peaks:
+            x += 1.2 * np.exp(-0.5 * ((t - tp) / 0.01) ** 2)
+            x += 0.2 * np.exp(-0.5 * ((t - tp - 0.12) / 0.03) ** 2)
+        q = ecg_quality(x, fs, window_s=3.0, peaks=np.round(peaks * fs).astype(np.int64))
+        assert q.n_beats[0] == 3
+        assert np.isnan(q.beat_corr[0]) and q.score[0] == 0.0 and not q.usable[0]
 
     def test_result_is_json_serialisable(self) -> None:
         x, _ = synthetic_ecg(FS, duration_s=20.0)
         d = ecg_quality(x, FS).to_dict()
         assert set(d) >= {"start_idx", "noisy", "score", "usable"}
         json.dumps(d)
+
+    def test_flat_is_an_amplitude_below_the_limit_not_at_it(self) -> None:
+        x = np.tile([0.0, 0.05], 1250)  # robust amplitude exactly flat_mv
+        q = ecg_quality(x, 250.0, window_s=10.0, flat_mv=0.05, peaks=np.zeros(0, np.int64))
+        assert q.amplitude[0] == 0.05 and not q.flat[0]
+        assert ecg_quality(x, 250.0, flat_mv=0.0501, peaks=np.zeros(0, np.int64)).flat[0]
+
+    def test_the_units_hint_goes_by_the_typical_window(self) -> None:
+        # one window of a mV lead saturated by an artefact is no sign of µV or ADC counts
+        assert units_hint(np.array([1.2, 1.5, 80.0])) == ""
+        assert "µV or ADC counts" in units_hint(np.array([240.0, 260.0, 1.0, np.nan]))
+        assert units_hint(np.array([np.nan])) == ""
 
     def test_validation(self) -> None:
         with pytest.raises(ValueError, match="window_s"):
@@ -264,6 +307,9 @@ class TestTrailing:
         # nothing judged before 4 s; the windows ending at 22 and 24 s hold the gap, the
         # one ending at 26 s does not
         np.testing.assert_array_equal(ok, [True, True, False, False, True, True])
+        # a window has ended at its stop index (exclusive): its verdict holds from there
+        np.testing.assert_array_equal(q.usable_at(np.array([int(22 * FS) - 1, int(22 * FS)])),
+                                      [True, False])  # fmt: skip
         # a recording shorter than one window: nothing judged (an IndexError stopped the
         # evaluation of every record before)
         short = ecg_quality_trailing(x[: int(3 * FS)], FS, window_s=4.0, hop_s=2.0)
