@@ -80,6 +80,23 @@ class TestSynthetic:
         err_ms = 1000 * np.minimum(np.abs(p[j] - ref), np.abs(p[j - 1] - ref)) / fs
         assert np.percentile(err_ms, 95) <= 11.0
 
+    def test_a_wide_complex_is_placed_at_its_first_major_deflection(self) -> None:
+        """A wide complex whose later, opposite deflection is larger (0.8 mV up, then 1.2 mV
+        down 60 ms on) has its R wave at the first deflection, where MIT-BIH labels it, not
+        at the largest."""
+        fs = 360.0
+        t = np.arange(int(30 * fs)) / fs
+        x = np.random.default_rng(0).normal(0, 0.01, t.size)
+        onsets = np.arange(0.5, 29.4, 0.9)
+        for tp in onsets:
+            x += 0.8 * np.exp(-0.5 * ((t - tp) / 0.010) ** 2)
+            x -= 1.2 * np.exp(-0.5 * ((t - tp - 0.06) / 0.010) ** 2)
+        peaks = ecg_rpeaks(x, fs)
+        truth = np.round(onsets * fs).astype(np.int64)
+        ur, ud = match_beats(truth, peaks, fs)
+        assert ur.all() and ud.all()
+        assert np.abs(peaks - truth).max() <= round(0.01 * fs)  # within 10 ms, not 60
+
     def test_flat_and_empty_signals_have_no_peaks(self) -> None:
         assert ecg_rpeaks(np.zeros(3600), 360.0).size == 0
         assert ecg_rpeaks(np.full(3600, 1.7), 360.0).size == 0
@@ -200,6 +217,36 @@ class TestDecision:
                  c(1700, 1.0)]  # fmt: skip
         d.run(cands, out, scanned=4000, final=True, mwi=np.full(4000, 0.02), mwi0=0)
         assert out == [100, 460, 900, 1700]
+
+    def test_search_back_waits_from_the_end_of_learning_before_any_qrs(self) -> None:
+        """A wave of a quarter of the QRS level before the first QRS is noise: search-back
+        counts 1.66 mean RR from the end of the learning phase (there is no QRS yet to count
+        from), so it must not take that wave for a beat when the first QRS comes."""
+        from vitalgru.dsp.rpeak_decision import QrsDecision
+
+        def c(t: int, h: float) -> tuple[int, float, float, int, float]:
+            return (t, h, 1.0, t, 1.0)
+
+        d = QrsDecision(360.0)
+        out: list[int] = []
+        cands = [c(50, 0.25), c(300, 1.0), c(660, 1.0), c(1020, 1.0)]
+        d.run(cands, out, scanned=4000, final=True, mwi=np.full(4000, 0.02), mwi0=0)
+        assert out == [300, 660, 1020]
+
+    def test_relearning_sets_the_noise_level_to_half_the_mean_mwi(self) -> None:
+        """After 8 s of waves a tenth of the last QRS, the levels are learnt again: signal
+        level from the largest wave (1.0), noise level from half the mean MWI (0.2), so the
+        threshold is 0.2 + 0.34 (1.0 - 0.2) = 0.47 and a wave of 0.55 is a beat."""
+        from vitalgru.dsp.rpeak_decision import QrsDecision
+
+        def c(t: int, h: float) -> tuple[int, float, float, int, float]:
+            return (t, h, 1.0, t, 1.0)
+
+        d = QrsDecision(360.0)
+        out: list[int] = []
+        cands = [c(100, 10.0)] + [c(100 + 360 * k, 1.0) for k in range(1, 10)] + [c(3700, 0.55)]
+        d.run(cands, out, scanned=5000, final=True, mwi=np.full(5000, 0.4), mwi0=0)
+        assert out == [100, 3340, 3700]
 
 
 class TestOtherRates:
