@@ -179,7 +179,52 @@ class TestPatientGroups:
         assert g["age >= 80"].tolist() == [False, False, False, True]
 
 
+def _tiny_cohort() -> EarlyWarningCohort:
+    """Two patients, heart rate only: A (4 h, age 40) and B (2 h, age 70)."""
+    n = 6
+    frame = pd.DataFrame({c: np.full(n, np.nan) for c in MEASUREMENT_COLUMNS})
+    frame["hr_bpm"] = [84.0, np.nan, np.nan, 200.0, np.nan, 70.0]
+    frame["temp_c"] = 37.0  # the same everywhere: no spread to scale by
+    frame["hour"] = [0.0, 1.0, 2.0, 30.0, 0.0, 1.0]
+    frame["age_years"] = [40.0] * 4 + [70.0] * 2
+    frame["gender_male"] = 1.0
+    frame["unit_micu"] = [1.0] * 4 + [np.nan] * 2
+    frame["unit_sicu"] = [0.0] * 4 + [np.nan] * 2
+    frame["hosp_adm_time_h"] = [-5000.0] * 4 + [-10.0] * 2
+    frame["sepsis_label"] = 0
+    return EarlyWarningCohort(
+        frame=frame, offsets=np.array([0, 4, 6]), patient_ids=["A", "B"],
+        implausible_counts={}, attrition=[],
+    )  # fmt: skip
+
+
 class TestArrays:
+    def test_values_by_hand(self):
+        """Each block of the GRU-D input worked out by hand on two tiny patients."""
+        tiny = _tiny_cohort()
+        fitted = fit_norm_stats(tiny)
+        assert fitted.age_mean == 55.0  # per patient (40, 70), not per row (50)
+        assert fitted.adm_mean == (-2000.0 - 10.0) / 2  # admission times clipped at -2000 h
+        t = MEASUREMENT_COLUMNS.index("temp_c")
+        assert fitted.mean[t] == 37.0 and fitted.std[t] == 1.0  # no spread: not scaled
+        n_f = len(MEASUREMENT_COLUMNS)
+        stats = NormStats(
+            columns=list(MEASUREMENT_COLUMNS), mean=[0.0] * n_f, std=[1.0] * n_f,
+            age_mean=55.0, age_std=15.0, adm_mean=0.0, adm_std=100.0, delta_scale_h=2.0,
+        )  # fmt: skip
+        h = MEASUREMENT_COLUMNS.index("hr_bpm")
+        stats.mean[h], stats.std[h] = 80.0, 4.0
+        x = gru_d_arrays(tiny, stats).x
+        np.testing.assert_allclose(x[:, h], [1, 0, 0, 10, 0, -2.5])  # z, clipped at 10
+        np.testing.assert_array_equal(x[:, n_f + h], [1, 0, 0, 1, 0, 1])  # mask
+        # hours since the last reading before the row / delta_scale_h, at most 10
+        np.testing.assert_allclose(x[:, 2 * n_f + h], [0, 0.5, 1.0, 10, 0, 0.5])
+        np.testing.assert_allclose(x[:, 3 * n_f + h], [1, 1, 1, 10, 0, -2.5])  # last z
+        static = x[:, 4 * n_f :]
+        np.testing.assert_allclose(static[:, 0], [-1] * 4 + [1] * 2)  # age
+        np.testing.assert_array_equal(static[:, 4], [1] * 4 + [0] * 2)  # unit known
+        np.testing.assert_allclose(static[:, 5], [-20] * 4 + [-0.1] * 2)  # admission, clipped
+
     def test_layout_and_subset(self, cohort):
         stats = fit_norm_stats(cohort)
         arr = gru_d_arrays(cohort, stats)
