@@ -120,6 +120,9 @@ class TestResampleFilter:
         f, resp = freqz(h, worN=[0.8 / 36, 0.9 / 36, 1.0 / 36], fs=2.0)
         db = 20 * np.log10(np.abs(resp))
         assert db[0] > -0.01 and db[1] == pytest.approx(-6.0, abs=0.1) and db[2] < -60
+        # odd also where Kaiser's formula gives an even length (1946 taps for 360 -> 128 Hz,
+        # 1082 for 500 -> 360 Hz): an even one delays the output by half a filter sample
+        assert lowpass_taps(360, 128).size % 2 == 1 and lowpass_taps(500, 360).size % 2 == 1
 
 
 class TestMapIndices:

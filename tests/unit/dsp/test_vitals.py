@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
     VitalsStreamState,
+    impossible,
     patient_offsets,
+    plausible_mean,
     vitals_last_observed,
     vitals_plausibility,
     vitals_time_since_observed,
@@ -49,6 +51,13 @@ class TestPlausibility:
             np.testing.assert_array_equal(out, v.astype(np.float32))
         out, bad = vitals_plausibility(np.array([[0.21, 0.2, 1.0, 1.01]], dtype), ["fio2_frac"] * 4)
         assert bad[0].tolist() == [False, True, False, True]
+
+    def test_one_hours_readings_keep_a_value_at_a_limit(self) -> None:
+        # the limits are inclusive for the readings of an hour too (FHIR, HL7 v2 feeds)
+        assert plausible_mean("hr_bpm", [10.0, 20.0]) == 15.0
+        assert plausible_mean("hr_bpm", [0.0, 300.0, 90.0]) == 195.0
+        assert plausible_mean("hr_bpm", [0.0, 400.0]) == 200.0  # none plausible: all
+        assert impossible("spo2_pct", [10.0, 100.0, 100.5, 9.0, nan]) == [100.5, 9.0]
 
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match="match columns"):
