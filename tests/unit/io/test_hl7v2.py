@@ -444,5 +444,8 @@ def test_bytes_are_read_in_the_character_set_msh_18_names() -> None:
     assert read_message(ascii_only).patient_ids == ["GOT-0001"]
     for name, codec in (("UTF-8", "utf-8"), ("UNICODE", "utf-8"), ("ISO-8859-1", "latin-1")):
         assert read_message(adt("GÖT-0001", name, codec)).patient_ids == ["GÖT-0001"], name
+    # table 0211's names in any case; of several repetitions, the first is the message's
+    for name, codec in (("unicode utf-8", "utf-8"), ("8859/1~UNICODE UTF-8", "latin-1")):
+        assert read_message(adt("GÖT-0001", name, codec)).patient_ids == ["GÖT-0001"], name
     plain = ack(read_message(adt("x", "", "utf-8")))
     assert message_bytes(plain) == plain.encode()
