@@ -182,3 +182,49 @@ class TestPruneParts:
         # Under another digest, this code's part is the stale one.
         assert prune_parts(root, "b" * 16)[0] == 1 and not mine.exists()
         assert prune_parts(tmp_path / "none", "b" * 16) == (0, 0)
+
+
+class TestAnotherRate:
+    def test_a_record_at_another_rate_gives_the_same_beats_as_at_the_datasets(
+        self, mitdb_dir: Path
+    ) -> None:
+        # nothing ran the ingest on a record whose rate is not the dataset's: even
+        # resample(x, 360, 500) for resample(x, 500, 360) passed every test
+        from scipy.signal import resample_poly
+
+        from vitalgru.config import ArrhythmiaDataConfig
+        from vitalgru.data.ingest import process_record
+        from vitalgru.io import open_database
+        from vitalgru.types import Annotations
+
+        db = open_database(mitdb_dir)
+        rec, ann = db.read_record("119"), db.read_annotations("119")  # N and V beats
+        n = 150 * 360
+        rec = Record(rec.record_id, rec.patient_id, rec.signal[:n], rec.fs, rec.channels, rec.units)
+        keep = ann.sample_idx < n
+        ann = Annotations(ann.sample_idx[keep], ann.symbol[keep], ann.fs)
+        up = resample_poly(rec.signal.astype(np.float64), 25, 18, axis=0)  # 360 -> 500 Hz
+        rec500 = Record(rec.record_id, rec.patient_id, up.astype(np.float32), 500.0,
+                        rec.channels, rec.units)  # fmt: skip
+        ann500 = Annotations(
+            np.round(ann.sample_idx * 500 / 360).astype(np.int64), ann.symbol, 500.0
+        )
+        cfg = ArrhythmiaDataConfig()
+        a = process_record(rec, ann, cfg, "x")
+        b = process_record(rec500, ann500, cfg, "x")
+        assert b.facts["fs_source"] == 500.0 and a.facts["n_samples"] == b.facts["n_samples"]
+        assert len(a.beats) == len(b.beats) > 150
+        assert (a.beats["label"].to_numpy() == b.beats["label"].to_numpy()).all()
+        assert set(a.beats["aami"]) >= {"N", "V"}
+        # the beats at the dataset's rate where they were, their source samples at 500 Hz
+        assert (
+            np.abs(a.beats["sample_idx"].to_numpy() - b.beats["sample_idx"].to_numpy()).max() <= 1
+        )
+        src = np.round(a.beats["source_idx"].to_numpy() * 500 / 360)
+        assert np.array_equal(b.beats["source_idx"].to_numpy(), src)
+        for col in RR_FEATURES:
+            np.testing.assert_allclose(b.beats[col], a.beats[col], rtol=0.02, atol=0.01)
+        # the windows: the same waveform, resampled
+        corr = [np.corrcoef(u, v)[0, 1] for u, v in zip(a.windows, b.windows, strict=True)]
+        assert np.median(corr) > 0.99 and min(corr) > 0.9
+        assert np.abs(a.signal - b.signal).max() < 0.1 * np.abs(a.signal).max()
