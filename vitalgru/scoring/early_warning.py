@@ -7,7 +7,10 @@ few hundred hours); on every :meth:`~EarlyWarningMonitor.push` the inputs of the
 are built for all pushed patients together by the same function training and evaluation
 use (:func:`vitalgru.data.gru_d_inputs.gru_d_arrays`: plausibility limits, last observation
 and time since it, engineered summaries over 6-24 hours), and the network advances each
-patient's GRU-D state by those hours only, batched across patients.
+patient's GRU-D state by those hours only, batched across patients. Building the inputs
+over the stay so far costs more as the stay grows; :meth:`~EarlyWarningMonitor.push_rounds`
+takes many hours at once (a restarted gateway's stored hours), builds their inputs once and
+advances the network as pushing them hour by hour would, to the bit.
 
 Every input is a causal function of the patient's own rows, so the risks equal those of
 scoring the whole stay at once (:func:`vitalgru.training.early_warning.score_cohort`; tested).
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -294,54 +298,118 @@ class EarlyWarningMonitor:
         list of HourRisk
             One per patient pushed, in the order given.
         """
-        stays = []
+        batch = []
         for pid, row in rows.items():
-            st = self._stays.get(str(pid))
-            if st is None:
-                raise KeyError(f"patient {pid!r} is not being monitored; admit() them first")
-            stays.append((st, _row(st.pid, row, st.last_hour)))
-        for st, r in stays:  # only once every row has passed its checks
+            st = self._monitored(pid)
+            batch.append((st, _row(st.pid, row, st.last_hour)))
+        for st, r in batch:  # only once every row has passed its checks
             st.append(r)
+        return self._score([batch])[0]
+
+    @torch.no_grad()
+    def push_rounds(
+        self, rounds: Sequence[Mapping[str, Mapping[str, Any]]]
+    ) -> list[tuple[list[HourRisk], dict[str, ValueError]]]:
+        """Score many hours at once: what :meth:`push` of each round in turn gives, a round
+        it refuses pushed one patient at a time instead (the rows it refuses left out).
+
+        The inputs of every row are built in one go, not again at each round (a ward taking
+        up its stored hours at a restart: :meth:`push` builds them over each patient's whole
+        stay so far, so pushing a stay hour by hour costs its length squared); the network
+        advances round by round, each round's patients batched as :meth:`push` batches
+        them, so the risks and states are those of pushing the rounds, to the bit.
+
+        Parameters
+        ----------
+        rounds : sequence of mapping
+            Each as :meth:`push` takes it (``{patient_id: row}``).
+
+        Returns
+        -------
+        list of (list of HourRisk, dict)
+            Per round, the risks of the rows taken, in the order given, and the rows
+            refused (``{patient_id: the ValueError push raised}``).
+
+        KeyError, before anything is scored, for a patient not monitored.
+        """
+        for rows in rounds:
+            for pid in rows:
+                self._monitored(pid)
+        batches, taken = [], []  # taken: per round, its batches and the rows refused
+        for rows in rounds:
+            checked, bad = [], {}
+            for pid, row in rows.items():
+                st = self._stays[str(pid)]
+                try:
+                    checked.append((st, _row(st.pid, row, st.last_hour)))
+                except ValueError as e:
+                    bad[pid] = e
+                    continue
+                st.append(checked[-1][1])
+            # push refuses a round whole: it is pushed again one patient at a time
+            batches += [[c] for c in checked] if bad else [checked]
+            taken.append((len(checked) if bad else 1, bad))
+        scored = iter(self._score(batches))
+        return [([r for _ in range(n) for r in next(scored)], bad) for n, bad in taken]
+
+    def _monitored(self, pid: Any) -> _Stay:
+        st = self._stays.get(str(pid))
+        if st is None:
+            raise KeyError(f"patient {pid!r} is not being monitored; admit() them first")
+        return st
+
+    def _score(self, batches: list[list[tuple[_Stay, dict[str, float]]]]) -> list[list[HourRisk]]:
+        """The risks of rows already appended to their stays (each stay's not yet scored,
+        in order), batch after batch: the inputs of all of them built at once, then the
+        network run over each batch's patients together (each from its state to the row)."""
+        stays = list({id(st): st for batch in batches for st, _ in batch}.values())
         if not stays:
-            return []
-        cohort, refused = self._cohort([st for st, _ in stays])
-        arrays = gru_d_arrays(cohort, self.stats, self.tree_features)
-        # each patient's hours not yet run (the new one, and any skipped hours before it)
-        groups: dict[int, list[int]] = {}
-        for i, (st, _) in enumerate(stays):
-            groups.setdefault(
-                int(cohort.offsets[i + 1]) - st.grid_rows - int(cohort.offsets[i]), []
-            ).append(i)
-        risk = np.empty(len(stays))
-        for n_new, idx in groups.items():
-            x = np.stack(
-                [
-                    arrays.x[int(cohort.offsets[i + 1]) - n_new : int(cohort.offsets[i + 1])]
-                    for i in idx
-                ]
-            )
-            h0 = torch.cat([stays[i][0].h for i in idx], dim=1)
-            logits, h_n = self.model(torch.from_numpy(x), h0)
-            p = torch.sigmoid(logits[:, -1, 0]).numpy().astype(np.float64)
-            for b, i in enumerate(idx):
-                st = stays[i][0]
-                st.h = h_n[:, b : b + 1].clone()
-                st.grid_rows += n_new
-                risk[i] = p[b]
-        prob = model_probability({"recalibration": self.recalibration}, risk)
+            return [[] for _ in batches]
+        cohort, where, implausible = self._cohort(stays)
+        x = gru_d_arrays(cohort, self.stats, self.tree_features).x
+        index = {id(st): i for i, st in enumerate(stays)}
+        # each stay's rows to score are its last ones; the next (a row of the cohort), and
+        # where the stay's grid rows not yet run through the network begin
+        count = Counter(id(st) for batch in batches for st, _ in batch)
+        ends = np.cumsum([st.n for st in stays])
+        row = [int(ends[i]) - count[id(st)] for i, st in enumerate(stays)]
+        upto = [int(cohort.offsets[i]) + st.grid_rows for i, st in enumerate(stays)]
         out = []
-        for i, (st, r) in enumerate(stays):
-            rejected = tuple(c for c, bad in zip(_LIMITED, refused[i], strict=True) if bad)
-            out.append(
+        for batch in batches:
+            at, rows = [], []  # each row's end on the grid, and the row
+            for st, _ in batch:
+                i = index[id(st)]
+                rows.append(row[i])
+                at.append(int(where[row[i]]) + 1)
+                row[i] += 1
+            # each patient's hours not yet run (the row's, and any skipped hours before it)
+            groups: dict[int, list[int]] = {}
+            for b, (st, _) in enumerate(batch):
+                groups.setdefault(at[b] - upto[index[id(st)]], []).append(b)
+            risk = np.empty(len(batch))
+            for n_new, idx in groups.items():
+                xs = np.stack([x[at[b] - n_new : at[b]] for b in idx])
+                h0 = torch.cat([batch[b][0].h for b in idx], dim=1)
+                logits, h_n = self.model(torch.from_numpy(xs), h0)
+                p = torch.sigmoid(logits[:, -1, 0]).numpy().astype(np.float64)
+                for k, b in enumerate(idx):
+                    st = batch[b][0]
+                    st.h = h_n[:, k : k + 1].clone()
+                    st.grid_rows += n_new
+                    upto[index[id(st)]] = at[b]
+                    risk[b] = p[k]
+            prob = model_probability({"recalibration": self.recalibration}, risk)
+            out.append([
                 HourRisk(
                     st.pid,
                     int(r["hour"]),
-                    float(risk[i]),
-                    bool(risk[i] >= self.threshold),
-                    rejected,
-                    None if prob is None else float(prob[i]),
+                    float(risk[b]),
+                    bool(risk[b] >= self.threshold),
+                    tuple(c for c, bad in zip(_LIMITED, implausible[rows[b]], strict=True) if bad),
+                    None if prob is None else float(prob[b]),
                 )
-            )
+                for b, (st, r) in enumerate(batch)
+            ])  # fmt: skip
         return out
 
     @torch.no_grad()
@@ -386,7 +454,7 @@ class EarlyWarningMonitor:
             copy = _Stay(f"{st.pid}#{k}", self.hidden)
             copy._buf, copy.n = v, len(v)
             copies.append(copy)
-        cohort, _ = self._cohort(copies)
+        cohort, _, _ = self._cohort(copies)
         x = gru_d_arrays(cohort, self.stats, self.tree_features).x
         x = x.reshape(len(copies), int(cohort.offsets[1]), x.shape[1])
         h0 = torch.zeros(1, len(copies), self.hidden)
@@ -399,9 +467,9 @@ class EarlyWarningMonitor:
         ]
         return sorted(drivers, key=lambda d: -d.risk_drop)[:top]
 
-    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, np.ndarray]:
-        """The pushed patients' stays as one cleaned cohort on the hourly grid, and for each
-        one's newest row which of :data:`_LIMITED` the plausibility limits refused."""
+    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, np.ndarray, np.ndarray]:
+        """The stays as one cleaned cohort on the hourly grid, where each of their rows lies
+        in it, and for each row which of :data:`_LIMITED` the plausibility limits refused."""
         lengths = np.array([st.n for st in stays])
         offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
         values = np.concatenate([st.values for st in stays])
@@ -418,6 +486,7 @@ class EarlyWarningMonitor:
         cohort = EarlyWarningCohort(
             frame, offsets, np.array([st.pid for st in stays]), {}, [], "live"
         )
+        where = np.arange(len(values))
         if cohort.skipped_hours():
-            cohort, _ = cohort.on_hourly_grid()
-        return cohort, bad[offsets[1:] - 1]
+            cohort, where = cohort.on_hourly_grid()
+        return cohort, where, bad

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,21 @@ class SepsisShadow:
     def score(self, rows: Mapping[str, Mapping[str, Any]], champion: list[HourRisk]) -> None:
         """Push the rows the champion scored (``{patient: row}``) and compare its risks
         (``champion``, in the same order)."""
-        for c, s in zip(champion, self.monitor.push(rows), strict=True):
+        self._compare(champion, self.monitor.push(rows))
+
+    def score_rounds(
+        self, rounds: Sequence[Mapping[str, Mapping[str, Any]]], champion: list[list[HourRisk]]
+    ) -> None:
+        """:meth:`score` of each round in turn (``champion``: the champion's risks of each),
+        the shadow's inputs built once for all (:meth:`EarlyWarningMonitor.push_rounds`)."""
+        shadow = self.monitor.push_rounds(rounds)
+        for c, (s, refused) in zip(champion, shadow, strict=True):
+            if refused:  # rows the champion took: the checks are the same
+                raise ValueError(f"the shadow refused rows the champion took: {refused}")
+            self._compare(c, s)
+
+    def _compare(self, champion: list[HourRisk], shadow: list[HourRisk]) -> None:
+        for c, s in zip(champion, shadow, strict=True):
             x, y = c.risk, s.risk
             self.hours += 1
             self._moments = _add_pair(self._moments, self.hours, x, y)

@@ -108,8 +108,10 @@ class WardRestart(SepsisWard):
     def restore(self, state: WardState) -> dict[str, int]:
         """Take up the patients and the event log a journal kept (a ward just started,
         before any feed). Sepsis patients' stored hours are scored again, all patients
-        together hour by hour, so their risk, alarm state and alarm episodes are where they
-        were (without logging the onsets again); ECG feeds are admitted with their counts
+        together hour by hour, their inputs built once for all
+        (:meth:`~vitalgru.scoring.early_warning.EarlyWarningMonitor.push_rounds`: time
+        linear in the hours stored), so their risk, alarm state and alarm episodes are
+        where they were, to the bit (without logging the onsets again); ECG feeds are admitted with their counts
         and the memory the journal kept of them (when it was kept by this ward's network;
         else afresh), a feed that sends its index at the index kept and on the clock of the
         stream before (:func:`_resumed_at`), and the log says their monitor restarted and
@@ -272,33 +274,27 @@ class WardRestart(SepsisWard):
                 self.sepsis.admit(a.patient_id)
                 self._in_shadow(self._shadow_sepsis, lambda sh, a=a: sh.admit(a.patient_id))
                 beds[a.patient_id] = SepsisBed(a.admitted_at, dict(a.static))
-            n = 0
             kept = {a.patient_id: a for a in state.sepsis}
-            for k in range(max(len(a.hours) for a in state.sepsis)):
-                rows = {a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
-                try:
-                    risks = self.sepsis.push(rows)
-                except (KeyError, ValueError):  # checked before any is taken: one by one
-                    risks = []
-                    for pid, row in list(rows.items()):
-                        try:
-                            risks += self.sepsis.push({pid: row})
-                        except (KeyError, ValueError) as e:
-                            del rows[pid]  # rows is rebuilt for the next hour
-                            keys = kept[pid].hour_keys
-                            hour = keys[k] if k < len(keys) else k + 1
-                            refused.append(StateDamage(
-                                "sepsis_hours", {"patient_id": pid, "hour": hour}, pid,
-                                f"ICU hour {hour} (the model refused it; scored again without "
-                                "it)", str(e)))  # fmt: skip
-                n += len(risks)
-                self._in_shadow(
-                    self._shadow_sepsis, lambda sh, rows=rows, risks=risks: sh.score(rows, risks)
-                )
+            rounds = [{a.patient_id: a.hours[k] for a in state.sepsis if k < len(a.hours)}
+                      for k in range(max(len(a.hours) for a in state.sepsis))]  # fmt: skip
+            # round by round as the live ward pushes hours, the inputs built once for all
+            scored = self.sepsis.push_rounds(rounds)
+            for k, (rows, (risks, bad)) in enumerate(zip(rounds, scored, strict=True)):
+                for pid, e in bad.items():
+                    del rows[pid]  # the shadow is not given it either
+                    keys = kept[pid].hour_keys
+                    hour = keys[k] if k < len(keys) else k + 1
+                    refused.append(StateDamage(
+                        "sepsis_hours", {"patient_id": pid, "hour": hour}, pid,
+                        f"ICU hour {hour} (the model refused it; scored again without it)",
+                        str(e)))  # fmt: skip
                 for r in risks:
                     bed = beds[r.patient_id]
                     bed.episodes += r.alarm and not bed.in_alarm
                     bed.scored(r, None)
+            n = sum(len(risks) for risks, _ in scored)
+            self._in_shadow(self._shadow_sepsis, lambda sh: sh.score_rounds(
+                rounds, [risks for risks, _ in scored]))  # fmt: skip
             stay = self._stay_onsets(state, beds)
             onsets = {pid: es[-1] for pid, es in stay.items()}
             paged = {pid: e for pid, es in stay.items() for e in es
