@@ -191,10 +191,14 @@ class MinuteRates:
     """A feed's heart rate minute by minute of its stream, as a replay's clinician page
     computes it (:func:`vitalgru.reports.monitoring.patient_summary`: the median RR
     between consecutive beats in accepted signal, none for a minute with fewer than
-    :data:`MIN_BEATS_PER_MINUTE`), kept as the beats come: a few numbers a minute."""
+    :data:`MIN_BEATS_PER_MINUTE`), kept as the beats come: a few numbers a minute.
+
+    The minutes that are over are kept for the whole stream (its page draws them all) in
+    an array of float64, NaN for none: 8 bytes a minute, at most twice that as it grows (a
+    dict of them took 3.7 MiB a month of stream)."""
 
     def __init__(self) -> None:
-        self.rates: dict[int, float] = {}  # minutes that are over
+        self._rates = np.full(64, np.nan)  # minutes that are over; NaN: too few beats
         self._open: dict[int, list[float]] = {}  # RRs of the minutes still going
         self._last: BeatCall | None = None
 
@@ -212,16 +216,35 @@ class MinuteRates:
         for done in [k for k in self._open if k < m]:
             rate = self._rate(self._open.pop(done))
             if rate is not None:
-                self.rates[done] = rate
+                self.set(done, rate)
+
+    def set(self, minute: int, rate: float) -> None:
+        """Keep the rate of a minute that is over."""
+        if minute >= self._rates.size:
+            grown = np.full(max(2 * self._rates.size, minute + 1), np.nan)
+            grown[: self._rates.size] = self._rates
+            self._rates = grown
+        self._rates[minute] = rate
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the minutes that are over take."""
+        return int(self._rates.nbytes)
 
     @staticmethod
     def _rate(rr: list[float]) -> float | None:
         return 60.0 / float(np.median(rr)) if len(rr) >= MIN_BEATS_PER_MINUTE else None
 
-    def trend(self, minutes: int) -> list[float | None]:
-        """The rate of each of the first ``minutes`` minutes (None: too few beats)."""
-        now = {k: self._rate(v) for k, v in self._open.items()}
-        return [self.rates.get(k, now.get(k)) for k in range(minutes)]
+    def trend(self, minutes: int, start: int = 0) -> list[float | None]:
+        """The rate of each minute from ``start`` to ``minutes`` (None: too few beats)."""
+        start = max(0, min(start, minutes))
+        kept = self._rates[start:minutes].tolist()
+        out: list[float | None] = [None if v != v else v for v in kept]  # NaN: none
+        out += [None] * (minutes - start - len(out))
+        for k, rr in self._open.items():
+            if start <= k < minutes and out[k - start] is None:
+                out[k - start] = self._rate(rr)
+        return out
 
 
 @dataclass
@@ -396,10 +419,12 @@ class EcgBed:
         ends = np.asarray(self.break_ends, dtype=np.float64)
         return np.searchsorted(ends, after, "right") > np.searchsorted(ends, before, "right")
 
-    def trend(self) -> dict[str, Any]:
-        """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream."""
+    def trend(self, last: int | None = None) -> dict[str, Any]:
+        """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream: each of its
+        minutes, or its ``last`` minutes only."""
         assert self.tail is not None
-        trend = self.rates.trend(int(math.ceil(self.tail.end / self.fs / HR_WINDOW_S)))
+        minutes = int(math.ceil(self.tail.end / self.fs / HR_WINDOW_S))
+        trend = self.rates.trend(minutes, 0 if last is None else max(0, minutes - last))
         return {"stream_started_at": _iso(self.stream_start),
                 "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
 

@@ -20,7 +20,12 @@ from typing import Any
 
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
 from vitalgru.scoring.patient_ids import patient_id_problem
-from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, EcgBed, kept_trends
+from vitalgru.scoring.ward_ecg_bed import (
+    EARLIER_TRENDS,
+    TREND_KEEP_MINUTES,
+    EcgBed,
+    kept_trends,
+)
 from vitalgru.scoring.ward_events import _utc_now, merged_ids
 from vitalgru.scoring.ward_sepsis import SepsisWard
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed
@@ -411,7 +416,10 @@ class WardRestart(SepsisWard):
             return 0
         with self._queue_lock:
             pids = list(self._ecg_beds)
-            trends = {pid: kept_trends([*b.earlier, b.trend()], EARLIER_TRENDS + 1)
+            # the last day of each stream only: what is kept of it (not all its minutes
+            # built, under the lock, every minute)
+            trends = {pid: kept_trends([*b.earlier, b.trend(TREND_KEEP_MINUTES)],
+                                       EARLIER_TRENDS + 1)
                       for pid, b in self._ecg_beds.items()}  # fmt: skip
         self._journal("set_value", "ecg_trends", trends)
         kept = {pid: self.ecg.memory(pid).to_bytes() for pid in pids}

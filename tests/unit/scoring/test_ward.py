@@ -1550,3 +1550,46 @@ def test_an_admission_time_is_judged_on_the_wards_clock_not_the_machines(
         ward.admit_sepsis("icu-3", None, ward_now - timedelta(days=91))
     ward.admit_sepsis("icu-4")  # now: the ward's
     assert ward.sepsis_admitted_at("icu-4") == ward_now.isoformat()
+
+
+def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_save(
+    signals: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitalgru.scoring.ward_ecg_bed import TREND_KEEP_MINUTES, kept_trends
+
+    ward = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "w.sqlite"))
+    ward.admit_ecg("bed-1", 360.0)
+    bed = ward._ecg_beds["bed-1"]
+    minutes = 2 * TREND_KEEP_MINUTES + 30  # two days and a half-hour of stream
+    t, k = 0.0, 0
+    while t < minutes * 60.0:  # 11 to 12 beats a minute, the rate varying minute by minute
+        ok = int(t // 60) % 97 != 5  # one minute of rejected signal: no rate
+        bed.rates.add(BeatCall("bed-1", k, int(t * 360), t, "N", (1.0,), ok, t))
+        t, k = t + 5.0 + 0.1 * (int(t // 60) % 7), k + 1
+    bed.tail.end = minutes * 60 * 360
+    whole = bed.trend()
+    assert len(whole["hr_trend_bpm"]) == minutes and None in whole["hr_trend_bpm"]
+    built = []
+    real = EcgBed.trend
+
+    def trend(self: EcgBed, *args: Any) -> dict[str, Any]:
+        out = real(self, *args)
+        built.append(len(out["hr_trend_bpm"]))
+        return out
+
+    monkeypatch.setattr(EcgBed, "trend", trend)
+    ward.save_memory()
+    # built: the last day only (the whole stream was built, every minute, under the lock)
+    assert built == [TREND_KEEP_MINUTES]
+    assert ward.journal.value("ecg_trends")["bed-1"] == kept_trends([whole], 4)
+    assert bed.rates.nbytes <= 16 * minutes  # the minutes as numbers, not a dict of them
+    # a stream shorter than a day: saved whole, as before
+    ward.admit_ecg("bed-2", 360.0)
+    for k in range(3):
+        ward.add_ecg("bed-2", signals["100"][k * 30 * 360 : (k + 1) * 30 * 360])
+        ward.tick()
+    short = real(ward._ecg_beds["bed-2"])
+    assert len(short["hr_trend_bpm"]) == 2 and short["hr_trend_bpm"][0] is not None
+    ward.save_memory()
+    assert ward.journal.value("ecg_trends")["bed-2"] == [short]
+    ward.close()
