@@ -98,3 +98,29 @@ def test_a_champion_that_cannot_be_loaded_falls_back_to_an_earlier_one_or_stops(
     assert err[-1].startswith(f"vitalgru: error: the arrhythmia model {CHAMPION} cannot be")
     assert "version 3: " in err[-1] and "version 1: " in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_a_version_the_champion_was_rolled_back_from_is_never_a_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v2 was withdrawn (rolled back to v1), then v3 became champion and broke: v2 was the
+    # first fall-back tried, and served, though the docs said it never would be
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    assert [_register(f1) for f1 in (0.5, 0.6)] == ["1", "2"]
+    tracking.rollback(NAME, "v2 over-alarms")
+    assert tracking.get_alias_version(NAME) == "1"
+    assert _register(0.7) == "3" and tracking.get_alias_version(NAME) == "3"
+    assert tracking.earlier_holders(NAME, "3") == ["1"]
+    _damage("3", tmp_path)
+    fallbacks: dict[str, dict] = {}
+    ward, _ = build_ward(CHAMPION, None, fallbacks=fallbacks)
+    assert fallbacks["arrhythmia"]["serving"] == "1"
+    ward.close()
+    # put back by hand the same way: v4 withdrawn for v1, v5 broken
+    assert _register(0.8) == "4"
+    tracking.promote(NAME, "1", "v4 misses runs on the night shift")
+    assert _register(0.9) == "5"
+    assert tracking.earlier_holders(NAME, "5") == ["3", "1"]

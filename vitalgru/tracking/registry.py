@@ -90,11 +90,15 @@ def earlier_holders(name: str, version: str, alias: str = "champion") -> list[st
     """The versions of ``name`` that held ``alias`` before ``version`` (its
     :func:`alias_history`) and are older than it, newest first: what a server may fall
     back to when ``version`` cannot be loaded. Only versions that once held the alias (a
-    version the gate kept from it scored worse) and older ones (a newer one the alias was
-    rolled back from is not taken again). [] when the history names none."""
+    version the gate kept from it scored worse), older ones (a newer one is not taken
+    before its time), and none the alias was ever moved away from to an older version (a
+    rollback, or a person putting an older one back by hand: it was withdrawn, and was
+    served again when the next champion broke). [] when the history names none."""
     now = int(version)
-    held = {int(h["version"]) for h in alias_history(name, alias)
-            if str(h["version"]).isdigit()}  # fmt: skip
+    history = [int(h["version"]) for h in alias_history(name, alias)
+               if str(h["version"]).isdigit()]  # fmt: skip
+    withdrawn = {a for a, b in zip(history, history[1:], strict=False) if b < a}
+    held = set(history) - withdrawn
     return [str(v) for v in sorted(held, reverse=True) if v < now]
 
 
