@@ -12,6 +12,9 @@ over the stay so far costs more as the stay grows; :meth:`~EarlyWarningMonitor.p
 takes many hours at once (a restarted gateway's stored hours), builds their inputs once and
 advances the network as pushing them hour by hour would, to the bit.
 
+How a row is checked and kept, and how the stays become the cohort the inputs are built
+from, is :mod:`vitalgru.scoring.early_warning_stays`.
+
 Every input is a causal function of the patient's own rows, so the risks equal those of
 scoring the whole stay at once (:func:`vitalgru.training.early_warning.score_cohort`; tested).
 A skipped ICU hour is scored as an hour with nothing measured, as evaluation does.
@@ -20,41 +23,34 @@ A skipped ICU hour is scored as an hour with nothing measured, as evaluation doe
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.data.gru_d_inputs import NormStats, gru_d_arrays
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.errors import ConflictError
-from vitalgru.io.psv import (
-    MAX_ICU_HOUR,
-    MEASUREMENT_COLUMNS,
-    MEASUREMENT_UNITS,
-    PSV_COLUMNS,
-    STATIC_COLUMNS,
-)
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, MEASUREMENT_UNITS, PSV_COLUMNS
 from vitalgru.metrics.calibration import model_probability
+from vitalgru.scoring.early_warning_stays import (
+    LIMITED_COLUMNS,
+    LIMITED_IDX,
+    ROW_COLUMNS,
+    Stay,
+    checked_row,
+    stays_cohort,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EarlyWarningMonitor", "HourRisk", "RiskDriver"]
 
-_BY_NAME = {
-    **{k.lower(): v for k, v in PSV_COLUMNS.items()},
-    **{v: v for v in PSV_COLUMNS.values()},
-}
-_VALUE_COLUMNS = (*MEASUREMENT_COLUMNS, *STATIC_COLUMNS)
 _CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
-_LIMITED = [*MEASUREMENT_COLUMNS, "age_years", "hosp_adm_time_h"]
 
 
 @dataclass(frozen=True)
@@ -139,78 +135,6 @@ class RiskDriver:
         return {**asdict(self), "risk_drop": self.risk_drop, "text": self.describe()}
 
 
-_ROW_COLUMNS = ("hour", *_VALUE_COLUMNS)
-_LIMITED_IDX = [_ROW_COLUMNS.index(c) for c in _LIMITED]
-
-
-class _Stay:
-    """One patient's rows so far, as a matrix over :data:`_ROW_COLUMNS` that grows by
-    doubling (rebuilding a frame from a list of dicts every hour cost more than the
-    network)."""
-
-    def __init__(self, pid: str, hidden: int) -> None:
-        self.pid = pid
-        self._buf = np.empty((16, len(_ROW_COLUMNS)))
-        self.n = 0
-        self.h = torch.zeros(1, 1, hidden)
-        self.grid_rows = 0  # hourly-grid rows already run through the network
-
-    @property
-    def values(self) -> np.ndarray:
-        return self._buf[: self.n]
-
-    @property
-    def last_hour(self) -> int | None:
-        return int(self._buf[self.n - 1, 0]) if self.n else None
-
-    def append(self, row: Mapping[str, float]) -> None:
-        if self.n == self._buf.shape[0]:
-            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
-        self._buf[self.n] = [row.get(c, math.nan) for c in _ROW_COLUMNS]
-        self.n += 1
-
-
-def _row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, float]:
-    """One hour's values keyed by vitalgru column names, checked."""
-    out: dict[str, float] = {}
-    for key, value in row.items():
-        col = _BY_NAME.get(str(key).lower(), _BY_NAME.get(str(key)))
-        if col is None:
-            raise ValueError(
-                f"patient {pid!r}: unknown column {key!r}; use the Challenge-2019 names "
-                "(HR, O2Sat, ..., ICULOS) or vitalgru's (hr_bpm, spo2_pct, ...)"
-            )
-        if col == "sepsis_label":
-            continue  # an outcome, not an input
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan")):
-            v = math.nan
-        else:
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"patient {pid!r}: {key} = {value!r} is not a number"
-                ) from None  # fmt: skip
-        out[col] = v
-    hour = out.get("hour")
-    if (
-        hour is None
-        or not math.isfinite(hour)
-        or hour != int(hour)
-        or not 0 <= hour <= MAX_ICU_HOUR  # as the file reader takes them: an export may
-    ):  # count the first hour 0 where the Challenge counts it 1
-        raise ValueError(
-            f"patient {pid!r}: each row needs ICULOS, the ICU hour (a whole number from 0 to "
-            f"{MAX_ICU_HOUR}), got {row.get('ICULOS', hour)!r}"
-        )
-    if last_hour is not None and hour <= last_hour:
-        raise ValueError(
-            f"patient {pid!r}: ICULOS {int(hour)} does not follow the last hour pushed "
-            f"({last_hour}); rows must arrive in time order, one per hour"
-        )
-    return out
-
-
 class EarlyWarningMonitor:
     """Hourly sepsis risk for many patients with one registered model.
 
@@ -235,7 +159,7 @@ class EarlyWarningMonitor:
         self.recalibration = preprocessing.get("recalibration")
         gru = getattr(model, "gru", model)
         self.hidden = int(gru.hidden_size)
-        self._stays: dict[str, _Stay] = {}
+        self._stays: dict[str, Stay] = {}
 
     @property
     def patients(self) -> list[str]:
@@ -246,7 +170,7 @@ class EarlyWarningMonitor:
         pid = str(patient_id)
         if pid in self._stays:
             raise ConflictError(f"patient {pid!r} is already being monitored")
-        self._stays[pid] = _Stay(pid, self.hidden)
+        self._stays[pid] = Stay(pid, self.hidden)
 
     def stay_values(self, patient_id: str) -> dict[str, np.ndarray]:
         """Every value pushed for a patient so far, by vitalgru column (``hour`` first; NaN
@@ -256,7 +180,7 @@ class EarlyWarningMonitor:
         if st is None:
             raise KeyError(f"patient {patient_id!r} is not being monitored")
         v = st.values
-        return {c: v[:, i].copy() for i, c in enumerate(_ROW_COLUMNS)}
+        return {c: v[:, i].copy() for i, c in enumerate(ROW_COLUMNS)}
 
     def discharge(self, patient_id: str) -> None:
         """Stop scoring a patient and forget their rows."""
@@ -280,7 +204,7 @@ class EarlyWarningMonitor:
         """The ICU hour of ``row``, after the checks :meth:`push` makes of a row but its
         order (names, numbers, ``ICULOS`` a whole number in range), so that a caller can
         refuse a row before it changes anything. ValueError as :meth:`push` raises it."""
-        return int(_row(str(patient_id), row, None)["hour"])
+        return int(checked_row(str(patient_id), row, None)["hour"])
 
     @torch.no_grad()
     def push(self, rows: Mapping[str, Mapping[str, Any]]) -> list[HourRisk]:
@@ -301,7 +225,7 @@ class EarlyWarningMonitor:
         batch = []
         for pid, row in rows.items():
             st = self._monitored(pid)
-            batch.append((st, _row(st.pid, row, st.last_hour)))
+            batch.append((st, checked_row(st.pid, row, st.last_hour)))
         for st, r in batch:  # only once every row has passed its checks
             st.append(r)
         return self._score([batch])[0]
@@ -341,7 +265,7 @@ class EarlyWarningMonitor:
             for pid, row in rows.items():
                 st = self._stays[str(pid)]
                 try:
-                    checked.append((st, _row(st.pid, row, st.last_hour)))
+                    checked.append((st, checked_row(st.pid, row, st.last_hour)))
                 except ValueError as e:
                     bad[pid] = e
                     continue
@@ -352,20 +276,20 @@ class EarlyWarningMonitor:
         scored = iter(self._score(batches))
         return [([r for _ in range(n) for r in next(scored)], bad) for n, bad in taken]
 
-    def _monitored(self, pid: Any) -> _Stay:
+    def _monitored(self, pid: Any) -> Stay:
         st = self._stays.get(str(pid))
         if st is None:
             raise KeyError(f"patient {pid!r} is not being monitored; admit() them first")
         return st
 
-    def _score(self, batches: list[list[tuple[_Stay, dict[str, float]]]]) -> list[list[HourRisk]]:
+    def _score(self, batches: list[list[tuple[Stay, dict[str, float]]]]) -> list[list[HourRisk]]:
         """The risks of rows already appended to their stays (each stay's not yet scored,
         in order), batch after batch: the inputs of all of them built at once, then the
         network run over each batch's patients together (each from its state to the row)."""
         stays = list({id(st): st for batch in batches for st, _ in batch}.values())
         if not stays:
             return [[] for _ in batches]
-        cohort, where, implausible = self._cohort(stays)
+        cohort, where, implausible = stays_cohort(stays)
         x = gru_d_arrays(cohort, self.stats, self.tree_features).x
         index = {id(st): i for i, st in enumerate(stays)}
         # each stay's rows to score are its last ones; the next (a row of the cohort), and
@@ -405,7 +329,8 @@ class EarlyWarningMonitor:
                     int(r["hour"]),
                     float(risk[b]),
                     bool(risk[b] >= self.threshold),
-                    tuple(c for c, bad in zip(_LIMITED, implausible[rows[b]], strict=True) if bad),
+                    tuple(c for c, bad in zip(LIMITED_COLUMNS, implausible[rows[b]], strict=True)
+                          if bad),
                     None if prob is None else float(prob[b]),
                 )
                 for b, (st, r) in enumerate(batch)
@@ -431,13 +356,13 @@ class EarlyWarningMonitor:
         if st.n == 0 or top < 1:
             return []
         rows = st.values.copy()
-        rows[:, _LIMITED_IDX], _ = vitals_plausibility(rows[:, _LIMITED_IDX], _LIMITED)
+        rows[:, LIMITED_IDX], _ = vitals_plausibility(rows[:, LIMITED_IDX], LIMITED_COLUMNS)
         typical = dict(zip(self.stats.columns, self.stats.mean, strict=True))
         hours = rows[:, 0]
         found = []  # (column, latest value, hours ago, typical value)
         variants = [rows]
         for c in MEASUREMENT_COLUMNS:
-            j = _ROW_COLUMNS.index(c)
+            j = ROW_COLUMNS.index(c)
             seen = np.flatnonzero(np.isfinite(rows[:, j]))
             if c not in typical or seen.size == 0:
                 continue
@@ -451,10 +376,10 @@ class EarlyWarningMonitor:
             return []
         copies = []
         for k, v in enumerate(variants):
-            copy = _Stay(f"{st.pid}#{k}", self.hidden)
+            copy = Stay(f"{st.pid}#{k}", self.hidden)
             copy._buf, copy.n = v, len(v)
             copies.append(copy)
-        cohort, _, _ = self._cohort(copies)
+        cohort, _, _ = stays_cohort(copies)
         x = gru_d_arrays(cohort, self.stats, self.tree_features).x
         x = x.reshape(len(copies), int(cohort.offsets[1]), x.shape[1])
         h0 = torch.zeros(1, len(copies), self.hidden)
@@ -466,27 +391,3 @@ class EarlyWarningMonitor:
             if q < p[0]
         ]
         return sorted(drivers, key=lambda d: -d.risk_drop)[:top]
-
-    def _cohort(self, stays: list[_Stay]) -> tuple[EarlyWarningCohort, np.ndarray, np.ndarray]:
-        """The stays as one cleaned cohort on the hourly grid, where each of their rows lies
-        in it, and for each row which of :data:`_LIMITED` the plausibility limits refused."""
-        lengths = np.array([st.n for st in stays])
-        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        values = np.concatenate([st.values for st in stays])
-        cleaned, bad = vitals_plausibility(values[:, _LIMITED_IDX], _LIMITED)
-        values[:, _LIMITED_IDX] = cleaned
-        frame = pd.DataFrame(
-            {
-                "patient_id": np.repeat([st.pid for st in stays], lengths),
-                "hour": values[:, 0].astype(np.int16),
-                **{c: values[:, j + 1].astype(np.float32) for j, c in enumerate(_VALUE_COLUMNS)},
-                "sepsis_label": np.zeros(len(values), np.int8),
-            }
-        )
-        cohort = EarlyWarningCohort(
-            frame, offsets, np.array([st.pid for st in stays]), {}, [], "live"
-        )
-        where = np.arange(len(values))
-        if cohort.skipped_hours():
-            cohort, where = cohort.on_hourly_grid()
-        return cohort, where, bad
