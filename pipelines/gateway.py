@@ -1,8 +1,8 @@
 """``vitalgru serve``: the bedside gateway, an HTTP service in front of a
-:class:`vitalgru.scoring.ward.Ward` (its routes here, the event log's in
-:mod:`pipelines.gateway_events`, the sepsis hours' and HL7 v2's in
-:mod:`pipelines.gateway_vitals`; its access checks and middlewares in
-:mod:`pipelines.gateway_http`; loading the models and serving in
+:class:`vitalgru.scoring.ward.Ward` (its routes here, the ECG feeds' in
+:mod:`pipelines.gateway_ecg`, the event log's in :mod:`pipelines.gateway_events`, the
+sepsis hours' and HL7 v2's in :mod:`pipelines.gateway_vitals`; its access checks and
+middlewares in :mod:`pipelines.gateway_http`; loading the models and serving in
 :mod:`pipelines.gateway_serve`).
 
 Bedside feeds (or a hospital's integration engine) admit patients, send ECG in small chunks
@@ -92,30 +92,21 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from pydantic import BaseModel, Field
 
 from pipelines.access import RateLimit, StreamTickets, TokenFile, TokenTable
 from pipelines.audit import AuditLog
 from pipelines.cds_hooks import CdsStats, cds_router
 from pipelines.cds_tokens import CdsClients
+from pipelines.gateway_ecg import add_ecg_routes
 from pipelines.gateway_errors import FhirJSONResponse, add_error_handlers
 from pipelines.gateway_events import add_event_routes
-from pipelines.gateway_http import (
-    AuditMiddleware,
-    BodyLimit,
-    answered,
-    check_merge_target,
-    feed_answer,
-    http_call,
-    require,
-    token_access,
-)
+from pipelines.gateway_http import AuditMiddleware, BodyLimit, answered, require, token_access
 from pipelines.gateway_metrics import (
     AuditCollector,
     CdsCollector,
@@ -132,7 +123,7 @@ from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.mllp_server import start_mllp
 from vitalgru import __version__
 from vitalgru.reports.fhir_gateway import risk_bundle
-from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html, ward_page_html
+from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring.ward import Ward
 
 logger = logging.getLogger(__name__)
@@ -151,25 +142,6 @@ DEFAULT_TICK_S = 1.0
 #: Seconds between reloads of the ward page (``GET /ward?refresh=N``; 0: never): a screen
 #: on the ward's wall shows a new alarm within this long.
 WARD_PAGE_REFRESH_S = 10
-
-
-class EcgAdmission(BaseModel):
-    fs: float = Field(gt=0, le=10_000, description="sampling rate of the feed (Hz)")
-
-
-class EcgChunk(BaseModel):
-    samples: list[float | None] = Field(
-        description="the next samples of the feed's one lead, in mV; null for a gap"
-    )
-    start: int | None = Field(
-        None,
-        ge=0,
-        le=2**53,  # a count a journal (and JSON) holds exactly: 2**63 broke every tick
-        description="the feed's index of the first sample (samples it sent before this "
-        "chunk): a chunk sent again is not taken twice, the samples after a gap (a "
-        "lost chunk, an outage) keep their time instead of closing the stream up, and a "
-        "feed that restarted its count (from 0 again) is told by its samples from a resend",
-    )
 
 
 def create_app(
@@ -324,57 +296,7 @@ def create_app(
             }  # fmt: skip
         return out
 
-    @feeds.post("/ecg/{patient_id}/admit", status_code=201)
-    def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
-        http_call(ward.admit_ecg, patient_id, body.fs)
-        return {"patient_id": patient_id, "fs": body.fs}
-
-    @feeds.post("/ecg/{patient_id}", status_code=202)
-    def ecg_samples(patient_id: str, body: EcgChunk) -> dict[str, Any]:
-        queued = http_call(ward.add_ecg, patient_id, body.samples, body.start)
-        return {"patient_id": patient_id, "queued_samples": queued}
-
-    @reads.get("/ecg/{patient_id}")
-    def ecg_summary(patient_id: str) -> dict[str, Any]:
-        return http_call(ward.ecg_summary, patient_id)
-
-    @reads.get("/ecg/{patient_id}/page", response_class=HTMLResponse)
-    def ecg_page(patient_id: str) -> str:
-        """The patient's ECG for a clinician: beats by class, heart rate and its trend by
-        minute, every alarm kept with a link to its strip, and the newest strips drawn."""
-        summary = http_call(ward.ecg_summary, patient_id)
-        strips = []
-        for a in reversed(summary["alarms"]):
-            if a.get("strip_s") and len(strips) < PAGE_STRIPS:
-                try:
-                    strips.append(ward.strip(a["seq"]))
-                except KeyError:  # older than the strips kept
-                    continue
-        trend = http_call(ward.ecg_trend, patient_id)  # 404, not 500, when discharged since
-        return ecg_patient_page_html(summary, strips, trend,
-                                     model=(models or {}).get("arrhythmia"))  # fmt: skip
-
-    @feeds.delete("/ecg/{patient_id}")
-    def ecg_discharge(patient_id: str, request: Request) -> dict[str, Any]:
-        return feed_answer(request, http_call(ward.discharge_ecg, patient_id),
-                           "patient_id", "discharged")  # fmt: skip
-
-    @feeds.post("/ecg/{patient_id}/merge")
-    def ecg_merge(
-        patient_id: str,
-        request: Request,
-        into: Annotated[str, Query(min_length=1, description="the identifier the stream goes "
-                                   "on under (the patient's own record)")],
-    ) -> dict[str, Any]:  # fmt: skip
-        """Two records of one patient merged by the hospital: the ECG stream goes on under
-        ``into`` (send its samples there from now on), the network's state and the alarms
-        going on included; 409 when ``into`` is on ECG monitoring already, 403 when the
-        token is limited to patients and ``into`` is not one of them. The summary under
-        ``into`` to a caller that may read it, else ``{"patient_id"}``."""
-        check_merge_target(request, into)
-        out = feed_answer(request, http_call(ward.merge_ecg, patient_id, into), "patient_id")
-        answered(request, [into])  # the record the stream goes on under, and its summary
-        return out
+    add_ecg_routes(feeds, reads, ward, models)
 
     add_vitals_routes(
         feeds,
