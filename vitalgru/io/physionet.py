@@ -43,7 +43,7 @@ from vitalgru.io.checksums import VerifiedState, parse_sha256sums
 from vitalgru.io.download import HttpFetcher, HttpStatusError
 from vitalgru.io.fetch_report import FetchReport, FileFailure, failure_reason
 from vitalgru.io.folders import archive_hint
-from vitalgru.io.listing import parse_records, read_listing
+from vitalgru.io.listing import read_listing, walk_records
 from vitalgru.io.wfdb_header import HeaderInfo, read_header
 from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
 from vitalgru.types import Annotations, Record
@@ -153,28 +153,33 @@ class Database:
         return path
 
     def list_records(self) -> list[str]:
-        """Record names from ``RECORDS`` (each once: :func:`~vitalgru.io.listing.parse_records`),
-        else the sorted ``*.hea`` stems of the folder.
+        """Record names, each once, those in sub-folders with their folder (``ward2/208``).
+
+        From ``RECORDS``, a line ending with ``/`` read as a folder with its own
+        ``RECORDS`` (downloaded too, when remote); else the sorted ``*.hea`` stems of the
+        folder, then those of its sub-folders (:func:`~vitalgru.io.listing.walk_records`).
 
         Raises
         ------
         DownloadError
-            A remote database whose ``RECORDS`` cannot be fetched.
+            A remote database whose ``RECORDS`` (or a listed folder's) cannot be fetched.
         FileNotFoundError
-            A local folder with neither ``RECORDS`` nor ``.hea`` files.
+            A local folder with neither ``RECORDS`` nor ``.hea`` files of its own (one
+            above the databases' folders is not read as one database: the error names
+            them).
         ValueError
             A ``RECORDS`` that is not UTF-8 text (:func:`~vitalgru.io.listing.read_listing`).
         """
         if self._records is None:
-            path = self._meta_file("RECORDS", optional=False)
-            if path is not None:
-                self._records = parse_records(read_listing(path), str(path))
-            else:
-                self._records = sorted(p.stem for p in self.root.glob("*.hea"))
-                if not self._records:
-                    raise FileNotFoundError(
-                        f"{self.root}: no RECORDS file and no .hea files{self._subfolder_hint()}"
-                    )
+            if self._meta_file("RECORDS", optional=False) is None and not any(
+                self.root.glob("*.hea")
+            ):
+                raise FileNotFoundError(
+                    f"{self.root}: no RECORDS file and no .hea files{self._subfolder_hint()}"
+                )
+            self._records = walk_records(
+                lambda rel: self._meta_file(rel, optional=False), self.root
+            )
         return list(self._records)
 
     def _subfolder_hint(self) -> str:

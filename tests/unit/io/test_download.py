@@ -56,6 +56,30 @@ class TestFetch:
         # No transparent gzip: ranges and lengths must count the file's own bytes.
         assert {r.accept_encoding for r in server.requests} == {"identity"}
 
+    def test_a_folder_line_in_records_fetches_that_folders_records(
+        self, served_root: Path, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
+    ) -> None:
+        # PhysioNet's nested layout (mimic3wdb-matched: RECORDS lists p00/, p00/RECORDS
+        # lists p000020/, ...) is expanded as wfdb.dl_database does; 'ward2/' was a record
+        served = served_root / DB
+        (served / "ward2").mkdir()
+        for ext in ("hea", "dat", "atr"):
+            (served / f"101.{ext}").rename(served / "ward2" / f"101.{ext}")
+        (served / "RECORDS").write_text("100\nward2/\n")
+        (served / "ward2" / "RECORDS").write_text("101\n")
+        sums = [
+            f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(served).as_posix()}"
+            for f in sorted(served.rglob("*"))
+            if f.is_file() and f.name != "SHA256SUMS.txt"
+        ]
+        (served / "SHA256SUMS.txt").write_text("\n".join(sums) + "\n")
+        db = open_database("mitdb", remote_cfg, backoff_s=TINY)
+        assert db.list_records() == ["100", "ward2/101"]
+        assert [r.method for r in _gets(server, "ward2/RECORDS")] == ["GET"]
+        assert db.fetch().complete
+        assert db.read_record("ward2/101").channels == ("MLII", "V1")
+        assert (db.root / "ward2" / "101.atr").is_file()
+
     def test_second_fetch_makes_no_request(
         self, server: PhysioNetHTTPServer, remote_cfg: PhysioNetConfig
     ) -> None:

@@ -146,7 +146,7 @@ class TestVerification:
         db_dir = small_mirror / "mitdb"
         _corrupt_byte(db_dir / "101.dat")
         _corrupt_byte(db_dir / "101.atr", 100)
-        (db_dir / "RECORDS").write_text("100\n101\n101/\n")
+        (db_dir / "RECORDS").write_text("100\n101\n 101 \n")
         db = open_database("mitdb", PhysioNetConfig(mirror=small_mirror, cache_dir=tmp_path))
         with caplog.at_level("WARNING", logger="vitalgru.io.listing"):
             assert db.list_records() == ["100", "101"]
@@ -274,6 +274,47 @@ class TestFolderDatabase:
         (tmp_path / "mitdb" / "1.0.0").mkdir(parents=True)
         assert open_database("mitdb", cfg).url is not None
         assert open_database("mitdb/1.0.0", cfg).url is not None
+
+    def test_records_in_subfolders_are_read_without_a_records_file(
+        self, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # only the top-level .hea files were listed: ward2's records were left out without
+        # a word (not scored, not in the attrition)
+        folder = tmp_path / "ecgs"
+        for sub, rec in (("", "100"), ("ward2", "101"), ("ward2/bed4", "105"), (".old", "103")):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for ext in ("hea", "dat", "atr"):
+                shutil.copyfile(mitdb_dir / f"{rec}.{ext}", folder / sub / f"{rec}.{ext}")
+        db = open_database(folder, PhysioNetConfig(cache_dir=tmp_path / "cache"))
+        assert db.list_records() == ["100", "ward2/101", "ward2/bed4/105"]  # hidden: not
+        res = ingest_records(db, ["100", "ward2/101"])
+        assert [r.record_id for r in res.records] == ["100", "ward2/101"]
+        assert res.records[1].channels == ("MLII", "V1") and res.attrition == []
+        assert len(res.annotations["ward2/101"]) == len(db.read_annotations("ward2/101"))
+
+    def test_a_records_line_ending_in_slash_is_a_folder_with_its_own_records(
+        self, tmp_path: Path, mitdb_dir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # PhysioNet's nested layout (mimic3wdb-matched: p00/, p00/RECORDS, ...): 'ward2/'
+        # was read as a record called 'ward2', and ward2's records never read
+        folder = tmp_path / "ecgs"
+        for sub, rec in (("", "100"), ("ward2/bed4", "101"), ("ward3", "105")):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for ext in ("hea", "dat", "atr"):
+                shutil.copyfile(mitdb_dir / f"{rec}.{ext}", folder / sub / f"{rec}.{ext}")
+        (folder / "RECORDS").write_text("100\nward2/\nward3/\nempty/\n")
+        (folder / "empty").mkdir()
+        (folder / "ward2" / "RECORDS").write_text("bed4/\n./\n../\n")  # a loop, a way out
+        (folder / "ward2" / "bed4" / "RECORDS").write_text("101\n")
+        # ward3 has no RECORDS of its own: its .hea files are its records
+        db = open_database(folder, PhysioNetConfig(cache_dir=tmp_path / "cache"))
+        with caplog.at_level("WARNING", logger="vitalgru.io.listing"):
+            assert db.list_records() == ["100", "ward2/bed4/101", "ward3/105"]
+        assert "'ward2/./'" in caplog.text and "walked already" in caplog.text
+        assert "folder '../' is outside the database's folder" in caplog.text
+        assert "folder 'empty/'" in caplog.text and "no RECORDS and no .hea" in caplog.text
+        rec = db.read_record("ward2/bed4/101")
+        assert rec.record_id == "ward2/bed4/101" and rec.channels == ("MLII", "V1")
 
     def test_the_folder_above_the_databases_names_them(self, tmp_path: Path) -> None:
         for name in ("mitdb", "nstdb"):
