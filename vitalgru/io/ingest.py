@@ -8,13 +8,15 @@ turned into a :class:`vitalgru.types.AttritionEntry` (``stage``, machine-readabl
 from __future__ import annotations
 
 import csv
+import glob
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vitalgru.errors import ChecksumError, DownloadError, RecordError, UnknownRecordError
 from vitalgru.io.physionet import Database
+from vitalgru.io.wfdb_reader import read_annotations_file
 from vitalgru.types import Annotations, AttritionEntry, Record
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ATTRITION_COLUMNS",
     "IngestResult",
+    "annotation_extensions",
     "attrition_entry",
     "ingest_records",
     "iter_records",
@@ -56,17 +59,76 @@ def attrition_entry(
     )
 
 
-def no_record_error(database: str, excluded: Sequence[AttritionEntry], done: str) -> RecordError:
-    """The error for a call none of whose records could be used: each record and why; when
-    none had an annotation file, how to read unannotated recordings."""
+def no_record_error(
+    database: str,
+    excluded: Sequence[AttritionEntry],
+    done: str,
+    *,
+    db: Database | None = None,
+    extension: str | None = None,
+) -> RecordError:
+    """The error for a call none of whose records could be used: each record and why.
+
+    When every record read lacked its annotation file (``missing_annotations``; records
+    that failed before, a stale ``RECORDS`` line, do not hide it), it says which
+    annotation files ``db`` holds beside those records instead (``--annotations ann``),
+    or else how to read unannotated recordings.
+    """
     why = "; ".join(f"{e.item}: {e.detail}" for e in excluded)
     msg = f"no record could be {done}{': ' + why if why else ' (none asked for)'}"
-    if excluded and all(e.reason == "missing_annotations" for e in excluded):
-        msg += (
-            ". For recordings nobody annotated, pass annotations=None (on the command line, "
-            "--annotations none): the detector's beats are then classified, without scores"
-        )
+    unannotated = [e.item for e in excluded if e.reason == "missing_annotations"]
+    if unannotated and not any(e.stage == "process" for e in excluded):
+        found = annotation_extensions(db, unannotated, extension) if db is not None else {}
+        if found:
+            have = ", ".join(f".{x} ({n} of {len(unannotated)})" for x, n in found.items())
+            best = next(iter(found))
+            msg += (
+                f". Beside the records are annotation files of another extension: {have}; "
+                f"to score against them pass annotations={best!r} (on the command line, "
+                f"--annotations {best})"
+            )
+        else:
+            msg += (
+                ". For recordings nobody annotated, pass annotations=None (on the command "
+                "line, --annotations none): the detector's beats are then classified, "
+                "without scores"
+            )
     return RecordError(database, msg, "no_usable_record")
+
+
+#: Extensions of a record's files that are not annotations (header, signals).
+_NOT_ANNOTATIONS = frozenset({"hea", "dat", "mat", "xws", "edf", "wav"})
+
+
+def annotation_extensions(
+    db: Database, records: Sequence[str], asked: str | None = None
+) -> dict[str, int]:
+    """Annotation extensions beside ``records`` -> how many of them have one, most first.
+
+    A local file ``<record>.<ext>`` counts when it reads as WFDB annotations; a remote
+    database counts the files its ``SHA256SUMS.txt`` publishes. ``asked`` (the extension
+    that was missing) is left out.
+    """
+    counts: dict[str, int] = {}
+    published = db.checksums() if db.is_remote else {}
+    for record in records:
+        pure = PurePosixPath(record)
+        names = {p.name for p in (db.root / pure.parent).glob(glob.escape(pure.name) + ".*")}
+        names |= {PurePosixPath(rel).name for rel in published if
+                  PurePosixPath(rel).parent == pure.parent}  # fmt: skip
+        for name in names:
+            ext = name[len(pure.name) + 1 :]
+            if not name.startswith(pure.name + ".") or not ext or "." in ext:
+                continue  # another record's, or a .part, .absent, .lock
+            if ext.lower() in _NOT_ANNOTATIONS or ext == (asked or "").lstrip("."):
+                continue
+            if not db.is_remote:
+                try:
+                    read_annotations_file(db.root, record, ext)
+                except RecordError:
+                    continue
+            counts[ext] = counts.get(ext, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def write_attrition(entries: Iterable[AttritionEntry], path: str | Path) -> None:

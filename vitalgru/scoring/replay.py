@@ -328,7 +328,7 @@ def replay_database(
         feeds[rec.record_id] = (x, float(rec.fs))
         reference[rec.record_id] = (ref, labels, vf, float(rec.fs))
     if not feeds:
-        raise no_record_error(db.name, excluded, "read")
+        raise no_record_error(db.name, excluded, "read", db=db, extension=annotations)
     result = replay(monitor, feeds, chunk_s, on_tick)
     result.excluded = excluded
     report: dict[str, Any] = {"annotated": annotations is not None}

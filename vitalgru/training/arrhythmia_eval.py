@@ -200,7 +200,7 @@ def score_database(
         if on_record is not None:
             on_record(rid)
     if not rids:
-        raise no_record_error(db.name, excluded, "scored")
+        raise no_record_error(db.name, excluded, "scored", db=db, extension=annotations)
     return DatabaseScores(
         record_ids=np.concatenate(rids),
         y_true=np.concatenate(ys),

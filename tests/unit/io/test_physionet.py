@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ import vitalgru.io.checksums as checksums_mod
 from vitalgru.config import PhysioNetConfig
 from vitalgru.errors import ChecksumError, RecordError, UnknownDatabaseError, UnknownRecordError
 from vitalgru.io import ingest_records, open_database, resolve_source
+from vitalgru.io.ingest import no_record_error
 from vitalgru.io.sources import ENV_MIRROR
 
 
@@ -337,6 +338,38 @@ class TestFolderDatabase:
 
 
 class TestIngest:
+    def test_records_annotated_under_another_extension_are_named_in_the_error(
+        self, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # every record annotated in .ann: the error advised --annotations none (no
+        # scores) and never named the .ann files; with one stale RECORDS line it gave no
+        # hint at all
+        folder = tmp_path / "ecgs"
+        (folder / "sub").mkdir(parents=True)
+        for rec, ext in (("100", "ann"), ("sub/101", "ann"), ("sub/101", "qrs")):
+            src = mitdb_dir / PurePosixPath(rec).name
+            for suffix in ("hea", "dat"):
+                shutil.copyfile(src.with_suffix(f".{suffix}"), folder / f"{rec}.{suffix}")
+            shutil.copyfile(src.with_suffix(".atr"), folder / f"{rec}.{ext}")
+        (folder / "100.txt").write_text("notes\n")  # not annotations
+        (folder / "100.ann.part").write_bytes(b"x")
+        (folder / "RECORDS").write_text("100\nsub/101\n999\n")
+        db = open_database(folder, PhysioNetConfig(cache_dir=tmp_path / "cache"))
+        res = ingest_records(db)
+        assert res.records == [] and {a.reason for a in res.attrition} == {
+            "missing_annotations",
+            "missing_file",
+        }
+        msg = str(no_record_error(db.name, res.attrition, "scored", db=db, extension="atr"))
+        assert "annotation files of another extension: .ann (2 of 2), .qrs (1 of 2)" in msg
+        assert "--annotations ann" in msg and "--annotations none" not in msg
+        for rec in ("100", "sub/101"):
+            for ext in ("ann", "qrs"):
+                (folder / f"{rec}.{ext}").unlink(missing_ok=True)
+        res = ingest_records(db)
+        msg = str(no_record_error(db.name, res.attrition, "scored", db=db, extension="atr"))
+        assert "--annotations none" in msg and "another extension" not in msg
+
     def test_bad_records_become_attrition(self, small_mirror: Path, tmp_path: Path) -> None:
         db_dir = small_mirror / "mitdb"
         for ext in ("hea", "dat", "atr"):  # a third record, truncated, with no published sums
