@@ -2,7 +2,9 @@
 
 :func:`resample` uses polyphase filtering (:func:`scipy.signal.resample_poly`) with the exact
 rational ratio ``fs_out / fs_in`` reduced to lowest terms (257 -> 360 Hz is up 360, down 257),
-so no rate is rounded and the output length is ``ceil(n * fs_out / fs_in)``. The
+so no rate is rounded and the output length is ``ceil(n * fs_out / fs_in)``; a ratio too fine
+for that (359.99 -> 360 Hz) is taken at the closest one with terms up to ``MAX_RATIO_TERM``
+when it is within ``MAX_RATE_ERROR`` (:func:`rate_ratio`, logged). The
 anti-aliasing (downsampling) and anti-imaging (upsampling) filter is a Kaiser-windowed FIR
 designed here (:func:`lowpass_taps`), applied with zero phase: sample ``k`` of the output is
 at time ``k / fs_out`` exactly like sample ``i`` of the input is at ``i / fs_in``. With ``nyq``
@@ -29,15 +31,27 @@ from vitalgru.dsp.filters import _as_signal, check_fs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["lowpass_taps", "map_indices", "rate_ratio", "resample"]
+__all__ = ["MAX_RATE_ERROR", "MAX_RATIO_TERM", "lowpass_taps", "map_indices", "rate_ratio",
+           "resample"]  # fmt: skip
 
-#: Largest numerator/denominator accepted for the rational ratio; a rate such as 359.99 Hz
-#: would otherwise need an impractically long polyphase filter.
+#: Largest numerator/denominator of the ratio :func:`rate_ratio` gives; a rate such as
+#: 359.99 Hz (36000/35999 to 360 Hz) would otherwise need an impractically long polyphase
+#: filter, and is taken at the closest ratio within it instead.
 MAX_RATIO_TERM = 10_000
+#: Largest relative rate error of that closest ratio (1e-4: 0.1 ms in a 1 s RR interval);
+#: a pair of rates no ratio within ``MAX_RATIO_TERM`` comes this close to is refused.
+MAX_RATE_ERROR = 1e-4
 
 
 def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
-    """Exact ``(up, down)`` with ``fs_out / fs_in == up / down`` in lowest terms.
+    """``(up, down)`` with ``fs_out / fs_in == up / down`` in lowest terms.
+
+    Exact when both terms are at most :data:`MAX_RATIO_TERM`; otherwise the closest
+    ratio within them (:meth:`fractions.Fraction.limit_denominator`: 359.99 -> 360 Hz is
+    taken as 1/1), logged once per pair of rates with its relative rate error. The
+    signal and the sample indices (:func:`resample`, :func:`map_indices`, the live
+    monitor) all use that same ratio, so beats stay on their samples; only the time
+    scale is off, by that error.
 
     Parameters
     ----------
@@ -48,17 +62,43 @@ def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
     -------
     tuple of int
         ``(up, down)``.
+
+    Raises
+    ------
+    ValueError
+        A rate that is not positive and finite, or no ratio with terms up to
+        :data:`MAX_RATIO_TERM` within :data:`MAX_RATE_ERROR` of the exact one.
     """
     fs_in = check_fs(fs_in, what="fs_in")
     fs_out = check_fs(fs_out, what="fs_out")
-    ratio = Fraction(str(fs_out)) / Fraction(str(fs_in))
-    if ratio.numerator > MAX_RATIO_TERM or ratio.denominator > MAX_RATIO_TERM:
+    return _ratio(fs_in, fs_out)
+
+
+@lru_cache(maxsize=256)
+def _ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
+    exact = Fraction(str(fs_out)) / Fraction(str(fs_in))
+    if exact.numerator <= MAX_RATIO_TERM and exact.denominator <= MAX_RATIO_TERM:
+        return exact.numerator, exact.denominator
+    # bound the larger term: the denominator of a ratio below 1, the numerator above it
+    small = (exact if exact < 1 else 1 / exact).limit_denominator(MAX_RATIO_TERM)
+    near = small if exact < 1 or small == 0 else 1 / small
+    error = float(abs(near - exact) / exact)  # 1 when nothing but 0 is near
+    if error > MAX_RATE_ERROR:
         raise ValueError(
-            f"the ratio {fs_out}/{fs_in} Hz reduces to {ratio.numerator}/{ratio.denominator}, "
-            f"too fine for polyphase resampling (terms above {MAX_RATIO_TERM}); round the "
-            "rates to whole Hz or use an intermediate rate"
+            f"the ratio {fs_out}/{fs_in} Hz reduces to {exact.numerator}/{exact.denominator}, "
+            f"too fine for polyphase resampling (terms above {MAX_RATIO_TERM}), and the "
+            f"closest ratio within them ({near.numerator}/{near.denominator}) is {error:.1e} "
+            f"off the rate (more than {MAX_RATE_ERROR:.0e}); state the rate in the header "
+            "or the feed as the recorder sampled it, or resample it first"
         )
-    return ratio.numerator, ratio.denominator
+    logger.warning(
+        "%s Hz -> %s Hz: the exact ratio %s/%s is too fine for polyphase resampling; taken "
+        "as %s/%s, a relative rate error of %.1e (the signal's time scale is off by that, "
+        "its beats stay on their samples)",
+        fs_in, fs_out, exact.numerator, exact.denominator, near.numerator, near.denominator,
+        error,
+    )  # fmt: skip
+    return near.numerator, near.denominator
 
 
 #: The resampling filter, relative to the lower Nyquist frequency: -6 dB at

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.signal import freqz
 
 from vitalgru.dsp import map_indices, rate_ratio, resample
-from vitalgru.dsp.resample import lowpass_taps
+from vitalgru.dsp.resample import MAX_RATIO_TERM, lowpass_taps
 
 RATES = [128.0, 250.0, 257.0, 360.0, 500.0]
 
@@ -20,9 +22,29 @@ class TestRateRatio:
         assert rate_ratio(360, 128) == (16, 45)
         assert rate_ratio(250, 500) == (2, 1)
 
-    def test_rejects_impractical_ratio(self) -> None:
-        with pytest.raises(ValueError, match="too fine"):
-            rate_ratio(360.0, 359.99)
+    def test_a_ratio_too_fine_is_taken_at_the_closest_within_bounds(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # a stated 359.99 Hz was refused ("round the rates to whole Hz"), the record sent
+        # to attrition, though README promises any stated rate is resampled
+        # logged once a pair of rates: forget the pairs earlier tests asked for (the
+        # package's ``resample`` is the function, hence the import by name)
+        importlib.import_module("vitalgru.dsp.resample")._ratio.cache_clear()
+        with caplog.at_level("WARNING", logger="vitalgru.dsp.resample"):
+            assert rate_ratio(359.99, 360) == rate_ratio(359.99, 360.0) == (1, 1)
+            assert rate_ratio(360.0, 359.99) == (1, 1)
+        assert caplog.text.count("359.99 Hz -> 360.0 Hz") == 1  # once, not every call
+        assert "taken as 1/1, a relative rate error of 2.8e-05" in caplog.text
+        up, down = rate_ratio(128.123, 360.0)
+        assert max(up, down) <= MAX_RATIO_TERM
+        assert abs(up / down * 128.123 / 360.0 - 1) < 1e-6
+        x = np.sin(np.arange(3600) / 20.0)
+        np.testing.assert_array_equal(resample(x, 359.99, 360.0), x)
+        assert map_indices(np.array([0, 3599]), 359.99, 360.0).tolist() == [0, 3599]
+        assert resample(x, 128.123, 360.0).shape == (-(-3600 * up // down),)
+        # no ratio within the bounds comes near: refused, saying how far off the best is
+        with pytest.raises(ValueError, match=r"too fine.*\(0/1\) is 1.0e\+00 off the rate"):
+            rate_ratio(1.0, 36000.5)
 
 
 class TestResample:

@@ -200,6 +200,22 @@ class TestMatchesOfflineScoring:
         _same(_run(chunked, x250[: 250 * 40], [777] * 12, "r", admit=False)[:-1],
               _run(whole, x250[: 250 * 40], [], "r", admit=False)[:-1])  # fmt: skip
 
+    def test_a_stated_rate_a_hair_off_the_models_is_monitored_as_that_rate(
+        self, signals: dict[str, np.ndarray], model: ArrhythmiaEnsemble
+    ) -> None:
+        # a bedside feed stating 359.99 Hz was refused at admission ("round the rates to
+        # whole Hz"), as ingest and evaluate refused such a record: now both take the
+        # closest ratio (here 1/1) and label the same beats
+        x = signals["119"][: 360 * 30]
+        ref = _run(ArrhythmiaMonitor(model, PRE), x, [360] * 30)
+        mon = ArrhythmiaMonitor(model, PRE)
+        mon.admit("q", 359.99)
+        got = []
+        for k in range(31):
+            got += mon.push({"q": x[k * 360 : (k + 1) * 360]}).calls
+        got += mon.discharge("q").calls
+        assert [(c.sample_idx, c.label) for c in got] == [(c.sample_idx, c.label) for c in ref]
+
 
 class TestInputs:
     def test_mistakes_are_clear_errors(self, model: ArrhythmiaEnsemble) -> None:
