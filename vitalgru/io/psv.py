@@ -21,9 +21,11 @@ which would leave the table's time axis or outcome unknown, sends the file to at
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import logging
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +123,33 @@ _PSV_PARSE = pacsv.ParseOptions(delimiter="|", quote_char=False)
 
 
 def patient_id_of(path: Path) -> str:
-    return path.stem
+    """The patient id of a table's file: its name without ``.psv`` or ``.psv.gz`` (in any
+    case): ``p000001.psv``, ``p000001.PSV`` and ``p000001.psv.gz`` are all ``p000001``."""
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return Path(name).stem
+
+
+def table_bytes(path: Path) -> bytes:
+    """A table file's bytes, a gzip-compressed one (``.psv.gz``) uncompressed.
+
+    Raises
+    ------
+    RecordError
+        The file cannot be read (``unreadable``), or is named ``.gz`` but is not whole
+        gzip data (``bad_gzip``).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RecordError(path, f"cannot read: {e.strerror or e}", reason="unreadable") from e
+    if not path.name.lower().endswith(".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise RecordError(path, f"not readable as gzip: {e}", reason="bad_gzip") from e
 
 
 def _as_utf8(path: Path, raw: bytes) -> bytes:
@@ -345,7 +373,8 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        A ``.psv`` file; the patient id is the file stem (``p000001``).
+        A ``.psv`` file, or a gzip-compressed ``.psv.gz``; the patient id is the file
+        name without them (:func:`patient_id_of`, ``p000001``).
 
     Returns
     -------
@@ -361,14 +390,10 @@ def read_psv(path: str | Path) -> pd.DataFrame:
         ``unknown_columns``, ``missing_columns``, ``bad_header``, ``bad_row_shape``,
         ``non_numeric`` (in ``ICULOS`` or ``SepsisLabel``; elsewhere such a cell is read
         as missing and logged), ``missing_hour``, ``bad_hours``, ``bad_label``,
-        ``unreadable``.
+        ``unreadable``, ``bad_gzip``.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise RecordError(p, f"cannot read: {e.strerror or e}", reason="unreadable") from e
-    body, _, order, _ = check_bytes(p, raw)
+    body, _, order, _ = check_bytes(p, table_bytes(p))
     arr, _ = parse_lenient(p, body, order)
     validate_table(p, arr)
     return to_frame(arr, np.full(arr.shape[0], patient_id_of(p), dtype=object))

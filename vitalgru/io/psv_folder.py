@@ -8,6 +8,13 @@ why and is either raised as :class:`~vitalgru.errors.RecordError` (``on_error="r
 recorded as an :class:`~vitalgru.types.AttritionEntry` (``on_error="skip"``); the others
 are still read.
 
+The tables are the folder's files named ``.psv`` in any case (``.PSV``, as Windows exports
+write) or ``.psv.gz`` (uncompressed as read), the patient id the name without them; a
+patient's second file (``p1.psv`` beside ``p1.psv.gz``) is left out as
+``duplicate_patient``. The folder's sub-folders are not read, and their tables are not
+passed over in silence: a warning says how many and where, and each is an attrition entry
+(``in_subfolder``).
+
 The parsed cohort can be cached as one parquet file keyed on the folder's file names,
 sizes and modification times; a cache that cannot be read is read past (the files are
 parsed again), one that cannot be written is logged.
@@ -15,10 +22,12 @@ parsed again), one that cannot be written is logged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +49,16 @@ from vitalgru.io.psv import (
     parse_lenient,
     patient_id_of,
     reorder_fields,
+    table_bytes,
     to_frame,
     validate_table,
 )
 from vitalgru.types import AttritionEntry
 
-__all__ = ["PsvCohort", "folder_fingerprint", "list_psv", "read_psv_folder"]
+__all__ = [
+    "PsvCohort", "folder_fingerprint", "is_table_file", "list_psv", "read_psv_folder",
+    "tables_in_subfolders",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +79,11 @@ class PsvCohort:
         ``sepsis_label`` (int8). Rows are grouped by patient in file-name order, hours
         ascending within a patient.
     attrition : list of AttritionEntry
-        Files that could not be read, with the reason.
+        Files not read, with the reason: those that could not be, a patient's second file
+        (``duplicate_patient``: ``p1.psv`` beside ``p1.psv.gz``), and the tables in the
+        folder's sub-folders (``in_subfolder``, item the path relative to the folder).
     source_files : int
-        Number of ``.psv`` files in the folder.
+        Number of table files in the folder (:func:`list_psv`).
     non_numeric_cells : dict
         vitalgru column -> cells that held text instead of a number, read as missing
         (only the columns that had any).
@@ -83,12 +98,39 @@ class PsvCohort:
     empty_lines: int = 0
 
 
+def is_table_file(name: str) -> bool:
+    """Whether a file name is a Challenge-2019 table's: ``.psv`` in any case (``.PSV``, as
+    Windows exports write), or gzip-compressed ``.psv.gz``."""
+    low = name.lower()
+    return low.endswith(".psv") or low.endswith(".psv.gz")
+
+
 def list_psv(folder: str | Path) -> list[Path]:
-    """The ``.psv`` files of a folder, sorted by name."""
+    """The Challenge-2019 tables of a folder, sorted by name: its files named ``.psv`` in
+    any case or ``.psv.gz`` (:func:`is_table_file`); its sub-folders are not looked in
+    (:func:`tables_in_subfolders`)."""
     d = Path(folder)
     if not d.is_dir():
         raise FileNotFoundError(f"Challenge-2019 folder {d} does not exist or is not a folder")
-    return sorted(d.glob("*.psv"))
+    with os.scandir(d) as it:
+        return sorted(d / e.name for e in it if is_table_file(e.name) and e.is_file())
+
+
+def tables_in_subfolders(folder: str | Path) -> list[str]:
+    """The Challenge-2019 tables in a folder's sub-folders, at any depth, as paths relative
+    to it (``ward2/p000001.psv``), sorted. A folder is read without its sub-folders (the
+    challenge ships ``training_setA`` and ``training_setB`` side by side, and one file
+    name, a patient id, may be in both), so these are left out, and said to be."""
+    d = Path(folder)
+    found: list[str] = []
+    with os.scandir(d) as it:
+        subs = sorted(e.name for e in it if e.is_dir())
+    for sub in subs:
+        for root, dirs, names in os.walk(d / sub):
+            dirs.sort()
+            rel = Path(root).relative_to(d)
+            found += [(rel / n).as_posix() for n in sorted(names) if is_table_file(n)]
+    return found
 
 
 def folder_fingerprint(files: Sequence[Path]) -> str:
@@ -132,7 +174,9 @@ def read_psv_folder(
     Parameters
     ----------
     folder : str or Path
-        Folder of ``.psv`` files (``training_setA``).
+        Folder of ``.psv`` files (``training_setA``), in any case, or ``.psv.gz``
+        (:func:`list_psv`); files in its sub-folders are not read, but are warned about
+        and listed in the attrition (``in_subfolder``).
     on_error : {"skip", "raise"}
         ``"skip"`` records malformed files as attrition and reads the rest; ``"raise"``
         raises the first :class:`~vitalgru.errors.RecordError`.
@@ -156,6 +200,19 @@ def read_psv_folder(
         files = files[:limit]
     if not files:
         raise FileNotFoundError(f"no .psv files in {folder}{_no_psv_hint(folder)}")
+    attrition: list[AttritionEntry] = []
+    read_files: list[Path] = []
+    first_of: dict[str, Path] = {}
+    for f in files:  # p1.psv and p1.psv.gz: one patient, read once
+        pid = patient_id_of(f)
+        if pid in first_of:
+            err = RecordError(f, f"patient {pid} is already read from {first_of[pid].name}",
+                              reason="duplicate_patient")  # fmt: skip
+            _handle(err, on_error, attrition, f)
+            continue
+        first_of[pid] = f
+        read_files.append(f)
+    nested = _nested_attrition(folder)
     cache_file: Path | None = None
     if cache_dir is not None:
         key = folder_fingerprint(files)
@@ -172,22 +229,17 @@ def read_psv_folder(
                 if not (cached.attrition and on_error == "raise"):
                     logger.info("read %d patient-hours from cache %s", len(cached.frame),
                                 cache_file)  # fmt: skip
-                    return cached
+                    return dataclasses.replace(cached, attrition=cached.attrition + nested)
 
-    attrition: list[AttritionEntry] = []
     bodies: list[bytes] = []
     ids: list[str] = []
     counts: list[int] = []
     orders: list[np.ndarray | None] = []
     good_files: list[Path] = []
     empty_lines = 0
-    for f in files:
+    for f in read_files:
         try:
-            body, n, order, n_empty = check_bytes(f, f.read_bytes())
-        except OSError as e:
-            err = RecordError(f, f"cannot read: {e.strerror or e}", reason="unreadable")
-            _handle(err, on_error, attrition, f)
-            continue
+            body, n, order, n_empty = check_bytes(f, table_bytes(f))
         except RecordError as err:
             _handle(err, on_error, attrition, f)
             continue
@@ -249,7 +301,7 @@ def read_psv_folder(
         len(final_ids),
         len(frame),
         folder,
-        len(attrition),
+        len(attrition) + len(nested),
         sum(non_numeric.values()),
         empty_lines,
     )
@@ -265,7 +317,37 @@ def read_psv_folder(
                 pq.write_table(table.replace_schema_metadata(meta), t, compression="zstd")
         except OSError as e:  # a full or read-only cache folder costs the cache, not the read
             logger.warning("cache %s not written: %s", cache_file, e)
-    return PsvCohort(frame, attrition, len(files), non_numeric, empty_lines)
+    return PsvCohort(frame, attrition + nested, len(files), non_numeric, empty_lines)
+
+
+def _nested_attrition(folder: str | Path) -> list[AttritionEntry]:
+    """An attrition entry for each table in a sub-folder of ``folder``
+    (:func:`tables_in_subfolders`), and a warning that says how many and where: they were
+    left out without a word as soon as the folder itself held one."""
+    nested = tables_in_subfolders(folder)
+    if not nested:
+        return []
+    per_sub: dict[str, int] = {}
+    for rel in nested:
+        top = rel.split("/", 1)[0]
+        per_sub[top] = per_sub.get(top, 0) + 1
+    where = ", ".join(f"{sub}/ ({n})" for sub, n in per_sub.items())
+    logger.warning(
+        "%d Challenge-2019 file(s) in sub-folders of %s are not read: %s; a folder is read "
+        "without its sub-folders (point at a sub-folder to read its files)",
+        len(nested), folder, where,
+    )  # fmt: skip
+    return [
+        AttritionEntry(
+            database="challenge-2019",
+            item=rel,
+            stage="read",
+            reason="in_subfolder",
+            detail=f"{rel}: in a sub-folder of {folder}, which is read without its "
+            f"sub-folders; point at {Path(folder) / rel.split('/', 1)[0]} to read it",
+        )
+        for rel in nested
+    ]
 
 
 def _read_cache(cache_file: Path, n_files: int) -> PsvCohort:

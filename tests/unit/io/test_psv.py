@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gzip
 import logging
 import os
 import shutil
@@ -256,6 +257,66 @@ class TestReadFolder:
         cohort = read_psv_folder(tmp_path)
         assert len(cohort.frame) == 0
         assert [e.reason for e in cohort.attrition] == ["empty_file", "no_rows"]
+
+    def test_upper_case_and_gzip_tables_are_read(self, tmp_path: Path, setA: Path):
+        # as soon as one .psv was there, .PSV and .psv.gz files were left out unsaid
+        src = _first_files(setA, tmp_path / "src", 3)
+        mixed = tmp_path / "mixed"
+        mixed.mkdir()
+        a, b, c = list_psv(src)
+        shutil.copy(a, mixed / a.name)
+        shutil.copy(b, mixed / b.name.upper().replace("P0", "p0"))  # p000002.PSV
+        (mixed / f"{c.name}.gz").write_bytes(gzip.compress(c.read_bytes()))
+        assert [f.name for f in list_psv(mixed)] == [
+            a.name, "p000002.PSV", f"{c.name}.gz"]  # fmt: skip
+        cohort = read_psv_folder(mixed)
+        assert cohort.attrition == [] and cohort.source_files == 3
+        assert cohort.frame.equals(read_psv_folder(src).frame)  # same ids, same rows
+        assert read_psv(mixed / f"{c.name}.gz").equals(read_psv(c))
+        # cached like the rest
+        cache = tmp_path / "cache"
+        read_psv_folder(mixed, cache_dir=cache)
+        assert read_psv_folder(mixed, cache_dir=cache).frame.equals(cohort.frame)
+
+    def test_a_broken_gzip_or_a_patient_twice_goes_to_attrition(self, tmp_path: Path):
+        _write(tmp_path / "p1.psv", [HEADER, _row(1), _row(2)])
+        (tmp_path / "p1.psv.gz").write_bytes(gzip.compress(f"{HEADER}\n{_row(1)}\n".encode()))
+        (tmp_path / "p2.psv.gz").write_bytes(gzip.compress(b"HR|O2Sat\n")[:-6])
+        cohort = read_psv_folder(tmp_path)
+        assert cohort.frame["patient_id"].unique().tolist() == ["p1"]
+        assert len(cohort.frame) == 2  # the .psv's rows, not both files' under one id
+        assert [(e.item, e.reason) for e in cohort.attrition] == [
+            ("p1.psv.gz", "duplicate_patient"), ("p2.psv.gz", "bad_gzip")]  # fmt: skip
+        assert "already read from p1.psv" in cohort.attrition[0].detail
+
+    def test_tables_in_subfolders_are_named_not_passed_over(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ):
+        # ward2/ and ward3/ beside the folder's own files: neither read nor said before
+        _write(tmp_path / "p1.psv", [HEADER, _row(1)])
+        for ward in ("ward2", "ward3/old"):
+            (tmp_path / ward).mkdir(parents=True)
+            _write(tmp_path / ward / "p1.psv", [HEADER, _row(1, 1)])  # the same name
+        _write(tmp_path / "ward2" / "p2.PSV", [HEADER, _row(1)])
+        (tmp_path / "ward2" / "notes.txt").write_text("x")
+        with caplog.at_level(logging.WARNING, logger="vitalgru.io.psv_folder"):
+            cohort = read_psv_folder(tmp_path)
+        assert cohort.frame["patient_id"].tolist() == ["p1"]
+        assert cohort.frame["sepsis_label"].tolist() == [0]  # the folder's own p1
+        assert [(e.item, e.reason) for e in cohort.attrition] == [
+            ("ward2/p1.psv", "in_subfolder"),
+            ("ward2/p2.PSV", "in_subfolder"),
+            ("ward3/old/p1.psv", "in_subfolder"),
+        ]
+        assert "3 Challenge-2019 file(s) in sub-folders" in caplog.text
+        assert "ward2/ (2), ward3/ (1)" in caplog.text
+        # said again when the cohort comes from the cache, and not stored in it: a
+        # sub-folder's files are not part of its key
+        cache = tmp_path.parent / f"{tmp_path.name}-cache"
+        read_psv_folder(tmp_path, cache_dir=cache)
+        (tmp_path / "ward3" / "old" / "p1.psv").unlink()
+        again = read_psv_folder(tmp_path, cache_dir=cache)
+        assert [e.item for e in again.attrition] == ["ward2/p1.psv", "ward2/p2.PSV"]
 
     def test_missing_folder(self, tmp_path: Path):
         with pytest.raises(FileNotFoundError):
