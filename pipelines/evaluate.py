@@ -244,7 +244,10 @@ def evaluate_early_warning(
     dict
         ``utility``, ``auroc``, ``auprc``, ``n_patients``, alarm statistics, threshold,
         ``model_uri``, ``model_version``, ``n_excluded_files``, and the values read as
-        missing: ``n_implausible_values``, ``n_non_numeric_values``; stays whose rows skip
+        missing: ``n_implausible_values`` (by column: ``implausible_values_by_column``,
+        the columns with any; ``implausible_value_warnings``: a sentence for each column of
+        which more than half the measured values were refused, with the unit they look
+        like, e.g. °F), ``n_non_numeric_values``; stays whose rows skip
         ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
         label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``calibration``:
         the reliability table of the hourly risks
@@ -297,6 +300,11 @@ def score_folder(
     metrics["n_excluded_files"] = len(cohort.attrition)
     # values read as missing: outside the plausibility limits, or text instead of a number
     metrics["n_implausible_values"] = int(sum(cohort.implausible_counts.values()))
+    metrics["implausible_values_by_column"] = {
+        c: int(n) for c, n in cohort.implausible_counts.items() if n
+    }
+    # a column refused whole (temperatures in °F): the model was scored without it
+    metrics["implausible_value_warnings"] = list(cohort.implausible_warnings)
     metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
     # rows that skip ICU hours: scored on the hourly grid (score_cohort), counted here
     skipped = cohort.skipped_hours()

@@ -25,6 +25,7 @@ import vitalgru
 from vitalgru.claims import reading, replace_file, replacing, writing
 from vitalgru.dsp.vitals import (
     PLAUSIBILITY_LIMITS,
+    refused_column_warnings,
     vitals_plausibility,
 )
 from vitalgru.errors import RecordError
@@ -56,6 +57,10 @@ class EarlyWarningCohort:
     non_numeric_counts : dict
         Column -> cells that held text instead of a number, read as missing
         (:attr:`vitalgru.io.psv_folder.PsvCohort.non_numeric_cells`).
+    implausible_warnings : list of str
+        For each column of which the limits refused more than half of the measured values,
+        a sentence saying so, with the unit the values look like where they do
+        (:func:`vitalgru.dsp.vitals.refused_column_warnings`; logged as warnings).
     """
 
     frame: pd.DataFrame
@@ -65,6 +70,7 @@ class EarlyWarningCohort:
     attrition: list[AttritionEntry]
     source: str = ""
     non_numeric_counts: dict[str, int] = field(default_factory=dict)
+    implausible_warnings: list[str] = field(default_factory=list)
 
     @property
     def n_patients(self) -> int:
@@ -156,6 +162,7 @@ class EarlyWarningCohort:
             attrition=list(self.attrition),
             source=self.source,
             non_numeric_counts=dict(self.non_numeric_counts),
+            implausible_warnings=list(self.implausible_warnings),
         )
 
 
@@ -219,14 +226,22 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     """Apply the plausibility limits and index the patients of a parsed folder."""
     frame = psv.frame.copy()
     cols = list(MEASUREMENT_COLUMNS) + ["age_years", "hosp_adm_time_h"]
-    cleaned, bad = vitals_plausibility(frame[cols].to_numpy(np.float32), cols)
+    values = frame[cols].to_numpy(np.float32)
+    cleaned, bad = vitals_plausibility(values, cols)
     frame[cols] = cleaned
     counts = {c: int(n) for c, n in zip(cols, bad.sum(axis=0), strict=True)}
     offsets, ids = patient_offsets(frame)
-    logger.info("plausibility limits rejected %d values", int(bad.sum()))
+    logger.info("plausibility limits rejected %d values (%s)", int(bad.sum()),
+                ", ".join(f"{c} {n}" for c, n in counts.items() if n) or "none")  # fmt: skip
+    # a column refused whole (an export's temperatures in °F) is no artefact: said aloud
+    warnings = refused_column_warnings(values, bad, cols)
+    for text in warnings:
+        logger.warning("%s: %s; the model sees this column as not measured",
+                       source or "the cohort", text)  # fmt: skip
     cohort = EarlyWarningCohort(
-        frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells)
-    )
+        frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells),
+        warnings,
+    )  # fmt: skip
     if skipped := cohort.skipped_hours():
         first = ", ".join(f"{p} ({n} h)" for p, n in list(skipped.items())[:3])
         logger.warning(

@@ -131,6 +131,56 @@ def vitals_plausibility(
     return out, bad
 
 
+#: Columns whose values, when refused, may be in another unit, and the range (in it) that
+#: gives that away: a body temperature in °F is 86-113, an FiO2 in per cent 21-100.
+UNIT_MIXUPS: dict[str, tuple[float, float, str]] = {
+    "temp_c": (86.0, 113.0, "°F: convert to °C, (°F - 32) × 5/9"),
+    "fio2_frac": (21.0, 100.0, "per cent: FiO2 is a fraction, divide by 100"),
+}
+
+
+def refused_column_warnings(
+    values: np.ndarray, implausible: np.ndarray, columns: Sequence[str]
+) -> list[str]:
+    """Sentences for the columns where :func:`vitals_plausibility` refused more than half of
+    the measured values: such a column is not a few artefacts but a column the model will
+    in effect not see (every temperature of an export in °F). Where the refused values'
+    median lies in a range another unit gives (:data:`UNIT_MIXUPS`), the sentence says so.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n_rows, n_features)`` as given to :func:`vitals_plausibility`.
+    implausible : numpy.ndarray
+        ``(n_rows, n_features)`` bool, its second result.
+    columns : sequence of str
+
+    Returns
+    -------
+    list of str
+        One sentence a column, in column order; empty when none is so.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    bad = np.asarray(implausible, dtype=bool)
+    measured = (~np.isnan(v)).sum(axis=0)
+    refused = bad.sum(axis=0)
+    out = []
+    for j, col in enumerate(columns):
+        if refused[j] == 0 or 2 * refused[j] <= measured[j]:
+            continue
+        lo, hi = PLAUSIBILITY_LIMITS[col]
+        median = float(np.median(v[bad[:, j], j]))
+        text = (
+            f"{col}: {int(refused[j])} of {int(measured[j])} measured values "
+            f"({100 * refused[j] / measured[j]:.0f} %) are outside the plausibility limits "
+            f"{lo:g} to {hi:g} and are read as missing (median refused value {median:.4g})"
+        )
+        if col in UNIT_MIXUPS and UNIT_MIXUPS[col][0] <= median <= UNIT_MIXUPS[col][1]:
+            text += f"; they look like {UNIT_MIXUPS[col][2]}"
+        out.append(text)
+    return out
+
+
 def vitals_last_observed(
     values: np.ndarray, offsets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -241,8 +241,14 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         "n_patients_with_label_reversals": "{} patient(s) whose SepsisLabel falls back to 0",
     }
     held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
+    by_column = metrics.get("implausible_values_by_column") or {}
+    if by_column and "n_implausible_values" in metrics:
+        i = list(k for k in data if k in metrics).index("n_implausible_values")
+        held[i] += " (" + ", ".join(f"{c} {int(n)}" for c, n in by_column.items()) + ")"
     if held:
         lines += ["", "Data: " + "; ".join(held) + "."]
+    for text in metrics.get("implausible_value_warnings") or []:
+        lines += ["", f"**Warning:** {text}; the model was scored without this column."]
     if metrics.get("calibration"):
         lines += [
             "",

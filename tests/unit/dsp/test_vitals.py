@@ -13,6 +13,7 @@ from vitalgru.dsp.vitals import (
     impossible,
     patient_offsets,
     plausible_mean,
+    refused_column_warnings,
     vitals_last_observed,
     vitals_plausibility,
     vitals_time_since_observed,
@@ -58,6 +59,29 @@ class TestPlausibility:
         assert plausible_mean("hr_bpm", [0.0, 300.0, 90.0]) == 195.0
         assert plausible_mean("hr_bpm", [0.0, 400.0]) == 200.0  # none plausible: all
         assert impossible("spo2_pct", [10.0, 100.0, 100.5, 9.0, nan]) == [100.5, 9.0]
+
+    def test_a_column_refused_whole_is_named_with_the_unit_it_looks_like(self) -> None:
+        # every temperature of an export in °F was refused without a word beyond a total
+        cols = ["temp_c", "fio2_frac", "hr_bpm", "spo2_pct"]
+        v = np.array(
+            [
+                [98.6, 40.0, 0.0, 97.0],
+                [101.2, 0.5, 80.0, 98.0],
+                [nan, 60.0, 82.0, 120.0],
+                [97.9, nan, 85.0, 130.0],
+            ]
+        )
+        _, bad = vitals_plausibility(v, cols)
+        said = refused_column_warnings(v, bad, cols)
+        assert len(said) == 2  # hr_bpm: 1 of 4 refused, spo2_pct: 2 of 4 (not over half)
+        assert said[0].startswith("temp_c: 3 of 3 measured values (100 %) are outside")
+        assert said[0].endswith("they look like °F: convert to °C, (°F - 32) × 5/9")
+        assert said[1].startswith("fio2_frac: 2 of 3 measured values (67 %)")
+        assert "per cent" in said[1]
+        # refused whole but in no other unit's range: said, with no guess at a unit
+        (odd,) = refused_column_warnings(np.array([[200.0]]), np.array([[True]]), ["temp_c"])
+        assert "look like" not in odd and "median refused value 200" in odd
+        assert refused_column_warnings(np.array([[nan]]), np.array([[False]]), ["temp_c"]) == []
 
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match="match columns"):
