@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
-from vitalgru.io.psv_writer import write_challenge_predictions
+from vitalgru.io.psv_writer import write_challenge_labels, write_challenge_predictions
 from vitalgru.io.wfdb_writer import check_annotation_extension
 from vitalgru.metrics.calibration import (
     calibration_metrics,
@@ -235,9 +234,10 @@ def evaluate_early_warning(
     write_predictions : bool
         Also write the hourly risks as the Challenge wanted predictions,
         ``challenge/predictions/<patient>.psv`` beside the JSON, with
-        ``challenge/labels/`` linking the input files scored, so that the Challenge's
-        scorer (``evaluate_sepsis_score.py challenge/labels challenge/predictions``)
-        can check the utility (:mod:`vitalgru.io.psv_writer`).
+        ``challenge/labels/<patient>.psv`` holding the ``SepsisLabel`` of each row scored
+        (written, not linked: the scorer reads only canonical tables), so that the
+        Challenge's scorer (``evaluate_sepsis_score.py challenge/labels
+        challenge/predictions``) can check the utility (:mod:`vitalgru.io.psv_writer`).
 
     Returns
     -------
@@ -263,22 +263,6 @@ def evaluate_early_warning(
     loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     metrics, _, _ = score_folder(loaded, build_cohort(data), data, out, write_predictions)
     return metrics
-
-
-def _link_inputs(folder: Path, data: str, patient_ids: list[str]) -> None:
-    """``folder/<patient>.psv`` for each patient scored: a link to its input file (a copy
-    where links cannot be made), so that the labels the Challenge's scorer reads are
-    exactly the files scored (those left out as unreadable are not among them)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    source = Path(data).resolve()
-    for stale in folder.glob("*.psv"):  # an earlier evaluation's: the scorer pairs them all
-        stale.unlink()
-    for pid in patient_ids:
-        src, dst = source / f"{pid}.psv", folder / f"{pid}.psv"
-        try:
-            dst.symlink_to(src)
-        except OSError:
-            shutil.copyfile(src, dst)
 
 
 def score_folder(
@@ -361,7 +345,10 @@ def score_folder(
         write_challenge_predictions(folder / "predictions", cohort.patient_ids.tolist(),
                                     cohort.offsets, np.clip(scores, 0.0, 1.0),
                                     (scores >= thr).astype(np.int8))  # fmt: skip
-        _link_inputs(folder / "labels", data, cohort.patient_ids.tolist())
+        # the labels scored, as the scorer reads them: the input files were linked, and
+        # one vitalgru reads (header in lower case, a blank line, .psv.gz) it cannot
+        write_challenge_labels(folder / "labels", cohort.patient_ids.tolist(), cohort.offsets,
+                               cohort.labels)  # fmt: skip
         metrics["paths"]["challenge"] = str(folder)
     replace_file(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
     replace_file(

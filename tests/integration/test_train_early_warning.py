@@ -125,7 +125,7 @@ class TestTrainEarlyWarningFlow:
             "models:/vitalgru-early-warning@champion", str(data), str(isolated_mlflow / "eval"),
             write_predictions=True,
         )  # fmt: skip
-        # the risks as the Challenge wanted predictions, beside links to the files scored
+        # the risks as the Challenge wanted predictions, beside the labels of the files scored
         # (not the unreadable one): a row for each of a file's rows, skipped hours too, and
         # the utility computed from the files alone is the report's
         ch = Path(ev["paths"]["challenge"])

@@ -9,7 +9,9 @@ its rows::
 The Challenge's own scorer (``evaluate_sepsis_score.py labels predictions``, from the
 Challenge's evaluation repository) pairs each prediction file with the label file of the
 same name and computes the normalized utility, AUROC and AUPRC from them, so a figure this
-project reports can be checked with the code that ranked the Challenge. Risks are written
+project reports can be checked with the code that ranked the Challenge. The label files it
+pairs them with are written too (:func:`write_challenge_labels`: ``SepsisLabel``, a row for
+each row scored), since the scorer reads only canonical tables. Risks are written
 as the shortest text that reads back as the same number (a float32 risk in at most nine
 significant digits), so that writing neither ties nor reorders them; note that
 the scorer drops its lowest threshold when it is exactly 0, so for scores that are often
@@ -26,10 +28,16 @@ import numpy as np
 
 from vitalgru.claims import replacing
 
-__all__ = ["PREDICTION_HEADER", "write_challenge_predictions"]
+__all__ = [
+    "LABEL_HEADER", "PREDICTION_HEADER", "write_challenge_labels", "write_challenge_predictions",
+]  # fmt: skip
 
 #: The header of a prediction file, as the Challenge's scorer reads it.
 PREDICTION_HEADER = "PredictedProbability|PredictedLabel"
+#: The header of a label file, as the Challenge's scorer reads it: the scorer finds its
+#: column by this exact name, and splits every line after the header (a blank line, which
+#: vitalgru's reader skips, stops it).
+LABEL_HEADER = "SepsisLabel"
 
 
 def write_challenge_predictions(
@@ -81,6 +89,58 @@ def write_challenge_predictions(
         raise ValueError("risks must be finite and within [0, 1]")
     if not np.isin(a, (0, 1)).all():
         raise ValueError("alarms must be 0 or 1")
+    lines = [f"{_text(p)}|{int(b)}" for p, b in zip(shown, a, strict=True)]
+    return _write_tables(folder, patient_ids, off, PREDICTION_HEADER, lines)
+
+
+def write_challenge_labels(
+    folder: str | Path, patient_ids: Sequence[str], offsets: np.ndarray, labels: np.ndarray
+) -> list[Path]:
+    """Write ``<folder>/<patient>.psv`` for each patient: the ``SepsisLabel`` of each row
+    scored, under :data:`LABEL_HEADER`, beside :func:`write_challenge_predictions`' files.
+
+    The scorer's labels are written rather than the input files linked: an input vitalgru
+    reads (a header in lower case, a blank line among the rows, a ``.psv.gz``) is one the
+    scorer cannot, and these hold a row for each prediction row by construction.
+
+    Parameters
+    ----------
+    folder : path
+        Created if missing; ``.psv`` files of other patients already in it are removed, a
+        link there (an earlier version linked the input files) replaced, never written
+        through.
+    patient_ids : sequence of str
+    offsets : numpy.ndarray
+        ``(n_patients + 1,)`` row offsets of each patient in ``labels``.
+    labels : numpy.ndarray
+        ``(n_rows,)`` 0/1.
+
+    Returns
+    -------
+    list of Path
+        The files written, in patient order.
+
+    Raises
+    ------
+    ValueError
+        Offsets that do not cover the rows, labels that are not 0/1, a patient named twice.
+    """
+    off = np.asarray(offsets, dtype=np.int64)
+    y = np.asarray(labels)
+    if off.size != len(patient_ids) + 1 or off[0] != 0 or off[-1] != y.size:
+        raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
+    if np.any(np.diff(off) < 0):
+        raise ValueError("offsets must not decrease")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    return _write_tables(folder, patient_ids, off, LABEL_HEADER, [str(int(v)) for v in y])
+
+
+def _write_tables(
+    folder: str | Path, patient_ids: Sequence[str], off: np.ndarray, header: str, lines: list[str]
+) -> list[Path]:
+    """``<folder>/<patient>.psv``: ``header`` and the patient's ``lines`` (rows
+    ``off[k]:off[k + 1]``), each file whole or not at all; other ``.psv`` files removed."""
     if len(set(patient_ids)) != len(patient_ids):
         twice = sorted({p for p in patient_ids if list(patient_ids).count(p) > 1})
         raise ValueError(f"patients named more than once: {twice[:5]}")
@@ -92,11 +152,9 @@ def write_challenge_predictions(
             stale.unlink()
     paths = []
     for k, pid in enumerate(patient_ids):
-        rows = slice(int(off[k]), int(off[k + 1]))
-        lines = [f"{_text(p)}|{int(b)}" for p, b in zip(shown[rows], a[rows], strict=True)]
         path = out / f"{pid}.psv"
         with replacing(path) as tmp:  # a scorer reading the folder never sees half a file
-            tmp.write_text("\n".join([PREDICTION_HEADER, *lines]) + "\n")
+            tmp.write_text("\n".join([header, *lines[off[k] : off[k + 1]]]) + "\n")
         paths.append(path)
     return paths
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitalgru.io.psv_writer import PREDICTION_HEADER, write_challenge_predictions
+from vitalgru.io.psv_writer import (
+    LABEL_HEADER,
+    PREDICTION_HEADER,
+    write_challenge_labels,
+    write_challenge_predictions,
+)
 
 
 def test_one_file_per_patient_a_row_per_hour(tmp_path: Path) -> None:
@@ -81,3 +86,27 @@ def test_a_write_cut_short_leaves_the_last_file(
                                     np.array([1]))  # fmt: skip
     assert sorted(f.name for f in tmp_path.iterdir()) == ["p1.psv"]
     assert (tmp_path / "p1.psv").read_text().splitlines() == [PREDICTION_HEADER, "0.1|0", "0.2|0"]
+
+
+def test_label_files_are_written_as_the_scorer_reads_them_never_through_a_link(
+    tmp_path: Path,
+) -> None:
+    # the input files were linked as the labels; the scorer needs the header SepsisLabel
+    # exactly and a value on every line after it
+    source = tmp_path / "input.psv"
+    source.write_text("hr|sepsislabel\n80|0\n\n81|1\n")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "p1.psv").symlink_to(source)  # an earlier version's link
+    (labels / "p9.psv").write_text("SepsisLabel\n0\n")  # a patient not scored now
+    paths = write_challenge_labels(labels, ["p1", "p2"], np.array([0, 2, 3]),
+                                   np.array([0, 1, 0], np.int8))  # fmt: skip
+    assert [p.name for p in paths] == ["p1.psv", "p2.psv"]
+    assert sorted(f.name for f in labels.iterdir()) == ["p1.psv", "p2.psv"]
+    assert paths[0].read_text() == f"{LABEL_HEADER}\n0\n1\n" and not paths[0].is_symlink()
+    assert paths[1].read_text() == f"{LABEL_HEADER}\n0\n"
+    assert source.read_text() == "hr|sepsislabel\n80|0\n\n81|1\n"  # the input untouched
+    with pytest.raises(ValueError, match="0 or 1"):
+        write_challenge_labels(labels, ["p1"], np.array([0, 1]), np.array([2]))
+    with pytest.raises(ValueError, match="offsets"):
+        write_challenge_labels(labels, ["p1"], np.array([0, 2]), np.array([1]))
