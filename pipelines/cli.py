@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="model URI, e.g. models:/NAME@champion")
     sp.add_argument("--db", help="arrhythmia: PhysioNet database name or a WFDB folder")
     sp.add_argument("--records", help="arrhythmia: DS1, DS2 or a comma-separated list")
-    sp.add_argument("--data", help="early-warning: a folder of Challenge-2019 .psv files")
+    sp.add_argument(
+        "--data",
+        help="early-warning: a folder of Challenge-2019 .psv files "
+        "(or .psv.gz; its sub-folders are not read)",
+    )
     sp.add_argument(
         "--out", required=True, type=results_path,
         help="metrics JSON to write, or a folder for the results",
@@ -245,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--write-predictions", action="store_true",
         help="early-warning: also write the hourly risks as the Challenge 2019 wanted "
-        "predictions, challenge/predictions/<patient>.psv (and challenge/labels/ linking "
-        "the files scored) beside the report, for the Challenge's own scorer",
+        "predictions, challenge/predictions/<patient>.psv (and challenge/labels/, the "
+        "SepsisLabel of each row scored) beside the report, for the Challenge's own scorer",
     )  # fmt: skip
     sp.set_defaults(func=cmd_evaluate)
 

@@ -226,7 +226,9 @@ def evaluate_early_warning(
         ``models:/vitalgru-early-warning@champion``, ``models:/<name>/<version>``, a run
         URI, anything :func:`vitalgru.tracking.load_model` takes.
     data : str
-        Folder of ``.psv`` files (malformed files go to attrition).
+        Folder of ``.psv`` files, in any case, or ``.psv.gz`` (malformed files go to
+        attrition; files in its sub-folders are not read, but warned about and listed
+        there, :func:`vitalgru.io.psv_folder.read_psv_folder`).
     out : str
         A ``.json`` path for the metrics (``<stem>.md``, ``<stem>.scores.parquet`` and
         ``<stem>.attrition.csv`` are written beside it), or a folder that gets
