@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +23,17 @@ __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
 #: Alarm strips drawn on an ECG patient's page (the newest).
 PAGE_STRIPS = 3
+
+
+def _first_minute_at(trend: Mapping[str, Any]) -> str:
+    """When the first minute of a kept trend began: its stream's start, or, for a trend cut
+    to its last day (``first_minute``), that many minutes after it (the page said the
+    stream's start, a day or more early)."""
+    start, first = str(trend.get("stream_started_at", "")), trend.get("first_minute") or 0
+    try:
+        return (datetime.fromisoformat(start) + timedelta(minutes=int(first))).isoformat()
+    except (TypeError, ValueError):
+        return start
 
 
 def _pct(part: int, whole: int) -> str:
@@ -229,7 +240,7 @@ def ecg_patient_page_html(
                                "monitored_s": 60.0 * len(t["hr_trend_bpm"]), "alerts": []})  # fmt: skip
             if before:
                 chart += (f"<p>Before a gateway restart, until {e(end)}: heart rate (bpm) by "
-                          f"minute since {e(t['stream_started_at'])} (its alarms are in the "
+                          f"minute since {e(_first_minute_at(t))} (its alarms are in the "
                           f"ward's event log):</p>{before}")  # fmt: skip
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "

@@ -103,17 +103,23 @@ def off_rate(
 
 def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
     """The newest ``n`` of a list of ``{"stream_started_at", "hr_trend_bpm"}`` that have a
-    minute, each cut to its last :data:`TREND_KEEP_MINUTES`; anything else (in a state
-    file written by hand or by another version) is dropped."""
+    minute, each cut to its last :data:`TREND_KEEP_MINUTES` (``first_minute``: the minute of
+    the stream its first rate is of, when not the first); anything else (in a state file
+    written by hand or by another version) is dropped."""
     if not isinstance(trends, list):
         return []
     out = []
     for t in trends:
         if isinstance(t, dict) and isinstance(t.get("hr_trend_bpm"), list) and t["hr_trend_bpm"]:
             bpm = t["hr_trend_bpm"][-TREND_KEEP_MINUTES:]
-            out.append({"stream_started_at": str(t.get("stream_started_at", "")),
-                        "hr_trend_bpm": [v if isinstance(v, int | float) else None
-                                         for v in bpm]})  # fmt: skip
+            given = t.get("first_minute")
+            first = (given if isinstance(given, int) and given > 0 else 0) + (
+                len(t["hr_trend_bpm"]) - len(bpm))  # fmt: skip
+            kept = {"stream_started_at": str(t.get("stream_started_at", "")),
+                    "hr_trend_bpm": [v if isinstance(v, int | float) else None for v in bpm]}  # fmt: skip
+            if first:  # cut: its first minute is not the stream's (the page labels it so)
+                kept["first_minute"] = first
+            out.append(kept)
     return out[-n:]
 
 
@@ -421,12 +427,17 @@ class EcgBed:
 
     def trend(self, last: int | None = None) -> dict[str, Any]:
         """``{"stream_started_at", "hr_trend_bpm"}`` of the current stream: each of its
-        minutes, or its ``last`` minutes only."""
+        minutes, or its ``last`` minutes only (then ``first_minute``: the stream's minute
+        the first rate is of, when not 0)."""
         assert self.tail is not None
         minutes = int(math.ceil(self.tail.end / self.fs / HR_WINDOW_S))
-        trend = self.rates.trend(minutes, 0 if last is None else max(0, minutes - last))
-        return {"stream_started_at": _iso(self.stream_start),
-                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
+        first = 0 if last is None else max(0, minutes - last)
+        trend = self.rates.trend(minutes, first)
+        out = {"stream_started_at": _iso(self.stream_start),
+               "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
+        if first:  # the minute of the stream the first rate is of
+            out["first_minute"] = first
+        return out
 
     def summary(self, pid: str) -> dict[str, Any]:
         """:meth:`vitalgru.scoring.ward.Ward.ecg_summary` of this feed (patient ``pid``)."""

@@ -1583,6 +1583,18 @@ def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_s
     assert built == [TREND_KEEP_MINUTES]
     assert ward.journal.value("ecg_trends")["bed-1"] == kept_trends([whole], 4)
     assert bed.rates.nbytes <= 16 * minutes  # the minutes as numbers, not a dict of them
+    # the day kept says which minute of the stream it begins at, and the page labels it from
+    # there (it said the stream's start, 1,470 minutes early)
+    (saved,) = ward.journal.value("ecg_trends")["bed-1"]
+    assert saved["first_minute"] == minutes - TREND_KEEP_MINUTES and "first_minute" not in whole
+    from vitalgru.reports.ward import ecg_patient_page_html
+
+    began = datetime.fromisoformat(whole["stream_started_at"])
+    label = (began + timedelta(minutes=minutes - TREND_KEEP_MINUTES)).isoformat()
+    now = {**ward.ecg_trend("bed-1"), "earlier": [saved]}
+    page = ecg_patient_page_html(ward.ecg_summary("bed-1"), [], now)
+    assert f"minute since {label}" in page and f"minute since {began.isoformat()} (its" not in page
+    assert kept_trends([saved]) == [saved]  # cut again: nothing more to cut, nothing added
     # a stream shorter than a day: saved whole, as before
     ward.admit_ecg("bed-2", 360.0)
     for k in range(3):
