@@ -23,15 +23,23 @@ __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
 #: Alarm strips drawn on an ECG patient's page (the newest).
 PAGE_STRIPS = 3
+#: The minutes of a stream the gateway keeps over a restart, its last day
+#: (:data:`vitalgru.scoring.ward_ecg_bed.TREND_KEEP_MINUTES`).
+_KEPT_DAY = 24 * 60
 
 
-def _first_minute_at(trend: Mapping[str, Any]) -> str:
-    """When the first minute of a kept trend began: its stream's start, or, for a trend cut
-    to its last day (``first_minute``), that many minutes after it (the page said the
-    stream's start, a day or more early)."""
-    start, first = str(trend.get("stream_started_at", "")), trend.get("first_minute") or 0
+def _first_minute_at(trend: Mapping[str, Any], end: str) -> str:
+    """When the first minute of a trend kept from before a restart began (the page said the
+    stream's start, a day or more early for a longer stream): its stream's start, that plus
+    ``first_minute`` for a trend cut to its last day, and for a day's trend without it (cut
+    by an older version, which did not say where) the minutes it holds before ``end``, when
+    the stream ended."""
+    start, first = str(trend.get("stream_started_at", "")), trend.get("first_minute")
+    minutes = len(trend.get("hr_trend_bpm") or [])
     try:
-        return (datetime.fromisoformat(start) + timedelta(minutes=int(first))).isoformat()
+        if first is None and minutes >= _KEPT_DAY:
+            return "about " + (datetime.fromisoformat(end) - timedelta(minutes=minutes)).isoformat()
+        return (datetime.fromisoformat(start) + timedelta(minutes=int(first or 0))).isoformat()
     except (TypeError, ValueError):
         return start
 
@@ -240,7 +248,7 @@ def ecg_patient_page_html(
                                "monitored_s": 60.0 * len(t["hr_trend_bpm"]), "alerts": []})  # fmt: skip
             if before:
                 chart += (f"<p>Before a gateway restart, until {e(end)}: heart rate (bpm) by "
-                          f"minute since {e(_first_minute_at(t))} (its alarms are in the "
+                          f"minute since {e(_first_minute_at(t, end))} (its alarms are in the "
                           f"ward's event log):</p>{before}")  # fmt: skip
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "

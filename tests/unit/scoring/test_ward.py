@@ -1595,6 +1595,13 @@ def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_s
     page = ecg_patient_page_html(ward.ecg_summary("bed-1"), [], now)
     assert f"minute since {label}" in page and f"minute since {began.isoformat()} (its" not in page
     assert kept_trends([saved]) == [saved]  # cut again: nothing more to cut, nothing added
+    # a day kept by an older version, which did not say where it began: labelled from the
+    # end of its stream (the next one's start) back over the minutes it holds
+    old = {k: v for k, v in saved.items() if k != "first_minute"}
+    assert kept_trends([old]) == [old]
+    page = ecg_patient_page_html(ward.ecg_summary("bed-1"), [], {**now, "earlier": [old]})
+    ended = datetime.fromisoformat(now["stream_started_at"])
+    assert f"minute since about {(ended - timedelta(days=1)).isoformat()}" in page
     # a stream shorter than a day: saved whole, as before
     ward.admit_ecg("bed-2", 360.0)
     for k in range(3):
