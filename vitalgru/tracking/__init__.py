@@ -6,7 +6,9 @@ mlflow).
 - :mod:`vitalgru.tracking.runs`: experiments (artifacts of the embedded store in
   ``./mlartifacts``), runs, params, metrics and figures.
 - :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
-  are plain data, rebuilt by :func:`load_model` without unpickling anything.
+  are plain data, rebuilt by :func:`load_model` without unpickling anything;
+- :mod:`vitalgru.tracking.pyfunc`: those artifacts' layout and format version, the network
+  rebuilt from them, and the pyfunc face ``mlflow.pyfunc.load_model`` serves;
 - :mod:`vitalgru.tracking.source`: the tags naming the code of a run (the checkout's git
   commit and dirty flag, a digest of the source), which :func:`start_run` sets;
 - :mod:`vitalgru.tracking.environment`: the tags naming the float environment of a run
@@ -20,16 +22,8 @@ Everything a caller uses is importable from here.
 """
 
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
-from vitalgru.tracking.models import (
-    MODEL_FORMAT,
-    MODEL_FORMAT_VERSION,
-    LoadedModel,
-    ModelRef,
-    SequenceModelPyfunc,
-    load_model,
-    log_model,
-    resolve_model_uri,
-)
+from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model, resolve_model_uri
+from vitalgru.tracking.pyfunc import MODEL_FORMAT, MODEL_FORMAT_VERSION, SequenceModelPyfunc
 from vitalgru.tracking.registry import (
     ARRHYTHMIA_MODEL_NAME,
     EARLY_WARNING_MODEL_NAME,

@@ -1,9 +1,10 @@
 """Networks logged as MLflow pyfunc models and rebuilt from them.
 
-A network following :class:`vitalgru.models.base.SequenceModel` is logged as an MLflow
-*pyfunc* model whose artifacts are plain data: the ``state_dict`` (``weights.pt``), a
-``model_spec.json`` (class path ``"module:qualname"`` and ``config_dict()``), the
-preprocessing statistics and the resolved run config. :func:`load_model` rebuilds the
+A network following :class:`vitalgru.models.base.SequenceModel` is logged by
+:func:`log_model` as an MLflow *pyfunc* model whose artifacts are plain data: the
+``state_dict`` (``weights.pt``), a ``model_spec.json`` (class path ``"module:qualname"`` and
+``config_dict()``), the preprocessing statistics and the resolved run config (their layout
+and the pyfunc face in :mod:`vitalgru.tracking.pyfunc`). :func:`load_model` rebuilds the
 network with ``from_config`` + ``load_state_dict`` (``torch.load(weights_only=True)``,
 nothing unpickled), so it accepts sequences of any length; ``mlflow.pyfunc.load_model(uri)``
 works too for generic serving. Classes are imported only from allowed packages
@@ -13,7 +14,6 @@ works too for generic serving. Classes are imported only from allowed packages
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import logging
 import pickle
@@ -33,33 +33,25 @@ import numpy as np
 import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model as MlflowModel
 from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
 from vitalgru.errors import ModelLoadError
-from vitalgru.models.base import (
-    DEFAULT_ALLOWED_PREFIXES,
-    build_model,
-    check_model_contract,
-    model_class_path,
+from vitalgru.models.base import DEFAULT_ALLOWED_PREFIXES, check_model_contract, model_class_path
+from vitalgru.tracking.pyfunc import (
+    ARTIFACT_FILES,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    PYFUNC_CODE,
+    pip_requirements,
+    read_artifacts,
+    rebuild_network,
 )
 from vitalgru.tracking.runs import TrackedRun, _active
 from vitalgru.tracking.stores import missing_store, mlflow_client, registry_uri, tracking_uri
 
 logger = logging.getLogger(__name__)
-
-#: Identifies the artifact layout written by :func:`log_model`; bump on incompatible change.
-MODEL_FORMAT = "vitalgru.torch-state-dict"
-MODEL_FORMAT_VERSION = 1
-
-_ARTIFACT_FILES = {
-    "model_spec": "model_spec.json",
-    "weights": "weights.pt",
-    "preprocessing": "preprocessing.json",
-    "config": "config.json",
-}
 
 
 # --------------------------------------------------------------------------- models
@@ -121,125 +113,6 @@ _DAMAGED = (
     EOFError,
     pickle.UnpicklingError,
 )
-
-
-def _read_artifacts(model_dir: Path) -> dict[str, Path]:
-    """Paths of the vitalgru artifacts inside a downloaded pyfunc model folder."""
-    try:
-        flavor = MlflowModel.load(str(model_dir)).flavors["python_function"]
-    except (MlflowException, OSError, KeyError) as e:
-        raise ModelLoadError(f"{model_dir} is not an MLflow pyfunc model: {e}") from e
-    arts = flavor.get("artifacts") or {}
-    missing = [k for k in _ARTIFACT_FILES if k not in arts]
-    if missing:
-        raise ModelLoadError(
-            f"model at {model_dir} lacks vitalgru artifacts {missing}; it was not logged "
-            "with vitalgru.tracking.log_model"
-        )
-    return {k: model_dir / arts[k]["path"] for k in _ARTIFACT_FILES}
-
-
-def _rebuild(
-    paths: Mapping[str, Path], allowed_prefixes: Sequence[str], map_location: str | torch.device
-) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    spec = json.loads(Path(paths["model_spec"]).read_text())
-    if spec.get("format") != MODEL_FORMAT:
-        raise ModelLoadError(
-            f"unknown model format {spec.get('format')!r}; expected {MODEL_FORMAT!r}"
-        )
-    if int(spec.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        raise ModelLoadError(
-            f"model format version {spec['format_version']} is newer than this vitalgru "
-            f"understands ({MODEL_FORMAT_VERSION}); upgrade vitalgru"
-        )
-    module = build_model(spec["class_path"], spec["model_config"], allowed_prefixes)
-    state = torch.load(Path(paths["weights"]), map_location=map_location, weights_only=True)
-    module.load_state_dict(state, strict=True)
-    module.to(map_location).eval()
-    preprocessing = json.loads(Path(paths["preprocessing"]).read_text())
-    config = json.loads(Path(paths["config"]).read_text())
-    return module, preprocessing, config, spec
-
-
-def _model_dtype(key: str, a: np.ndarray) -> np.ndarray:
-    """An extra input as the network takes it: the hidden state ``h0`` and numbers with a
-    fraction in float32 (JSON writes a state of zeros as integers, float64 arrives from
-    numpy); flags and counts as they are."""
-    if key == "h0" or np.issubdtype(a.dtype, np.floating):
-        return a.astype(np.float32)
-    return a
-
-
-class SequenceModelPyfunc(mlflow.pyfunc.PythonModel):
-    """Generic pyfunc face of a vitalgru network (for ``mlflow.pyfunc.load_model``).
-
-    ``predict`` takes model-ready features: an array ``(batch, time, n_features)`` or
-    ``(time, n_features)`` of any ``time``, or a dict with ``"x"`` (that array), optional
-    ``"h0"`` and further keyword inputs of ``forward``. It returns the logits as a float32
-    array (without the batch axis when the input had none). Preprocessing is not applied.
-
-    Loading through ``mlflow.pyfunc`` runs the small code file stored with the model and
-    trusts the ``allowed_prefixes`` recorded at logging time; :func:`load_model` does
-    neither (it reads only JSON and tensors and takes ``allowed_prefixes`` from its caller).
-    """
-
-    # MLflow wraps predict() for type-hint validation unless this is set; inputs here are
-    # variable-length arrays that its schema cannot describe (it would only warn).
-    _skip_type_hint_validation = True
-
-    def load_context(self, context: Any) -> None:
-        paths = {k: Path(context.artifacts[k]) for k in _ARTIFACT_FILES}
-        allowed = tuple(
-            (context.model_config or {}).get("allowed_prefixes", DEFAULT_ALLOWED_PREFIXES)
-        )
-        self.module, self.preprocessing, self.config, self.spec = _rebuild(paths, allowed, "cpu")
-
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-        extra: dict[str, Any] = {}
-        if isinstance(model_input, Mapping):
-            if "x" not in model_input:
-                raise ValueError("dict input needs an 'x' entry (batch, time, n_features)")
-            extra = {k: torch.as_tensor(_model_dtype(k, np.asarray(v)))
-                     for k, v in model_input.items() if k != "x"}  # fmt: skip
-            x_np = np.asarray(model_input["x"], dtype=np.float32)
-        else:
-            x_np = np.asarray(model_input, dtype=np.float32)
-        unbatched = x_np.ndim == 2
-        if unbatched:
-            x_np = x_np[None]
-        if x_np.ndim != 3:
-            raise ValueError(
-                f"input must be (batch, time, n_features) or (time, n_features), got {x_np.shape}"
-            )
-        with torch.inference_mode():
-            logits, _ = self.module(torch.from_numpy(x_np), **extra)
-        out = logits.float().numpy()
-        return out[0] if unbatched else out
-
-
-# "Models from code" (MLflow >= 2.12): the pyfunc is defined by this small script, stored
-# with the model, instead of a cloudpickled object; loading a vitalgru model unpickles nothing.
-_PYFUNC_CODE = """\
-import mlflow.models
-
-from vitalgru.tracking import SequenceModelPyfunc
-
-mlflow.models.set_model(SequenceModelPyfunc())
-"""
-
-
-#: The numerical packages that loading and scoring a logged model imports (vitalgru's own
-#: ``vitalgru.io`` reads WFDB; ``mlflow.pyfunc`` imports scipy and pandas itself), pinned
-#: to the versions installed where it was logged. scikit-learn is not among them: a
-#: blend's trees are torch buffers once fitted (:mod:`vitalgru.models.trees`).
-_LOAD_PACKAGES = ("torch", "mlflow", "numpy", "scipy", "pandas", "wfdb")
-
-
-def _pip_requirements() -> list[str]:
-    # Given explicitly: MLflow would otherwise infer them by importing the model in a
-    # subprocess (about 8 s per logged model on these machines).
-    pins = [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _LOAD_PACKAGES]
-    return [f"vitalgru=={vitalgru.__version__}", *pins]
 
 
 def _json_mapping(obj: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -330,14 +203,14 @@ def log_model(
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vitalgru-model-") as tmp:
         d = Path(tmp)
-        paths = {k: d / f for k, f in _ARTIFACT_FILES.items()}
+        paths = {k: d / f for k, f in ARTIFACT_FILES.items()}
         paths["model_spec"].write_text(json.dumps(spec, indent=2))
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(state, paths["weights"])
         paths["preprocessing"].write_text(json.dumps(prep, indent=2))
         paths["config"].write_text(json.dumps(conf, indent=2))
         code = d / "vitalgru_pyfunc.py"
-        code.write_text(_PYFUNC_CODE)
+        code.write_text(PYFUNC_CODE)
         mlflow_client()
         with _active(run), _quiet_signature_warnings():
             info = mlflow.pyfunc.log_model(
@@ -345,7 +218,7 @@ def log_model(
                 python_model=str(code),
                 model_config={"allowed_prefixes": list(allowed_prefixes)},
                 artifacts={k: str(p) for k, p in paths.items()},
-                pip_requirements=_pip_requirements(),
+                pip_requirements=pip_requirements(),
                 registered_model_name=registered_name,
                 metadata={"vitalgru_class_path": class_path},
             )
@@ -466,8 +339,8 @@ def load_model(
         except MlflowException as e:
             raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
         try:
-            paths = _read_artifacts(Path(local))
-            module, prep, conf, spec = _rebuild(paths, allowed_prefixes, map_location)
+            paths = read_artifacts(Path(local))
+            module, prep, conf, spec = rebuild_network(paths, allowed_prefixes, map_location)
         except ModelLoadError:
             raise
         except _DAMAGED as e:
