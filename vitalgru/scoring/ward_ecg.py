@@ -406,7 +406,8 @@ class EcgWard(WardShadows, WardStrips):
         or the gateway's restart): ``{"patient_id", "stream_started_at", "monitored_s",
         "hr_trend_bpm": [bpm or None, ...], "earlier": [the same ``{"stream_started_at",
         "hr_trend_bpm"}`` of the streams before restarts, oldest first: the last
-        :data:`EARLIER_TRENDS`, each its last day]}``. KeyError for a patient not on ECG."""
+        :data:`~vitalgru.scoring.ward_ecg_trend.EARLIER_TRENDS`, each its last day]}``.
+        KeyError for a patient not on ECG."""
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)

@@ -20,12 +20,8 @@ from typing import Any
 
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, PatientMemory
 from vitalgru.scoring.patient_ids import patient_id_problem
-from vitalgru.scoring.ward_ecg_bed import (
-    EARLIER_TRENDS,
-    TREND_KEEP_MINUTES,
-    EcgBed,
-    kept_trends,
-)
+from vitalgru.scoring.ward_ecg_bed import EcgBed
+from vitalgru.scoring.ward_ecg_trend import EARLIER_TRENDS, TREND_KEEP_MINUTES, kept_trends
 from vitalgru.scoring.ward_events import _utc_now, merged_ids
 from vitalgru.scoring.ward_sepsis import SepsisWard
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed

@@ -893,7 +893,7 @@ def test_the_heart_rate_trend_outlives_gateway_restarts(
 
 
 def test_the_trends_kept_are_the_newest_three_and_a_day_of_each() -> None:
-    from vitalgru.scoring.ward_ecg_bed import EARLIER_TRENDS, TREND_KEEP_MINUTES, kept_trends
+    from vitalgru.scoring.ward_ecg_trend import EARLIER_TRENDS, TREND_KEEP_MINUTES, kept_trends
 
     long = [{"stream_started_at": f"s{k}", "hr_trend_bpm": list(range(TREND_KEEP_MINUTES + 5))}
             for k in range(5)]  # fmt: skip
@@ -1555,7 +1555,7 @@ def test_an_admission_time_is_judged_on_the_wards_clock_not_the_machines(
 def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_save(
     signals: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vitalgru.scoring.ward_ecg_bed import TREND_KEEP_MINUTES, kept_trends
+    from vitalgru.scoring.ward_ecg_trend import TREND_KEEP_MINUTES, kept_trends
 
     ward = Ward(untrained_monitor(), journal=WardJournal(tmp_path / "w.sqlite"))
     ward.admit_ecg("bed-1", 360.0)
