@@ -24,7 +24,7 @@ __all__ = ["ecg_patient_page_html", "ward_page_html"]
 #: Alarm strips drawn on an ECG patient's page (the newest).
 PAGE_STRIPS = 3
 #: The minutes of a stream the gateway keeps over a restart, its last day
-#: (:data:`vitalgru.scoring.ward_ecg_bed.TREND_KEEP_MINUTES`).
+#: (:data:`vitalgru.scoring.ward_ecg_trend.TREND_KEEP_MINUTES`).
 _KEPT_DAY = 24 * 60
 
 
