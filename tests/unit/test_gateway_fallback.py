@@ -6,6 +6,7 @@ torch traceback ended every start, and Compose restarted it in a loop."""
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from pathlib import Path
 
@@ -97,7 +98,10 @@ def test_a_champion_that_cannot_be_loaded_falls_back_to_an_earlier_one_or_stops(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"vitalgru: error: the arrhythmia model {CHAMPION} cannot be")
     assert "version 3: " in err[-1] and "version 1: " in err[-1]
-    assert not any("Traceback" in line for line in err)
+    # a logging handler another test left on a closed stream (Prefect's console) prints its
+    # own "--- Logging error ---" report: not the command's output
+    said = re.sub(r"--- Logging error ---.*?\nArguments: [^\n]*", "", "\n".join(err), flags=re.S)
+    assert "Traceback" not in said, said
 
 
 def test_a_version_the_champion_was_rolled_back_from_is_never_a_fall_back(
