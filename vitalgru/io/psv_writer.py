@@ -81,10 +81,9 @@ def write_challenge_predictions(
     shown = given if given.dtype in (np.float32, np.float64) else given.astype(np.float64)
     r = shown.astype(np.float64)
     a = np.asarray(alarms)
-    if off.size != len(patient_ids) + 1 or off[0] != 0 or off[-1] != r.size or r.size != a.size:
+    if r.size != a.size:
         raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
-    if np.any(np.diff(off) < 0):
-        raise ValueError("offsets must not decrease")
+    _check_offsets(off, len(patient_ids), r.size)
     if not np.all(np.isfinite(r)) or np.any((r < 0) | (r > 1)):
         raise ValueError("risks must be finite and within [0, 1]")
     if not np.isin(a, (0, 1)).all():
@@ -127,13 +126,19 @@ def write_challenge_labels(
     """
     off = np.asarray(offsets, dtype=np.int64)
     y = np.asarray(labels)
-    if off.size != len(patient_ids) + 1 or off[0] != 0 or off[-1] != y.size:
-        raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
-    if np.any(np.diff(off) < 0):
-        raise ValueError("offsets must not decrease")
+    _check_offsets(off, len(patient_ids), y.size)
     if not np.isin(y, (0, 1)).all():
         raise ValueError("labels must be 0 or 1")
     return _write_tables(folder, patient_ids, off, LABEL_HEADER, [str(int(v)) for v in y])
+
+
+def _check_offsets(off: np.ndarray, n_patients: int, n_rows: int) -> None:
+    """ValueError unless ``off`` runs from 0 to ``n_rows`` in ``n_patients`` steps, none
+    going back."""
+    if off.size != n_patients + 1 or off[0] != 0 or off[-1] != n_rows:
+        raise ValueError("offsets must run from 0 to the number of rows, one step a patient")
+    if np.any(np.diff(off) < 0):
+        raise ValueError("offsets must not decrease")
 
 
 def _write_tables(
