@@ -370,14 +370,18 @@ ICU_TYPES = ("medical", "surgical")
 
 def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[str, str]]:
     """The scored points of care and the ICU type of those given one (``MICU=medical``).
-    ValueError for a type that is not one of :data:`ICU_TYPES`."""
+    ValueError for a type that is not one of :data:`ICU_TYPES`, an item with a type but no
+    unit, or no unit at all (none would be scored)."""
     if units is None:
         return None, {}
     names, types = set(), {}
     for item in units:
         name, _, kind = item.partition("=")
         name, kind = name.strip().upper(), kind.strip().lower()
-        if not name:
+        if not name:  # skipped before: "=medical" alone left no unit, and no patient scored
+            if item.strip():
+                raise ValueError(f"--adt-units: {item.strip()!r} names no point of care "
+                                 "(MICU=medical)")  # fmt: skip
             continue
         names.add(name)
         if kind:
@@ -385,6 +389,8 @@ def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[
                 raise ValueError(f"--adt-units: {item.strip()!r}: an ICU type is medical or "
                                  "surgical (MICU=medical)")  # fmt: skip
             types[name] = kind
+    if not names:  # an empty set would take no admission at all
+        raise ValueError("--adt-units names no point of care: leave it out to score every unit")
     return names, types
 
 

@@ -874,6 +874,11 @@ def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
     assert parse_adt_units(None) == (None, {})
     with pytest.raises(ValueError, match="medical or surgical"):
         parse_adt_units(["MICU=cardiac"])
+    # a type without its unit, or no unit at all: every admission was then refused unscored
+    for units in (["=medical"], [""], [], ["MICU", "=surgical"]):
+        with pytest.raises(ValueError, match="names no point of care"):
+            parse_adt_units(units)
+    assert parse_adt_units(["MICU", " "]) == ({"MICU"}, {})  # a stray blank is no unit
     # the access log says what each message did
     inbox.handle(_merge("U5", "mrn-1", "p2", datetime.now(UTC)))
     assert [(r["action"], r["patient_id"]) for r in audit.rows()] == [
