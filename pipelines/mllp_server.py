@@ -103,7 +103,11 @@ def _allowed(peer: Any, allow: Sequence[Any] | None) -> bool:
 
 def _keep_alive(sock: Any, idle_s: int, interval_s: int, count: int) -> None:
     """TCP keepalive on ``sock``, with the probe timing where the platform lets it be set
-    (Linux: ``TCP_KEEPIDLE``; macOS: ``TCP_KEEPALIVE``); the system's own timing elsewhere."""
+    (Linux: ``TCP_KEEPIDLE``; macOS: ``TCP_KEEPALIVE``); the system's own timing elsewhere.
+    Where there is ``TCP_USER_TIMEOUT`` (Linux), data sent and not acknowledged for as long
+    as the probes take closes the connection too: keepalive does not probe while an
+    acknowledgement is unacknowledged, and a peer gone then held it for the system's
+    retransmission limit, about 15 minutes."""
     if sock is None:
         return
     try:
@@ -111,7 +115,9 @@ def _keep_alive(sock: Any, idle_s: int, interval_s: int, count: int) -> None:
         idle_opt = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
         for opt, value in ((idle_opt, idle_s),
                            (getattr(socket, "TCP_KEEPINTVL", None), interval_s),
-                           (getattr(socket, "TCP_KEEPCNT", None), count)):  # fmt: skip
+                           (getattr(socket, "TCP_KEEPCNT", None), count),
+                           (getattr(socket, "TCP_USER_TIMEOUT", None),
+                            1000 * (idle_s + interval_s * count))):  # fmt: skip
             if opt is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, opt, value)
     except OSError as e:  # not TCP (a test's socketpair), or an option the system refuses

@@ -215,8 +215,10 @@ def test_connections_taken_have_tcp_keepalive(listener: _Listener) -> None:
         with _server_end(s) as end:
             assert end.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
             idle_s, interval_s, count = mllp_server.KEEPALIVE_S
+            # and data unacknowledged that long closes it (no probes while an ACK is in flight)
+            user_ms = 1000 * (idle_s + interval_s * count)
             for name, value in (("TCP_KEEPIDLE", idle_s), ("TCP_KEEPINTVL", interval_s),
-                                ("TCP_KEEPCNT", count)):  # fmt: skip
+                                ("TCP_KEEPCNT", count), ("TCP_USER_TIMEOUT", user_ms)):  # fmt: skip
                 if hasattr(socket, name):
                     assert end.getsockopt(socket.IPPROTO_TCP, getattr(socket, name)) == value
 
