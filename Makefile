@@ -14,15 +14,20 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 TORCH_INDEX ?=
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean lock
 
-$(BIN)/vitalgru: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# constraints.txt: every package at the version the tests passed with (see its header)
+define install
+	$(PYTHON) -m venv $(1)
 	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build. Where pip
 	# finds no CPU wheel of its own (PyPI's Linux torch 2.13.0 is the CUDA one), give
 	# TORCH_INDEX=https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(1)/bin/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(1)/bin/pip install --quiet $(2) -e ".[dev,bench]"
+endef
+
+$(BIN)/vitalgru: pyproject.toml constraints.txt
+	$(call install,$(VENV),-c constraints.txt)
 	touch $@
 
 setup: $(BIN)/vitalgru
@@ -41,5 +46,16 @@ bench: setup
 	$(BIN)/python benchmarks/rpeaks.py
 	$(BIN)/python benchmarks/ingest.py
 
+# Remake constraints.txt from what pyproject.toml resolves to today, in a fresh environment
+# (nothing installed by hand comes in); then run `make test` before committing it.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(call install,$(LOCK_VENV),)
+	sed -n '/^# /p' constraints.txt > constraints.txt.new
+	$(LOCK_VENV)/bin/pip freeze --exclude-editable | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/' >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) vitalgru-out mlflow.db mlartifacts .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) vitalgru-out mlflow.db mlartifacts .pytest_cache
