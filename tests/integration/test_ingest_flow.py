@@ -245,11 +245,13 @@ class TestIngestAgainstPrefectServer:
     ) -> None:
         # docker/worker.sh is the compose stack's worker: it creates the work pool,
         # registers prefect.yaml's deployments and polls. Here it runs outside a
-        # container, from a copy of the files the image holds.
+        # container, from a copy of the files the image holds beside the installed package
+        # (the deployments import the flows from it: no source folder is needed).
         api, home = prefect_api
         app = tmp_path / "app"
-        for name in ("pipelines", "docker"):
-            shutil.copytree(ROOT / name, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "docker", app / "docker", ignore=shutil.ignore_patterns("__pycache__")
+        )
         shutil.copy(ROOT / "prefect.yaml", app / "prefect.yaml")
         env = _cli_env(physionet_mirror, home, PREFECT_API_URL=api)
         # the script calls `prefect` as the container's PATH has it

@@ -23,6 +23,7 @@ import yaml
 # imported here, not in a test: Prefect sets up logging on import, which would drop the
 # log capture of the test that first imports it
 from http_testkit import closed_port
+from prefect import Flow
 
 from pipelines.access import TokenTable
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_evaluate, main, run
@@ -867,13 +868,15 @@ class TestShippedConfigs:
     def test_prefect_yaml_entrypoints_exist(self) -> None:
         spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
         for dep in spec["deployments"]:
-            path, func = dep["entrypoint"].split(":")
-            src = (ROOT / path).read_text()
-            assert f"def {func}(" in src, dep["entrypoint"]
+            # a module path, imported from the installed package: a file path
+            # (pipelines/x.py:flow) would need a checkout in the worker's folder
+            assert ":" not in dep["entrypoint"], dep["entrypoint"]
+            path, func = dep["entrypoint"].rsplit(".", 1)
+            flow = getattr(importlib.import_module(path), func)
+            assert isinstance(flow, Flow), dep["entrypoint"]
             assert dep["schedules"], dep["name"]
             # every parameter a deployment sets is one its flow takes
-            module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-            takes = inspect.signature(getattr(module, func).fn).parameters
+            takes = inspect.signature(flow.fn).parameters
             assert set(dep.get("parameters") or {}) <= set(takes), dep["name"]
 
 
