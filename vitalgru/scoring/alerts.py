@@ -286,8 +286,7 @@ class AlertTracker:
         out = []
         if gap >= self.rules.pause_s - _EPS_S and not self._pause_raised:
             out.append(Alert(self.patient_id, "pause", onset, now_s,
-                             f"pause: no heartbeat for {gap:.1f} s{_unseen_note(unseen)}"
-                             f"{_lead_note(silent_flags)}",
+                             _pause_message(gap, unseen, _lead_note(silent_flags)),
                              signal_flags=silent_flags))  # fmt: skip
         if peak_s >= self._pause_seen_to:
             self._pause_raised = False  # the pause, if any, ended with this beat
@@ -347,7 +346,7 @@ class AlertTracker:
                 "pause",
                 onset,
                 now_s,
-                f"pause: no heartbeat detected for {since:.1f} s{_unseen_note(unseen)}{lead}",
+                _pause_message(since, unseen, lead),
                 signal_flags=flags,
             )
         ]
@@ -456,6 +455,13 @@ def _lead_note(flags: str) -> str:
     if flags == "flat":
         return "; the signal in it is flat: asystole or a lead off, check the patient first"
     return f"; the signal in it is {flags}: likely a lead problem, check the electrodes"
+
+
+def _pause_message(silent_s: float, unseen_s: float, lead: str) -> str:
+    """A pause's message, whichever way it was found (while it lasted, :meth:`AlertTracker.silence`,
+    or at the beat that ended it, :meth:`AlertTracker.detected`): the detector found no R
+    peak, which is not yet to say the heart did not beat (a low QRS, noise)."""
+    return f"pause: no heartbeat detected for {silent_s:.1f} s{_unseen_note(unseen_s)}{lead}"
 
 
 def _unseen_note(unseen_s: float) -> str:

@@ -162,6 +162,15 @@ class TestRules:
         assert tr.detected(7.0, 11.0, 11.4) == []  # ... and not again when it ends
         assert tr.detected(11.0, 15.0, 15.4)[0].onset_s == 11.0
 
+    def test_a_pause_says_the_same_whether_seen_live_or_when_it_ended(self) -> None:
+        # the detector found no R peak: "no heartbeat detected" on both ways of finding it,
+        # not a flat "no heartbeat" (a fact) on one of them
+        ended = AlertTracker("p", AlertRules(pause_s=3.0))
+        (a,) = ended.detected(10.0, 14.2, 15.0)
+        live = AlertTracker("p", AlertRules(pause_s=3.0))
+        (b,) = live.silence(10.0, 14.2, 15.0, True)
+        assert a.message == b.message == "pause: no heartbeat detected for 4.2 s"
+
     def test_a_peak_found_late_inside_an_alarmed_pause_does_not_raise_it_again(self) -> None:
         # the detector's search-back reported a peak 0.5 s after the last beat only once
         # the pause was alarmed: it re-armed the alarm, the silence after it raised a
