@@ -8,9 +8,9 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
-__all__ = ["DISCLAIMER", "axis_top", "page", "trend_chart"]
+__all__ = ["DISCLAIMER", "axis_top", "page", "shown_at", "trend_chart", "zone_name"]
 
 #: Said on every page: what the numbers are, and what they are not.
 DISCLAIMER = (
@@ -39,16 +39,15 @@ def page(
     model: str | None = None,
     generated: datetime | None = None,
     refresh_s: int | None = None,
+    zone: tzinfo | None = None,
 ) -> str:
     """A whole page: ``title``, a note (when it was generated, with which model, then
     ``intro``, which is HTML, then :data:`DISCLAIMER`) and ``body`` (HTML). With
-    ``refresh_s``, the browser loads it again every that many seconds (a live screen)."""
+    ``refresh_s``, the browser loads it again every that many seconds (a live screen).
+    ``zone``: the time zone the generation time is shown in (None: UTC), labelled."""
     e = html.escape
-    stamp = "%Y-%m-%d %H:%M:%S UTC" if refresh_s else "%Y-%m-%d %H:%M UTC"
     at = generated or datetime.now(UTC)
-    # printed as UTC, so converted to it (a time of another zone was printed as if UTC);
-    # one without a zone is taken as UTC
-    when = (at.astimezone(UTC) if at.tzinfo is not None else at).strftime(stamp)
+    when = e(shown_at(at, zone, unit="s" if refresh_s else "min"))
     model_line = f" Model: {e(model)}." if model else ""
     refresh = f"<meta http-equiv=refresh content={int(refresh_s)}>" if refresh_s else ""
     return f"""<!DOCTYPE html>
@@ -59,6 +58,43 @@ def page(
 {body}
 </body></html>
 """
+
+
+def zone_name(zone: tzinfo | None) -> str:
+    """What a page calls a time zone: its IANA name (``Europe/Berlin``), ``UTC`` for None
+    or UTC, else what the zone calls itself."""
+    if zone is None or zone is UTC:
+        return "UTC"
+    return str(getattr(zone, "key", None) or zone.tzname(None) or zone)
+
+
+def shown_at(at: datetime | str | None, zone: tzinfo | None = None, *, unit: str = "s") -> str:
+    """A wall-clock time as a page shows it to a clinician: in ``zone`` (None: UTC),
+    labelled with the zone's abbreviation there (``2026-12-07 13:51:35 CET``), so that no
+    time on a page can be read in another zone than it is in.
+
+    ``at``: a datetime or an ISO 8601 string; one without a UTC offset is taken as UTC
+    (the gateway stores UTC), text that is no time is returned as it is, None as ``–``.
+    ``unit``: the last figure shown, ``min``, ``s`` or ``ms``; shown to it, not rounded
+    (09:15:59.9 is shown 09:15:59, as a clock shows it)."""
+    if at is None:
+        return "–"
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            return at
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    local = at.astimezone(zone or UTC)
+    fmt = {"min": "%Y-%m-%d %H:%M", "s": "%Y-%m-%d %H:%M:%S", "ms": "%Y-%m-%d %H:%M:%S.%f"}
+    if unit not in fmt:
+        raise ValueError(f"unit must be one of {sorted(fmt)}, got {unit!r}")
+    text = local.strftime(fmt[unit])
+    if unit == "ms":
+        text = text[:-3]
+    label = "UTC" if zone is None or zone is UTC else (local.tzname() or zone_name(zone))
+    return f"{text} {label}"
 
 
 def clock(seconds: float) -> str:

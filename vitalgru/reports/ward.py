@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from vitalgru.reports.html import clock, page
+from vitalgru.reports.html import clock, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, CLASS_NAMES, hr_chart
 from vitalgru.reports.strip import strip_svg
 
@@ -67,7 +67,29 @@ def _escalated(mark: Mapping[str, Any]) -> str:
     return "escalated" if level == 1 else f"escalated (level {level})"
 
 
-def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
+def _alarm_at(alarm: Mapping[str, Any], zone: tzinfo | None) -> str:
+    """When an ECG alarm began (its onset; when it was logged, for one without; ``–`` for
+    one with neither)."""
+    return shown_at(alarm.get("onset_at") or alarm.get("received_at"), zone)
+
+
+def _alarm_state(alarm: Mapping[str, Any], zone: tzinfo | None) -> str:
+    """HTML: whether an ECG alarm's condition goes on, or when and why it ended (from the
+    summary's ``state``; nothing for an alarm without one)."""
+    state = alarm.get("state")
+    if state == "going_on":
+        return "<span class=hi>going on</span>"
+    if state == "ended":
+        end = alarm.get("ended")
+        if not end:
+            return "ended (its end is no longer in the event log)"
+        return f"ended {html.escape(shown_at(end.get('at'), zone))}: {html.escape(str(end.get('message', '')))}"
+    if state == "momentary":
+        return "momentary (no condition that lasts)"
+    return ""
+
+
+def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str:
     e = html.escape
     order = sorted(
         patients,
@@ -76,12 +98,21 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for p in order:
         last = p["alarms"][-1] if p["alarms"] else None
-        alarm = (
-            f"{e(ALERT_NAMES.get(last['kind'], last['kind']))}: {e(str(last['message']))}"
-            f"{e(_acknowledged(last))}"
-            if last
-            else "none"
-        )
+        alarm = "none"
+        if last:
+            at, state = _alarm_at(last, zone), _alarm_state(last, zone)
+            alarm = (
+                e(ALERT_NAMES.get(last["kind"], last["kind"]))
+                + (f" at {e(at)}" if at != "–" else "")
+                + (f" ({state})" if state else "")
+                + f": {e(str(last['message']))}{e(_acknowledged(last))}"
+            )
+        going = [a for a in p["alarms"][:-1] if a.get("state") == "going_on"]
+        if going:  # a condition that lasts (a pause, a lost feed) behind a newer alarm
+            alarm += "; <span class=hi>still going on</span>: " + "; ".join(
+                f"{e(ALERT_NAMES.get(a['kind'], a['kind']))} since {e(_alarm_at(a, zone))}"
+                for a in reversed(going)
+            )
         if last and last.get("strip_s") and "seq" in last:  # its ECG, for the one who answers
             alarm += f' <a href="events/{int(last["seq"])}/strip.svg">strip</a>'
         if p.get("polarity_warning"):  # not an alarm, but the leads want checking
@@ -155,18 +186,21 @@ def ward_page_html(
     model: str | None = None,
     generated: datetime | None = None,
     refresh_s: int | None = None,
+    zone: tzinfo | None = None,
 ) -> str:
     """One HTML page over the ward's ECG summaries
     (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`) and sepsis summaries
     (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first; with
-    ``refresh_s``, a screen that loads itself again every that many seconds."""
+    ``refresh_s``, a screen that loads itself again every that many seconds. Times are
+    shown in ``zone`` (None: UTC), each labelled with it."""
     parts = []
     if ecg:
         parts.append(
             "<section><h2>ECG</h2><table><tr><th>patient</th><th>monitored (h:mm:ss)</th>"
             "<th>heart rate (bpm, last minute)</th><th>beats</th><th>V %</th><th>S %</th>"
-            "<th>recent beats in rejected signal %</th><th>alarms</th><th>latest alarm</th>"
-            f"</tr>{_ecg_rows(ecg)}</table></section>"
+            "<th>recent beats in rejected signal %</th><th>alarms</th>"
+            "<th>latest alarm (its onset; going on, ended or momentary)</th>"
+            f"</tr>{_ecg_rows(ecg, zone)}</table></section>"
         )
     if sepsis:
         parts.append(
@@ -186,7 +220,7 @@ def ward_page_html(
     )
     return page(
         "Ward overview (live)", intro, "".join(parts), model=model, generated=generated,
-        refresh_s=refresh_s,
+        refresh_s=refresh_s, zone=zone,
     )  # fmt: skip
 
 
@@ -197,10 +231,13 @@ def ecg_patient_page_html(
     *,
     model: str | None = None,
     generated: datetime | None = None,
+    zone: tzinfo | None = None,
 ) -> str:
     """One live ECG patient for a clinician: the beats by class since admission, the heart
-    rate, every alarm kept (newest first, with its time on the wall clock and a link to its
-    strip), and the newest alarm strips drawn (:func:`vitalgru.reports.strip.strip_svg`).
+    rate, every alarm kept (newest first, with its time on the wall clock, whether it goes
+    on or when it ended, and a link to its strip), and the newest alarm strips drawn
+    (:func:`vitalgru.reports.strip.strip_svg`). Times are shown in ``zone`` (None: UTC),
+    each labelled with it.
 
     ``summary`` is :meth:`vitalgru.scoring.ward.Ward.ecg_summary`; ``strips`` the alarms'
     strips (:meth:`vitalgru.scoring.ward.Ward.strip`), newest first; ``trend``
@@ -217,9 +254,9 @@ def ecg_patient_page_html(
         for k in CLASS_NAMES
     )
     alarms = "".join(
-        f"<tr><td>{e(str(a.get('onset_at') or a.get('received_at', '')).replace('T', ' '))}</td>"
+        f"<tr><td>{e(_alarm_at(a, zone))}</td>"
         f"<td>{e(ALERT_NAMES.get(a['kind'], a['kind']))}</td><td>{e(str(a['message']))}"
-        f"{e(_acknowledged(a))}</td><td>"
+        f"{e(_acknowledged(a))}</td><td>{_alarm_state(a, zone)}</td><td>"
         + (f'<a href="../../events/{int(a["seq"])}/strip.svg">strip</a>'
            if a.get("strip_s") and "seq" in a else "")
         + "</td></tr>"
@@ -238,7 +275,8 @@ def ecg_patient_page_html(
         current = [a for a in summary["alarms"] if "onset_s" in a and "raised_at_s" in a]
         drawn_hr = hr_chart({**trend, "alerts": current})
         if drawn_hr:
-            chart = (f"<p>Heart rate (bpm) by minute since {e(trend['stream_started_at'])}"
+            chart = (f"<p>Heart rate (bpm) by minute since "
+                     f"{e(shown_at(trend['stream_started_at'], zone))}"
                      " (a gap: too few beats in accepted signal); alarm onsets marked V, S, "
                      f"E (frequent ventricular ectopy) and P (pause):</p>{drawn_hr}")  # fmt: skip
         earlier = list(trend.get("earlier", []))  # each ended where the next one began
@@ -247,25 +285,28 @@ def ecg_patient_page_html(
             before = hr_chart({"patient_id": pid, "hr_trend_bpm": t["hr_trend_bpm"],
                                "monitored_s": 60.0 * len(t["hr_trend_bpm"]), "alerts": []})  # fmt: skip
             if before:
-                chart += (f"<p>Before a gateway restart, until {e(end)}: heart rate (bpm) by "
-                          f"minute since {e(_first_minute_at(t, end))} (its alarms are in the "
-                          f"ward's event log):</p>{before}")  # fmt: skip
+                first = _first_minute_at(t, end)
+                about, first = ("about ", first[6:]) if first.startswith("about ") else ("", first)
+                chart += (f"<p>Before a gateway restart, until {e(shown_at(end, zone))}: heart "
+                          f"rate (bpm) by minute since {about}{e(shown_at(first, zone))} (its "
+                          f"alarms are in the ward's event log):</p>{before}")  # fmt: skip
     body = (
         f"<section><h2>Beats</h2><p>Monitored {clock(summary['received_s'])} (h:mm:ss) since "
-        f"{e(str(summary['admitted_at']).replace('T', ' '))}; heart rate {hr} bpm over the "
+        f"{e(shown_at(summary['admitted_at'], zone))}; heart rate {hr} bpm over the "
         f"last minute; {n} beats labelled.</p>"
         + (f"<p class=hi>Check the leads: {e(summary['polarity_warning'])}.</p>"
            if summary.get("polarity_warning") else "")
         + "<table><tr><th>class</th><th>beats</th>"
         f"<th>count</th><th>%</th></tr>{beats}</table>{chart}</section>"
         "<section><h2>Alarms</h2>"
-        + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th></th></tr>{alarms}"
+        + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th>going on or ended</th>"
+           f"<th></th></tr>{alarms}"
            "</table>" if alarms else "<p>No alarm was raised.</p>")
         + (f"<p>The newest alarm strips (25 mm/s, 10 mm/mV; each beat's class over it, ? "
            f"where the signal was rejected; the dashed line is the onset):</p>{drawn}"
            if drawn else "")
         + "</section>"
     )  # fmt: skip
-    intro = "Beat classes follow AAMI EC57. Times are UTC."
+    intro = f"Beat classes follow AAMI EC57. Times are in {e(zone_name(zone))}."
     return page(f"ECG monitoring: patient {pid} (live)", intro, body, model=model,
-                generated=generated)  # fmt: skip
+                generated=generated, zone=zone)  # fmt: skip

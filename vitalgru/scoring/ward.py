@@ -53,7 +53,7 @@ from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_ecg import EcgWard
-from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed
+from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed, alarm_ends
 from vitalgru.scoring.ward_events import _utc_now, escalation_delays
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_restart import MEMORY_EVERY_S, WardRestart
@@ -316,7 +316,8 @@ class Ward(WardRestart, EcgWard):
         """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's
         :meth:`sepsis_summary`, taken together."""
         with self._queue_lock:
-            ecg = [bed.summary(pid) for pid, bed in self._ecg_beds.items()]
+            ends = alarm_ends(self._events)
+            ecg = [bed.summary(pid, ends) for pid, bed in self._ecg_beds.items()]
             sepsis = [bed.summary(pid) for pid, bed in self._sepsis_beds.items()]
         return ecg, sepsis
 

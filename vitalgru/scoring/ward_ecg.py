@@ -33,6 +33,7 @@ from vitalgru.scoring.ward_ecg_bed import (
     RATE_WINDOW_S,
     EcgBed,
     SampleTail,
+    alarm_ends,
 )
 from vitalgru.scoring.ward_events import _iso, _iso_ms, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows
@@ -283,7 +284,7 @@ class EcgWard(WardShadows, WardStrips):
                 self._complete_strips(final=pid)  # the stream ended: as far as it went
                 bed = self._ecg_beds.pop(pid)
                 self._end_at_discharge(pid, bed)
-                summary = bed.summary(pid)
+                summary = bed.summary(pid, alarm_ends(self._events))
                 self._journal("discharge_ecg", pid)
         return {**summary, "discharged": True}
 
@@ -328,7 +329,7 @@ class EcgWard(WardShadows, WardStrips):
             with self._together():  # the move and its event, or neither
                 self._journal("merge_ecg", old, new)
                 self._log_merge("ecg", old, new, "the ECG stream")
-            return bed.summary(new)
+            return bed.summary(new, alarm_ends(self._events))
 
     def _end_conditions(self, pids: Iterable[str]) -> None:
         """Log the end of each of ``pids``' open alarms whose condition has cleared (the
@@ -423,11 +424,14 @@ class EcgWard(WardShadows, WardStrips):
         feed's index resumed), "received_s", "queued_s", "beats", "counts" ({class: n}),
         "hr_bpm" (median RR of the last minute's beats in accepted signal; None with fewer
         than 5), "rejected_pct" (of the recent beats), "last_beats" (the 10 newest: time_s,
-        label, signal_ok), "alarms" (the newest 100)}``. KeyError for a patient not on ECG monitoring."""
+        label, signal_ok), "alarms" (the newest 100, oldest first; each with its ``state``:
+        ``going_on``, ``ended``, with ``ended`` (``{"seq", "at", "kind", "reason",
+        "message"}`` of the event that ended it) while the log holds that event, or
+        ``momentary``)}``. KeyError for a patient not on ECG monitoring."""
         self._need(self.ecg, "arrhythmia", change=False)
         pid = str(patient_id)
         with self._queue_lock:
             bed = self._ecg_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on ECG monitoring")
-            return bed.summary(pid)
+            return bed.summary(pid, alarm_ends(self._events))

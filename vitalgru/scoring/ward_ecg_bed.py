@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES
 
 __all__ = [
+    "LASTING_ALARMS",
     "MAX_CHUNK_S",
     "MAX_FILL_S",
     "RATE_MIN_SPAN_S",
@@ -32,8 +34,14 @@ __all__ = [
     "STRIP_KEEP_S",
     "EcgBed",
     "SampleTail",
+    "alarm_ends",
     "off_rate",
 ]
+
+#: The ECG alarms that last until their condition ends, which an event of the log names
+#: (``ends``: ``feed_restored``, ``alarm_ended``, ``signal_restored``, ``beats_resumed``);
+#: the others (runs, frequent ectopy) are momentary.
+LASTING_ALARMS = ("feed_lost", "feed_rate", "poor_signal", "pause")
 
 #: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
 #: is refused, not buffered without bound).
@@ -341,8 +349,12 @@ class EcgBed:
             out["first_minute"] = first
         return out
 
-    def summary(self, pid: str) -> dict[str, Any]:
-        """:meth:`vitalgru.scoring.ward.Ward.ecg_summary` of this feed (patient ``pid``)."""
+    def summary(
+        self, pid: str, ends: Mapping[int, Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`vitalgru.scoring.ward.Ward.ecg_summary` of this feed (patient ``pid``);
+        ``ends``: the ends the event log holds (:func:`alarm_ends`), said of the alarms
+        they end."""
         recent = list(self.recent)
         rate = self.sent_rate(RATE_MIN_SPAN_S)
         hr = None
@@ -383,5 +395,34 @@ class EcgBed:
                 {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
                 for c in recent[-10:]
             ],
-            "alarms": [dict(a) for a in self.alerts],
+            "alarms": [self._alarm_state(a, ends or {}) for a in self.alerts],
         }
+
+    def _alarm_state(
+        self, alarm: Mapping[str, Any], ends: Mapping[int, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """A copy of ``alarm`` with its ``state``: ``going_on`` (its condition lasts: a lost
+        feed, one off its rate, a poor signal, a pause no beat has ended), ``ended`` (with
+        ``ended``, its end from ``ends``, when the log still holds it) or ``momentary``."""
+        out = dict(alarm)
+        if out.get("kind") not in LASTING_ALARMS:
+            out["state"] = "momentary"
+        elif out.get("seq") in (self.lost_seq, self.rate_seq, self.poor_seq, self.pause_seq):
+            out["state"] = "going_on"
+        else:
+            out["state"] = "ended"
+            if out.get("seq") in ends:
+                out["ended"] = dict(ends[out["seq"]])
+        return out
+
+
+def alarm_ends(events: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The ends of alarms among ``events`` (the ward's log): ``{seq of the alarm: {"seq",
+    "at" (when logged, ISO UTC), "kind" (``beats_resumed``, ``alarm_ended``, ...),
+    "reason" (an ``alarm_ended``'s, else None), "message"}}``."""
+    return {
+        int(e["ends"]): {"seq": e.get("seq"), "at": e.get("received_at"), "kind": e.get("kind"),
+                         "reason": e.get("reason"), "message": e.get("message", "")}
+        for e in events
+        if e.get("ends") is not None
+    }  # fmt: skip

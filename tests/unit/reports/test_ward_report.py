@@ -3,7 +3,7 @@ invented where a value is missing."""
 
 from __future__ import annotations
 
-from vitalgru.reports.ward import ward_page_html
+from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
 
 
 def _ecg(pid: str, alarms: list[dict]) -> dict:
@@ -60,3 +60,51 @@ def test_alarms_no_one_has_acknowledged_come_first() -> None:
     assert page.index("icu-3") < page.index("icu-2")  # not yet seen, though the lower risk
     assert "<span class=hi>in alarm</span> (acknowledged by Dr &lt;O&gt;)" in page
     assert "<span class=hi>in alarm, not acknowledged</span>" in page
+
+
+def _pause(state: str, **more: object) -> dict:
+    return {"seq": 3, "kind": "pause", "message": "pause: no heartbeat detected for 3.7 s",
+            "onset_at": "2026-12-07T12:44:59.610+00:00", "state": state, **more}  # fmt: skip
+
+
+def test_the_ward_says_when_the_latest_ecg_alarm_began_and_whether_it_goes_on() -> None:
+    # the column had neither time nor end: a pause going on read as one over long ago
+    going = ward_page_html([_ecg("bed-4", [_pause("going_on")])], [])
+    assert (
+        "Pause at 2026-12-07 12:44:59 UTC (<span class=hi>going on</span>): pause: no "
+        "heartbeat detected for 3.7 s" in going
+    )
+    end = {"seq": 4, "at": "2026-12-07T12:45:09+00:00", "kind": "beats_resumed",
+           "reason": None, "message": "heartbeats are detected again after the pause"}  # fmt: skip
+    over = ward_page_html([_ecg("bed-4", [_pause("ended", ended=end)])], [])
+    assert (
+        "Pause at 2026-12-07 12:44:59 UTC (ended 2026-12-07 12:45:09 UTC: heartbeats are "
+        "detected again after the pause): pause" in over
+    )
+    assert "going on</span>" not in over
+    # its end gone from the log: ended all the same (the ward holds no such condition now)
+    assert "(ended (its end is no longer in the event log))" in ward_page_html(
+        [_ecg("bed-4", [_pause("ended")])], []
+    )
+    # a run is momentary; a pause behind it that goes on is said too
+    run = {"seq": 5, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
+           "onset_at": "2026-12-07T12:46:00+00:00", "state": "momentary"}  # fmt: skip
+    both = ward_page_html([_ecg("bed-4", [_pause("going_on"), run])], [])
+    assert "Ventricular run at 2026-12-07 12:46:00 UTC (momentary" in both
+    assert "<span class=hi>still going on</span>: Pause since 2026-12-07 12:44:59 UTC" in both
+
+
+def test_the_ecg_page_says_of_each_alarm_whether_it_goes_on_or_when_it_ended() -> None:
+    end = {"seq": 4, "at": "2026-12-07T12:45:09+00:00", "kind": "beats_resumed",
+           "reason": None, "message": "heartbeats are detected again after the pause"}  # fmt: skip
+    summary = {**_ecg("bed-4", [_pause("ended", ended=end), _pause("going_on", seq=6)]),
+               "admitted_at": "2026-12-07T12:40:00+00:00"}  # fmt: skip
+    page = ecg_patient_page_html(summary, [])
+    assert "<th>going on or ended</th>" in page
+    rows = page.split("<th>going on or ended</th>")[1].split("</tr>")
+    # newest first: the pause going on, then the one a heartbeat ended
+    assert "<td><span class=hi>going on</span></td>" in rows[1]
+    assert (
+        "<td>ended 2026-12-07 12:45:09 UTC: heartbeats are detected again after the "
+        "pause</td>" in rows[2]
+    )

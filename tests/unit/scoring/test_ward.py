@@ -848,6 +848,7 @@ def test_the_heart_rate_by_minute_is_the_replay_pages(signals: dict[str, np.ndar
 def test_the_heart_rate_trend_outlives_gateway_restarts(
     signals: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
+    from vitalgru.reports.html import shown_at
     from vitalgru.reports.ward import ecg_patient_page_html
 
     state = tmp_path / "ward.sqlite"
@@ -874,7 +875,7 @@ def test_the_heart_rate_trend_outlives_gateway_restarts(
     page = ecg_patient_page_html(again.ecg_summary("bed-1"), [], got)
     assert (
         page.count("<svg") == 2
-        and f"Before a gateway restart, until {got['stream_started_at']}" in page
+        and f"Before a gateway restart, until {shown_at(got['stream_started_at'])}" in page
     )
     again.close()
     # and again: both earlier streams, oldest first; a state file with junk in it is ignored
@@ -1122,6 +1123,9 @@ def test_a_pause_alarm_is_in_progress_until_a_heartbeat_ends_it(
         kinds = {e["kind"]: e["seq"] for e in ward.events()["events"]}
         if "pause" in kinds and "beats_resumed" not in kinds:
             assert kinds["pause"] in ward.alarms_in_progress()  # no beat yet: it goes on
+            # and the summary the pages show says so (they could not tell it from one over)
+            (shown,) = [a for a in ward.ecg_summary("bed-5")["alarms"] if a["kind"] == "pause"]
+            assert shown["state"] == "going_on" and "ended" not in shown
             in_progress += 1
     assert in_progress >= 1  # raised while the pause went on, not after it
     (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
@@ -1130,6 +1134,16 @@ def test_a_pause_alarm_is_in_progress_until_a_heartbeat_ends_it(
     assert pause not in ward.alarms_in_progress()
     assert pause in ward._awaiting_ack  # a clinical alarm: over, but still to be seen
     assert "beats_resumed" not in {a["kind"] for a in ward.ecg_summary("bed-5")["alarms"]}
+    # the summary says it ended, when and why: the end the log holds
+    (ecg,), _ = ward.summaries()
+    for summary in (ward.ecg_summary("bed-5"), ecg):
+        (shown,) = [a for a in summary["alarms"] if a["kind"] == "pause"]
+        assert shown["state"] == "ended"
+        assert shown["ended"] == {"seq": beats["seq"], "at": beats["received_at"],
+                                  "kind": "beats_resumed", "reason": None,
+                                  "message": beats["message"]}  # fmt: skip
+        assert {a["state"] for a in summary["alarms"] if a["kind"] != "pause"} <= {
+            "ended", "momentary"}  # fmt: skip
 
 
 def test_poor_signal_and_pause_alarms_open_at_a_restart_are_ended_by_the_next_gateway(
@@ -1587,13 +1601,15 @@ def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_s
     # there (it said the stream's start, 1,470 minutes early)
     (saved,) = ward.journal.value("ecg_trends")["bed-1"]
     assert saved["first_minute"] == minutes - TREND_KEEP_MINUTES and "first_minute" not in whole
+    from vitalgru.reports.html import shown_at
     from vitalgru.reports.ward import ecg_patient_page_html
 
     began = datetime.fromisoformat(whole["stream_started_at"])
     label = (began + timedelta(minutes=minutes - TREND_KEEP_MINUTES)).isoformat()
     now = {**ward.ecg_trend("bed-1"), "earlier": [saved]}
     page = ecg_patient_page_html(ward.ecg_summary("bed-1"), [], now)
-    assert f"minute since {label}" in page and f"minute since {began.isoformat()} (its" not in page
+    assert f"minute since {shown_at(label)} (its" in page
+    assert f"minute since {shown_at(began)} (its" not in page
     assert kept_trends([saved]) == [saved]  # cut again: nothing more to cut, nothing added
     # a day kept by an older version, which did not say where it began: labelled from the
     # end of its stream (the next one's start) back over the minutes it holds
@@ -1601,7 +1617,7 @@ def test_a_long_streams_trend_is_kept_compactly_and_only_its_last_day_built_to_s
     assert kept_trends([old]) == [old]
     page = ecg_patient_page_html(ward.ecg_summary("bed-1"), [], {**now, "earlier": [old]})
     ended = datetime.fromisoformat(now["stream_started_at"])
-    assert f"minute since about {(ended - timedelta(days=1)).isoformat()}" in page
+    assert f"minute since about {shown_at(ended - timedelta(days=1))}" in page
     # a stream shorter than a day: saved whole, as before
     ward.admit_ecg("bed-2", 360.0)
     for k in range(3):
