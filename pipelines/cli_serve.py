@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               tokens=args.tokens,
               escalate_after_s=tuple(60 * m for m in args.escalate_after_min) or None,
               patient_system=args.patient_system, hl7_timezone=args.hl7_timezone,
+              display_timezone=args.display_timezone,
               mllp_port=args.mllp_port, mllp_host=args.mllp_host,
               mllp_allow=args.mllp_allow, adt_units=args.adt_units,
               hour_close_after_s=60 * args.hour_close_after_min,
@@ -288,6 +289,12 @@ def add_serve_commands(sub: Any) -> None:
         help="the site's time zone (e.g. Europe/Berlin) for HL7 v2 times sent without a "
         "UTC offset; in the hour the clock goes back, the occurrence before the message "
         "arrived (default: such times are not placed)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--display-timezone", default=None, metavar="ZONE",
+        help="the time zone of the times on the clinicians' pages (the ward page, the ECG "
+        "patient pages and strips), each labelled with it (default: --hl7-timezone when "
+        "given, the site's zone, else UTC); JSON, HL7 v2 and FHIR keep their own times",
     )  # fmt: skip
     sp.add_argument(
         "--mllp-port", type=port, default=None,

@@ -154,6 +154,7 @@ def create_app(
     tokens: TokenTable | TokenFile | None = None,
     patient_system: str | None = None,
     hl7_timezone: tzinfo | None = None,
+    display_timezone: tzinfo | None = None,
     mllp: tuple[str, int] | socket.socket | None = None,
     mllp_allow: list[str] | None = None,
     adt_units: list[str] | None = None,
@@ -184,6 +185,9 @@ def create_app(
     over MLLP while the app runs, from the addresses in ``mllp_allow`` (None: any), over
     TLS with ``mllp_tls`` (:func:`pipelines.mllp_server.server_tls`).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
+    ``display_timezone``: the zone of the times on the clinicians' pages (the ward page, the
+    ECG patient pages and strips), each labelled with it; None: ``hl7_timezone`` when given
+    (the site's zone), else UTC. Times in JSON, HL7 v2 and FHIR stay as they are.
     ``adt_units``: the points of care whose admissions and transfers are scored.
 
     With ``audit`` (:class:`pipelines.audit.AuditLog`), every read of a patient's data,
@@ -203,6 +207,7 @@ def create_app(
     if not tick_s >= 0:
         raise ValueError(f"tick_s must be >= 0 seconds, got {tick_s!r}")
     access = token_access(token, tokens)
+    zone = next((z for z in (display_timezone, hl7_timezone) if z is not None), UTC)
     intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
     inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units, audit=audit)
 
@@ -296,7 +301,7 @@ def create_app(
             }  # fmt: skip
         return out
 
-    add_ecg_routes(feeds, reads, ward, models)
+    add_ecg_routes(feeds, reads, ward, models, zone)
 
     add_vitals_routes(
         feeds,
@@ -310,7 +315,7 @@ def create_app(
         patient_system=patient_system,
     )
 
-    add_event_routes(reads, acks, ward, tickets, stopping, patient_system)
+    add_event_routes(reads, acks, ward, tickets, stopping, patient_system, zone)
 
     @reads.get("/ward", response_class=HTMLResponse)
     def ward_page(
@@ -321,7 +326,7 @@ def create_app(
         ecg, sepsis = ward.summaries()
         answered(request, (s["patient_id"] for s in ecg + sepsis))  # every one on the page
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
-        return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None)
+        return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None, zone=zone)
 
     @reads.get("/patients")
     def patients(request: Request) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ samples, a feed's summary and the clinician's page of it, merges and discharges.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -38,11 +39,15 @@ class EcgChunk(BaseModel):
 
 
 def add_ecg_routes(
-    feeds: APIRouter, reads: APIRouter, ward: Ward, models: dict[str, str] | None
+    feeds: APIRouter,
+    reads: APIRouter,
+    ward: Ward,
+    models: dict[str, str] | None,
+    zone: tzinfo | None = None,
 ) -> None:
     """Add the ECG routes to ``feeds`` (what feeds send: admissions, samples, merges,
     discharges) and ``reads`` (a feed's summary and page) for ``ward``; ``models``: the
-    names shown on the page."""
+    names shown on the page, ``zone`` the zone of its times (None: UTC)."""
 
     @feeds.post("/ecg/{patient_id}/admit", status_code=201)
     def ecg_admit(patient_id: str, body: EcgAdmission) -> dict[str, Any]:
@@ -72,7 +77,7 @@ def add_ecg_routes(
                     continue
         trend = http_call(ward.ecg_trend, patient_id)  # 404, not 500, when discharged since
         return ecg_patient_page_html(summary, strips, trend,
-                                     model=(models or {}).get("arrhythmia"))  # fmt: skip
+                                     model=(models or {}).get("arrhythmia"), zone=zone)  # fmt: skip
 
     @feeds.delete("/ecg/{patient_id}")
     def ecg_discharge(patient_id: str, request: Request) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
@@ -19,6 +19,7 @@ from pipelines.access import StreamTickets
 from pipelines.gateway_errors import FhirJSONResponse
 from pipelines.gateway_http import answered, event_for, event_patients, http_call
 from vitalgru.reports.fhir_gateway import events_bundle, strip_observation
+from vitalgru.reports.html import shown_at
 from vitalgru.reports.strip import strip_svg
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal_file import event_json
@@ -48,10 +49,12 @@ def add_event_routes(
     tickets: StreamTickets,
     stopping: Callable[[], bool],
     patient_system: str | None,
+    zone: tzinfo | None = None,
 ) -> None:
     """Add the event log's routes to ``reads`` (reading it) and ``acks`` (acknowledging)
     for ``ward``: ``tickets`` open the stream for a browser's EventSource, streams end once
-    ``stopping()`` is true, FHIR resources name patients in ``patient_system``."""
+    ``stopping()`` is true, FHIR resources name patients in ``patient_system``, a strip's
+    drawing says when it starts in ``zone`` (None: UTC)."""
 
     @reads.get("/events")
     def events(
@@ -152,7 +155,7 @@ def add_event_routes(
         strip = http_call(ward.strip, seq)
         event_for(request, strip["patient_id"])
         title = (f"{strip['patient_id']} · {strip['message']} · strip from "
-                 f"{strip['start_at'].replace('T', ' ')}")  # fmt: skip
+                 f"{shown_at(strip['start_at'], zone, unit='ms')}")  # fmt: skip
         svg = strip_svg(strip["samples"], strip["fs"], start_s=strip["start_s"],
                         beats=strip["beats"], onset_s=strip["onset_s"], title=title)  # fmt: skip
         return Response(svg, media_type="image/svg+xml")

@@ -77,6 +77,16 @@ class ModelUnavailable(ModelLoadError):
 EXIT_NO_MODEL = 4
 
 
+def _zone(option: str, name: str | None) -> ZoneInfo | None:
+    """The time zone ``option`` names (None for none), or ValueError saying it is none."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{option} {name!r} is not a time zone (e.g. Europe/Berlin)") from None
+
+
 def _loaded(task: str, uri: str) -> tuple[Any, Any]:
     """(the loaded model, its live monitor); ValueError (a ModelLoadError among them) for
     a model that cannot be loaded or that the monitor refuses (its preprocessing)."""
@@ -249,6 +259,7 @@ def serve(
     escalate_after_s: float | Sequence[float] | None = ESCALATE_AFTER_S,
     patient_system: str | None = None,
     hl7_timezone: str | None = None,
+    display_timezone: str | None = None,
     mllp_port: int | None = None,
     mllp_host: str = "127.0.0.1",
     mllp_allow: list[str] | None = None,
@@ -278,17 +289,15 @@ def serve(
     with ``forward_alarms_ca`` (a CA file, or ``system``), presenting the same
     certificate; HTTP itself with ``tls_cert`` and ``tls_key`` (:func:`http_tls_options`).
     ``cds_clients``: a file naming the EHRs that may call the CDS Hooks services
-    (:mod:`pipelines.cds_hooks`); ``public_url``: the gateway's address as they call it."""
+    (:mod:`pipelines.cds_hooks`); ``public_url``: the gateway's address as they call it.
+    ``display_timezone``: the zone of the clinicians' pages' times (default: ``hl7_timezone``,
+    else UTC)."""
     import uvicorn
 
     https = http_tls_options(tls_cert, tls_key, tls_client_ca)
 
-    zone = None
-    if hl7_timezone:
-        try:
-            zone = ZoneInfo(hl7_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{hl7_timezone!r} is not a time zone (e.g. Europe/Berlin)") from None
+    zone = _zone("--hl7-timezone", hl7_timezone)
+    shown_zone = _zone("--display-timezone", display_timezone)
     if bool(mllp_tls_cert) != bool(mllp_tls_key):
         raise ValueError("--mllp-tls-cert and --mllp-tls-key go together")
     listener_tls = (
@@ -379,6 +388,7 @@ def serve(
             config = uvicorn.Config(
                 create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
                            tokens=table, patient_system=patient_system, hl7_timezone=zone,
+                           display_timezone=shown_zone,
                            mllp=mllp_sock,
                            mllp_allow=mllp_allow or None, adt_units=adt_units or None,
                            audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,

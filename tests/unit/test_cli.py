@@ -691,6 +691,8 @@ class TestCLI:
             10.0,
         )
         for bad, says in ((["--hl7-timezone", "Mars/Olympus"], "not a time zone"),
+                          (["--display-timezone", "Mars/Olympus"],
+                           "--display-timezone 'Mars/Olympus' is not a time zone"),
                           (["--mllp-port", "2575", "--mllp-allow", "ward-4"], "does not appear"),
                           (["--forward-alarms", "engine"], "wants HOST:PORT"),
                           (["--mllp-tls-cert", "gw.pem"], "go together"),

@@ -1,14 +1,16 @@
-"""The pages' shared pieces: round axis tops and the inline trend chart."""
+"""The pages' shared pieces: round axis tops, the inline trend chart and times shown in
+the site's zone."""
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from vitalgru.reports.html import axis_top, page, trend_chart
+from vitalgru.reports.html import axis_top, page, shown_at, trend_chart, zone_name
 
 
 @pytest.mark.parametrize(
@@ -55,3 +57,19 @@ def test_the_time_a_page_was_generated_is_printed_in_utc() -> None:
     # 09:30 at UTC+1 was printed "09:30 UTC"
     at = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=1)))
     assert "Generated 2026-03-01 08:30 UTC" in page("t", "", "", generated=at)
+
+
+def test_a_time_is_shown_in_the_sites_zone_labelled_with_it() -> None:
+    berlin, la = ZoneInfo("Europe/Berlin"), ZoneInfo("America/Los_Angeles")
+    at = "2026-12-07T12:44:59.610+00:00"
+    assert shown_at(at) == "2026-12-07 12:44:59 UTC"  # no zone: UTC, as before
+    assert shown_at(at, berlin) == "2026-12-07 13:44:59 CET"
+    assert shown_at(at, la, unit="ms") == "2026-12-07 04:44:59.610 PST"
+    assert shown_at("2026-12-07T03:00:00Z", la) == "2026-12-06 19:00:00 PST"  # the day before
+    assert shown_at("2026-07-07T12:44:59", berlin, unit="min") == "2026-07-07 14:44 CEST"
+    assert shown_at(None) == "–" and shown_at("not a time") == "not a time"
+    assert zone_name(None) == zone_name(UTC) == "UTC" and zone_name(berlin) == "Europe/Berlin"
+    page_ = page("t", "", "", generated=datetime(2026, 12, 7, 12, 46, 55, tzinfo=UTC), zone=la)
+    assert "Generated 2026-12-07 04:46 PST." in page_
+    with pytest.raises(ValueError, match="unit"):
+        shown_at(at, unit="h")
