@@ -19,18 +19,11 @@ from typing import Any
 import numpy as np
 
 from vitalgru.reports.html import axis_top, clock, page, trend_chart
-from vitalgru.reports.strip import strip_svg
+from vitalgru.reports.strip import CLASS_NAMES, strip_svg
 
 __all__ = ["PatientSummary", "hr_chart", "monitoring_report_html", "patient_summary"]
 
 CLASSES = ("N", "S", "V", "F", "Q")
-CLASS_NAMES = {
-    "N": "normal or bundle branch block",
-    "S": "supraventricular ectopic",
-    "V": "ventricular ectopic",
-    "F": "fusion",
-    "Q": "unclassifiable or paced",
-}
 ALERT_NAMES = {
     "ventricular_run": "Ventricular run",
     "supraventricular_run": "Supraventricular run",
@@ -172,10 +165,10 @@ def _strips_html(strips: Sequence[Mapping[str, Any]]) -> str:
     e = html.escape
     out = ["<p>ECG of the first alarm of each kind (lead as monitored; 25 mm/s, 10 mm/mV; "
            "each beat's class over it, ? where the signal was rejected; the dashed line is "
-           "the onset):</p>"]  # fmt: skip
+           "the onset; under each row the seconds from the strip's start):</p>"]  # fmt: skip
     for s in strips:
         title = (f"{ALERT_NAMES.get(s['kind'], s['kind'])} at {clock(float(s['onset_s']))}: "
-                 f"{s['message']}")  # fmt: skip
+                 f"{s['message']} · strip from {float(s['start_s']):.1f} s of monitoring")  # fmt: skip
         out.append(f"<figure>{strip_svg(s['samples'], s['fs'], start_s=s['start_s'], beats=s['beats'], onset_s=s['onset_s'], title=title)}"
                    f"<figcaption class=note>{e(title)}</figcaption></figure>")  # fmt: skip
     return "".join(out)

@@ -7,7 +7,9 @@ class label without the signal asks to be trusted. :func:`strip_svg` draws one a
 self-contained SVG (no script, no font or image from elsewhere) at the paper's standard
 scale: 25 mm/s and 10 mm/mV, 1 mm squares with every fifth line darker, in rows of
 ``row_s`` seconds, its size given in millimetres so that a printed page keeps that scale
-(a 10-s row is 250 mm: the pages print on A4 or Letter landscape). Plain data in, text out.
+(a 10-s row is 250 mm: the pages print on A4 or Letter landscape). The times under the rows
+are seconds from the strip's start (the caller's title says when that was), and a legend
+names the beat classes. Plain data in, text out.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import clock
-
-__all__ = ["MM_PER_MV", "MM_PER_S", "PX_PER_MM", "strip_svg"]
+__all__ = ["CLASS_NAMES", "MM_PER_MV", "MM_PER_S", "PX_PER_MM", "strip_svg"]
 
 #: Paper speed and gain of the drawing (the clinical standard), and pixels per millimetre.
 MM_PER_S = 25.0
@@ -29,10 +29,22 @@ MM_PER_MV = 10.0
 PX_PER_MM = 4.0
 #: Millivolts a row spans (the signal beyond is drawn at the row's edge and said so).
 ROW_MV = 4.0
-#: Colour of each class's label (N and Q quiet, ectopic beats stand out).
-LABEL_COLOURS = {"N": "#555", "S": "#1f5fbf", "V": "#c00", "F": "#8a2be2", "Q": "#555"}
+#: The AAMI EC57 beat classes, as the strip's legend and the pages name them.
+CLASS_NAMES = {
+    "N": "normal or bundle branch block",
+    "S": "supraventricular ectopic",
+    "V": "ventricular ectopic",
+    "F": "fusion",
+    "Q": "unclassifiable or paced",
+}
+#: Colour of each class's label (N quiet, ectopic beats in bold colours). Q is neither
+#: normal nor ectopic: its own colour and a box around it, so that it stands out from N
+#: without colour too (a grey Q had looked like the N beside it).
+LABEL_COLOURS = {"N": "#555", "S": "#1f5fbf", "V": "#c00", "F": "#8a2be2", "Q": "#b35900"}
+_BOXED = ("Q",)
 _TOP_PX = 16  # room for the beat labels over each row
 _FOOT_PX = 14  # room for the times under each row
+_LEGEND_PX = 30  # room for the legend under the last row
 
 
 #: Path coordinates are written in tenths of a pixel, as integers (the path is scaled by
@@ -77,6 +89,38 @@ def _row_path(t_px: np.ndarray, y_px: np.ndarray) -> str:
     return "".join(parts)
 
 
+def _label(x: float, y: float, label: str, anchor: str = "middle") -> str:
+    """A beat class's letter (and what follows it, a ``?``) at (x, y): coloured by class,
+    ectopic classes bold, a boxed class in a box."""
+    colour = LABEL_COLOURS.get(label[:1], "#555")
+    weight = ' font-weight="bold"' if label[:1] in ("S", "V", "F") else ""
+    out = (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="11" '
+           f'fill="{colour}"{weight}>{html.escape(label)}</text>')  # fmt: skip
+    if label[:1] in _BOXED:  # around the letter (about 7 px wide at 11 px)
+        left = x - 5.5 if anchor == "middle" else x - 2
+        out += (f'<rect x="{left:.1f}" y="{y - 10:.1f}" width="11" height="12.5" fill="none" '
+                f'stroke="{colour}" stroke-width="0.8"/>')  # fmt: skip
+    return out
+
+
+def _legend(top: float, width: float) -> str:
+    """Two lines from ``top``: each class's letter as drawn and its name; what a ``?``
+    says, the scale, and what the times under the rows are."""
+    out, x = [], 2.0
+    for k, name in CLASS_NAMES.items():
+        out.append(_label(x + 2, top + 11, k, "start"))
+        out.append(f'<text x="{x + 14:.1f}" y="{top + 11:.1f}" font-size="9" fill="#333">'
+                   f"{html.escape(name)}</text>")  # fmt: skip
+        x += 14 + 5.5 * len(name) + 16  # wide enough for a 9 px sans serif
+    foot = top + 25
+    out.append(f'<text x="2" y="{foot:.1f}" font-size="9" fill="#333">? after a letter: the beat '
+               "lay in signal the quality check rejected. Under the rows: seconds from the "
+               "strip's start.</text>")  # fmt: skip
+    out.append(f'<text x="{width - 2:.0f}" y="{foot:.1f}" text-anchor="end" font-size="9" '
+               f'fill="#555">{MM_PER_S:g} mm/s, {MM_PER_MV:g} mm/mV</text>')  # fmt: skip
+    return "".join(out)
+
+
 def strip_svg(
     samples: Sequence[float] | np.ndarray,
     fs: float,
@@ -96,7 +140,8 @@ def strip_svg(
     fs : float
         Samples per second.
     start_s : float
-        Stream time of the first sample (s from admission; the times under the rows).
+        Stream time of the first sample (s from admission); the times under the rows are
+        seconds from it (the title says when the strip starts).
     beats : sequence of mapping
         ``{"time_s", "label"}`` (and ``"signal_ok"``, False drawing the label with a
         question mark: the beat lay in signal the quality check rejected), stream times.
@@ -125,7 +170,7 @@ def strip_svg(
     width = row_s * px_s
     band = _TOP_PX + row_px + _FOOT_PX
     title_px = 18 if title else 0
-    height = title_px + n_rows * band
+    height = title_px + n_rows * band + _LEGEND_PX
     small, big = PX_PER_MM, 5 * PX_PER_MM
     out = [
         # sized in millimetres (the drawing's units are PX_PER_MM to the mm): printed, the
@@ -171,14 +216,8 @@ def strip_svg(
             t = float(b["time_s"])
             if not row_t0 <= t < row_t1:
                 continue
-            label = str(b["label"])
             ok = b.get("signal_ok", True)
-            bx = (t - row_t0) * px_s
-            colour = LABEL_COLOURS.get(label, "#555")
-            weight = ' font-weight="bold"' if label not in ("N", "Q") else ""
-            out.append(f'<text x="{bx:.1f}" y="{top - 4:.1f}" text-anchor="middle" '
-                       f'font-size="11" fill="{colour}"{weight}>{e(label)}{"" if ok else "?"}'
-                       "</text>")  # fmt: skip
+            out.append(_label((t - row_t0) * px_s, top - 4, str(b["label"]) + ("" if ok else "?")))
         if onset_s is not None and row_t0 <= onset_s < row_t1:
             ox = (onset_s - row_t0) * px_s
             out.append(f'<line x1="{ox:.1f}" y1="{top:.1f}" x2="{ox:.1f}" y2="{top + row_px:.1f}" '
@@ -186,13 +225,14 @@ def strip_svg(
             out.append(f'<text x="{ox + 3:.1f}" y="{top + row_px - 4:.1f}" font-size="10" '
                        'fill="#c00">onset</text>')  # fmt: skip
         foot = top + row_px + 11
+        # seconds from the strip's start, where each second's line is: a stream time as
+        # h:mm:ss here read as a time of day, and was rounded (54.9 s labelled 0:00:55)
         for k in range(int(row_s) + 1):
             if row_t0 + k > start_s + duration + 1e-9:
                 break
             out.append(f'<text x="{min(k * px_s, width - 1):.1f}" y="{foot:.1f}" '
                        f'text-anchor="{"start" if k == 0 else "end" if k == row_s else "middle"}" '
-                       f'font-size="9" fill="#555">{clock(row_t0 + k)}</text>')  # fmt: skip
-    out.append(f'<text x="{width - 2:.0f}" y="{height - 2:.0f}" text-anchor="end" font-size="9" '
-               f'fill="#555">{MM_PER_S:g} mm/s, {MM_PER_MV:g} mm/mV</text>')  # fmt: skip
+                       f'font-size="9" fill="#555">{r * row_s + k:g} s</text>')  # fmt: skip
+    out.append(_legend(title_px + n_rows * band, width))
     out.append("</svg>")
     return "".join(out)

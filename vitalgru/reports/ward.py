@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 from vitalgru.reports.html import clock, page, shown_at, zone_name
-from vitalgru.reports.monitoring import ALERT_NAMES, CLASS_NAMES, hr_chart
-from vitalgru.reports.strip import strip_svg
+from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
+from vitalgru.reports.strip import CLASS_NAMES, strip_svg
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
@@ -193,11 +193,15 @@ def ward_page_html(
     (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first; with
     ``refresh_s``, a screen that loads itself again every that many seconds. Times are
     shown in ``zone`` (None: UTC), each labelled with it."""
+    e = html.escape
     parts = []
     if ecg:
         parts.append(
-            "<section><h2>ECG</h2><table><tr><th>patient</th><th>monitored (h:mm:ss)</th>"
-            "<th>heart rate (bpm, last minute)</th><th>beats</th><th>V %</th><th>S %</th>"
+            "<section><h2>ECG</h2><p>Beat classes (AAMI EC57): "
+            + "; ".join(f"{k} {e(v)}" for k, v in CLASS_NAMES.items())
+            + ".</p><table><tr><th>patient</th><th>monitored (h:mm:ss)</th>"
+            "<th>heart rate (bpm, last minute)</th><th>beats</th>"
+            "<th>V % (ventricular ectopic)</th><th>S % (supraventricular ectopic)</th>"
             "<th>recent beats in rejected signal %</th><th>alarms</th>"
             "<th>latest alarm (its onset; going on, ended or momentary)</th>"
             f"</tr>{_ecg_rows(ecg, zone)}</table></section>"
@@ -266,7 +270,8 @@ def ecg_patient_page_html(
         "<figure>"
         + strip_svg(st["samples"], st["fs"], start_s=st["start_s"], beats=st["beats"],
                     onset_s=st["onset_s"],
-                    title=f"{ALERT_NAMES.get(st['kind'], st['kind'])}: {st['message']}")
+                    title=f"{ALERT_NAMES.get(st['kind'], st['kind'])}: {st['message']} · strip "
+                    f"from {shown_at(st.get('start_at'), zone, unit='ms')}")
         + "</figure>"
         for st in strips[:PAGE_STRIPS]
     )  # fmt: skip
@@ -302,8 +307,9 @@ def ecg_patient_page_html(
         + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th>going on or ended</th>"
            f"<th></th></tr>{alarms}"
            "</table>" if alarms else "<p>No alarm was raised.</p>")
-        + (f"<p>The newest alarm strips (25 mm/s, 10 mm/mV; each beat's class over it, ? "
-           f"where the signal was rejected; the dashed line is the onset):</p>{drawn}"
+        + (f"<p>The newest alarm strips (25 mm/s, 10 mm/mV; each beat's class over it, as in "
+           f"the table above, ? where the signal was rejected; the dashed line is the onset; "
+           f"under each row the seconds from the strip's start):</p>{drawn}"
            if drawn else "")
         + "</section>"
     )  # fmt: skip

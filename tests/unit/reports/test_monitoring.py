@@ -74,5 +74,6 @@ def test_the_page_draws_each_alarm_strip_it_is_given() -> None:
              "samples": [0.0] * 2000}  # fmt: skip
     page = monitoring_report_html([p], strips={"bed-1": [strip], "other": [strip]})
     assert page.count("<svg") == 2  # the heart-rate chart and the strip
+    assert "pause of 3.2 s · strip from 25.0 s of monitoring</text>" in page  # its ticks' 0 s
     assert "Pause at 0:00:30: pause of 3.2 s" in page and ">onset</text>" in page
     assert monitoring_report_html([p]).count("<svg") == 1

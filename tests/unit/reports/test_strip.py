@@ -58,7 +58,9 @@ def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
     at_2s = [y for x_, y in pts if abs(x_ - 2.5 * px_s) < 1]
     assert at_2s and min(at_2s) == ys[0]  # up is up
     assert max(x_ for x_, _ in second[0]) == pytest.approx((4 - 1 / fs) * px_s, abs=0.2)
-    texts = {t.text: t for t in root.iter(f"{{{NS['s']}}}text")}
+    texts: dict[str, ET.Element] = {}
+    for t in root.iter(f"{{{NS['s']}}}text"):  # the strip's first, the legend's after
+        texts.setdefault(t.text, t)
     assert texts["bed-4 · V run"] is not None
     assert float(texts["N"].get("x")) == pytest.approx(0.5 * px_s)
     assert texts["V"].get("fill") == "#c00" and texts["V"].get("font-weight") == "bold"
@@ -67,8 +69,53 @@ def test_the_strip_is_drawn_to_scale_with_its_gaps_labels_and_onset() -> None:
     (onset,) = [ln for ln in root.iter(f"{{{NS['s']}}}line")]
     assert float(onset.get("x1")) == pytest.approx(1.5 * px_s)
     assert float(onset.get("y1")) > float(root.get("viewBox").split()[3]) / 2  # second row
-    assert "0:01:40" in texts and "25 mm/s, 10 mm/mV" in texts
+    assert "0 s" in texts and "25 mm/s, 10 mm/mV" in texts
     assert "clipped" not in svg
+
+
+def _row_times(svg: str) -> list[tuple[float, str]]:
+    """The times under the rows: ``(x in px, text)``."""
+    return [(float(x), t) for x, t in re.findall(r'<text x="([\d.]+)" y="[\d.]+" '
+            r'text-anchor="\w+" font-size="9" fill="#555">([^<]*)</text>', svg)
+            if "mm/s" not in t]  # fmt: skip
+
+
+def test_the_times_under_the_rows_are_seconds_from_the_strips_start() -> None:
+    # they were the stream's time as h:mm:ss ("0:00:55", read as five to one at night under
+    # a title giving the start's time of day), and each second's line was labelled with the
+    # stream's second rounded: x = 0 of a strip starting at 54.889 s said 0:00:55
+    x = np.zeros(int(14.111 * 360))
+    svg = strip_svg(x, 360.0, start_s=54.889, title="strip from 2026-12-07 12:44:46.499 UTC")
+    times = _row_times(svg)
+    px_s = MM_PER_S * PX_PER_MM
+    first = [t for _, t in times[:11]]
+    assert first == [f"{k} s" for k in range(11)]  # the first row: 0 to 10 s
+    assert [t for _, t in times[11:]] == ["10 s", "11 s", "12 s", "13 s", "14 s"]
+    assert all(abs(px - k * px_s) < 1.01 for (px, _), k in zip(times[:11], range(11), strict=True))
+    assert not re.search(r">\d+:\d\d:\d\d<", svg)  # no clock-like label
+    assert "seconds from the strip's start" in svg
+
+
+def test_a_legend_names_the_beat_classes_and_q_stands_out_from_n_without_colour() -> None:
+    beats = [{"time_s": 1.0, "label": "N"}, {"time_s": 2.0, "label": "Q"},
+             {"time_s": 3.0, "label": "Q", "signal_ok": False}]  # fmt: skip
+    svg = strip_svg(np.zeros(2500), 250.0, beats=beats)
+    for name in ("normal or bundle branch block", "supraventricular ectopic",
+                 "ventricular ectopic", "fusion", "unclassifiable or paced"):  # fmt: skip
+        assert f">{name}</text>" in svg
+    root = ET.fromstring(svg)
+    labels = [t for t in root.iter(f"{{{NS['s']}}}text") if t.get("font-size") == "11"]
+    n = next(t for t in labels if t.text == "N")
+    q = next(t for t in labels if t.text == "Q")
+    assert q.get("fill") != n.get("fill")  # its own colour, and ...
+    boxes = [r for r in root.iter(f"{{{NS['s']}}}rect") if r.get("fill") == "none"
+             and r.get("stroke") == q.get("fill")]  # fmt: skip
+    # ... a box around each Q (two beats, one in rejected signal, and the legend's), none
+    # around N
+    assert len(boxes) == 3
+    xs = sorted(float(b.get("x")) + float(b.get("width")) / 2 for b in boxes[:2])
+    px_s = MM_PER_S * PX_PER_MM
+    assert xs == pytest.approx([2.0 * px_s, 3.0 * px_s], abs=0.6)
 
 
 def test_beyond_the_row_is_clipped_and_said_and_bad_input_refused() -> None:

@@ -3,6 +3,8 @@ invented where a value is missing."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
 
 
@@ -108,3 +110,24 @@ def test_the_ecg_page_says_of_each_alarm_whether_it_goes_on_or_when_it_ended() -
         "<td>ended 2026-12-07 12:45:09 UTC: heartbeats are detected again after the "
         "pause</td>" in rows[2]
     )
+
+
+def test_the_ward_names_the_beat_classes_its_columns_count() -> None:
+    # "V %" and "S %" with no word of what V and S are
+    page = ward_page_html([_ecg("bed-4", [])], [])
+    assert "<th>V % (ventricular ectopic)</th><th>S % (supraventricular ectopic)</th>" in page
+    assert (
+        "Beat classes (AAMI EC57): N normal or bundle branch block; S supraventricular "
+        "ectopic; V ventricular ectopic; F fusion; Q unclassifiable or paced." in page
+    )
+
+
+def test_the_ecg_pages_strips_say_when_they_start_and_carry_the_legend() -> None:
+    strip = {"samples": [0.0] * 2500, "fs": 250.0, "start_s": 54.889, "onset_s": 59.9,
+             "beats": [{"time_s": 56.0, "label": "Q"}], "kind": "pause",
+             "message": "pause: no heartbeat detected for 3.7 s",
+             "start_at": "2026-12-07T12:44:46.499+00:00"}  # fmt: skip
+    summary = {**_ecg("bed-4", [_pause("going_on")]), "admitted_at": "2026-12-07T12:40:00Z"}
+    page = ecg_patient_page_html(summary, [strip], zone=ZoneInfo("Europe/Berlin"))
+    assert "strip from 2026-12-07 13:44:46.499 CET</text>" in page
+    assert ">unclassifiable or paced</text>" in page and ">0 s</text>" in page
