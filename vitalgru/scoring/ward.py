@@ -53,7 +53,8 @@ from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_ecg import EcgWard
-from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed, alarm_ends
+from vitalgru.scoring.ward_ecg_alarms import alarm_ends
+from vitalgru.scoring.ward_ecg_bed import MAX_CHUNK_S, EcgBed
 from vitalgru.scoring.ward_events import _utc_now, escalation_delays
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_restart import MEMORY_EVERY_S, WardRestart

@@ -28,12 +28,12 @@ from vitalgru.scoring.alarm_strips import strip_bounds
 from vitalgru.scoring.alerts import Alert
 from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.patient_ids import check_patient_id
+from vitalgru.scoring.ward_ecg_alarms import alarm_ends
 from vitalgru.scoring.ward_ecg_bed import (
     MAX_FILL_S,
     RATE_WINDOW_S,
     EcgBed,
     SampleTail,
-    alarm_ends,
 )
 from vitalgru.scoring.ward_events import _iso, _iso_ms, merged_ids
 from vitalgru.scoring.ward_shadows import WardShadows

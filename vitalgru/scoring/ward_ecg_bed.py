@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,12 +20,12 @@ from vitalgru.dsp.quality import Thresholds
 from vitalgru.scoring.alarm_strips import STRIP_MAX_S
 from vitalgru.scoring.alerts import MAX_BREAKS_KEPT
 from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ward_ecg_alarms import alarm_state
 from vitalgru.scoring.ward_ecg_trend import HR_WINDOW_S, MinuteRates
 from vitalgru.scoring.ward_events import _iso
 from vitalgru.types import AAMI_CLASSES
 
 __all__ = [
-    "LASTING_ALARMS",
     "MAX_CHUNK_S",
     "MAX_FILL_S",
     "RATE_MIN_SPAN_S",
@@ -34,14 +34,8 @@ __all__ = [
     "STRIP_KEEP_S",
     "EcgBed",
     "SampleTail",
-    "alarm_ends",
     "off_rate",
 ]
-
-#: The ECG alarms that last until their condition ends, which an event of the log names
-#: (``ends``: ``feed_restored``, ``alarm_ended``, ``signal_restored``, ``beats_resumed``);
-#: the others (runs, frequent ectopy) are momentary.
-LASTING_ALARMS = ("feed_lost", "feed_rate", "poor_signal", "pause")
 
 #: Most seconds of ECG one feed may queue between ticks (a feed that falls further behind
 #: is refused, not buffered without bound).
@@ -222,6 +216,11 @@ class EcgBed:
     earlier: list = field(default_factory=list)
 
     @property
+    def open_alarms(self) -> tuple[int | None, ...]:
+        """The numbers of the alarms whose condition goes on (None for each that does not)."""
+        return (self.lost_seq, self.rate_seq, self.poor_seq, self.pause_seq)
+
+    @property
     def feed_lost(self) -> bool:
         """Whether the feed is lost (sent nothing for the ward's timeout, and not back)."""
         return self.lost_seq is not None
@@ -395,34 +394,5 @@ class EcgBed:
                 {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
                 for c in recent[-10:]
             ],
-            "alarms": [self._alarm_state(a, ends or {}) for a in self.alerts],
+            "alarms": [alarm_state(a, self.open_alarms, ends or {}) for a in self.alerts],
         }
-
-    def _alarm_state(
-        self, alarm: Mapping[str, Any], ends: Mapping[int, Mapping[str, Any]]
-    ) -> dict[str, Any]:
-        """A copy of ``alarm`` with its ``state``: ``going_on`` (its condition lasts: a lost
-        feed, one off its rate, a poor signal, a pause no beat has ended), ``ended`` (with
-        ``ended``, its end from ``ends``, when the log still holds it) or ``momentary``."""
-        out = dict(alarm)
-        if out.get("kind") not in LASTING_ALARMS:
-            out["state"] = "momentary"
-        elif out.get("seq") in (self.lost_seq, self.rate_seq, self.poor_seq, self.pause_seq):
-            out["state"] = "going_on"
-        else:
-            out["state"] = "ended"
-            if out.get("seq") in ends:
-                out["ended"] = dict(ends[out["seq"]])
-        return out
-
-
-def alarm_ends(events: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The ends of alarms among ``events`` (the ward's log): ``{seq of the alarm: {"seq",
-    "at" (when logged, ISO UTC), "kind" (``beats_resumed``, ``alarm_ended``, ...),
-    "reason" (an ``alarm_ended``'s, else None), "message"}}``."""
-    return {
-        int(e["ends"]): {"seq": e.get("seq"), "at": e.get("received_at"), "kind": e.get("kind"),
-                         "reason": e.get("reason"), "message": e.get("message", "")}
-        for e in events
-        if e.get("ends") is not None
-    }  # fmt: skip
