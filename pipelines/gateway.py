@@ -277,13 +277,15 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Models (``model_fallbacks``: the monitors serving an earlier champion, theirs
-        not loading), patients, ticks, the state file; with HL7 interfaces, the MLLP port and
-        the alarm forwarder's state (``behind``: events not handled yet; ``failing``: its
-        latest tries got no acknowledgement; ``lost``: events gone from the log before it
-        handled them; ``unmatched``: escalations and ends not sent, their alarm gone and
-        its kind not said). No identifiers: it is open."""
-        out = {"status": "ok", "models": models or {},
+        """``status``: ``ok``, or ``degraded`` while a monitor serves an earlier champion
+        (``model_fallbacks``; HTTP 200 all the same: it monitors, and a healthcheck that
+        restarted it would load the same broken version); models, patients, ticks, the
+        state file; with HL7 interfaces, the MLLP port and the alarm forwarder's state
+        (``behind``: events not handled yet; ``failing``: its latest tries got no
+        acknowledgement; ``lost``: events gone from the log before it handled them;
+        ``unmatched``: escalations and ends not sent, their alarm gone and its kind not
+        said). No identifiers: it is open."""
+        out = {"status": "degraded" if model_fallbacks else "ok", "models": models or {},
                "model_fallbacks": model_fallbacks or {}, "tick_s": tick_s,
                "token_required": access is not None, **ward.status()}  # fmt: skip
         if mllp is not None:
