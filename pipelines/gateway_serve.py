@@ -25,7 +25,7 @@ from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
 from pipelines.serve_claims import bind_port, claim_file
 from vitalgru import tracking
-from vitalgru.errors import ModelLoadError
+from vitalgru.errors import ModelLoadError, ModelNotRegistered
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import ESCALATE_AFTER_S, FEED_RATE_TOLERANCE, Ward
@@ -68,12 +68,17 @@ def http_tls_options(
 
 
 class ModelUnavailable(ModelLoadError):
-    """No model a monitor was asked for could be loaded: the version the URI names, nor
-    (for a champion) an earlier one. ``vitalgru serve`` ends with :data:`EXIT_NO_MODEL`."""
+    """No model a monitor was asked for could be served: the registry holds none under the
+    name, alias or version the URI names (no champion promoted yet), or the version it
+    names cannot be loaded, nor (for a champion) an earlier one. ``vitalgru serve`` ends
+    with :data:`EXIT_NO_MODEL`."""
 
 
-#: ``vitalgru serve``'s exit status when a model it was asked for cannot be loaded, no
-#: earlier champion either (2: a refusal the command line or a file gave, as elsewhere).
+#: ``vitalgru serve``'s exit status when the registry holds no model it can serve for a
+#: URI it was asked for: none registered under it (no champion yet), or none that loads.
+#: The registry, not the command, must change (a training, a promotion, a rollback): a
+#: restart serves once it has. 2 stays a refusal the command line, a file or a store that
+#: is not there gave, as elsewhere.
 EXIT_NO_MODEL = 4
 
 
@@ -110,11 +115,14 @@ def _monitor(
     whose preprocessing the monitor refuses, is logged with the version and the error, and
     the newest earlier holder of the alias that loads and passes the same checks is served
     instead (:func:`vitalgru.tracking.earlier_holders`), said in its name and in
-    ``fallbacks[task]`` (``{"wanted", "serving", "error"}``). None that loads:
-    :class:`ModelUnavailable`, one line."""
+    ``fallbacks[task]`` (``{"wanted", "serving", "error"}``). None that loads, or nothing
+    registered under the URI: :class:`ModelUnavailable`, one line."""
     if not uri:
         return None
-    pinned = tracking.resolve_model_uri(uri)  # an unknown alias: ModelLoadError, as before
+    try:
+        pinned = tracking.resolve_model_uri(uri)
+    except ModelNotRegistered as e:  # nothing to serve yet, as when nothing loads
+        raise ModelUnavailable(f"no {task} model to serve: {e}") from e
     try:
         m, monitor = _loaded(task, pinned)
     except (ValueError, KeyError, TypeError) as e:

@@ -113,6 +113,12 @@ class ModelLoadError(VitalgruError, ValueError):
     points at is not a model vitalgru logged (or one newer than this vitalgru reads)."""
 
 
+class ModelNotRegistered(ModelLoadError):
+    """A ``models:/`` URI that names nothing the registry holds: no registered model of
+    that name, no version holding that alias (none promoted yet), or no such version. The
+    message says what the registry does hold."""
+
+
 class ConflictError(VitalgruError, ValueError):
     """A request the monitor's state refuses as it is now: a patient admitted twice, a
     merge into a record with a stream of its own, an alarm acknowledged twice (HTTP 409)."""

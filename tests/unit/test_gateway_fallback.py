@@ -132,3 +132,33 @@ def test_a_version_the_champion_was_rolled_back_from_is_never_a_fall_back(
     tracking.promote(NAME, "1", "v4 misses runs on the night shift")
     assert _register(0.9) == "5"
     assert tracking.earlier_holders(NAME, "5") == ["3", "1"]
+
+
+def test_nothing_registered_under_the_uri_is_the_exit_status_of_nothing_to_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: MLflow's "Registered model alias champion not found." and exit 2, the status
+    # of a bad flag, though no flag was wrong: the registry held no champion yet (a fresh
+    # Compose stack before its first training), which a promotion puts right, as 4 says
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    with tracking.start_run("exp") as run_:  # registered, never promoted
+        tracking.log_model(run_, ArrhythmiaGRU(n_rr=len(RR_FEATURES), hidden=8).eval(),
+                           preprocessing=PREPROCESSING, config={}, registered_name=NAME)  # fmt: skip
+    port = str(_free_port())
+    said = {
+        CHAMPION: f"no version of {NAME} is its champion yet (versions: 1)",
+        "models:/vitalgru-arrhythmya@champion":
+            f"no model is registered as 'vitalgru-arrhythmya' (registered: {NAME})",
+        f"models:/{NAME}/7": f"{NAME} has no version 7 (versions: 1)",
+    }  # fmt: skip
+    for uri, why in said.items():
+        capsys.readouterr()
+        argv = ["serve", "--arrhythmia-model", uri, "--early-warning-model", "none",
+                "--state", "none", "--audit", "none", "--port", port]  # fmt: skip
+        assert run(argv) == EXIT_NO_MODEL, uri
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"vitalgru: error: no arrhythmia model to serve: cannot "
+                                  f"resolve {uri}: {why}"), err  # fmt: skip

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
-from vitalgru.errors import ModelLoadError
+from vitalgru.errors import ModelLoadError, ModelNotRegistered
 from vitalgru.models.base import DEFAULT_ALLOWED_PREFIXES, check_model_contract, model_class_path
 from vitalgru.tracking.pyfunc import (
     ARTIFACT_FILES,
@@ -273,10 +273,46 @@ def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, 
                 latest = max(versions, key=lambda v: int(v.version))
                 return f"models:/{name}/{latest.version}", name, str(latest.version)
     except MlflowException as e:
+        lacks = _not_registered(client, rest)
+        if lacks is not None:
+            raise ModelNotRegistered(
+                f"cannot resolve {uri}: {lacks}, in registry {registry_uri()}"
+            ) from e
         raise ModelLoadError(
             f"cannot resolve {uri} in registry {registry_uri()}: {e.message}"
         ) from e
     return uri, None, None  # models:/<model_id>: a logged model outside the registry
+
+
+def _not_registered(client: MlflowClient, rest: str) -> str | None:
+    """What the registry lacks of ``NAME@ALIAS`` or ``NAME/VERSION`` (None: it holds it,
+    or it cannot be asked: the error was something else), and what it holds instead."""
+    name, alias = rest.rsplit("@", 1) if "@" in rest else (rest.rsplit("/", 1)[0], None)
+    try:
+        model = client.get_registered_model(name)
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            return None
+        with contextlib.suppress(MlflowException):
+            others = [m.name for m in client.search_registered_models(max_results=20)]
+            return (f"no model is registered as {name!r} (registered: "
+                    f"{', '.join(others) or 'none yet; train one first'})")  # fmt: skip
+        return f"no model is registered as {name!r}"
+    held = ", ".join(map(str, versions)) or "none"
+    if alias is not None:
+        if alias in (model.aliases or {}):
+            return None
+        if alias == "champion":
+            return (f"no version of {name} is its champion yet (versions: {held}): a "
+                    "training makes one when its model passes the gate, or `vitalgru models "
+                    "promote` by hand")  # fmt: skip
+        return (f"no version of {name} holds the alias {alias!r} (versions: {held}): "
+                f"`vitalgru models promote --alias {alias}` gives it one")  # fmt: skip
+    version = rest.rsplit("/", 1)[1]
+    if not version.isdigit() or int(version) in versions:
+        return None
+    return f"{name} has no version {version} (versions: {held})"
 
 
 def resolve_model_uri(uri: str) -> str:
