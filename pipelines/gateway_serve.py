@@ -10,7 +10,7 @@ import logging
 import os
 import sqlite3
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +20,7 @@ from pipelines.audit import AuditLog
 from pipelines.cds_tokens import CdsClients
 from pipelines.gateway import DEFAULT_TICK_S, create_app
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
+from pipelines.gateway_models import fallback_name, restart_notes, shadows_going_on
 from pipelines.hl7_forward import AlarmForwarder, client_tls
 from pipelines.hl7_inbox import parse_adt_units
 from pipelines.mllp_server import server_tls
@@ -149,8 +150,7 @@ def _monitor(
             )  # fmt: skip
             if fallbacks is not None:
                 fallbacks[task] = {"wanted": wanted, "serving": version, "error": tried[0]}
-            why = f"a fall-back: version {wanted} cannot be loaded"
-            names[task] = f"{uri} (version {version}, {why})"
+            names[task] = fallback_name(uri, version, wanted)
             return monitor
         raise ModelUnavailable(
             f"the {task} model {uri} cannot be loaded, nor any earlier {alias[2]} of {name} "
@@ -169,25 +169,6 @@ def _set_aside(journal: WardJournal, damaged: list[StateDamage]) -> None:
     except (OSError, sqlite3.Error) as e:  # the rows stay, and are found again next time
         logger.error("gateway: %d row(s) of %s could not be taken up and are left out; no "
                      "copy of the file could be written (%s)", len(damaged), journal.path, e)  # fmt: skip
-
-
-def _champions(models: dict[str, str]) -> dict[str, str]:
-    """The models that score patients (a changed shadow changes no stored patient's risk)."""
-    return {k: v for k, v in models.items() if not k.startswith("shadow")}
-
-
-#: The shadow models' names in ``build_ward``'s model list, and their task in the ward.
-_SHADOW_TASKS = {"shadow arrhythmia": "arrhythmia", "shadow early-warning": "early_warning"}
-
-
-def shadows_going_on(kept: Mapping[str, str], names: Mapping[str, str]) -> set[str]:
-    """The ward tasks whose shadow comparison a restarted gateway takes up (``kept``: the
-    models the state file was written with; ``names``: this gateway's): the same challenger
-    against the same champion. One with another champion (promoted or rolled back since)
-    compared something else: it starts afresh."""
-    return {task for key, task in _SHADOW_TASKS.items()
-            if key in names and kept.get(key) == names[key]
-            and kept.get(key.removeprefix("shadow ")) == names.get(key.removeprefix("shadow "))}  # fmt: skip
 
 
 def build_ward(
@@ -229,12 +210,8 @@ def build_ward(
     )
     if journal is not None and kept is not None:
         if not kept.empty or kept.damaged:
-            if kept.models and _champions(kept.models) != _champions(names):
-                logger.warning(
-                    "gateway: the models changed since %s was written (%s, now %s): the "
-                    "sepsis patients' stored hours are scored again by the new model",
-                    journal.path, kept.models, names,
-                )  # fmt: skip
+            for note in restart_notes(kept.models, names, len(kept.sepsis), len(kept.ecg)):
+                logger.warning("gateway: %s (%s)", note, journal.path)
             took = ward.restore(kept)
             logger.info(
                 "gateway: took up %d ECG (%d with their memory) and %d sepsis patient(s) "

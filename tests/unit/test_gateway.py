@@ -1605,7 +1605,7 @@ def test_an_ecg_stream_is_merged_into_the_patients_own_record(tmp_path: Path) ->
 
 
 def test_a_shadow_comparison_goes_on_only_against_the_same_champion() -> None:
-    from pipelines.gateway_serve import shadows_going_on
+    from pipelines.gateway_models import shadows_going_on
 
     ran = {"early-warning": "models:/ew@champion (version 1)",
            "shadow early-warning": "models:/ew@challenger (version 3)",

@@ -9,19 +9,22 @@ import logging
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from monitor_kit import PREPROCESSING
+from monitor_kit import PREPROCESSING, untrained_monitor
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.cli import run
 from pipelines.gateway import create_app
+from pipelines.gateway_models import fallback_name, restart_notes, shadows_going_on
 from pipelines.gateway_serve import EXIT_NO_MODEL, ModelUnavailable, build_ward
 from vitalgru import tracking
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
+from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.tracking.stores import mlflow_client
 
 NAME = tracking.ARRHYTHMIA_MODEL_NAME
@@ -162,3 +165,72 @@ def test_nothing_registered_under_the_uri_is_the_exit_status_of_nothing_to_serve
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith(f"vitalgru: error: no arrhythmia model to serve: cannot "
                                   f"resolve {uri}: {why}"), err  # fmt: skip
+
+
+def test_a_restart_on_a_fall_back_says_what_changed_for_the_patients_it_takes_up(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # before: any champion name unlike the state file's (a fall-back's says so in its
+    # name) gave "the models changed ...: the sepsis patients' stored hours are scored
+    # again by the new model": said of the same version served as a fall-back, of an
+    # arrhythmia fall-back with the sepsis model as it was, and of an earlier version
+    model, preprocessing, rows = sepsis_fit
+    serving = {"arrhythmia": "models:/ecg@champion (version 3)",
+               "early-warning": "models:/ew@champion (version 3)"}  # fmt: skip
+
+    def monitor(task: str, uri: str | None, names: dict[str, str], fallbacks: Any = None) -> Any:
+        if not uri:
+            return None
+        names[task] = serving[task]
+        if task == "arrhythmia":
+            return untrained_monitor()
+        return EarlyWarningMonitor(model, preprocessing)
+
+    monkeypatch.setattr("pipelines.gateway_serve._monitor", monitor)
+    state = tmp_path / "ward-state.sqlite"
+
+    def restart() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pipelines.gateway"):
+            ward, _ = build_ward("models:/ecg@champion", "models:/ew@champion", state)
+        ward.close()
+        ward.journal.close()
+        return [r.getMessage() for r in caplog.records]
+
+    ward, _ = build_ward("models:/ecg@champion", "models:/ew@champion", state)
+    ward.admit_sepsis("icu-1")
+    for row in rows[:4]:
+        ward.add_hour("icu-1", row)
+    ward.admit_ecg("bed-1", 360.0)
+    ward.close()
+    ward.journal.close()
+    # version 3 of both served as a fall-back (a newer champion broke): the same networks
+    serving = {"arrhythmia": fallback_name("models:/ecg@champion", "3", "4"),
+               "early-warning": fallback_name("models:/ew@champion", "3", "4")}  # fmt: skip
+    assert restart() == []
+    # the arrhythmia champion falls back further; the sepsis model is the one it was
+    serving["arrhythmia"] = fallback_name("models:/ecg@champion", "2", "4")
+    (said,) = restart()
+    assert said.startswith("gateway: the arrhythmia model is not the one the state was "
+                           "written with (models:/ecg@champion (version 3, a fall-back")  # fmt: skip
+    assert "now models:/ecg@champion (version 2, a fall-back" in said and "sepsis" not in said
+    # the sepsis model falls back to version 2: its hours are scored by that one, not a "new"
+    serving["early-warning"] = fallback_name("models:/ew@champion", "2", "4")
+    (said,) = restart()
+    assert "the 1 sepsis patient(s)' stored hours are scored again by the one serving now" in said
+    assert "now models:/ew@champion (version 2, a fall-back: version 4 cannot" in said
+    assert "new model" not in said
+
+
+def test_a_fall_back_to_the_same_version_is_the_same_champion_for_a_shadow() -> None:
+    ran = {"arrhythmia": "models:/a@champion (version 2)",
+           "shadow arrhythmia": "models:/a@challenger (version 4)"}  # fmt: skip
+    same = {**ran, "arrhythmia": fallback_name("models:/a@champion", "2", "3")}
+    assert shadows_going_on(ran, same) == {"arrhythmia"}
+    assert restart_notes(ran, same, sepsis=0, ecg=5) == []
+    older = {**ran, "arrhythmia": fallback_name("models:/a@champion", "1", "3")}
+    assert shadows_going_on(ran, older) == set()
+    assert restart_notes(ran, older, sepsis=3, ecg=0) == []  # no ECG patient to tell of
