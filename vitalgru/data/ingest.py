@@ -89,22 +89,27 @@ def _bare_lead(name: str) -> str:
 
 
 def select_lead(record: Record, lead: str | int, fallback: int) -> int:
-    """Column of the configured lead.
+    """Column of the configured lead (:func:`choose_lead`)."""
+    return choose_lead(record, lead, fallback)[0]
+
+
+def choose_lead(record: Record, lead: str | int, fallback: int) -> tuple[int, bool]:
+    """Column of the configured lead, and whether it is the fall-back.
 
     By name (case-insensitive, and without a prefix such as "ECG " or "Lead ": "ECG II" is
     lead II) if the record has it; else its modified or standard limb
-    lead counterpart (MLII and II, ...); else column ``fallback``, with a warning, since a
-    model then reads a lead it was not trained on. An index is taken as given.
+    lead counterpart (MLII and II, ...); else column ``fallback`` (True), with a warning,
+    since a model then reads a lead it was not trained on. An index is taken as given.
     """
     try:
-        return record.channel_index(lead)
+        return record.channel_index(lead), False
     except ValueError:
         if isinstance(lead, int):
             raise
     names = [_bare_lead(c) for c in record.channels]
     want = _bare_lead(lead)
     if want in names:  # named with a prefix or spaces ("ECG II", "Lead V1")
-        return names.index(want)
+        return names.index(want), False
     twin = _LEAD_EQUIVALENTS.get(want)
     if twin is not None and twin in names:
         col = names.index(twin)
@@ -112,7 +117,7 @@ def select_lead(record: Record, lead: str | int, fallback: int) -> int:
             "record %s has no lead %r; using %s, its limb-lead counterpart",
             record.record_id, lead, record.channels[col],
         )  # fmt: skip
-        return col
+        return col, False
     col = record.channel_index(fallback)
     logger.warning(
         "record %s has no lead %r%s (leads %s); using column %d (%s) instead",
@@ -123,7 +128,7 @@ def select_lead(record: Record, lead: str | int, fallback: int) -> int:
         fallback,
         record.channels[col],
     )
-    return col
+    return col, True
 
 
 def dataset_filter(x: np.ndarray, fs: float, f: FilterConfig) -> np.ndarray:
@@ -294,7 +299,7 @@ def process_record(
     """
     w = cfg.windows
     f = cfg.filters
-    col = select_lead(record, w.lead, w.fallback_lead)
+    col, fell_back = choose_lead(record, w.lead, w.fallback_lead)
     lead_raw = record.signal[:, col].astype(np.float64)
     if not np.isfinite(lead_raw).any():
         raise SignalError(record.record_id, f"lead {record.channels[col]} is all NaN")
@@ -374,6 +379,9 @@ def process_record(
         "split": split,
         "fs_source": float(record.fs),
         "lead": record.channels[col],
+        # the lead the model wants, and whether the record lacked it and its counterpart
+        "lead_wanted": w.lead,
+        "lead_fallback": fell_back,
         "n_samples": int(clean.size),
         "n_beats": int(ref.size),
         "nan_samples": int(nan_mask.sum()),

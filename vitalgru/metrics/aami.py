@@ -356,10 +356,17 @@ def _calls_markdown(report: Mapping[str, Any], title: str) -> str:
 
 
 def _signal_lines(report: Mapping[str, Any]) -> list[str]:
-    """The signal-quality, outside-signal, QRS-polarity and not-scored notes of a report's
-    records."""
+    """The fall-back-lead, signal-quality, outside-signal, QRS-polarity and not-scored notes
+    of a report's records."""
     recs = report.get("records")
     lines: list[str] = []
+    fell_back = {rid: r["signal"] for rid, r in (recs or {}).items()
+                 if r.get("signal") and r["signal"].get("lead_fallback")}  # fmt: skip
+    if fell_back:
+        lines += ["", f"Scored on a fall-back lead ({len(fell_back)} records without the "
+                  "model's lead or its counterpart; a lead the model was not trained on): "
+                  + ", ".join(f"{rid} {q.get('lead')} for {q.get('lead_wanted')}"
+                              for rid, q in fell_back.items())]  # fmt: skip
     flagged = {
         rid: r["signal"]
         for rid, r in (recs or {}).items()

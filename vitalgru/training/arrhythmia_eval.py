@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What a reader of a record's scores must know about the signal behind them.
 
-    From the facts :func:`vitalgru.data.ingest.process_record` records: the lead scored,
-    the source sampling rate and the median heart rate it gives, the quality windows
+    From the facts :func:`vitalgru.data.ingest.process_record` records: the lead scored
+    (``lead_fallback``: not ``lead_wanted``, the model's, nor its limb-lead counterpart,
+    which the record lacked: the configured fall-back column), the source sampling rate and the median heart rate it gives, the quality windows
     rejected (and by which flag), the beats that fell in signal the live quality check
     rejected (their V calls pass through the model's quality gate), the beats annotated
     beyond the signal (left out), the share of annotated beats the detector found, and
@@ -49,6 +50,8 @@ def signal_summary(facts: Mapping[str, Any]) -> dict[str, Any]:
     bad = int(facts.get("signal_bad_beats", 0))
     return {
         "lead": facts.get("lead"),
+        "lead_wanted": facts.get("lead_wanted"),
+        "lead_fallback": facts.get("lead_fallback"),
         "fs_source": facts.get("fs_source"),
         # from the annotated beats at fs_source: a wrong header rate shows here first
         "median_hr_bpm": facts.get("median_hr_bpm"),

@@ -3,6 +3,7 @@ and the records that can are scored exactly as they would be alone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,30 @@ def test_a_config_scores_the_models_lead_unless_it_names_one(folder: Path, tmp_p
                                   None if cfg is None else str(cfg))  # fmt: skip
         leads[name] = report["records"]["good"]["signal"]["lead"]
     assert leads == {"none": "V5", "cache": "V5", "named": "MLII", "index": "V5"}
+
+
+def test_a_record_scored_on_the_fall_back_lead_is_marked_in_the_report(
+    folder: Path, tmp_path: Path
+) -> None:
+    # a model of lead V1 on a record with MLII and V5 reads column 0 (MLII), its
+    # fall-back: before, only the log said so, and the report's lead read as any other
+    from pipelines.evaluate import score_records
+    from vitalgru.tracking.models import LoadedModel
+
+    torch.manual_seed(0)
+    model = ArrhythmiaGRU(n_rr=N_RR_FEATURES).eval()
+    signal = {}
+    for lead in ("V1", "V5"):
+        loaded = LoadedModel(module=model, preprocessing={**PREPROCESSING, "lead": lead},
+                             config={}, uri="models:/test/1", version="1")  # fmt: skip
+        report, _ = score_records(loaded, str(folder), "good", str(tmp_path / f"{lead}.json"))
+        signal[lead] = report["records"]["good"]["signal"]
+        written = json.loads((tmp_path / f"{lead}.json").read_text())
+        assert written["records"]["good"]["signal"] == signal[lead]
+    assert signal["V1"]["lead"] == "MLII" and signal["V1"]["lead_wanted"] == "V1"
+    assert signal["V1"]["lead_fallback"] is True
+    assert signal["V5"]["lead"] == "V5" and signal["V5"]["lead_fallback"] is False
+    assert {k for k in signal["V5"] if not k.startswith("lead_")} <= set(signal["V1"])
+    md = (tmp_path / "V1.md").read_text()
+    assert "Scored on a fall-back lead (1 records" in md and "good MLII for V1" in md
+    assert "fall-back lead" not in (tmp_path / "V5.md").read_text()
