@@ -62,8 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the server has shut down and the ward was closed
         logging.getLogger("pipelines.gateway").info("gateway: stopped")
         return 0
-    except ModelUnavailable as e:  # its own status: the registry must change, not the
-        # command line (a supervisor may tell it from a bad flag or file)
+    except ModelUnavailable as e:  # its own status: nothing to serve as asked, most often
+        # until the registry changes (a supervisor may tell it from a bad flag or file)
         print(f"vitalgru: error: {e}", file=sys.stderr)
         return EXIT_NO_MODEL
     except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...

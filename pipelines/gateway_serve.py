@@ -77,9 +77,10 @@ class ModelUnavailable(ModelLoadError):
 
 #: ``vitalgru serve``'s exit status when the registry holds no model it can serve for a
 #: URI it was asked for: none registered under it (no champion yet), or none that loads.
-#: The registry, not the command, must change (a training, a promotion, a rollback): a
-#: restart serves once it has. 2 stays a refusal the command line, a file or a store that
-#: is not there gave, as elsewhere.
+#: Most often the registry must change (a training, a promotion, a rollback), and a
+#: restart serves once it has; the message says what it holds (a misspelt name: the names
+#: registered). 2 stays a refusal the command line, a file or a store that is not there
+#: gave, as elsewhere.
 EXIT_NO_MODEL = 4
 
 
