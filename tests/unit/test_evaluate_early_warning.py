@@ -5,14 +5,19 @@ written for the Challenge's scorer are ones it reads."""
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import pipelines.evaluate as evaluate_mod
+from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.metrics.utility import normalized_utility
 from vitalgru.tracking import LoadedModel
@@ -126,3 +131,92 @@ def test_the_challenge_scorer_reads_the_labels_of_any_folder_scored(
     from_files = normalized_utility(np.concatenate(ys).astype(int),
                                     np.concatenate(alarms).astype(int), np.asarray(offsets))  # fmt: skip
     assert from_files == pytest.approx(ev["utility"], abs=1e-12)
+
+
+#: The labelled report of :func:`test_a_labelled_report_is_pinned`, as it was written before
+#: unlabelled folders could be scored: JSON and markdown (the folder's path as ``<tmp>``).
+GOLDEN = Path(__file__).parent / "golden" / "evaluate_early_warning"
+
+
+def _fixed_risks(
+    model: Any, preprocessing: dict, cohort: EarlyWarningCohort, *_: Any
+) -> np.ndarray:
+    """Risks that depend on each row alone, computed in numpy: the same on any machine,
+    as a fitted network's last digits need not be."""
+    f = cohort.frame
+    z = (np.nan_to_num(f["hr_bpm"].to_numpy(np.float64), nan=85.0) - 95.0) / 12.0
+    z += (np.nan_to_num(f["resp_per_min"].to_numpy(np.float64), nan=18.0) - 20.0) / 6.0
+    return 1.0 / (1.0 + np.exp(-(z + 0.01 * f["hour"].to_numpy(np.float64) - 1.0)))
+
+
+@pytest.fixture
+def evaluate_fixed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``evaluate early-warning`` with :func:`_fixed_risks` for the model and a stored
+    threshold and recalibration."""
+    pre = {"threshold": 0.4, "recalibration": {"intercept": -1.5, "slope": 0.9, "n": 1000}}
+    monkeypatch.setattr(evaluate_mod.tracking, "load_model",
+                        lambda uri, kinds=(): LoadedModel(None, pre, {}, uri, "3"))  # fmt: skip
+    monkeypatch.setattr(evaluate_mod, "score_cohort", _fixed_risks)
+
+    def run(data: Path, out: Path, write_predictions: bool = False) -> dict[str, Any]:
+        return evaluate_mod.evaluate_early_warning(
+            "models:/m@champion", str(data), str(out), write_predictions
+        )
+
+    return run
+
+
+def _pinned_texts(out: Path, tmp: Path) -> dict[str, str]:
+    """The report's files as text, the temporary folder's path as ``<tmp>``; the scores and
+    the Challenge files by digest (parquet bytes carry the writer's version)."""
+    tables = _frame_digest(out / "scores.parquet")
+    files = sorted((out / "challenge").rglob("*.psv"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(out).as_posix().encode() + b"\0" + f.read_bytes())
+    texts = {
+        name: (out / name).read_text().replace(str(tmp), "<tmp>")
+        for name in ("metrics.json", "metrics.md", "attrition.csv")
+    }
+    texts["digests.txt"] = f"scores {tables}\nchallenge {len(files)} {h.hexdigest()}\n"
+    return texts
+
+
+def _frame_digest(path: Path) -> str:
+    """A digest of a parquet table's columns and values (not of its bytes)."""
+    frame = pd.read_parquet(path)
+    return hashlib.sha256(frame.to_csv(index=False, float_format="%.9g").encode()).hexdigest()
+
+
+def test_a_labelled_report_is_pinned(
+    evaluate_fixed: Any, set_a: list[Path], tmp_path: Path
+) -> None:
+    # reading folders without SepsisLabel as unlabelled must leave the labelled report as
+    # it was: the JSON, the markdown, the attrition, the scores and the Challenge's files
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in set_a:
+        (data / src.name).write_bytes(src.read_bytes())
+    (data / "p999999.psv").write_text("HR|O2Sat\n1|2\n")  # one file in attrition
+    evaluate_fixed(data, tmp_path / "out", write_predictions=True)
+    texts = _pinned_texts(tmp_path / "out", tmp_path)
+    if os.environ.get("VITALGRU_WRITE_GOLDEN"):  # to write the files anew, on purpose
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (GOLDEN / name).write_text(text)
+    for name, text in texts.items():
+        want = (GOLDEN / name).read_text()
+        if name == "metrics.json":  # numbers to 12 digits: a platform's last bits aside
+            assert _rounded(json.loads(text)) == _rounded(json.loads(want))
+        else:
+            assert text == want, name
+
+
+def _rounded(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.12g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
