@@ -44,7 +44,8 @@ class EarlyWarningCohort:
     Attributes
     ----------
     frame : pandas.DataFrame
-        As :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, implausible values set to NaN.
+        As :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, implausible values set to NaN;
+        without ``sepsis_label`` for an unlabelled folder (:attr:`labelled`).
     offsets : numpy.ndarray
         ``(n_patients + 1,)`` int64 row offsets.
     patient_ids : numpy.ndarray
@@ -77,8 +78,20 @@ class EarlyWarningCohort:
         return int(self.patient_ids.size)
 
     @property
+    def labelled(self) -> bool:
+        """Whether the stays carry ``SepsisLabel``: False for a folder whose files have no
+        such column (:func:`vitalgru.io.psv_folder.read_psv_folder`)."""
+        return "sepsis_label" in self.frame.columns
+
+    @property
     def labels(self) -> np.ndarray:
-        """``(n_rows,)`` int8 SepsisLabel."""
+        """``(n_rows,)`` int8 SepsisLabel; ValueError for an unlabelled cohort (its stays
+        are not negative, only not labelled)."""
+        if not self.labelled:
+            raise ValueError(
+                f"{self.source or 'the cohort'} is unlabelled (its files have no SepsisLabel "
+                "column): it can be scored, but not trained on nor measured for accuracy"
+            )
         return self.frame["sepsis_label"].to_numpy(np.int8)
 
     def skipped_hours(self) -> dict[str, int]:
@@ -91,7 +104,10 @@ class EarlyWarningCohort:
         """Patient id -> times its ``SepsisLabel`` falls from 1 back to 0, only for patients
         with any. The challenge's label stays 1 from six hours before onset; the utility
         (like the official scorer) dates onset from the first 1 and ignores the rest, but
-        the hourly AUROC/AUPRC and training take every hour's label as given."""
+        the hourly AUROC/AUPRC and training take every hour's label as given. Empty for an
+        unlabelled cohort."""
+        if not self.labelled:
+            return {}
         return self._per_patient((np.diff(self.labels.astype(np.int64)) < 0).astype(np.int64))
 
     def _per_patient(self, step: np.ndarray) -> dict[str, int]:

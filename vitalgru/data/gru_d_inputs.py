@@ -233,7 +233,10 @@ def gru_d_arrays(
     x = np.concatenate(blocks, axis=1).astype(np.float32)
     return SequenceArrays(
         x=np.ascontiguousarray(x),
-        y=cohort.labels.astype(np.float32),
+        # an unlabelled cohort is scored, never fitted: its targets are unknown (NaN)
+        y=cohort.labels.astype(np.float32)
+        if cohort.labelled
+        else np.full(len(f), np.nan, np.float32),
         offsets=cohort.offsets.copy(),
         n_features=len(stats.columns),
         n_static=static.shape[1],

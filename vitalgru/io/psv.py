@@ -16,6 +16,9 @@ is read as missing, logged with its file, row and value, and counted
 among the rows, as two exports joined or a stray Enter leave, is skipped, logged and counted
 (:attr:`vitalgru.io.psv_folder.PsvCohort.empty_lines`). Only a non-numeric hour or label,
 which would leave the table's time axis or outcome unknown, sends the file to attrition.
+
+A file whose header names the other 40 columns and no ``SepsisLabel`` is read as
+unlabelled, a frame without ``sepsis_label`` (:mod:`vitalgru.io.psv_labels`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from vitalgru.errors import RecordError
+from vitalgru.io.psv_labels import LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -168,12 +172,15 @@ def _as_utf8(path: Path, raw: bytes) -> bytes:
     return raw
 
 
-def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, int]:
+def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, int, bool]:
     """Header and row-shape checks on one file's bytes; returns ``(body, n_rows, order,
-    n_empty)`` where ``order`` is ``None`` for the standard header, else the file's column
-    of each :data:`PSV_HEADER` field (the header names all 41, in another order or case),
-    and ``n_empty`` counts the empty or blank lines among the rows, which ``body`` leaves
-    out (logged). A byte-order mark or UTF-16 text is read as the same table
+    n_empty, labelled)`` where ``order`` is ``None`` for the standard header, else the
+    file's column of each :data:`PSV_HEADER` field (the header names all 41, in another
+    order or case), ``n_empty`` counts the empty or blank lines among the rows, which
+    ``body`` leaves out (logged), and ``labelled`` is False for a header of the 40 other
+    columns without ``SepsisLabel``: ``body`` then has an empty label cell appended to
+    each row, so that it parses as the 41 columns (a NaN label, :func:`validate_table`
+    told ``labelled=False``). A byte-order mark or UTF-16 text is read as the same table
     (:func:`_as_utf8`)."""
     raw = _as_utf8(path, raw)
     if not raw.strip():
@@ -182,6 +189,7 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, 
     head, sep, body = raw.partition(b"\n")
     head = head.strip()
     order = None
+    labelled = True
     if head != _HEADER_BYTES:
         # Names are matched ignoring case (an export that writes "hr|o2sat|..." means the
         # same columns; no two of the 41 differ only in case).
@@ -191,6 +199,7 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, 
         ]
         unknown = [f for f in fields if f not in PSV_COLUMNS]
         missing = [c for c in PSV_HEADER if c not in fields]
+        labelled = LABEL in fields  # without the column at all: an unlabelled export
         if unknown:
             raise RecordError(
                 path,
@@ -198,14 +207,16 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, 
                 f"has exactly the 41 columns {PSV_HEADER[0]}..{PSV_HEADER[-1]}",
                 reason="unknown_columns",
             )
-        if missing:
+        if missing != ([] if labelled else [LABEL]):
             raise RecordError(
                 path, f"header lacks column(s) {missing[:5]}", reason="missing_columns"
             )
-        if len(fields) != N_FIELDS:
+        if len(fields) != N_FIELDS - (not labelled):
             dup = sorted({f for f in fields if fields.count(f) > 1})
             raise RecordError(path, f"header repeats column(s) {dup[:5]}", reason="bad_header")
-        order = np.array([fields.index(c) for c in PSV_HEADER], dtype=np.int64)
+        # an unlabelled file's label is the empty cell appended to each of its rows
+        order = np.array([fields.index(c) if c in fields else len(fields) for c in PSV_HEADER],
+                         dtype=np.int64)  # fmt: skip
     body = body.strip(b"\n \t")
     if not body:
         raise RecordError(path, "header but no data rows", reason="no_rows")
@@ -217,16 +228,19 @@ def check_bytes(path: Path, raw: bytes) -> tuple[bytes, int, np.ndarray | None, 
         logger.warning("%s: %d empty line(s) among the rows skipped", path, n_empty)
         body = b"\n".join(rows)
     n_fields = [line.count(b"|") + 1 for line in rows]
-    wrong = [i for i, n in enumerate(n_fields) if n != N_FIELDS]
+    wanted = N_FIELDS - (not labelled)
+    wrong = [i for i, n in enumerate(n_fields) if n != wanted]
     if wrong:
         raise RecordError(
             path,
-            f"rows must each have {N_FIELDS} pipe-separated fields; data row "
+            f"rows must each have {wanted} pipe-separated fields; data row "
             f"{wrong[0] + 1} has {n_fields[wrong[0]]}"
             + (f" ({len(wrong)} rows in all)" if len(wrong) > 1 else ""),
             reason="bad_row_shape",
         )
-    return body + b"\n", len(n_fields), order, n_empty
+    if not labelled:
+        body = b"\n".join(line + b"|" for line in rows)
+    return body + b"\n", len(n_fields), order, n_empty, labelled
 
 
 def parse_body(path: Path, body: bytes) -> np.ndarray:
@@ -334,9 +348,11 @@ def reorder_fields(arr: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return arr if order is None else arr[:, order]
 
 
-def validate_table(path: Path, arr: np.ndarray) -> None:
+def validate_table(path: Path, arr: np.ndarray, labelled: bool = True) -> None:
+    """RecordError for a table whose hours are missing, not whole or not increasing, or,
+    when ``labelled``, whose ``SepsisLabel`` is not 0 or 1 in every row."""
     hours = arr[:, PSV_HEADER.index("ICULOS")]
-    label = arr[:, PSV_HEADER.index("SepsisLabel")]
+    label = arr[:, PSV_HEADER.index(LABEL)]
     if np.isnan(hours).any():
         raise RecordError(path, "ICULOS (hour) is missing in some rows", reason="missing_hour")
     odd = np.flatnonzero((hours != np.floor(hours)) | (hours < 0) | (hours > MAX_ICU_HOUR))
@@ -349,14 +365,20 @@ def validate_table(path: Path, arr: np.ndarray) -> None:
         )
     if (np.diff(hours) <= 0).any():
         raise RecordError(path, "ICULOS (hour) does not increase row by row", reason="bad_hours")
-    if np.isnan(label).any() or not np.isin(label, (0.0, 1.0)).all():
-        raise RecordError(path, "SepsisLabel must be 0 or 1 in every row", reason="bad_label")
+    if labelled and (np.isnan(label).any() or not np.isin(label, (0.0, 1.0)).all()):
+        empty = " (it is empty: a file without labels leaves the column out)"
+        raise RecordError(path, "SepsisLabel must be 0 or 1 in every row"
+                          + (empty if np.isnan(label).all() else ""), reason="bad_label")  # fmt: skip
 
 
-def to_frame(arr: np.ndarray, patient_ids: np.ndarray) -> pd.DataFrame:
+def to_frame(arr: np.ndarray, patient_ids: np.ndarray, labelled: bool = True) -> pd.DataFrame:
+    """The frame of parsed rows (:attr:`vitalgru.io.psv_folder.PsvCohort.frame`); without
+    a ``sepsis_label`` column when not ``labelled``."""
     cols: dict[str, object] = {"patient_id": patient_ids}
     for i, name in enumerate(PSV_HEADER):
         out = PSV_COLUMNS[name]
+        if name == LABEL and not labelled:
+            continue
         if out == "hour":
             cols[out] = arr[:, i].astype(np.int16)
         elif out == "sepsis_label":
@@ -364,7 +386,7 @@ def to_frame(arr: np.ndarray, patient_ids: np.ndarray) -> pd.DataFrame:
         else:
             cols[out] = arr[:, i].astype(np.float32)
     order = ["patient_id", "hour", *[PSV_COLUMNS[c] for c in PSV_HEADER if c != "ICULOS"]]
-    return pd.DataFrame(cols)[order]
+    return pd.DataFrame(cols)[[c for c in order if c in cols]]
 
 
 def read_psv(path: str | Path) -> pd.DataFrame:
@@ -380,7 +402,8 @@ def read_psv(path: str | Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns as in :attr:`vitalgru.io.psv_folder.PsvCohort.frame`, one row per ICU hour
-        (an empty line among the rows is skipped and logged).
+        (an empty line among the rows is skipped and logged); no ``sepsis_label`` for a
+        file without the ``SepsisLabel`` column (unlabelled).
 
     Raises
     ------
@@ -393,7 +416,7 @@ def read_psv(path: str | Path) -> pd.DataFrame:
         ``unreadable``, ``bad_gzip``.
     """
     p = Path(path)
-    body, _, order, _ = check_bytes(p, table_bytes(p))
+    body, _, order, _, labelled = check_bytes(p, table_bytes(p))
     arr, _ = parse_lenient(p, body, order)
-    validate_table(p, arr)
-    return to_frame(arr, np.full(arr.shape[0], patient_id_of(p), dtype=object))
+    validate_table(p, arr, labelled)
+    return to_frame(arr, np.full(arr.shape[0], patient_id_of(p), dtype=object), labelled)

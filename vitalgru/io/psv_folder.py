@@ -18,6 +18,9 @@ passed over in silence: a warning says how many and where, and each is an attrit
 The parsed cohort can be cached as one parquet file keyed on the folder's file names,
 sizes and modification times; a cache that cannot be read is read past (the files are
 parsed again), one that cannot be written is logged.
+
+A folder whose files have no ``SepsisLabel`` column is read unlabelled (no
+``sepsis_label`` column); one that mixes both kinds is refused (:mod:`vitalgru.io.psv_labels`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from vitalgru.io.psv import (
     to_frame,
     validate_table,
 )
+from vitalgru.io.psv_labels import folder_labelled
 from vitalgru.types import AttritionEntry
 
 __all__ = [
@@ -62,8 +66,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# v2: decimal commas read; v3: no quoting, lone CR; v4: empty lines among rows skipped
-_CACHE_VERSION = "psv-cohort-v4"
+# v2: decimal commas read; v3: no quoting, lone CR; v4: empty lines among rows skipped;
+# v5: files without SepsisLabel read as unlabelled (v4 cached them as attrition)
+_CACHE_VERSION = "psv-cohort-v5"
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ class PsvCohort:
         One row per patient-hour: ``patient_id`` (str), ``hour`` (int16, ICU hour from
         ``ICULOS``: the Challenge's stays start at 1, an export may start at 0), the
         measurement and static columns (float32, NaN where not measured) and
-        ``sepsis_label`` (int8). Rows are grouped by patient in file-name order, hours
+        ``sepsis_label`` (int8; no such column when the files have no ``SepsisLabel``:
+        :attr:`labelled`). Rows are grouped by patient in file-name order, hours
         ascending within a patient.
     attrition : list of AttritionEntry
         Files not read, with the reason: those that could not be, a patient's second file
@@ -96,6 +102,11 @@ class PsvCohort:
     source_files: int
     non_numeric_cells: dict[str, int] = field(default_factory=dict)
     empty_lines: int = 0
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the files carry ``SepsisLabel`` (the frame a ``sepsis_label`` column)."""
+        return "sepsis_label" in self.frame.columns
 
 
 def is_table_file(name: str) -> bool:
@@ -190,6 +201,13 @@ def read_psv_folder(
     Returns
     -------
     PsvCohort
+        Without a ``sepsis_label`` column when no file read has ``SepsisLabel``.
+
+    Raises
+    ------
+    RecordError
+        ``mixed_labels`` (whatever ``on_error``): some files read have a ``SepsisLabel``
+        column and others do not; the message says how many of each.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -235,11 +253,12 @@ def read_psv_folder(
     ids: list[str] = []
     counts: list[int] = []
     orders: list[np.ndarray | None] = []
+    has_label: dict[Path, bool] = {}
     good_files: list[Path] = []
     empty_lines = 0
     for f in read_files:
         try:
-            body, n, order, n_empty = check_bytes(f, table_bytes(f))
+            body, n, order, n_empty, has_label[f] = check_bytes(f, table_bytes(f))
         except RecordError as err:
             _handle(err, on_error, attrition, f)
             continue
@@ -279,14 +298,17 @@ def read_psv_folder(
 
     final_parts: list[np.ndarray] = []
     final_ids: list[str] = []
+    final_files: list[Path] = []
     for f, a, pid in zip(good_files, parts, ids, strict=True):
         try:
-            validate_table(f, a)
+            validate_table(f, a, has_label[f])
         except RecordError as err:
             _handle(err, on_error, attrition, f)
             continue
         final_parts.append(a)
         final_ids.append(pid)
+        final_files.append(f)
+    labelled = folder_labelled(folder, final_files, has_label)
 
     if final_parts:
         arr = np.concatenate(final_parts)
@@ -294,7 +316,7 @@ def read_psv_folder(
     else:
         arr = np.empty((0, N_FIELDS))
         pid_col = np.empty(0, dtype=object)
-    frame = to_frame(arr, pid_col)
+    frame = to_frame(arr, pid_col, labelled)
     logger.info(
         "read %d patients (%d patient-hours) from %s; %d files excluded; %d non-numeric "
         "cells read as missing; %d empty lines skipped",

@@ -65,7 +65,10 @@ class TestReadPsv:
             ([], "empty_file"),
             ([HEADER], "no_rows"),
             ([HEADER.replace("HR|", "HeartRate|"), _row(1)], "unknown_columns"),
-            (["|".join(PSV_HEADER[:-1]), _row(1)], "missing_columns"),
+            (["|".join(PSV_HEADER[1:]), _row(1)], "missing_columns"),
+            (["|".join(PSV_HEADER[1:-1]), _row(1)], "missing_columns"),  # no HR, no label
+            # no SepsisLabel in the header (unlabelled) but 41 cells in the rows
+            (["|".join(PSV_HEADER[:-1]), _row(1)], "bad_row_shape"),
             ([HEADER + "|HR", _row(1) + "|80"], "bad_header"),  # a repeated column
             ([HEADER, _row(1) + "|3"], "bad_row_shape"),
             ([HEADER, _row("one")], "non_numeric"),  # the hour: no time axis
