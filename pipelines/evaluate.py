@@ -6,7 +6,8 @@ written beside the scores.
   per record (JSON and a markdown table), and the labels as WFDB annotation files if asked;
 - :func:`evaluate_early_warning`: any Challenge-2019-format folder, the utility, AUROC,
   AUPRC, alarm burden, calibration and subgroups, the hourly risks, and the Challenge's
-  wanted predictions if asked.
+  wanted predictions if asked; a folder without ``SepsisLabel`` (unlabelled) gets the
+  risks, alarms and alarm burden, and says that no accuracy figure can be given.
 
 :func:`score_records` and :func:`score_folder` do the work for an already loaded model:
 ``vitalgru monitor`` (:mod:`pipelines.monitor_checks`) calls them too.
@@ -39,6 +40,12 @@ from vitalgru.metrics.calibration import (
     model_probability,
 )
 from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
+from vitalgru.metrics.early_warning_unlabelled import (
+    UNLABELLED_NOTE,
+    unlabelled_metrics,
+    unlabelled_report_markdown,
+    unlabelled_subgroup_metrics,
+)
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.training.arrhythmia_eval import DatabaseScores, score_database
 from vitalgru.training.early_warning import score_cohort
@@ -208,10 +215,12 @@ def folder_metrics(
 
 
 def folder_metrics_json(metrics: dict[str, float]) -> dict[str, Any]:
-    """Metrics as JSON wants them: counts as integers, undefined measures as None."""
+    """Metrics as JSON wants them: counts as integers, undefined measures as None (the
+    septic patients of unlabelled stays among them)."""
     out: dict[str, Any] = dict(metrics)
     for count in ("n_patients", "n_patient_hours", "n_septic_patients"):
-        out[count] = int(out[count])
+        if np.isfinite(out[count]):
+            out[count] = int(out[count])
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
@@ -239,7 +248,9 @@ def evaluate_early_warning(
         ``challenge/labels/<patient>.psv`` holding the ``SepsisLabel`` of each row scored
         (written, not linked: the scorer reads only canonical tables), so that the
         Challenge's scorer (``evaluate_sepsis_score.py challenge/labels
-        challenge/predictions``) can check the utility (:mod:`vitalgru.io.psv_writer`).
+        challenge/predictions``) can check the utility (:mod:`vitalgru.io.psv_writer`);
+        for an unlabelled folder, the predictions alone (an earlier run's label files
+        there are removed).
 
     Returns
     -------
@@ -261,6 +272,17 @@ def evaluate_early_warning(
         the files written (the JSON, a markdown summary beside it, the hourly scores and
         the attrition). Measures that need a septic patient are ``None`` when there is
         none (with a warning).
+
+        A folder whose files have no ``SepsisLabel`` column (:mod:`vitalgru.io.psv_labels`)
+        is scored all the same, with ``labelled`` False and ``unlabelled_note`` saying why
+        no accuracy figure is given: every measure that needs labels is ``None``
+        (:data:`~vitalgru.metrics.early_warning_unlabelled.LABELLED_ONLY`, and no
+        ``calibration`` nor ``probability_calibration`` table, nor label reversals); the
+        threshold, counts, alarm burden, ``alarmed_patient_fraction``, ``mean_risk``,
+        ``mean_probability`` (a model with a recalibration), the data counts and the
+        ``subgroups`` (of those measures) are given, and the scores have no
+        ``sepsis_label`` column (:func:`unlabelled_folder_metrics`). A folder mixing
+        files with and without the column is refused (``RecordError``, ``mixed_labels``).
     """
     loaded = tracking.load_model(model_uri, kinds=EARLY_WARNING_KINDS)
     metrics, _, _ = score_folder(loaded, build_cohort(data), data, out, write_predictions)
@@ -280,7 +302,11 @@ def score_folder(
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
     hours = cohort.frame["hour"].to_numpy(np.int64)
-    metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data, hours)
+    labelled = cohort.labelled
+    if labelled:
+        metrics = folder_metrics(cohort.labels, scores, cohort.offsets, thr, data, hours)
+    else:
+        metrics = unlabelled_folder_metrics(scores, cohort.offsets, thr, data, hours)
     metrics["model_uri"] = model_uri
     metrics["model_version"] = loaded.version
     metrics["n_excluded_files"] = len(cohort.attrition)
@@ -296,22 +322,33 @@ def score_folder(
     skipped = cohort.skipped_hours()
     metrics["n_patients_with_skipped_hours"] = len(skipped)
     metrics["n_skipped_hours"] = int(sum(skipped.values()))
-    metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
-    metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
     prob = model_probability(loaded.preprocessing, scores)
-    if prob is not None:  # the risk through the model's stored recalibration
+    if not labelled:
+        if prob is not None:
+            metrics["mean_probability"] = float(prob.mean()) if prob.size else None
+        metrics["subgroups"] = {
+            name: folder_metrics_json(m)
+            for name, m in unlabelled_subgroup_metrics(
+                scores, cohort.offsets, thr, patient_groups(cohort), hours=hours
+            ).items()
+        }
+    else:
+        metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
+        metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
+    if labelled and prob is not None:  # the risk through the model's stored recalibration
         metrics["probability_calibration"] = {
             k: (v if np.isfinite(v) else None)
             for k, v in calibration_metrics(cohort.labels, prob).items()
         } | {
             "table": calibration_table(cohort.labels, prob),
         }
-    metrics["subgroups"] = {
-        name: folder_metrics_json(m)
-        for name, m in subgroup_metrics(
-            cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort), hours=hours
-        ).items()
-    }
+    if labelled:
+        metrics["subgroups"] = {
+            name: folder_metrics_json(m)
+            for name, m in subgroup_metrics(
+                cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort), hours=hours
+            ).items()
+        }
     o = Path(out)
     if o.suffix == ".json":
         metrics_path = o
@@ -335,7 +372,7 @@ def score_folder(
             "risk": scores.astype(np.float32),
             **({} if prob is None else {"probability": prob.astype(np.float32)}),
             "alarm": (scores >= thr).astype(np.int8),
-            "sepsis_label": cohort.labels,
+            **({"sepsis_label": cohort.labels} if labelled else {}),
         }
     )
     with replacing(scores_path) as t:
@@ -347,14 +384,30 @@ def score_folder(
         write_challenge_predictions(folder / "predictions", cohort.patient_ids.tolist(),
                                     cohort.offsets, np.clip(scores, 0.0, 1.0),
                                     (scores >= thr).astype(np.int8))  # fmt: skip
-        # the labels scored, as the scorer reads them: the input files were linked, and
-        # one vitalgru reads (header in lower case, a blank line, .psv.gz) it cannot
-        write_challenge_labels(folder / "labels", cohort.patient_ids.tolist(), cohort.offsets,
-                               cohort.labels)  # fmt: skip
+        if labelled:
+            # the labels scored, as the scorer reads them: the input files were linked, and
+            # one vitalgru reads (header in lower case, a blank line, .psv.gz) it cannot
+            write_challenge_labels(folder / "labels", cohort.patient_ids.tolist(),
+                                   cohort.offsets, cohort.labels)  # fmt: skip
+        else:  # no labels: an earlier evaluation's must not pass for these stays'
+            for stale in (folder / "labels").glob("*.psv"):
+                stale.unlink()
         metrics["paths"]["challenge"] = str(folder)
     replace_file(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
+    title = f"{data}: model {loaded.described(model_uri)}"
     replace_file(
         markdown_path,
-        report_markdown(metrics, f"{data}: model {loaded.described(model_uri)}"),
+        report_markdown(metrics, title) if labelled else unlabelled_report_markdown(metrics, title),
     )
     return metrics, scores, metrics_path
+
+
+def unlabelled_folder_metrics(
+    scores: np.ndarray, offsets: np.ndarray, threshold: float, data: str, hours: np.ndarray
+) -> dict[str, Any]:
+    """:func:`~vitalgru.metrics.early_warning_unlabelled.unlabelled_metrics` of an unlabelled
+    folder as JSON wants them (the measures that need labels None), with ``labelled``
+    False and ``unlabelled_note``; a warning says no accuracy figure can be given."""
+    metrics = folder_metrics_json(unlabelled_metrics(scores, offsets, threshold, hours))
+    logger.warning("%s: %s", data, UNLABELLED_NOTE)
+    return {**metrics, "labelled": False, "unlabelled_note": UNLABELLED_NOTE}

@@ -18,7 +18,9 @@ import pytest
 
 import pipelines.evaluate as evaluate_mod
 from vitalgru.data.early_warning import EarlyWarningCohort
+from vitalgru.errors import RecordError
 from vitalgru.io.psv_folder import list_psv
+from vitalgru.metrics.early_warning_unlabelled import LABELLED_ONLY, UNLABELLED_NOTE
 from vitalgru.metrics.utility import normalized_utility
 from vitalgru.tracking import LoadedModel
 
@@ -220,3 +222,92 @@ def _rounded(v: Any) -> Any:
     if isinstance(v, list):
         return [_rounded(x) for x in v]
     return v
+
+
+def _drop_label(src: Path, dst: Path) -> None:
+    """``src`` without its SepsisLabel column, as a hospital's own export comes."""
+    lines = [line.rsplit("|", 1)[0] for line in src.read_text().splitlines()]
+    assert lines[0].endswith("|ICULOS")
+    dst.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("runner", ["evaluate", "evaluate_fixed"])
+def test_an_unlabelled_folder_is_scored_and_says_no_accuracy_figure_can_be_given(
+    runner: str,
+    set_a: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    # every file went to attrition (header lacks SepsisLabel) and the folder was refused
+    # as "no patient could be read". The small fitted model, and the numpy risks, which
+    # alarm on some hours and not others.
+    evaluate = request.getfixturevalue(runner)
+    labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
+    labelled.mkdir()
+    unlabelled.mkdir()
+    for src in set_a:
+        (labelled / src.name).write_bytes(src.read_bytes())
+        _drop_label(src, unlabelled / src.name)
+    out = tmp_path / "out"
+    ref = evaluate(labelled, out, write_predictions=True)
+    ch = out / "challenge"
+    ref_predictions = {p.name: p.read_bytes() for p in (ch / "predictions").glob("*.psv")}
+    ref_scores = pd.read_parquet(out / "scores.parquet")
+    assert len(list((ch / "labels").glob("*.psv"))) == len(set_a)
+    with caplog.at_level(logging.WARNING):
+        ev = evaluate(unlabelled, out, write_predictions=True)  # over the labelled run
+    assert ev["labelled"] is False and ev["unlabelled_note"] == UNLABELLED_NOTE
+    assert "no accuracy figure can be given" in caplog.text
+    assert ev["n_patients"] == len(set_a) and ev["n_excluded_files"] == 0
+    assert ev["n_patient_hours"] == ref["n_patient_hours"]
+    for key in LABELLED_ONLY:  # null, never computed as if every stay were negative
+        assert ev[key] is None, key
+    assert "calibration" not in ev and "probability_calibration" not in ev
+    assert "n_patients_with_label_reversals" not in ev
+    # the same risks, probabilities and alarms as the labelled folder's, and so the same
+    # burden; the share of patients ever alarmed is of all patients
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert "sepsis_label" not in scores.columns
+    pd.testing.assert_frame_equal(scores, ref_scores.drop(columns="sepsis_label"))
+    for key in ("alarms_per_patient_day", "alarm_hour_fraction", "threshold", "mean_risk"):
+        assert ev[key] == pytest.approx(ref[key], rel=1e-12), key
+    alarmed = scores.groupby("patient_id")["alarm"].max()
+    assert ev["alarmed_patient_fraction"] == pytest.approx(alarmed.mean())
+    assert ev["mean_probability"] == pytest.approx(scores["probability"].mean(), rel=1e-6)
+    assert list(ev["subgroups"]) == list(ref["subgroups"])
+    for name, g in ev["subgroups"].items():
+        assert g["n_patients"] == ref["subgroups"][name]["n_patients"]
+        assert g["utility"] is None and g["n_septic_patients"] is None
+        assert g["alarms_per_patient_day"] == pytest.approx(
+            ref["subgroups"][name]["alarms_per_patient_day"], rel=1e-12
+        )
+    # the predictions are written, and no label file: the labelled run's are removed
+    assert {p.name: p.read_bytes() for p in (ch / "predictions").glob("*.psv")} == ref_predictions
+    assert list((ch / "labels").glob("*.psv")) == []
+    md = (out / "metrics.md").read_text()
+    assert "**unlabelled** (no SepsisLabel column)" in md
+    assert f"**No accuracy figures:** {UNLABELLED_NOTE}." in md
+    assert "hourly AUROC" not in md and "normalized utility" not in md
+    assert f"| alarm onsets per patient-day | {ev['alarms_per_patient_day']:.2f} |" in md
+    assert "| group | patients | alarm onsets per patient-day |" in md
+    assert "Data: 0 file(s) excluded" in md and "SepsisLabel falls back" not in md
+
+
+def test_a_folder_with_some_files_unlabelled_is_refused_before_anything_is_written(
+    evaluate: Any, set_a: list[Path], tmp_path: Path
+) -> None:
+    # the unlabelled files went to attrition as "missing columns" and the rest was scored
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, src in enumerate(set_a):
+        if k % 3 == 0:
+            _drop_label(src, data / src.name)
+        else:
+            (data / src.name).write_bytes(src.read_bytes())
+    with pytest.raises(RecordError) as ei:
+        evaluate(data, tmp_path / "out")
+    assert ei.value.reason == "mixed_labels"
+    assert "8 of the 12 files read have a SepsisLabel column" in str(ei.value)
+    assert "4 do not" in str(ei.value)
+    assert not (tmp_path / "out").exists()

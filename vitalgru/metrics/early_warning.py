@@ -24,7 +24,10 @@ from vitalgru.metrics.utility import (
     onset_rows,
 )
 
-__all__ = ["alarm_statistics", "early_warning_metrics", "report_markdown", "subgroup_metrics"]
+__all__ = [
+    "alarm_statistics", "data_lines", "early_warning_metrics", "report_markdown",
+    "subgroup_metrics",
+]  # fmt: skip
 
 
 def alarm_statistics(
@@ -200,6 +203,29 @@ def subgroup_metrics(
     return out
 
 
+def data_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The report's lines on the data read (files excluded, values read as missing, skipped
+    hours, label reversals: those ``metrics`` holds) and its warnings of refused columns."""
+    data = {
+        "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
+        "n_implausible_values": "{} implausible value(s) read as missing",
+        "n_non_numeric_values": "{} non-numeric cell(s) read as missing",
+        "n_patients_with_skipped_hours": "{} patient(s) whose rows skip ICU hours",
+        "n_patients_with_label_reversals": "{} patient(s) whose SepsisLabel falls back to 0",
+    }
+    lines: list[str] = []
+    held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
+    by_column = metrics.get("implausible_values_by_column") or {}
+    if by_column and "n_implausible_values" in metrics:
+        i = list(k for k in data if k in metrics).index("n_implausible_values")
+        held[i] += " (" + ", ".join(f"{c} {int(n)}" for c, n in by_column.items()) + ")"
+    if held:
+        lines += ["", "Data: " + "; ".join(held) + "."]
+    for text in metrics.get("implausible_value_warnings") or []:
+        lines += ["", f"**Warning:** {text}; the model was scored without this column."]
+    return lines
+
+
 def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warning") -> str:
     """A readable summary of :func:`early_warning_metrics` (plus, where present, the data
     counts ``vitalgru evaluate early-warning`` adds): one table, undefined values named."""
@@ -233,22 +259,7 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         f"| Brier score / expected calibration error (10 bins) | {num('brier', 4)} / {num('ece', 4)} |",
         f"| calibration in the large / slope (0 and 1 when calibrated) | {num('calibration_in_the_large', 2)} / {num('calibration_slope', 2)} |",
     ]  # fmt: skip
-    data = {
-        "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
-        "n_implausible_values": "{} implausible value(s) read as missing",
-        "n_non_numeric_values": "{} non-numeric cell(s) read as missing",
-        "n_patients_with_skipped_hours": "{} patient(s) whose rows skip ICU hours",
-        "n_patients_with_label_reversals": "{} patient(s) whose SepsisLabel falls back to 0",
-    }
-    held = [text.format(int(metrics[k])) for k, text in data.items() if k in metrics]
-    by_column = metrics.get("implausible_values_by_column") or {}
-    if by_column and "n_implausible_values" in metrics:
-        i = list(k for k in data if k in metrics).index("n_implausible_values")
-        held[i] += " (" + ", ".join(f"{c} {int(n)}" for c, n in by_column.items()) + ")"
-    if held:
-        lines += ["", "Data: " + "; ".join(held) + "."]
-    for text in metrics.get("implausible_value_warnings") or []:
-        lines += ["", f"**Warning:** {text}; the model was scored without this column."]
+    lines += data_lines(metrics)
     if metrics.get("calibration"):
         lines += [
             "",
