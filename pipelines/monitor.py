@@ -10,7 +10,9 @@ Two Prefect flows, each scheduled in ``prefect.yaml``:
 
 Each runs its check (:mod:`pipelines.monitor_checks`: drift of the inputs and outputs
 against the reference stored with the model, and performance against the values the
-version was gated on, where the data has labels) and records it as an MLflow run in
+version was gated on, where the data has labels: a folder of stays without
+``SepsisLabel`` is checked for drift, its performance "not judged: unlabelled") and
+records it as an MLflow run in
 experiment ``vitalgru-monitoring`` and on the model version's tags
 (``vitalgru.monitor.*``), so that the registry shows when a version was last checked and
 how it fared. The status is ``ok``, ``watch`` (moderate drift), ``drift`` (major drift) or

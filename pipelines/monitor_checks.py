@@ -14,7 +14,9 @@ the beats the R-peak detector finds, as the live monitor does. Each then checks
    the heart rate, the beat amplitude (gain and unit errors, another lead), the share of
    beats in clean signal and the class mix of its calls;
 2. **performance**, where the data has labels: utility and AUROC, or DS2 S and V F1,
-   against the values the version was gated on, with a tolerated drop;
+   against the values the version was gated on, with a tolerated drop; a folder of stays
+   without ``SepsisLabel`` (a hospital's own export) gets the drift check alone, its
+   performance marked not judged (:data:`UNLABELLED_PERFORMANCE`), as unannotated records do;
 
 and writes the report with its verdict (:mod:`pipelines.monitor_verdict`) as
 ``monitoring.json`` and ``monitoring.md``. Nothing here touches Prefect or logs to MLflow:
@@ -89,6 +91,13 @@ def default_records(db: str, records: str | None) -> str | None:
     return records
 
 
+#: Why an unlabelled folder's performance is not judged (``performance["why"]``).
+UNLABELLED_PERFORMANCE = (
+    "not judged: unlabelled (no file has a SepsisLabel column, so the utility and AUROC "
+    "cannot be measured)"
+)
+
+
 def _check_drops(**drops: float) -> None:
     for name, v in drops.items():
         if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
@@ -149,6 +158,8 @@ def check_early_warning(
         loaded, cohort, str(folder), str(out_dir / "evaluation.json")
     )
     notes: list[str] = []
+    if not cohort.labelled:  # said beside the status too: "ok" is of the drift alone
+        notes.append("performance not judged: the stays are unlabelled; drift is checked")
     reference, drift_why = _drift_reference(loaded, notes)
     drift = None
     if reference is not None:
@@ -168,13 +179,16 @@ def check_early_warning(
             "this folder is the one the model was trained on: its performance here is "
             "not a test on new patients"
         )
+    why_not = None
+    if not cohort.labelled:
+        why_not = UNLABELLED_PERFORMANCE
+    elif not metrics.get("n_septic_patients"):
+        why_not = "no septic patient in the data (no labels, or none positive)"
     perf = performance_against_gate(
         loaded,
         {k: metrics.get(k) for k in ("utility", "auroc")},
         {"utility": float(max_utility_drop), "auroc": float(max_auroc_drop)},
-        None
-        if metrics.get("n_septic_patients")
-        else "no septic patient in the data (no labels, or none positive)",
+        why_not,
     )
     report: dict[str, Any] = {
         "task": "early-warning",
@@ -183,7 +197,8 @@ def check_early_warning(
         "model_name": loaded.name,
         "model_version": loaded.version,
         "data": str(folder),
-        "data_summary": f"`{folder}`, {cohort.n_patients} patients",
+        "data_summary": f"`{folder}`, {cohort.n_patients} patients"
+        + ("" if cohort.labelled else " (unlabelled)"),
         "n_patients": cohort.n_patients,
         "performance": perf,
         "drift": drift,

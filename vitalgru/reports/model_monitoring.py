@@ -77,6 +77,8 @@ def monitoring_markdown(report: dict[str, Any]) -> str:
                 f"| {k} | {_num(r['reference'])} | {_num(r['now'])} | {_num(r['drop'])} | "
                 f"{r['max_drop']} |"
             )
+    elif perf["why"].startswith("not judged: "):  # unlabelled data: nothing to measure it on
+        lines.append(f"Not judged: {perf['why'].removeprefix('not judged: ')}.")
     else:
         lines.append(f"Not checked: {perf['why']}.")
     drift = report["drift"]
