@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.arrhythmia import load_arrhythmia_config
-from pipelines.evaluate import config_lead, folder_metrics, parse_records
+from pipelines.evaluate import config_lead, folder_metrics, parse_records, unlabelled_folder_metrics
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
@@ -37,6 +37,7 @@ from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import report_markdown
 from vitalgru.metrics.early_warning import report_markdown as utility_markdown
+from vitalgru.metrics.early_warning_unlabelled import unlabelled_report_markdown
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.reports.early_warning import KEY_MEASURES, early_warning_report_html, stay_summary
 from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
@@ -248,8 +249,13 @@ def replay_early_warning_markdown(report: Mapping[str, Any], title: str) -> str:
     """The early-warning replay as markdown: the challenge's measures, then the alarms and
     what the replay cost."""
     a, comp = report["alarms"], report["compute"]
+    measured = {**report["metrics"], **report["data"]}
     lines = [
-        utility_markdown({**report["metrics"], **report["data"]}, title).rstrip(),
+        (
+            utility_markdown(measured, title)
+            if report["metrics"].get("labelled", True)
+            else unlabelled_report_markdown(measured, title)
+        ).rstrip(),
         "",
         "## Alarms at the bedside",
         "",
@@ -302,7 +308,9 @@ def replay_early_warning(
     -------
     dict
         ``metrics`` (:func:`vitalgru.metrics.early_warning.early_warning_metrics` on the live
-        risks; measures that need a septic patient are None without one), ``alarms``,
+        risks; measures that need a septic patient are None without one; for a folder
+        without ``SepsisLabel``, :func:`pipelines.evaluate.unlabelled_folder_metrics`: no
+        accuracy figure, and no label column in the hours), ``alarms``,
         ``data`` (files excluded, values refused), ``compute``
         (:meth:`~vitalgru.scoring.early_warning_replay.StayReplay.compute_summary`),
         ``patients`` (each patient's :func:`~vitalgru.reports.early_warning.stay_summary`
@@ -322,10 +330,14 @@ def replay_early_warning(
     result = replay_stays(monitor, frame, on_tick=_progress(), explain=ALARM_DRIVERS)
     offsets, ids = patient_offsets(frame)
     thr = monitor.threshold
-    labels = frame["sepsis_label"].to_numpy(np.int8)
+    # a folder without SepsisLabel: replayed all the same, without accuracy figures
+    labels = frame["sepsis_label"].to_numpy(np.int8) if psv.labelled else None
     risks = np.array([r.risk for pid in ids for r in result.risks[pid]], dtype=np.float64)
     hours = frame["hour"].to_numpy(np.int64)
-    metrics = folder_metrics(labels, risks, offsets, thr, data, hours)
+    if labels is None:
+        metrics = unlabelled_folder_metrics(risks, offsets, thr, data, hours)
+    else:
+        metrics = folder_metrics(labels, risks, offsets, thr, data, hours)
     # the findings' measures, and every column a value was refused in (the page shows it)
     refused_in = {c for hr in result.risks.values() for r in hr for c in r.rejected}
     shown = {
@@ -345,7 +357,7 @@ def replay_early_warning(
                 thr,
                 {c: v[a:b] for c, v in shown.items()},
                 [r.rejected for r in hr],
-                labels[a:b],
+                None if labels is None else labels[a:b],
                 [r.probability for r in hr],
                 {h: [d.as_dict() for d in ds] for h, ds in result.drivers.get(pid, {}).items()},
             )
@@ -391,7 +403,7 @@ def replay_early_warning(
             "risk": risks.astype(np.float32),
             "alarm": (risks >= thr).astype(np.int8),
             "refused": [",".join(r.rejected) for pid in ids for r in result.risks[pid]],
-            "sepsis_label": labels,
+            **({} if labels is None else {"sepsis_label": labels}),
         }
     )
     with replacing(paths["hours"]) as t:

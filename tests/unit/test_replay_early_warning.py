@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import pipelines.replay as replay_mod
@@ -57,3 +58,33 @@ def test_a_refused_value_outside_the_findings_is_listed_with_its_value(
     listed = re.findall(r"<li>ICU hour 4: ([^<]*)</li>", page)
     assert "?" not in " ".join(listed) and any(t.startswith("FiO2 = 50") for t in listed)
     assert json.loads((tmp_path / "out" / "replay.json").read_text())["patients"]
+
+
+def test_an_unlabelled_folder_is_replayed_with_what_raised_each_alarm(
+    replayed: Any, physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # a folder without SepsisLabel is read unlabelled: the replay failed on the missing
+    # label column (KeyError) instead of replaying the stays without accuracy figures
+    setA = physionet_mirror / "challenge-2019" / "training_setA"
+    labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
+    labelled.mkdir()
+    unlabelled.mkdir()
+    for name in ("p000009.psv", "p000010.psv", "p000011.psv"):
+        text = (setA / name).read_text()
+        (labelled / name).write_text(text)
+        rows = [line.rsplit("|", 1)[0] for line in text.splitlines()]
+        (unlabelled / name).write_text("\n".join(rows) + "\n")
+    ref = replayed(labelled, tmp_path / "ref")
+    report = replayed(unlabelled, tmp_path / "out")
+    m = report["metrics"]
+    assert m["labelled"] is False and m["utility"] is None and m["auroc"] is None
+    assert m["alarms_per_patient_day"] == pytest.approx(ref["metrics"]["alarms_per_patient_day"])
+    assert report["alarms"] == ref["alarms"] and report["alarms"]["episodes"] > 0
+    for pid, p in report["patients"].items():  # the same episodes and what raised them
+        assert p["episodes"] == ref["patients"][pid]["episodes"]
+        assert p["reference_onset_hour"] is None and p["first_alarm_lead_h"] is None
+    assert any(ep["drivers"] for p in report["patients"].values() for ep in p["episodes"])
+    hours = pd.read_parquet(tmp_path / "out" / "replay.hours.parquet")
+    assert "sepsis_label" not in hours.columns
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "**No accuracy figures:**" in md and "## Alarms at the bedside" in md
