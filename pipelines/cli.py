@@ -250,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-predictions", action="store_true",
         help="early-warning: also write the hourly risks as the Challenge 2019 wanted "
         "predictions, challenge/predictions/<patient>.psv (and challenge/labels/, the "
-        "SepsisLabel of each row scored) beside the report, for the Challenge's own scorer",
+        "SepsisLabel of each row scored, for a labelled folder) beside the report, for the "
+        "Challenge's own scorer",
     )  # fmt: skip
     sp.set_defaults(func=cmd_evaluate)
 
