@@ -41,3 +41,11 @@ def test_a_deprecation_inside_a_library_is_shown_not_raised(
         # (catch_warnings keeps the filters in force; record only collects what they show)
         _calls_a_deprecated_api_from(module, category)
     assert [str(w.message) for w in seen] == ["this goes away"]
+
+
+def test_the_test_client_runs_on_httpx2() -> None:
+    # starlette's TestClient falls back to httpx with a StarletteDeprecationWarning (shown,
+    # not raised: it names fastapi.testclient); the dev extra installs httpx2 for it
+    import starlette.testclient
+
+    assert starlette.testclient.httpx.__name__ == "httpx2"
