@@ -62,6 +62,7 @@ from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, 
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
 from pipelines.gateway_http import rate_limited, unknown_caller
 from vitalgru.reports.monitoring import ALERT_NAMES
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
 
 __all__ = [
@@ -85,7 +86,7 @@ SERVICES: dict[str, tuple[str, str, str, str]] = {
         "patient-view",
         "vitalgru sepsis early warning",
         "While the patient is in a sepsis alarm episode of the gateway's early-warning model: "
-        "the risk, the estimated probability of sepsis within 6 hours and what raised it.",
+        f"the risk score, the estimated probability of {OUTCOME} and what raised it.",
     ),
     "vitalgru-ecg": (
         "ecg",
@@ -234,7 +235,7 @@ def sepsis_cards(
     if not summary.get("in_alarm") or onset is None or last is None:
         return []
     prob = last.get("probability")
-    said = f"; estimated probability of sepsis within 6 h {100 * prob:.0f} %" if prob else ""
+    said = "" if prob is None else f"; estimated probability of {OUTCOME} {probability_text(prob)}"
     summary_line = (f"Sepsis alarm: risk {last['risk']:.2f} at ICU hour {last['hour']} "
                     f"(alarm line {threshold:.2f}){said}")[:139]  # fmt: skip
     drivers = "; ".join(d.get("text", "") for d in onset.get("drivers") or []) or "not known"

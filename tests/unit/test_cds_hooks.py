@@ -17,7 +17,7 @@ from http_testkit import JsonServer, closed_port, serving
 from monitor_kit import untrained_monitor
 
 from pipelines.audit import AuditLog
-from pipelines.cds_hooks import DISCHARGE_NOTE, PrefetchMissing, patient_of
+from pipelines.cds_hooks import DISCHARGE_NOTE, PrefetchMissing, patient_of, sepsis_cards
 from pipelines.cds_tokens import (
     JWKS_MAX_AGE_S,
     JWKS_MAX_BYTES,
@@ -589,3 +589,16 @@ def test_a_sepsis_card_lasts_as_long_as_its_episode_and_feedback_is_all_or_nothi
     assert 'vitalgru_cds_calls_total{outcome="invalid",service="vitalgru-sepsis"} 1.0' in metrics
     assert 'vitalgru_cds_calls_total{outcome="refused",service="unknown"} 3.0' in metrics
     assert "made-up" not in metrics
+
+
+@pytest.mark.parametrize(("probability", "said"), [(0.004, "0.4 %"), (0.0, "<0.1 %")])
+def test_the_sepsis_card_gives_a_small_probability_as_it_is(probability: float, said: str) -> None:
+    """Whole percent gave 0.4 % as "0 %", and a probability of 0 was left out altogether."""
+    summary = {
+        "in_alarm": True,
+        "last_hour": {"hour": 36, "risk": 0.38, "probability": probability},
+    }
+    onset = {"seq": 7, "hour": 36, "risk": 0.38, "kind": "sepsis_risk", "drivers": []}
+    (card,) = sepsis_cards(summary, onset, 0.246, log_id="log")
+    assert card["summary"].endswith(f"estimated probability of sepsis now or within 6 hours {said}")
+    assert len(card["summary"]) < 140

@@ -394,13 +394,18 @@ def test_a_sepsis_alarm_event_names_what_raised_the_risk(
     resp = RiskDriver("resp_per_min", 31.0, 0, 18.8, 0.31, 0.27)
     e = ward._sepsis_alarm_event("icu-9", risk, [lactate, resp])
     assert e["message"].endswith(
-        "at ICU hour 14 (estimated probability of sepsis within 6 hours 12 %); raised most by "
+        "at ICU hour 14 (estimated probability of sepsis now or within 6 hours 12 %); raised most by "
         "Lactate 4.2 mmol/L (2 h ago; risk 0.18 had it been typical, 2.4); "
         "Resp 31 /min (now; risk 0.27 had it been typical, 18.8)"
     )
     assert [d["column"] for d in e["drivers"]] == ["lactate_mmol_l", "resp_per_min"]
     assert e["drivers"][0]["risk_drop"] == pytest.approx(0.13)
     assert "raised most" not in ward._sepsis_alarm_event("icu-9", risk, [])["message"]
+    low = HourRisk("icu-9", 14, 0.31, True, (), 0.004)  # not "0 %"
+    assert (
+        "probability of sepsis now or within 6 hours 0.4 %)"
+        in (ward._sepsis_alarm_event("icu-9", low, [])["message"])
+    )
 
 
 def test_a_restored_alarm_keeps_what_its_onset_said(

@@ -30,6 +30,7 @@ import numpy as np
 
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.reports.html import axis_top, page, trend_chart
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
@@ -268,7 +269,7 @@ def _headline(s: StaySummary, d: int = 3) -> str:
         prob = s.get("probability_last")
         chance = (
             "" if prob is None
-            else f"; estimated probability of sepsis within 6 hours {100 * prob:.0f} %"
+            else f"; estimated probability of {OUTCOME} {probability_text(prob)}"
         )  # fmt: skip
         text = (
             f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk "

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from vitalgru.reports.html import clock, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
@@ -153,7 +154,10 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
         h = p["last_hour"]
         hour = "–" if h is None else str(h["hour"])
         risk = "–" if h is None else f"{h['risk']:.3f}"
-        prob = "–" if h is None or h.get("probability") is None else f"{100 * h['probability']:.0f}"
+        prob = (
+            "–" if h is None or h.get("probability") is None
+            else probability_text(h["probability"])
+        )  # fmt: skip
         ack = p.get("alarm_acknowledged")
         state = (
             "no"
@@ -209,7 +213,7 @@ def ward_page_html(
     if sepsis:
         parts.append(
             "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
-            "<th>latest ICU hour</th><th>risk</th><th>probability of sepsis within 6 h %"
+            f"<th>latest ICU hour</th><th>risk</th><th>probability of {OUTCOME}"
             "</th><th>alarm</th><th>alarm episodes</th>"
             "<th>what raised the risk when the alarm began</th>"
             "<th>being assembled from observations</th></tr>"

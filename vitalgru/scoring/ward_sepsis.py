@@ -19,6 +19,7 @@ from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.patient_ids import check_patient_id
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
 from vitalgru.scoring.ward_sepsis_hours import (
@@ -212,9 +213,7 @@ class SepsisWard(SepsisHours):
             f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
         )
         if risk.probability is not None:
-            message += (
-                f" (estimated probability of sepsis within 6 hours {100 * risk.probability:.0f} %)"
-            )
+            message += f" (estimated probability of {OUTCOME} {probability_text(risk.probability)})"
         if drivers:
             message += "; raised most by " + "; ".join(d.describe() for d in drivers)
         lockout = None

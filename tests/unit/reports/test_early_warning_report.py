@@ -92,7 +92,7 @@ class TestPage:
         loud_p = {**loud, "probability_last": 0.234}
         page_p = early_warning_report_html([loud_p], model="m")
         assert (
-            "(ICU hour 10, risk 0.800; estimated probability of sepsis within 6 hours 23 %)"
+            "(ICU hour 10, risk 0.800; estimated probability of sepsis now or within 6 hours 23 %)"
             in page_p
         )
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
@@ -202,3 +202,10 @@ def test_an_episode_over_skipped_hours_is_as_long_as_the_hours_it_spans() -> Non
     s = stay_summary("p", [1, 2, 3, 7, 8], [0.1, 0.5, 0.6, 0.7, 0.1], 0.4, {}, [[]] * 5)
     (ep,) = s["episodes"]
     assert (ep["start_hour"], ep["end_hour"], ep["hours"]) == (2, 7, 6)
+
+
+def test_a_small_probability_in_the_headline_is_not_zero() -> None:
+    s = stay_summary("icu-8", [1, 2, 3], [0.01, 0.02, 0.03], 0.025, {},
+                     probabilities=[0.001, 0.002, 0.004])  # fmt: skip
+    page = early_warning_report_html([s])
+    assert "estimated probability of sepsis now or within 6 hours 0.4 %)" in page

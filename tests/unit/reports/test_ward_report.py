@@ -33,7 +33,7 @@ def test_order_values_and_escaping() -> None:
     assert "<td class=n>1:02:05</td><td class=n>72</td><td class=n>200</td>" in page
     assert "<td class=n>3.0</td><td class=n>2.0</td><td class=n>2.5</td>" in page
     assert "Ventricular run: 3 V beats at 150 bpm" in page
-    assert "<td class=n>30</td><td class=n>0.410</td><td class=n>12</td>" in page
+    assert "<td class=n>30</td><td class=n>0.410</td><td class=n>12 %</td>" in page
     assert "<td class=n>5</td><td class=n>0.020</td><td class=n>–</td>" in page  # no probability
     assert "2 patient(s) on ECG monitoring, 3 on sepsis scoring" in page
     # what raised the risk of the alarm going on, escaped; nothing for the others
@@ -131,3 +131,12 @@ def test_the_ecg_pages_strips_say_when_they_start_and_carry_the_legend() -> None
     page = ecg_patient_page_html(summary, [strip], zone=ZoneInfo("Europe/Berlin"))
     assert "strip from 2026-12-07 13:44:46.499 CET</text>" in page
     assert ">unclassifiable or paced</text>" in page and ">0 s</text>" in page
+
+
+def test_a_small_probability_is_never_shown_as_zero() -> None:
+    """Whole percent showed a probability of 0.4 % as "0": certainly not septic."""
+    low = {"patient_id": "icu-9", "in_alarm": False, "alarm_episodes": 0,
+           "last_hour": {"hour": 20, "risk": 0.031, "probability": 0.004}}  # fmt: skip
+    page = ward_page_html([], [low])
+    assert "<td class=n>0.4 %</td>" in page
+    assert "probability of sepsis now or within 6 hours" in page
