@@ -62,7 +62,7 @@ from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, 
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
 from pipelines.gateway_http import rate_limited, unknown_caller
 from vitalgru.reports.monitoring import ALERT_NAMES
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_and_line, risk_decimals
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
 
 __all__ = [
@@ -236,15 +236,17 @@ def sepsis_cards(
         return []
     prob = last.get("probability")
     said = "" if prob is None else f"; estimated probability of {OUTCOME} {probability_text(prob)}"
-    summary_line = (f"Sepsis alarm: risk {last['risk']:.2f} at ICU hour {last['hour']} "
-                    f"(alarm line {threshold:.2f}){said}")[:139]  # fmt: skip
+    score, line = risk_and_line(float(last["risk"]), threshold)
+    summary_line = (f"Sepsis alarm: risk score {score} (alarm line {line}) at ICU hour "
+                    f"{last['hour']}{said}")[:139]  # fmt: skip
     drivers = "; ".join(d.get("text", "") for d in onset.get("drivers") or []) or "not known"
     repeated = onset.get("kind") == REPEATED_SEPSIS_KIND
     indicator = ("info" if repeated else "critical"
                  if onset.get("escalated") and not onset.get("acknowledged") else "warning")  # fmt: skip
     detail = "\n".join([
         f"The alarm episode began at ICU hour {onset.get('hour')} "
-        f"(risk {onset.get('risk')}; event {onset['seq']} at {onset.get('received_at')}).",
+        f"(risk score {_score(onset.get('risk'), threshold)}; event {onset['seq']} at "
+        f"{onset.get('received_at')}).",
         "",
         f"What raised the risk most then: {drivers}.",
         "",
@@ -260,6 +262,13 @@ def sepsis_cards(
         "overrideReasons": OVERRIDE_REASONS,
         **_links("The stay's risk, hour by hour", page),
     }]  # fmt: skip
+
+
+def _score(risk: Any, threshold: float) -> str:
+    """A logged risk score as the card's summary prints scores (``?`` where not logged)."""
+    if not isinstance(risk, int | float):
+        return "?"
+    return f"{risk:.{risk_decimals([(float(risk), threshold)])}f}"
 
 
 def _links(label: str, page: str | None) -> dict[str, Any]:

@@ -328,7 +328,10 @@ def create_app(
         ecg, sepsis = ward.summaries()
         answered(request, (s["patient_id"] for s in ecg + sepsis))  # every one on the page
         names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
-        return ward_page_html(ecg, sepsis, model=names, refresh_s=refresh or None, zone=zone)
+        line = None if ward.sepsis is None else ward.sepsis.threshold
+        return ward_page_html(
+            ecg, sepsis, model=names, refresh_s=refresh or None, zone=zone, threshold=line
+        )
 
     @reads.get("/patients")
     def patients(request: Request) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ from pipelines.cds_tokens import (
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.sepsis_wording import risk_and_line
 from vitalgru.scoring.ward import Ward
 
 ISS = "https://ehr.example.org"
@@ -339,7 +340,10 @@ def test_the_ehr_gets_a_card_while_the_patient_is_in_alarm_and_its_feedback_ackn
         summary = c.get("/vitals/MRN-0001", headers=gw).json()
         risk = summary["last_hour"]["risk"]
         assert card["indicator"] == "warning" and len(card["summary"]) < 140
-        assert card["summary"].startswith(f"Sepsis alarm: risk {risk:.2f} at ICU hour")
+        score, line = risk_and_line(risk, ward.sepsis.threshold)
+        assert card["summary"].startswith(
+            f"Sepsis alarm: risk score {score} (alarm line {line}) at ICU hour"
+        )
         assert "**Not acknowledged** yet." in card["detail"]
         assert card["links"] == [{"label": "The stay's risk, hour by hour", "type": "absolute",
                                   "url": "https://gw.example.org/vitals/MRN-0001/page"}]  # fmt: skip

@@ -32,6 +32,7 @@ from vitalgru import __version__
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
+from vitalgru.scoring.sepsis_wording import risk_decimals
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_state import SepsisAdmission, WardState
@@ -395,8 +396,8 @@ def test_a_sepsis_alarm_event_names_what_raised_the_risk(
     e = ward._sepsis_alarm_event("icu-9", risk, [lactate, resp])
     assert e["message"].endswith(
         "at ICU hour 14 (estimated probability of sepsis now or within 6 hours 12 %); raised most by "
-        "Lactate 4.2 mmol/L (2 h ago; risk 0.18 had it been typical, 2.4); "
-        "Resp 31 /min (now; risk 0.27 had it been typical, 18.8)"
+        "Lactate 4.2 mmol/L (2 h ago; risk score 0.180 had it been typical, 2.4); "
+        "Resp 31 /min (now; risk score 0.270 had it been typical, 18.8)"
     )
     assert [d["column"] for d in e["drivers"]] == ["lactate_mmol_l", "resp_per_min"]
     assert e["drivers"][0]["risk_drop"] == pytest.approx(0.13)
@@ -1259,6 +1260,7 @@ def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
     risks = {e["resource"]["subject"]["identifier"]["value"]: e["resource"]
              for e in bundle["entry"]}  # fmt: skip
     assert sorted(risks) == ["icu-1", "icu-2"]
+    line = sepsis[0].threshold
     for pid, r in risks.items():
         s = client.get(f"/vitals/{pid}").json()
         pred = r["prediction"][0]
@@ -1267,11 +1269,12 @@ def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
         )
         assert pred["probabilityDecimal"] == pytest.approx(s["last_hour"]["probability"], abs=1e-6)
         assert pred["qualitativeRisk"]["coding"][0]["code"] == ("high" if s["in_alarm"] else "low")
-        assert f"ICU hour {s['last_hour']['hour']};" in r["note"][0]["text"]
+        assert f"ICU hour {s['last_hour']['hour']}: risk score " in r["note"][0]["text"]
         top = max(posted[pid], key=lambda h: h["risk"])
         assert (s["risk_max"], s["risk_max_hour"]) == (top["risk"], top["hour"])
-        assert f"highest risk of the stay {s['risk_max']:.3f} at ICU hour {s['risk_max_hour']}" in (
-            r["note"][0]["text"])  # fmt: skip
+        d = risk_decimals([(s["last_hour"]["risk"], line), (s["risk_max"], line)])
+        assert (f"highest risk score of the stay {s['risk_max']:.{d}f} at ICU hour "
+                f"{s['risk_max_hour']}") in r["note"][0]["text"]  # fmt: skip
     with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as c:
         assert c.get("/fhir/risk").status_code == 503
 

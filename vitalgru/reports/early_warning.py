@@ -30,7 +30,7 @@ import numpy as np
 
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.reports.html import axis_top, page, trend_chart
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_decimals
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
@@ -213,20 +213,14 @@ def _fmt(v: float) -> str:
 
 
 def _risk_decimals(stays: Sequence[StaySummary]) -> int:
-    """Decimals for the risks and thresholds of a page: 3, or more where a risk lies so
-    close to its threshold that 3 would put it on the other side (a highest risk of 0.0921
-    under a threshold of 0.0924 read "0.092" against "(0.092)"); at most 9."""
-    pairs = [
+    """Decimals for the risk scores and alarm lines of a page
+    (:func:`~vitalgru.scoring.sepsis_wording.risk_decimals` over every score shown)."""
+    return risk_decimals(
         (v, s["threshold"])
         for s in stays
-        if math.isfinite(s["threshold"])
         for v in (s["risk_max"], s["risk_last"], *(ep["peak_risk"] for ep in s["episodes"]))
         if v is not None
-    ]
-    for d in range(3, 9):  # a float32 risk one step under a float64 threshold: 8
-        if all((round(v, d) >= round(t, d)) == (v >= t) for v, t in pairs):
-            return d
-    return 9
+    )
 
 
 def _chart(s: StaySummary, d: int = 3) -> str:
@@ -246,7 +240,7 @@ def _chart(s: StaySummary, d: int = 3) -> str:
         risk,
         y_max=min(1.0, axis_top(max(max(risk), 2.0 * (level or 0.0)))),
         x_step=24,
-        label=f"Sepsis risk of patient {s['patient_id']} by ICU hour; alarm threshold {thr:.{d}f}",
+        label=f"Sepsis risk score of patient {s['patient_id']} by ICU hour; alarm line {thr:.{d}f}",
         bands=[(ep["start_hour"] - 0.5, ep["end_hour"] + 0.5) for ep in s["episodes"]],
         level=level,
         marks=[(onset, "onset")] if onset is not None else (),
@@ -272,7 +266,7 @@ def _headline(s: StaySummary, d: int = 3) -> str:
             else f"; estimated probability of {OUTCOME} {probability_text(prob)}"
         )  # fmt: skip
         text = (
-            f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk "
+            f"In alarm at the latest hour (ICU hour {s['last_hour']}, risk score "
             f"{s['risk_last']:.{d}f}{chance})"
         )
     elif s["episodes"]:
@@ -327,7 +321,7 @@ def _stay_html(s: StaySummary, d: int = 3) -> str:
         for ep in s["episodes"]
     )
     table = (
-        "<table><tr><th>from ICU hour</th><th>to</th><th>hours</th><th>peak risk</th>"
+        "<table><tr><th>from ICU hour</th><th>to</th><th>hours</th><th>peak risk score</th>"
         "<th>latest values when the alarm began</th>"
         + ("<th>what raised the model's risk most then</th>" if explained else "")
         + "</tr>"
@@ -353,7 +347,7 @@ def _stay_html(s: StaySummary, d: int = 3) -> str:
 <h2>Patient {e(s["patient_id"])}</h2>
 <p class=head>{_headline(s, d)}</p>
 <p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
-{s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
+score {s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
 {_reference_html(s)}{_chart(s, d)}{table}{refused_html}
 </section>"""
 
@@ -386,7 +380,7 @@ def early_warning_report_html(
     )
     rest = (
         "<section><h2>Patients without an alarm</h2><table><tr><th>patient</th>"
-        "<th>ICU hours</th><th>highest risk</th><th>latest risk</th>"
+        "<th>ICU hours</th><th>highest risk score</th><th>latest risk score</th>"
         "<th>values refused as impossible</th></tr>"
         + "".join(
             f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
@@ -401,15 +395,23 @@ def early_warning_report_html(
         else ""
     )
     never = (
-        " An infinite threshold means that never alarming scored best on the training "
+        " An infinite alarm line means that never alarming scored best on the training "
         "patients: such a model raises no alarm."
         if any(not math.isfinite(t) for t in thr)
         else ""
     )
+    chance = (
+        f" The probability is of {OUTCOME}: the score recalibrated on the model's validation "
+        "patients."
+        if any(s.get("probability_last") is not None for s in stays)
+        else ""
+    )
     intro = (
-        "Each hour's risk uses only that hour and earlier ones. An hour is in alarm when its "
-        f"risk reaches the model's threshold ({', '.join(f'{t:.{d}f}' for t in sorted(thr))}), "
-        f"chosen on its training patients.{never} Values in red are outside the SIRS, qSOFA, "
+        "Each hour's risk score uses only that hour and earlier ones. An hour is in alarm when "
+        "its risk score reaches the model's alarm line "
+        f"({', '.join(f'{t:.{d}f}' for t in sorted(thr))}), chosen on its training patients. "
+        "The risk score is the scale the alarm line is drawn on, not a probability: a score of "
+        f"0.500 is not a 50 % chance.{chance}{never} Values in red are outside the SIRS, qSOFA, "
         "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
         + "; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values())
         + "). Times are ICU hours (ICULOS)."

@@ -39,6 +39,7 @@ from typing import Any
 
 from vitalgru.io.observation_codes import MDC_SYSTEM  # ISO/IEEE 11073-10101, R4's URI
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
+from vitalgru.scoring.sepsis_wording import risk_decimals
 from vitalgru.types import event_log_id
 
 __all__ = [
@@ -157,6 +158,7 @@ def risk_assessment(
     when: str | None,
 ) -> Resource:
     """The ``RiskAssessment`` of a stay's latest hour (see the module's description)."""
+    d = risk_decimals([(risk_last, threshold), (risk_max, threshold)])
     risk: Resource = {
         "resourceType": "RiskAssessment",
         "status": "final",
@@ -182,19 +184,17 @@ def risk_assessment(
         ],
         "note": [
             {
-                "text": f"ICU hour {last_hour}; alarm threshold {threshold:.4g} "
-                f"({'in alarm' if in_alarm else 'not in alarm'}); highest risk of the "
-                f"stay {risk_max:.3f} at ICU hour {risk_max_hour}"
+                "text": f"ICU hour {last_hour}: risk score {risk_last:.{d}f} (a score, not a "
+                f"probability), alarm line {threshold:.{d}f} "
+                f"({'in alarm' if in_alarm else 'not in alarm'}); highest risk score of the "
+                f"stay {risk_max:.{d}f} at ICU hour {risk_max_hour}"
             }
         ],
     }
     if probability is not None:  # a probability only where the model was recalibrated
         risk["prediction"][0]["probabilityDecimal"] = round(float(probability), 6)
     else:
-        risk["note"][0]["text"] += (
-            f"; risk score {risk_last:.3f} (the model has no recalibration: a score, "
-            "not a probability)"
-        )
+        risk["note"][0]["text"] += "; the model has no recalibration: no probability"
     if when is not None:
         risk["occurrenceDateTime"] = when
     return risk
@@ -242,11 +242,13 @@ def sepsis_bundle(
         )  # fmt: skip
         out.append((f"sepsis-risk/{pid}", risk))
         last = len(s["episodes"]) - 1
+        d = risk_decimals((ep["peak_risk"], thr) for ep in s["episodes"])
         for k, ep in enumerate(s["episodes"]):
             active = in_alarm and k == last
             text = (
-                f"Sepsis early warning alarm: risk at or above {thr:.4g} from ICU hour "
-                f"{ep['start_hour']} to {ep['end_hour']} (peak {ep['peak_risk']:.3f})"
+                f"Sepsis early warning alarm: risk score at or above the alarm line "
+                f"{thr:.{d}f} from ICU hour {ep['start_hour']} to {ep['end_hour']} (peak "
+                f"{ep['peak_risk']:.{d}f})"
             )
             if ep.get("drivers"):
                 text += "; raised most by " + "; ".join(d["text"] for d in ep["drivers"])

@@ -10,6 +10,7 @@ on. Patients needing attention come first. Plain data in (the summaries of
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import quote
 from vitalgru.reports.html import clock, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
@@ -139,7 +140,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
     return "".join(rows)
 
 
-def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
+def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
     e = html.escape
     order = sorted(
         patients,
@@ -153,7 +154,7 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]]) -> str:
     for p in order:
         h = p["last_hour"]
         hour = "–" if h is None else str(h["hour"])
-        risk = "–" if h is None else f"{h['risk']:.3f}"
+        risk = "–" if h is None else f"{h['risk']:.{d}f}"
         prob = (
             "–" if h is None or h.get("probability") is None
             else probability_text(h["probability"])
@@ -191,12 +192,15 @@ def ward_page_html(
     generated: datetime | None = None,
     refresh_s: int | None = None,
     zone: tzinfo | None = None,
+    threshold: float | None = None,
 ) -> str:
     """One HTML page over the ward's ECG summaries
     (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`) and sepsis summaries
     (:meth:`vitalgru.scoring.ward.Ward.sepsis_summary`), patients with alarms first; with
     ``refresh_s``, a screen that loads itself again every that many seconds. Times are
-    shown in ``zone`` (None: UTC), each labelled with it."""
+    shown in ``zone`` (None: UTC), each labelled with it. ``threshold``: the sepsis model's
+    alarm line, named in the risk score's header and printed with as many decimals as keep
+    each score on its side of it."""
     e = html.escape
     parts = []
     if ecg:
@@ -211,21 +215,33 @@ def ward_page_html(
             f"</tr>{_ecg_rows(ecg, zone)}</table></section>"
         )
     if sepsis:
+        scores = [p["last_hour"]["risk"] for p in sepsis if p["last_hour"] is not None]
+        d = 3 if threshold is None else risk_decimals((v, threshold) for v in scores)
+        line = (
+            "not a probability" if threshold is None
+            else "no alarm line: the model never alarms" if not math.isfinite(threshold)
+            else f"alarm line {threshold:.{d}f}"
+        )  # fmt: skip
         parts.append(
             "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
-            f"<th>latest ICU hour</th><th>risk</th><th>probability of {OUTCOME}"
+            f"<th>latest ICU hour</th><th>risk score ({line})</th><th>probability of {OUTCOME}"
             "</th><th>alarm</th><th>alarm episodes</th>"
-            "<th>what raised the risk when the alarm began</th>"
+            "<th>what raised the risk score when the alarm began</th>"
             "<th>being assembled from observations</th></tr>"
-            f"{_sepsis_rows(sepsis)}</table></section>"
+            f"{_sepsis_rows(sepsis, d)}</table></section>"
         )
     if not parts:
         parts.append("<p>No patient is being monitored.</p>")
     intro = (
         f"{len(ecg)} patient(s) on ECG monitoring, {len(sepsis)} on sepsis scoring; patients "
-        "with alarms first. Beat shares count every beat labelled since admission; the "
-        "probability is the model's risk recalibrated on its validation patients."
+        "with alarms first. Beat shares count every beat labelled since admission."
     )
+    if sepsis:
+        intro += (
+            " The sepsis risk score is the scale the model's alarm line is drawn on, not a "
+            "probability (a score of 0.500 is not a 50 % chance); the probability is that "
+            "score recalibrated on the model's validation patients."
+        )
     return page(
         "Ward overview (live)", intro, "".join(parts), model=model, generated=generated,
         refresh_s=refresh_s, zone=zone,

@@ -121,12 +121,13 @@ class RiskDriver:
         return self.risk - self.risk_if_typical
 
     def describe(self) -> str:
-        """For a clinician: ``Resp 31 /min (now; risk 0.11 had it been typical, 18.8)``."""
+        """For a clinician: ``Resp 31 /min (now; risk score 0.110 had it been typical,
+        18.8)``."""
         unit = MEASUREMENT_UNITS.get(self.column, "")
         when = "now" if self.hours_ago == 0 else f"{self.hours_ago} h ago"
         return (
             f"{_CHALLENGE_NAMES.get(self.column, self.column)} {self.value:.3g}"
-            f"{' ' + unit if unit else ''} ({when}; risk {self.risk_if_typical:.2f} had it "
+            f"{' ' + unit if unit else ''} ({when}; risk score {self.risk_if_typical:.3f} had it "
             f"been typical, {self.typical:.3g})"
         )
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.patient_ids import check_patient_id
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text
+from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_and_line
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
 from vitalgru.scoring.ward_sepsis_hours import (
@@ -187,14 +187,15 @@ class SepsisWard(SepsisHours):
                     bed.paged = bed.onset
             elif not risk.alarm:
                 if bed.onset is not None:  # the episode is over: said, for whoever paged
+                    score, line = risk_and_line(risk.risk, self.sepsis.threshold)
                     self._event({
                         "source": "ward", "patient_id": pid, "kind": "alarm_ended",
                         "ends": bed.onset["seq"], "alarm_kind": bed.onset["kind"],
                         "hour": risk.hour,
                         "risk": round(risk.risk, 4),
-                        "message": f"sepsis risk {risk.risk:.2f} fell below the alarm threshold "
-                        f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}: the alarm "
-                        f"episode that began at ICU hour {bed.onset.get('hour')} is over",
+                        "message": f"sepsis risk score {score} fell below the alarm line "
+                        f"{line} at ICU hour {risk.hour}: the alarm episode that began at ICU "
+                        f"hour {bed.onset.get('hour')} is over",
                     })  # fmt: skip
                 bed.onset = None
         return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
@@ -208,10 +209,8 @@ class SepsisWard(SepsisHours):
     ) -> dict[str, Any]:
         """The event of an alarm onset; a :data:`REPEATED_SEPSIS_KIND` one when it falls in
         the lockout after ``paged`` (the patient's latest alarm that paged someone)."""
-        message = (
-            f"sepsis risk {risk.risk:.2f} reached the alarm threshold "
-            f"{self.sepsis.threshold:.2f} at ICU hour {risk.hour}"
-        )
+        score, line = risk_and_line(risk.risk, self.sepsis.threshold)
+        message = f"sepsis risk score {score} reached the alarm line {line} at ICU hour {risk.hour}"
         if risk.probability is not None:
             message += f" (estimated probability of {OUTCOME} {probability_text(risk.probability)})"
         if drivers:

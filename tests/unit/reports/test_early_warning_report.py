@@ -87,13 +87,16 @@ class TestPage:
         # in alarm now, then the septic patient with no alarm, then the table of the rest
         assert page.index("&lt;b&gt;x") < page.index("b-onset") < page.index("a-quiet")
         assert "3 patient(s): 1 in alarm at their latest hour, 1 with an alarm" in page
-        assert "In alarm at the latest hour (ICU hour 10, risk 0.800)" in page
+        assert "In alarm at the latest hour (ICU hour 10, risk score 0.800)" in page
+        # the score is said to be no probability, and named a score wherever it is shown
+        assert "the scale the alarm line is drawn on, not a probability" in page
+        assert re.search(r"highest risk\s+score 0.900", page) and "<th>peak risk score</th>" in page
         # a recalibrated model's probability is given beside the risk
         loud_p = {**loud, "probability_last": 0.234}
         page_p = early_warning_report_html([loud_p], model="m")
         assert (
-            "(ICU hour 10, risk 0.800; estimated probability of sepsis now or within 6 hours 23 %)"
-            in page_p
+            "(ICU hour 10, risk score 0.800; estimated probability of sepsis now or within 6 hours "
+            "23 %)" in page_p
         )
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
@@ -146,7 +149,7 @@ def test_a_model_that_never_alarms_is_drawn_and_said_so() -> None:
     assert s["alarm_hours"] == 0 and s["first_alarm_lead_h"] is None
     page = early_warning_report_html([s], generated=datetime(2026, 1, 2, tzinfo=UTC))
     assert "<svg" in page and "stroke-dasharray" not in page  # no threshold line
-    assert "threshold (inf)" in page and "raises no alarm" in page
+    assert "alarm line (inf)" in page and "raises no alarm" in page
 
 
 def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed() -> None:
@@ -181,7 +184,7 @@ def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
     # threshold 0.0924, highest risk 0.0921: "(0.092)" in the text and "0.092" in the row
     s = stay_summary("p", [1, 2], [0.05, 0.0921], 0.0924, {}, [[], []])
     page = early_warning_report_html([s, stay_summary("q", [1], [0.01], 0.0924, {}, [[]])])
-    assert "threshold (0.0924)" in page and "<td class=n>0.0921</td>" in page
+    assert "alarm line (0.0924)" in page and "<td class=n>0.0921</td>" in page
     # a float32 risk just under a float64 threshold (6 decimals printed them equal)
     for close in (
         float(np.nextafter(np.float32(0.0924), np.float32(0))),
@@ -189,11 +192,11 @@ def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
     ):
         assert close < 0.0924
         page = early_warning_report_html([stay_summary("p", [1], [close], 0.0924, {}, [[]])])
-        (thr,) = re.findall(r"threshold \(([0-9.]+)\)", page)
-        (top,) = re.findall(r"highest risk\s+([0-9.]+) at", page)
+        (thr,) = re.findall(r"alarm line \(([0-9.]+)\)", page)
+        (top,) = re.findall(r"highest risk\s+score ([0-9.]+) at", page)
         assert float(top) < float(thr), (top, thr)
     usual = early_warning_report_html([stay_summary("p", [1], [0.5], 0.0924, {}, [[]])])
-    assert "threshold (0.092)" in usual  # three decimals where they tell the sides apart
+    assert "alarm line (0.092)" in usual  # three decimals where they tell the sides apart
 
 
 def test_an_episode_over_skipped_hours_is_as_long_as_the_hours_it_spans() -> None:

@@ -51,7 +51,11 @@ class TestSepsisBundle:
         assert calm["qualitativeRisk"]["coding"][0]["code"] == "low"
         # a score without a recalibration is not passed off as a probability
         assert "probabilityDecimal" not in calm
-        assert "risk score 0.200 (the model has no recalibration" in risks[1]["note"][0]["text"]
+        assert risks[1]["note"][0]["text"] == (
+            "ICU hour 2: risk score 0.200 (a score, not a probability), alarm line 0.500 (not "
+            "in alarm); highest risk score of the stay 0.200 at ICU hour 2; the model has no "
+            "recalibration: no probability"
+        )
         # the latest hour (10) of a stay whose hour 0 was T0
         assert risks[0]["occurrenceDateTime"] == (T0 + timedelta(hours=10)).isoformat()
         assert "occurrenceDateTime" not in risks[1]  # no start time for p2

@@ -140,3 +140,14 @@ def test_a_small_probability_is_never_shown_as_zero() -> None:
     page = ward_page_html([], [low])
     assert "<td class=n>0.4 %</td>" in page
     assert "probability of sepsis now or within 6 hours" in page
+
+
+def test_the_risk_score_is_named_a_score_beside_its_alarm_line() -> None:
+    """A risk of 0.500 beside a probability of 6 % read as a 50 % chance of sepsis."""
+    at = {"patient_id": "icu-4", "in_alarm": True, "alarm_episodes": 1,
+          "last_hour": {"hour": 55, "risk": 0.0921, "probability": 0.026}}  # fmt: skip
+    page = ward_page_html([], [at], threshold=0.0924)
+    assert "<th>risk score (alarm line 0.0924)</th>" in page
+    assert "<td class=n>0.0921</td><td class=n>2.6 %</td>" in page  # not "0.092" under it
+    assert "not a probability (a score of 0.500 is not a 50 % chance)" in page
+    assert "<th>risk score (not a probability)</th>" in ward_page_html([], [at])
