@@ -1268,7 +1268,9 @@ def test_each_sepsis_patients_latest_hour_as_a_fhir_risk_assessment(
             r["resourceType"] == "RiskAssessment" and r["occurrenceDateTime"] == s["last_scored_at"]
         )
         assert pred["probabilityDecimal"] == pytest.approx(s["last_hour"]["probability"], abs=1e-6)
-        assert pred["qualitativeRisk"]["coding"][0]["code"] == ("high" if s["in_alarm"] else "low")
+        assert pred["qualitativeRisk"]["coding"][0]["code"] == (
+            "moderate" if s["in_alarm"] else "low"
+        )
         assert f"ICU hour {s['last_hour']['hour']}: risk score " in r["note"][0]["text"]
         top = max(posted[pid], key=lambda h: h["risk"])
         assert (s["risk_max"], s["risk_max_hour"]) == (top["risk"], top["hour"])

@@ -5,8 +5,9 @@ Each function returns a ``Bundle`` of type ``collection`` (plain dicts, ready fo
 
 * sepsis (:func:`sepsis_bundle`, from :func:`vitalgru.reports.early_warning.stay_summary`):
   per patient one ``RiskAssessment`` of the latest hour scored, whose predicted outcome is
-  sepsis (SNOMED CT 91302008, "Sepsis (disorder)"), qualified ``high`` when in alarm and
-  ``low`` otherwise (HL7 risk-probability codes), with ``probabilityDecimal`` the model's
+  sepsis (SNOMED CT 91302008, "Sepsis (disorder)"), qualified ``moderate`` when in alarm and
+  ``low`` otherwise, ``high`` only for a probability over one half (HL7 risk-probability
+  codes: "high" is "more likely to occur than not"), with ``probabilityDecimal`` the model's
   recalibrated probability (a model without a recalibration gives a score, not a
   probability: it goes in the note instead); and one ``Flag`` per alarm
   episode, ``active`` if it was still going at the latest hour;
@@ -144,6 +145,28 @@ def clinical_flag(
     return flag
 
 
+#: R4's risk-probability codes used, with their displays: "low" (the outcome is possible
+#: but unlikely), "moderate" (it has a reasonable likelihood of occurrence), "high" (it is
+#: more likely to occur than not).
+_LIKELIHOOD = {
+    "low": "Low likelihood",
+    "moderate": "Moderate likelihood",
+    "high": "High likelihood",
+}
+
+
+def _likelihood(in_alarm: bool, probability: float | None) -> dict[str, str]:
+    """The qualitative risk of an hour: ``moderate`` in alarm (the model's alarm line is
+    where a reasonable likelihood begins: the champion's lies at a probability of 2.6 %),
+    ``low`` otherwise, and ``high`` only where the probability says the outcome is more
+    likely than not (R4's definition of it). It was ``high`` whenever in alarm, beside a
+    probability of 3 %."""
+    code = "high" if probability is not None and probability > 0.5 else (
+        "moderate" if in_alarm else "low"
+    )  # fmt: skip
+    return {"system": _RISK, "code": code, "display": _LIKELIHOOD[code]}
+
+
 def risk_assessment(
     subject: dict[str, Any],
     model: str,
@@ -171,15 +194,7 @@ def risk_assessment(
                     "text": "Sepsis (Sepsis-3), now or within 6 hours (the label of the "
                     "PhysioNet/CinC Challenge 2019)",
                 },
-                "qualitativeRisk": {
-                    "coding": [
-                        {
-                            "system": _RISK,
-                            "code": "high" if in_alarm else "low",
-                            "display": "High likelihood" if in_alarm else "Low likelihood",
-                        }
-                    ]
-                },  # fmt: skip
+                "qualitativeRisk": {"coding": [_likelihood(in_alarm, probability)]},
             }
         ],
         "note": [

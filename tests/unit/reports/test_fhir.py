@@ -12,7 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
 from vitalgru.reports.early_warning import stay_summary
-from vitalgru.reports.fhir import ecg_bundle, sepsis_bundle
+from vitalgru.reports.fhir import ecg_bundle, risk_assessment, sepsis_bundle
 from vitalgru.reports.fhir_gateway import events_bundle, risk_bundle, strip_observation
 from vitalgru.reports.monitoring import patient_summary
 
@@ -37,6 +37,21 @@ def _by_type(bundle: dict, kind: str) -> list[dict]:
 
 
 class TestSepsisBundle:
+    @pytest.mark.parametrize(
+        ("in_alarm", "probability", "code"),
+        [(True, 0.039, "moderate"), (True, None, "moderate"), (True, 0.7, "high"),
+         (False, 0.01, "low"), (False, None, "low")],
+    )  # fmt: skip
+    def test_the_likelihood_follows_the_alarm_and_is_high_only_past_one_half(
+        self, in_alarm: bool, probability: float | None, code: str
+    ) -> None:
+        r = risk_assessment(
+            {"identifier": {"value": "p"}}, "m", last_hour=3, risk_last=0.4,
+            probability=probability, in_alarm=in_alarm, threshold=0.25, risk_max=0.4,
+            risk_max_hour=3, when=None,
+        )  # fmt: skip
+        assert r["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] == code
+
     def test_valid_fhir_with_risk_and_one_flag_per_episode(self) -> None:
         b = sepsis_bundle(_stays(), model="models:/m/3", starts={"p1": T0}, generated=T0)
         Bundle.model_validate(b)  # raises on a misshapen resource
@@ -46,7 +61,11 @@ class TestSepsisBundle:
         pred = risks[0]["prediction"][0]
         assert pred["outcome"]["coding"][0]["code"] == "91302008"
         assert pred["probabilityDecimal"] == 0.08  # the probability, not the risk score 0.8
-        assert pred["qualitativeRisk"]["coding"][0]["code"] == "high"
+        assert pred["qualitativeRisk"]["coding"][0] == {
+            "system": "http://terminology.hl7.org/CodeSystem/risk-probability",
+            "code": "moderate",  # in alarm at a probability of 8 %: not "more likely than not"
+            "display": "Moderate likelihood",
+        }
         calm = risks[1]["prediction"][0]
         assert calm["qualitativeRisk"]["coding"][0]["code"] == "low"
         # a score without a recalibration is not passed off as a probability
