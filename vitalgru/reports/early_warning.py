@@ -104,8 +104,10 @@ def stay_summary(
         ``peak_risk``, ``findings``: column -> ``{"value", "hours_ago", "abnormal"}`` as last
         measured by the episode's first hour, ``drivers``: what raised the model's risk
         then, empty when not given), ``reference_onset_hour`` (None when not
-        septic or not known), ``first_alarm_lead_h`` (onset minus the first alarm's hour,
-        counting alarms up to 3 h after onset as the challenge does; None without one),
+        septic or not known; for a stay labelled from its first hour scored, the latest
+        the onset can have been), ``labelled_from_first_hour``, ``first_alarm_lead_h``
+        (onset minus the first alarm's hour, counting alarms up to 3 h after onset as the
+        challenge does; None without one, and for a stay labelled from its first hour),
         ``rejected`` (``[{"hour", "column", "value"}]``) and ``trajectory`` (``hours``,
         ``risk``).
     """
@@ -158,6 +160,7 @@ def stay_summary(
         i = j + 1
     onset = None
     lead = None
+    from_first = False
     if sepsis_label is not None:
         y = np.asarray(sepsis_label)
         if y.shape != (n,):
@@ -165,8 +168,12 @@ def stay_summary(
         pos = np.flatnonzero(y == 1)
         if pos.size:
             onset = int(h[pos[0]]) + 6
+            # labelled from the first hour scored: the label may have turned 1 before it
+            # (before the admission, even), so the onset is at or before that hour, and a
+            # lead time counted from it would be made up
+            from_first = bool(pos[0] == 0)
             early = np.flatnonzero(alarm & (h <= onset + 3))
-            if early.size:
+            if early.size and not from_first:
                 lead = float(onset - h[early[0]])
     refused_rows = [
         {"hour": int(h[k]), "column": c,
@@ -192,6 +199,7 @@ def stay_summary(
         "in_alarm_at_end": bool(n and alarm[-1]),
         "episodes": episodes,
         "reference_onset_hour": onset,
+        "labelled_from_first_hour": from_first,
         "first_alarm_lead_h": lead,
         "rejected": refused_rows,
         "trajectory": {"hours": h.tolist(), "risk": [round(float(v), 4) for v in r]},
@@ -234,7 +242,7 @@ def _chart(s: StaySummary, d: int = 3) -> str:
         return ""
     thr = s["threshold"]
     level = thr if math.isfinite(thr) else None  # an infinite threshold: the model never alarms
-    onset = s["reference_onset_hour"]
+    onset = None if s.get("labelled_from_first_hour") else s["reference_onset_hour"]
     return trend_chart(
         hours,
         risk,
@@ -283,6 +291,12 @@ def _reference_html(s: StaySummary) -> str:
     onset = s["reference_onset_hour"]
     if onset is None:
         return ""
+    if s.get("labelled_from_first_hour"):
+        return (
+            "<p>Reference (replayed data): labelled septic (Sepsis-3, as labelled for the 2019 "
+            f"challenge) from the first hour scored, ICU hour {s['first_hour']}: the onset was "
+            f"at or before ICU hour {onset}, and no lead time can be given.</p>"
+        )
     lead = s["first_alarm_lead_h"]
     if lead is None:
         when = "no alarm by 3 h after it"

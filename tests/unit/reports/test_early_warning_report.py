@@ -52,8 +52,10 @@ class TestStaySummary:
         assert s["reference_onset_hour"] == 13 and s["first_alarm_lead_h"] == 10.0
 
     def test_alarms_later_than_three_hours_after_onset_do_not_count(self) -> None:
-        # label from hour 1: onset at 7; alarms at 3-4 count (lead 4 h)
-        assert _stay(label_from=1)["first_alarm_lead_h"] == 4.0
+        # label from hour 2: onset at 8; alarms at 3-4 count (lead 5 h)
+        assert _stay(label_from=2)["first_alarm_lead_h"] == 5.0
+        # from hour 1, the first hour scored: the onset may be earlier, no lead is counted
+        assert _stay(label_from=1)["first_alarm_lead_h"] is None
         quiet = stay_summary("q", [1, 2, 3], [0.1, 0.2, 0.1], 0.5, {}, None, [1, 1, 1])
         assert quiet["reference_onset_hour"] == 7 and quiet["first_alarm_lead_h"] is None
         late = stay_summary("l", list(range(1, 12)), [0.1] * 10 + [0.9], 0.5, {}, None,
@@ -212,3 +214,19 @@ def test_a_small_probability_in_the_headline_is_not_zero() -> None:
                      probabilities=[0.001, 0.002, 0.004])  # fmt: skip
     page = early_warning_report_html([s])
     assert "estimated probability of sepsis now or within 6 hours 0.4 %)" in page
+
+
+def test_a_stay_labelled_septic_from_its_first_hour_gets_no_invented_onset_or_lead() -> None:
+    """Onset = first label + 6 made p000056 (labelled from ICU hour 1) septic "at ICU hour 7",
+    its first alarm "6 h before it"."""
+    s = stay_summary("p000056", list(range(1, 10)), [0.5] * 9, 0.2, {}, sepsis_label=[1] * 9)
+    assert s["labelled_from_first_hour"] and s["first_alarm_lead_h"] is None
+    page = early_warning_report_html([s])
+    assert (
+        "labelled septic (Sepsis-3, as labelled for the 2019 challenge) from the first hour "
+        "scored, ICU hour 1: the onset was at or before ICU hour 7, and no lead time can be "
+        "given." in page
+    )
+    assert "before it" not in page and ">onset<" not in page
+    later = stay_summary("q", list(range(1, 10)), [0.5] * 9, 0.2, {}, sepsis_label=[0] + [1] * 8)
+    assert not later["labelled_from_first_hour"] and later["first_alarm_lead_h"] == 7.0
