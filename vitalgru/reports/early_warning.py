@@ -7,13 +7,8 @@ would look at first, as last measured when it began, and the values the monitor 
 physiologically impossible. Patients in alarm at their latest hour come first, then those
 who had an alarm; the rest share one table.
 
-Values at an alarm are marked when outside the limits of the sepsis criteria clinicians
-use: SIRS (Bone et al., Chest 1992: heart rate > 90 bpm, temperature > 38 or < 36 °C,
-respiratory rate > 20 /min, white cells > 12 or < 4 × 10³/µL), qSOFA (Seymour et al., JAMA
-2016: systolic pressure <= 100 mmHg), the first SOFA point (Vincent et al., Intensive Care
-Med 1996: mean arterial pressure < 70 mmHg, creatinine >= 1.2 mg/dL, platelets < 150 ×
-10³/µL, bilirubin >= 1.2 mg/dL), Sepsis-3's lactate > 2 mmol/L (Singer et al., JAMA 2016)
-and NEWS2's SpO2 <= 95 % (Royal College of Physicians 2017).
+Values at an alarm are marked when outside the limits of the sepsis criteria clinicians use
+(:data:`~vitalgru.reports.sepsis_values.KEY_MEASURES`).
 
 Plain data in, text out: no scoring here.
 """
@@ -22,37 +17,25 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.reports.html import axis_top, page, trend_chart
+from vitalgru.reports.sepsis_values import (
+    KEY_MEASURES,
+    findings_html,
+    refused_items,
+    refused_text,
+    shown,
+)
 from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_decimals
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
-#: What is shown at an alarm: vitalgru column -> (label, unit, the limit in words, whether a
-#: value is outside it). See the module docstring for where each limit comes from.
-KEY_MEASURES: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
-    "hr_bpm": ("HR", "bpm", "> 90", lambda v: v > 90),
-    "temp_c": ("Temp", "°C", "> 38 or < 36", lambda v: v > 38 or v < 36),
-    "resp_per_min": ("Resp", "/min", "> 20", lambda v: v > 20),
-    "sbp_mmhg": ("SBP", "mmHg", "<= 100", lambda v: v <= 100),
-    "map_mmhg": ("MAP", "mmHg", "< 70", lambda v: v < 70),
-    "spo2_pct": ("SpO2", "%", "<= 95", lambda v: v <= 95),
-    "lactate_mmol_l": ("Lactate", "mmol/L", "> 2", lambda v: v > 2),
-    "wbc_10e3_ul": ("WBC", "×10³/µL", "> 12 or < 4", lambda v: v > 12 or v < 4),
-    "creatinine_mg_dl": ("Creatinine", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
-    "platelets_10e3_ul": ("Platelets", "×10³/µL", "< 150", lambda v: v < 150),
-    "bilirubin_total_mg_dl": ("Bilirubin", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
-}
-
 StaySummary = dict[str, Any]
-#: vitalgru column -> the Challenge-2019 name a clinician's chart uses (HR, Temp, ...).
-_CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
 
 
 def stay_summary(
@@ -141,7 +124,7 @@ def stay_summary(
             if k is not None:
                 # judged as shown: marked from the raw value, a lactate of 2.04 shown as
                 # 2.0 was red against "> 2" and an SBP of 100.4 shown as 100 was not
-                v = _shown(float(vals[c][k]))
+                v = shown(float(vals[c][k]))
                 findings[c] = {
                     "value": v,
                     "hours_ago": int(h[i] - h[k]),
@@ -206,20 +189,6 @@ def stay_summary(
     }
 
 
-def _shown(v: float) -> float:
-    """A measurement as the page shows it: two decimals at most, as Challenge-2019 files
-    record the labs (lactate 2.04, creatinine 1.16)."""
-    return round(v, 2)
-
-
-def _fmt(v: float) -> str:
-    """As the page has always shown values (one decimal below 100, none above), with the
-    decimals a value needs beyond that: 38.04 and 100.4, not 38.0 and 100."""
-    r = _shown(v)
-    d = 1 if abs(r) < 100 else 0
-    return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
-
-
 def _risk_decimals(stays: Sequence[StaySummary]) -> int:
     """Decimals for the risk scores and alarm lines of a page
     (:func:`~vitalgru.scoring.sepsis_wording.risk_decimals` over every score shown)."""
@@ -253,17 +222,6 @@ def _chart(s: StaySummary, d: int = 3) -> str:
         level=level,
         marks=[(onset, "onset")] if onset is not None else (),
     )
-
-
-def _findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
-    parts = []
-    for c, f in findings.items():
-        name, unit = KEY_MEASURES[c][:2]
-        ago = "" if f["hours_ago"] == 0 else f" ({f['hours_ago']} h ago)"
-        text = f"{name} {_fmt(f['value'])} {unit}{ago}"
-        parts.append(f"<span class=hi>{html.escape(text)}</span>" if f["abnormal"]
-                     else html.escape(text))  # fmt: skip
-    return "; ".join(parts) or "nothing measured yet"
 
 
 def _headline(s: StaySummary, d: int = 3) -> str:
@@ -310,26 +268,13 @@ def _reference_html(s: StaySummary) -> str:
     )
 
 
-def _refused_items(s: StaySummary) -> list[str]:
-    """Each value refused as impossible, as HTML text: ``ICU hour 4: FiO2 = 50.0``."""
-    return [
-        f"ICU hour {r['hour']}: {html.escape(_CHALLENGE_NAMES.get(r['column'], r['column']))} = "
-        f"{'?' if r['value'] is None else _fmt(r['value'])}"
-        for r in s["rejected"]
-    ]
-
-
-def _refused_text(s: StaySummary) -> str:
-    return "; ".join(_refused_items(s))
-
-
 def _stay_html(s: StaySummary, d: int = 3) -> str:
     e = html.escape
     explained = any(ep.get("drivers") for ep in s["episodes"])
     rows = "".join(
         f"<tr><td class=n>{ep['start_hour']}</td><td class=n>{ep['end_hour']}</td>"
         f"<td class=n>{ep['hours']}</td><td class=n>{ep['peak_risk']:.{d}f}</td>"
-        f"<td>{_findings_html(ep['findings'])}</td>"
+        f"<td>{findings_html(ep['findings'])}</td>"
         + (f"<td>{e('; '.join(d['text'] for d in ep['drivers'])) or '—'}</td>" if explained else "")
         + "</tr>"
         for ep in s["episodes"]
@@ -350,7 +295,7 @@ def _stay_html(s: StaySummary, d: int = 3) -> str:
             "its mean over the training patients (typical) at the hours it was measured, and "
             "the stay scored again. The model's reasons, not a diagnosis.</p>"
         )
-    refused = "".join(f"<li>{t}</li>" for t in _refused_items(s))
+    refused = "".join(f"<li>{t}</li>" for t in refused_items(s))
     refused_html = (
         f"<p>Values refused as physiologically impossible (read as missing):</p><ul>{refused}</ul>"
         if refused
@@ -399,7 +344,7 @@ def early_warning_report_html(
         + "".join(
             f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
             f"</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>{s['risk_last']:.{d}f}</td>"
-            f"<td>{_refused_text(s) or '—'}</td></tr>"
+            f"<td>{refused_text(s) or '—'}</td></tr>"
             if s["n_hours"]
             else f"<tr><td>{e(s['patient_id'])}</td><td colspan=4>no hour scored yet</td></tr>"
             for s in quiet

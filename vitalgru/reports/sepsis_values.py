@@ -1,0 +1,78 @@
+"""The vital signs and labs of a sepsis stay as a clinician's page shows them: which are shown
+at an alarm, the limits they are marked against, and how each is printed.
+
+Values at an alarm are marked when outside the limits of the sepsis criteria clinicians
+use: SIRS (Bone et al., Chest 1992: heart rate > 90 bpm, temperature > 38 or < 36 °C,
+respiratory rate > 20 /min, white cells > 12 or < 4 × 10³/µL), qSOFA (Seymour et al., JAMA
+2016: systolic pressure <= 100 mmHg), the first SOFA point (Vincent et al., Intensive Care
+Med 1996: mean arterial pressure < 70 mmHg, creatinine >= 1.2 mg/dL, platelets < 150 ×
+10³/µL, bilirubin >= 1.2 mg/dL), Sepsis-3's lactate > 2 mmol/L (Singer et al., JAMA 2016)
+and NEWS2's SpO2 <= 95 % (Royal College of Physicians 2017).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vitalgru.io.psv import PSV_COLUMNS
+
+__all__ = ["KEY_MEASURES", "findings_html", "fmt", "refused_items", "refused_text", "shown"]
+
+#: What is shown at an alarm: vitalgru column -> (label, unit, the limit in words, whether a
+#: value is outside it). See the module docstring for where each limit comes from.
+KEY_MEASURES: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
+    "hr_bpm": ("HR", "bpm", "> 90", lambda v: v > 90),
+    "temp_c": ("Temp", "°C", "> 38 or < 36", lambda v: v > 38 or v < 36),
+    "resp_per_min": ("Resp", "/min", "> 20", lambda v: v > 20),
+    "sbp_mmhg": ("SBP", "mmHg", "<= 100", lambda v: v <= 100),
+    "map_mmhg": ("MAP", "mmHg", "< 70", lambda v: v < 70),
+    "spo2_pct": ("SpO2", "%", "<= 95", lambda v: v <= 95),
+    "lactate_mmol_l": ("Lactate", "mmol/L", "> 2", lambda v: v > 2),
+    "wbc_10e3_ul": ("WBC", "×10³/µL", "> 12 or < 4", lambda v: v > 12 or v < 4),
+    "creatinine_mg_dl": ("Creatinine", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
+    "platelets_10e3_ul": ("Platelets", "×10³/µL", "< 150", lambda v: v < 150),
+    "bilirubin_total_mg_dl": ("Bilirubin", "mg/dL", ">= 1.2", lambda v: v >= 1.2),
+}
+
+#: vitalgru column -> the Challenge-2019 name a clinician's chart uses (HR, Temp, ...).
+CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
+
+
+def shown(v: float) -> float:
+    """A measurement as the page shows it: two decimals at most, as Challenge-2019 files
+    record the labs (lactate 2.04, creatinine 1.16)."""
+    return round(v, 2)
+
+
+def fmt(v: float) -> str:
+    """As the page has always shown values (one decimal below 100, none above), with the
+    decimals a value needs beyond that: 38.04 and 100.4, not 38.0 and 100."""
+    r = shown(v)
+    d = 1 if abs(r) < 100 else 0
+    return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
+
+
+def findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    for c, f in findings.items():
+        name, unit = KEY_MEASURES[c][:2]
+        ago = "" if f["hours_ago"] == 0 else f" ({f['hours_ago']} h ago)"
+        text = f"{name} {fmt(f['value'])} {unit}{ago}"
+        parts.append(f"<span class=hi>{html.escape(text)}</span>" if f["abnormal"]
+                     else html.escape(text))  # fmt: skip
+    return "; ".join(parts) or "nothing measured yet"
+
+
+def refused_items(s: Mapping[str, Any]) -> list[str]:
+    """Each value refused as impossible, as HTML text: ``ICU hour 4: FiO2 = 50.0``."""
+    return [
+        f"ICU hour {r['hour']}: {html.escape(CHALLENGE_NAMES.get(r['column'], r['column']))} = "
+        f"{'?' if r['value'] is None else fmt(r['value'])}"
+        for r in s["rejected"]
+    ]
+
+
+def refused_text(s: Mapping[str, Any]) -> str:
+    return "; ".join(refused_items(s))
