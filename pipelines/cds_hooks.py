@@ -62,8 +62,8 @@ from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, 
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
 from pipelines.gateway_http import rate_limited, unknown_caller
 from vitalgru.reports.monitoring import ALERT_NAMES
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_and_line, risk_decimals
 from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
+from vitalgru.sepsis_display import OUTCOME, probability_text, risk_and_line, risk_decimals
 
 __all__ = [
     "DISCHARGE_NOTE",

@@ -31,8 +31,8 @@ from pipelines.cds_tokens import (
 from pipelines.cli import main
 from pipelines.gateway import create_app
 from vitalgru.scoring import EarlyWarningMonitor
-from vitalgru.scoring.sepsis_wording import risk_and_line
 from vitalgru.scoring.ward import Ward
+from vitalgru.sepsis_display import risk_and_line
 
 ISS = "https://ehr.example.org"
 BASE = "http://testserver"

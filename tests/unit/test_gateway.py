@@ -32,10 +32,10 @@ from vitalgru import __version__
 from vitalgru.io.fhir_observations import row_to_observations
 from vitalgru.io.psv import PSV_COLUMNS
 from vitalgru.scoring import EarlyWarningMonitor, HourRisk, RiskDriver
-from vitalgru.scoring.sepsis_wording import risk_decimals
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 from vitalgru.scoring.ward_state import SepsisAdmission, WardState
+from vitalgru.sepsis_display import risk_decimals
 
 CHALLENGE = {v: k for k, v in PSV_COLUMNS.items()}
 

@@ -31,7 +31,7 @@ from vitalgru.reports.sepsis_values import (
     refused_text,
     shown,
 )
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_decimals
+from vitalgru.sepsis_display import OUTCOME, probability_text, risk_decimals
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
@@ -191,7 +191,7 @@ def stay_summary(
 
 def _risk_decimals(stays: Sequence[StaySummary]) -> int:
     """Decimals for the risk scores and alarm lines of a page
-    (:func:`~vitalgru.scoring.sepsis_wording.risk_decimals` over every score shown)."""
+    (:func:`~vitalgru.sepsis_display.risk_decimals` over every score shown)."""
     return risk_decimals(
         (v, s["threshold"])
         for s in stays

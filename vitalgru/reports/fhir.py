@@ -40,7 +40,7 @@ from typing import Any
 
 from vitalgru.io.observation_codes import MDC_SYSTEM  # ISO/IEEE 11073-10101, R4's URI
 from vitalgru.reports.monitoring import ALERT_NAMES, PatientSummary
-from vitalgru.scoring.sepsis_wording import risk_decimals
+from vitalgru.sepsis_display import risk_decimals
 from vitalgru.types import event_log_id
 
 __all__ = [

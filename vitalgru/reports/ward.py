@@ -19,7 +19,7 @@ from urllib.parse import quote
 from vitalgru.reports.html import clock, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_decimals
+from vitalgru.sepsis_display import OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
 

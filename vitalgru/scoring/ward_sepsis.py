@@ -19,7 +19,6 @@ from typing import Any
 
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.patient_ids import check_patient_id
-from vitalgru.scoring.sepsis_wording import OUTCOME, probability_text, risk_and_line
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
 from vitalgru.scoring.ward_sepsis_bed import SepsisBed, static_columns, with_static
 from vitalgru.scoring.ward_sepsis_hours import (
@@ -28,6 +27,7 @@ from vitalgru.scoring.ward_sepsis_hours import (
     HOUR_QUIET_S,
     SepsisHours,
 )
+from vitalgru.sepsis_display import OUTCOME, probability_text, risk_and_line
 
 __all__ = [
     "ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_HOUR_GAP", "MAX_STAY",

@@ -10,6 +10,9 @@ recalibration gives the **probability** of what the model was trained to predict
 :data:`OUTCOME`. Every output names the first "risk score" and the second "probability",
 prints them by the rules here, and keeps its machine-readable field names (``risk``,
 ``probability``) as they were.
+
+Standard library only, so that the report pages (which need no torch) and the scoring
+layer share it.
 """
 
 from __future__ import annotations

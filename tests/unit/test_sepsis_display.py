@@ -3,9 +3,12 @@ printed on the same digits as the alarm line it lies on the other side of."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from vitalgru.scoring.sepsis_wording import (
+from vitalgru.sepsis_display import (
     OUTCOME,
     probability_text,
     risk_and_line,
@@ -54,3 +57,14 @@ class TestRiskDecimals:
         assert risk_and_line(0.3474, 0.349) == ("0.347", "0.349")
         assert risk_and_line(0.0921, 0.0924) == ("0.0921", "0.0924")
         assert risk_and_line(0.0924, 0.0924) == ("0.092", "0.092")  # reached: at the line
+
+
+def test_the_pages_do_not_pull_in_torch() -> None:
+    """The wording the pages and the ward share lived in ``vitalgru.scoring``, whose package
+    imports torch: drawing a page needs none."""
+    code = (
+        "import sys, vitalgru.reports.ward, vitalgru.reports.early_warning, "
+        "vitalgru.reports.fhir; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
