@@ -233,6 +233,8 @@ def add_vitals_routes(
             st["values"], st["rejected"],
             probabilities=st["probabilities"], drivers=st["drivers"],
         )  # fmt: skip
+        # when its latest hour was scored, and whether the feed has gone quiet since
+        summary.update(last_scored_at=st["last_scored_at"], no_data_since=st["no_data_since"])
         model = models.get("early-warning")
         return early_warning_report_html(
             [summary], title=f"Sepsis early warning: patient {patient_id} (live)", model=model,

@@ -266,7 +266,10 @@ def test_a_restarted_gateway_takes_its_patients_up_again(
             assert now["last_hour"]["risk"] == pytest.approx(was["last_hour"]["risk"], abs=1e-6)
             assert now["risk_max"] == pytest.approx(was["risk_max"], abs=1e-6)
             assert was["last_scored_at"] and now["last_scored_at"] is None  # replayed hours
-            scored_again = ("last_hour", "risk_max", "last_scored_at")
+            # when a feed of rows last sent one is not kept either (none is judged quiet)
+            assert was["last_data_at"] and now["last_data_at"] is None
+            assert now["no_data_since"] is None
+            scored_again = ("last_hour", "risk_max", "last_scored_at", "last_data_at")
             assert {k: v for k, v in now.items() if k not in scored_again} == {
                 k: v for k, v in was.items() if k not in scored_again}  # fmt: skip
         # the rest of the stay scores as if the gateway had never stopped
@@ -1241,7 +1244,13 @@ def test_a_sepsis_patients_live_page_is_the_replay_page_of_the_stay_so_far(
     again = gateway()  # the same page after a restart, but for when it was made
     with TestClient(create_app(again, tick_s=0, models={"early-warning": "m (version 3)"})) as c:
         after = c.get("/vitals/icu 4/page").text
-    strip_time = lambda t: re.sub(r"Generated [^.]*\.", "", t)  # noqa: E731
+    # when the latest hour was scored is not kept over a restart: the page says so
+    assert re.search(r"<p>The latest hour was scored at \d{4}-\d\d-\d\d \d\d:\d\d UTC\.</p>", page)
+    assert "scored before the gateway's restart (when is not kept)" in after
+
+    def strip_time(t: str) -> str:
+        return re.sub(r"Generated [^.]*\.|<p>The latest hour was scored [^<]*</p>", "", t)
+
     assert strip_time(after) == strip_time(page)
     again.close()
 

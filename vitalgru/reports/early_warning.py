@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import axis_top, page, trend_chart
+from vitalgru.reports.html import axis_top, minute_at, page, trend_chart
 from vitalgru.reports.sepsis_values import (
     KEY_MEASURES,
     findings_html,
@@ -31,7 +31,7 @@ from vitalgru.reports.sepsis_values import (
     refused_text,
     shown,
 )
-from vitalgru.sepsis_display import OUTCOME, probability_text, risk_decimals
+from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
 
 __all__ = ["KEY_MEASURES", "early_warning_report_html", "stay_summary"]
 
@@ -245,6 +245,24 @@ def _headline(s: StaySummary, d: int = 3) -> str:
     return html.escape(text)
 
 
+def _fresh_html(s: StaySummary) -> str:
+    """When the latest hour was scored and, for a feed gone quiet, since when nothing came
+    (a live stay's page: ``last_scored_at`` and ``no_data_since``, when the summary has them)."""
+    out = ""
+    if s.get("last_scored_at"):
+        at = html.escape(minute_at(s["last_scored_at"]))
+        out += f"<p>The latest hour was scored at {at}.</p>"
+    elif "last_scored_at" in s and s["n_hours"]:  # a live stay taken up after a restart
+        out += "<p>The latest hour was scored before the gateway's restart (when is not kept).</p>"
+    if s.get("no_data_since"):
+        out += (
+            f"<p class=hi>No data received since {html.escape(minute_at(s['no_data_since']))} "
+            f"(more than {NO_DATA_AFTER.total_seconds() / 3600:g} h): the feed may have "
+            "stopped, and the risk shown is not current.</p>"
+        )
+    return out
+
+
 def _reference_html(s: StaySummary) -> str:
     onset = s["reference_onset_hour"]
     if onset is None:
@@ -305,7 +323,7 @@ def _stay_html(s: StaySummary, d: int = 3) -> str:
 <section>
 <h2>Patient {e(s["patient_id"])}</h2>
 <p class=head>{_headline(s, d)}</p>
-<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
+{_fresh_html(s)}<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
 score {s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
 {_reference_html(s)}{_chart(s, d)}{table}{refused_html}
 </section>"""

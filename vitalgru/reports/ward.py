@@ -16,10 +16,10 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from vitalgru.reports.html import clock, page, shown_at, zone_name
+from vitalgru.reports.html import clock, minute_at, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
-from vitalgru.sepsis_display import OUTCOME, probability_text, risk_decimals
+from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
 
@@ -140,6 +140,18 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
     return "".join(rows)
 
 
+def _latest_hour(p: Mapping[str, Any]) -> str:
+    """The latest ICU hour of a sepsis patient, when it was scored, and whether the feed has
+    gone quiet (HTML)."""
+    h = p["last_hour"]
+    out = "–" if h is None else str(h["hour"])
+    if h is not None and p.get("last_scored_at"):
+        out += f" (scored {html.escape(minute_at(p['last_scored_at']))})"
+    if p.get("no_data_since"):
+        out += f" <span class=hi>no data since {html.escape(minute_at(p['no_data_since']))}</span>"
+    return out
+
+
 def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
     e = html.escape
     order = sorted(
@@ -147,13 +159,14 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
         key=lambda p: (
             not p["in_alarm"],
             bool(p.get("alarm_acknowledged")),
+            not p.get("no_data_since"),  # a feed gone quiet before the quiet patients
             -(p["last_hour"] or {}).get("risk", 0.0),
         ),
     )
     rows = []
     for p in order:
         h = p["last_hour"]
-        hour = "–" if h is None else str(h["hour"])
+        hour = _latest_hour(p)
         risk = "–" if h is None else f"{h['risk']:.{d}f}"
         prob = (
             "–" if h is None or h.get("probability") is None
@@ -177,7 +190,7 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
         pid = str(p["patient_id"])
         link = f'<a href="vitals/{quote(pid, safe="")}/page">{e(pid)}</a>'  # the stay's page
         rows.append(
-            f"<tr><td>{link}</td><td class=n>{hour}</td>"
+            f"<tr><td>{link}</td><td>{hour}</td>"
             f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
             f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td><td>{e(open_)}</td></tr>"
         )
@@ -240,7 +253,9 @@ def ward_page_html(
         intro += (
             " The sepsis risk score is the scale the model's alarm line is drawn on, not a "
             "probability (a score of 0.500 is not a 50 % chance); the probability is that "
-            "score recalibrated on the model's validation patients."
+            "score recalibrated on the model's validation patients. A patient whose feed has "
+            f"sent nothing for {NO_DATA_AFTER.total_seconds() / 3600:g} h (2 h past the hourly "
+            'row due) is marked "no data since": the risk shown is not current.'
         )
     return page(
         "Ward overview (live)", intro, "".join(parts), model=model, generated=generated,

@@ -316,10 +316,11 @@ class Ward(WardRestart, EcgWard):
     def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every ECG patient's :meth:`ecg_summary` and every sepsis patient's
         :meth:`sepsis_summary`, taken together."""
+        now = self.sepsis_now()
         with self._queue_lock:
             ends = alarm_ends(self._events)
             ecg = [bed.summary(pid, ends) for pid, bed in self._ecg_beds.items()]
-            sepsis = [bed.summary(pid) for pid, bed in self._sepsis_beds.items()]
+            sepsis = [bed.summary(pid, now) for pid, bed in self._sepsis_beds.items()]
         return ecg, sepsis
 
     def alarms_in_progress(self) -> list[int]:

@@ -145,7 +145,10 @@ class SepsisWard(SepsisHours):
                         "observations; send its values as observations, or close it first"
                     )
                 self._close_hours(pid, through=hour - 1)
-            return self._score_hour(pid, bed, row)
+            out = self._score_hour(pid, bed, row)
+            with self._queue_lock:
+                bed.last_row_at = self.sepsis_now()  # the feed is alive (not kept over a restart)
+            return out
 
     def _plausible_next(self, pid: str, bed: SepsisBed, hour: int) -> None:
         """ValueError when a row's ICU ``hour`` jumps implausibly far (:data:`MAX_HOUR_GAP`)
@@ -251,23 +254,28 @@ class SepsisWard(SepsisHours):
         goes on, when the log has dropped it as old), "static"
         (the demographics given at admission, vitalgru names), "assembling" ({ICU hour
         being assembled from observations: {column: values so far}}), "last_scored_at" (when the
-        latest hour was scored; None for hours taken up from a state file), "risk_max" and
-        "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
+        latest hour was scored; None for hours taken up from a state file), "last_data_at"
+        (when the feed last sent a row or an observation; None when not known),
+        "no_data_since" (that time, or the admission's, once nothing has come for longer
+        than :data:`~vitalgru.sepsis_display.NO_DATA_AFTER`; else None), "risk_max"
+        and "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
         self._need(self.sepsis, "early-warning", change=False)
         pid = str(patient_id)
+        now = self.sepsis_now()
         with self._queue_lock:
             bed = self._sepsis_beds.get(pid)
             if bed is None:
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
-            return bed.summary(pid)
+            return bed.summary(pid, now)
 
     def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
         """A sepsis patient's stay so far, for a clinician's page
         (:func:`vitalgru.reports.early_warning.stay_summary`): ``{"patient_id", "hours",
         "risks", "probabilities", "rejected", "values" ({vitalgru column: one value per
         hour}), "drivers" ({ICU hour an alarm episode began: what raised the risk}),
-        "threshold"}``. KeyError for a patient not on sepsis monitoring."""
+        "threshold", "last_scored_at", "no_data_since" (as in :meth:`sepsis_summary`)}``.
+        KeyError for a patient not on sepsis monitoring."""
         self._need(self.sepsis, "early-warning", change=False)
         pid = str(patient_id)
         with self._model_lock, self._queue_lock:
@@ -276,6 +284,7 @@ class SepsisWard(SepsisHours):
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
             values = self.sepsis.stay_values(pid)
             risks = list(bed.risks)
+            scored_at, silent = bed.last_scored_at, bed.no_data_since(self.sepsis_now())
             drivers = {h: list(d) for h, d in bed.drivers.items()}
         return {
             "patient_id": pid,
@@ -286,6 +295,8 @@ class SepsisWard(SepsisHours):
             "values": {c: v for c, v in values.items() if c != "hour"},
             "drivers": drivers,
             "threshold": self.sepsis.threshold,
+            "last_scored_at": scored_at,
+            "no_data_since": silent,
         }
 
     def update_sepsis_static(self, patient_id: str, static: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,7 +314,7 @@ class SepsisWard(SepsisHours):
                 raise KeyError(f"patient {pid!r} is not on sepsis monitoring")
             bed.static.update(given)
             self._journal("set_static", pid, dict(bed.static))
-            return bed.summary(pid)
+            return bed.summary(pid, self.sepsis_now())
 
     def merge_sepsis(self, patient_id: str, into: str) -> dict[str, Any]:
         """Go on with a sepsis patient's stay under another identifier, when the hospital
@@ -327,7 +338,7 @@ class SepsisWard(SepsisHours):
             with self._together():  # the move and its event, or neither
                 self._journal("merge_sepsis", old, new)
                 self._log_merge("sepsis", old, new, "the sepsis stay")
-            return bed.summary(new)
+            return bed.summary(new, self.sepsis_now())
 
     def discharge_sepsis(self, patient_id: str) -> dict[str, Any]:
         """Stop scoring a patient (the hours being assembled from observations are scored

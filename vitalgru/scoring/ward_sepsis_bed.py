@@ -17,6 +17,7 @@ import numpy as np
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 from vitalgru.scoring.early_warning import HourRisk
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND
+from vitalgru.sepsis_display import NO_DATA_AFTER
 
 __all__ = ["SepsisBed", "measurements", "static_columns", "with_static"]
 
@@ -102,6 +103,7 @@ class SepsisBed:
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
     last_observation: datetime | None = None  # wall clock of the latest observation taken
+    last_row_at: datetime | None = None  # wall clock of the latest row sent whole
 
     @property
     def last(self) -> HourRisk | None:
@@ -114,13 +116,34 @@ class SepsisBed:
         if self.peak is None or risk.risk > self.peak.risk:  # kept as it goes: read often
             self.peak = risk
 
-    def summary(self, pid: str) -> dict[str, Any]:
-        """What :meth:`~vitalgru.scoring.ward.Ward.sepsis_summary` says of the bed."""
+    def last_data(self) -> datetime | None:
+        """When the feed last sent something: a row sent whole or an observation (None when
+        nothing came since the admission, or since a restart for a feed of rows)."""
+        sent = [t for t in (self.last_row_at, self.last_observation) if t is not None]
+        return max(sent, default=None)
+
+    def no_data_since(self, now: datetime | None) -> str | None:
+        """When the feed last sent something (or, when nothing came yet, the admission), if
+        that is more than :data:`NO_DATA_AFTER` before ``now``; else None (and without
+        ``now``, or when not known: after a restart, until a feed of rows sends again)."""
+        last = self.last_data()
+        if last is None and not self.risks:
+            last = datetime.fromisoformat(self.admitted_at)
+        if now is None or last is None or now - last <= NO_DATA_AFTER:
+            return None
+        return last.isoformat()
+
+    def summary(self, pid: str, now: datetime | None = None) -> dict[str, Any]:
+        """What :meth:`~vitalgru.scoring.ward.Ward.sepsis_summary` says of the bed, judged
+        stale or not at ``now``."""
+        last = self.last_data()
         return {
             "patient_id": pid,
             "admitted_at": self.admitted_at,
             "last_hour": None if self.last is None else asdict(self.last),
             "last_scored_at": self.last_scored_at,
+            "last_data_at": None if last is None else last.isoformat(),
+            "no_data_since": self.no_data_since(now),
             "risk_max": None if self.peak is None else self.peak.risk,
             "risk_max_hour": None if self.peak is None else self.peak.hour,
             "in_alarm": self.in_alarm,

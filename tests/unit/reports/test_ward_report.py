@@ -33,8 +33,8 @@ def test_order_values_and_escaping() -> None:
     assert "<td class=n>1:02:05</td><td class=n>72</td><td class=n>200</td>" in page
     assert "<td class=n>3.0</td><td class=n>2.0</td><td class=n>2.5</td>" in page
     assert "Ventricular run: 3 V beats at 150 bpm" in page
-    assert "<td class=n>30</td><td class=n>0.410</td><td class=n>12 %</td>" in page
-    assert "<td class=n>5</td><td class=n>0.020</td><td class=n>–</td>" in page  # no probability
+    assert "<td>30</td><td class=n>0.410</td><td class=n>12 %</td>" in page
+    assert "<td>5</td><td class=n>0.020</td><td class=n>–</td>" in page  # no probability
     assert "2 patient(s) on ECG monitoring, 3 on sepsis scoring" in page
     # what raised the risk of the alarm going on, escaped; nothing for the others
     assert (
@@ -151,3 +151,20 @@ def test_the_risk_score_is_named_a_score_beside_its_alarm_line() -> None:
     assert "<td class=n>0.0921</td><td class=n>2.6 %</td>" in page  # not "0.092" under it
     assert "not a probability (a score of 0.500 is not a 50 % chance)" in page
     assert "<th>risk score (not a probability)</th>" in ward_page_html([], [at])
+
+
+def test_when_the_latest_hour_was_scored_and_a_feed_gone_quiet_are_shown() -> None:
+    """A feed that died hours ago kept showing its last hour as if current."""
+    fresh = {"patient_id": "icu-1", "in_alarm": False, "alarm_episodes": 0,
+             "last_hour": {"hour": 36, "risk": 0.02, "probability": 0.006},
+             "last_scored_at": "2026-12-07T12:43:53+00:00", "no_data_since": None}  # fmt: skip
+    quiet = {**fresh, "patient_id": "icu-2", "last_scored_at": "2026-12-07T08:43:53+00:00",
+             "no_data_since": "2026-12-07T08:43:50+00:00"}  # fmt: skip
+    page = ward_page_html([], [fresh, quiet])
+    assert "<td>36 (scored 2026-12-07 12:43 UTC)</td>" in page
+    assert (
+        "<td>36 (scored 2026-12-07 08:43 UTC) <span class=hi>no data since 2026-12-07 08:43 "
+        "UTC</span></td>" in page
+    )
+    assert page.index("icu-2") < page.index("icu-1")  # the quiet feed first
+    assert 'sent nothing for 3 h (2 h past the hourly row due) is marked "no data since"' in page

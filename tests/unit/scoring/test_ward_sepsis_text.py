@@ -1,15 +1,20 @@
-"""What the ward's sepsis alarm texts say, in every output they go to: the risk score named
-as a score, and printed with the digits that keep it on its side of the alarm line."""
+"""What the ward's sepsis texts say, in every output they go to: the risk score named as a
+score, and printed with the digits that keep it on its side of the alarm line; when the
+latest hour was scored, and a feed gone quiet."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from monitor_kit import hovering
 
 from pipelines.hl7_forward import alarm_message
+from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.reports.fhir_gateway import events_bundle
+from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 
@@ -46,3 +51,51 @@ class TestAlarmTexts:
             assert hl7 is not None and f"score {score} {verb} the alarm line {printed_line}" in hl7
             if e["kind"] == "sepsis_risk":
                 assert any(e["message"] in text for text in flags)
+
+
+class TestQuietFeed:
+    def test_a_feed_that_sends_nothing_for_three_hours_is_marked_and_a_row_clears_it(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The ward showed a patient whose feed died hours ago like any other."""
+        model, preprocessing, rows = sepsis_fit
+        clock = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda: clock[0])
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing))
+        ward.admit_sepsis("icu-1", admitted_at=clock[0])
+        ward.admit_sepsis("icu-2", admitted_at=clock[0])  # nothing ever comes
+        ward.add_hour("icu-1", rows[0])
+        s = ward.sepsis_summary("icu-1")
+        assert s["last_data_at"] == clock[0].isoformat() and s["no_data_since"] is None
+        clock[0] += timedelta(hours=3)  # at the limit: not yet
+        assert ward.sepsis_summary("icu-1")["no_data_since"] is None
+        clock[0] += timedelta(minutes=1)
+        assert ward.sepsis_summary("icu-1")["no_data_since"] == "2026-12-07T08:00:00+00:00"
+        assert ward.sepsis_summary("icu-2")["no_data_since"] == "2026-12-07T08:00:00+00:00"
+        _, summaries = ward.summaries()
+        assert all(p["no_data_since"] for p in summaries)
+        page = ward_page_html(*ward.summaries())
+        assert "no data since 2026-12-07 08:00 UTC" in page
+        stay = ward.sepsis_stay("icu-1")
+        assert stay["no_data_since"] == "2026-12-07T08:00:00+00:00" and stay["last_scored_at"]
+        ward.add_hour("icu-1", rows[1])  # the feed is back
+        assert ward.sepsis_summary("icu-1")["no_data_since"] is None
+        # an observation counts as data too
+        ward.add_observations("icu-2", 4, {"HR": 88.0})
+        assert ward.sepsis_summary("icu-2")["no_data_since"] is None
+
+    def test_the_stay_page_says_when_its_hour_was_scored_and_that_nothing_came_since(
+        self,
+    ) -> None:
+        s = stay_summary("icu-1", [1, 2], [0.01, 0.02], 0.25, {})
+        s.update(last_scored_at="2026-12-07T12:43:53+00:00", no_data_since=None)
+        page = early_warning_report_html([s])
+        assert "The latest hour was scored at 2026-12-07 12:43 UTC." in page
+        assert "No data received" not in page
+        s.update(no_data_since="2026-12-07T12:43:50+00:00")
+        assert (
+            "No data received since 2026-12-07 12:43 UTC (more than 3 h): the feed may have "
+            "stopped, and the risk shown is not current." in early_warning_report_html([s])
+        )
+        replayed = stay_summary("p1", [1, 2], [0.01, 0.02], 0.25, {})  # no wall clock: nothing
+        assert "latest hour was scored" not in early_warning_report_html([replayed])
