@@ -124,7 +124,7 @@ def stay_summary(
             if k is not None:
                 # judged as shown: marked from the raw value, a lactate of 2.04 shown as
                 # 2.0 was red against "> 2" and an SBP of 100.4 shown as 100 was not
-                v = shown(float(vals[c][k]))
+                v = shown(float(vals[c][k]), c)
                 findings[c] = {
                     "value": v,
                     "hours_ago": int(h[i] - h[k]),

@@ -18,7 +18,15 @@ from typing import Any
 
 from vitalgru.io.psv import PSV_COLUMNS
 
-__all__ = ["KEY_MEASURES", "findings_html", "fmt", "refused_items", "refused_text", "shown"]
+__all__ = [
+    "DECIMALS",
+    "KEY_MEASURES",
+    "findings_html",
+    "fmt",
+    "refused_items",
+    "refused_text",
+    "shown",
+]
 
 #: What is shown at an alarm: vitalgru column -> (label, unit, the limit in words, whether a
 #: value is outside it). See the module docstring for where each limit comes from.
@@ -40,16 +48,31 @@ KEY_MEASURES: dict[str, tuple[str, str, str, Callable[[float], bool]]] = {
 CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
 
 
-def shown(v: float) -> float:
-    """A measurement as the page shows it: two decimals at most, as Challenge-2019 files
-    record the labs (lactate 2.04, creatinine 1.16)."""
-    return round(v, 2)
+#: Decimals each measurement shown at an alarm is printed with, as a chart records it: heart
+#: rate, respiratory rate, pressures and SpO2 whole, temperature to 0.1 °C, the labs to
+#: their usual reporting precision. The value is judged against its limit as printed, so
+#: what is marked is what is read (an SBP of 100.4 is "100", at the qSOFA limit).
+DECIMALS = {
+    "hr_bpm": 0, "resp_per_min": 0, "sbp_mmhg": 0, "dbp_mmhg": 0, "map_mmhg": 0,
+    "spo2_pct": 0, "temp_c": 1, "lactate_mmol_l": 1, "wbc_10e3_ul": 1,
+    "creatinine_mg_dl": 2, "platelets_10e3_ul": 0, "bilirubin_total_mg_dl": 1,
+}  # fmt: skip
 
 
-def fmt(v: float) -> str:
-    """As the page has always shown values (one decimal below 100, none above), with the
-    decimals a value needs beyond that: 38.04 and 100.4, not 38.0 and 100."""
-    r = shown(v)
+def shown(v: float, column: str | None = None) -> float:
+    """A measurement as the page shows it: to its :data:`DECIMALS`, or, for another
+    column, two decimals at most, as Challenge-2019 files record values."""
+    return round(v, DECIMALS.get(column or "", 2))
+
+
+def fmt(v: float, column: str | None = None) -> str:
+    """A measurement as printed: to its :data:`DECIMALS` (HR 88, Temp 38.0, Creatinine
+    1.16); another column (a value refused as impossible: FiO2) one decimal below 100 and
+    none above, with the decimals a value needs beyond that (100.4, not 100). By magnitude
+    alone, one row read "HR 88.0 bpm; SBP 99.0 mmHg; MAP 101 mmHg"."""
+    r = shown(v, column)
+    if column in DECIMALS:
+        return f"{r:.{DECIMALS[column]}f}"
     d = 1 if abs(r) < 100 else 0
     return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
 
@@ -59,7 +82,7 @@ def findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
     for c, f in findings.items():
         name, unit = KEY_MEASURES[c][:2]
         ago = "" if f["hours_ago"] == 0 else f" ({f['hours_ago']} h ago)"
-        text = f"{name} {fmt(f['value'])} {unit}{ago}"
+        text = f"{name} {fmt(f['value'], c)} {unit}{ago}"
         parts.append(f"<span class=hi>{html.escape(text)}</span>" if f["abnormal"]
                      else html.escape(text))  # fmt: skip
     return "; ".join(parts) or "nothing measured yet"
@@ -69,7 +92,7 @@ def refused_items(s: Mapping[str, Any]) -> list[str]:
     """Each value refused as impossible, as HTML text: ``ICU hour 4: FiO2 = 50.0``."""
     return [
         f"ICU hour {r['hour']}: {html.escape(CHALLENGE_NAMES.get(r['column'], r['column']))} = "
-        f"{'?' if r['value'] is None else fmt(r['value'])}"
+        f"{'?' if r['value'] is None else fmt(r['value'], r['column'])}"
         for r in s["rejected"]
     ]
 

@@ -102,8 +102,8 @@ class TestPage:
         )
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
-        assert "<span class=hi>HR 95.0 bpm</span>" in page
-        assert "ICU hour 5: HR = 0.0" in page and "Temp > 38 or < 36 °C" in page
+        assert "<span class=hi>HR 95 bpm</span>" in page
+        assert "ICU hour 5: HR = 0" in page and "Temp > 38 or < 36 °C" in page
         assert page.count("<svg") == 2 and "Patients without an alarm" in page
         assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
 
@@ -156,14 +156,17 @@ def test_a_model_that_never_alarms_is_drawn_and_said_so() -> None:
 
 def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed() -> None:
     # marked from the raw value, shown rounded: "Lactate 2.0" in red against "> 2", "SBP
-    # 100" not red against "<= 100"; a patient admitted but not yet scored was left out
+    # 100" not red against "<= 100"; each is now printed as charted and judged as printed;
+    # a patient admitted but not yet scored was left out
     vals = {"temp_c": [38.04], "sbp_mmhg": [100.4], "lactate_mmol_l": [2.04],
-            "creatinine_mg_dl": [1.16], "hr_bpm": [95.0]}  # fmt: skip
+            "creatinine_mg_dl": [1.16], "hr_bpm": [95.0], "map_mmhg": [101.0],
+            "resp_per_min": [22.0], "spo2_pct": [95.4], "platelets_10e3_ul": [149.6]}  # fmt: skip
     s = stay_summary("p", [1], [0.9], 0.5, vals)
     page = early_warning_report_html([s, stay_summary("new-bed", [], [], 0.5, {})])
-    for shown, red in (("Temp 38.04 °C", True), ("SBP 100.4 mmHg", False),
-                       ("Lactate 2.04 mmol/L", True), ("Creatinine 1.16 mg/dL", False),
-                       ("HR 95.0 bpm", True)):  # fmt: skip
+    for shown, red in (("Temp 38.0 °C", False), ("SBP 100 mmHg", True),
+                       ("Lactate 2.0 mmol/L", False), ("Creatinine 1.16 mg/dL", False),
+                       ("HR 95 bpm", True), ("MAP 101 mmHg", False), ("Resp 22 /min", True),
+                       ("SpO2 95 %", True), ("Platelets 150 ×10³/µL", False)):  # fmt: skip
         assert (f"<span class=hi>{shown}</span>" in page) == red and shown in page, shown
     assert "<td>new-bed</td><td colspan=4>no hour scored yet</td>" in page
 
@@ -175,11 +178,11 @@ def test_one_patient_without_an_alarm_gets_the_whole_stay() -> None:
                      {"temp_c": [37.0, 370.0, 37.2]}, [[], ["temp_c"], []])  # fmt: skip
     page = early_warning_report_html([s])
     assert page.count("<svg") == 1 and "<h2>Patient icu-3</h2>" in page
-    assert "ICU hour 2: Temp = 370<" in page and "No alarm" in page
+    assert "ICU hour 2: Temp = 370.0<" in page and "No alarm" in page
     # on a page of many, the quiet patients' refused values are in their row
     other = stay_summary("icu-4", [1], [0.1], 0.25, {}, [[]])
     many = early_warning_report_html([s, other])
-    assert many.count("<svg") == 0 and "<td>ICU hour 2: Temp = 370</td>" in many
+    assert many.count("<svg") == 0 and "<td>ICU hour 2: Temp = 370.0</td>" in many
 
 
 def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
