@@ -186,7 +186,7 @@ def create_app(
     TLS with ``mllp_tls`` (:func:`pipelines.mllp_server.server_tls`).
     ``hl7_timezone``: the site's zone, for HL7 times sent without a UTC offset.
     ``display_timezone``: the zone of the times on the clinicians' pages (the ward page, the
-    ECG patient pages and strips), each labelled with it; None: ``hl7_timezone`` when given
+    ECG and sepsis patient pages and strips), each labelled with it; None: ``hl7_timezone`` when given
     (the site's zone), else UTC. Times in JSON, HL7 v2 and FHIR stay as they are.
     ``adt_units``: the points of care whose admissions and transfers are scored.
 
@@ -315,6 +315,7 @@ def create_app(
         hl7_timezone=hl7_timezone,
         models=models or {},
         patient_system=patient_system,
+        zone=zone,
     )
 
     add_event_routes(reads, acks, ward, tickets, stopping, patient_system, zone)

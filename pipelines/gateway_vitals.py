@@ -50,13 +50,15 @@ def add_vitals_routes(
     hl7_timezone: tzinfo | None,
     models: dict[str, str],
     patient_system: str | None = None,
+    zone: tzinfo | None = None,
 ) -> None:
     """Add the sepsis and HL7 v2 routes to ``feeds`` (what feeds send) and ``reads``
     (summaries and pages) for ``ward``: FHIR and HL7 v2 intake counted in ``intake``,
     messages to ``POST /hl7`` handled by ``inbox``; ``open_``: the gateway takes no token
     (its caller is logged as ``open``); ``hl7_timezone``: the site's zone for HL7 times
     without an offset; ``models``: the names shown on the pages; ``patient_system``: the
-    identifier system a FHIR ``subject`` names the gateway's patients in."""
+    identifier system a FHIR ``subject`` names the gateway's patients in; ``zone``: the
+    zone of the times on the patient's page (None: UTC)."""
 
     @feeds.post("/vitals/{patient_id}/admit", status_code=201)
     def vitals_admit(
@@ -238,6 +240,7 @@ def add_vitals_routes(
         model = models.get("early-warning")
         return early_warning_report_html(
             [summary], title=f"Sepsis early warning: patient {patient_id} (live)", model=model,
+            zone=zone,
         )  # fmt: skip
 
     @feeds.delete("/vitals/{patient_id}")

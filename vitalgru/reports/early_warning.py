@@ -18,12 +18,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import axis_top, minute_at, page, trend_chart
+from vitalgru.reports.html import axis_top, page, shown_at, trend_chart
 from vitalgru.reports.sepsis_values import (
     KEY_MEASURES,
     findings_html,
@@ -245,18 +245,19 @@ def _headline(s: StaySummary, d: int = 3) -> str:
     return html.escape(text)
 
 
-def _fresh_html(s: StaySummary) -> str:
+def _fresh_html(s: StaySummary, zone: tzinfo | None = None) -> str:
     """When the latest hour was scored and, for a feed gone quiet, since when nothing came
-    (a live stay's page: ``last_scored_at`` and ``no_data_since``, when the summary has them)."""
+    (a live stay's page: ``last_scored_at`` and ``no_data_since``, when the summary has them),
+    in ``zone`` (None: UTC)."""
     out = ""
     if s.get("last_scored_at"):
-        at = html.escape(minute_at(s["last_scored_at"]))
+        at = html.escape(shown_at(s["last_scored_at"], zone, unit="min"))
         out += f"<p>The latest hour was scored at {at}.</p>"
     elif "last_scored_at" in s and s["n_hours"]:  # a live stay taken up after a restart
         out += "<p>The latest hour was scored before the gateway's restart (when is not kept).</p>"
     if s.get("no_data_since"):
         out += (
-            f"<p class=hi>No data received since {html.escape(minute_at(s['no_data_since']))} "
+            f"<p class=hi>No data received since {html.escape(shown_at(s['no_data_since'], zone, unit='min'))} "
             f"(more than {NO_DATA_AFTER.total_seconds() / 3600:g} h): the feed may have "
             "stopped, and the risk shown is not current.</p>"
         )
@@ -286,7 +287,7 @@ def _reference_html(s: StaySummary) -> str:
     )
 
 
-def _stay_html(s: StaySummary, d: int = 3) -> str:
+def _stay_html(s: StaySummary, d: int = 3, zone: tzinfo | None = None) -> str:
     e = html.escape
     explained = any(ep.get("drivers") for ep in s["episodes"])
     rows = "".join(
@@ -323,7 +324,7 @@ def _stay_html(s: StaySummary, d: int = 3) -> str:
 <section>
 <h2>Patient {e(s["patient_id"])}</h2>
 <p class=head>{_headline(s, d)}</p>
-{_fresh_html(s)}<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
+{_fresh_html(s, zone)}<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
 score {s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
 {_reference_html(s)}{_chart(s, d)}{table}{refused_html}
 </section>"""
@@ -335,10 +336,11 @@ def early_warning_report_html(
     title: str = "Sepsis early warning summary",
     model: str | None = None,
     generated: datetime | None = None,
+    zone: tzinfo | None = None,
 ) -> str:
     """One HTML page over :func:`stay_summary` dicts: a section for every patient who had
     an alarm or a reference onset (in alarm at the latest hour first), one table for the
-    rest."""
+    rest. Wall-clock times are shown in ``zone`` (None: UTC), each labelled with it."""
     e = html.escape
     d = _risk_decimals(stays)
     # one patient's page (the gateway's live page) shows the stay whether or not it alarmed:
@@ -393,5 +395,5 @@ def early_warning_report_html(
         + "; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values())
         + "). Times are ICU hours (ICULOS)."
     )
-    body = overview + "".join(_stay_html(s, d) for s in flagged) + rest
-    return page(title, intro, body, model=model, generated=generated)
+    body = overview + "".join(_stay_html(s, d, zone) for s in flagged) + rest
+    return page(title, intro, body, model=model, generated=generated, zone=zone)

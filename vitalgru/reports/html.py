@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
-__all__ = ["DISCLAIMER", "axis_top", "minute_at", "page", "shown_at", "trend_chart", "zone_name"]
+__all__ = ["DISCLAIMER", "axis_top", "page", "shown_at", "trend_chart", "zone_name"]
 
 #: Said on every page: what the numbers are, and what they are not.
 DISCLAIMER = (
@@ -225,12 +225,3 @@ def trend_chart(
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>'
         f"{rule}{polylines}{events}{axis}{ticks}</svg>"
     )
-
-
-def minute_at(iso: str) -> str:
-    """An ISO time as a clinician reads it, to the minute: ``2026-12-07 12:43 UTC``."""
-    try:
-        t = datetime.fromisoformat(iso).astimezone(UTC)
-    except (TypeError, ValueError):
-        return str(iso)
-    return t.strftime("%Y-%m-%d %H:%M UTC")

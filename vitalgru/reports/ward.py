@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from vitalgru.reports.html import clock, minute_at, page, shown_at, zone_name
+from vitalgru.reports.html import clock, page, shown_at, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
 from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
@@ -140,19 +140,21 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
     return "".join(rows)
 
 
-def _latest_hour(p: Mapping[str, Any]) -> str:
+def _latest_hour(p: Mapping[str, Any], zone: tzinfo | None) -> str:
     """The latest ICU hour of a sepsis patient, when it was scored, and whether the feed has
     gone quiet (HTML)."""
     h = p["last_hour"]
     out = "–" if h is None else str(h["hour"])
     if h is not None and p.get("last_scored_at"):
-        out += f" (scored {html.escape(minute_at(p['last_scored_at']))})"
+        out += f" (scored {html.escape(shown_at(p['last_scored_at'], zone, unit='min'))})"
     if p.get("no_data_since"):
-        out += f" <span class=hi>no data since {html.escape(minute_at(p['no_data_since']))}</span>"
+        out += f" <span class=hi>no data since {html.escape(shown_at(p['no_data_since'], zone, unit='min'))}</span>"
     return out
 
 
-def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
+def _sepsis_rows(
+    patients: Sequence[Mapping[str, Any]], d: int = 3, zone: tzinfo | None = None
+) -> str:
     e = html.escape
     order = sorted(
         patients,
@@ -166,7 +168,7 @@ def _sepsis_rows(patients: Sequence[Mapping[str, Any]], d: int = 3) -> str:
     rows = []
     for p in order:
         h = p["last_hour"]
-        hour = _latest_hour(p)
+        hour = _latest_hour(p, zone)
         risk = "–" if h is None else f"{h['risk']:.{d}f}"
         prob = (
             "–" if h is None or h.get("probability") is None
@@ -241,7 +243,7 @@ def ward_page_html(
             "</th><th>alarm</th><th>alarm episodes</th>"
             "<th>what raised the risk score when the alarm began</th>"
             "<th>being assembled from observations</th></tr>"
-            f"{_sepsis_rows(sepsis, d)}</table></section>"
+            f"{_sepsis_rows(sepsis, d, zone)}</table></section>"
         )
     if not parts:
         parts.append("<p>No patient is being monitored.</p>")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from monitor_kit import hovering
@@ -99,3 +100,18 @@ class TestQuietFeed:
         )
         replayed = stay_summary("p1", [1, 2], [0.01, 0.02], 0.25, {})  # no wall clock: nothing
         assert "latest hour was scored" not in early_warning_report_html([replayed])
+
+    def test_the_sepsis_times_are_in_the_pages_zone_as_the_ecg_ones_are(self) -> None:
+        # they were printed in UTC on a ward page whose ECG times were in the site's zone
+        s = stay_summary("icu-1", [1, 2], [0.01, 0.02], 0.25, {})
+        s.update(last_scored_at="2026-12-07T12:43:53+00:00", no_data_since="2026-12-07T12:43:50Z")
+        tokyo = ZoneInfo("Asia/Tokyo")
+        page = early_warning_report_html([s], zone=tokyo)
+        assert "The latest hour was scored at 2026-12-07 21:43 JST." in page
+        assert "No data received since 2026-12-07 21:43 JST" in page
+        row = {"patient_id": "icu-1", "in_alarm": False, "alarm_episodes": 0,
+               "last_hour": {"hour": 2, "risk": 0.02, "probability": 0.01},
+               "last_scored_at": s["last_scored_at"], "no_data_since": s["no_data_since"]}  # fmt: skip
+        ward = ward_page_html([], [row], zone=tokyo)
+        assert "2 (scored 2026-12-07 21:43 JST)" in ward
+        assert "no data since 2026-12-07 21:43 JST" in ward and " UTC" not in ward
