@@ -6,7 +6,8 @@ vital-sign and laboratory Observations. :func:`observations_to_hour` reads them:
 Observation (and each ``component`` of one, as in a blood-pressure panel or a pulse
 oximetry reading with its inhaled oxygen) whose LOINC code names a measurement
 (:data:`~vitalgru.io.observation_codes.LOINC_COLUMNS`) and whose ``valueQuantity`` is in a unit this module can convert
-(:data:`~vitalgru.io.observation_codes.UNITS`) becomes a value in the Challenge's unit: a temperature in [degF], a
+(:data:`~vitalgru.io.observation_codes.UNITS`; the litre as UCUM's ``L`` or ``l``, one unit:
+``mmol/l`` is ``mmol/L``) becomes a value in the Challenge's unit: a temperature in [degF], a
 glucose in mmol/L, a PaCO2 in kPa, an FiO2 in %, a creatinine in umol/L are converted, never
 taken as they come. Several values of one measurement in the hour are averaged, but a
 final result replaces the preliminary ones sent before it (``preliminary``, then
@@ -52,6 +53,7 @@ from vitalgru.io.observation_codes import (
     SAME_UNIT,
     UCUM_SYSTEM,
     UNITS,
+    ucum_unit,
 )
 from vitalgru.io.psv import MEASUREMENT_UNITS, PSV_COLUMNS
 
@@ -167,7 +169,8 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
         unit = MDC_UNITS[unit]  # a device's unit code, as UCUM
     elif q.get("system") not in (None, UCUM_SYSTEM):
         return None, unit, f"unit system {q.get('system')!r} is not UCUM"
-    convert = UNITS[column].get(unit)
+    # UCUM's litre is l or L: mmol/l, a valid code for mmol/L, was refused
+    convert = UNITS[column].get(ucum_unit(unit))
     if convert is None:
         known = ", ".join(UNITS[column])
         target = MEASUREMENT_UNITS[column] or "the unitless"
@@ -184,7 +187,7 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
     x = float(v)
     if not math.isfinite(x):
         return None, unit, "value is not finite"
-    return convert(x), unit, None
+    return convert(x), ucum_unit(unit), None
 
 
 def observations_to_hour(payload: Any, hour: int) -> HourFromObservations:

@@ -9,6 +9,7 @@ FHIR Observations (:mod:`vitalgru.io.fhir_observations`) and HL7 v2 results
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "SAME_UNIT",
     "UCUM_SYSTEM",
     "UNITS",
+    "ucum_unit",
 ]
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -174,3 +176,16 @@ UNITS: dict[str, dict[str, Callable[[float], float]]] = {
     "fibrinogen_mg_dl": {"mg/dL": SAME_UNIT, "g/L": _times(100.0)},
     "platelets_10e3_ul": _PER_NL,
 }
+
+#: The litre in a UCUM unit, with its prefix (``dl``, ``ml``, ``ul``, ``l``), outside an
+#: annotation (``{...}``, taken as it is): UCUM has two symbols for the litre, ``l`` and
+#: ``L``, one unit; :data:`UNITS` spells it ``L``. Not a letter before it (``mol``, ``Cel``
+#: keep theirs), nor after it.
+_LITRE = re.compile(r"(\{[^}]*\})|(?<![A-Za-z\[])([dcmunpf]?)l(?![A-Za-z\]])")
+
+
+def ucum_unit(code: str) -> str:
+    """A UCUM unit code as :data:`UNITS` spells it: the litre's symbol ``l`` as ``L``
+    (``mmol/l`` is ``mmol/L``, ``mg/dl`` ``mg/dL``, ``10*3/ul`` ``10*3/uL``), the same
+    unit in UCUM; nothing else is changed."""
+    return _LITRE.sub(lambda m: m.group(1) or f"{m.group(2)}L", code)

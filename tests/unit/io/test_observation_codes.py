@@ -1,0 +1,132 @@
+"""The unit table of the gateway's FHIR and HL7 v2 intake: every conversion checked against
+factors worked out here from molar masses and unit definitions, and the spellings a feed
+sends read as the units they are."""
+
+from __future__ import annotations
+
+import pytest
+
+from vitalgru.io.fhir_observations import observations_to_hour
+from vitalgru.io.hl7v2 import oru_observations
+from vitalgru.io.observation_codes import LOINC_COLUMNS, UNITS, ucum_unit
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+#: Each measurement's first LOINC code in the table.
+CODE = {col: next(c for c, k in LOINC_COLUMNS.items() if k == col) for col in UNITS}
+
+
+def _mg_dl_per_mmol_l(g_per_mol: float) -> float:
+    """mg/dL of 1 mmol/L of a substance of that molar mass: g/mol is mg/mmol, per L, / 10."""
+    return g_per_mol / 10
+
+
+#: (column, unit) -> the value of 1 of that unit in the Challenge's unit, worked out from
+#: molar masses (g/mol: glucose 180.16, creatinine 113.12, bilirubin 584.66, calcium 40.08,
+#: magnesium 24.305, phosphorus 30.97, lactate 90.08, urea's two nitrogens 2 x 14.007,
+#: haemoglobin per haem 64,458 / 4) and unit definitions (1 mmHg = 101.325 / 760 kPa;
+#: 1 U = 1 umol/min, 1 ukat = 1 umol/s).
+EXPECTED = {
+    ("glucose_mg_dl", "mmol/L"): _mg_dl_per_mmol_l(180.16),
+    ("creatinine_mg_dl", "umol/L"): _mg_dl_per_mmol_l(113.12) / 1000,
+    ("bilirubin_total_mg_dl", "umol/L"): _mg_dl_per_mmol_l(584.66) / 1000,
+    ("bilirubin_direct_mg_dl", "umol/L"): _mg_dl_per_mmol_l(584.66) / 1000,
+    ("calcium_mg_dl", "mmol/L"): _mg_dl_per_mmol_l(40.08),
+    ("magnesium_mg_dl", "mmol/L"): _mg_dl_per_mmol_l(24.305),
+    ("phosphate_mg_dl", "mmol/L"): _mg_dl_per_mmol_l(30.97),
+    ("lactate_mmol_l", "mg/dL"): 1 / _mg_dl_per_mmol_l(90.08),
+    ("bun_mg_dl", "mmol/L"): _mg_dl_per_mmol_l(2 * 14.007),
+    ("hgb_g_dl", "mmol/L"): 64458 / 4 / 1000 / 10,  # g/L of 1 mmol/L, in g/dL
+    ("hgb_g_dl", "g/L"): 0.1,
+    ("fibrinogen_mg_dl", "g/L"): 100.0,  # 1 g/L = 1000 mg/L = 100 mg/dL
+    ("troponin_i_ng_ml", "ng/L"): 0.001,
+    ("troponin_i_ng_ml", "ug/L"): 1.0,
+    ("fio2_frac", "%"): 0.01,
+    ("spo2_pct", "1"): 100.0,
+    ("sao2_pct", "1"): 100.0,
+    ("hct_pct", "1"): 100.0,
+    ("hct_pct", "L/L"): 100.0,
+    **{(c, "kPa"): 760 / 101.325 for c in ("sbp_mmhg", "dbp_mmhg", "map_mmhg", "paco2_mmhg",
+                                          "etco2_mmhg")},
+}  # fmt: skip
+
+
+def fhir(column: str, value: float, unit: str | None) -> tuple[float | None, list[str]]:
+    """The value the model receives of one FHIR Observation, and the reasons of any skip."""
+    quantity = {"value": value, "system": UCUM} | ({} if unit is None else {"code": unit})
+    hour = observations_to_hour([{
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": CODE[column]}]},
+        "valueQuantity": quantity}], 1)  # fmt: skip
+    return hour.row.get(column), [s["reason"] for s in hour.skipped]
+
+
+def hl7(column: str, value: float, obx_6: str) -> tuple[float | None, list[str]]:
+    """The value the model receives of one HL7 v2 OBX, and the reasons of any skip."""
+    text = "\r".join([
+        "MSH|^~\\&|LAB|ICU|VITALGRU|HOSP|20261207093000+0000||ORU^R01|M1|P|2.5",
+        "PID|1||icu-1",
+        f"OBX|1|NM|{CODE[column]}^x^LN||{value}|{obx_6}|||||F",
+    ])  # fmt: skip
+    hour = observations_to_hour(oru_observations(text).observations, 1)
+    return hour.row.get(column), [s["reason"] for s in hour.skipped]
+
+
+def test_every_conversion_is_the_one_molar_masses_and_unit_definitions_give() -> None:
+    for column, units in UNITS.items():
+        for unit, convert in units.items():
+            if column == "temp_c":
+                continue  # not a factor: below
+            want = EXPECTED.get((column, unit), 1.0)
+            got, _ = fhir(column, 2.0, unit)
+            assert got == pytest.approx(2.0 * want, rel=5e-4), (column, unit)
+            assert convert(2.0) == pytest.approx(2.0 * want, rel=5e-4), (column, unit)
+    assert fhir("temp_c", 101.3, "[degF]")[0] == pytest.approx(38.5)
+    assert fhir("temp_c", 310.15, "K")[0] == pytest.approx(37.0)
+    assert fhir("temp_c", 37.2, "Cel")[0] == 37.2
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "unit", "want"),
+    [
+        ("glucose_mg_dl", 7.0, "mmol/l", 126.112),
+        ("creatinine_mg_dl", 88.42, "umol/l", 1.0),
+        ("hgb_g_dl", 130.0, "g/l", 13.0),
+        ("fibrinogen_mg_dl", 3.0, "g/l", 300.0),
+        ("platelets_10e3_ul", 210.0, "10*3/ul", 210.0),
+        ("troponin_i_ng_ml", 250.0, "ng/l", 0.25),
+        ("hct_pct", 0.42, "l/l", 42.0),
+        ("bun_mg_dl", 14.0, "mg/dl", 14.0),
+        ("potassium_mmol_l", 4.1, "meq/l", 4.1),
+        ("ast_iu_l", 40.0, "U/l", 40.0),
+    ],
+)
+def test_ucums_lower_case_litre_is_the_litre(
+    column: str, value: float, unit: str, want: float
+) -> None:
+    # UCUM has two symbols for the litre, l and L: mmol/l is a valid code of mmol/L, and
+    # was refused ("cannot be converted"), in FHIR and, for g/l, ng/l, 10*3/ul, in HL7 v2
+    got, why = fhir(column, value, unit)
+    assert why == [] and got == pytest.approx(want, rel=1e-4)
+    got, why = hl7(column, value, f"{unit}^^UCUM")
+    assert why == [] and got == pytest.approx(want, rel=1e-4)
+
+
+def test_only_the_litre_is_respelled() -> None:
+    assert ucum_unit("mmol/l") == "mmol/L" and ucum_unit("mg/dl") == "mg/dL"
+    assert ucum_unit("10*3/ul") == "10*3/uL" and ucum_unit("l/l") == "L/L"
+    for code in ("mmol/L", "Cel", "[degF]", "mm[Hg]", "kPa", "K", "{breaths}/min", "cal"):
+        assert ucum_unit(code) == code
+    assert ucum_unit("{whole blood}/l") == "{whole blood}/L"  # an annotation as it is
+
+
+def test_a_unit_the_table_lacks_is_refused_with_the_reason() -> None:
+    for unit in ("mmol/dL", "MG/DL", "mg/L", ""):
+        got, why = fhir("glucose_mg_dl", 7.0, unit)
+        assert got is None and why == [
+            f"unit {unit!r} cannot be converted to mg/dL glucose_mg_dl (known: mg/dL, mmol/L)"
+        ], unit
+    got, why = fhir("glucose_mg_dl", 7.0, None)  # no unit at all
+    assert got is None and "unit '' cannot be converted" in why[0]
+    got, why = hl7("glucose_mg_dl", 7.0, "")
+    assert got is None and "unit '' cannot be converted" in why[0]
