@@ -14,7 +14,7 @@ final result replaces the preliminary ones sent before it (``preliminary``, then
 ``final``), and a correction (``corrected``, ``amended``) every one sent before it.
 
 Nothing is guessed: an Observation with a code outside the table, a unit the table does not
-know for that measurement, no numeric value, or a status that withdraws it
+know for that measurement (no unit at all: only a pH may come so), no numeric value, or a status that withdraws it
 (``entered-in-error``, ``cancelled``) is skipped, and the result says which and why. What is
 left goes to the monitor, which then flags physiologically impossible values as it does
 for any row.
@@ -172,7 +172,7 @@ def _value(part: Mapping[str, Any], column: str) -> tuple[float | None, str, str
     # UCUM's litre is l or L: mmol/l, a valid code for mmol/L, was refused
     convert = UNITS[column].get(ucum_unit(unit))
     if convert is None:
-        known = ", ".join(UNITS[column])
+        known = ", ".join(u or "no unit" for u in UNITS[column])
         target = MEASUREMENT_UNITS[column] or "the unitless"
         return (
             None,

@@ -132,7 +132,8 @@ _PCT = {"%": SAME_UNIT, "1": _PCT_FROM_FRACTION}
 _PER_NL = {"10*3/uL": SAME_UNIT, "10*9/L": SAME_UNIT, "/nL": SAME_UNIT, "10*3/mm3": SAME_UNIT}
 _IU_L = {"U/L": SAME_UNIT, "[IU]/L": SAME_UNIT}
 
-#: vitalgru column -> {UCUM unit code: conversion to the Challenge's unit}. Factors: urea
+#: vitalgru column -> {UCUM unit code: conversion to the Challenge's unit} (``""``: a value
+#: sent without a unit, taken only where it can mean one unit, the pH). Factors: urea
 #: nitrogen 2.801 mg/dL per mmol/L, calcium 4.008, glucose 18.016, magnesium 2.431,
 #: phosphate 3.097, lactate 9.008 mg/dL per mmol/L; creatinine 88.42 and bilirubin 17.1
 #: umol/L per mg/dL; haemoglobin 1.611 g/dL per mmol/L; 7.50062 mmHg per kPa.
@@ -152,7 +153,8 @@ UNITS: dict[str, dict[str, Callable[[float], float]]] = {
     "base_excess_mmol_l": _MMOL_L,
     "hco3_mmol_l": _MMOL_L,
     "fio2_frac": {"1": SAME_UNIT, "%": _times(0.01)},
-    "ph": {"[pH]": SAME_UNIT, "1": SAME_UNIT},
+    # no unit: the pH scale has one, and HL7 v2 feeds leave a pH's OBX-6 empty
+    "ph": {"[pH]": SAME_UNIT, "1": SAME_UNIT, "": SAME_UNIT},
     "paco2_mmhg": _MMHG,
     "sao2_pct": _PCT,
     "ast_iu_l": _IU_L,

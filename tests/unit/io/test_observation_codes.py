@@ -130,3 +130,13 @@ def test_a_unit_the_table_lacks_is_refused_with_the_reason() -> None:
     assert got is None and "unit '' cannot be converted" in why[0]
     got, why = hl7("glucose_mg_dl", 7.0, "")
     assert got is None and "unit '' cannot be converted" in why[0]
+
+
+def test_a_ph_without_a_unit_is_a_ph_and_nothing_else_is_taken_without_one() -> None:
+    # the pH scale is the only one a pH has; HL7 v2 feeds send it with OBX-6 empty, and a
+    # blood gas's pH was refused ("unit '' cannot be converted")
+    assert fhir("ph", 7.31, None) == (7.31, [])
+    assert hl7("ph", 7.31, "") == (7.31, [])
+    for column, value in (("fio2_frac", 40.0), ("spo2_pct", 0.97), ("hct_pct", 0.3)):
+        assert fhir(column, value, None)[0] is None  # a fraction or a per cent: not guessed
+        assert hl7(column, value, "")[0] is None
