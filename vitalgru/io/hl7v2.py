@@ -20,7 +20,8 @@ units and conversions are decided in one place:
   comparator or a range), in the unit of ``OBX-6``, which must be UCUM (``OBX-6.3`` is
   ``UCUM`` or empty). Spellings that HL7 v2 feeds use for UCUM codes and that cannot mean
   anything else are read as those codes (:data:`UNIT_SPELLINGS`: ``mmHg`` is ``mm[Hg]``,
-  ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ...); nothing else is guessed;
+  ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ``K/uL`` is ``10*3/uL``, ``µmol/l`` is
+  ``umol/L``, ...); nothing else is guessed;
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
   obtained) withdraw the value, ``I`` (in process) has none; ``P``, ``R`` and ``S``
   (preliminary, not verified, partial) are preliminary results, which a final one
@@ -64,7 +65,13 @@ from vitalgru.io.hl7v2_text import (
     hl7_time,
     message_bytes,
 )
-from vitalgru.io.observation_codes import LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM
+from vitalgru.io.observation_codes import (
+    LOINC_SYSTEM,
+    MDC_SYSTEM,
+    UCUM_SYSTEM,
+    UNIT_SPELLINGS,
+    hl7_unit,
+)
 
 __all__ = [
     "CHARSETS", "ERROR_CODES", "HL7_MEDIA_TYPE", "MDC_NO_VALUE", "MLLP_END", "MLLP_START", "UNIT_SPELLINGS", "AdtEvent", "Hl7Message", "OruMessage", "ack",
@@ -78,13 +85,6 @@ HL7_MEDIA_TYPE = "x-application/hl7-v2+er7"
 #: before it, ``0x1C 0x0D`` after it.
 MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
 
-#: HL7 v2 unit spellings read as the UCUM code they can only mean.
-UNIT_SPELLINGS = {
-    "mmHg": "mm[Hg]", "mm Hg": "mm[Hg]", "degF": "[degF]", "F": "[degF]", "degC": "Cel",
-    "C": "Cel", "bpm": "/min", "beats/min": "/min", "breaths/min": "/min",
-    "mEq/l": "mEq/L", "mmol/l": "mmol/L", "mg/dl": "mg/dL", "g/dl": "g/dL", "ng/ml": "ng/mL",
-    "umol/l": "umol/L", "u/l": "U/L", "IU/L": "[IU]/L", "pH": "[pH]", "sec": "s",
-}  # fmt: skip
 #: Values an IEEE 11073 device sends for "no value" (NaN 0x7FFFFF, NRes 0x800000, +INF
 #: 0x7FFFFE; -INF as -0x7FFFFE), read as no measurement rather than a heart rate of 8 million.
 MDC_NO_VALUE = frozenset({8388606.0, 8388607.0, 8388608.0})
@@ -171,9 +171,9 @@ def _observation(
         value = ""
     if x is not None:
         unit = parts(6)
-        code = unit[0].strip() if unit else ""
+        code = hl7_unit(unit[0] if unit else "")
         system = unit[2].strip() if len(unit) > 2 else ""
-        quantity: dict[str, Any] = {"value": x, "code": UNIT_SPELLINGS.get(code, code)}
+        quantity: dict[str, Any] = {"value": x, "code": code}
         if system.upper() == "MDC":
             quantity["system"] = MDC_SYSTEM  # the reader knows the vital signs' units
         elif system and system.upper() != "UCUM":

@@ -1,7 +1,8 @@
 """The codes and units of the measurements the early-warning models take: LOINC codes
 (:data:`LOINC_COLUMNS`), their IEEE 11073 (MDC) equivalents as bedside monitors send them
-(:data:`MDC_LOINC`, :data:`MDC_UNITS`), and the UCUM units each measurement may come in with
-their conversion to the Challenge-2019 unit (:data:`UNITS`).
+(:data:`MDC_LOINC`, :data:`MDC_UNITS`), the UCUM units each measurement may come in with
+their conversion to the Challenge-2019 unit (:data:`UNITS`), and the spellings of those units
+HL7 v2 feeds send (:data:`UNIT_SPELLINGS`).
 
 FHIR Observations (:mod:`vitalgru.io.fhir_observations`) and HL7 v2 results
 (:mod:`vitalgru.io.hl7v2`) are read through these tables.
@@ -23,6 +24,8 @@ __all__ = [
     "SAME_UNIT",
     "UCUM_SYSTEM",
     "UNITS",
+    "UNIT_SPELLINGS",
+    "hl7_unit",
     "ucum_unit",
 ]
 
@@ -191,3 +194,26 @@ def ucum_unit(code: str) -> str:
     (``mmol/l`` is ``mmol/L``, ``mg/dl`` ``mg/dL``, ``10*3/ul`` ``10*3/uL``), the same
     unit in UCUM; nothing else is changed."""
     return _LITRE.sub(lambda m: m.group(1) or f"{m.group(2)}L", code)
+
+
+#: HL7 v2 unit spellings read as the UCUM code they can only mean; looked up with the micro
+#: sign (µ, or the Greek mu) as UCUM's ``u`` and the litre as ``L`` (``mg/dl`` is ``mg/dL``,
+#: :func:`ucum_unit`). Cell counts in thousands per microlitre
+#: (``K/uL``, ``10^3/uL``, ``x10E3/uL``) and per nanolitre (``10^9/L``) are one unit.
+UNIT_SPELLINGS = {
+    "mmHg": "mm[Hg]", "mm Hg": "mm[Hg]", "degF": "[degF]", "F": "[degF]", "°F": "[degF]",
+    "degC": "Cel", "C": "Cel", "°C": "Cel", "bpm": "/min", "beats/min": "/min",
+    "breaths/min": "/min", "u/L": "U/L", "IU/L": "[IU]/L", "pH": "[pH]", "sec": "s",
+    **{f"{x}10{p}3/uL": "10*3/uL" for x in ("", "x") for p in ("^", "E", "e")},
+    **{f"{x}10{p}9/L": "10*9/L" for x in ("", "x") for p in ("^", "E", "e")},
+    "K/uL": "10*3/uL",
+}  # fmt: skip
+#: The micro sign and the Greek mu, as UCUM's micro prefix ``u``.
+_MICRO = str.maketrans({"\u00b5": "u", "\u03bc": "u"})
+
+
+def hl7_unit(text: str) -> str:
+    """An HL7 v2 ``OBX-6`` unit identifier as the UCUM code it means: stripped, the micro
+    sign as ``u``, the litre as ``L`` (:func:`ucum_unit`), then :data:`UNIT_SPELLINGS`."""
+    code = ucum_unit(text.strip().translate(_MICRO))
+    return UNIT_SPELLINGS.get(code, code)

@@ -140,3 +140,28 @@ def test_a_ph_without_a_unit_is_a_ph_and_nothing_else_is_taken_without_one() -> 
     for column, value in (("fio2_frac", 40.0), ("spo2_pct", 0.97), ("hct_pct", 0.3)):
         assert fhir(column, value, None)[0] is None  # a fraction or a per cent: not guessed
         assert hl7(column, value, "")[0] is None
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "obx_6", "want"),
+    [
+        ("platelets_10e3_ul", 210.0, "10\\S\\3/uL", 210.0),  # 10^3/uL, ^ escaped
+        ("platelets_10e3_ul", 210.0, "x10E3/uL", 210.0),
+        ("platelets_10e3_ul", 210.0, "K/uL", 210.0),
+        ("wbc_10e3_ul", 9.5, "10\\S\\9/L", 9.5),
+        ("wbc_10e3_ul", 9.5, "x10\\S\\9/l", 9.5),
+        ("wbc_10e3_ul", 9.5, "10*3/\u00b5L^^UCUM", 9.5),  # the micro sign
+        ("creatinine_mg_dl", 88.42, "\u00b5mol/L", 1.0),
+        ("bilirubin_total_mg_dl", 17.1, "\u03bcmol/l", 1.0),  # the Greek mu
+        ("temp_c", 101.3, "\u00b0F", 38.5),
+        ("temp_c", 38.5, "\u00b0C", 38.5),
+        ("ast_iu_l", 40.0, "IU/l", 40.0),
+    ],
+)
+def test_the_unit_spellings_hl7_feeds_send_are_read_as_their_units(
+    column: str, value: float, obx_6: str, want: float
+) -> None:
+    # each was refused ("cannot be converted"): the thousands per microlitre of every US
+    # laboratory's cell counts, the micro and degree signs of a feed's unit text
+    got, why = hl7(column, value, obx_6)
+    assert why == [] and got == pytest.approx(want, rel=1e-3)
