@@ -133,13 +133,17 @@ _MMOL_L = {"mmol/L": SAME_UNIT, "meq/L": SAME_UNIT, "mEq/L": SAME_UNIT}
 _PER_MIN = {"/min": SAME_UNIT, "{beats}/min": SAME_UNIT, "{breaths}/min": SAME_UNIT}
 _PCT = {"%": SAME_UNIT, "1": _PCT_FROM_FRACTION}
 _PER_NL = {"10*3/uL": SAME_UNIT, "10*9/L": SAME_UNIT, "/nL": SAME_UNIT, "10*3/mm3": SAME_UNIT}
-_IU_L = {"U/L": SAME_UNIT, "[IU]/L": SAME_UNIT}
+#: 1 U = 1 umol/min and 1 kat = 1 mol/s, so 1 ukat = 60 U (Nordic laboratories report ukat/L).
+_IU_L = {"U/L": SAME_UNIT, "[IU]/L": SAME_UNIT, "ukat/L": _times(60.0)}
+_NG_ML = {"ng/mL": SAME_UNIT, "ug/L": SAME_UNIT, "ng/L": _times(0.001), "pg/mL": _times(0.001)}
 
 #: vitalgru column -> {UCUM unit code: conversion to the Challenge's unit} (``""``: a value
 #: sent without a unit, taken only where it can mean one unit, the pH). Factors: urea
 #: nitrogen 2.801 mg/dL per mmol/L, calcium 4.008, glucose 18.016, magnesium 2.431,
 #: phosphate 3.097, lactate 9.008 mg/dL per mmol/L; creatinine 88.42 and bilirubin 17.1
-#: umol/L per mg/dL; haemoglobin 1.611 g/dL per mmol/L; 7.50062 mmHg per kPa.
+#: umol/L per mg/dL; haemoglobin 1.611 g/dL per mmol/L; 7.50062 mmHg per kPa; 60 U/L per
+#: ukat/L. Calcium and magnesium are not taken in meq/L: UCUM's eq is the mole, which for
+#: these divalent ions is two equivalents, so the unit cannot be read without a guess.
 UNITS: dict[str, dict[str, Callable[[float], float]]] = {
     "hr_bpm": _PER_MIN,
     "spo2_pct": _PCT,
@@ -173,7 +177,7 @@ UNITS: dict[str, dict[str, Callable[[float], float]]] = {
     "phosphate_mg_dl": {"mg/dL": SAME_UNIT, "mmol/L": _times(3.097)},
     "potassium_mmol_l": _MMOL_L,
     "bilirubin_total_mg_dl": {"mg/dL": SAME_UNIT, "umol/L": _times(1 / 17.1)},
-    "troponin_i_ng_ml": {"ng/mL": SAME_UNIT, "ug/L": SAME_UNIT, "ng/L": _times(0.001)},
+    "troponin_i_ng_ml": _NG_ML,
     "hct_pct": {"%": SAME_UNIT, "1": _PCT_FROM_FRACTION, "L/L": _PCT_FROM_FRACTION},
     "hgb_g_dl": {"g/dL": SAME_UNIT, "g/L": _times(0.1), "mmol/L": _times(1.611)},
     "ptt_s": {"s": SAME_UNIT},

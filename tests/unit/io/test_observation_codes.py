@@ -41,6 +41,9 @@ EXPECTED = {
     ("fibrinogen_mg_dl", "g/L"): 100.0,  # 1 g/L = 1000 mg/L = 100 mg/dL
     ("troponin_i_ng_ml", "ng/L"): 0.001,
     ("troponin_i_ng_ml", "ug/L"): 1.0,
+    ("troponin_i_ng_ml", "pg/mL"): 0.001,  # pg/mL = ng/L
+    ("ast_iu_l", "ukat/L"): 60.0,  # 1 umol/s = 60 umol/min
+    ("alkaline_phos_iu_l", "ukat/L"): 60.0,
     ("fio2_frac", "%"): 0.01,
     ("spo2_pct", "1"): 100.0,
     ("sao2_pct", "1"): 100.0,
@@ -165,3 +168,14 @@ def test_the_unit_spellings_hl7_feeds_send_are_read_as_their_units(
     # laboratory's cell counts, the micro and degree signs of a feed's unit text
     got, why = hl7(column, value, obx_6)
     assert why == [] and got == pytest.approx(want, rel=1e-3)
+
+
+def test_enzymes_in_ukat_per_litre_and_troponin_in_pg_per_ml_are_converted() -> None:
+    # refused before ("cannot be converted"): a Nordic laboratory's liver enzymes, and a
+    # high-sensitivity troponin reported in pg/mL
+    assert hl7("ast_iu_l", 0.5, "ukat/L^^UCUM") == (pytest.approx(30.0), [])
+    assert fhir("alkaline_phos_iu_l", 1.5, "ukat/L") == (pytest.approx(90.0), [])
+    assert fhir("troponin_i_ng_ml", 45.0, "pg/mL") == (pytest.approx(0.045), [])
+    for unit in ("meq/L", "mEq/L"):  # two equivalents a mole: not read as mmol/L
+        assert fhir("magnesium_mg_dl", 1.6, unit)[0] is None
+        assert fhir("calcium_mg_dl", 4.6, unit)[0] is None
