@@ -132,10 +132,21 @@ def vitals_plausibility(
 
 
 #: Columns whose values, when refused, may be in another unit, and the range (in it) that
-#: gives that away: a body temperature in °F is 86-113, an FiO2 in per cent 21-100.
+#: gives that away: a body temperature in °F is 86-113, an FiO2 in per cent 21-100, a
+#: saturation or haematocrit as a fraction at most 1, a haemoglobin in g/L 25-250, a glucose
+#: in mmol/L (18.016 mg/dL each) or a fibrinogen in g/L (100 mg/dL each) below the mg/dL
+#: limit of 10, a creatinine in umol/L (88.42 a mg/dL) above the mg/dL limit of 50. Each
+#: range lies outside the plausibility limits, so only refused values can fall in it.
 UNIT_MIXUPS: dict[str, tuple[float, float, str]] = {
     "temp_c": (86.0, 113.0, "°F: convert to °C, (°F - 32) × 5/9"),
     "fio2_frac": (21.0, 100.0, "per cent: FiO2 is a fraction, divide by 100"),
+    "spo2_pct": (0.1, 1.0, "a fraction: SpO2 is in per cent, multiply by 100"),
+    "sao2_pct": (0.1, 1.0, "a fraction: SaO2 is in per cent, multiply by 100"),
+    "hct_pct": (0.05, 0.75, "a fraction (L/L): haematocrit is in per cent, multiply by 100"),
+    "hgb_g_dl": (25.0, 250.0, "g/L: haemoglobin is in g/dL, divide by 10"),
+    "glucose_mg_dl": (0.5, 10.0, "mmol/L: glucose is in mg/dL, multiply by 18.016"),
+    "fibrinogen_mg_dl": (0.5, 10.0, "g/L: fibrinogen is in mg/dL, multiply by 100"),
+    "creatinine_mg_dl": (50.0, 2000.0, "umol/L: creatinine is in mg/dL, divide by 88.42"),
 }
 
 

@@ -83,6 +83,19 @@ class TestPlausibility:
         assert "look like" not in odd and "median refused value 200" in odd
         assert refused_column_warnings(np.array([[nan]]), np.array([[False]]), ["temp_c"]) == []
 
+    def test_a_lab_column_refused_whole_names_the_si_unit_it_looks_like(self) -> None:
+        # an export's haemoglobin in g/L, glucose in mmol/L, creatinine in umol/L, SpO2 and
+        # haematocrit as fractions were refused whole with no word on the unit
+        cols = ["hgb_g_dl", "glucose_mg_dl", "creatinine_mg_dl", "spo2_pct", "hct_pct",
+                "fibrinogen_mg_dl"]  # fmt: skip
+        v = np.array([[121.0, 6.2, 97.0, 0.97, 0.36, 2.8], [98.0, 7.9, 140.0, 0.93, 0.29, 4.1]])
+        _, bad = vitals_plausibility(v, cols)
+        said = refused_column_warnings(v, bad, cols)
+        assert len(said) == 6
+        for text, unit in zip(said, ["g/L", "mmol/L", "umol/L", "a fraction",
+                                     "a fraction (L/L)", "g/L"], strict=True):  # fmt: skip
+            assert f"they look like {unit}:" in text, text
+
     def test_shape_mismatch(self):
         with pytest.raises(ValueError, match="match columns"):
             vitals_plausibility(np.zeros((3, 2)), ["hr_bpm"])
