@@ -13,7 +13,8 @@ monitor it runs:
   by whom it was acknowledged (``warning``; ``critical`` once escalated unacknowledged; an
   episode in the lockout after an acknowledged alarm is ``info``);
 - ``vitalgru-ecg``: a card for each of the patient's five newest ECG alarms no one has
-  acknowledged (``critical`` for ventricular runs and pauses, ``warning`` otherwise);
+  acknowledged, saying whether it goes on, or when it ended (``critical`` for ventricular
+  runs and pauses going on, ``warning`` otherwise: :mod:`pipelines.cds_ecg_cards`);
 - ``vitalgru-sepsis-discharge`` and ``vitalgru-ecg-discharge``: the same cards on the
   ``encounter-discharge`` hook, their detail opening with :data:`DISCHARGE_NOTE`, so that a
   patient is not discharged with an alarm going on unseen.
@@ -58,15 +59,22 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from pipelines.access import RateLimit
+from pipelines.cds_ecg_cards import (
+    DISCHARGE_NOTE,
+    DISCHARGE_NOTE_OVER,
+    ack_line,
+    ecg_alarm_cards,
+    links,
+)
 from pipelines.cds_feedback import OVERRIDE_REASONS, apply_feedback, card_uuid, carded
 from pipelines.cds_tokens import CdsAuthError, CdsClient, CdsClients
 from pipelines.gateway_http import rate_limited, unknown_caller
-from vitalgru.reports.monitoring import ALERT_NAMES
-from vitalgru.scoring.ward_events import INFO_KINDS, REPEATED_SEPSIS_KIND
+from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND
 from vitalgru.sepsis_display import OUTCOME, probability_text, risk_and_line, risk_decimals
 
 __all__ = [
     "DISCHARGE_NOTE",
+    "DISCHARGE_NOTE_OVER",
     "SERVICES",
     "CdsStats",
     "apply_feedback",
@@ -110,15 +118,6 @@ SERVICES: dict[str, tuple[str, str, str, str]] = {
         "cards, before the discharge is signed.",
     ),
 }
-#: Said first in the detail of a card given on the ``encounter-discharge`` hook.
-DISCHARGE_NOTE = (
-    "The patient is being discharged while this alarm goes on: review it before the "
-    "discharge is signed."
-)
-#: ECG alarms given a card each, the newest first.
-ECG_CARDS = 5
-#: ECG alarms whose card is critical.
-CRITICAL_ECG = {"ventricular_run", "pause"}
 logger = logging.getLogger(__name__)
 
 
@@ -208,15 +207,6 @@ def _source(service: str) -> dict[str, Any]:
     return {"label": SERVICES[service][2]}
 
 
-def _ack_line(event: Mapping[str, Any]) -> str:
-    ack = event.get("acknowledged")
-    if ack:
-        return f"Acknowledged by {ack['by']} at {ack['at']}."
-    if event.get("escalated"):
-        return f"**Not acknowledged**; escalated at {event['escalated']['at']}."
-    return "**Not acknowledged** yet."
-
-
 def sepsis_cards(
     summary: Mapping[str, Any],
     onset: Mapping[str, Any] | None,
@@ -250,7 +240,7 @@ def sepsis_cards(
         "",
         f"What raised the risk most then: {drivers}.",
         "",
-        _ack_line(onset),
+        ack_line(onset),
         *([""] + ["A repeat within the lockout after an acknowledged alarm: it paged no one."]
           if repeated else []),
         "",
@@ -260,7 +250,7 @@ def sepsis_cards(
         "uuid": card_uuid(onset, log_id, old_ids_up_to), "summary": summary_line, "indicator": indicator,
         "detail": detail, "source": _source(service),
         "overrideReasons": OVERRIDE_REASONS,
-        **_links("The stay's risk, hour by hour", page),
+        **links("The stay's risk, hour by hour", page),
     }]  # fmt: skip
 
 
@@ -271,15 +261,6 @@ def _score(risk: Any, threshold: float) -> str:
     return f"{risk:.{risk_decimals([(float(risk), threshold)])}f}"
 
 
-def _links(label: str, page: str | None) -> dict[str, Any]:
-    """A card's ``links`` to a page (nothing without one: CDS Hooks has no empty fields)."""
-    return {} if page is None else {"links": [{"label": label, "url": page, "type": "absolute"}]}
-
-
-#: Technical ECG alarms: a card only while their condition goes on.
-TECHNICAL_ECG = {"poor_signal", "feed_lost", "feed_rate"}
-
-
 def ecg_cards(
     summary: Mapping[str, Any],
     page: str | None = None,
@@ -288,27 +269,14 @@ def ecg_cards(
     *,
     log_id: str,
     old_ids_up_to: int | None = None,
+    discharge: bool = False,
 ) -> list[dict[str, Any]]:
-    """A card for each of an ECG patient's :data:`ECG_CARDS` newest alarms no one has
-    acknowledged (:meth:`Ward.ecg_summary`, the patient's page URL); a technical one
-    (:data:`TECHNICAL_ECG`) only while it is in ``live`` (:meth:`Ward.alarms_in_progress`:
-    the lead not fixed, the feed not back); their ids :func:`card_uuid` of ``log_id`` and
-    ``old_ids_up_to``."""
-    waiting = [a for a in summary.get("alarms") or []
-               if a.get("kind") not in INFO_KINDS and not a.get("acknowledged")
-               and (a.get("kind") not in TECHNICAL_ECG or a.get("seq") in live)]  # fmt: skip
-    cards = []
-    for a in list(reversed(waiting))[:ECG_CARDS]:
-        name = ALERT_NAMES.get(str(a.get("kind")), str(a.get("kind")))
-        cards.append({
-            "uuid": card_uuid(a, log_id, old_ids_up_to),
-            "summary": f"ECG alarm: {name} at {a.get('received_at')}"[:139],
-            "indicator": "critical" if a.get("kind") in CRITICAL_ECG else "warning",
-            "detail": f"{a.get('message', name)}\n\n{_ack_line(a)}",
-            "source": _source(service),
-            **_links("The ECG page, with the alarm's strip", page),
-        })  # fmt: skip
-    return cards
+    """The cards of an ECG patient's alarms from ``service``:
+    :func:`pipelines.cds_ecg_cards.ecg_alarm_cards` (a card for each of the newest alarms no
+    one has acknowledged, saying whether it goes on or when it ended; a technical one only
+    while in ``live``; ``discharge``: for the ``encounter-discharge`` hook)."""
+    return ecg_alarm_cards(summary, page, live, _source(service), log_id=log_id,
+                           old_ids_up_to=old_ids_up_to, discharge=discharge)  # fmt: skip
 
 
 def cds_router(
@@ -435,10 +403,11 @@ def cds_router(
             else:
                 cards = ecg_cards(ward.ecg_summary(pid), page, set(ward.alarms_in_progress()),
                                   service_id, log_id=ward.log_id,
-                                  old_ids_up_to=ward.old_ids_up_to)  # fmt: skip
+                                  old_ids_up_to=ward.old_ids_up_to,
+                                  discharge=hook == "encounter-discharge")  # fmt: skip
         except KeyError:  # not on this monitor: no guidance
             cards = []
-        if hook == "encounter-discharge":
+        if hook == "encounter-discharge" and monitor == "sepsis":  # (ECG: ecg_cards says)
             for card in cards:
                 card["detail"] = f"{DISCHARGE_NOTE}\n\n{card['detail']}"
         stats.call(service_id, "card" if cards else "none", len(cards))
