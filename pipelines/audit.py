@@ -96,6 +96,9 @@ class AuditLog:
         #: writes that failed (a full disk, a file locked past the wait): counted, logged and
         #: shown in ``/metrics`` and ``/health``, never raised into the request
         self.errors = 0
+        #: the latest write failed: reads are answered that the log does not hold, until a
+        #: write succeeds again (``/health`` is ``degraded`` while it is so)
+        self.failing = False
         if not read_only:
             owner_only(self.path)
         try:
@@ -173,12 +176,14 @@ class AuditLog:
                         with suppress(sqlite3.Error):
                             self._db.execute("ROLLBACK")
                     raise
+                self.failing = False
                 self._recent.update(added)  # rows that are in the file only
                 if len(self._recent) > 10_000:  # forget the spans that are over
                     self._recent = {
                         k: v for k, v in self._recent.items() if now - v[0] < COALESCE_S
                     }
         except Exception as e:  # whatever it is, the answer goes out
+            self.failing = True
             self.errors += len(patient_ids)
             if self.errors <= len(patient_ids) or self.errors % 100 < len(patient_ids):
                 logger.error("access log %s: a row could not be written (%s errors so far): %s",

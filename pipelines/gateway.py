@@ -106,6 +106,7 @@ from pipelines.cds_tokens import CdsClients
 from pipelines.gateway_ecg import add_ecg_routes
 from pipelines.gateway_errors import FhirJSONResponse, add_error_handlers
 from pipelines.gateway_events import add_event_routes
+from pipelines.gateway_health import HealthCollector, degraded_because, forwarder_health
 from pipelines.gateway_http import AuditMiddleware, BodyLimit, answered, require, token_access
 from pipelines.gateway_metrics import (
     AuditCollector,
@@ -275,17 +276,24 @@ def create_app(
     acks = APIRouter(dependencies=[Depends(require(access, "ack", limit=rate_limit))])
     admin = APIRouter(dependencies=[Depends(require(access, "audit", limit=rate_limit))])
 
+    def degraded() -> list[str]:
+        return degraded_because(model_fallbacks, ward, forwarder, audit)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         """``status``: ``ok``, or ``degraded`` while a monitor serves an earlier champion
-        (``model_fallbacks``; HTTP 200 all the same: it monitors, and a healthcheck that
-        restarted it would load the same broken version); models, patients, ticks, the
+        (``model_fallbacks``), the state file's or the access log's latest write failed, or
+        the alarm forwarder is failing, each named in ``degraded_because``
+        (:mod:`pipelines.gateway_health`; HTTP 200 all the same: it monitors, and a
+        healthcheck that restarted it would meet the same cause); models, patients, ticks, the
         state file; with HL7 interfaces, the MLLP port and the alarm forwarder's state
         (``behind``: events not handled yet; ``failing``: its latest tries got no
         acknowledgement; ``lost``: events gone from the log before it handled them;
         ``unmatched``: escalations and ends not sent, their alarm gone and its kind not
         said). No identifiers: it is open."""
-        out = {"status": "degraded" if model_fallbacks else "ok", "models": models or {},
+        because = degraded()
+        out = {"status": "degraded" if because else "ok", "degraded_because": because,
+               "models": models or {},
                "model_fallbacks": model_fallbacks or {}, "tick_s": tick_s,
                "token_required": access is not None, **ward.status()}  # fmt: skip
         if mllp is not None:
@@ -294,13 +302,7 @@ def create_app(
         if audit is not None:  # rows lost: reads answered that the access log lacks
             out["audit"] = {"write_errors": audit.errors}
         if forwarder is not None:
-            out["alarm_forwarder"] = {
-                "target": f"{forwarder.host}:{forwarder.port}", "tls": forwarder.tls is not None,
-                "sent": forwarder.sent, "refused": forwarder.rejected,
-                "failures": forwarder.failures, "behind": forwarder.lag,
-                "lost": forwarder.lost, "unmatched": forwarder.unmatched,
-                "failing": forwarder.failing,
-            }  # fmt: skip
+            out["alarm_forwarder"] = forwarder_health(forwarder)
         return out
 
     add_ecg_routes(feeds, reads, ward, models, zone)
@@ -342,6 +344,7 @@ def create_app(
 
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}, model_fallbacks or {}))
+    registry.register(HealthCollector(degraded))
     registry.register(intake)
     if audit is not None:
         registry.register(AuditCollector(audit))

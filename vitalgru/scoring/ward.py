@@ -348,7 +348,7 @@ class Ward(WardRestart, EcgWard):
     def status(self) -> dict[str, Any]:
         """How many patients are on each monitor (no identifiers: a health check may be
         open), ticks run and their mean cost, events logged, state file and its errors (writes
-        that failed; rows found damaged and left out at the start)."""
+        that failed; whether the latest did; rows found damaged and left out at the start)."""
         with self._queue_lock:
             return {
                 "ecg_patients": len(self._ecg_beds),
@@ -359,6 +359,7 @@ class Ward(WardRestart, EcgWard):
                 "max_chunk_s": self.max_chunk_s,
                 "state_file": None if self.journal is None else str(self.journal.path),
                 "state_write_errors": self.state_write_errors,
+                "state_write_failing": self.state_write_failing,
                 "state_rows_damaged": len(self.state_damage),
                 "shadow_errors": self.shadow_errors,
             }

@@ -192,6 +192,12 @@ class WardEvents:
         (:meth:`_together`) whose transaction failed."""
         return self.journal_errors + (self.journal.errors if self.journal is not None else 0)
 
+    @property
+    def state_write_failing(self) -> bool:
+        """Whether the latest write to the state file failed (a full disk): what the ward
+        takes now is not kept for a restart until a write succeeds again."""
+        return self.journal is not None and self.journal.failing
+
     @contextmanager
     def _together(self) -> Iterator[None]:
         """The journal writes made inside land together or not at all

@@ -52,6 +52,9 @@ class JournalWrites:
         self._groups = 0  # groups of writes open (together), of any thread
         # groups of writes whose BEGIN or COMMIT failed (the ward counts its single writes')
         self.errors = 0
+        #: the latest write (a single one, or a group's BEGIN or COMMIT) failed: the file is
+        #: not being kept now (a full disk), until a write succeeds again
+        self.failing = False
         self._db = open_state_file(self.path)
 
     def close(self) -> None:
@@ -63,19 +66,25 @@ class JournalWrites:
         """One write: its own transaction, or, while :meth:`together` is open (in any
         thread), a savepoint in that one."""
         with self._lock:
-            joined = self._db.in_transaction  # only ever open while a group is
-            self._db.execute("SAVEPOINT one" if joined else "BEGIN")
             try:
-                yield self._db
+                joined = self._db.in_transaction  # only ever open while a group is
+                self._db.execute("SAVEPOINT one" if joined else "BEGIN")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:  # (SQLite rolls back itself on some errors)
+                        if joined:
+                            self._db.execute("ROLLBACK TO one")
+                            self._db.execute("RELEASE one")
+                        else:
+                            self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("RELEASE one" if joined else "COMMIT")
             except BaseException:
-                if self._db.in_transaction:  # (SQLite rolls back itself on some errors)
-                    if joined:
-                        self._db.execute("ROLLBACK TO one")
-                        self._db.execute("RELEASE one")
-                    else:
-                        self._db.execute("ROLLBACK")
+                self.failing = True
                 raise
-            self._db.execute("RELEASE one" if joined else "COMMIT")
+            if not joined:  # kept on disk (a savepoint is only once its group commits)
+                self.failing = False
             if getattr(self._local, "writes", None) is not None:
                 self._local.writes += 1
 
@@ -105,8 +114,11 @@ class JournalWrites:
             self._db.execute(statement)
         except sqlite3.Error:
             self.errors += 1
+            self.failing = True
             logger.exception("ward: %s of a group of writes to %s failed", statement, self.path)
             return False
+        if statement == "COMMIT":
+            self.failing = False
         return True
 
     @contextmanager

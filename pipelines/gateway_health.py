@@ -1,0 +1,84 @@
+"""Why the gateway's ``/health`` says ``degraded``, and the same causes on ``/metrics``.
+
+The gateway keeps monitoring through each of these, so ``/health`` stays HTTP 200 (a
+healthcheck that restarted it over them would stop the patients' alarms, and the cause would
+still be there after the restart); ``status`` is ``degraded`` and ``degraded_because`` names
+each cause going on, in the order of :data:`DEGRADED_CAUSES`:
+
+- ``model_fallback``: a monitor serves an earlier champion, its own could not be loaded;
+- ``state_write_failing``: the latest write to the state file failed (a full disk): what
+  the ward takes now would be lost at a restart;
+- ``alarm_forwarder_failing``: the latest tries to send an alarm to the interface engine got
+  no acknowledgement (alarms wait, in order, and the ward's HL7 receivers do not get them);
+- ``audit_write_failing``: the latest write to the access log failed: reads of patients'
+  data are answered that the log does not hold.
+
+A cause ends when what failed works again (a write that succeeds, an alarm acknowledged);
+the counts (``state_write_errors``, ``audit.write_errors``, ``alarm_forwarder.failures``)
+keep what happened. ``vitalgru_degraded{cause=}`` is 1 for each cause going on, 0 for the
+others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+
+__all__ = ["DEGRADED_CAUSES", "HealthCollector", "degraded_because", "forwarder_health"]
+
+#: Every cause of a ``degraded`` status, in the order ``degraded_because`` lists them.
+DEGRADED_CAUSES = (
+    "model_fallback",
+    "state_write_failing",
+    "alarm_forwarder_failing",
+    "audit_write_failing",
+)
+
+
+def degraded_because(
+    model_fallbacks: dict[str, dict] | None,
+    ward: Any,
+    forwarder: Any | None = None,
+    audit: Any | None = None,
+) -> list[str]:
+    """The causes of :data:`DEGRADED_CAUSES` going on: ``model_fallbacks`` (the monitors
+    served by an earlier champion), ``ward``'s ``state_write_failing``, the alarm
+    ``forwarder``'s ``failing`` and the access log's (``audit``) ``failing``."""
+    going = {
+        "model_fallback": bool(model_fallbacks),
+        "state_write_failing": bool(ward.state_write_failing),
+        "alarm_forwarder_failing": forwarder is not None and bool(forwarder.failing),
+        "audit_write_failing": audit is not None and bool(audit.failing),
+    }
+    return [c for c in DEGRADED_CAUSES if going[c]]
+
+
+def forwarder_health(forwarder: Any) -> dict[str, Any]:
+    """``/health``'s ``alarm_forwarder``: where it sends, what it sent and refused, its
+    failed tries, ``behind`` (events not handled yet), ``lost`` (gone from the log before it
+    handled them), ``unmatched`` and ``failing`` (its latest tries got no acknowledgement)."""
+    f = forwarder
+    return {"target": f"{f.host}:{f.port}", "tls": f.tls is not None, "sent": f.sent,
+            "refused": f.rejected, "failures": f.failures, "behind": f.lag, "lost": f.lost,
+            "unmatched": f.unmatched, "failing": f.failing}  # fmt: skip
+
+
+class HealthCollector:
+    """``vitalgru_degraded{cause=}``: 1 for each cause of a ``degraded`` ``/health``
+    going on (``causes()``, read at each scrape), 0 for the others."""
+
+    def __init__(self, causes: Callable[[], list[str]]) -> None:
+        self.causes = causes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        going = set(self.causes())
+        g = GaugeMetricFamily(
+            "vitalgru_degraded",
+            "1: /health says degraded for this cause (the gateway monitors all the same)",
+            labels=["cause"],
+        )
+        for cause in DEGRADED_CAUSES:
+            g.add_metric([cause], 1 if cause in going else 0)
+        yield g
