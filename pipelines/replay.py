@@ -35,7 +35,7 @@ from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
-from vitalgru.metrics.aami import report_markdown
+from vitalgru.metrics.aami import fallback_lead_lines, report_markdown
 from vitalgru.metrics.early_warning import report_markdown as utility_markdown
 from vitalgru.metrics.early_warning_unlabelled import unlabelled_report_markdown
 from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
@@ -99,7 +99,8 @@ def _detection_lines(report: Mapping[str, Any], title: str) -> list[str]:
 
 def replay_markdown(report: Mapping[str, Any], title: str) -> str:
     """The replay report as markdown: detection and the matched beats' AAMI table (for
-    unannotated recordings, the beats called each class), alarms, latency and throughput."""
+    unannotated recordings, the beats called each class), the records monitored on a
+    fall-back lead, alarms, latency and throughput."""
     lat, comp = report["latency_s"], report["compute"]
     lines = [
         *(
@@ -107,6 +108,7 @@ def replay_markdown(report: Mapping[str, Any], title: str) -> str:
             if report["annotated"]
             else [report_markdown(report["calls"], f"{title}: beats called").rstrip()]
         ),
+        *fallback_lead_lines(report.get("records") or {}, "Monitored"),
         "",
         "## Alarms",
         "",
@@ -219,6 +221,7 @@ def replay_arrhythmia(
             [c.signal_ok for c in calls],
             [asdict(a) for a in result.alerts[pid]],
             result.polarity.get(pid),
+            lead=report["records"][pid]["signal"],
         )
         for pid, calls in result.calls.items()
     ]

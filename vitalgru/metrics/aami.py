@@ -355,18 +355,25 @@ def _calls_markdown(report: Mapping[str, Any], title: str) -> str:
     return "\n".join(lines + _signal_lines(report)) + "\n"
 
 
+def fallback_lead_lines(records: Mapping[str, Any], done: str = "Scored") -> list[str]:
+    """The markdown line naming the ``records`` (``{record: {"signal": {"lead",
+    "lead_wanted", "lead_fallback"}}}``) read on a fall-back lead (with a blank line before
+    it; none without such a record); ``done``: what was done on it."""
+    fell_back = {rid: r["signal"] for rid, r in records.items()
+                 if r.get("signal") and r["signal"].get("lead_fallback")}  # fmt: skip
+    if not fell_back:
+        return []
+    return ["", f"{done} on a fall-back lead ({len(fell_back)} records without the "
+            "model's lead or its counterpart; a lead the model was not trained on): "
+            + ", ".join(f"{rid} {q.get('lead')} for {q.get('lead_wanted')}"
+                        for rid, q in fell_back.items())]  # fmt: skip
+
+
 def _signal_lines(report: Mapping[str, Any]) -> list[str]:
     """The fall-back-lead, signal-quality, outside-signal, QRS-polarity and not-scored notes
     of a report's records."""
     recs = report.get("records")
-    lines: list[str] = []
-    fell_back = {rid: r["signal"] for rid, r in (recs or {}).items()
-                 if r.get("signal") and r["signal"].get("lead_fallback")}  # fmt: skip
-    if fell_back:
-        lines += ["", f"Scored on a fall-back lead ({len(fell_back)} records without the "
-                  "model's lead or its counterpart; a lead the model was not trained on): "
-                  + ", ".join(f"{rid} {q.get('lead')} for {q.get('lead_wanted')}"
-                              for rid, q in fell_back.items())]  # fmt: skip
+    lines = fallback_lead_lines(recs or {})
     flagged = {
         rid: r["signal"]
         for rid, r in (recs or {}).items()

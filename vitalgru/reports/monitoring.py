@@ -58,6 +58,7 @@ def patient_summary(
     signal_ok: Sequence[bool],
     alerts: Sequence[Mapping[str, Any]],
     polarity: tuple[float, str | None] | None = None,
+    lead: Mapping[str, Any] | None = None,
 ) -> PatientSummary:
     """The figures of one patient's page.
 
@@ -75,6 +76,10 @@ def patient_summary(
     polarity : (float, str or None), optional
         Which way the QRS pointed and the warning when against the lead's usual way
         (:meth:`vitalgru.scoring.ArrhythmiaMonitor.qrs_polarity`).
+    lead : mapping, optional
+        The lead monitored (``lead``, ``lead_wanted``, ``lead_fallback``: a record without
+        the model's lead nor its counterpart, monitored on the fall-back column), kept in
+        the summary and said on the page when a fall-back.
 
     Returns
     -------
@@ -83,7 +88,7 @@ def patient_summary(
         {class: %}, "hr_bpm": {"median", "min", "max"} (None without enough beats),
         "hr_trend_bpm": [the rate of each minute monitored, None where fewer than 10 beats
         were in accepted signal], "rejected_signal_pct", "alerts": [...], "qrs_polarity"
-        (None: not measured), "polarity_warning"}``.
+        (None: not measured), "polarity_warning"}``, and with ``lead`` its three keys.
     """
     t = np.asarray(times_s, dtype=np.float64)
     lab = np.asarray(labels, dtype=str)
@@ -124,7 +129,12 @@ def patient_summary(
             round(polarity[0], 2) if polarity is not None and math.isfinite(polarity[0]) else None
         ),
         "polarity_warning": None if polarity is None else polarity[1],
+        **({} if lead is None else {k: lead.get(k) for k in _LEAD_KEYS}),
     }
+
+
+#: What a summary keeps of the lead monitored (:func:`patient_summary`).
+_LEAD_KEYS = ("lead", "lead_wanted", "lead_fallback")
 
 
 def _num(v: float | None, digits: int = 0) -> str:
@@ -196,6 +206,10 @@ def _patient_html(p: PatientSummary, strips: Sequence[Mapping[str, Any]] = ()) -
     )
     warn = p.get("polarity_warning")
     leads = f"<p class=hi>Check the leads: {e(warn)}.</p>\n" if warn else ""
+    if p.get("lead_fallback"):  # a lead the model was not trained on
+        leads = (f"<p class=hi>Monitored on a fall-back lead: {e(str(p.get('lead')))} for "
+                 f"{e(str(p.get('lead_wanted')))}, which the record lacks (nor its limb-lead "
+                 "counterpart): a lead the model was not trained on.</p>\n") + leads  # fmt: skip
     return f"""
 <section>
 <h2>Patient {e(p["patient_id"])}</h2>

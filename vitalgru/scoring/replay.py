@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.data.ingest import reference_beats, select_lead
+from vitalgru.data.ingest import choose_lead, reference_beats
 from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.io.ingest import iter_records, no_record_error
 from vitalgru.io.physionet import Database
@@ -293,8 +293,11 @@ def replay_database(
         ``"annotated"``; :func:`live_report` when annotated; ``"calls"`` (the beats called
         each class, per record too: :func:`vitalgru.metrics.aami.calls_report`);
         ``"alerts"`` (per record, and counts by kind),
-        ``"latency_s"`` (R peak to label), ``"compute"`` (:meth:`ReplayResult.compute_summary`)
-        and ``"excluded"`` (records that could not be read).
+        ``"latency_s"`` (R peak to label), ``"compute"`` (:meth:`ReplayResult.compute_summary`),
+        ``"records"`` (``{record: {"signal": {"lead", "lead_wanted", "lead_fallback"}}}``: the
+        lead monitored, the one wanted and whether the record lacked it and its limb-lead
+        counterpart, as :func:`vitalgru.data.ingest.choose_lead` chose) and ``"excluded"``
+        (records that could not be read).
 
     Raises
     ------
@@ -304,10 +307,13 @@ def replay_database(
     excluded: list[AttritionEntry] = []
     feeds: dict[str, tuple[np.ndarray, float]] = {}
     reference = {}
+    leads: dict[str, dict[str, Any]] = {}  # the lead each record was monitored on
     want = lead if lead is not None else monitor.windows.lead
     for rec, ann in iter_records(db, records, annotation_extension=annotations,
                                  attrition=excluded):  # fmt: skip
-        col = select_lead(rec, want, monitor.windows.fallback_lead)
+        col, fell_back = choose_lead(rec, want, monitor.windows.fallback_lead)
+        leads[rec.record_id] = {"lead": rec.channels[col], "lead_wanted": want,
+                                "lead_fallback": fell_back}  # fmt: skip
         x = rec.signal[:, col].astype(np.float64)
         if ann is None:  # nothing to score against: the monitor's calls are the report
             feeds[rec.record_id] = (x, float(rec.fs))
@@ -351,6 +357,9 @@ def replay_database(
         "max": float(lat.max()) if lat.size else None,
     }
     report["compute"] = result.compute_summary()
+    # as evaluate reports them: a record without the lead nor its counterpart is monitored on
+    # the configured fall-back column, a lead the model was not trained on
+    report["records"] = {rid: {"signal": leads[rid]} for rid in feeds}
     report["excluded"] = {
         e.item: {k: v for k, v in asdict(e).items() if k not in ("database", "item")}
         for e in excluded

@@ -3,11 +3,12 @@ annotated; annotations only add the scores."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import wfdb
-from monitor_kit import untrained_monitor
+from monitor_kit import PREPROCESSING, untrained_monitor
 
 from pipelines.replay import replay_markdown
 from vitalgru.config import PhysioNetConfig
@@ -135,3 +136,31 @@ def test_an_annotated_record_with_fewer_than_two_beats_is_replayed_and_scored(
     assert "900" in rep["alerts"]["records"] and rep["alerts"]["records"]["900"]
     row = rep["detection"]["records"]["900"]
     assert row["reference"] == 0 and row["se"] is None  # nothing to find, nothing found
+
+
+def test_a_record_replayed_on_the_fall_back_lead_is_marked_in_the_replays_outputs(
+    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a model of lead V5: record 100 has it, 119 (MLII and V1) has neither it nor a
+    # counterpart and is monitored on column 0 (MLII), its fall-back. Before, only the log
+    # said so (evaluate marks it in its report)
+    from pipelines import replay as replay_flow
+    from vitalgru.tracking.models import LoadedModel
+
+    mon = untrained_monitor()
+    loaded = LoadedModel(module=mon.model, preprocessing={**PREPROCESSING, "lead": "V5"},
+                         config={}, uri="models:/test/1", version="1")  # fmt: skip
+    monkeypatch.setattr(replay_flow.tracking, "load_model", lambda *a, **k: loaded)
+    out = tmp_path / "replay.json"
+    report = replay_flow.replay_arrhythmia("models:/test/1", str(folders[0]), "119,100", str(out))
+    written = json.loads(out.read_text())
+    signal = {rid: written["records"][rid]["signal"] for rid in ("119", "100")}
+    assert signal == {rid: report["records"][rid]["signal"] for rid in signal}
+    assert signal["119"] == {"lead": "MLII", "lead_wanted": "V5", "lead_fallback": True}
+    assert signal["100"] == {"lead": "V5", "lead_wanted": "V5", "lead_fallback": False}
+    md = out.with_suffix(".md").read_text()
+    assert "Monitored on a fall-back lead (1 records" in md and "119 MLII for V5" in md
+    page = out.with_suffix(".html").read_text()
+    assert page.count("Monitored on a fall-back lead: MLII for V5") == 1
+    section = page.split("<h2>Patient 119</h2>")[1].split("<h2>Patient")[0]
+    assert "Monitored on a fall-back lead" in section
