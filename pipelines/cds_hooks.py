@@ -16,8 +16,9 @@ monitor it runs:
   acknowledged, saying whether it goes on, or when it ended (``critical`` for ventricular
   runs and pauses going on, ``warning`` otherwise: :mod:`pipelines.cds_ecg_cards`);
 - ``vitalgru-sepsis-discharge`` and ``vitalgru-ecg-discharge``: the same cards on the
-  ``encounter-discharge`` hook, their detail opening with :data:`DISCHARGE_NOTE`, so that a
-  patient is not discharged with an alarm going on unseen.
+  ``encounter-discharge`` hook, their detail opening with :data:`DISCHARGE_NOTE` (for an ECG
+  alarm no longer going on, :data:`DISCHARGE_NOTE_OVER`), so that a patient is not
+  discharged with an alarm unseen.
 
 No alarm, no card (an empty list, as the specification asks). Each card links to the
 patient's page on the gateway and has a ``uuid`` made from its alarm's event; the EHR's
