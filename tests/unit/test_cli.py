@@ -869,6 +869,10 @@ class TestShippedConfigs:
 
     def test_prefect_yaml_entrypoints_exist(self) -> None:
         spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+        # `prefect deploy -n NAME` picks one by its own name (the FLOW/NAME form cannot
+        # match module-path entrypoints), so no two may share one
+        names = [dep["name"] for dep in spec["deployments"]]
+        assert len(set(names)) == len(names), names
         for dep in spec["deployments"]:
             # a module path, imported from the installed package: a file path
             # (pipelines/x.py:flow) would need a checkout in the worker's folder
