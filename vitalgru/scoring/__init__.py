@@ -9,9 +9,10 @@ beat against the reference (AAMI EC57); :func:`replay_stays` feeds ICU stays to 
 """
 
 from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
-from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall, Tick
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, Tick
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.early_warning_replay import StayReplay, replay_stays
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.replay import ReplayResult, live_report, replay, replay_database
 
 __all__ = [

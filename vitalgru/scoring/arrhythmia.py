@@ -37,13 +37,12 @@ any beyond :data:`~vitalgru.scoring.ecg_stream.MAX_ABS_SAMPLE`, are held at the 
 finite value (offline, a gap is interpolated, which needs the future); and each window is
 filtered over its stretch rather than the whole record. Each patient's stream is a
 :class:`~vitalgru.scoring.ecg_stream.PatientStream`; steps 3 and 4 are
-:class:`~vitalgru.scoring.ecg_beats.BeatInputs`.
+:class:`~vitalgru.scoring.ecg_beats.BeatInputs`, step 5
+:func:`~vitalgru.scoring.ecg_labels.label_ready`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from vitalgru.data.arrhythmia_dataset import data_config_from_preprocessing
@@ -63,8 +61,8 @@ from vitalgru.dsp.polarity import polarity_warning
 from vitalgru.errors import ConflictError
 from vitalgru.scoring.alerts import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
+from vitalgru.scoring.ecg_labels import BeatCall, label_ready, model_fingerprint, state_shape
 from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream
-from vitalgru.types import AAMI_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -77,69 +75,11 @@ DEFAULT_MARGIN_S = 2.0
 
 
 @dataclass(frozen=True)
-class BeatCall:
-    """One labelled heartbeat.
-
-    Attributes
-    ----------
-    patient_id : str
-    beat_idx : int
-        The beat's number in the patient's stream (0-based).
-    sample_idx : int
-        R peak, in samples of the patient's input stream (counted from admission).
-    time_s : float
-        R peak time in s from admission.
-    label : str
-        AAMI EC57 class (N, S, V, F or Q).
-    probs : tuple of float
-        Class probabilities in :data:`vitalgru.types.AAMI_CLASSES` order.
-    signal_ok : bool
-        The live signal-quality verdict for the beat (see ``signal_ok`` in
-        :mod:`vitalgru.data.ingest`).
-    labelled_at_s : float
-        Stream time (s from admission) of the push that labelled the beat.
-    """
-
-    patient_id: str
-    beat_idx: int
-    sample_idx: int
-    time_s: float
-    label: str
-    probs: tuple[float, ...]
-    signal_ok: bool
-    labelled_at_s: float
-
-    @property
-    def latency_s(self) -> float:
-        """Seconds between the R peak and its label."""
-        return self.labelled_at_s - self.time_s
-
-
-@dataclass(frozen=True)
 class Tick:
     """What one :meth:`ArrhythmiaMonitor.push` (or ``discharge``) produced."""
 
     calls: list[BeatCall]
     alerts: list[Alert]
-
-
-def model_fingerprint(model: nn.Module, preprocessing: Mapping[str, Any]) -> str:
-    """A short hash of a network's weights and its preprocessing: two monitors with the
-    same fingerprint turn the same samples into the same labels."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(dict(preprocessing), sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
-def _state_shape(model: nn.Module) -> tuple[int, int]:
-    """(layers, hidden) of the state ``model`` carries (an ensemble stacks its members')."""
-    members = getattr(model, "members", None)
-    if members is not None:
-        return sum(int(m.num_layers) for m in members), int(members[0].hidden)
-    return int(model.num_layers), int(model.hidden)
 
 
 class ArrhythmiaMonitor:
@@ -198,7 +138,7 @@ class ArrhythmiaMonitor:
             )
         self.model = model.eval()
         self.delay = int(getattr(model, "output_delay", 0))
-        self.state_shape = _state_shape(model)
+        self.state_shape = state_shape(model)
         self.fingerprint = model_fingerprint(model, preprocessing)
         self.n_window = n_window
         self.margin_s = float(margin_s)
@@ -426,46 +366,5 @@ class ArrhythmiaMonitor:
         except KeyError:
             raise KeyError(f"patient {pid!r} is not being monitored; admit() them first") from None
 
-    @torch.no_grad()
     def _label(self, pats: list[PatientStream], final: bool) -> list[BeatCall]:
-        ctx = 0 if final else self.delay
-        ready = [st for st in pats if len(st.rows) > ctx]
-        # one network call per run length (most ticks bring each patient the same few beats)
-        groups: dict[int, list[PatientStream]] = {}
-        for st in ready:
-            groups.setdefault(len(st.rows), []).append(st)
-        calls: dict[str, list[BeatCall]] = {}
-        for t_len, group in groups.items():
-            for s in range(0, len(group), self.max_batch):
-                part = group[s : s + self.max_batch]
-                x = torch.from_numpy(np.stack([np.stack([r[0] for r in st.rows]) for st in part]))
-                ok = torch.tensor([[r[1] for r in st.rows] for st in part])
-                h0 = torch.cat([st.h for st in part], dim=1)
-                logits, h_n = self.model(x, h0, ok, context_beats=ctx)
-                probs = torch.softmax(logits[:, : t_len - ctx], dim=-1).numpy()
-                for b, st in enumerate(part):
-                    st.h = h_n[:, b : b + 1].clone()
-                    calls[st.pid] = self._calls(st, probs[b], st.rows[: t_len - ctx])
-                    st.rows = st.rows[t_len - ctx :]
-        return [c for st in pats for c in calls.get(st.pid, [])]
-
-    def _calls(
-        self, st: PatientStream, probs: np.ndarray, rows: list[tuple[np.ndarray, bool, int]]
-    ) -> list[BeatCall]:
-        out = []
-        now = st.n / st.fs
-        for p, (_, ok, peak) in zip(probs, rows, strict=True):
-            out.append(
-                BeatCall(
-                    patient_id=st.pid,
-                    beat_idx=st.n_labelled,
-                    sample_idx=peak,
-                    time_s=peak / st.fs,
-                    label=str(AAMI_CLASSES[int(np.argmax(p))]),
-                    probs=tuple(float(v) for v in p),
-                    signal_ok=ok,
-                    labelled_at_s=now,
-                )
-            )
-            st.n_labelled += 1
-        return out
+        return label_ready(self.model, pats, 0 if final else self.delay, self.max_batch)

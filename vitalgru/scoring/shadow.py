@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from vitalgru.scoring.alerts import Alert
-from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, BeatCall
+from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.types import AAMI_CLASSES
 
 __all__ = ["EcgShadow", "SepsisShadow"]

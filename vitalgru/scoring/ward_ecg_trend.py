@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ecg_labels import BeatCall
 
 __all__ = [
     "EARLIER_TRENDS",

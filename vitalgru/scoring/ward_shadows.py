@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from vitalgru.scoring.alerts import Alert
-from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
+from vitalgru.scoring.arrhythmia import PatientMemory
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 from vitalgru.scoring.ward_events import WardEvents
 from vitalgru.scoring.ward_state import EcgAdmission

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from monitor_kit import untrained_monitor
 
-from vitalgru.scoring.arrhythmia import BeatCall
 from vitalgru.scoring.early_warning import HourRisk
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
 
 

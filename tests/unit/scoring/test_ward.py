@@ -23,8 +23,9 @@ from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.reports.fhir_gateway import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor, replay
-from vitalgru.scoring.arrhythmia import BeatCall, PatientMemory
+from vitalgru.scoring.arrhythmia import PatientMemory
 from vitalgru.scoring.durations import Durations
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_ecg_bed import EcgBed
 from vitalgru.scoring.ward_events import INFO_KINDS

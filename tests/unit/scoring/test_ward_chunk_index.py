@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from monitor_kit import untrained_monitor
 
-from vitalgru.scoring.arrhythmia import BeatCall
+from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_ecg_bed import MAX_FILL_S
 from vitalgru.scoring.ward_journal import WardJournal
