@@ -53,7 +53,7 @@ from common import environment, write_results
 from ds2 import ds2_monitor
 
 from vitalgru.scoring import AlertRules, ArrhythmiaMonitor, ward_ecg
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.replay import live_report
 from vitalgru.scoring.ward import Ward

@@ -28,7 +28,7 @@ from pipelines.hl7_forward import (
 from pipelines.mllp_server import server_tls
 from vitalgru.io.hl7v2 import message_bytes, read_message
 from vitalgru.scoring import EarlyWarningMonitor
-from vitalgru.scoring.alerts import KINDS
+from vitalgru.scoring.alert_types import KINDS
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 

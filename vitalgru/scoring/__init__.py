@@ -8,7 +8,8 @@ beat against the reference (AAMI EC57); :func:`replay_stays` feeds ICU stays to 
 :class:`EarlyWarningMonitor` an hour per tick.
 """
 
-from vitalgru.scoring.alerts import Alert, AlertRules, AlertTracker
+from vitalgru.scoring.alert_types import Alert, AlertRules
+from vitalgru.scoring.alerts import AlertTracker
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor, Tick
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk, RiskDriver
 from vitalgru.scoring.early_warning_replay import StayReplay, replay_stays

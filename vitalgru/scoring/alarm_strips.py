@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 
 __all__ = ["STRIP_LABEL_WAIT_S", "STRIP_MAX_S", "alarm_strip", "strip_bounds"]
 

@@ -1,9 +1,9 @@
 """Alarm rules over a patient's labelled beats, as a bedside monitor raises them.
 
-Each rule raises an :class:`Alert` once per episode: when its condition starts, not on
+Each rule raises an :class:`~vitalgru.scoring.alert_types.Alert` once per episode: when its condition starts, not on
 every beat while it lasts; it is re-armed once the condition has cleared. The rules and
 their default limits are those of ECG arrhythmia monitoring practice (every limit is a
-setting of :class:`AlertRules`, as on a bedside monitor):
+setting of :class:`~vitalgru.scoring.alert_types.AlertRules`, as on a bedside monitor):
 
 * ``ventricular_run``: ``v_run_beats`` (3) or more consecutive V beats; three or more
   ventricular beats in a row is the usual definition of a ventricular run (non-sustained
@@ -52,105 +52,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any
+
+from vitalgru.scoring.alert_types import Alert, AlertRules
 
 __all__ = ["Alert", "AlertRules", "AlertTracker"]
 
 #: Breaks in a feed kept since its latest R peak, at most: older ones are merged, their
 #: seconds kept (a silence broken again and again does not grow without bound).
 MAX_BREAKS_KEPT = 256
-KINDS: tuple[str, ...] = (
-    "ventricular_run",
-    "supraventricular_run",
-    "frequent_ventricular_ectopy",
-    "pause",
-    "poor_signal",
-)
 
 
 #: Tolerance on the times a rule compares (s): far below a sample at any rate, so that a
 #: pause of exactly ``pause_s`` counted in samples is one wherever it falls in the stream
 #: (3.000 s as a difference of two float times can come out 2.9999999999999996).
 _EPS_S = 1e-6
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    """Limits of the alarm rules (see the module docstring)."""
-
-    v_run_beats: int = 3
-    s_run_beats: int = 3
-    s_run_min_bpm: float = 100.0
-    v_per_window: int = 10
-    window_s: float = 60.0
-    pause_s: float = 3.0
-    poor_signal_windows: int = 3
-    quality_holdoff_s: float = 4.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"alert rule {f.name} must be a finite number, got {v!r}")
-            if v <= 0:
-                raise ValueError(f"alert rule {f.name} must be > 0, got {v!r}")
-        for name in ("v_run_beats", "s_run_beats", "v_per_window", "poor_signal_windows"):
-            if int(getattr(self, name)) != getattr(self, name):
-                raise ValueError(f"alert rule {name} must be a whole number of beats")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> AlertRules:
-        """Rules from a mapping of limits (unknown keys are errors)."""
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(
-                f"unknown alert rule(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}"
-            )
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alarm.
-
-    Attributes
-    ----------
-    patient_id : str
-    kind : str
-        One of :data:`KINDS`.
-    onset_s : float
-        Stream time (s from admission) the episode began: the first beat of a run, the
-        beat that reached the ectopy limit, the last beat before a pause.
-    raised_at_s : float
-        Stream time of the push that raised it.
-    message : str
-        What a clinician reads.
-    rate_bpm : float or None
-        Heart rate of a run (None for the others).
-    n_beats : int
-        Beats in the run, or V beats in the window (0 for a pause).
-    signal_flags : str
-        What the signal-quality check found wrong with the signal the alarm is about, as
-        the messages name it (``"flat"``, ``"nonfinite, lead off"``; ``""`` when nothing):
-        for a pause, its silence (flat, or a lead problem); for a poor-signal
-        alarm, the window that raised it.
-    """
-
-    patient_id: str
-    kind: str
-    onset_s: float
-    raised_at_s: float
-    message: str
-    rate_bpm: float | None = None
-    n_beats: int = 0
-    signal_flags: str = ""
-
-    @property
-    def delay_s(self) -> float:
-        """Seconds from the episode's onset to the alarm."""
-        return self.raised_at_s - self.onset_s
 
 
 class AlertTracker:

@@ -59,7 +59,7 @@ from vitalgru.data.beat_features import (
 )
 from vitalgru.dsp.polarity import polarity_warning
 from vitalgru.errors import ConflictError
-from vitalgru.scoring.alerts import Alert, AlertRules
+from vitalgru.scoring.alert_types import Alert, AlertRules
 from vitalgru.scoring.ecg_beats import BeatInputs
 from vitalgru.scoring.ecg_labels import BeatCall, label_ready, model_fingerprint, state_shape
 from vitalgru.scoring.ecg_stream import PatientMemory, PatientStream

@@ -29,7 +29,7 @@ from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
 from vitalgru.scoring.alarm_strips import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
 from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.types import AAMI_CLASSES, AttritionEntry

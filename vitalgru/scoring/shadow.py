@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
 from vitalgru.scoring.early_warning import EarlyWarningMonitor, HourRisk
 from vitalgru.scoring.ecg_labels import BeatCall

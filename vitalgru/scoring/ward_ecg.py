@@ -25,7 +25,7 @@ import numpy as np
 
 from vitalgru.errors import ConflictError
 from vitalgru.scoring.alarm_strips import strip_bounds
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_ecg_alarms import alarm_ends

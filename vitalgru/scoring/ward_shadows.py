@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.scoring.alerts import Alert
+from vitalgru.scoring.alert_types import Alert
 from vitalgru.scoring.arrhythmia import PatientMemory
 from vitalgru.scoring.ecg_labels import BeatCall
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow

@@ -13,7 +13,8 @@ from monitor_kit import untrained_monitor
 
 from vitalgru.dsp.quality_stream import QualityStream
 from vitalgru.dsp.rpeaks import ecg_rpeaks
-from vitalgru.scoring.alerts import AlertRules, AlertTracker
+from vitalgru.scoring.alert_types import AlertRules
+from vitalgru.scoring.alerts import AlertTracker
 
 FS = 360
 

@@ -1452,7 +1452,7 @@ def test_an_alarm_raised_as_the_feed_broke_off_has_its_onset_in_its_strip(
     # a run whose beats were still waiting when the feed broke off was raised at the time
     # the feed came back: its strip was cut around the resume (the break's NaN and samples
     # from after it), none of the episode in it
-    from vitalgru.scoring.alerts import AlertRules
+    from vitalgru.scoring.alert_types import AlertRules
 
     torch.manual_seed(0)
     nets = [ArrhythmiaGRU(n_rr=len(RR_FEATURES), output_delay=1) for _ in range(2)]

@@ -24,7 +24,7 @@ from monitor_kit import PREPROCESSING
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.scoring import ArrhythmiaMonitor
-from vitalgru.scoring.alerts import AlertRules
+from vitalgru.scoring.alert_types import AlertRules
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
