@@ -47,11 +47,10 @@ from vitalgru.config import EARLY_WARNING_GATE_KEYS, EarlyWarningConfig, config_
 from vitalgru.data.early_warning import (
     EarlyWarningCohort,
     build_cohort,
-    load_dataset,
     patient_folds,
     resolve_data_dir,
-    write_dataset,
 )
+from vitalgru.data.early_warning_files import load_dataset, write_dataset
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.io.sources import resolve_source
 from vitalgru.models.base import build_model, model_class_path

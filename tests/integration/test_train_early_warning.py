@@ -33,7 +33,7 @@ from pipelines.monitor_verdict import STATUSES
 from pipelines.replay import replay_early_warning
 from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
-from vitalgru.data.early_warning import load_dataset
+from vitalgru.data.early_warning_files import load_dataset
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, read_psv
 from vitalgru.io.psv_folder import list_psv

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from vitalgru.claims import writing
-from vitalgru.data import dataset_files, early_warning
+from vitalgru.data import dataset_files, early_warning_files
 from vitalgru.data.arrhythmia_dataset import load_beat_dataset
 from vitalgru.data.dataset_files import write_dataset
-from vitalgru.data.early_warning import build_cohort, load_dataset
-from vitalgru.data.early_warning import write_dataset as write_ew_dataset
+from vitalgru.data.early_warning import build_cohort
+from vitalgru.data.early_warning_files import load_dataset
+from vitalgru.data.early_warning_files import write_dataset as write_ew_dataset
 from vitalgru.data.ingest import RecordBeats
 from vitalgru.dsp.beats import RR_FEATURES
 from vitalgru.types import AAMI_CLASSES
@@ -87,14 +88,14 @@ def test_the_early_warning_dataset_too(
     cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=40)
     out = tmp_path / "ds"
     write_ew_dataset(cohort, np.zeros(40, np.int64), out, extra_manifest={"run": "old"})
-    started, write_files = threading.Event(), early_warning._write_files
+    started, write_files = threading.Event(), early_warning_files._write_files
 
     def slow(*a: object) -> None:  # runs under the writer's claim
         started.set()
         time.sleep(0.8)
         write_files(*a)
 
-    monkeypatch.setattr(early_warning, "_write_files", slow)
+    monkeypatch.setattr(early_warning_files, "_write_files", slow)
     folds = np.arange(40) % 2
     t = threading.Thread(
         target=write_ew_dataset,

@@ -12,11 +12,10 @@ import pytest
 from vitalgru.data.early_warning import (
     EarlyWarningCohort,
     build_cohort,
-    load_dataset,
     patient_folds,
     patient_groups,
-    write_dataset,
 )
+from vitalgru.data.early_warning_files import load_dataset, write_dataset
 from vitalgru.data.gru_d_inputs import NormStats, fit_norm_stats, gru_d_arrays
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
