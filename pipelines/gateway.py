@@ -1,9 +1,9 @@
 """``vitalgru serve``: the bedside gateway, an HTTP service in front of a
 :class:`vitalgru.scoring.ward.Ward` (its routes here, the ECG feeds' in
 :mod:`pipelines.gateway_ecg`, the event log's in :mod:`pipelines.gateway_events`, the
-sepsis hours' and HL7 v2's in :mod:`pipelines.gateway_vitals`; its access checks and
-middlewares in :mod:`pipelines.gateway_http`; loading the models and serving in
-:mod:`pipelines.gateway_serve`).
+sepsis hours' and HL7 v2's in :mod:`pipelines.gateway_vitals`, the whole ward's in
+:mod:`pipelines.gateway_ward`; its access checks and middlewares in
+:mod:`pipelines.gateway_http`; loading the models and serving in :mod:`pipelines.gateway_serve`).
 
 Bedside feeds (or a hospital's integration engine) admit patients, send ECG in small chunks
 and one row of vital signs and labs per ICU hour; the gateway queues the ECG, pushes every
@@ -91,11 +91,11 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
@@ -104,10 +104,10 @@ from pipelines.audit import AuditLog
 from pipelines.cds_hooks import CdsStats, cds_router
 from pipelines.cds_tokens import CdsClients
 from pipelines.gateway_ecg import add_ecg_routes
-from pipelines.gateway_errors import FhirJSONResponse, add_error_handlers
+from pipelines.gateway_errors import add_error_handlers
 from pipelines.gateway_events import add_event_routes
 from pipelines.gateway_health import HealthCollector, degraded_because, forwarder_health
-from pipelines.gateway_http import AuditMiddleware, BodyLimit, answered, require, token_access
+from pipelines.gateway_http import AuditMiddleware, BodyLimit, require, token_access
 from pipelines.gateway_metrics import (
     AuditCollector,
     CdsCollector,
@@ -119,12 +119,11 @@ from pipelines.gateway_metrics import (
 )
 from pipelines.gateway_origin import RequestOrigin
 from pipelines.gateway_vitals import add_vitals_routes
+from pipelines.gateway_ward import add_ward_routes
 from pipelines.hl7_forward import AlarmForwarder
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.mllp_server import start_mllp
 from vitalgru import __version__
-from vitalgru.reports.fhir_gateway import risk_bundle
-from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring.ward import Ward
 
 logger = logging.getLogger(__name__)
@@ -139,10 +138,6 @@ MAX_ROW = 2**63 - 1
 #: Seconds between ticks: how often queued ECG is pushed through the network. Labels wait
 #: for two more beats and the filtering margin anyway (about 4.5 s), so 1 s adds little.
 DEFAULT_TICK_S = 1.0
-
-#: Seconds between reloads of the ward page (``GET /ward?refresh=N``; 0: never): a screen
-#: on the ward's wall shows a new alarm within this long.
-WARD_PAGE_REFRESH_S = 10
 
 
 def create_app(
@@ -322,25 +317,7 @@ def create_app(
 
     add_event_routes(reads, acks, ward, tickets, stopping, patient_system, zone)
 
-    @reads.get("/ward", response_class=HTMLResponse)
-    def ward_page(
-        request: Request,
-        refresh: int = Query(WARD_PAGE_REFRESH_S, ge=0, le=3600,
-                             description="seconds between reloads of the page (0: never)"),
-    ) -> str:  # fmt: skip
-        ecg, sepsis = ward.summaries()
-        answered(request, (s["patient_id"] for s in ecg + sepsis))  # every one on the page
-        names = ", ".join(f"{k}: {v}" for k, v in (models or {}).items()) or None
-        line = None if ward.sepsis is None else ward.sepsis.threshold
-        return ward_page_html(
-            ecg, sepsis, model=names, refresh_s=refresh or None, zone=zone, threshold=line
-        )
-
-    @reads.get("/patients")
-    def patients(request: Request) -> dict[str, list[str]]:
-        out = ward.patients()
-        answered(request, (p for ids in out.values() for p in ids))  # their ids are theirs too
-        return out
+    add_ward_routes(reads, ward, models, zone, patient_system)
 
     registry = CollectorRegistry()
     registry.register(WardCollector(ward, models or {}, model_fallbacks or {}))
@@ -363,28 +340,6 @@ def create_app(
     def metrics(accept: str | None = Header(None)) -> Response:
         encode, content_type = choose_encoder(accept or "")  # what the scraper asks for
         return Response(encode(registry), media_type=content_type)
-
-    @reads.get("/shadow")
-    def shadow() -> dict[str, Any]:
-        try:
-            report = ward.shadow_report()
-        except ValueError as e:
-            raise HTTPException(404, str(e)) from None
-        names = {k: v for k, v in (models or {}).items() if k.startswith("shadow")}
-        return {"models": names, **report}
-
-    @reads.get("/fhir/risk", response_class=FhirJSONResponse)
-    def fhir_risk(request: Request) -> dict[str, Any]:
-        """Every sepsis patient's latest hour as a FHIR ``RiskAssessment`` (a Bundle)."""
-        if ward.sepsis is None:
-            raise HTTPException(503, "this ward was started without an early-warning model")
-        _, sepsis = ward.summaries()
-        answered(request, (s["patient_id"] for s in sepsis if s.get("last_hour")))  # scored
-        return risk_bundle(
-            sepsis, model=(models or {}).get("early-warning", "early-warning model"),
-            threshold=ward.sepsis.threshold, patient_system=patient_system,
-            generated=datetime.now(UTC),
-        )  # fmt: skip
 
     @admin.get("/audit")
     def audit_rows(
