@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger, task
 
 from pipelines.ingest import fetch_database, ingest_flow
 from pipelines.promotion import promote_task
+from pipelines.run_datasets import log_arrhythmia_datasets
 from vitalgru import tracking
 from vitalgru.claims import reading, replace_file
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
@@ -247,6 +248,8 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
             )
         # DS2 is touched only here, after training and model selection are done.
         ds2 = ds.split_records("DS2")
+        _, ds2_data = log_arrhythmia_datasets(run, ds, fit_records=res.train_records,
+                                              val_records=res.val_records, eval_records=ds2)  # fmt: skip
         recs = ds.records(ds2, feature_settings(cfg))
         probs = predict_records(res.model, recs)
         y = np.concatenate([r.labels for r in recs])
@@ -255,10 +258,13 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         report = aami_report(y, p, rid)
         for r_id, r in report["records"].items():  # the same signal facts evaluate reports
             r["signal"] = signal_summary(ds.manifest.get("records", {}).get(r_id, {}))
-        metrics = _flat_metrics(report, "test")
-        metrics.update({k: v for k, v in res.val_metrics.items() if v == v})
-        metrics["train_seconds"] = res.train_seconds
-        run.log_metrics(metrics)
+        # the DS2 figures are the logged model's, logged with it below (MLflow copies the
+        # run's figures logged before the model to it without saying what they were measured on)
+        tested = _flat_metrics(report, "test")
+        others = {k: v for k, v in res.val_metrics.items() if v == v}
+        others["train_seconds"] = res.train_seconds
+        run.log_metrics(others)
+        metrics = {**tested, **others}
         run.log_dict(report, "evaluation/ds2.json")
         run.log_text(report_markdown(report, "DS2 (trained on DS1)"), "evaluation/ds2.md")
         tracking.log_confusion_matrix(
@@ -294,6 +300,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
             description=card,
             model_description=ARRHYTHMIA_MODEL_DESCRIPTION,
         )
+        run.log_metrics(tested, model_id=ref.model_id, dataset=ds2_data)
     return {
         "run_id": run.run_id,
         "model_uri": ref.uri,

@@ -40,6 +40,7 @@ import torch
 from prefect import flow, get_run_logger, task
 
 from pipelines.promotion import promote_task
+from pipelines.run_datasets import log_early_warning_datasets
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.claims import replace_file, writing
@@ -268,6 +269,7 @@ def log_and_register(
         run.log_dict(manifest, "dataset/manifest.json")
         for f in ("attrition.csv", "folds.csv", SOURCE_SUMS):  # patients, folds, sources
             run.log_artifact(Path(dataset_dir) / f, "dataset")
+        _, cv_data = log_early_warning_datasets(run, dataset_dir, manifest, cfg.seed)
         for f in ("per_fold.csv", "summary.json", "gru_histories.json"):
             run.log_artifact(Path(cv["dir"]) / f, "cv")
         # the final fit's own record (out_dir's copy is overwritten by the next training)
@@ -280,7 +282,9 @@ def log_and_register(
                 **_cv_fit_params(cv["per_fold"]),
             }
         )
-        metrics: dict[str, float] = dict(gate)
+        # the gate's figures (the registered kind's CV means) are the logged model's, logged
+        # with it below; MLflow copies the others to it as they are
+        metrics: dict[str, float] = {}
         for name, d in summary.items():
             for k, v in d.items():
                 if np.isfinite(v):
@@ -308,6 +312,7 @@ def log_and_register(
             ),
             model_description=EARLY_WARNING_MODEL_DESCRIPTION,
         )
+        run.log_metrics(gate, model_id=ref.model_id, dataset=cv_data)
     return {
         "run_id": run.run_id,
         "model_uri": ref.uri,

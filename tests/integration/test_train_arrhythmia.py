@@ -18,6 +18,7 @@ from pipelines.arrhythmia import train_arrhythmia_flow
 from pipelines.cli import main as cli
 from pipelines.evaluate import evaluate_arrhythmia
 from pipelines.monitor import monitor_arrhythmia_flow
+from pipelines.run_datasets import records_digest
 from vitalgru import tracking
 from vitalgru.config import PhysioNetConfig
 from vitalgru.data.labels import AAMI_MAP
@@ -92,6 +93,21 @@ class TestTrainArrhythmiaFlow:
         assert "networks averaged 9" in card and res["run_id"] in card
         about = client.get_registered_model("vitalgru-arrhythmia").description
         assert "not a medical device" in about
+        # the run's datasets (MLflow's "Datasets used"), each digest recomputable from the
+        # run's manifest, and the model's DS2 figures naming the DS2 dataset
+        run_manifest = mlflow.artifacts.load_dict(f"runs:/{res['run_id']}/dataset/manifest.json")
+        inputs = {
+            {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+            for d in client.get_run(res["run_id"]).inputs.dataset_inputs
+        }
+        assert (inputs["training"].name, inputs["evaluation"].name) == ("mitdb DS1", "mitdb DS2")
+        assert inputs["training"].digest == records_digest(run_manifest, ["106", "119", "223"])
+        assert inputs["evaluation"].digest == records_digest(run_manifest, ["233"])
+        model_id = client.get_model_version("vitalgru-arrhythmia", "1").source.split("/")[-1]
+        figures = {m.key: m for m in client.get_logged_model(model_id).metrics}
+        assert figures["test_v_f1"].value == pytest.approx(m["test_v_f1"])
+        assert (figures["test_v_f1"].dataset_name, figures["test_v_f1"].dataset_digest) == (
+            "mitdb DS2", inputs["evaluation"].digest)  # fmt: skip
         assert json.loads(params["resolved.quality_gate"]) == champion.quality_gate
         assert 0.0 <= m["test_accuracy"] <= 1.0
         assert res["report_paths"]["json"] == str(isolated_mlflow / "ds2-reports" / "ds2_v1.json")

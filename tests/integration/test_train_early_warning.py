@@ -94,6 +94,19 @@ class TestTrainEarlyWarningFlow:
         assert len(rows) == 5 and "on 160 patients" in card
         about = client.get_registered_model("vitalgru-early-warning").description
         assert "not a medical device" in about
+        # the cohort and its cross-validation as the run's datasets; the gate's figures are
+        # the logged model's, naming the cross-validation they were measured on
+        inputs = {
+            {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+            for d in client.get_run(res["run_id"]).inputs.dataset_inputs
+        }
+        assert inputs["training"].digest == manifest["source_digest"][:32]
+        assert inputs["evaluation"].digest == manifest["cohort_digest"]
+        assert inputs["evaluation"].name == "challenge-2019 training_setA 2-fold CV"
+        model_id = client.get_model_version("vitalgru-early-warning", "1").source.split("/")[-1]
+        figures = {m.key: m for m in client.get_logged_model(model_id).metrics}
+        assert figures["utility"].value == res["metrics"]["utility"]
+        assert figures["utility"].dataset_digest == manifest["cohort_digest"]
         per_fold = pd.read_csv(Path(res["cv_dir"]) / "per_fold.csv")
         assert len(per_fold) == 10
         # how each fold's GRU-D fit ended, beside its figures and as params (only the final

@@ -5,6 +5,8 @@ mlflow).
   embedded SQLite store ``./mlflow.db``), whether they are there, and a client for them;
 - :mod:`vitalgru.tracking.runs`: experiments (artifacts of the embedded store in
   ``./mlartifacts``), runs, params, metrics and figures.
+- :mod:`vitalgru.tracking.datasets`: the data a run trained and was evaluated on, logged as
+  MLflow datasets (name, digest, source, schema, context), which metrics can name;
 - :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
   are plain data, rebuilt by :func:`load_model` without unpickling anything;
 - :mod:`vitalgru.tracking.pyfunc`: those artifacts' layout and format version, the network
@@ -21,6 +23,7 @@ mlflow).
 Everything a caller uses is importable from here.
 """
 
+from vitalgru.tracking.datasets import DATASET_CONTEXTS, LoggedDataset, log_dataset
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
 from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model, resolve_model_uri
 from vitalgru.tracking.pyfunc import MODEL_FORMAT, MODEL_FORMAT_VERSION, SequenceModelPyfunc
@@ -49,11 +52,13 @@ from vitalgru.tracking.stores import check_stores, missing_store, registry_uri, 
 
 __all__ = [
     "ARRHYTHMIA_MODEL_NAME",
+    "DATASET_CONTEXTS",
     "EARLY_WARNING_MODEL_NAME",
     "GATE_TAG_PREFIX",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "LoadedModel",
+    "LoggedDataset",
     "ModelRef",
     "PromotionDecision",
     "SequenceModelPyfunc",
@@ -66,6 +71,7 @@ __all__ = [
     "load_model",
     "log_config",
     "log_confusion_matrix",
+    "log_dataset",
     "log_model",
     "missing_store",
     "promote",

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import mlflow.artifacts
@@ -35,6 +35,9 @@ import vitalgru
 from vitalgru.tracking.environment import environment_tags
 from vitalgru.tracking.source import source_tags
 from vitalgru.tracking.stores import local_store_dir, mlflow_client, tracking_uri
+
+if TYPE_CHECKING:
+    from vitalgru.tracking.datasets import LoggedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +176,20 @@ class TrackedRun:
         for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
             self._client.log_batch(self.run_id, params=items[i : i + _MAX_PARAMS_PER_BATCH])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(
+        self,
+        metrics: Mapping[str, float],
+        step: int | None = None,
+        *,
+        model_id: str | None = None,
+        dataset: LoggedDataset | None = None,
+    ) -> None:
         """Log scalar metrics (``dict[str, float]`` with snake_case keys) at ``step``.
+
+        ``model_id`` (a :class:`~vitalgru.tracking.models.ModelRef`'s) makes them figures of
+        that logged model as well, shown on its page; ``dataset`` (from
+        :func:`~vitalgru.tracking.datasets.log_dataset`) says what they were measured on.
+        (MLflow keeps the dataset of a metric only with a model's: a run's metric has none.)
 
         Raises
         ------
@@ -182,11 +197,12 @@ class TrackedRun:
             A value is not a real number.
         """
         ts = int(time.time() * 1000)
+        named = (dataset.name, dataset.digest) if dataset is not None else (None, None)
         items = []
         for k, v in metrics.items():
             if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
                 raise TypeError(f"metric {k!r} must be a real number, got {type(v).__name__}")
-            items.append(Metric(k, float(v), ts, int(step or 0)))
+            items.append(Metric(k, float(v), ts, int(step or 0), model_id, *named))
         for i in range(0, len(items), _MAX_METRICS_PER_BATCH):
             self._client.log_batch(self.run_id, metrics=items[i : i + _MAX_METRICS_PER_BATCH])
 
