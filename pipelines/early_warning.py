@@ -55,7 +55,11 @@ from vitalgru.data.early_warning_files import load_dataset, write_dataset
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.io.sources import resolve_source
 from vitalgru.models.base import build_model, model_class_path
-from vitalgru.reports.model_card import EARLY_WARNING_MODEL_DESCRIPTION, early_warning_version_card
+from vitalgru.reports.model_card import (
+    EARLY_WARNING_MODEL_DESCRIPTION,
+    challenge_cohort,
+    early_warning_version_card,
+)
 from vitalgru.training.early_warning import (
     BLEND,
     GRU_FIT_KEYS,
@@ -309,6 +313,7 @@ def log_and_register(
                 n_folds=cfg.n_folds,
                 threshold=float(preprocessing["threshold"]),
                 run_id=run.run_id,
+                cohort=challenge_cohort(str(manifest.get("source", ""))),
             ),
             model_description=EARLY_WARNING_MODEL_DESCRIPTION,
         )

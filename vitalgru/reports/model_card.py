@@ -14,11 +14,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vitalgru.metrics.intervals import wilson_interval
+
 __all__ = [
     "ARRHYTHMIA_MODEL_DESCRIPTION",
     "EARLY_WARNING_MODEL_DESCRIPTION",
     "MAX_DESCRIPTION_CHARS",
     "arrhythmia_version_card",
+    "challenge_cohort",
     "early_warning_version_card",
 ]
 
@@ -67,8 +70,9 @@ values are expected. Physiologically impossible values are treated as missing.
 - **Output**: risk and alarm for every hour, and the risk recalibrated on the validation share to a probability that the hour is labelled septic (`preprocessing["recalibration"]`; the risk itself is a ranking score, not a probability).
 - **Label**: the challenge's. It turns 1 six hours before the clinical onset of sepsis \
 (Sepsis-3); the score is the challenge's normalized utility.
-- **Data**: hospital system A of the 2019 challenge, cross-validated by patient. The final \
-model is trained on all of its patients.
+- **Data**: one hospital system of the 2019 challenge (set A by default; each version's \
+description names its own), cross-validated by patient. The final model is trained on all \
+of its patients.
 - **Use**: `vitalgru evaluate early-warning --model models:/vitalgru-early-warning@champion \
 --data FOLDER --out FILE.json` scores any Challenge-2019 folder; live: `vitalgru replay \
 early-warning` (stays fed an hour at a time, with a clinician's page) or \
@@ -116,15 +120,25 @@ def arrhythmia_version_card(
         as given.
     """
     classes = report["classes"]
+    se_ci, ppv_ci = _class_intervals(report)
+    n_records = len(report["records"])
     lines = [
-        f"**DS2**, {len(report['records'])} records and {report['n_beats']:,} beats never "
+        f"**DS2**, {n_records} records and {report['n_beats']:,} beats never "
         f"seen in training (trained on {len(train_records)} DS1 records):",
         "",
-        "| class | beats | Se % | +P % | F1 % |",
+        "| class | beats | Se % [95 % CI] | +P % [95 % CI] | F1 % |",
         "|---|---:|---:|---:|---:|",
     ]
     for c, s in classes.items():
-        lines.append(f"| {c} | {s['n']:,} | {_pct(s['se'])} | {_pct(s['ppv'])} | {_pct(s['f1'])} |")
+        se, ppv = _pct(s["se"]) + se_ci.get(c, ""), _pct(s["ppv"]) + ppv_ci.get(c, "")
+        lines.append(f"| {c} | {s['n']:,} | {se} | {ppv} | {_pct(s['f1'])} |")
+    if se_ci or ppv_ci:
+        lines += [
+            "",
+            "Intervals: Wilson 95 % over beats. The beats of one patient are not independent "
+            f"and DS2 holds {n_records} patients' records: the figures vary more from one "
+            "set of patients to another than these intervals say.",
+        ]
     lines += ["", f"Accuracy {_pct(report['accuracy'])} %."]
     ec57 = report.get("ec57")
     if ec57 is not None:
@@ -135,6 +149,33 @@ def arrhythmia_version_card(
     facts = "; ".join(f"{k} {v}" for k, v in model_facts.items())
     lines += ["", f"Network: {facts}.", "", f"MLflow run `{run_id}`."]
     return "\n".join(lines) + "\n"
+
+
+def _class_intervals(report: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """`` [low, high]`` (percent) of each class's Se and +P from the report's confusion
+    matrix (rows true, columns called, in ``classes`` order); none where it has no matrix
+    or a class no beat of (or no call of)."""
+    cm = report.get("confusion_matrix")
+    names = list(report["classes"])
+    if cm is None or len(cm) != len(names):
+        return {}, {}
+
+    def shown(k: int, n: int) -> str:
+        ci = wilson_interval(k, n)
+        return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+    se = {c: shown(int(cm[i][i]), int(sum(cm[i]))) for i, c in enumerate(names)}
+    ppv = {c: shown(int(cm[i][i]), int(sum(row[i] for row in cm))) for i, c in enumerate(names)}
+    return se, ppv
+
+
+def challenge_cohort(source: str) -> str:
+    """Where a Challenge-2019 cohort's patients come from, from the folder it was read from:
+    ``training_setA`` is hospital system A, ``training_setB`` system B (Reyna et al., Crit
+    Care Med 2020); any other folder is named as it is."""
+    folder = str(source).rstrip("/").rsplit("/", 1)[-1]
+    systems = {"training_setA": "hospital system A", "training_setB": "hospital system B"}
+    return systems.get(folder, f"the folder `{folder}`")
 
 
 #: Rows of the early-warning card: summary key -> label.
@@ -155,14 +196,16 @@ def early_warning_version_card(
     n_folds: int,
     threshold: float,
     run_id: str,
+    cohort: str = "hospital system A",
 ) -> str:
     """A version's description from the cross-validation summary (one entry per model:
     ``utility_mean``/``_sd``, ``auroc_mean``, ``auprc_mean``, ``alarms_per_patient_day_mean``,
-    ``septic_detected_fraction_mean``), the registered model's row first and marked."""
+    ``septic_detected_fraction_mean``), the registered model's row first and marked;
+    ``cohort`` names where the patients come from (:func:`challenge_cohort`)."""
     order = [registered_kind] + [k for k in _EW_MODELS if k != registered_kind]
     lines = [
         f"**{n_folds}-fold cross-validation by patient** on {n_patients:,} patients of "
-        "hospital system A. All models are scored on the same folds, each with its alarm "
+        f"{cohort}. All models are scored on the same folds, each with its alarm "
         "threshold chosen on training patients only (mean ± sd over folds):",
         "",
         "| model | utility | AUROC | AUPRC | alarms per patient-day | septic patients alarmed % |",
@@ -188,7 +231,11 @@ def early_warning_version_card(
         "oxygen is inferred from FiO2 (`vitalgru.baselines.scores`).",
         "",
         f"This version was trained on all {n_patients:,} patients; its alarm threshold, "
-        f"{threshold:.4f}, was chosen on a validation share of them.",
+        f"{threshold:.4f}, was chosen on a validation share of them."
+        if math.isfinite(threshold)
+        else f"This version was trained on all {n_patients:,} patients. **It raises no "
+        "alarm**: on the validation share of them no alarm threshold scored better than "
+        "raising none, so none was set (its risks are still given).",
         "",
         f"MLflow run `{run_id}`.",
     ]

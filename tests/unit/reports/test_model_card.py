@@ -13,6 +13,7 @@ from vitalgru.reports.model_card import (
     EARLY_WARNING_MODEL_DESCRIPTION,
     MAX_DESCRIPTION_CHARS,
     arrhythmia_version_card,
+    challenge_cohort,
     early_warning_version_card,
 )
 
@@ -34,10 +35,12 @@ class TestArrhythmiaCard:
             model_facts={"parameters": "1,000", "networks averaged": 12},
         )  # fmt: skip
         rows = _rows(card)
-        assert rows["N"] == ["6", "83.3", "83.3", "83.3"]
-        assert rows["S"] == ["2", "50.0", "50.0", "50.0"]
-        assert rows["V"] == ["2", "100.0", "100.0", "100.0"]
-        assert rows["F"][1] == "-"  # no F beat: sensitivity undefined, not 0
+        # each Se and +P with its 95 % Wilson interval (5 of 6 N beats: 43.6 to 97.0 %)
+        assert rows["N"] == ["6", "83.3 [43.6, 97.0]", "83.3 [43.6, 97.0]", "83.3"]
+        assert rows["S"] == ["2", "50.0 [9.5, 90.5]", "50.0 [9.5, 90.5]", "50.0"]
+        assert rows["V"] == ["2", "100.0 [34.2, 100.0]", "100.0 [34.2, 100.0]", "100.0"]
+        assert rows["F"][1] == "-"  # no F beat: sensitivity undefined, not 0, no interval
+        assert "Wilson 95 % over beats" in card and "2 patients' records" in card
         assert "2 records and 10 beats" in card and "3 DS1 records" in card
         assert "Accuracy 80.0 %" in card and "networks averaged 12" in card
         assert "`r123`" in card
@@ -65,6 +68,27 @@ class TestEarlyWarningCard:
         assert rows["qSOFA (bedside score)"][1] == "-"  # NaN AUROC
         assert rows["gradient-boosted trees"][2] == "-"  # not in the summary
         assert "5-fold" in card and "17,652 patients" in card and "0.0845" in card
+
+    def test_a_version_that_raises_no_alarm_says_so(self) -> None:
+        # the threshold is inf where never alarming scored best on the validation share:
+        # the card said "its alarm threshold, inf, was chosen on a validation share"
+        card = early_warning_version_card(
+            self.SUMMARY, registered_kind="gbm", n_patients=160, n_folds=2,
+            threshold=math.inf, run_id="r",
+        )  # fmt: skip
+        assert "threshold, inf" not in card and "**It raises no alarm**" in card
+
+    def test_the_card_names_the_hospital_system_it_was_trained_on(self) -> None:
+        # every card said "patients of hospital system A", also for a training on set B
+        src = "/mirror/challenge-2019/training_setB"
+        card = early_warning_version_card(
+            self.SUMMARY, registered_kind="gbm", n_patients=160, n_folds=2, threshold=0.5,
+            run_id="r", cohort=challenge_cohort(src),
+        )  # fmt: skip
+        assert "on 160 patients of hospital system B." in card and "system A" not in card
+        assert challenge_cohort("challenge-2019/training_setA/") == "hospital system A"
+        assert challenge_cohort("/data/ward4") == "the folder `ward4`"
+        assert "set A by default" in EARLY_WARNING_MODEL_DESCRIPTION
 
     def test_any_registered_kind_is_marked(self) -> None:
         card = early_warning_version_card(
