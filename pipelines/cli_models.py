@@ -1,6 +1,6 @@
 """The ``vitalgru`` commands that work with models already registered: ``replay`` them on
 recordings as live feeds, ``monitor`` them on new data (Prefect flows), and ``models``:
-list the versions, promote one by hand or roll the champion back.
+list the versions, show where one came from, promote one by hand or roll the champion back.
 
 Flow modules are imported inside each command, as in :mod:`pipelines.cli`.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,51 @@ def _versions_text(name: str, rows: list[dict[str, Any]], history: list[dict[str
     return "\n".join(lines) + "\n"
 
 
+def _provenance_text(p: dict[str, Any]) -> str:
+    """One version as a reviewer reads it: run, code, data, figures, gate, card."""
+    run, lines = p["run"], []
+    held = f" ({', '.join(p['aliases'])})" if p["aliases"] else ""
+    lines.append(f"{p['name']} version {p['version']}{held}, registered {p['created']}")
+
+    def row(key: str, text: str) -> None:
+        lines.extend(textwrap.wrap(text, 100, initial_indent=f"  {key:<11}",
+                                   subsequent_indent=" " * 13, break_on_hyphens=False))  # fmt: skip
+
+    row("run", f"{run['id']} ({run.get('status')}; experiment {run.get('experiment')}; "
+               f"started {run.get('started')})")  # fmt: skip
+    commit = run.get("git_commit")
+    code = f"git {commit}" if commit else "no git commit recorded"
+    if commit and run.get("git_dirty") == "true":
+        code += " with uncommitted changes"
+    row("code", f"{code}; source digest {run.get('source_digest')}; "
+                f"vitalgru {run.get('vitalgru_version')}")  # fmt: skip
+    row("model", f"models:/{p['model_id']}" if p["model_id"] else "-")
+    for d in p["datasets"]:
+        t = d["tags"]
+        who = (f"records {t['records']}" if "records" in t else
+               f"{t['patients']} patients" if "patients" in t else "")  # fmt: skip
+        row(d["context"] or "data", f"{d['name']}: digest {d['digest']}, {d['rows']} rows"
+                                    + (f", {who}" if who else ""))  # fmt: skip
+    if not p["datasets"]:
+        row("data", "no datasets logged with the run (trained before they were); its "
+                    "dataset/ artifacts name the data")  # fmt: skip
+    by_data: dict[str, list[str]] = {}
+    for k, f in p["figures"].items():
+        by_data.setdefault(f"{f['dataset']} ({f['digest']})", []).append(f"{k} {f['value']:.4g}")
+    for data, figs in by_data.items():
+        row("figures", f"on {data}: {', '.join(figs)}")
+    gate = ", ".join(f"{k} {v:.4g}" for k, v in p["gate"].items()) or "-"
+    row("gate", gate + (f"; judged on {p['gate_evaluated_on']}" if p["gate_evaluated_on"] else ""))
+    row("decision", p["gate_decision"] or "-")
+    row("promotion", p["promotion"] or "-")
+    m = p["monitor"]
+    row("last check", f"{m['status']} ({m['checked_at']}): {m['reasons']}" if m["status"] else "-")
+    row("artifacts", f"runs:/{run['id']}/ " + " ".join(run.get("artifacts", [])))
+    card = p["description"].strip()
+    lines += ["", *("  " + c if c else "" for c in card.splitlines())] if card else []
+    return "\n".join(lines) + "\n"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from vitalgru import tracking
 
@@ -200,6 +246,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             print("\n".join(_versions_text(n, v, h) for n, (v, h) in found.items()), end="")
         return 0
     name = _MODEL_NAMES.get(args.name, args.name)
+    if args.action == "show":
+        try:
+            found = tracking.version_provenance(name, args.version)
+        except ValueError as e:
+            raise SystemExit(f"vitalgru: error: {e}") from None
+        if args.json:
+            print_json(found)
+        else:
+            print(_provenance_text(found), end="")
+        return 0
     try:
         if args.action == "promote":
             d = tracking.promote(name, args.version, args.reason, args.alias)
@@ -317,8 +373,8 @@ def add_model_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "models",
         help="the registered models: each version's aliases, gate values and last "
-        "monitoring check; promote a version by hand or roll the champion back (recorded "
-        "in the registry)",
+        "monitoring check, or where one version came from; promote a version by hand or "
+        "roll the champion back (recorded in the registry)",
         epilog=EPILOG,
     )
     msub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -327,6 +383,15 @@ def add_model_commands(sub: Any) -> None:
                     help="arrhythmia, early-warning or a registered name (default: both)")  # fmt: skip
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(func=cmd_models)
+    sh = msub.add_parser(
+        "show",
+        help="one version for a review: its run, code (git commit), training and evaluation "
+        "data (digests), figures, gate verdict, promotions, last check and model card",
+    )
+    sh.add_argument("name", help="arrhythmia, early-warning or a registered name")
+    sh.add_argument("version")
+    sh.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sh.set_defaults(func=cmd_models)
     pr = msub.add_parser(
         "promote", help="make a version the champion by hand (a reviewed challenger)"
     )

@@ -210,3 +210,63 @@ class TestFlowDatasets:
         assert shown["training"]["rows"] == 3 and shown["training"]["tags"]["patients"] == "2"
         assert shown["evaluation"]["tags"]["seed"] == "7"
         assert "sepsis_label" in shown["evaluation"]["columns"]
+
+
+class TestModelsShow:
+    def test_a_version_from_its_run_data_code_figures_and_gate(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # `vitalgru models list` gave aliases and gate values; the run, the commit, the data
+        # and what the gate judged on took four MLflow pages and the code to find
+        from pipelines.cli import main
+
+        name = "vitalgru-arrhythmia-review"
+        model = ArrhythmiaGRU(conv_widths=[4], d_beat=8, hidden=8)
+        ds = SimpleNamespace(manifest=MANIFEST, beats=_beats({"101": 5, "233": 4}),
+                             path=store / "mitdb")  # fmt: skip
+        with start_run("exp") as run:
+            _, test = log_arrhythmia_datasets(
+                run, ds, fit_records=["101"], val_records=[], eval_records=["233"]
+            )
+            run.log_params({"seed": 1})
+            run.log_text("seed: 1\n", "config.yaml")
+            ref = log_model(run, model, preprocessing={}, config={}, registered_name=name,
+                            description="**DS2** card")  # fmt: skip
+            run.log_metrics({"test_v_f1": 0.5}, model_id=ref.model_id, dataset=test)
+        tracking.promote_if_better(name, "1", {"test_v_f1": 0.5}, ["test_v_f1"],
+                                   evaluated_on="mitdb DS2: 1 records")  # fmt: skip
+        with start_run("exp") as old:  # a version trained before datasets were logged
+            log_model(old, model, preprocessing={}, config={}, registered_name=name)
+
+        got = tracking.version_provenance(name, "1")
+        assert got["run"]["id"] == run.run_id and got["model_id"] == ref.model_id
+        assert got["run"]["git_commit"] == _client().get_run(run.run_id).data.tags.get(
+            "mlflow.source.git.commit")  # fmt: skip
+        assert got["run"]["artifacts"] == ["config.yaml"]
+        assert [(d["context"], d["name"], d["digest"]) for d in got["datasets"]] == [
+            ("training", "mitdb DS1", records_digest(MANIFEST, ["101"])),
+            ("evaluation", "mitdb DS2", test.digest),
+        ]
+        assert got["figures"] == {
+            "test_v_f1": {"value": 0.5, "dataset": "mitdb DS2", "digest": test.digest}
+        }
+        assert got["gate"] == {"test_v_f1": 0.5} and got["aliases"] == ["champion"]
+        assert got["gate_evaluated_on"] == "mitdb DS2: 1 records"
+        assert got["description"] == "**DS2** card"
+
+        capsys.readouterr()
+        assert main(["models", "show", name, "1"]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"{name} version 1 (champion), registered ")
+        assert f"  run        {run.run_id} (FINISHED; experiment exp;" in text
+        assert f"  evaluation mitdb DS2: digest {test.digest}, 4 rows, records 233" in text
+        assert f"  figures    on mitdb DS2 ({test.digest}): test_v_f1 0.5" in text
+        assert "  gate       test_v_f1 0.5; judged on mitdb DS2: 1 records" in text
+        assert "  decision   first champion" in text and text.endswith("  **DS2** card\n")
+        assert main(["models", "show", name, "2", "--json"]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second["datasets"] == [] and second["figures"] == {}
+        assert main(["models", "show", name, "2"]) == 0
+        assert "  data       no datasets logged with the run" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match="has no version 9"):
+            main(["models", "show", name, "9"])

@@ -16,6 +16,8 @@ mlflow).
 - :mod:`vitalgru.tracking.environment`: the tags naming the float environment of a run
   (CPU model, torch's CPU kernels, thread counts, package versions), set there too;
 - :mod:`vitalgru.tracking.gate`: the champion gate (:func:`promote_if_better`);
+- :mod:`vitalgru.tracking.provenance`: where a registered version came from, in one
+  place (:func:`version_provenance`: run, code, data, figures, gate, card);
 - :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias
   (``champion``, ``challenger``) through the gate of :func:`promote_if_better`, by hand
   (:func:`promote`) or back (:func:`rollback`).
@@ -26,6 +28,7 @@ Everything a caller uses is importable from here.
 from vitalgru.tracking.datasets import DATASET_CONTEXTS, LoggedDataset, log_dataset
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
 from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model, resolve_model_uri
+from vitalgru.tracking.provenance import version_provenance
 from vitalgru.tracking.pyfunc import MODEL_FORMAT, MODEL_FORMAT_VERSION, SequenceModelPyfunc
 from vitalgru.tracking.registry import (
     ARRHYTHMIA_MODEL_NAME,
@@ -85,4 +88,5 @@ __all__ = [
     "start_run",
     "tracking_uri",
     "version_gate_values",
+    "version_provenance",
 ]
