@@ -135,9 +135,10 @@ def arrhythmia_version_card(
     if se_ci or ppv_ci:
         lines += [
             "",
-            "Intervals: Wilson 95 % over beats. The beats of one patient are not independent "
-            f"and DS2 holds {n_records} patients' records: the figures vary more from one "
-            "set of patients to another than these intervals say.",
+            "Intervals: Wilson 95 % over beats. The beats of one record (one patient) are not "
+            f"independent, and these come from {n_records} record"
+            f"{'' if n_records == 1 else 's'}: the figures vary more from one set of "
+            "patients to another than these intervals say.",
         ]
     lines += ["", f"Accuracy {_pct(report['accuracy'])} %."]
     ec57 = report.get("ec57")

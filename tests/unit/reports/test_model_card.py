@@ -40,7 +40,7 @@ class TestArrhythmiaCard:
         assert rows["S"] == ["2", "50.0 [9.5, 90.5]", "50.0 [9.5, 90.5]", "50.0"]
         assert rows["V"] == ["2", "100.0 [34.2, 100.0]", "100.0 [34.2, 100.0]", "100.0"]
         assert rows["F"][1] == "-"  # no F beat: sensitivity undefined, not 0, no interval
-        assert "Wilson 95 % over beats" in card and "2 patients' records" in card
+        assert "Wilson 95 % over beats" in card and "come from 2 records:" in card
         assert "2 records and 10 beats" in card and "3 DS1 records" in card
         assert "Accuracy 80.0 %" in card and "networks averaged 12" in card
         assert "`r123`" in card
