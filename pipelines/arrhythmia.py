@@ -209,7 +209,8 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
             f"the dataset {data_dir} was rewritten under another config (hash {have}, this "
             f"training's {want}) after this training's ingest step; run the training again"
         )
-    with tracking.start_run(cfg.experiment, tags={"task": "arrhythmia"}) as run:
+    with tracking.start_run(cfg.experiment, run_name="train-arrhythmia",
+                            tags={"task": "arrhythmia"}) as run:  # fmt: skip
         tracking.log_config(run, cfg)
         run.log_dict(ds.manifest, "dataset/manifest.json")
         epochs = _MlflowEpochs(run, fits_per_fold=cfg.seeds_per_fold)  # 1 without cv_folds

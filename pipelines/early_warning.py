@@ -268,7 +268,8 @@ def log_and_register(
     fit = json.loads((final / "fit.json").read_text())
     summary = cv["summary"]
     gate = _gate_metrics(summary, cfg.register_model)
-    with tracking.start_run(cfg.experiment, run_name="train-early-warning") as run:
+    with tracking.start_run(cfg.experiment, run_name="train-early-warning",
+                            tags={"task": "early-warning"}) as run:  # fmt: skip
         tracking.log_config(run, cfg, "config.yaml")
         run.log_dict(manifest, "dataset/manifest.json")
         for f in ("attrition.csv", "folds.csv", SOURCE_SUMS):  # patients, folds, sources

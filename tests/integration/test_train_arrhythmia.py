@@ -101,6 +101,10 @@ class TestTrainArrhythmiaFlow:
             for d in client.get_run(res["run_id"]).inputs.dataset_inputs
         }
         assert (inputs["training"].name, inputs["evaluation"].name) == ("mitdb DS1", "mitdb DS2")
+        # named and tagged as the early-warning training's run is (a random name before)
+        run_info = client.get_run(res["run_id"])
+        assert run_info.info.run_name == "train-arrhythmia"
+        assert run_info.data.tags["task"] == "arrhythmia"
         assert inputs["training"].digest == records_digest(run_manifest, ["106", "119", "223"])
         assert inputs["evaluation"].digest == records_digest(run_manifest, ["233"])
         model_id = client.get_model_version("vitalgru-arrhythmia", "1").source.split("/")[-1]

@@ -103,6 +103,9 @@ class TestTrainEarlyWarningFlow:
         assert inputs["training"].digest == manifest["source_digest"][:32]
         assert inputs["evaluation"].digest == manifest["cohort_digest"]
         assert inputs["evaluation"].name == "challenge-2019 training_setA 2-fold CV"
+        # tagged with its task as the arrhythmia training's run is (it had no task tag)
+        assert client.get_run(res["run_id"]).data.tags["task"] == "early-warning"
+        assert "160 patients of hospital system A." in card
         model_id = client.get_model_version("vitalgru-early-warning", "1").source.split("/")[-1]
         figures = {m.key: m for m in client.get_logged_model(model_id).metrics}
         assert figures["utility"].value == res["metrics"]["utility"]
