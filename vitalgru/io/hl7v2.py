@@ -18,10 +18,12 @@ units and conversions are decided in one place:
   Observation without one: pulse oximetry comes as MDC 150456 or LOINC 59408-5;
 - the value is ``OBX-5`` when ``OBX-2`` says it is numeric (``NM``, or ``SN`` without a
   comparator or a range), in the unit of ``OBX-6``, which must be UCUM (``OBX-6.3`` is
-  ``UCUM`` or empty). Spellings that HL7 v2 feeds use for UCUM codes and that cannot mean
-  anything else are read as those codes (:data:`UNIT_SPELLINGS`: ``mmHg`` is ``mm[Hg]``,
-  ``degF`` is ``[degF]``, ``bpm`` is ``/min``, ``K/uL`` is ``10*3/uL``, ``µmol/l`` is
-  ``umol/L``, ...); nothing else is guessed;
+  ``UCUM`` or empty), or coded in HL7 v2's own ``ISO+`` or ``ANSI+`` with an identifier
+  spelt as a unit the table takes (``mmol/L^^ISO+``). Spellings that HL7 v2 feeds use for
+  UCUM codes and that cannot mean anything else are read as those codes
+  (:data:`UNIT_SPELLINGS`: ``mmHg`` is ``mm[Hg]``, ``degF`` is ``[degF]``, ``bpm`` is
+  ``/min``, ``K/uL`` is ``10*3/uL``, ``µmol/l`` is ``umol/L``, ...); nothing else is
+  guessed (:func:`~vitalgru.io.observation_codes.hl7_unit_system`);
 - the result status ``OBX-11``: ``D`` and ``W`` (deleted, wrong) and ``X`` (could not be
   obtained) withdraw the value, ``I`` (in process) has none; ``P``, ``R`` and ``S``
   (preliminary, not verified, partial) are preliminary results, which a final one
@@ -68,9 +70,9 @@ from vitalgru.io.hl7v2_text import (
 from vitalgru.io.observation_codes import (
     LOINC_SYSTEM,
     MDC_SYSTEM,
-    UCUM_SYSTEM,
     UNIT_SPELLINGS,
     hl7_unit,
+    hl7_unit_system,
 )
 
 __all__ = [
@@ -172,15 +174,8 @@ def _observation(
     if x is not None:
         unit = parts(6)
         code = hl7_unit(unit[0] if unit else "")
-        system = unit[2].strip() if len(unit) > 2 else ""
-        quantity: dict[str, Any] = {"value": x, "code": code}
-        if system.upper() == "MDC":
-            quantity["system"] = MDC_SYSTEM  # the reader knows the vital signs' units
-        elif system and system.upper() != "UCUM":
-            quantity["system"] = system  # not UCUM: the reader says so
-        else:
-            quantity["system"] = UCUM_SYSTEM
-        obs["valueQuantity"] = quantity
+        system = hl7_unit_system(code, unit[2] if len(unit) > 2 else "")
+        obs["valueQuantity"] = {"value": x, "code": code, "system": system}
     elif value.strip():
         obs["valueString"] = unescape(value)  # kept, and skipped as not a quantity
     # OBX-14, else the request's OBR-7 (``obr_time``: as sent when it cannot be read). A

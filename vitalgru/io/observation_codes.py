@@ -2,7 +2,8 @@
 (:data:`LOINC_COLUMNS`), their IEEE 11073 (MDC) equivalents as bedside monitors send them
 (:data:`MDC_LOINC`, :data:`MDC_UNITS`), the UCUM units each measurement may come in with
 their conversion to the Challenge-2019 unit (:data:`UNITS`), and the spellings of those units
-HL7 v2 feeds send (:data:`UNIT_SPELLINGS`).
+HL7 v2 feeds send (:data:`UNIT_SPELLINGS`), under UCUM or HL7 v2's own unit coding systems
+(:data:`HL7_UNIT_SYSTEMS`).
 
 FHIR Observations (:mod:`vitalgru.io.fhir_observations`) and HL7 v2 results
 (:mod:`vitalgru.io.hl7v2`) are read through these tables.
@@ -24,8 +25,10 @@ __all__ = [
     "SAME_UNIT",
     "UCUM_SYSTEM",
     "UNITS",
+    "HL7_UNIT_SYSTEMS",
     "UNIT_SPELLINGS",
     "hl7_unit",
+    "hl7_unit_system",
     "ucum_unit",
 ]
 
@@ -221,3 +224,24 @@ def hl7_unit(text: str) -> str:
     sign as ``u``, the litre as ``L`` (:func:`ucum_unit`), then :data:`UNIT_SPELLINGS`."""
     code = ucum_unit(text.strip().translate(_MICRO))
     return UNIT_SPELLINGS.get(code, code)
+
+
+#: HL7 v2's own unit coding systems (its table 0396: ISO 2955's abbreviations and ANSI
+#: X3.50's, each with HL7's additions), the default of older feeds before UCUM. Their codes
+#: are not UCUM's, but a unit sent in them that is spelt as one :data:`UNITS` takes
+#: (``mmol/L^^ISO+``) can mean only that unit; any other code of theirs is not guessed at.
+HL7_UNIT_SYSTEMS = frozenset({"ISO+", "ANSI+"})
+_TAKEN = frozenset(code for units in UNITS.values() for code in units) - {""}
+
+
+def hl7_unit_system(code: str, system: str) -> str:
+    """The FHIR unit system of an HL7 v2 ``OBX-6`` whose identifier :func:`hl7_unit` read as
+    ``code`` and whose coding system (``OBX-6.3``) is ``system``: UCUM's for ``UCUM`` or none,
+    and for :data:`HL7_UNIT_SYSTEMS` where ``code`` is a unit :data:`UNITS` takes; MDC's for
+    ``MDC``; otherwise ``system`` as sent, which the reader refuses as not UCUM."""
+    upper = system.strip().upper()
+    if upper == "MDC":
+        return MDC_SYSTEM  # the reader knows the vital signs' units
+    if upper in ("", "UCUM") or (upper in HL7_UNIT_SYSTEMS and code in _TAKEN):
+        return UCUM_SYSTEM
+    return system.strip()

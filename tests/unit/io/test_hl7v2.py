@@ -34,7 +34,7 @@ MESSAGE = "\r".join([
     "OBX|4|SN|9279-1^Respiratory rate^LN||=^24|/min|||||F",
     "OBX|5|NM|2524-7^Lactate^LN||3.1|mmol/L|||||D",  # deleted: withdrawn
     "OBX|6|ST|8867-4^Heart rate^LN||see note||||||F",  # text, not a number
-    "OBX|7|NM|2345-7^Glucose^LN||7.0|mmol/L^^ISO+|||||F",  # a unit system that is not UCUM
+    "OBX|7|NM|2345-7^Glucose^LN||7.0|mmol/L^^99LAB|||||F",  # a local unit system
     "OBX|8|SN|2160-0^Creatinine^LN||<^0.3|mg/dL|||||F",  # a comparator: not a value
     "OBX|9|NM|99999-9^Something else^LN||5|1|||||F",
     "OBX|10|NM|8867-4^Heart rate^LN||108|bpm|||||C",  # corrected: replaces OBX 1's 112

@@ -179,3 +179,34 @@ def test_enzymes_in_ukat_per_litre_and_troponin_in_pg_per_ml_are_converted() -> 
     for unit in ("meq/L", "mEq/L"):  # two equivalents a mole: not read as mmol/L
         assert fhir("magnesium_mg_dl", 1.6, unit)[0] is None
         assert fhir("calcium_mg_dl", 4.6, unit)[0] is None
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "obx_6", "want"),
+    [
+        ("glucose_mg_dl", 7.0, "mmol/L^^ISO+", 126.112),
+        ("glucose_mg_dl", 126.0, "mg/dL^mg/dL^ANSI+", 126.0),
+        ("paco2_mmhg", 5.3, "kPa^^ISO+", 39.753),
+        ("sbp_mmhg", 96.0, "mmHg^millimetres of mercury^ISO+", 96.0),  # a spelling
+        ("hgb_g_dl", 130.0, "g/l^^iso+", 13.0),
+        ("wbc_10e3_ul", 9.5, "10\\S\\9/L^^ANSI+", 9.5),
+    ],
+)
+def test_units_coded_in_hl7s_own_iso_and_ansi_systems_are_read_as_the_units_they_spell(
+    column: str, value: float, obx_6: str, want: float
+) -> None:
+    # HL7 v2's default unit systems before UCUM: older feeds send them, and each of these
+    # was refused as "unit system 'ISO+' is not UCUM" though it names a unit the table takes
+    got, why = hl7(column, value, obx_6)
+    assert why == [] and got == pytest.approx(want, rel=1e-4)
+
+
+def test_what_iso_and_ansi_units_do_not_spell_as_a_taken_unit_stays_refused() -> None:
+    for obx_6 in ("MG/DL^^ANSI+", "mg%^^ISO+", "^^ISO+", "mmol/L^^99LAB", "mmol/L^^L"):
+        got, why = hl7("glucose_mg_dl", 7.0, obx_6)
+        assert got is None and len(why) == 1 and why[0].endswith("is not UCUM"), obx_6
+    # a unit the table takes, but not for this measurement: refused, as under UCUM
+    got, why = hl7("creatinine_mg_dl", 90.0, "mmol/L^^ISO+")
+    assert got is None and why == [
+        "unit 'mmol/L' cannot be converted to mg/dL creatinine_mg_dl (known: mg/dL, umol/L)"
+    ]
