@@ -260,7 +260,9 @@ def evaluate_early_warning(
         missing: ``n_implausible_values`` (by column: ``implausible_values_by_column``,
         the columns with any; ``implausible_value_warnings``: a sentence for each column of
         which more than half the measured values were refused, with the unit they look
-        like, e.g. °F), ``n_non_numeric_values``; stays whose rows skip
+        like, e.g. °F), ``n_non_numeric_values``; ``unit_warnings``: a sentence for each
+        laboratory column whose median looks like another unit's (a glucose in mmol/L,
+        taken as it is; :func:`vitalgru.dsp.vitals_units.unit_mixup_warnings`); stays whose rows skip
         ICU hours: ``n_patients_with_skipped_hours``, ``n_skipped_hours``; patients whose
         label falls from 1 back to 0: ``n_patients_with_label_reversals``; ``calibration``:
         the reliability table of the hourly risks
@@ -317,6 +319,8 @@ def score_folder(
     }
     # a column refused whole (temperatures in °F): the model was scored without it
     metrics["implausible_value_warnings"] = list(cohort.implausible_warnings)
+    # a lab column whose median looks like another unit's (glucose in mmol/L): taken as is
+    metrics["unit_warnings"] = list(cohort.unit_warnings)
     metrics["n_non_numeric_values"] = int(sum(cohort.non_numeric_counts.values()))
     # rows that skip ICU hours: scored on the hourly grid (score_cohort), counted here
     skipped = cohort.skipped_hours()

@@ -31,8 +31,10 @@ from pipelines.evaluate import config_lead, folder_metrics, parse_records, unlab
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
+from vitalgru.dsp.vitals_units import unit_mixup_warnings
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
+from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.io.psv_folder import read_psv_folder
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import fallback_lead_lines, report_markdown
@@ -314,7 +316,8 @@ def replay_early_warning(
         risks; measures that need a septic patient are None without one; for a folder
         without ``SepsisLabel``, :func:`pipelines.evaluate.unlabelled_folder_metrics`: no
         accuracy figure, and no label column in the hours), ``alarms``,
-        ``data`` (files excluded, values refused), ``compute``
+        ``data`` (files excluded, values refused, ``unit_warnings``: lab columns whose
+        median looks like another unit's, replayed as they are), ``compute``
         (:meth:`~vitalgru.scoring.early_warning_replay.StayReplay.compute_summary`),
         ``patients`` (each patient's :func:`~vitalgru.reports.early_warning.stay_summary`
         without its trajectory), ``excluded``, ``model_uri``, ``model_version``, ``data_dir``
@@ -329,6 +332,9 @@ def replay_early_warning(
     psv = read_psv_folder(data, on_error="skip", limit=patients)
     check_some_patients(psv, data)
     frame = psv.frame
+    units = unit_mixup_warnings(frame[list(MEASUREMENT_COLUMNS)].to_numpy(), MEASUREMENT_COLUMNS)
+    for text in units:  # a glucose in mmol/L passes the limits: only its median tells
+        logger.warning("%s: %s", data, text)
     monitor = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
     result = replay_stays(monitor, frame, on_tick=_progress(), explain=ALARM_DRIVERS)
     offsets, ids = patient_offsets(frame)
@@ -382,6 +388,7 @@ def replay_early_warning(
             "n_excluded_files": len(psv.attrition),
             "n_non_numeric_values": int(sum(psv.non_numeric_cells.values())),
             "n_refused_values": len(refused),
+            "unit_warnings": units,
         },
         "compute": result.compute_summary(),
         "excluded": {e.item: {"reason": e.reason, "detail": e.detail} for e in psv.attrition},

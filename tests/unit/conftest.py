@@ -1,4 +1,5 @@
-"""Fixtures shared by the gateway's tests: a small sepsis model fitted once."""
+"""Fixtures shared by the unit tests: a small sepsis model fitted once, and set-A stays
+exported with lab columns in SI units."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from vitalgru.data.early_warning import build_cohort
 from vitalgru.io.psv import PSV_COLUMNS
+from vitalgru.io.psv_folder import list_psv
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.training.early_warning import CVSettings, fit_final
 from vitalgru.training.gru_d import GRUTrainParams
@@ -42,3 +44,27 @@ def sepsis(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[EarlyWarningMonito
     """A monitor of the fitted model, shared by the tests, and the stay's rows."""
     model, preprocessing, rows = sepsis_fit
     return EarlyWarningMonitor(model, preprocessing), rows
+
+
+#: Columns of a Challenge file and the factor that takes them out of the Challenge's unit
+#: into the one an export may use: glucose in mmol/L, PaCO2 in kPa, haemoglobin in mmol/L.
+SI_UNITS = {"Glucose": 18.016, "PaCO2": 7.50062, "Hgb": 1.611}
+
+
+@pytest.fixture
+def si_units_folder(physionet_mirror: Path, tmp_path: Path) -> Path:
+    """The first 30 set-A stays with :data:`SI_UNITS`' columns in those units."""
+    data = tmp_path / "si_units"
+    data.mkdir()
+    for src in list_psv(physionet_mirror / "challenge-2019" / "training_setA")[:30]:
+        head, *rows = src.read_text().splitlines()
+        at = {head.split("|").index(c): k for c, k in SI_UNITS.items()}
+        out = [head]
+        for row in rows:
+            cells = row.split("|")
+            for j, k in at.items():
+                if cells[j] != "NaN":
+                    cells[j] = f"{float(cells[j]) / k:.2f}"
+            out.append("|".join(cells))
+        (data / src.name).write_text("\n".join(out) + "\n")
+    return data

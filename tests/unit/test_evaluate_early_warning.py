@@ -96,6 +96,35 @@ def test_temperatures_in_fahrenheit_are_counted_by_column_and_warned_about(
     assert "**Warning:** temp_c:" in md
 
 
+def test_lab_columns_in_si_units_that_pass_the_limits_are_warned_about(
+    evaluate_fixed: Any,
+    si_units_folder: Path,
+    physionet_mirror: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 30 stays with glucose in mmol/L, PaCO2 in kPa, haemoglobin in mmol/L: the glucoses of
+    # 10 mmol/L and more were taken as glucoses of 10-30 mg/dL, the PaCO2s of 5 kPa and more
+    # as 5-10 mmHg, every haemoglobin as a plausible g/dL, and the report said nothing
+    with caplog.at_level(logging.WARNING):
+        ev = evaluate_fixed(si_units_folder, tmp_path / "out")
+    said = ev["unit_warnings"]
+    assert [s.split(":")[0] for s in said] == ["paco2_mmhg", "glucose_mg_dl", "hgb_g_dl"]
+    for text, unit in zip(said, ["kPa", "mmol/L", "mmol/L"], strict=True):
+        assert f"they look like {unit}:" in text and "taken as they are" in text, text
+    assert said[1].startswith("glucose_mg_dl: the median of its 154 measured values, 6.")
+    assert "multiply by 18.016" in said[1] and "glucose_mg_dl: the median" in caplog.text
+    md = (tmp_path / "out" / "metrics.md").read_text()
+    assert "**Warning:** hgb_g_dl: the median of its 119 measured values" in md
+    assert "the model was scored on them as they are" in md
+    # the same stays in the Challenge's units: nothing said
+    data = tmp_path / "as_is"
+    data.mkdir()
+    for src in list_psv(physionet_mirror / "challenge-2019" / "training_setA")[:30]:
+        (data / src.name).write_bytes(src.read_bytes())
+    assert evaluate_fixed(data, tmp_path / "out2")["unit_warnings"] == []
+
+
 def test_the_challenge_scorer_reads_the_labels_of_any_folder_scored(
     evaluate: Any, set_a: list[Path], tmp_path: Path
 ) -> None:

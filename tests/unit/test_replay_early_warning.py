@@ -88,3 +88,15 @@ def test_an_unlabelled_folder_is_replayed_with_what_raised_each_alarm(
     assert "sepsis_label" not in hours.columns
     md = (tmp_path / "out" / "replay.md").read_text()
     assert "**No accuracy figures:**" in md and "## Alarms at the bedside" in md
+
+
+def test_a_folder_with_lab_columns_in_si_units_is_replayed_with_a_warning(
+    replayed: Any, si_units_folder: Path, tmp_path: Path
+) -> None:
+    # glucose in mmol/L, PaCO2 in kPa, haemoglobin in mmol/L pass the limits in part or
+    # whole: the replay took them as they were and said nothing
+    report = replayed(si_units_folder, tmp_path / "out")
+    said = report["data"]["unit_warnings"]
+    assert [s.split(":")[0] for s in said] == ["paco2_mmhg", "glucose_mg_dl", "hgb_g_dl"]
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "**Warning:** glucose_mg_dl: the median of its 154 measured values" in md

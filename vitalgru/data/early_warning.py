@@ -24,6 +24,7 @@ from vitalgru.dsp.vitals import (
     refused_column_warnings,
     vitals_plausibility,
 )
+from vitalgru.dsp.vitals_units import unit_mixup_warnings
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.io.psv_folder import PsvCohort, read_psv_folder
@@ -57,6 +58,10 @@ class EarlyWarningCohort:
         For each column of which the limits refused more than half of the measured values,
         a sentence saying so, with the unit the values look like where they do
         (:func:`vitalgru.dsp.vitals.refused_column_warnings`; logged as warnings).
+    unit_warnings : list of str
+        For each laboratory column whose median over the folder looks like another unit's
+        (a glucose in mmol/L, a PaCO2 in kPa), a sentence saying so: its values are taken
+        as they are (:func:`vitalgru.dsp.vitals_units.unit_mixup_warnings`; logged).
     """
 
     frame: pd.DataFrame
@@ -67,6 +72,7 @@ class EarlyWarningCohort:
     source: str = ""
     non_numeric_counts: dict[str, int] = field(default_factory=dict)
     implausible_warnings: list[str] = field(default_factory=list)
+    unit_warnings: list[str] = field(default_factory=list)
 
     @property
     def n_patients(self) -> int:
@@ -174,6 +180,7 @@ class EarlyWarningCohort:
             source=self.source,
             non_numeric_counts=dict(self.non_numeric_counts),
             implausible_warnings=list(self.implausible_warnings),
+            unit_warnings=list(self.unit_warnings),
         )
 
 
@@ -249,9 +256,13 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     for text in warnings:
         logger.warning("%s: %s; the model sees this column as not measured",
                        source or "the cohort", text)  # fmt: skip
+    # a column in another unit whose values pass the limits (glucose in mmol/L): said aloud
+    units = unit_mixup_warnings(values, cols)
+    for text in units:
+        logger.warning("%s: %s", source or "the cohort", text)
     cohort = EarlyWarningCohort(
         frame, offsets, ids, counts, list(psv.attrition), source, dict(psv.non_numeric_cells),
-        warnings,
+        warnings, units,
     )  # fmt: skip
     if skipped := cohort.skipped_hours():
         first = ", ".join(f"{p} ({n} h)" for p, n in list(skipped.items())[:3])

@@ -205,7 +205,8 @@ def subgroup_metrics(
 
 def data_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The report's lines on the data read (files excluded, values read as missing, skipped
-    hours, label reversals: those ``metrics`` holds) and its warnings of refused columns."""
+    hours, label reversals: those ``metrics`` holds) and its warnings of refused columns
+    and of columns that look like another unit's."""
     data = {
         "n_excluded_files": "{} file(s) excluded (listed in the attrition file)",
         "n_implausible_values": "{} implausible value(s) read as missing",
@@ -223,6 +224,8 @@ def data_lines(metrics: Mapping[str, Any]) -> list[str]:
         lines += ["", "Data: " + "; ".join(held) + "."]
     for text in metrics.get("implausible_value_warnings") or []:
         lines += ["", f"**Warning:** {text}; the model was scored without this column."]
+    for text in metrics.get("unit_warnings") or []:
+        lines += ["", f"**Warning:** {text}; the model was scored on them as they are."]
     return lines
 
 
