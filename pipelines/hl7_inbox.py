@@ -49,7 +49,8 @@ admitted since). The last
 one, so a message resent after a restart (its acknowledgement lost with the connection)
 is not taken twice either.
 
-The MLLP listener is :mod:`pipelines.mllp_server`'s.
+The MLLP listener is :mod:`pipelines.mllp_server`'s; the acknowledgements, in either mode,
+are made in :mod:`pipelines.hl7_replies`.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
+from pipelines.hl7_replies import Hl7Reply, answered, sender_key, type_label, unread_header
 from pipelines.ward_requests import Refused, score_observations, skipped_note, ward_call
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
@@ -82,21 +83,6 @@ REMEMBER_MESSAGES = 10_000
 _TAKEN_BEFORE = "taken before the gateway restarted (its first acknowledgement cannot be read)"
 #: ... and when the gateway stopped after the message changed the ward, before answering.
 _TAKEN_UNANSWERED = "taken before the gateway restarted (it stopped before acknowledging it)"
-
-
-@dataclass
-class Hl7Reply:
-    """What :meth:`Hl7Inbox.handle` made of a message."""
-
-    ack: str  # the acknowledgement (ER7) for the sender (CA, CE or CR in enhanced mode)
-    code: str  # AA, AE or AR (the outcome, whichever mode acknowledges it)
-    status: int  # the HTTP status of the same outcome (200 for AA)
-    text: str  # what was done, or why not
-    message_type: str = ""
-    result: dict[str, Any] = field(default_factory=dict)  # the ward's answer, for AA
-    duplicate: bool = False
-    send: bool = True  # False: MSH-15 asks for no acknowledgement of this outcome (MLLP)
-    error: int = 207  # why it was not taken, as HL7 table 0357 (ERR-3) says it
 
 
 class Hl7Inbox:
@@ -161,20 +147,20 @@ class Hl7Inbox:
         try:
             msg = read_message(raw)
         except ValueError as e:
-            named = _named(raw)
+            named = unread_header(raw)
             # no MSH first: a segment out of order; else bytes not of the character set
             error = 100 if "first segment must be MSH" in str(e) else 102
             reply = Hl7Reply(hl7_ack(named, "AR", str(e), error=error), "AR", 422, str(e),
                              error=error)  # fmt: skip
             self.intake.message(source, "none", "AR")
-            return _answered(named, reply)
+            return answered(named, reply)
         with self._lock:
-            key = _sender_key(msg)
+            key = sender_key(msg)
             kept = self._seen.get(key) if key else None
             if kept is not None and kept.message_type == msg.message_type:
                 self._seen.move_to_end(key)
-                self.intake.message(source, _type(msg), "duplicate")
-                return _answered(msg, Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text),
+                self.intake.message(source, type_label(msg), "duplicate")
+                return answered(msg, Hl7Reply(kept.ack or hl7_ack(msg, "AA", kept.text),
                                                kept.code, kept.status, kept.text,
                                                kept.message_type, kept.result,
                                                duplicate=True))  # fmt: skip
@@ -191,7 +177,7 @@ class Hl7Inbox:
                 pid = reply.result.get("patient_id")
                 verb = reply.result.get("hl7_action") or (
                     "discharge" if reply.result.get("discharged") else "admit")  # fmt: skip
-                action = f"HL7 {_type(msg, bounded=False)} {verb}"
+                action = f"HL7 {type_label(msg, bounded=False)} {verb}"
                 self.audit.record(caller or source, action, pid, reply.status, client)
             if key and reply.code == "AA":  # an error is worth trying again
                 self._seen[key] = reply
@@ -210,8 +196,8 @@ class Hl7Inbox:
                     self.journal.hl7_forget(key, msg.message_type)
                 except (sqlite3.Error, OSError):
                     logger.exception("hl7: could not forget message %s", msg.control_id)
-        self.intake.message(source, _type(msg), reply.code)
-        return _answered(msg, reply)
+        self.intake.message(source, type_label(msg), reply.code)
+        return answered(msg, reply)
 
     def _take(self, msg: Hl7Message, source: str, received: datetime) -> Hl7Reply:
         code, trigger = msg.kind
@@ -392,61 +378,3 @@ def parse_adt_units(units: Sequence[str] | None) -> tuple[set[str] | None, dict[
     if not names:  # an empty set would take no admission at all
         raise ValueError("--adt-units names no point of care: leave it out to score every unit")
     return names, types
-
-
-#: Enhanced mode's commit acknowledgement of each outcome: taken, refused for what it says
-#: or not processed, rejected as a message not read here.
-_COMMIT = {"AA": "CA", "AE": "CE", "AR": "CR"}
-#: The commit acknowledgements ``MSH-15`` asks for (HL7 table 0155: always, never, on an
-#: error, on success); a value not in the table is taken as always.
-_ACCEPT = {"AL": ("CA", "CE", "CR"), "NE": (), "ER": ("CE", "CR"), "SU": ("CA",)}
-
-
-def _answered(msg: Hl7Message, reply: Hl7Reply) -> Hl7Reply:
-    """``reply`` as the message asks to be acknowledged: as it is in original mode (no
-    ``MSH-15``); in enhanced mode a commit acknowledgement (``CA``/``CE``/``CR`` for
-    ``AA``/``AE``/``AR``), sent when ``MSH-15`` asks for one of that outcome, else the
-    original-mode one when ``MSH-16`` asks for an application acknowledgement of it (a sender
-    asking ``NE``/``AL`` waits for one), else none. The reply kept for a resend is the
-    original-mode one: a resend is answered as it asks."""
-    accept = msg.field("MSH", 15).upper()
-    if not accept:
-        return reply
-    commit = _COMMIT.get(reply.code, "CE")
-    if commit in _ACCEPT.get(accept, _ACCEPT["AL"]):
-        return replace(reply, ack=hl7_ack(msg, commit, reply.text, error=reply.error),
-                       send=True)  # fmt: skip
-    application = msg.field("MSH", 16).upper()
-    wanted = _ACCEPT.get(application, ()) if application else ()  # none said: none sent
-    return replace(reply, send=commit in wanted)
-
-
-def _named(raw: str | bytes) -> Hl7Message:
-    """What a message that cannot be read gives to name it in its ``AR`` (its header, when
-    its bytes are of a character set not said or not read, byte for byte); else nothing."""
-    try:
-        return read_message(raw.decode("latin-1") if isinstance(raw, bytes) else raw)
-    except ValueError:
-        return Hl7Message([["MSH"]])
-
-
-def _sender_key(msg: Hl7Message) -> str:
-    """What makes a message unique: its control id (``MSH-10``) within its sending
-    application and facility (``MSH-3``, ``MSH-4``); "" without a control id."""
-    if not msg.control_id:
-        return ""
-    return "|".join((msg.field("MSH", 3), msg.field("MSH", 4), msg.control_id))
-
-
-#: The message types the inbox takes, each a label of its own on /metrics; any other is
-#: "other" (MSH-9 is the sender's text: one series each, and any text, on an open page).
-KNOWN_TYPES = frozenset({"ADT^A01", "ADT^A02", "ADT^A03", "ADT^A08", "ADT^A11", "ADT^A40",
-                         "ORU^R01"})  # fmt: skip
-
-
-def _type(msg: Hl7Message, bounded: bool = True) -> str:
-    """The message's type as a label (one of :data:`KNOWN_TYPES` or ``other``), or as
-    MSH-9 says it (``bounded=False``: the access log's action, which is not open)."""
-    code, trigger = msg.kind
-    name = f"{code}^{trigger}" if trigger else code or "none"
-    return name if not bounded or name in KNOWN_TYPES else "other"

@@ -887,14 +887,14 @@ def test_the_units_icu_type_reaches_the_model_at_admission_and_transfer(
 
 
 def test_a_message_type_no_one_takes_is_other_on_the_metrics_page() -> None:
-    from pipelines.hl7_inbox import _type
+    from pipelines.hl7_replies import type_label
     from vitalgru.io.hl7v2 import read_message
 
     odd = read_message("MSH|^~\\&|X|H|vitalgru|W|20261206100000||X0^DOE-JANE-MRN|c9|P|2.5\r")
     adt = read_message("MSH|^~\\&|X|H|vitalgru|W|20261206100000||ADT^A01|c1|P|2.5\r")
     # MSH-9 was a label as sent: a series per text, any text, on an open page
-    assert (_type(odd), _type(adt)) == ("other", "ADT^A01")
-    assert _type(odd, bounded=False) == "X0^DOE-JANE-MRN"  # the access log keeps it
+    assert (type_label(odd), type_label(adt)) == ("other", "ADT^A01")
+    assert type_label(odd, bounded=False) == "X0^DOE-JANE-MRN"  # the access log keeps it
 
 
 def test_an_observation_whose_time_cannot_be_read_is_skipped_and_said(
