@@ -18,13 +18,8 @@ from monitor_kit import untrained_monitor
 from tls_kit import make_pki
 
 from pipelines.gateway import create_app
-from pipelines.hl7_forward import (
-    ALARM_CLASSES,
-    AlarmForwarder,
-    alarm_id,
-    alarm_message,
-    client_tls,
-)
+from pipelines.hl7_alarms import ALARM_CLASSES, alarm_id, alarm_message
+from pipelines.hl7_forward import AlarmForwarder, client_tls
 from pipelines.mllp_server import server_tls
 from vitalgru.io.hl7v2 import message_bytes, read_message
 from vitalgru.scoring import EarlyWarningMonitor

@@ -16,7 +16,7 @@ import torch
 import wfdb
 from monitor_kit import PREPROCESSING, hovering, untrained_monitor
 
-from pipelines.hl7_forward import alarm_message
+from pipelines.hl7_alarms import alarm_message
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.errors import WardClosedError
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from monitor_kit import hovering
 
-from pipelines.hl7_forward import alarm_message
+from pipelines.hl7_alarms import alarm_message
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.reports.fhir_gateway import events_bundle
 from vitalgru.reports.ward import ward_page_html
