@@ -45,8 +45,6 @@ archive lost, swapped or cut short is found. It may run beside a gateway writing
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sqlite3
 import threading
@@ -57,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.audit_store import COLUMNS, SCHEMA, chain_link, lenient_text, read_only_db, storable
 from vitalgru.claims import owner_only, sqlite_owner
 
 __all__ = ["COALESCE_S", "AuditLog", "verify_files"]
@@ -67,17 +66,8 @@ logger = logging.getLogger(__name__)
 #: one row (with a count): a poller does not fill the file.
 COALESCE_S = 60.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS access (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, caller TEXT NOT NULL,
-    action TEXT NOT NULL, patient_id TEXT, status INTEGER NOT NULL, client TEXT,
-    count INTEGER NOT NULL DEFAULT 1, chain TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS access_patient ON access (patient_id, seq);
-"""
 #: What makes two accesses the same: caller, action, patient, status, client.
 _Key = tuple[str, str, str | None, int, str | None]
-_COLUMNS = ("seq", "at", "caller", "action", "patient_id", "status", "client", "count")
 
 
 class AuditLog:
@@ -103,13 +93,13 @@ class AuditLog:
             owner_only(self.path)
         try:
             if read_only:
-                self._db = _open_read_only(self.path)
+                self._db = read_only_db(self.path)
             else:
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             # text whose bytes changed on disk reads with U+FFFD where they were: listed as it
             # is, and a row that no longer hashes to its chain for --verify (sqlite's own
             # decoding error stopped both)
-            self._db.text_factory = _lenient_text
+            self._db.text_factory = lenient_text
             # another program's file, or the gateway's state file, is refused untouched
             kind = sqlite_owner(self._db, "kind", self.path, "a vitalgru audit log")
             if kind is not None and kind != "vitalgru-audit":
@@ -119,7 +109,7 @@ class AuditLog:
                     raise ValueError(f"{self.path} is not a vitalgru audit log")
                 return
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             if kind is None:
                 self._db.execute("INSERT INTO meta VALUES ('kind', 'vitalgru-audit')")
         except (sqlite3.DatabaseError, ValueError) as e:
@@ -158,8 +148,8 @@ class AuditLog:
         patients' data: the ward page, the event log), in one transaction: one write to the
         disk for the ward, not one per patient. A failed write counts each row lost."""
         # text UTF-8 cannot hold (a lone surrogate from a JSON "\ud800") is kept escaped
-        caller, action = _storable(caller), _storable(action)
-        client = None if client is None else _storable(client)
+        caller, action = storable(caller), storable(action)
+        client = None if client is None else storable(client)
         status = int(status)
         refused = status in (401, 403)  # each attempt is a row of its own
         now = time.monotonic()
@@ -204,7 +194,7 @@ class AuditLog:
         holds the lock); returns the rows inserted by their key, for the coalescing."""
         added: dict[_Key, tuple[float, int]] = {}
         for pid in patient_ids:
-            pid = None if pid is None else _storable(pid)
+            pid = None if pid is None else storable(pid)
             # the client's address is part of what is the same: a second workstation
             # reading with a shared token (or an open gateway) is a row of its own
             key = (caller, action, pid, status, client)
@@ -217,7 +207,7 @@ class AuditLog:
             cur = self._db.execute(
                 "INSERT INTO access (at, caller, action, patient_id, status, client, chain) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*row, _link(self._last_link(), row)),
+                (*row, chain_link(self._last_link(), row)),
             )
             added[key] = (now, int(cur.lastrowid or 0))
         return added
@@ -241,11 +231,11 @@ class AuditLog:
             args.append(caller)
         if refused:
             where.append("status IN (401, 403)")
-        sql = (f"SELECT {', '.join(_COLUMNS)} FROM access WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM access WHERE {' AND '.join(where)} "
                "ORDER BY seq LIMIT ?")  # fmt: skip
         with self._lock:
             got = self._db.execute(sql, (*args, int(limit))).fetchall()
-        return [dict(zip(_COLUMNS, r, strict=True)) for r in got]
+        return [dict(zip(COLUMNS, r, strict=True)) for r in got]
 
     def _last_link(self) -> str:
         """The chain the next row follows: the last row's, or with no row the anchor (the
@@ -344,7 +334,7 @@ class AuditLog:
                 )
                 for seq, *row, chain in cur:
                     n += 1
-                    if _link(prev, tuple(row)) != chain:
+                    if chain_link(prev, tuple(row)) != chain:
                         return n, int(seq), chain
                     prev = chain
             except sqlite3.DatabaseError as e:  # pages that cannot be read at all
@@ -387,43 +377,6 @@ def verify_files(paths: list[str | Path]) -> list[dict[str, Any]]:
                     "broken": broken, "follows": follows})  # fmt: skip
         prev_last = last  # a file without rows: its anchor
     return out
-
-
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """``path`` opened for reading only. A WAL file needs its ``-shm`` beside it, which a
-    read-only folder cannot get; one without a ``-wal`` has no writer, and is read as it
-    is (``immutable``)."""
-    uri = path.resolve().as_uri()
-    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False,
-                         isolation_level=None)  # fmt: skip
-    try:
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return db
-    except sqlite3.OperationalError:
-        db.close()
-        if Path(f"{path}-wal").exists():
-            raise
-    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False,
-                           isolation_level=None)  # fmt: skip
-
-
-def _storable(text: str) -> str:
-    """``text`` as SQLite can store it: a lone surrogate written as its escape."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _lenient_text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
-def _link(prev: str, row: tuple[Any, ...]) -> str:
-    """The chain of a row: SHA-256 over the chain before it and its fields."""
-    text = json.dumps([prev, *row], separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_rows(path: str | Path, **filters: Any) -> Iterator[dict[str, Any]]:
