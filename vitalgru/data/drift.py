@@ -22,18 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.data.drift_rows import compare_columns, drift_row
 from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, STATIC_COLUMNS
 from vitalgru.metrics.drift import (
-    MIN_VALUES_FOR_PSI,
-    drift_level,
     histogram_on,
-    measured_ratio,
-    measured_ratio_level,
-    psi,
-    psi_present,
     reference_histogram,
-    worst_level,
 )
 from vitalgru.metrics.early_warning import alarm_statistics
 
@@ -122,82 +116,12 @@ def _alarm_burden(risks: np.ndarray, offsets: np.ndarray, threshold: float) -> d
     return {k: float(stats[k]) for k in ("alarm_hour_fraction", "alarms_per_patient_day")}
 
 
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
-
-
-_SEVERITY = ("unknown", "stable", "moderate", "major")
-
-
-def _row(
-    name: str,
-    ref: Mapping[str, Any],
-    now: Mapping[str, Any],
-    independent: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """One column's comparison: the PSI of the whole histogram, of the values present, the
-    change of the share measured, and the worst level of the three. ``independent``: how
-    many independent values each side's rows hold, when fewer than its rows (a patient's
-    age repeats in every hour of the stay: 30 patients are 30 ages, not 1,100)."""
-    whole, values = psi(ref, now), psi_present(ref, now)
-    ratio = measured_ratio(ref, now)
-    n_ref, n_now = independent or (int(ref["n"]), int(now["n"]))
-    share_ref = float(ref["measured"]) + float(ref["refused"])
-    share_now = float(now["measured"]) + float(now["refused"])
-    present = min(share_ref * n_ref, share_now * n_now)
-    judged = (
-        drift_level(whole) if min(n_ref, n_now) >= MIN_VALUES_FOR_PSI else "unknown",
-        drift_level(values) if present >= MIN_VALUES_FOR_PSI else "unknown",
-    )
-    share = measured_ratio_level(ratio, share_ref * n_now, share_now * n_now)
-    # a steady share measured says nothing of the values: with neither PSI judged (too few
-    # values) the column is unknown, not stable (400 risks moved wholesale read "stable")
-    level = "unknown" if judged == ("unknown", "unknown") and share == "stable" else (
-        worst_level(*judged, share)
-    )  # fmt: skip
-    return {
-        "column": name,
-        "level": level,
-        "psi": _finite_or_none(whole),
-        "psi_values": _finite_or_none(values),
-        "measured_ratio": _finite_or_none(ratio),
-        "measured_ref": ref["measured"],
-        "measured_now": now["measured"],
-        "refused_ref": ref["refused"],
-        "refused_now": now["refused"],
-        "median_ref": ref["median"],
-        "median_now": now["median"],
-    }
-
-
-def _severity(row: Mapping[str, Any]) -> tuple[int, float]:
-    return _SEVERITY.index(row["level"]), max(row["psi"] or 0.0, row["psi_values"] or 0.0)
-
-
 def _check_reference(reference: Mapping[str, Any]) -> None:
     if int(reference.get("version", -1)) != REFERENCE_VERSION or "columns" not in reference:
         raise ValueError(
             f"the model's reference profile has version {reference.get('version')!r}; this "
             f"vitalgru reads version {REFERENCE_VERSION}: retrain the model to compare drift"
         )
-
-
-def _compare(
-    ref_cols: Mapping[str, Mapping[str, Any]],
-    current: Mapping[str, tuple[np.ndarray, int]],
-    independent: Mapping[str, tuple[int, int]] | None = None,
-) -> list[dict[str, Any]]:
-    """:func:`_row` of every column both sides have, the most shifted first
-    (``independent``: :func:`_row`'s, by column, where the rows are not)."""
-    rows = [
-        _row(
-            c, ref_cols[c], histogram_on(ref_cols[c]["edges"], v, r), (independent or {}).get(c)
-        )  # fmt: skip
-        for c, (v, r) in current.items()
-        if c in ref_cols
-    ]
-    rows.sort(key=_severity, reverse=True)
-    return rows
 
 
 def early_warning_drift(
@@ -250,12 +174,12 @@ def early_warning_drift(
         raise ValueError(f"{risks.size} risks for a cohort of {int(cohort.offsets[-1])} rows")
     current = {**_columns(cohort), "stay_hours": (np.diff(cohort.offsets).astype(float), 0)}
     per_patient = (int(reference["n_patients"]), cohort.n_patients)
-    rows = _compare(
+    rows = compare_columns(
         {**reference["columns"], "stay_hours": reference["stay_hours"]},
         current,
         {c: per_patient for c in STATIC_COLUMNS},  # one value a stay, in every hour
     )
-    risk = _row("risk", reference["risk"], histogram_on(reference["risk"]["edges"], risks, 0))
+    risk = drift_row("risk", reference["risk"], histogram_on(reference["risk"]["edges"], risks, 0))
     for k, v in _alarm_burden(risks, cohort.offsets, threshold).items():
         risk[f"{k}_ref"] = float(reference[k])
         risk[f"{k}_now"] = v
@@ -419,9 +343,9 @@ def arrhythmia_drift(
         :data:`MIN_RECORDS_FOR_DRIFT`).
     """
     _check_reference(reference)
-    rows = _compare(_without_record_starts(reference), inputs)
+    rows = compare_columns(_without_record_starts(reference), inputs)
     now = histogram_on(_CLASS_EDGES, np.asarray(predicted, np.float64))
-    pred = _row("predicted class", reference["predicted"], now)
+    pred = drift_row("predicted class", reference["predicted"], now)
     pred["classes"] = {
         c: {"ref": reference["predicted"]["fractions"][2 + i], "now": now["fractions"][2 + i]}
         for i, c in enumerate(class_names)

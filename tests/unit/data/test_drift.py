@@ -218,19 +218,19 @@ class TestArrhythmiaDrift:
 def test_too_few_values_to_judge_are_unknown_not_stable() -> None:
     # risks moved wholesale over 400 hours (PSI 16): neither PSI could be judged, and the
     # share measured (always all, for a risk) made the row "stable"
-    from vitalgru.data.drift import _row
+    from vitalgru.data.drift_rows import drift_row
     from vitalgru.metrics.drift import histogram_on, reference_histogram
 
     rng = np.random.default_rng(0)
     ref = reference_histogram(rng.uniform(0, 0.1, 5000))
-    moved = _row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 400)))
+    moved = drift_row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 400)))
     assert moved["psi"] > 10 and moved["level"] == "unknown"
-    judged = _row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 600)))
+    judged = drift_row("risk", ref, histogram_on(ref["edges"], rng.uniform(0.5, 0.9, 600)))
     assert judged["level"] == "major"
     # a share measured that changed is still found with too few values for a PSI
     sparse = reference_histogram(np.r_[rng.uniform(0, 1, 100), np.full(9900, np.nan)])
-    half = _row("lab", sparse, histogram_on(sparse["edges"], np.r_[rng.uniform(0, 1, 20),
-                                                                  np.full(9980, np.nan)]))  # fmt: skip
+    half = drift_row("lab", sparse, histogram_on(sparse["edges"], np.r_[rng.uniform(0, 1, 20),
+                                                                       np.full(9980, np.nan)]))  # fmt: skip
     assert half["level"] in ("moderate", "major")
 
 
@@ -238,10 +238,10 @@ def test_a_share_measured_is_not_judged_on_a_small_batch() -> None:
     """30 new rows of a lab the reference measured in half its 10,000 rows expect 15
     values, too few to call a change: judged at the reference's size, a quiet night's
     batch would be reported as a major drift."""
-    from vitalgru.data.drift import _row
+    from vitalgru.data.drift_rows import drift_row
     from vitalgru.metrics.drift import histogram_on
 
     v = np.where(np.arange(10_000) % 2 == 0, np.linspace(1, 2, 10_000), np.nan)
     ref = reference_histogram(v, 0, 10)
     now = histogram_on(ref["edges"], np.full(30, np.nan), 0)
-    assert _row("lactate", ref, now)["level"] == "unknown"
+    assert drift_row("lactate", ref, now)["level"] == "unknown"
