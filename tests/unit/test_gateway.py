@@ -1228,7 +1228,7 @@ def test_a_sepsis_patients_live_page_is_the_replay_page_of_the_stay_so_far(
         assert f"{summary['risk_max']:.3f}" in page
         assert "HR" in page and "400" in page  # the refused value is listed
         # with its value for a column outside the findings too (a percentage FiO2 was "?")
-        assert f"ICU hour {int(rows[2]['ICULOS'])}: FiO2 = 50.0<" in page
+        assert f"ICU hour {int(rows[2]['ICULOS'])}: FiO2 = 50<" in page
         onsets = [e for e in c.get("/events").json()["events"] if e["source"] == "sepsis"]
         assert len(onsets) == summary["alarm_episodes"] > 0
         for e in onsets:  # each episode with what raised the risk when it began

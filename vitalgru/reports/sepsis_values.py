@@ -23,6 +23,7 @@ __all__ = [
     "KEY_MEASURES",
     "findings_html",
     "fmt",
+    "fmt_received",
     "refused_items",
     "refused_text",
     "shown",
@@ -67,14 +68,23 @@ def shown(v: float, column: str | None = None) -> float:
 
 def fmt(v: float, column: str | None = None) -> str:
     """A measurement as printed: to its :data:`DECIMALS` (HR 88, Temp 38.0, Creatinine
-    1.16); another column (a value refused as impossible: FiO2) one decimal below 100 and
-    none above, with the decimals a value needs beyond that (100.4, not 100). By magnitude
-    alone, one row read "HR 88.0 bpm; SBP 99.0 mmHg; MAP 101 mmHg"."""
+    1.16); another column (pH, FiO2) one decimal below 100 and none above, with the
+    decimals a value needs beyond that (100.4, not 100). By magnitude alone, one row read
+    "HR 88.0 bpm; SBP 99.0 mmHg; MAP 101 mmHg". A value refused as impossible is printed
+    by :func:`fmt_received` instead."""
     r = shown(v, column)
     if column in DECIMALS:
         return f"{r:.{DECIMALS[column]}f}"
     d = 1 if abs(r) < 100 else 0
     return f"{r:.{d}f}" if round(r, d) == r else f"{r:.2f}".rstrip("0")
+
+
+def fmt_received(v: float) -> str:
+    """A value refused as impossible, as it came: to six significant digits, never to a
+    column's chart precision. Such values are often a unit mix-up (SpO2 sent as the
+    fraction 0.97, platelets in 10^9/mL), and rounded to the chart they read "O2Sat = 1",
+    hiding what was sent."""
+    return f"{v:.6g}"
 
 
 def findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
@@ -89,10 +99,11 @@ def findings_html(findings: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def refused_items(s: Mapping[str, Any]) -> list[str]:
-    """Each value refused as impossible, as HTML text: ``ICU hour 4: FiO2 = 50.0``."""
+    """Each value refused as impossible, as HTML text, the value as it came (see
+    :func:`fmt_received`): ``ICU hour 4: FiO2 = 50``, ``ICU hour 5: O2Sat = 0.97``."""
     return [
         f"ICU hour {r['hour']}: {html.escape(CHALLENGE_NAMES.get(r['column'], r['column']))} = "
-        f"{'?' if r['value'] is None else fmt(r['value'], r['column'])}"
+        f"{'?' if r['value'] is None else fmt_received(r['value'])}"
         for r in s["rejected"]
     ]
 

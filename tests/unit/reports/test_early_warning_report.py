@@ -178,11 +178,11 @@ def test_one_patient_without_an_alarm_gets_the_whole_stay() -> None:
                      {"temp_c": [37.0, 370.0, 37.2]}, [[], ["temp_c"], []])  # fmt: skip
     page = early_warning_report_html([s])
     assert page.count("<svg") == 1 and "<h2>Patient icu-3</h2>" in page
-    assert "ICU hour 2: Temp = 370.0<" in page and "No alarm" in page
+    assert "ICU hour 2: Temp = 370<" in page and "No alarm" in page
     # on a page of many, the quiet patients' refused values are in their row
     other = stay_summary("icu-4", [1], [0.1], 0.25, {}, [[]])
     many = early_warning_report_html([s, other])
-    assert many.count("<svg") == 0 and "<td>ICU hour 2: Temp = 370.0</td>" in many
+    assert many.count("<svg") == 0 and "<td>ICU hour 2: Temp = 370</td>" in many
 
 
 def test_a_risk_just_under_the_threshold_is_not_shown_as_reaching_it() -> None:
@@ -233,3 +233,14 @@ def test_a_stay_labelled_septic_from_its_first_hour_gets_no_invented_onset_or_le
     assert "before it" not in page and ">onset<" not in page
     later = stay_summary("q", list(range(1, 10)), [0.5] * 9, 0.2, {}, sepsis_label=[0] + [1] * 8)
     assert not later["labelled_from_first_hour"] and later["first_alarm_lead_h"] == 7.0
+
+
+def test_a_refused_value_is_listed_as_it_came_not_to_the_chart_precision() -> None:
+    # refused values were printed to their column's chart precision: an SpO2 sent as the
+    # fraction 0.97 read "O2Sat = 1", an HR of 0.4 "HR = 0", hiding the unit mix-up
+    values = {"spo2_pct": [0.97, 97.0], "hr_bpm": [0.4, 80.0], "platelets_10e3_ul": [0.21, 200.0]}
+    rejected = [("spo2_pct", "hr_bpm", "platelets_10e3_ul"), ()]
+    s = stay_summary("icu-1", [1, 2], [0.1, 0.2], 0.5, values, rejected)
+    page = early_warning_report_html([s])
+    listed = re.findall(r"<li>ICU hour 1: ([^<]*)</li>", page)
+    assert sorted(listed) == ["HR = 0.4", "O2Sat = 0.97", "Platelets = 0.21"], listed
