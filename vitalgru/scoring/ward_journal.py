@@ -57,7 +57,8 @@ __all__ = ["WardJournal"]
 logger = logging.getLogger("vitalgru.scoring.ward")
 
 #: The tables holding a sepsis patient's stay, by patient id.
-_SEPSIS_TABLES = ("sepsis_beds", "sepsis_static", "sepsis_hours", "sepsis_live", "sepsis_pending")
+_SEPSIS_TABLES = ("sepsis_beds", "sepsis_static", "sepsis_hours", "sepsis_live", "sepsis_pending",
+                  "sepsis_taken")  # fmt: skip
 
 
 def _move_trend(db: sqlite3.Connection, patient_id: str, new_id: str | None) -> None:
@@ -185,8 +186,15 @@ class WardJournal(JournalWrites):
             _move_trend(db, patient_id, None)  # the stay's streams leave with it
 
     def admit_sepsis(
-        self, patient_id: str, admitted_at: str, static: Mapping[str, float] | None = None
+        self,
+        patient_id: str,
+        admitted_at: str,
+        static: Mapping[str, float] | None = None,
+        taken_at: str | None = None,
     ) -> None:
+        """Keep an admission: when the stay began (``admitted_at``) and when the gateway
+        took it (``taken_at``, in a table of its own, so that a file an older vitalgru
+        reads again is still one it writes to)."""
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO sepsis_beds VALUES (?, ?)", (patient_id, admitted_at)
@@ -195,6 +203,9 @@ class WardJournal(JournalWrites):
             db.execute("DELETE FROM sepsis_static WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_live WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_taken WHERE patient_id = ?", (patient_id,))
+            if taken_at is not None:
+                db.execute("INSERT INTO sepsis_taken VALUES (?, ?)", (patient_id, taken_at))
             if static:
                 db.execute(
                     "INSERT INTO sepsis_static VALUES (?, ?)", (patient_id, event_json(static))

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS sepsis_hours (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS sepsis_live (patient_id TEXT PRIMARY KEY, last_observation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sepsis_taken (patient_id TEXT PRIMARY KEY, taken_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_pending (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));

@@ -325,6 +325,10 @@ class WardRestart(SepsisWard):
                 bed.pending = {h: v for h, v in a.pending.items() if h > last}
                 if a.last_observation is not None:  # empty hours go on being scored
                     bed.last_observation = datetime.fromisoformat(a.last_observation)
+                # "nothing came yet" counts from the admission's taking, or, in a file from
+                # before it was kept, from now: never a ward marked quiet as it restarts
+                bed.taken_at = (self.sepsis_now() if a.taken_at is None
+                                else datetime.fromisoformat(a.taken_at))  # fmt: skip
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n

@@ -115,8 +115,9 @@ class SepsisWard(SepsisHours):
         with self._model_lock, self._queue_lock:
             self.sepsis.admit(pid)  # ValueError when already admitted
             self._in_shadow(self._shadow_sepsis, lambda sh: sh.admit(pid))
-            self._sepsis_beds[pid] = SepsisBed(at, given)
-            self._journal("admit_sepsis", pid, self._sepsis_beds[pid].admitted_at, given)
+            # "nothing came yet" is measured from now, not from a stay dated back
+            self._sepsis_beds[pid] = SepsisBed(at, given, taken_at=now)
+            self._journal("admit_sepsis", pid, at, given, _iso(now))
 
     def add_hour(self, patient_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Score a patient's next hour (``{column: value}``, Challenge-2019 or vitalgru
@@ -256,8 +257,9 @@ class SepsisWard(SepsisHours):
         being assembled from observations: {column: values so far}}), "last_scored_at" (when the
         latest hour was scored; None for hours taken up from a state file), "last_data_at"
         (when the feed last sent a row or an observation; None when not known),
-        "no_data_since" (that time, or the admission's, once nothing has come for longer
-        than :data:`~vitalgru.sepsis_display.NO_DATA_AFTER`; else None), "risk_max"
+        "no_data_since" (that time, or, when nothing came yet, when the gateway took the
+        admission (not the stay's start, which may be dated back), once nothing has come
+        for longer than :data:`~vitalgru.sepsis_display.NO_DATA_AFTER`; else None), "risk_max"
         and "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
         on sepsis monitoring."""
         self._need(self.sepsis, "early-warning", change=False)

@@ -104,6 +104,9 @@ class SepsisBed:
     touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
     last_observation: datetime | None = None  # wall clock of the latest observation taken
     last_row_at: datetime | None = None  # wall clock of the latest row sent whole
+    # wall clock when the gateway took the admission (not when the stay began: that can be
+    # dated back), or took the bed up at a restart when the state file did not keep it
+    taken_at: datetime | None = None
 
     @property
     def last(self) -> HourRisk | None:
@@ -123,12 +126,14 @@ class SepsisBed:
         return max(sent, default=None)
 
     def no_data_since(self, now: datetime | None) -> str | None:
-        """When the feed last sent something (or, when nothing came yet, the admission), if
-        that is more than :data:`NO_DATA_AFTER` before ``now``; else None (and without
-        ``now``, or when not known: after a restart, until a feed of rows sends again)."""
+        """When the feed last sent something (or, when nothing came yet, when the gateway
+        took the admission: :attr:`taken_at`, not the stay's start, which may be dated back
+        hours), if that is more than :data:`NO_DATA_AFTER` before ``now``; else None (and
+        without ``now``, or when not known: after a restart, until a feed of rows sends
+        again)."""
         last = self.last_data()
         if last is None and not self.risks:
-            last = datetime.fromisoformat(self.admitted_at)
+            last = self.taken_at
         if now is None or last is None or now - last <= NO_DATA_AFTER:
             return None
         return last.isoformat()

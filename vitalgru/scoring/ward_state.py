@@ -14,7 +14,8 @@ why), and everything else is taken up. What leaving a row out means, by table:
 - a sepsis bed that cannot be read: that patient is not taken up; one stored hour that
   cannot be read: the stay is scored again without it, as an hour in which nothing was
   measured (the hours after it keep their ICU hour); demographics: scored without them;
-  an hour being assembled, or when the latest observation came: that part is lost;
+  an hour being assembled, or when the latest observation came: that part is lost; when
+  the gateway took the admission: "nothing came yet" is counted from the restart;
 - an event or an alarm strip: left out of the log (the numbering goes on after the
   newest number kept); the models the ward last ran with: unknown.
 
@@ -65,6 +66,8 @@ class SepsisAdmission:
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     last_observation: str | None = None  # when the latest observation arrived (ISO, UTC)
     hour_keys: list[int] = field(default_factory=list)  # each row's hour in the file
+    # when the gateway took the admission (ISO, UTC); None in a file from before it was kept
+    taken_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -360,7 +363,19 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
             ),
             read=_utc_time,
         ), None)  # fmt: skip
-        out.append(SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys))
+        taken = _one(r.each(
+            "sepsis_taken",
+            "SELECT taken_at FROM sepsis_taken WHERE patient_id = ?",
+            (pid,),
+            pid,
+            "when the gateway took the admission",
+            key=lambda _, pid=pid: {"patient_id": pid},
+            lost=lambda _: "when the gateway took the admission (counted from the restart)",
+            read=_utc_time,
+        ), None)  # fmt: skip
+        out.append(
+            SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys, taken_at=taken)
+        )
     return out
 
 

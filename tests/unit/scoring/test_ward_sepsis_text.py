@@ -5,7 +5,9 @@ latest hour was scored, and a feed gone quiet."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +20,7 @@ from vitalgru.reports.fhir_gateway import events_bundle
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 SAID = re.compile(r"sepsis risk score ([0-9.]+) (reached|fell below) the alarm line ([0-9.]+) ")
 
@@ -84,6 +87,48 @@ class TestQuietFeed:
         # an observation counts as data too
         ward.add_observations("icu-2", 4, {"HR": 88.0})
         assert ward.sepsis_summary("icu-2")["no_data_since"] is None
+
+    def test_a_stay_dated_back_counts_its_silence_from_when_the_gateway_took_it(
+        self,
+        sepsis_fit: tuple[Any, dict, list[dict]],
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """A patient admitted now for a stay that began 5 h ago (an ADT^A01 dated by its
+        event time, ``admitted_at=``) was marked "no data since" the stay's start at the
+        moment of admission, before the feed could send anything."""
+        model, preprocessing, _ = sepsis_fit
+        clock = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda: clock[0])
+        state = tmp_path / "ward-state.sqlite"
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        ward.admit_sepsis("icu-9", admitted_at=clock[0] - timedelta(hours=5))
+        s = ward.sepsis_summary("icu-9")
+        assert s["admitted_at"] == "2026-12-07T03:00:00+00:00" and s["no_data_since"] is None
+        assert "no data since 2026" not in ward_page_html(*ward.summaries())
+        clock[0] += timedelta(hours=3, minutes=1)  # 3 h after the gateway took it: marked
+        assert ward.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T08:00:00+00:00"
+        ward.journal.close()
+
+        def restarted() -> Ward:
+            again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                         journal=WardJournal(state))  # fmt: skip
+            again.restore(again.journal.load())
+            return again
+
+        # the time is kept over a restart
+        again = restarted()
+        assert again.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T08:00:00+00:00"
+        again.journal.close()
+        # a file from before it was kept counts from the restart: not marked as it restarts
+        with sqlite3.connect(state) as db:
+            db.execute("DELETE FROM sepsis_taken")
+        db.close()
+        again = restarted()
+        assert again.sepsis_summary("icu-9")["no_data_since"] is None
+        clock[0] += timedelta(hours=3, minutes=1)
+        assert again.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T11:01:00+00:00"
+        again.journal.close()
 
     def test_the_stay_page_says_when_its_hour_was_scored_and_that_nothing_came_since(
         self,
