@@ -389,6 +389,38 @@ def test_a_damaged_state_file_costs_only_its_damaged_rows(
     assert [len(a.hours) for a in again.sepsis] == [5, 5]
 
 
+def test_a_models_row_that_names_no_model_is_left_out_and_the_gateway_starts(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # {"early-warning": null} in the state file's models stopped the start with an
+    # AttributeError from the restart's model comparison: no patient was taken up
+    model, preprocessing, rows = sepsis_fit
+    _without_registry(monkeypatch, model, preprocessing)
+    state = tmp_path / "ward-state.sqlite"
+    ward, _ = build_ward("models:/ecg", "models:/champ", state)
+    ward.admit_sepsis("icu-1")
+    ward.add_hour("icu-1", rows[0])
+    ward.close()
+    ward.journal.close()
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'models'",
+                   ('{"early-warning": null, "arrhythmia": 3}',))  # fmt: skip
+    db.close()
+    with caplog.at_level(logging.WARNING):
+        ward, names = build_ward("models:/ecg", "models:/champ", state)
+    assert ward.patients()["sepsis"] == ["icu-1"] and names["early-warning"]
+    assert ward.status()["state_rows_damaged"] == 2
+    said = [e for e in ward.events()["events"] if e["kind"] == "state_damaged"]
+    lost = " ".join(str(e.get("lost", e["message"])) for e in said)
+    assert "the model the early-warning task last ran with (unknown)" in lost, said
+    assert "kept as None, not a model's name" in lost
+    ward.journal.close()
+    assert WardJournal(state).load().damaged == []  # mended: the next start finds none
+
+
 def test_a_sepsis_alarm_event_names_what_raised_the_risk(
     sepsis: tuple[EarlyWarningMonitor, list[dict]],
 ) -> None:

@@ -17,7 +17,8 @@ why), and everything else is taken up. What leaving a row out means, by table:
   an hour being assembled, or when the latest observation came: that part is lost; when
   the gateway took the admission: "nothing came yet" is counted from the restart;
 - an event or an alarm strip: left out of the log (the numbering goes on after the
-  newest number kept); the models the ward last ran with: unknown.
+  newest number kept); the models the ward last ran with (or one task's of them, kept
+  as something other than a model's name): unknown.
 
 A table that SQLite itself cannot read to the end (a damaged page) keeps the rows read before
 the damage. A file that is not a ward state at all, or of another schema version, is refused
@@ -389,6 +390,20 @@ def read_state(db: sqlite3.Connection, keep_events: int) -> WardState:
         db.text_factory = factory
 
 
+def _models(r: _Reader, kept: dict[str, Any]) -> dict[str, str]:
+    """The models last run with, by task: an entry that is not a model's name (a row edited
+    by hand: ``{"early-warning": null}``) is left out and said (the row mended to the rest),
+    as a damaged row is; it stopped the gateway's start, where the restart compares them."""
+    models = {k: v for k, v in kept.items() if isinstance(v, str)}
+    for task, v in kept.items():
+        if task not in models:
+            r.damaged.append(StateDamage(
+                "meta", {"key": "models"}, None,
+                f"the model the {task} task last ran with (unknown)",
+                f"kept as {v!r}, not a model's name", mend={"value": json.dumps(models)}))  # fmt: skip
+    return models
+
+
 def _read(r: _Reader, keep_events: int) -> WardState:
     ecg = _ecg(r)
     sepsis = _sepsis(r)
@@ -404,7 +419,7 @@ def _read(r: _Reader, keep_events: int) -> WardState:
         lost=lambda seq, _: f"event {seq} (left out of the log)",
         read=lambda seq, text: _event(text, seq),
     ))  # fmt: skip
-    models: dict[str, str] = _one(r.each(
+    models = _models(r, _one(r.each(
         "meta",
         "SELECT value FROM meta WHERE key = 'models'",
         (),
@@ -413,7 +428,7 @@ def _read(r: _Reader, keep_events: int) -> WardState:
         key=lambda _: {"key": "models"},
         lost=lambda _: "the models last run with",
         read=_json_object,
-    ), {})  # fmt: skip
+    ), {}))  # fmt: skip
     strips = list(r.each(
         "strips",
         "SELECT seq, meta, samples FROM strips ORDER BY seq",
