@@ -80,8 +80,8 @@ def ecg_indicator(alarm: Mapping[str, Any]) -> str:
 
 def ecg_summary_line(alarm: Mapping[str, Any], name: str) -> str:
     """The card's summary (under 140 characters, as CDS Hooks asks): the alarm, when it was
-    raised and, for one that ended, when it ended."""
-    line = f"ECG alarm: {name} at {alarm.get('received_at')}"
+    raised (its onset, on the clock its end is on) and, for one that ended, when it ended."""
+    line = f"ECG alarm: {name} at {alarm.get('onset_at') or alarm.get('received_at')}"
     if alarm.get("state") == "ended":
         end = alarm.get("ended") or {}
         line += f", ended {end['at']}" if end.get("at") else ", ended"
@@ -102,6 +102,8 @@ def ecg_state_line(alarm: Mapping[str, Any]) -> str | None:
         return f"**Ended** at {end.get('at')}" + (f": {said}." if said else ".")
     if state == "momentary":
         return "Momentary: an event, not a condition that lasts; nothing of it goes on."
+    if state == "notice":
+        return "A notice from the gateway, not an alarm."
     return None
 
 

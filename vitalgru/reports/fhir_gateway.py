@@ -83,8 +83,9 @@ def events_bundle(
     ``Bundle`` of ``Flag`` resources, one per event, for an integration engine that takes
     FHIR rather than the gateway's JSON.
 
-    An ECG alarm's flag starts at its onset on the wall clock (``onset_at``), a sepsis alarm
-    onset's and a feed's at the time the gateway logged it (``received_at``). An alarm is
+    An ECG alarm's flag starts at its onset on the wall clock (``onset_at``, stream time),
+    and a pause's or poor signal's ends on the same clock (its end's ``ended_at``), a sepsis
+    alarm onset's and a feed's at the time the gateway logged it (``received_at``). An alarm is
     ``active`` when its event number is in ``active`` (its condition goes on: the patient
     is still in that sepsis episode, the feed is not back yet, the signal not good again,
     no heartbeat since the pause); other ECG alarms and other events are momentary
@@ -99,7 +100,7 @@ def events_bundle(
     """
     live = set(int(a) for a in active)
     ends = {int(a): str(at) for a, at in (ended or {}).items()}
-    ends.update({int(e["ends"]): str(e["received_at"]) for e in events
+    ends.update({int(e["ends"]): str(e.get("ended_at") or e["received_at"]) for e in events
                  if e.get("ends") is not None and e.get("received_at")})  # fmt: skip
     out: list[tuple[str, Resource]] = []
     for e in events:

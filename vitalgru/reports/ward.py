@@ -88,18 +88,26 @@ def _alarm_state(alarm: Mapping[str, Any], zone: tzinfo | None) -> str:
         return f"ended {html.escape(shown_at(end.get('at'), zone))}: {html.escape(str(end.get('message', '')))}"
     if state == "momentary":
         return "momentary (no condition that lasts)"
+    if state == "notice":
+        return "a notice, not an alarm"
     return ""
+
+
+def _alarms(patient: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """An ECG patient's alarms, less the notices among them (the monitor restarted)."""
+    return [a for a in patient["alarms"] if a.get("state") != "notice"]
 
 
 def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str:
     e = html.escape
     order = sorted(
         patients,
-        key=lambda p: (not _unseen(p["alarms"]), not p["alarms"], str(p["patient_id"])),
+        key=lambda p: (not _unseen(_alarms(p)), not _alarms(p), str(p["patient_id"])),
     )
     rows = []
     for p in order:
-        last = p["alarms"][-1] if p["alarms"] else None
+        real = _alarms(p)
+        last = real[-1] if real else None
         alarm = "none"
         if last:
             at, state = _alarm_at(last, zone), _alarm_state(last, zone)
@@ -109,7 +117,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
                 + (f" ({state})" if state else "")
                 + f": {e(str(last['message']))}{e(_acknowledged(last))}"
             )
-        going = [a for a in p["alarms"][:-1] if a.get("state") == "going_on"]
+        going = [a for a in real[:-1] if a.get("state") == "going_on"]
         if going:  # a condition that lasts (a pause, a lost feed) behind a newer alarm
             alarm += "; <span class=hi>still going on</span>: " + "; ".join(
                 f"{e(ALERT_NAMES.get(a['kind'], a['kind']))} since {e(_alarm_at(a, zone))}"
@@ -122,8 +130,8 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
                 " <span class=hi>(check the leads: the QRS points against its usual way)</span>"
             )
 
-        unseen = _unseen(p["alarms"])
-        n_alarms = f"{len(p['alarms'])}" + (
+        unseen = _unseen(real)
+        n_alarms = f"{len(real)}" + (
             f" <span class=hi>({unseen} not acknowledged)</span>" if unseen else ""
         )
         hr = "–" if p["hr_bpm"] is None else f"{p['hr_bpm']:.0f}"

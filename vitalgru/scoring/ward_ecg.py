@@ -301,10 +301,13 @@ class EcgWard(WardShadows, WardStrips):
                 continue
             if kind != "pause":
                 self._awaiting_ack.pop(seq, None)
-            self._event({"source": "ward", "patient_id": pid, "kind": "alarm_ended", "ends": seq,
-                         "alarm_kind": kind, "reason": "discharged",
-                         "message": f"the {kind.replace('_', ' ')} "
-                         f"alarm (event {seq}) ends: the patient left ECG monitoring"})  # fmt: skip
+            event = {"source": "ward", "patient_id": pid, "kind": "alarm_ended", "ends": seq,
+                     "alarm_kind": kind, "reason": "discharged",
+                     "message": f"the {kind.replace('_', ' ')} "
+                     f"alarm (event {seq}) ends: the patient left ECG monitoring"}  # fmt: skip
+            if kind in ("poor_signal", "pause"):  # begun on the stream's clock: ended on it
+                event["ended_at"] = _iso_ms(bed.next_at())
+            self._event(event)
         bed.lost_seq = bed.rate_seq = bed.poor_seq = bed.pause_seq = None
 
     def merge_ecg(self, patient_id: str, into: str) -> dict[str, Any]:
@@ -346,19 +349,29 @@ class EcgWard(WardShadows, WardStrips):
                 if bed is None:
                     continue
                 if bed.poor_seq is not None and self.ecg.signal_good(pid):
-                    poor, bed.poor_seq = bed.poor_seq, None
-                    self._awaiting_ack.pop(poor, None)
-                    self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
-                                 "ends": poor, "alarm_kind": "poor_signal",
-                                 "message": "the ECG signal passed the quality "
-                                 "check again: beats can be trusted"})  # fmt: skip
+                    self._condition_ended(pid, bed, "poor_signal", bed.next_at())
                 if bed.pause_seq is not None and not self.ecg.pause_open(pid):
-                    pause, bed.pause_seq = bed.pause_seq, None
-                    self._event({"source": "ecg", "patient_id": pid, "kind": "beats_resumed",
-                                 "ends": pause, "alarm_kind": "pause",
-                                 "message": "heartbeats are detected again "
-                                 "after the pause"})  # fmt: skip
+                    self._condition_ended(pid, bed, "pause", bed.next_at())
                 self._note_polarity(pid, bed)
+
+    def _condition_ended(self, pid: str, bed: EcgBed, kind: str, by: datetime) -> None:
+        """Log the end of ``pid``'s open ``poor_signal`` or ``pause`` alarm (the caller
+        holds the queue lock), ``ended_at`` ``by``: the stream time by which it had ended,
+        on the clock of the alarms' ``onset_at``, so that an end never reads before its
+        onset for a feed that sends faster than real time."""
+        at = _iso_ms(by)
+        if kind == "poor_signal":
+            seq, bed.poor_seq = bed.poor_seq, None
+            self._awaiting_ack.pop(seq, None)  # a technical alarm: its escalation stops
+            self._event({"source": "ecg", "patient_id": pid, "kind": "signal_restored",
+                         "ends": seq, "alarm_kind": kind, "ended_at": at,
+                         "message": "the ECG signal passed the quality "
+                         "check again: beats can be trusted"})  # fmt: skip
+        else:  # a clinical alarm: it still wants someone to acknowledge it
+            seq, bed.pause_seq = bed.pause_seq, None
+            self._event({"source": "ecg", "patient_id": pid, "kind": "beats_resumed",
+                         "ends": seq, "alarm_kind": kind, "ended_at": at,
+                         "message": "heartbeats are detected again after the pause"})  # fmt: skip
 
     def _note_polarity(self, pid: str, bed: EcgBed) -> None:
         """Keep which way the patient's QRS points (the caller holds both locks), and warn
@@ -389,7 +402,14 @@ class EcgWard(WardShadows, WardStrips):
                 if bed is not None:
                     # stream time on the wall clock: exact for a feed that runs in real
                     # time, as a bedside feed does
-                    event["onset_at"] = _iso_ms(bed.stream_start + timedelta(seconds=a.onset_s))
+                    onset = bed.stream_start + timedelta(seconds=a.onset_s)
+                    event["onset_at"] = _iso_ms(onset)
+                    # a second pause or poor signal in one chunk: the tracker re-armed, so
+                    # the first one ended before it began; its end is logged first
+                    if a.kind == "poor_signal" and bed.poor_seq is not None:
+                        self._condition_ended(a.patient_id, bed, "poor_signal", onset)
+                    elif a.kind == "pause" and bed.pause_seq is not None:
+                        self._condition_ended(a.patient_id, bed, "pause", onset)
                     start_s, end_s = strip_bounds(a)
                     event["strip_s"] = round(end_s - start_s, 3)  # once complete
                 stored = self._event(event)

@@ -1,12 +1,15 @@
 """Whether each alarm of an ECG patient's summary goes on: the alarms of a condition that
 lasts (a lost feed, one off its rate, a poor signal, a pause) are open until an event of the
-ward's log ends them (``ends``); the others are momentary. What the pages and the summary
-say of each (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`)."""
+ward's log ends them (``ends``); the other alarms are momentary; a notice among them (the
+monitor restarted: :data:`~vitalgru.scoring.ward_events.INFO_KINDS`) is no alarm. What the
+pages and the summary say of each (:meth:`vitalgru.scoring.ward.Ward.ecg_summary`)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+
+from vitalgru.scoring.ward_events import INFO_KINDS
 
 __all__ = ["LASTING_ALARMS", "alarm_ends", "alarm_state"]
 
@@ -23,9 +26,12 @@ def alarm_state(
 ) -> dict[str, Any]:
     """A copy of ``alarm`` with its ``state``: ``going_on`` (its number among ``open_seqs``,
     the patient's alarms whose condition lasts), ``ended`` (with ``ended``, its end from
-    ``ends``, when the log still holds it) or ``momentary``."""
+    ``ends``, when the log still holds it), ``momentary``, or ``notice`` (no alarm: the
+    monitor restarted)."""
     out = dict(alarm)
-    if out.get("kind") not in LASTING_ALARMS:
+    if out.get("kind") in INFO_KINDS:
+        out["state"] = "notice"
+    elif out.get("kind") not in LASTING_ALARMS:
         out["state"] = "momentary"
     elif out.get("seq") in open_seqs:
         out["state"] = "going_on"
@@ -38,10 +44,13 @@ def alarm_state(
 
 def alarm_ends(events: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
     """The ends of alarms among ``events`` (the ward's log): ``{seq of the alarm: {"seq",
-    "at" (when logged, ISO UTC), "kind" (``beats_resumed``, ``alarm_ended``, ...),
-    "reason" (an ``alarm_ended``'s, else None), "message"}}``."""
+    "at" (ISO UTC: the end of a pause or a poor signal on the stream's clock, ``ended_at``,
+    the clock its ``onset_at`` is on; another's when it was logged), "kind"
+    (``beats_resumed``, ``alarm_ended``, ...), "reason" (an ``alarm_ended``'s, else None),
+    "message"}}``."""
     return {
-        int(e["ends"]): {"seq": e.get("seq"), "at": e.get("received_at"), "kind": e.get("kind"),
+        int(e["ends"]): {"seq": e.get("seq"), "at": e.get("ended_at") or e.get("received_at"),
+                         "kind": e.get("kind"),
                          "reason": e.get("reason"), "message": e.get("message", "")}
         for e in events
         if e.get("ends") is not None

@@ -384,12 +384,13 @@ class WardEvents:
 
     def alarms_ended(self, seqs: Iterable[int]) -> dict[int, str]:
         """``{seq: when it ended}`` of those of the alarms ``seqs`` whose end the log
-        holds: the ``received_at`` of the event that ``ends`` it (``alarm_ended``,
-        ``feed_restored``, ...; an alarm with no such event, momentary or going on, is left
-        out)."""
+        holds: the ``ended_at`` (an ECG condition's end on the stream's clock, the one its
+        ``onset_at`` is on), else the ``received_at``, of the event that ``ends`` it
+        (``alarm_ended``, ``feed_restored``, ...; an alarm with no such event, momentary or
+        going on, is left out)."""
         wanted = {int(s) for s in seqs}
         with self._queue_lock:
-            return {int(e["ends"]): str(e["received_at"]) for e in self._events
+            return {int(e["ends"]): str(e.get("ended_at") or e["received_at"]) for e in self._events
                     if e.get("ends") is not None and int(e["ends"]) in wanted}  # fmt: skip
 
     def events(
