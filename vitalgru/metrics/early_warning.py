@@ -258,7 +258,7 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         f"| alarm onsets per patient-day | {num('alarms_per_patient_day', 2)} |",
         f"| hours in alarm | {num('alarm_hour_fraction', pct=True)} |",
         f"| non-septic patients ever alarmed | {num('false_alarm_patient_fraction', pct=True)} |",
-        f"| mean hourly risk / share of hours labelled septic | {num('mean_risk', pct=True)} / {num('event_rate', pct=True)} |",
+        f"| mean hourly risk score (not a probability) / share of hours labelled septic | {num('mean_risk')} / {num('event_rate', pct=True)} |",
         f"| Brier score / expected calibration error (10 bins) | {num('brier', 4)} / {num('ece', 4)} |",
         f"| calibration in the large / slope (0 and 1 when calibrated) | {num('calibration_in_the_large', 2)} / {num('calibration_slope', 2)} |",
     ]  # fmt: skip
@@ -266,15 +266,15 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
     if metrics.get("calibration"):
         lines += [
             "",
-            "Calibration of the hourly risk against SepsisLabel (risks in bins of equal count; "
-            "a calibrated risk matches the share observed):",
+            "Calibration of the hourly risk score against SepsisLabel (scores in bins of equal "
+            "count; a calibrated score matches the share observed):",
             "",
-            "| risks | hours | mean risk | observed |",
+            "| risk scores | hours | mean risk score | observed |",
             "|---|---:|---:|---:|",
         ]
         lines += [
             f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
-            f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
+            f"{b['mean_risk']:.3f} | {100 * b['observed']:.2f} % |"
             for b in metrics["calibration"]
         ]
     prob = metrics.get("probability_calibration")

@@ -136,7 +136,7 @@ def unlabelled_report_markdown(metrics: Mapping[str, Any], title: str) -> str:
         f"| alarm onsets per patient-day | {_cell(metrics.get('alarms_per_patient_day'), '.2f')} |",
         f"| hours in alarm | {_cell(metrics.get('alarm_hour_fraction'), '.1f', 100, ' %')} |",
         f"| patients ever alarmed | {_cell(metrics.get('alarmed_patient_fraction'), '.1f', 100, ' %')} |",
-        f"| mean hourly risk | {_cell(metrics.get('mean_risk'), '.1f', 100, ' %')} |",
+        f"| mean hourly risk score (not a probability) | {_cell(metrics.get('mean_risk'), '.3f')} |",
     ]  # fmt: skip
     if metrics.get("mean_probability") is not None:
         lines.append(

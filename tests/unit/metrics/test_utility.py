@@ -270,7 +270,7 @@ class TestReportMarkdown:
         assert f"| Brier score / expected calibration error (10 bins) | {m['brier']:.4f} / " in md
         first = table[0]
         assert (f"| {first['risk_min']:.3f}-{first['risk_max']:.3f} | {first['n']} | "
-                f"{100 * first['mean_risk']:.2f} % |") in md  # fmt: skip
+                f"{first['mean_risk']:.3f} |") in md  # a score, not a percentage  # fmt: skip
         # NEWS2 points are not risks: no calibration
         points = early_warning_metrics(y, s * 20, off, threshold=10)
         assert all(np.isnan(points[k]) for k in ("brier", "ece", "calibration_slope"))
