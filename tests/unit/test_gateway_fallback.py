@@ -23,6 +23,7 @@ from pipelines.gateway_models import fallback_name, restart_notes, shadows_going
 from pipelines.gateway_serve import EXIT_NO_MODEL, ModelUnavailable, build_ward
 from vitalgru import tracking
 from vitalgru.data.beat_features import RR_FEATURES
+from vitalgru.errors import ModelNotRegistered
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.tracking.stores import mlflow_client
@@ -156,6 +157,9 @@ def test_nothing_registered_under_the_uri_is_the_exit_status_of_nothing_to_serve
         "models:/vitalgru-arrhythmya@champion":
             f"no model is registered as 'vitalgru-arrhythmya' (registered: {NAME})",
         f"models:/{NAME}/7": f"{NAME} has no version 7 (versions: 1)",
+        # /latest: exit 2 and "registered model ... has no versions" for a misspelt name
+        "models:/vitalgru-arrhythmya/latest":
+            f"no model is registered as 'vitalgru-arrhythmya' (registered: {NAME})",
     }  # fmt: skip
     for uri, why in said.items():
         capsys.readouterr()
@@ -234,3 +238,20 @@ def test_a_fall_back_to_the_same_version_is_the_same_champion_for_a_shadow() -> 
     older = {**ran, "arrhythmia": fallback_name("models:/a@champion", "1", "3")}
     assert shadows_going_on(ran, older) == set()
     assert restart_notes(ran, older, sepsis=3, ecg=0) == []  # no ECG patient to tell of
+
+
+def test_latest_of_a_model_without_versions_is_not_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every command resolves /latest as the others: ModelNotRegistered saying what the
+    # registry holds (before: a plain ModelLoadError, "has no versions", even for a name
+    # never registered)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow_client().create_registered_model("empty")
+    with pytest.raises(ModelNotRegistered, match=r"empty has no version yet \(versions: none\)"):
+        tracking.resolve_model_uri("models:/empty/latest")
+    with pytest.raises(ModelNotRegistered,
+                       match=r"no model is registered as 'no-such' \(registered: empty\)"):  # fmt: skip
+        tracking.resolve_model_uri("models:/no-such/latest")

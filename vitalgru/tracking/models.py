@@ -268,8 +268,11 @@ def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, 
                 return f"models:/{name}/{ver}", name, ver
             if ver == "latest":
                 versions = client.search_model_versions(f"name = '{name}'")
-                if not versions:
-                    raise ModelLoadError(f"registered model {name!r} has no versions")
+                if not versions:  # MLflow raises nothing here: said as for NAME@ALIAS
+                    lacks = _not_registered(client, rest) or f"{name} has no version yet"
+                    raise ModelNotRegistered(
+                        f"cannot resolve {uri}: {lacks}, in registry {registry_uri()}"
+                    )
                 latest = max(versions, key=lambda v: int(v.version))
                 return f"models:/{name}/{latest.version}", name, str(latest.version)
     except MlflowException as e:
@@ -285,7 +288,8 @@ def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, 
 
 
 def _not_registered(client: MlflowClient, rest: str) -> str | None:
-    """What the registry lacks of ``NAME@ALIAS`` or ``NAME/VERSION`` (None: it holds it,
+    """What the registry lacks of ``NAME@ALIAS`` or ``NAME/VERSION`` (``VERSION`` a number
+    or ``latest``; None: it holds it,
     or it cannot be asked: the error was something else), and what it holds instead."""
     name, alias = rest.rsplit("@", 1) if "@" in rest else (rest.rsplit("/", 1)[0], None)
     try:
@@ -310,6 +314,8 @@ def _not_registered(client: MlflowClient, rest: str) -> str | None:
         return (f"no version of {name} holds the alias {alias!r} (versions: {held}): "
                 f"`vitalgru models promote --alias {alias}` gives it one")  # fmt: skip
     version = rest.rsplit("/", 1)[1]
+    if version == "latest" and not versions:
+        return f"{name} has no version yet (versions: none): a training registers one"
     if not version.isdigit() or int(version) in versions:
         return None
     return f"{name} has no version {version} (versions: {held})"
