@@ -1,9 +1,10 @@
-"""Fixtures shared by the unit tests: a small sepsis model fitted once, and set-A stays
-exported with lab columns in SI units."""
+"""Fixtures shared by the unit tests: a small sepsis model fitted once, set-A stays
+exported with lab columns in SI units, and an embedded MLflow store."""
 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,28 @@ def si_units_folder(physionet_mirror: Path, tmp_path: Path) -> Path:
             out.append("|".join(cells))
         (data / src.name).write_text("\n".join(out) + "\n")
     return data
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite database. Creating one runs MLflow's schema
+    migrations (seconds); each test copies this file instead."""
+    from mlflow import MlflowClient  # here, not at the top: most unit tests never need it
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path.as_posix()}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Path:
+    """A fresh embedded MLflow store in a fresh working directory."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
+    yield tmp_path
+    while mlflow.active_run() is not None:
+        mlflow.end_run()

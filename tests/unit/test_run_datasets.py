@@ -5,7 +5,6 @@ figures naming the dataset they were measured on."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,25 +23,6 @@ from pipelines.run_datasets import (
 from vitalgru import tracking
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.tracking import log_dataset, log_model, start_run, tracking_uri
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path.as_posix()}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Path:
-    """A fresh embedded store in a fresh working directory."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
-    yield tmp_path
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
 
 
 def _client() -> MlflowClient:

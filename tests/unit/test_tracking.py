@@ -97,27 +97,6 @@ TEST_PREFIXES = (TinyGRU.__module__,)
 NAME = "vitalgru-test"
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, fully migrated MLflow SQLite database. Creating one runs MLflow's schema
-    migrations (seconds); each test copies this file instead."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path.as_posix()}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Path:
-    """A fresh embedded store in a fresh working directory."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
-    yield tmp_path
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
 def _client() -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
 
