@@ -7,7 +7,7 @@ Many patients are passed back to back, as in :mod:`vitalgru.metrics.utility`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from vitalgru.metrics.utility import (
 )
 
 __all__ = [
-    "alarm_statistics", "data_lines", "early_warning_metrics", "report_markdown",
+    "alarm_statistics", "data_lines", "early_warning_metrics", "group_rows", "report_markdown",
     "subgroup_metrics",
 ]  # fmt: skip
 
@@ -185,22 +185,28 @@ def subgroup_metrics(
     """
     y = checked_labels(labels)
     s = np.asarray(scores, dtype=np.float64)
-    off = checked_offsets(offsets, y.size)
-    lengths = np.diff(off)
     out: dict[str, dict[str, float]] = {}
+    for name, rows, sub_off in group_rows(checked_offsets(offsets, y.size), groups):
+        sub_hours = None if hours is None else np.asarray(hours)[rows]
+        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params, sub_hours)
+    return out
+
+
+def group_rows(
+    offsets: np.ndarray, groups: Mapping[str, np.ndarray]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Each non-empty group of patients as ``(name, its rows (bool, over all hours), its
+    patients' offsets into those rows)``, for checked ``offsets`` and ``(n_patients,)``
+    bool masks; a mask of another length is a ValueError."""
+    lengths = np.diff(offsets)
     for name, mask in groups.items():
         m = np.asarray(mask, dtype=bool)
         if m.shape != lengths.shape:
             raise ValueError(
                 f"group {name!r}: a mask of {m.size} patients for {lengths.size} patients"
             )
-        if not m.any():
-            continue
-        rows = np.repeat(m, lengths)
-        sub_off = np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
-        sub_hours = None if hours is None else np.asarray(hours)[rows]
-        out[name] = early_warning_metrics(y[rows], s[rows], sub_off, threshold, params, sub_hours)
-    return out
+        if m.any():
+            yield name, np.repeat(m, lengths), np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
 
 
 def data_lines(metrics: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.metrics.early_warning import alarm_statistics, data_lines
+from vitalgru.metrics.early_warning import alarm_statistics, data_lines, group_rows
 from vitalgru.metrics.utility import checked_offsets
 
 __all__ = [
@@ -93,19 +93,8 @@ def unlabelled_subgroup_metrics(
     as :func:`vitalgru.data.early_warning.patient_groups` gives them); empty groups are
     left out."""
     s = np.asarray(scores, dtype=np.float64)
-    off = checked_offsets(offsets, s.size)
-    lengths = np.diff(off)
     out: dict[str, dict[str, float]] = {}
-    for name, mask in groups.items():
-        m = np.asarray(mask, dtype=bool)
-        if m.shape != lengths.shape:
-            raise ValueError(
-                f"group {name!r}: a mask of {m.size} patients for {lengths.size} patients"
-            )
-        if not m.any():
-            continue
-        rows = np.repeat(m, lengths)
-        sub_off = np.r_[0, np.cumsum(lengths[m])].astype(np.int64)
+    for name, rows, sub_off in group_rows(checked_offsets(offsets, s.size), groups):
         sub_hours = None if hours is None else np.asarray(hours)[rows]
         out[name] = unlabelled_metrics(s[rows], sub_off, threshold, sub_hours)
     return out
