@@ -392,7 +392,7 @@ def early_warning_report_html(
         "The risk score is the scale the alarm line is drawn on, not a probability: a score of "
         f"0.500 is not a 50 % chance.{chance}{never} Values in red are outside the SIRS, qSOFA, "
         "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
-        + "; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values())
+        + e("; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values()))
         + "). Times are ICU hours (ICULOS)."
     )
     body = overview + "".join(_stay_html(s, d, zone) for s in flagged) + rest

@@ -180,7 +180,7 @@ def _sepsis_rows(
         risk = "–" if h is None else f"{h['risk']:.{d}f}"
         prob = (
             "–" if h is None or h.get("probability") is None
-            else probability_text(h["probability"])
+            else e(probability_text(h["probability"]))  # "<0.1 %"
         )  # fmt: skip
         ack = p.get("alarm_acknowledged")
         state = (

@@ -103,7 +103,7 @@ class TestPage:
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
         assert "<span class=hi>HR 95 bpm</span>" in page
-        assert "ICU hour 5: HR = 0" in page and "Temp > 38 or < 36 °C" in page
+        assert "ICU hour 5: HR = 0" in page and "Temp &gt; 38 or &lt; 36 °C" in page
         assert page.count("<svg") == 2 and "Patients without an alarm" in page
         assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
 
@@ -244,3 +244,19 @@ def test_a_refused_value_is_listed_as_it_came_not_to_the_chart_precision() -> No
     page = early_warning_report_html([s])
     listed = re.findall(r"<li>ICU hour 1: ([^<]*)</li>", page)
     assert sorted(listed) == ["HR = 0.4", "O2Sat = 0.97", "Platelets = 0.21"], listed
+
+
+def _bare_lt(page: str) -> list[str]:
+    """Each ``<`` of the page that opens no tag, with what follows it: text put into the
+    HTML unescaped ("< 36" reads to a parser as the start of a tag)."""
+    return [page[m.start() : m.start() + 8] for m in re.finditer(r"<(?![a-zA-Z/!])", page)]
+
+
+def test_the_limits_and_every_text_on_the_page_are_escaped() -> None:
+    """The intro listed the limits as "Temp > 38 or < 36 °C", "SBP <= 100 mmHg" raw."""
+    low = stay_summary("p<1>", [1, 2], [0.2, 0.9], 0.5, {"temp_c": [35.0, NAN]},
+                       probabilities=[0.0001, 0.0002])  # fmt: skip
+    page = early_warning_report_html([_stay(), low])
+    assert _bare_lt(page) == []
+    assert "Temp &gt; 38 or &lt; 36 °C" in page and "SBP &lt;= 100 mmHg" in page
+    assert "&lt;0.1 %" in page  # the headline's probability

@@ -3,6 +3,7 @@ invented where a value is missing."""
 
 from __future__ import annotations
 
+import re
 from zoneinfo import ZoneInfo
 
 from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
@@ -168,3 +169,12 @@ def test_when_the_latest_hour_was_scored_and_a_feed_gone_quiet_are_shown() -> No
     )
     assert page.index("icu-2") < page.index("icu-1")  # the quiet feed first
     assert 'sent nothing for 3 h (2 h past the hourly row due) is marked "no data since"' in page
+
+
+def test_a_probability_under_a_tenth_of_a_percent_is_escaped() -> None:
+    """The probability "<0.1 %" went into the sepsis table raw, where "<" opens a tag."""
+    low = {"patient_id": "icu-9", "in_alarm": False, "alarm_episodes": 0,
+           "last_hour": {"hour": 20, "risk": 0.001, "probability": 0.0001}}  # fmt: skip
+    page = ward_page_html([], [low])
+    assert "<td class=n>&lt;0.1 %</td>" in page
+    assert re.findall(r"<(?![a-zA-Z/!])", page) == []
