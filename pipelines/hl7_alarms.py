@@ -7,7 +7,10 @@ their MDC codes:
 - ``OBR``: the alarm's id as placer and filler id (:func:`alarm_id`: the event log's id and
   the alarm's event number, unique across gateways and state files; an escalation carries
   the id of the alarm it escalates or ends, so the receiver ties them together), ``OBR-4``
-  ``196616^MDC_EVT_ALARM^MDC``, ``OBR-7`` when it was raised;
+  ``196616^MDC_EVT_ALARM^MDC``, ``OBR-7`` when it began and, in the message that ends it,
+  ``OBR-8`` when it ended: an ECG alarm's onset and a pause's or poor signal's end on the
+  stream's clock (``onset_at``, the end's ``ended_at``), as the pages, CDS cards and FHIR
+  flags give them, else when each was logged;
 - ``OBX`` facets under sub-ids ``1.0.0.0.n``: the event (``MDC_EVT_ALARM``, its value the
   alarm's kind as a local code, ``99VGR``: MDC has no term for a sepsis-risk or a
   ventricular-run alarm of this kind; priority and type in ``OBX-8``), its source (``ecg``
@@ -138,8 +141,13 @@ def alarm_message(
     if escalation:
         priority = "PH"
     order = alarm_id(log_id, int(base["seq"]), old_ids_up_to)
-    raised = _ts(base["received_at"]) if base.get("received_at") else ""  # "": not known
+    # the times the pages, CDS cards and FHIR flags give: an ECG alarm's onset and a pause's
+    # or poor signal's end on the stream's clock, where they have one (the times it was
+    # logged put the onset seconds late, and a short pause's end before its start)
+    began = base.get("onset_at") or base.get("received_at")
+    raised = _ts(began) if began else ""  # "": not known
     now = _ts(event.get("received_at"))
+    over = _ts(event.get("ended_at") or event.get("received_at")) if ended else ""
     pid = escape(str(event.get("patient_id") or base.get("patient_id") or ""))
     label = str(base["kind"]).replace("_", " ")
     text = escape(str(event.get("message") or base.get("message") or label))
@@ -158,7 +166,7 @@ def alarm_message(
         f"{control_id(log_id, int(event['seq']), old_ids_up_to)}|P|2.6|||AL|NE||{CHARSET}",
         # PID-5 (required from v2.6): the name is not known here, an empty one of type U
         f"PID|||{pid}^^^{escape(authority)}^MR||^^^^^^U" if authority else f"PID|||{pid}||^^^^^^U",
-        f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}",
+        f"OBR|1|{order}|{order}|196616^MDC_EVT_ALARM^MDC|||{raised}" + (f"|{over}" if over else ""),
         # the alarm's text is a note on the request (OBR [{NTE}] {OBX [{NTE}]}): after the
         # last OBX it was read as a note on the alert-type facet
         f"NTE|1||{text}",

@@ -543,3 +543,30 @@ def test_an_end_is_sent_after_a_restart_when_its_alarm_has_left_the_log(
     assert f"names alarm {lost}, which is no longer in the ward's log" in caplog.text
     metrics = {m.name: m.samples[0].value for m in ForwarderCollector(fwd).collect()}
     assert metrics["vitalgru_alarms_forward_unmatched_events"] == 1
+
+
+def test_an_ecg_alarm_begins_and_ends_on_the_streams_clock_as_the_other_outputs_say() -> None:
+    """The end of a pause said only when it was logged (MSH-7), seconds after its
+    ``ended_at``, and OBR-7 when the pause was logged, after its ``onset_at``: the pages,
+    CDS cards and FHIR flags give the onset and end on the stream's clock."""
+    pause = {"seq": 40, "source": "ecg", "patient_id": "bed2", "kind": "pause",
+             "onset_at": "2026-12-05T09:00:00.250+00:00",
+             "received_at": "2026-12-05T09:00:09+00:00", "message": "pause"}  # fmt: skip
+    beats = {"seq": 41, "source": "ecg", "patient_id": "bed2", "kind": "beats_resumed",
+             "ends": 40, "alarm_kind": "pause", "ended_at": "2026-12-05T09:00:06.500+00:00",
+             "received_at": "2026-12-05T09:00:12+00:00", "message": "beats again"}  # fmt: skip
+    start = read_message(alarm_message(pause, log_id=LOG))
+    assert start.field("OBR", 7) == "20261205090000+0000" and start.field("OBR", 8) == ""
+    assert next(s for s in start.segments if s[0] == "OBX")[14] == "20261205090000+0000"
+    end = read_message(alarm_message(beats, pause, log_id=LOG))
+    assert (end.field("OBR", 7), end.field("OBR", 8)) == (
+        "20261205090000+0000", "20261205090006+0000")  # fmt: skip
+    assert end.field("MSH", 7) == "20261205090012+0000"  # the message itself: when logged
+    # an end without ``ended_at`` (a feed back, a sepsis episode over): when it was logged
+    back = {**beats, "kind": "feed_restored", "alarm_kind": "feed_lost"}
+    del back["ended_at"]
+    lost = {**pause, "kind": "feed_lost"}
+    del lost["onset_at"]
+    msg = read_message(alarm_message(back, lost, log_id=LOG))
+    assert (msg.field("OBR", 7), msg.field("OBR", 8)) == (
+        "20261205090009+0000", "20261205090012+0000")  # fmt: skip
