@@ -322,7 +322,8 @@ def ecg_patient_page_html(
     )  # fmt: skip
     chart = ""
     if trend is not None:
-        current = [a for a in summary["alarms"] if "onset_s" in a and "raised_at_s" in a]
+        current = [a for a in summary["alarms"]  # on this stream's clock: not those before
+                   if "onset_s" in a and "raised_at_s" in a and not a.get("before_restart")]  # fmt: skip
         drawn_hr = hr_chart({**trend, "alerts": current})
         if drawn_hr:
             chart = (f"<p>Heart rate (bpm) by minute since "

@@ -23,12 +23,18 @@ def alarm_state(
     alarm: Mapping[str, Any],
     open_seqs: Collection[int | None],
     ends: Mapping[int, Mapping[str, Any]],
+    taken_up: Collection[int] = (),
 ) -> dict[str, Any]:
     """A copy of ``alarm`` with its ``state``: ``going_on`` (its number among ``open_seqs``,
     the patient's alarms whose condition lasts), ``ended`` (with ``ended``, its end from
     ``ends``, when the log still holds it), ``momentary``, or ``notice`` (no alarm: the
-    monitor restarted)."""
+    monitor restarted). One among ``taken_up`` (going on at a gateway restart, taken up
+    from the log) says so, ``before_restart``: its ``onset_s`` and ``raised_at_s`` are on
+    the stream before the restart, not on the current one (its ``onset_at`` is on the
+    wall clock)."""
     out = dict(alarm)
+    if out.get("seq") in taken_up:
+        out["before_restart"] = True
     if out.get("kind") in INFO_KINDS:
         out["state"] = "notice"
     elif out.get("kind") not in LASTING_ALARMS:

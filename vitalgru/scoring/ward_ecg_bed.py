@@ -214,6 +214,8 @@ class EcgBed:
     pending_strips: list = field(default_factory=list)  # (seq, Alert) of strips still growing
     # the heart-rate trends of the streams before a gateway restart, oldest first
     earlier: list = field(default_factory=list)
+    # the alarms going on at a gateway restart, taken up from its log (their numbers)
+    taken_up: tuple[int, ...] = ()
 
     @property
     def open_alarms(self) -> tuple[int | None, ...]:
@@ -394,5 +396,7 @@ class EcgBed:
                 {"time_s": round(c.time_s, 3), "label": c.label, "signal_ok": c.signal_ok}
                 for c in recent[-10:]
             ],
-            "alarms": [alarm_state(a, self.open_alarms, ends or {}) for a in self.alerts],
+            "alarms": [
+                alarm_state(a, self.open_alarms, ends or {}, self.taken_up) for a in self.alerts
+            ],
         }

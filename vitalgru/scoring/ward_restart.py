@@ -164,6 +164,7 @@ class WardRestart(SepsisWard):
             now, clock = datetime.now(UTC), time.monotonic()
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
             still_open = _open_ecg_alarms(state)
+            logged = {int(e["seq"]): e for e in self._events}  # the log's own: acks mark them
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
                     try:
@@ -206,6 +207,10 @@ class WardRestart(SepsisWard):
                             self._shadow_ecg,
                             lambda sh, a=a, f=take_up: getattr(sh.monitor, f)(a.patient_id),
                         )
+                    # the alarms going on back in its list, before the restart's notice: the
+                    # ward page's "still going on" and the CDS cards read them there
+                    bed.taken_up = tuple(sorted(s for s in bed.open_alarms if s in logged))
+                    bed.alerts.extend(logged[s] for s in bed.taken_up)
                     self._ecg_beds[a.patient_id] = bed
                     self._note_polarity(a.patient_id, bed)  # a flag kept in the memory
                     if memory is not None:

@@ -178,3 +178,16 @@ def test_a_probability_under_a_tenth_of_a_percent_is_escaped() -> None:
     page = ward_page_html([], [low])
     assert "<td class=n>&lt;0.1 %</td>" in page
     assert re.findall(r"<(?![a-zA-Z/!])", page) == []
+
+
+def test_an_alarm_from_before_a_restart_is_not_marked_on_the_new_streams_trend() -> None:
+    """Its onset_s is on the stream before the restart: marked on the new one's chart, a
+    pause 40 s into the old stream read as one 40 s into the new."""
+    old = _pause("going_on", onset_s=40.0, raised_at_s=46.0, before_restart=True)
+    new = _pause("going_on", seq=9, onset_s=100.0, raised_at_s=106.0)
+    trend = {"patient_id": "bed-4", "stream_started_at": "2026-12-07T12:50:00+00:00",
+             "monitored_s": 180.0, "hr_trend_bpm": [70.0, 72.0, 71.0]}  # fmt: skip
+    for alarms, marks in (([old], 0), ([old, new], 1)):
+        summary = {**_ecg("bed-4", alarms), "admitted_at": "2026-12-07T12:40:00+00:00"}
+        page = ecg_patient_page_html(summary, [], trend)
+        assert page.count(">P</text>") == marks

@@ -1,0 +1,67 @@
+"""An ECG alarm going on when the gateway restarts stays in the bed's alarm list, going on:
+the ward page's "still going on" note, the patient's page and the CDS cards read it there
+(it was only in the event log, and the list held the restart's notice alone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from monitor_kit import untrained_monitor
+
+from pipelines.cds_ecg_cards import ecg_alarm_cards
+from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
+
+FS = 360
+
+
+def test_a_pause_going_on_at_a_restart_is_still_listed_going_on(
+    mitdb_dir: Path, tmp_path: Path
+) -> None:
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    x[40 * FS : 70 * FS] = 0.0  # lead off (flat) from 40 to 70 s: a pause and poor signal
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("bed-5", FS)
+    k = 0
+    while not any(e["kind"] == "poor_signal" for e in ward.events()["events"]):
+        ward.add_ecg("bed-5", x[k : k + FS].tolist())
+        ward.tick()
+        k += FS
+    (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
+    (poor,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "poor_signal"]
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    summary = again.ecg_summary("bed-5")
+    shown = {a["seq"]: a for a in summary["alarms"]}
+    assert [a["kind"] for a in summary["alarms"]] == ["pause", "poor_signal", "monitor_restarted"]
+    for seq in (pause, poor):
+        assert shown[seq]["state"] == "going_on" and shown[seq]["before_restart"] is True
+    # the ward page says the pause still goes on behind the newer alarm
+    (ecg,), _ = again.summaries()
+    assert "<span class=hi>still going on</span>: Pause since" in ward_page_html([ecg], [])
+    # the patient's page lists it going on, and marks no onset of it on the new stream's trend
+    page = ecg_patient_page_html(summary, [], again.ecg_trend("bed-5"))
+    assert page.count("<span class=hi>going on</span>") == 2
+    assert ">P</text>" not in page
+    # a CDS card for the pause, going on (critical); poor signal too, still in progress
+    cards = ecg_alarm_cards(summary, None, set(again.alarms_in_progress()), {"label": "x"},
+                            log_id=again.log_id)  # fmt: skip
+    (card,) = [c for c in cards if c["summary"].startswith("ECG alarm: Pause")]
+    assert card["indicator"] == "critical" and "**Going on** since" in card["detail"]
+    # acknowledged after the restart: the list shows it (it is the log's own event)
+    again.acknowledge(pause, "nurse")
+    (acked,) = [a for a in again.ecg_summary("bed-5")["alarms"] if a["seq"] == pause]
+    assert acked["acknowledged"]["by"] == "nurse"
+    # the lead back on: the first beats end both, and the list says so
+    for j in range(k, 90 * FS, FS):
+        again.add_ecg("bed-5", x[j : j + FS].tolist())
+        again.tick()
+    states = {a["seq"]: a["state"] for a in again.ecg_summary("bed-5")["alarms"]}
+    assert states[pause] == states[poor] == "ended"
+    again.close()
