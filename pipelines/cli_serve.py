@@ -293,8 +293,9 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument(
         "--display-timezone", default=None, metavar="ZONE",
         help="the time zone of the times on the clinicians' pages (the ward page, the ECG "
-        "and sepsis patient pages and strips), each labelled with it (default: --hl7-timezone when "
-        "given, the site's zone, else UTC); JSON, HL7 v2 and FHIR keep their own times",
+        "and sepsis patient pages and strips), each labelled with it (default: "
+        "--hl7-timezone when given, the site's zone, else UTC); JSON, HL7 v2 and FHIR keep "
+        "their own times",
     )  # fmt: skip
     sp.add_argument(
         "--mllp-port", type=port, default=None,
