@@ -10,11 +10,15 @@ each cause going on, in the order of :data:`DEGRADED_CAUSES`:
   the ward takes now would be lost at a restart;
 - ``alarm_forwarder_failing``: the latest tries to send an alarm to the interface engine got
   no acknowledgement (alarms wait, in order, and the ward's HL7 receivers do not get them);
+- ``alarm_forwarder_refusing``: the latest alarm the interface engine answered was refused
+  (``AE``/``AR``): it is not sent again, and a receiver that refuses every alarm (a wrong
+  receiving application or facility, a message it cannot parse) pages no one;
 - ``audit_write_failing``: the latest write to the access log failed: reads of patients'
   data are answered that the log does not hold.
 
-A cause ends when what failed works again (a write that succeeds, an alarm acknowledged);
-the counts (``state_write_errors``, ``audit.write_errors``, ``alarm_forwarder.failures``)
+A cause ends when what failed works again (a write that succeeds, an alarm acknowledged,
+an alarm taken); the counts (``state_write_errors``, ``audit.write_errors``,
+``alarm_forwarder.failures``, ``alarm_forwarder.refused``)
 keep what happened. ``vitalgru_degraded{cause=}`` is 1 for each cause going on, 0 for the
 others.
 """
@@ -33,6 +37,7 @@ DEGRADED_CAUSES = (
     "model_fallback",
     "state_write_failing",
     "alarm_forwarder_failing",
+    "alarm_forwarder_refusing",
     "audit_write_failing",
 )
 
@@ -45,11 +50,12 @@ def degraded_because(
 ) -> list[str]:
     """The causes of :data:`DEGRADED_CAUSES` going on: ``model_fallbacks`` (the monitors
     served by an earlier champion), ``ward``'s ``state_write_failing``, the alarm
-    ``forwarder``'s ``failing`` and the access log's (``audit``) ``failing``."""
+    ``forwarder``'s ``failing`` and ``refusing``, and the access log's (``audit``) ``failing``."""
     going = {
         "model_fallback": bool(model_fallbacks),
         "state_write_failing": bool(ward.state_write_failing),
         "alarm_forwarder_failing": forwarder is not None and bool(forwarder.failing),
+        "alarm_forwarder_refusing": forwarder is not None and bool(forwarder.refusing),
         "audit_write_failing": audit is not None and bool(audit.failing),
     }
     return [c for c in DEGRADED_CAUSES if going[c]]
@@ -58,11 +64,12 @@ def degraded_because(
 def forwarder_health(forwarder: Any) -> dict[str, Any]:
     """``/health``'s ``alarm_forwarder``: where it sends, what it sent and refused, its
     failed tries, ``behind`` (events not handled yet), ``lost`` (gone from the log before it
-    handled them), ``unmatched`` and ``failing`` (its latest tries got no acknowledgement)."""
+    handled them), ``unmatched``, ``failing`` (its latest tries got no acknowledgement) and ``refusing``
+    (the latest alarm answered was refused)."""
     f = forwarder
     return {"target": f"{f.host}:{f.port}", "tls": f.tls is not None, "sent": f.sent,
             "refused": f.rejected, "failures": f.failures, "behind": f.lag, "lost": f.lost,
-            "unmatched": f.unmatched, "failing": f.failing}  # fmt: skip
+            "unmatched": f.unmatched, "failing": f.failing, "refusing": f.refusing}  # fmt: skip
 
 
 class HealthCollector:

@@ -9,7 +9,8 @@ of :mod:`pipelines.hl7_alarms` (IHE PCD's Report Alert, PCD-04).
 Delivery: the forwarder reads the ward's event log from where it stopped and sends the
 alarms and escalations in order, one at a time, each when the previous one was
 acknowledged. ``AA`` (or ``CA``) moves on; ``AE``/``AR`` (the receiver will not take it) is
-logged and counted and moves on; no answer (refused connection, timeout, a failed TLS handshake) is tried again,
+logged and counted and moves on, and ``/health`` is ``degraded`` until an alarm is taken
+again (a receiver that refuses every alarm, misconfigured, pages no one); no answer (refused connection, timeout, a failed TLS handshake) is tried again,
 with a growing wait (up to a minute), and nothing after it is sent meanwhile. Where it
 stopped is kept in the ward's state file, so after a restart it goes on from there (an
 alarm whose acknowledgement was lost with the connection is sent again: at least once, in
@@ -129,6 +130,7 @@ class AlarmForwarder:
         self.lost = 0  # events gone from the ward's log before they were handled
         self.unmatched = 0  # escalations and ends not sent: their alarm could not be found
         self.failing = False  # the latest try got no acknowledgement
+        self.refusing = False  # the latest alarm acknowledged was refused (AE/AR)
         self._sock: socket.socket | None = None
         self._buf = b""  # bytes read after the last acknowledgement, on this connection
         self._stop = threading.Event()
@@ -243,7 +245,8 @@ class AlarmForwarder:
                 wait = min(wait * 2, MAX_RETRY_S)
                 continue
             self.failing = False
-            if code in ("AA", "CA"):
+            self.refusing = code not in ("AA", "CA")
+            if not self.refusing:
                 self.sent += 1
             else:
                 self.rejected += 1

@@ -363,6 +363,29 @@ def test_the_gateway_runs_the_forwarder_and_counts_it() -> None:
     assert read_message(engine.got[0]).patient_ids == ["b7"]
 
 
+def test_a_receiver_that_refuses_the_alarms_makes_the_gateway_degraded() -> None:
+    # a misconfigured interface engine answers AE to every alarm: nobody is paged, and
+    # /health said "ok" with only a count of refusals beside it
+    engine = _Receiver(["AE", "AR"])  # then it takes them again
+    ward = Ward(untrained_monitor(), feed_timeout_s=0.01)
+    fwd = AlarmForwarder(ward, "127.0.0.1", engine.port, retry_s=0.05, poll_s=0.02)
+    with TestClient(create_app(ward, tick_s=0, forwarder=fwd)) as c:
+        _lost_feeds(ward, ["r1", "r2"])
+        _wait(lambda: fwd.rejected == 2)
+        health = c.get("/health")
+        metrics = c.get("/metrics").text
+        _lost_feeds(ward, ["r3"])  # taken: the cause is over
+        _wait(lambda: fwd.sent == 1)
+        after = c.get("/health").json()
+    engine.close()
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert health.json()["degraded_because"] == ["alarm_forwarder_refusing"]
+    assert health.json()["alarm_forwarder"]["refusing"]
+    assert health.json()["alarm_forwarder"]["refused"] == 2
+    assert 'vitalgru_degraded{cause="alarm_forwarder_refusing"} 1.0' in metrics
+    assert after["status"] == "ok" and not after["alarm_forwarder"]["refusing"]
+
+
 def test_alarms_go_over_tls_to_a_receiver_whose_certificate_checks_out(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     engine = _Receiver(tls=server_tls(str(pki["server_cert"]), str(pki["server_key"])))
