@@ -58,7 +58,7 @@ logger = logging.getLogger("vitalgru.scoring.ward")
 
 #: The tables holding a sepsis patient's stay, by patient id.
 _SEPSIS_TABLES = ("sepsis_beds", "sepsis_static", "sepsis_hours", "sepsis_live", "sepsis_pending",
-                  "sepsis_taken")  # fmt: skip
+                  "sepsis_taken", "sepsis_row_at")  # fmt: skip
 
 
 def _move_trend(db: sqlite3.Connection, patient_id: str, new_id: str | None) -> None:
@@ -204,6 +204,7 @@ class WardJournal(JournalWrites):
             db.execute("DELETE FROM sepsis_pending WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_live WHERE patient_id = ?", (patient_id,))
             db.execute("DELETE FROM sepsis_taken WHERE patient_id = ?", (patient_id,))
+            db.execute("DELETE FROM sepsis_row_at WHERE patient_id = ?", (patient_id,))
             if taken_at is not None:
                 db.execute("INSERT INTO sepsis_taken VALUES (?, ?)", (patient_id, taken_at))
             if static:
@@ -242,6 +243,12 @@ class WardJournal(JournalWrites):
             if arrived_at is not None:
                 db.execute("INSERT OR REPLACE INTO sepsis_live VALUES (?, ?)",
                            (patient_id, arrived_at))  # fmt: skip
+
+    def row_arrived(self, patient_id: str, at: str) -> None:
+        """Keep when a sepsis feed last sent a whole row (in a table of its own, as
+        ``sepsis_taken``), so that a feed that stops about a restart is still found quiet."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO sepsis_row_at VALUES (?, ?)", (patient_id, at))
 
     def set_static(self, patient_id: str, static: Mapping[str, float]) -> None:
         """Replace a sepsis patient's demographics (an update from the hospital's ADT)."""

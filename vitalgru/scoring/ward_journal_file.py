@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS sepsis_hours (
     PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS sepsis_live (patient_id TEXT PRIMARY KEY, last_observation TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_taken (patient_id TEXT PRIMARY KEY, taken_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sepsis_row_at (patient_id TEXT PRIMARY KEY, last_row_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_pending (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));

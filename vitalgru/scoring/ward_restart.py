@@ -334,6 +334,9 @@ class WardRestart(SepsisWard):
                 # before it was kept, from now: never a ward marked quiet as it restarts
                 bed.taken_at = (self.sepsis_now() if a.taken_at is None
                                 else datetime.fromisoformat(a.taken_at))  # fmt: skip
+                if a.last_row_at is not None:  # a feed that stopped about the restart
+                    bed.last_row_at = datetime.fromisoformat(a.last_row_at)
+                bed.restored_at = self.sepsis_now()  # when the file kept neither time
             with self._queue_lock:
                 self._sepsis_beds.update(beds)
         return n

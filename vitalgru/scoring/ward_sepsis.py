@@ -148,7 +148,8 @@ class SepsisWard(SepsisHours):
                 self._close_hours(pid, through=hour - 1)
             out = self._score_hour(pid, bed, row)
             with self._queue_lock:
-                bed.last_row_at = self.sepsis_now()  # the feed is alive (not kept over a restart)
+                bed.last_row_at = self.sepsis_now()  # the feed is alive (kept over a restart)
+                self._journal("row_arrived", pid, _iso(bed.last_row_at))
             return out
 
     def _plausible_next(self, pid: str, bed: SepsisBed, hour: int) -> None:

@@ -103,10 +103,13 @@ class SepsisBed:
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
     last_observation: datetime | None = None  # wall clock of the latest observation taken
-    last_row_at: datetime | None = None  # wall clock of the latest row sent whole
+    last_row_at: datetime | None = None  # wall clock of the latest row sent whole (kept)
     # wall clock when the gateway took the admission (not when the stay began: that can be
     # dated back), or took the bed up at a restart when the state file did not keep it
     taken_at: datetime | None = None
+    # wall clock of the restart that took the bed up from a file that did not keep when its
+    # feed last sent anything (one written before that was kept)
+    restored_at: datetime | None = None
 
     @property
     def last(self) -> HourRisk | None:
@@ -121,19 +124,19 @@ class SepsisBed:
 
     def last_data(self) -> datetime | None:
         """When the feed last sent something: a row sent whole or an observation (None when
-        nothing came since the admission, or since a restart for a feed of rows)."""
+        nothing came since the admission, or not kept in an older state file)."""
         sent = [t for t in (self.last_row_at, self.last_observation) if t is not None]
         return max(sent, default=None)
 
     def no_data_since(self, now: datetime | None) -> str | None:
         """When the feed last sent something (or, when nothing came yet, when the gateway
         took the admission: :attr:`taken_at`, not the stay's start, which may be dated back
-        hours), if that is more than :data:`NO_DATA_AFTER` before ``now``; else None (and
-        without ``now``, or when not known: after a restart, until a feed of rows sends
-        again)."""
+        hours), if that is more than :data:`NO_DATA_AFTER` before ``now``; else None
+        (and without ``now``). Where a state file did not keep when the feed last sent
+        anything, it counts from the restart (:attr:`restored_at`)."""
         last = self.last_data()
-        if last is None and not self.risks:
-            last = self.taken_at
+        if last is None:
+            last = self.taken_at if not self.risks else self.restored_at
         if now is None or last is None or now - last <= NO_DATA_AFTER:
             return None
         return last.isoformat()

@@ -69,6 +69,8 @@ class SepsisAdmission:
     hour_keys: list[int] = field(default_factory=list)  # each row's hour in the file
     # when the gateway took the admission (ISO, UTC); None in a file from before it was kept
     taken_at: str | None = None
+    # when the feed last sent a whole row (ISO, UTC); None: none yet, or not kept
+    last_row_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -374,9 +376,18 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
             lost=lambda _: "when the gateway took the admission (counted from the restart)",
             read=_utc_time,
         ), None)  # fmt: skip
-        out.append(
-            SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys, taken_at=taken)
-        )
+        row_at = _one(r.each(
+            "sepsis_row_at",
+            "SELECT last_row_at FROM sepsis_row_at WHERE patient_id = ?",
+            (pid,),
+            pid,
+            "when the feed last sent a row",
+            key=lambda _, pid=pid: {"patient_id": pid},
+            lost=lambda _: "when the feed last sent a row (a quiet feed is found from the restart)",
+            read=_utc_time,
+        ), None)  # fmt: skip
+        out.append(SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys,
+                                   taken_at=taken, last_row_at=row_at))  # fmt: skip
     return out
 
 

@@ -130,6 +130,44 @@ class TestQuietFeed:
         assert again.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T11:01:00+00:00"
         again.journal.close()
 
+    def test_a_feed_of_rows_that_stops_about_a_restart_is_found_quiet(
+        self, tmp_path: Path, sepsis_fit: tuple, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # when a feed last sent a row was not kept: after a restart a feed that had sent rows
+        # and then stopped was never marked "no data since", however long it stayed quiet
+        model, preprocessing, rows = sepsis_fit
+        clock = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda: clock[0])
+        state = tmp_path / "ward-state.sqlite"
+        ward = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+        ward.admit_sepsis("icu-3")
+        clock[0] += timedelta(minutes=30)
+        ward.add_hour("icu-3", rows[0])  # the feed's last row, at 08:30
+        ward.journal.close()
+
+        def restarted() -> Ward:
+            again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
+                         journal=WardJournal(state))  # fmt: skip
+            again.restore(again.journal.load())
+            return again
+
+        clock[0] += timedelta(hours=1)  # the gateway restarts at 09:30; the feed stays quiet
+        again = restarted()
+        assert again.sepsis_summary("icu-3")["last_data_at"] == "2026-12-07T08:30:00+00:00"
+        assert again.sepsis_summary("icu-3")["no_data_since"] is None
+        clock[0] += timedelta(hours=2, minutes=1)  # more than 3 h after the last row
+        assert again.sepsis_summary("icu-3")["no_data_since"] == "2026-12-07T08:30:00+00:00"
+        again.journal.close()
+        # a file from before the time was kept counts from the restart (11:31 here)
+        with sqlite3.connect(state) as db:
+            db.execute("DELETE FROM sepsis_row_at")
+        db.close()
+        again = restarted()
+        assert again.sepsis_summary("icu-3")["no_data_since"] is None
+        clock[0] += timedelta(hours=3, minutes=1)
+        assert again.sepsis_summary("icu-3")["no_data_since"] == "2026-12-07T11:31:00+00:00"
+        again.journal.close()
+
     def test_the_stay_page_says_when_its_hour_was_scored_and_that_nothing_came_since(
         self,
     ) -> None:

@@ -28,7 +28,7 @@ CELLS = [
     ("ecg_beds", "next_at"), ("ecg_memory", "memory"),
     ("ecg_memory", "saved_at"), ("sepsis_beds", "admitted_at"), ("sepsis_static", "static"),
     ("sepsis_hours", "hour"), ("sepsis_hours", "row"), ("sepsis_live", "last_observation"),
-    ("sepsis_taken", "taken_at"),
+    ("sepsis_taken", "taken_at"), ("sepsis_row_at", "last_row_at"),
     ("sepsis_pending", "hour"), ("sepsis_pending", "measurements"), ("events", "event"),
     ("strips", "meta"), ("strips", "samples"), ("meta", "value"),
 ]  # fmt: skip
