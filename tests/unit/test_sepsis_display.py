@@ -13,6 +13,7 @@ from vitalgru.sepsis_display import (
     probability_text,
     risk_and_line,
     risk_decimals,
+    risk_rounded,
 )
 
 
@@ -52,6 +53,13 @@ class TestRiskDecimals:
         assert risk_decimals([(0.3474, 0.349)]) == 3
         assert risk_decimals([(0.34899, 0.349)]) == 5
         assert risk_decimals([(0.5, float("inf"))]) == 3  # a model that never alarms
+
+    def test_a_score_in_json_keeps_its_side_of_the_exact_line(self) -> None:
+        assert risk_rounded(0.123456, 0.5) == 0.1235
+        assert risk_rounded(0.3618162, 0.3618131) == 0.36182  # reached: not 0.3618
+        assert risk_rounded(0.3499991, 0.35) == 0.349999  # under: not 0.35
+        assert risk_rounded(0.35, 0.35) == 0.35
+        assert risk_rounded(0.42, float("inf")) == 0.42  # a model that never alarms
 
     def test_a_score_and_its_line_are_printed_alike(self) -> None:
         assert risk_and_line(0.3474, 0.349) == ("0.347", "0.349")

@@ -27,7 +27,7 @@ from vitalgru.scoring.ward_sepsis_hours import (
     HOUR_QUIET_S,
     SepsisHours,
 )
-from vitalgru.sepsis_display import OUTCOME, probability_text, risk_and_line
+from vitalgru.sepsis_display import OUTCOME, probability_text, risk_and_line, risk_rounded
 
 __all__ = [
     "ALARM_DRIVERS", "HOUR_CLOSE_AFTER_S", "HOUR_QUIET_S", "MAX_HOUR_GAP", "MAX_STAY",
@@ -197,7 +197,7 @@ class SepsisWard(SepsisHours):
                         "source": "ward", "patient_id": pid, "kind": "alarm_ended",
                         "ends": bed.onset["seq"], "alarm_kind": bed.onset["kind"],
                         "hour": risk.hour,
-                        "risk": round(risk.risk, 4),
+                        "risk": risk_rounded(risk.risk, self.sepsis.threshold),
                         "message": f"sepsis risk score {score} fell below the alarm line "
                         f"{line} at ICU hour {risk.hour}: the alarm episode that began at ICU "
                         f"hour {bed.onset.get('hour')} is over",
@@ -238,7 +238,7 @@ class SepsisWard(SepsisHours):
             "kind": REPEATED_SEPSIS_KIND if lockout else "sepsis_risk",
             **({"lockout": lockout} if lockout else {}),
             "hour": risk.hour,
-            "risk": round(risk.risk, 4),
+            "risk": risk_rounded(risk.risk, self.sepsis.threshold),
             "probability": None if risk.probability is None else round(risk.probability, 4),
             "drivers": [d.as_dict() for d in drivers],
             "message": message,

@@ -56,6 +56,27 @@ class TestAlarmTexts:
             if e["kind"] == "sepsis_risk":
                 assert any(e["message"] in text for text in flags)
 
+    def test_an_alarms_score_in_the_json_is_not_rounded_under_its_line(
+        self, sepsis_fit: tuple[Any, dict, list[dict]]
+    ) -> None:
+        # the event's "risk" was rounded to 4 decimals: a score a hair over the line it
+        # reached read under it (0.361816 on a line of 0.361813 as 0.3618) to whoever
+        # compared the JSON's figures
+        model, preprocessing, rows = sepsis_fit
+        mon = EarlyWarningMonitor(model, preprocessing)
+        mon.admit("x")
+        risks = [mon.push({"x": r})[0].risk for r in rows]
+        hour = next(i for i in range(1, len(risks))
+                    if round(risks[i], 4) < risks[i] and risks[i - 1] < round(risks[i], 4))  # fmt: skip
+        line = (round(risks[hour], 4) + risks[hour]) / 2  # reached, but not at 4 decimals
+        ward = Ward(sepsis=EarlyWarningMonitor(model, {**preprocessing, "threshold": line}))
+        ward.admit_sepsis("icu-1")
+        for row in rows[: hour + 1]:
+            ward.add_hour("icu-1", row)
+        (onset,) = [e for e in ward.events()["events"] if e["kind"] == "sepsis_risk"
+                    and e["hour"] == ward.sepsis_summary("icu-1")["last_hour"]["hour"]]  # fmt: skip
+        assert onset["risk"] >= line > round(risks[hour], 4)
+
 
 class TestQuietFeed:
     def test_a_feed_that_sends_nothing_for_three_hours_is_marked_and_a_row_clears_it(
