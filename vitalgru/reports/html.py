@@ -27,7 +27,8 @@ section{border-top:2px solid #333;margin-top:1.5em}
 svg{display:block;margin:.5em 0} svg text{font-size:11px;fill:#333} figure{margin:.5em 0}
 @page{size:landscape;margin:10mm}
 @media print{body{max-width:none;margin:0;font-size:10pt}
-section,svg,tr{break-inside:avoid} h1,h2,h3{break-after:avoid} a{color:inherit}}
+section,svg,tr{break-inside:avoid} h1,h2,h3{break-after:avoid} a{color:inherit}
+.screen{display:none}}
 """
 
 
@@ -42,21 +43,30 @@ def page(
     zone: tzinfo | None = None,
 ) -> str:
     """A whole page: ``title``, a note (when it was generated, with which model, then
-    ``intro``, which is HTML, then :data:`DISCLAIMER`) and ``body`` (HTML). With
-    ``refresh_s``, the browser loads it again every that many seconds (a live screen).
+    ``intro``, which is HTML, then :data:`DISCLAIMER`) and ``body`` (HTML), the body in a
+    ``<main>`` landmark. With ``refresh_s``, the browser loads it again every that many
+    seconds (a live screen); a link at the top, ``?refresh=0``, opens it without (a reload
+    takes a screen reader back to the top of the page, and WCAG 2.1 2.2.1 and 2.2.2 want a
+    way to stop it), so the page's server must read ``refresh=0`` as never.
     ``zone``: the time zone the generation time is shown in (None: UTC), labelled."""
     e = html.escape
     at = generated or datetime.now(UTC)
     when = e(shown_at(at, zone, unit="s" if refresh_s else "min"))
     model_line = f" Model: {e(model)}." if model else ""
     refresh = f"<meta http-equiv=refresh content={int(refresh_s)}>" if refresh_s else ""
+    stop = (
+        f"<p class=screen>This page reloads itself every {int(refresh_s)} s: "
+        '<a href="?refresh=0">stop reloading</a>.</p>\n'
+        if refresh_s
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang=en><head><meta charset=utf-8>{refresh}<title>{e(title)}</title>
-<style>{_STYLE}</style></head><body>
+<style>{_STYLE}</style></head><body><main>
 <h1>{e(title)}</h1>
-<p class=note>Generated {when}.{model_line} {intro} {DISCLAIMER}</p>
+{stop}<p class=note>Generated {when}.{model_line} {intro} {DISCLAIMER}</p>
 {body}
-</body></html>
+</main></body></html>
 """
 
 
