@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import axis_top, page, shown_at, trend_chart
+from vitalgru.reports.html import axis_top, page, shown_at, table, trend_chart
 from vitalgru.reports.sepsis_values import (
     KEY_MEASURES,
     findings_html,
@@ -298,18 +298,19 @@ def _stay_html(s: StaySummary, d: int = 3, zone: tzinfo | None = None) -> str:
         + "</tr>"
         for ep in s["episodes"]
     )
-    table = (
-        "<table><tr><th>from ICU hour</th><th>to</th><th>hours</th><th>peak risk score</th>"
-        "<th>latest values when the alarm began</th>"
-        + ("<th>what raised the model's risk most then</th>" if explained else "")
-        + "</tr>"
-        + rows
-        + "</table>"
+    episodes = (
+        table(
+            f"Alarm episodes of patient {s['patient_id']}",
+            ["from ICU hour", "to", "hours", "peak risk score",
+             "latest values when the alarm began",
+             *(["what raised the model's risk most then"] if explained else [])],
+            rows,
+        )
         if rows
         else ""
-    )
+    )  # fmt: skip
     if explained:
-        table += (
+        episodes += (
             "<p class=note>What raised the model's risk: each measurement in turn set to "
             "its mean over the training patients (typical) at the hours it was measured, and "
             "the stay scored again. The model's reasons, not a diagnosis.</p>"
@@ -326,7 +327,7 @@ def _stay_html(s: StaySummary, d: int = 3, zone: tzinfo | None = None) -> str:
 <p class=head>{_headline(s, d)}</p>
 {_fresh_html(s, zone)}<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
 score {s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
-{_reference_html(s)}{_chart(s, d)}{table}{refused_html}
+{_reference_html(s)}{_chart(s, d)}{episodes}{refused_html}
 </section>"""
 
 
@@ -358,18 +359,26 @@ def early_warning_report_html(
         f"{ever} with an alarm during the stay.</p>"
     )
     rest = (
-        "<section><h2>Patients without an alarm</h2><table><tr><th>patient</th>"
-        "<th>ICU hours</th><th>highest risk score</th><th>latest risk score</th>"
-        "<th>values refused as impossible</th></tr>"
-        + "".join(
-            f"<tr><td>{e(s['patient_id'])}</td><td class=n>{s['first_hour']}–{s['last_hour']}"
-            f"</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>{s['risk_last']:.{d}f}</td>"
-            f"<td>{refused_text(s) or '—'}</td></tr>"
-            if s["n_hours"]
-            else f"<tr><td>{e(s['patient_id'])}</td><td colspan=4>no hour scored yet</td></tr>"
-            for s in quiet
-        )
-        + "</table></section>"
+        "<section><h2>Patients without an alarm</h2>"
+        + table(
+            "Risk scores of the patients without an alarm",
+            [
+                "patient",
+                "ICU hours",
+                "highest risk score",
+                "latest risk score",
+                "values refused as impossible",
+            ],
+            "".join(
+                f"<tr><th scope=row>{e(s['patient_id'])}</th><td class=n>{s['first_hour']}–{s['last_hour']}"
+                f"</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>{s['risk_last']:.{d}f}</td>"
+                f"<td>{refused_text(s) or '—'}</td></tr>"
+                if s["n_hours"]
+                else f"<tr><th scope=row>{e(s['patient_id'])}</th><td colspan=4>no hour scored yet</td></tr>"
+                for s in quiet
+            ),
+        )  # fmt: skip
+        + "</section>"
         if quiet
         else ""
     )

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
-__all__ = ["DISCLAIMER", "axis_top", "page", "shown_at", "trend_chart", "zone_name"]
+__all__ = ["DISCLAIMER", "axis_top", "page", "shown_at", "table", "trend_chart", "zone_name"]
 
 #: Said on every page: what the numbers are, and what they are not.
 DISCLAIMER = (
@@ -22,6 +22,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;color:#111}
 table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left} td.n{text-align:right}
+th[scope=row]{font-weight:normal} caption{text-align:left;font-size:.9em;color:#555}
 .head{font-weight:bold} .note{color:#555;font-size:.9em} .hi{color:#a00;font-weight:bold}
 section{border-top:2px solid #333;margin-top:1.5em}
 svg{display:block;margin:.5em 0} svg text{font-size:11px;fill:#333} figure{margin:.5em 0}
@@ -68,6 +69,15 @@ def page(
 {body}
 </main></body></html>
 """
+
+
+def table(caption: str, head: Sequence[str], rows: str) -> str:
+    """A data table named by ``caption`` (text), with a header cell for each column
+    (``head``, HTML) and the rows (``rows``, HTML; a row's first cell a ``<th scope=row>``
+    where it names the row): a screen reader reads each cell with its column's header and
+    its row's name (WCAG 2.1 1.3.1)."""
+    cols = "".join(f"<th scope=col>{h}</th>" for h in head)
+    return f"<table><caption>{html.escape(caption)}</caption><tr>{cols}</tr>{rows}</table>"
 
 
 def zone_name(zone: tzinfo | None) -> str:

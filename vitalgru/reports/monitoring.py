@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalgru.reports.html import axis_top, clock, page, trend_chart
+from vitalgru.reports.html import axis_top, clock, page, table, trend_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
 
 __all__ = ["PatientSummary", "hr_chart", "monitoring_report_html", "patient_summary"]
@@ -200,7 +200,7 @@ def _patient_html(p: PatientSummary, strips: Sequence[Mapping[str, Any]] = ()) -
         or "no alarms"
     )
     beat_rows = "".join(
-        f"<tr><td>{c}</td><td>{e(CLASS_NAMES[c])}</td><td class=n>{p['counts'][c]}</td>"
+        f"<tr><th scope=row>{c}</th><td>{e(CLASS_NAMES[c])}</td><td class=n>{p['counts'][c]}</td>"
         f"<td class=n>{_num(p['burden_pct'][c], 1)}</td></tr>"
         for c in CLASSES
     )
@@ -221,11 +221,19 @@ bpm); {_num(p["rejected_signal_pct"], 1)} % of beats in signal the quality check
 alarm onsets marked V (ventricular run), S (supraventricular run), E (frequent ventricular
 ectopy) and P (pause); a gap is a minute without enough beats in accepted signal.</p>
 {leads}{hr_chart(p)}
-<table><tr><th>class</th><th>beats</th><th>count</th><th>burden %</th></tr>{beat_rows}</table>
 {
-        "<table><tr><th>onset (h:mm:ss)</th><th>alarm</th><th>detail</th></tr>"
-        + alert_rows
-        + "</table>"
+        table(
+            f"Beats of patient {p['patient_id']} by class",
+            ["class", "beats", "count", "burden %"],
+            beat_rows,
+        )
+    }
+{
+        table(
+            f"Alarms of patient {p['patient_id']}",
+            ["onset (h:mm:ss)", "alarm", "detail"],
+            alert_rows,
+        )
         if alert_rows
         else "<p>No alarm was raised.</p>"
     }

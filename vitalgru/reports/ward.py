@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from vitalgru.reports.html import clock, page, shown_at, zone_name
+from vitalgru.reports.html import clock, page, shown_at, table, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
 from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
@@ -139,7 +139,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
         c, n = p["counts"], p["beats"]
         pid = str(p["patient_id"])
         rows.append(
-            f'<tr><td><a href="ecg/{quote(pid, safe="")}/page">{e(pid)}</a></td>'
+            f'<tr><th scope=row><a href="ecg/{quote(pid, safe="")}/page">{e(pid)}</a></th>'
             f"<td class=n>{clock(p['received_s'])}</td>"
             f"<td class=n>{hr}</td><td class=n>{n}</td><td class=n>{_pct(c['V'], n)}</td>"
             f"<td class=n>{_pct(c['S'], n)}</td><td class=n>{rejected}</td>"
@@ -200,7 +200,7 @@ def _sepsis_rows(
         pid = str(p["patient_id"])
         link = f'<a href="vitals/{quote(pid, safe="")}/page">{e(pid)}</a>'  # the stay's page
         rows.append(
-            f"<tr><td>{link}</td><td>{hour}</td>"
+            f"<tr><th scope=row>{link}</th><td>{hour}</td>"
             f"<td class=n>{risk}</td><td class=n>{prob}</td><td>{state}</td>"
             f"<td class=n>{p['alarm_episodes']}</td><td>{e(why)}</td><td>{e(open_)}</td></tr>"
         )
@@ -230,12 +230,23 @@ def ward_page_html(
         parts.append(
             "<section><h2>ECG</h2><p>Beat classes (AAMI EC57): "
             + "; ".join(f"{k} {e(v)}" for k, v in CLASS_NAMES.items())
-            + ".</p><table><tr><th>patient</th><th>monitored (h:mm:ss)</th>"
-            "<th>heart rate (bpm, last minute)</th><th>beats</th>"
-            "<th>V % (ventricular ectopic)</th><th>S % (supraventricular ectopic)</th>"
-            "<th>recent beats in rejected signal %</th><th>alarms</th>"
-            "<th>latest alarm (its onset; going on, ended or momentary)</th>"
-            f"</tr>{_ecg_rows(ecg, zone)}</table></section>"
+            + ".</p>"
+            + table(
+                "Patients on ECG monitoring, alarms not acknowledged first",
+                [
+                    "patient",
+                    "monitored (h:mm:ss)",
+                    "heart rate (bpm, last minute)",
+                    "beats",
+                    "V % (ventricular ectopic)",
+                    "S % (supraventricular ectopic)",
+                    "recent beats in rejected signal %",
+                    "alarms",
+                    "latest alarm (its onset; going on, ended or momentary)",
+                ],
+                _ecg_rows(ecg, zone),
+            )
+            + "</section>"
         )
     if sepsis:
         scores = [p["last_hour"]["risk"] for p in sepsis if p["last_hour"] is not None]
@@ -246,12 +257,22 @@ def ward_page_html(
             else f"alarm line {threshold:.{d}f}"
         )  # fmt: skip
         parts.append(
-            "<section><h2>Sepsis early warning</h2><table><tr><th>patient</th>"
-            f"<th>latest ICU hour</th><th>risk score ({line})</th><th>probability of {OUTCOME}"
-            "</th><th>alarm</th><th>alarm episodes</th>"
-            "<th>what raised the risk score when the alarm began</th>"
-            "<th>being assembled from observations</th></tr>"
-            f"{_sepsis_rows(sepsis, d, zone)}</table></section>"
+            "<section><h2>Sepsis early warning</h2>"
+            + table(
+                "Patients on sepsis scoring, alarms first",
+                [
+                    "patient",
+                    "latest ICU hour",
+                    f"risk score ({line})",
+                    f"probability of {OUTCOME}",
+                    "alarm",
+                    "alarm episodes",
+                    "what raised the risk score when the alarm began",
+                    "being assembled from observations",
+                ],
+                _sepsis_rows(sepsis, d, zone),
+            )
+            + "</section>"
         )
     if not parts:
         parts.append("<p>No patient is being monitored.</p>")
@@ -298,7 +319,7 @@ def ecg_patient_page_html(
     c, n = summary["counts"], summary["beats"]
     hr = "–" if summary["hr_bpm"] is None else f"{summary['hr_bpm']:.0f}"
     beats = "".join(
-        f"<tr><td>{k}</td><td>{e(CLASS_NAMES[k])}</td><td class=n>{c.get(k, 0)}</td>"
+        f"<tr><th scope=row>{k}</th><td>{e(CLASS_NAMES[k])}</td><td class=n>{c.get(k, 0)}</td>"
         f"<td class=n>{_pct(c.get(k, 0), n)}</td></tr>"
         for k in CLASS_NAMES
     )
@@ -347,12 +368,12 @@ def ecg_patient_page_html(
         f"last minute; {n} beats labelled.</p>"
         + (f"<p class=hi>Check the leads: {e(summary['polarity_warning'])}.</p>"
            if summary.get("polarity_warning") else "")
-        + "<table><tr><th>class</th><th>beats</th>"
-        f"<th>count</th><th>%</th></tr>{beats}</table>{chart}</section>"
+        + table("Beats by class since admission", ["class", "beats", "count", "%"], beats)
+        + f"{chart}</section>"
         "<section><h2>Alarms</h2>"
-        + (f"<table><tr><th>onset</th><th>alarm</th><th>detail</th><th>going on or ended</th>"
-           f"<th></th></tr>{alarms}"
-           "</table>" if alarms else "<p>No alarm was raised.</p>")
+        + (table("Alarms, newest first",
+                 ["onset", "alarm", "detail", "going on or ended", "strip"], alarms)
+           if alarms else "<p>No alarm was raised.</p>")
         + (f"<p>The newest alarm strips (25 mm/s, 10 mm/mV; each beat's class over it, as in "
            f"the table above, ? where the signal was rejected; the dashed line is the onset; "
            f"under each row the seconds from the strip's start):</p>{drawn}"

@@ -92,7 +92,10 @@ class TestPage:
         assert "In alarm at the latest hour (ICU hour 10, risk score 0.800)" in page
         # the score is said to be no probability, and named a score wherever it is shown
         assert "the scale the alarm line is drawn on, not a probability" in page
-        assert re.search(r"highest risk\s+score 0.900", page) and "<th>peak risk score</th>" in page
+        assert (
+            re.search(r"highest risk\s+score 0.900", page)
+            and "<th scope=col>peak risk score</th>" in page
+        )
         # a recalibrated model's probability is given beside the risk
         loud_p = {**loud, "probability_last": 0.234}
         page_p = early_warning_report_html([loud_p], model="m")
@@ -119,7 +122,7 @@ class TestPage:
         s = stay_summary("p", hours, risk, 0.5, {}, drivers={8: [lactate], 5: [lactate]})
         assert [ep["drivers"] for ep in s["episodes"]] == [[], [lactate]]  # onsets 3 and 8
         page = early_warning_report_html([s])
-        assert "<th>what raised the model's risk most then</th>" in page
+        assert "<th scope=col>what raised the model's risk most then</th>" in page
         assert "<td>—</td>" in page and f"<td>{lactate['text']}</td>" in page
         assert "set to its mean over the training patients" in page
 
@@ -168,7 +171,7 @@ def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed(
                        ("HR 95 bpm", True), ("MAP 101 mmHg", False), ("Resp 22 /min", True),
                        ("SpO2 95 %", True), ("Platelets 150 ×10³/µL", False)):  # fmt: skip
         assert (f"<span class=hi>{shown}</span>" in page) == red and shown in page, shown
-    assert "<td>new-bed</td><td colspan=4>no hour scored yet</td>" in page
+    assert "<th scope=row>new-bed</th><td colspan=4>no hour scored yet</td>" in page
 
 
 def test_one_patient_without_an_alarm_gets_the_whole_stay() -> None:

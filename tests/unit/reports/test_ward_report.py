@@ -103,8 +103,8 @@ def test_the_ecg_page_says_of_each_alarm_whether_it_goes_on_or_when_it_ended() -
     summary = {**_ecg("bed-4", [_pause("ended", ended=end), _pause("going_on", seq=6)]),
                "admitted_at": "2026-12-07T12:40:00+00:00"}  # fmt: skip
     page = ecg_patient_page_html(summary, [])
-    assert "<th>going on or ended</th>" in page
-    rows = page.split("<th>going on or ended</th>")[1].split("</tr>")
+    assert "<th scope=col>going on or ended</th>" in page
+    rows = page.split("<th scope=col>going on or ended</th>")[1].split("</tr>")
     # newest first: the pause going on, then the one a heartbeat ended
     assert "<td><span class=hi>going on</span></td>" in rows[1]
     assert (
@@ -116,7 +116,10 @@ def test_the_ecg_page_says_of_each_alarm_whether_it_goes_on_or_when_it_ended() -
 def test_the_ward_names_the_beat_classes_its_columns_count() -> None:
     # "V %" and "S %" with no word of what V and S are
     page = ward_page_html([_ecg("bed-4", [])], [])
-    assert "<th>V % (ventricular ectopic)</th><th>S % (supraventricular ectopic)</th>" in page
+    assert (
+        "<th scope=col>V % (ventricular ectopic)</th><th scope=col>S % (supraventricular ectopic)</th>"
+        in page
+    )
     assert (
         "Beat classes (AAMI EC57): N normal or bundle branch block; S supraventricular "
         "ectopic; V ventricular ectopic; F fusion; Q unclassifiable or paced." in page
@@ -148,10 +151,10 @@ def test_the_risk_score_is_named_a_score_beside_its_alarm_line() -> None:
     at = {"patient_id": "icu-4", "in_alarm": True, "alarm_episodes": 1,
           "last_hour": {"hour": 55, "risk": 0.0921, "probability": 0.026}}  # fmt: skip
     page = ward_page_html([], [at], threshold=0.0924)
-    assert "<th>risk score (alarm line 0.0924)</th>" in page
+    assert "<th scope=col>risk score (alarm line 0.0924)</th>" in page
     assert "<td class=n>0.0921</td><td class=n>2.6 %</td>" in page  # not "0.092" under it
     assert "not a probability (a score of 0.500 is not a 50 % chance)" in page
-    assert "<th>risk score (not a probability)</th>" in ward_page_html([], [at])
+    assert "<th scope=col>risk score (not a probability)</th>" in ward_page_html([], [at])
 
 
 def test_when_the_latest_hour_was_scored_and_a_feed_gone_quiet_are_shown() -> None:
