@@ -1204,7 +1204,7 @@ def test_an_ecg_alarms_strip_is_served_as_data_and_on_paper(
         with_strip = [e for e in events if e.get("strip_s")]
         assert page.text.count("<svg") == min(3, len(with_strip)) + 1 > 1  # strips, the trend
         assert "Heart rate (bpm) by minute since" in page.text
-        assert page.text.count('/strip.svg">strip</a>') == len(with_strip)
+        assert page.text.count('">strip</a>') == len(with_strip)
         assert f'href="../../events/{latest["seq"]}/strip.svg"' in page.text
         assert 'href="ecg/bed-1/page"' in c.get("/ward", headers=admin).text
         assert c.get("/ecg/bed-1/page", headers=other).status_code == 403

@@ -15,8 +15,6 @@ from vitalgru.reports.html import page
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
 from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
 
-_ONSET = "2026-12-07T12:44:59.610+00:00"
-
 
 def _strip(seq: int) -> dict:
     """10 s of a 1 Hz sine at 250 Hz, a V beat and a Q beat in rejected signal."""
@@ -29,7 +27,7 @@ def _strip(seq: int) -> dict:
 
 def _alarm(seq: int, state: str = "going_on") -> dict:
     return {"seq": seq, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
-            "onset_at": _ONSET, "state": state, "strip_s": 10.0, "onset_s": 600.0,
+            "onset_at": f"2026-12-07T12:4{seq}:59.610+00:00", "state": state, "strip_s": 10.0, "onset_s": 600.0,
             "raised_at_s": 606.0}  # fmt: skip
 
 
@@ -54,7 +52,10 @@ def _pages() -> dict[str, str]:
                "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.12}}]  # fmt: skip
     trend = {"patient_id": "bed-1", "stream_started_at": "2026-12-07T11:40:00+00:00",
              "monitored_s": 3725.0, "hr_trend_bpm": [70.0 + k % 7 for k in range(62)]}  # fmt: skip
-    alarms = [_alarm(1, "ended") | {"ended": {"at": _ONSET, "message": "over"}}, _alarm(2)]
+    alarms = [
+        _alarm(1, "ended") | {"ended": {"at": "2026-12-07T12:50:00+00:00", "message": "over"}},
+        _alarm(2),
+    ]
     times = [0.8 * k for k in range(1, 75)]
     labels = ["V" if k % 10 == 0 else "N" for k in range(1, 75)]
     replayed = patient_summary("119", 60.0, times, labels, [True] * 74,
@@ -116,3 +117,20 @@ def test_every_page_has_one_h1_and_no_skipped_heading_level(name: str) -> None:
     assert levels[0] == 1 and levels.count(1) == 1
     assert all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False))
     assert els.named("html")[0]["lang"] == "en" and len(els.named("main")) == 1
+
+
+def test_a_strip_link_is_named_for_its_alarm_not_just_strip() -> None:
+    # 2.4.4: every bed's latest alarm linked "strip", and each alarm on the ECG page too;
+    # a screen reader's list of links read "strip, strip, strip"
+    for name in ("ward", "ecg"):
+        links = [(a, t) for a, t in Elements(PAGES[name]).links if t == "strip"]
+        names = [a.get("aria-label") or t for a, t in links]
+        assert len(links) == 2 and len(set(names)) == 2, names
+        assert all(n.startswith("strip: ") for n in names)  # as shown, then what it is
+    ward = [a["aria-label"] for a, t in Elements(PAGES["ward"]).links if t == "strip"]
+    assert ward[0] == "strip: patient bed-1, Ventricular run at 2026-12-07 12:41:59 UTC"
+    ecg = [a["aria-label"] for a, t in Elements(PAGES["ecg"]).links if t == "strip"]
+    assert ecg == [
+        "strip: Ventricular run at 2026-12-07 12:42:59 UTC",
+        "strip: Ventricular run at 2026-12-07 12:41:59 UTC",
+    ]  # newest first
