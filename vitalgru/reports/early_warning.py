@@ -399,8 +399,8 @@ def early_warning_report_html(
         "its risk score reaches the model's alarm line "
         f"({', '.join(f'{t:.{d}f}' for t in sorted(thr))}), chosen on its training patients. "
         "The risk score is the scale the alarm line is drawn on, not a probability: a score of "
-        f"0.500 is not a 50 % chance.{chance}{never} Values in red are outside the SIRS, qSOFA, "
-        "SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
+        f"0.500 is not a 50 % chance.{chance}{never} Values in red, their limit beside them, are "
+        "outside the SIRS, qSOFA, SOFA, Sepsis-3 lactate or NEWS2 SpO2 limits ("
         + e("; ".join(f"{name} {limit} {unit}" for name, unit, limit, _ in KEY_MEASURES.values()))
         + "). Times are ICU hours (ICULOS)."
     )

@@ -105,7 +105,7 @@ class TestPage:
         )
         assert "sepsis onset (Sepsis-3" in page and "no alarm by 3 h after it" in page
         assert "the first alarm came 10 h before it" in page
-        assert "<span class=hi>HR 95 bpm</span>" in page
+        assert "<span class=hi>HR 95 bpm (limit &gt; 90)</span>" in page
         assert "ICU hour 5: HR = 0" in page and "Temp &gt; 38 or &lt; 36 °C" in page
         assert page.count("<svg") == 2 and "Patients without an alarm" in page
         assert "not a medical device" in page and "2026-01-02 00:00 UTC" in page
@@ -170,7 +170,7 @@ def test_a_value_is_marked_as_it_is_shown_and_a_patient_without_hours_is_listed(
                        ("Lactate 2.0 mmol/L", False), ("Creatinine 1.16 mg/dL", False),
                        ("HR 95 bpm", True), ("MAP 101 mmHg", False), ("Resp 22 /min", True),
                        ("SpO2 95 %", True), ("Platelets 150 ×10³/µL", False)):  # fmt: skip
-        assert (f"<span class=hi>{shown}</span>" in page) == red and shown in page, shown
+        assert (f"<span class=hi>{shown} (limit " in page) == red and shown in page, shown
     assert "<th scope=row>new-bed</th><td colspan=4>no hour scored yet</td>" in page
 
 

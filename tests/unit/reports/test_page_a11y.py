@@ -134,3 +134,18 @@ def test_a_strip_link_is_named_for_its_alarm_not_just_strip() -> None:
         "strip: Ventricular run at 2026-12-07 12:42:59 UTC",
         "strip: Ventricular run at 2026-12-07 12:41:59 UTC",
     ]  # newest first
+
+
+def test_a_value_outside_its_limit_says_so_in_words_not_in_red_alone() -> None:
+    # 1.4.1: "Values in red are outside the limits": grey on a black and white print, and
+    # nothing to a screen reader or to many colour-blind readers
+    hours = [1, 2, 3, 4]
+    values = {"hr_bpm": [95.0, 95.0, 80.0, 80.0], "sbp_mmhg": [120.0] * 4,
+              "lactate_mmol_l": [4.2, math.nan, math.nan, math.nan]}  # fmt: skip
+    s = stay_summary("p", hours, [0.1, 0.1, 0.1, 0.9], 0.5, values)
+    page = early_warning_report_html([s])
+    findings = page.split("<td>")[-1].split("</td>")[0]
+    assert findings == (
+        "HR 80 bpm; SBP 120 mmHg; <span class=hi>Lactate 4.2 mmol/L (3 h ago; limit &gt; 2)</span>"
+    )
+    assert "Values in red, their limit beside them, are outside" in page
