@@ -42,6 +42,14 @@ CLASS_NAMES = {
 #: without colour too (a grey Q had looked like the N beside it).
 LABEL_COLOURS = {"N": "#555", "S": "#1f5fbf", "V": "#c00", "F": "#8a2be2", "Q": "#b35900"}
 _BOXED = ("Q",)
+#: The paper's 1 mm and 5 mm lines. The 5 mm lines, which a reader counts 0.2 s and 0.5 mV
+#: by, are dark enough to show against the paper (3:1, WCAG 2.1 1.4.11: #e08080 was 2.8:1);
+#: the 1 mm lines stay faint, as on a monitor's paper, under the trace.
+GRID_MM = "#f4c2c2"
+GRID_5MM = "#dd7575"
+#: Text drawn on the grid (the onset, a clipped row) sits on a white halo: against a 5 mm
+#: line a red 10 px "onset" was 2.1:1, under the 4.5:1 text needs (WCAG 2.1 1.4.3).
+_ON_GRID = 'stroke="#fff" stroke-width="3" paint-order="stroke"'
 _TOP_PX = 16  # room for the beat labels over each row
 _FOOT_PX = 14  # room for the times under each row
 _LEGEND_PX = 30  # room for the legend under the last row
@@ -180,11 +188,11 @@ def strip_svg(
         f'aria-label="{e(title or "ECG strip")}">',
         "<defs>"
         f'<pattern id="mm" width="{small:g}" height="{small:g}" patternUnits="userSpaceOnUse">'
-        f'<path d="M{small:g} 0V{small:g}H0" fill="none" stroke="#f4c2c2" stroke-width="0.5"/>'
+        f'<path d="M{small:g} 0V{small:g}H0" fill="none" stroke="{GRID_MM}" stroke-width="0.5"/>'
         "</pattern>"
         f'<pattern id="mm5" width="{big:g}" height="{big:g}" patternUnits="userSpaceOnUse">'
         f'<rect width="{big:g}" height="{big:g}" fill="url(#mm)"/>'
-        f'<path d="M{big:g} 0V{big:g}H0" fill="none" stroke="#e08080" stroke-width="1"/>'
+        f'<path d="M{big:g} 0V{big:g}H0" fill="none" stroke="{GRID_5MM}" stroke-width="1"/>'
         "</pattern></defs>",
     ]
     if title:
@@ -210,7 +218,7 @@ def strip_svg(
                    'stroke-linejoin="round"/>')  # fmt: skip
         if clipped:
             out.append(f'<text x="{width - 2:.0f}" y="{top + 10:.1f}" text-anchor="end" '
-                       f'font-size="10" fill="#a00">beyond ±{ROW_MV / 2:g} mV: clipped</text>')  # fmt: skip
+                       f'font-size="10" fill="#a00" {_ON_GRID}>beyond ±{ROW_MV / 2:g} mV: clipped</text>')  # fmt: skip
         row_t0, row_t1 = start_s + r * row_s, start_s + (r + 1) * row_s
         for b in beats:
             t = float(b["time_s"])
@@ -223,7 +231,7 @@ def strip_svg(
             out.append(f'<line x1="{ox:.1f}" y1="{top:.1f}" x2="{ox:.1f}" y2="{top + row_px:.1f}" '
                        'stroke="#c00" stroke-width="1.5" stroke-dasharray="4 3"/>')  # fmt: skip
             out.append(f'<text x="{ox + 3:.1f}" y="{top + row_px - 4:.1f}" font-size="10" '
-                       'fill="#c00">onset</text>')  # fmt: skip
+                       f'fill="#c00" {_ON_GRID}>onset</text>')  # fmt: skip
         foot = top + row_px + 11
         # seconds from the strip's start, where each second's line is: a stream time as
         # h:mm:ss here read as a time of day, and was rounded (54.9 s labelled 0:00:55)

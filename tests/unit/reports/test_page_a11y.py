@@ -8,68 +8,12 @@ import math
 import re
 
 import pytest
-from a11y_kit import Elements
+from a11y_kit import Elements, clinician_pages
 
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.reports.html import page
-from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
-from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
 
-
-def _strip(seq: int) -> dict:
-    """10 s of a 1 Hz sine at 250 Hz, a V beat and a Q beat in rejected signal."""
-    return {"seq": seq, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
-            "samples": [math.sin(2 * math.pi * k / 250) for k in range(2500)], "fs": 250.0,
-            "start_s": 595.0, "onset_s": 600.0, "start_at": "2026-12-07T12:44:54.610+00:00",
-            "beats": [{"time_s": 596.0, "label": "N"}, {"time_s": 600.0, "label": "V"},
-                      {"time_s": 601.0, "label": "Q", "signal_ok": False}]}  # fmt: skip
-
-
-def _alarm(seq: int, state: str = "going_on") -> dict:
-    return {"seq": seq, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
-            "onset_at": f"2026-12-07T12:4{seq}:59.610+00:00", "state": state, "strip_s": 10.0, "onset_s": 600.0,
-            "raised_at_s": 606.0}  # fmt: skip
-
-
-def _ecg(pid: str, alarms: list[dict]) -> dict:
-    return {"patient_id": pid, "received_s": 3725.0, "hr_bpm": 72.4, "beats": 200,
-            "counts": {"N": 190, "S": 4, "V": 6, "F": 0, "Q": 0}, "rejected_pct": 2.5,
-            "alarms": alarms, "admitted_at": "2026-12-07T11:40:00+00:00"}  # fmt: skip
-
-
-def _stays() -> list[dict]:
-    hours = list(range(1, 31))
-    risks = [0.6 if 10 <= h <= 14 else 0.1 for h in hours]
-    values = {"hr_bpm": [95.0] * 30, "temp_c": [37.0] * 30, "lactate_mmol_l": [4.2] * 30}
-    loud = stay_summary("p1", hours, risks, 0.5, values, sepsis_label=[int(h >= 12) for h in hours])
-    return [loud, stay_summary("p2", hours, [0.1] * 30, 0.5, values)]
-
-
-def _pages() -> dict[str, str]:
-    """Each kind of clinician page, with tables, links, charts and strips."""
-    beds = [_ecg("bed-1", [_alarm(1)]), _ecg("bed-2", [_alarm(2)]), _ecg("bed-3", [])]
-    sepsis = [{"patient_id": "icu-1", "in_alarm": True, "alarm_episodes": 1,
-               "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.12}}]  # fmt: skip
-    trend = {"patient_id": "bed-1", "stream_started_at": "2026-12-07T11:40:00+00:00",
-             "monitored_s": 3725.0, "hr_trend_bpm": [70.0 + k % 7 for k in range(62)]}  # fmt: skip
-    alarms = [
-        _alarm(1, "ended") | {"ended": {"at": "2026-12-07T12:50:00+00:00", "message": "over"}},
-        _alarm(2),
-    ]
-    times = [0.8 * k for k in range(1, 75)]
-    labels = ["V" if k % 10 == 0 else "N" for k in range(1, 75)]
-    replayed = patient_summary("119", 60.0, times, labels, [True] * 74,
-                               [{"kind": "ventricular_run", "onset_s": 8.0, "message": "3 V"}])  # fmt: skip
-    return {
-        "ward": ward_page_html(beds, sepsis, refresh_s=10, threshold=0.3),
-        "ecg": ecg_patient_page_html({**_ecg("bed-1", alarms)}, [_strip(2), _strip(1)], trend),
-        "stay": early_warning_report_html(_stays()[:1], title="Sepsis: patient p1 (live)"),
-        "early_warning": early_warning_report_html(_stays()),
-        "replay": monitoring_report_html([replayed], strips={"119": [_strip(1)]}),
-    }
-
-
-PAGES = _pages()
+PAGES = clinician_pages()
 
 
 def test_a_page_has_its_language_title_one_h1_and_a_main_landmark() -> None:
