@@ -217,11 +217,27 @@ def _chart(s: StaySummary, d: int = 3) -> str:
         risk,
         y_max=min(1.0, axis_top(max(max(risk), 2.0 * (level or 0.0)))),
         x_step=24,
-        label=f"Sepsis risk score of patient {s['patient_id']} by ICU hour; alarm line {thr:.{d}f}",
+        label=_chart_said(s, d),
         bands=[(ep["start_hour"] - 0.5, ep["end_hour"] + 0.5) for ep in s["episodes"]],
         level=level,
         marks=[(onset, "onset")] if onset is not None else (),
     )
+
+
+def _chart_said(s: StaySummary, d: int = 3) -> str:
+    """What the risk chart shows, in words (WCAG 2.1 1.1.1): the alarm line, the highest
+    and latest scores, the hours shaded in alarm and the reference onset marked."""
+    thr, onset = s["threshold"], s["reference_onset_hour"]
+    out = (f"Sepsis risk score of patient {s['patient_id']} by ICU hour, {s['first_hour']} to "
+           f"{s['last_hour']}; alarm line {thr:.{d}f}; highest {s['risk_max']:.{d}f} at ICU "
+           f"hour {s['risk_max_hour']}, latest {s['risk_last']:.{d}f}")  # fmt: skip
+    if s["episodes"]:
+        out += "; shaded in alarm: ICU hours " + ", ".join(
+            f"{ep['start_hour']}–{ep['end_hour']}" for ep in s["episodes"]
+        )
+    if onset is not None and not s.get("labelled_from_first_hour"):
+        out += f"; reference sepsis onset marked at ICU hour {onset}"
+    return out
 
 
 def _headline(s: StaySummary, d: int = 3) -> str:
@@ -358,27 +374,19 @@ def early_warning_report_html(
         f"<p class=head>{len(stays)} patient(s): {now} in alarm at their latest hour, "
         f"{ever} with an alarm during the stay.</p>"
     )
+    quiet_rows = "".join(
+        f"<tr><th scope=row>{e(s['patient_id'])}</th><td class=n>{s['first_hour']}–"
+        f"{s['last_hour']}</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>"
+        f"{s['risk_last']:.{d}f}</td><td>{refused_text(s) or '—'}</td></tr>"
+        if s["n_hours"]
+        else f"<tr><th scope=row>{e(s['patient_id'])}</th><td colspan=4>no hour scored yet</td></tr>"
+        for s in quiet
+    )
+    head = ["patient", "ICU hours", "highest risk score", "latest risk score",
+            "values refused as impossible"]  # fmt: skip
     rest = (
         "<section><h2>Patients without an alarm</h2>"
-        + table(
-            "Risk scores of the patients without an alarm",
-            [
-                "patient",
-                "ICU hours",
-                "highest risk score",
-                "latest risk score",
-                "values refused as impossible",
-            ],
-            "".join(
-                f"<tr><th scope=row>{e(s['patient_id'])}</th><td class=n>{s['first_hour']}–{s['last_hour']}"
-                f"</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>{s['risk_last']:.{d}f}</td>"
-                f"<td>{refused_text(s) or '—'}</td></tr>"
-                if s["n_hours"]
-                else f"<tr><th scope=row>{e(s['patient_id'])}</th><td colspan=4>no hour scored yet</td></tr>"
-                for s in quiet
-            ),
-        )  # fmt: skip
-        + "</section>"
+        f"{table('Risk scores of the patients without an alarm', head, quiet_rows)}</section>"
         if quiet
         else ""
     )

@@ -141,6 +141,23 @@ def _num(v: float | None, digits: int = 0) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _hr_said(patient: object, bpm: Sequence[float], marks: Sequence[tuple[float, str]]) -> str:
+    """What the heart-rate chart shows, in words (WCAG 2.1 1.1.1): its range, the minutes
+    without a rate and each alarm onset marked, at its minute of monitoring."""
+    rates = [v for v in bpm if math.isfinite(v)]
+    lo, hi = f"{min(rates):.0f}", f"{max(rates):.0f}"
+    out = (f"Heart rate of patient {patient} by minute of monitoring, {len(bpm)} minute(s): "
+           f"{lo if lo == hi else f'{lo} to {hi}'} bpm")  # fmt: skip
+    if len(rates) < len(bpm):
+        out += f"; {len(bpm) - len(rates)} minute(s) without enough beats for a rate"
+    names = {v: k for k, v in ALERT_MARKS.items()}
+    if marks:
+        out += "; alarm onsets marked: " + ", ".join(
+            f"{m} ({ALERT_NAMES[names[m]].lower()}) at minute {at:.1f}" for at, m in marks
+        )
+    return out
+
+
 def hr_chart(p: Mapping[str, Any]) -> str:
     """Heart rate minute by minute (gaps where the signal was rejected), with a line at the
     onset of each arrhythmia or pause alarm, lettered as in :data:`ALERT_MARKS`; ``p`` has
@@ -164,7 +181,7 @@ def hr_chart(p: Mapping[str, Any]) -> str:
         x_step=step,
         x_start=0.0,
         x_end=p["monitored_s"] / 60.0,
-        label=f"Heart rate of patient {p['patient_id']} by minute of monitoring",
+        label=_hr_said(p["patient_id"], bpm, marks),
         marks=marks,
     )
 

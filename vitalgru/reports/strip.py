@@ -129,6 +129,30 @@ def _legend(top: float, width: float) -> str:
     return "".join(out)
 
 
+def _summary(
+    duration_s: float,
+    beats: Sequence[Mapping[str, Any]],
+    onset_s: float | None,
+    clipped_rows: Sequence[int],
+    start_s: float,
+) -> str:
+    """What the strip shows, in words, for those who cannot see it (WCAG 2.1 1.1.1):
+    ``ECG strip, 10 s: 12 beats labelled (11 N, 1 V; 1 in rejected signal); the alarm's
+    onset at 5.0 s; row 2 clipped beyond ±2 mV``. Times from the strip's start."""
+    labels = [str(b["label"]) for b in beats]
+    counts = ", ".join(f"{labels.count(k)} {k}" for k in CLASS_NAMES if k in labels)
+    rejected = sum(not b.get("signal_ok", True) for b in beats)
+    out = f"ECG strip, {duration_s:.3g} s: {len(beats)} beat(s) labelled"
+    if beats:
+        out += f" ({counts}" + (f"; {rejected} in rejected signal" if rejected else "") + ")"
+    if onset_s is not None:
+        out += f"; the alarm's onset at {onset_s - start_s:.1f} s"
+    if clipped_rows:
+        rows = ", ".join(str(r + 1) for r in clipped_rows)
+        out += f"; row(s) {rows} clipped beyond ±{ROW_MV / 2:g} mV"
+    return out
+
+
 def strip_svg(
     samples: Sequence[float] | np.ndarray,
     fs: float,
@@ -156,7 +180,9 @@ def strip_svg(
     onset_s : float, optional
         The alarm's onset, marked by a dashed line.
     title : str
-        Said over the strip and to screen readers.
+        Said over the strip and, with what it shows in words (the beats by class, the
+        onset, rows clipped), to screen readers; the SVG's ``<title>`` (a browser tab's
+        name when the strip is opened on its own).
     row_s : float
         Seconds per row.
 
@@ -180,12 +206,17 @@ def strip_svg(
     title_px = 18 if title else 0
     height = title_px + n_rows * band + _LEGEND_PX
     small, big = PX_PER_MM, 5 * PX_PER_MM
+    shown = [b for b in beats if start_s <= float(b["time_s"]) < start_s + n_rows * row_s]
+    onset = (
+        onset_s if onset_s is not None and start_s <= onset_s < start_s + n_rows * row_s else None
+    )
+    clipped_rows = []
     out = [
         # sized in millimetres (the drawing's units are PX_PER_MM to the mm): printed, the
         # paper's scale is true, and a caliper on the page reads seconds and millivolts
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width / PX_PER_MM:g}mm" '
         f'height="{height / PX_PER_MM:g}mm" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="{e(title or "ECG strip")}">',
+        'aria-label="',  # named at the end, when the rows clipped are known
         "<defs>"
         f'<pattern id="mm" width="{small:g}" height="{small:g}" patternUnits="userSpaceOnUse">'
         f'<path d="M{small:g} 0V{small:g}H0" fill="none" stroke="{GRID_MM}" stroke-width="0.5"/>'
@@ -209,6 +240,8 @@ def strip_svg(
         lo_mv, hi_mv = np.percentile(finite, [0.2, 99.8]) if finite.size else (0.0, 0.0)
         centre = float(lo_mv + hi_mv) / 2
         clipped = bool(finite.size and np.abs(finite - centre).max() > ROW_MV / 2)
+        if clipped:
+            clipped_rows.append(r)
         y = mid - np.clip(seg - centre, -ROW_MV / 2, ROW_MV / 2) * px_mv
         t_px = (t_all[lo:hi] - (start_s + r * row_s)) * px_s
         out.append(f'<g transform="translate(0 {top:.1f})">'
@@ -243,4 +276,7 @@ def strip_svg(
                        f'font-size="9" fill="#555">{r * row_s + k:g} s</text>')  # fmt: skip
     out.append(_legend(title_px + n_rows * band, width))
     out.append("</svg>")
+    said = _summary(duration, shown, onset, clipped_rows, start_s)
+    name = e(f"{title}. {said}" if title else said)
+    out[0] += f'{name}"><title>{name}</title>'
     return "".join(out)

@@ -79,14 +79,15 @@ def strip_fixture(seq: int) -> dict:
     """10 s of a 1 Hz sine at 250 Hz, a V beat and a Q beat in rejected signal."""
     return {"seq": seq, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
             "samples": [math.sin(2 * math.pi * k / 250) for k in range(2500)], "fs": 250.0,
-            "start_s": 595.0, "onset_s": 600.0, "start_at": "2026-12-07T12:44:54.610+00:00",
+            "start_s": 595.0, "onset_s": 600.0, "start_at": f"2026-12-07T12:4{seq}:54.610+00:00",
             "beats": [{"time_s": 596.0, "label": "N"}, {"time_s": 600.0, "label": "V"},
                       {"time_s": 601.0, "label": "Q", "signal_ok": False}]}  # fmt: skip
 
 
 def _alarm(seq: int, state: str = "going_on") -> dict:
     return {"seq": seq, "kind": "ventricular_run", "message": "3 V beats at 150 bpm",
-            "onset_at": f"2026-12-07T12:4{seq}:59.610+00:00", "state": state, "strip_s": 10.0, "onset_s": 600.0,
+            "onset_at": f"2026-12-07T12:4{seq}:59.610+00:00", "state": state, "strip_s": 10.0,
+            "onset_s": 300.0 * seq,
             "raised_at_s": 606.0}  # fmt: skip
 
 
@@ -111,7 +112,9 @@ def clinician_pages() -> dict[str, str]:
     sepsis = [{"patient_id": "icu-1", "in_alarm": True, "alarm_episodes": 1,
                "last_hour": {"hour": 30, "risk": 0.41, "probability": 0.12}}]  # fmt: skip
     trend = {"patient_id": "bed-1", "stream_started_at": "2026-12-07T11:40:00+00:00",
-             "monitored_s": 3725.0, "hr_trend_bpm": [70.0 + k % 7 for k in range(62)]}  # fmt: skip
+             "monitored_s": 3725.0, "hr_trend_bpm": [70.0 + k % 7 for k in range(62)],
+             "earlier": [{"stream_started_at": "2026-12-06T11:40:00+00:00",
+                          "hr_trend_bpm": [80.0] * 30, "first_minute": 0}]}  # fmt: skip
     alarms = [
         _alarm(1, "ended") | {"ended": {"at": "2026-12-07T12:50:00+00:00", "message": "over"}},
         _alarm(2),

@@ -8,10 +8,11 @@ import math
 import re
 
 import pytest
-from a11y_kit import Elements, clinician_pages
+from a11y_kit import Elements, clinician_pages, strip_fixture
 
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.reports.html import page
+from vitalgru.reports.strip import strip_svg
 
 PAGES = clinician_pages()
 
@@ -93,3 +94,44 @@ def test_a_value_outside_its_limit_says_so_in_words_not_in_red_alone() -> None:
         "HR 80 bpm; SBP 120 mmHg; <span class=hi>Lactate 4.2 mmol/L (3 h ago; limit &gt; 2)</span>"
     )
     assert "Values in red, their limit beside them, are outside" in page
+
+
+@pytest.mark.parametrize("name", sorted(set(PAGES) - {"ward"}))  # the ward draws none
+def test_every_chart_and_strip_is_an_image_named_by_what_it_shows(name: str) -> None:
+    # 1.1.1: a chart was named only by what it is ("Heart rate of patient bed-1 by minute
+    # of monitoring", the same for the current stream's chart and the one before a restart)
+    svgs = Elements(PAGES[name]).named("svg")
+    assert svgs and all(a.get("role") == "img" for a in svgs)
+    labels = [a.get("aria-label") or "" for a in svgs]
+    assert all(": " in label for label in labels), labels  # a name, then what it shows
+    assert len(set(labels)) == len(labels), labels
+
+
+def test_a_strip_says_its_beats_onset_and_clipping_in_words() -> None:
+    s = strip_fixture(1)
+    samples = list(s["samples"])
+    samples[1000] = 5.0  # a spike: the row is clipped
+    svg = strip_svg(samples, s["fs"], start_s=s["start_s"], beats=s["beats"],
+                    onset_s=s["onset_s"], title="bed-1 · V run")  # fmt: skip
+    els = Elements(svg)
+    said = (
+        "bed-1 · V run. ECG strip, 10 s: 3 beat(s) labelled (1 N, 1 V, 1 Q; 1 in rejected "
+        "signal); the alarm's onset at 5.0 s; row(s) 1 clipped beyond ±2 mV"
+    )
+    assert els.named("svg")[0]["aria-label"] == said
+    # opened on its own (the gateway's /events/{seq}/strip.svg) the tab's name: 2.4.2
+    assert els.tags[1][0] == "title" and ("title", said) in els.texts
+
+
+def test_a_charts_name_gives_its_range_alarms_and_onsets() -> None:
+    ecg = [a["aria-label"] for a in Elements(PAGES["ecg"]).named("svg")]
+    assert ecg[0] == (
+        "Heart rate of patient bed-1 by minute of monitoring, 62 minute(s): 70 to 76 bpm; "
+        "alarm onsets marked: V (ventricular run) at minute 5.0, V (ventricular run) at minute 10.0"
+    )
+    (risk,) = [a["aria-label"] for a in Elements(PAGES["stay"]).named("svg")]
+    assert risk == (
+        "Sepsis risk score of patient p1 by ICU hour, 1 to 30; alarm line 0.500; highest "
+        "0.600 at ICU hour 10, latest 0.100; shaded in alarm: ICU hours 10–14; reference "
+        "sepsis onset marked at ICU hour 18"
+    )
