@@ -75,9 +75,11 @@ def table(caption: str, head: Sequence[str], rows: str) -> str:
     """A data table named by ``caption`` (text), with a header cell for each column
     (``head``, HTML) and the rows (``rows``, HTML; a row's first cell a ``<th scope=row>``
     where it names the row): a screen reader reads each cell with its column's header and
-    its row's name (WCAG 2.1 1.3.1)."""
+    its row's name (WCAG 2.1 1.3.1), and a table printed over several sheets repeats its
+    header row on each."""
     cols = "".join(f"<th scope=col>{h}</th>" for h in head)
-    return f"<table><caption>{html.escape(caption)}</caption><tr>{cols}</tr>{rows}</table>"
+    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{cols}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>")  # fmt: skip
 
 
 def zone_name(zone: tzinfo | None) -> str:

@@ -135,3 +135,13 @@ def test_a_charts_name_gives_its_range_alarms_and_onsets() -> None:
         "0.600 at ICU hour 10, latest 0.100; shaded in alarm: ICU hours 10–14; reference "
         "sepsis onset marked at ICU hour 18"
     )
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_a_table_printed_over_several_sheets_repeats_its_header_row(name: str) -> None:
+    # thirty beds print on two sheets: the second had no column headers (no <thead>)
+    els = Elements(PAGES[name])
+    names = [t for t, _ in els.tags]
+    assert names.count("thead") == names.count("tbody") == names.count("table")
+    heads = [i for i, t in enumerate(names) if t == "thead"]
+    assert all(names[i + 1 : i + 3] == ["tr", "th"] for i in heads)
