@@ -207,7 +207,9 @@ def _sepsis_rows(
             if p.get("alarm_escalated")
             else "<span class=hi>in alarm, not acknowledged</span>"
         )
+        # in alarm with what raised it not known: said, as the CDS card says it (a blank)
         why = "; ".join(d["text"] for d in p.get("alarm_drivers", []))
+        why = why or ("not known" if p["in_alarm"] else "")
         open_ = "; ".join(f"hour {h}: {sum(n.values())} value(s)"
                           for h, n in (p.get("assembling") or {}).items())  # fmt: skip
         pid = str(p["patient_id"])

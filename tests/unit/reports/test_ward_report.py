@@ -44,6 +44,10 @@ def test_order_values_and_escaping() -> None:
     )
     assert "<td class=n>0</td><td></td><td>hour 6: 3 value(s)</td></tr>" in page  # arriving
     assert "No patient is being monitored" in ward_page_html([], [])
+    # in alarm, with what raised it not known (its onset gone from the log): said, as the CDS
+    # card says it, not a blank cell
+    unknown = {**risky, "alarm_drivers": []}
+    assert "<td>not known</td><td></td></tr>" in ward_page_html([], [unknown])
 
 
 def test_alarms_no_one_has_acknowledged_come_first() -> None:
