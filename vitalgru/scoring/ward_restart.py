@@ -64,6 +64,21 @@ def _open_ecg_alarms(state: WardState) -> dict[tuple[str, str], int]:
     return {k: seq for k, seq in raised.items() if seq not in ended}
 
 
+def _stay_ecg_alarms(state: WardState) -> dict[str, list[int]]:
+    """The numbers of the alarms and notices the journal's ECG patients' current stays
+    raised (logged at or after the admission, under the id the patient has now; ends are
+    not among them), oldest first: ``{patient: [seq, ...]}``."""
+    admitted = {a.patient_id: a.admitted_at for a in state.ecg}
+    now_id = merged_ids(state.events, "ecg")
+    out: dict[str, list[int]] = {}
+    for e in state.events:
+        pid = now_id(e.get("patient_id"), e["seq"])
+        if e.get("source") == "ecg" and e.get("ends") is None and pid in admitted:
+            if _logged_since(e, admitted[pid]):
+                out.setdefault(str(pid), []).append(int(e["seq"]))
+    return out
+
+
 def _resumed_at(a: EcgAdmission, now: datetime, clock: float) -> tuple[datetime, float]:
     """Where a restored ECG feed's stream starts: its time 0 on the wall clock, and when
     the feed's index was there on the monotonic clock (how far ahead its next chunk can be),
@@ -164,6 +179,7 @@ class WardRestart(SepsisWard):
             now, clock = datetime.now(UTC), time.monotonic()
             trends = self.journal.value("ecg_trends", {}) if self.journal is not None else {}
             still_open = _open_ecg_alarms(state)
+            of_stay = _stay_ecg_alarms(state)
             logged = {int(e["seq"]): e for e in self._events}  # the log's own: acks mark them
             with self._model_lock, self._queue_lock:
                 for a in state.ecg:
@@ -207,9 +223,12 @@ class WardRestart(SepsisWard):
                             self._shadow_ecg,
                             lambda sh, a=a, f=take_up: getattr(sh.monitor, f)(a.patient_id),
                         )
-                    # the alarms going on back in its list, before the restart's notice: the
-                    # ward page's "still going on" and the CDS cards read them there
-                    bed.taken_up = tuple(sorted(s for s in bed.open_alarms if s in logged))
+                    # the stay's alarms back in its list, before the restart's notice: the
+                    # ward page's "still going on" and the CDS cards read those going on
+                    # there, and a ventricular run a minute before the restart is not lost
+                    # from the pages (the list held only the alarms going on before)
+                    stay = {*of_stay.get(a.patient_id, ()), *bed.open_alarms}
+                    bed.taken_up = tuple(sorted(s for s in stay if s in logged))
                     bed.alerts.extend(logged[s] for s in bed.taken_up)
                     self._ecg_beds[a.patient_id] = bed
                     self._note_polarity(a.patient_id, bed)  # a flag kept in the memory

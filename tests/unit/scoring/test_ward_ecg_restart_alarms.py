@@ -65,3 +65,44 @@ def test_a_pause_going_on_at_a_restart_is_still_listed_going_on(
     states = {a["seq"]: a["state"] for a in again.ecg_summary("bed-5")["alarms"]}
     assert states[pause] == states[poor] == "ended"
     again.close()
+
+
+def test_the_stays_alarms_that_ended_before_a_restart_are_still_listed(
+    mitdb_dir: Path, tmp_path: Path
+) -> None:
+    # only alarms going on were taken up: a pause that had ended a minute before the restart
+    # (or a ventricular run, which is momentary) vanished from the bed's list, the ward page's
+    # count and the patient's page, though nothing had happened to the patient
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    x[40 * FS : 55 * FS] = 0.0  # lead off from 40 to 55 s, then back
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("bed-6", FS)
+    for k in range(0, 90 * FS, FS):
+        ward.add_ecg("bed-6", x[k : k + FS].tolist())
+        ward.tick()
+    before = {a["seq"]: a["state"] for a in ward.ecg_summary("bed-6")["alarms"]}
+    assert {"pause", "poor_signal"} <= {a["kind"] for a in ward.ecg_summary("bed-6")["alarms"]}
+    assert set(before.values()) == {"ended"}
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    alarms = again.ecg_summary("bed-6")["alarms"]
+    assert {a["seq"]: a["state"] for a in alarms[:-1]} == before  # ended, as before
+    assert all(a["before_restart"] for a in alarms[:-1])
+    assert alarms[-1]["kind"] == "monitor_restarted"
+    (ecg,), _ = again.summaries()
+    n = len(before)  # the stay's count, none acknowledged, as before the restart
+    assert f"<td class=n>{n} <span class=hi>({n} not acknowledged)</span></td>" in ward_page_html(
+        [ecg], []
+    )
+    again.close()
+    # a second restart keeps the first one's notice too, and nothing twice
+    third = Ward(untrained_monitor(), journal=WardJournal(state))
+    third.restore(third.journal.load())
+    kinds = [a["kind"] for a in third.ecg_summary("bed-6")["alarms"]]
+    assert kinds.count("monitor_restarted") == 2 and len(kinds) == len(before) + 2
+    seqs = [a["seq"] for a in third.ecg_summary("bed-6")["alarms"]]
+    assert len(set(seqs)) == len(seqs)
+    third.close()
