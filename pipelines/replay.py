@@ -31,6 +31,7 @@ from pipelines.evaluate import config_lead, folder_metrics, parse_records, unlab
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
 from vitalgru.data.early_warning import check_some_patients, patient_offsets
+from vitalgru.dsp.vitals import refused_column_warnings, vitals_plausibility
 from vitalgru.dsp.vitals_units import unit_mixup_warnings
 from vitalgru.io import open_database
 from vitalgru.io.ingest import write_attrition
@@ -316,8 +317,9 @@ def replay_early_warning(
         risks; measures that need a septic patient are None without one; for a folder
         without ``SepsisLabel``, :func:`pipelines.evaluate.unlabelled_folder_metrics`: no
         accuracy figure, and no label column in the hours), ``alarms``,
-        ``data`` (files excluded, values refused, ``unit_warnings``: lab columns whose
-        median looks like another unit's, replayed as they are), ``compute``
+        ``data`` (files excluded, values refused, ``implausible_value_warnings``: columns
+        of which more than half the measured values were refused, ``unit_warnings``: lab
+        columns whose median looks like another unit's, replayed as they are), ``compute``
         (:meth:`~vitalgru.scoring.early_warning_replay.StayReplay.compute_summary`),
         ``patients`` (each patient's :func:`~vitalgru.reports.early_warning.stay_summary`
         without its trajectory), ``excluded``, ``model_uri``, ``model_version``, ``data_dir``
@@ -332,7 +334,15 @@ def replay_early_warning(
     psv = read_psv_folder(data, on_error="skip", limit=patients)
     check_some_patients(psv, data)
     frame = psv.frame
-    units = unit_mixup_warnings(frame[list(MEASUREMENT_COLUMNS)].to_numpy(), MEASUREMENT_COLUMNS)
+    values = frame[list(MEASUREMENT_COLUMNS)].to_numpy(np.float32)
+    # a column mostly refused (an export's temperatures in °F) is no artefact: said, as
+    # evaluate says it (the monitor refuses each value; only the folder shows the pattern)
+    refused_whole = refused_column_warnings(
+        values, vitals_plausibility(values, MEASUREMENT_COLUMNS)[1], MEASUREMENT_COLUMNS
+    )
+    for text in refused_whole:
+        logger.warning("%s: %s; the model sees these values as not measured", data, text)
+    units = unit_mixup_warnings(values, MEASUREMENT_COLUMNS)
     for text in units:  # a glucose in mmol/L passes the limits: only its median tells
         logger.warning("%s: %s", data, text)
     monitor = EarlyWarningMonitor(loaded.module, loaded.preprocessing)
@@ -388,6 +398,7 @@ def replay_early_warning(
             "n_excluded_files": len(psv.attrition),
             "n_non_numeric_values": int(sum(psv.non_numeric_cells.values())),
             "n_refused_values": len(refused),
+            "implausible_value_warnings": refused_whole,
             "unit_warnings": units,
         },
         "compute": result.compute_summary(),

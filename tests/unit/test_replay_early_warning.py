@@ -100,3 +100,32 @@ def test_a_folder_with_lab_columns_in_si_units_is_replayed_with_a_warning(
     assert [s.split(":")[0] for s in said] == ["paco2_mmhg", "glucose_mg_dl", "hgb_g_dl"]
     md = (tmp_path / "out" / "replay.md").read_text()
     assert "**Warning:** glucose_mg_dl: the median of its 154 measured values" in md
+
+
+def test_a_folder_with_temperatures_in_fahrenheit_is_replayed_with_a_warning(
+    replayed: Any, physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # every temperature refused: the replay counted refused values but, unlike evaluate,
+    # never said that a whole column was refused nor that it looks like °F
+    setA = physionet_mirror / "challenge-2019" / "training_setA"
+    data = tmp_path / "data"
+    data.mkdir()
+    measured = 0
+    for name in ("p000001.psv", "p000002.psv", "p000003.psv", "p000004.psv"):
+        head, *rows = (setA / name).read_text().splitlines()
+        t = head.split("|").index("Temp")
+        out = [head]
+        for row in rows:
+            cells = row.split("|")
+            if cells[t] != "NaN":
+                cells[t] = f"{float(cells[t]) * 9 / 5 + 32:.1f}"
+                measured += 1
+            out.append("|".join(cells))
+        (data / name).write_text("\n".join(out) + "\n")
+    assert measured > 10
+    report = replayed(data, tmp_path / "out")
+    (said,) = report["data"]["implausible_value_warnings"]
+    assert said.startswith(f"temp_c: {measured} of {measured} measured values (100 %)")
+    assert "they look like °F" in said
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "**Warning:** temp_c:" in md and "scored without these values" in md

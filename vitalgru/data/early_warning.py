@@ -254,7 +254,7 @@ def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     # a column refused whole (an export's temperatures in °F) is no artefact: said aloud
     warnings = refused_column_warnings(values, bad, cols)
     for text in warnings:
-        logger.warning("%s: %s; the model sees this column as not measured",
+        logger.warning("%s: %s; the model sees these values as not measured",
                        source or "the cohort", text)  # fmt: skip
     # a column in another unit whose values pass the limits (glucose in mmol/L): said aloud
     units = unit_mixup_warnings(values, cols)

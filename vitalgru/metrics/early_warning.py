@@ -229,7 +229,7 @@ def data_lines(metrics: Mapping[str, Any]) -> list[str]:
     if held:
         lines += ["", "Data: " + "; ".join(held) + "."]
     for text in metrics.get("implausible_value_warnings") or []:
-        lines += ["", f"**Warning:** {text}; the model was scored without this column."]
+        lines += ["", f"**Warning:** {text}; the model was scored without these values."]
     for text in metrics.get("unit_warnings") or []:
         lines += ["", f"**Warning:** {text}; the model was scored on them as they are."]
     return lines
