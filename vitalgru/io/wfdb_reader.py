@@ -11,8 +11,9 @@ that ends up in ``attrition.csv``:
 reason                 meaning
 =====================  ===============================================================
 ``missing_header``     no ``<record>.hea``
-``bad_header``         the header cannot be parsed, or its signal lines disagree with
-                       its signal count
+``bad_header``         the header cannot be parsed, its signal lines disagree with
+                       its signal count, or a signal line holds a field wfdb-python
+                       would misread (``2OO`` for a gain) or a gain with no finite scale
 ``bad_format``         a signal format code WFDB does not define
 ``missing_dat``        a signal file the header names does not exist
 ``truncated_dat``      a signal file holds fewer bytes than the header's sample count

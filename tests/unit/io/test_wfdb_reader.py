@@ -303,6 +303,50 @@ class TestBadInput:
             read_header(tmp_path, "100")
         assert e.value.reason == "bad_header" and why in str(e.value)
 
+    @pytest.mark.parametrize(
+        ("field", "why"),
+        [
+            ("2OO 11 1024", "gain field '2OO'"),  # wfdb-python: gain 2, 100x too large
+            ("nan 11 1024", "gain field 'nan'"),  # wfdb-python: default gain 200, silently
+            ("200(nan) 11 1024", "gain field '200(nan)'"),
+            ("200/°C 11 1024", "gain field '200/°C'"),  # the fields after it read as a name
+            ("1e-300 11 1024", "too close to 0"),  # 1/gain overflows: -inf millivolts
+            ("1e309 11 1024", "not finite"),  # an infinite gain: a flat line of zeros
+            ("200(99999999999999999999) 11 1024", "does not fit a 32-bit sample"),
+            ("200 11 1O24", "ADC zero '1O24'"),  # wfdb-python: zero 1, and baseline 1
+            ("200 -11 1024", "ADC resolution '-11'"),
+        ],
+    )
+    def test_signal_line_field_wfdb_would_misread(
+        self, tmp_path: Path, mitdb_dir: Path, field: str, why: str
+    ) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        _write_header(tmp_path / "100.hea", text.replace("212 200 11 1024 995", f"212 {field} 995"))
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "bad_header" and why in str(e.value) and "signal 0" in str(e.value)
+
+    def test_format_field_wfdb_would_misread(self, tmp_path: Path, mitdb_dir: Path) -> None:
+        # wfdb-python reads '212abc 200 11' as format 212, units 'abc', ADC resolution 200
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text().replace("100.dat 212 200", "100.dat 212abc 200")
+        _write_header(tmp_path / "100.hea", text)
+        with pytest.raises(RecordError) as e:
+            read_header(tmp_path, "100")
+        assert e.value.reason == "bad_header" and "'212abc'" in str(e.value)
+
+    def test_signal_line_without_trailing_fields_is_read(
+        self, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # header(5) lets a line stop after any field; what follows the last number names it
+        _copy_record(mitdb_dir, "100", tmp_path)
+        text = (tmp_path / "100.hea").read_text()
+        text = text.replace("212 200 11 1024 995 -22131 0 MLII", "212 200(1024)/mV 11 MLII")
+        _write_header(tmp_path / "100.hea", text)
+        h = read_header(tmp_path, "100")
+        assert (h.sig_name[0], h.adc_gain[0], h.baseline[0]) == ("MLII", 200.0, 1024)
+
     def test_counter_frequency_is_read(self, tmp_path: Path, mitdb_dir: Path) -> None:
         _copy_record(mitdb_dir, "100", tmp_path)
         text = (tmp_path / "100.hea").read_text()
