@@ -65,11 +65,20 @@ def answered(msg: Hl7Message, reply: Hl7Reply) -> Hl7Reply:
 
 def unread_header(raw: str | bytes) -> Hl7Message:
     """What a message that cannot be read gives to name it in its ``AR`` (its header, when
-    its bytes are of a character set not said or not read, byte for byte); else nothing."""
+    its bytes are of a character set not said or not read, byte for byte, or its separators
+    are not allowed ones, in the standard ones); else nothing."""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     try:
-        return read_message(raw.decode("latin-1") if isinstance(raw, bytes) else raw)
+        return read_message(text)
     except ValueError:
-        return Hl7Message([["MSH"]])
+        pass
+    # separators HL7 does not allow (letters in MSH-2): its header split at a field
+    # separator that is one, to name its control id, and answered in the standard ones
+    head = text.lstrip("\x0b\r\n\t ").replace("\n", "\r").split("\r", 1)[0]
+    if head.startswith("MSH") and len(head) > 3 and not (head[3].isalnum() or head[3].isspace()):
+        return Hl7Message([head.split(head[3])[:1] + ["^~\\&"] + head.split(head[3])[2:]],
+                          head[3])  # fmt: skip
+    return Hl7Message([["MSH"]])
 
 
 def sender_key(msg: Hl7Message) -> str:

@@ -1062,3 +1062,13 @@ def test_a_final_result_replaces_the_preliminary_one_held_for_the_hour_across_a_
     values = again.sepsis_stay("mrn-7")["values"]
     assert values["lactate_mmol_l"].tolist()[1] == 2.0  # the final result, not 4.0
     assert values["hr_bpm"].tolist()[1] == 105.0  # two final heart rates, still averaged
+
+
+def test_a_message_with_letters_for_separators_gets_a_readable_rejection() -> None:
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    reply = inbox.handle("MSH|ABCD|MONITOR|ICU4|VG|HOSP|20261205||ORU^R01|M1|P|2.5\rPID|1||p-1\r")
+    ack = read_message(reply.ack)
+    assert (reply.code, reply.status, ack.encoding) == ("AR", 422, "^~\\&")
+    assert ack.field("MSH", 9) == "ACK" and ack.field("MSH", 9, 2) == "R01"
+    assert (ack.field("MSA", 1), ack.field("MSA", 2)) == ("AR", "M1")  # named by its id
+    assert "separators" in ack.field("MSA", 3) and ack.field("ERR", 3) == "102"

@@ -63,6 +63,7 @@ from vitalgru.io.hl7v2_text import (
     _codec,
     _decode,
     _unescape,
+    check_separators,
     escape,
     hl7_time,
     message_bytes,
@@ -268,7 +269,8 @@ class Hl7Message:
 def read_message(text: str | bytes) -> Hl7Message:
     """Split an HL7 v2 message; bytes are read in the character set its ``MSH-18`` names
     (:data:`CHARSETS`; UTF-8 when none). ValueError when it does not begin with ``MSH``, or
-    its bytes are not of that set (or the set is not one of those)."""
+    its bytes are not of that set (or the set is not one of those), or its separators are not
+    distinct characters other than letters, digits and spaces (:func:`check_separators`)."""
     if isinstance(text, bytes):
         text = _decode(text)
     lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
@@ -279,6 +281,7 @@ def read_message(text: str | bytes) -> Hl7Message:
     field_sep = lines[0][3]
     msh = lines[0].split(field_sep)
     enc = msh[1] if len(msh) > 1 and len(msh[1]) >= 3 else "^~\\&"
+    check_separators(field_sep, enc)
     return Hl7Message([line.split(field_sep) for line in lines], field_sep, enc)
 
 

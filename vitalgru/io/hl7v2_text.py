@@ -47,6 +47,24 @@ def _msh18(head: str) -> str:
     return msh[17].split(rep)[0].strip() if len(msh) > 17 else ""
 
 
+def check_separators(field_sep: str, encoding: str) -> None:
+    """ValueError unless ``MSH-1`` and ``MSH-2`` are separators HL7 v2 allows (2.5.4): each
+    a different character, none a letter, a digit or white space, at most five in
+    ``MSH-2`` (the truncation character of v2.7 the fifth). Letters as separators split the
+    message's own text: ``MSH|ABCD|`` read ``ORU^R01`` as one component (an unsupported
+    type) and its acknowledgement, echoing them, spelt ``ACK^R01`` as ``ACKAR01AACK``."""
+    seps = field_sep + encoding
+    if (
+        len(encoding) > 5
+        or len(set(seps)) != len(seps)
+        or any(ch.isalnum() or ch.isspace() for ch in seps)
+    ):
+        raise ValueError(
+            f"not an HL7 v2 message: its separators {seps!r} (MSH-1, MSH-2) must be different "
+            "characters, none a letter, digit or space, at most five in MSH-2"
+        )
+
+
 def _decode(raw: bytes) -> str:
     """A message's bytes as text, in the character set its ``MSH-18`` names (UTF-8 when it
     names none). ValueError, naming the byte, for bytes that are not of that set: replaced

@@ -73,6 +73,15 @@ def test_newlines_mllp_framing_and_other_separators_are_read() -> None:
     assert obs["code"]["coding"][0]["display"] == "Heart ^ rate"
 
 
+@pytest.mark.parametrize("msh2", ["ABCD", "^^^^", "^~ &", "^~\\&#xyz", "^~~&"])
+def test_separators_hl7_does_not_allow_are_refused(msh2: str) -> None:
+    # letters as separators split the message's own text: MSH-2 'ABCD' read ORU^R01 as a
+    # type of one component, and its acknowledgement, echoing them, spelt 'ACKAR01AACK'
+    text = MESSAGE.replace("MSH|^~\\&|", f"MSH|{msh2}|", 1)
+    with pytest.raises(ValueError, match="separators .* must be different characters"):
+        read_message(text)
+
+
 def test_an_obx_coded_2708_6_alone_is_a_blood_gas() -> None:
     # an OBX has no category to say it is a vital sign: 2708-6 is SaO2, as in a FHIR
     # Observation without one; a monitor's pulse oximetry comes as MDC 150456 or 59408-5
