@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,13 +62,21 @@ def leading_zero_number(text: str) -> bool:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
-    last silently: `workers: 3` then `workers: 4` would train with 4, unsaid), and a whole
+    last silently: `workers: 3` then `workers: 4` would train with 4, unsaid), a key that
+    is a list or a mapping (``[a]: 1``, a TypeError before), and a whole
     number with a leading zero (:func:`leading_zero_number`)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, Hashable):  # ``[a]: 1`` or ``{a: 1}: 2``: a TypeError
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a key must be a name, not a {'list' if isinstance(key, list) else 'mapping'}",
+                    key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice", key_node.start_mark

@@ -149,6 +149,10 @@ class TestCLI:
         twice.write_text("workers: 3\nworkers: 4\n")
         with pytest.raises(ConfigError, match="key 'workers' is given twice"):
             load_config(IngestConfig, twice)
+        listed = tmp_path / "listed.yaml"  # a list as a key: a TypeError, not a ConfigError
+        listed.write_text("[a]: 1\n")
+        with pytest.raises(ConfigError, match=r"listed.yaml: not valid YAML: .*key must be a name"):
+            load_config(IngestConfig, listed)
 
     def test_gate_keys_are_metrics_the_evaluation_logs(self, tmp_path: Path) -> None:
         # A misspelt or empty gate_keys validated and failed at promotion, after the whole
