@@ -26,7 +26,7 @@ from vitalgru.dsp.vitals import (
 )
 from vitalgru.dsp.vitals_units import unit_mixup_warnings
 from vitalgru.errors import RecordError
-from vitalgru.io.psv import MEASUREMENT_COLUMNS
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, STATIC_COLUMNS
 from vitalgru.io.psv_folder import PsvCohort, read_psv_folder
 from vitalgru.types import AttritionEntry
 
@@ -243,7 +243,7 @@ def patient_offsets(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def clean_cohort(psv: PsvCohort, source: str = "") -> EarlyWarningCohort:
     """Apply the plausibility limits and index the patients of a parsed folder."""
     frame = psv.frame.copy()
-    cols = list(MEASUREMENT_COLUMNS) + ["age_years", "hosp_adm_time_h"]
+    cols = list(MEASUREMENT_COLUMNS) + list(STATIC_COLUMNS)
     values = frame[cols].to_numpy(np.float32)
     cleaned, bad = vitals_plausibility(values, cols)
     frame[cols] = cleaned

@@ -61,6 +61,11 @@ PLAUSIBILITY_LIMITS: dict[str, tuple[float, float]] = {
     "platelets_10e3_ul": (1.0, 2500.0),
     "age_years": (0.0, 120.0),
     "hosp_adm_time_h": (-100000.0, 1000.0),
+    # 0/1 flags in the Challenge (Gender 1 male, Unit1 medical, Unit2 surgical ICU); a
+    # sex coded 1/2 (ISO 5218, 2 female) or any other number the model would take as is
+    "gender_male": (0.0, 1.0),
+    "unit_micu": (0.0, 1.0),
+    "unit_sicu": (0.0, 1.0),
 }
 
 

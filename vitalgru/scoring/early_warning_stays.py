@@ -30,7 +30,7 @@ _BY_NAME = {
 _VALUE_COLUMNS = (*MEASUREMENT_COLUMNS, *STATIC_COLUMNS)
 
 #: The columns the plausibility limits apply to (:func:`vitalgru.dsp.vitals.vitals_plausibility`).
-LIMITED_COLUMNS = [*MEASUREMENT_COLUMNS, "age_years", "hosp_adm_time_h"]
+LIMITED_COLUMNS = [*MEASUREMENT_COLUMNS, *STATIC_COLUMNS]
 
 #: A stay's columns: the ICU hour, then every value the model takes.
 ROW_COLUMNS = ("hour", *_VALUE_COLUMNS)

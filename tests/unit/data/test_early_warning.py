@@ -80,6 +80,20 @@ class TestDataset:
         back, _, manifest = load_dataset(tmp_path / "ds")
         assert manifest["non_numeric_values"] == back.non_numeric_counts == {"hr_bpm": 1}
 
+    def test_a_sex_coded_1_2_is_refused_and_counted_not_taken_for_a_number(
+        self, physionet_mirror: Path, tmp_path: Path
+    ):
+        # Gender 2 (ISO 5218 female) went into the model as a "more than male" 2
+        src = physionet_mirror / "challenge-2019" / "training_setA" / "p000001.psv"
+        head, *rows = src.read_text().splitlines()
+        g = head.split("|").index("Gender")
+        rows = ["|".join(c[:g] + ["2"] + c[g + 1 :]) for c in (r.split("|") for r in rows)]
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "p000001.psv").write_text("\n".join([head, *rows]) + "\n")
+        c = build_cohort(tmp_path / "in")
+        assert c.frame["gender_male"].isna().all() and len(c.frame) == len(rows)
+        assert c.implausible_counts["gender_male"] == len(rows)
+
     def test_skipped_icu_hours_are_counted_and_warned(
         self, physionet_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ):

@@ -1525,6 +1525,22 @@ def test_breaks_in_a_feed_without_beats_are_kept_bounded() -> None:
     assert len(ward.ecg._patients["p"].alerts._breaks) <= MAX_BREAKS_KEPT
 
 
+def test_a_sex_or_icu_flag_other_than_0_or_1_is_refused_not_scored(
+    sepsis_fit: tuple[Any, dict, list[dict]],
+) -> None:
+    # a sex coded 1/2 (ISO 5218: 2 female) or a Unit1 of 3 went into the model as is,
+    # with nothing said; the Challenge's flags are 0 or 1
+    model, preprocessing, rows = sepsis_fit
+    ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+    ward.admit_sepsis("p", {"Gender": 2, "Age": 70})
+    row = {k: v for k, v in rows[0].items() if k not in ("Gender", "Age")}
+    hour = ward.add_hour("p", {**row, "Unit1": 3.0})
+    assert set(hour["rejected"]) >= {"gender_male", "unit_micu"}
+    assert "age_years" not in hour["rejected"]
+    ward.admit_sepsis("q", {"Age": 70})  # the same hour, sex and ICU type not recorded
+    assert ward.add_hour("q", {**row, "Unit1": None})["risk"] == hour["risk"]
+
+
 def test_an_impossible_reading_does_not_make_the_hours_value(
     sepsis_fit: tuple[Any, dict, list[dict]], caplog: pytest.LogCaptureFixture
 ) -> None:
