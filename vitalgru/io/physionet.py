@@ -78,7 +78,8 @@ class Database:
     state : VerifiedState
         Verification memory for ``root``.
     verify_checksums : bool
-        Check files against ``SHA256SUMS.txt`` before reading them.
+        Check files against ``SHA256SUMS.txt`` before reading them, and signals against
+        the checksums their headers state.
     patient_ids : mapping or callable, optional
         Record -> patient id; records a mapping omits are their own patient.
     version : str, optional
@@ -463,6 +464,7 @@ class Database:
             patient_id=self.patient_id(record),
             database=self.name,
             header=header,
+            verify_checksums=self.verify_checksums,
         )
 
     def read_annotations(self, record: str, extension: str = "atr") -> Annotations:

@@ -70,6 +70,9 @@ class HeaderInfo:
         default of 200, signal(5)).
     baseline : tuple of int
         ADC value of physical zero, per signal.
+    checksum : tuple of int or None
+        16-bit checksum of each signal's samples as the header states it (``None`` where
+        it gives none); empty when not read.
     """
 
     record: str
@@ -83,6 +86,7 @@ class HeaderInfo:
     byte_offset: tuple[int, ...]
     adc_gain: tuple[float, ...]
     baseline: tuple[int, ...]
+    checksum: tuple[int | None, ...] = ()
 
     @property
     def n_sig(self) -> int:
@@ -311,6 +315,7 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
         byte_offset=tuple(int(b or 0) for b in (h.byte_offset or [0] * n_sig)),
         adc_gain=tuple(float(g) if g else _DEFAULT_GAIN for g in (h.adc_gain or [0.0] * n_sig)),
         baseline=tuple(int(b or 0) for b in (h.baseline or [0] * n_sig)),
+        checksum=tuple(None if c is None else int(c) for c in (h.checksum or [None] * n_sig)),
     )
 
 

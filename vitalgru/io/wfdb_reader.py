@@ -21,6 +21,8 @@ reason                 meaning
 ``dat_size_mismatch``  a signal file holds more bytes than that (the header's sample
                        count or signal list is wrong), or a size that is not a whole
                        number of frames when the header gives no sample count
+``bad_checksum``       a signal's samples do not sum to the checksum its header states
+                       (a corrupted copy, or a header edited without it)
 ``missing_channel``    a requested lead the record does not have
 ``missing_annotations``  no ``<record>.<extension>``
 ``bad_annotations``    the annotation file cannot be decoded, or does not end with
@@ -108,6 +110,7 @@ def read_record_files(
     patient_id: str | None = None,
     database: str = "",
     header: HeaderInfo | None = None,
+    verify_checksums: bool = True,
 ) -> Record:
     """Read one WFDB record from ``directory`` into a :class:`vitalgru.types.Record`.
 
@@ -126,6 +129,10 @@ def read_record_files(
         Stored on the record.
     header : HeaderInfo, optional
         The already-parsed header of this record (saves parsing it again).
+    verify_checksums : bool
+        Check each signal read against the 16-bit checksum its header states
+        (``bad_checksum``); False reads a changed signal file as it is, as a database
+        whose SHA-256 verification is off does.
 
     Returns
     -------
@@ -177,6 +184,8 @@ def read_record_files(
             f"{spf} samples)",
             reason="dat_size_mismatch",
         )
+    if verify_checksums:
+        _check_checksums(directory / record, header, idx, samples)
     sig = np.empty((sig_len, len(idx)), dtype=np.float32)
     units: list[str] = []
     for col, i in enumerate(idx):
@@ -199,6 +208,33 @@ def read_record_files(
         units=tuple(units),
         database=database,
     )
+
+
+def _check_checksums(
+    record: Path, header: HeaderInfo, idx: list[int], samples: list[np.ndarray]
+) -> None:
+    """Refuse signals whose samples do not sum to the checksum their header states.
+
+    WFDB headers carry a 16-bit checksum of each signal's samples (``header(5)``), which
+    wfdb-python does not check: a signal file with bytes changed (a bad disk, a copy
+    corrupted on its way) read as a record like any other. A checksum of 0 is not
+    checked: headers written by hand put 0 where they know none.
+    """
+    for col, i in enumerate(idx):
+        want = header.checksum[i] if i < len(header.checksum) else None
+        if not want:
+            continue
+        total = int(np.sum(samples[col], dtype=np.int64))
+        got = (total + 2**15) % 2**16 - 2**15  # as a signed 16-bit number, as WFDB writes it
+        if (got - want) % 2**16:  # wfdb-python writes it unsigned (65516 for -20)
+            raise RecordError(
+                record.parent / header.file_name[i],
+                f"signal {i} ({header.sig_name[i]}): its samples sum to checksum {got}, but "
+                f"{header.record}.hea states {want}; the signal file was changed after it "
+                "was written (a corrupted copy), or the header was edited without updating "
+                "its checksum",
+                reason="bad_checksum",
+            )
 
 
 def read_annotations_file(

@@ -347,6 +347,22 @@ class TestBadInput:
         h = read_header(tmp_path, "100")
         assert (h.sig_name[0], h.adc_gain[0], h.baseline[0]) == ("MLII", 200.0, 1024)
 
+    def test_a_changed_byte_in_the_signal_file_is_a_checksum_error(
+        self, tmp_path: Path, mitdb_dir: Path
+    ) -> None:
+        # wfdb-python does not check the header's checksums: a corrupted copy of 100.dat
+        # (one bit of one byte) read as a record like any other
+        _copy_record(mitdb_dir, "100", tmp_path)
+        dat = tmp_path / "100.dat"
+        data = bytearray(dat.read_bytes())
+        data[3 * 1000] ^= 0x40  # the low byte of signal 0 at sample 2000
+        dat.write_bytes(bytes(data))
+        with pytest.raises(RecordError) as e:
+            read_record_files(tmp_path, "100")
+        assert e.value.reason == "bad_checksum" and e.value.path.endswith("100.dat")
+        assert "signal 0 (MLII)" in str(e.value) and "states -22131" in str(e.value)
+        assert read_record_files(tmp_path, "100", channels=["V5"]).channels == ("V5",)  # intact
+
     def test_counter_frequency_is_read(self, tmp_path: Path, mitdb_dir: Path) -> None:
         _copy_record(mitdb_dir, "100", tmp_path)
         text = (tmp_path / "100.hea").read_text()
