@@ -36,6 +36,7 @@ The header and the signal files' sizes are checked by :mod:`vitalgru.io.wfdb_hea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,8 @@ from vitalgru.io.wfdb_header import HeaderInfo, check_record_files, read_header
 from vitalgru.types import Annotations, Record
 
 __all__ = ["read_annotations_file", "read_record_files"]
+
+logger = logging.getLogger(__name__)
 
 #: Sample value WFDB reserves for "no data" per format (signal(5)): the most negative
 #: value the format can hold. Format 8 stores first differences and has none.
@@ -262,7 +265,8 @@ def read_annotations_file(
         raise RecordError(path, "annotation file does not exist", reason="missing_annotations")
     _check_annotation_end(path)
     try:
-        ann = wfdb.rdann(str(directory / record), extension)
+        ann = wfdb.rdann(str(directory / record), extension,
+                         return_label_elements=["symbol", "label_store"])  # fmt: skip
     except Exception as e:  # wfdb raises ValueError/IndexError on corrupt bytes
         raise RecordError(path, f"cannot decode annotations: {e}", reason="bad_annotations") from e
     sample = np.asarray(ann.sample, dtype=np.int64)
@@ -276,7 +280,7 @@ def read_annotations_file(
         # on the samples the signal reader gives
         sample = np.round(sample * (frame_fs / fs)).astype(np.int64)
         fs = frame_fs
-    symbol = np.asarray(ann.symbol if ann.symbol is not None else [], dtype=str)
+    symbol = np.asarray(_symbols(path, ann, sample), dtype=str)
     if symbol.shape != sample.shape:
         raise RecordError(
             path,
@@ -289,6 +293,28 @@ def read_annotations_file(
         )
     aux = tuple((a or "").rstrip("\x00") for a in (ann.aux_note or [""] * sample.size))
     return Annotations(sample_idx=sample, symbol=symbol, fs=float(fs), aux_note=aux)
+
+
+def _symbols(path: Path, ann: wfdb.Annotation, sample: np.ndarray) -> list[str]:
+    """The annotations' symbols; a code WFDB does not define (and the file does not
+    define either) is named as WFDB's ``annstr`` names it, ``[45]``, and logged.
+
+    wfdb-python gives such a code the float NaN, which became the symbol ``'nan'``: a
+    beat whose code a damaged byte changed was left out of the beats without a word.
+    """
+    symbols = list(ann.symbol) if ann.symbol is not None else []
+    odd = [i for i, s in enumerate(symbols) if not isinstance(s, str)]
+    if odd:
+        codes = ann.label_store if ann.label_store is not None else [None] * len(symbols)
+        for i in odd:
+            symbols[i] = f"[{codes[i]}]"
+        first = odd[0]
+        logger.warning(
+            "%s: %d annotation(s) of a code WFDB does not define, kept as such (not beats); "
+            "the first, %s, at sample %s: a damaged file, or codes of a local convention",
+            path, len(odd), symbols[first], sample[first] if first < sample.size else "?",
+        )  # fmt: skip
+    return symbols
 
 
 def _check_annotation_end(path: Path) -> None:

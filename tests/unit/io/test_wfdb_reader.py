@@ -415,3 +415,18 @@ class TestBadInput:
         with pytest.raises(RecordError) as e:
             read_annotations_file(tmp_path, "100", "atr")
         assert e.value.reason == "bad_annotations" and e.value.path.endswith("100.atr")
+
+    def test_an_annotation_code_wfdb_does_not_define_is_named_and_logged(
+        self, tmp_path: Path, mitdb_dir: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # a damaged byte turned a beat's code (N, 1) into 45, which WFDB does not define:
+        # wfdb-python gives it NaN, read as the symbol 'nan', and the beat left the beats
+        # without a word
+        _copy_record(mitdb_dir, "100", tmp_path, ("hea", "dat"))
+        words = [(1 << 10) | 10, (45 << 10) | 20, (1 << 10) | 300, 0]  # code << 10 | interval
+        (tmp_path / "100.atr").write_bytes(np.array(words, "<u2").tobytes())
+        ann = read_annotations_file(tmp_path, "100", "atr")
+        assert ann.symbol.tolist() == ["N", "[45]", "N"]  # as WFDB's annstr names it
+        assert ann.sample_idx.tolist() == [10, 30, 330]
+        assert "1 annotation(s) of a code WFDB does not define" in caplog.text
+        assert "[45], at sample 30" in caplog.text and "100.atr" in caplog.text
