@@ -170,7 +170,7 @@ _FORMAT_FIELD = re.compile(r"\d+(?:x\d+)?(?::\d+)?(?:\+\d+)?")
 #: Its gain field: ``gain[(baseline)][/units]``, the gain a decimal number, the units in
 #: the characters wfdb-python reads as units (others end its reading of the line).
 _GAIN_FIELD = re.compile(
-    r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:\((?P<baseline>-?\d+)\))?(?:/[\w^?%/-]*)?"
+    r"-?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?:\((?P<baseline>-?\d+)\))?(?:/[\w^?%/-]*)?"
 )
 #: Fields after the gain, in order: ADC resolution, ADC zero, initial value, checksum,
 #: block size; the description follows them.

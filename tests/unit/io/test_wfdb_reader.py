@@ -308,6 +308,7 @@ class TestBadInput:
         [
             ("2OO 11 1024", "gain field '2OO'"),  # wfdb-python: gain 2, 100x too large
             ("nan 11 1024", "gain field 'nan'"),  # wfdb-python: default gain 200, silently
+            ("2E2 11 1024", "gain field '2E2'"),  # wfdb-python: gain 2 in units 'E2'
             ("200(nan) 11 1024", "gain field '200(nan)'"),
             ("200/°C 11 1024", "gain field '200/°C'"),  # the fields after it read as a name
             ("1e-300 11 1024", "too close to 0"),  # 1/gain overflows: -inf millivolts
