@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from vitalgru.dsp import RpeakStream, ecg_rpeaks, map_indices, resample
 from vitalgru.dsp.rpeak_decision import INIT_S, RELEARN_S
+from vitalgru.dsp.rpeaks import RPEAK_BLOCK_SAMPLES
 from vitalgru.metrics.detection import detection_counts, match_beats
 
 
@@ -348,3 +349,26 @@ class TestMitbih:
         ppv = tp / (tp + fp)
         assert se >= 0.997, f"gross Se {se:.4%} (TP {tp}, FN {fn})"
         assert ppv >= 0.997, f"gross +P {ppv:.4%} (TP {tp}, FP {fp})"
+
+
+class TestLongRecords:
+    def test_a_long_lead_reaches_the_detector_in_bounded_blocks_with_the_same_peaks(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a 24-hour Holter lead handed to the detector whole held five float64 copies of it
+        fs = 360.0
+        x, _ = synthetic_ecg(fs, duration_s=600.0, seed=3)
+        det = RpeakStream(fs)
+        whole = np.unique(np.concatenate([det.process(x), det.flush()]))
+        sizes: list[int] = []
+        process = RpeakStream.process
+
+        def spy(self: RpeakStream, chunk: np.ndarray) -> np.ndarray:
+            sizes.append(len(chunk))
+            return process(self, chunk)
+
+        monkeypatch.setattr(RpeakStream, "process", spy)
+        peaks = ecg_rpeaks(x, fs)
+        assert max(sizes) <= RPEAK_BLOCK_SAMPLES < x.size
+        assert sum(sizes) == x.size
+        np.testing.assert_array_equal(peaks, whole)
