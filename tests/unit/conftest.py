@@ -1,5 +1,5 @@
 """Fixtures shared by the unit tests: a small sepsis model fitted once, set-A stays
-exported with lab columns in SI units, and an embedded MLflow store."""
+exported with lab columns in SI units or temperatures in °F, and an embedded MLflow store."""
 
 from __future__ import annotations
 
@@ -69,6 +69,31 @@ def si_units_folder(physionet_mirror: Path, tmp_path: Path) -> Path:
             out.append("|".join(cells))
         (data / src.name).write_text("\n".join(out) + "\n")
     return data
+
+
+def write_in_fahrenheit(sources: list[Path], data: Path) -> int:
+    """Copy the ``.psv`` files ``sources`` into ``data`` (made) with every temperature in
+    °F, as an export may give it; the number of temperatures measured."""
+    data.mkdir()
+    measured = 0
+    for src in sources:
+        head, *rows = src.read_text().splitlines()
+        t = head.split("|").index("Temp")
+        out = [head]
+        for row in rows:
+            cells = row.split("|")
+            if cells[t] != "NaN":
+                cells[t] = f"{float(cells[t]) * 9 / 5 + 32:.1f}"
+                measured += 1
+            out.append("|".join(cells))
+        (data / src.name).write_text("\n".join(out) + "\n")
+    return measured
+
+
+@pytest.fixture
+def in_fahrenheit() -> Any:
+    """:func:`write_in_fahrenheit`."""
+    return write_in_fahrenheit
 
 
 @pytest.fixture(scope="module")

@@ -65,23 +65,15 @@ def _load_column(filename: Path, header: str) -> np.ndarray:
 
 
 def test_temperatures_in_fahrenheit_are_counted_by_column_and_warned_about(
-    evaluate: Any, set_a: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    evaluate: Any,
+    set_a: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    in_fahrenheit: Any,
 ) -> None:
     # every temperature refused as implausible, the report said only "N implausible values"
     data = tmp_path / "data"
-    data.mkdir()
-    measured = 0
-    for src in set_a:
-        head, *rows = src.read_text().splitlines()
-        t = head.split("|").index("Temp")
-        out = [head]
-        for row in rows:
-            cells = row.split("|")
-            if cells[t] != "NaN":
-                cells[t] = f"{float(cells[t]) * 9 / 5 + 32:.1f}"
-                measured += 1
-            out.append("|".join(cells))
-        (data / src.name).write_text("\n".join(out) + "\n")
+    measured = in_fahrenheit(set_a, data)
     assert measured > 50
     with caplog.at_level(logging.WARNING):
         ev = evaluate(data, tmp_path / "out")

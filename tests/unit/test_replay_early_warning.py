@@ -103,25 +103,14 @@ def test_a_folder_with_lab_columns_in_si_units_is_replayed_with_a_warning(
 
 
 def test_a_folder_with_temperatures_in_fahrenheit_is_replayed_with_a_warning(
-    replayed: Any, physionet_mirror: Path, tmp_path: Path
+    replayed: Any, physionet_mirror: Path, tmp_path: Path, in_fahrenheit: Any
 ) -> None:
     # every temperature refused: the replay counted refused values but, unlike evaluate,
     # never said that a whole column was refused nor that it looks like °F
     setA = physionet_mirror / "challenge-2019" / "training_setA"
     data = tmp_path / "data"
-    data.mkdir()
-    measured = 0
-    for name in ("p000001.psv", "p000002.psv", "p000003.psv", "p000004.psv"):
-        head, *rows = (setA / name).read_text().splitlines()
-        t = head.split("|").index("Temp")
-        out = [head]
-        for row in rows:
-            cells = row.split("|")
-            if cells[t] != "NaN":
-                cells[t] = f"{float(cells[t]) * 9 / 5 + 32:.1f}"
-                measured += 1
-            out.append("|".join(cells))
-        (data / name).write_text("\n".join(out) + "\n")
+    names = ("p000001.psv", "p000002.psv", "p000003.psv", "p000004.psv")
+    measured = in_fahrenheit([setA / n for n in names], data)
     assert measured > 10
     report = replayed(data, tmp_path / "out")
     (said,) = report["data"]["implausible_value_warnings"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,20 @@ from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
 SAID = re.compile(r"sepsis risk score ([0-9.]+) (reached|fell below) the alarm line ([0-9.]+) ")
+
+
+def _restarted(model: Any, preprocessing: dict, state: Path) -> Ward:
+    """A ward restarted on the state file ``state``."""
+    again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    return again
+
+
+def _forget(state: Path, table: str) -> None:
+    """Empty a table of the state file, as a file written before it was kept has it."""
+    with sqlite3.connect(state) as db:
+        db.execute(f"DELETE FROM {table}")
+    db.close()
 
 
 class TestAlarmTexts:
@@ -131,20 +146,14 @@ class TestQuietFeed:
         assert ward.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T08:00:00+00:00"
         ward.journal.close()
 
-        def restarted() -> Ward:
-            again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
-                         journal=WardJournal(state))  # fmt: skip
-            again.restore(again.journal.load())
-            return again
+        restarted = partial(_restarted, model, preprocessing, state)
 
         # the time is kept over a restart
         again = restarted()
         assert again.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T08:00:00+00:00"
         again.journal.close()
         # a file from before it was kept counts from the restart: not marked as it restarts
-        with sqlite3.connect(state) as db:
-            db.execute("DELETE FROM sepsis_taken")
-        db.close()
+        _forget(state, "sepsis_taken")
         again = restarted()
         assert again.sepsis_summary("icu-9")["no_data_since"] is None
         clock[0] += timedelta(hours=3, minutes=1)
@@ -166,11 +175,7 @@ class TestQuietFeed:
         ward.add_hour("icu-3", rows[0])  # the feed's last row, at 08:30
         ward.journal.close()
 
-        def restarted() -> Ward:
-            again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing),
-                         journal=WardJournal(state))  # fmt: skip
-            again.restore(again.journal.load())
-            return again
+        restarted = partial(_restarted, model, preprocessing, state)
 
         clock[0] += timedelta(hours=1)  # the gateway restarts at 09:30; the feed stays quiet
         again = restarted()
@@ -180,9 +185,7 @@ class TestQuietFeed:
         assert again.sepsis_summary("icu-3")["no_data_since"] == "2026-12-07T08:30:00+00:00"
         again.journal.close()
         # a file from before the time was kept counts from the restart (11:31 here)
-        with sqlite3.connect(state) as db:
-            db.execute("DELETE FROM sepsis_row_at")
-        db.close()
+        _forget(state, "sepsis_row_at")
         again = restarted()
         assert again.sepsis_summary("icu-3")["no_data_since"] is None
         clock[0] += timedelta(hours=3, minutes=1)
