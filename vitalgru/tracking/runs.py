@@ -33,6 +33,7 @@ from pydantic import BaseModel
 
 import vitalgru
 from vitalgru.tracking.environment import environment_tags
+from vitalgru.tracking.run_owner import OWNER_TAG, end_orphaned_runs, owner_tag
 from vitalgru.tracking.source import source_tags
 from vitalgru.tracking.stores import local_store_dir, mlflow_client, tracking_uri
 
@@ -242,7 +243,9 @@ def start_run(
 ) -> Iterator[TrackedRun]:
     """Open an MLflow run in ``experiment`` (created if missing) for the ``with`` block.
 
-    The run ends ``FINISHED``, or ``FAILED`` when the block raises. ``nested=True`` opens a
+    The run ends ``FINISHED``, or ``FAILED`` when the block raises; a run of the experiment
+    that a process stopped by SIGKILL left ``RUNNING`` is ended ``KILLED`` first
+    (:func:`vitalgru.tracking.run_owner.end_orphaned_runs`). ``nested=True`` opens a
     child of the active run (cross-validation folds). It is tagged with the code that made
     it (:func:`vitalgru.tracking.source.source_tags`: the checkout's git commit and whether
     it was dirty, where there is one, and a digest of the source) and with the float
@@ -258,8 +261,11 @@ def start_run(
     """
     client = mlflow_client()
     exp_id = _experiment_id(client, experiment)
+    # a run a killed process left RUNNING is ended KILLED, not shown running beside this one
+    end_orphaned_runs(client, exp_id)
     run_tags = {
         "vitalgru.version": vitalgru.__version__,
+        OWNER_TAG: owner_tag(),
         **source_tags(),
         **environment_tags(),
         **dict(tags or {}),

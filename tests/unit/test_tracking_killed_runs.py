@@ -1,0 +1,83 @@
+"""A run whose process was killed (SIGKILL: nothing in Python runs) is not shown running
+for good: the next run of its experiment on the same host ends it KILLED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from vitalgru.tracking import start_run, tracking_uri
+from vitalgru.tracking.run_owner import ENDED_TAG, OWNER_TAG, owner_tag
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# opens a run, logs a param and is killed inside the block, as the OOM killer would
+_KILLED_IN_A_RUN = textwrap.dedent(
+    """
+    import os, signal
+    from vitalgru.tracking import start_run
+    with start_run("exp", run_name="killed") as run:
+        run.log_params({"a": 1})
+        print(run.run_id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def _client() -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def _killed_run(store: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", _KILLED_IN_A_RUN], cwd=store, env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    return p.stdout.split()[-1]
+
+
+class TestKilledRuns:
+    def test_the_next_run_ends_a_killed_process_run(self, store: Path) -> None:
+        run_id = _killed_run(store)
+        client = _client()
+        assert client.get_run(run_id).info.status == "RUNNING"  # what SIGKILL leaves
+        with start_run("exp", run_name="again") as run:
+            pass
+        old = client.get_run(run_id)
+        assert old.info.status == "KILLED" and old.info.end_time is not None
+        assert "its process" in old.data.tags[ENDED_TAG]
+        new = client.get_run(run.run_id)
+        assert new.info.status == "FINISHED"
+        assert new.data.tags[OWNER_TAG] == owner_tag()
+
+    def test_a_live_process_run_and_another_hosts_stay_running(self, store: Path) -> None:
+        client = _client()
+        with start_run("exp", run_name="outer") as outer:
+            # a run of another host: whether its process lives cannot be told from here
+            exp_id = outer.experiment_id
+            far = client.create_run(exp_id, tags={OWNER_TAG: "elsewhere.example:1:1"})
+            untagged = client.create_run(exp_id)  # opened by something else
+            with start_run("exp", run_name="inner", nested=True):
+                pass
+            assert client.get_run(outer.run_id).info.status == "RUNNING"
+        assert client.get_run(outer.run_id).info.status == "FINISHED"
+        assert client.get_run(far.info.run_id).info.status == "RUNNING"
+        assert client.get_run(untagged.info.run_id).info.status == "RUNNING"
+
+    def test_a_process_id_used_again_is_not_the_runs(self, store: Path) -> None:
+        # the run's process id now names another process (this one): its start time differs
+        me = owner_tag().rsplit(":", 2)
+        client = _client()
+        with start_run("exp") as first:
+            pass
+        exp_id = first.experiment_id
+        stale = client.create_run(exp_id, tags={OWNER_TAG: f"{me[0]}:{me[1]}:1"})
+        with start_run("exp"):
+            pass
+        assert client.get_run(stale.info.run_id).info.status == "KILLED"
