@@ -943,6 +943,37 @@ class TestPromotion:
         assert not promote_if_better(NAME, v3, {"f1": 0.9}, ["f1"]).promoted
         assert len(alias_history(NAME)) == 4
 
+    def test_a_rerun_records_the_champion_a_killed_gate_left_unrecorded(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # killed (SIGKILL) after the alias moved, before the history was written; the
+        # training run again gates a new version, not this one, so the change was never
+        # recorded, and a rollback after a later promotion skipped the real holder
+        class Killed(BaseException):  # nothing after the point it is raised at runs
+            pass
+
+        v1, v2, v3, v4 = _registered(4)
+        promote_if_better(NAME, v1, {"f1": 0.8}, ["f1"])
+        write_tag = MlflowClient.set_registered_model_tag
+
+        def killed(*a: Any, **k: Any) -> None:
+            raise Killed
+
+        monkeypatch.setattr(MlflowClient, "set_registered_model_tag", killed)
+        with pytest.raises(Killed):
+            promote_if_better(NAME, v2, {"f1": 0.9}, ["f1"])
+        monkeypatch.setattr(MlflowClient, "set_registered_model_tag", write_tag)
+        assert get_alias_version(NAME) == v2
+        assert [h["version"] for h in alias_history(NAME)] == [v1]  # what the kill left
+        again = promote_if_better(NAME, v3, {"f1": 0.9}, ["f1"])  # the rerun: no better
+        assert not again.promoted and again.previous_version == v2
+        held = [(h["version"], h["how"]) for h in alias_history(NAME)]
+        assert held == [(v1, "gate"), (v2, "gate")]
+        assert alias_history(NAME)[-1]["reason"].startswith("beats champion v1")
+        assert promote_if_better(NAME, v4, {"f1": 0.95}, ["f1"]).promoted
+        assert rollback(NAME, "alarms too often").promoted
+        assert get_alias_version(NAME) == v2  # the champion before v4, not v1
+
     def test_two_promotions_at_once_are_judged_one_after_the_other(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -159,6 +159,24 @@ def promote_if_better(
                      challenger_alias, evaluated_on)  # fmt: skip
 
 
+def _record_unrecorded_gate(client: MlflowClient, name: str, alias: str, champ: Any) -> None:
+    """Record the gate's promotion of ``champ`` (the current holder of ``alias``) where a
+    process stopped after the alias moved and before the history was written (SIGKILL: no
+    ``finally`` ran). Its training run again gates a new version, not this one, so the
+    change was otherwise never recorded, and a rollback after a later promotion went back
+    past it. Only a holder the gate itself promoted (its decision tag says so, and no
+    promotion by hand or rollback is tagged on it since) is recorded."""
+    if _last_recorded(name, alias) == str(champ.version):
+        return
+    tags = dict(champ.tags or {})
+    decided = tags.get("vitalgru.gate_decision", "")
+    if "vitalgru.promotion" in tags or not decided.startswith(("first ", "beats ")):
+        return
+    logger.warning("%s v%s holds %r without being in its history (a promotion cut short); "
+                   "recorded now", name, champ.version, alias)  # fmt: skip
+    _record_holder(client, name, alias, str(champ.version), "gate", decided)
+
+
 def _gate(
     name: str,
     version: str,
@@ -202,6 +220,8 @@ def _gate(
         cmp = {k: (v, None) for k, v in new.items()}
         return finish(True, f"first {alias} of {name}: version {version}", None, cmp)
     prev = str(champ.version)
+    if prev != version:
+        _record_unrecorded_gate(client, name, alias, champ)
     if prev == version:
         cmp = {k: (v, v) for k, v in new.items()}
         decided = dict(champ.tags or {}).get("vitalgru.gate_decision", "")
