@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from vitalgru.claims import ClaimBusy, hold
+from vitalgru.claims import ClaimBusy, hold, replacing
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
 
@@ -120,7 +120,8 @@ def mlflow_client() -> MlflowClient:
     A local SQLite store is made ready (created, its schema migrated) under a claim the
     first time this process uses it: MLflow migrates a new file when a client is made, with
     nothing keeping a second process out, and two trainings started together in a fresh
-    folder failed one of them (``duplicate column name: step``).
+    folder failed one of them (``duplicate column name: step``). A new file is made whole
+    or not at all (:func:`_create_store`).
     """
     t_uri, r_uri = tracking_uri(), registry_uri()
     mlflow.set_tracking_uri(t_uri)
@@ -131,6 +132,8 @@ def mlflow_client() -> MlflowClient:
         # would wait on this process's own claim
         for db in dict.fromkeys(_db_path(u) for u in new):
             _claim_creation(claims, db)
+            if not db.exists():
+                _create_store(db)
         client = MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
         if r_uri in new and r_uri != t_uri:
             client.search_registered_models(max_results=1)  # the registry store opens lazily
@@ -149,6 +152,29 @@ CREATE_WAIT_S = 120.0
 def _db_path(uri: str) -> Path:
     """The database file of SQLite store ``uri``, resolved (one name for one file)."""
     return Path(uri[len("sqlite:///") :]).resolve()
+
+
+def _create_store(db: Path) -> None:
+    """Make the new SQLite store ``db`` whole or not at all: MLflow creates its tables and
+    runs its schema migrations in a file beside it, renamed to ``db`` once they are done.
+    The migrations are not one transaction on SQLite: a process killed part way through
+    them (SIGKILL, in the first seconds of the first training in a folder) left a store
+    stamped with one schema version and holding tables of the next, and every later
+    command failed on it (``table datasets already exists``). Killed now, it leaves only
+    the temporary file, which the next command removes before it makes the store again."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # a killed creation's files: under the creation claim no other process is making one
+    for left in db.parent.glob(f".{db.name}.*.tmp*"):
+        left.unlink(missing_ok=True)
+    with replacing(db) as tmp:
+        uri = f"sqlite:///{tmp.as_posix()}"
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # the tracking store: created, migrated
+        client.search_registered_models(max_results=1)  # the registry's: the same file
+        # no connection of this process left open on the file renamed
+        for store in (client._tracking_client.store, client._get_registry_client().store):
+            if (engine := getattr(store, "engine", None)) is not None:
+                engine.dispose()
 
 
 def _claim_creation(claims: contextlib.ExitStack, db: Path) -> None:
