@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 
 from pipelines.gateway_http import answered, check_merge_target, feed_answer, http_call
 from vitalgru.reports.ward import PAGE_STRIPS, ecg_patient_page_html
@@ -19,12 +19,17 @@ from vitalgru.scoring.ward import Ward
 __all__ = ["EcgAdmission", "EcgChunk", "add_ecg_routes"]
 
 
+#: A JSON number and nothing else: ``true`` or ``"0.5"`` were taken as 1.0 and 0.5 mV (a
+#: feed's bug in its serialiser read as signal), ``fs: true`` as 1 Hz.
+Number = Annotated[float, Strict()]
+
+
 class EcgAdmission(BaseModel):
-    fs: float = Field(gt=0, le=10_000, description="sampling rate of the feed (Hz)")
+    fs: Number = Field(gt=0, le=10_000, description="sampling rate of the feed (Hz)")
 
 
 class EcgChunk(BaseModel):
-    samples: list[float | None] = Field(
+    samples: list[Number | None] = Field(
         description="the next samples of the feed's one lead, in mV; null for a gap"
     )
     start: int | None = Field(

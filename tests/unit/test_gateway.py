@@ -111,6 +111,12 @@ def test_refusals_are_status_codes_with_the_reason(client: TestClient) -> None:
     r = client.post("/ecg/x/admit", json={"fs": 250})
     assert r.status_code == 409 and "already" in r.json()["detail"]
     assert client.post("/ecg/x", json={"samples": ["a"]}).status_code == 422
+    # a number and nothing else: true and "0.5" were taken as 1.0 and 0.5 mV, fs true as 1 Hz
+    for bad in ([True], ["0.5"], [0.1, False]):
+        r = client.post("/ecg/x", json={"samples": bad})
+        assert r.status_code == 422 and "valid number" in r.text, bad
+    assert client.post("/ecg/z/admit", json={"fs": True}).status_code == 422
+    assert client.post("/ecg/z/admit", json={"fs": "360"}).status_code == 422
     # a feed's JSON with Infinity in it (Python's json writes it): a gap, the rest kept
     r = client.post("/ecg/x", content=b'{"samples": [0.1, -Infinity, 0.2]}',
                     headers={"content-type": "application/json"})  # fmt: skip
