@@ -80,6 +80,8 @@ def checked_row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict
             continue  # an outcome, not an input
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "nan")):
             v = math.nan
+        elif isinstance(value, bool):  # float(True) is 1.0: a Gender of true, an HR of 1
+            raise ValueError(f"patient {pid!r}: {key} = {value!r} is not a number")
         else:
             try:
                 v = float(value)

@@ -134,6 +134,9 @@ class TestEarlyWarningMonitor:
             mon.push({"a": {"Pulse": 81, "ICULOS": 4}})
         with pytest.raises(ValueError, match="not a number"):
             mon.push({"a": {"HR": "high", "ICULOS": 4}})
+        for flag in (True, False):  # not a 1 or a 0: a feed's serialiser gone wrong
+            with pytest.raises(ValueError, match=f"Gender = {flag} is not a number"):
+                mon.push({"a": {"Gender": flag, "ICULOS": 4}})
         # an hour past what the hour column holds (a feed sending seconds, or a date) was
         # taken: 200,000 wrapped round to 3,392, and 10**7 gave a NaN risk
         for hour in (32_768, 200_000, 10**7):
