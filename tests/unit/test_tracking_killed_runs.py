@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from vitalgru.tracking import start_run, tracking_uri
@@ -81,3 +82,53 @@ class TestKilledRuns:
         with start_run("exp"):
             pass
         assert client.get_run(stale.info.run_id).info.status == "KILLED"
+
+
+# opens a run and stays in it until told to stop, printing its id
+_ALIVE_IN_A_RUN = textwrap.dedent(
+    """
+    import sys
+    from vitalgru.tracking import start_run
+    with start_run("exp", run_name="alive") as run:
+        print(run.run_id, flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def _unshare_pid() -> list[str] | None:
+    """A command prefix running its command in a new process-id namespace (as a container
+    sharing the host's name does), or None where this machine allows none."""
+    cmd = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
+    try:
+        ok = subprocess.run([*cmd, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return cmd if ok else None
+
+
+def test_a_live_run_of_another_process_namespace_stays_running(store: Path) -> None:
+    # a container with the host's network has the host's name, but its process ids are its
+    # own: its run's process id names another process here (or none), and the run was
+    # ended KILLED while it was still going
+    prefix = _unshare_pid()
+    if prefix is None:
+        pytest.skip("no process-id namespaces on this machine")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([*prefix, sys.executable, "-c", _ALIVE_IN_A_RUN], cwd=store, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        run_id = p.stdout.readline().strip()
+        assert run_id, "the run in the namespace did not start"
+        with start_run("exp", run_name="here"):
+            pass
+        assert _client().get_run(run_id).info.status == "RUNNING"
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.wait(timeout=120) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert _client().get_run(run_id).info.status == "FINISHED"

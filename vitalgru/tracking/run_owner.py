@@ -9,7 +9,12 @@ finish. Each run is tagged :data:`OWNER_TAG` (``host:pid:start``: the host name,
 id and the process's start time as the kernel counts it, so a process id used again by
 another process is not taken for the run's); a later run on the same host ends the runs its
 experiment still shows running whose process is not that one. Runs of another host are
-left as they are: nothing here can tell whether their process is alive.
+left as they are: nothing here can tell whether their process is alive. Nor can it for a
+process in another process-id namespace (a container, whose name may be the host's: with
+the host's network it is), where the same id names another process or none: the host part
+of the tag is the host name and the namespace (``name/ns``) where ``/proc`` tells it, and
+runs of another namespace are left as another host's are; so is a run of a container since
+restarted (a new namespace), which cannot be told from a sibling's.
 """
 
 from __future__ import annotations
@@ -53,20 +58,31 @@ def _start_time(pid: int) -> str | None:
     return ""
 
 
+def _host() -> str:
+    """This process's host as :data:`OWNER_TAG` names it: the host name, and the inode of
+    its process-id namespace where ``/proc`` gives it (``name/4026531836``). Containers
+    sharing the host's name (host networking) each see their own process ids."""
+    try:
+        ns = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{ns.removeprefix('pid:[').removesuffix(']')}"
+
+
 def owner_tag(pid: int | None = None) -> str:
     """:data:`OWNER_TAG`'s value for process ``pid`` (default: this one)."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or ''}"
+    return f"{_host()}:{pid}:{_start_time(pid) or ''}"
 
 
 def _gone(owner: str) -> bool:
     """Whether the process an :data:`OWNER_TAG` value names is known to be gone (False for
-    another host's, or a value this module did not write)."""
+    another host's or process-id namespace's, or a value this module did not write)."""
     parts = owner.rsplit(":", 2)
     if len(parts) != 3 or not parts[1].isdigit():
         return False
     host, pid, start = parts
-    if host != socket.gethostname():
+    if host != _host():
         return False
     now = _start_time(int(pid))
     return now is None or (bool(start) and bool(now) and now != start)
