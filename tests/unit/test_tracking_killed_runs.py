@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -132,3 +133,32 @@ def test_a_live_run_of_another_process_namespace_stays_running(store: Path) -> N
             p.kill()
             p.wait()
     assert _client().get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_run_of_a_process_proc_hides_stays_running(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc mounted with hidepid (a hardened host) shows no process of another user: a
+    # live run of another user on a shared store was taken for a killed one's
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        client = _client()
+        with start_run("exp") as first:
+            pass
+        live = client.create_run(first.experiment_id, tags={OWNER_TAG: owner_tag(other.pid)})
+        hidden = f"/proc/{other.pid}/stat"
+        read_text = Path.read_text
+
+        def hiding(self: Path, *a: Any, **k: Any) -> str:
+            if str(self) == hidden:
+                raise FileNotFoundError(2, "No such file or directory", hidden)
+            return read_text(self, *a, **k)
+
+        monkeypatch.setattr(Path, "read_text", hiding)
+        with start_run("exp"):
+            pass
+        assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    finally:
+        other.kill()
+        other.wait()

@@ -39,16 +39,20 @@ ENDED_TAG = "vitalgru.ended"
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of process ``pid`` (clock ticks since boot, field 22 of
-    ``/proc/<pid>/stat``); ``""`` where there is no ``/proc`` (then only the id is
-    compared), None when there is no such process."""
-    stat = Path(f"/proc/{pid}/stat")
+    ``/proc/<pid>/stat``); ``""`` where ``/proc`` does not tell it (then only the id is
+    compared), None when there is no such process.
+
+    A ``/proc`` mounted with ``hidepid`` (a hardened host) shows no process of another
+    user: one missing there is asked of the kernel (signal 0) before it is taken for gone,
+    else another user's live run on a shared store was ended ``KILLED``."""
     if Path("/proc/self/stat").exists():
         try:
-            text = stat.read_text()
+            text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
-            return None
-        # the command name (field 2) may hold spaces and parentheses: count after its end
-        return text[text.rindex(")") + 2 :].split()[19]
+            pass  # gone, or hidden from this user: the kernel tells which
+        else:
+            # the command name (field 2) may hold spaces and parentheses: count after its end
+            return text[text.rindex(")") + 2 :].split()[19]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
