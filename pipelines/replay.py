@@ -52,6 +52,7 @@ from vitalgru.scoring import (
     replay_database,
     replay_stays,
 )
+from vitalgru.scoring.early_warning_stays import LIMITED_COLUMNS
 from vitalgru.scoring.ward_sepsis import ALARM_DRIVERS
 
 logger = logging.getLogger(__name__)
@@ -334,14 +335,16 @@ def replay_early_warning(
     psv = read_psv_folder(data, on_error="skip", limit=patients)
     check_some_patients(psv, data)
     frame = psv.frame
-    values = frame[list(MEASUREMENT_COLUMNS)].to_numpy(np.float32)
-    # a column mostly refused (an export's temperatures in °F) is no artefact: said, as
-    # evaluate says it (the monitor refuses each value; only the folder shows the pattern)
+    # a column mostly refused (an export's temperatures in °F, a sex coded 1/2) is no
+    # artefact: said, as evaluate says it, over the same columns (the monitor refuses each
+    # value; only the folder shows the pattern)
+    limited = frame[LIMITED_COLUMNS].to_numpy(np.float32)
     refused_whole = refused_column_warnings(
-        values, vitals_plausibility(values, MEASUREMENT_COLUMNS)[1], MEASUREMENT_COLUMNS
+        limited, vitals_plausibility(limited, LIMITED_COLUMNS)[1], LIMITED_COLUMNS
     )
     for text in refused_whole:
         logger.warning("%s: %s; the model sees these values as not measured", data, text)
+    values = frame[list(MEASUREMENT_COLUMNS)].to_numpy(np.float32)
     units = unit_mixup_warnings(values, MEASUREMENT_COLUMNS)
     for text in units:  # a glucose in mmol/L passes the limits: only its median tells
         logger.warning("%s: %s", data, text)

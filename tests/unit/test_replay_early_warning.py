@@ -118,3 +118,24 @@ def test_a_folder_with_temperatures_in_fahrenheit_is_replayed_with_a_warning(
     assert "they look like °F" in said
     md = (tmp_path / "out" / "replay.md").read_text()
     assert "**Warning:** temp_c:" in md and "scored without these values" in md
+
+
+def test_a_folder_with_sex_coded_1_2_is_replayed_with_a_warning_as_evaluate_gives(
+    replayed: Any, physionet_mirror: Path, tmp_path: Path
+) -> None:
+    # Gender, Unit1 and Unit2 have plausibility limits as the vitals do, and evaluate warns
+    # of such a column mostly refused; the replay checked the vitals and labs alone, and a
+    # folder whose every sex was coded 2 (ISO 5218 female) was replayed without a word
+    setA = physionet_mirror / "challenge-2019" / "training_setA"
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("p000001.psv", "p000002.psv", "p000003.psv", "p000004.psv"):
+        head, *rows = (setA / name).read_text().splitlines()
+        g = head.split("|").index("Gender")
+        rows = ["|".join(c[:g] + ["2"] + c[g + 1 :]) for c in (r.split("|") for r in rows)]
+        (data / name).write_text("\n".join([head, *rows]) + "\n")
+    report = replayed(data, tmp_path / "out")
+    said = report["data"]["implausible_value_warnings"]
+    assert [s.split(":")[0] for s in said] == ["gender_male"]
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert "**Warning:** gender_male:" in md
