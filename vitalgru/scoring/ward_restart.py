@@ -227,8 +227,13 @@ class WardRestart(SepsisWard):
                     # ward page's "still going on" and the CDS cards read those going on
                     # there, and a ventricular run a minute before the restart is not lost
                     # from the pages (the list held only the alarms going on before)
-                    stay = {*of_stay.get(a.patient_id, ()), *bed.open_alarms}
-                    bed.taken_up = tuple(sorted(s for s in stay if s in logged))
+                    # from the list's last: those going on first, then the newest others
+                    # (with the restart's notice, the list holds no more than it keeps)
+                    going = {s for s in bed.open_alarms if s in logged}
+                    room = max(0, (bed.alerts.maxlen or 100) - 1 - len(going))
+                    others = [s for s in of_stay.get(a.patient_id, ())
+                              if s in logged and s not in going]  # fmt: skip
+                    bed.taken_up = tuple(sorted({*going, *others[len(others) - room :]}))
                     bed.alerts.extend(logged[s] for s in bed.taken_up)
                     self._ecg_beds[a.patient_id] = bed
                     self._note_polarity(a.patient_id, bed)  # a flag kept in the memory

@@ -106,3 +106,34 @@ def test_the_stays_alarms_that_ended_before_a_restart_are_still_listed(
     seqs = [a["seq"] for a in third.ecg_summary("bed-6")["alarms"]]
     assert len(set(seqs)) == len(seqs)
     third.close()
+
+
+def test_an_alarm_going_on_is_taken_up_whatever_came_after_it(
+    mitdb_dir: Path, tmp_path: Path
+) -> None:
+    # the bed's list keeps 100 alarms: taking up the whole stay's in order pushed a pause
+    # still going on out of it after 99 newer ones (the pages and cards lost it)
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    x[40 * FS :] = 0.0  # lead off from 40 s on: a pause going on
+    state = tmp_path / "w.sqlite"
+    ward = Ward(untrained_monitor(), journal=WardJournal(state))
+    ward.admit_ecg("bed-7", FS)
+    k = 0
+    while not any(e["kind"] == "pause" for e in ward.events()["events"]):
+        ward.add_ecg("bed-7", x[k : k + FS].tolist())
+        ward.tick()
+        k += FS
+    (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
+    for i in range(120):  # a busy stay: momentary alarms logged after it
+        ward._event({"source": "ecg", "patient_id": "bed-7", "kind": "ventricular_run",
+                     "message": f"run {i}"})  # fmt: skip
+    ward.close()
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    alarms = again.ecg_summary("bed-7")["alarms"]
+    assert len(alarms) == 100 and alarms[-1]["kind"] == "monitor_restarted"
+    (taken,) = [a for a in alarms if a["seq"] == pause]
+    assert taken["state"] == "going_on" and taken["before_restart"]
+    assert alarms[-2]["message"] == "run 119"  # the newest kept beside it
+    again.close()
