@@ -244,11 +244,14 @@ class WardJournal(JournalWrites):
                 db.execute("INSERT OR REPLACE INTO sepsis_live VALUES (?, ?)",
                            (patient_id, arrived_at))  # fmt: skip
 
-    def row_arrived(self, patient_id: str, at: str) -> None:
+    def row_arrived(self, patient_id: str, at: str, hour: int | None = None) -> None:
         """Keep when a sepsis feed last sent a whole row (in a table of its own, as
-        ``sepsis_taken``), so that a feed that stops about a restart is still found quiet."""
+        ``sepsis_taken``), so that a feed that stops about a restart is still found quiet,
+        with the row's ICU ``hour``: a later hour stored beside it (by an earlier release,
+        which keeps no time) tells that the time is no longer the latest row's."""
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO sepsis_row_at VALUES (?, ?)", (patient_id, at))
+            db.execute("INSERT OR REPLACE INTO sepsis_row_at (patient_id, last_row_at, hour) "
+                       "VALUES (?, ?, ?)", (patient_id, at, hour))  # fmt: skip
 
     def set_static(self, patient_id: str, static: Mapping[str, float]) -> None:
         """Replace a sepsis patient's demographics (an update from the hospital's ADT)."""

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS sepsis_hours (
     PRIMARY KEY (patient_id, hour));
 CREATE TABLE IF NOT EXISTS sepsis_live (patient_id TEXT PRIMARY KEY, last_observation TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sepsis_taken (patient_id TEXT PRIMARY KEY, taken_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sepsis_row_at (patient_id TEXT PRIMARY KEY, last_row_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sepsis_row_at (
+    patient_id TEXT PRIMARY KEY, last_row_at TEXT NOT NULL, hour INTEGER);
 CREATE TABLE IF NOT EXISTS sepsis_pending (
     patient_id TEXT NOT NULL, hour INTEGER NOT NULL, measurements TEXT NOT NULL,
     PRIMARY KEY (patient_id, hour));
@@ -94,6 +95,9 @@ def open_state_file(path: Path) -> sqlite3.Connection:
                 db.execute("ALTER TABLE ecg_beds ADD COLUMN next_index INTEGER")
             if "next_at" not in columns:  # ... or the wall time of that index
                 db.execute("ALTER TABLE ecg_beds ADD COLUMN next_at TEXT")
+            kept = {r[1] for r in db.execute("PRAGMA table_info(sepsis_row_at)")}
+            if "hour" not in kept:  # a file from before the row's hour was kept with it
+                db.execute("ALTER TABLE sepsis_row_at ADD COLUMN hour INTEGER")
             got = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if got is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

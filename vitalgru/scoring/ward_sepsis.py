@@ -149,7 +149,7 @@ class SepsisWard(SepsisHours):
             out = self._score_hour(pid, bed, row)
             with self._queue_lock:
                 bed.last_row_at = self.sepsis_now()  # the feed is alive (kept over a restart)
-                self._journal("row_arrived", pid, _iso(bed.last_row_at))
+                self._journal("row_arrived", pid, _iso(bed.last_row_at), int(out["hour"]))
             return out
 
     def _plausible_next(self, pid: str, bed: SepsisBed, hour: int) -> None:

@@ -378,17 +378,36 @@ def _sepsis(r: _Reader) -> list[SepsisAdmission]:
         ), None)  # fmt: skip
         row_at = _one(r.each(
             "sepsis_row_at",
-            "SELECT last_row_at FROM sepsis_row_at WHERE patient_id = ?",
+            "SELECT last_row_at, hour FROM sepsis_row_at WHERE patient_id = ?",
             (pid,),
             pid,
             "when the feed last sent a row",
-            key=lambda _, pid=pid: {"patient_id": pid},
-            lost=lambda _: "when the feed last sent a row (a quiet feed is found from the restart)",
-            read=_utc_time,
+            key=lambda *_, pid=pid: {"patient_id": pid},
+            lost=lambda *_: "when the feed last sent a row (a quiet feed is found from the restart)",
+            read=lambda at, h: (_utc_time(at), None if h is None else int(h)),
         ), None)  # fmt: skip
+        row_at = _latest_row_at(row_at, keys, taken)
         out.append(SepsisAdmission(pid, admitted[0], hours, static, pending, live, keys,
                                    taken_at=taken, last_row_at=row_at))  # fmt: skip
     return out
+
+
+def _latest_row_at(
+    kept: tuple[str, int | None] | None, keys: list[int], taken: str | None
+) -> str | None:
+    """When the feed last sent a row, as kept with the row's ICU hour, where it is still
+    the stay's latest row: None when an earlier release (rolled back to, which keeps no
+    such time) stored a later hour since, or admitted the patient again after it (a
+    time kept before the admission was taken). A file kept without the hour is taken as
+    it is."""
+    if kept is None:
+        return None
+    at, hour = kept
+    if hour is not None and (not keys or max(keys) != hour):
+        return None
+    if taken is not None and datetime.fromisoformat(at) < datetime.fromisoformat(taken):
+        return None
+    return at
 
 
 def read_state(db: sqlite3.Connection, keep_events: int) -> WardState:
