@@ -171,6 +171,7 @@ def ecg_quality(
     max_gap_s: float = 0.1,
     max_gap_frac: float = 0.05,
     peaks: np.ndarray | None = None,
+    filled: np.ndarray | None = None,
 ) -> QualityResult:
     """Judge the quality of one ECG lead window by window.
 
@@ -207,6 +208,10 @@ def ecg_quality(
         sample flags its window.
     peaks : numpy.ndarray or None
         R-peak sample indices to use; None runs :func:`vitalgru.dsp.ecg_rpeaks`.
+    filled : numpy.ndarray or None
+        ``x`` with its gaps bridged, as :func:`vitalgru.dsp.interpolate_nonfinite` returns
+        it, when the caller has it already (a lead of a day holds hundreds of MB: it is not
+        made again); None makes it here.
 
     Returns
     -------
@@ -214,7 +219,7 @@ def ecg_quality(
     """
     th = Thresholds(flat_mv, clip_frac, adc_range, step_mv, range_mv, min_beat_corr, min_bas,
                     max_gap_s, max_gap_frac)  # fmt: skip
-    arr, fs, filled, bad, peaks = prepare_lead(x, fs, window_s, peaks)
+    arr, fs, filled, bad, peaks = prepare_lead(x, fs, window_s, peaks, filled=filled)
     n = arr.shape[0]
     starts, stops = _window_bounds(n, max(1, int(round(window_s * fs))))
     clean = ecg_clean(filled, fs, notch_hz=None) if n > 1 else filled
@@ -251,15 +256,33 @@ def check_window(window_s: float, name: str = "window_s") -> None:
 
 
 def prepare_lead(
-    x: np.ndarray, fs: float, window_s: float, peaks: np.ndarray | None
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
-    """Checked lead, fs, NaN-filled lead, NaN mask and R peaks (detected when not given)."""
+    x: np.ndarray,
+    fs: float,
+    window_s: float,
+    peaks: np.ndarray | None,
+    *,
+    filled: np.ndarray | None = None,
+    need_filled: bool = True,
+) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Checked lead, fs, NaN-filled lead, NaN mask and R peaks (detected when not given).
+
+    ``filled``: the NaN-filled lead when the caller has it (checked for its shape only).
+    ``need_filled`` False: the filled lead is made only when the peaks are to be detected,
+    else None comes back (a whole day's lead is a copy of hundreds of MB)."""
     arr = _as_signal(x, allow_nonfinite=True)
     if arr.ndim != 1:
         raise ValueError(f"x must be 1-D (n,) samples of one lead, got shape {arr.shape}")
     fs = check_fs(fs, cutoffs_hz=(40.0,))
     check_window(window_s)
-    filled, bad = interpolate_nonfinite(arr)
+    if filled is not None:
+        filled = _as_signal(filled, name="filled")
+        if filled.shape != arr.shape:
+            raise ValueError(f"filled must have x's shape {arr.shape}, got {filled.shape}")
+        bad = ~np.isfinite(arr)
+    elif need_filled or peaks is None:
+        filled, bad = interpolate_nonfinite(arr)
+    else:
+        bad = ~np.isfinite(arr)
     if peaks is None:
         peaks = ecg_rpeaks(filled, fs) if arr.shape[0] else np.empty(0, dtype=np.int64)
     return arr, fs, filled, bad, np.asarray(peaks, dtype=np.int64)
@@ -294,7 +317,9 @@ def judge_windows(
     score = np.zeros(k)
     # the missing stretches of the whole lead: one across two windows is as long in both
     # (measured inside each window, a 0.19 s gap on a boundary passed in both as 0.1 s)
-    edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
+    # (in int8: a list's 0 made the whole day's lead int64 twice, 1.4 GB at 1000 Hz)
+    zero = np.zeros(1, dtype=np.int8)
+    edges = np.diff(np.concatenate((zero, bad.astype(np.int8), zero)))
     run_a, run_b = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
         seg = arr[a:b]

@@ -65,8 +65,9 @@ def ecg_quality_trailing(
     """
     check_window(hop_s, "hop_s")
     th = Thresholds(**checks)
-    arr, fs, _, bad, peaks = prepare_lead(x, fs, window_s, peaks)
-    filled, _ = hold_last(arr, 0.0)
+    arr, fs, _, bad, peaks = prepare_lead(x, fs, window_s, peaks, need_filled=False)
+    # a lead without gaps is its own held lead (no copy of a whole recording)
+    filled = hold_last(arr, 0.0)[0] if bad.any() else arr
     n = arr.shape[0]
     w = max(1, int(round(window_s * fs)))
     hop = max(1, int(round(hop_s * fs)))

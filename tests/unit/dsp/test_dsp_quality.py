@@ -386,3 +386,44 @@ class TestQualityStream:
             nonfinite = np.concatenate([g.nonfinite for g in got])
             np.testing.assert_array_equal(nonfinite, whole.nonfinite, str(chunk))
         assert whole.nonfinite.sum() >= 5  # the windows that hold any of it
+
+
+class TestMemory:
+    """A whole day's lead is judged at once: the checks' copies of it set the ingest's peak."""
+
+    @staticmethod
+    def _peak_bytes_per_sample(f) -> float:
+        import tracemalloc
+
+        tracemalloc.start()
+        try:
+            f()
+            return tracemalloc.get_traced_memory()[1] / N_LONG
+        finally:
+            tracemalloc.stop()
+
+    def test_the_checks_copy_a_lead_without_gaps_as_little_as_they_can(self) -> None:
+        # the trailing check bridged the lead (a copy it threw away), held it (another
+        # copy), and both turned the gap mask into two int64 arrays: 33 bytes a sample
+        x = np.tile(_regular(70, seconds=20.0), N_LONG // int(20 * FS) + 1)[:N_LONG]
+        peaks = np.arange(180, N_LONG, int(FS * 60 / 70), dtype=np.int64)
+        live = self._peak_bytes_per_sample(lambda: ecg_quality_trailing(x, FS, peaks=peaks))
+        assert live < 16  # the causal filter's output and the masks
+        whole = self._peak_bytes_per_sample(lambda: ecg_quality(x, FS, peaks=peaks))
+        assert whole < 28  # the bridged copy, the forward pass and its padded input
+        filled = x.copy()
+        given = self._peak_bytes_per_sample(lambda: ecg_quality(x, FS, peaks=peaks, filled=filled))
+        assert given < 20
+
+    def test_a_bridged_lead_given_gives_the_same_verdicts(self) -> None:
+        from vitalgru.dsp import interpolate_nonfinite
+
+        x = _regular(70, seconds=60.0)
+        x[int(20 * FS) : int(20 * FS) + 5] = np.nan
+        filled, _ = interpolate_nonfinite(x)
+        assert ecg_quality(x, FS, filled=filled).to_dict() == ecg_quality(x, FS).to_dict()
+        with pytest.raises(ValueError, match="filled must have"):
+            ecg_quality(x, FS, filled=filled[:-1])
+
+
+N_LONG = 1_000_000
