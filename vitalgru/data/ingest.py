@@ -308,7 +308,8 @@ def process_record(
     # Detection and quality at the source rate, on the raw lead (NaN gaps are flagged by
     # quality; the detector sees them interpolated).
     det = ecg_rpeaks(filled, record.fs)
-    q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det)
+    # the checks take the lead already bridged: a day at 1000 Hz is 0.7 GB a copy
+    q = ecg_quality(lead_raw, record.fs, window_s=w.quality_window_s, peaks=det, filled=filled)
     _check_some_ecg(record, col, q)
     if ann is None:
         ref_src, symbols, n_outside, median_hr = detected_beats(record, det)
@@ -326,6 +327,7 @@ def process_record(
     live = ecg_quality_trailing(
         lead_raw, record.fs, window_s=w.quality_window_s, hop_s=w.quality_hop_s, peaks=det
     )
+    del lead_raw  # not read again; freed before the resampling and filtering below
     signal_ok = live.usable_at(ref_src + int(round(w.after_s * record.fs)))
 
     fs = float(w.fs)

@@ -228,3 +228,39 @@ class TestAnotherRate:
         corr = [np.corrcoef(u, v)[0, 1] for u, v in zip(a.windows, b.windows, strict=True)]
         assert np.median(corr) > 0.99 and min(corr) > 0.9
         assert np.abs(a.signal - b.signal).max() < 0.1 * np.abs(a.signal).max()
+
+
+class TestQualityChecksShareTheLead:
+    def test_the_lead_is_bridged_once_for_detection_and_both_quality_checks(
+        self, mitdb_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # each quality check bridged the whole lead again (and the trailing one threw its
+        # copy away): on a day at 1000 Hz every copy is 0.7 GB of the peak
+        import vitalgru.data.ingest as ingest
+        import vitalgru.dsp.quality as quality
+        from vitalgru.config import ArrhythmiaDataConfig
+        from vitalgru.io import open_database
+        from vitalgru.types import Annotations
+
+        db = open_database(mitdb_dir)
+        rec, ann = db.read_record("119"), db.read_annotations("119")
+        n = 60 * 360
+        rec = Record(rec.record_id, rec.patient_id, rec.signal[:n], rec.fs, rec.channels, rec.units)
+        keep = ann.sample_idx < n
+        ann = Annotations(ann.sample_idx[keep], ann.symbol[keep], ann.fs)
+        cfg = ArrhythmiaDataConfig()
+        calls: list[int] = []
+
+        def counted(f):
+            def g(x):
+                calls.append(len(x))
+                return f(x)
+
+            return g
+
+        monkeypatch.setattr(ingest, "interpolate_nonfinite", counted(ingest.interpolate_nonfinite))
+        monkeypatch.setattr(
+            quality, "interpolate_nonfinite", counted(quality.interpolate_nonfinite)
+        )
+        out = ingest.process_record(rec, ann, cfg, "x")
+        assert calls == [n] and len(out.beats) > 50
