@@ -3,6 +3,7 @@ monitor (replays, the ward, the gateway): its labels are arbitrary but reproduci
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch
 from vitalgru.data.beat_features import RR_FEATURES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+from vitalgru.scoring.ward_journal import WardJournal
 
 #: Preprocessing as logged with a model trained at MIT-BIH's 360 Hz on MLII.
 PREPROCESSING = {
@@ -45,3 +48,10 @@ def hovering(sepsis_fit: tuple[Any, dict, list[dict]]) -> tuple[dict, list[dict]
     line = max(np.quantile(risks, np.linspace(0.05, 0.95, 37)), key=onsets)
     assert onsets(line) >= 3, "the stay must alarm at least three times for this test"
     return {**preprocessing, "threshold": float(line)}, rows
+
+
+def restarted_sepsis_ward(model: Any, preprocessing: dict, state: Path) -> Ward:
+    """A sepsis ward restarted on the state file ``state`` (taken up from it)."""
+    again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    return again

@@ -18,12 +18,26 @@ from vitalgru.scoring.ward_journal import WardJournal
 FS = 360
 
 
+def _lead_off(mitdb_dir: Path, start_s: int, end_s: int | None) -> np.ndarray:
+    """90 s of record 100's MLII with the lead off (flat) from ``start_s`` to ``end_s``
+    (None: to the end)."""
+    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
+    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
+    x[start_s * FS : None if end_s is None else end_s * FS] = 0.0
+    return x
+
+
+def _restarted(state: Path) -> Ward:
+    """An ECG ward restarted on the state file ``state``."""
+    again = Ward(untrained_monitor(), journal=WardJournal(state))
+    again.restore(again.journal.load())
+    return again
+
+
 def test_a_pause_going_on_at_a_restart_is_still_listed_going_on(
     mitdb_dir: Path, tmp_path: Path
 ) -> None:
-    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
-    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
-    x[40 * FS : 70 * FS] = 0.0  # lead off (flat) from 40 to 70 s: a pause and poor signal
+    x = _lead_off(mitdb_dir, 40, 70)  # lead off (flat) from 40 to 70 s: a pause and poor signal
     state = tmp_path / "w.sqlite"
     ward = Ward(untrained_monitor(), journal=WardJournal(state))
     ward.admit_ecg("bed-5", FS)
@@ -35,8 +49,7 @@ def test_a_pause_going_on_at_a_restart_is_still_listed_going_on(
     (pause,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "pause"]
     (poor,) = [e["seq"] for e in ward.events()["events"] if e["kind"] == "poor_signal"]
     ward.close()
-    again = Ward(untrained_monitor(), journal=WardJournal(state))
-    again.restore(again.journal.load())
+    again = _restarted(state)
     summary = again.ecg_summary("bed-5")
     shown = {a["seq"]: a for a in summary["alarms"]}
     assert [a["kind"] for a in summary["alarms"]] == ["pause", "poor_signal", "monitor_restarted"]
@@ -73,9 +86,7 @@ def test_the_stays_alarms_that_ended_before_a_restart_are_still_listed(
     # only alarms going on were taken up: a pause that had ended a minute before the restart
     # (or a ventricular run, which is momentary) vanished from the bed's list, the ward page's
     # count and the patient's page, though nothing had happened to the patient
-    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
-    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
-    x[40 * FS : 55 * FS] = 0.0  # lead off from 40 to 55 s, then back
+    x = _lead_off(mitdb_dir, 40, 55)  # lead off from 40 to 55 s, then back
     state = tmp_path / "w.sqlite"
     ward = Ward(untrained_monitor(), journal=WardJournal(state))
     ward.admit_ecg("bed-6", FS)
@@ -86,8 +97,7 @@ def test_the_stays_alarms_that_ended_before_a_restart_are_still_listed(
     assert {"pause", "poor_signal"} <= {a["kind"] for a in ward.ecg_summary("bed-6")["alarms"]}
     assert set(before.values()) == {"ended"}
     ward.close()
-    again = Ward(untrained_monitor(), journal=WardJournal(state))
-    again.restore(again.journal.load())
+    again = _restarted(state)
     alarms = again.ecg_summary("bed-6")["alarms"]
     assert {a["seq"]: a["state"] for a in alarms[:-1]} == before  # ended, as before
     assert all(a["before_restart"] for a in alarms[:-1])
@@ -99,8 +109,7 @@ def test_the_stays_alarms_that_ended_before_a_restart_are_still_listed(
     )
     again.close()
     # a second restart keeps the first one's notice too, and nothing twice
-    third = Ward(untrained_monitor(), journal=WardJournal(state))
-    third.restore(third.journal.load())
+    third = _restarted(state)
     kinds = [a["kind"] for a in third.ecg_summary("bed-6")["alarms"]]
     assert kinds.count("monitor_restarted") == 2 and len(kinds) == len(before) + 2
     seqs = [a["seq"] for a in third.ecg_summary("bed-6")["alarms"]]
@@ -113,9 +122,7 @@ def test_an_alarm_going_on_is_taken_up_whatever_came_after_it(
 ) -> None:
     # the bed's list keeps 100 alarms: taking up the whole stay's in order pushed a pause
     # still going on out of it after 99 newer ones (the pages and cards lost it)
-    rec = wfdb.rdrecord(str(mitdb_dir / "100"), sampto=90 * FS)
-    x = rec.p_signal[:, rec.sig_name.index("MLII")].astype(np.float64)
-    x[40 * FS :] = 0.0  # lead off from 40 s on: a pause going on
+    x = _lead_off(mitdb_dir, 40, None)  # lead off from 40 s on: a pause going on
     state = tmp_path / "w.sqlite"
     ward = Ward(untrained_monitor(), journal=WardJournal(state))
     ward.admit_ecg("bed-7", FS)
@@ -129,8 +136,7 @@ def test_an_alarm_going_on_is_taken_up_whatever_came_after_it(
         ward._event({"source": "ecg", "patient_id": "bed-7", "kind": "ventricular_run",
                      "message": f"run {i}"})  # fmt: skip
     ward.close()
-    again = Ward(untrained_monitor(), journal=WardJournal(state))
-    again.restore(again.journal.load())
+    again = _restarted(state)
     alarms = again.ecg_summary("bed-7")["alarms"]
     assert len(alarms) == 100 and alarms[-1]["kind"] == "monitor_restarted"
     (taken,) = [a for a in alarms if a["seq"] == pause]

@@ -12,16 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from monitor_kit import restarted_sepsis_ward
 
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
-
-
-def _restarted(model: Any, preprocessing: dict, state: Path) -> Ward:
-    again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
-    again.restore(again.journal.load())
-    return again
 
 
 @pytest.fixture()
@@ -52,7 +47,7 @@ def test_a_row_an_earlier_release_took_after_the_kept_time_is_not_lost(
     old.add_hour("icu-3", 3, {"ICULOS": 3, "HR": 84.0})
     old.close()
     clock[0] = datetime(2026, 12, 7, 11, 45, tzinfo=UTC)  # upgraded again at 11:45
-    again = _restarted(model, preprocessing, state)
+    again = restarted_sepsis_ward(model, preprocessing, state)
     summary = again.sepsis_summary("icu-3")
     # 3 h 15 min after the kept 08:30, 45 min after the feed's latest row: not quiet
     assert summary["no_data_since"] is None
@@ -75,7 +70,7 @@ def test_a_stay_an_earlier_release_admitted_again_does_not_take_the_last_stay_s_
         db.execute("UPDATE sepsis_beds SET admitted_at = '2026-12-07T11:00:00+00:00'")
     db.close()
     clock[0] = datetime(2026, 12, 7, 11, 45, tzinfo=UTC)
-    again = _restarted(model, preprocessing, state)
+    again = restarted_sepsis_ward(model, preprocessing, state)
     assert again.sepsis_summary("icu-3")["no_data_since"] is None
     assert again.sepsis_summary("icu-3")["last_data_at"] is None
     again.journal.close()
@@ -88,7 +83,7 @@ def test_the_time_is_still_kept_over_a_restart_of_this_release(
     state = tmp_path / "ward-state.sqlite"
     _first_row_at_0830(model, preprocessing, state, clock)
     clock[0] = datetime(2026, 12, 7, 11, 45, tzinfo=UTC)
-    again = _restarted(model, preprocessing, state)
+    again = restarted_sepsis_ward(model, preprocessing, state)
     assert again.sepsis_summary("icu-3")["last_data_at"] == "2026-12-07T08:30:00+00:00"
     assert again.sepsis_summary("icu-3")["no_data_since"] == "2026-12-07T08:30:00+00:00"
     again.journal.close()
@@ -107,7 +102,7 @@ def test_a_file_that_kept_the_time_without_the_hour_is_read_and_written(
         db.execute("INSERT INTO sepsis_row_at VALUES ('icu-3', '2026-12-07T08:30:00+00:00')")
     db.close()
     clock[0] = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-    again = _restarted(model, preprocessing, state)
+    again = restarted_sepsis_ward(model, preprocessing, state)
     assert again.sepsis_summary("icu-3")["last_data_at"] == "2026-12-07T08:30:00+00:00"
     again.add_hour("icu-3", {"ICULOS": 2, "HR": 82.0})  # 09:00, kept with its hour
     again.journal.close()

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from monitor_kit import hovering
+from monitor_kit import hovering, restarted_sepsis_ward
 
 from pipelines.hl7_alarms import alarm_message
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
@@ -24,13 +24,6 @@ from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
 
 SAID = re.compile(r"sepsis risk score ([0-9.]+) (reached|fell below) the alarm line ([0-9.]+) ")
-
-
-def _restarted(model: Any, preprocessing: dict, state: Path) -> Ward:
-    """A ward restarted on the state file ``state``."""
-    again = Ward(sepsis=EarlyWarningMonitor(model, preprocessing), journal=WardJournal(state))
-    again.restore(again.journal.load())
-    return again
 
 
 def _forget(state: Path, table: str) -> None:
@@ -146,7 +139,7 @@ class TestQuietFeed:
         assert ward.sepsis_summary("icu-9")["no_data_since"] == "2026-12-07T08:00:00+00:00"
         ward.journal.close()
 
-        restarted = partial(_restarted, model, preprocessing, state)
+        restarted = partial(restarted_sepsis_ward, model, preprocessing, state)
 
         # the time is kept over a restart
         again = restarted()
@@ -175,7 +168,7 @@ class TestQuietFeed:
         ward.add_hour("icu-3", rows[0])  # the feed's last row, at 08:30
         ward.journal.close()
 
-        restarted = partial(_restarted, model, preprocessing, state)
+        restarted = partial(restarted_sepsis_ward, model, preprocessing, state)
 
         clock[0] += timedelta(hours=1)  # the gateway restarts at 09:30; the feed stays quiet
         again = restarted()
