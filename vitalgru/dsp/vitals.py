@@ -68,6 +68,15 @@ PLAUSIBILITY_LIMITS: dict[str, tuple[float, float]] = {
     "unit_sicu": (0.0, 1.0),
 }
 
+#: Columns that are 0/1 flags: a value between the limits that is neither (a ``Gender`` of
+#: 0.5) is refused as well, since the model only ever saw the two.
+FLAG_COLUMNS: frozenset[str] = frozenset({"gender_male", "unit_micu", "unit_sicu"})
+
+
+def _refused(column: str, x: float) -> bool:
+    lo, hi = PLAUSIBILITY_LIMITS.get(column, (-np.inf, np.inf))
+    return x < lo or x > hi or (column in FLAG_COLUMNS and x not in (0.0, 1.0))
+
 
 def _check_offsets(offsets: np.ndarray, n_rows: int) -> np.ndarray:
     off = np.asarray(offsets, dtype=np.int64)
@@ -89,16 +98,15 @@ def plausible_mean(column: str, values: Sequence[float]) -> float:
     lead off, a Fahrenheit temperature sent as Celsius) neither drags the hour to a false
     but plausible value nor throws the good readings out with it; when none is within
     them, the mean of all (which the monitor then refuses and names)."""
-    lo, hi = PLAUSIBILITY_LIMITS.get(column, (-np.inf, np.inf))
-    good = [float(x) for x in values if lo <= x <= hi]
+    good = [float(x) for x in values if not _refused(column, x) and x == x]
     use = good or [float(x) for x in values]
     return sum(use) / len(use)
 
 
 def impossible(column: str, values: Sequence[float]) -> list[float]:
-    """The readings of ``column`` outside :data:`PLAUSIBILITY_LIMITS` (NaN is not one)."""
-    lo, hi = PLAUSIBILITY_LIMITS.get(column, (-np.inf, np.inf))
-    return [float(x) for x in values if x < lo or x > hi]
+    """The readings of ``column`` outside :data:`PLAUSIBILITY_LIMITS`, or a flag's other
+    than 0 and 1 (:data:`FLAG_COLUMNS`; NaN is not one)."""
+    return [float(x) for x in values if x == x and _refused(column, x)]
 
 
 def vitals_plausibility(
@@ -131,6 +139,10 @@ def vitals_plausibility(
     hi = np.array([PLAUSIBILITY_LIMITS.get(c, (-np.inf, np.inf))[1] for c in columns], np.float32)
     with np.errstate(invalid="ignore"):
         bad = ~np.isnan(v) & ((v < lo) | (v > hi))
+    flags = [i for i, c in enumerate(columns) if c in FLAG_COLUMNS]
+    if flags:
+        f = v[:, flags]
+        bad[:, flags] |= ~np.isnan(f) & (f != 0) & (f != 1)
     out = v.copy()
     out[bad] = np.nan
     return out, bad

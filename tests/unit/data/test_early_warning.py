@@ -87,12 +87,13 @@ class TestDataset:
         src = physionet_mirror / "challenge-2019" / "training_setA" / "p000001.psv"
         head, *rows = src.read_text().splitlines()
         g = head.split("|").index("Gender")
-        rows = ["|".join(c[:g] + ["2"] + c[g + 1 :]) for c in (r.split("|") for r in rows)]
-        (tmp_path / "in").mkdir()
-        (tmp_path / "in" / "p000001.psv").write_text("\n".join([head, *rows]) + "\n")
-        c = build_cohort(tmp_path / "in")
-        assert c.frame["gender_male"].isna().all() and len(c.frame) == len(rows)
-        assert c.implausible_counts["gender_male"] == len(rows)
+        for code in ("2", "0.5"):  # and one between the two flags' values
+            coded = ["|".join(c[:g] + [code] + c[g + 1 :]) for c in (r.split("|") for r in rows)]
+            (tmp_path / code).mkdir()
+            (tmp_path / code / "p000001.psv").write_text("\n".join([head, *coded]) + "\n")
+            c = build_cohort(tmp_path / code)
+            assert c.frame["gender_male"].isna().all() and len(c.frame) == len(rows)
+            assert c.implausible_counts["gender_male"] == len(rows)
 
     def test_skipped_icu_hours_are_counted_and_warned(
         self, physionet_mirror: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture

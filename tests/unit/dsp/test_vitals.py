@@ -60,6 +60,17 @@ class TestPlausibility:
         assert plausible_mean("hr_bpm", [0.0, 400.0]) == 200.0  # none plausible: all
         assert impossible("spo2_pct", [10.0, 100.0, 100.5, 9.0, nan]) == [100.5, 9.0]
 
+    def test_a_flag_is_0_or_1_and_nothing_between(self) -> None:
+        # Gender, Unit1, Unit2 are 0/1 flags: a 0.5 (or 0.3 from an averaged chart) passed
+        # the 0-1 limits and went into the model as a sex the model never saw
+        for col in ("gender_male", "unit_micu", "unit_sicu"):
+            out, bad = vitals_plausibility(np.array([[0.0, 1.0, 0.5, 2.0, nan]]), [col] * 5)
+            assert bad[0].tolist() == [False, False, True, True, False]
+            assert out[0, :2].tolist() == [0.0, 1.0]
+            assert impossible(col, [0.0, 1.0, 0.5, nan]) == [0.5]
+            assert plausible_mean(col, [1.0, 0.5]) == 1.0
+        assert not vitals_plausibility(np.array([[0.5]]), ["fio2_frac"])[1].any()
+
     def test_a_column_refused_whole_is_named_with_the_unit_it_looks_like(self) -> None:
         # every temperature of an export in °F was refused without a word beyond a total
         cols = ["temp_c", "fio2_frac", "hr_bpm", "spo2_pct"]

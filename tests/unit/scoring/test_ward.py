@@ -1539,6 +1539,11 @@ def test_a_sex_or_icu_flag_other_than_0_or_1_is_refused_not_scored(
     assert "age_years" not in hour["rejected"]
     ward.admit_sepsis("q", {"Age": 70})  # the same hour, sex and ICU type not recorded
     assert ward.add_hour("q", {**row, "Unit1": None})["risk"] == hour["risk"]
+    # a flag between 0 and 1 is no flag either: a Gender of 0.5 passed the 0-1 limits
+    ward.admit_sepsis("h", {"Gender": 0.5, "Age": 70})
+    half = ward.add_hour("h", {**row, "Unit1": 0.5})
+    assert set(half["rejected"]) >= {"gender_male", "unit_micu"}
+    assert half["risk"] == hour["risk"]
 
 
 def test_an_impossible_reading_does_not_make_the_hours_value(
