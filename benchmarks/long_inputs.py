@@ -84,7 +84,9 @@ def _run(args: list[str]) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     # the code this script imports (PYTHONPATH, else this checkout), not the working folder's
-    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(ROOT),
+           # the store the models were named in: this folder's, not the scratch folder's
+           "MLFLOW_TRACKING_URI": tracking.tracking_uri()}  # fmt: skip
     p = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=WORK, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     peak = 0.0
@@ -96,8 +98,9 @@ def _run(args: list[str]) -> dict[str, Any]:
         time.sleep(0.1)
     wall = time.perf_counter() - t0
     reader.join()
-    if p.returncode != 0:
+    if p.returncode != 0:  # a failed run measures nothing: no table is written from it
         print(b"".join(err).decode(errors="replace")[-2000:], file=sys.stderr)
+        raise SystemExit(f"long_inputs: `vitalgru {' '.join(args)}` failed ({p.returncode})")
     return {"wall_s": wall, "peak_rss_mb": peak, "rc": p.returncode}
 
 
@@ -387,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="long_inputs", help="results file stem")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if (why := tracking.missing_store()) is not None:  # before minutes of building records
+        raise SystemExit(f"long_inputs: {why}")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     hours = [float(h) for h in args.hours.split(",")]
