@@ -208,10 +208,12 @@ class Hl7Message:
 
     @cached_property
     def _codec(self) -> str:
-        """The codec of ``MSH-18`` as sent, for ``\\Xhh\\`` (UTF-8 when none or unknown)."""
+        """The codec of ``MSH-18`` as sent, for ``\\Xhh\\`` (UTF-8 when none). ASCII for a
+        set Python does not know (``ISO IR87``), as the message itself is read: its other
+        bytes stay escaped (decoded with None, such a message failed with a TypeError)."""
         msh = self.segments[0] if self.segments else []
         try:
-            return _codec(msh[17].split(self.encoding[1])[0] if len(msh) > 17 else "")
+            return _codec(msh[17].split(self.encoding[1])[0] if len(msh) > 17 else "") or "ascii"
         except ValueError:
             return "utf-8"
 

@@ -404,6 +404,16 @@ def test_line_breaks_hex_bytes_and_highlighting_escapes_are_read() -> None:
     assert msg.field("NTE", 3) == "GÖT \\XZZ\\ \\Q\\"
 
 
+def test_hex_bytes_in_a_character_set_python_lacks_are_read_as_ascii() -> None:
+    # a message naming such a set (ISO IR87) is read when all its bytes are ASCII, but its
+    # \Xhh\ were decoded with no codec: a TypeError, and an admission answered AE 500
+    msg = read_message("MSH|^~\\&|A|B|C|D|20261205||ADT^A01|X|P|2.5||||||ISO IR87\r"
+                       "PID|1||icu\\X2D\\9^^^H^MR||Doe^J\r"
+                       "NTE|1||a\\X41\\ \\XB0A1\\\r")  # fmt: skip
+    assert msg.patient_ids == ["icu-9"]
+    assert msg.field("NTE", 3) == "aA \\XB0A1\\"  # not ASCII: kept as sent
+
+
 def test_only_a_plain_number_is_an_nm_value() -> None:
     # HL7 v2.5 2.A.47: an optional sign, digits and a decimal point; float() took more
     head = "MSH|^~\\&|A|B|C|D|20261205||ORU^R01|X|P|2.5\rPID|1||p1\r"
