@@ -222,7 +222,8 @@ class AuditLog:
     ) -> list[dict[str, Any]]:
         """Rows after number ``since``, oldest first, of a patient and/or a caller;
         ``refused``: only the 401 and 403 answers."""
-        where, args = ["seq > ?"], [int(since)]
+        where = ["seq > ?"]
+        args: list[Any] = [int(since)]
         if patient_id is not None:
             where.append("patient_id = ?")
             args.append(patient_id)

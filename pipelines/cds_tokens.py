@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -110,7 +110,7 @@ class CdsAuthError(Exception):
         self.category = category
 
 
-def _time(value: Any) -> bool:
+def _time(value: Any) -> TypeGuard[float]:
     """Whether a claim is a NumericDate: a finite number of seconds (not true or false)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

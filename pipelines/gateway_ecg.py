@@ -73,7 +73,7 @@ def add_ecg_routes(
         """The patient's ECG for a clinician: beats by class, heart rate and its trend by
         minute, every alarm kept with a link to its strip, and the newest strips drawn."""
         summary = http_call(ward.ecg_summary, patient_id)
-        strips = []
+        strips: list[dict[str, Any]] = []
         for a in reversed(summary["alarms"]):
             if a.get("strip_s") and len(strips) < PAGE_STRIPS:
                 try:

@@ -70,7 +70,7 @@ class RequestOrigin:
         self.app, self.open = app, open_
         public = urlsplit(public_url) if public_url else None
         self.public_origin = f"{public.scheme}://{public.netloc}".lower() if public else None
-        self.names: set[str] | None = None  # None: any Host (an app served by its caller)
+        self.names: frozenset[str] | None = None  # None: any Host (an app served by its caller)
         if hosts is not None:
             given = (socket.gethostname(), socket.getfqdn(), public and public.hostname, *hosts)
             self.names = _LOCAL | {n.lower() for n in given if n}

@@ -25,6 +25,7 @@ patient-hour, using only that hour and earlier ones,
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,7 @@ def _levy_areas(
     return pd.DataFrame(feats)
 
 
-def needs_signatures(columns: list[str] | tuple[str, ...]) -> bool:
+def needs_signatures(columns: Sequence[str]) -> bool:
     """Whether a stored model's feature columns include :func:`signature_features`'."""
     return any(str(c).startswith(SIGNATURE_PREFIX) for c in columns)
 

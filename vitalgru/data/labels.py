@@ -46,8 +46,9 @@ AAMI_MAP: dict[str, AAMIClass] = {
 #: Symbols that mark a beat (a QRS complex) for R-peak scoring: the AAMI-mapped ones.
 BEAT_SYMBOLS: frozenset[str] = frozenset(AAMI_MAP)
 
-#: Integer label of each class (the order of ``vitalgru.types.AAMI_CLASSES``).
-CLASS_INDEX: dict[AAMIClass, int] = {c: i for i, c in enumerate(AAMI_CLASSES)}
+#: Integer label of each class (the order of ``vitalgru.types.AAMI_CLASSES``), by the class
+#: or its letter (a ``StrEnum``: the same key).
+CLASS_INDEX: dict[str, int] = {c: i for i, c in enumerate(AAMI_CLASSES)}
 
 
 def aami_class(symbol: str) -> AAMIClass | None:

@@ -141,7 +141,7 @@ def noise_source(db: Database, records: Sequence[str]) -> dict[str, Any]:
         database's ``SHA256SUMS.txt`` before reading) and ``verification`` (why not,
         in words, where not).
     """
-    files = []
+    files: list[dict[str, Any]] = []
     for rid in dict.fromkeys(records):
         parent = PurePosixPath(rid).parent
         names = [f"{PurePosixPath(rid).name}.hea", *read_header(db.root, rid).data_files()]

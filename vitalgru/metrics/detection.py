@@ -86,7 +86,9 @@ def match_beats(
     return ref_m, det_m
 
 
-def vf_episodes(symbols: Sequence[str], sample_idx: np.ndarray, n_samples: int) -> np.ndarray:
+def vf_episodes(
+    symbols: Sequence[str] | np.ndarray, sample_idx: np.ndarray, n_samples: int
+) -> np.ndarray:
     """Ventricular flutter/fibrillation episodes from WFDB ``[`` / ``]`` annotations.
 
     Returns

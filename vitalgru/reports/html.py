@@ -195,7 +195,8 @@ def trend_chart(
         'fill="#f4c7c3" stroke="#e37066"/>'
         for a, b in bands
     )
-    lines, run = [], []
+    lines: list[list[str]] = []
+    run: list[str] = []
     for xv, yv in zip(xs, ys, strict=True):
         if yv is None or not math.isfinite(yv):
             lines.append(run)
@@ -208,7 +209,7 @@ def trend_chart(
         for r in lines
         if r
     )
-    y_labels = [(y_max, top + 4), (0.0, top + ph)]
+    y_labels: list[tuple[float, float]] = [(y_max, top + 4), (0.0, top + ph)]
     rule = ""
     if level is not None:
         rule = (

@@ -207,9 +207,9 @@ def live_report(
         "extra": {class: n}, "records": {...}}}``.
     """
     ys, ps, rids = [], [], []
-    gross = Counter()
-    missed = Counter()
-    extra = Counter()
+    gross: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
+    extra: Counter[str] = Counter()
     per_record = {}
     for rid, (ref_idx, ref_lab, vf, fs) in reference.items():
         cs = list(calls.get(rid, []))

@@ -45,8 +45,8 @@ class SepsisShadow:
         self._moments = np.zeros(5)
         self.abs_diff_sum = 0.0
         self.abs_diff_max = 0.0
-        self.alarm_hours = Counter()  # champion, shadow, both
-        self.onsets = Counter()  # champion, shadow
+        self.alarm_hours: Counter[str] = Counter()  # champion, shadow, both
+        self.onsets: Counter[str] = Counter()  # champion, shadow
         self._in_alarm: dict[str, tuple[bool, bool]] = {}
         self.patients: set[str] = set()
 
@@ -183,8 +183,8 @@ class EcgShadow:
     def __init__(self, monitor: ArrhythmiaMonitor) -> None:
         self.monitor = monitor
         self.confusion: dict[str, Counter] = {c: Counter() for c in _CLASSES}
-        self.calls = {"champion": Counter(), "shadow": Counter()}
-        self.alarms = {"champion": Counter(), "shadow": Counter()}
+        self.calls: dict[str, Counter[str]] = {"champion": Counter(), "shadow": Counter()}
+        self.alarms: dict[str, Counter[str]] = {"champion": Counter(), "shadow": Counter()}
         # per patient, beats of one side still waiting for the other's: key -> label
         self._waiting: dict[str, dict[str, dict[int, str]]] = defaultdict(
             lambda: {"champion": {}, "shadow": {}}

@@ -344,7 +344,7 @@ class EcgBed:
         minutes = int(math.ceil(self.tail.end / self.fs / HR_WINDOW_S))
         first = 0 if last is None else max(0, minutes - last)
         trend = self.rates.trend(minutes, first)
-        out = {"stream_started_at": _iso(self.stream_start),
+        out: dict[str, Any] = {"stream_started_at": _iso(self.stream_start),
                "hr_trend_bpm": [None if v is None else round(v, 1) for v in trend]}  # fmt: skip
         if first:  # the minute of the stream the first rate is of
             out["first_minute"] = first

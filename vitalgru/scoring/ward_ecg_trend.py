@@ -46,7 +46,7 @@ def kept_trends(trends: Any, n: int = EARLIER_TRENDS) -> list[dict[str, Any]]:
             given = t.get("first_minute")
             first = (given if isinstance(given, int) and given > 0 else 0) + (
                 len(t["hr_trend_bpm"]) - len(bpm))  # fmt: skip
-            kept = {"stream_started_at": str(t.get("stream_started_at", "")),
+            kept: dict[str, Any] = {"stream_started_at": str(t.get("stream_started_at", "")),
                     "hr_trend_bpm": [v if isinstance(v, int | float) else None for v in bpm]}  # fmt: skip
             if first:  # cut: its first minute is not the stream's (the page labels it so)
                 kept["first_minute"] = first

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -128,6 +129,7 @@ class WardEvents:
     _awaiting_ack: dict[int, tuple[float, int]]  # alarm seq -> (when, level) of its next
     _seq: int
     _closed: bool
+    _queue_lock: threading.Lock  # queues, beds, the event log
     #: This event log's id (:meth:`_take_log_id`): event numbers are unique within a log, and
     #: with the log's id across gateways and state files (the FHIR identifiers of what the
     #: gateway logged, :func:`vitalgru.reports.fhir.event_identifier`).

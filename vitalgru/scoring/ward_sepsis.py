@@ -17,6 +17,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import HourRisk, RiskDriver
 from vitalgru.scoring.patient_ids import check_patient_id
 from vitalgru.scoring.ward_events import REPEATED_SEPSIS_KIND, _iso, _utc_now
@@ -79,6 +80,7 @@ class SepsisWard(SepsisHours):
     sepsis: Any
     hour_close_after_s: float
     sepsis_lockout_h: float
+    sepsis_hour_seconds: Durations
     _sepsis_beds: dict[str, SepsisBed]
 
     def admit_sepsis(

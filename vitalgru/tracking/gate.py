@@ -217,7 +217,7 @@ def _gate(
         return PromotionDecision(promoted, reason, prev, cmp)
 
     if champ is None:
-        cmp = {k: (v, None) for k, v in new.items()}
+        cmp: dict[str, tuple[float, float | None]] = {k: (v, None) for k, v in new.items()}
         return finish(True, f"first {alias} of {name}: version {version}", None, cmp)
     prev = str(champ.version)
     if prev != version:
