@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ __all__ = [
     "FOLDER_WAIT_S",
     "ClaimBusy",
     "hold",
+    "copy_owner_only",
     "owner_only",
     "reading",
     "replace_file",
@@ -210,6 +212,15 @@ def owner_only(path: Path | str) -> None:
         os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError:  # there already; or a folder missing, which SQLite's open names
         pass
+
+
+def copy_owner_only(src: Path | str, dst: Path | str) -> None:
+    """Copy ``src`` to ``dst``, a new file readable by its owner only (whatever the umask):
+    a copy of a file holding patient data keeps it from the other users as the original
+    does. OSError when ``dst`` exists (nothing is overwritten) or cannot be written."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def sqlite_owner(db: sqlite3.Connection, key: str, path: Path | str, what: str) -> str | None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.claims import copy_owner_only
 from vitalgru.scoring.ward_journal_file import event_json
 from vitalgru.scoring.ward_journal_writes import TAKING, JournalWrites
 from vitalgru.scoring.ward_state import StateDamage, WardState, read_state
@@ -393,7 +393,9 @@ class WardJournal(JournalWrites):
             for suffix in ("", "-wal"):  # a log not checkpointed is copied with it
                 kept = Path(f"{self.path}{suffix}")
                 if kept.exists() and kept.stat().st_size:
-                    shutil.copyfile(kept, f"{copy}{suffix}")
+                    # the patients' data, owner-only as the file itself (the umask's
+                    # usual 0644 let every local user read the copy)
+                    copy_owner_only(kept, f"{copy}{suffix}")
         with self._write() as db:
             for d in damaged:
                 if not d.key:  # a damaged page is left to SQLite: no row to name

@@ -4,6 +4,7 @@ when the file cannot be written."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -355,3 +356,22 @@ def test_an_event_a_restart_cannot_read_is_left_out_not_the_ward(tmp_path: Path)
     ward.restore(state)  # a ValueError stopped the restore half-way before
     assert ward.patients()["ecg"] == ["bed-1"] and ward.alarms_in_progress() == [1]
     ward.close()
+
+
+def test_the_copy_of_a_damaged_file_is_owner_only_as_the_file(tmp_path: Path) -> None:
+    # it holds every patient's data the file held: under the usual umask (022) the copy was
+    # made -rw-r--r--, readable by every local user, beside a file readable by its owner only
+    path = tmp_path / "w.sqlite"
+    mask = os.umask(0o022)
+    try:
+        j = WardJournal(path)
+        j.admit_sepsis("MRN0012345", "2026-12-05T08:00:00+00:00")
+        j.add_hour("MRN0012345", 1, {"ICULOS": 1, "HR": 112.0})
+        copy = j.set_aside([])
+        j.close()
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert copy.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(copy) as db:  # a copy all the same
+        assert db.execute("SELECT patient_id FROM sepsis_beds").fetchall() == [("MRN0012345",)]
