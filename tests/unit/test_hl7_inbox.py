@@ -1072,3 +1072,21 @@ def test_a_message_with_letters_for_separators_gets_a_readable_rejection() -> No
     assert ack.field("MSH", 9) == "ACK" and ack.field("MSH", 9, 2) == "R01"
     assert (ack.field("MSA", 1), ack.field("MSA", 2)) == ("AR", "M1")  # named by its id
     assert "separators" in ack.field("MSA", 3) and ack.field("ERR", 3) == "102"
+
+
+def test_a_birth_date_that_cannot_be_read_is_not_repeated_or_kept(
+    sepsis_fit: tuple[Any, dict, list[dict]], tmp_path: Path
+) -> None:
+    # PID-7 only gives the age; one sent in another format was quoted in the acknowledgement,
+    # which the state file keeps (for resends) long after the patient's discharge
+    path = tmp_path / "ward.sqlite"
+    ward = _ward(sepsis_fit, journal=WardJournal(path))
+    inbox = Hl7Inbox(ward, IntakeCollector())
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    reply = inbox.handle(_adt("A01", "ADM", "p", start, born="1955-03-10"))
+    assert reply.code == "AA" and "PID-7" in reply.ack and "not a date" in reply.ack
+    assert inbox.handle(_adt("A03", "DIS", "p", start + timedelta(minutes=5))).code == "AA"
+    ward.journal.close()
+    kept = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"1955-03-10" not in reply.ack.encode() + kept
+    assert b"Jane" not in kept and b"Doe" not in kept  # PID-5, never used, never kept

@@ -401,9 +401,10 @@ def adt_event(
             if 0 <= age <= 120:
                 static["Age"] = float(age)
             else:
-                notes.append(f"PID-7 {born!r} gives an age of {age}")
-        except ValueError:
-            notes.append(f"PID-7 {born!r} is not a date")
+                notes.append("PID-7 gives an age outside 0-120 years")
+        except ValueError:  # the value is not repeated: a birth date in another format
+            # (1961-08-05) would be kept in the state file's acknowledgements and returned
+            notes.append("PID-7 is not a date (HL7 DT: YYYYMMDD)")
     sex = msg.field("PID", 8).upper()
     if sex in ("F", "M"):
         static["Gender"] = 0.0 if sex == "F" else 1.0
