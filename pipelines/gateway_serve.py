@@ -19,6 +19,7 @@ from pipelines.access import RateLimit, TokenFile
 from pipelines.audit import AuditLog
 from pipelines.cds_tokens import CdsClients
 from pipelines.gateway import DEFAULT_TICK_S, create_app
+from pipelines.gateway_access_log import routes_only
 from pipelines.gateway_http import TOKEN_ENV, TOKENS_ENV, token_access
 from pipelines.gateway_models import fallback_name, restart_notes, shadows_going_on
 from pipelines.hl7_forward import AlarmForwarder, client_tls
@@ -371,20 +372,21 @@ def serve(
         logger.info("gateway: %s; listening on %s://%s:%d%s", names, "https" if https else "http",
                     host, port, " (client certificates required)" if tls_client_ca else "")  # fmt: skip
         try:
+            app = create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
+                             tokens=table, patient_system=patient_system, hl7_timezone=zone,
+                             display_timezone=shown_zone,
+                             mllp=mllp_sock,
+                             mllp_allow=mllp_allow or None, adt_units=adt_units or None,
+                             audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
+                             rate_limit=None if rate_limit is None else RateLimit(rate_limit),
+                             cds_clients=cds, public_url=public_url, hosts=[host],
+                             model_fallbacks=fallbacks)  # fmt: skip
             config = uvicorn.Config(
-                create_app(ward, tick_s, names, token, stopping=lambda: server.should_exit,
-                           tokens=table, patient_system=patient_system, hl7_timezone=zone,
-                           display_timezone=shown_zone,
-                           mllp=mllp_sock,
-                           mllp_allow=mllp_allow or None, adt_units=adt_units or None,
-                           audit=audit_log, forwarder=forwarder, mllp_tls=listener_tls,
-                           rate_limit=None if rate_limit is None else RateLimit(rate_limit),
-                           cds_clients=cds, public_url=public_url, hosts=[host],
-                           model_fallbacks=fallbacks),
-                host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-                **https,
+                app, host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, **https,
             )  # fmt: skip
             server = uvicorn.Server(config)
-            server.run(sockets=[http_sock])
+            with routes_only(app):  # no patient's id in the access lines on stderr
+                server.run(sockets=[http_sock])
         finally:  # the queued ECG is scored and each patient's memory kept for the next start
             ward.close()
