@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibration_tables import calibration_by_model, calibration_lines
 from common import strict_json
 
 from pipelines.early_warning import cv_settings
@@ -31,7 +32,6 @@ from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import build_cohort, patient_folds
 from vitalgru.data.gru_d_inputs import gru_d_arrays
 from vitalgru.io.psv_folder import read_psv_folder
-from vitalgru.metrics.calibration import calibration_metrics, calibration_table
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees
 from vitalgru.training.early_warning import BLEND, MODEL_NAMES, cross_validate
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "per_fold": res.per_fold,
         "summary": summary,
-        "calibration": _calibration(cohort.labels, res.oof_scores, res.oof_probabilities),
+        "calibration": calibration_by_model(cohort.labels, res.oof_scores, res.oof_probabilities),
         "gru_histories": res.gru_histories,
         "platform": {"python": platform.python_version(), "torch": torch.__version__},
         "cited": CITED,
@@ -291,26 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     (od / f"{args.name}.md").write_text(_markdown(out, tuple(res.per_fold)))
     print((od / f"{args.name}.md").read_text())
     return 0
-
-
-def _calibration(
-    labels: np.ndarray, oof: dict[str, np.ndarray], probs: dict[str, np.ndarray]
-) -> dict[str, dict]:
-    """Calibration of each model's pooled out-of-fold hourly risks against SepsisLabel, as
-    scored and as recalibrated on each fold's validation share (models whose scores are
-    risks in [0, 1]; NEWS2 and qSOFA are points)."""
-    out = {}
-    for name, s in oof.items():
-        if name in ("news2", "qsofa") or not (
-            np.isfinite(s).all() and 0 <= s.min() <= s.max() <= 1
-        ):
-            continue
-        out[name] = {**calibration_metrics(labels, s), "table": calibration_table(labels, s)}
-        if name in probs and np.isfinite(probs[name]).all():
-            p = probs[name]
-            out[f"{name} recalibrated"] = {
-                **calibration_metrics(labels, p), "table": calibration_table(labels, p)}  # fmt: skip
-    return out
 
 
 def _markdown(out: dict, models: tuple[str, ...]) -> str:
@@ -344,33 +324,7 @@ def _markdown(out: dict, models: tuple[str, ...]) -> str:
         for r in out["per_fold"][m]:
             vals = " | ".join(f"{r[k]:.3f}" if np.isfinite(r[k]) else "n/a" for k in KEYS)
             lines.append(f"| {m} | {int(r['fold'])} | {vals} |")
-    cal = out.get("calibration") or {}
-    if cal:
-        lines += [
-            "",
-            "## Calibration of the hourly risk (pooled out-of-fold risks against SepsisLabel)",
-            "",
-            "| model | mean risk | hours labelled septic | Brier | ECE (10 bins) | "
-            "calibration in the large | calibration slope |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {m} | {100 * c['mean_risk']:.2f} % | {100 * c['event_rate']:.2f} % | "
-            f"{c['brier']:.4f} | {c['ece']:.4f} | {c['calibration_in_the_large']:.2f} | "
-            f"{c['calibration_slope']:.2f} |"
-            for m, c in cal.items()
-        ]
-        reg = BLEND if BLEND in cal else next(iter(cal))
-        for name in (reg, f"{reg} recalibrated"):
-            if name not in cal:
-                continue
-            lines += ["", f"Reliability of `{name}` (bins of equal count):", "",
-                      "| risks | hours | mean risk | observed |", "|---|---:|---:|---:|"]  # fmt: skip
-            lines += [
-                f"| {b['risk_min']:.3f}-{b['risk_max']:.3f} | {b['n']} | "
-                f"{100 * b['mean_risk']:.2f} % | {100 * b['observed']:.2f} % |"
-                for b in cal[name]["table"]
-            ]
+    lines += calibration_lines(out.get("calibration") or {}, BLEND)
     t = out["timing"]
     lines += [
         "",

@@ -79,3 +79,24 @@ def test_the_early_warning_benchmark_takes_no_cap_on_its_fits() -> None:
     for bad in ("-1", "soon", "nan"):
         with pytest.raises(SystemExit):
             parse(["--max-minutes-per-fit", bad])
+
+
+def test_the_early_warning_calibration_prints_a_risk_score_as_a_score() -> None:
+    # a model's risk score is the scale its alarm line is drawn on, not a probability: the
+    # benchmark printed its mean (0.0665) as "6.65 %", as the evaluate report did before
+    from benchmarks.early_warning import _markdown
+
+    bins = [{"n": 5, "risk_min": 0.002, "risk_max": 0.2, "mean_risk": 0.0665, "observed": 0.02}]
+    row = {"mean_risk": 0.0665, "event_rate": 0.0215, "brier": 0.0267, "ece": 0.045,
+           "calibration_in_the_large": -1.34, "calibration_slope": 0.88, "table": bins}  # fmt: skip
+    recal = {**row, "mean_risk": 0.022, "table": [{**bins[0], "mean_risk": 0.022}]}
+    out = json.loads((RESULTS / "early_warning.json").read_text())
+    out["calibration"] = {"gru_d_gbm_blend": row, "gru_d_gbm_blend recalibrated": recal}
+    md = _markdown(out, tuple(out["per_fold"]))
+    assert "| gru_d_gbm_blend | 0.0665 | 2.15 % | 0.0267 |" in md
+    assert "| gru_d_gbm_blend recalibrated | 2.20 % | 2.15 % |" in md
+    assert "| risk scores | hours | mean risk score | observed |" in md
+    assert "| 0.002-0.200 | 5 | 0.0665 | 2.00 % |" in md
+    assert "| probabilities | hours | mean probability | observed |" in md
+    assert "| 0.002-0.200 | 5 | 2.20 % | 2.00 % |" in md
+    assert "6.65" not in md
