@@ -17,6 +17,7 @@ from pipelines.gateway_http import answered, check_merge_target, feed_answer, ht
 from pipelines.gateway_metrics import IntakeCollector
 from pipelines.hl7_inbox import Hl7Inbox
 from pipelines.ward_requests import hl7_error_of, score_observations, skipped_note
+from vitalgru.errors import Hl7ReadError
 from vitalgru.io.hl7v2 import (
     HL7_MEDIA_TYPE,
     Hl7Message,
@@ -145,11 +146,13 @@ def add_vitals_routes(
                 # a message read but not a result is named by its own control id and event
                 code = "AR" if not msg.message_type else "AE"
                 named = msg if msg.message_type else read
-                # why, as HL7 table 0357 says it: not read (100: no MSH first), not a
-                # result (200), a result not taken (the ward's refusal)
-                error = (hl7_error_of(status) if msg.message_type else 100
-                         if not isinstance(read, Hl7Message) else 200
-                         if read.kind[0] != "ORU" else 207)  # fmt: skip
+                # why, as HL7 table 0357 says it: not read (as read_message says: 100 no
+                # MSH first, 102 bytes or separators it cannot read; all were sent as
+                # 100), not a result (200), a result not taken (the ward's refusal)
+                error = (hl7_error_of(status) if msg.message_type
+                         else e.hl7_error if isinstance(e, Hl7ReadError)
+                         else 100 if not isinstance(read, Hl7Message)
+                         else 200 if read.kind[0] != "ORU" else 207)  # fmt: skip
                 return Response(message_bytes(hl7_ack(named, code, text, error=error)), status,
                                 media_type=HL7_MEDIA_TYPE)  # fmt: skip
             raise HTTPException(status, text) from None

@@ -66,6 +66,7 @@ from typing import Any
 
 from pipelines.hl7_replies import Hl7Reply, answered, sender_key, type_label, unread_header
 from pipelines.ward_requests import Refused, score_observations, skipped_note, ward_call
+from vitalgru.errors import Hl7ReadError
 from vitalgru.io.hl7v2 import Hl7Message, adt_event, oru_observations, read_message
 from vitalgru.io.hl7v2 import ack as hl7_ack
 from vitalgru.scoring.patient_ids import check_patient_id
@@ -148,8 +149,9 @@ class Hl7Inbox:
             msg = read_message(raw)
         except ValueError as e:
             named = unread_header(raw)
-            # no MSH first: a segment out of order; else bytes not of the character set
-            error = 100 if "first segment must be MSH" in str(e) else 102
+            # why, as read_message says it in HL7 table 0357: 100 no MSH first, 102 bytes
+            # not of the character set or separators HL7 does not allow
+            error = e.hl7_error if isinstance(e, Hl7ReadError) else 207
             reply = Hl7Reply(hl7_ack(named, "AR", str(e), error=error), "AR", 422, str(e),
                              error=error)  # fmt: skip
             self.intake.message(source, "none", "AR")

@@ -79,6 +79,17 @@ class UnknownDatabaseError(VitalgruError, ValueError):
     existing folder."""
 
 
+class Hl7ReadError(VitalgruError, ValueError):
+    """An HL7 v2 message that cannot be read at all. ``hl7_error``: why, as a code of HL7
+    table 0357 for ``ERR-3``: 100 (segment sequence error) when it does not begin with
+    ``MSH``; 102 (data type error) when its bytes are not of its character set or its
+    separators (``MSH-1``, ``MSH-2``) are not ones HL7 allows."""
+
+    def __init__(self, message: str, hl7_error: int) -> None:
+        self.hl7_error = hl7_error
+        super().__init__(message)
+
+
 class DownloadError(VitalgruError, OSError):
     """A network fetch failed after its retries."""
 

@@ -1090,3 +1090,22 @@ def test_a_birth_date_that_cannot_be_read_is_not_repeated_or_kept(
     kept = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"1955-03-10" not in reply.ack.encode() + kept
     assert b"Jane" not in kept and b"Doe" not in kept  # PID-5, never used, never kept
+
+
+def test_a_message_that_cannot_be_read_gets_the_same_code_on_every_way_in() -> None:
+    # table 0357: 100 no MSH first, 102 bytes not of the character set or separators HL7
+    # does not allow; POST /vitals/{patient}/hl7 sent 100 for all three
+    head = "MSH|^~\\&|MON|ICU|VITALGRU|HOSP|20261205083000+0000||"
+    unread = [
+        ("100", b"PID|1||x\r"),
+        ("102", (head + "ORU^R01|L1|P|2.5\rPID|1||M\xfcller\r").encode("latin-1")),
+        ("102", b"MSH|ABCD|MONITOR|ICU4|VG|HOSP|20261205||ORU^R01|M1|P|2.5\rPID|1||p\r"),
+    ]
+    er7 = {"content-type": "x-application/hl7-v2+er7", "accept": "x-application/hl7-v2+er7"}
+    with TestClient(create_app(Ward(untrained_monitor()), tick_s=0)) as client:
+        for code, body in unread:
+            for url in ("/hl7", "/vitals/p/hl7?iculos=1"):
+                r = client.post(url, content=body, headers=er7)
+                back = read_message(r.text)
+                assert (r.status_code, back.field("MSA", 1)) == (422, "AR"), (code, url)
+                assert back.field("ERR", 3) == code, (code, url, r.text)

@@ -57,6 +57,7 @@ from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Any
 
+from vitalgru.errors import Hl7ReadError
 from vitalgru.io.hl7v2_ack import ERROR_CODES, ack
 from vitalgru.io.hl7v2_text import (
     CHARSETS,
@@ -270,16 +271,18 @@ class Hl7Message:
 
 def read_message(text: str | bytes) -> Hl7Message:
     """Split an HL7 v2 message; bytes are read in the character set its ``MSH-18`` names
-    (:data:`CHARSETS`; UTF-8 when none). ValueError when it does not begin with ``MSH``, or
-    its bytes are not of that set (or the set is not one of those), or its separators are not
-    distinct characters other than letters, digits and spaces (:func:`check_separators`)."""
+    (:data:`CHARSETS`; UTF-8 when none). :class:`~vitalgru.errors.Hl7ReadError` (a
+    ValueError carrying the ``ERR-3`` code of HL7 table 0357) when it does not begin with
+    ``MSH`` (100), or its bytes are not of that set (or the set is not one of those), or its
+    separators are not distinct characters other than letters, digits and spaces
+    (:func:`check_separators`) (102)."""
     if isinstance(text, bytes):
         text = _decode(text)
     lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
     lines = [s.lstrip("\x0b").rstrip("\x1c") for s in lines]  # MLLP framing, if left on
     lines = [s for s in lines if s.strip()]
     if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
-        raise ValueError("not an HL7 v2 message: the first segment must be MSH")
+        raise Hl7ReadError("not an HL7 v2 message: the first segment must be MSH", 100)
     field_sep = lines[0][3]
     msh = lines[0].split(field_sep)
     enc = msh[1] if len(msh) > 1 and len(msh[1]) >= 3 else "^~\\&"

@@ -9,6 +9,8 @@ import codecs
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
+from vitalgru.errors import Hl7ReadError
+
 __all__ = ["CHARSETS", "CLOCK_SKEW", "escape", "hl7_time", "message_bytes"]
 
 #: Character sets ``MSH-18`` may name (HL7 table 0211) that are read, as Python's
@@ -48,27 +50,30 @@ def _msh18(head: str) -> str:
 
 
 def check_separators(field_sep: str, encoding: str) -> None:
-    """ValueError unless ``MSH-1`` and ``MSH-2`` are separators HL7 v2 allows (2.5.4): each
-    a different character, none a letter, a digit or white space, at most five in
-    ``MSH-2`` (the truncation character of v2.7 the fifth). Letters as separators split the
-    message's own text: ``MSH|ABCD|`` read ``ORU^R01`` as one component (an unsupported
-    type) and its acknowledgement, echoing them, spelt ``ACK^R01`` as ``ACKAR01AACK``."""
+    """:class:`~vitalgru.errors.Hl7ReadError` (102, a ValueError) unless ``MSH-1`` and
+    ``MSH-2`` are separators HL7 v2 allows (2.5.4): each a different character, none a
+    letter, a digit or white space, at most five in ``MSH-2`` (the truncation character of
+    v2.7 the fifth). Letters as separators split the message's own text: ``MSH|ABCD|``
+    read ``ORU^R01`` as one component (an unsupported type) and its acknowledgement,
+    echoing them, spelt ``ACK^R01`` as ``ACKAR01AACK``."""
     seps = field_sep + encoding
     if (
         len(encoding) > 5
         or len(set(seps)) != len(seps)
         or any(ch.isalnum() or ch.isspace() for ch in seps)
     ):
-        raise ValueError(
+        raise Hl7ReadError(
             f"not an HL7 v2 message: its separators {seps!r} (MSH-1, MSH-2) must be different "
-            "characters, none a letter, digit or space, at most five in MSH-2"
+            "characters, none a letter, digit or space, at most five in MSH-2",
+            102,
         )
 
 
 def _decode(raw: bytes) -> str:
     """A message's bytes as text, in the character set its ``MSH-18`` names (UTF-8 when it
-    names none). ValueError, naming the byte, for bytes that are not of that set: replaced
-    by U+FFFD, two identifiers that differ in one letter became one patient."""
+    names none). :class:`~vitalgru.errors.Hl7ReadError` (102, a ValueError), naming the
+    byte, for bytes that are not of that set: replaced by U+FFFD, two identifiers that
+    differ in one letter became one patient."""
     # the MSH segment's separators and MSH-18 are ASCII: read them byte for byte
     head = raw.lstrip(b"\x0b\r\n\t ").split(b"\r", 1)[0].split(b"\n", 1)[0]
     charset = _msh18(head.decode("latin-1"))
@@ -77,16 +82,18 @@ def _decode(raw: bytes) -> str:
         return raw.decode(codec or "ascii")
     except UnicodeDecodeError as e:
         if codec is None:
-            raise ValueError(
+            raise Hl7ReadError(
                 f"MSH-18 {charset!r} is not a character set this gateway reads "
                 f"({', '.join(CHARSETS)}, or a name of one of them such as UTF-8 or "
                 f"ISO-8859-1), and byte 0x{raw[e.start]:02X} at {e.start} is not ASCII: "
-                "nothing was taken"
+                "nothing was taken",
+                102,
             ) from None
         named = f"MSH-18 {charset!r}" if charset else "UTF-8 (MSH-18 names no character set)"
-        raise ValueError(
+        raise Hl7ReadError(
             f"byte 0x{raw[e.start]:02X} at {e.start} is not {named}: nothing was taken; name "
-            "the message's character set in MSH-18 (8859/1 for Latin-1)"
+            "the message's character set in MSH-18 (8859/1 for Latin-1)",
+            102,
         ) from None
 
 
