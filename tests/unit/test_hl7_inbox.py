@@ -1092,6 +1092,20 @@ def test_a_birth_date_that_cannot_be_read_is_not_repeated_or_kept(
     assert b"Jane" not in kept and b"Doe" not in kept  # PID-5, never used, never kept
 
 
+def test_a_rejection_names_the_refused_separators_in_words_not_escaped() -> None:
+    # quoted as they were, the acknowledgement's text escaped them in its own separators:
+    # an engine's log showed MSA-3 "its separators '\F\\S\\S\\S\\S\' ..."
+    inbox = Hl7Inbox(Ward(untrained_monitor()), IntakeCollector())
+    for msh2, named in (("^^^^", "vertical bar, caret, caret, caret, caret (caret 4 times)"),
+                        ("^~ &", "vertical bar, caret, tilde, space, ampersand (space not "
+                                 "allowed)")):  # fmt: skip
+        reply = inbox.handle(f"MSH|{msh2}|MON|ICU|VG|HOSP|20261205||ORU^R01|M1|P|2.5\rPID|1||p\r")
+        msa, err = reply.ack.split("\r")[1:3]  # as sent, before any unescaping
+        for segment in (msa, err):
+            assert f"its separators (MSH-1, MSH-2) are {named}; they must be" in segment
+            assert "\\F\\" not in segment and "\\S\\" not in segment
+
+
 def test_a_message_that_cannot_be_read_gets_the_same_code_on_every_way_in() -> None:
     # table 0357: 100 no MSH first, 102 bytes not of the character set or separators HL7
     # does not allow; POST /vitals/{patient}/hl7 sent 100 for all three

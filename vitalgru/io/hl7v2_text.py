@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections import Counter
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from vitalgru.errors import Hl7ReadError
@@ -57,16 +58,35 @@ def check_separators(field_sep: str, encoding: str) -> None:
     read ``ORU^R01`` as one component (an unsupported type) and its acknowledgement,
     echoing them, spelt ``ACK^R01`` as ``ACKAR01AACK``."""
     seps = field_sep + encoding
-    if (
-        len(encoding) > 5
-        or len(set(seps)) != len(seps)
-        or any(ch.isalnum() or ch.isspace() for ch in seps)
-    ):
+    faults = [f"{len(encoding)} characters in MSH-2"] if len(encoding) > 5 else []
+    faults += [f"{_spelt(ch)} {'twice' if n == 2 else f'{n} times'}"
+               for ch, n in Counter(seps).items() if n > 1]  # fmt: skip
+    odd = [_spelt(ch) for ch in dict.fromkeys(seps) if ch.isalnum() or ch.isspace()]
+    faults += [f"{', '.join(odd)} not allowed"] if odd else []
+    if faults:
+        # the characters named in words: quoted as they are, the acknowledgement sent them
+        # escaped in its own separators ('|^^^^' read '\F\\S\\S\\S\\S\' in its MSA-3)
         raise Hl7ReadError(
-            f"not an HL7 v2 message: its separators {seps!r} (MSH-1, MSH-2) must be different "
-            "characters, none a letter, digit or space, at most five in MSH-2",
+            f"not an HL7 v2 message: its separators (MSH-1, MSH-2) are "
+            f"{', '.join(_spelt(ch) for ch in seps)} ({'; '.join(faults)}); they must be "
+            "different characters, none a letter, digit or space, at most five in MSH-2",
             102,
         )
+
+
+#: Names of the characters HL7 v2 uses as separators, and of white space: what a refusal
+#: calls them, since in an HL7 text the characters themselves are escaped.
+_NAMES = {"|": "vertical bar", "^": "caret", "~": "tilde", "\\": "backslash",
+          "&": "ampersand", "#": "number sign", "'": "apostrophe", " ": "space",
+          "\t": "tab"}  # fmt: skip
+
+
+def _spelt(ch: str) -> str:
+    """A separator as a refusal names it: in words (:data:`_NAMES`), quoted when it is any
+    other printable ASCII character, else by its code point (``U+00A7``)."""
+    if ch in _NAMES:
+        return _NAMES[ch]
+    return f"'{ch}'" if ch.isascii() and ch.isprintable() else f"U+{ord(ch):04X}"
 
 
 def _decode(raw: bytes) -> str:
