@@ -31,6 +31,7 @@ from vitalgru.data.early_warning import EarlyWarningCohort, build_cohort, patien
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2
 from vitalgru.errors import UnknownRecordError
 from vitalgru.io import open_database
+from vitalgru.io.file_names import check_distinct_names
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv_writer import write_challenge_labels, write_challenge_predictions
 from vitalgru.io.wfdb_writer import check_annotation_extension
@@ -165,6 +166,8 @@ def score_records(
     cfg = load_arrhythmia_config(config_path)
     database = open_database(db, cfg.ingest.physionet)
     names = parse_records(records, database.list_records(), database.name)
+    if write_annotations is not None:  # one file each: before minutes of scoring
+        check_distinct_names(names, "records")
     lead = config_lead(cfg, config_path)
     scores = score_database(
         loaded.module, loaded.preprocessing, database, names, lead=lead, annotations=annotations
@@ -301,6 +304,8 @@ def score_folder(
     """Score a read folder with a loaded model and write what
     :func:`evaluate_early_warning` writes; returns ``(metrics, hourly risks, JSON path)``."""
     model_uri = loaded.uri
+    if write_predictions:  # a file each: refused before the scoring, not after it
+        check_distinct_names(cohort.patient_ids.tolist(), "patients")
     scores = score_cohort(loaded.module, loaded.preprocessing, cohort)
     thr = float(loaded.preprocessing["threshold"])
     hours = cohort.frame["hour"].to_numpy(np.int64)

@@ -34,6 +34,7 @@ from vitalgru.data.early_warning import check_some_patients, patient_offsets
 from vitalgru.dsp.vitals import refused_column_warnings, vitals_plausibility
 from vitalgru.dsp.vitals_units import unit_mixup_warnings
 from vitalgru.io import open_database
+from vitalgru.io.file_names import check_distinct_names
 from vitalgru.io.ingest import write_attrition
 from vitalgru.io.psv import MEASUREMENT_COLUMNS
 from vitalgru.io.psv_folder import read_psv_folder
@@ -190,6 +191,8 @@ def replay_arrhythmia(
     loaded = tracking.load_model(model_uri, kinds=ARRHYTHMIA_KINDS)
     database = open_database(db, cfg.ingest.physionet)
     names = parse_records(records, database.list_records(), database.name)
+    if write_annotations is not None:  # one file each: before minutes of replay
+        check_distinct_names(names, "records")
     extra = {} if margin_s is None else {"margin_s": margin_s}
     monitor = ArrhythmiaMonitor(loaded.module, loaded.preprocessing, alert_rules=rules, **extra)
     lead = config_lead(cfg, config_path)

@@ -90,6 +90,11 @@ class Hl7ReadError(VitalgruError, ValueError):
         super().__init__(message)
 
 
+class FileNameClashError(VitalgruError, ValueError):
+    """Two patients or records whose files, written one each, would be one file on a
+    case-insensitive file system: their names differ only in letter case."""
+
+
 class DownloadError(VitalgruError, OSError):
     """A network fetch failed after its retries."""
 

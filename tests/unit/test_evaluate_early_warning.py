@@ -18,7 +18,7 @@ import pytest
 
 import pipelines.evaluate as evaluate_mod
 from vitalgru.data.early_warning import EarlyWarningCohort
-from vitalgru.errors import RecordError
+from vitalgru.errors import FileNameClashError, RecordError
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.metrics.early_warning_unlabelled import LABELLED_ONLY, UNLABELLED_NOTE
 from vitalgru.metrics.utility import normalized_utility
@@ -332,3 +332,19 @@ def test_a_folder_with_some_files_unlabelled_is_refused_before_anything_is_writt
     assert "8 of the 12 files read have a SepsisLabel column" in str(ei.value)
     assert "4 do not" in str(ei.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_patients_whose_names_differ_only_in_case_get_no_challenge_files(
+    evaluate: Any, set_a: list[Path], tmp_path: Path
+) -> None:
+    # P001.psv and p001.psv were written for the scorer: one file on macOS or Windows,
+    # holding the second patient's rows, so the scorer read one patient where two were scored
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, src in zip(("P001", "p001", "p002"), set_a, strict=False):
+        (data / f"{name}.psv").write_bytes(src.read_bytes())
+    with pytest.raises(FileNameClashError, match="'P001' and 'p001' differ only in letter case"):
+        evaluate(data, tmp_path / "out", write_predictions=True)
+    assert not (tmp_path / "out").exists()  # refused before the scoring, nothing written
+    ev = evaluate(data, tmp_path / "out")  # no file per patient: three patients, as on Linux
+    assert ev["n_patients"] == 3

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vitalgru.claims import replacing
+from vitalgru.io.file_names import check_distinct_names
 
 __all__ = [
     "LABEL_HEADER", "PREDICTION_HEADER", "write_challenge_labels", "write_challenge_predictions",
@@ -72,7 +73,8 @@ def write_challenge_predictions(
     ------
     ValueError
         Offsets that do not cover the rows, risks outside [0, 1] or not finite, alarms
-        that are not 0/1, or a patient named twice (one file would hold the last one's).
+        that are not 0/1, or a patient named twice (one file would hold the last one's),
+        or two whose names differ only in letter case (one file on macOS or Windows).
     """
     off = np.asarray(offsets, dtype=np.int64)
     given = np.asarray(risks)
@@ -122,7 +124,8 @@ def write_challenge_labels(
     Raises
     ------
     ValueError
-        Offsets that do not cover the rows, labels that are not 0/1, a patient named twice.
+        Offsets that do not cover the rows, labels that are not 0/1, a patient named twice
+        or two whose names differ only in letter case.
     """
     off = np.asarray(offsets, dtype=np.int64)
     y = np.asarray(labels)
@@ -149,6 +152,7 @@ def _write_tables(
     if len(set(patient_ids)) != len(patient_ids):
         twice = sorted({p for p in patient_ids if list(patient_ids).count(p) > 1})
         raise ValueError(f"patients named more than once: {twice[:5]}")
+    check_distinct_names(patient_ids, "patients")  # one file where the case is not told
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     wanted = {f"{pid}.psv" for pid in patient_ids}

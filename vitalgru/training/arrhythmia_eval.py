@@ -24,6 +24,7 @@ from vitalgru.data.arrhythmia_dataset import RecordBeats, data_config_from_prepr
 from vitalgru.data.beat_features import beat_features, feature_settings_from_preprocessing
 from vitalgru.data.drift import beat_inputs
 from vitalgru.data.ingest import UNLABELLED, process_record
+from vitalgru.io.file_names import check_distinct_names
 from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
@@ -98,8 +99,11 @@ class DatabaseScores:
     def write_annotations(self, folder: str | Path, extension: str) -> list[Path]:
         """Write each record's predicted labels as a WFDB annotation file
         ``<folder>/<record>.<extension>`` at the beats' own samples and the record's own
-        rate (:func:`vitalgru.io.wfdb_writer.write_beat_labels`); returns the files."""
+        rate (:func:`vitalgru.io.wfdb_writer.write_beat_labels`); returns the files.
+        ValueError, before any is written, for two records whose names differ only in
+        letter case (:func:`~vitalgru.io.file_names.check_distinct_names`)."""
         check_annotation_extension(extension)
+        check_distinct_names(dict.fromkeys(self.record_ids.tolist()), "records")
         names = [str(c) for c in AAMI_CLASSES]
         out = []
         for rid in dict.fromkeys(self.record_ids.tolist()):  # in the order scored

@@ -328,3 +328,33 @@ def test_a_record_scored_on_the_fall_back_lead_is_marked_in_the_report(
     md = (tmp_path / "V1.md").read_text()
     assert "Scored on a fall-back lead (1 records" in md and "good MLII for V1" in md
     assert "fall-back lead" not in (tmp_path / "V5.md").read_text()
+
+
+def test_records_whose_names_differ_only_in_case_get_no_annotation_files(
+    mitdb_dir: Path, model: ArrhythmiaGRU, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # good.vgru and GOOD.vgru are one file on macOS or Windows: the second record's labels
+    # replaced the first's, read by bxb against the first record's reference
+    from pipelines import evaluate, replay
+    from vitalgru.errors import FileNameClashError
+    from vitalgru.tracking.models import LoadedModel
+
+    db = tmp_path / "db"
+    db.mkdir()
+    for name in ("good", "GOOD"):
+        _write(mitdb_dir, name, db)
+    loaded = LoadedModel(module=model, preprocessing=PREPROCESSING, config={},
+                         uri="models:/test/1", version="1")  # fmt: skip
+    monkeypatch.setattr(evaluate.tracking, "load_model", lambda uri, kinds=(): loaded)
+    for run in (evaluate.evaluate_arrhythmia, replay.replay_arrhythmia):
+        out = tmp_path / run.__name__
+        with pytest.raises(FileNameClashError, match="'good' and 'GOOD' differ only in letter"):
+            run("models:/test/1", str(db), "good,GOOD", str(out), write_annotations="vgru")
+        assert not out.exists()  # refused before the scoring, nothing written
+    # without annotation files the two are scored as the two records they are on Linux
+    scores = score_database(model, PREPROCESSING, open_database(str(db), PhysioNetConfig()),
+                            ["good", "GOOD"])  # fmt: skip
+    assert sorted(set(scores.record_ids.tolist())) == ["GOOD", "good"]
+    with pytest.raises(FileNameClashError):
+        scores.write_annotations(tmp_path / "ann", "vgru")
+    assert not (tmp_path / "ann").exists()
