@@ -22,6 +22,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 
 from pipelines.ingest import fetch_database, ingest_flow
+from pipelines.prefect_server import stop_with_this_process
 from pipelines.promotion import promote_task
 from pipelines.run_datasets import log_arrhythmia_datasets
 from vitalgru import tracking
@@ -371,6 +372,7 @@ def train_arrhythmia_flow(
         ``val_*`` on the DS1 validation records), ``promoted``, ``promotion_reason``,
         ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
     """
+    stop_with_this_process()  # a kill leaves no temporary server
     cfg = load_arrhythmia_config(config_path, overrides)
     check_validation_records(cfg)  # also for a deployment's run, not only the CLI's
     cfg_json = cfg.model_dump(mode="json")

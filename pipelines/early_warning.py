@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from prefect import flow, get_run_logger, task
 
+from pipelines.prefect_server import stop_with_this_process
 from pipelines.promotion import promote_task
 from pipelines.run_datasets import log_early_warning_datasets
 from vitalgru import tracking
@@ -366,6 +367,7 @@ def train_early_warning_flow(
         ``promotion_reason``, ``cv_summary``, and the paths of ``dataset_dir``,
         ``cv_dir`` and ``final_dir``.
     """
+    stop_with_this_process()  # a kill leaves no temporary server
     cfg = load_early_warning_config(config_path, overrides)  # models fit register_model
     cfg_json = cfg.model_dump(mode="json")
     out = Path(cfg.out_dir).resolve()

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipelines.prefect_server import stop_with_this_process
 from vitalgru import __version__
 from vitalgru.claims import writing
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
@@ -168,6 +169,7 @@ def ingest_flow(
     The folder is claimed while it is built (:func:`vitalgru.claims.writing`): another
     ingest into it, or a training reading it, waits until this one has written it all.
     """
+    stop_with_this_process()  # a kill leaves no temporary server
     log = get_run_logger()
     cfg = load_ingest_config(config_path, overrides, out_dir)
     out = Path(cfg.out_dir).resolve()

@@ -41,6 +41,7 @@ from pipelines.monitor_checks import (
     check_early_warning,
 )
 from pipelines.monitor_verdict import STATUSES
+from pipelines.prefect_server import stop_with_this_process
 from vitalgru import tracking
 
 EXPERIMENT = "vitalgru-monitoring"
@@ -142,6 +143,7 @@ def monitor_early_warning_flow(
     max_auroc_drop: float = MAX_AUROC_DROP,
 ) -> dict[str, Any]:
     """Check a registered early-warning model on a folder of stays; record it in MLflow."""
+    stop_with_this_process()  # a kill leaves no temporary server
     report = check_task(model_uri, data, out, max_utility_drop, max_auroc_drop)
     return _recorded(report)
 
@@ -159,6 +161,7 @@ def monitor_arrhythmia_flow(
     """Check a registered arrhythmia model on a database's records (``records`` None: DS2
     on MIT-BIH, every record of any other database or folder; ``annotations`` None:
     unannotated ones, drift only); record it in MLflow."""
+    stop_with_this_process()  # a kill leaves no temporary server
     report = check_arrhythmia_task(
         model_uri, db, records, out, max_f1_drop, config_path, annotations
     )

@@ -10,6 +10,7 @@ from prefect import flow
 from pipelines.arrhythmia import train_arrhythmia_flow
 from pipelines.early_warning import train_early_warning_flow
 from pipelines.ingest import ingest_flow
+from pipelines.prefect_server import stop_with_this_process
 from vitalgru import tracking
 
 TASKS = ("ingest", "arrhythmia", "early-warning")
@@ -25,6 +26,7 @@ def run_all(tasks: Sequence[str] = ("arrhythmia", "early-warning")) -> dict[str,
         No task, or one that is not among :data:`TASKS` (a deployment's or the UI's
         parameters are not checked by the command line's ``choices``).
     """
+    stop_with_this_process()  # a kill leaves no temporary server
     names = [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = sorted({str(t) for t in names} - set(TASKS))
     if unknown or not names:

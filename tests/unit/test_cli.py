@@ -834,6 +834,51 @@ class TestCLI:
             proc.wait(timeout=10)
             log.close()
 
+    @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, None])
+    def test_the_temporary_server_ends_with_the_process_however_it_ends(
+        self, sig: signal.Signals | None, tmp_path: Path
+    ) -> None:
+        # SIGKILL (the OOM killer) or a SIGTERM of a flow called from a script runs no exit
+        # handler: Prefect's temporary server ran on, reparented to PID 1. A `sleep` stands
+        # in for the server here (Prefect tracks its process in the same place)
+        code = (
+            "import subprocess, sys, time\n"
+            "from prefect.server.api.server import SubprocessASGIServer\n"
+            "from pipelines.prefect_server import stop_with_this_process\n"
+            "server = SubprocessASGIServer()\n"
+            "server.server_process = subprocess.Popen(['sleep', '300'])\n"
+            "stop_with_this_process()\n"
+            "stop_with_this_process()  # once per server\n"
+            "print(server.server_process.pid, flush=True)\n"
+            "if sys.argv[1] == 'end':  # as Prefect's exit handler stops it\n"
+            "    server.server_process.terminate(); server.server_process.wait()\n"
+            "else:\n"
+            "    time.sleep(300)\n"
+        )  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+        proc = subprocess.Popen([sys.executable, "-c", code, "wait" if sig else "end"],
+                                env={**env, "PREFECT_HOME": str(tmp_path)},
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        seen: set[int] = set()
+        try:
+            server = int(proc.stdout.readline())
+            seen = _descendants(proc.pid)
+            watchers = [p for p in seen if "pidfd_send_signal" in _cmdline(p)]
+            assert len(watchers) == 1, [_cmdline(p) for p in seen]
+            if sig is not None:
+                assert _alive(server)
+                proc.send_signal(sig)
+            assert proc.wait(timeout=30) == (-sig if sig else 0)
+            deadline = time.monotonic() + 10
+            while (left := {p for p in seen if _alive(p)}) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not left, [_cmdline(p) for p in left]  # the server and its watcher
+        finally:
+            for p in [proc.pid, *seen]:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            proc.wait(timeout=10)
+
 
 def _descendants(pid: int) -> set[int]:
     """The processes below ``pid`` now (read from /proc)."""
