@@ -66,3 +66,19 @@ class StrictConfig(BaseModel):
                 "the key takes it, or the word in quotes ('off')"
             )
         return v
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _home_folder_in_paths(cls, v: Any) -> Any:
+        # No shell reads a YAML file: `out_dir: ~/runs` made a folder named "~" in the
+        # working folder, while pandas and pyarrow, which expand "~" themselves, wrote into
+        # the home folder's runs/, where nothing had made the sub-folders.
+        if not (isinstance(v, Path) and str(v).startswith("~")):
+            return v
+        try:
+            return v.expanduser()
+        except RuntimeError:  # ~name of no user, or no home folder known
+            raise ValueError(
+                f"{str(v)!r} starts with ~ but that home folder is not known here (no such "
+                "user, or HOME unset): write the full path"
+            ) from None

@@ -24,6 +24,7 @@ import yaml
 # log capture of the test that first imports it
 from http_testkit import closed_port
 from prefect import Flow
+from pydantic import BaseModel
 
 from pipelines.access import TokenTable
 from pipelines.cli import _parse_overrides, _quiet_env, build_parser, cmd_evaluate, main, run
@@ -37,6 +38,22 @@ from vitalgru.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = [[], ["ingest"], ["train"], ["evaluate"], ["replay"], ["monitor"], ["models"],
             ["serve"], ["run"], ["config"]]  # fmt: skip
+
+
+CONFIG_MODELS = [(IngestConfig, "ingest.yaml"), (ArrhythmiaTrainConfig, "arrhythmia.yaml"),
+                 (EarlyWarningConfig, "early_warning.yaml")]  # fmt: skip
+
+
+def _path_keys(model: type[BaseModel], at: str = "") -> list[str]:
+    """The dotted keys of every path field of a config model."""
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _path_keys(ann, f"{at}{name}.")
+        elif "Path" in str(ann):
+            out.append(at + name)
+    return out
 
 
 class TestCLI:
@@ -227,22 +244,9 @@ class TestCLI:
     def test_no_path_of_any_config_may_be_empty(self) -> None:
         # "" became "." (the working folder): a mirror of '' read PhysioNet from there, a
         # dataset_dir of '' ingested into it; only out_dir was guarded
-        from pydantic import BaseModel
-
-        def path_keys(model: type[BaseModel], at: str = "") -> list[str]:
-            out = []
-            for name, field in model.model_fields.items():
-                ann = field.annotation
-                if isinstance(ann, type) and issubclass(ann, BaseModel):
-                    out += path_keys(ann, f"{at}{name}.")
-                elif "Path" in str(ann):
-                    out.append(at + name)
-            return out
-
         seen = []
-        for model, name in [(IngestConfig, "ingest.yaml"), (ArrhythmiaTrainConfig,
-                            "arrhythmia.yaml"), (EarlyWarningConfig, "early_warning.yaml")]:  # fmt: skip
-            for key in path_keys(model):
+        for model, name in CONFIG_MODELS:
+            for key in _path_keys(model):
                 seen.append(key)
                 for empty in ("", "  "):
                     with pytest.raises(ConfigError, match=rf"{key}: .* must not be empty"):
@@ -255,6 +259,30 @@ class TestCLI:
         with pytest.raises(ConfigError, match=r"dataset_dir must not be empty \(null: ingest"):
             load_config(ArrhythmiaTrainConfig, None, {"dataset_dir": ""}, "arrhythmia.yaml")
         assert load_config(IngestConfig, None, {"physionet.mirror": None}).physionet.mirror is None
+
+    def test_a_home_folder_in_a_path_is_expanded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # no shell reads a YAML file: `out_dir: ~/runs` made a folder named "~" in the
+        # working folder, and pandas (which expands ~ itself) then wrote its parquet into
+        # the home folder's runs/, which nothing had made: the training failed
+        monkeypatch.setenv("HOME", str(tmp_path / "home ü"))
+        seen = []
+        for model, name in CONFIG_MODELS:
+            for key in _path_keys(model):
+                cfg = load_config(model, None, {key: "~/données x"}, name)
+                value = cfg
+                for part in key.split("."):
+                    value = getattr(value, part)
+                assert value == tmp_path / "home ü" / "données x", key
+                seen.append(key)
+                with pytest.raises(ConfigError, match=rf"{key}: .*'~no-such-user-x/a' starts "
+                                   "with ~ but that home folder is not known here"):  # fmt: skip
+                    load_config(model, None, {key: "~no-such-user-x/a"}, name)
+        assert {"out_dir", "ingest.out_dir", "report_dir", "cache_dir"} <= set(seen)
+        # a ~ inside a path is a name like any other
+        cfg = load_config(EarlyWarningConfig, None, {"out_dir": "runs/~x"}, "early_warning.yaml")
+        assert cfg.out_dir == Path("runs/~x")
 
     def test_models_that_cannot_be_built_or_registered_are_refused(self) -> None:
         # models without what register_model needs passed `vitalgru config` and failed in
