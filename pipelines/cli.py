@@ -33,6 +33,7 @@ from pipelines.cli_args import (
     print_json,
     require_input,
     results_path,
+    system_refusal,
     written_annotation_ext,
 )
 from pipelines.cli_models import add_model_commands
@@ -328,6 +329,12 @@ def _main(args: argparse.Namespace) -> int:
         return int(args.func(args))
     except (VitalgruError, FileNotFoundError, ClaimBusy) as e:
         print(f"vitalgru: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a full disk, a read-only folder: one line, not a traceback
+        line = system_refusal(e)
+        if line is None:
+            raise
+        print(f"vitalgru: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -6,8 +6,11 @@ a result is printed."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,60 @@ def written_annotation_ext(text: str) -> str:
         return check_annotation_extension(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+#: What to do where the system refused a file, by the error's number.
+_REMEDIES = {
+    errno.ENOSPC: "free space on that disk, or give a path on another",
+    errno.EDQUOT: "free space within the disk quota, or give a path on another disk",
+    errno.EROFS: "give a path on a writable file system",
+    errno.EACCES: "let the user running vitalgru write there (or read it), or give another path",
+    errno.EPERM: "let the user running vitalgru write there (or read it), or give another path",
+}
+
+#: SQLite's words for the same refusals (it names no file).
+_SQLITE_REFUSALS = ("disk is full", "readonly database", "unable to open database file")
+
+
+def system_refusal(error: BaseException) -> str | None:
+    """One line for an error the system gave a file (a full disk, a read-only file system,
+    a permission): the path, what was refused and what to do; None for any other error.
+    The error may be the cause of another (MLflow and SQLAlchemy wrap SQLite's), so the
+    chain of causes is searched."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _REMEDIES:
+            strerror = os.strerror(e.errno)
+            if e.filename is None:
+                return f"{strerror} (no file named by the error): {_REMEDIES[e.errno]}"
+            where = e.filename
+            if e.filename2 is not None:
+                where = f"{where} -> {e.filename2}"
+            return f"{where}: {strerror}: {_REMEDIES[e.errno]}"
+        if isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _SQLITE_REFUSALS):
+            return f"a database cannot be written ({e}){_sqlite_hint()}"
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def _sqlite_hint() -> str:
+    """The local MLflow store, the database a command most likely wrote, if it is one."""
+    if "mlflow" not in sys.modules:  # no MLflow store opened: the gateway's, Prefect's
+        return ": check the disk and permissions of the SQLite files the command writes"
+    from vitalgru.tracking.stores import sqlite_file, tracking_uri
+
+    db = sqlite_file(tracking_uri())
+    if db is None:
+        return ": check the disk and permissions of the SQLite files the command writes"
+    return (
+        f": check the space on the disk and the permissions of the MLflow store {db} and "
+        "its folder (MLFLOW_TRACKING_URI names another)"
+    )
 
 
 def print_json(result: dict[str, Any]) -> None:

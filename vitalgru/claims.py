@@ -38,6 +38,7 @@ __all__ = [
     "ClaimBusy",
     "hold",
     "copy_owner_only",
+    "naming",
     "owner_only",
     "reading",
     "replace_file",
@@ -109,7 +110,7 @@ def hold(
         if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM, errno.ENOENT):
             yield  # a read-only place (no writer there either), or nothing to read
             return
-        raise OSError(f"{what} cannot be held: {e.strerror} ({lock})") from None
+        raise OSError(e.errno, f"{what} cannot be held: {e.strerror}", str(lock)) from None
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         deadline = time.monotonic() + max(0.0, wait_s)
@@ -131,8 +132,11 @@ def hold(
                 told = True
                 time.sleep(POLL_S)
         if not shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as e:  # a full disk: the error named no file
+                raise naming(e, lock) from e
         try:
             yield
         finally:
@@ -184,10 +188,21 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.filename in (None, str(tmp), tmp):
+            raise naming(e, p) from e
         raise
+
+
+def naming(e: OSError, path: str | os.PathLike) -> OSError:
+    """``e`` as an error of its kind that names ``path``: a write that finds the disk full
+    names no file (nor do pyarrow's errors), and one into the temporary file a writer of
+    ``path`` uses names a file the user never asked for. ``e`` itself if it has no errno."""
+    if e.errno is None:
+        return e
+    return OSError(e.errno, os.strerror(e.errno), str(path))
 
 
 def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> Path:

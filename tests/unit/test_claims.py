@@ -142,11 +142,30 @@ def test_a_file_is_replaced_whole_or_not_at_all(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(claims.os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as e:
         replace_file(report, '{"status": "drift", "half": ')
+    # the error names the report (a full disk's names no file: the user saw a traceback
+    # ending in "[Errno 28] No space left on device" and no path)
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(report))
     # Yesterday's report is still there, whole, and nothing half-written beside it.
     assert report.read_text() == '{"status": "ok"}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitoring.json", "tokens.json"]
+    # a writer that takes a path (pyarrow: "[Errno 28] Error writing bytes to file") and
+    # one that names the temporary file: the error names the file the caller asked for
+    for raised in (OSError(errno.ENOSPC, "Error writing bytes to file"), None):
+        with pytest.raises(OSError) as e, claims.replacing(report) as tmp:
+            tmp.write_text("half")
+            raise raised or PermissionError(errno.EACCES, "Permission denied", str(tmp))
+        assert e.value.filename == str(report) and e.value.errno in (errno.ENOSPC, errno.EACCES)
+        assert isinstance(e.value, PermissionError) == (raised is None)
+    assert report.read_text() == '{"status": "ok"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitoring.json", "tokens.json"]
+    # a lock file that cannot take its holder's id on a full disk names the lock
+    monkeypatch.setattr(claims.os, "pwrite", lambda *a: full_disk(0))
+    with pytest.raises(OSError, match="No space left") as e:
+        with writing(tmp_path / "data", "the dataset folder"):
+            pass
+    assert e.value.filename == str(tmp_path / "data" / claims.FOLDER_LOCK)
 
 
 def _umask() -> int:

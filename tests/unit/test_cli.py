@@ -4,12 +4,14 @@ ship with the package, and bad configs fail with a clear message."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import filecmp
 import importlib
 import inspect
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -659,6 +661,66 @@ class TestCLI:
         with pytest.raises(SystemExit, match="--write-predictions: it is an early-warning"):
             cmd_evaluate(p.parse_args(["evaluate", "arrhythmia", "--model", "m", "--out", "r.json",
                                        "--db", "mitdb", "--write-predictions"]))  # fmt: skip
+
+    def test_a_file_the_system_refuses_is_one_line_naming_it(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a full disk, a read-only output folder, a folder of another user: a traceback
+        # ending in "[Errno 28] No space left on device" (and Python's status 1) before
+        from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import OperationalError
+
+        import pipelines.cli
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        report = tmp_path / "eval" / "metrics.json"
+
+        def raising(error: BaseException) -> Any:
+            def command(args: object) -> int:
+                raise error
+
+            return command
+
+        def fails(error: BaseException) -> str:
+            monkeypatch.setattr(pipelines.cli, "cmd_config", raising(error))
+            assert run(["config", "ingest"]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "Traceback" not in err
+            return err
+
+        assert fails(OSError(errno.ENOSPC, "No space left on device", str(report))) == (
+            f"vitalgru: error: {report}: No space left on device: free space on that disk, or "
+            "give a path on another\n"
+        )
+        assert fails(OSError(errno.EROFS, "Read-only file system", str(report))) == (
+            f"vitalgru: error: {report}: Read-only file system: give a path on a writable "
+            "file system\n"
+        )
+        assert fails(PermissionError(errno.EACCES, "Permission denied", str(report))) == (
+            f"vitalgru: error: {report}: Permission denied: let the user running vitalgru "
+            "write there (or read it), or give another path\n"
+        )
+        # SQLite's refusal as MLflow raises it: wrapped twice, naming no file
+        try:
+            try:
+                try:
+                    raise sqlite3.OperationalError("database or disk is full")
+                except sqlite3.OperationalError as e:
+                    raise OperationalError("INSERT", {}, e) from e
+            except OperationalError as e:
+                raise MlflowException(str(e)) from e
+        except MlflowException as e:
+            wrapped = e
+        assert fails(wrapped).startswith(
+            "vitalgru: error: a database cannot be written (database or disk is full): check "
+            f"the space on the disk and the permissions of the MLflow store {tmp_path / 'mlflow.db'}"
+        )
+        # any other error is not dressed up as one: its traceback is what finds the bug
+        for other in (OSError(errno.ECONNRESET, "reset"), KeyError("x")):
+            monkeypatch.setattr(pipelines.cli, "cmd_config", raising(other))
+            with pytest.raises(type(other)):
+                run(["config", "ingest"])
 
     def test_the_command_ends_a_refusal_with_status_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
