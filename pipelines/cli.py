@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import logging
 import os
+import select
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -342,15 +343,41 @@ def run(argv: Sequence[str] | None = None) -> int:
     """The ``vitalgru`` command: :func:`main`, with every refusal it gives as a message
     (``SystemExit("...")``, which Python would end with status 1) printed on one line and
     ended with status 2, as errors a user can act on are everywhere else (argparse's
-    usage errors included); 3 stays a monitor check's ``--fail-on``."""
+    usage errors included); 3 stays a monitor check's ``--fail-on``.
+
+    Output piped to a reader that stops early (``vitalgru models list | head -1``) ends
+    the command quietly with status 141, as a tool that the shell's SIGPIPE ends; it was a
+    ``BrokenPipeError`` traceback, or Python's "Exception ignored" at exit."""
     try:
-        return main(argv)
-    except SystemExit as e:
-        if not isinstance(e.code, str):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            if not isinstance(e.code, str):
+                raise
+            text = e.code if e.code.startswith("vitalgru") else f"vitalgru: error: {e.code}"
+            print(text, file=sys.stderr)
+            return 2
+        sys.stdout.flush()  # here, where a reader gone is told below, not at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_gone():  # a socket of the command's own (a receiver gone)
             raise
-        text = e.code if e.code.startswith("vitalgru") else f"vitalgru: error: {e.code}"
-        print(text, file=sys.stderr)
-        return 2
+        # Python flushes standard output again at exit: into nothing now
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe that no process reads any more (its write end
+    polls as an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
 
 
 if __name__ == "__main__":

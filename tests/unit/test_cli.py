@@ -68,6 +68,22 @@ class TestCLI:
         assert out.returncode == 0, out.stderr
         assert "usage: vitalgru" in out.stdout
 
+    @pytest.mark.parametrize("cmd", [["config", "arrhythmia"], ["config", "ingest"]])
+    def test_a_reader_that_stops_early_ends_the_command_quietly(
+        self, cmd: list[str], tmp_path: Path
+    ) -> None:
+        # `vitalgru config arrhythmia | head -1`: a BrokenPipeError traceback and status 1
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader has gone before the command writes
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", *cmd], stdout=write_end,
+                stderr=subprocess.PIPE, cwd=tmp_path, text=True, timeout=60,
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+        assert (out.returncode, out.stderr) == (128 + signal.SIGPIPE, "")
+
     def test_config_show_from_other_directory(self, tmp_path: Path) -> None:
         out = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", "config", "ingest",
