@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,11 @@ def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
     traceback from inside it. Without one, each flow starts a temporary local server."""
     from prefect.settings import get_current_settings
 
-    url = get_current_settings().api.url
+    settings = get_current_settings()
+    url = settings.api.url
     if not url:
+        db = settings.server.database.connection_url
+        check_prefect_database(db.get_secret_value() if db is not None else "")
         return
     reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
     if reason is not None:
@@ -70,6 +74,31 @@ def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
             "unset it (environment or Prefect profile) to let each flow start a temporary "
             "local server",
         )  # fmt: skip
+
+
+def check_prefect_database(url: str) -> None:
+    """The SQLite file a temporary Prefect server keeps (``~/.prefect/prefect.db`` unless
+    ``PREFECT_HOME`` or the database URL say otherwise) can be written, or a
+    ``SystemExit`` naming it. A home folder that is read-only, not there and not makeable,
+    or another user's, made each of the server's starts fail on "unable to open database
+    file": a flow waited out the start-up timeout (two minutes) through thousands of
+    lines of tracebacks, then ended in one more."""
+    scheme, sep, rest = url.partition(":///")
+    if not (sep and scheme.startswith("sqlite")) or rest.startswith(":memory:"):
+        return  # a database server, or nothing on disk
+    db = Path(rest.split("?", 1)[0])
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=db.parent):
+            pass
+        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(db))
+    except OSError as e:
+        raise SystemExit(
+            f"the temporary Prefect server cannot keep its database {db}: "
+            f"{e.strerror or e} ({e.filename or db.parent}); set PREFECT_HOME to a folder "
+            "this user may write (or HOME; or PREFECT_API_URL to a Prefect server)"
+        ) from None
 
 
 #: ``--annotations`` value for records nobody annotated.

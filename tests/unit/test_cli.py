@@ -738,6 +738,57 @@ class TestCLI:
             with pytest.raises(type(other)):
                 run(["config", "ingest"])
 
+    def test_a_prefect_home_that_cannot_be_written_fails_before_any_flow(
+        self, tmp_path: Path, physionet_mirror: Path
+    ) -> None:
+        # HOME read-only, not there or another user's: every start of the temporary Prefect
+        # server failed on "unable to open database file"; the flow waited out the start-up
+        # timeout through thousands of lines of tracebacks and ended in one more
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("")  # a file where the home folder should be: refused as root too
+        env = {**os.environ, "PREFECT_HOME": str(blocker / ".prefect"),
+               "VITALGRU_PHYSIONET_MIRROR": str(physionet_mirror),
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "10"}  # fmt: skip
+        env.pop("PREFECT_API_URL", None)
+        env.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+        env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "ingest", "--out", str(tmp_path / "ds")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert out.stderr.splitlines()[-1] == (
+            "vitalgru: error: the temporary Prefect server cannot keep its database "
+            f"{blocker / '.prefect' / 'prefect.db'}: Not a directory ({blocker / '.prefect'}); "
+            "set PREFECT_HOME to a folder this user may write (or HOME; or PREFECT_API_URL to "
+            "a Prefect server)"
+        )
+        assert not (tmp_path / "ds").exists()  # nothing started
+
+    def test_the_prefect_database_check(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pipelines.cli_args import check_prefect_database
+
+        db = tmp_path / "home" / ".prefect" / "prefect.db"
+        check_prefect_database(f"sqlite+aiosqlite:///{db}")  # made, and writable
+        assert db.parent.is_dir() and not list(db.parent.iterdir())
+        for url in ("postgresql+asyncpg://u@db/prefect", "sqlite+aiosqlite:///:memory:"):
+            check_prefect_database(url)  # nothing on disk here to check
+
+        def read_only(*a: object, **k: object) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", str(db.parent))
+
+        monkeypatch.setattr("pipelines.cli_args.tempfile.TemporaryFile", read_only)
+        with pytest.raises(SystemExit, match=rf"its database {db}: Read-only file system"):
+            check_prefect_database(f"sqlite+aiosqlite:///{db}")
+        monkeypatch.undo()
+        db.write_bytes(b"")
+        monkeypatch.setattr("pipelines.cli_args.os.access", lambda *a: False)  # not root's
+        with pytest.raises(SystemExit, match=rf"its database {db}: Permission denied \({db}\)"):
+            check_prefect_database(f"sqlite+aiosqlite:///{db}")
+
     def test_the_command_ends_a_refusal_with_status_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
