@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A bad config fails here, in a second, not after a Prefect server has started.
     cfg = _resolved_config(args.task, args.config, overrides)
     check_mirror(cfg.ingest.physionet if args.task == "arrhythmia" else cfg.physionet)
-    check_mlflow()
+    check_mlflow(writes=True)
     check_prefect()
     if args.task == "arrhythmia":
         from pipelines.arrhythmia import check_validation_records, train_arrhythmia_flow
@@ -164,7 +164,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     check_mirror()
     if set(args.tasks) - {"ingest"}:
-        check_mlflow()
+        check_mlflow(writes=True)
     check_prefect()
     from pipelines.run import run_all
 

@@ -11,11 +11,11 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vitalgru.claims import check_writable
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
 
@@ -38,12 +38,16 @@ def results_path(out: str) -> str:
     )
 
 
-def check_mlflow() -> None:
+def check_mlflow(writes: bool = False) -> None:
     """A tracking server that does not answer fails in seconds, not after MLflow's four
-    minutes of retries (:func:`vitalgru.tracking.check_stores`)."""
-    from vitalgru.tracking import check_stores
+    minutes of retries (:func:`vitalgru.tracking.check_stores`); for a command that
+    ``writes`` runs or models, a local store it cannot write fails now, not after the
+    training (:func:`vitalgru.tracking.unwritable_store`)."""
+    from vitalgru.tracking import check_stores, unwritable_store
 
     check_stores()
+    if writes and (why := unwritable_store()) is not None:
+        raise SystemExit(why)
 
 
 def check_mirror(physionet: Any = None) -> None:
@@ -88,11 +92,7 @@ def check_prefect_database(url: str) -> None:
         return  # a database server, or nothing on disk
     db = Path(rest.split("?", 1)[0])
     try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=db.parent):
-            pass
-        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(db))
+        check_writable(db)
     except OSError as e:
         raise SystemExit(
             f"the temporary Prefect server cannot keep its database {db}: "

@@ -125,6 +125,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     check_mlflow()
     if (why := tracking.missing_store()) is not None:  # before a Prefect server starts
         raise SystemExit(f"vitalgru: error: {why}")
+    if (why := tracking.unwritable_store()) is not None:  # the check's run is logged there
+        raise SystemExit(f"vitalgru: error: {why}")
     from pipelines.monitor import monitor_arrhythmia_flow, monitor_early_warning_flow
     from pipelines.monitor_checks import DEFAULT_ARRHYTHMIA_MODEL, DEFAULT_MODEL
     from pipelines.monitor_verdict import STATUSES

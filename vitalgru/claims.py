@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ except ImportError:  # not POSIX: nothing is claimed
 __all__ = [
     "FOLDER_WAIT_S",
     "ClaimBusy",
+    "check_writable",
     "hold",
     "copy_owner_only",
     "naming",
@@ -194,6 +196,23 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         if isinstance(e, OSError) and e.filename in (None, str(tmp), tmp):
             raise naming(e, p) from e
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise the ``OSError`` that writing the file ``path`` (an SQLite database, with its
+    journal beside it) would meet, before any long work: its folder is made if missing and
+    a file made and removed in it, and the file itself, if there, must be readable and
+    writable. The check of the folder holds for root too (a read-only file system, a full
+    one); the file's mode only for other users."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryFile(dir=p.parent):
+            pass
+    except OSError as e:  # named: the folder, not the probe's random name
+        raise naming(e, p.parent) from e
+    if p.exists() and not os.access(p, os.R_OK | os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(p))
 
 
 def naming(e: OSError, path: str | os.PathLike) -> OSError:

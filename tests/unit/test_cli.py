@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -766,6 +767,55 @@ class TestCLI:
         )
         assert not (tmp_path / "ds").exists()  # nothing started
 
+    def test_a_store_that_cannot_be_written_fails_before_any_training(
+        self,
+        tmp_path: Path,
+        physionet_mirror: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # a read-only working folder (or one of another user): the training ran to the end,
+        # then failed to log its run after MLflow's retries of "unable to open database file"
+        import pipelines.cli
+
+        monkeypatch.chdir(tmp_path)
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("VITALGRU_PHYSIONET_MIRROR", str(physionet_mirror))
+
+        def read_only(*a: object, **k: object) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "tmpk2x9q"))
+
+        def no_flow() -> None:
+            raise AssertionError("a flow would start")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+        monkeypatch.setattr(pipelines.cli, "check_prefect", no_flow)
+        for cmd in (["train", "early-warning"], ["train", "arrhythmia"], ["run"]):
+            assert run(cmd) == 2
+            assert capsys.readouterr().err == (
+                f"vitalgru: error: the MLflow store {tmp_path / 'mlflow.db'} cannot be written: "
+                f"Read-only file system ({tmp_path}): without MLFLOW_TRACKING_URI the store is "
+                "mlflow.db in the working folder: run the command from a folder this user may "
+                "write, or set MLFLOW_TRACKING_URI to a store it may (e.g. "
+                "sqlite:////path/to/mlflow.db)\n"
+            )
+        assert not list(tmp_path.iterdir())
+        # a store named by the environment, its file another user's
+        from vitalgru.tracking import unwritable_store
+
+        monkeypatch.undo()
+        db = tmp_path / "store" / "mlflow.db"
+        db.parent.mkdir()
+        db.write_bytes(b"")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+        assert unwritable_store() is None
+        monkeypatch.setattr("vitalgru.claims.os.access", lambda *a: False)
+        assert unwritable_store() == (
+            f"the MLflow store {db} cannot be written: Permission denied ({db}): set "
+            f"MLFLOW_TRACKING_URI (now sqlite:///{db}) to a store this user may write"
+        )
+
     def test_the_prefect_database_check(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -780,12 +830,12 @@ class TestCLI:
         def read_only(*a: object, **k: object) -> None:
             raise OSError(errno.EROFS, "Read-only file system", str(db.parent))
 
-        monkeypatch.setattr("pipelines.cli_args.tempfile.TemporaryFile", read_only)
+        monkeypatch.setattr("vitalgru.claims.tempfile.TemporaryFile", read_only)
         with pytest.raises(SystemExit, match=rf"its database {db}: Read-only file system"):
             check_prefect_database(f"sqlite+aiosqlite:///{db}")
         monkeypatch.undo()
         db.write_bytes(b"")
-        monkeypatch.setattr("pipelines.cli_args.os.access", lambda *a: False)  # not root's
+        monkeypatch.setattr("vitalgru.claims.os.access", lambda *a: False)  # not root's
         with pytest.raises(SystemExit, match=rf"its database {db}: Permission denied \({db}\)"):
             check_prefect_database(f"sqlite+aiosqlite:///{db}")
 

@@ -51,7 +51,13 @@ from vitalgru.tracking.runs import (
     log_confusion_matrix,
     start_run,
 )
-from vitalgru.tracking.stores import check_stores, missing_store, registry_uri, tracking_uri
+from vitalgru.tracking.stores import (
+    check_stores,
+    missing_store,
+    registry_uri,
+    tracking_uri,
+    unwritable_store,
+)
 
 __all__ = [
     "ARRHYTHMIA_MODEL_NAME",
@@ -87,6 +93,7 @@ __all__ = [
     "set_version_tags",
     "start_run",
     "tracking_uri",
+    "unwritable_store",
     "version_gate_values",
     "version_provenance",
 ]

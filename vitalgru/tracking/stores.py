@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from vitalgru.claims import ClaimBusy, hold, replacing
+from vitalgru.claims import ClaimBusy, check_writable, hold, replacing
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
 
@@ -79,6 +79,31 @@ def missing_store() -> str | None:
             "command from the folder where `vitalgru run` or `vitalgru train` registered the "
             "model, or set MLFLOW_TRACKING_URI to that store (e.g. sqlite:////path/to/mlflow.db)"
         )
+    return None
+
+
+def unwritable_store() -> str | None:
+    """Why this process cannot write the local SQLite stores (and the ``mlartifacts`` folder
+    beside the default one), or None. A training in a read-only working folder, or one of
+    another user, trained to the end and then failed to log its run, after MLflow's
+    retries of "unable to open database file"."""
+    for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
+                     (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
+        path = sqlite_file(uri)
+        if path is None:
+            continue
+        try:
+            check_writable(path)
+        except OSError as e:
+            said = f"the MLflow store {path} cannot be written: {e.strerror or e} "
+            said += f"({e.filename or path.parent}): "
+            if os.environ.get(var, "").strip():
+                return said + f"set {var} (now {uri}) to a store this user may write"
+            return said + (
+                "without MLFLOW_TRACKING_URI the store is mlflow.db in the working folder: "
+                "run the command from a folder this user may write, or set "
+                "MLFLOW_TRACKING_URI to a store it may (e.g. sqlite:////path/to/mlflow.db)"
+            )
     return None
 
 
