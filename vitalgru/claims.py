@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -191,10 +192,13 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, p)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        named = e
         if isinstance(e, OSError) and e.filename in (None, str(tmp), tmp):
-            raise naming(e, p) from e
+            named = naming(e, p)
+        with contextlib.suppress(OSError):  # after naming: a full disk is told by its space
+            tmp.unlink()
+        if named is not e:
+            raise named from e
         raise
 
 
@@ -218,10 +222,23 @@ def check_writable(path: str | os.PathLike) -> None:
 def naming(e: OSError, path: str | os.PathLike) -> OSError:
     """``e`` as an error of its kind that names ``path``: a write that finds the disk full
     names no file (nor do pyarrow's errors), and one into the temporary file a writer of
-    ``path`` uses names a file the user never asked for. ``e`` itself if it has no errno."""
-    if e.errno is None:
+    ``path`` uses names a file the user never asked for. numpy's short write ("525168
+    requested and 321504 written") has no errno: it is a full disk where the folder has no
+    space left, else an I/O error. ``e`` itself for any other error without an errno."""
+    code = e.errno
+    if code is None and _SHORT_WRITE.fullmatch(str(e)):
+        try:
+            full = os.statvfs(Path(path).parent).f_bavail == 0
+        except OSError:
+            full = False
+        code = errno.ENOSPC if full else errno.EIO
+    if code is None:
         return e
-    return OSError(e.errno, os.strerror(e.errno), str(path))
+    return OSError(code, os.strerror(code), str(path))
+
+
+#: numpy's words for a write cut short (``ndarray.tofile``, under ``np.save``).
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def replace_file(path: str | os.PathLike, data: str | bytes, mode: int = 0o666) -> Path:

@@ -176,9 +176,11 @@ def save_part(item: RecordBeats, path: str | Path, digest: str | None = None) ->
     with the digest of the code that made it (default :func:`processing_digest`)."""
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)
-    item.beats.to_parquet(p / "beats.parquet", index=False)
-    np.save(p / "windows.npy", item.windows)
-    np.save(p / "signal.npy", item.signal)
+    with replacing(p / "beats.parquet") as t:  # each whole, and an error names it
+        item.beats.to_parquet(t, index=False)
+    for name, array in (("windows.npy", item.windows), ("signal.npy", item.signal)):
+        with replacing(p / name) as t, open(t, "wb") as f:
+            np.save(f, array)
     meta = {
         "record_id": item.record_id,
         "patient_id": item.patient_id,
@@ -187,7 +189,7 @@ def save_part(item: RecordBeats, path: str | Path, digest: str | None = None) ->
         "processing_digest": digest or processing_digest(),
     }
     # facts.json last: its presence marks a complete part.
-    (p / "facts.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    replace_file(p / "facts.json", json.dumps(meta, indent=1, sort_keys=True))
     return p
 
 

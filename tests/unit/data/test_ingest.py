@@ -148,6 +148,53 @@ class TestWriteDataset:
         assert not (tmp_path / "manifest.json").exists()
         assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
+    def test_a_full_disk_is_named_and_leaves_the_dataset_whole(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # numpy says a full disk as "525168 requested and 321504 written", without an errno:
+        # the ingest ended in that traceback, status 1, naming no file, and the part it was
+        # writing held half a windows.npy
+        import errno
+        import os
+
+        import vitalgru.claims
+        import vitalgru.data.dataset_files as dataset_files
+
+        write_dataset(tmp_path, [self._item("100", "DS1")], [], {})
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        real_save = np.save
+
+        def short_write(f: object, array: np.ndarray) -> None:
+            real_save(f, array[:1])  # part of it, as a disk filling up takes
+            raise OSError("525168 requested and 321504 written")
+
+        class NoSpace:
+            f_bavail = 0
+
+        monkeypatch.setattr(dataset_files.np, "save", short_write)
+        monkeypatch.setattr(vitalgru.claims.os, "statvfs", lambda p: NoSpace())
+        with pytest.raises(OSError) as e:
+            write_dataset(tmp_path, [self._item("100", "DS1"), self._item("101", "DS1")], [], {})
+        assert (e.value.errno, e.value.filename) == (
+            errno.ENOSPC, str(tmp_path / "signals" / "100.npy"))  # fmt: skip
+        # the earlier dataset's files are whole (its manifest is taken away first: read as
+        # no dataset, ingested again), and nothing half-written lies beside them
+        after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        assert after == {k: v for k, v in before.items() if k != "manifest.json"}
+        assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+        # a part: each file whole or not there, the error naming it
+        with pytest.raises(OSError) as e:
+            save_part(self._item("102", "DS1"), tmp_path / ".parts" / "102-a")
+        assert (e.value.errno, e.value.filename) == (
+            errno.ENOSPC, str(tmp_path / ".parts" / "102-a" / "windows.npy"))  # fmt: skip
+        assert sorted(os.listdir(tmp_path / ".parts" / "102-a")) == ["beats.parquet"]
+        # space left on the disk: an I/O error, still naming the file
+        NoSpace.f_bavail = 10
+        with pytest.raises(OSError) as e:
+            save_part(self._item("102", "DS1"), tmp_path / ".parts" / "102-a")
+        assert (e.value.errno, e.value.filename) == (
+            errno.EIO, str(tmp_path / ".parts" / "102-a" / "windows.npy"))  # fmt: skip
+
 
 class TestPruneParts:
     """Parts made by other processing code are removed; nothing else is."""
