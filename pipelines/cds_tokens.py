@@ -13,8 +13,11 @@ not expired, was not issued in the future or for longer than an hour, and its ``
 not been seen before (the tokens seen are kept in memory, so a token issued before the
 gateway started is refused too, with no leeway for clocks: each call's token is fresh, and
 one from before a restart, even a second before, may have been used; an EHR whose clock is
-behind the gateway's has its calls refused for that long after a start), a ``nbf`` it has has come, and it asks for no critical header
-extension (``crit``).
+behind the gateway's has its calls refused for that long after a start; the start is
+counted on the clock as it reads now, less the time run on the monotonic clock, so a clock
+that started ahead, or stepped back, and was corrected does not refuse every call until a
+restart), a ``nbf`` it has has come, and it asks for no critical header extension
+(``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
@@ -152,7 +155,8 @@ class CdsClients:
             raise ValueError("two CDS clients have the same issuer")
         self._fetch, self._clock = fetch, clock
         self._seen: dict[str, float] = {}  # issuer and jti -> when the token expires
-        self._started = time.time()  # tokens issued before are refused: see verify()
+        # tokens issued before are refused: see verify() (the monotonic clock then too)
+        self._started, self._started_clock = time.time(), clock()
         self._pruned = 0.0  # when the expired ones were last dropped
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # held a moment to start a fetch, never during one
@@ -372,7 +376,11 @@ class CdsClients:
             raise CdsAuthError(
                 "not yet valid", f"{client.name}: the token is not valid yet (nbf {nbf!r})"
             )
-        if iat < self._started:
+        # the start on the wall clock as it reads now: one that started ahead (a machine
+        # up with a clock a year fast) or stepped back since refused every token until a
+        # restart (the earlier of the two: after a step forward, the start as it was read)
+        started = min(self._started, now - (self._clock() - self._started_clock))
+        if iat < started:
             # its jti may have been used with the process before this one (the tokens seen
             # are kept in memory): an EHR signs a fresh token for every call. No leeway: a
             # token the old process took in its last minute would be taken again

@@ -517,6 +517,28 @@ def test_a_token_is_refused_before_its_nbf_with_crit_or_from_before_the_start(
         CdsClients.from_file(ehr.clients(tmp_path)).verify(just_before, [aud])
 
 
+def test_a_gateway_clock_stepped_back_after_the_start_refuses_no_fresh_token(
+    ehr: Ehr, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the start was kept as the wall clock read it: a machine up with its clock a year
+    # ahead, corrected by NTP, refused every EHR call as "issued before the gateway
+    # started" until the gateway was restarted; a clock stepped back 10 min, for 10 min
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    real = time.time()
+    monkeypatch.setattr(time, "time", lambda: real + 365 * 86400.0)
+    ahead = CdsClients.from_file(ehr.clients(tmp_path))  # started on a clock a year fast
+    monkeypatch.undo()  # corrected
+    assert ahead.verify(ehr.token(aud), [aud]).name == "ehr"
+    clients = CdsClients.from_file(ehr.clients(tmp_path))
+    back = time.time() - 600  # the clock stepped back 10 min: the EHR's agrees with it
+    fresh = ehr.token(aud, iat=back, exp=back + 300)
+    assert clients.verify(fresh, [aud], now=back).name == "ehr"
+    # one issued before the start, on the clock as it reads now, is still refused
+    old = ehr.token(aud, iat=back - 60, exp=back + 300)
+    with pytest.raises(CdsAuthError, match="issued before the gateway started"):
+        clients.verify(old, [aud], now=back)
+
+
 def test_a_key_the_gateway_cannot_use_does_not_lock_out_the_ehrs_others(
     ehr: Ehr, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
