@@ -171,15 +171,17 @@ def test_hours_that_pass_without_observations_are_scored_as_they_close(
 ) -> None:
     ward = _ward(sepsis_fit)
     real = datetime.now(UTC)
-    ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
-    ward.add_observations("live", 3, {"HR": 101.0})
-    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
 
-    def at(minutes: float) -> None:
+    def at(minutes: float) -> None:  # time passes: the wall clock and the monotonic one
         monkeypatch.setattr(
             "vitalgru.scoring.ward_sepsis_hours._now", lambda: real + timedelta(minutes=minutes)
         )
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._clock", lambda: 60.0 * minutes)
 
+    at(0)
+    ward.admit_sepsis("live", None, real - timedelta(minutes=150))  # in hour 3
+    ward.add_observations("live", 3, {"HR": 101.0})
+    monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
     at(20)  # hour 3 has ended, not closed (10 min of grace)
     assert ward.tick()["hours"] == 0
     at(45)  # closed: hours 1 and 2 as rows without measurements, then 3

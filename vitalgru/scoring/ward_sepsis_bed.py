@@ -103,6 +103,8 @@ class SepsisBed:
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
     last_observation: datetime | None = None  # wall clock of the latest observation taken
+    # the monotonic clock then (None when taken by the process before a restart)
+    observed_clock: float | None = None
     last_row_at: datetime | None = None  # wall clock of the latest row sent whole (kept)
     # wall clock when the gateway took the admission (not when the stay began: that can be
     # dated back), or took the bed up at a restart when the state file did not keep it
@@ -193,11 +195,21 @@ class SepsisBed:
         after that, up to that many hours that ended after the latest observation and
         brought nothing are taken too (``{}``), so the risk goes on as the hours pass (a
         stay sent after the fact is not: its hours had ended before its messages came).
-        ``now``: the wall clock; ``clock``: :func:`time.monotonic`."""
+        ``now``: the wall clock; ``clock``: :func:`time.monotonic`. Closing by the clock
+        (``due_only``, neither ``through`` nor ``before``), an hour must have ended on the
+        monotonic clock too, counted from the latest observation when this process took it
+        (:attr:`observed_clock`): a wall clock stepped forward after it (NTP correcting it,
+        a clock set by hand, a year ahead) closed the hour going on at once, and every hour
+        it skipped as empty, and every observation of them after was refused as late."""
         start = datetime.fromisoformat(self.admitted_at)
+        reach = now  # how far the hours may have ended: as far as time has passed since
+        if self.observed_clock is not None and self.last_observation is not None:
+            passed = timedelta(seconds=max(0.0, clock - self.observed_clock))
+            reach = min(now, self.last_observation + passed)
+        upto = now if before is not None else reach  # a later hour's observation: it has
         out: list[tuple[int, dict[str, list[float]]]] = []
         for h in sorted(self.pending):
-            ended = now >= start + timedelta(seconds=h * 3600 + close_after_s)
+            ended = upto >= start + timedelta(seconds=h * 3600 + close_after_s)
             if through is not None:
                 go = h <= through
             elif before is not None:
@@ -213,7 +225,7 @@ class SepsisBed:
             grace = timedelta(seconds=close_after_s)
             for _ in range(empty_hours):
                 end = start + timedelta(hours=h)
-                if now < end + grace or end <= self.last_observation:
+                if reach < end + grace or end <= self.last_observation:
                     break
                 out.append((h, {}))
                 h += 1

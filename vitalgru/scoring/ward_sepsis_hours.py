@@ -51,6 +51,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _clock() -> float:
+    """The monotonic clock (s) that bounds how many hours without observations the wall
+    clock may close (one place, for tests to move with :func:`_now`)."""
+    return time.monotonic()
+
+
 class SepsisHours(WardShadows):
     """Observations held in their ICU hours until the hours close (the methods of
     :class:`~vitalgru.scoring.ward.Ward` that are about it; the ward holds the state)."""
@@ -208,7 +214,7 @@ class SepsisHours(WardShadows):
                         held.setdefault(col, []).extend(xs)
                 for col, xs in early.items():
                     held.setdefault(PRELIMINARY + col, []).extend(xs)
-                bed.touched[hour] = time.monotonic()
+                bed.touched[hour] = bed.observed_clock = _clock()
                 bed.last_observation = _now()
                 self._journal("pending_hour", pid, hour, held, _iso(bed.last_observation))
                 closes = datetime.fromisoformat(bed.admitted_at) + timedelta(
@@ -245,7 +251,7 @@ class SepsisHours(WardShadows):
         or all. An hour that cannot be scored is logged and dropped: the others go on."""
         if self.sepsis is None:
             return []
-        now, clock = _now(), time.monotonic()
+        now, clock = _now(), _clock()
         quiet = min(HOUR_QUIET_S, self.hour_close_after_s)
         by_clock = through is None and before is None and due_only
         due: list[tuple[str, SepsisBed, int, dict[str, list[float]]]] = []

@@ -1,0 +1,91 @@
+"""The ward when the machine's wall clock steps (NTP correcting it, a VM resumed, a date set
+by hand, a clock that started years off): the sepsis hours close as time passes, not as the
+clock jumps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.ward import Ward
+
+
+class _Clocks:
+    """The wall clock and the monotonic one the sepsis hours read, moved by the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.wall = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+        self.mono = 1000.0
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._now", lambda: self.wall)
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours._clock", lambda: self.mono)
+
+    def passes(self, **kw: float) -> None:
+        """Time passes: both clocks move on."""
+        self.wall += timedelta(**kw)
+        self.mono += timedelta(**kw).total_seconds()
+
+    def steps(self, **kw: float) -> None:
+        """The wall clock steps; no time passes."""
+        self.wall += timedelta(**kw)
+
+
+def _hours(ward: Ward, pid: str) -> list[int]:
+    return ward.sepsis_stay(pid)["hours"]
+
+
+class TestSepsisHoursOverAClockStep:
+    @pytest.mark.parametrize("step", [timedelta(hours=1), timedelta(days=365)])
+    def test_a_step_forward_closes_no_hour_early_nor_any_as_empty(
+        self,
+        sepsis_fit: tuple[Any, dict, list[dict]],
+        monkeypatch: pytest.MonkeyPatch,
+        step: timedelta,
+    ) -> None:
+        # a year forward scored 24 empty hours a tick until the stay reached the clock, and
+        # every observation after it was refused as late; an hour forward closed the hour
+        # going on 35 min early, its later observations refused
+        model, preprocessing, _ = sepsis_fit
+        clocks = _Clocks(monkeypatch)
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
+        ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+        ward.admit_sepsis("icu-1", None, clocks.wall - timedelta(minutes=150))  # in hour 3
+        ward.add_observations("icu-1", 3, {"HR": 101.0})
+        clocks.passes(minutes=5)
+        clocks.steps(seconds=step.total_seconds())
+        for _ in range(3):
+            clocks.passes(seconds=1)
+            ward.tick()
+        assert _hours(ward, "icu-1") == []  # hour 3 is still going on
+        clocks.steps(seconds=-step.total_seconds())  # corrected
+        ward.add_observations("icu-1", 3, {"HR": 99.0})  # taken: hour 3 is still open
+        clocks.passes(minutes=40)  # hour 3 ended 10 min ago: it closes
+        ward.tick()
+        assert _hours(ward, "icu-1") == [1, 2, 3]
+        assert ward.sepsis_stay("icu-1")["risks"][-1] is not None
+        ward.add_observations("icu-1", 4, {"HR": 97.0})  # the next hour is taken too
+
+    def test_hours_without_observations_still_close_as_time_passes(
+        self, sepsis_fit: tuple[Any, dict, list[dict]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model, preprocessing, _ = sepsis_fit
+        clocks = _Clocks(monkeypatch)
+        monkeypatch.setattr("vitalgru.scoring.ward_sepsis_hours.HOUR_QUIET_S", 0.0)
+        ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+        ward.admit_sepsis("icu-1", None, clocks.wall - timedelta(minutes=150))
+        ward.add_observations("icu-1", 3, {"HR": 101.0})
+        clocks.passes(minutes=100)  # hour 3 closed at +40 min, hour 4 (empty) at +100
+        ward.tick()
+        assert _hours(ward, "icu-1") == [1, 2, 3, 4]
+        clocks.steps(hours=5)  # a step forward: hours 5 to 9 are not over for all that
+        ward.tick()
+        assert _hours(ward, "icu-1") == [1, 2, 3, 4]
+        clocks.passes(minutes=60)  # an hour later, one more
+        ward.tick()
+        assert _hours(ward, "icu-1") == [1, 2, 3, 4, 5]
+        clocks.steps(hours=-5)
+        clocks.passes(minutes=60)  # and on the corrected clock, the next as it ends
+        ward.tick()
+        assert _hours(ward, "icu-1") == [1, 2, 3, 4, 5, 6]
