@@ -97,6 +97,7 @@ class WardCollector:
             ("vitalgru_sepsis_hours", "patient-hours of vital signs scored"),
             ("vitalgru_state_write_errors", "writes to the state file that failed"),
             ("vitalgru_shadow_errors", "failures of a shadow model"),
+            ("vitalgru_clock_steps", "steps of the wall clock (NTP, a resume, a date set)"),
         ):
             key = name.removeprefix("vitalgru_")
             yield CounterMetricFamily(name, doc, value=t[key])

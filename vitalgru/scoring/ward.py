@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vitalgru.scoring.arrhythmia import ArrhythmiaMonitor
+from vitalgru.scoring.clock_steps import ClockSteps
 from vitalgru.scoring.durations import Durations
 from vitalgru.scoring.early_warning import EarlyWarningMonitor
 from vitalgru.scoring.shadow import EcgShadow, SepsisShadow
@@ -193,6 +194,7 @@ class Ward(WardRestart, EcgWard):
         self._queue_lock = threading.Lock()  # queues, beds, the event log
         self._model_lock = threading.Lock()  # the monitors
         self._last_tick: float | None = None  # monotonic clock at the end of the last tick
+        self.clock_steps = ClockSteps()  # the wall clock's steps, logged once each
         self.tick_seconds = Durations()
         self.sepsis_hour_seconds = Durations()  # one hour scored, explained and shadowed
         self.beats_labelled: Counter[str] = Counter()
@@ -244,6 +246,7 @@ class Ward(WardRestart, EcgWard):
         """
         if self._closed:  # a clock that outlived the stop: nothing to score, nothing kept
             return {"patients": 0, "samples": 0, "beats": 0, "alarms": 0, "hours": 0}
+        self.clock_steps.check()
         with self._queue_lock:
             self._escalate()
         if self.sepsis is not None:
@@ -362,6 +365,7 @@ class Ward(WardRestart, EcgWard):
                 "state_write_failing": self.state_write_failing,
                 "state_rows_damaged": len(self.state_damage),
                 "shadow_errors": self.shadow_errors,
+                "clock_steps": self.clock_steps.steps,
             }
 
     def telemetry(self) -> dict[str, Any]:
@@ -371,7 +375,8 @@ class Ward(WardRestart, EcgWard):
         ({(source, kind): logged}), ``sepsis_hours``, ``tick_seconds`` and
         ``sepsis_hour_seconds`` (:meth:`Durations.snapshot`: a tick's batched ECG push;
         scoring an hour, with its alarm explanation and shadow), ``state_write_errors``,
-        ``shadow_errors``. Now: ``patients`` ({monitor: n}), ``feeds_lost``,
+        ``shadow_errors``, ``clock_steps`` (steps of the wall clock seen by the ticks:
+        :class:`~vitalgru.scoring.clock_steps.ClockSteps`). Now: ``patients`` ({monitor: n}), ``feeds_lost``,
         ``feeds_off_rate`` (a ``feed_rate`` alarm open), ``queued_s`` and ``queued_s_max`` (ECG waiting for the next tick, all feeds and the
         fullest), ``sepsis_in_alarm``, ``sepsis_hours_assembling`` (hours being assembled
         from observations), ``unacknowledged`` ({source: events in the log no
@@ -407,4 +412,5 @@ class Ward(WardRestart, EcgWard):
                 "sepsis_hour_seconds": self.sepsis_hour_seconds.snapshot(),
                 "state_write_errors": self.state_write_errors,
                 "shadow_errors": self.shadow_errors,
+                "clock_steps": self.clock_steps.steps,
             }

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from pipelines.gateway_metrics import WardCollector
 from vitalgru.scoring import EarlyWarningMonitor
+from vitalgru.scoring.clock_steps import ClockSteps
 from vitalgru.scoring.ward import Ward
 
 
@@ -89,3 +92,38 @@ class TestSepsisHoursOverAClockStep:
         clocks.passes(minutes=60)  # and on the corrected clock, the next as it ends
         ward.tick()
         assert _hours(ward, "icu-1") == [1, 2, 3, 4, 5, 6]
+
+
+class TestAStepIsLogged:
+    def test_each_step_is_logged_once_and_counted(
+        self,
+        sepsis_fit: tuple[Any, dict, list[dict]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        # nothing told that the times in the event log had jumped an hour, or back
+        model, preprocessing, _ = sepsis_fit
+        wall, mono = [1.8e9], [50.0]
+        ward = Ward(None, EarlyWarningMonitor(model, preprocessing))
+        ward.clock_steps = ClockSteps(lambda: wall[0], lambda: mono[0])
+        caplog.set_level("WARNING", logger="vitalgru.scoring.ward")
+        for step in (3600.0, 0.0, 0.0, -600.0, 0.0, 365 * 86400.0):
+            wall[0] += step + 1.0
+            mono[0] += 1.0
+            ward.tick()
+        said = [r.getMessage() for r in caplog.records if "wall clock stepped" in r.getMessage()]
+        assert len(said) == 3
+        assert "forward by 3600.0 s" in said[0] and "back by 600.0 s" in said[1]
+        assert ward.telemetry()["clock_steps"] == 3
+        registry = CollectorRegistry()
+        registry.register(WardCollector(ward, {}))
+        assert registry.get_sample_value("vitalgru_clock_steps_total") == 3
+
+    def test_time_passing_and_slewing_are_not_steps(self) -> None:
+        wall, mono = [0.0], [0.0]  # a machine started at 1970, corrected later
+        steps = ClockSteps(lambda: wall[0], lambda: mono[0])
+        for _ in range(100):
+            wall[0] += 1.0005  # NTP slewing: both clocks follow it, but say this one did not
+            mono[0] += 1.0
+            assert steps.check() is None
+        wall[0] += 1.7e9
+        assert steps.check() == pytest.approx(1.7e9)
