@@ -53,8 +53,12 @@ def _now() -> datetime:
 
 def _clock() -> float:
     """The monotonic clock (s) that bounds how many hours without observations the wall
-    clock may close (one place, for tests to move with :func:`_now`)."""
-    return time.monotonic()
+    clock may close (one place, for tests to move with :func:`_now`). Linux's
+    ``CLOCK_BOOTTIME`` where there is one: it counts a suspend, as the patient's hours do,
+    where ``time.monotonic`` stops (a machine resumed after 3 h would close the hours it
+    slept through only at the next observation); steps of the wall clock move neither."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.monotonic() if boottime is None else time.clock_gettime(boottime)
 
 
 class SepsisHours(WardShadows):

@@ -4,6 +4,7 @@ clock jumps."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,6 +93,26 @@ class TestSepsisHoursOverAClockStep:
         clocks.passes(minutes=60)  # and on the corrected clock, the next as it ends
         ward.tick()
         assert _hours(ward, "icu-1") == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_hours_clock_counts_a_suspend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # time.monotonic stops while Linux is suspended: a gateway resumed after 3 h closed
+    # the hours it slept through only when the next observation came; the patient's hours
+    # went on, as CLOCK_BOOTTIME does
+    from vitalgru.scoring import ward_sepsis_hours
+
+    if not hasattr(time, "CLOCK_BOOTTIME"):
+        pytest.skip("no CLOCK_BOOTTIME on this system: time.monotonic is used")
+    suspended = {"s": 0.0}
+    real = time.clock_gettime
+
+    def clock_gettime(which: int) -> float:
+        return real(which) + (suspended["s"] if which == time.CLOCK_BOOTTIME else 0.0)
+
+    monkeypatch.setattr(time, "clock_gettime", clock_gettime)
+    before = ward_sepsis_hours._clock()
+    suspended["s"] = 3 * 3600.0  # 3 h asleep: the monotonic clock did not count them
+    assert ward_sepsis_hours._clock() - before >= 3 * 3600.0
 
 
 class TestAStepIsLogged:
