@@ -34,15 +34,26 @@ _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 def server_unreachable(
-    url: str, attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0
+    url: str,
+    attempts: int = 3,
+    wait_s: float = 2.0,
+    timeout_s: float = 5.0,
+    *,
+    transient_is_down: bool = False,
 ) -> str | None:
     """Why a server gives no answer to a GET of ``url`` in ``attempts`` tries ``wait_s``
-    apart (the last try's error), or ``None`` once it answers with any HTTP status."""
+    apart (the last try's error), or ``None`` once it answers with any HTTP status.
+
+    With ``transient_is_down``, an answer of a status a client retries (408, 429, 5xx:
+    a proxy in front of a server that is down answers 502 or 503) counts as none, and
+    its status is the reason: for a server whose clients would retry it for minutes."""
     reason = "not tried"
     for attempt in range(attempts):
         try:
-            requests.get(url, timeout=timeout_s).close()
-            return None
+            with requests.get(url, timeout=timeout_s) as r:
+                if not (transient_is_down and r.status_code in _TRANSIENT_STATUS):
+                    return None
+                reason = f"HTTP {r.status_code} {r.reason or ''}".strip()
         except requests.RequestException as e:
             inner = e.args[0] if e.args else e  # urllib3's error, whose reason says why
             reason = str(getattr(inner, "reason", inner))

@@ -113,8 +113,11 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     MLflow retries a refused connection seven times with growing waits, so a mistyped
     ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
     error. This asks each ``http(s)`` store's ``/health`` up to ``attempts`` times,
-    ``wait_s`` apart (a server restarting in those seconds is still found); any HTTP
-    answer counts as reachable. Local stores (SQLite, files) are not checked.
+    ``wait_s`` apart (a server restarting in those seconds is still found). An HTTP
+    answer counts as reachable unless its status is one MLflow's client retries (408, 429,
+    5xx): a proxy in front of a server that is down answers 502 or 503, and every MLflow
+    call would then be retried for four minutes, as for a refused connection. Local stores
+    (SQLite, files) are not checked.
 
     Raises
     ------
@@ -126,7 +129,9 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     for uri, var in stores.items():
         if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
             continue
-        reason = server_unreachable(uri.rstrip("/") + "/health", attempts, wait_s, timeout_s)
+        reason = server_unreachable(
+            uri.rstrip("/") + "/health", attempts, wait_s, timeout_s, transient_is_down=True
+        )
         if reason is not None:
             remedy = (
                 "unset it to use the local SQLite store ./mlflow.db"
