@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import mlflow
+import requests
 from mlflow import MlflowClient
 
 from vitalgru.claims import ClaimBusy, check_writable, hold, replacing
@@ -108,7 +109,8 @@ def unwritable_store() -> str | None:
 
 
 def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
-    """Fail fast if a tracking or registry *server* does not answer.
+    """Fail fast if a tracking or registry *server* does not answer, or refuses this
+    client's requests.
 
     MLflow retries a refused connection seven times with growing waits, so a mistyped
     ``MLFLOW_TRACKING_URI`` or a server that is down costs about four minutes before its
@@ -116,13 +118,16 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     ``wait_s`` apart (a server restarting in those seconds is still found). An HTTP
     answer counts as reachable unless its status is one MLflow's client retries (408, 429,
     5xx): a proxy in front of a server that is down answers 502 or 503, and every MLflow
-    call would then be retried for four minutes, as for a refused connection. Local stores
-    (SQLite, files) are not checked.
+    call would then be retried for four minutes, as for a refused connection. A server
+    that answers then gets one API request, which its Host check (``--allowed-hosts``)
+    refuses when the name in ``uri`` is not one it allows (:func:`_host_refused`). Local
+    stores (SQLite, files) are not checked.
 
     Raises
     ------
     ServerUnavailableError
-        Naming the URI, the environment variable it came from and what to do.
+        Naming the URI, the environment variable it came from and what to do (for a refused
+        Host, the name to add to the server's ``--allowed-hosts``).
     """
     stores = {tracking_uri(): "MLFLOW_TRACKING_URI"}
     stores.setdefault(registry_uri(), "MLFLOW_REGISTRY_URI")
@@ -141,6 +146,36 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
             raise ServerUnavailableError.after_tries(
                 "MLflow server", uri, var, reason, attempts, wait_s, remedy
             )
+        if (refusal := _host_refused(uri, timeout_s)) is not None:
+            host = urllib.parse.urlsplit(uri).netloc
+            raise ServerUnavailableError(
+                f"the MLflow server {uri} (${var}) refuses the name it is reached by, "
+                f"{host!r} ({refusal}): it answers only the Host headers its --allowed-hosts "
+                f"names, a guard against DNS rebinding that spares /health. Add {host!r} to "
+                "the server's --allowed-hosts (MLFLOW_ALLOWED_HOSTS in docker/compose.yaml), "
+                f"or set ${var} to a name it allows"
+            )
+
+
+#: What an MLflow server answers a request whose Host header its ``--allowed-hosts`` does
+#: not name (mlflow.server.security_utils), on every path but its health checks.
+_HOST_REFUSED = "Invalid Host header"
+
+
+def _host_refused(uri: str, timeout_s: float) -> str | None:
+    """MLflow's refusal of the Host header ``uri`` sends (``HTTP 403: <its words>``), or
+    None. ``/health`` is exempt from the server's Host check and answers 200 regardless;
+    the API refuses every call with 403, which MLflow's client does not retry: a
+    command passed the check, and a training computed for minutes before its first
+    MLflow call failed on it. Any other answer, or none, is left to MLflow's client."""
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with requests.get(url, timeout=timeout_s) as r:
+            if r.status_code == 403 and _HOST_REFUSED in r.text:
+                return f"HTTP 403: {r.text.strip()[:200]}"
+    except requests.RequestException:
+        pass
+    return None
 
 
 def mlflow_client() -> MlflowClient:
