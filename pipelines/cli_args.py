@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,11 @@ def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
         db = settings.server.database.connection_url
         check_prefect_database(db.get_secret_value() if db is not None else "")
         return
+    t0 = time.monotonic()
     reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
     if reason is not None:
         raise ServerUnavailableError.after_tries(
-            "Prefect API", url, "PREFECT_API_URL", reason, attempts, wait_s,
+            "Prefect API", url, "PREFECT_API_URL", reason, attempts, time.monotonic() - t0,
             "unset it (environment or Prefect profile) to let each flow start a temporary "
             "local server",
         )  # fmt: skip

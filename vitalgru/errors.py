@@ -105,12 +105,13 @@ class ServerUnavailableError(VitalgruError, OSError):
 
     @classmethod
     def after_tries(
-        cls, what: str, url: str, var: str, reason: str, tries: int, wait_s: float, remedy: str
+        cls, what: str, url: str, var: str, reason: str, tries: int, spent_s: float, remedy: str
     ) -> ServerUnavailableError:
-        """The error for ``what`` at ``url`` (from ``$var``), given up after ``tries``."""
+        """The error for ``what`` at ``url`` (from ``$var``), given up after ``tries`` that
+        took ``spent_s`` seconds in all (the waits between them, and any that timed out)."""
         return cls(
             f"the {what} {url} (${var}) does not answer ({reason}; {tries} tries over "
-            f"{(tries - 1) * wait_s:.0f} s). Start it, correct ${var}, or {remedy}"
+            f"{spent_s:.0f} s). Start it, correct ${var}, or {remedy}"
         )
 
 

@@ -6,6 +6,8 @@ does not name."""
 from __future__ import annotations
 
 import http.server
+import re
+import socket
 import time
 from pathlib import Path
 
@@ -118,3 +120,26 @@ class TestRefusedHostName:
             assert main(["models", "list"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "refuses the name it is reached by" in err[0]
+
+
+class TestHungServer:
+    """A server that takes the connection and never answers (stopped with SIGSTOP, a
+    process stuck on a lock): each try waits out its timeout. The error said "3 tries over
+    4 s", the waits between tries alone, after 19 s of them (32 s from the command's start,
+    measured against a stopped `mlflow server`)."""
+
+    def test_the_error_says_how_long_the_tries_took(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with socket.socket() as listening:  # connections queue in its backlog, unanswered
+            listening.bind(("127.0.0.1", 0))
+            listening.listen(8)
+            uri = f"http://127.0.0.1:{listening.getsockname()[1]}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            t0 = time.perf_counter()
+            with pytest.raises(ServerUnavailableError) as ei:
+                check_stores(attempts=2, wait_s=0.1, timeout_s=1.5)
+            spent = time.perf_counter() - t0
+        said = re.search(r"2 tries over (\d+) s", str(ei.value))
+        assert said is not None and spent >= 3.0
+        assert abs(int(said.group(1)) - spent) <= 1.0, (said.group(0), spent)

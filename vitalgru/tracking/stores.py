@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -134,6 +135,7 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
     for uri, var in stores.items():
         if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
             continue
+        t0 = time.monotonic()
         reason = server_unreachable(
             uri.rstrip("/") + "/health", attempts, wait_s, timeout_s, transient_is_down=True
         )
@@ -144,7 +146,7 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
                 else "unset it to keep the registry in the tracking store"
             )
             raise ServerUnavailableError.after_tries(
-                "MLflow server", uri, var, reason, attempts, wait_s, remedy
+                "MLflow server", uri, var, reason, attempts, time.monotonic() - t0, remedy
             )
         if (refusal := _host_refused(uri, timeout_s)) is not None:
             host = urllib.parse.urlsplit(uri).netloc
