@@ -87,14 +87,26 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _imports(path: Path, text: str | None = None) -> set[str]:
+    """Every module ``path`` imports, by its absolute name. A relative import is resolved
+    against the file's own package, and ``from package import name`` counts as importing
+    ``package.name`` too: ``from vitalgru import tracking`` or ``from ..tracking import x``
+    in ``vitalgru/dsp`` imports the tracking layer as surely as ``import vitalgru.tracking``.
+    ``text``: source read as if it were the file's (default: the file's own)."""
+    tree = ast.parse(path.read_text() if text is None else text, filename=str(path))
+    package = _module_name(path).split(".") if path.is_relative_to(ROOT) else []
+    if path.name != "__init__.py":
+        package = package[:-1]
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if module:
+                out.add(module)
+                out.update(f"{module}.{a.name}" for a in node.names if a.name != "*")
     return out
 
 
@@ -122,6 +134,15 @@ class TestLayering:
         bad = tmp_path / "x.py"
         bad.write_text("import mlflow\nfrom prefect import flow\n")
         assert {"mlflow", "prefect"} <= _imports(bad)
+
+    def test_a_layer_reached_by_name_or_relatively_is_a_violation(self) -> None:
+        # only ``from vitalgru.tracking import x`` was seen: ``from vitalgru import
+        # tracking`` and ``from ..tracking import x`` in vitalgru/dsp passed the rule
+        dsp = PKG / "dsp" / "filters.py"
+        imports = _imports(dsp, "from vitalgru import tracking\nfrom ..data import x\n")
+        assert {"vitalgru.tracking", "vitalgru.data.x"} <= imports
+        package_init = _imports(PKG / "dsp" / "__init__.py", "from .filters import y\n")
+        assert "vitalgru.dsp.filters.y" in package_init
 
     def test_import_vitalgru_pulls_no_orchestration(self) -> None:
         code = (
