@@ -79,7 +79,11 @@ class TestDockerfile:
 
     def test_everything_copied_is_in_the_build_context(self) -> None:
         text = (DOCKER / "Dockerfile").read_text()
-        copied = [p for line in re.findall(r"^COPY (.+)$", text, re.M) for p in line.split()[:-1]]
+        # Dockerfile instructions are case-blind: a ``copy`` line was not read, and with
+        # no line read the loop below checked nothing
+        lines = re.findall(r"^COPY\s+(.+)$", text, re.M | re.I)
+        copied = [p for line in lines for p in line.split()[:-1] if not p.startswith("--")]
+        assert "vitalgru" in copied and "pipelines" in copied, copied
         ignored = [
             line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
             if line.strip() and not line.startswith("#")
