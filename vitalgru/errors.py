@@ -118,7 +118,7 @@ class ServerUnavailableError(VitalgruError, OSError):
 class RegistryError(VitalgruError, OSError):
     """The model registry failed part way through a change made by hand (a locked store,
     a server's error); the message says what was done and that running it again finishes
-    it."""
+    it. Also: what a decision needs (a champion's figures) could not be read."""
 
 
 class ConfigError(VitalgruError, ValueError):

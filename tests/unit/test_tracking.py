@@ -19,10 +19,13 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pytest
+import requests
 import torch
 import yaml
 from http_testkit import closed_port, serving, status_server
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 from pydantic import BaseModel
 from torch import nn
 
@@ -1022,6 +1025,52 @@ class TestPromotion:
         set_alias(NAME, v1, "champion")  # promoted by hand: no gate tags on v1
         d = promote_if_better(NAME, v2, {"f1": 0.85}, ["f1"])
         assert not d.promoted and d.comparison == {"f1": (0.85, 0.9)}
+
+    @pytest.mark.parametrize(
+        "failure",
+        [
+            MlflowException("database is locked", error_code=INTERNAL_ERROR),
+            requests.ConnectionError("Connection refused"),
+        ],
+        ids=["server-error", "connection-lost"],
+    )
+    def test_a_champion_whose_run_cannot_be_read_is_never_passed_over(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception
+    ) -> None:
+        with start_run("exp") as run:
+            run.log_metrics({"f1": 0.95})
+            v1 = _log(run, TinyGRU()).version
+        with start_run("exp") as run:
+            v2 = _log(run, TinyGRU()).version
+        set_alias(NAME, v1, "champion")  # promoted by hand: no gate tags, its run holds f1
+
+        def get_run(self: MlflowClient, run_id: str) -> Any:
+            raise failure
+
+        monkeypatch.setattr(MlflowClient, "get_run", get_run)
+        # Read as "no value", the gate said the champion had none recorded and to promote
+        # v2 (0.80) by hand over it (0.95); the monitor judged v1 against nothing: "ok".
+        d = promote_if_better(NAME, v2, {"f1": 0.80}, ["f1"])
+        assert not d.promoted and d.comparison == {"f1": (0.80, None)}
+        assert "gate values are unknown: could not read the metrics" in d.reason
+        assert "no recorded value" not in d.reason and str(failure)[:20] in d.reason
+        assert get_alias_version(NAME) == v1 and get_alias_version(NAME, "challenger") == v2
+        with pytest.raises(RegistryError, match=f"could not read the metrics of {NAME} "):
+            version_gate_values(NAME, v1, ["f1"])
+
+    def test_a_champion_whose_run_is_gone_has_no_values(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        v1, v2 = _registered(2)
+        set_alias(NAME, v1, "champion")
+
+        def get_run(self: MlflowClient, run_id: str) -> Any:
+            raise MlflowException(f"Run '{run_id}' not found", RESOURCE_DOES_NOT_EXIST)
+
+        monkeypatch.setattr(MlflowClient, "get_run", get_run)
+        assert version_gate_values(NAME, v1, ["f1"]) == {"f1": None}
+        d = promote_if_better(NAME, v2, {"f1": 0.80}, ["f1"])
+        assert not d.promoted and "has no recorded value for ['f1']" in d.reason
 
     def test_gated_values_and_version_tags_for_a_monitor(self, store: Path) -> None:
         v1, v2 = _registered(2)

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from vitalgru.errors import RegistryError
 from vitalgru.tracking.registry import (
     GATE_TAG_PREFIX,
     PromotionDecision,
@@ -45,6 +47,9 @@ def version_gate_values(
     ------
     ValueError
         ``name`` has no version ``version``.
+    RegistryError
+        The version has no ``gate.<key>`` tag for a key and its run's metrics could not
+        be read (a server's error, a connection lost).
     """
     client = mlflow_client()
     return _champion_values(client, _existing_version(client, name, version), gate_keys)
@@ -75,7 +80,17 @@ def _gate_values(metrics: Mapping[str, float], gate_keys: Sequence[str]) -> dict
 def _champion_values(
     client: MlflowClient, mv: Any, gate_keys: Sequence[str]
 ) -> dict[str, float | None]:
-    """Gate values of a version: its ``gate.*`` tags, else the metrics of its run."""
+    """Gate values of a version: its ``gate.*`` tags, else the metrics of its run (None
+    for a key it has neither for, or whose run is gone).
+
+    Raises
+    ------
+    RegistryError
+        The run's metrics could not be read (a server's error or a connection lost):
+        not an answer, so not "no value". Read as none, the monitor judged a version
+        against nothing and said ``ok``, and the gate told to promote by hand a version
+        worse than the champion it could not read.
+    """
     tags = dict(mv.tags or {})
     run_metrics: dict[str, float] | None = None
     out: dict[str, float | None] = {}
@@ -84,12 +99,28 @@ def _champion_values(
             out[k] = float(tags[GATE_TAG_PREFIX + k])
             continue
         if run_metrics is None:
-            try:
-                run_metrics = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
-            except MlflowException:
-                run_metrics = {}
+            run_metrics = _run_metrics(client, mv)
         out[k] = run_metrics.get(k)
     return out
+
+
+def _run_metrics(client: MlflowClient, mv: Any) -> dict[str, float]:
+    """The metrics of version ``mv``'s run; empty for a version without a run, or whose
+    run is no longer in the store (deleted for good)."""
+    if not mv.run_id:
+        return {}
+    try:
+        return dict(client.get_run(mv.run_id).data.metrics)
+    except MlflowException as e:
+        if _not_found(e):
+            return {}
+        why = e.message
+    except requests.RequestException as e:
+        why = str(e)
+    raise RegistryError(
+        f"could not read the metrics of {mv.name} version {mv.version}'s run {mv.run_id} "
+        f"({why[:300]})"
+    )
 
 
 def promote_if_better(
@@ -232,7 +263,17 @@ def _gate(
             return finish(True, decided, last, cmp)
         return finish(False, f"version {version} already holds {alias!r}", prev, cmp)
 
-    old = _champion_values(client, champ, gate_keys)
+    try:
+        old = _champion_values(client, champ, gate_keys)
+    except RegistryError as e:  # not "no value": a version is never promoted over it
+        cmp = {k: (v, None) for k, v in new.items()}
+        return finish(
+            False,
+            f"{alias} version {prev}'s gate values are unknown: {e}; not compared, kept "
+            f"version {prev} (compare them when the store answers, before promoting by hand)",
+            prev,
+            cmp,
+        )
     cmp = {k: (new[k], old[k]) for k in gate_keys}
     # a NaN (a metric undefined on the champion's evaluation) compares as neither better nor
     # worse, so it counts as no value, like a missing one
