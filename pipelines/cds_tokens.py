@@ -16,8 +16,10 @@ one from before a restart, even a second before, may have been used; an EHR whos
 behind the gateway's has its calls refused for that long after a start; the start is
 counted on the clock as it reads now, less the time run on the monotonic clock, so a clock
 that started ahead, or stepped back, and was corrected does not refuse every call until a
-restart), a ``nbf`` it has has come, and it asks for no critical header extension
-(``crit``).
+restart; a token seen is kept until its time left when seen has run on the monotonic clock,
+and while the wall clock as it reads would take it, so that a clock stepped forward and
+back lets no token be taken twice), a ``nbf`` it has has come, and it asks for no critical
+header extension (``crit``).
 
 A JWK Set at a URL (``jwks_url``) is fetched when the gateway starts, again once it is an
 hour old, and again when a token names a key id it lacks (the EHR rotated its keys), at most
@@ -154,10 +156,12 @@ class CdsClients:
         if len(self.by_iss) != len(clients):
             raise ValueError("two CDS clients have the same issuer")
         self._fetch, self._clock = fetch, clock
-        self._seen: dict[str, float] = {}  # issuer and jti -> when the token expires
+        # issuer and jti -> when the token is taken on the wall clock (its iat to its exp)
+        # and when it expires on the monotonic one (its time left when seen)
+        self._seen: dict[str, tuple[float, float, float]] = {}
         # tokens issued before are refused: see verify() (the monotonic clock then too)
         self._started, self._started_clock = time.time(), clock()
-        self._pruned = 0.0  # when the expired ones were last dropped
+        self._pruned = float("-inf")  # when the expired ones were last dropped (monotonic)
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # held a moment to start a fetch, never during one
         self._running: dict[str, threading.Event] = {}  # issuer -> its fetch's end
@@ -387,15 +391,22 @@ class CdsClients:
             raise CdsAuthError("issued before the gateway started", f"{client.name}: the token was issued before the gateway "
                                "started")  # fmt: skip
         with self._lock:
-            if now - self._pruned >= 1.0:  # at most once a second: the tokens of an hour
-                self._seen = {j: t for j, t in self._seen.items() if t >= now - LEEWAY_S}
-                self._pruned = now
+            # kept until its time left when seen has run on the monotonic clock, and while
+            # the wall clock would take it: by the wall clock alone, a step forward then
+            # back let a token be replayed, and a step back stopped pruning for its length
+            mono = self._clock()
+            if mono - self._pruned >= 1.0:  # at most once a second: the tokens of an hour
+                self._seen = {
+                    j: (i, e, m) for j, (i, e, m) in self._seen.items()
+                    if m >= mono or i - LEEWAY_S <= now <= e + LEEWAY_S
+                }  # fmt: skip
+                self._pruned = mono
             key_jti = f"{client.iss} {jti}"
             if key_jti in self._seen:
                 raise CdsAuthError(
                     "replayed", f"{client.name}: the token (jti {jti!r}) was used before"
                 )
-            self._seen[key_jti] = float(exp)
+            self._seen[key_jti] = (float(iat), float(exp), mono + float(exp) - now + LEEWAY_S)
         return client
 
 

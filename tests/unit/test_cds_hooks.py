@@ -121,6 +121,37 @@ def test_a_token_is_taken_only_when_everything_about_it_holds(ehr: Ehr, tmp_path
         CdsClients.from_file(tmp_path / "ehr-keys.json")
 
 
+def test_a_token_seen_stays_seen_through_steps_of_the_wall_clock(ehr: Ehr, tmp_path: Path) -> None:
+    """The tokens seen were kept by the wall clock: a step forward past a token's expiry
+    dropped it, and one back within its lifetime let it be taken again; after a step back
+    nothing was dropped for the step's length."""
+    mono = [5000.0]
+    clients = CdsClients.from_file(ehr.clients(tmp_path), clock=lambda: mono[0])
+    aud = f"{BASE}/cds-services/vitalgru-sepsis"
+    wall = time.time()
+    good = ehr.token(aud, iat=wall, exp=wall + 300)
+    assert clients.verify(good, [aud], now=wall).name == "ehr"
+    mono[0] += 2
+    ahead = ehr.token(aud, iat=wall + 3600, exp=wall + 3900)  # the clock stepped an hour on
+    clients.verify(ahead, [aud], now=wall + 3600)
+    mono[0] += 2  # ... and back: the token has 296 s to live as the gateway's clock reads
+    with pytest.raises(CdsAuthError, match="used before"):
+        clients.verify(good, [aud], now=wall + 4)
+    # stepped back a day: the tokens whose time is up on the monotonic clock and by the
+    # wall clock are still dropped, at once, not a day later
+    mono[0] += 400
+    clients.verify(ehr.token(aud, iat=wall - 86400, exp=wall - 86400 + 300), [aud],
+                   now=wall - 86400 + 10)  # fmt: skip
+    assert len(clients._seen) == 1
+    # a token past its time on the monotonic clock that the wall clock, stepped back, still
+    # takes is kept: dropped, it could be taken again
+    late = ehr.token(aud, iat=wall - 86400, exp=wall - 86400 + 300)
+    clients.verify(late, [aud], now=wall - 86400 + 20)
+    mono[0] += 600
+    with pytest.raises(CdsAuthError, match="used before"):
+        clients.verify(late, [aud], now=wall - 86400 + 30)
+
+
 def test_keys_published_at_a_url_are_fetched_again_when_the_ehr_rotates_them(
     ehr: Ehr, caplog: pytest.LogCaptureFixture
 ) -> None:
