@@ -332,11 +332,22 @@ def _main(args: argparse.Namespace) -> int:
         print(f"vitalgru: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a full disk, a read-only folder: one line, not a traceback
-        line = system_refusal(e)
+        line = system_refusal(e) or _mlflow_server_lost(e)
         if line is None:
             raise
         print(f"vitalgru: error: {line}", file=sys.stderr)
         return 2
+
+
+def _mlflow_server_lost(error: BaseException) -> str | None:
+    """One line for an MLflow server lost part way through a command (after its start
+    check passed), in place of the traceback MLflow ends in after its retries (130 lines
+    for ``models list``): :func:`vitalgru.tracking.stores.server_lost`."""
+    if "mlflow" not in sys.modules:  # no MLflow error without it (and no import for it)
+        return None
+    from vitalgru.tracking.stores import server_lost
+
+    return server_lost(error)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

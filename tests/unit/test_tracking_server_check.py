@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from http_testkit import serving, status_server
+from http_testkit import closed_port, serving, status_server
 
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.tracking import check_stores
@@ -143,3 +143,70 @@ class TestHungServer:
         said = re.search(r"2 tries over (\d+) s", str(ei.value))
         assert said is not None and spent >= 3.0
         assert abs(int(said.group(1)) - spent) <= 1.0, (said.group(0), spent)
+
+
+class TestServerLostDuringACommand:
+    """A server that passed the start check and is lost after it (stopped, its proxy's
+    upstream gone): MLflow retried each call for about four minutes, then the command ended
+    in its traceback, exit status 1 (measured: `vitalgru models list`, 262 s and 130 lines
+    with five tracebacks). The check is passed over here, as a server gone just after it."""
+
+    @pytest.fixture(autouse=True)
+    def _checked(self, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import pipelines.cli_models
+
+        monkeypatch.setattr(pipelines.cli_models, "check_mlflow", lambda *a, **k: None)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # not four minutes here
+
+    def _one_line(self, capsys: pytest.CaptureFixture[str]) -> str:
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
+    def test_a_refused_connection_is_one_line_naming_the_server_and_what_is_left(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from pipelines.cli import main
+
+        uri = f"http://127.0.0.1:{closed_port()}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        assert main(["models", "list"]) == 2
+        line = self._one_line(capsys)
+        assert line.startswith(f"vitalgru: error: the MLflow server {uri} ($MLFLOW_TRACKING_URI)")
+        assert "(connection refused)" in line and "ended FAILED" in line
+        assert "RUNNING until the next run" in line
+
+    @pytest.mark.parametrize(("status", "said"), [(503, "HTTP 503 on every try"),
+                                                  (501, "HTTP 501")])  # fmt: skip
+    def test_a_server_error_is_one_line(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        status: int,
+        said: str,
+    ) -> None:
+        from pipelines.cli import main
+
+        with serving(status_server(status)) as server:
+            uri = f"http://127.0.0.1:{server.server_port}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+            monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+            assert main(["models", "list"]) == 2
+        line = self._one_line(capsys)
+        assert f"the MLflow server {uri} ($MLFLOW_REGISTRY_URI)" in line and f"({said})" in line
+
+    def test_another_mlflow_error_keeps_its_traceback(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        import pipelines.cli_models
+        from pipelines.cli import main
+
+        def refused(args: object) -> int:
+            raise MlflowException("Invalid value for name", INVALID_PARAMETER_VALUE)
+
+        monkeypatch.setattr(pipelines.cli_models, "cmd_models", refused)
+        with pytest.raises(MlflowException, match="Invalid value for name"):
+            main(["models", "list"])

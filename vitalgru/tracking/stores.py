@@ -8,13 +8,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 import urllib.parse
 from pathlib import Path
 
 import mlflow
 import requests
+import urllib3.exceptions
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from vitalgru.claims import ClaimBusy, check_writable, hold, replacing
 from vitalgru.errors import ServerUnavailableError
@@ -157,6 +160,89 @@ def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0)
                 "the server's --allowed-hosts (MLFLOW_ALLOWED_HOSTS in docker/compose.yaml), "
                 f"or set ${var} to a name it allows"
             )
+
+
+#: Failures of the connection to a server, as requests and urllib3 raise them (a refused or
+#: broken connection, no answer in time, a retried status answered on every try).
+_CONNECTION_FAILURES = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.RetryError,
+    urllib3.exceptions.MaxRetryError,
+    urllib3.exceptions.ProtocolError,
+)
+
+#: MLflow's words for a 5xx it does not retry (501, 505, ...), with a body that is not JSON.
+_NOT_RETRIED_5XX = re.compile(r"failed with error code (5\d\d) != ")
+
+
+def server_lost(error: BaseException) -> str | None:
+    """One line for an MLflow error whose cause is a tracking or registry server that
+    stopped answering after the command's start check (:func:`check_stores`) passed: its
+    connection refused or broken, no answer within ``MLFLOW_HTTP_REQUEST_TIMEOUT``, or an
+    HTTP 5xx on every one of MLflow's tries. The line names the server and what the command
+    leaves: the run it had open was ended ``FAILED`` if the server answered that, else it
+    shows ``RUNNING`` until the next run of its experiment on this host ends it. None for
+    any other error (an MLflow refusal of a request is left as it is)."""
+    errors = seen_errors(error)
+    mlflow_errors = [e for e in errors if isinstance(e, MlflowException)]
+    if not mlflow_errors:
+        return None
+    causes = [e for e in errors if isinstance(e, _CONNECTION_FAILURES)]
+    status = next(
+        (m.group(1) for e in mlflow_errors if (m := _NOT_RETRIED_5XX.search(e.message))), None
+    )
+    if not causes and status is None:
+        return None
+    said = " ".join(e.message for e in mlflow_errors) + "/"
+    # the server the failed request went to (MLflow names its URL, or only the endpoint)
+    servers = [(u, v) for u, v in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
+                                   (registry_uri(), "MLFLOW_REGISTRY_URI"))
+               if urllib.parse.urlsplit(u).scheme in ("http", "https")]  # fmt: skip
+    if not servers:
+        return None
+    uri, var = next(((u, v) for u, v in servers if u.rstrip("/") + "/" in said), servers[0])
+    return (
+        f"the MLflow server {uri} (${var}) stopped answering during the command "
+        f"({_failure(causes, status)}): what the command was writing there is incomplete; "
+        "a run it had open was ended FAILED if the server took that, else it shows RUNNING "
+        "until the next run of its experiment on this host ends it. Run the command again "
+        "once the server answers"
+    )
+
+
+def seen_errors(error: BaseException) -> list[BaseException]:
+    """``error`` and every error behind it: causes, contexts and errors it wraps as
+    arguments (requests wraps urllib3's), each once."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop(0)
+        if e is None or any(e is o for o in out):
+            continue
+        out.append(e)
+        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
+    return out
+
+
+def _failure(causes: list[BaseException], status: str | None) -> str:
+    """A few words for the connection's failure."""
+    for e in causes:
+        reason = getattr(e, "reason", None)
+        if isinstance(e, urllib3.exceptions.MaxRetryError) and reason is not None:
+            text = str(reason)
+            if (m := re.search(r"too many (\d{3}) error responses", text)) is not None:
+                return f"HTTP {m.group(1)} on every try"
+            if "Connection refused" in text:
+                return "connection refused"
+            if isinstance(reason, urllib3.exceptions.TimeoutError):
+                return "no answer in time"
+            return text.split(": ", 1)[-1][:200]
+    if status is not None:
+        return f"HTTP {status}"
+    if any(isinstance(e, requests.Timeout | urllib3.exceptions.TimeoutError) for e in causes):
+        return "no answer in time"
+    return str(causes[-1])[:200]
 
 
 #: What an MLflow server answers a request whose Host header its ``--allowed-hosts`` does
