@@ -63,7 +63,10 @@ def check_mirror(physionet: Any = None) -> None:
 def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
     """A Prefect API server (``PREFECT_API_URL``, from the environment or the Prefect
     profile) that does not answer is a clear error before a flow starts, not Prefect's
-    traceback from inside it. Without one, each flow starts a temporary local server."""
+    traceback from inside it. Without one, each flow starts a temporary local server.
+    As for MLflow's (:func:`vitalgru.tracking.check_stores`), an answer of a status a
+    client retries (502 or 503 from a proxy whose server is down; 408, 429, 5xx) is none:
+    Prefect's client retried it for minutes, then failed the flow."""
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
@@ -73,7 +76,9 @@ def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
         check_prefect_database(db.get_secret_value() if db is not None else "")
         return
     t0 = time.monotonic()
-    reason = server_unreachable(url.rstrip("/") + "/health", attempts, wait_s)
+    reason = server_unreachable(
+        url.rstrip("/") + "/health", attempts, wait_s, transient_is_down=True
+    )
     if reason is not None:
         raise ServerUnavailableError.after_tries(
             "Prefect API", url, "PREFECT_API_URL", reason, attempts, time.monotonic() - t0,

@@ -546,6 +546,26 @@ class TestCLI:
         assert f"{server} {env[var]} (${var}) does not answer" in out.stderr
         assert "Traceback" not in out.stderr and "flow run" not in out.stderr
 
+    @pytest.mark.parametrize("status", [500, 502, 503, 504])
+    def test_a_prefect_api_answering_a_server_error_fails_the_check(self, status: int) -> None:
+        # as for MLflow's: a proxy whose Prefect server is down answers 502/503 on every
+        # path; taken for an answer, `vitalgru ingest` started its flow and Prefect's client
+        # retried for 143 s before a 69-line RuntimeError traceback (measured, 503)
+        from http_testkit import serving, status_server
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from pipelines.cli_args import check_prefect
+        from vitalgru.errors import ServerUnavailableError
+
+        with serving(status_server(status)) as server:
+            url = f"http://127.0.0.1:{server.server_port}/api"
+            with temporary_settings({PREFECT_API_URL: url}):
+                with pytest.raises(ServerUnavailableError) as ei:
+                    check_prefect(attempts=2, wait_s=0.1)
+        assert f"Prefect API {url} ($PREFECT_API_URL) does not answer (HTTP {status}" in str(
+            ei.value
+        )
+
     def test_overrides_parse_yaml_scalars(self) -> None:
         assert _parse_overrides(["a.b=3", "c=[\"1\", \"2\"]", "d=x"]) == {
             "a.b": 3, "c": ["1", "2"], "d": "x"}  # fmt: skip
