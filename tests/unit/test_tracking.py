@@ -131,6 +131,31 @@ class TestStores:
         assert tracking_uri() == "http://tracking.example:5000"
         assert tracking.registry_uri() == "http://tracking.example:5000"
 
+    def test_a_client_leaves_the_environment_as_it_was(
+        self, store: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # MLflow's set_tracking_uri / set_registry_uri write both variables: after the first
+        # client, a process that changed MLFLOW_TRACKING_URI registered into the first
+        # store, and one that changed folders kept the first folder's mlflow.db
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            monkeypatch.setenv(var, "-")  # put back as it was (unset) after the test
+            monkeypatch.delenv(var)
+        stores.mlflow_client().create_registered_model("in-a")
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+        other = store / "b"
+        other.mkdir()
+        monkeypatch.chdir(other)
+        assert tracking.registry_uri() == f"sqlite:///{(other / 'mlflow.db').as_posix()}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(store / 'c.db').as_posix()}")
+        stores.mlflow_client().create_registered_model("in-c")
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+        assert [m.name for m in stores.mlflow_client().search_registered_models()] == ["in-c"]
+        assert mlflow.get_registry_uri() == tracking_uri()  # the fluent API follows
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+        monkeypatch.chdir(store)
+        assert [m.name for m in _client().search_registered_models()] == ["in-a"]
+
     def test_artifacts_stay_beside_the_store_when_cwd_changes(
         self, store: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -277,8 +277,7 @@ def mlflow_client() -> MlflowClient:
     or not at all (:func:`_create_store`).
     """
     t_uri, r_uri = tracking_uri(), registry_uri()
-    mlflow.set_tracking_uri(t_uri)
-    mlflow.set_registry_uri(r_uri)
+    _point_fluent_api(t_uri, r_uri)
     with contextlib.ExitStack() as claims:
         new = [u for u in dict.fromkeys((t_uri, r_uri)) if u not in _READY and sqlite_file(u)]
         # one claim per file: two spellings of one file (a relative and an absolute URI)
@@ -292,6 +291,28 @@ def mlflow_client() -> MlflowClient:
             client.search_registered_models(max_results=1)  # the registry store opens lazily
     _READY.update(new)
     return client
+
+
+def _point_fluent_api(t_uri: str, r_uri: str) -> None:
+    """Point MLflow's fluent API at the stores, leaving the environment as it was.
+
+    ``mlflow.set_tracking_uri`` and ``mlflow.set_registry_uri`` also write
+    ``MLFLOW_TRACKING_URI`` and ``MLFLOW_REGISTRY_URI`` into the process's environment,
+    which :func:`tracking_uri` and :func:`registry_uri` read: after the first client, a
+    process that changed ``MLFLOW_TRACKING_URI`` (a library user, a test or benchmark
+    switching stores) still registered models into the first store, and one that changed
+    folders kept the first folder's ``mlflow.db``. The fluent API keeps the URIs it is
+    given whatever the environment says, and every call here sets them again."""
+    before = {v: os.environ.get(v) for v in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(t_uri)
+        mlflow.set_registry_uri(r_uri)
+    finally:
+        for var, value in before.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 #: SQLite store URIs this process has made ready (once each).
