@@ -594,6 +594,21 @@ class TestCLI:
             _quiet_env()
             assert os.environ.get(key) == expected, (tty, user)
 
+    def test_mlflow_waits_a_sane_time_for_each_answer(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # MLflow's own 120 s a try, tried 8 times: a server that took connections and never
+        # answered held a command for about 20 minutes. A user's own setting always wins.
+        from pipelines.cli import MLFLOW_HTTP_TIMEOUT_S
+
+        monkeypatch.setattr(os, "environ", dict(os.environ))  # nothing leaks to other tests
+        os.environ.pop("MLFLOW_HTTP_REQUEST_TIMEOUT", None)
+        _quiet_env()
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(MLFLOW_HTTP_TIMEOUT_S) == "30"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "300"
+        _quiet_env()
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+
     def test_evaluate_out_is_a_json_file_or_a_folder(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

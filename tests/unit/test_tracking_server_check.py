@@ -210,3 +210,21 @@ class TestServerLostDuringACommand:
         monkeypatch.setattr(pipelines.cli_models, "cmd_models", refused)
         with pytest.raises(MlflowException, match="Invalid value for name"):
             main(["models", "list"])
+
+    def test_a_server_that_never_answers_is_given_up_on_after_the_timeout(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from pipelines.cli import main
+
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")  # a user's own setting stays
+        with socket.socket() as listening:  # connections queue in its backlog, unanswered
+            listening.bind(("127.0.0.1", 0))
+            listening.listen(8)
+            uri = f"http://127.0.0.1:{listening.getsockname()[1]}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            t0 = time.perf_counter()
+            assert main(["models", "list"]) == 2
+            assert time.perf_counter() - t0 < 15
+        line = self._one_line(capsys)
+        assert f"the MLflow server {uri} ($MLFLOW_TRACKING_URI)" in line
+        assert "(no answer within 1 s, MLFLOW_HTTP_REQUEST_TIMEOUT, on every try)" in line

@@ -236,13 +236,18 @@ def _failure(causes: list[BaseException], status: str | None) -> str:
             if "Connection refused" in text:
                 return "connection refused"
             if isinstance(reason, urllib3.exceptions.TimeoutError):
-                return "no answer in time"
+                return _no_answer()
             return text.split(": ", 1)[-1][:200]
     if status is not None:
         return f"HTTP {status}"
     if any(isinstance(e, requests.Timeout | urllib3.exceptions.TimeoutError) for e in causes):
-        return "no answer in time"
+        return _no_answer()
     return str(causes[-1])[:200]
+
+
+def _no_answer() -> str:
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "").strip() or "120"
+    return f"no answer within {timeout} s, MLFLOW_HTTP_REQUEST_TIMEOUT, on every try"
 
 
 #: What an MLflow server answers a request whose Host header its ``--allowed-hosts`` does
