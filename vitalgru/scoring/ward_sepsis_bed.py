@@ -101,9 +101,11 @@ class SepsisBed:
     drivers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # at each onset
     # ICU hours being assembled from observations: hour -> {column: values so far}
     pending: dict[int, dict[str, list[float]]] = field(default_factory=dict)
-    touched: dict[int, float] = field(default_factory=dict)  # hour -> its latest (monotonic)
+    # hour -> the clock of its latest observation (the hours' clock, CLOCK_BOOTTIME where
+    # there is one: ward_sepsis_hours._clock)
+    touched: dict[int, float] = field(default_factory=dict)
     last_observation: datetime | None = None  # wall clock of the latest observation taken
-    # the monotonic clock then (None when taken by the process before a restart)
+    # the hours' clock then, as in touched (None when taken by the process before a restart)
     observed_clock: float | None = None
     last_row_at: datetime | None = None  # wall clock of the latest row sent whole (kept)
     # wall clock when the gateway took the admission (not when the stay began: that can be
@@ -195,9 +197,11 @@ class SepsisBed:
         after that, up to that many hours that ended after the latest observation and
         brought nothing are taken too (``{}``), so the risk goes on as the hours pass (a
         stay sent after the fact is not: its hours had ended before its messages came).
-        ``now``: the wall clock; ``clock``: :func:`time.monotonic`. Closing by the clock
-        (``due_only``, neither ``through`` nor ``before``), an hour must have ended on the
-        monotonic clock too, counted from the latest observation when this process took it
+        ``now``: the wall clock; ``clock``: the clock :attr:`touched` and
+        :attr:`observed_clock` were read on (``CLOCK_BOOTTIME`` where there is one, which
+        counts a suspend; else :func:`time.monotonic`). Closing by the clock
+        (``due_only``, neither ``through`` nor ``before``), an hour must have ended on that
+        clock too, counted from the latest observation when this process took it
         (:attr:`observed_clock`): a wall clock stepped forward after it (NTP correcting it,
         a clock set by hand, a year ahead) closed the hour going on at once, and every hour
         it skipped as empty, and every observation of them after was refused as late."""
