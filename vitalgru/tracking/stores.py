@@ -88,10 +88,12 @@ def missing_store() -> str | None:
 
 
 def unwritable_store() -> str | None:
-    """Why this process cannot write the local SQLite stores (and the ``mlartifacts`` folder
-    beside the default one), or None. A training in a read-only working folder, or one of
-    another user, trained to the end and then failed to log its run, after MLflow's
-    retries of "unable to open database file"."""
+    """Why this process cannot write the local SQLite stores (each file, and a file made in
+    its folder), or None. The ``mlartifacts`` folder beside a store is not checked: a
+    store's folder this user may write holds it, unless it was made by another user. A
+    training in a read-only working folder, or one of another user, trained to the end
+    and then failed to log its run, after MLflow's retries of "unable to open database
+    file"."""
     for uri, var in ((tracking_uri(), "MLFLOW_TRACKING_URI"),
                      (registry_uri(), "MLFLOW_REGISTRY_URI")):  # fmt: skip
         path = sqlite_file(uri)
