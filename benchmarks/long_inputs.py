@@ -59,6 +59,7 @@ from vitalgru.models.tasks import ARRHYTHMIA_KINDS, EARLY_WARNING_KINDS
 from vitalgru.scoring import ArrhythmiaMonitor, EarlyWarningMonitor
 from vitalgru.scoring.ward import Ward
 from vitalgru.scoring.ward_journal import WardJournal
+from vitalgru.tracking.stores import sqlite_file
 
 WORK = Path(__file__).resolve().parent / "_work" / "long_inputs"
 SEPSIS_MARKS = (24, 336, 720, 2160)
@@ -75,6 +76,13 @@ def _hwm_mb(pid: int) -> float | None:
     return None
 
 
+def _here(uri: str) -> str:
+    """A local SQLite store's URI with its path made absolute: the commands run in
+    :data:`WORK`, where a relative ``sqlite:///mlflow.db`` names another file."""
+    db = sqlite_file(uri)
+    return uri if db is None or db.is_absolute() else f"sqlite:///{db.resolve().as_posix()}"
+
+
 def _run(args: list[str]) -> dict[str, Any]:
     """Run ``python -m pipelines.cli ARGS`` in its own process: wall s, peak RSS MB, rc.
 
@@ -86,7 +94,7 @@ def _run(args: list[str]) -> dict[str, Any]:
     # the code this script imports (PYTHONPATH, else this checkout), not the working folder's
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(ROOT),
            # the store the models were named in: this folder's, not the scratch folder's
-           "MLFLOW_TRACKING_URI": tracking.tracking_uri()}  # fmt: skip
+           "MLFLOW_TRACKING_URI": _here(tracking.tracking_uri())}  # fmt: skip
     p = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=WORK, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     peak = 0.0
