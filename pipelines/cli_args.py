@@ -303,6 +303,19 @@ def system_refusal(error: BaseException) -> str | None:
     return None
 
 
+def error_line(error: Exception) -> str:
+    """One line for an error a command reports as it is: an ``OSError`` with an errno and a
+    file as what was refused and where (``the ward state ... cannot be held: Permission
+    denied (ward.sqlite.lock)``), with what to do when the system refused it (a full disk,
+    a read-only file system, a permission); any other error as its message."""
+    if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
+        where = os.fspath(error.filename)
+        line = f"{error.strerror or os.strerror(error.errno)} ({where})"
+        remedy = _REMEDIES.get(error.errno)
+        return f"{line}: {remedy}" if remedy else line
+    return str(error)
+
+
 def _sqlite_hint() -> str:
     """The local MLflow store, the database a command most likely wrote, if it is one."""
     if "mlflow" not in sys.modules:  # no MLflow store opened: the gateway's, Prefect's

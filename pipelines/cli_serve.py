@@ -15,6 +15,7 @@ from pipelines.cli_args import (
     EPILOG,
     check_mlflow,
     days,
+    error_line,
     escalation_minutes,
     listed,
     non_negative_hours,
@@ -67,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"vitalgru: error: {e}", file=sys.stderr)
         return EXIT_NO_MODEL
     except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
-        raise SystemExit(f"vitalgru: error: {e}") from None
+        raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
     return 0
 
 
@@ -81,7 +82,7 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
         try:
             checked = verify_files(files)
         except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"vitalgru: error: {e}") from None
+            raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
         for i, c in enumerate(checked):
             if c["broken"] is not None:
                 raise SystemExit(f"vitalgru: {c['path']}: the hash chain breaks at row "
@@ -133,7 +134,7 @@ def cmd_serve_audit(args: argparse.Namespace) -> int:
                     print(f"{r['seq']}\t{r['at']}\t{r['caller']}\t{r['action']}\t"
                           f"{r['patient_id'] or '-'}\t{r['status']}\t{r['client'] or '-'}{times}")  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"vitalgru: error: {e}") from None
+        raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
     print(f"{n} row(s)", file=sys.stderr)
     return 0
 
@@ -157,7 +158,7 @@ def _archive_audit(args: argparse.Namespace, files: list[str]) -> int:
         finally:
             log.close()
     except (ValueError, OSError) as e:
-        raise SystemExit(f"vitalgru: error: {e}") from None
+        raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
     if not got["rows"]:
         print(f"{files[0]}: no row before {args.archive_before.isoformat()}; nothing archived",
               file=sys.stderr)  # fmt: skip
@@ -192,7 +193,7 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
         token = new_token(args.file, args.name, args.role, expires_days=args.expires_days,
                           patients=args.patients)  # fmt: skip
     except (ValueError, OSError) as e:  # OSError: a file or its lock that cannot be written
-        raise SystemExit(f"vitalgru: error: {e}") from None
+        raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
     print(f"{args.name} ({args.role}): {token}")
     print(f"Added to {args.file}, which keeps only its hash: give it to {args.name} now, it "
           "is not shown again. A gateway serving the file (vitalgru serve --tokens "

@@ -91,3 +91,35 @@ def test_serve_stops_before_loading_anything(
             cmd_serve(p.parse_args(["serve", "--port", str(port), "--state", "none",
                                     "--audit", str(audit)]))  # fmt: skip
     assert state.read_bytes() == b"the running gateway's"
+
+
+def test_a_state_file_whose_lock_is_refused_is_one_plain_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the lock's error gained its errno (for the one-line refusals) and was printed as
+    # "[Errno 13] the ward state ... cannot be held: Permission denied: '....lock'"
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    state = tmp_path / "ward.sqlite"
+    real_open = os.open
+
+    def refused(path: object, *a: object, **k: object) -> int:
+        if str(path).endswith("ward.sqlite.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refused)
+    free = _listening()
+    port = free.getsockname()[1]
+    free.close()
+    p = build_parser()
+    with pytest.raises(SystemExit) as ei:
+        cmd_serve(p.parse_args(["serve", "--port", str(port), "--state", str(state)]))
+    said = str(ei.value)
+    assert said == (
+        f"vitalgru: error: the ward state {state} cannot be held: Permission denied "
+        f"({state}.lock): let the user running vitalgru write there (or read it), or give "
+        "another path"
+    )
+    assert "[Errno" not in said
