@@ -18,6 +18,16 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """The URL of a server on 127.0.0.1 that takes connections and never answers (they
+    queue in its backlog): a server stopped with SIGSTOP, or stuck on a lock."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+
+
 def status_server(status: int, port: int = 0) -> http.server.HTTPServer:
     """A server on 127.0.0.1 (``port`` 0: any free one) whose every GET gets ``status``;
     not yet serving (see :func:`serving`)."""

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import http.server
 import re
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from http_testkit import closed_port, serving, status_server
+from http_testkit import closed_port, serving, silent_server, status_server
 
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.tracking import check_stores
@@ -131,10 +130,7 @@ class TestHungServer:
     def test_the_error_says_how_long_the_tries_took(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        with socket.socket() as listening:  # connections queue in its backlog, unanswered
-            listening.bind(("127.0.0.1", 0))
-            listening.listen(8)
-            uri = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with silent_server() as uri:
             monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
             t0 = time.perf_counter()
             with pytest.raises(ServerUnavailableError) as ei:
@@ -217,10 +213,7 @@ class TestServerLostDuringACommand:
         from pipelines.cli import main
 
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")  # a user's own setting stays
-        with socket.socket() as listening:  # connections queue in its backlog, unanswered
-            listening.bind(("127.0.0.1", 0))
-            listening.listen(8)
-            uri = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with silent_server() as uri:
             monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
             t0 = time.perf_counter()
             assert main(["models", "list"]) == 2
