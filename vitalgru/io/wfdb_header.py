@@ -75,6 +75,10 @@ class HeaderInfo:
     checksum : tuple of int or None
         16-bit checksum of each signal's samples as the header states it (``None`` where
         it gives none); empty when not read.
+    skew : tuple of int
+        Frames by which each signal is stored late in its file (``format:skew``,
+        header(5)): sample ``t`` of the signal is stored in frame ``t + skew``; empty
+        when not read (no skew).
     """
 
     record: str
@@ -89,6 +93,7 @@ class HeaderInfo:
     adc_gain: tuple[float, ...]
     baseline: tuple[int, ...]
     checksum: tuple[int | None, ...] = ()
+    skew: tuple[int, ...] = ()
 
     @property
     def n_sig(self) -> int:
@@ -235,6 +240,7 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
         adc_gain=tuple(float(g) if g else _DEFAULT_GAIN for g in (h.adc_gain or [0.0] * n_sig)),
         baseline=tuple(int(b or 0) for b in (h.baseline or [0] * n_sig)),
         checksum=tuple(None if c is None else int(c) for c in (h.checksum or [None] * n_sig)),
+        skew=tuple(int(k or 0) for k in (h.skew or [0] * n_sig)),
     )
 
 

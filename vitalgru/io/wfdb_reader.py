@@ -143,7 +143,8 @@ def read_record_files(
         ``signal`` is ``(n_samples, n_channels)`` float32 in physical units, voltages
         converted to mV; ``fs`` is the header's frame frequency in Hz (signals with
         several samples per frame are averaged to one per frame); invalid samples are
-        NaN.
+        NaN, and so are the last ``skew`` samples of a skewed signal (``format:skew``,
+        whose samples are brought back to their frames).
 
     Raises
     ------
@@ -165,13 +166,16 @@ def read_record_files(
         # Digital samples, converted below: wfdb's own float conversion goes through
         # float64 and costs several times more than the read itself. A signal with several
         # samples per frame is read unaveraged, so that an invalid sample is seen as one
-        # before the frame is averaged (averaged, -32768 is a spike, not a gap).
+        # before the frame is averaged (averaged, -32768 is a spike, not a gap). Samples
+        # are read as stored, skew ignored: the header's checksums are of the stored
+        # samples, and the skew is applied below.
         rec = wfdb.rdrecord(
             str(directory / record),
             channels=idx,
             physical=False,
             return_res=32 if wide else 16,
             smooth_frames=not multi,
+            ignore_skew=True,
         )
     except Exception as e:  # decoding failed despite consistent sizes
         raise RecordError(hea, f"cannot decode signal data: {e}", reason="unreadable") from e
@@ -201,6 +205,7 @@ def read_record_files(
         invalid = _INVALID_SAMPLE.get(header.fmt[i])
         if invalid is not None:  # a frame with an invalid sample is a gap, whole
             x[(d == invalid).any(axis=1)] = np.nan
+        _deskew(x, header.skew[i] if i < len(header.skew) else 0)
         units.append(unit)
     return Record(
         record_id=record,
@@ -211,6 +216,20 @@ def read_record_files(
         units=tuple(units),
         database=database,
     )
+
+
+def _deskew(x: np.ndarray, skew: int) -> None:
+    """Move a signal stored ``skew`` frames late back to its frames, in place.
+
+    A skewed signal's sample ``t`` is stored in frame ``t + skew`` (header(5)), so its
+    last ``skew`` samples lie beyond the file: they are NaN, as wfdb-python reads them
+    invalid. Read unskewed, the signal lagged the others by ``skew`` samples.
+    """
+    if skew <= 0:
+        return
+    keep = max(x.size - skew, 0)
+    x[:keep] = x[skew : skew + keep]
+    x[keep:] = np.nan
 
 
 def _check_checksums(
