@@ -17,7 +17,8 @@ in ``attrition.csv``. ``SHA256SUMS.txt`` is parsed by
 :func:`vitalgru.io.checksums.parse_sha256sums`.
 
 A folder without ``RECORDS`` lists its ``.hea`` files, those of its sub-folders
-included (``ward2/208``), the way a ``RECORDS`` would name them.
+included (``ward2/208``), the way a ``RECORDS`` would name them; the segments of a
+multi-segment record in it (and its layout header) are parts of that record, not records.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def walk_records(
 
     A folder's records are those its ``RECORDS`` lists, a line ending with ``/`` read as
     a folder with its own ``RECORDS`` (expanded the same way, its name put before its
-    records'); a folder without ``RECORDS`` lists its ``*.hea`` files, sorted, then the
-    records of its sub-folders (hidden ones left out).
+    records'); a folder without ``RECORDS`` lists its ``*.hea`` files, sorted, but those a
+    multi-segment header in it names as its segments, then the records of its sub-folders
+    (hidden ones left out).
 
     Parameters
     ----------
@@ -136,8 +138,12 @@ def walk_records(
             return
         before = len(out)
         try:
-            for hea in sorted(here.glob("*.hea")):
-                out.setdefault(prefix + hea.stem)
+            heads = sorted(here.glob("*.hea"))
+            # a multi-segment record's segments are parts of it, not records of their own
+            parts = {name for hea in heads for name in _segment_names(hea)}
+            for hea in heads:
+                if hea.stem not in parts:
+                    out.setdefault(prefix + hea.stem)
             subs = sorted(d.name for d in here.iterdir() if d.is_dir())
         except OSError as e:  # missing or unreadable: said below when it was listed
             logger.debug("%s: %s", here, e)
@@ -151,6 +157,20 @@ def walk_records(
 
     folder("", 0, None)
     return list(out)
+
+
+def _segment_names(hea: Path) -> list[str]:
+    """The segments a multi-segment header names (the first field of each line after its
+    record line, ``name/n_segments ...``; header(5)); none for any other header."""
+    try:
+        text = hea.read_text(errors="replace")
+    except OSError:  # unreadable: refused when the record is read
+        return []
+    lines = [ln.split("#", 1)[0].split() for ln in text.splitlines()]
+    fields = [f for f in lines if f]
+    if not fields or "/" not in fields[0][0]:
+        return []
+    return [f[0] for f in fields[1:]]
 
 
 def _escapes(name: str) -> bool:

@@ -46,6 +46,7 @@ from vitalgru.io.folders import archive_hint
 from vitalgru.io.listing import read_listing, walk_records
 from vitalgru.io.wfdb_header import HeaderInfo, read_header
 from vitalgru.io.wfdb_reader import read_annotations_file, read_record_files
+from vitalgru.io.wfdb_segments import read_segmented_header
 from vitalgru.types import Annotations, Record
 
 logger = logging.getLogger(__name__)
@@ -312,11 +313,19 @@ class Database:
 
     def _ensure_strict(self, record: str, extensions: Sequence[str]) -> HeaderInfo | None:
         """Ensure the record's files, raising on the first problem; return the parsed
-        header when the signal files were requested."""
+        header when the signal files were requested (None for a multi-segment record,
+        whose segments' files are ensured as records of their own)."""
         with_dat, anns = self._plan(extensions)
         self._ensure(self._header_rel(record), required=True)
         header = None
-        if with_dat:
+        if with_dat and (seg := read_segmented_header(self.root, record)) is not None:
+            for part in seg.segment_records():  # each segment is a record of its own
+                self._ensure(self._header_rel(part), required=True)
+                for fname in (
+                    [] if part == seg.layout else read_header(self.root, part).data_files()
+                ):
+                    self._ensure(self._rel(part, fname), required=True)
+        elif with_dat:
             header = read_header(self.root, record)
             for fname in header.data_files():
                 self._ensure(self._rel(record, fname), required=True)

@@ -30,7 +30,14 @@ import wfdb
 from vitalgru.errors import RecordError
 from vitalgru.io.wfdb_signal_lines import check_signal_lines
 
-__all__ = ["HeaderInfo", "check_record_files", "data_file_bytes", "read_header"]
+__all__ = [
+    "HeaderInfo",
+    "check_record_files",
+    "check_record_line",
+    "data_file_bytes",
+    "physical_unit",
+    "read_header",
+]
 
 #: Bytes per sample of the fixed-size WFDB formats (signal(5)); 212 and 310/311 are
 #: packed and handled by :func:`data_file_bytes`.
@@ -41,6 +48,18 @@ _KNOWN_FORMATS = set(_FIXED_BYTES) | _PACKED | _COMPRESSED | {"0"}  # 0: null si
 
 #: ADC units per physical unit when a header gives gain 0 or none (WFDB DEFGAIN, signal(5)).
 _DEFAULT_GAIN = 200.0
+
+#: Physical voltage units converted to millivolts (ECG convention of this package).
+_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+
+
+def physical_unit(unit: str) -> tuple[float, str]:
+    """``(factor, unit)`` that a signal in ``unit`` is read in: voltages in mV (a µV
+    signal times 1e-3), any other unit as it is (factor 1)."""
+    key = unit.strip().lower()
+    if key in _TO_MV:
+        return _TO_MV[key], "mV"
+    return 1.0, unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +145,7 @@ def _record_line(hea: Path) -> list[str]:
     return []
 
 
-def _check_record_line(hea: Path, h: wfdb.Record) -> None:
+def check_record_line(hea: Path, h: wfdb.Record) -> None:
     """Refuse a record line whose rate or sample count wfdb-python would have guessed.
 
     wfdb-python reads the line with a regular expression that stops at the first character
@@ -194,7 +213,10 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
         raise RecordError(hea, f"cannot parse header: {e}", reason="bad_header") from e
     if isinstance(h, wfdb.MultiRecord) or getattr(h, "seg_name", None):
         raise RecordError(
-            hea, "multi-segment records are not supported by this reader", reason="bad_header"
+            hea,
+            "a multi-segment header where a record's or a segment's is needed (a segment "
+            "cannot have segments; vitalgru.io.read_record_files reads such a record)",
+            reason="bad_header",
         )
     n_sig = int(h.n_sig or 0)
     fields = {
@@ -223,7 +245,7 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
                 f"(known: {', '.join(sorted(_KNOWN_FORMATS, key=int))})",
                 reason="bad_format",
             )
-    _check_record_line(hea, h)
+    check_record_line(hea, h)
     check_signal_lines(hea, int(h.n_sig or 0))
     names = tuple(str(n) if n else f"sig{i}" for i, n in enumerate(h.sig_name))
     units = tuple(str(u) if u else "mV" for u in (h.units or ["mV"] * n_sig))

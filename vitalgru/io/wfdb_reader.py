@@ -31,7 +31,9 @@ reason                 meaning
 
 NaN-only or constant signals are *not* reading errors; signal quality is judged later.
 
-The header and the signal files' sizes are checked by :mod:`vitalgru.io.wfdb_header`.
+The header and the signal files' sizes are checked by :mod:`vitalgru.io.wfdb_header`. A
+multi-segment record (MIMIC's layout) is read as one, each of its segments checked as a
+record of its own (:mod:`vitalgru.io.wfdb_segments`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ import numpy as np
 import wfdb
 
 from vitalgru.errors import RecordError
-from vitalgru.io.wfdb_header import HeaderInfo, check_record_files, read_header
+from vitalgru.io.wfdb_header import HeaderInfo, check_record_files, physical_unit, read_header
+from vitalgru.io.wfdb_segments import read_segmented, read_segmented_header, select_channels
 from vitalgru.types import Annotations, Record
 
 __all__ = ["read_annotations_file", "read_record_files"]
@@ -68,41 +71,6 @@ _INVALID_SAMPLE: dict[str, int] = {
     "32": -(2**31),
 }
 _WIDE = {"8", "24", "32", "524"}  # 8: first differences, summed beyond 16 bits
-
-#: Physical voltage units converted to millivolts (ECG convention of this package).
-_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
-
-
-def _unit_scale(unit: str) -> tuple[float, str]:
-    key = unit.strip().lower()
-    if key in _TO_MV:
-        return _TO_MV[key], "mV"
-    return 1.0, unit
-
-
-def _select(header: HeaderInfo, channels: Sequence[str | int] | None, hea: Path) -> list[int]:
-    if channels is None:
-        return list(range(header.n_sig))
-    upper = [n.upper() for n in header.sig_name]
-    out: list[int] = []
-    for c in channels:
-        if isinstance(c, int) and not isinstance(c, bool):
-            if not -header.n_sig <= c < header.n_sig:
-                raise RecordError(
-                    hea,
-                    f"channel index {c} out of range for {header.n_sig} signals {header.sig_name}",
-                    reason="missing_channel",
-                )
-            out.append(c % header.n_sig)
-        elif isinstance(c, str):
-            if c.upper() not in upper:
-                raise RecordError(
-                    hea, f"no signal named {c!r}; signals are {header.sig_name}", "missing_channel"
-                )
-            out.append(upper.index(c.upper()))
-        else:
-            raise TypeError(f"channels must be names or indices, got {type(c).__name__}")
-    return out
 
 
 def read_record_files(
@@ -131,7 +99,9 @@ def read_record_files(
     database : str
         Stored on the record.
     header : HeaderInfo, optional
-        The already-parsed header of this record (saves parsing it again).
+        The already-parsed header of this record (saves parsing it again). Without it, a
+        multi-segment record is read as one (:func:`vitalgru.io.wfdb_segments.read_segmented`:
+        its segments joined, NaN in gaps).
     verify_checksums : bool
         Check each signal read against the 16-bit checksum its header states
         (``bad_checksum``); False reads a changed signal file as it is, as a database
@@ -154,9 +124,13 @@ def read_record_files(
         A requested channel that does not exist raises ``missing_channel``.
     """
     directory = Path(directory)
+    if header is None and (seg := read_segmented_header(directory, record)) is not None:
+        return read_segmented(directory, seg, read_record_files, channels=channels,
+                              patient_id=patient_id, database=database,
+                              verify_checksums=verify_checksums)  # fmt: skip
     header = header if header is not None else read_header(directory, record)
     hea = directory / f"{record}.hea"
-    idx = _select(header, channels, hea)
+    idx = select_channels(header.sig_name, channels, hea)
     # signal files are named relative to their header, which sits in the record's sub-folder
     sig_len = check_record_files((directory / record).parent, header)
     wide = any(header.fmt[i] in _WIDE for i in idx)
@@ -196,7 +170,7 @@ def read_record_files(
     sig = np.empty((sig_len, len(idx)), dtype=np.float32)
     units: list[str] = []
     for col, i in enumerate(idx):
-        scale, unit = _unit_scale(header.units[i])
+        scale, unit = physical_unit(header.units[i])
         d = samples[col].reshape(sig_len, spf[col])  # (frames, samples per frame)
         x = sig[:, col]
         np.subtract(d[:, 0] if spf[col] == 1 else d.mean(axis=1), header.baseline[i], out=x,
@@ -291,7 +265,7 @@ def read_annotations_file(
     sample = np.asarray(ann.sample, dtype=np.int64)
     fs = ann.fs
     if not fs:
-        fs = read_header(directory, record).fs
+        fs = _record_fs(directory, record)
     elif (frame_fs := _frame_fs(directory, record)) is not None and frame_fs != fs:
         # a file written at a time resolution of its own (WFDB's high-resolution
         # annotations, "## time resolution: 500" in a 250 Hz record): its times are
@@ -362,6 +336,12 @@ def _frame_fs(directory: Path, record: str) -> float | None:
     """The record's frame rate from its header; None when there is no readable header
     (annotations read on their own keep their file's rate)."""
     try:
-        return read_header(directory, record).fs
+        return _record_fs(directory, record)
     except RecordError:
         return None
+
+
+def _record_fs(directory: Path, record: str) -> float:
+    """The frame rate a record's header states, one of segments included."""
+    seg = read_segmented_header(directory, record)
+    return seg.fs if seg is not None else read_header(directory, record).fs
