@@ -114,7 +114,8 @@ def read_record_files(
         converted to mV; ``fs`` is the header's frame frequency in Hz (signals with
         several samples per frame are averaged to one per frame); invalid samples are
         NaN, and so are the last ``skew`` samples of a skewed signal (``format:skew``,
-        whose samples are brought back to their frames).
+        whose samples are brought back to their frames) and every sample of a null
+        signal (format 0: listed, nothing recorded).
 
     Raises
     ------
@@ -133,16 +134,66 @@ def read_record_files(
     idx = select_channels(header.sig_name, channels, hea)
     # signal files are named relative to their header, which sits in the record's sub-folder
     sig_len = check_record_files((directory / record).parent, header)
-    wide = any(header.fmt[i] in _WIDE for i in idx)
-    spf = [header.samps_per_frame[i] for i in idx]
+    read = [i for i in idx if header.fmt[i] != "0"]  # format 0: a null signal, no samples
+    wide = any(header.fmt[i] in _WIDE for i in read)
+    spf = [header.samps_per_frame[i] for i in read]
     multi = any(n > 1 for n in spf)
+    samples: list[np.ndarray] = []
+    if read:
+        samples = _decode(directory, record, hea, read, wide=wide, multi=multi)
+    counts = [int(c.size) for c in samples]
+    if counts != [sig_len * n for n in spf]:
+        raise RecordError(
+            hea,
+            f"decoded samples {counts} differ from the header's ({sig_len} frames of "
+            f"{spf} samples)",
+            reason="dat_size_mismatch",
+        )
+    if verify_checksums:
+        _check_checksums(directory / record, header, read, samples)
+    decoded = dict(zip(read, samples, strict=True))
+    sig = np.empty((sig_len, len(idx)), dtype=np.float32)
+    units: list[str] = []
+    for col, i in enumerate(idx):
+        scale, unit = physical_unit(header.units[i])
+        units.append(unit)
+        x = sig[:, col]
+        if i not in decoded:  # a null signal: nothing recorded, read as invalid (signal(5))
+            x[:] = np.nan
+            continue
+        n = header.samps_per_frame[i]
+        d = decoded[i].reshape(sig_len, n)  # (frames, samples per frame)
+        np.subtract(d[:, 0] if n == 1 else d.mean(axis=1), header.baseline[i], out=x,
+                    dtype=np.float32)  # fmt: skip
+        x *= np.float32(scale / header.adc_gain[i])
+        invalid = _INVALID_SAMPLE.get(header.fmt[i])
+        if invalid is not None:  # a frame with an invalid sample is a gap, whole
+            x[(d == invalid).any(axis=1)] = np.nan
+        _deskew(x, header.skew[i] if i < len(header.skew) else 0)
+    return Record(
+        record_id=record,
+        patient_id=record if patient_id is None else patient_id,
+        signal=sig,
+        fs=header.fs,
+        channels=tuple(header.sig_name[i] for i in idx),
+        units=tuple(units),
+        database=database,
+    )
+
+
+def _decode(
+    directory: Path, record: str, hea: Path, idx: list[int], *, wide: bool, multi: bool
+) -> list[np.ndarray]:
+    """Each signal's digital samples as stored, frame after frame (``idx``: none null).
+
+    Digital samples, converted by the caller: wfdb's own float conversion goes through
+    float64 and costs several times more than the read itself. A signal with several
+    samples per frame is read unaveraged, so that an invalid sample is seen as one before
+    the frame is averaged (averaged, -32768 is a spike, not a gap). Samples are read as
+    stored, skew ignored: the header's checksums are of the stored samples, and the skew
+    is applied by the caller.
+    """
     try:
-        # Digital samples, converted below: wfdb's own float conversion goes through
-        # float64 and costs several times more than the read itself. A signal with several
-        # samples per frame is read unaveraged, so that an invalid sample is seen as one
-        # before the frame is averaged (averaged, -32768 is a spike, not a gap). Samples
-        # are read as stored, skew ignored: the header's checksums are of the stored
-        # samples, and the skew is applied below.
         rec = wfdb.rdrecord(
             str(directory / record),
             channels=idx,
@@ -153,43 +204,9 @@ def read_record_files(
         )
     except Exception as e:  # decoding failed despite consistent sizes
         raise RecordError(hea, f"cannot decode signal data: {e}", reason="unreadable") from e
-    if multi:  # each signal's samples, frame after frame
-        samples = rec.e_d_signal
-    else:
-        samples = None if rec.d_signal is None else list(rec.d_signal.T)
-    counts = None if samples is None else [int(c.size) for c in samples]
-    if counts != [sig_len * n for n in spf]:
-        raise RecordError(
-            hea,
-            f"decoded samples {counts} differ from the header's ({sig_len} frames of "
-            f"{spf} samples)",
-            reason="dat_size_mismatch",
-        )
-    if verify_checksums:
-        _check_checksums(directory / record, header, idx, samples)
-    sig = np.empty((sig_len, len(idx)), dtype=np.float32)
-    units: list[str] = []
-    for col, i in enumerate(idx):
-        scale, unit = physical_unit(header.units[i])
-        d = samples[col].reshape(sig_len, spf[col])  # (frames, samples per frame)
-        x = sig[:, col]
-        np.subtract(d[:, 0] if spf[col] == 1 else d.mean(axis=1), header.baseline[i], out=x,
-                    dtype=np.float32)  # fmt: skip
-        x *= np.float32(scale / header.adc_gain[i])
-        invalid = _INVALID_SAMPLE.get(header.fmt[i])
-        if invalid is not None:  # a frame with an invalid sample is a gap, whole
-            x[(d == invalid).any(axis=1)] = np.nan
-        _deskew(x, header.skew[i] if i < len(header.skew) else 0)
-        units.append(unit)
-    return Record(
-        record_id=record,
-        patient_id=record if patient_id is None else patient_id,
-        signal=sig,
-        fs=header.fs,
-        channels=tuple(header.sig_name[i] for i in idx),
-        units=tuple(units),
-        database=database,
-    )
+    if multi:
+        return list(rec.e_d_signal or [])
+    return [] if rec.d_signal is None else list(rec.d_signal.T)
 
 
 def _deskew(x: np.ndarray, skew: int) -> None:

@@ -60,6 +60,26 @@ class TestSkew:
         np.testing.assert_allclose(rec.signal, ref, atol=1e-6)
 
 
+class TestNullSignal:
+    def test_a_null_signal_beside_the_ecg_is_read_as_not_recorded(
+        self, tmp_path: Path, mitdb_100: wfdb.Record
+    ) -> None:
+        # format 0: a signal the header lists but nothing recorded (no file; signal(5)
+        # reads its samples as invalid). Before, the whole record was refused as
+        # `unreadable` with wfdb-python's KeyError, "cannot decode signal data: '0'".
+        wfdb.wrsamp("r", fs=360, units=["mV"], sig_name=["MLII"], d_signal=mitdb_100.d_signal[:, :1],
+                    fmt=["212"], adc_gain=[200.0], baseline=[1024], write_dir=str(tmp_path))  # fmt: skip
+        hea = tmp_path / "r.hea"
+        record_line, mlii = hea.read_text().splitlines()[:2]
+        two = record_line.replace("r 1 ", "r 2 ", 1)
+        hea.write_text(f"{two}\n~ 0 100/mmHg 12 0 0 0 0 ABP\n{mlii}\n")
+        rec = read_record_files(tmp_path, "r")
+        assert rec.channels == ("ABP", "MLII") and rec.units == ("mmHg", "mV")
+        assert np.isnan(rec.signal[:, 0]).all()
+        np.testing.assert_allclose(rec.signal[:, 1], (mitdb_100.d_signal[:, 0] - 1024) / 200.0)
+        assert read_record_files(tmp_path, "r", channels=["ABP"]).signal.shape == (N, 1)
+
+
 def _segment(out: Path, name: str, p: np.ndarray, sig_name: list[str], fs: int = 360) -> None:
     wfdb.wrsamp(name, fs=fs, units=["mV"] * len(sig_name), sig_name=sig_name, p_signal=p,
                 fmt=["16"] * len(sig_name), adc_gain=[200.0] * len(sig_name),
