@@ -54,6 +54,19 @@ def _cli_env(mirror: Path, home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _api(api: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call of Prefect's REST API, its JSON answer; retried as Prefect's own client
+    retries (429, 502, 503: the server answers 503 while its SQLite file is locked, as it is
+    on a loaded machine), any other failure shown with its body."""
+    for attempt in range(8):
+        r = requests.request(method, f"{api}{path}", json=body, timeout=10)
+        if r.status_code not in (429, 502, 503):
+            break
+        time.sleep(min(2.0**attempt, 10.0))
+    assert r.ok, (method, path, r.status_code, r.text[:2000])
+    return r.json()
+
+
 class TestIngestFlow:
     def test_subset_with_temporary_server(
         self, physionet_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -234,10 +247,10 @@ class TestIngestAgainstPrefectServer:
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["class_counts"] == PUBLISHED_COUNTS
         assert len(manifest["splits"]["DS1"]) == len(manifest["splits"]["DS2"]) == 22
-        runs = requests.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+        runs = _api(api, "POST", "/flow_runs/filter", {})
         ingest_runs = [r for r in runs if r["state_type"] == "COMPLETED"]
         assert ingest_runs, runs
-        flows = requests.post(f"{api}/flows/filter", json={}, timeout=10).json()
+        flows = _api(api, "POST", "/flows/filter", {})
         assert "ingest" in {f["name"] for f in flows}
 
     def test_the_worker_script_deploys_the_schedules_and_runs_them(
@@ -267,7 +280,7 @@ class TestIngestAgainstPrefectServer:
 
         run_worker()
         declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-        deps = requests.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+        deps = _api(api, "POST", "/deployments/filter", {})
         assert {d["name"]: (d["entrypoint"], [s["schedule"]["cron"] for s in d["schedules"]],
                             d["work_pool_name"]) for d in deps} == {
             d["name"]: (d["entrypoint"], [s["cron"] for s in d["schedules"]],
@@ -285,15 +298,13 @@ class TestIngestAgainstPrefectServer:
             d["name"]: (1, "ENQUEUE") for d in declared
         }  # fmt: skip
         runs = [
-            requests.post(
-                f"{api}/deployments/{ingest['id']}/create_flow_run",
-                json={"parameters": params}, timeout=10,
-            ).json()["id"]
+            _api(api, "POST", f"/deployments/{ingest['id']}/create_flow_run",
+                 {"parameters": params})["id"]
             for _ in range(2)
         ]  # fmt: skip
 
         def states() -> list[dict[str, Any]]:
-            return [requests.get(f"{api}/flow_runs/{r}", timeout=10).json() for r in runs]
+            return [_api(api, "GET", f"/flow_runs/{r}") for r in runs]
 
         run_worker()
         first = sorted(states(), key=lambda st: st["state_type"])
