@@ -121,6 +121,12 @@ class RegistryError(VitalgruError, OSError):
     it. Also: what a decision needs (a champion's figures) could not be read."""
 
 
+class StoreMovedError(VitalgruError, OSError):
+    """A local MLflow store moved to another folder (``mv``, a copy, a restored backup)
+    whose artifact locations, which MLflow keeps as absolute paths, still name the old
+    folder and cannot be updated where it is now (a read-only folder or file)."""
+
+
 class ConfigError(VitalgruError, ValueError):
     """A configuration file is malformed or has unknown keys."""
 

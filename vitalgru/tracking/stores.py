@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from vitalgru.claims import ClaimBusy, check_writable, hold, replacing
 from vitalgru.errors import ServerUnavailableError
 from vitalgru.io.download import server_unreachable
+from vitalgru.tracking.relocation import relocate_store
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +278,9 @@ def mlflow_client() -> MlflowClient:
     """A client for the current stores, with MLflow's fluent API pointed at them too
     (``mlflow.start_run`` and ``mlflow.pyfunc.log_model`` use the fluent API).
 
-    A local SQLite store is made ready (created, its schema migrated) under a claim the
+    A local SQLite store is made ready (created, its schema migrated; or, moved from another
+    folder, its artifact locations pointed at the folder it is in now:
+    :func:`~vitalgru.tracking.relocation.relocate_store`) under a claim the
     first time this process uses it: MLflow migrates a new file when a client is made, with
     nothing keeping a second process out, and two trainings started together in a fresh
     folder failed one of them (``duplicate column name: step``). A new file is made whole
@@ -293,6 +296,8 @@ def mlflow_client() -> MlflowClient:
             _claim_creation(claims, db)
             if not db.exists():
                 _create_store(db)
+            else:  # a folder moved, copied or restored: its artifacts are beside it now
+                relocate_store(db)
         client = MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
         if r_uri in new and r_uri != t_uri:
             client.search_registered_models(max_results=1)  # the registry store opens lazily
