@@ -15,7 +15,7 @@ import torch
 from mlflow import MlflowClient
 from torch import nn
 
-from vitalgru.errors import StoreMovedError
+from vitalgru.errors import ModelLoadError, StoreMovedError
 from vitalgru.tracking import (
     load_model,
     log_model,
@@ -177,3 +177,14 @@ class TestMovedFolder:
             relocation.relocate_store(new / "mlflow.db")
         said = str(e.value)
         assert "\n" not in said and str(folder) in said and "writable" in said
+
+
+class TestMissingArtifacts:
+    def test_a_model_whose_files_are_gone_is_named_with_the_folder(self, folder: Path) -> None:
+        _build(folder)
+        shutil.rmtree(folder / "mlartifacts")
+        with pytest.raises(ModelLoadError) as e:
+            load_model(f"models:/{NAME}@champion", allowed_prefixes=PREFIXES)
+        said = str(e.value)
+        assert "vitalgru-load-" not in said  # not the temporary folder it was copied into
+        assert str(folder / "mlartifacts") in said and "version 1" in said

@@ -48,6 +48,7 @@ from vitalgru.tracking.pyfunc import (
     read_artifacts,
     rebuild_network,
 )
+from vitalgru.tracking.relocation import missing_files
 from vitalgru.tracking.runs import TrackedRun, _active
 from vitalgru.tracking.stores import missing_store, mlflow_client, registry_uri, tracking_uri
 
@@ -380,6 +381,8 @@ def load_model(
             )
         except MlflowException as e:
             raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
+        if (gone := missing_files(client, Path(local), name, version)) is not None:
+            raise ModelLoadError(f"cannot load {uri} (version {version}): {gone}")
         try:
             paths = read_artifacts(Path(local))
             module, prep, conf, spec = rebuild_network(paths, allowed_prefixes, map_location)

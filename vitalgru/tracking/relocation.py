@@ -22,6 +22,9 @@ import sqlite3
 import urllib.parse
 from pathlib import Path
 
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
 from vitalgru.errors import StoreMovedError
 
 logger = logging.getLogger(__name__)
@@ -153,3 +156,28 @@ def relocate_store(db: Path) -> int:
         db, olds, len(todo), here / ARTIFACTS,
     )  # fmt: skip
     return len(todo)
+
+
+def missing_files(
+    client: MlflowClient, local: Path, name: str | None, version: str | None
+) -> str | None:
+    """Why registered version ``name``/``version``, downloaded into ``local``, came without
+    its files, or None (they came, or it is not a version whose files are on this
+    machine). MLflow downloads nothing from a local location that is not there and says
+    so only in a log line: the load then failed on the empty temporary folder ("not an
+    MLflow pyfunc model"), naming neither the model's folder nor a move."""
+    if name is None or version is None or (local / "MLmodel").exists():
+        return None
+    try:
+        location = client.get_model_version_download_uri(name, version) or ""
+    except MlflowException:
+        return None
+    path = _local_path(location)
+    if path is None or (path / "MLmodel").exists():
+        return None
+    return (
+        f"its files are not in {path}, where the store records them ("
+        + ("no such folder" if not path.exists() else "no MLmodel file there")
+        + "): a working folder is moved, copied or restored with its mlflow.db and "
+        "mlartifacts/ together"
+    )
