@@ -23,6 +23,7 @@ from vitalgru.tracking import (
     relocation,
     start_run,
     tracking_uri,
+    unwritable_store,
 )
 
 NAME = "vitalgru-test"
@@ -188,3 +189,31 @@ class TestMissingArtifacts:
         said = str(e.value)
         assert "vitalgru-load-" not in said  # not the temporary folder it was copied into
         assert str(folder / "mlartifacts") in said and "version 1" in said
+
+
+class TestEnvironmentKeptFromTheOldPlace:
+    def test_a_store_named_in_a_folder_that_is_gone_is_refused_for_writing(
+        self, folder: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        # MLFLOW_TRACKING_URI kept from before a move names the folder that is gone: a
+        # training made it again with an empty registry and registered its model there
+        gone = tmp_path_factory.mktemp("old") / "wf"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{gone / 'mlflow.db'}")
+        said = unwritable_store()
+        assert said is not None and "\n" not in said
+        assert str(gone) in said and "unset MLFLOW_TRACKING_URI" in said
+        assert not gone.exists()  # not made again by the check
+
+    def test_a_new_store_the_environment_names_is_still_made(
+        self, folder: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        # a folder that is there (an empty volume), or no store in the working folder
+        there = tmp_path_factory.mktemp("volume")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{there / 'mlflow.db'}")
+        assert unwritable_store() is None
+        elsewhere = tmp_path_factory.mktemp("bare")
+        monkeypatch.chdir(elsewhere)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere / 'new' / 'mlflow.db'}")
+        assert unwritable_store() is None

@@ -100,6 +100,8 @@ def unwritable_store() -> str | None:
         path = sqlite_file(uri)
         if path is None:
             continue
+        if (stale := _stale_store(path, var, uri)) is not None:
+            return stale
         try:
             check_writable(path)
         except OSError as e:
@@ -113,6 +115,23 @@ def unwritable_store() -> str | None:
                 "MLFLOW_TRACKING_URI to a store it may (e.g. sqlite:////path/to/mlflow.db)"
             )
     return None
+
+
+def _stale_store(path: Path, var: str, uri: str) -> str | None:
+    """Why ``$var`` seems kept from where this working folder was before it was moved, or
+    None: it names a SQLite store in a folder that is not there, while the working folder
+    holds an ``mlflow.db`` of its own. A training then made the gone folder again, with a
+    new, empty registry in it, and registered its model there, away from the folder's."""
+    if not os.environ.get(var, "").strip() or path.parent.exists():
+        return None
+    here = Path.cwd() / "mlflow.db"
+    if not here.is_file():
+        return None
+    return (
+        f"{var}={uri} names a store in a folder that is not there ({path.parent}), while "
+        f"this folder holds its own {here}: kept from before the folder was moved? unset "
+        f"{var} to use {here.name} here, or make {path.parent} to start a new store there"
+    )
 
 
 def check_stores(attempts: int = 3, wait_s: float = 2.0, timeout_s: float = 5.0) -> None:
