@@ -3,6 +3,8 @@ mlflow).
 
 - :mod:`vitalgru.tracking.stores`: where the stores are (``$MLFLOW_TRACKING_URI``, else an
   embedded SQLite store ``./mlflow.db``), whether they are there, and a client for them;
+- :mod:`vitalgru.tracking.relocation`: a local store moved, copied or restored under another
+  path, its artifact locations pointed at the folder it is in now;
 - :mod:`vitalgru.tracking.runs`: experiments (artifacts of the embedded store in
   ``./mlartifacts``), runs, params, metrics and figures.
 - :mod:`vitalgru.tracking.datasets`: the data a run trained and was evaluated on, logged as

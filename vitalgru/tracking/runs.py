@@ -4,7 +4,9 @@ Runs go to the stores of :mod:`vitalgru.tracking.stores`: ``$MLFLOW_TRACKING_URI
 (a tracking server, or any store URI MLflow accepts); otherwise an embedded SQLite store
 ``sqlite:///<cwd>/mlflow.db`` whose experiments keep their
 artifacts in ``<cwd>/mlartifacts/<experiment>`` (an absolute ``file://`` location fixed when
-the experiment is created, so later runs from another working directory still find them).
+the experiment is created, so later runs from another working directory still find them;
+a store moved with its folder has them pointed at the new one,
+:mod:`vitalgru.tracking.relocation`).
 """
 
 from __future__ import annotations
