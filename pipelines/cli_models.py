@@ -130,6 +130,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from pipelines.monitor import monitor_arrhythmia_flow, monitor_early_warning_flow
     from pipelines.monitor_checks import DEFAULT_ARRHYTHMIA_MODEL, DEFAULT_MODEL
     from pipelines.monitor_verdict import STATUSES
+    from vitalgru.tracking.relocation import missing_model_files
+    from vitalgru.tracking.stores import mlflow_client
 
     # the usual first mistakes (no champion yet, a config path mistyped), said in one line
     # before a Prefect server starts and the flow fails in its logs
@@ -138,7 +140,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
         load_arrhythmia_config(args.config)
     default = DEFAULT_ARRHYTHMIA_MODEL if args.task == "arrhythmia" else DEFAULT_MODEL
-    tracking.resolve_model_uri(args.model or default)
+    pinned = tracking.resolve_model_uri(args.model or default)
+    if (gone := missing_model_files(mlflow_client(), pinned)) is not None:
+        raise SystemExit(f"vitalgru: error: cannot load {args.model or default}: {gone}")
     check_prefect()
 
     flow_fn = monitor_arrhythmia_flow if args.task == "arrhythmia" else monitor_early_warning_flow

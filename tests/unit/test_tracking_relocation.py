@@ -190,6 +190,29 @@ class TestMissingArtifacts:
         assert "vitalgru-load-" not in said  # not the temporary folder it was copied into
         assert str(folder / "mlartifacts") in said and "version 1" in said
 
+    def test_a_monitor_of_a_model_whose_files_are_gone_stops_before_its_flow(
+        self, folder: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # it failed inside the flow, after Prefect's traceback of the load error
+        from pipelines.cli import build_parser
+        from pipelines.cli_models import cmd_monitor
+
+        _build(folder)
+        shutil.rmtree(folder / "mlartifacts")
+
+        def no_flow() -> None:
+            raise AssertionError("a Prefect server was asked for")
+
+        monkeypatch.setattr("pipelines.cli_models.check_prefect", no_flow)
+        args = build_parser().parse_args(
+            ["monitor", "early-warning", "--model", f"models:/{NAME}@champion", "--data", "x"]
+        )
+        with pytest.raises(SystemExit) as e:
+            cmd_monitor(args)
+        said = str(e.value.code)
+        assert said.startswith(f"vitalgru: error: cannot load models:/{NAME}@champion: ")
+        assert "\n" not in said and str(folder / "mlartifacts") in said
+
 
 class TestEnvironmentKeptFromTheOldPlace:
     def test_a_store_named_in_a_folder_that_is_gone_is_refused_for_writing(

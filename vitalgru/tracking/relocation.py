@@ -159,14 +159,15 @@ def relocate_store(db: Path) -> int:
 
 
 def missing_files(
-    client: MlflowClient, local: Path, name: str | None, version: str | None
+    client: MlflowClient, local: Path | None, name: str | None, version: str | None
 ) -> str | None:
     """Why registered version ``name``/``version``, downloaded into ``local``, came without
     its files, or None (they came, or it is not a version whose files are on this
     machine). MLflow downloads nothing from a local location that is not there and says
     so only in a log line: the load then failed on the empty temporary folder ("not an
-    MLflow pyfunc model"), naming neither the model's folder nor a move."""
-    if name is None or version is None or (local / "MLmodel").exists():
+    MLflow pyfunc model"), naming neither the model's folder nor a move. ``local`` None:
+    asked before anything is downloaded."""
+    if name is None or version is None or (local is not None and (local / "MLmodel").exists()):
         return None
     try:
         location = client.get_model_version_download_uri(name, version) or ""
@@ -181,3 +182,14 @@ def missing_files(
         + "): a working folder is moved, copied or restored with its mlflow.db and "
         "mlartifacts/ together"
     )
+
+
+def missing_model_files(client: MlflowClient, pinned: str) -> str | None:
+    """:func:`missing_files` of ``pinned``, a ``models:/NAME/VERSION`` URI (as
+    :func:`vitalgru.tracking.resolve_model_uri` gives it), before it is downloaded; None
+    for any other URI. For a command that starts a flow: a model without its files failed
+    inside the flow, after Prefect's traceback."""
+    name, _, version = pinned.removeprefix("models:/").rpartition("/")
+    if not pinned.startswith("models:/") or not name or not version.isdigit():
+        return None
+    return missing_files(client, None, name, version)
