@@ -209,6 +209,8 @@ def read_header(directory: str | Path, record: str) -> HeaderInfo:
         raise RecordError(hea, "header file does not exist", reason="missing_header")
     try:
         h = wfdb.rdheader(str(Path(directory) / record))
+    except MemoryError:  # the process's memory limit, not a damaged file: no attrition
+        raise
     except Exception as e:  # wfdb raises HeaderSyntaxError, ValueError, IndexError, ...
         raise RecordError(hea, f"cannot parse header: {e}", reason="bad_header") from e
     if isinstance(h, wfdb.MultiRecord) or getattr(h, "seg_name", None):

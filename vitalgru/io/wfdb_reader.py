@@ -202,6 +202,8 @@ def _decode(
             smooth_frames=not multi,
             ignore_skew=True,
         )
+    except MemoryError:  # the process's memory limit, not a damaged file: no attrition
+        raise
     except Exception as e:  # decoding failed despite consistent sizes
         raise RecordError(hea, f"cannot decode signal data: {e}", reason="unreadable") from e
     if multi:
@@ -277,6 +279,8 @@ def read_annotations_file(
     try:
         ann = wfdb.rdann(str(directory / record), extension,
                          return_label_elements=["symbol", "label_store"])  # fmt: skip
+    except MemoryError:  # the process's memory limit, not a damaged file: no attrition
+        raise
     except Exception as e:  # wfdb raises ValueError/IndexError on corrupt bytes
         raise RecordError(path, f"cannot decode annotations: {e}", reason="bad_annotations") from e
     sample = np.asarray(ann.sample, dtype=np.int64)

@@ -431,3 +431,32 @@ class TestBadInput:
         assert ann.sample_idx.tolist() == [10, 30, 330]
         assert "1 annotation(s) of a code WFDB does not define" in caplog.text
         assert "[45], at sample 30" in caplog.text and "100.atr" in caplog.text
+
+
+def _out_of_memory(*args: object, **kwargs: object) -> None:
+    """What wfdb does where the process may not allocate a record's arrays (a memory limit):
+    numpy's own MemoryError, from an allocation no machine can make."""
+    np.empty(2**62, dtype=np.uint8)
+
+
+class TestOutOfMemory:
+    """A reader that runs out of memory raises MemoryError, never a RecordError: a record
+    the process could not hold is not a damaged file, and in a flow a RecordError sends it
+    to attrition (``unreadable``), so an ingest under a memory limit wrote a dataset
+    without it and said nothing but a line in attrition.csv."""
+
+    @pytest.mark.parametrize(
+        ("name", "read"),
+        [
+            ("rdrecord", lambda d: read_record_files(d, "100")),
+            ("rdann", lambda d: read_annotations_file(d, "100", "atr")),
+            ("rdheader", lambda d: read_header(d, "100")),
+        ],
+    )
+    def test_memory_error_is_not_a_damaged_file(
+        self, tmp_path: Path, mitdb_dir: Path, monkeypatch: pytest.MonkeyPatch, name, read
+    ) -> None:
+        _copy_record(mitdb_dir, "100", tmp_path)
+        monkeypatch.setattr(wfdb, name, _out_of_memory)
+        with pytest.raises(MemoryError, match="Unable to allocate"):
+            read(tmp_path)
