@@ -37,6 +37,7 @@ from pipelines.cli_args import (
     system_refusal,
     written_annotation_ext,
 )
+from pipelines.cli_memory import out_of_memory
 from pipelines.cli_models import add_model_commands
 from pipelines.cli_serve import add_serve_commands
 from vitalgru import __version__
@@ -340,8 +341,8 @@ def _main(args: argparse.Namespace) -> int:
     except (VitalgruError, FileNotFoundError, ClaimBusy) as e:
         print(f"vitalgru: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # a full disk, a read-only folder: one line, not a traceback
-        line = system_refusal(e) or _mlflow_server_lost(e)
+    except Exception as e:  # a full disk, a read-only folder, memory: one line, not a traceback
+        line = system_refusal(e) or out_of_memory(e) or _mlflow_server_lost(e)
         if line is None:
             raise
         print(f"vitalgru: error: {line}", file=sys.stderr)
