@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from vitalgru.errors import VitalgruError
 from vitalgru.training.loop import Callback, FitResult
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _DONE = "__done__"
+
+
+class WorkerDied(VitalgruError, BrokenProcessPool):
+    """A worker process ended without a result or an error: killed by a signal (SIGKILL
+    from the kernel's out-of-memory killer, under a container's memory limit, most often)
+    or ended by a C library. Names the process, how it ended and what to do; Python's own
+    error said only that "a process in the process pool was terminated abruptly"."""
+
 
 # Per-worker state, set once by _init_worker.
 _worker_shared: Any = None
@@ -128,11 +139,14 @@ def run_fits(
         initargs=(events, shared),
     ) as pool:
         futures: list[Future[Any]] = [pool.submit(_run_task, fn, i, t) for i, t in enumerate(tasks)]
+        procs = list(getattr(pool, "_processes", {}).values())  # all started by the submits
         try:
             while nxt < len(tasks):
                 for f in futures:  # a failed or killed worker stops everything at once
-                    if f.done() and f.exception() is not None:
-                        raise f.exception()  # type: ignore[misc]
+                    if f.done() and (error := f.exception()) is not None:
+                        if isinstance(error, BrokenProcessPool):
+                            raise _died(procs, workers) from error
+                        raise error
                 try:
                     index, name, args = events.get(timeout=0.2)
                 except queue_mod.Empty:
@@ -150,6 +164,28 @@ def run_fits(
         except BaseException:
             _stop(pool)
             raise
+
+
+def _died(procs: Sequence[Any], workers: int) -> WorkerDied:
+    """The error for a pool broken by a worker that ended: which one and how (the pool
+    ends the others with SIGTERM once it is broken, so that one is the one reported)."""
+    ended = [p for p in procs if p.exitcode is not None]
+    first = next((p for p in ended if p.exitcode != -signal.SIGTERM), ended[0] if ended else None)
+    if first is None:
+        how = "ended"
+    elif first.exitcode < 0:
+        how = f"was killed by {signal.Signals(-first.exitcode).name}"
+    else:
+        how = f"ended with exit status {first.exitcode}"
+    pid = f" (pid {first.pid})" if first is not None else ""
+    oom = (" (on Linux most often the kernel's out-of-memory killer, under a container's "
+           "or the machine's memory limit)") if first is not None and first.exitcode == -9 else ""  # fmt: skip
+    return WorkerDied(
+        f"a worker process training the fits side by side{pid} {how}{oom}: each worker "
+        f"holds its own copy of the training data, so {workers} of them need about "
+        f"{workers} times one's memory; set workers: 1 (train one fit at a time) or give "
+        "the command more memory"
+    )
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

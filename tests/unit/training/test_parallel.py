@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pytest
 
+from vitalgru.errors import VitalgruError
 from vitalgru.training import Callback, FitResult
 from vitalgru.training.parallel import run_fits
 
@@ -74,3 +78,26 @@ class TestRunFits:
     def test_rejects_no_workers(self) -> None:
         with pytest.raises(ValueError, match="workers"):
             run_fits(_toy_fit, 0, [{"i": 0, "sleep": 0.0}], workers=0)
+
+
+def _killed_fit(shared: int, task: dict[str, Any], callbacks: Sequence[Callback]) -> int:
+    if task.get("kill"):  # as the kernel's out-of-memory killer ends a process
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(task["sleep"])
+    return shared + task["i"]
+
+
+class TestWorkerKilled:
+    def test_a_killed_worker_is_named_with_its_signal_and_what_to_set(self) -> None:
+        # Python's error said only "A process in the process pool was terminated abruptly
+        # while the future was running or pending", which the command ended in as a
+        # traceback: nothing of a kill, memory or the setting that runs fewer processes
+        tasks = [{"i": 0, "sleep": 60.0}, {"i": 1, "sleep": 0.0, "kill": True}]
+        t0 = time.monotonic()
+        with pytest.raises(BrokenProcessPool) as e:  # what a caller that knew it still catches
+            run_fits(_killed_fit, 0, tasks, workers=2)
+        assert isinstance(e.value, VitalgruError)  # the command's one line, exit status 2
+        message = str(e.value)
+        assert "was killed by SIGKILL" in message and "out-of-memory killer" in message
+        assert "set workers: 1" in message
+        assert time.monotonic() - t0 < 30.0  # the other worker is not waited for
