@@ -105,7 +105,8 @@ class ArrhythmiaTrainConfig(StrictConfig):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     # wall-clock budget for training (None: no cap, as max_minutes_per_fit takes it)
     max_minutes: float | None = Field(default=18.0, gt=0)
-    # torch intra-op threads; on the shared 2-core machine 2 threads were slower than 1
+    # torch intra-op threads (held to the CPUs the process may run on); on the shared
+    # 2-core machine 2 threads were slower than 1
     num_threads: int = Field(default=1, ge=1, le=256)
     # Causal per-beat features (vitalgru.data.beat_features.FeatureSettings).
     template_beats: int = Field(default=32, ge=1)
@@ -180,7 +181,8 @@ class ArrhythmiaTrainConfig(StrictConfig):
     # Processes training the fits side by side (each with num_threads threads); the
     # result does not depend on it while max_minutes does not bind: max_minutes is the
     # wall time of all the fits, so one process gives each fit half the time two do (raise
-    # max_minutes with it). Scripts using > 1 need an `if __name__ == "__main__"`.
+    # max_minutes with it). Scripts using > 1 need an `if __name__ == "__main__"`. Held
+    # to the CPUs the process may run on (taskset, a container's cpuset) over num_threads.
     workers: int = Field(default=2, ge=1, le=64)
     # RR intervals in the window of the AF rhythm features (entropy, normalised RMSSD).
     rhythm_beats: int = Field(default=64, ge=8, le=1000)
@@ -302,6 +304,7 @@ class EarlyWarningConfig(StrictConfig):
     # registered alike. 0.25: above the equal-weight mean on the validation shares for each
     # of nine (GRU-D, trees) seed pairs (benchmarks/results/early_warning_experiments.md).
     blend_gru_weight: float = Field(default=0.25, ge=0.0, le=1.0)
+    # torch intra-op threads, held to the CPUs the process may run on (taskset, a cpuset)
     torch_threads: int = Field(default=2, ge=1, le=64)
     # champion must beat on every key; each one of EARLY_WARNING_GATE_KEYS
     gate_keys: tuple[str, ...] = ("utility", "auroc")

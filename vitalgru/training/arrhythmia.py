@@ -37,7 +37,7 @@ from vitalgru.training.arrhythmia_fit import (
     with_simulated_af,
 )
 from vitalgru.training.arrhythmia_gates import choose_gates, sv_f1
-from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training
+from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training, usable_cpus
 from vitalgru.training.parallel import run_fits
 
 logger = logging.getLogger(__name__)
@@ -302,9 +302,15 @@ def _train_cv_ensemble(
         by_name = {r.record_id: r for r in recs}
         folds = record_folds(recs, k)
         n_fits = k * n_seeds
+        # no more processes than the CPUs give room for: more wait on one another, and
+        # each holds its own copy of the training data
+        workers = min(cfg.workers, max(1, usable_cpus() // cfg.num_threads))
+        if workers < cfg.workers:
+            logger.info("training %d at a time, not workers: %d: %d CPUs usable",
+                        workers, cfg.workers, usable_cpus())  # fmt: skip
         # the budget covers every fit; `workers` of them run at a time
         per_fit = (None if cfg.max_minutes is None
-                   else cfg.max_minutes * min(cfg.workers, n_fits) / n_fits)  # fmt: skip
+                   else cfg.max_minutes * min(workers, n_fits) / n_fits)  # fmt: skip
         tasks = [
             _CvFit(i, j, held, cfg.seed + i + j, per_fit)
             for i, held in enumerate(folds)
@@ -312,7 +318,7 @@ def _train_cv_ensemble(
         ]
         noise = noise_bank(cfg, dataset)
         data = _CvData(cfg, recs, int(dataset.windows.shape[1]), dataset.fs, noise)
-        done = run_fits(_fit_cv_member, data, tasks, cfg.workers, callbacks)
+        done = run_fits(_fit_cv_member, data, tasks, workers, callbacks)
         nets = [net for net, _, _ in done]
         fits = [res for _, res, _ in done]
         history: list[dict[str, float]] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,16 +35,33 @@ def _flushing() -> bool:
     return bool(tiny[0] == 0)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (``taskset``, a container's
+    ``--cpuset-cpus``), which ``os.cpu_count()`` ignores; a CPU quota (``--cpus``) is
+    not seen by either."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity outside Linux
+        return os.cpu_count() or 1
+
+
 @contextmanager
 def cpu_training(threads: int) -> Iterator[None]:
-    """Use ``threads`` intra-op threads and flush denormals for the block, then restore.
+    """Use ``threads`` intra-op threads, at most :func:`usable_cpus`, and flush denormals
+    for the block, then restore.
 
+    More threads than CPUs only take turns on them (``torch_threads: 2`` in a container
+    given one CPU), and torch's own default follows the affinity, not the configs.
     Flushing denormals made a GRU training step about 5x faster on these CPUs: saturated
     recurrent gates produce denormal floats that the CPU handles in microcode. It is a
     floating-point mode, put back as it was when the outermost such block exits.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads > (cpus := usable_cpus()):
+        logger.info("%d torch threads asked for, %d CPUs usable: training with %d",
+                    threads, cpus, cpus)  # fmt: skip
+        threads = cpus
     old = torch.get_num_threads()
     if _flush_depth[0] == 0:  # the caller's mode, put back by the outermost block
         _flush_before[0] = _flushing()

@@ -368,3 +368,28 @@ class TestRateAugmentation:
         off = {"x": x.clone()}
         _augment(off, _cfg(augment_scale=0.0, augment_noise=0.0), torch.Generator())
         assert torch.equal(off["x"], x)  # augment_rate 0 (the default) changes nothing
+
+
+class TestUsableCpus:
+    def test_fits_run_no_more_at_a_time_than_cpus_and_the_budget_follows(
+        self, tiny_dataset: BeatDataset, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # workers: 2 on one CPU started two processes taking turns on it, each with its
+        # own copy of the data, and gave each fit the budget of two running side by side
+        import os
+
+        from vitalgru.training import arrhythmia as training
+
+        seen: list[tuple[int, list[float | None]]] = []
+        real = training.run_fits
+
+        def run_fits(fn, shared, tasks, workers, callbacks):  # type: ignore[no-untyped-def]
+            seen.append((workers, [t.max_minutes for t in tasks]))
+            return real(fn, shared, tasks, workers, callbacks)
+
+        monkeypatch.setattr(training, "run_fits", run_fits)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+        cfg = _cfg(cv_folds=2, workers=2, max_minutes=10.0, max_epochs=1, min_epochs=1,
+                   sequences_per_epoch=16, rhythm_gate="off")  # fmt: skip
+        train_arrhythmia(tiny_dataset, cfg)
+        assert seen == [(1, [5.0, 5.0])]  # one at a time: each fit half of the 10 minutes
