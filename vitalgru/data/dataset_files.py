@@ -126,6 +126,14 @@ def write_dataset(
         )
     beats = pd.concat([r.beats for r in items], ignore_index=True)
     windows = np.concatenate([r.windows for r in items], axis=0)
+    splits: dict[str, list[str]] = {}
+    for r in items:
+        splits.setdefault(r.split, []).append(r.record_id)
+    # Worked out before the folder is touched: run out of memory here (the statistics
+    # take a copy of the windows: 49 MiB for MIT-BIH) and the last dataset stays whole.
+    counts = class_counts(beats)
+    # from the training split only: none without one (never from the test records)
+    norm = normalisation_stats(beats, windows, fit_split) if fit_split in splits else None
     # No manifest while the files change: a crash part way leaves a folder that says it is
     # no dataset (and is ingested again), never one manifest over another write's files.
     (out / "manifest.json").unlink(missing_ok=True)
@@ -143,9 +151,6 @@ def write_dataset(
         beats.to_parquet(t, index=False)
     with replacing(out / "attrition.csv") as t:
         write_attrition(attrition, t)
-    splits: dict[str, list[str]] = {}
-    for r in items:
-        splits.setdefault(r.split, []).append(r.record_id)
     manifest = {
         **meta,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -153,12 +158,9 @@ def write_dataset(
         "n_beats": len(beats),
         "window": {**meta.get("window", {}), "n_samples": int(windows.shape[1])},
         "splits": splits,
-        "class_counts": class_counts(beats),
+        "class_counts": counts,
         "records": {r.record_id: r.facts for r in items},
-        # from the training split only: none without one (never from the test records)
-        "normalisation": (
-            normalisation_stats(beats, windows, fit_split) if fit_split in splits else None
-        ),
+        "normalisation": norm,
         "attrition": len({e.item for e in attrition}),  # items excluded, not their files
         "files": {
             "beats": "beats.parquet",

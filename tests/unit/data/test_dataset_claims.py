@@ -108,3 +108,24 @@ def test_the_early_warning_dataset_too(
     t.join()
     assert manifest["run"] == "new"
     np.testing.assert_array_equal(got, folds)
+
+
+def test_out_of_memory_in_the_statistics_leaves_the_last_dataset_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under prlimit --as the MIT-BIH ingest ran out of memory in the normalisation
+    # statistics, after windows, beats and signals had been replaced and the manifest taken
+    # away: the last dataset was gone. They are worked out before the folder is touched now.
+    out = tmp_path / "mitdb"
+    _write(out, 10, 1.0, "old")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def out_of_memory(*a: object, **k: object) -> None:
+        np.empty(2**62, dtype=np.uint8)  # numpy's own MemoryError
+
+    monkeypatch.setattr(dataset_files, "normalisation_stats", out_of_memory)
+    with pytest.raises(MemoryError):
+        _write(out, 12, 2.0, "new")
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    ds = load_beat_dataset(out)
+    assert ds.manifest["config_hash"] == "old" and len(ds.beats) == 10
