@@ -306,7 +306,7 @@ def _train_cv_ensemble(
         # each holds its own copy of the training data
         workers = min(cfg.workers, max(1, usable_cpus() // cfg.num_threads))
         if workers < cfg.workers:
-            logger.info("training %d at a time, not workers: %d: %d CPUs usable",
+            logger.info("training %d at a time, not workers: %d (CPUs usable: %d)",
                         workers, cfg.workers, usable_cpus())  # fmt: skip
         # the budget covers every fit; `workers` of them run at a time
         per_fit = (None if cfg.max_minutes is None

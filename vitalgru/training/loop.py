@@ -59,8 +59,8 @@ def cpu_training(threads: int) -> Iterator[None]:
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if threads > (cpus := usable_cpus()):
-        logger.info("%d torch threads asked for, %d CPUs usable: training with %d",
-                    threads, cpus, cpus)  # fmt: skip
+        logger.info("training with %d torch threads, not %d (CPUs usable: %d)",
+                    cpus, threads, cpus)  # fmt: skip
         threads = cpus
     old = torch.get_num_threads()
     if _flush_depth[0] == 0:  # the caller's mode, put back by the outermost block
