@@ -181,10 +181,9 @@ def _died(procs: Sequence[Any], workers: int) -> WorkerDied:
     oom = (" (on Linux most often the kernel's out-of-memory killer, under a container's "
            "or the machine's memory limit)") if first is not None and first.exitcode == -9 else ""  # fmt: skip
     return WorkerDied(
-        f"a worker process training the fits side by side{pid} {how}{oom}: each worker "
-        f"holds its own copy of the training data, so {workers} of them need about "
-        f"{workers} times one's memory; set workers: 1 (train one fit at a time) or give "
-        "the command more memory"
+        f"a worker process training the fits side by side{pid} {how}{oom}: each of the "
+        f"{workers} workers holds its own copy of the training data; set workers: 1 (the "
+        "fits one at a time, in the command's own process) or give the command more memory"
     )
 
 
