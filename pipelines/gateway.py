@@ -106,7 +106,12 @@ from pipelines.cds_tokens import CdsClients
 from pipelines.gateway_ecg import add_ecg_routes
 from pipelines.gateway_errors import add_error_handlers
 from pipelines.gateway_events import add_event_routes
-from pipelines.gateway_health import HealthCollector, degraded_because, forwarder_health
+from pipelines.gateway_health import (
+    HealthCollector,
+    TickHealth,
+    degraded_because,
+    forwarder_health,
+)
 from pipelines.gateway_http import AuditMiddleware, BodyLimit, require, token_access
 from pipelines.gateway_metrics import (
     AuditCollector,
@@ -205,6 +210,7 @@ def create_app(
     access = token_access(token, tokens)
     zone = next((z for z in (display_timezone, hl7_timezone) if z is not None), UTC)
     intake = IntakeCollector()  # what the FHIR and HL7 v2 inputs took and left
+    ticks = TickHealth()  # the ward's clock: whether its latest tick failed
     inbox = Hl7Inbox(ward, intake, hl7_timezone, adt_units, audit=audit)
 
     @asynccontextmanager
@@ -216,7 +222,10 @@ def create_app(
                 try:
                     ward.tick()
                 except Exception:  # a bad tick must not stop the ward's clock
+                    ticks.failed()  # but /health says so
                     logger.exception("gateway tick failed")
+                else:
+                    ticks.succeeded()
 
         clock = threading.Thread(target=run, name="ward-tick", daemon=True)
         if tick_s > 0:
@@ -272,13 +281,13 @@ def create_app(
     admin = APIRouter(dependencies=[Depends(require(access, "audit", limit=rate_limit))])
 
     def degraded() -> list[str]:
-        return degraded_because(model_fallbacks, ward, forwarder, audit)
+        return degraded_because(model_fallbacks, ward, forwarder, audit, ticks)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         """``status``: ``ok``, or ``degraded`` while a monitor serves an earlier champion
-        (``model_fallbacks``), the state file's or the access log's latest write failed, or
-        the alarm forwarder is failing, each named in ``degraded_because``
+        (``model_fallbacks``), the state file's or the access log's latest write failed,
+        the alarm forwarder is failing, or the latest tick failed, each named in ``degraded_because``
         (:mod:`pipelines.gateway_health`; HTTP 200 all the same: it monitors, and a
         healthcheck that restarted it would meet the same cause); models, patients, ticks, the
         state file; with HL7 interfaces, the MLLP port and the alarm forwarder's state
@@ -290,6 +299,7 @@ def create_app(
         out = {"status": "degraded" if because else "ok", "degraded_because": because,
                "models": models or {},
                "model_fallbacks": model_fallbacks or {}, "tick_s": tick_s,
+               "tick_errors": ticks.errors,
                "token_required": access is not None, **ward.status()}  # fmt: skip
         if mllp is not None:
             out["mllp"] = {"port": getattr(app.state, "mllp_port", None),

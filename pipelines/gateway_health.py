@@ -14,11 +14,14 @@ each cause going on, in the order of :data:`DEGRADED_CAUSES`:
   (``AE``/``AR``): it is not sent again, and a receiver that refuses every alarm (a wrong
   receiving application or facility, a message it cannot parse) pages no one;
 - ``audit_write_failing``: the latest write to the access log failed: reads of patients'
-  data are answered that the log does not hold.
+  data are answered that the log does not hold;
+- ``tick_failing``: the latest tick of the ward's clock failed (out of memory, a fault):
+  the queued ECG is not scored, no alarm is raised from it and no sepsis hour closes until
+  a tick succeeds.
 
 A cause ends when what failed works again (a write that succeeds, an alarm acknowledged,
-an alarm taken); the counts (``state_write_errors``, ``audit.write_errors``,
-``alarm_forwarder.failures``, ``alarm_forwarder.refused``)
+an alarm taken, a tick); the counts (``state_write_errors``, ``audit.write_errors``,
+``alarm_forwarder.failures``, ``alarm_forwarder.refused``, ``tick_errors``)
 keep what happened. ``vitalgru_degraded{cause=}`` is 1 for each cause going on, 0 for the
 others.
 """
@@ -30,7 +33,13 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["DEGRADED_CAUSES", "HealthCollector", "degraded_because", "forwarder_health"]
+__all__ = [
+    "DEGRADED_CAUSES",
+    "HealthCollector",
+    "TickHealth",
+    "degraded_because",
+    "forwarder_health",
+]
 
 #: Every cause of a ``degraded`` status, in the order ``degraded_because`` lists them.
 DEGRADED_CAUSES = (
@@ -39,7 +48,25 @@ DEGRADED_CAUSES = (
     "alarm_forwarder_failing",
     "alarm_forwarder_refusing",
     "audit_write_failing",
+    "tick_failing",
 )
+
+
+class TickHealth:
+    """Whether the latest tick of the ward's clock failed, and how many have: the clock
+    goes on after a failed tick (logged), and a tick that failed every time (a memory
+    limit) left ``/health`` saying ``ok`` while no ECG was scored."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.failing = False
+
+    def failed(self) -> None:
+        self.errors += 1
+        self.failing = True
+
+    def succeeded(self) -> None:
+        self.failing = False
 
 
 def degraded_because(
@@ -47,16 +74,19 @@ def degraded_because(
     ward: Any,
     forwarder: Any | None = None,
     audit: Any | None = None,
+    ticks: TickHealth | None = None,
 ) -> list[str]:
     """The causes of :data:`DEGRADED_CAUSES` going on: ``model_fallbacks`` (the monitors
     served by an earlier champion), ``ward``'s ``state_write_failing``, the alarm
-    ``forwarder``'s ``failing`` and ``refusing``, and the access log's (``audit``) ``failing``."""
+    ``forwarder``'s ``failing`` and ``refusing``, the access log's (``audit``) ``failing``
+    and the clock's (``ticks``)."""
     going = {
         "model_fallback": bool(model_fallbacks),
         "state_write_failing": bool(ward.state_write_failing),
         "alarm_forwarder_failing": forwarder is not None and bool(forwarder.failing),
         "alarm_forwarder_refusing": forwarder is not None and bool(forwarder.refusing),
         "audit_write_failing": audit is not None and bool(audit.failing),
+        "tick_failing": ticks is not None and ticks.failing,
     }
     return [c for c in DEGRADED_CAUSES if going[c]]
 

@@ -93,3 +93,26 @@ def test_a_failing_alarm_forwarder_makes_the_gateway_degraded() -> None:
         assert health.json()["alarm_forwarder"]["failing"]
         assert _degraded(c) == {**dict.fromkeys(DEGRADED_CAUSES, 0.0),
                                 "alarm_forwarder_failing": 1.0}  # fmt: skip
+
+
+def test_a_failing_tick_makes_the_gateway_degraded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Out of memory in every tick (a memory limit): the clock logged each failure and went
+    # on, and /health said "ok" while no ECG was scored and no alarm raised from it.
+    ward = Ward(untrained_monitor(), feed_timeout_s=60.0)
+    real, calls = ward.tick, []
+
+    def out_of_memory() -> dict[str, int]:
+        calls.append(1)
+        raise MemoryError("Unable to allocate 49.0 MiB for an array")
+
+    monkeypatch.setattr(ward, "tick", out_of_memory)
+    with TestClient(create_app(ward, tick_s=0.02)) as c:
+        _wait(lambda: len(calls) >= 2)
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        assert health.json()["degraded_because"] == ["tick_failing"]
+        assert _degraded(c)["tick_failing"] == 1
+        monkeypatch.setattr(ward, "tick", real)  # memory again: the next tick succeeds
+        _wait(lambda: c.get("/health").json()["status"] == "ok")
+        assert _degraded(c)["tick_failing"] == 0 and c.get("/health").json()["tick_errors"] >= 2
+    ward.close()
