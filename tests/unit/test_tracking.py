@@ -306,6 +306,23 @@ class TestMissingStore:
             load_model(str(elsewhere / "no-such-model"))
         assert "no MLflow store" not in str(e.value)
 
+    def test_a_model_folder_is_read_without_opening_a_store(
+        self, store: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        # loading a folder made the default store in the working folder: an empty
+        # mlflow.db was left there, and a read-only folder failed the load after MLflow's
+        # retries ("unable to open database file")
+        with start_run("exp") as run:
+            ref = _log(run, TinyGRU())
+        folder = mlflow.artifacts.download_artifacts(ref.uri, dst_path=str(store / "dl"))
+        elsewhere = tmp_path_factory.mktemp("elsewhere")
+        monkeypatch.chdir(elsewhere)
+        loaded = load_model(folder, allowed_prefixes=TEST_PREFIXES)
+        assert isinstance(loaded.module, TinyGRU) and loaded.version is None
+        assert tracking.resolve_model_uri(folder) == folder
+        assert list(elsewhere.iterdir()) == []
+
     def test_a_store_named_in_the_environment_that_is_not_there(
         self, store: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

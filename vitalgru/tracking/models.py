@@ -326,9 +326,20 @@ def resolve_model_uri(uri: str) -> str:
     """The version a ``models:/`` URI names now (``models:/<name>/<version>``; other URIs as
     given), without downloading anything: for a command to check the model it will read
     before it starts a flow. ModelLoadError as :func:`load_model` raises it."""
-    if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
+    return _pinned(uri)[0]
+
+
+def _pinned(uri: str) -> tuple[str, str | None, str | None]:
+    """:func:`_parse_models_uri` of ``uri``, opening the stores only for a registry or run
+    URI: a model folder (or another artifact URI) is read as it is. Opening them for a
+    folder made the default store ``mlflow.db`` in the working folder: an empty store was
+    left behind, and where that folder was read-only the folder's model failed to load
+    after MLflow's retries, with SQLite's "unable to open database file"."""
+    if not uri.startswith(("models:/", "runs:/")):
+        return uri, None, None
+    if (why := missing_store()) is not None:
         raise ModelLoadError(f"cannot load {uri}: {why}")
-    return _parse_models_uri(mlflow_client(), uri)[0]
+    return _parse_models_uri(mlflow_client(), uri)
 
 
 def load_model(
@@ -367,10 +378,7 @@ def load_model(
         name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
         ``ValueError``).
     """
-    if uri.startswith(("models:/", "runs:/")) and (why := missing_store()) is not None:
-        raise ModelLoadError(f"cannot load {uri}: {why}")
-    client = mlflow_client()
-    pinned, name, version = _parse_models_uri(client, uri)
+    pinned, name, version = _pinned(uri)
     with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
