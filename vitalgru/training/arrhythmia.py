@@ -39,6 +39,7 @@ from vitalgru.training.arrhythmia_fit import (
 from vitalgru.training.arrhythmia_gates import choose_gates, sv_f1
 from vitalgru.training.loop import Callback, FitResult, FitSettings, cpu_training, usable_cpus
 from vitalgru.training.parallel import run_fits
+from vitalgru.training.rng import kept_rng
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def preprocessing_dict(
     }
 
 
+@kept_rng()  # the caller's random generators are put back afterwards
 def train_arrhythmia(
     dataset: BeatDataset,
     cfg: ArrhythmiaTrainConfig,

@@ -36,6 +36,7 @@ from vitalgru.metrics.aami import CLASS_NAMES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble, ArrhythmiaGRU
 from vitalgru.training.arrhythmia_gates import sv_f1
 from vitalgru.training.loop import Callback, FitResult, FitSettings, fit
+from vitalgru.training.rng import kept_rng
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +305,7 @@ def fit_settings_of(cfg: ArrhythmiaTrainConfig, max_minutes: float | None) -> Fi
     )
 
 
+@kept_rng()  # the caller's random generators are put back afterwards
 def fit_network(
     cfg: ArrhythmiaTrainConfig,
     train_recs: list[RecordBeats],

@@ -38,6 +38,7 @@ from vitalgru.metrics.ranking import auroc
 from vitalgru.metrics.utility import OFFICIAL, best_threshold, row_utilities
 from vitalgru.models.early_warning import GRUDEarlyWarning
 from vitalgru.training.loop import budget_used
+from vitalgru.training.rng import kept_rng
 
 __all__ = ["FitResult", "GRUTrainParams", "fit_gru_d", "predict_scores", "utility_targets"]
 
@@ -165,6 +166,7 @@ def predict_scores(model: nn.Module, data: SequenceArrays, batch_size: int = 256
     return out
 
 
+@kept_rng()  # the caller's random generators are put back afterwards
 def fit_gru_d(
     train: SequenceArrays,
     val: SequenceArrays,

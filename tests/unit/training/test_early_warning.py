@@ -113,6 +113,17 @@ class TestFitGRUD:
         res = fit_gru_d(gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats), params)
         assert len(res.history) == 3  # it stopped after the first epoch before
 
+    def test_the_callers_random_generators_are_left_as_they_were(self, cohort):
+        # fit_gru_d left torch seeded with params.seed after it returned
+        fit_c, val_c, _ = _fit_val_test(cohort)
+        stats = fit_norm_stats(fit_c)
+        fit_a, val_a = gru_d_arrays(fit_c, stats), gru_d_arrays(val_c, stats)
+        torch.manual_seed(1234)
+        expected = torch.rand(4)
+        torch.manual_seed(1234)
+        fit_gru_d(fit_a, val_a, GRUTrainParams(hidden_size=4, max_epochs=1, patience=0))
+        torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)
+
     def test_the_fit_says_why_its_epochs_ended(self, cohort):
         # the final fit's record could not tell a fit cut by max_minutes_per_fit from one
         # that ran its epochs

@@ -22,6 +22,7 @@ from vitalgru.data.dataset_files import write_dataset
 from vitalgru.data.ingest import process_record
 from vitalgru.data.noise import noise_source
 from vitalgru.io import open_database
+from vitalgru.metrics.aami import CLASS_NAMES
 from vitalgru.models.arrhythmia import ArrhythmiaEnsemble
 from vitalgru.training import Callback
 from vitalgru.training.arrhythmia import record_folds, train_arrhythmia
@@ -31,6 +32,7 @@ from vitalgru.training.arrhythmia_fit import (
     class_weights,
     evaluate_records,
     feature_settings,
+    fit_network,
     fit_settings_of,
     predict_records,
     sequence_loss,
@@ -147,6 +149,29 @@ class TestTrainArrhythmia:
         whole = predict_records(a, held)[0]
         streamed = predict_records(a, held, chunk_beats=1)[0]
         np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+    def test_the_callers_random_generators_are_left_as_they_were(
+        self, tiny_dataset: BeatDataset
+    ) -> None:
+        # a training left torch and numpy seeded with cfg.seed: a notebook's next random
+        # draw was the same after every training, whatever its own seed
+        cfg = _cfg(max_epochs=1, min_epochs=1, sequences_per_epoch=16)
+        for train in (
+            lambda: train_arrhythmia(tiny_dataset, cfg),
+            lambda: train_arrhythmia(tiny_dataset, cfg.model_copy(update={"cv_folds": 2})),
+            lambda: fit_network(cfg, tiny_dataset.records(list(TRAIN), feature_settings(cfg)),
+                                tiny_dataset.records(list(HELD_OUT), feature_settings(cfg)),
+                                int(tiny_dataset.windows.shape[1]),
+                                torch.ones(len(CLASS_NAMES)), fit_settings_of(cfg, None), ()),
+        ):  # fmt: skip
+            torch.manual_seed(1234)
+            np.random.seed(1234)
+            expected = (torch.rand(4), np.random.rand(4))
+            torch.manual_seed(1234)
+            np.random.seed(1234)
+            train()
+            torch.testing.assert_close(torch.rand(4), expected[0], rtol=0, atol=0)
+            np.testing.assert_array_equal(np.random.rand(4), expected[1])
 
     def test_recorded_noise_reaches_training(
         self, tiny_dataset: BeatDataset, physionet_mirror: Path
