@@ -598,6 +598,17 @@ class TestModelRoundTrip:
         assert version_tags["vitalgru.run_id"] == run.run_id
         assert _client().get_model_version(NAME, "1").description in ("", None)
 
+    def test_loading_leaves_the_callers_random_draws_as_they_were(self, store: Path) -> None:
+        # the rebuilt network drew its (discarded) initial weights from torch's global
+        # generator: a seeded notebook drew other numbers after loading a model
+        with start_run("exp") as run:
+            ref = _log(run, TinyGRU())
+        torch.manual_seed(11)
+        expected = torch.rand(4)
+        torch.manual_seed(11)
+        load_model(ref.uri, allowed_prefixes=TEST_PREFIXES)
+        torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)
+
     def test_descriptions_reach_the_registry(self, store: Path) -> None:
         with start_run("exp") as run:
             _log(run, TinyGRU(), description="version one", model_description="what it is")

@@ -89,7 +89,10 @@ def rebuild_network(
             f"model format version {spec['format_version']} is newer than this vitalgru "
             f"understands ({MODEL_FORMAT_VERSION}); upgrade vitalgru"
         )
-    module = build_model(spec["class_path"], spec["model_config"], allowed_prefixes)
+    # a new network draws its initial weights from torch's global generator; they are
+    # replaced by the stored ones, and the caller's random draws stay as they were
+    with torch.random.fork_rng(devices=[]):
+        module = build_model(spec["class_path"], spec["model_config"], allowed_prefixes)
     state = torch.load(Path(paths["weights"]), map_location=map_location, weights_only=True)
     module.load_state_dict(state, strict=True)
     module.to(map_location).eval()
