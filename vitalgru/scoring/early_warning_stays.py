@@ -68,6 +68,11 @@ class Stay:
 
 def checked_row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, float]:
     """One hour's values keyed by vitalgru column names, checked."""
+    if not isinstance(row, Mapping):  # a list or a bare number: an AttributeError before
+        raise ValueError(
+            f"patient {pid!r}: a row is a mapping of column to value ({{'HR': 80, "
+            f"'ICULOS': 3}}), got {type(row).__name__}"
+        )
     out: dict[str, float] = {}
     for key, value in row.items():
         col = _BY_NAME.get(str(key).lower(), _BY_NAME.get(str(key)))

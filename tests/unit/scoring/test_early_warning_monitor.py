@@ -146,6 +146,12 @@ class TestEarlyWarningMonitor:
             mon.push({"a": {"HR": 81, "ICULOS": -1}})
         with pytest.raises(KeyError, match="admit"):
             mon.push({"b": {"ICULOS": 1}})
+        # a row that is not a mapping was an AttributeError ('list' object has no 'items')
+        for row in ([80, 3], 80.0, None):
+            with pytest.raises(ValueError, match="a row is a mapping of column to value"):
+                mon.push({"a": row})  # type: ignore[dict-item]
+        (refused,) = mon.push_rounds([{"a": [80, 3]}])  # type: ignore[list-item]
+        assert refused[0] == [] and "a" in refused[1]
         # a refused push changed nothing: the next good hour is scored
         (r,) = mon.push({"a": {"hr": "nan", "o2sat": 97, "ICULOS": 4}})
         assert r.hour == 4 and 0.0 <= r.risk <= 1.0
