@@ -24,7 +24,6 @@ patient-hour, using only that hour and earlier ones,
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -200,14 +199,16 @@ def engineered_features(
     vi = [cols.index(c) for c in _ROLL_VITALS]
     v = last[:, vi]
     window = np.stack([_shifted(v, local_t, k) for k in range(6)])  # (6, n, V)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows before first value
-        stats = {
-            "mean6h": np.nanmean(window, axis=0),
-            "min6h": np.nanmin(window, axis=0),
-            "max6h": np.nanmax(window, axis=0),
-            "std6h": np.nanstd(window, axis=0),
-        }
+    # A window of NaN alone (before a vital's first value) is NaN: numpy would warn of it,
+    # and warnings.catch_warnings, which silenced that, is not thread-safe (monitors scoring
+    # in threads left "ignore RuntimeWarning" installed for the whole process).
+    empty = np.isnan(window).all(axis=0)  # (n, V)
+    filled = np.where(empty, 0.0, window)  # the other windows as they are
+    stats = {
+        name: np.where(empty, np.nan, stat(filled, axis=0))
+        for name, stat in (("mean6h", np.nanmean), ("min6h", np.nanmin),
+                           ("max6h", np.nanmax), ("std6h", np.nanstd))
+    }  # fmt: skip
     for name, arr in stats.items():
         for k, c in enumerate(_ROLL_VITALS):
             feats[f"{c}__{name}"] = arr[:, k]

@@ -25,7 +25,6 @@ rr : ``(N_RR_FEATURES,)`` float32
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,10 +204,9 @@ def rhythm_features(rr_prev: np.ndarray, n_beats: int) -> tuple[np.ndarray, np.n
     w = int(max(n_beats, _RHYTHM_MIN_BEATS))
     pad = np.full(w - 1, np.nan)
     view = sliding_window_view(np.concatenate([pad, rr]), w)  # (n, w), row k ends at k
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the first rows are mostly padding
+    with np.errstate(invalid="ignore", divide="ignore"):  # the first rows are mostly padding
         d = np.diff(view, axis=1)
-        nrm = np.sqrt(np.nanmean(d**2, axis=1)) / np.nanmean(view, axis=1)
+        nrm = np.sqrt(_nanmean_rows(d**2)) / _nanmean_rows(view)
         srt = np.sort(view, axis=1)  # NaN (padding) sorts last
         count = np.sum(np.isfinite(view), axis=1)
         # Drop the shortest and the longest interval of each window.
@@ -228,6 +226,15 @@ def rhythm_features(rr_prev: np.ndarray, n_beats: int) -> tuple[np.ndarray, np.n
     ent[short] = 0.0
     nrm[short] = 0.0
     return np.nan_to_num(ent), np.nan_to_num(nrm)
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmean(a, axis=1)`` to the bit (NaN for a row of NaN too) without its
+    RuntimeWarning, under the caller's ``np.errstate``. The warning was silenced with
+    ``warnings.catch_warnings``, which swaps the process's filter list and is not
+    thread-safe: monitors scoring in threads left "ignore RuntimeWarning" installed for
+    the whole process."""
+    return np.nansum(a, axis=1) / np.sum(~np.isnan(a), axis=1)
 
 
 def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) -> np.ndarray:

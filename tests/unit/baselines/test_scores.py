@@ -3,6 +3,10 @@ engineered and path-signature features, causal and worked by hand."""
 
 from __future__ import annotations
 
+import sys
+import threading
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,6 +135,38 @@ class TestFeatures:
             alone = engineered_features(one.frame, one.offsets)
             a, b = int(cohort.offsets[i]), int(cohort.offsets[i + 1])
             pd.testing.assert_frame_equal(alone, full.iloc[a:b].reset_index(drop=True))
+
+    def test_scoring_in_threads_leaves_the_warning_filters_alone(self, physionet_mirror):
+        # the 6-hour statistics of windows holding no value yet (NaN, as before) were
+        # computed under warnings.catch_warnings, which is not thread-safe: sepsis monitors
+        # scoring in threads left "ignore RuntimeWarning" installed for the whole process
+        from vitalgru.data.early_warning import build_cohort
+
+        cohort = build_cohort(physionet_mirror / "challenge-2019" / "training_setA", limit=6)
+        first = cohort.subset(np.array([0]))
+        want = engineered_features(first.frame, first.offsets)
+        assert want["hr_bpm__mean6h"].isna().any()  # a window before the first value
+        before = list(warnings.filters)
+        got: list[pd.DataFrame] = []
+
+        def score() -> None:
+            for _ in range(30):
+                got.append(engineered_features(first.frame, first.offsets))
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=score) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert warnings.filters == before
+        assert len(got) == 120
+        for g in got[:3]:
+            pd.testing.assert_frame_equal(g, want)
 
     def test_signatures_causal_and_appended(self, physionet_mirror):
         from vitalgru.data.early_warning import build_cohort

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -171,3 +175,33 @@ class TestRhythmFeatures:
         np.testing.assert_array_equal(part, full[:, :-2])
         with pytest.raises(ValueError, match="unknown RR feature"):
             beat_features(w, idx, 360.0, FeatureSettings(), ["no_such_feature"])
+
+
+class TestFeaturesInThreads:
+    def test_monitors_scoring_in_threads_leave_the_warning_filters_alone(self) -> None:
+        # numpy's warnings on the padding rows were silenced with warnings.catch_warnings,
+        # which swaps the process's filter list and is not thread-safe: four threads left
+        # "ignore RuntimeWarning" installed for the whole process (8 runs in 8)
+        before = list(warnings.filters)
+        rr = np.random.default_rng(0).uniform(0.5, 1.2, 400)
+        rr[100:120] = np.nan
+
+        def score() -> None:
+            for _ in range(200):
+                rhythm_features(rr, 16)
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=score) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert warnings.filters == before
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            rhythm_features(rr, 16)
+        assert seen == []
