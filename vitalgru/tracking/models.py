@@ -389,7 +389,9 @@ def load_model(
             )
         except MlflowException as e:
             raise ModelLoadError(f"cannot download model {uri}: {e.message}") from e
-        if (gone := missing_files(client, Path(local), name, version)) is not None:
+        # a registered version (the stores are open already) whose files did not come
+        gone = None if name is None else missing_files(mlflow_client(), Path(local), name, version)
+        if gone is not None:
             raise ModelLoadError(f"cannot load {uri} (version {version}): {gone}")
         try:
             paths = read_artifacts(Path(local))
