@@ -110,6 +110,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` of ``d`` to ``value``; a mapping given for a section is merged
+    into it, key by key, as a ``defaults:`` profile is."""
     parts = key.split(".")
     cur = d
     for p in parts[:-1]:
@@ -117,7 +119,13 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(nxt, dict):
             raise ConfigError(f"override {key!r}: {p!r} is not a section")
         cur = nxt
-    cur[parts[-1]] = value
+    # A deployment's run form sends overrides as JSON, where a nested object is the natural
+    # way to write one ({"arrhythmia": {"records": ["100"]}}): put in place of the section,
+    # it dropped every other key the config file set there, which then took the packaged
+    # defaults without a word (a file's notch at 50 Hz became 60 Hz).
+    old = cur.get(parts[-1])
+    merge = isinstance(value, dict) and isinstance(old, dict)
+    cur[parts[-1]] = _merge(old, value) if merge else value
 
 
 def resolve_config_dict(
@@ -190,7 +198,9 @@ def load_config(
     path : str or Path, optional
         YAML file; ``None`` takes the packaged ``default_name``.
     overrides : dict, optional
-        Dotted keys to values, applied last (``{"arrhythmia.filters.notch_hz": 50}``).
+        Dotted keys to values, applied last (``{"arrhythmia.filters.notch_hz": 50}``); a
+        mapping given for a section is merged into it (``{"arrhythmia": {"records": ["100"]}}``
+        changes the records only).
 
     Raises
     ------

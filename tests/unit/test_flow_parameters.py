@@ -1,0 +1,55 @@
+"""Parameters of the deployments' flow runs as an operator sends them from Prefect's UI or
+API: JSON, with overrides written as nested objects as readily as dotted keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pipelines.arrhythmia import load_arrhythmia_config
+from pipelines.ingest import load_ingest_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestOverridesAsJson:
+    def test_an_object_for_a_section_changes_only_the_keys_it_names(self, tmp_path: Path) -> None:
+        # a site's config file sets a 50 Hz notch and its own exclusions; a run started
+        # with {"arrhythmia": {"records": [...]}} keeps them (it reset both to the
+        # packaged defaults: the section was replaced, not merged)
+        cfg = yaml.safe_load((ROOT / "configs" / "ingest.yaml").read_text())
+        cfg["arrhythmia"]["filters"]["notch_hz"] = 50.0
+        cfg["arrhythmia"]["exclude_records"] = ["102"]
+        path = tmp_path / "site.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        nested = load_ingest_config(str(path), {"arrhythmia": {"records": ["100", "101"]}})
+        dotted = load_ingest_config(str(path), {"arrhythmia.records": ["100", "101"]})
+        assert nested == dotted
+        assert nested.arrhythmia.records == ("100", "101")
+        assert nested.arrhythmia.filters.notch_hz == 50.0
+        assert nested.arrhythmia.exclude_records == ("102",)
+        # deeper still, and beside dotted keys of the same section
+        deep = load_ingest_config(
+            str(path),
+            {"arrhythmia": {"filters": {"lowpass_hz": 35.0}}, "arrhythmia.records": ["100"]},
+        )
+        assert (deep.arrhythmia.filters.lowpass_hz, deep.arrhythmia.filters.notch_hz) == (
+            35.0,
+            50.0,
+        )
+        assert deep.arrhythmia.records == ("100",)
+
+    def test_the_training_keeps_its_ingest_settings_under_a_nested_object(
+        self, tmp_path: Path
+    ) -> None:
+        cfg = yaml.safe_load((ROOT / "configs" / "arrhythmia.yaml").read_text())
+        cfg["ingest"]["out_dir"] = "site/datasets/mitdb"
+        cfg["ingest"]["arrhythmia"]["windows"]["before_s"] = 0.3
+        path = tmp_path / "site.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        ov = {"ingest": {"arrhythmia": {"records": ["100", "119"]}}}
+        run = load_arrhythmia_config(str(path), ov)
+        assert run.ingest.arrhythmia.records == ("100", "119")
+        assert run.ingest.out_dir == Path("site/datasets/mitdb")
+        assert run.ingest.arrhythmia.windows.before_s == 0.3
