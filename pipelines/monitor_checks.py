@@ -84,8 +84,14 @@ def database_name(db: str) -> str:
 
 
 def default_records(db: str, records: str | None) -> str | None:
-    """The records a check scores: those named, else :data:`MITDB_RECORDS` on MIT-BIH and
-    None (every record, :func:`pipelines.evaluate.parse_records`) on any other database."""
+    """The records a check scores: those named, else (None or blank) :data:`MITDB_RECORDS`
+    on MIT-BIH and None (every record, :func:`pipelines.evaluate.parse_records`) on any
+    other database."""
+    # a field cleared in a deployment's run form comes as "": it is not named, as None is
+    # (to parse_records "" is every record, and MIT-BIH's 48 are DS1, the records the
+    # version was trained on, and the paced ones: F1 figures that hide a drop)
+    if records is not None and not records.strip():
+        records = None
     if records is None and database_name(db) == "mitdb":
         return MITDB_RECORDS
     return records

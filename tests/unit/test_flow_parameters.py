@@ -9,6 +9,7 @@ import yaml
 
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.ingest import load_ingest_config
+from pipelines.monitor_checks import default_records
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +54,13 @@ class TestOverridesAsJson:
         assert run.ingest.arrhythmia.records == ("100", "119")
         assert run.ingest.out_dir == Path("site/datasets/mitdb")
         assert run.ingest.arrhythmia.windows.before_s == 0.3
+
+
+class TestMonitorRecords:
+    def test_a_blank_records_field_checks_ds2_as_one_left_out(self) -> None:
+        # "" from a cleared form field scored all 48 MIT-BIH records, the training's DS1
+        # and the paced ones among them, against figures gated on DS2
+        assert default_records("mitdb", "") == default_records("mitdb", None) == "DS2"
+        assert default_records("mitdb", "  ") == "DS2"
+        assert default_records("incartdb", "") is None  # every record, as left out
+        assert default_records("mitdb", "all") == "all"  # every record, when asked for
