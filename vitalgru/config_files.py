@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
 from collections.abc import Hashable
 from importlib import resources
@@ -214,7 +215,11 @@ def load_config(
     except ValidationError as e:
         where = str(path) if path is not None else f"packaged {default_name}"
         if overrides:
-            where += " with --set " + " ".join(f"{k}={v}" for k, v in overrides.items())
+            # as JSON: the text "100" and the number 100 read alike, and a run's parameters
+            # (a deployment's form) are JSON
+            where += " with --set " + " ".join(
+                f"{k}={json.dumps(v, default=str)}" for k, v in overrides.items()
+            )
         layers = _config_layers(path, default_name)
         lines = []
         for err in e.errors():
@@ -249,6 +254,9 @@ def _explain(model: type[BaseModel], err: Any) -> str:
     known keys and the closest one, so a typo says what was meant."""
     loc = tuple(err["loc"])
     key = ".".join(str(x) for x in loc) or "(whole config)"
+    if err["type"] in ("tuple_type", "list_type") and isinstance(err.get("input"), str):
+        # pydantic's "a valid tuple" names no type a YAML file or a JSON form has
+        return f'{key}: a list is expected (e.g. ["100", "101"]), not the text {err["input"]!r}'
     if err["type"] != "extra_forbidden":
         return f"{key}: {err['msg']}"
     known = _fields_at(model, loc[:-1])

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.ingest import load_ingest_config
 from pipelines.monitor_checks import default_records
+from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +56,20 @@ class TestOverridesAsJson:
         assert run.ingest.arrhythmia.records == ("100", "119")
         assert run.ingest.out_dir == Path("site/datasets/mitdb")
         assert run.ingest.arrhythmia.windows.before_s == 0.3
+
+
+class TestRefusals:
+    def test_text_for_a_list_is_refused_naming_the_key_and_the_text(self) -> None:
+        # {"arrhythmia.records": "100"} from a run form: refused before any record is
+        # read, in words an operator can act on (it said "Input should be a valid tuple",
+        # and showed the text "100" as the number 100)
+        with pytest.raises(ConfigError) as e:
+            load_ingest_config(None, {"arrhythmia.records": "100", "workers": 2})
+        msg = str(e.value)
+        assert 'arrhythmia.records="100" workers=2' in msg
+        assert "arrhythmia.records: a list is expected" in msg and "not the text '100'" in msg
+        with pytest.raises(ConfigError, match=r"val_records: a list is expected"):
+            load_arrhythmia_config(None, {"val_records": "118"})
 
 
 class TestMonitorRecords:
