@@ -3,10 +3,14 @@ API: JSON, with overrides written as nested objects as readily as dotted keys.""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import yaml
+from prefect.utilities.callables import parameter_schema
 
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.ingest import load_ingest_config
@@ -14,6 +18,42 @@ from pipelines.monitor_checks import default_records
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _deployment_schemas() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each deployment of prefect.yaml: the parameter schema Prefect builds from its flow's
+    signature (what `prefect deploy` registers), and the parameters prefect.yaml sets."""
+    out = {}
+    for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]:
+        module, name = d["entrypoint"].rsplit(".", 1)
+        fn = getattr(importlib.import_module(module), name).fn
+        out[d["name"]] = (parameter_schema(fn).model_dump_for_openapi(), d["parameters"])
+    return out
+
+
+class TestDeploymentSchemas:
+    def test_prefect_refuses_wrong_types_before_a_run_starts(self) -> None:
+        # The server checks a run's parameters against the schema when the run is asked
+        # for (HTTP 409 naming the field); the flows' type hints are what make it refuse.
+        schemas = _deployment_schemas()
+        assert "enforce_parameter_schema" not in (ROOT / "prefect.yaml").read_text()
+        bad = {
+            "ingest-mitdb-nightly": [{"overrides": '{"arrhythmia.records": ["100"]}'},
+                                     {"out_dir": 5}, {"config_path": ["a.yaml"]}],
+            "train-arrhythmia-weekly": [{"overrides": ["max_epochs=2"]}],
+            "train-early-warning-weekly": [{"overrides": "limit_patients=20"}],
+            "monitor-arrhythmia-weekly": [{"records": ["100", "101"]}, {"records": 100},
+                                          {"max_f1_drop": "0.1"}, {"db": None}],
+            "monitor-early-warning-daily": [{"max_auroc_drop": None}, {"data": 1}],
+        }  # fmt: skip
+        assert set(bad) == set(schemas)
+        for name, (schema, declared) in schemas.items():
+            jsonschema.validate(declared, schema)  # prefect.yaml's own parameters pass
+            jsonschema.validate({}, schema)  # and so does an empty form
+            for params in bad[name]:
+                with pytest.raises(jsonschema.ValidationError) as e:
+                    jsonschema.validate({**declared, **params}, schema)
+                assert e.value.json_path == f"$.{next(iter(params))}", (name, params)
 
 
 class TestOverridesAsJson:
