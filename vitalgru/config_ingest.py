@@ -120,6 +120,15 @@ class ArrhythmiaDataConfig(StrictConfig):
 
     _names = field_validator("exclude_records", "records", mode="before")(record_names_as_text)
 
+    @field_validator("records")
+    @classmethod
+    def _names_a_record(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        # an empty list (a run form's list with its items taken out) ingested every record
+        # of the database, as null does, while the training refused it for lack of DS2
+        if v is not None and not v:
+            raise ValueError("names no record: name some, or null for every record")
+        return v
+
     @model_validator(mode="after")
     def _filter_below_nyquist(self) -> ArrhythmiaDataConfig:
         # records are filtered at windows.fs: a cut-off at or above its Nyquist frequency

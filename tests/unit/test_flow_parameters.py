@@ -111,6 +111,14 @@ class TestRefusals:
         with pytest.raises(ConfigError, match=r"val_records: a list is expected"):
             load_arrhythmia_config(None, {"val_records": "118"})
 
+    def test_an_empty_record_list_is_refused_not_read_as_every_record(self) -> None:
+        # {"arrhythmia.records": []} ingested all 48 MIT-BIH records, as null does
+        with pytest.raises(ConfigError, match=r"arrhythmia.records: .*names no record"):
+            load_ingest_config(None, {"arrhythmia.records": []})
+        with pytest.raises(ConfigError, match=r"ingest.arrhythmia.records: .*names no record"):
+            load_arrhythmia_config(None, {"ingest.arrhythmia.records": []})
+        assert load_ingest_config(None, {"arrhythmia.records": None}).arrhythmia.records is None
+
 
 class TestMonitorRecords:
     def test_a_blank_records_field_checks_ds2_as_one_left_out(self) -> None:
