@@ -14,7 +14,8 @@ from prefect.utilities.callables import parameter_schema
 
 from pipelines.arrhythmia import load_arrhythmia_config
 from pipelines.ingest import load_ingest_config
-from pipelines.monitor_checks import default_records
+from pipelines.monitor_checks import check_early_warning, default_records
+from vitalgru.data.early_warning import resolve_data_dir
 from vitalgru.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,3 +129,19 @@ class TestMonitorRecords:
         assert default_records("mitdb", "  ") == "DS2"
         assert default_records("incartdb", "") is None  # every record, as left out
         assert default_records("mitdb", "all") == "all"  # every record, when asked for
+
+
+class TestMonitorData:
+    def test_a_blank_data_folder_is_refused_before_the_model_is_loaded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # "" was the working folder (Path("") is "."): the run went on to load the
+        # champion and evaluate the .psv files lying there, if any
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "p000001.psv").write_text("HR|SepsisLabel\n80|0\n")
+        for data in ("", "  "):
+            with pytest.raises(ValueError, match="folder is empty text"):
+                resolve_data_dir(data, None)
+            with pytest.raises(ValueError, match="folder is empty text"):
+                check_early_warning(model_uri="models:/not-there@champion", data=data)
+        assert resolve_data_dir(".", None) == Path(".")  # the working folder, when named

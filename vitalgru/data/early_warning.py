@@ -362,7 +362,17 @@ def resolve_data_dir(data_dir: str | Path, mirror: str | Path | None) -> Path:
     ------
     FileNotFoundError
         Neither exists; the message says how to point at the data.
+    ValueError
+        ``data_dir`` is empty or blank.
     """
+    if not str(data_dir).strip():
+        # Path("") is the working folder: a monitoring run whose data field was cleared in
+        # a deployment's form read whatever .psv files lay there (none: an evaluation of
+        # no stays)
+        raise ValueError(
+            "the Challenge-2019 folder is empty text: name a folder of .psv files, or a "
+            "path under the PhysioNet mirror (challenge-2019/training_setA)"
+        )
     p = Path(data_dir).expanduser()
     if p.is_dir():
         return p
