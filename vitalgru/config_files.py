@@ -151,7 +151,12 @@ def _config_layers(path: str | Path | None, default_name: str) -> list[tuple[Pat
         if alt.exists():
             p = alt
         else:
-            raise ConfigError(f"config file {path} does not exist")
+            # a relative path is the run's working folder's (for a deployment's run, the
+            # folder `prefect deploy` ran in), which an operator at Prefect's UI cannot see
+            where = "" if p.is_absolute() else f" (looked for {p.absolute()})"
+            raise ConfigError(
+                f"config file {path} does not exist{where}, nor is it a packaged config"
+            )
     data = _read_yaml(p)
     defaults = data.pop("defaults", []) or []
     if not isinstance(defaults, list):

@@ -120,6 +120,15 @@ class TestRefusals:
             load_arrhythmia_config(None, {"ingest.arrhythmia.records": []})
         assert load_ingest_config(None, {"arrhythmia.records": None}).arrhythmia.records is None
 
+    def test_a_config_file_not_found_names_where_it_was_looked_for(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a relative config_path is the worker's working folder's: the message says which
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(ConfigError) as e:
+            load_ingest_config("site/ingest.yaml")
+        assert f"looked for {tmp_path / 'site' / 'ingest.yaml'}" in str(e.value)
+
 
 class TestMonitorRecords:
     def test_a_blank_records_field_checks_ds2_as_one_left_out(self) -> None:
