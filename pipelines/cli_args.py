@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vitalgru.claims import check_writable
-from vitalgru.errors import ServerUnavailableError
+from vitalgru.errors import ServerUnavailableError, error_chain
 from vitalgru.io.download import server_unreachable
 
 EPILOG = (
@@ -282,13 +282,7 @@ def system_refusal(error: BaseException) -> str | None:
     a permission): the path, what was refused and what to do; None for any other error.
     The error may be the cause of another (MLflow and SQLAlchemy wrap SQLite's), so the
     chain of causes is searched."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in error_chain(error):
         if isinstance(e, OSError) and e.errno in _REMEDIES:
             strerror = os.strerror(e.errno)
             if e.filename is None:
@@ -299,7 +293,6 @@ def system_refusal(error: BaseException) -> str | None:
             return f"{where}: {strerror}: {_REMEDIES[e.errno]}"
         if isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _SQLITE_REFUSALS):
             return f"a database cannot be written ({e}){_sqlite_hint()}"
-        todo += [e.__cause__, e.__context__]
     return None
 
 

@@ -16,6 +16,8 @@ import errno
 import os
 import resource
 
+from vitalgru.errors import error_chain
+
 #: What torch's CPU allocator and Python's threads say where memory ran out.
 _RUNTIME_WORDS = ("DefaultCPUAllocator: can't allocate memory", "can't start new thread")
 
@@ -28,17 +30,10 @@ _REMEDY = (
 def out_of_memory(error: BaseException) -> str | None:
     """One line for an error that says memory ran out, searched along its causes (Prefect
     and MLflow re-raise or wrap); None for any other error."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in error_chain(error):
         what = _what_ran_out(e)
         if what is not None:
             return f"out of memory ({what}){_limit()}: {_REMEDY}"
-        todo += [e.__cause__, e.__context__]
     return None
 
 

@@ -155,3 +155,18 @@ class ModelMissingError(VitalgruError, ValueError):
 class WardClosedError(ModelMissingError):
     """A request to a ward that has stopped (:meth:`Ward.close`): nothing it took now could
     be kept (HTTP 503)."""
+
+
+def error_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every error behind it, each once, nearest first: its cause, its
+    context and errors it wraps as arguments (requests wraps urllib3's; Prefect and MLflow
+    re-raise or wrap). Where a command looks for what really went wrong."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop(0)
+        if e is None or any(e is o for o in out):
+            continue
+        out.append(e)
+        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
+    return out

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from vitalgru.claims import ClaimBusy, check_writable, hold, replacing
-from vitalgru.errors import ServerUnavailableError
+from vitalgru.errors import ServerUnavailableError, error_chain
 from vitalgru.io.download import server_unreachable
 from vitalgru.tracking.relocation import relocate_store
 
@@ -206,7 +206,7 @@ def server_lost(error: BaseException) -> str | None:
     leaves: the run it had open was ended ``FAILED`` if the server answered that, else it
     shows ``RUNNING`` until the next run of its experiment on this host ends it. None for
     any other error (an MLflow refusal of a request is left as it is)."""
-    errors = seen_errors(error)
+    errors = error_chain(error)
     mlflow_errors = [e for e in errors if isinstance(e, MlflowException)]
     if not mlflow_errors:
         return None
@@ -231,20 +231,6 @@ def server_lost(error: BaseException) -> str | None:
         "until the next run of its experiment on this host ends it. Run the command again "
         "once the server answers"
     )
-
-
-def seen_errors(error: BaseException) -> list[BaseException]:
-    """``error`` and every error behind it: causes, contexts and errors it wraps as
-    arguments (requests wraps urllib3's), each once."""
-    out: list[BaseException] = []
-    todo: list[BaseException | None] = [error]
-    while todo:
-        e = todo.pop(0)
-        if e is None or any(e is o for o in out):
-            continue
-        out.append(e)
-        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
-    return out
 
 
 def _failure(causes: list[BaseException], status: str | None) -> str:
