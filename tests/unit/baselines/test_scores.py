@@ -3,13 +3,12 @@ engineered and path-signature features, causal and worked by hand."""
 
 from __future__ import annotations
 
-import sys
-import threading
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from thread_kit import run_in_threads
 
 from vitalgru.baselines import engineered_features, news2, qsofa, signature_features
 
@@ -153,16 +152,7 @@ class TestFeatures:
             for _ in range(30):
                 got.append(engineered_features(first.frame, first.offsets))
 
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)
-        try:
-            threads = [threading.Thread(target=score) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            sys.setswitchinterval(interval)
+        run_in_threads(score, 4)
         assert warnings.filters == before
         assert len(got) == 120
         for g in got[:3]:

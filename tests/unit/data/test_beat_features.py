@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import threading
 import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from thread_kit import run_in_threads
 
 from vitalgru.data.beat_features import (
     N_RR_FEATURES,
@@ -190,16 +189,7 @@ class TestFeaturesInThreads:
             for _ in range(200):
                 rhythm_features(rr, 16)
 
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(1e-6)
-        try:
-            threads = [threading.Thread(target=score) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            sys.setswitchinterval(interval)
+        run_in_threads(score, 4)
         assert warnings.filters == before
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
