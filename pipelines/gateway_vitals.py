@@ -236,7 +236,7 @@ def add_vitals_routes(
         summary = stay_summary(
             st["patient_id"], st["hours"], st["risks"], st["threshold"],
             st["values"], st["rejected"],
-            probabilities=st["probabilities"], drivers=st["drivers"],
+            probabilities=st["probabilities"], drivers=st["drivers"], outside=st["outside"],
         )  # fmt: skip
         # when its latest hour was scored, and whether the feed has gone quiet since
         summary.update(last_scored_at=st["last_scored_at"], no_data_since=st["no_data_since"])

@@ -385,6 +385,7 @@ def replay_early_warning(
                 None if labels is None else labels[a:b],
                 [r.probability for r in hr],
                 {h: [d.as_dict() for d in ds] for h, ds in result.drivers.get(pid, {}).items()},
+                [r.outside for r in hr],
             )
         )
     episodes = [ep["hours"] for s in summaries for ep in s["episodes"]]
@@ -404,6 +405,12 @@ def replay_early_warning(
             "n_excluded_files": len(psv.attrition),
             "n_non_numeric_values": int(sum(psv.non_numeric_cells.values())),
             "n_refused_values": len(refused),
+            # scored outside the model's training population (a child; a vital sign beyond
+            # the training patients' range): those risks are extrapolations
+            "n_patients_outside_population": sum(
+                bool(s["outside_population"]["hours"]) for s in summaries
+            ),
+            "n_hours_outside_population": sum(s["outside_population"]["hours"] for s in summaries),
             "implausible_value_warnings": refused_whole,
             "unit_warnings": units,
         },

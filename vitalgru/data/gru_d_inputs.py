@@ -18,9 +18,16 @@ import numpy as np
 from vitalgru.baselines.features import engineered_features, needs_signatures
 from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.dsp.vitals import vitals_last_observed, vitals_time_since_observed
-from vitalgru.io.psv import MEASUREMENT_COLUMNS
+from vitalgru.io.psv import MEASUREMENT_COLUMNS, VITAL_COLUMNS
 
-__all__ = ["STATIC_FEATURES", "NormStats", "SequenceArrays", "fit_norm_stats", "gru_d_arrays"]
+__all__ = [
+    "RANGE_QUANTILES",
+    "STATIC_FEATURES",
+    "NormStats",
+    "SequenceArrays",
+    "fit_norm_stats",
+    "gru_d_arrays",
+]
 
 #: Static inputs of the model, in order (after normalisation; see :func:`gru_d_arrays`).
 STATIC_FEATURES: tuple[str, ...] = (
@@ -34,6 +41,11 @@ STATIC_FEATURES: tuple[str, ...] = (
 )
 
 
+#: Quantiles of the training patients' values of each measurement kept with a sepsis model
+#: (``NormStats.extra["population"]``): a value outside them is outside the training population.
+RANGE_QUANTILES = (0.001, 0.999)
+
+
 @dataclass
 class NormStats:
     """Normalisation statistics fitted on training patients (stored with the model).
@@ -45,7 +57,9 @@ class NormStats:
     ``engineered_std``; empty for the plain GRU-D inputs. ``unseen`` names the measurement
     columns never observed in the training patients (EtCO2 in the challenge's set A): the
     network learnt nothing from their values, so :func:`gru_d_arrays` reads them as not
-    measured wherever they are charted.
+    measured wherever they are charted. ``extra["population"]`` says who the training
+    patients were (youngest and oldest age, each vital sign's :data:`RANGE_QUANTILES`), for
+    :class:`vitalgru.scoring.population.SepsisPopulation`; absent in models stored before it.
     """
 
     columns: list[str]
@@ -95,6 +109,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
     first = cohort.offsets[:-1]
     age = f["age_years"].to_numpy(np.float64)[first]
+    population = _population(vals, seen, age)
     adm = np.clip(f["hosp_adm_time_h"].to_numpy(np.float64)[first], -2000, 100)
     eng_cols: list[str] = []
     eng_mean: list[float] = []
@@ -111,6 +126,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
         eng_mean = em.tolist()
         eng_std = np.where(es > 1e-6, es, 1.0).tolist()
     return NormStats(
+        extra={"population": population},
         engineered=eng_cols,
         engineered_mean=eng_mean,
         engineered_std=eng_std,
@@ -123,6 +139,23 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
         adm_mean=float(np.nanmean(adm)) if np.isfinite(adm).any() else 0.0,
         adm_std=float(np.nanstd(adm) or 1.0) if np.isfinite(adm).any() else 100.0,
     )
+
+
+def _population(vals: np.ndarray, seen: np.ndarray, age: np.ndarray) -> dict[str, Any]:
+    """Who the training patients were, for :class:`vitalgru.scoring.population.SepsisPopulation`:
+    youngest and oldest age (years), and per vital sign observed (the measurements whose
+    normal range depends most on age) the 0.1 % and 99.9 % quantiles of its values (:data:`RANGE_QUANTILES`; ``vals``: rows x :data:`MEASUREMENT_COLUMNS`)."""
+    ok = np.isfinite(age)
+    ranges = {}
+    for j, c in enumerate(MEASUREMENT_COLUMNS):
+        if seen[j] and c in VITAL_COLUMNS:
+            v = vals[np.isfinite(vals[:, j]), j]
+            ranges[c] = [float(q) for q in np.quantile(v, RANGE_QUANTILES)]
+    return {
+        "age_min": float(age[ok].min()) if ok.any() else None,
+        "age_max": float(age[ok].max()) if ok.any() else None,
+        "ranges": ranges,
+    }
 
 
 @dataclass

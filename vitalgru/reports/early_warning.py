@@ -27,6 +27,8 @@ from vitalgru.reports.html import axis_top, page, shown_at, table, trend_chart
 from vitalgru.reports.sepsis_values import (
     KEY_MEASURES,
     findings_html,
+    outside_html,
+    outside_population,
     refused_items,
     refused_text,
     shown,
@@ -48,6 +50,7 @@ def stay_summary(
     sepsis_label: Sequence[int] | None = None,
     probabilities: Sequence[float | None] | None = None,
     drivers: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    outside: Sequence[Sequence[str]] | None = None,
 ) -> StaySummary:
     """The figures of one patient's part of the page.
 
@@ -76,6 +79,9 @@ def stay_summary(
     drivers : mapping, optional
         ICU hour an alarm episode began -> the measurements that raised the model's risk
         most then (:meth:`vitalgru.scoring.RiskDriver.as_dict` dicts, with ``text``).
+    outside : sequence of sequence of str, optional
+        For each row, what put it outside the model's training population
+        (:class:`HourRisk` ``outside``).
 
     Returns
     -------
@@ -91,8 +97,9 @@ def stay_summary(
         the onset can have been), ``labelled_from_first_hour``, ``first_alarm_lead_h``
         (onset minus the first alarm's hour, counting alarms up to 3 h after onset as the
         challenge does; None without one, and for a stay labelled from its first hour),
-        ``rejected`` (``[{"hour", "column", "value"}]``) and ``trajectory`` (``hours``,
-        ``risk``).
+        ``rejected`` (``[{"hour", "column", "value"}]``), ``outside_population``
+        (:func:`~vitalgru.reports.sepsis_values.outside_population`) and ``trajectory``
+        (``hours``, ``risk``).
     """
     h = np.asarray(hours, dtype=np.int64)
     r = np.asarray(risks, dtype=np.float64)
@@ -185,6 +192,9 @@ def stay_summary(
         "labelled_from_first_hour": from_first,
         "first_alarm_lead_h": lead,
         "rejected": refused_rows,
+        "outside_population": outside_population(
+            [()] * n if outside is None else outside, h.tolist()
+        ),
         "trajectory": {"hours": h.tolist(), "risk": [round(float(v), 4) for v in r]},
     }
 
@@ -343,7 +353,7 @@ def _stay_html(s: StaySummary, d: int = 3, zone: tzinfo | None = None) -> str:
 <p class=head>{_headline(s, d)}</p>
 {_fresh_html(s, zone)}<p>ICU hours {s["first_hour"]}–{s["last_hour"]} scored ({s["n_hours"]} rows); highest risk
 score {s["risk_max"]:.{d}f} at ICU hour {s["risk_max_hour"]}; {s["alarm_hours"]} hour(s) in alarm.</p>
-{_reference_html(s)}{_chart(s, d)}{episodes}{refused_html}
+{outside_html(s)}{_reference_html(s)}{_chart(s, d)}{episodes}{refused_html}
 </section>"""
 
 

@@ -13,10 +13,13 @@ and NEWS2's SpO2 <= 95 % (Royal College of Physicians 2017).
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vitalgru.io.psv import PSV_COLUMNS
+
+#: Phrases of :func:`outside_html` shown at most (a stay's values vary hour to hour).
+MAX_REASONS_SHOWN = 4
 
 __all__ = [
     "DECIMALS",
@@ -24,6 +27,8 @@ __all__ = [
     "findings_html",
     "fmt",
     "fmt_received",
+    "outside_html",
+    "outside_population",
     "refused_items",
     "refused_text",
     "shown",
@@ -115,3 +120,34 @@ def refused_items(s: Mapping[str, Any]) -> list[str]:
 
 def refused_text(s: Mapping[str, Any]) -> str:
     return "; ".join(refused_items(s))
+
+
+def outside_population(outside: Sequence[Sequence[str]], hours: Sequence[int]) -> dict[str, Any]:
+    """How much of a stay was scored outside the model's training population (per hour, the
+    phrases of :attr:`vitalgru.scoring.HourRisk.outside`): ``{"hours": how many,
+    "first_hour": the first (None when none), "reasons": each phrase once, in order}``."""
+    flagged = [(h, r) for h, r in zip(hours, outside, strict=True) if r]
+    reasons = list(dict.fromkeys(p for _, r in flagged for p in r))
+    return {
+        "hours": len(flagged),
+        "first_hour": int(flagged[0][0]) if flagged else None,
+        "reasons": reasons,
+    }
+
+
+def outside_html(s: Mapping[str, Any]) -> str:
+    """The page's warning that a stay's risk is an extrapolation (a :func:`stay_summary`
+    dict's ``outside_population``); empty when every hour was inside the population."""
+    o = s.get("outside_population") or {}
+    if not o.get("hours"):
+        return ""
+    shown_reasons = o["reasons"][:MAX_REASONS_SHOWN]
+    more = len(o["reasons"]) - len(shown_reasons)
+    return (
+        f"<p class=hi>Outside the model's training population in {o['hours']} of "
+        f"{s['n_hours']} hours scored (from ICU hour {o['first_hour']}): "
+        + html.escape("; ".join(shown_reasons))
+        + (f" (and {more} more)" if more > 0 else "")
+        + ". The model was trained on adult ICU stays; these risk scores are extrapolations "
+        "it was not validated on.</p>"
+    )

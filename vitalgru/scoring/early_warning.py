@@ -43,8 +43,10 @@ from vitalgru.scoring.early_warning_stays import (
     ROW_COLUMNS,
     Stay,
     checked_row,
+    hour_values,
     stays_cohort,
 )
+from vitalgru.scoring.population import SepsisPopulation
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,11 @@ class HourRisk:
         6 h before onset), with the map stored with the model
         (:func:`vitalgru.metrics.calibration.model_probability`); None for a model stored
         without one. The risk decides the alarm; this is the number to read as a chance.
+    outside : tuple of str
+        What puts the hour outside the model's training population (an age below the
+        youngest training patient's, a value beyond the training patients' range), one
+        phrase each (:meth:`vitalgru.scoring.population.SepsisPopulation.outside`); the risk
+        is scored all the same, but it is an extrapolation.
     """
 
     patient_id: str
@@ -82,6 +89,7 @@ class HourRisk:
     alarm: bool
     rejected: tuple[str, ...] = ()
     probability: float | None = None
+    outside: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ class EarlyWarningMonitor:
         self.tree_features = list(preprocessing.get("tree_features") or []) or None
         self.threshold = float(preprocessing["threshold"])
         self.recalibration = preprocessing.get("recalibration")
+        self.population = SepsisPopulation.from_stats(self.stats.extra)
         gru = getattr(model, "gru", model)
         self.hidden = int(gru.hidden_size)
         self._stays: dict[str, Stay] = {}
@@ -333,6 +342,7 @@ class EarlyWarningMonitor:
                     tuple(c for c, bad in zip(LIMITED_COLUMNS, implausible[rows[b]], strict=True)
                           if bad),
                     None if prob is None else float(prob[b]),
+                    self.population.outside(hour_values(st, r)),
                 )
                 for b, (st, r) in enumerate(batch)
             ])  # fmt: skip

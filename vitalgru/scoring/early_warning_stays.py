@@ -21,7 +21,10 @@ from vitalgru.data.early_warning import EarlyWarningCohort
 from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.io.psv import MAX_ICU_HOUR, MEASUREMENT_COLUMNS, PSV_COLUMNS, STATIC_COLUMNS
 
-__all__ = ["LIMITED_COLUMNS", "LIMITED_IDX", "ROW_COLUMNS", "Stay", "checked_row", "stays_cohort"]
+__all__ = [
+    "LIMITED_COLUMNS", "LIMITED_IDX", "ROW_COLUMNS", "Stay", "checked_row", "hour_values",
+    "stays_cohort",
+]  # fmt: skip
 
 _BY_NAME = {
     **{k.lower(): v for k, v in PSV_COLUMNS.items()},
@@ -64,6 +67,17 @@ class Stay:
             self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
         self._buf[self.n] = [row.get(c, math.nan) for c in ROW_COLUMNS]
         self.n += 1
+
+
+def hour_values(stay: Stay, row: Mapping[str, float]) -> dict[str, float]:
+    """One checked hour's values (``row``, of a stay's rows so far), with the patient's age
+    taken from the latest row that gave one when this row does not."""
+    age = row.get("age_years", math.nan)
+    if not math.isfinite(age):
+        ages = stay.values[:, ROW_COLUMNS.index("age_years")]
+        known = ages[np.isfinite(ages)]
+        age = float(known[-1]) if known.size else math.nan
+    return {**row, "age_years": age}
 
 
 def checked_row(pid: str, row: Mapping[str, Any], last_hour: int | None) -> dict[str, float]:

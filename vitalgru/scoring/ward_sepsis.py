@@ -205,7 +205,10 @@ class SepsisWard(SepsisHours):
                         f"hour {bed.onset.get('hour')} is over",
                     })  # fmt: skip
                 bed.onset = None
-        return {**asdict(risk), "rejected": list(risk.rejected), "alarm_started": started}
+        return {
+            **asdict(risk), "rejected": list(risk.rejected), "outside": list(risk.outside),
+            "alarm_started": started,
+        }  # fmt: skip
 
     def _sepsis_alarm_event(
         self,
@@ -222,6 +225,8 @@ class SepsisWard(SepsisHours):
             message += f" (estimated probability of {OUTCOME} {probability_text(risk.probability)})"
         if drivers:
             message += "; raised most by " + "; ".join(d.describe() for d in drivers)
+        if risk.outside:  # an extrapolation: said where the alarm is read
+            message += "; outside the model's training population: " + "; ".join(risk.outside)
         lockout = None
         ack = (paged or {}).get("acknowledged")
         if paged is not None and within_lockout(
@@ -263,8 +268,9 @@ class SepsisWard(SepsisHours):
         "no_data_since" (that time, or, when nothing came yet, when the gateway took the
         admission (not the stay's start, which may be dated back), once nothing has come
         for longer than :data:`~vitalgru.sepsis_display.NO_DATA_AFTER`; else None), "risk_max"
-        and "risk_max_hour" (the stay's highest risk so far)}``. KeyError for a patient not
-        on sepsis monitoring."""
+        and "risk_max_hour" (the stay's highest risk so far), "hours_outside_population"
+        (hours scored outside the model's training population: ``last_hour``'s ``outside``
+        says why)}``. KeyError for a patient not on sepsis monitoring."""
         self._need(self.sepsis, "early-warning", change=False)
         pid = str(patient_id)
         now = self.sepsis_now()
@@ -277,7 +283,8 @@ class SepsisWard(SepsisHours):
     def sepsis_stay(self, patient_id: str) -> dict[str, Any]:
         """A sepsis patient's stay so far, for a clinician's page
         (:func:`vitalgru.reports.early_warning.stay_summary`): ``{"patient_id", "hours",
-        "risks", "probabilities", "rejected", "values" ({vitalgru column: one value per
+        "risks", "probabilities", "rejected", "outside" (per hour, what put it outside the
+        model's training population), "values" ({vitalgru column: one value per
         hour}), "drivers" ({ICU hour an alarm episode began: what raised the risk}),
         "threshold", "last_scored_at", "no_data_since" (as in :meth:`sepsis_summary`)}``.
         KeyError for a patient not on sepsis monitoring."""
@@ -297,6 +304,7 @@ class SepsisWard(SepsisHours):
             "risks": [r.risk for r in risks],
             "probabilities": [r.probability for r in risks],
             "rejected": [list(r.rejected) for r in risks],
+            "outside": [list(r.outside) for r in risks],
             "values": {c: v for c, v in values.items() if c != "hour"},
             "drivers": drivers,
             "threshold": self.sepsis.threshold,

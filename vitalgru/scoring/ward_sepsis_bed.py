@@ -158,6 +158,7 @@ class SepsisBed:
             "no_data_since": self.no_data_since(now),
             "risk_max": None if self.peak is None else self.peak.risk,
             "risk_max_hour": None if self.peak is None else self.peak.hour,
+            "hours_outside_population": sum(bool(r.outside) for r in self.risks),
             "in_alarm": self.in_alarm,
             "alarm_episodes": self.episodes,
             "alarm_drivers": list(self.onset.get("drivers", [])) if self.onset else [],
