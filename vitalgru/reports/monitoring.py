@@ -20,6 +20,7 @@ import numpy as np
 
 from vitalgru.reports.html import axis_top, clock, page, table, trend_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
+from vitalgru.scoring.population import ECG_SCOPE, ECG_TRAINED_MAX_BPM, ecg_rate_warning
 
 __all__ = ["PatientSummary", "hr_chart", "monitoring_report_html", "patient_summary"]
 
@@ -88,7 +89,10 @@ def patient_summary(
         {class: %}, "hr_bpm": {"median", "min", "max"} (None without enough beats),
         "hr_trend_bpm": [the rate of each minute monitored, None where fewer than 10 beats
         were in accepted signal], "rejected_signal_pct", "alerts": [...], "qrs_polarity"
-        (None: not measured), "polarity_warning"}``, and with ``lead`` its three keys.
+        (None: not measured), "polarity_warning", "minutes_above_trained_rate" (minutes of
+        the trend faster than :data:`~vitalgru.scoring.population.ECG_TRAINED_MAX_BPM`),
+        "population_warning" (:func:`~vitalgru.scoring.population.ecg_rate_warning` of the
+        fastest minute)}``, and with ``lead`` its three keys.
     """
     t = np.asarray(times_s, dtype=np.float64)
     lab = np.asarray(labels, dtype=str)
@@ -129,6 +133,9 @@ def patient_summary(
             round(polarity[0], 2) if polarity is not None and math.isfinite(polarity[0]) else None
         ),
         "polarity_warning": None if polarity is None else polarity[1],
+        # minutes faster than the beat model was trained at: its labels there are extrapolations
+        "minutes_above_trained_rate": int((trend > ECG_TRAINED_MAX_BPM).sum()),
+        "population_warning": ecg_rate_warning(hr["max"]),
         **({} if lead is None else {k: lead.get(k) for k in _LEAD_KEYS}),
     }
 
@@ -223,6 +230,12 @@ def _patient_html(p: PatientSummary, strips: Sequence[Mapping[str, Any]] = ()) -
     )
     warn = p.get("polarity_warning")
     leads = f"<p class=hi>Check the leads: {e(warn)}.</p>\n" if warn else ""
+    if p.get("population_warning"):
+        leads += (
+            f"<p class=hi>Outside the model's training population in "
+            f"{p.get('minutes_above_trained_rate', 0)} minute(s): fastest minute's "
+            f"{e(p['population_warning'])}.</p>\n"
+        )
     if p.get("lead_fallback"):  # a lead the model was not trained on
         leads = (f"<p class=hi>Monitored on a fall-back lead: {e(str(p.get('lead')))} for "
                  f"{e(str(p.get('lead_wanted')))}, which the record lacks (nor its limb-lead "
@@ -273,6 +286,7 @@ def monitoring_report_html(
     order = sorted(patients, key=lambda p: (not p["alerts"], str(p["patient_id"])))
     intro = (
         "Beat classes follow AAMI EC57; the burden counts beats in accepted signal only. "
+        f"{html.escape(ECG_SCOPE)} "
         "Times are from the start of monitoring."
     )
     return page(

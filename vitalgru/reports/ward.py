@@ -19,6 +19,7 @@ from urllib.parse import quote
 from vitalgru.reports.html import clock, page, shown_at, table, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
+from vitalgru.scoring.population import ECG_SCOPE
 from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
@@ -138,6 +139,8 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
             alarm += " " + _strip_link(
                 f"events/{int(last['seq'])}/strip.svg", last, zone, p["patient_id"]
             )
+        if p.get("population_warning"):  # not an alarm: the labels are extrapolations
+            alarm += f" <span class=hi>({e(p['population_warning'])})</span>"
         if p.get("polarity_warning"):  # not an alarm, but the leads want checking
             alarm += (
                 " <span class=hi>(check the leads: the QRS points against its usual way)</span>"
@@ -245,7 +248,7 @@ def ward_page_html(
         parts.append(
             "<section><h2>ECG</h2><p>Beat classes (AAMI EC57): "
             + "; ".join(f"{k} {e(v)}" for k, v in CLASS_NAMES.items())
-            + ".</p>"
+            + f". {e(ECG_SCOPE)}</p>"
             + table(
                 "Patients on ECG monitoring, alarms not acknowledged first",
                 [
@@ -383,6 +386,9 @@ def ecg_patient_page_html(
         f"last minute; {n} beats labelled.</p>"
         + (f"<p class=hi>Check the leads: {e(summary['polarity_warning'])}.</p>"
            if summary.get("polarity_warning") else "")
+        + (f"<p class=hi>Outside the model's training population: "
+           f"{e(summary['population_warning'])}.</p>"
+           if summary.get("population_warning") else "")
         + table("Beats by class since admission", ["class", "beats", "count", "%"], beats)
         + f"{chart}</section>"
         "<section><h2>Alarms</h2>"
@@ -395,6 +401,6 @@ def ecg_patient_page_html(
            if drawn else "")
         + "</section>"
     )  # fmt: skip
-    intro = f"Beat classes follow AAMI EC57. Times are in {e(zone_name(zone))}."
+    intro = f"Beat classes follow AAMI EC57. {e(ECG_SCOPE)} Times are in {e(zone_name(zone))}."
     return page(f"ECG monitoring: patient {pid} (live)", intro, body, model=model,
                 generated=generated, zone=zone)  # fmt: skip

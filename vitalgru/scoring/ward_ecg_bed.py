@@ -20,6 +20,7 @@ from vitalgru.dsp.quality import Thresholds
 from vitalgru.scoring.alarm_strips import STRIP_MAX_S
 from vitalgru.scoring.alerts import MAX_BREAKS_KEPT
 from vitalgru.scoring.ecg_labels import BeatCall
+from vitalgru.scoring.population import ecg_rate_warning
 from vitalgru.scoring.ward_ecg_alarms import alarm_state
 from vitalgru.scoring.ward_ecg_trend import HR_WINDOW_S, MinuteRates
 from vitalgru.scoring.ward_events import _iso
@@ -387,6 +388,7 @@ class EcgBed:
             "beats": int(sum(self.counts.values())),
             "counts": {c: int(self.counts.get(c, 0)) for c in _CLASSES},
             "hr_bpm": hr,
+            "population_warning": ecg_rate_warning(hr),
             "rejected_pct": (
                 round(100.0 * sum(not c.signal_ok for c in recent) / len(recent), 1)
                 if recent
