@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.metrics.aami_scope import q_beat_lines
 from vitalgru.types import AAMI_CLASS_STATS, AAMI_SUMMARY_STATS
 
 #: Class names in label order (AAMI EC57; mirrors ``vitalgru.types.AAMI_CLASSES``).
@@ -319,6 +320,7 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
         lines.append("|---|" + "---:|" * len(names))
         for c, row in zip(names, cm, strict=True):
             lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    lines += q_beat_lines(report)
     recs = report.get("records")
     if recs:
         lines += ["", "Per record:", ""]
