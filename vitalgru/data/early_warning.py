@@ -193,8 +193,13 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
 )
 
 
+#: The patient group of children (under 18), outside every Challenge-2019 training cohort.
+CHILDREN = "age < 18 (outside the adult training population)"
+
+
 def patient_groups(cohort: EarlyWarningCohort) -> dict[str, np.ndarray]:
-    """The patient groups results are broken down by: ICU type, sex and age band.
+    """The patient groups results are broken down by: ICU type, sex, age band, and
+    :data:`CHILDREN` (patients under 18, outside the adult training population).
 
     Each is a ``(n_patients,)`` bool mask, from the patient's first row (the descriptors
     are constant over a stay). A patient whose ICU type, sex or age is not recorded is in
@@ -217,6 +222,10 @@ def patient_groups(cohort: EarlyWarningCohort) -> dict[str, np.ndarray]:
     }
     for name, lo, hi in AGE_BANDS:
         groups[name] = (age >= lo) & (age < hi)
+    # children, whom no Challenge-2019 cohort holds (set A's youngest: 18.11 years): a result
+    # on them is outside the training population, and counted apart (empty groups are not
+    # reported)
+    groups[CHILDREN] = age < 18.0
     return groups
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from vitalgru.data.early_warning import (
+    CHILDREN,
     EarlyWarningCohort,
     build_cohort,
     patient_folds,
@@ -191,6 +192,16 @@ class TestPatientGroups:
         assert g["age 45-64"].tolist() == [False, True, False, False]
         assert g["age 65-79"].tolist() == [False, False, True, False]
         assert g["age >= 80"].tolist() == [False, False, False, True]
+
+    def test_children_are_a_group_of_their_own(self):
+        """No Challenge-2019 cohort holds a patient under 18: an evaluation on children
+        reports them apart, as outside the training population (an empty group is not
+        reported)."""
+        frame = pd.DataFrame({"unit_micu": 1.0, "unit_sicu": 0.0, "gender_male": 1.0,
+                              "age_years": [0.05, 17.9, 18.0]})  # fmt: skip
+        g = patient_groups(EarlyWarningCohort(frame, np.arange(4), np.array(list("abc")), {}, []))
+        assert g[CHILDREN].tolist() == [True, True, False]
+        assert CHILDREN == "age < 18 (outside the adult training population)"
 
 
 def _tiny_cohort() -> EarlyWarningCohort:
