@@ -194,6 +194,8 @@ def _sepsis_rows(
         h = p["last_hour"]
         hour = _latest_hour(p, zone)
         risk = "–" if h is None else f"{h['risk']:.{d}f}"
+        if h is not None and h.get("outside"):  # a child: the score is an extrapolation
+            risk += " <span class=hi>(outside the training population)</span>"
         prob = (
             "–" if h is None or h.get("probability") is None
             else e(probability_text(h["probability"]))  # "<0.1 %"

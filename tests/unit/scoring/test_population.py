@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
+from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import EarlyWarningMonitor
 from vitalgru.scoring.population import ADULT_AGE_YEARS, SepsisPopulation
 from vitalgru.scoring.ward import Ward
@@ -96,3 +97,5 @@ class TestChildOnTheWard:
             adult["values"], adult["rejected"], outside=adult["outside"],
         )  # fmt: skip
         assert "training population" not in early_warning_report_html([calm])
+        overview = ward_page_html([], [ward.sepsis_summary(p) for p in ("cot-1", "bed-2")])
+        assert overview.count("(outside the training population)") == 1
