@@ -49,7 +49,11 @@ fibrillation and none with AV block. S calls at the onset of atrial fibrillation
 block are therefore its weakest; most of DS2's false S are there. It was trained on \
 upright beats: on a lead inverted by swapped electrodes it loses the fusion beats (one \
 default model, DS2 F F1 0.08 against 0.23; S and V held), and such a lead is flagged, not \
-turned over (`polarity_warning`). Validate on your own recordings before relying on it.
+turned over (`polarity_warning`). Its patients are adults, few of their beats came faster \
+than 150 bpm (0.8 % of DS1's) and none was paced: a child's or a tachycardic ECG above \
+150 bpm is flagged (`population_warning`), and paced beats are mostly called N (7678 of \
+the 8028 Q beats of MIT-BIH's paced records, with one model) and are not recognised as \
+paced. Validate on your own recordings before relying on it.
 - **Monitoring**: `vitalgru monitor arrhythmia --db NAME_OR_FOLDER` (Prefect flow \
 `monitor-arrhythmia`, weekly in `prefect.yaml`) compares the records' heart rate, beat \
 amplitude, clean-signal share and the class mix of the calls with the reference stored \
@@ -79,6 +83,8 @@ early-warning` (stays fed an hour at a time, with a clinician's page) or \
 `EarlyWarningMonitor` in Python.
 - **Limits**: research software, not a medical device. It was trained on one hospital \
 system; in the challenge, every team scored far lower on hospitals it had not trained on. \
+Its patients are adults (set A: none under 18): a younger patient's hours, and vital \
+signs beyond the training patients' range, are scored but flagged (`HourRisk.outside`). \
 Score your own hospital's data with the command above before any use.
 - **Monitoring**: `vitalgru monitor early-warning --data FOLDER` (Prefect flow \
 `monitor-early-warning`, scheduled daily in `prefect.yaml`) compares a folder's inputs and \
