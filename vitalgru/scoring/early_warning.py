@@ -342,7 +342,7 @@ class EarlyWarningMonitor:
                     tuple(c for c, bad in zip(LIMITED_COLUMNS, implausible[rows[b]], strict=True)
                           if bad),
                     None if prob is None else float(prob[b]),
-                    self.population.outside(hour_values(st, r)),
+                    self.population.outside(hour_values(st, r, implausible[rows[b]])),
                 )
                 for b, (st, r) in enumerate(batch)
             ])  # fmt: skip

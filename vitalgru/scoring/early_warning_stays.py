@@ -10,7 +10,7 @@ form :func:`vitalgru.data.gru_d_inputs.gru_d_arrays` builds the network's inputs
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,9 +69,15 @@ class Stay:
         self.n += 1
 
 
-def hour_values(stay: Stay, row: Mapping[str, float]) -> dict[str, float]:
+def hour_values(
+    stay: Stay, row: Mapping[str, float], refused: Sequence[bool] | None = None
+) -> dict[str, float]:
     """One checked hour's values (``row``, of a stay's rows so far), with the patient's age
-    taken from the latest row that gave one when this row does not."""
+    taken from the latest row that gave one when this row does not, and NaN (not measured)
+    for those refused as impossible (``refused``: over :data:`LIMITED_COLUMNS`)."""
+    if refused is not None:
+        row = {**row, **{c: math.nan for c, bad in zip(LIMITED_COLUMNS, refused, strict=True)
+                         if bad}}  # fmt: skip
     age = row.get("age_years", math.nan)
     if not math.isfinite(age):
         ages = stay.values[:, ROW_COLUMNS.index("age_years")]

@@ -61,6 +61,9 @@ class TestChildOnTheMonitor:
         said = "; ".join(risk.outside)
         assert "HR 180 bpm: outside the central 99.8 % of the training patients' values" in said
         assert "Resp 60" in said
+        # an impossible value is refused (read as missing), not called a rare one
+        (risk,) = mon.push({"neonate": {**rows[1], "HR": 0.0}})
+        assert "hr_bpm" in risk.rejected and not any(p.startswith("HR") for p in risk.outside)
 
 
 class TestChildOnTheWard:
