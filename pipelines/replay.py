@@ -260,6 +260,17 @@ def replay_early_warning_markdown(report: Mapping[str, Any], title: str) -> str:
     what the replay cost."""
     a, comp = report["alarms"], report["compute"]
     measured = {**report["metrics"], **report["data"]}
+    d = report["data"]
+    outside = (
+        [
+            f"- {d['n_patients_outside_population']} patients "
+            f"({d['n_hours_outside_population']} hours) scored outside the model's training "
+            "population (younger than its youngest training patient, or a vital sign beyond "
+            "its training patients' range): their risks are extrapolations."
+        ]
+        if d.get("n_patients_outside_population")
+        else []
+    )
     lines = [
         (
             utility_markdown(measured, title)
@@ -277,6 +288,7 @@ def replay_early_warning_markdown(report: Mapping[str, Any], title: str) -> str:
         f"- {a['patients_in_alarm_at_end']} patients were in alarm at their last hour.",
         f"- {report['data']['n_refused_values']} values refused as physiologically impossible "
         "(read as missing).",
+        *outside,
         "",
         "## Throughput",
         "",

@@ -139,3 +139,33 @@ def test_a_folder_with_sex_coded_1_2_is_replayed_with_a_warning_as_evaluate_give
     assert [s.split(":")[0] for s in said] == ["gender_male"]
     md = (tmp_path / "out" / "replay.md").read_text()
     assert "**Warning:** gender_male:" in md
+
+
+def test_a_child_in_the_folder_is_counted_and_flagged_on_the_page(
+    replayed: Any, physionet_mirror: Path, tmp_path: Path
+) -> None:
+    """Set A holds no one under 18: a child's stay is scored, and counted apart."""
+    data = tmp_path / "data"
+    data.mkdir()
+    setA = physionet_mirror / "challenge-2019" / "training_setA"
+    n = len((setA / "p000001.psv").read_text().splitlines()) - 1
+    _psv(setA / "p000001.psv", data / "p000001.psv", {i: {"Age": "4"} for i in range(n)})
+    _psv(setA / "p000002.psv", data / "p000002.psv", {})
+    report = replayed(data, tmp_path / "out")
+    child = report["patients"]["p000001"]["outside_population"]
+    adult = report["patients"]["p000002"]["outside_population"]
+    assert child["hours"] == n and child["reasons"][0].startswith("age 4 y: below the youngest")
+    # the adult is flagged only where a vital sign is rarer than the training patients' (the
+    # test model's 80 patients make its range narrow)
+    assert not any(r.startswith("age") for r in adult["reasons"])
+    data_ = report["data"]
+    assert data_["n_patients_outside_population"] == 1 + bool(adult["hours"])
+    assert data_["n_hours_outside_population"] == n + adult["hours"]
+    md = (tmp_path / "out" / "replay.md").read_text()
+    assert (
+        f"- {data_['n_patients_outside_population']} patients "
+        f"({data_['n_hours_outside_population']} hours) scored outside the model's training "
+        "population"
+    ) in md
+    page = (tmp_path / "out" / "replay.html").read_text()
+    assert f"Outside the model's training population in {n} of {n} hours scored" in page
