@@ -28,6 +28,7 @@ from vitalgru.reports.sepsis_values import (
     KEY_MEASURES,
     findings_html,
     outside_html,
+    outside_mark,
     outside_population,
     refused_items,
     refused_text,
@@ -387,7 +388,7 @@ def early_warning_report_html(
     quiet_rows = "".join(
         f"<tr><th scope=row>{e(s['patient_id'])}</th><td class=n>{s['first_hour']}–"
         f"{s['last_hour']}</td><td class=n>{s['risk_max']:.{d}f}</td><td class=n>"
-        f"{s['risk_last']:.{d}f}</td><td>{refused_text(s) or '—'}</td></tr>"
+        f"{s['risk_last']:.{d}f}{outside_mark(s)}</td><td>{refused_text(s) or '—'}</td></tr>"
         if s["n_hours"]
         else f"<tr><th scope=row>{e(s['patient_id'])}</th><td colspan=4>no hour scored yet</td></tr>"
         for s in quiet

@@ -28,6 +28,7 @@ __all__ = [
     "fmt",
     "fmt_received",
     "outside_html",
+    "outside_mark",
     "outside_population",
     "refused_items",
     "refused_text",
@@ -136,8 +137,9 @@ def outside_population(outside: Sequence[Sequence[str]], hours: Sequence[int]) -
 
 
 def outside_html(s: Mapping[str, Any]) -> str:
-    """The page's warning that a stay's risk is an extrapolation (a :func:`stay_summary`
-    dict's ``outside_population``); empty when every hour was inside the population."""
+    """The page's warning that a stay's risk is an extrapolation (``outside_population`` of
+    a :func:`~vitalgru.reports.early_warning.stay_summary` dict); empty when every hour was
+    inside the population."""
     o = s.get("outside_population") or {}
     if not o.get("hours"):
         return ""
@@ -151,3 +153,11 @@ def outside_html(s: Mapping[str, Any]) -> str:
         + ". The model was trained on adult ICU stays; these risk scores are extrapolations "
         "it was not validated on.</p>"
     )
+
+
+def outside_mark(s: Mapping[str, Any]) -> str:
+    """The mark, beside a stay's risk in a table, of hours scored outside the training
+    population (``outside_population`` of a
+    :func:`~vitalgru.reports.early_warning.stay_summary` dict); empty when none."""
+    hours = (s.get("outside_population") or {}).get("hours")
+    return f" <span class=hi>(outside the training population: {hours} h)</span>" if hours else ""

@@ -102,3 +102,14 @@ class TestChildOnTheWard:
         assert "training population" not in early_warning_report_html([calm])
         overview = ward_page_html([], [ward.sepsis_summary(p) for p in ("cot-1", "bed-2")])
         assert overview.count("(outside the training population)") == 1
+
+    def test_a_child_without_an_alarm_is_marked_in_the_quiet_table(self) -> None:
+        """A page over many stays shows those without an alarm in one table: a child's
+        row there says so too."""
+        stays = [
+            stay_summary(pid, [1, 2], [0.01, 0.02], 0.5, {}, outside=outside)
+            for pid, outside in (("cot-1", [["age 4 y"], ["age 4 y"]]), ("bed-2", [[], []]),
+                                 ("bed-3", None))
+        ]  # fmt: skip
+        page = early_warning_report_html(stays)
+        assert page.count("(outside the training population: 2 h)") == 1
