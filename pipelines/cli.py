@@ -106,7 +106,7 @@ CONFIGS: dict[str, tuple[type[Any], str]] = {
 def _resolved_config(name: str, path: str | None, overrides: dict[str, Any]) -> Any:
     """The validated config (packaged defaults, file, overrides); ConfigError if bad."""
     model, default_name = CONFIGS[name]
-    return load_config(model, path, overrides, default_name=default_name)
+    return load_config(model, path, overrides, default_name=default_name, command_line=True)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

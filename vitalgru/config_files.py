@@ -1,7 +1,8 @@
 """Configuration files: YAML read, composed and validated into a config model.
 
 :func:`load_config` reads a file (or a packaged default), merges the profiles it names
-under ``defaults:`` (one level), applies dotted ``--set`` overrides and validates the result
+under ``defaults:`` (one level), applies dotted overrides (``--set`` on the command line, a
+flow's ``overrides`` parameter) and validates the result
 into a pydantic model of :mod:`vitalgru.config`; every way a file can be wrong is a
 :class:`~vitalgru.errors.ConfigError` naming the file (the profile that set a bad key) and
 the key: not UTF-8, not YAML, a key given twice, not a mapping, an unknown key (with the
@@ -194,6 +195,8 @@ def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     default_name: str = "ingest.yaml",
+    *,
+    command_line: bool = False,
 ) -> T:
     """Load and validate a config.
 
@@ -207,6 +210,11 @@ def load_config(
         Dotted keys to values, applied last (``{"arrhythmia.filters.notch_hz": 50}``); a
         mapping given for a section is merged into it (``{"arrhythmia": {"records": ["100"]}}``
         changes the records only).
+    command_line : bool
+        The overrides came from the ``vitalgru`` command's ``--set`` options: an error says
+        them as ``--set key=value`` and points to ``vitalgru config``. Otherwise (a flow's
+        ``overrides`` parameter: a deployment's run, a call from Python) it names them as
+        the JSON object they were given as, and lists a section's keys itself.
 
     Raises
     ------
@@ -219,16 +227,17 @@ def load_config(
         return model.model_validate(raw)
     except ValidationError as e:
         where = str(path) if path is not None else f"packaged {default_name}"
-        if overrides:
-            # as JSON: the text "100" and the number 100 read alike, and a run's parameters
-            # (a deployment's form) are JSON
+        if overrides and command_line:
+            # as JSON: the text "100" and the number 100 read alike
             where += " with --set " + " ".join(
                 f"{k}={json.dumps(v, default=str)}" for k, v in overrides.items()
             )
+        elif overrides:  # a run's parameter, as it was written in a deployment's form
+            where += f" with overrides {json.dumps(overrides, default=str)}"
         layers = _config_layers(path, default_name)
         lines = []
         for err in e.errors():
-            line = f"  {_explain(model, err)}"
+            line = f"  {_explain(model, err, command_line)}"
             # a key set by one of the file's defaults: profiles is named with that file
             origin = _set_in(layers, tuple(err["loc"]))
             if origin is not None and origin != layers[-1][0] and not _overridden(err, overrides):
@@ -254,9 +263,10 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(cur.model_fields)
 
 
-def _explain(model: type[BaseModel], err: Any) -> str:
+def _explain(model: type[BaseModel], err: Any, command_line: bool = False) -> str:
     """One validation error as ``key: message``; an unknown key names the section's
-    known keys and the closest one, so a typo says what was meant."""
+    known keys and the closest one, so a typo says what was meant (on the command line,
+    a section of many keys points to ``vitalgru config`` instead of listing them)."""
     loc = tuple(err["loc"])
     key = ".".join(str(x) for x in loc) or "(whole config)"
     if err["type"] in ("tuple_type", "list_type") and isinstance(err.get("input"), str):
@@ -267,7 +277,7 @@ def _explain(model: type[BaseModel], err: Any) -> str:
     known = _fields_at(model, loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
-    if len(known) <= 12:
+    if len(known) <= 12 or not command_line:  # an operator at Prefect's UI runs no command
         listing = f"keys here: {', '.join(known)}"
     else:  # a task's top level: too many to read in one line
         listing = f"{len(known)} keys here; `vitalgru config` prints them all"

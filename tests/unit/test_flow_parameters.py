@@ -107,10 +107,30 @@ class TestRefusals:
         with pytest.raises(ConfigError) as e:
             load_ingest_config(None, {"arrhythmia.records": "100", "workers": 2})
         msg = str(e.value)
-        assert 'arrhythmia.records="100" workers=2' in msg
+        # named as the run's parameter was written, not as the command's --set options
+        assert 'with overrides {"arrhythmia.records": "100", "workers": 2}' in msg
+        assert "--set" not in msg
         assert "arrhythmia.records: a list is expected" in msg and "not the text '100'" in msg
         with pytest.raises(ConfigError, match=r"val_records: a list is expected"):
             load_arrhythmia_config(None, {"val_records": "118"})
+
+    def test_an_unknown_key_in_a_runs_overrides_says_it_in_the_runs_words(self) -> None:
+        # a deployment's run was told "with --set max_epoch=3" and "`vitalgru config`
+        # prints them all": a command an operator at Prefect's UI does not run
+        with pytest.raises(ConfigError) as e:
+            load_arrhythmia_config(None, {"max_epoch": 3})
+        msg = str(e.value)
+        assert 'with overrides {"max_epoch": 3}' in msg and "did you mean 'max_epochs'?" in msg
+        assert "--set" not in msg and "vitalgru config" not in msg
+        assert "keys here: " in msg and "focal_gamma" in msg  # the section's keys, all
+
+    def test_the_command_line_keeps_its_words(self) -> None:
+        from pipelines.cli import _resolved_config
+
+        with pytest.raises(ConfigError) as e:
+            _resolved_config("arrhythmia", None, {"max_epoch": 3})
+        msg = str(e.value)
+        assert "with --set max_epoch=3" in msg and "`vitalgru config` prints them all" in msg
 
     def test_an_empty_record_list_is_refused_not_read_as_every_record(self) -> None:
         # {"arrhythmia.records": []} ingested all 48 MIT-BIH records, as null does
