@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 
+from pipelines.arrhythmia_files import load_arrhythmia_config, write_report
 from pipelines.ingest import fetch_database, ingest_flow
 from pipelines.prefect_server import stop_with_this_process
 from pipelines.promotion import promote_task
 from pipelines.run_datasets import log_arrhythmia_datasets
 from vitalgru import tracking
-from vitalgru.claims import reading, replace_file
-from vitalgru.config import ArrhythmiaTrainConfig, config_hash, load_config
+from vitalgru.claims import reading
+from vitalgru.config import ArrhythmiaTrainConfig, config_hash
 from vitalgru.data.arrhythmia_dataset import BeatDataset, RecordBeats, load_beat_dataset
 from vitalgru.data.dataset_files import processing_digest
 from vitalgru.data.drift import arrhythmia_reference, beat_inputs
@@ -42,15 +43,6 @@ from vitalgru.training.loop import Callback, TqdmProgress
 from vitalgru.types import AAMI_SUMMARY_STATS
 
 logger = logging.getLogger(__name__)
-
-
-def load_arrhythmia_config(
-    config_path: str | None = None, overrides: dict[str, Any] | None = None
-) -> ArrhythmiaTrainConfig:
-    """The resolved training config (packaged ``arrhythmia.yaml``, file, overrides)."""
-    return load_config(
-        ArrhythmiaTrainConfig, config_path, overrides, default_name="arrhythmia.yaml"
-    )
 
 
 def check_validation_records(cfg: ArrhythmiaTrainConfig) -> None:
@@ -398,12 +390,3 @@ def train_arrhythmia_flow(
         "dataset": data,
         "report_paths": paths,
     }
-
-
-def write_report(report: Mapping[str, Any], json_path: Path, title: str) -> dict[str, str]:
-    """Write the JSON report and a markdown table beside it."""
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(json_path, json.dumps(report, indent=2))
-    md = json_path.with_suffix(".md")
-    replace_file(md, report_markdown(report, title))
-    return {"json": str(json_path), "markdown": str(md)}

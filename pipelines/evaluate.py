@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.arrhythmia import load_arrhythmia_config, write_report
+from pipelines.arrhythmia_files import load_arrhythmia_config, write_report
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing
 from vitalgru.config import ArrhythmiaTrainConfig

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.arrhythmia import load_arrhythmia_config
+from pipelines.arrhythmia_files import load_arrhythmia_config
 from pipelines.evaluate import config_lead, folder_metrics, parse_records, unlabelled_folder_metrics
 from vitalgru import tracking
 from vitalgru.claims import replace_file, replacing

@@ -162,3 +162,16 @@ class TestLayering:
         packages = sorted(p.parent.name for p in PKG.glob("*/__init__.py"))
         assert "baselines" in packages
         assert [p for p in packages if f"\n  {p}/ " not in layout] == []
+
+    def test_scoring_with_a_logged_model_imports_no_prefect(self) -> None:
+        # pipelines.evaluate took two file helpers from the training flow's module, and
+        # with them Prefect, whose console handler it put on the root logger of a
+        # process (`vitalgru evaluate`, `replay`, `monitor`'s checks) that runs no flow
+        code = (
+            "import logging, sys, pipelines.evaluate, pipelines.replay, pipelines.monitor_checks;"
+            "print('prefect' in sys.modules, logging.getLogger().handlers)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.strip() == "False []"
