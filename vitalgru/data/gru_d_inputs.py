@@ -8,7 +8,6 @@ Networks for Multivariate Time Series with Missing Values").
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -90,6 +89,22 @@ class NormStats:
         return cls(**d)
 
 
+def _nan_mean_std(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nanmean`` and ``np.nanstd`` of each column of ``vals`` (n, k), to the bit, NaN for
+    a column of NaN alone, without numpy's warnings. They were silenced with
+    ``warnings.catch_warnings``, which swaps the process's filter list and is not
+    thread-safe: a thread beside it (a Prefect task runner's, MLflow's) could lose a filter
+    it set, or be left with this one. ``np.errstate`` (for a column holding an infinity) is
+    per thread and per context."""
+    mean = np.full(vals.shape[1], np.nan)
+    std = np.full(vals.shape[1], np.nan)
+    some = ~np.isnan(vals).all(axis=0)  # an all-NaN column is "Mean of empty slice"
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mean[some] = np.nanmean(vals[:, some], axis=0)
+        std[some] = np.nanstd(vals[:, some], axis=0)
+    return mean, std
+
+
 def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> NormStats:
     """Mean and standard deviation of every measurement over its observed values.
 
@@ -100,10 +115,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
     """
     f = cohort.frame
     vals = f[list(MEASUREMENT_COLUMNS)].to_numpy(np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (EtCO2 in set A)
-        mean = np.nanmean(vals, axis=0)
-        std = np.nanstd(vals, axis=0)
+    mean, std = _nan_mean_std(vals)  # NaN for an all-NaN column (EtCO2 in set A)
     seen = np.isfinite(vals).any(axis=0)
     mean = np.where(np.isfinite(mean), mean, 0.0)
     std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
@@ -118,10 +130,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
         feats = engineered_features(f, cohort.offsets)
         ev = feats.to_numpy(np.float64)
         ok = np.isfinite(ev).any(axis=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            em = np.nanmean(ev[:, ok], axis=0)
-            es = np.nanstd(ev[:, ok], axis=0)
+        em, es = _nan_mean_std(ev[:, ok])
         eng_cols = [c for c, k in zip(feats.columns, ok, strict=True) if k]
         eng_mean = em.tolist()
         eng_std = np.where(es > 1e-6, es, 1.0).tolist()
