@@ -221,3 +221,56 @@ class TestServerLostDuringACommand:
         line = self._one_line(capsys)
         assert f"the MLflow server {uri} ($MLFLOW_TRACKING_URI)" in line
         assert "(no answer within 1 s, MLFLOW_HTTP_REQUEST_TIMEOUT, on every try)" in line
+
+
+class TestLibraryLoad:
+    """:func:`vitalgru.tracking.load_model` called from Python (a flow a deployment runs, a
+    notebook) had neither the CLI's start check nor its 30 s request timeout: against a
+    server that does not answer it waited on MLflow's retries for over ten minutes. MLflow's
+    retries are cut here so that the code before the check fails at once with another error
+    (MLflow's own, as a ModelLoadError) instead of hanging."""
+
+    @pytest.fixture(autouse=True)
+    def _no_retries(self, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+    @pytest.mark.parametrize("call", ["load_model", "resolve_model_uri"])
+    def test_a_closed_port_is_said_in_seconds(
+        self, monkeypatch: pytest.MonkeyPatch, call: str
+    ) -> None:
+        from vitalgru import tracking
+
+        uri = f"http://127.0.0.1:{closed_port()}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        t0 = time.perf_counter()
+        with pytest.raises(ServerUnavailableError) as ei:
+            getattr(tracking, call)("models:/vitalgru-arrhythmia@champion")
+        assert time.perf_counter() - t0 < 10
+        msg = str(ei.value)
+        assert f"the MLflow server {uri} ($MLFLOW_TRACKING_URI) does not answer" in msg
+        assert "2 tries" in msg
+
+    def test_a_server_that_never_answers_is_said_in_seconds(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from vitalgru import tracking
+
+        with silent_server() as uri:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            t0 = time.perf_counter()
+            with pytest.raises(ServerUnavailableError) as ei:
+                tracking.load_model("models:/vitalgru-early-warning/1")
+            spent = time.perf_counter() - t0
+        assert spent < 20, spent  # two tries of 5 s, a second apart; MLflow's: 30 s
+        assert f"the MLflow server {uri} ($MLFLOW_TRACKING_URI) does not answer" in str(ei.value)
+
+    def test_a_model_folder_asks_no_server(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from vitalgru import tracking
+        from vitalgru.errors import ModelLoadError
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
+        with pytest.raises(ModelLoadError):  # not a model: read as it is, no server asked
+            tracking.load_model(str(tmp_path))

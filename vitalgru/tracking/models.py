@@ -50,7 +50,13 @@ from vitalgru.tracking.pyfunc import (
 )
 from vitalgru.tracking.relocation import missing_files
 from vitalgru.tracking.runs import TrackedRun, _active
-from vitalgru.tracking.stores import missing_store, mlflow_client, registry_uri, tracking_uri
+from vitalgru.tracking.stores import (
+    check_stores,
+    missing_store,
+    mlflow_client,
+    registry_uri,
+    tracking_uri,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +345,9 @@ def _pinned(uri: str) -> tuple[str, str | None, str | None]:
         return uri, None, None
     if (why := missing_store()) is not None:
         raise ModelLoadError(f"cannot load {uri}: {why}")
+    # a server that does not answer, said in seconds: MLflow's retries held a library
+    # caller (a flow run by a deployment, a notebook) for over ten minutes before its error
+    check_stores(attempts=2, wait_s=1.0, timeout_s=5.0)
     return _parse_models_uri(mlflow_client(), uri)
 
 
@@ -377,6 +386,10 @@ def load_model(
         No store to read it from (:func:`~vitalgru.tracking.stores.missing_store`), unknown
         name/alias/version, not a vitalgru model, or not one of ``kinds`` (a
         ``ValueError``).
+    vitalgru.errors.ServerUnavailableError
+        For a ``models:/`` or ``runs:/`` URI, an MLflow tracking or registry server that
+        does not answer two tries a second apart, 5 s each (:func:`check_stores`), or
+        refuses the name it is reached by: said within about 11 s (an ``OSError``).
     """
     pinned, name, version = _pinned(uri)
     with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:
