@@ -26,6 +26,7 @@ from pipelines.ingest import fetch_database, ingest_flow
 from pipelines.prefect_server import stop_with_this_process
 from pipelines.promotion import promote_task
 from pipelines.run_datasets import log_arrhythmia_datasets
+from pipelines.run_logs import send_to_run_logs
 from vitalgru import tracking
 from vitalgru.claims import reading
 from vitalgru.config import ArrhythmiaTrainConfig, config_hash
@@ -365,6 +366,7 @@ def train_arrhythmia_flow(
         ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
     """
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     cfg = load_arrhythmia_config(config_path, overrides)
     check_validation_records(cfg)  # also for a deployment's run, not only the CLI's
     cfg_json = cfg.model_dump(mode="json")

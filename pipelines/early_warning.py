@@ -42,6 +42,7 @@ from prefect import flow, get_run_logger, task
 from pipelines.prefect_server import stop_with_this_process
 from pipelines.promotion import promote_task
 from pipelines.run_datasets import log_early_warning_datasets
+from pipelines.run_logs import send_to_run_logs
 from vitalgru import tracking
 from vitalgru.baselines.gbm import GBMParams
 from vitalgru.claims import replace_file, replacing, writing
@@ -368,6 +369,7 @@ def train_early_warning_flow(
         ``cv_dir`` and ``final_dir``.
     """
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     cfg = load_early_warning_config(config_path, overrides)  # models fit register_model
     cfg_json = cfg.model_dump(mode="json")
     out = Path(cfg.out_dir).resolve()

@@ -22,6 +22,7 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.prefect_server import stop_with_this_process
+from pipelines.run_logs import send_to_run_logs
 from vitalgru import __version__
 from vitalgru.claims import writing
 from vitalgru.config import ArrhythmiaDataConfig, IngestConfig, PhysioNetConfig, config_hash
@@ -170,6 +171,7 @@ def ingest_flow(
     ingest into it, or a training reading it, waits until this one has written it all.
     """
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     log = get_run_logger()
     cfg = load_ingest_config(config_path, overrides, out_dir)
     out = Path(cfg.out_dir).resolve()

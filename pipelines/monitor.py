@@ -42,6 +42,7 @@ from pipelines.monitor_checks import (
 )
 from pipelines.monitor_verdict import STATUSES
 from pipelines.prefect_server import stop_with_this_process
+from pipelines.run_logs import send_to_run_logs
 from vitalgru import tracking
 
 EXPERIMENT = "vitalgru-monitoring"
@@ -144,6 +145,7 @@ def monitor_early_warning_flow(
 ) -> dict[str, Any]:
     """Check a registered early-warning model on a folder of stays; record it in MLflow."""
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     report = check_task(model_uri, data, out, max_utility_drop, max_auroc_drop)
     return _recorded(report)
 
@@ -162,6 +164,7 @@ def monitor_arrhythmia_flow(
     on MIT-BIH, every record of any other database or folder; ``annotations`` None:
     unannotated ones, drift only); record it in MLflow."""
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     report = check_arrhythmia_task(
         model_uri, db, records, out, max_f1_drop, config_path, annotations
     )

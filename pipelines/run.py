@@ -11,6 +11,7 @@ from pipelines.arrhythmia import train_arrhythmia_flow
 from pipelines.early_warning import train_early_warning_flow
 from pipelines.ingest import ingest_flow
 from pipelines.prefect_server import stop_with_this_process
+from pipelines.run_logs import send_to_run_logs
 from vitalgru import tracking
 
 TASKS = ("ingest", "arrhythmia", "early-warning")
@@ -27,6 +28,7 @@ def run_all(tasks: Sequence[str] = ("arrhythmia", "early-warning")) -> dict[str,
         parameters are not checked by the command line's ``choices``).
     """
     stop_with_this_process()  # a kill leaves no temporary server
+    send_to_run_logs()  # the library's lines in the run's logs in Prefect
     names = [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = sorted({str(t) for t in names} - set(TASKS))
     if unknown or not names:
