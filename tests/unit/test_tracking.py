@@ -56,6 +56,7 @@ from vitalgru.tracking import (
     version_gate_values,
 )
 from vitalgru.tracking.environment import environment_tags
+from vitalgru.tracking.runs import shown_uri
 from vitalgru.tracking.source import (
     GIT_COMMIT_TAG,
     GIT_DIRTY_TAG,
@@ -519,6 +520,21 @@ class TestTrackedRun:
 
 class _Sub(BaseModel):
     k: int = 1
+
+
+class TestShownUri:
+    """The tracking URI in the run's log line (kept in Prefect's database and a worker's
+    output) without the password a database or server URI may carry."""
+
+    def test_a_password_is_hidden_and_the_rest_kept(self) -> None:
+        assert shown_uri("postgresql://vitalgru:s3cret@db.example:5432/mlflow?ssl=1") == (
+            "postgresql://vitalgru:***@db.example:5432/mlflow?ssl=1"
+        )
+        assert shown_uri("https://me:p%40ss@mlflow.example/") == "https://me:***@mlflow.example/"
+
+    def test_a_uri_without_one_is_unchanged(self) -> None:
+        for uri in ("sqlite:////srv/mlflow.db", "http://tracking:5000", "https://u@h/", "mlruns"):
+            assert shown_uri(uri) == uri
 
 
 class TestFlattenParams:

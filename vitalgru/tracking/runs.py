@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -78,6 +79,17 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
             "another experiment name"
         )
     return exp.experiment_id
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as a log line may show it: the password of a user part replaced by ``***``
+    (``postgresql://vitalgru:***@db/mlflow``). Log lines are kept where the environment
+    that holds the URI is not: a flow run's in Prefect's database, a worker's output."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 # --------------------------------------------------------------------------- params
@@ -276,8 +288,9 @@ def start_run(
         experiment_id=exp_id, run_name=run_name, tags=run_tags, nested=nested
     ) as active:
         logger.info(
-            "MLflow run %s in experiment %r (%s)", active.info.run_id, experiment, tracking_uri()
-        )
+            "MLflow run %s in experiment %r (%s)", active.info.run_id, experiment,
+            shown_uri(tracking_uri()),
+        )  # fmt: skip
         yield TrackedRun(
             run_id=active.info.run_id,
             experiment_id=exp_id,
