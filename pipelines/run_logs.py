@@ -13,9 +13,10 @@ through Prefect's own API log handler (its batching, size limit and
 done in code, so that a run started by the command line, a deployment's worker or a
 direct call of the flow function gets it without a setting, with two differences: a line
 logged outside any flow or task run (the gateway, a command that runs no flow) is left to
-the console quietly, where Prefect's handler warns on each; and where those loggers are
-not enabled for INFO (a worker's or a plain script's logging is Prefect's: WARNING and
-above), they are set to INFO, so their INFO lines are written, on the console too. What
+the console quietly, where Prefect's handler warns on each; and where those loggers take
+their level from the root logger and it is above INFO (a worker's or a plain script's
+logging is Prefect's: WARNING and above), they are set to INFO, so their INFO lines are
+written, on the console too. A level a site set on them is kept. What
 the console shows is otherwise unchanged: the handler writes nowhere else, and the
 records still reach the root logger's handlers once. A logger that already carries a
 Prefect API handler (``PREFECT_LOGGING_EXTRA_LOGGERS=vitalgru``) gets no second one.
@@ -27,6 +28,7 @@ and file names, as on the console; no patient values are logged.
 from __future__ import annotations
 
 import logging
+import threading
 
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
@@ -48,12 +50,19 @@ class RunLogHandler(APILogHandler):
         super().emit(record)
 
 
+#: Held while the handlers are looked at and added: flows started at once in threads of
+#: one process (a subflow beside another) add one handler, not one each.
+_installing = threading.Lock()
+
+
 def send_to_run_logs() -> None:
     """Have the lines of :data:`OWN_LOGGERS`, INFO and above, sent to the flow run's logs
     in Prefect (see the module's description). Idempotent; call it in each flow."""
-    for name in OWN_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, APILogHandler) for h in logger.handlers):
-            logger.addHandler(RunLogHandler(level=logging.INFO))
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
+    with _installing:
+        for name in OWN_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+                logger.addHandler(RunLogHandler(level=logging.INFO))
+            # a level set on the logger itself (a site's logging config) is left as it is
+            if logger.level == logging.NOTSET and logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)

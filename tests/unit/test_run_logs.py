@@ -37,3 +37,18 @@ def test_outside_a_run_nothing_is_sent_nor_warned_about() -> None:
         warnings.simplefilter("error")  # Prefect's own handler warns here
         logging.getLogger("vitalgru.io.physionet").warning("a line outside any flow")
     assert isinstance(logging.getLogger("vitalgru").handlers[-1], RunLogHandler)
+
+
+@pytest.mark.usefixtures("own_loggers_restored")
+def test_a_level_set_on_the_loggers_is_kept() -> None:
+    logging.getLogger("vitalgru").setLevel(logging.WARNING)  # a site's own logging config
+    logging.getLogger("pipelines").setLevel(logging.NOTSET)
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.WARNING)  # Prefect's logging, as on a worker
+    try:
+        send_to_run_logs()
+    finally:
+        root.setLevel(before)
+    assert logging.getLogger("vitalgru").level == logging.WARNING
+    assert logging.getLogger("pipelines").level == logging.INFO
