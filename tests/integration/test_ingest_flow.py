@@ -319,6 +319,10 @@ class TestIngestAgainstPrefectServer:
         done, waited = sorted(states(), key=lambda st: st["start_time"])
         assert done["state_type"] == waited["state_type"] == "COMPLETED", waited["state"]
         assert waited["start_time"] >= done["end_time"]
+        # the library's lines are in the run's logs in Prefect, not only in the worker's output
+        body = {"logs": {"flow_run_id": {"any_": [done["id"]]}}}
+        names = [lg["name"] for lg in _api(api, "POST", "/logs/filter", body)]
+        assert names.count("vitalgru.io.physionet") == 1, names
         manifest = json.loads((out_dir / "manifest.json").read_text())
         assert sorted(manifest["records"]) == ["100", "101"]
         assert manifest["n_beats"] == 2273 + 1865
