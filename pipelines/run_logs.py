@@ -1,6 +1,6 @@
 """The project's own log lines in the flow run's logs that Prefect keeps and shows.
 
-Prefect sends to its API (the run's page in the UI, ``GET /api/logs/filter``) the lines of
+Prefect sends to its API (the run's page in the UI, ``POST /api/logs/filter``) the lines of
 its run loggers (``get_run_logger()``) only. The library's lines (``vitalgru.*``: a
 skipped ``.psv`` file, a fold's result, an excluded record) and the flows' helpers'
 (``pipelines.*``: a monitoring check's verdict) went to the process's console alone: a
@@ -16,13 +16,13 @@ logged outside any flow or task run (the gateway, a command that runs no flow) i
 the console quietly, where Prefect's handler warns on each; and where those loggers take
 their level from the root logger and it is above INFO (a worker's or a plain script's
 logging is Prefect's: WARNING and above), they are set to INFO, so their INFO lines are
-written, on the console too. A level a site set on them is kept. What
-the console shows is otherwise unchanged: the handler writes nowhere else, and the
-records still reach the root logger's handlers once. A logger that already carries a
+written, on the console too; a level a site set on them is kept. What the console shows
+is otherwise unchanged: the handler writes nowhere else, and the records still reach the
+root logger's handlers once. A logger that already carries a
 Prefect API handler (``PREFECT_LOGGING_EXTRA_LOGGERS=vitalgru``) gets no second one.
 
-What the lines hold goes into Prefect's database (see the README's "Logs"): record ids
-and file names, as on the console; no patient values are logged.
+What the lines hold goes into Prefect's database (the README's "What Prefect's database
+keeps"): record ids and file names, as on the console.
 """
 
 from __future__ import annotations
