@@ -58,7 +58,7 @@ class NormStats:
     network learnt nothing from their values, so :func:`gru_d_arrays` reads them as not
     measured wherever they are charted. ``extra["population"]`` says who the training
     patients were (youngest and oldest age, each vital sign's :data:`RANGE_QUANTILES`), for
-    :class:`vitalgru.scoring.population.SepsisPopulation`; absent in models stored before it.
+    :class:`vitalgru.population.SepsisPopulation`; absent in models stored before it.
     """
 
     columns: list[str]
@@ -151,7 +151,7 @@ def fit_norm_stats(cohort: EarlyWarningCohort, engineered: bool = False) -> Norm
 
 
 def _population(vals: np.ndarray, seen: np.ndarray, age: np.ndarray) -> dict[str, Any]:
-    """Who the training patients were, for :class:`vitalgru.scoring.population.SepsisPopulation`:
+    """Who the training patients were, for :class:`vitalgru.population.SepsisPopulation`:
     youngest and oldest age (years), and per vital sign observed (the measurements whose
     normal range depends most on age) the 0.1 % and 99.9 % quantiles of its values (:data:`RANGE_QUANTILES`; ``vals``: rows x :data:`MEASUREMENT_COLUMNS`)."""
     ok = np.isfinite(age)

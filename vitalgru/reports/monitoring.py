@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.population import ECG_SCOPE, ECG_TRAINED_MAX_BPM, ecg_rate_warning
 from vitalgru.reports.html import axis_top, clock, page, table, trend_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
-from vitalgru.scoring.population import ECG_SCOPE, ECG_TRAINED_MAX_BPM, ecg_rate_warning
 
 __all__ = ["PatientSummary", "hr_chart", "monitoring_report_html", "patient_summary"]
 
@@ -90,8 +90,8 @@ def patient_summary(
         "hr_trend_bpm": [the rate of each minute monitored, None where fewer than 10 beats
         were in accepted signal], "rejected_signal_pct", "alerts": [...], "qrs_polarity"
         (None: not measured), "polarity_warning", "minutes_above_trained_rate" (minutes of
-        the trend faster than :data:`~vitalgru.scoring.population.ECG_TRAINED_MAX_BPM`),
-        "population_warning" (:func:`~vitalgru.scoring.population.ecg_rate_warning` of the
+        the trend faster than :data:`~vitalgru.population.ECG_TRAINED_MAX_BPM`),
+        "population_warning" (:func:`~vitalgru.population.ecg_rate_warning` of the
         fastest minute)}``, and with ``lead`` its three keys.
     """
     t = np.asarray(times_s, dtype=np.float64)

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote
 
+from vitalgru.population import ECG_SCOPE
 from vitalgru.reports.html import clock, page, shown_at, table, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
-from vitalgru.scoring.population import ECG_SCOPE
 from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]

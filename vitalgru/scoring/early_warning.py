@@ -37,6 +37,7 @@ from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.errors import ConflictError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, MEASUREMENT_UNITS, PSV_COLUMNS
 from vitalgru.metrics.calibration import model_probability
+from vitalgru.population import SepsisPopulation
 from vitalgru.scoring.early_warning_stays import (
     LIMITED_COLUMNS,
     LIMITED_IDX,
@@ -46,7 +47,6 @@ from vitalgru.scoring.early_warning_stays import (
     hour_values,
     stays_cohort,
 )
-from vitalgru.scoring.population import SepsisPopulation
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class HourRisk:
     outside : tuple of str
         What puts the hour outside the model's training population (an age below the
         youngest training patient's, a value beyond the training patients' range), one
-        phrase each (:meth:`vitalgru.scoring.population.SepsisPopulation.outside`); the risk
+        phrase each (:meth:`vitalgru.population.SepsisPopulation.outside`); the risk
         is scored all the same, but it is an extrapolation.
     """
 

@@ -444,7 +444,7 @@ class EcgWard(WardShadows, WardStrips):
         feed's index resumed), "received_s", "queued_s", "beats", "counts" ({class: n}),
         "hr_bpm" (median RR of the last minute's beats in accepted signal; None with fewer
         than 5), "population_warning" (that rate is above those the beat model was trained
-        at: :func:`~vitalgru.scoring.population.ecg_rate_warning`; else None),
+        at: :func:`~vitalgru.population.ecg_rate_warning`; else None),
         "rejected_pct" (of the recent beats), "last_beats" (the 10 newest: time_s,
         label, signal_ok), "alarms" (the newest 100, oldest first; each with its ``state``:
         ``going_on``, ``ended``, with ``ended`` (``{"seq", "at", "kind", "reason",

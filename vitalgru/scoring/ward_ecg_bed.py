@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from vitalgru.dsp.quality import Thresholds
+from vitalgru.population import ecg_rate_warning
 from vitalgru.scoring.alarm_strips import STRIP_MAX_S
 from vitalgru.scoring.alerts import MAX_BREAKS_KEPT
 from vitalgru.scoring.ecg_labels import BeatCall
-from vitalgru.scoring.population import ecg_rate_warning
 from vitalgru.scoring.ward_ecg_alarms import alarm_state
 from vitalgru.scoring.ward_ecg_trend import HR_WINDOW_S, MinuteRates
 from vitalgru.scoring.ward_events import _iso

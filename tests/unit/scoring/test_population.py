@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vitalgru.population import ADULT_AGE_YEARS, SepsisPopulation
 from vitalgru.reports.early_warning import early_warning_report_html, stay_summary
 from vitalgru.reports.ward import ward_page_html
 from vitalgru.scoring import EarlyWarningMonitor
-from vitalgru.scoring.population import ADULT_AGE_YEARS, SepsisPopulation
 from vitalgru.scoring.ward import Ward
 
 #: A neonate's hour: normal for a neonate, beyond the adult training patients' vital signs.

@@ -10,9 +10,9 @@ import pytest
 import wfdb
 from monitor_kit import untrained_monitor
 
+from vitalgru.population import ECG_SCOPE, ECG_TRAINED_MAX_BPM, ecg_rate_warning
 from vitalgru.reports.monitoring import monitoring_report_html, patient_summary
 from vitalgru.reports.ward import ecg_patient_page_html, ward_page_html
-from vitalgru.scoring.population import ECG_SCOPE, ECG_TRAINED_MAX_BPM, ecg_rate_warning
 from vitalgru.scoring.ward import Ward
 
 FS = 360.0
