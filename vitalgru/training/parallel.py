@@ -142,6 +142,13 @@ def run_fits(
         procs = list(getattr(pool, "_processes", {}).values())  # all started by the submits
         try:
             while nxt < len(tasks):
+                # A worker that ended stops everything at once. Python 3.11's pool may not
+                # see it: it wakes its watcher before it starts the process a submit adds,
+                # so a worker started by the last submit and then killed went unnoticed
+                # until another worker finished its fit (a minute to an hour of training
+                # on one process, then the error).
+                if any(p.exitcode is not None for p in procs):
+                    raise _died(procs, workers)
                 for f in futures:  # a failed or killed worker stops everything at once
                     if f.done() and (error := f.exception()) is not None:
                         if isinstance(error, BrokenProcessPool):

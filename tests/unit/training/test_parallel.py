@@ -68,12 +68,14 @@ class TestRunFits:
         assert rec.seen == _expected_events(3)
 
     def test_a_failing_task_raises_in_the_caller_without_waiting(self) -> None:
-        # task 0 would run for a minute; the failure of task 1 must not wait for it
-        tasks = [{"i": 0, "sleep": 60.0}, {"i": 1, "sleep": 0.0, "fail": True}]
+        # task 0 would run for five minutes; the failure of task 1 must not wait for it (the
+        # bound leaves the workers' start, which imports torch, a minute or two on a loaded
+        # machine)
+        tasks = [{"i": 0, "sleep": 300.0}, {"i": 1, "sleep": 0.0, "fail": True}]
         t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="task 1 failed"):
             run_fits(_toy_fit, 0, tasks, workers=2)
-        assert time.monotonic() - t0 < 30.0
+        assert time.monotonic() - t0 < 150.0
 
     def test_rejects_no_workers(self) -> None:
         with pytest.raises(ValueError, match="workers"):
@@ -92,12 +94,17 @@ class TestWorkerKilled:
         # Python's error said only "A process in the process pool was terminated abruptly
         # while the future was running or pending", which the command ended in as a
         # traceback: nothing of a kill, memory or the setting that runs fewer processes
-        tasks = [{"i": 0, "sleep": 60.0}, {"i": 1, "sleep": 0.0, "kill": True}]
+        tasks = [{"i": 0, "sleep": 300.0}, {"i": 1, "sleep": 0.0, "kill": True}]
+        # Python 3.11's pool missed a worker killed after the last submit started it (about
+        # one start in two to five): the other worker's five minutes were waited for. Four
+        # pools, each to see the kill at once; the bound leaves the workers' start, which
+        # imports torch, a minute or two on a loaded machine
         t0 = time.monotonic()
-        with pytest.raises(BrokenProcessPool) as e:  # what a caller that knew it still catches
-            run_fits(_killed_fit, 0, tasks, workers=2)
-        assert isinstance(e.value, VitalgruError)  # the command's one line, exit status 2
-        message = str(e.value)
-        assert "was killed by SIGKILL" in message and "out-of-memory killer" in message
-        assert "set workers: 1" in message
-        assert time.monotonic() - t0 < 30.0  # the other worker is not waited for
+        for _ in range(4):
+            with pytest.raises(BrokenProcessPool) as e:  # what a caller that knew still catches
+                run_fits(_killed_fit, 0, tasks, workers=2)
+            assert isinstance(e.value, VitalgruError)  # the command's one line, exit status 2
+            message = str(e.value)
+            assert "was killed by SIGKILL" in message and "out-of-memory killer" in message
+            assert "set workers: 1" in message
+        assert time.monotonic() - t0 < 150.0
