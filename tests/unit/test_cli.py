@@ -131,9 +131,12 @@ class TestCLI:
         assert "arrhythmia.windows.lede: unknown key" in msg
         assert "did you mean 'arrhythmia.windows.lead'?" in msg
         assert "fallback_lead" in msg  # the section's keys are listed
-        # An override is named as the source, not blamed on the packaged file.
+        # An override is named as the source, not blamed on the packaged file (in the
+        # command line's words: the command's config check asks for them).
         with pytest.raises(ConfigError) as e:
-            load_config(ArrhythmiaTrainConfig, None, {"max_epoch": 3}, "arrhythmia.yaml")
+            load_config(
+                ArrhythmiaTrainConfig, None, {"max_epoch": 3}, "arrhythmia.yaml", command_line=True
+            )
         msg = str(e.value)
         assert "with --set max_epoch=3" in msg and "did you mean 'max_epochs'?" in msg
         # Nothing close: no guess, only the count of keys at a task's top level.
