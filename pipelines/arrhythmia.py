@@ -6,7 +6,7 @@ every training is one MLflow run (params, resolved config, dataset manifest, per
 metrics, confusion matrices, final metrics, model + preprocessing), registered as
 ``vitalgru-arrhythmia``; the gate gives it the ``champion`` alias only if it beats the
 current champion on DS2 S and V F1 measured on the same DS2 beats (the first model becomes
-champion).
+champion); the difference is said with its paired record-bootstrap interval.
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ from vitalgru.training.loop import Callback, TqdmProgress
 from vitalgru.types import AAMI_SUMMARY_STATS
 
 logger = logging.getLogger(__name__)
+
+#: The run artifact of the DS2 evaluation (an AAMI report with each record's confusion
+#: matrix), from which the gate puts a new version's difference from the champion beside a
+#: paired record-bootstrap interval.
+DS2_REPORT = "evaluation/ds2.json"
 
 
 def check_validation_records(cfg: ArrhythmiaTrainConfig) -> None:
@@ -260,7 +265,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         others["train_seconds"] = res.train_seconds
         run.log_metrics(others)
         metrics = {**tested, **others}
-        run.log_dict(report, "evaluation/ds2.json")
+        run.log_dict(report, DS2_REPORT)
         run.log_text(report_markdown(report, "DS2 (trained on DS1)"), "evaluation/ds2.md")
         tracking.log_confusion_matrix(
             run,
@@ -363,7 +368,8 @@ def train_arrhythmia_flow(
     dict
         ``run_id``, ``model_uri``, ``version``, ``metrics`` (flat, ``test_*`` on DS2,
         ``val_*`` on the DS1 validation records), ``promoted``, ``promotion_reason``,
-        ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
+        ``promotion_paired`` (the gate's paired record-bootstrap interval of the difference
+        from the champion, or why there is none; None for a first champion), ``dataset`` and ``report_paths`` (JSON and markdown of the DS2 evaluation).
     """
     stop_with_this_process()  # a kill leaves no temporary server
     send_to_run_logs()  # the library's lines in the run's logs in Prefect
@@ -380,7 +386,7 @@ def train_arrhythmia_flow(
     )  # fmt: skip
     decision = promote_task(
         cfg.registered_name, out["version"], out["metrics"], list(cfg.gate_keys),
-        out["evaluated_on"],
+        out["evaluated_on"], DS2_REPORT,
     )  # fmt: skip
     return {
         "run_id": out["run_id"],
@@ -389,6 +395,7 @@ def train_arrhythmia_flow(
         "metrics": out["metrics"],
         "promoted": decision["promoted"],
         "promotion_reason": decision["reason"],
+        "promotion_paired": decision["paired"],
         "dataset": data,
         "report_paths": paths,
     }

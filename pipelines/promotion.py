@@ -23,6 +23,7 @@ def promote_task(
     metrics: dict[str, float],
     gate_keys: list[str],
     evaluated_on: str | None = None,
+    record_report: str | None = None,
 ) -> dict[str, Any]:
     """Give a registered version the ``champion`` alias if it passes the gate.
 
@@ -38,11 +39,18 @@ def promote_task(
         What the figures were measured on (the arrhythmia flow's DS2 beats, the
         early-warning flow's cohort and folds); they are compared only with a champion's
         measured on the same.
+    record_report : str, optional
+        The run artifact holding each record's confusion matrix (the arrhythmia flow's
+        ``evaluation/ds2.json``): the gate puts the difference from the champion beside a
+        paired record-bootstrap interval where both runs logged it.
 
     Returns
     -------
     dict
-        ``promoted`` (bool), ``reason`` and ``previous_version`` of the gate's decision.
+        ``promoted`` (bool), ``reason``, ``previous_version`` and ``paired`` (the paired
+        comparison, or None) of the gate's decision.
     """
-    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on)
-    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version}
+    d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on,
+                                   record_report=record_report)  # fmt: skip
+    return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version,
+            "paired": d.paired}  # fmt: skip

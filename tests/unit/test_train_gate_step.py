@@ -46,7 +46,7 @@ def test_the_arrhythmia_flow_gates_on_what_ds2_was_measured_on(
     monkeypatch.setattr(arr, "promote_task", arr.promote_task.fn)
 
     class Decision:
-        promoted, reason, previous_version = False, "not comparable", "1"
+        promoted, reason, previous_version, paired = False, "not comparable", "1", None
 
     def gate(*args: Any, **kw: Any) -> Decision:
         gated.append(kw)
@@ -55,6 +55,8 @@ def test_the_arrhythmia_flow_gates_on_what_ds2_was_measured_on(
     monkeypatch.setattr(arr.tracking, "promote_if_better", gate)
     res = arr.train_arrhythmia_flow.fn(overrides={"report_dir": str(tmp_path)})
     assert [g.get("evaluated_on") for g in gated] == [on]
+    # the per-record DS2 report the run logged, for the gate's paired interval
+    assert [g.get("record_report") for g in gated] == ["evaluation/ds2.json"]
     assert res["promotion_reason"] == "not comparable"
 
 

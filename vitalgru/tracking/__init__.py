@@ -18,6 +18,8 @@ mlflow).
 - :mod:`vitalgru.tracking.environment`: the tags naming the float environment of a run
   (CPU model, torch's CPU kernels, thread counts, package versions), set there too;
 - :mod:`vitalgru.tracking.gate`: the champion gate (:func:`promote_if_better`);
+- :mod:`vitalgru.tracking.gate_paired`: the gate's difference from the champion beside a
+  paired record-bootstrap interval (:func:`paired_text` says it in one line);
 - :mod:`vitalgru.tracking.provenance`: where a registered version came from, in one
   place (:func:`version_provenance`: run, code, data, figures, gate, card);
 - :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias
@@ -29,6 +31,7 @@ Everything a caller uses is importable from here.
 
 from vitalgru.tracking.datasets import DATASET_CONTEXTS, LoggedDataset, log_dataset
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
+from vitalgru.tracking.gate_paired import PAIRED_TAG, paired_text
 from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model, resolve_model_uri
 from vitalgru.tracking.provenance import version_provenance
 from vitalgru.tracking.pyfunc import MODEL_FORMAT, MODEL_FORMAT_VERSION, SequenceModelPyfunc
@@ -68,6 +71,7 @@ __all__ = [
     "GATE_TAG_PREFIX",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
+    "PAIRED_TAG",
     "LoadedModel",
     "LoggedDataset",
     "ModelRef",
@@ -85,6 +89,7 @@ __all__ = [
     "log_dataset",
     "log_model",
     "missing_store",
+    "paired_text",
     "promote",
     "promote_if_better",
     "registry_uri",

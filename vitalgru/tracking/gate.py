@@ -2,11 +2,14 @@
 on every gated measure and better on one, judged on the same kind of evaluation.
 
 The values a version was judged on are kept on it as tags (``gate.<key>``, and what they
-were measured on), so later versions are compared with exactly those numbers.
+were measured on), so later versions are compared with exactly those numbers. Where both
+versions' runs logged a per-record evaluation, the difference is also put beside the noise
+of which patients were tested (:mod:`vitalgru.tracking.gate_paired`); the rule is the same.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +20,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from vitalgru.errors import RegistryError
+from vitalgru.tracking.gate_paired import (
+    PAIRED_TAG,
+    paired_comparison,
+    paired_from_tags,
+    paired_text,
+)
 from vitalgru.tracking.registry import (
     GATE_TAG_PREFIX,
     PromotionDecision,
@@ -133,6 +142,7 @@ def promote_if_better(
     lower_is_better: Sequence[str] = (),
     challenger_alias: str | None = "challenger",
     evaluated_on: str | None = None,
+    record_report: str | None = None,
 ) -> PromotionDecision:
     """Give ``version`` the ``alias`` if it passes the gate against the current holder.
 
@@ -167,11 +177,21 @@ def promote_if_better(
         said nothing): what it was measured on is unknown, so the first version gated with
         ``evaluated_on`` is promoted by hand once. Without ``evaluated_on`` the figures
         are compared.
+    record_report : str, optional
+        Run artifact of an AAMI evaluation report with each record's confusion matrix
+        (the arrhythmia flow's ``evaluation/ds2.json``). Where both this version's run and
+        the champion's have it, on the same records and beats, each gate key that is a
+        class's F1 gets a paired record-bootstrap 95 % interval of the difference (new
+        minus champion) and the share of resamples where the new version is better:
+        logged in one line, kept on the version (tag ``vitalgru.gate_paired``, with the
+        champion version and records it was measured on) and returned as ``paired``.
+        Where either lacks it, one line says so. It never changes the decision.
 
     Returns
     -------
     PromotionDecision
-        ``comparison`` maps each key to ``(new, champion)``.
+        ``comparison`` maps each key to ``(new, champion)``; ``paired`` the paired
+        comparison (None where none was tried).
 
     Raises
     ------
@@ -187,7 +207,7 @@ def promote_if_better(
         raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
     with _changing_aliases(name):
         return _gate(name, str(version), new, gate_keys, alias, lower_is_better,
-                     challenger_alias, evaluated_on)  # fmt: skip
+                     challenger_alias, evaluated_on, record_report)  # fmt: skip
 
 
 def _record_unrecorded_gate(client: MlflowClient, name: str, alias: str, champ: Any) -> None:
@@ -205,7 +225,33 @@ def _record_unrecorded_gate(client: MlflowClient, name: str, alias: str, champ: 
         return
     logger.warning("%s v%s holds %r without being in its history (a promotion cut short); "
                    "recorded now", name, champ.version, alias)  # fmt: skip
-    _record_holder(client, name, alias, str(champ.version), "gate", decided)
+    _record_holder(client, name, alias, str(champ.version), "gate", decided,
+                   _history_paired(paired_from_tags(tags)))  # fmt: skip
+
+
+def _history_paired(paired: dict[str, Any] | None) -> str | None:
+    """The paired interval as the alias history says it: only one that was measured."""
+    return paired_text(paired) if paired and "keys" in paired else None
+
+
+def _paired(
+    client: MlflowClient, mv: Any, champ: Any, gate_keys: Sequence[str], artifact: str | None
+) -> dict[str, Any] | None:
+    """The paired record bootstrap of ``mv`` against ``champ``, said in one line and kept
+    on ``mv`` (:data:`~vitalgru.tracking.gate_paired.PAIRED_TAG`); None without an
+    ``artifact`` or a class-F1 gate key. A run without the artifact is said, not raised."""
+    if artifact is None:
+        return None
+    found = paired_comparison(client, mv, champ, gate_keys, artifact)
+    if found is None:
+        return None
+    text = json.dumps(found)
+    if len(text) > 5000:  # MLflow's limit on a tag; only with dozens of gate keys
+        found = {k: found[k] for k in ("against", "artifact")} | {"missing": "too many keys"}
+        text = json.dumps(found)
+    client.set_model_version_tag(mv.name, str(mv.version), PAIRED_TAG, text)
+    logger.info("%s v%s %s", mv.name, mv.version, paired_text(found))
+    return found
 
 
 def _gate(
@@ -217,9 +263,11 @@ def _gate(
     lower_is_better: Sequence[str],
     challenger_alias: str | None,
     evaluated_on: str | None = None,
+    record_report: str | None = None,
 ) -> PromotionDecision:
     client = mlflow_client()
-    _check_task(name, _existing_version(client, name, version))
+    mv = _existing_version(client, name, version)
+    _check_task(name, mv)
     for k, v in new.items():
         client.set_model_version_tag(name, version, GATE_TAG_PREFIX + k, repr(v))
     if evaluated_on is not None:
@@ -231,6 +279,7 @@ def _gate(
         if not _not_found(e):
             raise
         champ = None
+    paired: dict[str, Any] | None = None  # measured once the figures are compared
 
     def finish(promoted: bool, reason: str, prev: str | None, cmp: dict) -> PromotionDecision:
         # the decision first and the history last: a gate run again on a version whose
@@ -241,11 +290,11 @@ def _gate(
             client.set_registered_model_alias(name, alias, version)
             if challenger_alias and _alias_version(client, name, challenger_alias) == version:
                 client.delete_registered_model_alias(name, challenger_alias)
-            _record_holder(client, name, alias, version, "gate", reason)
+            _record_holder(client, name, alias, version, "gate", reason, _history_paired(paired))
         elif challenger_alias and (prev is None or prev != version):
             client.set_registered_model_alias(name, challenger_alias, version)
         logger.info("%s v%s: %s", name, version, reason)
-        return PromotionDecision(promoted, reason, prev, cmp)
+        return PromotionDecision(promoted, reason, prev, cmp, paired)
 
     if champ is None:
         cmp: dict[str, tuple[float, float | None]] = {k: (v, None) for k, v in new.items()}
@@ -296,6 +345,7 @@ def _gate(
             prev,
             cmp,
         )
+    paired = _paired(client, mv, champ, gate_keys, record_report)
     worse, better = [], []
     for k in gate_keys:
         a, b = new[k], float(old[k])  # type: ignore[arg-type]

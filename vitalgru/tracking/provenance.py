@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from vitalgru.tracking.gate import EVALUATED_ON_TAG
+from vitalgru.tracking.gate_paired import paired_from_tags
 from vitalgru.tracking.registry import GATE_TAG_PREFIX, _existing_version, _not_found
 from vitalgru.tracking.source import GIT_COMMIT_TAG, GIT_DIRTY_TAG, SOURCE_DIGEST_TAG
 from vitalgru.tracking.stores import mlflow_client
@@ -117,7 +118,9 @@ def version_provenance(name: str, version: str) -> dict[str, Any]:
         files and folders), ``model_id``, ``datasets`` (``context``, ``name``, ``digest``,
         ``rows``, ``source``, ``tags``; empty for a run logged before vitalgru logged
         them), ``figures`` (the logged model's metrics that name their dataset), ``gate``
-        ({key: value}), ``gate_evaluated_on``, ``gate_decision``, ``promotion``,
+        ({key: value}), ``gate_evaluated_on``, ``gate_decision``, ``gate_paired`` (the
+        gate's paired record-bootstrap comparison with the champion, or None),
+        ``promotion``,
         ``monitor`` ({``status``, ``checked_at``, ``reasons``}) and ``description`` (the
         version's model card).
 
@@ -151,6 +154,7 @@ def version_provenance(name: str, version: str) -> dict[str, Any]:
         },
         "gate_evaluated_on": tags.get(EVALUATED_ON_TAG),
         "gate_decision": tags.get("vitalgru.gate_decision"),
+        "gate_paired": paired_from_tags(tags),
         "promotion": tags.get("vitalgru.promotion"),
         "monitor": {
             k: tags.get(f"vitalgru.monitor.{k}") for k in ("status", "checked_at", "reasons")

@@ -27,6 +27,7 @@ from vitalgru.claims import ClaimBusy, hold
 from vitalgru.errors import RegistryError
 from vitalgru.models.base import resolve_model_class
 from vitalgru.models.tasks import TASK_KINDS
+from vitalgru.tracking.gate_paired import paired_from_tags
 from vitalgru.tracking.stores import mlflow_client, registry_uri, sqlite_file
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,15 @@ _TASK_OF_NAME = {ARRHYTHMIA_MODEL_NAME: "arrhythmia", EARLY_WARNING_MODEL_NAME: 
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """Outcome of :func:`promote_if_better`."""
+    """Outcome of :func:`promote_if_better`; ``paired``: the gate's paired record
+    bootstrap against the champion (:func:`~vitalgru.tracking.gate_paired.paired_comparison`),
+    None where it made none."""
 
     promoted: bool
     reason: str
     previous_version: str | None
     comparison: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    paired: dict[str, Any] | None = None
 
 
 def _not_found(e: MlflowException) -> bool:
@@ -132,19 +136,20 @@ def _last_recorded(name: str, alias: str) -> str | None:
 
 
 def _record_holder(
-    client: MlflowClient, name: str, alias: str, version: str, how: str, reason: str
-) -> None:
+    client: MlflowClient, name: str, alias: str, version: str, how: str, reason: str,
+    paired: str | None = None,
+) -> None:  # fmt: skip
     """Append the new holder of ``alias`` to the model's history tag (oldest entries
-    dropped to stay under MLflow's 5,000-character tag limit)."""
+    dropped to stay under MLflow's 5,000-character tag limit); ``paired``: the gate's
+    paired interval against the holder before, in words."""
     history = alias_history(name, alias)
-    history.append(
-        {
-            "version": str(version),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "how": how,
-            "reason": reason[:300],
-        }
-    )
+    entry = {
+        "version": str(version),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "how": how,
+        "reason": reason[:300],
+    }
+    history.append(entry if paired is None else {**entry, "paired": paired[:600]})
     text = json.dumps(history)
     while len(text) > 5000 and len(history) > 1:
         history.pop(0)
@@ -388,7 +393,9 @@ def rollback(name: str, reason: str, alias: str = "champion") -> PromotionDecisi
 def registry_versions(name: str) -> list[dict[str, Any]]:
     """Every version of registered model ``name``, newest first, with what a person
     deciding about it needs: ``{"version", "created" (UTC, ISO 8601), "aliases", "run_id",
-    "gate" ({metric: value}), "gate_decision", "promotion", "monitor" ({"status",
+    "gate" ({metric: value}), "gate_decision", "gate_paired" (the gate's paired interval
+    against the champion, :data:`~vitalgru.tracking.gate_paired.PAIRED_TAG`; None without
+    one), "promotion", "monitor" ({"status",
     "checked_at", "reasons", "data"} of the last ``vitalgru monitor`` check)}``; [] when the
     model is not registered."""
     client = mlflow_client()
@@ -418,6 +425,7 @@ def registry_versions(name: str) -> list[dict[str, Any]]:
                     if k.startswith(GATE_TAG_PREFIX)
                 },
                 "gate_decision": tags.get("vitalgru.gate_decision"),
+                "gate_paired": paired_from_tags(tags),
                 "promotion": tags.get("vitalgru.promotion"),
                 "monitor": {
                     k: tags.get(f"vitalgru.monitor.{k}")
