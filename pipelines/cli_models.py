@@ -163,8 +163,10 @@ _MODEL_NAMES = {"arrhythmia": "vitalgru-arrhythmia", "early-warning": "vitalgru-
 
 
 def _versions_text(name: str, rows: list[dict[str, Any]], history: list[dict[str, str]]) -> str:
-    """The versions of one registered model as a plain-text table, and its recent holders
-    of the champion alias."""
+    """The versions of one registered model as a plain-text table, its recent holders of
+    the champion alias, and the gate's paired interval of each version gated against one."""
+    from vitalgru.tracking import paired_text
+
     if not rows:
         return f"{name}: not registered\n"
 
@@ -187,8 +189,13 @@ def _versions_text(name: str, rows: list[dict[str, Any]], history: list[dict[str
         lines.append("  champion, most recent first:")
         lines += [
             f"    version {h['version']} {h.get('at', '')} {h.get('how', '')}: {h.get('reason', '')}"
+            + (f" ({h['paired']})" if h.get("paired") else "")
             for h in reversed(history[-5:])
         ]
+    paired = [f"    version {r['version']} {paired_text(r['gate_paired'])}"
+              for r in rows if r.get("gate_paired")]  # fmt: skip
+    if paired:
+        lines += ["  gate's difference from the champion it faced:", *paired]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +235,10 @@ def _provenance_text(p: dict[str, Any]) -> str:
     gate = ", ".join(f"{k} {v:.4g}" for k, v in p["gate"].items()) or "-"
     row("gate", gate + (f"; judged on {p['gate_evaluated_on']}" if p["gate_evaluated_on"] else ""))
     row("decision", p["gate_decision"] or "-")
+    if p.get("gate_paired"):
+        from vitalgru.tracking import paired_text
+
+        row("paired", paired_text(p["gate_paired"]))
     row("promotion", p["promotion"] or "-")
     m = p["monitor"]
     row("last check", f"{m['status']} ({m['checked_at']}): {m['reasons']}" if m["status"] else "-")
@@ -269,9 +280,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             d = tracking.rollback(name, args.reason, args.alias)
     except ValueError as e:
         raise SystemExit(f"vitalgru: error: {e}") from None
-    print_json({"promoted": d.promoted, "reason": d.reason,
-                "previous_version": d.previous_version,
-                "now": tracking.get_alias_version(name, args.alias)})  # fmt: skip
+    now = tracking.get_alias_version(name, args.alias)
+    out = {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version,
+           "now": now}  # fmt: skip
+    # what the gate measured the version now holding the alias on, beside its noise
+    paired = next((r["gate_paired"] for r in tracking.registry_versions(name)
+                   if r["version"] == now and r.get("gate_paired")), None)  # fmt: skip
+    if paired:
+        out["gate_paired"] = tracking.paired_text(paired)
+    print_json(out)
     return 0
 
 

@@ -117,6 +117,29 @@ class TestPairedGate:
         assert alias_history(NAME)[-1]["paired"] == tracking.paired_text(p)
         assert "paired" not in alias_history(NAME)[0]  # the first champion faced none
 
+    def test_the_operator_reads_it_in_models_list_show_and_promote(
+        self, store: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from pipelines.cli import main
+
+        v1, m1 = _version(WORSE)
+        v2, m2 = _version(BETTER)
+        promote_if_better(NAME, v1, m1, KEYS, record_report=DS2)
+        d = promote_if_better(NAME, v2, m2, KEYS, record_report=DS2)
+        assert not d.promoted and get_alias_version(NAME, "challenger") == v2  # worse on S
+        said = tracking.paired_text(d.paired)  # type: ignore[arg-type]
+        assert said.startswith(f"against champion v{v1} on 3 records: S F1 -3.3 points, "
+                               "paired record bootstrap 95 % interval -38.1 to +5.8")  # fmt: skip
+        capsys.readouterr()
+        assert main(["models", "list", NAME]) == 0
+        listed = capsys.readouterr().out
+        assert f"    version {v2} {said}" in listed
+        assert main(["models", "show", NAME, v2]) == 0
+        shown = " ".join(capsys.readouterr().out.split())
+        assert f"paired {said}" in shown
+        assert main(["models", "promote", NAME, v2, "--reason", "reviewed"]) == 0
+        assert json.loads(capsys.readouterr().out)["gate_paired"] == said
+
     @pytest.mark.parametrize("missing", ["champion", "new"])
     def test_a_run_without_the_report_is_said_and_the_gate_decides_as_before(
         self, store: Path, missing: str, caplog: pytest.LogCaptureFixture
