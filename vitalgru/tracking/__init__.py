@@ -11,6 +11,8 @@ mlflow).
   MLflow datasets (name, digest, source, schema, context), which metrics can name;
 - :mod:`vitalgru.tracking.models`: networks logged as MLflow pyfunc models whose artifacts
   are plain data, rebuilt by :func:`load_model` without unpickling anything;
+- :mod:`vitalgru.tracking.model_uris`: the version a ``models:/`` URI names now
+  (:func:`resolve_model_uri`), and what the registry lacks when it names none;
 - :mod:`vitalgru.tracking.pyfunc`: those artifacts' layout and format version, the network
   rebuilt from them, and the pyfunc face ``mlflow.pyfunc.load_model`` serves;
 - :mod:`vitalgru.tracking.source`: the tags naming the code of a run (the checkout's git
@@ -32,7 +34,8 @@ Everything a caller uses is importable from here.
 from vitalgru.tracking.datasets import DATASET_CONTEXTS, LoggedDataset, log_dataset
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
 from vitalgru.tracking.gate_paired import PAIRED_TAG, paired_text
-from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model, resolve_model_uri
+from vitalgru.tracking.model_uris import resolve_model_uri
+from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model
 from vitalgru.tracking.provenance import version_provenance
 from vitalgru.tracking.pyfunc import MODEL_FORMAT, MODEL_FORMAT_VERSION, SequenceModelPyfunc
 from vitalgru.tracking.registry import (

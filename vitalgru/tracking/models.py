@@ -8,7 +8,8 @@ and the pyfunc face in :mod:`vitalgru.tracking.pyfunc`). :func:`load_model` rebu
 network with ``from_config`` + ``load_state_dict`` (``torch.load(weights_only=True)``,
 nothing unpickled), so it accepts sequences of any length; ``mlflow.pyfunc.load_model(uri)``
 works too for generic serving. Classes are imported only from allowed packages
-(:func:`vitalgru.models.base.build_model`).
+(:func:`vitalgru.models.base.build_model`). Which version a ``models:/`` URI names is
+asked of the registry first (:mod:`vitalgru.tracking.model_uris`).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import torch
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 from torch import nn
 
 import vitalgru
-from vitalgru.errors import ModelLoadError, ModelNotRegistered
+from vitalgru.errors import ModelLoadError
 from vitalgru.models.base import DEFAULT_ALLOWED_PREFIXES, check_model_contract, model_class_path
+from vitalgru.tracking.model_uris import pin_model_uri
+from vitalgru.tracking.model_uris import resolve_model_uri as resolve_model_uri  # its old home
 from vitalgru.tracking.pyfunc import (
     ARTIFACT_FILES,
     MODEL_FORMAT,
@@ -50,13 +52,7 @@ from vitalgru.tracking.pyfunc import (
 )
 from vitalgru.tracking.relocation import missing_files
 from vitalgru.tracking.runs import TrackedRun, _active
-from vitalgru.tracking.stores import (
-    check_stores,
-    missing_store,
-    mlflow_client,
-    registry_uri,
-    tracking_uri,
-)
+from vitalgru.tracking.stores import mlflow_client, registry_uri, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -258,99 +254,6 @@ def _quiet_signature_warnings() -> Iterator[None]:
         yield
 
 
-def _parse_models_uri(client: MlflowClient, uri: str) -> tuple[str, str | None, str | None]:
-    """(download URI pinned to a version, registered name, version) for ``models:/`` URIs."""
-    if not uri.startswith("models:/"):
-        return uri, None, None
-    rest = uri[len("models:/") :].strip("/")
-    try:
-        if "@" in rest:
-            name, alias = rest.rsplit("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-            return f"models:/{name}/{mv.version}", name, str(mv.version)
-        if "/" in rest:
-            name, ver = rest.rsplit("/", 1)
-            if ver.isdigit():
-                client.get_model_version(name, ver)
-                return f"models:/{name}/{ver}", name, ver
-            if ver == "latest":
-                versions = client.search_model_versions(f"name = '{name}'")
-                if not versions:  # MLflow raises nothing here: said as for NAME@ALIAS
-                    lacks = _not_registered(client, rest) or f"{name} has no version yet"
-                    raise ModelNotRegistered(
-                        f"cannot resolve {uri}: {lacks}, in registry {registry_uri()}"
-                    )
-                latest = max(versions, key=lambda v: int(v.version))
-                return f"models:/{name}/{latest.version}", name, str(latest.version)
-    except MlflowException as e:
-        lacks = _not_registered(client, rest)
-        if lacks is not None:
-            raise ModelNotRegistered(
-                f"cannot resolve {uri}: {lacks}, in registry {registry_uri()}"
-            ) from e
-        raise ModelLoadError(
-            f"cannot resolve {uri} in registry {registry_uri()}: {e.message}"
-        ) from e
-    return uri, None, None  # models:/<model_id>: a logged model outside the registry
-
-
-def _not_registered(client: MlflowClient, rest: str) -> str | None:
-    """What the registry lacks of ``NAME@ALIAS`` or ``NAME/VERSION`` (``VERSION`` a number
-    or ``latest``; None: it holds it,
-    or it cannot be asked: the error was something else), and what it holds instead."""
-    name, alias = rest.rsplit("@", 1) if "@" in rest else (rest.rsplit("/", 1)[0], None)
-    try:
-        model = client.get_registered_model(name)
-        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
-            return None
-        with contextlib.suppress(MlflowException):
-            others = [m.name for m in client.search_registered_models(max_results=20)]
-            return (f"no model is registered as {name!r} (registered: "
-                    f"{', '.join(others) or 'none yet; train one first'})")  # fmt: skip
-        return f"no model is registered as {name!r}"
-    held = ", ".join(map(str, versions)) or "none"
-    if alias is not None:
-        if alias in (model.aliases or {}):
-            return None
-        if alias == "champion":
-            return (f"no version of {name} is its champion yet (versions: {held}): a "
-                    "training makes one when its model passes the gate, or `vitalgru models "
-                    "promote` by hand")  # fmt: skip
-        return (f"no version of {name} holds the alias {alias!r} (versions: {held}): "
-                f"`vitalgru models promote --alias {alias}` gives it one")  # fmt: skip
-    version = rest.rsplit("/", 1)[1]
-    if version == "latest" and not versions:
-        return f"{name} has no version yet (versions: none): a training registers one"
-    if not version.isdigit() or int(version) in versions:
-        return None
-    return f"{name} has no version {version} (versions: {held})"
-
-
-def resolve_model_uri(uri: str) -> str:
-    """The version a ``models:/`` URI names now (``models:/<name>/<version>``; other URIs as
-    given), without downloading anything: for a command to check the model it will read
-    before it starts a flow. ModelLoadError as :func:`load_model` raises it."""
-    return _pinned(uri)[0]
-
-
-def _pinned(uri: str) -> tuple[str, str | None, str | None]:
-    """:func:`_parse_models_uri` of ``uri``, opening the stores only for a registry or run
-    URI: a model folder (or another artifact URI) is read as it is. Opening them for a
-    folder made the default store ``mlflow.db`` in the working folder: an empty store was
-    left behind, and where that folder was read-only the folder's model failed to load
-    after MLflow's retries, with SQLite's "unable to open database file"."""
-    if not uri.startswith(("models:/", "runs:/")):
-        return uri, None, None
-    if (why := missing_store()) is not None:
-        raise ModelLoadError(f"cannot load {uri}: {why}")
-    # a server that does not answer, said in seconds: MLflow's retries held a library
-    # caller (a flow run by a deployment, a notebook) for over ten minutes before its error
-    check_stores(attempts=2, wait_s=1.0, timeout_s=5.0)
-    return _parse_models_uri(mlflow_client(), uri)
-
-
 def load_model(
     uri: str,
     *,
@@ -391,7 +294,7 @@ def load_model(
         does not answer two tries a second apart, 5 s each (:func:`check_stores`), or
         refuses the name it is reached by: said within about 11 s (an ``OSError``).
     """
-    pinned, name, version = _pinned(uri)
+    pinned, name, version = pin_model_uri(uri)
     with tempfile.TemporaryDirectory(prefix="vitalgru-load-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
