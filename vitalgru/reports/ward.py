@@ -20,6 +20,15 @@ from vitalgru.population import ECG_SCOPE
 from vitalgru.reports.html import clock, page, shown_at, table, zone_name
 from vitalgru.reports.monitoring import ALERT_NAMES, hr_chart
 from vitalgru.reports.strip import CLASS_NAMES, strip_svg
+from vitalgru.reports.ward_alarms import (
+    acknowledged_note,
+    alarm_at,
+    alarm_state_html,
+    ecg_alarms,
+    escalated_word,
+    strip_link,
+    unacknowledged,
+)
 from vitalgru.sepsis_display import NO_DATA_AFTER, OUTCOME, probability_text, risk_decimals
 
 __all__ = ["ecg_patient_page_html", "ward_page_html"]
@@ -51,92 +60,33 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "–"
 
 
-def _unseen(alarms: Sequence[Mapping[str, Any]]) -> int:
-    return sum(not a.get("acknowledged") for a in alarms)
-
-
-def _acknowledged(event: Mapping[str, Any] | None) -> str:
-    event = event or {}
-    if event.get("acknowledged"):
-        return f" (acknowledged by {event['acknowledged']['by']})"
-    return (
-        f" ({_escalated(event['escalated'])}, not acknowledged)" if event.get("escalated") else ""
-    )
-
-
-def _escalated(mark: Mapping[str, Any]) -> str:
-    """The word for an alarm's escalation, with its level from the second level on."""
-    level = int(mark.get("level") or 1)
-    return "escalated" if level == 1 else f"escalated (level {level})"
-
-
-def _alarm_at(alarm: Mapping[str, Any], zone: tzinfo | None) -> str:
-    """When an ECG alarm began (its onset; when it was logged, for one without; ``–`` for
-    one with neither)."""
-    return shown_at(alarm.get("onset_at") or alarm.get("received_at"), zone)
-
-
-def _alarm_state(alarm: Mapping[str, Any], zone: tzinfo | None) -> str:
-    """HTML: whether an ECG alarm's condition goes on, or when and why it ended (from the
-    summary's ``state``; nothing for an alarm without one)."""
-    state = alarm.get("state")
-    if state == "going_on":
-        return "<span class=hi>going on</span>"
-    if state == "ended":
-        end = alarm.get("ended")
-        if not end:
-            return "ended (its end is no longer in the event log)"
-        return f"ended {html.escape(shown_at(end.get('at'), zone))}: {html.escape(str(end.get('message', '')))}"
-    if state == "momentary":
-        return "momentary (no condition that lasts)"
-    if state == "notice":
-        return "a notice, not an alarm"
-    return ""
-
-
-def _strip_link(
-    href: str, alarm: Mapping[str, Any], zone: tzinfo | None, patient: object = None
-) -> str:
-    """A link to an alarm's strip, named for a screen reader's list of links by its alarm
-    and time (and patient): thirty beds' links all read "strip" (WCAG 2.1 2.4.4). The name
-    begins with the word shown (2.5.3: a speech user says what they see)."""
-    about = f"{ALERT_NAMES.get(alarm['kind'], alarm['kind'])} at {_alarm_at(alarm, zone)}"
-    name = f"strip: {'' if patient is None else f'patient {patient}, '}{about}"
-    return f'<a href="{href}" aria-label="{html.escape(name)}">strip</a>'
-
-
-def _alarms(patient: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """An ECG patient's alarms, less the notices among them (the monitor restarted)."""
-    return [a for a in patient["alarms"] if a.get("state") != "notice"]
-
-
 def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str:
     e = html.escape
     order = sorted(
         patients,
-        key=lambda p: (not _unseen(_alarms(p)), not _alarms(p), str(p["patient_id"])),
+        key=lambda p: (not unacknowledged(ecg_alarms(p)), not ecg_alarms(p), str(p["patient_id"])),
     )
     rows = []
     for p in order:
-        real = _alarms(p)
+        real = ecg_alarms(p)
         last = real[-1] if real else None
         alarm = "none"
         if last:
-            at, state = _alarm_at(last, zone), _alarm_state(last, zone)
+            at, state = alarm_at(last, zone), alarm_state_html(last, zone)
             alarm = (
                 e(ALERT_NAMES.get(last["kind"], last["kind"]))
                 + (f" at {e(at)}" if at != "–" else "")
                 + (f" ({state})" if state else "")
-                + f": {e(str(last['message']))}{e(_acknowledged(last))}"
+                + f": {e(str(last['message']))}{e(acknowledged_note(last))}"
             )
         going = [a for a in real[:-1] if a.get("state") == "going_on"]
         if going:  # a condition that lasts (a pause, a lost feed) behind a newer alarm
             alarm += "; <span class=hi>still going on</span>: " + "; ".join(
-                f"{e(ALERT_NAMES.get(a['kind'], a['kind']))} since {e(_alarm_at(a, zone))}"
+                f"{e(ALERT_NAMES.get(a['kind'], a['kind']))} since {e(alarm_at(a, zone))}"
                 for a in reversed(going)
             )
         if last and last.get("strip_s") and "seq" in last:  # its ECG, for the one who answers
-            alarm += " " + _strip_link(
+            alarm += " " + strip_link(
                 f"events/{int(last['seq'])}/strip.svg", last, zone, p["patient_id"]
             )
         if p.get("population_warning"):  # not an alarm: the labels are extrapolations
@@ -146,7 +96,7 @@ def _ecg_rows(patients: Sequence[Mapping[str, Any]], zone: tzinfo | None) -> str
                 " <span class=hi>(check the leads: the QRS points against its usual way)</span>"
             )
 
-        unseen = _unseen(real)
+        unseen = unacknowledged(real)
         n_alarms = f"{len(real)}" + (
             f" <span class=hi>({unseen} not acknowledged)</span>" if unseen else ""
         )
@@ -206,9 +156,9 @@ def _sepsis_rows(
             if not p["in_alarm"]
             else "<span class=hi>in alarm</span> (a repeat within the lockout: paged no one)"
             if p.get("alarm_repeated") and not ack
-            else f"<span class=hi>in alarm</span>{e(_acknowledged({'acknowledged': ack}))}"
+            else f"<span class=hi>in alarm</span>{e(acknowledged_note({'acknowledged': ack}))}"
             if ack
-            else f"<span class=hi>in alarm, {_escalated(p['alarm_escalated'])}, not acknowledged</span>"
+            else f"<span class=hi>in alarm, {escalated_word(p['alarm_escalated'])}, not acknowledged</span>"
             if p.get("alarm_escalated")
             else "<span class=hi>in alarm, not acknowledged</span>"
         )
@@ -344,10 +294,10 @@ def ecg_patient_page_html(
         for k in CLASS_NAMES
     )
     alarms = "".join(
-        f"<tr><td>{e(_alarm_at(a, zone))}</td>"
+        f"<tr><td>{e(alarm_at(a, zone))}</td>"
         f"<td>{e(ALERT_NAMES.get(a['kind'], a['kind']))}</td><td>{e(str(a['message']))}"
-        f"{e(_acknowledged(a))}</td><td>{_alarm_state(a, zone)}</td><td>"
-        + (_strip_link(f"../../events/{int(a['seq'])}/strip.svg", a, zone)
+        f"{e(acknowledged_note(a))}</td><td>{alarm_state_html(a, zone)}</td><td>"
+        + (strip_link(f"../../events/{int(a['seq'])}/strip.svg", a, zone)
            if a.get("strip_s") and "seq" in a else "")
         + "</td></tr>"
         for a in reversed(summary["alarms"])
