@@ -13,7 +13,8 @@ takes many hours at once (a restarted gateway's stored hours), builds their inpu
 advances the network as pushing them hour by hour would, to the bit.
 
 How a row is checked and kept, and how the stays become the cohort the inputs are built
-from, is :mod:`vitalgru.scoring.early_warning_stays`.
+from, is :mod:`vitalgru.scoring.early_warning_stays`; what raised a patient's risk
+(:meth:`~EarlyWarningMonitor.explain`) is :mod:`vitalgru.scoring.early_warning_drivers`.
 
 Every input is a causal function of the patient's own rows, so the risks equal those of
 scoring the whole stay at once (:func:`vitalgru.training.early_warning.score_cohort`; tested).
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,12 @@ import torch
 from torch import nn
 
 from vitalgru.data.gru_d_inputs import NormStats, gru_d_arrays
-from vitalgru.dsp.vitals import vitals_plausibility
 from vitalgru.errors import ConflictError
-from vitalgru.io.psv import MEASUREMENT_COLUMNS, MEASUREMENT_UNITS, PSV_COLUMNS
 from vitalgru.metrics.calibration import model_probability
 from vitalgru.population import SepsisPopulation
+from vitalgru.scoring.early_warning_drivers import RiskDriver, risk_drivers
 from vitalgru.scoring.early_warning_stays import (
     LIMITED_COLUMNS,
-    LIMITED_IDX,
     ROW_COLUMNS,
     Stay,
     checked_row,
@@ -51,8 +50,6 @@ from vitalgru.scoring.early_warning_stays import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["EarlyWarningMonitor", "HourRisk", "RiskDriver"]
-
-_CHALLENGE_NAMES = {v: k for k, v in PSV_COLUMNS.items()}
 
 
 @dataclass(frozen=True)
@@ -90,58 +87,6 @@ class HourRisk:
     rejected: tuple[str, ...] = ()
     probability: float | None = None
     outside: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RiskDriver:
-    """A measurement that raised a patient's sepsis risk (:meth:`EarlyWarningMonitor.explain`).
-
-    The model is scored again on the patient's stay with every accepted value of this one
-    measurement replaced by its mean over the training patients (``typical``), measured at
-    the same hours; ``risk - risk_if_typical`` is how much of the risk this hour owes to
-    the measurement not being typical. A counterfactual of the model, not a cause in the
-    patient: correlated measurements (the three blood pressures) share their credit.
-
-    Attributes
-    ----------
-    column : str
-        vitalgru column name (``lactate_mmol_l``).
-    value : float
-        Its latest accepted value in the stay.
-    hours_ago : int
-        Hours between that value and the hour explained.
-    typical : float
-        The training patients' mean of the measurement.
-    risk : float
-        The hour's risk, scored from the start of the stay (the live risk, to float error).
-    risk_if_typical : float
-    """
-
-    column: str
-    value: float
-    hours_ago: int
-    typical: float
-    risk: float
-    risk_if_typical: float
-
-    @property
-    def risk_drop(self) -> float:
-        return self.risk - self.risk_if_typical
-
-    def describe(self) -> str:
-        """For a clinician: ``Resp 31 /min (now; risk score 0.110 had it been typical,
-        18.8)``."""
-        unit = MEASUREMENT_UNITS.get(self.column, "")
-        when = "now" if self.hours_ago == 0 else f"{self.hours_ago} h ago"
-        return (
-            f"{_CHALLENGE_NAMES.get(self.column, self.column)} {self.value:.3g}"
-            f"{' ' + unit if unit else ''} ({when}; risk score {self.risk_if_typical:.3f} had it "
-            f"been typical, {self.typical:.3g})"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The fields, the drop and the description, for JSON."""
-        return {**asdict(self), "risk_drop": self.risk_drop, "text": self.describe()}
 
 
 class EarlyWarningMonitor:
@@ -364,41 +309,4 @@ class EarlyWarningMonitor:
         st = self._stays.get(str(patient_id))
         if st is None:
             raise KeyError(f"patient {patient_id!r} is not being monitored")
-        if st.n == 0 or top < 1:
-            return []
-        rows = st.values.copy()
-        rows[:, LIMITED_IDX], _ = vitals_plausibility(rows[:, LIMITED_IDX], LIMITED_COLUMNS)
-        typical = dict(zip(self.stats.columns, self.stats.mean, strict=True))
-        hours = rows[:, 0]
-        found = []  # (column, latest value, hours ago, typical value)
-        variants = [rows]
-        for c in MEASUREMENT_COLUMNS:
-            j = ROW_COLUMNS.index(c)
-            seen = np.flatnonzero(np.isfinite(rows[:, j]))
-            if c not in typical or seen.size == 0:
-                continue
-            v = rows.copy()
-            v[seen, j] = typical[c]
-            variants.append(v)
-            found.append(
-                (c, float(rows[seen[-1], j]), int(hours[-1] - hours[seen[-1]]), typical[c])
-            )
-        if not found:
-            return []
-        copies = []
-        for k, v in enumerate(variants):
-            copy = Stay(f"{st.pid}#{k}", self.hidden)
-            copy._buf, copy.n = v, len(v)
-            copies.append(copy)
-        cohort, _, _ = stays_cohort(copies)
-        x = gru_d_arrays(cohort, self.stats, self.tree_features).x
-        x = x.reshape(len(copies), int(cohort.offsets[1]), x.shape[1])
-        h0 = torch.zeros(1, len(copies), self.hidden)
-        logits, _ = self.model(torch.from_numpy(x), h0, last_only=True)
-        p = torch.sigmoid(logits[:, -1, 0]).numpy().astype(np.float64)
-        drivers = [
-            RiskDriver(c, value, ago, float(t), float(p[0]), float(q))
-            for (c, value, ago, t), q in zip(found, p[1:], strict=True)
-            if q < p[0]
-        ]
-        return sorted(drivers, key=lambda d: -d.risk_drop)[:top]
+        return risk_drivers(self.model, st, self.stats, self.tree_features, self.hidden, top)
