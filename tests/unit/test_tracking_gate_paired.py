@@ -193,3 +193,19 @@ class TestPairedGate:
         d = promote_if_better(NAME, v3, {"test_jk_index": 0.9}, ["test_jk_index"],
                               record_report=DS2)  # fmt: skip
         assert d.promoted and d.paired is None  # no class's F1 to pair
+
+    def test_a_promotion_cut_short_is_recorded_with_its_interval(self, store: Path) -> None:
+        from vitalgru.tracking.registry import _history_tag
+
+        v1, m1 = _version(BETTER)
+        v2, m2 = _version(WORSE)
+        promote_if_better(NAME, v1, m1, KEYS, record_report=DS2)
+        d = promote_if_better(NAME, v2, m2, KEYS, record_report=DS2)
+        said = alias_history(NAME)[-1]["paired"]
+        # the process stopped after the alias moved and before the history was written
+        client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+        client.set_registered_model_tag(NAME, _history_tag("champion"),
+                                        json.dumps(alias_history(NAME)[:-1]))  # fmt: skip
+        again = promote_if_better(NAME, v2, m2, KEYS, record_report=DS2)
+        assert again.promoted and alias_history(NAME)[-1]["version"] == v2
+        assert alias_history(NAME)[-1]["paired"] == said == tracking.paired_text(d.paired)  # type: ignore[arg-type]

@@ -308,7 +308,9 @@ def _gate(
         last = _last_recorded(name, alias)
         if last != version and decided.startswith(("first ", "beats ")):
             # promoted by the gate, cut short before the history was written: recorded now
-            # (it said "already holds", and the change was never recorded)
+            # (it said "already holds", and the change was never recorded), with the
+            # paired interval the version keeps from that gate
+            paired = paired_from_tags(dict(champ.tags or {}))
             return finish(True, decided, last, cmp)
         return finish(False, f"version {version} already holds {alias!r}", prev, cmp)
 
