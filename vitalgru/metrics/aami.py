@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from vitalgru.metrics.aami_intervals import interval_cell as _ci
+from vitalgru.metrics.aami_intervals import interval_lines
 from vitalgru.metrics.aami_scope import q_beat_lines
 from vitalgru.types import AAMI_CLASS_STATS, AAMI_SUMMARY_STATS
 
@@ -291,27 +293,25 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
     ``-`` for undefined)."""
     if "classes" not in report:
         return _calls_markdown(report, title)
+    iv = report.get("intervals") or {}  # record-bootstrap intervals, shown in brackets
     lines = [f"## {title}", ""]
     lines.append(
-        f"Beats: {report['n_beats']}; accuracy {_fmt(report['accuracy'])} %; "
+        f"Beats: {report['n_beats']}; accuracy {_ci(report['accuracy'], iv.get('accuracy'), ' %')}; "
         f"kappa {_plain(report['kappa'])}; jk index {_plain(report['jk_index'])}"
     )
     lines += ["", "| class | n | Se % | +P % | F1 % | Sp % |", "|---|---:|---:|---:|---:|---:|"]
     for c, s in report["classes"].items():
-        lines.append(
-            f"| {c} | {_fmt(s['n'], True)} | {_fmt(s['se'])} | {_fmt(s['ppv'])} | "
-            f"{_fmt(s['f1'])} | {_fmt(s['spec'])} |"
-        )
+        ci = iv.get("classes", {}).get(c, {})
+        cells = " | ".join(_ci(s[k], ci.get(k)) for k in ("se", "ppv", "f1", "spec"))
+        lines.append(f"| {c} | {_fmt(s['n'], True)} | {cells} |")
     ec57 = report.get("ec57")
     if ec57 is not None:
-        veb, sveb = ec57["veb"], ec57["sveb"]
-        lines += [
-            "",
-            "EC57 gross statistics (F or Q beats called V, and Q beats called S, are not "
-            f"false positives): VEB Se {_fmt(veb['se'])} %, +P {_fmt(veb['ppv'])} %, "
-            f"F1 {_fmt(veb['f1'])} %, FPR {_fmt(veb['fpr'])} %; SVEB Se {_fmt(sveb['se'])} %, "
-            f"+P {_fmt(sveb['ppv'])} %, F1 {_fmt(sveb['f1'])} %",
-        ]
+        e = {f"{g}_{k}": _ci(v, iv.get("ec57", {}).get(g, {}).get(k), " %")
+             for g in ("veb", "sveb") for k, v in ec57[g].items()}  # fmt: skip
+        lines += ["", "EC57 gross statistics (F or Q beats called V, and Q beats called S, are not "
+                  "false positives): VEB Se {veb_se}, +P {veb_ppv}, F1 {veb_f1}, FPR {veb_fpr}; "
+                  "SVEB Se {sveb_se}, +P {sveb_ppv}, F1 {sveb_f1}".format(**e)]  # fmt: skip
+    lines += interval_lines(report)
     cm = report.get("confusion_matrix")
     if cm is not None:
         names = list(report["classes"])
