@@ -36,6 +36,7 @@ from vitalgru.data.drift import arrhythmia_reference, beat_inputs
 from vitalgru.data.splits import DECHAZAL_DS1, DECHAZAL_DS2, dechazal_split
 from vitalgru.errors import ConfigError
 from vitalgru.metrics.aami import CLASS_NAMES, aami_report, report_markdown
+from vitalgru.metrics.aami_intervals import record_intervals
 from vitalgru.reports.model_card import ARRHYTHMIA_MODEL_DESCRIPTION, arrhythmia_version_card
 from vitalgru.training.arrhythmia import train_arrhythmia
 from vitalgru.training.arrhythmia_eval import signal_summary
@@ -256,6 +257,7 @@ def train_task(cfg_json: dict[str, Any], data_dir: str) -> dict[str, Any]:
         p = np.concatenate([q.argmax(axis=1) for q in probs])
         rid = np.concatenate([np.full(len(r), r.record_id) for r in recs])
         report = aami_report(y, p, rid)
+        report["intervals"] = record_intervals(report["records"])  # patients, not beats
         for r_id, r in report["records"].items():  # the same signal facts evaluate reports
             r["signal"] = signal_summary(ds.manifest.get("records", {}).get(r_id, {}))
         # the DS2 figures are the logged model's, logged with it below (MLflow copies the

@@ -127,8 +127,10 @@ def evaluate_arrhythmia(
     -------
     dict
         ``{"accuracy", "kappa", "j_index", "jk_index", "confusion_matrix", "classes":
-        {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "model_uri",
-        "model_version", "database", "paths"}``.
+        {"N": {"n", "se", "ppv", "f1", "spec"}, ...}, "records": {...}, "intervals",
+        "model_uri", "model_version", "database", "paths"}``; ``intervals``: record-bootstrap
+        95 % intervals of the figures (:func:`vitalgru.metrics.aami_intervals.record_intervals`),
+        none with fewer than two records.
     """
     if write_annotations is not None:  # before minutes of scoring; as replay checks it
         check_annotation_extension(write_annotations, annotations)

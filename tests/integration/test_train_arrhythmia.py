@@ -119,6 +119,9 @@ class TestTrainArrhythmiaFlow:
         # DS2 here is record 233 alone: 2230 N, 7 S, 831 V, 11 F (MIT-BIH reference labels)
         assert [report["classes"][c]["n"] for c in "NSVFQ"] == [2230, 7, 831, 11, 0]
         assert Path(res["report_paths"]["markdown"]).read_text().startswith("## ")
+        # one DS2 record: no record-bootstrap interval, and the report says why
+        assert report["intervals"]["n_records"] == 1 and report["intervals"]["accuracy"] is None
+        assert "No record-bootstrap interval" in Path(res["report_paths"]["markdown"]).read_text()
 
         ev = evaluate_arrhythmia(
             "models:/vitalgru-arrhythmia@champion",
@@ -130,6 +133,7 @@ class TestTrainArrhythmiaFlow:
         assert set(ev["classes"]) == {"N", "S", "V", "F", "Q"}
         assert set(ev["classes"]["V"]) == {"n", "se", "ppv", "f1", "spec"}
         assert list(ev["records"]) == ["233"]
+        assert ev["intervals"] == report["intervals"]
         # the same model on the same record through the database path gives the same
         # beats and the same predictions as the flow's DS2 evaluation
         assert ev["confusion_matrix"] == report["confusion_matrix"]

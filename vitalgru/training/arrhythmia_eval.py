@@ -29,6 +29,7 @@ from vitalgru.io.ingest import attrition_entry, iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.io.wfdb_writer import check_annotation_extension, write_beat_labels
 from vitalgru.metrics.aami import aami_report, calls_report
+from vitalgru.metrics.aami_intervals import record_intervals
 from vitalgru.models.arrhythmia import ArrhythmiaGRU
 from vitalgru.training.arrhythmia_fit import predict_records
 from vitalgru.types import AAMI_CLASSES, AttritionEntry
@@ -117,10 +118,12 @@ class DatabaseScores:
     def report(self) -> dict[str, Any]:
         """:func:`vitalgru.metrics.aami.aami_report` of these beats (of unannotated ones:
         :func:`vitalgru.metrics.aami.calls_report`), per record too (each with its
-        ``signal``: :func:`signal_summary`), and ``excluded``: ``{record: {"stage",
-        "reason", "detail"}}`` of those not scored."""
+        ``signal``: :func:`signal_summary`), its record-bootstrap ``intervals``
+        (:func:`vitalgru.metrics.aami_intervals.record_intervals`; annotated beats only), and
+        ``excluded``: ``{record: {"stage", "reason", "detail"}}`` of those not scored."""
         if self.labelled:
             rep = aami_report(self.y_true, self.y_pred, self.record_ids)
+            rep["intervals"] = record_intervals(rep["records"])
         else:
             rep = calls_report(self.y_pred, self.record_ids)
         for rid, r in rep.get("records", {}).items():

@@ -358,3 +358,31 @@ def test_records_whose_names_differ_only_in_case_get_no_annotation_files(
     with pytest.raises(FileNameClashError):
         scores.write_annotations(tmp_path / "ann", "vgru")
     assert not (tmp_path / "ann").exists()
+
+
+def test_evaluate_writes_record_intervals_and_says_when_one_record_cannot_give_one(
+    folder: Path, model: ArrhythmiaGRU, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the beats of one record are not independent: `vitalgru evaluate arrhythmia` gives
+    # intervals from resampling whole records, and none from one record
+    from pipelines import evaluate
+    from vitalgru.tracking.models import LoadedModel
+
+    loaded = LoadedModel(module=model, preprocessing=PREPROCESSING, config={},
+                         uri="models:/test/1", version="1")  # fmt: skip
+    monkeypatch.setattr(evaluate.tracking, "load_model", lambda uri, kinds=(): loaded)
+    two = evaluate.evaluate_arrhythmia("models:/test/1", str(folder), "good,halfflat",
+                                       str(tmp_path / "two.json"))  # fmt: skip
+    written = json.loads((tmp_path / "two.json").read_text())
+    assert written["intervals"] == two["intervals"]
+    iv = two["intervals"]
+    assert (iv["n_records"], iv["level"], iv["seed"]) == (2, 0.95, 20190101)
+    assert set(iv["classes"]) == {"N", "S", "V", "F", "Q"} and "note" not in iv
+    lo, hi = iv["accuracy"]
+    assert lo <= two["accuracy"] <= hi
+    assert set(two["records"]) == {"good", "halfflat"}  # the other keys are as before
+    assert "record bootstrap (2 records resampled" in (tmp_path / "two.md").read_text()
+    one = evaluate.evaluate_arrhythmia("models:/test/1", str(folder), "good",
+                                       str(tmp_path / "one.json"))  # fmt: skip
+    assert one["intervals"]["n_records"] == 1 and one["intervals"]["accuracy"] is None
+    assert "No record-bootstrap interval (1 record" in (tmp_path / "one.md").read_text()
