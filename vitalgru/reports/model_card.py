@@ -127,25 +127,28 @@ def arrhythmia_version_card(
     """
     classes = report["classes"]
     se_ci, ppv_ci = _class_intervals(report)
+    f1_ci, boot = _record_intervals(report)
     n_records = len(report["records"])
     lines = [
         f"**DS2**, {n_records} records and {report['n_beats']:,} beats never "
         f"seen in training (trained on {len(train_records)} DS1 records):",
         "",
-        "| class | beats | Se % [95 % CI] | +P % [95 % CI] | F1 % |",
+        "| class | beats | Se % [95 % CI] | +P % [95 % CI] | F1 %"
+        + (" [95 % CI, records] |" if f1_ci else " |"),
         "|---|---:|---:|---:|---:|",
     ]
     for c, s in classes.items():
         se, ppv = _pct(s["se"]) + se_ci.get(c, ""), _pct(s["ppv"]) + ppv_ci.get(c, "")
-        lines.append(f"| {c} | {s['n']:,} | {se} | {ppv} | {_pct(s['f1'])} |")
+        lines.append(f"| {c} | {s['n']:,} | {se} | {ppv} | {_pct(s['f1']) + f1_ci.get(c, '')} |")
+    notes = [boot] if boot else []
     if se_ci or ppv_ci:
-        lines += [
-            "",
-            "Intervals: Wilson 95 % over beats. The beats of one record (one patient) are not "
-            f"independent, and these come from {n_records} record"
+        notes.insert(0,
+            "Se and +P intervals: Wilson 95 % over beats. The beats of one record (one patient) "
+            f"are not independent, and these come from {n_records} record"
             f"{'' if n_records == 1 else 's'}: the figures vary more from one set of "
             "patients to another than these intervals say.",
-        ]
+        )  # fmt: skip
+    lines += ["", " ".join(notes)] if notes else []
     lines += ["", f"Accuracy {_pct(report['accuracy'])} %."]
     ec57 = report.get("ec57")
     if ec57 is not None:
@@ -174,6 +177,24 @@ def _class_intervals(report: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
     se = {c: shown(int(cm[i][i]), int(sum(cm[i]))) for i, c in enumerate(names)}
     ppv = {c: shown(int(cm[i][i]), int(sum(row[i] for row in cm))) for i, c in enumerate(names)}
     return se, ppv
+
+
+def _record_intervals(report: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """`` [low, high]`` (percent) of each class's F1 from the report's record-bootstrap
+    ``intervals`` (:mod:`vitalgru.metrics.aami_intervals`), and the sentence saying how
+    they were made (or why there are none); nothing for a report without them."""
+    iv = report.get("intervals")
+    if not iv:
+        return {}, ""
+    if iv.get("note"):
+        return {}, f"No record-bootstrap interval on F1 ({iv['note']})."
+    f1 = {c: f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+          for c, stats in iv["classes"].items() if (ci := stats.get("f1")) is not None}  # fmt: skip
+    return f1, (
+        f"F1 intervals: {100 * iv['level']:g} % record bootstrap ({iv['n_records']} records "
+        f"resampled with replacement, {iv['n_resamples']} resamples, percentile): the spread to "
+        "expect on other patients."
+    )
 
 
 def challenge_cohort(source: str) -> str:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from vitalgru.metrics.aami import aami_report
+from vitalgru.metrics.aami_intervals import record_intervals
 from vitalgru.reports.model_card import (
     ARRHYTHMIA_MODEL_DESCRIPTION,
     EARLY_WARNING_MODEL_DESCRIPTION,
@@ -44,6 +45,25 @@ class TestArrhythmiaCard:
         assert "2 records and 10 beats" in card and "3 DS1 records" in card
         assert "Accuracy 80.0 %" in card and "networks averaged 12" in card
         assert "`r123`" in card
+        assert "record bootstrap" not in card  # a report without intervals: none shown
+
+    def test_f1_carries_the_record_bootstrap_interval_of_the_report(self) -> None:
+        # records 100 (S 1 of 2 found, one N called S) and 201 (no S): S F1 is 1/2 with both
+        # drawn or 100 alone, undefined with 201 alone, so its interval is [50, 50]
+        y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+        p = np.array([0, 0, 0, 0, 0, 1, 1, 0, 2, 2])
+        report = aami_report(y, p, np.array(["100"] * 8 + ["201"] * 2))
+        report["intervals"] = record_intervals(report["records"])
+        card = arrhythmia_version_card(report, train_records=["101"], run_id="r", model_facts={})
+        rows = _rows(card)
+        assert "| F1 % [95 % CI, records] |" in card
+        assert rows["S"][3] == "50.0 [50.0, 50.0]" and rows["F"][3] == "-"
+        assert "95 % record bootstrap (2 records resampled with replacement" in card
+        report["intervals"] = record_intervals({"100": report["records"]["100"]})
+        card = arrhythmia_version_card(report, train_records=["101"], run_id="r", model_facts={})
+        assert (
+            _rows(card)["S"][3] == "50.0" and "No record-bootstrap interval on F1 (1 record" in card
+        )
 
 
 class TestEarlyWarningCard:
