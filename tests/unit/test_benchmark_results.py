@@ -100,3 +100,28 @@ def test_the_early_warning_calibration_prints_a_risk_score_as_a_score() -> None:
     assert "| probabilities | hours | mean probability | observed |" in md
     assert "| 0.002-0.200 | 5 | 2.20 % | 2.00 % |" in md
     assert "6.65" not in md
+
+
+def test_the_ds2_intervals_are_those_of_the_saved_per_record_matrices() -> None:
+    # `python benchmarks/ds2_intervals.py` reads every saved DS2 result with per-record
+    # confusion matrices; its committed file is what the saved matrices give today
+    from benchmarks.ds2_intervals import NAME, saved_ds2, summarise
+    from vitalgru.metrics.bootstrap import DEFAULT_SEED
+
+    saved = saved_ds2()
+    assert {"arrhythmia.json", "arrhythmia_newer_cpu.json"} <= set(saved)
+    committed = json.loads((RESULTS / f"{NAME}.json").read_text())
+    assert set(committed["results"]) == set(saved)
+    got = summarise(saved["arrhythmia.json"], committed["n_resamples"], committed["seed"])
+    assert committed["seed"] == DEFAULT_SEED
+    s_f1, v_f1 = got["figures"]["s_f1"], got["figures"]["v_f1"]
+    assert s_f1["value"] == pytest.approx(0.6655, abs=1e-4)  # the README's 66.5 %
+    assert s_f1["interval"] == pytest.approx([0.1112, 0.8867], abs=1e-4)
+    assert v_f1["interval"] == pytest.approx([0.8384, 0.9680], abs=1e-4)
+    assert (s_f1["target_is"], s_f1["published_is"]) == ("inside", "inside")
+    saved_s = committed["results"]["arrhythmia.json"]["figures"]["s_f1"]
+    assert saved_s["interval"] == pytest.approx(s_f1["interval"])
+    # record 232 holds 1382 of DS2's 1837 S beats: without it S F1 is 19.3 %
+    r232 = got["leave_one_record_out"]["232"]["S"]
+    assert (r232["n"], r232["tp"]) == (1382, 1318)
+    assert r232["f1_without"] == pytest.approx(0.1928, abs=1e-4)
