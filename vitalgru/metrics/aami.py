@@ -34,7 +34,7 @@ import numpy as np
 
 from vitalgru.metrics.aami_intervals import interval_cell as _ci
 from vitalgru.metrics.aami_intervals import interval_lines
-from vitalgru.metrics.aami_scope import q_beat_lines
+from vitalgru.metrics.aami_scope import matrix_classes, q_beat_lines
 from vitalgru.types import AAMI_CLASS_STATS, AAMI_SUMMARY_STATS
 
 #: Class names in label order (AAMI EC57; mirrors ``vitalgru.types.AAMI_CLASSES``).
@@ -314,7 +314,7 @@ def report_markdown(report: Mapping[str, Any], title: str = "AAMI EC57 beat clas
     lines += interval_lines(report)
     cm = report.get("confusion_matrix")
     if cm is not None:
-        names = list(report["classes"])
+        names = matrix_classes(report)
         lines += ["", "Confusion matrix (rows true, columns predicted):", ""]
         lines.append("| true \\ pred | " + " | ".join(names) + " |")
         lines.append("|---|" + "---:|" * len(names))

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Q_RECORD_SHARE", "q_beat_lines"]
+from vitalgru.types import AAMI_CLASSES
+
+__all__ = ["Q_RECORD_SHARE", "matrix_classes", "q_beat_lines"]
 
 #: Share of a record's reference beats of class Q above which the record is named as one
 #: the model does not cover (a paced record): in MIT-BIH's paced records 82-97 % of the
@@ -23,8 +25,18 @@ __all__ = ["Q_RECORD_SHARE", "q_beat_lines"]
 Q_RECORD_SHARE = 0.05
 
 
+def matrix_classes(report: Mapping[str, Any]) -> list[str]:
+    """The classes of a report's ``confusion_matrix`` rows and columns, in order.
+
+    The matrix is always in label order (N, S, V, F, Q), whatever order ``classes`` has: a
+    report written with sorted keys (``evaluate --out``) and read back has them F, N, Q, S,
+    V, and naming rows by that order would put the N row under F."""
+    found = list(report["classes"])
+    return [c for c in AAMI_CLASSES if c in found] + [c for c in found if c not in AAMI_CLASSES]
+
+
 def _q_row(report: Mapping[str, Any]) -> tuple[int, list[int]]:
-    names = list(report["classes"])
+    names = matrix_classes(report)
     row = [int(v) for v in report["confusion_matrix"][names.index("Q")]]
     return sum(row), row
 
@@ -37,7 +49,7 @@ def q_beat_lines(report: Mapping[str, Any]) -> list[str]:
     n, row = _q_row(report)
     if n == 0:
         return []
-    names = list(report["classes"])
+    names = matrix_classes(report)
     called = ", ".join(f"{c} {k}" for c, k in zip(names, row, strict=True) if k)
     lines = [
         "",

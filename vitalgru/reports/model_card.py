@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vitalgru.metrics.aami_scope import matrix_classes
 from vitalgru.metrics.intervals import wilson_interval
 
 __all__ = [
@@ -166,7 +167,7 @@ def _class_intervals(report: Mapping[str, Any]) -> tuple[dict[str, str], dict[st
     matrix (rows true, columns called, in ``classes`` order); none where it has no matrix
     or a class no beat of (or no call of)."""
     cm = report.get("confusion_matrix")
-    names = list(report["classes"])
+    names = matrix_classes(report)
     if cm is None or len(cm) != len(names):
         return {}, {}
 
