@@ -27,6 +27,7 @@ from vitalgru.data.labels import AAMI_MAP, CLASS_INDEX, is_beat
 from vitalgru.io.ingest import iter_records, no_record_error
 from vitalgru.io.physionet import Database
 from vitalgru.metrics.aami import aami_report, calls_report
+from vitalgru.metrics.aami_intervals import record_intervals
 from vitalgru.metrics.detection import MATCH_WINDOW_S, match_pairs, vf_episodes
 from vitalgru.scoring.alarm_strips import STRIP_LABEL_WAIT_S, alarm_strip, strip_bounds
 from vitalgru.scoring.alert_types import Alert
@@ -202,7 +203,8 @@ def live_report(
     Returns
     -------
     dict
-        ``{"beats": aami_report of the matched beats (per record too),
+        ``{"beats": aami_report of the matched beats (per record too, with its
+        record-bootstrap ``intervals``: :func:`vitalgru.metrics.aami_intervals.record_intervals`),
         "detection": {"reference", "detected", "matched", "se", "ppv", "missed": {class: n},
         "extra": {class: n}, "records": {...}}}``.
     """
@@ -242,8 +244,10 @@ def live_report(
     p = np.concatenate(ps) if ps else np.zeros(0, np.int64)
     r = np.concatenate(rids) if rids else np.zeros(0, str)
     g = dict(gross)
+    beats = aami_report(y, p, r)
+    beats["intervals"] = record_intervals(beats["records"])
     return {
-        "beats": aami_report(y, p, r),
+        "beats": beats,
         "detection": {
             **g,
             **_se_ppv(g),

@@ -69,6 +69,11 @@ def test_unannotated_records_are_replayed_and_reported_without_scores(
     assert "| 119 |" in md and "## Alarms" in md
     assert "## Beat detection" in replay_markdown(rep_a, "annotated")
 
+    # the matched beats' figures carry their record-bootstrap intervals, as evaluate's do
+    iv = rep_a["beats"]["intervals"]
+    assert iv["n_records"] == 2 and iv["method"].startswith("record bootstrap")
+    assert "from a record bootstrap (2 records" in replay_markdown(rep_a, "annotated")
+
 
 def test_records_without_annotation_files_say_how_to_replay_them(
     folders: tuple[Path, Path],
