@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from vitalgru.metrics.calibration import CALIBRATION_KEYS, calibration_metrics
+from vitalgru.metrics.early_warning_intervals import interval_cell, interval_lines
 from vitalgru.metrics.ranking import auprc, auroc
 from vitalgru.metrics.utility import (
     OFFICIAL,
@@ -237,7 +238,8 @@ def data_lines(metrics: Mapping[str, Any]) -> list[str]:
 
 def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warning") -> str:
     """A readable summary of :func:`early_warning_metrics` (plus, where present, the data
-    counts ``vitalgru evaluate early-warning`` adds): one table, undefined values named."""
+    counts ``vitalgru evaluate early-warning`` adds, and its patient-bootstrap
+    ``intervals`` in brackets): one table, undefined values named."""
 
     def num(key: str, digits: int = 3, pct: bool = False, unit: str = "") -> str:
         v = metrics.get(key)
@@ -247,6 +249,7 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
 
     n_pat = int(metrics.get("n_patients") or 0)
     n_sep = int(metrics.get("n_septic_patients") or 0)
+    iv = metrics.get("intervals")  # patient-bootstrap intervals, where given
     lines = [
         f"## {title}",
         "",
@@ -256,9 +259,9 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         "",
         "| measure | value |",
         "|---|---:|",
-        f"| normalized utility (PhysioNet/CinC 2019) | {num('utility')} |",
-        f"| hourly AUROC | {num('auroc')} |",
-        f"| hourly AUPRC | {num('auprc')} |",
+        f"| normalized utility (PhysioNet/CinC 2019) | {num('utility')}{interval_cell(iv, 'utility')} |",
+        f"| hourly AUROC | {num('auroc')}{interval_cell(iv, 'auroc')} |",
+        f"| hourly AUPRC | {num('auprc')}{interval_cell(iv, 'auprc')} |",
         f"| septic patients alarmed by 3 h after onset | {num('septic_detected_fraction', pct=True)} |",
         f"| median lead time of the first alarm before onset | {num('median_lead_time_h', 1, unit=' h')} |",
         f"| alarm onsets per patient-day | {num('alarms_per_patient_day', 2)} |",
@@ -268,6 +271,7 @@ def report_markdown(metrics: Mapping[str, Any], title: str = "Sepsis early warni
         f"| Brier score / expected calibration error (10 bins) | {num('brier', 4)} / {num('ece', 4)} |",
         f"| calibration in the large / slope (0 and 1 when calibrated) | {num('calibration_in_the_large', 2)} / {num('calibration_slope', 2)} |",
     ]  # fmt: skip
+    lines += interval_lines(iv)
     lines += data_lines(metrics)
     if metrics.get("calibration"):
         lines += [
