@@ -41,6 +41,7 @@ from vitalgru.metrics.calibration import (
     model_probability,
 )
 from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
+from vitalgru.metrics.early_warning_intervals import early_warning_intervals
 from vitalgru.metrics.early_warning_unlabelled import (
     UNLABELLED_NOTE,
     unlabelled_metrics,
@@ -275,7 +276,10 @@ def evaluate_early_warning(
         recalibration, ``probability_calibration``: the calibration measures and table of
         the probabilities it gives; ``subgroups``:
         the same measures by ICU type, sex and age band
-        (:func:`vitalgru.data.early_warning.patient_groups`); ``paths`` of
+        (:func:`vitalgru.data.early_warning.patient_groups`); ``intervals``: the
+        patient-bootstrap 95 % intervals of the utility, AUROC and AUPRC, the threshold
+        held fixed (:func:`vitalgru.metrics.early_warning_intervals.early_warning_intervals`;
+        labelled folders only); ``paths`` of
         the files written (the JSON, a markdown summary beside it, the hourly scores and
         the attrition). Measures that need a septic patient are ``None`` when there is
         none (with a warning).
@@ -345,6 +349,9 @@ def score_folder(
         }
     else:
         metrics["n_patients_with_label_reversals"] = len(cohort.label_reversals())
+        # whole patients resampled, the threshold held fixed (hours of a stay are not
+        # independent: the claim is about new patients)
+        metrics["intervals"] = early_warning_intervals(cohort.labels, scores, cohort.offsets, thr)
         metrics["calibration"] = calibration_table(cohort.labels, np.clip(scores, 0.0, 1.0))
     if labelled and prob is not None:  # the risk through the model's stored recalibration
         metrics["probability_calibration"] = {

@@ -286,6 +286,8 @@ def test_an_unlabelled_folder_is_scored_and_says_no_accuracy_figure_can_be_given
         assert ev[key] is None, key
     assert "calibration" not in ev and "probability_calibration" not in ev
     assert "n_patients_with_label_reversals" not in ev
+    # no interval without labels; the labelled folder's resampled its patients
+    assert "intervals" not in ev and ref["intervals"]["n_patients"] == len(set_a)
     # the same risks, probabilities and alarms as the labelled folder's, and so the same
     # burden; the share of patients ever alarmed is of all patients
     scores = pd.read_parquet(out / "scores.parquet")
