@@ -3,8 +3,10 @@
 Patient-level stratified 5-fold cross-validation of the GRU-D network, gradient-boosted
 trees on engineered features, NEWS2 and qSOFA, all scored with the challenge's normalized
 utility (thresholds chosen on training folds only), hourly AUROC/AUPRC, alarms per
-patient-day and median lead time; plus reading speed, training time, peak memory and
-single-core scoring throughput. Writes ``benchmarks/results/early_warning.{json,md}``.
+patient-day and median lead time; the held-out patients pooled, with the patient-bootstrap
+interval of each model's pooled utility (:mod:`early_warning_pooled`); plus reading speed,
+training time, peak memory and single-core scoring throughput. Writes
+``benchmarks/results/early_warning.{json,md}``.
 
     python benchmarks/early_warning.py [--mirror DIR] [--limit N] [--folds 5]
 """
@@ -17,8 +19,9 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,15 +29,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_tables import calibration_by_model, calibration_lines
 from common import strict_json
+from early_warning_pooled import pooled_intervals, pooled_lines
 
 from pipelines.early_warning import cv_settings
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning import build_cohort, patient_folds
 from vitalgru.data.gru_d_inputs import gru_d_arrays
 from vitalgru.io.psv_folder import read_psv_folder
+from vitalgru.metrics.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from vitalgru.models.early_warning import SepsisBlend
 from vitalgru.models.trees import BoostedTrees
-from vitalgru.training.early_warning import BLEND, MODEL_NAMES, cross_validate
+from vitalgru.training.early_warning import BLEND, MODEL_NAMES, CVResult, cross_validate
 from vitalgru.training.gru_d import predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,11 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cache-dir", default=str(ROOT / "benchmarks" / "_work" / "cache"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--name", default="early_warning")
+    ap.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                    help="patient-bootstrap resamples of the pooled held-out patients")  # fmt: skip
+    ap.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@dataclass
+class CVRun:
+    """The cohort read, its folds, the settings and result of the cross-validation."""
+
+    psv: Any
+    cohort: Any
+    folds: np.ndarray
+    settings: Any
+    res: CVResult
+    read_s: float
+    build_s: float
+    cv_s: float
+    load0: float
+
+
+def run_cross_validation(args: argparse.Namespace) -> CVRun:
+    """Read set A and cross-validate as ``args`` (:func:`build_parser`'s) ask."""
     d = EarlyWarningConfig()
 
     folder = _mirror(args.mirror) / "challenge-2019" / "training_setA"
@@ -182,7 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = cross_validate(cohort, folds, settings, on_fold=progress)
     cv_s = time.perf_counter() - t0
+    return CVRun(psv, cohort, folds, settings, res, read_s, build_s, cv_s, load0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run = run_cross_validation(args)
+    psv, cohort, settings, res = run.psv, run.cohort, run.settings, run.res
+    read_s, build_s, cv_s, load0 = run.read_s, run.build_s, run.cv_s, run.load0
     summary = res.summary()
+    # each patient is held out once: the pooled held-out patients, resampled whole
+    pooled = pooled_intervals(cohort, res, args.resamples, args.bootstrap_seed)
 
     throughput: dict[str, float] = {}
     if res.last_gru is not None:
@@ -280,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "per_fold": res.per_fold,
         "summary": summary,
+        "pooled": pooled,
         "calibration": calibration_by_model(cohort.labels, res.oof_scores, res.oof_probabilities),
         "gru_histories": res.gru_histories,
         "platform": {"python": platform.python_version(), "torch": torch.__version__},
@@ -318,6 +352,7 @@ def _markdown(out: dict, models: tuple[str, ...]) -> str:
             f"{_fmt(s['median_lead_time_h_mean'], s['median_lead_time_h_sd'], 1)} | "
             f"{_fmt(s['septic_detected_fraction_mean'], s['septic_detected_fraction_sd'], 2)} |"
         )
+    lines += pooled_lines(out.get("pooled") or {}, out["summary"])
     lines += ["", "## Per fold", "", "| model | fold | " + " | ".join(KEYS) + " |"]
     lines.append("|---|---|" + "---|" * len(KEYS))
     for m in models:
