@@ -80,3 +80,29 @@ def test_the_rerun_is_checked_fold_by_fold_against_the_saved_benchmark() -> None
     assert not other["equal"]
     assert [r["utility_difference"] for r in other["rows"]] == pytest.approx([0, 0, -1e-9])
     assert not fold_check(res.per_fold, {"per_fold": {}})["equal"]  # a model not saved
+
+
+def test_the_paired_benchmark_compares_each_pair_at_each_models_own_thresholds() -> None:
+    from early_warning_paired import markdown, paired_rows
+
+    cohort, res = _cv(seed=4)
+    rng = np.random.default_rng(9)
+    other = rng.random(cohort.labels.size) + 0.1 * cohort.labels
+    res.per_fold["gbm"] = [{**r, "threshold": 0.5} for r in res.per_fold.pop("m")]
+    res.oof_scores["gbm"] = res.oof_scores.pop("m")
+    res.per_fold["gru_d"] = [{**r, "threshold": 0.7} for r in res.per_fold["gbm"]]
+    res.oof_scores["gru_d"] = other
+    saved = SimpleNamespace(labels=cohort.labels, offsets=cohort.offsets, res=res,
+                            n_patients=cohort.n_patients)  # fmt: skip
+    rows = paired_rows(saved, n_resamples=200, seed=1)
+    assert [(r["a"], r["b"]) for r in rows] == [("gbm", "gru_d")]  # the pairs it has both of
+    a = res.oof_scores["gbm"] >= 0.5
+    b = other >= 0.7
+    want = normalized_utility(cohort.labels, a, cohort.offsets) - normalized_utility(
+        cohort.labels, b, cohort.offsets
+    )
+    assert rows[0]["difference"] == pytest.approx(want)
+    assert rows[0]["n_records"] == 30 and rows[0]["n_resamples"] == 200
+    out = {"command": "c", "n_patients": 30, "n_resamples": 200, "seed": 1, "pairs": rows,
+           "load_average_1min": 1.0}  # fmt: skip
+    assert f"| gbm | gru_d | {want:+.3f} |" in markdown(out)
