@@ -40,7 +40,12 @@ from vitalgru.metrics.calibration import (
     calibration_table,
     model_probability,
 )
-from vitalgru.metrics.early_warning import early_warning_metrics, report_markdown, subgroup_metrics
+from vitalgru.metrics.early_warning import (
+    early_warning_metrics,
+    report_markdown,
+    subgroup_intervals,
+    subgroup_metrics,
+)
 from vitalgru.metrics.early_warning_intervals import early_warning_intervals
 from vitalgru.metrics.early_warning_unlabelled import (
     UNLABELLED_NOTE,
@@ -276,7 +281,9 @@ def evaluate_early_warning(
         recalibration, ``probability_calibration``: the calibration measures and table of
         the probabilities it gives; ``subgroups``:
         the same measures by ICU type, sex and age band
-        (:func:`vitalgru.data.early_warning.patient_groups`); ``intervals``: the
+        (:func:`vitalgru.data.early_warning.patient_groups`), each labelled group with the
+        patient-bootstrap interval of its utility in its own ``intervals``
+        (:func:`vitalgru.metrics.early_warning.subgroup_intervals`); ``intervals``: the
         patient-bootstrap 95 % intervals of the utility, AUROC and AUPRC, the threshold
         held fixed (:func:`vitalgru.metrics.early_warning_intervals.early_warning_intervals`;
         labelled folders only); ``paths`` of
@@ -361,10 +368,12 @@ def score_folder(
             "table": calibration_table(cohort.labels, prob),
         }
     if labelled:
+        groups = patient_groups(cohort)
+        within = subgroup_intervals(cohort.labels, scores, cohort.offsets, thr, groups)
         metrics["subgroups"] = {
-            name: folder_metrics_json(m)
+            name: folder_metrics_json(m) | {"intervals": within[name]}
             for name, m in subgroup_metrics(
-                cohort.labels, scores, cohort.offsets, thr, patient_groups(cohort), hours=hours
+                cohort.labels, scores, cohort.offsets, thr, groups, hours=hours
             ).items()
         }
     o = Path(out)

@@ -221,7 +221,17 @@ def test_a_labelled_report_is_pinned(
     for src in set_a:
         (data / src.name).write_bytes(src.read_bytes())
     (data / "p999999.psv").write_text("HR|O2Sat\n1|2\n")  # one file in attrition
-    evaluate_fixed(data, tmp_path / "out", write_predictions=True)
+    ev = evaluate_fixed(data, tmp_path / "out", write_predictions=True)
+    # each group's utility comes with the interval of its own patients resampled
+    with_septic = [g for g in ev["subgroups"].values() if g["n_septic_patients"]]
+    assert with_septic
+    for g in ev["subgroups"].values():
+        iv = g["intervals"]
+        assert iv["n_patients"] == g["n_patients"] and set(iv) >= {"utility", "threshold"}
+        assert "auroc" not in iv  # the utility alone: one matrix product per resample
+        assert iv["utility"]["estimate"] == pytest.approx(g["utility"], abs=1e-12) or (
+            g["utility"] is None and iv["utility"]["estimate"] is None
+        )
     texts = _pinned_texts(tmp_path / "out", tmp_path)
     if os.environ.get("VITALGRU_WRITE_GOLDEN"):  # to write the files anew, on purpose
         GOLDEN.mkdir(parents=True, exist_ok=True)
