@@ -195,7 +195,9 @@ def check_early_warning(
         {k: metrics.get(k) for k in ("utility", "auroc")},
         {"utility": float(max_utility_drop), "auroc": float(max_auroc_drop)},
         why_not,
-    )
+        {k: [iv.get("low"), iv.get("high")]
+         for k, iv in (metrics.get("intervals") or {}).items() if isinstance(iv, dict)},
+    )  # fmt: skip
     report: dict[str, Any] = {
         "task": "early-warning",
         "notes": notes,
@@ -279,7 +281,9 @@ def check_arrhythmia(
         },  # fmt: skip
         {"test_s_f1": float(max_f1_drop), "test_v_f1": float(max_f1_drop)},
         why_not,
-    )
+        {k: ((ev.get("intervals") or {}).get("classes", {}).get(c) or {}).get("f1")
+         for k, c in (("test_s_f1", "S"), ("test_v_f1", "V"))},
+    )  # fmt: skip
     evaluation: dict[str, Any] = {
         "accuracy": ev.get("accuracy"),
         "n_beats": int(scores.y_true.size),

@@ -40,6 +40,7 @@ def performance_against_gate(
     now: Mapping[str, float | None],
     max_drop: Mapping[str, float],
     why_not: str | None,
+    intervals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measures now against the values the version was gated on.
 
@@ -53,6 +54,9 @@ def performance_against_gate(
         Each measure's tolerated drop below its gated value.
     why_not
         Why performance cannot be judged on this data (no labels, no positive case), or None.
+    intervals
+        Each measure's 95 % interval on the new data (``[low, high]``: records or patients
+        resampled), or None where it has none.
 
     Returns
     -------
@@ -70,13 +74,16 @@ def performance_against_gate(
     for k, limit in max_drop.items():
         r, n = ref.get(k), now.get(k)
         drop = None if r is None or n is None else float(r) - float(n)
+        ends = (intervals or {}).get(k)
         rows[k] = {
             "reference": r,
             "now": n,
             "drop": drop,
             "max_drop": limit,
             "degraded": drop is not None and drop > limit,
-        }
+            "now_interval": None if n is None or not ends or None in ends else
+                            [float(ends[0]), float(ends[1])],
+        }  # fmt: skip
     return {"checked": True, "measures": rows}
 
 
@@ -92,6 +99,19 @@ def _unjudged(drift: Mapping[str, Any]) -> str | None:
     )
 
 
+def _chance(row: Mapping[str, Any]) -> str:
+    """What the measure's interval on these patients says of a drop ('' without one): a
+    small check's figure moves a long way by chance, and the drop is read against that."""
+    ends = row.get("now_interval")
+    if not ends:
+        return ""
+    low, high = ends
+    said = f"; its 95 % interval on these patients is {low:.3f}-{high:.3f}"
+    if low <= row["reference"] <= high:
+        return said + ", which holds the gated value: a drop this size may be chance"
+    return said + ", all of it below the gated value"
+
+
 def verdict(drift: dict[str, Any] | None, perf: dict[str, Any]) -> tuple[str, list[str]]:
     """The status (one of :data:`STATUSES`) and its reasons. Drift that could not be judged
     at all leaves the status as it is but is a reason of its own, so that it does not read
@@ -103,7 +123,7 @@ def verdict(drift: dict[str, Any] | None, perf: dict[str, Any]) -> tuple[str, li
             if r["degraded"]:
                 reasons.append(
                     f"{k} {r['now']:.3f} is {r['drop']:.3f} below the gated "
-                    f"{r['reference']:.3f} (tolerated drop {r['max_drop']})"
+                    f"{r['reference']:.3f} (tolerated drop {r['max_drop']})" + _chance(r)
                 )
                 status = "degraded"
     if drift is not None:

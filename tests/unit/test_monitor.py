@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from pipelines.monitor import monitoring_metrics
 from pipelines.monitor_verdict import polarity_note, verdict
@@ -68,6 +69,38 @@ class TestStatus:
         assert status == "degraded"
         assert why[0] == "utility 0.350 is 0.080 below the gated 0.430 (tolerated drop 0.05)"
 
+    def test_a_drop_is_read_against_the_interval_of_the_patients_checked(self) -> None:
+        perf = _perf(0.08)
+        row = perf["measures"]["utility"]
+        status, why = verdict(None, {**perf, "measures": {"utility": {
+            **row, "now_interval": [0.21, 0.47]}}})  # fmt: skip
+        assert status == "degraded"
+        assert why == ["utility 0.350 is 0.080 below the gated 0.430 (tolerated drop 0.05); "
+                       "its 95 % interval on these patients is 0.210-0.470, which holds the "
+                       "gated value: a drop this size may be chance"]  # fmt: skip
+        _, why = verdict(None, {**perf, "measures": {"utility": {
+            **row, "now_interval": [0.30, 0.41]}}})  # fmt: skip
+        assert why[0].endswith("is 0.300-0.410, all of it below the gated value")
+
+    def test_the_gate_comparison_keeps_each_measures_interval(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from pipelines.monitor_verdict import performance_against_gate
+        from vitalgru.tracking.models import LoadedModel
+
+        monkeypatch.setattr("vitalgru.tracking.version_gate_values",
+                            lambda name, version, keys: {"utility": 0.43, "auroc": 0.83})  # fmt: skip
+        loaded = LoadedModel(None, {}, {}, "models:/m/2", "2", name="m")
+        perf = performance_against_gate(
+            loaded,
+            {"utility": 0.35, "auroc": None},
+            {"utility": 0.05, "auroc": 0.05},
+            None,
+            {"utility": [0.21, 0.47], "auroc": [0.7, 0.9]},
+        )
+        assert perf["measures"]["utility"]["now_interval"] == [0.21, 0.47]
+        assert perf["measures"]["auroc"]["now_interval"] is None  # no value now, no interval
+
     def test_no_reference_and_no_labels_is_ok_with_nothing_to_say(self) -> None:
         assert verdict(None, {"checked": False}) == ("ok", [])
 
@@ -125,7 +158,12 @@ class TestReport:
         assert "- note: only 30 patients" in md
         assert "| temp_c | major | 1.000 | 1.000 | 50.0 / 50.0 % |" in md
         assert "| hr_bpm |" not in md and "1 more inputs, none shifted" in md
-        assert "| utility | 0.430 | 0.430 | 0.000 | 0.05 |" in md
+        assert "| utility | 0.430 | 0.430 | - | 0.000 | 0.05 |" in md
+        perf = _perf(0.0)
+        perf["measures"]["utility"]["now_interval"] = [0.39, 0.47]
+        md = monitoring_markdown(_report(_drift(), perf))
+        assert "| measure | gated | now | now, 95 % interval | drop | tolerated |" in md
+        assert "| utility | 0.430 | 0.430 | 0.390-0.470 | 0.000 | 0.05 |" in md
 
     def test_a_model_without_a_version_is_named_by_its_uri_alone(self) -> None:
         # a runs:/ or folder URI has no registry version: "(version None)" was printed
@@ -195,6 +233,10 @@ def test_a_class_no_beat_of_is_annotated_is_not_judged(
     assert rep["status"] == "ok" and rep["reasons"] == []
     assert rep["performance"]["measures"]["test_s_f1"]["now"] is None
     assert rep["performance"]["measures"]["test_v_f1"]["now"] == 1.0
+    # with its interval over these records (V beats in one of the two: every resample
+    # that has them finds them all); none for a measure not judged
+    assert rep["performance"]["measures"]["test_v_f1"]["now_interval"] == [1.0, 1.0]
+    assert rep["performance"]["measures"]["test_s_f1"]["now_interval"] is None
 
 
 def test_records_left_out_are_ds2_on_mitdb_and_every_record_of_another_database(

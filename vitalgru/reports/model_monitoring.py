@@ -69,13 +69,15 @@ def monitoring_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Performance", ""]
     if perf["checked"]:
         lines += [
-            "| measure | gated | now | drop | tolerated |",
-            "|---|---:|---:|---:|---:|",
+            "| measure | gated | now | now, 95 % interval | drop | tolerated |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for k, r in perf["measures"].items():
+            ends = r.get("now_interval")
+            within = "-" if not ends else f"{_num(ends[0])}-{_num(ends[1])}"
             lines.append(
-                f"| {k} | {_num(r['reference'])} | {_num(r['now'])} | {_num(r['drop'])} | "
-                f"{r['max_drop']} |"
+                f"| {k} | {_num(r['reference'])} | {_num(r['now'])} | {within} | "
+                f"{_num(r['drop'])} | {r['max_drop']} |"
             )
     elif perf["why"].startswith("not judged: "):  # unlabelled data: nothing to measure it on
         lines.append(f"Not judged: {perf['why'].removeprefix('not judged: ')}.")
