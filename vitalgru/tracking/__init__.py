@@ -21,7 +21,7 @@ mlflow).
   (CPU model, torch's CPU kernels, thread counts, package versions), set there too;
 - :mod:`vitalgru.tracking.gate`: the champion gate (:func:`promote_if_better`);
 - :mod:`vitalgru.tracking.gate_paired`: the gate's difference from the champion beside a
-  paired record-bootstrap interval (:func:`paired_text` says it in one line);
+  paired record- (or patient-) bootstrap interval (:func:`paired_text` says it in one line);
 - :mod:`vitalgru.tracking.provenance`: where a registered version came from, in one
   place (:func:`version_provenance`: run, code, data, figures, gate, card);
 - :mod:`vitalgru.tracking.registry`: models named ``vitalgru-<task>``, promoted by alias

@@ -3,15 +3,16 @@ on every gated measure and better on one, judged on the same kind of evaluation.
 
 The values a version was judged on are kept on it as tags (``gate.<key>``, and what they
 were measured on), so later versions are compared with exactly those numbers. Where both
-versions' runs logged a per-record evaluation, the difference is also put beside the noise
-of which patients were tested (:mod:`vitalgru.tracking.gate_paired`); the rule is the same.
+versions' runs logged a per-record evaluation (or per-patient held-out scores), the
+difference is also put beside the noise of which patients were tested
+(:mod:`vitalgru.tracking.gate_paired`); the rule is the same.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from vitalgru.tracking.gate_paired import (
     paired_comparison,
     paired_from_tags,
     paired_text,
+    paired_utility_comparison,
 )
 from vitalgru.tracking.registry import (
     GATE_TAG_PREFIX,
@@ -143,6 +145,7 @@ def promote_if_better(
     challenger_alias: str | None = "challenger",
     evaluated_on: str | None = None,
     record_report: str | None = None,
+    heldout_scores: str | None = None,
 ) -> PromotionDecision:
     """Give ``version`` the ``alias`` if it passes the gate against the current holder.
 
@@ -186,6 +189,12 @@ def promote_if_better(
         logged in one line, kept on the version (tag ``vitalgru.gate_paired``, with the
         champion version and records it was measured on) and returned as ``paired``.
         Where either lacks it, one line says so. It never changes the decision.
+    heldout_scores : str, optional
+        Run artifact of the cross-validation's held-out scores
+        (:mod:`vitalgru.data.heldout_scores`; the early-warning flow's
+        ``cv/heldout_scores.parquet``): as ``record_report``, for the ``utility`` gate key,
+        a paired patient bootstrap of the two versions' held-out alarms, where both were
+        cross-validated on the same patients, hours and labels. Not with ``record_report``.
 
     Returns
     -------
@@ -197,7 +206,8 @@ def promote_if_better(
     ------
     ValueError
         Empty ``gate_keys``, a gate key missing from ``metrics`` or not finite, an unknown
-        version, a ``lower_is_better`` key that is not a gate key, or a version whose
+        version, a ``lower_is_better`` key that is not a gate key, both ``record_report``
+        and ``heldout_scores``, or a version whose
         network is of another task than the registered model's (given no alias, as
         :func:`~vitalgru.tracking.registry.promote` refuses it).
     """
@@ -205,9 +215,17 @@ def promote_if_better(
     unknown = [k for k in lower_is_better if k not in gate_keys]
     if unknown:
         raise ValueError(f"lower_is_better keys {unknown} are not gate keys {list(gate_keys)}")
+    if record_report is not None and heldout_scores is not None:
+        raise ValueError("give record_report or heldout_scores, not both: the gate keeps one "
+                         "paired comparison")  # fmt: skip
+    paired_from: _PairedFrom = None
+    if record_report is not None:
+        paired_from = (paired_comparison, record_report)
+    elif heldout_scores is not None:
+        paired_from = (paired_utility_comparison, heldout_scores)
     with _changing_aliases(name):
         return _gate(name, str(version), new, gate_keys, alias, lower_is_better,
-                     challenger_alias, evaluated_on, record_report)  # fmt: skip
+                     challenger_alias, evaluated_on, paired_from)  # fmt: skip
 
 
 def _record_unrecorded_gate(client: MlflowClient, name: str, alias: str, champ: Any) -> None:
@@ -234,15 +252,21 @@ def _history_paired(paired: dict[str, Any] | None) -> str | None:
     return paired_text(paired) if paired and "keys" in paired else None
 
 
+#: How the paired comparison is made and from which run artifact: (paired_comparison,
+#: record report) or (paired_utility_comparison, held-out scores).
+_PairedFrom = tuple[Callable[..., dict[str, Any] | None], str] | None
+
+
 def _paired(
-    client: MlflowClient, mv: Any, champ: Any, gate_keys: Sequence[str], artifact: str | None
+    client: MlflowClient, mv: Any, champ: Any, gate_keys: Sequence[str], paired_from: _PairedFrom
 ) -> dict[str, Any] | None:
-    """The paired record bootstrap of ``mv`` against ``champ``, said in one line and kept
-    on ``mv`` (:data:`~vitalgru.tracking.gate_paired.PAIRED_TAG`); None without an
-    ``artifact`` or a class-F1 gate key. A run without the artifact is said, not raised."""
-    if artifact is None:
+    """The paired bootstrap of ``mv`` against ``champ``, said in one line and kept on
+    ``mv`` (:data:`~vitalgru.tracking.gate_paired.PAIRED_TAG`); None without an artifact
+    or a gate key it measures. A run without the artifact is said, not raised."""
+    if paired_from is None:
         return None
-    found = paired_comparison(client, mv, champ, gate_keys, artifact)
+    compare, artifact = paired_from
+    found = compare(client, mv, champ, gate_keys, artifact)
     if found is None:
         return None
     text = json.dumps(found)
@@ -263,7 +287,7 @@ def _gate(
     lower_is_better: Sequence[str],
     challenger_alias: str | None,
     evaluated_on: str | None = None,
-    record_report: str | None = None,
+    paired_from: _PairedFrom = None,
 ) -> PromotionDecision:
     client = mlflow_client()
     mv = _existing_version(client, name, version)
@@ -347,7 +371,7 @@ def _gate(
             prev,
             cmp,
         )
-    paired = _paired(client, mv, champ, gate_keys, record_report)
+    paired = _paired(client, mv, champ, gate_keys, paired_from)
     worse, better = [], []
     for k in gate_keys:
         a, b = new[k], float(old[k])  # type: ignore[arg-type]

@@ -119,7 +119,7 @@ def version_provenance(name: str, version: str) -> dict[str, Any]:
         ``rows``, ``source``, ``tags``; empty for a run logged before vitalgru logged
         them), ``figures`` (the logged model's metrics that name their dataset), ``gate``
         ({key: value}), ``gate_evaluated_on``, ``gate_decision``, ``gate_paired`` (the
-        gate's paired record-bootstrap comparison with the champion, or None),
+        gate's paired record- or patient-bootstrap comparison with the champion, or None),
         ``promotion``,
         ``monitor`` ({``status``, ``checked_at``, ``reasons``}) and ``description`` (the
         version's model card).

@@ -48,9 +48,11 @@ _TASK_OF_NAME = {ARRHYTHMIA_MODEL_NAME: "arrhythmia", EARLY_WARNING_MODEL_NAME: 
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """Outcome of :func:`promote_if_better`; ``paired``: the gate's paired record
-    bootstrap against the champion (:func:`~vitalgru.tracking.gate_paired.paired_comparison`),
-    None where it made none."""
+    """Outcome of :func:`promote_if_better`; ``paired``: the gate's paired record (or
+    patient) bootstrap against the champion
+    (:func:`~vitalgru.tracking.gate_paired.paired_comparison`,
+    :func:`~vitalgru.tracking.gate_paired.paired_utility_comparison`), None where it made
+    none."""
 
     promoted: bool
     reason: str
