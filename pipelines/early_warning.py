@@ -20,7 +20,8 @@ Steps (each a thin call into :mod:`vitalgru`):
    cross-validated held-out means (``utility``, ``auroc``), an honest estimate for the
    final model, which itself has no held-out patients left.
 5. ``promote``: ``champion`` alias if the new version beats the current one on every key,
-   measured on the same cohort and folds (:func:`cohort_evaluated_on`).
+   measured on the same cohort and folds (:func:`cohort_evaluated_on`); the utility gained
+   said with its paired patient-bootstrap interval (:data:`HELDOUT_SCORES`).
 
 Scoring any Challenge-2019 folder with a logged model is :mod:`pipelines.evaluate`'s.
 """
@@ -54,6 +55,7 @@ from vitalgru.data.early_warning import (
     resolve_data_dir,
 )
 from vitalgru.data.early_warning_files import load_dataset, write_dataset
+from vitalgru.data.heldout_scores import heldout_scores_frame, write_heldout_scores
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.io.sources import resolve_source
 from vitalgru.models.base import build_model, model_class_path
@@ -73,6 +75,10 @@ from vitalgru.training.gru_d import GRUTrainParams
 from vitalgru.training.loop import cpu_training
 
 logger = logging.getLogger(__name__)
+
+#: The registered kind's held-out scores (the gate pairs them with the champion's)
+_HELDOUT_FILE = "heldout_scores.parquet"
+HELDOUT_SCORES = f"cv/{_HELDOUT_FILE}"
 
 
 def load_early_warning_config(
@@ -221,6 +227,11 @@ def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str
         oof[f"score_{m}"] = s.astype(np.float32)
     with replacing(out / "oof_scores.parquet") as t:
         oof.to_parquet(t, index=False)
+    kind = cfg.register_model  # the gate pairs the registered kind's held-out scores
+    thr = {int(r["fold"]): float(r["threshold"]) for r in res.per_fold[kind]}
+    held = heldout_scores_frame(cohort.patient_ids, cohort.offsets, cohort.frame["hour"],
+                                cohort.labels, folds, res.oof_scores[kind], thr)  # fmt: skip
+    write_heldout_scores(held, out / _HELDOUT_FILE)
     return {"dir": str(out), "summary": summary, "per_fold": rows}
 
 
@@ -283,7 +294,8 @@ def log_and_register(
         for f in ("attrition.csv", "folds.csv", SOURCE_SUMS):  # patients, folds, sources
             run.log_artifact(Path(dataset_dir) / f, "dataset")
         _, cv_data = log_early_warning_datasets(run, dataset_dir, manifest, cfg.seed)
-        for f in ("per_fold.csv", "summary.json", "gru_histories.json"):
+        # with the held-out scores the gate pairs with the champion's (3.3 MB on set A)
+        for f in ("per_fold.csv", "summary.json", "gru_histories.json", _HELDOUT_FILE):
             run.log_artifact(Path(cv["dir"]) / f, "cv")
         # the final fit's own record (out_dir's copy is overwritten by the next training)
         run.log_artifact(final / "fit.json", "final")
@@ -365,8 +377,9 @@ def train_early_warning_flow(
     -------
     dict
         ``run_id``, ``model_uri``, ``version``, ``metrics`` (gate metrics), ``promoted``,
-        ``promotion_reason``, ``cv_summary``, and the paths of ``dataset_dir``,
-        ``cv_dir`` and ``final_dir``.
+        ``promotion_reason``, ``promotion_paired`` (the gate's paired interval of the
+        utility gained, or why there is none), ``cv_summary``, and the paths of
+        ``dataset_dir``, ``cv_dir`` and ``final_dir``.
     """
     stop_with_this_process()  # a kill leaves no temporary server
     send_to_run_logs()  # the library's lines in the run's logs in Prefect
@@ -382,12 +395,13 @@ def train_early_warning_flow(
         logged = log_and_register(cfg_json, dataset_dir, cv, final_dir)
     decision = promote_task(
         cfg.registered_name, str(logged["version"]), logged["metrics"], list(cfg.gate_keys),
-        logged["evaluated_on"],
+        logged["evaluated_on"], heldout_scores=HELDOUT_SCORES,
     )  # fmt: skip
     return {
         **logged,
         "promoted": decision["promoted"],
         "promotion_reason": decision["reason"],
+        "promotion_paired": decision["paired"],
         "cv_summary": cv["summary"],
         "dataset_dir": dataset_dir,
         "cv_dir": cv["dir"],

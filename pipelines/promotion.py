@@ -24,6 +24,7 @@ def promote_task(
     gate_keys: list[str],
     evaluated_on: str | None = None,
     record_report: str | None = None,
+    heldout_scores: str | None = None,
 ) -> dict[str, Any]:
     """Give a registered version the ``champion`` alias if it passes the gate.
 
@@ -43,6 +44,9 @@ def promote_task(
         The run artifact holding each record's confusion matrix (the arrhythmia flow's
         ``evaluation/ds2.json``): the gate puts the difference from the champion beside a
         paired record-bootstrap interval where both runs logged it.
+    heldout_scores : str, optional
+        The run artifact holding the cross-validation's held-out scores (the early-warning
+        flow's ``cv/heldout_scores.parquet``): the same for the utility, patient by patient.
 
     Returns
     -------
@@ -51,6 +55,7 @@ def promote_task(
         comparison, or None) of the gate's decision.
     """
     d = tracking.promote_if_better(name, version, metrics, gate_keys, evaluated_on=evaluated_on,
-                                   record_report=record_report)  # fmt: skip
+                                   record_report=record_report,
+                                   heldout_scores=heldout_scores)  # fmt: skip
     return {"promoted": d.promoted, "reason": d.reason, "previous_version": d.previous_version,
             "paired": d.paired}  # fmt: skip

@@ -34,6 +34,7 @@ from pipelines.replay import replay_early_warning
 from vitalgru import tracking
 from vitalgru.config import EarlyWarningConfig
 from vitalgru.data.early_warning_files import load_dataset
+from vitalgru.data.heldout_scores import read_heldout_alarms
 from vitalgru.errors import RecordError
 from vitalgru.io.psv import MEASUREMENT_COLUMNS, read_psv
 from vitalgru.io.psv_folder import list_psv
@@ -122,6 +123,27 @@ class TestTrainEarlyWarningFlow:
             assert params[f"resolved.cv.fold{k}.gru_epochs"] == "1"
         oof = pd.read_parquet(Path(res["cv_dir"]) / "oof_scores.parquet")
         assert oof["score_gru_d"].notna().all() and oof[f"score_{BLEND}"].notna().all()
+        # the registered kind's held-out scores are logged for the gate's paired interval
+        # (a first champion has none to face); each fold's utility from the alarms read
+        # back is that fold's figure
+        got = client.download_artifacts(res["run_id"], "cv/heldout_scores.parquet",
+                                        str(isolated_mlflow / "held"))  # fmt: skip
+        held = read_heldout_alarms(got)
+        frame = pd.read_parquet(got)
+        assert np.array_equal(frame["score"], oof[f"score_{BLEND}"])
+        assert held.patient_ids.size == 160 and held.labels.size == len(oof)
+        assert res["promotion_paired"] is None
+        frame = frame.sort_values(["patient_id", "hour"], kind="stable")
+        blend = per_fold[per_fold["model"] == BLEND].set_index("fold")
+        for k in (0, 1):
+            m = frame["fold"].to_numpy() == k
+            ids = frame["patient_id"].to_numpy()[m]
+            off = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1, ids.size]
+            # (read_csv's float parser may drop the last digit of per_fold.csv's threshold)
+            assert frame["threshold"][m].to_numpy() == pytest.approx(blend.loc[k, "threshold"],
+                                                                     rel=1e-15)  # fmt: skip
+            u = normalized_utility(held.labels[m], held.alarms[m], off)
+            assert u == pytest.approx(blend.loc[k, "utility"], abs=1e-12)
 
         data = isolated_mlflow / "eval_data"
         data.mkdir()

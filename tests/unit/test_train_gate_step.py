@@ -4,6 +4,7 @@ the same evaluation (the same DS2 beats, the same cohort and folds)."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,39 @@ def test_the_early_warning_dataset_records_its_source_files(
     assert sums["sha256"].tolist() == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
     lines = "".join(f"{n}:{d}\n" for n, d in zip(sums["file"], sums["sha256"], strict=True))
     assert manifest["source_digest"] == hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_the_early_warning_flow_gates_with_its_held_out_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flow's runs logged no per-patient held-out scores and the gate had no paired
+    # interval: a version that gained 0.003 of utility was promoted with nothing saying
+    # that is within noise (set A's blend minus trees: +0.004 [-0.002, +0.010])
+    import pipelines.early_warning as ew
+
+    gated: list[dict[str, Any]] = []
+    logged = {"run_id": "r", "model_uri": "models:/m/2", "version": "2",
+              "metrics": {"utility": 0.43, "auroc": 0.85}, "evaluated_on": "set A"}  # fmt: skip
+    monkeypatch.setattr(ew, "build_dataset", lambda cfg: str(tmp_path / "ds"))
+    monkeypatch.setattr(ew, "run_cross_validation",
+                        lambda cfg, ds: {"dir": str(tmp_path / "cv"), "summary": {}})  # fmt: skip
+    monkeypatch.setattr(ew, "train_final", lambda cfg, ds: str(tmp_path / "final"))
+    monkeypatch.setattr(ew, "log_and_register", lambda *a: logged)
+    monkeypatch.setattr(ew, "promote_task", ew.promote_task.fn)
+    monkeypatch.setattr(ew, "get_run_logger", lambda: logging.getLogger("test"))
+    paired = {"against": "1", "artifact": ew.HELDOUT_SCORES, "missing": "why"}
+
+    class Decision:
+        promoted, reason, previous_version = True, "beats champion v1", "1"
+
+    def gate(*args: Any, **kw: Any) -> Decision:
+        gated.append(kw)
+        d = Decision()
+        d.paired = paired  # type: ignore[attr-defined]
+        return d
+
+    monkeypatch.setattr(ew.tracking, "promote_if_better", gate)
+    res = ew.train_early_warning_flow.fn(overrides={"out_dir": str(tmp_path / "out")})
+    assert [g.get("heldout_scores") for g in gated] == ["cv/heldout_scores.parquet"]
+    assert [g.get("evaluated_on") for g in gated] == ["set A"]
+    assert res["promotion_paired"] == paired
