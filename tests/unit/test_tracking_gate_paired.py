@@ -114,7 +114,17 @@ class TestPairedGate:
         row = next(r for r in registry_versions(NAME) if r["version"] == v2)
         assert row["gate_paired"] == p and row["gate"] == {k: m2[k] for k in KEYS}
         assert tracking.version_provenance(NAME, v2)["gate_paired"] == p
-        assert alias_history(NAME)[-1]["paired"] == tracking.paired_text(p)
+        # briefly in the history (its tag keeps at most 5,000 characters of holders)
+        entry = alias_history(NAME)[-1]
+        assert (
+            entry["paired"]
+            == tracking.paired_brief(p)
+            == (
+                "S F1 +3.3 [-5.8, +38.1] within noise; V F1 +0.0 [+0.0, +0.0] within noise "
+                "(paired, 3 records)"
+            )
+        )
+        assert len(json.dumps(entry)) < len(json.dumps({**entry, "paired": said[0]})) - 150
         assert "paired" not in alias_history(NAME)[0]  # the first champion faced none
 
     def test_the_operator_reads_it_in_models_list_show_and_promote(
@@ -208,4 +218,4 @@ class TestPairedGate:
                                         json.dumps(alias_history(NAME)[:-1]))  # fmt: skip
         again = promote_if_better(NAME, v2, m2, KEYS, record_report=DS2)
         assert again.promoted and alias_history(NAME)[-1]["version"] == v2
-        assert alias_history(NAME)[-1]["paired"] == said == tracking.paired_text(d.paired)  # type: ignore[arg-type]
+        assert alias_history(NAME)[-1]["paired"] == said == tracking.paired_brief(d.paired)  # type: ignore[arg-type]

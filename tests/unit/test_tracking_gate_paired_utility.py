@@ -124,7 +124,12 @@ class TestPairedUtilityGate:
         assert len(said) == 1 and said[0].startswith(line), said
         client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
         assert json.loads(client.get_model_version(NAME, v2).tags[PAIRED_TAG]) == p
-        assert alias_history(NAME)[-1]["paired"] == tracking.paired_text(p)
+        assert alias_history(NAME)[-1]["paired"] == tracking.paired_brief(p)
+        assert tracking.paired_brief(p) == (
+            f"utility {gain:+.3f} [{ref.low:+.3f}, {ref.high:+.3f}] "
+            f"{'within noise' if ref.low <= 0 <= ref.high else 'better beyond noise'} "
+            "(paired, 40 patients)"
+        )
         assert tracking.version_provenance(NAME, v2)["gate_paired"] == p
 
     def test_a_gain_within_noise_is_said_so(self, store: Path) -> None:

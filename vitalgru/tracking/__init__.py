@@ -33,7 +33,7 @@ Everything a caller uses is importable from here.
 
 from vitalgru.tracking.datasets import DATASET_CONTEXTS, LoggedDataset, log_dataset
 from vitalgru.tracking.gate import promote_if_better, version_gate_values
-from vitalgru.tracking.gate_paired import PAIRED_TAG, paired_text
+from vitalgru.tracking.gate_paired import PAIRED_TAG, paired_brief, paired_text
 from vitalgru.tracking.model_uris import resolve_model_uri
 from vitalgru.tracking.models import LoadedModel, ModelRef, load_model, log_model
 from vitalgru.tracking.provenance import version_provenance
@@ -92,6 +92,7 @@ __all__ = [
     "log_dataset",
     "log_model",
     "missing_store",
+    "paired_brief",
     "paired_text",
     "promote",
     "promote_if_better",

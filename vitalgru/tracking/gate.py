@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from vitalgru.errors import RegistryError
 from vitalgru.tracking.gate_paired import (
     PAIRED_TAG,
+    paired_brief,
     paired_comparison,
     paired_from_tags,
     paired_text,
@@ -248,8 +249,9 @@ def _record_unrecorded_gate(client: MlflowClient, name: str, alias: str, champ: 
 
 
 def _history_paired(paired: dict[str, Any] | None) -> str | None:
-    """The paired interval as the alias history says it: only one that was measured."""
-    return paired_text(paired) if paired and "keys" in paired else None
+    """The paired interval as the alias history says it, briefly: only one that was
+    measured."""
+    return paired_brief(paired) if paired and "keys" in paired else None
 
 
 #: How the paired comparison is made and from which run artifact: (paired_comparison,

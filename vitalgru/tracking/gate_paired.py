@@ -38,7 +38,7 @@ from vitalgru.metrics.paired import PairedDifference, paired_f1_difference
 from vitalgru.metrics.paired_utility import paired_utility_difference
 from vitalgru.types import AAMI_CLASSES
 
-__all__ = ["PAIRED_TAG", "UTILITY_KEY", "paired_comparison", "paired_from_tags", "paired_text",
+__all__ = ["PAIRED_TAG", "UTILITY_KEY", "paired_brief", "paired_comparison", "paired_from_tags", "paired_text",
            "paired_utility_comparison"]  # fmt: skip
 
 #: Model-version tag holding the gate's paired comparison (JSON; see the module's text).
@@ -286,3 +286,24 @@ def paired_text(paired: Mapping[str, Any]) -> str:
             f"{share if better is not None else ''}: {verdict}"
         )
     return f"{against} on {paired.get(unit + 's')} {unit}s: " + "; ".join(parts)
+
+
+def paired_brief(paired: Mapping[str, Any]) -> str:
+    """The paired comparison as the champion history keeps it, short enough that the
+    history tag (5,000 characters, oldest entries dropped) keeps as many holders as before:
+    ``"S F1 +0.3 [-4.1, +4.8] within noise; V F1 +0.5 [+0.2, +1.1] better beyond noise
+    (paired, 22 records)"``. The version's own tag keeps the whole comparison
+    (:func:`paired_text`)."""
+    unit = "patient" if "patients" in paired else "record"
+    parts = []
+    for key, d in paired.get("keys", {}).items():
+        name = _key_name(key)
+        if d.get("low") is None or d.get("high") is None or d.get("difference") is None:
+            parts.append(f"{name} no interval")
+            continue
+        low, high = float(d["low"]), float(d["high"])
+        verdict = ("within noise" if low <= 0.0 <= high else
+                   "better beyond noise" if low > 0.0 else "worse beyond noise")  # fmt: skip
+        parts.append(f"{name} {_signed(key, float(d['difference']))} "
+                     f"[{_signed(key, low)}, {_signed(key, high)}] {verdict}")  # fmt: skip
+    return "; ".join(parts) + f" (paired, {paired.get(unit + 's')} {unit}s)"
