@@ -55,7 +55,11 @@ from vitalgru.data.early_warning import (
     resolve_data_dir,
 )
 from vitalgru.data.early_warning_files import load_dataset, write_dataset
-from vitalgru.data.heldout_scores import heldout_scores_frame, write_heldout_scores
+from vitalgru.data.heldout_scores import (
+    heldout_scores_frame,
+    pooled_utility_interval,
+    write_heldout_scores,
+)
 from vitalgru.io.psv_folder import list_psv
 from vitalgru.io.sources import resolve_source
 from vitalgru.models.base import build_model, model_class_path
@@ -232,7 +236,8 @@ def run_cross_validation(cfg_json: dict[str, Any], dataset_dir: str) -> dict[str
     held = heldout_scores_frame(cohort.patient_ids, cohort.offsets, cohort.frame["hour"],
                                 cohort.labels, folds, res.oof_scores[kind], thr)  # fmt: skip
     write_heldout_scores(held, out / _HELDOUT_FILE)
-    return {"dir": str(out), "summary": summary, "per_fold": rows}
+    pooled = pooled_utility_interval(out / _HELDOUT_FILE)  # as the gate reads the file
+    return {"dir": str(out), "summary": summary, "per_fold": rows, "pooled": pooled}
 
 
 @task(name="train-final")
@@ -314,6 +319,8 @@ def log_and_register(
             for k, v in d.items():
                 if np.isfinite(v):
                     metrics[f"cv.{name}.{k}"] = float(v)
+        pooled = {k: v for k, v in cv["pooled"]["utility"].items() if k != "n_defined"}
+        metrics |= {f"cv.pooled.utility_{k}": float(v) for k, v in pooled.items() if v is not None}
         metrics["final.val_utility"] = float(fit["val_utility"])
         metrics["final.val_auroc"] = float(fit["val_auroc"])
         metrics["final.gru_val_utility"] = float(fit["gru_val_utility"])
@@ -335,6 +342,7 @@ def log_and_register(
                 threshold=float(preprocessing["threshold"]),
                 run_id=run.run_id,
                 cohort=challenge_cohort(str(manifest.get("source", ""))),
+                pooled=cv.get("pooled"),
             ),
             model_description=EARLY_WARNING_MODEL_DESCRIPTION,
         )

@@ -144,6 +144,13 @@ class TestTrainEarlyWarningFlow:
                                                                      rel=1e-15)  # fmt: skip
             u = normalized_utility(held.labels[m], held.alarms[m], off)
             assert u == pytest.approx(blend.loc[k, "utility"], abs=1e-12)
+        # the held-out patients pooled, with the interval of their utility, on the run and
+        # the card
+        logged_m = client.get_run(res["run_id"]).data.metrics
+        pooled_all = normalized_utility(held.labels, held.alarms, held.offsets)
+        assert logged_m["cv.pooled.utility_estimate"] == pytest.approx(pooled_all, abs=1e-12)
+        assert logged_m["cv.pooled.utility_low"] <= logged_m["cv.pooled.utility_high"]
+        assert f"this model's utility is {pooled_all:.3f}, 95 % interval " in " ".join(card.split())
 
         data = isolated_mlflow / "eval_data"
         data.mkdir()

@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from vitalgru.claims import replacing
+from vitalgru.metrics.early_warning_intervals import bootstrap_early_warning
 
-__all__ = ["HELDOUT_COLUMNS", "HeldOutAlarms", "heldout_scores_frame", "read_heldout_alarms",
+__all__ = ["HELDOUT_COLUMNS", "HeldOutAlarms", "heldout_scores_frame", "pooled_utility_interval",
+           "read_heldout_alarms",
            "write_heldout_scores"]  # fmt: skip
 
 #: The file's columns, in order.
@@ -150,3 +152,13 @@ def read_heldout_alarms(path: str | Path) -> HeldOutAlarms:
     offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(uniq)))]
     return HeldOutAlarms(np.asarray(uniq, dtype=str), offsets.astype(np.int64), hours,
                          labels.astype(np.int8), alarms)  # fmt: skip
+
+
+def pooled_utility_interval(path: str | Path, **bootstrap: Any) -> dict[str, Any]:
+    """The held-out patients of a file of :func:`write_heldout_scores` pooled (each alarmed
+    at its fold's threshold, as the gate reads them): their utility and its patient-bootstrap
+    interval (:func:`vitalgru.metrics.early_warning_intervals.bootstrap_early_warning`, the
+    utility alone; ``bootstrap``: its ``n_resamples``, ``seed``, ``level``)."""
+    back = read_heldout_alarms(path)
+    return bootstrap_early_warning(back.labels, back.alarms.astype(np.float64), back.alarms,
+                                   back.offsets, ranking=False, **bootstrap)  # fmt: skip

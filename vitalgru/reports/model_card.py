@@ -226,11 +226,15 @@ def early_warning_version_card(
     threshold: float,
     run_id: str,
     cohort: str = "hospital system A",
+    pooled: Mapping[str, Any] | None = None,
 ) -> str:
     """A version's description from the cross-validation summary (one entry per model:
     ``utility_mean``/``_sd``, ``auroc_mean``, ``auprc_mean``, ``alarms_per_patient_day_mean``,
     ``septic_detected_fraction_mean``), the registered model's row first and marked;
-    ``cohort`` names where the patients come from (:func:`challenge_cohort`)."""
+    ``cohort`` names where the patients come from (:func:`challenge_cohort`); ``pooled``,
+    where given, the registered model's held-out patients pooled with the patient-bootstrap
+    interval of their utility (:func:`vitalgru.metrics.early_warning_intervals.
+    bootstrap_early_warning`)."""
     order = [registered_kind] + [k for k in _EW_MODELS if k != registered_kind]
     lines = [
         f"**{n_folds}-fold cross-validation by patient** on {n_patients:,} patients of "
@@ -253,6 +257,16 @@ def early_warning_version_card(
             f"{_num(s.get('alarms_per_patient_day_mean'), 2)} | "
             f"{_pct(s.get('septic_detected_fraction_mean'))} |"
         )
+    u = (pooled or {}).get("utility") or {}
+    if u.get("estimate") is not None and u.get("low") is not None:
+        lines += [
+            "",
+            f"The ± is the spread between folds. Pooled over the held-out patients (each "
+            f"scored by its fold's model at its fold's threshold), this model's utility is "
+            f"{u['estimate']:.3f}, 95 % interval {u['low']:.3f}-{u['high']:.3f} by resampling "
+            f"whole patients ({(pooled or {}).get('n_resamples')} resamples; the fitted models and "
+            "thresholds held fixed): how far it could move on other patients like these.",
+        ]
     lines += [
         "",
         "NEWS2 and qSOFA are computed from the vitals the tables hold. Neither score has "

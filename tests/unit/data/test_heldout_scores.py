@@ -82,3 +82,15 @@ def test_a_file_that_is_not_one_is_refused(tmp_path: Path) -> None:
     (tmp_path / "text.parquet").write_text("not parquet")
     with pytest.raises(ValueError):  # pyarrow's ArrowInvalid is a ValueError
         read_heldout_alarms(tmp_path / "text.parquet")
+
+
+def test_the_pooled_utility_is_that_of_the_alarms_read_back(tmp_path: Path) -> None:
+    from vitalgru.data.heldout_scores import pooled_utility_interval
+    from vitalgru.metrics.utility import normalized_utility
+
+    path = write_heldout_scores(_frame(), tmp_path / "held.parquet")
+    back = read_heldout_alarms(path)
+    got = pooled_utility_interval(path, n_resamples=200, seed=3)
+    want = normalized_utility(back.labels, back.alarms, back.offsets)
+    assert got["utility"]["estimate"] == pytest.approx(want, abs=1e-12)
+    assert got["n_patients"] == 3 and got["n_resamples"] == 200 and "auroc" not in got

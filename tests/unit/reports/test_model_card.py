@@ -89,6 +89,24 @@ class TestEarlyWarningCard:
         assert rows["gradient-boosted trees"][2] == "-"  # not in the summary
         assert "5-fold" in card and "17,652 patients" in card and "0.0845" in card
 
+    def test_the_pooled_held_out_utility_comes_with_its_interval(self) -> None:
+        pooled = {"n_resamples": 5000, "utility": {"estimate": 0.4342, "low": 0.4139,
+                                                   "high": 0.4551, "n_defined": 5000}}  # fmt: skip
+        card = " ".join(early_warning_version_card(
+            self.SUMMARY, registered_kind="gru_d_gbm_blend", n_patients=17652, n_folds=5,
+            threshold=0.08454, run_id="r9", pooled=pooled,
+        ).split())  # fmt: skip
+        assert "The ± is the spread between folds." in card
+        assert "this model's utility is 0.434, 95 % interval 0.414-0.455 by resampling whole " \
+               "patients (5000 resamples;" in card  # fmt: skip
+        # none given, or none defined: no sentence
+        for none in (None, {"n_resamples": 5000, "utility": {"estimate": None, "low": None}}):
+            card = early_warning_version_card(
+                self.SUMMARY, registered_kind="gbm", n_patients=10, n_folds=2, threshold=0.5,
+                run_id="r", pooled=none,
+            )  # fmt: skip
+            assert "Pooled over" not in card
+
     def test_a_version_that_raises_no_alarm_says_so(self) -> None:
         # the threshold is inf where never alarming scored best on the validation share:
         # the card said "its alarm threshold, inf, was chosen on a validation share"
