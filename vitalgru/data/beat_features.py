@@ -153,17 +153,21 @@ def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
     n, length = windows.shape
     if n == 0:
         return np.zeros((0, length), np.float32)
-    pad = np.full((n_beats - 1, length), np.nan, np.float32)
-    padded = np.concatenate([pad, windows.astype(np.float32)])
+    w = windows.astype(np.float32)
     out = np.empty((n, length), np.float32)
+    head = min(n, n_beats - 1)
+    for k in range(head):  # the first beats: the median of the k + 1 beats so far
+        out[k] = np.median(w[: k + 1], axis=0)
+    # np.median's own arithmetic (the mean of the middle one or two values, in float32) on
+    # values sorted along a contiguous last axis: numpy's vectorised sort of 32 values is
+    # several times faster than the partition np.median runs on the strided window view
+    mid = slice((n_beats - 1) // 2, n_beats // 2 + 1)
     step = 512  # bounded memory: (step, length, n_beats) floats per chunk
-    for s in range(0, n, step):
+    for s in range(head, n, step):
         e = min(n, s + step)
-        view = sliding_window_view(padded[s : e + n_beats - 1], n_beats, axis=0)
-        if s >= n_beats - 1:  # no padding rows in this chunk
-            out[s:e] = np.median(view, axis=-1)
-        else:  # NaN only in the padding (the windows are finite): the rows before beat k
-            out[s:e] = np.nanmedian(view, axis=-1)
+        block = sliding_window_view(w[s - head : e], n_beats, axis=0).copy(order="C")
+        block.sort(axis=-1)
+        out[s:e] = np.mean(block[..., mid], axis=-1)
     return out
 
 

@@ -39,6 +39,32 @@ class TestRunningMedian:
         for i in (0, 1, 4, 5, 511, 512, 513, 699):
             np.testing.assert_allclose(got[i], np.median(w[max(0, i - k + 1) : i + 1], axis=0))
 
+    @pytest.mark.parametrize(
+        ("n", "k", "seed"),
+        [(0, 32, 0), (1, 32, 1), (1, 1, 2), (2, 2, 3), (31, 32, 4), (32, 32, 5), (33, 32, 6),
+         (700, 1, 7), (1100, 32, 8), (1100, 31, 9), (600, 600, 10), (40, 7, 11)],
+    )  # fmt: skip
+    def test_equals_the_median_of_each_beats_window_bit_for_bit(
+        self, n: int, k: int, seed: int
+    ) -> None:
+        # the sorted-block median gives np.median's own float32 values, row by row, across
+        # the 512-beat chunks and in the first k - 1 rows (fewer beats than k)
+        rng = np.random.default_rng(seed)
+        for w in (
+            rng.normal(size=(n, 23)),  # float64 in: the templates are float32 all the same
+            rng.integers(-2, 3, size=(n, 9)).astype(np.float32),  # ties, even counts
+        ):
+            got = running_median_template(w, k)
+            w32 = w.astype(np.float32)
+            want = np.array(
+                [np.median(w32[max(0, i - k + 1) : i + 1], axis=0) for i in range(n)],
+                np.float32,
+            ).reshape(n, w.shape[1])
+            assert got.dtype == np.float32 and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            if (w32 != 0).all():  # (no signed zeros to tell apart)
+                assert got.tobytes() == want.tobytes()
+
     @pytest.mark.parametrize("beat", [3, 100, 700])
     def test_a_non_finite_window_is_refused_offline_and_live_alike(self, beat: int) -> None:
         # a NaN sample was ignored by the first 512-beat chunk's nanmedian and spread to
