@@ -65,6 +65,12 @@ from vitalgru.dsp.filters import (
     interpolate_nonfinite,
 )
 from vitalgru.dsp.quality_result import QualityResult
+from vitalgru.dsp.quality_windows import (
+    bas_ratio,
+    window_peak_bounds,
+    window_percentiles,
+    windows_with_gaps,
+)
 from vitalgru.dsp.rpeaks import ecg_rpeaks
 
 logger = logging.getLogger(__name__)
@@ -119,20 +125,6 @@ def _window_bounds(n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     elif starts.size == 1 and n < w / 2:
         pass  # a single short signal is still judged, as one window
     return starts, stops
-
-
-def _bas_ratio(seg: np.ndarray, fs: float) -> float:
-    """Share of the 0-40 Hz power above 1 Hz (basSQI) of one window.
-
-    The periodogram of the mean-removed window (a plain real FFT: the ratio does not depend
-    on the periodogram's scaling, and the one-sided doubling only leaves out the DC bin,
-    which is zero after removing the mean); 0 for a window without power in the band.
-    """
-    pxx = np.abs(np.fft.rfft(seg - seg.mean())) ** 2
-    f = np.fft.rfftfreq(seg.shape[0], d=1.0 / fs)
-    band = f <= 40.0
-    tot = pxx[band].sum()
-    return float(pxx[band & (f > 1.0)].sum() / tot) if tot > 0 else 0.0
 
 
 def _beat_corr(xc: np.ndarray, peaks: np.ndarray, fs: float) -> float:
@@ -321,9 +313,15 @@ def judge_windows(
     zero = np.zeros(1, dtype=np.int8)
     edges = np.diff(np.concatenate((zero, bad.astype(np.int8), zero)))
     run_a, run_b = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    # taken for all windows at once (vitalgru.dsp.quality_windows), as each window's
+    # own computation would give them: the windows without a missing sample (the sample
+    # before each too), their 1st and 99th percentiles, and each window's peaks
+    gappy = windows_with_gaps(run_a, run_b, starts, stops)
+    pct = window_percentiles(arr, starts, stops, ~gappy)
+    bounds = window_peak_bounds(peaks, starts, stops)
     for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
         seg = arr[a:b]
-        finite = seg[np.isfinite(seg)]
+        finite = seg[np.isfinite(seg)] if gappy[i] else seg
         gaps = bad[a:b]  # a dropped sample or a few are bridged; a longer stretch is not
         lo, hi = np.searchsorted(run_b, a, "right"), np.searchsorted(run_a, b, "left")
         # causal: a stretch only as far as the window's end (no later sample is known)
@@ -337,7 +335,7 @@ def judge_windows(
             out["flat"][i] = not nonfinite
             out["lead_off"][i] = True
             continue
-        lo, hi = np.percentile(finite, [1, 99])
+        lo, hi = np.percentile(finite, [1, 99]) if gappy[i] else pct[i]
         amp = amps[i] = hi - lo
         flat = amp < th.flat_mv
         at_ext = max(
@@ -352,12 +350,20 @@ def judge_windows(
         # the window's first sample counts too: one from x[b-1] to x[b] fell between two
         # windows and was in neither (the sample before a window has arrived live as well)
         into = arr[max(a - 1, 0) : b]
-        step = np.abs(np.diff(np.where(np.isfinite(into), into, np.nan)))
-        lead_off = nonfinite or bool(np.nanmax(step, initial=0.0) > th.step_mv) or amp > th.range_mv
+        if gappy[i]:
+            step = np.abs(np.diff(np.where(np.isfinite(into), into, np.nan)))
+            top = np.nanmax(step, initial=0.0)
+        else:  # every sample finite: no NaN to pass over (the same maximum, sooner)
+            top = np.abs(np.diff(into)).max(initial=0.0)
+        lead_off = nonfinite or bool(top > th.step_mv) or amp > th.range_mv
         # basSQI (Li et al. 2008): share of 0-40 Hz power above 1 Hz, on the filled signal.
-        bas[i] = _bas_ratio(filled[a:b], fs)
+        bas[i] = bas_ratio(filled[a:b], fs)
         # Beat-based feasibility and similarity (after Orphanidou et al. 2015).
-        p = peaks[(peaks >= a) & (peaks < b)]
+        p = (
+            peaks[(peaks >= a) & (peaks < b)]
+            if bounds is None
+            else peaks[bounds[0][i] : bounds[1][i]]
+        )
         n_beats[i] = p.size
         dur = (b - a) / fs
         feasible = False
