@@ -18,7 +18,6 @@ from typing import Any
 
 from vitalgru.claims import check_writable
 from vitalgru.errors import ServerUnavailableError, error_chain
-from vitalgru.io.download import server_unreachable
 
 EPILOG = (
     "Environment: VITALGRU_PHYSIONET_MIRROR (local PhysioNet mirror), MLFLOW_TRACKING_URI "
@@ -75,6 +74,10 @@ def check_prefect(attempts: int = 3, wait_s: float = 2.0) -> None:
         db = settings.server.database.connection_url
         check_prefect_database(db.get_secret_value() if db is not None else "")
         return
+    # here, not at the top: vitalgru.io's package imports wfdb and pandas (half a second
+    # of every `vitalgru --help` and `vitalgru models ...` before this)
+    from vitalgru.io.download import server_unreachable
+
     t0 = time.monotonic()
     reason = server_unreachable(
         url.rstrip("/") + "/health", attempts, wait_s, transient_is_down=True

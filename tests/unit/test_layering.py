@@ -175,3 +175,19 @@ class TestLayering:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
         )
         assert out.stdout.strip() == "False []"
+
+    def test_the_command_lines_help_imports_no_data_or_model_stack(self) -> None:
+        # `vitalgru --help` (and any command's argument checks) took vitalgru.io's package
+        # with cli_args' server check, and with it wfdb and pandas: half a second of every
+        # command's start, before it did anything
+        code = (
+            "import contextlib, io, sys, pipelines.cli as cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    cli.build_parser().parse_args(['--help'])\n"
+            "heavy = ('wfdb', 'pandas', 'scipy', 'torch', 'mlflow', 'prefect', 'fastapi')\n"
+            "print(','.join(m for m in heavy if m in sys.modules))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
+        assert out.stdout.strip() == ""
