@@ -158,9 +158,8 @@ def running_median_template(windows: np.ndarray, n_beats: int) -> np.ndarray:
     head = min(n, n_beats - 1)
     for k in range(head):  # the first beats: the median of the k + 1 beats so far
         out[k] = np.median(w[: k + 1], axis=0)
-    # np.median's own arithmetic (the mean of the middle one or two values, in float32) on
-    # values sorted along a contiguous last axis: numpy's vectorised sort of 32 values is
-    # several times faster than the partition np.median runs on the strided window view
+    # np.median's arithmetic (the float32 mean of the middle values) on a contiguous sorted
+    # copy: several times faster than np.median's partition of the strided window view
     mid = slice((n_beats - 1) // 2, n_beats // 2 + 1)
     step = 512  # bounded memory: (step, length, n_beats) floats per chunk
     for s in range(head, n, step):
@@ -176,7 +175,9 @@ _RHYTHM_MIN_BEATS = 8
 _RHYTHM_BINS = 16
 
 
-def rhythm_features(rr_prev: np.ndarray, n_beats: int) -> tuple[np.ndarray, np.ndarray]:
+def rhythm_features(
+    rr_prev: np.ndarray, n_beats: int, last: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Causal RR-rhythm descriptors that separate atrial fibrillation from ectopy.
 
     Over the last ``n_beats`` intervals (the current one included):
@@ -194,20 +195,26 @@ def rhythm_features(rr_prev: np.ndarray, n_beats: int) -> tuple[np.ndarray, np.n
     :func:`vitalgru.models.arrhythmia.apply_rhythm_gate`) stop calling irregular AF beats
     premature.
 
+    ``last``: only the last ``last`` rows (None: all), as the whole computation gives them
+    (a row reads its own window): a live monitor needs its newest beat's.
+
     Returns
     -------
     entropy, nrmssd : numpy.ndarray
-        ``(n,)`` float64 each; 0 while fewer than 8 intervals are available.
+        ``(n,)`` (with ``last``: ``(min(last, n),)``) float64 each; 0 while fewer than 8
+        intervals are available.
     """
     rr = np.asarray(rr_prev, np.float64)
-    n = rr.shape[0]
+    n_all = rr.shape[0]
+    n = n_all if last is None else min(max(int(last), 0), n_all)  # rows computed
     ent = np.zeros(n)
     nrm = np.zeros(n)
-    if n < _RHYTHM_MIN_BEATS:
+    if n_all < _RHYTHM_MIN_BEATS or n == 0:
         return ent, nrm
     w = int(max(n_beats, _RHYTHM_MIN_BEATS))
     pad = np.full(w - 1, np.nan)
-    view = sliding_window_view(np.concatenate([pad, rr]), w)  # (n, w), row k ends at k
+    # (n, w): row k ends at interval n_all - n + k
+    view = sliding_window_view(np.concatenate([pad, rr]), w)[n_all - n :]
     with np.errstate(invalid="ignore", divide="ignore"):  # the first rows are mostly padding
         d = np.diff(view, axis=1)
         nrm = np.sqrt(_nanmean_rows(d**2)) / _nanmean_rows(view)
@@ -241,7 +248,9 @@ def _nanmean_rows(a: np.ndarray) -> np.ndarray:
     return np.nansum(a, axis=1) / np.sum(~np.isnan(a), axis=1)
 
 
-def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) -> np.ndarray:
+def rr_features(
+    sample_idx: np.ndarray, fs: float, settings: FeatureSettings, last: int | None = None
+) -> np.ndarray:
     """RR features of one record's beats.
 
     Parameters
@@ -252,12 +261,15 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
         Sampling rate of ``sample_idx`` in Hz.
     settings : FeatureSettings
         Averaging lengths.
+    last : int, optional
+        Only the last ``last`` rows (None: all), as the whole result's last rows.
 
     Returns
     -------
     numpy.ndarray
-        ``(n, N_RR_FEATURES)`` float32, columns named by :data:`RR_FEATURES`. Row k uses
-        beats ``<= k + 1`` (one beat of look-ahead for ``rr_next``).
+        ``(n, N_RR_FEATURES)`` (with ``last``: ``(min(last, n), N_RR_FEATURES)``) float32,
+        columns named by :data:`RR_FEATURES`. Row k uses beats ``<= k + 1`` (one beat of
+        look-ahead for ``rr_next``).
     """
     if not fs > 0:
         raise ValueError(f"fs must be > 0 Hz, got {fs}")
@@ -284,7 +296,10 @@ def rr_features(sample_idx: np.ndarray, fs: float, settings: FeatureSettings) ->
     d = np.abs(np.diff(np.log(rr_prev), prepend=np.log(rr_prev[0])))
     irr_local = causal_mean(d, settings.local_rr_beats)
     irr_long = causal_mean(d, 5 * settings.local_rr_beats)
-    rhythm_ent, rhythm_nrm = rhythm_features(rr_prev, settings.rhythm_beats)
+    rhythm_ent, rhythm_nrm = rhythm_features(rr_prev, settings.rhythm_beats, last)
+    k = n - rhythm_ent.shape[0]  # rows left out (last); the means read every beat first
+    rr_prev, rr_next, local, long = rr_prev[k:], rr_next[k:], local[k:], long[k:]
+    irr_local, irr_long = irr_local[k:], irr_long[k:]
     feats = np.stack(
         [
             np.log(rr_prev),

@@ -131,7 +131,7 @@ class BeatInputs:
         t = np.asarray(st.t_hist, dtype=np.int64)
         if t_next is not None:
             t = np.append(t, t_next)
-        rr = rr_features(t, self.fs, self.settings)
+        rr = rr_features(t, self.fs, self.settings, last=2)  # the rows read below
         row = rr[-2] if t_next is not None else rr[-1]
         row = select_rr_columns(row[None], self.rr_columns)[0]
         return np.concatenate([morph, row]).astype(np.float32)

@@ -160,6 +160,38 @@ class TestRRFeatures:
             FeatureSettings(template_beats=0)
 
 
+class TestLastRows:
+    """A live monitor asks for its newest beats' rows only: they equal, bit for bit, the
+    last rows of the whole computation (the reference), at every length and edge."""
+
+    @pytest.mark.parametrize("n", [0, 1, 2, 7, 8, 9, 64, 65, 301])
+    @pytest.mark.parametrize("last", [0, 1, 2, 5, 400])
+    def test_rr_features_last_rows_equal_the_whole(self, n: int, last: int) -> None:
+        rng = np.random.default_rng(n * 1000 + last)
+        s = FeatureSettings(long_rr_beats=300, rhythm_beats=64)
+        for idx in (
+            np.cumsum(rng.integers(100, 500, size=n)),
+            np.cumsum(rng.choice([80, 300, 2000], size=n)),  # clipped intervals, ties
+        ):
+            whole = rr_features(idx, 360.0, s)
+            got = rr_features(idx, 360.0, s, last=last)
+            want = whole[n - min(last, n) :]
+            assert got.dtype == np.float32 and got.shape == want.shape
+            assert got.tobytes() == want.tobytes()
+
+    @pytest.mark.parametrize("n", [0, 1, 7, 8, 70])
+    def test_rhythm_features_last_rows_with_missing_intervals(self, n: int) -> None:
+        rng = np.random.default_rng(n)
+        rr = rng.uniform(0.3, 1.5, n)
+        rr[::5] = np.nan  # as the padding: left out of the window's figures
+        for w in (1, 8, 64):
+            whole = rhythm_features(rr, w)
+            for last in (0, 1, 3, n + 1):
+                got = rhythm_features(rr, w, last)
+                for g, full in zip(got, whole, strict=True):
+                    assert g.tobytes() == full[n - min(last, n) :].tobytes()
+
+
 class TestRhythmFeatures:
     """AF spreads RR intervals evenly; ectopy clusters them; sinus rhythm barely varies."""
 
