@@ -99,6 +99,18 @@ def minutes_or_none(text: str) -> float | None:
     return value or None
 
 
+def settings_record(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """The settings a cross-validation ran with, as the results' JSON gives them."""
+    return {
+        "folds": args.folds,
+        "gru": asdict(settings.gru),
+        "gbm": asdict(settings.gbm),
+        "val_fraction": settings.val_fraction,
+        "engineered_inputs": settings.engineered_inputs,
+        "blend_gru_weight": settings.blend_gru_weight,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", default=None, help="PhysioNet mirror root")
@@ -303,14 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.getloadavg()[0]:.1f} at the end (above 2 means other jobs competed)",
         },
         "throughput": throughput,
-        "settings": {
-            "folds": args.folds,
-            "gru": asdict(settings.gru),
-            "gbm": asdict(settings.gbm),
-            "val_fraction": settings.val_fraction,
-            "engineered_inputs": settings.engineered_inputs,
-            "blend_gru_weight": settings.blend_gru_weight,
-        },
+        "settings": settings_record(args, settings),
         "per_fold": res.per_fold,
         "summary": summary,
         "pooled": pooled,

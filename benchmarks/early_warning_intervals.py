@@ -19,7 +19,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import strict_json
-from early_warning import build_parser, run_cross_validation
+from early_warning import build_parser, run_cross_validation, settings_record
 from early_warning_pooled import pooled_intervals, pooled_lines
 
 from vitalgru.training.early_warning import CVResult
@@ -57,18 +56,6 @@ def fold_check(per_fold: dict[str, list[dict[str, Any]]], reference: dict[str, A
                 equal &= row["utility_difference"] == 0.0 and row["threshold_difference"] == 0.0
             rows.append(row)
     return {"equal": bool(equal), "rows": rows}
-
-
-def settings_record(args: Any, settings: Any) -> dict[str, Any]:
-    """The settings the CV ran with, as the main benchmark's JSON gives them."""
-    return {
-        "folds": args.folds,
-        "gru": asdict(settings.gru),
-        "gbm": asdict(settings.gbm),
-        "val_fraction": settings.val_fraction,
-        "engineered_inputs": settings.engineered_inputs,
-        "blend_gru_weight": settings.blend_gru_weight,
-    }
 
 
 def save_oof(path: Path, cohort: Any, res: CVResult) -> None:
