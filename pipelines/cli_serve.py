@@ -14,6 +14,7 @@ from typing import Any
 from pipelines.cli_args import (
     EPILOG,
     check_mlflow,
+    count,
     days,
     error_line,
     escalation_minutes,
@@ -38,6 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit("serve needs at least one model (both were given as none)")
     check_mlflow()
     from pipelines.gateway_serve import EXIT_NO_MODEL, ModelUnavailable, serve
+
+    scoring_threads(args.torch_threads)
 
     state = None if args.state.lower() == "none" else args.state
     try:
@@ -70,6 +73,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:  # a bad state, token or certificate file, ...
         raise SystemExit(f"vitalgru: error: {error_line(e)}") from None
     return 0
+
+
+def scoring_threads(asked: int) -> int:
+    """Score with ``asked`` torch threads, at most the CPUs this process may use; returns
+    the number set.
+
+    The gateway scores small batches (a tick's beats, an hour's stays) many times a second,
+    from the request threads and the tick: on a loaded 2-core machine one per-tick forward
+    pass took 33-175 ms with torch's default of a thread per CPU and 0.9-1.4 ms with one
+    (`benchmarks/results/hot_paths.md`'s profile), and every gateway and streaming benchmark
+    is measured with one. More threads may pay on an idle machine with wide batches.
+    """
+    import torch
+
+    from vitalgru.training.loop import usable_cpus
+
+    threads = min(int(asked), usable_cpus())
+    if threads < asked:
+        logging.getLogger("pipelines.gateway").info(
+            "gateway: scoring with %d torch threads, not %d (CPUs usable: %d)",
+            threads, asked, threads)  # fmt: skip
+    torch.set_num_threads(threads)
+    return threads
 
 
 def cmd_serve_audit(args: argparse.Namespace) -> int:
@@ -222,6 +248,12 @@ def add_serve_commands(sub: Any) -> None:
     sp.add_argument(
         "--tick-s", type=positive_seconds, default=1.0,
         help="seconds between batched pushes of the queued ECG (default 1)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--torch-threads", type=count, default=1,
+        help="torch threads for scoring, at most the CPUs usable (default 1, as the gateway "
+        "benchmarks measure: small batches scored many times a second wait on each "
+        "other's threads when the machine is busy)",
     )  # fmt: skip
     sp.add_argument(
         "--state", default="ward-state.sqlite",

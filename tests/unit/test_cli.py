@@ -905,6 +905,33 @@ class TestCLI:
             run(["evaluate"])
         assert e.value.code == 2
 
+    def test_serve_scores_with_the_torch_threads_asked_at_most_the_cpus_usable(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # torch's default (a thread per CPU) was what served, while every gateway benchmark
+        # measured one thread; under load a small per-tick batch waited on its threads
+        import torch
+
+        import pipelines.cli_serve as cs
+        import pipelines.gateway_serve as gs
+
+        seen: list[int] = []
+        monkeypatch.setattr(cs, "check_mlflow", lambda: None)
+        monkeypatch.setattr(gs, "serve", lambda *a, **k: seen.append(torch.get_num_threads()))
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            args = ["serve", "--arrhythmia-model", "none", "--state", "none", "--audit", "none"]
+            assert cmd_serve(build_parser().parse_args(args)) == 0
+            assert build_parser().parse_args(args).torch_threads == 1 and seen == [1]
+            monkeypatch.setattr("vitalgru.training.loop.usable_cpus", lambda: 1)
+            with caplog.at_level("INFO", logger="pipelines.gateway"):
+                assert cmd_serve(build_parser().parse_args([*args, "--torch-threads", "4"])) == 0
+            assert seen == [1, 1]
+            assert "scoring with 1 torch threads, not 4 (CPUs usable: 1)" in caplog.text
+        finally:
+            torch.set_num_threads(before)
+
     def test_serve_reads_its_options_before_loading_anything(self) -> None:
         p = build_parser()
         args = p.parse_args(["serve", "--early-warning-model", "none", "--port", "9000"])
@@ -925,7 +952,8 @@ class TestCLI:
                     ["--sepsis-lockout-h", "-1"], ["--sepsis-lockout-h", "inf"],
                     ["--rate-limit", "0"], ["--rate-limit", "fast"],
                     ["--feed-rate-pct", "-5"], ["--feed-rate-pct", "100"],
-                    ["--feed-rate-pct", "nan"]):  # fmt: skip
+                    ["--feed-rate-pct", "nan"], ["--torch-threads", "0"],
+                    ["--torch-threads", "two"]):  # fmt: skip
             with pytest.raises(SystemExit) as e:
                 p.parse_args(["serve", *bad])
             assert e.value.code == 2
