@@ -82,7 +82,7 @@ def scoring_threads(asked: int) -> int:
     The gateway scores small batches (a tick's beats, an hour's stays) many times a second,
     from the request threads and the tick: on a loaded 2-core machine one per-tick forward
     pass took 33-175 ms with torch's default of a thread per CPU and 0.9-1.4 ms with one
-    (`benchmarks/results/hot_paths.md`'s profile), and every gateway and streaming benchmark
+    (the README's "Hot paths" profile), and every gateway and streaming benchmark
     is measured with one. More threads may pay on an idle machine with wide batches.
     """
     import torch
