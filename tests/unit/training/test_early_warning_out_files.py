@@ -48,10 +48,13 @@ class TestOutFilesWholeAfterAKill:
         cohort = SimpleNamespace(patient_ids=["p1", "p2"], offsets=np.array([0, 2, 3]),
                                  frame=pd.DataFrame({"hour": [0, 1, 0]}),
                                  labels=np.array([0, 1, 0]))  # fmt: skip
-        res = SimpleNamespace(per_fold={"gbm": [{"fold": 0, "utility": 0.1}]},
-                              summary=lambda: {"gbm": {"utility_mean": 0.1}},
-                              gru_histories={}, oof_scores={"gbm": np.array([0.1, 0.2, 0.3])})  # fmt: skip
-        monkeypatch.setattr(ew, "load_dataset", lambda d: (cohort, None, None))
+        # the registered kind (the blend by default), whose held-out scores the gate pairs
+        blend = "gru_d_gbm_blend"
+        res = SimpleNamespace(per_fold={blend: [{"fold": 0, "utility": 0.1, "threshold": 0.15}]},
+                              summary=lambda: {blend: {"utility_mean": 0.1}},
+                              gru_histories={}, oof_scores={blend: np.array([0.1, 0.2, 0.3])})  # fmt: skip
+        folds = np.array([0, 0])
+        monkeypatch.setattr(ew, "load_dataset", lambda d: (cohort, folds, None))
         monkeypatch.setattr(ew, "cross_validate", lambda *a: res)
         cfg = _cfg(tmp_path)
         cv = Path(ew.run_cross_validation.fn(cfg, "ds")["dir"])
@@ -61,7 +64,7 @@ class TestOutFilesWholeAfterAKill:
             ew.run_cross_validation.fn(cfg, "ds")
         monkeypatch.undo()
         pd.testing.assert_frame_equal(pd.read_parquet(cv / "oof_scores.parquet"), before)
-        assert json.loads((cv / "summary.json").read_text()) == {"gbm": {"utility_mean": 0.1}}
+        assert json.loads((cv / "summary.json").read_text()) == {blend: {"utility_mean": 0.1}}
 
     def test_final_weights(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         net = _Net()
