@@ -15,6 +15,7 @@ import numpy as np
 from vitalgru.metrics.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from vitalgru.metrics.calibration import CALIBRATION_KEYS, calibration_metrics
 from vitalgru.metrics.early_warning_intervals import (
+    MIN_SEPTIC_FOR_INTERVAL,
     early_warning_intervals,
     interval_cell,
     interval_lines,
@@ -198,12 +199,6 @@ def subgroup_metrics(
     return out
 
 
-#: Septic patients a group needs for its utility to get an interval: a percentile
-#: bootstrap of one to four of them mostly redraws the same few stays, and its interval
-#: is narrow where it should be widest.
-MIN_SEPTIC_FOR_INTERVAL = 5
-
-
 def subgroup_intervals(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -236,23 +231,11 @@ def subgroup_intervals(
     """
     y = checked_labels(labels)
     s = np.asarray(scores, dtype=np.float64)
-    out: dict[str, dict[str, Any]] = {}
-    for name, rows, sub_off in group_rows(checked_offsets(offsets, y.size), groups):
-        few = _septic_patients(y[rows], sub_off) < MIN_SEPTIC_FOR_INTERVAL
-        # a handful of septic patients resampled says little of new ones: no interval
-        out[name] = early_warning_intervals(y[rows], s[rows], sub_off, threshold,
-                                            n_resamples=1 if few else n_resamples, seed=seed,
-                                            ranking=False)  # fmt: skip
-        if few:
-            out[name]["utility"].update(low=None, high=None, n_defined=0)
-            out[name]["n_resamples"] = 0
-            out[name]["note"] = f"fewer than {MIN_SEPTIC_FOR_INTERVAL} septic patients"
-    return out
-
-
-def _septic_patients(y: np.ndarray, offsets: np.ndarray) -> int:
-    """Patients with a SepsisLabel of 1 in some hour."""
-    return int(np.count_nonzero(np.maximum.reduceat(y, offsets[:-1]))) if y.size else 0
+    return {
+        name: early_warning_intervals(y[rows], s[rows], sub_off, threshold,
+                                      n_resamples=n_resamples, seed=seed, ranking=False)
+        for name, rows, sub_off in group_rows(checked_offsets(offsets, y.size), groups)
+    }  # fmt: skip
 
 
 def group_rows(

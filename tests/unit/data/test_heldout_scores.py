@@ -90,7 +90,7 @@ def test_the_pooled_utility_is_that_of_the_alarms_read_back(tmp_path: Path) -> N
 
     path = write_heldout_scores(_frame(), tmp_path / "held.parquet")
     back = read_heldout_alarms(path)
-    got = pooled_utility_interval(path, n_resamples=200, seed=3)
+    got = pooled_utility_interval(path, n_resamples=200, seed=3, min_septic=1)
     want = normalized_utility(back.labels, back.alarms, back.offsets)
     assert got["utility"]["estimate"] == pytest.approx(want, abs=1e-12)
     assert got["n_patients"] == 3 and got["n_resamples"] == 200 and "auroc" not in got

@@ -68,8 +68,9 @@ class TestUtilityParts:
 
     def test_the_interval_is_the_percentiles_of_the_hand_formula_on_the_draws(self) -> None:
         scores = ALARMS + 0.1 * np.arange(ALARMS.size) / ALARMS.size
+        # one septic patient: intervals only when asked for below the default minimum
         got = bootstrap_early_warning(LABELS, scores, ALARMS, OFFSETS, n_resamples=400,
-                                      seed=7, ranking=False)  # fmt: skip
+                                      seed=7, ranking=False, min_septic=1)  # fmt: skip
         c = cluster_counts(3, 400, seed=7)
         with np.errstate(divide="ignore", invalid="ignore"):
             by_hand = np.where(c[:, 1] > 0, 0.7 - 0.009 * c[:, 0] / c[:, 1], np.nan)
@@ -179,3 +180,27 @@ def test_bad_arguments_are_refused() -> None:
         early_warning_intervals(y, np.where(y > 0, np.nan, s), off, 0.5)
     with pytest.raises(ValueError, match="negative"):
         weighted_ranking(np.array([0, 1]), np.array([0.1, 0.2]), np.array([1, -1]))
+
+
+def test_fewer_than_five_septic_patients_give_no_interval_and_say_why() -> None:
+    from vitalgru.metrics.early_warning_intervals import MIN_SEPTIC_FOR_INTERVAL, interval_lines
+
+    rng = np.random.default_rng(4)
+    lengths = np.full(40, 20)
+    off = np.r_[0, np.cumsum(lengths)]
+    y = np.zeros(off[-1], np.int8)
+    s = rng.random(y.size)
+    for k in range(MIN_SEPTIC_FOR_INTERVAL - 1):  # four septic patients
+        y[off[k + 1] - 6 : off[k + 1]] = 1
+    iv = early_warning_intervals(y, s, off, 0.5, n_resamples=100)
+    assert iv["note"] == f"fewer than {MIN_SEPTIC_FOR_INTERVAL} septic patients"
+    assert iv["n_resamples"] == 0 and iv["utility"]["estimate"] is not None
+    assert all(
+        iv[m]["low"] is None and iv[m]["high"] is None for m in ("utility", "auroc", "auprc")
+    )
+    assert interval_lines(iv) == ["", "No patient-bootstrap interval (fewer than 5 septic patients "
+                                  "among the 40: a bootstrap of so few mostly redraws the same "
+                                  "stays)."]  # fmt: skip
+    y[off[10] : off[10] + 3] = 1  # a fifth
+    iv = early_warning_intervals(y, s, off, 0.5, n_resamples=100)
+    assert "note" not in iv and iv["n_resamples"] == 100 and iv["utility"]["low"] is not None
