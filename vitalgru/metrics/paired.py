@@ -61,6 +61,24 @@ class PairedDifference:
     n_resamples: int
     level: float
 
+    @classmethod
+    def from_replicates(
+        cls, replicates: np.ndarray, difference: float, n_clusters: int, level: float
+    ) -> PairedDifference:
+        """The difference on all clusters (NaN: undefined) and its resamples' differences
+        (NaN where undefined) as one :class:`PairedDifference`."""
+        interval = percentile_interval(replicates, level)
+        defined = replicates[np.isfinite(replicates)]
+        return cls(
+            difference=float(difference) if np.isfinite(difference) else None,
+            low=None if interval is None else interval[0],
+            high=None if interval is None else interval[1],
+            share_better=None if interval is None else float(np.mean(defined > 0)),
+            n_records=int(n_clusters),
+            n_resamples=int(replicates.size),
+            level=float(level),
+        )
+
     @property
     def within_noise(self) -> bool | None:
         """Whether the interval holds 0 (no difference); None with no interval."""
@@ -175,22 +193,7 @@ def paired_f1_difference(
     counts = cluster_counts(new.shape[0], n_resamples, seed)
     reps = paired_f1_replicates(counts, new, old)
     whole = paired_f1_replicates(np.ones((1, new.shape[0]), np.int64), new, old)[0]
-    out = []
-    for k in range(new.shape[1]):
-        r = reps[:, k]
-        interval = percentile_interval(r, level)
-        defined = r[np.isfinite(r)]
-        share = float(np.mean(defined > 0)) if interval is not None else None
-        d = float(whole[k])
-        out.append(
-            PairedDifference(
-                difference=d if np.isfinite(d) else None,
-                low=None if interval is None else interval[0],
-                high=None if interval is None else interval[1],
-                share_better=share,
-                n_records=int(new.shape[0]),
-                n_resamples=int(counts.shape[0]),
-                level=float(level),
-            )
-        )
-    return out
+    return [
+        PairedDifference.from_replicates(reps[:, k], whole[k], new.shape[0], level)
+        for k in range(new.shape[1])
+    ]

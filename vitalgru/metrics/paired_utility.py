@@ -22,15 +22,11 @@ from vitalgru.metrics.bootstrap import (
     DEFAULT_SEED,
     bootstrap_ratio,
     cluster_counts,
-    percentile_interval,
 )
-from vitalgru.metrics.early_warning_intervals import patient_utility_parts
+from vitalgru.metrics.early_warning_intervals import CHUNK, patient_utility_parts
 from vitalgru.metrics.paired import PairedDifference
 
 __all__ = ["paired_utility_difference"]
-
-#: Resamples drawn at a time (5,000 x 17,652 patients at once would be 0.7 GB of counts).
-_CHUNK = 250
 
 
 def paired_utility_difference(
@@ -78,19 +74,9 @@ def paired_utility_difference(
         raise ValueError(f"a bootstrap needs at least one resample, got {n_resamples}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     reps = np.concatenate([
-        bootstrap_ratio(cluster_counts(n, min(_CHUNK, b - i), rng), num, den)
-        for i in range(0, b, _CHUNK)
+        bootstrap_ratio(cluster_counts(n, min(CHUNK, b - i), rng), num, den)
+        for i in range(0, b, CHUNK)
     ])  # fmt: skip
-    interval = percentile_interval(reps, level)
     total = float(den.sum())
-    diff = float(num.sum()) / total if total != 0 else None
-    defined = reps[np.isfinite(reps)]
-    return PairedDifference(
-        difference=diff,
-        low=None if interval is None else interval[0],
-        high=None if interval is None else interval[1],
-        share_better=None if interval is None else float(np.mean(defined > 0)),
-        n_records=int(n),
-        n_resamples=b,
-        level=float(level),
-    )
+    diff = float(num.sum()) / total if total != 0 else float("nan")
+    return PairedDifference.from_replicates(reps, diff, n, level)
